@@ -1,0 +1,84 @@
+"""The envelope every event carries (DESIGN.md §4)."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+import uuid
+from datetime import UTC, datetime
+from typing import Any, ClassVar
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
+
+_lock = threading.Lock()
+_last_ms = 0
+_seq = 0
+
+
+def new_event_id() -> str:
+    """A UUIDv7 string: unique and ordered by creation time (RFC 9562)."""
+    global _last_ms, _seq
+    with _lock:
+        ms = time.time_ns() // 1_000_000
+        if ms <= _last_ms:
+            # Same or earlier millisecond (clock step back): keep ids monotonic in this process.
+            ms = _last_ms
+            _seq += 1
+            if _seq > 0xFFF:
+                ms += 1
+                _seq = 0
+        else:
+            _seq = int.from_bytes(os.urandom(2), "big") & 0x3FF
+        _last_ms = ms
+        seq = _seq
+    rand = int.from_bytes(os.urandom(8), "big") & ((1 << 62) - 1)
+    value = (ms & ((1 << 48) - 1)) << 80 | 0x7 << 76 | seq << 64 | 0b10 << 62 | rand
+    return str(uuid.UUID(int=value))
+
+
+def utcnow() -> datetime:
+    """The current time, timezone-aware UTC."""
+    return datetime.now(UTC)
+
+
+class Envelope(BaseModel):
+    """Fields shared by every message on the bus."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore", populate_by_name=True)
+
+    event_id: str = Field(default_factory=new_event_id, description="Unique, time-ordered (UUIDv7).")
+    occurred_at: AwareDatetime = Field(default_factory=utcnow, description="When it happened, UTC.")
+    schema_version: int = Field(default=1, ge=1)
+    correlation_id: str = Field(
+        default="", description="The id of the report (or command) that started the chain."
+    )
+
+    @field_validator("occurred_at")
+    @classmethod
+    def _to_utc(cls, v: datetime) -> datetime:
+        return v.astimezone(UTC)
+
+
+class Event(Envelope):
+    """A published fact, named in the past tense.
+
+    `event_type` names the message; `subject_for()` gives the subject it is published on.
+    """
+
+    event_type: ClassVar[str] = ""
+    subject_prefix: ClassVar[str] = ""
+
+    def subject_for(self) -> str:
+        """The NATS subject this event is published on."""
+        return self.subject_prefix
+
+    def to_json(self) -> bytes:
+        """The body as sent on the bus."""
+        return self.model_dump_json(exclude_none=False).encode()
+
+    @classmethod
+    def example(cls) -> dict[str, Any]:
+        """An example body for the published documents (validated by a test)."""
+        examples = (cls.model_config.get("json_schema_extra") or {}).get("examples")  # type: ignore[union-attr]
+        return examples[0] if examples else {}

@@ -1,0 +1,45 @@
+"""What notify did, `notify.v1.<event>` (DESIGN.md §5 Bulletins and alerts)."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from pydantic import ConfigDict, Field
+
+from contracts import subjects
+from contracts.envelope import Event
+
+
+class NotificationDelivered(Event):
+    """An alert reached a channel (the receiving end accepted it)."""
+
+    event_type: ClassVar[str] = "notify.delivered"
+    subject_prefix: ClassVar[str] = subjects.NOTIFY.format(event="delivered")
+
+    notification_id: str = Field(description="Stable: one per case, kind, level and recipient")
+    kind: str = Field(description="new_case, deadline_warning, overdue, escalation ...")
+    channel: str = Field(description="file, webhook, wecom, dingtalk, feishu, email, sms")
+    recipient: str = Field(description="Recipient id (never a phone number or address in clear)")
+    unit_id: str | None = None
+    case_id: str | None = None
+    attempts: int = Field(default=1, ge=1)
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "event_id": "01935d1e-7a4e-7c3d-8e9f-0123456789ab",
+                    "occurred_at": "2026-11-23T02:00:03Z",
+                    "schema_version": 1,
+                    "correlation_id": "grid:R-20261123-001",
+                    "notification_id": "new_case:C-01935d1e7a4b:0:CD-SAN-duty",
+                    "kind": "new_case",
+                    "channel": "file",
+                    "recipient": "CD-SAN-duty",
+                    "unit_id": "CD-SAN",
+                    "case_id": "C-01935d1e7a4b",
+                    "attempts": 1,
+                }
+            ]
+        }
+    )

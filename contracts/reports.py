@@ -1,0 +1,181 @@
+"""Inbound report payloads, as source systems send them (DESIGN.md §8), and the rejection event.
+
+Inbound models allow extra fields: sources may send more than listed, and intake keeps the raw bytes.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import ClassVar, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from contracts import subjects
+from contracts.envelope import Event
+from contracts.values import Location, ReportSource
+
+MAX_TEXT = 4000
+MAX_LIST = 20
+
+
+class Inbound(BaseModel):
+    """Base of every inbound payload."""
+
+    model_config = ConfigDict(extra="allow", str_strip_whitespace=True)
+
+    source: ClassVar[ReportSource]
+
+    def source_ref(self) -> str:
+        """The source system's own reference: the same reference twice is one report."""
+        raise NotImplementedError
+
+
+class GridReport(Inbound):
+    """A grid inspector's patrol report (网格员巡查上报, 城管通), `report.v1.in.grid`."""
+
+    source: ClassVar[ReportSource] = ReportSource.grid
+
+    report_id: str = Field(min_length=1, max_length=128)
+    reported_at: datetime
+    inspector_id: str = Field(min_length=1, max_length=128)
+    description: str = Field(min_length=1, max_length=MAX_TEXT)
+    category_code: str | None = Field(default=None, max_length=32)
+    grid_code: str | None = Field(default=None, max_length=64)
+    location: Location | None = None
+    address: str | None = Field(default=None, max_length=500)
+    photo_urls: list[str] = Field(default_factory=list, max_length=MAX_LIST)
+    merchant_id: str | None = Field(default=None, max_length=128)
+    handled_on_site: bool = False
+
+    def source_ref(self) -> str:
+        return self.report_id
+
+
+class Caller(BaseModel):
+    """The caller of a hotline order: personal data that never leaves intake in clear."""
+
+    model_config = ConfigDict(extra="allow")
+
+    name: str | None = Field(default=None, max_length=100)
+    phone: str | None = Field(default=None, max_length=40)
+
+
+class HotlineOrder(Inbound):
+    """A 12345 / 12319 work order (工单), `report.v1.in.hotline`."""
+
+    source: ClassVar[ReportSource] = ReportSource.hotline
+
+    order_no: str = Field(min_length=1, max_length=128)
+    received_at: datetime
+    channel: str = Field(min_length=1, max_length=64)
+    title: str = Field(min_length=1, max_length=500)
+    content: str = Field(min_length=1, max_length=MAX_TEXT)
+    address: str | None = Field(default=None, max_length=500)
+    location: Location | None = None
+    caller: Caller | None = None
+    hotline_category: str | None = Field(default=None, max_length=200)
+    urgent: bool = False
+    reply_deadline: datetime | None = None
+
+    def source_ref(self) -> str:
+        return self.order_no
+
+
+class SensorReading(Inbound):
+    """An IoT reading (物联网感知), `report.v1.in.sensor`. Telemetry, not a case by itself."""
+
+    source: ClassVar[ReportSource] = ReportSource.sensor
+
+    device_id: str = Field(min_length=1, max_length=128)
+    device_type: Literal["dust", "bin_fill", "manhole_tilt", "street_lamp", "noise", "water_level"]
+    measured_at: datetime
+    values: dict[str, float | int | str | bool | None] = Field(max_length=50)
+    location: Location | None = None
+    site_id: str | None = Field(default=None, max_length=128)
+
+    def source_ref(self) -> str:
+        return f"{self.device_id}@{self.measured_at.isoformat()}"
+
+
+class InspectionFinding(Inbound):
+    """A supervisor's finding (督查 / 暗访 / 马路办公), `report.v1.in.inspection`."""
+
+    source: ClassVar[ReportSource] = ReportSource.inspection
+
+    finding_id: str = Field(min_length=1, max_length=128)
+    inspected_at: datetime
+    team: str = Field(min_length=1, max_length=200)
+    kind: str = Field(min_length=1, max_length=64)
+    description: str = Field(min_length=1, max_length=MAX_TEXT)
+    category_code: str | None = Field(default=None, max_length=32)
+    location: Location | None = None
+    address: str | None = Field(default=None, max_length=500)
+    photo_urls: list[str] = Field(default_factory=list, max_length=MAX_LIST)
+
+    def source_ref(self) -> str:
+        return self.finding_id
+
+
+class MerchantCheck(Inbound):
+    """A 门前三包 duty check of one merchant, `report.v1.in.merchant_check`."""
+
+    source: ClassVar[ReportSource] = ReportSource.merchant_check
+
+    check_id: str = Field(min_length=1, max_length=128)
+    merchant_id: str = Field(min_length=1, max_length=128)
+    checked_at: datetime
+    inspector_id: str = Field(min_length=1, max_length=128)
+    items: dict[str, Literal["pass", "fail"]] = Field(min_length=1, max_length=20)
+    photo_urls: list[str] = Field(default_factory=list, max_length=MAX_LIST)
+    note: str | None = Field(default=None, max_length=MAX_TEXT)
+
+    def source_ref(self) -> str:
+        return self.check_id
+
+
+INBOUND_BY_SOURCE: dict[str, type[Inbound]] = {
+    "grid": GridReport,
+    "hotline": HotlineOrder,
+    "sensor": SensorReading,
+    "inspection": InspectionFinding,
+    "merchant_check": MerchantCheck,
+}
+
+
+class RejectionReason(BaseModel):
+    """One machine-readable reason a report was refused."""
+
+    model_config = ConfigDict(frozen=True)
+
+    code: str = Field(description="e.g. invalid_json, missing_field, wrong_type, out_of_city, too_large")
+    field: str | None = Field(default=None, description="Dotted path of the offending field, if any")
+    message: str
+
+
+class ReportRejected(Event):
+    """A report that could not become a case; the raw bytes are kept by intake under `raw_id`."""
+
+    event_type: ClassVar[str] = "report.rejected"
+    subject_prefix: ClassVar[str] = subjects.REPORT_REJECTED
+
+    source: str
+    source_ref: str | None = None
+    raw_id: str = Field(description="Key of the raw report kept in intake's store")
+    reasons: list[RejectionReason] = Field(min_length=1)
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "event_id": "01935d1e-7a4b-7c3d-8e9f-0123456789ab",
+                    "occurred_at": "2026-11-23T02:00:00Z",
+                    "schema_version": 1,
+                    "correlation_id": "raw-1",
+                    "source": "grid",
+                    "source_ref": None,
+                    "raw_id": "raw-1",
+                    "reasons": [{"code": "missing_field", "field": "report_id", "message": "Field required"}],
+                }
+            ]
+        }
+    )

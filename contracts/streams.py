@@ -1,0 +1,51 @@
+"""JetStream stream definitions: provisioned once by `xiuhua up` (or `xiuhua streams`), referenced elsewhere."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+DAY = 24 * 3600.0
+
+
+@dataclass(frozen=True)
+class StreamSpec:
+    """What a stream holds and for how long."""
+
+    name: str
+    subjects: tuple[str, ...]
+    description: str
+    max_age_s: float
+    duplicate_window_s: float = 120.0
+    extra: dict[str, object] = field(default_factory=dict)
+
+
+REPORTS = StreamSpec(
+    "XH_REPORTS",
+    ("report.v1.>",),
+    "Raw inbound reports from every source and their rejections",
+    max_age_s=90 * DAY,
+)
+CASES = StreamSpec(
+    "XH_CASES",
+    ("case.v1.>",),
+    "Case lifecycle events: the history scores are folded from",
+    max_age_s=800 * DAY,
+)
+COMMANDS = StreamSpec("XH_COMMANDS", ("cmd.v1.>",), "Unit and command-centre commands", max_age_s=90 * DAY)
+SCORES = StreamSpec("XH_SCORES", ("score.v1.>",), "Assessment results", max_age_s=800 * DAY)
+NOTIFY = StreamSpec(
+    "XH_NOTIFY", ("notify.v1.>", "bulletin.v1.>"), "Deliveries, failures, bulletins", max_age_s=400 * DAY
+)
+DLQ = StreamSpec("XH_DLQ", ("dlq.v1.>",), "Dead letters with the error, for inspection and re-drive", 365 * DAY)
+
+ALL: tuple[StreamSpec, ...] = (REPORTS, CASES, COMMANDS, SCORES, NOTIFY, DLQ)
+
+
+def stream_for(subject: str) -> StreamSpec:
+    """The stream that captures a subject."""
+    for spec in ALL:
+        for pattern in spec.subjects:
+            prefix = pattern.removesuffix(">")
+            if subject.startswith(prefix):
+                return spec
+    raise KeyError(f"no stream captures subject {subject!r}")

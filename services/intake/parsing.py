@@ -1,0 +1,64 @@
+"""Parsing inbound payloads into their models, or into machine-readable rejection reasons. Pure."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta
+
+from pydantic import ValidationError
+
+from contracts.reports import INBOUND_BY_SOURCE, Inbound, RejectionReason
+
+MAX_BYTES = 256 * 1024
+FUTURE_TOLERANCE = timedelta(hours=1)
+
+_CODES = {
+    "missing": "missing_field",
+    "string_too_long": "too_long",
+    "too_long": "too_many_items",
+    "greater_than_equal": "out_of_range",
+    "less_than_equal": "out_of_range",
+    "literal_error": "not_allowed",
+    "enum": "not_allowed",
+}
+
+
+def reasons_of(exc: ValidationError) -> list[RejectionReason]:
+    """Pydantic errors as rejection reasons with a dotted field path."""
+    out = []
+    for err in exc.errors(include_url=False):
+        field = ".".join(str(p) for p in err["loc"]) or None
+        code = _CODES.get(err["type"], "wrong_type" if "type" in err["type"] or "parsing" in err["type"] else "invalid")
+        out.append(RejectionReason(code=code, field=field, message=err["msg"]))
+    return out
+
+
+def parse_inbound(source: str, data: bytes, now: datetime) -> Inbound | list[RejectionReason]:
+    """Validate a raw payload of `source`; returns the model or why it was refused."""
+    model = INBOUND_BY_SOURCE.get(source)
+    if model is None:
+        return [RejectionReason(code="unknown_source", field=None, message=f"no such source: {source}")]
+    if len(data) > MAX_BYTES:
+        return [RejectionReason(code="too_large", field=None, message=f"payload over {MAX_BYTES} bytes")]
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return [RejectionReason(code="invalid_utf8", field=None, message=f"not UTF-8 at byte {exc.start}")]
+    try:
+        body = json.loads(text)
+    except json.JSONDecodeError as exc:
+        return [RejectionReason(code="invalid_json", field=None, message=f"{exc.msg} at line {exc.lineno}")]
+    if not isinstance(body, dict):
+        return [RejectionReason(code="wrong_type", field=None, message="the body must be a JSON object")]
+    try:
+        report = model.model_validate(body)
+    except ValidationError as exc:
+        return reasons_of(exc)
+    for name in ("reported_at", "received_at", "measured_at", "inspected_at", "checked_at"):
+        when = getattr(report, name, None)
+        if isinstance(when, datetime):
+            if when.tzinfo is None:
+                return [RejectionReason(code="naive_time", field=name, message="timestamp needs a UTC offset")]
+            if when > now + FUTURE_TOLERANCE:
+                return [RejectionReason(code="in_future", field=name, message="timestamp is in the future")]
+    return report

@@ -1,0 +1,1 @@
+"""Notify: alerts that arrive once, and the Monday bulletin."""

@@ -1,0 +1,58 @@
+#!/usr/bin/env python3.11
+"""Set-up and entry point on a fresh machine with Python 3.11: creates or reuses .venv, then runs.
+
+    python3.11 tasks.py up      # the whole system on the embedded default (add --demo for a live feed)
+    python3.11 tasks.py test    # the test suite
+Anything after the task is passed on (`tasks.py up --demo`, `tasks.py test -k slice`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+import venv
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+VENV = ROOT / ".venv"
+PY = VENV / "bin" / "python"
+STAMP = VENV / ".xiuhua-installed"
+
+
+def ensure_venv() -> None:
+    """Create the venv if missing; (re)install when pyproject.toml changed since the last install."""
+    if sys.version_info[:2] != (3, 11):
+        sys.exit(f"Python 3.11 is required (this is {sys.version.split()[0]}); run: python3.11 tasks.py ...")
+    if not PY.exists():
+        print("creating .venv ...", flush=True)
+        venv.EnvBuilder(with_pip=True, clear=False).create(VENV)
+    want = hashlib.sha256((ROOT / "pyproject.toml").read_bytes()).hexdigest()
+    if STAMP.exists() and STAMP.read_text() == want:
+        return
+    print("installing dependencies into .venv (first run takes a minute) ...", flush=True)
+    pip = [str(PY), "-m", "pip", "install", "--disable-pip-version-check", "-q"]
+    subprocess.run([*pip, "--upgrade", "pip"], check=True)
+    subprocess.run([*pip, "-e", f"{ROOT}[test]"], check=True)
+    STAMP.write_text(want)
+
+
+def main() -> int:
+    """Dispatch the task."""
+    task, rest = (sys.argv[1], sys.argv[2:]) if len(sys.argv) > 1 else ("help", [])
+    if task not in {"up", "test"}:
+        print(__doc__)
+        return 2
+    ensure_venv()
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    if task == "up":
+        cmd = [str(VENV / "bin" / "xiuhua"), "up", *rest]
+    else:
+        cmd = [str(PY), "-m", "pytest", *rest]
+    os.chdir(ROOT)
+    os.execve(cmd[0], cmd, env)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,105 @@
+"""Real servers for the tests: nx-27017 (or MongoDB through testcontainers when a Docker engine answers)
+and a fresh nats-server with JetStream per test, each on its own free port."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import inspect
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from xiuhua import embedded
+from xiuhua.bus import provision_streams
+from xiuhua.city import City, load_city
+from xiuhua.settings import DEMO_CITY, Settings
+
+
+def _docker_mongo() -> Iterator[str] | None:
+    """A MongoDB replica set of one in Docker (transactions need a replica set), if an engine answers."""
+    if os.environ.get("XIUHUA_TEST_DOCKER", "1") == "0":
+        return None
+    try:
+        import docker
+
+        docker.from_env(timeout=2).ping()
+    except Exception:
+        return None
+    from testcontainers.mongodb import MongoDbContainer
+
+    def gen() -> Iterator[str]:
+        with MongoDbContainer("mongo:7").with_command("--replSet rs0 --bind_ip_all") as c:
+            c.exec(["mongosh", "--quiet", "--eval", "rs.initiate()"])
+            yield f"mongodb://{c.get_container_host_ip()}:{c.get_exposed_port(27017)}/?directConnection=true"
+
+    return gen()
+
+
+@pytest.fixture(scope="session")
+def mongo_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """One store for the session; each test gets its own database prefix."""
+    if url := os.environ.get("XIUHUA_TEST_MONGO_URL"):
+        yield url
+        return
+    docker_gen = _docker_mongo()
+    if docker_gen is not None:
+        yield from docker_gen
+        return
+    srv = embedded.store_server(tmp_path_factory.mktemp("store"))
+    srv.start()
+    try:
+        yield embedded.mongo_url(srv)
+    finally:
+        srv.stop()
+
+
+@pytest.fixture
+def nats_server(tmp_path: Path) -> Iterator[embedded.ServerProcess]:
+    """A fresh nats-server with JetStream for one test."""
+    srv = embedded.nats_server(tmp_path / "nats")
+    srv.start()
+    try:
+        yield srv
+    finally:
+        srv.stop()
+
+
+@pytest.fixture
+async def settings(nats_server: embedded.ServerProcess, mongo_url: str, tmp_path: Path) -> Settings:
+    """Settings pointing at this test's servers, streams provisioned, databases of its own."""
+    url = embedded.nats_url(nats_server)
+    await provision_streams(url)
+    return Settings(
+        nats_url=url,
+        mongo_url=mongo_url,
+        db_prefix=f"t{uuid.uuid4().hex[:10]}_",
+        var_dir=tmp_path / "var",
+        city_dir=DEMO_CITY,
+        max_deliver=3,
+        store_tx_lock_dir=tmp_path / "locks",
+    )
+
+
+@pytest.fixture(scope="session")
+def city() -> City:
+    """The demo city."""
+    return load_city(DEMO_CITY)
+
+
+async def eventually(check, timeout: float = 15.0, interval: float = 0.1):  # noqa: ASYNC109
+    """Poll a check (plain or async) until it returns a truthy value; fail with the last value after the timeout."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    last = None
+    while asyncio.get_running_loop().time() < deadline:
+        with contextlib.suppress(AssertionError):
+            last = check()
+            if inspect.isawaitable(last):
+                last = await last
+            if last:
+                return last
+        await asyncio.sleep(interval)
+    raise AssertionError(f"condition not met within {timeout}s (last: {last!r})")

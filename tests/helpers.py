@@ -1,0 +1,80 @@
+"""Test helpers: run services in-process, publish, and collect what the bus carries."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections import defaultdict
+from collections.abc import AsyncIterator
+from typing import Any
+
+import nats
+
+from xiuhua.clock import Clock
+from xiuhua.registry import SERVICES, spec
+from xiuhua.service import Runtime, running
+from xiuhua.settings import Settings
+
+
+class BusRecorder:
+    """Subscribes (core NATS) to everything and keeps messages by subject prefix."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.messages: list[tuple[str, dict[str, Any] | bytes]] = []
+        self._nc: nats.NATS | None = None
+
+    async def __aenter__(self) -> BusRecorder:
+        self._nc = await nats.connect(self.url)
+
+        async def cb(msg: Any) -> None:
+            if msg.reply.startswith("$JS.ACK") or msg.subject.startswith(("$JS", "_INBOX")):
+                return  # a JetStream delivery to a consumer or an API call, not a publish
+            try:
+                body: dict[str, Any] | bytes = json.loads(msg.data)
+            except ValueError:
+                body = msg.data
+            self.messages.append((msg.subject, body))
+
+        await self._nc.subscribe(">", cb=cb)
+        await self._nc.flush()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._nc:
+            await self._nc.close()
+
+    def on(self, prefix: str) -> list[dict[str, Any]]:
+        """Bodies of messages whose subject starts with prefix."""
+        return [b for s, b in self.messages if s.startswith(prefix) and isinstance(b, dict)]
+
+    def counts(self) -> dict[str, int]:
+        """Messages per subject (without the last token for case events)."""
+        out: dict[str, int] = defaultdict(int)
+        for s, _ in self.messages:
+            out[s.rsplit(".", 1)[0] if s.startswith("case.") else s] += 1
+        return dict(out)
+
+
+async def publish(url: str, subject: str, body: dict[str, Any] | bytes, msg_id: str | None = None) -> None:
+    """Publish to JetStream and wait for the stream's acknowledgement."""
+    nc = await nats.connect(url)
+    try:
+        data = body if isinstance(body, bytes) else json.dumps(body, ensure_ascii=False).encode()
+        await nc.jetstream().publish(subject, data, headers={"Nats-Msg-Id": msg_id} if msg_id else None)
+    finally:
+        await nc.close()
+
+
+@contextlib.asynccontextmanager
+async def system(
+    settings: Settings, *, clock: Clock | None = None, only: tuple[str, ...] = SERVICES
+) -> AsyncIterator[dict[str, Runtime]]:
+    """The services running in this event loop against the test's servers."""
+    async with contextlib.AsyncExitStack() as stack:
+        rts = {}
+        for name in only:
+            rts[name] = await stack.enter_async_context(running(spec(name), settings, clock=clock))
+        await asyncio.sleep(0.2)
+        yield rts

@@ -1,0 +1,188 @@
+"""The broker: connection with the configured security, stream provisioning, publishing with message ids."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import ssl
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+import nats
+from faststream.nats import NatsBroker
+from faststream.nats.security import NatsSecurity, NatsUserPassword
+from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType, StreamConfig
+from nats.js.errors import NotFoundError
+from prometheus_client import CollectorRegistry
+
+from contracts import streams
+from contracts.envelope import Event
+from xiuhua.settings import Settings
+
+log = logging.getLogger("xiuhua.bus")
+
+
+def _patch_fetch_timeout() -> None:
+    """nats-py 2.16 raises a bare asyncio.TimeoutError from `fetch` when the deadline runs out between its two
+    pull requests; FastStream 0.7.8's pull loop catches only nats.errors.TimeoutError, so every such idle poll
+    logged an ERROR and restarted the loop. Re-raise it as the error both libraries agree on."""
+    from nats.errors import TimeoutError as NatsTimeout
+    from nats.js.client import JetStreamContext
+
+    original = JetStreamContext.PullSubscription.fetch
+    if getattr(original, "_xiuhua", False):
+        return
+
+    async def fetch(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        try:
+            return await original(self, *args, **kwargs)
+        except NatsTimeout:
+            raise
+        except TimeoutError as exc:
+            raise NatsTimeout from exc
+
+    fetch._xiuhua = True  # type: ignore[attr-defined]
+    JetStreamContext.PullSubscription.fetch = fetch  # type: ignore[method-assign]
+
+
+_patch_fetch_timeout()
+
+JSON = {"content-type": "application/json"}
+
+
+def _ssl_context(settings: Settings) -> ssl.SSLContext | None:
+    if not (settings.nats_tls_ca or settings.nats_tls_cert):
+        return None
+    ctx = ssl.create_default_context(cafile=str(settings.nats_tls_ca) if settings.nats_tls_ca else None)
+    if settings.nats_tls_cert and settings.nats_tls_key:
+        ctx.load_cert_chain(str(settings.nats_tls_cert), str(settings.nats_tls_key))
+    return ctx
+
+
+def connect_options(settings: Settings) -> dict[str, object]:
+    """Keyword arguments for nats-py's `connect` (credentials and TLS), shared with plain clients."""
+    opts: dict[str, object] = {}
+    if settings.nats_user:
+        opts["user"] = settings.nats_user
+        opts["password"] = settings.nats_password or ""
+    if settings.nats_creds_file:
+        opts["user_credentials"] = str(settings.nats_creds_file)
+    if (ctx := _ssl_context(settings)) is not None:
+        opts["tls"] = ctx
+    return opts
+
+
+def make_broker(
+    settings: Settings,
+    *,
+    name: str,
+    registry: CollectorRegistry | None = None,
+) -> NatsBroker:
+    """A FastStream NATS broker for one service, with Prometheus middleware when a registry is given."""
+    from faststream.nats.prometheus import NatsPrometheusMiddleware
+
+    security: NatsSecurity | None = None
+    ctx = _ssl_context(settings)
+    if settings.nats_user:
+        security = NatsUserPassword(settings.nats_user, settings.nats_password or "", ssl_context=ctx)
+    elif ctx is not None:
+        security = NatsSecurity(ssl_context=ctx)
+    middlewares = []
+    if registry is not None:
+        middlewares.append(NatsPrometheusMiddleware(registry=registry, app_name=name, metrics_prefix="faststream"))
+    return NatsBroker(
+        servers=settings.nats_url or "nats://127.0.0.1:4222",
+        name=f"xiuhua-{name}",
+        security=security,
+        user_credentials=str(settings.nats_creds_file) if settings.nats_creds_file else None,
+        middlewares=middlewares,
+        max_reconnect_attempts=-1,
+        reconnect_time_wait=1,
+        graceful_timeout=10.0,
+        logger=logging.getLogger(f"xiuhua.{name}.broker"),
+        log_level=logging.DEBUG,
+    )
+
+
+def stream_config(spec: streams.StreamSpec, replicas: int = 1) -> StreamConfig:
+    """The JetStream configuration of a stream spec."""
+    return StreamConfig(
+        name=spec.name,
+        description=spec.description,
+        subjects=list(spec.subjects),
+        retention=RetentionPolicy.LIMITS,
+        storage=StorageType.FILE,
+        discard=DiscardPolicy.OLD,
+        max_age=spec.max_age_s,
+        duplicate_window=spec.duplicate_window_s,
+        num_replicas=replicas,
+    )
+
+
+async def provision_streams(
+    servers: str | Sequence[str], *, replicas: int = 1, connect_opts: dict[str, object] | None = None
+) -> list[str]:
+    """Create or update every stream; returns what was done, one line each. Idempotent."""
+    nc = await nats.connect(servers, **(connect_opts or {}))
+    done = []
+    try:
+        js = nc.jetstream()
+        for spec in streams.ALL:
+            cfg = stream_config(spec, replicas)
+            try:
+                await js.stream_info(spec.name)
+                await js.update_stream(cfg)
+                done.append(f"updated {spec.name}")
+            except NotFoundError:
+                await js.add_stream(cfg)
+                done.append(f"created {spec.name}")
+    finally:
+        await nc.close()
+    return done
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    """A message ready for the bus: subject, body and the id JetStream de-duplicates on."""
+
+    subject: str
+    body: bytes
+    msg_id: str
+
+    @classmethod
+    def of(cls, event: Event, subject: str | None = None) -> Outgoing:
+        """Wrap an event; its event_id is the message id."""
+        return cls(subject or event.subject_for(), event.to_json(), event.event_id)
+
+
+class Publisher:
+    """Publishes to JetStream with `Nats-Msg-Id`, waiting for the stream's acknowledgement."""
+
+    def __init__(self, broker: NatsBroker) -> None:
+        self._broker = broker
+
+    async def publish(self, event: Event, subject: str | None = None) -> None:
+        """Publish one event and wait until the stream has stored it."""
+        await self.send([Outgoing.of(event, subject)])
+
+    async def send(self, items: Iterable[Outgoing]) -> None:
+        """Publish several messages concurrently; raises if any was not stored."""
+        batch = list(items)
+        if not batch:
+            return
+        results = await asyncio.gather(
+            *(
+                self._broker.publish(
+                    o.body,
+                    o.subject,
+                    headers={**JSON, "Nats-Msg-Id": o.msg_id},
+                    stream=streams.stream_for(o.subject).name,
+                    timeout=10.0,
+                )
+                for o in batch
+            ),
+            return_exceptions=True,
+        )
+        errors = [r for r in results if isinstance(r, BaseException)]
+        if errors:
+            raise errors[0]

@@ -1,0 +1,103 @@
+"""A city is data (DESIGN.md §8): areas, units, categories, routing rules, calendar, alerts, merchants.
+
+`load_city(folder)` reads and validates the folder that XIUHUA_CITY_DIR names; every error names file and line.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict
+
+from xiuhua.city.alerts import AlertsFile
+from xiuhua.city.areas import Areas, load_areas
+from xiuhua.city.calendar import CalendarFile
+from xiuhua.city.categories import Catalogue, Category
+from xiuhua.city.loading import CityDataError, line_of, load_yaml
+from xiuhua.city.merchants import Merchant, MerchantsFile
+from xiuhua.city.routing import RoutingFile
+from xiuhua.city.units import Unit, UnitsFile
+
+__all__ = ["City", "CityDataError", "load_city"]
+
+
+class CityInfo(BaseModel):
+    """city.yaml"""
+
+    model_config = ConfigDict(extra="forbid")
+
+    code: str
+    name: str
+    name_en: str = ""
+    timezone: str = "Asia/Shanghai"
+
+
+@dataclass
+class City:
+    """Everything a city configures, validated and cross-checked."""
+
+    folder: Path
+    info: CityInfo
+    areas: Areas
+    units: dict[str, Unit]
+    catalogue: Catalogue
+    routing: RoutingFile
+    calendar: CalendarFile
+    alerts: AlertsFile
+    merchants: dict[str, Merchant]
+
+    def category(self, code: str) -> Category | None:
+        """A catalogue item by code."""
+        return self.catalogue.get(code)
+
+    def units_with_role(self, role: str) -> list[Unit]:
+        """Units of one role."""
+        return [u for u in self.units.values() if u.role == role]
+
+
+def _optional(folder: Path, name: str, model: type, default: object) -> object:
+    path = folder / name
+    return load_yaml(path, model) if path.exists() else default
+
+
+def load_city(folder: Path) -> City:
+    """Read a city folder; raises CityDataError naming file and line."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise CityDataError(f"{folder}: city folder not found (XIUHUA_CITY_DIR)")
+    info = load_yaml(folder / "city.yaml", CityInfo)
+    areas = load_areas(folder / "areas.geojson")
+    units_file = load_yaml(folder / "units.yaml", UnitsFile)
+    catalogue = load_yaml(folder / "categories.yaml", Catalogue)
+    routing = load_yaml(folder / "routing.yaml", RoutingFile)
+    calendar = _optional(folder, "calendar.yaml", CalendarFile, CalendarFile())
+    alerts = load_yaml(folder / "alerts.yaml", AlertsFile)
+    merchants_file = _optional(folder, "merchants.yaml", MerchantsFile, MerchantsFile())
+
+    units: dict[str, Unit] = {}
+    for i, unit in enumerate(units_file.units):
+        if unit.id in units:
+            raise CityDataError(f"{line_of(folder / 'units.yaml', ('units', i, 'id'))}: duplicate unit id {unit.id}")
+        for code in unit.areas:
+            if code not in areas.by_code:
+                where = line_of(folder / "units.yaml", ("units", i, "areas"))
+                raise CityDataError(f"{where}: unit {unit.id} names unknown area {code}")
+        units[unit.id] = unit
+    for i, rule in enumerate(routing.rules):
+        for j, a in enumerate([rule.lead, *(rule.cooperating or [])]):
+            if a is not None and a.unit and a.unit not in units:
+                where = line_of(folder / "routing.yaml", ("rules", i))
+                raise CityDataError(f"{where}: rule {rule.id} names unknown unit {a.unit} (assignee {j})")
+    merchants = {m.id: m for m in merchants_file.merchants}  # type: ignore[attr-defined]
+    return City(
+        folder=folder,
+        info=info,
+        areas=areas,
+        units=units,
+        catalogue=catalogue,
+        routing=routing,
+        calendar=calendar,  # type: ignore[arg-type]
+        alerts=alerts,
+        merchants=merchants,
+    )

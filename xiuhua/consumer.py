@@ -1,0 +1,280 @@
+"""Durable pull consumers that apply each message exactly once, retry with back-off and dead-letter poison.
+
+A subscription's handler gets a `Batch` of decoded messages and a store session; whatever it writes with that
+session commits together with the ledger entries of the batch, and whatever it `emit`s is published after
+the commit. Failures: a batch that fails is retried message by message to isolate the culprit; a message whose
+handler keeps failing goes to `dlq.v1.<service>` after `max_deliver` attempts; an unreachable store or bus
+never dead-letters anything, it only delays (the stream waits).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import logging
+import random
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from faststream import AckPolicy, Context
+from faststream.nats import ConsumerConfig, JStream, NatsBroker, PullSub
+from nats.aio.msg import Msg
+from nats.errors import Error as NatsError
+from pymongo.asynchronous.client_session import AsyncClientSession
+
+from contracts import registry, streams
+from contracts.dead_letters import DeadLetter
+from contracts.envelope import Event
+from xiuhua.bus import Outgoing, Publisher
+from xiuhua.ledger import Ledger, outgoing_of
+from xiuhua.observability import Metrics
+from xiuhua.store import Store, is_transient
+
+log = logging.getLogger("xiuhua.consumer")
+
+REDRIVE_MARK = "~r"
+
+
+class Poison(Exception):
+    """A message that can never be applied as it is (undecodable, schema-violating)."""
+
+
+@dataclass
+class Item:
+    """One message of a batch."""
+
+    subject: str
+    data: bytes
+    headers: dict[str, str]
+    key: str
+    delivered: int
+    stream_seq: int | None
+    message: Any  # the decoded body: an Event for contract subjects, whatever `decode` returns otherwise
+    out: list[Outgoing] = field(default_factory=list)
+
+
+@dataclass
+class Batch:
+    """Messages applied together in one transaction."""
+
+    items: list[Item]
+    session: AsyncClientSession
+
+    def emit(self, item: Item, event: Event, subject: str | None = None) -> None:
+        """Publish `event` once `item` is committed (and again, harmlessly, if it is redelivered)."""
+        item.out.append(Outgoing.of(event, subject))
+
+
+Handler = Callable[[Batch], Awaitable[None]]
+Decoder = Callable[[str, bytes], Any]
+
+
+def decode_event(subject: str, data: bytes) -> Event:
+    """Decode a message of the bus contracts; a body that does not fit is poison."""
+    try:
+        return registry.decode(subject, data)
+    except Exception as exc:
+        raise Poison(f"{type(exc).__name__}: {str(exc).splitlines()[0][:300]}") from exc
+
+
+@dataclass
+class Subscription:
+    """A durable pull consumer of one service."""
+
+    name: str
+    subject: str
+    handle: Handler
+    decode: Decoder = decode_event
+    batch_size: int = 128
+    batch_timeout: float = 0.02
+    description: str = ""
+
+
+def backoff(delivered: int, *, base: float = 0.5, cap: float = 30.0) -> float:
+    """Exponential back-off with full jitter for the n-th failed delivery."""
+    return random.uniform(0.5, 1.0) * min(cap, base * 2 ** max(0, delivered - 1))
+
+
+def ledger_key(consumer: str, msg_id: str) -> str:
+    """The ledger key of a message; a re-driven copy counts as the original."""
+    return f"{consumer}:{msg_id.split(REDRIVE_MARK, 1)[0]}"
+
+
+class ConsumerRunner:
+    """Applies batches for one subscription."""
+
+    def __init__(
+        self,
+        *,
+        service: str,
+        sub: Subscription,
+        store: Store,
+        ledger: Ledger,
+        publisher: Publisher,
+        metrics: Metrics,
+        max_deliver: int,
+    ) -> None:
+        self.service = service
+        self.sub = sub
+        self.store = store
+        self.ledger = ledger
+        self.publisher = publisher
+        self.metrics = metrics
+        self.max_deliver = max_deliver
+        self._labels = (service, sub.name)
+
+    def _item(self, msg: Msg) -> Item | None:
+        headers = dict(msg.headers or {})
+        try:
+            meta = msg.metadata
+            delivered, seq = meta.num_delivered, meta.sequence.stream
+        except Exception:
+            delivered, seq = 1, None
+        msg_id = headers.get("Nats-Msg-Id") or f"seq-{seq}"
+        return Item(msg.subject, msg.data, headers, ledger_key(self.sub.name, msg_id), delivered, seq, None)
+
+    async def process(self, msgs: Sequence[Msg]) -> None:
+        """Apply a pulled batch and acknowledge what is done."""
+        started = time.perf_counter()
+        pairs: list[tuple[Msg, Item]] = []
+        for msg in msgs:
+            item = self._item(msg)
+            assert item is not None
+            try:
+                item.message = self.sub.decode(item.subject, item.data)
+            except Poison as exc:
+                await self._dead_letter(msg, item, str(exc))
+                continue
+            pairs.append((msg, item))
+        if pairs:
+            await self._apply(pairs)
+        self.metrics.batch_seconds.labels(*self._labels).observe(time.perf_counter() - started)
+
+    async def _apply(self, pairs: list[tuple[Msg, Item]]) -> None:
+        try:
+            seen = await self.ledger.seen(item.key for _, item in pairs)
+        except Exception as exc:
+            await self._retry_later([m for m, _ in pairs], exc)
+            return
+        done: list[tuple[Msg, str, list[Outgoing]]] = []
+        fresh: list[tuple[Msg, Item]] = []
+        for msg, item in pairs:
+            if item.key in seen:
+                self.metrics.duplicates.labels(*self._labels).inc()
+                doc = seen[item.key]
+                done.append((msg, item.key, [] if doc.get("published") else outgoing_of(doc)))
+            else:
+                fresh.append((msg, item))
+        if fresh:
+            try:
+                await self._commit([i for _, i in fresh])
+                done.extend((m, i.key, i.out) for m, i in fresh)
+                self.metrics.applied.labels(*self._labels).inc(len(fresh))
+            except Exception as exc:
+                if is_transient(exc) or isinstance(exc, NatsError | asyncio.TimeoutError):
+                    await self._retry_later([m for m, _ in fresh], exc)
+                elif len(fresh) > 1:
+                    # Isolate the culprit: the rest of the batch goes through one by one.
+                    await self._finish(done)
+                    for pair in fresh:
+                        await self._apply([pair])
+                    return
+                else:
+                    await self._failed(*fresh[0], exc)
+        await self._finish(done)
+
+    async def _commit(self, items: list[Item]) -> None:
+        async def work(session: AsyncClientSession) -> None:
+            for item in items:
+                item.out.clear()  # a retried transaction starts over
+            await self.sub.handle(Batch(items, session))
+            await self.ledger.record(session, [(i.key, i.out) for i in items])
+
+        await self.store.in_transaction(work)
+
+    async def _finish(self, done: list[tuple[Msg, str, list[Outgoing]]]) -> None:
+        if not done:
+            return
+        try:
+            await self.ledger.publish([(k, out) for _, k, out in done])
+        except Exception as exc:
+            # Committed but not yet published: redelivery (or the sweeper) publishes from the ledger.
+            await self._retry_later([m for m, _, _ in done], exc)
+            return
+        for msg, _, _ in done:
+            await msg.ack()
+
+    async def _retry_later(self, msgs: Sequence[Msg], exc: BaseException) -> None:
+        reason = "transient" if is_transient(exc) or isinstance(exc, NatsError | asyncio.TimeoutError) else "error"
+        log.warning("%s/%s: %d message(s) back for retry: %s", self.service, self.sub.name, len(msgs), _brief(exc))
+        for msg in msgs:
+            self.metrics.retries.labels(*self._labels, reason).inc()
+            try:
+                await msg.nak(delay=backoff(_delivered(msg)))
+            except Exception:  # connection gone: the server redelivers after ack_wait anyway
+                log.debug("nak failed", exc_info=True)
+
+    async def _failed(self, msg: Msg, item: Item, exc: BaseException) -> None:
+        if item.delivered >= self.max_deliver:
+            log.error("%s/%s: dead-lettering %s after %d deliveries: %s", self.service, self.sub.name,
+                      item.subject, item.delivered, _brief(exc))
+            await self._dead_letter(msg, item, _brief(exc))
+        else:
+            log.warning("%s/%s: %s failed (delivery %d of %d): %s", self.service, self.sub.name, item.subject,
+                        item.delivered, self.max_deliver, _brief(exc), exc_info=exc)
+            self.metrics.retries.labels(*self._labels, "error").inc()
+            await msg.nak(delay=backoff(item.delivered))
+
+    async def _dead_letter(self, msg: Msg, item: Item, error: str) -> None:
+        letter = DeadLetter(
+            correlation_id=item.headers.get("Nats-Msg-Id", ""),
+            service=self.service,
+            consumer=self.sub.name,
+            original_subject=item.subject,
+            original_msg_id=item.headers.get("Nats-Msg-Id"),
+            stream_seq=item.stream_seq,
+            deliveries=item.delivered,
+            error=error,
+            payload_b64=base64.b64encode(item.data).decode(),
+            headers={k: v for k, v in item.headers.items() if k != "Nats-Msg-Id"},
+        )
+        try:
+            await self.publisher.publish(letter)
+        except Exception as exc:
+            await self._retry_later([msg], exc)
+            return
+        self.metrics.dead_letters.labels(*self._labels).inc()
+        await msg.ack()
+
+
+def _delivered(msg: Msg) -> int:
+    try:
+        return msg.metadata.num_delivered
+    except Exception:
+        return 1
+
+
+def _brief(exc: BaseException) -> str:
+    text = str(exc).splitlines()[0] if str(exc) else ""
+    return f"{type(exc).__name__}: {text[:300]}"
+
+
+def attach(broker: NatsBroker, runner: ConsumerRunner, *, ack_wait: float = 60.0) -> None:
+    """Register the runner's durable pull consumer on the broker (the stream is provisioned elsewhere)."""
+    sub = runner.sub
+    spec = streams.stream_for(sub.subject.replace("*", "x").replace(">", "x"))
+
+    @broker.subscriber(
+        sub.subject,
+        stream=JStream(spec.name, declare=False),
+        durable=sub.name,
+        pull_sub=PullSub(batch_size=sub.batch_size, timeout=sub.batch_timeout, batch=True),
+        ack_policy=AckPolicy.MANUAL,
+        config=ConsumerConfig(ack_wait=ack_wait, max_deliver=-1, max_ack_pending=max(1000, sub.batch_size * 4)),
+        title=f"{runner.service}/{sub.name}",
+        description=sub.description or None,
+    )
+    async def _consume(message: Any = Context("message")) -> None:  # noqa: B008 - FastStream context
+        await runner.process(message.raw_message)

@@ -1,0 +1,93 @@
+"""Metrics and health: one registry per service, `/metrics` and `/health` over HTTP."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    ProcessCollector,
+    generate_latest,
+)
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+
+class Metrics:
+    """A service's metrics: FastStream's NATS metrics, the runtime's consumer metrics, business counters."""
+
+    def __init__(self, service: str) -> None:
+        self.service = service
+        self.registry = CollectorRegistry(auto_describe=True)
+        ProcessCollector(registry=self.registry)
+        r = self.registry
+        self.applied = Counter(
+            "xiuhua_messages_applied", "Messages applied (effect written)", ["service", "consumer"], registry=r
+        )
+        self.duplicates = Counter(
+            "xiuhua_messages_duplicate", "Redelivered or re-published messages already applied",
+            ["service", "consumer"], registry=r,
+        )
+        self.retries = Counter(
+            "xiuhua_messages_retried", "Messages handed back for a later retry", ["service", "consumer", "reason"],
+            registry=r,
+        )
+        self.dead_letters = Counter(
+            "xiuhua_dead_letters", "Messages moved to the dead-letter subject", ["service", "consumer"], registry=r
+        )
+        self.batch_seconds = Histogram(
+            "xiuhua_batch_seconds", "Time to apply one pulled batch", ["service", "consumer"], registry=r,
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+        )
+        self.outbox_republished = Counter(
+            "xiuhua_outbox_republished", "Outbox entries published by the sweeper after a crash", ["service"],
+            registry=r,
+        )
+        self.up = Gauge("xiuhua_service_up", "1 while the service runs", ["service"], registry=r)
+
+    def counter(self, name: str, doc: str, labels: tuple[str, ...] = ()) -> Counter:
+        """A business counter in this service's registry."""
+        return Counter(name, doc, list(labels), registry=self.registry)
+
+    def gauge(self, name: str, doc: str, labels: tuple[str, ...] = ()) -> Gauge:
+        """A business gauge in this service's registry."""
+        return Gauge(name, doc, list(labels), registry=self.registry)
+
+    def histogram(
+        self, name: str, doc: str, labels: tuple[str, ...] = (), buckets: tuple[float, ...] = ()
+    ) -> Histogram:
+        """A business histogram in this service's registry."""
+        kwargs = {"buckets": buckets} if buckets else {}
+        return Histogram(name, doc, list(labels), registry=self.registry, **kwargs)
+
+
+HealthCheck = Callable[[], Awaitable[bool]]
+
+
+def routes(metrics: Metrics, checks: dict[str, HealthCheck]) -> list[Route]:
+    """`GET /metrics` (Prometheus text) and `GET /health` (JSON, 503 when a check fails)."""
+
+    async def metrics_endpoint(_: Request) -> Response:
+        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    async def health_endpoint(_: Request) -> Response:
+        results = {}
+        for name, check in checks.items():
+            try:
+                results[name] = bool(await check())
+            except Exception:  # a failing check is a result, not an error page
+                logging.getLogger("xiuhua.health").debug("health check %s failed", name, exc_info=True)
+                results[name] = False
+        ok = all(results.values())
+        return JSONResponse(
+            {"service": metrics.service, "status": "ok" if ok else "degraded", "checks": results},
+            status_code=200 if ok else 503,
+        )
+
+    return [Route("/metrics", metrics_endpoint), Route("/health", health_endpoint)]

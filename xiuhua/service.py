@@ -1,0 +1,186 @@
+"""The app every service runs in: one runtime, four services that only declare what differs.
+
+A service module provides a `ServiceSpec`: its name, its subscriptions, optional start-up work (indexes,
+timers) and optional HTTP routes. `running(spec)` starts it in-process (tests, the pytest plugin);
+`serve(spec)` runs it as a process with `/metrics` and `/health` (what `xiuhua run` does).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import uvicorn
+from faststream.nats import NatsBroker
+from starlette.applications import Starlette
+from starlette.routing import BaseRoute
+
+from xiuhua import observability
+from xiuhua.bus import Publisher, make_broker
+from xiuhua.city import City, load_city
+from xiuhua.clock import Clock, SystemClock
+from xiuhua.consumer import ConsumerRunner, Subscription, attach
+from xiuhua.ledger import COLLECTION as LEDGER
+from xiuhua.ledger import Ledger
+from xiuhua.observability import Metrics
+from xiuhua.settings import Settings, get_settings
+from xiuhua.store import Store
+
+log = logging.getLogger("xiuhua.service")
+
+
+@dataclass
+class Runtime:
+    """Everything a service's handlers may use; built once per service instance."""
+
+    name: str
+    settings: Settings
+    clock: Clock
+    city: City
+    broker: NatsBroker
+    store: Store
+    publisher: Publisher
+    ledger: Ledger
+    metrics: Metrics
+    state: dict[str, Any] = field(default_factory=dict)
+    tasks: list[asyncio.Task[Any]] = field(default_factory=list)
+
+    def every(self, seconds: float, fn: Callable[[], Awaitable[Any]], *, name: str) -> None:
+        """Run `fn` periodically in the background; errors are logged and the loop goes on."""
+
+        async def loop() -> None:
+            while True:
+                await asyncio.sleep(seconds)
+                try:
+                    await fn()
+                except asyncio.CancelledError:
+                    raise
+                except Exception:
+                    log.exception("%s: periodic task %s failed", self.name, name)
+
+        self.tasks.append(asyncio.create_task(loop(), name=f"{self.name}:{name}"))
+
+
+@dataclass
+class ServiceSpec:
+    """What one service is made of."""
+
+    name: str
+    subscriptions: Callable[[Runtime], list[Subscription]]
+    collections: tuple[str, ...] = ()
+    on_start: Callable[[Runtime], Awaitable[None]] | None = None
+    http_routes: Callable[[Runtime], list[BaseRoute]] | None = None
+
+
+def build_runtime(
+    spec: ServiceSpec, settings: Settings, *, clock: Clock | None = None, city: City | None = None
+) -> Runtime:
+    """Wire the real adapters for a service (not yet connected)."""
+    if not settings.nats_url or not settings.mongo_url:
+        raise RuntimeError(
+            "XIUHUA_NATS_URL and XIUHUA_MONGO_URL must be set to run a service alone "
+            "(`xiuhua up` starts embedded servers and sets them for its services)"
+        )
+    clock = clock or SystemClock()
+    metrics = Metrics(spec.name)
+    broker = make_broker(settings, name=spec.name, registry=metrics.registry)
+    store = Store(
+        settings.mongo_url, settings.database(spec.name), write_concern=settings.write_concern,
+        tx_lock_dir=settings.store_tx_lock_dir,
+    )
+    publisher = Publisher(broker)
+    ledger = Ledger(store, publisher, clock)
+    rt = Runtime(
+        name=spec.name,
+        settings=settings,
+        clock=clock,
+        city=city or load_city(settings.city_dir),
+        broker=broker,
+        store=store,
+        publisher=publisher,
+        ledger=ledger,
+        metrics=metrics,
+    )
+    for sub in spec.subscriptions(rt):
+        sub.batch_size = min(sub.batch_size, settings.batch_size)
+        runner = ConsumerRunner(
+            service=spec.name, sub=sub, store=store, ledger=ledger, publisher=publisher, metrics=metrics,
+            max_deliver=settings.max_deliver,
+        )
+        attach(broker, runner)
+    return rt
+
+
+@contextlib.asynccontextmanager
+async def started(spec: ServiceSpec, rt: Runtime) -> AsyncIterator[Runtime]:
+    """Connect a built runtime, run the service's start-up work and consumers; stop them on exit."""
+    await rt.store.ensure_collections((LEDGER, *spec.collections))
+    await rt.ledger.ensure_indexes()
+    if spec.on_start:
+        await spec.on_start(rt)
+    await rt.broker.start()
+    rt.every(5.0, lambda: _sweep(rt), name="outbox-sweeper")
+    rt.metrics.up.labels(spec.name).set(1)
+    log.info("%s started", spec.name)
+    try:
+        yield rt
+    finally:
+        for task in rt.tasks:
+            task.cancel()
+        await asyncio.gather(*rt.tasks, return_exceptions=True)
+        await rt.broker.stop()
+        await rt.store.close()
+        rt.metrics.up.labels(spec.name).set(0)
+        log.info("%s stopped", spec.name)
+
+
+@contextlib.asynccontextmanager
+async def running(
+    spec: ServiceSpec,
+    settings: Settings | None = None,
+    *,
+    clock: Clock | None = None,
+    city: City | None = None,
+) -> AsyncIterator[Runtime]:
+    """Start a service in this event loop (tests, the pytest plugin); stop it on exit."""
+    rt = build_runtime(spec, settings or get_settings(), clock=clock, city=city)
+    async with started(spec, rt):
+        yield rt
+
+
+async def _sweep(rt: Runtime) -> None:
+    n = await rt.ledger.sweep()
+    if n:
+        rt.metrics.outbox_republished.labels(rt.name).inc(n)
+
+
+def asgi_app(spec: ServiceSpec, rt: Runtime) -> Starlette:
+    """The service as an ASGI app: the broker runs in its lifespan, `/metrics` and `/health` beside it."""
+
+    async def nats_ok() -> bool:
+        return bool(rt.broker.config.connection_state.connection.is_connected)  # type: ignore[union-attr]
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: Starlette) -> AsyncIterator[None]:
+        async with started(spec, rt):
+            yield
+
+    routes: list[BaseRoute] = observability.routes(rt.metrics, {"nats": nats_ok, "store": rt.store.ping})
+    if spec.http_routes:
+        routes += spec.http_routes(rt)
+    return Starlette(routes=routes, lifespan=lifespan)
+
+
+def serve(spec: ServiceSpec, settings: Settings | None = None) -> None:
+    """Run one service as a process until SIGINT/SIGTERM."""
+    settings = settings or get_settings()
+    app = asgi_app(spec, build_runtime(spec, settings))
+    config = uvicorn.Config(
+        app, host=settings.http_host, port=settings.http_port, log_level="warning", access_log=False,
+        lifespan="on", timeout_graceful_shutdown=5,
+    )
+    uvicorn.Server(config).run()

@@ -1,0 +1,53 @@
+"""Settings from the environment (prefix XIUHUA_), shared by every service."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+DEMO_CITY = PROJECT_ROOT / "cities" / "demo"
+
+
+class Settings(BaseSettings):
+    """What a service needs to find its servers, its city and its limits."""
+
+    model_config = SettingsConfigDict(env_prefix="XIUHUA_", extra="ignore")
+
+    nats_url: str | None = Field(default=None, description="Real NATS servers; unset = embedded")
+    mongo_url: str | None = Field(default=None, description="Real MongoDB; unset = embedded nx-27017")
+    nats_user: str | None = None
+    nats_password: str | None = None
+    nats_creds_file: Path | None = None
+    nats_tls_ca: Path | None = None
+    nats_tls_cert: Path | None = None
+    nats_tls_key: Path | None = None
+    city_dir: Path = DEMO_CITY
+    var_dir: Path = PROJECT_ROOT / "var"
+    store_tx_lock_dir: Path | None = Field(
+        default=None, description="Serialize transactions across processes (set for the embedded nx-27017)"
+    )
+    db_prefix: str = Field(default="xiuhua_", description="Each service's database is <prefix><service>")
+    http_host: str = "127.0.0.1"
+    http_port: int = Field(default=0, description="0 = any free port (written to var/endpoints.json)")
+    stream_replicas: int = Field(default=1, ge=1, le=5)
+    write_concern: str = Field(default="majority", description="'majority' on a replica set; '1' alone")
+    batch_size: int = Field(default=128, ge=1, le=1000)
+    max_deliver: int = Field(default=5, ge=1, description="Handler failures before a message is dead-lettered")
+    log_level: str = "INFO"
+    pseudonym_key: str = Field(
+        default="xiuhua-demo-pseudonym-key", description="Key for reporter pseudonyms; set per city"
+    )
+
+    def database(self, service: str) -> str:
+        """The database a service owns."""
+        return f"{self.db_prefix}{service}"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process's settings (read once)."""
+    return Settings()

@@ -1,0 +1,93 @@
+"""The store: PyMongo's AsyncMongoClient, one database per service, transactions for effect + ledger."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from pathlib import Path
+from typing import Any, TypeVar
+
+from pymongo import AsyncMongoClient, WriteConcern
+from pymongo.asynchronous.client_session import AsyncClientSession
+from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import CollectionInvalid, ConnectionFailure, OperationFailure, PyMongoError
+
+T = TypeVar("T")
+
+
+def is_transient(exc: BaseException) -> bool:
+    """True for failures that say 'try again later' (store unreachable, failover), not 'this is wrong'."""
+    if isinstance(exc, ConnectionFailure):
+        return True
+    if isinstance(exc, PyMongoError) and (
+        exc.has_error_label("TransientTransactionError") or exc.has_error_label("RetryableWriteError")
+    ):
+        return True
+    return isinstance(exc, OperationFailure) and exc.code in {91, 189, 10107, 11600, 11602, 13435, 13436}
+
+
+class Store:
+    """A service's own database."""
+
+    def __init__(
+        self, url: str, database: str, *, write_concern: str = "majority", tx_lock_dir: Path | None = None
+    ) -> None:
+        self.client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(
+            url, tz_aware=True, serverSelectionTimeoutMS=3000, connectTimeoutMS=3000, appname="xiuhua"
+        )
+        w: int | str = int(write_concern) if write_concern.isdigit() else write_concern
+        self._w = w
+        self.db: AsyncDatabase[dict[str, Any]] = self.client.get_database(
+            database, write_concern=WriteConcern(w=w)
+        )
+        # nx-27017 keeps a database in one SQLite connection and interleaves concurrent transactions' savepoints
+        # (it reports errors yet commits both). Transactions on one database therefore run one at a time: an
+        # asyncio lock in the process, and a file lock across processes when the store is the embedded one.
+        # MongoDB needs neither; the cost is small because a transaction carries a whole batch.
+        self._tx_lock = asyncio.Lock()
+        self._tx_lock_file = tx_lock_dir / f"{database}.txlock" if tx_lock_dir else None
+
+    def __getitem__(self, name: str):
+        return self.db[name]
+
+    async def ping(self) -> bool:
+        """True when the server answers."""
+        try:
+            await self.client.admin.command("ping")
+            return True
+        except PyMongoError:
+            return False
+
+    async def ensure_collections(self, names: Iterable[str]) -> None:
+        """Create collections up front: creating one inside a transaction breaks nx-27017's transaction."""
+        existing = set(await self.db.list_collection_names())
+        for name in names:
+            if name not in existing:
+                with contextlib.suppress(CollectionInvalid, OperationFailure):
+                    await self.db.create_collection(name)
+
+    @contextlib.asynccontextmanager
+    async def _serialized(self) -> AsyncIterator[None]:
+        async with self._tx_lock:
+            if self._tx_lock_file is None:
+                yield
+                return
+            self._tx_lock_file.parent.mkdir(parents=True, exist_ok=True)
+            fh = self._tx_lock_file.open("a")
+            try:
+                await asyncio.to_thread(fcntl.flock, fh.fileno(), fcntl.LOCK_EX)
+                yield
+            finally:
+                fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+                fh.close()
+
+    async def in_transaction(self, fn: Callable[[AsyncClientSession], Awaitable[T]]) -> T:
+        """Run `fn(session)` in a transaction, retried by the driver on transient errors."""
+        async with self._serialized(), self.client.start_session() as session:
+            return await session.with_transaction(fn, write_concern=WriteConcern(w=self._w))
+
+    async def close(self) -> None:
+        """Close the connection pool."""
+        await self.client.close()

@@ -1,0 +1,289 @@
+"""`xiuhua up`: the embedded default. Starts the servers, provisions streams, runs and watches the services.
+
+A crashed child is restarted with back-off and the restart logged; a child that crashes too often stops the
+whole run with a message naming it. SIGINT/SIGTERM stop everything it started, services first.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import nats
+
+from xiuhua import embedded
+from xiuhua.bus import connect_options, provision_streams
+from xiuhua.registry import SERVICES
+from xiuhua.settings import Settings
+
+log = logging.getLogger("xiuhua.up")
+
+MAX_CRASHES = 5
+CRASH_WINDOW_S = 60.0
+
+
+class GiveUp(RuntimeError):
+    """A child keeps crashing."""
+
+
+@dataclass
+class Child:
+    """A supervised service process."""
+
+    name: str
+    argv: list[str]
+    env: dict[str, str]
+    log_path: Path
+    port: int
+    proc: subprocess.Popen[bytes] | None = None
+    crashes: list[float] = field(default_factory=list)
+    restart_at: float = 0.0
+
+    def start(self) -> None:
+        """Start the process, logging to its file."""
+        with self.log_path.open("ab") as fh:
+            self.proc = subprocess.Popen(
+                self.argv, env=self.env, stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                start_new_session=True, preexec_fn=embedded._die_with_parent,
+            )
+
+
+class Supervisor:
+    """Runs the embedded default."""
+
+    def __init__(self, settings: Settings, *, demo: bool = False, demo_rate: float = 1.0, quiet: bool = False) -> None:
+        self.settings = settings
+        self.var = settings.var_dir
+        self.demo = demo
+        self.demo_rate = demo_rate
+        self.quiet = quiet
+        self.servers: list[embedded.ServerProcess] = []
+        self.children: list[Child] = []
+        self.nats_url = settings.nats_url
+        self.mongo_url = settings.mongo_url
+        self.embedded_store = False
+        self._stop = asyncio.Event()
+        self.counts = {"reports": 0, "opened": 0, "dispatched": 0, "rejected": 0, "alerts": 0, "dead": 0}
+
+    def say(self, text: str) -> None:
+        """A line for the operator."""
+        if not self.quiet:
+            print(text, flush=True)
+
+    def start_servers(self) -> None:
+        """Start what is not configured externally."""
+        if not self.nats_url:
+            srv = embedded.nats_server(self.var / "nats")
+            srv.start()
+            self.servers.append(srv)
+            self.nats_url = embedded.nats_url(srv)
+            self.say(f"nats-server (JetStream) on {self.nats_url}, data in {self.var / 'nats'}")
+        if not self.mongo_url:
+            srv = embedded.store_server(self.var / "store")
+            srv.start()
+            self.servers.append(srv)
+            self.mongo_url = embedded.mongo_url(srv)
+            self.embedded_store = True
+            self.say(f"nx-27017 store on {self.mongo_url}, data in {self.var / 'store'}")
+
+    def spawn_services(self) -> None:
+        """One process per service, each with its own HTTP port."""
+        (self.var / "logs").mkdir(parents=True, exist_ok=True)
+        for name in SERVICES:
+            port = embedded.free_port()
+            env = {
+                **os.environ,
+                "XIUHUA_NATS_URL": self.nats_url or "",
+                "XIUHUA_MONGO_URL": self.mongo_url or "",
+                "XIUHUA_HTTP_PORT": str(port),
+                "XIUHUA_VAR_DIR": str(self.var),
+                "XIUHUA_CITY_DIR": str(self.settings.city_dir),
+                **({"XIUHUA_STORE_TX_LOCK_DIR": str(self.var / "store" / "locks")} if self.embedded_store else {}),
+            }
+            child = Child(name, [sys.executable, "-m", "xiuhua.cli", "run", name], env,
+                          self.var / "logs" / f"{name}.log", port)
+            child.start()
+            self.children.append(child)
+
+    def endpoints(self) -> dict[str, Any]:
+        """Every URL this run serves."""
+        host = self.settings.http_host
+        return {
+            "nats": self.nats_url,
+            "store": self.mongo_url,
+            "services": {
+                c.name: {
+                    "pid": c.proc.pid if c.proc else None,
+                    "http": f"http://{host}:{c.port}",
+                    "metrics": f"http://{host}:{c.port}/metrics",
+                    "health": f"http://{host}:{c.port}/health",
+                    **({"open311": f"http://{host}:{c.port}/open311/v2/"} if c.name == "intake" else {}),
+                }
+                for c in self.children
+            },
+            "city": str(self.settings.city_dir),
+            "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        }
+
+    def write_endpoints(self) -> Path:
+        """var/endpoints.json, written atomically."""
+        path = self.var / "endpoints.json"
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(self.endpoints(), indent=2, ensure_ascii=False))
+        tmp.replace(path)
+        return path
+
+    async def wait_healthy(self, timeout: float = 60.0) -> None:  # noqa: ASYNC109 - a deadline, not a cancel
+        """Until every service answers /health with 200."""
+        import httpx
+
+        deadline = time.monotonic() + timeout
+        pending = {c.name: c for c in self.children}
+        async with httpx.AsyncClient(timeout=1.0) as client:
+            while pending and time.monotonic() < deadline:
+                for name, c in list(pending.items()):
+                    with contextlib.suppress(httpx.HTTPError):
+                        r = await client.get(f"http://{self.settings.http_host}:{c.port}/health")
+                        if r.status_code == 200:
+                            del pending[name]
+                    self.check_children()
+                await asyncio.sleep(0.2)
+        if pending:
+            raise GiveUp(f"services not healthy after {timeout:.0f}s: {', '.join(pending)} (see var/logs/)")
+
+    def check_children(self) -> None:
+        """Restart crashed children with back-off; give up on one that keeps crashing."""
+        now = time.monotonic()
+        for c in self.children:
+            if c.proc is None or c.proc.poll() is None:
+                continue
+            if c.restart_at == 0.0:
+                c.crashes = [t for t in c.crashes if now - t < CRASH_WINDOW_S] + [now]
+                if len(c.crashes) > MAX_CRASHES:
+                    raise GiveUp(
+                        f"service {c.name} crashed {len(c.crashes)} times in {CRASH_WINDOW_S:.0f}s "
+                        f"(last exit code {c.proc.returncode}); see {c.log_path}"
+                    )
+                delay = min(30.0, 0.5 * 2 ** (len(c.crashes) - 1))
+                c.restart_at = now + delay
+                log.warning("service %s exited with %s; restarting in %.1fs", c.name, c.proc.returncode, delay)
+                self.say(f"! {c.name} exited with code {c.proc.returncode}; restarting in {delay:.1f}s")
+            elif now >= c.restart_at:
+                c.restart_at = 0.0
+                c.start()
+                self.write_endpoints()
+                self.say(f"! {c.name} restarted (pid {c.proc.pid if c.proc else '?'})")
+        for srv in self.servers:
+            if not srv.alive():
+                log.warning("%s died; restarting on the same data", srv.name)
+                self.say(f"! {srv.name} died; restarting on the same data")
+                srv.start()
+
+    async def watch_bus(self) -> None:
+        """Count what flows, for the one-line console summary."""
+        nc = await nats.connect(self.nats_url, **connect_options(self.settings))
+        keys = {"report.v1.in.>": "reports", "case.v1.opened.>": "opened", "case.v1.dispatched.>": "dispatched",
+                "report.v1.rejected": "rejected", "notify.v1.delivered": "alerts", "dlq.v1.>": "dead"}
+
+        def counter(key: str):
+            async def cb(_msg: Any) -> None:
+                self.counts[key] += 1
+            return cb
+
+        try:
+            for subject, key in keys.items():
+                await nc.subscribe(subject, cb=counter(key))
+            await self._stop.wait()
+        finally:
+            await nc.close()
+
+    async def console(self) -> None:
+        """The live one-line summary."""
+        tty = sys.stdout.isatty()
+        while not self._stop.is_set():
+            c = self.counts
+            line = (f"reports in {c['reports']} · cases opened {c['opened']} · dispatched {c['dispatched']} · "
+                    f"rejected {c['rejected']} · alerts sent {c['alerts']} · dead letters {c['dead']}")
+            if tty:
+                print("\r" + line + " " * 4, end="", flush=True)
+            elif not self.quiet:
+                print(line, flush=True)
+            await asyncio.sleep(1.0 if tty else 10.0)
+
+    async def run(self) -> int:
+        """Start everything, supervise until a signal, stop everything."""
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, self._stop.set)
+        self.var.mkdir(parents=True, exist_ok=True)
+        tasks: list[asyncio.Task[Any]] = []
+        code = 0
+        try:
+            await asyncio.to_thread(self.start_servers)
+            for line in await provision_streams(self.nats_url or "", replicas=self.settings.stream_replicas,
+                                                connect_opts=connect_options(self.settings)):
+                self.say(f"stream {line}")
+            self.spawn_services()
+            await self.wait_healthy()
+            path = self.write_endpoints()
+            self.say(f"endpoints written to {path}:")
+            for name, ep in self.endpoints()["services"].items():
+                self.say(f"  {name:9s} {ep['http']}  (metrics {ep['metrics']}, health {ep['health']})")
+            self.say("Ctrl-C stops everything.")
+            tasks.append(asyncio.create_task(self.watch_bus()))
+            tasks.append(asyncio.create_task(self.console()))
+            if self.demo:
+                from xiuhua.city import load_city
+                from xiuhua.demo import feed
+
+                self.say(f"demo feed: {self.demo_rate:g} report(s) per second")
+                city = load_city(self.settings.city_dir)
+                opts = connect_options(self.settings)
+                feeder = feed(self.nats_url or "", city, rate=self.demo_rate, connect_opts=opts)
+                tasks.append(asyncio.create_task(feeder))
+            while not self._stop.is_set():
+                self.check_children()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stop.wait(), 0.5)
+        except GiveUp as exc:
+            self.say(f"\nstopping: {exc}")
+            code = 1
+        except Exception as exc:
+            self.say(f"\nstopping: {type(exc).__name__}: {exc}")
+            log.exception("up failed")
+            code = 1
+        finally:
+            self._stop.set()
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            await asyncio.to_thread(self.shutdown)
+        return code
+
+    def shutdown(self) -> None:
+        """Services first (they drain), then the servers."""
+        self.say("\nstopping services ...")
+        for c in self.children:
+            if c.proc and c.proc.poll() is None:
+                c.proc.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + 8
+        for c in self.children:
+            if c.proc:
+                try:
+                    c.proc.wait(max(0.1, deadline - time.monotonic()))
+                except subprocess.TimeoutExpired:
+                    c.proc.kill()
+                    c.proc.wait(5)
+        for srv in reversed(self.servers):
+            srv.stop()
+        self.say("stopped.")
