@@ -24,6 +24,16 @@ _PLACE_EXAMPLE = {
 }
 
 
+_UNIT_EXAMPLE: dict[str, object] = {
+    "case_id": "C-01935d1e7a4b",
+    "street_code": "CD",
+    "unit_id": "CD-SAN",
+    "version": 3,
+    "actor": {"unit_id": "CD-SAN", "role": "sanitation", "name": "王强"},
+    "command_id": "cmd-1",
+}
+
+
 class CaseEvent(Event):
     """Base of every case event: carries the case id and the place used in the subject."""
 
@@ -122,3 +132,218 @@ class CaseDispatched(CaseEvent):
             ]
         }
     )
+
+
+class CaseMerged(CaseEvent):
+    """A new report was a duplicate of an open case (same category, near in place and time): merged into it.
+
+    `case_id` is the open case that gained a reporter; no new case exists.
+    """
+
+    event_type: ClassVar[str] = "case.merged"
+    example_fields: ClassVar[dict[str, object]] = {
+        "case_id": "C-01935d1e7a4b",
+        "street_code": "CD",
+        "source": "hotline",
+        "source_ref": "12345-20261123-0042",
+        "reporter": {"kind": "caller", "key": "p-1f2e3d", "display": "张* 138****5678"},
+        "distance_m": 35.0,
+        "reporters_count": 2,
+    }
+
+    source: ReportSource
+    source_ref: str
+    reporter: Reporter | None = None
+    distance_m: float | None = Field(default=None, ge=0)
+    reporters_count: int = Field(default=2, ge=2, description="Reports now attached to the case")
+
+
+class CaseTransferred(CaseEvent):
+    """Outside city-management scope (wages, schooling, medical care ...): sent to an outside department (转办)."""
+
+    event_type: ClassVar[str] = "case.transferred"
+    example_fields: ClassVar[dict[str, object]] = {
+        "case_id": "C-01935d1e7a4c",
+        "street_code": "CD",
+        "source": "hotline",
+        "source_ref": "12345-20261123-0043",
+        "department": "人社局",
+        "matter": "欠薪 wage arrears",
+        "description": "工地拖欠工资三个月",
+    }
+
+    source: ReportSource
+    source_ref: str
+    department: str = Field(description="The outside department, e.g. 人社局 (human resources and social security)")
+    matter: str = Field(description="What the matter is, e.g. wage arrears 欠薪")
+    description: str
+    reporter: Reporter | None = None
+
+
+class UnitCaseEvent(CaseEvent):
+    """A lifecycle event done by or to a unit; `unit_id` is the case's lead unit at the time."""
+
+    unit_id: str
+    actor: dict[str, str] | None = Field(default=None, description="Who did it: {unit_id, role, name}")
+    command_id: str | None = Field(default=None, description="The command that caused it, if any")
+    version: int = Field(default=1, ge=1, description="The case's version after this event")
+
+
+class CaseAcknowledged(UnitCaseEvent):
+    """The lead unit signed for the case (签收)."""
+
+    event_type: ClassVar[str] = "case.acknowledged"
+    example_fields: ClassVar[dict[str, object]] = {**_UNIT_EXAMPLE, "in_time": True}
+
+    in_time: bool = Field(description="Acknowledged before the acknowledgement limit")
+
+
+class CaseReturned(UnitCaseEvent):
+    """The lead unit returned a wrong assignment (退单); dispatch re-routes it or hands it to the command centre."""
+
+    event_type: ClassVar[str] = "case.returned"
+    example_fields: ClassVar[dict[str, object]] = {**_UNIT_EXAMPLE, "reason": "不属于本单位职责", "returns": 1}
+
+    reason: str
+    returns: int = Field(ge=1, description="How many times this case has been returned")
+
+
+class CaseExtensionRequested(UnitCaseEvent):
+    """The lead unit asked for more time (延期申请)."""
+
+    event_type: ClassVar[str] = "case.extension_requested"
+    example_fields: ClassVar[dict[str, object]] = {**_UNIT_EXAMPLE, "hours": 16, "reason": "需协调产权单位"}
+
+    hours: float = Field(gt=0)
+    reason: str
+
+
+class CaseExtensionApproved(UnitCaseEvent):
+    """The command centre approved more time; the deadline moves (延期批准)."""
+
+    event_type: ClassVar[str] = "case.extension_approved"
+    example_fields: ClassVar[dict[str, object]] = {**_UNIT_EXAMPLE, "hours": 16, "due_at": "2026-11-25T09:30:00Z"}
+
+    hours: float = Field(gt=0)
+    due_at: datetime = Field(description="The new deadline")
+
+
+class CaseResolved(UnitCaseEvent):
+    """The lead unit reports the problem fixed, with photos (处置反馈)."""
+
+    event_type: ClassVar[str] = "case.resolved"
+    example_fields: ClassVar[dict[str, object]] = {
+        **_UNIT_EXAMPLE,
+        "note": "已清运",
+        "photo_urls": ["https://img.example/after.jpg"],
+        "on_time": True,
+    }
+
+    note: str = ""
+    photo_urls: list[str] = Field(default_factory=list)
+    on_time: bool = Field(description="Resolved before the (possibly extended) deadline")
+
+
+class CaseVerified(UnitCaseEvent):
+    """Field verification (核查): passed closes the case; failed sends it back to the unit (返工)."""
+
+    event_type: ClassVar[str] = "case.verified"
+    example_fields: ClassVar[dict[str, object]] = {
+        **_UNIT_EXAMPLE,
+        "passed": True,
+        "note": "现场核查通过",
+        "photo_urls": [],
+        "rework_count": 0,
+    }
+
+    passed: bool
+    note: str = ""
+    photo_urls: list[str] = Field(default_factory=list)
+    rework_count: int = Field(default=0, ge=0, description="Failed verifications so far")
+
+
+class CaseClosed(UnitCaseEvent):
+    """The case is closed (结案)."""
+
+    event_type: ClassVar[str] = "case.closed"
+    example_fields: ClassVar[dict[str, object]] = {**_UNIT_EXAMPLE, "on_time": True, "closed_by": "verification"}
+
+    on_time: bool
+    closed_by: str = Field(description="verification, command_centre, cancel")
+
+
+class CaseReopened(UnitCaseEvent):
+    """A closed case is opened again (重新打开) and goes back to its unit."""
+
+    event_type: ClassVar[str] = "case.reopened"
+    example_fields: ClassVar[dict[str, object]] = {**_UNIT_EXAMPLE, "reason": "问题复发"}
+
+    reason: str
+
+
+class CaseRated(UnitCaseEvent):
+    """The reporter's satisfaction from the call-back (回访)."""
+
+    event_type: ClassVar[str] = "case.rated"
+    example_fields: ClassVar[dict[str, object]] = {**_UNIT_EXAMPLE, "satisfaction": "satisfied"}
+
+    satisfaction: str = Field(pattern="^(satisfied|basic|unsatisfied)$")
+
+
+class CaseCancelled(UnitCaseEvent):
+    """The command centre cancelled the case (作废), e.g. a false report."""
+
+    event_type: ClassVar[str] = "case.cancelled"
+    example_fields: ClassVar[dict[str, object]] = {**_UNIT_EXAMPLE, "reason": "虚假举报"}
+
+    reason: str
+
+
+class CaseDeadlineWarning(UnitCaseEvent):
+    """A share of the time limit has passed (预警, default 80 %)."""
+
+    event_type: ClassVar[str] = "case.deadline_warning"
+    example_fields: ClassVar[dict[str, object]] = {**_UNIT_EXAMPLE, "due_at": "2026-11-23T06:00:00Z", "share": 0.8}
+
+    due_at: datetime
+    share: float = Field(gt=0, lt=1)
+
+
+class CaseOverdue(UnitCaseEvent):
+    """The deadline passed without resolution (超期)."""
+
+    event_type: ClassVar[str] = "case.overdue"
+    example_fields: ClassVar[dict[str, object]] = {**_UNIT_EXAMPLE, "due_at": "2026-11-23T06:00:00Z"}
+
+    due_at: datetime
+
+
+class CaseEscalated(UnitCaseEvent):
+    """An overdue case escalated one level: 1 unit head, 2 street leadership, 3 挂牌督办."""
+
+    event_type: ClassVar[str] = "case.escalated"
+    example_fields: ClassVar[dict[str, object]] = {**_UNIT_EXAMPLE, "level": 1, "due_at": "2026-11-23T06:00:00Z"}
+
+    level: int = Field(ge=1)
+    due_at: datetime
+
+
+class CaseCommandRejected(CaseEvent):
+    """A command that could not be applied (wrong state, wrong unit, unknown case), with the reason."""
+
+    event_type: ClassVar[str] = "case.command_rejected"
+    example_fields: ClassVar[dict[str, object]] = {
+        "case_id": "C-01935d1e7a4b",
+        "street_code": "CD",
+        "command_id": "cmd-2",
+        "action": "resolve",
+        "reason": "wrong_state",
+        "detail": "a closed case cannot be resolved",
+        "state": "closed",
+    }
+
+    command_id: str
+    action: str
+    reason: str = Field(description="Machine-readable: unknown_case, wrong_state, wrong_unit, wrong_role, conflict")
+    detail: str = ""
+    state: str | None = Field(default=None, description="The case's state when the command arrived")

@@ -42,6 +42,14 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+_EXAMPLE_ENVELOPE: dict[str, Any] = {
+    "event_id": "01935d1e-7a4b-7c3d-8e9f-0123456789ab",
+    "occurred_at": "2026-11-23T02:00:00Z",
+    "schema_version": 1,
+    "correlation_id": "grid:R-20261123-001",
+}
+
+
 class Envelope(BaseModel):
     """Fields shared by every message on the bus."""
 
@@ -77,8 +85,14 @@ class Event(Envelope):
         """The body as sent on the bus."""
         return self.model_dump_json(exclude_none=False).encode()
 
+    example_fields: ClassVar[dict[str, Any]] = {}
+
     @classmethod
     def example(cls) -> dict[str, Any]:
         """An example body for the published documents (validated by a test)."""
         examples = (cls.model_config.get("json_schema_extra") or {}).get("examples")  # type: ignore[union-attr]
-        return examples[0] if examples else {}
+        if examples:
+            return examples[0]
+        if not cls.example_fields:
+            return {}
+        return {**_EXAMPLE_ENVELOPE, **cls.example_fields}

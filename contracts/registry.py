@@ -1,33 +1,44 @@
-"""Which model a subject carries: the one place that decodes bus messages."""
+"""Which model a subject carries: the one place that decodes bus messages.
+
+Every `Event` subclass with an `event_type` in any module of this package is registered by discovery, so a
+new contract module needs no edit here.
+"""
 
 from __future__ import annotations
 
-from contracts.cases import CaseDispatched, CaseOpened
-from contracts.dead_letters import DeadLetter
-from contracts.envelope import Event
-from contracts.notifications import NotificationDelivered
-from contracts.reports import ReportRejected
-from contracts.scores import UnitScoreUpdated
+import importlib
+import pkgutil
+from functools import cache
 
-EVENTS: list[type[Event]] = [
-    ReportRejected,
-    CaseOpened,
-    CaseDispatched,
-    UnitScoreUpdated,
-    NotificationDelivered,
-    DeadLetter,
-]
+import contracts
+from contracts.envelope import Event
 
 
 class UnknownSubject(LookupError):
     """No model is registered for a subject."""
 
 
-def register(model: type[Event]) -> type[Event]:
-    """Add an event model to the registry (used as a class decorator by later contract modules)."""
-    if model not in EVENTS:
-        EVENTS.append(model)
-    return model
+def _subclasses(cls: type[Event]) -> list[type[Event]]:
+    out = []
+    for sub in cls.__subclasses__():
+        out.append(sub)
+        out.extend(_subclasses(sub))
+    return out
+
+
+@cache
+def events() -> dict[str, type[Event]]:
+    """event_type → model, for every event model in contracts/."""
+    for mod in pkgutil.iter_modules(contracts.__path__):
+        if mod.name not in {"export", "registry"}:
+            importlib.import_module(f"contracts.{mod.name}")
+    found: dict[str, type[Event]] = {}
+    for model in _subclasses(Event):
+        if model.event_type and model.__module__.startswith("contracts."):
+            if model.event_type in found and found[model.event_type] is not model:
+                raise TypeError(f"two models claim {model.event_type}: {found[model.event_type]} and {model}")
+            found[model.event_type] = model
+    return dict(sorted(found.items()))
 
 
 def _key(subject: str) -> str:
@@ -43,11 +54,10 @@ def _key(subject: str) -> str:
 
 def model_for(subject: str) -> type[Event]:
     """The event model carried on `subject`."""
-    key = _key(subject)
-    for model in EVENTS:
-        if model.event_type == key:
-            return model
-    raise UnknownSubject(subject)
+    model = events().get(_key(subject))
+    if model is None:
+        raise UnknownSubject(subject)
+    return model
 
 
 def decode(subject: str, data: bytes) -> Event:

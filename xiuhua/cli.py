@@ -5,15 +5,10 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import pkgutil
 import sys
 
-COMMAND_MODULES = (
-    "xiuhua.commands.up",
-    "xiuhua.commands.streams",
-    "xiuhua.commands.explain",
-    "xiuhua.commands.calendar",
-    "xiuhua.commands.docs",
-)
+from xiuhua import commands
 
 
 def parser() -> argparse.ArgumentParser:
@@ -21,8 +16,9 @@ def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="xiuhua", description="Xiuhua (绣花): city refined-management event backbone")
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for name in COMMAND_MODULES:
-        importlib.import_module(name).register(sub)
+    # Every module in xiuhua/commands/ registers its own command: adding one needs no edit here.
+    for mod in sorted(pkgutil.iter_modules(commands.__path__), key=lambda m: m.name):
+        importlib.import_module(f"xiuhua.commands.{mod.name}").register(sub)
     return p
 
 
