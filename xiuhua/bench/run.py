@@ -1,0 +1,266 @@
+"""Run the benchmark: the embedded stack as `xiuhua up` runs it, a measured load, the relay ceiling beside it."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import statistics
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import nats
+import psutil
+
+from xiuhua.bench.load import Lattice, report, sensor_reading
+from xiuhua.bench.relay import relay_chain
+from xiuhua.city import load_city
+from xiuhua.settings import Settings
+from xiuhua.supervisor import Supervisor
+
+PIPELINE_HOPS = 4  # report → intake → case.opened → dispatch → case.dispatched → scoring → score.v1
+
+
+@dataclass
+class Observer:
+    """Timestamps of what the pipeline publishes, by correlation id (JetStream deliveries are ignored)."""
+
+    opened: dict[str, float] = field(default_factory=dict)
+    dispatched: dict[str, float] = field(default_factory=dict)
+    case_of: dict[str, str] = field(default_factory=dict)
+    scored: dict[str, float] = field(default_factory=dict)
+    delivered: dict[str, float] = field(default_factory=dict)
+
+    async def start(self, url: str) -> nats.NATS:
+        """Subscribe to the outcome subjects."""
+        nc = await nats.connect(url)
+
+        async def on(msg: Any) -> None:
+            if msg.reply.startswith("$JS.ACK"):
+                return
+            now = time.perf_counter()
+            body = json.loads(msg.data)
+            subject = msg.subject
+            if subject.startswith("case.v1.opened."):
+                self.opened.setdefault(body["correlation_id"], now)
+            elif subject.startswith("case.v1.dispatched."):
+                self.dispatched.setdefault(body["correlation_id"], now)
+                self.case_of[body["case_id"]] = body["correlation_id"]
+            elif subject == "score.v1.unit_updated":
+                self.scored.setdefault(body.get("correlation_id", ""), now)
+            elif subject == "notify.v1.delivered":
+                self.delivered.setdefault(body.get("correlation_id", ""), now)
+
+        for s in ("case.v1.opened.>", "case.v1.dispatched.>", "score.v1.unit_updated", "notify.v1.delivered"):
+            await nc.subscribe(s, cb=on)
+        await nc.flush()
+        return nc
+
+
+def percentiles(samples: list[float]) -> dict[str, float]:
+    """p50/p95/p99/max in milliseconds."""
+    if not samples:
+        return {"n": 0}
+    s = sorted(samples)
+    q = statistics.quantiles(s, n=100, method="inclusive") if len(s) > 1 else [s[0]] * 99
+    return {"n": len(s), "p50_ms": q[49] * 1000, "p95_ms": q[94] * 1000, "p99_ms": q[98] * 1000,
+            "max_ms": s[-1] * 1000}
+
+
+class ResourceSampler:
+    """Peak RSS and CPU seconds of each service process."""
+
+    def __init__(self, procs: dict[str, psutil.Process]) -> None:
+        self.procs = procs
+        self.peak = dict.fromkeys(procs, 0)
+        self.cpu0 = {n: sum(p.cpu_times()[:2]) for n, p in procs.items()}
+        self._task: asyncio.Task[None] | None = None
+
+    async def _loop(self) -> None:
+        while True:
+            for n, p in self.procs.items():
+                try:
+                    self.peak[n] = max(self.peak[n], p.memory_info().rss)
+                except psutil.Error:
+                    pass
+            await asyncio.sleep(0.2)
+
+    def start(self) -> None:
+        """Sample in the background."""
+        self._task = asyncio.create_task(self._loop())
+
+    def stop(self) -> dict[str, dict[str, float]]:
+        """Stop and report MB and CPU seconds per service."""
+        if self._task:
+            self._task.cancel()
+        out = {}
+        for n, p in self.procs.items():
+            try:
+                cpu = sum(p.cpu_times()[:2]) - self.cpu0[n]
+            except psutil.Error:
+                cpu = float("nan")
+            out[n] = {"peak_rss_mb": self.peak[n] / 2**20, "cpu_s": cpu}
+        return out
+
+
+async def _publish_all(js: Any, items: list[tuple[str, str, bytes]], sent_at: dict[str, float]) -> None:
+    for start in range(0, len(items), 256):
+        chunk = items[start:start + 256]
+        now = time.perf_counter()
+        for _, corr, _ in chunk:
+            sent_at[corr] = now
+        await asyncio.gather(*(js.publish(f"report.v1.in.{src}", body, headers={"Nats-Msg-Id": corr})
+                               for src, corr, body in chunk))
+
+
+async def _wait(cond: Any, within: float) -> bool:
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        if cond():
+            return True
+        await asyncio.sleep(0.05)
+    return cond()
+
+
+async def _consumer_drained(js: Any, stream: str, durable: str) -> bool:
+    info = await js.consumer_info(stream, durable)
+    return info.num_pending == 0 and info.num_ack_pending == 0
+
+
+async def run(*, rate: float, duration: float, burst: int, sensors: int, relay_messages: int,
+              progress: Any = print) -> dict[str, Any]:
+    """The whole benchmark; returns the figures."""
+    with tempfile.TemporaryDirectory(prefix="xiuhua-bench-") as tmp:
+        settings = Settings(var_dir=Path(tmp), nats_url=None, mongo_url=None)
+        sup = Supervisor(settings, quiet=True)
+        await asyncio.to_thread(sup.start_servers)
+        from xiuhua.bus import provision_streams
+
+        await provision_streams(sup.nats_url or "")
+        sup.spawn_services()
+        try:
+            await sup.wait_healthy()
+            return await _measure(sup, rate=rate, duration=duration, burst=burst, sensors=sensors,
+                                  relay_messages=relay_messages, progress=progress)
+        finally:
+            await asyncio.to_thread(sup.shutdown)
+
+
+async def _measure(sup: Supervisor, *, rate: float, duration: float, burst: int, sensors: int,
+                   relay_messages: int, progress: Any) -> dict[str, Any]:
+    url = sup.nats_url or ""
+    city = load_city(sup.settings.city_dir)
+    lattice = Lattice(city)
+    run_id = str(int(time.time()))
+    obs = Observer()
+    onc = await obs.start(url)
+    nc = await nats.connect(url)
+    js = nc.jetstream()
+    procs = {c.name: psutil.Process(c.proc.pid) for c in sup.children if c.proc}
+    sampler = ResourceSampler(procs)
+    sampler.start()
+    sent_at: dict[str, float] = {}
+    results: dict[str, Any] = {"machine": {"cpus": psutil.cpu_count(), "mem_gb": psutil.virtual_memory().total / 2**30}}
+    n = 0
+
+    # 1. Latency at a fixed offered rate.
+    progress(f"fixed rate: {rate:g} reports/s for {duration:g}s")
+    count = int(rate * duration)
+    t_start = time.perf_counter()
+    fixed = []
+    for i in range(count):
+        item = report(n, run_id, lattice)
+        n += 1
+        fixed.append(item[1])
+        target = t_start + i / rate
+        if (delay := target - time.perf_counter()) > 0:
+            await asyncio.sleep(delay)
+        sent_at[item[1]] = time.perf_counter()
+        await js.publish(f"report.v1.in.{item[0]}", item[2], headers={"Nats-Msg-Id": item[1]})
+    await _wait(lambda: all(c in obs.dispatched for c in fixed), 60)
+    await _wait(lambda: sum(1 for c in fixed if c in obs.delivered) >= len(fixed), 20)
+    results["fixed_rate"] = {
+        "offered_per_s": rate, "reports": count,
+        "report_to_opened": percentiles([obs.opened[c] - sent_at[c] for c in fixed if c in obs.opened]),
+        "report_to_dispatched": percentiles([obs.dispatched[c] - sent_at[c] for c in fixed if c in obs.dispatched]),
+        "report_to_alert_delivered": percentiles(
+            [obs.delivered[c] - sent_at[c] for c in fixed if c in obs.delivered]),
+    }
+
+    # 2. Maximum rate: a burst published as fast as the bus takes it, until dispatched and scored.
+    progress(f"maximum rate: {burst} reports")
+    items = [report(n + i, run_id, lattice) for i in range(burst)]
+    n += burst
+    corrs = [c for _, c, _ in items]
+    t0 = time.perf_counter()
+    await _publish_all(js, items, sent_at)
+    t_pub = time.perf_counter() - t0
+    ok = await _wait(lambda: all(c in obs.dispatched and c in obs.scored for c in corrs), 600)
+    done_at = max([obs.scored.get(c, 0) for c in corrs] + [obs.dispatched.get(c, 0) for c in corrs])
+    elapsed = done_at - t0
+    results["max_rate"] = {
+        "reports": burst, "publish_s": t_pub, "complete": ok,
+        "dispatched": sum(1 for c in corrs if c in obs.dispatched),
+        "scored": sum(1 for c in corrs if c in obs.scored),
+        "seconds": elapsed, "cases_per_s": burst / elapsed if ok and elapsed > 0 else 0.0,
+        "report_to_dispatched": percentiles([obs.dispatched[c] - sent_at[c] for c in corrs if c in obs.dispatched]),
+    }
+
+    # 3. Sensor telemetry through intake.
+    progress(f"sensor telemetry: {sensors} readings")
+    t0 = time.perf_counter()
+    for start in range(0, sensors, 512):
+        await asyncio.gather(*(js.publish("report.v1.in.sensor", sensor_reading(i, run_id),
+                                          headers={"Nats-Msg-Id": f"B{run_id}-S{i}"})
+                               for i in range(start, min(sensors, start + 512))))
+    drained = False
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        if await _consumer_drained(js, "XH_REPORTS", "intake-reports"):
+            drained = True
+            break
+        await asyncio.sleep(0.1)
+    sens_s = time.perf_counter() - t0
+    results["sensors"] = {"readings": sensors, "seconds": sens_s, "complete": drained,
+                          "readings_per_s": sensors / sens_s if drained else 0.0}
+    results["resources"] = sampler.stop()
+    results["dead_letters"] = (await js.stream_info("XH_DLQ")).state.messages
+
+    # 4. The bus's own ceiling, same server, same hops and message size.
+    progress(f"relay chain: {relay_messages} messages through {PIPELINE_HOPS} hops")
+    relay = await relay_chain(url, hops=PIPELINE_HOPS, messages=relay_messages, size=900)
+    results["relay"] = relay
+    results["ratio_to_relay"] = results["max_rate"]["cases_per_s"] / relay["per_s"] if relay["per_s"] else 0.0
+    await nc.close()
+    await onc.close()
+    return results
+
+
+def table(r: dict[str, Any]) -> str:
+    """The figures as a table for a person."""
+    fr, mr = r["fixed_rate"], r["max_rate"]
+
+    def pct(p: dict[str, float]) -> str:
+        if not p.get("n"):
+            return "n/a"
+        return f"p50 {p['p50_ms']:.1f} · p95 {p['p95_ms']:.1f} · p99 {p['p99_ms']:.1f} ms (n={p['n']})"
+
+    lines = [
+        f"machine: {r['machine']['cpus']} CPUs, {r['machine']['mem_gb']:.0f} GiB",
+        f"fixed rate {fr['offered_per_s']:g}/s  report→opened      {pct(fr['report_to_opened'])}",
+        f"fixed rate {fr['offered_per_s']:g}/s  report→dispatched  {pct(fr['report_to_dispatched'])}",
+        f"fixed rate {fr['offered_per_s']:g}/s  report→alert       {pct(fr['report_to_alert_delivered'])}",
+        f"max rate: {mr['reports']} reports, {mr['dispatched']} dispatched, {mr['scored']} scored in "
+        f"{mr['seconds']:.1f}s → {mr['cases_per_s']:.0f} cases/s end to end",
+        f"relay chain ({r['relay']['hops']} hops, {r['relay']['size']} B): {r['relay']['per_s']:.0f} msg/s → "
+        f"ratio {r['ratio_to_relay']:.2f}",
+        f"sensors: {r['sensors']['readings']} readings in {r['sensors']['seconds']:.1f}s → "
+        f"{r['sensors']['readings_per_s']:.0f}/s through intake",
+        "service     peak RSS MB   CPU s",
+    ]
+    for name, res in r["resources"].items():
+        lines.append(f"  {name:9s} {res['peak_rss_mb']:10.0f} {res['cpu_s']:8.1f}")
+    lines.append(f"dead letters: {r['dead_letters']}")
+    return "\n".join(lines)

@@ -1,0 +1,36 @@
+"""`xiuhua bench [--json FILE]`: the performance benchmark; prints a table, writes JSON."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from pathlib import Path
+
+
+def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    """Add the command."""
+    p = sub.add_parser("bench", help="measure the pipeline against the bus's own relay ceiling")
+    p.add_argument("--rate", type=float, default=50.0, help="offered reports/s for the latency phase")
+    p.add_argument("--duration", type=float, default=20.0, help="seconds of the latency phase")
+    p.add_argument("--burst", type=int, default=3000, help="reports in the maximum-rate phase")
+    p.add_argument("--sensors", type=int, default=20000, help="sensor readings in the telemetry phase")
+    p.add_argument("--relay", type=int, default=5000, help="messages through the relay chain")
+    p.add_argument("--json", dest="json_file", type=Path, help="write the figures as JSON to FILE")
+    p.set_defaults(func=_bench)
+
+
+def _bench(args: argparse.Namespace) -> int:
+    from xiuhua.bench.run import run, table
+
+    def progress(text: str) -> None:
+        print(f"· {text}", file=sys.stderr, flush=True)
+
+    results = asyncio.run(run(rate=args.rate, duration=args.duration, burst=args.burst, sensors=args.sensors,
+                              relay_messages=args.relay, progress=progress))
+    print(table(results))
+    if args.json_file:
+        args.json_file.write_text(json.dumps(results, indent=2))
+        print(f"figures written to {args.json_file}")
+    return 0 if results["dead_letters"] == 0 and results["max_rate"]["complete"] else 1
