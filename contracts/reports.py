@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from contracts import subjects
 from contracts.envelope import Event
-from contracts.values import Location, ReportSource
+from contracts.values import Location, Reporter, ReportSource
 
 MAX_TEXT = 4000
 MAX_LIST = 20
@@ -133,12 +133,39 @@ class MerchantCheck(Inbound):
         return self.check_id
 
 
+class Open311Request(Inbound):
+    """A citizen's Open311 GeoReport v2 service request (`POST requests`), `report.v1.in.open311`.
+
+    Published by intake's HTTP edge after validation. Contact details never travel: the edge keeps them in
+    its own store and sends only `reporter` (a masked form and a pseudonymous key).
+    """
+
+    source: ClassVar[ReportSource] = ReportSource.open311
+
+    request_id: str = Field(min_length=1, max_length=128, description="The edge's token for this request")
+    reported_at: datetime
+    service_code: str = Field(min_length=1, max_length=64)
+    category_code: str | None = Field(default=None, max_length=32, description="Catalogue item of service_code")
+    description: str = Field(default="", max_length=MAX_TEXT)
+    location: Location | None = None
+    address: str | None = Field(default=None, max_length=500, description="Open311 address_string")
+    address_id: str | None = Field(default=None, max_length=128)
+    attributes: dict[str, str | list[str]] = Field(default_factory=dict, max_length=50)
+    photo_urls: list[str] = Field(default_factory=list, max_length=MAX_LIST, description="Open311 media_url")
+    reporter: Reporter | None = None
+    jurisdiction_id: str | None = Field(default=None, max_length=64)
+
+    def source_ref(self) -> str:
+        return self.request_id
+
+
 INBOUND_BY_SOURCE: dict[str, type[Inbound]] = {
     "grid": GridReport,
     "hotline": HotlineOrder,
     "sensor": SensorReading,
     "inspection": InspectionFinding,
     "merchant_check": MerchantCheck,
+    "open311": Open311Request,
 }
 
 

@@ -26,6 +26,8 @@ def decode_raw(subject: str, data: bytes) -> str:
 
 def reporter_of(report: Inbound, secret: str) -> Reporter | None:
     """Who reported, masked."""
+    if isinstance(pre := getattr(report, "reporter", None), Reporter):
+        return pre  # masked and keyed already at the source's edge (Open311 keeps contact details itself)
     if isinstance(report, HotlineOrder):
         caller = report.caller
         if caller is None or not (caller.phone or caller.name):
