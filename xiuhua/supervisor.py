@@ -182,6 +182,7 @@ class Supervisor:
                 c.restart_at = 0.0
                 c.start()
                 self.write_endpoints()
+                log.warning("service %s restarted (pid %s)", c.name, c.proc.pid if c.proc else "?")
                 self.say(f"! {c.name} restarted (pid {c.proc.pid if c.proc else '?'})")
         for srv in self.servers:
             if not srv.alive():
@@ -229,6 +230,14 @@ class Supervisor:
         tasks: list[asyncio.Task[Any]] = []
         code = 0
         try:
+            # A broken city folder is the operator's most likely mistake: say which file and line, start nothing.
+            from xiuhua.city import CityDataError, load_city
+
+            try:
+                load_city(self.settings.city_dir)
+            except CityDataError as exc:
+                self.say(f"city data error:\n{exc}")
+                return 2
             await asyncio.to_thread(self.start_servers)
             for line in await provision_streams(self.nats_url or "", replicas=self.settings.stream_replicas,
                                                 connect_opts=connect_options(self.settings)):
