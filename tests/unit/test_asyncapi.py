@@ -1,0 +1,123 @@
+"""The AsyncAPI document: every subject covered, every example valid against its schema, committed files fresh,
+published schema versions frozen and never broken."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import jsonschema
+import pytest
+import yaml
+from referencing import Registry, Resource
+from referencing.jsonschema import DRAFT202012
+
+from contracts import asyncapi, commands, reports, streams, subjects
+from contracts.compat import breaking_changes
+from contracts.registry import events
+
+
+@pytest.fixture(scope="module")
+def doc() -> dict:
+    return asyncapi.document()
+
+
+def test_committed_asyncapi_documents_match_a_fresh_generation(doc: dict) -> None:
+    fresh_json, fresh_yaml = asyncapi.render_json(doc), asyncapi.render_yaml(doc)
+    stale = [p.name for p, fresh in ((asyncapi.ASYNCAPI_JSON, fresh_json), (asyncapi.ASYNCAPI_YAML, fresh_yaml))
+             if not p.exists() or p.read_text(encoding="utf-8") != fresh]
+    assert not stale, f"contracts/{', '.join(stale)} differ from the models in contracts/: {asyncapi.REGENERATE}"
+    assert yaml.safe_load(fresh_yaml) == json.loads(fresh_json)
+
+
+def test_generation_is_deterministic(doc: dict) -> None:
+    assert asyncapi.render_json(asyncapi.document()) == asyncapi.render_json(doc)
+
+
+def test_every_subject_of_every_service_has_a_channel(doc: dict) -> None:
+    addresses = {c["address"] for c in doc["channels"].values()}
+    expected = {subjects.report_subject(s) for s in reports.INBOUND_BY_SOURCE}
+    expected |= {subjects.COMMAND.format(action=a) for a in commands.COMMANDS}
+    expected |= {"report.v1.rejected", "bulletin.v1.published", "dlq.v1.{service}", "score.v1.unit_updated",
+                 "notify.v1.delivered", "case.v1.opened.{street_code}", "case.v1.dispatched.{street_code}"}
+    expected |= {f"case.v1.{name.split('.', 1)[1]}.{{street_code}}" for name in events() if name.startswith("case.")}
+    assert expected <= addresses, sorted(expected - addresses)
+    assert {c["x-jetstream-stream"] for c in doc["channels"].values()} == {s.name for s in streams.ALL}
+    case_channel = next(c for c in doc["channels"].values() if c["address"] == "case.v1.dispatched.{street_code}")
+    assert set(case_channel["parameters"]) == {"street_code"}
+
+
+def test_directions_and_references_resolve(doc: dict) -> None:
+    for op_id, op in doc["operations"].items():
+        channel_id = op["channel"]["$ref"].removeprefix("#/channels/")
+        channel = doc["channels"][channel_id]
+        expected = "receive" if channel["address"].startswith(("report.v1.in.", "cmd.")) else "send"
+        assert op["action"] == expected, op_id
+        for ref in op.get("messages", []):
+            key = ref["$ref"].rsplit("/", 1)[-1]
+            assert key in channel["messages"], ref
+    for channel in doc["channels"].values():
+        for ref in channel["messages"].values():
+            assert ref["$ref"].removeprefix("#/components/messages/") in doc["components"]["messages"]
+    text = json.dumps(doc)
+    assert "#/$defs/" not in text  # every shared definition lives under components.schemas
+
+
+def _validator(doc: dict, message_name: str) -> jsonschema.Draft202012Validator:
+    resource = Resource.from_contents(doc, default_specification=DRAFT202012)
+    registry = Registry().with_resource("urn:xiuhua:bus", resource)
+    schema = {"$ref": f"urn:xiuhua:bus#/components/messages/{message_name}/payload"}
+    return jsonschema.Draft202012Validator(schema, registry=registry, format_checker=jsonschema.FormatChecker())
+
+
+def test_every_message_has_an_example_that_validates_against_its_schema(doc: dict) -> None:
+    failures = []
+    for name, message in doc["components"]["messages"].items():
+        example = message["examples"][0]["payload"]
+        if not example:
+            failures.append(f"{name}: no example")
+            continue
+        errors = [f"{'.'.join(map(str, e.path))}: {e.message}" for e in _validator(doc, name).iter_errors(example)]
+        standalone = asyncapi.json_schema(next(s for s in asyncapi.message_specs() if s.name == name))
+        errors += [e.message for e in jsonschema.Draft202012Validator(standalone).iter_errors(example)]
+        if errors:
+            failures.append(f"{name}: {errors}")
+    assert not failures, "examples that do not validate:\n" + "\n".join(failures)
+
+
+def test_examples_are_accepted_by_the_models_too() -> None:
+    for spec in asyncapi.message_specs():
+        spec.model.model_validate(spec.example)
+
+
+def test_a_bad_example_is_caught(doc: dict) -> None:
+    example = dict(doc["components"]["messages"]["case.dispatched"]["examples"][0]["payload"])
+    example["lead_unit"] = {"unit_id": "CD-SAN", "name": "x", "role": "no-such-role"}
+    assert list(_validator(doc, "case.dispatched").iter_errors(example))
+
+
+def test_published_versions_are_frozen_and_not_broken() -> None:
+    """Each message's current schema against the frozen copy of its version (contracts/published/)."""
+    problems = []
+    current = {s.name: s for s in asyncapi.message_specs()}
+    for spec in current.values():
+        path = asyncapi.published_path(spec)
+        if not path.exists():
+            problems.append(f"{spec.name} v{spec.version} has no frozen copy at {_rel(path)}: {asyncapi.REGENERATE}")
+            continue
+        frozen = json.loads(path.read_text(encoding="utf-8"))
+        if breaks := breaking_changes(frozen, asyncapi.frozen_schema(spec)):
+            problems.append(
+                f"{spec.name} v{spec.version} breaks its published schema ({_rel(path)}): {'; '.join(breaks)}. "
+                "Keep the fields and add new ones as optional, or publish the new shape on a new subject version "
+                "(e.g. case.v2....) beside the old one. If this version was never released, delete its frozen "
+                "copy and run `xiuhua docs`."
+            )
+    for directory in sorted(p for p in asyncapi.PUBLISHED_DIR.glob("*") if p.is_dir()):
+        if directory.name not in current:
+            problems.append(f"published message {directory.name} no longer exists in contracts/: consumers rely on it")
+    assert not problems, "\n".join(problems)
+
+
+def _rel(path: Path) -> str:
+    return str(path.relative_to(asyncapi.CONTRACTS_DIR.parent))
