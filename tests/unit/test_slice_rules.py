@@ -12,7 +12,6 @@ from services.dispatch.routing import CaseFacts, route
 from services.intake import privacy
 from services.intake.cases import Draft, draft_case
 from services.intake.parsing import parse_inbound
-from services.notify.recipients import deliveries_for
 from services.scoring.periods import periods_of
 from xiuhua.city.calendar import CalendarFile
 
@@ -84,9 +83,3 @@ def test_periods_use_city_time() -> None:
     expected = {"week": "2026-W48", "month": "2026-11", "quarter": "2026-Q4", "year": "2026"}
     assert periods_of(sunday_night_utc) == expected
 
-
-def test_new_case_alert_reaches_the_lead_units_duty_contact(city) -> None:
-    lead = city.units["CD-SAN"].ref()
-    out = deliveries_for(city, "new_case", case_id="C-1", level=0, lead=lead, cooperating=[])
-    assert [(d.contact_id, d.channel) for d in out] == [("CD-SAN-duty", "file")]
-    assert out[0].notification_id == "new_case:C-1:0:CD-SAN-duty:file"

@@ -1,0 +1,56 @@
+"""Delivery policies: back-off with jitter, quiet hours, the token bucket's arithmetic. Pure."""
+
+from __future__ import annotations
+
+import random
+from datetime import datetime, time, timedelta
+from zoneinfo import ZoneInfo
+
+from xiuhua.city.alerts import RateLimit, RetryPolicy
+
+
+def backoff_seconds(attempts: int, policy: RetryPolicy, rnd: random.Random | None = None) -> float:
+    """Delay after the n-th failed attempt: min(max_s, base_s·2^(n−1)), of which a `jitter` share is random.
+
+    With jitter 0.5 the delay lies in [d/2, d]: retries of many deliveries that failed together spread out.
+    """
+    delay = min(policy.max_s, policy.base_s * 2 ** max(0, attempts - 1))
+    r = (rnd or random).random()
+    return delay * (1 - policy.jitter) + delay * policy.jitter * r
+
+
+def _parse(hhmm: str) -> time:
+    h, m = hhmm.split(":")
+    return time(int(h), int(m))
+
+
+def quiet_until(now: datetime, quiet_hours: str | None, tz: ZoneInfo) -> datetime | None:
+    """When quiet hours (city time, e.g. 22:00-07:30) end, if `now` lies inside them; None otherwise."""
+    if not quiet_hours:
+        return None
+    start_s, end_s = quiet_hours.split("-")
+    start, end = _parse(start_s), _parse(end_s)
+    local = now.astimezone(tz)
+    t = local.time().replace(tzinfo=None)
+    if start == end:
+        return None
+    if start < end:  # same-day window, e.g. 12:00-14:00
+        inside = start <= t < end
+        end_day = local.date()
+    else:  # across midnight, e.g. 22:00-07:30
+        inside = t >= start or t < end
+        end_day = local.date() + timedelta(days=1) if t >= start else local.date()
+    if not inside:
+        return None
+    return datetime.combine(end_day, end, tzinfo=tz).astimezone(now.tzinfo)
+
+
+def refill(tokens: float, last: datetime, now: datetime, limit: RateLimit) -> float:
+    """Tokens in a bucket at `now`, given what it held at `last`."""
+    elapsed = max(0.0, (now - last).total_seconds())
+    return min(float(limit.capacity), tokens + elapsed * limit.per_minute / 60.0)
+
+
+def wait_for_token(tokens: float, limit: RateLimit) -> float:
+    """Seconds until a bucket holding `tokens` (< 1) holds one."""
+    return max(0.0, (1.0 - tokens) * 60.0 / limit.per_minute)

@@ -1,0 +1,48 @@
+"""Per-recipient rate limits: a token bucket per (contact, channel) kept in the store.
+
+The bucket lives in the `rate_buckets` collection, not in memory, so the limit holds however many notify instances
+run: each take is a compare-and-set on the bucket's version (`v`); an instance that loses the race re-reads and
+tries again. Every write is top-level fields on one document keyed by `_id` (no dotted upserts, no transaction).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pymongo.errors import DuplicateKeyError
+
+from services.notify.policy import refill, wait_for_token
+from xiuhua.city.alerts import RateLimit
+
+RATE_BUCKETS = "rate_buckets"
+
+
+class TokenBuckets:
+    """Token buckets in a collection, safe across instances."""
+
+    def __init__(self, col: Any, limit: RateLimit, tries: int = 8) -> None:
+        self.col, self.limit, self.tries = col, limit, tries
+
+    async def take(self, key: str, now: datetime) -> float:
+        """Take one token: 0.0 if taken, else the seconds to wait before one is there."""
+        for _ in range(self.tries):
+            doc = await self.col.find_one({"_id": key})
+            if doc is None:
+                try:
+                    await self.col.insert_one({"_id": key, "tokens": self.limit.capacity - 1.0, "at": now, "v": 1})
+                    return 0.0
+                except DuplicateKeyError:
+                    continue  # another instance created it first: take from it
+            at = doc["at"]
+            tokens = refill(float(doc["tokens"]), at, now, self.limit)
+            if tokens < 1.0:
+                return wait_for_token(tokens, self.limit)
+            res = await self.col.update_one(
+                {"_id": key, "v": doc["v"]},
+                # `at` never moves back: a slower clock on another instance must not mint tokens twice.
+                {"$set": {"tokens": tokens - 1.0, "at": max(at, now), "v": doc["v"] + 1}},
+            )
+            if res.modified_count == 1:
+                return 0.0
+        return wait_for_token(0.0, self.limit) / 4  # heavy contention: come back a little later
