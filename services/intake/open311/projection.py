@@ -1,0 +1,122 @@
+"""The Open311 view of cases, kept up to date from case events (`case.v1.>`, durable `intake-open311`).
+
+`open311_requests` holds one document per case (`_id` = case id = Open311 `service_request_id`);
+`open311_tokens` maps the token a POST answered with to the case it became (or was merged into).
+The fold is pure; the handler only reads, folds and writes.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from contracts import cases as ev
+from contracts.values import ReportSource
+from xiuhua.city import City
+from xiuhua.consumer import Batch
+
+REQUESTS = "open311_requests"
+TOKENS = "open311_tokens"
+
+# Words a hotline caller says may name people and places at home; the public view shows the category instead.
+_PRIVATE_TEXT_SOURCES = (ReportSource.hotline,)
+
+
+def _new(event: ev.CaseEvent) -> dict[str, Any]:
+    return {
+        "_id": event.case_id, "source": None, "source_ref": None, "status": "open", "status_notes": "",
+        "service_code": None, "service_name": "", "description": "", "agency_responsible": None,
+        "service_notice": None, "requested_datetime": event.occurred_at, "updated_datetime": event.occurred_at,
+        "expected_datetime": None, "address": None, "lat": None, "long": None, "media_url": None,
+        "reports": 1, "version": 0,
+    }
+
+
+def _opened(doc: dict[str, Any], e: ev.CaseOpened, city: City) -> None:
+    category = city.category(e.category_code)
+    doc.update(
+        source=e.source.value, source_ref=e.source_ref, status="open", status_notes="已立案 registered",
+        service_code=(category.service_code or category.code) if category else e.category_code,
+        service_name=e.category_name or (category.name_zh if category else ""),
+        description="" if e.source in _PRIVATE_TEXT_SOURCES else e.description,
+        requested_datetime=e.reported_at, address=e.place.address, lat=e.place.lat, long=e.place.lng,
+        media_url=e.photo_urls[0] if e.photo_urls else None,
+    )
+
+
+def fold(doc: dict[str, Any] | None, event: ev.CaseEvent, city: City) -> dict[str, Any] | None:
+    """The request document after one case event; None when the event changes nothing public."""
+    if isinstance(event, ev.CaseCommandRejected | ev.CaseDeadlineWarning | ev.CaseRated):
+        return None
+    doc = dict(doc) if doc is not None else _new(event)
+    match event:
+        case ev.CaseOpened():
+            _opened(doc, event, city)
+        case ev.CaseDispatched():
+            doc.update(agency_responsible=event.lead_unit.name, expected_datetime=event.due_at,
+                       status_notes=f"已派遣 dispatched to {event.lead_unit.name}")
+        case ev.CaseMerged():
+            doc.update(reports=event.reporters_count,
+                       service_notice=f"{event.reporters_count} 人反映 reports merged into this request")
+        case ev.CaseTransferred():
+            doc.update(source=event.source.value, source_ref=event.source_ref, status="closed",
+                       agency_responsible=event.department,
+                       status_notes=f"已转办 transferred to {event.department}: {event.matter}",
+                       description="" if event.source in _PRIVATE_TEXT_SOURCES else event.description)
+        case ev.CaseAcknowledged():
+            doc.update(status_notes="已签收 acknowledged by the responsible unit")
+        case ev.CaseReturned():
+            doc.update(status_notes="退单重派 returned, being re-assigned")
+        case ev.CaseExtensionApproved():
+            doc.update(expected_datetime=event.due_at, status_notes="已延期 deadline extended")
+        case ev.CaseExtensionRequested():
+            doc.update(status_notes="延期申请中 extension requested")
+        case ev.CaseResolved():
+            note = f": {event.note}" if event.note else ""
+            doc.update(status_notes=f"已处置，待核查 resolved, awaiting verification{note}")
+        case ev.CaseVerified():
+            failed = "核查未通过，返工 verification failed, rework"
+            doc.update(status_notes="核查通过 verified" if event.passed else failed)
+        case ev.CaseClosed():
+            doc.update(status="closed", status_notes="已结案 closed")
+        case ev.CaseCancelled():
+            doc.update(status="closed", status_notes=f"已作废 cancelled: {event.reason}")
+        case ev.CaseReopened():
+            doc.update(status="open", status_notes=f"重新打开 reopened: {event.reason}")
+        case ev.CaseOverdue():
+            doc.update(status_notes="已超期 overdue")
+        case ev.CaseEscalated():
+            doc.update(status_notes=f"督办 escalated (level {event.level})")
+    doc["updated_datetime"] = max(doc["updated_datetime"], event.occurred_at)
+    doc["version"] = doc.get("version", 0) + 1
+    return doc
+
+
+def token_of(event: ev.CaseEvent) -> str | None:
+    """The Open311 token an event resolves: a request that opened a case, was merged or transferred."""
+    if isinstance(event, ev.CaseOpened | ev.CaseMerged | ev.CaseTransferred) and event.source == ReportSource.open311:
+        return event.source_ref
+    return None
+
+
+class Projection:
+    """Applies case events to the Open311 view."""
+
+    def __init__(self, city: City, store: Any) -> None:
+        self.city = city
+        self.store = store
+
+    async def on_case_events(self, batch: Batch) -> None:
+        """Fold each case event into its request document; remember which token became which case."""
+        for item in batch.items:
+            event = item.message
+            if not isinstance(event, ev.CaseEvent):
+                continue
+            current = await self.store[REQUESTS].find_one({"_id": event.case_id}, session=batch.session)
+            doc = fold(current, event, self.city)
+            if doc is not None:
+                await self.store[REQUESTS].replace_one({"_id": event.case_id}, doc, upsert=True,
+                                                       session=batch.session)
+            if (token := token_of(event)) is not None:
+                await self.store[TOKENS].replace_one(
+                    {"_id": token}, {"_id": token, "case_id": event.case_id, "at": event.occurred_at},
+                    upsert=True, session=batch.session)
