@@ -30,7 +30,10 @@ from contracts.envelope import Event
 from xiuhua.bus import Outgoing, Publisher
 from xiuhua.ledger import Ledger, outgoing_of
 from xiuhua.observability import Metrics
+from xiuhua.pull_loop import install as install_pull_loop
 from xiuhua.store import Store, is_transient
+
+install_pull_loop()
 
 log = logging.getLogger("xiuhua.consumer")
 
@@ -88,7 +91,7 @@ class Subscription:
     handle: Handler
     decode: Decoder = decode_event
     batch_size: int = 128
-    batch_timeout: float = 0.02
+    batch_timeout: float = 1.0  # the long poll when idle; messages that are there are handed over at once
     description: str = ""
 
 
