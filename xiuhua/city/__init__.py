@@ -5,17 +5,18 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict
 
 from xiuhua.city.alerts import AlertsFile
 from xiuhua.city.areas import Areas, load_areas
+from xiuhua.city.assessment import AssessmentFile
 from xiuhua.city.calendar import CalendarFile
 from xiuhua.city.categories import Catalogue, Category
 from xiuhua.city.loading import CityDataError, line_of, load_yaml
-from xiuhua.city.merchants import Merchant, MerchantsFile
+from xiuhua.city.merchants import Merchant, MerchantsFile, check_merchants
 from xiuhua.city.routing import RoutingFile
 from xiuhua.city.units import Unit, UnitsFile
 
@@ -46,6 +47,7 @@ class City:
     calendar: CalendarFile
     alerts: AlertsFile
     merchants: dict[str, Merchant]
+    assessment: AssessmentFile = field(default_factory=AssessmentFile)
 
     def category(self, code: str) -> Category | None:
         """A catalogue item by code."""
@@ -89,7 +91,13 @@ def load_city(folder: Path) -> City:
             if a is not None and a.unit and a.unit not in units:
                 where = line_of(folder / "routing.yaml", ("rules", i))
                 raise CityDataError(f"{where}: rule {rule.id} names unknown unit {a.unit} (assignee {j})")
-    merchants = {m.id: m for m in merchants_file.merchants}  # type: ignore[attr-defined]
+    try:
+        merchants = check_merchants(
+            merchants_file.merchants, set(areas.by_code), str(folder / "merchants.yaml")  # type: ignore[attr-defined]
+        )
+    except ValueError as exc:
+        raise CityDataError(str(exc)) from exc
+    assessment = _optional(folder, "assessment.yaml", AssessmentFile, AssessmentFile())
     return City(
         folder=folder,
         info=info,
@@ -100,4 +108,5 @@ def load_city(folder: Path) -> City:
         calendar=calendar,  # type: ignore[arg-type]
         alerts=alerts,
         merchants=merchants,
+        assessment=assessment,  # type: ignore[arg-type]
     )
