@@ -109,6 +109,11 @@ class CaseDispatched(CaseEvent):
     urgency: Urgency = Urgency.normal
     time_limit: str = Field(description="The limit as configured, e.g. 2d, 4h, 4nh")
     dispatch_round: int = Field(default=1, ge=1, description="1, then +1 each time a return re-routes it")
+    source: ReportSource | None = Field(default=None, description="Where the case came from")
+    supervisor_found: bool = Field(
+        default=False, description="Found by supervisors (督查/暗访): counted against the unit that missed it"
+    )
+    returned_by: list[str] = Field(default_factory=list, description="Units that returned it before (excluded)")
 
     model_config = ConfigDict(
         json_schema_extra={
@@ -187,6 +192,9 @@ class UnitCaseEvent(CaseEvent):
     actor: dict[str, str] | None = Field(default=None, description="Who did it: {unit_id, role, name}")
     command_id: str | None = Field(default=None, description="The command that caused it, if any")
     version: int = Field(default=1, ge=1, description="The case's version after this event")
+    supervisor_found: bool = Field(
+        default=False, description="Found by supervisors (督查/暗访): counted against the unit that missed it"
+    )
 
 
 class CaseAcknowledged(UnitCaseEvent):
@@ -276,9 +284,12 @@ class CaseReopened(UnitCaseEvent):
     """A closed case is opened again (重新打开) and goes back to its unit."""
 
     event_type: ClassVar[str] = "case.reopened"
-    example_fields: ClassVar[dict[str, object]] = {**_UNIT_EXAMPLE, "reason": "问题复发"}
+    example_fields: ClassVar[dict[str, object]] = {
+        **_UNIT_EXAMPLE, "reason": "问题复发", "due_at": "2026-11-24T06:00:00Z"
+    }
 
     reason: str
+    due_at: datetime | None = Field(default=None, description="The new deadline of the reopened case")
 
 
 class CaseRated(UnitCaseEvent):
@@ -344,6 +355,8 @@ class CaseCommandRejected(CaseEvent):
 
     command_id: str
     action: str
-    reason: str = Field(description="Machine-readable: unknown_case, wrong_state, wrong_unit, wrong_role, conflict")
+    reason: str = Field(
+        description="Machine-readable: unknown_case, wrong_state, wrong_unit, wrong_role, conflict, invalid"
+    )
     detail: str = ""
     state: str | None = Field(default=None, description="The case's state when the command arrived")

@@ -2,18 +2,33 @@
 
 from __future__ import annotations
 
-from services.dispatch.handlers import DispatchHandlers
+from pymongo import ASCENDING
+
+from contracts import subjects
+from services.dispatch.commands import decode_command
+from services.dispatch.handlers import CASES, DispatchHandlers
 from xiuhua.consumer import Subscription
 from xiuhua.service import Runtime, ServiceSpec
 
 
 def subscriptions(rt: Runtime) -> list[Subscription]:
-    """New cases."""
+    """New cases, commands on cases, merchants escalated by scoring."""
     h = DispatchHandlers(rt)
+    rt.state["dispatch"] = h
     return [
-        Subscription("dispatch-opened", "case.v1.opened.*", h.on_opened,
-                     description="Cases opened by intake"),
+        Subscription("dispatch-opened", "case.v1.opened.*", h.on_opened, description="Cases opened by intake"),
+        Subscription("dispatch-commands", subjects.COMMAND_ALL, h.on_command, decode=decode_command,
+                     description="Commands of units, the command centre and the hotline"),
+        Subscription("dispatch-merchants", subjects.SCORE.format(event="merchant_escalated"),
+                     h.on_merchant_escalated, description="Merchants escalated to enforcement by scoring"),
     ]
 
 
-SPEC = ServiceSpec(name="dispatch", subscriptions=subscriptions, collections=("cases",))
+async def on_start(rt: Runtime) -> None:
+    """Index the due moments the timer loop scans, and start it."""
+    await rt.store[CASES].create_index([("next_timer_at", ASCENDING)])
+    h: DispatchHandlers = rt.state["dispatch"]
+    rt.every(rt.city.calendar.timer_interval_s, h.tick, name="deadline-timers")
+
+
+SPEC = ServiceSpec(name="dispatch", subscriptions=subscriptions, collections=(CASES,), on_start=on_start)

@@ -1,50 +1,163 @@
-"""Dispatch's thin edge: route new cases, set the deadline, keep the case, publish."""
+"""Dispatch's thin edge: route new cases, apply commands, fire deadline timers; persist and publish."""
 
 from __future__ import annotations
 
-from contracts.cases import CaseDispatched, CaseOpened
+import logging
+import re
+from typing import Any
+
+from contracts.cases import CaseOpened
+from contracts.commands import CaseCommand
+from contracts.merchants import MerchantEscalated
+from contracts.values import Place, ReportSource
+from services.dispatch import lifecycle, timers
 from services.dispatch.business_calendar import BusinessCalendar
-from services.dispatch.routing import CaseFacts, route
-from xiuhua.consumer import Batch
+from services.dispatch.case import Case, patch
+from services.dispatch.commands import InvalidCommand
+from xiuhua.bus import Outgoing
+from xiuhua.consumer import Batch, Item
 from xiuhua.service import Runtime
 
+log = logging.getLogger("xiuhua.dispatch")
+
 CASES = "cases"
+CONFLICT_RETRIES = 3
 
 
 class DispatchHandlers:
-    """Applies case events and commands."""
+    """Applies case events and commands, and runs the deadline timers."""
 
     def __init__(self, rt: Runtime) -> None:
         self.rt = rt
         self.calendar = BusinessCalendar(rt.city.calendar)
-        self.dispatched = rt.metrics.counter("xiuhua_cases_dispatched", "Cases dispatched", ("role",))
+        m = rt.metrics
+        self.dispatched = m.counter("xiuhua_cases_dispatched", "Cases dispatched", ("role",))
+        self.commands = m.counter("xiuhua_case_commands", "Case commands by outcome", ("action", "outcome"))
+        self.timer_events = m.counter("xiuhua_case_timers", "Deadline warnings, overdue and escalations", ("kind",))
+
+    def _ctx(self) -> lifecycle.Context:
+        return lifecycle.Context(self.rt.clock.now(), self.rt.city, self.calendar)
 
     async def on_opened(self, batch: Batch) -> None:
         """A new case: choose units, compute the deadline, keep the case, publish the dispatch."""
-        cases = self.rt.store[CASES]
         for item in batch.items:
-            ev: CaseOpened = item.message
-            if await cases.find_one({"_id": ev.case_id}, {"_id": 1}, session=batch.session):
+            await self._open(batch, item, item.message)
+
+    async def _open(self, batch: Batch, item: Item, ev: CaseOpened) -> bool:
+        cases = self.rt.store[CASES]
+        if await cases.find_one({"_id": ev.case_id}, {"_id": 1}, session=batch.session):
+            return False
+        case, out = lifecycle.open_case(ev, self._ctx())
+        await cases.insert_one(case.to_doc(), session=batch.session)
+        batch.emit(item, out)
+        self.dispatched.labels(case.lead_unit.role).inc()
+        return True
+
+    async def on_command(self, batch: Batch) -> None:
+        """A unit's or the command centre's command: apply it to the case, or say why not."""
+        for item in batch.items:
+            msg: CaseCommand | InvalidCommand = item.message
+            if isinstance(msg, InvalidCommand):
+                doc = await self.rt.store[CASES].find_one({"_id": msg.case_id}, session=batch.session)
+                case = Case.from_doc(doc) if doc else None
+                batch.emit(item, lifecycle.reject_event(
+                    msg.command_id, msg.action, msg.case_id, lifecycle.Rejected("invalid", msg.detail), case,
+                    self.rt.clock.now()))
+                self.commands.labels(msg.action, "invalid").inc()
                 continue
-            now = self.rt.clock.now()
-            decision = route(
-                CaseFacts(ev.category_code, ev.place, ev.source, ev.urgency, now), self.rt.city
-            )
-            category = self.rt.city.category(ev.category_code)
-            limit = category.time_limit if category else "2d"
-            due = self.calendar.due(now, limit)
-            out = CaseDispatched(
-                correlation_id=ev.correlation_id, case_id=ev.case_id, street_code=ev.street_code,
-                category_code=ev.category_code, lead_unit=decision.lead, cooperating_units=decision.cooperating,
-                rule_id=decision.rule_id, due_at=due, urgency=ev.urgency, time_limit=limit,
-            )
-            await cases.insert_one(
-                {
-                    "_id": ev.case_id, "version": 1, "state": "dispatched", "opened": ev.model_dump(mode="json"),
-                    "lead_unit": decision.lead.model_dump(mode="json"), "rule_id": decision.rule_id,
-                    "due_at": due, "dispatched_at": now, "returns": 0,
-                },
-                session=batch.session,
-            )
-            batch.emit(item, out)
-            self.dispatched.labels(decision.lead.role).inc()
+            await self._command(batch, item, msg)
+
+    async def _command(self, batch: Batch, item: Item, c: CaseCommand) -> None:
+        cases = self.rt.store[CASES]
+        outcome: lifecycle.Applied | lifecycle.Rejected = lifecycle.Rejected("conflict", "")
+        case: Case | None = None
+        for _ in range(CONFLICT_RETRIES):
+            doc = await cases.find_one({"_id": c.case_id}, session=batch.session)
+            if doc is None:
+                outcome, case = lifecycle.Rejected("unknown_case", f"no case {c.case_id}"), None
+                break
+            case = Case.from_doc(doc)
+            if c.command_id in case.command_ids:
+                self.commands.labels(c.action, "duplicate").inc()
+                return  # applied before (a resend under a new message id): its events went out then
+            outcome = lifecycle.decide(case, c, self._ctx())
+            if isinstance(outcome, lifecycle.Rejected):
+                break
+            res = await cases.update_one({"_id": case.case_id, "version": case.version},
+                                         patch(case, outcome.case), session=batch.session)
+            if res.matched_count == 1:
+                break
+            # Another writer moved the case on: decide again on its fresh state.
+            outcome = lifecycle.Rejected("conflict", f"case {c.case_id} kept changing under the command")
+        if isinstance(outcome, lifecycle.Rejected):
+            batch.emit(item, lifecycle.reject_event(c.command_id, c.action, c.case_id, outcome, case,
+                                                    self.rt.clock.now()))
+            self.commands.labels(c.action, outcome.reason).inc()
+            return
+        for ev in outcome.events:
+            batch.emit(item, ev)
+        self.commands.labels(c.action, "applied").inc()
+        if outcome.case.dispatch_round != (case.dispatch_round if case else 1):
+            self.dispatched.labels(outcome.case.lead_unit.role).inc()
+
+    async def on_merchant_escalated(self, batch: Batch) -> None:
+        """A merchant failed its 门前三包 duty again: open an enforcement case (source merchant_check) and
+        dispatch it."""
+        for item in batch.items:
+            ev: MerchantEscalated = item.message
+            opened = self.merchant_case(ev)
+            if await self._open(batch, item, opened):
+                # Published before the dispatch so every consumer sees the case opened first.
+                item.out.insert(0, Outgoing.of(opened))
+
+    def merchant_case(self, ev: MerchantEscalated) -> CaseOpened:
+        """The enforcement case of an escalated merchant; its id is stable per merchant and period."""
+        city = self.rt.city
+        merchant = city.merchants.get(ev.merchant_id)
+        place = self._merchant_place(ev, merchant)
+        category = city.category(city.routing.merchant_category)
+        ref = f"{ev.merchant_id}:{ev.period}"
+        name = ev.merchant_name or (merchant.name if merchant else ev.merchant_id)
+        return CaseOpened(
+            occurred_at=self.rt.clock.now(), correlation_id=ev.correlation_id or f"merchant:{ref}",
+            case_id="M-" + re.sub(r"[^A-Za-z0-9_-]", "_", f"{ev.merchant_id}-{ev.period}"),
+            street_code=place.street_code or ev.street_code, source=ReportSource.merchant_check, source_ref=ref,
+            category_code=city.routing.merchant_category, category_name=category.name_zh if category else "",
+            description=f"{name} 门前责任区多次检查不合格 ({ev.violations} 次, {ev.period}): {ev.reason}".strip(),
+            place=place, reported_at=ev.occurred_at, merchant_id=ev.merchant_id,
+        )
+
+    def _merchant_place(self, ev: MerchantEscalated, merchant: Any) -> Place:
+        areas = self.rt.city.areas
+        if merchant is not None and merchant.lng is not None and merchant.lat is not None:
+            found = areas.place_of_point(merchant.lng, merchant.lat, merchant.address)
+            if found is not None:
+                return found
+        for code in (merchant.area if merchant else None, ev.community_code, ev.street_code):
+            if code and code in areas.by_code:
+                return areas.place_of_area(code, address=merchant.address if merchant else None)
+        return Place(street_code=ev.street_code, community_code=ev.community_code)
+
+    async def tick(self) -> int:
+        """Publish every warning, overdue and escalation that has fallen due; returns how many this instance
+        published. Safe with any number of instances: each (case, cycle, kind, level) is claimed once."""
+        cases = self.rt.store[CASES]
+        cfg = self.rt.city.calendar
+        now = self.rt.clock.now()
+        published = 0
+        docs = [d async for d in cases.find({"next_timer_at": {"$lte": now}}).sort("next_timer_at", 1).limit(500)]
+        for doc in docs:
+            case = Case.from_doc(doc)
+            due = timers.due_timers(case, now, self.calendar, cfg)
+            for t in due:
+                key = timers.timer_key(case, t)
+                out = [Outgoing.of(timers.event_for(case, t, cfg))]
+                if await self.rt.ledger.claim(key, out):
+                    await self.rt.ledger.publish([(key, out)])
+                    published += 1
+                    self.timer_events.labels(t.kind).inc()
+            update = patch(case, timers.fired(case, due, self.calendar, cfg))
+            if update:
+                # Only if no command moved the case meanwhile; a command reschedules the timers itself.
+                await cases.update_one({"_id": case.case_id, "version": case.version}, update)
+        return published

@@ -1,4 +1,10 @@
-"""Choosing the lead and cooperating units for a case from the city's rule table. Pure."""
+"""Choosing the lead and cooperating units for a case from the city's rule table (派遣规则). Pure.
+
+The most specific matching rule wins: an exact category code beats a longer prefix beats a shorter prefix beats
+no category condition; then the most specific place (grid > community > street > district); then a source, an
+urgency and a time-of-day condition; then `priority`. A rule whose lead cannot be resolved for the place (no
+unit of that role there, or the unit returned the case) gives way to the next one.
+"""
 
 from __future__ import annotations
 
@@ -6,10 +12,14 @@ from dataclasses import dataclass, field
 from datetime import datetime, time
 from zoneinfo import ZoneInfo
 
-from contracts.values import Place, UnitRef
+from contracts.values import Place, UnitRef, Urgency
 from xiuhua.city import City
 from xiuhua.city.categories import Category
 from xiuhua.city.routing import Assignee, Rule
+
+MANUAL_TRIAGE = "manual-triage"
+LOW_CONFIDENCE = "low-confidence"
+MAX_RETURNS = "max-returns"
 
 
 @dataclass(frozen=True)
@@ -21,6 +31,7 @@ class CaseFacts:
     source: str
     urgency: str
     at: datetime
+    confidence: float = 1.0
 
 
 @dataclass
@@ -31,6 +42,20 @@ class Decision:
     lead: UnitRef
     cooperating: list[UnitRef]
     reasons: list[str] = field(default_factory=list)
+
+
+@dataclass
+class RuleCheck:
+    """One rule against one case: whether it matches, how specifically, and why (for `xiuhua explain`)."""
+
+    rule: Rule
+    specificity: tuple[int, ...] | None
+    reasons: list[str]
+
+    @property
+    def matches(self) -> bool:
+        """True when every condition of the rule holds."""
+        return self.specificity is not None
 
 
 class NoUnit(LookupError):
@@ -48,39 +73,76 @@ def _place_codes(place: Place) -> list[str]:
     return [c for c in (place.grid_code, place.community_code, place.street_code, place.district_code) if c]
 
 
-def specificity(rule: Rule, facts: CaseFacts, tz: ZoneInfo) -> tuple[int, ...] | None:
-    """How specifically a rule matches (higher wins), or None if it does not."""
+def category_matches(patterns: list[str], code: str) -> int:
+    """How well `code` matches code/prefix patterns: 100 exact, 10 + prefix length for `08*`, -1 none."""
+    if code in patterns:
+        return 100
+    prefix = max((len(p) - 1 for p in patterns if p.endswith("*") and code.startswith(p[:-1])), default=-1)
+    return 10 + prefix if prefix >= 0 else -1
+
+
+def check(rule: Rule, facts: CaseFacts, tz: ZoneInfo) -> RuleCheck:
+    """Evaluate every condition of a rule and say why it holds or not."""
     m = rule.match
+    reasons: list[str] = []
+    ok = True
     cat = 0
     if m.categories:
-        exact = facts.category_code in m.categories
-        prefix = max(
-            (len(p) - 1 for p in m.categories if p.endswith("*") and facts.category_code.startswith(p[:-1])),
-            default=-1,
-        )
-        if not exact and prefix < 0:
-            return None
-        cat = 100 if exact else 10 + prefix
+        cat = category_matches(m.categories, facts.category_code)
+        if cat < 0:
+            ok = False
+            reasons.append(f"category {facts.category_code} not in {m.categories}")
+            cat = 0
+        else:
+            kind = "exactly" if cat == 100 else "by prefix"
+            reasons.append(f"category {facts.category_code} matches {kind}")
     area = 0
     if m.areas:
         codes = _place_codes(facts.place)
         hit = [4 - codes.index(a) for a in m.areas if a in codes]
-        if not hit:
-            return None
-        area = max(hit)
-    if m.sources and facts.source not in m.sources:
-        return None
-    if m.urgency and facts.urgency != m.urgency:
-        return None
-    if m.hours and not _in_hours(m.hours, facts.at, tz):
-        return None
-    return (cat, area, int(bool(m.sources)), int(bool(m.urgency)), int(bool(m.hours)), rule.priority)
+        if hit:
+            area = max(hit)
+            reasons.append(f"place {'/'.join(codes)} is in {[a for a in m.areas if a in codes]}")
+        else:
+            ok = False
+            reasons.append(f"place {'/'.join(codes) or 'unplaced'} not in {m.areas}")
+    if m.sources:
+        if facts.source in m.sources:
+            reasons.append(f"source {facts.source} listed")
+        else:
+            ok = False
+            reasons.append(f"source {facts.source} not in {[str(s) for s in m.sources]}")
+    if m.urgency:
+        if facts.urgency == m.urgency:
+            reasons.append(f"urgency {facts.urgency}")
+        else:
+            ok = False
+            reasons.append(f"urgency {facts.urgency} is not {m.urgency}")
+    if m.hours:
+        local = facts.at.astimezone(tz).strftime("%H:%M")
+        if _in_hours(m.hours, facts.at, tz):
+            reasons.append(f"local time {local} within {m.hours}")
+        else:
+            ok = False
+            reasons.append(f"local time {local} outside {m.hours}")
+    if not reasons:
+        reasons.append("no conditions: matches every case")
+    score = (cat, area, int(bool(m.sources)), int(bool(m.urgency)), int(bool(m.hours)), rule.priority)
+    return RuleCheck(rule, score if ok else None, reasons)
+
+
+def specificity(rule: Rule, facts: CaseFacts, tz: ZoneInfo) -> tuple[int, ...] | None:
+    """How specifically a rule matches (higher wins), or None if it does not."""
+    return check(rule, facts, tz).specificity
 
 
 def resolve(a: Assignee, place: Place, city: City, exclude: set[str]) -> UnitRef:
     """A unit for an assignee: the named unit, or the unit of that role responsible for the place (属地)."""
     if a.unit:
-        return city.units[a.unit].ref()
+        unit = city.units.get(a.unit)
+        if unit is None or unit.id in exclude:
+            raise NoUnit(f"unit {a.unit} {'returned the case' if unit else 'unknown'}")
+        return unit.ref()
     codes = _place_codes(place)
     candidates = [u for u in city.units_with_role(a.role or "") if u.id not in exclude]
     for code in codes:  # most specific area first: grid, community, street, district
@@ -90,34 +152,93 @@ def resolve(a: Assignee, place: Place, city: City, exclude: set[str]) -> UnitRef
     raise NoUnit(f"no {a.role} unit for {codes or 'an unplaced case'}")
 
 
-def route(facts: CaseFacts, city: City, *, exclude: set[str] | None = None) -> Decision:
-    """The winning rule's lead and cooperating units; the command centre when nobody fits."""
-    exclude = exclude or set()
-    tz = ZoneInfo(city.calendar.timezone)
-    category: Category | None = city.category(facts.category_code)
-    scored = [(s, r) for r in city.routing.rules if (s := specificity(r, facts, tz)) is not None]
-    scored.sort(key=lambda x: x[0], reverse=True)
-    for score, rule in scored:
-        lead_a = rule.lead or (Assignee(role=category.lead_role) if category else None)
-        if lead_a is None:
-            continue
-        try:
-            lead = resolve(lead_a, facts.place, city, exclude)
-        except NoUnit:
-            continue
-        coop_as = rule.cooperating if rule.cooperating is not None else [
-            Assignee(role=r) for r in (category.cooperating_roles if category else [])
-        ]
-        coop = []
-        for a in coop_as:
-            try:
-                u = resolve(a, facts.place, city, set())
-            except NoUnit:
-                continue
-            if u.unit_id != lead.unit_id and u not in coop:
-                coop.append(u)
-        return Decision(rule.id, lead, coop, [f"rule {rule.id} matched with specificity {score}"])
+def command_centre(city: City) -> UnitRef:
+    """The command centre (指挥中心): manual triage and assignment."""
     centre = next(iter(city.units_with_role("command_centre")), None)
     if centre is None:
-        raise NoUnit("no rule fits and the city has no command_centre unit")
-    return Decision("manual-triage", centre.ref(), [], ["no rule fits: the command centre assigns by hand"])
+        raise NoUnit("the city has no command_centre unit")
+    return centre.ref()
+
+
+def ranked(facts: CaseFacts, city: City) -> list[RuleCheck]:
+    """Every rule checked, matching ones first, most specific first (stable for equal scores)."""
+    tz = ZoneInfo(city.calendar.timezone)
+    checks = [check(r, facts, tz) for r in city.routing.rules]
+    return sorted(checks, key=lambda c: c.specificity or (), reverse=True)
+
+
+def _cooperating(rule: Rule, category: Category | None, place: Place, city: City, lead: UnitRef,
+                 exclude: set[str]) -> list[UnitRef]:
+    assignees = rule.cooperating if rule.cooperating is not None else [
+        Assignee(role=r) for r in (category.cooperating_roles if category else [])
+    ]
+    out: list[UnitRef] = []
+    for a in assignees:
+        try:
+            u = resolve(a, place, city, exclude)
+        except NoUnit:
+            continue
+        if u.unit_id != lead.unit_id and u not in out:
+            out.append(u)
+    return out
+
+
+def route(facts: CaseFacts, city: City, *, exclude: set[str] | None = None) -> Decision:
+    """The winning rule's lead and cooperating units; the command centre when nobody fits.
+
+    `exclude` holds the units that returned the case (退单): the winning rule's `fallback` (or the file's
+    `return_fallback`) then leads instead, and a rule that still finds nobody gives way to the next one.
+    """
+    exclude = exclude or set()
+    threshold = city.routing.low_confidence_threshold
+    if facts.confidence < threshold:
+        return Decision(LOW_CONFIDENCE, command_centre(city), [],
+                        [f"classification confidence {facts.confidence:.2f} < {threshold:.2f}: "
+                         "the command centre triages by hand"])
+    category: Category | None = city.category(facts.category_code)
+    reasons: list[str] = []
+    for c in ranked(facts, city):
+        if not c.matches:
+            continue
+        rule = c.rule
+        lead_a = rule.lead or (Assignee(role=category.lead_role) if category else None)
+        if lead_a is None:
+            reasons.append(f"rule {rule.id}: no lead (unknown category {facts.category_code})")
+            continue
+        candidates = [lead_a]
+        if exclude:
+            candidates += rule.fallback if rule.fallback is not None else city.routing.return_fallback
+        for i, a in enumerate(candidates):
+            try:
+                lead = resolve(a, facts.place, city, exclude)
+            except NoUnit as exc:
+                reasons.append(f"rule {rule.id}: {exc}")
+                continue
+            why = "; ".join(c.reasons)
+            step = "" if i == 0 else f" (fallback {i}: the lead returned it)"
+            return Decision(rule.id, lead, _cooperating(rule, category, facts.place, city, lead, exclude),
+                            [*reasons, f"rule {rule.id} wins with specificity {c.specificity}: {why}{step}"])
+    return Decision(MANUAL_TRIAGE, command_centre(city), [],
+                    [*reasons, "no rule fits: the command centre assigns by hand"])
+
+
+def time_limit_for(category: Category | None, urgency: str, city: City) -> str:
+    """The case's limit: the first `time_limits` entry that fits, else the catalogue's limit; urgent cases count
+    natural hours (the catalogue's limit if it is in `nh`, else the file's `urgent_limit`)."""
+    code = category.code if category else ""
+    for tl in city.routing.time_limits:
+        if tl.urgency and tl.urgency != urgency:
+            continue
+        if tl.categories and category_matches(tl.categories, code) < 0:
+            continue
+        return tl.limit
+    own = category.time_limit if category else "2d"
+    if urgency == Urgency.urgent and not own.endswith("nh"):
+        return city.routing.urgent_limit
+    return own
+
+
+def acknowledge_limit(urgency: str, city: City) -> str:
+    """How long a unit has to sign for a case (签收)."""
+    r = city.routing
+    return r.acknowledge_within_urgent if urgency == Urgency.urgent else r.acknowledge_within

@@ -1,19 +1,16 @@
-"""The slice's pure rules: parsing with reasons, masking, drafting a case, routing, deadlines, periods."""
+"""The slice's pure rules: parsing with reasons, masking, drafting a case, periods (dispatch: test_dispatch_*)."""
 
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
 from contracts.reports import GridReport
-from services.dispatch.business_calendar import BusinessCalendar
-from services.dispatch.routing import CaseFacts, route
 from services.intake import privacy
 from services.intake.cases import Draft, draft_case
 from services.intake.parsing import parse_inbound
 from services.scoring.periods import periods_of
-from xiuhua.city.calendar import CalendarFile
 
 NOW = datetime(2026, 11, 23, 2, 0, tzinfo=UTC)
 SH = ZoneInfo("Asia/Shanghai")
@@ -54,28 +51,6 @@ def test_draft_places_and_classifies(city) -> None:
     assert outside[0].code == "out_of_city"
     free_text = parse_inbound("grid", _grid(category_code=None, description="小区消防通道被杂物堵塞"), NOW)
     assert draft_case(free_text, city).category_code == "0103"
-
-
-def test_route_by_default_rule_and_by_named_rule(city) -> None:
-    place = city.areas.place_of_area("JQ02-01")
-    d = route(CaseFacts("0201", place, "grid", "normal", NOW), city)
-    assert (d.rule_id, d.lead.unit_id) == ("default-by-category", "JQ-SAN")
-    assert [u.unit_id for u in d.cooperating] == ["JQ02"]
-    night = datetime(2026, 11, 23, 23, 0, tzinfo=SH)
-    assert route(CaseFacts("0202", place, "grid", "normal", night), city).lead.role == "traffic_police"
-    assert route(CaseFacts("0202", place, "grid", "normal", NOW), city).lead.role == "enforcement"
-    returned = route(CaseFacts("0201", place, "grid", "normal", NOW), city, exclude={"JQ-SAN"})
-    assert returned.rule_id == "manual-triage" and returned.lead.role == "command_centre"
-
-
-def test_deadlines_count_office_hours_weekends_and_holidays() -> None:
-    cal = BusinessCalendar(CalendarFile())
-    friday_4pm = datetime(2026, 11, 20, 16, 0, tzinfo=SH)
-    assert cal.due(friday_4pm, "4h") == datetime(2026, 11, 23, 11, 0, tzinfo=SH)  # 1.5h Fri + 2.5h Mon
-    assert cal.due(friday_4pm, "4nh") == friday_4pm + timedelta(hours=4)
-    before_national_day = datetime(2026, 9, 30, 17, 0, tzinfo=SH)
-    assert cal.due(before_national_day, "1h").date().isoformat() > "2026-10-07"
-    assert cal.working_between(friday_4pm, cal.due(friday_4pm, "1d")) == 7.5
 
 
 def test_periods_use_city_time() -> None:

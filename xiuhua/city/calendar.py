@@ -25,6 +25,7 @@ class CalendarFile(BaseModel):
         default=[0.0, 0.5, 1.0],
         description="Escalation levels: share of the limit past the deadline (unit head, street, 挂牌督办)",
     )
+    timer_interval_s: float = Field(default=5.0, gt=0, description="How often dispatch scans for due timers")
 
     @model_validator(mode="after")
     def _hours(self) -> CalendarFile:

@@ -44,7 +44,20 @@ class Rule(BaseModel):
     match: Match = Field(default_factory=Match)
     lead: Assignee | None = Field(default=None, description="None: the category's default lead role")
     cooperating: list[Assignee] | None = Field(default=None, description="None: the category's defaults")
+    fallback: list[Assignee] | None = Field(
+        default=None, description="Who leads when the lead returned the case (退单); None: the file's return_fallback"
+    )
     priority: int = 0
+
+
+class TimeLimit(BaseModel):
+    """A time limit for categories (codes or prefixes) and an urgency; the first matching entry wins."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    categories: list[str] = Field(default_factory=list, description="Exact codes or prefixes ending in *; empty: all")
+    urgency: Urgency | None = None
+    limit: str = Field(pattern=r"^\d+(\.\d+)?(h|d|nh)$", description="4h working hours, 2d working days, 4nh natural")
 
 
 class RoutingFile(BaseModel):
@@ -53,4 +66,25 @@ class RoutingFile(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     max_returns: int = Field(default=2, ge=0, description="Returns (退单) before the command centre assigns")
+    low_confidence_threshold: float = Field(
+        default=0.6, ge=0, le=1, description="Classification confidence below this goes to the command centre"
+    )
+    return_fallback: list[Assignee] = Field(
+        default_factory=list, description="Who leads, in order, when a rule's lead returned the case"
+    )
+    time_limits: list[TimeLimit] = Field(
+        default_factory=list, description="Overrides of the catalogue's limits by category and urgency"
+    )
+    urgent_limit: str = Field(
+        default="4nh", pattern=r"^\d+(\.\d+)?nh$", description="Limit of an urgent case whose category gives none"
+    )
+    acknowledge_within: str = Field(
+        default="1h", pattern=r"^\d+(\.\d+)?(h|d|nh)$", description="签收 limit of a normal case"
+    )
+    acknowledge_within_urgent: str = Field(
+        default="0.5nh", pattern=r"^\d+(\.\d+)?(h|d|nh)$", description="签收 limit of an urgent case"
+    )
+    merchant_category: str = Field(
+        default="0401", description="Category of the enforcement case opened for an escalated merchant (门前三包)"
+    )
     rules: list[Rule] = Field(min_length=1)

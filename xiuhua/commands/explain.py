@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 from datetime import UTC, datetime
+from zoneinfo import ZoneInfo
 
 from contracts.values import Place
 from xiuhua.city import load_city
@@ -21,15 +22,16 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--lat", type=float)
     p.add_argument("--source", default="grid")
     p.add_argument("--urgency", default=None)
-    p.add_argument("--at", help="ISO time (default now)")
+    p.add_argument("--at", help="ISO time (default now; without an offset it is city time)")
+    p.add_argument("--confidence", type=float, default=1.0, help="classification confidence (default 1.0)")
+    p.add_argument("--exclude", nargs="*", metavar="UNIT", help="units that returned the case (退单)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_explain)
 
 
 def _explain(args: argparse.Namespace) -> int:
-    from zoneinfo import ZoneInfo
-
-    from services.dispatch.routing import CaseFacts, route, specificity
+    from services.dispatch.business_calendar import BusinessCalendar
+    from services.dispatch.routing import CaseFacts, ranked, route, time_limit_for
 
     city = load_city(get_settings().city_dir)
     category = city.category(args.category)
@@ -47,22 +49,38 @@ def _explain(args: argparse.Namespace) -> int:
             raise SystemExit("that point is outside the city")
         place = found
     at = datetime.fromisoformat(args.at) if args.at else datetime.now(UTC)
-    facts = CaseFacts(category.code, place, args.source, args.urgency or category.urgency, at)
-    tz = ZoneInfo(city.calendar.timezone)
-    table = []
-    for rule in city.routing.rules:
-        s = specificity(rule, facts, tz)
-        table.append({"rule": rule.id, "matches": s is not None, "specificity": s, "description": rule.description})
-    d = route(facts, city)
-    lines = [f"category {category.code} {category.name_zh} at {_where(place)}", "rules:"]
-    for row in sorted(table, key=lambda r: r["specificity"] or (), reverse=True):
-        mark = "*" if row["rule"] == d.rule_id else (" " if row["matches"] else "x")
-        lines.append(f"  {mark} {row['rule']:28s} {row['specificity'] or 'no match'}  {row['description']}")
-    lines.append(f"winner: {d.rule_id} → lead {d.lead.name} ({d.lead.role}); cooperating: "
-                 + (", ".join(f"{u.name} ({u.role})" for u in d.cooperating) or "none"))
-    emit(args, "\n".join(lines), {"place": place.model_dump(), "rules": table, "rule_id": d.rule_id,
-                                  "lead": d.lead.model_dump(), "cooperating": [u.model_dump() for u in d.cooperating],
-                                  "reasons": d.reasons})
+    if at.tzinfo is None:
+        at = at.replace(tzinfo=ZoneInfo(city.calendar.timezone))
+    urgency = args.urgency or category.urgency
+    facts = CaseFacts(category.code, place, args.source, urgency, at, args.confidence)
+    exclude = set(args.exclude or [])
+    d = route(facts, city, exclude=exclude)
+    checks = ranked(facts, city)
+    limit = time_limit_for(category, urgency, city)
+    due = BusinessCalendar(city.calendar).due(at, limit)
+    table = [
+        {"rule": c.rule.id, "matches": c.matches, "specificity": list(c.specificity) if c.specificity else None,
+         "description": c.rule.description, "why": c.reasons}
+        for c in checks
+    ]
+    lines = [f"category {category.code} {category.name_zh} ({urgency}, source {args.source}) at {_where(place)}"
+             f"  {at.astimezone(ZoneInfo(city.calendar.timezone)).isoformat()}",
+             "rules (* wins, + matches, - does not):"]
+    for c in checks:
+        mark = "*" if c.rule.id == d.rule_id else ("+" if c.matches else "-")
+        score = ",".join(map(str, c.specificity)) if c.specificity else "no match"
+        lines.append(f"  {mark} {c.rule.id:34s} [{score}] {c.rule.description}")
+        lines.append(f"      {'; '.join(c.reasons)}")
+    lines.append(f"winner: {d.rule_id} → lead {d.lead.name} {d.lead.unit_id} ({d.lead.role}); cooperating: "
+                 + (", ".join(f"{u.name} {u.unit_id} ({u.role})" for u in d.cooperating) or "none"))
+    lines += [f"why: {r}" for r in d.reasons]
+    lines.append(f"time limit {limit} → due {due.astimezone(ZoneInfo(city.calendar.timezone)).isoformat()}")
+    emit(args, "\n".join(lines), {
+        "category": category.code, "urgency": str(urgency), "source": args.source, "at": at.isoformat(),
+        "place": place.model_dump(), "rules": table, "rule_id": d.rule_id, "lead": d.lead.model_dump(mode="json"),
+        "cooperating": [u.model_dump(mode="json") for u in d.cooperating], "reasons": d.reasons,
+        "time_limit": limit, "due_at": due.isoformat(),
+    })
     return 0
 
 

@@ -1,0 +1,277 @@
+"""The case state machine, exhaustively: every state × every command, then the actor rules and the details."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from contracts import commands as cmd
+from contracts.cases import CaseOpened
+from contracts.values import Urgency
+from services.dispatch.business_calendar import BusinessCalendar
+from services.dispatch.case import Case, State, patch
+from services.dispatch.lifecycle import Applied, Context, Rejected, decide, open_case
+
+SH = ZoneInfo("Asia/Shanghai")
+T0 = datetime(2026, 11, 23, 9, 0, tzinfo=SH)  # Monday morning
+LEAD = {"unit_id": "CD-SAN", "role": "sanitation", "name": "王强"}
+CENTRE = {"unit_id": "XH-CC", "role": "command_centre", "name": "李督查"}
+HOTLINE = {"unit_id": "XH-12345", "role": "hotline", "name": "话务员"}
+
+
+def ctx(city, now: datetime = T0) -> Context:
+    return Context(now, city, BusinessCalendar(city.calendar))
+
+
+def opened(city, code: str = "0201", area: str = "CD01", **over) -> CaseOpened:
+    fields = dict(
+        correlation_id="grid:R-1", case_id="C-1", street_code="CD", source="grid", source_ref="R-1",
+        category_code=code, description="垃圾箱满溢", place=city.areas.place_of_area(area), reported_at=T0,
+    )
+    fields.update(over)
+    return CaseOpened(**fields)
+
+
+def new_case(city, **over) -> Case:
+    case, _ = open_case(opened(city, **over), ctx(city))
+    return case
+
+
+def in_state(city, state: State) -> Case:
+    """A case of the demo city (0201 at 东园社区, lead CD-SAN) in a given state."""
+    case = new_case(city)
+    extra: dict[str, object] = {"state": state, "version": 4}
+    if state != State.dispatched:
+        extra["acknowledged_at"] = T0
+    if state == State.extension_requested:
+        extra["pending_extension_hours"] = 8.0
+    if state in (State.resolved, State.closed):
+        extra["resolved_at"] = T0 + timedelta(hours=1)
+    if state in (State.closed, State.cancelled):
+        extra["closed_at"] = T0 + timedelta(hours=2)
+    return case.model_copy(update=extra)
+
+
+def command(name: str, n: int = 1) -> cmd.CaseCommand:
+    """Each command variant with the actor the rules allow."""
+    base = {"command_id": f"cmd-{name}-{n}", "case_id": "C-1", "at": T0}
+    return {
+        "acknowledge": lambda: cmd.Acknowledge(**base, actor=LEAD),
+        "return": lambda: cmd.Return(**base, actor=LEAD, reason="不属于本单位"),
+        "request_extension": lambda: cmd.RequestExtension(**base, actor=LEAD, hours=8, reason="需协调"),
+        "approve_extension": lambda: cmd.ApproveExtension(**base, actor=CENTRE),
+        "resolve": lambda: cmd.Resolve(**base, actor=LEAD, note="已清运", photo_urls=["https://img/x.jpg"]),
+        "verify_pass": lambda: cmd.Verify(**base, actor=CENTRE, passed=True),
+        "verify_fail": lambda: cmd.Verify(**base, actor=CENTRE, passed=False, note="仍有垃圾"),
+        "close": lambda: cmd.Close(**base, actor=CENTRE),
+        "reopen": lambda: cmd.Reopen(**base, actor=CENTRE, reason="问题复发"),
+        "rate": lambda: cmd.Rate(**base, actor=HOTLINE, satisfaction="satisfied"),
+        "cancel": lambda: cmd.Cancel(**base, actor=CENTRE, reason="虚假举报"),
+    }[name]()
+
+
+COMMANDS = ["acknowledge", "return", "request_extension", "approve_extension", "resolve", "verify_pass",
+            "verify_fail", "close", "reopen", "rate", "cancel"]
+X = None  # rejected: wrong_state
+
+# state → command → (new state, events published); X = rejected with wrong_state.
+TABLE: dict[State, dict[str, tuple[State, list[str]] | None]] = {
+    State.dispatched: {
+        "acknowledge": (State.acknowledged, ["case.acknowledged"]),
+        "return": (State.dispatched, ["case.returned", "case.dispatched"]),
+        "request_extension": X, "approve_extension": X, "resolve": X, "verify_pass": X, "verify_fail": X,
+        "close": X, "reopen": X, "rate": X,
+        "cancel": (State.cancelled, ["case.cancelled"]),
+    },
+    State.acknowledged: {
+        "acknowledge": X,
+        "return": (State.dispatched, ["case.returned", "case.dispatched"]),
+        "request_extension": (State.extension_requested, ["case.extension_requested"]),
+        "approve_extension": X,
+        "resolve": (State.resolved, ["case.resolved"]),
+        "verify_pass": X, "verify_fail": X, "close": X, "reopen": X, "rate": X,
+        "cancel": (State.cancelled, ["case.cancelled"]),
+    },
+    State.extension_requested: {
+        "acknowledge": X, "return": X, "request_extension": X,
+        "approve_extension": (State.acknowledged, ["case.extension_approved"]),
+        "resolve": (State.resolved, ["case.resolved"]),
+        "verify_pass": X, "verify_fail": X, "close": X, "reopen": X, "rate": X,
+        "cancel": (State.cancelled, ["case.cancelled"]),
+    },
+    State.resolved: {
+        "acknowledge": X, "return": X, "request_extension": X, "approve_extension": X, "resolve": X,
+        "verify_pass": (State.closed, ["case.verified", "case.closed"]),
+        "verify_fail": (State.acknowledged, ["case.verified"]),
+        "close": (State.closed, ["case.closed"]),
+        "reopen": X, "rate": X,
+        "cancel": (State.cancelled, ["case.cancelled"]),
+    },
+    State.closed: {
+        "acknowledge": X, "return": X, "request_extension": X, "approve_extension": X, "resolve": X,
+        "verify_pass": X, "verify_fail": X, "close": X,
+        "reopen": (State.dispatched, ["case.reopened"]),
+        "rate": (State.closed, ["case.rated"]),
+        "cancel": X,
+    },
+    State.cancelled: dict.fromkeys(COMMANDS, X),
+}
+
+
+def test_the_table_covers_every_state_and_command() -> None:
+    assert set(TABLE) == set(State)
+    assert all(set(row) == set(COMMANDS) for row in TABLE.values())
+
+
+@pytest.mark.parametrize("state", list(State))
+@pytest.mark.parametrize("name", COMMANDS)
+def test_every_state_and_command(city, state: State, name: str) -> None:
+    case = in_state(city, state)
+    out = decide(case, command(name), ctx(city, T0 + timedelta(hours=3)))
+    expected = TABLE[state][name]
+    if expected is None:
+        assert isinstance(out, Rejected)
+        assert out.reason == "wrong_state" and state.value in out.detail
+        return
+    assert isinstance(out, Applied), out
+    new_state, events = expected
+    assert out.case.state == new_state
+    assert [e.event_type for e in out.events] == events
+    assert out.case.version == case.version + 1
+    assert out.case.command_ids[-1] == command(name).command_id
+    for ev in out.events:
+        assert ev.case_id == "C-1" and ev.correlation_id == "grid:R-1"
+        if hasattr(ev, "version"):
+            assert ev.version == case.version + 1 and ev.command_id == command(name).command_id
+
+
+# The actor rules: for each command, a wrong actor and the reason; checked before the state.
+WRONG_ACTORS = [
+    ("acknowledge", {"unit_id": "CD-ENF", "role": "enforcement"}, "wrong_unit"),
+    ("return", CENTRE, "wrong_unit"),
+    ("request_extension", {"unit_id": "CD01", "role": "community"}, "wrong_unit"),
+    ("resolve", HOTLINE, "wrong_unit"),
+    ("approve_extension", LEAD, "wrong_role"),
+    ("verify_pass", LEAD, "wrong_role"),
+    ("close", HOTLINE, "wrong_role"),
+    ("reopen", LEAD, "wrong_role"),
+    ("cancel", {"unit_id": "CD-SO", "role": "street_office"}, "wrong_role"),
+    ("rate", LEAD, "wrong_role"),
+]
+
+
+@pytest.mark.parametrize(("name", "actor", "reason"), WRONG_ACTORS)
+@pytest.mark.parametrize("state", list(State))
+def test_actor_rules(city, name: str, actor: dict, reason: str, state: State) -> None:
+    c = command(name).model_copy(update={"actor": cmd.Actor(**actor)})
+    out = decide(in_state(city, state), c, ctx(city))
+    assert isinstance(out, Rejected) and out.reason == reason
+
+
+def test_rate_from_the_command_centre_too_and_only_once(city) -> None:
+    case = in_state(city, State.closed)
+    rated = decide(case, command("rate").model_copy(update={"actor": cmd.Actor(**CENTRE)}), ctx(city))
+    assert isinstance(rated, Applied) and rated.case.rating == "satisfied"
+    again = decide(rated.case, command("rate", 2), ctx(city))
+    assert isinstance(again, Rejected) and again.reason == "wrong_state" and "rated already" in again.detail
+
+
+def test_open_case_sets_deadline_ack_limit_and_timers(city) -> None:
+    case, ev = open_case(opened(city, supervisor_found=True, source="inspection"), ctx(city))
+    assert (case.state, case.lead_unit.unit_id, case.time_limit) == (State.dispatched, "CD-SAN", "4h")
+    assert case.due_at == datetime(2026, 11, 23, 14, 30, tzinfo=SH)  # 3h morning + 1h after lunch
+    assert case.ack_due_at == datetime(2026, 11, 23, 10, 0, tzinfo=SH)
+    assert case.next_timer_at == datetime(2026, 11, 23, 13, 42, tzinfo=SH)  # 80 % of 4 working hours
+    assert ev.rule_id == "default-by-category" and ev.due_at == case.due_at and ev.supervisor_found
+    ack = decide(case, command("acknowledge"), ctx(city, T0 + timedelta(minutes=30)))
+    assert isinstance(ack, Applied) and ack.events[0].in_time and ack.events[0].supervisor_found
+    late = decide(case, command("acknowledge"), ctx(city, T0 + timedelta(hours=2)))
+    assert isinstance(late, Applied) and not late.events[0].in_time
+
+
+def test_return_reroutes_then_max_returns_go_to_the_command_centre(city) -> None:
+    case = new_case(city)
+    first = decide(case, command("return"), ctx(city))
+    assert isinstance(first, Applied)
+    returned, dispatched = first.events
+    assert returned.returns == 1 and returned.unit_id == "CD-SAN" and returned.reason == "不属于本单位"
+    assert dispatched.lead_unit.unit_id == "CD-SO" and dispatched.dispatch_round == 2
+    assert dispatched.returned_by == ["CD-SAN"] and first.case.cycle == 2
+    by_so = command("return", 2).model_copy(update={"actor": cmd.Actor(unit_id="CD-SO", role="street_office")})
+    second = decide(first.case, by_so, ctx(city))
+    assert isinstance(second, Applied)
+    dispatched = second.events[1]
+    assert (dispatched.rule_id, dispatched.lead_unit.unit_id, dispatched.dispatch_round) == ("max-returns", "XH-CC", 3)
+    by_centre = command("return", 3).model_copy(update={"actor": cmd.Actor(**CENTRE)})
+    stuck = decide(second.case, by_centre, ctx(city))
+    assert isinstance(stuck, Rejected) and stuck.reason == "wrong_state"
+
+
+def test_approved_extension_moves_the_deadline_in_working_hours(city) -> None:
+    case = in_state(city, State.extension_requested)  # due Monday 14:30, 8 hours asked
+    out = decide(case, command("approve_extension"), ctx(city))
+    assert isinstance(out, Applied)
+    assert out.case.due_at == datetime(2026, 11, 24, 15, 0, tzinfo=SH)  # 3h Mon + 3.5h + 1.5h Tue
+    assert out.events[0].due_at == out.case.due_at and out.events[0].hours == 8
+    assert out.case.pending_extension_hours is None and out.case.extensions == 1
+    assert out.case.next_timer_at is not None and out.case.next_timer_at > case.next_timer_at
+
+
+def test_urgent_extension_counts_natural_hours(city) -> None:
+    case = new_case(city, code="0301", urgency=Urgency.urgent).model_copy(
+        update={"state": State.extension_requested, "pending_extension_hours": 3.0})
+    out = decide(case, command("approve_extension"), ctx(city))
+    assert isinstance(out, Applied) and out.case.due_at == case.due_at + timedelta(hours=3)
+
+
+def test_rework_counts_and_returns_to_the_unit(city) -> None:
+    case = in_state(city, State.resolved)
+    fail = decide(case, command("verify_fail"), ctx(city))
+    assert isinstance(fail, Applied) and fail.case.reworks == 1 and fail.events[0].rework_count == 1
+    assert fail.case.next_timer_at is not None  # the deadline runs again
+    resolved = decide(fail.case, command("resolve", 2), ctx(city))
+    assert isinstance(resolved, Applied)
+    passed = decide(resolved.case, command("verify_pass", 2), ctx(city))
+    assert isinstance(passed, Applied)
+    verified, closed = passed.events
+    assert verified.passed and verified.rework_count == 1
+    assert closed.closed_by == "verification" and closed.on_time
+
+
+def test_resolution_after_the_deadline_is_not_on_time(city) -> None:
+    case = in_state(city, State.acknowledged)
+    late = decide(case, command("resolve"), ctx(city, case.due_at + timedelta(minutes=1)))
+    assert isinstance(late, Applied) and not late.events[0].on_time
+    closed = decide(late.case, command("close"), ctx(city, case.due_at + timedelta(hours=1)))
+    assert isinstance(closed, Applied) and closed.events[0].closed_by == "command_centre"
+    assert not closed.events[0].on_time
+
+
+def test_reopen_starts_a_new_deadline_cycle_for_the_same_unit(city) -> None:
+    case = in_state(city, State.closed).model_copy(update={"timers_fired": ["warning:0"], "rating": "basic"})
+    later = datetime(2026, 11, 25, 9, 0, tzinfo=SH)
+    out = decide(case, command("reopen"), ctx(city, later))
+    assert isinstance(out, Applied)
+    assert out.case.lead_unit.unit_id == "CD-SAN" and out.case.cycle == case.cycle + 1
+    assert out.case.timers_fired == [] and out.case.rating is None and out.case.reopens == 1
+    assert out.events[0].due_at == datetime(2026, 11, 25, 14, 30, tzinfo=SH)
+
+
+def test_cancelled_and_closed_cases_have_no_timers(city) -> None:
+    for name, state in (("cancel", State.cancelled), ("close", State.closed)):
+        out = decide(in_state(city, State.resolved), command(name), ctx(city))
+        assert isinstance(out, Applied) and out.case.state == state and out.case.next_timer_at is None
+
+
+def test_patch_sets_changed_fields_and_unsets_cleared_ones(city) -> None:
+    case = in_state(city, State.acknowledged)
+    out = decide(case, command("resolve"), ctx(city))
+    assert isinstance(out, Applied)
+    update = patch(case, out.case)
+    assert update["$set"]["state"] == "resolved" and update["$set"]["version"] == case.version + 1
+    assert "next_timer_at" in update["$unset"]
+    assert Case.from_doc(out.case.to_doc()) == out.case.model_copy(update={"next_timer_at": None})
+
+
