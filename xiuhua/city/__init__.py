@@ -15,6 +15,7 @@ from xiuhua.city.areas import Areas, load_areas
 from xiuhua.city.assessment import AssessmentFile
 from xiuhua.city.calendar import CalendarFile
 from xiuhua.city.categories import Catalogue, Category
+from xiuhua.city.intake import IntakeFile, check_intake
 from xiuhua.city.loading import CityDataError, line_of, load_yaml
 from xiuhua.city.merchants import Merchant, MerchantsFile, check_merchants
 from xiuhua.city.routing import RoutingFile
@@ -48,6 +49,7 @@ class City:
     alerts: AlertsFile
     merchants: dict[str, Merchant]
     assessment: AssessmentFile = field(default_factory=AssessmentFile)
+    intake: IntakeFile = field(default_factory=IntakeFile)
 
     def category(self, code: str) -> Category | None:
         """A catalogue item by code."""
@@ -98,6 +100,8 @@ def load_city(folder: Path) -> City:
     except ValueError as exc:
         raise CityDataError(str(exc)) from exc
     assessment = _optional(folder, "assessment.yaml", AssessmentFile, AssessmentFile())
+    intake = _optional(folder, "intake.yaml", IntakeFile, IntakeFile())
+    check_intake(intake, folder / "intake.yaml", {c.code for c in catalogue.items()}, set(areas.by_code))  # type: ignore[arg-type]
     return City(
         folder=folder,
         info=info,
@@ -109,4 +113,5 @@ def load_city(folder: Path) -> City:
         alerts=alerts,
         merchants=merchants,
         assessment=assessment,  # type: ignore[arg-type]
+        intake=intake,  # type: ignore[arg-type]
     )

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
 
 from contracts.values import UnitRole, Urgency
 
@@ -25,7 +25,10 @@ class Category(BaseModel):
     time_limit: str = Field(default="2d", description="Working hours (h), working days (d), natural hours (nh)")
     lead_role: UnitRole
     cooperating_roles: list[UnitRole] = Field(default_factory=list)
-    keywords: list[str] = Field(default_factory=list)
+    keywords: list[str] = Field(default_factory=list, description="Phrases of free-text classification")
+    negative_keywords: list[str] = Field(
+        default_factory=list, description="A text containing one of these is never this item"
+    )
     service_code: str | None = Field(default=None, description="Open311 service_code")
     severity: Literal["minor", "normal", "serious"] = "normal"
 
@@ -61,14 +64,23 @@ class Catalogue(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     groups: list[CategoryGroup] = Field(min_length=1)
+    _by_code: dict[str, Category] = PrivateAttr(default_factory=dict)
+    _by_service_code: dict[str, Category] = PrivateAttr(default_factory=dict)
 
     @model_validator(mode="after")
     def _unique(self) -> Catalogue:
-        seen: set[str] = set()
+        seen: dict[str, Category] = {}
+        services: dict[str, Category] = {}
         for item in self.items():
             if item.code in seen:
                 raise ValueError(f"duplicate category code {item.code}")
-            seen.add(item.code)
+            seen[item.code] = item
+            if item.service_code:
+                if item.service_code in services:
+                    raise ValueError(f"duplicate service_code {item.service_code} ({item.code})")
+                services[item.service_code] = item
+        self._by_code = seen
+        self._by_service_code = services
         return self
 
     def items(self) -> list[Category]:
@@ -77,4 +89,12 @@ class Catalogue(BaseModel):
 
     def get(self, code: str) -> Category | None:
         """The item with a code."""
-        return next((i for i in self.items() if i.code == code), None)
+        return self._by_code.get(code)
+
+    def by_service_code(self, service_code: str) -> Category | None:
+        """The item an Open311 service_code answers to."""
+        return self._by_service_code.get(service_code)
+
+    def group_of(self, code: str) -> CategoryGroup | None:
+        """The 大类 of an item code."""
+        return next((g for g in self.groups if any(i.code == code for i in g.items)), None)
