@@ -206,3 +206,33 @@ class ReportRejected(Event):
             ]
         }
     )
+
+
+SENSOR_NORMAL = "report.v1.sensor_normal"
+
+
+class SensorNormal(Event):
+    """A device whose readings had opened a case is back under its thresholds (恢复正常), `report.v1.sensor_normal`.
+
+    The case stays open for its unit to close; this tells dispatch, notify and the unit that the cause has gone.
+    """
+
+    event_type: ClassVar[str] = "report.sensor_normal"
+    subject_prefix: ClassVar[str] = SENSOR_NORMAL
+    example_fields: ClassVar[dict[str, object]] = {
+        "device_id": "DUST-CD-0007",
+        "device_type": "dust",
+        "case_id": "C-01935d1e7a4b",
+        "street_code": "CD",
+        "site_id": "CD-SITE-3",
+        "measured_at": "2026-11-23T03:10:00Z",
+        "values": {"pm10": 88.0, "pm25": 41.0},
+    }
+
+    device_id: str
+    device_type: str
+    case_id: str | None = Field(default=None, description="The case its breach opened")
+    street_code: str | None = None
+    site_id: str | None = None
+    measured_at: datetime
+    values: dict[str, float | int | str | bool | None] = Field(default_factory=dict)

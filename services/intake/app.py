@@ -6,28 +6,32 @@ from pymongo import ASCENDING
 
 from contracts import subjects
 from services.intake import open311
-from services.intake.handlers import RAW, IntakeHandlers, decode_raw
+from services.intake.handlers import COLLECTIONS, DEVICES, OPEN, RAW, IntakeHandlers, decode_case_event, decode_raw
 from xiuhua.consumer import Subscription
 from xiuhua.service import Runtime, ServiceSpec
 
 
 def subscriptions(rt: Runtime) -> list[Subscription]:
-    """Raw reports from every source."""
+    """Raw reports from every source; case events for intake's projection of open cases."""
     h = IntakeHandlers(rt)
     return [
         Subscription("intake-reports", subjects.REPORT_IN_ALL, h.on_reports, decode=decode_raw,
                      description="Raw reports from every source"),
-        open311.subscription(rt),
+        Subscription("intake-open-cases", subjects.CASE_ALL, h.on_case_events, decode=decode_case_event,
+                     description="Closed, cancelled and reopened cases, for merging duplicates"),
+        *open311.subscriptions(rt),
     ]
 
 
 async def on_start(rt: Runtime) -> None:
-    """Indexes for the raw-report archive."""
+    """Indexes: the raw-report archive; open cases by merge key (category + grid cell)."""
     await rt.store[RAW].create_index([("status", ASCENDING), ("received_at", ASCENDING)])
+    await rt.store[OPEN].create_index([("key", ASCENDING), ("open", ASCENDING)])
+    await rt.store[DEVICES].create_index([("case_id", ASCENDING)])
     await open311.on_start(rt)
 
 
 SPEC = ServiceSpec(
-    name="intake", subscriptions=subscriptions, collections=("raw_reports", "source_refs", *open311.COLLECTIONS),
-    on_start=on_start, http_routes=open311.routes,
+    name="intake", subscriptions=subscriptions, collections=(*COLLECTIONS, *open311.COLLECTIONS), on_start=on_start,
+    http_routes=open311.routes,
 )

@@ -1,11 +1,15 @@
-"""Turning a valid report into a case draft: category, place, urgency. Pure."""
+"""Turning a valid report into a case draft, a transfer or a rejection: category, place, urgency. Pure."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from contracts.reports import GridReport, HotlineOrder, Inbound, InspectionFinding, RejectionReason
 from contracts.values import Place, Urgency
+from services.intake.classifier import Classifier, Verdict
+from services.intake.gazetteer import Gazetteer
+from services.intake.geo import to_wgs84
 from xiuhua.city import City
 
 
@@ -19,60 +23,113 @@ class Draft:
     description: str
     place: Place
     urgency: Urgency
+    verdict: Verdict | None = None  # how free text was classified (None: the source named the category)
+
+
+@dataclass(frozen=True)
+class TransferDraft:
+    """A matter outside city management, for an outside department (转办)."""
+
+    department: str
+    matter: str
+    confidence: float
+    description: str
+    place: Place
+
+
+class Domain:
+    """The city's classifier and gazetteer, built once per city."""
+
+    def __init__(self, city: City) -> None:
+        self.city = city
+        self.classifier = Classifier(city.catalogue, city.intake.transfers, city.intake.classifier)
+        self.gazetteer = Gazetteer(city)
+
+
+_DOMAINS: dict[int, Domain] = {}
+
+
+def domain_of(city: City) -> Domain:
+    """The cached Domain of a loaded city."""
+    d = _DOMAINS.get(id(city))
+    if d is None or d.city is not city:
+        d = _DOMAINS[id(city)] = Domain(city)
+    return d
+
+
+def text_of(report: Inbound) -> str:
+    """The report's words: title and content of a work order, a description, a note."""
+    parts = [getattr(report, n, None) for n in ("title", "content", "description", "note")]
+    seen: list[str] = []
+    for p in parts:
+        if isinstance(p, str) and p and p not in seen:
+            seen.append(p)
+    return " ".join(seen)
 
 
 def classify(text: str, city: City) -> tuple[str, float] | None:
-    """The catalogue item whose keywords the text hits most; confidence from the share of hits."""
-    best: tuple[int, str] | None = None
-    for item in city.catalogue.items():
-        hits = sum(1 for k in item.keywords if k and k in text)
-        if hits and (best is None or hits > best[0]):
-            best = (hits, item.code)
-    if best is None:
-        return None
-    return best[1], min(1.0, 0.5 + 0.25 * best[0])
+    """The catalogue item for a text with its confidence, or None when it must be triaged or transferred."""
+    v = domain_of(city).classifier.classify(text)
+    return (v.code, v.confidence) if v.kind == "category" else None
 
 
-def place_report(report: Inbound, city: City) -> Place | RejectionReason:
-    """Where the report is, against the city's areas; a point outside the city is refused."""
-    address = getattr(report, "address", None)
+def place_report(report: Inbound, city: City, text: str = "") -> Place | RejectionReason:
+    """Where the report is: a point (converted to WGS84), a grid code, the gazetteer on the address, then on
+    the text; a point outside the city is refused."""
+    address = getattr(report, "address", None) or None
     loc = getattr(report, "location", None)
     if loc is not None:
-        place = city.areas.place_of_point(loc.lng, loc.lat, address)
+        lng, lat = to_wgs84(loc.lng, loc.lat, loc.coord_system)
+        place = city.areas.place_of_point(lng, lat, address)
         if place is None:
-            return RejectionReason(code="out_of_city", field="location", message="the point is outside the city")
+            return RejectionReason(code="out_of_city", field="location",
+                                   message=f"the point ({lng:.6f}, {lat:.6f}) WGS84 is outside the city")
         return place
     grid = getattr(report, "grid_code", None)
     if grid and grid in city.areas.by_code:
         return city.areas.place_of_area(grid, address=address)
-    if address:
-        for level in ("community", "street"):
-            for area in city.areas.of_level(level):
-                if any(n and n in address for n in (area.name, *area.aliases)):
-                    return city.areas.place_of_area(area.code, address=address)
-    return Place(address=address)
+    gazetteer = domain_of(city).gazetteer
+    found = gazetteer.place(address, address) or gazetteer.place(text, address)
+    return found or Place(address=address)
 
 
-def draft_case(report: Inbound, city: City) -> Draft | list[RejectionReason]:
-    """Category, place and urgency for a report, or why it cannot be a case."""
-    if isinstance(report, HotlineOrder):
-        text = f"{report.title} {report.content}"
-    else:
-        text = getattr(report, "description", "") or ""
+def _named_category(report: Inbound, city: City) -> str | None:
     code = getattr(report, "category_code", None)
+    if code:
+        return code
+    service = getattr(report, "service_code", None)
+    if service and (item := city.catalogue.by_service_code(service)) is not None:
+        return item.code
+    return None
+
+
+def draft_case(report: Inbound, city: City) -> Draft | TransferDraft | list[RejectionReason]:
+    """Category, place and urgency for a report, a transfer out of scope, or why it cannot be a case."""
+    text = text_of(report)
+    code = _named_category(report, city)
     confidence = 1.0
-    if code is None or city.category(code) is None:
-        if code is not None and isinstance(report, GridReport | InspectionFinding):
+    verdict: Verdict | None = None
+    if code is not None and city.category(code) is None:
+        if isinstance(report, GridReport | InspectionFinding):
             return [RejectionReason(code="unknown_category", field="category_code", message=f"no category {code}")]
-        found = classify(text, city)
-        if found is None:
-            return [RejectionReason(code="unclassified", field=None, message="no catalogue item matches the text")]
-        code, confidence = found
+        code = None
+    if code is None:
+        hint = getattr(report, "hotline_category", None) if isinstance(report, HotlineOrder) else None
+        verdict = domain_of(city).classifier.classify(f"{text} {hint or ''}")
+        place = place_report(report, city, text)
+        if isinstance(place, RejectionReason):
+            return [place]
+        if verdict.kind == "transfer":
+            assert verdict.department is not None and verdict.matter is not None
+            return TransferDraft(verdict.department, verdict.matter, verdict.confidence, text[:2000], place)
+        code, confidence = verdict.code, verdict.confidence
+    else:
+        place = place_report(report, city, text)
+        if isinstance(place, RejectionReason):
+            return [place]
     category = city.category(code)
-    assert category is not None
-    place = place_report(report, city)
-    if isinstance(place, RejectionReason):
-        return [place]
+    if category is None:
+        return [RejectionReason(code="unknown_category", field=None, message=f"no category {code} in the catalogue")]
     urgent = category.urgency == Urgency.urgent or bool(getattr(report, "urgent", False))
     return Draft(
         category_code=category.code,
@@ -81,4 +138,41 @@ def draft_case(report: Inbound, city: City) -> Draft | list[RejectionReason]:
         description=text[:2000],
         place=place,
         urgency=Urgency.urgent if urgent else Urgency.normal,
+        verdict=verdict,
     )
+
+
+def sensor_draft(city: City, category_code: str, place: Place, description: str, urgent: bool) -> Draft:
+    """The draft of a case a device opened."""
+    category = city.category(category_code)
+    assert category is not None, "intake.yaml is cross-checked against the catalogue at start-up"
+    urgency = Urgency.urgent if urgent or category.urgency == Urgency.urgent else Urgency.normal
+    return Draft(category.code, category.name_zh, 1.0, description[:2000], place, urgency)
+
+
+def merchant_drafts(city: City, merchant_id: str, failed: list[str], note: str | None) -> list[tuple[str, Draft]]:
+    """One 门前三包 violation draft per failed duty item of a merchant: (item, draft)."""
+    merchant = city.merchants[merchant_id]
+    settings = city.intake
+    if merchant.lng is not None and merchant.lat is not None:
+        place = city.areas.place_of_point(merchant.lng, merchant.lat, merchant.address) or Place(
+            address=merchant.address)
+    elif merchant.area in city.areas.by_code:
+        place = city.areas.place_of_area(merchant.area, address=merchant.address)
+    else:
+        place = Place(address=merchant.address)
+    out: list[tuple[str, Draft]] = []
+    for item in failed:
+        code = settings.merchant_duties.get(item, settings.merchant_default_category)
+        category = city.category(code)
+        assert category is not None
+        words = f"{merchant.name}（{merchant.id}）门前责任未落实：{category.name_zh}（{item}）"
+        if note:
+            words += f"。{note}"
+        out.append((item, Draft(category.code, category.name_zh, 1.0, words[:2000], place, category.urgency)))
+    return out
+
+
+def failed_items(items: dict[str, Any]) -> list[str]:
+    """The duty items a check failed, in a stable order."""
+    return sorted(k for k, v in items.items() if v == "fail")

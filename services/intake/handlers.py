@@ -1,22 +1,55 @@
-"""Intake's thin edge: keep the raw report, parse, draft the case, de-duplicate, publish."""
+"""Intake's thin edge: keep the raw report, parse, draft the case, de-duplicate or merge, publish.
+
+Collections (intake's own database):
+- `raw_reports`: every report as received (bytes, status: case / merged / transferred / duplicate / rejected /
+  passed / sensor_*), with the classifier's verdict; sensor readings are kept only when they change something.
+- `source_refs`: `<source>:<reference>` → case, so the same reference twice is one case.
+- `open_cases`: intake's projection of open cases (category, grid-cell key, point, reporters) for merging.
+- `devices`: one state document per sensor, written on transitions only.
+"""
 
 from __future__ import annotations
 
 import hashlib
+from dataclasses import replace
+from datetime import datetime
 from typing import Any
 
-from contracts.cases import CaseOpened
+from contracts.cases import CaseCancelled, CaseClosed, CaseMerged, CaseOpened, CaseReopened, CaseTransferred
 from contracts.envelope import new_event_id
-from contracts.reports import HotlineOrder, Inbound, RejectionReason, ReportRejected
-from contracts.values import Reporter
-from services.intake import privacy
-from services.intake.cases import Draft, draft_case
+from contracts.reports import (
+    HotlineOrder,
+    Inbound,
+    MerchantCheck,
+    RejectionReason,
+    ReportRejected,
+    SensorNormal,
+    SensorReading,
+)
+from contracts.values import Place, Reporter
+from services.intake import duplicates, privacy
+from services.intake.cases import (
+    Draft,
+    TransferDraft,
+    draft_case,
+    failed_items,
+    merchant_drafts,
+    place_report,
+    sensor_draft,
+)
 from services.intake.parsing import parse_inbound
-from xiuhua.consumer import Batch, Item
+from services.intake.sensors import DeviceState, step
+from xiuhua.consumer import Batch, Item, Poison, decode_event
 from xiuhua.service import Runtime
 
 RAW = "raw_reports"
 REFS = "source_refs"
+OPEN = "open_cases"
+DEVICES = "devices"
+COLLECTIONS = (RAW, REFS, OPEN, DEVICES)
+
+# Case events that change whether a case is open; the rest of case.v1.> is skipped without decoding.
+_PROJECTED = {"closed", "cancelled", "reopened"}
 
 
 def decode_raw(subject: str, data: bytes) -> str:
@@ -24,10 +57,22 @@ def decode_raw(subject: str, data: bytes) -> str:
     return subject.rsplit(".", 1)[-1]
 
 
+def decode_case_event(subject: str, data: bytes) -> Any:
+    """Decode only the case events intake's projection needs."""
+    parts = subject.split(".")
+    if len(parts) < 3 or parts[2] not in _PROJECTED:
+        return None
+    try:
+        return decode_event(subject, data)
+    except Poison:
+        return None  # not intake's to judge: dispatch and scoring dead-letter what is broken
+
+
 def reporter_of(report: Inbound, secret: str) -> Reporter | None:
     """Who reported, masked."""
-    if isinstance(pre := getattr(report, "reporter", None), Reporter):
-        return pre  # masked and keyed already at the source's edge (Open311 keeps contact details itself)
+    given = getattr(report, "reporter", None)
+    if isinstance(given, Reporter):
+        return given  # the Open311 edge masks and keys its citizens itself
     if isinstance(report, HotlineOrder):
         caller = report.caller
         if caller is None or not (caller.phone or caller.name):
@@ -48,18 +93,44 @@ def case_id_for() -> str:
     return "C-" + new_event_id().replace("-", "")[:16]
 
 
+def reported_at_of(report: Inbound) -> datetime:
+    """When the source says it happened."""
+    return next(
+        getattr(report, n) for n in ("reported_at", "received_at", "inspected_at", "checked_at", "measured_at")
+        if getattr(report, n, None) is not None
+    )
+
+
+def _verdict_doc(draft: Draft | TransferDraft) -> dict[str, Any] | None:
+    v = getattr(draft, "verdict", None)
+    if isinstance(draft, TransferDraft):
+        return {"kind": "transfer", "department": draft.department, "confidence": draft.confidence}
+    if v is None:
+        return None
+    return {"kind": v.kind, "code": v.code, "confidence": v.confidence, "best_guess": v.best_guess,
+            "matched": list(v.matched)}
+
+
 class IntakeHandlers:
-    """Applies raw reports."""
+    """Applies raw reports and keeps the projection of open cases."""
 
     def __init__(self, rt: Runtime) -> None:
         self.rt = rt
+        self.dup = rt.city.intake.duplicates
         self.received = rt.metrics.counter("xiuhua_reports_received", "Reports received", ("source",))
         self.rejected = rt.metrics.counter("xiuhua_reports_rejected", "Reports rejected", ("source", "code"))
         self.opened = rt.metrics.counter("xiuhua_cases_opened", "Cases opened", ("source",))
         self.duplicate = rt.metrics.counter("xiuhua_reports_duplicate", "Same source reference again", ("source",))
+        self.merged = rt.metrics.counter("xiuhua_reports_merged", "Reports merged into an open case", ("source",))
+        self.transferred = rt.metrics.counter("xiuhua_reports_transferred", "Reports out of scope", ("source",))
+        self.triaged = rt.metrics.counter("xiuhua_reports_triaged", "Cases left to manual triage", ("source",))
+        self.sensor_changes = rt.metrics.counter(
+            "xiuhua_sensor_transitions", "Sensor state transitions", ("device_type", "to"))
+
+    # ---- raw reports -------------------------------------------------------------------------------------
 
     async def on_reports(self, batch: Batch) -> None:
-        """Each raw report: keep it, then a case or a rejection."""
+        """Each raw report: keep it, then a case, a merge, a transfer or a rejection."""
         for item in batch.items:
             await self._one(batch, item)
 
@@ -74,59 +145,197 @@ class IntakeHandlers:
         if isinstance(parsed, list):
             await self._reject(batch, item, raw_doc, source, None, parsed)
             return
+        if isinstance(parsed, SensorReading):
+            await self._sensor(batch, item, raw_doc, parsed)
+            return
+        if isinstance(parsed, MerchantCheck):
+            await self._merchant_check(batch, item, raw_doc, parsed)
+            return
         ref = parsed.source_ref()
         correlation = f"{source}:{ref}"
+        if await self._seen(batch, correlation):
+            self.duplicate.labels(source).inc()
+            await self._raw(batch, {**raw_doc, "status": "duplicate", "correlation_id": correlation})
+            return
         draft = draft_case(parsed, rt.city)
         if isinstance(draft, list):
             await self._reject(batch, item, raw_doc, source, ref, draft)
             return
-        case_id = case_id_for()
-        # Look first: inside a MongoDB transaction a duplicate-key error aborts the whole transaction.
-        # Two instances racing past this check conflict on the insert; the loser retries and lands here.
-        refs = rt.store[REFS]
-        if await refs.find_one({"_id": correlation}, {"_id": 1}, session=batch.session):
-            self.duplicate.labels(source).inc()
-            await rt.store[RAW].insert_one({**raw_doc, "status": "duplicate", "correlation_id": correlation},
-                                           session=batch.session)
+        reporter = reporter_of(parsed, rt.settings.pseudonym_key)
+        raw_doc["verdict"] = _verdict_doc(draft)
+        if isinstance(draft, TransferDraft):
+            case_id = case_id_for()
+            await self._ref(batch, correlation, case_id, "transferred")
+            await self._raw(batch, {**raw_doc, "status": "transferred", "case_id": case_id,
+                                    "correlation_id": correlation})
+            batch.emit(item, CaseTransferred(
+                correlation_id=correlation, case_id=case_id, street_code=draft.place.street_code, source=source,
+                source_ref=ref, department=draft.department, matter=draft.matter, description=draft.description,
+                reporter=reporter))
+            self.transferred.labels(source).inc()
             return
-        await refs.insert_one({"_id": correlation, "case_id": case_id, "at": now}, session=batch.session)
-        await rt.store[RAW].insert_one({**raw_doc, "status": "case", "case_id": case_id, "correlation_id": correlation},
-                                       session=batch.session)
-        batch.emit(item, self._opened(parsed, draft, case_id, correlation, source, ref))
-        self.opened.labels(source).inc()
+        await self._open_or_merge(batch, item, raw_doc, draft, source=source, ref=ref, correlation=correlation,
+                                  reported_at=reported_at_of(parsed), reporter=reporter, report=parsed)
 
-    def _opened(self, report: Inbound, d: Draft, case_id: str, correlation: str, source: str, ref: str) -> CaseOpened:
-        reported_at = next(
-            getattr(report, n) for n in ("reported_at", "received_at", "inspected_at", "checked_at", "measured_at")
-            if getattr(report, n, None) is not None
-        )
-        return CaseOpened(
-            correlation_id=correlation,
-            case_id=case_id,
-            street_code=d.place.street_code,
-            source=source,
-            source_ref=ref,
-            category_code=d.category_code,
-            category_name=d.category_name,
-            category_confidence=d.confidence,
-            description=d.description,
-            place=d.place,
-            urgency=d.urgency,
-            reported_at=reported_at,
-            reporter=reporter_of(report, self.rt.settings.pseudonym_key),
+    async def _open_or_merge(
+        self, batch: Batch, item: Item, raw_doc: dict[str, Any], draft: Draft, *, source: str, ref: str,
+        correlation: str, reported_at: datetime, reporter: Reporter | None, report: Inbound | None = None,
+        merchant_id: str | None = None,
+    ) -> str:
+        """Merge into a near open case of the same category, or open a new case; returns the case id."""
+        rt, now = self.rt, self.rt.clock.now()
+        key, lookup = duplicates.keys_of(draft.category_code, draft.place, self.dup)
+        if lookup and duplicates.mergeable(draft.category_code, self.dup):
+            candidates = [d async for d in rt.store[OPEN].find(
+                {"key": {"$in": lookup}, "open": True}, session=batch.session)]
+            match = duplicates.pick(candidates, draft.place, now, self.dup)
+            if match is not None:
+                count = match.reporters + 1
+                await rt.store[OPEN].update_one({"_id": match.case_id}, {"$set": {"reporters": count}},
+                                                session=batch.session)
+                await self._ref(batch, correlation, match.case_id, "merged")
+                await self._raw(batch, {**raw_doc, "status": "merged", "case_id": match.case_id,
+                                        "correlation_id": correlation})
+                batch.emit(item, CaseMerged(
+                    correlation_id=correlation, case_id=match.case_id, street_code=match.street_code,
+                    source=source, source_ref=ref, reporter=reporter, distance_m=match.distance_m,
+                    reporters_count=count))
+                self.merged.labels(source).inc()
+                return match.case_id
+        case_id = case_id_for()
+        await rt.store[OPEN].insert_one({
+            "_id": case_id, "key": key, "category_code": draft.category_code, "lng": draft.place.lng,
+            "lat": draft.place.lat, "street_code": draft.place.street_code, "opened_at": now, "open": True,
+            "reporters": 1, "source": source}, session=batch.session)
+        await self._ref(batch, correlation, case_id, "case")
+        await self._raw(batch, {**raw_doc, "status": "case", "case_id": case_id, "correlation_id": correlation})
+        batch.emit(item, CaseOpened(
+            correlation_id=correlation, case_id=case_id, street_code=draft.place.street_code, source=source,
+            source_ref=ref, category_code=draft.category_code, category_name=draft.category_name,
+            category_confidence=draft.confidence, description=draft.description, place=draft.place,
+            urgency=draft.urgency, reported_at=reported_at, reporter=reporter,
             photo_urls=list(getattr(report, "photo_urls", []) or []),
-            merchant_id=getattr(report, "merchant_id", None),
+            merchant_id=merchant_id or getattr(report, "merchant_id", None),
             supervisor_found=source == "inspection",
             handled_on_site=bool(getattr(report, "handled_on_site", False)),
-        )
+        ))
+        self.opened.labels(source).inc()
+        if draft.category_code == rt.city.intake.classifier.triage_code:
+            self.triaged.labels(source).inc()
+        return case_id
+
+    # ---- merchant duty checks ----------------------------------------------------------------------------
+
+    async def _merchant_check(self, batch: Batch, item: Item, raw_doc: dict[str, Any], check: MerchantCheck) -> None:
+        """Each failed duty item becomes a 门前三包 violation case attributed to the merchant."""
+        source, ref = "merchant_check", check.source_ref()
+        if check.merchant_id not in self.rt.city.merchants:
+            reason = RejectionReason(code="unknown_merchant", field="merchant_id",
+                                     message=f"no merchant {check.merchant_id[:64]} in the city's register")
+            await self._reject(batch, item, raw_doc, source, ref, [reason])
+            return
+        failed = failed_items(check.items)
+        if not failed:
+            await self._raw(batch, {**raw_doc, "status": "passed", "correlation_id": f"{source}:{ref}"})
+            return
+        reporter = reporter_of(check, self.rt.settings.pseudonym_key)
+        cases: list[str] = []
+        for duty, draft in merchant_drafts(self.rt.city, check.merchant_id, failed, check.note):
+            correlation = f"{source}:{ref}:{duty}"
+            if await self._seen(batch, correlation):
+                self.duplicate.labels(source).inc()
+                continue
+            doc = {**raw_doc, "_id": f"{raw_doc['_id']}:{duty}"}
+            cases.append(await self._open_or_merge(
+                batch, item, doc, draft, source=source, ref=f"{ref}:{duty}", correlation=correlation,
+                reported_at=check.checked_at, reporter=reporter, report=check, merchant_id=check.merchant_id))
+        if not cases:
+            await self._raw(batch, {**raw_doc, "status": "duplicate", "correlation_id": f"{source}:{ref}"})
+
+    # ---- sensors -----------------------------------------------------------------------------------------
+
+    async def _sensor(self, batch: Batch, item: Item, raw_doc: dict[str, Any], reading: SensorReading) -> None:
+        """Debounce a reading against its device's thresholds; write only on a transition."""
+        rt = self.rt
+        cfg = rt.city.intake.sensors.get(reading.device_type)
+        if cfg is None:
+            return  # a device type the city sets no thresholds for: telemetry only
+        devices = rt.store[DEVICES]
+        doc = await devices.find_one({"_id": reading.device_id}, session=batch.session)
+        state = DeviceState.from_doc(doc) if doc else DeviceState(reading.device_id, reading.device_type)
+        alarm_open = bool(state.case_id) and await self._is_open(batch, state.case_id)
+        fault_open = bool(state.fault_case_id) and await self._is_open(batch, state.fault_case_id)
+        decision = step(state, cfg, dict(reading.values), reading.measured_at,
+                        alarm_open=alarm_open, fault_open=fault_open)
+        if decision.state is None:
+            return  # nothing changed: no write at all
+        new = decision.state
+        ref = reading.source_ref()
+        place: Place | None = None
+        if decision.open is not None or decision.cleared_case_id:
+            placed = place_report(reading, rt.city)
+            place = placed if isinstance(placed, Place) else Place(address=reading.site_id)
+        if decision.open is not None:
+            assert decision.category is not None and place is not None
+            what = "设备故障 device fault" if decision.open == "fault" else "超过阈值 threshold exceeded"
+            words = f"{reading.device_type} {reading.device_id}{' @' + reading.site_id if reading.site_id else ''}: " \
+                    f"{what}: {decision.reason}"
+            draft = sensor_draft(rt.city, decision.category, place, words, decision.urgent)
+            correlation = f"sensor:{ref}:{decision.open}"
+            case_id = await self._open_or_merge(
+                batch, item, {**raw_doc, "status": f"sensor_{decision.open}"}, draft, source="sensor", ref=ref,
+                correlation=correlation, reported_at=reading.measured_at,
+                reporter=reporter_of(reading, rt.settings.pseudonym_key), report=reading)
+            new = replace(new, fault_case_id=case_id) if decision.open == "fault" else replace(new, case_id=case_id)
+        if decision.cleared_case_id:
+            assert place is not None
+            await self._raw(batch, {**raw_doc, "status": "sensor_normal", "case_id": decision.cleared_case_id})
+            batch.emit(item, SensorNormal(
+                correlation_id=f"sensor:{reading.device_id}", device_id=reading.device_id,
+                device_type=reading.device_type, case_id=decision.cleared_case_id, street_code=place.street_code,
+                site_id=reading.site_id, measured_at=reading.measured_at, values=dict(reading.values)))
+        await devices.replace_one({"_id": new.device_id}, new.to_doc(), upsert=True, session=batch.session)
+        self.sensor_changes.labels(reading.device_type, decision.open or new.status).inc()
+
+    # ---- the projection of open cases --------------------------------------------------------------------
+
+    async def on_case_events(self, batch: Batch) -> None:
+        """Closed and cancelled cases stop absorbing reports; a reopened case absorbs them again."""
+        for item in batch.items:
+            event = item.message
+            if isinstance(event, CaseClosed | CaseCancelled):
+                await self.rt.store[OPEN].update_one(
+                    {"_id": event.case_id}, {"$set": {"open": False, "closed_at": event.occurred_at}},
+                    session=batch.session)
+            elif isinstance(event, CaseReopened):
+                await self.rt.store[OPEN].update_one(
+                    {"_id": event.case_id}, {"$set": {"open": True, "opened_at": event.occurred_at}},
+                    session=batch.session)
+
+    # ---- helpers -----------------------------------------------------------------------------------------
+
+    async def _is_open(self, batch: Batch, case_id: str) -> bool:
+        doc = await self.rt.store[OPEN].find_one({"_id": case_id}, {"open": 1}, session=batch.session)
+        return bool(doc and doc.get("open"))
+
+    async def _seen(self, batch: Batch, correlation: str) -> bool:
+        # Look first: inside a MongoDB transaction a duplicate-key error aborts the whole transaction.
+        # Two instances racing past this check conflict on the insert; the loser retries and lands here.
+        return await self.rt.store[REFS].find_one({"_id": correlation}, {"_id": 1}, session=batch.session) is not None
+
+    async def _ref(self, batch: Batch, correlation: str, case_id: str, outcome: str) -> None:
+        await self.rt.store[REFS].insert_one(
+            {"_id": correlation, "case_id": case_id, "outcome": outcome, "at": self.rt.clock.now()},
+            session=batch.session)
+
+    async def _raw(self, batch: Batch, doc: dict[str, Any]) -> None:
+        await self.rt.store[RAW].insert_one(doc, session=batch.session)
 
     async def _reject(
         self, batch: Batch, item: Item, raw_doc: dict[str, Any], source: str, ref: str | None,
         reasons: list[RejectionReason],
     ) -> None:
-        await self.rt.store[RAW].insert_one(
-            {**raw_doc, "status": "rejected", "reasons": [r.model_dump() for r in reasons]}, session=batch.session
-        )
+        await self._raw(batch, {**raw_doc, "status": "rejected", "reasons": [r.model_dump() for r in reasons]})
         for r in reasons:
             self.rejected.labels(source, r.code).inc()
         batch.emit(item, ReportRejected(
