@@ -318,3 +318,25 @@ async def test_real_client_payloads(settings):
         opened = await eventually(lambda: len(bus.on("case.v1.opened.")) == 4 and bus.on("case.v1.opened."))
         streets = {o["source_ref"]: o["street_code"] for o in opened}
         assert streets[first["request_id"]] == "CD" and streets[third["request_id"]] == "JQ"
+
+
+async def test_a_request_intake_refuses_answers_with_the_reason(settings):
+    async with system(settings, only=("intake",)) as rts:
+        # GCJ-02 coordinates are converted by intake, so only intake can tell this point is outside the city.
+        beijing = bin_form(lat="39.9087", long="116.3975", coord_system="gcj02")
+        async with client(asgi_app(spec("intake"), rts["intake"])) as http:
+            r = await http.post("/requests.json", data=beijing)
+            assert r.status_code == 400, r.text
+            assert "refused" in r.json()[0]["description"] and "Traceback" not in r.text
+        api = Open311Api(rts["intake"], Open311Settings(wait_s=0))
+        async with client(Starlette(routes=api.routes())) as http:
+            r = await http.post("/requests.json", data=beijing)
+            assert r.status_code == 202
+            token = r.json()[0]["token"]
+
+            async def refused():
+                row = (await http.get(f"/tokens/{token}.json")).json()[0]
+                return row if row.get("status") == "rejected" else None
+
+            row = await eventually(refused)
+            assert row["service_request_id"] is None and "refused" in row["status_notes"]

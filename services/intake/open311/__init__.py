@@ -1,6 +1,6 @@
 """Open311 GeoReport v2 over HTTP (DESIGN.md §8): service list and definitions from the catalogue, service
 requests in and their current status out, JSON and XML for every endpoint."""
 
-from services.intake.open311.hook import COLLECTIONS, on_start, routes, subscription
+from services.intake.open311.hook import COLLECTIONS, on_start, routes, subscriptions
 
-__all__ = ["COLLECTIONS", "on_start", "routes", "subscription"]
+__all__ = ["COLLECTIONS", "on_start", "routes", "subscriptions"]

@@ -10,15 +10,20 @@ from services.intake.open311.routes import SUBMISSIONS, routes
 from xiuhua.consumer import Subscription
 from xiuhua.service import Runtime
 
-__all__ = ["COLLECTIONS", "on_start", "routes", "subscription"]
+__all__ = ["COLLECTIONS", "on_start", "routes", "subscriptions"]
 
 COLLECTIONS = (REQUESTS, TOKENS, SUBMISSIONS)
 
 
-def subscription(rt: Runtime) -> Subscription:
-    """Case events into the Open311 view (durable `intake-open311`)."""
-    return Subscription("intake-open311", subjects.CASE_ALL, Projection(rt.city, rt.store).on_case_events,
-                        description="Case events into the Open311 requests view")
+def subscriptions(rt: Runtime) -> list[Subscription]:
+    """Case events into the Open311 view (durable `intake-open311`); rejected Open311 reports for their tokens."""
+    p = Projection(rt.city, rt.store)
+    return [
+        Subscription("intake-open311", subjects.CASE_ALL, p.on_case_events,
+                     description="Case events into the Open311 requests view"),
+        Subscription("intake-open311-rejected", subjects.REPORT_REJECTED, p.on_rejections,
+                     description="Open311 reports intake refused: their tokens answer with the reason"),
+    ]
 
 
 async def on_start(rt: Runtime) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from contracts import cases as ev
+from contracts.reports import ReportRejected
 from contracts.values import ReportSource
 from xiuhua.city import City
 from xiuhua.consumer import Batch
@@ -120,3 +121,15 @@ class Projection:
                 await self.store[TOKENS].replace_one(
                     {"_id": token}, {"_id": token, "case_id": event.case_id, "at": event.occurred_at},
                     upsert=True, session=batch.session)
+
+    async def on_rejections(self, batch: Batch) -> None:
+        """An Open311 report intake refused: its token answers with the reason instead of waiting forever."""
+        for item in batch.items:
+            event = item.message
+            if not isinstance(event, ReportRejected) or event.source != ReportSource.open311 or not event.source_ref:
+                continue
+            reasons = "; ".join(f"{r.field}: {r.message}" if r.field else r.message for r in event.reasons)
+            token = event.source_ref
+            await self.store[TOKENS].replace_one(
+                {"_id": token}, {"_id": token, "case_id": None, "rejected": reasons[:500], "at": event.occurred_at},
+                upsert=True, session=batch.session)

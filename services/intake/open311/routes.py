@@ -86,7 +86,10 @@ class Open311Api:
         keys = tuple(k.strip() for k in self.settings.api_keys.split(",") if k.strip())
         self.config: Open311Config = load_open311(rt.city, keys)
         self.tz = ZoneInfo(rt.city.info.timezone)
-        self.calls = rt.metrics.counter("xiuhua_open311_calls", "Open311 API calls", ("endpoint", "status"))
+        if "open311_calls" not in rt.state:  # one counter per runtime, however many apps serve it
+            rt.state["open311_calls"] = rt.metrics.counter("xiuhua_open311_calls", "Open311 API calls",
+                                                           ("endpoint", "status"))
+        self.calls = rt.state["open311_calls"]
 
     # -- plumbing -------------------------------------------------------------------------------------------
 
@@ -222,19 +225,23 @@ class Open311Api:
         except Exception:
             log.exception("open311: publishing %s failed", token)
             raise Invalid(503, "the request could not be accepted now; please try again") from None
-        case_id = await self._wait_for_case(token)
+        resolved = await self._wait_for_case(token)
+        if resolved is not None and resolved.get("rejected"):
+            raise Invalid(400, f"the request was refused: {resolved['rejected']}")
+        case_id = resolved["case_id"] if resolved is not None else None
         notice = "已受理 received; we will handle it within the published time limit"
         row: dict[str, Any] = {"service_request_id": case_id} if case_id else {"token": token}
         row.update(service_notice=notice, account_id=c.account_id)
         return render.body(fmt, "service_requests", [row], status=201 if case_id else 202)
 
-    async def _wait_for_case(self, token: str) -> str | None:
+    async def _wait_for_case(self, token: str) -> dict[str, Any] | None:
+        """The token's resolution (a case id, or why intake refused it) once the projection has it."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.settings.wait_s
         while True:
             doc = await self.rt.store[TOKENS].find_one({"_id": token})
             if doc is not None:
-                return str(doc["case_id"])
+                return doc
             if loop.time() >= deadline:
                 return None
             await asyncio.sleep(0.1)
@@ -305,6 +312,10 @@ class Open311Api:
         """GET tokens/{token}: the service_request_id once the case exists (empty while it is pending)."""
         token = request.path_params["token"]
         doc = await self.rt.store[TOKENS].find_one({"_id": token})
+        if doc is not None and doc.get("rejected"):
+            row = {"service_request_id": None, "token": token, "status": "rejected",
+                   "status_notes": f"the request was refused: {doc['rejected']}"}
+            return render.body(fmt, "service_requests", [row])
         if doc is not None:
             return render.body(fmt, "service_requests", [{"service_request_id": doc["case_id"], "token": token}])
         if await self.rt.store[SUBMISSIONS].find_one({"_id": token}, {"_id": 1}) is None:
