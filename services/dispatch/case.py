@@ -90,16 +90,3 @@ def _plain(value: Any) -> Any:
     if isinstance(value, Enum):
         return value.value
     return value
-
-
-def patch(old: Case, new: Case) -> dict[str, Any]:
-    """A `$set`/`$unset` update with the top-level fields that changed."""
-    a, b = old.to_doc(), new.to_doc()
-    sets = {k: v for k, v in b.items() if a.get(k) != v}
-    unsets = {k: "" for k in a if k not in b}
-    update: dict[str, Any] = {}
-    if sets:
-        update["$set"] = sets
-    if unsets:
-        update["$unset"] = unsets
-    return update

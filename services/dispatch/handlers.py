@@ -12,7 +12,7 @@ from contracts.merchants import MerchantEscalated
 from contracts.values import Place, ReportSource
 from services.dispatch import lifecycle, timers
 from services.dispatch.business_calendar import BusinessCalendar
-from services.dispatch.case import Case, patch
+from services.dispatch.case import Case
 from services.dispatch.commands import InvalidCommand
 from xiuhua.bus import Outgoing
 from xiuhua.consumer import Batch, Item
@@ -83,8 +83,9 @@ class DispatchHandlers:
             outcome = lifecycle.decide(case, c, self._ctx())
             if isinstance(outcome, lifecycle.Rejected):
                 break
-            res = await cases.update_one({"_id": case.case_id, "version": case.version},
-                                         patch(case, outcome.case), session=batch.session)
+            # The whole document, not `$set`: nx-27017 stores a datetime given to `$set` as a string.
+            res = await cases.replace_one({"_id": case.case_id, "version": case.version},
+                                          outcome.case.to_doc(), session=batch.session)
             if res.matched_count == 1:
                 break
             # Another writer moved the case on: decide again on its fresh state.
@@ -156,8 +157,9 @@ class DispatchHandlers:
                     await self.rt.ledger.publish([(key, out)])
                     published += 1
                     self.timer_events.labels(t.kind).inc()
-            update = patch(case, timers.fired(case, due, self.calendar, cfg))
-            if update:
-                # Only if no command moved the case meanwhile; a command reschedules the timers itself.
-                await cases.update_one({"_id": case.case_id, "version": case.version}, update)
+            after = timers.fired(case, due, self.calendar, cfg)
+            if after != case:
+                # Only if no command moved the case meanwhile (a command reschedules the timers itself); the
+                # version stays: timer bookkeeping is not a change of the case.
+                await cases.replace_one({"_id": case.case_id, "version": case.version}, after.to_doc())
         return published

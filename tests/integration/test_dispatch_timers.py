@@ -1,0 +1,125 @@
+"""Warnings, overdue and escalations on a real bus and store with an injected clock: each published once per case
+and level, with two dispatch instances scanning at once and after a restart."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+from contracts.cases import CaseOpened
+from services.dispatch.app import SPEC
+from tests.conftest import eventually
+from tests.helpers import BusRecorder, publish
+from xiuhua.clock import FrozenClock
+from xiuhua.service import running
+
+SH = ZoneInfo("Asia/Shanghai")
+T0 = datetime(2026, 11, 23, 9, 0, tzinfo=SH)  # Monday 09:00; a 4h case is due 14:30
+TIMER_KINDS = ("case.v1.deadline_warning.", "case.v1.overdue.", "case.v1.escalated.")
+
+
+def opened_case(city, case_id: str, code: str = "0201") -> CaseOpened:
+    return CaseOpened(
+        occurred_at=T0, correlation_id=f"grid:{case_id}", case_id=case_id, street_code="CD", source="grid",
+        source_ref=case_id, category_code=code, description="垃圾箱满溢", place=city.areas.place_of_area("CD01"),
+        reported_at=T0,
+    )
+
+
+def timer_events(bus: BusRecorder) -> list[tuple[str, str, int]]:
+    """(case, kind, level) of every timer message seen on the bus, duplicates included."""
+    out = []
+    for prefix in TIMER_KINDS:
+        for body in bus.on(prefix):
+            out.append((body["case_id"], prefix.split(".")[2], body.get("level", 0)))
+    return out
+
+
+async def tick_both(rts) -> None:
+    await asyncio.gather(*(rt.state["dispatch"].tick() for rt in rts))
+
+
+async def test_timers_fire_once_with_two_instances_and_after_a_restart(settings, city):
+    clock = FrozenClock(T0)
+    ids = [f"C-T{i}" for i in range(4)]
+    async with BusRecorder(settings.nats_url) as bus:
+        async with running(SPEC, settings, clock=clock, city=city) as a, running(SPEC, settings, clock=clock,
+                                                                                   city=city) as b:
+            for cid in ids:
+                ev = opened_case(city, cid)
+                await publish(settings.nats_url, ev.subject_for(), ev.to_json(), msg_id=ev.event_id)
+            await eventually(lambda: len(bus.on("case.v1.dispatched.")) == len(ids), timeout=30)
+
+            clock.set(datetime(2026, 11, 23, 13, 41, tzinfo=SH))  # just before 80 %
+            await tick_both((a, b))
+            assert timer_events(bus) == []
+
+            clock.set(datetime(2026, 11, 23, 13, 42, tzinfo=SH))  # 80 %: the warning
+            await tick_both((a, b))
+            await tick_both((a, b))  # a second scan finds nothing new
+            await eventually(lambda: len(timer_events(bus)) == len(ids))
+            assert Counter(timer_events(bus)) == Counter({(c, "deadline_warning", 0): 1 for c in ids})
+
+            clock.set(datetime(2026, 11, 23, 14, 30, tzinfo=SH))  # the deadline: overdue and level 1
+            await tick_both((a, b))
+            await eventually(lambda: len(timer_events(bus)) == 3 * len(ids))
+            doc = await a.store["cases"].find_one({"_id": ids[0]})
+            assert doc["timers_fired"] == ["warning:0", "overdue:0", "escalated:1"]
+            assert doc["next_timer_at"] == datetime(2026, 11, 23, 16, 30, tzinfo=SH)
+
+        # Both instances stop; one starts again later and scans a clock far past every level.
+        clock.set(datetime(2026, 11, 26, 9, 0, tzinfo=SH))
+        async with running(SPEC, settings, clock=clock, city=city) as c:
+            await c.state["dispatch"].tick()
+            await c.state["dispatch"].tick()
+            await eventually(lambda: len(timer_events(bus)) == 5 * len(ids))
+            await asyncio.sleep(0.5)
+        seen = Counter(timer_events(bus))
+        expected = {(cid, kind, lvl): 1 for cid in ids for kind, lvl in (
+            ("deadline_warning", 0), ("overdue", 0), ("escalated", 1), ("escalated", 2), ("escalated", 3))}
+        assert seen == Counter(expected)
+        esc = [e for e in bus.on("case.v1.escalated.") if e["case_id"] == ids[0]]
+        assert sorted(e["level"] for e in esc) == [1, 2, 3]
+        assert all(e["unit_id"] == "CD-SAN" and e["due_at"].startswith("2026-11-23T06:30") for e in esc)
+
+
+async def test_resolution_stops_the_timers_and_an_extension_moves_them(settings, city):
+    clock = FrozenClock(T0)
+    centre = {"unit_id": "XH-CC", "role": "command_centre", "name": "值班长"}
+    lead = {"unit_id": "CD-SAN", "role": "sanitation", "name": "王强"}
+
+    def command(action: str, cid: str, n: int, actor: dict, **extra) -> dict:
+        return {"command_id": f"{cid}-{action}-{n}", "case_id": cid, "actor": actor, "at": T0.isoformat(), **extra}
+
+    async with BusRecorder(settings.nats_url) as bus, running(SPEC, settings, clock=clock, city=city) as rt:
+        for cid in ("C-R", "C-X"):
+            ev = opened_case(city, cid)
+            await publish(settings.nats_url, ev.subject_for(), ev.to_json(), msg_id=ev.event_id)
+        await eventually(lambda: len(bus.on("case.v1.dispatched.")) == 2, timeout=30)
+        for cid in ("C-R", "C-X"):
+            await publish(settings.nats_url, "cmd.v1.case.acknowledge", command("acknowledge", cid, 1, lead))
+        await eventually(lambda: len(bus.on("case.v1.acknowledged.")) == 2)
+        await publish(settings.nats_url, "cmd.v1.case.resolve", command("resolve", "C-R", 1, lead, note="已清运"))
+        await publish(settings.nats_url, "cmd.v1.case.request_extension",
+                      command("request_extension", "C-X", 1, lead, hours=8, reason="需协调"))
+        await eventually(lambda: bus.on("case.v1.resolved.") and bus.on("case.v1.extension_requested."))
+        await publish(settings.nats_url, "cmd.v1.case.approve_extension",
+                      command("approve_extension", "C-X", 1, centre))
+        approved = await eventually(lambda: bus.on("case.v1.extension_approved."))
+        assert approved[0]["due_at"] == "2026-11-24T07:00:00Z"  # Tuesday 15:00 in Shanghai
+
+        clock.set(datetime(2026, 11, 23, 15, 0, tzinfo=SH))  # past the original deadline (14:30)
+        await rt.state["dispatch"].tick()
+        await asyncio.sleep(0.5)
+        assert timer_events(bus) == []  # C-R waits for verification; C-X's deadline moved to Tuesday 15:00
+
+        clock.set(datetime(2026, 11, 24, 15, 0, tzinfo=SH))
+        await rt.state["dispatch"].tick()
+        await eventually(lambda: len(timer_events(bus)) == 3)
+        assert sorted(timer_events(bus)) == [
+            ("C-X", "deadline_warning", 0), ("C-X", "escalated", 1), ("C-X", "overdue", 0)]
+        warning = bus.on("case.v1.deadline_warning.")[0]
+        assert warning["occurred_at"] == "2026-11-24T03:06:00Z"  # 80 % of 12 working hours: Tuesday 11:06
+        assert bus.on("case.v1.overdue.")[0]["due_at"] == "2026-11-24T07:00:00Z"
