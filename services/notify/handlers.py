@@ -99,7 +99,7 @@ class NotifyHandlers:
                 case = {"_id": ev.case_id, "lead": ev.lead_unit.unit_id, "lead_name": ev.lead_unit.name,
                         "cooperating": [u.unit_id for u in ev.cooperating_units], "street_code": ev.street_code,
                         "category_code": ev.category_code, "urgency": str(ev.urgency)}
-                await self.rt.store[CASES].update_one({"_id": ev.case_id}, {"$set": case}, upsert=True, session=s)
+                await self._project(s, case)
                 facts = {"case_id": ev.case_id, "category": self._category(ev.category_code),
                          "category_code": ev.category_code, "unit": ev.lead_unit.name, "due_at": ev.due_at,
                          "rule_id": ev.rule_id, "street_code": ev.street_code}
@@ -161,6 +161,14 @@ class NotifyHandlers:
         )
         await self._plan(s, planned, "merchant_escalation", facts, 0, _get(ev, "correlation_id", ""), case_id)
 
+    async def _project(self, s: AsyncClientSession | None, case: dict[str, Any]) -> None:
+        """Keep notify's view of a case (find first: no duplicate-key error inside a transaction)."""
+        col = self.rt.store[CASES]
+        if await col.find_one({"_id": case["_id"]}, {"_id": 1}, session=s):
+            await col.replace_one({"_id": case["_id"]}, {k: v for k, v in case.items() if k != "_id"}, session=s)
+        else:
+            await col.insert_one(case, session=s)
+
     def _category(self, code: str | None) -> str:
         cat = self.rt.city.category(code) if code else None
         return f"{cat.name_zh}（{code}）" if cat else (code or "")
@@ -180,21 +188,32 @@ class NotifyHandlers:
                     "_id": d.notification_id, "kind": kind, "level": level, "case_id": case_id,
                     "unit_id": d.unit_id, "contact_id": d.contact_id, "channel": d.channel, "address": d.address,
                     "urgent": d.urgent, "status": "pending", "attempts": 0, "next_at": now, "created_at": now,
-                    "correlation_id": correlation_id, "message": message, "history": [],
+                    "correlation_id": correlation_id, "message": message, "history": [], "v": 0,
                 },
                 session=s,
             )
 
     # ---- sending --------------------------------------------------------------------------------------------
 
+    async def _transition(self, doc: dict[str, Any], **changes: Any) -> dict[str, Any] | None:
+        """Move a delivery to its next state if nobody moved it since `doc` was read; None if somebody did.
+
+        A conditional whole-document replace on the version `v`: atomic on MongoDB, and it keeps datetimes and
+        sub-documents intact on nx-27017 (whose `$set` stores datetimes as text and whose `$push` stores
+        sub-documents as JSON strings).
+        """
+        v = doc.get("v")
+        cond = {"_id": doc["_id"], "v": v} if v is not None else {"_id": doc["_id"], "v": {"$exists": False}}
+        new = {k: val for k, val in doc.items() if k != "_id"} | changes | {"v": (v or 0) + 1}
+        res = await self.rt.store[DELIVERIES].replace_one(cond, new)
+        return {"_id": doc["_id"], **new} if res.modified_count == 1 else None
+
     async def deliver_due(self, limit: int = 200) -> int:
         """Send pending deliveries that are due; returns how many were delivered."""
         col = self.rt.store[DELIVERIES]
         now = self.rt.clock.now()
-        await col.update_many(
-            {"status": "sending", "claimed_at": {"$lt": now - STALE_SENDING}},
-            {"$set": {"status": "pending", "next_at": now}},
-        )
+        async for stale in col.find({"status": "sending", "claimed_at": {"$lt": now - STALE_SENDING}}).limit(limit):
+            await self._transition(stale, status="pending", next_at=now)  # a crash left it claimed: send again
         query = {"status": "pending", "next_at": {"$lte": now}}
         due = [d async for d in col.find(query).sort("next_at", 1).limit(limit)]
         delivered = 0
@@ -203,39 +222,31 @@ class NotifyHandlers:
                 delivered += 1
         return delivered
 
-    async def _defer(self, doc: dict[str, Any], status: str, until: Any, reason: str, undo_claim: bool) -> None:
-        update: dict[str, Any] = {"$set": {"status": "pending", "next_at": until, "deferred": reason}}
-        if undo_claim:
-            update["$inc"] = {"attempts": -1}
-        await self.rt.store[DELIVERIES].update_one({"_id": doc["_id"], "status": status}, update)
-        self.deferred.labels(reason).inc()
-
     async def _attempt(self, doc: dict[str, Any]) -> bool:
-        col = self.rt.store[DELIVERIES]
         now = self.rt.clock.now()
         quiet = not doc.get("urgent") and self.alerts.respects_quiet_hours(doc["channel"])
         if quiet and (until := quiet_until(now, self.alerts.quiet_hours, self.tz)):
-            await self._defer(doc, "pending", until, "quiet_hours", undo_claim=False)
+            await self._transition(doc, next_at=until, deferred="quiet_hours")
+            self.deferred.labels("quiet_hours").inc()
             return False
         # Claim the attempt: only one worker (of any instance) sends a given attempt.
-        claimed = await col.update_one(
-            {"_id": doc["_id"], "status": "pending", "attempts": doc["attempts"]},
-            {"$set": {"status": "sending", "claimed_at": now}, "$inc": {"attempts": 1}},
-        )
-        if claimed.modified_count != 1:
+        attempts = doc["attempts"] + 1
+        claimed = await self._transition(doc, status="sending", claimed_at=now, attempts=attempts)
+        if claimed is None:
             return False
         wait = await self.buckets.take(f"{doc['contact_id']}:{doc['channel']}", now)
-        if wait > 0:
-            await self._defer(doc, "sending", now + timedelta(seconds=wait), "rate_limit", undo_claim=True)
+        if wait > 0:  # over the recipient's rate: put it back, no attempt spent
+            await self._transition(claimed, status="pending", attempts=doc["attempts"],
+                                   next_at=now + timedelta(seconds=wait), deferred="rate_limit")
+            self.deferred.labels("rate_limit").inc()
             return False
-        attempts = doc["attempts"] + 1
         channel = self.channels.get(doc["channel"])
         try:
             if channel is None:
                 raise PermanentDeliveryError(f"no channel {doc['channel']}")
             await channel.send(doc["address"], {"notification_id": doc["_id"], **doc["message"]})
         except Exception as exc:
-            await self._failed_attempt(doc, attempts, exc)
+            await self._failed_attempt(claimed, attempts, exc)
             return False
         event = NotificationDelivered(
             correlation_id=doc.get("correlation_id", ""), notification_id=doc["_id"], kind=doc["kind"],
@@ -244,30 +255,23 @@ class NotifyHandlers:
         )
         key = f"delivered:{doc['_id']}"
         first = await self.rt.ledger.claim(key, [Outgoing.of(event)])  # the outbox holds it before the log moves
-        await col.update_one(
-            {"_id": doc["_id"]},
-            {"$set": {"status": "delivered", "delivered_at": now},
-             "$push": {"history": {"at": now, "attempt": attempts, "ok": True}}},
-        )
+        history = [*claimed.get("history", []), {"at": now, "attempt": attempts, "ok": True}]
+        await self._transition(claimed, status="delivered", delivered_at=now, deferred=None, history=history)
         if first:
             await self.rt.ledger.publish([(key, [Outgoing.of(event)])])
         self.sent.labels(doc["channel"], doc["kind"]).inc()
         return True
 
     async def _failed_attempt(self, doc: dict[str, Any], attempts: int, exc: BaseException) -> None:
-        col = self.rt.store[DELIVERIES]
         now = self.rt.clock.now()
         error = safe_error(exc, self.secrets)
         self.failed.labels(doc["channel"]).inc()
-        entry = {"at": now, "attempt": attempts, "ok": False, "error": error}
+        history = [*doc.get("history", []), {"at": now, "attempt": attempts, "ok": False, "error": error}]
         permanent = isinstance(exc, PermanentDeliveryError)
         if attempts < self.alerts.retry.max_attempts and not permanent:
             delay = backoff_seconds(attempts, self.alerts.retry, self.rnd)
-            await col.update_one(
-                {"_id": doc["_id"]},
-                {"$set": {"status": "pending", "next_at": now + timedelta(seconds=delay), "last_error": error},
-                 "$push": {"history": entry}},
-            )
+            await self._transition(doc, status="pending", next_at=now + timedelta(seconds=delay), last_error=error,
+                                   deferred=None, history=history)
             return
         log.warning("delivery %s gave up after %d attempts: %s", doc["_id"], attempts, error)
         event = NotificationFailed(
@@ -276,11 +280,8 @@ class NotifyHandlers:
             case_id=doc["case_id"], attempts=attempts, error=error, permanent=permanent,
         )
         key = f"failed:{doc['_id']}"
-        first = await self.rt.ledger.claim(key, [Outgoing.of(event)])
-        await col.update_one(
-            {"_id": doc["_id"]},
-            {"$set": {"status": "failed", "failed_at": now, "last_error": error}, "$push": {"history": entry}},
-        )
+        first = await self.rt.ledger.claim(key, [Outgoing.of(event)])  # kept in the outbox: published once
+        await self._transition(doc, status="failed", failed_at=now, last_error=error, deferred=None, history=history)
         if first:
             await self.rt.ledger.publish([(key, [Outgoing.of(event)])])
         self.gave_up.labels(doc["channel"]).inc()

@@ -1,8 +1,8 @@
 """Per-recipient rate limits: a token bucket per (contact, channel) kept in the store.
 
 The bucket lives in the `rate_buckets` collection, not in memory, so the limit holds however many notify instances
-run: each take is a compare-and-set on the bucket's version (`v`); an instance that loses the race re-reads and
-tries again. Every write is top-level fields on one document keyed by `_id` (no dotted upserts, no transaction).
+run: each take is a compare-and-set (a conditional replace) on the bucket's version (`v`); an instance that loses
+the race re-reads and tries again. One document per bucket keyed by `_id`; no dotted paths, no transaction.
 """
 
 from __future__ import annotations
@@ -38,10 +38,11 @@ class TokenBuckets:
             tokens = refill(float(doc["tokens"]), at, now, self.limit)
             if tokens < 1.0:
                 return wait_for_token(tokens, self.limit)
-            res = await self.col.update_one(
+            res = await self.col.replace_one(
                 {"_id": key, "v": doc["v"]},
                 # `at` never moves back: a slower clock on another instance must not mint tokens twice.
-                {"$set": {"tokens": tokens - 1.0, "at": max(at, now), "v": doc["v"] + 1}},
+                # A whole-document replace, not `$set`: nx-27017 stores a `$set` datetime as text.
+                {"tokens": tokens - 1.0, "at": max(at, now), "v": doc["v"] + 1},
             )
             if res.modified_count == 1:
                 return 0.0

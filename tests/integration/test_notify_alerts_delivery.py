@@ -1,0 +1,336 @@
+"""The notify service on a real bus and store: retries, give-up, quiet hours, rate limits, de-duplication, the log.
+
+The worker's timer is switched off (poll_seconds = 1 h); each test drives `deliver_due` by hand after moving a
+FrozenClock, so schedules are exact and nothing sleeps.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from contracts.cases import CaseDispatched, CaseEscalated, CaseOpened, CaseOverdue
+from contracts.envelope import Event
+from contracts.values import Place, ReportSource, UnitRef, Urgency
+from services.notify.app import SPEC
+from services.notify.delivery_log import by_case, render
+from services.notify.handlers import DELIVERIES, NotifyHandlers
+from tests.conftest import eventually
+from tests.helpers import BusRecorder, publish
+from tests.integration.test_notify_alerts_channels import receiver, smtp_server
+from xiuhua.city import City
+from xiuhua.city.alerts import AlertRule, AlertsFile, ChannelConfig, RateLimit, RetryPolicy
+from xiuhua.city.units import Contact
+from xiuhua.clock import FrozenClock
+from xiuhua.service import Runtime, running
+from xiuhua.settings import PROJECT_ROOT, Settings
+
+T0 = datetime(2026, 11, 23, 2, 0, tzinfo=UTC)  # Monday 10:00 in Shanghai
+SECRET = "whsec-test-0001"
+
+
+def alert_city(
+    city: City, hook: str, *, smtp_port: int = 9, quiet: str | None = "22:00-07:30",
+    rate: RateLimit | None = None, max_attempts: int = 3,
+) -> City:
+    """The demo city with CD-SAN's duty contact on a loopback webhook (and e-mail) and rules for the tests."""
+    alerts = AlertsFile(
+        quiet_hours=quiet,
+        poll_seconds=3600,
+        retry=RetryPolicy(max_attempts=max_attempts, base_s=2, max_s=60, jitter=0.5),
+        rate_limit=rate or RateLimit(capacity=50, per_minute=60),
+        channels={
+            "file": ChannelConfig(type="file"),
+            "webhook": ChannelConfig(type="webhook", secret=SECRET, timeout_s=3),
+            "email": ChannelConfig(type="email", smtp_host="127.0.0.1", smtp_port=smtp_port, timeout_s=3),
+        },
+        rules=[
+            AlertRule(kind="new_case", to=["lead_unit"], duties=["duty"], channels=["webhook"]),
+            AlertRule(kind="overdue", to=["lead_unit"], duties=["duty"], channels=["webhook"], urgent=True),
+            AlertRule(kind="escalation", to=["lead_unit"], duties=["duty"], channels=["webhook", "email"],
+                      urgent=True, min_level=1),
+            AlertRule(kind="sensor_emergency", to=["command_centre"], duties=["duty"], channels=["file"], urgent=True),
+            AlertRule(kind="bottom_ranking", to=["lead_unit"], duties=["head"], channels=["file"]),
+            AlertRule(kind="merchant_escalation", to=["lead_unit", "street_office"], duties=["duty"],
+                      channels=["file"]),
+        ],
+    )
+    units = dict(city.units)
+    duty = Contact(id="CD-SAN-duty", name="城东环卫所值班", duty="duty",
+                   channels={"webhook": hook, "email": "duty@cd-san.example"})
+    units["CD-SAN"] = units["CD-SAN"].model_copy(update={"contacts": [duty, *units["CD-SAN"].contacts[1:]]})
+    return dataclasses.replace(city, alerts=alerts, units=units)
+
+
+@contextlib.asynccontextmanager
+async def notify(settings: Settings, city: City, clock: FrozenClock) -> AsyncIterator[tuple[Runtime, NotifyHandlers]]:
+    """One notify instance."""
+    async with running(SPEC, settings, clock=clock, city=city) as rt:
+        yield rt, rt.state["handlers"]
+
+
+async def send(settings: Settings, event: Event) -> None:
+    """Publish an event as its producer would (no message id: every copy is a new message)."""
+    await publish(settings.nats_url, event.subject_for(), json.loads(event.to_json()))
+
+
+def lead() -> UnitRef:
+    return UnitRef(unit_id="CD-SAN", name="城东环卫所", role="sanitation")
+
+
+def overdue(case_id: str, at: datetime = T0) -> CaseOverdue:
+    return CaseOverdue(case_id=case_id, street_code="CD", unit_id="CD-SAN", due_at=at - timedelta(hours=1))
+
+
+def dispatched(case_id: str, at: datetime = T0) -> CaseDispatched:
+    return CaseDispatched(case_id=case_id, street_code="CD", category_code="0201", lead_unit=lead(),
+                          rule_id="default-by-category", due_at=at + timedelta(hours=4), time_limit="4h")
+
+
+async def planned(rt: Runtime, n: int, **query: Any) -> list[dict[str, Any]]:
+    """Wait until n deliveries (matching query) are planned."""
+
+    async def check() -> list[dict[str, Any]] | None:
+        docs = [d async for d in rt.store[DELIVERIES].find(query)]
+        return docs if len(docs) >= n else None
+
+    return await eventually(check)
+
+
+async def doc(rt: Runtime, nid: str) -> dict[str, Any]:
+    return await rt.store[DELIVERIES].find_one({"_id": nid})
+
+
+async def test_retries_back_off_with_jitter_then_succeed(settings, city) -> None:
+    clock = FrozenClock(T0)
+    async with receiver(fail_next=2) as r, BusRecorder(settings.nats_url) as bus, \
+            notify(settings, alert_city(city, r.url("/a")), clock) as (rt, h):
+        await send(settings, overdue("C-R1"))
+        (d,) = await planned(rt, 1)
+        nid = d["_id"]
+        assert nid == "overdue:C-R1:0:CD-SAN-duty:webhook"
+
+        assert await h.deliver_due() == 0
+        first = await doc(rt, nid)
+        assert first["status"] == "pending" and first["attempts"] == 1
+        assert "HTTP 503" in first["last_error"]
+        assert timedelta(seconds=1) <= first["next_at"] - T0 <= timedelta(seconds=2)  # 2 s, half of it jitter
+
+        assert await h.deliver_due() == 0 and r.attempts == 1  # not due yet: nothing sent
+        clock.set(first["next_at"])
+        assert await h.deliver_due() == 0
+        second = await doc(rt, nid)
+        assert second["attempts"] == 2 and timedelta(seconds=2) <= second["next_at"] - clock.now() <= timedelta(
+            seconds=4
+        )
+        clock.set(second["next_at"])
+        assert await h.deliver_due() == 1
+        done = await doc(rt, nid)
+        assert done["status"] == "delivered" and done["attempts"] == 3
+        assert [x["ok"] for x in done["history"]] == [False, False, True]
+        assert len(r.got) == 1 and r.attempts == 3
+
+        delivered = await eventually(lambda: bus.on("notify.v1.delivered"))
+        assert delivered[0]["notification_id"] == nid and delivered[0]["attempts"] == 3
+        clock.advance(timedelta(hours=1))
+        assert await h.deliver_due() == 0
+        assert len(bus.on("notify.v1.delivered")) == 1 and not bus.on("notify.v1.failed")
+
+
+async def test_exhausted_retries_publish_failed_once_and_keep_the_delivery(settings, city) -> None:
+    clock = FrozenClock(T0)
+    async with receiver(fail_next=1000) as r, BusRecorder(settings.nats_url) as bus, \
+            notify(settings, alert_city(city, r.url("/hook/path-token?key=URLTOKEN")), clock) as (rt, h):
+        await send(settings, overdue("C-F1"))
+        (d,) = await planned(rt, 1)
+        for _ in range(5):
+            await h.deliver_due()
+            clock.advance(timedelta(minutes=2))
+        assert r.attempts == 3  # max_attempts, then it stops
+        gone = await doc(rt, d["_id"])
+        assert gone["status"] == "failed" and gone["attempts"] == 3
+        failed = await eventually(lambda: bus.on("notify.v1.failed"))
+        assert len(failed) == 1
+        f = failed[0]
+        assert f["notification_id"] == d["_id"] and f["attempts"] == 3 and f["case_id"] == "C-F1"
+        assert f["recipient"] == "CD-SAN-duty" and f["error"] == f"DeliveryError: HTTP 503 from 127.0.0.1:{r.port}"
+        text = json.dumps(f) + json.dumps(gone["history"], default=str)
+        assert "URLTOKEN" not in text and "path-token" not in text and SECRET not in text
+        assert not bus.on("notify.v1.delivered")
+        # Still in the log, still failed; more passes of the worker change nothing.
+        await h.deliver_due()
+        log = await by_case(rt.store[DELIVERIES], "C-F1")
+        assert [(e["status"], e["attempts"]) for e in log] == [("failed", 3)]
+        assert log[0]["address"] == f"http://127.0.0.1:{r.port}/…"
+        assert "failed" in render("C-F1", log) and "HTTP 503" in render("C-F1", log)
+        assert len(bus.on("notify.v1.failed")) == 1
+
+
+async def test_quiet_hours_defer_non_urgent_alerts_but_not_urgent_ones(settings, city) -> None:
+    night = datetime(2026, 11, 23, 15, 0, tzinfo=UTC)  # 23:00 in Shanghai
+    clock = FrozenClock(night)
+    async with receiver() as r, notify(settings, alert_city(city, r.url("/q")), clock) as (rt, h):
+        await send(settings, dispatched("C-Q1", night))
+        await send(settings, overdue("C-Q2", night))
+        await planned(rt, 2)
+        assert await h.deliver_due() == 1  # the urgent overdue alert goes out at night
+        assert [g.json()["kind"] for g in r.got] == ["overdue"]
+        new_case = await doc(rt, "new_case:C-Q1:0:CD-SAN-duty:webhook")
+        morning = datetime(2026, 11, 23, 23, 30, tzinfo=UTC)  # 07:30 in Shanghai
+        assert new_case["status"] == "pending" and new_case["deferred"] == "quiet_hours"
+        assert new_case["next_at"] == morning and new_case["attempts"] == 0  # deferred, not dropped nor spent
+        clock.set(morning - timedelta(minutes=1))
+        assert await h.deliver_due() == 0
+        clock.set(morning)
+        assert await h.deliver_due() == 1
+        assert [g.json()["kind"] for g in r.got] == ["overdue", "new_case"]
+
+
+async def test_rate_limit_per_recipient_holds_across_two_instances(settings, city) -> None:
+    clock = FrozenClock(T0)
+    async with receiver() as r:
+        c = alert_city(city, r.url("/rl"), rate=RateLimit(capacity=2, per_minute=1))
+        async with notify(settings, c, clock) as (rt, h1), notify(settings, c, clock) as (_, h2):
+            for i in range(5):
+                await send(settings, overdue(f"C-L{i}"))
+            await planned(rt, 5)
+            # Two instances drain at once: the bucket in the store lets exactly `capacity` through.
+            sent = await asyncio.gather(h1.deliver_due(), h2.deliver_due())
+            assert sum(sent) == 2 and len(r.got) == 2
+            waiting = [d async for d in rt.store[DELIVERIES].find({"status": "pending"})]
+            assert len(waiting) == 3 and {d["deferred"] for d in waiting} == {"rate_limit"}
+            assert all(d["attempts"] == 0 for d in waiting)  # a deferral spends no attempt
+            assert min(d["next_at"] for d in waiting) == T0 + timedelta(minutes=1)
+            clock.advance(timedelta(minutes=1))
+            sent = await asyncio.gather(h1.deliver_due(), h2.deliver_due())
+            assert sum(sent) == 1 and len(r.got) == 3  # one token a minute
+            clock.advance(timedelta(minutes=2))
+            sent = await asyncio.gather(h1.deliver_due(), h2.deliver_due())
+            assert sum(sent) == 2 and len(r.got) == 5
+            ids = [g.headers["x-xiuhua-notification-id"] for g in r.got]
+            assert len(set(ids)) == 5  # each sent once, by one instance
+
+
+async def test_one_alert_per_case_kind_and_level_after_redelivery_and_restart(settings, city) -> None:
+    clock = FrozenClock(T0)
+    with smtp_server() as (ctl, mail):
+        await _dedup_run(settings, city, clock, ctl, mail)
+
+
+async def _dedup_run(settings: Settings, city: City, clock: FrozenClock, ctl: Any, mail: Any) -> None:
+    async with receiver() as r, BusRecorder(settings.nats_url) as bus:
+        c = alert_city(city, r.url("/d"), smtp_port=ctl.port)
+        async with notify(settings, c, clock) as (rt, h):
+            ev = overdue("C-D1")
+            await send(settings, ev)
+            await send(settings, ev)  # the same event again (a producer's resend)
+            await send(settings, overdue("C-D1"))  # the same fact as a new event
+            esc1 = CaseEscalated(case_id="C-D1", street_code="CD", unit_id="CD-SAN", level=1, due_at=T0)
+            await send(settings, esc1)
+            await planned(rt, 3)
+            await eventually(lambda: _consumed(rt, 4))
+            assert await h.deliver_due() == 3  # overdue (webhook), escalation level 1 (webhook + e-mail)
+        async with notify(settings, c, clock) as (rt, h):  # a restart
+            await send(settings, overdue("C-D1"))
+            await send(settings, esc1)
+            await send(settings, CaseEscalated(case_id="C-D1", street_code="CD", unit_id="CD-SAN", level=2, due_at=T0))
+            await planned(rt, 5)
+            await eventually(lambda: _consumed(rt, 3))
+            assert await h.deliver_due() == 2  # only level 2 is new
+            ids = sorted([d["_id"] async for d in rt.store[DELIVERIES].find({"case_id": "C-D1"})])
+        delivered = await eventually(
+            lambda: len(bus.on("notify.v1.delivered")) >= 5 and bus.on("notify.v1.delivered")
+        )
+        await asyncio.sleep(0.5)
+        assert len(bus.on("notify.v1.delivered")) == 5
+    assert {d["notification_id"] for d in delivered} == set(ids)
+    assert ids == [
+        "escalation:C-D1:1:CD-SAN-duty:email", "escalation:C-D1:1:CD-SAN-duty:webhook",
+        "escalation:C-D1:2:CD-SAN-duty:email", "escalation:C-D1:2:CD-SAN-duty:webhook",
+        "overdue:C-D1:0:CD-SAN-duty:webhook",
+    ]
+    assert sorted(g.json()["kind"] + str(g.json()["level"]) for g in r.got) == ["escalation1", "escalation2",
+                                                                                 "overdue0"]
+    assert len(mail.mails) == 2
+
+
+async def _consumed(rt: Runtime, n: int) -> bool:
+    """The notify-cases consumer has applied n more messages (ledger entries)."""
+    return await rt.store["ledger"].count_documents({"_id": {"$regex": "^notify-cases:"}}) >= n
+
+
+async def test_sensor_emergency_ranking_and_merchant_alerts_from_the_bus(settings, city) -> None:
+    clock = FrozenClock(T0)
+    async with receiver() as r, notify(settings, alert_city(city, r.url("/s")), clock) as (rt, h):
+        opened = CaseOpened(
+            case_id="C-S1", street_code="CD", source=ReportSource.sensor, source_ref="manhole-17",
+            category_code="0101", category_name="井盖", description="井盖位移传感器报警", urgency=Urgency.urgent,
+            place=Place(street_code="CD", address="解放路 18 号"), reported_at=T0,
+        )
+        await send(settings, opened)
+        normal = opened.model_copy(update={"case_id": "C-S2", "urgency": Urgency.normal, "event_id": "x-2"})
+        await send(settings, normal)
+        ranking = {
+            "event_id": "01935d1e-0000-7000-8000-000000000001", "occurred_at": T0.isoformat(), "schema_version": 1,
+            "correlation_id": "", "kind": "unit", "period": "2026-W47", "period_kind": "week",
+            "tables": {"sanitation": [
+                {"rank": 1, "id": "JQ-SAN", "score": 98.0, "board": "red"},
+                {"rank": 2, "id": "CD-SAN", "score": 61.5, "board": "black", "bottom": True},
+            ]},
+        }
+        await publish(settings.nats_url, "score.v1.ranking_published", ranking)
+        merchant = {
+            "event_id": "01935d1e-0000-7000-8000-000000000002", "occurred_at": T0.isoformat(), "schema_version": 1,
+            "correlation_id": "", "merchant_id": "M-CD-001", "merchant_name": "东园小吃店", "street_code": "CD",
+            "period": "2026-11", "violations": 3, "reason": "门前乱堆放，屡教不改",
+        }
+        await publish(settings.nats_url, "score.v1.merchant_escalated", merchant)
+        docs = await planned(rt, 3)
+        ids = {d["_id"] for d in docs}
+        assert "sensor_emergency:C-S1:0:XH-CC-duty:file" in ids
+        assert "bottom_ranking:2026-W47:CD-SAN:0:CD-SAN-head:file" in ids
+        assert any(i.startswith("merchant_escalation:M-CD-001:2026-11:0:CD-SO-duty") for i in ids)
+        await eventually(lambda: _consumed(rt, 2))
+        assert not any("C-S2" in i for i in ids)  # a normal sensor case is no emergency
+        assert await h.deliver_due() >= 3
+        outbox = (settings.var_dir / "outbox" / "xh-cc.jsonl").read_text()
+        line = json.loads(outbox.splitlines()[0])
+        assert line["title"] == "【紧急】物联感知紧急告警" and "位置：解放路 18 号" in line["lines"]
+
+
+async def test_deliveries_command_shows_the_log_of_a_case(settings, city) -> None:
+    clock = FrozenClock(T0)
+    async with receiver(fail_next=1) as r, notify(settings, alert_city(city, r.url("/c")), clock) as (rt, h):
+        await send(settings, overdue("C-CLI"))
+        await planned(rt, 1)
+        await h.deliver_due()
+        clock.advance(timedelta(minutes=5))
+        await h.deliver_due()
+    env = {**os.environ, "XIUHUA_MONGO_URL": settings.mongo_url, "XIUHUA_DB_PREFIX": settings.db_prefix}
+
+    async def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        cmd = [sys.executable, "-m", "xiuhua.cli", "deliveries", *args]
+        return await asyncio.to_thread(
+            subprocess.run, cmd, env=env, cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=60
+        )
+
+    out = await cli("--case", "C-CLI", "--json")
+    assert out.returncode == 0, out.stderr
+    data = json.loads(out.stdout)
+    (e,) = data["deliveries"]
+    assert e["notification_id"] == "overdue:C-CLI:0:CD-SAN-duty:webhook"
+    assert e["status"] == "delivered" and e["attempts"] == 2 and e["channel"] == "webhook"
+    assert [x["ok"] for x in e["history"]] == [False, True]
+    assert e["address"] == f"http://127.0.0.1:{r.port}/…"
+    human = await cli("--case", "C-CLI")
+    assert "delivered" in human.stdout and "CD-SAN-duty" in human.stdout
+    none = await cli("--case", "C-NONE")
+    assert "no deliveries for case C-NONE" in none.stdout

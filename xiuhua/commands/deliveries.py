@@ -1,0 +1,50 @@
+"""`xiuhua deliveries --case ID [--json]`: the delivery log of a case (who was alerted, on which channel, status)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+from typing import Any
+
+from xiuhua.commands import emit
+from xiuhua.settings import Settings, get_settings
+
+
+def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    """Add the command."""
+    p = sub.add_parser("deliveries", help="the alert delivery log of a case (status, attempts, last error)")
+    p.add_argument("--case", required=True, help="case id, e.g. C-01935d1e7a4b")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=_deliveries)
+
+
+def store_url(settings: Settings) -> str:
+    """XIUHUA_MONGO_URL, else the store a running `xiuhua up` wrote to var/endpoints.json."""
+    if settings.mongo_url:
+        return settings.mongo_url
+    path = settings.var_dir / "endpoints.json"
+    if path.exists() and (url := json.loads(path.read_text()).get("store")):
+        return str(url)
+    raise SystemExit("no store: set XIUHUA_MONGO_URL or start `xiuhua up`")
+
+
+async def query(settings: Settings, case_id: str) -> list[dict[str, Any]]:
+    """The log entries of a case from notify's database."""
+    from services.notify.delivery_log import by_case
+    from xiuhua.store import Store
+
+    store = Store(store_url(settings), settings.database("notify"), write_concern=settings.write_concern)
+    try:
+        return await by_case(store["deliveries"], case_id)
+    finally:
+        await store.close()
+
+
+def _deliveries(args: argparse.Namespace) -> int:
+    from services.notify.delivery_log import render
+
+    settings = get_settings()
+    entries = asyncio.run(query(settings, args.case))
+    emit(args, render(args.case, entries), {"case_id": args.case, "deliveries": entries})
+    return 0
