@@ -1,0 +1,200 @@
+"""What the bulletin says, from two weeks of figures: headline, tables, rates against targets, ranking. Pure.
+
+Rates (each over what happened in the week, ISO week in city time):
+- 限时整改率 on-time rate = cases resolved on time / cases resolved (target ≥ 95 %, seed 004)
+- 结案率 closure rate = cases opened in the week and closed by now / (opened − cancelled) (the week's cohort)
+- 返工率 rework rate = failed verifications / verifications
+- 群众满意率 satisfaction = (satisfied + basic) / call-backs rated (target ≥ 85 %, seed 004)
+A rate with nothing to divide by is None and shows as "—".
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from services.notify.bulletin.figures import WeekData
+from services.notify.bulletin.weeks import week_days
+
+TOP = 10
+RANK_LIST = 3  # red and black lists: the top and bottom three (seed 004 penalises the bottom three units)
+LIST_ROWS = 30  # overdue / escalated cases listed in the document
+
+TARGETS: dict[str, float] = {"on_time_rate": 0.95, "satisfaction_rate": 0.85}
+LOWER_IS_BETTER = {"rework_rate"}
+RATES = ("on_time_rate", "closure_rate", "rework_rate", "satisfaction_rate")
+HEADLINE_COUNTS = ("opened", "closed", "overdue", "escalated")
+
+SOURCES = {
+    "grid": ("网格巡查", "Grid patrol"),
+    "hotline": ("12345 热线", "12345 hotline"),
+    "sensor": ("物联感知", "Sensors"),
+    "inspection": ("督查暗访", "Supervision"),
+    "merchant_check": ("门前三包检查", "Merchant checks"),
+    "open311": ("市民 App", "Citizen apps"),
+}
+
+
+def pct(v: float | None) -> str:
+    """0.9685 → '96.8%' (truncated, so a rate just under a target never shows as meeting it); None → '—'."""
+    if v is None:
+        return "—"
+    return f"{int(v * 1000 + 1e-9) / 10:.1f}%"
+
+
+def ratio(num: int, den: int) -> float | None:
+    """num / den, or None when den is not positive."""
+    return num / den if den > 0 else None
+
+
+def rates(c: dict[str, int], *, basic_counts: bool = True) -> dict[str, float | None]:
+    """The four rates of a week's counters (formulas in the module docstring)."""
+    satisfied = c.get("satisfied", 0) + (c.get("basic", 0) if basic_counts else 0)
+    return {
+        "on_time_rate": ratio(c.get("resolved_on_time", 0), c.get("resolved", 0)),
+        "closure_rate": ratio(c.get("cohort_closed", 0), c.get("opened", 0) - c.get("cohort_cancelled", 0)),
+        "rework_rate": ratio(c.get("verify_failed", 0), c.get("verified", 0)),
+        "satisfaction_rate": ratio(satisfied, c.get("rated", 0)),
+    }
+
+
+@dataclass
+class Row:
+    """A labelled figure with the previous week's beside it."""
+
+    key: str
+    label: str
+    value: int
+    previous: int = 0
+
+    @property
+    def delta(self) -> int:
+        """Change against the previous week."""
+        return self.value - self.previous
+
+
+@dataclass
+class UnitRank:
+    """One unit's week."""
+
+    rank: int
+    unit_id: str
+    name: str
+    dispatched: int
+    resolved: int
+    resolved_on_time: int
+    overdue: int
+    rework: int
+    on_time_rate: float | None
+
+
+@dataclass
+class Content:
+    """Everything the templates and charts show; numbers only, no language."""
+
+    week: str
+    previous_week: str
+    period_start: str
+    period_end: str
+    generated_at: datetime
+    headline: dict[str, dict[str, Any]]
+    rates: dict[str, dict[str, Any]]
+    sources: list[Row]
+    categories: list[Row]
+    categories_total: int
+    grids: list[Row]
+    communities: list[Row]
+    ranking: list[UnitRank]
+    scoring_tables: dict[str, list[dict[str, Any]]] | None  # scoring's ranking by unit role, when published
+    red_list: list[dict[str, str]]  # {name, value}: the unit and the figure it was ranked by
+    black_list: list[dict[str, str]]
+    overdue: list[dict[str, Any]]
+    escalated: list[dict[str, Any]]
+    merchants: list[dict[str, Any]]
+    gaps: list[str] = field(default_factory=list)
+
+    def headline_figures(self) -> dict[str, float | int | None]:
+        """The flat figures `bulletin.v1.published` carries."""
+        out: dict[str, float | int | None] = {k: v["value"] for k, v in self.headline.items()}
+        out.update({k: v["value"] for k, v in self.rates.items()})
+        return out
+
+
+def _rows(this: list[dict[str, Any]], before: list[dict[str, Any]], field_: str = "count") -> list[Row]:
+    prev = {d["key"]: int(d.get(field_, 0)) for d in before}
+    rows = [Row(d["key"], d.get("label") or d["key"], int(d.get(field_, 0)), prev.get(d["key"], 0)) for d in this]
+    return sorted((r for r in rows if r.value > 0), key=lambda r: (-r.value, r.key))
+
+
+def rank_units(unit_facets: list[dict[str, Any]]) -> list[UnitRank]:
+    """Units with cases resolved or overdue in the week, best first: on-time rate, then fewer overdue, more
+    resolved. A unit with nothing resolved but cases overdue ranks last (rate 0)."""
+    units = []
+    for d in unit_facets:
+        resolved, on_time, overdue = int(d.get("resolved", 0)), int(d.get("resolved_on_time", 0)), int(
+            d.get("overdue", 0))
+        if resolved == 0 and overdue == 0:
+            continue
+        units.append(UnitRank(0, d["key"], d.get("label") or d["key"], int(d.get("dispatched", 0)), resolved,
+                              on_time, overdue, int(d.get("rework", 0)), ratio(on_time, resolved)))
+    units.sort(key=lambda u: (-(u.on_time_rate or 0.0), u.overdue, u.rework, -u.resolved, u.unit_id))
+    for i, u in enumerate(units, 1):
+        u.rank = i
+    return units
+
+
+def boards(tables: dict[str, list[dict[str, Any]]]) -> tuple[list[dict[str, str]], list[dict[str, str]]]:
+    """Red and black lists of scoring's ranking tables (black: marked black or among the penalised bottom)."""
+    rows = [r for t in tables.values() for r in t]
+
+    def entry(r: dict[str, Any]) -> dict[str, str]:
+        return {"name": str(r.get("name") or r.get("id")), "value": f"{float(r.get('score') or 0):.1f}"}
+
+    red = [entry(r) for r in rows if r.get("board") == "red"]
+    black = [entry(r) for r in rows if r.get("board") == "black" or r.get("bottom")]
+    return red, black
+
+
+def build_content(
+    this: WeekData, before: WeekData, generated_at: datetime, *, targets: dict[str, float] | None = None,
+    basic_counts: bool = True,
+) -> Content:
+    """The bulletin of `this` week, compared with `before`; `targets` default to seed 004's."""
+    targets = TARGETS if targets is None else targets
+    c, p = this.counters, before.counters
+    headline = {k: {"value": c.get(k, 0), "previous": p.get(k, 0), "delta": c.get(k, 0) - p.get(k, 0)}
+                for k in HEADLINE_COUNTS}
+    now_r, prev_r = rates(c, basic_counts=basic_counts), rates(p, basic_counts=basic_counts)
+    rate_rows: dict[str, dict[str, Any]] = {}
+    for k in RATES:
+        v, pv, target = now_r[k], prev_r[k], targets.get(k)
+        met = None if v is None or target is None else v >= target
+        rate_rows[k] = {"value": v, "previous": pv, "target": target, "met": met,
+                        "delta": None if v is None or pv is None else v - pv}
+    categories = _rows(this.facets.get("category", []), before.facets.get("category", []))
+    ranking = rank_units(this.facets.get("unit", []))
+    n = min(RANK_LIST, len(ranking) // 2)
+    if this.ranking:
+        red, black = boards(this.ranking)
+    else:
+        red = [{"name": u.name, "value": pct(u.on_time_rate)} for u in ranking[:n]]
+        black = [{"name": u.name, "value": pct(u.on_time_rate)} for u in reversed(ranking[-n:])] if n else []
+    listed = sorted(this.listed, key=lambda d: (-int(d.get("level") or 0), str(d.get("due_at") or ""), d["case_id"]))
+    gaps = []
+    if not this.ranking:
+        gaps.append("unit_ranking_from_notify_projection")
+    start, end = week_days(this.week)
+    return Content(
+        week=this.week, previous_week=before.week, period_start=start.isoformat(), period_end=end.isoformat(),
+        generated_at=generated_at, headline=headline, rates=rate_rows,
+        sources=_rows(this.facets.get("source", []), before.facets.get("source", [])),
+        categories=categories[:TOP], categories_total=len(categories),
+        grids=_rows(this.facets.get("grid", []), before.facets.get("grid", []))[:TOP],
+        communities=_rows(this.facets.get("community", []), before.facets.get("community", []))[:TOP],
+        ranking=ranking, scoring_tables=this.ranking or None, red_list=red, black_list=black,
+        overdue=[d for d in listed if d.get("overdue")][:LIST_ROWS],
+        escalated=[d for d in listed if d.get("level")][:LIST_ROWS],
+        merchants=sorted(this.merchants, key=lambda d: (not d.get("escalated"), d["merchant_id"])),
+        gaps=gaps,
+    )

@@ -1,0 +1,76 @@
+"""Thin edge of the bulletin projection: load the cases a batch touches, fold the events, upsert by `_id`."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from pymongo import UpdateOne
+from pymongo.asynchronous.client_session import AsyncClientSession
+
+from contracts import registry
+from contracts.cases import CaseEvent
+from services.notify.bulletin.projection import CASES, Writes, apply_case_event, apply_score_event
+from xiuhua.consumer import Batch, Poison
+from xiuhua.service import Runtime
+
+
+def decode_tolerant(subject: str, data: bytes) -> Any:
+    """A contract event, or a plain dict for a score subject this build has no model for (not poison)."""
+    try:
+        return registry.decode(subject, data)
+    except Exception:
+        try:
+            body = json.loads(data)
+        except ValueError as exc:
+            raise Poison(f"not JSON: {exc}") from exc
+        if not isinstance(body, dict):
+            raise Poison("not a JSON object") from None
+        return body
+
+
+class BulletinProjection:
+    """Keeps the bulletin's pre-aggregated documents up to date from case and score events."""
+
+    def __init__(self, rt: Runtime) -> None:
+        self.rt = rt
+        self.applied = rt.metrics.counter(
+            "xiuhua_bulletin_events", "Events folded into the bulletin projection", ("kind",)
+        )
+
+    async def on_case_events(self, batch: Batch) -> None:
+        """Case lifecycle events: week counters, facets, overdue/escalated lists, cohort closure."""
+        ids = sorted({i.message.case_id for i in batch.items if isinstance(i.message, CaseEvent)})
+        if not ids:
+            return
+        cursor = self.rt.store[CASES].find({"_id": {"$in": ids}}, session=batch.session)
+        cases: dict[str, dict[str, Any]] = {d["_id"]: d async for d in cursor}
+        changed: dict[str, dict[str, Any]] = {}
+        w = Writes()
+        for item in batch.items:
+            ev = item.message
+            if not isinstance(ev, CaseEvent):
+                continue
+            new = apply_case_event(ev, changed.get(ev.case_id, cases.get(ev.case_id)), w)
+            if new is not None:
+                changed[ev.case_id] = new
+        for case_id, doc in changed.items():
+            w.add(CASES, case_id, set_={k: v for k, v in doc.items() if k != "_id"})
+        await self._write(w, batch.session)
+        self.applied.labels("case").inc(len(batch.items))
+
+    async def on_score_events(self, batch: Batch) -> None:
+        """Scoring events: a unit's week counters, merchant grade changes and escalations."""
+        w = Writes()
+        for item in batch.items:
+            apply_score_event(item.subject, item.message, w)
+        await self._write(w, batch.session)
+        self.applied.labels("score").inc(len(batch.items))
+
+    async def _write(self, w: Writes, session: AsyncClientSession) -> None:
+        by_coll: dict[str, list[UpdateOne]] = {}
+        for coll, _id, update in w.updates():
+            if update:
+                by_coll.setdefault(coll, []).append(UpdateOne({"_id": _id}, update, upsert=True))
+        for coll, ops in by_coll.items():
+            await self.rt.store[coll].bulk_write(ops, ordered=True, session=session)
