@@ -340,3 +340,20 @@ async def test_a_request_intake_refuses_answers_with_the_reason(settings):
 
             row = await eventually(refused)
             assert row["service_request_id"] is None and "refused" in row["status_notes"]
+
+
+async def test_a_second_report_of_the_same_problem_points_at_the_first_case(settings):
+    async with system(settings, only=("intake",)) as rts, client(asgi_app(spec("intake"), rts["intake"])) as http:
+        first = await http.post("/requests.json", data=bin_form())
+        case_id = first.json()[0].get("service_request_id") or await eventually(
+            lambda: _token(http, first.json()[0]["token"]))
+        second = await http.post("/requests.json", data=bin_form(phone="13900002222", email="bob@example.cn"))
+        row = second.json()[0]
+        again = row.get("service_request_id") or await eventually(lambda: _token(http, row["token"]))
+        assert again == case_id  # merged (case.v1.merged): the request is the open case's
+
+        async def merged():
+            got = (await http.get(f"/requests/{case_id}.json")).json()[0]
+            return got if got["service_notice"] else None
+
+        assert "2" in (await eventually(merged))["service_notice"]
