@@ -1,0 +1,215 @@
+"""The case lifecycle end to end on a real nats-server and store: commands in, lifecycle events out."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+from collections import Counter
+from datetime import UTC, datetime
+from typing import Any
+
+from contracts.cases import CaseOpened
+from contracts.merchants import MerchantEscalated
+from services.dispatch.app import SPEC
+from tests.conftest import eventually
+from tests.helpers import BusRecorder, publish, system
+from xiuhua.service import running
+
+LEAD = {"unit_id": "CD-SAN", "role": "sanitation", "name": "王强"}
+CENTRE = {"unit_id": "XH-CC", "role": "command_centre", "name": "李督查"}
+HOTLINE = {"unit_id": "XH-12345", "role": "hotline", "name": "话务员"}
+
+
+class Commands:
+    """Publishes commands with fresh ids and waits for what they cause."""
+
+    def __init__(self, url: str, bus: BusRecorder) -> None:
+        self.url, self.bus, self.n = url, bus, 0
+
+    async def send(self, action: str, case_id: str, actor: dict, **fields: Any) -> str:
+        self.n += 1
+        cid = f"cmd-{action}-{self.n}"
+        body = {"command_id": cid, "case_id": case_id, "actor": actor, "at": datetime.now(UTC).isoformat(), **fields}
+        await publish(self.url, f"cmd.v1.case.{action}", body, msg_id=cid)
+        return cid
+
+    async def expect(self, action: str, case_id: str, actor: dict, event: str, **fields: Any) -> dict:
+        """Send a command and wait for the event it causes (matched by command id)."""
+        cid = await self.send(action, case_id, actor, **fields)
+        return await eventually(lambda: _by_command(self.bus, event, cid), timeout=20)
+
+    async def rejected(self, action: str, case_id: str, actor: dict, **fields: Any) -> dict:
+        """Send a command that must be refused and return the rejection."""
+        return await self.expect(action, case_id, actor, "command_rejected", **fields)
+
+
+def _by_command(bus: BusRecorder, event: str, command_id: str) -> dict | None:
+    return next((b for b in bus.on(f"case.v1.{event}.") if b.get("command_id") == command_id), None)
+
+
+def opened(city, case_id: str, code: str = "0201", area: str = "CD01", **over: Any) -> CaseOpened:
+    fields: dict[str, Any] = dict(
+        correlation_id=f"grid:{case_id}", case_id=case_id, street_code=area[:2], source="grid", source_ref=case_id,
+        category_code=code, description="垃圾箱满溢", place=city.areas.place_of_area(area),
+        reported_at=datetime.now(UTC),
+    )
+    fields.update(over)
+    return CaseOpened(**fields)
+
+
+async def open_case(url: str, ev: CaseOpened) -> None:
+    await publish(url, ev.subject_for(), ev.to_json(), msg_id=ev.event_id)
+
+
+async def test_report_to_closed_and_rated_with_extension_and_rework(settings, city):
+    report = {
+        "report_id": "R-LC-1", "reported_at": datetime.now(UTC).isoformat(), "inspector_id": "G-017",
+        "description": "解放路口垃圾箱满溢，垃圾散落", "category_code": "0201",
+        "location": {"lng": 120.16, "lat": 30.255, "coord_system": "wgs84"},
+    }
+    async with BusRecorder(settings.nats_url) as bus, system(settings, only=("intake", "dispatch")) as rts:
+        cmd = Commands(settings.nats_url, bus)
+        await publish(settings.nats_url, "report.v1.in.grid", report, msg_id="grid:R-LC-1")
+        dispatched = await eventually(lambda: bus.on("case.v1.dispatched."), timeout=30)
+        case_id = dispatched[0]["case_id"]
+        assert dispatched[0]["lead_unit"]["unit_id"] == "CD-SAN" and dispatched[0]["dispatch_round"] == 1
+
+        ack = await cmd.expect("acknowledge", case_id, LEAD, "acknowledged")
+        assert ack["in_time"] and ack["version"] == 2 and ack["unit_id"] == "CD-SAN"
+        await cmd.expect("request_extension", case_id, LEAD, "extension_requested", hours=4, reason="需协调产权单位")
+        approved = await cmd.expect("approve_extension", case_id, CENTRE, "extension_approved")
+        assert approved["due_at"] > dispatched[0]["due_at"]
+        await cmd.expect("resolve", case_id, LEAD, "resolved", note="已清运", photo_urls=["https://img/after-1.jpg"])
+        failed = await cmd.expect("verify", case_id, CENTRE, "verified", passed=False, note="仍有散落垃圾")
+        assert not failed["passed"] and failed["rework_count"] == 1
+        resolved = await cmd.expect("resolve", case_id, LEAD, "resolved", note="已清理干净")
+        assert resolved["on_time"]
+        passed = await cmd.expect("verify", case_id, CENTRE, "verified", passed=True)
+        assert passed["passed"] and passed["rework_count"] == 1
+        closed = await eventually(lambda: bus.on("case.v1.closed."))
+        assert closed[0]["closed_by"] == "verification" and closed[0]["on_time"]
+        rated = await cmd.expect("rate", case_id, HOTLINE, "rated", satisfaction="satisfied")
+        assert rated["satisfaction"] == "satisfied"
+
+        # Illegal commands are answered with the reason, never dropped.
+        r = await cmd.rejected("resolve", case_id, LEAD, note="again")
+        assert (r["reason"], r["state"], r["case_id"]) == ("wrong_state", "closed", case_id)
+        r = await cmd.rejected("acknowledge", "C-nope", LEAD)
+        assert r["reason"] == "unknown_case" and r["state"] is None
+        r = await cmd.rejected("cancel", case_id, LEAD, reason="x")
+        assert r["reason"] == "wrong_role"
+        r = await cmd.rejected("rate", case_id, HOTLINE, satisfaction="great")
+        assert r["reason"] == "invalid" and "satisfaction" in r["detail"] and r["state"] == "closed"
+
+        # A command whose case id cannot be read is a dead letter.
+        await publish(settings.nats_url, "cmd.v1.case.acknowledge", b'{"command_id": "x"}', msg_id="bad-1")
+        letter = await eventually(lambda: bus.on("dlq.v1.dispatch"))
+        assert base64.b64decode(letter[0]["payload_b64"]) == b'{"command_id": "x"}'
+
+        doc = await rts["dispatch"].store["cases"].find_one({"_id": case_id})
+        assert (doc["state"], doc["reworks"], doc["extensions"], doc["rating"]) == ("closed", 1, 1, "satisfied")
+        kinds = Counter(s.split(".")[2] for s, b in bus.messages if s.startswith("case.v1.") and isinstance(b, dict)
+                        and b.get("case_id") == case_id)
+        assert kinds == Counter({
+            "opened": 1, "dispatched": 1, "acknowledged": 1, "extension_requested": 1, "extension_approved": 1,
+            "resolved": 2, "verified": 2, "closed": 1, "rated": 1, "command_rejected": 3,  # + 1 for C-nope
+        })
+
+
+async def test_returns_reroute_then_go_to_the_command_centre(settings, city):
+    async with BusRecorder(settings.nats_url) as bus, system(settings, only=("dispatch",)):
+        cmd = Commands(settings.nats_url, bus)
+        await open_case(settings.nats_url, opened(city, "C-RET"))
+        first = await eventually(lambda: bus.on("case.v1.dispatched."), timeout=30)
+        assert first[0]["lead_unit"]["unit_id"] == "CD-SAN"
+
+        returned = await cmd.expect("return", "C-RET", LEAD, "returned", reason="不属于本单位职责")
+        assert returned["returns"] == 1
+        second = await eventually(lambda: len(bus.on("case.v1.dispatched.")) == 2 and bus.on("case.v1.dispatched.")[1])
+        assert second["lead_unit"]["unit_id"] == "CD-SO" and second["dispatch_round"] == 2
+        assert second["returned_by"] == ["CD-SAN"]
+
+        # The old lead may no longer act on it.
+        r = await cmd.rejected("acknowledge", "C-RET", LEAD)
+        assert r["reason"] == "wrong_unit"
+
+        street_office = {"unit_id": "CD-SO", "role": "street_office", "name": "赵主任"}
+        await cmd.expect("return", "C-RET", street_office, "returned", reason="应由环卫处置")
+        third = await eventually(lambda: len(bus.on("case.v1.dispatched.")) == 3 and bus.on("case.v1.dispatched.")[2])
+        assert (third["rule_id"], third["lead_unit"]["unit_id"], third["dispatch_round"]) == ("max-returns", "XH-CC", 3)
+        assert third["returned_by"] == ["CD-SAN", "CD-SO"]
+        ack = await cmd.expect("acknowledge", "C-RET", CENTRE, "acknowledged")
+        assert ack["unit_id"] == "XH-CC"
+
+
+async def test_low_confidence_merchant_escalation_and_supervisor_found(settings, city):
+    async with BusRecorder(settings.nats_url) as bus, system(settings, only=("dispatch",)) as rts:
+        await open_case(settings.nats_url, opened(city, "C-LOW", category_confidence=0.4, source="hotline"))
+        await open_case(settings.nats_url, opened(city, "C-SUP", source="inspection", supervisor_found=True))
+        esc = MerchantEscalated(merchant_id="M-X1", merchant_name="东园小吃店", street_code="CD",
+                                community_code="CD02", period="2026-11", violations=3, reason="出店经营")
+        await publish(settings.nats_url, esc.subject_for(), esc.to_json(), msg_id=esc.event_id)
+        await publish(settings.nats_url, esc.subject_for(), esc.to_json(), msg_id=esc.event_id + "-again")
+
+        got = await eventually(lambda: len(bus.on("case.v1.dispatched.")) == 3 and bus.on("case.v1.dispatched."),
+                               timeout=30)
+        by_case = {d["case_id"]: d for d in got}
+        assert (by_case["C-LOW"]["rule_id"], by_case["C-LOW"]["lead_unit"]["unit_id"]) == ("low-confidence", "XH-CC")
+        assert by_case["C-SUP"]["supervisor_found"] and by_case["C-SUP"]["source"] == "inspection"
+
+        merchant = by_case["M-M-X1-2026-11"]
+        assert merchant["rule_id"] == "merchant-escalation-enforcement"
+        assert merchant["lead_unit"]["unit_id"] == "CD-ENF"
+        assert [u["unit_id"] for u in merchant["cooperating_units"]] == ["CD02"]
+        m_opened = [o for o in bus.on("case.v1.opened.") if o["case_id"] == "M-M-X1-2026-11"]
+        assert len(m_opened) == 1 and m_opened[0]["source"] == "merchant_check"
+        assert m_opened[0]["merchant_id"] == "M-X1" and m_opened[0]["category_code"] == "0401"
+
+        cmd = Commands(settings.nats_url, bus)
+        sup_lead = by_case["C-SUP"]["lead_unit"]
+        ack = await cmd.expect("acknowledge", "C-SUP", {**sup_lead, "name": "x"}, "acknowledged")
+        assert ack["supervisor_found"]
+        doc = await rts["dispatch"].store["cases"].find_one({"_id": "C-SUP"})
+        assert doc["supervisor_found"] and doc["source"] == "inspection"
+        await asyncio.sleep(0.5)
+        assert len(bus.on("case.v1.dispatched.")) == 3  # the escalation sent twice opened one case
+
+
+async def _run_cases(settings, city, bus: BusRecorder, ids: list[str]) -> None:
+    """Open cases and take each through acknowledge → resolve → verify, with one illegal command each."""
+    cmd = Commands(settings.nats_url, bus)
+    for cid in ids:
+        await open_case(settings.nats_url, opened(city, cid))
+    await eventually(lambda: len({d["case_id"] for d in bus.on("case.v1.dispatched.")}) == len(ids), timeout=30)
+    for cid in ids:
+        await cmd.expect("acknowledge", cid, LEAD, "acknowledged")
+        await cmd.rejected("verify", cid, CENTRE, passed=True)
+        await cmd.expect("resolve", cid, LEAD, "resolved", note="ok")
+        await cmd.expect("verify", cid, CENTRE, "verified", passed=True)
+    await eventually(lambda: len(bus.on("case.v1.closed.")) == len(ids))
+    await asyncio.sleep(1.0)
+
+
+def _per_case_and_kind(bus: BusRecorder) -> tuple[Counter, Counter]:
+    messages, distinct = Counter(), {}
+    for subject, body in bus.messages:
+        if subject.startswith("case.v1.") and isinstance(body, dict) and not subject.startswith("case.v1.opened."):
+            key = (body["case_id"], subject.split(".")[2])
+            messages[key] += 1
+            distinct.setdefault(key, set()).add(body["event_id"])
+    return messages, Counter({k: len(v) for k, v in distinct.items()})
+
+
+async def test_two_instances_publish_exactly_what_one_would(settings, city):
+    ids = [f"C-TWO-{i}" for i in range(4)]
+    async with BusRecorder(settings.nats_url) as bus, running(SPEC, settings, city=city), running(
+        SPEC, settings, city=city
+    ):
+        await asyncio.sleep(0.2)
+        await _run_cases(settings, city, bus, ids)
+    messages, distinct = _per_case_and_kind(bus)
+    expected = Counter({(cid, kind): 1 for cid in ids for kind in (
+        "dispatched", "acknowledged", "command_rejected", "resolved", "verified", "closed")})
+    assert distinct == expected
+    assert messages == expected  # not even a duplicate publish reached the bus
+
