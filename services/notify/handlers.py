@@ -285,3 +285,10 @@ class NotifyHandlers:
         if first:
             await self.rt.ledger.publish([(key, [Outgoing.of(event)])])
         self.gave_up.labels(doc["channel"]).inc()
+        if doc["kind"] != "delivery_failed":  # tell the people who watch deliveries, on their own channels
+            facts = {"case_id": doc.get("case_id"), "unit": doc["unit_id"],
+                     "detail": f"{doc['kind']} → {doc['contact_id']} ({doc['channel']}) 投递失败: {error}"}
+            planned = deliveries_for(self.rt.city, "delivery_failed", case_id=doc.get("case_id"),
+                                     lead=doc["unit_id"], key=doc["_id"])
+            await self._plan(None, planned, "delivery_failed", facts, 0, doc.get("correlation_id", ""),
+                             doc.get("case_id"))

@@ -18,6 +18,7 @@ TITLES: dict[str, tuple[str, str]] = {
     "sensor_emergency": ("物联感知紧急告警", "Urgent sensor alarm"),
     "bottom_ranking": ("考核排名末位（黑榜）", "Bottom of the ranking (black list)"),
     "merchant_escalation": ("门前责任区商户升级处置", "Merchant duty failure escalated"),
+    "delivery_failed": ("告警投递失败", "Alert delivery failed"),
 }
 
 

@@ -61,6 +61,7 @@ def alert_city(
             AlertRule(kind="bottom_ranking", to=["lead_unit"], duties=["head"], channels=["file"]),
             AlertRule(kind="merchant_escalation", to=["lead_unit", "street_office"], duties=["duty"],
                       channels=["file"]),
+            AlertRule(kind="delivery_failed", to=["command_centre"], duties=["duty"], channels=["file"]),
         ],
     )
     units = dict(city.units)
@@ -164,14 +165,20 @@ async def test_exhausted_retries_publish_failed_once_and_keep_the_delivery(setti
         assert f["recipient"] == "CD-SAN-duty" and f["error"] == f"DeliveryError: HTTP 503 from 127.0.0.1:{r.port}"
         text = json.dumps(f) + json.dumps(gone["history"], default=str)
         assert "URLTOKEN" not in text and "path-token" not in text and SECRET not in text
-        assert not bus.on("notify.v1.delivered")
+        assert d["_id"] not in {e["notification_id"] for e in bus.on("notify.v1.delivered")}
         # Still in the log, still failed; more passes of the worker change nothing.
         await h.deliver_due()
         log = await by_case(rt.store[DELIVERIES], "C-F1")
-        assert [(e["status"], e["attempts"]) for e in log] == [("failed", 3)]
+        assert [(e["kind"], e["status"], e["attempts"]) for e in log] == [
+            ("overdue", "failed", 3), ("delivery_failed", "delivered", 1)
+        ]
         assert log[0]["address"] == f"http://127.0.0.1:{r.port}/…"
         assert "failed" in render("C-F1", log) and "HTTP 503" in render("C-F1", log)
         assert len(bus.on("notify.v1.failed")) == 1
+        # The command centre hears of it once, on its own channel.
+        watch = await doc(rt, f"delivery_failed:{d['_id']}:0:XH-CC-duty:file")
+        assert watch["status"] == "delivered" and watch["case_id"] == "C-F1"
+        assert await rt.store[DELIVERIES].count_documents({"kind": "delivery_failed"}) == 1
 
 
 async def test_quiet_hours_defer_non_urgent_alerts_but_not_urgent_ones(settings, city) -> None:
