@@ -196,3 +196,12 @@ def test_city_data_errors_name_file_and_line(tmp_path):
                    "  \"XX99\": {attributes: [{code: A, datatype: string, order: 1, description: q}]}\n")
     with pytest.raises(CityDataError, match=r"open311\.yaml:3: services\.XX99: no catalogue item"):
         load_open311(load_city(folder))
+
+
+def test_contact_details_typed_into_text_are_masked(config):
+    text = "联系我 13812345678 或 +86 139-0000-1111，座机 0571-88886666，alice.w@example.cn，单号 2026112312345678"
+    sub = parse_submission([*form(description=text), ("attribute[BIN_COUNT]", "2")], config, TZ)
+    assert sub.description == ("联系我 138****5678 或 139****1111，座机 057*****6666，a***@example.cn，"
+                               "单号 2026112312345678")
+    lamp = parse_submission([*form(service_code="0302"), ("attribute[DETAILS]", "call 13812345678")], config, TZ)
+    assert lamp.attributes["DETAILS"] == "call 138****5678"

@@ -52,12 +52,12 @@ class Open311Settings(BaseSettings):
 
 
 def masked(sub: Submission) -> str:
-    """The requester as the bus may show it: 张* 138****5678."""
+    """The requester as the bus may show it: 张* 138****5678 (Chinese names family name first)."""
     c = sub.contact
-    name = " ".join(x for x in (c.last_name, c.first_name) if x) if c.last_name and _is_cjk(c.last_name) else \
-        " ".join(x for x in (c.first_name, c.last_name) if x)
-    parts = [privacy.mask_name(name.replace(" ", "")) if name else "", privacy.mask_phone(c.phone) if c.phone else ""]
-    return " ".join(p for p in parts if p)
+    parts = (c.last_name, c.first_name) if c.last_name and _is_cjk(c.last_name) else (c.first_name, c.last_name)
+    name = "".join(p for p in parts if p)
+    shown = (privacy.mask_name(name) if name else "", privacy.mask_phone(c.phone) if c.phone else "")
+    return " ".join(p for p in shown if p)
 
 
 def _is_cjk(text: str) -> bool:
