@@ -8,7 +8,7 @@ from collections import Counter
 from datetime import UTC, datetime
 from typing import Any
 
-from contracts.cases import CaseOpened
+from contracts.cases import CaseMerged, CaseOpened, CaseTransferred
 from contracts.merchants import MerchantEscalated
 from services.dispatch.app import SPEC
 from tests.conftest import eventually
@@ -150,6 +150,9 @@ async def test_low_confidence_merchant_escalation_and_supervisor_found(settings,
                                 community_code="CD02", period="2026-11", violations=3, reason="出店经营")
         await publish(settings.nats_url, esc.subject_for(), esc.to_json(), msg_id=esc.event_id)
         await publish(settings.nats_url, esc.subject_for(), esc.to_json(), msg_id=esc.event_id + "-again")
+        for model in (CaseMerged, CaseTransferred):  # a merged report and a transferred one are never dispatched
+            ev = model.model_validate(model.example())
+            await publish(settings.nats_url, ev.subject_for(), ev.to_json(), msg_id=ev.event_id)
 
         got = await eventually(lambda: len(bus.on("case.v1.dispatched.")) == 3 and bus.on("case.v1.dispatched."),
                                timeout=30)
@@ -173,6 +176,8 @@ async def test_low_confidence_merchant_escalation_and_supervisor_found(settings,
         assert doc["supervisor_found"] and doc["source"] == "inspection"
         await asyncio.sleep(0.5)
         assert len(bus.on("case.v1.dispatched.")) == 3  # the escalation sent twice opened one case
+        assert bus.on("case.v1.merged.") and bus.on("case.v1.transferred.")
+        assert await rts["dispatch"].store["cases"].count_documents({}) == 3
 
 
 async def _run_cases(settings, city, bus: BusRecorder, ids: list[str]) -> None:
