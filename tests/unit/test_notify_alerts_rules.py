@@ -16,6 +16,8 @@ from services.notify.channels import (
     sign_webhook,
     verify_webhook,
 )
+from services.notify.delivery_log import mask_address
+from services.notify.handlers import decode_tolerant
 from services.notify.policy import backoff_seconds, quiet_until, refill, wait_for_token
 from services.notify.recipients import deliveries_for
 from xiuhua.city.alerts import AlertsFile, RateLimit, RetryPolicy
@@ -131,3 +133,18 @@ def test_errors_carry_no_urls_tokens_or_secrets() -> None:
     exc = RuntimeError("boom at https://oapi.dingtalk.com/robot/send?access_token=TOKEN123&sign=x with s3cret")
     text = safe_error(exc, ["s3cret"])
     assert "TOKEN123" not in text and "s3cret" not in text and "oapi.dingtalk.com" in text
+
+
+def test_the_log_masks_addresses() -> None:
+    assert mask_address("https://oapi.dingtalk.com/robot/send?access_token=T") == "https://oapi.dingtalk.com/…"
+    assert mask_address("https://open.feishu.cn/open-apis/bot/v2/hook/SECRET-ID") == "https://open.feishu.cn/…"
+    assert mask_address("duty@cd-san.example") == "***@cd-san.example"
+    assert mask_address("13800001111") == "*******1111"
+    assert mask_address("cd-san") == "cd-san"
+
+
+def test_scoring_events_without_a_contract_arrive_as_objects() -> None:
+    body = decode_tolerant("score.v1.some_future_event", b'{"period": "2026-W47", "tables": {}}')
+    assert body == {"period": "2026-W47", "tables": {}}
+    with pytest.raises(Exception, match="not JSON"):
+        decode_tolerant("score.v1.some_future_event", b"\xff")
