@@ -2,9 +2,11 @@
 or manual triage (人工分拣), with a confidence. Pure.
 
 A weighted phrase scorer: every catalogue item and every transfer matter has phrases (keywords) and negative
-phrases. A phrase found in the text scores by its length (longer phrases say more: 0.5 per character, at
-most 3); a phrase inside a longer phrase of the same entry that also matched is not counted twice; an entry
-whose negative phrase is in the text scores nothing. Confidence compares the best entry with the runner-up:
+phrases. A phrase may be a conjunction `A+B` (both words anywhere in the text, as callers say 垃圾桶一直是满的
+for 垃圾桶满). Colloquial synonyms are rewritten first (电瓶车 → 电动车; city data). A phrase found in the text
+scores by its length (longer phrases say more: 0.5 per character, at most 3); a phrase whose words are all
+inside a stronger matched phrase of the same entry is not counted twice; an entry whose negative phrase is in
+the text scores nothing. Confidence compares the best entry with the runner-up:
 `best / (best + runner_up + 0.6)`, so one clear two-character hit gives 0.62, a four-character phrase 0.77,
 and two entries hit equally give at most 0.38. Below `triage_below` the report goes to manual triage.
 """
@@ -30,9 +32,20 @@ def normalise(text: str) -> str:
     return "".join(text.split())
 
 
+def parts_of(phrase: str) -> tuple[str, ...]:
+    """The words of a phrase: one, or several for a conjunction `A+B`."""
+    return tuple(p for p in phrase.split("+") if p)
+
+
 def weight(phrase: str) -> float:
-    """A phrase's weight: 0.5 per character, at most 3."""
-    return min(MAX_WEIGHT, 0.5 * len(phrase))
+    """A phrase's weight: 0.5 per character of its words, at most 3."""
+    return min(MAX_WEIGHT, 0.5 * sum(len(p) for p in parts_of(phrase)))
+
+
+def matches(phrase: str, text: str) -> bool:
+    """Whether every word of the phrase is in the (normalised) text."""
+    words = parts_of(phrase)
+    return bool(words) and all(w in text for w in words)
 
 
 @dataclass(frozen=True)
@@ -75,12 +88,12 @@ class Verdict:
 
 def score_entry(entry: Entry, text: str) -> Score:
     """Score one entry against normalised text."""
-    if any(n and n in text for n in entry.negatives):
+    if any(matches(n, text) for n in entry.negatives):
         return Score(entry, 0.0, ())
-    hits = sorted({p for p in entry.phrases if p and p in text}, key=len, reverse=True)
+    hits = sorted({p for p in entry.phrases if matches(p, text)}, key=lambda p: (-weight(p), "+" in p, -len(p), p))
     kept: list[str] = []
     for p in hits:
-        if not any(p in longer for longer in kept):
+        if not any(all(any(w in k for k in parts_of(longer)) for w in parts_of(p)) for longer in kept):
             kept.append(p)
     return Score(entry, sum(weight(p) for p in kept), tuple(kept))
 
@@ -90,6 +103,8 @@ class Classifier:
 
     def __init__(self, catalogue: Catalogue, transfers: list[Transfer], settings: ClassifierSettings) -> None:
         self.settings = settings
+        self.synonyms = sorted(((normalise(k), normalise(v)) for k, v in settings.synonyms.items()),
+                               key=lambda kv: -len(kv[0]))
         self.entries: list[Entry] = [
             Entry("category", c.code, tuple(normalise(k) for k in c.keywords),
                   tuple(normalise(k) for k in c.negative_keywords))
@@ -104,6 +119,9 @@ class Classifier:
     def ranking(self, text: str) -> list[Score]:
         """Entries that fit the text, best first."""
         norm = normalise(text)
+        for word, canonical in self.synonyms:
+            if word in norm:
+                norm = norm.replace(word, canonical)
         scores = [s for s in (score_entry(e, norm) for e in self.entries) if s.score > 0]
         return sorted(scores, key=lambda s: (-s.score, s.entry.kind != "category", s.entry.code))
 

@@ -35,6 +35,9 @@ class ClassifierSettings(BaseModel):
     )
     triage_code: str = Field(default="9901", description="The catalogue item of manual triage")
     transfer_at: float = Field(default=0.5, gt=0, le=1, description="Minimum confidence to transfer out of scope")
+    synonyms: dict[str, str] = Field(
+        default_factory=dict, description="Colloquial word → the word keywords use (电瓶车 → 电动车), applied first"
+    )
 
 
 class Transfer(BaseModel):
