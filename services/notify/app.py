@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from services.notify.bulletin import service as bulletin
 from services.notify.channels import build_channels
 from services.notify.handlers import CASES, DELIVERIES, NotifyHandlers, decode_tolerant
 from services.notify.ratelimit import RATE_BUCKETS
@@ -25,6 +26,7 @@ def subscriptions(rt: Runtime) -> list[Subscription]:
                      description="Rankings: black lists alert"),
         Subscription("notify-merchants", "score.v1.merchant_escalated", h.on_score_event, decode=decode_tolerant,
                      description="Merchant escalations alert"),
+        *bulletin.subscriptions(rt),  # the weekly bulletin's own projection consumers
     ]
 
 
@@ -33,8 +35,10 @@ async def on_start(rt: Runtime) -> None:
     h = _handlers(rt)
     await h.ensure_indexes()
     rt.every(rt.city.alerts.poll_seconds, h.deliver_due, name="delivery-worker")
+    await bulletin.on_start(rt)  # week indexes and the Monday 15:00 schedule
 
 
 SPEC = ServiceSpec(
-    name="notify", subscriptions=subscriptions, collections=(DELIVERIES, CASES, RATE_BUCKETS), on_start=on_start
+    name="notify", subscriptions=subscriptions, collections=(DELIVERIES, CASES, RATE_BUCKETS, *bulletin.COLLECTIONS),
+    on_start=on_start,
 )

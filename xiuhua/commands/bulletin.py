@@ -1,0 +1,75 @@
+"""`xiuhua bulletin [--week 2026-W47] [--out DIR] [--no-pdf] [--json]`: build one week's bulletin now.
+
+Reads notify's pre-aggregated bulletin documents (never the cases themselves), writes the HTML, Markdown and,
+where Chromium exists, PDF editions, updates the archive index and prints where the files are. It publishes
+nothing: the scheduled bulletin is announced by the notify service (`bulletin.v1.published`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from xiuhua.city import load_city
+from xiuhua.commands import emit
+from xiuhua.settings import get_settings
+
+
+def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    """Add the command."""
+    p = sub.add_parser("bulletin", help="build one week's bulletin (工作周报) from notify's store now")
+    p.add_argument("--week", help="ISO week in city time, e.g. 2026-W47 (default: last week)")
+    p.add_argument("--out", type=Path, help="archive folder (default: $XIUHUA_VAR_DIR/bulletins)")
+    p.add_argument("--no-pdf", action="store_true", help="skip the PDF even when Chromium is installed")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=_bulletin)
+
+
+def _store_url(settings_url: str | None, var_dir: Path) -> str:
+    if settings_url:
+        return settings_url
+    endpoints = var_dir / "endpoints.json"
+    if endpoints.exists():  # a running `xiuhua up` wrote its servers' URLs there
+        url = json.loads(endpoints.read_text(encoding="utf-8")).get("store")
+        if url:
+            return str(url)
+    raise SystemExit("no store: set XIUHUA_MONGO_URL, or run `xiuhua up` (it writes var/endpoints.json)")
+
+
+def _bulletin(args: argparse.Namespace) -> int:
+    from services.notify.bulletin.builder import Built, build_bulletin
+    from services.notify.bulletin.service import archive_root
+    from services.notify.bulletin.weeks import parse_week, week_of
+    from xiuhua.store import Store
+
+    settings = get_settings()
+    now = datetime.now(UTC)
+    week = args.week or week_of(now - timedelta(days=7))
+    try:
+        parse_week(week)
+    except ValueError as exc:
+        raise SystemExit(str(exc)) from None
+    root = args.out or archive_root(settings)
+    city = load_city(settings.city_dir)
+    store = Store(_store_url(settings.mongo_url, settings.var_dir), settings.database("notify"))
+
+    async def build() -> Built:
+        try:
+            return await build_bulletin(store, city, week, root, now, pdf=not args.no_pdf)
+        finally:
+            await store.close()
+
+    built = asyncio.run(build())
+    ev = built.event
+    lines = [f"bulletin {ev.week} ({ev.period_start} – {ev.period_end}) in {ev.directory}"]
+    lines += [f"  {f.language} {f.format:4s} {f.path}" for f in ev.files]
+    lines.append(f"  index     {ev.index}")
+    if not ev.pdf:
+        lines.append(f"  no PDF: {ev.pdf_skipped_reason}")
+    lines.append("  " + "  ".join(f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}"
+                                  for k, v in ev.headline.items()))
+    emit(args, "\n".join(lines), ev.model_dump(mode="json"))
+    return 0
