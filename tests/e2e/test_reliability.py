@@ -1,0 +1,83 @@
+"""Faults on the real bus and store, each ending with counts from the streams and stores: 0 lost, 0 duplicated.
+
+Services run as real processes (`xiuhua run`), two instances where the scenario says so; see xiuhua/chaos/.
+"""
+
+from __future__ import annotations
+
+import json
+
+import nats
+import pytest
+
+from contracts.cases import CaseOpened
+from xiuhua.chaos.feed import Feeder, reports
+from xiuhua.chaos.lab import lab
+from xiuhua.chaos.scenarios import SCENARIOS, run_scenario, settle, table
+from xiuhua.chaos.tally import tally
+
+pytestmark = pytest.mark.e2e
+BY_NAME = {s.name: s for s in SCENARIOS}
+
+
+async def _run(name: str, tmp_path, city, n: int = 60):
+    result = await run_scenario(BY_NAME[name], tmp_path, n=n, city=city, settle_timeout=100)
+    t = result.tally
+    assert t.sent == n
+    assert t.lost == 0 and t.duplicated == 0, (table([result]), t.problems)
+    assert t.cases + t.merged + t.rejected == n  # every report has exactly one outcome
+    assert t.cases > n // 2 and t.dispatched == t.cases == t.score_increments == t.alerts
+    return result
+
+
+@pytest.mark.timeout(120)
+async def test_broker_sigkilled_mid_stream_loses_and_duplicates_nothing(tmp_path, city):
+    result = await _run("broker_restart", tmp_path, city)
+    assert result.resends > 0  # the feeder really met the dead broker and re-sent
+
+
+@pytest.mark.timeout(200)
+async def test_two_instances_each_one_sigkilled_mid_batch_loses_and_duplicates_nothing(tmp_path, city):
+    # Messages the killed instance had pulled come back after the consumer's ack wait (60 s): hence the bound.
+    await _run("service_kill", tmp_path, city)
+
+
+@pytest.mark.timeout(120)
+async def test_store_frozen_then_killed_loses_and_duplicates_nothing(tmp_path, city):
+    await _run("store_outage", tmp_path, city)
+
+
+@pytest.mark.timeout(120)
+async def test_poison_is_dead_lettered_after_bounded_retries_while_the_rest_flows(tmp_path, city):
+    result = await _run("poison", tmp_path, city)
+    # Two poison messages, each dead-lettered once by every consumer of its subject (at least one each).
+    assert result.poison_sent == 2 and result.tally.dead_letters >= 2
+    assert result.tally.poison_in_streams == 2
+
+
+@pytest.mark.timeout(120)
+async def test_tally_sees_a_duplicate_case_and_a_lost_report(tmp_path, city):
+    """The counter is not blind: a second case for one report, and a report nobody answered, are both caught."""
+    async with lab(tmp_path / "blind") as the_lab:
+        await the_lab.spawn_all(1, services=("intake", "dispatch", "scoring", "notify"))
+        items = reports(city, 5, tag="BLIND", hotline_share=0.0)
+        await Feeder(the_lab.settings.nats_url or "").run(items)
+        clean = await settle(the_lab, items, 40, grace=0.5)
+        assert clean.lost == 0 and clean.duplicated == 0, clean.problems
+        nc = await nats.connect(the_lab.settings.nats_url or "")
+        js = nc.jetstream()
+        async for first in _opened(js):
+            dup = CaseOpened.model_validate(first).model_copy(update={"case_id": "C-DUPLICATE", "event_id": "e-dup"})
+            await js.publish(dup.subject_for(), dup.to_json(), headers={"Nats-Msg-Id": dup.event_id})
+            break
+        await nc.close()
+        t = await tally(the_lab.settings, [r.correlation_id for r in items] + ["grid:NEVER-SENT"])
+        assert t.duplicated >= 1 and any("duplicate case.v1.opened" in p for p in t.problems)
+        assert t.lost >= 1 and any("without an outcome" in p for p in t.problems)
+
+
+async def _opened(js):
+    from xiuhua.chaos.bus_read import stream_messages
+
+    async for msg in stream_messages(js, "XH_CASES", "case.v1.opened.>"):
+        yield json.loads(msg.data)

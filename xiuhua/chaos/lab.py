@@ -1,0 +1,183 @@
+"""A laboratory for faults: embedded nats-server and nx-27017 in a folder, services as real processes.
+
+Services run as `xiuhua run SERVICE` child processes (as `xiuhua up` runs them), so a kill is a real SIGKILL
+in the middle of whatever the process was doing, and any number of instances can share the durable consumers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+from xiuhua import embedded
+from xiuhua.bus import provision_streams
+from xiuhua.registry import SERVICES
+from xiuhua.settings import DEMO_CITY, Settings
+
+
+@dataclass
+class ServiceProcess:
+    """One instance of one service, as a child process with its own HTTP port and log file."""
+
+    service: str
+    instance: int
+    env: dict[str, str]
+    log_path: Path
+    port: int
+    proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def label(self) -> str:
+        """`dispatch#1`."""
+        return f"{self.service}#{self.instance}"
+
+    def start(self) -> None:
+        """Start the process (returns at once; see `Lab.wait_healthy`)."""
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        with self.log_path.open("ab") as fh:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "xiuhua.cli", "run", self.service], env=self.env, stdout=fh,
+                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
+                preexec_fn=embedded._die_with_parent,
+            )
+
+    def kill(self) -> None:
+        """SIGKILL: no drain, no ack, no goodbye."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(5)
+
+    def stop(self) -> None:
+        """SIGTERM, then SIGKILL after a grace period."""
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(8)
+        except subprocess.TimeoutExpired:
+            self.kill()
+
+
+@dataclass
+class Lab:
+    """Servers and service processes under `root`; `settings` points a client at them."""
+
+    root: Path
+    max_deliver: int = 3
+    nats_config: Path | None = None
+    service_env: dict[str, dict[str, str]] = field(default_factory=dict)  # per-service extra env (credentials)
+    client_env: dict[str, str] = field(default_factory=dict)  # what the lab's own clients use (operator)
+    nats: embedded.ServerProcess | None = None
+    store: embedded.ServerProcess | None = None
+    processes: list[ServiceProcess] = field(default_factory=list)
+    db_prefix: str = field(default_factory=lambda: f"chaos{uuid.uuid4().hex[:8]}_")
+
+    @property
+    def settings(self) -> Settings:
+        """Settings for clients of this lab (the feeder, the tally)."""
+        assert self.nats is not None and self.store is not None, "start the lab first"
+        return Settings(
+            nats_url=embedded.nats_url(self.nats), mongo_url=embedded.mongo_url(self.store),
+            db_prefix=self.db_prefix, var_dir=self.root / "var", city_dir=DEMO_CITY, max_deliver=self.max_deliver,
+            store_tx_lock_dir=self.root / "locks",
+            nats_user=self.client_env.get("XIUHUA_NATS_USER"),
+            nats_password=self.client_env.get("XIUHUA_NATS_PASSWORD"),
+        )
+
+    async def start(self) -> None:
+        """Start both servers and provision the streams."""
+        self.nats = embedded.nats_server(self.root / "nats", config=self.nats_config)
+        self.store = embedded.store_server(self.root / "store")
+        await asyncio.to_thread(self.nats.start)
+        await asyncio.to_thread(self.store.start)
+        from xiuhua.bus import connect_options
+
+        await provision_streams(embedded.nats_url(self.nats), connect_opts=connect_options(self.settings))
+
+    def _env(self, service: str, port: int) -> dict[str, str]:
+        s = self.settings
+        return {
+            **os.environ,
+            "XIUHUA_NATS_URL": s.nats_url or "",
+            "XIUHUA_MONGO_URL": s.mongo_url or "",
+            "XIUHUA_HTTP_PORT": str(port),
+            "XIUHUA_HTTP_HOST": "127.0.0.1",
+            "XIUHUA_VAR_DIR": str(s.var_dir),
+            "XIUHUA_CITY_DIR": str(s.city_dir),
+            "XIUHUA_DB_PREFIX": self.db_prefix,
+            "XIUHUA_MAX_DELIVER": str(self.max_deliver),
+            "XIUHUA_STORE_TX_LOCK_DIR": str(s.store_tx_lock_dir),
+            **self.service_env.get(service, {}),
+        }
+
+    def spawn(self, service: str, instance: int = 0) -> ServiceProcess:
+        """Start one more instance of a service."""
+        port = embedded.free_port()
+        p = ServiceProcess(service, instance, self._env(service, port),
+                           self.root / "logs" / f"{service}-{instance}.log", port)
+        p.start()
+        self.processes.append(p)
+        return p
+
+    async def spawn_all(self, instances: int = 1, services: tuple[str, ...] = SERVICES) -> list[ServiceProcess]:
+        """`instances` of every service, healthy before this returns."""
+        started = [self.spawn(name, i) for i in range(instances) for name in services]
+        await self.wait_healthy(started)
+        return started
+
+    async def wait_healthy(self, procs: list[ServiceProcess], timeout: float = 60.0) -> None:  # noqa: ASYNC109
+        """Until every process answers /health with 200; raises naming the laggards."""
+        deadline = time.monotonic() + timeout
+        pending = list(procs)
+        async with httpx.AsyncClient(timeout=1.0) as client:
+            while pending and time.monotonic() < deadline:
+                for p in list(pending):
+                    if p.proc is not None and p.proc.poll() is not None:
+                        tail = p.log_path.read_text(errors="replace")[-1500:]
+                        raise RuntimeError(f"{p.label} exited with {p.proc.returncode} while starting:\n{tail}")
+                    with contextlib.suppress(httpx.HTTPError):
+                        if (await client.get(f"http://127.0.0.1:{p.port}/health")).status_code == 200:
+                            pending.remove(p)
+                await asyncio.sleep(0.2)
+        if pending:
+            raise TimeoutError(f"not healthy after {timeout:.0f}s: {', '.join(p.label for p in pending)}")
+
+    async def restart(self, p: ServiceProcess) -> None:
+        """Start a killed instance again, on a new port, and wait until it is healthy."""
+        p.port = embedded.free_port()
+        p.env = {**p.env, "XIUHUA_HTTP_PORT": str(p.port)}
+        p.start()
+        await self.wait_healthy([p])
+
+    def log_text(self) -> str:
+        """Everything the services logged (for personal-data scans)."""
+        return "\n".join(p.read_text(errors="replace") for p in sorted((self.root / "logs").glob("*.log")))
+
+    def stop(self) -> None:
+        """Services first, then the servers."""
+        for p in self.processes:
+            p.stop()
+        for srv in (self.store, self.nats):
+            if srv is not None:
+                srv.stop()
+
+
+@contextlib.asynccontextmanager
+async def lab(root: Path, **kwargs: object):  # type: ignore[no-untyped-def]
+    """A started lab that stops everything it started on exit."""
+    the_lab = Lab(root, **kwargs)  # type: ignore[arg-type]
+    try:
+        await the_lab.start()
+        yield the_lab
+    finally:
+        await asyncio.to_thread(the_lab.stop)
