@@ -148,3 +148,10 @@ def test_scoring_events_without_a_contract_arrive_as_objects() -> None:
     assert body == {"period": "2026-W47", "tables": {}}
     with pytest.raises(Exception, match="not JSON"):
         decode_tolerant("score.v1.some_future_event", b"\xff")
+
+
+def test_quiet_hours_apply_to_people_not_to_the_file_outbox(city) -> None:
+    alerts = city.alerts
+    assert alerts.respects_quiet_hours("wecom") and alerts.respects_quiet_hours("sms")
+    assert not alerts.respects_quiet_hours("file")
+    assert alerts.respects_quiet_hours("a-channel-since-removed")
