@@ -357,3 +357,36 @@ async def test_a_second_report_of_the_same_problem_points_at_the_first_case(sett
             return got if got["service_notice"] else None
 
         assert "2" in (await eventually(merged))["service_notice"]
+
+
+async def test_random_bodies_never_break_the_api(settings):
+    """Seeded fuzz: random bytes and mangled forms get a spec answer, never a 500 or a trace."""
+    import random
+    from urllib.parse import urlencode
+
+    rnd = random.Random(311)
+    fields = ["api_key", "service_code", "lat", "long", "lng", "address_string", "attribute[BIN_TYPE]",
+              "attribute[SIGNS][]", "attribute[", "description", "email", "phone", "media_url", "jurisdiction_id"]
+    values = [KEY, "0201", "0301", "30.255", "120.16", "-999", "1e308", "nan", "", "null", "城东街道", "\r\n",
+              "kitchen", "smell", "http://x", "\x00", "😀" * 3, "%FF", "a" * 600]
+    async with system(settings, only=("intake",)) as rts, \
+            client(Starlette(routes=Open311Api(rts["intake"], Open311Settings(wait_s=0)).routes())) as http:
+        seen: dict[int, int] = {}
+        for i in range(150):
+            if i % 3 == 0:
+                body = rnd.randbytes(rnd.randint(0, 300))
+            else:
+                pairs = [(rnd.choice(fields), rnd.choice(values)) for _ in range(rnd.randint(0, 10))]
+                if i % 3 == 1:  # a valid form first (first occurrence wins), then noise
+                    pairs = [("api_key", KEY), ("service_code", "0201"), ("lat", "30.255"), ("long", "120.16"),
+                             ("attribute[BIN_TYPE]", "kitchen"), *pairs]
+                body = urlencode(pairs).encode()
+            fmt = rnd.choice(["json", "xml"])
+            r = await http.post(f"/requests.{fmt}", content=body,
+                                headers={"content-type": "application/x-www-form-urlencoded"})
+            seen[r.status_code] = seen.get(r.status_code, 0) + 1
+            assert r.status_code in (202, 400, 403, 404), (body, r.status_code, r.text)
+            assert "Traceback" not in r.text
+            if r.status_code >= 400:
+                _error(r, fmt)
+        assert {202, 400, 403} <= set(seen), seen
