@@ -163,3 +163,20 @@ def test_scoring_ranking_wins_when_published_and_both_editions_render() -> None:
         assert edition.html.count('src="data:image/png;base64,') == 1  # rates only: no facets, no empty charts
         assert set(edition.charts) == {f"{edition.language}-{n}.png" for n in
                                        ("categories", "sources", "rates", "grids")}
+
+
+def test_without_a_cjk_font_charts_fall_back_to_english_labels(monkeypatch) -> None:
+    import warnings
+
+    from services.notify.bulletin import charts
+
+    monkeypatch.setattr(charts, "cjk_font", lambda: None)
+    facets = {"category": [{"key": "0201", "label": "垃圾箱满溢", "count": 3}],
+              "grid": [{"key": "CD01-03", "label": "CD01-03", "count": 3}]}
+    content = build_content(WeekData("2026-W47", {"opened": 3}, facets), WeekData("2026-W46"), T0)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        zh = render_edition(content, "zh", {"0201": "Overflowing bin"})
+    assert not [w for w in caught if "missing from font" in str(w.message)]  # no boxes for Chinese glyphs
+    assert "垃圾箱满溢" in zh.markdown  # the text stays Chinese; only the chart labels fall back
+    assert all(png.startswith(b"\x89PNG") for png in zh.charts.values())

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import io
+import threading
 from collections.abc import Sequence
 from functools import cache
 
@@ -23,6 +24,8 @@ CJK_FONTS = (
     "Noto Sans CJK SC", "Noto Sans CJK JP", "Noto Serif CJK SC", "Source Han Sans SC", "WenQuanYi Micro Hei",
     "WenQuanYi Zen Hei", "Microsoft YaHei", "SimHei", "PingFang SC", "AR PL UMing CN",
 )
+# pyplot and rc settings are process-global: one chart at a time (bulletins render in worker threads).
+_LOCK = threading.Lock()
 THIS_WEEK = "#c0392b"
 PREVIOUS_WEEK = "#bdc3c7"
 TARGET = "#2c3e50"
@@ -58,7 +61,7 @@ def compare_bars(
     legend: tuple[str, str], *, cjk: bool,
 ) -> bytes:
     """Horizontal bars, this week against the previous one, biggest on top, values written at the bar ends."""
-    with plt.rc_context(_style(cjk)):
+    with _LOCK, plt.rc_context(_style(cjk)):
         n = max(1, len(labels))
         fig, ax = plt.subplots(figsize=(7.5, 0.45 * n + 1.4))
         ys = list(range(len(labels)))[::-1]
@@ -82,7 +85,7 @@ def rate_bars(
     target_label: str, value_labels: Sequence[str], *, cjk: bool,
 ) -> bytes:
     """Rates in per cent as vertical bars, each with its target as a dark tick; a missing rate shows '—'."""
-    with plt.rc_context(_style(cjk)):
+    with _LOCK, plt.rc_context(_style(cjk)):
         fig, ax = plt.subplots(figsize=(7.5, 3.6))
         xs = range(len(labels))
         pct = [0.0 if v is None else v * 100 for v in values]
