@@ -89,7 +89,7 @@ def place_report(report: Inbound, city: City, text: str = "") -> Place | Rejecti
     if grid and grid in city.areas.by_code:
         return city.areas.place_of_area(grid, address=address)
     gazetteer = domain_of(city).gazetteer
-    found = gazetteer.place(address, address) or gazetteer.place(text, address)
+    found = gazetteer.place(address, address) or gazetteer.place(text or text_of(report), address)
     return found or Place(address=address)
 
 
