@@ -341,3 +341,37 @@ async def test_deliveries_command_shows_the_log_of_a_case(settings, city) -> Non
     assert "delivered" in human.stdout and "CD-SAN-duty" in human.stdout
     none = await cli("--case", "C-NONE")
     assert "no deliveries for case C-NONE" in none.stdout
+
+
+async def test_a_final_refusal_fails_at_once_and_a_crashed_claim_is_sent_again(settings, city) -> None:
+    clock = FrozenClock(T0)
+    async with receiver() as r, BusRecorder(settings.nats_url) as bus:
+        c = alert_city(city, r.url("/p"))
+        no_secret = c.alerts.model_copy(update={"channels": {**c.alerts.channels, "webhook": ChannelConfig(
+            type="webhook", secret_env="XH_TEST_UNSET_SECRET")}})
+        async with notify(settings, dataclasses.replace(c, alerts=no_secret), clock) as (rt, h):
+            await send(settings, overdue("C-P1"))
+            (d,) = await planned(rt, 1)
+            await h.deliver_due()
+            gone = await doc(rt, d["_id"])
+            assert gone["status"] == "failed" and gone["attempts"] == 1  # no retry can help
+            assert "XH_TEST_UNSET_SECRET" in gone["last_error"] and not r.attempts
+            failed = await eventually(lambda: bus.on("notify.v1.failed"))
+            assert failed[0]["permanent"] is True and failed[0]["attempts"] == 1
+
+            # A delivery claimed by an instance that then died stays 'sending'; after 5 minutes it is sent again.
+            await send(settings, overdue("C-P2"))
+            (d2,) = await planned(rt, 1, case_id="C-P2")
+            await rt.store[DELIVERIES].replace_one(
+                {"_id": d2["_id"]},
+                {k: v for k, v in d2.items() if k != "_id"} | {"status": "sending", "claimed_at": T0, "attempts": 1,
+                                                               "v": d2["v"] + 1},
+            )
+        async with notify(settings, c, clock) as (rt, h):  # the secret is back; another instance takes over
+            await h.deliver_due()  # (sends the command centre's delivery_failed note about C-P1)
+            assert (await doc(rt, d2["_id"]))["status"] == "sending" and not r.attempts  # claimed recently: leave it
+            clock.advance(timedelta(minutes=6))
+            assert await h.deliver_due() == 1
+            back = await doc(rt, d2["_id"])
+            assert back["status"] == "delivered" and back["attempts"] == 2
+            assert [g.json()["case_id"] for g in r.got] == ["C-P2"]
