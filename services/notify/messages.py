@@ -10,6 +10,8 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
+DETAIL_MAX = 200
+
 TITLES: dict[str, tuple[str, str]] = {
     "new_case": ("新案件待处置", "New case to handle"),
     "deadline_warning": ("案件临期预警", "Case deadline approaching"),
@@ -57,7 +59,8 @@ def build(kind: str, facts: dict[str, Any], *, urgent: bool, level: int = 0, tz:
     if facts.get("merchant"):
         lines.append(f"商户：{facts['merchant']}")
     if facts.get("detail"):
-        lines.append(str(facts["detail"]))
+        detail = str(facts["detail"])  # robots and SMS gateways cap a message's size: keep free text short
+        lines.append(detail if len(detail) <= DETAIL_MAX else detail[: DETAIL_MAX - 1] + "…")
     en_line = f"{en}: {case_id or facts.get('period') or ''}".rstrip(": ")
     return {
         "kind": kind,

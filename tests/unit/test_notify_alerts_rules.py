@@ -155,3 +155,8 @@ def test_quiet_hours_apply_to_people_not_to_the_file_outbox(city) -> None:
     assert alerts.respects_quiet_hours("wecom") and alerts.respects_quiet_hours("sms")
     assert not alerts.respects_quiet_hours("file")
     assert alerts.respects_quiet_hours("a-channel-since-removed")
+
+
+def test_free_text_in_a_message_is_kept_short() -> None:
+    msg = messages.build("sensor_emergency", {"case_id": "C-1", "detail": "水" * 500}, urgent=True, tz=TZ)
+    assert len(msg["lines"][-1]) == messages.DETAIL_MAX and msg["lines"][-1].endswith("…")
