@@ -238,7 +238,8 @@ ERRORS = [
 
 @pytest.mark.parametrize("fmt", ["json", "xml"])
 async def test_every_error_is_in_the_spec_format_and_names_the_field(settings, fmt):
-    async with system(settings, only=("intake",)) as rts, client(asgi_app(spec("intake"), rts["intake"])) as http:
+    async with BusRecorder(settings.nats_url) as bus, system(settings, only=("intake",)) as rts, \
+            client(asgi_app(spec("intake"), rts["intake"])) as http:
         for change, status, field in ERRORS:
             r = await http.post(f"/requests.{fmt}", data=bin_form(**change))
             assert r.status_code == status, (change, r.text)
@@ -260,6 +261,19 @@ async def test_every_error_is_in_the_spec_format_and_names_the_field(settings, f
         r = await http.get("/services.csv")
         assert r.status_code == 404 and r.json()[0]["code"] == 404
         assert not await rts["intake"].store["open311_submissions"].find_one({})
+
+        # Refused requests with a valid api_key are kept raw and announced like every source's rejections
+        # (403s, oversized bodies and bodies with no key are not: they would let anyone fill the store).
+        kept = len([e for e in ERRORS if e[1] != 403]) + 1  # + the one that is not UTF-8
+        rejected = await eventually(lambda: len(bus.on("report.v1.rejected")) >= kept and bus.on("report.v1.rejected"))
+        assert len(rejected) == kept and all(r["source"] == "open311" for r in rejected)
+        reasons = {(x["code"], x["field"]) for r in rejected for x in r["reasons"]}
+        assert {("unknown_service", "service_code"), ("out_of_range", "lat"), ("wrong_type", "lat"),
+                ("missing_field", "attribute[BIN_TYPE]"), ("not_allowed", "attribute[SIGNS]"),
+                ("too_long", "description"), ("out_of_city", "lat/long"), ("invalid_utf8", None)} <= reasons
+        raws = [d async for d in rts["intake"].store["open311_refused"].find({})]
+        assert len(raws) == kept and {r["_id"] for r in raws} == {r["raw_id"] for r in rejected}
+        assert any(b"%FF%FE" in bytes(r["body"]) for r in raws)
 
 
 def _error(r: httpx.Response, fmt: str) -> tuple[int, str]:

@@ -6,13 +6,13 @@ from pymongo import ASCENDING, DESCENDING
 
 from contracts import subjects
 from services.intake.open311.projection import REQUESTS, TOKENS, Projection
-from services.intake.open311.routes import SUBMISSIONS, routes
+from services.intake.open311.routes import REFUSED, SUBMISSIONS, routes
 from xiuhua.consumer import Subscription
 from xiuhua.service import Runtime
 
 __all__ = ["COLLECTIONS", "on_start", "routes", "subscriptions"]
 
-COLLECTIONS = (REQUESTS, TOKENS, SUBMISSIONS)
+COLLECTIONS = (REQUESTS, TOKENS, SUBMISSIONS, REFUSED)
 
 
 def subscriptions(rt: Runtime) -> list[Subscription]:

@@ -7,10 +7,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from typing import Any
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, unquote_plus
 from zoneinfo import ZoneInfo
 
 from pydantic import Field
@@ -21,19 +22,30 @@ from starlette.routing import BaseRoute, Route
 
 from contracts import subjects
 from contracts.envelope import new_event_id
-from contracts.reports import Open311Request
+from contracts.reports import Open311Request, ReportRejected
 from contracts.values import Location, Reporter
 from services.intake import privacy
 from services.intake.open311 import render
 from services.intake.open311.definitions import Open311Config, Service, load_open311
 from services.intake.open311.projection import REQUESTS, TOKENS
-from services.intake.open311.validation import MAX_BODY, MAX_FIELDS, Invalid, Submission, parse_submission, parse_w3c
+from services.intake.open311.validation import (
+    MAX_BODY,
+    MAX_FIELDS,
+    Invalid,
+    Submission,
+    check_api_key,
+    parse_submission,
+    parse_w3c,
+)
 from xiuhua.bus import Outgoing
 from xiuhua.service import Runtime
 
 log = logging.getLogger("xiuhua.intake.open311")
 
 SUBMISSIONS = "open311_submissions"
+REFUSED = "open311_refused"
+_FORM_KEY = re.compile(rb"(?:^|&)api_key=([^&]{1,200})")
+_MULTIPART_KEY = re.compile(rb'name="api_key"\r\n\r\n([^\r]{1,200})\r\n')
 PREFIX = "/open311/v2"
 FORMATS = ("json", "xml")
 DEFAULT_DAYS = 90
@@ -168,7 +180,7 @@ class Open311Api:
             return await self.post(request, fmt)
         return await self.search(request, fmt)
 
-    async def _form(self, request: Request) -> list[tuple[str, str]]:
+    async def _read(self, request: Request) -> bytes:
         limit = self.settings.max_body
         declared = request.headers.get("content-length", "")
         if declared.isdigit() and int(declared) > limit:
@@ -179,7 +191,9 @@ class Open311Api:
             if size > limit:
                 raise Invalid(413, f"request body over {limit} bytes")
             chunks.append(chunk)
-        data = b"".join(chunks)
+        return b"".join(chunks)
+
+    async def _form(self, request: Request, data: bytes) -> list[tuple[str, str]]:
         ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
         if ctype in ("", "application/x-www-form-urlencoded"):
             try:
@@ -205,10 +219,16 @@ class Open311Api:
 
     async def post(self, request: Request, fmt: str) -> Response:
         """POST requests: validate, keep the contact details here, publish the report, answer with id or token."""
-        sub = parse_submission(await self._form(request), self.config, self.tz)
-        if sub.lat is not None and sub.lng is not None and sub.coord_system == "wgs84" \
-                and self.rt.city.areas.place_of_point(sub.lng, sub.lat) is None:
-            raise Invalid(400, "lat/long: the point is outside the city's area")
+        data = await self._read(request)
+        try:
+            sub = parse_submission(await self._form(request, data), self.config, self.tz)
+            if sub.lat is not None and sub.lng is not None and sub.coord_system == "wgs84" \
+                    and self.rt.city.areas.place_of_point(sub.lng, sub.lat) is None:
+                raise Invalid(400, "lat/long: the point is outside the city's area")
+        except Invalid as exc:
+            if exc.status != 403 and self._key_in(data):
+                await self._refused(request, data, exc)
+            raise
         now = self.rt.clock.now()
         token = "T-" + new_event_id().replace("-", "")
         c = sub.contact
@@ -233,6 +253,31 @@ class Open311Api:
         row: dict[str, Any] = {"service_request_id": case_id} if case_id else {"token": token}
         row.update(service_notice=notice, account_id=c.account_id)
         return render.body(fmt, "service_requests", [row], status=201 if case_id else 202)
+
+    def _key_in(self, data: bytes) -> bool:
+        """Whether a body that failed validation still carries a valid api_key (only then is it kept)."""
+        found = _FORM_KEY.search(data) or _MULTIPART_KEY.search(data)
+        if found is None:
+            return False
+        key = unquote_plus(found.group(1).decode("latin-1")).strip()
+        try:
+            check_api_key({"api_key": key}, self.config)
+        except Invalid:
+            return False
+        return True
+
+    async def _refused(self, request: Request, data: bytes, exc: Invalid) -> None:
+        """Keep the raw bytes of a refused request and say so on the bus, as every source's rejections are."""
+        raw_id = "o311-" + new_event_id().replace("-", "")
+        reason = exc.reason()
+        try:
+            await self.rt.store[REFUSED].insert_one({
+                "_id": raw_id, "at": self.rt.clock.now(), "status": exc.status, "body": data,
+                "content_type": request.headers.get("content-type", "")[:200], "reasons": [reason.model_dump()]})
+            await self.rt.publisher.publish(ReportRejected(correlation_id=f"open311:{raw_id}", source="open311",
+                                                           raw_id=raw_id, reasons=[reason]))
+        except Exception:
+            log.exception("open311: keeping refused request %s failed", raw_id)  # the client still gets its 400
 
     async def _wait_for_case(self, token: str) -> dict[str, Any] | None:
         """The token's resolution (a case id, or why intake refused it) once the projection has it."""

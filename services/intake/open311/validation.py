@@ -13,6 +13,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, tzinfo
 
+from contracts.reports import RejectionReason
 from contracts.values import CoordSystem
 from services.intake import privacy
 from services.intake.open311.definitions import Attribute, Datatype, Open311Config, Service
@@ -43,6 +44,30 @@ class Invalid(Exception):
         super().__init__(description)
         self.status = status
         self.description = description
+
+    def reason(self) -> RejectionReason:
+        """The same error as a machine-readable rejection reason (for `report.v1.rejected`)."""
+        head, sep, _ = self.description.partition(": ")
+        field = head if sep and " " not in head else None
+        text = self.description
+        if self.status == 404:
+            code = "unknown_service" if field == "service_code" else "not_found"
+        elif self.status == 415:
+            code = "wrong_type"
+        else:
+            code = next((c for words, c in _REASON_CODES if any(w in text for w in words)), "invalid")
+        return RejectionReason(code=code, field=field, message=text)
+
+
+_REASON_CODES = (
+    (("missing", "required", "one is required"), "missing_field"),
+    (("longer than", "at most", "too many"), "too_long"),
+    (("outside the city",), "out_of_city"),
+    (("between",), "out_of_range"),
+    (("not UTF-8", "NUL"), "invalid_utf8"),
+    (("not a number", "not a W3C", "not a finite"), "wrong_type"),
+    (("is not one of", "takes one value", "unknown"), "not_allowed"),
+)
 
 
 @dataclass(frozen=True)
