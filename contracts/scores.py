@@ -58,6 +58,7 @@ class RankingRow(BaseModel):
     board: str | None = Field(default=None, description="red (红榜), black (黑榜) or None")
     bottom: bool = Field(default=False, description="Among the bottom N that the rules penalise (末位)")
     figures: dict[str, float | int | None] = Field(default_factory=dict, description="Key counters and rates")
+    grade: str | None = Field(default=None, description="A merchant's grade (A/B/C) for the month")
 
 
 class RankingPublished(Event):

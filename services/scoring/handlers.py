@@ -1,43 +1,52 @@
-"""Scoring's thin edge: fold case events into per-unit, per-period counters."""
+"""Scoring's thin edge: hand decoded messages to the projection and emit what it reports."""
 
 from __future__ import annotations
 
-from contracts.cases import CaseDispatched
-from contracts.scores import UnitScoreUpdated
-from services.scoring.periods import periods_of
+import logging
+from typing import Any
+
+from pydantic import ValidationError
+
+from contracts.reports import MerchantCheck
+from services.scoring.projection import Projection
 from xiuhua.consumer import Batch
 from xiuhua.service import Runtime
 
-UNIT_PERIODS = "unit_periods"
-COUNTERS = ("dispatched",)
+log = logging.getLogger("xiuhua.scoring")
+
+
+def decode_merchant_check(subject: str, data: bytes) -> MerchantCheck | None:
+    """A raw duty check; one intake rejects (invalid body) is skipped here, not dead-lettered twice."""
+    try:
+        return MerchantCheck.model_validate_json(data)
+    except ValidationError:
+        return None
 
 
 class ScoringHandlers:
-    """Applies lifecycle events to counters."""
+    """Applies lifecycle events and duty checks to the assessment."""
 
     def __init__(self, rt: Runtime) -> None:
         self.rt = rt
+        self.projection = Projection(rt.store, rt.city)
+        self.skipped = rt.metrics.counter(
+            "xiuhua_scoring_skipped_total", "Messages scoring could not use (invalid check, unknown merchant)",
+            ("reason",),
+        )
 
-    async def on_case_event(self, batch: Batch) -> None:
-        """Count dispatches per lead unit and week (more events and periods as the assessment grows)."""
-        col = self.rt.store[UNIT_PERIODS]
+    async def on_messages(self, batch: Batch) -> None:
+        """Fold a batch (case events or duty checks) in one go; publish what changed after the commit."""
+        messages: list[Any] = []
+        items = []
         for item in batch.items:
-            ev = item.message
-            if not isinstance(ev, CaseDispatched):
+            if item.message is None:
+                self.skipped.labels("invalid_check").inc()
                 continue
-            week = periods_of(ev.occurred_at)["week"]
-            key = f"{ev.lead_unit.unit_id}:{week}"
-            await col.update_one(
-                {"_id": key},
-                # Counters are top-level fields: an upsert that inserts with a dotted path is stored
-                # literally by nx-27017 ("counters.dispatched"), unlike MongoDB.
-                {"$inc": {"dispatched": 1}, "$set": {"unit_id": ev.lead_unit.unit_id, "period": week}},
-                upsert=True,
-                session=batch.session,
-            )
-            doc = await col.find_one({"_id": key}, session=batch.session)
-            assert doc is not None
-            batch.emit(item, UnitScoreUpdated(
-                correlation_id=ev.correlation_id, unit_id=ev.lead_unit.unit_id, period=week,
-                counters={k: doc[k] for k in COUNTERS if k in doc}, case_id=ev.case_id,
-            ))
+            if isinstance(item.message, MerchantCheck) and item.message.merchant_id not in self.rt.city.merchants:
+                self.skipped.labels("unknown_merchant").inc()
+            messages.append(item.message)
+            items.append(item)
+        results = await self.projection.apply(messages, session=batch.session)
+        for item, result in zip(items, results, strict=True):
+            for event in result.events:
+                batch.emit(item, event)

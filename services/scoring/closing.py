@@ -1,0 +1,87 @@
+"""Period close (考核周期结束): publish each closed period's ranking once, whatever the number of instances."""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timedelta
+from typing import Any
+
+from contracts.scores import RankingPublished
+from services.scoring import merchants as mrules
+from services.scoring.periods import CITY_TZ, periods_of
+from services.scoring.projection import MERCHANT_PERIODS, UNIT_PERIODS
+from services.scoring.ranking import unit_tables
+from xiuhua.bus import Outgoing
+from xiuhua.city import City
+from xiuhua.service import Runtime
+from xiuhua.store import Store
+
+log = logging.getLogger("xiuhua.scoring.closing")
+
+
+def period_start(at: datetime, kind: str) -> datetime:
+    """The first moment (city time) of the `kind` period containing `at`."""
+    local = at.astimezone(CITY_TZ)
+    day = local.replace(hour=0, minute=0, second=0, microsecond=0)
+    if kind == "week":
+        return day - timedelta(days=day.weekday())
+    if kind == "month":
+        return day.replace(day=1)
+    if kind == "quarter":
+        return day.replace(month=(day.month - 1) // 3 * 3 + 1, day=1)
+    return day.replace(month=1, day=1)
+
+
+def last_closed(now: datetime, kind: str) -> str:
+    """The most recent period of `kind` that has ended at `now`, e.g. last week's '2026-W47'."""
+    return periods_of(period_start(now, kind) - timedelta(microseconds=1))[kind]
+
+
+async def unit_ranking(store: Store, city: City, period: str) -> dict[str, list[dict[str, Any]]]:
+    """The unit ranking tables of one period, from the stored documents."""
+    docs = [d async for d in store[UNIT_PERIODS].find({"period": period})]
+    names = {u.id: u.name for u in city.units.values()}
+    return unit_tables(docs, city.assessment.ranking, names)
+
+
+async def merchant_ranking(store: Store, city: City, month: str) -> dict[str, list[dict[str, Any]]]:
+    """Merchants of each street for one month, best first. Merchants without a document score the base."""
+    docs = {d["merchant_id"]: d async for d in store[MERCHANT_PERIODS].find({"period": month})}
+    rules = city.assessment.merchants
+    by_street: dict[str, list[dict[str, Any]]] = {}
+    for m in city.merchants.values():
+        chain = city.areas.chain(m.area)
+        street = chain["street"].code if "street" in chain else "unknown"
+        d = docs.get(m.id)
+        row = {"merchant_id": m.id, "name": m.name, "points": d["points"] if d else rules.base,
+               "failures": d["failures"] if d else 0, "checks": d["checks"] if d else 0,
+               "grade": d["grade"] if d else rules.grade(rules.base)}
+        by_street.setdefault(street, []).append(row)
+    return {s: mrules.ranking(rows, rules.ranking_top) for s, rows in sorted(by_street.items())}
+
+
+async def close_periods(rt: Runtime) -> list[str]:
+    """Publish the ranking of every period that has closed and not been published yet; returns the keys."""
+    now = rt.clock.now()
+    kinds = rt.city.assessment.ranking.periods
+    todo: list[tuple[str, str, str]] = [("unit", kind, last_closed(now, kind)) for kind in kinds]
+    todo.append(("merchant", "month", last_closed(now, "month")))
+    done = []
+    for kind, period_kind, period in todo:
+        key = f"scoring:ranking:{kind}:{period}"
+        if await rt.ledger.seen([key]):
+            continue
+        if kind == "unit":
+            tables = await unit_ranking(rt.store, rt.city, period)
+        else:
+            tables = await merchant_ranking(rt.store, rt.city, period)
+        event = RankingPublished(
+            correlation_id=key, kind=kind, period=period, period_kind=period_kind, tables=tables  # type: ignore[arg-type]
+        )
+        out = [Outgoing.of(event)]
+        # The claim is the once-only guard across instances: the loser of the insert publishes nothing.
+        if await rt.ledger.claim(key, out):
+            await rt.ledger.publish([(key, out)])
+            log.info("published %s ranking of %s", kind, period)
+            done.append(key)
+    return done

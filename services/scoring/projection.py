@@ -1,0 +1,231 @@
+"""Persisting the fold: per-case facts and pre-aggregated documents keyed by natural `_id`.
+
+Collections (scoring's own database):
+- `case_facts` (`_id` = case id): the case's facts, sorted; its contribution is recomputed from them.
+- `unit_periods` (`_id` = `unit:period`): integer counters (top-level fields), plus rates, terms,
+  deductions, score and flags derived from them.
+- `merchant_periods` (`_id` = `merchant:YYYY-MM`): the month's facts and figures (points, grade ...).
+- `merchants` (`_id` = merchant id): points and grade per month and the current grade.
+
+The live handlers and `xiuhua scoring rebuild` use this same class, so a rebuild writes exactly what the
+live service writes. Nothing stored depends on arrival order or on the wall clock.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from pymongo import DeleteOne, ReplaceOne
+from pymongo.asynchronous.client_session import AsyncClientSession
+
+from contracts.cases import CaseEvent, CaseOpened
+from contracts.envelope import Event
+from contracts.merchants import MerchantEscalated
+from contracts.reports import MerchantCheck
+from contracts.scores import MerchantGradeChanged, MerchantGraded, UnitScoreUpdated
+from services.scoring import merchants as mrules
+from services.scoring import units
+from services.scoring.rates import figures
+from xiuhua.city import City
+from xiuhua.store import Store
+
+CASE_FACTS = "case_facts"
+UNIT_PERIODS = "unit_periods"
+MERCHANT_PERIODS = "merchant_periods"
+MERCHANTS = "merchants"
+COLLECTIONS = (CASE_FACTS, UNIT_PERIODS, MERCHANT_PERIODS, MERCHANTS)
+
+
+def unit_document(doc_id: str, meta: dict[str, Any], counters: dict[str, int], city: City) -> dict[str, Any]:
+    """The full unit-period document: every counter (0 when absent) and what the rules derive from them."""
+    c = {k: int(counters.get(k, 0)) for k in units.COUNTERS}
+    return {
+        "_id": doc_id,
+        "unit_id": meta["unit_id"],
+        "role": meta["role"],
+        "period": meta["period"],
+        "kind": meta["kind"],
+        **c,
+        **figures(c, city.assessment),
+    }
+
+
+@dataclass
+class Applied:
+    """What applying one message caused: events to publish."""
+
+    events: list[Event] = field(default_factory=list)
+
+
+class Projection:
+    """Applies decoded messages to scoring's store (one call per batch, inside the caller's transaction)."""
+
+    def __init__(self, store: Store, city: City) -> None:
+        self.store = store
+        self.city = city
+
+    async def apply(self, messages: list[Any], session: AsyncClientSession | None = None) -> list[Applied]:
+        """Apply messages in order; returns, per message, the events it caused."""
+        results = [Applied() for _ in messages]
+        case_ids = sorted({m.case_id for m in messages if isinstance(m, CaseEvent)})
+        cases: dict[str, list[units.Fact]] = {}
+        if case_ids:
+            async for d in self.store[CASE_FACTS].find({"_id": {"$in": case_ids}}, session=session):
+                cases[d["_id"]] = d["facts"]
+        changed_cases: set[str] = set()
+        deltas: dict[str, dict[str, Any]] = {}
+        touched: list[list[str]] = [[] for _ in messages]
+        merchant_facts: list[tuple[int, mrules.Fact, str]] = []
+        for i, m in enumerate(messages):
+            if isinstance(m, CaseEvent):
+                if isinstance(m, CaseOpened) and m.merchant_id in self.city.merchants:
+                    fact = mrules.case_fact(m, self.city.assessment.merchants)
+                    if fact is not None:
+                        merchant_facts.append((i, fact, m.merchant_id))
+                fact = units.fact_of(m)
+                if fact is None:
+                    continue
+                old = cases.get(m.case_id, [])
+                new = units.add_fact(old, fact)
+                if new is None:
+                    continue
+                cases[m.case_id] = new
+                changed_cases.add(m.case_id)
+                for key, change in units.difference(units.contribution(old), units.contribution(new)).items():
+                    acc = deltas.setdefault(key, {**{k: v for k, v in change.items() if k != "c"}, "c": {}})
+                    for c, n in change["c"].items():
+                        acc["c"][c] = acc["c"].get(c, 0) + n
+                    touched[i].append(key)
+            elif isinstance(m, MerchantCheck) and m.merchant_id in self.city.merchants:
+                merchant_facts.append((i, mrules.check_fact(m, self.city.assessment.merchants), m.merchant_id))
+
+        if changed_cases:
+            await self.store[CASE_FACTS].bulk_write(
+                [ReplaceOne({"_id": c}, {"_id": c, "facts": cases[c]}, upsert=True) for c in sorted(changed_cases)],
+                ordered=True, session=session,
+            )
+        docs = await self._write_units(deltas, session)
+        self._unit_events(messages, touched, docs, results)
+        if merchant_facts:
+            await self._apply_merchants(messages, merchant_facts, results, session)
+        return results
+
+    async def _write_units(
+        self, deltas: dict[str, dict[str, Any]], session: AsyncClientSession | None
+    ) -> dict[str, dict[str, Any]]:
+        nonzero = {k: d for k, d in deltas.items() if any(d["c"].values())}
+        if not nonzero:
+            return {}
+        col = self.store[UNIT_PERIODS]
+        keys = sorted(nonzero)
+        existing = {d["_id"]: d async for d in col.find({"_id": {"$in": keys}}, session=session)}
+        ops: list[Any] = []
+        out: dict[str, dict[str, Any]] = {}
+        for key in keys:
+            d = nonzero[key]
+            before = existing.get(key, {})
+            counters = {c: int(before.get(c, 0)) + d["c"].get(c, 0) for c in units.COUNTERS}
+            if not any(counters.values()):
+                if before:
+                    ops.append(DeleteOne({"_id": key}))
+                continue
+            doc = unit_document(key, d, counters, self.city)
+            out[key] = doc
+            # Replace by _id with the whole document: top-level fields only, one write per document.
+            ops.append(ReplaceOne({"_id": key}, doc, upsert=True))
+        if ops:
+            await col.bulk_write(ops, ordered=True, session=session)
+        return out
+
+    def _unit_events(
+        self, messages: list[Any], touched: list[list[str]], docs: dict[str, dict[str, Any]], results: list[Applied]
+    ) -> None:
+        """One `score.v1.unit_updated` per message and unit, carrying the unit's week figures."""
+        for i, keys in enumerate(touched):
+            by_unit: dict[str, list[str]] = {}
+            for key in keys:
+                by_unit.setdefault(key.split(":", 1)[0], []).append(key)
+            for unit_id, ks in sorted(by_unit.items()):
+                week = next((docs[k] for k in ks if k in docs and docs[k]["kind"] == "week"), None)
+                if week is None:
+                    week = next((docs[k] for k in ks if k in docs), None)
+                if week is None:
+                    continue
+                m = messages[i]
+                results[i].events.append(UnitScoreUpdated(
+                    correlation_id=m.correlation_id, unit_id=unit_id, period=week["period"], role=week["role"],
+                    counters={c: week[c] for c in units.COUNTERS if week[c]}, case_id=m.case_id,
+                    rates=week["rates"], score=week["score"],
+                    periods=sorted(docs[k]["period"] for k in ks if k in docs),
+                ))
+
+    async def _apply_merchants(
+        self,
+        messages: list[Any],
+        facts: list[tuple[int, mrules.Fact, str]],
+        results: list[Applied],
+        session: AsyncClientSession | None,
+    ) -> None:
+        rules = self.city.assessment.merchants
+        keys = sorted({mrules.period_id(mid, mrules.month_of(_at(f))) for _, f, mid in facts})
+        mids = sorted({mid for _, _, mid in facts})
+        found = self.store[MERCHANT_PERIODS].find({"_id": {"$in": keys}}, session=session)
+        periods = {d["_id"]: d async for d in found}
+        cards = {d["_id"]: d async for d in self.store[MERCHANTS].find({"_id": {"$in": mids}}, session=session)}
+        dirty_p: set[str] = set()
+        dirty_c: set[str] = set()
+        for i, fact, mid in facts:
+            merchant = self.city.merchants[mid]
+            month = mrules.month_of(_at(fact))
+            key = mrules.period_id(mid, month)
+            doc = periods.get(key) or {"_id": key, "merchant_id": mid, "period": month, "facts": [], "escalated": False}
+            new_facts = mrules.add_fact(doc["facts"], fact)
+            if new_facts is None:
+                continue
+            was_escalated = bool(doc.get("escalated"))
+            chain = self.city.areas.chain(merchant.area)
+            street = chain["street"].code if "street" in chain else None
+            community = chain["community"].code if "community" in chain else None
+            fig = mrules.month_figures(new_facts, rules)
+            doc = {**doc, "facts": new_facts, "street_code": street, "community_code": community, **fig}
+            periods[key] = doc
+            dirty_p.add(key)
+            m = messages[i]
+            corr = getattr(m, "correlation_id", None) or f"merchant_check:{getattr(m, 'check_id', '')}"
+            results[i].events.append(MerchantGraded(
+                correlation_id=corr, merchant_id=mid, street_code=street, period=month, points=fig["points"],
+                grade=fig["grade"], checks=fig["checks"], failures=fig["failures"], warned=fig["warned"],
+                escalated=fig["escalated"],
+            ))
+            if fig["escalated"] and not was_escalated:
+                results[i].events.append(MerchantEscalated(
+                    correlation_id=corr, merchant_id=mid, merchant_name=merchant.name, street_code=street,
+                    community_code=community, period=month, violations=fig["failures"],
+                    reason=f"{merchant.duty_scheme()} repeated failure in {month}: {', '.join(fig['failed_items'])}",
+                ))
+            card = cards.get(mid) or {"_id": mid, "months": {}, "grade": merchant.grade}
+            previous = card["grade"]
+            months = {**card["months"], month: {"points": fig["points"], "grade": fig["grade"]}}
+            latest, grade, points = mrules.current_grade(months, merchant.grade)
+            cards[mid] = {"_id": mid, "street_code": street, "months": months, "period": latest, "grade": grade,
+                          "points": points}
+            dirty_c.add(mid)
+            if grade != previous:
+                results[i].events.append(MerchantGradeChanged(
+                    correlation_id=corr, merchant_id=mid, merchant_name=merchant.name, street_code=street,
+                    period=latest or month, previous=previous, grade=grade, points=points or fig["points"],
+                ))
+        if dirty_p:
+            await self.store[MERCHANT_PERIODS].bulk_write(
+                [ReplaceOne({"_id": k}, periods[k], upsert=True) for k in sorted(dirty_p)], session=session
+            )
+        if dirty_c:
+            await self.store[MERCHANTS].bulk_write(
+                [ReplaceOne({"_id": k}, cards[k], upsert=True) for k in sorted(dirty_c)], session=session
+            )
+
+
+def _at(fact: dict[str, Any]) -> datetime:
+    return datetime.fromisoformat(fact["at"])

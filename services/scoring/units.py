@@ -1,0 +1,263 @@
+"""Unit assessment as a pure fold over case events (考核计数). No I/O.
+
+Each case keeps its facts (one compact record per distinct event id). What the case contributes to each
+unit and period is a function of those facts alone, recomputed whenever a fact arrives; the store adds the
+difference to the unit's period documents. The totals therefore depend only on the set of events seen:
+redelivered copies are ignored (same event id) and any arrival order gives the same numbers.
+
+Attribution (which unit, which period):
+- Per-dispatch counters (`dispatched`, `acknowledged`, `acknowledged_in_time`, `returned`, `extensions`,
+  `reworked`, `rework_repeat`, `overdue`, `escalated`, `reopened`) go to the unit named in the event, in the
+  periods of that unit's dispatch of the case (the latest dispatch to it at or before the event; the first
+  one if the event is older). An event whose dispatch has not arrived yet waits for it.
+- Case outcomes (`due`, `deferred`, `resolved`, `resolved_on_time`, `closed`, `closed_on_time`,
+  `reworked_cases`, `rated`, `satisfied`, `basic`, `unsatisfied`, `supervisor_found`, `urgent_*`) go to the
+  case's responsible unit — the lead unit of its last dispatch round — in the periods of that dispatch.
+  A cancelled case counts in no outcome.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+from functools import lru_cache
+from typing import Any
+
+from contracts.cases import (
+    CaseAcknowledged,
+    CaseCancelled,
+    CaseClosed,
+    CaseDispatched,
+    CaseEscalated,
+    CaseEvent,
+    CaseExtensionApproved,
+    CaseOpened,
+    CaseOverdue,
+    CaseRated,
+    CaseReopened,
+    CaseResolved,
+    CaseReturned,
+    CaseVerified,
+)
+from services.scoring.periods import CITY_TZ, periods_of
+from xiuhua.city.assessment import UNIT_COUNTERS
+
+Fact = dict[str, Any]
+Counters = dict[str, int]
+# "unit:period" → {"unit_id", "role", "period", "kind", "c": counters}
+Contribution = dict[str, dict[str, Any]]
+
+COUNTERS = UNIT_COUNTERS
+PERIOD_KINDS = ("week", "month", "quarter", "year")
+# Failed verifications of one case from this ordinal on are 'repeated' (Jinhua: three times or more, −0.5 each).
+REPEAT_FROM = 3
+
+
+def doc_id(unit_id: str, period: str) -> str:
+    """The natural key of a unit's period document."""
+    return f"{unit_id}:{period}"
+
+
+def fact_of(ev: CaseEvent) -> Fact | None:
+    """The compact record of an event that scoring needs, or None if it does not count."""
+    base: Fact = {"id": ev.event_id, "at": ev.occurred_at.isoformat()}
+    match ev:
+        case CaseOpened():
+            return {**base, "t": "opened", "sf": ev.supervisor_found, "urgent": ev.urgency == "urgent"}
+        case CaseDispatched():
+            return {
+                **base, "t": "dispatched", "unit": ev.lead_unit.unit_id, "role": str(ev.lead_unit.role),
+                "round": ev.dispatch_round, "urgent": ev.urgency == "urgent",
+                "sf": bool(getattr(ev, "supervisor_found", False)),
+            }
+        case CaseAcknowledged():
+            return {**base, "t": "acknowledged", "unit": ev.unit_id, "ok": ev.in_time}
+        case CaseReturned():
+            return {**base, "t": "returned", "unit": ev.unit_id}
+        case CaseExtensionApproved():
+            return {**base, "t": "extension", "unit": ev.unit_id}
+        case CaseResolved():
+            return {**base, "t": "resolved", "unit": ev.unit_id, "ok": ev.on_time}
+        case CaseVerified():
+            return {**base, "t": "verified", "unit": ev.unit_id, "ok": ev.passed}
+        case CaseClosed():
+            return {**base, "t": "closed", "unit": ev.unit_id, "ok": ev.on_time}
+        case CaseReopened():
+            return {**base, "t": "reopened", "unit": ev.unit_id}
+        case CaseRated():
+            return {**base, "t": "rated", "unit": ev.unit_id, "sat": ev.satisfaction}
+        case CaseCancelled():
+            return {**base, "t": "cancelled", "unit": ev.unit_id}
+        case CaseOverdue():
+            return {**base, "t": "overdue", "unit": ev.unit_id}
+        case CaseEscalated():
+            return {**base, "t": "escalated", "unit": ev.unit_id}
+    return None
+
+
+def add_fact(facts: list[Fact], fact: Fact) -> list[Fact] | None:
+    """The facts with one more, kept sorted by (time, event id); None if the event was seen already."""
+    if any(f["id"] == fact["id"] for f in facts):
+        return None
+    return sorted([*facts, fact], key=_order)
+
+
+def _order(f: Fact) -> tuple[datetime, str]:
+    return _parse(f["at"]), f["id"]
+
+
+@lru_cache(maxsize=65536)
+def _parse(at: str) -> datetime:
+    return datetime.fromisoformat(at)
+
+
+def contribution(facts: Iterable[Fact]) -> Contribution:
+    """What one case adds to each unit's period documents, from its facts alone (order-insensitive)."""
+    ordered = sorted(facts, key=_order)
+    dispatches = [f for f in ordered if f["t"] == "dispatched"]
+    if not dispatches:
+        return {}
+
+    # Counters per dispatch first, spread over the dispatch's four periods at the end.
+    per_dispatch: dict[str, dict[str, int]] = {}
+
+    def add(dispatch: Fact, counter: str, n: int = 1) -> None:
+        if n:
+            c = per_dispatch.setdefault(dispatch["id"], {})
+            c[counter] = c.get(counter, 0) + n
+
+    def dispatch_of(unit: str, at: str) -> Fact | None:
+        mine = [d for d in dispatches if d["unit"] == unit]
+        if not mine:
+            return None
+        before = [d for d in mine if _order(d) <= (_parse(at), "\uffff")]
+        return before[-1] if before else mine[0]
+
+    # Per-dispatch counters, to the unit named in the event.
+    for d in dispatches:
+        add(d, "dispatched")
+    failed_by_unit: dict[str, int] = {}
+    overdue_seen: set[tuple[str, str]] = set()
+    escalated_seen: set[tuple[str, str]] = set()
+    for f in ordered:
+        t = f["t"]
+        if t in {"opened", "dispatched", "cancelled", "rated", "resolved", "closed"}:
+            continue
+        d = dispatch_of(f["unit"], f["at"])
+        if d is None:
+            continue  # its dispatch has not arrived yet: counted when it does
+        if t == "acknowledged":
+            add(d, "acknowledged")
+            add(d, "acknowledged_in_time", int(f["ok"]))
+        elif t == "returned":
+            add(d, "returned")
+        elif t == "extension":
+            add(d, "extensions")
+        elif t == "verified" and not f["ok"]:
+            n = failed_by_unit[f["unit"]] = failed_by_unit.get(f["unit"], 0) + 1
+            add(d, "reworked")
+            add(d, "rework_repeat", int(n >= REPEAT_FROM))
+        elif t == "overdue" and (f["unit"], d["id"]) not in overdue_seen:
+            overdue_seen.add((f["unit"], d["id"]))
+            add(d, "overdue")
+        elif t == "escalated" and (f["unit"], d["id"]) not in escalated_seen:
+            escalated_seen.add((f["unit"], d["id"]))
+            add(d, "escalated")
+        elif t == "reopened":
+            add(d, "reopened")
+
+    # Case outcomes, to the responsible unit (lead of the last dispatch round).
+    last = max(dispatches, key=lambda d: (d["round"], *_order(d)))
+    if any(f["t"] == "cancelled" for f in ordered):
+        return _spread(dispatches, per_dispatch)
+    unit = last["unit"]
+    urgent = any(f.get("urgent") for f in ordered if f["t"] in {"opened", "dispatched"})
+    supervisor = any(f.get("sf") for f in ordered if f["t"] in {"opened", "dispatched"})
+    after_last = [f for f in ordered if _order(f) >= _order(last)]
+    resolves = [f for f in after_last if f["t"] == "resolved" and f["unit"] == unit]
+    reopen_at = max((_order(f) for f in ordered if f["t"] == "reopened"), default=None)
+    closes = [f for f in ordered if f["t"] == "closed" and (reopen_at is None or _order(f) > reopen_at)]
+    closed = closes[-1] if closes else None
+    extended = any(f["t"] == "extension" and f["unit"] == unit for f in after_last)
+    ratings = [f for f in ordered if f["t"] == "rated"]
+
+    add(last, "due")
+    add(last, "deferred", int(extended and closed is None))
+    add(last, "resolved", int(bool(resolves)))
+    add(last, "resolved_on_time", int(bool(resolves) and resolves[-1]["ok"]))
+    add(last, "closed", int(closed is not None))
+    add(last, "closed_on_time", int(closed is not None and closed["ok"]))
+    add(last, "reworked_cases", int(any(f["t"] == "verified" and not f["ok"] for f in ordered)))
+    add(last, "supervisor_found", int(supervisor))
+    if ratings:
+        add(last, "rated")
+        add(last, ratings[-1]["sat"])
+    if urgent:
+        add(last, "urgent_due")
+        add(last, "urgent_closed", int(closed is not None))
+        add(last, "urgent_closed_on_time", int(closed is not None and closed["ok"]))
+    return _spread(dispatches, per_dispatch)
+
+
+def _spread(dispatches: list[Fact], per_dispatch: dict[str, dict[str, int]]) -> Contribution:
+    """Each dispatch's counters onto its unit's week, month, quarter and year documents."""
+    out: Contribution = {}
+    for d in dispatches:
+        counters = per_dispatch.get(d["id"])
+        if not counters:
+            continue
+        for kind, period in periods_of(_parse(d["at"]), CITY_TZ).items():
+            entry = out.setdefault(
+                doc_id(d["unit"], period),
+                {"unit_id": d["unit"], "role": d["role"], "period": period, "kind": kind, "c": {}},
+            )
+            for counter, n in counters.items():
+                entry["c"][counter] = entry["c"].get(counter, 0) + n
+    return out
+
+
+def difference(old: Contribution, new: Contribution) -> Contribution:
+    """new − old per document and counter; documents with no change are left out."""
+    out: Contribution = {}
+    for key in old.keys() | new.keys():
+        meta = new.get(key) or old[key]
+        before, after = old.get(key, {}).get("c", {}), new.get(key, {}).get("c", {})
+        delta = {c: after.get(c, 0) - before.get(c, 0) for c in before.keys() | after.keys()}
+        delta = {c: n for c, n in delta.items() if n}
+        if delta:
+            out[key] = {**{k: v for k, v in meta.items() if k != "c"}, "c": delta}
+    return out
+
+
+class UnitFold:
+    """The whole fold in memory: what the store holds, computed from a sequence of events (tests, rebuild)."""
+
+    def __init__(self) -> None:
+        self.cases: dict[str, list[Fact]] = {}
+        self.docs: dict[str, dict[str, Any]] = {}
+
+    def apply(self, ev: CaseEvent) -> Contribution:
+        """Apply one event; returns the change it made to unit documents."""
+        fact = fact_of(ev)
+        if fact is None:
+            return {}
+        old = self.cases.get(ev.case_id, [])
+        facts = add_fact(old, fact)
+        if facts is None:
+            return {}
+        self.cases[ev.case_id] = facts
+        delta = difference(contribution(old), contribution(facts))
+        apply_delta(self.docs, delta)
+        return delta
+
+
+def apply_delta(docs: dict[str, dict[str, Any]], delta: Contribution) -> None:
+    """Add a difference to documents held in memory; all-zero documents disappear (as in the store)."""
+    for key, change in delta.items():
+        doc = docs.setdefault(key, {k: v for k, v in change.items() if k != "c"} | {"c": {}})
+        for c, n in change["c"].items():
+            doc["c"][c] = doc["c"].get(c, 0) + n
+            if not doc["c"][c]:
+                del doc["c"][c]
+        if not doc["c"]:
+            del docs[key]

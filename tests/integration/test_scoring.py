@@ -1,0 +1,159 @@
+"""Scoring on a real bus and store: live documents equal the pure fold, merchants are warned then escalated,
+queries answer, a closed period's ranking goes out once with two instances, and `xiuhua scoring rebuild --check`
+finds the live store identical to a replay of the history (and says so when it is not)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import random
+import subprocess
+import sys
+from datetime import UTC, datetime
+
+import nats
+
+from contracts.reports import MerchantCheck
+from services.scoring import closing, units
+from services.scoring.projection import MERCHANTS, UNIT_PERIODS
+from services.scoring.query import QUERY_MERCHANT, QUERY_RANKING, QUERY_UNIT
+from services.scoring.rebuild import rebuild_and_check
+from tests.conftest import eventually
+from tests.helpers import BusRecorder
+from tests.unit.test_scoring_fold import _history
+from xiuhua.clock import FrozenClock
+from xiuhua.registry import spec
+from xiuhua.service import running
+
+CHECK_SUBJECT = "report.v1.in.merchant_check"
+
+
+def _checks() -> list[MerchantCheck]:
+    at = datetime(2026, 12, 10, 2, tzinfo=UTC)
+    return [
+        MerchantCheck(check_id="K1", merchant_id="M-CD-0001", checked_at=at, inspector_id="G-1",
+                      items={"hygiene": "fail", "order": "pass", "greenery": "pass"}),
+        MerchantCheck(check_id="K2", merchant_id="M-CD-0001", checked_at=at.replace(day=17), inspector_id="G-1",
+                      items={"hygiene": "fail", "order": "fail", "greenery": "pass"}),
+        MerchantCheck(check_id="K3", merchant_id="M-CD-0002", checked_at=at, inspector_id="G-1",
+                      items={"hygiene": "pass", "order": "pass", "greenery": "pass"}),
+    ]
+
+
+async def _publish_all(url: str, messages: list[tuple[str, bytes, str]]) -> None:
+    nc = await nats.connect(url)
+    try:
+        js = nc.jetstream()
+        for subject, body, msg_id in messages:
+            await js.publish(subject, body, headers={"Nats-Msg-Id": msg_id})
+    finally:
+        await nc.close()
+
+
+async def _request(url: str, subject: str, body: dict) -> dict:
+    nc = await nats.connect(url)
+    try:
+        return json.loads((await nc.request(subject, json.dumps(body).encode(), timeout=5)).data)
+    finally:
+        await nc.close()
+
+
+def _cli(settings, *args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "XIUHUA_NATS_URL": settings.nats_url, "XIUHUA_MONGO_URL": settings.mongo_url,
+           "XIUHUA_DB_PREFIX": settings.db_prefix, "XIUHUA_CITY_DIR": str(settings.city_dir)}
+    exe = os.path.join(os.path.dirname(sys.executable), "xiuhua")
+    return subprocess.run([exe, "scoring", *args], env=env, capture_output=True, text=True, timeout=300)
+
+
+async def test_live_scores_equal_the_fold_and_a_rebuild(settings, city):
+    events = _history(11, 40)
+    rnd = random.Random(5)
+    wire = [(e.subject_for(), e.to_json(), e.event_id) for e in events]
+    # Redelivered copies with new message ids (a resend after the duplicate window): applied as messages,
+    # but the fold sees the same event id and counts them once.
+    wire += [(s, b, f"{i}-again") for s, b, i in rnd.sample(wire, 40)]
+    rnd.shuffle(wire)
+    wire += [(CHECK_SUBJECT, c.model_dump_json().encode(), f"check:{c.check_id}") for c in _checks()]
+    wire.append((CHECK_SUBJECT, _checks()[1].model_dump_json().encode(), "check:K2-resent"))  # same check_id
+    expected = units.UnitFold()
+    for e in events:
+        expected.apply(e)
+
+    clock = FrozenClock(datetime(2026, 12, 31, 17, 0, tzinfo=UTC))  # 2027-01-01 01:00 in Shanghai
+    scoring = spec("scoring")
+    async with BusRecorder(settings.nats_url) as bus, running(scoring, settings, clock=clock, city=city) as rt1, \
+            running(scoring, settings, clock=clock, city=city) as rt2:
+        await _publish_all(settings.nats_url, wire)
+
+        async def settled() -> bool:
+            docs = {d["_id"]: d async for d in rt1.store[UNIT_PERIODS].find({})}
+            if docs.keys() != expected.docs.keys():
+                return False
+            return all(docs[k][c] == expected.docs[k]["c"].get(c, 0) for k in docs for c in units.COUNTERS)
+
+        await eventually(settled, timeout=120, interval=0.5)
+        assert bus.on("score.v1.unit_updated")
+
+        # Merchants: the first failure a warning, the second escalated once; the resent check changes nothing.
+        escalated = await eventually(lambda: bus.on("score.v1.merchant_escalated"), timeout=30)
+        await asyncio.sleep(1.0)
+        assert len(bus.on("score.v1.merchant_escalated")) == 1
+        assert escalated[0]["merchant_id"] == "M-CD-0001" and escalated[0]["violations"] == 2
+        assert escalated[0]["street_code"] == "CD" and escalated[0]["period"] == "2026-12"
+        card = await rt1.store[MERCHANTS].find_one({"_id": "M-CD-0001"})
+        assert card["grade"] == "B" and card["points"] == 85.0  # 100 − 5 − (5 + 5)
+        changed = bus.on("score.v1.merchant_grade_changed")
+        # M-CD-0001 (class C) scores 95 (A) after one failed check, whichever arrives first, then 85 (B).
+        assert sorted((c["merchant_id"], c["previous"], c["grade"]) for c in changed) == [
+            ("M-CD-0001", "A", "B"), ("M-CD-0001", "C", "A"), ("M-CD-0002", "B", "A")
+        ]
+
+        # Queries over core NATS request/reply.
+        some_id, some = next(iter(expected.docs.items()))
+        reply = await _request(settings.nats_url, QUERY_UNIT, {"unit_id": some["unit_id"], "period": some["period"]})
+        figures = reply["periods"][some["period"]]
+        assert figures["dispatched"] == some["c"].get("dispatched", 0) and "score" in figures
+        reply = await _request(settings.nats_url, QUERY_MERCHANT, {"merchant_id": "M-CD-0001", "period": "2026-12"})
+        assert reply["grade"] == "B" and reply["month"]["failures"] == 2 and reply["month"]["escalated"]
+        reply = await _request(settings.nats_url, QUERY_RANKING, {"kind": "unit", "period": "2026-12"})
+        assert set(reply["tables"]) <= {"sanitation", "enforcement"} and reply["tables"]
+        reply = await _request(settings.nats_url, QUERY_UNIT, {})
+        assert "error" in reply
+
+        # Period close with two instances racing: each closed period's ranking is published once.
+        await asyncio.gather(closing.close_periods(rt1), closing.close_periods(rt2))
+        await asyncio.gather(closing.close_periods(rt1), closing.close_periods(rt2))
+        rankings = await eventually(lambda: len(bus.on("score.v1.ranking_published")) >= 5
+                                    and bus.on("score.v1.ranking_published"))
+        await asyncio.sleep(0.5)
+        keys = sorted((r["kind"], r["period"]) for r in bus.on("score.v1.ranking_published"))
+        assert keys == [("merchant", "2026-12"), ("unit", "2026"), ("unit", "2026-12"), ("unit", "2026-Q4"),
+                        ("unit", "2026-W52")]  # 2027-01-01 is a Friday of 2026-W53, still open
+        month = next(r for r in rankings if r["kind"] == "unit" and r["period"] == "2026-12")
+        for role, rows in month["tables"].items():
+            assert [r["rank"] for r in rows] == list(range(1, len(rows) + 1)), role
+            assert [r["score"] for r in rows] == sorted((r["score"] for r in rows), reverse=True)
+        merchant_month = next(r for r in rankings if r["kind"] == "merchant")
+        assert merchant_month["tables"]["CD"][-1]["id"] == "M-CD-0001"
+
+        # The replay into a fresh database is identical, in-process and through the command.
+        report = await rebuild_and_check(settings, city)
+        assert report.replayed["XH_CASES"] == len(events) + 40
+        assert report.replayed["XH_REPORTS"] == 4
+        assert report.differences == [], report.differences[:3]
+        done = await asyncio.to_thread(_cli, settings, "rebuild", "--check")
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert "identical" in done.stdout
+
+        # A live document that drifted is reported, and the command fails.
+        await rt1.store[UNIT_PERIODS].update_one({"_id": some_id}, {"$inc": {"closed": 7}})
+        done = await asyncio.to_thread(_cli, settings, "rebuild", "--check", "--json")
+        assert done.returncode == 1
+        out = json.loads(done.stdout)
+        assert [(d["collection"], d["problem"], sorted(d["fields"])) for d in out["differences"]] == [
+            ("unit_periods", "fields", ["closed"])
+        ]
+
+        shown = await asyncio.to_thread(_cli, settings, "show", "merchant", "M-CD-0001", "--period", "2026-12")
+        assert shown.returncode == 0 and "grade B" in shown.stdout, shown.stdout + shown.stderr

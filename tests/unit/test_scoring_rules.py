@@ -1,0 +1,117 @@
+"""Rates, the composite score (Jinhua-style default), rankings and merchant duty points: pure rules."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+
+from contracts.cases import CaseOpened
+from contracts.reports import MerchantCheck
+from contracts.values import Place
+from services.scoring import merchants as m
+from services.scoring.closing import last_closed
+from services.scoring.ranking import unit_tables
+from services.scoring.rates import figures
+from xiuhua.city.assessment import AssessmentFile, Ranking
+
+
+@pytest.fixture
+def rules(city) -> AssessmentFile:
+    return city.assessment
+
+
+def test_a_perfect_unit_scores_100(rules) -> None:
+    c = {"dispatched": 10, "acknowledged_in_time": 10, "due": 10, "resolved_on_time": 10, "closed": 10,
+         "closed_on_time": 10, "rated": 10, "satisfied": 10}
+    f = figures(c, rules)
+    assert f["score"] == 100.0 and f["flags"] == []
+    assert f["rates"]["response_rate"] == 1.0 and f["rates"]["urgent_closure_rate"] is None
+
+
+def test_jinhua_terms_and_deductions(rules) -> None:
+    # 按期结案率 60 % (10 points below 70 %: 50 − 10), 结案率 85 % (5 below 90 %: 20 − 5),
+    # satisfaction 80 % (5 below 85 %: 20 − 5), urgent: 1 of 2 closed (50 below 100 % → 10 − 25 → 0),
+    # 3 failed verifications (−0.6), one of them a third (−0.5), 2 supervisor findings (−1.0).
+    c = {"due": 22, "deferred": 2, "closed": 17, "closed_on_time": 12, "resolved_on_time": 19, "rated": 10,
+         "satisfied": 6, "basic": 2, "unsatisfied": 2, "urgent_due": 2, "urgent_closed": 1, "urgent_closed_on_time": 1,
+         "reworked": 3, "rework_repeat": 1, "supervisor_found": 2}
+    f = figures(c, rules)
+    assert f["rates"]["on_time_closure_rate"] == 0.6  # (22 − 2 缓办) due
+    assert f["terms"] == {"on_time_closure": 40.0, "closure": 15.0, "urgent": 0.0, "satisfaction": 15.0}
+    assert f["deductions"] == {"rework": 0.6, "rework_repeat": 0.5, "supervisor_found": 1.0}
+    assert f["score"] == 67.9
+    assert f["rates"]["on_time_rate"] == 0.95 and "on_time_below_target" not in f["flags"]
+    assert "satisfaction_below_target" in f["flags"]
+
+
+def test_deferred_cases_stay_due_when_the_city_says_so(rules) -> None:
+    strict = rules.model_copy(update={"due": rules.due.model_copy(update={"exclude_deferred": False})})
+    c = {"due": 10, "deferred": 5, "closed_on_time": 5}
+    assert figures(c, rules)["rates"]["on_time_closure_rate"] == 1.0
+    assert figures(c, strict)["rates"]["on_time_closure_rate"] == 0.5
+
+
+def _doc(unit: str, role: str, score: float) -> dict:
+    return {"unit_id": unit, "role": role, "score": score, "rates": {}, "due": 1}
+
+
+def test_rankings_are_within_roles_with_lists_and_the_bottom_three() -> None:
+    docs = [_doc(f"S{i}", "sanitation", 100 - i) for i in range(8)] + [_doc("E1", "enforcement", 50),
+                                                                      _doc("C1", "command_centre", 1)]
+    t = unit_tables(docs, Ranking(red_list=2, black_list=2, bottom_flagged=3), {"S0": "零号"})
+    assert set(t) == {"sanitation", "enforcement"}
+    san = t["sanitation"]
+    assert [r["id"] for r in san] == [f"S{i}" for i in range(8)] and san[0]["name"] == "零号"
+    assert [r["board"] for r in san] == ["red", "red", None, None, None, None, "black", "black"]
+    assert [r["bottom"] for r in san] == [False] * 5 + [True] * 3
+    assert t["enforcement"][0]["board"] is None and not t["enforcement"][0]["bottom"]  # alone: no list
+
+
+def test_last_closed_periods_in_city_time() -> None:
+    # 2027-01-03 16:30 UTC is Monday 2027-01-04 00:30 in Shanghai: week 2026-W53 has just closed.
+    now = datetime(2027, 1, 3, 16, 30, tzinfo=UTC)
+    assert [last_closed(now, k) for k in ("week", "month", "quarter", "year")] == ["2026-W53", "2026-12", "2026-Q4",
+                                                                                   "2026"]
+
+
+def _check(cid: str, day: int, **items: str) -> MerchantCheck:
+    return MerchantCheck(check_id=cid, merchant_id="M-CD-0001", checked_at=datetime(2026, 11, day, 2, tzinfo=UTC),
+                         inspector_id="G-1", items=items)
+
+
+def test_merchant_first_failure_warns_and_the_second_escalates(rules) -> None:
+    r = rules.merchants
+    facts: list = []
+    for chk in (_check("K1", 2, hygiene="pass", order="pass"), _check("K2", 9, hygiene="fail", order="pass")):
+        facts = m.add_fact(facts, m.check_fact(chk, r))
+    f = m.month_figures(facts, r)
+    assert (f["points"], f["grade"], f["warned"], f["escalated"]) == (95.0, "A", True, False)
+    facts = m.add_fact(facts, m.check_fact(_check("K3", 16, hygiene="fail", safety="fail"), r))
+    f = m.month_figures(facts, r)
+    assert (f["points"], f["grade"], f["failures"], f["escalated"]) == (80.0, "B", 2, True)
+    assert m.add_fact(facts, m.check_fact(_check("K3", 16, hygiene="fail"), r)) is None  # the same check again
+
+
+def test_an_exemplary_month_earns_the_bonus_and_cases_count_once(rules) -> None:
+    r = rules.merchants
+    facts: list = []
+    for i in range(4):
+        facts = m.add_fact(facts, m.check_fact(_check(f"K{i}", 2 + i, hygiene="pass"), r))
+    assert m.month_figures(facts, r)["points"] == 105.0
+    opened = dict(case_id="C-9", street_code="CD", category_code="0401", description="x", place=Place(),
+                  reported_at=datetime(2026, 11, 20, tzinfo=UTC), merchant_id="M-CD-0001", source_ref="R")
+    assert m.case_fact(CaseOpened(**opened, source="merchant_check"), r) is None  # the checks themselves
+    fact = m.case_fact(CaseOpened(**opened, source="grid", urgency="urgent"), r)
+    assert fact is not None and fact["points"] == 10.0
+    assert m.month_figures(m.add_fact(facts, fact), r)["points"] == 90.0
+
+
+def test_merchant_ranking_and_current_grade() -> None:
+    rows = [{"merchant_id": "B", "points": 90, "failures": 1, "grade": "A", "checks": 2},
+            {"merchant_id": "A", "points": 90, "failures": 0, "grade": "A", "checks": 2},
+            {"merchant_id": "C", "points": 70, "failures": 3, "grade": "C", "checks": 3}]
+    assert [r["id"] for r in m.ranking(rows, 5)] == ["A", "B", "C"]
+    assert m.current_grade({"2026-10": {"grade": "C", "points": 60}, "2026-11": {"grade": "B", "points": 80}}, "A") \
+        == ("2026-11", "B", 80)
+    assert m.current_grade({}, "C") == (None, "C", None)
