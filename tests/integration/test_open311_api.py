@@ -43,6 +43,7 @@ async def test_service_list_and_definitions_in_json_and_xml(settings):
     async with system(settings, only=("intake",)) as rts, client(asgi_app(spec("intake"), rts["intake"])) as http:
         r = await http.get("/services.json")
         assert r.status_code == 200 and r.headers["content-type"].startswith("application/json")
+        assert r.headers["access-control-allow-origin"] == "*"
         services = {s["service_code"]: s for s in r.json()}
         catalogue = [i for i in rts["intake"].city.catalogue.items() if i.service_code]
         assert set(services) == {i.service_code for i in catalogue}
@@ -258,6 +259,10 @@ async def test_every_error_is_in_the_spec_format_and_names_the_field(settings, f
             assert r.status_code == status and _error(r, fmt)[0] == status, path
         r = await http.delete(f"/services.{fmt}")
         assert r.status_code == 405 and _error(r, fmt)[0] == 405
+        preflight = {"Origin": "https://app.example", "Access-Control-Request-Method": "POST"}
+        r = await http.options(f"/requests.{fmt}", headers=preflight)
+        assert r.status_code == 204 and r.headers["access-control-allow-origin"] == "*"
+        assert "POST" in r.headers["access-control-allow-methods"]
         r = await http.get("/services.csv")
         assert r.status_code == 404 and r.json()[0]["code"] == 404
         assert not await rts["intake"].store["open311_submissions"].find_one({})

@@ -51,6 +51,8 @@ FORMATS = ("json", "xml")
 DEFAULT_DAYS = 90
 MAX_LIMIT = 1000
 MAX_IDS = 100
+CORS_PREFLIGHT = {"Access-Control-Allow-Origin": "*", "Access-Control-Allow-Methods": "GET, POST",
+                  "Access-Control-Allow-Headers": "Content-Type", "Access-Control-Max-Age": "86400"}
 
 
 class Open311Settings(BaseSettings):
@@ -108,7 +110,7 @@ class Open311Api:
     def routes(self) -> list[BaseRoute]:
         """The Starlette routes under /open311/v2/."""
         # Every method reaches the handler so that a wrong one is answered in the spec's error format.
-        m = ["GET", "POST", "PUT", "DELETE", "PATCH"]
+        m = ["GET", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"]
         return [
             Route(f"{PREFIX}/services.{{fmt}}", self._wrap("services", self.services), methods=m),
             Route(f"{PREFIX}/services/{{code}}.{{fmt}}", self._wrap("service", self.definition), methods=m),
@@ -121,6 +123,8 @@ class Open311Api:
     def _wrap(self, name: str, fn: Callable[[Request, str], Awaitable[Response]]) -> Callable[..., Any]:
         async def endpoint(request: Request) -> Response:
             fmt = request.path_params.get("fmt") or ("xml" if request.url.path.endswith(".xml") else "json")
+            if request.method == "OPTIONS":  # a browser app's CORS preflight
+                return Response(status_code=204, headers=CORS_PREFLIGHT)
             try:
                 if fmt not in FORMATS:
                     raise Invalid(404, f"unknown format .{fmt[:10]}; use .json or .xml")
@@ -135,6 +139,7 @@ class Open311Api:
                 log.exception("open311 %s failed", name)
                 response = render.errors(fmt, 500, "internal error; please try again later")
             self.calls.labels(name, str(response.status_code)).inc()
+            response.headers["Access-Control-Allow-Origin"] = "*"  # citizens' web apps call from their own origin
             return response
 
         return endpoint
