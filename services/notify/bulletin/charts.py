@@ -74,7 +74,8 @@ def compare_bars(
         ax.xaxis.set_visible(False)
         ax.spines["bottom"].set_visible(False)
         ax.margins(x=0.12)
-        ax.legend(handles=[bars, prev], loc="lower right", frameon=False, fontsize=9)
+        ax.legend(handles=[bars, prev], loc="lower right", bbox_to_anchor=(1.0, 1.0), ncols=2, frameon=False,
+                  fontsize=9)  # above the bars, never over them
         if not labels:
             ax.text(0.5, 0.5, "—", transform=ax.transAxes, ha="center", va="center", fontsize=20)
         return _png(fig)
