@@ -5,6 +5,7 @@ from __future__ import annotations
 from pymongo import ASCENDING, DESCENDING
 
 from contracts import subjects
+from services.intake.open311.definitions import load_open311
 from services.intake.open311.projection import REQUESTS, TOKENS, Projection
 from services.intake.open311.routes import REFUSED, SUBMISSIONS, routes
 from xiuhua.consumer import Subscription
@@ -27,7 +28,8 @@ def subscriptions(rt: Runtime) -> list[Subscription]:
 
 
 async def on_start(rt: Runtime) -> None:
-    """Indexes for the GET requests filters."""
+    """Check open311.yaml (errors name file and line) however the service runs; indexes for GET requests."""
+    load_open311(rt.city)
     await rt.store[REQUESTS].create_index([("requested_datetime", DESCENDING)])
     await rt.store[REQUESTS].create_index([("status", ASCENDING), ("requested_datetime", DESCENDING)])
     await rt.store[REQUESTS].create_index([("service_code", ASCENDING), ("requested_datetime", DESCENDING)])
