@@ -38,10 +38,15 @@ def signed(n: int | float | None, unit: str = "") -> str:
     return ("+" if n > 0 else "−" if n < 0 else "±") + str(abs(n)) + unit
 
 
-def local(at: datetime | None) -> str:
-    """A stored moment in city time, to the minute (the store may return naive UTC)."""
-    if at is None:
+def local(at: datetime | str | None) -> str:
+    """A stored moment in city time, to the minute (a store may return naive UTC, or an ISO string)."""
+    if not at:
         return "—"
+    if isinstance(at, str):
+        try:
+            at = datetime.fromisoformat(at)
+        except ValueError:
+            return at
     if at.tzinfo is None:
         at = at.replace(tzinfo=UTC)
     return at.astimezone(CITY_TZ).strftime("%Y-%m-%d %H:%M")
