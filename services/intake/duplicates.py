@@ -87,7 +87,9 @@ def pick(candidates: Iterable[dict[str, Any]], place: Place, now: datetime, sett
         if not doc.get("open", True):
             continue
         opened = doc.get("opened_at")
-        if opened is not None:
+        if isinstance(opened, str):
+            opened = datetime.fromisoformat(opened)
+        if isinstance(opened, datetime):
             if opened.tzinfo is None:
                 opened = opened.replace(tzinfo=now.tzinfo)
             if now - opened > window:

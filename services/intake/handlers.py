@@ -305,11 +305,11 @@ class IntakeHandlers:
             event = item.message
             if isinstance(event, CaseClosed | CaseCancelled):
                 await self.rt.store[OPEN].update_one(
-                    {"_id": event.case_id}, {"$set": {"open": False, "closed_at": event.occurred_at}},
+                    {"_id": event.case_id}, {"$set": {"open": False, "closed_at": self.rt.clock.now()}},
                     session=batch.session)
             elif isinstance(event, CaseReopened):
                 await self.rt.store[OPEN].update_one(
-                    {"_id": event.case_id}, {"$set": {"open": True, "opened_at": event.occurred_at}},
+                    {"_id": event.case_id}, {"$set": {"open": True, "opened_at": self.rt.clock.now()}},
                     session=batch.session)
 
     # ---- helpers -----------------------------------------------------------------------------------------
