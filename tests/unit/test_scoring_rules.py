@@ -5,6 +5,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from contracts.cases import CaseOpened
 from contracts.reports import MerchantCheck
@@ -115,3 +117,28 @@ def test_merchant_ranking_and_current_grade() -> None:
     assert m.current_grade({"2026-10": {"grade": "C", "points": 60}, "2026-11": {"grade": "B", "points": 80}}, "A") \
         == ("2026-11", "B", 80)
     assert m.current_grade({}, "C") == (None, "C", None)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    results=st.lists(st.tuples(st.integers(1, 28), st.lists(st.sampled_from(["pass", "fail"]), min_size=3, max_size=3)),
+                     min_size=1, max_size=12),
+    order=st.randoms(use_true_random=False),
+)
+def test_merchant_months_do_not_depend_on_order_or_resends(city, results, order) -> None:
+    r = city.assessment.merchants
+    checks = [_check(f"K{i}", day, hygiene=a, order=b, safety=c) for i, (day, (a, b, c)) in enumerate(results)]
+    facts_in_order: list = []
+    for chk in checks:
+        facts_in_order = m.add_fact(facts_in_order, m.check_fact(chk, r)) or facts_in_order
+    shuffled = checks + [order.choice(checks) for _ in range(3)]
+    order.shuffle(shuffled)
+    facts_shuffled: list = []
+    for chk in shuffled:
+        facts_shuffled = m.add_fact(facts_shuffled, m.check_fact(chk, r)) or facts_shuffled
+    assert facts_shuffled == facts_in_order
+    f = m.month_figures(facts_in_order, r)
+    failing = [c for c in checks if "fail" in c.items.values()]
+    assert f["failures"] == len(failing) and f["escalated"] == (len(failing) >= 2)
+    assert f["points"] == 100 - sum(r.item_points(i) for c in failing for i, v in c.items.items() if v == "fail") + (
+        r.bonus if len(checks) >= r.bonus_min_checks and not failing else 0)
