@@ -137,3 +137,24 @@ def test_chromium_prints_the_pdf(tmp_path: Path) -> None:
     data = out.read_bytes()
     assert data.startswith(b"%PDF") and len(data) > 20_000
     assert len(re.findall(rb"/Type\s*/Page[^s]", data)) >= 2  # tables and four charts take more than one page
+
+
+def is_pdf(path: str) -> bool:
+    return Path(path).read_bytes().startswith(b"%PDF")
+
+
+async def test_a_quiet_week_builds_with_pdf_editions_named_in_the_event(settings, tmp_path: Path) -> None:
+    from services.notify.bulletin.builder import build_bulletin
+    from tests.integration.test_bulletin import BULLETIN_ONLY
+    from xiuhua.service import running
+
+    async with running(BULLETIN_ONLY, settings) as rt:
+        built = await build_bulletin(rt.store, rt.city, "2026-W47", tmp_path, datetime(2026, 11, 23, 7, tzinfo=UTC))
+    ev = built.event
+    assert ev.pdf is True and ev.pdf_skipped_reason is None
+    pdfs = sorted(f.path for f in ev.files if f.format == "pdf")
+    assert pdfs == [str(tmp_path / "2026-W47" / f"bulletin.{lang}.pdf") for lang in ("en", "zh")]
+    assert all(is_pdf(p) for p in pdfs)
+    assert ev.headline["opened"] == 0 and ev.headline["on_time_rate"] is None
+    md = (tmp_path / "2026-W47" / "bulletin.zh.md").read_text(encoding="utf-8")
+    assert "| 限时整改率 | — | — | ≥ 95.0% |  |" in md and "本周无商户等级变化。" in md

@@ -49,10 +49,14 @@ async def tick(rt: Runtime, *, pdf: bool = True) -> list[BulletinPublished]:
     """Publish every bulletin that is due now and not yet published (by any instance)."""
     now = rt.clock.now()
     calendar = BusinessCalendar(rt.city.calendar)
+    if "bulletins_published" not in rt.state:
+        rt.state["bulletins_published"] = rt.metrics.counter(
+            "xiuhua_bulletins_published", "Weekly bulletins built and published by this instance", ("pdf",))
     published = []
     for week in due_weeks(now, calendar):
         event = await publish_once(rt.store, rt.ledger, rt.city, week, archive_root(rt.settings), now, pdf=pdf)
         if event is not None:
+            rt.state["bulletins_published"].labels(str(event.pdf).lower()).inc()
             published.append(event)
     return published
 
