@@ -6,6 +6,8 @@ Collections (intake's own database):
 - `source_refs`: `<source>:<reference>` → case, so the same reference twice is one case.
 - `open_cases`: intake's projection of open cases (category, grid-cell key, point, reporters) for merging.
 - `devices`: one state document per sensor, written on transitions only.
+- `merge_locks`: one counter per merge key; touching the keys of a lookup makes two instances that place
+  near reports of one category at once conflict (MongoDB write conflict → retried), so the second merges.
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ import hashlib
 from dataclasses import replace
 from datetime import datetime
 from typing import Any
+
+from pymongo import UpdateOne
 
 from contracts.cases import CaseCancelled, CaseClosed, CaseMerged, CaseOpened, CaseReopened, CaseTransferred
 from contracts.envelope import new_event_id
@@ -46,7 +50,8 @@ RAW = "raw_reports"
 REFS = "source_refs"
 OPEN = "open_cases"
 DEVICES = "devices"
-COLLECTIONS = (RAW, REFS, OPEN, DEVICES)
+LOCKS = "merge_locks"
+COLLECTIONS = (RAW, REFS, OPEN, DEVICES, LOCKS)
 
 # Case events that change whether a case is open; the rest of case.v1.> is skipped without decoding.
 _PROJECTED = {"closed", "cancelled", "reopened"}
@@ -186,6 +191,11 @@ class IntakeHandlers:
         rt, now = self.rt, self.rt.clock.now()
         key, lookup = duplicates.keys_of(draft.category_code, draft.place, self.dup)
         if lookup and duplicates.mergeable(draft.category_code, self.dup):
+            # Serialise look-then-open per neighbourhood across instances: concurrent transactions that touch
+            # the same lock documents conflict, and the retried one then finds the other's case and merges.
+            await rt.store[LOCKS].bulk_write(
+                [UpdateOne({"_id": k}, {"$inc": {"n": 1}}, upsert=True) for k in lookup], ordered=True,
+                session=batch.session)
             candidates = [d async for d in rt.store[OPEN].find(
                 {"key": {"$in": lookup}, "open": True}, session=batch.session)]
             match = duplicates.pick(candidates, draft.place, now, self.dup)
