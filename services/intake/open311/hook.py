@@ -28,8 +28,9 @@ def subscriptions(rt: Runtime) -> list[Subscription]:
 
 
 async def on_start(rt: Runtime) -> None:
-    """Check open311.yaml (errors name file and line) however the service runs; indexes for GET requests."""
+    """Check open311.yaml (errors name file and line) however the service runs; indexes for the queries."""
     load_open311(rt.city)
     await rt.store[REQUESTS].create_index([("requested_datetime", DESCENDING)])
     await rt.store[REQUESTS].create_index([("status", ASCENDING), ("requested_datetime", DESCENDING)])
     await rt.store[REQUESTS].create_index([("service_code", ASCENDING), ("requested_datetime", DESCENDING)])
+    await rt.store[SUBMISSIONS].create_index([("fingerprint", ASCENDING), ("at", DESCENDING)])

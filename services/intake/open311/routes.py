@@ -34,6 +34,7 @@ from services.intake.open311.validation import (
     Invalid,
     Submission,
     check_api_key,
+    fingerprint,
     parse_submission,
     parse_w3c,
 )
@@ -51,6 +52,7 @@ FORMATS = ("json", "xml")
 DEFAULT_DAYS = 90
 MAX_LIMIT = 1000
 MAX_IDS = 100
+RETRY_WINDOW = timedelta(minutes=10)
 CORS_PREFLIGHT = {"Access-Control-Allow-Origin": "*", "Access-Control-Allow-Methods": "GET, POST",
                   "Access-Control-Allow-Headers": "Content-Type", "Access-Control-Max-Age": "86400"}
 
@@ -235,13 +237,19 @@ class Open311Api:
                 await self._refused(request, data, exc)
             raise
         now = self.rt.clock.now()
-        token = "T-" + new_event_id().replace("-", "")
-        c = sub.contact
-        await self.rt.store[SUBMISSIONS].insert_one({
-            "_id": token, "at": now, "service_code": sub.service.service_code,
-            "contact": {"email": c.email, "first_name": c.first_name, "last_name": c.last_name, "phone": c.phone,
-                        "device_id": c.device_id, "account_id": c.account_id},
-        })
+        c, fp = sub.contact, fingerprint(sub)
+        # A retry of the same request (the app timed out) gets the same token; publishing it again is harmless:
+        # JetStream drops the same message id, and intake treats the same source reference as one report.
+        earlier = await self.rt.store[SUBMISSIONS].find_one({"fingerprint": fp, "at": {"$gte": now - RETRY_WINDOW}})
+        if earlier is not None:
+            token, now = earlier["_id"], earlier["at"]
+        else:
+            token = "T-" + new_event_id().replace("-", "")
+            await self.rt.store[SUBMISSIONS].insert_one({
+                "_id": token, "at": now, "service_code": sub.service.service_code, "fingerprint": fp,
+                "contact": {"email": c.email, "first_name": c.first_name, "last_name": c.last_name, "phone": c.phone,
+                            "device_id": c.device_id, "account_id": c.account_id},
+            })
         report = inbound_of(sub, token, now, self.rt.settings.pseudonym_key)
         out = Outgoing(subjects.report_subject("open311"), report.model_dump_json(exclude_none=True).encode(),
                        f"open311:{token}")

@@ -6,7 +6,9 @@ Real clients are lenient in what they send: empty strings and "null" mean absent
 
 from __future__ import annotations
 
+import hashlib
 import hmac
+import json
 import math
 import re
 from collections.abc import Iterable
@@ -295,3 +297,11 @@ def parse_submission(pairs: Iterable[tuple[str, str]], config: Open311Config, tz
         contact=contact,
         jurisdiction_id=plain.get("jurisdiction_id"),
     )
+
+
+def fingerprint(sub: Submission) -> str:
+    """What makes two POSTs the same request: a client retrying after a timeout gets the same token back."""
+    c = sub.contact
+    parts = [sub.service.service_code, sub.description, sub.lat, sub.lng, sub.coord_system.value, sub.address,
+             sub.address_id, sorted(sub.attributes.items()), sub.media_url, c.identity(), c.first_name, c.last_name]
+    return hashlib.sha256(json.dumps(parts, ensure_ascii=False, default=str).encode()).hexdigest()
