@@ -35,6 +35,7 @@ from services.intake import duplicates, privacy
 from services.intake.cases import (
     Draft,
     TransferDraft,
+    domain_of,
     draft_case,
     failed_items,
     merchant_drafts,
@@ -285,6 +286,9 @@ class IntakeHandlers:
         if decision.open is not None or decision.cleared_case_id:
             placed = place_report(reading, rt.city)
             place = placed if isinstance(placed, Place) else Place(address=reading.site_id)
+            if place.street_code is None and reading.site_id:
+                # No usable point: the site's name may be in the gazetteer (桥西建筑工地 → JQ02-03).
+                place = domain_of(rt.city).gazetteer.place(reading.site_id, reading.site_id) or place
         if decision.open is not None:
             assert decision.category is not None and place is not None
             what = "设备故障 device fault" if decision.open == "fault" else "超过阈值 threshold exceeded"

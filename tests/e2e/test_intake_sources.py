@@ -136,10 +136,11 @@ async def test_sensor_debounce_fault_and_return_to_normal(settings):
         url = settings.nats_url
 
         async def reading(device: str, minutes_ago: int, **values) -> None:
-            await publish(url, "report.v1.in.sensor", {
-                "device_id": device, "device_type": "dust", "site_id": "桥西建筑工地",
-                "measured_at": _iso(NOW - timedelta(minutes=minutes_ago)), "values": values,
-                "location": {"lng": 120.11, "lat": 30.285}})
+            body = {"device_id": device, "device_type": "dust", "site_id": "桥西建筑工地",
+                    "measured_at": _iso(NOW - timedelta(minutes=minutes_ago)), "values": values}
+            if device == "DUST-1":  # DUST-2 sends no point: its site name places it
+                body["location"] = {"lng": 120.11, "lat": 30.285}
+            await publish(url, "report.v1.in.sensor", body)
 
         for m in (45, 35, 25):  # 20 minutes over the limit: not yet
             await reading("DUST-1", m, pm10=180.0)
@@ -158,6 +159,7 @@ async def test_sensor_debounce_fault_and_return_to_normal(settings):
         await reading("DUST-2", 2, pm10=1000.0)
         faults = await eventually(lambda: len(bus.on("case.v1.opened.")) == 2 and bus.on("case.v1.opened.")[1:])
         assert faults[0]["category_code"] == "1301"
+        assert faults[0]["place"]["grid_code"] == "JQ02-03"
         await reading("DUST-1", 1, pm10=70.0)
         await eventually(lambda: rts["intake"].store["raw_reports"].count_documents({"source": "sensor"}))
         assert len(bus.on("case.v1.opened.")) == 2
