@@ -163,6 +163,19 @@ async def test_projection_folds_published_events_into_week_documents(settings: S
         await asyncio.sleep(1.0)
         assert (await rt.store[WEEKS].find_one({"_id": "2026-W47"}))["opened"] == 5
 
+        # A second grade change the same week, in a later batch: the week shows A → C.
+        _, change = score_events()[1]
+        later = {**change, "event_id": "01935d1e-7a4b-7c3d-8e9f-00000000aa03", "previous": "B", "grade": "C",
+                 "points": 70.0}
+        await publish(settings.nats_url, "score.v1.merchant_grade_changed", later, msg_id=later["event_id"])
+
+        async def merchant() -> dict | None:
+            doc = await rt.store["bulletin_merchants"].find_one({"_id": "2026-W47:M-CD-0007"})
+            return doc if doc and doc["grade"] == "C" else None
+
+        doc = await eventually(merchant)
+        assert doc["previous_grade"] == "A" and doc["points"] == 70.0
+
 
 async def test_bulletin_for_a_week_with_known_figures(settings: Settings, tmp_path: Path) -> None:
     async with bulletin_service(settings) as rt:

@@ -111,10 +111,14 @@ def test_score_events_ranking_and_merchant_changes() -> None:
     apply_score_event("score.v1.merchant_grade_changed", {
         "merchant_id": "M-1", "merchant_name": "东园小吃店", "period": "2026-11", "previous": "A", "grade": "B",
         "points": 82.0, "occurred_at": T0.isoformat()}, w)
+    apply_score_event("score.v1.merchant_grade_changed", {
+        "merchant_id": "M-1", "merchant_name": "东园小吃店", "period": "2026-11", "previous": "B", "grade": "C",
+        "points": 70.0, "occurred_at": (T0 + timedelta(days=1)).isoformat()}, w)
     apply_score_event("score.v1.unit_updated", {"unit_id": "X", "period": "2026-W47", "counters": {}}, w)
     assert set(w.docs) == {(RANKINGS, "2026-W47"), (MERCHANTS, "2026-W47:M-1")}
     assert doc(w, RANKINGS, "2026-W47")["$set"]["tables"]["sanitation"][0]["board"] == "red"
-    assert doc(w, MERCHANTS, "2026-W47:M-1")["$set"]["previous_grade"] == "A"
+    merchant = doc(w, MERCHANTS, "2026-W47:M-1")["$set"]
+    assert (merchant["previous_grade"], merchant["grade"], merchant["points"]) == ("A", "C", 70.0)  # A→B→C: A→C
     assert CASES not in {k[0] for k in w.docs}
 
 

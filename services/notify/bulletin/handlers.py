@@ -10,7 +10,7 @@ from pymongo.asynchronous.client_session import AsyncClientSession
 
 from contracts import registry
 from contracts.cases import CaseEvent
-from services.notify.bulletin.projection import CASES, Writes, apply_case_event, apply_score_event
+from services.notify.bulletin.projection import CASES, MERCHANTS, Writes, apply_case_event, apply_score_event
 from xiuhua.consumer import Batch, Poison
 from xiuhua.service import Runtime
 
@@ -64,6 +64,12 @@ class BulletinProjection:
         w = Writes()
         for item in batch.items:
             apply_score_event(item.subject, item.message, w)
+        merchant_ids = [_id for coll, _id in w.docs if coll == MERCHANTS]
+        if merchant_ids:  # keep the grade a merchant started the week with, set by an earlier batch
+            cursor = self.rt.store[MERCHANTS].find({"_id": {"$in": merchant_ids}}, session=batch.session)
+            async for doc in cursor:
+                if doc.get("previous_grade"):
+                    w.docs[(MERCHANTS, doc["_id"])]["$set"]["previous_grade"] = doc["previous_grade"]
         await self._write(w, batch.session)
         self.applied.labels("score").inc(len(batch.items))
 

@@ -191,7 +191,10 @@ def apply_score_event(subject: str, ev: Any, w: Writes) -> None:
                               "merchant_name": _get(ev, "merchant_name") or merchant_id,
                               "street_code": _get(ev, "street_code"), "at": occurred}
     if name == "merchant_grade_changed":
-        fields.update(previous_grade=_get(ev, "previous"), grade=_get(ev, "grade"), points=_get(ev, "points"))
+        pending = w.docs.get((MERCHANTS, f"{week}:{merchant_id}"), {}).get("$set", {})
+        # The week's change runs from the grade it started with: A→B then B→C shows A→C.
+        fields.update(previous_grade=pending.get("previous_grade") or _get(ev, "previous"), grade=_get(ev, "grade"),
+                      points=_get(ev, "points"))
     else:
         fields.update(escalated=True, violations=_get(ev, "violations"), reason=_get(ev, "reason") or "")
     w.add(MERCHANTS, f"{week}:{merchant_id}", set_=fields)
