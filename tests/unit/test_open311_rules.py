@@ -205,3 +205,11 @@ def test_contact_details_typed_into_text_are_masked(config):
                                "单号 2026112312345678")
     lamp = parse_submission([*form(service_code="0302"), ("attribute[DETAILS]", "call 13812345678")], config, TZ)
     assert lamp.attributes["DETAILS"] == "call 138****5678"
+
+
+def test_times_stored_as_strings_still_render_and_fold(city):
+    assert render.w3c("2026-11-23T02:00:00+00:00", TZ) == "2026-11-23T10:00:00+08:00"
+    assert render.w3c("2026-11-23T02:00:00", TZ) == "2026-11-23T10:00:00+08:00"  # naive = UTC as stored
+    doc = {**fold(None, _opened(), city), "updated_datetime": "2026-11-23T00:00:00+00:00"}
+    later = fold(doc, ev.CaseClosed(case_id="C-1", unit_id="U", on_time=True, closed_by="verification"), city)
+    assert isinstance(later["updated_datetime"], datetime) and later["status"] == "closed"

@@ -12,6 +12,7 @@ from typing import Any
 from contracts import cases as ev
 from contracts.reports import ReportRejected
 from contracts.values import ReportSource
+from services.intake.open311.render import as_datetime
 from xiuhua.city import City
 from xiuhua.consumer import Batch
 
@@ -87,7 +88,8 @@ def fold(doc: dict[str, Any] | None, event: ev.CaseEvent, city: City) -> dict[st
             doc.update(status_notes="已超期 overdue")
         case ev.CaseEscalated():
             doc.update(status_notes=f"督办 escalated (level {event.level})")
-    doc["updated_datetime"] = max(doc["updated_datetime"], event.occurred_at)
+    previous = as_datetime(doc.get("updated_datetime"))
+    doc["updated_datetime"] = max(previous, event.occurred_at) if previous else event.occurred_at
     doc["version"] = doc.get("version", 0) + 1
     return doc
 

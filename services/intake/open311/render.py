@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import xml.etree.ElementTree as ET
 from collections.abc import Mapping, Sequence
-from datetime import datetime, tzinfo
+from datetime import UTC, datetime, tzinfo
 from typing import Any
 
 from starlette.responses import Response
@@ -18,8 +18,17 @@ JSON_TYPE = "application/json; charset=utf-8"
 XML_TYPE = "application/xml; charset=utf-8"
 
 
-def w3c(when: datetime | None, tz: tzinfo) -> str | None:
+def as_datetime(value: datetime | str | None) -> datetime | None:
+    """A stored time back as an aware datetime (some stores hand datetimes back as ISO strings)."""
+    if value is None or isinstance(value, datetime):
+        return value
+    when = datetime.fromisoformat(value)
+    return when if when.tzinfo is not None else when.replace(tzinfo=UTC)
+
+
+def w3c(when: datetime | str | None, tz: tzinfo) -> str | None:
     """A timestamp as W3C date-time with the city's offset, e.g. 2026-11-23T10:00:00+08:00."""
+    when = as_datetime(when)
     if when is None:
         return None
     return when.astimezone(tz).isoformat(timespec="seconds")
