@@ -140,13 +140,14 @@ def load_open311(city: City, extra_keys: tuple[str, ...] = ()) -> Open311Config:
         except ValidationError as exc:
             raise CityDataError(validation_error(path, node, exc)) from exc
     services: dict[str, Service] = {}
-    for group in city.catalogue.groups:
-        for item in group.items:
+    for gi, group in enumerate(city.catalogue.groups):
+        for ii, item in enumerate(group.items):
             if not item.service_code:
                 continue
             if item.service_code in services:
-                raise CityDataError(f"{city.folder / 'categories.yaml'}: service_code {item.service_code} is used "
-                                    f"by {services[item.service_code].category.code} and {item.code}")
+                where = line_of(Path(city.folder) / "categories.yaml", ("groups", gi, "items", ii, "service_code"))
+                raise CityDataError(f"{where}: service_code {item.service_code} is used by "
+                                    f"{services[item.service_code].category.code} and {item.code}")
             attrs = data.services.get(item.service_code)
             ordered = tuple(sorted(attrs.attributes, key=lambda a: a.order)) if attrs else ()
             services[item.service_code] = Service(item.service_code, item, f"{group.name_zh} {group.name_en}", ordered)
