@@ -18,10 +18,12 @@ def _share(num: int, den: int) -> float | None:
 def rates(c: dict[str, int], rules: AssessmentFile) -> dict[str, float | None]:
     """on-time handling (按期处置率), on-time closure (按期结案率), closure (结案率), rework, response, satisfaction."""
     g = c.get
-    due = g("due", 0) - (g("deferred", 0) if rules.due.exclude_deferred else 0)
+    exclude = rules.due.exclude_deferred
+    due = g("due", 0) - (g("deferred", 0) if exclude else 0)
+    on_time = g("resolved_on_time", 0) - (g("deferred_resolved_on_time", 0) if exclude else 0)
     good = g("satisfied", 0) + (g("basic", 0) if rules.due.basic_counts_as_satisfied else 0)
     return {
-        "on_time_rate": _share(g("resolved_on_time", 0), due),
+        "on_time_rate": _share(on_time, due),
         "on_time_closure_rate": _share(g("closed_on_time", 0), due),
         "closure_rate": _share(g("closed", 0), due),
         "rework_rate": _share(g("reworked_cases", 0), g("due", 0)),

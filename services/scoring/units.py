@@ -10,10 +10,10 @@ Attribution (which unit, which period):
   `reworked`, `rework_repeat`, `overdue`, `escalated`, `reopened`) go to the unit named in the event, in the
   periods of that unit's dispatch of the case (the latest dispatch to it at or before the event; the first
   one if the event is older). An event whose dispatch has not arrived yet waits for it.
-- Case outcomes (`due`, `deferred`, `resolved`, `resolved_on_time`, `closed`, `closed_on_time`,
-  `reworked_cases`, `rated`, `satisfied`, `basic`, `unsatisfied`, `supervisor_found`, `urgent_*`) go to the
-  case's responsible unit — the lead unit of its last dispatch round — in the periods of that dispatch.
-  A cancelled case counts in no outcome.
+- Case outcomes (`due`, `deferred`, `deferred_resolved_on_time`, `resolved`, `resolved_on_time`, `closed`,
+  `closed_on_time`, `reworked_cases`, `rated`, `satisfied`, `basic`, `unsatisfied`, `supervisor_found`,
+  `urgent_*`) go to the case's responsible unit — the lead unit of its last dispatch round — in the periods
+  of that dispatch. A cancelled case counts in no outcome.
 """
 
 from __future__ import annotations
@@ -138,6 +138,7 @@ def contribution(facts: Iterable[Fact]) -> Contribution:
         add(d, "dispatched")
     failed_by_unit: dict[str, int] = {}
     overdue_seen: set[tuple[str, str]] = set()
+    ack_seen: set[tuple[str, str]] = set()
     escalated_seen: set[tuple[str, str]] = set()
     for f in ordered:
         t = f["t"]
@@ -146,7 +147,9 @@ def contribution(facts: Iterable[Fact]) -> Contribution:
         d = dispatch_of(f["unit"], f["at"])
         if d is None:
             continue  # its dispatch has not arrived yet: counted when it does
-        if t == "acknowledged":
+        if t == "acknowledged" and (f["unit"], d["id"]) not in ack_seen:
+            # The first acknowledgement of a dispatch counts (a reopened case may be signed for again).
+            ack_seen.add((f["unit"], d["id"]))
             add(d, "acknowledged")
             add(d, "acknowledged_in_time", int(f["ok"]))
         elif t == "returned":
@@ -182,7 +185,10 @@ def contribution(facts: Iterable[Fact]) -> Contribution:
     ratings = [f for f in ordered if f["t"] == "rated"]
 
     add(last, "due")
-    add(last, "deferred", int(extended and closed is None))
+    deferred = extended and closed is None
+    add(last, "deferred", int(deferred))
+    # A deferred case leaves the on-time numerator too when the city subtracts 缓办 from the denominator.
+    add(last, "deferred_resolved_on_time", int(deferred and bool(resolves) and resolves[-1]["ok"]))
     add(last, "resolved", int(bool(resolves)))
     add(last, "resolved_on_time", int(bool(resolves) and resolves[-1]["ok"]))
     add(last, "closed", int(closed is not None))

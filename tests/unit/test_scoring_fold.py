@@ -28,6 +28,8 @@ from contracts.cases import (
 from contracts.values import Place, UnitRef
 from services.scoring import units
 from services.scoring.periods import periods_of
+from services.scoring.rates import rates
+from xiuhua.city.assessment import AssessmentFile
 
 UNITS = [
     UnitRef(unit_id="CD-SAN", name="城东环卫所", role="sanitation"),
@@ -151,6 +153,9 @@ def test_any_order_and_redelivery_give_the_same_documents(seed, cases, order, du
     assert shuffled.docs == in_order.docs
     assert shuffled.cases == in_order.cases
     assert in_order.docs == _batch_definition(events)
+    for doc in in_order.docs.values():  # every rate is a share, whatever the history
+        for name, rate in rates(doc["c"], AssessmentFile()).items():
+            assert rate is None or 0.0 <= rate <= 1.0, (name, rate, doc)
 
 
 def test_a_long_random_history_replays_exactly() -> None:

@@ -15,7 +15,8 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 UNIT_COUNTERS: tuple[str, ...] = (
     "dispatched", "acknowledged", "acknowledged_in_time", "returned", "extensions", "reworked",
     "rework_repeat", "overdue", "escalated", "reopened",
-    "due", "deferred", "resolved", "resolved_on_time", "closed", "closed_on_time", "reworked_cases",
+    "due", "deferred", "deferred_resolved_on_time", "resolved", "resolved_on_time", "closed", "closed_on_time",
+    "reworked_cases",
     "rated", "satisfied", "basic", "unsatisfied", "supervisor_found",
     "urgent_due", "urgent_closed", "urgent_closed_on_time",
 )
