@@ -18,7 +18,7 @@ def subscriptions(rt: Runtime) -> list[Subscription]:
         Subscription("intake-reports", subjects.REPORT_IN_ALL, h.on_reports, decode=decode_raw,
                      description="Raw reports from every source"),
         Subscription("intake-open-cases", subjects.CASE_ALL, h.on_case_events, decode=decode_case_event,
-                     description="Closed, cancelled and reopened cases, for merging duplicates"),
+                     description="Closed, cancelled, transferred and reopened cases, for merging duplicates"),
         *open311.subscriptions(rt),
     ]
 

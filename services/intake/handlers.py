@@ -55,7 +55,7 @@ LOCKS = "merge_locks"
 COLLECTIONS = (RAW, REFS, OPEN, DEVICES, LOCKS)
 
 # Case events that change whether a case is open; the rest of case.v1.> is skipped without decoding.
-_PROJECTED = {"closed", "cancelled", "reopened"}
+_PROJECTED = {"closed", "cancelled", "transferred", "reopened"}
 
 
 def decode_raw(subject: str, data: bytes) -> str:
@@ -314,10 +314,10 @@ class IntakeHandlers:
     # ---- the projection of open cases --------------------------------------------------------------------
 
     async def on_case_events(self, batch: Batch) -> None:
-        """Closed and cancelled cases stop absorbing reports; a reopened case absorbs them again."""
+        """Closed, cancelled and transferred cases stop absorbing reports; a reopened case absorbs them again."""
         for item in batch.items:
             event = item.message
-            if isinstance(event, CaseClosed | CaseCancelled):
+            if isinstance(event, CaseClosed | CaseCancelled | CaseTransferred):
                 await self.rt.store[OPEN].update_one(
                     {"_id": event.case_id}, {"$set": {"open": False, "closed_at": self.rt.clock.now()}},
                     session=batch.session)
