@@ -6,7 +6,16 @@ from pymongo import ASCENDING
 
 from contracts import subjects
 from services.intake import open311
-from services.intake.handlers import COLLECTIONS, DEVICES, OPEN, RAW, IntakeHandlers, decode_case_event, decode_raw
+from services.intake.handlers import (
+    COLLECTIONS,
+    DEVICES,
+    OPEN,
+    PROJECTED_EVENTS,
+    RAW,
+    IntakeHandlers,
+    decode_case_event,
+    decode_raw,
+)
 from xiuhua.consumer import Subscription
 from xiuhua.service import Runtime, ServiceSpec
 
@@ -17,8 +26,11 @@ def subscriptions(rt: Runtime) -> list[Subscription]:
     return [
         Subscription("intake-reports", subjects.REPORT_IN_ALL, h.on_reports, decode=decode_raw,
                      description="Raw reports from every source"),
-        Subscription("intake-open-cases", subjects.CASE_ALL, h.on_case_events, decode=decode_case_event,
-                     description="Closed, cancelled, transferred and reopened cases, for merging duplicates"),
+        # Only the events that open or close a case for merging reach intake: one filtered consumer each.
+        *(Subscription(f"intake-open-cases-{event}", subjects.CASE.format(event=event, street_code="*"),
+                       h.on_case_events, decode=decode_case_event,
+                       description=f"case.v1.{event}: keeps intake's projection of open cases for merging")
+          for event in PROJECTED_EVENTS),
         *open311.subscriptions(rt),
     ]
 

@@ -54,8 +54,8 @@ DEVICES = "devices"
 LOCKS = "merge_locks"
 COLLECTIONS = (RAW, REFS, OPEN, DEVICES, LOCKS)
 
-# Case events that change whether a case is open; the rest of case.v1.> is skipped without decoding.
-_PROJECTED = {"closed", "cancelled", "transferred", "reopened"}
+# Case events that change whether a case is open (each has its own filtered consumer); others are skipped.
+PROJECTED_EVENTS = ("closed", "cancelled", "transferred", "reopened")
 
 
 def decode_raw(subject: str, data: bytes) -> str:
@@ -66,7 +66,7 @@ def decode_raw(subject: str, data: bytes) -> str:
 def decode_case_event(subject: str, data: bytes) -> Any:
     """Decode only the case events intake's projection needs."""
     parts = subject.split(".")
-    if len(parts) < 3 or parts[2] not in _PROJECTED:
+    if len(parts) < 3 or parts[2] not in PROJECTED_EVENTS:
         return None
     try:
         return decode_event(subject, data)
