@@ -297,8 +297,8 @@ class IntakeHandlers:
             draft = sensor_draft(rt.city, decision.category, place, words, decision.urgent)
             correlation = f"sensor:{ref}:{decision.open}"
             case_id = await self._open_or_merge(
-                batch, item, {**raw_doc, "status": f"sensor_{decision.open}"}, draft, source="sensor", ref=ref,
-                correlation=correlation, reported_at=reading.measured_at,
+                batch, item, {**raw_doc, "trigger": decision.open, "reason": decision.reason}, draft,
+                source="sensor", ref=ref, correlation=correlation, reported_at=reading.measured_at,
                 reporter=reporter_of(reading, rt.settings.pseudonym_key), report=reading)
             new = replace(new, fault_case_id=case_id) if decision.open == "fault" else replace(new, case_id=case_id)
         if decision.cleared_case_id:
