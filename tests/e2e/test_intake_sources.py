@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime, timedelta
 
-from contracts.cases import CaseClosed
+from contracts.cases import CaseClosed, CaseReopened
 from tests.conftest import eventually
 from tests.helpers import BusRecorder, publish, system
 from xiuhua.clock import FrozenClock
@@ -100,9 +100,22 @@ async def test_duplicates_merges_and_a_closed_case_stops_absorbing(settings):
         await publish(url, "report.v1.in.grid", grid("R-13", lng=120.16001))
         await eventually(lambda: len(bus.on("case.v1.opened.")) == 4)
         assert len(bus.on("case.v1.merged.")) == 1
+        # Reopened, it absorbs reports again (the nearest open case wins).
+        reopened = CaseReopened(case_id=case_id, street_code="CD", unit_id="CD-SAN", reason="问题复发")
+        await publish(url, reopened.subject_for(), reopened.to_json(), msg_id=reopened.event_id)
+
+        async def reprojected() -> bool:
+            doc = await rts["intake"].store["open_cases"].find_one({"_id": case_id})
+            return bool(doc and doc["open"])
+
+        await eventually(reprojected)
+        await publish(url, "report.v1.in.grid", grid("R-14"))
+        merged_again = await eventually(lambda: len(bus.on("case.v1.merged.")) == 2 and bus.on("case.v1.merged.")[1])
+        assert merged_again["case_id"] == case_id and merged_again["reporters_count"] == 3
+        assert len(bus.on("case.v1.opened.")) == 4
         raw = rts["intake"].store["raw_reports"]
         assert await raw.count_documents({"status": "duplicate"}) == 1
-        assert await raw.count_documents({"status": "merged", "case_id": case_id}) == 1
+        assert await raw.count_documents({"status": "merged", "case_id": case_id}) == 2
 
 
 async def test_transfers_triage_and_rejections(settings):
