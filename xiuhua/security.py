@@ -1,0 +1,241 @@
+"""Who may say what on the bus: one permission model, rendered as a nats-server configuration.
+
+Each service has its own user and may publish only its own subjects (plus its dead letters) and use only its own
+durable consumers; inbound systems (patrol app, hotline, IoT, unit case systems, command centre) may publish only
+their `report.v1.in.<source>` / `cmd.v1.case.<action>` subjects. Because `cmd.v1.case.<action>` is restricted per
+publisher, dispatch can trust the actor's role in a command (DESIGN.md §8). The `operator` user provisions streams
+and runs `xiuhua dlq` / `xiuhua chaos`.
+
+`render_config` is pure: permissions as data in, configuration text out. `service_consumers` reads each
+service's durable consumers from its `ServiceSpec` (built offline, nothing connects), so a consumer a colleague
+adds is permitted without an edit here.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from contracts import streams, subjects
+
+OPERATOR = "operator"
+MAX_PAYLOAD = 256 * 1024  # bytes: the largest inbound report (4,000-character texts, 20 URLs) fits many times over
+
+
+@dataclass(frozen=True)
+class Consumer:
+    """A durable consumer a user may create, read and acknowledge."""
+
+    stream: str
+    durable: str
+
+
+@dataclass(frozen=True)
+class User:
+    """A NATS user and what it may publish and subscribe to."""
+
+    name: str
+    password: str
+    publish: tuple[str, ...]
+    subscribe: tuple[str, ...] = ("_INBOX.>",)  # JetStream acknowledgements and API replies come back here
+    consumers: tuple[Consumer, ...] = ()
+    note: str = ""
+
+    def publish_allowed(self) -> list[str]:
+        """Every subject this user may publish to, JetStream API included."""
+        out = list(self.publish)
+        if self.consumers:
+            out += ["$JS.API.INFO", "$JS.API.STREAM.NAMES", "$JS.API.STREAM.INFO.*"]
+        for c in self.consumers:
+            base = f"{c.stream}.{c.durable}"
+            out += [
+                f"$JS.API.CONSUMER.CREATE.{base}", f"$JS.API.CONSUMER.CREATE.{base}.>",
+                f"$JS.API.CONSUMER.DURABLE.CREATE.{base}", f"$JS.API.CONSUMER.INFO.{base}",
+                f"$JS.API.CONSUMER.MSG.NEXT.{base}", f"$JS.ACK.{base}.>",
+            ]
+        return out
+
+
+# What each service publishes (besides `dlq.v1.<service>`). Intake answers reports; dispatch owns the lifecycle.
+SERVICE_PUBLISHES: dict[str, tuple[str, ...]] = {
+    "intake": ("case.v1.opened.>", "case.v1.merged.>", "case.v1.transferred.>", subjects.REPORT_REJECTED,
+               # Open311 requests arriving over HTTP enter the bus as their own inbound source, and sensors
+               # back to normal are intake's own signal.
+               subjects.report_subject("open311"), "report.v1.sensor_normal"),
+    "dispatch": ("case.v1.>",),  # minus intake's three, below
+    "scoring": (subjects.SCORE_ALL,),
+    "notify": (subjects.NOTIFY_ALL, "bulletin.v1.>"),
+}
+# Subjects a service must never publish even where a wildcard above would allow it.
+SERVICE_DENIES: dict[str, tuple[str, ...]] = {
+    "dispatch": ("case.v1.opened.>", "case.v1.merged.>", "case.v1.transferred.>"),
+}
+
+UNIT_ACTIONS = ("acknowledge", "return", "request_extension", "resolve")
+CENTRE_ACTIONS = ("approve_extension", "verify", "close", "reopen", "cancel", "rate")
+
+# Inbound publishers: systems outside Xiuhua.
+INBOUND: dict[str, tuple[str, ...]] = {
+    "patrol_app": (subjects.report_subject("grid"), subjects.report_subject("merchant_check")),
+    "hotline": (subjects.report_subject("hotline"), subjects.COMMAND.format(action="rate")),
+    "iot": (subjects.report_subject("sensor"),),
+    "supervision": (subjects.report_subject("inspection"),),
+    "units": tuple(subjects.COMMAND.format(action=a) for a in UNIT_ACTIONS),
+    "command_centre": (
+        *(subjects.COMMAND.format(action=a) for a in CENTRE_ACTIONS), subjects.report_subject("inspection"),
+    ),
+}
+
+
+def service_user(service: str, password: str, consumers: Iterable[Consumer]) -> User:
+    """A service's user: its own subjects, its dead letters, its own consumers."""
+    return User(
+        service, password, (*SERVICE_PUBLISHES.get(service, ()), subjects.dlq_subject(service)),
+        consumers=tuple(consumers), note=f"service {service}",
+    )
+
+
+def inbound_user(name: str, password: str) -> User:
+    """An inbound system's user: its inbound subjects only."""
+    return User(name, password, INBOUND[name], note="inbound publisher")
+
+
+def operator_user(password: str) -> User:
+    """Provisioning, the dead-letter queue, audits: everything."""
+    return User(OPERATOR, password, (">",), (">",), note="operator: streams, dlq, chaos")
+
+
+def model(passwords: Mapping[str, str], consumers: Mapping[str, Sequence[Consumer]]) -> list[User]:
+    """Every user of a deployment, from passwords by user name and consumers by service."""
+    users = [operator_user(passwords[OPERATOR])]
+    users += [service_user(s, passwords[s], consumers.get(s, ())) for s in SERVICE_PUBLISHES]
+    users += [inbound_user(n, passwords[n]) for n in INBOUND]
+    return users
+
+
+def user_names() -> list[str]:
+    """Every user the model knows."""
+    return [OPERATOR, *SERVICE_PUBLISHES, *INBOUND]
+
+
+@dataclass(frozen=True)
+class Tls:
+    """Server TLS files (paths as the server sees them)."""
+
+    cert: str
+    key: str
+    ca: str | None = None
+    verify: bool = False  # require client certificates
+
+
+@dataclass(frozen=True)
+class ServerOptions:
+    """What the configuration says besides users."""
+
+    listen: str | None = None  # "0.0.0.0:4222"; None leaves it to the command line
+    max_payload: int = MAX_PAYLOAD
+    jetstream_dir: str | None = None
+    tls: Tls | None = None
+    server_name: str | None = None
+    cluster: Mapping[str, object] = field(default_factory=dict)  # name, listen, routes
+
+
+def _q(value: str) -> str:
+    return json.dumps(value, ensure_ascii=False)
+
+
+def _list(values: Iterable[str]) -> str:
+    return "[" + ", ".join(_q(v) for v in values) + "]"
+
+
+def render_config(users: Sequence[User], options: ServerOptions | None = None) -> str:
+    """The nats-server configuration text for `users` (pure)."""
+    o = options or ServerOptions()
+    lines = ["# Generated by xiuhua.security: edit the model, not this file.", f"max_payload: {o.max_payload}"]
+    if o.server_name:
+        lines.append(f"server_name: {_q(o.server_name)}")
+    if o.listen:
+        lines.append(f"listen: {_q(o.listen)}")
+    if o.jetstream_dir is not None:
+        lines.append(f"jetstream {{ store_dir: {_q(o.jetstream_dir)} }}")
+    if o.tls is not None:
+        tls = [f"  cert_file: {_q(o.tls.cert)}", f"  key_file: {_q(o.tls.key)}"]
+        if o.tls.ca:
+            tls.append(f"  ca_file: {_q(o.tls.ca)}")
+        if o.tls.verify:
+            tls.append("  verify: true")
+        lines += ["tls {", *tls, "}"]
+    if o.cluster:
+        c = o.cluster
+        lines += ["cluster {", f"  name: {_q(str(c['name']))}", f"  listen: {_q(str(c['listen']))}",
+                  f"  routes: {_list(str(r) for r in c.get('routes', []))}", "}"]  # type: ignore[union-attr]
+    lines.append("authorization {")
+    lines.append("  users: [")
+    for u in users:
+        pub = f"allow: {_list(u.publish_allowed())}"
+        deny = SERVICE_DENIES.get(u.name, ())
+        if deny:
+            pub += f", deny: {_list(deny)}"
+        lines.append(f"    # {u.note}" if u.note else "    #")
+        lines.append(f"    {{user: {_q(u.name)}, password: {_q(u.password)}, permissions: {{")
+        lines.append(f"      publish: {{{pub}}}")
+        lines.append(f"      subscribe: {{allow: {_list(u.subscribe)}}}")
+        lines.append("    }}")
+    lines.append("  ]")
+    lines.append("}")
+    return "\n".join(lines) + "\n"
+
+
+def service_consumers(services: Iterable[str] | None = None) -> dict[str, list[Consumer]]:
+    """Each service's durable consumers, read from its ServiceSpec (built offline: nothing connects)."""
+    from xiuhua.registry import SERVICES, spec
+    from xiuhua.service import build_runtime
+    from xiuhua.settings import Settings
+
+    offline = Settings(nats_url="nats://127.0.0.1:1", mongo_url="mongodb://127.0.0.1:1/?directConnection=true")
+    out: dict[str, list[Consumer]] = {}
+    for name in services or SERVICES:
+        rt = build_runtime(spec(name), offline)
+        found = []
+        for sub in rt.broker.subscribers:
+            stream = getattr(getattr(sub, "stream", None), "name", None)
+            durable = (getattr(sub, "extra_options", None) or {}).get("durable")
+            if stream and durable:
+                found.append(Consumer(stream, durable))
+        out[name] = found
+    return out
+
+
+def consumers_for_subjects(pairs: Iterable[tuple[str, str]]) -> list[Consumer]:
+    """Consumers from (durable, subject) pairs, the stream looked up from the subject."""
+    return [Consumer(streams.stream_for(s.replace("*", "x").replace(">", "x")).name, d) for d, s in pairs]
+
+
+def load_or_create_passwords(folder: Path) -> dict[str, str]:
+    """Per-user passwords for the embedded default, generated once into `folder/passwords.json` (mode 0600)."""
+    path = folder / "passwords.json"
+    known: dict[str, str] = json.loads(path.read_text()) if path.exists() else {}
+    missing = [n for n in user_names() if n not in known]
+    if missing:
+        known.update({n: secrets.token_urlsafe(24) for n in missing})
+        folder.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(known, indent=2))
+        os.chmod(tmp, 0o600)
+        tmp.replace(path)
+    return known
+
+
+def write_embedded_config(var_dir: Path) -> tuple[Path, dict[str, str]]:
+    """The embedded default's nats-server configuration with every user; returns its path and the passwords."""
+    folder = var_dir / "security"
+    passwords = load_or_create_passwords(folder)
+    text = render_config(model(passwords, service_consumers()))
+    path = folder / "nats.conf"
+    path.write_text(text)
+    os.chmod(path, 0o600)
+    return path, passwords
