@@ -1,0 +1,111 @@
+"""Permissions on a real nats-server started from the generated configuration: refused where they must be,
+and the whole slice still flows with every service under its own user."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import uuid
+from pathlib import Path
+
+import nats
+import pytest
+from nats.errors import TimeoutError as NatsTimeout
+
+from tests.conftest import eventually
+from xiuhua import embedded, security
+from xiuhua.bus import provision_streams
+from xiuhua.chaos.bus_read import stream_messages
+from xiuhua.registry import SERVICES, spec
+from xiuhua.service import running
+from xiuhua.settings import DEMO_CITY, Settings
+
+
+@pytest.fixture
+async def secure(tmp_path: Path, mongo_url: str):
+    """A nats-server with the embedded default's users; yields (url, passwords, server)."""
+    conf, passwords = security.write_embedded_config(tmp_path / "var")
+    srv = embedded.nats_server(tmp_path / "nats", config=conf)
+    srv.start()
+    try:
+        url = embedded.nats_url(srv)
+        await provision_streams(url, connect_opts={"user": "operator", "password": passwords["operator"]})
+        yield url, passwords, srv
+    finally:
+        srv.stop()
+
+
+async def _refused(url: str, user: str, password: str, subject: str) -> bool:
+    """True when the server refuses `user` publishing to `subject` (permissions violation, nothing stored)."""
+    errors: list[Exception] = []
+
+    async def on_error(exc: Exception) -> None:
+        errors.append(exc)
+
+    nc = await nats.connect(url, user=user, password=password, error_cb=on_error)
+    try:
+        with contextlib.suppress(NatsTimeout, TimeoutError):
+            await nc.jetstream(timeout=1.0).publish(subject, b"{}", headers={"Nats-Msg-Id": uuid.uuid4().hex})
+            return False
+        await asyncio.sleep(0.1)
+        return any("permissions violation" in str(e).lower() for e in errors)
+    finally:
+        await nc.close()
+
+
+async def test_a_service_cannot_publish_another_services_subjects(secure):
+    url, pw, _ = secure
+    assert await _refused(url, "scoring", pw["scoring"], "case.v1.opened.CD")
+    assert await _refused(url, "scoring", pw["scoring"], "dlq.v1.intake")
+    assert await _refused(url, "dispatch", pw["dispatch"], "case.v1.opened.CD")  # intake's, despite case.v1.>
+    assert await _refused(url, "notify", pw["notify"], "score.v1.unit_updated")
+    assert await _refused(url, "intake", pw["intake"], "case.v1.dispatched.CD")
+    assert not await _refused(url, "scoring", pw["scoring"], "score.v1.unit_updated")
+    assert not await _refused(url, "dispatch", pw["dispatch"], "case.v1.dispatched.CD")
+
+
+async def test_an_inbound_user_cannot_publish_case_events_or_others_commands(secure):
+    url, pw, _ = secure
+    assert await _refused(url, "hotline", pw["hotline"], "case.v1.opened.CD")
+    assert await _refused(url, "patrol_app", pw["patrol_app"], "report.v1.in.hotline")
+    assert await _refused(url, "units", pw["units"], "cmd.v1.case.close")  # only the command centre closes
+    assert await _refused(url, "iot", pw["iot"], "cmd.v1.case.acknowledge")
+    assert not await _refused(url, "hotline", pw["hotline"], "report.v1.in.hotline")
+    assert not await _refused(url, "units", pw["units"], "cmd.v1.case.acknowledge")
+    with pytest.raises(nats.errors.Error):
+        await nats.connect(url, user="hotline", password="wrong", max_reconnect_attempts=0, allow_reconnect=False)
+
+
+async def test_the_slice_flows_with_every_service_under_its_own_user(secure, mongo_url, tmp_path, city):
+    url, pw, srv = secure
+    base = Settings(nats_url=url, mongo_url=mongo_url, db_prefix=f"t{uuid.uuid4().hex[:10]}_", var_dir=tmp_path / "v",
+                    city_dir=DEMO_CITY, max_deliver=3, store_tx_lock_dir=tmp_path / "locks")
+    report = {"report_id": "SEC-1", "reported_at": "2026-11-23T02:00:00+00:00", "inspector_id": "G-017",
+              "description": "解放路口垃圾箱满溢，垃圾散落", "category_code": "0201",
+              "location": {"lng": 120.16, "lat": 30.255, "coord_system": "wgs84"}}
+    async with contextlib.AsyncExitStack() as stack:
+        for name in SERVICES:
+            own = base.model_copy(update={"nats_user": name, "nats_password": pw[name]})
+            await stack.enter_async_context(running(spec(name), own, city=city))
+        app = await nats.connect(url, user="patrol_app", password=pw["patrol_app"])
+        await app.jetstream().publish("report.v1.in.grid", json.dumps(report).encode(),
+                                      headers={"Nats-Msg-Id": "grid:SEC-1"})
+        await app.close()
+        op = await nats.connect(url, user="operator", password=pw["operator"])
+        js = op.jetstream()
+
+        async def delivered() -> bool:
+            return [m async for m in stream_messages(js, "XH_NOTIFY", "notify.v1.delivered")] != []
+
+        async def scored() -> bool:
+            return [m async for m in stream_messages(js, "XH_SCORES", "score.v1.unit_updated")] != []
+
+        await eventually(delivered, timeout=30)
+        await eventually(scored, timeout=10)
+        dispatched = [m async for m in stream_messages(js, "XH_CASES", "case.v1.dispatched.>")]
+        assert len(dispatched) == 1
+        assert [m async for m in stream_messages(js, "XH_DLQ")] == []
+        await op.close()
+    log = srv.log_path.read_text(errors="replace")
+    assert "Violation" not in log, log[-3000:]  # "Publish Violation" / "Subscription Violation"
