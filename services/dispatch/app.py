@@ -5,6 +5,7 @@ from __future__ import annotations
 from pymongo import ASCENDING
 
 from contracts import subjects
+from services.dispatch import routing
 from services.dispatch.commands import decode_command
 from services.dispatch.handlers import CASES, DispatchHandlers
 from xiuhua.consumer import Subscription
@@ -25,7 +26,8 @@ def subscriptions(rt: Runtime) -> list[Subscription]:
 
 
 async def on_start(rt: Runtime) -> None:
-    """Index the due moments the timer loop scans, and start it."""
+    """Check the routing table against the city, index the due moments the timer loop scans, and start it."""
+    routing.validate(rt.city)
     await rt.store[CASES].create_index([("next_timer_at", ASCENDING)])
     h: DispatchHandlers = rt.state["dispatch"]
     rt.every(rt.city.calendar.timer_interval_s, h.tick, name="deadline-timers")

@@ -13,8 +13,9 @@ from datetime import datetime, time
 from zoneinfo import ZoneInfo
 
 from contracts.values import Place, UnitRef, Urgency
-from xiuhua.city import City
+from xiuhua.city import City, CityDataError
 from xiuhua.city.categories import Category
+from xiuhua.city.loading import line_of
 from xiuhua.city.routing import Assignee, Rule
 
 MANUAL_TRIAGE = "manual-triage"
@@ -242,3 +243,25 @@ def acknowledge_limit(urgency: str, city: City) -> str:
     """How long a unit has to sign for a case (签收)."""
     r = city.routing
     return r.acknowledge_within_urgent if urgency == Urgency.urgent else r.acknowledge_within
+
+
+def validate(city: City) -> None:
+    """Cross-check the routing file against the city at start-up: named units exist, the merchant category and
+    the command centre exist; raises CityDataError naming file and line."""
+    path = city.folder / "routing.yaml"
+    r = city.routing
+    problems: list[tuple[tuple[object, ...], str]] = []
+    for i, rule in enumerate(r.rules):
+        for j, a in enumerate(rule.fallback or []):
+            if a.unit and a.unit not in city.units:
+                problems.append((("rules", i, "fallback", j), f"rule {rule.id} names unknown unit {a.unit}"))
+    for j, a in enumerate(r.return_fallback):
+        if a.unit and a.unit not in city.units:
+            problems.append((("return_fallback", j), f"unknown unit {a.unit}"))
+    if city.category(r.merchant_category) is None:
+        problems.append((("merchant_category",), f"unknown category {r.merchant_category}"))
+    if not city.units_with_role("command_centre"):
+        problems.append((("rules",), "the city has no command_centre unit for manual triage"))
+    if problems:
+        loc, msg = problems[0]
+        raise CityDataError(f"{line_of(path, loc)}: {msg}")

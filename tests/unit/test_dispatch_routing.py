@@ -9,7 +9,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from services.dispatch.routing import CaseFacts, ranked, route, time_limit_for
+from services.dispatch.routing import CaseFacts, ranked, route, time_limit_for, validate
+from xiuhua.city import CityDataError
 from xiuhua.city.routing import Assignee, Match, Rule
 from xiuhua.cli import main
 
@@ -159,3 +160,13 @@ def test_explain_shows_the_winner_and_why(capsys) -> None:
     assert main(["explain", "--category", "0201", "--street", "CD01", "--confidence", "0.3"]) == 0
     text = capsys.readouterr().out
     assert "winner: low-confidence" in text and "0.30 < 0.60" in text
+
+
+def test_routing_file_is_cross_checked_at_start_up(city) -> None:
+    validate(city)
+    bad = _with(city, merchant_category="7777")
+    with pytest.raises(CityDataError, match=r"routing.yaml:\d+: unknown category 7777"):
+        validate(bad)
+    bad = _with(city, return_fallback=[Assignee(unit="NOPE")])
+    with pytest.raises(CityDataError, match=r"routing.yaml:\d+: unknown unit NOPE"):
+        validate(bad)
