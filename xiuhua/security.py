@@ -43,7 +43,12 @@ class User:
     publish: tuple[str, ...]
     subscribe: tuple[str, ...] = ("_INBOX.>",)  # JetStream acknowledgements and API replies come back here
     consumers: tuple[Consumer, ...] = ()
+    listens: tuple[str, ...] = ()  # core-NATS request/reply subjects it serves (replies allowed then)
     note: str = ""
+
+    def subscribe_allowed(self) -> list[str]:
+        """Every subject this user may subscribe to."""
+        return [*self.subscribe, *self.listens]
 
     def publish_allowed(self) -> list[str]:
         """Every subject this user may publish to, JetStream API included."""
@@ -70,6 +75,8 @@ SERVICE_PUBLISHES: dict[str, tuple[str, ...]] = {
     "scoring": (subjects.SCORE_ALL,),
     "notify": (subjects.NOTIFY_ALL, "bulletin.v1.>"),
 }
+# Core-NATS request/reply subjects a service serves on a connection of its own (not visible on its broker).
+SERVICE_SERVES: dict[str, tuple[str, ...]] = {"scoring": ("score.query.v1.>",)}
 # Subjects a service must never publish even where a wildcard above would allow it.
 SERVICE_DENIES: dict[str, tuple[str, ...]] = {
     "dispatch": ("case.v1.opened.>", "case.v1.merged.>", "case.v1.transferred.>"),
@@ -87,15 +94,18 @@ INBOUND: dict[str, tuple[str, ...]] = {
     "units": tuple(subjects.COMMAND.format(action=a) for a in UNIT_ACTIONS),
     "command_centre": (
         *(subjects.COMMAND.format(action=a) for a in CENTRE_ACTIONS), subjects.report_subject("inspection"),
+        "score.query.v1.>",  # scoring's request/reply queries (units, merchants, rankings)
     ),
 }
 
 
-def service_user(service: str, password: str, consumers: Iterable[Consumer]) -> User:
-    """A service's user: its own subjects, its dead letters, its own consumers."""
+def service_user(
+    service: str, password: str, consumers: Iterable[Consumer], listens: Iterable[str] = ()
+) -> User:
+    """A service's user: its own subjects, its dead letters, its own consumers, the queries it answers."""
     return User(
         service, password, (*SERVICE_PUBLISHES.get(service, ()), subjects.dlq_subject(service)),
-        consumers=tuple(consumers), note=f"service {service}",
+        consumers=tuple(consumers), listens=tuple(listens), note=f"service {service}",
     )
 
 
@@ -109,10 +119,14 @@ def operator_user(password: str) -> User:
     return User(OPERATOR, password, (">",), (">",), note="operator: streams, dlq, chaos")
 
 
-def model(passwords: Mapping[str, str], consumers: Mapping[str, Sequence[Consumer]]) -> list[User]:
-    """Every user of a deployment, from passwords by user name and consumers by service."""
+def model(
+    passwords: Mapping[str, str], consumers: Mapping[str, Sequence[Consumer]],
+    listens: Mapping[str, Sequence[str]] | None = None,
+) -> list[User]:
+    """Every user of a deployment, from passwords by user name, consumers and served subjects by service."""
     users = [operator_user(passwords[OPERATOR])]
-    users += [service_user(s, passwords[s], consumers.get(s, ())) for s in SERVICE_PUBLISHES]
+    users += [service_user(s, passwords[s], consumers.get(s, ()), (listens or {}).get(s, ()))
+              for s in SERVICE_PUBLISHES]
     users += [inbound_user(n, passwords[n]) for n in INBOUND]
     return users
 
@@ -183,7 +197,9 @@ def render_config(users: Sequence[User], options: ServerOptions | None = None) -
         lines.append(f"    # {u.note}" if u.note else "    #")
         lines.append(f"    {{user: {_q(u.name)}, password: {_q(u.password)}, permissions: {{")
         lines.append(f"      publish: {{{pub}}}")
-        lines.append(f"      subscribe: {{allow: {_list(u.subscribe)}}}")
+        lines.append(f"      subscribe: {{allow: {_list(u.subscribe_allowed())}}}")
+        if u.listens:
+            lines.append("      allow_responses: true")
         lines.append("    }}")
     lines.append("  ]")
     lines.append("}")
@@ -192,21 +208,29 @@ def render_config(users: Sequence[User], options: ServerOptions | None = None) -
 
 def service_consumers(services: Iterable[str] | None = None) -> dict[str, list[Consumer]]:
     """Each service's durable consumers, read from its ServiceSpec (built offline: nothing connects)."""
+    return {name: b[0] for name, b in service_bindings(services).items()}
+
+
+def service_bindings(services: Iterable[str] | None = None) -> dict[str, tuple[list[Consumer], list[str]]]:
+    """Each service's durable consumers and the core-NATS subjects it serves, read from its ServiceSpec."""
     from xiuhua.registry import SERVICES, spec
     from xiuhua.service import build_runtime
     from xiuhua.settings import Settings
 
     offline = Settings(nats_url="nats://127.0.0.1:1", mongo_url="mongodb://127.0.0.1:1/?directConnection=true")
-    out: dict[str, list[Consumer]] = {}
+    out: dict[str, tuple[list[Consumer], list[str]]] = {}
     for name in services or SERVICES:
         rt = build_runtime(spec(name), offline)
-        found = []
+        found: list[Consumer] = []
+        served: list[str] = []
         for sub in rt.broker.subscribers:
             stream = getattr(getattr(sub, "stream", None), "name", None)
             durable = (getattr(sub, "extra_options", None) or {}).get("durable")
             if stream and durable:
                 found.append(Consumer(stream, durable))
-        out[name] = found
+            elif not stream and getattr(sub, "subject", None):
+                served.append(str(sub.subject))
+        out[name] = (found, [*SERVICE_SERVES.get(name, ()), *served])
     return out
 
 
@@ -234,7 +258,9 @@ def write_embedded_config(var_dir: Path) -> tuple[Path, dict[str, str]]:
     """The embedded default's nats-server configuration with every user; returns its path and the passwords."""
     folder = var_dir / "security"
     passwords = load_or_create_passwords(folder)
-    text = render_config(model(passwords, service_consumers()))
+    bindings = service_bindings()
+    consumers = {n: b[0] for n, b in bindings.items()}
+    text = render_config(model(passwords, consumers, {n: b[1] for n, b in bindings.items()}))
     path = folder / "nats.conf"
     path.write_text(text)
     os.chmod(path, 0o600)

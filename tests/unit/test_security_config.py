@@ -69,3 +69,10 @@ def test_embedded_passwords_are_generated_once_and_private(tmp_path):
     assert first == again and set(first) == set(security.user_names())
     assert (tmp_path / "security" / "passwords.json").stat().st_mode & 0o077 == 0
     assert first["intake"] in path.read_text()
+
+
+def test_a_service_that_answers_queries_may_subscribe_and_reply():
+    text = render_config(model(PASSWORDS, {}, {"scoring": ["score.query.v1.>"]}))
+    scoring = _user_block(text, "scoring")
+    assert '"score.query.v1.>"' in scoring.split("subscribe")[1] and "allow_responses: true" in scoring
+    assert "allow_responses" not in _user_block(text, "dispatch")
