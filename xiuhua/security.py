@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from contracts import streams, subjects
+from xiuhua.settings import Settings
 
 OPERATOR = "operator"
 MAX_PAYLOAD = 256 * 1024  # bytes: the largest inbound report (4,000-character texts, 20 URLs) fits many times over
@@ -265,3 +266,16 @@ def write_embedded_config(var_dir: Path) -> tuple[Path, dict[str, str]]:
     path.write_text(text)
     os.chmod(path, 0o600)
     return path, passwords
+
+
+def as_operator(settings: Settings, passwords: Mapping[str, str]) -> Settings:
+    """`settings` connecting as the operator user."""
+    return settings.model_copy(update={"nats_user": OPERATOR, "nats_password": passwords[OPERATOR]})
+
+
+def operator_settings(settings: Settings) -> Settings:
+    """For operator commands against the embedded default: its operator credentials when none are configured."""
+    path = settings.var_dir / "security" / "passwords.json"
+    if settings.nats_user or settings.nats_creds_file or not path.exists():
+        return settings
+    return as_operator(settings, json.loads(path.read_text()))

@@ -74,6 +74,8 @@ class Supervisor:
         self.embedded_store = False
         self._stop = asyncio.Event()
         self.counts = {"reports": 0, "opened": 0, "dispatched": 0, "rejected": 0, "alerts": 0, "dead": 0}
+        self.passwords: dict[str, str] = {}  # per-user NATS passwords when the embedded server enforces them
+        self.client = settings  # what this process's own connections use (the operator user when secured)
 
     def say(self, text: str) -> None:
         """A line for the operator."""
@@ -83,7 +85,14 @@ class Supervisor:
     def start_servers(self) -> None:
         """Start what is not configured externally."""
         if not self.nats_url:
-            srv = embedded.nats_server(self.var / "nats")
+            config = None
+            if not (self.settings.nats_user or self.settings.nats_creds_file):
+                # Least privilege in the embedded default too: each service connects as its own user.
+                from xiuhua import security
+
+                config, self.passwords = security.write_embedded_config(self.var)
+                self.client = security.as_operator(self.settings, self.passwords)
+            srv = embedded.nats_server(self.var / "nats", config=config)
             srv.start()
             self.servers.append(srv)
             self.nats_url = embedded.nats_url(srv)
@@ -109,6 +118,7 @@ class Supervisor:
                 "XIUHUA_VAR_DIR": str(self.var),
                 "XIUHUA_CITY_DIR": str(self.settings.city_dir),
                 **({"XIUHUA_STORE_TX_LOCK_DIR": str(self.var / "store" / "locks")} if self.embedded_store else {}),
+                **({"XIUHUA_NATS_USER": name, "XIUHUA_NATS_PASSWORD": self.passwords[name]} if self.passwords else {}),
             }
             child = Child(name, [sys.executable, "-m", "xiuhua.cli", "run", name], env,
                           self.var / "logs" / f"{name}.log", port)
@@ -192,7 +202,7 @@ class Supervisor:
 
     async def watch_bus(self) -> None:
         """Count what flows, for the one-line console summary."""
-        nc = await nats.connect(self.nats_url, **connect_options(self.settings))
+        nc = await nats.connect(self.nats_url, **connect_options(self.client))
         keys = {"report.v1.in.>": "reports", "case.v1.opened.>": "opened", "case.v1.dispatched.>": "dispatched",
                 "report.v1.rejected": "rejected", "notify.v1.delivered": "alerts", "dlq.v1.>": "dead"}
 
@@ -240,7 +250,7 @@ class Supervisor:
                 return 2
             await asyncio.to_thread(self.start_servers)
             for line in await provision_streams(self.nats_url or "", replicas=self.settings.stream_replicas,
-                                                connect_opts=connect_options(self.settings)):
+                                                connect_opts=connect_options(self.client)):
                 self.say(f"stream {line}")
             self.spawn_services()
             await self.wait_healthy()
@@ -257,7 +267,7 @@ class Supervisor:
 
                 self.say(f"demo feed: {self.demo_rate:g} report(s) per second")
                 city = load_city(self.settings.city_dir)
-                opts = connect_options(self.settings)
+                opts = connect_options(self.client)
                 feeder = feed(self.nats_url or "", city, rate=self.demo_rate, connect_opts=opts)
                 tasks.append(asyncio.create_task(feeder))
             while not self._stop.is_set():

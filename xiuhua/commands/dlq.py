@@ -65,7 +65,9 @@ def _letter(seq: int, letter: DeadLetter) -> Letter:
 async def _connect(settings: Settings) -> nats.NATS:
     if not settings.nats_url:
         raise SystemExit("set XIUHUA_NATS_URL (the dead-letter queue lives on the bus)")
-    return await nats.connect(settings.nats_url, **connect_options(settings))
+    from xiuhua.security import operator_settings
+
+    return await nats.connect(settings.nats_url, **connect_options(operator_settings(settings)))
 
 
 async def list_letters(settings: Settings, service: str | None = None) -> list[Letter]:
