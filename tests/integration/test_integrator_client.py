@@ -1,0 +1,178 @@
+"""The client library on a real nats-server: headers and de-duplication, validation errors, commands, waiting,
+and a unit's durable subscription filtered to its own cases."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime
+
+import pytest
+
+from contracts.cases import CaseAcknowledged, CaseCommandRejected, CaseDispatched
+from contracts.commands import Acknowledge, Actor
+from contracts.reports import GridReport, HotlineOrder
+from contracts.values import UnitRef, UnitRole
+from xiuhua.bus import provision_streams
+from xiuhua.client import (
+    ConnectFailed,
+    InvalidMessage,
+    NotConnected,
+    PublishFailed,
+    WaitTimeout,
+    XiuhuaClient,
+    XiuhuaError,
+)
+
+
+def grid(report_id: str = "R-1") -> GridReport:
+    return GridReport(
+        report_id=report_id, reported_at=datetime.now(UTC), inspector_id="G-017",
+        description="解放路口垃圾箱满溢，垃圾散落", category_code="0201",
+        location={"lng": 120.16, "lat": 30.255, "coord_system": "wgs84"},
+    )
+
+
+def dispatched(case_id: str, lead: str, cooperating: tuple[str, ...] = (), street: str = "CD") -> CaseDispatched:
+    return CaseDispatched(
+        case_id=case_id, street_code=street, category_code="0201", rule_id="r",
+        lead_unit=UnitRef(unit_id=lead, name=lead, role=UnitRole.sanitation),
+        cooperating_units=[UnitRef(unit_id=u, name=u, role=UnitRole.community) for u in cooperating],
+        due_at=datetime.now(UTC), time_limit="4h",
+    )
+
+
+def ack(case_id: str, unit: str, command_id: str = "cmd-1") -> Acknowledge:
+    return Acknowledge(command_id=command_id, case_id=case_id, at=datetime.now(UTC),
+                       actor=Actor(unit_id=unit, role=UnitRole.sanitation, name="王强"))
+
+
+@pytest.fixture
+async def bus(xiuhua_nats_url: str) -> str:
+    await provision_streams(xiuhua_nats_url)
+    return xiuhua_nats_url
+
+
+async def test_report_carries_message_id_from_its_reference_and_a_retry_is_dropped(bus: str) -> None:
+    async with XiuhuaClient(bus) as xh:
+        first = await xh.publish_report(grid("R-7"))
+        again = await xh.publish_report(grid("R-7"))
+        assert (first.subject, first.msg_id, first.stream, first.duplicate) == (
+            "report.v1.in.grid", "grid:R-7", "XH_REPORTS", False)
+        assert again.duplicate and again.seq == first.seq
+        msg = await xh.js.get_msg("XH_REPORTS", first.seq)
+        assert msg.headers["Nats-Msg-Id"] == "grid:R-7"
+        assert msg.headers["content-type"] == "application/json"
+        seen = await xh.wait_for("report.v1.in.grid", report_id="R-7")
+        assert isinstance(seen, GridReport) and seen.category_code == "0201"
+
+
+async def test_dict_reports_are_validated_against_the_source_contract(bus: str) -> None:
+    async with XiuhuaClient(bus) as xh:
+        body = {"order_no": "12345-1", "received_at": "2026-11-23T09:15:00+08:00", "channel": "12345",
+                "title": "油烟扰民", "content": "每晚露天烧烤", "caller": {"name": "张三", "phone": "13800135678"},
+                "extra_field_kept": "yes"}
+        published = await xh.publish_report(body, source="hotline")
+        assert published.msg_id == "hotline:12345-1"
+        order = await xh.wait_for("report.v1.in.hotline", order_no="12345-1")
+        assert isinstance(order, HotlineOrder) and order.model_extra == {"extra_field_kept": "yes"}
+
+        with pytest.raises(InvalidMessage) as bad:
+            await xh.publish_report({"order_no": "x", "received_at": "yesterday"}, source="hotline")
+        assert "received_at" in str(bad.value) and "content: Field required" in str(bad.value)
+        with pytest.raises(InvalidMessage, match="needs source="):
+            await xh.publish_report(body)
+        with pytest.raises(InvalidMessage, match="unknown source 'fax'"):
+            await xh.publish_report(body, source="fax")
+        with pytest.raises(InvalidMessage, match="the model is 'grid'"):
+            await xh.publish_report(grid(), source="hotline")
+
+
+async def test_commands_carry_command_id_and_are_validated(bus: str) -> None:
+    async with XiuhuaClient(bus) as xh:
+        sent = await xh.send_command(ack("C-1", "CD-SAN", "cmd-42"))
+        assert (sent.subject, sent.msg_id, sent.stream) == ("cmd.v1.case.acknowledge", "cmd-42", "XH_COMMANDS")
+        assert (await xh.send_command(ack("C-1", "CD-SAN", "cmd-42"))).duplicate
+        got = await xh.wait_for("cmd.v1.case.acknowledge", command_id="cmd-42")
+        assert isinstance(got, Acknowledge) and got.actor.unit_id == "CD-SAN"
+        resolve = {"command_id": "cmd-43", "case_id": "C-1", "at": "2026-11-23T03:00:00Z", "note": "已清运",
+                   "actor": {"unit_id": "CD-SAN", "role": "sanitation"}}
+        assert (await xh.send_command(resolve, "resolve")).subject == "cmd.v1.case.resolve"
+        with pytest.raises(InvalidMessage, match=r"actor\.role"):
+            await xh.send_command({**resolve, "actor": {"unit_id": "CD-SAN", "role": "mayor"}}, "resolve")
+        with pytest.raises(InvalidMessage, match="'fix' is not one of"):
+            await xh.send_command(resolve, "fix")
+
+
+async def test_wait_for_finds_earlier_events_filters_nested_fields_and_explains_a_timeout(bus: str) -> None:
+    async with XiuhuaClient(bus, publish_timeout=5) as xh:
+        await xh.publish_event(dispatched("C-1", "CD-SAN"))
+        await xh.publish_event(dispatched("C-2", "JQ-SAN", street="JQ"))
+        got = await xh.wait_for("case.v1.dispatched", lead_unit__unit_id="JQ-SAN")
+        assert isinstance(got, CaseDispatched) and got.case_id == "C-2"
+        assert (await xh.wait_for("case.v1.dispatched.CD")).case_id == "C-1"
+        with pytest.raises(WaitTimeout) as timeout:
+            await xh.wait_for("case.v1.dispatched", timeout=0.5, case_id="C-404")
+        assert "case_id='C-404'" in str(timeout.value) and "saw 2" in str(timeout.value)
+        with pytest.raises(XiuhuaError, match="has no field 'colour'"):
+            await xh.wait_for("case.v1.dispatched", timeout=2, colour="red")
+
+
+async def test_unit_subscription_gets_only_its_cases_and_resumes_from_its_durable(bus: str) -> None:
+    got: list[tuple[str, str]] = []
+
+    async def handler(event) -> None:
+        got.append((event.event_type, event.case_id))
+
+    async with XiuhuaClient(bus) as xh:
+        sub = await xh.subscribe_unit_cases("CD-SAN", handler, durable="dept-CD-SAN")
+        await xh.publish_event(dispatched("C-1", "CD-SAN"))
+        await xh.publish_event(dispatched("C-2", "JQ-SAN", street="JQ"))
+        await xh.publish_event(dispatched("C-3", "CD-PROP", cooperating=("CD-SAN",)))
+        await xh.publish_event(CaseAcknowledged(case_id="C-2", street_code="JQ", unit_id="JQ-SAN", in_time=True))
+        await xh.send_command(ack("C-1", "CD-SAN", "cmd-mine"))
+        await xh.publish_event(CaseCommandRejected(case_id="C-1", street_code="CD", command_id="cmd-mine",
+                                                   action="acknowledge", reason="wrong_state"))
+        await _until(lambda: len(got) >= 3)
+        await sub.stop()
+        assert got == [("case.dispatched", "C-1"), ("case.dispatched", "C-3"), ("case.command_rejected", "C-1")]
+
+        # Stopped: events meanwhile wait in the durable and arrive when the unit system comes back.
+        await xh.publish_event(CaseAcknowledged(case_id="C-1", street_code="CD", unit_id="CD-SAN", in_time=True))
+        await asyncio.sleep(0.3)
+        assert len(got) == 3
+    async with XiuhuaClient(bus) as xh:
+        await xh.subscribe_unit_cases("CD-SAN", handler, durable="dept-CD-SAN")
+        await _until(lambda: len(got) == 4)
+        assert got[-1] == ("case.acknowledged", "C-1")
+
+
+async def test_a_failing_handler_gets_the_event_again(bus: str) -> None:
+    calls: list[str] = []
+
+    async def flaky(event) -> None:
+        calls.append(event.case_id)
+        if len(calls) == 1:
+            raise RuntimeError("case system database busy")
+
+    async with XiuhuaClient(bus) as xh:
+        sub = await xh.subscribe_unit_cases("CD-SAN", flaky, durable="flaky", streets=["CD"])
+        await xh.publish_event(dispatched("C-9", "CD-SAN"))
+        await _until(lambda: len(calls) == 2, timeout=10)
+        assert calls == ["C-9", "C-9"] and sub.failed == 1 and sub.handled == 1
+
+
+async def test_errors_say_what_went_wrong(xiuhua_nats_url: str) -> None:
+    with pytest.raises(ConnectFailed, match=r"cannot connect to NATS at nats://127\.0\.0\.1:1"):
+        await XiuhuaClient("nats://127.0.0.1:1").connect()
+    with pytest.raises(NotConnected, match="async with"):
+        await XiuhuaClient(xiuhua_nats_url).publish_report(grid())
+    async with XiuhuaClient(xiuhua_nats_url, publish_timeout=2) as xh:  # no streams provisioned on this server
+        with pytest.raises(PublishFailed, match="XH_REPORTS provisioned"):
+            await xh.publish_report(grid())
+
+
+async def _until(check, timeout: float = 10.0) -> None:  # noqa: ASYNC109
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not check():
+        assert asyncio.get_running_loop().time() < deadline, "condition not met in time"
+        await asyncio.sleep(0.05)

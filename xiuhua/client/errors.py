@@ -1,0 +1,42 @@
+"""What the client raises: one base class, and errors that say what went wrong and what to do."""
+
+from __future__ import annotations
+
+from pydantic import ValidationError
+
+
+class XiuhuaError(Exception):
+    """Base of every error the client raises."""
+
+
+class NotConnected(XiuhuaError):
+    """The client was used outside `async with` (or after `close()`)."""
+
+
+class ConnectFailed(XiuhuaError):
+    """NATS could not be reached."""
+
+
+class InvalidMessage(XiuhuaError, ValueError):
+    """A report or command does not match its contract; `problems` lists `field: message` lines."""
+
+    def __init__(self, what: str, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__(f"{what} does not match its contract: " + "; ".join(problems))
+
+    @classmethod
+    def from_validation(cls, what: str, exc: ValidationError) -> InvalidMessage:
+        """Build from pydantic's error, one line per offending field."""
+        return cls(what, [f"{'.'.join(map(str, e['loc'])) or '(body)'}: {e['msg']}" for e in exc.errors()])
+
+
+class PublishFailed(XiuhuaError):
+    """JetStream did not store the message (no stream for the subject, timeout, refused)."""
+
+
+class WaitTimeout(XiuhuaError, TimeoutError):
+    """`wait_for` saw no matching message in time; the text lists what it did see."""
+
+
+class SubscribeFailed(XiuhuaError):
+    """The durable consumer could not be created or bound."""

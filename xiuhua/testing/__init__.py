@@ -1,0 +1,106 @@
+"""The pytest plugin for systems that integrate with Xiuhua: an embedded Xiuhua per test.
+
+Enable it with `pytest -p xiuhua.testing` (or `pytest_plugins = ["xiuhua.testing"]` in your top-level
+conftest.py); where the `xiuhua` package is installed it also loads by itself through its pytest11 entry
+point. Nothing starts until a test asks for the `xiuhua` fixture:
+
+    async def test_my_system_acknowledges(xiuhua):
+        await xiuhua.publish(GridReport(...))
+        dispatched = await xiuhua.wait_for("case.v1.dispatched", lead_unit__unit_id="CD-SAN")
+
+Fixtures (override any of the `xiuhua_*` ones in your conftest.py):
+- `xiuhua`: a `XiuhuaHarness` (`.client`, `.nats_url`, `.settings`, `publish`, `send_command`, `wait_for`);
+- `xiuhua_services`: which services run (default all four);
+- `xiuhua_city_dir`: the city folder (default `XIUHUA_CITY_DIR` or the demo city);
+- `xiuhua_clock`: a clock for the services (default the system clock; give a `FrozenClock` to move time);
+- `xiuhua_settings_overrides`: more settings for the services (e.g. `{"max_deliver": 3}`);
+- `xiuhua_store_url` (session): the store; set `XIUHUA_TEST_MONGO_URL` to use your own MongoDB;
+- `xiuhua_nats_url`: a fresh nats-server with JetStream on a free port, for one test.
+Requires pytest-asyncio (the fixtures are async).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import pytest_asyncio
+
+from xiuhua.clock import Clock
+from xiuhua.testing.harness import XiuhuaHarness, embedded_xiuhua
+
+__all__ = ["XiuhuaHarness", "embedded_xiuhua"]
+
+
+@pytest.fixture(scope="session")
+def xiuhua_store_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """One store (nx-27017) for the session; each test's services get their own databases."""
+    if url := os.environ.get("XIUHUA_TEST_MONGO_URL"):
+        yield url
+        return
+    from xiuhua import embedded
+
+    srv = embedded.store_server(tmp_path_factory.mktemp("xiuhua-store"))
+    srv.start()
+    try:
+        yield embedded.mongo_url(srv)
+    finally:
+        srv.stop()
+
+
+@pytest.fixture
+def xiuhua_nats_url(tmp_path: Path) -> Iterator[str]:
+    """A fresh nats-server with JetStream for one test (never port 4222)."""
+    from xiuhua import embedded
+
+    srv = embedded.nats_server(tmp_path / "xiuhua-nats")
+    srv.start()
+    try:
+        yield embedded.nats_url(srv)
+    finally:
+        srv.stop()
+
+
+@pytest.fixture
+def xiuhua_services() -> tuple[str, ...] | None:
+    """The services to run (None: all four)."""
+    return None
+
+
+@pytest.fixture
+def xiuhua_city_dir() -> Path | None:
+    """The city folder (None: XIUHUA_CITY_DIR or the demo city)."""
+    return None
+
+
+@pytest.fixture
+def xiuhua_clock() -> Clock | None:
+    """The services' clock (None: the system clock)."""
+    return None
+
+
+@pytest.fixture
+def xiuhua_settings_overrides() -> dict[str, Any]:
+    """Extra settings for the services."""
+    return {}
+
+
+@pytest_asyncio.fixture
+async def xiuhua(
+    xiuhua_nats_url: str,
+    xiuhua_store_url: str,
+    xiuhua_services: tuple[str, ...] | None,
+    xiuhua_city_dir: Path | None,
+    xiuhua_clock: Clock | None,
+    xiuhua_settings_overrides: dict[str, Any],
+    tmp_path: Path,
+) -> AsyncIterator[XiuhuaHarness]:
+    """An embedded Xiuhua: bus, store, streams and services running for this test."""
+    async with embedded_xiuhua(
+        xiuhua_nats_url, xiuhua_store_url, tmp_path / "xiuhua-var", city_dir=xiuhua_city_dir, clock=xiuhua_clock,
+        services=xiuhua_services, **xiuhua_settings_overrides,
+    ) as harness:
+        yield harness
