@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -155,11 +156,15 @@ class ServerOptions:
     max_payload: int = MAX_PAYLOAD
     jetstream_dir: str | None = None
     tls: Tls | None = None
-    server_name: str | None = None
+    server_name: str | None = None  # "$SERVER_NAME" reads it from the server's environment
+    http_port: int | None = None  # monitoring endpoint (/varz, /jsz) for the exporter
     cluster: Mapping[str, object] = field(default_factory=dict)  # name, listen, routes
 
 
 def _q(value: str) -> str:
+    # `$NAME` is nats-server's reference to an environment variable: left unquoted so the server resolves it.
+    if re.fullmatch(r"\$[A-Z][A-Z0-9_]*", value):
+        return value
     return json.dumps(value, ensure_ascii=False)
 
 
@@ -175,6 +180,8 @@ def render_config(users: Sequence[User], options: ServerOptions | None = None) -
         lines.append(f"server_name: {_q(o.server_name)}")
     if o.listen:
         lines.append(f"listen: {_q(o.listen)}")
+    if o.http_port:
+        lines.append(f"http_port: {o.http_port}")
     if o.jetstream_dir is not None:
         lines.append(f"jetstream {{ store_dir: {_q(o.jetstream_dir)} }}")
     if o.tls is not None:
@@ -231,7 +238,8 @@ def service_bindings(services: Iterable[str] | None = None) -> dict[str, tuple[l
                 found.append(Consumer(stream, durable))
             elif not stream and getattr(sub, "subject", None):
                 served.append(str(sub.subject))
-        out[name] = (found, [*SERVICE_SERVES.get(name, ()), *served])
+        out[name] = (sorted(set(found), key=lambda c: (c.stream, c.durable)),
+                     sorted({*SERVICE_SERVES.get(name, ()), *served}))
     return out
 
 
@@ -279,3 +287,29 @@ def operator_settings(settings: Settings) -> Settings:
     if settings.nats_user or settings.nats_creds_file or not path.exists():
         return settings
     return as_operator(settings, json.loads(path.read_text()))
+
+
+def password_env(user: str) -> str:
+    """The environment variable a deployment keeps a user's NATS password in: `XIUHUA_NATS_PASSWORD_<USER>`."""
+    return f"XIUHUA_NATS_PASSWORD_{user.upper()}"
+
+
+def deploy_config(nodes: Sequence[str], consumers: Mapping[str, Sequence[Consumer]] | None = None) -> str:
+    """The cluster configuration in deploy/: passwords and server name from each node's environment."""
+    bindings = service_bindings() if consumers is None else {n: (list(c), []) for n, c in consumers.items()}
+    passwords = {u: f"${password_env(u)}" for u in user_names()}
+    listens = {n: sorted({*SERVICE_SERVES.get(n, ()), *b[1]}) for n, b in bindings.items()}
+    options = ServerOptions(
+        listen="0.0.0.0:4222", http_port=8222, jetstream_dir="/data/jetstream", server_name="$SERVER_NAME",
+        cluster={"name": "xiuhua", "listen": "0.0.0.0:6222", "routes": [f"nats://{n}:6222" for n in nodes]},
+    )
+    return render_config(model(passwords, {n: b[0] for n, b in bindings.items()}, listens), options)
+
+
+DEPLOY_NODES = ("nats-0", "nats-1", "nats-2")  # compose service names
+K8S_NODES = tuple(f"{n}.nats-cluster" for n in DEPLOY_NODES)  # StatefulSet pods behind the headless service
+
+if __name__ == "__main__":  # python -m xiuhua.security [--k8s] > deploy/nats/nats.conf (or deploy/k8s/nats.conf)
+    import sys
+
+    print(deploy_config(K8S_NODES if "--k8s" in sys.argv else DEPLOY_NODES), end="")
