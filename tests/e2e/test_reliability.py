@@ -11,6 +11,7 @@ import nats
 import pytest
 
 from contracts.cases import CaseOpened
+from xiuhua.bus import connect_options
 from xiuhua.chaos.feed import Feeder, reports
 from xiuhua.chaos.lab import lab
 from xiuhua.chaos.scenarios import SCENARIOS, run_scenario, settle, table
@@ -61,10 +62,11 @@ async def test_tally_sees_a_duplicate_case_and_a_lost_report(tmp_path, city):
     async with lab(tmp_path / "blind") as the_lab:
         await the_lab.spawn_all(1, services=("intake", "dispatch", "scoring", "notify"))
         items = reports(city, 5, tag="BLIND", hotline_share=0.0)
-        await Feeder(the_lab.settings.nats_url or "").run(items)
+        opts = connect_options(the_lab.settings)
+        await Feeder(the_lab.settings.nats_url or "", opts).run(items)
         clean = await settle(the_lab, items, 40, grace=0.5)
         assert clean.lost == 0 and clean.duplicated == 0, clean.problems
-        nc = await nats.connect(the_lab.settings.nats_url or "")
+        nc = await nats.connect(the_lab.settings.nats_url or "", **opts)
         js = nc.jetstream()
         async for first in _opened(js):
             dup = CaseOpened.model_validate(first).model_copy(update={"case_id": "C-DUPLICATE", "event_id": "e-dup"})

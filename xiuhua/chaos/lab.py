@@ -74,6 +74,7 @@ class Lab:
 
     root: Path
     max_deliver: int = 3
+    secure: bool = True  # the embedded default's permissions: every service under its own NATS user
     nats_config: Path | None = None
     service_env: dict[str, dict[str, str]] = field(default_factory=dict)  # per-service extra env (credentials)
     client_env: dict[str, str] = field(default_factory=dict)  # what the lab's own clients use (operator)
@@ -96,6 +97,12 @@ class Lab:
 
     async def start(self) -> None:
         """Start both servers and provision the streams."""
+        if self.secure and self.nats_config is None:
+            from xiuhua import security
+
+            self.nats_config, pw = await asyncio.to_thread(security.write_embedded_config, self.root / "var")
+            self.service_env = {s: {"XIUHUA_NATS_USER": s, "XIUHUA_NATS_PASSWORD": pw[s]} for s in SERVICES}
+            self.client_env = {"XIUHUA_NATS_USER": security.OPERATOR, "XIUHUA_NATS_PASSWORD": pw[security.OPERATOR]}
         self.nats = embedded.nats_server(self.root / "nats", config=self.nats_config)
         self.store = embedded.store_server(self.root / "store")
         await asyncio.to_thread(self.nats.start)
