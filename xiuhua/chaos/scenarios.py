@@ -139,10 +139,14 @@ async def settle(the_lab: Lab, sent: list[Report], timeout: float, grace: float 
 
 
 async def run_scenario(
-    scenario: Scenario, root: Path, *, n: int = 100, rate: float = 40.0, settle_timeout: float = 45.0,
+    scenario: Scenario, root: Path, *, n: int = 100, rate: float = 40.0, settle_timeout: float = 100.0,
     city: City | None = None, lab_kwargs: dict[str, Any] | None = None,
 ) -> Result:
-    """Run one scenario in its own lab under `root`."""
+    """Run one scenario in its own lab under `root`.
+
+    `settle_timeout` must exceed the consumers' `ack_wait` (60 s): what a killed instance had pulled comes back
+    only then.
+    """
     city = city or load_city(DEMO_CITY)
     started = time.monotonic()
     async with lab(root / scenario.name, **(lab_kwargs or {})) as the_lab:
