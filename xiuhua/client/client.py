@@ -134,6 +134,7 @@ class UnitCaseSubscription:
     durable: str
     stream: str
     task: asyncio.Task[None] | None = None
+    pull: Any = None
     known_cases: set[str] = field(default_factory=set)
     handled: int = 0
     failed: int = 0
@@ -145,6 +146,10 @@ class UnitCaseSubscription:
             with contextlib.suppress(asyncio.CancelledError):
                 await self.task
             self.task = None
+        if self.pull is not None:
+            with contextlib.suppress(Exception):
+                await self.pull.unsubscribe()
+            self.pull = None
 
 
 class XiuhuaClient:
@@ -380,7 +385,7 @@ class XiuhuaClient:
                 f"durable {durable!r} on {stream}: {exc.description or exc}. An existing durable with another "
                 "filter or deliver policy must be deleted first (`nats consumer rm`) or given another name"
             ) from exc
-        sub = UnitCaseSubscription(unit_id=unit_id, durable=durable, stream=stream)
+        sub = UnitCaseSubscription(unit_id=unit_id, durable=durable, stream=stream, pull=psub)
         sub.task = asyncio.create_task(self._run_unit(sub, psub, handler, include_cooperating, batch),
                                        name=f"xiuhua-client:{durable}")
         self._subs.append(sub)
