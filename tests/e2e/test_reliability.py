@@ -25,7 +25,7 @@ async def _run(name: str, tmp_path, city, n: int = 60):
     result = await run_scenario(BY_NAME[name], tmp_path, n=n, city=city, settle_timeout=100)
     t = result.tally
     assert t.sent == n
-    assert t.lost == 0 and t.duplicated == 0, (table([result]), t.problems)
+    assert t.lost == 0 and t.duplicated == 0, (table([result]), t.problems, t.dead_letter_errors)
     assert t.cases + t.merged + t.rejected == n  # every report has exactly one outcome
     assert t.cases > n // 2 and t.dispatched == t.cases == t.score_increments == t.alerts
     return result

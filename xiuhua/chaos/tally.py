@@ -43,6 +43,7 @@ class Tally:
     duplicated: int = 0
     problems: list[str] = field(default_factory=list)
     events: dict[str, int] = field(default_factory=dict)  # distinct events per case-event kind
+    dead_letter_errors: dict[str, int] = field(default_factory=dict)  # "service/consumer: error" -> how many
     poison_in_streams: int = 0
 
     def as_dict(self) -> dict[str, Any]:
@@ -136,6 +137,9 @@ async def tally(settings: Settings, sent: Iterable[str]) -> Tally:
     t.cases = len(opened_corr)
     t.dispatched = len(dispatched_cases)
     t.dead_letters = len(dead)
+    errors = Counter(f"{b.get('service')}/{b.get('consumer')}: {str(b.get('error'))[:160]}"
+                     for _, b in dead if isinstance(b, dict))
+    t.dead_letter_errors = dict(errors.most_common(10))
 
     # Score increments: the scoring store's counters, and one score update per dispatched case.
     scoring = Store(settings.mongo_url or "", settings.database("scoring"), write_concern="1")

@@ -34,11 +34,14 @@ def _chaos(args: argparse.Namespace) -> int:
     progress = (lambda line: print(line, file=sys.stderr, flush=True)) if args.json else print
     results = asyncio.run(run_all(n=args.reports, root=args.keep, only=tuple(args.only), progress=progress))
     rows = [{**r.row(), "resends": r.resends, "poison_sent": r.poison_sent, "rejected": r.tally.rejected,
-             "merged": r.tally.merged, "events": r.tally.events, "problems": r.tally.problems} for r in results]
+             "merged": r.tally.merged, "events": r.tally.events, "problems": r.tally.problems,
+             "dead_letter_errors": r.tally.dead_letter_errors} for r in results]
     failed = [r for r in results if not r.ok]
     human = table(results)
     for r in failed:
         human += f"\n✗ {r.scenario}: " + "; ".join(r.tally.problems or ["poison not dead-lettered"])
+        for error, count in r.tally.dead_letter_errors.items():
+            human += f"\n    dead letter ×{count} {error}"
     human += "\n" + ("FAILED: something was lost or duplicated" if failed else "all scenarios: 0 lost, 0 duplicated")
     emit(args, human, {"ok": not failed, "scenarios": rows})
     return 1 if failed else 0
