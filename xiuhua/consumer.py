@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import json
 import logging
 import random
 import time
@@ -80,6 +81,21 @@ def decode_event(subject: str, data: bytes) -> Event:
         return registry.decode(subject, data)
     except Exception as exc:
         raise Poison(f"{type(exc).__name__}: {str(exc).splitlines()[0][:300]}") from exc
+
+
+def decode_tolerant(subject: str, data: bytes) -> Any:
+    """A contract event, or a plain dict for a subject this build has no model for (a newer producer's event):
+    only bytes that are not a JSON object are poison. For consumers that read a few fields by name."""
+    try:
+        return registry.decode(subject, data)
+    except Exception:
+        try:
+            body = json.loads(data)
+        except ValueError as exc:
+            raise Poison(f"not JSON: {exc}") from exc
+        if not isinstance(body, dict):
+            raise Poison("not a JSON object") from None
+        return body
 
 
 @dataclass

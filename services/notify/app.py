@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from services.notify.bulletin import service as bulletin
 from services.notify.channels import build_channels
-from services.notify.handlers import CASES, DELIVERIES, NotifyHandlers, decode_tolerant
+from services.notify.handlers import CASES, DELIVERIES, NotifyHandlers
 from services.notify.ratelimit import RATE_BUCKETS
-from xiuhua.consumer import Subscription
+from xiuhua.consumer import Subscription, decode_tolerant
 from xiuhua.service import Runtime, ServiceSpec
 
 

@@ -9,7 +9,6 @@ never plan it twice. Sending claims the attempt with a conditional update, so tw
 
 from __future__ import annotations
 
-import json
 import logging
 import random
 from datetime import timedelta
@@ -19,7 +18,6 @@ from zoneinfo import ZoneInfo
 from pymongo import ASCENDING
 from pymongo.asynchronous.client_session import AsyncClientSession
 
-from contracts import registry
 from contracts.cases import CaseDeadlineWarning, CaseDispatched, CaseEscalated, CaseOpened, CaseOverdue
 from contracts.notifications import NotificationDelivered, NotificationFailed
 from contracts.values import ReportSource, Urgency
@@ -29,7 +27,7 @@ from services.notify.policy import backoff_seconds, quiet_until
 from services.notify.ratelimit import RATE_BUCKETS, TokenBuckets
 from services.notify.recipients import Delivery, deliveries_for
 from xiuhua.bus import Outgoing
-from xiuhua.consumer import Batch, Poison
+from xiuhua.consumer import Batch
 from xiuhua.service import Runtime
 
 log = logging.getLogger("xiuhua.notify")
@@ -37,20 +35,6 @@ log = logging.getLogger("xiuhua.notify")
 DELIVERIES = "deliveries"
 CASES = "alert_cases"  # notify's own projection: who leads and cooperates on a case, where, what
 STALE_SENDING = timedelta(minutes=5)  # a claim older than this was left by a crash: send again
-
-
-def decode_tolerant(subject: str, data: bytes) -> Any:
-    """Decode a contract event; a subject this build has no model for arrives as a plain dict (not poison)."""
-    try:
-        return registry.decode(subject, data)
-    except Exception:
-        try:
-            body = json.loads(data)
-        except ValueError as exc:
-            raise Poison(f"not JSON: {exc}") from exc
-        if not isinstance(body, dict):
-            raise Poison("not a JSON object") from None
-        return body
 
 
 def _get(obj: Any, name: str, default: Any = None) -> Any:

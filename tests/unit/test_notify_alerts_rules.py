@@ -17,10 +17,10 @@ from services.notify.channels import (
     verify_webhook,
 )
 from services.notify.delivery_log import mask_address
-from services.notify.handlers import decode_tolerant
 from services.notify.policy import backoff_seconds, quiet_until, refill, wait_for_token
 from services.notify.recipients import deliveries_for
 from xiuhua.city.alerts import AlertsFile, RateLimit, RetryPolicy
+from xiuhua.consumer import decode_tolerant
 
 TZ = ZoneInfo("Asia/Shanghai")
 

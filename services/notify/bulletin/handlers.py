@@ -2,31 +2,15 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from pymongo import UpdateOne
 from pymongo.asynchronous.client_session import AsyncClientSession
 
-from contracts import registry
 from contracts.cases import CaseEvent
 from services.notify.bulletin.projection import CASES, MERCHANTS, Writes, apply_case_event, apply_score_event
-from xiuhua.consumer import Batch, Poison
+from xiuhua.consumer import Batch
 from xiuhua.service import Runtime
-
-
-def decode_tolerant(subject: str, data: bytes) -> Any:
-    """A contract event, or a plain dict for a score subject this build has no model for (not poison)."""
-    try:
-        return registry.decode(subject, data)
-    except Exception:
-        try:
-            body = json.loads(data)
-        except ValueError as exc:
-            raise Poison(f"not JSON: {exc}") from exc
-        if not isinstance(body, dict):
-            raise Poison("not a JSON object") from None
-        return body
 
 
 class BulletinProjection:
