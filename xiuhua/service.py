@@ -118,12 +118,14 @@ def build_runtime(
 @contextlib.asynccontextmanager
 async def started(spec: ServiceSpec, rt: Runtime) -> AsyncIterator[Runtime]:
     """Connect a built runtime, run the service's start-up work and consumers; stop them on exit."""
+    await rt.store.end_orphaned_transaction()
     await rt.store.ensure_collections((LEDGER, *spec.collections))
     await rt.ledger.ensure_indexes()
     if spec.on_start:
         await spec.on_start(rt)
     await rt.broker.start()
     rt.every(5.0, lambda: _sweep(rt), name="outbox-sweeper")
+    rt.every(1.0, rt.store.end_orphaned_transaction, name="orphan-transactions")
     rt.metrics.up.labels(spec.name).set(1)
     log.info("%s started", spec.name)
     try:

@@ -5,16 +5,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fcntl
+import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from pathlib import Path
 from typing import Any, TypeVar
 
+from bson import Binary
 from pymongo import AsyncMongoClient, WriteConcern
 from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import CollectionInvalid, ConnectionFailure, OperationFailure, PyMongoError
 
 T = TypeVar("T")
+
+log = logging.getLogger("xiuhua.store")
 
 
 def is_transient(exc: BaseException) -> bool:
@@ -48,6 +52,12 @@ class Store:
         # MongoDB needs neither; the cost is small because a transaction carries a whole batch.
         self._tx_lock = asyncio.Lock()
         self._tx_lock_file = tx_lock_dir / f"{database}.txlock" if tx_lock_dir else None
+        # nx-27017 neither aborts a transaction when its client dies nor times it out: the dead client's open
+        # BEGIN becomes the outer SQLite transaction, so every later write lands inside it (visible, never
+        # durable) and its half-done batch shows through. The lock holder therefore names its session in
+        # this marker while its transaction is open; whoever takes the lock next and finds a marker ends that
+        # session, which rolls the orphan back (MongoDB aborts such transactions by itself).
+        self._tx_marker = tx_lock_dir / f"{database}.txopen" if tx_lock_dir else None
 
     def __getitem__(self, name: str):
         return self.db[name]
@@ -86,7 +96,32 @@ class Store:
     async def in_transaction(self, fn: Callable[[AsyncClientSession], Awaitable[T]]) -> T:
         """Run `fn(session)` in a transaction, retried by the driver on transient errors."""
         async with self._serialized(), self.client.start_session() as session:
-            return await session.with_transaction(fn, write_concern=WriteConcern(w=self._w))
+            if self._tx_marker is None:
+                return await session.with_transaction(fn, write_concern=WriteConcern(w=self._w))
+            await self._end_orphan()
+            self._tx_marker.write_bytes(bytes(session.session_id["id"]))
+            try:
+                return await session.with_transaction(fn, write_concern=WriteConcern(w=self._w))
+            finally:
+                self._tx_marker.unlink(missing_ok=True)
+
+    async def end_orphaned_transaction(self) -> bool:
+        """End a transaction a dead process left open on this database; True if there was one."""
+        if self._tx_marker is None or not self._tx_marker.exists():
+            return False
+        async with self._serialized():
+            return await self._end_orphan()
+
+    async def _end_orphan(self) -> bool:
+        # Called with the lock held: a marker here means its writer died between naming and clearing it.
+        if self._tx_marker is None or not self._tx_marker.exists():
+            return False
+        lsid = self._tx_marker.read_bytes()
+        if lsid:
+            log.warning("%s: rolling back a transaction its dead client left open", self.db.name)
+            await self.client.admin.command({"endSessions": [{"id": Binary(lsid, 4)}]})
+        self._tx_marker.unlink(missing_ok=True)
+        return bool(lsid)
 
     async def close(self) -> None:
         """Close the connection pool."""

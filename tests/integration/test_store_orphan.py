@@ -1,0 +1,103 @@
+"""A process killed inside a store transaction must leave nothing behind: not its half-done writes, and not an
+open transaction that swallows everyone else's (nx-27017 keeps a dead client's transaction open for ever)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from xiuhua import embedded
+from xiuhua.store import Store
+
+CHILD = textwrap.dedent(
+    """
+    import asyncio, sys
+    from pathlib import Path
+    from xiuhua.store import Store
+
+    async def main() -> None:
+        store = Store(sys.argv[1], "orphan", tx_lock_dir=Path(sys.argv[2]))
+
+        async def half_done(session) -> None:
+            await store["cases"].insert_one({"_id": "half-done"}, session=session)
+            print("inside", flush=True)
+            await asyncio.sleep(60)  # killed here, before the ledger entry and the commit
+            await store["ledger"].insert_one({"_id": "never"}, session=session)
+
+        await store.in_transaction(half_done)
+
+    asyncio.run(main())
+    """
+)
+
+
+@pytest.mark.timeout(60)
+async def test_a_client_killed_mid_transaction_leaves_no_trace_and_blocks_no_one(tmp_path: Path) -> None:
+    srv = embedded.store_server(tmp_path / "store")
+    srv.start()
+    locks = tmp_path / "locks"
+    try:
+        url = embedded.mongo_url(srv)
+        store = Store(url, "orphan", tx_lock_dir=locks)
+        await store.ensure_collections(["cases", "ledger"])
+        child = await asyncio.create_subprocess_exec(
+            sys.executable, "-c", CHILD, url, str(locks), stdout=asyncio.subprocess.PIPE
+        )
+        assert child.stdout is not None
+        assert (await asyncio.wait_for(child.stdout.readline(), 20)).strip() == b"inside"
+        os.kill(child.pid, signal.SIGKILL)
+        await child.wait()
+
+        async def applied(session) -> None:
+            await store["cases"].insert_one({"_id": "after"}, session=session)
+            await store["ledger"].insert_one({"_id": "after"}, session=session)
+
+        await store.in_transaction(applied)
+        assert await store["cases"].find_one({"_id": "half-done"}) is None
+        await store.close()
+
+        # Durable, not merely visible on the server's one connection: restart the store on the same files.
+        srv.kill()
+        srv.start()
+        store = Store(embedded.mongo_url(srv), "orphan", tx_lock_dir=locks)
+        assert [d["_id"] async for d in store["cases"].find()] == ["after"]
+        assert [d["_id"] async for d in store["ledger"].find()] == ["after"]
+        await store.close()
+    finally:
+        srv.stop()
+
+
+async def test_the_periodic_check_ends_an_orphan_without_waiting_for_a_transaction(tmp_path: Path) -> None:
+    srv = embedded.store_server(tmp_path / "store")
+    srv.start()
+    locks = tmp_path / "locks"
+    try:
+        url = embedded.mongo_url(srv)
+        store = Store(url, "orphan", tx_lock_dir=locks)
+        await store.ensure_collections(["cases"])
+        assert await store.end_orphaned_transaction() is False
+        child = await asyncio.create_subprocess_exec(
+            sys.executable, "-c", CHILD, url, str(locks), stdout=asyncio.subprocess.PIPE
+        )
+        assert child.stdout is not None
+        await asyncio.wait_for(child.stdout.readline(), 20)
+        os.kill(child.pid, signal.SIGKILL)
+        await child.wait()
+        assert await store["cases"].find_one({"_id": "half-done"}) == {"_id": "half-done"}  # the defect, shown
+        assert await store.end_orphaned_transaction() is True
+        assert await store["cases"].find_one({"_id": "half-done"}) is None
+        await store["cases"].insert_one({"_id": "plain write"})
+        await store.close()
+        srv.kill()
+        srv.start()
+        store = Store(embedded.mongo_url(srv), "orphan", tx_lock_dir=locks)
+        assert [d["_id"] async for d in store["cases"].find()] == ["plain write"]
+        await store.close()
+    finally:
+        srv.stop()
