@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 import nats
 
 from contracts.reports import MerchantCheck
-from services.scoring import closing, units
+from services.scoring import closing, query, units
 from services.scoring.projection import MERCHANTS, UNIT_PERIODS
 from services.scoring.query import QUERY_MERCHANT, QUERY_RANKING, QUERY_UNIT
 from services.scoring.rebuild import rebuild_and_check
@@ -32,12 +32,27 @@ CHECK_SUBJECT = "report.v1.in.merchant_check"
 def _checks() -> list[MerchantCheck]:
     at = datetime(2026, 12, 10, 2, tzinfo=UTC)
     return [
-        MerchantCheck(check_id="K1", merchant_id="M-CD-0001", checked_at=at, inspector_id="G-1",
-                      items={"hygiene": "fail", "order": "pass", "greenery": "pass"}),
-        MerchantCheck(check_id="K2", merchant_id="M-CD-0001", checked_at=at.replace(day=17), inspector_id="G-1",
-                      items={"hygiene": "fail", "order": "fail", "greenery": "pass"}),
-        MerchantCheck(check_id="K3", merchant_id="M-CD-0002", checked_at=at, inspector_id="G-1",
-                      items={"hygiene": "pass", "order": "pass", "greenery": "pass"}),
+        MerchantCheck(
+            check_id="K1",
+            merchant_id="M-CD-0001",
+            checked_at=at,
+            inspector_id="G-1",
+            items={"hygiene": "fail", "order": "pass", "greenery": "pass"},
+        ),
+        MerchantCheck(
+            check_id="K2",
+            merchant_id="M-CD-0001",
+            checked_at=at.replace(day=17),
+            inspector_id="G-1",
+            items={"hygiene": "fail", "order": "fail", "greenery": "pass"},
+        ),
+        MerchantCheck(
+            check_id="K3",
+            merchant_id="M-CD-0002",
+            checked_at=at,
+            inspector_id="G-1",
+            items={"hygiene": "pass", "order": "pass", "greenery": "pass"},
+        ),
     ]
 
 
@@ -60,13 +75,18 @@ async def _request(url: str, subject: str, body: dict) -> dict:
 
 
 def _cli(settings, *args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "XIUHUA_NATS_URL": settings.nats_url, "XIUHUA_MONGO_URL": settings.mongo_url,
-           "XIUHUA_DB_PREFIX": settings.db_prefix, "XIUHUA_CITY_DIR": str(settings.city_dir)}
+    env = {
+        **os.environ,
+        "XIUHUA_NATS_URL": settings.nats_url,
+        "XIUHUA_MONGO_URL": settings.mongo_url,
+        "XIUHUA_DB_PREFIX": settings.db_prefix,
+        "XIUHUA_CITY_DIR": str(settings.city_dir),
+    }
     exe = os.path.join(os.path.dirname(sys.executable), "xiuhua")
     return subprocess.run([exe, "scoring", *args], env=env, capture_output=True, text=True, timeout=300)
 
 
-async def test_live_scores_equal_the_fold_and_a_rebuild(settings, city):
+async def test_live_scores_equal_the_fold_and_a_rebuild(settings, city, monkeypatch):
     events = _history(11, 40)
     rnd = random.Random(5)
     wire = [(e.subject_for(), e.to_json(), e.event_id) for e in events]
@@ -82,8 +102,11 @@ async def test_live_scores_equal_the_fold_and_a_rebuild(settings, city):
 
     clock = FrozenClock(datetime(2026, 12, 31, 17, 0, tzinfo=UTC))  # 2027-01-01 01:00 in Shanghai
     scoring = spec("scoring")
-    async with BusRecorder(settings.nats_url) as bus, running(scoring, settings, clock=clock, city=city) as rt1, \
-            running(scoring, settings, clock=clock, city=city) as rt2:
+    async with (
+        BusRecorder(settings.nats_url) as bus,
+        running(scoring, settings, clock=clock, city=city) as rt1,
+        running(scoring, settings, clock=clock, city=city) as rt2,
+    ):
         await _publish_all(settings.nats_url, wire)
 
         async def settled() -> bool:
@@ -106,7 +129,9 @@ async def test_live_scores_equal_the_fold_and_a_rebuild(settings, city):
         changed = bus.on("score.v1.merchant_grade_changed")
         # M-CD-0001 (class C) scores 95 (A) after one failed check, whichever arrives first, then 85 (B).
         assert sorted((c["merchant_id"], c["previous"], c["grade"]) for c in changed) == [
-            ("M-CD-0001", "A", "B"), ("M-CD-0001", "C", "A"), ("M-CD-0002", "B", "A")
+            ("M-CD-0001", "A", "B"),
+            ("M-CD-0001", "C", "A"),
+            ("M-CD-0002", "B", "A"),
         ]
 
         # Queries over core NATS request/reply.
@@ -119,17 +144,35 @@ async def test_live_scores_equal_the_fold_and_a_rebuild(settings, city):
         reply = await _request(settings.nats_url, QUERY_RANKING, {"kind": "unit", "period": "2026-12"})
         assert set(reply["tables"]) <= {"sanitation", "enforcement"} and reply["tables"]
         reply = await _request(settings.nats_url, QUERY_UNIT, {})
-        assert "error" in reply
+        assert reply["error"]["code"] == "bad_request" and reply["error"]["message"] == "bad request"
+        reply = await _request(settings.nats_url, QUERY_MERCHANT, {"merchant_id": "M-CD-0001", "period": "12/2026"})
+        assert reply["error"]["code"] == "bad_period"
+
+        # A failure inside the service: the caller gets a code and a reference, never the exception text.
+        def broken(*args: object) -> None:
+            raise RuntimeError("store at mongodb://10.1.2.3:27017 said: secret detail")
+
+        monkeypatch.setattr(query, "unit_ranking", broken)
+        raw = await _request(settings.nats_url, QUERY_RANKING, {"kind": "unit"})
+        assert raw["error"]["code"] == "internal" and raw["error"]["correlation_id"].startswith("q-")
+        assert "secret detail" not in json.dumps(raw) and "RuntimeError" not in json.dumps(raw)
+        monkeypatch.undo()
 
         # Period close with two instances racing: each closed period's ranking is published once.
         await asyncio.gather(closing.close_periods(rt1), closing.close_periods(rt2))
         await asyncio.gather(closing.close_periods(rt1), closing.close_periods(rt2))
-        rankings = await eventually(lambda: len(bus.on("score.v1.ranking_published")) >= 5
-                                    and bus.on("score.v1.ranking_published"))
+        rankings = await eventually(
+            lambda: len(bus.on("score.v1.ranking_published")) >= 5 and bus.on("score.v1.ranking_published")
+        )
         await asyncio.sleep(0.5)
         keys = sorted((r["kind"], r["period"]) for r in bus.on("score.v1.ranking_published"))
-        assert keys == [("merchant", "2026-12"), ("unit", "2026"), ("unit", "2026-12"), ("unit", "2026-Q4"),
-                        ("unit", "2026-W52")]  # 2027-01-01 is a Friday of 2026-W53, still open
+        assert keys == [
+            ("merchant", "2026-12"),
+            ("unit", "2026"),
+            ("unit", "2026-12"),
+            ("unit", "2026-Q4"),
+            ("unit", "2026-W52"),
+        ]  # 2027-01-01 is a Friday of 2026-W53, still open
         month = next(r for r in rankings if r["kind"] == "unit" and r["period"] == "2026-12")
         for role, rows in month["tables"].items():
             assert [r["rank"] for r in rows] == list(range(1, len(rows) + 1)), role

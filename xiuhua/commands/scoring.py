@@ -49,8 +49,10 @@ def _rebuild(args: argparse.Namespace) -> int:
     report = run(settings, load_city(settings.city_dir), keep=args.keep, progress=progress)
     if not args.json:
         print(file=sys.stderr)
-    lines = [f"replayed: {', '.join(f'{s} {n}' for s, n in report.replayed.items()) or 'nothing'}"
-             f" ({report.skipped} undecodable skipped)"]
+    lines = [
+        f"replayed: {', '.join(f'{s} {n}' for s, n in report.replayed.items()) or 'nothing'}"
+        f" ({report.skipped} undecodable skipped)"
+    ]
     lines.append(f"compared: {', '.join(f'{c} {n}' for c, n in report.compared.items())}")
     for d in report.differences[:50]:
         if d.problem == "fields":
@@ -60,9 +62,7 @@ def _rebuild(args: argparse.Namespace) -> int:
             lines.append(f"  DIFF {d.collection} {d.id}: {d.problem}")
     if len(report.differences) > 50:
         lines.append(f"  ... and {len(report.differences) - 50} more")
-    lines.append(
-        f"{len(report.differences)} difference(s)" if report.differences else "identical: rebuild == live"
-    )
+    lines.append(f"{len(report.differences)} difference(s)" if report.differences else "identical: rebuild == live")
     if args.keep:
         lines.append(f"rebuilt database kept: {report.database}")
     emit(args, "\n".join(lines), asdict(report))
@@ -100,7 +100,7 @@ async def _request(settings: Any, subject: str, request: dict[str, Any], *, wait
         msg = await nc.request(subject, json.dumps(request).encode(), timeout=wait)
         return json.loads(msg.data)
     except (NoRespondersError, TimeoutError):
-        return {"error": "no answer: is the scoring service running?"}
+        return {"error": {"code": "no_answer", "message": "no answer: is the scoring service running?"}}
     finally:
         await nc.close()
 
@@ -111,7 +111,11 @@ def _pct(v: Any) -> str:
 
 def _human(what: str, reply: dict[str, Any]) -> str:
     if "error" in reply:
-        return f"error: {reply['error']}"
+        err = reply["error"]
+        if not isinstance(err, dict):
+            return f"error: {err}"
+        ref = f" (ref {err['correlation_id']})" if err.get("correlation_id") else ""
+        return f"error {err.get('code')}: {err.get('message')}{ref}"
     if what == "unit":
         out = [f"{reply['unit_id']} {reply.get('name', '')}"]
         for period, d in reply["periods"].items():
@@ -127,8 +131,10 @@ def _human(what: str, reply: dict[str, Any]) -> str:
         return "\n".join(out)
     if what == "merchant":
         m = reply.get("month") or {}
-        return (f"{reply['merchant_id']} {reply.get('name', '')}: grade {reply.get('grade')}; {reply['period']}: "
-                f"points {m.get('points', '—')} checks {m.get('checks', 0)} failures {m.get('failures', 0)}")
+        return (
+            f"{reply['merchant_id']} {reply.get('name', '')}: grade {reply.get('grade')}; {reply['period']}: "
+            f"points {m.get('points', '—')} checks {m.get('checks', 0)} failures {m.get('failures', 0)}"
+        )
     out = [f"{reply['kind']} ranking {reply['period']}"]
     for group, rows in reply["tables"].items():
         out.append(f"  {group}:")
