@@ -13,9 +13,10 @@ import nats
 from nats.js.api import ConsumerConfig, StreamConfig
 
 
-async def relay_chain(url: str, *, hops: int, messages: int, size: int, batch: int = 128) -> dict[str, float]:
+async def relay_chain(url: str, *, hops: int, messages: int, size: int, batch: int = 128,
+                      connect_opts: dict[str, object] | None = None) -> dict[str, float]:
     """Push `messages` through `hops` relays; returns messages/s through the whole chain."""
-    nc = await nats.connect(url)
+    nc = await nats.connect(url, **(connect_opts or {}))
     js = nc.jetstream()
     stream = f"BENCH_RELAY_{int(time.time() * 1000)}"
     await js.add_stream(StreamConfig(name=stream, subjects=[f"{stream}.>"], duplicate_window=120))

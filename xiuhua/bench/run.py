@@ -16,6 +16,7 @@ import psutil
 
 from xiuhua.bench.load import Lattice, report, sensor_reading
 from xiuhua.bench.relay import relay_chain
+from xiuhua.bus import connect_options
 from xiuhua.city import load_city
 from xiuhua.settings import Settings
 from xiuhua.supervisor import Supervisor
@@ -33,9 +34,9 @@ class Observer:
     scored: dict[str, float] = field(default_factory=dict)
     delivered: dict[str, float] = field(default_factory=dict)
 
-    async def start(self, url: str) -> nats.NATS:
+    async def start(self, url: str, opts: dict[str, Any]) -> nats.NATS:
         """Subscribe to the outcome subjects."""
-        nc = await nats.connect(url)
+        nc = await nats.connect(url, **opts)
 
         async def on(msg: Any) -> None:
             if msg.reply.startswith("$JS.ACK"):
@@ -138,7 +139,8 @@ async def run(*, rate: float, duration: float, burst: int, sensors: int, relay_m
         await asyncio.to_thread(sup.start_servers)
         from xiuhua.bus import provision_streams
 
-        await provision_streams(sup.nats_url or "")
+        # The embedded default enforces per-user permissions: the benchmark speaks as the operator.
+        await provision_streams(sup.nats_url or "", connect_opts=connect_options(sup.client))
         sup.spawn_services()
         try:
             await sup.wait_healthy()
@@ -151,12 +153,13 @@ async def run(*, rate: float, duration: float, burst: int, sensors: int, relay_m
 async def _measure(sup: Supervisor, *, rate: float, duration: float, burst: int, sensors: int,
                    relay_messages: int, progress: Any) -> dict[str, Any]:
     url = sup.nats_url or ""
+    opts = connect_options(sup.client)
     city = load_city(sup.settings.city_dir)
     lattice = Lattice(city)
     run_id = str(int(time.time()))
     obs = Observer()
-    onc = await obs.start(url)
-    nc = await nats.connect(url)
+    onc = await obs.start(url, opts)
+    nc = await nats.connect(url, **opts)
     js = nc.jetstream()
     procs = {c.name: psutil.Process(c.proc.pid) for c in sup.children if c.proc}
     sampler = ResourceSampler(procs)
@@ -230,7 +233,7 @@ async def _measure(sup: Supervisor, *, rate: float, duration: float, burst: int,
 
     # 4. The bus's own ceiling, same server, same hops and message size.
     progress(f"relay chain: {relay_messages} messages through {PIPELINE_HOPS} hops")
-    relay = await relay_chain(url, hops=PIPELINE_HOPS, messages=relay_messages, size=900)
+    relay = await relay_chain(url, hops=PIPELINE_HOPS, messages=relay_messages, size=900, connect_opts=opts)
     results["relay"] = relay
     results["ratio_to_relay"] = results["max_rate"]["cases_per_s"] / relay["per_s"] if relay["per_s"] else 0.0
     await nc.close()
