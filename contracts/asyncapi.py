@@ -116,6 +116,8 @@ COMMAND_EXAMPLE_FIELDS: dict[str, dict[str, Any]] = {
     "reopen": {"actor": _CENTRE, "reason": "问题复发"},
     "rate": {"actor": {"unit_id": "HOTLINE", "role": "hotline", "name": "12345 回访"}, "satisfaction": "satisfied"},
     "cancel": {"actor": _CENTRE, "reason": "虚假举报"},
+    "assign": {"actor": _CENTRE, "unit_id": "CD-ENF", "cooperating_unit_ids": ["CD01"], "category_code": "0101",
+               "reason": "分拣: 占道经营, 交城东综合执法队"},
 }
 
 # Which service produces a subject family, and which consume it (README "Architecture").

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import ClassVar
+from typing import ClassVar, Literal
 
 from pydantic import ConfigDict, Field
 
@@ -114,6 +114,11 @@ class CaseDispatched(CaseEvent):
         default=False, description="Found by supervisors (督查/暗访): counted against the unit that missed it"
     )
     returned_by: list[str] = Field(default_factory=list, description="Units that returned it before (excluded)")
+    actor: dict[str, str] | None = Field(
+        default=None, description="Who dispatched it by hand (人工派遣, rule_id manual): {unit_id, role, name}"
+    )
+    command_id: str | None = Field(default=None, description="The command that caused this dispatch (return, assign)")
+    reason: str | None = Field(default=None, description="Why the command centre chose this unit (manual dispatch)")
 
     model_config = ConfigDict(
         json_schema_extra={
@@ -271,13 +276,19 @@ class CaseVerified(UnitCaseEvent):
 
 
 class CaseClosed(UnitCaseEvent):
-    """The case is closed (结案)."""
+    """The case has ended: closed (结案) or, with `outcome` cancelled and `closed_by` cancel, cancelled (作废)."""
 
     event_type: ClassVar[str] = "case.closed"
     example_fields: ClassVar[dict[str, object]] = {**_UNIT_EXAMPLE, "on_time": True, "closed_by": "verification"}
 
-    on_time: bool
+    on_time: bool = Field(description="Resolved before the deadline (always false for a cancelled case)")
     closed_by: str = Field(description="verification, command_centre, cancel")
+    outcome: Literal["closed", "cancelled"] = Field(
+        default="closed",
+        description="closed: 结案, the problem was dealt with; cancelled: 作废, the case ended without being handled "
+        "(also published as case.cancelled). Counts of closures and on-time closures leave cancelled cases out",
+    )
+    reason: str | None = Field(default=None, description="Why the case was cancelled")
 
 
 class CaseReopened(UnitCaseEvent):
@@ -356,7 +367,8 @@ class CaseCommandRejected(CaseEvent):
     command_id: str
     action: str
     reason: str = Field(
-        description="Machine-readable: unknown_case, wrong_state, wrong_unit, wrong_role, conflict, invalid"
+        description="Machine-readable: unknown_case, wrong_state, wrong_unit, wrong_role, conflict, invalid, "
+        "unknown_unit, unknown_category (assign)"
     )
     detail: str = ""
     state: str | None = Field(default=None, description="The case's state when the command arrived")

@@ -109,9 +109,28 @@ class Cancel(CaseCommand):
     reason: str = Field(min_length=1, max_length=1000)
 
 
+class Assign(CaseCommand):
+    """人工派遣 (command centre): a case routing could not place — manual triage (待人工分拣), low classifier
+    confidence, returned too many times — goes to the unit the centre names, with a deadline from its category."""
+
+    action: ClassVar[str] = "assign"
+    unit_id: str = Field(min_length=1, max_length=64, description="The lead unit (牵头单位) the case goes to")
+    cooperating_unit_ids: list[str] | None = Field(
+        default=None, max_length=20,
+        description="配合单位. Omitted: the category's cooperating roles at the case's place (属地); [] for none",
+    )
+    category_code: str | None = Field(
+        default=None, min_length=1, max_length=16,
+        description="The case's category as the centre judges it (改类); omitted: unchanged. Sets the time limit",
+    )
+    reason: str = Field(default="", max_length=1000, description="Why this unit (kept on the dispatch)")
+
+
 COMMANDS: dict[str, type[CaseCommand]] = {
     c.action: c
-    for c in (Acknowledge, Return, RequestExtension, ApproveExtension, Resolve, Verify, Close, Reopen, Rate, Cancel)
+    for c in (
+        Acknowledge, Return, RequestExtension, ApproveExtension, Resolve, Verify, Close, Reopen, Rate, Cancel, Assign,
+    )
 }
 
 _ = datetime  # re-exported type for annotations in integrators' code

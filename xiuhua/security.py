@@ -85,7 +85,7 @@ SERVICE_DENIES: dict[str, tuple[str, ...]] = {
 }
 
 UNIT_ACTIONS = ("acknowledge", "return", "request_extension", "resolve")
-CENTRE_ACTIONS = ("approve_extension", "verify", "close", "reopen", "cancel", "rate")
+CENTRE_ACTIONS = ("approve_extension", "verify", "close", "reopen", "cancel", "rate", "assign")
 
 # Inbound publishers: systems outside Xiuhua.
 INBOUND: dict[str, tuple[str, ...]] = {
