@@ -18,10 +18,19 @@ def subscriptions(rt: Runtime) -> list[Subscription]:
     rt.state["dispatch"] = h
     return [
         Subscription("dispatch-opened", "case.v1.opened.*", h.on_opened, description="Cases opened by intake"),
-        Subscription("dispatch-commands", subjects.COMMAND_ALL, h.on_command, decode=decode_command,
-                     description="Commands of units, the command centre and the hotline"),
-        Subscription("dispatch-merchants", subjects.SCORE.format(event="merchant_escalated"),
-                     h.on_merchant_escalated, description="Merchants escalated to enforcement by scoring"),
+        Subscription(
+            "dispatch-commands",
+            subjects.COMMAND_ALL,
+            h.on_command,
+            decode=decode_command,
+            description="Commands of units, the command centre and the hotline",
+        ),
+        Subscription(
+            "dispatch-merchants",
+            subjects.SCORE.format(event="merchant_escalated"),
+            h.on_merchant_escalated,
+            description="Merchants escalated to enforcement by scoring",
+        ),
     ]
 
 

@@ -39,7 +39,5 @@ def decode_command(subject: str, data: bytes) -> CaseCommand | InvalidCommand:
     try:
         return model.model_validate(body)
     except ValidationError as exc:
-        detail = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc']) or 'body'}: {e['msg']}" for e in exc.errors()[:5]
-        )
+        detail = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'body'}: {e['msg']}" for e in exc.errors()[:5])
         return InvalidCommand(action, case_id.strip(), command_id, detail[:1000])

@@ -60,9 +60,17 @@ class DispatchHandlers:
             if isinstance(msg, InvalidCommand):
                 doc = await self.rt.store[CASES].find_one({"_id": msg.case_id}, session=batch.session)
                 case = Case.from_doc(doc) if doc else None
-                batch.emit(item, lifecycle.reject_event(
-                    msg.command_id, msg.action, msg.case_id, lifecycle.Rejected("invalid", msg.detail), case,
-                    self.rt.clock.now()))
+                batch.emit(
+                    item,
+                    lifecycle.reject_event(
+                        msg.command_id,
+                        msg.action,
+                        msg.case_id,
+                        lifecycle.Rejected("invalid", msg.detail),
+                        case,
+                        self.rt.clock.now(),
+                    ),
+                )
                 self.commands.labels(msg.action, "invalid").inc()
                 continue
             await self._command(batch, item, msg)
@@ -84,15 +92,17 @@ class DispatchHandlers:
             if isinstance(outcome, lifecycle.Rejected):
                 break
             # The whole document, not `$set`: nx-27017 stores a datetime given to `$set` as a string.
-            res = await cases.replace_one({"_id": case.case_id, "version": case.version},
-                                          outcome.case.to_doc(), session=batch.session)
+            res = await cases.replace_one(
+                {"_id": case.case_id, "version": case.version}, outcome.case.to_doc(), session=batch.session
+            )
             if res.matched_count == 1:
                 break
             # Another writer moved the case on: decide again on its fresh state.
             outcome = lifecycle.Rejected("conflict", f"case {c.case_id} kept changing under the command")
         if isinstance(outcome, lifecycle.Rejected):
-            batch.emit(item, lifecycle.reject_event(c.command_id, c.action, c.case_id, outcome, case,
-                                                    self.rt.clock.now()))
+            batch.emit(
+                item, lifecycle.reject_event(c.command_id, c.action, c.case_id, outcome, case, self.rt.clock.now())
+            )
             self.commands.labels(c.action, outcome.reason).inc()
             return
         for ev in outcome.events:
@@ -120,12 +130,18 @@ class DispatchHandlers:
         ref = f"{ev.merchant_id}:{ev.period}"
         name = ev.merchant_name or (merchant.name if merchant else ev.merchant_id)
         return CaseOpened(
-            occurred_at=self.rt.clock.now(), correlation_id=ev.correlation_id or f"merchant:{ref}",
+            occurred_at=self.rt.clock.now(),
+            correlation_id=ev.correlation_id or f"merchant:{ref}",
             case_id="M-" + re.sub(r"[^A-Za-z0-9_-]", "_", f"{ev.merchant_id}-{ev.period}"),
-            street_code=place.street_code or ev.street_code, source=ReportSource.merchant_check, source_ref=ref,
-            category_code=city.routing.merchant_category, category_name=category.name_zh if category else "",
+            street_code=place.street_code or ev.street_code,
+            source=ReportSource.merchant_check,
+            source_ref=ref,
+            category_code=city.routing.merchant_category,
+            category_name=category.name_zh if category else "",
             description=f"{name} 门前责任区多次检查不合格 ({ev.violations} 次, {ev.period}): {ev.reason}".strip(),
-            place=place, reported_at=ev.occurred_at, merchant_id=ev.merchant_id,
+            place=place,
+            reported_at=ev.occurred_at,
+            merchant_id=ev.merchant_id,
         )
 
     def _merchant_place(self, ev: MerchantEscalated, merchant: Any) -> Place:

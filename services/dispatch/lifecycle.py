@@ -88,13 +88,25 @@ class Rejected:
     detail: str
 
 
-def reject_event(command_id: str, action: str, case_id: str, rejection: Rejected, case: Case | None,
-                 now: datetime, correlation_id: str = "") -> CaseCommandRejected:
+def reject_event(
+    command_id: str,
+    action: str,
+    case_id: str,
+    rejection: Rejected,
+    case: Case | None,
+    now: datetime,
+    correlation_id: str = "",
+) -> CaseCommandRejected:
     """The `case.v1.command_rejected` event of a rejection."""
     return CaseCommandRejected(
-        occurred_at=now, correlation_id=case.correlation_id if case else correlation_id or command_id,
-        case_id=case_id, street_code=case.street_code if case else None, command_id=command_id,
-        action=action, reason=rejection.reason, detail=rejection.detail,
+        occurred_at=now,
+        correlation_id=case.correlation_id if case else correlation_id or command_id,
+        case_id=case_id,
+        street_code=case.street_code if case else None,
+        command_id=command_id,
+        action=action,
+        reason=rejection.reason,
+        detail=rejection.detail,
         state=case.state.value if case else None,
     )
 
@@ -110,11 +122,24 @@ def open_case(ev: CaseOpened, ctx: Context) -> tuple[Case, CaseDispatched]:
     category = ctx.city.category(ev.category_code)
     limit = routing.time_limit_for(category, ev.urgency, ctx.city)
     case = Case(
-        case_id=ev.case_id, state=State.dispatched, correlation_id=ev.correlation_id, street_code=ev.street_code,
-        category_code=ev.category_code, place=ev.place, source=ev.source, urgency=ev.urgency,
-        confidence=ev.category_confidence, supervisor_found=ev.supervisor_found, merchant_id=ev.merchant_id,
-        lead_unit=decision.lead, cooperating_units=decision.cooperating, rule_id=decision.rule_id,
-        time_limit=limit, dispatched_at=ctx.now, started_at=ctx.now, due_at=_deadline(ctx, ctx.now, limit),
+        case_id=ev.case_id,
+        state=State.dispatched,
+        correlation_id=ev.correlation_id,
+        street_code=ev.street_code,
+        category_code=ev.category_code,
+        place=ev.place,
+        source=ev.source,
+        urgency=ev.urgency,
+        confidence=ev.category_confidence,
+        supervisor_found=ev.supervisor_found,
+        merchant_id=ev.merchant_id,
+        lead_unit=decision.lead,
+        cooperating_units=decision.cooperating,
+        rule_id=decision.rule_id,
+        time_limit=limit,
+        dispatched_at=ctx.now,
+        started_at=ctx.now,
+        due_at=_deadline(ctx, ctx.now, limit),
         ack_due_at=_deadline(ctx, ctx.now, routing.acknowledge_limit(ev.urgency, ctx.city)),
     )
     case = reschedule(case, ctx.calendar, ctx.city.calendar)
@@ -123,10 +148,20 @@ def open_case(ev: CaseOpened, ctx: Context) -> tuple[Case, CaseDispatched]:
 
 def _dispatched(case: Case, now: datetime) -> CaseDispatched:
     return CaseDispatched(
-        occurred_at=now, correlation_id=case.correlation_id, case_id=case.case_id, street_code=case.street_code,
-        category_code=case.category_code, lead_unit=case.lead_unit, cooperating_units=case.cooperating_units,
-        rule_id=case.rule_id, due_at=case.due_at, urgency=case.urgency, time_limit=case.time_limit,
-        dispatch_round=case.dispatch_round, source=case.source, supervisor_found=case.supervisor_found,
+        occurred_at=now,
+        correlation_id=case.correlation_id,
+        case_id=case.case_id,
+        street_code=case.street_code,
+        category_code=case.category_code,
+        lead_unit=case.lead_unit,
+        cooperating_units=case.cooperating_units,
+        rule_id=case.rule_id,
+        due_at=case.due_at,
+        urgency=case.urgency,
+        time_limit=case.time_limit,
+        dispatch_round=case.dispatch_round,
+        source=case.source,
+        supervisor_found=case.supervisor_found,
         returned_by=case.returned_by,
     )
 
@@ -134,8 +169,9 @@ def _dispatched(case: Case, now: datetime) -> CaseDispatched:
 def check_actor(case: Case, c: cmd.CaseCommand) -> Rejected | None:
     """The actor rules of DESIGN.md §8."""
     if c.action in LEAD_ONLY and c.actor.unit_id != case.lead_unit.unit_id:
-        return Rejected("wrong_unit", f"{c.action} must come from the lead unit {case.lead_unit.unit_id}, "
-                                      f"not {c.actor.unit_id}")
+        return Rejected(
+            "wrong_unit", f"{c.action} must come from the lead unit {case.lead_unit.unit_id}, not {c.actor.unit_id}"
+        )
     if c.action in CENTRE_ONLY and c.actor.role != "command_centre":
         return Rejected("wrong_role", f"{c.action} is for the command centre, not role {c.actor.role}")
     if c.action == "rate" and c.actor.role not in RATERS:
@@ -155,18 +191,25 @@ def decide(case: Case, c: cmd.CaseCommand, ctx: Context) -> Applied | Rejected:
         return Rejected("wrong_state", "the command centre assigns by hand; it cannot return a case")
     step = _STEPS[c.action]
     new, events = step(case, c, ctx)
-    new = new.model_copy(update={
-        "version": case.version + 1,
-        "command_ids": [*case.command_ids, c.command_id][-RECENT_COMMANDS:],
-    })
+    new = new.model_copy(
+        update={
+            "version": case.version + 1,
+            "command_ids": [*case.command_ids, c.command_id][-RECENT_COMMANDS:],
+        }
+    )
     return Applied(reschedule(new, ctx.calendar, ctx.city.calendar), events)
 
 
 def _unit_fields(case: Case, c: cmd.CaseCommand, now: datetime) -> dict[str, object]:
     return {
-        "occurred_at": now, "correlation_id": case.correlation_id, "case_id": case.case_id,
-        "street_code": case.street_code, "unit_id": case.lead_unit.unit_id,
-        "actor": c.actor.model_dump(mode="json"), "command_id": c.command_id, "version": case.version + 1,
+        "occurred_at": now,
+        "correlation_id": case.correlation_id,
+        "case_id": case.case_id,
+        "street_code": case.street_code,
+        "unit_id": case.lead_unit.unit_id,
+        "actor": c.actor.model_dump(mode="json"),
+        "command_id": c.command_id,
+        "version": case.version + 1,
         "supervisor_found": case.supervisor_found,
     }
 
@@ -182,20 +225,34 @@ def _return(case: Case, c: cmd.CaseCommand, ctx: Context) -> tuple[Case, list[Ca
     returned_by = [*case.returned_by, case.lead_unit.unit_id]
     returned = CaseReturned(**_unit_fields(case, c, ctx.now), reason=c.reason, returns=returns)
     if returns >= ctx.city.routing.max_returns:
-        decision = routing.Decision(routing.MAX_RETURNS, routing.command_centre(ctx.city), [],
-                                    [f"returned {returns} times: the command centre assigns by hand"])
+        decision = routing.Decision(
+            routing.MAX_RETURNS,
+            routing.command_centre(ctx.city),
+            [],
+            [f"returned {returns} times: the command centre assigns by hand"],
+        )
     else:
-        facts = routing.CaseFacts(case.category_code, case.place, case.source, case.urgency, ctx.now,
-                                  case.confidence)
+        facts = routing.CaseFacts(case.category_code, case.place, case.source, case.urgency, ctx.now, case.confidence)
         decision = routing.route(facts, ctx.city, exclude=set(returned_by))
-    new = case.model_copy(update={
-        "state": State.dispatched, "returns": returns, "returned_by": returned_by, "lead_unit": decision.lead,
-        "cooperating_units": decision.cooperating, "rule_id": decision.rule_id,
-        "dispatch_round": case.dispatch_round + 1, "cycle": case.cycle + 1, "timers_fired": [],
-        "dispatched_at": ctx.now, "started_at": ctx.now, "due_at": _deadline(ctx, ctx.now, case.time_limit),
-        "ack_due_at": _deadline(ctx, ctx.now, routing.acknowledge_limit(case.urgency, ctx.city)),
-        "acknowledged_at": None, "pending_extension_hours": None,
-    })
+    new = case.model_copy(
+        update={
+            "state": State.dispatched,
+            "returns": returns,
+            "returned_by": returned_by,
+            "lead_unit": decision.lead,
+            "cooperating_units": decision.cooperating,
+            "rule_id": decision.rule_id,
+            "dispatch_round": case.dispatch_round + 1,
+            "cycle": case.cycle + 1,
+            "timers_fired": [],
+            "dispatched_at": ctx.now,
+            "started_at": ctx.now,
+            "due_at": _deadline(ctx, ctx.now, case.time_limit),
+            "ack_due_at": _deadline(ctx, ctx.now, routing.acknowledge_limit(case.urgency, ctx.city)),
+            "acknowledged_at": None,
+            "pending_extension_hours": None,
+        }
+    )
     return new, [returned, _dispatched(new, ctx.now)]
 
 
@@ -212,18 +269,25 @@ def _approve_extension(case: Case, c: cmd.CaseCommand, ctx: Context) -> tuple[Ca
         due = case.due_at + timedelta(hours=hours)  # urgent items count natural hours
     else:
         due = ctx.calendar.add_working(case.due_at, hours)
-    new = case.model_copy(update={
-        "state": State.acknowledged, "due_at": due, "pending_extension_hours": None,
-        "extensions": case.extensions + 1,
-    })
+    new = case.model_copy(
+        update={
+            "state": State.acknowledged,
+            "due_at": due,
+            "pending_extension_hours": None,
+            "extensions": case.extensions + 1,
+        }
+    )
     return new, [CaseExtensionApproved(**_unit_fields(case, c, ctx.now), hours=hours, due_at=due)]
 
 
 def _resolve(case: Case, c: cmd.CaseCommand, ctx: Context) -> tuple[Case, list[CaseEvent]]:
     assert isinstance(c, cmd.Resolve)
     new = case.model_copy(update={"state": State.resolved, "resolved_at": ctx.now, "pending_extension_hours": None})
-    return new, [CaseResolved(**_unit_fields(case, c, ctx.now), note=c.note, photo_urls=c.photo_urls,
-                              on_time=ctx.now <= case.due_at)]
+    return new, [
+        CaseResolved(
+            **_unit_fields(case, c, ctx.now), note=c.note, photo_urls=c.photo_urls, on_time=ctx.now <= case.due_at
+        )
+    ]
 
 
 def _on_time(case: Case) -> bool:
@@ -240,8 +304,9 @@ def _verify(case: Case, c: cmd.CaseCommand, ctx: Context) -> tuple[Case, list[Ca
             CaseClosed(**fields, on_time=_on_time(case), closed_by="verification"),
         ]
     new = case.model_copy(update={"state": State.acknowledged, "reworks": case.reworks + 1})
-    return new, [CaseVerified(**fields, passed=False, note=c.note, photo_urls=c.photo_urls,
-                              rework_count=case.reworks + 1)]
+    return new, [
+        CaseVerified(**fields, passed=False, note=c.note, photo_urls=c.photo_urls, rework_count=case.reworks + 1)
+    ]
 
 
 def _close(case: Case, c: cmd.CaseCommand, ctx: Context) -> tuple[Case, list[CaseEvent]]:
@@ -252,12 +317,22 @@ def _close(case: Case, c: cmd.CaseCommand, ctx: Context) -> tuple[Case, list[Cas
 def _reopen(case: Case, c: cmd.CaseCommand, ctx: Context) -> tuple[Case, list[CaseEvent]]:
     assert isinstance(c, cmd.Reopen)
     due = _deadline(ctx, ctx.now, case.time_limit)
-    new = case.model_copy(update={
-        "state": State.dispatched, "reopens": case.reopens + 1, "cycle": case.cycle + 1, "timers_fired": [],
-        "started_at": ctx.now, "dispatched_at": ctx.now, "due_at": due,
-        "ack_due_at": _deadline(ctx, ctx.now, routing.acknowledge_limit(case.urgency, ctx.city)),
-        "acknowledged_at": None, "resolved_at": None, "closed_at": None, "rating": None,
-    })
+    new = case.model_copy(
+        update={
+            "state": State.dispatched,
+            "reopens": case.reopens + 1,
+            "cycle": case.cycle + 1,
+            "timers_fired": [],
+            "started_at": ctx.now,
+            "dispatched_at": ctx.now,
+            "due_at": due,
+            "ack_due_at": _deadline(ctx, ctx.now, routing.acknowledge_limit(case.urgency, ctx.city)),
+            "acknowledged_at": None,
+            "resolved_at": None,
+            "closed_at": None,
+            "rating": None,
+        }
+    )
     return new, [CaseReopened(**_unit_fields(case, c, ctx.now), reason=c.reason, due_at=due)]
 
 

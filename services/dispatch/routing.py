@@ -168,11 +168,14 @@ def ranked(facts: CaseFacts, city: City) -> list[RuleCheck]:
     return sorted(checks, key=lambda c: c.specificity or (), reverse=True)
 
 
-def _cooperating(rule: Rule, category: Category | None, place: Place, city: City, lead: UnitRef,
-                 exclude: set[str]) -> list[UnitRef]:
-    assignees = rule.cooperating if rule.cooperating is not None else [
-        Assignee(role=r) for r in (category.cooperating_roles if category else [])
-    ]
+def _cooperating(
+    rule: Rule, category: Category | None, place: Place, city: City, lead: UnitRef, exclude: set[str]
+) -> list[UnitRef]:
+    assignees = (
+        rule.cooperating
+        if rule.cooperating is not None
+        else [Assignee(role=r) for r in (category.cooperating_roles if category else [])]
+    )
     out: list[UnitRef] = []
     for a in assignees:
         try:
@@ -193,9 +196,12 @@ def route(facts: CaseFacts, city: City, *, exclude: set[str] | None = None) -> D
     exclude = exclude or set()
     threshold = city.routing.low_confidence_threshold
     if facts.confidence < threshold:
-        return Decision(LOW_CONFIDENCE, command_centre(city), [],
-                        [f"classification confidence {facts.confidence:.2f} < {threshold:.2f}: "
-                         "the command centre triages by hand"])
+        return Decision(
+            LOW_CONFIDENCE,
+            command_centre(city),
+            [],
+            [f"classification confidence {facts.confidence:.2f} < {threshold:.2f}: the command centre triages by hand"],
+        )
     category: Category | None = city.category(facts.category_code)
     reasons: list[str] = []
     for c in ranked(facts, city):
@@ -217,10 +223,15 @@ def route(facts: CaseFacts, city: City, *, exclude: set[str] | None = None) -> D
                 continue
             why = "; ".join(c.reasons)
             step = "" if i == 0 else f" (fallback {i}: the lead returned it)"
-            return Decision(rule.id, lead, _cooperating(rule, category, facts.place, city, lead, exclude),
-                            [*reasons, f"rule {rule.id} wins with specificity {c.specificity}: {why}{step}"])
-    return Decision(MANUAL_TRIAGE, command_centre(city), [],
-                    [*reasons, "no rule fits: the command centre assigns by hand"])
+            return Decision(
+                rule.id,
+                lead,
+                _cooperating(rule, category, facts.place, city, lead, exclude),
+                [*reasons, f"rule {rule.id} wins with specificity {c.specificity}: {why}{step}"],
+            )
+    return Decision(
+        MANUAL_TRIAGE, command_centre(city), [], [*reasons, "no rule fits: the command centre assigns by hand"]
+    )
 
 
 def time_limit_for(category: Category | None, urgency: str, city: City) -> str:

@@ -80,8 +80,12 @@ def due_timers(case: Case, now: datetime, cal: BusinessCalendar, cfg: CalendarFi
 def event_for(case: Case, timer: Timer, cfg: CalendarFile) -> CaseEvent:
     """The event a timer publishes, dated at the moment it fell due."""
     fields: dict[str, object] = {
-        "occurred_at": timer.at, "correlation_id": case.correlation_id, "case_id": case.case_id,
-        "street_code": case.street_code, "unit_id": case.lead_unit.unit_id, "version": case.version,
+        "occurred_at": timer.at,
+        "correlation_id": case.correlation_id,
+        "case_id": case.case_id,
+        "street_code": case.street_code,
+        "unit_id": case.lead_unit.unit_id,
+        "version": case.version,
         "supervisor_found": case.supervisor_found,
     }
     if timer.kind == "warning":
@@ -95,5 +99,3 @@ def fired(case: Case, timers: list[Timer], cal: BusinessCalendar, cfg: CalendarF
     """The case once `timers` have been published."""
     done = [*case.timers_fired, *(t.name for t in timers if t.name not in case.timers_fired)]
     return reschedule(case.model_copy(update={"timers_fired": done}), cal, cfg)
-
-
