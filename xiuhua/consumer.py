@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import json
 import logging
 import random
@@ -23,6 +24,7 @@ from faststream import AckPolicy, Context
 from faststream.nats import ConsumerConfig, JStream, NatsBroker, PullSub
 from nats.aio.msg import Msg
 from nats.errors import Error as NatsError
+from nats.js import JetStreamContext
 from pymongo.asynchronous.client_session import AsyncClientSession
 
 from contracts import registry, streams
@@ -39,6 +41,7 @@ install_pull_loop()
 log = logging.getLogger("xiuhua.consumer")
 
 REDRIVE_MARK = "~r"
+FAILURES = "failures"  # handler failures per message (ledger key), for the dead-letter budget
 
 
 class Poison(Exception):
@@ -236,15 +239,31 @@ class ConsumerRunner:
                 log.debug("nak failed", exc_info=True)
 
     async def _failed(self, msg: Msg, item: Item, exc: BaseException) -> None:
-        if item.delivered >= self.max_deliver:
-            log.error("%s/%s: dead-lettering %s after %d deliveries: %s", self.service, self.sub.name,
-                      item.subject, item.delivered, _brief(exc))
+        # The budget counts the handler's failures, kept in the store, not JetStream's deliveries: a message
+        # redelivered because an instance died holding it, or sent back while the store was away, has not
+        # failed, and must not reach the dead letters sooner for it.
+        try:
+            failures = await self._count_failure(item.key)
+        except Exception as store_exc:
+            await self._retry_later([msg], store_exc)
+            return
+        if failures >= self.max_deliver:
+            log.error("%s/%s: dead-lettering %s after %d failures: %s", self.service, self.sub.name,
+                      item.subject, failures, _brief(exc))
             await self._dead_letter(msg, item, _brief(exc))
+            with contextlib.suppress(Exception):
+                await self.store[FAILURES].delete_one({"_id": item.key})
         else:
-            log.warning("%s/%s: %s failed (delivery %d of %d): %s", self.service, self.sub.name, item.subject,
-                        item.delivered, self.max_deliver, _brief(exc), exc_info=exc)
+            log.warning("%s/%s: %s failed (%d of %d): %s", self.service, self.sub.name, item.subject,
+                        failures, self.max_deliver, _brief(exc), exc_info=exc)
             self.metrics.retries.labels(*self._labels, "error").inc()
-            await msg.nak(delay=backoff(item.delivered))
+            await msg.nak(delay=backoff(failures))
+
+    async def _count_failure(self, key: str) -> int:
+        col = self.store[FAILURES]
+        await col.update_one({"_id": key}, {"$inc": {"n": 1}}, upsert=True)
+        doc = await col.find_one({"_id": key})
+        return int(doc["n"]) if doc else 1
 
     async def _dead_letter(self, msg: Msg, item: Item, error: str) -> None:
         letter = DeadLetter(
@@ -280,14 +299,27 @@ def _brief(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text[:300]}"
 
 
+def _stream_of(sub: Subscription) -> str:
+    return streams.stream_for(sub.subject.replace("*", "x").replace(">", "x")).name
+
+
+async def reconcile_consumers(js: JetStreamContext, subs: Sequence[Subscription], *, ack_wait: float) -> None:
+    """Apply a changed ack wait to durable consumers that already exist (binding to one keeps its old config)."""
+    for sub in subs:
+        stream = _stream_of(sub)
+        info = await js.consumer_info(stream, sub.name)
+        if info.config.ack_wait != ack_wait:
+            log.info("%s: ack wait %.0f s -> %.0f s", sub.name, info.config.ack_wait or 0, ack_wait)
+            await js.add_consumer(stream, info.config.evolve(ack_wait=ack_wait))
+
+
 def attach(broker: NatsBroker, runner: ConsumerRunner, *, ack_wait: float = 60.0) -> None:
     """Register the runner's durable pull consumer on the broker (the stream is provisioned elsewhere)."""
     sub = runner.sub
-    spec = streams.stream_for(sub.subject.replace("*", "x").replace(">", "x"))
 
     @broker.subscriber(
         sub.subject,
-        stream=JStream(spec.name, declare=False),
+        stream=JStream(_stream_of(sub), declare=False),
         durable=sub.name,
         pull_sub=PullSub(batch_size=sub.batch_size, timeout=sub.batch_timeout, batch=True),
         ack_policy=AckPolicy.MANUAL,

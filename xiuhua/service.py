@@ -23,7 +23,7 @@ from xiuhua import observability
 from xiuhua.bus import Publisher, make_broker
 from xiuhua.city import City, load_city
 from xiuhua.clock import Clock, SystemClock
-from xiuhua.consumer import ConsumerRunner, Subscription, attach
+from xiuhua.consumer import FAILURES, ConsumerRunner, Subscription, attach, reconcile_consumers
 from xiuhua.ledger import COLLECTION as LEDGER
 from xiuhua.ledger import Ledger
 from xiuhua.observability import Metrics
@@ -48,6 +48,7 @@ class Runtime:
     metrics: Metrics
     state: dict[str, Any] = field(default_factory=dict)
     tasks: list[asyncio.Task[Any]] = field(default_factory=list)
+    consumers: list[ConsumerRunner] = field(default_factory=list)
 
     def every(self, seconds: float, fn: Callable[[], Awaitable[Any]], *, name: str) -> None:
         """Run `fn` periodically in the background; errors are logged and the loop goes on."""
@@ -111,7 +112,8 @@ def build_runtime(
             service=spec.name, sub=sub, store=store, ledger=ledger, publisher=publisher, metrics=metrics,
             max_deliver=settings.max_deliver,
         )
-        attach(broker, runner)
+        attach(broker, runner, ack_wait=settings.ack_wait)
+        rt.consumers.append(runner)
     return rt
 
 
@@ -119,11 +121,16 @@ def build_runtime(
 async def started(spec: ServiceSpec, rt: Runtime) -> AsyncIterator[Runtime]:
     """Connect a built runtime, run the service's start-up work and consumers; stop them on exit."""
     await rt.store.end_orphaned_transaction()
-    await rt.store.ensure_collections((LEDGER, *spec.collections))
+    await rt.store.ensure_collections((LEDGER, FAILURES, *spec.collections))
     await rt.ledger.ensure_indexes()
     if spec.on_start:
         await spec.on_start(rt)
     await rt.broker.start()
+    await reconcile_consumers(
+        rt.broker.config.connection_state.connection.jetstream(),  # type: ignore[union-attr]
+        [r.sub for r in rt.consumers],
+        ack_wait=rt.settings.ack_wait,
+    )
     rt.every(5.0, lambda: _sweep(rt), name="outbox-sweeper")
     rt.every(1.0, rt.store.end_orphaned_transaction, name="orphan-transactions")
     rt.metrics.up.labels(spec.name).set(1)

@@ -37,6 +37,13 @@ class Settings(BaseSettings):
     write_concern: str = Field(default="majority", description="'majority' on a replica set; '1' alone")
     batch_size: int = Field(default=128, ge=1, le=1000)
     max_deliver: int = Field(default=5, ge=1, description="Handler failures before a message is dead-lettered")
+    ack_wait: float = Field(
+        default=60.0,
+        ge=5.0,
+        le=3600.0,
+        description="Seconds before JetStream redelivers a message an instance pulled and never answered "
+        "(it died); longer than the slowest batch, short enough that a crash delays little",
+    )
     log_level: str = "INFO"
     pseudonym_key: str = Field(
         default="xiuhua-demo-pseudonym-key", description="Key for reporter pseudonyms; set per city"

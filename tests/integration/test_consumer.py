@@ -5,6 +5,8 @@ from __future__ import annotations
 import base64
 import json
 
+import nats
+
 from contracts.cases import CaseDispatched
 from tests.conftest import eventually
 from tests.helpers import BusRecorder, publish
@@ -37,3 +39,43 @@ async def test_poison_and_failing_messages_are_dead_lettered_while_the_rest_flow
     assert by_id["e-bad"]["deliveries"] == settings.max_deliver
     assert by_id["e-bad"]["error"] == "RuntimeError: handler bug"
     assert json.loads(base64.b64decode(by_id["e-bad"]["payload_b64"]))["case_id"] == "C-bad"
+
+
+async def test_redeliveries_that_were_not_failures_do_not_spend_the_dead_letter_budget(settings, city):
+    """A message JetStream redelivered twice (an instance died holding it, the store was away) and then failing
+    once is retried, not dead-lettered: the budget counts the handler's failures, not deliveries."""
+    failures: list[int] = []
+    applied: list[str] = []
+
+    async def handle(batch: Batch) -> None:
+        for item in batch.items:
+            if not failures:
+                failures.append(item.delivered)
+                raise RuntimeError("fails once")
+            applied.append(item.message.case_id)
+
+    spec = ServiceSpec(name="probe", subscriptions=lambda rt: [Subscription("probe-cases", "case.v1.>", handle)])
+    event = CaseDispatched.model_validate(CaseDispatched.example())
+    async with running(spec, settings, city=city):
+        pass  # creates the durable consumer with the default ack wait; the setting then changes it
+    settings = settings.model_copy(update={"ack_wait": 7.0})
+    async with running(spec, settings, city=city):
+        pass
+    await publish(settings.nats_url, "case.v1.dispatched.CD", event.to_json(), msg_id=event.event_id)
+    nc = await nats.connect(settings.nats_url)
+    try:
+        js = nc.jetstream()
+        info = await js.consumer_info("XH_CASES", "probe-cases")
+        assert info.config.ack_wait == 7.0
+        pulled = await js.pull_subscribe_bind("probe-cases", stream="XH_CASES")
+        for _ in range(2):  # delivered and given back twice without a handler ever failing
+            (msg,) = await pulled.fetch(1, timeout=5)
+            await msg.nak()
+        await pulled.unsubscribe()
+    finally:
+        await nc.close()
+    async with BusRecorder(settings.nats_url) as bus, running(spec, settings, city=city):
+        await eventually(lambda: applied, timeout=30)
+    assert failures == [3] and settings.max_deliver == 3  # the third delivery failed: one failure, not three
+    assert applied == [event.case_id]
+    assert bus.on("dlq.v1.probe") == []

@@ -74,6 +74,9 @@ class Lab:
 
     root: Path
     max_deliver: int = 3
+    # Shorter than the 60 s default: what a killed instance had pulled comes back after this, and the lab's
+    # batches take milliseconds. Longer would only slow the scenarios down.
+    ack_wait: float = 20.0
     secure: bool = True  # the embedded default's permissions: every service under its own NATS user
     nats_config: Path | None = None
     service_env: dict[str, dict[str, str]] = field(default_factory=dict)  # per-service extra env (credentials)
@@ -123,6 +126,7 @@ class Lab:
             "XIUHUA_CITY_DIR": str(s.city_dir),
             "XIUHUA_DB_PREFIX": self.db_prefix,
             "XIUHUA_MAX_DELIVER": str(self.max_deliver),
+            "XIUHUA_ACK_WAIT": str(self.ack_wait),
             "XIUHUA_STORE_TX_LOCK_DIR": str(s.store_tx_lock_dir),
             **self.service_env.get(service, {}),
         }

@@ -144,8 +144,8 @@ async def run_scenario(
 ) -> Result:
     """Run one scenario in its own lab under `root`.
 
-    `settle_timeout` must exceed the consumers' `ack_wait` (60 s): what a killed instance had pulled comes back
-    only then.
+    `settle_timeout` must exceed the consumers' `ack_wait` (the lab's, 20 s): what a killed instance had pulled
+    comes back only then.
     """
     city = city or load_city(DEMO_CITY)
     started = time.monotonic()
