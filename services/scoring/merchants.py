@@ -8,6 +8,10 @@ Each merchant starts every month with `base` points. Sources of a failure, each 
   `merchant_check` are the checks themselves or the enforcement cases this service asked for, already counted.
 A month with at least `bonus_min_checks` checks and no failure earns `bonus`. The first failure of a month is
 a warning (批评教育); the `escalate_from`-th failure escalates the merchant to enforcement, once per month.
+
+A month's grade (月评) is that month's points alone. The merchant's class (分类 A/B/C, `merchant_class`) is
+judged on a rolling window of months (`assessment.yaml` `merchants.classing`), starting from the class
+registered in `merchants.yaml`.
 """
 
 from __future__ import annotations
@@ -88,12 +92,98 @@ def month_figures(facts: list[Fact], rules: MerchantRules) -> dict[str, Any]:
     }
 
 
-def current_grade(months: dict[str, dict[str, Any]], default: str) -> tuple[str | None, str, float | None]:
-    """(period, grade, points) of the latest month with figures; the city's grade when there is none."""
+GRADES = ("A", "B", "C")  # best first
+
+
+def worse(*grades: str) -> str:
+    """The worst of some grades (C is worst)."""
+    return max(grades, key=GRADES.index)
+
+
+def window_of(month: str, n: int) -> list[str]:
+    """The `n` calendar months ending with `month` (YYYY-MM), oldest first."""
+    year, mon = (int(x) for x in month.split("-"))
+    index = year * 12 + mon - 1
+    return [f"{i // 12:04d}-{i % 12 + 1:02d}" for i in range(index - n + 1, index + 1)]
+
+
+def merchant_class(months: dict[str, dict[str, Any]], registered: str, rules: MerchantRules) -> dict[str, Any]:
+    """The class (分类 A/B/C) of a merchant from its months' figures alone, and why (`MerchantClassing`).
+
+    `months` maps YYYY-MM → {"points", "grade", "escalated"} for the months with figures (assessed months).
+    The window is the `window_months` calendar months ending with the latest assessed month, so the result
+    depends on the figures only (never on the wall clock) and on no month older than the window. The mean
+    points of the assessed months in the window give a grade; with fewer than `upgrade_min_months` assessed
+    months the class may only fall below `registered`, not rise above it; a month escalated to enforcement in
+    the window caps it at `escalated_class`.
+    """
     if not months:
-        return None, default, None
+        return {"period": None, "grade": registered, "points": None, "basis": None}
+    c = rules.classing
     latest = max(months)
-    return latest, months[latest]["grade"], months[latest]["points"]
+    window = window_of(latest, c.window_months)
+    assessed = [m for m in window if m in months]
+    mean = round(sum(float(months[m]["points"]) for m in assessed) / len(assessed), 4)
+    by_mean = rules.grade(mean)
+    if len(assessed) >= c.upgrade_min_months:
+        grade, rule = by_mean, "window_mean"
+    else:
+        grade = worse(registered, by_mean)
+        rule = "registered" if grade == registered and by_mean != registered else "window_mean"
+    escalated = [m for m in assessed if months[m].get("escalated")]
+    if escalated and c.escalated_class and worse(grade, c.escalated_class) != grade:
+        grade, rule = c.escalated_class, "escalated"
+    return {
+        "period": latest,
+        "grade": grade,
+        "points": months[latest]["points"],
+        "basis": {
+            "rule": rule,
+            "window": [window[0], window[-1]],
+            "assessed_months": assessed,
+            "mean_points": mean,
+            "mean_grade": by_mean,
+            "registered": registered,
+            "escalated_months": escalated,
+        },
+    }
+
+
+def card_of(
+    merchant_id: str, street: str | None, months: dict[str, dict[str, Any]], registered: str, rules: MerchantRules
+) -> dict[str, Any]:
+    """The whole `merchants` document of one merchant (its months and current class)."""
+    cls = merchant_class(months, registered, rules)
+    return {"_id": merchant_id, "street_code": street, "months": months, **cls}
+
+
+class MerchantFold:
+    """The merchant part of the fold in memory: month documents and cards from a sequence of facts (tests)."""
+
+    def __init__(self, rules: MerchantRules, registered: dict[str, str]) -> None:
+        self.rules = rules
+        self.registered = registered
+        self.facts: dict[str, list[Fact]] = {}  # period id → facts
+        self.cards: dict[str, dict[str, Any]] = {}
+
+    def apply(self, merchant_id: str, fact: Fact) -> bool:
+        """Add one fact; False when it was there already."""
+        month = month_of(datetime.fromisoformat(fact["at"]))
+        key = period_id(merchant_id, month)
+        facts = add_fact(self.facts.get(key, []), fact)
+        if facts is None:
+            return False
+        self.facts[key] = facts
+        fig = month_figures(facts, self.rules)
+        card = self.cards.get(merchant_id) or {"months": {}}
+        months = {**card["months"], month: month_entry(fig)}
+        self.cards[merchant_id] = card_of(merchant_id, None, months, self.registered[merchant_id], self.rules)
+        return True
+
+
+def month_entry(fig: dict[str, Any]) -> dict[str, Any]:
+    """What a card keeps of one month."""
+    return {"points": fig["points"], "grade": fig["grade"], "escalated": fig["escalated"]}
 
 
 def ranking(rows: list[dict[str, Any]], top: int) -> list[dict[str, Any]]:
@@ -101,9 +191,16 @@ def ranking(rows: list[dict[str, Any]], top: int) -> list[dict[str, Any]]:
     ordered = sorted(rows, key=lambda r: (-r["points"], r["failures"], r["merchant_id"]))
     out = []
     for i, r in enumerate(ordered, 1):
-        out.append({
-            "rank": i, "id": r["merchant_id"], "name": r.get("name", ""), "score": r["points"],
-            "board": "red" if i <= top and not r["failures"] else None, "bottom": False,
-            "grade": r["grade"], "figures": {"checks": r["checks"], "failures": r["failures"]},
-        })
+        out.append(
+            {
+                "rank": i,
+                "id": r["merchant_id"],
+                "name": r.get("name", ""),
+                "score": r["points"],
+                "board": "red" if i <= top and not r["failures"] else None,
+                "bottom": False,
+                "grade": r["grade"],
+                "figures": {"checks": r["checks"], "failures": r["failures"]},
+            }
+        )
     return out

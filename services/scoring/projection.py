@@ -5,7 +5,8 @@ Collections (scoring's own database):
 - `unit_periods` (`_id` = `unit:period`): integer counters (top-level fields), plus rates, terms,
   deductions, score and flags derived from them.
 - `merchant_periods` (`_id` = `merchant:YYYY-MM`): the month's facts and figures (points, grade ...).
-- `merchants` (`_id` = merchant id): points and grade per month and the current grade.
+- `merchants` (`_id` = merchant id): points, grade and escalation per month, and the current class with its
+  basis (`merchants.merchant_class`: a rolling window of months).
 
 The live handlers and `xiuhua scoring rebuild` use this same class, so a rebuild writes exactly what the
 live service writes. Nothing stored depends on arrival order or on the wall clock.
@@ -104,7 +105,8 @@ class Projection:
         if changed_cases:
             await self.store[CASE_FACTS].bulk_write(
                 [ReplaceOne({"_id": c}, {"_id": c, "facts": cases[c]}, upsert=True) for c in sorted(changed_cases)],
-                ordered=True, session=session,
+                ordered=True,
+                session=session,
             )
         docs = await self._write_units(deltas, session)
         self._unit_events(messages, touched, docs, results)
@@ -154,12 +156,19 @@ class Projection:
                 if week is None:
                     continue
                 m = messages[i]
-                results[i].events.append(UnitScoreUpdated(
-                    correlation_id=m.correlation_id, unit_id=unit_id, period=week["period"], role=week["role"],
-                    counters={c: week[c] for c in units.COUNTERS if week[c]}, case_id=m.case_id,
-                    rates=week["rates"], score=week["score"],
-                    periods=sorted(docs[k]["period"] for k in ks if k in docs),
-                ))
+                results[i].events.append(
+                    UnitScoreUpdated(
+                        correlation_id=m.correlation_id,
+                        unit_id=unit_id,
+                        period=week["period"],
+                        role=week["role"],
+                        counters={c: week[c] for c in units.COUNTERS if week[c]},
+                        case_id=m.case_id,
+                        rates=week["rates"],
+                        score=week["score"],
+                        periods=sorted(docs[k]["period"] for k in ks if k in docs),
+                    )
+                )
 
     async def _apply_merchants(
         self,
@@ -194,29 +203,53 @@ class Projection:
             dirty_p.add(key)
             m = messages[i]
             corr = getattr(m, "correlation_id", None) or f"merchant_check:{getattr(m, 'check_id', '')}"
-            results[i].events.append(MerchantGraded(
-                correlation_id=corr, merchant_id=mid, street_code=street, period=month, points=fig["points"],
-                grade=fig["grade"], checks=fig["checks"], failures=fig["failures"], warned=fig["warned"],
-                escalated=fig["escalated"],
-            ))
+            results[i].events.append(
+                MerchantGraded(
+                    correlation_id=corr,
+                    merchant_id=mid,
+                    street_code=street,
+                    period=month,
+                    points=fig["points"],
+                    grade=fig["grade"],
+                    checks=fig["checks"],
+                    failures=fig["failures"],
+                    warned=fig["warned"],
+                    escalated=fig["escalated"],
+                )
+            )
             if fig["escalated"] and not was_escalated:
-                results[i].events.append(MerchantEscalated(
-                    correlation_id=corr, merchant_id=mid, merchant_name=merchant.name, street_code=street,
-                    community_code=community, period=month, violations=fig["failures"],
-                    reason=f"{merchant.duty_scheme()} repeated failure in {month}: {', '.join(fig['failed_items'])}",
-                ))
+                results[i].events.append(
+                    MerchantEscalated(
+                        correlation_id=corr,
+                        merchant_id=mid,
+                        merchant_name=merchant.name,
+                        street_code=street,
+                        community_code=community,
+                        period=month,
+                        violations=fig["failures"],
+                        reason=f"{merchant.duty_scheme()} repeated failure in {month}: "
+                        f"{', '.join(fig['failed_items'])}",
+                    )
+                )
             card = cards.get(mid) or {"_id": mid, "months": {}, "grade": merchant.grade}
             previous = card["grade"]
-            months = {**card["months"], month: {"points": fig["points"], "grade": fig["grade"]}}
-            latest, grade, points = mrules.current_grade(months, merchant.grade)
-            cards[mid] = {"_id": mid, "street_code": street, "months": months, "period": latest, "grade": grade,
-                          "points": points}
+            months = {**card["months"], month: mrules.month_entry(fig)}
+            cards[mid] = mrules.card_of(mid, street, months, merchant.grade, rules)
+            latest, grade, points = cards[mid]["period"], cards[mid]["grade"], cards[mid]["points"]
             dirty_c.add(mid)
             if grade != previous:
-                results[i].events.append(MerchantGradeChanged(
-                    correlation_id=corr, merchant_id=mid, merchant_name=merchant.name, street_code=street,
-                    period=latest or month, previous=previous, grade=grade, points=points or fig["points"],
-                ))
+                results[i].events.append(
+                    MerchantGradeChanged(
+                        correlation_id=corr,
+                        merchant_id=mid,
+                        merchant_name=merchant.name,
+                        street_code=street,
+                        period=latest or month,
+                        previous=previous,
+                        grade=grade,
+                        points=points or fig["points"],
+                    )
+                )
         if dirty_p:
             await self.store[MERCHANT_PERIODS].bulk_write(
                 [ReplaceOne({"_id": k}, periods[k], upsert=True) for k in sorted(dirty_p)], session=session

@@ -9,16 +9,36 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 # The integer counters kept per unit and period (services/scoring/units.py says how each is counted).
 UNIT_COUNTERS: tuple[str, ...] = (
-    "dispatched", "acknowledged", "acknowledged_in_time", "returned", "extensions", "reworked",
-    "rework_repeat", "overdue", "escalated", "reopened",
-    "due", "deferred", "deferred_resolved_on_time", "resolved", "resolved_on_time", "closed", "closed_on_time",
+    "dispatched",
+    "acknowledged",
+    "acknowledged_in_time",
+    "returned",
+    "extensions",
+    "reworked",
+    "rework_repeat",
+    "overdue",
+    "escalated",
+    "reopened",
+    "due",
+    "deferred",
+    "deferred_resolved_on_time",
+    "resolved",
+    "resolved_on_time",
+    "closed",
+    "closed_on_time",
     "reworked_cases",
-    "rated", "satisfied", "basic", "unsatisfied", "supervisor_found",
-    "urgent_due", "urgent_closed", "urgent_closed_on_time",
+    "rated",
+    "satisfied",
+    "basic",
+    "unsatisfied",
+    "supervisor_found",
+    "urgent_due",
+    "urgent_closed",
+    "urgent_closed_on_time",
 )
 
 RATES = (
@@ -96,15 +116,43 @@ class Ranking(BaseModel):
     check_every_s: float = Field(default=30.0, gt=0, description="How often the close timer looks")
 
 
+class MerchantClassing(BaseModel):
+    """How a merchant's class (分类 A/B/C) follows its monthly points: 分类动态管理 (seed 003).
+
+    Seed 003 scores merchants every month (一月一评) and reviews them every quarter (一季一查); its classes are
+    A 落实较好, B 需巩固加强, C 脏乱差且整治后易反弹. So the class is judged on a rolling window of months, not on
+    one month: a downgrade counts at once, an upgrade needs a full window of good months, and a merchant
+    escalated to enforcement (多次未整改) is C for as long as that month is in the window.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    window_months: int = Field(
+        default=3, ge=1, le=12, description="Calendar months judged, ending with the latest assessed month (一季一查)"
+    )
+    upgrade_min_months: int = Field(
+        default=3, ge=1, description="Assessed months in the window before the class may rise above registration"
+    )
+    escalated_class: Literal["A", "B", "C"] | None = Field(
+        default="C", description="At best this class while a month escalated to enforcement is in the window"
+    )
+
+    @field_validator("upgrade_min_months")
+    @classmethod
+    def _within_window(cls, value: int, info: ValidationInfo) -> int:
+        window = info.data.get("window_months")
+        if window is not None and value > window:
+            raise ValueError(f"must not exceed window_months ({window})")
+        return value
+
+
 class MerchantRules(BaseModel):
     """门前N包 points (积分制): a base per month, deductions by severity, a bonus, grades."""
 
     model_config = ConfigDict(extra="forbid")
 
     base: float = Field(default=100.0, description="Points each merchant starts a month with")
-    severity_points: dict[str, float] = Field(
-        default_factory=lambda: {"minor": 2.0, "normal": 5.0, "serious": 10.0}
-    )
+    severity_points: dict[str, float] = Field(default_factory=lambda: {"minor": 2.0, "normal": 5.0, "serious": 10.0})
     item_severity: dict[str, str] = Field(default_factory=dict, description="duty item → severity")
     default_severity: str = "normal"
     case_severity: str = Field(default="normal", description="Severity of a violation case (urgent → serious)")
@@ -114,6 +162,7 @@ class MerchantRules(BaseModel):
     grade_b: float = Field(default=75.0, description="B at or above, C below")
     escalate_from: int = Field(default=2, ge=2, description="The n-th failure in a month is escalated (1st: 批评教育)")
     ranking_top: int = Field(default=5, ge=0)
+    classing: MerchantClassing = Field(default_factory=MerchantClassing)
 
     @model_validator(mode="after")
     def _severities_known(self) -> MerchantRules:
@@ -140,8 +189,15 @@ def _default_terms() -> list[Term]:
     return [
         Term(id="on_time_closure", name="按期结案率", rate="on_time_closure_rate", points=50, full_at=0.70),
         Term(id="closure", name="结案率", rate="closure_rate", points=20, full_at=0.90),
-        Term(id="urgent", name="紧急案件", rate="urgent_closure_rate", points=10, full_at=1.0, per_point=0.5,
-             also=[("urgent_on_time_rate", 0.95)]),
+        Term(
+            id="urgent",
+            name="紧急案件",
+            rate="urgent_closure_rate",
+            points=10,
+            full_at=1.0,
+            per_point=0.5,
+            also=[("urgent_on_time_rate", 0.95)],
+        ),
         Term(id="satisfaction", name="满意率", rate="satisfaction_rate", points=20, full_at=0.85),
     ]
 
@@ -152,11 +208,13 @@ class AssessmentFile(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     terms: list[Term] = Field(default_factory=_default_terms)
-    deductions: list[Deduction] = Field(default_factory=lambda: [
-        Deduction(id="rework", name="核查不通过返工", counter="reworked", points=0.2),
-        Deduction(id="rework_repeat", name="三次及以上核查不通过", counter="rework_repeat", points=0.5),
-        Deduction(id="supervisor_found", name="督查发现问题", counter="supervisor_found", points=0.5),
-    ])
+    deductions: list[Deduction] = Field(
+        default_factory=lambda: [
+            Deduction(id="rework", name="核查不通过返工", counter="reworked", points=0.2),
+            Deduction(id="rework_repeat", name="三次及以上核查不通过", counter="rework_repeat", points=0.5),
+            Deduction(id="supervisor_found", name="督查发现问题", counter="supervisor_found", points=0.5),
+        ]
+    )
     targets: Targets = Field(default_factory=Targets)
     due: DueRules = Field(default_factory=DueRules)
     ranking: Ranking = Field(default_factory=Ranking)
