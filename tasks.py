@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import subprocess
 import sys
 import venv
@@ -38,6 +39,28 @@ def ensure_venv() -> None:
     STAMP.write_text(want)
 
 
+# Debian packages the bulletin uses where it can: Chromium prints the PDF and renders the HTML in its test;
+# the Noto CJK fonts give the charts their Chinese glyphs. Without them both degrade (no PDF, test skipped).
+SYSTEM_PACKAGES = {"/usr/bin/chromium": "chromium", "/usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc":
+                   "fonts-noto-cjk"}
+
+
+def ensure_system_packages() -> None:
+    """Install the missing ones when this is a Debian machine we may administer (root, apt); never fatal."""
+    missing = [pkg for path, pkg in SYSTEM_PACKAGES.items() if not Path(path).exists()]
+    if not missing or os.environ.get("XIUHUA_NO_APT") or os.geteuid() != 0 or not shutil.which("apt-get"):
+        return
+    print(f"installing {' '.join(missing)} from Debian (XIUHUA_NO_APT=1 skips) ...", flush=True)
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    quiet = {"env": env, "stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
+    try:
+        if subprocess.run(["apt-get", "install", "-y", "-q", *missing], **quiet, timeout=900).returncode:
+            subprocess.run(["apt-get", "update", "-q"], **quiet, timeout=300)
+            subprocess.run(["apt-get", "install", "-y", "-q", *missing], **quiet, timeout=900)
+    except (OSError, subprocess.SubprocessError) as exc:
+        print(f"could not install {' '.join(missing)}: {exc}; the bulletin goes without", flush=True)
+
+
 def main() -> int:
     """Dispatch the task."""
     task, rest = (sys.argv[1], sys.argv[2:]) if len(sys.argv) > 1 else ("help", [])
@@ -45,6 +68,7 @@ def main() -> int:
         print(__doc__)
         return 2
     ensure_venv()
+    ensure_system_packages()
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     if task == "up":
         cmd = [str(VENV / "bin" / "xiuhua"), "up", *rest]
