@@ -9,10 +9,18 @@
         │                        → acknowledged                                    │
         └───────────── cancel (any open state) ──▶ cancelled          reopen ──────┘──▶ dispatched
 
+    dispatched / acknowledged with the command centre (manual triage, low confidence, max returns)
+        ──assign (人工派遣: unit, cooperating units, category)──▶ dispatched to that unit (rule `manual`)
+
 Actor rules (DESIGN.md §8): acknowledge, return, request_extension and resolve only from the case's lead unit;
-approve_extension, verify, close, reopen and cancel only from role `command_centre` (an inspector verifying for
+approve_extension, verify, close, reopen, cancel and assign only from role `command_centre` (an inspector verifying for
 the centre sends with the centre's unit and role and their own name); rate from `hotline` or `command_centre`.
-Checks run in that order: unknown case, then actor, then state.
+Checks run in that order: unknown case, then actor, then state, then (assign) the units and category named.
+
+A cancelled case (作废) ends visibly: `case.closed` with outcome `cancelled` and `closed_by` cancel, then
+`case.cancelled` with the reason — in that order, so a consumer that keeps the last status it saw ends at
+cancelled, and one that listens only to `case.closed` still learns the case is over. Scoring and the bulletin
+count it in no closure and no on-time figure (as if it had never fallen due).
 """
 
 from __future__ import annotations
@@ -45,7 +53,7 @@ from services.dispatch.timers import reschedule
 from xiuhua.city import City
 
 LEAD_ONLY = frozenset({"acknowledge", "return", "request_extension", "resolve"})
-CENTRE_ONLY = frozenset({"approve_extension", "verify", "close", "reopen", "cancel"})
+CENTRE_ONLY = frozenset({"approve_extension", "verify", "close", "reopen", "cancel", "assign"})
 RATERS = frozenset({"hotline", "command_centre"})
 
 ALLOWED: dict[str, frozenset[State]] = {
@@ -59,6 +67,9 @@ ALLOWED: dict[str, frozenset[State]] = {
     "reopen": frozenset({State.closed}),
     "rate": frozenset({State.closed}),
     "cancel": OPEN_STATES,
+    # Only while the command centre holds the case (checked in `_check_assign`); once a unit has it, the unit
+    # returns it (退单) and routing or, after max_returns, the centre takes it again.
+    "assign": frozenset({State.dispatched, State.acknowledged}),
 }
 """In which states each command applies; anything else is `wrong_state`."""
 
@@ -146,7 +157,8 @@ def open_case(ev: CaseOpened, ctx: Context) -> tuple[Case, CaseDispatched]:
     return case, _dispatched(case, ctx.now)
 
 
-def _dispatched(case: Case, now: datetime) -> CaseDispatched:
+def _dispatched(case: Case, now: datetime, c: cmd.CaseCommand | None = None) -> CaseDispatched:
+    manual = isinstance(c, cmd.Assign)
     return CaseDispatched(
         occurred_at=now,
         correlation_id=case.correlation_id,
@@ -163,6 +175,9 @@ def _dispatched(case: Case, now: datetime) -> CaseDispatched:
         source=case.source,
         supervisor_found=case.supervisor_found,
         returned_by=case.returned_by,
+        command_id=c.command_id if c else None,
+        actor=c.actor.model_dump(mode="json") if manual and c else None,
+        reason=(c.reason or None) if isinstance(c, cmd.Assign) else None,
     )
 
 
@@ -189,6 +204,8 @@ def decide(case: Case, c: cmd.CaseCommand, ctx: Context) -> Applied | Rejected:
         return Rejected("wrong_state", f"the case was rated already ({case.rating})")
     if c.action == "return" and case.lead_unit.role == "command_centre":
         return Rejected("wrong_state", "the command centre assigns by hand; it cannot return a case")
+    if isinstance(c, cmd.Assign) and (bad := _check_assign(case, c, ctx.city)) is not None:
+        return bad
     step = _STEPS[c.action]
     new, events = step(case, c, ctx)
     new = new.model_copy(
@@ -253,7 +270,7 @@ def _return(case: Case, c: cmd.CaseCommand, ctx: Context) -> tuple[Case, list[Ca
             "pending_extension_hours": None,
         }
     )
-    return new, [returned, _dispatched(new, ctx.now)]
+    return new, [returned, _dispatched(new, ctx.now, c)]
 
 
 def _request_extension(case: Case, c: cmd.CaseCommand, ctx: Context) -> tuple[Case, list[CaseEvent]]:
@@ -345,7 +362,81 @@ def _rate(case: Case, c: cmd.CaseCommand, ctx: Context) -> tuple[Case, list[Case
 def _cancel(case: Case, c: cmd.CaseCommand, ctx: Context) -> tuple[Case, list[CaseEvent]]:
     assert isinstance(c, cmd.Cancel)
     new = case.model_copy(update={"state": State.cancelled, "closed_at": ctx.now, "pending_extension_hours": None})
-    return new, [CaseCancelled(**_unit_fields(case, c, ctx.now), reason=c.reason)]
+    fields = _unit_fields(case, c, ctx.now)
+    return new, [
+        CaseClosed(**fields, on_time=False, closed_by="cancel", outcome="cancelled", reason=c.reason),
+        CaseCancelled(**fields, reason=c.reason),
+    ]
+
+
+_NOT_ASSIGNABLE = frozenset({"command_centre", "hotline"})
+
+
+def _check_assign(case: Case, c: cmd.Assign, city: City) -> Rejected | None:
+    """人工派遣 only for a case the command centre holds, to units and a category the city knows."""
+    if case.lead_unit.role != "command_centre":
+        return Rejected(
+            "wrong_state",
+            f"a case that is {case.state.value} with {case.lead_unit.unit_id} "
+            f"(rule {case.rule_id}) is not waiting for manual assignment; the unit "
+            "returns it (退单) if it is not theirs",
+        )
+    for unit_id in [c.unit_id, *(c.cooperating_unit_ids or [])]:
+        if unit_id not in city.units:
+            return Rejected("unknown_unit", f"the city has no unit {unit_id}")
+    lead = city.units[c.unit_id]
+    if lead.role in _NOT_ASSIGNABLE:
+        return Rejected("invalid", f"{lead.id} is the {lead.role}: it cannot lead a case")
+    code = c.category_code or case.category_code
+    category = city.category(code)
+    if category is None:
+        return Rejected("unknown_category", f"the catalogue has no category {code}")
+    if category.lead_role == "command_centre":
+        return Rejected(
+            "invalid",
+            f"category {code} ({category.name_zh}) is the command centre's triage "
+            "category: name the case's real category_code",
+        )
+    return None
+
+
+def _assign(case: Case, c: cmd.CaseCommand, ctx: Context) -> tuple[Case, list[CaseEvent]]:
+    """A new dispatch round to the named unit; the deadline and urgency follow the (possibly new) category."""
+    assert isinstance(c, cmd.Assign)
+    city = ctx.city
+    category = city.category(c.category_code or case.category_code)
+    assert category is not None, "checked in _check_assign"
+    lead = city.units[c.unit_id].ref()
+    if c.cooperating_unit_ids is None:
+        cooperating = routing.category_cooperating(category, case.place, city, lead)
+    else:
+        cooperating = [city.units[u].ref() for u in dict.fromkeys(c.cooperating_unit_ids) if u != c.unit_id]
+    # As intake decides it: a category that is urgent by default makes the case urgent; a caller's urgent flag
+    # is never taken back.
+    urgency = Urgency.urgent if case.urgency == Urgency.urgent or category.urgency == Urgency.urgent else Urgency.normal
+    limit = routing.time_limit_for(category, urgency, city)
+    new = case.model_copy(
+        update={
+            "state": State.dispatched,
+            "category_code": category.code,
+            "urgency": urgency,
+            "confidence": 1.0,  # a person chose the category: a later return re-routes it without triage
+            "lead_unit": lead,
+            "cooperating_units": cooperating,
+            "rule_id": routing.MANUAL,
+            "time_limit": limit,
+            "dispatch_round": case.dispatch_round + 1,
+            "cycle": case.cycle + 1,
+            "timers_fired": [],
+            "dispatched_at": ctx.now,
+            "started_at": ctx.now,
+            "due_at": _deadline(ctx, ctx.now, limit),
+            "ack_due_at": _deadline(ctx, ctx.now, routing.acknowledge_limit(urgency, city)),
+            "acknowledged_at": None,
+            "pending_extension_hours": None,
+        }
+    )
+    return new, [_dispatched(new, ctx.now, c)]
 
 
 _STEPS = {
@@ -359,4 +450,5 @@ _STEPS = {
     "reopen": _reopen,
     "rate": _rate,
     "cancel": _cancel,
+    "assign": _assign,
 }

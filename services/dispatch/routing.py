@@ -21,6 +21,7 @@ from xiuhua.city.routing import Assignee, Rule
 MANUAL_TRIAGE = "manual-triage"
 LOW_CONFIDENCE = "low-confidence"
 MAX_RETURNS = "max-returns"
+MANUAL = "manual"  # 人工派遣: the command centre named the unit (cmd.v1.case.assign)
 
 
 @dataclass(frozen=True)
@@ -185,6 +186,12 @@ def _cooperating(
         if u.unit_id != lead.unit_id and u not in out:
             out.append(u)
     return out
+
+
+def category_cooperating(category: Category | None, place: Place, city: City, lead: UnitRef) -> list[UnitRef]:
+    """The category's cooperating roles resolved at the place (属地), without the lead: a manual assignment's
+    cooperating units when the command centre names none."""
+    return _cooperating(Rule(id=MANUAL), category, place, city, lead, set())
 
 
 def route(facts: CaseFacts, city: City, *, exclude: set[str] | None = None) -> Decision:

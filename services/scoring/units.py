@@ -13,7 +13,9 @@ Attribution (which unit, which period):
 - Case outcomes (`due`, `deferred`, `deferred_resolved_on_time`, `resolved`, `resolved_on_time`, `closed`,
   `closed_on_time`, `reworked_cases`, `rated`, `satisfied`, `basic`, `unsatisfied`, `supervisor_found`,
   `urgent_*`) go to the case's responsible unit — the lead unit of its last dispatch round — in the periods
-  of that dispatch. A cancelled case counts in no outcome.
+  of that dispatch. A cancelled case (`case.cancelled`, or `case.closed` with outcome cancelled) counts in no
+  outcome: not due, not closed, not on time — the unit's rates are as if it had never fallen due. Its
+  per-dispatch counters (dispatched, acknowledged ...) stay.
 """
 
 from __future__ import annotations
@@ -81,6 +83,9 @@ def fact_of(ev: CaseEvent) -> Fact | None:
         case CaseVerified():
             return {**base, "t": "verified", "unit": ev.unit_id, "ok": ev.passed}
         case CaseClosed():
+            if ev.outcome == "cancelled" or ev.closed_by == "cancel":
+                # 作废 ends the case without handling it: no closure, as `case.cancelled` itself says.
+                return {**base, "t": "cancelled", "unit": ev.unit_id}
             return {**base, "t": "closed", "unit": ev.unit_id, "ok": ev.on_time}
         case CaseReopened():
             return {**base, "t": "reopened", "unit": ev.unit_id}

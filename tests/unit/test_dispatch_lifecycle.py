@@ -8,10 +8,10 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from contracts import commands as cmd
-from contracts.cases import CaseOpened
+from contracts.cases import CaseCancelled, CaseClosed, CaseDispatched, CaseOpened
 from contracts.values import Urgency
 from services.dispatch.business_calendar import BusinessCalendar
-from services.dispatch.case import Case, State
+from services.dispatch.case import OPEN_STATES, Case, State
 from services.dispatch.lifecycle import Applied, Context, Rejected, decide, open_case
 
 SH = ZoneInfo("Asia/Shanghai")
@@ -69,11 +69,13 @@ def command(name: str, n: int = 1) -> cmd.CaseCommand:
         "reopen": lambda: cmd.Reopen(**base, actor=CENTRE, reason="问题复发"),
         "rate": lambda: cmd.Rate(**base, actor=HOTLINE, satisfaction="satisfied"),
         "cancel": lambda: cmd.Cancel(**base, actor=CENTRE, reason="虚假举报"),
+        "assign": lambda: cmd.Assign(**base, actor=CENTRE, unit_id="CD-ENF", category_code="0101", reason="占道经营"),
     }[name]()
 
 
 COMMANDS = ["acknowledge", "return", "request_extension", "approve_extension", "resolve", "verify_pass",
-            "verify_fail", "close", "reopen", "rate", "cancel"]
+            "verify_fail", "close", "reopen", "rate", "cancel", "assign"]
+CANCELLED = (State.cancelled, ["case.closed", "case.cancelled"])
 X = None  # rejected: wrong_state
 
 # state → command → (new state, events published); X = rejected with wrong_state.
@@ -83,7 +85,8 @@ TABLE: dict[State, dict[str, tuple[State, list[str]] | None]] = {
         "return": (State.dispatched, ["case.returned", "case.dispatched"]),
         "request_extension": X, "approve_extension": X, "resolve": X, "verify_pass": X, "verify_fail": X,
         "close": X, "reopen": X, "rate": X,
-        "cancel": (State.cancelled, ["case.cancelled"]),
+        "cancel": CANCELLED,
+        "assign": X,  # the case is with a unit, not with the command centre
     },
     State.acknowledged: {
         "acknowledge": X,
@@ -92,14 +95,16 @@ TABLE: dict[State, dict[str, tuple[State, list[str]] | None]] = {
         "approve_extension": X,
         "resolve": (State.resolved, ["case.resolved"]),
         "verify_pass": X, "verify_fail": X, "close": X, "reopen": X, "rate": X,
-        "cancel": (State.cancelled, ["case.cancelled"]),
+        "cancel": CANCELLED,
+        "assign": X,  # the case is with a unit, not with the command centre
     },
     State.extension_requested: {
         "acknowledge": X, "return": X, "request_extension": X,
         "approve_extension": (State.acknowledged, ["case.extension_approved"]),
         "resolve": (State.resolved, ["case.resolved"]),
         "verify_pass": X, "verify_fail": X, "close": X, "reopen": X, "rate": X,
-        "cancel": (State.cancelled, ["case.cancelled"]),
+        "cancel": CANCELLED,
+        "assign": X,  # the case is with a unit, not with the command centre
     },
     State.resolved: {
         "acknowledge": X, "return": X, "request_extension": X, "approve_extension": X, "resolve": X,
@@ -107,14 +112,15 @@ TABLE: dict[State, dict[str, tuple[State, list[str]] | None]] = {
         "verify_fail": (State.acknowledged, ["case.verified"]),
         "close": (State.closed, ["case.closed"]),
         "reopen": X, "rate": X,
-        "cancel": (State.cancelled, ["case.cancelled"]),
+        "cancel": CANCELLED,
+        "assign": X,  # the case is with a unit, not with the command centre
     },
     State.closed: {
         "acknowledge": X, "return": X, "request_extension": X, "approve_extension": X, "resolve": X,
         "verify_pass": X, "verify_fail": X, "close": X,
         "reopen": (State.dispatched, ["case.reopened"]),
         "rate": (State.closed, ["case.rated"]),
-        "cancel": X,
+        "cancel": X, "assign": X,
     },
     State.cancelled: dict.fromkeys(COMMANDS, X),
 }
@@ -147,6 +153,40 @@ def test_every_state_and_command(city, state: State, name: str) -> None:
             assert ev.version == case.version + 1 and ev.command_id == command(name).command_id
 
 
+# A case the command centre holds (manual triage): assign applies while it waits for a unit, nowhere else.
+TRIAGE_ASSIGN: dict[State, tuple[State, list[str]] | None] = {
+    State.dispatched: (State.dispatched, ["case.dispatched"]),
+    State.acknowledged: (State.dispatched, ["case.dispatched"]),  # the centre signed for it, then assigned it
+    State.extension_requested: X, State.resolved: X, State.closed: X, State.cancelled: X,
+}
+
+
+def triage_case(city, state: State = State.dispatched, **over) -> Case:
+    """A low-confidence case (the command centre triages it) in a given state."""
+    case = in_state(city, state)
+    centre = new_case(city, category_confidence=0.3, **over)
+    assert (centre.rule_id, centre.lead_unit.unit_id) == ("low-confidence", "XH-CC")
+    return case.model_copy(update={k: getattr(centre, k) for k in (
+        "lead_unit", "cooperating_units", "rule_id", "confidence", "category_code", "time_limit", "urgency")})
+
+
+def test_the_triage_table_covers_every_state() -> None:
+    assert set(TRIAGE_ASSIGN) == set(State)
+
+
+@pytest.mark.parametrize("state", list(State))
+def test_assign_in_every_state_of_a_triaged_case(city, state: State) -> None:
+    case = triage_case(city, state)
+    out = decide(case, command("assign"), ctx(city, T0 + timedelta(hours=3)))
+    expected = TRIAGE_ASSIGN[state]
+    if expected is None:
+        assert isinstance(out, Rejected) and out.reason == "wrong_state" and state.value in out.detail
+        return
+    assert isinstance(out, Applied), out
+    assert out.case.state == expected[0] and [e.event_type for e in out.events] == expected[1]
+    assert out.case.version == case.version + 1 and out.case.lead_unit.unit_id == "CD-ENF"
+
+
 # The actor rules: for each command, a wrong actor and the reason; checked before the state.
 WRONG_ACTORS = [
     ("acknowledge", {"unit_id": "CD-ENF", "role": "enforcement"}, "wrong_unit"),
@@ -159,6 +199,8 @@ WRONG_ACTORS = [
     ("reopen", LEAD, "wrong_role"),
     ("cancel", {"unit_id": "CD-SO", "role": "street_office"}, "wrong_role"),
     ("rate", LEAD, "wrong_role"),
+    ("assign", LEAD, "wrong_role"),
+    ("assign", HOTLINE, "wrong_role"),
 ]
 
 
@@ -263,6 +305,100 @@ def test_cancelled_and_closed_cases_have_no_timers(city) -> None:
     for name, state in (("cancel", State.cancelled), ("close", State.closed)):
         out = decide(in_state(city, State.resolved), command(name), ctx(city))
         assert isinstance(out, Applied) and out.case.state == state and out.case.next_timer_at is None
+
+
+@pytest.mark.parametrize("state", sorted(OPEN_STATES))
+def test_cancel_ends_the_case_visibly_as_closed_with_outcome_cancelled(city, state: State) -> None:
+    case = in_state(city, state)
+    out = decide(case, command("cancel"), ctx(city, T0 + timedelta(hours=1)))
+    assert isinstance(out, Applied) and out.case.state == State.cancelled and out.case.next_timer_at is None
+    closed, cancelled = out.events
+    assert isinstance(closed, CaseClosed) and isinstance(cancelled, CaseCancelled)
+    assert (closed.outcome, closed.closed_by, closed.on_time) == ("cancelled", "cancel", False)
+    assert closed.reason == "虚假举报"
+    assert closed.unit_id == cancelled.unit_id == "CD-SAN" and closed.version == cancelled.version == case.version + 1
+    assert cancelled.reason == "虚假举报"
+    # Ordinary closures say so too.
+    done = decide(in_state(city, State.resolved), command("close"), ctx(city))
+    assert isinstance(done, Applied) and done.events[0].outcome == "closed"
+
+
+def assign(**over: object) -> cmd.Assign:
+    fields: dict[str, object] = {"command_id": "cmd-assign-x", "case_id": "C-1", "at": T0, "actor": CENTRE,
+                                 "unit_id": "CD-ENF", "reason": "分拣: 占道经营"}
+    fields.update(over)
+    return cmd.Assign.model_validate(fields)
+
+
+def test_assign_dispatches_with_the_new_category_its_deadline_and_default_cooperating_units(city) -> None:
+    case = triage_case(city).model_copy(update={"timers_fired": ["warning:0"], "returns": 2,
+                                                "returned_by": ["CD-SAN", "CD-SO"]})
+    now = datetime(2026, 11, 23, 15, 0, tzinfo=SH)
+    out = decide(case, assign(category_code="0101"), ctx(city, now))
+    assert isinstance(out, Applied)
+    new, [ev] = out.case, out.events
+    assert isinstance(ev, CaseDispatched)
+    assert (new.state, new.rule_id, new.category_code, new.time_limit) == (State.dispatched, "manual", "0101", "1d")
+    assert new.lead_unit.unit_id == "CD-ENF" and [u.unit_id for u in new.cooperating_units] == ["CD01"]
+    # 1 working day = 7.5 h from Monday 15:00: 2.5 h Monday, 3.5 h + 1.5 h Tuesday.
+    assert new.due_at == datetime(2026, 11, 24, 15, 0, tzinfo=SH) and new.started_at == now
+    assert (new.dispatch_round, new.cycle, new.timers_fired) == (case.dispatch_round + 1, case.cycle + 1, [])
+    assert new.confidence == 1.0 and new.acknowledged_at is None and new.next_timer_at is not None
+    assert new.returned_by == ["CD-SAN", "CD-SO"] and new.returns == 2  # the history stays
+    assert (ev.rule_id, ev.lead_unit.unit_id, ev.category_code, ev.due_at) == ("manual", "CD-ENF", "0101", new.due_at)
+    assert ev.actor == CENTRE and ev.command_id == "cmd-assign-x" and ev.reason == "分拣: 占道经营"
+    assert ev.dispatch_round == new.dispatch_round and ev.time_limit == "1d"
+
+
+def test_assign_with_named_or_no_cooperating_units_and_the_category_kept(city) -> None:
+    case = triage_case(city)  # 0201 垃圾箱满溢, low confidence
+    named = decide(case, assign(unit_id="CD-SAN", cooperating_unit_ids=["CD-SO", "CD-SAN", "CD-SO"]), ctx(city))
+    assert isinstance(named, Applied)
+    assert named.case.category_code == "0201" and named.case.time_limit == "4h"
+    assert [u.unit_id for u in named.case.cooperating_units] == ["CD-SO"]  # the lead and repeats left out
+    alone = decide(case, assign(unit_id="CD-SAN", cooperating_unit_ids=[]), ctx(city))
+    assert isinstance(alone, Applied) and alone.case.cooperating_units == []
+
+
+def test_assign_to_an_urgent_category_makes_the_case_urgent_in_natural_hours(city) -> None:
+    urgent = next(c for c in city.catalogue.items() if c.urgency == Urgency.urgent and c.lead_role != "command_centre")
+    out = decide(triage_case(city), assign(category_code=urgent.code), ctx(city))
+    assert isinstance(out, Applied) and out.case.urgency == Urgency.urgent
+    assert out.case.time_limit.endswith("nh") and out.events[0].urgency == Urgency.urgent
+
+
+@pytest.mark.parametrize(("over", "reason", "words"), [
+    ({"unit_id": "NO-SUCH"}, "unknown_unit", "NO-SUCH"),
+    ({"cooperating_unit_ids": ["CD01", "NOPE"]}, "unknown_unit", "NOPE"),
+    ({"category_code": "7777"}, "unknown_category", "7777"),
+    ({"unit_id": "XH-CC"}, "invalid", "cannot lead"),
+    ({"category_code": "9901"}, "invalid", "triage category"),
+])
+def test_assign_refuses_unknown_units_and_categories(city, over: dict, reason: str, words: str) -> None:
+    out = decide(triage_case(city), assign(**over), ctx(city))
+    assert isinstance(out, Rejected) and out.reason == reason and words in out.detail
+
+
+def test_a_triage_category_case_must_be_given_its_real_category(city) -> None:
+    case = triage_case(city, code="9901")
+    assert case.category_code == "9901"
+    out = decide(case, assign(), ctx(city))
+    assert isinstance(out, Rejected) and out.reason == "invalid" and "9901" in out.detail
+    fixed = decide(case, assign(category_code="0101"), ctx(city))
+    assert isinstance(fixed, Applied) and fixed.case.category_code == "0101"
+
+
+def test_an_assigned_case_flows_on_and_a_return_reroutes_it_without_triage(city) -> None:
+    out = decide(triage_case(city), assign(unit_id="CD-SAN"), ctx(city))
+    assert isinstance(out, Applied)
+    ack = decide(out.case, command("acknowledge", 2), ctx(city))
+    assert isinstance(ack, Applied) and ack.case.state == State.acknowledged
+    back = decide(out.case, command("return", 2), ctx(city))
+    assert isinstance(back, Applied)
+    # The centre confirmed the category: routing places it (confidence no longer low), excluding CD-SAN.
+    assert back.events[1].rule_id != "low-confidence" and back.events[1].lead_unit.unit_id == "CD-SO"
+    again = decide(ack.case, assign(command_id="cmd-assign-2"), ctx(city))
+    assert isinstance(again, Rejected) and again.reason == "wrong_state" and "CD-SAN" in again.detail
 
 
 def test_the_stored_document_reads_back_the_same(city) -> None:

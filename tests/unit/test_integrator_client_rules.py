@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 
+import pytest
+
 from contracts.cases import CaseAcknowledged, CaseCommandRejected, CaseDispatched, CaseMerged
+from contracts.commands import Assign
 from contracts.values import UnitRef, UnitRole
-from xiuhua.client import concerns_unit
+from xiuhua.client import InvalidMessage, NotConnected, XiuhuaClient, concerns_unit, decode_message
 from xiuhua.client.client import wait_subject
 
 
@@ -51,3 +55,18 @@ def test_wait_patterns() -> None:
     assert wait_subject("case.v1.>") == "case.v1.>"
     assert wait_subject("dlq.v1") == "dlq.v1.*"
     assert wait_subject("report.v1.rejected") == "report.v1.rejected"
+
+
+async def test_the_command_centres_assign_is_a_typed_command_of_the_client() -> None:
+    """cmd.v1.case.assign decodes to `Assign`, and a dict sent as "assign" is checked against it before any I/O."""
+    body = {"command_id": "XH-CC:C-1:assign", "case_id": "C-1", "at": "2026-11-23T03:00:00Z",
+            "actor": {"unit_id": "XH-CC", "role": "command_centre", "name": "李敏"}, "unit_id": "CD-ENF",
+            "category_code": "0101"}
+    decoded = decode_message("cmd.v1.case.assign", json.dumps(body).encode())
+    assert isinstance(decoded, Assign) and decoded.unit_id == "CD-ENF" and decoded.cooperating_unit_ids is None
+    assert decoded.subject() == "cmd.v1.case.assign"
+    client = XiuhuaClient("nats://127.0.0.1:1")
+    with pytest.raises(InvalidMessage, match="unit_id"):
+        await client.send_command({k: v for k, v in body.items() if k != "unit_id"}, "assign")
+    with pytest.raises(NotConnected):  # valid: it gets as far as publishing
+        await client.send_command(body, "assign")

@@ -244,6 +244,23 @@ def test_a_cancelled_case_has_no_outcome_and_a_reopened_case_is_not_closed() -> 
     assert c.get("closed", 0) == 0 and c["reopened"] == 1 and c["due"] == 1
 
 
+def test_a_case_closed_as_cancelled_counts_like_a_cancelled_one_in_any_order() -> None:
+    """Dispatch ends a cancelled case with `case.closed` (outcome cancelled) and `case.cancelled`: not due, not
+    closed, not on time, whichever of the two arrives, and in either order."""
+    san = UNITS[0]
+    ack = (CaseAcknowledged, {"in_time": True})
+    closed = (CaseClosed, {"on_time": False, "closed_by": "cancel", "outcome": "cancelled", "reason": "虚假"})
+    cancelled = (CaseCancelled, {"reason": "虚假"})
+    expected = {"dispatched": 1, "acknowledged": 1, "acknowledged_in_time": 1}
+    for tail in ([closed, cancelled], [cancelled, closed], [closed]):
+        events = _case((CaseDispatched, {"lead_unit": san}), ack, *tail)
+        for order in (events, list(reversed(events))):
+            assert next(d["c"] for d in _fold(order).docs.values()) == expected, (tail, order)
+    # The older shape (closed_by cancel without an outcome) is read the same way.
+    legacy = _case((CaseDispatched, {"lead_unit": san}), (CaseClosed, {"on_time": True, "closed_by": "cancel"}))
+    assert next(d["c"] for d in _fold(legacy).docs.values()) == {"dispatched": 1}
+
+
 def test_the_third_failed_verification_and_after_are_repeats() -> None:
     specs: list[tuple[type, dict[str, Any]]] = [(CaseDispatched, {"lead_unit": UNITS[0]})]
     specs += [(CaseVerified, {"passed": False, "rework_count": k}) for k in range(1, 5)]
