@@ -4,7 +4,9 @@ Every subject of every service is a channel: inbound reports and commands (which
 events per `case.v1.<event>.<street_code>` with the street as a parameter, scores, notifications, the
 bulletin and dead letters (which Xiuhua sends). Each message carries its JSON Schema (from the pydantic
 model, shared definitions under `components.schemas`) and an example that validates against it.
-New event models are found by `contracts.registry.events()`, so they appear here on the next regeneration.
+New event models are found by `contracts.registry.events()` (every subject version: `case.v2.opened` is its own
+message and channel beside `case.opened`), new commands by `contracts.commands.COMMANDS`, so they appear here on
+the next regeneration; every model brings its example (`example_fields`, see `contracts.envelope.Exampled`).
 """
 
 from __future__ import annotations
@@ -23,102 +25,6 @@ ASYNCAPI_JSON = CONTRACTS_DIR / "asyncapi.json"
 ASYNCAPI_YAML = CONTRACTS_DIR / "asyncapi.yaml"
 PUBLISHED_DIR = CONTRACTS_DIR / "published"
 REGENERATE = "run `xiuhua docs` (or `python -m contracts.asyncapi`) and commit contracts/"
-
-_ENVELOPE_EXAMPLE = {
-    "event_id": "01935d1e-7a4b-7c3d-8e9f-0123456789ab",
-    "occurred_at": "2026-11-23T02:00:00Z",
-    "schema_version": 1,
-    "correlation_id": "grid:R-20261123-001",
-}
-
-# Inbound payloads have no `example()` of their own: these are what the source systems really send.
-INBOUND_EXAMPLES: dict[str, dict[str, Any]] = {
-    "grid": {
-        "report_id": "R-20261123-001",
-        "reported_at": "2026-11-23T09:58:00+08:00",
-        "inspector_id": "G-017",
-        "description": "解放路口垃圾箱满溢，垃圾散落",
-        "category_code": "0201",
-        "grid_code": "CD01-03",
-        "location": {"lng": 120.1552, "lat": 30.2741, "coord_system": "gcj02"},
-        "address": "城东街道 解放路 18 号",
-        "photo_urls": ["https://img.example/before.jpg"],
-        "handled_on_site": False,
-    },
-    "hotline": {
-        "order_no": "12345-20261123-0042",
-        "received_at": "2026-11-23T09:15:00+08:00",
-        "channel": "12345",
-        "title": "解放路夜间烧烤油烟扰民",
-        "content": "解放路18号门口每晚有露天烧烤，油烟很大，影响居民休息",
-        "address": "城东街道 解放路 18 号",
-        "caller": {"name": "张三", "phone": "13800135678"},
-        "hotline_category": "城乡建设/市容环境",
-        "urgent": False,
-        "reply_deadline": "2026-11-26T18:00:00+08:00",
-    },
-    "sensor": {
-        "device_id": "DUST-CD-007",
-        "device_type": "dust",
-        "measured_at": "2026-11-23T10:00:00+08:00",
-        "values": {"pm10": 182.0, "pm25": 95.0},
-        "location": {"lng": 120.1601, "lat": 30.2558, "coord_system": "wgs84"},
-        "site_id": "工地-金桥-03",
-    },
-    "inspection": {
-        "finding_id": "DC-2026-118",
-        "inspected_at": "2026-11-23T10:30:00+08:00",
-        "team": "区城管委暗访组",
-        "kind": "暗访",
-        "description": "金桥路沿街商户跨门经营，占道堆放货物",
-        "category_code": "0301",
-        "address": "金桥街道 金桥路 66 号",
-        "photo_urls": [],
-    },
-    "merchant_check": {
-        "check_id": "MC-20261123-009",
-        "merchant_id": "M-CD-0042",
-        "checked_at": "2026-11-23T11:00:00+08:00",
-        "inspector_id": "G-017",
-        "items": {"hygiene": "pass", "order": "fail", "greenery": "pass"},
-        "photo_urls": [],
-        "note": "门前堆放纸箱",
-    },
-    "open311": {
-        "request_id": "o311-5f2c9a",
-        "reported_at": "2026-11-23T12:05:00+08:00",
-        "service_code": "0201",
-        "category_code": "0201",
-        "description": "小区门口垃圾桶满了好几天没人清",
-        "location": {"lng": 120.1552, "lat": 30.2741, "coord_system": "wgs84"},
-        "address": "城东街道 解放路 18 号",
-        "photo_urls": ["https://img.example/o311.jpg"],
-        "reporter": {"kind": "citizen", "key": "c-9a8b7c", "display": "李*"},
-    },
-}
-
-_COMMAND_BASE: dict[str, Any] = {
-    "command_id": "CD-SAN-20261123-0001",
-    "case_id": "C-01935d1e7a4b",
-    "actor": {"unit_id": "CD-SAN", "role": "sanitation", "name": "王强"},
-    "at": "2026-11-23T03:00:00Z",
-}
-_CENTRE = {"unit_id": "XH-CC", "role": "command_centre", "name": "李敏"}
-# Per action, what a command adds to (or changes in) the fields every command carries.
-COMMAND_EXAMPLE_FIELDS: dict[str, dict[str, Any]] = {
-    "acknowledge": {},
-    "return": {"reason": "不属于本单位职责，应由市场监管所处理"},
-    "request_extension": {"hours": 16, "reason": "需协调产权单位更换井盖"},
-    "approve_extension": {"actor": _CENTRE},
-    "resolve": {"note": "已清运，周边已冲洗", "photo_urls": ["https://img.example/after.jpg"]},
-    "verify": {"actor": _CENTRE, "passed": True, "note": "现场核查通过", "photo_urls": []},
-    "close": {"actor": _CENTRE},
-    "reopen": {"actor": _CENTRE, "reason": "问题复发"},
-    "rate": {"actor": {"unit_id": "HOTLINE", "role": "hotline", "name": "12345 回访"}, "satisfaction": "satisfied"},
-    "cancel": {"actor": _CENTRE, "reason": "虚假举报"},
-    "assign": {"actor": _CENTRE, "unit_id": "CD-ENF", "cooperating_unit_ids": ["CD01"], "category_code": "0101",
-               "reason": "分拣: 占道经营, 交城东综合执法队"},
-}
 
 # Which service produces a subject family, and which consume it (README "Architecture").
 _FAMILIES: dict[str, tuple[str, str]] = {
@@ -139,7 +45,7 @@ FIXED_SUBJECTS = ("bulletin.v1.published",)
 class MessageSpec:
     """One message on the bus: its name, model, subject pattern and direction."""
 
-    name: str  # e.g. case.dispatched, report.in.grid, cmd.case.resolve
+    name: str  # unique: case.dispatched, report.in.grid, cmd.case.resolve; a later version case.v2.dispatched
     model: type[BaseModel]
     address: str  # e.g. case.v1.dispatched.{street_code}
     parameters: tuple[tuple[str, str], ...]
@@ -149,66 +55,58 @@ class MessageSpec:
     example: dict[str, Any]
 
     @property
+    def contract(self) -> str:
+        """The name without its version (`case.v2.opened` → `case.opened`): versions of one message share it."""
+        family, _, rest = self.name.partition(".")
+        head, _, tail = rest.partition(".")
+        return f"{family}.{tail}" if re.fullmatch(r"v\d+", head) else self.name
+
+    @property
     def family(self) -> str:
         """The subject family (report.in, cmd, case, ...)."""
-        head = self.name.split(".")[0]
-        if self.name.startswith("report.in."):
+        name = self.contract
+        if name.startswith("report.in."):
             return "report.in"
-        return "report.rejected" if self.name == "report.rejected" else head
+        return "report.rejected" if name == "report.rejected" else name.split(".")[0]
 
 
-def _subject_version(address: str) -> int:
-    match = re.search(r"\.v(\d+)\.", address + ".")
-    return int(match.group(1)) if match else 1
+# What the `{name}` tokens of event subjects stand for.
+PARAMETERS: dict[str, str] = {
+    "street_code": "街道 code of the case's place (`unknown` when it has none); filter on it",
+    "service": "The service that dead-lettered the message",
+}
 
 
-def _event_address(model: Any, example: dict[str, Any]) -> tuple[str, tuple[tuple[str, str], ...]]:
-    """The subject pattern of an event: its example's subject with the variable token made a parameter."""
-    from contracts.cases import CaseEvent
-    from contracts.dead_letters import DeadLetter
-
-    subject = model.model_validate(example).subject_for()
-    if not subject:
-        raise ValueError(f"{model.__name__} ({model.event_type}) has no subject: set subject_prefix or subject_for()")
-    if issubclass(model, CaseEvent):
-        base = subject.rsplit(".", 1)[0]
-        return f"{base}.{{street_code}}", (
-            ("street_code", "街道 code of the case's place (`unknown` when it has none); filter on it"),
-        )
-    if issubclass(model, DeadLetter):
-        return "dlq.v1.{service}", (("service", "The service that dead-lettered the message"),)
-    return subject, ()
+def _parameters(address: str) -> tuple[tuple[str, str], ...]:
+    names = re.findall(r"\{(\w+)\}", address)
+    missing = [n for n in names if n not in PARAMETERS]
+    if missing:
+        raise ValueError(f"subject parameter(s) {missing} of {address} have no description in asyncapi.PARAMETERS")
+    return tuple((n, PARAMETERS[n]) for n in names)
 
 
 def message_specs() -> list[MessageSpec]:
     """Every message of the bus, in a stable order: inbound reports, commands, then events."""
     from contracts import commands, reports, subjects
-    from contracts.registry import events
+    from contracts.registry import events, subject_version
 
     out: list[MessageSpec] = []
     for source, model in reports.INBOUND_BY_SOURCE.items():
         address = subjects.report_subject(source)
-        example = _model_example(model) or INBOUND_EXAMPLES.get(source, {})
-        out.append(MessageSpec(f"report.in.{source}", model, address, (), "receive", _subject_version(address),
-                               f"`<source>:<source reference>` e.g. `{source}:{_ref(model, example)}`", example))
+        example = model.example()
+        msg_id = f"`<source>:<source reference>` e.g. `{source}:{_ref(model, example)}`"
+        out.append(MessageSpec(f"report.in.{source}", model, address, (), "receive", subject_version(address),
+                               msg_id, example))
     for action, model in commands.COMMANDS.items():
         address = subjects.COMMAND.format(action=action)
-        example = _model_example(model) or {**_COMMAND_BASE, **COMMAND_EXAMPLE_FIELDS.get(action, {})}
-        out.append(MessageSpec(f"cmd.case.{action}", model, address, (), "receive", _subject_version(address),
+        example = model.example()
+        out.append(MessageSpec(f"cmd.case.{action}", model, address, (), "receive", subject_version(address),
                                "`command_id`", example))
     for name, model in events().items():
-        example = model.example()
-        address, params = _event_address(model, example)
-        version = int(model.model_fields["schema_version"].default or 1)
-        out.append(MessageSpec(name, model, address, params, "send", version, "`event_id`", example))
+        address = model.subject_pattern()
+        out.append(MessageSpec(name, model, address, _parameters(address), "send", subject_version(address),
+                               "`event_id`", model.example()))
     return out
-
-
-def _model_example(model: Any) -> dict[str, Any]:
-    """The model's own example, when it declares one (`json_schema_extra={"examples": [...]}`)."""
-    extra = model.model_config.get("json_schema_extra")
-    examples = extra.get("examples") if isinstance(extra, dict) else None
-    return dict(examples[0]) if examples else {}
 
 
 def _ref(model: Any, example: dict[str, Any]) -> str:
@@ -219,9 +117,11 @@ def _ref(model: Any, example: dict[str, Any]) -> str:
 
 
 def json_schema(spec: MessageSpec) -> dict[str, Any]:
-    """The standalone JSON Schema (2020-12) of a message, definitions under `$defs`."""
+    """The standalone JSON Schema (2020-12) of a message with its example, definitions under `$defs`."""
     schema = spec.model.model_json_schema()
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    if spec.example:
+        schema["examples"] = [spec.example]
     return schema
 
 
@@ -382,7 +282,7 @@ def frozen_schema(spec: MessageSpec) -> dict[str, Any]:
 
 def published_path(spec: MessageSpec, root: Path = PUBLISHED_DIR) -> Path:
     """Where the frozen copy of a message's schema version lives."""
-    return root / spec.name / f"v{spec.version}.json"
+    return root / spec.contract / f"v{spec.version}.json"
 
 
 def freeze_new_versions(root: Path = PUBLISHED_DIR) -> list[Path]:
@@ -397,6 +297,41 @@ def freeze_new_versions(root: Path = PUBLISHED_DIR) -> list[Path]:
                         encoding="utf-8")
         written.append(path)
     return written
+
+
+def compatibility_problems(root: Path = PUBLISHED_DIR) -> list[str]:
+    """Each message version's current schema against its frozen copy under `root`; empty when nothing breaks.
+
+    A version is compared only with itself: `case.v2.opened` is a new message beside `case.opened` (v1), not a
+    breaking change of it. A frozen version with no model any more is a problem too (consumers rely on it).
+    """
+    from contracts.compat import breaking_changes
+
+    problems = []
+    specs = message_specs()
+    for spec in specs:
+        path = published_path(spec, root)
+        if not path.exists():
+            problems.append(f"{spec.name} v{spec.version} has no frozen copy at {_rel(path, root)}: {REGENERATE}")
+            continue
+        frozen = json.loads(path.read_text(encoding="utf-8"))
+        if breaks := breaking_changes(frozen, frozen_schema(spec)):
+            problems.append(
+                f"{spec.name} v{spec.version} breaks its published schema ({_rel(path, root)}): {'; '.join(breaks)}. "
+                "Keep the fields and add new ones as optional, or publish the new shape on a new subject version "
+                "(e.g. case.v2....) beside the old one. If this version was never released, delete its frozen "
+                "copy and run `xiuhua docs`."
+            )
+    current = {published_path(spec, root) for spec in specs}
+    for path in sorted(root.glob("*/v*.json")):
+        if path not in current:
+            problems.append(f"published message {path.parent.name} {path.stem} ({_rel(path, root)}) no longer exists "
+                            "in contracts/: consumers rely on it")
+    return problems
+
+
+def _rel(path: Path, root: Path) -> str:
+    return str(path.relative_to(root.parent)) if path.is_relative_to(root.parent) else str(path)
 
 
 def write(json_path: Path = ASYNCAPI_JSON, yaml_path: Path = ASYNCAPI_YAML) -> list[Path]:

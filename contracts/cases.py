@@ -37,11 +37,18 @@ _UNIT_EXAMPLE: dict[str, object] = {
 class CaseEvent(Event):
     """Base of every case event: carries the case id and the place used in the subject."""
 
+    # A breaking change of an event is a new model with subject_version 2, published side by side with v1.
+    subject_version: ClassVar[int] = 1
+
     case_id: str
     street_code: str | None = Field(default=None, description="街道 code, also the last subject token")
 
     def subject_for(self) -> str:
-        return subjects.case_subject(self.event_type.split(".", 1)[1], self.street_code)
+        return subjects.case_subject(self.event_type.split(".", 1)[1], self.street_code, self.subject_version)
+
+    @classmethod
+    def subject_pattern(cls) -> str:
+        return f"case.v{cls.subject_version}.{cls.event_type.split('.', 1)[1]}.{{street_code}}"
 
 
 class CaseOpened(CaseEvent):

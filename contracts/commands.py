@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from contracts import subjects
+from contracts.envelope import Exampled
 from contracts.values import UnitRole
 
 
@@ -21,12 +22,21 @@ class Actor(BaseModel):
     name: str = ""
 
 
-class CaseCommand(BaseModel):
-    """Fields every command carries."""
+_CENTRE_EXAMPLE = {"unit_id": "XH-CC", "role": "command_centre", "name": "李敏"}
+
+
+class CaseCommand(Exampled, BaseModel):
+    """Fields every command carries. An action's `example_fields` add to (or change) `example_base`."""
 
     model_config = ConfigDict(frozen=True, extra="ignore", str_strip_whitespace=True)
 
     action: ClassVar[str] = ""
+    example_base: ClassVar[dict[str, Any]] = {
+        "command_id": "CD-SAN-20261123-0001",
+        "case_id": "C-01935d1e7a4b",
+        "actor": {"unit_id": "CD-SAN", "role": "sanitation", "name": "王强"},
+        "at": "2026-11-23T03:00:00Z",
+    }
 
     command_id: str = Field(min_length=1, max_length=128)
     case_id: str = Field(min_length=1, max_length=64)
@@ -48,6 +58,7 @@ class Return(CaseCommand):
     """退单: the lead unit says the case is not theirs."""
 
     action: ClassVar[str] = "return"
+    example_fields: ClassVar[dict[str, Any]] = {"reason": "不属于本单位职责，应由市场监管所处理"}
     reason: str = Field(min_length=1, max_length=1000)
 
 
@@ -55,6 +66,7 @@ class RequestExtension(CaseCommand):
     """延期申请."""
 
     action: ClassVar[str] = "request_extension"
+    example_fields: ClassVar[dict[str, Any]] = {"hours": 16, "reason": "需协调产权单位更换井盖"}
     hours: float = Field(gt=0, le=24 * 90)
     reason: str = Field(min_length=1, max_length=1000)
 
@@ -63,12 +75,17 @@ class ApproveExtension(CaseCommand):
     """延期批准 (command centre)."""
 
     action: ClassVar[str] = "approve_extension"
+    example_fields: ClassVar[dict[str, Any]] = {"actor": _CENTRE_EXAMPLE}
 
 
 class Resolve(CaseCommand):
     """处置反馈: fixed, with a note and photos."""
 
     action: ClassVar[str] = "resolve"
+    example_fields: ClassVar[dict[str, Any]] = {
+        "note": "已清运，周边已冲洗",
+        "photo_urls": ["https://img.example/after.jpg"],
+    }
     note: str = Field(default="", max_length=4000)
     photo_urls: list[str] = Field(default_factory=list, max_length=20)
 
@@ -77,6 +94,12 @@ class Verify(CaseCommand):
     """核查: passed closes the case, failed sends it back for rework."""
 
     action: ClassVar[str] = "verify"
+    example_fields: ClassVar[dict[str, Any]] = {
+        "actor": _CENTRE_EXAMPLE,
+        "passed": True,
+        "note": "现场核查通过",
+        "photo_urls": [],
+    }
     passed: bool
     note: str = Field(default="", max_length=4000)
     photo_urls: list[str] = Field(default_factory=list, max_length=20)
@@ -86,12 +109,14 @@ class Close(CaseCommand):
     """结案 by the command centre."""
 
     action: ClassVar[str] = "close"
+    example_fields: ClassVar[dict[str, Any]] = {"actor": _CENTRE_EXAMPLE}
 
 
 class Reopen(CaseCommand):
     """重新打开."""
 
     action: ClassVar[str] = "reopen"
+    example_fields: ClassVar[dict[str, Any]] = {"actor": _CENTRE_EXAMPLE, "reason": "问题复发"}
     reason: str = Field(min_length=1, max_length=1000)
 
 
@@ -99,6 +124,10 @@ class Rate(CaseCommand):
     """回访 satisfaction (hotline or command centre)."""
 
     action: ClassVar[str] = "rate"
+    example_fields: ClassVar[dict[str, Any]] = {
+        "actor": {"unit_id": "HOTLINE", "role": "hotline", "name": "12345 回访"},
+        "satisfaction": "satisfied",
+    }
     satisfaction: Literal["satisfied", "basic", "unsatisfied"]
 
 
@@ -106,6 +135,7 @@ class Cancel(CaseCommand):
     """作废 (command centre)."""
 
     action: ClassVar[str] = "cancel"
+    example_fields: ClassVar[dict[str, Any]] = {"actor": _CENTRE_EXAMPLE, "reason": "虚假举报"}
     reason: str = Field(min_length=1, max_length=1000)
 
 
@@ -114,6 +144,13 @@ class Assign(CaseCommand):
     confidence, returned too many times — goes to the unit the centre names, with a deadline from its category."""
 
     action: ClassVar[str] = "assign"
+    example_fields: ClassVar[dict[str, Any]] = {
+        "actor": _CENTRE_EXAMPLE,
+        "unit_id": "CD-ENF",
+        "cooperating_unit_ids": ["CD01"],
+        "category_code": "0101",
+        "reason": "分拣: 占道经营, 交城东综合执法队",
+    }
     unit_id: str = Field(min_length=1, max_length=64, description="The lead unit (牵头单位) the case goes to")
     cooperating_unit_ids: list[str] | None = Field(
         default=None, max_length=20,

@@ -28,6 +28,10 @@ class DeadLetter(Event):
     def subject_for(self) -> str:
         return subjects.dlq_subject(self.service)
 
+    @classmethod
+    def subject_pattern(cls) -> str:
+        return subjects.DLQ
+
     model_config = ConfigDict(
         json_schema_extra={
             "examples": [

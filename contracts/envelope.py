@@ -42,12 +42,35 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-_EXAMPLE_ENVELOPE: dict[str, Any] = {
+# The envelope of every example event in the published documents.
+EXAMPLE_ENVELOPE: dict[str, Any] = {
     "event_id": "01935d1e-7a4b-7c3d-8e9f-0123456789ab",
     "occurred_at": "2026-11-23T02:00:00Z",
     "schema_version": 1,
     "correlation_id": "grid:R-20261123-001",
 }
+
+
+class Exampled:
+    """A message model with an example body for the published documents (validated against its schema and
+    parsed by the model in tests/unit/test_asyncapi.py).
+
+    A model declares only what is its own in `example_fields`; `example_base` holds what every message of its
+    kind carries (the envelope of an event, the actor and case of a command), so it is written once.
+    """
+
+    example_base: ClassVar[dict[str, Any]] = {}
+    example_fields: ClassVar[dict[str, Any]] = {}
+
+    @classmethod
+    def example(cls) -> dict[str, Any]:
+        """The example body: a whole one given as `json_schema_extra={"examples": [...]}`, else the base and the
+        model's own fields (a model that declares none gets an example the tests refuse, naming it)."""
+        config = getattr(cls, "model_config", {})
+        extra = config.get("json_schema_extra")
+        if isinstance(extra, dict) and extra.get("examples"):
+            return dict(extra["examples"][0])
+        return {**cls.example_base, **cls.example_fields}
 
 
 class Envelope(BaseModel):
@@ -68,7 +91,7 @@ class Envelope(BaseModel):
         return v.astimezone(UTC)
 
 
-class Event(Envelope):
+class Event(Exampled, Envelope):
     """A published fact, named in the past tense.
 
     `event_type` names the message; `subject_for()` gives the subject it is published on.
@@ -76,23 +99,26 @@ class Event(Envelope):
 
     event_type: ClassVar[str] = ""
     subject_prefix: ClassVar[str] = ""
+    example_base: ClassVar[dict[str, Any]] = EXAMPLE_ENVELOPE
 
     def subject_for(self) -> str:
         """The NATS subject this event is published on."""
         return self.subject_prefix
 
+    @classmethod
+    def subject_pattern(cls) -> str:
+        """Every subject this event can be published on, `{name}` in place of a variable token, with its
+        version token: `case.v1.opened.{street_code}`. The registry keys and decodes models by it."""
+        return cls.subject_prefix
+
     def to_json(self) -> bytes:
         """The body as sent on the bus."""
         return self.model_dump_json(exclude_none=False).encode()
 
-    example_fields: ClassVar[dict[str, Any]] = {}
-
     @classmethod
     def example(cls) -> dict[str, Any]:
-        """An example body for the published documents (validated by a test)."""
-        examples = (cls.model_config.get("json_schema_extra") or {}).get("examples")  # type: ignore[union-attr]
-        if examples:
-            return examples[0]
-        if not cls.example_fields:
-            return {}
-        return {**_EXAMPLE_ENVELOPE, **cls.example_fields}
+        """The example body, its `schema_version` the model's own (a v2 event's example says 2)."""
+        body = super().example()
+        if body:
+            body["schema_version"] = cls.model_fields["schema_version"].default
+        return body

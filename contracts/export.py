@@ -6,27 +6,19 @@ import json
 import sys
 from pathlib import Path
 
-from contracts import commands, reports
-from contracts.registry import events
-
 SCHEMA_DIR = Path(__file__).parent / "schemas"
 
 
 def documents() -> dict[str, str]:
-    """File name → JSON text for every message model, outbound events and inbound payloads."""
-    models: dict[str, type] = dict(events())
-    for source, model in reports.INBOUND_BY_SOURCE.items():
-        models[f"report.in.{source}"] = model
-    for action, model in commands.COMMANDS.items():
-        models[f"cmd.case.{action}"] = model
+    """File name → JSON text for every message of the AsyncAPI document (inbound reports, commands and events,
+    every subject version), each with its example under `examples`."""
+    from contracts.asyncapi import json_schema, message_specs
+
     docs = {}
-    for name, model in sorted(models.items()):
-        schema = model.model_json_schema()
-        if hasattr(model, "example") and model.example():
-            schema["examples"] = [model.example()]
-        schema["$id"] = f"https://xiuhua.example/schemas/{name}.json"
-        schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
-        docs[f"{name}.json"] = json.dumps(schema, ensure_ascii=False, indent=2, sort_keys=True) + "\n"
+    for spec in sorted(message_specs(), key=lambda s: s.name):
+        schema = json_schema(spec)
+        schema["$id"] = f"https://xiuhua.example/schemas/{spec.name}.json"
+        docs[f"{spec.name}.json"] = json.dumps(schema, ensure_ascii=False, indent=2, sort_keys=True) + "\n"
     return docs
 
 

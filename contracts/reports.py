@@ -11,15 +11,15 @@ from typing import ClassVar, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from contracts import subjects
-from contracts.envelope import Event
+from contracts.envelope import Event, Exampled
 from contracts.values import Location, Reporter, ReportSource
 
 MAX_TEXT = 4000
 MAX_LIST = 20
 
 
-class Inbound(BaseModel):
-    """Base of every inbound payload."""
+class Inbound(Exampled, BaseModel):
+    """Base of every inbound payload; `example_fields` is what the source system really sends."""
 
     model_config = ConfigDict(extra="allow", str_strip_whitespace=True)
 
@@ -34,6 +34,18 @@ class GridReport(Inbound):
     """A grid inspector's patrol report (网格员巡查上报, 城管通), `report.v1.in.grid`."""
 
     source: ClassVar[ReportSource] = ReportSource.grid
+    example_fields: ClassVar[dict[str, object]] = {
+        "report_id": "R-20261123-001",
+        "reported_at": "2026-11-23T09:58:00+08:00",
+        "inspector_id": "G-017",
+        "description": "解放路口垃圾箱满溢，垃圾散落",
+        "category_code": "0201",
+        "grid_code": "CD01-03",
+        "location": {"lng": 120.1552, "lat": 30.2741, "coord_system": "gcj02"},
+        "address": "城东街道 解放路 18 号",
+        "photo_urls": ["https://img.example/before.jpg"],
+        "handled_on_site": False,
+    }
 
     report_id: str = Field(min_length=1, max_length=128)
     reported_at: datetime
@@ -64,6 +76,18 @@ class HotlineOrder(Inbound):
     """A 12345 / 12319 work order (工单), `report.v1.in.hotline`."""
 
     source: ClassVar[ReportSource] = ReportSource.hotline
+    example_fields: ClassVar[dict[str, object]] = {
+        "order_no": "12345-20261123-0042",
+        "received_at": "2026-11-23T09:15:00+08:00",
+        "channel": "12345",
+        "title": "解放路夜间烧烤油烟扰民",
+        "content": "解放路18号门口每晚有露天烧烤，油烟很大，影响居民休息",
+        "address": "城东街道 解放路 18 号",
+        "caller": {"name": "张三", "phone": "13800135678"},
+        "hotline_category": "城乡建设/市容环境",
+        "urgent": False,
+        "reply_deadline": "2026-11-26T18:00:00+08:00",
+    }
 
     order_no: str = Field(min_length=1, max_length=128)
     received_at: datetime
@@ -85,6 +109,14 @@ class SensorReading(Inbound):
     """An IoT reading (物联网感知), `report.v1.in.sensor`. Telemetry, not a case by itself."""
 
     source: ClassVar[ReportSource] = ReportSource.sensor
+    example_fields: ClassVar[dict[str, object]] = {
+        "device_id": "DUST-CD-007",
+        "device_type": "dust",
+        "measured_at": "2026-11-23T10:00:00+08:00",
+        "values": {"pm10": 182.0, "pm25": 95.0},
+        "location": {"lng": 120.1601, "lat": 30.2558, "coord_system": "wgs84"},
+        "site_id": "工地-金桥-03",
+    }
 
     device_id: str = Field(min_length=1, max_length=128)
     device_type: Literal["dust", "bin_fill", "manhole_tilt", "street_lamp", "noise", "water_level"]
@@ -101,6 +133,16 @@ class InspectionFinding(Inbound):
     """A supervisor's finding (督查 / 暗访 / 马路办公), `report.v1.in.inspection`."""
 
     source: ClassVar[ReportSource] = ReportSource.inspection
+    example_fields: ClassVar[dict[str, object]] = {
+        "finding_id": "DC-2026-118",
+        "inspected_at": "2026-11-23T10:30:00+08:00",
+        "team": "区城管委暗访组",
+        "kind": "暗访",
+        "description": "金桥路沿街商户跨门经营，占道堆放货物",
+        "category_code": "0301",
+        "address": "金桥街道 金桥路 66 号",
+        "photo_urls": [],
+    }
 
     finding_id: str = Field(min_length=1, max_length=128)
     inspected_at: datetime
@@ -120,6 +162,15 @@ class MerchantCheck(Inbound):
     """A 门前三包 duty check of one merchant, `report.v1.in.merchant_check`."""
 
     source: ClassVar[ReportSource] = ReportSource.merchant_check
+    example_fields: ClassVar[dict[str, object]] = {
+        "check_id": "MC-20261123-009",
+        "merchant_id": "M-CD-0042",
+        "checked_at": "2026-11-23T11:00:00+08:00",
+        "inspector_id": "G-017",
+        "items": {"hygiene": "pass", "order": "fail", "greenery": "pass"},
+        "photo_urls": [],
+        "note": "门前堆放纸箱",
+    }
 
     check_id: str = Field(min_length=1, max_length=128)
     merchant_id: str = Field(min_length=1, max_length=128)
@@ -141,6 +192,17 @@ class Open311Request(Inbound):
     """
 
     source: ClassVar[ReportSource] = ReportSource.open311
+    example_fields: ClassVar[dict[str, object]] = {
+        "request_id": "o311-5f2c9a",
+        "reported_at": "2026-11-23T12:05:00+08:00",
+        "service_code": "0201",
+        "category_code": "0201",
+        "description": "小区门口垃圾桶满了好几天没人清",
+        "location": {"lng": 120.1552, "lat": 30.2741, "coord_system": "wgs84"},
+        "address": "城东街道 解放路 18 号",
+        "photo_urls": ["https://img.example/o311.jpg"],
+        "reporter": {"kind": "citizen", "key": "c-9a8b7c", "display": "李*"},
+    }
 
     request_id: str = Field(min_length=1, max_length=128, description="The edge's token for this request")
     reported_at: datetime

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 DAY = 24 * 3600.0
@@ -41,11 +42,17 @@ DLQ = StreamSpec("XH_DLQ", ("dlq.v1.>",), "Dead letters with the error, for insp
 ALL: tuple[StreamSpec, ...] = (REPORTS, CASES, COMMANDS, SCORES, NOTIFY, DLQ)
 
 
+def any_version(text: str) -> str:
+    """`case.v2.opened.CD` → `case.v*.opened.CD`: the subject family, whatever its version (a later version
+    lives in the stream of its family)."""
+    return re.sub(r"(^|\.)v\d+(?=\.|$)", r"\1v*", text, count=1)
+
+
 def stream_for(subject: str) -> StreamSpec:
-    """The stream that captures a subject."""
+    """The stream that captures a subject (of any subject version of its family)."""
     for spec in ALL:
         for pattern in spec.subjects:
             prefix = pattern.removesuffix(">")
-            if subject.startswith(prefix):
+            if subject.startswith(prefix) or any_version(subject).startswith(any_version(prefix)):
                 return spec
     raise KeyError(f"no stream captures subject {subject!r}")

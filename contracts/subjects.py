@@ -32,9 +32,9 @@ def token(value: str | None) -> str:
     return _TOKEN_BAD.sub("_", value)
 
 
-def case_subject(event: str, street_code: str | None) -> str:
-    """`case.v1.<event>.<street_code>`."""
-    return CASE.format(event=event, street_code=token(street_code))
+def case_subject(event: str, street_code: str | None, version: int = 1) -> str:
+    """`case.v<version>.<event>.<street_code>` (v1 unless a breaking change published a newer version)."""
+    return f"case.v{version}.{event}.{token(street_code)}"
 
 
 def report_subject(source: str) -> str:

@@ -15,7 +15,7 @@ from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType, StreamConfi
 from nats.js.errors import NotFoundError
 from prometheus_client import CollectorRegistry
 
-from contracts import streams
+from contracts import registry, streams
 from contracts.envelope import Event
 from xiuhua.settings import Settings
 
@@ -105,11 +105,11 @@ def make_broker(
 
 
 def stream_config(spec: streams.StreamSpec, replicas: int = 1) -> StreamConfig:
-    """The JetStream configuration of a stream spec."""
+    """The JetStream configuration of a stream spec; it captures every subject version that has a model."""
     return StreamConfig(
         name=spec.name,
         description=spec.description,
-        subjects=list(spec.subjects),
+        subjects=registry.stream_subjects(spec),
         retention=RetentionPolicy.LIMITS,
         storage=StorageType.FILE,
         discard=DiscardPolicy.OLD,

@@ -133,10 +133,6 @@ def pages() -> dict[str, tuple[str, bytes]]:
     }
     for name, text in export.documents().items():
         out[f"/schemas/{name}"] = ("application/json", text.encode())
-    # Inbound reports and commands are documented in contracts/schemas/ under these names too.
-    for spec in asyncapi.message_specs():
-        out.setdefault(f"/schemas/{spec.name}.json", ("application/json",
-                       json.dumps(asyncapi.json_schema(spec), ensure_ascii=False, indent=2).encode()))
     return out
 
 
