@@ -52,12 +52,12 @@ class Ledger:
         """Index the unpublished entries the sweeper looks for."""
         await self._col.create_index([("published", ASCENDING), ("at", ASCENDING)])
 
-    async def seen(self, keys: Iterable[str]) -> dict[str, dict[str, Any]]:
-        """The documents of keys already applied."""
+    async def seen(self, keys: Iterable[str], session: AsyncClientSession | None = None) -> dict[str, dict[str, Any]]:
+        """The documents of keys already applied (inside the caller's transaction when a session is given)."""
         ids = list(keys)
         if not ids:
             return {}
-        return {d["_id"]: d async for d in self._col.find({"_id": {"$in": ids}})}
+        return {d["_id"]: d async for d in self._col.find({"_id": {"$in": ids}}, session=session)}
 
     async def record(
         self, session: AsyncClientSession, entries: Sequence[tuple[str, Sequence[Outgoing]]]

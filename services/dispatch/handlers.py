@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import re
+from datetime import datetime
 from typing import Any
 
 from contracts.cases import CaseOpened
@@ -22,6 +23,8 @@ log = logging.getLogger("xiuhua.dispatch")
 
 CASES = "cases"
 CONFLICT_RETRIES = 3
+TIMER_SCAN = 500  # due cases per scan
+TIMER_BATCH = 100  # cases claimed per transaction
 
 
 class DispatchHandlers:
@@ -159,23 +162,56 @@ class DispatchHandlers:
         """Publish every warning, overdue and escalation that has fallen due; returns how many this instance
         published. Safe with any number of instances: each (case, cycle, kind, level) is claimed once."""
         cases = self.rt.store[CASES]
-        cfg = self.rt.city.calendar
         now = self.rt.clock.now()
+        scan = cases.find({"next_timer_at": {"$lte": now}}, {"_id": 1}).sort("next_timer_at", 1).limit(TIMER_SCAN)
+        ids = [d["_id"] async for d in scan]
         published = 0
-        docs = [d async for d in cases.find({"next_timer_at": {"$lte": now}}).sort("next_timer_at", 1).limit(500)]
-        for doc in docs:
-            case = Case.from_doc(doc)
-            due = timers.due_timers(case, now, self.calendar, cfg)
-            for t in due:
-                key = timers.timer_key(case, t)
-                out = [Outgoing.of(timers.event_for(case, t, cfg))]
-                if await self.rt.ledger.claim(key, out):
-                    await self.rt.ledger.publish([(key, out)])
-                    published += 1
-                    self.timer_events.labels(t.kind).inc()
-            after = timers.fired(case, due, self.calendar, cfg)
-            if after != case:
-                # Only if no command moved the case meanwhile (a command reschedules the timers itself); the
-                # version stays: timer bookkeeping is not a change of the case.
-                await cases.replace_one({"_id": case.case_id, "version": case.version}, after.to_doc())
+        for start in range(0, len(ids), TIMER_BATCH):
+            chunk = ids[start : start + TIMER_BATCH]
+            claimed = await self.rt.store.in_transaction(lambda s, chunk=chunk: self._claim_timers(s, chunk, now))
+            await self.rt.ledger.publish([(key, [out]) for key, _, out in claimed])
+            for _, kind, _ in claimed:
+                self.timer_events.labels(kind).inc()
+            published += len(claimed)
         return published
+
+    async def _claim_timers(self, session: Any, ids: list[str], now: datetime) -> list[tuple[str, str, Outgoing]]:
+        """In one transaction: read the cases again, claim the timers that the case *as it now stands* warrants,
+        and mark them fired with a write conditioned on the version read.
+
+        The scan ran outside any transaction, so a command (resolve, cancel, an approved extension, a return)
+        may have committed since; deciding on the scanned copy would publish a warning or an overdue for a
+        case that no longer has one. Here the read, the ledger claims and the write commit together: with the
+        embedded store transactions run one at a time, and on MongoDB a command writing the same case makes
+        one of the two transactions retry on the other's result. Returns (ledger key, kind, event) to publish.
+        """
+        cases = self.rt.store[CASES]
+        cfg = self.rt.city.calendar
+        docs = {d["_id"]: d async for d in cases.find({"_id": {"$in": ids}}, session=session)}
+        plans: list[tuple[Case, list[tuple[str, timers.Timer]]]] = []
+        for case_id in ids:
+            if case_id not in docs:
+                continue
+            case = Case.from_doc(docs[case_id])
+            due = timers.due_timers(case, now, self.calendar, cfg)
+            after = timers.fired(case, due, self.calendar, cfg)
+            if after == case:
+                continue  # nothing due any more (the case moved on, or another instance fired them)
+            # The version stays: timer bookkeeping is not a change of the case. Read and write share the
+            # transaction, so the filter holds unless a concurrent writer aborts this attempt (then it retries).
+            res = await cases.replace_one(
+                {"_id": case.case_id, "version": case.version}, after.to_doc(), session=session
+            )
+            if res.matched_count == 1:
+                plans.append((case, [(timers.timer_key(case, t), t) for t in due]))
+        # Inside a transaction look before inserting (a duplicate key would abort it): a key is taken when
+        # another instance, or this one before a crash, claimed it already.
+        taken = await self.rt.ledger.seen([k for _, keyed in plans for k, _ in keyed], session=session)
+        claimed = [
+            (key, t.kind, Outgoing.of(timers.event_for(case, t, cfg)))
+            for case, keyed in plans
+            for key, t in keyed
+            if key not in taken
+        ]
+        await self.rt.ledger.record(session, [(key, [out]) for key, _, out in claimed])
+        return claimed

@@ -4,9 +4,14 @@ and level, with two dispatch instances scanning at once and after a restart."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections import Counter
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import datetime
+from typing import Any
 from zoneinfo import ZoneInfo
+
+import pytest
 
 from contracts.cases import CaseOpened
 from services.dispatch.app import SPEC
@@ -123,3 +128,108 @@ async def test_resolution_stops_the_timers_and_an_extension_moves_them(settings,
         warning = bus.on("case.v1.deadline_warning.")[0]
         assert warning["occurred_at"] == "2026-11-24T03:06:00Z"  # 80 % of 12 working hours: Tuesday 11:06
         assert bus.on("case.v1.overdue.")[0]["due_at"] == "2026-11-24T07:00:00Z"
+
+
+class _ScanThenCommand:
+    """The real `cases` collection, except that the timer scan (the find on `next_timer_at`) runs `race` once,
+    right after it has read the due cases: a command that commits while the timer loop is between its scan and
+    its publish."""
+
+    def __init__(self, col: Any, race: Callable[[], Awaitable[None]]) -> None:
+        self._col, self._race = col, race
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._col, name)
+
+    def find(self, query: dict[str, Any] | None = None, *args: Any, **kwargs: Any) -> Any:
+        cursor = self._col.find(query, *args, **kwargs)
+        if query and "next_timer_at" in query and self._race is not None:
+            race, self._race = self._race, None
+            return _CursorThen(cursor, race)
+        return cursor
+
+
+class _CursorThen:
+    def __init__(self, cursor: Any, then: Callable[[], Awaitable[None]]) -> None:
+        self._cursor, self._then = cursor, then
+
+    def sort(self, *args: Any, **kwargs: Any) -> _CursorThen:
+        self._cursor = self._cursor.sort(*args, **kwargs)
+        return self
+
+    def limit(self, n: int) -> _CursorThen:
+        self._cursor = self._cursor.limit(n)
+        return self
+
+    async def __aiter__(self) -> AsyncIterator[dict[str, Any]]:
+        docs = [d async for d in self._cursor]
+        await self._then()
+        for d in docs:
+            yield d
+
+
+class _Db:
+    def __init__(self, db: Any, cases: _ScanThenCommand) -> None:
+        self._db, self._cases = db, cases
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._db, name)
+
+    def __getitem__(self, name: str) -> Any:
+        return self._cases if name == "cases" else self._db[name]
+
+
+@pytest.mark.parametrize("action", ["resolve", "cancel", "approve_extension"])
+async def test_a_timer_never_publishes_for_a_case_a_command_moved_on_after_the_scan(settings, city, action):
+    """The timer loop reads the due cases, then a command resolves / cancels the case or approves an extension
+    (committed by the running consumer), then the loop goes on: it must publish nothing for the old version."""
+    quiet = dataclasses.replace(city, calendar=city.calendar.model_copy(update={"timer_interval_s": 3600.0}))
+    clock = FrozenClock(T0)
+    lead = {"unit_id": "CD-SAN", "role": "sanitation", "name": "王强"}
+    centre = {"unit_id": "XH-CC", "role": "command_centre", "name": "值班长"}
+
+    def command(name: str, actor: dict, **extra: Any) -> dict:
+        return {"command_id": f"race-{name}", "case_id": "C-RACE", "actor": actor, "at": T0.isoformat(), **extra}
+
+    async with BusRecorder(settings.nats_url) as bus, running(SPEC, settings, clock=clock, city=quiet) as rt:
+        ev = opened_case(city, "C-RACE")
+        await publish(settings.nats_url, ev.subject_for(), ev.to_json(), msg_id=ev.event_id)
+        await eventually(lambda: bus.on("case.v1.dispatched."), timeout=30)
+        await publish(settings.nats_url, "cmd.v1.case.acknowledge", command("acknowledge", lead))
+        await eventually(lambda: bus.on("case.v1.acknowledged."))
+        if action == "approve_extension":
+            await publish(settings.nats_url, "cmd.v1.case.request_extension",
+                          command("request_extension", lead, hours=8, reason="需协调"))
+            await eventually(lambda: bus.on("case.v1.extension_requested."))
+        cases = rt.store["cases"]
+        before = await cases.find_one({"_id": "C-RACE"})
+        racing = {
+            "resolve": ("resolve", lead, {"note": "已清运"}),
+            "cancel": ("cancel", centre, {"reason": "重复上报"}),
+            "approve_extension": ("approve_extension", centre, {}),
+        }[action]
+
+        async def race() -> None:
+            name, actor, extra = racing
+            await publish(settings.nats_url, f"cmd.v1.case.{name}", command(name, actor, **extra))
+
+            async def moved_on() -> bool:
+                doc = await cases.find_one({"_id": "C-RACE"})
+                return doc["version"] > before["version"]
+
+            await eventually(moved_on)
+
+        # Monday 14:30: the warning (13:42), overdue and escalation level 1 of the 4h deadline have all fallen due.
+        clock.set(datetime(2026, 11, 23, 14, 30, tzinfo=SH))
+        rt.store.db = _Db(rt.store.db, _ScanThenCommand(rt.store.db["cases"], race))
+        published = await rt.state["dispatch"].tick()
+        await rt.state["dispatch"].tick()  # and a scan after the command finds nothing either
+        await asyncio.sleep(0.5)
+        assert (published, timer_events(bus)) == (0, [])
+        doc = await cases.find_one({"_id": "C-RACE"})
+        assert doc["version"] == before["version"] + 1 and doc["timers_fired"] == []
+        if action == "approve_extension":  # the moved deadline still runs: Tuesday 15:00, warned at 11:06
+            assert doc["state"] == "acknowledged"
+            assert doc["next_timer_at"] == datetime(2026, 11, 24, 11, 6, tzinfo=SH)
+        else:
+            assert "next_timer_at" not in doc
