@@ -43,33 +43,24 @@ class BulletinPublished(Event):
     )
     gaps: list[str] = Field(default_factory=list, description="Sections with no source of data yet, by name")
 
-    model_config = ConfigDict(
-        json_schema_extra={
-            "examples": [
-                {
-                    "event_id": "01935d1e-7a4f-7c3d-8e9f-0123456789ab",
-                    "occurred_at": "2026-11-23T07:00:05Z",
-                    "schema_version": 1,
-                    "correlation_id": "bulletin:2026-W47",
-                    "week": "2026-W47",
-                    "period_start": "2026-11-16",
-                    "period_end": "2026-11-22",
-                    "languages": ["zh", "en"],
-                    "files": [
-                        {"language": "zh", "format": "html", "path": "var/bulletins/2026-W47/bulletin.zh.html",
-                         "url": None},
-                        {"language": "zh", "format": "md", "path": "var/bulletins/2026-W47/bulletin.zh.md",
-                         "url": None},
-                    ],
-                    "directory": "var/bulletins/2026-W47",
-                    "index": "var/bulletins/index.md",
-                    "pdf": False,
-                    "pdf_skipped_reason": "no chromium at /usr/bin/chromium",
-                    "headline": {"opened": 412, "closed": 398, "overdue": 6, "escalated": 2,
-                                 "on_time_rate": 0.968, "closure_rate": 0.94, "rework_rate": 0.012,
-                                 "satisfaction_rate": 0.91},
-                    "gaps": [],
-                }
-            ]
-        }
-    )
+    example_fields: ClassVar[dict[str, object]] = {
+        "correlation_id": "bulletin:2026-W47",
+        "week": "2026-W47",
+        "period_start": "2026-11-16",
+        "period_end": "2026-11-22",
+        "languages": ["zh", "en"],
+        "files": [
+            {"language": "zh", "format": "html", "path": "var/bulletins/2026-W47/bulletin.zh.html",
+             "url": None},
+            {"language": "zh", "format": "md", "path": "var/bulletins/2026-W47/bulletin.zh.md",
+             "url": None},
+        ],
+        "directory": "var/bulletins/2026-W47",
+        "index": "var/bulletins/index.md",
+        "pdf": False,
+        "pdf_skipped_reason": "no chromium at /usr/bin/chromium",
+        "headline": {"opened": 412, "closed": 398, "overdue": 6, "escalated": 2,
+                     "on_time_rate": 0.968, "closure_rate": 0.94, "rework_rate": 0.012,
+                     "satisfaction_rate": 0.91},
+        "gaps": [],
+    }

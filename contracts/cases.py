@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import ClassVar, Literal
 
-from pydantic import ConfigDict, Field
+from pydantic import Field
 
 from contracts import subjects
 from contracts.envelope import Event
@@ -73,34 +73,24 @@ class CaseOpened(CaseEvent):
     )
     handled_on_site: bool = False
 
-    model_config = ConfigDict(
-        json_schema_extra={
-            "examples": [
-                {
-                    "event_id": "01935d1e-7a4b-7c3d-8e9f-0123456789ab",
-                    "occurred_at": "2026-11-23T02:00:00Z",
-                    "schema_version": 1,
-                    "correlation_id": "grid:R-20261123-001",
-                    "case_id": "C-01935d1e7a4b",
-                    "street_code": "CD",
-                    "source": "grid",
-                    "source_ref": "R-20261123-001",
-                    "category_code": "0201",
-                    "category_name": "垃圾箱满溢",
-                    "category_confidence": 1.0,
-                    "description": "解放路口垃圾箱满溢",
-                    "place": _PLACE_EXAMPLE,
-                    "urgency": "normal",
-                    "reported_at": "2026-11-23T01:58:00Z",
-                    "reporter": {"kind": "inspector", "key": "k-5f2c", "display": "G-017"},
-                    "photo_urls": [],
-                    "merchant_id": None,
-                    "supervisor_found": False,
-                    "handled_on_site": False,
-                }
-            ]
-        }
-    )
+    example_fields: ClassVar[dict[str, object]] = {
+        "case_id": "C-01935d1e7a4b",
+        "street_code": "CD",
+        "source": "grid",
+        "source_ref": "R-20261123-001",
+        "category_code": "0201",
+        "category_name": "垃圾箱满溢",
+        "category_confidence": 1.0,
+        "description": "解放路口垃圾箱满溢",
+        "place": _PLACE_EXAMPLE,
+        "urgency": "normal",
+        "reported_at": "2026-11-23T01:58:00Z",
+        "reporter": {"kind": "inspector", "key": "k-5f2c", "display": "G-017"},
+        "photo_urls": [],
+        "merchant_id": None,
+        "supervisor_found": False,
+        "handled_on_site": False,
+    }
 
 
 class CaseDispatched(CaseEvent):
@@ -127,28 +117,18 @@ class CaseDispatched(CaseEvent):
     command_id: str | None = Field(default=None, description="The command that caused this dispatch (return, assign)")
     reason: str | None = Field(default=None, description="Why the command centre chose this unit (manual dispatch)")
 
-    model_config = ConfigDict(
-        json_schema_extra={
-            "examples": [
-                {
-                    "event_id": "01935d1e-7a4c-7c3d-8e9f-0123456789ab",
-                    "occurred_at": "2026-11-23T02:00:01Z",
-                    "schema_version": 1,
-                    "correlation_id": "grid:R-20261123-001",
-                    "case_id": "C-01935d1e7a4b",
-                    "street_code": "CD",
-                    "category_code": "0201",
-                    "lead_unit": {"unit_id": "CD-SAN", "name": "城东环卫所", "role": "sanitation"},
-                    "cooperating_units": [{"unit_id": "CD01", "name": "东园社区", "role": "community"}],
-                    "rule_id": "bins-sanitation",
-                    "due_at": "2026-11-23T06:00:00Z",
-                    "urgency": "normal",
-                    "time_limit": "4h",
-                    "dispatch_round": 1,
-                }
-            ]
-        }
-    )
+    example_fields: ClassVar[dict[str, object]] = {
+        "case_id": "C-01935d1e7a4b",
+        "street_code": "CD",
+        "category_code": "0201",
+        "lead_unit": {"unit_id": "CD-SAN", "name": "城东环卫所", "role": "sanitation"},
+        "cooperating_units": [{"unit_id": "CD01", "name": "东园社区", "role": "community"}],
+        "rule_id": "bins-sanitation",
+        "due_at": "2026-11-23T06:00:00Z",
+        "urgency": "normal",
+        "time_limit": "4h",
+        "dispatch_round": 1,
+    }
 
 
 class CaseMerged(CaseEvent):

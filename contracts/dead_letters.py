@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from pydantic import ConfigDict, Field
+from pydantic import Field
 
 from contracts import subjects
 from contracts.envelope import Event
@@ -32,24 +32,15 @@ class DeadLetter(Event):
     def subject_pattern(cls) -> str:
         return subjects.DLQ
 
-    model_config = ConfigDict(
-        json_schema_extra={
-            "examples": [
-                {
-                    "event_id": "01935d1e-7a4f-7c3d-8e9f-0123456789ab",
-                    "occurred_at": "2026-11-23T02:00:04Z",
-                    "schema_version": 1,
-                    "correlation_id": "",
-                    "service": "scoring",
-                    "consumer": "scoring-cases",
-                    "original_subject": "case.v1.dispatched.CD",
-                    "original_msg_id": "01935d1e-7a4c-7c3d-8e9f-0123456789ab",
-                    "stream_seq": 42,
-                    "deliveries": 5,
-                    "error": "ValidationError: 1 validation error for CaseDispatched",
-                    "payload_b64": "e30=",
-                    "headers": {},
-                }
-            ]
-        }
-    )
+    example_fields: ClassVar[dict[str, object]] = {
+        "correlation_id": "",
+        "service": "scoring",
+        "consumer": "scoring-cases",
+        "original_subject": "case.v1.dispatched.CD",
+        "original_msg_id": "01935d1e-7a4c-7c3d-8e9f-0123456789ab",
+        "stream_seq": 42,
+        "deliveries": 5,
+        "error": "ValidationError: 1 validation error for CaseDispatched",
+        "payload_b64": "e30=",
+        "headers": {},
+    }

@@ -64,12 +64,8 @@ class Exampled:
 
     @classmethod
     def example(cls) -> dict[str, Any]:
-        """The example body: a whole one given as `json_schema_extra={"examples": [...]}`, else the base and the
-        model's own fields (a model that declares none gets an example the tests refuse, naming it)."""
-        config = getattr(cls, "model_config", {})
-        extra = config.get("json_schema_extra")
-        if isinstance(extra, dict) and extra.get("examples"):
-            return dict(extra["examples"][0])
+        """The example body: the base and the model's own fields (a model that declares none gets an example the
+        tests refuse, naming it)."""
         return {**cls.example_base, **cls.example_fields}
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from pydantic import ConfigDict, Field
+from pydantic import Field
 
 from contracts import subjects
 from contracts.envelope import Event
@@ -24,25 +24,15 @@ class NotificationDelivered(Event):
     case_id: str | None = None
     attempts: int = Field(default=1, ge=1)
 
-    model_config = ConfigDict(
-        json_schema_extra={
-            "examples": [
-                {
-                    "event_id": "01935d1e-7a4e-7c3d-8e9f-0123456789ab",
-                    "occurred_at": "2026-11-23T02:00:03Z",
-                    "schema_version": 1,
-                    "correlation_id": "grid:R-20261123-001",
-                    "notification_id": "new_case:C-01935d1e7a4b:0:CD-SAN-duty",
-                    "kind": "new_case",
-                    "channel": "file",
-                    "recipient": "CD-SAN-duty",
-                    "unit_id": "CD-SAN",
-                    "case_id": "C-01935d1e7a4b",
-                    "attempts": 1,
-                }
-            ]
-        }
-    )
+    example_fields: ClassVar[dict[str, object]] = {
+        "notification_id": "new_case:C-01935d1e7a4b:0:CD-SAN-duty",
+        "kind": "new_case",
+        "channel": "file",
+        "recipient": "CD-SAN-duty",
+        "unit_id": "CD-SAN",
+        "case_id": "C-01935d1e7a4b",
+        "attempts": 1,
+    }
 
 
 class NotificationFailed(Event):

@@ -252,22 +252,13 @@ class ReportRejected(Event):
     raw_id: str = Field(description="Key of the raw report kept in intake's store")
     reasons: list[RejectionReason] = Field(min_length=1)
 
-    model_config = ConfigDict(
-        json_schema_extra={
-            "examples": [
-                {
-                    "event_id": "01935d1e-7a4b-7c3d-8e9f-0123456789ab",
-                    "occurred_at": "2026-11-23T02:00:00Z",
-                    "schema_version": 1,
-                    "correlation_id": "raw-1",
-                    "source": "grid",
-                    "source_ref": None,
-                    "raw_id": "raw-1",
-                    "reasons": [{"code": "missing_field", "field": "report_id", "message": "Field required"}],
-                }
-            ]
-        }
-    )
+    example_fields: ClassVar[dict[str, object]] = {
+        "correlation_id": "raw-1",
+        "source": "grid",
+        "source_ref": None,
+        "raw_id": "raw-1",
+        "reasons": [{"code": "missing_field", "field": "report_id", "message": "Field required"}],
+    }
 
 
 SENSOR_NORMAL = "report.v1.sensor_normal"

@@ -28,22 +28,12 @@ class UnitScoreUpdated(Event):
     def subject_for(self) -> str:
         return self.subject_prefix
 
-    model_config = ConfigDict(
-        json_schema_extra={
-            "examples": [
-                {
-                    "event_id": "01935d1e-7a4d-7c3d-8e9f-0123456789ab",
-                    "occurred_at": "2026-11-23T02:00:02Z",
-                    "schema_version": 1,
-                    "correlation_id": "grid:R-20261123-001",
-                    "unit_id": "CD-SAN",
-                    "period": "2026-W48",
-                    "counters": {"dispatched": 12},
-                    "case_id": "C-01935d1e7a4b",
-                }
-            ]
-        }
-    )
+    example_fields: ClassVar[dict[str, object]] = {
+        "unit_id": "CD-SAN",
+        "period": "2026-W48",
+        "counters": {"dispatched": 12},
+        "case_id": "C-01935d1e7a4b",
+    }
 
 
 class RankingRow(BaseModel):
