@@ -7,7 +7,7 @@ from typing import Any
 
 from contracts.reports import GridReport, HotlineOrder, Inbound, InspectionFinding, RejectionReason
 from contracts.values import Place, Urgency
-from services.intake.classifier import Classifier, Verdict
+from services.intake.classifier import TRIAGE_LABEL, Classifier, Verdict, read_examples
 from services.intake.gazetteer import Gazetteer
 from services.intake.geo import to_wgs84
 from xiuhua.city import City
@@ -42,7 +42,9 @@ class Domain:
 
     def __init__(self, city: City) -> None:
         self.city = city
-        self.classifier = Classifier(city.catalogue, city.intake.transfers, city.intake.classifier)
+        labels = {c.code for c in city.catalogue.items()} | {f"transfer:{t.id}" for t in city.intake.transfers}
+        examples = read_examples(city.folder, labels | {TRIAGE_LABEL})
+        self.classifier = Classifier(city.catalogue, city.intake.transfers, city.intake.classifier, examples)
         self.gazetteer = Gazetteer(city)
 
 
@@ -82,8 +84,11 @@ def place_report(report: Inbound, city: City, text: str = "") -> Place | Rejecti
         lng, lat = to_wgs84(loc.lng, loc.lat, loc.coord_system)
         place = city.areas.place_of_point(lng, lat, address)
         if place is None:
-            return RejectionReason(code="out_of_city", field="location",
-                                   message=f"the point ({lng:.6f}, {lat:.6f}) WGS84 is outside the city")
+            return RejectionReason(
+                code="out_of_city",
+                field="location",
+                message=f"the point ({lng:.6f}, {lat:.6f}) WGS84 is outside the city",
+            )
         return place
     grid = getattr(report, "grid_code", None)
     if grid and grid in city.areas.by_code:
@@ -156,7 +161,8 @@ def merchant_drafts(city: City, merchant_id: str, failed: list[str], note: str |
     settings = city.intake
     if merchant.lng is not None and merchant.lat is not None:
         place = city.areas.place_of_point(merchant.lng, merchant.lat, merchant.address) or Place(
-            address=merchant.address)
+            address=merchant.address
+        )
     elif merchant.area in city.areas.by_code:
         place = city.areas.place_of_area(merchant.area, address=merchant.address)
     else:

@@ -1,14 +1,19 @@
-"""`xiuhua classify "TEXT"` / `xiuhua classify --eval FILE`: the catalogue item (or transfer, or manual triage)
-for a text; accuracy, per-class errors and a confusion summary on a labelled JSONL file."""
+"""`xiuhua classify "TEXT"` / `--eval FILE` / `--cv K`: the catalogue item (or transfer, or manual triage) for a
+text; accuracy, per-class errors, a confusion summary and the speed on a labelled JSONL file; k-fold
+cross-validation on the city's own labelled orders, with the fit of the confidence's temperature."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
+import random
+import time
 from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any
 
+from services.intake.classifier import TRIAGE_LABEL, Classifier, read_examples
 from xiuhua.city import City, load_city
 from xiuhua.commands import emit
 from xiuhua.settings import get_settings
@@ -18,8 +23,15 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     """Add the command."""
     p = sub.add_parser("classify", help="classify a report text, or measure accuracy on a labelled file")
     p.add_argument("text", nargs="?", help="the report text (Chinese)")
-    p.add_argument("--eval", metavar="FILE",
-                   help='JSONL lines {"text": ..., "label": "0201" | "transfer:<id>" | "triage"}')
+    p.add_argument(
+        "--eval", metavar="FILE", help='JSONL lines {"text": ..., "label": "0201" | "transfer:<id>" | "triage"}'
+    )
+    p.add_argument(
+        "--cv",
+        type=int,
+        metavar="K",
+        help="K-fold cross-validation on the city's classifier_examples.jsonl (no other file is read)",
+    )
     p.add_argument("--top", type=int, default=3, help="candidates to show for one text")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_classify)
@@ -32,23 +44,50 @@ def _classify(args: argparse.Namespace) -> int:
     classifier = domain_of(city).classifier
     if args.eval:
         return _evaluate(args, city, Path(args.eval))
+    if args.cv:
+        return _cross_validate(args, city, args.cv)
     if not args.text:
         raise SystemExit("give a TEXT or --eval FILE")
     v = classifier.classify(args.text)
-    ranked = classifier.ranking(args.text)[: args.top]
+    ranked = classifier.candidates(args.text)[: args.top]
     name = _name(city, v.label, v.department)
     lines = [f"{v.label}  {name}  confidence {v.confidence:.2f}"]
     if v.kind == "triage" and v.best_guess:
-        lines.append(f"  manual triage by the command centre; best guess {v.best_guess} {_name(city, v.best_guess)}")
-    for s in ranked:
-        label = s.entry.code if s.entry.kind == "category" else f"transfer:{s.entry.code}"
-        lines.append(f"  {label:24s} score {s.score:4.1f}  matched {'、'.join(s.matched)}")
-    emit(args, "\n".join(lines), {
-        "label": v.label, "kind": v.kind, "code": v.code, "name": name, "confidence": v.confidence,
-        "best_guess": v.best_guess, "department": v.department, "matter": v.matter, "matched": list(v.matched),
-        "candidates": [{"entry": s.entry.code, "kind": s.entry.kind, "score": s.score, "matched": list(s.matched)}
-                       for s in ranked],
-    })
+        lines.append(
+            f"  manual triage by the command centre; best guess {v.best_guess} {_name(city, v.best_guess)}"
+            f" ({v.best_guess_confidence or 0:.2f})"
+        )
+    for c in ranked:
+        lines.append(
+            f"  {c.label:24s} p {c.probability:.2f}  n-gram similarity {c.similarity:.3f}  "
+            f"phrases {c.phrase_score:3.1f} {'、'.join(c.matched)}"
+        )
+    emit(
+        args,
+        "\n".join(lines),
+        {
+            "label": v.label,
+            "kind": v.kind,
+            "code": v.code,
+            "name": name,
+            "confidence": v.confidence,
+            "best_guess": v.best_guess,
+            "best_guess_confidence": v.best_guess_confidence,
+            "department": v.department,
+            "matter": v.matter,
+            "matched": list(v.matched),
+            "candidates": [
+                {
+                    "label": c.label,
+                    "probability": round(c.probability, 4),
+                    "similarity": c.similarity,
+                    "phrase_score": c.phrase_score,
+                    "matched": list(c.matched),
+                }
+                for c in ranked
+            ],
+        },
+    )
     return 0
 
 
@@ -61,17 +100,19 @@ def _name(city: City, label: str, department: str | None = None) -> str:
     return item.name_zh if item else "?"
 
 
-def evaluate(city: City, rows: list[dict[str, Any]]) -> dict[str, Any]:
-    """Accuracy, per-label recall and errors, and the confusion pairs of a labelled set."""
+def evaluate(city: City, rows: list[dict[str, Any]], classifier: Classifier | None = None) -> dict[str, Any]:
+    """Accuracy, per-label recall and errors, the confusion pairs and the speed on a labelled set."""
     from services.intake.cases import domain_of
 
-    classifier = domain_of(city).classifier
+    classifier = classifier or domain_of(city).classifier
     per: dict[str, Counter[str]] = defaultdict(Counter)
     errors: list[dict[str, Any]] = []
     confusion: Counter[tuple[str, str]] = Counter()
     decided = decided_correct = 0
-    for row in rows:
-        v = classifier.classify(row["text"])
+    started = time.perf_counter()
+    verdicts = [classifier.classify(row["text"]) for row in rows]
+    elapsed = time.perf_counter() - started
+    for row, v in zip(rows, verdicts, strict=True):
         per[row["label"]]["total"] += 1
         if v.kind != "triage":
             decided += 1
@@ -80,8 +121,15 @@ def evaluate(city: City, rows: list[dict[str, Any]]) -> dict[str, Any]:
             per[row["label"]]["correct"] += 1
         else:
             confusion[(row["label"], v.label)] += 1
-            errors.append({"text": row["text"], "expected": row["label"], "got": v.label,
-                           "confidence": v.confidence, "matched": list(v.matched)})
+            errors.append(
+                {
+                    "text": row["text"],
+                    "expected": row["label"],
+                    "got": v.label,
+                    "confidence": v.confidence,
+                    "matched": list(v.matched),
+                }
+            )
     total = sum(c["total"] for c in per.values())
     correct = sum(c["correct"] for c in per.values())
     groups: dict[str, Counter[str]] = defaultdict(Counter)
@@ -97,6 +145,8 @@ def evaluate(city: City, rows: list[dict[str, Any]]) -> dict[str, Any]:
         "decided": decided,
         "decided_share": round(decided / total, 4) if total else 0.0,
         "decided_precision": round(decided_correct / decided, 4) if decided else 0.0,
+        "items_per_s": round(len(rows) / elapsed, 1) if elapsed > 0 else 0.0,
+        "ms_per_item": round(1000 * elapsed / len(rows), 3) if rows else 0.0,
         "by_group": {g: {"total": c["total"], "correct": c["correct"]} for g, c in sorted(groups.items())},
         "by_label": {k: {"total": c["total"], "correct": c["correct"]} for k, c in sorted(per.items())},
         "errors": errors,
@@ -124,9 +174,13 @@ def _evaluate(args: argparse.Namespace, city: City, path: Path) -> int:
     if not path.exists():
         raise SystemExit(f"{path}: no such file")
     result = evaluate(city, load_rows(path))
-    lines = [f"accuracy {result['accuracy']:.1%} ({result['correct']}/{result['total']}) on {path}",
-             f"decided automatically {result['decided_share']:.1%} ({result['decided']}), of which right "
-             f"{result['decided_precision']:.1%}; the rest go to manual triage", "by group:"]
+    lines = [
+        f"accuracy {result['accuracy']:.1%} ({result['correct']}/{result['total']}) on {path}",
+        f"decided automatically {result['decided_share']:.1%} ({result['decided']}), of which right "
+        f"{result['decided_precision']:.1%}; the rest go to manual triage",
+        f"speed {result['items_per_s']:.0f} items/s ({result['ms_per_item']:.2f} ms per item, one core)",
+        "by group:",
+    ]
     for g, c in result["by_group"].items():
         lines.append(f"  {g:9s} {c['correct']:4d}/{c['total']:<4d} {c['correct'] / c['total']:.0%}")
     if result["errors"]:
@@ -137,4 +191,66 @@ def _evaluate(args: argparse.Namespace, city: City, path: Path) -> int:
         for c in result["confusion"][:20]:
             lines.append(f"  {c['expected']} → {c['got']}: {c['count']}")
     emit(args, "\n".join(lines), result)
+    return 0
+
+
+TEMPERATURES = (10.0, 20.0, 30.0, 40.0, 50.0, 60.0, 80.0)
+
+
+def cross_validate(city: City, k: int, seed: int = 7) -> dict[str, Any]:
+    """K-fold cross-validation on the city's labelled orders: each fold classified by a classifier trained on
+    the other folds (and the catalogue), accuracy at the configured temperature, and the mean log-likelihood
+    of the true label at each temperature of TEMPERATURES (the best one is what TEMPERATURE should be)."""
+    from services.intake.cases import domain_of
+
+    base = domain_of(city).classifier
+    labels = {c.code for c in city.catalogue.items()} | {f"transfer:{t.id}" for t in city.intake.transfers}
+
+    rows = read_examples(city.folder, labels | {TRIAGE_LABEL})
+    if len(rows) < k or k < 2:
+        raise SystemExit(f"cross-validation needs K >= 2 and at least K labelled orders ({len(rows)} found)")
+    order = list(range(len(rows)))
+    random.Random(seed).shuffle(order)  # fixed seed: the same folds every run
+    folds = [[rows[i] for i in order[j::k]] for j in range(k)]
+    loglik: dict[float, float] = dict.fromkeys(TEMPERATURES, 0.0)
+    total = correct = decided = decided_correct = 0
+    for j, test in enumerate(folds):
+        train = [r for m, f in enumerate(folds) if m != j for r in f]
+        c = Classifier(city.catalogue, city.intake.transfers, city.intake.classifier, train, base.temperature)
+        for text, label in test:
+            v = c.classify(text)
+            total += 1
+            correct += v.label == label
+            if v.kind != "triage":
+                decided += 1
+                decided_correct += v.label == label
+        for t in TEMPERATURES:
+            c.temperature = t
+            for text, label in test:
+                p = next((x.probability for x in c.candidates(text) if x.label == label), 0.0)
+                loglik[t] += math.log(max(p, 1e-6))
+    best_t = max(TEMPERATURES, key=lambda t: loglik[t])
+    return {
+        "k": k,
+        "total": total,
+        "temperature": base.temperature,
+        "accuracy": round(correct / total, 4),
+        "decided_share": round(decided / total, 4),
+        "decided_precision": round(decided_correct / decided, 4) if decided else 0.0,
+        "mean_log_likelihood": {str(t): round(v / total, 4) for t, v in loglik.items()},
+        "best_temperature": best_t,
+    }
+
+
+def _cross_validate(args: argparse.Namespace, city: City, k: int) -> int:
+    r = cross_validate(city, k)
+    lines = [
+        f"{r['k']}-fold cross-validation on {r['total']} labelled orders of the city "
+        f"(temperature {r['temperature']:g}): accuracy {r['accuracy']:.1%}, decided automatically "
+        f"{r['decided_share']:.1%}, of which right {r['decided_precision']:.1%}",
+        "mean log-likelihood of the true label by temperature:",
+    ]
+    lines += [f"  {t:>5s}  {v:.4f}" for t, v in r["mean_log_likelihood"].items()]
+    lines.append(f"best temperature {r['best_temperature']:g}")
+    emit(args, "\n".join(lines), r)
     return 0
