@@ -11,6 +11,8 @@ from typing import Any
 from contracts.cases import CaseMerged, CaseOpened, CaseTransferred
 from contracts.merchants import MerchantEscalated
 from services.dispatch.app import SPEC
+from services.scoring.periods import periods_of
+from services.scoring.projection import CASE_FACTS, UNIT_PERIODS
 from tests.conftest import eventually
 from tests.helpers import BusRecorder, publish, system
 from xiuhua.service import running
@@ -218,3 +220,76 @@ async def test_two_instances_publish_exactly_what_one_would(settings, city):
     assert distinct == expected
     assert messages == expected  # not even a duplicate publish reached the bus
 
+
+
+async def test_a_triaged_case_is_assigned_by_the_command_centre_and_flows_on(settings, city):
+    """人工派遣: a triage-category case and a low-confidence one wait with the command centre; the centre assigns
+    the first (new category, named unit), which is handled and closed, and cancels the second. Scoring counts the
+    manual dispatch like any other and the cancelled case in no closure."""
+    enf = {"unit_id": "CD-ENF", "role": "enforcement", "name": "执法队员"}
+    async with BusRecorder(settings.nats_url) as bus, system(settings, only=("dispatch", "scoring")) as rts:
+        cmd = Commands(settings.nats_url, bus)
+        await open_case(settings.nats_url, opened(city, "C-TRI", code="9901", source="hotline",
+                                                  description="解放路口有人占道摆摊卖菜"))
+        await open_case(settings.nats_url, opened(city, "C-CAN", category_confidence=0.3))
+        got = await eventually(lambda: len(bus.on("case.v1.dispatched.")) == 2 and bus.on("case.v1.dispatched."),
+                               timeout=30)
+        first = {d["case_id"]: d for d in got}
+        assert first["C-TRI"]["lead_unit"]["unit_id"] == first["C-CAN"]["lead_unit"]["unit_id"] == "XH-CC"
+        assert first["C-CAN"]["rule_id"] == "low-confidence"
+
+        # Refused, with the reason: a unit may not assign, nor to a unit the city lacks, nor keep the triage category.
+        r = await cmd.rejected("assign", "C-TRI", LEAD, unit_id="CD-ENF", category_code="0101")
+        assert r["reason"] == "wrong_role"
+        r = await cmd.rejected("assign", "C-TRI", CENTRE, unit_id="CD-NOPE", category_code="0101")
+        assert r["reason"] == "unknown_unit" and "CD-NOPE" in r["detail"]
+        r = await cmd.rejected("assign", "C-TRI", CENTRE, unit_id="CD-ENF")
+        assert r["reason"] == "invalid" and "9901" in r["detail"]
+
+        d = await cmd.expect("assign", "C-TRI", CENTRE, "dispatched", unit_id="CD-ENF", category_code="0101",
+                             reason="分拣: 占道经营")
+        assert (d["rule_id"], d["lead_unit"]["unit_id"], d["category_code"], d["time_limit"]) == (
+            "manual", "CD-ENF", "0101", "1d")
+        assert [u["unit_id"] for u in d["cooperating_units"]] == ["CD01"] and d["dispatch_round"] == 2
+        assert d["actor"] == CENTRE and d["reason"] == "分拣: 占道经营" and d["due_at"] > first["C-TRI"]["due_at"]
+        r = await cmd.rejected("assign", "C-TRI", CENTRE, unit_id="CD-SAN", category_code="0201")
+        assert (r["reason"], r["state"]) == ("wrong_state", "dispatched")  # it is with CD-ENF now
+
+        ack = await cmd.expect("acknowledge", "C-TRI", enf, "acknowledged")
+        assert ack["unit_id"] == "CD-ENF" and ack["in_time"]
+        await cmd.expect("resolve", "C-TRI", enf, "resolved", note="摊贩已劝离")
+        await cmd.expect("verify", "C-TRI", CENTRE, "verified", passed=True)
+        closed = await eventually(lambda: [c for c in bus.on("case.v1.closed.") if c["case_id"] == "C-TRI"])
+        assert (closed[0]["outcome"], closed[0]["closed_by"], closed[0]["unit_id"]) == (
+            "closed", "verification", "CD-ENF")
+
+        # 作废 ends the other case visibly: case.closed (outcome cancelled), then case.cancelled.
+        cid = await cmd.send("cancel", "C-CAN", CENTRE, reason="重复举报")
+        cancelled = await eventually(lambda: _by_command(bus, "cancelled", cid))
+        ended = _by_command(bus, "closed", cid)
+        assert ended and (ended["outcome"], ended["closed_by"], ended["on_time"], ended["reason"]) == (
+            "cancelled", "cancel", False, "重复举报")
+        subjects = [s.split(".")[2] for s, b in bus.messages
+                    if s.startswith("case.v1.") and isinstance(b, dict) and b.get("command_id") == cid]
+        assert subjects == ["closed", "cancelled"] and cancelled["reason"] == "重复举报"
+
+        month = periods_of(datetime.fromisoformat(d["occurred_at"]))["month"]
+        periods = rts["scoring"].store[UNIT_PERIODS]
+
+        async def scored() -> dict | None:
+            doc = await periods.find_one({"_id": f"CD-ENF:{month}"})
+            return doc if doc and doc.get("closed") == 1 else None
+
+        unit = await eventually(scored, timeout=30)
+        assert {k: unit.get(k, 0) for k in ("dispatched", "acknowledged", "due", "closed", "closed_on_time")} == {
+            "dispatched": 1, "acknowledged": 1, "due": 1, "closed": 1, "closed_on_time": 1}
+
+        async def cancellation_folded() -> bool:
+            doc = await rts["scoring"].store[CASE_FACTS].find_one({"_id": "C-CAN"})
+            return bool(doc) and [f["t"] for f in doc["facts"]].count("cancelled") == 2  # closed-as-cancelled too
+
+        await eventually(cancellation_folded, timeout=30)
+        centre = await periods.find_one({"_id": f"XH-CC:{month}"})
+        assert centre["dispatched"] == 2  # the two triage rounds
+        assert {k: centre.get(k, 0) for k in ("due", "closed", "closed_on_time")} == {
+            "due": 0, "closed": 0, "closed_on_time": 0}
