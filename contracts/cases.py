@@ -72,6 +72,15 @@ class CaseOpened(CaseEvent):
         default=False, description="Found by supervisors (督查/暗访), counted against the unit"
     )
     handled_on_site: bool = False
+    # Added in v1 (optional, so old consumers and producers are unaffected): where manual assignment starts from.
+    suggested_category_code: str | None = Field(
+        default=None,
+        description="Manual triage (人工分拣, category_code 9901): the classifier's best catalogue item, for the "
+        "command centre's assignment to start from; None when the text gave no hint or the case was not triaged",
+    )
+    suggested_category_confidence: float | None = Field(
+        default=None, ge=0, le=1, description="The classifier's probability for suggested_category_code"
+    )
 
     example_fields: ClassVar[dict[str, object]] = {
         "case_id": "C-01935d1e7a4b",
