@@ -169,6 +169,15 @@ def test_fold_follows_the_lifecycle(city):
     assert doc["updated_datetime"] >= doc["requested_datetime"]
 
 
+def test_a_cancelled_case_reads_cancelled_whichever_of_its_two_events_comes_last(city):
+    common = {"case_id": "C-1", "street_code": "CD", "unit_id": "CD-SAN"}
+    closed = ev.CaseClosed(**common, on_time=False, closed_by="cancel", outcome="cancelled", reason="重复上报")
+    cancelled = ev.CaseCancelled(**common, reason="重复上报")
+    for first, second in ((closed, cancelled), (cancelled, closed)):
+        doc = fold(fold(fold(None, _opened(), city), first, city), second, city)
+        assert doc["status"] == "closed" and doc["status_notes"] == "已作废 cancelled: 重复上报"
+
+
 def test_tokens_and_private_text(city):
     assert token_of(_opened()) == "T-1"
     assert token_of(_opened(ReportSource.grid)) is None

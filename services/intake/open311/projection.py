@@ -78,6 +78,10 @@ def fold(doc: dict[str, Any] | None, event: ev.CaseEvent, city: City) -> dict[st
         case ev.CaseVerified():
             failed = "核查未通过，返工 verification failed, rework"
             doc.update(status_notes="核查通过 verified" if event.passed else failed)
+        case ev.CaseClosed() if event.outcome == "cancelled":
+            # Dispatch ends a cancelled case with this closure before case.cancelled: same notes either way.
+            notes = f"已作废 cancelled: {event.reason}" if event.reason else "已作废 cancelled"
+            doc.update(status="closed", status_notes=notes)
         case ev.CaseClosed():
             doc.update(status="closed", status_notes="已结案 closed")
         case ev.CaseCancelled():
