@@ -95,17 +95,31 @@ def message_specs() -> list[MessageSpec]:
         address = subjects.report_subject(source)
         example = model.example()
         msg_id = f"`<source>:<source reference>` e.g. `{source}:{_ref(model, example)}`"
-        out.append(MessageSpec(f"report.in.{source}", model, address, (), "receive", subject_version(address),
-                               msg_id, example))
+        out.append(
+            MessageSpec(f"report.in.{source}", model, address, (), "receive", subject_version(address), msg_id, example)
+        )
     for action, model in commands.COMMANDS.items():
         address = subjects.COMMAND.format(action=action)
         example = model.example()
-        out.append(MessageSpec(f"cmd.case.{action}", model, address, (), "receive", subject_version(address),
-                               "`command_id`", example))
+        out.append(
+            MessageSpec(
+                f"cmd.case.{action}", model, address, (), "receive", subject_version(address), "`command_id`", example
+            )
+        )
     for name, model in events().items():
         address = model.subject_pattern()
-        out.append(MessageSpec(name, model, address, _parameters(address), "send", subject_version(address),
-                               "`event_id`", model.example()))
+        out.append(
+            MessageSpec(
+                name,
+                model,
+                address,
+                _parameters(address),
+                "send",
+                subject_version(address),
+                "`event_id`",
+                model.example(),
+            )
+        )
     return out
 
 
@@ -129,8 +143,11 @@ def _components_refs(node: Any) -> Any:
     """Point `#/$defs/X` references at `#/components/schemas/X` (where the document keeps them)."""
     if isinstance(node, dict):
         return {
-            k: (v.replace("#/$defs/", "#/components/schemas/") if k == "$ref" and isinstance(v, str)
-                else _components_refs(v))
+            k: (
+                v.replace("#/$defs/", "#/components/schemas/")
+                if k == "$ref" and isinstance(v, str)
+                else _components_refs(v)
+            )
             for k, v in node.items()
         }
     if isinstance(node, list):
@@ -293,8 +310,9 @@ def freeze_new_versions(root: Path = PUBLISHED_DIR) -> list[Path]:
         if path.exists():
             continue
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(frozen_schema(spec), ensure_ascii=False, indent=2, sort_keys=True) + "\n",
-                        encoding="utf-8")
+        path.write_text(
+            json.dumps(frozen_schema(spec), ensure_ascii=False, indent=2, sort_keys=True) + "\n", encoding="utf-8"
+        )
         written.append(path)
     return written
 
@@ -325,8 +343,10 @@ def compatibility_problems(root: Path = PUBLISHED_DIR) -> list[str]:
     current = {published_path(spec, root) for spec in specs}
     for path in sorted(root.glob("*/v*.json")):
         if path not in current:
-            problems.append(f"published message {path.parent.name} {path.stem} ({_rel(path, root)}) no longer exists "
-                            "in contracts/: consumers rely on it")
+            problems.append(
+                f"published message {path.parent.name} {path.stem} ({_rel(path, root)}) no longer exists "
+                "in contracts/: consumers rely on it"
+            )
     return problems
 
 

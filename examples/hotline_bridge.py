@@ -106,8 +106,11 @@ def row_to_order(row: Mapping[str, Any]) -> HotlineOrder:
     lng, lat = _get(row, "lng"), _get(row, "lat")
     if lng and lat:
         try:
-            body["location"] = {"lng": float(lng), "lat": float(lat),
-                                "coord_system": (_get(row, "coord_system") or "gcj02").lower()}
+            body["location"] = {
+                "lng": float(lng),
+                "lat": float(lat),
+                "coord_system": (_get(row, "coord_system") or "gcj02").lower(),
+            }
         except ValueError:
             raise RowError(f"经度/纬度: {lng!r}, {lat!r} are not numbers") from None
     try:
@@ -142,8 +145,10 @@ class BridgeResult:
 
     def summary(self) -> str:
         """One line for the console."""
-        return (f"published {len(self.published)}, already on the bus {len(self.duplicates)}, "
-                f"invalid {len(self.invalid)}" + "".join(f"\n  {line}" for line in self.invalid))
+        return (
+            f"published {len(self.published)}, already on the bus {len(self.duplicates)}, "
+            f"invalid {len(self.invalid)}" + "".join(f"\n  {line}" for line in self.invalid)
+        )
 
 
 def convert(path: Path) -> tuple[list[HotlineOrder], list[str]]:

@@ -33,8 +33,14 @@ class Open311Error(Exception):
 class Open311Client:
     """A GeoReport v2 client for one endpoint (base URL ends in `/open311/v2`)."""
 
-    def __init__(self, base_url: str, api_key: str | None = None, *, http: httpx.AsyncClient | None = None,
-                 jurisdiction_id: str | None = None) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        api_key: str | None = None,
+        *,
+        http: httpx.AsyncClient | None = None,
+        jurisdiction_id: str | None = None,
+    ) -> None:
         self.base_url = base_url.rstrip("/")
         self.api_key = api_key
         self.jurisdiction_id = jurisdiction_id
@@ -49,8 +55,9 @@ class Open311Client:
         try:
             body = response.json()
         except ValueError:
-            raise Open311Error(response.status_code, [{"code": response.status_code,
-                                                       "description": response.text[:200]}]) from None
+            raise Open311Error(
+                response.status_code, [{"code": response.status_code, "description": response.text[:200]}]
+            ) from None
         if response.status_code >= 400:
             raise Open311Error(response.status_code, body if isinstance(body, list) else [body])
         return body
@@ -79,8 +86,12 @@ class Open311Client:
         **contact: str,
     ) -> dict[str, Any]:
         """POST requests.json; returns `{"service_request_id": ...}` or `{"token": ...}` (first element)."""
-        form: dict[str, Any] = {"service_code": service_code, "description": description, **self._params(),
-                                **{k: v for k, v in contact.items() if v}}
+        form: dict[str, Any] = {
+            "service_code": service_code,
+            "description": description,
+            **self._params(),
+            **{k: v for k, v in contact.items() if v},
+        }
         if self.api_key:
             form["api_key"] = self.api_key
         if lat is not None and long is not None:
@@ -143,13 +154,21 @@ async def _main(args: argparse.Namespace) -> int:
     client = Open311Client(args.base, args.api_key)
     try:
         posted = await client.post_request(
-            args.service_code, lat=args.lat, long=args.long, address_string=args.address,
-            description=args.description, attributes=attributes, media_url=args.media_url,
+            args.service_code,
+            lat=args.lat,
+            long=args.long,
+            address_string=args.address,
+            description=args.description,
+            attributes=attributes,
+            media_url=args.media_url,
         )
         print(f"posted: {posted}", flush=True)
-        final = await client.poll(posted, interval=args.interval, timeout=args.timeout,
-                                  on_change=lambda r: print(f"{r.get('status')}: {r.get('status_notes') or ''}",
-                                                            flush=True))
+        final = await client.poll(
+            posted,
+            interval=args.interval,
+            timeout=args.timeout,
+            on_change=lambda r: print(f"{r.get('status')}: {r.get('status_notes') or ''}", flush=True),
+        )
         print(f"done: {final.get('service_request_id')} {final.get('status')}")
         return 0
     except Open311Error as exc:

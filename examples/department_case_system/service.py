@@ -57,7 +57,11 @@ class DepartmentCaseSystem:
     async def start(self) -> None:
         """Start following the unit's cases (a durable consumer: a restart resumes where it stopped)."""
         self._sub = await self.client.subscribe_unit_cases(
-            self.unit_id, self._on_event, durable=self.durable, streets=self.streets, include_cooperating=False,
+            self.unit_id,
+            self._on_event,
+            durable=self.durable,
+            streets=self.streets,
+            include_cooperating=False,
             deliver_policy="all",
         )
 
@@ -73,8 +77,13 @@ class DepartmentCaseSystem:
 
     async def _send(self, command_type: type[CaseCommand], case_id: str, step: str, **fields: Any) -> None:
         # A deterministic command id: sending the same step twice (a retry, a restart) is one command.
-        command = command_type(command_id=f"{self.unit_id}:{case_id}:{step}", case_id=case_id, actor=self._actor(),
-                               at=datetime.now(UTC), **fields)
+        command = command_type(
+            command_id=f"{self.unit_id}:{case_id}:{step}",
+            case_id=case_id,
+            actor=self._actor(),
+            at=datetime.now(UTC),
+            **fields,
+        )
         await self.client.send_command(command)
 
     async def resolve(self, case_id: str, note: str, photo_urls: list[str] | None = None) -> None:

@@ -27,7 +27,11 @@ async def test_post_poll_and_see_the_request_closed(xiuhua) -> None:
     try:
         assert any(s["service_code"] == "0201" for s in await client.services())
         posted = await client.post_request(
-            "0201", lat=30.255, long=120.16, description="解放路口垃圾桶满了", attributes={"BIN_TYPE": "kitchen"},
+            "0201",
+            lat=30.255,
+            long=120.16,
+            description="解放路口垃圾桶满了",
+            attributes={"BIN_TYPE": "kitchen"},
         )
         assert set(posted) & {"service_request_id", "token"}
         opened = await client.poll(posted, until=lambda r: r.get("status") == "open", interval=0.2, timeout=20)

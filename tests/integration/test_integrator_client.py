@@ -29,24 +29,35 @@ from xiuhua.client import (
 
 def grid(report_id: str = "R-1") -> GridReport:
     return GridReport(
-        report_id=report_id, reported_at=datetime.now(UTC), inspector_id="G-017",
-        description="解放路口垃圾箱满溢，垃圾散落", category_code="0201",
+        report_id=report_id,
+        reported_at=datetime.now(UTC),
+        inspector_id="G-017",
+        description="解放路口垃圾箱满溢，垃圾散落",
+        category_code="0201",
         location={"lng": 120.16, "lat": 30.255, "coord_system": "wgs84"},
     )
 
 
 def dispatched(case_id: str, lead: str, cooperating: tuple[str, ...] = (), street: str = "CD") -> CaseDispatched:
     return CaseDispatched(
-        case_id=case_id, street_code=street, category_code="0201", rule_id="r",
+        case_id=case_id,
+        street_code=street,
+        category_code="0201",
+        rule_id="r",
         lead_unit=UnitRef(unit_id=lead, name=lead, role=UnitRole.sanitation),
         cooperating_units=[UnitRef(unit_id=u, name=u, role=UnitRole.community) for u in cooperating],
-        due_at=datetime.now(UTC), time_limit="4h",
+        due_at=datetime.now(UTC),
+        time_limit="4h",
     )
 
 
 def ack(case_id: str, unit: str, command_id: str = "cmd-1") -> Acknowledge:
-    return Acknowledge(command_id=command_id, case_id=case_id, at=datetime.now(UTC),
-                       actor=Actor(unit_id=unit, role=UnitRole.sanitation, name="王强"))
+    return Acknowledge(
+        command_id=command_id,
+        case_id=case_id,
+        at=datetime.now(UTC),
+        actor=Actor(unit_id=unit, role=UnitRole.sanitation, name="王强"),
+    )
 
 
 @pytest.fixture
@@ -60,7 +71,11 @@ async def test_report_carries_message_id_from_its_reference_and_a_retry_is_dropp
         first = await xh.publish_report(grid("R-7"))
         again = await xh.publish_report(grid("R-7"))
         assert (first.subject, first.msg_id, first.stream, first.duplicate) == (
-            "report.v1.in.grid", "grid:R-7", "XH_REPORTS", False)
+            "report.v1.in.grid",
+            "grid:R-7",
+            "XH_REPORTS",
+            False,
+        )
         assert again.duplicate and again.seq == first.seq
         msg = await xh.js.get_msg("XH_REPORTS", first.seq)
         assert msg.headers["Nats-Msg-Id"] == "grid:R-7"
@@ -71,9 +86,15 @@ async def test_report_carries_message_id_from_its_reference_and_a_retry_is_dropp
 
 async def test_dict_reports_are_validated_against_the_source_contract(bus: str) -> None:
     async with XiuhuaClient(bus) as xh:
-        body = {"order_no": "12345-1", "received_at": "2026-11-23T09:15:00+08:00", "channel": "12345",
-                "title": "油烟扰民", "content": "每晚露天烧烤", "caller": {"name": "张三", "phone": "13800135678"},
-                "extra_field_kept": "yes"}
+        body = {
+            "order_no": "12345-1",
+            "received_at": "2026-11-23T09:15:00+08:00",
+            "channel": "12345",
+            "title": "油烟扰民",
+            "content": "每晚露天烧烤",
+            "caller": {"name": "张三", "phone": "13800135678"},
+            "extra_field_kept": "yes",
+        }
         published = await xh.publish_report(body, source="hotline")
         assert published.msg_id == "hotline:12345-1"
         order = await xh.wait_for("report.v1.in.hotline", order_no="12345-1")
@@ -97,8 +118,13 @@ async def test_commands_carry_command_id_and_are_validated(bus: str) -> None:
         assert (await xh.send_command(ack("C-1", "CD-SAN", "cmd-42"))).duplicate
         got = await xh.wait_for("cmd.v1.case.acknowledge", command_id="cmd-42")
         assert isinstance(got, Acknowledge) and got.actor.unit_id == "CD-SAN"
-        resolve = {"command_id": "cmd-43", "case_id": "C-1", "at": "2026-11-23T03:00:00Z", "note": "已清运",
-                   "actor": {"unit_id": "CD-SAN", "role": "sanitation"}}
+        resolve = {
+            "command_id": "cmd-43",
+            "case_id": "C-1",
+            "at": "2026-11-23T03:00:00Z",
+            "note": "已清运",
+            "actor": {"unit_id": "CD-SAN", "role": "sanitation"},
+        }
         assert (await xh.send_command(resolve, "resolve")).subject == "cmd.v1.case.resolve"
         with pytest.raises(InvalidMessage, match=r"actor\.role"):
             await xh.send_command({**resolve, "actor": {"unit_id": "CD-SAN", "role": "mayor"}}, "resolve")
@@ -133,8 +159,11 @@ async def test_unit_subscription_gets_only_its_cases_and_resumes_from_its_durabl
         await xh.publish_event(dispatched("C-3", "CD-PROP", cooperating=("CD-SAN",)))
         await xh.publish_event(CaseAcknowledged(case_id="C-2", street_code="JQ", unit_id="JQ-SAN", in_time=True))
         await xh.send_command(ack("C-1", "CD-SAN", "cmd-mine"))
-        await xh.publish_event(CaseCommandRejected(case_id="C-1", street_code="CD", command_id="cmd-mine",
-                                                   action="acknowledge", reason="wrong_state"))
+        await xh.publish_event(
+            CaseCommandRejected(
+                case_id="C-1", street_code="CD", command_id="cmd-mine", action="acknowledge", reason="wrong_state"
+            )
+        )
         await _until(lambda: len(got) >= 3)
         await sub.stop()
         assert got == [("case.dispatched", "C-1"), ("case.dispatched", "C-3"), ("case.command_rejected", "C-1")]

@@ -23,8 +23,11 @@ def doc() -> dict:
 
 def test_committed_asyncapi_documents_match_a_fresh_generation(doc: dict) -> None:
     fresh_json, fresh_yaml = asyncapi.render_json(doc), asyncapi.render_yaml(doc)
-    stale = [p.name for p, fresh in ((asyncapi.ASYNCAPI_JSON, fresh_json), (asyncapi.ASYNCAPI_YAML, fresh_yaml))
-             if not p.exists() or p.read_text(encoding="utf-8") != fresh]
+    stale = [
+        p.name
+        for p, fresh in ((asyncapi.ASYNCAPI_JSON, fresh_json), (asyncapi.ASYNCAPI_YAML, fresh_yaml))
+        if not p.exists() or p.read_text(encoding="utf-8") != fresh
+    ]
     assert not stale, f"contracts/{', '.join(stale)} differ from the models in contracts/: {asyncapi.REGENERATE}"
     assert yaml.safe_load(fresh_yaml) == json.loads(fresh_json)
 
@@ -37,8 +40,15 @@ def test_every_subject_of_every_service_has_a_channel(doc: dict) -> None:
     addresses = {c["address"] for c in doc["channels"].values()}
     expected = {subjects.report_subject(s) for s in reports.INBOUND_BY_SOURCE}
     expected |= {subjects.COMMAND.format(action=a) for a in commands.COMMANDS}
-    expected |= {"report.v1.rejected", "bulletin.v1.published", "dlq.v1.{service}", "score.v1.unit_updated",
-                 "notify.v1.delivered", "case.v1.opened.{street_code}", "case.v1.dispatched.{street_code}"}
+    expected |= {
+        "report.v1.rejected",
+        "bulletin.v1.published",
+        "dlq.v1.{service}",
+        "score.v1.unit_updated",
+        "notify.v1.delivered",
+        "case.v1.opened.{street_code}",
+        "case.v1.dispatched.{street_code}",
+    }
     expected |= {f"case.v1.{name.split('.', 1)[1]}.{{street_code}}" for name in events() if name.startswith("case.")}
     assert expected <= addresses, sorted(expected - addresses)
     assert {c["x-jetstream-stream"] for c in doc["channels"].values()} == {s.name for s in streams.ALL}
@@ -84,8 +94,12 @@ def test_every_message_has_an_example_that_validates_against_its_schema_and_pars
         schema_file = json.loads((export.SCHEMA_DIR / f"{name}.json").read_text(encoding="utf-8"))
         if schema_file.get("examples") != [example]:
             errors.append(f"contracts/schemas/{name}.json does not carry the example")
-        errors += [e.message for e in jsonschema.Draft202012Validator(
-            schema_file, format_checker=jsonschema.FormatChecker()).iter_errors(example)]
+        errors += [
+            e.message
+            for e in jsonschema.Draft202012Validator(
+                schema_file, format_checker=jsonschema.FormatChecker()
+            ).iter_errors(example)
+        ]
         try:
             specs[name].model.model_validate(example)
         except ValidationError as exc:

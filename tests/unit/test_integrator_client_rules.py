@@ -16,8 +16,13 @@ from xiuhua.client.client import wait_subject
 
 def dispatched(case_id: str, lead: str, cooperating: tuple[str, ...] = ()) -> CaseDispatched:
     return CaseDispatched(
-        case_id=case_id, street_code="CD", category_code="0201", rule_id="r", due_at=datetime.now(UTC),
-        time_limit="4h", lead_unit=UnitRef(unit_id=lead, name=lead, role=UnitRole.sanitation),
+        case_id=case_id,
+        street_code="CD",
+        category_code="0201",
+        rule_id="r",
+        due_at=datetime.now(UTC),
+        time_limit="4h",
+        lead_unit=UnitRef(unit_id=lead, name=lead, role=UnitRole.sanitation),
         cooperating_units=[UnitRef(unit_id=u, name=u, role=UnitRole.community) for u in cooperating],
     )
 
@@ -43,8 +48,9 @@ def test_a_re_route_to_another_unit_ends_the_units_hold_on_the_case() -> None:
 def test_unit_events_by_unit_id_and_rejections_of_own_commands() -> None:
     ack = CaseAcknowledged(case_id="C-9", street_code="CD", unit_id="CD-SAN", in_time=True)
     assert concerns_unit(ack, "CD-SAN") and not concerns_unit(ack, "JQ-SAN")
-    rejected = CaseCommandRejected(case_id="C-9", street_code="CD", command_id="cmd-7", action="resolve",
-                                   reason="wrong_state")
+    rejected = CaseCommandRejected(
+        case_id="C-9", street_code="CD", command_id="cmd-7", action="resolve", reason="wrong_state"
+    )
     assert concerns_unit(rejected, "CD-SAN", set(), own_commands={"cmd-7"})
     assert not concerns_unit(rejected, "CD-SAN", set(), own_commands={"cmd-8"})
 
@@ -59,9 +65,14 @@ def test_wait_patterns() -> None:
 
 async def test_the_command_centres_assign_is_a_typed_command_of_the_client() -> None:
     """cmd.v1.case.assign decodes to `Assign`, and a dict sent as "assign" is checked against it before any I/O."""
-    body = {"command_id": "XH-CC:C-1:assign", "case_id": "C-1", "at": "2026-11-23T03:00:00Z",
-            "actor": {"unit_id": "XH-CC", "role": "command_centre", "name": "李敏"}, "unit_id": "CD-ENF",
-            "category_code": "0101"}
+    body = {
+        "command_id": "XH-CC:C-1:assign",
+        "case_id": "C-1",
+        "at": "2026-11-23T03:00:00Z",
+        "actor": {"unit_id": "XH-CC", "role": "command_centre", "name": "李敏"},
+        "unit_id": "CD-ENF",
+        "category_code": "0101",
+    }
     decoded = decode_message("cmd.v1.case.assign", json.dumps(body).encode())
     assert isinstance(decoded, Assign) and decoded.unit_id == "CD-ENF" and decoded.cooperating_unit_ids is None
     assert decoded.subject() == "cmd.v1.case.assign"

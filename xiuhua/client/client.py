@@ -65,8 +65,14 @@ def decode_message(subject: str, data: bytes) -> Message:
     return model.model_validate_json(data)  # type: ignore[return-value]
 
 
-def concerns_unit(event: Message, unit_id: str, known_cases: set[str] | None = None, *,
-                  include_cooperating: bool = True, own_commands: set[str] | None = None) -> bool:
+def concerns_unit(
+    event: Message,
+    unit_id: str,
+    known_cases: set[str] | None = None,
+    *,
+    include_cooperating: bool = True,
+    own_commands: set[str] | None = None,
+) -> bool:
     """Whether a case event is about a unit's case; updates `known_cases` (the cases this unit holds).
 
     A dispatch names the lead and cooperating units; later lifecycle events carry `unit_id` (the lead at
@@ -274,16 +280,23 @@ class XiuhuaClient:
         except KeyError as exc:
             raise PublishFailed(str(exc)) from None
         try:
-            ack = await self.js.publish(subject, body, timeout=self.publish_timeout, stream=stream,
-                                        headers={**JSON_HEADER, "Nats-Msg-Id": msg_id})
+            ack = await self.js.publish(
+                subject,
+                body,
+                timeout=self.publish_timeout,
+                stream=stream,
+                headers={**JSON_HEADER, "Nats-Msg-Id": msg_id},
+            )
         except (NoRespondersError, NoStreamResponseError):
             raise PublishFailed(
                 f"no JetStream stream answered for {subject} at {self.nats_url}: is JetStream on and stream "
                 f"{stream} provisioned (`xiuhua streams`)?"
             ) from None
         except NatsTimeout:
-            raise PublishFailed(f"JetStream did not confirm {subject} (msg id {msg_id}) within "
-                                f"{self.publish_timeout}s; publishing again with the same id is safe") from None
+            raise PublishFailed(
+                f"JetStream did not confirm {subject} (msg id {msg_id}) within "
+                f"{self.publish_timeout}s; publishing again with the same id is safe"
+            ) from None
         except APIError as exc:
             raise PublishFailed(f"JetStream refused {subject}: {exc.description or exc}") from exc
         return Published(subject, msg_id, ack.stream, ack.seq, bool(ack.duplicate))
@@ -338,8 +351,7 @@ class XiuhuaClient:
         wanted = ", ".join(f"{k}={v!r}" for k, v in field_filters.items()) or "any fields"
         raise WaitTimeout(
             f"no message on {subject} with {wanted} within {timeout}s; saw {len(seen)}"
-            + (": " + "; ".join(seen[-10:]) if seen else " (nothing on that subject since "
-               f"{start.isoformat()})")
+            + (": " + "; ".join(seen[-10:]) if seen else f" (nothing on that subject since {start.isoformat()})")
         )
 
     # ---- a unit's cases ---------------------------------------------------------------------------------
@@ -386,13 +398,15 @@ class XiuhuaClient:
                 "filter or deliver policy must be deleted first (`nats consumer rm`) or given another name"
             ) from exc
         sub = UnitCaseSubscription(unit_id=unit_id, durable=durable, stream=stream, pull=psub)
-        sub.task = asyncio.create_task(self._run_unit(sub, psub, handler, include_cooperating, batch),
-                                       name=f"xiuhua-client:{durable}")
+        sub.task = asyncio.create_task(
+            self._run_unit(sub, psub, handler, include_cooperating, batch), name=f"xiuhua-client:{durable}"
+        )
         self._subs.append(sub)
         return sub
 
-    async def _run_unit(self, sub: UnitCaseSubscription, psub: Any, handler: Handler, include_cooperating: bool,
-                        batch: int) -> None:
+    async def _run_unit(
+        self, sub: UnitCaseSubscription, psub: Any, handler: Handler, include_cooperating: bool, batch: int
+    ) -> None:
         while True:
             try:
                 msgs = await psub.fetch(batch, timeout=1.0)
@@ -415,8 +429,13 @@ class XiuhuaClient:
             log.warning("%s: cannot decode %s (%s); skipped", sub.durable, msg.subject, exc)
             await msg.term()
             return
-        if not concerns_unit(event, sub.unit_id, sub.known_cases, include_cooperating=include_cooperating,
-                             own_commands=self._sent_commands):
+        if not concerns_unit(
+            event,
+            sub.unit_id,
+            sub.known_cases,
+            include_cooperating=include_cooperating,
+            own_commands=self._sent_commands,
+        ):
             await msg.ack()
             return
         try:
@@ -426,8 +445,7 @@ class XiuhuaClient:
         except Exception:
             sub.failed += 1
             deliveries = getattr(msg.metadata, "num_delivered", 1) or 1
-            log.exception("%s: handler failed on %s (delivery %d); it comes back", sub.durable, msg.subject,
-                          deliveries)
+            log.exception("%s: handler failed on %s (delivery %d); it comes back", sub.durable, msg.subject, deliveries)
             await msg.nak(delay=min(30.0, 0.5 * 2 ** min(deliveries, 6)))
             return
         sub.handled += 1

@@ -100,7 +100,12 @@ async def xiuhua(
 ) -> AsyncIterator[XiuhuaHarness]:
     """An embedded Xiuhua: bus, store, streams and services running for this test."""
     async with embedded_xiuhua(
-        xiuhua_nats_url, xiuhua_store_url, tmp_path / "xiuhua-var", city_dir=xiuhua_city_dir, clock=xiuhua_clock,
-        services=xiuhua_services, **xiuhua_settings_overrides,
+        xiuhua_nats_url,
+        xiuhua_store_url,
+        tmp_path / "xiuhua-var",
+        city_dir=xiuhua_city_dir,
+        clock=xiuhua_clock,
+        services=xiuhua_services,
+        **xiuhua_settings_overrides,
     ) as harness:
         yield harness

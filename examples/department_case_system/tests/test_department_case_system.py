@@ -18,8 +18,12 @@ UNIT = "CD-SAN"  # 城东环卫所: the demo city's lead unit for overflowing bi
 
 def overflowing_bin(report_id: str, lng: float = 120.16, lat: float = 30.255, address: str | None = None) -> GridReport:
     return GridReport(
-        report_id=report_id, reported_at=datetime.now(UTC), inspector_id="G-017",
-        description="解放路口垃圾箱满溢，垃圾散落", category_code="0201", address=address,
+        report_id=report_id,
+        reported_at=datetime.now(UTC),
+        inspector_id="G-017",
+        description="解放路口垃圾箱满溢，垃圾散落",
+        category_code="0201",
+        address=address,
         location={"lng": lng, "lat": lat, "coord_system": "wgs84"},
     )
 
@@ -61,10 +65,16 @@ async def test_resolved_case_is_verified_and_closed(xiuhua, department: Departme
     assert resolved.rejections == []
 
     # The command centre verifies in the field (核查) and the case closes (结案).
-    await xiuhua.send_command(Verify(
-        command_id="cc-verify-1", case_id=case_id, at=datetime.now(UTC), passed=True, note="现场核查通过",
-        actor=Actor(unit_id="XH-CC", role="command_centre", name="李敏"),
-    ))
+    await xiuhua.send_command(
+        Verify(
+            command_id="cc-verify-1",
+            case_id=case_id,
+            at=datetime.now(UTC),
+            passed=True,
+            note="现场核查通过",
+            actor=Actor(unit_id="XH-CC", role="command_centre", name="李敏"),
+        )
+    )
     verified = await xiuhua.wait_for("case.v1.verified", case_id=case_id)
     assert isinstance(verified, CaseVerified) and verified.passed
     closed = await xiuhua.wait_for("case.v1.closed", case_id=case_id)
