@@ -25,6 +25,14 @@ class Draft:
     urgency: Urgency
     verdict: Verdict | None = None  # how free text was classified (None: the source named the category)
 
+    @property
+    def suggestion(self) -> tuple[str | None, float | None]:
+        """A triaged case's best guess (catalogue code, probability) for the command centre; else (None, None)."""
+        v = self.verdict
+        if v is None or v.kind != "triage" or v.best_guess is None:
+            return None, None
+        return v.best_guess, v.best_guess_confidence
+
 
 @dataclass(frozen=True)
 class TransferDraft:

@@ -43,6 +43,7 @@ MAX_WEIGHT = 3.0
 TEMPERATURE = 40.0
 # Log-odds a phrase adds per unit of its score (0.5 per character): set, not fitted (see the module text).
 KEYWORD_WEIGHT = 1.0
+MAX_CONFIDENCE = 0.999
 EXAMPLES_FILE = "classifier_examples.jsonl"
 TRIAGE_LABEL = "triage"
 
@@ -142,6 +143,11 @@ def _kept(entry: Entry, hits: list[str], parts: dict[str, tuple[str, ...]]) -> S
         if not any(all(any(w in k for k in parts[longer]) for w in parts[p]) for longer in kept):
             kept.append(p)
     return Score(entry, sum(weight(p) for p in kept), tuple(kept))
+
+
+def _confidence(p: float) -> float:
+    """A probability as a verdict's confidence: three decimals, never 1 (certainty is a category the source named)."""
+    return min(round(p, 3), MAX_CONFIDENCE)
 
 
 def read_examples(folder: Path, labels: set[str]) -> list[tuple[str, str]]:
@@ -295,8 +301,8 @@ class Classifier:
         tied = len(ranked) > 1 and ranked[1].probability >= best.probability
         guess = next((c for c in ranked if c.label in self._category_labels), None)
         guess_code = guess.label if guess else None
-        guess_p = round(guess.probability, 3) if guess else None
-        confidence = round(best.probability, 3)
+        guess_p = _confidence(guess.probability) if guess else None
+        confidence = _confidence(best.probability)
         if best.label == TRIAGE_LABEL:
             # Like orders the city triaged by hand: the best catalogue item is only a guess.
             return Verdict("triage", triage, guess_p or 0.0, guess_code, (), best_guess_confidence=guess_p)

@@ -84,9 +84,7 @@ def reporter_of(report: Inbound, secret: str) -> Reporter | None:
         if caller is None or not (caller.phone or caller.name):
             return None
         ident = caller.phone or caller.name or ""
-        shown = " ".join(
-            x for x in (privacy.mask_name(caller.name or ""), privacy.mask_phone(caller.phone or "")) if x
-        )
+        shown = " ".join(x for x in (privacy.mask_name(caller.name or ""), privacy.mask_phone(caller.phone or "")) if x)
         return Reporter(kind="caller", key=privacy.pseudonym(secret, ident), display=shown)
     for attr, kind in (("inspector_id", "inspector"), ("team", "supervisor"), ("device_id", "device")):
         if (val := getattr(report, attr, None)) is not None:
@@ -102,7 +100,8 @@ def case_id_for() -> str:
 def reported_at_of(report: Inbound) -> datetime:
     """When the source says it happened."""
     return next(
-        getattr(report, n) for n in ("reported_at", "received_at", "inspected_at", "checked_at", "measured_at")
+        getattr(report, n)
+        for n in ("reported_at", "received_at", "inspected_at", "checked_at", "measured_at")
         if getattr(report, n, None) is not None
     )
 
@@ -113,8 +112,14 @@ def _verdict_doc(draft: Draft | TransferDraft) -> dict[str, Any] | None:
         return {"kind": "transfer", "department": draft.department, "confidence": draft.confidence}
     if v is None:
         return None
-    return {"kind": v.kind, "code": v.code, "confidence": v.confidence, "best_guess": v.best_guess,
-            "matched": list(v.matched)}
+    return {
+        "kind": v.kind,
+        "code": v.code,
+        "confidence": v.confidence,
+        "best_guess": v.best_guess,
+        "best_guess_confidence": v.best_guess_confidence,
+        "matched": list(v.matched),
+    }
 
 
 class IntakeHandlers:
@@ -131,7 +136,8 @@ class IntakeHandlers:
         self.transferred = rt.metrics.counter("xiuhua_reports_transferred", "Reports out of scope", ("source",))
         self.triaged = rt.metrics.counter("xiuhua_reports_triaged", "Cases left to manual triage", ("source",))
         self.sensor_changes = rt.metrics.counter(
-            "xiuhua_sensor_transitions", "Sensor state transitions", ("device_type", "to"))
+            "xiuhua_sensor_transitions", "Sensor state transitions", ("device_type", "to")
+        )
 
     # ---- raw reports -------------------------------------------------------------------------------------
 
@@ -172,12 +178,23 @@ class IntakeHandlers:
         if isinstance(draft, TransferDraft):
             case_id = case_id_for()
             await self._ref(batch, correlation, case_id, "transferred")
-            await self._raw(batch, {**raw_doc, "status": "transferred", "case_id": case_id,
-                                    "correlation_id": correlation})
-            batch.emit(item, CaseTransferred(
-                correlation_id=correlation, case_id=case_id, street_code=draft.place.street_code, source=source,
-                source_ref=ref, department=draft.department, matter=draft.matter, description=draft.description,
-                reporter=reporter))
+            await self._raw(
+                batch, {**raw_doc, "status": "transferred", "case_id": case_id, "correlation_id": correlation}
+            )
+            batch.emit(
+                item,
+                CaseTransferred(
+                    correlation_id=correlation,
+                    case_id=case_id,
+                    street_code=draft.place.street_code,
+                    source=source,
+                    source_ref=ref,
+                    department=draft.department,
+                    matter=draft.matter,
+                    description=draft.description,
+                    reporter=reporter,
+                ),
+            )
             self.transferred.labels(source).inc()
             return
         await self._open_or_merge(batch, item, raw_doc, draft, source=source, ref=ref, correlation=correlation,
@@ -195,22 +212,36 @@ class IntakeHandlers:
             # Serialise look-then-open per neighbourhood across instances: concurrent transactions that touch
             # the same lock documents conflict, and the retried one then finds the other's case and merges.
             await rt.store[LOCKS].bulk_write(
-                [UpdateOne({"_id": k}, {"$inc": {"n": 1}}, upsert=True) for k in lookup], ordered=True,
-                session=batch.session)
-            candidates = [d async for d in rt.store[OPEN].find(
-                {"key": {"$in": lookup}, "open": True}, session=batch.session)]
+                [UpdateOne({"_id": k}, {"$inc": {"n": 1}}, upsert=True) for k in lookup],
+                ordered=True,
+                session=batch.session,
+            )
+            candidates = [
+                d async for d in rt.store[OPEN].find({"key": {"$in": lookup}, "open": True}, session=batch.session)
+            ]
             match = duplicates.pick(candidates, draft.place, now, self.dup)
             if match is not None:
                 count = match.reporters + 1
-                await rt.store[OPEN].update_one({"_id": match.case_id}, {"$set": {"reporters": count}},
-                                                session=batch.session)
+                await rt.store[OPEN].update_one(
+                    {"_id": match.case_id}, {"$set": {"reporters": count}}, session=batch.session
+                )
                 await self._ref(batch, correlation, match.case_id, "merged")
-                await self._raw(batch, {**raw_doc, "status": "merged", "case_id": match.case_id,
-                                        "correlation_id": correlation})
-                batch.emit(item, CaseMerged(
-                    correlation_id=correlation, case_id=match.case_id, street_code=match.street_code,
-                    source=source, source_ref=ref, reporter=reporter, distance_m=match.distance_m,
-                    reporters_count=count))
+                await self._raw(
+                    batch, {**raw_doc, "status": "merged", "case_id": match.case_id, "correlation_id": correlation}
+                )
+                batch.emit(
+                    item,
+                    CaseMerged(
+                        correlation_id=correlation,
+                        case_id=match.case_id,
+                        street_code=match.street_code,
+                        source=source,
+                        source_ref=ref,
+                        reporter=reporter,
+                        distance_m=match.distance_m,
+                        reporters_count=count,
+                    ),
+                )
                 self.merged.labels(source).inc()
                 return match.case_id
         case_id = case_id_for()
@@ -220,16 +251,30 @@ class IntakeHandlers:
             "reporters": 1, "source": source}, session=batch.session)
         await self._ref(batch, correlation, case_id, "case")
         await self._raw(batch, {**raw_doc, "status": "case", "case_id": case_id, "correlation_id": correlation})
-        batch.emit(item, CaseOpened(
-            correlation_id=correlation, case_id=case_id, street_code=draft.place.street_code, source=source,
-            source_ref=ref, category_code=draft.category_code, category_name=draft.category_name,
-            category_confidence=draft.confidence, description=draft.description, place=draft.place,
-            urgency=draft.urgency, reported_at=reported_at, reporter=reporter,
-            photo_urls=list(getattr(report, "photo_urls", []) or []),
-            merchant_id=merchant_id or getattr(report, "merchant_id", None),
-            supervisor_found=source == "inspection",
-            handled_on_site=bool(getattr(report, "handled_on_site", False)),
-        ))
+        batch.emit(
+            item,
+            CaseOpened(
+                correlation_id=correlation,
+                case_id=case_id,
+                street_code=draft.place.street_code,
+                source=source,
+                source_ref=ref,
+                category_code=draft.category_code,
+                category_name=draft.category_name,
+                category_confidence=draft.confidence,
+                description=draft.description,
+                place=draft.place,
+                urgency=draft.urgency,
+                reported_at=reported_at,
+                reporter=reporter,
+                photo_urls=list(getattr(report, "photo_urls", []) or []),
+                merchant_id=merchant_id or getattr(report, "merchant_id", None),
+                supervisor_found=source == "inspection",
+                handled_on_site=bool(getattr(report, "handled_on_site", False)),
+                suggested_category_code=draft.suggestion[0],
+                suggested_category_confidence=draft.suggestion[1],
+            ),
+        )
         self.opened.labels(source).inc()
         if draft.category_code == rt.city.intake.classifier.triage_code:
             self.triaged.labels(source).inc()
@@ -276,8 +321,9 @@ class IntakeHandlers:
         state = DeviceState.from_doc(doc) if doc else DeviceState(reading.device_id, reading.device_type)
         alarm_open = bool(state.case_id) and await self._is_open(batch, state.case_id)
         fault_open = bool(state.fault_case_id) and await self._is_open(batch, state.fault_case_id)
-        decision = step(state, cfg, dict(reading.values), reading.measured_at,
-                        alarm_open=alarm_open, fault_open=fault_open)
+        decision = step(
+            state, cfg, dict(reading.values), reading.measured_at, alarm_open=alarm_open, fault_open=fault_open
+        )
         if decision.state is None:
             return  # nothing changed: no write at all
         new = decision.state
@@ -292,22 +338,41 @@ class IntakeHandlers:
         if decision.open is not None:
             assert decision.category is not None and place is not None
             what = "设备故障 device fault" if decision.open == "fault" else "超过阈值 threshold exceeded"
-            words = f"{reading.device_type} {reading.device_id}{' @' + reading.site_id if reading.site_id else ''}: " \
-                    f"{what}: {decision.reason}"
+            words = (
+                f"{reading.device_type} {reading.device_id}{' @' + reading.site_id if reading.site_id else ''}: "
+                f"{what}: {decision.reason}"
+            )
             draft = sensor_draft(rt.city, decision.category, place, words, decision.urgent)
             correlation = f"sensor:{ref}:{decision.open}"
             case_id = await self._open_or_merge(
-                batch, item, {**raw_doc, "trigger": decision.open, "reason": decision.reason}, draft,
-                source="sensor", ref=ref, correlation=correlation, reported_at=reading.measured_at,
-                reporter=reporter_of(reading, rt.settings.pseudonym_key), report=reading)
+                batch,
+                item,
+                {**raw_doc, "trigger": decision.open, "reason": decision.reason},
+                draft,
+                source="sensor",
+                ref=ref,
+                correlation=correlation,
+                reported_at=reading.measured_at,
+                reporter=reporter_of(reading, rt.settings.pseudonym_key),
+                report=reading,
+            )
             new = replace(new, fault_case_id=case_id) if decision.open == "fault" else replace(new, case_id=case_id)
         if decision.cleared_case_id:
             assert place is not None
             await self._raw(batch, {**raw_doc, "status": "sensor_normal", "case_id": decision.cleared_case_id})
-            batch.emit(item, SensorNormal(
-                correlation_id=f"sensor:{reading.device_id}", device_id=reading.device_id,
-                device_type=reading.device_type, case_id=decision.cleared_case_id, street_code=place.street_code,
-                site_id=reading.site_id, measured_at=reading.measured_at, values=dict(reading.values)))
+            batch.emit(
+                item,
+                SensorNormal(
+                    correlation_id=f"sensor:{reading.device_id}",
+                    device_id=reading.device_id,
+                    device_type=reading.device_type,
+                    case_id=decision.cleared_case_id,
+                    street_code=place.street_code,
+                    site_id=reading.site_id,
+                    measured_at=reading.measured_at,
+                    values=dict(reading.values),
+                ),
+            )
         await devices.replace_one({"_id": new.device_id}, new.to_doc(), upsert=True, session=batch.session)
         self.sensor_changes.labels(reading.device_type, decision.open or new.status).inc()
 
@@ -340,7 +405,8 @@ class IntakeHandlers:
     async def _ref(self, batch: Batch, correlation: str, case_id: str, outcome: str) -> None:
         await self.rt.store[REFS].insert_one(
             {"_id": correlation, "case_id": case_id, "outcome": outcome, "at": self.rt.clock.now()},
-            session=batch.session)
+            session=batch.session,
+        )
 
     async def _raw(self, batch: Batch, doc: dict[str, Any]) -> None:
         await self.rt.store[RAW].insert_one(doc, session=batch.session)

@@ -133,6 +133,9 @@ async def test_transfers_triage_and_rejections(settings):
         assert "人力资源和社会保障" in transferred[0]["department"] and transferred[0]["source_ref"] == "12345-20"
         triaged = await eventually(lambda: bus.on("case.v1.opened."))
         assert triaged[0]["category_code"] == "9901" and triaged[0]["category_confidence"] < 0.5
+        # The classifier's best guess travels with the triaged case, for the command centre to start from.
+        assert triaged[0]["suggested_category_code"] not in (None, "9901")
+        assert 0 <= triaged[0]["suggested_category_confidence"] < 0.5
         rejected = await eventually(lambda: len(bus.on("report.v1.rejected")) == 3 and bus.on("report.v1.rejected"))
         codes = {r["reasons"][0]["code"] for r in rejected}
         assert {"unknown_merchant", "out_of_city"} <= codes

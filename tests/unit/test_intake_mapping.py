@@ -81,6 +81,23 @@ def test_vague_hotline_text_goes_to_manual_triage(city) -> None:
     assert isinstance(d, Draft) and d.category_code == "9901" and d.confidence < 0.5
 
 
+def test_a_triaged_case_carries_the_classifier_s_best_guess(city) -> None:
+    body = {
+        "order_no": "12345-4",
+        "received_at": "2026-11-23T09:58:00+08:00",
+        "channel": "12345",
+        "title": "反映问题",
+        "content": "小区门口那块地方乱糟糟的",
+    }
+    d = draft_case(_p("hotline", body), city)
+    assert isinstance(d, Draft) and d.category_code == "9901"
+    code, confidence = d.suggestion
+    assert code is not None and city.category(code) is not None and code != "9901"
+    assert confidence is not None and 0 < confidence < 0.5 and confidence == d.verdict.best_guess_confidence
+    named = draft_case(_p("hotline", {**body, "content": "湖滨路的路灯不亮好几天了"}), city)
+    assert isinstance(named, Draft) and named.category_code == "0302" and named.suggestion == (None, None)
+
+
 def test_inspection_finding_without_category_is_classified(city) -> None:
     body = {"finding_id": "F-1", "inspected_at": "2026-11-23T09:58:00+08:00", "team": "督查一组", "kind": "暗访",
             "description": "望江花苑楼道堆放大量杂物", "address": "望江花苑"}
