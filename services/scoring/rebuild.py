@@ -1,9 +1,13 @@
 """Rebuild every score from the JetStream history into a fresh database and compare it with the live one.
 
-The history is read with an ordered push consumer from sequence 1 (`XH_CASES` for the lifecycle, and the
-`report.v1.in.merchant_check` subject of `XH_REPORTS` for duty checks) and applied by the same `Projection`
-the live service uses. Because the fold keeps per-case facts and depends only on the set of events, the
-rebuilt documents must equal the live ones field by field.
+The history is read with an ordered push consumer from the first stored message (`XH_CASES` for the
+lifecycle, and the `report.v1.in.merchant_check` subject of `XH_REPORTS` for duty checks) and applied by the
+same `Projection` the live service uses. Because the fold keeps per-case facts and depends only on the set of
+events, the rebuilt documents must equal the live ones field by field.
+
+Streams drop their oldest messages (`XH_REPORTS` after 90 days, `XH_CASES` after 800). The rebuild window is,
+per source, the moment of the oldest message the stream still holds; documents that depend on anything older
+cannot be reproduced and are counted as outside the window instead of compared (`services/scoring/window.py`).
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ import asyncio
 import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 import nats
@@ -21,6 +26,7 @@ from nats.js.errors import NotFoundError
 from contracts import registry, streams, subjects
 from services.scoring.handlers import decode_merchant_check
 from services.scoring.projection import COLLECTIONS, Projection
+from services.scoring.window import Window, comparable, outside
 from xiuhua.bus import connect_options
 from xiuhua.city import City
 from xiuhua.settings import Settings
@@ -52,6 +58,9 @@ class RebuildReport:
     skipped: int = 0
     compared: dict[str, int] = field(default_factory=dict)
     differences: list[Difference] = field(default_factory=list)
+    # stream → ISO time of the oldest message it still holds; None: nothing has expired (complete history)
+    window: dict[str, str | None] = field(default_factory=dict)
+    outside_window: dict[str, int] = field(default_factory=dict)  # collection → documents not compared
 
 
 async def _last_seq(js: Any, stream: str, subject: str) -> int:
@@ -80,6 +89,34 @@ async def history(js: Any, stream: str, subject: str, idle: float = 5.0) -> Asyn
                 return
     finally:
         await sub.unsubscribe()
+
+
+async def held_from(js: Any, stream: str) -> datetime | None:
+    """The moment of the oldest message `stream` still holds, or None when it still has its first message."""
+    try:
+        state = (await js.stream_info(stream)).state
+    except NotFoundError:
+        return None
+    if state.first_seq <= 1:
+        return None
+    if not state.messages:
+        return datetime.now(UTC)  # everything it ever stored has expired
+    at = (await js.get_msg(stream, seq=state.first_seq)).time
+    if at is None:
+        return datetime.now(UTC)
+    return at if at.tzinfo else at.replace(tzinfo=UTC)
+
+
+async def rebuild_window(settings: Settings) -> Window:
+    """What the bus still holds of each source of the fold."""
+    nc = await nats.connect(settings.nats_url, **connect_options(settings))
+    try:
+        js = nc.jetstream()
+        return Window(
+            cases_from=await held_from(js, streams.CASES.name), checks_from=await held_from(js, streams.REPORTS.name)
+        )
+    finally:
+        await nc.close()
 
 
 def _decode(subject: str, data: bytes) -> Any | None:
@@ -130,35 +167,58 @@ def _diff(live: dict[str, Any], rebuilt: dict[str, Any]) -> dict[str, tuple[Any,
     return {k: (live.get(k), rebuilt.get(k)) for k in keys if live.get(k) != rebuilt.get(k)}
 
 
-async def compare(settings: Settings, live_db: str, fresh_db: str, report: RebuildReport) -> None:
-    """Document by document, every scoring collection."""
+async def compare(
+    settings: Settings, live_db: str, fresh_db: str, report: RebuildReport, window: Window, city: City
+) -> None:
+    """Document by document, every scoring collection, inside the rebuild window."""
     live = Store(settings.mongo_url, live_db, write_concern=settings.write_concern)
     fresh = Store(settings.mongo_url, fresh_db, write_concern=settings.write_concern)
     try:
-        for coll in COLLECTIONS:
-            a = {d["_id"]: d async for d in live[coll].find({})}
-            b = {d["_id"]: d async for d in fresh[coll].find({})}
-            report.compared[coll] = len(a.keys() | b.keys())
-            for key in sorted(a.keys() | b.keys(), key=str):
-                if key not in a:
-                    report.differences.append(Difference(coll, str(key), "missing_in_live"))
-                elif key not in b:
-                    report.differences.append(Difference(coll, str(key), "missing_in_rebuild"))
-                elif fields := _diff(a[key], b[key]):
-                    report.differences.append(Difference(coll, str(key), "fields", fields))
+        a_all = {coll: {d["_id"]: d async for d in live[coll].find({})} for coll in COLLECTIONS}
+        b_all = {coll: {d["_id"]: d async for d in fresh[coll].find({})} for coll in COLLECTIONS}
     finally:
         await live.close()
         await fresh.close()
+    left_out = outside(a_all, b_all, window, city.assessment.merchants)
+    report.window = {
+        streams.CASES.name: window.cases_from.isoformat() if window.cases_from else None,
+        streams.REPORTS.name: window.checks_from.isoformat() if window.checks_from else None,
+    }
+    for coll in COLLECTIONS:
+        a, b = a_all[coll], b_all[coll]
+        skip = left_out.get(coll, set())
+        keys = (a.keys() | b.keys()) - skip
+        report.compared[coll] = len(keys)
+        report.outside_window[coll] = len((a.keys() | b.keys()) & skip)
+        for key in sorted(keys, key=str):
+            if key not in a:
+                report.differences.append(Difference(coll, str(key), "missing_in_live"))
+            elif key not in b:
+                report.differences.append(Difference(coll, str(key), "missing_in_rebuild"))
+            elif fields := _diff(
+                comparable(coll, a[key], left_out["merchant_periods"]),
+                comparable(coll, b[key], left_out["merchant_periods"]),
+            ):
+                report.differences.append(Difference(coll, str(key), "fields", fields))
 
 
 async def rebuild_and_check(
-    settings: Settings, city: City, *, keep: bool = False, progress: Callable[[str, int], None] | None = None
+    settings: Settings,
+    city: City,
+    *,
+    keep: bool = False,
+    progress: Callable[[str, int], None] | None = None,
+    window: Window | None = None,
 ) -> RebuildReport:
-    """Replay into a fresh database, compare with the live one, drop the fresh one unless `keep`."""
+    """Replay into a fresh database, compare with the live one inside the rebuild window (read from the
+    streams unless given), drop the fresh database unless `keep`."""
     live_db = settings.database("scoring")
     fresh_db = f"{live_db}_rebuild_{uuid.uuid4().hex[:8]}"
     report = await replay(settings, city, fresh_db, progress)
-    await compare(settings, live_db, fresh_db, report)
+    # Read after the replay: a message that expired while it ran is then older than the window's start, so
+    # what it contributed is left out rather than reported as missing from the rebuild.
+    window = window if window is not None else await rebuild_window(settings)
+    await compare(settings, live_db, fresh_db, report, window, city)
     if not keep:
         store = Store(settings.mongo_url, fresh_db)
         try:

@@ -10,15 +10,16 @@ import os
 import random
 import subprocess
 import sys
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import nats
 
 from contracts.reports import MerchantCheck
 from services.scoring import closing, query, units
-from services.scoring.projection import MERCHANTS, UNIT_PERIODS
+from services.scoring.projection import MERCHANT_PERIODS, MERCHANTS, UNIT_PERIODS
 from services.scoring.query import QUERY_MERCHANT, QUERY_RANKING, QUERY_UNIT
 from services.scoring.rebuild import rebuild_and_check
+from services.scoring.window import Window
 from tests.conftest import eventually
 from tests.helpers import BusRecorder
 from tests.unit.test_scoring_fold import _history
@@ -206,3 +207,91 @@ async def test_live_scores_equal_the_fold_and_a_rebuild(settings, city, monkeypa
 
         shown = await asyncio.to_thread(_cli, settings, "show", "merchant", "M-CD-0001", "--period", "2026-12")
         assert shown.returncode == 0 and "grade C" in shown.stdout, shown.stdout + shown.stderr
+
+
+def _aged(events: list, prefix: str, days: int) -> list:
+    """The same lifecycles under other case ids, `days` earlier."""
+    out = []
+    for e in events:
+        update: dict = {"case_id": f"{prefix}{e.case_id}", "occurred_at": e.occurred_at - timedelta(days=days)}
+        if hasattr(e, "reported_at"):
+            update["reported_at"] = e.reported_at - timedelta(days=days)
+        out.append(e.model_copy(update=update))
+    return out
+
+
+async def test_rebuild_compares_what_the_streams_still_hold(settings, city):
+    old_events = _aged(_history(21, 12), "OLD-", 150)  # July–September 2026
+    straddling = _aged(_history(31, 1), "STR-", 0)  # opened long ago, handled lately
+    straddling[:2] = _aged(straddling[:2], "", 150)
+    new_events = _history(11, 12)
+
+    def check(cid: str, mid: str, at: datetime, result: str) -> MerchantCheck:
+        items = {"hygiene": result, "order": "pass", "greenery": "pass"}
+        return MerchantCheck(check_id=cid, merchant_id=mid, checked_at=at, inspector_id="G-1", items=items)
+
+    old_checks = [
+        check("OLD-1", "M-CD-0004", datetime(2026, 8, 10, 2, tzinfo=UTC), "fail"),
+        check("OLD-2", "M-CD-0001", datetime(2026, 8, 12, 2, tzinfo=UTC), "pass"),
+    ]
+    new_checks = [
+        check("NEW-1", "M-CD-0004", datetime(2026, 12, 10, 2, tzinfo=UTC), "pass"),
+        check("NEW-2", "M-CD-0001", datetime(2026, 12, 11, 2, tzinfo=UTC), "fail"),
+    ]
+
+    def wire(events: list, checks: list[MerchantCheck]) -> list[tuple[str, bytes, str]]:
+        out = [(e.subject_for(), e.to_json(), e.event_id) for e in events]
+        return out + [(CHECK_SUBJECT, c.model_dump_json().encode(), f"check:{c.check_id}") for c in checks]
+
+    everything = [*old_events, *straddling, *new_events]
+    expected = units.UnitFold()
+    for e in everything:
+        expected.apply(e)
+    async with running(spec("scoring"), settings, city=city) as rt:
+        await _publish_all(settings.nats_url, wire([*old_events, *straddling[:2]], old_checks))
+        nc = await nats.connect(settings.nats_url)
+        try:
+            js = nc.jetstream()
+            first_new = {s: (await js.stream_info(s)).state.last_seq + 1 for s in ("XH_CASES", "XH_REPORTS")}
+        finally:
+            await nc.close()
+        await _publish_all(settings.nats_url, wire([*straddling[2:], *new_events], new_checks))
+
+        async def settled() -> bool:
+            docs = {d["_id"]: d async for d in rt.store[UNIT_PERIODS].find({})}
+            months = [d async for d in rt.store[MERCHANT_PERIODS].find({})]
+            return (
+                docs.keys() == expected.docs.keys()
+                and len(months) == 4
+                and all(docs[k][c] == expected.docs[k]["c"].get(c, 0) for k in docs for c in units.COUNTERS)
+            )
+
+        await eventually(settled, timeout=120, interval=0.5)
+
+    # The streams' oldest messages expire (as after 90 days on XH_REPORTS, 800 on XH_CASES).
+    nc = await nats.connect(settings.nats_url)
+    try:
+        for stream, seq in first_new.items():
+            await nc.jetstream().purge_stream(stream, seq=seq)
+    finally:
+        await nc.close()
+
+    report = await rebuild_and_check(settings, city)
+    assert report.window["XH_CASES"] and report.window["XH_REPORTS"]
+    assert report.differences == [], report.differences[:3]
+    assert report.outside_window["case_facts"] >= 13  # the twelve old cases and the straddling one
+    assert report.outside_window["merchant_periods"] == 2  # both August months
+    assert report.compared["merchant_periods"] == 2 and report.compared["merchants"] == 2
+    assert report.compared["unit_periods"] > 0
+
+    # Without the window the same replay is full of differences: it is the window that makes the check hold.
+    blind = await rebuild_and_check(settings, city, window=Window())
+    assert ("merchant_periods", "M-CD-0004:2026-08", "missing_in_rebuild") in {
+        (d.collection, d.id, d.problem) for d in blind.differences
+    }
+    assert any(d.collection == "case_facts" and d.id.startswith("OLD-") for d in blind.differences)
+
+    done = await asyncio.to_thread(_cli, settings, "rebuild", "--check")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "outside the rebuild window" in done.stdout and "identical within the rebuild window" in done.stdout
+    assert "XH_REPORTS holds messages from" in done.stdout

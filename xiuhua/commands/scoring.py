@@ -54,6 +54,18 @@ def _rebuild(args: argparse.Namespace) -> int:
         f" ({report.skipped} undecodable skipped)"
     ]
     lines.append(f"compared: {', '.join(f'{c} {n}' for c, n in report.compared.items())}")
+    expired = {s: at for s, at in report.window.items() if at}
+    if expired:
+        lines.append(
+            "rebuild window: "
+            + ", ".join(f"{s} holds messages from {at} (older ones have expired)" for s, at in expired.items())
+        )
+        lines.append(
+            "not compared, outside the rebuild window (they depend on expired messages): "
+            + ", ".join(f"{c} {n}" for c, n in report.outside_window.items())
+        )
+    else:
+        lines.append("rebuild window: complete history (nothing has expired from the streams)")
     for d in report.differences[:50]:
         if d.problem == "fields":
             detail = "; ".join(f"{k}: live {v[0]!r} rebuilt {v[1]!r}" for k, v in list(d.fields.items())[:6])
@@ -62,7 +74,12 @@ def _rebuild(args: argparse.Namespace) -> int:
             lines.append(f"  DIFF {d.collection} {d.id}: {d.problem}")
     if len(report.differences) > 50:
         lines.append(f"  ... and {len(report.differences) - 50} more")
-    lines.append(f"{len(report.differences)} difference(s)" if report.differences else "identical: rebuild == live")
+    scope = " within the rebuild window" if expired else ""
+    lines.append(
+        f"{len(report.differences)} difference(s){scope}"
+        if report.differences
+        else f"identical{scope}: rebuild == live"
+    )
     if args.keep:
         lines.append(f"rebuilt database kept: {report.database}")
     emit(args, "\n".join(lines), asdict(report))
