@@ -128,8 +128,9 @@ def _decode(subject: str, data: bytes) -> Any | None:
         return None  # poison: the live consumer dead-lettered it and never applied it
 
 
-async def replay(settings: Settings, city: City, database: str, progress: Callable[[str, int], None] | None = None
-                 ) -> RebuildReport:
+async def replay(
+    settings: Settings, city: City, database: str, progress: Callable[[str, int], None] | None = None
+) -> RebuildReport:
     """Fold the whole history into `database` (which should be empty)."""
     report = RebuildReport(database=database)
     nc = await nats.connect(settings.nats_url, **connect_options(settings))
