@@ -72,6 +72,34 @@ def connect_options(settings: Settings) -> dict[str, object]:
     return opts
 
 
+class BusUnreachable(ConnectionError):
+    """The NATS server could not be reached (a sentence for the operator, not a traceback)."""
+
+
+async def connect_once(servers: str | Sequence[str], **opts: object) -> nats.NATS:
+    """A client for a short task (an operator command, provisioning): fails within seconds with a sentence when
+    the server is not there, instead of nats-py retrying for minutes and logging every attempt."""
+    errors: list[Exception] = []
+
+    async def keep(exc: Exception) -> None:  # reported once below instead of logged per attempt
+        errors.append(exc)
+
+    try:
+        return await nats.connect(
+            servers,
+            allow_reconnect=False,
+            max_reconnect_attempts=2,  # nats-py retries a refused first connect this often per server
+            reconnect_time_wait=0.5,
+            connect_timeout=3,
+            error_cb=keep,
+            **opts,  # type: ignore[arg-type]
+        )
+    except (TimeoutError, OSError, nats.errors.Error) as exc:
+        where = servers if isinstance(servers, str) else ", ".join(servers)
+        cause = errors[-1] if errors else exc
+        raise BusUnreachable(f"cannot reach NATS at {where}: {str(cause) or type(cause).__name__}") from None
+
+
 def make_broker(
     settings: Settings,
     *,
@@ -123,7 +151,7 @@ async def provision_streams(
     servers: str | Sequence[str], *, replicas: int = 1, connect_opts: dict[str, object] | None = None
 ) -> list[str]:
     """Create or update every stream; returns what was done, one line each. Idempotent."""
-    nc = await nats.connect(servers, **(connect_opts or {}))
+    nc = await connect_once(servers, **(connect_opts or {}))
     done = []
     try:
         js = nc.jetstream()

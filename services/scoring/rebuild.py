@@ -19,7 +19,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-import nats
 from nats.js.api import ConsumerConfig, DeliverPolicy
 from nats.js.errors import NotFoundError
 
@@ -27,7 +26,7 @@ from contracts import registry, streams, subjects
 from services.scoring.handlers import decode_merchant_check
 from services.scoring.projection import COLLECTIONS, Projection
 from services.scoring.window import Window, comparable, outside
-from xiuhua.bus import connect_options
+from xiuhua.bus import connect_once, connect_options
 from xiuhua.city import City
 from xiuhua.settings import Settings
 from xiuhua.store import Store
@@ -109,7 +108,7 @@ async def held_from(js: Any, stream: str) -> datetime | None:
 
 async def rebuild_window(settings: Settings) -> Window:
     """What the bus still holds of each source of the fold."""
-    nc = await nats.connect(settings.nats_url, **connect_options(settings))
+    nc = await connect_once(settings.nats_url, **connect_options(settings))
     try:
         js = nc.jetstream()
         return Window(
@@ -133,7 +132,7 @@ async def replay(
 ) -> RebuildReport:
     """Fold the whole history into `database` (which should be empty)."""
     report = RebuildReport(database=database)
-    nc = await nats.connect(settings.nats_url, **connect_options(settings))
+    nc = await connect_once(settings.nats_url, **connect_options(settings))
     store = Store(settings.mongo_url, database, write_concern=settings.write_concern)
     try:
         await store.ensure_collections(COLLECTIONS)

@@ -19,7 +19,7 @@ from nats.js.errors import NotFoundError
 
 from contracts import streams, subjects
 from contracts.dead_letters import DeadLetter
-from xiuhua.bus import connect_options
+from xiuhua.bus import connect_once, connect_options
 from xiuhua.chaos.bus_read import stream_messages
 from xiuhua.commands import emit
 from xiuhua.consumer import REDRIVE_MARK
@@ -67,7 +67,7 @@ async def _connect(settings: Settings) -> nats.NATS:
         raise SystemExit("set XIUHUA_NATS_URL (the dead-letter queue lives on the bus)")
     from xiuhua.security import operator_settings
 
-    return await nats.connect(settings.nats_url, **connect_options(operator_settings(settings)))
+    return await connect_once(settings.nats_url, **connect_options(operator_settings(settings)))
 
 
 async def list_letters(settings: Settings, service: str | None = None) -> list[Letter]:

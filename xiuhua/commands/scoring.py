@@ -107,12 +107,11 @@ def _show(args: argparse.Namespace) -> int:
 
 
 async def _request(settings: Any, subject: str, request: dict[str, Any], *, wait: float) -> dict[str, Any]:
-    import nats
     from nats.errors import NoRespondersError, TimeoutError
 
-    from xiuhua.bus import connect_options
+    from xiuhua.bus import connect_once, connect_options
 
-    nc = await nats.connect(settings.nats_url, **connect_options(settings))
+    nc = await connect_once(settings.nats_url, **connect_options(settings))
     try:
         msg = await nc.request(subject, json.dumps(request).encode(), timeout=wait)
         return json.loads(msg.data)
