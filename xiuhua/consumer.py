@@ -112,6 +112,7 @@ class Subscription:
     batch_size: int = 128
     batch_timeout: float = 1.0  # the long poll when idle; messages that are there are handed over at once
     description: str = ""
+    on_commit: Callable[[], None] | None = None  # called after each committed batch (e.g. to wake a worker)
 
 
 def backoff(delivered: int, *, base: float = 0.5, cap: float = 30.0) -> float:
@@ -192,6 +193,8 @@ class ConsumerRunner:
         if fresh:
             try:
                 await self._commit([i for _, i in fresh])
+                if self.sub.on_commit:
+                    self.sub.on_commit()
                 done.extend((m, i.key, i.out) for m, i in fresh)
                 self.metrics.applied.labels(*self._labels).inc(len(fresh))
             except Exception as exc:

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from services.notify.bulletin import service as bulletin
 from services.notify.channels import build_channels
-from services.notify.handlers import CASES, DELIVERIES, NotifyHandlers
+from services.notify.handlers import CASES, DELIVERIES, RENEW_EVERY_S, NotifyHandlers
 from services.notify.ratelimit import RATE_BUCKETS
 from xiuhua.consumer import Subscription, decode_tolerant
 from xiuhua.service import Runtime, ServiceSpec
+
+WORKER = "delivery-worker"  # the worker task's name (tests that drive deliveries by hand cancel it)
 
 
 def _handlers(rt: Runtime) -> NotifyHandlers:
@@ -21,20 +25,22 @@ def subscriptions(rt: Runtime) -> list[Subscription]:
     """Case events; the scoring events that alert (ranking black list, merchant escalation)."""
     h = _handlers(rt)
     return [
-        Subscription("notify-cases", "case.v1.>", h.on_case_event, description="Case events"),
+        Subscription("notify-cases", "case.v1.>", h.on_case_event, description="Case events",
+                     on_commit=h.on_committed),
         Subscription("notify-rankings", "score.v1.ranking_published", h.on_score_event, decode=decode_tolerant,
-                     description="Rankings: black lists alert"),
+                     description="Rankings: black lists alert", on_commit=h.on_committed),
         Subscription("notify-merchants", "score.v1.merchant_escalated", h.on_score_event, decode=decode_tolerant,
-                     description="Merchant escalations alert"),
+                     description="Merchant escalations alert", on_commit=h.on_committed),
         *bulletin.subscriptions(rt),  # the weekly bulletin's own projection consumers
     ]
 
 
 async def on_start(rt: Runtime) -> None:
-    """Indexes, and the delivery worker."""
+    """Indexes, the delivery worker (woken by planning, polling besides) and the renewal of its claims' leases."""
     h = _handlers(rt)
     await h.ensure_indexes()
-    rt.every(rt.city.alerts.poll_seconds, h.deliver_due, name="delivery-worker")
+    rt.tasks.append(asyncio.create_task(h.run_worker(), name=f"{rt.name}:{WORKER}"))
+    rt.every(RENEW_EVERY_S, h.renew_leases, name="claim-leases")
     await bulletin.on_start(rt)  # week indexes and the Monday 15:00 schedule
 
 

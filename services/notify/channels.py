@@ -1,6 +1,6 @@
 """Delivery channels (推送渠道). Each takes a rendered message and an address; raising means 'not delivered'.
 
-- file: one JSON line per message in var/outbox/<address>.jsonl (demo and audit)
+- file: one JSON line per message in var/outbox/<address>.jsonl (demo and audit); drops a notification id it holds
 - webhook: JSON body, `X-Xiuhua-Signature: sha256=HEX(HMAC-SHA256(secret, "<timestamp>." + body))` and
   `X-Xiuhua-Timestamp` (Unix seconds) so a receiver can refuse replays; `verify_webhook` is the receiver's check
 - wecom (企业微信群机器人): POST the robot URL (…/webhook/send?key=…), `msgtype` markdown or text
@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
+import fcntl
 import hashlib
 import hmac
 import json
@@ -151,23 +153,45 @@ def _dumps(payload: dict[str, Any]) -> bytes:
 
 
 class FileChannel:
-    """Appends one JSON line per message to var/outbox/<address>.jsonl (demo and audit)."""
+    """Appends one JSON line per message to var/outbox/<address>.jsonl (demo and audit).
+
+    The file is a receiver that de-duplicates: a message whose notification id is already in the file (the re-send
+    after a crash between sending and recording) is dropped. The check and the append hold an exclusive lock on
+    the file, so two notify processes writing the same outbox agree; each process remembers the ids up to the
+    offset it has read, so a send reads only what was appended since.
+    """
 
     name = "file"
 
     def __init__(self, folder: Path) -> None:
         self.folder = folder
+        self._read: dict[Path, tuple[int, set[str]]] = {}  # file → (bytes read, notification ids in them)
+        self.dropped = 0  # re-sends recognised and dropped
 
     async def send(self, address: str, message: dict[str, Any]) -> None:
         safe = "".join(c for c in address if c.isalnum() or c in "-_") or "default"
         line = json.dumps(message, ensure_ascii=False, default=str) + "\n"
-        await asyncio.to_thread(self._append, self.folder / f"{safe}.jsonl", line)
+        nid = str(message.get("notification_id") or "")
+        await asyncio.to_thread(self._append, self.folder / f"{safe}.jsonl", line, nid)
 
-    @staticmethod
-    def _append(path: Path, line: str) -> None:
+    def _append(self, path: Path, line: str, nid: str) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
-        with path.open("a", encoding="utf-8") as fh:
-            fh.write(line)
+        with path.open("a+b") as fh:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX)  # released when the file closes
+            if nid:
+                offset, ids = self._read.get(path, (0, set()))
+                fh.seek(offset)
+                tail = fh.read()
+                complete = tail[: tail.rfind(b"\n") + 1]  # a line still being written counts once it ends
+                for raw in complete.splitlines():
+                    with contextlib.suppress(ValueError, AttributeError):
+                        ids.add(str(json.loads(raw).get("notification_id") or ""))
+                self._read[path] = (offset + len(complete), ids)
+                if nid in ids:
+                    self.dropped += 1
+                    return
+            fh.write(line.encode())  # read back (and its id learnt) by the next send, like any other writer's line
+            fh.flush()
 
 
 class WebhookChannel:

@@ -5,13 +5,27 @@ pending → sending → delivered | pending (retry after back-off) | failed (ret
 Quiet hours and rate limits move `next_at` without spending an attempt. A delivery's `_id` is its notification
 id (kind, case, level, contact, channel): planning finds before inserting, so redelivered events and restarts
 never plan it twice. Sending claims the attempt with a conditional update, so two instances never both send it.
+
+Delivered or visibly failed, once: a claim names its owner (this process) and carries a short lease the owner
+renews while it lives, so a dead owner's claim is taken up in seconds; the outcome of a send is kept in memory
+and retried until the store answers; every message carries its notification id, so the one re-send a crash
+between sending and recording can cause is recognisable by the receiver (and dropped by the `file` channel).
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import functools
 import logging
+import os
 import random
-from datetime import timedelta
+import socket
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -19,6 +33,7 @@ from pymongo import ASCENDING
 from pymongo.asynchronous.client_session import AsyncClientSession
 
 from contracts.cases import CaseDeadlineWarning, CaseDispatched, CaseEscalated, CaseOpened, CaseOverdue
+from contracts.envelope import Event
 from contracts.notifications import NotificationDelivered, NotificationFailed
 from contracts.values import ReportSource, Urgency
 from services.notify import messages
@@ -28,13 +43,31 @@ from services.notify.ratelimit import RATE_BUCKETS, TokenBuckets
 from services.notify.recipients import Delivery, deliveries_for
 from xiuhua.bus import Outgoing
 from xiuhua.consumer import Batch
+from xiuhua.ledger import outgoing_of
 from xiuhua.service import Runtime
+from xiuhua.store import is_transient
 
 log = logging.getLogger("xiuhua.notify")
 
 DELIVERIES = "deliveries"
 CASES = "alert_cases"  # notify's own projection: who leads and cooperates on a case, where, what
-STALE_SENDING = timedelta(minutes=5)  # a claim older than this was left by a crash: send again
+CLAIM_LEASE_S = 10.0  # a claim not renewed for this long was left by a dead instance: taken up again
+RENEW_EVERY_S = CLAIM_LEASE_S / 4  # the owner renews its claims' leases this often
+SCAN_EXPIRED_S = 1.0  # how often the worker looks for expired claims
+LEGACY_STALE = timedelta(minutes=5)  # claims written before leases existed (no `lease_s`)
+SEND_CONCURRENCY = 8  # recipients served at once; each recipient's alerts go one after the other, in order
+OUTCOME_RETRY_S = (0.2, 5.0)  # back-off bounds for recording an outcome while the store does not answer
+
+Outcome = Callable[[], Awaitable[list[tuple[str, list[Outgoing]]]]]
+
+
+@dataclass
+class _Pending:
+    """An outcome sent but not yet recorded (the store did not answer): retried with back-off."""
+
+    record: Outcome
+    tries: int
+    next_at: float  # time.monotonic()
 
 
 def _get(obj: Any, name: str, default: Any = None) -> Any:
@@ -58,6 +91,17 @@ class NotifyHandlers:
         self.failed = rt.metrics.counter("xiuhua_alerts_failed", "Delivery attempts that failed", ("channel",))
         self.gave_up = rt.metrics.counter("xiuhua_alerts_gave_up", "Deliveries that exhausted retries", ("channel",))
         self.deferred = rt.metrics.counter("xiuhua_alerts_deferred", "Sends put off", ("reason",))
+        self.taken_over = rt.metrics.counter(
+            "xiuhua_alerts_claims_taken_over", "Claims of dead instances taken up again (the alert is re-sent)")
+        self.outcomes_waiting = rt.metrics.gauge(
+            "xiuhua_alerts_outcomes_waiting", "Sent alerts whose outcome waits in memory for the store")
+        self.instance = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"  # owner of this one's claims
+        self.wake = asyncio.Event()  # set when planning commits deliveries: the worker runs at once
+        self._planned = 0
+        self._held: set[str] = set()  # claims this instance holds: sending, or its outcome not yet recorded
+        self._outcomes: dict[str, _Pending] = {}
+        self._store_ok_since: datetime | None = rt.clock.now()
+        self._last_scan: datetime | None = None
 
     async def ensure_indexes(self) -> None:
         """The worker looks for pending deliveries that are due; the log is read by case."""
@@ -176,99 +220,287 @@ class NotifyHandlers:
                 },
                 session=s,
             )
+            self._planned += 1
+
+    # ---- waking the worker ------------------------------------------------------------------------------------
+
+    def on_committed(self) -> None:
+        """After a consumer's transaction commits: deliveries it planned are visible now, so wake the worker."""
+        if self._planned:
+            self._planned = 0
+            self.wake.set()
+
+    async def run_worker(self) -> None:
+        """The delivery worker: runs when planning commits new deliveries, and every `poll_seconds` besides
+        (retries, deferrals that fell due, outcomes still to record, claims of dead instances)."""
+        poll = self.alerts.poll_seconds
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.wake.wait(), timeout=poll)
+            self.wake.clear()
+            try:
+                await self.deliver_due()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # the store away: the next round tries again
+                log.warning("delivery worker: %s", safe_error(exc, self.secrets), exc_info=not is_transient(exc))
+
+    async def renew_leases(self) -> None:
+        """Keep this instance's claims alive (one write for all of them): only a dead owner's claim expires."""
+        if not self._held:
+            return
+        lease = self.rt.clock.now().timestamp() + CLAIM_LEASE_S
+        try:
+            await self.rt.store[DELIVERIES].update_many(
+                {"_id": {"$in": sorted(self._held)}, "status": "sending", "owner": self.instance},
+                {"$set": {"lease_s": lease}},  # a number: `$set` keeps numbers intact on nx-27017
+            )
+        except Exception as exc:
+            self._store_ok_since = None
+            log.warning("claim leases not renewed: %s", safe_error(exc, self.secrets))
 
     # ---- sending --------------------------------------------------------------------------------------------
 
-    async def _transition(self, doc: dict[str, Any], **changes: Any) -> dict[str, Any] | None:
+    async def _transition(
+        self, doc: dict[str, Any], expect: dict[str, Any] | None = None, **changes: Any
+    ) -> dict[str, Any] | None:
         """Move a delivery to its next state if nobody moved it since `doc` was read; None if somebody did.
 
-        A conditional whole-document replace on the version `v`: atomic on MongoDB, and it keeps datetimes and
-        sub-documents intact on nx-27017 (whose `$set` stores datetimes as text and whose `$push` stores
-        sub-documents as JSON strings).
+        A conditional whole-document replace on the version `v` (and `expect`): atomic on MongoDB, and it keeps
+        datetimes and sub-documents intact on nx-27017 (whose `$set` stores datetimes as text and whose `$push`
+        stores sub-documents as JSON strings). Lease renewals do not move `v`.
         """
         v = doc.get("v")
         cond = {"_id": doc["_id"], "v": v} if v is not None else {"_id": doc["_id"], "v": {"$exists": False}}
         new = {k: val for k, val in doc.items() if k != "_id"} | changes | {"v": (v or 0) + 1}
-        res = await self.rt.store[DELIVERIES].replace_one(cond, new)
+        res = await self.rt.store[DELIVERIES].replace_one(cond | (expect or {}), new)
         return {"_id": doc["_id"], **new} if res.modified_count == 1 else None
 
     async def deliver_due(self, limit: int = 200) -> int:
-        """Send pending deliveries that are due; returns how many were delivered."""
-        col = self.rt.store[DELIVERIES]
-        now = self.rt.clock.now()
-        async for stale in col.find({"status": "sending", "claimed_at": {"$lt": now - STALE_SENDING}}).limit(limit):
-            await self._transition(stale, status="pending", next_at=now)  # a crash left it claimed: send again
-        query = {"status": "pending", "next_at": {"$lte": now}}
-        due = [d async for d in col.find(query).sort("next_at", 1).limit(limit)]
-        delivered = 0
-        for doc in due:
-            if await self._attempt(doc):
-                delivered += 1
-        return delivered
+        """Send pending deliveries that are due; returns how many were sent.
 
-    async def _attempt(self, doc: dict[str, Any]) -> bool:
+        First the outcomes of earlier sends still to be recorded; then claims whose owner died (lease run out);
+        then the due deliveries, several recipients at once, each recipient's alerts in order. The delivered
+        events of the round are published together.
+        """
+        publish: list[tuple[str, list[Outgoing]]] = []
+        try:
+            if not await self._flush_outcomes(publish) or (self._outcomes and self._store_ok_since is None):
+                return 0  # the store is still away: the outcomes wait in memory, their retry probes it
+            now = self.rt.clock.now()
+            try:
+                await self._take_over_expired(now, limit)
+                query = {"status": "pending", "next_at": {"$lte": now}}
+                due = [d async for d in self.rt.store[DELIVERIES].find(query).sort("next_at", 1).limit(limit)]
+            except Exception:
+                self._store_ok_since = None
+                raise
+            if self._store_ok_since is None:
+                self._store_ok_since = now
+            groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
+            for doc in due:
+                groups.setdefault((doc["contact_id"], doc["channel"]), []).append(doc)
+            gate = asyncio.Semaphore(SEND_CONCURRENCY)
+
+            async def recipient(docs: list[dict[str, Any]]) -> int:
+                sent = 0
+                async with gate:
+                    for doc in docs:
+                        sent += await self._attempt(doc, publish)
+                return sent
+
+            results = await asyncio.gather(*(recipient(g) for g in groups.values()), return_exceptions=True)
+        finally:
+            await self._publish(publish)
+        errors = [r for r in results if isinstance(r, BaseException)]
+        if errors:
+            self._store_ok_since = None
+            raise errors[0]
+        return sum(r for r in results if isinstance(r, int))
+
+    async def _publish(self, entries: list[tuple[str, list[Outgoing]]]) -> None:
+        if not entries:
+            return
+        try:
+            await self.rt.ledger.publish(entries)
+        except Exception as exc:  # they are in the ledger's outbox: the sweeper publishes them
+            log.warning("%d delivery event(s) left to the outbox sweeper: %s", len(entries), safe_error(exc))
+
+    async def _take_over_expired(self, now: datetime, limit: int) -> None:
+        """Claims whose owner stopped renewing them go back to pending: the owner died between its claim and its
+        record, so whether the alert went out is unknown; it is sent again under the same notification id.
+
+        Only after this instance has had the store for a whole lease: after a store outage every lease looks
+        expired, and living owners must get the chance to renew theirs (and record what they sent) first.
+        """
+        if self._last_scan is not None and (now - self._last_scan).total_seconds() < SCAN_EXPIRED_S:
+            return
+        self._last_scan = now
+        if self._store_ok_since is None or (now - self._store_ok_since).total_seconds() < CLAIM_LEASE_S:
+            return
+        query = {"status": "sending", "$or": [
+            {"lease_s": {"$lt": now.timestamp()}},
+            {"lease_s": {"$exists": False}, "claimed_at": {"$lt": now - LEGACY_STALE}},  # claims made before leases
+        ]}
+        async for stale in self.rt.store[DELIVERIES].find(query).limit(limit):
+            if stale["_id"] in self._held:
+                continue  # this instance's own: its outcome is waiting to be recorded
+            owner = stale.get("owner") or "?"
+            note = {"at": now, "attempt": stale.get("attempts", 0), "ok": None,
+                    "error": f"claim of {owner} expired: outcome unknown, sent again with the same notification id"}
+            lease = stale.get("lease_s")
+            expect = {"status": "sending", "lease_s": lease if lease is not None else {"$exists": False}}
+            taken = await self._transition(stale, expect, status="pending", next_at=now, owner=None, lease_s=None,
+                                           history=[*stale.get("history", []), note])
+            if taken is not None:
+                self.taken_over.inc()
+                log.warning("delivery %s: claim of %s expired, sending again", stale["_id"], owner)
+
+    async def _attempt(self, doc: dict[str, Any], publish: list[tuple[str, list[Outgoing]]]) -> bool:
         now = self.rt.clock.now()
         quiet = not doc.get("urgent") and self.alerts.respects_quiet_hours(doc["channel"])
         if quiet and (until := quiet_until(now, self.alerts.quiet_hours, self.tz)):
             await self._transition(doc, next_at=until, deferred="quiet_hours")
             self.deferred.labels("quiet_hours").inc()
             return False
-        # Claim the attempt: only one worker (of any instance) sends a given attempt.
-        attempts = doc["attempts"] + 1
-        claimed = await self._transition(doc, status="sending", claimed_at=now, attempts=attempts)
+        # Claim the attempt: only one worker (of any instance) sends a given attempt. The claim names its owner
+        # and carries a lease the owner renews; a dead owner's claim is taken over once the lease runs out.
+        nid, attempts = doc["_id"], doc["attempts"] + 1
+        claimed = await self._transition(doc, status="sending", claimed_at=now, attempts=attempts,
+                                         owner=self.instance, lease_s=now.timestamp() + CLAIM_LEASE_S)
         if claimed is None:
             return False
-        wait = await self.buckets.take(f"{doc['contact_id']}:{doc['channel']}", now)
+        self._held.add(nid)
+        try:
+            wait = await self.buckets.take(f"{doc['contact_id']}:{doc['channel']}", now)
+        except Exception:
+            self._held.discard(nid)  # nothing sent: the lease runs out and the delivery is taken up again
+            raise
         if wait > 0:  # over the recipient's rate: put it back, no attempt spent
-            await self._transition(claimed, status="pending", attempts=doc["attempts"],
-                                   next_at=now + timedelta(seconds=wait), deferred="rate_limit")
+            await self._settle(nid, functools.partial(self._put_back, claimed, doc["attempts"], now, wait), publish)
             self.deferred.labels("rate_limit").inc()
             return False
         channel = self.channels.get(doc["channel"])
         try:
             if channel is None:
                 raise PermanentDeliveryError(f"no channel {doc['channel']}")
-            await channel.send(doc["address"], {"notification_id": doc["_id"], **doc["message"]})
+            # The notification id travels with every message (webhook header, e-mail Message-ID, SMS ref, file
+            # line) so a receiver can drop the re-send that follows a crash between this send and its record.
+            await channel.send(doc["address"], {"notification_id": nid, **doc["message"]})
         except Exception as exc:
-            await self._failed_attempt(claimed, attempts, exc)
+            await self._settle(nid, functools.partial(self._record_failure, claimed, attempts, exc, now), publish)
             return False
+        await self._settle(nid, functools.partial(self._record_delivered, claimed, attempts, now), publish)
+        self.sent.labels(doc["channel"], doc["kind"]).inc()
+        return True
+
+    async def _settle(self, nid: str, record: Outcome, publish: list[tuple[str, list[Outgoing]]]) -> None:
+        """Record the outcome of a claim; while the store does not answer, keep it in memory and retry it with
+        back-off (the claim stays this instance's: its lease is renewed as soon as the store is back)."""
+        try:
+            publish.extend(await record())
+        except Exception as exc:
+            if is_transient(exc):
+                self._store_ok_since = None
+            self._outcomes[nid] = _Pending(record, 1, time.monotonic() + OUTCOME_RETRY_S[0])
+            self.outcomes_waiting.set(len(self._outcomes))
+            log.warning("delivery %s: outcome kept in memory until the store answers: %s", nid, safe_error(exc))
+        else:
+            self._held.discard(nid)
+
+    async def _flush_outcomes(self, publish: list[tuple[str, list[Outgoing]]]) -> bool:
+        """Record the outcomes waiting in memory; False if the store still does not answer."""
+        for nid, pending in list(self._outcomes.items()):
+            if pending.next_at > time.monotonic():
+                continue
+            try:
+                publish.extend(await pending.record())
+            except Exception as exc:
+                pending.tries += 1
+                delay = min(OUTCOME_RETRY_S[1], OUTCOME_RETRY_S[0] * 2**pending.tries)
+                pending.next_at = time.monotonic() + self.rnd.uniform(0.5, 1.0) * delay
+                if not is_transient(exc):  # not the store being away: do not hold the other deliveries up
+                    log.error("delivery %s: recording its outcome failed: %s", nid, safe_error(exc), exc_info=exc)
+                    continue
+                self._store_ok_since = None
+                log.debug("delivery %s: outcome still not recorded: %s", nid, safe_error(exc))
+                return False
+            if self._store_ok_since is None:
+                self._store_ok_since = self.rt.clock.now()
+            del self._outcomes[nid]
+            self._held.discard(nid)
+            log.info("delivery %s: outcome recorded after %d tries", nid, pending.tries + 1)
+        self.outcomes_waiting.set(len(self._outcomes))
+        return True
+
+    async def _put_back(
+        self, claimed: dict[str, Any], attempts: int, now: datetime, wait: float
+    ) -> list[tuple[str, list[Outgoing]]]:
+        await self._transition(claimed, status="pending", attempts=attempts, next_at=now + timedelta(seconds=wait),
+                               deferred="rate_limit", owner=None, lease_s=None)
+        return []
+
+    async def _ledger_entry(self, key: str, event: Event) -> list[tuple[str, list[Outgoing]]]:
+        """Claim the event in the ledger (the outbox holds it before the log moves); what to publish now.
+
+        A retried record finds its own earlier claim: it publishes it again if it is still unpublished (the bus
+        drops the copy by message id)."""
+        out = [Outgoing.of(event)]
+        if await self.rt.ledger.claim(key, out):
+            return [(key, out)]
+        seen = (await self.rt.ledger.seen([key])).get(key)
+        return [(key, outgoing_of(seen))] if seen and not seen.get("published") else []
+
+    async def _record_delivered(
+        self, claimed: dict[str, Any], attempts: int, now: datetime
+    ) -> list[tuple[str, list[Outgoing]]]:
+        doc = claimed
         event = NotificationDelivered(
             correlation_id=doc.get("correlation_id", ""), notification_id=doc["_id"], kind=doc["kind"],
             channel=doc["channel"], recipient=doc["contact_id"], unit_id=doc["unit_id"], case_id=doc["case_id"],
             attempts=attempts,
         )
-        key = f"delivered:{doc['_id']}"
-        first = await self.rt.ledger.claim(key, [Outgoing.of(event)])  # the outbox holds it before the log moves
-        history = [*claimed.get("history", []), {"at": now, "attempt": attempts, "ok": True}]
-        await self._transition(claimed, status="delivered", delivered_at=now, deferred=None, history=history)
-        if first:
-            await self.rt.ledger.publish([(key, [Outgoing.of(event)])])
-        self.sent.labels(doc["channel"], doc["kind"]).inc()
-        return True
+        entries = await self._ledger_entry(f"delivered:{doc['_id']}", event)
+        changes = {"status": "delivered", "delivered_at": now, "deferred": None, "owner": None, "lease_s": None}
+        history = [*doc.get("history", []), {"at": now, "attempt": attempts, "ok": True}]
+        if await self._transition(doc, history=history, **changes) is None:
+            # Another instance took the claim over while this one could not renew it (the store was away): the
+            # alert did go out, so the log says delivered unless it already holds a final outcome.
+            cur = await self.rt.store[DELIVERIES].find_one({"_id": doc["_id"]})
+            if cur is not None and cur.get("status") in ("pending", "sending"):
+                history = [*cur.get("history", []), {"at": now, "attempt": attempts, "ok": True}]
+                await self._transition(cur, history=history, **changes)
+        return entries
 
-    async def _failed_attempt(self, doc: dict[str, Any], attempts: int, exc: BaseException) -> None:
-        now = self.rt.clock.now()
+    async def _record_failure(
+        self, doc: dict[str, Any], attempts: int, exc: BaseException, now: datetime
+    ) -> list[tuple[str, list[Outgoing]]]:
         error = safe_error(exc, self.secrets)
-        self.failed.labels(doc["channel"]).inc()
         history = [*doc.get("history", []), {"at": now, "attempt": attempts, "ok": False, "error": error}]
         permanent = isinstance(exc, PermanentDeliveryError)
         if attempts < self.alerts.retry.max_attempts and not permanent:
             delay = backoff_seconds(attempts, self.alerts.retry, self.rnd)
-            await self._transition(doc, status="pending", next_at=now + timedelta(seconds=delay), last_error=error,
-                                   deferred=None, history=history)
-            return
-        log.warning("delivery %s gave up after %d attempts: %s", doc["_id"], attempts, error)
+            moved = await self._transition(doc, status="pending", next_at=now + timedelta(seconds=delay),
+                                           last_error=error, deferred=None, history=history, owner=None, lease_s=None)
+            if moved is not None:
+                self.failed.labels(doc["channel"]).inc()
+            return []
         event = NotificationFailed(
             correlation_id=doc.get("correlation_id", ""), notification_id=doc["_id"], kind=doc["kind"],
             level=doc.get("level", 0), channel=doc["channel"], recipient=doc["contact_id"], unit_id=doc["unit_id"],
             case_id=doc["case_id"], attempts=attempts, error=error, permanent=permanent,
         )
-        key = f"failed:{doc['_id']}"
-        first = await self.rt.ledger.claim(key, [Outgoing.of(event)])  # kept in the outbox: published once
-        await self._transition(doc, status="failed", failed_at=now, last_error=error, deferred=None, history=history)
-        if first:
-            await self.rt.ledger.publish([(key, [Outgoing.of(event)])])
-        self.gave_up.labels(doc["channel"]).inc()
+        entries = await self._ledger_entry(f"failed:{doc['_id']}", event)  # kept in the outbox: published once
+        moved = await self._transition(doc, status="failed", failed_at=now, last_error=error, deferred=None,
+                                       history=history, owner=None, lease_s=None)
+        if moved is None:  # recorded by an earlier try of this outcome (its answer lost), or taken over
+            cur = await self.rt.store[DELIVERIES].find_one({"_id": doc["_id"]}, {"status": 1})
+            if cur is None or cur.get("status") != "failed":
+                return entries
+        else:
+            log.warning("delivery %s gave up after %d attempts: %s", doc["_id"], attempts, error)
+            self.failed.labels(doc["channel"]).inc()
+            self.gave_up.labels(doc["channel"]).inc()
         if doc["kind"] != "delivery_failed":  # tell the people who watch deliveries, on their own channels
             facts = {"case_id": doc.get("case_id"), "unit": doc["unit_id"],
                      "detail": f"{doc['kind']} → {doc['contact_id']} ({doc['channel']}) 投递失败: {error}"}
@@ -276,3 +508,5 @@ class NotifyHandlers:
                                      lead=doc["unit_id"], key=doc["_id"])
             await self._plan(None, planned, "delivery_failed", facts, 0, doc.get("correlation_id", ""),
                              doc.get("case_id"))
+            self.on_committed()  # planned outside a transaction: visible at once
+        return entries

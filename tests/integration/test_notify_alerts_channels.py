@@ -10,7 +10,7 @@ import hmac
 import json
 import socket
 import urllib.parse
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email import message_from_bytes
@@ -74,6 +74,8 @@ class Receiver:
     answer: dict[str, Any] = field(default_factory=lambda: {"errcode": 0, "errmsg": "ok"})
     got: list[Received] = field(default_factory=list)
     attempts: int = 0
+    hold: asyncio.Event | None = None  # when set up, each request waits for it before it is answered
+    on_receive: Callable[[], None] | None = None  # run when a request is received (e.g. to break the store)
 
     def url(self, path: str = "/hook") -> str:
         return f"http://127.0.0.1:{self.port}{path}"
@@ -85,6 +87,10 @@ class Receiver:
             self.fail_next -= 1
             return JSONResponse({"error": "try later"}, status_code=self.fail_status)
         self.got.append(Received(request.url.path, dict(request.query_params), dict(request.headers), body))
+        if self.on_receive:
+            self.on_receive()
+        if self.hold:
+            await self.hold.wait()
         return JSONResponse(self.answer)
 
 

@@ -1,7 +1,7 @@
 """The notify service on a real bus and store: retries, give-up, quiet hours, rate limits, de-duplication, the log.
 
-The worker's timer is switched off (poll_seconds = 1 h); each test drives `deliver_due` by hand after moving a
-FrozenClock, so schedules are exact and nothing sleeps.
+The delivery worker is switched off (its task cancelled, poll_seconds = 1 h); each test drives `deliver_due` by hand
+after moving a FrozenClock, so schedules are exact and nothing sleeps.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from typing import Any
 from contracts.cases import CaseDispatched, CaseEscalated, CaseOpened, CaseOverdue
 from contracts.envelope import Event
 from contracts.values import Place, ReportSource, UnitRef, Urgency
-from services.notify.app import SPEC
+from services.notify.app import SPEC, WORKER
 from services.notify.delivery_log import by_case, render
 from services.notify.handlers import DELIVERIES, NotifyHandlers
 from tests.conftest import eventually
@@ -73,8 +73,11 @@ def alert_city(
 
 @contextlib.asynccontextmanager
 async def notify(settings: Settings, city: City, clock: FrozenClock) -> AsyncIterator[tuple[Runtime, NotifyHandlers]]:
-    """One notify instance."""
+    """One notify instance whose delivery worker is stopped: the test calls `deliver_due` itself."""
     async with running(SPEC, settings, clock=clock, city=city) as rt:
+        for task in rt.tasks:
+            if task.get_name() == f"{rt.name}:{WORKER}":
+                task.cancel()
         yield rt, rt.state["handlers"]
 
 
