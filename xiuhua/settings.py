@@ -45,6 +45,11 @@ class Settings(BaseSettings):
         "(it died); longer than the slowest batch, short enough that a crash delays little",
     )
     log_level: str = "INFO"
+    bulletin_base_url: str | None = Field(
+        default=None,
+        description="Public URL of the bulletin archive (var/bulletins), e.g. https://cg.example.gov.cn/bulletins; "
+        "unset = notify's own /bulletins/ route when its HTTP port is fixed (`xiuhua up` fixes it)",
+    )
     pseudonym_key: str = Field(
         default="xiuhua-demo-pseudonym-key", description="Key for reporter pseudonyms; set per city"
     )

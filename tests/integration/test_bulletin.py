@@ -251,6 +251,54 @@ async def test_two_instances_publish_the_bulletin_once(settings: Settings) -> No
         assert await bulletin.tick(a, pdf=False) == []
 
 
+async def test_notify_serves_the_archive_at_the_url_the_event_names(settings: Settings) -> None:
+    """On the embedded default (a fixed HTTP port) every file in `bulletin.v1.published` has a URL that works."""
+    import httpx
+    import uvicorn
+
+    from xiuhua.embedded import free_port
+    from xiuhua.service import asgi_app, build_runtime
+
+    served = settings.model_copy(update={"http_port": free_port()})
+    rt = build_runtime(spec("notify"), served, clock=FrozenClock(PUBLISH_TIME))
+    config = uvicorn.Config(asgi_app(spec("notify"), rt), host="127.0.0.1", port=served.http_port,
+                            log_level="warning", lifespan="on")
+    server = uvicorn.Server(config)
+    task = asyncio.create_task(server.serve())
+    try:
+        await eventually(lambda: server.started)
+        async with BusRecorder(settings.nats_url) as bus:
+            (event,) = await bulletin.tick(rt, pdf=False)
+            (published,) = await eventually(lambda: bus.on("bulletin.v1.published"))
+        assert published["files"] == [f.model_dump(mode="json") for f in event.files]
+        async with httpx.AsyncClient(timeout=10) as client:
+            for f in published["files"]:
+                assert f["url"] == f"http://127.0.0.1:{served.http_port}/bulletins/2026-W47/{Path(f['path']).name}"
+                resp = await client.get(f["url"])
+                assert resp.status_code == 200 and resp.content == await asyncio.to_thread(Path(f["path"]).read_bytes)
+            html = next(f for f in published["files"] if f["format"] == "html" and f["language"] == "zh")
+            assert (await client.get(html["url"])).headers["content-type"].startswith("text/html")
+            index = await client.get(f"http://127.0.0.1:{served.http_port}/bulletins/index.json")
+            assert index.json()[0]["week"] == "2026-W47"
+            outside = await client.get(f"http://127.0.0.1:{served.http_port}/bulletins/..%2f..%2fpyproject.toml")
+            assert outside.status_code == 404
+    finally:
+        server.should_exit = True
+        await task
+
+
+def test_a_public_base_url_names_the_files_where_the_city_serves_them(settings: Settings, tmp_path: Path) -> None:
+    from services.notify.bulletin.builder import file_url
+
+    public = settings.model_copy(update={"bulletin_base_url": "https://cg.example.gov.cn/周报/", "http_port": 8080})
+    assert bulletin.base_url(public) == "https://cg.example.gov.cn/周报"
+    assert bulletin.base_url(settings) is None  # in-process: no HTTP address to name
+    assert bulletin.base_url(settings.model_copy(update={"http_port": 8080, "http_host": "0.0.0.0"})) is None
+    root = tmp_path / "bulletins"
+    assert file_url("https://x.example/b", root, root / "2026-W47" / "bulletin.zh.html") == (
+        "https://x.example/b/2026-W47/bulletin.zh.html")
+
+
 async def test_the_bulletin_command_builds_a_week_from_the_store(settings: Settings, tmp_path: Path) -> None:
     async with bulletin_service(settings) as rt:
         await feed(settings)

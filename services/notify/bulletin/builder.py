@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import urllib.parse
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -45,15 +46,23 @@ def _write_editions(content: Content, week_dir: Path, category_en: dict[str, str
     return files
 
 
+def file_url(base_url: str, root: Path, path: Path) -> str:
+    """The URL of an archived file where `root` is served at `base_url` (path segments percent-encoded)."""
+    rel = path.resolve().relative_to(root.resolve())
+    return base_url.rstrip("/") + "/" + "/".join(urllib.parse.quote(part) for part in rel.parts)
+
+
 def ledger_key(week: str) -> str:
     """The once-per-week key every instance claims before publishing."""
     return f"bulletin:{week}"
 
 
 async def build_bulletin(
-    store: Store, city: City, week: str, root: Path, now: datetime, *, pdf: bool = True
+    store: Store, city: City, week: str, root: Path, now: datetime, *, pdf: bool = True, base_url: str | None = None
 ) -> Built:
-    """Read the week and the one before, write HTML, Markdown, charts (and PDF) under `root/<week>/`."""
+    """Read the week and the one before, write HTML, Markdown, charts (and PDF) under `root/<week>/`.
+
+    With `base_url` (where `root` is served), each file in the event also names its URL."""
     parse_week(week)
     this, before = await load_week(store, week), await load_week(store, previous_week(week))
     content = build_content(this, before, now, **assessment_of(city))
@@ -74,6 +83,8 @@ async def build_bulletin(
             files.append(BulletinFile(language=lang, format="pdf", path=str(out)))
     if skipped:
         files = [f for f in files if f.format != "pdf"]
+    if base_url:
+        files = [f.model_copy(update={"url": file_url(base_url, root, Path(f.path))}) for f in files]
     index = root / "index.md"
     event = BulletinPublished(
         correlation_id=f"bulletin:{week}", week=week, period_start=content.period_start,
@@ -87,13 +98,14 @@ async def build_bulletin(
 
 
 async def publish_once(
-    store: Store, ledger: Ledger, city: City, week: str, root: Path, now: datetime, *, pdf: bool = True
+    store: Store, ledger: Ledger, city: City, week: str, root: Path, now: datetime, *, pdf: bool = True,
+    base_url: str | None = None,
 ) -> BulletinPublished | None:
     """Build and publish `week` unless some instance already did; the ledger claim picks one publisher."""
     key = ledger_key(week)
     if await ledger.seen([key]):
         return None
-    built = await build_bulletin(store, city, week, root, now, pdf=pdf)
+    built = await build_bulletin(store, city, week, root, now, pdf=pdf, base_url=base_url)
     out = [Outgoing.of(built.event)]
     if not await ledger.claim(key, out):
         return None  # another instance claimed it while this one was rendering; its event names its files

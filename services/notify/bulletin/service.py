@@ -7,6 +7,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from starlette.routing import BaseRoute, Mount
+from starlette.staticfiles import StaticFiles
+
 from contracts.bulletins import BulletinPublished
 from services.dispatch.business_calendar import BusinessCalendar
 from services.notify.bulletin.builder import publish_once
@@ -18,14 +21,34 @@ from xiuhua.consumer import Subscription, decode_tolerant
 from xiuhua.service import Runtime
 from xiuhua.settings import Settings
 
+ROUTE = "/bulletins"  # notify serves the archive here
 CHECK_EVERY_S = 60.0  # the schedule is checked every minute; the clock, not this period, decides
 
-__all__ = ["COLLECTIONS", "archive_root", "on_start", "subscriptions", "tick"]
+__all__ = ["COLLECTIONS", "ROUTE", "archive_root", "base_url", "on_start", "routes", "subscriptions", "tick"]
 
 
 def archive_root(settings: Settings) -> Path:
     """Where bulletins are archived: `var/bulletins/`."""
     return settings.var_dir / "bulletins"
+
+
+def base_url(settings: Settings) -> str | None:
+    """Where readers fetch archived bulletins: `XIUHUA_BULLETIN_BASE_URL`, else notify's own `/bulletins/` route
+    when its address is known (a fixed port, as `xiuhua up` gives each service, on a concrete host)."""
+    if settings.bulletin_base_url:
+        return settings.bulletin_base_url.rstrip("/")
+    if settings.http_port and settings.http_host not in ("", "0.0.0.0", "::"):
+        host = f"[{settings.http_host}]" if ":" in settings.http_host else settings.http_host
+        return f"http://{host}:{settings.http_port}{ROUTE}"
+    return None  # in-process (tests) or listening on every interface: no address worth naming
+
+
+def routes(rt: Runtime) -> list[BaseRoute]:
+    """`GET /bulletins/<week>/<file>` and `/bulletins/index.md|index.json`: the archive, read-only.
+
+    Static files only (Starlette refuses paths outside the folder); bulletins hold aggregate figures, no
+    personal data."""
+    return [Mount(ROUTE, app=StaticFiles(directory=archive_root(rt.settings), check_dir=False), name="bulletins")]
 
 
 def _projection(rt: Runtime) -> BulletinProjection:
@@ -54,7 +77,8 @@ async def tick(rt: Runtime, *, pdf: bool = True) -> list[BulletinPublished]:
             "xiuhua_bulletins_published", "Weekly bulletins built and published by this instance", ("pdf",))
     published = []
     for week in due_weeks(now, calendar):
-        event = await publish_once(rt.store, rt.ledger, rt.city, week, archive_root(rt.settings), now, pdf=pdf)
+        event = await publish_once(rt.store, rt.ledger, rt.city, week, archive_root(rt.settings), now, pdf=pdf,
+                                   base_url=base_url(rt.settings))
         if event is not None:
             rt.state["bulletins_published"].labels(str(event.pdf).lower()).inc()
             published.append(event)
