@@ -32,6 +32,7 @@ from contracts.reports import (
 )
 from contracts.values import Place, Reporter
 from services.intake import duplicates, privacy
+from services.intake.batch_io import DEVICES, LOCKS, OPEN, RAW, REFS, BatchIO
 from services.intake.cases import (
     Draft,
     TransferDraft,
@@ -47,11 +48,6 @@ from services.intake.sensors import DeviceState, step
 from xiuhua.consumer import Batch, Item, Poison, decode_event
 from xiuhua.service import Runtime
 
-RAW = "raw_reports"
-REFS = "source_refs"
-OPEN = "open_cases"
-DEVICES = "devices"
-LOCKS = "merge_locks"
 COLLECTIONS = (RAW, REFS, OPEN, DEVICES, LOCKS)
 
 # Case events that change whether a case is open (each has its own filtered consumer); others are skipped.
@@ -142,45 +138,86 @@ class IntakeHandlers:
     # ---- raw reports -------------------------------------------------------------------------------------
 
     async def on_reports(self, batch: Batch) -> None:
-        """Each raw report: keep it, then a case, a merge, a transfer or a rejection."""
-        for item in batch.items:
-            await self._one(batch, item)
+        """Each raw report: keep it, then a case, a merge, a transfer or a rejection.
 
-    async def _one(self, batch: Batch, item: Item) -> None:
+        Reports are decided one by one, in order, against a view of the store read in bulk for the whole batch,
+        and the batch's writes go out in one bulk call per collection: the store sees a few round trips per
+        batch instead of several per report (STORE.md: batches are where the speed is).
+        """
+        now = self.rt.clock.now()
+        io = BatchIO(self.rt.store, batch.session, now)
+        parsed = [parse_inbound(item.message, item.data, now) for item in batch.items]
+        drafts = await self._prefetch(io, batch.items, parsed)
+        for i, (item, report) in enumerate(zip(batch.items, parsed, strict=True)):
+            await self._one(io, batch, item, report, now, drafts.get(i))
+        await io.flush()
+
+    async def _prefetch(
+        self, io: BatchIO, items: list[Item], parsed: list[Inbound | list[RejectionReason]]
+    ) -> dict[int, Draft | TransferDraft | list[RejectionReason]]:
+        """Bulk reads for the whole batch: source references; the merge neighbourhoods of the new reports'
+        drafts (returned by position, so each is drafted once); device states and their cases."""
+        reports = {
+            i: f"{item.message}:{p.source_ref()}"
+            for i, (item, p) in enumerate(zip(items, parsed, strict=True))
+            if not isinstance(p, list | SensorReading | MerchantCheck)
+        }
+        await io.prefetch_refs(reports.values())
+        drafts: dict[int, Draft | TransferDraft | list[RejectionReason]] = {}
+        keys: list[str] = []
+        for i, correlation in reports.items():
+            if io.refs[correlation]:
+                continue
+            drafts[i] = draft = draft_case(parsed[i], self.rt.city)  # type: ignore[arg-type]
+            if isinstance(draft, Draft) and duplicates.mergeable(draft.category_code, self.dup):
+                keys += duplicates.keys_of(draft.category_code, draft.place, self.dup)[1]
+        if keys:
+            await io.lock_and_load(keys)
+        readings = [
+            p for p in parsed if isinstance(p, SensorReading) and p.device_type in self.rt.city.intake.sensors
+        ]
+        if readings:
+            await io.prefetch_devices(r.device_id for r in readings)
+            await io.prefetch_cases(
+                c for d in io.devices.values() if d is not None for c in (d.case_id, d.fault_case_id) if c
+            )
+        return drafts
+
+    async def _one(
+        self, io: BatchIO, batch: Batch, item: Item, parsed: Inbound | list[RejectionReason], now: datetime,
+        draft: Draft | TransferDraft | list[RejectionReason] | None = None,
+    ) -> None:
         rt, source = self.rt, item.message
-        now = rt.clock.now()
         raw_id = "raw-" + hashlib.sha256(item.key.encode()).hexdigest()[:24]
         self.received.labels(source).inc()
         raw_doc: dict[str, Any] = {"_id": raw_id, "source": source, "subject": item.subject, "body": item.data,
                                    "received_at": now, "status": "received"}
-        parsed = parse_inbound(source, item.data, now)
         if isinstance(parsed, list):
-            await self._reject(batch, item, raw_doc, source, None, parsed)
+            self._reject(io, batch, item, raw_doc, source, None, parsed)
             return
         if isinstance(parsed, SensorReading):
-            await self._sensor(batch, item, raw_doc, parsed)
+            await self._sensor(io, batch, item, raw_doc, parsed)
             return
         if isinstance(parsed, MerchantCheck):
-            await self._merchant_check(batch, item, raw_doc, parsed)
+            await self._merchant_check(io, batch, item, raw_doc, parsed)
             return
         ref = parsed.source_ref()
         correlation = f"{source}:{ref}"
-        if await self._seen(batch, correlation):
+        if await io.seen(correlation):
             self.duplicate.labels(source).inc()
-            await self._raw(batch, {**raw_doc, "status": "duplicate", "correlation_id": correlation})
+            io.add_raw({**raw_doc, "status": "duplicate", "correlation_id": correlation})
             return
-        draft = draft_case(parsed, rt.city)
+        if draft is None:
+            draft = draft_case(parsed, rt.city)
         if isinstance(draft, list):
-            await self._reject(batch, item, raw_doc, source, ref, draft)
+            self._reject(io, batch, item, raw_doc, source, ref, draft)
             return
         reporter = reporter_of(parsed, rt.settings.pseudonym_key)
         raw_doc["verdict"] = _verdict_doc(draft)
         if isinstance(draft, TransferDraft):
             case_id = case_id_for()
-            await self._ref(batch, correlation, case_id, "transferred")
-            await self._raw(
-                batch, {**raw_doc, "status": "transferred", "case_id": case_id, "correlation_id": correlation}
-            )
+            io.add_ref(correlation, case_id, "transferred")
+            io.add_raw({**raw_doc, "status": "transferred", "case_id": case_id, "correlation_id": correlation})
             batch.emit(
                 item,
                 CaseTransferred(
@@ -197,11 +234,11 @@ class IntakeHandlers:
             )
             self.transferred.labels(source).inc()
             return
-        await self._open_or_merge(batch, item, raw_doc, draft, source=source, ref=ref, correlation=correlation,
+        await self._open_or_merge(io, batch, item, raw_doc, draft, source=source, ref=ref, correlation=correlation,
                                   reported_at=reported_at_of(parsed), reporter=reporter, report=parsed)
 
     async def _open_or_merge(
-        self, batch: Batch, item: Item, raw_doc: dict[str, Any], draft: Draft, *, source: str, ref: str,
+        self, io: BatchIO, batch: Batch, item: Item, raw_doc: dict[str, Any], draft: Draft, *, source: str, ref: str,
         correlation: str, reported_at: datetime, reporter: Reporter | None, report: Inbound | None = None,
         merchant_id: str | None = None,
     ) -> str:
@@ -209,26 +246,15 @@ class IntakeHandlers:
         rt, now = self.rt, self.rt.clock.now()
         key, lookup = duplicates.keys_of(draft.category_code, draft.place, self.dup)
         if lookup and duplicates.mergeable(draft.category_code, self.dup):
-            # Serialise look-then-open per neighbourhood across instances: concurrent transactions that touch
-            # the same lock documents conflict, and the retried one then finds the other's case and merges.
-            await rt.store[LOCKS].bulk_write(
-                [UpdateOne({"_id": k}, {"$inc": {"n": 1}}, upsert=True) for k in lookup],
-                ordered=True,
-                session=batch.session,
-            )
-            candidates = [
-                d async for d in rt.store[OPEN].find({"key": {"$in": lookup}, "open": True}, session=batch.session)
-            ]
+            # Serialise look-then-open per neighbourhood across instances: the batch touches the lock documents of
+            # every neighbourhood it looks at (BatchIO.lock_and_load), so concurrent transactions on one conflict.
+            candidates = await io.candidates(lookup)
             match = duplicates.pick(candidates, draft.place, now, self.dup)
             if match is not None:
                 count = match.reporters + 1
-                await rt.store[OPEN].update_one(
-                    {"_id": match.case_id}, {"$set": {"reporters": count}}, session=batch.session
-                )
-                await self._ref(batch, correlation, match.case_id, "merged")
-                await self._raw(
-                    batch, {**raw_doc, "status": "merged", "case_id": match.case_id, "correlation_id": correlation}
-                )
+                io.merge_into(match.case_id, count)
+                io.add_ref(correlation, match.case_id, "merged")
+                io.add_raw({**raw_doc, "status": "merged", "case_id": match.case_id, "correlation_id": correlation})
                 batch.emit(
                     item,
                     CaseMerged(
@@ -245,12 +271,12 @@ class IntakeHandlers:
                 self.merged.labels(source).inc()
                 return match.case_id
         case_id = case_id_for()
-        await rt.store[OPEN].insert_one({
+        io.open_case({
             "_id": case_id, "key": key, "category_code": draft.category_code, "lng": draft.place.lng,
             "lat": draft.place.lat, "street_code": draft.place.street_code, "opened_at": now, "open": True,
-            "reporters": 1, "source": source}, session=batch.session)
-        await self._ref(batch, correlation, case_id, "case")
-        await self._raw(batch, {**raw_doc, "status": "case", "case_id": case_id, "correlation_id": correlation})
+            "reporters": 1, "source": source})
+        io.add_ref(correlation, case_id, "case")
+        io.add_raw({**raw_doc, "status": "case", "case_id": case_id, "correlation_id": correlation})
         batch.emit(
             item,
             CaseOpened(
@@ -282,45 +308,47 @@ class IntakeHandlers:
 
     # ---- merchant duty checks ----------------------------------------------------------------------------
 
-    async def _merchant_check(self, batch: Batch, item: Item, raw_doc: dict[str, Any], check: MerchantCheck) -> None:
+    async def _merchant_check(
+        self, io: BatchIO, batch: Batch, item: Item, raw_doc: dict[str, Any], check: MerchantCheck
+    ) -> None:
         """Each failed duty item becomes a 门前三包 violation case attributed to the merchant."""
         source, ref = "merchant_check", check.source_ref()
         if check.merchant_id not in self.rt.city.merchants:
             reason = RejectionReason(code="unknown_merchant", field="merchant_id",
                                      message=f"no merchant {check.merchant_id[:64]} in the city's register")
-            await self._reject(batch, item, raw_doc, source, ref, [reason])
+            self._reject(io, batch, item, raw_doc, source, ref, [reason])
             return
         failed = failed_items(check.items)
         if not failed:
-            await self._raw(batch, {**raw_doc, "status": "passed", "correlation_id": f"{source}:{ref}"})
+            io.add_raw({**raw_doc, "status": "passed", "correlation_id": f"{source}:{ref}"})
             return
         reporter = reporter_of(check, self.rt.settings.pseudonym_key)
         cases: list[str] = []
         for duty, draft in merchant_drafts(self.rt.city, check.merchant_id, failed, check.note):
             correlation = f"{source}:{ref}:{duty}"
-            if await self._seen(batch, correlation):
+            if await io.seen(correlation):
                 self.duplicate.labels(source).inc()
                 continue
             doc = {**raw_doc, "_id": f"{raw_doc['_id']}:{duty}"}
             cases.append(await self._open_or_merge(
-                batch, item, doc, draft, source=source, ref=f"{ref}:{duty}", correlation=correlation,
+                io, batch, item, doc, draft, source=source, ref=f"{ref}:{duty}", correlation=correlation,
                 reported_at=check.checked_at, reporter=reporter, report=check, merchant_id=check.merchant_id))
         if not cases:
-            await self._raw(batch, {**raw_doc, "status": "duplicate", "correlation_id": f"{source}:{ref}"})
+            io.add_raw({**raw_doc, "status": "duplicate", "correlation_id": f"{source}:{ref}"})
 
     # ---- sensors -----------------------------------------------------------------------------------------
 
-    async def _sensor(self, batch: Batch, item: Item, raw_doc: dict[str, Any], reading: SensorReading) -> None:
+    async def _sensor(
+        self, io: BatchIO, batch: Batch, item: Item, raw_doc: dict[str, Any], reading: SensorReading
+    ) -> None:
         """Debounce a reading against its device's thresholds; write only on a transition."""
         rt = self.rt
         cfg = rt.city.intake.sensors.get(reading.device_type)
         if cfg is None:
             return  # a device type the city sets no thresholds for: telemetry only
-        devices = rt.store[DEVICES]
-        doc = await devices.find_one({"_id": reading.device_id}, session=batch.session)
-        state = DeviceState.from_doc(doc) if doc else DeviceState(reading.device_id, reading.device_type)
-        alarm_open = bool(state.case_id) and await self._is_open(batch, state.case_id)
-        fault_open = bool(state.fault_case_id) and await self._is_open(batch, state.fault_case_id)
+        state = await io.device(reading.device_id) or DeviceState(reading.device_id, reading.device_type)
+        alarm_open = bool(state.case_id) and await io.is_open(state.case_id)
+        fault_open = bool(state.fault_case_id) and await io.is_open(state.fault_case_id)
         decision = step(
             state, cfg, dict(reading.values), reading.measured_at, alarm_open=alarm_open, fault_open=fault_open
         )
@@ -345,6 +373,7 @@ class IntakeHandlers:
             draft = sensor_draft(rt.city, decision.category, place, words, decision.urgent)
             correlation = f"sensor:{ref}:{decision.open}"
             case_id = await self._open_or_merge(
+                io,
                 batch,
                 item,
                 {**raw_doc, "trigger": decision.open, "reason": decision.reason},
@@ -359,7 +388,7 @@ class IntakeHandlers:
             new = replace(new, fault_case_id=case_id) if decision.open == "fault" else replace(new, case_id=case_id)
         if decision.cleared_case_id:
             assert place is not None
-            await self._raw(batch, {**raw_doc, "status": "sensor_normal", "case_id": decision.cleared_case_id})
+            io.add_raw({**raw_doc, "status": "sensor_normal", "case_id": decision.cleared_case_id})
             batch.emit(
                 item,
                 SensorNormal(
@@ -373,49 +402,30 @@ class IntakeHandlers:
                     values=dict(reading.values),
                 ),
             )
-        await devices.replace_one({"_id": new.device_id}, new.to_doc(), upsert=True, session=batch.session)
+        io.put_device(new)
         self.sensor_changes.labels(reading.device_type, decision.open or new.status).inc()
 
     # ---- the projection of open cases --------------------------------------------------------------------
 
     async def on_case_events(self, batch: Batch) -> None:
         """Closed, cancelled and transferred cases stop absorbing reports; a reopened case absorbs them again."""
+        now, ops = self.rt.clock.now(), []
         for item in batch.items:
             event = item.message
             if isinstance(event, CaseClosed | CaseCancelled | CaseTransferred):
-                await self.rt.store[OPEN].update_one(
-                    {"_id": event.case_id}, {"$set": {"open": False, "closed_at": self.rt.clock.now()}},
-                    session=batch.session)
+                ops.append(UpdateOne({"_id": event.case_id}, {"$set": {"open": False, "closed_at": now}}))
             elif isinstance(event, CaseReopened):
-                await self.rt.store[OPEN].update_one(
-                    {"_id": event.case_id}, {"$set": {"open": True, "opened_at": self.rt.clock.now()}},
-                    session=batch.session)
+                ops.append(UpdateOne({"_id": event.case_id}, {"$set": {"open": True, "opened_at": now}}))
+        if ops:  # in order: a close and a reopen of one case in one batch leave it as the last one says
+            await self.rt.store[OPEN].bulk_write(ops, ordered=True, session=batch.session)
 
     # ---- helpers -----------------------------------------------------------------------------------------
 
-    async def _is_open(self, batch: Batch, case_id: str) -> bool:
-        doc = await self.rt.store[OPEN].find_one({"_id": case_id}, {"open": 1}, session=batch.session)
-        return bool(doc and doc.get("open"))
-
-    async def _seen(self, batch: Batch, correlation: str) -> bool:
-        # Look first: inside a MongoDB transaction a duplicate-key error aborts the whole transaction.
-        # Two instances racing past this check conflict on the insert; the loser retries and lands here.
-        return await self.rt.store[REFS].find_one({"_id": correlation}, {"_id": 1}, session=batch.session) is not None
-
-    async def _ref(self, batch: Batch, correlation: str, case_id: str, outcome: str) -> None:
-        await self.rt.store[REFS].insert_one(
-            {"_id": correlation, "case_id": case_id, "outcome": outcome, "at": self.rt.clock.now()},
-            session=batch.session,
-        )
-
-    async def _raw(self, batch: Batch, doc: dict[str, Any]) -> None:
-        await self.rt.store[RAW].insert_one(doc, session=batch.session)
-
-    async def _reject(
-        self, batch: Batch, item: Item, raw_doc: dict[str, Any], source: str, ref: str | None,
+    def _reject(
+        self, io: BatchIO, batch: Batch, item: Item, raw_doc: dict[str, Any], source: str, ref: str | None,
         reasons: list[RejectionReason],
     ) -> None:
-        await self._raw(batch, {**raw_doc, "status": "rejected", "reasons": [r.model_dump() for r in reasons]})
+        io.add_raw({**raw_doc, "status": "rejected", "reasons": [r.model_dump() for r in reasons]})
         for r in reasons:
             self.rejected.labels(source, r.code).inc()
         batch.emit(item, ReportRejected(

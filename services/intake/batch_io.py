@@ -1,0 +1,177 @@
+"""What one batch of intake reads once and writes once (a handful of round trips per batch, not per report).
+
+The handlers decide report by report, in order, against this in-memory view of their collections: source
+references, open cases by merge key and by id, device states. The view is filled by bulk reads up front
+(`prefetch_*`: one `$in` query each) and, for anything not prefetched, lazily on first use; what the batch
+changes is kept here and written at the end by `flush` in one bulk call per collection. Everything runs in the
+batch's transaction, so the ledger entries of the batch commit with these writes or not at all.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Any
+
+from pymongo import InsertOne, ReplaceOne, UpdateOne
+from pymongo.asynchronous.client_session import AsyncClientSession
+
+from services.intake.sensors import DeviceState
+from xiuhua.store import Store
+
+RAW = "raw_reports"
+REFS = "source_refs"
+OPEN = "open_cases"
+DEVICES = "devices"
+LOCKS = "merge_locks"
+
+
+class BatchIO:
+    """Reads and writes of intake's collections for one batch, inside its transaction."""
+
+    def __init__(self, store: Store, session: AsyncClientSession, now: datetime) -> None:
+        self.store = store
+        self.session = session
+        self.now = now
+        self.refs: dict[str, bool] = {}  # correlation id → already has a case (or was dropped, transferred)
+        self.cases: dict[str, dict[str, Any] | None] = {}  # case id → open-case document (None: not open/unknown)
+        self.by_key: dict[str, list[dict[str, Any]]] = {}  # merge key (locked this batch) → open cases under it
+        self.devices: dict[str, DeviceState | None] = {}
+        self.raw: list[dict[str, Any]] = []
+        self.new_refs: list[dict[str, Any]] = []
+        self.new_cases: dict[str, dict[str, Any]] = {}
+        self.merged: set[str] = set()  # existing open cases whose reporter count changed
+        self.device_writes: dict[str, dict[str, Any]] = {}
+
+    # ---- reads ---------------------------------------------------------------------------------------------
+
+    async def prefetch_refs(self, correlations: Iterable[str]) -> None:
+        """Which of these source references are known already: one query.
+
+        Look first: inside a MongoDB transaction a duplicate-key error aborts the whole transaction. Two instances
+        racing past this look conflict on the insert at flush; the loser's batch is retried and finds the ref.
+        """
+        ids = sorted({c for c in correlations if c not in self.refs})
+        if not ids:
+            return
+        found = {d["_id"] async for d in self.store[REFS].find({"_id": {"$in": ids}}, {"_id": 1}, session=self.session)}
+        for c in ids:
+            self.refs[c] = c in found
+
+    async def seen(self, correlation: str) -> bool:
+        """Whether a source reference already has its outcome (in the store or earlier in this batch)."""
+        if correlation not in self.refs:
+            await self.prefetch_refs([correlation])
+        return self.refs[correlation]
+
+    async def lock_and_load(self, keys: Iterable[str]) -> None:
+        """Touch the merge locks of these keys, then read the open cases under them: two round trips.
+
+        Concurrent transactions that touch the same lock documents conflict (MongoDB retries the loser, which
+        then sees the winner's case and merges), so look-then-open stays serialised per neighbourhood across
+        instances. Keys are locked in sorted order so two batches never wait on each other crosswise.
+        """
+        missing = sorted({k for k in keys if k not in self.by_key})
+        if not missing:
+            return
+        await self.store[LOCKS].bulk_write(
+            [UpdateOne({"_id": k}, {"$inc": {"n": 1}}, upsert=True) for k in missing],
+            ordered=True,
+            session=self.session,
+        )
+        for k in missing:
+            self.by_key[k] = [d for d in self.new_cases.values() if d["key"] == k]
+        async for d in self.store[OPEN].find({"key": {"$in": missing}, "open": True}, session=self.session):
+            d = self.cases.setdefault(d["_id"], d) or d  # an already-known copy carries this batch's changes
+            if d["_id"] not in self.new_cases:
+                self.by_key[d["key"]].append(d)
+
+    async def candidates(self, keys: list[str]) -> list[dict[str, Any]]:
+        """The open cases under the given merge keys, as this batch leaves them."""
+        await self.lock_and_load(keys)
+        return [d for k in keys for d in self.by_key[k] if d.get("open", True)]
+
+    async def prefetch_cases(self, case_ids: Iterable[str]) -> None:
+        """Read open-case documents by id: one query."""
+        ids = sorted({c for c in case_ids if c and c not in self.cases})
+        if not ids:
+            return
+        found = {d["_id"]: d async for d in self.store[OPEN].find({"_id": {"$in": ids}}, session=self.session)}
+        for c in ids:
+            self.cases[c] = found.get(c)
+
+    async def is_open(self, case_id: str) -> bool:
+        """Whether intake's projection holds the case as open."""
+        await self.prefetch_cases([case_id])
+        doc = self.cases[case_id]
+        return bool(doc and doc.get("open"))
+
+    async def prefetch_devices(self, device_ids: Iterable[str]) -> None:
+        """Read device states by id: one query."""
+        ids = sorted({d for d in device_ids if d not in self.devices})
+        if not ids:
+            return
+        found = {
+            d["_id"]: DeviceState.from_doc(d)
+            async for d in self.store[DEVICES].find({"_id": {"$in": ids}}, session=self.session)
+        }
+        for d in ids:
+            self.devices[d] = found.get(d)
+
+    async def device(self, device_id: str) -> DeviceState | None:
+        """A device's state as this batch leaves it (None: never seen)."""
+        await self.prefetch_devices([device_id])
+        return self.devices[device_id]
+
+    # ---- writes (kept until flush) -------------------------------------------------------------------------
+
+    def add_raw(self, doc: dict[str, Any]) -> None:
+        """Archive a raw report."""
+        self.raw.append(doc)
+
+    def add_ref(self, correlation: str, case_id: str, outcome: str) -> None:
+        """Record what a source reference became."""
+        self.refs[correlation] = True
+        self.new_refs.append({"_id": correlation, "case_id": case_id, "outcome": outcome, "at": self.now})
+
+    def open_case(self, doc: dict[str, Any]) -> None:
+        """A new open case, visible at once to later reports of the batch."""
+        self.new_cases[doc["_id"]] = doc
+        self.cases[doc["_id"]] = doc
+        if doc["key"] is not None and doc["key"] in self.by_key:
+            self.by_key[doc["key"]].append(doc)
+
+    def merge_into(self, case_id: str, reporters: int) -> None:
+        """A report merged into an open case: its reporter count."""
+        doc = self.cases.get(case_id)
+        if doc is not None:
+            doc["reporters"] = reporters
+        if case_id not in self.new_cases:
+            self.merged.add(case_id)
+
+    def put_device(self, state: DeviceState) -> None:
+        """A device's new state (the last one of the batch is written)."""
+        self.devices[state.device_id] = state
+        self.device_writes[state.device_id] = state.to_doc()
+
+    async def flush(self) -> None:
+        """Write what the batch changed: one bulk call per collection touched."""
+        s = self.session
+        if self.raw:
+            await self.store[RAW].insert_many(self.raw, ordered=True, session=s)
+        if self.new_refs:
+            await self.store[REFS].insert_many(self.new_refs, ordered=True, session=s)
+        ops: list[Any] = [InsertOne(d) for d in self.new_cases.values()]
+        ops += [
+            UpdateOne({"_id": c}, {"$set": {"reporters": int(self.cases[c]["reporters"])}})  # type: ignore[index]
+            for c in sorted(self.merged)
+            if self.cases.get(c) is not None
+        ]
+        if ops:
+            await self.store[OPEN].bulk_write(ops, ordered=True, session=s)
+        if self.device_writes:
+            await self.store[DEVICES].bulk_write(
+                [ReplaceOne({"_id": k}, v, upsert=True) for k, v in self.device_writes.items()],
+                ordered=True,
+                session=s,
+            )

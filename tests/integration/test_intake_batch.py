@@ -1,0 +1,135 @@
+"""Intake decides a whole batch against one bulk read and writes it in one bulk call per collection: reports of
+one batch still see each other (a resend, a near report, a device's earlier reading), and the store sees a few
+commands per batch, not several per report."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from pymongo import monitoring
+
+from contracts.reports import SENSOR_NORMAL
+from services.intake.app import SPEC
+from tests.conftest import eventually
+from tests.helpers import BusRecorder, publish
+from xiuhua.clock import FrozenClock
+from xiuhua.service import running
+
+NOW = datetime(2026, 11, 23, 2, 0, tzinfo=UTC)
+REPORT_COLLECTIONS = {"raw_reports", "source_refs", "open_cases", "devices", "merge_locks"}
+
+
+class Commands(monitoring.CommandListener):
+    """Counts the commands sent to one database, per command and collection, while active."""
+
+    def __init__(self, database: str) -> None:
+        self.database = database
+        self.active = True
+        self.by_collection: dict[tuple[str, str], int] = {}
+
+    def started(self, event: monitoring.CommandStartedEvent) -> None:
+        if not self.active or event.database_name != self.database:
+            return
+        if event.command_name in ("find", "insert", "update", "delete"):
+            key = (event.command_name, str(event.command.get(event.command_name)))
+            if key == ("insert", "ledger"):  # one per applied batch; tell the report consumer's from the others'
+                first = str((event.command.get("documents") or [{}])[0].get("_id", ""))
+                key = ("insert", "ledger:" + first.split(":", 1)[0])
+            self.by_collection[key] = self.by_collection.get(key, 0) + 1
+
+    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
+        pass
+
+    def failed(self, event: monitoring.CommandFailedEvent) -> None:
+        pass
+
+
+def _grid(report_id: str, lng: float, lat: float) -> dict[str, Any]:
+    return {
+        "report_id": report_id,
+        "reported_at": (NOW - timedelta(minutes=1)).isoformat(),
+        "inspector_id": "G-1",
+        "description": "垃圾箱满溢",
+        "category_code": "0201",
+        "location": {"lng": lng, "lat": lat},
+    }
+
+
+def _tilt(minute: int, tilt: float) -> dict[str, Any]:
+    return {
+        "device_id": "MH-B1",
+        "device_type": "manhole_tilt",
+        "values": {"tilt_deg": tilt},
+        "measured_at": (NOW - timedelta(minutes=10 - minute)).isoformat(),
+        "location": {"lng": 120.11, "lat": 30.265},
+    }
+
+
+async def test_one_batch_sees_its_own_reports_and_costs_a_few_commands(settings) -> None:
+    url = settings.nats_url
+    # Everything is on the stream before intake starts, so it arrives in one batch (or very few).
+    for spot in range(6):  # six bins 150 m apart, each reported by three people within 20 m, each sent twice
+        lng = 120.155 + spot * 0.0016
+        for who in range(3):
+            body = _grid(f"RB-{spot}-{who}", lng + who * 0.00007, 30.255)
+            await publish(url, "report.v1.in.grid", body)
+            await publish(url, "report.v1.in.grid", body)
+    await publish(url, "report.v1.in.grid", b"{not json")
+    # One manhole: tilted (a case at once), still tilted, back level (the cause has gone), tilted again while its
+    # case is still open (no second case).
+    for minute, tilt in enumerate((30, 31, 5, 32)):
+        await publish(url, "report.v1.in.sensor", _tilt(minute, tilt))
+    messages = 6 * 3 * 2 + 1 + 4
+
+    commands = Commands(settings.database("intake"))
+    monitoring.register(commands)
+    try:
+        async with BusRecorder(url) as bus, running(SPEC, settings, clock=FrozenClock(NOW)) as rt:
+
+            async def settled() -> bool:
+                # 36 grid reports, the broken one, and the sensor's case and return to normal
+                return await rt.store["raw_reports"].count_documents({}) == 6 * 3 * 2 + 1 + 2
+
+            await eventually(settled, timeout=60)
+            await eventually(lambda: len(bus.on("case.v1.merged.")) >= 12 and bus.on(SENSOR_NORMAL))
+            batches = commands.by_collection.get(("insert", "ledger:intake-reports"), 0)
+            report_commands = sum(n for (_, c), n in commands.by_collection.items() if c in REPORT_COLLECTIONS)
+            commands.active = False
+
+            opened = bus.on("case.v1.opened.")
+            merged = bus.on("case.v1.merged.")
+            grid_cases = [e for e in opened if e["source"] == "grid"]
+            assert len(grid_cases) == 6 and len(merged) == 12
+            assert {m["case_id"] for m in merged} == {e["case_id"] for e in grid_cases}
+            assert sorted(m["reporters_count"] for m in merged) == [2] * 6 + [3] * 6
+            assert await rt.store["raw_reports"].count_documents({"status": "duplicate"}) == 18
+            assert await rt.store["raw_reports"].count_documents({"status": "rejected"}) == 1
+            counts = {d["_id"]: d["reporters"] async for d in rt.store["open_cases"].find({"source": "grid"})}
+            assert sorted(counts.values()) == [3] * 6
+            sensor_cases = [e for e in opened if e["source"] == "sensor"]
+            assert len(sensor_cases) == 1
+            assert [e["case_id"] for e in bus.on(SENSOR_NORMAL)] == [sensor_cases[0]["case_id"]]
+            device = await rt.store["devices"].find_one({"_id": "MH-B1"})
+            assert device["status"] == "alarm" and device["case_id"] == sensor_cases[0]["case_id"]
+            applied = [d["_id"] async for d in rt.store["ledger"].find({}, {"_id": 1})]
+            assert len([k for k in applied if k.startswith("intake-reports:")]) == messages
+
+            # A fixed number of commands per batch whatever its size (one report at a time took over 160 here):
+            # reads up front (refs, merge locks, open cases, devices, their cases), the lock and lookup a sensor
+            # alarm needs, and one bulk write per collection at the end (raw, refs, open inserts and updates, devices).
+            assert 1 <= batches <= messages
+            assert report_commands <= 12 * batches, (commands.by_collection, batches)
+
+            # The next batch reads what the first one wrote: a fourth reporter merges, a resend is a duplicate.
+            await publish(url, "report.v1.in.grid", _grid("RB-0-9", 120.155 + 0.00003, 30.255))
+            await publish(url, "report.v1.in.grid", _grid("RB-1-0", 120.155 + 0.0016, 30.255))
+            await eventually(lambda: len(bus.on("case.v1.merged.")) >= 13)
+
+            async def resend_dropped() -> bool:
+                return await rt.store["raw_reports"].count_documents({"status": "duplicate"}) == 19
+
+            await eventually(resend_dropped)
+            assert max(m["reporters_count"] for m in bus.on("case.v1.merged.")) == 4
+    finally:
+        commands.active = False
