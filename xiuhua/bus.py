@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import ssl
 from collections.abc import Iterable, Sequence
@@ -214,3 +215,13 @@ class Publisher:
         errors = [r for r in results if isinstance(r, BaseException)]
         if errors:
             raise errors[0]
+
+    async def erase(self, stream: str, seqs: Sequence[int]) -> None:
+        """Erase messages from a stream (overwritten on disk, not only unlinked); one already gone is fine."""
+        js = self._broker.config.connection_state.connection.jetstream()  # type: ignore[union-attr]
+
+        async def one(seq: int) -> None:
+            with contextlib.suppress(NotFoundError):
+                await js.delete_msg(stream, seq)
+
+        await asyncio.gather(*(one(seq) for seq in seqs))

@@ -112,6 +112,9 @@ class Subscription:
     batch_size: int = 128
     batch_timeout: float = 1.0  # the long poll when idle; messages that are there are handed over at once
     description: str = ""
+    # Subjects whose messages are erased from the stream once applied: personal data an outside system put on
+    # the bus then rests only in the service's own store (DESIGN.md: the raw report stays with intake).
+    erase_subjects: tuple[str, ...] = ()
     on_commit: Callable[[], None] | None = None  # called after each committed batch (e.g. to wake a worker)
 
 
@@ -228,8 +231,21 @@ class ConsumerRunner:
             # Committed but not yet published: redelivery (or the sweeper) publishes from the ledger.
             await self._retry_later([m for m, _, _ in done], exc)
             return
+        if self.sub.erase_subjects:
+            try:
+                await self._erase([m for m, _, _ in done if m.subject in self.sub.erase_subjects])
+            except Exception as exc:
+                # Not acknowledged: the redelivery finds the ledger entry and erases again.
+                await self._retry_later([m for m, _, _ in done], exc)
+                return
         for msg, _, _ in done:
             await msg.ack()
+
+    async def _erase(self, msgs: Sequence[Msg]) -> None:
+        seqs = [seq for m in msgs if (seq := _stream_seq(m)) is not None]
+        if seqs:
+            await self.publisher.erase(_stream_of(self.sub), seqs)
+            self.metrics.erased.labels(*self._labels).inc(len(seqs))
 
     async def _retry_later(self, msgs: Sequence[Msg], exc: BaseException) -> None:
         reason = "transient" if is_transient(exc) or isinstance(exc, NatsError | asyncio.TimeoutError) else "error"
@@ -288,6 +304,13 @@ class ConsumerRunner:
             return
         self.metrics.dead_letters.labels(*self._labels).inc()
         await msg.ack()
+
+
+def _stream_seq(msg: Msg) -> int | None:
+    try:
+        return int(msg.metadata.sequence.stream)
+    except Exception:
+        return None
 
 
 def _delivered(msg: Msg) -> int:

@@ -41,6 +41,10 @@ class Metrics:
         self.dead_letters = Counter(
             "xiuhua_dead_letters", "Messages moved to the dead-letter subject", ["service", "consumer"], registry=r
         )
+        self.erased = Counter(
+            "xiuhua_messages_erased", "Applied messages erased from their stream (personal data at rest)",
+            ["service", "consumer"], registry=r,
+        )
         self.batch_seconds = Histogram(
             "xiuhua_batch_seconds", "Time to apply one pulled batch", ["service", "consumer"], registry=r,
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),

@@ -34,6 +34,7 @@ class Consumer:
 
     stream: str
     durable: str
+    erases: bool = False  # erases the messages it applied (Subscription.erase_subjects)
 
 
 @dataclass(frozen=True)
@@ -64,6 +65,8 @@ class User:
                 f"$JS.API.CONSUMER.DURABLE.CREATE.{base}", f"$JS.API.CONSUMER.INFO.{base}",
                 f"$JS.API.CONSUMER.MSG.NEXT.{base}", f"$JS.ACK.{base}.>",
             ]
+            if c.erases:
+                out.append(f"$JS.API.STREAM.MSG.DELETE.{c.stream}")
         return out
 
 
@@ -229,13 +232,14 @@ def service_bindings(services: Iterable[str] | None = None) -> dict[str, tuple[l
     out: dict[str, tuple[list[Consumer], list[str]]] = {}
     for name in services or SERVICES:
         rt = build_runtime(spec(name), offline)
+        erasing = {r.sub.name for r in rt.consumers if r.sub.erase_subjects}
         found: list[Consumer] = []
         served: list[str] = []
         for sub in rt.broker.subscribers:
             stream = getattr(getattr(sub, "stream", None), "name", None)
             durable = (getattr(sub, "extra_options", None) or {}).get("durable")
             if stream and durable:
-                found.append(Consumer(stream, durable))
+                found.append(Consumer(stream, durable, erases=durable in erasing))
             elif not stream and getattr(sub, "subject", None):
                 served.append(str(sub.subject))
         out[name] = (sorted(set(found), key=lambda c: (c.stream, c.durable)),

@@ -24,8 +24,11 @@ def subscriptions(rt: Runtime) -> list[Subscription]:
     """Raw reports from every source; case events for intake's projection of open cases."""
     h = IntakeHandlers(rt)
     return [
+        # 12345 orders carry the caller's name and phone in clear (the platform's contract): once applied they
+        # are erased from XH_REPORTS, and the raw order rests only in intake's own store.
         Subscription("intake-reports", subjects.REPORT_IN_ALL, h.on_reports, decode=decode_raw,
-                     description="Raw reports from every source"),
+                     description="Raw reports from every source",
+                     erase_subjects=(subjects.report_subject("hotline"),)),
         # Only the events that open or close a case for merging reach intake: one filtered consumer each.
         *(Subscription(f"intake-open-cases-{event}", subjects.CASE.format(event=event, street_code="*"),
                        h.on_case_events, decode=decode_case_event,

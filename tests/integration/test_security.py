@@ -12,11 +12,13 @@ from pathlib import Path
 import nats
 import pytest
 from nats.errors import TimeoutError as NatsTimeout
+from nats.js.errors import NotFoundError
 
 from tests.conftest import eventually
 from xiuhua import embedded, security
 from xiuhua.bus import provision_streams
 from xiuhua.chaos.bus_read import stream_messages
+from xiuhua.chaos.feed import reports
 from xiuhua.registry import SERVICES, spec
 from xiuhua.service import running
 from xiuhua.settings import DEMO_CITY, Settings
@@ -89,11 +91,31 @@ async def test_the_slice_flows_with_every_service_under_its_own_user(secure, mon
             own = base.model_copy(update={"nats_user": name, "nats_password": pw[name]})
             await stack.enter_async_context(running(spec(name), own, city=city))
         app = await nats.connect(url, user="patrol_app", password=pw["patrol_app"])
-        await app.jetstream().publish("report.v1.in.grid", json.dumps(report).encode(),
-                                      headers={"Nats-Msg-Id": "grid:SEC-1"})
+        grid_ack = await app.jetstream().publish("report.v1.in.grid", json.dumps(report).encode(),
+                                                 headers={"Nats-Msg-Id": "grid:SEC-1"})
         await app.close()
+        (order,) = reports(city, 1, tag="SEC", hotline_share=1.0)
+        hotline = await nats.connect(url, user="hotline", password=pw["hotline"])
+        order_ack = await hotline.jetstream().publish(order.subject, order.data, headers={"Nats-Msg-Id": order.msg_id})
+        await hotline.close()
         op = await nats.connect(url, user="operator", password=pw["operator"])
         js = op.jetstream()
+
+        async def order_answered() -> bool:  # opened, or merged into the grid report's case
+            return [m async for m in stream_messages(js, "XH_CASES")
+                    if f'"source_ref":"{order.body["order_no"]}"' in m.data.decode().replace(": ", ":")] != []
+
+        async def order_erased() -> bool:
+            try:
+                await js.get_msg("XH_REPORTS", order_ack.seq)
+                return False
+            except NotFoundError:
+                return True
+
+        await eventually(order_answered, timeout=30)
+        # The caller's name and phone are gone from the stream once the order is applied; the grid report stays.
+        await eventually(order_erased, timeout=10)
+        assert (await js.get_msg("XH_REPORTS", grid_ack.seq)).data == json.dumps(report).encode()
 
         async def delivered() -> bool:
             return [m async for m in stream_messages(js, "XH_NOTIFY", "notify.v1.delivered")] != []
@@ -103,8 +125,10 @@ async def test_the_slice_flows_with_every_service_under_its_own_user(secure, mon
 
         await eventually(delivered, timeout=30)
         await eventually(scored, timeout=10)
-        dispatched = [m async for m in stream_messages(js, "XH_CASES", "case.v1.dispatched.>")]
-        assert len(dispatched) == 1
+        opened = [json.loads(m.data)["case_id"] async for m in stream_messages(js, "XH_CASES", "case.v1.opened.>")]
+        dispatched = [json.loads(m.data)["case_id"]
+                      async for m in stream_messages(js, "XH_CASES", "case.v1.dispatched.>")]
+        assert len(opened) == 2 and sorted(dispatched) == sorted(opened)  # the grid report and the 12345 order
         assert [m async for m in stream_messages(js, "XH_DLQ")] == []
         await op.close()
     log = srv.log_path.read_text(errors="replace")

@@ -59,7 +59,7 @@ def test_tls_cluster_and_limits_are_rendered():
 def test_service_consumers_are_read_from_the_specs():
     found = security.service_consumers()
     assert Consumer("XH_CASES", "dispatch-opened") in found["dispatch"]
-    assert Consumer("XH_REPORTS", "intake-reports") in found["intake"]
+    assert Consumer("XH_REPORTS", "intake-reports", erases=True) in found["intake"]
     assert all(c.durable.startswith(f"{svc}-") for svc, cs in found.items() for c in cs)
 
 
