@@ -197,6 +197,9 @@ def document() -> dict[str, Any]:
             "messages": {spec.model.__name__: {"$ref": f"#/components/messages/{spec.name}"}},
             "x-jetstream-stream": stream,
         }
+        if archives := _archives(spec.address):
+            channel["x-jetstream-archives"] = archives
+            channel["description"] += f" Archived in {', '.join(f'`{a}`' for a in archives)}."
         if spec.parameters:
             channel["parameters"] = {name: {"description": doc} for name, doc in spec.parameters}
         channels[channel_id] = channel
@@ -274,6 +277,13 @@ def _stream(address: str) -> str:
     from contracts.streams import stream_for
 
     return stream_for(address).name
+
+
+def _archives(address: str) -> list[str]:
+    """Streams that keep a copy of the subject (longer than the stream it arrives on)."""
+    from contracts.streams import ALL
+
+    return [spec.name for spec in ALL for _, subject in spec.sources if subject == address]
 
 
 def render_json(doc: dict[str, Any]) -> str:

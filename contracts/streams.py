@@ -18,6 +18,8 @@ class StreamSpec:
     max_age_s: float
     duplicate_window_s: float = 120.0
     extra: dict[str, object] = field(default_factory=dict)
+    # (stream, subject) pairs this stream copies from others: an archive keeps a subject longer than its origin.
+    sources: tuple[tuple[str, str], ...] = ()
 
 
 REPORTS = StreamSpec(
@@ -32,6 +34,14 @@ CASES = StreamSpec(
     "Case lifecycle events: the history scores are folded from",
     max_age_s=800 * DAY,
 )
+CHECKS = StreamSpec(
+    "XH_CHECKS",
+    (),
+    "Archive of merchant duty checks (门前三包 检查) copied from XH_REPORTS: merchant scores rebuild from it long "
+    "after XH_REPORTS, which also holds sensor telemetry, has dropped them",
+    max_age_s=800 * DAY,
+    sources=(("XH_REPORTS", "report.v1.in.merchant_check"),),
+)
 COMMANDS = StreamSpec("XH_COMMANDS", ("cmd.v1.>",), "Unit and command-centre commands", max_age_s=90 * DAY)
 SCORES = StreamSpec("XH_SCORES", ("score.v1.>",), "Assessment results", max_age_s=800 * DAY)
 NOTIFY = StreamSpec(
@@ -39,7 +49,7 @@ NOTIFY = StreamSpec(
 )
 DLQ = StreamSpec("XH_DLQ", ("dlq.v1.>",), "Dead letters with the error, for inspection and re-drive", 365 * DAY)
 
-ALL: tuple[StreamSpec, ...] = (REPORTS, CASES, COMMANDS, SCORES, NOTIFY, DLQ)
+ALL: tuple[StreamSpec, ...] = (REPORTS, CHECKS, CASES, COMMANDS, SCORES, NOTIFY, DLQ)
 
 
 def any_version(text: str) -> str:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import nats
 from faststream.nats import NatsBroker
 from faststream.nats.security import NatsSecurity, NatsUserPassword
-from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType, StreamConfig
+from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType, StreamConfig, StreamSource
 from nats.js.errors import NotFoundError
 from prometheus_client import CollectorRegistry
 
@@ -138,7 +138,8 @@ def stream_config(spec: streams.StreamSpec, replicas: int = 1) -> StreamConfig:
     return StreamConfig(
         name=spec.name,
         description=spec.description,
-        subjects=registry.stream_subjects(spec),
+        subjects=registry.stream_subjects(spec) or None,
+        sources=[StreamSource(name=name, filter_subject=subject) for name, subject in spec.sources] or None,
         retention=RetentionPolicy.LIMITS,
         storage=StorageType.FILE,
         discard=DiscardPolicy.OLD,

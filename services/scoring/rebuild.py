@@ -1,11 +1,11 @@
 """Rebuild every score from the JetStream history into a fresh database and compare it with the live one.
 
 The history is read with an ordered push consumer from the first stored message (`XH_CASES` for the
-lifecycle, and the `report.v1.in.merchant_check` subject of `XH_REPORTS` for duty checks) and applied by the
+lifecycle, and `XH_CHECKS`, the archive of `report.v1.in.merchant_check`, for duty checks) and applied by the
 same `Projection` the live service uses. Because the fold keeps per-case facts and depends only on the set of
 events, the rebuilt documents must equal the live ones field by field.
 
-Streams drop their oldest messages (`XH_REPORTS` after 90 days, `XH_CASES` after 800). The rebuild window is,
+Streams drop their oldest messages (`XH_CHECKS` and `XH_CASES` after 800 days). The rebuild window is,
 per source, the moment of the oldest message the stream still holds; documents that depend on anything older
 cannot be reproduced and are counted as outside the window instead of compared (`services/scoring/window.py`).
 """
@@ -33,7 +33,7 @@ from xiuhua.store import Store
 
 SOURCES: tuple[tuple[str, str], ...] = (
     (streams.CASES.name, subjects.CASE_ALL),
-    (streams.REPORTS.name, subjects.report_subject("merchant_check")),
+    (streams.CHECKS.name, subjects.report_subject("merchant_check")),
 )
 BATCH = 500
 
@@ -112,10 +112,21 @@ async def rebuild_window(settings: Settings) -> Window:
     try:
         js = nc.jetstream()
         return Window(
-            cases_from=await held_from(js, streams.CASES.name), checks_from=await held_from(js, streams.REPORTS.name)
+            cases_from=await held_from(js, streams.CASES.name), checks_from=await held_from(js, streams.CHECKS.name)
         )
     finally:
         await nc.close()
+
+
+async def archive_caught_up(js: Any, timeout: float = 10.0) -> None:  # noqa: ASYNC109
+    """Wait (bounded) until the checks' archive has copied what XH_REPORTS holds, so a check the live fold has
+    applied a moment ago is in the replay too."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while asyncio.get_running_loop().time() < deadline:
+        info = await js.stream_info(streams.CHECKS.name)
+        if all((src.lag or 0) == 0 for src in info.sources or []):
+            return
+        await asyncio.sleep(0.1)
 
 
 def _decode(subject: str, data: bytes) -> Any | None:
@@ -138,6 +149,7 @@ async def replay(
         await store.ensure_collections(COLLECTIONS)
         projection = Projection(store, city)
         js = nc.jetstream()
+        await archive_caught_up(js)
         for stream, subject in SOURCES:
             n = 0
             pending: list[Any] = []
@@ -182,7 +194,7 @@ async def compare(
     left_out = outside(a_all, b_all, window, city.assessment.merchants)
     report.window = {
         streams.CASES.name: window.cases_from.isoformat() if window.cases_from else None,
-        streams.REPORTS.name: window.checks_from.isoformat() if window.checks_from else None,
+        streams.CHECKS.name: window.checks_from.isoformat() if window.checks_from else None,
     }
     for coll in COLLECTIONS:
         a, b = a_all[coll], b_all[coll]

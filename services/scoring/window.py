@@ -1,7 +1,7 @@
 """What a rebuild can reproduce when the oldest messages have expired from their streams. Pure, no I/O.
 
-The fold reads `XH_CASES` (kept 800 days) and the duty checks on `XH_REPORTS` (kept 90 days: raw reports carry
-callers' details). Once a stream has dropped its oldest messages, a replay cannot reproduce what they
+The fold reads `XH_CASES` and the duty checks archived in `XH_CHECKS` (both kept 800 days; `XH_REPORTS`, where
+checks arrive, keeps 90). Once a stream has dropped its oldest messages, a replay cannot reproduce what they
 contributed. `Window` holds, per source, the earliest moment the stream still holds (None: complete from its
 first message). A stored document is outside the window when it depends on a fact older than that moment:
 

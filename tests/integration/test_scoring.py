@@ -18,7 +18,7 @@ from contracts.reports import MerchantCheck
 from services.scoring import closing, query, units
 from services.scoring.projection import MERCHANT_PERIODS, MERCHANTS, UNIT_PERIODS
 from services.scoring.query import QUERY_MERCHANT, QUERY_RANKING, QUERY_UNIT
-from services.scoring.rebuild import rebuild_and_check
+from services.scoring.rebuild import archive_caught_up, rebuild_and_check
 from services.scoring.window import Window
 from tests.conftest import eventually
 from tests.helpers import BusRecorder
@@ -190,11 +190,21 @@ async def test_live_scores_equal_the_fold_and_a_rebuild(settings, city, monkeypa
         # The replay into a fresh database is identical, in-process and through the command.
         report = await rebuild_and_check(settings, city)
         assert report.replayed["XH_CASES"] == len(events) + 40
-        assert report.replayed["XH_REPORTS"] == 5
+        assert report.replayed["XH_CHECKS"] == 5
         assert report.differences == [], report.differences[:3]
         done = await asyncio.to_thread(_cli, settings, "rebuild", "--check")
         assert done.returncode == 0, done.stdout + done.stderr
         assert "identical" in done.stdout
+
+        # XH_REPORTS drops the checks after 90 days (it also carries sensor telemetry); the archive keeps them.
+        nc = await nats.connect(settings.nats_url)
+        try:
+            await nc.jetstream().purge_stream("XH_REPORTS")
+        finally:
+            await nc.close()
+        report = await rebuild_and_check(settings, city)
+        assert report.replayed["XH_CHECKS"] == 5 and report.differences == []
+        assert report.window["XH_CHECKS"] is None and report.outside_window["merchant_periods"] == 0
 
         # A live document that drifted is reported, and the command fails.
         await rt1.store[UNIT_PERIODS].update_one({"_id": some_id}, {"$inc": {"closed": 7}})
@@ -252,7 +262,8 @@ async def test_rebuild_compares_what_the_streams_still_hold(settings, city):
         nc = await nats.connect(settings.nats_url)
         try:
             js = nc.jetstream()
-            first_new = {s: (await js.stream_info(s)).state.last_seq + 1 for s in ("XH_CASES", "XH_REPORTS")}
+            await archive_caught_up(js)
+            first_new = {s: (await js.stream_info(s)).state.last_seq + 1 for s in ("XH_CASES", "XH_CHECKS")}
         finally:
             await nc.close()
         await _publish_all(settings.nats_url, wire([*straddling[2:], *new_events], new_checks))
@@ -268,7 +279,7 @@ async def test_rebuild_compares_what_the_streams_still_hold(settings, city):
 
         await eventually(settled, timeout=120, interval=0.5)
 
-    # The streams' oldest messages expire (as after 90 days on XH_REPORTS, 800 on XH_CASES).
+    # The streams' oldest messages expire (as after 800 days on XH_CHECKS and XH_CASES).
     nc = await nats.connect(settings.nats_url)
     try:
         for stream, seq in first_new.items():
@@ -277,7 +288,7 @@ async def test_rebuild_compares_what_the_streams_still_hold(settings, city):
         await nc.close()
 
     report = await rebuild_and_check(settings, city)
-    assert report.window["XH_CASES"] and report.window["XH_REPORTS"]
+    assert report.window["XH_CASES"] and report.window["XH_CHECKS"]
     assert report.differences == [], report.differences[:3]
     assert report.outside_window["case_facts"] >= 13  # the twelve old cases and the straddling one
     assert report.outside_window["merchant_periods"] == 2  # both August months
@@ -294,4 +305,4 @@ async def test_rebuild_compares_what_the_streams_still_hold(settings, city):
     done = await asyncio.to_thread(_cli, settings, "rebuild", "--check")
     assert done.returncode == 0, done.stdout + done.stderr
     assert "outside the rebuild window" in done.stdout and "identical within the rebuild window" in done.stdout
-    assert "XH_REPORTS holds messages from" in done.stdout
+    assert "XH_CHECKS holds messages from" in done.stdout
