@@ -39,18 +39,12 @@ async def test_broker_sigkilled_mid_stream_loses_and_duplicates_nothing(tmp_path
     assert log.count("Server is ready") == 2
 
 
-@pytest.mark.xfail(strict=False, reason=(
-    "known defect, issue 7 open: a notify instance killed between claiming a delivery and recording it leaves "
-    "it 'sending' for STALE_SENDING (5 min), and intake has dead-lettered reports after a kill in one run of three"))
 @pytest.mark.timeout(200)
 async def test_two_instances_each_one_sigkilled_mid_batch_loses_and_duplicates_nothing(tmp_path, city):
     # Messages the killed instance had pulled come back after the consumer's ack wait (60 s): hence the bound.
     await _run("service_kill", tmp_path, city)
 
 
-@pytest.mark.xfail(strict=False, reason=(
-    "known defect, issue 7 open: an alert sent just before the store dies stays 'sending' and is resent after "
-    "STALE_SENDING (5 min) instead of being recorded; seen in 2 of 4 runs"))
 @pytest.mark.timeout(120)
 async def test_store_frozen_then_killed_loses_and_duplicates_nothing(tmp_path, city):
     await _run("store_outage", tmp_path, city)
