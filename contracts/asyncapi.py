@@ -5,8 +5,13 @@ events per `case.v1.<event>.<street_code>` with the street as a parameter, score
 bulletin and dead letters (which Xiuhua sends). Each message carries its JSON Schema (from the pydantic
 model, shared definitions under `components.schemas`) and an example that validates against it.
 New event models are found by `contracts.registry.events()` (every subject version: `case.v2.opened` is its own
-message and channel beside `case.opened`), new commands by `contracts.commands.COMMANDS`, so they appear here on
-the next regeneration; every model brings its example (`example_fields`, see `contracts.envelope.Exampled`).
+message and channel beside `case.opened`), new commands by `contracts.commands.COMMANDS`, new queries by
+`contracts.queries.QUERIES`, so they appear here on the next regeneration; every model brings its example
+(`example_fields`, see `contracts.envelope.Exampled`).
+
+Scoring's queries (`score.query.v1.<query>`) are core NATS request/reply, not JetStream: their channels say
+`x-nats-core: true` and name no stream, the request's operation (`receive`) has a `reply` naming the reply
+channel (the requester's inbox, `address: null`) with the query's reply and the shared error reply.
 """
 
 from __future__ import annotations
@@ -36,6 +41,10 @@ _FAMILIES: dict[str, tuple[str, str]] = {
     "notify": ("notify", "operators"),
     "bulletin": ("notify", "operators, the command centre"),
     "dlq": ("every service", "operators (`xiuhua dlq`)"),
+    "score.query": (
+        "outside systems (dashboards, the 12345 platform, unit case systems, `xiuhua scoring show`)",
+        "scoring",
+    ),
 }
 # Subjects DESIGN.md §8 promises that may not have a model yet: documented as channels all the same.
 FIXED_SUBJECTS = ("bulletin.v1.published",)
@@ -51,8 +60,11 @@ class MessageSpec:
     parameters: tuple[tuple[str, str], ...]
     action: str  # "receive" (Xiuhua consumes it) or "send" (Xiuhua publishes it)
     version: int
-    msg_id: str  # what Nats-Msg-Id is set from
+    msg_id: str  # what Nats-Msg-Id is set from ("" on core NATS, which has no de-duplication)
     example: dict[str, Any]
+    core: bool = False  # core NATS request/reply: no stream stores it
+    replies: tuple[str, ...] = ()  # a request: the names of the messages that may answer it
+    is_reply: bool = False  # sent to the requester's reply inbox; `address` is the request's subject
 
     @property
     def contract(self) -> str:
@@ -65,6 +77,8 @@ class MessageSpec:
     def family(self) -> str:
         """The subject family (report.in, cmd, case, ...)."""
         name = self.contract
+        if name.startswith("score.query."):
+            return "score.query"
         if name.startswith("report.in."):
             return "report.in"
         return "report.rejected" if name == "report.rejected" else name.split(".")[0]
@@ -86,8 +100,9 @@ def _parameters(address: str) -> tuple[tuple[str, str], ...]:
 
 
 def message_specs() -> list[MessageSpec]:
-    """Every message of the bus, in a stable order: inbound reports, commands, then events."""
-    from contracts import commands, reports, subjects
+    """Every message of the bus, in a stable order: inbound reports, commands, events, then queries (each
+    request followed by its reply, the shared error reply last)."""
+    from contracts import commands, queries, reports, subjects
     from contracts.registry import events, subject_version
 
     out: list[MessageSpec] = []
@@ -120,6 +135,44 @@ def message_specs() -> list[MessageSpec]:
                 model.example(),
             )
         )
+    error = "score.query.error"
+    for name, query in queries.QUERIES.items():
+        version = subject_version(query.subject)
+        reply = f"score.query.{name}.reply"
+        for spec_name, model, action, replies in (
+            (f"score.query.{name}", query.request, "receive", (reply, error)),
+            (reply, query.reply, "send", ()),
+        ):
+            out.append(
+                MessageSpec(
+                    spec_name,
+                    model,
+                    query.subject,
+                    (),
+                    action,
+                    version,
+                    "",
+                    model.example(),
+                    core=True,
+                    replies=replies,
+                    is_reply=not replies,
+                )
+            )
+    model = queries.QueryErrorReply
+    out.append(
+        MessageSpec(
+            error,
+            model,
+            queries.QUERY_ALL,
+            (),
+            "send",
+            subject_version(queries.QUERY_ALL),
+            "",
+            model.example(),
+            core=True,
+            is_reply=True,
+        )
+    )
     return out
 
 
@@ -185,9 +238,17 @@ def document() -> dict[str, Any]:
             "x-xiuhua-schema-version": spec.version,
             "x-xiuhua-nats-msg-id": spec.msg_id,
         }
-        if spec.action == "send":
+        if spec.core:
+            # Core NATS: no JetStream, so no Nats-Msg-Id header and no de-duplication.
+            del message["headers"], message["x-xiuhua-nats-msg-id"]
+        elif spec.action == "send":
             message["correlationId"] = {"$ref": "#/components/correlationIds/Report"}
         messages[spec.name] = message
+        if spec.is_reply:
+            continue  # its channel is the requester's inbox, written with the request below
+        if spec.core:
+            _request_reply(spec, {s.name: s for s in specs}, message["summary"], channels, operations)
+            continue
         channel_id = _channel_id(spec.address)
         stream = _stream(spec.address)
         channel: dict[str, Any] = {
@@ -269,6 +330,55 @@ def document() -> dict[str, Any]:
                     "location": "$message.payload#/correlation_id",
                 }
             },
+        },
+    }
+
+
+def _request_reply(
+    spec: MessageSpec,
+    by_name: dict[str, MessageSpec],
+    summary: str,
+    channels: dict[str, Any],
+    operations: dict[str, Any],
+) -> None:
+    """A core NATS request channel, its reply channel (the requester's inbox) and the `receive` operation
+    whose `reply` names the messages that may come back."""
+    from contracts.queries import QUEUE_GROUP
+
+    producer, consumers = _FAMILIES[spec.family]
+    channel_id = _channel_id(spec.address)
+    reply_id = f"{channel_id}_reply"
+    channels[channel_id] = {
+        "address": spec.address,
+        "title": spec.name,
+        "description": (
+            f"Requested by {producer}; answered by {consumers} (queue group `{QUEUE_GROUP}`). Core NATS "
+            "request/reply: no JetStream stream captures the subject, nothing is stored, a request with no "
+            "scoring instance running gets no responders."
+        ),
+        "messages": {spec.model.__name__: {"$ref": f"#/components/messages/{spec.name}"}},
+        "x-nats-core": True,
+        "x-nats-queue-group": QUEUE_GROUP,
+    }
+    replies = [by_name[name] for name in spec.replies]
+    channels[reply_id] = {
+        "address": None,
+        "title": f"{spec.name} reply",
+        "description": (
+            f"The reply inbox the requester's NATS client sets on `{spec.address}` (`_INBOX.…`): the query's "
+            "reply, or an error reply with a code."
+        ),
+        "messages": {r.model.__name__: {"$ref": f"#/components/messages/{r.name}"} for r in replies},
+        "x-nats-core": True,
+    }
+    operations[f"receive_{channel_id}"] = {
+        "action": "receive",
+        "channel": {"$ref": f"#/channels/{channel_id}"},
+        "summary": summary,
+        "messages": [{"$ref": f"#/channels/{channel_id}/messages/{spec.model.__name__}"}],
+        "reply": {
+            "channel": {"$ref": f"#/channels/{reply_id}"},
+            "messages": [{"$ref": f"#/channels/{reply_id}/messages/{r.model.__name__}"} for r in replies],
         },
     }
 

@@ -14,13 +14,30 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import re
 import uuid
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import nats
+from pydantic import BaseModel, ValidationError
 
+from contracts.queries import (
+    ERROR_CODES,
+    PERIOD_KINDS,
+    QUERIES,
+    QUERY_MERCHANT,
+    QUERY_RANKING,
+    QUERY_UNIT,
+    MerchantFiguresQuery,
+    MerchantFiguresReply,
+    QueryErrorReply,
+    RankingQuery,
+    RankingReply,
+    UnitFiguresQuery,
+    UnitFiguresReply,
+    period_kind,
+)
+from contracts.queries import QUEUE_GROUP as QUEUE
 from services.scoring.closing import merchant_ranking, unit_ranking
 from services.scoring.periods import periods_of
 from services.scoring.projection import MERCHANT_PERIODS, MERCHANTS, UNIT_PERIODS
@@ -29,24 +46,23 @@ from xiuhua.service import Runtime
 
 log = logging.getLogger("xiuhua.scoring.query")
 
-QUERY_UNIT = "score.query.v1.unit"
-QUERY_MERCHANT = "score.query.v1.merchant"
-QUERY_RANKING = "score.query.v1.ranking"
-QUEUE = "scoring-query"
-
-# code → the only message a caller ever sees for it.
-ERROR_CODES: dict[str, str] = {
-    "bad_request": "bad request",
-    "unknown_unit": "unknown unit",
-    "unknown_merchant": "unknown merchant",
-    "bad_period": "bad period",
-    "unknown_query": "unknown query",
-    "internal": "internal error",
-}
-PERIOD_KINDS = ("week", "month", "quarter", "year")
-# 2026-W48 (ISO week), 2026-11 (month), 2026-Q4 (quarter), 2026 (year).
-_PERIOD = re.compile(r"^(?P<y>\d{4})(?:-W(?P<w>\d{2})|-(?P<m>\d{2})|-Q(?P<q>[1-4]))?$")
-_ID_MAX = 128
+__all__ = [
+    "ERROR_CODES",
+    "PERIOD_KINDS",
+    "QUERY_MERCHANT",
+    "QUERY_RANKING",
+    "QUERY_UNIT",
+    "QUEUE",
+    "QueryError",
+    "answer",
+    "error_reply",
+    "handle",
+    "period_kind",
+    "start",
+]
+M = TypeVar("M", bound=BaseModel)
+# Fields whose refusal is a `bad_period` rather than a `bad_request`.
+_PERIOD_FIELDS = {"period", "period_kind"}
 
 
 @dataclass
@@ -57,37 +73,17 @@ class QueryError(Exception):
     detail: str = ""
 
 
-def period_kind(period: str) -> str | None:
-    """week / month / quarter / year for a well-formed period, None otherwise."""
-    found = _PERIOD.match(period)
-    if found is None:
-        return None
-    if found["w"] is not None:
-        return "week" if 1 <= int(found["w"]) <= 53 else None
-    if found["m"] is not None:
-        return "month" if 1 <= int(found["m"]) <= 12 else None
-    return "quarter" if found["q"] is not None else "year"
-
-
-def _text(request: dict[str, Any], key: str, *, required: bool) -> str | None:
-    value = request.get(key)
-    if value is None or value == "":
-        if required:
-            raise QueryError("bad_request", f"{key} missing")
-        return None
-    if not isinstance(value, str) or len(value) > _ID_MAX:
-        raise QueryError("bad_request", f"{key} not a string of at most {_ID_MAX} characters")
-    return value
-
-
-def _period(request: dict[str, Any], *, kinds: tuple[str, ...] = PERIOD_KINDS) -> str | None:
+def _request(model: type[M], body: Any) -> M:
+    """The request parsed by its contract; a refusal names the code the caller gets (a malformed id or kind
+    before a malformed period, as the checks run in that order) and the fields, for the log only."""
     try:
-        period = _text(request, "period", required=False)
-    except QueryError as exc:
-        raise QueryError("bad_period", exc.detail) from None
-    if period is not None and period_kind(period) not in kinds:
-        raise QueryError("bad_period", f"period {period[:20]!r} is not one of {'/'.join(kinds)}")
-    return period
+        return model.model_validate(body)
+    except ValidationError as exc:
+        errors = exc.errors()
+        on_period = [e["type"] == "bad_period" or (e["loc"] and e["loc"][0] in _PERIOD_FIELDS) for e in errors]
+        code = "bad_period" if all(on_period) else "bad_request"
+        detail = "; ".join(f"{'.'.join(map(str, e['loc'])) or '(body)'}: {e['msg']}" for e in errors)
+        raise QueryError(code, detail[:300]) from None
 
 
 def _clean(doc: dict[str, Any] | None) -> dict[str, Any] | None:
@@ -96,60 +92,56 @@ def _clean(doc: dict[str, Any] | None) -> dict[str, Any] | None:
     return {k: v for k, v in doc.items() if k not in {"_id", "facts"}}
 
 
-async def answer(rt: Runtime, subject: str, request: Any) -> dict[str, Any]:
+async def answer(rt: Runtime, subject: str, body: Any) -> BaseModel:
     """The reply to one query (pure reads of scoring's store); raises QueryError for a request it refuses."""
-    if not isinstance(request, dict):
-        raise QueryError("bad_request", f"body is {type(request).__name__}, not an object")
+    if subject not in {q.subject for q in QUERIES.values()}:
+        raise QueryError("unknown_query", f"subject {subject}")
     current = periods_of(rt.clock.now())
     if subject == QUERY_UNIT:
-        unit_id = _text(request, "unit_id", required=True)
-        period = _period(request)
-        assert unit_id is not None
-        unit = rt.city.units.get(unit_id)
+        unit_q = _request(UnitFiguresQuery, body)
+        unit = rt.city.units.get(unit_q.unit_id)
         if unit is None:
-            raise QueryError("unknown_unit", f"unit {unit_id!r}")
-        wanted = [period] if period else list(current.values())
-        ids = [f"{unit_id}:{p}" for p in wanted]
+            raise QueryError("unknown_unit", f"unit {unit_q.unit_id!r}")
+        wanted = [unit_q.period] if unit_q.period else list(current.values())
+        ids = [f"{unit_q.unit_id}:{p}" for p in wanted]
         docs = {d["period"]: _clean(d) async for d in rt.store[UNIT_PERIODS].find({"_id": {"$in": ids}})}
-        return {"unit_id": unit_id, "name": unit.name, "periods": {p: docs.get(p) for p in wanted}}
+        return UnitFiguresReply.model_validate(
+            {"unit_id": unit_q.unit_id, "name": unit.name, "periods": {p: docs.get(p) for p in wanted}}
+        )
     if subject == QUERY_MERCHANT:
-        mid = _text(request, "merchant_id", required=True)
-        month = _period(request, kinds=("month",)) or current["month"]
-        assert mid is not None
+        merchant_q = _request(MerchantFiguresQuery, body)
+        mid = merchant_q.merchant_id
+        month = merchant_q.period or current["month"]
         merchant = rt.city.merchants.get(mid)
         if merchant is None:
             raise QueryError("unknown_merchant", f"merchant {mid!r}")
         doc = await rt.store[MERCHANT_PERIODS].find_one({"_id": f"{mid}:{month}"})
         card = await rt.store[MERCHANTS].find_one({"_id": mid})
         grade = card["grade"] if card else merchant.grade
-        return {
-            "merchant_id": mid,
-            "name": merchant.name,
-            "known": True,
-            "grade": grade,
-            "grade_basis": _clean(card.get("basis")) if card and card.get("basis") else None,
-            "period": month,
-            "month": _clean(doc),
-        }
-    if subject == QUERY_RANKING:
-        kind = request.get("kind", "unit")
-        if kind not in ("unit", "merchant"):
-            raise QueryError("bad_request", "kind must be unit or merchant")
-        wanted_kind = request.get("period_kind", "month")
-        if wanted_kind not in PERIOD_KINDS:
-            raise QueryError("bad_period", "period_kind must be week, month, quarter or year")
-        period = _period(request, kinds=("month",) if kind == "merchant" else PERIOD_KINDS)
-        if kind == "merchant":
-            period = period or current["month"]
-            return {"kind": kind, "period": period, "tables": await merchant_ranking(rt.store, rt.city, period)}
-        period = period or current[wanted_kind]
-        return {"kind": "unit", "period": period, "tables": await unit_ranking(rt.store, rt.city, period)}
-    raise QueryError("unknown_query", f"subject {subject}")
+        return MerchantFiguresReply.model_validate(
+            {
+                "merchant_id": mid,
+                "name": merchant.name,
+                "known": True,
+                "grade": grade,
+                "grade_basis": _clean(card.get("basis")) if card and card.get("basis") else None,
+                "period": month,
+                "month": _clean(doc),
+            }
+        )
+    ranking_q = _request(RankingQuery, body)
+    if ranking_q.kind == "merchant":
+        period = ranking_q.period or current["month"]
+        tables = await merchant_ranking(rt.store, rt.city, period)
+    else:
+        period = ranking_q.period or current[ranking_q.period_kind]
+        tables = await unit_ranking(rt.store, rt.city, period)
+    return RankingReply.model_validate({"kind": ranking_q.kind, "period": period, "tables": tables})
 
 
 def error_reply(code: str, correlation_id: str) -> dict[str, Any]:
     """What a caller gets when a query fails: code, fixed short message, correlation id."""
-    return {"error": {"code": code, "message": ERROR_CODES[code], "correlation_id": correlation_id}}
+    return QueryErrorReply.of(code, correlation_id).model_dump(mode="json")
 
 
 async def handle(rt: Runtime, subject: str, data: bytes) -> dict[str, Any]:
@@ -160,7 +152,7 @@ async def handle(rt: Runtime, subject: str, data: bytes) -> dict[str, Any]:
             request = json.loads(data or b"{}")
         except (ValueError, UnicodeDecodeError) as exc:
             raise QueryError("bad_request", f"not JSON: {type(exc).__name__}") from None
-        return await answer(rt, subject, request)
+        return (await answer(rt, subject, request)).model_dump(mode="json")
     except QueryError as exc:
         log.info("query %s refused (%s) [%s]: %s", subject, exc.code, correlation_id, exc.detail)
         return error_reply(exc.code, correlation_id)
@@ -177,7 +169,7 @@ async def start(rt: Runtime) -> None:
         reply = await handle(rt, msg.subject, msg.data)
         await msg.respond(json.dumps(reply, ensure_ascii=False, default=str).encode())
 
-    for subject in (QUERY_UNIT, QUERY_MERCHANT, QUERY_RANKING):
+    for subject in (q.subject for q in QUERIES.values()):
         await nc.subscribe(subject, queue=QUEUE, cb=on_request)
     await nc.flush()
 

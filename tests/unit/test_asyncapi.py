@@ -12,7 +12,7 @@ from pydantic import ValidationError
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
-from contracts import asyncapi, commands, export, reports, streams, subjects
+from contracts import asyncapi, commands, export, queries, reports, streams, subjects
 from contracts.registry import events
 
 
@@ -50,8 +50,19 @@ def test_every_subject_of_every_service_has_a_channel(doc: dict) -> None:
         "case.v1.dispatched.{street_code}",
     }
     expected |= {f"case.v1.{name.split('.', 1)[1]}.{{street_code}}" for name in events() if name.startswith("case.")}
+    expected |= {q.subject for q in queries.QUERIES.values()}
     assert expected <= addresses, sorted(expected - addresses)
-    assert {c["x-jetstream-stream"] for c in doc["channels"].values()} == {s.name for s in streams.ALL if s.subjects}
+    jetstream = [c for c in doc["channels"].values() if not c.get("x-nats-core")]
+    assert {c["x-jetstream-stream"] for c in jetstream} == {s.name for s in streams.ALL if s.subjects}
+    # Core NATS request/reply channels name no stream, and no stream may capture them: a stored request would be
+    # answered by the stream's acknowledgement instead of by the service.
+    core = [c for c in doc["channels"].values() if c.get("x-nats-core")]
+    assert {c["address"] for c in core} == {q.subject for q in queries.QUERIES.values()} | {None}
+    for channel in core:
+        assert "x-jetstream-stream" not in channel and "x-jetstream-archives" not in channel, channel["title"]
+        if channel["address"] is not None:
+            with pytest.raises(KeyError):
+                streams.stream_for(channel["address"])
     archived = {a for c in doc["channels"].values() for a in c.get("x-jetstream-archives", [])}
     assert archived == {s.name for s in streams.ALL if s.sources}
     case_channel = next(c for c in doc["channels"].values() if c["address"] == "case.v1.dispatched.{street_code}")
@@ -62,16 +73,41 @@ def test_directions_and_references_resolve(doc: dict) -> None:
     for op_id, op in doc["operations"].items():
         channel_id = op["channel"]["$ref"].removeprefix("#/channels/")
         channel = doc["channels"][channel_id]
-        expected = "receive" if channel["address"].startswith(("report.v1.in.", "cmd.")) else "send"
+        expected = "receive" if channel["address"].startswith(("report.v1.in.", "cmd.", "score.query.")) else "send"
         assert op["action"] == expected, op_id
         for ref in op.get("messages", []):
             key = ref["$ref"].rsplit("/", 1)[-1]
             assert key in channel["messages"], ref
+        if "reply" in op:
+            reply_channel = doc["channels"][op["reply"]["channel"]["$ref"].removeprefix("#/channels/")]
+            for ref in op["reply"]["messages"]:
+                assert ref["$ref"].startswith(op["reply"]["channel"]["$ref"] + "/messages/"), ref
+                assert ref["$ref"].rsplit("/", 1)[-1] in reply_channel["messages"], ref
     for channel in doc["channels"].values():
         for ref in channel["messages"].values():
             assert ref["$ref"].removeprefix("#/components/messages/") in doc["components"]["messages"]
     text = json.dumps(doc)
     assert "#/$defs/" not in text  # every shared definition lives under components.schemas
+
+
+def test_each_query_is_a_request_answered_by_its_reply_or_the_error_reply(doc: dict) -> None:
+    """Scoring's queries: a `receive` operation on `score.query.v1.<query>` whose `reply` is the query's reply
+    model or the shared error reply, on the requester's inbox; no message of theirs claims a Nats-Msg-Id."""
+    ops = {op["channel"]["$ref"].rsplit("/", 1)[-1]: op for op in doc["operations"].values()}
+    messages = doc["components"]["messages"]
+    for name, query in queries.QUERIES.items():
+        channel_id = next(cid for cid, c in doc["channels"].items() if c["address"] == query.subject)
+        op = ops[channel_id]
+        assert op["action"] == "receive" and doc["channels"][channel_id]["x-nats-core"] is True
+        reply_channel = doc["channels"][op["reply"]["channel"]["$ref"].removeprefix("#/channels/")]
+        assert reply_channel["address"] is None and reply_channel["x-nats-core"] is True
+        answered_by = {messages[r["$ref"].rsplit("/", 1)[-1]]["title"] for r in reply_channel["messages"].values()}
+        assert answered_by == {query.reply.__name__, "QueryErrorReply"}, name
+        for message in (f"score.query.{name}", f"score.query.{name}.reply", "score.query.error"):
+            assert "headers" not in messages[message] and "x-xiuhua-nats-msg-id" not in messages[message]
+    codes = messages["score.query.error"]["payload"]
+    assert set(doc["components"]["schemas"]["QueryErrorBody"]["properties"]["code"]["enum"]) == set(queries.ERROR_CODES)
+    assert codes["properties"]["error"]["$ref"] == "#/components/schemas/QueryErrorBody"
 
 
 def _validator(doc: dict, message_name: str) -> jsonschema.Draft202012Validator:

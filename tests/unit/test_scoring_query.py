@@ -10,8 +10,11 @@ from typing import Any
 
 import pytest
 
+from contracts.queries import QueryErrorReply, RankingReply, UnitFiguresReply, UnitPeriodFigures
 from services.scoring import query
+from services.scoring.projection import unit_document
 from services.scoring.query import QUERY_MERCHANT, QUERY_RANKING, QUERY_UNIT, handle, period_kind
+from xiuhua.city.assessment import UNIT_COUNTERS
 from xiuhua.clock import FrozenClock
 
 SECRET = "mongodb://scoring:s3cret@10.0.0.5:27017 Traceback (most recent call last) KeyError"
@@ -74,14 +77,36 @@ def test_period_forms() -> None:
 
 async def test_answers_for_known_units_and_merchants(city) -> None:
     unit_id = next(iter(city.units))
-    doc = {"_id": f"{unit_id}:2026-12", "period": "2026-12", "score": 98.0}
+    meta = {"unit_id": unit_id, "role": "sanitation", "period": "2026-12", "kind": "month"}
+    doc = unit_document(f"{unit_id}:2026-12", meta, {"dispatched": 3, "due": 2, "closed": 2}, city)
     rt = _rt(city, _Store({"unit_periods": [doc]}))
     reply = await _ask(rt, QUERY_UNIT, {"unit_id": unit_id, "period": "2026-12"})
-    assert reply["periods"] == {"2026-12": {"period": "2026-12", "score": 98.0}}
+    # The stored document as it is, less its key: every counter, rate, term and the score.
+    assert reply["periods"] == {"2026-12": {k: v for k, v in doc.items() if k != "_id"}}
+    UnitFiguresReply.model_validate(reply)
     reply = await _ask(rt, QUERY_MERCHANT, {"merchant_id": "M-CD-0001"})
     assert reply["grade"] == city.merchants["M-CD-0001"].grade and reply["period"] == "2026-12"
     reply = await _ask(rt, QUERY_RANKING, {"kind": "unit", "period_kind": "week"})
     assert reply["period"] == "2026-W50" and "error" not in reply
+    RankingReply.model_validate(reply)
+
+
+def test_the_unit_figures_contract_names_every_counter_scoring_keeps() -> None:
+    """A counter added to the assessment must be added to the reply contract, or the reply would drop it."""
+    assert set(UNIT_COUNTERS) <= set(UnitPeriodFigures.model_fields)
+
+
+async def test_an_empty_period_means_the_current_ones_and_a_merchant_ranking_is_monthly(city) -> None:
+    rt = _rt(city, _Store())
+    reply = await _ask(rt, QUERY_UNIT, {"unit_id": "CD-SAN", "period": ""})
+    assert list(reply["periods"]) == ["2026-W50", "2026-12", "2026-Q4", "2026"]
+    reply = await _ask(rt, QUERY_RANKING, {"kind": "merchant", "period": "2026-W50"})
+    assert reply["error"]["code"] == "bad_period"
+    reply = await _ask(rt, QUERY_RANKING, {"kind": "merchant"})
+    assert reply["kind"] == "merchant" and reply["period"] == "2026-12" and reply["tables"]
+    # Both refused: the malformed kind is reported before the malformed period.
+    reply = await _ask(rt, QUERY_RANKING, {"kind": 7, "period": "2026-13"})
+    assert reply["error"]["code"] == "bad_request"
 
 
 @pytest.mark.parametrize(
@@ -93,6 +118,9 @@ async def test_answers_for_known_units_and_merchants(city) -> None:
         (QUERY_UNIT, [1, 2], "bad_request"),
         (QUERY_UNIT, {"unit_id": "NO-SUCH-UNIT"}, "unknown_unit"),
         (QUERY_UNIT, {"unit_id": "CD-SAN", "period": "2026-13"}, "bad_period"),
+        (QUERY_UNIT, {"unit_id": "CD-SAN", "period": 202611}, "bad_period"),
+        (QUERY_UNIT, {"unit_id": "x" * 129}, "bad_request"),
+        (QUERY_UNIT, b"null", "bad_request"),
         (QUERY_MERCHANT, {"merchant_id": "M-NOPE"}, "unknown_merchant"),
         (QUERY_MERCHANT, {"merchant_id": "M-CD-0001", "period": "2026-W48"}, "bad_period"),
         (QUERY_RANKING, {"kind": "shops"}, "bad_request"),
@@ -107,6 +135,7 @@ async def test_a_bad_request_gets_a_code_and_a_short_message(city, caplog, subje
     err = reply["error"]
     assert err["code"] == code and err["message"] == query.ERROR_CODES[code]
     assert err["correlation_id"].startswith("q-") and err["correlation_id"] in caplog.text
+    QueryErrorReply.model_validate(reply)
 
 
 async def test_an_internal_failure_is_logged_and_the_reply_says_only_internal_error(city, caplog) -> None:

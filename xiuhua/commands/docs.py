@@ -81,12 +81,16 @@ def render_html(doc: dict[str, Any]) -> str:
     ops_by_channel: dict[str, str] = {}
     for op in doc["operations"].values():
         ops_by_channel[op["channel"]["$ref"].rsplit("/", 1)[-1]] = op["action"]
+        if "reply" in op:  # a request's reply channel: Xiuhua sends the answer
+            ops_by_channel[op["reply"]["channel"]["$ref"].rsplit("/", 1)[-1]] = "send"
     nav, body = [], []
     for cid, channel in doc["channels"].items():
         action = ops_by_channel.get(cid, "")
-        nav.append(f'<a href="#{cid}" class="{action}">{html.escape(channel["address"])}</a>')
+        # A reply channel has no address: the requester's inbox.
+        address = channel["address"] or f"{channel['title']} (reply inbox)"
+        nav.append(f'<a href="#{cid}" class="{action}">{html.escape(address)}</a>')
         parts = [
-            f'<section id="{cid}"><h2><code>{html.escape(channel["address"])}</code></h2>',
+            f'<section id="{cid}"><h2><code>{html.escape(address)}</code></h2>',
             f'<p class="{action}">Xiuhua <b>{"receives" if action == "receive" else "sends"}</b> this. '
             f"{html.escape(channel.get('description', ''))}</p>",
         ]
@@ -98,8 +102,12 @@ def render_html(doc: dict[str, Any]) -> str:
                 f"<h3>{html.escape(message['title'])} <small><code>{html.escape(message['name'])}</code> · "
                 f"schema version {message['x-xiuhua-schema-version']}</small></h3>"
                 f"<p>{html.escape(message['summary'])}</p>"
-                f"<p><code>Nats-Msg-Id</code> = {html.escape(message['x-xiuhua-nats-msg-id'])}</p>"
-                f"<details open><summary>Example</summary>{_pre(message['examples'][0]['payload'])}</details>"
+                + (
+                    f"<p><code>Nats-Msg-Id</code> = {html.escape(message['x-xiuhua-nats-msg-id'])}</p>"
+                    if "x-xiuhua-nats-msg-id" in message
+                    else "<p>Core NATS request/reply: no <code>Nats-Msg-Id</code>, nothing stored.</p>"
+                )
+                + f"<details open><summary>Example</summary>{_pre(message['examples'][0]['payload'])}</details>"
                 f"<details><summary>Payload schema</summary>{_pre(message['payload'])}</details>"
                 f'<p><a href="schemas/{html.escape(message["name"])}.json">JSON Schema document</a></p>'
             )
