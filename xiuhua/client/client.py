@@ -9,7 +9,7 @@ import logging
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Literal, TypeVar
 
 import nats
 from nats.errors import NoRespondersError
@@ -18,16 +18,29 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.errors import APIError, NoStreamResponseError
 from pydantic import BaseModel, ValidationError
 
-from contracts import commands, reports, streams, subjects
+from contracts import commands, queries, reports, streams, subjects
 from contracts.commands import CaseCommand
 from contracts.envelope import Event
+from contracts.queries import (
+    MerchantFiguresQuery,
+    MerchantFiguresReply,
+    QueryErrorReply,
+    QueryReply,
+    QueryRequest,
+    RankingQuery,
+    RankingReply,
+    UnitFiguresQuery,
+    UnitFiguresReply,
+)
 from contracts.registry import UnknownSubject, decode
 from contracts.reports import Inbound
 from xiuhua.client.errors import (
     ConnectFailed,
     InvalidMessage,
+    NoAnswer,
     NotConnected,
     PublishFailed,
+    QueryFailed,
     SubscribeFailed,
     WaitTimeout,
     XiuhuaError,
@@ -38,6 +51,7 @@ log = logging.getLogger("xiuhua.client")
 JSON_HEADER = {"content-type": "application/json"}
 Handler = Callable[[Event], Awaitable[None]]
 Message = Event | Inbound | CaseCommand
+R = TypeVar("R", bound=QueryReply)
 
 
 @dataclass(frozen=True)
@@ -300,6 +314,83 @@ class XiuhuaClient:
         except APIError as exc:
             raise PublishFailed(f"JetStream refused {subject}: {exc.description or exc}") from exc
         return Published(subject, msg_id, ack.stream, ack.seq, bool(ack.duplicate))
+
+    # ---- scoring's queries (core NATS request/reply) --------------------------------------------------------
+
+    async def unit_figures(
+        self,
+        unit_id: str,
+        period: str | None = None,
+        *,
+        timeout: float = 5.0,  # noqa: ASYNC109 - the caller's budget, passed on to NATS
+    ) -> UnitFiguresReply:
+        """A unit's assessment figures for `period` (2026-W48, 2026-11, 2026-Q4, 2026), or for the current
+        week, month, quarter and year; a period without cases maps to None."""
+        return await self._ask(UnitFiguresQuery, {"unit_id": unit_id, "period": period}, UnitFiguresReply, timeout)
+
+    async def merchant_figures(
+        self,
+        merchant_id: str,
+        month: str | None = None,
+        *,
+        timeout: float = 5.0,  # noqa: ASYNC109 - the caller's budget, passed on to NATS
+    ) -> MerchantFiguresReply:
+        """A merchant's current class (A/B/C) with its basis, and one month's checks (default: this month)."""
+        body = {"merchant_id": merchant_id, "period": month}
+        return await self._ask(MerchantFiguresQuery, body, MerchantFiguresReply, timeout)
+
+    async def ranking(
+        self,
+        kind: Literal["unit", "merchant"] = "unit",
+        period: str | None = None,
+        *,
+        period_kind: Literal["week", "month", "quarter", "year"] = "month",
+        timeout: float = 5.0,  # noqa: ASYNC109 - the caller's budget, passed on to NATS
+    ) -> RankingReply:
+        """A period's ranking as it stands: units per role, or merchants per street (months only). Without
+        `period`, the current one of `period_kind`."""
+        body = {"kind": kind, "period": period, "period_kind": period_kind}
+        return await self._ask(RankingQuery, body, RankingReply, timeout)
+
+    async def query(self, request: QueryRequest, timeout: float = 5.0) -> QueryReply:  # noqa: ASYNC109
+        """Send any query model of `contracts.queries` and get its reply model (what the helpers above do)."""
+        found = next((q for q in queries.QUERIES.values() if type(request) is q.request), None)
+        if found is None:
+            raise InvalidMessage(type(request).__name__, ["not a query of contracts.queries.QUERIES"])
+        return await self._request(found.subject, request, found.reply, timeout)
+
+    async def _ask(self, model: type[QueryRequest], body: dict[str, Any], reply: type[R], wait: float) -> R:
+        try:
+            request = model.model_validate({k: v for k, v in body.items() if v is not None})
+        except ValidationError as exc:
+            raise InvalidMessage.from_validation(f"{model.__name__} query", exc) from None
+        subject = next(q.subject for q in queries.QUERIES.values() if q.request is model)
+        return await self._request(subject, request, reply, wait)
+
+    async def _request(self, subject: str, request: QueryRequest, reply: type[R], wait: float) -> R:
+        if self._nc is None:
+            raise NotConnected("use the client inside `async with XiuhuaClient(url) as client:`")
+        body = request.model_dump_json(exclude_none=True).encode()
+        try:
+            msg = await self._nc.request(subject, body, timeout=wait)
+        except NoRespondersError:
+            raise NoAnswer(f"nothing answers {subject} at {self.nats_url}: is the scoring service running?") from None
+        except NatsTimeout:
+            raise NoAnswer(f"no answer on {subject} within {wait}s") from None
+        try:
+            data = json.loads(msg.data)
+        except ValueError:
+            raise InvalidMessage(f"reply on {subject}", ["(body): not JSON"]) from None
+        if isinstance(data, dict) and "error" in data:
+            try:
+                error = QueryErrorReply.model_validate(data).error
+            except ValidationError as exc:
+                raise InvalidMessage.from_validation(f"error reply on {subject}", exc) from None
+            raise QueryFailed(subject, error.code, error.message, error.correlation_id)
+        try:
+            return reply.model_validate(data)
+        except ValidationError as exc:
+            raise InvalidMessage.from_validation(f"{reply.__name__} reply on {subject}", exc) from None
 
     # ---- waiting ----------------------------------------------------------------------------------------
 

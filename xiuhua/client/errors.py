@@ -40,3 +40,20 @@ class WaitTimeout(XiuhuaError, TimeoutError):
 
 class SubscribeFailed(XiuhuaError):
     """The durable consumer could not be created or bound."""
+
+
+class NoAnswer(XiuhuaError, TimeoutError):
+    """A query got no reply: no scoring instance listens on the subject, or none answered in time."""
+
+
+class QueryFailed(XiuhuaError):
+    """Scoring answered a query with an error reply (`score.query.error`).
+
+    `code` is one of `contracts.queries.ERROR_CODES` (bad_request, unknown_unit, unknown_merchant, bad_period,
+    unknown_query, internal); `correlation_id` (`q-…`) is the id of the service's log line about the request:
+    quote it to the operator.
+    """
+
+    def __init__(self, subject: str, code: str, message: str, correlation_id: str) -> None:
+        self.subject, self.code, self.message, self.correlation_id = subject, code, message, correlation_id
+        super().__init__(f"{subject}: {code} ({message}); reference {correlation_id}")
