@@ -49,7 +49,11 @@ async def test_a_dead_instances_claim_is_taken_up_after_its_lease_and_resent_und
         (d,) = await planned(rt, 1)
         # Another instance claimed it and died (SIGKILL) before recording anything: its lease is no longer renewed.
         dead = {k: v for k, v in d.items() if k != "_id"} | {
-            "status": "sending", "attempts": 1, "claimed_at": T0, "owner": "host:4242:dead", "v": d["v"] + 1,
+            "status": "sending",
+            "attempts": 1,
+            "claimed_at": T0,
+            "owner": "host:4242:dead",
+            "v": d["v"] + 1,
             "lease_s": T0.timestamp() + CLAIM_LEASE_S,
         }
         await rt.store[DELIVERIES].replace_one({"_id": NID}, dead)
