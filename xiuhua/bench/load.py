@@ -48,8 +48,10 @@ class Lattice:
     def point(self, n: int) -> dict[str, float]:
         """The n-th point."""
         i = n % self.capacity()
-        return {"lng": round(self.origin[0] + (i % self.cols) * STEP_DEG, 6),
-                "lat": round(self.origin[1] + (i // self.cols) * STEP_DEG, 6)}
+        return {
+            "lng": round(self.origin[0] + (i % self.cols) * STEP_DEG, 6),
+            "lat": round(self.origin[1] + (i // self.cols) * STEP_DEG, 6),
+        }
 
 
 def report(n: int, run: str, lattice: Lattice) -> tuple[str, str, bytes]:
@@ -61,14 +63,22 @@ def report(n: int, run: str, lattice: Lattice) -> tuple[str, str, bytes]:
     if n % 10 < 7:
         ref = f"B{run}-G{n:07d}"
         body: dict[str, Any] = {
-            "report_id": ref, "reported_at": now, "inspector_id": f"G-{n % 40:03d}",
-            "description": PHRASES[code], "category_code": code, "location": point,
+            "report_id": ref,
+            "reported_at": now,
+            "inspector_id": f"G-{n % 40:03d}",
+            "description": PHRASES[code],
+            "category_code": code,
+            "location": point,
         }
         return "grid", f"grid:{ref}", json.dumps(body, ensure_ascii=False).encode()
     ref = f"B{run}-H{n:07d}"
     body = {
-        "order_no": ref, "received_at": now, "channel": "12345", "title": "市民反映城市管理问题",
-        "content": f"{PHRASES[code]}，请尽快处理。", "location": {**point, "coord_system": "wgs84"},
+        "order_no": ref,
+        "received_at": now,
+        "channel": "12345",
+        "title": "市民反映城市管理问题",
+        "content": f"{PHRASES[code]}，请尽快处理。",
+        "location": {**point, "coord_system": "wgs84"},
         "caller": {"name": "张伟", "phone": f"139{n % 100_000_000:08d}"},
     }
     return "hotline", f"hotline:{ref}", json.dumps(body, ensure_ascii=False).encode()
@@ -77,7 +87,8 @@ def report(n: int, run: str, lattice: Lattice) -> tuple[str, str, bytes]:
 def sensor_reading(n: int, run: str) -> bytes:
     """A normal dust reading (telemetry that opens no case)."""
     body = {
-        "device_id": f"B{run}-DUST-{n % 500:03d}", "device_type": "dust",
+        "device_id": f"B{run}-DUST-{n % 500:03d}",
+        "device_type": "dust",
         "measured_at": datetime.now(UTC).isoformat(),
         "values": {"pm10": round(random.uniform(20, 80), 1), "pm25": round(random.uniform(10, 40), 1)},
         "site_id": f"SITE-{n % 50:02d}",

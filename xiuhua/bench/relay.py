@@ -13,8 +13,9 @@ import nats
 from nats.js.api import ConsumerConfig, StreamConfig
 
 
-async def relay_chain(url: str, *, hops: int, messages: int, size: int, batch: int = 128,
-                      connect_opts: dict[str, object] | None = None) -> dict[str, float]:
+async def relay_chain(
+    url: str, *, hops: int, messages: int, size: int, batch: int = 128, connect_opts: dict[str, object] | None = None
+) -> dict[str, float]:
     """Push `messages` through `hops` relays; returns messages/s through the whole chain."""
     nc = await nats.connect(url, **(connect_opts or {}))
     js = nc.jetstream()
@@ -26,8 +27,9 @@ async def relay_chain(url: str, *, hops: int, messages: int, size: int, batch: i
 
     async def hop(i: int) -> None:
         nonlocal received
-        sub = await js.pull_subscribe(f"{stream}.h{i}", durable=f"hop{i}", stream=stream,
-                                      config=ConsumerConfig(max_ack_pending=batch * 8))
+        sub = await js.pull_subscribe(
+            f"{stream}.h{i}", durable=f"hop{i}", stream=stream, config=ConsumerConfig(max_ack_pending=batch * 8)
+        )
         last = i == hops - 1
         while not done.is_set():
             try:
@@ -35,10 +37,14 @@ async def relay_chain(url: str, *, hops: int, messages: int, size: int, batch: i
             except (TimeoutError, nats.errors.TimeoutError):
                 continue
             if not last:
-                await asyncio.gather(*(
-                    js.publish(f"{stream}.h{i + 1}", m.data, headers={"Nats-Msg-Id": f"{i}:{m.headers['Nats-Msg-Id']}"})
-                    for m in msgs
-                ))
+                await asyncio.gather(
+                    *(
+                        js.publish(
+                            f"{stream}.h{i + 1}", m.data, headers={"Nats-Msg-Id": f"{i}:{m.headers['Nats-Msg-Id']}"}
+                        )
+                        for m in msgs
+                    )
+                )
             for m in msgs:
                 await m.ack()
             if last:
@@ -50,10 +56,12 @@ async def relay_chain(url: str, *, hops: int, messages: int, size: int, batch: i
     await asyncio.sleep(0.2)
     started = time.perf_counter()
     for start in range(0, messages, 256):
-        await asyncio.gather(*(
-            js.publish(f"{stream}.h0", body, headers={"Nats-Msg-Id": f"m{n}"})
-            for n in range(start, min(messages, start + 256))
-        ))
+        await asyncio.gather(
+            *(
+                js.publish(f"{stream}.h0", body, headers={"Nats-Msg-Id": f"m{n}"})
+                for n in range(start, min(messages, start + 256))
+            )
+        )
     await asyncio.wait_for(done.wait(), timeout=300)
     elapsed = time.perf_counter() - started
     for w in workers:

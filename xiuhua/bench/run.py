@@ -66,8 +66,7 @@ def percentiles(samples: list[float]) -> dict[str, float]:
         return {"n": 0}
     s = sorted(samples)
     q = statistics.quantiles(s, n=100, method="inclusive") if len(s) > 1 else [s[0]] * 99
-    return {"n": len(s), "p50_ms": q[49] * 1000, "p95_ms": q[94] * 1000, "p99_ms": q[98] * 1000,
-            "max_ms": s[-1] * 1000}
+    return {"n": len(s), "p50_ms": q[49] * 1000, "p95_ms": q[94] * 1000, "p99_ms": q[98] * 1000, "max_ms": s[-1] * 1000}
 
 
 class ResourceSampler:
@@ -108,12 +107,13 @@ class ResourceSampler:
 
 async def _publish_all(js: Any, items: list[tuple[str, str, bytes]], sent_at: dict[str, float]) -> None:
     for start in range(0, len(items), 256):
-        chunk = items[start:start + 256]
+        chunk = items[start : start + 256]
         now = time.perf_counter()
         for _, corr, _ in chunk:
             sent_at[corr] = now
-        await asyncio.gather(*(js.publish(f"report.v1.in.{src}", body, headers={"Nats-Msg-Id": corr})
-                               for src, corr, body in chunk))
+        await asyncio.gather(
+            *(js.publish(f"report.v1.in.{src}", body, headers={"Nats-Msg-Id": corr}) for src, corr, body in chunk)
+        )
 
 
 async def _wait(cond: Any, within: float) -> bool:
@@ -130,9 +130,39 @@ async def _consumer_drained(js: Any, stream: str, durable: str) -> bool:
     return info.num_pending == 0 and info.num_ack_pending == 0
 
 
-async def run(*, rate: float, duration: float, burst: int, sensors: int, relay_messages: int,
-              progress: Any = print) -> dict[str, Any]:
+async def run(
+    *,
+    rate: float,
+    duration: float,
+    burst: int,
+    sensors: int,
+    relay_messages: int,
+    bulletin_cases: int = 0,
+    rebuild_events: int = 0,
+    pdf: bool = False,
+    progress: Any = print,
+) -> dict[str, Any]:
     """The whole benchmark; returns the figures."""
+    results = await _pipeline(
+        rate=rate, duration=duration, burst=burst, sensors=sensors, relay_messages=relay_messages, progress=progress
+    )
+    if bulletin_cases or rebuild_events:
+        # After the pipeline has stopped, on servers of their own: nothing else competes or folds the data.
+        from xiuhua.bench.scale import run_scale
+
+        results |= await run_scale(
+            bulletin_cases=bulletin_cases,
+            rebuild_events=rebuild_events,
+            pdf=pdf,
+            city=load_city(Settings().city_dir),
+            progress=progress,
+        )
+    return results
+
+
+async def _pipeline(
+    *, rate: float, duration: float, burst: int, sensors: int, relay_messages: int, progress: Any
+) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="xiuhua-bench-") as tmp:
         settings = Settings(var_dir=Path(tmp), nats_url=None, mongo_url=None)
         sup = Supervisor(settings, quiet=True)
@@ -144,14 +174,22 @@ async def run(*, rate: float, duration: float, burst: int, sensors: int, relay_m
         sup.spawn_services()
         try:
             await sup.wait_healthy()
-            return await _measure(sup, rate=rate, duration=duration, burst=burst, sensors=sensors,
-                                  relay_messages=relay_messages, progress=progress)
+            return await _measure(
+                sup,
+                rate=rate,
+                duration=duration,
+                burst=burst,
+                sensors=sensors,
+                relay_messages=relay_messages,
+                progress=progress,
+            )
         finally:
             await asyncio.to_thread(sup.shutdown)
 
 
-async def _measure(sup: Supervisor, *, rate: float, duration: float, burst: int, sensors: int,
-                   relay_messages: int, progress: Any) -> dict[str, Any]:
+async def _measure(
+    sup: Supervisor, *, rate: float, duration: float, burst: int, sensors: int, relay_messages: int, progress: Any
+) -> dict[str, Any]:
     url = sup.nats_url or ""
     opts = connect_options(sup.client)
     city = load_city(sup.settings.city_dir)
@@ -162,6 +200,7 @@ async def _measure(sup: Supervisor, *, rate: float, duration: float, burst: int,
     nc = await nats.connect(url, **opts)
     js = nc.jetstream()
     procs = {c.name: psutil.Process(c.proc.pid) for c in sup.children if c.proc}
+    procs |= {s.name: psutil.Process(s.proc.pid) for s in sup.servers if s.proc}  # nats-server, nx-27017
     sampler = ResourceSampler(procs)
     sampler.start()
     sent_at: dict[str, float] = {}
@@ -185,11 +224,11 @@ async def _measure(sup: Supervisor, *, rate: float, duration: float, burst: int,
     await _wait(lambda: all(c in obs.dispatched for c in fixed), 60)
     await _wait(lambda: sum(1 for c in fixed if c in obs.delivered) >= len(fixed), 20)
     results["fixed_rate"] = {
-        "offered_per_s": rate, "reports": count,
+        "offered_per_s": rate,
+        "reports": count,
         "report_to_opened": percentiles([obs.opened[c] - sent_at[c] for c in fixed if c in obs.opened]),
         "report_to_dispatched": percentiles([obs.dispatched[c] - sent_at[c] for c in fixed if c in obs.dispatched]),
-        "report_to_alert_delivered": percentiles(
-            [obs.delivered[c] - sent_at[c] for c in fixed if c in obs.delivered]),
+        "report_to_alert_delivered": percentiles([obs.delivered[c] - sent_at[c] for c in fixed if c in obs.delivered]),
     }
 
     # 2. Maximum rate: a burst published as fast as the bus takes it, until dispatched and scored.
@@ -204,10 +243,13 @@ async def _measure(sup: Supervisor, *, rate: float, duration: float, burst: int,
     done_at = max([obs.scored.get(c, 0) for c in corrs] + [obs.dispatched.get(c, 0) for c in corrs])
     elapsed = done_at - t0
     results["max_rate"] = {
-        "reports": burst, "publish_s": t_pub, "complete": ok,
+        "reports": burst,
+        "publish_s": t_pub,
+        "complete": ok,
         "dispatched": sum(1 for c in corrs if c in obs.dispatched),
         "scored": sum(1 for c in corrs if c in obs.scored),
-        "seconds": elapsed, "cases_per_s": burst / elapsed if ok and elapsed > 0 else 0.0,
+        "seconds": elapsed,
+        "cases_per_s": burst / elapsed if ok and elapsed > 0 else 0.0,
         "report_to_dispatched": percentiles([obs.dispatched[c] - sent_at[c] for c in corrs if c in obs.dispatched]),
     }
 
@@ -215,9 +257,12 @@ async def _measure(sup: Supervisor, *, rate: float, duration: float, burst: int,
     progress(f"sensor telemetry: {sensors} readings")
     t0 = time.perf_counter()
     for start in range(0, sensors, 512):
-        await asyncio.gather(*(js.publish("report.v1.in.sensor", sensor_reading(i, run_id),
-                                          headers={"Nats-Msg-Id": f"B{run_id}-S{i}"})
-                               for i in range(start, min(sensors, start + 512))))
+        await asyncio.gather(
+            *(
+                js.publish("report.v1.in.sensor", sensor_reading(i, run_id), headers={"Nats-Msg-Id": f"B{run_id}-S{i}"})
+                for i in range(start, min(sensors, start + 512))
+            )
+        )
     drained = False
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline:
@@ -226,8 +271,12 @@ async def _measure(sup: Supervisor, *, rate: float, duration: float, burst: int,
             break
         await asyncio.sleep(0.1)
     sens_s = time.perf_counter() - t0
-    results["sensors"] = {"readings": sensors, "seconds": sens_s, "complete": drained,
-                          "readings_per_s": sensors / sens_s if drained else 0.0}
+    results["sensors"] = {
+        "readings": sensors,
+        "seconds": sens_s,
+        "complete": drained,
+        "readings_per_s": sensors / sens_s if drained else 0.0,
+    }
     results["resources"] = sampler.stop()
     results["dead_letters"] = (await js.stream_info("XH_DLQ")).state.messages
 
@@ -261,9 +310,20 @@ def table(r: dict[str, Any]) -> str:
         f"ratio {r['ratio_to_relay']:.2f}",
         f"sensors: {r['sensors']['readings']} readings in {r['sensors']['seconds']:.1f}s → "
         f"{r['sensors']['readings_per_s']:.0f}/s through intake",
-        "service     peak RSS MB   CPU s",
+        "process     peak RSS MB   CPU s",
     ]
     for name, res in r["resources"].items():
-        lines.append(f"  {name:9s} {res['peak_rss_mb']:10.0f} {res['cpu_s']:8.1f}")
+        lines.append(f"  {name:11s} {res['peak_rss_mb']:10.0f} {res['cpu_s']:8.1f}")
     lines.append(f"dead letters: {r['dead_letters']}")
+    if b := r.get("bulletin"):
+        lines.append(
+            f"bulletin over {b['cases']:,} cases ({b['documents']:,} projection documents, {b['weeks']} weeks): "
+            f"week {b['week']} read in {b['read_week_s']:.2f}s, built in {b['build_s']:.1f}s "
+            f"({'with' if b['pdf'] else 'without'} PDF)"
+        )
+    if rb := r.get("rebuild"):
+        lines.append(
+            f"score rebuild from {rb['events']:,} events: {rb['replayed']:,} replayed in {rb['seconds']:.1f}s "
+            f"→ {rb['events_per_s']:.0f} events/s ({rb['unit_period_documents']:,} unit-period documents)"
+        )
     return "\n".join(lines)

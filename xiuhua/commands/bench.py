@@ -17,6 +17,16 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--burst", type=int, default=3000, help="reports in the maximum-rate phase")
     p.add_argument("--sensors", type=int, default=20000, help="sensor readings in the telemetry phase")
     p.add_argument("--relay", type=int, default=5000, help="messages through the relay chain")
+    p.add_argument(
+        "--bulletin-cases", type=int, default=1_000_000, help="cases behind the timed weekly bulletin (0: skip)"
+    )
+    p.add_argument(
+        "--rebuild-events",
+        type=int,
+        default=1_000_000,
+        help="events replayed by the timed full score rebuild (0: skip)",
+    )
+    p.add_argument("--pdf", action="store_true", help="also print the bulletin's PDFs (needs Chromium)")
     p.add_argument("--json", dest="json_file", type=Path, help="write the figures as JSON to FILE")
     p.set_defaults(func=_bench)
 
@@ -27,8 +37,19 @@ def _bench(args: argparse.Namespace) -> int:
     def progress(text: str) -> None:
         print(f"· {text}", file=sys.stderr, flush=True)
 
-    results = asyncio.run(run(rate=args.rate, duration=args.duration, burst=args.burst, sensors=args.sensors,
-                              relay_messages=args.relay, progress=progress))
+    results = asyncio.run(
+        run(
+            rate=args.rate,
+            duration=args.duration,
+            burst=args.burst,
+            sensors=args.sensors,
+            relay_messages=args.relay,
+            bulletin_cases=args.bulletin_cases,
+            rebuild_events=args.rebuild_events,
+            pdf=args.pdf,
+            progress=progress,
+        )
+    )
     print(table(results))
     if args.json_file:
         args.json_file.write_text(json.dumps(results, indent=2))

@@ -1,0 +1,364 @@
+"""The two jobs that grow with history: the weekly bulletin over N cases and a full score rebuild from N events.
+
+Both run against servers of their own with no service attached (so nothing else folds the generated data), and
+the data is generated straight into the store or the stream, then the real code is timed on it:
+- bulletin: the pre-aggregated documents notify's projection keeps (`services/notify/bulletin/projection.py`)
+  for N cases over a year of weeks — per week counters, facets by source, category, grid cell, community and
+  unit, listed overdue and escalated cases, the unit ranking, merchant changes — then `build_bulletin` of the
+  last week (HTML, Markdown, charts, both languages; PDF only when asked). The build reads two weeks of those
+  documents by `_id` and the indexed `week` and never the per-case records, which are not generated.
+- rebuild: N lifecycle events of the contracts (opened, dispatched, acknowledged, resolved, verified, closed,
+  rated: seven per case) published to `XH_CASES`, then `services/scoring/rebuild.replay` into a fresh database.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import tempfile
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import nats
+from pymongo import InsertOne
+
+from contracts import cases as c
+from contracts import registry
+from xiuhua import embedded
+from xiuhua.city import City
+from xiuhua.settings import Settings
+from xiuhua.store import Store
+
+Progress = Callable[[str], None]
+WEEKS = 52
+GRIDS, COMMUNITIES, UNITS = 1500, 200, 300
+SOURCES = (("grid", 0.55), ("hotline", 0.3), ("sensor", 0.08), ("inspection", 0.05), ("open311", 0.02))
+END = datetime(2026, 11, 20, 4, 0, tzinfo=UTC)  # a Friday of 2026-W47: the last week of generated history
+
+
+def _week_ids(n: int) -> list[str]:
+    from services.notify.bulletin.weeks import week_of
+
+    return [week_of(END - timedelta(weeks=n - 1 - i)) for i in range(n)]
+
+
+# ---- the bulletin over N cases ---------------------------------------------------------------------------
+
+
+def _pick(r: float, weighted: tuple[tuple[str, float], ...]) -> str:
+    for name, w in weighted:
+        if r < w:
+            return name
+        r -= w
+    return weighted[-1][0]
+
+
+def bulletin_documents(city: City, cases: int, seed: int = 7) -> dict[str, list[dict[str, Any]]]:
+    """The projection's documents for `cases` cases spread evenly over a year of weeks, by collection.
+
+    The same fields and `_id`s as `services/notify/bulletin/projection.py` gives them when it folds each case's
+    opened, dispatched, resolved, verified, closed, rated, overdue and escalated events.
+    """
+    from services.notify.bulletin.projection import FACETS, LISTED, MERCHANTS, RANKINGS
+    from services.notify.bulletin.projection import WEEKS as WEEK_DOCS
+
+    rng = random.Random(seed)
+    weeks = _week_ids(WEEKS)
+    categories = [(i.code, i.name_zh) for i in city.catalogue.items()]
+    moods = (("satisfied", 0.85), ("basic", 0.1), ("unsatisfied", 0.05))
+    counters: dict[tuple[str, str], dict[str, int]] = {}  # (collection, _id) → counters
+    labels: dict[tuple[str, str], dict[str, Any]] = {}
+    listed: list[dict[str, Any]] = []
+
+    def inc(key: tuple[str, str], fields: dict[str, int]) -> None:
+        doc = counters.get(key)
+        if doc is None:
+            counters[key] = dict(fields)
+            return
+        for k, v in fields.items():
+            doc[k] = doc.get(k, 0) + v
+
+    for n in range(cases):
+        week = weeks[n % WEEKS]
+        src = _pick(rng.random(), SOURCES)
+        code, name = categories[(n * 7919) % len(categories)]
+        grid, comm, unit = f"G{n % GRIDS:04d}", f"SQ{(n // 3) % COMMUNITIES:03d}", f"U{(n * 31) % UNITS:03d}"
+        resolved, on_time, failed = rng.random() < 0.95, int(rng.random() < 0.96), int(rng.random() < 0.01)
+        overdue, escalated = rng.random() < 0.02, rng.random() < 0.005
+        counts = {"opened": 1, "dispatched": 1}
+        by_unit = {"dispatched": 1}
+        if resolved:
+            counts |= {"resolved": 1, "resolved_on_time": on_time, "verified": 1, "verify_failed": failed}
+            by_unit |= {"resolved": 1, "resolved_on_time": on_time, "verified": 1, "rework": failed}
+            if not failed:
+                counts |= {"closed": 1, "closed_on_time": on_time, "cohort_closed": 1}
+                by_unit["closed"] = 1
+        if rng.random() < 0.3:
+            counts |= {"rated": 1, _pick(rng.random(), moods): 1}
+        if overdue:
+            counts["overdue"] = by_unit["overdue"] = 1
+        if escalated:
+            counts["escalated"] = by_unit["escalated"] = 1
+        inc((WEEK_DOCS, week), counts)
+        for facet, key, label, fields in (
+            ("source", src, src, {"count": 1}),
+            ("category", code, name, {"count": 1}),
+            ("grid", grid, grid, {"count": 1}),
+            ("community", comm, f"社区{comm[2:]}", {"count": 1}),
+            ("unit", unit, f"单位{unit[1:]}", by_unit),
+        ):
+            _id = f"{week}:{facet}:{key}"
+            inc((FACETS, _id), fields)
+            labels.setdefault((FACETS, _id), {"week": week, "facet": facet, "key": key, "label": label})
+        if overdue or escalated:
+            case_id = f"C-B{n:09d}"
+            listed.append(
+                {
+                    "_id": f"{week}:{case_id}",
+                    "week": week,
+                    "case_id": case_id,
+                    "category_code": code,
+                    "category_name": name,
+                    "street_name": "街道",
+                    "community_name": f"社区{comm[2:]}",
+                    "grid": grid,
+                    "unit_id": unit,
+                    "unit_name": f"单位{unit[1:]}",
+                    "overdue": overdue,
+                    "due_at": END,
+                    **({"level": 1, "escalated_at": END} if escalated else {}),
+                }
+            )
+    out: dict[str, list[dict[str, Any]]] = {LISTED: listed, RANKINGS: [], MERCHANTS: []}
+    for (coll, _id), fields in counters.items():
+        out.setdefault(coll, []).append({"_id": _id, **labels.get((coll, _id), {"week": _id}), **fields})
+    for week in weeks:
+        rows = [
+            {
+                "rank": r + 1,
+                "id": f"U{r:03d}",
+                "name": f"单位{r:03d}",
+                "score": round(100 - r * 0.1, 2),
+                "board": "unit",
+                "bottom": r >= UNITS // 10 - 3,
+                "figures": {"on_time_rate": 0.96},
+            }
+            for r in range(UNITS // 10)
+        ]
+        out[RANKINGS].append({"_id": week, "week": week, "tables": {"sanitation": rows}, "at": END})
+        out[MERCHANTS] += [
+            {
+                "_id": f"{week}:M-{m:04d}",
+                "week": week,
+                "merchant_id": f"M-{m:04d}",
+                "merchant_name": f"商户{m:04d}",
+                "street_code": None,
+                "at": END,
+                "previous_grade": "A",
+                "grade": "B",
+                "points": 80,
+            }
+            for m in range(20)
+        ]
+    return out
+
+
+async def bulletin_at_scale(
+    store_url: str, city: City, cases: int, out_dir: Path, *, pdf: bool, progress: Progress
+) -> dict[str, Any]:
+    """Generate the projection of `cases` cases into a fresh database, then build the last week's bulletin."""
+    from services.notify.bulletin.builder import build_bulletin
+    from services.notify.bulletin.figures import ensure_indexes, load_week
+    from services.notify.bulletin.projection import COLLECTIONS
+
+    t0 = time.perf_counter()
+    docs = await asyncio.to_thread(bulletin_documents, city, cases)
+    gen_s = time.perf_counter() - t0
+    store = Store(store_url, f"bench_bulletin_{int(time.time())}")
+    try:
+        await store.ensure_collections(COLLECTIONS)
+        await ensure_indexes(store)
+        t0 = time.perf_counter()
+        written = 0
+        for coll, items in docs.items():
+            for start in range(0, len(items), 1000):
+                await store[coll].bulk_write([InsertOne(d) for d in items[start : start + 1000]], ordered=False)
+                written += len(items[start : start + 1000])
+        load_s = time.perf_counter() - t0
+        progress(f"bulletin: {written} projection documents for {cases} cases written in {load_s:.1f}s")
+        week = _week_ids(WEEKS)[-1]
+        t0 = time.perf_counter()
+        this = await load_week(store, week)
+        read_s = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        built = await build_bulletin(store, city, week, out_dir, END + timedelta(days=3), pdf=pdf)
+        build_s = time.perf_counter() - t0
+        await store.client.drop_database(store.db.name)
+    finally:
+        await store.close()
+    return {
+        "cases": cases,
+        "weeks": WEEKS,
+        "documents": written,
+        "generate_s": gen_s,
+        "write_s": load_s,
+        "week": week,
+        "week_opened": this.counters.get("opened", 0),
+        "read_week_s": read_s,
+        "build_s": build_s,
+        "pdf": built.event.pdf,
+        "pdf_skipped": built.event.pdf_skipped_reason,
+    }
+
+
+# ---- the score rebuild from N events ---------------------------------------------------------------------
+
+LIFECYCLE = (
+    c.CaseOpened,
+    c.CaseDispatched,
+    c.CaseAcknowledged,
+    c.CaseResolved,
+    c.CaseVerified,
+    c.CaseClosed,
+    c.CaseRated,
+)
+
+
+def _templates() -> list[tuple[str, dict[str, Any]]]:
+    """(event name, example body) of each lifecycle event, each checked by its model once."""
+    out = []
+    for model in LIFECYCLE:
+        body = model.example()
+        model.model_validate(body)
+        out.append((model.event_type.split(".", 1)[1], body))
+    return out
+
+
+def lifecycle_events(city: City, events: int, seed: int = 11) -> list[tuple[str, bytes]]:
+    """`events` (subject, body) of whole case lifecycles, oldest first, spread over a year."""
+    rng = random.Random(seed)
+    units = sorted(city.units.values(), key=lambda u: u.id)
+    templates = _templates()
+    streets = sorted({a.code for a in city.areas.of_level("street")}) or ["CD"]
+    cases = -(-events // len(templates))
+    span = timedelta(weeks=WEEKS).total_seconds()
+    out: list[tuple[str, bytes]] = []
+    n = 0
+    for i in range(cases):
+        unit = units[i % len(units)]
+        street = streets[i % len(streets)]
+        t = END - timedelta(seconds=span * (1 - i / cases))
+        case_id = f"C-R{i:09d}"
+        on_time = rng.random() < 0.95
+        for step, (name, tpl) in enumerate(templates):
+            if n >= events:
+                break
+            body = {
+                **tpl,
+                "event_id": f"00000000-0000-7000-8000-{n:012d}",
+                "case_id": case_id,
+                "street_code": street,
+                "correlation_id": f"bench:{case_id}",
+                "occurred_at": (t + timedelta(hours=step * 3)).isoformat(),
+            }
+            if "unit_id" in body:
+                body["unit_id"] = unit.id
+                body["actor"] = {"unit_id": unit.id, "role": unit.role.value, "name": unit.name}
+            if name == "dispatched":
+                body["lead_unit"] = {"unit_id": unit.id, "name": unit.name, "role": unit.role.value}
+                body["due_at"] = (t + timedelta(days=2)).isoformat()
+            if name in ("resolved", "closed"):
+                body["on_time"] = on_time
+            if name == "opened":
+                body["place"] = {**body["place"], "street_code": street}
+            out.append((f"case.v1.{name}.{street}", json.dumps(body, ensure_ascii=False).encode()))
+            n += 1
+    for subject, data in out[:: max(1, len(out) // 200)]:  # a sample through the real decoder
+        registry.decode(subject, data)
+    return out
+
+
+async def rebuild_at_scale(
+    store_url: str, city: City, events: int, work: Path, *, progress: Progress
+) -> dict[str, Any]:
+    """Publish `events` lifecycle events to a stream of their own, then time a full replay into a fresh database."""
+    from services.scoring.rebuild import replay
+    from xiuhua.bus import provision_streams
+
+    srv = embedded.nats_server(work / "nats-rebuild")
+    await asyncio.to_thread(srv.start)
+    try:
+        url = embedded.nats_url(srv)
+        await provision_streams(url)
+        t0 = time.perf_counter()
+        items = await asyncio.to_thread(lifecycle_events, city, events)
+        gen_s = time.perf_counter() - t0
+        nc = await nats.connect(url)
+        js = nc.jetstream()
+        t0 = time.perf_counter()
+        for start in range(0, len(items), 2000):
+            await asyncio.gather(*(js.publish(s, d, timeout=60) for s, d in items[start : start + 2000]))
+            if start and start % 100_000 == 0:
+                progress(f"rebuild: {start} events published")
+        pub_s = time.perf_counter() - t0
+        await nc.close()
+        progress(f"rebuild: {len(items)} events published in {pub_s:.1f}s; replaying")
+        settings = Settings(nats_url=url, mongo_url=store_url, var_dir=work, db_prefix="bench_")
+        database = f"bench_scoring_rebuild_{int(time.time())}"
+        last = [time.perf_counter()]
+
+        def tick(stream: str, n: int) -> None:
+            if time.perf_counter() - last[0] > 30:
+                last[0] = time.perf_counter()
+                progress(f"rebuild: {n} events replayed")
+
+        t0 = time.perf_counter()
+        report = await replay(settings, city, database, tick)
+        replay_s = time.perf_counter() - t0
+        store = Store(store_url, database)
+        try:
+            unit_docs = await store["unit_periods"].estimated_document_count()
+            await store.client.drop_database(database)
+        finally:
+            await store.close()
+    finally:
+        await asyncio.to_thread(srv.stop)
+    replayed = sum(report.replayed.values())
+    return {
+        "events": len(items),
+        "generate_s": gen_s,
+        "publish_s": pub_s,
+        "replayed": replayed,
+        "skipped": report.skipped,
+        "seconds": replay_s,
+        "events_per_s": replayed / replay_s if replay_s else 0.0,
+        "unit_period_documents": unit_docs,
+    }
+
+
+async def run_scale(
+    *, bulletin_cases: int, rebuild_events: int, pdf: bool, city: City, progress: Progress
+) -> dict[str, Any]:
+    """Both jobs on a store and a NATS server of their own (the pipeline's services are stopped by then)."""
+    results: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory(prefix="xiuhua-bench-scale-") as tmp:
+        work = Path(tmp)
+        store_srv = embedded.store_server(work / "store")
+        await asyncio.to_thread(store_srv.start)
+        try:
+            url = embedded.mongo_url(store_srv)
+            if bulletin_cases:
+                progress(f"bulletin over {bulletin_cases} cases")
+                results["bulletin"] = await bulletin_at_scale(
+                    url, city, bulletin_cases, work / "bulletins", pdf=pdf, progress=progress
+                )
+            if rebuild_events:
+                progress(f"score rebuild from {rebuild_events} events")
+                results["rebuild"] = await rebuild_at_scale(url, city, rebuild_events, work, progress=progress)
+        finally:
+            await asyncio.to_thread(store_srv.stop)
+    return results
