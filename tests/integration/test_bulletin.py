@@ -317,6 +317,19 @@ async def test_the_bulletin_command_builds_a_week_from_the_store(settings: Setti
     assert result["directory"] == str(out / "2026-W47")
     assert all(exists(f["path"]) for f in result["files"]) and len(result["files"]) == 4
     assert "| 立案数 | 5 | 2 | +3 |" in (out / "2026-W47" / "bulletin.zh.md").read_text(encoding="utf-8")
+    assert all(f["url"] is None for f in result["files"])  # --out: a folder nothing serves
+
+    # Into the archive of a running `xiuhua up`: the files are named where its notify service serves them.
+    settings.var_dir.mkdir(parents=True, exist_ok=True)
+    (settings.var_dir / "endpoints.json").write_text(json.dumps({"services": {"notify": {"http": "http://127.0.0.1:8099"}}}))
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "xiuhua.cli", "bulletin", "--week", "2026-W47", "--no-pdf", "--json", env=env,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )
+    stdout, stderr = await asyncio.wait_for(proc.communicate(), 120)
+    assert proc.returncode == 0, stderr.decode()
+    urls = {f["url"] for f in json.loads(stdout)["files"]}
+    assert "http://127.0.0.1:8099/bulletins/2026-W47/bulletin.zh.html" in urls and len(urls) == 4
 
     bad = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "xiuhua.cli", "bulletin", "--week", "2026-47", env=env,

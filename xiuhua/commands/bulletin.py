@@ -15,7 +15,7 @@ from pathlib import Path
 
 from xiuhua.city import load_city
 from xiuhua.commands import emit
-from xiuhua.settings import get_settings
+from xiuhua.settings import Settings, get_settings
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -39,6 +39,23 @@ def _store_url(settings_url: str | None, var_dir: Path) -> str:
     raise SystemExit("no store: set XIUHUA_MONGO_URL, or run `xiuhua up` (it writes var/endpoints.json)")
 
 
+def _archive_url(settings: Settings, root: Path) -> str | None:
+    """Where the archive is served, for the files' URLs: `XIUHUA_BULLETIN_BASE_URL`, else the notify service a
+    running `xiuhua up` serves it from. None for another folder (`--out`): nothing serves that."""
+    from services.notify.bulletin.service import ROUTE, archive_root
+
+    if root.resolve() != archive_root(settings).resolve():
+        return None
+    if settings.bulletin_base_url:
+        return settings.bulletin_base_url.rstrip("/")
+    endpoints = settings.var_dir / "endpoints.json"
+    if endpoints.exists():
+        notify = json.loads(endpoints.read_text(encoding="utf-8")).get("services", {}).get("notify", {})
+        if notify.get("http"):
+            return str(notify["http"]).rstrip("/") + ROUTE
+    return None
+
+
 def _bulletin(args: argparse.Namespace) -> int:
     from services.notify.bulletin.builder import Built, build_bulletin
     from services.notify.bulletin.service import archive_root
@@ -58,7 +75,9 @@ def _bulletin(args: argparse.Namespace) -> int:
 
     async def build() -> Built:
         try:
-            return await build_bulletin(store, city, week, root, now, pdf=not args.no_pdf)
+            return await build_bulletin(
+                store, city, week, root, now, pdf=not args.no_pdf, base_url=_archive_url(settings, root)
+            )
         finally:
             await store.close()
 
