@@ -37,6 +37,17 @@ CHILD = textwrap.dedent(
 )
 
 
+async def _killed_inside_a_transaction(url: str, locks: Path) -> None:
+    """Run CHILD until it is inside its transaction, then SIGKILL it."""
+    child = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", CHILD, url, str(locks), stdout=asyncio.subprocess.PIPE
+    )
+    assert child.stdout is not None
+    assert (await asyncio.wait_for(child.stdout.readline(), 20)).strip() == b"inside"
+    os.kill(child.pid, signal.SIGKILL)
+    await child.wait()
+
+
 @pytest.mark.timeout(60)
 async def test_a_client_killed_mid_transaction_leaves_no_trace_and_blocks_no_one(tmp_path: Path) -> None:
     srv = embedded.store_server(tmp_path / "store")
@@ -46,13 +57,7 @@ async def test_a_client_killed_mid_transaction_leaves_no_trace_and_blocks_no_one
         url = embedded.mongo_url(srv)
         store = Store(url, "orphan", tx_lock_dir=locks)
         await store.ensure_collections(["cases", "ledger"])
-        child = await asyncio.create_subprocess_exec(
-            sys.executable, "-c", CHILD, url, str(locks), stdout=asyncio.subprocess.PIPE
-        )
-        assert child.stdout is not None
-        assert (await asyncio.wait_for(child.stdout.readline(), 20)).strip() == b"inside"
-        os.kill(child.pid, signal.SIGKILL)
-        await child.wait()
+        await _killed_inside_a_transaction(url, locks)
 
         async def applied(session) -> None:
             await store["cases"].insert_one({"_id": "after"}, session=session)
@@ -82,13 +87,7 @@ async def test_the_periodic_check_ends_an_orphan_without_waiting_for_a_transacti
         store = Store(url, "orphan", tx_lock_dir=locks)
         await store.ensure_collections(["cases"])
         assert await store.end_orphaned_transaction() is False
-        child = await asyncio.create_subprocess_exec(
-            sys.executable, "-c", CHILD, url, str(locks), stdout=asyncio.subprocess.PIPE
-        )
-        assert child.stdout is not None
-        await asyncio.wait_for(child.stdout.readline(), 20)
-        os.kill(child.pid, signal.SIGKILL)
-        await child.wait()
+        await _killed_inside_a_transaction(url, locks)
         assert await store["cases"].find_one({"_id": "half-done"}) == {"_id": "half-done"}  # the defect, shown
         assert await store.end_orphaned_transaction() is True
         assert await store["cases"].find_one({"_id": "half-done"}) is None
