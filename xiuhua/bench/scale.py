@@ -83,10 +83,10 @@ def bulletin_documents(city: City, cases: int, seed: int = 7) -> dict[str, list[
             doc[k] = doc.get(k, 0) + v
 
     for n in range(cases):
-        week = weeks[n % WEEKS]
+        week, k = weeks[n % WEEKS], n // WEEKS  # k: the case's number within its week, so each week covers all
         src = _pick(rng.random(), SOURCES)
-        code, name = categories[(n * 7919) % len(categories)]
-        grid, comm, unit = f"G{n % GRIDS:04d}", f"SQ{(n // 3) % COMMUNITIES:03d}", f"U{(n * 31) % UNITS:03d}"
+        code, name = categories[(k * 7919) % len(categories)]
+        grid, comm, unit = f"G{k % GRIDS:04d}", f"SQ{(k * 7) % COMMUNITIES:03d}", f"U{(k * 31) % UNITS:03d}"
         resolved, on_time, failed = rng.random() < 0.95, int(rng.random() < 0.96), int(rng.random() < 0.01)
         overdue, escalated = rng.random() < 0.02, rng.random() < 0.005
         counts = {"opened": 1, "dispatched": 1}
