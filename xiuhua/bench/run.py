@@ -315,13 +315,16 @@ def table(r: dict[str, Any]) -> str:
     for name, res in r["resources"].items():
         lines.append(f"  {name:11s} {res['peak_rss_mb']:10.0f} {res['cpu_s']:8.1f}")
     lines.append(f"dead letters: {r['dead_letters']}")
-    if b := r.get("bulletin"):
+    for job in ("bulletin", "rebuild"):
+        if (failed := r.get(job, {})).get("error"):
+            lines.append(f"{job}: failed: {failed['error']}")
+    if (b := r.get("bulletin")) and "build_s" in b:
         lines.append(
             f"bulletin over {b['cases']:,} cases ({b['documents']:,} projection documents, {b['weeks']} weeks): "
             f"week {b['week']} read in {b['read_week_s']:.2f}s, built in {b['build_s']:.1f}s "
             f"({'with' if b['pdf'] else 'without'} PDF)"
         )
-    if rb := r.get("rebuild"):
+    if (rb := r.get("rebuild")) and "seconds" in rb:
         lines.append(
             f"score rebuild from {rb['events']:,} events: {rb['replayed']:,} replayed in {rb['seconds']:.1f}s "
             f"→ {rb['events_per_s']:.0f} events/s ({rb['unit_period_documents']:,} unit-period documents)"

@@ -353,12 +353,23 @@ async def run_scale(
             url = embedded.mongo_url(store_srv)
             if bulletin_cases:
                 progress(f"bulletin over {bulletin_cases} cases")
-                results["bulletin"] = await bulletin_at_scale(
-                    url, city, bulletin_cases, work / "bulletins", pdf=pdf, progress=progress
+                results["bulletin"] = await _recorded(
+                    bulletin_at_scale(url, city, bulletin_cases, work / "bulletins", pdf=pdf, progress=progress),
+                    {"cases": bulletin_cases},
                 )
             if rebuild_events:
                 progress(f"score rebuild from {rebuild_events} events")
-                results["rebuild"] = await rebuild_at_scale(url, city, rebuild_events, work, progress=progress)
+                results["rebuild"] = await _recorded(
+                    rebuild_at_scale(url, city, rebuild_events, work, progress=progress), {"events": rebuild_events}
+                )
         finally:
             await asyncio.to_thread(store_srv.stop)
     return results
+
+
+async def _recorded(job: Any, given: dict[str, Any]) -> dict[str, Any]:
+    """A job's figures, or what it was asked and why it failed: the pipeline's figures are kept either way."""
+    try:
+        return await job
+    except Exception as exc:
+        return {**given, "error": f"{type(exc).__name__}: {exc}"}

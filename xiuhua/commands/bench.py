@@ -54,4 +54,5 @@ def _bench(args: argparse.Namespace) -> int:
     if args.json_file:
         args.json_file.write_text(json.dumps(results, indent=2))
         print(f"figures written to {args.json_file}")
-    return 0 if results["dead_letters"] == 0 and results["max_rate"]["complete"] else 1
+    failed = any(results.get(job, {}).get("error") for job in ("bulletin", "rebuild"))
+    return 0 if results["dead_letters"] == 0 and results["max_rate"]["complete"] and not failed else 1
