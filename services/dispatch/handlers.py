@@ -12,10 +12,10 @@ from contracts.commands import CaseCommand
 from contracts.merchants import MerchantEscalated
 from contracts.values import Place, ReportSource
 from services.dispatch import lifecycle, timers
-from services.dispatch.business_calendar import BusinessCalendar
 from services.dispatch.case import Case
 from services.dispatch.commands import InvalidCommand
 from xiuhua.bus import Outgoing
+from xiuhua.city.business_calendar import BusinessCalendar
 from xiuhua.consumer import Batch, Item
 from xiuhua.service import Runtime
 

@@ -47,10 +47,10 @@ from contracts.cases import (
 )
 from contracts.values import Urgency
 from services.dispatch import routing
-from services.dispatch.business_calendar import BusinessCalendar
 from services.dispatch.case import OPEN_STATES, RECENT_COMMANDS, Case, State
 from services.dispatch.timers import reschedule
 from xiuhua.city import City
+from xiuhua.city.business_calendar import BusinessCalendar
 
 LEAD_ONLY = frozenset({"acknowledge", "return", "request_extension", "resolve"})
 CENTRE_ONLY = frozenset({"approve_extension", "verify", "close", "reopen", "cancel", "assign"})

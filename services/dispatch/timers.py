@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from contracts.cases import CaseDeadlineWarning, CaseEscalated, CaseEvent, CaseOverdue
-from services.dispatch.business_calendar import BusinessCalendar
 from services.dispatch.case import TIMED_STATES, Case
+from xiuhua.city.business_calendar import BusinessCalendar
 from xiuhua.city.calendar import CalendarFile
 
 

@@ -8,10 +8,10 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from services.dispatch.business_calendar import BusinessCalendar
 from services.notify.bulletin.schedule import bulletin_at, due_weeks, next_bulletin, next_bulletin_at
 from services.notify.bulletin.weeks import monday_of, parse_week, previous_week, shift_week, week_days, week_of
 from xiuhua.city import City
+from xiuhua.city.business_calendar import BusinessCalendar
 
 SH = ZoneInfo("Asia/Shanghai")
 

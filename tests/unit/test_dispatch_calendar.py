@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from services.dispatch.business_calendar import BusinessCalendar, parse_limit
+from xiuhua.city.business_calendar import BusinessCalendar, parse_limit
 from xiuhua.city.calendar import CalendarFile
 from xiuhua.cli import main
 

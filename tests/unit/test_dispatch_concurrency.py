@@ -10,11 +10,11 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from contracts import commands as cmd
-from services.dispatch.business_calendar import BusinessCalendar
 from services.dispatch.case import State
 from services.dispatch.handlers import DispatchHandlers
 from services.dispatch.lifecycle import Applied, Context, decide
 from tests.unit.test_dispatch_lifecycle import command, in_state
+from xiuhua.city.business_calendar import BusinessCalendar
 from xiuhua.clock import FrozenClock
 from xiuhua.consumer import Batch, Item
 from xiuhua.observability import Metrics

@@ -10,9 +10,9 @@ import pytest
 from contracts import commands as cmd
 from contracts.cases import CaseCancelled, CaseClosed, CaseDispatched, CaseOpened
 from contracts.values import Urgency
-from services.dispatch.business_calendar import BusinessCalendar
 from services.dispatch.case import OPEN_STATES, Case, State
 from services.dispatch.lifecycle import Applied, Context, Rejected, decide, open_case
+from xiuhua.city.business_calendar import BusinessCalendar
 
 SH = ZoneInfo("Asia/Shanghai")
 T0 = datetime(2026, 11, 23, 9, 0, tzinfo=SH)  # Monday morning

@@ -6,11 +6,11 @@ from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from contracts.values import Urgency
-from services.dispatch.business_calendar import BusinessCalendar
 from services.dispatch.case import State
 from services.dispatch.lifecycle import Context, open_case
 from services.dispatch.timers import due_timers, event_for, fired, schedule, timer_key
 from tests.unit.test_dispatch_lifecycle import opened
+from xiuhua.city.business_calendar import BusinessCalendar
 
 SH = ZoneInfo("Asia/Shanghai")
 T0 = datetime(2026, 11, 23, 9, 0, tzinfo=SH)

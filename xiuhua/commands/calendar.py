@@ -23,7 +23,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 
 
 def _due(args: argparse.Namespace) -> int:
-    from services.dispatch.business_calendar import BusinessCalendar
+    from xiuhua.city.business_calendar import BusinessCalendar
 
     city = load_city(get_settings().city_dir)
     cal = BusinessCalendar(city.calendar)

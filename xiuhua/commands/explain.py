@@ -30,8 +30,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 
 
 def _explain(args: argparse.Namespace) -> int:
-    from services.dispatch.business_calendar import BusinessCalendar
     from services.dispatch.routing import CaseFacts, ranked, route, time_limit_for
+    from xiuhua.city.business_calendar import BusinessCalendar
 
     city = load_city(get_settings().city_dir)
     category = city.category(args.category)

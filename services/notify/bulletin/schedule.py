@@ -14,7 +14,7 @@ CATCH_UP = timedelta(days=7)  # a bulletin missed by longer (service down) waits
 
 
 class WorkdayCalendar(Protocol):
-    """Anything that knows the city's working days (services.dispatch.business_calendar.BusinessCalendar)."""
+    """Anything that knows the city's working days (xiuhua.city.business_calendar.BusinessCalendar)."""
 
     def is_workday(self, day: date) -> bool: ...
 

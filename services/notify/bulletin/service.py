@@ -11,12 +11,12 @@ from starlette.routing import BaseRoute, Mount
 from starlette.staticfiles import StaticFiles
 
 from contracts.bulletins import BulletinPublished
-from services.dispatch.business_calendar import BusinessCalendar
 from services.notify.bulletin.builder import publish_once
 from services.notify.bulletin.figures import ensure_indexes
 from services.notify.bulletin.handlers import BulletinProjection
 from services.notify.bulletin.projection import COLLECTIONS
 from services.notify.bulletin.schedule import due_weeks
+from xiuhua.city.business_calendar import BusinessCalendar
 from xiuhua.consumer import Subscription, decode_tolerant
 from xiuhua.service import Runtime
 from xiuhua.settings import Settings
