@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js.api import ConsumerConfig, DeliverPolicy
 from nats.js.errors import NotFoundError
 
@@ -72,17 +73,30 @@ async def _last_seq(js: Any, stream: str, subject: str) -> int:
         return 0
 
 
-async def history(js: Any, stream: str, subject: str, idle: float = 5.0) -> AsyncIterator[tuple[str, bytes]]:
-    """Every stored message of `subject` in `stream`, oldest first, up to the last one at the start."""
+async def history(
+    js: Any, stream: str, subject: str, idle: float = 5.0, stall_limit: float = 120.0
+) -> AsyncIterator[tuple[str, bytes]]:
+    """Every stored message of `subject` in `stream`, oldest first, up to the last one at the start.
+
+    The messages are known to be there, so a pause is waited out (an ordered consumer resets itself after a gap,
+    and a busy machine delays it): only `stall_limit` seconds without a message end the replay with an error."""
     last = await _last_seq(js, stream, subject)
     if not last:
         return
     sub = await js.subscribe(
         subject, stream=stream, ordered_consumer=True, config=ConsumerConfig(deliver_policy=DeliverPolicy.ALL)
     )
+    stalled = 0.0
     try:
         while True:
-            msg = await sub.next_msg(timeout=idle)
+            try:
+                msg = await sub.next_msg(timeout=idle)
+            except NatsTimeoutError:
+                stalled += idle
+                if stalled >= stall_limit:
+                    raise
+                continue
+            stalled = 0.0
             yield msg.subject, msg.data
             if msg.metadata.sequence.stream >= last:
                 return
