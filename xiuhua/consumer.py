@@ -153,11 +153,7 @@ class ConsumerRunner:
 
     def _item(self, msg: Msg) -> Item | None:
         headers = dict(msg.headers or {})
-        try:
-            meta = msg.metadata
-            delivered, seq = meta.num_delivered, meta.sequence.stream
-        except Exception:
-            delivered, seq = 1, None
+        delivered, seq = _delivered(msg), _stream_seq(msg)
         msg_id = headers.get("Nats-Msg-Id") or f"seq-{seq}"
         return Item(msg.subject, msg.data, headers, ledger_key(self.sub.name, msg_id), delivered, seq, None)
 

@@ -95,15 +95,21 @@ class Store:
 
     async def in_transaction(self, fn: Callable[[AsyncClientSession], Awaitable[T]]) -> T:
         """Run `fn(session)` in a transaction, retried by the driver on transient errors."""
-        async with self._serialized(), self.client.start_session() as session:
-            if self._tx_marker is None:
-                return await session.with_transaction(fn, write_concern=WriteConcern(w=self._w))
-            await self._end_orphan()
-            self._tx_marker.write_bytes(bytes(session.session_id["id"]))
-            try:
-                return await session.with_transaction(fn, write_concern=WriteConcern(w=self._w))
-            finally:
-                self._tx_marker.unlink(missing_ok=True)
+        async with self._serialized(), self.client.start_session() as session, self._named(session):
+            return await session.with_transaction(fn, write_concern=WriteConcern(w=self._w))
+
+    @contextlib.asynccontextmanager
+    async def _named(self, session: AsyncClientSession) -> AsyncIterator[None]:
+        """With the lock held: end an orphan, then name this session in the marker while its transaction runs."""
+        if self._tx_marker is None:
+            yield
+            return
+        await self._end_orphan()
+        self._tx_marker.write_bytes(bytes(session.session_id["id"]))
+        try:
+            yield
+        finally:
+            self._tx_marker.unlink(missing_ok=True)
 
     async def end_orphaned_transaction(self) -> bool:
         """End a transaction a dead process left open on this database; True if there was one."""

@@ -134,6 +134,11 @@ class BatchIO:
         self.refs[correlation] = True
         self.new_refs.append({"_id": correlation, "case_id": case_id, "outcome": outcome, "at": self.now})
 
+    def answer(self, correlation: str, case_id: str, outcome: str, raw_doc: dict[str, Any]) -> None:
+        """A report became a case, joined one or was transferred: its reference and its raw copy name the case."""
+        self.add_ref(correlation, case_id, outcome)
+        self.add_raw({**raw_doc, "status": outcome, "case_id": case_id, "correlation_id": correlation})
+
     def open_case(self, doc: dict[str, Any]) -> None:
         """A new open case, visible at once to later reports of the batch."""
         self.new_cases[doc["_id"]] = doc

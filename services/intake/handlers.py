@@ -216,8 +216,7 @@ class IntakeHandlers:
         raw_doc["verdict"] = _verdict_doc(draft)
         if isinstance(draft, TransferDraft):
             case_id = case_id_for()
-            io.add_ref(correlation, case_id, "transferred")
-            io.add_raw({**raw_doc, "status": "transferred", "case_id": case_id, "correlation_id": correlation})
+            io.answer(correlation, case_id, "transferred", raw_doc)
             batch.emit(
                 item,
                 CaseTransferred(
@@ -253,8 +252,7 @@ class IntakeHandlers:
             if match is not None:
                 count = match.reporters + 1
                 io.merge_into(match.case_id, count)
-                io.add_ref(correlation, match.case_id, "merged")
-                io.add_raw({**raw_doc, "status": "merged", "case_id": match.case_id, "correlation_id": correlation})
+                io.answer(correlation, match.case_id, "merged", raw_doc)
                 batch.emit(
                     item,
                     CaseMerged(
@@ -275,8 +273,7 @@ class IntakeHandlers:
             "_id": case_id, "key": key, "category_code": draft.category_code, "lng": draft.place.lng,
             "lat": draft.place.lat, "street_code": draft.place.street_code, "opened_at": now, "open": True,
             "reporters": 1, "source": source})
-        io.add_ref(correlation, case_id, "case")
-        io.add_raw({**raw_doc, "status": "case", "case_id": case_id, "correlation_id": correlation})
+        io.answer(correlation, case_id, "case", raw_doc)
         batch.emit(
             item,
             CaseOpened(
