@@ -141,14 +141,34 @@ async def rebuild_window(settings: Settings) -> Window:
 
 
 async def archive_caught_up(js: Any, timeout: float = 10.0) -> None:  # noqa: ASYNC109
-    """Wait (bounded) until the checks' archive has copied what XH_REPORTS holds, so a check the live fold has
-    applied a moment ago is in the replay too."""
+    """Wait (bounded) until the checks' archive holds the last check XH_REPORTS holds, so a check the live fold
+    has applied a moment ago is in the replay too.
+
+    Each archived message names the sequence it was copied from (header `Nats-Stream-Source`, "XH_REPORTS 5
+    ..."). The source's `lag` is no guide: it reads 0 until the server first measures it."""
+    try:
+        want = (await js.get_last_msg(streams.REPORTS.name, subjects.report_subject("merchant_check"))).seq
+    except NotFoundError:
+        return  # no check in the source (none yet, or all expired there): nothing to wait for
     deadline = asyncio.get_running_loop().time() + timeout
     while asyncio.get_running_loop().time() < deadline:
-        info = await js.stream_info(streams.CHECKS.name)
-        if all((src.lag or 0) == 0 for src in info.sources or []):
+        if archived_up_to(await _last_archived(js)) >= want:
             return
-        await asyncio.sleep(0.1)
+        await asyncio.sleep(0.05)
+
+
+async def _last_archived(js: Any) -> Any | None:
+    try:
+        return await js.get_last_msg(streams.CHECKS.name, subjects.report_subject("merchant_check"))
+    except NotFoundError:
+        return None
+
+
+def archived_up_to(msg: Any | None) -> int:
+    """The source sequence an archived message was copied from (0: none, or a header this build cannot read)."""
+    header = ((msg.headers or {}) if msg is not None else {}).get("Nats-Stream-Source", "")
+    parts = header.split()
+    return int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else 0
 
 
 def _decode(subject: str, data: bytes) -> Any | None:

@@ -18,7 +18,7 @@ from contracts.reports import MerchantCheck
 from services.scoring import closing, query, units
 from services.scoring.projection import MERCHANT_PERIODS, MERCHANTS, UNIT_PERIODS
 from services.scoring.query import QUERY_MERCHANT, QUERY_RANKING, QUERY_UNIT
-from services.scoring.rebuild import archive_caught_up, rebuild_and_check
+from services.scoring.rebuild import archive_caught_up, archived_up_to, rebuild_and_check
 from services.scoring.window import Window
 from tests.conftest import eventually
 from tests.helpers import BusRecorder
@@ -217,6 +217,23 @@ async def test_live_scores_equal_the_fold_and_a_rebuild(settings, city, monkeypa
 
         shown = await asyncio.to_thread(_cli, settings, "show", "merchant", "M-CD-0001", "--period", "2026-12")
         assert shown.returncode == 0 and "grade C" in shown.stdout, shown.stdout + shown.stderr
+
+
+async def test_archive_caught_up_waits_for_the_check_just_published(settings):
+    # The source's lag reads 0 until the server first measures it: only the archived copy's own header says how
+    # far the archive has got. A rebuild right after a check must find it.
+    nc = await nats.connect(settings.nats_url)
+    try:
+        js = nc.jetstream()
+        for i in range(3):
+            check = _checks()[i].model_copy(update={"check_id": f"JUST-{i}"})
+            ack = await js.publish(CHECK_SUBJECT, check.model_dump_json().encode())
+        await archive_caught_up(js)
+        last = await js.get_last_msg("XH_CHECKS", CHECK_SUBJECT)
+        assert archived_up_to(last) == ack.seq
+        assert json.loads(last.data)["check_id"] == "JUST-2"
+    finally:
+        await nc.close()
 
 
 def _aged(events: list, prefix: str, days: int) -> list:
