@@ -67,14 +67,21 @@ class Projection:
         self.store = store
         self.city = city
 
-    async def apply(self, messages: list[Any], session: AsyncClientSession | None = None) -> list[Applied]:
-        """Apply messages in order; returns, per message, the events it caused."""
+    async def apply(
+        self, messages: list[Any], session: AsyncClientSession | None = None, *, events: bool = True
+    ) -> list[Applied]:
+        """Apply messages in order; returns, per message, the events it caused.
+
+        `events=False` (the rebuild, which publishes nothing) works out what each case changed once per batch,
+        from its facts before and after, instead of once per message: the same documents, since a case's
+        contribution depends on its facts alone and the per-message differences add up to the batch's."""
         results = [Applied() for _ in messages]
         case_ids = sorted({m.case_id for m in messages if isinstance(m, CaseEvent)})
         cases: dict[str, list[units.Fact]] = {}
         if case_ids:
             async for d in self.store[CASE_FACTS].find({"_id": {"$in": case_ids}}, session=session):
                 cases[d["_id"]] = d["facts"]
+        before = dict(cases)
         changed_cases: set[str] = set()
         deltas: dict[str, dict[str, Any]] = {}
         touched: list[list[str]] = [[] for _ in messages]
@@ -94,13 +101,14 @@ class Projection:
                     continue
                 cases[m.case_id] = new
                 changed_cases.add(m.case_id)
-                for key, change in units.difference(units.contribution(old), units.contribution(new)).items():
-                    acc = deltas.setdefault(key, {**{k: v for k, v in change.items() if k != "c"}, "c": {}})
-                    for c, n in change["c"].items():
-                        acc["c"][c] = acc["c"].get(c, 0) + n
-                    touched[i].append(key)
+                if events:  # which unit documents this message moved, for its score.v1.unit_updated
+                    touched[i] = _accumulate(deltas, units.difference(units.contribution(old), units.contribution(new)))
             elif isinstance(m, MerchantCheck) and m.merchant_id in self.city.merchants:
                 merchant_facts.append((i, mrules.check_fact(m, self.city.assessment.merchants), m.merchant_id))
+        if not events:
+            for c in sorted(changed_cases):
+                old_c, new_c = units.contribution(before.get(c, [])), units.contribution(cases[c])
+                _accumulate(deltas, units.difference(old_c, new_c))
 
         if changed_cases:
             await self.store[CASE_FACTS].bulk_write(
@@ -109,7 +117,8 @@ class Projection:
                 session=session,
             )
         docs = await self._write_units(deltas, session)
-        self._unit_events(messages, touched, docs, results)
+        if events:
+            self._unit_events(messages, touched, docs, results)
         if merchant_facts:
             await self._apply_merchants(messages, merchant_facts, results, session)
         return results
@@ -258,6 +267,15 @@ class Projection:
             await self.store[MERCHANTS].bulk_write(
                 [ReplaceOne({"_id": k}, cards[k], upsert=True) for k in sorted(dirty_c)], session=session
             )
+
+
+def _accumulate(deltas: dict[str, dict[str, Any]], change: units.Contribution) -> list[str]:
+    """Add one difference to the batch's; returns the documents it touched."""
+    for key, c in change.items():
+        acc = deltas.setdefault(key, {**{k: v for k, v in c.items() if k != "c"}, "c": {}})
+        for counter, n in c["c"].items():
+            acc["c"][counter] = acc["c"].get(counter, 0) + n
+    return list(change)
 
 
 def _at(fact: dict[str, Any]) -> datetime:

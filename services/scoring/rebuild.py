@@ -37,7 +37,9 @@ SOURCES: tuple[tuple[str, str], ...] = (
     (streams.CASES.name, subjects.CASE_ALL),
     (streams.CHECKS.name, subjects.report_subject("merchant_check")),
 )
-BATCH = 500
+# Events folded per store round: the replay publishes nothing, so a batch only bounds memory and the size of its
+# bulk writes (a few thousand case documents); larger batches spend far less on round trips than 500 did.
+BATCH = 5000
 
 
 @dataclass
@@ -203,12 +205,12 @@ async def replay(
                     continue
                 pending.append(message)
                 if len(pending) >= BATCH:
-                    await projection.apply(pending)
+                    await projection.apply(pending, events=False)
                     pending = []
                     if progress:
                         progress(stream, n)
             if pending:
-                await projection.apply(pending)
+                await projection.apply(pending, events=False)
             report.replayed[stream] = n
     finally:
         await store.close()
