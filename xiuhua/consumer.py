@@ -60,6 +60,8 @@ class Item:
     stream_seq: int | None
     message: Any  # the decoded body: an Event for contract subjects, whatever `decode` returns otherwise
     out: list[Outgoing] = field(default_factory=list)
+    # False when the handler declared the message a no-op that stays a no-op if applied again (`Batch.no_effect`)
+    recorded: bool = True
 
 
 @dataclass
@@ -72,6 +74,16 @@ class Batch:
     def emit(self, item: Item, event: Event, subject: str | None = None) -> None:
         """Publish `event` once `item` is committed (and again, harmlessly, if it is redelivered)."""
         item.out.append(Outgoing.of(event, subject))
+
+    def no_effect(self, item: Item) -> None:
+        """`item` changed nothing, so it needs no ledger entry: if it comes again it is simply judged again.
+
+        Only for messages the domain can judge twice without harm (a sensor reading that moves no device state:
+        a copy meets the same state and is a no-op again, or a later one and is ignored as older or judged as a
+        late reading; either way its effect happens at most once). Telemetry arrives far faster than reports,
+        and a ledger document per reading was most of what a reading cost the store. An item that emitted
+        anything is recorded regardless."""
+        item.recorded = False
 
 
 Handler = Callable[[Batch], Awaitable[None]]
@@ -213,8 +225,9 @@ class ConsumerRunner:
         async def work(session: AsyncClientSession) -> None:
             for item in items:
                 item.out.clear()  # a retried transaction starts over
+                item.recorded = True
             await self.sub.handle(Batch(items, session))
-            await self.ledger.record(session, [(i.key, i.out) for i in items])
+            await self.ledger.record(session, [(i.key, i.out) for i in items if i.recorded or i.out])
 
         await self.store.in_transaction(work)
 

@@ -342,6 +342,7 @@ class IntakeHandlers:
         rt = self.rt
         cfg = rt.city.intake.sensors.get(reading.device_type)
         if cfg is None:
+            batch.no_effect(item)
             return  # a device type the city sets no thresholds for: telemetry only
         state = await io.device(reading.device_id) or DeviceState(reading.device_id, reading.device_type)
         alarm_open = bool(state.case_id) and await io.is_open(state.case_id)
@@ -350,6 +351,7 @@ class IntakeHandlers:
             state, cfg, dict(reading.values), reading.measured_at, alarm_open=alarm_open, fault_open=fault_open
         )
         if decision.state is None:
+            batch.no_effect(item)  # a copy of it would be judged against this state or a later one: no-op again
             return  # nothing changed: no write at all
         new = decision.state
         ref = reading.source_ref()

@@ -79,3 +79,31 @@ async def test_redeliveries_that_were_not_failures_do_not_spend_the_dead_letter_
     assert failures == [3] and settings.max_deliver == 3  # the third delivery failed: one failure, not three
     assert applied == [event.case_id]
     assert bus.on("dlq.v1.probe") == []
+
+
+async def test_a_message_declared_without_effect_leaves_no_ledger_entry_unless_it_emitted(settings, city):
+    """`Batch.no_effect` spares the ledger a document for a message that changed nothing (telemetry); one that
+    emitted an event keeps its entry, so its event is re-published from the ledger if it comes again."""
+    seen: list[str] = []
+
+    async def handle(batch: Batch) -> None:
+        for item in batch.items:
+            seen.append(item.message.case_id)
+            batch.no_effect(item)
+            if item.message.case_id == "C-emits":
+                batch.emit(item, item.message.model_copy(update={"case_id": "C-emitted", "event_id": "e-out"}))
+
+    spec = ServiceSpec(name="probe", subscriptions=lambda rt: [Subscription("probe-quiet", "case.v1.>", handle)])
+    base = CaseDispatched.model_validate(CaseDispatched.example())
+    quiet = [base.model_copy(update={"case_id": f"C-quiet-{i}", "event_id": f"e-q{i}"}) for i in range(5)]
+    loud = base.model_copy(update={"case_id": "C-emits", "event_id": "e-loud"})
+    async with BusRecorder(settings.nats_url) as bus, running(spec, settings, city=city) as rt:
+        for event in [*quiet, loud]:
+            await publish(settings.nats_url, "case.v1.dispatched.CD", event.to_json(), msg_id=event.event_id)
+        # The emitted event comes back to the probe too (it consumes case.v1.>) and is a quiet one itself.
+        await eventually(lambda: len(seen) >= 7, timeout=30)
+        keys = [d["_id"] async for d in rt.store["ledger"].find({"_id": {"$regex": "^probe-quiet:"}})]
+        assert keys == ["probe-quiet:e-loud"]
+        # Applied once each (acknowledged, not redelivered), the emitted event published once.
+        assert sorted(seen) == sorted(["C-emitted", *(e.case_id for e in [*quiet, loud])])
+        assert [e["case_id"] for e in bus.on("case.v1.dispatched.") if e["case_id"] == "C-emitted"] == ["C-emitted"]
