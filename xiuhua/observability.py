@@ -14,6 +14,7 @@ from prometheus_client import (
     ProcessCollector,
     generate_latest,
 )
+from pymongo import monitoring
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -69,6 +70,38 @@ class Metrics:
         """A business histogram in this service's registry."""
         kwargs = {"buckets": buckets} if buckets else {}
         return Histogram(name, doc, list(labels), registry=self.registry, **kwargs)
+
+
+class StoreCommands(monitoring.CommandListener):
+    """Counts the store commands a service sends and the time they take, by command and collection.
+
+    What a message costs the store is the figure that decides throughput (STORE.md); ops read it next to the
+    applied-message counters, and `xiuhua bench` divides it by the cases of its maximum-rate phase."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        self._pending: dict[int, tuple[str, str]] = {}
+        self.commands = metrics.counter(
+            "xiuhua_store_commands", "Store commands sent", ("service", "command", "collection")
+        )
+        self.seconds = metrics.counter(
+            "xiuhua_store_command_seconds", "Time spent waiting for store commands", ("service", "command")
+        )
+        self._service = metrics.service
+
+    def started(self, event: monitoring.CommandStartedEvent) -> None:
+        target = event.command.get(event.command_name)
+        self._pending[event.request_id] = (event.command_name, target if isinstance(target, str) else "")
+
+    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
+        self._done(event.request_id, event.duration_micros)
+
+    def failed(self, event: monitoring.CommandFailedEvent) -> None:
+        self._done(event.request_id, event.duration_micros)
+
+    def _done(self, request_id: int, micros: int) -> None:
+        command, collection = self._pending.pop(request_id, ("unknown", ""))
+        self.commands.labels(self._service, command, collection).inc()
+        self.seconds.labels(self._service, command).inc(micros / 1e6)
 
 
 HealthCheck = Callable[[], Awaitable[bool]]

@@ -26,7 +26,7 @@ from xiuhua.clock import Clock, SystemClock
 from xiuhua.consumer import FAILURES, ConsumerRunner, Subscription, attach, reconcile_consumers
 from xiuhua.ledger import COLLECTION as LEDGER
 from xiuhua.ledger import Ledger
-from xiuhua.observability import Metrics
+from xiuhua.observability import Metrics, StoreCommands
 from xiuhua.settings import Settings, get_settings
 from xiuhua.store import Store
 
@@ -91,7 +91,7 @@ def build_runtime(
     broker = make_broker(settings, name=spec.name, registry=metrics.registry)
     store = Store(
         settings.mongo_url, settings.database(spec.name), write_concern=settings.write_concern,
-        tx_lock_dir=settings.store_tx_lock_dir,
+        tx_lock_dir=settings.store_tx_lock_dir, listeners=[StoreCommands(metrics)],
     )
     publisher = Publisher(broker)
     ledger = Ledger(store, publisher, clock)

@@ -6,12 +6,12 @@ import asyncio
 import contextlib
 import fcntl
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
 from bson import Binary
-from pymongo import AsyncMongoClient, WriteConcern
+from pymongo import AsyncMongoClient, WriteConcern, monitoring
 from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import CollectionInvalid, ConnectionFailure, OperationFailure, PyMongoError
@@ -36,10 +36,17 @@ class Store:
     """A service's own database."""
 
     def __init__(
-        self, url: str, database: str, *, write_concern: str = "majority", tx_lock_dir: Path | None = None
+        self,
+        url: str,
+        database: str,
+        *,
+        write_concern: str = "majority",
+        tx_lock_dir: Path | None = None,
+        listeners: Sequence[monitoring.CommandListener] = (),
     ) -> None:
         self.client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(
-            url, tz_aware=True, serverSelectionTimeoutMS=3000, connectTimeoutMS=3000, appname="xiuhua"
+            url, tz_aware=True, serverSelectionTimeoutMS=3000, connectTimeoutMS=3000, appname="xiuhua",
+            event_listeners=list(listeners),
         )
         w: int | str = int(write_concern) if write_concern.isdigit() else write_concern
         self._w = w

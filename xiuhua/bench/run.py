@@ -11,9 +11,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import httpx
 import nats
 import psutil
+from prometheus_client.parser import text_string_to_metric_families
 
+from contracts import streams
 from xiuhua.bench.load import Lattice, report, sensor_reading
 from xiuhua.bench.relay import relay_chain
 from xiuhua.bus import connect_options
@@ -105,6 +108,38 @@ class ResourceSampler:
         return out
 
 
+async def store_commands(ports: dict[str, int]) -> dict[str, dict[str, float]]:
+    """Each service's store commands so far, by command and collection, and the seconds they took (`/metrics`)."""
+    out: dict[str, dict[str, float]] = {}
+    async with httpx.AsyncClient(timeout=10) as http:
+        for name, port in ports.items():
+            counts: dict[str, float] = {}
+            try:
+                text = (await http.get(f"http://127.0.0.1:{port}/metrics")).text
+            except httpx.HTTPError:
+                continue
+            for family in text_string_to_metric_families(text):
+                for sample in family.samples:
+                    if sample.name == "xiuhua_store_commands_total":
+                        key = f"{sample.labels['command']} {sample.labels['collection']}".strip()
+                        counts[key] = counts.get(key, 0.0) + sample.value
+                    elif sample.name == "xiuhua_store_command_seconds_total":
+                        counts["seconds"] = counts.get("seconds", 0.0) + sample.value
+            out[name] = counts
+    return out
+
+
+def per_case(before: dict[str, dict[str, float]], after: dict[str, dict[str, float]], cases: int) -> dict[str, Any]:
+    """Store commands (and their seconds) per case between two readings, per service, the busiest first."""
+    out: dict[str, Any] = {}
+    for name, counts in after.items():
+        delta = {k: v - before.get(name, {}).get(k, 0.0) for k, v in counts.items()}
+        seconds = delta.pop("seconds", 0.0)
+        commands = {k: v / cases for k, v in sorted(delta.items(), key=lambda kv: -kv[1]) if v}
+        out[name] = {"commands": sum(commands.values()), "seconds": seconds / cases, "by_command": commands}
+    return out
+
+
 async def _publish_all(js: Any, items: list[tuple[str, str, bytes]], sent_at: dict[str, float]) -> None:
     for start in range(0, len(items), 256):
         chunk = items[start : start + 256]
@@ -128,6 +163,17 @@ async def _wait(cond: Any, within: float) -> bool:
 async def _consumer_drained(js: Any, stream: str, durable: str) -> bool:
     info = await js.consumer_info(stream, durable)
     return info.num_pending == 0 and info.num_ack_pending == 0
+
+
+async def _all_drained(js: Any, within: float) -> bool:
+    """Wait until every durable consumer of every stream has nothing pending and nothing unacknowledged."""
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        infos = [info for spec in streams.ALL for info in await js.consumers_info(spec.name)]
+        if not any(info.num_pending or info.num_ack_pending for info in infos):
+            return True
+        await asyncio.sleep(0.1)
+    return False
 
 
 async def run(
@@ -236,12 +282,17 @@ async def _measure(
     items = [report(n + i, run_id, lattice) for i in range(burst)]
     n += burst
     corrs = [c for _, c, _ in items]
+    ports = {c.name: c.port for c in sup.children}
+    commands_before = await store_commands(ports)
     t0 = time.perf_counter()
     await _publish_all(js, items, sent_at)
     t_pub = time.perf_counter() - t0
     ok = await _wait(lambda: all(c in obs.dispatched and c in obs.scored for c in corrs), 600)
     done_at = max([obs.scored.get(c, 0) for c in corrs] + [obs.dispatched.get(c, 0) for c in corrs])
     elapsed = done_at - t0
+    # Read once the followers (alerts, bulletin, Open311 status) have caught up too, so each case is counted whole.
+    await _all_drained(js, within=120)
+    store_per_case = per_case(commands_before, await store_commands(ports), burst)
     results["max_rate"] = {
         "reports": burst,
         "publish_s": t_pub,
@@ -251,6 +302,7 @@ async def _measure(
         "seconds": elapsed,
         "cases_per_s": burst / elapsed if ok and elapsed > 0 else 0.0,
         "report_to_dispatched": percentiles([obs.dispatched[c] - sent_at[c] for c in corrs if c in obs.dispatched]),
+        "store_per_case": store_per_case,
     }
 
     # 3. Sensor telemetry through intake.
@@ -314,6 +366,11 @@ def table(r: dict[str, Any]) -> str:
     ]
     for name, res in r["resources"].items():
         lines.append(f"  {name:11s} {res['peak_rss_mb']:10.0f} {res['cpu_s']:8.1f}")
+    if spc := mr.get("store_per_case"):
+        lines.append("store commands per case (maximum-rate phase)   commands   ms waited   busiest")
+        for name, f in spc.items():
+            top = ", ".join(f"{k} {v:.2f}" for k, v in list(f["by_command"].items())[:3])
+            lines.append(f"  {name:11s} {f['commands']:33.1f} {f['seconds'] * 1000:11.1f}   {top}")
     lines.append(f"dead letters: {r['dead_letters']}")
     for job in ("bulletin", "rebuild"):
         if (failed := r.get(job, {})).get("error"):
