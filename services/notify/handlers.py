@@ -70,6 +70,14 @@ class _Pending:
     next_at: float  # time.monotonic()
 
 
+@dataclass(frozen=True)
+class _Tried:
+    """What one attempt did: sent or not, and when the recipient's rate limit stopped it, the seconds to wait."""
+
+    sent: bool
+    wait: float = 0.0
+
+
 def _get(obj: Any, name: str, default: Any = None) -> Any:
     if isinstance(obj, dict):
         return obj.get(name, default)
@@ -305,8 +313,12 @@ class NotifyHandlers:
             async def recipient(docs: list[dict[str, Any]]) -> int:
                 sent = 0
                 async with gate:
-                    for doc in docs:
-                        sent += await self._attempt(doc, publish)
+                    for i, doc in enumerate(docs):
+                        tried = await self._attempt(doc, publish)
+                        sent += tried.sent
+                        if tried.wait > 0:
+                            await self._queue_behind(docs[i + 1 :], now, tried.wait)
+                            break
                 return sent
 
             results = await asyncio.gather(*(recipient(g) for g in groups.values()), return_exceptions=True)
@@ -356,20 +368,29 @@ class NotifyHandlers:
                 self.taken_over.inc()
                 log.warning("delivery %s: claim of %s expired, sending again", stale["_id"], owner)
 
-    async def _attempt(self, doc: dict[str, Any], publish: list[tuple[str, list[Outgoing]]]) -> bool:
+    async def _queue_behind(self, docs: list[dict[str, Any]], now: datetime, wait: float) -> None:
+        """A recipient's bucket is empty: its other due alerts go, in order, to the moments the bucket refills
+        (one move each). Left due, every round of the worker would claim each of them and put it back: most
+        of what a burst of alerts to one unit cost the store."""
+        step = 60.0 / self.alerts.rate_limit.per_minute
+        for k, doc in enumerate(docs, 1):
+            if await self._transition(doc, next_at=now + timedelta(seconds=wait + k * step), deferred="rate_limit"):
+                self.deferred.labels("rate_limit").inc()
+
+    async def _attempt(self, doc: dict[str, Any], publish: list[tuple[str, list[Outgoing]]]) -> _Tried:
         now = self.rt.clock.now()
         quiet = not doc.get("urgent") and self.alerts.respects_quiet_hours(doc["channel"])
         if quiet and (until := quiet_until(now, self.alerts.quiet_hours, self.tz)):
             await self._transition(doc, next_at=until, deferred="quiet_hours")
             self.deferred.labels("quiet_hours").inc()
-            return False
+            return _Tried(False)
         # Claim the attempt: only one worker (of any instance) sends a given attempt. The claim names its owner
         # and carries a lease the owner renews; a dead owner's claim is taken over once the lease runs out.
         nid, attempts = doc["_id"], doc["attempts"] + 1
         claimed = await self._transition(doc, status="sending", claimed_at=now, attempts=attempts,
                                          owner=self.instance, lease_s=now.timestamp() + CLAIM_LEASE_S)
         if claimed is None:
-            return False
+            return _Tried(False)
         self._held.add(nid)
         try:
             wait = await self.buckets.take(f"{doc['contact_id']}:{doc['channel']}", now)
@@ -379,7 +400,7 @@ class NotifyHandlers:
         if wait > 0:  # over the recipient's rate: put it back, no attempt spent
             await self._settle(nid, functools.partial(self._put_back, claimed, doc["attempts"], now, wait), publish)
             self.deferred.labels("rate_limit").inc()
-            return False
+            return _Tried(False, wait)
         channel = self.channels.get(doc["channel"])
         try:
             if channel is None:
@@ -389,10 +410,10 @@ class NotifyHandlers:
             await channel.send(doc["address"], {"notification_id": nid, **doc["message"]})
         except Exception as exc:
             await self._settle(nid, functools.partial(self._record_failure, claimed, attempts, exc, now), publish)
-            return False
+            return _Tried(False)
         await self._settle(nid, functools.partial(self._record_delivered, claimed, attempts, now), publish)
         self.sent.labels(doc["channel"], doc["kind"]).inc()
-        return True
+        return _Tried(True)
 
     async def _settle(self, nid: str, record: Outcome, publish: list[tuple[str, list[Outgoing]]]) -> None:
         """Record the outcome of a claim; while the store does not answer, keep it in memory and retry it with

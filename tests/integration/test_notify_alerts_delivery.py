@@ -229,6 +229,30 @@ async def test_rate_limit_per_recipient_holds_across_two_instances(settings, cit
             assert len(set(ids)) == 5  # each sent once, by one instance
 
 
+async def test_alerts_over_the_rate_wait_in_line_without_being_touched_each_round(settings, city) -> None:
+    # A burst to one recipient: the ones over its rate go to the moments its bucket refills, in order, once.
+    clock = FrozenClock(T0)
+    async with receiver() as r:
+        c = alert_city(city, r.url("/line"), rate=RateLimit(capacity=1, per_minute=6))
+        async with notify(settings, c, clock) as (rt, h):
+            for i in range(4):
+                await send(settings, overdue(f"C-Q{i}"))
+            await planned(rt, 4)
+            assert await h.deliver_due() == 1
+            waiting = sorted([d async for d in rt.store[DELIVERIES].find({"status": "pending"})],
+                             key=lambda d: d["next_at"])
+            assert [d["next_at"] - T0 for d in waiting] == [timedelta(seconds=s) for s in (10, 20, 30)]
+            assert [d["case_id"] for d in waiting] == ["C-Q1", "C-Q2", "C-Q3"]  # the order they came in
+            versions = {d["_id"]: d["v"] for d in waiting}
+            for _ in range(3):  # rounds before the first slot move nothing
+                assert await h.deliver_due() == 0
+            assert {d["_id"]: d["v"] async for d in rt.store[DELIVERIES].find({"status": "pending"})} == versions
+            for k in range(1, 4):
+                clock.set(T0 + timedelta(seconds=10 * k))
+                assert await h.deliver_due() == 1
+            assert [g.json()["case_id"] for g in r.got] == ["C-Q0", "C-Q1", "C-Q2", "C-Q3"]
+
+
 async def test_one_alert_per_case_kind_and_level_after_redelivery_and_restart(settings, city) -> None:
     clock = FrozenClock(T0)
     with smtp_server() as (ctl, mail):
