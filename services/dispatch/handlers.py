@@ -43,18 +43,33 @@ class DispatchHandlers:
 
     async def on_opened(self, batch: Batch) -> None:
         """A new case: choose units, compute the deadline, keep the case, publish the dispatch."""
-        for item in batch.items:
-            await self._open(batch, item, item.message)
+        await self._open_all(batch, [(item, item.message) for item in batch.items])
 
-    async def _open(self, batch: Batch, item: Item, ev: CaseOpened) -> bool:
+    async def _open_all(
+        self, batch: Batch, opened: list[tuple[Item, CaseOpened]]
+    ) -> list[tuple[Item, CaseOpened]]:
+        """Open the batch's cases that are new (one read and one bulk insert for the whole batch); returns the
+        messages that opened one. A case already kept, or opened earlier in the batch, is left alone."""
         cases = self.rt.store[CASES]
-        if await cases.find_one({"_id": ev.case_id}, {"_id": 1}, session=batch.session):
-            return False
-        case, out = lifecycle.open_case(ev, self._ctx())
-        await cases.insert_one(case.to_doc(), session=batch.session)
-        batch.emit(item, out)
-        self.dispatched.labels(case.lead_unit.role).inc()
-        return True
+        ids = sorted({ev.case_id for _, ev in opened})
+        if not ids:
+            return []
+        kept = {d["_id"] async for d in cases.find({"_id": {"$in": ids}}, {"_id": 1}, session=batch.session)}
+        docs: list[dict[str, Any]] = []
+        done: list[tuple[Item, CaseOpened]] = []
+        ctx = self._ctx()
+        for item, ev in opened:
+            if ev.case_id in kept:
+                continue
+            kept.add(ev.case_id)
+            case, out = lifecycle.open_case(ev, ctx)
+            docs.append(case.to_doc())
+            done.append((item, ev))
+            batch.emit(item, out)
+            self.dispatched.labels(case.lead_unit.role).inc()
+        if docs:
+            await cases.insert_many(docs, ordered=True, session=batch.session)
+        return done
 
     async def on_command(self, batch: Batch) -> None:
         """A unit's or the command centre's command: apply it to the case, or say why not."""
@@ -117,12 +132,10 @@ class DispatchHandlers:
     async def on_merchant_escalated(self, batch: Batch) -> None:
         """A merchant failed its 门前三包 duty again: open an enforcement case (source merchant_check) and
         dispatch it."""
-        for item in batch.items:
-            ev: MerchantEscalated = item.message
-            opened = self.merchant_case(ev)
-            if await self._open(batch, item, opened):
-                # Published before the dispatch so every consumer sees the case opened first.
-                item.out.insert(0, Outgoing.of(opened))
+        opened = [(item, self.merchant_case(item.message)) for item in batch.items]
+        for item, ev in await self._open_all(batch, opened):
+            # Published before the dispatch so every consumer sees the case opened first.
+            item.out.insert(0, Outgoing.of(ev))
 
     def merchant_case(self, ev: MerchantEscalated) -> CaseOpened:
         """The enforcement case of an escalated merchant; its id is stable per merchant and period."""

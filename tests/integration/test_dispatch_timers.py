@@ -233,3 +233,25 @@ async def test_a_timer_never_publishes_for_a_case_a_command_moved_on_after_the_s
             assert doc["next_timer_at"] == datetime(2026, 11, 24, 11, 6, tzinfo=SH)
         else:
             assert "next_timer_at" not in doc
+
+
+async def test_a_batch_of_openings_dispatches_each_case_once(settings, city):
+    # On the stream before dispatch starts, so they come in one batch: three cases, one of them sent twice under
+    # two message ids (a producer's resend after the duplicate window), one already kept from an earlier batch.
+    clock = FrozenClock(T0)
+    first = opened_case(city, "C-B0")
+    async with BusRecorder(settings.nats_url) as bus:
+        async with running(SPEC, settings, clock=clock, city=city):
+            await publish(settings.nats_url, first.subject_for(), first.to_json(), msg_id=first.event_id)
+            await eventually(lambda: len(bus.on("case.v1.dispatched.")) == 1, timeout=30)
+        again = [first, opened_case(city, "C-B1"), opened_case(city, "C-B2")]
+        again.append(again[1].model_copy(update={"event_id": "resent-B1"}))
+        for ev in again:
+            await publish(settings.nats_url, ev.subject_for(), ev.to_json(), msg_id=f"{ev.event_id}-2")
+        async with running(SPEC, settings, clock=clock, city=city) as rt:
+            await eventually(lambda: len(bus.on("case.v1.dispatched.")) >= 3, timeout=30)
+            await asyncio.sleep(0.5)
+            assert sorted(e["case_id"] for e in bus.on("case.v1.dispatched.")) == ["C-B0", "C-B1", "C-B2"]
+            assert sorted([d["_id"] async for d in rt.store["cases"].find({}, {"_id": 1})]) == [
+                "C-B0", "C-B1", "C-B2"
+            ]
