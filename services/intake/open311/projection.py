@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from pymongo import ReplaceOne
+
 from contracts import cases as ev
 from contracts.reports import ReportRejected
 from contracts.values import ReportSource
@@ -113,20 +115,32 @@ class Projection:
         self.store = store
 
     async def on_case_events(self, batch: Batch) -> None:
-        """Fold each case event into its request document; remember which token became which case."""
-        for item in batch.items:
-            event = item.message
-            if not isinstance(event, ev.CaseEvent):
-                continue
-            current = await self.store[REQUESTS].find_one({"_id": event.case_id}, session=batch.session)
-            doc = fold(current, event, self.city)
+        """Fold each case event into its request document; remember which token became which case.
+
+        One read of the batch's request documents, the events folded in order in memory, one bulk write per
+        collection: every case event passes here, so per-event round trips were most of intake's store commands."""
+        events = [item.message for item in batch.items if isinstance(item.message, ev.CaseEvent)]
+        if not events:
+            return
+        ids = sorted({e.case_id for e in events})
+        docs = {d["_id"]: d async for d in self.store[REQUESTS].find({"_id": {"$in": ids}}, session=batch.session)}
+        changed: set[str] = set()
+        tokens: dict[str, dict[str, Any]] = {}
+        for event in events:
+            doc = fold(docs.get(event.case_id), event, self.city)
             if doc is not None:
-                await self.store[REQUESTS].replace_one({"_id": event.case_id}, doc, upsert=True,
-                                                       session=batch.session)
+                docs[event.case_id] = doc
+                changed.add(event.case_id)
             if (token := token_of(event)) is not None:
-                await self.store[TOKENS].replace_one(
-                    {"_id": token}, {"_id": token, "case_id": event.case_id, "at": event.occurred_at},
-                    upsert=True, session=batch.session)
+                tokens[token] = {"_id": token, "case_id": event.case_id, "at": event.occurred_at}
+        if changed:
+            await self.store[REQUESTS].bulk_write(
+                [ReplaceOne({"_id": c}, docs[c], upsert=True) for c in sorted(changed)], session=batch.session
+            )
+        if tokens:
+            await self.store[TOKENS].bulk_write(
+                [ReplaceOne({"_id": t}, d, upsert=True) for t, d in tokens.items()], session=batch.session
+            )
 
     async def on_rejections(self, batch: Batch) -> None:
         """An Open311 report intake refused: its token answers with the reason instead of waiting forever."""
