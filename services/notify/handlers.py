@@ -24,12 +24,12 @@ import socket
 import time
 import uuid
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from pymongo import ASCENDING
+from pymongo import ASCENDING, ReplaceOne
 from pymongo.asynchronous.client_session import AsyncClientSession
 
 from contracts.cases import CaseDeadlineWarning, CaseDispatched, CaseEscalated, CaseOpened, CaseOverdue
@@ -68,6 +68,17 @@ class _Pending:
     record: Outcome
     tries: int
     next_at: float  # time.monotonic()
+
+
+@dataclass
+class _Plan:
+    """What a batch of events plans, written at the end of the batch: notify's case views and new deliveries."""
+
+    cases: dict[str, dict[str, Any]] = field(default_factory=dict)
+    deliveries: dict[str, dict[str, Any]] = field(default_factory=dict)  # by notification id, first plan wins
+
+
+_WARNINGS = (CaseDeadlineWarning, CaseOverdue, CaseEscalated)
 
 
 @dataclass(frozen=True)
@@ -120,22 +131,29 @@ class NotifyHandlers:
     # ---- planning -------------------------------------------------------------------------------------------
 
     async def on_case_event(self, batch: Batch) -> None:
-        """Case events that alert: dispatched (new case), deadline warning, overdue, escalated, urgent sensor case."""
+        """Case events that alert: dispatched (new case), deadline warning, overdue, escalated, urgent sensor case.
+
+        Planned in memory for the whole batch and written with one read and one bulk write per collection."""
+        plan = _Plan()
+        s = batch.session
+        warned = sorted({ev.case_id for i in batch.items if isinstance(ev := i.message, _WARNINGS)})
+        known: dict[str, dict[str, Any]] = {}
+        if warned:
+            known = {d["_id"]: d async for d in self.rt.store[CASES].find({"_id": {"$in": warned}}, session=s)}
         for item in batch.items:
             ev = item.message
-            s = batch.session
             if isinstance(ev, CaseOpened):
                 if ev.source == ReportSource.sensor and ev.urgency == Urgency.urgent:
                     facts = {"case_id": ev.case_id, "category": ev.category_name or ev.category_code,
                              "address": ev.place.address, "street_code": ev.street_code, "detail": ev.description}
                     planned = deliveries_for(self.rt.city, "sensor_emergency", case_id=ev.case_id,
                                              street_code=ev.street_code, urgent=True)
-                    await self._plan(s, planned, "sensor_emergency", facts, 0, ev.correlation_id, ev.case_id)
+                    self._plan(plan, planned, "sensor_emergency", facts, 0, ev.correlation_id, ev.case_id)
             elif isinstance(ev, CaseDispatched):
                 case = {"_id": ev.case_id, "lead": ev.lead_unit.unit_id, "lead_name": ev.lead_unit.name,
                         "cooperating": [u.unit_id for u in ev.cooperating_units], "street_code": ev.street_code,
                         "category_code": ev.category_code, "urgency": str(ev.urgency)}
-                await self._project(s, case)
+                plan.cases[ev.case_id] = known[ev.case_id] = case
                 facts = {"case_id": ev.case_id, "category": self._category(ev.category_code),
                          "category_code": ev.category_code, "unit": ev.lead_unit.name, "due_at": ev.due_at,
                          "rule_id": ev.rule_id, "street_code": ev.street_code}
@@ -145,12 +163,12 @@ class NotifyHandlers:
                     cooperating=ev.cooperating_units, street_code=ev.street_code,
                     urgent=ev.urgency == Urgency.urgent,
                 )
-                await self._plan(s, planned, "new_case", facts, level, ev.correlation_id, ev.case_id)
-            elif isinstance(ev, CaseDeadlineWarning | CaseOverdue | CaseEscalated):
+                self._plan(plan, planned, "new_case", facts, level, ev.correlation_id, ev.case_id)
+            elif isinstance(ev, _WARNINGS):
                 kind = {CaseDeadlineWarning: "deadline_warning", CaseOverdue: "overdue",
                         CaseEscalated: "escalation"}[type(ev)]
                 level = ev.level if isinstance(ev, CaseEscalated) else 0
-                case = await self.rt.store[CASES].find_one({"_id": ev.case_id}, session=s) or {}
+                case = known.get(ev.case_id, {})
                 unit = self.rt.city.units.get(ev.unit_id)
                 facts = {"case_id": ev.case_id, "category": self._category(case.get("category_code")),
                          "unit": unit.name if unit else ev.unit_id, "due_at": ev.due_at, "street_code": ev.street_code}
@@ -159,18 +177,21 @@ class NotifyHandlers:
                     cooperating=case.get("cooperating", []), street_code=ev.street_code or case.get("street_code"),
                     urgent=case.get("urgency") == "urgent",
                 )
-                await self._plan(s, planned, kind, facts, level, ev.correlation_id, ev.case_id)
+                self._plan(plan, planned, kind, facts, level, ev.correlation_id, ev.case_id)
+        await self._write(s, plan)
 
     async def on_score_event(self, batch: Batch) -> None:
         """Scoring events that alert: a unit ranking's black list (bottom_ranking), a merchant's escalation."""
+        plan = _Plan()
         for item in batch.items:
             ev, subject = item.message, item.subject
             if subject.startswith("score.v1.ranking_published"):
-                await self._ranking(batch.session, ev)
+                self._ranking(plan, ev)
             elif subject.startswith("score.v1.merchant_escalated"):
-                await self._merchant(batch.session, ev)
+                self._merchant(plan, ev)
+        await self._write(batch.session, plan)
 
-    async def _ranking(self, s: AsyncClientSession | None, ev: Any) -> None:
+    def _ranking(self, plan: _Plan, ev: Any) -> None:
         if _get(ev, "kind", "unit") != "unit":
             return  # merchant rankings reach merchants through the street, not unit contacts
         period = _get(ev, "period", "")
@@ -182,9 +203,9 @@ class NotifyHandlers:
                 unit = self.rt.city.units.get(unit_id)
                 facts = {"unit": unit.name if unit else unit_id, "period": period, "rank": _get(row, "rank")}
                 planned = deliveries_for(self.rt.city, "bottom_ranking", lead=unit_id, key=f"{period}:{unit_id}")
-                await self._plan(s, planned, "bottom_ranking", facts, 0, _get(ev, "correlation_id", ""), None)
+                self._plan(plan, planned, "bottom_ranking", facts, 0, _get(ev, "correlation_id", ""), None)
 
-    async def _merchant(self, s: AsyncClientSession | None, ev: Any) -> None:
+    def _merchant(self, plan: _Plan, ev: Any) -> None:
         street = _get(ev, "street_code")
         enforcement = [u.id for u in self.rt.city.units_with_role("enforcement") if street and street in u.areas]
         merchant_id, period = _get(ev, "merchant_id", ""), _get(ev, "period", "")
@@ -195,40 +216,45 @@ class NotifyHandlers:
             self.rt.city, "merchant_escalation", case_id=case_id, lead=enforcement[0] if enforcement else None,
             street_code=street, key=f"{merchant_id}:{period}",
         )
-        await self._plan(s, planned, "merchant_escalation", facts, 0, _get(ev, "correlation_id", ""), case_id)
-
-    async def _project(self, s: AsyncClientSession | None, case: dict[str, Any]) -> None:
-        """Keep notify's view of a case (find first: no duplicate-key error inside a transaction)."""
-        col = self.rt.store[CASES]
-        if await col.find_one({"_id": case["_id"]}, {"_id": 1}, session=s):
-            await col.replace_one({"_id": case["_id"]}, {k: v for k, v in case.items() if k != "_id"}, session=s)
-        else:
-            await col.insert_one(case, session=s)
+        self._plan(plan, planned, "merchant_escalation", facts, 0, _get(ev, "correlation_id", ""), case_id)
 
     def _category(self, code: str | None) -> str:
         cat = self.rt.city.category(code) if code else None
         return f"{cat.name_zh}（{code}）" if cat else (code or "")
 
-    async def _plan(
-        self, s: AsyncClientSession | None, planned: list[Delivery], kind: str, facts: dict[str, Any], level: int,
+    def _plan(
+        self, plan: _Plan, planned: list[Delivery], kind: str, facts: dict[str, Any], level: int,
         correlation_id: str, case_id: str | None,
     ) -> None:
-        col = self.rt.store[DELIVERIES]
         now = self.rt.clock.now()
         for d in planned:
-            if await col.find_one({"_id": d.notification_id}, {"_id": 1}, session=s):
+            if d.notification_id in plan.deliveries:
                 continue  # one alert per case, kind, level, recipient and channel, whatever is redelivered
             message = messages.build(kind, facts, urgent=d.urgent, level=level, tz=self.tz)
-            await col.insert_one(
-                {
-                    "_id": d.notification_id, "kind": kind, "level": level, "case_id": case_id,
-                    "unit_id": d.unit_id, "contact_id": d.contact_id, "channel": d.channel, "address": d.address,
-                    "urgent": d.urgent, "status": "pending", "attempts": 0, "next_at": now, "created_at": now,
-                    "correlation_id": correlation_id, "message": message, "history": [], "v": 0,
-                },
-                session=s,
+            plan.deliveries[d.notification_id] = {
+                "_id": d.notification_id, "kind": kind, "level": level, "case_id": case_id,
+                "unit_id": d.unit_id, "contact_id": d.contact_id, "channel": d.channel, "address": d.address,
+                "urgent": d.urgent, "status": "pending", "attempts": 0, "next_at": now, "created_at": now,
+                "correlation_id": correlation_id, "message": message, "history": [], "v": 0,
+            }
+
+    async def _write(self, s: AsyncClientSession | None, plan: _Plan) -> None:
+        """Notify's view of the batch's cases, and its planned deliveries not yet in the log (one planned before,
+        by a redelivered or repeated event, keeps its state)."""
+        if plan.cases:
+            # Replaced by `_id` with upsert: no find first, and no duplicate-key error inside the transaction.
+            await self.rt.store[CASES].bulk_write(
+                [ReplaceOne({"_id": c}, doc, upsert=True) for c, doc in plan.cases.items()], session=s
             )
-            self._planned += 1
+        if not plan.deliveries:
+            return
+        col = self.rt.store[DELIVERIES]
+        ids = sorted(plan.deliveries)
+        logged = {d["_id"] async for d in col.find({"_id": {"$in": ids}}, {"_id": 1}, session=s)}
+        new = [doc for nid, doc in plan.deliveries.items() if nid not in logged]
+        if new:
+            await col.insert_many(new, ordered=True, session=s)
+            self._planned += len(new)
 
     # ---- waking the worker ------------------------------------------------------------------------------------
 
@@ -527,7 +553,8 @@ class NotifyHandlers:
                      "detail": f"{doc['kind']} → {doc['contact_id']} ({doc['channel']}) 投递失败: {error}"}
             planned = deliveries_for(self.rt.city, "delivery_failed", case_id=doc.get("case_id"),
                                      lead=doc["unit_id"], key=doc["_id"])
-            await self._plan(None, planned, "delivery_failed", facts, 0, doc.get("correlation_id", ""),
-                             doc.get("case_id"))
+            plan = _Plan()
+            self._plan(plan, planned, "delivery_failed", facts, 0, doc.get("correlation_id", ""), doc.get("case_id"))
+            await self._write(None, plan)
             self.on_committed()  # planned outside a transaction: visible at once
         return entries
