@@ -1,0 +1,31 @@
+"""The benchmark's own arithmetic: store commands per case from two readings, and the city it runs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from xiuhua.bench.run import bench_city, per_case
+from xiuhua.city import load_city
+from xiuhua.settings import Settings
+
+
+def test_store_commands_per_case_are_the_difference_between_two_readings() -> None:
+    before = {"intake": {"find ledger": 10.0, "insert cases": 4.0, "seconds": 1.0}}
+    after = {
+        "intake": {"find ledger": 30.0, "insert cases": 4.0, "insert raw_reports": 40.0, "seconds": 3.0},
+        "notify": {"update deliveries": 50.0, "seconds": 0.5},  # no reading before: it counted from zero
+    }
+    got = per_case(before, after, cases=20)
+    assert got["intake"] == {
+        "commands": 3.0, "seconds": 0.1, "by_command": {"insert raw_reports": 2.0, "find ledger": 1.0}
+    }  # the busiest first; a command that did not move is left out
+    assert got["notify"] == {"commands": 2.5, "seconds": 0.025, "by_command": {"update deliveries": 2.5}}
+
+
+def test_the_bench_city_holds_alerts_for_nothing_but_the_pipeline(tmp_path: Path) -> None:
+    source = Settings().city_dir
+    city = load_city(bench_city(source, tmp_path / "city"))
+    original = load_city(source)
+    assert city.alerts.quiet_hours is None and original.alerts.quiet_hours is not None
+    assert city.alerts.rate_limit.per_minute >= 1_000_000 > original.alerts.rate_limit.per_minute
+    assert city.alerts.rules == original.alerts.rules and city.units == original.units  # the rest as configured
