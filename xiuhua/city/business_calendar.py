@@ -30,9 +30,18 @@ class BusinessCalendar:
         self.tz = ZoneInfo(cfg.timezone)
         self._holidays = set(cfg.extra_holidays)
         self._workdays = set(cfg.extra_workdays)
+        # Every deadline walks a few days and asks of each; chinese_calendar validates and looks up the date
+        # each time (a fifth of dispatch's CPU under load). A day's answer never changes for a loaded city.
+        self._known: dict[date, bool] = {}
 
     def is_workday(self, day: date) -> bool:
         """The city's own list first, then the national calendar (holidays and 调休), else Mon–Fri."""
+        known = self._known.get(day)
+        if known is None:
+            known = self._known[day] = self._is_workday(day)
+        return known
+
+    def _is_workday(self, day: date) -> bool:
         if day in self._holidays:
             return False
         if day in self._workdays:
