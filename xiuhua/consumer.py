@@ -128,6 +128,10 @@ class Subscription:
     # the bus then rests only in the service's own store (DESIGN.md: the raw report stays with intake).
     erase_subjects: tuple[str, ...] = ()
     on_commit: Callable[[], None] | None = None  # called after each committed batch (e.g. to wake a worker)
+    # Messages the handler never acts on, by what they are (a type it does not alert on): acknowledged at once,
+    # with no ledger read, transaction or entry. Only for a rule that depends on the message alone, never on
+    # state: such a message has no effect however often it comes.
+    ignores: Callable[[Any], bool] | None = None
 
 
 def backoff(delivered: int, *, base: float = 0.5, cap: float = 30.0) -> float:
@@ -173,6 +177,7 @@ class ConsumerRunner:
         """Apply a pulled batch and acknowledge what is done."""
         started = time.perf_counter()
         pairs: list[tuple[Msg, Item]] = []
+        ignored: list[Msg] = []
         for msg in msgs:
             item = self._item(msg)
             assert item is not None
@@ -181,10 +186,26 @@ class ConsumerRunner:
             except Poison as exc:
                 await self._dead_letter(msg, item, str(exc))
                 continue
+            if self._ignored(item):
+                ignored.append(msg)
+                continue
             pairs.append((msg, item))
         if pairs:
             await self._apply(pairs)
+        for msg in ignored:
+            await msg.ack()
+        if ignored:
+            self.metrics.ignored.labels(*self._labels).inc(len(ignored))
         self.metrics.batch_seconds.labels(*self._labels).observe(time.perf_counter() - started)
+
+    def _ignored(self, item: Item) -> bool:
+        if self.sub.ignores is None:
+            return False
+        try:
+            return self.sub.ignores(item.message)
+        except Exception:  # a rule that cannot judge this message: apply it the usual way
+            log.warning("%s/%s: ignores() failed on %s", self.service, self.sub.name, item.subject, exc_info=True)
+            return False
 
     async def _apply(self, pairs: list[tuple[Msg, Item]]) -> None:
         try:

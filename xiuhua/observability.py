@@ -42,6 +42,10 @@ class Metrics:
         self.dead_letters = Counter(
             "xiuhua_dead_letters", "Messages moved to the dead-letter subject", ["service", "consumer"], registry=r
         )
+        self.ignored = Counter(
+            "xiuhua_messages_ignored", "Messages a consumer never acts on, acknowledged without a transaction",
+            ["service", "consumer"], registry=r,
+        )
         self.erased = Counter(
             "xiuhua_messages_erased", "Applied messages erased from their stream (personal data at rest)",
             ["service", "consumer"], registry=r,

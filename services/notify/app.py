@@ -26,7 +26,7 @@ def subscriptions(rt: Runtime) -> list[Subscription]:
     h = _handlers(rt)
     return [
         Subscription("notify-cases", "case.v1.>", h.on_case_event, description="Case events",
-                     on_commit=h.on_committed),
+                     on_commit=h.on_committed, ignores=h.ignores),
         Subscription("notify-rankings", "score.v1.ranking_published", h.on_score_event, decode=decode_tolerant,
                      description="Rankings: black lists alert", on_commit=h.on_committed),
         Subscription("notify-merchants", "score.v1.merchant_escalated", h.on_score_event, decode=decode_tolerant,

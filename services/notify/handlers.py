@@ -130,6 +130,14 @@ class NotifyHandlers:
 
     # ---- planning -------------------------------------------------------------------------------------------
 
+    @staticmethod
+    def ignores(ev: Any) -> bool:
+        """Case events that never alert, by what they are: everything but an urgent sensor case's opening, a
+        dispatch and the deadline events (`on_case_event` acts on nothing else)."""
+        if isinstance(ev, CaseOpened):
+            return not (ev.source == ReportSource.sensor and ev.urgency == Urgency.urgent)
+        return not isinstance(ev, (CaseDispatched, *_WARNINGS))
+
     async def on_case_event(self, batch: Batch) -> None:
         """Case events that alert: dispatched (new case), deadline warning, overdue, escalated, urgent sensor case.
 

@@ -107,3 +107,39 @@ async def test_a_message_declared_without_effect_leaves_no_ledger_entry_unless_i
         # Applied once each (acknowledged, not redelivered), the emitted event published once.
         assert sorted(seen) == sorted(["C-emitted", *(e.case_id for e in [*quiet, loud])])
         assert [e["case_id"] for e in bus.on("case.v1.dispatched.") if e["case_id"] == "C-emitted"] == ["C-emitted"]
+
+
+async def test_messages_a_subscription_ignores_are_acknowledged_without_touching_the_store(settings, city):
+    seen: list[str] = []
+
+    async def handle(batch: Batch) -> None:
+        seen.extend(item.message.case_id for item in batch.items)
+
+    def ignores(message: CaseDispatched) -> bool:
+        return message.case_id.startswith("C-skip")
+
+    spec = ServiceSpec(
+        name="probe", subscriptions=lambda rt: [Subscription("probe-some", "case.v1.>", handle, ignores=ignores)]
+    )
+    base = CaseDispatched.model_validate(CaseDispatched.example())
+    events = [base.model_copy(update={"case_id": f"C-{kind}-{i}", "event_id": f"e-{kind}{i}"})
+              for i in range(3) for kind in ("skip", "keep")]
+    async with running(spec, settings, city=city) as rt:
+        for event in events:
+            await publish(settings.nats_url, "case.v1.dispatched.CD", event.to_json(), msg_id=event.event_id)
+        await eventually(lambda: len(seen) == 3, timeout=30)
+        nc = await nats.connect(settings.nats_url)
+        try:
+            info = await eventually(lambda: _drained(nc, "probe-some"), timeout=30)
+        finally:
+            await nc.close()
+        assert info.num_ack_pending == 0 and info.num_redelivered == 0  # the ignored ones acknowledged, once
+        assert sorted(seen) == [f"C-keep-{i}" for i in range(3)]
+        keys = sorted([d["_id"] async for d in rt.store["ledger"].find({"_id": {"$regex": "^probe-some:"}})])
+        assert keys == [f"probe-some:e-keep{i}" for i in range(3)]
+
+
+async def _drained(nc: nats.NATS, durable: str):
+    info = await nc.jetstream().consumer_info("XH_CASES", durable)
+    return info if info.num_pending == 0 and info.num_ack_pending == 0 else None
+

@@ -160,3 +160,20 @@ def test_quiet_hours_apply_to_people_not_to_the_file_outbox(city) -> None:
 def test_free_text_in_a_message_is_kept_short() -> None:
     msg = messages.build("sensor_emergency", {"case_id": "C-1", "detail": "水" * 500}, urgent=True, tz=TZ)
     assert len(msg["lines"][-1]) == messages.DETAIL_MAX and msg["lines"][-1].endswith("…")
+
+
+def test_the_alert_consumer_ignores_exactly_the_case_events_that_never_alert() -> None:
+    from contracts import cases as c
+    from services.notify.handlers import NotifyHandlers
+
+    def example(model):
+        return model.model_validate(model.example())
+
+    opened = example(c.CaseOpened)
+    urgent_sensor = opened.model_copy(update={"source": "sensor", "urgency": "urgent"})
+    alerting = [urgent_sensor, *(example(m) for m in (c.CaseDispatched, c.CaseDeadlineWarning, c.CaseOverdue,
+                                                     c.CaseEscalated))]
+    quiet = [opened.model_copy(update={"source": "sensor"}), opened,
+             *(example(m) for m in (c.CaseAcknowledged, c.CaseResolved, c.CaseClosed, c.CaseMerged))]
+    assert [NotifyHandlers.ignores(e) for e in alerting] == [False] * len(alerting)
+    assert [NotifyHandlers.ignores(e) for e in quiet] == [True] * len(quiet)
