@@ -143,3 +143,26 @@ async def _drained(nc: nats.NATS, durable: str):
     info = await nc.jetstream().consumer_info("XH_CASES", durable)
     return info if info.num_pending == 0 and info.num_ack_pending == 0 else None
 
+
+async def test_the_sweeper_publishes_what_a_crash_left_in_the_outbox_once_it_is_old_enough(settings, city):
+    from datetime import UTC, datetime, timedelta
+
+    from xiuhua.bus import Outgoing
+    from xiuhua.clock import FrozenClock
+
+    clock = FrozenClock(datetime(2026, 11, 23, 2, 0, tzinfo=UTC))
+    spec = ServiceSpec(name="probe", subscriptions=lambda rt: [])
+    base = CaseDispatched.model_validate(CaseDispatched.example())
+    left = base.model_copy(update={"case_id": "C-left", "event_id": "e-left"})
+    fresh = base.model_copy(update={"case_id": "C-fresh", "event_id": "e-fresh"})
+    async with BusRecorder(settings.nats_url) as bus, running(spec, settings, clock=clock, city=city) as rt:
+        # Committed with their effects, never published (the process died before): the outbox holds them.
+        await rt.store.in_transaction(lambda s: rt.ledger.record(s, [("probe:left", [Outgoing.of(left)])]))
+        clock.advance(timedelta(seconds=20))
+        await rt.store.in_transaction(lambda s: rt.ledger.record(s, [("probe:fresh", [Outgoing.of(fresh)])]))
+        assert await rt.ledger.sweep() == 1  # the one older than 15 s; the fresh one may still be in flight
+        await eventually(lambda: bus.on("case.v1.dispatched."), timeout=10)
+        assert [e["case_id"] for e in bus.on("case.v1.dispatched.")] == ["C-left"]
+        states = {d["_id"]: d["published"] async for d in rt.store["ledger"].find({"_id": {"$regex": "^probe:"}})}
+        assert states == {"probe:left": True, "probe:fresh": False}
+        assert await rt.ledger.sweep() == 0  # published once
