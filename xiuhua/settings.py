@@ -50,6 +50,11 @@ class Settings(BaseSettings):
         description="Public URL of the bulletin archive (var/bulletins), e.g. https://cg.example.gov.cn/bulletins; "
         "unset = notify's own /bulletins/ route when its HTTP port is fixed (`xiuhua up` fixes it)",
     )
+    bulletin_schedule: bool = Field(
+        default=True,
+        description="Notify publishes each due weekly bulletin itself (Monday 15:00); false leaves it to "
+        "`xiuhua bulletin` (a cron job, or `xiuhua bench`, which times the bulletin on its own)",
+    )
     pseudonym_key: str = Field(
         default="xiuhua-demo-pseudonym-key", description="Key for reporter pseudonyms; set per city"
     )

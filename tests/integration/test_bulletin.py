@@ -337,3 +337,15 @@ async def test_the_bulletin_command_builds_a_week_from_the_store(settings: Setti
     )
     _, err = await asyncio.wait_for(bad.communicate(), 60)
     assert bad.returncode != 0 and b"not like 2026-W47" in err
+
+
+async def test_the_schedule_can_be_left_to_the_command(settings: Settings) -> None:
+    # XIUHUA_BULLETIN_SCHEDULE=false: notify keeps its projection but publishes nothing by itself (a city running
+    # `xiuhua bulletin` from cron, or the benchmark, which times the bulletin as a job of its own).
+    def scheduled(rt: Runtime) -> bool:
+        return any(t.get_name().endswith(":weekly-bulletin") for t in rt.tasks)
+
+    async with running(spec("notify"), settings) as rt:
+        assert scheduled(rt)
+    async with running(spec("notify"), settings.model_copy(update={"bulletin_schedule": False})) as rt:
+        assert not scheduled(rt) and rt.settings.bulletin_schedule is False

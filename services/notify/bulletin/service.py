@@ -86,6 +86,7 @@ async def tick(rt: Runtime, *, pdf: bool = True) -> list[BulletinPublished]:
 
 
 async def on_start(rt: Runtime) -> None:
-    """Indexes for the week reads, and the Monday schedule."""
+    """Indexes for the week reads, and the Monday schedule (unless `XIUHUA_BULLETIN_SCHEDULE=false`)."""
     await ensure_indexes(rt.store)
-    rt.every(CHECK_EVERY_S, lambda: tick(rt), name="weekly-bulletin")
+    if rt.settings.bulletin_schedule:
+        rt.every(CHECK_EVERY_S, lambda: tick(rt), name="weekly-bulletin")
