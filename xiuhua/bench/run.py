@@ -39,6 +39,7 @@ class Observer:
     case_of: dict[str, str] = field(default_factory=dict)
     scored: dict[str, float] = field(default_factory=dict)
     delivered: dict[str, float] = field(default_factory=dict)
+    deliveries: int = 0  # every notify.v1.delivered seen (a case may alert several contacts)
 
     async def start(self, url: str, opts: dict[str, Any]) -> nats.NATS:
         """Subscribe to the outcome subjects."""
@@ -58,6 +59,7 @@ class Observer:
             elif subject == "score.v1.unit_updated":
                 self.scored.setdefault(body.get("correlation_id", ""), now)
             elif subject == "notify.v1.delivered":
+                self.deliveries += 1
                 self.delivered.setdefault(body.get("correlation_id", ""), now)
 
         for s in ("case.v1.opened.>", "case.v1.dispatched.>", "score.v1.unit_updated", "notify.v1.delivered"):
@@ -166,6 +168,19 @@ async def _wait(cond: Any, within: float) -> bool:
 async def _consumer_drained(js: Any, stream: str, durable: str) -> bool:
     info = await js.consumer_info(stream, durable)
     return info.num_pending == 0 and info.num_ack_pending == 0
+
+
+async def _settled(count: Any, *, quiet: float, within: float) -> bool:
+    """Wait until `count()` has not moved for `quiet` seconds."""
+    deadline = time.monotonic() + within
+    last, since = count(), time.monotonic()
+    while time.monotonic() < deadline:
+        await asyncio.sleep(0.1)
+        if (now := count()) != last:
+            last, since = now, time.monotonic()
+        elif time.monotonic() - since >= quiet:
+            return True
+    return False
 
 
 async def _all_drained(js: Any, within: float) -> bool:
@@ -312,6 +327,9 @@ async def _measure(
     elapsed = done_at - t0
     # Read once the followers (alerts, bulletin, Open311 status) have caught up too, so each case is counted whole.
     await _all_drained(js, within=120)
+    # And until the burst's alerts have gone out: the worker sends after its consumer has acknowledged, and its
+    # store traffic would otherwise run into the telemetry phase.
+    await _settled(lambda: obs.deliveries, quiet=1.0, within=120)
     store_per_case = per_case(commands_before, await store_commands(ports), burst)
     results["max_rate"] = {
         "reports": burst,
