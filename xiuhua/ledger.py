@@ -16,7 +16,7 @@ from typing import Any
 
 from pymongo import ASCENDING
 from pymongo.asynchronous.client_session import AsyncClientSession
-from pymongo.errors import DuplicateKeyError, OperationFailure
+from pymongo.errors import BulkWriteError, DuplicateKeyError, OperationFailure
 
 from xiuhua.bus import Outgoing, Publisher
 from xiuhua.clock import Clock
@@ -81,6 +81,27 @@ class Ledger:
             return True
         except DuplicateKeyError:
             return False
+
+    async def claim_many(
+        self, entries: Sequence[tuple[str, Sequence[Outgoing]]]
+    ) -> list[tuple[str, list[Outgoing]]]:
+        """Record keys once each (one unordered insert); returns what to publish now: the entries claimed here,
+        and those claimed before (a retried record) whose events are still unpublished (the bus drops the copy
+        by message id)."""
+        if not entries:
+            return []
+        now = self._clock.now()
+        taken: set[str] = set()
+        try:
+            await self._col.insert_many([_doc(k, out, now) for k, out in entries], ordered=False)
+        except BulkWriteError as exc:
+            errors = exc.details.get("writeErrors", [])
+            if any(e.get("code") != 11000 for e in errors):
+                raise
+            taken = {entries[e["index"]][0] for e in errors}
+        fresh = [(k, list(out)) for k, out in entries if k not in taken]
+        earlier = await self.seen(taken)
+        return fresh + [(k, outgoing_of(d)) for k, d in earlier.items() if not d.get("published")]
 
     async def publish(self, entries: Sequence[tuple[str, Sequence[Outgoing]]]) -> None:
         """Publish the events of entries and mark them published."""

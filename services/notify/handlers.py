@@ -81,12 +81,11 @@ class _Plan:
 _WARNINGS = (CaseDeadlineWarning, CaseOverdue, CaseEscalated)
 
 
-@dataclass(frozen=True)
-class _Tried:
-    """What one attempt did: sent or not, and when the recipient's rate limit stopped it, the seconds to wait."""
-
-    sent: bool
-    wait: float = 0.0
+def _next(doc: dict[str, Any], changes: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(filter, replacement) that move a delivery on if nobody moved it since `doc` was read (version `v`)."""
+    v = doc.get("v")
+    cond = {"_id": doc["_id"], "v": v} if v is not None else {"_id": doc["_id"], "v": {"$exists": False}}
+    return cond, {k: val for k, val in doc.items() if k != "_id"} | changes | {"v": (v or 0) + 1}
 
 
 def _get(obj: Any, name: str, default: Any = None) -> Any:
@@ -315,11 +314,16 @@ class NotifyHandlers:
         datetimes and sub-documents intact on nx-27017 (whose `$set` stores datetimes as text and whose `$push`
         stores sub-documents as JSON strings). Lease renewals do not move `v`.
         """
-        v = doc.get("v")
-        cond = {"_id": doc["_id"], "v": v} if v is not None else {"_id": doc["_id"], "v": {"$exists": False}}
-        new = {k: val for k, val in doc.items() if k != "_id"} | changes | {"v": (v or 0) + 1}
+        cond, new = _next(doc, changes)
         res = await self.rt.store[DELIVERIES].replace_one(cond | (expect or {}), new)
         return {"_id": doc["_id"], **new} if res.modified_count == 1 else None
+
+    async def _transition_all(self, moves: list[tuple[dict[str, Any], dict[str, Any]]]) -> int:
+        """Several `_transition`s in one unordered bulk write; returns how many went through."""
+        if not moves:
+            return 0
+        ops = [ReplaceOne(*_next(doc, changes)) for doc, changes in moves]
+        return (await self.rt.store[DELIVERIES].bulk_write(ops, ordered=False)).modified_count
 
     async def deliver_due(self, limit: int = 200) -> int:
         """Send pending deliveries that are due; returns how many were sent.
@@ -347,15 +351,8 @@ class NotifyHandlers:
             gate = asyncio.Semaphore(SEND_CONCURRENCY)
 
             async def recipient(docs: list[dict[str, Any]]) -> int:
-                sent = 0
                 async with gate:
-                    for i, doc in enumerate(docs):
-                        tried = await self._attempt(doc, publish)
-                        sent += tried.sent
-                        if tried.wait > 0:
-                            await self._queue_behind(docs[i + 1 :], now, tried.wait)
-                            break
-                return sent
+                    return await self._send_to(docs, publish)
 
             results = await asyncio.gather(*(recipient(g) for g in groups.values()), return_exceptions=True)
         finally:
@@ -415,66 +412,94 @@ class NotifyHandlers:
                 self.taken_over.inc()
                 log.warning("delivery %s: claim of %s expired, sending again", stale["_id"], owner)
 
-    async def _queue_behind(self, docs: list[dict[str, Any]], now: datetime, wait: float) -> None:
-        """A recipient's bucket is empty: its other due alerts go, in order, to the moments the bucket refills
-        (one move each). Left due, every round of the worker would claim each of them and put it back: most
-        of what a burst of alerts to one unit cost the store."""
-        step = 60.0 / self.alerts.rate_limit.per_minute
-        for k, doc in enumerate(docs, 1):
-            if await self._transition(doc, next_at=now + timedelta(seconds=wait + k * step), deferred="rate_limit"):
-                self.deferred.labels("rate_limit").inc()
+    async def _send_to(self, docs: list[dict[str, Any]], publish: list[tuple[str, list[Outgoing]]]) -> int:
+        """One recipient's due alerts on one channel, in order: claimed together, their tokens taken together,
+        sent one after the other, the delivered ones recorded together. A few store commands per recipient and
+        round, where one alert at a time cost five (claim, bucket read and write, ledger claim, record).
 
-    async def _attempt(self, doc: dict[str, Any], publish: list[tuple[str, list[Outgoing]]]) -> _Tried:
+        Those over the recipient's rate go back, in order, to the moments its bucket refills (one move each, no
+        attempt spent), so later rounds do not claim and put them back again until a token is there."""
         now = self.rt.clock.now()
-        quiet = not doc.get("urgent") and self.alerts.respects_quiet_hours(doc["channel"])
-        if quiet and (until := quiet_until(now, self.alerts.quiet_hours, self.tz)):
-            await self._transition(doc, next_at=until, deferred="quiet_hours")
-            self.deferred.labels("quiet_hours").inc()
-            return _Tried(False)
-        # Claim the attempt: only one worker (of any instance) sends a given attempt. The claim names its owner
-        # and carries a lease the owner renews; a dead owner's claim is taken over once the lease runs out.
-        nid, attempts = doc["_id"], doc["attempts"] + 1
-        claimed = await self._transition(doc, status="sending", claimed_at=now, attempts=attempts,
-                                         owner=self.instance, lease_s=now.timestamp() + CLAIM_LEASE_S)
-        if claimed is None:
-            return _Tried(False)
-        self._held.add(nid)
+        ready = []
+        for doc in docs:
+            quiet = not doc.get("urgent") and self.alerts.respects_quiet_hours(doc["channel"])
+            if quiet and (until := quiet_until(now, self.alerts.quiet_hours, self.tz)):
+                await self._transition(doc, next_at=until, deferred="quiet_hours")
+                self.deferred.labels("quiet_hours").inc()
+            else:
+                ready.append(doc)
+        claimed = await self._claim(ready, now)
+        if not claimed:
+            return 0
         try:
-            wait = await self.buckets.take(f"{doc['contact_id']}:{doc['channel']}", now)
+            granted, wait = await self.buckets.take(f"{claimed[0]['contact_id']}:{claimed[0]['channel']}", now,
+                                                    len(claimed))
         except Exception:
-            self._held.discard(nid)  # nothing sent: the lease runs out and the delivery is taken up again
+            self._held.difference_update(c["_id"] for c in claimed)  # nothing sent: the leases run out
             raise
-        if wait > 0:  # over the recipient's rate: put it back, no attempt spent
-            await self._settle(nid, functools.partial(self._put_back, claimed, doc["attempts"], now, wait), publish)
-            self.deferred.labels("rate_limit").inc()
-            return _Tried(False, wait)
-        channel = self.channels.get(doc["channel"])
-        try:
-            if channel is None:
-                raise PermanentDeliveryError(f"no channel {doc['channel']}")
-            # The notification id travels with every message (webhook header, e-mail Message-ID, SMS ref, file
-            # line) so a receiver can drop the re-send that follows a crash between this send and its record.
-            await channel.send(doc["address"], {"notification_id": nid, **doc["message"]})
-        except Exception as exc:
-            await self._settle(nid, functools.partial(self._record_failure, claimed, attempts, exc, now), publish)
-            return _Tried(False)
-        await self._settle(nid, functools.partial(self._record_delivered, claimed, attempts, now), publish)
-        self.sent.labels(doc["channel"], doc["kind"]).inc()
-        return _Tried(True)
+        if over := claimed[granted:]:
+            await self._settle(over, functools.partial(self._put_back, now=now, wait=wait), publish)
+            self.deferred.labels("rate_limit").inc(len(over))
+        delivered = []
+        for c in claimed[:granted]:
+            channel = self.channels.get(c["channel"])
+            try:
+                if channel is None:
+                    raise PermanentDeliveryError(f"no channel {c['channel']}")
+                # The notification id travels with every message (webhook header, e-mail Message-ID, SMS ref, file
+                # line) so a receiver can drop the re-send that follows a crash between this send and its record.
+                await channel.send(c["address"], {"notification_id": c["_id"], **c["message"]})
+            except Exception as exc:
+                await self._settle([c], functools.partial(self._record_failure, exc=exc, now=now), publish)
+                continue
+            delivered.append(c)
+            self.sent.labels(c["channel"], c["kind"]).inc()
+        if delivered:
+            await self._settle(delivered, functools.partial(self._record_delivered, now=now), publish)
+        return len(delivered)
 
-    async def _settle(self, nid: str, record: Outcome, publish: list[tuple[str, list[Outgoing]]]) -> None:
-        """Record the outcome of a claim; while the store does not answer, keep it in memory and retry it with
-        back-off (the claim stays this instance's: its lease is renewed as soon as the store is back)."""
+    async def _claim(self, docs: list[dict[str, Any]], now: datetime) -> list[dict[str, Any]]:
+        """Claim the attempts (in one bulk write, read back): only one worker of any instance sends a given
+        attempt. A claim names its owner and carries a lease the owner renews; a dead owner's claim is taken
+        over once the lease runs out. Returns the claimed deliveries, in order."""
+        if not docs:
+            return []
+        moves = [(doc, {"status": "sending", "claimed_at": now, "attempts": doc["attempts"] + 1,
+                        "owner": self.instance, "lease_s": now.timestamp() + CLAIM_LEASE_S}) for doc in docs]
+        wanted = [{"_id": doc["_id"], **_next(doc, changes)[1]} for doc, changes in moves]
+        self._held.update(w["_id"] for w in wanted)  # before the write: a renewal in between keeps the lease
         try:
-            publish.extend(await record())
+            if await self._transition_all(moves) == len(moves):
+                mine = {w["_id"] for w in wanted}
+            else:  # another instance claimed some first: read back which are this one's
+                found = self.rt.store[DELIVERIES].find({"_id": {"$in": [w["_id"] for w in wanted]}}, {"owner": 1})
+                mine = {d["_id"] async for d in found if d.get("owner") == self.instance}
+        except Exception:
+            self._held.difference_update(w["_id"] for w in wanted)
+            raise
+        claimed = [w for w in wanted if w["_id"] in mine]
+        self._held.difference_update(w["_id"] for w in wanted if w["_id"] not in mine)
+        return claimed
+
+    async def _settle(
+        self, claimed: list[dict[str, Any]], record: Callable[[list[dict[str, Any]]], Awaitable[Any]],
+        publish: list[tuple[str, list[Outgoing]]],
+    ) -> None:
+        """Record the outcome of claims; while the store does not answer, keep each in memory and retry it with
+        back-off (the claims stay this instance's: their leases are renewed as soon as the store is back)."""
+        try:
+            publish.extend(await record(claimed))
         except Exception as exc:
             if is_transient(exc):
                 self._store_ok_since = None
-            self._outcomes[nid] = _Pending(record, 1, time.monotonic() + OUTCOME_RETRY_S[0])
+            for c in claimed:
+                retry = functools.partial(record, [c])
+                self._outcomes[c["_id"]] = _Pending(retry, 1, time.monotonic() + OUTCOME_RETRY_S[0])
             self.outcomes_waiting.set(len(self._outcomes))
-            log.warning("delivery %s: outcome kept in memory until the store answers: %s", nid, safe_error(exc))
+            log.warning("%d delivery outcome(s) kept in memory until the store answers: %s", len(claimed),
+                        safe_error(exc))
         else:
-            self._held.discard(nid)
+            self._held.difference_update(c["_id"] for c in claimed)
 
     async def _flush_outcomes(self, publish: list[tuple[str, list[Outgoing]]]) -> bool:
         """Record the outcomes waiting in memory; False if the store still does not answer."""
@@ -502,10 +527,16 @@ class NotifyHandlers:
         return True
 
     async def _put_back(
-        self, claimed: dict[str, Any], attempts: int, now: datetime, wait: float
+        self, claimed: list[dict[str, Any]], *, now: datetime, wait: float
     ) -> list[tuple[str, list[Outgoing]]]:
-        await self._transition(claimed, status="pending", attempts=attempts, next_at=now + timedelta(seconds=wait),
-                               deferred="rate_limit", owner=None, lease_s=None)
+        """Over the rate: back to pending, no attempt spent, the first when a token is due, each next one a refill
+        later."""
+        step = 60.0 / self.alerts.rate_limit.per_minute
+        await self._transition_all([
+            (c, {"status": "pending", "attempts": c["attempts"] - 1, "deferred": "rate_limit", "owner": None,
+                 "lease_s": None, "next_at": now + timedelta(seconds=wait + k * step)})
+            for k, c in enumerate(claimed)
+        ])
         return []
 
     async def _ledger_entry(self, key: str, event: Event) -> list[tuple[str, list[Outgoing]]]:
@@ -520,29 +551,40 @@ class NotifyHandlers:
         return [(key, outgoing_of(seen))] if seen and not seen.get("published") else []
 
     async def _record_delivered(
-        self, claimed: dict[str, Any], attempts: int, now: datetime
+        self, claimed: list[dict[str, Any]], *, now: datetime
     ) -> list[tuple[str, list[Outgoing]]]:
-        doc = claimed
-        event = NotificationDelivered(
-            correlation_id=doc.get("correlation_id", ""), notification_id=doc["_id"], kind=doc["kind"],
-            channel=doc["channel"], recipient=doc["contact_id"], unit_id=doc["unit_id"], case_id=doc["case_id"],
-            attempts=attempts,
-        )
-        entries = await self._ledger_entry(f"delivered:{doc['_id']}", event)
+        """Claim the delivered events in the ledger (the outbox holds them before the log moves), then mark the
+        deliveries delivered; returns what to publish."""
+        events = [
+            (f"delivered:{c['_id']}", [Outgoing.of(NotificationDelivered(
+                correlation_id=c.get("correlation_id", ""), notification_id=c["_id"], kind=c["kind"],
+                channel=c["channel"], recipient=c["contact_id"], unit_id=c["unit_id"], case_id=c["case_id"],
+                attempts=c["attempts"],
+            ))])
+            for c in claimed
+        ]
+        entries = await self.rt.ledger.claim_many(events)
         changes = {"status": "delivered", "delivered_at": now, "deferred": None, "owner": None, "lease_s": None}
-        history = [*doc.get("history", []), {"at": now, "attempt": attempts, "ok": True}]
-        if await self._transition(doc, history=history, **changes) is None:
-            # Another instance took the claim over while this one could not renew it (the store was away): the
-            # alert did go out, so the log says delivered unless it already holds a final outcome.
-            cur = await self.rt.store[DELIVERIES].find_one({"_id": doc["_id"]})
-            if cur is not None and cur.get("status") in ("pending", "sending"):
-                history = [*cur.get("history", []), {"at": now, "attempt": attempts, "ok": True}]
+
+        def note(doc: dict[str, Any]) -> dict[str, Any]:
+            return {"history": [*doc.get("history", []), {"at": now, "attempt": doc["attempts"], "ok": True}]}
+
+        moved = await self._transition_all([(c, changes | note(c)) for c in claimed])
+        if moved < len(claimed):
+            # Another instance took a claim over while this one could not renew it (the store was away): the alert
+            # did go out, so the log says delivered unless it already holds a final outcome.
+            query = {"_id": {"$in": [c["_id"] for c in claimed]}, "status": {"$in": ["pending", "sending"]}}
+            async for cur in self.rt.store[DELIVERIES].find(query):
+                attempt = next(c["attempts"] for c in claimed if c["_id"] == cur["_id"])
+                history = [*cur.get("history", []), {"at": now, "attempt": attempt, "ok": True}]
                 await self._transition(cur, history=history, **changes)
         return entries
 
     async def _record_failure(
-        self, doc: dict[str, Any], attempts: int, exc: BaseException, now: datetime
+        self, claimed: list[dict[str, Any]], *, exc: BaseException, now: datetime
     ) -> list[tuple[str, list[Outgoing]]]:
+        (doc,) = claimed
+        attempts = doc["attempts"]
         error = safe_error(exc, self.secrets)
         history = [*doc.get("history", []), {"at": now, "attempt": attempts, "ok": False, "error": error}]
         permanent = isinstance(exc, PermanentDeliveryError)

@@ -24,26 +24,33 @@ class TokenBuckets:
     def __init__(self, col: Any, limit: RateLimit, tries: int = 8) -> None:
         self.col, self.limit, self.tries = col, limit, tries
 
-    async def take(self, key: str, now: datetime) -> float:
-        """Take one token: 0.0 if taken, else the seconds to wait before one is there."""
+    async def take(self, key: str, now: datetime, n: int = 1) -> tuple[int, float]:
+        """Take up to `n` tokens at once: how many were taken and, when fewer than `n`, the seconds until the
+        next one is there."""
+        cap = self.limit.capacity
         for _ in range(self.tries):
             doc = await self.col.find_one({"_id": key})
             if doc is None:
+                taken = min(n, cap)
                 try:
-                    await self.col.insert_one({"_id": key, "tokens": self.limit.capacity - 1.0, "at": now, "v": 1})
-                    return 0.0
+                    await self.col.insert_one({"_id": key, "tokens": float(cap - taken), "at": now, "v": 1})
                 except DuplicateKeyError:
                     continue  # another instance created it first: take from it
+                return taken, self._wait(taken, n, float(cap - taken))
             at = doc["at"]
             tokens = refill(float(doc["tokens"]), at, now, self.limit)
-            if tokens < 1.0:
-                return wait_for_token(tokens, self.limit)
+            taken = min(n, int(tokens))
+            if taken == 0:
+                return 0, wait_for_token(tokens, self.limit)
             res = await self.col.replace_one(
                 {"_id": key, "v": doc["v"]},
                 # `at` never moves back: a slower clock on another instance must not mint tokens twice.
                 # A whole-document replace, not `$set`: nx-27017 stores a `$set` datetime as text.
-                {"tokens": tokens - 1.0, "at": max(at, now), "v": doc["v"] + 1},
+                {"tokens": tokens - taken, "at": max(at, now), "v": doc["v"] + 1},
             )
             if res.modified_count == 1:
-                return 0.0
-        return wait_for_token(0.0, self.limit) / 4  # heavy contention: come back a little later
+                return taken, self._wait(taken, n, tokens - taken)
+        return 0, wait_for_token(0.0, self.limit) / 4  # heavy contention: come back a little later
+
+    def _wait(self, taken: int, n: int, left: float) -> float:
+        return 0.0 if taken == n else wait_for_token(left, self.limit)
