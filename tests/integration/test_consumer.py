@@ -166,3 +166,38 @@ async def test_the_sweeper_publishes_what_a_crash_left_in_the_outbox_once_it_is_
         states = {d["_id"]: d["published"] async for d in rt.store["ledger"].find({"_id": {"$regex": "^probe:"}})}
         assert states == {"probe:left": True, "probe:fresh": False}
         assert await rt.ledger.sweep() == 0  # published once
+
+
+async def test_a_first_delivery_of_a_message_applied_before_is_answered_from_the_ledger(settings, city):
+    """A message applied before that JetStream delivers as new (a producer's resend after the bus's duplicate
+    window, say) never reaches the handler: the ledger answers it, and the events it caused then are published
+    again if they had not gone out."""
+    from xiuhua.bus import Outgoing
+
+    async def handle(batch: Batch) -> None:
+        for item in batch.items:
+            await batch_store["effects"].insert_one({"case_id": item.message.case_id}, session=batch.session)
+
+    spec = ServiceSpec(name="probe", subscriptions=lambda rt: [Subscription("probe-once", "case.v1.>", handle)])
+    base = CaseDispatched.model_validate(CaseDispatched.example())
+    before = base.model_copy(update={"case_id": "C-before", "event_id": "e-before"})
+    new = base.model_copy(update={"case_id": "C-new", "event_id": "e-new"})
+    caused = base.model_copy(update={"case_id": "C-caused", "event_id": "e-caused"})
+    async with BusRecorder(settings.nats_url) as bus, running(spec, settings, city=city) as rt:
+        batch_store = rt.store
+        await rt.store.ensure_collections(["effects"])
+        # Applied before, by an earlier life of this consumer: its entry holds what it caused, never published.
+        await rt.store.in_transaction(lambda s: rt.ledger.record(s, [("probe-once:e-before", [Outgoing.of(caused)])]))
+        for event in (before, new):
+            await publish(settings.nats_url, "case.v1.dispatched.CD", event.to_json(), msg_id=event.event_id)
+        await eventually(lambda: [e for e in bus.on("case.v1.dispatched.") if e["case_id"] == "C-caused"], timeout=30)
+        nc = await nats.connect(settings.nats_url)
+        try:
+            await eventually(lambda: _drained(nc, "probe-once"), timeout=30)
+        finally:
+            await nc.close()
+        effects = sorted([d["case_id"] async for d in rt.store["effects"].find({})])
+        # No second effect of C-before; C-caused, published again from the ledger, is a new message to the probe.
+        assert effects == ["C-caused", "C-new"]
+        entry = await rt.store["ledger"].find_one({"_id": "probe-once:e-before"})
+        assert entry["published"]
