@@ -33,7 +33,6 @@ from pymongo import ASCENDING, ReplaceOne
 from pymongo.asynchronous.client_session import AsyncClientSession
 
 from contracts.cases import CaseDeadlineWarning, CaseDispatched, CaseEscalated, CaseOpened, CaseOverdue
-from contracts.envelope import Event
 from contracts.notifications import NotificationDelivered, NotificationFailed
 from contracts.values import ReportSource, Urgency
 from services.notify import messages
@@ -43,7 +42,6 @@ from services.notify.ratelimit import RATE_BUCKETS, TokenBuckets
 from services.notify.recipients import Delivery, deliveries_for
 from xiuhua.bus import Outgoing
 from xiuhua.consumer import Batch
-from xiuhua.ledger import outgoing_of
 from xiuhua.service import Runtime
 from xiuhua.store import is_transient
 
@@ -318,12 +316,16 @@ class NotifyHandlers:
         res = await self.rt.store[DELIVERIES].replace_one(cond | (expect or {}), new)
         return {"_id": doc["_id"], **new} if res.modified_count == 1 else None
 
-    async def _transition_all(self, moves: list[tuple[dict[str, Any], dict[str, Any]]]) -> int:
-        """Several `_transition`s in one unordered bulk write; returns how many went through."""
+    async def _transition_all(
+        self, moves: list[tuple[dict[str, Any], dict[str, Any]]]
+    ) -> tuple[int, list[dict[str, Any]]]:
+        """Several `_transition`s in one unordered bulk write; returns how many went through, and each delivery
+        as the write would leave it (in the order of `moves`)."""
         if not moves:
-            return 0
-        ops = [ReplaceOne(*_next(doc, changes)) for doc, changes in moves]
-        return (await self.rt.store[DELIVERIES].bulk_write(ops, ordered=False)).modified_count
+            return 0, []
+        nexts = [_next(doc, changes) for doc, changes in moves]
+        res = await self.rt.store[DELIVERIES].bulk_write([ReplaceOne(*n) for n in nexts], ordered=False)
+        return res.modified_count, [{"_id": cond["_id"], **new} for cond, new in nexts]
 
     async def deliver_due(self, limit: int = 200) -> int:
         """Send pending deliveries that are due; returns how many were sent.
@@ -466,20 +468,20 @@ class NotifyHandlers:
             return []
         moves = [(doc, {"status": "sending", "claimed_at": now, "attempts": doc["attempts"] + 1,
                         "owner": self.instance, "lease_s": now.timestamp() + CLAIM_LEASE_S}) for doc in docs]
-        wanted = [{"_id": doc["_id"], **_next(doc, changes)[1]} for doc, changes in moves]
-        self._held.update(w["_id"] for w in wanted)  # before the write: a renewal in between keeps the lease
+        ids = [doc["_id"] for doc in docs]
+        self._held.update(ids)  # before the write: a renewal in between keeps the lease
         try:
-            if await self._transition_all(moves) == len(moves):
-                mine = {w["_id"] for w in wanted}
+            moved, wanted = await self._transition_all(moves)
+            if moved == len(moves):
+                mine = set(ids)
             else:  # another instance claimed some first: read back which are this one's
-                found = self.rt.store[DELIVERIES].find({"_id": {"$in": [w["_id"] for w in wanted]}}, {"owner": 1})
+                found = self.rt.store[DELIVERIES].find({"_id": {"$in": ids}}, {"owner": 1})
                 mine = {d["_id"] async for d in found if d.get("owner") == self.instance}
         except Exception:
-            self._held.difference_update(w["_id"] for w in wanted)
+            self._held.difference_update(ids)
             raise
-        claimed = [w for w in wanted if w["_id"] in mine]
-        self._held.difference_update(w["_id"] for w in wanted if w["_id"] not in mine)
-        return claimed
+        self._held.difference_update(set(ids) - mine)
+        return [w for w in wanted if w["_id"] in mine]
 
     async def _settle(
         self, claimed: list[dict[str, Any]], record: Callable[[list[dict[str, Any]]], Awaitable[Any]],
@@ -539,17 +541,6 @@ class NotifyHandlers:
         ])
         return []
 
-    async def _ledger_entry(self, key: str, event: Event) -> list[tuple[str, list[Outgoing]]]:
-        """Claim the event in the ledger (the outbox holds it before the log moves); what to publish now.
-
-        A retried record finds its own earlier claim: it publishes it again if it is still unpublished (the bus
-        drops the copy by message id)."""
-        out = [Outgoing.of(event)]
-        if await self.rt.ledger.claim(key, out):
-            return [(key, out)]
-        seen = (await self.rt.ledger.seen([key])).get(key)
-        return [(key, outgoing_of(seen))] if seen and not seen.get("published") else []
-
     async def _record_delivered(
         self, claimed: list[dict[str, Any]], *, now: datetime
     ) -> list[tuple[str, list[Outgoing]]]:
@@ -569,7 +560,7 @@ class NotifyHandlers:
         def note(doc: dict[str, Any]) -> dict[str, Any]:
             return {"history": [*doc.get("history", []), {"at": now, "attempt": doc["attempts"], "ok": True}]}
 
-        moved = await self._transition_all([(c, changes | note(c)) for c in claimed])
+        moved, _ = await self._transition_all([(c, changes | note(c)) for c in claimed])
         if moved < len(claimed):
             # Another instance took a claim over while this one could not renew it (the store was away): the alert
             # did go out, so the log says delivered unless it already holds a final outcome.
@@ -600,7 +591,8 @@ class NotifyHandlers:
             level=doc.get("level", 0), channel=doc["channel"], recipient=doc["contact_id"], unit_id=doc["unit_id"],
             case_id=doc["case_id"], attempts=attempts, error=error, permanent=permanent,
         )
-        entries = await self._ledger_entry(f"failed:{doc['_id']}", event)  # kept in the outbox: published once
+        # Kept in the outbox, published once (a retried record publishes its earlier claim if still unpublished).
+        entries = await self.rt.ledger.claim_many([(f"failed:{doc['_id']}", [Outgoing.of(event)])])
         moved = await self._transition(doc, status="failed", failed_at=now, last_error=error, deferred=None,
                                        history=history, owner=None, lease_s=None)
         if moved is None:  # recorded by an earlier try of this outcome (its answer lost), or taken over
