@@ -117,6 +117,7 @@ class Supervisor:
                 "XIUHUA_HTTP_PORT": str(port),
                 "XIUHUA_VAR_DIR": str(self.var),
                 "XIUHUA_CITY_DIR": str(self.settings.city_dir),
+                "XIUHUA_BULLETIN_SCHEDULE": str(self.settings.bulletin_schedule).lower(),
                 **({"XIUHUA_STORE_TX_LOCK_DIR": str(self.var / "store" / "locks")} if self.embedded_store else {}),
                 **({"XIUHUA_NATS_USER": name, "XIUHUA_NATS_PASSWORD": self.passwords[name]} if self.passwords else {}),
             }

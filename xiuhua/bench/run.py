@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import shutil
 import statistics
 import tempfile
@@ -165,11 +164,6 @@ async def _wait(cond: Any, within: float) -> bool:
     return cond()
 
 
-async def _consumer_drained(js: Any, stream: str, durable: str) -> bool:
-    info = await js.consumer_info(stream, durable)
-    return info.num_pending == 0 and info.num_ack_pending == 0
-
-
 async def _settled(count: Any, *, quiet: float, within: float) -> bool:
     """Wait until `count()` has not moved for `quiet` seconds."""
     deadline = time.monotonic() + within
@@ -244,8 +238,9 @@ async def _pipeline(
         city_dir = bench_city(Settings().city_dir, Path(tmp) / "city")
         # The weekly bulletin is timed as a job of its own (phase 6). A fresh notify finds last week's bulletin
         # due (it catches up for 7 days) and would build it, Chromium and all, in the middle of the phases.
-        os.environ["XIUHUA_BULLETIN_SCHEDULE"] = "false"
-        settings = Settings(var_dir=Path(tmp), nats_url=None, mongo_url=None, city_dir=city_dir)
+        settings = Settings(
+            var_dir=Path(tmp), nats_url=None, mongo_url=None, city_dir=city_dir, bulletin_schedule=False
+        )
         sup = Supervisor(settings, quiet=True)
         await asyncio.to_thread(sup.start_servers)
         from xiuhua.bus import provision_streams
@@ -353,13 +348,7 @@ async def _measure(
                 for i in range(start, min(sensors, start + 512))
             )
         )
-    drained = False
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline:
-        if await _consumer_drained(js, "XH_REPORTS", "intake-reports"):
-            drained = True
-            break
-        await asyncio.sleep(0.1)
+    drained = await _all_drained(js, within=300)
     sens_s = time.perf_counter() - t0
     results["sensors"] = {
         "readings": sensors,
