@@ -2,8 +2,8 @@
 
 The history is read with a pull consumer of its own from the first stored message (`XH_CASES` for the
 lifecycle, and `XH_CHECKS`, the archive of `report.v1.in.merchant_check`, for duty checks) and applied by the
-same `Projection` the live service uses, a batch at a time. Because the fold keeps per-case facts and depends only on the set of
-events, the rebuilt documents must equal the live ones field by field.
+same `Projection` the live service uses, a batch at a time. Because the fold keeps per-case facts and depends
+only on the set of events, the rebuilt documents must equal the live ones field by field.
 
 Streams drop their oldest messages (`XH_CHECKS` and `XH_CASES` after 800 days). The rebuild window is,
 per source, the moment of the oldest message the stream still holds; documents that depend on anything older
