@@ -102,13 +102,15 @@ class Projection:
                 cases[m.case_id] = new
                 changed_cases.add(m.case_id)
                 if events:  # which unit documents this message moved, for its score.v1.unit_updated
-                    touched[i] = _accumulate(deltas, units.difference(units.contribution(old), units.contribution(new)))
+                    change = units.difference(units.contribution(old), units.contribution(new))
+                    units.apply_delta(deltas, change)
+                    touched[i] = list(change)
             elif isinstance(m, MerchantCheck) and m.merchant_id in self.city.merchants:
                 merchant_facts.append((i, mrules.check_fact(m, self.city.assessment.merchants), m.merchant_id))
         if not events:
             for c in sorted(changed_cases):
                 old_c, new_c = units.contribution(before.get(c, [])), units.contribution(cases[c])
-                _accumulate(deltas, units.difference(old_c, new_c))
+                units.apply_delta(deltas, units.difference(old_c, new_c))
 
         if changed_cases:
             await self.store[CASE_FACTS].bulk_write(
@@ -267,15 +269,6 @@ class Projection:
             await self.store[MERCHANTS].bulk_write(
                 [ReplaceOne({"_id": k}, cards[k], upsert=True) for k in sorted(dirty_c)], session=session
             )
-
-
-def _accumulate(deltas: dict[str, dict[str, Any]], change: units.Contribution) -> list[str]:
-    """Add one difference to the batch's; returns the documents it touched."""
-    for key, c in change.items():
-        acc = deltas.setdefault(key, {**{k: v for k, v in c.items() if k != "c"}, "c": {}})
-        for counter, n in c["c"].items():
-            acc["c"][counter] = acc["c"].get(counter, 0) + n
-    return list(change)
 
 
 def _at(fact: dict[str, Any]) -> datetime:
