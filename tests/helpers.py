@@ -10,11 +10,37 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import nats
+from pymongo import monitoring
 
 from xiuhua.clock import Clock
 from xiuhua.registry import SERVICES, spec
 from xiuhua.service import Runtime, running
 from xiuhua.settings import Settings
+
+
+class Commands(monitoring.CommandListener):
+    """Counts the commands sent to one database, per command and collection, while active."""
+
+    def __init__(self, database: str) -> None:
+        self.database = database
+        self.active = True
+        self.by_collection: dict[tuple[str, str], int] = {}
+
+    def started(self, event: monitoring.CommandStartedEvent) -> None:
+        if not self.active or event.database_name != self.database:
+            return
+        if event.command_name in ("find", "insert", "update", "delete"):
+            key = (event.command_name, str(event.command.get(event.command_name)))
+            if key == ("insert", "ledger"):  # one per applied batch; tell the report consumer's from the others'
+                first = str((event.command.get("documents") or [{}])[0].get("_id", ""))
+                key = ("insert", "ledger:" + first.split(":", 1)[0])
+            self.by_collection[key] = self.by_collection.get(key, 0) + 1
+
+    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
+        pass
+
+    def failed(self, event: monitoring.CommandFailedEvent) -> None:
+        pass
 
 
 class BusRecorder:

@@ -33,6 +33,7 @@ from contracts.envelope import Event
 from xiuhua.bus import Outgoing, Publisher
 from xiuhua.ledger import Ledger, outgoing_of
 from xiuhua.observability import Metrics
+from xiuhua.pull_loop import LINGER_ATTR
 from xiuhua.pull_loop import install as install_pull_loop
 from xiuhua.store import Store, is_transient
 
@@ -132,6 +133,9 @@ class Subscription:
     # with no ledger read, transaction or entry. Only for a rule that depends on the message alone, never on
     # state: such a message has no effect however often it comes.
     ignores: Callable[[Any], bool] | None = None
+    # Seconds a batch that is not full waits for more before it is handled (`xiuhua.pull_loop`): for consumers
+    # nobody waits on, so that at a modest rate they write once per linger instead of once per message.
+    linger: float = 0.0
 
 
 def backoff(delivered: int, *, base: float = 0.5, cap: float = 30.0) -> float:
@@ -219,7 +223,7 @@ class ConsumerRunner:
             if item.key in seen:
                 self.metrics.duplicates.labels(*self._labels).inc()
                 doc = seen[item.key]
-                done.append((msg, item.key, [] if doc.get("published") else outgoing_of(doc)))
+                done.append((msg, item.key, [] if self.ledger.published(doc) else outgoing_of(doc)))
             else:
                 fresh.append((msg, item))
         if fresh:
@@ -379,7 +383,7 @@ def attach(broker: NatsBroker, runner: ConsumerRunner, *, ack_wait: float = 60.0
     """Register the runner's durable pull consumer on the broker (the stream is provisioned elsewhere)."""
     sub = runner.sub
 
-    @broker.subscriber(
+    subscriber = broker.subscriber(
         sub.subject,
         stream=JStream(_stream_of(sub), declare=False),
         durable=sub.name,
@@ -390,5 +394,8 @@ def attach(broker: NatsBroker, runner: ConsumerRunner, *, ack_wait: float = 60.0
         title=f"{runner.service}/{sub.name}",
         description=sub.description or None,
     )
+    setattr(subscriber, LINGER_ATTR, sub.linger)
+
+    @subscriber
     async def _consume(message: Any = Context("message")) -> None:  # noqa: B008 - FastStream context
         await runner.process(message.raw_message)

@@ -4,10 +4,16 @@ Each applied message leaves one document, keyed by consumer and message id, writ
 as its effect and holding the events it caused. A redelivered message finds its document and re-publishes
 those events (JetStream drops the copy inside the duplicate window; consumers drop it after). Timers claim a
 key the same way, so two instances emit a warning once. A sweeper publishes what a crash left unpublished.
+
+Marking entries published is off the consumers' path: the keys of what went out are written together a moment
+later (`MARK_AFTER_S`), one update for many batches instead of one per batch after its publish. Until then the
+process knows them as published; a crash in between leaves them to the sweeper, which publishes them again as it
+would after a crash just before the mark (the bus or the consumers drop the copy).
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from collections.abc import Iterable, Sequence
@@ -25,6 +31,7 @@ from xiuhua.store import Store
 log = logging.getLogger("xiuhua.ledger")
 
 COLLECTION = "ledger"
+MARK_AFTER_S = 0.25  # how long published keys wait to be marked together
 
 
 def _doc(key: str, out: Sequence[Outgoing], at: datetime) -> dict[str, Any]:
@@ -48,6 +55,8 @@ class Ledger:
         self._col = store[COLLECTION]
         self._publisher = publisher
         self._clock = clock
+        self._unmarked: set[str] = set()  # published, not yet marked so in the store
+        self._marker: asyncio.Task[None] | None = None
 
     async def ensure_indexes(self) -> None:
         """Index the unpublished entries the sweeper looks for: a single-field index, which both stores answer
@@ -101,23 +110,56 @@ class Ledger:
             taken = {entries[e["index"]][0] for e in errors}
         fresh = [(k, list(out)) for k, out in entries if k not in taken]
         earlier = await self.seen(taken)
-        return fresh + [(k, outgoing_of(d)) for k, d in earlier.items() if not d.get("published")]
+        return fresh + [(k, outgoing_of(d)) for k, d in earlier.items() if not self.published(d)]
 
-    async def publish(self, entries: Sequence[tuple[str, Sequence[Outgoing]]]) -> None:
-        """Publish the events of entries and mark them published."""
+    def published(self, doc: dict[str, Any]) -> bool:
+        """Whether the events of a ledger document have gone out (marked, or about to be by this process)."""
+        return bool(doc.get("published")) or doc["_id"] in self._unmarked
+
+    async def publish(self, entries: Sequence[tuple[str, Sequence[Outgoing]]], *, mark_now: bool = False) -> None:
+        """Publish the events of entries; they are marked published a moment later, together with others
+        (`mark_now`: before returning)."""
         pending = [(k, out) for k, out in entries if out]
         if not pending:
             return
         await self._publisher.send(o for _, out in pending for o in out)
-        await self._col.update_many({"_id": {"$in": [k for k, _ in pending]}}, {"$set": {"published": True}})
+        self._unmarked.update(k for k, _ in pending)
+        if mark_now:
+            await self.mark()
+        elif self._marker is None or self._marker.done():
+            self._marker = asyncio.create_task(self._mark_soon(), name="ledger-marks")
+
+    async def mark(self) -> None:
+        """Mark what this process published in one update (those published meanwhile wait for the next)."""
+        keys = sorted(self._unmarked)
+        if keys:
+            await self._col.update_many({"_id": {"$in": keys}}, {"$set": {"published": True}})
+            self._unmarked.difference_update(keys)
+
+    async def _mark_soon(self) -> None:
+        while self._unmarked:
+            await asyncio.sleep(MARK_AFTER_S)
+            try:
+                await self.mark()
+            except Exception as exc:  # the store away: kept in memory for the next try (or the sweeper)
+                log.debug("published entries not marked yet: %s", exc)
+
+    async def close(self) -> None:
+        """Mark what is still unmarked (a service stopping); what fails here is left to the sweeper."""
+        if self._marker is not None:
+            self._marker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._marker
+        with contextlib.suppress(Exception):
+            await self.mark()
 
     async def sweep(self, older_than: timedelta = timedelta(seconds=15), limit: int = 500) -> int:
         """Publish entries a crash left unpublished; returns how many."""
         cutoff = self._clock.now() - older_than
         # Unpublished entries are few (those in flight, and what a crash left): select them by equality, then age.
-        unpublished = [d async for d in self._col.find({"published": False})]
+        unpublished = [d async for d in self._col.find({"published": False}) if not self.published(d)]
         docs = sorted((d for d in unpublished if d["at"] < cutoff), key=lambda d: d["at"])[:limit]
         if docs:
             log.warning("re-publishing %d outbox entries left unpublished", len(docs))
-            await self.publish([(d["_id"], outgoing_of(d)) for d in docs])
+            await self.publish([(d["_id"], outgoing_of(d)) for d in docs], mark_now=True)
         return len(docs)

@@ -143,6 +143,7 @@ async def started(spec: ServiceSpec, rt: Runtime) -> AsyncIterator[Runtime]:
             task.cancel()
         await asyncio.gather(*rt.tasks, return_exceptions=True)
         await rt.broker.stop()
+        await rt.ledger.close()
         await rt.store.close()
         rt.metrics.up.labels(spec.name).set(0)
         log.info("%s stopped", spec.name)

@@ -44,6 +44,14 @@ class Settings(BaseSettings):
         description="Seconds before JetStream redelivers a message an instance pulled and never answered "
         "(it died); longer than the slowest batch, short enough that a crash delays little",
     )
+    follower_linger: float = Field(
+        default=0.1,
+        ge=0.0,
+        le=5.0,
+        description="Seconds a consumer nobody waits on (scores, the bulletin's figures, the Open311 view) lets a "
+        "batch gather before applying it: one transaction per linger instead of one per message at a modest "
+        "rate, leaving the store to the hops from report to dispatch; 0 applies each message as it comes",
+    )
     log_level: str = "INFO"
     bulletin_base_url: str | None = Field(
         default=None,

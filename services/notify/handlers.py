@@ -114,6 +114,11 @@ class NotifyHandlers:
         self.instance = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"  # owner of this one's claims
         self.wake = asyncio.Event()  # set when planning commits deliveries: the worker runs at once
         self._planned = 0
+        # Deliveries planning wrote, handed to the worker's next round as they were written, so a round woken by
+        # planning need not look them up (a hint whose write did not commit fails its claim and is dropped; the
+        # periodic scan finds every pending delivery whatever becomes of the hints).
+        self._hints: dict[str, dict[str, Any]] = {}
+        self._scanned_at = 0.0  # time.monotonic() of the worker's last scan for due deliveries
         self._held: set[str] = set()  # claims this instance holds: sending, or its outcome not yet recorded
         self._outcomes: dict[str, _Pending] = {}
         self._store_ok_since: datetime | None = rt.clock.now()
@@ -263,6 +268,7 @@ class NotifyHandlers:
         if new:
             await col.insert_many(new, ordered=True, session=s)
             self._planned += len(new)
+            self._hints.update((doc["_id"], dict(doc)) for doc in new)
 
     # ---- waking the worker ------------------------------------------------------------------------------------
 
@@ -281,7 +287,8 @@ class NotifyHandlers:
                 await asyncio.wait_for(self.wake.wait(), timeout=poll)
             self.wake.clear()
             try:
-                await self.deliver_due()
+                # Woken by planning between scans: its hints are the new work; the scan comes at its own pace.
+                await self.deliver_due(scan=time.monotonic() - self._scanned_at >= poll)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # the store away: the next round tries again
@@ -327,43 +334,36 @@ class NotifyHandlers:
         res = await self.rt.store[DELIVERIES].bulk_write([ReplaceOne(*n) for n in nexts], ordered=False)
         return res.modified_count, [{"_id": cond["_id"], **new} for cond, new in nexts]
 
-    async def deliver_due(self, limit: int = 200) -> int:
+    async def deliver_due(self, limit: int = 200, *, scan: bool = True) -> int:
         """Send pending deliveries that are due; returns how many were sent.
 
         First the outcomes of earlier sends still to be recorded; then claims whose owner died (lease run out);
-        then the due deliveries, several recipients at once, each recipient's alerts in order. The delivered
-        events of the round are published together.
+        then the due deliveries (those planning just wrote, and with `scan` every pending one that is due), all
+        in one round. The delivered events of the round are published together.
         """
         publish: list[tuple[str, list[Outgoing]]] = []
         try:
             if not await self._flush_outcomes(publish) or (self._outcomes and self._store_ok_since is None):
                 return 0  # the store is still away: the outcomes wait in memory, their retry probes it
             now = self.rt.clock.now()
+            hints, self._hints = self._hints, {}
             try:
                 await self._take_over_expired(now, limit)
-                due = await self._due(now, limit)
+                if scan:
+                    self._scanned_at = time.monotonic()
+                    hints.update((d["_id"], d) for d in await self._due(now, limit))
             except Exception:
                 self._store_ok_since = None
                 raise
             if self._store_ok_since is None:
                 self._store_ok_since = now
-            groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
-            for doc in due:
-                groups.setdefault((doc["contact_id"], doc["channel"]), []).append(doc)
-            gate = asyncio.Semaphore(SEND_CONCURRENCY)
-
-            async def recipient(docs: list[dict[str, Any]]) -> int:
-                async with gate:
-                    return await self._send_to(docs, publish)
-
-            results = await asyncio.gather(*(recipient(g) for g in groups.values()), return_exceptions=True)
+            due = sorted((d for d in hints.values() if d["next_at"] <= now), key=lambda d: (d["next_at"], d["_id"]))
+            return await self._send_round(due[:limit], publish)
+        except Exception:
+            self._store_ok_since = None
+            raise
         finally:
             await self._publish(publish)
-        errors = [r for r in results if isinstance(r, BaseException)]
-        if errors:
-            self._store_ok_since = None
-            raise errors[0]
-        return sum(r for r in results if isinstance(r, int))
 
     async def _due(self, now: datetime, limit: int) -> list[dict[str, Any]]:
         """The pending deliveries due at `now`, earliest first: their times by status (an equality both stores
@@ -414,13 +414,13 @@ class NotifyHandlers:
                 self.taken_over.inc()
                 log.warning("delivery %s: claim of %s expired, sending again", stale["_id"], owner)
 
-    async def _send_to(self, docs: list[dict[str, Any]], publish: list[tuple[str, list[Outgoing]]]) -> int:
-        """One recipient's due alerts on one channel, in order: claimed together, their tokens taken together,
-        sent one after the other, the delivered ones recorded together. A few store commands per recipient and
-        round, where one alert at a time cost five (claim, bucket read and write, ledger claim, record).
+    async def _send_round(self, docs: list[dict[str, Any]], publish: list[tuple[str, list[Outgoing]]]) -> int:
+        """A round's due alerts: claimed together, every recipient's tokens taken together, each recipient's alerts
+        sent one after the other and in order (several recipients at once), the delivered ones recorded together.
+        A fixed number of store commands per round, where one recipient at a time cost five each.
 
-        Those over the recipient's rate go back, in order, to the moments its bucket refills (one move each, no
-        attempt spent), so later rounds do not claim and put them back again until a token is there."""
+        Those over a recipient's rate go back, in order, to the moments its bucket refills (no attempt spent), so
+        later rounds do not claim and put them back again until a token is there."""
         now = self.rt.clock.now()
         ready = []
         for doc in docs:
@@ -433,32 +433,52 @@ class NotifyHandlers:
         claimed = await self._claim(ready, now)
         if not claimed:
             return 0
+        groups: dict[str, list[dict[str, Any]]] = {}
+        for c in claimed:
+            groups.setdefault(f"{c['contact_id']}:{c['channel']}", []).append(c)
         try:
-            granted, wait = await self.buckets.take(f"{claimed[0]['contact_id']}:{claimed[0]['channel']}", now,
-                                                    len(claimed))
+            grants = await self.buckets.take_many({key: len(g) for key, g in groups.items()}, now)
         except Exception:
             self._held.difference_update(c["_id"] for c in claimed)  # nothing sent: the leases run out
             raise
-        if over := claimed[granted:]:
-            await self._settle(over, functools.partial(self._put_back, now=now, wait=wait), publish)
+        step = 60.0 / self.alerts.rate_limit.per_minute
+        until: dict[str, datetime] = {}
+        for key, g in groups.items():
+            granted, wait = grants[key]
+            until |= {c["_id"]: now + timedelta(seconds=wait + k * step) for k, c in enumerate(g[granted:])}
+            groups[key] = g[:granted]
+        if until:
+            over = [c for c in claimed if c["_id"] in until]
+            await self._settle(over, functools.partial(self._put_back, until=until), publish)
             self.deferred.labels("rate_limit").inc(len(over))
-        delivered = []
-        for c in claimed[:granted]:
-            channel = self.channels.get(c["channel"])
-            try:
-                if channel is None:
-                    raise PermanentDeliveryError(f"no channel {c['channel']}")
-                # The notification id travels with every message (webhook header, e-mail Message-ID, SMS ref, file
-                # line) so a receiver can drop the re-send that follows a crash between this send and its record.
-                await channel.send(c["address"], {"notification_id": c["_id"], **c["message"]})
-            except Exception as exc:
-                await self._settle([c], functools.partial(self._record_failure, exc=exc, now=now), publish)
-                continue
-            delivered.append(c)
-            self.sent.labels(c["channel"], c["kind"]).inc()
+        gate = asyncio.Semaphore(SEND_CONCURRENCY)
+
+        async def send(alerts: list[dict[str, Any]]) -> list[dict[str, Any]]:
+            async with gate:
+                return [c for c in alerts if await self._send_one(c, now, publish)]
+
+        results = await asyncio.gather(*(send(g) for g in groups.values() if g), return_exceptions=True)
+        delivered = [c for r in results if isinstance(r, list) for c in r]
         if delivered:
             await self._settle(delivered, functools.partial(self._record_delivered, now=now), publish)
+        if errors := [r for r in results if isinstance(r, BaseException)]:
+            raise errors[0]
         return len(delivered)
+
+    async def _send_one(self, c: dict[str, Any], now: datetime, publish: list[tuple[str, list[Outgoing]]]) -> bool:
+        """Send one claimed alert; a failure is recorded at once (retry later, or give up)."""
+        channel = self.channels.get(c["channel"])
+        try:
+            if channel is None:
+                raise PermanentDeliveryError(f"no channel {c['channel']}")
+            # The notification id travels with every message (webhook header, e-mail Message-ID, SMS ref, file
+            # line) so a receiver can drop the re-send that follows a crash between this send and its record.
+            await channel.send(c["address"], {"notification_id": c["_id"], **c["message"]})
+        except Exception as exc:
+            await self._settle([c], functools.partial(self._record_failure, exc=exc, now=now), publish)
+            return False
+        self.sent.labels(c["channel"], c["kind"]).inc()
+        return True
 
     async def _claim(self, docs: list[dict[str, Any]], now: datetime) -> list[dict[str, Any]]:
         """Claim the attempts (in one bulk write, read back): only one worker of any instance sends a given
@@ -529,15 +549,14 @@ class NotifyHandlers:
         return True
 
     async def _put_back(
-        self, claimed: list[dict[str, Any]], *, now: datetime, wait: float
+        self, claimed: list[dict[str, Any]], *, until: dict[str, datetime]
     ) -> list[tuple[str, list[Outgoing]]]:
-        """Over the rate: back to pending, no attempt spent, the first when a token is due, each next one a refill
-        later."""
-        step = 60.0 / self.alerts.rate_limit.per_minute
+        """Over the rate: back to pending, no attempt spent, each at its moment (`until`: a recipient's first when
+        a token is due, each next one a refill later)."""
         await self._transition_all([
             (c, {"status": "pending", "attempts": c["attempts"] - 1, "deferred": "rate_limit", "owner": None,
-                 "lease_s": None, "next_at": now + timedelta(seconds=wait + k * step)})
-            for k, c in enumerate(claimed)
+                 "lease_s": None, "next_at": until[c["_id"]]})
+            for c in claimed
         ])
         return []
 

@@ -3,14 +3,18 @@
 The bucket lives in the `rate_buckets` collection, not in memory, so the limit holds however many notify instances
 run: each take is a compare-and-set (a conditional replace) on the bucket's version (`v`); an instance that loses
 the race re-reads and tries again. One document per bucket keyed by `_id`; no dotted paths, no transaction.
+`take_many` serves a worker round's recipients with one read and one bulk write; a replace names its writer
+(`by`), so a bucket another instance moved in between is found and taken from again, one by one.
 """
 
 from __future__ import annotations
 
+import uuid
 from datetime import datetime
 from typing import Any
 
-from pymongo.errors import DuplicateKeyError
+from pymongo import ReplaceOne
+from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from services.notify.policy import refill, wait_for_token
 from xiuhua.city.alerts import RateLimit
@@ -51,6 +55,50 @@ class TokenBuckets:
             if res.modified_count == 1:
                 return taken, self._wait(taken, n, tokens - taken)
         return 0, wait_for_token(0.0, self.limit) / 4  # heavy contention: come back a little later
+
+    async def take_many(self, wants: dict[str, int], now: datetime) -> dict[str, tuple[int, float]]:
+        """`take` for several buckets at once (key → tokens wanted): one read, one insert of the new buckets and
+        one bulk compare-and-set; the buckets another instance moved meanwhile are taken from again one by one."""
+        cap = self.limit.capacity
+        docs = {d["_id"]: d async for d in self.col.find({"_id": {"$in": sorted(wants)}})}
+        out: dict[str, tuple[int, float]] = {}
+        new: list[dict[str, Any]] = []
+        moves: list[ReplaceOne[Any]] = []
+        moved: list[str] = []
+        by = uuid.uuid4().hex  # names this take's writes: a bucket whose `by` is another's was lost in a race
+        for key, n in wants.items():
+            doc = docs.get(key)
+            if doc is None:
+                taken = min(n, cap)
+                new.append({"_id": key, "tokens": float(cap - taken), "at": now, "v": 1, "by": by})
+                out[key] = (taken, self._wait(taken, n, float(cap - taken)))
+                continue
+            tokens = refill(float(doc["tokens"]), doc["at"], now, self.limit)
+            taken = min(n, int(tokens))
+            if taken == 0:
+                out[key] = (0, wait_for_token(tokens, self.limit))
+                continue
+            moved.append(key)
+            moves.append(ReplaceOne({"_id": key, "v": doc["v"]},
+                                    {"tokens": tokens - taken, "at": max(doc["at"], now), "v": doc["v"] + 1, "by": by}))
+            out[key] = (taken, self._wait(taken, n, tokens - taken))
+        lost: set[str] = set()
+        if new:
+            try:
+                await self.col.insert_many(new, ordered=False)
+            except BulkWriteError as exc:
+                errors = exc.details.get("writeErrors", [])
+                if any(e.get("code") != 11000 for e in errors):
+                    raise
+                lost |= {new[e["index"]]["_id"] for e in errors}
+        if moves:
+            res = await self.col.bulk_write(moves, ordered=False)
+            if res.modified_count < len(moves):
+                found = self.col.find({"_id": {"$in": moved}}, {"by": 1})
+                lost |= {d["_id"] async for d in found if d.get("by") != by}
+        for key in sorted(lost):
+            out[key] = await self.take(key, now, wants[key])
+        return out
 
     def _wait(self, taken: int, n: int, left: float) -> float:
         return 0.0 if taken == n else wait_for_token(left, self.limit)

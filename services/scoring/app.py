@@ -16,10 +16,11 @@ def subscriptions(rt: Runtime) -> list[Subscription]:
     """Every lifecycle event, and the raw duty checks (their only source of merchant points)."""
     h = ScoringHandlers(rt)
     return [
-        Subscription("scoring-cases", subjects.CASE_ALL, h.on_messages, description="Every case event"),
+        Subscription("scoring-cases", subjects.CASE_ALL, h.on_messages, description="Every case event",
+                     linger=rt.settings.follower_linger),
         Subscription(
             "scoring-merchant-checks", MERCHANT_CHECKS, h.on_messages, decode=decode_merchant_check,
-            description="门前三包 duty checks",
+            description="门前三包 duty checks", linger=rt.settings.follower_linger,
         ),
     ]
 

@@ -12,37 +12,12 @@ from pymongo import monitoring
 from contracts.reports import SENSOR_NORMAL
 from services.intake.app import SPEC
 from tests.conftest import eventually
-from tests.helpers import BusRecorder, publish
+from tests.helpers import BusRecorder, Commands, publish
 from xiuhua.clock import FrozenClock
 from xiuhua.service import running
 
 NOW = datetime(2026, 11, 23, 2, 0, tzinfo=UTC)
 REPORT_COLLECTIONS = {"raw_reports", "source_refs", "open_cases", "devices", "merge_locks"}
-
-
-class Commands(monitoring.CommandListener):
-    """Counts the commands sent to one database, per command and collection, while active."""
-
-    def __init__(self, database: str) -> None:
-        self.database = database
-        self.active = True
-        self.by_collection: dict[tuple[str, str], int] = {}
-
-    def started(self, event: monitoring.CommandStartedEvent) -> None:
-        if not self.active or event.database_name != self.database:
-            return
-        if event.command_name in ("find", "insert", "update", "delete"):
-            key = (event.command_name, str(event.command.get(event.command_name)))
-            if key == ("insert", "ledger"):  # one per applied batch; tell the report consumer's from the others'
-                first = str((event.command.get("documents") or [{}])[0].get("_id", ""))
-                key = ("insert", "ledger:" + first.split(":", 1)[0])
-            self.by_collection[key] = self.by_collection.get(key, 0) + 1
-
-    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
-        pass
-
-    def failed(self, event: monitoring.CommandFailedEvent) -> None:
-        pass
 
 
 def _grid(report_id: str, lng: float, lat: float) -> dict[str, Any]:

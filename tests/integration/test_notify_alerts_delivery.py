@@ -18,6 +18,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import nats
+from pymongo import monitoring
 
 from contracts.cases import CaseDispatched, CaseEscalated, CaseOpened, CaseOverdue
 from contracts.envelope import Event
@@ -26,7 +27,7 @@ from services.notify.app import SPEC, WORKER
 from services.notify.delivery_log import by_case, render
 from services.notify.handlers import DELIVERIES, NotifyHandlers
 from tests.conftest import eventually
-from tests.helpers import BusRecorder, publish
+from tests.helpers import BusRecorder, Commands, publish
 from tests.integration.test_notify_alerts_channels import receiver, smtp_server
 from xiuhua.city import City
 from xiuhua.city.alerts import AlertRule, AlertsFile, ChannelConfig, RateLimit, RetryPolicy
@@ -229,6 +230,38 @@ async def test_rate_limit_per_recipient_holds_across_two_instances(settings, cit
             assert sum(sent) == 2 and len(r.got) == 5
             ids = [g.headers["x-xiuhua-notification-id"] for g in r.got]
             assert len(set(ids)) == 5  # each sent once, by one instance
+
+
+async def test_a_round_serves_every_recipient_with_a_few_store_commands(settings, city) -> None:
+    # Four units' duty contacts get a new case each at once. One round claims them together, takes every
+    # recipient's tokens together and records them together (one recipient at a time cost five commands each);
+    # a round woken by planning takes what planning wrote from it, without looking the deliveries up.
+    clock = FrozenClock(T0)
+    base = alert_city(city, "http://127.0.0.1:9/unused")
+    rule = AlertRule(kind="new_case", to=["lead_unit"], duties=["duty"], channels=["file"])
+    c = dataclasses.replace(base, alerts=base.alerts.model_copy(update={"rules": [rule]}))
+    units = ["JQ-ENF", "JQ-TP", "JQ-MS", "JQ-EM"]
+    commands = Commands(settings.database("notify"))
+    monitoring.register(commands)
+    try:
+        async with notify(settings, c, clock) as (rt, h):
+            for i, unit in enumerate(units):
+                ref = UnitRef(unit_id=unit, name=unit, role="enforcement")
+                await send(settings, dispatched(f"C-N{i}").model_copy(update={"lead_unit": ref}))
+            await planned(rt, len(units))
+            await eventually(lambda: len(h._hints) == len(units))  # the planning batches have committed
+            commands.by_collection.clear()
+            assert await h.deliver_due(scan=False) == len(units)
+            used = dict(commands.by_collection)
+            commands.active = False
+            logged = [d async for d in rt.store[DELIVERIES].find({})]
+            assert sorted(d["contact_id"] for d in logged if d["status"] == "delivered") == [f"{u}-duty" for u in
+                                                                                            sorted(units)]
+            assert ("find", "deliveries") not in used, used
+            # claim, bucket read, bucket insert, ledger claim, record (the ledger's published mark comes later)
+            assert sum(used.values()) <= 5, used
+    finally:
+        commands.active = False
 
 
 async def test_alerts_over_the_rate_wait_in_line_without_being_touched_each_round(settings, city) -> None:

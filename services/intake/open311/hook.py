@@ -21,9 +21,10 @@ def subscriptions(rt: Runtime) -> list[Subscription]:
     p = Projection(rt.city, rt.store)
     return [
         Subscription("intake-open311", subjects.CASE_ALL, p.on_case_events,
-                     description="Case events into the Open311 requests view"),
+                     description="Case events into the Open311 requests view", linger=rt.settings.follower_linger),
         Subscription("intake-open311-rejected", subjects.REPORT_REJECTED, p.on_rejections,
-                     description="Open311 reports intake refused: their tokens answer with the reason"),
+                     description="Open311 reports intake refused: their tokens answer with the reason",
+                     linger=rt.settings.follower_linger),
     ]
 
 

@@ -62,9 +62,11 @@ def subscriptions(rt: Runtime) -> list[Subscription]:
     p = _projection(rt)
     return [
         Subscription("notify-bulletin-cases", "case.v1.>", p.on_case_events,
-                     description="Case events folded into the weekly bulletin's figures"),
+                     description="Case events folded into the weekly bulletin's figures",
+                     linger=rt.settings.follower_linger),
         Subscription("notify-bulletin-scores", "score.v1.>", p.on_score_events, decode=decode_tolerant,
-                     description="Scoring events (unit counters, merchant grades) for the weekly bulletin"),
+                     description="Scoring events (unit counters, merchant grades) for the weekly bulletin",
+                     linger=rt.settings.follower_linger),
     ]
 
 
