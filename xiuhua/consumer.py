@@ -122,7 +122,7 @@ class Subscription:
     subject: str
     handle: Handler
     decode: Decoder = decode_event
-    batch_size: int = 128
+    batch_size: int = 1000  # capped by XIUHUA_BATCH_SIZE
     batch_timeout: float = 1.0  # the long poll when idle; messages that are there are handed over at once
     description: str = ""
     # Subjects whose messages are erased from the stream once applied: personal data an outside system put on
