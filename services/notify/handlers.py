@@ -483,7 +483,11 @@ class NotifyHandlers:
     async def _claim(self, docs: list[dict[str, Any]], now: datetime) -> list[dict[str, Any]]:
         """Claim the attempts (in one bulk write, read back): only one worker of any instance sends a given
         attempt. A claim names its owner and carries a lease the owner renews; a dead owner's claim is taken
-        over once the lease runs out. Returns the claimed deliveries, in order."""
+        over once the lease runs out. Returns the claimed deliveries, in order.
+
+        A delivery this instance holds already (an earlier round's claim whose outcome waits to be recorded) is not
+        claimed again: planning's hand-over may still name it, and the read-back would take it for this round's."""
+        docs = [doc for doc in docs if doc["_id"] not in self._held]
         if not docs:
             return []
         moves = [(doc, {"status": "sending", "claimed_at": now, "attempts": doc["attempts"] + 1,

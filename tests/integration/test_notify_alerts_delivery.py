@@ -252,7 +252,9 @@ async def test_a_round_serves_every_recipient_with_a_few_store_commands(settings
             await eventually(lambda: len(h._hints) == len(units))  # the planning batches have committed
             commands.by_collection.clear()
             assert await h.deliver_due(scan=False) == len(units)
-            used = dict(commands.by_collection)
+            # The round's own commands (the bulletin's projection may apply its batch of these events meanwhile).
+            used = {k: n for k, n in commands.by_collection.items()
+                    if k[1] in ("deliveries", "rate_buckets", "ledger:delivered")}
             commands.active = False
             logged = [d async for d in rt.store[DELIVERIES].find({})]
             assert sorted(d["contact_id"] for d in logged if d["status"] == "delivered") == [f"{u}-duty" for u in
