@@ -197,18 +197,31 @@ async def replay(
         for stream, subject in SOURCES:
             n = 0
             pending: list[Any] = []
-            async for subj, data in history(js, stream, subject):
-                message = _decode(subj, data)
-                n += 1
-                if message is None:
-                    report.skipped += 1
-                    continue
-                pending.append(message)
-                if len(pending) >= BATCH:
-                    await projection.apply(pending, events=False)
-                    pending = []
-                    if progress:
-                        progress(stream, n)
+            # One batch is applied while the next is read and decoded (the store works in its own process);
+            # batches are still applied one after the other, in stream order.
+            applying: asyncio.Task[None] | None = None
+            try:
+                async for subj, data in history(js, stream, subject):
+                    message = _decode(subj, data)
+                    n += 1
+                    if message is None:
+                        report.skipped += 1
+                        continue
+                    pending.append(message)
+                    if len(pending) >= BATCH:
+                        if applying is not None:
+                            await applying
+                        applying = asyncio.create_task(projection.apply(pending, events=False))
+                        pending = []
+                        if progress:
+                            progress(stream, n)
+                if applying is not None:
+                    await applying
+            finally:
+                if applying is not None and not applying.done():
+                    applying.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await applying
             if pending:
                 await projection.apply(pending, events=False)
             report.replayed[stream] = n

@@ -15,7 +15,7 @@ from datetime import UTC, datetime, timedelta
 import nats
 
 from contracts.reports import MerchantCheck
-from services.scoring import closing, query, units
+from services.scoring import closing, query, rebuild, units
 from services.scoring.projection import MERCHANT_PERIODS, MERCHANTS, UNIT_PERIODS
 from services.scoring.query import QUERY_MERCHANT, QUERY_RANKING, QUERY_UNIT
 from services.scoring.rebuild import archive_caught_up, archived_up_to, rebuild_and_check
@@ -187,7 +187,9 @@ async def test_live_scores_equal_the_fold_and_a_rebuild(settings, city, monkeypa
         merchant_month = next(r for r in rankings if r["kind"] == "merchant")
         assert merchant_month["tables"]["CD"][-1]["id"] == "M-CD-0001"
 
-        # The replay into a fresh database is identical, in-process and through the command.
+        # The replay into a fresh database is identical, in-process (in batches of 7, each applied while the next
+        # is read) and through the command.
+        monkeypatch.setattr(rebuild, "BATCH", 7)
         report = await rebuild_and_check(settings, city)
         assert report.replayed["XH_CASES"] == len(events) + 40
         assert report.replayed["XH_CHECKS"] == 5
