@@ -52,6 +52,7 @@ class Ledger:
     """Applied-message records and the outbox of what they caused."""
 
     def __init__(self, store: Store, publisher: Publisher, clock: Clock) -> None:
+        self._store = store
         self._col = store[COLLECTION]
         self._publisher = publisher
         self._clock = clock
@@ -102,7 +103,8 @@ class Ledger:
         now = self._clock.now()
         taken: set[str] = set()
         try:
-            await self._col.insert_many([_doc(k, out, now) for k, out in entries], ordered=False)
+            async with self._store.outside_transactions():  # a claim lost with another's transaction repeats
+                await self._col.insert_many([_doc(k, out, now) for k, out in entries], ordered=False)
         except BulkWriteError as exc:
             errors = exc.details.get("writeErrors", [])
             if any(e.get("code") != 11000 for e in errors):

@@ -100,6 +100,15 @@ class Store:
                 fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
                 fh.close()
 
+    @contextlib.asynccontextmanager
+    async def outside_transactions(self) -> AsyncIterator[None]:
+        """For writes outside a transaction whose loss would repeat an effect (a delivery's claim or record): wait
+        until no transaction is open on this database. nx-27017 keeps a database in one SQLite connection, so a
+        write made while another client's transaction is open lands inside that transaction: acknowledged, and
+        lost with it if the store dies before the commit (measured). MongoDB needs no such wait."""
+        async with self._serialized():
+            yield
+
     async def in_transaction(self, fn: Callable[[AsyncClientSession], Awaitable[T]]) -> T:
         """Run `fn(session)` in a transaction, retried by the driver on transient errors."""
         async with self._serialized(), self.client.start_session() as session, self._named(session):

@@ -300,10 +300,11 @@ class NotifyHandlers:
             return
         lease = self.rt.clock.now().timestamp() + CLAIM_LEASE_S
         try:
-            await self.rt.store[DELIVERIES].update_many(
-                {"_id": {"$in": sorted(self._held)}, "status": "sending", "owner": self.instance},
-                {"$set": {"lease_s": lease}},  # a number: `$set` keeps numbers intact on nx-27017
-            )
+            async with self.rt.store.outside_transactions():
+                await self.rt.store[DELIVERIES].update_many(
+                    {"_id": {"$in": sorted(self._held)}, "status": "sending", "owner": self.instance},
+                    {"$set": {"lease_s": lease}},  # a number: `$set` keeps numbers intact on nx-27017
+                )
         except Exception as exc:
             self._store_ok_since = None
             log.warning("claim leases not renewed: %s", safe_error(exc, self.secrets))
@@ -320,7 +321,8 @@ class NotifyHandlers:
         stores sub-documents as JSON strings). Lease renewals do not move `v`.
         """
         cond, new = _next(doc, changes)
-        res = await self.rt.store[DELIVERIES].replace_one(cond | (expect or {}), new)
+        async with self.rt.store.outside_transactions():
+            res = await self.rt.store[DELIVERIES].replace_one(cond | (expect or {}), new)
         return {"_id": doc["_id"], **new} if res.modified_count == 1 else None
 
     async def _transition_all(
@@ -331,7 +333,8 @@ class NotifyHandlers:
         if not moves:
             return 0, []
         nexts = [_next(doc, changes) for doc, changes in moves]
-        res = await self.rt.store[DELIVERIES].bulk_write([ReplaceOne(*n) for n in nexts], ordered=False)
+        async with self.rt.store.outside_transactions():
+            res = await self.rt.store[DELIVERIES].bulk_write([ReplaceOne(*n) for n in nexts], ordered=False)
         return res.modified_count, [{"_id": cond["_id"], **new} for cond, new in nexts]
 
     async def deliver_due(self, limit: int = 200, *, scan: bool = True) -> int:
@@ -437,7 +440,8 @@ class NotifyHandlers:
         for c in claimed:
             groups.setdefault(f"{c['contact_id']}:{c['channel']}", []).append(c)
         try:
-            grants = await self.buckets.take_many({key: len(g) for key, g in groups.items()}, now)
+            async with self.rt.store.outside_transactions():
+                grants = await self.buckets.take_many({key: len(g) for key, g in groups.items()}, now)
         except Exception:
             self._held.difference_update(c["_id"] for c in claimed)  # nothing sent: the leases run out
             raise
@@ -633,6 +637,7 @@ class NotifyHandlers:
                                      lead=doc["unit_id"], key=doc["_id"])
             plan = _Plan()
             self._plan(plan, planned, "delivery_failed", facts, 0, doc.get("correlation_id", ""), doc.get("case_id"))
-            await self._write(None, plan)
+            async with self.rt.store.outside_transactions():
+                await self._write(None, plan)
             self.on_committed()  # planned outside a transaction: visible at once
         return entries
