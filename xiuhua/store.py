@@ -65,6 +65,7 @@ class Store:
         # this marker while its transaction is open; whoever takes the lock next and finds a marker ends that
         # session, which rolls the orphan back (MongoDB aborts such transactions by itself).
         self._tx_marker = tx_lock_dir / f"{database}.txopen" if tx_lock_dir else None
+        self._outside_holder: asyncio.Task[Any] | None = None  # the task in `outside_transactions`, if any
 
     def __getitem__(self, name: str):
         return self.db[name]
@@ -105,9 +106,20 @@ class Store:
         """For writes outside a transaction whose loss would repeat an effect (a delivery's claim or record): wait
         until no transaction is open on this database. nx-27017 keeps a database in one SQLite connection, so a
         write made while another client's transaction is open lands inside that transaction: acknowledged, and
-        lost with it if the store dies before the commit (measured). MongoDB needs no such wait."""
-        async with self._serialized():
+        lost with it if the store dies before the commit (measured). MongoDB needs no such wait.
+
+        Only where the lock is set (`XIUHUA_STORE_TX_LOCK_DIR`: the embedded store); re-entrant within a task, so a
+        caller may hold it across several such writes (one wait, not one each)."""
+        task = asyncio.current_task()
+        if self._tx_lock_file is None or (task is not None and self._outside_holder is task):
             yield
+            return
+        async with self._serialized():
+            self._outside_holder = task
+            try:
+                yield
+            finally:
+                self._outside_holder = None
 
     async def in_transaction(self, fn: Callable[[AsyncClientSession], Awaitable[T]]) -> T:
         """Run `fn(session)` in a transaction, retried by the driver on transient errors."""

@@ -433,18 +433,18 @@ class NotifyHandlers:
                 self.deferred.labels("quiet_hours").inc()
             else:
                 ready.append(doc)
-        claimed = await self._claim(ready, now)
-        if not claimed:
-            return 0
-        groups: dict[str, list[dict[str, Any]]] = {}
-        for c in claimed:
-            groups.setdefault(f"{c['contact_id']}:{c['channel']}", []).append(c)
-        try:
-            async with self.rt.store.outside_transactions():
+        async with self.rt.store.outside_transactions():  # one wait for the claim and the tokens together
+            claimed = await self._claim(ready, now)
+            if not claimed:
+                return 0
+            groups: dict[str, list[dict[str, Any]]] = {}
+            for c in claimed:
+                groups.setdefault(f"{c['contact_id']}:{c['channel']}", []).append(c)
+            try:
                 grants = await self.buckets.take_many({key: len(g) for key, g in groups.items()}, now)
-        except Exception:
-            self._held.difference_update(c["_id"] for c in claimed)  # nothing sent: the leases run out
-            raise
+            except Exception:
+                self._held.difference_update(c["_id"] for c in claimed)  # nothing sent: the leases run out
+                raise
         step = 60.0 / self.alerts.rate_limit.per_minute
         until: dict[str, datetime] = {}
         for key, g in groups.items():
@@ -581,13 +581,14 @@ class NotifyHandlers:
             ))])
             for c in claimed
         ]
-        entries = await self.rt.ledger.claim_many(events)
         changes = {"status": "delivered", "delivered_at": now, "deferred": None, "owner": None, "lease_s": None}
 
         def note(doc: dict[str, Any]) -> dict[str, Any]:
             return {"history": [*doc.get("history", []), {"at": now, "attempt": doc["attempts"], "ok": True}]}
 
-        moved, _ = await self._transition_all([(c, changes | note(c)) for c in claimed])
+        async with self.rt.store.outside_transactions():  # one wait for the claim and the record together
+            entries = await self.rt.ledger.claim_many(events)
+            moved, _ = await self._transition_all([(c, changes | note(c)) for c in claimed])
         if moved < len(claimed):
             # Another instance took a claim over while this one could not renew it (the store was away): the alert
             # did go out, so the log says delivered unless it already holds a final outcome.
