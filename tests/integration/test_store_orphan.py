@@ -8,12 +8,27 @@ import os
 import signal
 import sys
 import textwrap
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from xiuhua import embedded
 from xiuhua.store import Store
+
+OwnStore = tuple[embedded.ServerProcess, Path]
+
+
+@pytest.fixture
+def own_store(tmp_path: Path) -> Iterator[OwnStore]:
+    """A store of the test's own (the tests kill and restart it), and the folder of its transaction locks."""
+    srv = embedded.store_server(tmp_path / "store")
+    srv.start()
+    try:
+        yield srv, tmp_path / "locks"
+    finally:
+        srv.stop()
+
 
 CHILD = textwrap.dedent(
     """
@@ -49,101 +64,86 @@ async def _killed_inside_a_transaction(url: str, locks: Path) -> None:
 
 
 @pytest.mark.timeout(60)
-async def test_a_client_killed_mid_transaction_leaves_no_trace_and_blocks_no_one(tmp_path: Path) -> None:
-    srv = embedded.store_server(tmp_path / "store")
+async def test_a_client_killed_mid_transaction_leaves_no_trace_and_blocks_no_one(own_store: OwnStore) -> None:
+    srv, locks = own_store
+    url = embedded.mongo_url(srv)
+    store = Store(url, "orphan", tx_lock_dir=locks)
+    await store.ensure_collections(["cases", "ledger"])
+    await _killed_inside_a_transaction(url, locks)
+
+    async def applied(session) -> None:
+        await store["cases"].insert_one({"_id": "after"}, session=session)
+        await store["ledger"].insert_one({"_id": "after"}, session=session)
+
+    await store.in_transaction(applied)
+    assert await store["cases"].find_one({"_id": "half-done"}) is None
+    await store.close()
+
+    # Durable, not merely visible on the server's one connection: restart the store on the same files.
+    srv.kill()
     srv.start()
-    locks = tmp_path / "locks"
-    try:
-        url = embedded.mongo_url(srv)
-        store = Store(url, "orphan", tx_lock_dir=locks)
-        await store.ensure_collections(["cases", "ledger"])
-        await _killed_inside_a_transaction(url, locks)
-
-        async def applied(session) -> None:
-            await store["cases"].insert_one({"_id": "after"}, session=session)
-            await store["ledger"].insert_one({"_id": "after"}, session=session)
-
-        await store.in_transaction(applied)
-        assert await store["cases"].find_one({"_id": "half-done"}) is None
-        await store.close()
-
-        # Durable, not merely visible on the server's one connection: restart the store on the same files.
-        srv.kill()
-        srv.start()
-        store = Store(embedded.mongo_url(srv), "orphan", tx_lock_dir=locks)
-        assert [d["_id"] async for d in store["cases"].find()] == ["after"]
-        assert [d["_id"] async for d in store["ledger"].find()] == ["after"]
-        await store.close()
-    finally:
-        srv.stop()
+    store = Store(embedded.mongo_url(srv), "orphan", tx_lock_dir=locks)
+    assert [d["_id"] async for d in store["cases"].find()] == ["after"]
+    assert [d["_id"] async for d in store["ledger"].find()] == ["after"]
+    await store.close()
 
 
-async def test_the_periodic_check_ends_an_orphan_without_waiting_for_a_transaction(tmp_path: Path) -> None:
-    srv = embedded.store_server(tmp_path / "store")
+async def test_the_periodic_check_ends_an_orphan_without_waiting_for_a_transaction(own_store: OwnStore) -> None:
+    srv, locks = own_store
+    url = embedded.mongo_url(srv)
+    store = Store(url, "orphan", tx_lock_dir=locks)
+    await store.ensure_collections(["cases"])
+    assert await store.end_orphaned_transaction() is False
+    await _killed_inside_a_transaction(url, locks)
+    assert await store["cases"].find_one({"_id": "half-done"}) == {"_id": "half-done"}  # the defect, shown
+    assert await store.end_orphaned_transaction() is True
+    assert await store["cases"].find_one({"_id": "half-done"}) is None
+    await store["cases"].insert_one({"_id": "plain write"})
+    await store.close()
+    srv.kill()
     srv.start()
-    locks = tmp_path / "locks"
-    try:
-        url = embedded.mongo_url(srv)
-        store = Store(url, "orphan", tx_lock_dir=locks)
-        await store.ensure_collections(["cases"])
-        assert await store.end_orphaned_transaction() is False
-        await _killed_inside_a_transaction(url, locks)
-        assert await store["cases"].find_one({"_id": "half-done"}) == {"_id": "half-done"}  # the defect, shown
-        assert await store.end_orphaned_transaction() is True
-        assert await store["cases"].find_one({"_id": "half-done"}) is None
-        await store["cases"].insert_one({"_id": "plain write"})
-        await store.close()
-        srv.kill()
-        srv.start()
-        store = Store(embedded.mongo_url(srv), "orphan", tx_lock_dir=locks)
-        assert [d["_id"] async for d in store["cases"].find()] == ["plain write"]
-        await store.close()
-    finally:
-        srv.stop()
+    store = Store(embedded.mongo_url(srv), "orphan", tx_lock_dir=locks)
+    assert [d["_id"] async for d in store["cases"].find()] == ["plain write"]
+    await store.close()
 
 
 @pytest.mark.timeout(60)
-async def test_no_acknowledged_write_outside_transactions_dies_with_an_open_transaction(tmp_path: Path) -> None:
+async def test_no_acknowledged_write_outside_transactions_dies_with_an_open_transaction(own_store: OwnStore) -> None:
     # nx-27017 puts a write made while another client's transaction is open on the same database into that
     # transaction: acknowledged, and gone if the store dies before the commit (shown first, on a bare client).
     # `outside_transactions` waits for the open transaction instead, so what it acknowledges is durable.
-    srv = embedded.store_server(tmp_path / "store")
+    srv, locks = own_store
+    url = embedded.mongo_url(srv)
+    store = Store(url, "orphan", tx_lock_dir=locks)  # a consumer's transaction
+    other = Store(url, "orphan", tx_lock_dir=locks)  # the delivery worker of another process, say
+    await store.ensure_collections(["cases", "deliveries"])
+    inside, stay = asyncio.Event(), asyncio.Event()
+
+    async def long_batch(session) -> None:
+        await store["cases"].insert_one({"_id": "in-flight"}, session=session)
+        inside.set()
+        await stay.wait()
+
+    batch = asyncio.create_task(store.in_transaction(long_batch))
+    await inside.wait()
+    await other["deliveries"].insert_one({"_id": "bare"})  # acknowledged...
+
+    async def record() -> None:
+        async with other.outside_transactions():
+            await other["deliveries"].insert_one({"_id": "waited"})
+
+    recorded = asyncio.create_task(record())
+    await asyncio.sleep(0.5)
+    assert not recorded.done()  # waits for the open transaction
+    srv.kill()  # the store dies with the transaction open
+    batch.cancel()
+    results = await asyncio.gather(batch, recorded, return_exceptions=True)
     srv.start()
-    locks = tmp_path / "locks"
-    try:
-        url = embedded.mongo_url(srv)
-        store = Store(url, "orphan", tx_lock_dir=locks)  # a consumer's transaction
-        other = Store(url, "orphan", tx_lock_dir=locks)  # the delivery worker of another process, say
-        await store.ensure_collections(["cases", "deliveries"])
-        inside, stay = asyncio.Event(), asyncio.Event()
-
-        async def long_batch(session) -> None:
-            await store["cases"].insert_one({"_id": "in-flight"}, session=session)
-            inside.set()
-            await stay.wait()
-
-        batch = asyncio.create_task(store.in_transaction(long_batch))
-        await inside.wait()
-        await other["deliveries"].insert_one({"_id": "bare"})  # acknowledged...
-
-        async def record() -> None:
-            async with other.outside_transactions():
-                await other["deliveries"].insert_one({"_id": "waited"})
-
-        recorded = asyncio.create_task(record())
-        await asyncio.sleep(0.5)
-        assert not recorded.done()  # waits for the open transaction
-        srv.kill()  # the store dies with the transaction open
-        batch.cancel()
-        results = await asyncio.gather(batch, recorded, return_exceptions=True)
-        srv.start()
-        for s in (store, other):
-            await s.close()
-        again = Store(embedded.mongo_url(srv), "orphan", tx_lock_dir=locks)
-        durable = {d["_id"] async for d in again["deliveries"].find()}
-        assert "bare" not in durable  # ...and lost: the defect, shown
-        # What waited was either never acknowledged (the store died first) or written after and kept.
-        assert isinstance(results[1], BaseException) or "waited" in durable, (results, durable)
-        await again.close()
-    finally:
-        srv.stop()
+    for s in (store, other):
+        await s.close()
+    again = Store(embedded.mongo_url(srv), "orphan", tx_lock_dir=locks)
+    durable = {d["_id"] async for d in again["deliveries"].find()}
+    assert "bare" not in durable  # ...and lost: the defect, shown
+    # What waited was either never acknowledged (the store died first) or written after and kept.
+    assert isinstance(results[1], BaseException) or "waited" in durable, (results, durable)
+    await again.close()
