@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import fcntl
 import logging
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
@@ -14,11 +15,12 @@ from bson import Binary
 from pymongo import AsyncMongoClient, WriteConcern, monitoring
 from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import CollectionInvalid, ConnectionFailure, OperationFailure, PyMongoError
+from pymongo.errors import AutoReconnect, CollectionInvalid, ConnectionFailure, OperationFailure, PyMongoError
 
 T = TypeVar("T")
 
 log = logging.getLogger("xiuhua.store")
+OUTSIDE_WAIT_S = 5.0  # the longest a write waits in `outside_transactions` for an open transaction
 
 
 def is_transient(exc: BaseException) -> bool:
@@ -114,12 +116,43 @@ class Store:
         if self._tx_lock_file is None or (task is not None and self._outside_holder is task):
             yield
             return
-        async with self._serialized():
+        async with self._serialized_within(OUTSIDE_WAIT_S):
             self._outside_holder = task
             try:
                 yield
             finally:
                 self._outside_holder = None
+
+    @contextlib.asynccontextmanager
+    async def _serialized_within(self, seconds: float) -> AsyncIterator[None]:
+        """`_serialized`, but giving up after `seconds` with a transient error: a transaction that holds the lock
+        that long is retrying against a store that is away (the driver retries for up to two minutes), and a
+        caller that waited for it would hang with it instead of keeping its outcome for later."""
+        assert self._tx_lock_file is not None
+        away = AutoReconnect(f"{self.db.name}: a transaction has held the database for over {seconds:g} s")
+        try:
+            async with asyncio.timeout(seconds):
+                await self._tx_lock.acquire()
+        except TimeoutError:
+            raise away from None
+        try:
+            self._tx_lock_file.parent.mkdir(parents=True, exist_ok=True)
+            with self._tx_lock_file.open("a") as fh:
+                deadline = time.monotonic() + seconds
+                while True:
+                    try:
+                        fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+                        break
+                    except BlockingIOError:
+                        if time.monotonic() > deadline:
+                            raise away from None
+                        await asyncio.sleep(0.005)
+                try:
+                    yield
+                finally:
+                    fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+        finally:
+            self._tx_lock.release()
 
     async def in_transaction(self, fn: Callable[[AsyncClientSession], Awaitable[T]]) -> T:
         """Run `fn(session)` in a transaction, retried by the driver on transient errors."""

@@ -12,9 +12,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from pymongo.errors import AutoReconnect
 
 from xiuhua import embedded
-from xiuhua.store import Store
+from xiuhua.store import Store, is_transient
 
 OwnStore = tuple[embedded.ServerProcess, Path]
 
@@ -147,3 +148,38 @@ async def test_no_acknowledged_write_outside_transactions_dies_with_an_open_tran
     # What waited was either never acknowledged (the store died first) or written after and kept.
     assert isinstance(results[1], BaseException) or "waited" in durable, (results, durable)
     await again.close()
+
+
+@pytest.mark.timeout(60)
+async def test_a_write_gives_up_waiting_for_a_transaction_that_holds_the_database_too_long(
+    own_store: OwnStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A transaction retrying against a store that is away holds the lock for minutes: a write waiting for it
+    # gets a transient error instead (the delivery worker keeps its outcome and retries), not a hang.
+    from xiuhua import store as store_module
+
+    monkeypatch.setattr(store_module, "OUTSIDE_WAIT_S", 0.3)
+    srv, locks = own_store
+    url = embedded.mongo_url(srv)
+    store, other = Store(url, "orphan", tx_lock_dir=locks), Store(url, "orphan", tx_lock_dir=locks)
+    await store.ensure_collections(["cases", "deliveries"])
+    inside, stay = asyncio.Event(), asyncio.Event()
+
+    async def long_batch(session) -> None:
+        await store["cases"].insert_one({"_id": "in-flight"}, session=session)
+        inside.set()
+        await stay.wait()
+
+    batch = asyncio.create_task(store.in_transaction(long_batch))
+    await inside.wait()
+    with pytest.raises(AutoReconnect) as waited:
+        async with other.outside_transactions():
+            await other["deliveries"].insert_one({"_id": "never"})
+    assert is_transient(waited.value)
+    stay.set()
+    await batch
+    async with other.outside_transactions():  # free again
+        await other["deliveries"].insert_one({"_id": "after"})
+    assert [d["_id"] async for d in other["deliveries"].find()] == ["after"]
+    await store.close()
+    await other.close()
