@@ -108,6 +108,21 @@ async def test_the_periodic_check_ends_an_orphan_without_waiting_for_a_transacti
     await store.close()
 
 
+async def _open_transaction(store: Store) -> tuple[asyncio.Task[None], asyncio.Event]:
+    """A transaction (a consumer's batch, say) that has written and stays open until the event is set."""
+    await store.ensure_collections(["cases", "deliveries"])
+    inside, stay = asyncio.Event(), asyncio.Event()
+
+    async def long_batch(session) -> None:  # type: ignore[no-untyped-def]
+        await store["cases"].insert_one({"_id": "in-flight"}, session=session)
+        inside.set()
+        await stay.wait()
+
+    batch = asyncio.create_task(store.in_transaction(long_batch))
+    await inside.wait()
+    return batch, stay
+
+
 @pytest.mark.timeout(60)
 async def test_no_acknowledged_write_outside_transactions_dies_with_an_open_transaction(own_store: OwnStore) -> None:
     # nx-27017 puts a write made while another client's transaction is open on the same database into that
@@ -117,16 +132,7 @@ async def test_no_acknowledged_write_outside_transactions_dies_with_an_open_tran
     url = embedded.mongo_url(srv)
     store = Store(url, "orphan", tx_lock_dir=locks)  # a consumer's transaction
     other = Store(url, "orphan", tx_lock_dir=locks)  # the delivery worker of another process, say
-    await store.ensure_collections(["cases", "deliveries"])
-    inside, stay = asyncio.Event(), asyncio.Event()
-
-    async def long_batch(session) -> None:
-        await store["cases"].insert_one({"_id": "in-flight"}, session=session)
-        inside.set()
-        await stay.wait()
-
-    batch = asyncio.create_task(store.in_transaction(long_batch))
-    await inside.wait()
+    batch, _ = await _open_transaction(store)  # never let go: the store dies with it open
     await other["deliveries"].insert_one({"_id": "bare"})  # acknowledged...
 
     async def record() -> None:
@@ -162,16 +168,7 @@ async def test_a_write_gives_up_waiting_for_a_transaction_that_holds_the_databas
     srv, locks = own_store
     url = embedded.mongo_url(srv)
     store, other = Store(url, "orphan", tx_lock_dir=locks), Store(url, "orphan", tx_lock_dir=locks)
-    await store.ensure_collections(["cases", "deliveries"])
-    inside, stay = asyncio.Event(), asyncio.Event()
-
-    async def long_batch(session) -> None:
-        await store["cases"].insert_one({"_id": "in-flight"}, session=session)
-        inside.set()
-        await stay.wait()
-
-    batch = asyncio.create_task(store.in_transaction(long_batch))
-    await inside.wait()
+    batch, stay = await _open_transaction(store)
     with pytest.raises(AutoReconnect) as waited:
         async with other.outside_transactions():
             await other["deliveries"].insert_one({"_id": "never"})
