@@ -31,35 +31,25 @@ class TokenBuckets:
     async def take(self, key: str, now: datetime, n: int = 1) -> tuple[int, float]:
         """Take up to `n` tokens at once: how many were taken and, when fewer than `n`, the seconds until the
         next one is there."""
-        cap = self.limit.capacity
         for _ in range(self.tries):
             doc = await self.col.find_one({"_id": key})
+            taken, wait, state = self._decide(doc, n, now)
+            if state is None:
+                return taken, wait
             if doc is None:
-                taken = min(n, cap)
                 try:
-                    await self.col.insert_one({"_id": key, "tokens": float(cap - taken), "at": now, "v": 1})
+                    await self.col.insert_one({"_id": key, **state})
                 except DuplicateKeyError:
                     continue  # another instance created it first: take from it
-                return taken, self._wait(taken, n, float(cap - taken))
-            at = doc["at"]
-            tokens = refill(float(doc["tokens"]), at, now, self.limit)
-            taken = min(n, int(tokens))
-            if taken == 0:
-                return 0, wait_for_token(tokens, self.limit)
-            res = await self.col.replace_one(
-                {"_id": key, "v": doc["v"]},
-                # `at` never moves back: a slower clock on another instance must not mint tokens twice.
-                # A whole-document replace, not `$set`: nx-27017 stores a `$set` datetime as text.
-                {"tokens": tokens - taken, "at": max(at, now), "v": doc["v"] + 1},
-            )
+                return taken, wait
+            res = await self.col.replace_one({"_id": key, "v": doc["v"]}, state)
             if res.modified_count == 1:
-                return taken, self._wait(taken, n, tokens - taken)
+                return taken, wait
         return 0, wait_for_token(0.0, self.limit) / 4  # heavy contention: come back a little later
 
     async def take_many(self, wants: dict[str, int], now: datetime) -> dict[str, tuple[int, float]]:
         """`take` for several buckets at once (key → tokens wanted): one read, one insert of the new buckets and
         one bulk compare-and-set; the buckets another instance moved meanwhile are taken from again one by one."""
-        cap = self.limit.capacity
         docs = {d["_id"]: d async for d in self.col.find({"_id": {"$in": sorted(wants)}})}
         out: dict[str, tuple[int, float]] = {}
         new: list[dict[str, Any]] = []
@@ -68,20 +58,15 @@ class TokenBuckets:
         by = uuid.uuid4().hex  # names this take's writes: a bucket whose `by` is another's was lost in a race
         for key, n in wants.items():
             doc = docs.get(key)
+            taken, wait, state = self._decide(doc, n, now)
+            out[key] = (taken, wait)
+            if state is None:
+                continue
             if doc is None:
-                taken = min(n, cap)
-                new.append({"_id": key, "tokens": float(cap - taken), "at": now, "v": 1, "by": by})
-                out[key] = (taken, self._wait(taken, n, float(cap - taken)))
-                continue
-            tokens = refill(float(doc["tokens"]), doc["at"], now, self.limit)
-            taken = min(n, int(tokens))
-            if taken == 0:
-                out[key] = (0, wait_for_token(tokens, self.limit))
-                continue
-            moved.append(key)
-            moves.append(ReplaceOne({"_id": key, "v": doc["v"]},
-                                    {"tokens": tokens - taken, "at": max(doc["at"], now), "v": doc["v"] + 1, "by": by}))
-            out[key] = (taken, self._wait(taken, n, tokens - taken))
+                new.append({"_id": key, **state, "by": by})
+            else:
+                moved.append(key)
+                moves.append(ReplaceOne({"_id": key, "v": doc["v"]}, {**state, "by": by}))
         lost: set[str] = set()
         if new:
             try:
@@ -99,6 +84,25 @@ class TokenBuckets:
         for key in sorted(lost):
             out[key] = await self.take(key, now, wants[key])
         return out
+
+    def _decide(
+        self, doc: dict[str, Any] | None, n: int, now: datetime
+    ) -> tuple[int, float, dict[str, Any] | None]:
+        """What taking up to `n` tokens from a bucket as read (None: no bucket yet) gives: the tokens taken, the
+        wait for the next one when short, and the bucket's next state to write (None: nothing to write)."""
+        cap = self.limit.capacity
+        if doc is None:
+            taken = min(n, cap)
+            return taken, self._wait(taken, n, float(cap - taken)), {"tokens": float(cap - taken), "at": now, "v": 1}
+        at = doc["at"]
+        tokens = refill(float(doc["tokens"]), at, now, self.limit)
+        taken = min(n, int(tokens))
+        if taken == 0:
+            return 0, wait_for_token(tokens, self.limit), None
+        # `at` never moves back: a slower clock on another instance must not mint tokens twice.
+        # A whole-document replace, not `$set`: nx-27017 stores a `$set` datetime as text.
+        return taken, self._wait(taken, n, tokens - taken), {"tokens": tokens - taken, "at": max(at, now),
+                                                              "v": doc["v"] + 1}
 
     def _wait(self, taken: int, n: int, left: float) -> float:
         return 0.0 if taken == n else wait_for_token(left, self.limit)
