@@ -89,19 +89,41 @@ class Store:
                     await self.db.create_collection(name)
 
     @contextlib.asynccontextmanager
-    async def _serialized(self) -> AsyncIterator[None]:
-        async with self._tx_lock:
+    async def _serialized(self, within: float | None = None) -> AsyncIterator[None]:
+        """One holder at a time per database: the asyncio lock in the process and, for the embedded store, the file
+        lock across processes. `within`: give up after that many seconds with a transient error, for a caller that
+        must not hang behind a transaction the driver keeps retrying against a store that is away (it does so for
+        up to two minutes)."""
+        away = f"{self.db.name}: a transaction has held the database for over {within:g} s" if within else ""
+        try:
+            async with asyncio.timeout(within):
+                await self._tx_lock.acquire()
+        except TimeoutError:
+            raise AutoReconnect(away) from None
+        try:
             if self._tx_lock_file is None:
                 yield
                 return
             self._tx_lock_file.parent.mkdir(parents=True, exist_ok=True)
-            fh = self._tx_lock_file.open("a")
-            try:
-                await asyncio.to_thread(fcntl.flock, fh.fileno(), fcntl.LOCK_EX)
-                yield
-            finally:
-                fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
-                fh.close()
+            with self._tx_lock_file.open("a") as fh:
+                if within is None:
+                    await asyncio.to_thread(fcntl.flock, fh.fileno(), fcntl.LOCK_EX)
+                else:
+                    deadline = time.monotonic() + within
+                    while True:
+                        try:
+                            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+                            break
+                        except BlockingIOError:
+                            if time.monotonic() > deadline:
+                                raise AutoReconnect(away) from None
+                            await asyncio.sleep(0.005)
+                try:
+                    yield
+                finally:
+                    fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+        finally:
+            self._tx_lock.release()
 
     @contextlib.asynccontextmanager
     async def outside_transactions(self) -> AsyncIterator[None]:
@@ -116,43 +138,12 @@ class Store:
         if self._tx_lock_file is None or (task is not None and self._outside_holder is task):
             yield
             return
-        async with self._serialized_within(OUTSIDE_WAIT_S):
+        async with self._serialized(within=OUTSIDE_WAIT_S):
             self._outside_holder = task
             try:
                 yield
             finally:
                 self._outside_holder = None
-
-    @contextlib.asynccontextmanager
-    async def _serialized_within(self, seconds: float) -> AsyncIterator[None]:
-        """`_serialized`, but giving up after `seconds` with a transient error: a transaction that holds the lock
-        that long is retrying against a store that is away (the driver retries for up to two minutes), and a
-        caller that waited for it would hang with it instead of keeping its outcome for later."""
-        assert self._tx_lock_file is not None
-        away = AutoReconnect(f"{self.db.name}: a transaction has held the database for over {seconds:g} s")
-        try:
-            async with asyncio.timeout(seconds):
-                await self._tx_lock.acquire()
-        except TimeoutError:
-            raise away from None
-        try:
-            self._tx_lock_file.parent.mkdir(parents=True, exist_ok=True)
-            with self._tx_lock_file.open("a") as fh:
-                deadline = time.monotonic() + seconds
-                while True:
-                    try:
-                        fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-                        break
-                    except BlockingIOError:
-                        if time.monotonic() > deadline:
-                            raise away from None
-                        await asyncio.sleep(0.005)
-                try:
-                    yield
-                finally:
-                    fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
-        finally:
-            self._tx_lock.release()
 
     async def in_transaction(self, fn: Callable[[AsyncClientSession], Awaitable[T]]) -> T:
         """Run `fn(session)` in a transaction, retried by the driver on transient errors."""
