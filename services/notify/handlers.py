@@ -350,14 +350,10 @@ class NotifyHandlers:
                 return 0  # the store is still away: the outcomes wait in memory, their retry probes it
             now = self.rt.clock.now()
             hints, self._hints = self._hints, {}
-            try:
-                await self._take_over_expired(now, limit)
-                if scan:
-                    self._scanned_at = time.monotonic()
-                    hints.update((d["_id"], d) for d in await self._due(now, limit))
-            except Exception:
-                self._store_ok_since = None
-                raise
+            await self._take_over_expired(now, limit)
+            if scan:
+                self._scanned_at = time.monotonic()
+                hints.update((d["_id"], d) for d in await self._due(now, limit))
             if self._store_ok_since is None:
                 self._store_ok_since = now
             due = sorted((d for d in hints.values() if d["next_at"] <= now), key=lambda d: (d["next_at"], d["_id"]))
