@@ -188,6 +188,14 @@ async def _all_drained(js: Any, within: float) -> bool:
     return False
 
 
+async def _caught_up(js: Any, obs: Observer, within: float) -> None:
+    """Before a phase's store commands are read: every consumer has drained (the followers — alerts, bulletin,
+    Open311 status — too, so each case is counted whole), and the phase's alerts have gone out (the worker sends
+    after its consumer has acknowledged, and its store traffic would otherwise run into the next phase)."""
+    await _all_drained(js, within=within)
+    await _settled(lambda: obs.deliveries, quiet=1.0, within=within)
+
+
 async def run(
     *,
     rate: float,
@@ -301,8 +309,7 @@ async def _measure(
         await js.publish(f"report.v1.in.{item[0]}", item[2], headers={"Nats-Msg-Id": item[1]})
     await _wait(lambda: all(c in obs.dispatched for c in fixed), 60)
     await _wait(lambda: sum(1 for c in fixed if c in obs.delivered) >= len(fixed), 20)
-    await _all_drained(js, within=60)
-    await _settled(lambda: obs.deliveries, quiet=1.0, within=60)
+    await _caught_up(js, obs, within=60)
     results["fixed_rate"] = {
         "offered_per_s": rate,
         "reports": count,
@@ -325,11 +332,7 @@ async def _measure(
     ok = await _wait(lambda: all(c in obs.dispatched and c in obs.scored for c in corrs), 600)
     done_at = max([obs.scored.get(c, 0) for c in corrs] + [obs.dispatched.get(c, 0) for c in corrs])
     elapsed = done_at - t0
-    # Read once the followers (alerts, bulletin, Open311 status) have caught up too, so each case is counted whole.
-    await _all_drained(js, within=120)
-    # And until the burst's alerts have gone out: the worker sends after its consumer has acknowledged, and its
-    # store traffic would otherwise run into the telemetry phase.
-    await _settled(lambda: obs.deliveries, quiet=1.0, within=120)
+    await _caught_up(js, obs, within=120)
     store_per_case = per_case(commands_before, await store_commands(ports), burst)
     results["max_rate"] = {
         "reports": burst,
