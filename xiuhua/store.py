@@ -107,7 +107,10 @@ class Store:
             self._tx_lock_file.parent.mkdir(parents=True, exist_ok=True)
             with self._tx_lock_file.open("a") as fh:
                 if within is None:
-                    await asyncio.to_thread(fcntl.flock, fh.fileno(), fcntl.LOCK_EX)
+                    try:  # free most of the time: no thread hop for a lock nobody holds
+                        fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    except BlockingIOError:
+                        await asyncio.to_thread(fcntl.flock, fh.fileno(), fcntl.LOCK_EX)
                 else:
                     deadline = time.monotonic() + within
                     while True:
