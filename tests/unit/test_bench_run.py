@@ -10,16 +10,19 @@ from xiuhua.settings import Settings
 
 
 def test_store_commands_per_case_are_the_difference_between_two_readings() -> None:
-    before = {"intake": {"find ledger": 10.0, "insert cases": 4.0, "seconds": 1.0}}
+    before = {"intake": {"find ledger": 10.0, "insert cases": 4.0, "seconds": 1.0, "docs insert cases": 4.0}}
     after = {
-        "intake": {"find ledger": 30.0, "insert cases": 4.0, "insert raw_reports": 40.0, "seconds": 3.0},
+        "intake": {"find ledger": 30.0, "insert cases": 4.0, "insert raw_reports": 40.0, "seconds": 3.0,
+                   "docs insert cases": 4.0, "docs insert raw_reports": 400.0},
         "notify": {"update deliveries": 50.0, "seconds": 0.5},  # no reading before: it counted from zero
     }
     got = per_case(before, after, cases=20)
     assert got["intake"] == {
-        "commands": 3.0, "seconds": 0.1, "by_command": {"insert raw_reports": 2.0, "find ledger": 1.0}
-    }  # the busiest first; a command that did not move is left out
-    assert got["notify"] == {"commands": 2.5, "seconds": 0.025, "by_command": {"update deliveries": 2.5}}
+        "commands": 3.0, "seconds": 0.1, "by_command": {"insert raw_reports": 2.0, "find ledger": 1.0},
+        "documents": 20.0, "by_document": {"insert raw_reports": 20.0},
+    }  # the busiest first; a command that did not move is left out; documents apart from commands
+    assert got["notify"] == {"commands": 2.5, "seconds": 0.025, "by_command": {"update deliveries": 2.5},
+                             "documents": 0, "by_document": {}}
 
 
 def test_the_bench_city_holds_alerts_for_nothing_but_the_pipeline(tmp_path: Path) -> None:

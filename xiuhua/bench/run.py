@@ -26,6 +26,7 @@ from xiuhua.city import load_city
 from xiuhua.settings import Settings
 from xiuhua.supervisor import Supervisor
 
+DOCS = "docs "  # marks a documents-written count among the command counts of `store_commands`
 PIPELINE_HOPS = 4  # report → intake → case.opened → dispatch → case.dispatched → scoring → score.v1
 
 
@@ -113,7 +114,8 @@ class ResourceSampler:
 
 
 async def store_commands(ports: dict[str, int]) -> dict[str, dict[str, float]]:
-    """Each service's store commands so far, by command and collection, and the seconds they took (`/metrics`)."""
+    """Each service's store commands so far, by command and collection, the seconds they took, and the documents
+    its writes carried (keys `docs <command> <collection>`), from `/metrics`."""
     out: dict[str, dict[str, float]] = {}
     async with httpx.AsyncClient(timeout=10) as http:
         for name, port in ports.items():
@@ -129,18 +131,25 @@ async def store_commands(ports: dict[str, int]) -> dict[str, dict[str, float]]:
                         counts[key] = counts.get(key, 0.0) + sample.value
                     elif sample.name == "xiuhua_store_command_seconds_total":
                         counts["seconds"] = counts.get("seconds", 0.0) + sample.value
+                    elif sample.name == "xiuhua_store_documents_total":
+                        key = f"{DOCS}{sample.labels['command']} {sample.labels['collection']}"
+                        counts[key] = counts.get(key, 0.0) + sample.value
             out[name] = counts
     return out
 
 
 def per_case(before: dict[str, dict[str, float]], after: dict[str, dict[str, float]], cases: int) -> dict[str, Any]:
-    """Store commands (and their seconds) per case between two readings, per service, the busiest first."""
+    """Store commands (and their seconds) and documents written per case between two readings, per service, the
+    busiest first."""
     out: dict[str, Any] = {}
     for name, counts in after.items():
         delta = {k: v - before.get(name, {}).get(k, 0.0) for k, v in counts.items()}
         seconds = delta.pop("seconds", 0.0)
-        commands = {k: v / cases for k, v in sorted(delta.items(), key=lambda kv: -kv[1]) if v}
-        out[name] = {"commands": sum(commands.values()), "seconds": seconds / cases, "by_command": commands}
+        ranked = [(k, v / cases) for k, v in sorted(delta.items(), key=lambda kv: -kv[1]) if v]
+        commands = {k: v for k, v in ranked if not k.startswith(DOCS)}
+        documents = {k.removeprefix(DOCS): v for k, v in ranked if k.startswith(DOCS)}
+        out[name] = {"commands": sum(commands.values()), "seconds": seconds / cases, "by_command": commands,
+                     "documents": sum(documents.values()), "by_document": documents}
     return out
 
 
@@ -404,6 +413,14 @@ def table(r: dict[str, Any]) -> str:
         for name, f in spc.items():
             top = ", ".join(f"{k} {v:.2f}" for k, v in list(f["by_command"].items())[:3])
             lines.append(f"  {name:11s} {f['commands']:33.1f} {f['seconds'] * 1000:11.1f}   {top}")
+    if spc := mr.get("store_per_case"):
+        # Under load batches are large: the store's work follows the documents written, not the commands.
+        lines.append("store documents written per case (maximum-rate phase)   documents   busiest")
+        for name, f in spc.items():
+            top = ", ".join(f"{k} {v:.2f}" for k, v in list(f.get("by_document", {}).items())[:4])
+            lines.append(f"  {name:11s} {f.get('documents', 0.0):43.1f}   {top}")
+        total = sum(f.get("documents", 0.0) for f in spc.values())
+        lines.append(f"  {'all':11s} {total:43.1f}")
     lines.append(f"dead letters: {r['dead_letters']}")
     for job in ("bulletin", "rebuild"):
         if (failed := r.get(job, {})).get("error"):
