@@ -35,7 +35,8 @@ class BatchIO:
         self.now = now
         self.refs: dict[str, bool] = {}  # correlation id → already has a case (or was dropped, transferred)
         self.cases: dict[str, dict[str, Any] | None] = {}  # case id → open-case document (None: not open/unknown)
-        self.by_key: dict[str, list[dict[str, Any]]] = {}  # merge key (locked this batch) → open cases under it
+        self.by_key: dict[str, list[dict[str, Any]]] = {}  # merge key (loaded this batch) → open cases under it
+        self.locked: set[str] = set()  # merge locks touched this batch
         self.devices: dict[str, DeviceState | None] = {}
         self.raw: list[dict[str, Any]] = []
         self.new_refs: list[dict[str, Any]] = []
@@ -64,21 +65,25 @@ class BatchIO:
             await self.prefetch_refs([correlation])
         return self.refs[correlation]
 
-    async def lock_and_load(self, keys: Iterable[str]) -> None:
-        """Touch the merge locks of these keys, then read the open cases under them: two round trips.
+    async def lock_and_load(self, keys: Iterable[str], locks: Iterable[str]) -> None:
+        """Touch the merge locks (`duplicates.lock_keys`), then read the open cases under these keys: two round
+        trips.
 
         Concurrent transactions that touch the same lock documents conflict (MongoDB retries the loser, which
         then sees the winner's case and merges), so look-then-open stays serialised per neighbourhood across
-        instances. Keys are locked in sorted order so two batches never wait on each other crosswise.
+        instances. Locks are taken in sorted order so two batches never wait on each other crosswise.
         """
         missing = sorted({k for k in keys if k not in self.by_key})
         if not missing:
             return
-        await self.store[LOCKS].bulk_write(
-            [UpdateOne({"_id": k}, {"$inc": {"n": 1}}, upsert=True) for k in missing],
-            ordered=True,
-            session=self.session,
-        )
+        unlocked = sorted(set(locks) - self.locked)
+        if unlocked:
+            await self.store[LOCKS].bulk_write(
+                [UpdateOne({"_id": k}, {"$inc": {"n": 1}}, upsert=True) for k in unlocked],
+                ordered=True,
+                session=self.session,
+            )
+            self.locked.update(unlocked)
         for k in missing:
             self.by_key[k] = [d for d in self.new_cases.values() if d["key"] == k]
         async for d in self.store[OPEN].find({"key": {"$in": missing}, "open": True}, session=self.session):
@@ -86,9 +91,9 @@ class BatchIO:
             if d["_id"] not in self.new_cases:
                 self.by_key[d["key"]].append(d)
 
-    async def candidates(self, keys: list[str]) -> list[dict[str, Any]]:
-        """The open cases under the given merge keys, as this batch leaves them."""
-        await self.lock_and_load(keys)
+    async def candidates(self, keys: list[str], locks: list[str]) -> list[dict[str, Any]]:
+        """The open cases under the given merge keys, as this batch leaves them (their locks touched first)."""
+        await self.lock_and_load(keys, locks)
         return [d for k in keys for d in self.by_key[k] if d.get("open", True)]
 
     async def prefetch_cases(self, case_ids: Iterable[str]) -> None:

@@ -52,6 +52,23 @@ def neighbour_keys(category: str, lng: float, lat: float, size_m: float) -> list
     return [f"{category}:{band}:{x + dx}:{y + dy}" for dx in (-1, 0, 1) for dy in (-1, 0, 1)]
 
 
+def lock_keys(category: str, place: Place, settings: Duplicates) -> list[str]:
+    """The merge locks a lookup writes so that two instances placing near reports of one category at once conflict
+    (`merge_locks`): for a point, the four blocks of 2 × 2 cells that hold its cell. Two reports can meet only in
+    neighbouring cells, and any two neighbouring cells lie in one common block, so their transactions always write
+    one lock in common: four writes per report where locking the nine looked-up cells took nine. Without a point,
+    the address key itself.
+
+    (Instances of an earlier version lock cells, not blocks: while both run during an upgrade, two near reports
+    handled at the same moment by one of each may open two cases — a missed merge, never a wrong one.)"""
+    if place.lng is not None and place.lat is not None:
+        x, y = cell(place.lng, place.lat, settings.distance_m)
+        band = math.floor(place.lat)
+        return [f"{category}:{band}:b:{x + dx}:{y + dy}" for dx in (-1, 0) for dy in (-1, 0)]
+    key = address_key(category, place)
+    return [key] if key else []
+
+
 def address_key(category: str, place: Place) -> str | None:
     """The index key of an open case without coordinates: category, finest area and the address as written."""
     area = place.grid_code or place.community_code or place.street_code

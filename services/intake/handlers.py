@@ -165,14 +165,16 @@ class IntakeHandlers:
         await io.prefetch_refs(reports.values())
         drafts: dict[int, Draft | TransferDraft | list[RejectionReason]] = {}
         keys: list[str] = []
+        locks: list[str] = []
         for i, correlation in reports.items():
             if io.refs[correlation]:
                 continue
             drafts[i] = draft = draft_case(parsed[i], self.rt.city)  # type: ignore[arg-type]
             if isinstance(draft, Draft) and duplicates.mergeable(draft.category_code, self.dup):
                 keys += duplicates.keys_of(draft.category_code, draft.place, self.dup)[1]
+                locks += duplicates.lock_keys(draft.category_code, draft.place, self.dup)
         if keys:
-            await io.lock_and_load(keys)
+            await io.lock_and_load(keys, locks)
         readings = [
             p for p in parsed if isinstance(p, SensorReading) and p.device_type in self.rt.city.intake.sensors
         ]
@@ -247,7 +249,7 @@ class IntakeHandlers:
         if lookup and duplicates.mergeable(draft.category_code, self.dup):
             # Serialise look-then-open per neighbourhood across instances: the batch touches the lock documents of
             # every neighbourhood it looks at (BatchIO.lock_and_load), so concurrent transactions on one conflict.
-            candidates = await io.candidates(lookup)
+            candidates = await io.candidates(lookup, duplicates.lock_keys(draft.category_code, draft.place, self.dup))
             match = duplicates.pick(candidates, draft.place, now, self.dup)
             if match is not None:
                 count = match.reporters + 1

@@ -33,6 +33,29 @@ def test_every_point_within_the_distance_is_in_the_nine_cells(lng, lat, angle, d
     assert stored in duplicates.neighbour_keys("0201", lng, lat, S.distance_m)
 
 
+@given(st.floats(120.1, 120.2), st.floats(30.25, 30.31), st.floats(0, 2 * math.pi), st.floats(0, 49.9))
+def test_two_reports_that_could_merge_always_write_a_common_lock(lng, lat, angle, dist) -> None:
+    # On MongoDB, two instances placing such reports at once must conflict (one retries, sees the other's case).
+    dlat = dist * math.sin(angle) / 111_320
+    dlng = dist * math.cos(angle) / (111_320 * math.cos(math.radians(lat)))
+    other = (lng + dlng, lat + dlat)
+    if math.floor(other[1]) != math.floor(lat):
+        return  # across a whole-degree band: never merged, nothing to serialise
+    mine = duplicates.lock_keys("0201", Place(lng=lng, lat=lat), S)
+    theirs = duplicates.lock_keys("0201", Place(lng=other[0], lat=other[1]), S)
+    assert len(mine) == len(theirs) == 4
+    assert set(mine) & set(theirs)
+    assert not set(mine) & set(duplicates.lock_keys("0202", Place(lng=other[0], lat=other[1]), S))
+
+
+def test_far_reports_share_no_lock() -> None:
+    # 300 m apart: neither can merge into a case of the other, so neither waits for the other.
+    here = duplicates.lock_keys("0201", Place(lng=120.155, lat=30.255), S)
+    there = duplicates.lock_keys("0201", Place(lng=120.155 + 300 / (111_320 * math.cos(math.radians(30.255))),
+                                                lat=30.255), S)
+    assert not set(here) & set(there)
+
+
 def test_pick_takes_the_nearest_open_case_in_distance_and_window() -> None:
     here = Place(lng=120.16, lat=30.255)
     near = _doc("C-near", 120.16025, 30.255)  # about 24 m east
@@ -49,7 +72,9 @@ def test_address_keys_for_places_without_points() -> None:
     p = Place(address="解放路 18 号", street_code="CD", community_code="CD01")
     key, lookup = duplicates.keys_of("0201", p, S)
     assert key == "0201:a:CD01:解放路18号" and lookup == [key]
+    assert duplicates.lock_keys("0201", p, S) == [key]
     assert duplicates.keys_of("0201", Place(), S) == (None, [])
+    assert duplicates.lock_keys("0201", Place(), S) == []
     assert duplicates.pick([{"_id": "C-1", "open": True, "opened_at": NOW}], p, NOW, S).distance_m is None
 
 
