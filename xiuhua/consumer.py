@@ -20,7 +20,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from faststream import AckPolicy, Context
+from faststream import AckPolicy
 from faststream.nats import ConsumerConfig, JStream, NatsBroker, PullSub
 from nats.aio.msg import Msg
 from nats.errors import Error as NatsError
@@ -395,7 +395,10 @@ def attach(broker: NatsBroker, runner: ConsumerRunner, *, ack_wait: float = 60.0
         description=sub.description or None,
     )
     setattr(subscriber, LINGER_ATTR, sub.linger)
+    context = broker.context
 
+    # The batch is read from the context here rather than injected (`Context("message")`): FastDepends resolves
+    # an injected field through a worker thread, a thread hop per batch in every consumer.
     @subscriber
-    async def _consume(message: Any = Context("message")) -> None:  # noqa: B008 - FastStream context
-        await runner.process(message.raw_message)
+    async def _consume() -> None:
+        await runner.process(context.get_local("message").raw_message)

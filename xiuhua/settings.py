@@ -54,8 +54,9 @@ class Settings(BaseSettings):
         default=0.1,
         ge=0.0,
         le=5.0,
-        description="Seconds a consumer nobody waits on (scores, the bulletin's figures, the Open311 view) lets a "
-        "batch gather before applying it: one transaction per linger instead of one per message at a modest "
+        description="Seconds a consumer nobody waits on to the millisecond (scores, the bulletin's figures, the "
+        "Open311 view, the alerts) lets a batch gather before applying it: one transaction per linger instead of "
+        "one per message at a modest "
         "rate, leaving the store to the hops from report to dispatch; 0 applies each message as it comes",
     )
     log_level: str = "INFO"
