@@ -180,6 +180,7 @@ class ConsumerRunner:
     async def process(self, msgs: Sequence[Msg]) -> None:
         """Apply a pulled batch and acknowledge what is done."""
         started = time.perf_counter()
+        self._observe_waits(msgs, time.time())
         pairs: list[tuple[Msg, Item]] = []
         ignored: list[Msg] = []
         for msg in msgs:
@@ -201,6 +202,15 @@ class ConsumerRunner:
         if ignored:
             self.metrics.ignored.labels(*self._labels).inc(len(ignored))
         self.metrics.batch_seconds.labels(*self._labels).observe(time.perf_counter() - started)
+
+    def _observe_waits(self, msgs: Sequence[Msg], now: float) -> None:
+        waited = self.metrics.wait_seconds.labels(*self._labels)
+        for msg in msgs:
+            try:
+                stored = msg.metadata.timestamp.timestamp()
+            except Exception:  # not a JetStream delivery
+                continue
+            waited.observe(max(0.0, now - stored))  # clocks of two machines may disagree by a little
 
     def _ignored(self, item: Item) -> bool:
         if self.sub.ignores is None:

@@ -54,6 +54,13 @@ class Metrics:
             "xiuhua_batch_seconds", "Time to apply one pulled batch", ["service", "consumer"], registry=r,
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
         )
+        # Queueing and lag in time, where nats_consumer_num_pending gives them in messages: from the moment the
+        # stream stored a message to the moment its consumer began to apply it.
+        self.wait_seconds = Histogram(
+            "xiuhua_message_wait_seconds", "How long a message waited in its stream before its consumer began to "
+            "apply it", ["service", "consumer"], registry=r,
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600),
+        )
         self.outbox_republished = Counter(
             "xiuhua_outbox_republished", "Outbox entries published by the sweeper after a crash", ["service"],
             registry=r,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 
@@ -201,3 +202,33 @@ async def test_a_first_delivery_of_a_message_applied_before_is_answered_from_the
         assert effects == ["C-caused", "C-new"]
         # Marked published (together with other entries, a moment after the publish).
         assert await eventually(lambda: rt.store["ledger"].find_one({"_id": "probe-once:e-before", "published": True}))
+
+
+async def test_the_wait_before_a_message_is_applied_is_measured_from_its_storage(settings, city):
+    """`xiuhua_message_wait_seconds`: a message stored while its consumer was away waited that long; one applied
+    at once, a moment."""
+    applied: list[str] = []
+
+    async def handle(batch: Batch) -> None:
+        applied.extend(item.message.case_id for item in batch.items)
+
+    spec = ServiceSpec(name="probe", subscriptions=lambda rt: [Subscription("probe-cases", "case.v1.>", handle)])
+    first = CaseDispatched.model_validate(CaseDispatched.example())
+    second = first.model_copy(update={"case_id": "C-later", "event_id": "e-later"})
+    async with running(spec, settings, city=city):
+        pass  # the durable consumer exists from here on
+    await publish(settings.nats_url, "case.v1.dispatched.CD", first.to_json(), msg_id=first.event_id)
+    await asyncio.sleep(1.5)  # the consumer is away: the message waits in the stream
+    async with running(spec, settings, city=city) as rt:
+        await eventually(lambda: applied == [first.case_id])
+        await publish(settings.nats_url, "case.v1.dispatched.CD", second.to_json(), msg_id=second.event_id)
+        await eventually(lambda: applied == [first.case_id, second.case_id])
+        registry = rt.metrics.registry
+        labels = {"service": "probe", "consumer": "probe-cases"}
+
+        def bucket(le: str) -> float:
+            return registry.get_sample_value("xiuhua_message_wait_seconds_bucket", {**labels, "le": le}) or 0.0
+
+        assert registry.get_sample_value("xiuhua_message_wait_seconds_count", labels) == 2
+        assert bucket("1.0") == 1  # the second, applied at once; the first waited 1.5 s and the start-up
+        assert registry.get_sample_value("xiuhua_message_wait_seconds_sum", labels) >= 1.5

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from xiuhua.bench.run import bench_city, per_case
+from xiuhua.bench.run import bench_city, mean_waits, per_case
 from xiuhua.city import load_city
 from xiuhua.settings import Settings
 
@@ -32,3 +32,12 @@ def test_the_bench_city_holds_alerts_for_nothing_but_the_pipeline(tmp_path: Path
     assert city.alerts.quiet_hours is None and original.alerts.quiet_hours is not None
     assert city.alerts.rate_limit.per_minute >= 1_000_000 > original.alerts.rate_limit.per_minute
     assert city.alerts.rules == original.alerts.rules and city.units == original.units  # the rest as configured
+
+
+def test_mean_waits_per_consumer_are_the_difference_between_two_readings() -> None:
+    before = {"intake/intake-reports": (2.0, 100.0), "notify/notify-cases": (5.0, 50.0)}
+    after = {"intake/intake-reports": (3.0, 150.0), "notify/notify-cases": (5.0, 50.0),
+             "dispatch/dispatch-opened": (0.2, 100.0)}  # no reading before: it counted from zero
+    got = mean_waits(before, after)
+    assert got == {"intake/intake-reports": 20.0, "dispatch/dispatch-opened": 2.0}  # idle consumers left out
+    assert list(got) == ["intake/intake-reports", "dispatch/dispatch-opened"]  # the longest first

@@ -113,29 +113,59 @@ class ResourceSampler:
         return out
 
 
-async def store_commands(ports: dict[str, int]) -> dict[str, dict[str, float]]:
-    """Each service's store commands so far, by command and collection, the seconds they took, and the documents
-    its writes carried (keys `docs <command> <collection>`), from `/metrics`."""
-    out: dict[str, dict[str, float]] = {}
+async def _samples(ports: dict[str, int]) -> dict[str, list[Any]]:
+    """Each service's `/metrics` samples (a service that does not answer is left out)."""
+    out: dict[str, list[Any]] = {}
     async with httpx.AsyncClient(timeout=10) as http:
         for name, port in ports.items():
-            counts: dict[str, float] = {}
             try:
                 text = (await http.get(f"http://127.0.0.1:{port}/metrics")).text
             except httpx.HTTPError:
                 continue
-            for family in text_string_to_metric_families(text):
-                for sample in family.samples:
-                    if sample.name == "xiuhua_store_commands_total":
-                        key = f"{sample.labels['command']} {sample.labels['collection']}".strip()
-                        counts[key] = counts.get(key, 0.0) + sample.value
-                    elif sample.name == "xiuhua_store_command_seconds_total":
-                        counts["seconds"] = counts.get("seconds", 0.0) + sample.value
-                    elif sample.name == "xiuhua_store_documents_total":
-                        key = f"{DOCS}{sample.labels['command']} {sample.labels['collection']}"
-                        counts[key] = counts.get(key, 0.0) + sample.value
-            out[name] = counts
+            out[name] = [sample for family in text_string_to_metric_families(text) for sample in family.samples]
     return out
+
+
+async def store_commands(ports: dict[str, int]) -> dict[str, dict[str, float]]:
+    """Each service's store commands so far, by command and collection, the seconds they took, and the documents
+    its writes carried (keys `docs <command> <collection>`), from `/metrics`."""
+    out: dict[str, dict[str, float]] = {}
+    for name, samples in (await _samples(ports)).items():
+        counts: dict[str, float] = {}
+        for sample in samples:
+            if sample.name == "xiuhua_store_commands_total":
+                key = f"{sample.labels['command']} {sample.labels['collection']}".strip()
+            elif sample.name == "xiuhua_store_command_seconds_total":
+                key = "seconds"
+            elif sample.name == "xiuhua_store_documents_total":
+                key = f"{DOCS}{sample.labels['command']} {sample.labels['collection']}"
+            else:
+                continue
+            counts[key] = counts.get(key, 0.0) + sample.value
+        out[name] = counts
+    return out
+
+
+async def consumer_waits(ports: dict[str, int]) -> dict[str, tuple[float, float]]:
+    """Per consumer (`service/consumer`): the seconds its messages waited in their stream before it began to apply
+    them, summed, and how many messages (`xiuhua_message_wait_seconds`)."""
+    out: dict[str, tuple[float, float]] = {}
+    for name, samples in (await _samples(ports)).items():
+        sums = {s.labels["consumer"]: s.value for s in samples if s.name == "xiuhua_message_wait_seconds_sum"}
+        counts = {s.labels["consumer"]: s.value for s in samples if s.name == "xiuhua_message_wait_seconds_count"}
+        out |= {f"{name}/{c}": (total, counts.get(c, 0.0)) for c, total in sums.items()}
+    return out
+
+
+def mean_waits(before: dict[str, tuple[float, float]], after: dict[str, tuple[float, float]]) -> dict[str, float]:
+    """Mean wait in milliseconds per consumer between two readings, the longest first (consumers that applied
+    nothing in between are left out)."""
+    means = {}
+    for consumer, (total, count) in after.items():
+        t0, c0 = before.get(consumer, (0.0, 0.0))
+        if count > c0:
+            means[consumer] = 1000 * (total - t0) / (count - c0)
+    return dict(sorted(means.items(), key=lambda kv: -kv[1]))
 
 
 def per_case(before: dict[str, dict[str, float]], after: dict[str, dict[str, float]], cases: int) -> dict[str, Any]:
@@ -304,7 +334,7 @@ async def _measure(
     progress(f"fixed rate: {rate:g} reports/s for {duration:g}s")
     count = int(rate * duration)
     ports = {c.name: c.port for c in sup.children}
-    commands_before = await store_commands(ports)
+    commands_before, waits_before = await store_commands(ports), await consumer_waits(ports)
     t_start = time.perf_counter()
     fixed = []
     for i in range(count):
@@ -327,6 +357,8 @@ async def _measure(
         "report_to_alert_delivered": percentiles([obs.delivered[c] - sent_at[c] for c in fixed if c in obs.delivered]),
         # At a modest rate batches are single messages: what each case costs the store then sets the latency.
         "store_per_case": per_case(commands_before, await store_commands(ports), count),
+        # Where the latency goes: a message queues in its stream while the consumer applies the batch before it.
+        "wait_ms_by_consumer": mean_waits(waits_before, await consumer_waits(ports)),
     }
 
     # 2. Maximum rate: a burst published as fast as the bus takes it, until dispatched and scored.
@@ -421,6 +453,10 @@ def table(r: dict[str, Any]) -> str:
             lines.append(f"  {name:11s} {f.get('documents', 0.0):43.1f}   {top}")
         total = sum(f.get("documents", 0.0) for f in spc.values())
         lines.append(f"  {'all':11s} {total:43.1f}")
+    if waits := fr.get("wait_ms_by_consumer"):
+        lines.append("mean wait in the stream before a consumer applied a message (fixed-rate phase), longest first:")
+        cells = [f"{c} {ms:.1f} ms" for c, ms in waits.items()]
+        lines += ["  " + ", ".join(cells[i : i + 3]) for i in range(0, len(cells), 3)]
     lines.append(f"dead letters: {r['dead_letters']}")
     for job in ("bulletin", "rebuild"):
         if (failed := r.get(job, {})).get("error"):
