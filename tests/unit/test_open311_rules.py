@@ -12,10 +12,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from contracts import cases as ev
+from contracts import registry
 from contracts.values import Place, ReportSource, UnitRef, UnitRole
 from services.intake.open311 import render
 from services.intake.open311.definitions import load_open311
-from services.intake.open311.projection import fold, token_of
+from services.intake.open311.projection import fold, ignored, token_of
 from services.intake.open311.validation import Invalid, parse_submission, parse_w3c, split_form
 from xiuhua.city import CityDataError, load_city
 from xiuhua.settings import DEMO_CITY
@@ -167,6 +168,20 @@ def test_fold_follows_the_lifecycle(city):
     assert "3" in doc["service_notice"]
     assert fold(doc, ev.CaseRated(**common, satisfaction="satisfied"), city) is None
     assert doc["updated_datetime"] >= doc["requested_datetime"]
+
+
+def test_the_view_ignores_only_events_that_change_nothing_public(city):
+    # Ignored events are acknowledged unapplied: each must leave the request and the tokens exactly as they were.
+    kinds = [k for k in registry.patterns().values() if issubclass(k, ev.CaseEvent)]
+    seen = {k for k in kinds if ignored(k.model_validate(k.example()))}
+    assert seen == {ev.CaseCommandRejected, ev.CaseDeadlineWarning, ev.CaseRated}
+    doc = fold(None, _opened(), city)
+    for kind in kinds:
+        event = kind.model_validate(kind.example())
+        if ignored(event):
+            assert fold(doc, event, city) is None and token_of(event) is None
+        else:
+            assert fold(doc, event, city) is not None  # everything else moves the request (notes, time, version)
 
 
 def test_a_cancelled_case_reads_cancelled_whichever_of_its_two_events_comes_last(city):

@@ -47,9 +47,19 @@ def _opened(doc: dict[str, Any], e: ev.CaseOpened, city: City) -> None:
     )
 
 
+# Case events that change nothing a citizen sees and resolve no token: `fold` skips them, and the view's consumer
+# acknowledges them without a transaction or a ledger entry (`ignored`, `Subscription.ignores`).
+PRIVATE = (ev.CaseCommandRejected, ev.CaseDeadlineWarning, ev.CaseRated)
+
+
+def ignored(event: Any) -> bool:
+    """Whether a case event leaves the Open311 view as it is, by its type alone."""
+    return isinstance(event, PRIVATE)
+
+
 def fold(doc: dict[str, Any] | None, event: ev.CaseEvent, city: City) -> dict[str, Any] | None:
     """The request document after one case event; None when the event changes nothing public."""
-    if isinstance(event, ev.CaseCommandRejected | ev.CaseDeadlineWarning | ev.CaseRated):
+    if isinstance(event, PRIVATE):
         return None
     doc = dict(doc) if doc is not None else _new(event)
     match event:
