@@ -373,7 +373,9 @@ async def test_sensor_emergency_ranking_and_merchant_alerts_from_the_bus(setting
             "period": "2026-11", "violations": 3, "reason": "门前乱堆放，屡教不改",
         }
         await publish(settings.nats_url, "score.v1.merchant_escalated", merchant)
-        docs = await planned(rt, 3)
+        # Four: the emergency, the black list's head, and the escalation to the street office and to enforcement
+        # (waiting for three let the test look before the lingering case consumer had planned the emergency).
+        docs = await planned(rt, 4)
         ids = {d["_id"] for d in docs}
         assert "sensor_emergency:C-S1:0:XH-CC-duty:file" in ids
         assert "bottom_ranking:2026-W47:CD-SAN:0:CD-SAN-head:file" in ids
