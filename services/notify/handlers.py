@@ -77,6 +77,7 @@ class _Plan:
 
 
 _WARNINGS = (CaseDeadlineWarning, CaseOverdue, CaseEscalated)
+_ALERTING = (CaseOpened, CaseDispatched, *_WARNINGS)  # the case events `on_case_event` may act on
 
 
 def _next(doc: dict[str, Any], changes: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -136,12 +137,18 @@ class NotifyHandlers:
     # ---- planning -------------------------------------------------------------------------------------------
 
     @staticmethod
+    def skips_type(kind: type) -> bool:
+        """Case event types that never alert, known from the subject before decoding: all but openings, dispatches
+        and the deadline events."""
+        return not issubclass(kind, _ALERTING)
+
+    @staticmethod
     def ignores(ev: Any) -> bool:
         """Case events that never alert, by what they are: everything but an urgent sensor case's opening, a
         dispatch and the deadline events (`on_case_event` acts on nothing else)."""
         if isinstance(ev, CaseOpened):
             return not (ev.source == ReportSource.sensor and ev.urgency == Urgency.urgent)
-        return not isinstance(ev, (CaseDispatched, *_WARNINGS))
+        return not isinstance(ev, _ALERTING)
 
     async def on_case_event(self, batch: Batch) -> None:
         """Case events that alert: dispatched (new case), deadline warning, overdue, escalated, urgent sensor case.

@@ -140,6 +140,33 @@ async def test_messages_a_subscription_ignores_are_acknowledged_without_touching
         assert keys == [f"probe-some:e-keep{i}" for i in range(3)]
 
 
+async def test_types_a_subscription_skips_are_acknowledged_from_their_subject_without_decoding(settings, city):
+    seen: list[str] = []
+
+    async def handle(batch: Batch) -> None:
+        seen.extend(item.message.case_id for item in batch.items)
+
+    spec = ServiceSpec(name="probe", subscriptions=lambda rt: [
+        Subscription("probe-typed", "case.v1.>", handle, skips_type=lambda kind: kind is not CaseDispatched)])
+    dispatched = CaseDispatched.model_validate(CaseDispatched.example())
+    async with BusRecorder(settings.nats_url) as bus, running(spec, settings, city=city) as rt:
+        # A body no model accepts, on a skipped type's subject: never parsed, so acknowledged, not dead-lettered.
+        await publish(settings.nats_url, "case.v1.acknowledged.CD", b"{not json", msg_id="skipped-1")
+        await publish(settings.nats_url, "case.v1.dispatched.CD", dispatched.to_json(), msg_id=dispatched.event_id)
+        await eventually(lambda: seen == [dispatched.case_id], timeout=30)
+        nc = await nats.connect(settings.nats_url)
+        try:
+            info = await eventually(lambda: _drained(nc, "probe-typed"), timeout=30)
+        finally:
+            await nc.close()
+        assert info.num_redelivered == 0 and not bus.on("dlq.v1.probe")
+        keys = [d["_id"] async for d in rt.store["ledger"].find({"_id": {"$regex": "^probe-typed:"}})]
+        assert keys == [f"probe-typed:{dispatched.event_id}"]
+        skipped = rt.metrics.registry.get_sample_value(
+            "xiuhua_messages_ignored_total", {"service": "probe", "consumer": "probe-typed"})
+        assert skipped == 1
+
+
 async def _drained(nc: nats.NATS, durable: str):
     info = await nc.jetstream().consumer_info("XH_CASES", durable)
     return info if info.num_pending == 0 and info.num_ack_pending == 0 else None

@@ -177,3 +177,17 @@ def test_the_alert_consumer_ignores_exactly_the_case_events_that_never_alert() -
              *(example(m) for m in (c.CaseAcknowledged, c.CaseResolved, c.CaseClosed, c.CaseMerged))]
     assert [NotifyHandlers.ignores(e) for e in alerting] == [False] * len(alerting)
     assert [NotifyHandlers.ignores(e) for e in quiet] == [True] * len(quiet)
+
+
+def test_types_skipped_by_subject_are_exactly_those_ignored_whatever_their_content() -> None:
+    from contracts import cases as c
+    from contracts import registry
+    from services.notify.handlers import NotifyHandlers
+
+    for kind in [m for m in registry.patterns().values() if issubclass(m, c.CaseEvent)]:
+        event = kind.model_validate(kind.example())
+        if NotifyHandlers.skips_type(kind):
+            assert NotifyHandlers.ignores(event), kind  # skipping undecoded never drops an alert
+        elif kind is not c.CaseOpened:  # an opening alerts or not by its content: decoded, then judged
+            assert not NotifyHandlers.ignores(event), kind  # nothing that alerts is skipped
+    assert not NotifyHandlers.skips_type(c.CaseOpened)

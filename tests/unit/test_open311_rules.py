@@ -173,12 +173,12 @@ def test_fold_follows_the_lifecycle(city):
 def test_the_view_ignores_only_events_that_change_nothing_public(city):
     # Ignored events are acknowledged unapplied: each must leave the request and the tokens exactly as they were.
     kinds = [k for k in registry.patterns().values() if issubclass(k, ev.CaseEvent)]
-    seen = {k for k in kinds if ignored(k.model_validate(k.example()))}
+    seen = {k for k in kinds if ignored(k)}
     assert seen == {ev.CaseCommandRejected, ev.CaseDeadlineWarning, ev.CaseRated}
     doc = fold(None, _opened(), city)
     for kind in kinds:
         event = kind.model_validate(kind.example())
-        if ignored(event):
+        if ignored(kind):
             assert fold(doc, event, city) is None and token_of(event) is None
         else:
             assert fold(doc, event, city) is not None  # everything else moves the request (notes, time, version)

@@ -20,7 +20,7 @@ def subscriptions(rt: Runtime) -> list[Subscription]:
     """Case events into the Open311 view (durable `intake-open311`); rejected Open311 reports for their tokens."""
     p = Projection(rt.city, rt.store)
     return [
-        Subscription("intake-open311", subjects.CASE_ALL, p.on_case_events, ignores=ignored,
+        Subscription("intake-open311", subjects.CASE_ALL, p.on_case_events, skips_type=ignored,
                      description="Case events into the Open311 requests view", linger=rt.settings.follower_linger),
         Subscription("intake-open311-rejected", subjects.REPORT_REJECTED, p.on_rejections,
                      description="Open311 reports intake refused: their tokens answer with the reason",

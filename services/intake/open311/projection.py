@@ -48,13 +48,13 @@ def _opened(doc: dict[str, Any], e: ev.CaseOpened, city: City) -> None:
 
 
 # Case events that change nothing a citizen sees and resolve no token: `fold` skips them, and the view's consumer
-# acknowledges them without a transaction or a ledger entry (`ignored`, `Subscription.ignores`).
+# acknowledges them from their subject, undecoded, without a transaction or a ledger entry (`Subscription.skips_type`).
 PRIVATE = (ev.CaseCommandRejected, ev.CaseDeadlineWarning, ev.CaseRated)
 
 
-def ignored(event: Any) -> bool:
-    """Whether a case event leaves the Open311 view as it is, by its type alone."""
-    return isinstance(event, PRIVATE)
+def ignored(kind: type) -> bool:
+    """Whether case events of this type leave the Open311 view as it is."""
+    return issubclass(kind, PRIVATE)
 
 
 def fold(doc: dict[str, Any] | None, event: ev.CaseEvent, city: City) -> dict[str, Any] | None:
