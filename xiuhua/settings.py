@@ -51,13 +51,19 @@ class Settings(BaseSettings):
         "(it died); longer than the slowest batch, short enough that a crash delays little",
     )
     follower_linger: float = Field(
+        default=0.5,
+        ge=0.0,
+        le=5.0,
+        description="Seconds a consumer nobody waits on (scores, the bulletin's figures) lets a batch gather before "
+        "applying it: one transaction per linger instead of one per message at a modest rate, leaving the store to "
+        "the hops from report to dispatch; 0 applies each message as it comes",
+    )
+    prompt_linger: float = Field(
         default=0.1,
         ge=0.0,
         le=5.0,
-        description="Seconds a consumer nobody waits on to the millisecond (scores, the bulletin's figures, the "
-        "Open311 view, the alerts) lets a batch gather before applying it: one transaction per linger instead of "
-        "one per message at a modest "
-        "rate, leaving the store to the hops from report to dispatch; 0 applies each message as it comes",
+        description="The same for consumers people wait on in seconds, not milliseconds: alert planning (gateways "
+        "take seconds) and the Open311 view (a citizen's POST waits for its case id)",
     )
     log_level: str = "INFO"
     bulletin_base_url: str | None = Field(

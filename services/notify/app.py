@@ -27,9 +27,10 @@ def subscriptions(rt: Runtime) -> list[Subscription]:
     return [
         # Alerts reach people through gateways that take seconds: a moment's linger costs them nothing and spares
         # the store a transaction per case event at a modest rate (the store is what report → dispatch waits on).
+        # A short one: the alert is still what somebody waits for.
         Subscription("notify-cases", "case.v1.>", h.on_case_event, description="Case events",
                      on_commit=h.on_committed, skips_type=h.skips_type, ignores=h.ignores,
-                     linger=rt.settings.follower_linger),
+                     linger=rt.settings.prompt_linger),
         Subscription("notify-rankings", "score.v1.ranking_published", h.on_score_event, decode=decode_tolerant,
                      description="Rankings: black lists alert", on_commit=h.on_committed),
         Subscription("notify-merchants", "score.v1.merchant_escalated", h.on_score_event, decode=decode_tolerant,

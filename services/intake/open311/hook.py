@@ -17,14 +17,15 @@ COLLECTIONS = (REQUESTS, TOKENS, SUBMISSIONS, REFUSED)
 
 
 def subscriptions(rt: Runtime) -> list[Subscription]:
-    """Case events into the Open311 view (durable `intake-open311`); rejected Open311 reports for their tokens."""
+    """Case events into the Open311 view (durable `intake-open311`); rejected Open311 reports for their tokens.
+    Both linger only briefly (`prompt_linger`): a citizen's POST waits for its token to resolve."""
     p = Projection(rt.city, rt.store)
     return [
         Subscription("intake-open311", subjects.CASE_ALL, p.on_case_events, skips_type=ignored,
-                     description="Case events into the Open311 requests view", linger=rt.settings.follower_linger),
+                     description="Case events into the Open311 requests view", linger=rt.settings.prompt_linger),
         Subscription("intake-open311-rejected", subjects.REPORT_REJECTED, p.on_rejections,
                      description="Open311 reports intake refused: their tokens answer with the reason",
-                     linger=rt.settings.follower_linger),
+                     linger=rt.settings.prompt_linger),
     ]
 
 
