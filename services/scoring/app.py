@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from contracts import subjects
-from services.scoring import closing, query
+from services.scoring import closing, query, units
 from services.scoring.handlers import ScoringHandlers, decode_merchant_check
 from services.scoring.projection import COLLECTIONS, UNIT_PERIODS
 from xiuhua.consumer import Subscription
@@ -16,7 +16,8 @@ def subscriptions(rt: Runtime) -> list[Subscription]:
     """Every lifecycle event, and the raw duty checks (their only source of merchant points)."""
     h = ScoringHandlers(rt)
     return [
-        Subscription("scoring-cases", subjects.CASE_ALL, h.on_messages, description="Every case event",
+        Subscription("scoring-cases", subjects.CASE_ALL, h.on_messages,
+                     description="Case events that count (the rest skipped unread)", skips_type=units.uncounted,
                      linger=rt.settings.follower_linger),
         Subscription(
             "scoring-merchant-checks", MERCHANT_CHECKS, h.on_messages, decode=decode_merchant_check,

@@ -60,6 +60,17 @@ def doc_id(unit_id: str, period: str) -> str:
     return f"{unit_id}:{period}"
 
 
+# The case events that leave a fact (`fact_of`); scoring's consumer skips the others by their subject, undecoded
+# (a merchant's facts come from openings, which count anyway).
+COUNTED = (CaseOpened, CaseDispatched, CaseAcknowledged, CaseReturned, CaseExtensionApproved, CaseResolved,
+           CaseVerified, CaseClosed, CaseReopened, CaseRated, CaseCancelled, CaseOverdue, CaseEscalated)
+
+
+def uncounted(kind: type) -> bool:
+    """Whether case events of this type never count for scoring (a warning, a merge, a refused command ...)."""
+    return not issubclass(kind, COUNTED)
+
+
 def fact_of(ev: CaseEvent) -> Fact | None:
     """The compact record of an event that scoring needs, or None if it does not count."""
     base: Fact = {"id": ev.event_id, "at": ev.occurred_at.isoformat()}

@@ -266,3 +266,18 @@ def test_the_third_failed_verification_and_after_are_repeats() -> None:
     specs += [(CaseVerified, {"passed": False, "rework_count": k}) for k in range(1, 5)]
     c = next(d["c"] for d in _fold(_case(*specs)).docs.values())
     assert c["reworked"] == 4 and c["rework_repeat"] == 2 and c["reworked_cases"] == 1
+
+
+def test_the_types_scoring_skips_unread_are_exactly_those_that_leave_no_fact() -> None:
+    # Skipped by subject before decoding: each must be a type no event of which ever counts.
+    from contracts import cases as c
+    from contracts import registry
+
+    kinds = [m for m in registry.patterns().values() if issubclass(m, c.CaseEvent)]
+    for kind in kinds:
+        event = kind.model_validate(kind.example())
+        assert (units.fact_of(event) is None) == units.uncounted(kind), kind
+    closed = c.CaseClosed.model_validate(c.CaseClosed.example())
+    assert units.fact_of(closed.model_copy(update={"outcome": "cancelled"})) is not None  # counted either way
+    assert {k.__name__ for k in kinds if units.uncounted(k)} == {
+        "CaseCommandRejected", "CaseDeadlineWarning", "CaseExtensionRequested", "CaseMerged", "CaseTransferred"}
