@@ -73,9 +73,7 @@ class BatchIO:
         then sees the winner's case and merges), so look-then-open stays serialised per neighbourhood across
         instances. Locks are taken in sorted order so two batches never wait on each other crosswise.
         """
-        missing = sorted({k for k in keys if k not in self.by_key})
-        if not missing:
-            return
+        # The locks first, whatever is loaded already: keys another lookup loaded do not carry this one's locks.
         unlocked = sorted(set(locks) - self.locked)
         if unlocked:
             await self.store[LOCKS].bulk_write(
@@ -84,6 +82,9 @@ class BatchIO:
                 session=self.session,
             )
             self.locked.update(unlocked)
+        missing = sorted({k for k in keys if k not in self.by_key})
+        if not missing:
+            return
         for k in missing:
             self.by_key[k] = [d for d in self.new_cases.values() if d["key"] == k]
         async for d in self.store[OPEN].find({"key": {"$in": missing}, "open": True}, session=self.session):

@@ -10,6 +10,7 @@ from typing import Any
 from pymongo import monitoring
 
 from contracts.reports import SENSOR_NORMAL
+from contracts.values import Place
 from services.intake.app import SPEC
 from tests.conftest import eventually
 from tests.helpers import BusRecorder, Commands, publish
@@ -110,3 +111,31 @@ async def test_one_batch_sees_its_own_reports_and_costs_a_few_commands(settings)
             assert max(m["reporters_count"] for m in bus.on("case.v1.merged.")) == 4
     finally:
         commands.active = False
+
+
+async def test_a_lookup_touches_its_own_locks_even_when_its_keys_were_loaded_for_others(settings) -> None:
+    # Another report's lookup may already have loaded every key of this one (its neighbours cover them), but the
+    # locks that make two instances conflict are this report's own blocks: they are touched all the same.
+    from services.intake import duplicates
+    from services.intake.batch_io import LOCKS, BatchIO
+    from services.intake.handlers import COLLECTIONS
+    from xiuhua.city import load_city
+    from xiuhua.store import Store
+
+    dup = load_city(settings.city_dir).intake.duplicates
+    store = Store(settings.mongo_url, settings.database("intake"))
+    await store.ensure_collections(COLLECTIONS)
+    here, there = Place(lng=120.155, lat=30.255), Place(lng=120.1556, lat=30.2554)  # neighbouring cells
+    try:
+        async with store.client.start_session() as session:
+            io = BatchIO(store, session, NOW)
+            ours = duplicates.lock_keys("0201", here, dup)
+            for place in (here, there):  # keys loaded for others, under others' locks
+                await io.lock_and_load(duplicates.keys_of("0201", place, dup)[1], ours)
+            mine = duplicates.lock_keys("0201", there, dup)
+            assert set(duplicates.keys_of("0201", there, dup)[1]) <= set(io.by_key)
+            await io.lock_and_load(duplicates.keys_of("0201", there, dup)[1], mine)  # every key loaded already
+        touched = {d["_id"] async for d in store[LOCKS].find({})}
+        assert set(mine) <= touched
+    finally:
+        await store.close()
