@@ -113,7 +113,7 @@ class ResourceSampler:
         return out
 
 
-async def _samples(ports: dict[str, int]) -> dict[str, list[Any]]:
+async def scrape(ports: dict[str, int]) -> dict[str, list[Any]]:
     """Each service's `/metrics` samples (a service that does not answer is left out)."""
     out: dict[str, list[Any]] = {}
     async with httpx.AsyncClient(timeout=10) as http:
@@ -126,11 +126,11 @@ async def _samples(ports: dict[str, int]) -> dict[str, list[Any]]:
     return out
 
 
-async def store_commands(ports: dict[str, int]) -> dict[str, dict[str, float]]:
+def store_commands(readings: dict[str, list[Any]]) -> dict[str, dict[str, float]]:
     """Each service's store commands so far, by command and collection, the seconds they took, and the documents
-    its writes carried (keys `docs <command> <collection>`), from `/metrics`."""
+    its writes carried (keys `docs <command> <collection>`), from a `scrape`."""
     out: dict[str, dict[str, float]] = {}
-    for name, samples in (await _samples(ports)).items():
+    for name, samples in readings.items():
         counts: dict[str, float] = {}
         for sample in samples:
             if sample.name == "xiuhua_store_commands_total":
@@ -146,11 +146,11 @@ async def store_commands(ports: dict[str, int]) -> dict[str, dict[str, float]]:
     return out
 
 
-async def consumer_waits(ports: dict[str, int]) -> dict[str, tuple[float, float]]:
-    """Per consumer (`service/consumer`): the seconds its messages waited in their stream before it began to apply
-    them, summed, and how many messages (`xiuhua_message_wait_seconds`)."""
+def consumer_waits(readings: dict[str, list[Any]]) -> dict[str, tuple[float, float]]:
+    """Per consumer (`service/consumer`), from a `scrape`: the seconds its messages waited in their stream before
+    it began to apply them, summed, and how many messages (`xiuhua_message_wait_seconds`)."""
     out: dict[str, tuple[float, float]] = {}
-    for name, samples in (await _samples(ports)).items():
+    for name, samples in readings.items():
         sums = {s.labels["consumer"]: s.value for s in samples if s.name == "xiuhua_message_wait_seconds_sum"}
         counts = {s.labels["consumer"]: s.value for s in samples if s.name == "xiuhua_message_wait_seconds_count"}
         out |= {f"{name}/{c}": (total, counts.get(c, 0.0)) for c, total in sums.items()}
@@ -334,7 +334,7 @@ async def _measure(
     progress(f"fixed rate: {rate:g} reports/s for {duration:g}s")
     count = int(rate * duration)
     ports = {c.name: c.port for c in sup.children}
-    commands_before, waits_before = await store_commands(ports), await consumer_waits(ports)
+    before = await scrape(ports)
     t_start = time.perf_counter()
     fixed = []
     for i in range(count):
@@ -349,6 +349,7 @@ async def _measure(
     await _wait(lambda: all(c in obs.dispatched for c in fixed), 60)
     await _wait(lambda: sum(1 for c in fixed if c in obs.delivered) >= len(fixed), 20)
     await _caught_up(js, obs, within=60)
+    after = await scrape(ports)
     results["fixed_rate"] = {
         "offered_per_s": rate,
         "reports": count,
@@ -356,9 +357,9 @@ async def _measure(
         "report_to_dispatched": percentiles([obs.dispatched[c] - sent_at[c] for c in fixed if c in obs.dispatched]),
         "report_to_alert_delivered": percentiles([obs.delivered[c] - sent_at[c] for c in fixed if c in obs.delivered]),
         # At a modest rate batches are single messages: what each case costs the store then sets the latency.
-        "store_per_case": per_case(commands_before, await store_commands(ports), count),
+        "store_per_case": per_case(store_commands(before), store_commands(after), count),
         # Where the latency goes: a message queues in its stream while the consumer applies the batch before it.
-        "wait_ms_by_consumer": mean_waits(waits_before, await consumer_waits(ports)),
+        "wait_ms_by_consumer": mean_waits(consumer_waits(before), consumer_waits(after)),
     }
 
     # 2. Maximum rate: a burst published as fast as the bus takes it, until dispatched and scored.
@@ -366,7 +367,7 @@ async def _measure(
     items = [report(n + i, run_id, lattice) for i in range(burst)]
     n += burst
     corrs = [c for _, c, _ in items]
-    commands_before = await store_commands(ports)
+    commands_before = store_commands(await scrape(ports))
     t0 = time.perf_counter()
     await _publish_all(js, items, sent_at)
     t_pub = time.perf_counter() - t0
@@ -374,7 +375,7 @@ async def _measure(
     done_at = max([obs.scored.get(c, 0) for c in corrs] + [obs.dispatched.get(c, 0) for c in corrs])
     elapsed = done_at - t0
     await _caught_up(js, obs, within=120)
-    store_per_case = per_case(commands_before, await store_commands(ports), burst)
+    store_per_case = per_case(commands_before, store_commands(await scrape(ports)), burst)
     results["max_rate"] = {
         "reports": burst,
         "publish_s": t_pub,
