@@ -26,6 +26,7 @@ from nats.aio.msg import Msg
 from nats.errors import Error as NatsError
 from nats.js import JetStreamContext
 from pymongo.asynchronous.client_session import AsyncClientSession
+from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from contracts import registry, streams
 from contracts.dead_letters import DeadLetter
@@ -237,9 +238,16 @@ class ConsumerRunner:
             log.warning("%s/%s: ignores() failed on %s", self.service, self.sub.name, item.subject, exc_info=True)
             return False
 
-    async def _apply(self, pairs: list[tuple[Msg, Item]]) -> None:
+    async def _apply(self, pairs: list[tuple[Msg, Item]], *, look_first: bool | None = None) -> None:
+        # A batch of first deliveries goes straight to its transaction: the ledger's unique key refuses an entry
+        # recorded before (a producer's resend after the bus's duplicate window, a consumer reset), which aborts
+        # the transaction with all its effects, and the batch is then applied again looking at the ledger first.
+        # The look is a store round trip on every hop a report makes to dispatch; a first delivery that was
+        # applied before is rare. A redelivery (a crash, a lost acknowledgement) looks first.
+        if look_first is None:
+            look_first = any(item.delivered > 1 for _, item in pairs)
         try:
-            seen = await self.ledger.seen(item.key for _, item in pairs)
+            seen = await self.ledger.seen(item.key for _, item in pairs) if look_first else {}
         except Exception as exc:
             await self._retry_later([m for m, _ in pairs], exc)
             return
@@ -260,6 +268,10 @@ class ConsumerRunner:
                 done.extend((m, i.key, i.out) for m, i in fresh)
                 self.metrics.applied.labels(*self._labels).inc(len(fresh))
             except Exception as exc:
+                if not look_first and _duplicate_key(exc):
+                    self.metrics.relooked.labels(*self._labels).inc()
+                    await self._apply(pairs, look_first=True)
+                    return
                 if is_transient(exc) or isinstance(exc, NatsError | asyncio.TimeoutError):
                     await self._retry_later([m for m, _ in fresh], exc)
                 elif len(fresh) > 1:
@@ -364,6 +376,15 @@ class ConsumerRunner:
             return
         self.metrics.dead_letters.labels(*self._labels).inc()
         await msg.ack()
+
+
+def _duplicate_key(exc: BaseException) -> bool:
+    """A write refused for a unique key already taken (a ledger entry recorded before, say)."""
+    if isinstance(exc, DuplicateKeyError):
+        return True
+    if isinstance(exc, BulkWriteError):
+        return any(e.get("code") == 11000 for e in exc.details.get("writeErrors", []))
+    return False
 
 
 def _stream_seq(msg: Msg) -> int | None:

@@ -35,6 +35,11 @@ class Metrics:
             "xiuhua_messages_duplicate", "Redelivered or re-published messages already applied",
             ["service", "consumer"], registry=r,
         )
+        self.relooked = Counter(
+            "xiuhua_batches_relooked", "Batches of first deliveries refused by the ledger's unique key (a message "
+            "applied before came as new) and applied again looking at the ledger first", ["service", "consumer"],
+            registry=r,
+        )
         self.retries = Counter(
             "xiuhua_messages_retried", "Messages handed back for a later retry", ["service", "consumer", "reason"],
             registry=r,

@@ -198,7 +198,7 @@ async def test_the_sweeper_publishes_what_a_crash_left_in_the_outbox_once_it_is_
 
 async def test_a_first_delivery_of_a_message_applied_before_is_answered_from_the_ledger(settings, city):
     """A message applied before that JetStream delivers as new (a producer's resend after the bus's duplicate
-    window, say) never reaches the handler: the ledger answers it, and the events it caused then are published
+    window, say) has no second effect: the ledger answers it, and the events it caused then are published
     again if they had not gone out."""
     from xiuhua.bus import Outgoing
 
@@ -227,6 +227,10 @@ async def test_a_first_delivery_of_a_message_applied_before_is_answered_from_the
         effects = sorted([d["case_id"] async for d in rt.store["effects"].find({})])
         # No second effect of C-before; C-caused, published again from the ledger, is a new message to the probe.
         assert effects == ["C-caused", "C-new"]
+        # A first delivery goes to its transaction without looking: the ledger's key refused it, the transaction
+        # (with the handler's effect) was rolled back, and the batch applied again looking first.
+        labels = {"service": "probe", "consumer": "probe-once"}
+        assert rt.metrics.registry.get_sample_value("xiuhua_batches_relooked_total", labels) >= 1
         # Marked published (together with other entries, a moment after the publish).
         assert await eventually(lambda: rt.store["ledger"].find_one({"_id": "probe-once:e-before", "published": True}))
 

@@ -33,12 +33,15 @@ async def test_dead_letter_is_listed_redriven_after_the_fix_and_applied_once(set
         for item in batch.items:
             if item.message.rule_id == "needs-fix" and not fixed["on"]:
                 raise RuntimeError("handler bug: rule needs-fix unknown")
-            applied.append(item.message.case_id)
+            applied.append(item.message.case_id)  # what the handler was given (a refused batch is given again)
+            await store["effects"].insert_one({"case_id": item.message.case_id}, session=batch.session)
 
     spec = ServiceSpec(name="probe", subscriptions=lambda rt: [Subscription("probe-cases", "case.v1.>", handle_real)])
     good = CaseDispatched.model_validate(CaseDispatched.example())
     bad = good.model_copy(update={"rule_id": "needs-fix", "case_id": "C-fixme", "event_id": "e-fixme"})
-    async with running(spec, settings, city=city):
+    async with running(spec, settings, city=city) as rt:
+        store = rt.store
+        await store.ensure_collections(["effects"])
         await publish(settings.nats_url, "case.v1.dispatched.CD", bad.to_json(), msg_id=bad.event_id)
         await publish(settings.nats_url, "case.v1.dispatched.CD", b"\x00 undecodable", msg_id="poison-1")
         await publish(settings.nats_url, "case.v1.dispatched.CD", good.to_json(), msg_id=good.event_id)
@@ -68,7 +71,10 @@ async def test_dead_letter_is_listed_redriven_after_the_fix_and_applied_once(set
         await publish(settings.nats_url, "case.v1.dispatched.CD", good.model_copy(
             update={"case_id": "C-marker", "event_id": "e-marker"}).to_json(), msg_id="e-marker")
         await eventually(lambda: "C-marker" in applied, timeout=20)
-    assert sorted(applied) == sorted([good.case_id, "C-fixme", "C-marker"])
+        # Each effect once: the copies (first deliveries to JetStream, applied before) were refused by the ledger.
+        effects = sorted([d["case_id"] async for d in store["effects"].find({})])
+        assert effects == sorted([good.case_id, "C-fixme", "C-marker"])
+    assert set(applied) == {good.case_id, "C-fixme", "C-marker"}
 
 
 async def test_dlq_cli_lists_as_json_and_redrives_all(settings, city):
