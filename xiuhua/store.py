@@ -69,6 +69,12 @@ class Store:
         self._tx_marker = tx_lock_dir / f"{database}.txopen" if tx_lock_dir else None
         self._outside_holder: asyncio.Task[Any] | None = None  # the task in `outside_transactions`, if any
 
+    @property
+    def serializes_transactions(self) -> bool:
+        """Whether transactions on this database run one at a time across every process using it (the embedded
+        store's file lock): conflict documents that only make concurrent transactions collide are then moot."""
+        return self._tx_lock_file is not None
+
     def __getitem__(self, name: str):
         return self.db[name]
 

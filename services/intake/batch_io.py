@@ -71,17 +71,19 @@ class BatchIO:
 
         Concurrent transactions that touch the same lock documents conflict (MongoDB retries the loser, which
         then sees the winner's case and merges), so look-then-open stays serialised per neighbourhood across
-        instances. Locks are taken in sorted order so two batches never wait on each other crosswise.
+        instances. Locks are taken in sorted order so two batches never wait on each other crosswise. Where the
+        store runs one transaction at a time anyway (the embedded store's file lock), no transaction can overlap
+        another and the locks are not written: a round trip a batch and four documents a report.
         """
         # The locks first, whatever is loaded already: keys another lookup loaded do not carry this one's locks.
         unlocked = sorted(set(locks) - self.locked)
-        if unlocked:
+        if unlocked and not self.store.serializes_transactions:
             await self.store[LOCKS].bulk_write(
                 [UpdateOne({"_id": k}, {"$inc": {"n": 1}}, upsert=True) for k in unlocked],
                 ordered=True,
                 session=self.session,
             )
-            self.locked.update(unlocked)
+        self.locked.update(unlocked)
         missing = sorted({k for k in keys if k not in self.by_key})
         if not missing:
             return

@@ -139,3 +139,35 @@ async def test_a_lookup_touches_its_own_locks_even_when_its_keys_were_loaded_for
         assert set(mine) <= touched
     finally:
         await store.close()
+
+
+async def test_no_lock_is_written_where_the_store_runs_one_transaction_at_a_time(settings, tmp_path) -> None:
+    # The embedded store's file lock keeps any two transactions on intake's database apart, so the lock documents,
+    # which exist to make overlapping ones collide, would be writes for nothing; the lookup itself is unchanged.
+    from services.intake import duplicates
+    from services.intake.batch_io import LOCKS, OPEN, BatchIO
+    from services.intake.handlers import COLLECTIONS
+    from xiuhua.city import load_city
+    from xiuhua.store import Store
+
+    dup = load_city(settings.city_dir).intake.duplicates
+    store = Store(settings.mongo_url, settings.database("intake"), tx_lock_dir=tmp_path)
+    await store.ensure_collections(COLLECTIONS)
+    here = Place(lng=120.2, lat=30.3)
+    key = duplicates.keys_of("0201", here, dup)[0]
+    await store[OPEN].insert_one({"_id": "C-serial", "key": key, "open": True, "reporters": 1})
+    try:
+        assert store.serializes_transactions
+        locks = duplicates.lock_keys("0201", here, dup)
+        found: list[dict[str, Any]] = []
+
+        async def look(session: Any) -> None:
+            io = BatchIO(store, session, NOW)
+            found.extend(await io.candidates(duplicates.keys_of("0201", here, dup)[1], locks))
+
+        await store.in_transaction(look)
+        assert [d["_id"] for d in found] == ["C-serial"]
+        assert await store[LOCKS].count_documents({"_id": {"$in": locks}}) == 0
+    finally:
+        await store[OPEN].delete_one({"_id": "C-serial"})
+        await store.close()
