@@ -43,6 +43,7 @@ install_pull_loop()
 log = logging.getLogger("xiuhua.consumer")
 
 REDRIVE_MARK = "~r"
+LOOK_AFTER = 16  # larger batches of first deliveries look at the ledger (and their keys) before writing
 FAILURES = "failures"  # handler failures per message (ledger key), for the dead-letter budget
 
 
@@ -72,6 +73,10 @@ class Batch:
 
     items: list[Item]
     session: AsyncClientSession
+    # False for a small batch of first deliveries: a handler may then skip a read that only guards a unique key
+    # against a write made before (a case kept already, a source reference known). If the key was taken after
+    # all, the write's duplicate-key error aborts the transaction and the batch is applied again with this True.
+    look_first: bool = True
 
     def emit(self, item: Item, event: Event, subject: str | None = None) -> None:
         """Publish `event` once `item` is committed (and again, harmlessly, if it is redelivered)."""
@@ -239,13 +244,15 @@ class ConsumerRunner:
             return False
 
     async def _apply(self, pairs: list[tuple[Msg, Item]], *, look_first: bool | None = None) -> None:
-        # A batch of first deliveries goes straight to its transaction: the ledger's unique key refuses an entry
-        # recorded before (a producer's resend after the bus's duplicate window, a consumer reset), which aborts
-        # the transaction with all its effects, and the batch is then applied again looking at the ledger first.
-        # The look is a store round trip on every hop a report makes to dispatch; a first delivery that was
-        # applied before is rare. A redelivery (a crash, a lost acknowledgement) looks first.
+        # A small batch of first deliveries goes straight to its transaction: the ledger's unique key refuses an
+        # entry recorded before (a producer's resend after the bus's duplicate window, a consumer reset), which
+        # aborts the transaction with all its effects, and the batch is then applied again looking at the ledger
+        # first (and the handler at its own keys, `Batch.look_first`). Each look is a store round trip on every
+        # hop a report makes to dispatch, where batches are small; a first delivery applied before is rare. A
+        # redelivery (a crash, a lost acknowledgement) looks first, and so does a large batch, where one look is
+        # shared by many messages and a refusal would waste much.
         if look_first is None:
-            look_first = any(item.delivered > 1 for _, item in pairs)
+            look_first = len(pairs) > LOOK_AFTER or any(item.delivered > 1 for _, item in pairs)
         try:
             seen = await self.ledger.seen(item.key for _, item in pairs) if look_first else {}
         except Exception as exc:
@@ -262,7 +269,7 @@ class ConsumerRunner:
                 fresh.append((msg, item))
         if fresh:
             try:
-                await self._commit([i for _, i in fresh])
+                await self._commit([i for _, i in fresh], look_first)
                 if self.sub.on_commit:
                     self.sub.on_commit()
                 done.extend((m, i.key, i.out) for m, i in fresh)
@@ -284,12 +291,12 @@ class ConsumerRunner:
                     await self._failed(*fresh[0], exc)
         await self._finish(done)
 
-    async def _commit(self, items: list[Item]) -> None:
+    async def _commit(self, items: list[Item], look_first: bool = True) -> None:
         async def work(session: AsyncClientSession) -> None:
             for item in items:
                 item.out.clear()  # a retried transaction starts over
                 item.recorded = True
-            await self.sub.handle(Batch(items, session))
+            await self.sub.handle(Batch(items, session, look_first))
             await self.ledger.record(session, [(i.key, i.out) for i in items if i.recorded or i.out])
 
         await self.store.in_transaction(work)

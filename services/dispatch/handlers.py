@@ -48,13 +48,16 @@ class DispatchHandlers:
     async def _open_all(
         self, batch: Batch, opened: list[tuple[Item, CaseOpened]]
     ) -> list[tuple[Item, CaseOpened]]:
-        """Open the batch's cases that are new (one read and one bulk insert for the whole batch); returns the
-        messages that opened one. A case already kept, or opened earlier in the batch, is left alone."""
+        """Open the batch's cases that are new (one read and one bulk insert for the whole batch, the read skipped
+        for a small batch of first deliveries); returns the messages that opened one. A case already kept, or
+        opened earlier in the batch, is left alone."""
         cases = self.rt.store[CASES]
         ids = sorted({ev.case_id for _, ev in opened})
         if not ids:
             return []
-        kept = {d["_id"] async for d in cases.find({"_id": {"$in": ids}}, {"_id": 1}, session=batch.session)}
+        kept: set[str] = set()
+        if batch.look_first:  # else a case kept already refuses the insert, and the batch comes again looking
+            kept = {d["_id"] async for d in cases.find({"_id": {"$in": ids}}, {"_id": 1}, session=batch.session)}
         docs: list[dict[str, Any]] = []
         done: list[tuple[Item, CaseOpened]] = []
         ctx = self._ctx()

@@ -34,6 +34,7 @@ class BatchIO:
         self.session = session
         self.now = now
         self.refs: dict[str, bool] = {}  # correlation id → already has a case (or was dropped, transferred)
+        self.assumed: set[str] = set()  # references taken as new without reading (`assume_new`)
         self.cases: dict[str, dict[str, Any] | None] = {}  # case id → open-case document (None: not open/unknown)
         self.by_key: dict[str, list[dict[str, Any]]] = {}  # merge key (loaded this batch) → open cases under it
         self.locked: set[str] = set()  # merge locks touched this batch
@@ -58,6 +59,25 @@ class BatchIO:
         found = {d["_id"] async for d in self.store[REFS].find({"_id": {"$in": ids}}, {"_id": 1}, session=self.session)}
         for c in ids:
             self.refs[c] = c in found
+
+    def assume_new(self, correlations: Iterable[str]) -> None:
+        """Take these source references as unknown without reading (a small batch of first deliveries, whose
+        sources seldom resend): one known after all refuses its insert at flush, the duplicate-key error aborts the
+        transaction, and the consumer applies the batch again with the references read
+        (`xiuhua.consumer.Batch.look_first`)."""
+        for c in correlations:
+            if c not in self.refs:
+                self.refs[c] = False
+                self.assumed.add(c)
+
+    async def known_after_all(self, correlation: str) -> bool:
+        """For an outcome that records no reference (a rejection), where no refused insert would reveal a resend:
+        read a reference taken as new after all (one query, for rejections only)."""
+        if correlation in self.assumed:
+            self.assumed.discard(correlation)
+            del self.refs[correlation]
+            await self.prefetch_refs([correlation])
+        return self.refs[correlation]
 
     async def seen(self, correlation: str) -> bool:
         """Whether a source reference already has its outcome (in the store or earlier in this batch)."""
@@ -140,6 +160,7 @@ class BatchIO:
     def add_ref(self, correlation: str, case_id: str, outcome: str) -> None:
         """Record what a source reference became."""
         self.refs[correlation] = True
+        self.assumed.discard(correlation)
         self.new_refs.append({"_id": correlation, "case_id": case_id, "outcome": outcome, "at": self.now})
 
     def answer(self, correlation: str, case_id: str, outcome: str, raw_doc: dict[str, Any]) -> None:

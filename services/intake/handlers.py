@@ -147,22 +147,26 @@ class IntakeHandlers:
         now = self.rt.clock.now()
         io = BatchIO(self.rt.store, batch.session, now)
         parsed = [parse_inbound(item.message, item.data, now) for item in batch.items]
-        drafts = await self._prefetch(io, batch.items, parsed)
+        drafts = await self._prefetch(io, batch.items, parsed, look=batch.look_first)
         for i, (item, report) in enumerate(zip(batch.items, parsed, strict=True)):
             await self._one(io, batch, item, report, now, drafts.get(i))
         await io.flush()
 
     async def _prefetch(
-        self, io: BatchIO, items: list[Item], parsed: list[Inbound | list[RejectionReason]]
+        self, io: BatchIO, items: list[Item], parsed: list[Inbound | list[RejectionReason]], *, look: bool = True
     ) -> dict[int, Draft | TransferDraft | list[RejectionReason]]:
-        """Bulk reads for the whole batch: source references; the merge neighbourhoods of the new reports'
-        drafts (returned by position, so each is drafted once); device states and their cases."""
+        """Bulk reads for the whole batch: source references (`look` False: taken as new, see `BatchIO.assume_new`);
+        the merge neighbourhoods of the new reports' drafts (returned by position, so each is drafted once); device
+        states and their cases."""
         reports = {
             i: f"{item.message}:{p.source_ref()}"
             for i, (item, p) in enumerate(zip(items, parsed, strict=True))
             if not isinstance(p, list | SensorReading | MerchantCheck)
         }
-        await io.prefetch_refs(reports.values())
+        if look:
+            await io.prefetch_refs(reports.values())
+        else:
+            io.assume_new(reports.values())
         drafts: dict[int, Draft | TransferDraft | list[RejectionReason]] = {}
         keys: list[str] = []
         locks: list[str] = []
@@ -206,13 +210,15 @@ class IntakeHandlers:
         ref = parsed.source_ref()
         correlation = f"{source}:{ref}"
         if await io.seen(correlation):
-            self.duplicate.labels(source).inc()
-            io.add_raw({**raw_doc, "status": "duplicate", "correlation_id": correlation})
+            self._duplicate(io, raw_doc, source, correlation)
             return
         if draft is None:
             draft = draft_case(parsed, rt.city)
         if isinstance(draft, list):
-            self._reject(io, batch, item, raw_doc, source, ref, draft)
+            if await io.known_after_all(correlation):
+                self._duplicate(io, raw_doc, source, correlation)
+            else:
+                self._reject(io, batch, item, raw_doc, source, ref, draft)
             return
         reporter = reporter_of(parsed, rt.settings.pseudonym_key)
         raw_doc["verdict"] = _verdict_doc(draft)
@@ -421,6 +427,10 @@ class IntakeHandlers:
             await self.rt.store[OPEN].bulk_write(ops, ordered=True, session=batch.session)
 
     # ---- helpers -----------------------------------------------------------------------------------------
+
+    def _duplicate(self, io: BatchIO, raw_doc: dict[str, Any], source: str, correlation: str) -> None:
+        self.duplicate.labels(source).inc()
+        io.add_raw({**raw_doc, "status": "duplicate", "correlation_id": correlation})
 
     def _reject(
         self, io: BatchIO, batch: Batch, item: Item, raw_doc: dict[str, Any], source: str, ref: str | None,

@@ -171,3 +171,27 @@ async def test_no_lock_is_written_where_the_store_runs_one_transaction_at_a_time
     finally:
         await store[OPEN].delete_one({"_id": "C-serial"})
         await store.close()
+
+
+async def test_a_resend_taken_as_new_is_still_a_duplicate_whatever_its_outcome_would_be(settings) -> None:
+    # A small batch of first deliveries takes its source references as new without reading them. A resend whose
+    # first copy made a case is then refused by the reference's unique key (the batch comes again, reading), and
+    # one that would now be rejected (its category since dropped from the catalogue), which records no reference
+    # to be refused, reads its reference before it is rejected: a duplicate either way, as when read up front.
+    url = settings.nats_url
+    async with BusRecorder(url) as bus, running(SPEC, settings, clock=FrozenClock(NOW)) as rt:
+        await publish(url, "report.v1.in.grid", _grid("RR-1", 120.17, 30.26))
+        await eventually(lambda: len(bus.on("case.v1.opened.")) == 1)
+        await rt.store["source_refs"].insert_one({"_id": "grid:RR-2", "case_id": "C-earlier", "outcome": "case",
+                                                  "at": NOW})
+        await publish(url, "report.v1.in.grid", _grid("RR-1", 120.17, 30.26))  # a resend: a new message to the bus
+        await publish(url, "report.v1.in.grid", {**_grid("RR-2", 120.18, 30.26), "category_code": "9999"})
+
+        async def both_dropped() -> bool:
+            return await rt.store["raw_reports"].count_documents({"status": "duplicate"}) == 2
+
+        await eventually(both_dropped)
+        assert await rt.store["raw_reports"].count_documents({"status": "rejected"}) == 0
+        assert len(bus.on("case.v1.opened.")) == 1 and bus.on("report.v1.rejected") == []
+        labels = {"service": "intake", "consumer": "intake-reports"}
+        assert rt.metrics.registry.get_sample_value("xiuhua_batches_relooked_total", labels) >= 1
