@@ -246,10 +246,12 @@ async def run(
     rebuild_events: int = 0,
     pdf: bool = False,
     progress: Any = print,
+    warmup: float = 2.0,
 ) -> dict[str, Any]:
     """The whole benchmark; returns the figures."""
     results = await _pipeline(
-        rate=rate, duration=duration, burst=burst, sensors=sensors, relay_messages=relay_messages, progress=progress
+        rate=rate, duration=duration, burst=burst, sensors=sensors, relay_messages=relay_messages, progress=progress,
+        warmup=warmup,
     )
     if bulletin_cases or rebuild_events:
         # After the pipeline has stopped, on servers of their own: nothing else competes or folds the data.
@@ -279,7 +281,7 @@ def bench_city(source: Path, target: Path) -> Path:
 
 
 async def _pipeline(
-    *, rate: float, duration: float, burst: int, sensors: int, relay_messages: int, progress: Any
+    *, rate: float, duration: float, burst: int, sensors: int, relay_messages: int, progress: Any, warmup: float = 0.0
 ) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="xiuhua-bench-") as tmp:
         city_dir = bench_city(Settings().city_dir, Path(tmp) / "city")
@@ -305,13 +307,15 @@ async def _pipeline(
                 sensors=sensors,
                 relay_messages=relay_messages,
                 progress=progress,
+                warmup=warmup,
             )
         finally:
             await asyncio.to_thread(sup.shutdown)
 
 
 async def _measure(
-    sup: Supervisor, *, rate: float, duration: float, burst: int, sensors: int, relay_messages: int, progress: Any
+    sup: Supervisor, *, rate: float, duration: float, burst: int, sensors: int, relay_messages: int, progress: Any,
+    warmup: float = 0.0,
 ) -> dict[str, Any]:
     url = sup.nats_url or ""
     opts = connect_options(sup.client)
@@ -330,25 +334,43 @@ async def _measure(
     results: dict[str, Any] = {"machine": {"cpus": psutil.cpu_count(), "mem_gb": psutil.virtual_memory().total / 2**30}}
     n = 0
 
+    async def offer(count: int) -> list[str]:
+        """`count` reports at the fixed rate, then wait until each is dispatched and alerted and every consumer
+        has caught up."""
+        nonlocal n
+        t_start = time.perf_counter()
+        corrs = []
+        for i in range(count):
+            item = report(n, run_id, lattice)
+            n += 1
+            corrs.append(item[1])
+            target = t_start + i / rate
+            if (delay := target - time.perf_counter()) > 0:
+                await asyncio.sleep(delay)
+            sent_at[item[1]] = time.perf_counter()
+            await js.publish(f"report.v1.in.{item[0]}", item[2], headers={"Nats-Msg-Id": item[1]})
+        await _wait(lambda: all(c in obs.dispatched for c in corrs), 60)
+        await _wait(lambda: sum(1 for c in corrs if c in obs.delivered) >= len(corrs), 20)
+        await _caught_up(js, obs, within=60)
+        return corrs
+
+    ports = {c.name: c.port for c in sup.children}
+    # 0. Warm-up at the same rate, reported apart: the first reports after start-up meet cold connection pools
+    # and caches in every process (the first handful took 40-90 ms to open), which is start-up, not the rate.
+    if warmup > 0:
+        progress(f"warm-up: {rate:g} reports/s for {warmup:g}s (reported apart)")
+        warm = await offer(int(rate * warmup))
+        results["warm_up"] = {
+            "seconds": warmup,
+            "reports": len(warm),
+            "report_to_dispatched": percentiles([obs.dispatched[c] - sent_at[c] for c in warm if c in obs.dispatched]),
+        }
+
     # 1. Latency at a fixed offered rate.
     progress(f"fixed rate: {rate:g} reports/s for {duration:g}s")
     count = int(rate * duration)
-    ports = {c.name: c.port for c in sup.children}
     before = await scrape(ports)
-    t_start = time.perf_counter()
-    fixed = []
-    for i in range(count):
-        item = report(n, run_id, lattice)
-        n += 1
-        fixed.append(item[1])
-        target = t_start + i / rate
-        if (delay := target - time.perf_counter()) > 0:
-            await asyncio.sleep(delay)
-        sent_at[item[1]] = time.perf_counter()
-        await js.publish(f"report.v1.in.{item[0]}", item[2], headers={"Nats-Msg-Id": item[1]})
-    await _wait(lambda: all(c in obs.dispatched for c in fixed), 60)
-    await _wait(lambda: sum(1 for c in fixed if c in obs.delivered) >= len(fixed), 20)
-    await _caught_up(js, obs, within=60)
+    fixed = await offer(count)
     after = await scrape(ports)
     results["fixed_rate"] = {
         "offered_per_s": rate,
@@ -424,8 +446,12 @@ def table(r: dict[str, Any]) -> str:
             return "n/a"
         return f"p50 {p['p50_ms']:.1f} · p95 {p['p95_ms']:.1f} · p99 {p['p99_ms']:.1f} ms (n={p['n']})"
 
-    lines = [
-        f"machine: {r['machine']['cpus']} CPUs, {r['machine']['mem_gb']:.0f} GiB",
+    lines = [f"machine: {r['machine']['cpus']} CPUs, {r['machine']['mem_gb']:.0f} GiB"]
+    if warm := r.get("warm_up"):
+        lat = warm["report_to_dispatched"]
+        lines.append(f"warm-up {warm['seconds']:g}s at {fr['offered_per_s']:g}/s, not counted: report→dispatched  "
+                     f"{pct(lat)}, max {lat.get('max_ms', 0):.1f} ms")
+    lines += [
         f"fixed rate {fr['offered_per_s']:g}/s  report→opened      {pct(fr['report_to_opened'])}",
         f"fixed rate {fr['offered_per_s']:g}/s  report→dispatched  {pct(fr['report_to_dispatched'])}",
         f"fixed rate {fr['offered_per_s']:g}/s  report→alert       {pct(fr['report_to_alert_delivered'])}",

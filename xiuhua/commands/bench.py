@@ -14,6 +14,9 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = sub.add_parser("bench", help="measure the pipeline against the bus's own relay ceiling")
     p.add_argument("--rate", type=float, default=50.0, help="offered reports/s for the latency phase")
     p.add_argument("--duration", type=float, default=20.0, help="seconds of the latency phase")
+    p.add_argument(
+        "--warmup", type=float, default=2.0, help="seconds at the same rate before it, reported apart (0: none)"
+    )
     p.add_argument("--burst", type=int, default=3000, help="reports in the maximum-rate phase")
     p.add_argument("--sensors", type=int, default=20000, help="sensor readings in the telemetry phase")
     p.add_argument("--relay", type=int, default=5000, help="messages through the relay chain")
@@ -41,6 +44,7 @@ def _bench(args: argparse.Namespace) -> int:
         run(
             rate=args.rate,
             duration=args.duration,
+            warmup=args.warmup,
             burst=args.burst,
             sensors=args.sensors,
             relay_messages=args.relay,
