@@ -47,6 +47,8 @@ async def test_a_case_handled_with_one_rework_is_scored_for_its_unit(settings, c
         }
         assert doc["rates"]["on_time_closure_rate"] == 1.0 and doc["rates"]["rework_rate"] == 1.0
         assert doc["score"] == 99.8  # 100 − 0.2 for the failed verification
+        # Published after the commit the store just showed: the recorder may see it a moment later.
+        await eventually(lambda: [u for u in bus.on("score.v1.unit_updated") if u["score"] == 99.8], timeout=10)
         assert bus.on("score.v1.unit_updated")[-1]["score"] == 99.8
 
 
