@@ -195,3 +195,12 @@ async def test_a_resend_taken_as_new_is_still_a_duplicate_whatever_its_outcome_w
         assert len(bus.on("case.v1.opened.")) == 1 and bus.on("report.v1.rejected") == []
         labels = {"service": "intake", "consumer": "intake-reports"}
         assert rt.metrics.registry.get_sample_value("xiuhua_batches_relooked_total", labels) >= 1
+
+
+async def test_intake_builds_its_city_domain_before_the_first_report(settings) -> None:
+    # The classifier trained on the city's examples, the gazetteer and the grid: about 45 ms to build, which the
+    # first report (and those behind it) waited when it was built on demand.
+    from services.intake import cases
+
+    async with running(SPEC, settings, clock=FrozenClock(NOW)) as rt:
+        assert cases._DOMAINS.get(id(rt.city)) is not None and cases._DOMAINS[id(rt.city)].city is rt.city
