@@ -355,8 +355,8 @@ async def _measure(
         return corrs
 
     ports = {c.name: c.port for c in sup.children}
-    # 0. Warm-up at the same rate, reported apart: the first reports after start-up meet cold connection pools
-    # and caches in every process (the first handful took 40-90 ms to open), which is start-up, not the rate.
+    # 0. Warm-up at the same rate, reported apart: the first reports after start-up measure start-up, not the rate
+    # (the first handful took 40-90 ms before the services built the contract index and intake's domain at start).
     if warmup > 0:
         progress(f"warm-up: {rate:g} reports/s for {warmup:g}s (reported apart)")
         warm = await offer(int(rate * warmup))
