@@ -5,17 +5,25 @@ commands per batch, not several per report."""
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from pymongo import monitoring
 
 from contracts.reports import SENSOR_NORMAL
 from contracts.values import Place
+from services.intake import duplicates
 from services.intake.app import SPEC
+from services.intake.batch_io import LOCKS, OPEN, BatchIO
+from services.intake.handlers import COLLECTIONS
 from tests.conftest import eventually
 from tests.helpers import BusRecorder, Commands, publish
+from xiuhua.city import load_city
+from xiuhua.city.intake import Duplicates
 from xiuhua.clock import FrozenClock
 from xiuhua.service import running
+from xiuhua.settings import Settings
+from xiuhua.store import Store
 
 NOW = datetime(2026, 11, 23, 2, 0, tzinfo=UTC)
 REPORT_COLLECTIONS = {"raw_reports", "source_refs", "open_cases", "devices", "merge_locks"}
@@ -30,6 +38,13 @@ def _grid(report_id: str, lng: float, lat: float) -> dict[str, Any]:
         "category_code": "0201",
         "location": {"lng": lng, "lat": lat},
     }
+
+
+async def _intake_store(settings: Settings, tx_lock_dir: Path | None = None) -> tuple[Store, Duplicates]:
+    """Intake's database with its collections, and the city's merge settings, for BatchIO on its own."""
+    store = Store(settings.mongo_url, settings.database("intake"), tx_lock_dir=tx_lock_dir)  # type: ignore[arg-type]
+    await store.ensure_collections(COLLECTIONS)
+    return store, load_city(settings.city_dir).intake.duplicates
 
 
 def _tilt(minute: int, tilt: float) -> dict[str, Any]:
@@ -116,15 +131,7 @@ async def test_one_batch_sees_its_own_reports_and_costs_a_few_commands(settings)
 async def test_a_lookup_touches_its_own_locks_even_when_its_keys_were_loaded_for_others(settings) -> None:
     # Another report's lookup may already have loaded every key of this one (its neighbours cover them), but the
     # locks that make two instances conflict are this report's own blocks: they are touched all the same.
-    from services.intake import duplicates
-    from services.intake.batch_io import LOCKS, BatchIO
-    from services.intake.handlers import COLLECTIONS
-    from xiuhua.city import load_city
-    from xiuhua.store import Store
-
-    dup = load_city(settings.city_dir).intake.duplicates
-    store = Store(settings.mongo_url, settings.database("intake"))
-    await store.ensure_collections(COLLECTIONS)
+    store, dup = await _intake_store(settings)
     here, there = Place(lng=120.155, lat=30.255), Place(lng=120.1556, lat=30.2554)  # neighbouring cells
     try:
         async with store.client.start_session() as session:
@@ -144,15 +151,7 @@ async def test_a_lookup_touches_its_own_locks_even_when_its_keys_were_loaded_for
 async def test_no_lock_is_written_where_the_store_runs_one_transaction_at_a_time(settings, tmp_path) -> None:
     # The embedded store's file lock keeps any two transactions on intake's database apart, so the lock documents,
     # which exist to make overlapping ones collide, would be writes for nothing; the lookup itself is unchanged.
-    from services.intake import duplicates
-    from services.intake.batch_io import LOCKS, OPEN, BatchIO
-    from services.intake.handlers import COLLECTIONS
-    from xiuhua.city import load_city
-    from xiuhua.store import Store
-
-    dup = load_city(settings.city_dir).intake.duplicates
-    store = Store(settings.mongo_url, settings.database("intake"), tx_lock_dir=tmp_path)
-    await store.ensure_collections(COLLECTIONS)
+    store, dup = await _intake_store(settings, tx_lock_dir=tmp_path)
     here = Place(lng=120.2, lat=30.3)
     key = duplicates.keys_of("0201", here, dup)[0]
     await store[OPEN].insert_one({"_id": "C-serial", "key": key, "open": True, "reporters": 1})

@@ -45,13 +45,11 @@ def test_mean_waits_per_consumer_are_the_difference_between_two_readings() -> No
 
 def test_the_table_shows_the_warm_up_apart_from_the_measured_rate() -> None:
     # The warm-up's cold start is printed on a line of its own, never mixed into the measured phase.
-    import json
-
     from xiuhua.bench.run import table
 
     lat = {"n": 100, "p50_ms": 23.3, "p95_ms": 60.2, "p99_ms": 92.6, "max_ms": 110.1}
     fixed = {"n": 1000, "p50_ms": 15.2, "p95_ms": 32.6, "p99_ms": 44.6, "max_ms": 60.0}
-    results = json.loads(json.dumps({
+    results = {
         "machine": {"cpus": 2, "mem_gb": 24},
         "warm_up": {"seconds": 2.0, "reports": 100, "report_to_dispatched": lat},
         "fixed_rate": {"offered_per_s": 50.0, "report_to_opened": fixed, "report_to_dispatched": fixed,
@@ -60,7 +58,7 @@ def test_the_table_shows_the_warm_up_apart_from_the_measured_rate() -> None:
         "relay": {"hops": 4, "size": 900, "per_s": 3936}, "ratio_to_relay": 0.11,
         "sensors": {"readings": 20000, "seconds": 1.6, "readings_per_s": 12500},
         "resources": {}, "dead_letters": 0,
-    }))
+    }
     lines = table(results).splitlines()
     warm = [line for line in lines if line.startswith("warm-up")]
     assert warm == ["warm-up 2s at 50/s, not counted: report→dispatched  p50 23.3 · p95 60.2 · p99 92.6 ms (n=100), "

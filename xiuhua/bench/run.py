@@ -281,7 +281,7 @@ def bench_city(source: Path, target: Path) -> Path:
 
 
 async def _pipeline(
-    *, rate: float, duration: float, burst: int, sensors: int, relay_messages: int, progress: Any, warmup: float = 0.0
+    *, rate: float, duration: float, burst: int, sensors: int, relay_messages: int, progress: Any, warmup: float
 ) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="xiuhua-bench-") as tmp:
         city_dir = bench_city(Settings().city_dir, Path(tmp) / "city")
@@ -315,7 +315,7 @@ async def _pipeline(
 
 async def _measure(
     sup: Supervisor, *, rate: float, duration: float, burst: int, sensors: int, relay_messages: int, progress: Any,
-    warmup: float = 0.0,
+    warmup: float,
 ) -> dict[str, Any]:
     url = sup.nats_url or ""
     opts = connect_options(sup.client)
@@ -333,6 +333,10 @@ async def _measure(
     sent_at: dict[str, float] = {}
     results: dict[str, Any] = {"machine": {"cpus": psutil.cpu_count(), "mem_gb": psutil.virtual_memory().total / 2**30}}
     n = 0
+
+    def since_sent(reached: dict[str, float], corrs: list[str]) -> dict[str, float]:
+        """Percentiles of the time from each report's publish to the moment it reached a stage."""
+        return percentiles([reached[c] - sent_at[c] for c in corrs if c in reached])
 
     async def offer(count: int) -> list[str]:
         """`count` reports at the fixed rate, then wait until each is dispatched and alerted and every consumer
@@ -363,7 +367,7 @@ async def _measure(
         results["warm_up"] = {
             "seconds": warmup,
             "reports": len(warm),
-            "report_to_dispatched": percentiles([obs.dispatched[c] - sent_at[c] for c in warm if c in obs.dispatched]),
+            "report_to_dispatched": since_sent(obs.dispatched, warm),
         }
 
     # 1. Latency at a fixed offered rate.
@@ -375,9 +379,9 @@ async def _measure(
     results["fixed_rate"] = {
         "offered_per_s": rate,
         "reports": count,
-        "report_to_opened": percentiles([obs.opened[c] - sent_at[c] for c in fixed if c in obs.opened]),
-        "report_to_dispatched": percentiles([obs.dispatched[c] - sent_at[c] for c in fixed if c in obs.dispatched]),
-        "report_to_alert_delivered": percentiles([obs.delivered[c] - sent_at[c] for c in fixed if c in obs.delivered]),
+        "report_to_opened": since_sent(obs.opened, fixed),
+        "report_to_dispatched": since_sent(obs.dispatched, fixed),
+        "report_to_alert_delivered": since_sent(obs.delivered, fixed),
         # At a modest rate batches are single messages: what each case costs the store then sets the latency.
         "store_per_case": per_case(store_commands(before), store_commands(after), count),
         # Where the latency goes: a message queues in its stream while the consumer applies the batch before it.
@@ -406,7 +410,7 @@ async def _measure(
         "scored": sum(1 for c in corrs if c in obs.scored),
         "seconds": elapsed,
         "cases_per_s": burst / elapsed if ok and elapsed > 0 else 0.0,
-        "report_to_dispatched": percentiles([obs.dispatched[c] - sent_at[c] for c in corrs if c in obs.dispatched]),
+        "report_to_dispatched": since_sent(obs.dispatched, corrs),
         "store_per_case": store_per_case,
     }
 
