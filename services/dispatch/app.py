@@ -6,8 +6,9 @@ from pymongo import ASCENDING
 
 from contracts import subjects
 from services.dispatch import routing
+from services.dispatch.case import TIMER_FIELD
 from services.dispatch.commands import decode_command
-from services.dispatch.handlers import CASES, DispatchHandlers
+from services.dispatch.handlers import CASES, TIMER_REPAIR_S, DispatchHandlers, index_legacy_timers
 from xiuhua.consumer import Subscription
 from xiuhua.service import Runtime, ServiceSpec
 
@@ -37,9 +38,14 @@ def subscriptions(rt: Runtime) -> list[Subscription]:
 async def on_start(rt: Runtime) -> None:
     """Check the routing table against the city, index the due moments the timer loop scans, and start it."""
     routing.validate(rt.city)
-    await rt.store[CASES].create_index([("next_timer_at", ASCENDING)])
+    cases = rt.store[CASES]
+    await cases.create_index([(TIMER_FIELD, ASCENDING)])
+    # Finds the cases an older build wrote with only the date, on MongoDB without reading every case.
+    await cases.create_index([("next_timer_at", ASCENDING)])
+    await index_legacy_timers(cases)
     h: DispatchHandlers = rt.state["dispatch"]
     rt.every(rt.city.calendar.timer_interval_s, h.tick, name="deadline-timers")
+    rt.every(TIMER_REPAIR_S, lambda: index_legacy_timers(cases), name="legacy-timers")
 
 
 SPEC = ServiceSpec(name="dispatch", subscriptions=subscriptions, collections=(CASES,), on_start=on_start)

@@ -27,6 +27,7 @@ TIMED_STATES = frozenset({State.dispatched, State.acknowledged, State.extension_
 """States in which the deadline runs (a resolved case waits for verification, not for its unit)."""
 
 RECENT_COMMANDS = 50
+TIMER_FIELD = "next_timer_s"  # the next timer in seconds since the epoch: what the timer scan selects on
 
 
 class Case(BaseModel):
@@ -76,9 +77,16 @@ class Case(BaseModel):
         return cls.model_validate({**doc, "case_id": doc["_id"]})
 
     def to_doc(self) -> dict[str, Any]:
-        """The document to store (`_id` = case id; no `next_timer_at` when nothing is pending)."""
+        """The document to store (`_id` = case id; no `next_timer_at` when nothing is pending).
+
+        The next timer is stored twice: `next_timer_at` as a date for people, and `next_timer_s`, the same moment in
+        seconds since the epoch, which the timer scan selects on. nx-27017 answers a range on a number from its
+        index but reads every document for a range on a date (1.5 against 33 ms at 20,000 cases), and the scan
+        runs every few seconds over every case ever kept."""
         d = {k: v for k, v in _plain(self.model_dump(mode="python")).items() if v is not None}
         d["_id"] = d.pop("case_id")
+        if self.next_timer_at is not None:
+            d[TIMER_FIELD] = self.next_timer_at.timestamp()
         return d
 
 

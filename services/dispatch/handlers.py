@@ -7,12 +7,14 @@ import re
 from datetime import datetime
 from typing import Any
 
+from pymongo import UpdateOne
+
 from contracts.cases import CaseOpened
 from contracts.commands import CaseCommand
 from contracts.merchants import MerchantEscalated
 from contracts.values import Place, ReportSource
 from services.dispatch import lifecycle, timers
-from services.dispatch.case import Case
+from services.dispatch.case import TIMER_FIELD, Case
 from services.dispatch.commands import InvalidCommand
 from xiuhua.bus import Outgoing
 from xiuhua.city.business_calendar import BusinessCalendar
@@ -25,6 +27,35 @@ CASES = "cases"
 CONFLICT_RETRIES = 3
 TIMER_SCAN = 500  # due cases per scan
 TIMER_BATCH = 100  # cases claimed per transaction
+TIMER_REPAIR_S = 600.0  # how often cases written without `next_timer_s` (by an older build) are given it
+
+
+async def due_case_ids(cases: Any, now: datetime, limit: int = TIMER_SCAN) -> list[str]:
+    """Ids of the cases whose next timer has fallen due, earliest first (the scan of the timer loop)."""
+    scan = cases.find({TIMER_FIELD: {"$lte": now.timestamp()}}, {"_id": 1}).sort(TIMER_FIELD, 1).limit(limit)
+    return [d["_id"] async for d in scan]
+
+
+async def index_legacy_timers(cases: Any, batch: int = 500) -> int:
+    """Give `next_timer_s` to cases that have a next timer but not that field: written by a build that stored
+    only `next_timer_at` (before an upgrade, or by an instance not yet upgraded during a rolling one), whose
+    timers the scan would otherwise never see. Returns how many it gave the field.
+
+    Conditional on the date read, so a case rewritten in between keeps what its writer put there."""
+    fixed = 0
+    while True:
+        query = {"next_timer_at": {"$exists": True}, TIMER_FIELD: {"$exists": False}}
+        docs = [d async for d in cases.find(query, {"next_timer_at": 1}).limit(batch)]
+        if not docs:
+            return fixed
+        res = await cases.bulk_write([
+            UpdateOne({"_id": d["_id"], "next_timer_at": d["next_timer_at"], TIMER_FIELD: {"$exists": False}},
+                      {"$set": {TIMER_FIELD: d["next_timer_at"].timestamp()}})
+            for d in docs
+        ], ordered=False)
+        fixed += res.modified_count
+        if res.modified_count == 0:
+            return fixed  # every one was rewritten meanwhile; what still lacks the field waits for the next round
 
 
 class DispatchHandlers:
@@ -179,8 +210,7 @@ class DispatchHandlers:
         published. Safe with any number of instances: each (case, cycle, kind, level) is claimed once."""
         cases = self.rt.store[CASES]
         now = self.rt.clock.now()
-        scan = cases.find({"next_timer_at": {"$lte": now}}, {"_id": 1}).sort("next_timer_at", 1).limit(TIMER_SCAN)
-        ids = [d["_id"] async for d in scan]
+        ids = await due_case_ids(cases, now)
         published = 0
         for start in range(0, len(ids), TIMER_BATCH):
             chunk = ids[start : start + TIMER_BATCH]

@@ -16,6 +16,8 @@ import pytest
 
 from contracts.cases import CaseOpened
 from services.dispatch.app import SPEC
+from services.dispatch.case import TIMER_FIELD
+from services.dispatch.handlers import index_legacy_timers
 from tests.conftest import eventually
 from tests.helpers import BusRecorder, publish
 from xiuhua.clock import FrozenClock
@@ -74,6 +76,7 @@ async def test_timers_fire_once_with_two_instances_and_after_a_restart(settings,
             doc = await a.store["cases"].find_one({"_id": ids[0]})
             assert doc["timers_fired"] == ["warning:0", "overdue:0", "escalated:1"]
             assert doc["next_timer_at"] == datetime(2026, 11, 23, 16, 30, tzinfo=SH)
+            assert doc[TIMER_FIELD] == datetime(2026, 11, 23, 16, 30, tzinfo=SH).timestamp()
 
         # Both instances stop; one starts again later and scans a clock far past every level.
         clock.set(datetime(2026, 11, 26, 9, 0, tzinfo=SH))
@@ -132,7 +135,7 @@ async def test_resolution_stops_the_timers_and_an_extension_moves_them(settings,
 
 
 class _ScanThenCommand:
-    """The real `cases` collection, except that the timer scan (the find on `next_timer_at`) runs `race` once,
+    """The real `cases` collection, except that the timer scan (the find on `next_timer_s`) runs `race` once,
     right after it has read the due cases: a command that commits while the timer loop is between its scan and
     its publish."""
 
@@ -144,7 +147,7 @@ class _ScanThenCommand:
 
     def find(self, query: dict[str, Any] | None = None, *args: Any, **kwargs: Any) -> Any:
         cursor = self._col.find(query, *args, **kwargs)
-        if query and "next_timer_at" in query and self._race is not None:
+        if query and TIMER_FIELD in query and self._race is not None:
             race, self._race = self._race, None
             return _CursorThen(cursor, race)
         return cursor
@@ -233,7 +236,41 @@ async def test_a_timer_never_publishes_for_a_case_a_command_moved_on_after_the_s
             assert doc["state"] == "acknowledged"
             assert doc["next_timer_at"] == datetime(2026, 11, 24, 11, 6, tzinfo=SH)
         else:
-            assert "next_timer_at" not in doc
+            assert "next_timer_at" not in doc and TIMER_FIELD not in doc
+
+
+async def test_timers_of_cases_written_by_an_older_build_still_fire(settings, city):
+    """An older build stored only `next_timer_at`: such cases get `next_timer_s` when dispatch starts, and from
+    the periodic repair for those an instance not yet upgraded writes while this one runs."""
+    clock = FrozenClock(T0)
+    ids = ("C-OLD1", "C-OLD2")
+
+    async def as_older_build(rt: Any, case_id: str) -> None:
+        await rt.store["cases"].update_one({"_id": case_id}, {"$unset": {TIMER_FIELD: ""}})
+
+    async with BusRecorder(settings.nats_url) as bus:
+        async with running(SPEC, settings, clock=clock, city=city) as rt:
+            for cid in ids:
+                ev = opened_case(city, cid)
+                await publish(settings.nats_url, ev.subject_for(), ev.to_json(), msg_id=ev.event_id)
+            await eventually(lambda: len(bus.on("case.v1.dispatched.")) == 2, timeout=30)
+            await as_older_build(rt, "C-OLD1")
+        async with running(SPEC, settings, clock=clock, city=city) as rt:
+            doc = await rt.store["cases"].find_one({"_id": "C-OLD1"})
+            assert doc[TIMER_FIELD] == datetime(2026, 11, 23, 13, 42, tzinfo=SH).timestamp()  # given at start
+            clock.set(datetime(2026, 11, 23, 13, 42, tzinfo=SH))
+            await rt.state["dispatch"].tick()
+            await eventually(lambda: len(timer_events(bus)) == 2)
+
+            await as_older_build(rt, "C-OLD2")  # written meanwhile by an instance of the older build
+            clock.set(datetime(2026, 11, 23, 14, 30, tzinfo=SH))
+            await rt.state["dispatch"].tick()
+            await eventually(lambda: Counter(c for c, _, _ in timer_events(bus)) == {"C-OLD1": 3, "C-OLD2": 1})
+            assert await index_legacy_timers(rt.store["cases"]) == 1
+            await rt.state["dispatch"].tick()
+            await eventually(lambda: len(timer_events(bus)) == 6)
+        fired = (("deadline_warning", 0), ("overdue", 0), ("escalated", 1))
+        assert Counter(timer_events(bus)) == Counter({(c, kind, lvl): 1 for c in ids for kind, lvl in fired})
 
 
 async def test_a_batch_of_openings_dispatches_each_case_once(settings, city):

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from contracts import registry
 from services.notify.bulletin.content import build_content
 from services.notify.bulletin.figures import WeekData
-from xiuhua.bench.scale import WEEKS, bulletin_documents, lifecycle_events
+from xiuhua.bench.scale import WEEKS, bulletin_documents, case_documents, lifecycle_events
 
 
 def test_bulletin_documents_add_up_to_the_cases_and_build_a_bulletin(city) -> None:
@@ -43,3 +43,17 @@ def test_lifecycle_events_decode_as_contract_events_seven_per_case(city) -> None
     decoded = [registry.decode(s, d) for s, d in events]
     assert len({e.event_id for e in decoded}) == 700
     assert all(e.case_id.startswith("C-R") for e in decoded)
+
+
+def test_case_documents_are_stored_cases_a_tenth_with_a_deadline_running() -> None:
+    from services.dispatch.case import TIMER_FIELD, Case
+
+    now = datetime(2026, 11, 23, 6, 0, tzinfo=UTC)
+    docs = case_documents(10_000, now)
+    assert len({d["_id"] for d in docs}) == 10_000
+    timed = [d for d in docs if TIMER_FIELD in d]
+    assert 900 < len(timed) < 1_100
+    assert all(Case.from_doc(d).to_doc() == d for d in docs[:200])  # what dispatch itself would store
+    due = [d for d in timed if d[TIMER_FIELD] <= now.timestamp()]
+    assert 0 < len(due) < 20  # a few fallen due since the last scan, not half the open cases
+    assert all(d["state"] == "closed" for d in docs if TIMER_FIELD not in d)

@@ -407,5 +407,9 @@ def test_the_stored_document_reads_back_the_same(city) -> None:
     assert isinstance(out, Applied)
     doc = out.case.to_doc()
     assert doc["_id"] == "C-1" and doc["state"] == "resolved" and doc["version"] == case.version + 1
-    assert "next_timer_at" not in doc  # nothing pending: absent, so the timer index skips it
+    assert "next_timer_at" not in doc and "next_timer_s" not in doc  # nothing pending: absent, the scan skips it
     assert Case.from_doc(doc) == out.case
+    timed = case.to_doc()  # acknowledged: its deadline runs, the scan selects it by the number
+    assert case.next_timer_at is not None and timed["next_timer_at"] == case.next_timer_at
+    assert timed["next_timer_s"] == case.next_timer_at.timestamp()
+    assert Case.from_doc(timed) == case

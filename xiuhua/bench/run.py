@@ -28,6 +28,7 @@ from xiuhua.supervisor import Supervisor
 
 DOCS = "docs "  # marks a documents-written count among the command counts of `store_commands`
 PIPELINE_HOPS = 4  # report → intake → case.opened → dispatch → case.dispatched → scoring → score.v1
+SCALE_JOBS = ("bulletin", "rebuild", "timers")  # the jobs that grow with history, run after the pipeline
 
 
 @dataclass
@@ -244,6 +245,7 @@ async def run(
     relay_messages: int,
     bulletin_cases: int = 0,
     rebuild_events: int = 0,
+    timer_cases: int = 0,
     pdf: bool = False,
     progress: Any = print,
     warmup: float = 2.0,
@@ -253,13 +255,14 @@ async def run(
         rate=rate, duration=duration, burst=burst, sensors=sensors, relay_messages=relay_messages, progress=progress,
         warmup=warmup,
     )
-    if bulletin_cases or rebuild_events:
+    if bulletin_cases or rebuild_events or timer_cases:
         # After the pipeline has stopped, on servers of their own: nothing else competes or folds the data.
         from xiuhua.bench.scale import run_scale
 
         results |= await run_scale(
             bulletin_cases=bulletin_cases,
             rebuild_events=rebuild_events,
+            timer_cases=timer_cases,
             pdf=pdf,
             city=load_city(Settings().city_dir),
             progress=progress,
@@ -489,7 +492,7 @@ def table(r: dict[str, Any]) -> str:
         cells = [f"{c} {ms:.1f} ms" for c, ms in waits.items()]
         lines += ["  " + ", ".join(cells[i : i + 3]) for i in range(0, len(cells), 3)]
     lines.append(f"dead letters: {r['dead_letters']}")
-    for job in ("bulletin", "rebuild"):
+    for job in SCALE_JOBS:
         if (failed := r.get(job, {})).get("error"):
             lines.append(f"{job}: failed: {failed['error']}")
     if (b := r.get("bulletin")) and "build_s" in b:
@@ -502,5 +505,11 @@ def table(r: dict[str, Any]) -> str:
         lines.append(
             f"score rebuild from {rb['events']:,} events: {rb['replayed']:,} replayed in {rb['seconds']:.1f}s "
             f"→ {rb['events_per_s']:.0f} events/s ({rb['unit_period_documents']:,} unit-period documents)"
+        )
+    if (tm := r.get("timers")) and "scan_ms" in tm:
+        lines.append(
+            f"deadline scan over {tm['cases']:,} cases ({tm['open']:,} with a deadline running, {tm['due']} due): "
+            f"{tm['scan_ms']:.1f} ms (on the date, as before: {tm['scan_by_date_ms']:.1f} ms); "
+            f"repair round {tm['repair_ms']:.1f} ms"
         )
     return "\n".join(lines)

@@ -1,4 +1,5 @@
-"""The two jobs that grow with history: the weekly bulletin over N cases and a full score rebuild from N events.
+"""The jobs that grow with history: the weekly bulletin over N cases, a full score rebuild from N events and
+dispatch's deadline scan over N cases.
 
 Both run against servers of their own with no service attached (so nothing else folds the generated data), and
 the data is generated straight into the store or the stream, then the real code is timed on it:
@@ -9,6 +10,8 @@ the data is generated straight into the store or the stream, then the real code 
   documents by `_id` and the indexed `week` and never the per-case records, which are not generated.
 - rebuild: N lifecycle events of the contracts (opened, dispatched, acknowledged, resolved, verified, closed,
   rated: seven per case) published to `XH_CASES`, then `services/scoring/rebuild.replay` into a fresh database.
+- timers: N cases as dispatch stores them (a tenth with a deadline running), then the scan the timer loop runs
+  every few seconds and its periodic repair round, each the median of 20, beside the old scan on the date.
 """
 
 from __future__ import annotations
@@ -340,10 +343,91 @@ async def rebuild_at_scale(
     }
 
 
-async def run_scale(
-    *, bulletin_cases: int, rebuild_events: int, pdf: bool, city: City, progress: Progress
+# ---- dispatch's deadline scan over N cases ------------------------------------------------------------------
+
+OPEN_SHARE = 0.1  # cases whose deadline still runs; the rest closed (no next timer)
+DUE_S = 600  # how far back the earliest next timer lies
+
+
+def case_documents(cases: int, now: datetime, seed: int = 13) -> list[dict[str, Any]]:
+    """`cases` stored cases as dispatch writes them (`Case.to_doc`): a tenth with a deadline running, its next
+    timer spread over the two days after `now`, a few fallen due in the last minutes (the loop fires what is due
+    every few seconds, so no more wait); the rest closed."""
+    from services.dispatch.case import Case, State
+
+    rng = random.Random(seed)
+    start = now - timedelta(days=1)
+    template = Case.model_validate({
+        "case_id": "C-0", "state": "acknowledged", "correlation_id": "bench", "street_code": "CD",
+        "category_code": "0201", "source": "grid", "rule_id": "sanitation-street", "time_limit": "4h",
+        "place": {"lng": 104.08, "lat": 30.66, "address": "春熙路 1 号", "street_code": "CD", "community_code": "CD01"},
+        "lead_unit": {"unit_id": "CD-SAN", "name": "春熙路街道环卫所", "role": "sanitation"},
+        "dispatched_at": start, "started_at": start, "due_at": now, "ack_due_at": start,
+        "timers_fired": [], "command_ids": [f"cmd-{i}" for i in range(4)],
+    })
+    docs = []
+    for i in range(cases):
+        if rng.random() < OPEN_SHARE:
+            case = template.model_copy(update={
+                "case_id": f"C-S{i:09d}", "next_timer_at": now + timedelta(seconds=rng.uniform(-DUE_S, 2 * 86_400))})
+        else:
+            case = template.model_copy(update={"case_id": f"C-S{i:09d}", "state": State.closed, "closed_at": now})
+        docs.append(case.to_doc())
+    return docs
+
+
+async def timers_at_scale(
+    store_url: str, cases: int, *, progress: Progress, rounds: int = 20, now: datetime | None = None
 ) -> dict[str, Any]:
-    """Both jobs on a store and a NATS server of their own (the pipeline's services are stopped by then)."""
+    """Time dispatch's deadline scan (`due_case_ids`) and its periodic repair round over `cases` stored cases, and,
+    in the same run for the ratio, the scan as it was: a range on the date `next_timer_at`."""
+    from pymongo import ASCENDING
+
+    from services.dispatch.case import TIMER_FIELD
+    from services.dispatch.handlers import CASES, TIMER_SCAN, due_case_ids, index_legacy_timers
+
+    now = now or datetime.now(UTC)
+    store = Store(store_url, f"bench_dispatch_{int(time.time() * 1000)}")
+    try:
+        col = store[CASES]
+        for field in (TIMER_FIELD, "next_timer_at"):  # as dispatch's start-up creates them
+            await col.create_index([(field, ASCENDING)])
+        t0 = time.perf_counter()
+        docs = await asyncio.to_thread(case_documents, cases, now)
+        for start in range(0, len(docs), 1000):
+            await col.insert_many(docs[start : start + 1000], ordered=False)
+            if start and start % 100_000 == 0:
+                progress(f"timers: {start} cases stored")
+        load_s = time.perf_counter() - t0
+
+        async def median_ms(fn: Any) -> tuple[float, Any]:
+            times, out = [], None
+            for _ in range(rounds):
+                t = time.perf_counter()
+                out = await fn()
+                times.append((time.perf_counter() - t) * 1000)
+            return sorted(times)[len(times) // 2], out
+
+        async def by_date() -> list[str]:
+            scan = col.find({"next_timer_at": {"$lte": now}}, {"_id": 1}).sort("next_timer_at", 1).limit(TIMER_SCAN)
+            return [d["_id"] async for d in scan]
+
+        scan_ms, due = await median_ms(lambda: due_case_ids(col, now))
+        date_ms, due_by_date = await median_ms(by_date)
+        repair_ms, repaired = await median_ms(lambda: index_legacy_timers(col))
+        await store.client.drop_database(store.db.name)
+    finally:
+        await store.close()
+    if sorted(due) != sorted(due_by_date) or repaired:
+        raise RuntimeError("the deadline scans disagree")  # the figures would compare different work
+    return {"cases": cases, "open": sum(1 for d in docs if TIMER_FIELD in d), "due": len(due), "load_s": load_s,
+            "scan_ms": scan_ms, "scan_by_date_ms": date_ms, "repair_ms": repair_ms}
+
+
+async def run_scale(
+    *, bulletin_cases: int, rebuild_events: int, pdf: bool, city: City, progress: Progress, timer_cases: int = 0
+) -> dict[str, Any]:
+    """The jobs on a store and a NATS server of their own (the pipeline's services are stopped by then)."""
     results: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="xiuhua-bench-scale-") as tmp:
         work = Path(tmp)
@@ -361,6 +445,11 @@ async def run_scale(
                 progress(f"score rebuild from {rebuild_events} events")
                 results["rebuild"] = await _recorded(
                     rebuild_at_scale(url, city, rebuild_events, work, progress=progress), {"events": rebuild_events}
+                )
+            if timer_cases:
+                progress(f"deadline scan over {timer_cases} cases")
+                results["timers"] = await _recorded(
+                    timers_at_scale(url, timer_cases, progress=progress), {"cases": timer_cases}
                 )
         finally:
             await asyncio.to_thread(store_srv.stop)
