@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
+
 from pymongo import ASCENDING
+from pymongo.errors import OperationFailure
 
 from contracts import subjects
 from services.intake import open311
+from services.intake.batch_io import list_open_cases
 from services.intake.cases import domain_of
 from services.intake.handlers import (
     COLLECTIONS,
@@ -19,6 +23,8 @@ from services.intake.handlers import (
 )
 from xiuhua.consumer import Subscription
 from xiuhua.service import Runtime, ServiceSpec
+
+LIST_OPEN_EVERY_S = 600.0  # how often open cases missing from the merge directory (an older build's) are listed
 
 
 def subscriptions(rt: Runtime) -> list[Subscription]:
@@ -40,12 +46,18 @@ def subscriptions(rt: Runtime) -> list[Subscription]:
 
 
 async def on_start(rt: Runtime) -> None:
-    """Indexes: the raw-report archive; open cases by merge key (category + grid cell). The city's domain (the
+    """Indexes: the raw-report archive; open cases, listed in the merge directory. The city's domain (the
     classifier trained on its examples, the gazetteer, the grid) is built now: built on the first report, it held
     that report and those behind it about 45 ms."""
     domain_of(rt.city)
     await rt.store[RAW].create_index([("status", ASCENDING), ("received_at", ASCENDING)])
-    await rt.store[OPEN].create_index([("key", ASCENDING), ("open", ASCENDING)])
+    # Open cases are looked up through the merge directory (`open_keys`, by `_id`); this index finds the open ones
+    # to list there (an equality on a single field: no scan on nx-27017).
+    await rt.store[OPEN].create_index([("open", ASCENDING)])
+    with contextlib.suppress(OperationFailure):  # what earlier versions looked up by: one index less to keep
+        await rt.store[OPEN].drop_index([("key", ASCENDING), ("open", ASCENDING)])
+    await list_open_cases(rt.store)
+    rt.every(LIST_OPEN_EVERY_S, lambda: list_open_cases(rt.store), name="merge-directory")
     await rt.store[DEVICES].create_index([("case_id", ASCENDING)])
     await open311.on_start(rt)
 

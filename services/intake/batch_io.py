@@ -22,6 +22,7 @@ from xiuhua.store import Store
 RAW = "raw_reports"
 REFS = "source_refs"
 OPEN = "open_cases"
+OPEN_KEYS = "open_keys"  # merge directory 并案索引: `_id` merge key → `ids`, the cases opened under it and not closed
 DEVICES = "devices"
 LOCKS = "merge_locks"
 
@@ -86,8 +87,8 @@ class BatchIO:
         return self.refs[correlation]
 
     async def lock_and_load(self, keys: Iterable[str], locks: Iterable[str]) -> None:
-        """Touch the merge locks (`duplicates.lock_keys`), then read the open cases under these keys: two round
-        trips.
+        """Touch the merge locks (`duplicates.lock_keys`), then read the open cases under these keys: the merge
+        directory's documents of the keys, then the cases they list (when they list any), each by `_id`.
 
         Concurrent transactions that touch the same lock documents conflict (MongoDB retries the loser, which
         then sees the winner's case and merges), so look-then-open stays serialised per neighbourhood across
@@ -109,10 +110,16 @@ class BatchIO:
             return
         for k in missing:
             self.by_key[k] = [d for d in self.new_cases.values() if d["key"] == k]
-        async for d in self.store[OPEN].find({"key": {"$in": missing}, "open": True}, session=self.session):
-            d = self.cases.setdefault(d["_id"], d) or d  # an already-known copy carries this batch's changes
-            if d["_id"] not in self.new_cases:
-                self.by_key[d["key"]].append(d)
+        # By `_id` twice rather than one query on the `key` field: nx-27017 answers an `$in` on any other field by
+        # reading every document, and open_cases keeps every case intake ever opened (17 ms a lookup at 20,000).
+        listed = {d["_id"]: d.get("ids", []) async for d in
+                  self.store[OPEN_KEYS].find({"_id": {"$in": missing}}, session=self.session)}
+        await self.prefetch_cases(i for ids in listed.values() for i in ids)
+        for k in missing:
+            for case_id in dict.fromkeys(listed.get(k, [])):
+                d = self.cases.get(case_id)  # the known copy carries this batch's changes
+                if d is not None and d.get("open") and d.get("key") == k and case_id not in self.new_cases:
+                    self.by_key[k].append(d)
 
     async def candidates(self, keys: list[str], locks: list[str]) -> list[dict[str, Any]]:
         """The open cases under the given merge keys, as this batch leaves them (their locks touched first)."""
@@ -195,6 +202,13 @@ class BatchIO:
             await self.store[RAW].insert_many(self.raw, ordered=True, session=s)
         if self.new_refs:
             await self.store[REFS].insert_many(self.new_refs, ordered=True, session=s)
+        keyed = [d for d in self.new_cases.values() if d.get("key") is not None]
+        if keyed:
+            await self.store[OPEN_KEYS].bulk_write(
+                [UpdateOne({"_id": d["key"]}, {"$push": {"ids": d["_id"]}}, upsert=True) for d in keyed],
+                ordered=True,
+                session=s,
+            )
         ops: list[Any] = [InsertOne(d) for d in self.new_cases.values()]
         ops += [
             UpdateOne({"_id": c}, {"$set": {"reporters": int(self.cases[c]["reporters"])}})  # type: ignore[index]
@@ -209,3 +223,26 @@ class BatchIO:
                 ordered=True,
                 session=s,
             )
+
+
+async def list_open_cases(store: Store, chunk: int = 1000) -> int:
+    """Put every open case that its key's directory document does not list there; returns how many it added.
+
+    Cases an older build opened have no directory entry (it looked cases up by their `key` field): run when intake
+    starts and every few minutes after, so during a rolling upgrade a case the older instances open is found by
+    the newer ones' lookups within minutes (until then a near report opens a case of its own: a missed merge,
+    never a wrong one). Outside any transaction: what a crash loses here the next round adds again."""
+    by_key: dict[str, list[str]] = {}
+    async for d in store[OPEN].find({"open": True}, {"key": 1}):
+        if d.get("key") is not None:
+            by_key.setdefault(d["key"], []).append(d["_id"])
+    keys, added = sorted(by_key), 0
+    for start in range(0, len(keys), chunk):
+        part = keys[start : start + chunk]
+        listed = {d["_id"]: set(d.get("ids", [])) async for d in store[OPEN_KEYS].find({"_id": {"$in": part}})}
+        ops = [UpdateOne({"_id": k}, {"$push": {"ids": c}}, upsert=True)
+               for k in part for c in by_key[k] if c not in listed.get(k, set())]
+        if ops:
+            await store[OPEN_KEYS].bulk_write(ops, ordered=True)
+            added += len(ops)
+    return added

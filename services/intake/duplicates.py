@@ -2,7 +2,8 @@
 
 Open cases are indexed by a key of category and grid cell: the plane is cut into square cells as wide as the
 merge distance, so every case within that distance of a point lies in the point's cell or one of its eight
-neighbours; a lookup is one indexed `$in` over nine keys. (Cells are computed in bands of one degree of
+neighbours; a lookup reads the nine keys' documents in the merge directory (`open_keys`, by `_id`), then the open
+cases they list. (Cells are computed in bands of one degree of
 latitude; a pair straddling a whole-degree parallel is not merged — a missed merge, never a wrong one.)
 Reports without coordinates merge only with an open case of the same category, area and written address.
 """

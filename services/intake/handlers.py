@@ -5,6 +5,8 @@ Collections (intake's own database):
   passed / sensor_*), with the classifier's verdict; sensor readings are kept only when they change something.
 - `source_refs`: `<source>:<reference>` → case, so the same reference twice is one case.
 - `open_cases`: intake's projection of open cases (category, grid-cell key, point, reporters) for merging.
+- `open_keys`: the merge directory 并案索引, one document per merge key listing the open cases under it; the
+  lookup reads it by `_id` (nx-27017 reads a whole collection for an `$in` on any other field).
 - `devices`: one state document per sensor, written on transitions only.
 - `merge_locks`: one counter per merge key; touching the keys of a lookup makes two instances that place
   near reports of one category at once conflict (MongoDB write conflict → retried), so the second merges.
@@ -32,7 +34,7 @@ from contracts.reports import (
 )
 from contracts.values import Place, Reporter
 from services.intake import duplicates, privacy
-from services.intake.batch_io import DEVICES, LOCKS, OPEN, RAW, REFS, BatchIO
+from services.intake.batch_io import DEVICES, LOCKS, OPEN, OPEN_KEYS, RAW, REFS, BatchIO
 from services.intake.cases import (
     Draft,
     TransferDraft,
@@ -48,7 +50,7 @@ from services.intake.sensors import DeviceState, step
 from xiuhua.consumer import Batch, Item, Poison, decode_event
 from xiuhua.service import Runtime
 
-COLLECTIONS = (RAW, REFS, OPEN, DEVICES, LOCKS)
+COLLECTIONS = (RAW, REFS, OPEN, OPEN_KEYS, DEVICES, LOCKS)
 
 # Case events that change whether a case is open (each has its own filtered consumer); others are skipped.
 PROJECTED_EVENTS = ("closed", "cancelled", "transferred", "reopened")
@@ -415,16 +417,33 @@ class IntakeHandlers:
     # ---- the projection of open cases --------------------------------------------------------------------
 
     async def on_case_events(self, batch: Batch) -> None:
-        """Closed, cancelled and transferred cases stop absorbing reports; a reopened case absorbs them again."""
+        """Closed, cancelled and transferred cases stop absorbing reports; a reopened case absorbs them again.
+
+        The merge directory follows: a case leaves its key's list when it closes and joins it again when reopened
+        (the lookup checks `open` on the case itself, so the list only has to hold every open case)."""
         now, ops = self.rt.clock.now(), []
+        last: dict[str, bool] = {}  # case → open, as the batch leaves it
         for item in batch.items:
             event = item.message
             if isinstance(event, CaseClosed | CaseCancelled | CaseTransferred):
                 ops.append(UpdateOne({"_id": event.case_id}, {"$set": {"open": False, "closed_at": now}}))
+                last[event.case_id] = False
             elif isinstance(event, CaseReopened):
                 ops.append(UpdateOne({"_id": event.case_id}, {"$set": {"open": True, "opened_at": now}}))
-        if ops:  # in order: a close and a reopen of one case in one batch leave it as the last one says
-            await self.rt.store[OPEN].bulk_write(ops, ordered=True, session=batch.session)
+                last[event.case_id] = True
+        if not ops:
+            return
+        # in order: a close and a reopen of one case in one batch leave it as the last one says
+        await self.rt.store[OPEN].bulk_write(ops, ordered=True, session=batch.session)
+        keys = {d["_id"]: d["key"] async for d in self.rt.store[OPEN].find(
+            {"_id": {"$in": sorted(last)}}, {"key": 1}, session=batch.session) if d.get("key") is not None}
+        directory = []
+        for case_id, key in sorted(keys.items()):
+            directory.append(UpdateOne({"_id": key}, {"$pull": {"ids": case_id}}))  # never listed twice
+            if last[case_id]:
+                directory.append(UpdateOne({"_id": key}, {"$push": {"ids": case_id}}, upsert=True))
+        if directory:
+            await self.rt.store[OPEN_KEYS].bulk_write(directory, ordered=True, session=batch.session)
 
     # ---- helpers -----------------------------------------------------------------------------------------
 

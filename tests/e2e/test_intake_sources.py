@@ -97,6 +97,13 @@ async def test_duplicates_merges_and_a_closed_case_stops_absorbing(settings):
             return doc is not None and not doc["open"]
 
         await eventually(projected)
+        store = rts["intake"].store
+        key = (await store["open_cases"].find_one({"_id": case_id}))["key"]
+
+        async def listed() -> list[str]:
+            return (await store["open_keys"].find_one({"_id": key}) or {}).get("ids", [])
+
+        assert case_id not in await listed()  # the merge directory lists open cases only
         await publish(url, "report.v1.in.grid", grid("R-13", lng=120.16001))
         await eventually(lambda: len(bus.on("case.v1.opened.")) == 4)
         assert len(bus.on("case.v1.merged.")) == 1
@@ -109,6 +116,7 @@ async def test_duplicates_merges_and_a_closed_case_stops_absorbing(settings):
             return bool(doc and doc["open"])
 
         await eventually(reprojected)
+        assert (await listed()).count(case_id) == 1  # listed again, once
         await publish(url, "report.v1.in.grid", grid("R-14"))
         merged_again = await eventually(lambda: len(bus.on("case.v1.merged.")) == 2 and bus.on("case.v1.merged.")[1])
         assert merged_again["case_id"] == case_id and merged_again["reporters_count"] == 3

@@ -14,7 +14,7 @@ from contracts.reports import SENSOR_NORMAL
 from contracts.values import Place
 from services.intake import duplicates
 from services.intake.app import SPEC
-from services.intake.batch_io import LOCKS, OPEN, BatchIO
+from services.intake.batch_io import LOCKS, OPEN, OPEN_KEYS, BatchIO, list_open_cases
 from services.intake.handlers import COLLECTIONS
 from tests.conftest import eventually
 from tests.helpers import BusRecorder, Commands, publish
@@ -26,7 +26,7 @@ from xiuhua.settings import Settings
 from xiuhua.store import Store
 
 NOW = datetime(2026, 11, 23, 2, 0, tzinfo=UTC)
-REPORT_COLLECTIONS = {"raw_reports", "source_refs", "open_cases", "devices", "merge_locks"}
+REPORT_COLLECTIONS = {"raw_reports", "source_refs", "open_cases", "open_keys", "devices", "merge_locks"}
 
 
 def _grid(report_id: str, lng: float, lat: float) -> dict[str, Any]:
@@ -155,6 +155,7 @@ async def test_no_lock_is_written_where_the_store_runs_one_transaction_at_a_time
     here = Place(lng=120.2, lat=30.3)
     key = duplicates.keys_of("0201", here, dup)[0]
     await store[OPEN].insert_one({"_id": "C-serial", "key": key, "open": True, "reporters": 1})
+    assert await list_open_cases(store) == 1  # as an older build left it: listed in the merge directory
     try:
         assert store.serializes_transactions
         locks = duplicates.lock_keys("0201", here, dup)
@@ -169,6 +170,7 @@ async def test_no_lock_is_written_where_the_store_runs_one_transaction_at_a_time
         assert await store[LOCKS].count_documents({"_id": {"$in": locks}}) == 0
     finally:
         await store[OPEN].delete_one({"_id": "C-serial"})
+        await store[OPEN_KEYS].delete_one({"_id": key})
         await store.close()
 
 
@@ -203,3 +205,22 @@ async def test_intake_builds_its_city_domain_before_the_first_report(settings) -
 
     async with running(SPEC, settings, clock=FrozenClock(NOW)) as rt:
         assert cases._DOMAINS.get(id(rt.city)) is not None and cases._DOMAINS[id(rt.city)].city is rt.city
+
+
+async def test_a_case_an_older_build_opened_absorbs_near_reports(settings) -> None:
+    # An older build kept open cases without listing them in the merge directory (it looked them up by `key`):
+    # intake lists them when it starts, so the next near report merges instead of opening a case of its own.
+    store, dup = await _intake_store(settings)
+    here = Place(lng=120.17, lat=30.27)
+    key = duplicates.keys_of("0201", here, dup)[0]
+    await store[OPEN].insert_one({
+        "_id": "C-older", "key": key, "category_code": "0201", "lng": 120.17, "lat": 30.27, "street_code": "CD",
+        "opened_at": NOW - timedelta(hours=1), "open": True, "reporters": 1, "source": "grid"})
+    await store.close()
+    url = settings.nats_url
+    async with BusRecorder(url) as bus, running(SPEC, settings, clock=FrozenClock(NOW)) as rt:
+        await publish(url, "report.v1.in.grid", _grid("RO-1", 120.17002, 30.27001))
+        merged = await eventually(lambda: bus.on("case.v1.merged."))
+        assert merged[0]["case_id"] == "C-older" and merged[0]["reporters_count"] == 2
+        assert bus.on("case.v1.opened.") == []
+        assert (await rt.store[OPEN_KEYS].find_one({"_id": key}))["ids"] == ["C-older"]
