@@ -28,7 +28,7 @@ from xiuhua.supervisor import Supervisor
 
 DOCS = "docs "  # marks a documents-written count among the command counts of `store_commands`
 PIPELINE_HOPS = 4  # report → intake → case.opened → dispatch → case.dispatched → scoring → score.v1
-SCALE_JOBS = ("bulletin", "rebuild", "timers")  # the jobs that grow with history, run after the pipeline
+SCALE_JOBS = ("bulletin", "rebuild", "history")  # the jobs that grow with history, run after the pipeline
 
 
 @dataclass
@@ -245,7 +245,7 @@ async def run(
     relay_messages: int,
     bulletin_cases: int = 0,
     rebuild_events: int = 0,
-    timer_cases: int = 0,
+    history_cases: int = 0,
     pdf: bool = False,
     progress: Any = print,
     warmup: float = 2.0,
@@ -255,14 +255,14 @@ async def run(
         rate=rate, duration=duration, burst=burst, sensors=sensors, relay_messages=relay_messages, progress=progress,
         warmup=warmup,
     )
-    if bulletin_cases or rebuild_events or timer_cases:
+    if bulletin_cases or rebuild_events or history_cases:
         # After the pipeline has stopped, on servers of their own: nothing else competes or folds the data.
         from xiuhua.bench.scale import run_scale
 
         results |= await run_scale(
             bulletin_cases=bulletin_cases,
             rebuild_events=rebuild_events,
-            timer_cases=timer_cases,
+            history_cases=history_cases,
             pdf=pdf,
             city=load_city(Settings().city_dir),
             progress=progress,
@@ -506,10 +506,12 @@ def table(r: dict[str, Any]) -> str:
             f"score rebuild from {rb['events']:,} events: {rb['replayed']:,} replayed in {rb['seconds']:.1f}s "
             f"→ {rb['events_per_s']:.0f} events/s ({rb['unit_period_documents']:,} unit-period documents)"
         )
-    if (tm := r.get("timers")) and "scan_ms" in tm:
+    if (hi := r.get("history")) and "timers" in hi:
+        tm, mg = hi["timers"], hi["merge"]
         lines.append(
-            f"deadline scan over {tm['cases']:,} cases ({tm['open']:,} with a deadline running, {tm['due']} due): "
-            f"{tm['scan_ms']:.1f} ms (on the date, as before: {tm['scan_by_date_ms']:.1f} ms); "
-            f"repair round {tm['repair_ms']:.1f} ms"
+            f"over {hi['cases']:,} cases of history ({tm['open']:,} open): dispatch's deadline scan "
+            f"{tm['scan_ms']:.1f} ms ({tm['due']} due; on the date, as before: {tm['scan_by_date_ms']:.1f} ms; "
+            f"repair round {tm['repair_ms']:.1f} ms); intake's merge lookup of nine cells {mg['lookup_ms']:.1f} ms "
+            f"({mg['found']} open cases; by key, as before: {mg['lookup_by_key_ms']:.1f} ms)"
         )
     return "\n".join(lines)

@@ -1,5 +1,5 @@
-"""The jobs that grow with history: the weekly bulletin over N cases, a full score rebuild from N events and
-dispatch's deadline scan over N cases.
+"""The jobs that grow with history: the weekly bulletin over N cases, a full score rebuild from N events, and the
+queries of the pipeline's hops over N cases of history.
 
 Both run against servers of their own with no service attached (so nothing else folds the generated data), and
 the data is generated straight into the store or the stream, then the real code is timed on it:
@@ -10,8 +10,9 @@ the data is generated straight into the store or the stream, then the real code 
   documents by `_id` and the indexed `week` and never the per-case records, which are not generated.
 - rebuild: N lifecycle events of the contracts (opened, dispatched, acknowledged, resolved, verified, closed,
   rated: seven per case) published to `XH_CASES`, then `services/scoring/rebuild.replay` into a fresh database.
-- timers: N cases as dispatch stores them (a tenth with a deadline running), then the scan the timer loop runs
-  every few seconds and its periodic repair round, each the median of 20, beside the old scan on the date.
+- history: N cases as dispatch stores them and intake's copies of them (a tenth open), then dispatch's deadline
+  scan (every few seconds) with its repair round and intake's merge lookup (every report batch), each the median
+  of 20, beside the query it replaced.
 """
 
 from __future__ import annotations
@@ -343,10 +344,11 @@ async def rebuild_at_scale(
     }
 
 
-# ---- dispatch's deadline scan over N cases ------------------------------------------------------------------
+# ---- the hot queries over N cases of history ------------------------------------------------------------------
 
-OPEN_SHARE = 0.1  # cases whose deadline still runs; the rest closed (no next timer)
+OPEN_SHARE = 0.1  # cases still open (a deadline running); the rest closed
 DUE_S = 600  # how far back the earliest next timer lies
+MERGE_KEYS = 3_000  # grid cells × categories the cases fall in (the lookups' keys)
 
 
 def case_documents(cases: int, now: datetime, seed: int = 13) -> list[dict[str, Any]]:
@@ -376,56 +378,98 @@ def case_documents(cases: int, now: datetime, seed: int = 13) -> list[dict[str, 
     return docs
 
 
-async def timers_at_scale(
-    store_url: str, cases: int, *, progress: Progress, rounds: int = 20, now: datetime | None = None
-) -> dict[str, Any]:
-    """Time dispatch's deadline scan (`due_case_ids`) and its periodic repair round over `cases` stored cases, and,
-    in the same run for the ratio, the scan as it was: a range on the date `next_timer_at`."""
+def open_case_documents(cases: list[dict[str, Any]], now: datetime, seed: int = 17) -> list[dict[str, Any]]:
+    """Intake's copies (`open_cases`) of the same cases, spread over `MERGE_KEYS` merge keys, open where the case
+    is (a next timer)."""
+    rng = random.Random(seed)
+    return [{"_id": d["_id"], "key": f"0201:30:{rng.randrange(MERGE_KEYS)}:0", "category_code": "0201",
+             "lng": 104.08, "lat": 30.66, "street_code": "CD", "opened_at": now, "open": "next_timer_s" in d,
+             "reporters": 1, "source": "grid"} for d in cases]
+
+
+async def _median_ms(fn: Any, rounds: int) -> tuple[float, Any]:
+    times, out = [], None
+    for _ in range(rounds):
+        t = time.perf_counter()
+        out = await fn()
+        times.append((time.perf_counter() - t) * 1000)
+    return sorted(times)[len(times) // 2], out
+
+
+async def _deadline_scan(store: Store, docs: list[dict[str, Any]], now: datetime, rounds: int) -> dict[str, Any]:
     from pymongo import ASCENDING
 
     from services.dispatch.case import TIMER_FIELD
     from services.dispatch.handlers import CASES, TIMER_SCAN, due_case_ids, index_legacy_timers
 
+    col = store[CASES]
+    for field in (TIMER_FIELD, "next_timer_at"):  # as dispatch's start-up creates them
+        await col.create_index([(field, ASCENDING)])
+    for start in range(0, len(docs), 1000):
+        await col.insert_many(docs[start : start + 1000], ordered=False)
+
+    async def by_date() -> list[str]:
+        scan = col.find({"next_timer_at": {"$lte": now}}, {"_id": 1}).sort("next_timer_at", 1).limit(TIMER_SCAN)
+        return [d["_id"] async for d in scan]
+
+    scan_ms, due = await _median_ms(lambda: due_case_ids(col, now), rounds)
+    date_ms, due_by_date = await _median_ms(by_date, rounds)
+    repair_ms, repaired = await _median_ms(lambda: index_legacy_timers(col), rounds)
+    if sorted(due) != sorted(due_by_date) or repaired:
+        raise RuntimeError("the deadline scans disagree")  # the figures would compare different work
+    return {"open": sum(1 for d in docs if TIMER_FIELD in d), "due": len(due), "scan_ms": scan_ms,
+            "scan_by_date_ms": date_ms, "repair_ms": repair_ms}
+
+
+async def _merge_lookup(store: Store, docs: list[dict[str, Any]], now: datetime, rounds: int) -> dict[str, Any]:
+    from pymongo import ASCENDING
+
+    from services.intake.batch_io import OPEN, BatchIO, list_open_cases
+
+    col = store[OPEN]
+    await col.create_index([("open", ASCENDING)])  # as intake's start-up creates it
+    await col.create_index([("key", ASCENDING), ("open", ASCENDING)])  # what the lookup used before
+    for start in range(0, len(docs), 1000):
+        await col.insert_many(docs[start : start + 1000], ordered=False)
+    listed = await list_open_cases(store)  # the merge directory, as intake builds it from an older build's data
+    keys = [f"0201:30:{k}:0" for k in range(0, MERGE_KEYS, MERGE_KEYS // 9)][:9]  # a report's nine cells
+
+    async def lookup() -> list[str]:
+        return sorted(d["_id"] for d in await BatchIO(store, None, now).candidates(keys, []))  # type: ignore[arg-type]
+
+    async def by_key() -> list[str]:
+        return sorted([d["_id"] async for d in col.find({"key": {"$in": keys}, "open": True})])
+
+    lookup_ms, found = await _median_ms(lookup, rounds)
+    key_ms, found_by_key = await _median_ms(by_key, rounds)
+    if found != found_by_key:
+        raise RuntimeError("the merge lookups disagree")
+    return {"listed": listed, "found": len(found), "lookup_ms": lookup_ms, "lookup_by_key_ms": key_ms}
+
+
+async def history_at_scale(
+    store_url: str, cases: int, *, progress: Progress, rounds: int = 20, now: datetime | None = None
+) -> dict[str, Any]:
+    """Over `cases` cases of history, a tenth still open, time the two queries a hop runs whatever the history:
+    dispatch's deadline scan (`due_case_ids`, every few seconds) with its repair round, and intake's merge lookup
+    (`BatchIO.candidates`, every report batch); each beside the query it replaced, in the same run for the ratio
+    (a range on the date `next_timer_at`; an `$in` on the `key` field). Each figure is the median of `rounds`."""
     now = now or datetime.now(UTC)
-    store = Store(store_url, f"bench_dispatch_{int(time.time() * 1000)}")
+    store = Store(store_url, f"bench_history_{int(time.time() * 1000)}")
     try:
-        col = store[CASES]
-        for field in (TIMER_FIELD, "next_timer_at"):  # as dispatch's start-up creates them
-            await col.create_index([(field, ASCENDING)])
         t0 = time.perf_counter()
         docs = await asyncio.to_thread(case_documents, cases, now)
-        for start in range(0, len(docs), 1000):
-            await col.insert_many(docs[start : start + 1000], ordered=False)
-            if start and start % 100_000 == 0:
-                progress(f"timers: {start} cases stored")
-        load_s = time.perf_counter() - t0
-
-        async def median_ms(fn: Any) -> tuple[float, Any]:
-            times, out = [], None
-            for _ in range(rounds):
-                t = time.perf_counter()
-                out = await fn()
-                times.append((time.perf_counter() - t) * 1000)
-            return sorted(times)[len(times) // 2], out
-
-        async def by_date() -> list[str]:
-            scan = col.find({"next_timer_at": {"$lte": now}}, {"_id": 1}).sort("next_timer_at", 1).limit(TIMER_SCAN)
-            return [d["_id"] async for d in scan]
-
-        scan_ms, due = await median_ms(lambda: due_case_ids(col, now))
-        date_ms, due_by_date = await median_ms(by_date)
-        repair_ms, repaired = await median_ms(lambda: index_legacy_timers(col))
+        timers = await _deadline_scan(store, docs, now, rounds)
+        progress(f"history: deadline scan timed; merge lookup over {cases} open-case copies")
+        lookup = await _merge_lookup(store, open_case_documents(docs, now), now, rounds)
         await store.client.drop_database(store.db.name)
     finally:
         await store.close()
-    if sorted(due) != sorted(due_by_date) or repaired:
-        raise RuntimeError("the deadline scans disagree")  # the figures would compare different work
-    return {"cases": cases, "open": sum(1 for d in docs if TIMER_FIELD in d), "due": len(due), "load_s": load_s,
-            "scan_ms": scan_ms, "scan_by_date_ms": date_ms, "repair_ms": repair_ms}
+    return {"cases": cases, "seconds": time.perf_counter() - t0, "timers": timers, "merge": lookup}
 
 
 async def run_scale(
-    *, bulletin_cases: int, rebuild_events: int, pdf: bool, city: City, progress: Progress, timer_cases: int = 0
+    *, bulletin_cases: int, rebuild_events: int, pdf: bool, city: City, progress: Progress, history_cases: int = 0
 ) -> dict[str, Any]:
     """The jobs on a store and a NATS server of their own (the pipeline's services are stopped by then)."""
     results: dict[str, Any] = {}
@@ -446,10 +490,10 @@ async def run_scale(
                 results["rebuild"] = await _recorded(
                     rebuild_at_scale(url, city, rebuild_events, work, progress=progress), {"events": rebuild_events}
                 )
-            if timer_cases:
-                progress(f"deadline scan over {timer_cases} cases")
-                results["timers"] = await _recorded(
-                    timers_at_scale(url, timer_cases, progress=progress), {"cases": timer_cases}
+            if history_cases:
+                progress(f"deadline scan and merge lookup over {history_cases} cases")
+                results["history"] = await _recorded(
+                    history_at_scale(url, history_cases, progress=progress), {"cases": history_cases}
                 )
         finally:
             await asyncio.to_thread(store_srv.stop)

@@ -30,7 +30,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         help="events replayed by the timed full score rebuild (0: skip)",
     )
     p.add_argument(
-        "--timer-cases", type=int, default=100_000, help="cases behind the timed deadline scan of dispatch (0: skip)"
+        "--history-cases", type=int, default=100_000,
+        help="cases of history behind the timed deadline scan and merge lookup (0: skip)",
     )
     p.add_argument("--pdf", action="store_true", help="also print the bulletin's PDFs (needs Chromium)")
     p.add_argument("--json", dest="json_file", type=Path, help="write the figures as JSON to FILE")
@@ -53,7 +54,7 @@ def _bench(args: argparse.Namespace) -> int:
             relay_messages=args.relay,
             bulletin_cases=args.bulletin_cases,
             rebuild_events=args.rebuild_events,
-            timer_cases=args.timer_cases,
+            history_cases=args.history_cases,
             pdf=args.pdf,
             progress=progress,
         )
