@@ -15,6 +15,7 @@ from contracts.values import Place, ReportSource
 from services.intake.open311.routes import Open311Api, Open311Settings
 from tests.conftest import eventually
 from tests.helpers import BusRecorder, system
+from xiuhua.clock import FrozenClock
 from xiuhua.registry import spec
 from xiuhua.service import asgi_app
 
@@ -162,6 +163,24 @@ async def test_token_when_the_case_is_not_open_yet(settings):
             assert (await http.get("/tokens/T-nope.json")).status_code == 404
             other = await http.post("/requests.json", data=bin_form(description="另一个桶也满了"))
             assert other.json()[0]["token"] != token
+
+
+async def test_a_repeat_after_the_retry_window_is_a_request_of_its_own(settings):
+    # Within RETRY_WINDOW (10 min) the same form is the app's retry and gets the first token; after it, the same
+    # words are a new request (the bin is full again).
+    clock = FrozenClock(datetime(2026, 11, 23, 2, 0, tzinfo=UTC))
+    async with system(settings, clock=clock, only=("intake",)) as rts:
+        api = Open311Api(rts["intake"], Open311Settings(wait_s=0))
+        async with client(Starlette(routes=api.routes())) as http:
+            first = (await http.post("/requests.json", data=bin_form())).json()[0]["token"]
+            clock.advance(timedelta(minutes=9))
+            assert (await http.post("/requests.json", data=bin_form())).json()[0]["token"] == first
+            clock.advance(timedelta(minutes=2))
+            later = (await http.post("/requests.json", data=bin_form())).json()[0]["token"]
+            assert later != first
+            clock.advance(timedelta(minutes=5))  # a retry of the later one: its token, not the first's
+            assert (await http.post("/requests.json", data=bin_form())).json()[0]["token"] == later
+            assert await rts["intake"].store["open311_submissions"].count_documents({}) == 2
 
 
 def _case(case_id: str, source: ReportSource, code: str, at: datetime, text: str = "现场情况") -> CaseOpened:

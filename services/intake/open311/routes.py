@@ -240,7 +240,7 @@ class Open311Api:
         c, fp = sub.contact, fingerprint(sub)
         # A retry of the same request (the app timed out) gets the same token; publishing it again is harmless:
         # JetStream drops the same message id, and intake treats the same source reference as one report.
-        earlier = await self.rt.store[SUBMISSIONS].find_one({"fingerprint": fp, "at": {"$gte": now - RETRY_WINDOW}})
+        earlier = await self._retried(fp, now)
         if earlier is not None:
             token, now = earlier["_id"], earlier["at"]
         else:
@@ -266,6 +266,16 @@ class Open311Api:
         row: dict[str, Any] = {"service_request_id": case_id} if case_id else {"token": token}
         row.update(service_notice=notice, account_id=c.account_id)
         return render.body(fmt, "service_requests", [row], status=201 if case_id else 202)
+
+    async def _retried(self, fp: str, now: datetime) -> dict[str, Any] | None:
+        """The latest submission of the same request within the retry window, if any.
+
+        Selected by the fingerprint alone and dated here: nx-27017 reads every submission ever kept for a query
+        that adds a range on a date to the equality, on every POST (49 ms at 50,000), and one request's
+        fingerprint has few submissions."""
+        same = [d async for d in self.rt.store[SUBMISSIONS].find({"fingerprint": fp}, {"at": 1})]
+        recent = [d for d in same if d["at"] >= now - RETRY_WINDOW]
+        return max(recent, key=lambda d: d["at"], default=None)
 
     def _key_in(self, data: bytes) -> bool:
         """Whether a body that failed validation still carries a valid api_key (only then is it kept)."""
