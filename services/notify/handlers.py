@@ -37,7 +37,7 @@ from contracts.notifications import NotificationDelivered, NotificationFailed
 from contracts.values import ReportSource, Urgency
 from services.notify import messages
 from services.notify.channels import Channel, PermanentDeliveryError, safe_error, secrets_of
-from services.notify.policy import backoff_seconds, quiet_until
+from services.notify.policy import backoff_seconds, claim_expired, quiet_until
 from services.notify.ratelimit import RATE_BUCKETS, TokenBuckets
 from services.notify.recipients import Delivery, deliveries_for
 from xiuhua.bus import Outgoing
@@ -52,7 +52,6 @@ CASES = "alert_cases"  # notify's own projection: who leads and cooperates on a 
 CLAIM_LEASE_S = 10.0  # a claim not renewed for this long was left by a dead instance: taken up again
 RENEW_EVERY_S = CLAIM_LEASE_S / 4  # the owner renews its claims' leases this often
 SCAN_EXPIRED_S = 1.0  # how often the worker looks for expired claims
-LEGACY_STALE = timedelta(minutes=5)  # claims written before leases existed (no `lease_s`)
 SEND_CONCURRENCY = 8  # recipients served at once; each recipient's alerts go one after the other, in order
 OUTCOME_RETRY_S = (0.2, 5.0)  # back-off bounds for recording an outcome while the store does not answer
 
@@ -402,11 +401,10 @@ class NotifyHandlers:
         self._last_scan = now
         if self._store_ok_since is None or (now - self._store_ok_since).total_seconds() < CLAIM_LEASE_S:
             return
-        query = {"status": "sending", "$or": [
-            {"lease_s": {"$lt": now.timestamp()}},
-            {"lease_s": {"$exists": False}, "claimed_at": {"$lt": now - LEGACY_STALE}},  # claims made before leases
-        ]}
-        async for stale in self.rt.store[DELIVERIES].find(query).limit(limit):
+        # The claims in flight by their status alone, judged here: nx-27017 reads every delivery ever logged for the
+        # status with an `$or` of lease conditions added (68 ms at 50,000, every second), and claims are few.
+        sending = [d async for d in self.rt.store[DELIVERIES].find({"status": "sending"})]
+        for stale in [d for d in sending if claim_expired(d, now)][:limit]:
             if stale["_id"] in self._held:
                 continue  # this instance's own: its outcome is waiting to be recorded
             owner = stale.get("owner") or "?"

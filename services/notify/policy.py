@@ -1,12 +1,24 @@
-"""Delivery policies: back-off with jitter, quiet hours, the token bucket's arithmetic. Pure."""
+"""Delivery policies: back-off with jitter, quiet hours, the token bucket's arithmetic, expired claims. Pure."""
 
 from __future__ import annotations
 
 import random
 from datetime import datetime, time, timedelta
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from xiuhua.city.alerts import RateLimit, RetryPolicy
+
+LEGACY_STALE = timedelta(minutes=5)  # claims written before leases existed (no `lease_s`)
+
+
+def claim_expired(claim: dict[str, Any], now: datetime) -> bool:
+    """Whether a claim's owner stopped renewing it: its lease ran out (or, made before leases, it is old)."""
+    lease = claim.get("lease_s")
+    if lease is not None:
+        return bool(lease < now.timestamp())
+    claimed = claim.get("claimed_at")
+    return "lease_s" not in claim and isinstance(claimed, datetime) and claimed < now - LEGACY_STALE
 
 
 def backoff_seconds(attempts: int, policy: RetryPolicy, rnd: random.Random | None = None) -> float:

@@ -191,3 +191,16 @@ def test_types_skipped_by_subject_are_exactly_those_ignored_whatever_their_conte
         elif kind is not c.CaseOpened:  # an opening alerts or not by its content: decoded, then judged
             assert not NotifyHandlers.ignores(event), kind  # nothing that alerts is skipped
     assert not NotifyHandlers.skips_type(c.CaseOpened)
+
+
+def test_a_claim_expires_when_its_lease_runs_out_or_made_before_leases_when_old() -> None:
+    from services.notify.policy import LEGACY_STALE, claim_expired
+
+    now = datetime(2026, 11, 23, 2, 0, tzinfo=UTC)
+    t = now.timestamp()
+    assert claim_expired({"status": "sending", "lease_s": t - 1}, now)
+    assert not claim_expired({"status": "sending", "lease_s": t + 1}, now)  # the owner renews it: alive
+    assert not claim_expired({"status": "sending", "lease_s": t + 1, "claimed_at": now - 2 * LEGACY_STALE}, now)
+    assert claim_expired({"status": "sending", "claimed_at": now - LEGACY_STALE - timedelta(seconds=1)}, now)
+    assert not claim_expired({"status": "sending", "claimed_at": now - LEGACY_STALE + timedelta(seconds=1)}, now)
+    assert not claim_expired({"status": "sending"}, now)  # nothing to judge it by
