@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from bson import Binary
-from pymongo import AsyncMongoClient, WriteConcern, monitoring
+from pymongo import AsyncMongoClient, UpdateOne, WriteConcern, monitoring
 from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import AutoReconnect, CollectionInvalid, ConnectionFailure, OperationFailure, PyMongoError
@@ -32,6 +32,32 @@ def is_transient(exc: BaseException) -> bool:
     ):
         return True
     return isinstance(exc, OperationFailure) and exc.code in {91, 189, 10107, 11600, 11602, 13435, 13436}
+
+
+async def backfill_seconds(col: Any, date_field: str, seconds_field: str, batch: int = 500) -> int:
+    """Give `seconds_field` (the date in seconds since the epoch) to the documents that have `date_field` but not
+    it; returns how many it gave it.
+
+    Queries select on such numbers because nx-27017 answers a range on a number from its index and a range on a
+    date by reading the whole collection. A document without the number (written by a build before it, or by an
+    instance not yet upgraded during a rolling upgrade) would be invisible to them: services run this when they
+    start and every few minutes after. Conditional on the date read, so a document rewritten in between keeps
+    what its writer put there."""
+    done = 0
+    while True:
+        query = {date_field: {"$exists": True}, seconds_field: {"$exists": False}}
+        docs = [d async for d in col.find(query, {date_field: 1}).limit(batch)]
+        docs = [d for d in docs if hasattr(d[date_field], "timestamp")]
+        if not docs:
+            return done
+        res = await col.bulk_write([
+            UpdateOne({"_id": d["_id"], date_field: d[date_field], seconds_field: {"$exists": False}},
+                      {"$set": {seconds_field: d[date_field].timestamp()}})
+            for d in docs
+        ], ordered=False)
+        done += res.modified_count
+        if res.modified_count == 0:
+            return done  # every one was rewritten meanwhile; what still lacks the field waits for the next round
 
 
 class Store:

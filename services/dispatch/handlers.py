@@ -7,8 +7,6 @@ import re
 from datetime import datetime
 from typing import Any
 
-from pymongo import UpdateOne
-
 from contracts.cases import CaseOpened
 from contracts.commands import CaseCommand
 from contracts.merchants import MerchantEscalated
@@ -20,6 +18,7 @@ from xiuhua.bus import Outgoing
 from xiuhua.city.business_calendar import BusinessCalendar
 from xiuhua.consumer import Batch, Item
 from xiuhua.service import Runtime
+from xiuhua.store import backfill_seconds
 
 log = logging.getLogger("xiuhua.dispatch")
 
@@ -36,26 +35,10 @@ async def due_case_ids(cases: Any, now: datetime, limit: int = TIMER_SCAN) -> li
     return [d["_id"] async for d in scan]
 
 
-async def index_legacy_timers(cases: Any, batch: int = 500) -> int:
-    """Give `next_timer_s` to cases that have a next timer but not that field: written by a build that stored
-    only `next_timer_at` (before an upgrade, or by an instance not yet upgraded during a rolling one), whose
-    timers the scan would otherwise never see. Returns how many it gave the field.
-
-    Conditional on the date read, so a case rewritten in between keeps what its writer put there."""
-    fixed = 0
-    while True:
-        query = {"next_timer_at": {"$exists": True}, TIMER_FIELD: {"$exists": False}}
-        docs = [d async for d in cases.find(query, {"next_timer_at": 1}).limit(batch)]
-        if not docs:
-            return fixed
-        res = await cases.bulk_write([
-            UpdateOne({"_id": d["_id"], "next_timer_at": d["next_timer_at"], TIMER_FIELD: {"$exists": False}},
-                      {"$set": {TIMER_FIELD: d["next_timer_at"].timestamp()}})
-            for d in docs
-        ], ordered=False)
-        fixed += res.modified_count
-        if res.modified_count == 0:
-            return fixed  # every one was rewritten meanwhile; what still lacks the field waits for the next round
+async def index_legacy_timers(cases: Any) -> int:
+    """Give `next_timer_s` to cases that have a next timer but not that field (written by a build that stored only
+    `next_timer_at`), whose timers the scan would otherwise never see; returns how many."""
+    return await backfill_seconds(cases, "next_timer_at", TIMER_FIELD)
 
 
 class DispatchHandlers:

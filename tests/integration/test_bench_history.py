@@ -21,3 +21,6 @@ async def test_the_history_job_times_the_queries_that_find_due_and_open_cases(mo
     assert merge["listed"] == sum(1 for d in copies if d["open"])  # the directory built from the copies
     assert merge["found"] == sum(1 for d in copies if d["open"] and d["key"] in cells) > 0
     assert merge["lookup_ms"] > 0 and merge["lookup_by_key_ms"] > 0
+    listing = got["open311"]  # a year of requests, the last 90 days listed (up to 1,000)
+    assert listing["rows"] == min(1_000, sum(1 for i in range(5_000) if i / 5_000 * 365 <= 90))
+    assert listing["listing_ms"] > 0 and listing["listing_by_date_ms"] > 0

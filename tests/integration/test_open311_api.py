@@ -191,6 +191,27 @@ def _case(case_id: str, source: ReportSource, code: str, at: datetime, text: str
     )
 
 
+async def test_requests_an_older_build_kept_are_listed(settings):
+    # An older build kept the view without `requested_s`, the number `GET requests` selects and sorts on: intake
+    # gives it to them when it starts, so the listing still shows them, in order.
+    now = datetime.now(UTC)
+    async with system(settings, only=("intake",)) as rts:
+        await rts["intake"].publisher.publish(_case("C-new", ReportSource.grid, "0201", now - timedelta(days=1)))
+        await eventually(lambda: _status_doc(rts["intake"], "C-new"))
+        await rts["intake"].store["open311_requests"].insert_one({
+            "_id": "C-older", "source": "grid", "status": "open", "service_code": "0201", "service_name": "",
+            "requested_datetime": now - timedelta(days=2), "updated_datetime": now - timedelta(days=2), "version": 1})
+    async with system(settings, only=("intake",)) as rts, client(asgi_app(spec("intake"), rts["intake"])) as http:
+        r = await http.get("/requests.json")
+        assert [x["service_request_id"] for x in r.json()] == ["C-new", "C-older"]
+        doc = await rts["intake"].store["open311_requests"].find_one({"_id": "C-older"})
+        assert doc["requested_s"] == doc["requested_datetime"].timestamp()  # the stored date, to the millisecond
+
+
+async def _status_doc(rt, case_id: str):
+    return await rt.store["open311_requests"].find_one({"_id": case_id})
+
+
 async def test_get_requests_filters(settings):
     now = datetime.now(UTC)
     async with system(settings, only=("intake",)) as rts, client(asgi_app(spec("intake"), rts["intake"])) as http:

@@ -514,4 +514,9 @@ def table(r: dict[str, Any]) -> str:
             f"repair round {tm['repair_ms']:.1f} ms); intake's merge lookup of nine cells {mg['lookup_ms']:.1f} ms "
             f"({mg['found']} open cases; by key, as before: {mg['lookup_by_key_ms']:.1f} ms)"
         )
+        if op := hi.get("open311"):
+            lines.append(
+                f"  Open311 GET requests of the last 90 days ({op['rows']:,} rows): {op['listing_ms']:.1f} ms "
+                f"(on the date, as before: {op['listing_by_date_ms']:.1f} ms)"
+            )
     return "\n".join(lines)

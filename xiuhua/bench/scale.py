@@ -10,9 +10,9 @@ the data is generated straight into the store or the stream, then the real code 
   documents by `_id` and the indexed `week` and never the per-case records, which are not generated.
 - rebuild: N lifecycle events of the contracts (opened, dispatched, acknowledged, resolved, verified, closed,
   rated: seven per case) published to `XH_CASES`, then `services/scoring/rebuild.replay` into a fresh database.
-- history: N cases as dispatch stores them and intake's copies of them (a tenth open), then dispatch's deadline
-  scan (every few seconds) with its repair round and intake's merge lookup (every report batch), each the median
-  of 20, beside the query it replaced.
+- history: N cases as dispatch stores them, intake's copies of them (a tenth open) and their Open311 view (over a
+  year), then dispatch's deadline scan (every few seconds) with its repair round, intake's merge lookup (every
+  report batch) and the Open311 listing, each the median of 20, beside the query it replaced.
 """
 
 from __future__ import annotations
@@ -447,13 +447,50 @@ async def _merge_lookup(store: Store, docs: list[dict[str, Any]], now: datetime,
     return {"listed": listed, "found": len(found), "lookup_ms": lookup_ms, "lookup_by_key_ms": key_ms}
 
 
+async def _open311_listing(store: Store, cases: list[dict[str, Any]], now: datetime, rounds: int) -> dict[str, Any]:
+    from pymongo import DESCENDING
+
+    from services.intake.open311.projection import REQUESTED_S, REQUESTS
+    from services.intake.open311.routes import DEFAULT_DAYS, MAX_LIMIT
+
+    col = store[REQUESTS]
+    await col.create_index([(REQUESTED_S, DESCENDING)])  # as intake's start-up creates it
+    await col.create_index([("requested_datetime", DESCENDING)])  # what the listing used before
+    year = timedelta(days=365).total_seconds()
+    docs = []
+    for i, d in enumerate(cases):  # the view of each case, requested over the last year
+        at = now - timedelta(seconds=year * i / len(cases))
+        docs.append({"_id": d["_id"], "status": "open" if "next_timer_s" in d else "closed", "service_code": "0201",
+                     "service_name": "垃圾箱满溢", "description": "垃圾箱满溢", "address": "春熙路 1 号",
+                     "requested_datetime": at, "updated_datetime": at, REQUESTED_S: at.timestamp(), "version": 2})
+    for start in range(0, len(docs), 1000):
+        await col.insert_many(docs[start : start + 1000], ordered=False)
+    since = now - timedelta(days=DEFAULT_DAYS)  # what `GET requests` without filters lists, newest first
+
+    async def listing() -> list[str]:
+        cursor = col.find({REQUESTED_S: {"$gte": since.timestamp()}}).sort(REQUESTED_S, -1).limit(MAX_LIMIT)
+        return [d["_id"] async for d in cursor]
+
+    async def by_date() -> list[str]:
+        cursor = col.find({"requested_datetime": {"$gte": since}}).sort("requested_datetime", -1).limit(MAX_LIMIT)
+        return [d["_id"] async for d in cursor]
+
+    listing_ms, rows = await _median_ms(listing, rounds)
+    date_ms, rows_by_date = await _median_ms(by_date, rounds)
+    if rows != rows_by_date:
+        raise RuntimeError("the Open311 listings disagree")
+    return {"rows": len(rows), "listing_ms": listing_ms, "listing_by_date_ms": date_ms}
+
+
 async def history_at_scale(
     store_url: str, cases: int, *, progress: Progress, rounds: int = 20, now: datetime | None = None
 ) -> dict[str, Any]:
-    """Over `cases` cases of history, a tenth still open, time the two queries a hop runs whatever the history:
-    dispatch's deadline scan (`due_case_ids`, every few seconds) with its repair round, and intake's merge lookup
-    (`BatchIO.candidates`, every report batch); each beside the query it replaced, in the same run for the ratio
-    (a range on the date `next_timer_at`; an `$in` on the `key` field). Each figure is the median of `rounds`."""
+    """Over `cases` cases of history, a tenth still open, time the queries that run whatever the history:
+    dispatch's deadline scan (`due_case_ids`, every few seconds) with its repair round, intake's merge lookup
+    (`BatchIO.candidates`, every report batch) and the Open311 listing `GET requests` runs without filters (the
+    last 90 days, newest first, up to 1,000); each beside the query it replaced, in the same run for the ratio (a
+    range on the date `next_timer_at`; an `$in` on the `key` field; a range on the date `requested_datetime`).
+    Each figure is the median of `rounds`."""
     now = now or datetime.now(UTC)
     store = Store(store_url, f"bench_history_{int(time.time() * 1000)}")
     try:
@@ -462,10 +499,13 @@ async def history_at_scale(
         timers = await _deadline_scan(store, docs, now, rounds)
         progress(f"history: deadline scan timed; merge lookup over {cases} open-case copies")
         lookup = await _merge_lookup(store, open_case_documents(docs, now), now, rounds)
+        progress(f"history: merge lookup timed; Open311 listing over {cases} requests")
+        listing = await _open311_listing(store, docs, now, rounds)
         await store.client.drop_database(store.db.name)
     finally:
         await store.close()
-    return {"cases": cases, "seconds": time.perf_counter() - t0, "timers": timers, "merge": lookup}
+    return {"cases": cases, "seconds": time.perf_counter() - t0, "timers": timers, "merge": lookup,
+            "open311": listing}
 
 
 async def run_scale(

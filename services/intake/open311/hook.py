@@ -9,14 +9,16 @@ from pymongo.errors import OperationFailure
 
 from contracts import subjects
 from services.intake.open311.definitions import load_open311
-from services.intake.open311.projection import REQUESTS, TOKENS, Projection, ignored
+from services.intake.open311.projection import REQUESTED_S, REQUESTS, TOKENS, Projection, ignored
 from services.intake.open311.routes import REFUSED, SUBMISSIONS, routes
 from xiuhua.consumer import Subscription
 from xiuhua.service import Runtime
+from xiuhua.store import backfill_seconds
 
 __all__ = ["COLLECTIONS", "on_start", "routes", "subscriptions"]
 
 COLLECTIONS = (REQUESTS, TOKENS, SUBMISSIONS, REFUSED)
+BACKFILL_EVERY_S = 600.0  # how often requests an older build kept without `requested_s` are given it
 
 
 def subscriptions(rt: Runtime) -> list[Subscription]:
@@ -35,9 +37,18 @@ def subscriptions(rt: Runtime) -> list[Subscription]:
 async def on_start(rt: Runtime) -> None:
     """Check open311.yaml (errors name file and line) however the service runs; indexes for the queries."""
     load_open311(rt.city)
-    await rt.store[REQUESTS].create_index([("requested_datetime", DESCENDING)])
-    await rt.store[REQUESTS].create_index([("status", ASCENDING), ("requested_datetime", DESCENDING)])
-    await rt.store[REQUESTS].create_index([("service_code", ASCENDING), ("requested_datetime", DESCENDING)])
+    requests = rt.store[REQUESTS]
+    # `GET requests` selects a span of dates and sorts by date: on the number, which nx-27017 answers from the
+    # index (on the date it reads every request ever kept); the compound ones serve MongoDB's filtered listings.
+    await requests.create_index([(REQUESTED_S, DESCENDING)])
+    await requests.create_index([("status", ASCENDING), (REQUESTED_S, DESCENDING)])
+    await requests.create_index([("service_code", ASCENDING), (REQUESTED_S, DESCENDING)])
+    for old in ("status", "service_code", None):  # what earlier versions listed by: indexes less to keep
+        with contextlib.suppress(OperationFailure):
+            await requests.drop_index([*([(old, ASCENDING)] if old else []), ("requested_datetime", DESCENDING)])
+    await backfill_seconds(requests, "requested_datetime", REQUESTED_S)
+    rt.every(BACKFILL_EVERY_S, lambda: backfill_seconds(requests, "requested_datetime", REQUESTED_S),
+             name="open311-request-dates")
     # One field: nx-27017 answers an equality on a single-field index without a scan, not on a compound one.
     await rt.store[SUBMISSIONS].create_index([("fingerprint", ASCENDING)])
     with contextlib.suppress(OperationFailure):  # what earlier versions made: one index less to keep

@@ -19,6 +19,7 @@ from xiuhua.city import City
 from xiuhua.consumer import Batch
 
 REQUESTS = "open311_requests"
+REQUESTED_S = "requested_s"  # requested_datetime in seconds since the epoch: what `GET requests` selects and sorts on
 TOKENS = "open311_tokens"
 
 # Words a hotline caller says may name people and places at home; the public view shows the category instead.
@@ -106,6 +107,8 @@ def fold(doc: dict[str, Any] | None, event: ev.CaseEvent, city: City) -> dict[st
             doc.update(status_notes=f"督办 escalated (level {event.level})")
     previous = as_datetime(doc.get("updated_datetime"))
     doc["updated_datetime"] = max(previous, event.occurred_at) if previous else event.occurred_at
+    if (requested := as_datetime(doc.get("requested_datetime"))) is not None:
+        doc[REQUESTED_S] = requested.timestamp()
     doc["version"] = doc.get("version", 0) + 1
     return doc
 

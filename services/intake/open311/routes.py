@@ -27,7 +27,7 @@ from contracts.values import Location, Reporter
 from services.intake import privacy
 from services.intake.open311 import render
 from services.intake.open311.definitions import Open311Config, Service, load_open311
-from services.intake.open311.projection import REQUESTS, TOKENS
+from services.intake.open311.projection import REQUESTED_S, REQUESTS, TOKENS
 from services.intake.open311.validation import (
     MAX_BODY,
     MAX_FIELDS,
@@ -349,12 +349,12 @@ class Open311Api:
                 start = now - timedelta(days=DEFAULT_DAYS)
             if start is not None and end is not None and end < start:
                 raise Invalid(400, "end_date: before start_date")
-            span: dict[str, datetime] = {}
+            span: dict[str, float] = {}
             if start is not None:
-                span["$gte"] = start
+                span["$gte"] = start.timestamp()
             if end is not None:
-                span["$lte"] = end
-            query["requested_datetime"] = span
+                span["$lte"] = end.timestamp()
+            query[REQUESTED_S] = span
             if "status" in q:
                 wanted = {s.strip().lower() for s in q["status"].split(",") if s.strip()}
                 if not wanted <= {"open", "closed"}:
@@ -364,7 +364,7 @@ class Open311Api:
             if "service_code" in q:
                 codes = [c.strip() for c in q["service_code"].split(",") if c.strip()]
                 query["service_code"] = codes[0] if len(codes) == 1 else {"$in": codes}
-        cursor = self.rt.store[REQUESTS].find(query).sort("requested_datetime", -1).limit(limit)
+        cursor = self.rt.store[REQUESTS].find(query).sort(REQUESTED_S, -1).limit(limit)
         rows = [self._request_row(d) async for d in cursor]
         return render.body(fmt, "service_requests", rows)
 
