@@ -92,6 +92,16 @@ class Batch:
         anything is recorded regardless."""
         item.recorded = False
 
+    def guarded(self, item: Item) -> None:
+        """`item`'s effect is guarded by what it wrote in this same transaction, so it needs no ledger entry: applied
+        again, it finds that and changes nothing (scoring keeps the event id among a case's facts; the bulletin
+        opens a case's record once). A second instance applying it at the same moment writes the same document, so
+        one of the two transactions is retried and finds it (on the embedded store they run one at a time anyway).
+        Only for consumers that would not publish anything for it: an item that emitted anything is recorded
+        regardless, since its ledger entry is the outbox that republishes after a crash. Each saves a ledger
+        document per message (a sixteenth of what a case wrote)."""
+        item.recorded = False
+
 
 Handler = Callable[[Batch], Awaitable[None]]
 Decoder = Callable[[str, bytes], Any]

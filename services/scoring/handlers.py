@@ -50,3 +50,5 @@ class ScoringHandlers:
         for item, result in zip(items, results, strict=True):
             for event in result.events:
                 batch.emit(item, event)
+            if self.projection.guards(item.message):
+                batch.guarded(item)  # recorded all the same if it emitted anything (the outbox)

@@ -67,6 +67,13 @@ class Projection:
         self.store = store
         self.city = city
 
+    def guards(self, message: Any) -> bool:
+        """Whether applying `message` again changes nothing by itself: a case event is kept among its case's facts
+        under its event id (`units.add_fact`) and adds nothing the second time, except an opening of a merchant's
+        case, which also counts toward the merchant's month (not guarded here)."""
+        return isinstance(message, CaseEvent) and not (
+            isinstance(message, CaseOpened) and message.merchant_id in self.city.merchants)
+
     async def apply(
         self, messages: list[Any], session: AsyncClientSession | None = None, *, events: bool = True
     ) -> list[Applied]:

@@ -112,12 +112,14 @@ def exists(path: str) -> bool:
     return Path(path).is_file() and Path(path).stat().st_size > 0
 
 
-async def feed(settings: Settings) -> None:
-    """Publish the history (cases in order on one stream) and the scoring events."""
-    for ev in history():
+async def feed(settings: Settings) -> list[Event]:
+    """Publish the history (cases in order on one stream) and the scoring events; returns the case events."""
+    events = history()
+    for ev in events:
         await publish(settings.nats_url, ev.subject_for(), json.loads(ev.to_json()), msg_id=ev.event_id)
     for subject, body in score_events():
         await publish(settings.nats_url, subject, body, msg_id=body["event_id"])
+    return events
 
 
 async def projected(rt: Runtime) -> None:
@@ -140,7 +142,7 @@ async def bulletin_service(settings: Settings) -> AsyncIterator[Runtime]:
 
 async def test_projection_folds_published_events_into_week_documents(settings: Settings) -> None:
     async with bulletin_service(settings) as rt:
-        await feed(settings)
+        events = await feed(settings)
         await projected(rt)
         w47 = await rt.store[WEEKS].find_one({"_id": "2026-W47"})
         assert {k: w47.get(k) for k in ("opened", "dispatched", "resolved", "resolved_on_time", "verified",
@@ -157,6 +159,13 @@ async def test_projection_folds_published_events_into_week_documents(settings: S
         listed = await rt.store["bulletin_listed"].find_one({"_id": "2026-W47:C-4"})
         assert listed["overdue"] is True and listed["level"] == 1 and listed["category_name"] == "占道经营"
 
+        # An opening is guarded by the case's record, which it writes in the same transaction: it leaves no ledger
+        # entry (`Batch.guarded`); the other case events do.
+        keys = {d["_id"] async for d in rt.store["ledger"].find({}, {"_id": 1})}
+        opened = [e for e in events if isinstance(e, c.CaseOpened)]
+        recorded = [e for e in events if not isinstance(e, c.CaseOpened)]
+        assert opened and not {f"notify-bulletin-cases:{e.event_id}" for e in opened} & keys
+        assert {f"notify-bulletin-cases:{e.event_id}" for e in recorded} <= keys
         # A case opening published again under another message id is known by its case record: no change.
         first = history()[10]
         await publish(settings.nats_url, first.subject_for(), json.loads(first.to_json()), msg_id="resend-1")

@@ -326,3 +326,35 @@ async def test_rebuild_compares_what_the_streams_still_hold(settings, city):
     assert done.returncode == 0, done.stdout + done.stderr
     assert "outside the rebuild window" in done.stdout and "identical within the rebuild window" in done.stdout
     assert "XH_CHECKS holds messages from" in done.stdout
+
+
+async def test_a_case_event_that_publishes_nothing_leaves_no_ledger_entry(settings, city):
+    # A case's facts keep each event id, so an event applied again adds nothing (`Projection.guards`): one that
+    # moved no unit figure, and so published nothing, needs no ledger entry; one that published keeps its entry,
+    # the outbox that republishes after a crash. A resend under new message ids changes nothing either way.
+    from services.scoring.projection import CASE_FACTS
+
+    opened, dispatched = _history(3, 1)[:2]
+    assert type(opened).__name__ == "CaseOpened" and type(dispatched).__name__ == "CaseDispatched"
+    clock = FrozenClock(datetime(2026, 12, 31, 17, 0, tzinfo=UTC))
+    async with BusRecorder(settings.nats_url) as bus, running(spec("scoring"), settings, clock=clock, city=city) as rt:
+        await _publish_all(settings.nats_url, [(opened.subject_for(), opened.to_json(), opened.event_id)])
+
+        async def facts() -> list:
+            doc = await rt.store[CASE_FACTS].find_one({"_id": opened.case_id})
+            return [f["id"] for f in doc["facts"]] if doc else []
+
+        await eventually(lambda: facts())
+        await _publish_all(settings.nats_url, [(dispatched.subject_for(), dispatched.to_json(), dispatched.event_id)])
+        await eventually(lambda: bus.on("score.v1.unit_updated"), timeout=10)
+        keys = {d["_id"] async for d in rt.store["ledger"].find({}, {"_id": 1})}
+        assert f"scoring-cases:{opened.event_id}" not in keys
+        assert f"scoring-cases:{dispatched.event_id}" in keys
+        before = {d["_id"]: d async for d in rt.store[UNIT_PERIODS].find({})}
+
+        await _publish_all(settings.nats_url, [(e.subject_for(), e.to_json(), f"{e.event_id}-again")
+                                               for e in (opened, dispatched)])
+        await asyncio.sleep(1.5)  # two follower lingers
+        assert await facts() == [opened.event_id, dispatched.event_id]
+        assert {d["_id"]: d async for d in rt.store[UNIT_PERIODS].find({})} == before
+        assert len(bus.on("score.v1.unit_updated")) == 1

@@ -7,7 +7,7 @@ from typing import Any
 from pymongo import UpdateOne
 from pymongo.asynchronous.client_session import AsyncClientSession
 
-from contracts.cases import CaseEvent
+from contracts.cases import CaseEvent, CaseOpened
 from services.notify.bulletin.projection import CASES, MERCHANTS, Writes, apply_case_event, apply_score_event
 from xiuhua.consumer import Batch
 from xiuhua.service import Runtime
@@ -38,6 +38,8 @@ class BulletinProjection:
             new = apply_case_event(ev, changed.get(ev.case_id, cases.get(ev.case_id)), w)
             if new is not None:
                 changed[ev.case_id] = new
+            if isinstance(ev, CaseOpened):
+                batch.guarded(item)  # counted once: a second opening finds the case's record and adds nothing
         for case_id, doc in changed.items():
             w.add(CASES, case_id, set_={k: v for k, v in doc.items() if k != "_id"})
         await self._write(w, batch.session)
