@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import xml.etree.ElementTree as ET
 from datetime import UTC, datetime, timedelta
@@ -10,11 +11,11 @@ import httpx
 import pytest
 from starlette.applications import Starlette
 
-from contracts.cases import CaseCancelled, CaseOpened
-from contracts.values import Place, ReportSource
+from contracts.cases import CaseCancelled, CaseDispatched, CaseOpened
+from contracts.values import Place, ReportSource, UnitRef, UnitRole
 from services.intake.open311.routes import Open311Api, Open311Settings
 from tests.conftest import eventually
-from tests.helpers import BusRecorder, system
+from tests.helpers import BusRecorder, publish, system
 from xiuhua.clock import FrozenClock
 from xiuhua.registry import spec
 from xiuhua.service import asgi_app
@@ -206,6 +207,32 @@ async def test_requests_an_older_build_kept_are_listed(settings):
         assert [x["service_request_id"] for x in r.json()] == ["C-new", "C-older"]
         doc = await rts["intake"].store["open311_requests"].find_one({"_id": "C-older"})
         assert doc["requested_s"] == doc["requested_datetime"].timestamp()  # the stored date, to the millisecond
+
+
+async def test_the_view_folds_a_case_event_once_without_a_ledger_entry(settings):
+    # The request keeps the ids of the events folded into it, so the view's consumer needs no ledger entry: a case
+    # event published again under another message id (a resend after the bus's duplicate window) changes nothing.
+    now = datetime.now(UTC)
+    opened = _case("C-once", ReportSource.grid, "0201", now - timedelta(hours=1))
+    unit = UnitRef(unit_id="CD-SAN", name="城东环卫所", role=UnitRole.sanitation)
+    dispatched = CaseDispatched(case_id="C-once", street_code="CD", category_code="0201", lead_unit=unit,
+                                rule_id="r", due_at=now + timedelta(hours=4), time_limit="4h")
+    async with system(settings, only=("intake",)) as rts:
+        rt = rts["intake"]
+        for e in (opened, dispatched):
+            await rt.publisher.publish(e)
+
+        async def folded() -> dict | None:
+            doc = await _status_doc(rt, "C-once")
+            return doc if doc and doc.get("agency_responsible") else None
+
+        doc = await eventually(folded)
+        assert doc["applied"] == [opened.event_id, dispatched.event_id]
+        await publish(settings.nats_url, dispatched.subject_for(), json.loads(dispatched.to_json()), msg_id="again-1")
+        await asyncio.sleep(1.0)
+        assert await _status_doc(rt, "C-once") == doc
+        keys = [d["_id"] async for d in rt.store["ledger"].find({}, {"_id": 1})]
+        assert not [k for k in keys if k.startswith("intake-open311:")]
 
 
 async def _status_doc(rt, case_id: str):

@@ -151,9 +151,12 @@ def test_fold_follows_the_lifecycle(city):
     common = {"case_id": "C-1", "street_code": "CD", "unit_id": "CD-SAN"}
     doc = fold(None, _opened(), city)
     assert (doc["status"], doc["service_code"], doc["media_url"]) == ("open", "0201", "https://img.example/1.jpg")
-    doc = fold(doc, ev.CaseDispatched(case_id="C-1", category_code="0201", lead_unit=unit, rule_id="r",
-                                      due_at=due, time_limit="4h"), city)
+    dispatched = ev.CaseDispatched(case_id="C-1", category_code="0201", lead_unit=unit, rule_id="r", due_at=due,
+                                   time_limit="4h")
+    doc = fold(doc, dispatched, city)
     assert doc["agency_responsible"] == "城东环卫所" and doc["expected_datetime"] == due
+    assert fold(doc, dispatched, city) is None  # folded once: the request keeps the ids of its events
+    assert doc["applied"][-1] == dispatched.event_id and len(doc["applied"]) == 2
     later = due + timedelta(hours=16)
     doc = fold(doc, ev.CaseExtensionApproved(**common, hours=16, due_at=later), city)
     assert doc["expected_datetime"] == later

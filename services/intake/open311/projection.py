@@ -19,6 +19,7 @@ from xiuhua.city import City
 from xiuhua.consumer import Batch
 
 REQUESTS = "open311_requests"
+APPLIED = "applied"  # ids of the events folded into a request: a second copy of one changes nothing
 REQUESTED_S = "requested_s"  # requested_datetime in seconds since the epoch: what `GET requests` selects and sorts on
 TOKENS = "open311_tokens"
 
@@ -59,8 +60,11 @@ def ignored(kind: type) -> bool:
 
 
 def fold(doc: dict[str, Any] | None, event: ev.CaseEvent, city: City) -> dict[str, Any] | None:
-    """The request document after one case event; None when the event changes nothing public."""
+    """The request document after one case event; None when the event changes nothing public, or was folded into
+    it before (the document keeps the ids of the events folded into it, `applied`)."""
     if isinstance(event, PRIVATE):
+        return None
+    if doc is not None and event.event_id in doc.get(APPLIED, ()):
         return None
     doc = dict(doc) if doc is not None else _new(event)
     match event:
@@ -109,6 +113,7 @@ def fold(doc: dict[str, Any] | None, event: ev.CaseEvent, city: City) -> dict[st
     doc["updated_datetime"] = max(previous, event.occurred_at) if previous else event.occurred_at
     if (requested := as_datetime(doc.get("requested_datetime"))) is not None:
         doc[REQUESTED_S] = requested.timestamp()
+    doc[APPLIED] = [*doc.get(APPLIED, []), event.event_id]
     doc["version"] = doc.get("version", 0) + 1
     return doc
 
@@ -132,14 +137,18 @@ class Projection:
 
         One read of the batch's request documents, the events folded in order in memory, one bulk write per
         collection: every case event passes here, so per-event round trips were most of intake's store commands."""
-        events = [item.message for item in batch.items if isinstance(item.message, ev.CaseEvent)]
-        if not events:
+        items = [item for item in batch.items if isinstance(item.message, ev.CaseEvent)]
+        if not items:
             return
-        ids = sorted({e.case_id for e in events})
+        ids = sorted({item.message.case_id for item in items})
         docs = {d["_id"]: d async for d in self.store[REQUESTS].find({"_id": {"$in": ids}}, session=batch.session)}
         changed: set[str] = set()
         tokens: dict[str, dict[str, Any]] = {}
-        for event in events:
+        for item in items:
+            event = item.message
+            # Folded once (the request keeps the event's id) and the token's answer written the same each time:
+            # no ledger entry needed.
+            batch.guarded(item)
             doc = fold(docs.get(event.case_id), event, self.city)
             if doc is not None:
                 docs[event.case_id] = doc
