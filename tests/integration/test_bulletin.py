@@ -19,6 +19,7 @@ from contracts.values import Place, ReportSource, UnitRef, UnitRole
 from services.notify.bulletin import service as bulletin
 from services.notify.bulletin.builder import build_bulletin
 from services.notify.bulletin.projection import WEEKS
+from services.notify.bulletin.weeks import week_of
 from tests.conftest import eventually
 from tests.helpers import BusRecorder, publish
 from xiuhua.clock import FrozenClock
@@ -159,18 +160,29 @@ async def test_projection_folds_published_events_into_week_documents(settings: S
         listed = await rt.store["bulletin_listed"].find_one({"_id": "2026-W47:C-4"})
         assert listed["overdue"] is True and listed["level"] == 1 and listed["category_name"] == "占道经营"
 
-        # An opening is guarded by the case's record, which it writes in the same transaction: it leaves no ledger
-        # entry (`Batch.guarded`); the other case events do.
+        # An event that changes the case's record (an opening, a dispatch, ...) is named in it, in the same
+        # transaction: it leaves no ledger entry (`Batch.guarded`); one that moves only counters keeps its entry.
         keys = {d["_id"] async for d in rt.store["ledger"].find({}, {"_id": 1})}
-        opened = [e for e in events if isinstance(e, c.CaseOpened)]
-        recorded = [e for e in events if not isinstance(e, c.CaseOpened)]
-        assert opened and not {f"notify-bulletin-cases:{e.event_id}" for e in opened} & keys
-        assert {f"notify-bulletin-cases:{e.event_id}" for e in recorded} <= keys
-        # A case opening published again under another message id is known by its case record: no change.
+        guarded = [e for e in events if isinstance(e, c.CaseOpened | c.CaseDispatched)]
+        recorded = [e for e in events if isinstance(e, c.CaseResolved | c.CaseVerified | c.CaseRated)]
+        assert guarded and not {f"notify-bulletin-cases:{e.event_id}" for e in guarded} & keys
+        assert recorded and {f"notify-bulletin-cases:{e.event_id}" for e in recorded} <= keys
+        record = await rt.store["bulletin_cases"].find_one({"_id": guarded[0].case_id})
+        assert guarded[0].event_id in record["applied"]
+        # A case opening published again under another message id is known by its case record: no change; nor
+        # a dispatch published again (its id is in the record).
         first = history()[10]
         await publish(settings.nats_url, first.subject_for(), json.loads(first.to_json()), msg_id="resend-1")
-        await asyncio.sleep(1.0)
-        assert (await rt.store[WEEKS].find_one({"_id": "2026-W47"}))["opened"] == 5
+        again = next(e for e in events if isinstance(e, c.CaseDispatched))
+        week = week_of(again.occurred_at)
+        before = await rt.store[WEEKS].find_one({"_id": week})
+        await publish(settings.nats_url, again.subject_for(), json.loads(again.to_json()), msg_id="resend-2")
+        # A later event on the same stream: once it is folded, the resend before it has been too.
+        await publish(settings.nats_url, *rated_later(again.case_id, again.occurred_at))
+        await eventually(lambda: _rated(rt, week, before.get("rated", 0) + 1))
+        w47 = await rt.store[WEEKS].find_one({"_id": "2026-W47"})
+        assert w47["opened"] == 5 and (await rt.store[WEEKS].find_one({"_id": week}))["dispatched"] == before[
+            "dispatched"]
 
         # A second grade change the same week, in a later batch: the week shows A → C.
         _, change = score_events()[1]
@@ -184,6 +196,17 @@ async def test_projection_folds_published_events_into_week_documents(settings: S
 
         doc = await eventually(merchant)
         assert doc["previous_grade"] == "A" and doc["points"] == 70.0
+
+
+def rated_later(case_id: str, at: datetime) -> tuple[str, dict, str]:
+    """(subject, body, message id) of a rating of the case a minute after `at`, in that week."""
+    ev = c.CaseRated(case_id=case_id, street_code="CD", unit_id="CD-SAN", satisfaction="satisfied",
+                     occurred_at=at + timedelta(minutes=1))
+    return ev.subject_for(), json.loads(ev.to_json()), ev.event_id
+
+
+async def _rated(rt: Runtime, week: str, n: int) -> bool:
+    return ((await rt.store[WEEKS].find_one({"_id": week})) or {}).get("rated", 0) >= n
 
 
 async def test_bulletin_for_a_week_with_known_figures(settings: Settings, tmp_path: Path) -> None:

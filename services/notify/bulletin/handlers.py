@@ -8,7 +8,14 @@ from pymongo import UpdateOne
 from pymongo.asynchronous.client_session import AsyncClientSession
 
 from contracts.cases import CaseEvent, CaseOpened
-from services.notify.bulletin.projection import CASES, MERCHANTS, Writes, apply_case_event, apply_score_event
+from services.notify.bulletin.projection import (
+    APPLIED,
+    CASES,
+    MERCHANTS,
+    Writes,
+    apply_case_event,
+    apply_score_event,
+)
 from xiuhua.consumer import Batch
 from xiuhua.service import Runtime
 
@@ -35,10 +42,17 @@ class BulletinProjection:
             ev = item.message
             if not isinstance(ev, CaseEvent):
                 continue
-            new = apply_case_event(ev, changed.get(ev.case_id, cases.get(ev.case_id)), w)
+            record = changed.get(ev.case_id, cases.get(ev.case_id))
+            if record is not None and ev.event_id in record.get(APPLIED, ()):
+                batch.guarded(item)  # folded before, with the record that names it
+                continue
+            new = apply_case_event(ev, record, w)
             if new is not None:
-                changed[ev.case_id] = new
-            if isinstance(ev, CaseOpened):
+                # The record changes with the counters, in one transaction: it names the event, so a copy of it
+                # adds nothing and needs no ledger entry. (An event that moves only counters keeps its entry.)
+                changed[ev.case_id] = {**new, APPLIED: [*(record or {}).get(APPLIED, []), ev.event_id]}
+                batch.guarded(item)
+            elif isinstance(ev, CaseOpened):
                 batch.guarded(item)  # counted once: a second opening finds the case's record and adds nothing
         for case_id, doc in changed.items():
             w.add(CASES, case_id, set_={k: v for k, v in doc.items() if k != "_id"})
