@@ -21,11 +21,18 @@ pytestmark = pytest.mark.e2e
 BY_NAME = {s.name: s for s in SCENARIOS}
 
 
+def _log_tails(root, lines: int = 25) -> str:
+    """The last lines each service logged: what a failed scenario's message needs (its folder is gone after)."""
+    return "\n".join(f"--- {p.name}\n" + "\n".join(p.read_text(errors="replace").splitlines()[-lines:])
+                     for p in sorted((root / "logs").glob("*.log")))
+
+
 async def _run(name: str, tmp_path, city, n: int = 60):
     result = await run_scenario(BY_NAME[name], tmp_path, n=n, city=city, settle_timeout=100)
     t = result.tally
     assert t.sent == n
-    assert t.lost == 0 and t.duplicated == 0, (table([result]), t.problems, t.dead_letter_errors)
+    assert t.lost == 0 and t.duplicated == 0, (table([result]), t.problems, t.dead_letter_errors,
+                                                _log_tails(tmp_path / name))
     assert t.cases + t.merged + t.rejected == n  # every report has exactly one outcome
     assert t.cases > n // 2 and t.dispatched == t.cases == t.score_increments == t.alerts
     return result
