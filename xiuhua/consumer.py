@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import contextvars
 import json
 import logging
 import random
@@ -101,6 +102,24 @@ class Batch:
         regardless, since its ledger entry is the outbox that republishes after a crash. Each saves a ledger
         document per message (a sixteenth of what a case wrote)."""
         item.recorded = False
+
+
+_pending_counts: contextvars.ContextVar[list[tuple[Any, float]] | None] = contextvars.ContextVar(
+    "xiuhua_pending_counts", default=None
+)
+
+
+def count(metric: Any, amount: float = 1) -> None:
+    """Add to a business counter (cases opened, merged, dispatched ...) once the batch being applied commits.
+
+    A handler runs again when its transaction is retried (a write conflict on MongoDB, the driver's retry) or its
+    batch is applied again looking first (a message the ledger's key refused): counted as it ran, the counters
+    said more than happened. Outside a batch (a timer, the delivery worker, a route) it counts at once."""
+    pending = _pending_counts.get()
+    if pending is None:
+        metric.inc(amount)
+    else:
+        pending.append((metric, amount))
 
 
 Handler = Callable[[Batch], Awaitable[None]]
@@ -302,14 +321,24 @@ class ConsumerRunner:
         await self._finish(done)
 
     async def _commit(self, items: list[Item], look_first: bool = True) -> None:
+        counted: list[list[tuple[Any, float]]] = [[]]
+
         async def work(session: AsyncClientSession) -> None:
             for item in items:
                 item.out.clear()  # a retried transaction starts over
                 item.recorded = True
-            await self.sub.handle(Batch(items, session, look_first))
+            counts: list[tuple[Any, float]] = []  # a retried transaction counts over
+            token = _pending_counts.set(counts)
+            try:
+                await self.sub.handle(Batch(items, session, look_first))
+            finally:
+                _pending_counts.reset(token)
             await self.ledger.record(session, [(i.key, i.out) for i in items if i.recorded or i.out])
+            counted[0] = counts
 
         await self.store.in_transaction(work)
+        for metric, amount in counted[0]:
+            metric.inc(amount)
 
     async def _finish(self, done: list[tuple[Msg, str, list[Outgoing]]]) -> None:
         if not done:

@@ -16,7 +16,7 @@ from services.dispatch.case import TIMER_FIELD, Case
 from services.dispatch.commands import InvalidCommand
 from xiuhua.bus import Outgoing
 from xiuhua.city.business_calendar import BusinessCalendar
-from xiuhua.consumer import Batch, Item
+from xiuhua.consumer import Batch, Item, count
 from xiuhua.service import Runtime
 from xiuhua.store import backfill_seconds
 
@@ -83,7 +83,7 @@ class DispatchHandlers:
             docs.append(case.to_doc())
             done.append((item, ev))
             batch.emit(item, out)
-            self.dispatched.labels(case.lead_unit.role).inc()
+            count(self.dispatched.labels(case.lead_unit.role))
         if docs:
             await cases.insert_many(docs, ordered=True, session=batch.session)
         return done
@@ -106,7 +106,7 @@ class DispatchHandlers:
                         self.rt.clock.now(),
                     ),
                 )
-                self.commands.labels(msg.action, "invalid").inc()
+                count(self.commands.labels(msg.action, "invalid"))
                 continue
             await self._command(batch, item, msg)
 
@@ -121,7 +121,7 @@ class DispatchHandlers:
                 break
             case = Case.from_doc(doc)
             if c.command_id in case.command_ids:
-                self.commands.labels(c.action, "duplicate").inc()
+                count(self.commands.labels(c.action, "duplicate"))
                 return  # applied before (a resend under a new message id): its events went out then
             outcome = lifecycle.decide(case, c, self._ctx())
             if isinstance(outcome, lifecycle.Rejected):
@@ -138,13 +138,13 @@ class DispatchHandlers:
             batch.emit(
                 item, lifecycle.reject_event(c.command_id, c.action, c.case_id, outcome, case, self.rt.clock.now())
             )
-            self.commands.labels(c.action, outcome.reason).inc()
+            count(self.commands.labels(c.action, outcome.reason))
             return
         for ev in outcome.events:
             batch.emit(item, ev)
-        self.commands.labels(c.action, "applied").inc()
+        count(self.commands.labels(c.action, "applied"))
         if outcome.case.dispatch_round != (case.dispatch_round if case else 1):
-            self.dispatched.labels(outcome.case.lead_unit.role).inc()
+            count(self.dispatched.labels(outcome.case.lead_unit.role))
 
     async def on_merchant_escalated(self, batch: Batch) -> None:
         """A merchant failed its 门前三包 duty again: open an enforcement case (source merchant_check) and
@@ -200,7 +200,7 @@ class DispatchHandlers:
             claimed = await self.rt.store.in_transaction(lambda s, chunk=chunk: self._claim_timers(s, chunk, now))
             await self.rt.ledger.publish([(key, [out]) for key, _, out in claimed])
             for _, kind, _ in claimed:
-                self.timer_events.labels(kind).inc()
+                count(self.timer_events.labels(kind))
             published += len(claimed)
         return published
 

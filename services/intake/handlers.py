@@ -47,7 +47,7 @@ from services.intake.cases import (
 )
 from services.intake.parsing import parse_inbound
 from services.intake.sensors import DeviceState, step
-from xiuhua.consumer import Batch, Item, Poison, decode_event
+from xiuhua.consumer import Batch, Item, Poison, count, decode_event
 from xiuhua.service import Runtime
 
 COLLECTIONS = (RAW, REFS, OPEN, OPEN_KEYS, DEVICES, LOCKS)
@@ -197,7 +197,7 @@ class IntakeHandlers:
     ) -> None:
         rt, source = self.rt, item.message
         raw_id = "raw-" + hashlib.sha256(item.key.encode()).hexdigest()[:24]
-        self.received.labels(source).inc()
+        count(self.received.labels(source))
         raw_doc: dict[str, Any] = {"_id": raw_id, "source": source, "subject": item.subject, "body": item.data,
                                    "received_at": now, "status": "received"}
         if isinstance(parsed, list):
@@ -241,7 +241,7 @@ class IntakeHandlers:
                     reporter=reporter,
                 ),
             )
-            self.transferred.labels(source).inc()
+            count(self.transferred.labels(source))
             return
         await self._open_or_merge(io, batch, item, raw_doc, draft, source=source, ref=ref, correlation=correlation,
                                   reported_at=reported_at_of(parsed), reporter=reporter, report=parsed)
@@ -276,7 +276,7 @@ class IntakeHandlers:
                         reporters_count=count,
                     ),
                 )
-                self.merged.labels(source).inc()
+                count(self.merged.labels(source))
                 return match.case_id
         case_id = case_id_for()
         io.open_case({
@@ -308,9 +308,9 @@ class IntakeHandlers:
                 suggested_category_confidence=draft.suggestion[1],
             ),
         )
-        self.opened.labels(source).inc()
+        count(self.opened.labels(source))
         if draft.category_code == rt.city.intake.classifier.triage_code:
-            self.triaged.labels(source).inc()
+            count(self.triaged.labels(source))
         return case_id
 
     # ---- merchant duty checks ----------------------------------------------------------------------------
@@ -334,7 +334,7 @@ class IntakeHandlers:
         for duty, draft in merchant_drafts(self.rt.city, check.merchant_id, failed, check.note):
             correlation = f"{source}:{ref}:{duty}"
             if await io.seen(correlation):
-                self.duplicate.labels(source).inc()
+                count(self.duplicate.labels(source))
                 continue
             doc = {**raw_doc, "_id": f"{raw_doc['_id']}:{duty}"}
             cases.append(await self._open_or_merge(
@@ -412,7 +412,7 @@ class IntakeHandlers:
                 ),
             )
         io.put_device(new)
-        self.sensor_changes.labels(reading.device_type, decision.open or new.status).inc()
+        count(self.sensor_changes.labels(reading.device_type, decision.open or new.status))
 
     # ---- the projection of open cases --------------------------------------------------------------------
 
@@ -448,7 +448,7 @@ class IntakeHandlers:
     # ---- helpers -----------------------------------------------------------------------------------------
 
     def _duplicate(self, io: BatchIO, raw_doc: dict[str, Any], source: str, correlation: str) -> None:
-        self.duplicate.labels(source).inc()
+        count(self.duplicate.labels(source))
         io.add_raw({**raw_doc, "status": "duplicate", "correlation_id": correlation})
 
     def _reject(
@@ -457,7 +457,7 @@ class IntakeHandlers:
     ) -> None:
         io.add_raw({**raw_doc, "status": "rejected", "reasons": [r.model_dump() for r in reasons]})
         for r in reasons:
-            self.rejected.labels(source, r.code).inc()
+            count(self.rejected.labels(source, r.code))
         batch.emit(item, ReportRejected(
             correlation_id=f"{source}:{ref}" if ref else raw_doc["_id"],
             source=source, source_ref=ref, raw_id=raw_doc["_id"], reasons=reasons,

@@ -9,7 +9,7 @@ from pydantic import ValidationError
 
 from contracts.reports import MerchantCheck
 from services.scoring.projection import Projection
-from xiuhua.consumer import Batch
+from xiuhua.consumer import Batch, count
 from xiuhua.service import Runtime
 
 log = logging.getLogger("xiuhua.scoring")
@@ -40,10 +40,10 @@ class ScoringHandlers:
         items = []
         for item in batch.items:
             if item.message is None:
-                self.skipped.labels("invalid_check").inc()
+                count(self.skipped.labels("invalid_check"))
                 continue
             if isinstance(item.message, MerchantCheck) and item.message.merchant_id not in self.rt.city.merchants:
-                self.skipped.labels("unknown_merchant").inc()
+                count(self.skipped.labels("unknown_merchant"))
             messages.append(item.message)
             items.append(item)
         results = await self.projection.apply(messages, session=batch.session)

@@ -11,7 +11,7 @@ import nats
 from contracts.cases import CaseDispatched
 from tests.conftest import eventually
 from tests.helpers import BusRecorder, publish
-from xiuhua.consumer import Batch, Subscription
+from xiuhua.consumer import Batch, Subscription, count
 from xiuhua.service import ServiceSpec, running
 
 
@@ -205,6 +205,7 @@ async def test_a_first_delivery_of_a_message_applied_before_is_answered_from_the
     async def handle(batch: Batch) -> None:
         for item in batch.items:
             await batch_store["effects"].insert_one({"case_id": item.message.case_id}, session=batch.session)
+            count(effects_counted)  # a business counter: counted once its batch commits
 
     spec = ServiceSpec(name="probe", subscriptions=lambda rt: [Subscription("probe-once", "case.v1.>", handle)])
     base = CaseDispatched.model_validate(CaseDispatched.example())
@@ -213,6 +214,7 @@ async def test_a_first_delivery_of_a_message_applied_before_is_answered_from_the
     caused = base.model_copy(update={"case_id": "C-caused", "event_id": "e-caused"})
     async with BusRecorder(settings.nats_url) as bus, running(spec, settings, city=city) as rt:
         batch_store = rt.store
+        effects_counted = rt.metrics.counter("probe_effects", "Effects the probe's handler made")
         await rt.store.ensure_collections(["effects"])
         # Applied before, by an earlier life of this consumer: its entry holds what it caused, never published.
         await rt.store.in_transaction(lambda s: rt.ledger.record(s, [("probe-once:e-before", [Outgoing.of(caused)])]))
@@ -231,6 +233,8 @@ async def test_a_first_delivery_of_a_message_applied_before_is_answered_from_the
         # (with the handler's effect) was rolled back, and the batch applied again looking first.
         labels = {"service": "probe", "consumer": "probe-once"}
         assert rt.metrics.registry.get_sample_value("xiuhua_batches_relooked_total", labels) >= 1
+        # The handler ran in the refused attempt too; what it counted there was rolled back with it.
+        assert rt.metrics.registry.get_sample_value("probe_effects_total") == len(effects) == 2
         # Marked published (together with other entries, a moment after the publish).
         assert await eventually(lambda: rt.store["ledger"].find_one({"_id": "probe-once:e-before", "published": True}))
 

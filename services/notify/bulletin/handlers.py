@@ -16,7 +16,7 @@ from services.notify.bulletin.projection import (
     apply_case_event,
     apply_score_event,
 )
-from xiuhua.consumer import Batch
+from xiuhua.consumer import Batch, count
 from xiuhua.service import Runtime
 
 
@@ -57,7 +57,7 @@ class BulletinProjection:
         for case_id, doc in changed.items():
             w.add(CASES, case_id, set_={k: v for k, v in doc.items() if k != "_id"})
         await self._write(w, batch.session)
-        self.applied.labels("case").inc(len(batch.items))
+        count(self.applied.labels("case"), len(batch.items))
 
     async def on_score_events(self, batch: Batch) -> None:
         """Scoring events: a unit's week counters, merchant grade changes and escalations."""
@@ -71,7 +71,7 @@ class BulletinProjection:
                 if doc.get("previous_grade"):
                     w.docs[(MERCHANTS, doc["_id"])]["$set"]["previous_grade"] = doc["previous_grade"]
         await self._write(w, batch.session)
-        self.applied.labels("score").inc(len(batch.items))
+        count(self.applied.labels("score"), len(batch.items))
 
     async def _write(self, w: Writes, session: AsyncClientSession) -> None:
         by_coll: dict[str, list[UpdateOne]] = {}
