@@ -260,8 +260,8 @@ class IntakeHandlers:
             candidates = await io.candidates(lookup, duplicates.lock_keys(draft.category_code, draft.place, self.dup))
             match = duplicates.pick(candidates, draft.place, now, self.dup)
             if match is not None:
-                count = match.reporters + 1
-                io.merge_into(match.case_id, count)
+                reporters = match.reporters + 1
+                io.merge_into(match.case_id, reporters)
                 io.answer(correlation, match.case_id, "merged", raw_doc)
                 batch.emit(
                     item,
@@ -273,7 +273,7 @@ class IntakeHandlers:
                         source_ref=ref,
                         reporter=reporter,
                         distance_m=match.distance_m,
-                        reporters_count=count,
+                        reporters_count=reporters,
                     ),
                 )
                 count(self.merged.labels(source))
