@@ -83,6 +83,16 @@ class BusRecorder:
         return dict(out)
 
 
+async def no_waiting_request(url: str, stream: str, durable: str) -> bool:
+    """Whether a durable consumer has no pull request waiting: a stopped instance's last long poll stays with the
+    server until it expires, and the server hands it the next message, which then waits out the ack wait."""
+    nc = await nats.connect(url)
+    try:
+        return (await nc.jetstream().consumer_info(stream, durable)).num_waiting == 0
+    finally:
+        await nc.close()
+
+
 async def publish(url: str, subject: str, body: dict[str, Any] | bytes, msg_id: str | None = None) -> None:
     """Publish to JetStream and wait for the stream's acknowledgement."""
     nc = await nats.connect(url)

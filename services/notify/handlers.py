@@ -152,15 +152,22 @@ class NotifyHandlers:
     async def on_case_event(self, batch: Batch) -> None:
         """Case events that alert: dispatched (new case), deadline warning, overdue, escalated, urgent sensor case.
 
-        Planned in memory for the whole batch and written with one read and one bulk write per collection."""
+        Planned in memory for the whole batch and written with one read and one bulk write per collection.
+
+        Each is applied once without a ledger entry (`Batch.guarded`): a delivery's id names its case, kind, level,
+        recipient and channel, and planning skips what the log holds; a dispatch also names itself in notify's view
+        of the case (`applied`), so a copy of an earlier dispatch cannot put back the unit a later one replaced."""
         plan = _Plan()
         s = batch.session
-        warned = sorted({ev.case_id for i in batch.items if isinstance(ev := i.message, _WARNINGS)})
+        looked = sorted({ev.case_id for i in batch.items if isinstance(ev := i.message, (CaseDispatched, *_WARNINGS))})
         known: dict[str, dict[str, Any]] = {}
-        if warned:
-            known = {d["_id"]: d async for d in self.rt.store[CASES].find({"_id": {"$in": warned}}, session=s)}
+        if looked:
+            known = {d["_id"]: d async for d in self.rt.store[CASES].find({"_id": {"$in": looked}}, session=s)}
         for item in batch.items:
             ev = item.message
+            batch.guarded(item)
+            if isinstance(ev, CaseDispatched) and ev.event_id in known.get(ev.case_id, {}).get("applied", ()):
+                continue  # this dispatch was planned before
             if isinstance(ev, CaseOpened):
                 if ev.source == ReportSource.sensor and ev.urgency == Urgency.urgent:
                     facts = {"case_id": ev.case_id, "category": ev.category_name or ev.category_code,
@@ -169,9 +176,10 @@ class NotifyHandlers:
                                              street_code=ev.street_code, urgent=True)
                     self._plan(plan, planned, "sensor_emergency", facts, 0, ev.correlation_id, ev.case_id)
             elif isinstance(ev, CaseDispatched):
+                applied = [*known.get(ev.case_id, {}).get("applied", []), ev.event_id]
                 case = {"_id": ev.case_id, "lead": ev.lead_unit.unit_id, "lead_name": ev.lead_unit.name,
                         "cooperating": [u.unit_id for u in ev.cooperating_units], "street_code": ev.street_code,
-                        "category_code": ev.category_code, "urgency": str(ev.urgency)}
+                        "category_code": ev.category_code, "urgency": str(ev.urgency), "applied": applied}
                 plan.cases[ev.case_id] = known[ev.case_id] = case
                 facts = {"case_id": ev.case_id, "category": self._category(ev.category_code),
                          "category_code": ev.category_code, "unit": ev.lead_unit.name, "due_at": ev.due_at,

@@ -11,7 +11,6 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-import nats
 import pytest
 
 from contracts.cases import CaseOpened
@@ -19,7 +18,7 @@ from services.dispatch.app import SPEC
 from services.dispatch.case import TIMER_FIELD
 from services.dispatch.handlers import index_legacy_timers
 from tests.conftest import eventually
-from tests.helpers import BusRecorder, publish
+from tests.helpers import BusRecorder, no_waiting_request, publish
 from xiuhua.clock import FrozenClock
 from xiuhua.service import running
 
@@ -284,7 +283,7 @@ async def test_a_batch_of_openings_dispatches_each_case_once(settings, city):
             await eventually(lambda: len(bus.on("case.v1.dispatched.")) == 1, timeout=30)
         # The stopped instance's last long poll stays with the server until it expires, and the server hands it
         # the next message (which then waits out the ack wait): let it expire, so the batch below is whole.
-        await eventually(lambda: _no_waiting_request(settings.nats_url, "dispatch-opened"), timeout=10)
+        await eventually(lambda: no_waiting_request(settings.nats_url, "XH_CASES", "dispatch-opened"), timeout=10)
         again = [first, opened_case(city, "C-B1"), opened_case(city, "C-B2")]
         again.append(again[1].model_copy(update={"event_id": "resent-B1"}))
         for ev in again:
@@ -301,10 +300,3 @@ async def test_a_batch_of_openings_dispatches_each_case_once(settings, city):
             labels = {"service": "dispatch", "consumer": "dispatch-opened"}
             assert rt.metrics.registry.get_sample_value("xiuhua_batches_relooked_total", labels) >= 1
 
-
-async def _no_waiting_request(url: str, durable: str) -> bool:
-    nc = await nats.connect(url)
-    try:
-        return (await nc.jetstream().consumer_info("XH_CASES", durable)).num_waiting == 0
-    finally:
-        await nc.close()
