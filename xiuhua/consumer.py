@@ -99,9 +99,23 @@ class Batch:
         opens a case's record once). A second instance applying it at the same moment writes the same document, so
         one of the two transactions is retried and finds it (on the embedded store they run one at a time anyway).
         Only for consumers that would not publish anything for it: an item that emitted anything is recorded
-        regardless, since its ledger entry is the outbox that republishes after a crash. Each saves a ledger
-        document per message (a sixteenth of what a case wrote)."""
+        regardless, since its ledger entry is the outbox that republishes after a crash. A document the consumer
+        writes anyway can name the events folded into it (`folded_before`, `naming`). Each saves a ledger
+        document per message."""
         item.recorded = False
+
+
+APPLIED = "applied"  # in a document a guarded consumer writes: the ids of the events folded into it
+
+
+def folded_before(doc: dict[str, Any] | None, event_id: str) -> bool:
+    """Whether `doc` names the event as folded into it already (a copy of it then changes nothing)."""
+    return doc is not None and event_id in doc.get(APPLIED, ())
+
+
+def naming(doc: dict[str, Any] | None, event_id: str) -> list[str]:
+    """The `applied` list of `doc` once the event is folded into it, to be written with the fold's effect."""
+    return [*(doc or {}).get(APPLIED, []), event_id]
 
 
 _pending_counts: contextvars.ContextVar[list[tuple[Any, float]] | None] = contextvars.ContextVar(
@@ -321,7 +335,7 @@ class ConsumerRunner:
         await self._finish(done)
 
     async def _commit(self, items: list[Item], look_first: bool = True) -> None:
-        counted: list[list[tuple[Any, float]]] = [[]]
+        counted: list[tuple[Any, float]] = []  # the increments of the attempt that committed
 
         async def work(session: AsyncClientSession) -> None:
             for item in items:
@@ -334,10 +348,10 @@ class ConsumerRunner:
             finally:
                 _pending_counts.reset(token)
             await self.ledger.record(session, [(i.key, i.out) for i in items if i.recorded or i.out])
-            counted[0] = counts
+            counted[:] = counts
 
         await self.store.in_transaction(work)
-        for metric, amount in counted[0]:
+        for metric, amount in counted:
             metric.inc(amount)
 
     async def _finish(self, done: list[tuple[Msg, str, list[Outgoing]]]) -> None:

@@ -30,7 +30,7 @@ from xiuhua.ledger import COLLECTION as LEDGER
 from xiuhua.ledger import Ledger
 from xiuhua.observability import Metrics, StoreCommands
 from xiuhua.settings import Settings, get_settings
-from xiuhua.store import Store
+from xiuhua.store import BACKFILL_EVERY_S, Store
 
 log = logging.getLogger("xiuhua.service")
 
@@ -66,6 +66,12 @@ class Runtime:
                     log.exception("%s: periodic task %s failed", self.name, name)
 
         self.tasks.append(asyncio.create_task(loop(), name=f"{self.name}:{name}"))
+
+    async def repair_older_builds(self, fn: Callable[[], Awaitable[Any]], *, name: str) -> None:
+        """Run `fn` now and every `BACKFILL_EVERY_S`: it gives what an older build wrote what this one's queries
+        select on (during a rolling upgrade the older instances go on writing it for a while)."""
+        await fn()
+        self.every(BACKFILL_EVERY_S, fn, name=name)
 
 
 @dataclass

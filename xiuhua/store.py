@@ -34,6 +34,9 @@ def is_transient(exc: BaseException) -> bool:
     return isinstance(exc, OperationFailure) and exc.code in {91, 189, 10107, 11600, 11602, 13435, 13436}
 
 
+BACKFILL_EVERY_S = 600.0  # how often services give what an older build wrote the fields their queries select on
+
+
 async def backfill_seconds(col: Any, date_field: str, seconds_field: str, batch: int = 500) -> int:
     """Give `seconds_field` (the date in seconds since the epoch) to the documents that have `date_field` but not
     it; returns how many it gave it.
@@ -41,8 +44,8 @@ async def backfill_seconds(col: Any, date_field: str, seconds_field: str, batch:
     Queries select on such numbers because nx-27017 answers a range on a number from its index and a range on a
     date by reading the whole collection. A document without the number (written by a build before it, or by an
     instance not yet upgraded during a rolling upgrade) would be invisible to them: services run this when they
-    start and every few minutes after. Conditional on the date read, so a document rewritten in between keeps
-    what its writer put there."""
+    start and every `BACKFILL_EVERY_S` after (`Runtime.repair_older_builds`). Conditional on the date read, so a
+    document rewritten in between keeps what its writer put there."""
     done = 0
     while True:
         query = {date_field: {"$exists": True}, seconds_field: {"$exists": False}}

@@ -8,7 +8,7 @@ from contracts import subjects
 from services.dispatch import routing
 from services.dispatch.case import TIMER_FIELD
 from services.dispatch.commands import decode_command
-from services.dispatch.handlers import CASES, TIMER_REPAIR_S, DispatchHandlers, index_legacy_timers
+from services.dispatch.handlers import CASES, DispatchHandlers, index_legacy_timers
 from xiuhua.consumer import Subscription
 from xiuhua.service import Runtime, ServiceSpec
 
@@ -42,10 +42,9 @@ async def on_start(rt: Runtime) -> None:
     await cases.create_index([(TIMER_FIELD, ASCENDING)])
     # Finds the cases an older build wrote with only the date, on MongoDB without reading every case.
     await cases.create_index([("next_timer_at", ASCENDING)])
-    await index_legacy_timers(cases)
+    await rt.repair_older_builds(lambda: index_legacy_timers(cases), name="legacy-timers")
     h: DispatchHandlers = rt.state["dispatch"]
     rt.every(rt.city.calendar.timer_interval_s, h.tick, name="deadline-timers")
-    rt.every(TIMER_REPAIR_S, lambda: index_legacy_timers(cases), name="legacy-timers")
 
 
 SPEC = ServiceSpec(name="dispatch", subscriptions=subscriptions, collections=(CASES,), on_start=on_start)

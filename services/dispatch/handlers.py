@@ -26,7 +26,6 @@ CASES = "cases"
 CONFLICT_RETRIES = 3
 TIMER_SCAN = 500  # due cases per scan
 TIMER_BATCH = 100  # cases claimed per transaction
-TIMER_REPAIR_S = 600.0  # how often cases written without `next_timer_s` (by an older build) are given it
 
 
 async def due_case_ids(cases: Any, now: datetime, limit: int = TIMER_SCAN) -> list[str]:
@@ -200,7 +199,7 @@ class DispatchHandlers:
             claimed = await self.rt.store.in_transaction(lambda s, chunk=chunk: self._claim_timers(s, chunk, now))
             await self.rt.ledger.publish([(key, [out]) for key, _, out in claimed])
             for _, kind, _ in claimed:
-                count(self.timer_events.labels(kind))
+                self.timer_events.labels(kind).inc()  # after the commit, outside any batch
             published += len(claimed)
         return published
 

@@ -24,8 +24,6 @@ from services.intake.handlers import (
 from xiuhua.consumer import Subscription
 from xiuhua.service import Runtime, ServiceSpec
 
-LIST_OPEN_EVERY_S = 600.0  # how often open cases missing from the merge directory (an older build's) are listed
-
 
 def subscriptions(rt: Runtime) -> list[Subscription]:
     """Raw reports from every source; case events for intake's projection of open cases."""
@@ -56,8 +54,7 @@ async def on_start(rt: Runtime) -> None:
     await rt.store[OPEN].create_index([("open", ASCENDING)])
     with contextlib.suppress(OperationFailure):  # what earlier versions looked up by: one index less to keep
         await rt.store[OPEN].drop_index([("key", ASCENDING), ("open", ASCENDING)])
-    await list_open_cases(rt.store)
-    rt.every(LIST_OPEN_EVERY_S, lambda: list_open_cases(rt.store), name="merge-directory")
+    await rt.repair_older_builds(lambda: list_open_cases(rt.store), name="merge-directory")
     await rt.store[DEVICES].create_index([("case_id", ASCENDING)])
     await open311.on_start(rt)
 

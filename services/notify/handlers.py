@@ -41,7 +41,7 @@ from services.notify.policy import backoff_seconds, claim_expired, quiet_until
 from services.notify.ratelimit import RATE_BUCKETS, TokenBuckets
 from services.notify.recipients import Delivery, deliveries_for
 from xiuhua.bus import Outgoing
-from xiuhua.consumer import Batch
+from xiuhua.consumer import APPLIED, Batch, folded_before, naming
 from xiuhua.service import Runtime
 from xiuhua.store import is_transient
 
@@ -166,7 +166,7 @@ class NotifyHandlers:
         for item in batch.items:
             ev = item.message
             batch.guarded(item)
-            if isinstance(ev, CaseDispatched) and ev.event_id in known.get(ev.case_id, {}).get("applied", ()):
+            if isinstance(ev, CaseDispatched) and folded_before(known.get(ev.case_id), ev.event_id):
                 continue  # this dispatch was planned before
             if isinstance(ev, CaseOpened):
                 if ev.source == ReportSource.sensor and ev.urgency == Urgency.urgent:
@@ -176,10 +176,10 @@ class NotifyHandlers:
                                              street_code=ev.street_code, urgent=True)
                     self._plan(plan, planned, "sensor_emergency", facts, 0, ev.correlation_id, ev.case_id)
             elif isinstance(ev, CaseDispatched):
-                applied = [*known.get(ev.case_id, {}).get("applied", []), ev.event_id]
                 case = {"_id": ev.case_id, "lead": ev.lead_unit.unit_id, "lead_name": ev.lead_unit.name,
                         "cooperating": [u.unit_id for u in ev.cooperating_units], "street_code": ev.street_code,
-                        "category_code": ev.category_code, "urgency": str(ev.urgency), "applied": applied}
+                        "category_code": ev.category_code, "urgency": str(ev.urgency),
+                        APPLIED: naming(known.get(ev.case_id), ev.event_id)}
                 plan.cases[ev.case_id] = known[ev.case_id] = case
                 facts = {"case_id": ev.case_id, "category": self._category(ev.category_code),
                          "category_code": ev.category_code, "unit": ev.lead_unit.name, "due_at": ev.due_at,

@@ -18,7 +18,6 @@ from xiuhua.store import backfill_seconds
 __all__ = ["COLLECTIONS", "on_start", "routes", "subscriptions"]
 
 COLLECTIONS = (REQUESTS, TOKENS, SUBMISSIONS, REFUSED)
-BACKFILL_EVERY_S = 600.0  # how often requests an older build kept without `requested_s` are given it
 
 
 def subscriptions(rt: Runtime) -> list[Subscription]:
@@ -46,9 +45,8 @@ async def on_start(rt: Runtime) -> None:
     for old in ("status", "service_code", None):  # what earlier versions listed by: indexes less to keep
         with contextlib.suppress(OperationFailure):
             await requests.drop_index([*([(old, ASCENDING)] if old else []), ("requested_datetime", DESCENDING)])
-    await backfill_seconds(requests, "requested_datetime", REQUESTED_S)
-    rt.every(BACKFILL_EVERY_S, lambda: backfill_seconds(requests, "requested_datetime", REQUESTED_S),
-             name="open311-request-dates")
+    await rt.repair_older_builds(lambda: backfill_seconds(requests, "requested_datetime", REQUESTED_S),
+                                 name="open311-request-dates")
     # One field: nx-27017 answers an equality on a single-field index without a scan, not on a compound one.
     await rt.store[SUBMISSIONS].create_index([("fingerprint", ASCENDING)])
     with contextlib.suppress(OperationFailure):  # what earlier versions made: one index less to keep

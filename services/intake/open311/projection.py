@@ -16,10 +16,9 @@ from contracts.reports import ReportRejected
 from contracts.values import ReportSource
 from services.intake.open311.render import as_datetime
 from xiuhua.city import City
-from xiuhua.consumer import Batch
+from xiuhua.consumer import APPLIED, Batch, folded_before, naming
 
 REQUESTS = "open311_requests"
-APPLIED = "applied"  # ids of the events folded into a request: a second copy of one changes nothing
 REQUESTED_S = "requested_s"  # requested_datetime in seconds since the epoch: what `GET requests` selects and sorts on
 TOKENS = "open311_tokens"
 
@@ -64,7 +63,7 @@ def fold(doc: dict[str, Any] | None, event: ev.CaseEvent, city: City) -> dict[st
     it before (the document keeps the ids of the events folded into it, `applied`)."""
     if isinstance(event, PRIVATE):
         return None
-    if doc is not None and event.event_id in doc.get(APPLIED, ()):
+    if folded_before(doc, event.event_id):
         return None
     doc = dict(doc) if doc is not None else _new(event)
     match event:
@@ -113,7 +112,7 @@ def fold(doc: dict[str, Any] | None, event: ev.CaseEvent, city: City) -> dict[st
     doc["updated_datetime"] = max(previous, event.occurred_at) if previous else event.occurred_at
     if (requested := as_datetime(doc.get("requested_datetime"))) is not None:
         doc[REQUESTED_S] = requested.timestamp()
-    doc[APPLIED] = [*doc.get(APPLIED, []), event.event_id]
+    doc[APPLIED] = naming(doc, event.event_id)
     doc["version"] = doc.get("version", 0) + 1
     return doc
 

@@ -8,15 +8,8 @@ from pymongo import UpdateOne
 from pymongo.asynchronous.client_session import AsyncClientSession
 
 from contracts.cases import CaseEvent, CaseOpened
-from services.notify.bulletin.projection import (
-    APPLIED,
-    CASES,
-    MERCHANTS,
-    Writes,
-    apply_case_event,
-    apply_score_event,
-)
-from xiuhua.consumer import Batch, count
+from services.notify.bulletin.projection import CASES, MERCHANTS, Writes, apply_case_event, apply_score_event
+from xiuhua.consumer import APPLIED, Batch, count, folded_before, naming
 from xiuhua.service import Runtime
 
 
@@ -43,14 +36,14 @@ class BulletinProjection:
             if not isinstance(ev, CaseEvent):
                 continue
             record = changed.get(ev.case_id, cases.get(ev.case_id))
-            if record is not None and ev.event_id in record.get(APPLIED, ()):
+            if folded_before(record, ev.event_id):
                 batch.guarded(item)  # folded before, with the record that names it
                 continue
             new = apply_case_event(ev, record, w)
             if new is not None:
                 # The record changes with the counters, in one transaction: it names the event, so a copy of it
                 # adds nothing and needs no ledger entry. (An event that moves only counters keeps its entry.)
-                changed[ev.case_id] = {**new, APPLIED: [*(record or {}).get(APPLIED, []), ev.event_id]}
+                changed[ev.case_id] = {**new, APPLIED: naming(record, ev.event_id)}
                 batch.guarded(item)
             elif isinstance(ev, CaseOpened):
                 batch.guarded(item)  # counted once: a second opening finds the case's record and adds nothing

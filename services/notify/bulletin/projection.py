@@ -19,7 +19,6 @@ from contracts.envelope import Event
 from services.notify.bulletin.weeks import week_of
 
 CASES = "bulletin_cases"  # _id case_id: what later events need (week opened, category, place, unit, status)
-APPLIED = "applied"  # in a case's record: the events that changed it (folded once; see the projection's consumer)
 WEEKS = "bulletin_weeks"  # _id week: top-level counters
 FACETS = "bulletin_facets"  # _id week:facet:key, facet in source, category, grid, community, unit
 LISTED = "bulletin_listed"  # _id week:case_id: overdue and escalated cases of the week
