@@ -36,17 +36,23 @@ AVAILABLE_WAIT_S = 1.0  # a no_wait request is answered at once; this only bound
 
 
 async def take_batch(
-    sub: JetStreamContext.PullSubscription, batch: int, timeout: float, linger: float = 0.0  # noqa: ASYNC109
+    sub: JetStreamContext.PullSubscription,
+    batch: int,
+    timeout: float,  # noqa: ASYNC109
+    linger: float = 0.0,
+    held: list[Msg] | None = None,
 ) -> list[Msg]:
     """Up to `batch` messages: those already delivered or available at once; if none, the first to arrive within
-    `timeout` (then NatsTimeout), with whatever else is available by then, or `linger` seconds later."""
-    msgs = _delivered(sub, batch)
+    `timeout` (then NatsTimeout), with whatever else is available by then, or `linger` seconds later. Messages
+    are collected in `held` as they come, so a caller cancelled meanwhile knows what it holds."""
+    msgs = held if held is not None else []
+    msgs += _delivered(sub, batch)
     if not msgs:
-        msgs = await sub.fetch(1, timeout=timeout)  # a long poll that returns with its first message
+        msgs += await sub.fetch(1, timeout=timeout)  # a long poll that returns with its first message
     if linger > 0 and len(msgs) < batch:
         await asyncio.sleep(linger)
     if len(msgs) < batch:
-        msgs += await _available(sub, batch - len(msgs))
+        await _available(sub, batch - len(msgs), msgs)
     return msgs
 
 
@@ -61,13 +67,13 @@ def _delivered(sub: JetStreamContext.PullSubscription, n: int) -> list[Msg]:
     return out
 
 
-async def _available(sub: JetStreamContext.PullSubscription, n: int) -> list[Msg]:
-    """What the consumer holds right now, up to `n`: a `no_wait` request without an expiry, which the server
-    answers at once (then a 404 status when it had fewer)."""
+async def _available(sub: JetStreamContext.PullSubscription, n: int, out: list[Msg]) -> None:
+    """Add to `out` what the consumer holds right now, up to `n`: a `no_wait` request without an expiry, which the
+    server answers at once (then a 404 status when it had fewer)."""
     request = json.dumps({"batch": n, "no_wait": True}).encode()
     await sub._nc.publish(sub._nms, request, sub._deliver)
-    out: list[Msg] = []
-    while len(out) < n:
+    want = len(out) + n
+    while len(out) < want:
         try:
             msg = await sub._sub.next_msg(timeout=AVAILABLE_WAIT_S)
         except (NatsTimeout, TimeoutError):
@@ -78,25 +84,43 @@ async def _available(sub: JetStreamContext.PullSubscription, n: int) -> list[Msg
         if status:
             break  # 404 no more messages, 408 an earlier request expiring, ...: what is there has come
         out.append(msg)
-    return out
 
 
 async def _consume_pull(self: BatchPullStreamSubscriber) -> None:
     assert self.subscription, "create the subscription first"
+    sub = self.subscription
     batch_size = self.pull_sub.batch_size
     timeout = self.pull_sub.timeout
     linger = getattr(self, LINGER_ATTR, 0.0)
-    while self.running:
+    held: list[Msg] = []
+    try:
+        while self.running:
+            held = []
+            try:
+                await take_batch(sub, batch_size, timeout, linger, held)
+            except NatsTimeout:
+                continue  # idle: nothing arrived within the long poll
+            except (ConnectionClosedError, ServiceUnavailableError):
+                # Unacknowledged messages stay with the server for redelivery; wait for the reconnect.
+                await anyio.sleep(0.5)
+                continue
+            if held and self.running:
+                messages, held = held, []
+                await self.consume(messages)
+    finally:
+        # Stopped (cancelled, as FastStream stops a subscriber) with messages in hand: while lingering, or between a
+        # fetch and the handler. Unanswered they would wait out the ack wait (60 s) before another instance got them.
+        await give_back([*held, *_delivered(sub, batch_size)])
+
+
+async def give_back(msgs: list[Msg]) -> None:
+    """Hand messages taken but never handled back to the server, to be delivered again at once."""
+    for msg in msgs:
         try:
-            messages = await take_batch(self.subscription, batch_size, timeout, linger)
-        except NatsTimeout:
-            continue  # idle: nothing arrived within the long poll
-        except (ConnectionClosedError, ServiceUnavailableError):
-            # Unacknowledged messages stay with the server for redelivery; wait for the reconnect.
-            await anyio.sleep(0.5)
-            continue
-        if messages and self.running:
-            await self.consume(messages)
+            await msg.nak()
+        except Exception:  # the connection gone: the server redelivers them after the ack wait all the same
+            log.debug("could not give back a message", exc_info=True)
+            return
 
 
 def install() -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import time
 
 import nats
 
@@ -170,6 +171,39 @@ async def test_types_a_subscription_skips_are_acknowledged_from_their_subject_wi
 async def _drained(nc: nats.NATS, durable: str):
     info = await nc.jetstream().consumer_info("XH_CASES", durable)
     return info if info.num_pending == 0 and info.num_ack_pending == 0 else None
+
+
+async def test_a_stopping_instance_gives_back_the_messages_it_holds(settings, city):
+    """An instance stopped while it holds messages it has not handled (lingering for more, or between a fetch and
+    its handler) hands them back: the next instance gets them at once, not after the ack wait."""
+    applied: list[str] = []
+
+    async def handle(batch: Batch) -> None:
+        applied.extend(item.message.case_id for item in batch.items)
+
+    def probe(linger: float) -> ServiceSpec:
+        return ServiceSpec(name="probe", subscriptions=lambda rt: [
+            Subscription("probe-cases", "case.v1.>", handle, linger=linger)
+        ])
+
+    event = CaseDispatched.model_validate(CaseDispatched.example())
+    async with running(probe(30.0), settings, city=city):  # lingers longer than the test waits
+        await publish(settings.nats_url, "case.v1.dispatched.CD", event.to_json(), msg_id=event.event_id)
+        await eventually(lambda: _acks_pending(settings.nats_url, "probe-cases"), timeout=10)  # in hand
+    assert applied == []
+    started = time.monotonic()
+    async with running(probe(0.0), settings, city=city):
+        await eventually(lambda: applied, timeout=settings.ack_wait)
+    assert time.monotonic() - started < 10 < settings.ack_wait
+    assert applied == [event.case_id]
+
+
+async def _acks_pending(url: str, durable: str) -> int:
+    nc = await nats.connect(url)
+    try:
+        return (await nc.jetstream().consumer_info("XH_CASES", durable)).num_ack_pending
+    finally:
+        await nc.close()
 
 
 async def test_the_sweeper_publishes_what_a_crash_left_in_the_outbox_once_it_is_old_enough(settings, city):
