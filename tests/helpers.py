@@ -14,9 +14,17 @@ from pymongo import monitoring
 
 from contracts import streams
 from xiuhua.clock import Clock
+from xiuhua.observability import BULK_WRITE, bulk_write_targets
 from xiuhua.registry import SERVICES, spec
 from xiuhua.service import Runtime, running
 from xiuhua.settings import Settings
+
+
+def _ledger_named(collection: str, doc: Any) -> str:
+    """Ledger entries as `ledger:<consumer>` (one insert per applied batch; tells the consumers apart)."""
+    if collection != "ledger" or not isinstance(doc, dict):
+        return collection
+    return "ledger:" + str(doc.get("_id", "")).split(":", 1)[0]
 
 
 class Commands(monitoring.CommandListener):
@@ -28,14 +36,28 @@ class Commands(monitoring.CommandListener):
         self.by_collection: dict[tuple[str, str], int] = {}
 
     def started(self, event: monitoring.CommandStartedEvent) -> None:
-        if not self.active or event.database_name != self.database:
+        if not self.active:
+            return
+        if event.command_name == BULK_WRITE:  # sent to `admin`: one command writing to several collections
+            targets = sorted({_ledger_named(c, op.get("document")) for _, db, c, op in bulk_write_targets(event.command)
+                              if db == self.database})
+            if targets:
+                self._count((BULK_WRITE, "+".join(targets)))
+            return
+        if event.database_name != self.database:
             return
         if event.command_name in ("find", "insert", "update", "delete"):
-            key = (event.command_name, str(event.command.get(event.command_name)))
-            if key == ("insert", "ledger"):  # one per applied batch; tell the report consumer's from the others'
-                first = str((event.command.get("documents") or [{}])[0].get("_id", ""))
-                key = ("insert", "ledger:" + first.split(":", 1)[0])
-            self.by_collection[key] = self.by_collection.get(key, 0) + 1
+            collection = str(event.command.get(event.command_name))
+            if event.command_name == "insert":
+                collection = _ledger_named(collection, (event.command.get("documents") or [{}])[0])
+            self._count((event.command_name, collection))
+
+    def _count(self, key: tuple[str, str]) -> None:
+        self.by_collection[key] = self.by_collection.get(key, 0) + 1
+
+    def touching(self, collections: set[str]) -> int:
+        """Commands that wrote to or read from any of these collections (a bulkWrite to several counts once)."""
+        return sum(n for (_, c), n in self.by_collection.items() if collections & set(c.split("+")))
 
     def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
         pass

@@ -27,7 +27,7 @@ from nats.aio.msg import Msg
 from nats.errors import Error as NatsError
 from nats.js import JetStreamContext
 from pymongo.asynchronous.client_session import AsyncClientSession
-from pymongo.errors import BulkWriteError, DuplicateKeyError
+from pymongo.errors import BulkWriteError, ClientBulkWriteException, DuplicateKeyError
 
 from contracts import registry, streams
 from contracts.dead_letters import DeadLetter
@@ -37,7 +37,7 @@ from xiuhua.ledger import Ledger, outgoing_of
 from xiuhua.observability import Metrics
 from xiuhua.pull_loop import LINGER_ATTR
 from xiuhua.pull_loop import install as install_pull_loop
-from xiuhua.store import Store, is_transient
+from xiuhua.store import Store, Writes, is_transient
 
 install_pull_loop()
 
@@ -78,6 +78,25 @@ class Batch:
     # against a write made before (a case kept already, a source reference known). If the key was taken after
     # all, the write's duplicate-key error aborts the transaction and the batch is applied again with this True.
     look_first: bool = True
+    # Writes sent after the handler returns, in one command with the batch's ledger entries where that pays
+    # (`Store.write_together`): for what the handler does not read back within the batch.
+    writes: Writes | None = None
+    reads_in_session: bool = True  # see `reads`
+
+    @property
+    def reads(self) -> AsyncClientSession | None:
+        """The session a handler reads with: the transaction's, except where the store runs one transaction at a
+        time (the embedded store's lock), where nothing else writes while the batch holds the lock and a read
+        outside the transaction sees the same. There the transaction then begins with the batch's writes, which
+        can go as one command: nx-27017 refuses the client-level bulkWrite in a transaction begun on the
+        database, and on the path from report to dispatch that command is most of a batch's round trips."""
+        return self.session if self.reads_in_session else None
+
+    def later(self) -> Writes:
+        """The writes sent with the ledger entries once the handler returns (not visible to its own reads)."""
+        if self.writes is None:
+            raise RuntimeError("this batch sends no writes later")
+        return self.writes
 
     def emit(self, item: Item, event: Event, subject: str | None = None) -> None:
         """Publish `event` once `item` is committed (and again, harmlessly, if it is redelivered)."""
@@ -343,11 +362,13 @@ class ConsumerRunner:
                 item.recorded = True
             counts: list[tuple[Any, float]] = []  # a retried transaction counts over
             token = _pending_counts.set(counts)
+            writes = self.store.writes()
             try:
-                await self.sub.handle(Batch(items, session, look_first))
+                await self.sub.handle(Batch(items, session, look_first, writes, not self.store.serializes_transactions))
             finally:
                 _pending_counts.reset(token)
-            await self.ledger.record(session, [(i.key, i.out) for i in items if i.recorded or i.out])
+            self.ledger.add(writes, [(i.key, i.out) for i in items if i.recorded or i.out])
+            await self.store.write_together(writes, session)
             counted[:] = counts
 
         await self.store.in_transaction(work)
@@ -444,6 +465,8 @@ def _duplicate_key(exc: BaseException) -> bool:
         return True
     if isinstance(exc, BulkWriteError):
         return any(e.get("code") == 11000 for e in exc.details.get("writeErrors", []))
+    if isinstance(exc, ClientBulkWriteException):
+        return any(e.get("code") == 11000 for e in exc.write_errors or [])
     return False
 
 

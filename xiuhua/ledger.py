@@ -26,7 +26,7 @@ from pymongo.errors import BulkWriteError, DuplicateKeyError, OperationFailure
 
 from xiuhua.bus import Outgoing, Publisher
 from xiuhua.clock import Clock
-from xiuhua.store import Store
+from xiuhua.store import Store, Writes
 
 log = logging.getLogger("xiuhua.ledger")
 
@@ -79,8 +79,15 @@ class Ledger:
     ) -> None:
         """Record applied keys with their events, inside the caller's transaction."""
         if entries:
+            writes = self._store.writes()
+            self.add(writes, entries)
+            await self._store.write_together(writes, session)
+
+    def add(self, writes: Writes, entries: Sequence[tuple[str, Sequence[Outgoing]]]) -> None:
+        """Add the entries of applied keys to a batch's writes (sent in its transaction with its effects)."""
+        if entries:
             now = self._clock.now()
-            await self._col.insert_many([_doc(k, out, now) for k, out in entries], session=session)
+            writes.insert(COLLECTION, [_doc(k, out, now) for k, out in entries])
 
     async def claim(
         self, key: str, out: Sequence[Outgoing], session: AsyncClientSession | None = None

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -89,6 +90,19 @@ class Metrics:
 
 
 _WRITES = frozenset({"insert", "update", "delete"})
+BULK_WRITE = "bulkWrite"  # MongoDB 8.0's client-level write to several collections (`Store.write_together`)
+
+
+def bulk_write_targets(command: Mapping[str, Any]) -> list[tuple[str, str, str, Mapping[str, Any]]]:
+    """The writes of a client-level bulkWrite command: (insert | update | delete, database, collection, op) each."""
+    spaces = [str(entry.get("ns", "")) for entry in command.get("nsInfo", [])]
+    out = []
+    for op in command.get("ops", []):
+        kind = next((k for k in ("insert", "update", "delete") if k in op), "")
+        if kind:
+            database, _, collection = spaces[int(op[kind])].partition(".")
+            out.append((kind, database, collection, op))
+    return out
 
 
 class StoreCommands(monitoring.CommandListener):
@@ -99,6 +113,7 @@ class StoreCommands(monitoring.CommandListener):
 
     def __init__(self, metrics: Metrics) -> None:
         self._pending: dict[int, tuple[str, str]] = {}
+        self._bulk: dict[int, list[tuple[str, str]]] = {}  # a bulkWrite's (write, collection) pairs till it ends
         self.commands = metrics.counter(
             "xiuhua_store_commands", "Store commands sent", ("service", "command", "collection")
         )
@@ -116,15 +131,21 @@ class StoreCommands(monitoring.CommandListener):
     def started(self, event: monitoring.CommandStartedEvent) -> None:
         target = event.command.get(event.command_name)
         self._pending[event.request_id] = (event.command_name, target if isinstance(target, str) else "")
+        if event.command_name == BULK_WRITE:
+            self._bulk[event.request_id] = [(k, c) for k, _, c, _ in bulk_write_targets(event.command)]
 
     def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
         command, collection = self._pending.get(event.request_id, ("", ""))
         # A write's reply counts the documents it matched, inserted or deleted (an update_many by 500 ids is 500).
         if command in _WRITES and isinstance(n := event.reply.get("n"), int) and n > 0:
             self.documents.labels(self._service, command, collection).inc(n)
+        # A bulkWrite's reply counts its documents only in all; each of its writes names one document by `_id`.
+        for kind, target in self._bulk.pop(event.request_id, ()):
+            self.documents.labels(self._service, kind, target).inc()
         self._done(event.request_id, event.duration_micros)
 
     def failed(self, event: monitoring.CommandFailedEvent) -> None:
+        self._bulk.pop(event.request_id, None)
         self._done(event.request_id, event.duration_micros)
 
     def _done(self, request_id: int, micros: int) -> None:

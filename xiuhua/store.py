@@ -7,15 +7,23 @@ import contextlib
 import fcntl
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
+from itertools import groupby
 from pathlib import Path
 from typing import Any, TypeVar
 
 from bson import Binary
-from pymongo import AsyncMongoClient, UpdateOne, WriteConcern, monitoring
+from pymongo import AsyncMongoClient, InsertOne, ReplaceOne, UpdateOne, WriteConcern, monitoring
 from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import AutoReconnect, CollectionInvalid, ConnectionFailure, OperationFailure, PyMongoError
+from pymongo.errors import (
+    AutoReconnect,
+    ClientBulkWriteException,
+    CollectionInvalid,
+    ConnectionFailure,
+    OperationFailure,
+    PyMongoError,
+)
 
 T = TypeVar("T")
 
@@ -25,6 +33,8 @@ OUTSIDE_WAIT_S = 5.0  # the longest a write waits in `outside_transactions` for 
 
 def is_transient(exc: BaseException) -> bool:
     """True for failures that say 'try again later' (store unreachable, failover), not 'this is wrong'."""
+    if isinstance(exc, ClientBulkWriteException) and exc.error is not None:
+        return is_transient(exc.error)  # a client-level bulkWrite wraps the failure that ended it
     if isinstance(exc, ConnectionFailure):
         return True
     if isinstance(exc, PyMongoError) and (
@@ -63,6 +73,64 @@ async def backfill_seconds(col: Any, date_field: str, seconds_field: str, batch:
             return done  # every one was rewritten meanwhile; what still lacks the field waits for the next round
 
 
+# One command instead of one per collection pays off for small batches only: on nx-27017 a command costs about
+# 0.9 ms of its own, and a document written through the client-level command about 0.02 ms more than through its
+# collection's (it writes them one by one). Combined while the writes are at most this many per command saved.
+COMBINED_PER_COMMAND_SAVED = 40
+
+Write = InsertOne[Any] | UpdateOne | ReplaceOne[Any]
+
+
+class Writes:
+    """Writes to several collections of one database, in order, sent together: as one client-level `bulkWrite`
+    (MongoDB 8.0, nx-27017) while they are few, else one `bulk_write` per run of writes to the same collection.
+
+    A batch of first deliveries on the path from report to dispatch writes a document or two into each of five
+    or six collections: one command for all of them instead of one each is most of its transaction's round trips
+    (measured on nx-27017: 6.1 ms for a transaction inserting into five collections one command each, 2.5 ms in
+    one). Each write carries its namespace, which the client-level command needs and a collection's ignores."""
+
+    def __init__(self, database: str) -> None:
+        self.database = database
+        self.ops: list[tuple[str, Write]] = []
+
+    def __len__(self) -> int:
+        return len(self.ops)
+
+    def _ns(self, collection: str) -> str:
+        return f"{self.database}.{collection}"
+
+    def insert(self, collection: str, docs: Iterable[dict[str, Any]]) -> None:
+        """Insert documents (a unique key already taken refuses the whole transaction)."""
+        ns = self._ns(collection)
+        self.ops += [(collection, InsertOne(d, namespace=ns)) for d in docs]
+
+    def update(
+        self, collection: str, filter: Mapping[str, Any], update: Mapping[str, Any], *, upsert: bool = False
+    ) -> None:
+        """Update one document."""
+        self.ops.append((collection, UpdateOne(filter, update, upsert=upsert, namespace=self._ns(collection))))
+
+    def replace(
+        self, collection: str, filter: Mapping[str, Any], doc: Mapping[str, Any], *, upsert: bool = False
+    ) -> None:
+        """Replace one document."""
+        self.ops.append((collection, ReplaceOne(filter, doc, upsert=upsert, namespace=self._ns(collection))))
+
+    def runs(self) -> list[tuple[str, list[Write]]]:
+        """The writes as runs to one collection each, in order."""
+        return [(c, [op for _, op in run]) for c, run in groupby(self.ops, key=lambda pair: pair[0])]
+
+
+def _opens_transaction(session: AsyncClientSession | None) -> bool:
+    """Whether a command with this session would be the first of its transaction (or is in none). nx-27017 refuses
+    the client-level bulkWrite (a command on `admin`) in a transaction already begun on a service's database;
+    PyMongo offers no public way to ask, so an unknown answer means begun."""
+    if session is None or not session.in_transaction:
+        return True
+    return bool(getattr(session, "_starting_transaction", False))
+
+
 class Store:
     """A service's own database."""
 
@@ -97,6 +165,7 @@ class Store:
         # session, which rolls the orphan back (MongoDB aborts such transactions by itself).
         self._tx_marker = tx_lock_dir / f"{database}.txopen" if tx_lock_dir else None
         self._outside_holder: asyncio.Task[Any] | None = None  # the task in `outside_transactions`, if any
+        self._client_bulk: bool | None = None  # whether the server takes a client-level bulkWrite (asked once)
 
     @property
     def serializes_transactions(self) -> bool:
@@ -106,6 +175,34 @@ class Store:
 
     def __getitem__(self, name: str):
         return self.db[name]
+
+    def writes(self) -> Writes:
+        """An empty set of writes to this database (`write_together`)."""
+        return Writes(self.db.name)
+
+    async def takes_client_bulk_write(self) -> bool:
+        """Whether the server takes MongoDB 8.0's client-level bulkWrite (wire version 25: MongoDB 8.0, nx-27017)."""
+        if self._client_bulk is None:
+            hello = await self.client.admin.command("hello")
+            self._client_bulk = int(hello.get("maxWireVersion", 0)) >= 25
+        return self._client_bulk
+
+    async def write_together(self, writes: Writes, session: AsyncClientSession | None = None) -> None:
+        """Apply `writes` in order, stopping at the first refused: one command while that saves more than it costs
+        (`COMBINED_PER_COMMAND_SAVED`), else one per run of writes to the same collection."""
+        runs = writes.runs()
+        if not runs:
+            return
+        if (
+            len(runs) > 1
+            and len(writes) <= COMBINED_PER_COMMAND_SAVED * (len(runs) - 1)
+            and _opens_transaction(session)
+            and await self.takes_client_bulk_write()
+        ):
+            await self.client.bulk_write([op for _, op in writes.ops], ordered=True, session=session)
+            return
+        for collection, ops in runs:
+            await self.db[collection].bulk_write(ops, ordered=True, session=session)
 
     async def ping(self) -> bool:
         """True when the server answers."""

@@ -61,16 +61,16 @@ class DispatchHandlers:
     async def _open_all(
         self, batch: Batch, opened: list[tuple[Item, CaseOpened]]
     ) -> list[tuple[Item, CaseOpened]]:
-        """Open the batch's cases that are new (one read and one bulk insert for the whole batch, the read skipped
-        for a small batch of first deliveries); returns the messages that opened one. A case already kept, or
-        opened earlier in the batch, is left alone."""
+        """Open the batch's cases that are new (one read for the whole batch, skipped for a small batch of first
+        deliveries, and the inserts sent with the batch's ledger entries); returns the messages that opened one. A
+        case already kept, or opened earlier in the batch, is left alone."""
         cases = self.rt.store[CASES]
         ids = sorted({ev.case_id for _, ev in opened})
         if not ids:
             return []
         kept: set[str] = set()
         if batch.look_first:  # else a case kept already refuses the insert, and the batch comes again looking
-            kept = {d["_id"] async for d in cases.find({"_id": {"$in": ids}}, {"_id": 1}, session=batch.session)}
+            kept = {d["_id"] async for d in cases.find({"_id": {"$in": ids}}, {"_id": 1}, session=batch.reads)}
         docs: list[dict[str, Any]] = []
         done: list[tuple[Item, CaseOpened]] = []
         ctx = self._ctx()
@@ -83,8 +83,7 @@ class DispatchHandlers:
             done.append((item, ev))
             batch.emit(item, out)
             count(self.dispatched.labels(case.lead_unit.role))
-        if docs:
-            await cases.insert_many(docs, ordered=True, session=batch.session)
+        batch.later().insert(CASES, docs)  # with the ledger entries: one command for a small batch
         return done
 
     async def on_command(self, batch: Batch) -> None:

@@ -13,11 +13,11 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
-from pymongo import InsertOne, ReplaceOne, UpdateOne
+from pymongo import UpdateOne
 from pymongo.asynchronous.client_session import AsyncClientSession
 
 from services.intake.sensors import DeviceState
-from xiuhua.store import Store
+from xiuhua.store import Store, Writes
 
 RAW = "raw_reports"
 REFS = "source_refs"
@@ -30,9 +30,12 @@ LOCKS = "merge_locks"
 class BatchIO:
     """Reads and writes of intake's collections for one batch, inside its transaction."""
 
-    def __init__(self, store: Store, session: AsyncClientSession, now: datetime) -> None:
+    def __init__(
+        self, store: Store, session: AsyncClientSession, now: datetime, *, reads_in_session: bool = True
+    ) -> None:
         self.store = store
-        self.session = session
+        self.session = session  # for the merge locks
+        self.reads = session if reads_in_session else None  # `Batch.reads`
         self.now = now
         self.refs: dict[str, bool] = {}  # correlation id → already has a case (or was dropped, transferred)
         self.assumed: set[str] = set()  # references taken as new without reading (`assume_new`)
@@ -57,7 +60,7 @@ class BatchIO:
         ids = sorted({c for c in correlations if c not in self.refs})
         if not ids:
             return
-        found = {d["_id"] async for d in self.store[REFS].find({"_id": {"$in": ids}}, {"_id": 1}, session=self.session)}
+        found = {d["_id"] async for d in self.store[REFS].find({"_id": {"$in": ids}}, {"_id": 1}, session=self.reads)}
         for c in ids:
             self.refs[c] = c in found
 
@@ -113,7 +116,7 @@ class BatchIO:
         # By `_id` twice rather than one query on the `key` field: nx-27017 answers an `$in` on any other field by
         # reading every document, and open_cases keeps every case intake ever opened (17 ms a lookup at 20,000).
         listed = {d["_id"]: d.get("ids", []) async for d in
-                  self.store[OPEN_KEYS].find({"_id": {"$in": missing}}, session=self.session)}
+                  self.store[OPEN_KEYS].find({"_id": {"$in": missing}}, session=self.reads)}
         await self.prefetch_cases(i for ids in listed.values() for i in ids)
         for k in missing:
             for case_id in dict.fromkeys(listed.get(k, [])):
@@ -131,7 +134,7 @@ class BatchIO:
         ids = sorted({c for c in case_ids if c and c not in self.cases})
         if not ids:
             return
-        found = {d["_id"]: d async for d in self.store[OPEN].find({"_id": {"$in": ids}}, session=self.session)}
+        found = {d["_id"]: d async for d in self.store[OPEN].find({"_id": {"$in": ids}}, session=self.reads)}
         for c in ids:
             self.cases[c] = found.get(c)
 
@@ -148,7 +151,7 @@ class BatchIO:
             return
         found = {
             d["_id"]: DeviceState.from_doc(d)
-            async for d in self.store[DEVICES].find({"_id": {"$in": ids}}, session=self.session)
+            async for d in self.store[DEVICES].find({"_id": {"$in": ids}}, session=self.reads)
         }
         for d in ids:
             self.devices[d] = found.get(d)
@@ -195,34 +198,19 @@ class BatchIO:
         self.devices[state.device_id] = state
         self.device_writes[state.device_id] = state.to_doc()
 
-    async def flush(self) -> None:
-        """Write what the batch changed: one bulk call per collection touched."""
-        s = self.session
-        if self.raw:
-            await self.store[RAW].insert_many(self.raw, ordered=True, session=s)
-        if self.new_refs:
-            await self.store[REFS].insert_many(self.new_refs, ordered=True, session=s)
-        keyed = [d for d in self.new_cases.values() if d.get("key") is not None]
-        if keyed:
-            await self.store[OPEN_KEYS].bulk_write(
-                [UpdateOne({"_id": d["key"]}, {"$push": {"ids": d["_id"]}}, upsert=True) for d in keyed],
-                ordered=True,
-                session=s,
-            )
-        ops: list[Any] = [InsertOne(d) for d in self.new_cases.values()]
-        ops += [
-            UpdateOne({"_id": c}, {"$set": {"reporters": int(self.cases[c]["reporters"])}})  # type: ignore[index]
-            for c in sorted(self.merged)
-            if self.cases.get(c) is not None
-        ]
-        if ops:
-            await self.store[OPEN].bulk_write(ops, ordered=True, session=s)
-        if self.device_writes:
-            await self.store[DEVICES].bulk_write(
-                [ReplaceOne({"_id": k}, v, upsert=True) for k, v in self.device_writes.items()],
-                ordered=True,
-                session=s,
-            )
+    def flush(self, writes: Writes) -> None:
+        """Add what the batch changed to its writes (sent with its ledger entries, `Batch.later`)."""
+        writes.insert(RAW, self.raw)
+        writes.insert(REFS, self.new_refs)
+        for d in self.new_cases.values():
+            if d.get("key") is not None:
+                writes.update(OPEN_KEYS, {"_id": d["key"]}, {"$push": {"ids": d["_id"]}}, upsert=True)
+        writes.insert(OPEN, self.new_cases.values())
+        for c in sorted(self.merged):
+            if self.cases.get(c) is not None:
+                writes.update(OPEN, {"_id": c}, {"$set": {"reporters": int(self.cases[c]["reporters"])}})  # type: ignore[index]
+        for k, v in self.device_writes.items():
+            writes.replace(DEVICES, {"_id": k}, v, upsert=True)
 
 
 async def list_open_cases(store: Store, chunk: int = 1000) -> int:

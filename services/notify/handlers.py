@@ -43,7 +43,7 @@ from services.notify.recipients import Delivery, deliveries_for
 from xiuhua.bus import Outgoing
 from xiuhua.consumer import APPLIED, Batch, folded_before, naming
 from xiuhua.service import Runtime
-from xiuhua.store import is_transient
+from xiuhua.store import Writes, is_transient
 
 log = logging.getLogger("xiuhua.notify")
 
@@ -152,17 +152,17 @@ class NotifyHandlers:
     async def on_case_event(self, batch: Batch) -> None:
         """Case events that alert: dispatched (new case), deadline warning, overdue, escalated, urgent sensor case.
 
-        Planned in memory for the whole batch and written with one read and one bulk write per collection.
+        Planned in memory for the whole batch: two reads, and the writes sent with the batch (`Batch.later`).
 
         Each is applied once without a ledger entry (`Batch.guarded`): a delivery's id names its case, kind, level,
         recipient and channel, and planning skips what the log holds; a dispatch also names itself in notify's view
         of the case (`applied`), so a copy of an earlier dispatch cannot put back the unit a later one replaced."""
         plan = _Plan()
-        s = batch.session
         looked = sorted({ev.case_id for i in batch.items if isinstance(ev := i.message, (CaseDispatched, *_WARNINGS))})
         known: dict[str, dict[str, Any]] = {}
         if looked:
-            known = {d["_id"]: d async for d in self.rt.store[CASES].find({"_id": {"$in": looked}}, session=s)}
+            known = {d["_id"]: d async for d in self.rt.store[CASES].find({"_id": {"$in": looked}},
+                                                                          session=batch.reads)}
         for item in batch.items:
             ev = item.message
             batch.guarded(item)
@@ -205,7 +205,7 @@ class NotifyHandlers:
                     urgent=case.get("urgency") == "urgent",
                 )
                 self._plan(plan, planned, kind, facts, level, ev.correlation_id, ev.case_id)
-        await self._write(s, plan)
+        await self._write(batch.later(), plan, batch.reads)
 
     async def on_score_event(self, batch: Batch) -> None:
         """Scoring events that alert: a unit ranking's black list (bottom_ranking), a merchant's escalation."""
@@ -216,7 +216,7 @@ class NotifyHandlers:
                 self._ranking(plan, ev)
             elif subject.startswith("score.v1.merchant_escalated"):
                 self._merchant(plan, ev)
-        await self._write(batch.session, plan)
+        await self._write(batch.later(), plan, batch.reads)
 
     def _ranking(self, plan: _Plan, ev: Any) -> None:
         if _get(ev, "kind", "unit") != "unit":
@@ -265,22 +265,20 @@ class NotifyHandlers:
                 "correlation_id": correlation_id, "message": message, "history": [], "v": 0,
             }
 
-    async def _write(self, s: AsyncClientSession | None, plan: _Plan) -> None:
-        """Notify's view of the batch's cases, and its planned deliveries not yet in the log (one planned before,
-        by a redelivered or repeated event, keeps its state)."""
-        if plan.cases:
+    async def _write(self, writes: Writes, plan: _Plan, reads: AsyncClientSession | None) -> None:
+        """Add to `writes` notify's view of the plan's cases, and its planned deliveries not yet in the log (one
+        planned before, by a redelivered or repeated event, keeps its state), read with `reads`."""
+        for c, doc in plan.cases.items():
             # Replaced by `_id` with upsert: no find first, and no duplicate-key error inside the transaction.
-            await self.rt.store[CASES].bulk_write(
-                [ReplaceOne({"_id": c}, doc, upsert=True) for c, doc in plan.cases.items()], session=s
-            )
+            writes.replace(CASES, {"_id": c}, doc, upsert=True)
         if not plan.deliveries:
             return
-        col = self.rt.store[DELIVERIES]
         ids = sorted(plan.deliveries)
-        logged = {d["_id"] async for d in col.find({"_id": {"$in": ids}}, {"_id": 1}, session=s)}
+        col = self.rt.store[DELIVERIES]
+        logged = {d["_id"] async for d in col.find({"_id": {"$in": ids}}, {"_id": 1}, session=reads)}
         new = [doc for nid, doc in plan.deliveries.items() if nid not in logged]
         if new:
-            await col.insert_many(new, ordered=True, session=s)
+            writes.insert(DELIVERIES, new)
             self._planned += len(new)
             self._hints.update((doc["_id"], dict(doc)) for doc in new)
 
@@ -647,7 +645,9 @@ class NotifyHandlers:
                                      lead=doc["unit_id"], key=doc["_id"])
             plan = _Plan()
             self._plan(plan, planned, "delivery_failed", facts, 0, doc.get("correlation_id", ""), doc.get("case_id"))
+            writes = self.rt.store.writes()
             async with self.rt.store.outside_transactions():
-                await self._write(None, plan)
+                await self._write(writes, plan, None)
+                await self.rt.store.write_together(writes)
             self.on_committed()  # planned outside a transaction: visible at once
         return entries

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from pymongo import ReplaceOne
-
 from contracts import cases as ev
 from contracts.reports import ReportRejected
 from contracts.values import ReportSource
@@ -134,13 +132,14 @@ class Projection:
     async def on_case_events(self, batch: Batch) -> None:
         """Fold each case event into its request document; remember which token became which case.
 
-        One read of the batch's request documents, the events folded in order in memory, one bulk write per
-        collection: every case event passes here, so per-event round trips were most of intake's store commands."""
+        One read of the batch's request documents, the events folded in order in memory, the writes sent together
+        (`Batch.later`): every case event passes here, so per-event round trips were most of intake's store
+        commands."""
         items = [item for item in batch.items if isinstance(item.message, ev.CaseEvent)]
         if not items:
             return
         ids = sorted({item.message.case_id for item in items})
-        docs = {d["_id"]: d async for d in self.store[REQUESTS].find({"_id": {"$in": ids}}, session=batch.session)}
+        docs = {d["_id"]: d async for d in self.store[REQUESTS].find({"_id": {"$in": ids}}, session=batch.reads)}
         changed: set[str] = set()
         tokens: dict[str, dict[str, Any]] = {}
         for item in items:
@@ -154,14 +153,11 @@ class Projection:
                 changed.add(event.case_id)
             if (token := token_of(event)) is not None:
                 tokens[token] = {"_id": token, "case_id": event.case_id, "at": event.occurred_at}
-        if changed:
-            await self.store[REQUESTS].bulk_write(
-                [ReplaceOne({"_id": c}, docs[c], upsert=True) for c in sorted(changed)], session=batch.session
-            )
-        if tokens:
-            await self.store[TOKENS].bulk_write(
-                [ReplaceOne({"_id": t}, d, upsert=True) for t, d in tokens.items()], session=batch.session
-            )
+        writes = batch.later()
+        for c in sorted(changed):
+            writes.replace(REQUESTS, {"_id": c}, docs[c], upsert=True)
+        for t, d in tokens.items():
+            writes.replace(TOKENS, {"_id": t}, d, upsert=True)
 
     async def on_rejections(self, batch: Batch) -> None:
         """An Open311 report intake refused: its token answers with the reason instead of waiting forever."""

@@ -4,9 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from pymongo import UpdateOne
-from pymongo.asynchronous.client_session import AsyncClientSession
-
 from contracts.cases import CaseEvent, CaseOpened
 from services.notify.bulletin.projection import CASES, MERCHANTS, Writes, apply_case_event, apply_score_event
 from xiuhua.consumer import APPLIED, Batch, count, folded_before, naming
@@ -27,7 +24,7 @@ class BulletinProjection:
         ids = sorted({i.message.case_id for i in batch.items if isinstance(i.message, CaseEvent)})
         if not ids:
             return
-        cursor = self.rt.store[CASES].find({"_id": {"$in": ids}}, session=batch.session)
+        cursor = self.rt.store[CASES].find({"_id": {"$in": ids}}, session=batch.reads)
         cases: dict[str, dict[str, Any]] = {d["_id"]: d async for d in cursor}
         changed: dict[str, dict[str, Any]] = {}
         w = Writes()
@@ -49,7 +46,7 @@ class BulletinProjection:
                 batch.guarded(item)  # counted once: a second opening finds the case's record and adds nothing
         for case_id, doc in changed.items():
             w.add(CASES, case_id, set_={k: v for k, v in doc.items() if k != "_id"})
-        await self._write(w, batch.session)
+        _write(w, batch)
         count(self.applied.labels("case"), len(batch.items))
 
     async def on_score_events(self, batch: Batch) -> None:
@@ -59,17 +56,17 @@ class BulletinProjection:
             apply_score_event(item.subject, item.message, w)
         merchant_ids = [_id for coll, _id in w.docs if coll == MERCHANTS]
         if merchant_ids:  # keep the grade a merchant started the week with, set by an earlier batch
-            cursor = self.rt.store[MERCHANTS].find({"_id": {"$in": merchant_ids}}, session=batch.session)
+            cursor = self.rt.store[MERCHANTS].find({"_id": {"$in": merchant_ids}}, session=batch.reads)
             async for doc in cursor:
                 if doc.get("previous_grade"):
                     w.docs[(MERCHANTS, doc["_id"])]["$set"]["previous_grade"] = doc["previous_grade"]
-        await self._write(w, batch.session)
+        _write(w, batch)
         count(self.applied.labels("score"), len(batch.items))
 
-    async def _write(self, w: Writes, session: AsyncClientSession) -> None:
-        by_coll: dict[str, list[UpdateOne]] = {}
-        for coll, _id, update in w.updates():
-            if update:
-                by_coll.setdefault(coll, []).append(UpdateOne({"_id": _id}, update, upsert=True))
-        for coll, ops in by_coll.items():
-            await self.rt.store[coll].bulk_write(ops, ordered=True, session=session)
+
+def _write(w: Writes, batch: Batch) -> None:
+    """The projection's upserts, by collection, sent with the batch (`Batch.later`)."""
+    later = batch.later()
+    for coll, _id, update in sorted(w.updates(), key=lambda u: u[0]):  # stable: in order within a collection
+        if update:
+            later.update(coll, {"_id": _id}, update, upsert=True)
