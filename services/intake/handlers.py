@@ -19,8 +19,6 @@ from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
-from pymongo import UpdateOne
-
 from contracts.cases import CaseCancelled, CaseClosed, CaseMerged, CaseOpened, CaseReopened, CaseTransferred
 from contracts.envelope import new_event_id
 from contracts.reports import (
@@ -421,29 +419,28 @@ class IntakeHandlers:
 
         The merge directory follows: a case leaves its key's list when it closes and joins it again when reopened
         (the lookup checks `open` on the case itself, so the list only has to hold every open case)."""
-        now, ops = self.rt.clock.now(), []
+        now = self.rt.clock.now()
+        changes: list[tuple[str, dict[str, Any]]] = []
         last: dict[str, bool] = {}  # case → open, as the batch leaves it
         for item in batch.items:
             event = item.message
             if isinstance(event, CaseClosed | CaseCancelled | CaseTransferred):
-                ops.append(UpdateOne({"_id": event.case_id}, {"$set": {"open": False, "closed_at": now}}))
+                changes.append((event.case_id, {"$set": {"open": False, "closed_at": now}}))
                 last[event.case_id] = False
             elif isinstance(event, CaseReopened):
-                ops.append(UpdateOne({"_id": event.case_id}, {"$set": {"open": True, "opened_at": now}}))
+                changes.append((event.case_id, {"$set": {"open": True, "opened_at": now}}))
                 last[event.case_id] = True
-        if not ops:
+        if not changes:
             return
-        # in order: a close and a reopen of one case in one batch leave it as the last one says
-        await self.rt.store[OPEN].bulk_write(ops, ordered=True, session=batch.session)
         keys = {d["_id"]: d["key"] async for d in self.rt.store[OPEN].find(
-            {"_id": {"$in": sorted(last)}}, {"key": 1}, session=batch.session) if d.get("key") is not None}
-        directory = []
+            {"_id": {"$in": sorted(last)}}, {"key": 1}, session=batch.reads) if d.get("key") is not None}
+        writes = batch.later()
+        for case_id, change in changes:  # in order: a close and a reopen in one batch leave it as the last says
+            writes.update(OPEN, {"_id": case_id}, change)
         for case_id, key in sorted(keys.items()):
-            directory.append(UpdateOne({"_id": key}, {"$pull": {"ids": case_id}}))  # never listed twice
+            writes.update(OPEN_KEYS, {"_id": key}, {"$pull": {"ids": case_id}})  # never listed twice
             if last[case_id]:
-                directory.append(UpdateOne({"_id": key}, {"$push": {"ids": case_id}}, upsert=True))
-        if directory:
-            await self.rt.store[OPEN_KEYS].bulk_write(directory, ordered=True, session=batch.session)
+                writes.update(OPEN_KEYS, {"_id": key}, {"$push": {"ids": case_id}}, upsert=True)
 
     # ---- helpers -----------------------------------------------------------------------------------------
 
