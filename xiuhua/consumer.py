@@ -364,7 +364,7 @@ class ConsumerRunner:
             token = _pending_counts.set(counts)
             writes = self.store.writes()
             try:
-                await self.sub.handle(Batch(items, session, look_first, writes, not self.store.serializes_transactions))
+                await self.sub.handle(Batch(items, session, look_first, writes, not self.store.reads_outside))
             finally:
                 _pending_counts.reset(token)
             self.ledger.add(writes, [(i.key, i.out) for i in items if i.recorded or i.out])

@@ -100,6 +100,7 @@ def build_runtime(
     store = Store(
         settings.mongo_url, settings.database(spec.name), write_concern=settings.write_concern,
         tx_lock_dir=settings.store_tx_lock_dir, listeners=[StoreCommands(metrics)],
+        combine_writes=settings.store_combined_writes,
     )
     publisher = Publisher(broker)
     ledger = Ledger(store, publisher, clock)

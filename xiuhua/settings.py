@@ -30,6 +30,12 @@ class Settings(BaseSettings):
     store_tx_lock_dir: Path | None = Field(
         default=None, description="Serialize transactions across processes (set for the embedded nx-27017)"
     )
+    store_combined_writes: bool = Field(
+        default=False,
+        description="Send a small batch's writes to several collections as one client-level bulkWrite (MongoDB 8.0, "
+        "nx-27017): a third off report -> dispatched at 50/s on the embedded store, but off until an intermittent "
+        "nx-27017 transaction failure seen with it is understood (README, Performance)",
+    )
     db_prefix: str = Field(default="xiuhua_", description="Each service's database is <prefix><service>")
     http_host: str = "127.0.0.1"
     http_port: int = Field(default=0, description="0 = any free port (written to var/endpoints.json)")

@@ -142,6 +142,7 @@ class Store:
         write_concern: str = "majority",
         tx_lock_dir: Path | None = None,
         listeners: Sequence[monitoring.CommandListener] = (),
+        combine_writes: bool = True,
     ) -> None:
         self.client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(
             url, tz_aware=True, serverSelectionTimeoutMS=3000, connectTimeoutMS=3000, appname="xiuhua",
@@ -166,6 +167,7 @@ class Store:
         self._tx_marker = tx_lock_dir / f"{database}.txopen" if tx_lock_dir else None
         self._outside_holder: asyncio.Task[Any] | None = None  # the task in `outside_transactions`, if any
         self._client_bulk: bool | None = None  # whether the server takes a client-level bulkWrite (asked once)
+        self.combine_writes = combine_writes  # `write_together` may use it (`XIUHUA_STORE_COMBINED_WRITES`)
 
     @property
     def serializes_transactions(self) -> bool:
@@ -175,6 +177,12 @@ class Store:
 
     def __getitem__(self, name: str):
         return self.db[name]
+
+    @property
+    def reads_outside(self) -> bool:
+        """Whether a batch's handler reads outside its transaction (`Batch.reads`): where transactions run one at a
+        time and a batch's writes may go as one command, which nx-27017 takes only as a transaction's first."""
+        return self.serializes_transactions and self.combine_writes
 
     def writes(self) -> Writes:
         """An empty set of writes to this database (`write_together`)."""
@@ -194,12 +202,17 @@ class Store:
         if not runs:
             return
         if (
-            len(runs) > 1
+            self.combine_writes
+            and len(runs) > 1
             and len(writes) <= COMBINED_PER_COMMAND_SAVED * (len(runs) - 1)
             and _opens_transaction(session)
             and await self.takes_client_bulk_write()
         ):
-            await self.client.bulk_write([op for _, op in writes.ops], ordered=True, session=session)
+            # The client-level command takes the client's write concern, not this database's; a transaction's is
+            # set when it commits.
+            in_tx = session is not None and session.in_transaction
+            await self.client.bulk_write([op for _, op in writes.ops], ordered=True, session=session,
+                                         write_concern=None if in_tx else self.db.write_concern)
             return
         for collection, ops in runs:
             await self.db[collection].bulk_write(ops, ordered=True, session=session)

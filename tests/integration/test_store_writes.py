@@ -119,3 +119,32 @@ async def test_a_key_taken_refuses_the_whole_transaction(store, client_bulk: boo
             await s.in_transaction(lambda session, writes=writes: s.write_together(writes, session))
         assert _duplicate_key(refused.value), refused.value  # the consumer applies the batch again, looking first
     assert await _contents(s) == {"a": [{"_id": "a0", "v": "before"}], "b": [], "c": []}
+
+
+async def test_outside_a_transaction_the_command_keeps_the_databases_write_concern(mongo_url: str) -> None:
+    name = f"writes_{uuid.uuid4().hex[:8]}"
+    seen: list[dict] = []
+
+    class Concern(monitoring.CommandListener):
+        def started(self, event: monitoring.CommandStartedEvent) -> None:
+            if event.command_name == "bulkWrite":
+                seen.append(dict(event.command.get("writeConcern") or {}))
+
+        def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
+            pass
+
+        def failed(self, event: monitoring.CommandFailedEvent) -> None:
+            pass
+
+    s = Store(mongo_url, name, write_concern="1", listeners=[Concern()])
+    try:
+        if not await s.takes_client_bulk_write():
+            pytest.skip("the server has no client-level bulkWrite")
+        w = s.writes()
+        _batch(w)
+        await s.write_together(w)  # outside any transaction (notify's plan of a failed delivery's notice)
+        assert seen == [{"w": 1}]
+        assert len((await _contents(s))["a"]) == 2
+    finally:
+        await s.client.drop_database(name)
+        await s.close()

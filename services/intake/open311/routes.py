@@ -245,11 +245,14 @@ class Open311Api:
             token, now = earlier["_id"], earlier["at"]
         else:
             token = "T-" + new_event_id().replace("-", "")
-            await self.rt.store[SUBMISSIONS].insert_one({
-                "_id": token, "at": now, "service_code": sub.service.service_code, "fingerprint": fp,
-                "contact": {"email": c.email, "first_name": c.first_name, "last_name": c.last_name, "phone": c.phone,
-                            "device_id": c.device_id, "account_id": c.account_id},
-            })
+            # Outside any transaction, but not inside another's on the embedded store (see The store in README):
+            # lost with it, the app's retry would get a second token and a second report.
+            async with self.rt.store.outside_transactions():
+                await self.rt.store[SUBMISSIONS].insert_one({
+                    "_id": token, "at": now, "service_code": sub.service.service_code, "fingerprint": fp,
+                    "contact": {"email": c.email, "first_name": c.first_name, "last_name": c.last_name,
+                                "phone": c.phone, "device_id": c.device_id, "account_id": c.account_id},
+                })
         report = inbound_of(sub, token, now, self.rt.settings.pseudonym_key)
         out = Outgoing(subjects.report_subject("open311"), report.model_dump_json(exclude_none=True).encode(),
                        f"open311:{token}")
@@ -294,9 +297,10 @@ class Open311Api:
         raw_id = "o311-" + new_event_id().replace("-", "")
         reason = exc.reason()
         try:
-            await self.rt.store[REFUSED].insert_one({
-                "_id": raw_id, "at": self.rt.clock.now(), "status": exc.status, "body": data,
-                "content_type": request.headers.get("content-type", "")[:200], "reasons": [reason.model_dump()]})
+            async with self.rt.store.outside_transactions():  # the raw bytes are kept, not lost with another's
+                await self.rt.store[REFUSED].insert_one({
+                    "_id": raw_id, "at": self.rt.clock.now(), "status": exc.status, "body": data,
+                    "content_type": request.headers.get("content-type", "")[:200], "reasons": [reason.model_dump()]})
             await self.rt.publisher.publish(ReportRejected(correlation_id=f"open311:{raw_id}", source="open311",
                                                            raw_id=raw_id, reasons=[reason]))
         except Exception:
