@@ -85,11 +85,12 @@ class Batch:
 
     @property
     def reads(self) -> AsyncClientSession | None:
-        """The session a handler reads with: the transaction's, except where the store runs one transaction at a
-        time (the embedded store's lock), where nothing else writes while the batch holds the lock and a read
-        outside the transaction sees the same. There the transaction then begins with the batch's writes, which
-        can go as one command: nx-27017 refuses the client-level bulkWrite in a transaction begun on the
-        database, and on the path from report to dispatch that command is most of a batch's round trips."""
+        """The session a handler reads with: the transaction's, except where the store combines writes and runs one
+        transaction at a time (`Store.reads_outside`: the embedded store's lock, where nothing else writes while
+        the batch holds the lock and a read outside the transaction sees the same). There the transaction then
+        begins with the batch's writes, which can go as one command: nx-27017 refuses the client-level bulkWrite
+        in a transaction begun on the database, and on the path from report to dispatch that command is most of a
+        batch's round trips."""
         return self.session if self.reads_in_session else None
 
     def later(self) -> Writes:

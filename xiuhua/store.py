@@ -83,7 +83,8 @@ Write = InsertOne[Any] | UpdateOne | ReplaceOne[Any]
 
 class Writes:
     """Writes to several collections of one database, in order, sent together: as one client-level `bulkWrite`
-    (MongoDB 8.0, nx-27017) while they are few, else one `bulk_write` per run of writes to the same collection.
+    (MongoDB 8.0, nx-27017) while they are few and the store combines writes (`XIUHUA_STORE_COMBINED_WRITES`, off
+    by default), else one `bulk_write` per run of writes to the same collection.
 
     A batch of first deliveries on the path from report to dispatch writes a document or two into each of five
     or six collections: one command for all of them instead of one each is most of its transaction's round trips
@@ -142,7 +143,7 @@ class Store:
         write_concern: str = "majority",
         tx_lock_dir: Path | None = None,
         listeners: Sequence[monitoring.CommandListener] = (),
-        combine_writes: bool = True,
+        combine_writes: bool = False,
     ) -> None:
         self.client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(
             url, tz_aware=True, serverSelectionTimeoutMS=3000, connectTimeoutMS=3000, appname="xiuhua",

@@ -22,7 +22,7 @@ async def store(mongo_url: str) -> AsyncIterator[tuple[Store, Commands, Metrics]
     metrics = Metrics("test")
     commands = Commands(name)
     monitoring.register(commands)
-    s = Store(mongo_url, name, listeners=[StoreCommands(metrics)])
+    s = Store(mongo_url, name, listeners=[StoreCommands(metrics)], combine_writes=True)
     await s.ensure_collections(["a", "b", "c"])
     try:
         yield s, commands, metrics
@@ -136,7 +136,7 @@ async def test_outside_a_transaction_the_command_keeps_the_databases_write_conce
         def failed(self, event: monitoring.CommandFailedEvent) -> None:
             pass
 
-    s = Store(mongo_url, name, write_concern="1", listeners=[Concern()])
+    s = Store(mongo_url, name, write_concern="1", listeners=[Concern()], combine_writes=True)
     try:
         if not await s.takes_client_bulk_write():
             pytest.skip("the server has no client-level bulkWrite")
