@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from pymongo import monitoring
 
 from xiuhua import embedded
 from xiuhua.bus import provision_streams
@@ -37,6 +38,36 @@ def _docker_mongo() -> Iterator[str] | None:
             yield f"mongodb://{c.get_container_host_ip()}:{c.get_exposed_port(27017)}/?directConnection=true"
 
     return gen()
+
+
+class _Aggregations(monitoring.CommandListener):
+    """Every aggregation sent to the store from this process (`count_documents` is one)."""
+
+    def __init__(self) -> None:
+        self.seen: list[str] = []
+
+    def started(self, event: monitoring.CommandStartedEvent) -> None:
+        if event.command_name == "aggregate":
+            self.seen.append(f"{event.database_name}.{event.command.get('aggregate')} {event.command.get('pipeline')}")
+
+    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
+        pass
+
+    def failed(self, event: monitoring.CommandFailedEvent) -> None:
+        pass
+
+
+_AGGREGATIONS = _Aggregations()
+monitoring.register(_AGGREGATIONS)
+
+
+@pytest.fixture(autouse=True)
+def no_aggregations() -> Iterator[None]:
+    """No test or service aggregates against the store: nx-27017 runs an aggregation in a savepoint on the connection
+    every session of its database shares, and a transaction begun meanwhile fails to commit (`Store.count`)."""
+    _AGGREGATIONS.seen.clear()
+    yield
+    assert not _AGGREGATIONS.seen, f"aggregations sent to the store (count with Store.count): {_AGGREGATIONS.seen}"
 
 
 @pytest.fixture(scope="session")

@@ -83,7 +83,7 @@ Write = InsertOne[Any] | UpdateOne | ReplaceOne[Any]
 
 class Writes:
     """Writes to several collections of one database, in order, sent together: as one client-level `bulkWrite`
-    (MongoDB 8.0, nx-27017) while they are few and the store combines writes (`XIUHUA_STORE_COMBINED_WRITES`, off
+    (MongoDB 8.0, nx-27017) while they are few and the store combines writes (`XIUHUA_STORE_COMBINED_WRITES`, on
     by default), else one `bulk_write` per run of writes to the same collection.
 
     A batch of first deliveries on the path from report to dispatch writes a document or two into each of five
@@ -143,7 +143,7 @@ class Store:
         write_concern: str = "majority",
         tx_lock_dir: Path | None = None,
         listeners: Sequence[monitoring.CommandListener] = (),
-        combine_writes: bool = False,
+        combine_writes: bool = True,
     ) -> None:
         self.client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(
             url, tz_aware=True, serverSelectionTimeoutMS=3000, connectTimeoutMS=3000, appname="xiuhua",
@@ -225,6 +225,18 @@ class Store:
             return True
         except PyMongoError:
             return False
+
+    async def count(self, collection: str, filter: Mapping[str, Any] | None = None) -> int:
+        """How many documents of `collection` match `filter`, by the `count` command.
+
+        Not `count_documents`: PyMongo sends that as an aggregation, and nx-27017 runs an aggregation inside a
+        savepoint on the SQLite connection every session of the database shares. A transaction another client
+        begins meanwhile nests in that savepoint, and the aggregation's `ROLLBACK TO` takes the transaction's
+        savepoint with it: its commit then fails with "no such savepoint", leaving the session open on the
+        server for good (measured: a count loop against a transaction loop also left a stale temporary table
+        behind and stalled the server). MongoDB answers the command alike. (README, The store.)"""
+        reply = await self.db.command({"count": collection, "query": dict(filter or {})})
+        return int(reply["n"])
 
     async def ensure_collections(self, names: Iterable[str]) -> None:
         """Create collections up front: creating one inside a transaction breaks nx-27017's transaction."""

@@ -179,7 +179,7 @@ async def test_low_confidence_merchant_escalation_and_supervisor_found(settings,
         await asyncio.sleep(0.5)
         assert len(bus.on("case.v1.dispatched.")) == 3  # the escalation sent twice opened one case
         assert bus.on("case.v1.merged.") and bus.on("case.v1.transferred.")
-        assert await rts["dispatch"].store["cases"].count_documents({}) == 3
+        assert await rts["dispatch"].store.count("cases", {}) == 3
 
 
 async def _run_cases(settings, city, bus: BusRecorder, ids: list[str]) -> None:

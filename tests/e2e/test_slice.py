@@ -82,4 +82,4 @@ def _one(items: list) -> object:
 
 
 async def _raw_count(rts, n: int) -> bool:
-    return await rts["intake"].store["raw_reports"].count_documents({}) >= n
+    return await rts["intake"].store.count("raw_reports", {}) >= n

@@ -83,7 +83,7 @@ async def test_one_batch_sees_its_own_reports_and_costs_a_few_commands(settings,
 
             async def settled() -> bool:
                 # 36 grid reports, the broken one, and the sensor's case and return to normal
-                return await rt.store["raw_reports"].count_documents({}) == 6 * 3 * 2 + 1 + 2
+                return await rt.store.count("raw_reports", {}) == 6 * 3 * 2 + 1 + 2
 
             await eventually(settled, timeout=60)
             await eventually(lambda: len(bus.on("case.v1.merged.")) >= 12 and bus.on(SENSOR_NORMAL))
@@ -99,8 +99,8 @@ async def test_one_batch_sees_its_own_reports_and_costs_a_few_commands(settings,
             assert len(grid_cases) == 6 and len(merged) == 12
             assert {m["case_id"] for m in merged} == {e["case_id"] for e in grid_cases}
             assert sorted(m["reporters_count"] for m in merged) == [2] * 6 + [3] * 6
-            assert await rt.store["raw_reports"].count_documents({"status": "duplicate"}) == 18
-            assert await rt.store["raw_reports"].count_documents({"status": "rejected"}) == 1
+            assert await rt.store.count("raw_reports", {"status": "duplicate"}) == 18
+            assert await rt.store.count("raw_reports", {"status": "rejected"}) == 1
             counts = {d["_id"]: d["reporters"] async for d in rt.store["open_cases"].find({"source": "grid"})}
             assert sorted(counts.values()) == [3] * 6
             sensor_cases = [e for e in opened if e["source"] == "sensor"]
@@ -128,7 +128,7 @@ async def test_one_batch_sees_its_own_reports_and_costs_a_few_commands(settings,
             await eventually(lambda: len(bus.on("case.v1.merged.")) >= 13)
 
             async def resend_dropped() -> bool:
-                return await rt.store["raw_reports"].count_documents({"status": "duplicate"}) == 19
+                return await rt.store.count("raw_reports", {"status": "duplicate"}) == 19
 
             await eventually(resend_dropped)
             assert max(m["reporters_count"] for m in bus.on("case.v1.merged.")) == 4
@@ -175,7 +175,7 @@ async def test_no_lock_is_written_where_the_store_runs_one_transaction_at_a_time
 
         await store.in_transaction(look)
         assert [d["_id"] for d in found] == ["C-serial"]
-        assert await store[LOCKS].count_documents({"_id": {"$in": locks}}) == 0
+        assert await store.count(LOCKS, {"_id": {"$in": locks}}) == 0
     finally:
         await store[OPEN].delete_one({"_id": "C-serial"})
         await store[OPEN_KEYS].delete_one({"_id": key})
@@ -197,10 +197,10 @@ async def test_a_resend_taken_as_new_is_still_a_duplicate_whatever_its_outcome_w
         await publish(url, "report.v1.in.grid", {**_grid("RR-2", 120.18, 30.26), "category_code": "9999"})
 
         async def both_dropped() -> bool:
-            return await rt.store["raw_reports"].count_documents({"status": "duplicate"}) == 2
+            return await rt.store.count("raw_reports", {"status": "duplicate"}) == 2
 
         await eventually(both_dropped)
-        assert await rt.store["raw_reports"].count_documents({"status": "rejected"}) == 0
+        assert await rt.store.count("raw_reports", {"status": "rejected"}) == 0
         assert len(bus.on("case.v1.opened.")) == 1 and bus.on("report.v1.rejected") == []
         labels = {"service": "intake", "consumer": "intake-reports"}
         assert rt.metrics.registry.get_sample_value("xiuhua_batches_relooked_total", labels) >= 1

@@ -40,7 +40,7 @@ async def test_two_instances_open_each_problem_once(settings):
                     "location": {"lng": 120.11 + device * 0.01, "lat": 30.265}})
 
         async def settled() -> bool:
-            return await a.store["raw_reports"].count_documents({"source": "grid"}) == 48
+            return await a.store.count("raw_reports", {"source": "grid"}) == 48
         await eventually(settled, timeout=60)
         await eventually(lambda: len(bus.on("case.v1.opened.")) >= 11, timeout=30)
         opened = bus.on("case.v1.opened.")
@@ -50,4 +50,4 @@ async def test_two_instances_open_each_problem_once(settings):
         assert len([e for e in opened if e["source"] == "sensor"]) == 3
         assert {m["case_id"] for m in merged} == {e["case_id"] for e in grid_cases}
         assert sorted(m["reporters_count"] for m in merged) == [2] * 8 + [3] * 8
-        assert await a.store["raw_reports"].count_documents({"status": "duplicate"}) == 24
+        assert await a.store.count("raw_reports", {"status": "duplicate"}) == 24

@@ -184,7 +184,7 @@ async def test_exhausted_retries_publish_failed_once_and_keep_the_delivery(setti
         # The command centre hears of it once, on its own channel.
         watch = await doc(rt, f"delivery_failed:{d['_id']}:0:XH-CC-duty:file")
         assert watch["status"] == "delivered" and watch["case_id"] == "C-F1"
-        assert await rt.store[DELIVERIES].count_documents({"kind": "delivery_failed"}) == 1
+        assert await rt.store.count(DELIVERIES, {"kind": "delivery_failed"}) == 1
 
 
 async def test_quiet_hours_defer_non_urgent_alerts_but_not_urgent_ones(settings, city) -> None:

@@ -74,7 +74,7 @@ async def test_a_small_batch_goes_in_one_command_a_large_one_per_collection(stor
     await s.ensure_collections(["a", "b", "c"])
     await s.in_transaction(lambda session: s.write_together(big, session))
     assert _writes(commands) == {("insert", "a"): 2, ("update", "b"): 1, ("update", "c"): 1}
-    assert await s["a"].count_documents({}) == COMBINED_PER_COMMAND_SAVED * 3 + 1
+    assert await s.count("a") == COMBINED_PER_COMMAND_SAVED * 3 + 1
 
 
 async def test_a_transaction_begun_by_a_read_writes_per_collection(store) -> None:
@@ -148,3 +148,31 @@ async def test_outside_a_transaction_the_command_keeps_the_databases_write_conce
     finally:
         await s.client.drop_database(name)
         await s.close()
+
+
+async def test_counting_sends_no_aggregation(store: tuple[Store, Commands, Metrics], mongo_url: str) -> None:
+    """`Store.count` asks the `count` command, which nx-27017 answers without the savepoint an aggregation opens on
+    the connection a concurrent transaction shares."""
+    s, _, _ = store
+    sent: list[str] = []
+
+    class Sent(monitoring.CommandListener):
+        def started(self, event: monitoring.CommandStartedEvent) -> None:
+            if event.database_name == s.db.name:
+                sent.append(event.command_name)
+
+        def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
+            pass
+
+        def failed(self, event: monitoring.CommandFailedEvent) -> None:
+            pass
+
+    counting = Store(mongo_url, s.db.name, listeners=[Sent()])
+    try:
+        await s["a"].insert_many([{"_id": i, "k": i % 3} for i in range(10)])
+        assert await counting.count("a", {"k": 1}) == 3
+        assert await counting.count("a") == 10
+        assert await counting.count("missing") == 0
+        assert sent == ["count", "count", "count"]
+    finally:
+        await counting.close()
