@@ -73,6 +73,32 @@ async def backfill_seconds(col: Any, date_field: str, seconds_field: str, batch:
             return done  # every one was rewritten meanwhile; what still lacks the field waits for the next round
 
 
+async def drop_index_on(col: Any, keys: Sequence[tuple[str, int]]) -> bool:
+    """Drop the index on `keys` (one an earlier build made and this one no longer uses) if it is there; True if
+    it was.
+
+    Found in the server's list and dropped by the name listed there, not by the pattern: nx-27017 names indexes
+    its own way and lists every field as ascending; asked to drop by a pattern it answers ok and drops nothing,
+    or, for a descending field, fails (it puts the pattern's name, `..._-1`, into SQL unquoted). Until this such
+    indexes stayed there for ever, each costing every write. An index listed with other directions counts only if
+    the server renamed it, as nx-27017 does: on MongoDB it is another index."""
+    fields = [f for f, _ in keys]
+    async for index in await col.list_indexes():
+        listed = [(f, int(d)) for f, d in index["key"].items()]
+        if [f for f, _ in listed] != fields:
+            continue
+        as_made = listed == [(f, int(d)) for f, d in keys]
+        renamed = index["name"] != "_".join(f"{f}_{d}" for f, d in listed)
+        if as_made or renamed:
+            try:
+                await col.drop_index(index["name"])
+            except OperationFailure as exc:  # another instance starting dropped it first, or the store refuses
+                log.warning("%s: index %s not dropped: %s", col.name, index["name"], exc)
+                return False
+            return True
+    return False
+
+
 # One command instead of one per collection pays off for small batches only: on nx-27017 a command costs about
 # 0.9 ms of its own, and a document written through the client-level command about 0.02 ms more than through its
 # collection's (it writes them one by one). Combined while the writes are at most this many per command saved.

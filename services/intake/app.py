@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import contextlib
-
 from pymongo import ASCENDING
-from pymongo.errors import OperationFailure
 
 from contracts import subjects
 from services.intake import open311
@@ -23,6 +20,7 @@ from services.intake.handlers import (
 )
 from xiuhua.consumer import Subscription
 from xiuhua.service import Runtime, ServiceSpec
+from xiuhua.store import drop_index_on
 
 
 def subscriptions(rt: Runtime) -> list[Subscription]:
@@ -52,8 +50,8 @@ async def on_start(rt: Runtime) -> None:
     # Open cases are looked up through the merge directory (`open_keys`, by `_id`); this index finds the open ones
     # to list there (an equality on a single field: no scan on nx-27017).
     await rt.store[OPEN].create_index([("open", ASCENDING)])
-    with contextlib.suppress(OperationFailure):  # what earlier versions looked up by: one index less to keep
-        await rt.store[OPEN].drop_index([("key", ASCENDING), ("open", ASCENDING)])
+    # What earlier versions looked up by: one index less to keep.
+    await drop_index_on(rt.store[OPEN], [("key", ASCENDING), ("open", ASCENDING)])
     await rt.repair_older_builds(lambda: list_open_cases(rt.store), name="merge-directory")
     await rt.store[DEVICES].create_index([("case_id", ASCENDING)])
     await open311.on_start(rt)

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import contextlib
-
 from pymongo import ASCENDING, DESCENDING
-from pymongo.errors import OperationFailure
 
 from contracts import subjects
 from services.intake.open311.definitions import load_open311
@@ -13,7 +10,7 @@ from services.intake.open311.projection import REQUESTED_S, REQUESTS, TOKENS, Pr
 from services.intake.open311.routes import REFUSED, SUBMISSIONS, routes
 from xiuhua.consumer import Subscription
 from xiuhua.service import Runtime
-from xiuhua.store import backfill_seconds
+from xiuhua.store import backfill_seconds, drop_index_on
 
 __all__ = ["COLLECTIONS", "on_start", "routes", "subscriptions"]
 
@@ -43,11 +40,10 @@ async def on_start(rt: Runtime) -> None:
     await requests.create_index([("status", ASCENDING), (REQUESTED_S, DESCENDING)])
     await requests.create_index([("service_code", ASCENDING), (REQUESTED_S, DESCENDING)])
     for old in ("status", "service_code", None):  # what earlier versions listed by: indexes less to keep
-        with contextlib.suppress(OperationFailure):
-            await requests.drop_index([*([(old, ASCENDING)] if old else []), ("requested_datetime", DESCENDING)])
+        await drop_index_on(requests, [*([(old, ASCENDING)] if old else []), ("requested_datetime", DESCENDING)])
     await rt.repair_older_builds(lambda: backfill_seconds(requests, "requested_datetime", REQUESTED_S),
                                  name="open311-request-dates")
     # One field: nx-27017 answers an equality on a single-field index without a scan, not on a compound one.
     await rt.store[SUBMISSIONS].create_index([("fingerprint", ASCENDING)])
-    with contextlib.suppress(OperationFailure):  # what earlier versions made: one index less to keep
-        await rt.store[SUBMISSIONS].drop_index([("fingerprint", ASCENDING), ("at", DESCENDING)])
+    # What earlier versions made: one index less to keep.
+    await drop_index_on(rt.store[SUBMISSIONS], [("fingerprint", ASCENDING), ("at", DESCENDING)])
