@@ -61,6 +61,8 @@ class Child:
 class Supervisor:
     """Runs the embedded default."""
 
+    first_restart_s = 0.5  # the back-off before a crashed child's first restart, doubling with each crash after
+
     def __init__(self, settings: Settings, *, demo: bool = False, demo_rate: float = 1.0, quiet: bool = False) -> None:
         self.settings = settings
         self.var = settings.var_dir
@@ -185,7 +187,7 @@ class Supervisor:
                         f"service {c.name} crashed {len(c.crashes)} times in {CRASH_WINDOW_S:.0f}s "
                         f"(last exit code {c.proc.returncode}); see {c.log_path}"
                     )
-                delay = min(30.0, 0.5 * 2 ** (len(c.crashes) - 1))
+                delay = min(30.0, self.first_restart_s * 2 ** (len(c.crashes) - 1))
                 c.restart_at = now + delay
                 log.warning("service %s exited with %s; restarting in %.1fs", c.name, c.proc.returncode, delay)
                 self.say(f"! {c.name} exited with code {c.proc.returncode}; restarting in {delay:.1f}s")
