@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from datetime import datetime, timedelta
+from functools import cache
 
 from pydantic import ValidationError
 
@@ -11,6 +12,7 @@ from contracts.reports import INBOUND_BY_SOURCE, Inbound, RejectionReason
 
 MAX_BYTES = 256 * 1024
 FUTURE_TOLERANCE = timedelta(hours=1)
+TIMESTAMPS = ("reported_at", "received_at", "measured_at", "inspected_at", "checked_at")
 
 _CODES = {
     "missing": "missing_field",
@@ -31,6 +33,14 @@ def reasons_of(exc: ValidationError) -> list[RejectionReason]:
         code = _CODES.get(err["type"], "wrong_type" if "type" in err["type"] or "parsing" in err["type"] else "invalid")
         out.append(RejectionReason(code=code, field=field, message=err["msg"]))
     return out
+
+
+@cache
+def _timestamps(model: type[Inbound]) -> tuple[str, ...]:
+    """The fields of `TIMESTAMPS` a source's model has. Asked of the model once: `getattr` of a field a pydantic
+    model lacks goes through its slow `__getattr__` and an AttributeError, a sixth of intake's time on sensor
+    readings (profiled)."""
+    return tuple(name for name in TIMESTAMPS if name in model.model_fields)
 
 
 def parse_inbound(source: str, data: bytes, now: datetime) -> Inbound | list[RejectionReason]:
@@ -54,8 +64,8 @@ def parse_inbound(source: str, data: bytes, now: datetime) -> Inbound | list[Rej
         report = model.model_validate(body)
     except ValidationError as exc:
         return reasons_of(exc)
-    for name in ("reported_at", "received_at", "measured_at", "inspected_at", "checked_at"):
-        when = getattr(report, name, None)
+    for name in _timestamps(model):
+        when = getattr(report, name)
         if isinstance(when, datetime):
             if when.tzinfo is None:
                 return [RejectionReason(code="naive_time", field=name, message="timestamp needs a UTC offset")]

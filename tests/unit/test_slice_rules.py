@@ -6,7 +6,9 @@ import json
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
-from contracts.reports import GridReport
+import pytest
+
+from contracts.reports import INBOUND_BY_SOURCE, GridReport
 from services.intake import privacy
 from services.intake.cases import Draft, draft_case
 from services.intake.parsing import parse_inbound
@@ -58,3 +60,15 @@ def test_periods_use_city_time() -> None:
     expected = {"week": "2026-W48", "month": "2026-11", "quarter": "2026-Q4", "year": "2026"}
     assert periods_of(sunday_night_utc) == expected
 
+
+
+@pytest.mark.parametrize("source", sorted(INBOUND_BY_SOURCE))
+def test_every_source_refuses_a_timestamp_without_offset_or_in_the_future(source: str) -> None:
+    model = INBOUND_BY_SOURCE[source]
+    stamp = next(k for k in model.example_fields if k.endswith("_at"))
+    body = {**model.example_fields}
+    assert isinstance(parse_inbound(source, json.dumps(body).encode(), datetime(2030, 1, 1, tzinfo=UTC)), model)
+    future = parse_inbound(source, json.dumps({**body, stamp: "2030-01-02T00:00:00Z"}).encode(), NOW)
+    assert [(r.code, r.field) for r in future] == [("in_future", stamp)]
+    naive = parse_inbound(source, json.dumps({**body, stamp: "2026-11-23T09:58:00"}).encode(), NOW)
+    assert [(r.code, r.field) for r in naive] == [("naive_time", stamp)]
