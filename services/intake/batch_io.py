@@ -31,11 +31,11 @@ class BatchIO:
     """Reads and writes of intake's collections for one batch, inside its transaction."""
 
     def __init__(
-        self, store: Store, session: AsyncClientSession, now: datetime, *, reads_in_session: bool = True
+        self, store: Store, session: AsyncClientSession, now: datetime, *, reads: AsyncClientSession | None
     ) -> None:
         self.store = store
         self.session = session  # for the merge locks
-        self.reads = session if reads_in_session else None  # `Batch.reads`
+        self.reads = reads  # the session reads go with: the batch's (`Batch.reads`), or None outside it
         self.now = now
         self.refs: dict[str, bool] = {}  # correlation id → already has a case (or was dropped, transferred)
         self.assumed: set[str] = set()  # references taken as new without reading (`assume_new`)

@@ -145,7 +145,7 @@ class IntakeHandlers:
         batch instead of several per report (STORE.md: batches are where the speed is).
         """
         now = self.rt.clock.now()
-        io = BatchIO(self.rt.store, batch.session, now, reads_in_session=batch.reads_in_session)
+        io = BatchIO(self.rt.store, batch.session, now, reads=batch.reads)
         parsed = [parse_inbound(item.message, item.data, now) for item in batch.items]
         drafts = await self._prefetch(io, batch.items, parsed, look=batch.look_first)
         for i, (item, report) in enumerate(zip(batch.items, parsed, strict=True)):

@@ -143,7 +143,7 @@ async def test_a_lookup_touches_its_own_locks_even_when_its_keys_were_loaded_for
     here, there = Place(lng=120.155, lat=30.255), Place(lng=120.1556, lat=30.2554)  # neighbouring cells
     try:
         async with store.client.start_session() as session:
-            io = BatchIO(store, session, NOW)
+            io = BatchIO(store, session, NOW, reads=session)
             ours = duplicates.lock_keys("0201", here, dup)
             for place in (here, there):  # keys loaded for others, under others' locks
                 await io.lock_and_load(duplicates.keys_of("0201", place, dup)[1], ours)
@@ -170,7 +170,7 @@ async def test_no_lock_is_written_where_the_store_runs_one_transaction_at_a_time
         found: list[dict[str, Any]] = []
 
         async def look(session: Any) -> None:
-            io = BatchIO(store, session, NOW)
+            io = BatchIO(store, session, NOW, reads=session)
             found.extend(await io.candidates(duplicates.keys_of("0201", here, dup)[1], locks))
 
         await store.in_transaction(look)

@@ -435,7 +435,7 @@ async def _merge_lookup(store: Store, docs: list[dict[str, Any]], now: datetime,
     keys = [f"0201:30:{k}:0" for k in range(0, MERGE_KEYS, MERGE_KEYS // 9)][:9]  # a report's nine cells
 
     async def lookup() -> list[str]:
-        return sorted(d["_id"] for d in await BatchIO(store, None, now).candidates(keys, []))  # type: ignore[arg-type]
+        return sorted(d["_id"] for d in await BatchIO(store, None, now, reads=None).candidates(keys, []))  # type: ignore[arg-type]
 
     async def by_key() -> list[str]:
         return sorted([d["_id"] async for d in col.find({"key": {"$in": keys}, "open": True})])
