@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 from pymongo import monitoring
 
+from tests.helpers import Started
 from xiuhua import embedded
 from xiuhua.bus import provision_streams
 from xiuhua.city import City, load_city
@@ -40,24 +41,14 @@ def _docker_mongo() -> Iterator[str] | None:
     return gen()
 
 
-class _Aggregations(monitoring.CommandListener):
-    """Every aggregation sent to the store from this process (`count_documents` is one)."""
-
-    def __init__(self) -> None:
-        self.seen: list[str] = []
-
-    def started(self, event: monitoring.CommandStartedEvent) -> None:
-        if event.command_name == "aggregate":
-            self.seen.append(f"{event.database_name}.{event.command.get('aggregate')} {event.command.get('pipeline')}")
-
-    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
-        pass
-
-    def failed(self, event: monitoring.CommandFailedEvent) -> None:
-        pass
+def _aggregation(event: monitoring.CommandStartedEvent) -> str | None:
+    """An aggregation sent to the store (`count_documents` is one), named with its pipeline."""
+    if event.command_name != "aggregate":
+        return None
+    return f"{event.database_name}.{event.command.get('aggregate')} {event.command.get('pipeline')}"
 
 
-_AGGREGATIONS = _Aggregations()
+_AGGREGATIONS = Started(_aggregation)  # every one sent from this process
 monitoring.register(_AGGREGATIONS)
 
 

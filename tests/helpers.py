@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import json
 from collections import defaultdict
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import nats
@@ -27,7 +27,29 @@ def _ledger_named(collection: str, doc: Any) -> str:
     return "ledger:" + str(doc.get("_id", "")).split(":", 1)[0]
 
 
-class Commands(monitoring.CommandListener):
+class _OnStart(monitoring.CommandListener):
+    """A listener of commands as they start; their outcomes are not looked at."""
+
+    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
+        pass
+
+    def failed(self, event: monitoring.CommandFailedEvent) -> None:
+        pass
+
+
+class Started(_OnStart):
+    """What `pick` keeps of each command as it starts (None: nothing), in order."""
+
+    def __init__(self, pick: Callable[[monitoring.CommandStartedEvent], Any]) -> None:
+        self.pick = pick
+        self.seen: list[Any] = []
+
+    def started(self, event: monitoring.CommandStartedEvent) -> None:
+        if (kept := self.pick(event)) is not None:
+            self.seen.append(kept)
+
+
+class Commands(_OnStart):
     """Counts the commands sent to one database, per command and collection, while active."""
 
     def __init__(self, database: str) -> None:
@@ -58,12 +80,6 @@ class Commands(monitoring.CommandListener):
     def touching(self, collections: set[str]) -> int:
         """Commands that wrote to or read from any of these collections (a bulkWrite to several counts once)."""
         return sum(n for (_, c), n in self.by_collection.items() if collections & set(c.split("+")))
-
-    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
-        pass
-
-    def failed(self, event: monitoring.CommandFailedEvent) -> None:
-        pass
 
 
 class BusRecorder:

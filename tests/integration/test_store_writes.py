@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 import pytest
 from pymongo import monitoring
 
-from tests.helpers import Commands
+from tests.helpers import Commands, Started
 from xiuhua.consumer import _duplicate_key
 from xiuhua.observability import Metrics, StoreCommands
 from xiuhua.store import COMBINED_PER_COMMAND_SAVED, Store, Writes
@@ -123,27 +123,15 @@ async def test_a_key_taken_refuses_the_whole_transaction(store, client_bulk: boo
 
 async def test_outside_a_transaction_the_command_keeps_the_databases_write_concern(mongo_url: str) -> None:
     name = f"writes_{uuid.uuid4().hex[:8]}"
-    seen: list[dict] = []
-
-    class Concern(monitoring.CommandListener):
-        def started(self, event: monitoring.CommandStartedEvent) -> None:
-            if event.command_name == "bulkWrite":
-                seen.append(dict(event.command.get("writeConcern") or {}))
-
-        def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
-            pass
-
-        def failed(self, event: monitoring.CommandFailedEvent) -> None:
-            pass
-
-    s = Store(mongo_url, name, write_concern="1", listeners=[Concern()], combine_writes=True)
+    concern = Started(lambda e: dict(e.command.get("writeConcern") or {}) if e.command_name == "bulkWrite" else None)
+    s = Store(mongo_url, name, write_concern="1", listeners=[concern], combine_writes=True)
     try:
         if not await s.takes_client_bulk_write():
             pytest.skip("the server has no client-level bulkWrite")
         w = s.writes()
         _batch(w)
         await s.write_together(w)  # outside any transaction (notify's plan of a failed delivery's notice)
-        assert seen == [{"w": 1}]
+        assert concern.seen == [{"w": 1}]
         assert len((await _contents(s))["a"]) == 2
     finally:
         await s.client.drop_database(name)
@@ -154,25 +142,13 @@ async def test_counting_sends_no_aggregation(store: tuple[Store, Commands, Metri
     """`Store.count` asks the `count` command, which nx-27017 answers without the savepoint an aggregation opens on
     the connection a concurrent transaction shares."""
     s, _, _ = store
-    sent: list[str] = []
-
-    class Sent(monitoring.CommandListener):
-        def started(self, event: monitoring.CommandStartedEvent) -> None:
-            if event.database_name == s.db.name:
-                sent.append(event.command_name)
-
-        def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
-            pass
-
-        def failed(self, event: monitoring.CommandFailedEvent) -> None:
-            pass
-
-    counting = Store(mongo_url, s.db.name, listeners=[Sent()])
+    sent = Started(lambda e: e.command_name if e.database_name == s.db.name else None)
+    counting = Store(mongo_url, s.db.name, listeners=[sent])
     try:
         await s["a"].insert_many([{"_id": i, "k": i % 3} for i in range(10)])
         assert await counting.count("a", {"k": 1}) == 3
         assert await counting.count("a") == 10
         assert await counting.count("missing") == 0
-        assert sent == ["count", "count", "count"]
+        assert sent.seen == ["count", "count", "count"]
     finally:
         await counting.close()
