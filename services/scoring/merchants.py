@@ -23,6 +23,7 @@ from contracts.cases import CaseOpened
 from contracts.reports import MerchantCheck
 from services.scoring.periods import CITY_TZ, periods_of
 from xiuhua.city.assessment import MerchantRules
+from xiuhua.ranks import standings
 
 Fact = dict[str, Any]
 
@@ -187,20 +188,21 @@ def month_entry(fig: dict[str, Any]) -> dict[str, Any]:
 
 
 def ranking(rows: list[dict[str, Any]], top: int) -> list[dict[str, Any]]:
-    """Merchants of one street and month, best first (points, then fewer failures, then id); red list on top."""
+    """Merchants of one street and month, best first (points, then id for reading order); equal points share a
+    rank, and the red list (top N without a failure) takes a tie at its boundary whole."""
     ordered = sorted(rows, key=lambda r: (-r["points"], r["failures"], r["merchant_id"]))
-    out = []
-    for i, r in enumerate(ordered, 1):
-        out.append(
-            {
-                "rank": i,
-                "id": r["merchant_id"],
-                "name": r.get("name", ""),
-                "score": r["points"],
-                "board": "red" if i <= top and not r["failures"] else None,
-                "bottom": False,
-                "grade": r["grade"],
-                "figures": {"checks": r["checks"], "failures": r["failures"]},
-            }
-        )
-    return out
+    places = standings([r["points"] for r in ordered], top, 0, len(ordered), half=False)
+    return [
+        {
+            "rank": s.rank,
+            "id": r["merchant_id"],
+            "name": r.get("name", ""),
+            "score": r["points"],
+            "board": "red" if s.red and not r["failures"] else None,
+            "bottom": False,
+            "tied": s.tied,
+            "grade": r["grade"],
+            "figures": {"checks": r["checks"], "failures": r["failures"]},
+        }
+        for r, s in zip(ordered, places, strict=True)
+    ]

@@ -80,7 +80,7 @@ def test_deferred_cases_stay_due_when_the_city_says_so(rules) -> None:
 
 
 def _doc(unit: str, role: str, score: float) -> dict:
-    return {"unit_id": unit, "role": role, "score": score, "rates": {}, "due": 1}
+    return {"unit_id": unit, "role": role, "score": score, "rates": {}, "due": 1, "kind": "quarter"}
 
 
 def test_rankings_are_within_roles_with_lists_and_the_bottom_three() -> None:
@@ -88,7 +88,8 @@ def test_rankings_are_within_roles_with_lists_and_the_bottom_three() -> None:
         _doc("E1", "enforcement", 50),
         _doc("C1", "command_centre", 1),
     ]
-    t = unit_tables(docs, Ranking(red_list=2, black_list=2, bottom_flagged=3), {"S0": "零号"})
+    t, apart = unit_tables(docs, Ranking(red_list=2, black_list=2, bottom_flagged=3), {"S0": "零号"})
+    assert apart == {}
     assert set(t) == {"sanitation", "enforcement"}
     san = t["sanitation"]
     assert [r["id"] for r in san] == [f"S{i}" for i in range(8)] and san[0]["name"] == "零号"
@@ -159,7 +160,11 @@ def test_merchant_ranking() -> None:
         {"merchant_id": "A", "points": 90, "failures": 0, "grade": "A", "checks": 2},
         {"merchant_id": "C", "points": 70, "failures": 3, "grade": "C", "checks": 3},
     ]
-    assert [r["id"] for r in m.ranking(rows, 5)] == ["A", "B", "C"]
+    ranked = m.ranking(rows, 5)
+    assert [r["id"] for r in ranked] == ["A", "B", "C"]
+    # Equal points share the rank; the red list takes only those without a failure.
+    assert [(r["rank"], r["tied"], r["board"]) for r in ranked] == [
+        (1, True, "red"), (1, True, None), (3, False, None)]
 
 
 def _months(**points: float | tuple[float, bool]) -> dict:

@@ -16,6 +16,7 @@ from typing import Any
 
 from services.notify.bulletin.figures import WeekData
 from services.notify.bulletin.weeks import week_days
+from xiuhua.ranks import standings
 
 TOP = 10
 RANK_LIST = 3  # red and black lists: the top and bottom three (seed 004 penalises the bottom three units)
@@ -107,12 +108,17 @@ class Content:
     communities: list[Row]
     ranking: list[UnitRank]
     scoring_tables: dict[str, list[dict[str, Any]]] | None  # scoring's ranking by unit role, when published
-    red_list: list[dict[str, str]]  # {name, value}: the unit and the figure it was ranked by
+    red_list: list[dict[str, str]]  # {name, value[, tied]}: the unit, the figure it was ranked by, 并列
     black_list: list[dict[str, str]]
     overdue: list[dict[str, Any]]
     escalated: list[dict[str, Any]]
     merchants: list[dict[str, Any]]
     gaps: list[str] = field(default_factory=list)
+    unassessed: list[str] = field(default_factory=list)  # units with nothing assessed: not ranked
+
+    def ties_listed(self) -> bool:
+        """Whether a list holds a tie at its boundary whole (the bulletin says so)."""
+        return any(u.get("tied") for u in [*self.red_list, *self.black_list])
 
     def headline_figures(self) -> dict[str, float | int | None]:
         """The flat figures `bulletin.v1.published` carries."""
@@ -138,9 +144,13 @@ def rank_units(unit_facets: list[dict[str, Any]]) -> list[UnitRank]:
             continue
         units.append(UnitRank(0, d["key"], d.get("label") or d["key"], int(d.get("dispatched", 0)), resolved,
                               on_time, overdue, int(d.get("rework", 0)), ratio(on_time, resolved)))
-    units.sort(key=lambda u: (-(u.on_time_rate or 0.0), u.overdue, u.rework, -u.resolved, u.unit_id))
-    for i, u in enumerate(units, 1):
-        u.rank = i
+    def merit(u: UnitRank) -> tuple[float, int, int, int]:
+        return -(u.on_time_rate or 0.0), u.overdue, u.rework, -u.resolved
+
+    units.sort(key=lambda u: (*merit(u), u.unit_id))
+    # Units equal on every figure share a rank: the rank is 1 + the units strictly better.
+    for u in units:
+        u.rank = 1 + sum(1 for v in units if merit(v) < merit(u))
     return units
 
 
@@ -149,7 +159,8 @@ def boards(tables: dict[str, list[dict[str, Any]]]) -> tuple[list[dict[str, str]
     rows = [r for t in tables.values() for r in t]
 
     def entry(r: dict[str, Any]) -> dict[str, str]:
-        return {"name": str(r.get("name") or r.get("id")), "value": f"{float(r.get('score') or 0):.1f}"}
+        e = {"name": str(r.get("name") or r.get("id")), "value": f"{float(r.get('score') or 0):.1f}"}
+        return e | ({"tied": "1"} if r.get("tied") else {})
 
     red = [entry(r) for r in rows if r.get("board") == "red"]
     black = [entry(r) for r in rows if r.get("board") == "black" or r.get("bottom")]
@@ -178,8 +189,7 @@ def build_content(
     if this.ranking:
         red, black = boards(this.ranking)
     else:
-        red = [{"name": u.name, "value": pct(u.on_time_rate)} for u in ranking[:n]]
-        black = [{"name": u.name, "value": pct(u.on_time_rate)} for u in reversed(ranking[-n:])] if n else []
+        red, black = own_boards(ranking, n)
     listed = sorted(this.listed, key=lambda d: (-int(d.get("level") or 0), str(d.get("due_at") or ""), d["case_id"]))
     gaps = []
     if not this.ranking:
@@ -196,5 +206,18 @@ def build_content(
         overdue=[d for d in listed if d.get("overdue")][:LIST_ROWS],
         escalated=[d for d in listed if d.get("level")][:LIST_ROWS],
         merchants=sorted(this.merchants, key=lambda d: (not d.get("escalated"), d["merchant_id"])),
-        gaps=gaps,
+        gaps=gaps, unassessed=sorted(name for names in this.unassessed.values() for name in names),
     )
+
+
+def own_boards(ranking: list[UnitRank], n: int) -> tuple[list[dict[str, str]], list[dict[str, str]]]:
+    """Red and black lists of notify's own ranking (best first): the same tie rules as scoring's (ranks shared,
+    a tie at a boundary listed whole, equal ranks at both ends on neither list); the black list worst first."""
+    places = standings([-float(u.rank) for u in ranking], n, n, 0, half=False)
+
+    def entry(u: UnitRank, tied: bool) -> dict[str, str]:
+        return {"name": u.name, "value": pct(u.on_time_rate)} | ({"tied": "1"} if tied else {})
+
+    red = [entry(u, s.tied) for u, s in zip(ranking, places, strict=True) if s.red]
+    black = [entry(u, s.tied) for u, s in zip(ranking, places, strict=True) if s.black]
+    return red, list(reversed(black))
