@@ -114,6 +114,11 @@ class CaseDispatched(CaseEvent):
     due_at: datetime
     urgency: Urgency = Urgency.normal
     time_limit: str = Field(description="The limit as configured, e.g. 2d, 4h, 4nh")
+    due_at_estimated: bool = Field(
+        default=False,
+        description="The deadline counted days of a year whose official holiday schedule the city has not entered "
+        "(rule-based holidays, no 调休): it may move when the schedule is published",
+    )
     dispatch_round: int = Field(default=1, ge=1, description="1, then +1 each time a return re-routes it")
     source: ReportSource | None = Field(default=None, description="Where the case came from")
     supervisor_found: bool = Field(

@@ -155,10 +155,12 @@ class StoreCommands(monitoring.CommandListener):
 
 
 HealthCheck = Callable[[], Awaitable[bool]]
+HealthWarnings = Callable[[], list[str]]
 
 
-def routes(metrics: Metrics, checks: dict[str, HealthCheck]) -> list[Route]:
-    """`GET /metrics` (Prometheus text) and `GET /health` (JSON, 503 when a check fails)."""
+def routes(metrics: Metrics, checks: dict[str, HealthCheck], warnings: HealthWarnings | None = None) -> list[Route]:
+    """`GET /metrics` (Prometheus text) and `GET /health` (JSON, 503 when a check fails; `warnings` lists what an
+    operator should act on soon without the service being unhealthy)."""
 
     async def metrics_endpoint(_: Request) -> Response:
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
@@ -172,9 +174,9 @@ def routes(metrics: Metrics, checks: dict[str, HealthCheck]) -> list[Route]:
                 logging.getLogger("xiuhua.health").debug("health check %s failed", name, exc_info=True)
                 results[name] = False
         ok = all(results.values())
-        return JSONResponse(
-            {"service": metrics.service, "status": "ok" if ok else "degraded", "checks": results},
-            status_code=200 if ok else 503,
-        )
+        body: dict[str, object] = {"service": metrics.service, "status": "ok" if ok else "degraded", "checks": results}
+        if warnings is not None:
+            body["warnings"] = warnings()
+        return JSONResponse(body, status_code=200 if ok else 503)
 
     return [Route("/metrics", metrics_endpoint), Route("/health", health_endpoint)]

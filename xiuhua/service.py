@@ -83,6 +83,7 @@ class ServiceSpec:
     collections: tuple[str, ...] = ()
     on_start: Callable[[Runtime], Awaitable[None]] | None = None
     http_routes: Callable[[Runtime], list[BaseRoute]] | None = None
+    health_warnings: Callable[[Runtime], list[str]] | None = None  # /health `warnings`: act soon, not failing
 
 
 def build_runtime(
@@ -195,7 +196,10 @@ def asgi_app(spec: ServiceSpec, rt: Runtime) -> Starlette:
             gc.freeze()
             yield
 
-    routes: list[BaseRoute] = observability.routes(rt.metrics, {"nats": nats_ok, "store": rt.store.ping})
+    warn = spec.health_warnings
+    routes: list[BaseRoute] = observability.routes(
+        rt.metrics, {"nats": nats_ok, "store": rt.store.ping}, (lambda: warn(rt)) if warn else None
+    )
     if spec.http_routes:
         routes += spec.http_routes(rt)
     return Starlette(routes=routes, lifespan=lifespan)
