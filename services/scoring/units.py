@@ -80,7 +80,10 @@ def fact_of(ev: CaseEvent) -> Fact | None:
     base: Fact = {"id": ev.event_id, "at": ev.occurred_at.isoformat()}
     match ev:
         case CaseOpened():
-            return {**base, "t": "opened", "sf": ev.supervisor_found, "urgent": ev.urgency == "urgent"}
+            opened: Fact = {**base, "t": "opened", "sf": ev.supervisor_found, "urgent": ev.urgency == "urgent"}
+            if ev.merchant_id:  # a merchant's case: if it is not put right in time, the merchant is escalated
+                opened |= {"merchant": ev.merchant_id, "src": str(ev.source), "cat": ev.category_code}
+            return opened
         case CaseDispatched():
             return {
                 **base, "t": "dispatched", "unit": ev.lead_unit.unit_id, "role": str(ev.lead_unit.role),
