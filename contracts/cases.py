@@ -114,6 +114,9 @@ class CaseDispatched(CaseEvent):
     due_at: datetime
     urgency: Urgency = Urgency.normal
     time_limit: str = Field(description="The limit as configured, e.g. 2d, 4h, 4nh")
+    place: Place | None = Field(
+        default=None, description="Where the case is (as in case.v1.opened), so a reader can name the place"
+    )
     due_at_estimated: bool = Field(
         default=False,
         description="The deadline counted days of a year whose official holiday schedule the city has not entered "

@@ -172,6 +172,7 @@ def _dispatched(case: Case, ctx: Context, c: cmd.CaseCommand | None = None) -> C
         urgency=case.urgency,
         time_limit=case.time_limit,
         due_at_estimated=ctx.calendar.estimated(ctx.now, case.due_at, case.time_limit),
+        place=case.place,
         dispatch_round=case.dispatch_round,
         source=case.source,
         supervisor_found=case.supervisor_found,

@@ -102,7 +102,8 @@ def place_report(report: Inbound, city: City, text: str = "") -> Place | Rejecti
     if grid and grid in city.areas.by_code:
         return city.areas.place_of_area(grid, address=address)
     gazetteer = domain_of(city).gazetteer
-    found = gazetteer.place(address, address) or gazetteer.place(text or text_of(report), address)
+    words = text or text_of(report)
+    found = gazetteer.place(address, address, context=words) or gazetteer.place(words, address)
     return found or Place(address=address)
 
 

@@ -48,6 +48,8 @@ def build(kind: str, facts: dict[str, Any], *, urgent: bool, level: int = 0, tz:
         lines.append(f"问题类别：{facts['category']}")
     if facts.get("address"):
         lines.append(f"位置：{facts['address']}")
+    if facts.get("map"):
+        lines.append(f"地图：{facts['map']}")
     if facts.get("unit"):
         lines.append(f"责任单位：{facts['unit']}")
     if due := _local(facts.get("due_at"), tz):

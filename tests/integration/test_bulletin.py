@@ -232,7 +232,7 @@ async def test_bulletin_for_a_week_with_known_figures(settings: Settings, tmp_pa
         "| 网格巡查 | 2 | 2 | ±0 |",
         "| 1 | 垃圾箱满溢 (0201) | 3 | 2 | +1 |",
         "| 2 | 占道经营 (0101) | 2 | 0 | +2 |",
-        "| CD01-03 | 3 | 2 |",
+        "| 东园社区第3网格（CD01-03） | 3 | 2 |",  # grid cells by name, with the code inspectors use
         "| 西园社区 | 2 | 0 |",
         "| 1 | 城东环卫所 | 97.5 | 100.0% | 红榜 |",
         "| 2 | 金桥环卫所 | 61.2 | 50.0% | 黑榜 末位 |",

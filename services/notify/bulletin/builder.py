@@ -65,7 +65,8 @@ async def build_bulletin(
     With `base_url` (where `root` is served), each file in the event also names its URL."""
     parse_week(week)
     this, before = await load_week(store, week), await load_week(store, previous_week(week))
-    content = build_content(this, before, now, **assessment_of(city))
+    names = {a.code: a.name for a in city.areas.by_code.values()} if getattr(city, "areas", None) else {}
+    content = build_content(this, before, now, **assessment_of(city), area_names=names)
     week_dir = root / week
     category_en = {item.code: item.name_en for item in city.catalogue.items()}
     # Charts and templates are CPU work: off the event loop, so consumers keep running meanwhile.

@@ -133,6 +133,26 @@ def _rows(this: list[dict[str, Any]], before: list[dict[str, Any]], field_: str 
     return sorted((r for r in rows if r.value > 0), key=lambda r: (-r.value, r.key))
 
 
+UNPLACED_KEY = "-"  # the projection's key for a case with no grid or community
+UNPLACED = "未定位 unplaced"
+
+
+def hot_spots(
+    this: list[dict[str, Any]], before: list[dict[str, Any]], names: dict[str, str], *, with_code: bool = False
+) -> list[Row]:
+    """The top places of the week by name, busiest first (grid cells as 名称（代码）: inspectors use both); cases
+    without a place are their own row, always last, never a hot spot."""
+
+    def label(r: Row) -> str:
+        name = r.label if r.label != r.key else names.get(r.key, r.key)
+        return f"{name}（{r.key}）" if with_code and name != r.key else name
+
+    rows = _rows(this, before)
+    named = [Row(r.key, label(r), r.value, r.previous) for r in rows if r.key != UNPLACED_KEY]
+    unplaced = [Row(r.key, UNPLACED, r.value, r.previous) for r in rows if r.key == UNPLACED_KEY]
+    return named[:TOP] + unplaced
+
+
 def rank_units(unit_facets: list[dict[str, Any]]) -> list[UnitRank]:
     """Units with cases resolved or overdue in the week, best first: on-time rate, then fewer overdue, more
     resolved. A unit with nothing resolved but cases overdue ranks last (rate 0)."""
@@ -169,7 +189,7 @@ def boards(tables: dict[str, list[dict[str, Any]]]) -> tuple[list[dict[str, str]
 
 def build_content(
     this: WeekData, before: WeekData, generated_at: datetime, *, targets: dict[str, float] | None = None,
-    basic_counts: bool = True,
+    basic_counts: bool = True, area_names: dict[str, str] | None = None,
 ) -> Content:
     """The bulletin of `this` week, compared with `before`; `targets` default to seed 004's."""
     targets = TARGETS if targets is None else targets
@@ -200,8 +220,8 @@ def build_content(
         generated_at=generated_at, headline=headline, rates=rate_rows,
         sources=_rows(this.facets.get("source", []), before.facets.get("source", [])),
         categories=categories[:TOP], categories_total=len(categories),
-        grids=_rows(this.facets.get("grid", []), before.facets.get("grid", []))[:TOP],
-        communities=_rows(this.facets.get("community", []), before.facets.get("community", []))[:TOP],
+        grids=hot_spots(this.facets.get("grid", []), before.facets.get("grid", []), area_names or {}, with_code=True),
+        communities=hot_spots(this.facets.get("community", []), before.facets.get("community", []), area_names or {}),
         ranking=ranking, scoring_tables=this.ranking or None, red_list=red, black_list=black,
         overdue=[d for d in listed if d.get("overdue")][:LIST_ROWS],
         escalated=[d for d in listed if d.get("level")][:LIST_ROWS],
