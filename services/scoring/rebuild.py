@@ -64,6 +64,7 @@ class RebuildReport:
     # stream → ISO time of the oldest message it still holds; None: nothing has expired (complete history)
     window: dict[str, str | None] = field(default_factory=dict)
     outside_window: dict[str, int] = field(default_factory=dict)  # collection → documents not compared
+    applied: dict[str, int] = field(default_factory=dict)  # collection → live documents replaced (`--apply`)
 
 
 async def _last_seq(js: Any, stream: str, subject: str) -> int:
@@ -271,16 +272,46 @@ async def compare(
                 report.differences.append(Difference(coll, str(key), "fields", fields))
 
 
+async def apply_rebuild(
+    settings: Settings, live_db: str, fresh_db: str, window: Window, city: City
+) -> dict[str, int]:
+    """Make the live scoring collections what the rebuild made them, inside the rebuild window: the way stored
+    figures move to new rules (or a changed fold). Documents that depend on expired messages stay as they are.
+    Run it with the scoring service stopped: its consumer would write between the delete and the insert."""
+    live = Store(settings.mongo_url, live_db, write_concern=settings.write_concern)
+    fresh = Store(settings.mongo_url, fresh_db, write_concern=settings.write_concern)
+    applied: dict[str, int] = {}
+    try:
+        a_all = {coll: {d["_id"]: d async for d in live[coll].find({})} for coll in COLLECTIONS}
+        b_all = {coll: {d["_id"]: d async for d in fresh[coll].find({})} for coll in COLLECTIONS}
+        left_out = outside(a_all, b_all, window, city.assessment.merchants)
+        for coll in COLLECTIONS:
+            ids = sorted((a_all[coll].keys() | b_all[coll].keys()) - left_out.get(coll, set()), key=str)
+            for start in range(0, len(ids), BATCH):
+                chunk = ids[start : start + BATCH]
+                await live[coll].delete_many({"_id": {"$in": chunk}})
+                docs = [b_all[coll][i] for i in chunk if i in b_all[coll]]
+                if docs:
+                    await live[coll].insert_many(docs, ordered=False)
+            applied[coll] = sum(1 for i in ids if i in b_all[coll])
+    finally:
+        await live.close()
+        await fresh.close()
+    return applied
+
+
 async def rebuild_and_check(
     settings: Settings,
     city: City,
     *,
     keep: bool = False,
+    apply: bool = False,
     progress: Callable[[str, int], None] | None = None,
     window: Window | None = None,
 ) -> RebuildReport:
     """Replay into a fresh database, compare with the live one inside the rebuild window (read from the
-    streams unless given), drop the fresh database unless `keep`."""
+    streams unless given), with `apply` make the live documents the rebuilt ones, drop the fresh database
+    unless `keep`."""
     live_db = settings.database("scoring")
     fresh_db = f"{live_db}_rebuild_{uuid.uuid4().hex[:8]}"
     report = await replay(settings, city, fresh_db, progress)
@@ -288,6 +319,8 @@ async def rebuild_and_check(
     # what it contributed is left out rather than reported as missing from the rebuild.
     window = window if window is not None else await rebuild_window(settings)
     await compare(settings, live_db, fresh_db, report, window, city)
+    if apply:
+        report.applied = await apply_rebuild(settings, live_db, fresh_db, window, city)
     if not keep:
         store = Store(settings.mongo_url, fresh_db)
         try:

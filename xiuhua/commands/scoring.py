@@ -21,6 +21,10 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     r = s.add_parser("rebuild", help="replay the JetStream history into a fresh store and compare with the live one")
     r.add_argument("--check", action="store_true", help="compare with the live scores; exit 1 on any difference")
     r.add_argument("--keep", action="store_true", help="keep the rebuilt database (named in the output)")
+    r.add_argument(
+        "--apply", action="store_true",
+        help="replace the live documents with the rebuilt ones (migrates stored figures; stop scoring first)",
+    )
     r.add_argument("--json", action="store_true")
     r.set_defaults(func=_rebuild)
 
@@ -46,7 +50,7 @@ def _rebuild(args: argparse.Namespace) -> int:
         if not args.json:
             print(f"\r  {stream}: {n} messages replayed", end="", file=sys.stderr, flush=True)
 
-    report = run(settings, load_city(settings.city_dir), keep=args.keep, progress=progress)
+    report = run(settings, load_city(settings.city_dir), keep=args.keep, apply=args.apply, progress=progress)
     if not args.json:
         print(file=sys.stderr)
     lines = [
@@ -80,6 +84,8 @@ def _rebuild(args: argparse.Namespace) -> int:
         if report.differences
         else f"identical{scope}: rebuild == live"
     )
+    if args.apply:
+        lines.append("applied to the live store: " + ", ".join(f"{c} {n}" for c, n in report.applied.items()))
     if args.keep:
         lines.append(f"rebuilt database kept: {report.database}")
     emit(args, "\n".join(lines), asdict(report))
