@@ -217,7 +217,7 @@ def test_demo_catalogue_classifies_seed_problems(city) -> None:
 
 
 def test_accuracy_on_the_labelled_sets(city) -> None:
-    """The figures the README reports; they guard against regressions, they are not the goal."""
+    """The figures docs/services/intake-classification.md reports; they guard against regressions, not the goal."""
     # The tuned sets are what the city's classifier learns from: these are training figures.
     tuned = evaluate(city, load_rows(DATA / "intake_classify_eval.jsonl"))
     assert tuned["total"] >= 150 and tuned["accuracy"] >= 0.95
