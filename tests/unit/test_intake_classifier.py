@@ -204,7 +204,7 @@ def test_the_demo_city_learns_from_the_tuned_sets_and_never_from_the_blind_ones(
         assert not learnt_texts & {r["text"] for r in load_rows(DATA / f"intake_classify_{name}.jsonl")}
 
 
-def test_demo_catalogue_classifies_seed_problems(city) -> None:
+def test_demo_catalogue_classifies_the_problems_the_plans_name(city) -> None:
     c = domain_of(city).classifier
     assert c.classify("小区消防通道被杂物堵塞").code == "0103"
     assert c.classify("有人从楼上拉电线下来给电瓶车充电").code == "0901"
