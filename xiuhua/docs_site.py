@@ -79,6 +79,7 @@ def links(text: str) -> Iterator[tuple[int, str]]:
 def broken_links(root: Path = PROJECT_ROOT) -> list[str]:
     """`file:line: target: why` for every relative link that points at no file, or at no heading of its page."""
     problems = []
+    headings: dict[Path, set[str]] = {}
     for page in markdown_files(root):
         for line, target in links(page.read_text(encoding="utf-8")):
             parts = urlsplit(target)
@@ -90,8 +91,11 @@ def broken_links(root: Path = PROJECT_ROOT) -> list[str]:
                 problems.append(f"{where}: no such file")
             elif root.resolve() not in dest.parents and dest != root.resolve():
                 problems.append(f"{where}: outside the repository")
-            elif parts.fragment and dest.suffix == ".md" and parts.fragment not in anchors(dest.read_text("utf-8")):
-                problems.append(f"{where}: no heading #{parts.fragment} in {dest.name}")
+            elif parts.fragment and dest.suffix == ".md":
+                if dest not in headings:
+                    headings[dest] = anchors(dest.read_text(encoding="utf-8"))
+                if parts.fragment not in headings[dest]:
+                    problems.append(f"{where}: no heading #{parts.fragment} in {dest.name}")
     return problems
 
 

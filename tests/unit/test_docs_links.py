@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import re
+from collections.abc import Iterator
 from pathlib import Path
 
 from xiuhua.docs_site import anchors, broken_links, markdown_files, slug
@@ -47,17 +49,19 @@ _OUTSIDE = re.compile("|".join([r"DESIGN\.md", r"STORE\.md", r"\.\./shared", "is
 _SKIP_DIRS = {".git", ".venv", "var", "__pycache__", ".pytest_cache", ".ruff_cache", ".hypothesis"}
 
 
+def _project_files() -> Iterator[Path]:
+    for folder, dirs, files in os.walk(PROJECT_ROOT):
+        dirs[:] = [d for d in dirs if d not in _SKIP_DIRS and not d.endswith(".egg-info")]
+        yield from (Path(folder, f) for f in files if Path(f).suffix not in {".jsonl", ".png", ".pdf", ".pyc"})
+
+
 def test_nothing_in_the_repository_points_at_files_outside_it_or_at_issue_numbers() -> None:
     found = []
-    for path in PROJECT_ROOT.rglob("*"):
-        rel = path.relative_to(PROJECT_ROOT)
-        if not path.is_file() or _SKIP_DIRS & set(rel.parts) or rel.parts[0].endswith(".egg-info"):
-            continue
-        if path.suffix in {".jsonl", ".png", ".pdf", ".pyc", ".ttc"}:
-            continue
+    for path in _project_files():
         try:
             text = path.read_text(encoding="utf-8")
         except UnicodeDecodeError:
             continue
+        rel = path.relative_to(PROJECT_ROOT)
         found += [f"{rel}:{n}: {line.strip()}" for n, line in enumerate(text.splitlines(), 1) if _OUTSIDE.search(line)]
     assert found == []
