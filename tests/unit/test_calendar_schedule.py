@@ -5,25 +5,17 @@ from __future__ import annotations
 
 import json
 import shutil
-from datetime import date, datetime
+from datetime import date
 from pathlib import Path
-from zoneinfo import ZoneInfo
 
 import pytest
 
+from tests.unit.test_dispatch_calendar import CAL, DEMO, sh
 from xiuhua.city import CityDataError, load_city
 from xiuhua.city.business_calendar import BusinessCalendar
 from xiuhua.city.calendar import CalendarFile
 from xiuhua.cli import main
 from xiuhua.settings import DEMO_CITY
-
-SH = ZoneInfo("Asia/Shanghai")
-DEMO = load_city(DEMO_CITY).calendar
-CAL = BusinessCalendar(DEMO)
-
-
-def sh(y: int, mo: int, d: int, h: int = 0, mi: int = 0) -> datetime:
-    return datetime(y, mo, d, h, mi, tzinfo=SH)
 
 
 def test_the_demo_city_lists_2025_and_2026_with_their_sources() -> None:
