@@ -137,6 +137,12 @@ def _parse(at: str) -> datetime:
     return datetime.fromisoformat(at)
 
 
+@lru_cache(maxsize=65536)
+def _periods_at(at: str) -> dict[str, str]:
+    # Every fact of a case is spread again whenever one arrives: the calendar arithmetic is worth keeping.
+    return periods_of(_parse(at), CITY_TZ)
+
+
 def contribution(facts: Iterable[Fact]) -> Contribution:
     """What one case adds to each unit's period documents, from its facts alone (order-insensitive)."""
     ordered = sorted(facts, key=_order)
@@ -207,7 +213,7 @@ def contribution(facts: Iterable[Fact]) -> Contribution:
     # The outcomes fill a bucket of their own, dated when the case fell due (not when it was dispatched).
     outcome: Fact = {"id": "\x00due", "unit": last["unit"], "role": last["role"], "at": due_at}
     unit = last["unit"]
-    after_last = [f for f in ordered if _order(f) >= _order(last)]
+    after_last = _from(ordered, last)
     resolves = [f for f in after_last if f["t"] == "resolved" and f["unit"] == unit]
     reopen_at = max((_order(f) for f in ordered if f["t"] == "reopened"), default=None)
     closes = [f for f in ordered if f["t"] == "closed" and (reopen_at is None or _order(f) > reopen_at)]
@@ -242,13 +248,18 @@ def fell_due_at(ordered: list[Fact], last: Fact) -> str | None:
     older build) fell due when it was made."""
     if "due" not in last:
         return str(last["at"])
-    start = _order(last)
-    after = [f for f in ordered if _order(f) >= start]
+    after = _from(ordered, last)
     latest = _parse(ordered[-1]["at"])
     deadlines = [last["due"], *(f["due"] for f in after if f["t"] in {"extension", "reopened"} and "due" in f)]
     moments = [_parse(d) for d in deadlines if _parse(d) <= latest]
     moments += [_parse(f["at"]) for f in after if f["t"] == "closed"]
     return min(moments).isoformat() if moments else None
+
+
+def _from(ordered: list[Fact], first: Fact) -> list[Fact]:
+    """The facts from `first` on (they are sorted)."""
+    start = _order(first)
+    return [f for f in ordered if _order(f) >= start]
 
 
 def _spread(buckets: list[Fact], per_bucket: dict[str, dict[str, int]]) -> Contribution:
@@ -258,7 +269,7 @@ def _spread(buckets: list[Fact], per_bucket: dict[str, dict[str, int]]) -> Contr
         counters = per_bucket.get(d["id"])
         if not counters:
             continue
-        for kind, period in periods_of(_parse(d["at"]), CITY_TZ).items():
+        for kind, period in _periods_at(d["at"]).items():
             entry = out.setdefault(
                 doc_id(d["unit"], period),
                 {"unit_id": d["unit"], "role": d["role"], "period": period, "kind": kind, "c": {}},
