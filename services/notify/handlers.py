@@ -144,10 +144,11 @@ class NotifyHandlers:
 
     @staticmethod
     def ignores(ev: Any) -> bool:
-        """Case events that never alert, by what they are: everything but an urgent sensor case's opening, a
-        dispatch and the deadline events (`on_case_event` acts on nothing else)."""
-        if isinstance(ev, CaseOpened):
-            return not (ev.source == ReportSource.sensor and ev.urgency == Urgency.urgent)
+        """Case events that never alert, by what they are: everything but an urgent sensor case's opening, a duty
+        check's case opening, a dispatch and the deadline events (`on_case_event` acts on nothing else)."""
+        if isinstance(ev, CaseOpened):  # urgent sensor cases alert; a merchant is told of its failed duty
+            return not ((ev.source == ReportSource.sensor and ev.urgency == Urgency.urgent)
+                        or (ev.source == ReportSource.merchant_check and bool(ev.merchant_id)))
         return not isinstance(ev, _ALERTING)
 
     async def on_case_event(self, batch: Batch) -> None:
@@ -176,6 +177,8 @@ class NotifyHandlers:
                     planned = deliveries_for(self.rt.city, "sensor_emergency", case_id=ev.case_id,
                                              street_code=ev.street_code, urgent=True)
                     self._plan(plan, planned, "sensor_emergency", facts, 0, ev.correlation_id, ev.case_id)
+                elif self._first_failure(ev):
+                    self._merchant_notice(plan, ev)
             elif isinstance(ev, CaseDispatched):
                 case = {"_id": ev.case_id, "lead": ev.lead_unit.unit_id, "lead_name": ev.lead_unit.name,
                         "cooperating": [u.unit_id for u in ev.cooperating_units], "street_code": ev.street_code,
@@ -233,6 +236,21 @@ class NotifyHandlers:
                 facts = {"unit": unit.name if unit else unit_id, "period": period, "rank": _get(row, "rank")}
                 planned = deliveries_for(self.rt.city, "bottom_ranking", lead=unit_id, key=f"{period}:{unit_id}")
                 self._plan(plan, planned, "bottom_ranking", facts, 0, _get(ev, "correlation_id", ""), None)
+
+    def _first_failure(self, ev: CaseOpened) -> bool:
+        """A duty check's failed item (not the enforcement case a repeated failure opens): the merchant is told."""
+        return (ev.source == ReportSource.merchant_check and ev.merchant_id in self.rt.city.merchants
+                and ev.category_code != self.rt.city.routing.merchant_category)
+
+    def _merchant_notice(self, plan: _Plan, ev: CaseOpened) -> None:
+        """批评教育: tell the merchant what failed and that the community will come back; a repeat goes further."""
+        shop = self.rt.city.merchants[str(ev.merchant_id)]
+        facts = {"case_id": ev.case_id, "merchant": shop.name, "category": self._category(ev.category_code),
+                 **self._where(ev.place),
+                 "detail": "请在社区规定的时限内整改；同一事项再次未落实或逾期未整改，将移交综合执法队依法处理。"}
+        planned = deliveries_for(self.rt.city, "merchant_notice", case_id=ev.case_id, merchant=shop.id,
+                                 street_code=ev.street_code)
+        self._plan(plan, planned, "merchant_notice", facts, 0, ev.correlation_id, ev.case_id)
 
     def _merchant(self, plan: _Plan, ev: Any) -> None:
         street = _get(ev, "street_code")

@@ -20,6 +20,7 @@ TITLES: dict[str, tuple[str, str]] = {
     "sensor_emergency": ("物联感知紧急告警", "Urgent sensor alarm"),
     "bottom_ranking": ("考核排名末位（黑榜）", "Bottom of the ranking (black list)"),
     "merchant_escalation": ("门前责任区商户升级处置", "Merchant duty failure escalated"),
+    "merchant_notice": ("门前责任整改通知（批评教育）", "Front-of-door duty not met: put it right"),
     "delivery_failed": ("告警投递失败", "Alert delivery failed"),
 }
 

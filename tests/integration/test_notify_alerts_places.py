@@ -43,3 +43,31 @@ async def test_a_case_placed_by_its_point_alone_is_named_in_every_alert(settings
         lines = {d["kind"]: d["message"]["lines"] for d in docs}
         assert said in lines["new_case"] and link in lines["new_case"]
         assert said in lines["overdue"] and link in lines["overdue"]  # the overdue event carries no place itself
+
+
+async def test_a_merchant_is_told_of_its_first_failure_but_not_of_the_enforcement_case(settings, city) -> None:
+    from dataclasses import replace
+
+    from xiuhua.city.alerts import AlertRule
+
+    clock = FrozenClock(T0)
+    base = alert_city(city, "http://127.0.0.1:9/unused")
+    told = replace(base, alerts=base.alerts.model_copy(update={"rules": [
+        *base.alerts.rules, AlertRule(kind="merchant_notice", to=["merchant"], channels=["file", "sms"])]}))
+    shop = city.merchants["M-CD-0001"]
+    assert shop.channels == {"file": "merchants"}  # no SMS number in the demo: the file channel only
+    async with notify(settings, told, clock) as (rt, h):
+        for case_id, category in (("C-M1", "0402"), ("M-M-CD-0001-2026-11", city.routing.merchant_category)):
+            await send(settings, CaseOpened(
+                case_id=case_id, street_code="CD", source=ReportSource.merchant_check, source_ref=f"K1:{case_id}",
+                category_code=category, description="门前卫生不洁", merchant_id="M-CD-0001",
+                place=city.areas.place_of_area(shop.area, address=shop.address), reported_at=T0))
+        await eventually(lambda: _all_acknowledged(settings, "notify-cases"))
+        docs = [d async for d in rt.store[DELIVERIES].find({"kind": "merchant_notice"})]
+        assert [(d["case_id"], d["channel"], d["address"]) for d in docs] == [("C-M1", "file", "merchants")]
+        lines = docs[0]["message"]["lines"]
+        assert "商户：东园小吃店" in lines and any("移交综合执法队" in ln for ln in lines)
+        assert any(ln.startswith("位置：城东街道 东园社区 东园社区第3网格") for ln in lines)
+        assert await h.deliver_due() >= 1
+        outbox = (settings.var_dir / "outbox" / "merchants.jsonl").read_text()
+        assert json.loads(outbox.splitlines()[0])["title"] == "门前责任整改通知（批评教育）"
