@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from contracts.reports import GridReport, HotlineOrder, Inbound, InspectionFinding, RejectionReason
-from contracts.values import Place, Urgency
+from contracts.reports import GridReport, HotlineOrder, Inbound, InspectionFinding, RejectionReason, SensorReading
+from contracts.values import Location, Place, Urgency
 from services.intake.classifier import TRIAGE_LABEL, Classifier, Verdict, read_examples
 from services.intake.gazetteer import Gazetteer
 from services.intake.geo import to_wgs84
@@ -85,25 +85,47 @@ def classify(text: str, city: City) -> tuple[str, float] | None:
 
 def place_report(report: Inbound, city: City, text: str = "") -> Place | RejectionReason:
     """Where the report is: a point (converted to WGS84), a grid code, the gazetteer on the address, then on
-    the text; a point outside the city is refused."""
+    the text; a point outside the city is refused; nothing placeable is left to manual placement (人工定位)."""
     address = getattr(report, "address", None) or None
     loc = getattr(report, "location", None)
-    if loc is not None:
-        lng, lat = to_wgs84(loc.lng, loc.lat, loc.coord_system)
-        place = city.areas.place_of_point(lng, lat, address)
-        if place is None:
-            return RejectionReason(
-                code="out_of_city",
-                field="location",
-                message=f"the point ({lng:.6f}, {lat:.6f}) WGS84 is outside the city",
-            )
-        return place
+    if loc is not None and loc.given:
+        placed = place_point(loc, city, address)
+        if isinstance(placed, Place):
+            return placed.model_copy(update={"placed_by": "point"})
+        return placed
     grid = getattr(report, "grid_code", None)
     if grid and grid in city.areas.by_code:
-        return city.areas.place_of_area(grid, address=address)
+        return city.areas.place_of_area(grid, address=address).model_copy(update={"placed_by": "grid"})
     gazetteer = domain_of(city).gazetteer
     found = gazetteer.place(address, address) or gazetteer.place(text or text_of(report), address)
-    return found or Place(address=address)
+    if found is not None:
+        return found.model_copy(update={"placed_by": "gazetteer"})
+    return Place(address=address, placed_by="manual")
+
+
+def place_point(loc: Location, city: City, address: str | None = None) -> Place | RejectionReason:
+    """The areas of a point in any coordinate system, or `out_of_city`."""
+    lng, lat = to_wgs84(loc.lng, loc.lat, loc.coord_system)
+    place = city.areas.place_of_point(lng, lat, address)
+    if place is None:
+        return RejectionReason(
+            code="out_of_city", field="location", message=f"the point ({lng:.6f}, {lat:.6f}) WGS84 is outside the city"
+        )
+    return place
+
+
+def device_place(reading: SensorReading, city: City) -> Place:
+    """Where a reading without a usable point comes from: the registered device's point, else its site's name in
+    the gazetteer (桥西建筑工地 → JQ02-03), else manual placement (人工定位)."""
+    device = city.devices.by_id.get(reading.device_id)
+    site = reading.site_id or (device.site_id if device is not None else None)
+    if device is not None and device.lng is not None and device.lat is not None:
+        placed = city.areas.place_of_point(device.lng, device.lat, site)
+        if placed is not None:  # devices.yaml is checked at start-up: a registered point is in the city
+            return placed.model_copy(update={"placed_by": "device"})
+    if site and (found := domain_of(city).gazetteer.place(site, site)) is not None:
+        return found.model_copy(update={"placed_by": "gazetteer"})
+    return Place(address=site, placed_by="manual")
 
 
 def _named_category(report: Inbound, city: City) -> str | None:

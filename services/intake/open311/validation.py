@@ -17,7 +17,7 @@ from datetime import date, datetime, time, tzinfo
 
 from contracts.reports import RejectionReason
 from contracts.values import CoordSystem
-from services.intake import privacy
+from services.intake import privacy, wellformed
 from services.intake.open311.definitions import Attribute, Datatype, Open311Config, Service
 
 MAX_BODY = 64 * 1024
@@ -66,7 +66,9 @@ _REASON_CODES = (
     (("longer than", "at most", "too many"), "too_long"),
     (("outside the city",), "out_of_city"),
     (("between",), "out_of_range"),
-    (("not UTF-8", "NUL"), "invalid_utf8"),
+    (("not UTF-8",), "invalid_utf8"),
+    (("control character",), "control_character"),
+    (("more than once",), "duplicate_field"),
     (("not a number", "not a W3C", "not a finite"), "wrong_type"),
     (("is not one of", "takes one value", "unknown"), "not_allowed"),
 )
@@ -108,13 +110,14 @@ class Submission:
     jurisdiction_id: str | None = None
 
 
-def clean(value: str | None) -> str | None:
-    """Line breaks made `\\n`, whitespace trimmed; empty and "null"-like values are absent."""
+def clean(value: str | None, name: str = "a field") -> str | None:
+    """Line breaks made `\\n`, whitespace trimmed; empty and "null"-like values are absent; control characters
+    (NUL and the rest of C0 but tab and line breaks) refused, naming the field."""
     if value is None:
         return None
     text = value.replace("\r\n", "\n").replace("\r", "\n").strip()
-    if "\x00" in text:
-        raise Invalid(400, "a field contains a NUL character")
+    if (at := wellformed.control_at(text)) is not None:
+        raise Invalid(400, f"{name[:80]}: {wellformed.describe_control(text, at)}")
     return None if text.lower() in ABSENT else text
 
 
@@ -126,7 +129,8 @@ def scrub(text: str) -> str:
 
 
 def split_form(pairs: Iterable[tuple[str, str]]) -> tuple[dict[str, str | None], dict[str, list[str]]]:
-    """Plain fields (first occurrence wins) and `attribute[CODE]` / `attribute[CODE][]` values."""
+    """Plain fields and `attribute[CODE]` / `attribute[CODE][]` values; a plain field given twice is refused (which
+    of two values a client meant cannot be guessed, and servers that take the first or the last disagree)."""
     plain: dict[str, str | None] = {}
     attrs: dict[str, list[str]] = {}
     count = 0
@@ -135,11 +139,13 @@ def split_form(pairs: Iterable[tuple[str, str]]) -> tuple[dict[str, str | None],
         if count > MAX_FIELDS:
             raise Invalid(400, f"too many form fields (at most {MAX_FIELDS})")
         if m := _ATTR.match(name):
-            value = clean(raw)
+            value = clean(raw, name)
             if value is not None:
                 attrs.setdefault(m.group(1), []).append(value)
-        elif name not in plain:
-            plain[name] = clean(raw)
+        elif name in plain:
+            raise Invalid(400, f"{name[:80]}: given more than once")
+        else:
+            plain[name] = clean(raw, name)
     for name, value in plain.items():
         limit = LIMITS.get(name)
         if value is not None and limit is not None and len(value) > limit:
