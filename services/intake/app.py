@@ -5,7 +5,7 @@ from __future__ import annotations
 from pymongo import ASCENDING
 
 from contracts import subjects
-from services.intake import open311
+from services.intake import hj212, open311
 from services.intake.batch_io import list_open_cases
 from services.intake.cases import domain_of
 from services.intake.handlers import (
@@ -55,9 +55,11 @@ async def on_start(rt: Runtime) -> None:
     await rt.repair_older_builds(lambda: list_open_cases(rt.store), name="merge-directory")
     await rt.store[DEVICES].create_index([("case_id", ASCENDING)])
     await open311.on_start(rt)
+    await rt.store[hj212.REJECTED].create_index([("at", ASCENDING)])
 
 
 SPEC = ServiceSpec(
-    name="intake", subscriptions=subscriptions, collections=(*COLLECTIONS, *open311.COLLECTIONS), on_start=on_start,
+    name="intake", subscriptions=subscriptions, collections=(*COLLECTIONS, *open311.COLLECTIONS, hj212.REJECTED),
+    on_start=on_start, on_started=hj212.start,
     http_routes=open311.routes,
 )
