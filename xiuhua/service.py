@@ -85,6 +85,9 @@ class ServiceSpec:
     # After the broker is connected and the consumers run: listeners that publish what they hear (intake's TCP edge)
     on_started: Callable[[Runtime], Awaitable[None]] | None = None
     http_routes: Callable[[Runtime], list[BaseRoute]] | None = None
+    # The service's own city files (beyond what load_city checks), checked by `xiuhua up` before anything starts
+    # so a mistake is one `file:line: field: message` and exit code 2, not a crash loop; raises CityDataError.
+    check_city: Callable[[City], None] | None = None
 
 
 def build_runtime(

@@ -23,7 +23,7 @@ import nats
 
 from xiuhua import embedded
 from xiuhua.bus import connect_options, provision_streams
-from xiuhua.registry import SERVICES
+from xiuhua.registry import SERVICES, spec
 from xiuhua.settings import Settings
 
 log = logging.getLogger("xiuhua.up")
@@ -252,7 +252,11 @@ class Supervisor:
             from xiuhua.city import CityDataError, load_city
 
             try:
-                load_city(self.settings.city_dir)
+                city = load_city(self.settings.city_dir)
+                for name in SERVICES:  # each service's own files (open311.yaml, routing cross-checks ...)
+                    check = spec(name).check_city
+                    if check is not None:
+                        check(city)
             except CityDataError as exc:
                 self.say(f"city data error:\n{exc}")
                 return 2

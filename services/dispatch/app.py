@@ -47,4 +47,5 @@ async def on_start(rt: Runtime) -> None:
     rt.every(rt.city.calendar.timer_interval_s, h.tick, name="deadline-timers")
 
 
-SPEC = ServiceSpec(name="dispatch", subscriptions=subscriptions, collections=(CASES,), on_start=on_start)
+SPEC = ServiceSpec(name="dispatch", subscriptions=subscriptions, collections=(CASES,), on_start=on_start,
+                   check_city=routing.validate)

@@ -50,10 +50,15 @@ class Domain:
 
     def __init__(self, city: City) -> None:
         self.city = city
-        labels = {c.code for c in city.catalogue.items()} | {f"transfer:{t.id}" for t in city.intake.transfers}
-        examples = read_examples(city.folder, labels | {TRIAGE_LABEL})
+        examples = read_examples(city.folder, example_labels(city))
         self.classifier = Classifier(city.catalogue, city.intake.transfers, city.intake.classifier, examples)
         self.gazetteer = Gazetteer(city)
+
+
+def example_labels(city: City) -> set[str]:
+    """What a labelled example may be: a catalogue code, `transfer:<id>` or triage."""
+    return {c.code for c in city.catalogue.items()} | {f"transfer:{t.id}" for t in city.intake.transfers} | {
+        TRIAGE_LABEL}
 
 
 _DOMAINS: dict[int, Domain] = {}
