@@ -7,6 +7,7 @@ from typing import Any
 
 from contracts.reports import GridReport, HotlineOrder, Inbound, InspectionFinding, RejectionReason, SensorReading
 from contracts.values import Location, Place, Urgency
+from services.intake import privacy
 from services.intake.classifier import TRIAGE_LABEL, Classifier, Verdict, read_examples
 from services.intake.gazetteer import Gazetteer
 from services.intake.geo import to_wgs84
@@ -73,13 +74,14 @@ def domain_of(city: City) -> Domain:
 
 
 def text_of(report: Inbound) -> str:
-    """The report's words: title and content of a work order, a description, a note."""
+    """The report's words: title and content of a work order, a description, a note; personal data masked (the
+    words travel on the bus in the case)."""
     parts = [getattr(report, n, None) for n in ("title", "content", "description", "note")]
     seen: list[str] = []
     for p in parts:
         if isinstance(p, str) and p and p not in seen:
             seen.append(p)
-    return " ".join(seen)
+    return privacy.scrub(" ".join(seen))
 
 
 def classify(text: str, city: City) -> tuple[str, float] | None:
@@ -209,7 +211,7 @@ def merchant_drafts(city: City, merchant_id: str, failed: list[str], note: str |
         assert category is not None
         words = f"{merchant.name}（{merchant.id}）门前责任未落实：{category.name_zh}（{item}）"
         if note:
-            words += f"。{note}"
+            words += f"。{privacy.scrub(note)}"
         out.append((item, Draft(category.code, category.name_zh, 1.0, words[:2000], place, category.urgency)))
     return out
 

@@ -33,10 +33,6 @@ ABSENT = frozenset({"", "null", "none", "nil", "undefined", "(null)"})
 _ATTR = re.compile(r"^attribute\[([^\[\]]{1,64})\](\[\])?$")
 _PHONE = re.compile(r"^[0-9+()\- ]{3,40}$")
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
-# Contact details typed into free text: mainland mobiles, landlines with an area code, e-mail addresses.
-_MOBILE_IN_TEXT = re.compile(r"(?<!\d)(?:\+?86[- ]?)?1[3-9]\d(?:[- ]?\d{4}){2}(?!\d)")
-_LANDLINE_IN_TEXT = re.compile(r"(?<!\d)0\d{2,3}-\d{7,8}(?!\d)")
-_EMAIL_IN_TEXT = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
 
 
 class Invalid(Exception):
@@ -119,13 +115,6 @@ def clean(value: str | None, name: str = "a field") -> str | None:
     if (at := wellformed.control_at(text)) is not None:
         raise Invalid(400, f"{name[:80]}: {wellformed.describe_control(text, at)}")
     return None if text.lower() in ABSENT else text
-
-
-def scrub(text: str) -> str:
-    """Free text with phone numbers and e-mail addresses masked: it is published and travels on the bus."""
-    text = _MOBILE_IN_TEXT.sub(lambda m: privacy.mask_phone(m.group()[-13:]), text)
-    text = _LANDLINE_IN_TEXT.sub(lambda m: privacy.mask_phone(m.group()), text)
-    return _EMAIL_IN_TEXT.sub(lambda m: m.group()[0] + "***@" + m.group().split("@", 1)[1], text)
 
 
 def split_form(pairs: Iterable[tuple[str, str]]) -> tuple[dict[str, str | None], dict[str, list[str]]]:
@@ -233,7 +222,7 @@ def _attribute(attr: Attribute, values: list[str], tz: tzinfo) -> str | list[str
             raise Invalid(400, f"{label}: longer than {limit} characters")
         if attr.datatype == Datatype.string and "\n" in value:
             value = " ".join(value.split())
-        value = scrub(value)
+        value = privacy.scrub(value)
     return value
 
 
@@ -273,6 +262,7 @@ def parse_submission(pairs: Iterable[tuple[str, str]], config: Open311Config, tz
     if lat == 0 and lng == 0:
         lat = lng = None  # a phone without a fix sends 0,0 ("null island"): no location, not the Gulf of Guinea
     address, address_id = plain.get("address_string"), plain.get("address_id")
+    address = privacy.scrub(address) if address else address
     if lat is None and address is None and address_id is None:
         raise Invalid(400, "lat/long, address_string or address_id: one is required")
     system = plain.get("coord_system") or "wgs84"
@@ -292,7 +282,7 @@ def parse_submission(pairs: Iterable[tuple[str, str]], config: Open311Config, tz
                       phone=phone, device_id=plain.get("device_id"), account_id=plain.get("account_id"))
     return Submission(
         service=service,
-        description=scrub(plain.get("description") or ""),
+        description=privacy.scrub(plain.get("description") or ""),
         lat=lat,
         lng=lng,
         coord_system=coord_system,
