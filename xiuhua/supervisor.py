@@ -280,7 +280,9 @@ class Supervisor:
                 self.say(f"demo feed: {self.demo_rate:g} report(s) per second")
                 city = load_city(self.settings.city_dir)
                 opts = connect_options(self.client)
-                feeder = feed(self.nats_url or "", city, rate=self.demo_rate, connect_opts=opts)
+                hj212 = next((c.tcp["hj212"] for c in self.children if "hj212" in c.tcp), None)
+                address = f"tcp://{self.settings.http_host}:{hj212}" if hj212 else None
+                feeder = feed(self.nats_url or "", city, rate=self.demo_rate, connect_opts=opts, hj212=address)
                 tasks.append(asyncio.create_task(feeder))
             while not self._stop.is_set():
                 self.check_children()

@@ -187,3 +187,28 @@ def test_the_data_response_when_the_flag_asks(city) -> None:
     reply = answer(asks)
     seg = f"QN=20261123100000000;ST=91;CN=9014;PW={DUST_PW};MN={DUST_MN};Flag=4;CP=&&&&"
     assert reply == frame(seg)
+
+
+@settings(max_examples=300, deadline=None)
+@given(noise=st.binary(max_size=60), cut=st.integers(0, 200), flip=st.integers(0, 199), byte=st.integers(0, 255),
+       extra=st.sampled_from(["", ";a34002-Rtd=1e999", ";a34002-Rtd=\x00", ";DataTime=x", ";a34002-Flag=Q", "\u00e9"]))
+def test_any_bytes_give_readings_or_a_reason_naming_a_field_never_an_exception(noise, cut, flip, byte, extra) -> None:
+    if "city" not in _CITY:
+        from xiuhua.city import load_city
+        from xiuhua.settings import DEMO_CITY
+
+        _CITY["city"] = load_city(DEMO_CITY)
+    city = _CITY["city"]
+    good = bytearray(frame(dust("DataTime=20261123100000;a34002-Rtd=60,a34002-Flag=N" + extra)))
+    if flip < len(good) - 2:
+        good[flip] = byte  # one byte changed anywhere but the tail
+    stream = noise + bytes(good[:cut]) + bytes(good[cut:]) + noise
+    for candidate in Framer().feed(stream):
+        f = unwrap(candidate)
+        if isinstance(f, str):
+            continue  # a bad_length, field "length"
+        got = check(f, city.devices, TZ)
+        assert isinstance(got, Accepted) or (isinstance(got, RejectionReason) and got.field), got
+
+
+_CITY: dict = {}

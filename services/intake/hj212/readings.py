@@ -41,9 +41,9 @@ def check(frame: Frame, registry: Registry, tz: tzinfo) -> Accepted | RejectionR
     try:
         text = frame.segment.decode("utf-8")
     except UnicodeDecodeError as exc:
-        return _reason("bad_frame", None, f"the data segment is not UTF-8 at byte {exc.start}")
+        return _reason("bad_frame", "data", f"the data segment is not UTF-8 at byte {exc.start}")
     if (at := wellformed.control_at(text)) is not None:
-        return _reason("bad_frame", None, f"data segment: {wellformed.describe_control(text, at)}")
+        return _reason("bad_frame", "data", wellformed.describe_control(text, at))
     segment = segment_of(text)
     if isinstance(segment, str):
         return _reason("bad_frame", "CP", segment)
