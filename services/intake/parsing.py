@@ -49,9 +49,12 @@ def timestamp_refusal(name: str, when: datetime, now: datetime, max_age: timedel
     """Why a source's timestamp cannot be taken: no offset, older than the city's horizon, or in the future."""
     if when.tzinfo is None:
         return RejectionReason(code="naive_time", field=name, message="timestamp needs a UTC offset")
-    if when > now + FUTURE_TOLERANCE:
+    # One conversion to seconds: comparing aware datetimes asks pydantic's Python tzinfo for its offset each time
+    # (two comparisons took 4 µs a reading, a sixth of parsing one).
+    at, reference = when.timestamp(), now.timestamp()
+    if at > reference + FUTURE_TOLERANCE.total_seconds():
         return RejectionReason(code="in_future", field=name, message="timestamp is in the future")
-    if when < now - max_age:
+    if at < reference - max_age.total_seconds():
         return RejectionReason(code="too_old", field=name,
                                message=f"timestamp is older than the city's horizon of {max_age.days} days")
     return None
@@ -74,17 +77,15 @@ def parse_inbound(
     if text.count("{") + text.count("[") > limit and (deep := wellformed.too_deep(text, limit)) is not None:
         return [RejectionReason(code="too_deep", field=deep or None, message=f"nested deeper than {limit} levels")]
     try:
-        # strict=False lets control characters inside strings through the parser so the check below can name the
-        # field they are in (strict, the parser refuses them with a position only)
-        body = json.loads(text, strict=False)
+        body = wellformed.loads(text)
+    except wellformed.Refused as exc:
+        return [exc.reason]
     except json.JSONDecodeError as exc:
         return [RejectionReason(code="invalid_json", field=None, message=f"{exc.msg} at line {exc.lineno}")]
     except RecursionError:  # not reached past `too_deep`; kept so that no depth can ever escape as an exception
         return [RejectionReason(code="too_deep", field=None, message=f"nested deeper than {limit} levels")]
     if not isinstance(body, dict):
         return [RejectionReason(code="wrong_type", field=None, message="the body must be a JSON object")]
-    if (bad := wellformed.json_refusal(text, body)) is not None:
-        return [bad]
     try:
         report = model.model_validate(body)
     except ValidationError as exc:

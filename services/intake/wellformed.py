@@ -10,6 +10,7 @@ Each check names the offending field as a dotted path (`values.pm10`, `caller.na
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from collections.abc import Iterator
@@ -19,9 +20,9 @@ from contracts.reports import RejectionReason
 
 MAX_DEPTH = 16  # the deepest real payload (a sensor's values, a location) is 2 levels below the top
 CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f]|\r(?!\n)")
-# What may hide a refused value in JSON text: C0 characters, raw or escaped (\\u0000, \\b, \\f, \\r),
-# non-finite numbers, huge exponents. Text without any of them needs no walk over the parsed document.
-_SUSPECT = re.compile(r"\\u00[01][0-9a-fA-F]|\\[bfr]|[\x00-\x08\x0b\x0c\x0e-\x1f\r]|NaN|Infinity|\d[eE]\+?\d{3}")
+# An escaped C0 character inside a JSON string (raw ones the strict parser refuses by itself).
+_ESCAPED_C0 = re.compile(r"\\u00[01][0-9a-fA-F]|\\[bf]|\\r(?!\\n)")  # CR LF is a line break
+MAX_INT_DIGITS = 300  # past this an integer is no measurement (and Python refuses 4,300 digits with a ValueError)
 _TOKENS = re.compile(r'["\\{}\[\]:,]')
 
 
@@ -95,8 +96,60 @@ def refusal(value: Any, path: tuple[str | int, ...] = ()) -> RejectionReason | N
     return None
 
 
-def json_refusal(text: str, body: Any) -> RejectionReason | None:
-    """`refusal` for a parsed JSON text, walking the document only when the text holds something suspect."""
-    if _SUSPECT.search(text) is None:
-        return None
-    return refusal(body)
+class Refused(ValueError):
+    """A JSON document that parses but holds a refused value."""
+
+    def __init__(self, reason: RejectionReason) -> None:
+        super().__init__(reason.message)
+        self.reason = reason
+
+
+class _Suspect(Exception):
+    pass
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):  # 1e999, or 400 digits before the point
+        raise _Suspect
+    return value
+
+
+def _int(text: str) -> int:
+    if len(text) > MAX_INT_DIGITS:
+        raise _Suspect
+    return int(text)
+
+
+def _constant(text: str) -> float:
+    raise _Suspect  # NaN, Infinity, -Infinity
+
+
+def _lenient_int(text: str) -> int | float:
+    return int(text) if len(text) <= MAX_INT_DIGITS else math.inf
+
+
+# The strict decoder is the fast path: a refused value stops it, and the lenient one reads the document again so
+# that `refusal` can name the field (the cost falls on hostile payloads only).
+_STRICT = json.JSONDecoder(parse_float=_finite, parse_int=_int, parse_constant=_constant)
+_LENIENT = json.JSONDecoder(parse_int=_lenient_int, strict=False)
+
+
+def loads(text: str) -> Any:
+    """Parse a JSON text; raises `Refused` naming the field of a refused value, `json.JSONDecodeError` for bad
+    syntax."""
+    try:
+        body = _STRICT.decode(text)
+    except _Suspect:
+        body = _LENIENT.decode(text)
+    except json.JSONDecodeError as exc:
+        if not exc.msg.startswith("Invalid control character"):
+            raise
+        body = _LENIENT.decode(text)
+    else:
+        if "\\" not in text or _ESCAPED_C0.search(text) is None:
+            return body
+    bad = refusal(body)
+    if bad is not None:
+        raise Refused(bad)
+    return body

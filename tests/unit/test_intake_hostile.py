@@ -204,3 +204,13 @@ def test_a_control_character_in_a_form_field_is_refused_naming_it(name, char) ->
 def test_form_text_keeps_tab_and_line_breaks() -> None:
     sub = parse_submission([*{**FORM, "description": "一\r\n二\t三"}.items()], CONFIG, TZ)
     assert sub.description == "一\n二\t三"
+
+
+def test_integers_too_long_to_be_a_measurement_are_refused_not_raised() -> None:
+    body = example("sensor")
+    for digits in (wellformed.MAX_INT_DIGITS + 1, 5000):  # 5,000 digits: Python's int() itself refuses them
+        text = json.dumps(body).replace("182.0", "1" * digits)
+        out = refused("sensor", text.encode())
+        assert (out[0].code, out[0].field) == ("not_finite", "values.pm10"), out
+    text = json.dumps(body).replace("182.0", "1" * wellformed.MAX_INT_DIGITS)
+    assert isinstance(parse_inbound("sensor", text.encode(), NOW), Inbound)  # at the limit: a number (a fault later)
