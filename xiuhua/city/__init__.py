@@ -1,4 +1,5 @@
-"""A city is data: areas, units, categories, routing rules, calendar, alerts, merchants, devices.
+"""A city is data (docs/operating/city-data.md): areas, units, categories, routing rules, calendar, alerts, merchants,
+devices.
 
 `load_city(folder)` reads and validates the folder that XIUHUA_CITY_DIR names; every error names file and line.
 """
