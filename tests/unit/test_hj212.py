@@ -22,29 +22,25 @@ DUST_MN, DUST_PW = "33010020260001", "123456"  # DUST-JQ-0203, model YC-3000 (st
 OLD_MN, OLD_PW = "33010020260002", "654321"  # DUST-CD-0302, model YC-3000-old (also the swapped Modbus CRC)
 
 
-def hj212_crc(data: bytes) -> int:
-    """Written from the standard's appendix, independently of the code under test."""
+def _register(data: bytes, *, modbus: bool) -> int:
+    """Written from the standard's appendix (and the Modbus routine), independently of the code under test."""
     reg = 0xFFFF
     for byte in data:
-        reg = (reg >> 8) ^ byte
+        reg = reg ^ byte if modbus else (reg >> 8) ^ byte
         for _ in range(8):
             lsb = reg & 1
             reg >>= 1
             if lsb:
                 reg ^= 0xA001
     return reg
+
+
+def hj212_crc(data: bytes) -> int:
+    return _register(data, modbus=False)
 
 
 def modbus_crc(data: bytes) -> int:
-    reg = 0xFFFF
-    for byte in data:
-        reg ^= byte
-        for _ in range(8):
-            lsb = reg & 1
-            reg >>= 1
-            if lsb:
-                reg ^= 0xA001
-    return reg
+    return _register(data, modbus=True)
 
 
 def frame(segment: str, crc: str | None = None, length: int | None = None) -> bytes:

@@ -4,7 +4,6 @@ aliases; what (0, 0) means; manual placement."""
 from __future__ import annotations
 
 import json
-import shutil
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -15,24 +14,10 @@ from contracts.values import Location
 from services.intake.cases import device_place, place_report
 from services.intake.parsing import parse_inbound
 from services.intake.sensors import known_values
+from tests.unit.test_intake_city_data import _copy, _replace
 from xiuhua.city import CityDataError, load_city
-from xiuhua.settings import DEMO_CITY
 
 NOW = datetime(2026, 11, 23, 2, 0, tzinfo=UTC)
-
-
-def _copy(tmp_path: Path) -> Path:
-    target = tmp_path / "city"
-    shutil.copytree(DEMO_CITY, target)
-    return target
-
-
-def _replace(path: Path, old: str, new: str) -> int:
-    lines = path.read_text(encoding="utf-8").splitlines()
-    idx = next(i for i, ln in enumerate(lines) if old in ln)
-    lines[idx] = lines[idx].replace(old, new)
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    return idx + 1
 
 
 def test_a_gazetteer_point_outside_its_area_fails_start_up_naming_the_line(tmp_path: Path) -> None:

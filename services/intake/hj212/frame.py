@@ -19,23 +19,24 @@ MAX_FRAME = len(HEADER) + 4 + MAX_SEGMENT + 4 + len(TAIL)
 CrcName = Literal["standard", "modbus_swapped"]
 
 
-def crc_standard(data: bytes) -> int:
-    """The standard's own CRC-16 (HJ 212-2017 appendix): each byte enters as `reg = (reg >> 8) ^ byte`."""
+def _crc16(data: bytes, *, modbus: bool) -> int:
     reg = 0xFFFF
     for byte in data:
-        reg = (reg >> 8) ^ byte
+        # The standard's appendix brings each byte in as `reg = (reg >> 8) ^ byte`; Modbus as `reg ^= byte`.
+        reg = reg ^ byte if modbus else (reg >> 8) ^ byte
         for _ in range(8):
             reg = (reg >> 1) ^ 0xA001 if reg & 1 else reg >> 1
     return reg
 
 
+def crc_standard(data: bytes) -> int:
+    """The standard's own CRC-16 (HJ 212-2017 appendix): each byte enters as `reg = (reg >> 8) ^ byte`."""
+    return _crc16(data, modbus=False)
+
+
 def crc_modbus_swapped(data: bytes) -> int:
     """The Modbus CRC-16 (`reg ^= byte`) with its two bytes swapped, as some device firmware writes it."""
-    reg = 0xFFFF
-    for byte in data:
-        reg ^= byte
-        for _ in range(8):
-            reg = (reg >> 1) ^ 0xA001 if reg & 1 else reg >> 1
+    reg = _crc16(data, modbus=True)
     return ((reg & 0xFF) << 8) | (reg >> 8)
 
 
