@@ -71,11 +71,18 @@ async def test_lat_long_zero_is_no_point_and_an_unplaceable_report_is_left_to_ma
             "report_id": "G-01", "reported_at": (NOW - timedelta(minutes=1)).isoformat(), "inspector_id": "G-1",
             "description": "垃圾满溢", "category_code": "0201", "location": {"lng": 0.0001, "lat": 0},
             "address": "东园菜市场"})
-        opened = await eventually(lambda: bus.on("case.v1.opened.") and bus.on("report.v1.rejected") and
+        # A tilt sensor without a fix: its site's name places the case (a tilt opens one at once).
+        await publish(settings.nats_url, "report.v1.in.sensor", {
+            "device_id": "TILT-9", "device_type": "manhole_tilt",
+            "measured_at": (NOW - timedelta(minutes=1)).isoformat(), "values": {"tilt_deg": 30},
+            "location": {"lng": 0, "lat": 0}, "site_id": "桥西小学"})
+        opened = await eventually(lambda: len(bus.on("case.v1.opened.")) == 2 and bus.on("report.v1.rejected") and
                                   bus.on("case.v1.opened."))
-        assert opened[0]["source_ref"] == "G-00"
-        assert opened[0]["place"]["placed_by"] == "manual" and opened[0]["place"].get("street_code") is None
-        assert opened[0]["place"].get("lng") is None  # (0, 0) is no point, not a point off Africa
+        by_ref = {o["source_ref"].split("@")[0]: o for o in opened}
+        assert by_ref["G-00"]["place"]["placed_by"] == "manual" and by_ref["G-00"]["place"].get("street_code") is None
+        assert by_ref["G-00"]["place"].get("lng") is None  # (0, 0) is no point, not a point off Africa
+        assert (by_ref["TILT-9"]["place"]["placed_by"], by_ref["TILT-9"]["place"]["grid_code"]) == ("gazetteer",
+                                                                                                    "JQ02-01")
         assert bus.on("report.v1.rejected")[0]["reasons"][0]["code"] == "out_of_city"  # a real point near it is
 
 
