@@ -96,10 +96,7 @@ def place_report(report: Inbound, city: City, text: str = "") -> Place | Rejecti
     address = getattr(report, "address", None) or None
     loc = getattr(report, "location", None)
     if loc is not None and loc.given:
-        placed = place_point(loc, city, address)
-        if isinstance(placed, Place):
-            return placed.model_copy(update={"placed_by": "point"})
-        return placed
+        return place_point(loc, city, address)
     grid = getattr(report, "grid_code", None)
     if grid and grid in city.areas.by_code:
         return city.areas.place_of_area(grid, address=address).model_copy(update={"placed_by": "grid"})
@@ -118,7 +115,7 @@ def place_point(loc: Location, city: City, address: str | None = None) -> Place 
         return RejectionReason(
             code="out_of_city", field="location", message=f"the point ({lng:.6f}, {lat:.6f}) WGS84 is outside the city"
         )
-    return place
+    return place.model_copy(update={"placed_by": "point"})
 
 
 def device_place(reading: SensorReading, city: City) -> Place:

@@ -462,8 +462,6 @@ class IntakeHandlers:
             if len(self._points) >= 50_000:
                 self._points.clear()
             found = self._points[key] = place_point(loc, self.rt.city)
-            if isinstance(found, Place):
-                found = self._points[key] = found.model_copy(update={"placed_by": "point"})
         return found
 
     def _duplicate(self, io: BatchIO, raw_doc: dict[str, Any], source: str, correlation: str) -> None:
