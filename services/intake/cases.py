@@ -94,6 +94,8 @@ def place_report(report: Inbound, city: City, text: str = "") -> Place | Rejecti
     """Where the report is: a point (converted to WGS84), a grid code, the gazetteer on the address, then on
     the text; a point outside the city is refused; nothing placeable is left to manual placement (人工定位)."""
     address = getattr(report, "address", None) or None
+    if address:
+        address = privacy.scrub(address)  # it travels with the case: "解放路18号 电话138…" happens
     loc = getattr(report, "location", None)
     if loc is not None and loc.given:
         return place_point(loc, city, address)

@@ -93,11 +93,13 @@ def test_each_shape_masked_as_it_reads() -> None:
 
 def test_a_hotline_orders_words_reach_the_case_masked() -> None:
     body = {"order_no": "H-P", "received_at": "2026-11-23T09:58:00+08:00", "channel": "12345", "title": "反映",
-            "content": "解放路垃圾桶满溢，联系人身份证330102199001011234，回电0571-87654321或 773-636-0432"}
+            "content": "解放路垃圾桶满溢，联系人身份证330102199001011234，回电0571-87654321或 773-636-0432",
+            "address": "解放路18号 联系电话13912345678"}
     draft = draft_case(parse_inbound("hotline", json.dumps(body, ensure_ascii=False).encode(), NOW), CITY)
     words = draft.description
     for leaked in ("19900101", "8765", "636"):
         assert leaked not in words, words
+    assert draft.place.address == "解放路18号 联系电话139****5678" and draft.place.street_code == "CD"
 
 
 def test_an_open311_attribute_with_a_north_american_number_is_masked() -> None:
