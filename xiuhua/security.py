@@ -73,9 +73,9 @@ class User:
 # What each service publishes (besides `dlq.v1.<service>`). Intake answers reports; dispatch owns the lifecycle.
 SERVICE_PUBLISHES: dict[str, tuple[str, ...]] = {
     "intake": ("case.v1.opened.>", "case.v1.merged.>", "case.v1.transferred.>", subjects.REPORT_REJECTED,
-               # Open311 requests arriving over HTTP enter the bus as their own inbound source, and sensors
-               # back to normal are intake's own signal.
-               subjects.report_subject("open311"), "report.v1.sensor_normal"),
+               # Open311 requests arriving over HTTP enter the bus as their own inbound source, readings heard
+               # on the HJ 212 TCP edge as sensor readings, and sensors back to normal are intake's own signal.
+               subjects.report_subject("open311"), subjects.report_subject("sensor"), "report.v1.sensor_normal"),
     "dispatch": ("case.v1.>",),  # minus intake's three, below
     "scoring": (subjects.SCORE_ALL,),
     "notify": (subjects.NOTIFY_ALL, "bulletin.v1.>"),

@@ -82,8 +82,13 @@ class ServiceSpec:
     subscriptions: Callable[[Runtime], list[Subscription]]
     collections: tuple[str, ...] = ()
     on_start: Callable[[Runtime], Awaitable[None]] | None = None
+    # After the broker is connected and the consumers run: listeners that publish what they hear (intake's TCP edge)
+    on_started: Callable[[Runtime], Awaitable[None]] | None = None
     http_routes: Callable[[Runtime], list[BaseRoute]] | None = None
     health_warnings: Callable[[Runtime], list[str]] | None = None  # /health `warnings`: act soon, not failing
+    # The service's own city files (beyond what load_city checks), checked by `xiuhua up` before anything starts
+    # so a mistake is one `file:line: field: message` and exit code 2, not a crash loop; raises CityDataError.
+    check_city: Callable[[City], None] | None = None
 
 
 def build_runtime(
@@ -144,6 +149,8 @@ async def started(spec: ServiceSpec, rt: Runtime) -> AsyncIterator[Runtime]:
         [r.sub for r in rt.consumers],
         ack_wait=rt.settings.ack_wait,
     )
+    if spec.on_started:
+        await spec.on_started(rt)
     rt.every(5.0, lambda: _sweep(rt), name="outbox-sweeper")
     rt.every(1.0, rt.store.end_orphaned_transaction, name="orphan-transactions")
     rt.metrics.up.labels(spec.name).set(1)

@@ -56,5 +56,5 @@ def health_warnings(rt: Runtime) -> list[str]:
 
 SPEC = ServiceSpec(
     name="dispatch", subscriptions=subscriptions, collections=(CASES,), on_start=on_start,
-    health_warnings=health_warnings,
+    health_warnings=health_warnings, check_city=routing.validate,
 )

@@ -5,8 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from contracts.reports import GridReport, HotlineOrder, Inbound, InspectionFinding, RejectionReason
-from contracts.values import Place, Urgency
+from contracts.reports import GridReport, HotlineOrder, Inbound, InspectionFinding, RejectionReason, SensorReading
+from contracts.values import Location, Place, Urgency
+from services.intake import privacy
 from services.intake.classifier import TRIAGE_LABEL, Classifier, Verdict, read_examples
 from services.intake.gazetteer import Gazetteer
 from services.intake.geo import to_wgs84
@@ -50,10 +51,15 @@ class Domain:
 
     def __init__(self, city: City) -> None:
         self.city = city
-        labels = {c.code for c in city.catalogue.items()} | {f"transfer:{t.id}" for t in city.intake.transfers}
-        examples = read_examples(city.folder, labels | {TRIAGE_LABEL})
+        examples = read_examples(city.folder, example_labels(city))
         self.classifier = Classifier(city.catalogue, city.intake.transfers, city.intake.classifier, examples)
         self.gazetteer = Gazetteer(city)
+
+
+def example_labels(city: City) -> set[str]:
+    """What a labelled example may be: a catalogue code, `transfer:<id>` or triage."""
+    return {c.code for c in city.catalogue.items()} | {f"transfer:{t.id}" for t in city.intake.transfers} | {
+        TRIAGE_LABEL}
 
 
 _DOMAINS: dict[int, Domain] = {}
@@ -68,13 +74,14 @@ def domain_of(city: City) -> Domain:
 
 
 def text_of(report: Inbound) -> str:
-    """The report's words: title and content of a work order, a description, a note."""
+    """The report's words: title and content of a work order, a description, a note; personal data masked (the
+    words travel on the bus in the case)."""
     parts = [getattr(report, n, None) for n in ("title", "content", "description", "note")]
     seen: list[str] = []
     for p in parts:
         if isinstance(p, str) and p and p not in seen:
             seen.append(p)
-    return " ".join(seen)
+    return privacy.scrub(" ".join(seen))
 
 
 def classify(text: str, city: City) -> tuple[str, float] | None:
@@ -85,26 +92,47 @@ def classify(text: str, city: City) -> tuple[str, float] | None:
 
 def place_report(report: Inbound, city: City, text: str = "") -> Place | RejectionReason:
     """Where the report is: a point (converted to WGS84), a grid code, the gazetteer on the address, then on
-    the text; a point outside the city is refused."""
+    the text; a point outside the city is refused; nothing placeable is left to manual placement (人工定位)."""
     address = getattr(report, "address", None) or None
+    if address:
+        address = privacy.scrub(address)  # it travels with the case: "解放路18号 电话138…" happens
     loc = getattr(report, "location", None)
-    if loc is not None:
-        lng, lat = to_wgs84(loc.lng, loc.lat, loc.coord_system)
-        place = city.areas.place_of_point(lng, lat, address)
-        if place is None:
-            return RejectionReason(
-                code="out_of_city",
-                field="location",
-                message=f"the point ({lng:.6f}, {lat:.6f}) WGS84 is outside the city",
-            )
-        return place
+    if loc is not None and loc.given:
+        return place_point(loc, city, address)
     grid = getattr(report, "grid_code", None)
     if grid and grid in city.areas.by_code:
-        return city.areas.place_of_area(grid, address=address)
+        return city.areas.place_of_area(grid, address=address).model_copy(update={"placed_by": "grid"})
     gazetteer = domain_of(city).gazetteer
     words = text or text_of(report)
     found = gazetteer.place(address, address, context=words) or gazetteer.place(words, address)
-    return found or Place(address=address)
+    if found is not None:
+        return found.model_copy(update={"placed_by": "gazetteer"})
+    return Place(address=address, placed_by="manual")
+
+
+def place_point(loc: Location, city: City, address: str | None = None) -> Place | RejectionReason:
+    """The areas of a point in any coordinate system, or `out_of_city`."""
+    lng, lat = to_wgs84(loc.lng, loc.lat, loc.coord_system)
+    place = city.areas.place_of_point(lng, lat, address)
+    if place is None:
+        return RejectionReason(
+            code="out_of_city", field="location", message=f"the point ({lng:.6f}, {lat:.6f}) WGS84 is outside the city"
+        )
+    return place.model_copy(update={"placed_by": "point"})
+
+
+def device_place(reading: SensorReading, city: City) -> Place:
+    """Where a reading without a usable point comes from: the registered device's point, else its site's name in
+    the gazetteer (桥西建筑工地 → JQ02-03), else manual placement (人工定位)."""
+    device = city.devices.by_id.get(reading.device_id)
+    site = reading.site_id or (device.site_id if device is not None else None)
+    if device is not None and device.lng is not None and device.lat is not None:
+        placed = city.areas.place_of_point(device.lng, device.lat, site)
+        if placed is not None:  # devices.yaml is checked at start-up: a registered point is in the city
+            return placed.model_copy(update={"placed_by": "device"})
+    if site and (found := domain_of(city).gazetteer.place(site, site)) is not None:
+        return found.model_copy(update={"placed_by": "gazetteer"})
+    return Place(address=site, placed_by="manual")
 
 
 def _named_category(report: Inbound, city: City) -> str | None:
@@ -183,7 +211,7 @@ def merchant_drafts(city: City, merchant_id: str, failed: list[str], note: str |
         assert category is not None
         words = f"{merchant.name}（{merchant.id}）门前责任未落实：{category.name_zh}（{item}）"
         if note:
-            words += f"。{note}"
+            words += f"。{privacy.scrub(note)}"
         out.append((item, Draft(category.code, category.name_zh, 1.0, words[:2000], place, category.urgency)))
     return out
 
