@@ -157,8 +157,11 @@ class StoreCommands(monitoring.CommandListener):
 HealthCheck = Callable[[], Awaitable[bool]]
 
 
-def routes(metrics: Metrics, checks: dict[str, HealthCheck]) -> list[Route]:
-    """`GET /metrics` (Prometheus text) and `GET /health` (JSON, 503 when a check fails)."""
+def routes(
+    metrics: Metrics, checks: dict[str, HealthCheck], info: Callable[[], dict[str, Any]] | None = None
+) -> list[Route]:
+    """`GET /metrics` (Prometheus text) and `GET /health` (JSON, 503 when a check fails; `info`: what the service
+    adds about itself, e.g. intake's classifier in use)."""
 
     async def metrics_endpoint(_: Request) -> Response:
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
@@ -172,9 +175,9 @@ def routes(metrics: Metrics, checks: dict[str, HealthCheck]) -> list[Route]:
                 logging.getLogger("xiuhua.health").debug("health check %s failed", name, exc_info=True)
                 results[name] = False
         ok = all(results.values())
-        return JSONResponse(
-            {"service": metrics.service, "status": "ok" if ok else "degraded", "checks": results},
-            status_code=200 if ok else 503,
-        )
+        body: dict[str, Any] = {"service": metrics.service, "status": "ok" if ok else "degraded", "checks": results}
+        if info is not None:
+            body.update(info())
+        return JSONResponse(body, status_code=200 if ok else 503)
 
     return [Route("/metrics", metrics_endpoint), Route("/health", health_endpoint)]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import gc
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -83,6 +84,7 @@ class ServiceSpec:
     collections: tuple[str, ...] = ()
     on_start: Callable[[Runtime], Awaitable[None]] | None = None
     http_routes: Callable[[Runtime], list[BaseRoute]] | None = None
+    health_info: Callable[[Runtime], dict[str, Any]] | None = None  # what `/health` adds about the service
 
 
 def build_runtime(
@@ -195,7 +197,8 @@ def asgi_app(spec: ServiceSpec, rt: Runtime) -> Starlette:
             gc.freeze()
             yield
 
-    routes: list[BaseRoute] = observability.routes(rt.metrics, {"nats": nats_ok, "store": rt.store.ping})
+    info = functools.partial(spec.health_info, rt) if spec.health_info is not None else None
+    routes: list[BaseRoute] = observability.routes(rt.metrics, {"nats": nats_ok, "store": rt.store.ping}, info)
     if spec.http_routes:
         routes += spec.http_routes(rt)
     return Starlette(routes=routes, lifespan=lifespan)
