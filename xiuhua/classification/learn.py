@@ -85,7 +85,11 @@ def append_examples(folder: Path, rows: Iterable[tuple[str, str]]) -> int:
     seen = set()
     if path.exists():
         seen = {json.loads(line)["text"] for line in path.read_text(encoding="utf-8").splitlines() if line.strip()}
-    new = [(t, label) for t, label in rows if t not in seen]
+    new: list[tuple[str, str]] = []
+    for t, label in rows:
+        if t not in seen:
+            seen.add(t)
+            new.append((t, label))
     if new:
         with path.open("a", encoding="utf-8") as f:
             f.writelines(json.dumps({"text": t, "label": label}, ensure_ascii=False) + "\n" for t, label in new)
