@@ -25,7 +25,7 @@ from services.intake.classifier import EXAMPLES_FILE
 from services.intake.parsing import parse_inbound
 from xiuhua.city import City
 from xiuhua.commands import emit
-from xiuhua.settings import get_settings
+from xiuhua.settings import Settings, get_settings
 
 CHUNK = 500
 
@@ -55,11 +55,12 @@ def corrections(
     return out
 
 
-async def _load(city: City) -> list[tuple[str, str, str]]:
+async def load_corrections(city: City, settings: Settings) -> list[tuple[str, str, str]]:
+    """The command centre's decisions that differ from the classifier's, read from intake's and dispatch's
+    databases."""
     from services.dispatch.handlers import CASES
     from services.intake.handlers import RAW
 
-    settings = get_settings()
     if not settings.mongo_url:
         raise SystemExit("XIUHUA_MONGO_URL must name the store to learn from")
     client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(settings.mongo_url)
@@ -101,7 +102,7 @@ def learn_command(args: argparse.Namespace, city: City) -> int:
     from services.intake.textmodel import MODEL_FILE, TextModel
     from xiuhua.classification.model import train_command
 
-    found = asyncio.run(_load(city))
+    found = asyncio.run(load_corrections(city, get_settings()))
     lines = [f"{len(found)} decisions of the command centre differ from the classifier's:"]
     lines += [f"  {label}  {why}: {text[:50]}" for text, label, why in found[:20]]
     if args.dry_run:

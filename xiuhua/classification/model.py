@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import io
 import json
 import sys
 import time
@@ -141,7 +142,7 @@ def bench(args: argparse.Namespace, city: City) -> int:
     """`--bench`: orders per second of the keyword classifier and of the model, side by side, on ~400-character
     orders made from the labelled files (best of three passes each)."""
     files = args.bench_files or sorted(Path("tests/data").glob("hotline_blind_*.jsonl"))
-    texts = [t for f in files for t in _texts(Path(f).open(encoding="utf-8"), str(f))]
+    texts = [t for f in files for t in _texts(io.StringIO(Path(f).read_text(encoding="utf-8")), str(f))]
     orders = [(t * (400 // max(1, len(t)) + 1))[:400] for t in texts][: args.bench_n]
     engines: list[tuple[str, TextClassifier]] = [("keywords-ngrams", classifier_for(city, "rules"))]
     c = classifier_for(city, "in-use")

@@ -92,7 +92,7 @@ def _classify(args: argparse.Namespace) -> int:
         raise SystemExit("give a TEXT, --eval FILE, --batch FILE, --bench, train --from FILE or learn")
     text = " ".join(words)
     classifier = m.classifier_for(city, args.engine)
-    if isinstance(classifier, m.ModelClassifier):
+    if isinstance(classifier, ModelClassifier):
         return _show_model(args, city, classifier, text)
     assert isinstance(classifier, Classifier)
     v = classifier.classify(text)
