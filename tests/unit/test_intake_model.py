@@ -21,6 +21,7 @@ from services.intake.textmodel import MODEL_FILE, ModelError, TextModel
 from services.intake.training import fit_temperature, train
 from xiuhua.city import City, load_city
 from xiuhua.city.intake import ClassifierSettings, Transfer
+from xiuhua.city.routing import Assignee, Match, Rule
 from xiuhua.classification.model import read_export
 from xiuhua.commands.classify import load_rows
 
@@ -93,6 +94,19 @@ def test_lead_roles_follow_the_category_rules_of_routing(city: City) -> None:
             for code in (c for c in m.categories if not c.endswith("*")):
                 assert roles[code] == str(rule.lead.role)
     assert roles["0110"] == "market_supervision" and roles["0101"] == roles["0102"] == "enforcement"
+
+
+def test_a_category_rule_s_lead_wins_and_rules_with_other_conditions_do_not_count() -> None:
+    city = load_city(Path(__file__).resolve().parents[2] / "cities" / "demo")
+    city.routing.rules += [
+        Rule(id="t-low", match=Match(categories=["0101"]), lead=Assignee(role="police"), priority=4),
+        Rule(id="t-high", match=Match(categories=["0101"]), lead=Assignee(role="street_office"), priority=5),
+        Rule(id="t-same", match=Match(categories=["0101"]), lead=Assignee(role="police"), priority=5),  # later tie
+        Rule(id="t-area", match=Match(categories=["0102"], areas=["CD"]), lead=Assignee(role="police"), priority=9),
+        Rule(id="t-unit", match=Match(categories=["0103"]), lead=Assignee(unit="CD-ENF"), priority=9),
+    ]
+    roles = lead_roles(city)
+    assert roles["0101"] == "street_office" and roles["0102"] == "enforcement" and roles["0103"] == "unit:CD-ENF"
 
 
 # ---- features -------------------------------------------------------------------------------------------------
