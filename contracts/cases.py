@@ -81,6 +81,11 @@ class CaseOpened(CaseEvent):
     suggested_category_confidence: float | None = Field(
         default=None, ge=0, le=1, description="The classifier's probability for suggested_category_code"
     )
+    classifier_version: str | None = Field(
+        default=None,
+        description="The text classifier in use when intake opened the case (the city's learnt model's version, "
+        "or keywords-ngrams/N), whether or not the source named the category; None from older producers",
+    )
 
     example_fields: ClassVar[dict[str, object]] = {
         "case_id": "C-01935d1e7a4b",

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import gc
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -89,6 +90,7 @@ class ServiceSpec:
     # The service's own city files (beyond what load_city checks), checked by `xiuhua up` before anything starts
     # so a mistake is one `file:line: field: message` and exit code 2, not a crash loop; raises CityDataError.
     check_city: Callable[[City], None] | None = None
+    health_info: Callable[[Runtime], dict[str, Any]] | None = None  # what `/health` adds about the service
 
 
 def build_runtime(
@@ -204,8 +206,9 @@ def asgi_app(spec: ServiceSpec, rt: Runtime) -> Starlette:
             yield
 
     warn = spec.health_warnings
+    info = functools.partial(spec.health_info, rt) if spec.health_info is not None else None
     routes: list[BaseRoute] = observability.routes(
-        rt.metrics, {"nats": nats_ok, "store": rt.store.ping}, (lambda: warn(rt)) if warn else None
+        rt.metrics, {"nats": nats_ok, "store": rt.store.ping}, (lambda: warn(rt)) if warn else None, info
     )
     if spec.http_routes:
         routes += spec.http_routes(rt)

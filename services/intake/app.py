@@ -74,5 +74,5 @@ def check_city(city: City) -> None:
 SPEC = ServiceSpec(
     name="intake", subscriptions=subscriptions, collections=(*COLLECTIONS, *open311.COLLECTIONS, hj212.REJECTED),
     on_start=on_start, on_started=hj212.start, check_city=check_city,
-    http_routes=open311.routes,
+    http_routes=open311.routes, health_info=lambda rt: {"classifier": domain_of(rt.city).classifier_info},
 )

@@ -2,16 +2,30 @@
 
 from __future__ import annotations
 
+import logging
+import time
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 from contracts.reports import GridReport, HotlineOrder, Inbound, InspectionFinding, RejectionReason, SensorReading
 from contracts.values import Location, Place, Urgency
 from services.intake import privacy
-from services.intake.classifier import TRIAGE_LABEL, Classifier, Verdict, read_examples
+from services.intake.classifier import (
+    OUT_OF_SCOPE_LABEL,
+    TRIAGE_LABEL,
+    Classifier,
+    TextClassifier,
+    Verdict,
+    read_examples,
+)
 from services.intake.gazetteer import Gazetteer
 from services.intake.geo import to_wgs84
+from services.intake.model_classifier import ModelClassifier
+from services.intake.textmodel import MODEL_FILE, ModelError, TextModel
 from xiuhua.city import City
+
+log = logging.getLogger("xiuhua.intake")
 
 
 @dataclass(frozen=True)
@@ -47,19 +61,79 @@ class TransferDraft:
 
 
 class Domain:
-    """The city's classifier and gazetteer, built once per city."""
+    """The city's classifier and gazetteer, built once per city.
+
+    The classifier in use is the city's learnt model (`classifier_model.npz` in its folder) when there is one,
+    else the keyword and n-gram classifier trained on `classifier_examples.jsonl`. A new model file is picked up
+    without a restart: the file is looked at again at most every RELOAD_CHECK_S seconds, and a file that cannot
+    be read leaves the model in use (and is logged)."""
+
+    RELOAD_CHECK_S = 2.0
 
     def __init__(self, city: City) -> None:
         self.city = city
-        examples = read_examples(city.folder, example_labels(city))
-        self.classifier = Classifier(city.catalogue, city.intake.transfers, city.intake.classifier, examples)
         self.gazetteer = Gazetteer(city)
+        self.model_path = city.folder / MODEL_FILE
+        self.model_error: str | None = None
+        self._model: ModelClassifier | None = None
+        self._stamp: tuple[int, int] | None = None
+        self._checked = 0.0
+        self.reload()
+
+    @cached_property
+    def rules(self) -> Classifier:
+        """The keyword and n-gram classifier trained on the city's labelled orders (built when first needed)."""
+        city = self.city
+        examples = read_examples(city.folder, example_labels(city))
+        return Classifier(city.catalogue, city.intake.transfers, city.intake.classifier, examples)
+
+    def reload(self) -> bool:
+        """Load the model file if it changed since the last look; whether a new model is now in use."""
+        self._checked = time.monotonic()
+        try:
+            st = self.model_path.stat()
+        except FileNotFoundError:
+            changed = self._model is not None
+            self._model, self._stamp = None, None
+            return changed
+        stamp = (st.st_mtime_ns, st.st_size)
+        if stamp == self._stamp:
+            return False
+        self._stamp = stamp
+        try:
+            self._model = ModelClassifier(self.city, TextModel.load(self.model_path))
+            self.model_error = None
+        except (ModelError, ValueError) as exc:
+            self.model_error = str(exc)
+            log.error("classifier model not loaded, keeping the one in use: %s", exc)
+            return False
+        log.info("classifier model %s in use (%d orders)", self._model.version, self._model.model.card.trained_on)
+        return True
+
+    @property
+    def classifier(self) -> TextClassifier:
+        """The classifier in use: the learnt model, else the keyword and n-gram classifier."""
+        if time.monotonic() - self._checked >= self.RELOAD_CHECK_S:
+            self.reload()
+        return self._model if self._model is not None else self.rules
+
+    @property
+    def classifier_info(self) -> dict[str, Any]:
+        """What `/health` shows of the classifier in use."""
+        c = self.classifier
+        if isinstance(c, ModelClassifier):
+            info: dict[str, Any] = {"kind": "model", **c.model.card.summary}
+        else:
+            info = {"kind": "keywords", "version": c.version, "trained_on": c.trained_on}
+        if self.model_error:
+            info["model_error"] = self.model_error
+        return info
 
 
 def example_labels(city: City) -> set[str]:
-    """What a labelled example may be: a catalogue code, `transfer:<id>` or triage."""
+    """What a labelled example may be: a catalogue code, `transfer:<id>`, triage or out of scope."""
     return {c.code for c in city.catalogue.items()} | {f"transfer:{t.id}" for t in city.intake.transfers} | {
-        TRIAGE_LABEL}
+        TRIAGE_LABEL, OUT_OF_SCOPE_LABEL}
 
 
 _DOMAINS: dict[int, Domain] = {}

@@ -116,6 +116,9 @@ def _verdict_doc(draft: Draft | TransferDraft) -> dict[str, Any] | None:
         "best_guess": v.best_guess,
         "best_guess_confidence": v.best_guess_confidence,
         "matched": list(v.matched),
+        "unit_role": v.unit_role,
+        "out_of_scope": v.out_of_scope,
+        "classifier": v.model,
     }
 
 
@@ -307,6 +310,7 @@ class IntakeHandlers:
                 handled_on_site=bool(getattr(report, "handled_on_site", False)),
                 suggested_category_code=draft.suggestion[0],
                 suggested_category_confidence=draft.suggestion[1],
+                classifier_version=domain_of(rt.city).classifier.version,
             ),
         )
         count(self.opened.labels(source))
