@@ -37,6 +37,7 @@ from services.intake.cases import (
     Draft,
     TransferDraft,
     device_place,
+    domain_of,
     draft_case,
     failed_items,
     merchant_drafts,
