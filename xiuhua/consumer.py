@@ -32,10 +32,10 @@ from pymongo.errors import BulkWriteError, ClientBulkWriteException, DuplicateKe
 from contracts import registry, streams
 from contracts.dead_letters import DeadLetter
 from contracts.envelope import Event
+from xiuhua import third_party
 from xiuhua.bus import Outgoing, Publisher
 from xiuhua.ledger import Ledger, outgoing_of
 from xiuhua.observability import Metrics
-from xiuhua.pull_loop import LINGER_ATTR
 from xiuhua.pull_loop import install as install_pull_loop
 from xiuhua.store import Store, Writes, is_transient
 
@@ -525,7 +525,7 @@ def attach(broker: NatsBroker, runner: ConsumerRunner, *, ack_wait: float = 60.0
         title=f"{runner.service}/{sub.name}",
         description=sub.description or None,
     )
-    setattr(subscriber, LINGER_ATTR, sub.linger)
+    third_party.set_linger(subscriber, sub.linger)
     context = broker.context
 
     # The batch is read from the context here rather than injected (`Context("message")`): FastDepends resolves

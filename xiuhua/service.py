@@ -139,7 +139,7 @@ async def started(spec: ServiceSpec, rt: Runtime) -> AsyncIterator[Runtime]:
         await spec.on_start(rt)
     await rt.broker.start()
     await reconcile_consumers(
-        rt.broker.config.connection_state.connection.jetstream(),  # type: ignore[union-attr]
+        rt.broker.connection.jetstream(),
         [r.sub for r in rt.consumers],
         ack_wait=rt.settings.ack_wait,
     )
@@ -184,7 +184,7 @@ def asgi_app(spec: ServiceSpec, rt: Runtime) -> Starlette:
     """The service as an ASGI app: the broker runs in its lifespan, `/metrics` and `/health` beside it."""
 
     async def nats_ok() -> bool:
-        return bool(rt.broker.config.connection_state.connection.is_connected)  # type: ignore[union-attr]
+        return bool(rt.broker.connection.is_connected)
 
     @contextlib.asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
