@@ -197,7 +197,7 @@ def render_config(users: Sequence[User], options: ServerOptions | None = None) -
     if o.cluster:
         c = o.cluster
         lines += ["cluster {", f"  name: {_q(str(c['name']))}", f"  listen: {_q(str(c['listen']))}",
-                  f"  routes: {_list(str(r) for r in c.get('routes', []))}", "}"]  # type: ignore[union-attr]
+                  f"  routes: {_list(str(r) for r in c.get('routes', []))}", "}"]
     lines.append("authorization {")
     lines.append("  users: [")
     for u in users:

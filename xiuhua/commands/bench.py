@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 
-def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(sub: argparse._SubParsersAction) -> None:
     """Add the command."""
     p = sub.add_parser("bench", help="measure the pipeline against the bus's own relay ceiling")
     p.add_argument("--rate", type=float, default=50.0, help="offered reports/s for the latency phase")

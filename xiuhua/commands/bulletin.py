@@ -18,7 +18,7 @@ from xiuhua.commands import emit
 from xiuhua.settings import Settings, get_settings
 
 
-def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(sub: argparse._SubParsersAction) -> None:
     """Add the command."""
     p = sub.add_parser("bulletin", help="build one week's bulletin (工作周报) from notify's store now")
     p.add_argument("--week", help="ISO week in city time, e.g. 2026-W47 (default: last week)")

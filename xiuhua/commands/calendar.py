@@ -11,7 +11,7 @@ from xiuhua.commands import emit
 from xiuhua.settings import get_settings
 
 
-def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(sub: argparse._SubParsersAction) -> None:
     """Add the command."""
     p = sub.add_parser("calendar", help="business-calendar arithmetic")
     csub = p.add_subparsers(dest="calendar_command", required=True)

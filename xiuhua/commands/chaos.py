@@ -14,7 +14,7 @@ from pathlib import Path
 from xiuhua.commands import emit
 
 
-def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(sub: argparse._SubParsersAction) -> None:
     """Add the command."""
     from xiuhua.chaos.scenarios import SCENARIOS
 

@@ -19,7 +19,7 @@ from xiuhua.commands import emit
 from xiuhua.settings import get_settings
 
 
-def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(sub: argparse._SubParsersAction) -> None:
     """Add the command."""
     p = sub.add_parser("classify", help="classify a report text, or measure accuracy on a labelled file")
     p.add_argument("text", nargs="?", help="the report text (Chinese)")

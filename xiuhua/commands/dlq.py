@@ -118,7 +118,7 @@ async def redrive(
     return done
 
 
-def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(sub: argparse._SubParsersAction) -> None:
     """Add the command."""
     p = sub.add_parser("dlq", help="list dead letters, re-drive them after a fix")
     dsub = p.add_subparsers(dest="dlq_command", required=True, metavar="ACTION")

@@ -14,7 +14,7 @@ from typing import Any
 from xiuhua.commands import emit
 
 
-def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(sub: argparse._SubParsersAction) -> None:
     """Add the command."""
     p = sub.add_parser("docs", help="generate (and serve) the AsyncAPI and JSON Schema documents of the contracts")
     p.add_argument("--serve", action="store_true", help="serve the documents as HTML until Ctrl-C")

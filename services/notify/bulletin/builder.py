@@ -8,6 +8,7 @@ import urllib.parse
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from contracts.bulletins import BulletinFile, BulletinPublished
 from services.notify.bulletin.archive import rebuild_index, write_atomic, write_manifest
@@ -114,7 +115,7 @@ async def publish_once(
     return built.event
 
 
-def assessment_of(city: City) -> dict[str, object]:
+def assessment_of(city: City) -> dict[str, Any]:
     """Targets and the 基本满意 rule from the city's assessment file when it has one, else seed 004's."""
     assessment = getattr(city, "assessment", None)
     if assessment is None:
