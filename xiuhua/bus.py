@@ -152,16 +152,18 @@ async def provision_streams(
 
 @dataclass(frozen=True)
 class Outgoing:
-    """A message ready for the bus: subject, body and the id JetStream de-duplicates on."""
+    """A message ready for the bus: subject, body, the id JetStream de-duplicates on, and headers of its own (the
+    trace context of the message that caused it, `xiuhua.tracing`)."""
 
     subject: str
     body: bytes
     msg_id: str
+    headers: tuple[tuple[str, str], ...] = ()
 
     @classmethod
-    def of(cls, event: Event, subject: str | None = None) -> Outgoing:
+    def of(cls, event: Event, subject: str | None = None, headers: tuple[tuple[str, str], ...] = ()) -> Outgoing:
         """Wrap an event; its event_id is the message id."""
-        return cls(subject or event.subject_for(), event.to_json(), event.event_id)
+        return cls(subject or event.subject_for(), event.to_json(), event.event_id, headers)
 
 
 class Publisher:
@@ -184,7 +186,7 @@ class Publisher:
                 self._broker.publish(
                     o.body,
                     o.subject,
-                    headers={**JSON, "Nats-Msg-Id": o.msg_id},
+                    headers={**JSON, **dict(o.headers), "Nats-Msg-Id": o.msg_id},
                     stream=streams.stream_for(o.subject).name,
                     timeout=10.0,
                 )

@@ -21,7 +21,7 @@ from starlette.applications import Starlette
 from starlette.routing import BaseRoute
 
 from contracts import registry
-from xiuhua import observability
+from xiuhua import observability, tracing
 from xiuhua.bus import Publisher, make_broker
 from xiuhua.city import City, load_city
 from xiuhua.clock import Clock, SystemClock
@@ -204,9 +204,13 @@ def asgi_app(spec: ServiceSpec, rt: Runtime) -> Starlette:
 def serve(spec: ServiceSpec, settings: Settings | None = None) -> None:
     """Run one service as a process until SIGINT/SIGTERM."""
     settings = settings or get_settings()
+    tracing.configure(settings, spec.name)
     app = asgi_app(spec, build_runtime(spec, settings))
     config = uvicorn.Config(
         app, host=settings.http_host, port=settings.http_port, log_level="warning", access_log=False,
         lifespan="on", timeout_graceful_shutdown=5,
     )
-    uvicorn.Server(config).run()
+    try:
+        uvicorn.Server(config).run()
+    finally:
+        tracing.shutdown()
