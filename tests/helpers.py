@@ -7,6 +7,7 @@ import contextlib
 import json
 from collections import defaultdict
 from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime
 from typing import Any
 
 import nats
@@ -131,6 +132,18 @@ class BusRecorder:
         for s, _ in self.messages:
             out[s.rsplit(".", 1)[0] if s.startswith("case.") else s] += 1
         return dict(out)
+
+
+def patrol_report(report_id: str = "R-1") -> dict[str, Any]:
+    """A grid inspector's report (the app's JSON) of an overflowing litter bin in the demo city's CD street."""
+    return {
+        "report_id": report_id,
+        "reported_at": datetime.now(UTC).isoformat(),
+        "inspector_id": "G-017",
+        "description": "解放路口垃圾箱满溢，垃圾散落",
+        "category_code": "0201",
+        "location": {"lng": 120.16, "lat": 30.255, "coord_system": "wgs84"},
+    }
 
 
 async def publish(

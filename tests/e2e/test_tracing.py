@@ -4,7 +4,6 @@ alerts on it, each a child of the message that caused it (the context travels in
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import UTC, datetime
 
 import pytest
 from opentelemetry import propagate, trace
@@ -13,19 +12,8 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from tests.conftest import eventually
-from tests.helpers import BusRecorder, publish, system
+from tests.helpers import BusRecorder, patrol_report, publish, system
 from xiuhua import tracing
-
-
-def patrol_report(report_id: str = "R-1") -> dict:
-    return {
-        "report_id": report_id,
-        "reported_at": datetime.now(UTC).isoformat(),
-        "inspector_id": "G-017",
-        "description": "解放路口垃圾箱满溢，垃圾散落",
-        "category_code": "0201",
-        "location": {"lng": 120.16, "lat": 30.255, "coord_system": "wgs84"},
-    }
 
 
 @pytest.fixture
