@@ -59,10 +59,13 @@ class Steps:
         self.note(text)
         if self._progress is None or self._task is None:
             return
+        # The bar names the step by what comes before its details ("fixed rate: 50 reports/s for 10s"): the line
+        # above it has them.
+        described = f"{self.title}: {text.split(':', 1)[0].strip('… ')}"
         if total is not None:  # a step with items of its own: the bar counts them
-            self._progress.update(self._task, description=f"{self.title}: {text}", total=total, completed=0)
+            self._progress.update(self._task, description=described, total=total, completed=0)
         else:
-            self._progress.update(self._task, description=f"{self.title}: {text}", completed=self.steps - 1)
+            self._progress.update(self._task, description=described, completed=self.steps - 1)
 
     def note(self, text: str) -> None:
         """A line within the current step (printed above the bar, or as it is)."""

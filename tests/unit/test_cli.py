@@ -96,3 +96,12 @@ def test_elsewhere_a_line_per_step_and_no_bar(capsys: pytest.CaptureFixture[str]
 def test_bench_counts_its_phases(warmup: float, bulletin: int, rebuild: int, history: int, expected: int) -> None:
     args = argparse.Namespace(warmup=warmup, bulletin_cases=bulletin, rebuild_events=rebuild, history_cases=history)
     assert phases(args) == expected
+
+
+def test_the_bar_names_a_step_without_its_details() -> None:
+    console, _ = _terminal()
+    with Steps("chaos", total=2, console=console) as steps:
+        steps.step("… service_kill: two instances of every service; one of each SIGKILLed")
+        assert steps._progress.tasks[0].description == "chaos: service_kill"  # type: ignore[union-attr]
+        steps.step("replaying XH_CASES (40 messages)", total=40)
+        assert steps._progress.tasks[0].description == "chaos: replaying XH_CASES (40 messages)"  # type: ignore[union-attr]
