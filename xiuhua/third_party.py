@@ -19,7 +19,10 @@ from dataclasses import dataclass
 from importlib import metadata
 from typing import Any
 
+from faststream._internal.utils.path import Address
 from faststream.nats import PullSub
+from faststream.nats.subscriber.usecases.basic import LogicSubscriber
+from faststream.nats.subscriber.usecases.stream_basic import StreamSubscriber
 from faststream.nats.subscriber.usecases.stream_pull_subscriber import BatchPullStreamSubscriber
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
@@ -85,6 +88,15 @@ RELIANCES: tuple[Reliance, ...] = (
         and any("running" in _names(vars(c).get("__init__")) for c in BatchPullStreamSubscriber.__mro__)
         and callable(getattr(BatchPullStreamSubscriber, "consume", None))
         and all(hasattr(PullSub(batch=True), name) for name in ("batch_size", "timeout")),
+    ),
+    Reliance(
+        "faststream",
+        "a NATS subscriber's subject (an Address with broker_address), extra_options (durable) and stream",
+        "the permission model reads each service's durable consumers and served subjects from its broker",
+        lambda: isinstance(getattr(LogicSubscriber, "subject", None), property)
+        and isinstance(getattr(Address, "broker_address", None), property)
+        and "extra_options" in _names(LogicSubscriber.__init__)
+        and "stream" in _names(StreamSubscriber.__init__),
     ),
     Reliance(
         "nats-py",
@@ -184,6 +196,16 @@ class PullTask:
     linger: float
     running: Callable[[], bool]
     consume: Callable[[list[Msg]], Awaitable[Any]]
+
+
+def binding(subscriber: Any) -> tuple[str | None, str | None, str | None]:
+    """What a FastStream NATS subscriber is bound to: (stream, durable consumer, subject); None where it has none."""
+    stream = getattr(getattr(subscriber, "stream", None), "name", None)
+    durable = (getattr(subscriber, "extra_options", None) or {}).get("durable")
+    subject = getattr(subscriber, "subject", None)
+    if subject is None:
+        return stream, durable, None
+    return stream, durable, str(subject.broker_address)  # the address NATS sees (a template's wildcards filled)
 
 
 def set_linger(subscriber: Any, seconds: float) -> None:

@@ -84,3 +84,23 @@ def test_only_the_adapter_touches_library_internals() -> None:
         if private.search(line)
     ]
     assert offenders == []
+
+
+def test_a_subscribers_binding_is_read_through_the_adapter() -> None:
+    from faststream.nats import JStream, NatsBroker
+    from faststream.nats import PullSub as FastStreamPullSub
+
+    broker = NatsBroker()
+    pulled = broker.subscriber("case.v1.>", stream=JStream("XH_CASES", declare=False), durable="scoring-cases",
+                               pull_sub=FastStreamPullSub(batch=True))
+    served = broker.subscriber("score.query.v1.unit")
+    assert third_party.binding(pulled) == ("XH_CASES", "scoring-cases", "case.v1.>")
+    assert third_party.binding(served) == (None, None, "score.query.v1.unit")
+
+
+def test_a_subscriber_without_its_subject_property_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
+    from faststream.nats.subscriber.usecases.basic import LogicSubscriber
+
+    monkeypatch.setattr(LogicSubscriber, "subject", "renamed")
+    [problem] = third_party.problems()
+    assert problem.startswith("faststream 0.7.8") and "subject (an Address with broker_address)" in problem
