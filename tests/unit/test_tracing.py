@@ -72,3 +72,23 @@ def test_the_outbox_keeps_an_events_trace_headers() -> None:
     assert outgoing_of(doc) == [traced, plain]
     written_before = {"events": [{"s": "case.v1.opened.CD", "b": "{}", "id": "e-3"}]}
     assert outgoing_of(written_before) == [Outgoing("case.v1.opened.CD", b"{}", "e-3")]
+
+
+@pytest.mark.parametrize(("ratio", "recorded"), [(0.0, False), (1.0, True)])
+def test_on_by_the_setting_a_service_exports_as_itself(ratio: float, recorded: bool) -> None:
+    settings = Settings(tracing=True, tracing_endpoint="http://127.0.0.1:9/v1/traces", tracing_sample_ratio=ratio)
+    tracing.configure(settings, "dispatch")
+    try:
+        assert tracing.on()
+        provider = tracing._provider
+        assert provider is not None and provider.resource.attributes["service.name"] == "xiuhua-dispatch"
+        span = tracing.consuming("dispatch", "dispatch-opened", "case.v1.opened.CD", {}, "k")
+        assert span is not None and span.is_recording() is recorded  # the first hop decides by the ratio
+        # A later hop follows its parent's decision, whatever its own ratio.
+        sampled_parent = dict(tracing.headers_for(span)) if recorded else {
+            "traceparent": "00-" + "1" * 32 + "-" + "2" * 16 + "-01"}
+        child = tracing.consuming("notify", "notify-cases", "case.v1.dispatched.CD", sampled_parent, "k2")
+        assert child is not None and child.is_recording()
+    finally:
+        tracing.shutdown()
+    assert not tracing.on()
