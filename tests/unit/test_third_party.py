@@ -74,7 +74,9 @@ def test_only_the_adapter_touches_library_internals() -> None:
     import re
 
     root = pathlib.Path(third_party.__file__).resolve().parents[1]
-    private = re.compile(r"(?<!self)\._(pending_queue|pending_size|nms|deliver|nc|consume_pull)\b|connection_state")
+    private = re.compile(
+        r"(?<!self)\._(pending_queue|pending_size|nms|deliver|nc|consume_pull)\b|connection_state|\bextra_options\b"
+    )
     offenders = [
         f"{path.relative_to(root)}:{n}"
         for folder in ("xiuhua", "services", "contracts")
