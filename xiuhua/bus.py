@@ -66,7 +66,7 @@ async def connect_once(servers: str | Sequence[str], **opts: object) -> nats.NAT
 
     try:
         return await nats.connect(
-            servers,
+            servers if isinstance(servers, str) else list(servers),
             allow_reconnect=False,
             max_reconnect_attempts=2,  # nats-py retries a refused first connect this often per server
             reconnect_time_wait=0.5,

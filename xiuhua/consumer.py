@@ -497,7 +497,7 @@ def _duplicate_key(exc: BaseException) -> bool:
     if isinstance(exc, BulkWriteError):
         return any(e.get("code") == 11000 for e in exc.details.get("writeErrors", []))
     if isinstance(exc, ClientBulkWriteException):
-        return any(e.get("code") == 11000 for e in exc.write_errors or [])
+        return any(e.get("code") == 11000 for e in exc.details.get("writeErrors", []))
     return False
 
 

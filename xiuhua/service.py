@@ -195,7 +195,7 @@ def asgi_app(spec: ServiceSpec, rt: Runtime) -> Starlette:
             gc.freeze()
             yield
 
-    routes: list[BaseRoute] = observability.routes(rt.metrics, {"nats": nats_ok, "store": rt.store.ping})
+    routes: list[BaseRoute] = [*observability.routes(rt.metrics, {"nats": nats_ok, "store": rt.store.ping})]
     if spec.http_routes:
         routes += spec.http_routes(rt)
     return Starlette(routes=routes, lifespan=lifespan)
