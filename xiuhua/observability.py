@@ -85,7 +85,7 @@ class Metrics:
         self, name: str, doc: str, labels: tuple[str, ...] = (), buckets: tuple[float, ...] = ()
     ) -> Histogram:
         """A business histogram in this service's registry."""
-        kwargs = {"buckets": buckets} if buckets else {}
+        kwargs: dict[str, Any] = {"buckets": buckets} if buckets else {}
         return Histogram(name, doc, list(labels), registry=self.registry, **kwargs)
 
 

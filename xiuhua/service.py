@@ -22,7 +22,7 @@ from starlette.applications import Starlette
 from starlette.routing import BaseRoute
 
 from contracts import registry
-from xiuhua import observability
+from xiuhua import observability, tracing
 from xiuhua.bus import Publisher, make_broker
 from xiuhua.city import City, load_city
 from xiuhua.clock import Clock, SystemClock
@@ -147,7 +147,7 @@ async def started(spec: ServiceSpec, rt: Runtime) -> AsyncIterator[Runtime]:
         await spec.on_start(rt)
     await rt.broker.start()
     await reconcile_consumers(
-        rt.broker.config.connection_state.connection.jetstream(),  # type: ignore[union-attr]
+        rt.broker.connection.jetstream(),
         [r.sub for r in rt.consumers],
         ack_wait=rt.settings.ack_wait,
     )
@@ -194,7 +194,7 @@ def asgi_app(spec: ServiceSpec, rt: Runtime) -> Starlette:
     """The service as an ASGI app: the broker runs in its lifespan, `/metrics` and `/health` beside it."""
 
     async def nats_ok() -> bool:
-        return bool(rt.broker.config.connection_state.connection.is_connected)  # type: ignore[union-attr]
+        return bool(rt.broker.connection.is_connected)
 
     @contextlib.asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
@@ -218,9 +218,13 @@ def asgi_app(spec: ServiceSpec, rt: Runtime) -> Starlette:
 def serve(spec: ServiceSpec, settings: Settings | None = None) -> None:
     """Run one service as a process until SIGINT/SIGTERM."""
     settings = settings or get_settings()
+    tracing.configure(settings, spec.name)
     app = asgi_app(spec, build_runtime(spec, settings))
     config = uvicorn.Config(
         app, host=settings.http_host, port=settings.http_port, log_level="warning", access_log=False,
         lifespan="on", timeout_graceful_shutdown=5,
     )
-    uvicorn.Server(config).run()
+    try:
+        uvicorn.Server(config).run()
+    finally:
+        tracing.shutdown()

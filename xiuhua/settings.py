@@ -94,6 +94,17 @@ class Settings(BaseSettings):
     pseudonym_key: str = Field(
         default="xiuhua-demo-pseudonym-key", description="Key for reporter pseudonyms; set per city"
     )
+    tracing: bool = Field(
+        default=False, description="Send OpenTelemetry traces of each message's handling (xiuhua.tracing)"
+    )
+    tracing_endpoint: str | None = Field(
+        default=None,
+        description="OTLP/HTTP traces URL, e.g. http://otel-collector:4318/v1/traces; unset = the standard "
+        "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT / OTEL_EXPORTER_OTLP_ENDPOINT, else localhost:4318",
+    )
+    tracing_sample_ratio: float = Field(
+        default=1.0, ge=0.0, le=1.0, description="Share of reports traced (the first hop decides for the whole trace)"
+    )
 
     def database(self, service: str) -> str:
         """The database a service owns."""

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
 from contracts import commands as cmd
 from contracts.cases import (
@@ -219,7 +220,7 @@ def decide(case: Case, c: cmd.CaseCommand, ctx: Context) -> Applied | Rejected:
     return Applied(reschedule(new, ctx.calendar, ctx.city.calendar), events)
 
 
-def _unit_fields(case: Case, c: cmd.CaseCommand, now: datetime) -> dict[str, object]:
+def _unit_fields(case: Case, c: cmd.CaseCommand, now: datetime) -> dict[str, Any]:
     return {
         "occurred_at": now,
         "correlation_id": case.correlation_id,

@@ -183,10 +183,19 @@ def _decode(subject: str, data: bytes) -> Any | None:
         return None  # poison: the live consumer dead-lettered it and never applied it
 
 
+async def stored(js: Any, stream: str, subject: str) -> int:
+    """How many messages of `subject` the stream holds now (what a replay of it will read, about)."""
+    try:
+        state = (await js.stream_info(stream, subjects_filter=subject)).state
+    except NotFoundError:
+        return 0
+    return sum((state.subjects or {}).values()) if state.subjects else int(state.messages or 0)
+
+
 async def replay(
-    settings: Settings, city: City, database: str, progress: Callable[[str, int], None] | None = None
+    settings: Settings, city: City, database: str, progress: Callable[[str, int, int], None] | None = None
 ) -> RebuildReport:
-    """Fold the whole history into `database` (which should be empty)."""
+    """Fold the whole history into `database` (which should be empty); `progress(stream, done, total)` as it goes."""
     report = RebuildReport(database=database)
     nc = await connect_once(settings.nats_url, **connect_options(settings))
     store = Store(settings.mongo_url, database, write_concern=settings.write_concern)
@@ -197,6 +206,9 @@ async def replay(
         await archive_caught_up(js)
         for stream, subject in SOURCES:
             n = 0
+            total = await stored(js, stream, subject) if progress else 0
+            if progress:
+                progress(stream, 0, total)
             pending: list[Any] = []
             # One batch is applied while the next is read and decoded (the store works in its own process);
             # batches are still applied one after the other, in stream order.
@@ -215,7 +227,7 @@ async def replay(
                         applying = asyncio.create_task(projection.apply(pending, events=False))
                         pending = []
                         if progress:
-                            progress(stream, n)
+                            progress(stream, n, total)
                 if applying is not None:
                     await applying
             finally:
@@ -225,6 +237,8 @@ async def replay(
                         await applying
             if pending:
                 await projection.apply(pending, events=False)
+            if progress:
+                progress(stream, n, max(n, total))
             report.replayed[stream] = n
     finally:
         await store.close()
@@ -306,7 +320,7 @@ async def rebuild_and_check(
     *,
     keep: bool = False,
     apply: bool = False,
-    progress: Callable[[str, int], None] | None = None,
+    progress: Callable[[str, int, int], None] | None = None,
     window: Window | None = None,
 ) -> RebuildReport:
     """Replay into a fresh database, compare with the live one inside the rebuild window (read from the

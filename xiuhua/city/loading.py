@@ -62,7 +62,7 @@ def load_yaml(path: Path, model: type[T]) -> T:
     data, node = read_yaml(path)
     try:
         if isinstance(model, type) and issubclass(model, BaseModel):
-            return model.model_validate(data)  # type: ignore[return-value]
+            return model.model_validate(data)
         return TypeAdapter(model).validate_python(data)
     except ValidationError as exc:
         raise CityDataError(validation_error(path, node, exc)) from exc

@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     from xiuhua.city.business_calendar import BusinessCalendar
 
 
-def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(sub: argparse._SubParsersAction) -> None:
     """Add the command."""
     p = sub.add_parser("calendar", help="business-calendar arithmetic and the years it knows")
     csub = p.add_subparsers(dest="calendar_command", required=True)

@@ -5,15 +5,15 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import sys
 from dataclasses import asdict
 from typing import Any
 
 from xiuhua.commands import emit
+from xiuhua.progress import Steps
 from xiuhua.settings import get_settings
 
 
-def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(sub: argparse._SubParsersAction) -> None:
     """Add the command."""
     p = sub.add_parser("scoring", help="unit and merchant scores: rebuild from history, query")
     s = p.add_subparsers(dest="scoring_cmd", required=True)
@@ -46,13 +46,15 @@ def _rebuild(args: argparse.Namespace) -> int:
     if not settings.nats_url or not settings.mongo_url:
         raise SystemExit("set XIUHUA_NATS_URL and XIUHUA_MONGO_URL (the live system's bus and store)")
 
-    def progress(stream: str, n: int) -> None:
-        if not args.json:
-            print(f"\r  {stream}: {n} messages replayed", end="", file=sys.stderr, flush=True)
+    with Steps("replayed", prefix="  replaying ") as steps:
 
-    report = run(settings, load_city(settings.city_dir), keep=args.keep, apply=args.apply, progress=progress)
-    if not args.json:
-        print(file=sys.stderr)
+        def progress(stream: str, n: int, total: int) -> None:
+            if n == 0:
+                steps.step(f"{stream} ({total} messages)", total=total)
+            else:
+                steps.count(n, total)
+
+        report = run(settings, load_city(settings.city_dir), keep=args.keep, apply=args.apply, progress=progress)
     lines = [
         f"replayed: {', '.join(f'{s} {n}' for s, n in report.replayed.items()) or 'nothing'}"
         f" ({report.skipped} undecodable skipped)"
