@@ -24,11 +24,15 @@ from contracts import registry
 from xiuhua import observability
 from xiuhua.bus import Publisher, make_broker
 from xiuhua.city import City, load_city
+from xiuhua.city.loading import line_of
 from xiuhua.clock import Clock, SystemClock
 from xiuhua.consumer import FAILURES, ConsumerRunner, Subscription, attach, reconcile_consumers
 from xiuhua.ledger import COLLECTION as LEDGER
+from xiuhua.ledger import RETAINED as LEDGER_RETAINED
 from xiuhua.ledger import Ledger
 from xiuhua.observability import Metrics, StoreCommands
+from xiuhua.retention import Retained, RetentionJob, check_ledger_horizon
+from xiuhua.retention import ensure_indexes as ensure_retention_indexes
 from xiuhua.settings import Settings, get_settings
 from xiuhua.store import BACKFILL_EVERY_S, Store
 
@@ -83,6 +87,9 @@ class ServiceSpec:
     collections: tuple[str, ...] = ()
     on_start: Callable[[Runtime], Awaitable[None]] | None = None
     http_routes: Callable[[Runtime], list[BaseRoute]] | None = None
+    # What the periodic purge deletes past the city's horizons (`retention.yaml`), besides the ledger every
+    # service has.
+    retained: tuple[Retained, ...] = ()
 
 
 def build_runtime(
@@ -95,6 +102,10 @@ def build_runtime(
             "(`xiuhua up` starts embedded servers and sets them for its services)"
         )
     clock = clock or SystemClock()
+    city = city or load_city(settings.city_dir)
+    retention_file = city.folder / "retention.yaml"
+    where = line_of(retention_file, ("ledger",)) if retention_file.exists() else "retention defaults"
+    check_ledger_horizon(city.retention, settings.ack_wait, where)
     metrics = Metrics(spec.name)
     broker = make_broker(settings, name=spec.name, registry=metrics.registry)
     store = Store(
@@ -108,7 +119,7 @@ def build_runtime(
         name=spec.name,
         settings=settings,
         clock=clock,
-        city=city or load_city(settings.city_dir),
+        city=city,
         broker=broker,
         store=store,
         publisher=publisher,
@@ -135,6 +146,8 @@ async def started(spec: ServiceSpec, rt: Runtime) -> AsyncIterator[Runtime]:
     await rt.store.end_orphaned_transaction()
     await rt.store.ensure_collections((LEDGER, FAILURES, *spec.collections))
     await rt.ledger.ensure_indexes()
+    retained = (LEDGER_RETAINED, *spec.retained)
+    await ensure_retention_indexes(rt.store, retained)
     if spec.on_start:
         await spec.on_start(rt)
     await rt.broker.start()
@@ -145,6 +158,9 @@ async def started(spec: ServiceSpec, rt: Runtime) -> AsyncIterator[Runtime]:
     )
     rt.every(5.0, lambda: _sweep(rt), name="outbox-sweeper")
     rt.every(1.0, rt.store.end_orphaned_transaction, name="orphan-transactions")
+    # The first purge waits a whole interval: a service back after a long outage first takes the redeliveries
+    # of what it applied before (they come at once, their ack wait long past), finding their ledger entries.
+    rt.every(rt.city.retention.every, retention_job(rt, retained).run, name="retention")
     rt.metrics.up.labels(spec.name).set(1)
     log.info("%s started", spec.name)
     try:
@@ -172,6 +188,18 @@ async def running(
     rt = build_runtime(spec, settings or get_settings(), clock=clock, city=city)
     async with started(spec, rt):
         yield rt
+
+
+def retention_job(rt: Runtime, retained: tuple[Retained, ...]) -> RetentionJob:
+    """The service's purge, counting what it deletes by collection."""
+    deleted = rt.metrics.counter(
+        "xiuhua_retention_deleted", "Documents the purge deleted past the city's horizon (retention.yaml)",
+        ("service", "collection"),
+    )
+    return RetentionJob(
+        rt.store, rt.city.retention, retained, rt.clock,
+        on_deleted=lambda collection, n: deleted.labels(rt.name, collection).inc(n),
+    )
 
 
 async def _sweep(rt: Runtime) -> None:

@@ -6,7 +6,7 @@ from pymongo import ASCENDING
 
 from contracts import subjects
 from services.intake import open311
-from services.intake.batch_io import list_open_cases
+from services.intake.batch_io import RETAINED, list_open_cases
 from services.intake.cases import domain_of
 from services.intake.handlers import (
     COLLECTIONS,
@@ -59,5 +59,5 @@ async def on_start(rt: Runtime) -> None:
 
 SPEC = ServiceSpec(
     name="intake", subscriptions=subscriptions, collections=(*COLLECTIONS, *open311.COLLECTIONS), on_start=on_start,
-    http_routes=open311.routes,
+    http_routes=open311.routes, retained=RETAINED,
 )

@@ -1,4 +1,4 @@
-"""A city is data (DESIGN.md §8): areas, units, categories, routing rules, calendar, alerts, merchants.
+"""A city is data (DESIGN.md §8): areas, units, categories, routing rules, calendar, alerts, merchants, retention.
 
 `load_city(folder)` reads and validates the folder that XIUHUA_CITY_DIR names; every error names file and line.
 """
@@ -18,6 +18,7 @@ from xiuhua.city.categories import Catalogue, Category
 from xiuhua.city.intake import IntakeFile, check_intake
 from xiuhua.city.loading import CityDataError, line_of, load_yaml
 from xiuhua.city.merchants import Merchant, MerchantsFile, check_merchants
+from xiuhua.city.retention import RetentionFile
 from xiuhua.city.routing import RoutingFile
 from xiuhua.city.units import Unit, UnitsFile
 
@@ -50,6 +51,7 @@ class City:
     merchants: dict[str, Merchant]
     assessment: AssessmentFile = field(default_factory=AssessmentFile)
     intake: IntakeFile = field(default_factory=IntakeFile)
+    retention: RetentionFile = field(default_factory=RetentionFile)
 
     def category(self, code: str) -> Category | None:
         """A catalogue item by code."""
@@ -102,6 +104,7 @@ def load_city(folder: Path) -> City:
     assessment = _optional(folder, "assessment.yaml", AssessmentFile, AssessmentFile())
     intake = _optional(folder, "intake.yaml", IntakeFile, IntakeFile())
     check_intake(intake, folder / "intake.yaml", {c.code for c in catalogue.items()}, set(areas.by_code))  # type: ignore[arg-type]
+    retention = _optional(folder, "retention.yaml", RetentionFile, RetentionFile())
     return City(
         folder=folder,
         info=info,
@@ -114,4 +117,5 @@ def load_city(folder: Path) -> City:
         merchants=merchants,
         assessment=assessment,  # type: ignore[arg-type]
         intake=intake,  # type: ignore[arg-type]
+        retention=retention,  # type: ignore[arg-type]
     )
