@@ -247,13 +247,14 @@ class Supervisor:
             from xiuhua.city import CityDataError, load_city
 
             try:
-                load_city(self.settings.city_dir)
+                city = load_city(self.settings.city_dir)
             except CityDataError as exc:
                 self.say(f"city data error:\n{exc}")
                 return 2
             await asyncio.to_thread(self.start_servers)
             for line in await provision_streams(self.nats_url or "", replicas=self.settings.stream_replicas,
-                                                connect_opts=connect_options(self.client)):
+                                                connect_opts=connect_options(self.client),
+                                                max_ages=city.retention.stream_ages()):
                 self.say(f"stream {line}")
             self.spawn_services()
             await self.wait_healthy()

@@ -195,3 +195,24 @@ async def test_a_running_service_purges_its_ledger_every_interval_and_counts_it(
 
 async def _gone(store: Store, key: str) -> bool:
     return key not in await _ids(store, "ledger")
+
+
+async def test_streams_take_the_citys_ages_and_keep_their_own_elsewhere(nats_server) -> None:
+    import nats
+
+    from contracts import streams
+    from xiuhua import embedded
+    from xiuhua.bus import provision_streams
+
+    url = embedded.nats_url(nats_server)
+    ages = RetentionFile(streams={"XH_REPORTS": "14d"}).stream_ages()
+    await provision_streams(url, max_ages=ages)
+    nc = await nats.connect(url)
+    try:
+        js = nc.jetstream()
+        assert (await js.stream_info("XH_REPORTS")).config.max_age == 14 * 86400
+        assert (await js.stream_info("XH_CASES")).config.max_age == streams.CASES.max_age_s
+        await provision_streams(url)  # a city that drops its setting: the contract's age again
+        assert (await js.stream_info("XH_REPORTS")).config.max_age == streams.REPORTS.max_age_s
+    finally:
+        await nc.close()

@@ -18,7 +18,7 @@ from xiuhua.city.categories import Catalogue, Category
 from xiuhua.city.intake import IntakeFile, check_intake
 from xiuhua.city.loading import CityDataError, line_of, load_yaml
 from xiuhua.city.merchants import Merchant, MerchantsFile, check_merchants
-from xiuhua.city.retention import RetentionFile
+from xiuhua.city.retention import RetentionFile, load_retention
 from xiuhua.city.routing import RoutingFile
 from xiuhua.city.units import Unit, UnitsFile
 
@@ -104,7 +104,7 @@ def load_city(folder: Path) -> City:
     assessment = _optional(folder, "assessment.yaml", AssessmentFile, AssessmentFile())
     intake = _optional(folder, "intake.yaml", IntakeFile, IntakeFile())
     check_intake(intake, folder / "intake.yaml", {c.code for c in catalogue.items()}, set(areas.by_code))  # type: ignore[arg-type]
-    retention = _optional(folder, "retention.yaml", RetentionFile, RetentionFile())
+    retention = load_retention(folder)
     return City(
         folder=folder,
         info=info,

@@ -8,11 +8,13 @@ provisioned (`xiuhua streams`, `xiuhua up`).
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from typing import Annotated
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 
 from contracts import streams
+from xiuhua.city.loading import load_yaml
 
 DAY = 24 * 3600.0
 _UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": DAY}
@@ -86,3 +88,9 @@ class RetentionFile(BaseModel):
     def stream_ages(self) -> dict[str, float]:
         """Every stream's max age in seconds: the city's where it sets one, the contract's default elsewhere."""
         return {s.name: self.streams.get(s.name, s.max_age_s) for s in streams.ALL}
+
+
+def load_retention(folder: Path) -> RetentionFile:
+    """A city folder's `retention.yaml`, or the defaults when it has none."""
+    path = Path(folder) / "retention.yaml"
+    return load_yaml(path, RetentionFile) if path.exists() else RetentionFile()
