@@ -236,5 +236,6 @@ def serve(spec: ServiceSpec, settings: Settings | None = None) -> None:
     config = uvicorn.Config(
         app, host=settings.http_host, port=settings.http_port, log_level="warning", access_log=False,
         lifespan="on", timeout_graceful_shutdown=5,
+        log_config=None,  # uvicorn's records go to the process's handler (`xiuhua.logs`), not its own on stderr
     )
     uvicorn.Server(config).run()

@@ -21,7 +21,7 @@ from typing import Any
 
 import nats
 
-from xiuhua import embedded
+from xiuhua import embedded, logs
 from xiuhua.bus import connect_options, provision_streams
 from xiuhua.registry import SERVICES
 from xiuhua.settings import Settings
@@ -50,12 +50,19 @@ class Child:
     restart_at: float = 0.0
 
     def start(self) -> None:
-        """Start the process, logging to its file."""
-        with self.log_path.open("ab") as fh:
-            self.proc = subprocess.Popen(
-                self.argv, env=self.env, stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                start_new_session=True, preexec_fn=embedded._die_with_parent,
-            )
+        """Start the process, logging to its rotated file (what it prints besides to `<name>.stderr.log`)."""
+        self.proc = start_service_process(self.argv, self.env, self.log_path)
+
+
+def start_service_process(argv: list[str], env: dict[str, str], log_path: Path) -> subprocess.Popen[bytes]:
+    """A service process that logs to `log_path` (rotated by size, `XIUHUA_LOG_MAX_BYTES` and `XIUHUA_LOG_BACKUPS`)
+    and prints what it prints outside logging beside it; it dies with this process."""
+    limits = Settings()
+    with logs.child_output(log_path, limits.log_max_bytes, limits.log_backups) as fh:
+        return subprocess.Popen(
+            argv, env={**env, **logs.child_env(log_path)}, stdout=fh, stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL, start_new_session=True, preexec_fn=embedded._die_with_parent,
+        )
 
 
 class Supervisor:
