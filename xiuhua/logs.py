@@ -200,16 +200,24 @@ def rotate_if_larger(path: Path, max_bytes: int, backups: int) -> None:
     path.replace(path.with_name(f"{path.name}.1"))
 
 
+def file_limits() -> tuple[int, int]:
+    """The size at which log files rotate and how many are kept (`XIUHUA_LOG_MAX_BYTES`, `XIUHUA_LOG_BACKUPS`)."""
+    from xiuhua.settings import Settings
+
+    s = Settings()
+    return s.log_max_bytes, s.log_backups
+
+
 def child_env(log_file: Path) -> dict[str, str]:
     """What a service process started by `xiuhua up` (or the chaos lab) needs to log to its rotated file."""
     return {"XIUHUA_LOG_FILE": str(log_file)}
 
 
-def child_output(log_file: Path, max_bytes: int, backups: int) -> Any:
+def child_output(log_file: Path) -> Any:
     """The file a service process's standard output and error go to, beside its log (`<service>.stderr.log`):
     what it prints outside logging, a traceback of a start that failed. Opened for appending, rotated first when
-    it has outgrown `max_bytes`."""
+    it has outgrown the size logs rotate at."""
     path = log_file.with_suffix(".stderr.log")
     path.parent.mkdir(parents=True, exist_ok=True)
-    rotate_if_larger(path, max_bytes, backups)
+    rotate_if_larger(path, *file_limits())
     return path.open("ab")

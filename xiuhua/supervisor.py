@@ -57,8 +57,7 @@ class Child:
 def start_service_process(argv: list[str], env: dict[str, str], log_path: Path) -> subprocess.Popen[bytes]:
     """A service process that logs to `log_path` (rotated by size, `XIUHUA_LOG_MAX_BYTES` and `XIUHUA_LOG_BACKUPS`)
     and prints what it prints outside logging beside it; it dies with this process."""
-    limits = Settings()
-    with logs.child_output(log_path, limits.log_max_bytes, limits.log_backups) as fh:
+    with logs.child_output(log_path) as fh:
         return subprocess.Popen(
             argv, env={**env, **logs.child_env(log_path)}, stdout=fh, stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL, start_new_session=True, preexec_fn=embedded._die_with_parent,

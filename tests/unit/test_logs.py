@@ -150,3 +150,16 @@ def test_a_childs_printed_output_rotates_past_its_size_not_at_it(tmp_path: Path)
         logs.rotate_if_larger(path, 100, 2)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["notify.stderr.log.1", "notify.stderr.log.2"]
     assert (tmp_path / "notify.stderr.log.1").read_bytes() == b"w" * 101  # newest first, the oldest dropped
+
+
+def test_an_embedded_server_rotates_its_outgrown_logs_when_it_starts(tmp_path: Path, monkeypatch) -> None:
+    from xiuhua import embedded
+
+    monkeypatch.setenv("XIUHUA_LOG_MAX_BYTES", "1024")
+    srv = embedded.store_server(tmp_path)
+    (tmp_path / "nx-27017.log").write_bytes(b"x" * 1025)
+    srv.start()
+    try:
+        assert (tmp_path / "nx-27017.log.1").stat().st_size == 1025
+    finally:
+        srv.stop()
