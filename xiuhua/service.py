@@ -71,6 +71,17 @@ class Runtime:
 
         self.tasks.append(asyncio.create_task(loop(), name=f"{self.name}:{name}"))
 
+    def in_background(self, fn: Callable[[], Awaitable[Any]], *, name: str) -> None:
+        """Run `fn` once in the background (work a start need not wait for); a failure is logged."""
+
+        async def once() -> None:
+            try:
+                await fn()
+            except Exception:
+                log.exception("%s: background task %s failed", self.name, name)
+
+        self.tasks.append(asyncio.create_task(once(), name=f"{self.name}:{name}"))
+
     async def repair_older_builds(self, fn: Callable[[], Awaitable[Any]], *, name: str) -> None:
         """Run `fn` now and every `BACKFILL_EVERY_S`: it gives what an older build wrote what this one's queries
         select on (during a rolling upgrade the older instances go on writing it for a while)."""

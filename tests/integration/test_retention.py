@@ -216,3 +216,52 @@ async def test_streams_take_the_citys_ages_and_keep_their_own_elsewhere(nats_ser
         assert (await js.stream_info("XH_REPORTS")).config.max_age == streams.REPORTS.max_age_s
     finally:
         await nc.close()
+
+
+async def test_closed_cases_go_by_the_archive_rule_from_when_they_ended_open_ones_stay(mongo_url, city) -> None:
+    from services.dispatch.app import RETAINED as DISPATCH_RETAINED
+    from services.dispatch.case import CLOSED_FIELD, State
+    from services.dispatch.handlers import CASES
+    from tests.unit.test_dispatch_lifecycle import new_case
+
+    store = Store(mongo_url, f"t{uuid.uuid4().hex[:10]}_dispatch")
+    now = T0 + timedelta(days=1000)
+    job = RetentionJob(store, RetentionFile(closed_cases="800d"), DISPATCH_RETAINED, FrozenClock(now))
+    horizon = now - timedelta(days=800)
+    base = new_case(city)
+
+    def case(case_id: str, state: State, closed_at: datetime | None) -> dict[str, Any]:
+        return base.model_copy(update={"case_id": case_id, "state": state, "closed_at": closed_at}).to_doc()
+
+    try:
+        await store.ensure_collections([CASES])
+        await ensure_indexes(store, DISPATCH_RETAINED)
+        await store[CASES].insert_many([
+            case("C-out", State.closed, horizon - MS),
+            case("C-cancelled", State.cancelled, horizon - timedelta(days=1)),
+            case("C-at", State.closed, horizon),
+            case("C-in", State.closed, horizon + MS),
+            case("C-open", State.dispatched, None),  # dispatched 1,000 days ago and never closed: stays
+            case("C-reopened", State.dispatched, None),  # closed long ago, reopened: its closing went with it
+        ])
+        assert CLOSED_FIELD not in (await store[CASES].find_one({"_id": "C-reopened"}) or {})
+        assert await job.run() == {CASES: 2}
+        assert await _ids(store, CASES) == {"C-at", "C-in", "C-open", "C-reopened"}
+    finally:
+        await store.close()
+
+
+async def test_cases_an_older_build_closed_get_the_number_the_purge_ranges_over(mongo_url, city) -> None:
+    from services.dispatch.case import CLOSED_FIELD, State
+    from tests.unit.test_dispatch_lifecycle import new_case
+    from xiuhua.store import backfill_seconds
+
+    store = Store(mongo_url, f"t{uuid.uuid4().hex[:10]}_dispatch")
+    try:
+        doc = new_case(city).model_copy(update={"state": State.closed, "closed_at": T0}).to_doc()
+        legacy = {k: v for k, v in doc.items() if k != CLOSED_FIELD}
+        await store["cases"].insert_one(legacy)
+        assert await backfill_seconds(store["cases"], "closed_at", CLOSED_FIELD) == 1
+        assert (await store["cases"].find_one({"_id": doc["_id"]}) or {})[CLOSED_FIELD] == T0.timestamp()
+    finally:
+        await store.close()

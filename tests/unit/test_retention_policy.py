@@ -29,9 +29,11 @@ def test_a_duration_without_a_known_unit_is_refused(text: object) -> None:
         seconds_of(text)
 
 
-def test_the_defaults_keep_the_ledger_a_week_raw_reports_the_archive_rule_and_telemetry_shorter() -> None:
+def test_the_defaults_keep_the_ledger_a_week_reports_and_cases_the_archive_rule_and_telemetry_shorter() -> None:
     policy = RetentionFile()
-    assert (policy.ledger, policy.raw_reports, policy.telemetry, policy.every) == (7 * DAY, 800 * DAY, 30 * DAY, 3600)
+    assert (policy.ledger, policy.raw_reports, policy.closed_cases, policy.telemetry, policy.every) == (
+        7 * DAY, 800 * DAY, 800 * DAY, 30 * DAY, 3600
+    )
     assert policy.telemetry < policy.raw_reports
     assert policy.stream_ages() == {s.name: s.max_age_s for s in streams.ALL}
 

@@ -54,6 +54,10 @@ class RetentionFile(BaseModel):
     raw_reports: Duration = Field(
         default=800 * DAY, description="Raw reports (原始上报) and the source references that de-duplicate them"
     )
+    closed_cases: Duration = Field(
+        default=800 * DAY,
+        description="Closed and cancelled cases (已结案/已作废) after they ended: the archive rule; open ones stay",
+    )
     telemetry: Duration = Field(
         default=30 * DAY, description="Sensor readings that only moved a device's state (监测数据)"
     )
