@@ -29,13 +29,16 @@ LOCKS = "merge_locks"
 RECEIVED_S = "received_s"  # a raw report's `received_at` in seconds since the epoch: what the purge ranges over
 TELEMETRY_S = "telemetry_s"  # the same for a sensor reading that only moved its device's state (shorter horizon)
 AT_S = "at_s"  # a source reference's `at` in seconds
+CLOSED_S = "closed_s"  # when an open-case entry closed, in seconds (gone again when the case is reopened)
 
 # What the purge deletes past the city's horizons (`retention.yaml`): raw reports and the references that
-# de-duplicate them by the archive rule, telemetry sooner. Each kind its own field: one range each, on its index.
+# de-duplicate them by the archive rule, telemetry sooner, closed cases' entries as closed cases go. Each kind
+# its own field: one range each, on its index.
 RETAINED = (
     Retained(RAW, RECEIVED_S, "raw_reports"),
     Retained(RAW, TELEMETRY_S, "telemetry"),
     Retained(REFS, AT_S, "raw_reports"),
+    Retained(OPEN, CLOSED_S, "closed_cases"),
 )
 
 
