@@ -1,4 +1,5 @@
-"""A city is data (DESIGN.md §8): areas, units, categories, routing rules, calendar, alerts, merchants, retention.
+"""A city is data (docs/operating/city-data.md): areas, units, categories, routing rules, calendar, alerts, merchants,
+retention.
 
 `load_city(folder)` reads and validates the folder that XIUHUA_CITY_DIR names; every error names file and line.
 """
