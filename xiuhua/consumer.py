@@ -33,11 +33,13 @@ from contracts import registry, streams
 from contracts.dead_letters import DeadLetter
 from contracts.envelope import Event
 from xiuhua.bus import Outgoing, Publisher
-from xiuhua.ledger import Ledger, outgoing_of
+from xiuhua.clock import Clock, SystemClock
+from xiuhua.ledger import AT_S, Ledger, outgoing_of
 from xiuhua.logs import log_context, message_fields
 from xiuhua.observability import Metrics
 from xiuhua.pull_loop import LINGER_ATTR
 from xiuhua.pull_loop import install as install_pull_loop
+from xiuhua.retention import Retained
 from xiuhua.store import Store, Writes, is_transient
 
 install_pull_loop()
@@ -48,6 +50,9 @@ RETRIES_LOGGED = 20  # messages of a batch sent back for retry that get a log li
 REDRIVE_MARK = "~r"
 LOOK_AFTER = 16  # larger batches of first deliveries look at the ledger (and their keys) before writing
 FAILURES = "failures"  # handler failures per message (ledger key), for the dead-letter budget
+# Failure counts go after the ledger's horizon, counted from the last failure: a message failing that long ago
+# has been dead-lettered or applied since (its count is dropped at the dead letter, left when it went through).
+FAILURES_RETAINED = Retained(FAILURES, AT_S, "ledger")
 
 
 class Poison(Exception):
@@ -236,6 +241,7 @@ class ConsumerRunner:
         publisher: Publisher,
         metrics: Metrics,
         max_deliver: int,
+        clock: Clock | None = None,
     ) -> None:
         self.service = service
         self.sub = sub
@@ -244,6 +250,7 @@ class ConsumerRunner:
         self.publisher = publisher
         self.metrics = metrics
         self.max_deliver = max_deliver
+        self.clock = clock or SystemClock()
         self._labels = (service, sub.name)
 
     def _item(self, msg: Msg) -> Item | None:
@@ -450,7 +457,9 @@ class ConsumerRunner:
 
     async def _count_failure(self, key: str) -> int:
         col = self.store[FAILURES]
-        await col.update_one({"_id": key}, {"$inc": {"n": 1}}, upsert=True)
+        # The last failure's moment: a count left by a message that went through in the end goes with the ledger.
+        await col.update_one({"_id": key}, {"$inc": {"n": 1}, "$set": {AT_S: self.clock.now().timestamp()}},
+                             upsert=True)
         doc = await col.find_one({"_id": key})
         return int(doc["n"]) if doc else 1
 

@@ -26,7 +26,7 @@ from xiuhua.bus import Publisher, make_broker
 from xiuhua.city import City, load_city
 from xiuhua.city.loading import line_of
 from xiuhua.clock import Clock, SystemClock
-from xiuhua.consumer import FAILURES, ConsumerRunner, Subscription, attach, reconcile_consumers
+from xiuhua.consumer import FAILURES, FAILURES_RETAINED, ConsumerRunner, Subscription, attach, reconcile_consumers
 from xiuhua.ledger import COLLECTION as LEDGER
 from xiuhua.ledger import RETAINED as LEDGER_RETAINED
 from xiuhua.ledger import Ledger
@@ -141,7 +141,7 @@ def build_runtime(
         sub.batch_size = min(sub.batch_size, settings.batch_size)
         runner = ConsumerRunner(
             service=spec.name, sub=sub, store=store, ledger=ledger, publisher=publisher, metrics=metrics,
-            max_deliver=settings.max_deliver,
+            max_deliver=settings.max_deliver, clock=clock,
         )
         attach(broker, runner, ack_wait=settings.ack_wait)
         rt.consumers.append(runner)
@@ -157,7 +157,7 @@ async def started(spec: ServiceSpec, rt: Runtime) -> AsyncIterator[Runtime]:
     await rt.store.end_orphaned_transaction()
     await rt.store.ensure_collections((LEDGER, FAILURES, *spec.collections))
     await rt.ledger.ensure_indexes()
-    retained = (LEDGER_RETAINED, *spec.retained)
+    retained = (LEDGER_RETAINED, FAILURES_RETAINED, *spec.retained)
     await ensure_retention_indexes(rt.store, retained)
     if spec.on_start:
         await spec.on_start(rt)

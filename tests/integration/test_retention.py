@@ -174,23 +174,46 @@ async def test_raw_reports_and_references_keep_the_archive_rule_telemetry_a_shor
         await store.close()
 
 
-async def test_a_running_service_purges_its_ledger_every_interval_and_counts_it(settings, city, tmp_path) -> None:
+async def test_a_running_service_purges_its_ledger_and_failure_counts_every_interval(settings, city) -> None:
     from dataclasses import replace
+
+    from tests.helpers import publish
+    from xiuhua.consumer import Batch, Subscription
 
     clock = FrozenClock(T0)
     local = replace(city, retention=RetentionFile(every=0.2, ledger="1h"))
-    spec = ServiceSpec(name="probe", subscriptions=lambda rt: [])
+    calls: list[str] = []
+
+    async def handle(batch: Batch) -> None:
+        for item in batch.items:
+            calls.append(item.message.case_id)
+            if len(calls) == 1:
+                raise ValueError("fails once")  # leaves a failure count behind once it goes through
+
+    spec = ServiceSpec(name="probe", subscriptions=lambda rt: [
+        Subscription("probe-kept", "case.v1.dispatched.XX", handle)
+    ])
+    event = CaseDispatched.model_validate(CaseDispatched.example()).model_copy(update={"street_code": "XX"})
     async with running(spec, settings, clock=clock, city=local) as rt:
-        await rt.store.in_transaction(lambda s: rt.ledger.record(s, [("probe:a", [])]))
+        await publish(settings.nats_url, "case.v1.dispatched.XX", event.to_json(), msg_id=event.event_id)
+        key = f"probe-kept:{event.event_id}"
+
+        await eventually(lambda: len(calls) == 2, timeout=30)
+        await eventually(lambda: _present(rt.store, key), timeout=10)
+        assert await rt.store.count("failures", {"_id": key}) == 1
         clock.advance(HOUR)
         await rt.store.in_transaction(lambda s: rt.ledger.record(s, [("probe:b", [])]))
         clock.advance(MS)
-        await eventually(lambda: _gone(rt.store, "probe:a"), timeout=10)
+        await eventually(lambda: _gone(rt.store, key), timeout=10)
         assert await _ids(rt.store, "ledger") == {"probe:b"}
-        deleted = rt.metrics.registry.get_sample_value(
-            "xiuhua_retention_deleted_total", {"service": "probe", "collection": "ledger"}
-        )
-        assert deleted == 1.0
+        assert await rt.store.count("failures") == 0
+        deleted = rt.metrics.registry.get_sample_value
+        assert deleted("xiuhua_retention_deleted_total", {"service": "probe", "collection": "ledger"}) == 1.0
+        assert deleted("xiuhua_retention_deleted_total", {"service": "probe", "collection": "failures"}) == 1.0
+
+
+async def _present(store: Store, key: str) -> bool:
+    return key in await _ids(store, "ledger")
 
 
 async def _gone(store: Store, key: str) -> bool:
