@@ -59,5 +59,5 @@ async def on_start(rt: Runtime) -> None:
 
 SPEC = ServiceSpec(
     name="intake", subscriptions=subscriptions, collections=(*COLLECTIONS, *open311.COLLECTIONS), on_start=on_start,
-    http_routes=open311.routes, retained=RETAINED,
+    http_routes=open311.routes, retained=(*RETAINED, *open311.RETAINED),
 )
