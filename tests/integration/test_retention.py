@@ -288,3 +288,27 @@ async def test_cases_an_older_build_closed_get_the_number_the_purge_ranges_over(
         assert (await store["cases"].find_one({"_id": doc["_id"]}) or {})[CLOSED_FIELD] == T0.timestamp()
     finally:
         await store.close()
+
+
+async def test_a_reopened_case_record_with_a_null_moment_is_out_of_the_range(mongo_url) -> None:
+    """The bulletin's case records mark a reopened case with a null `closed_s` (its writes only set fields): a
+    range on a number matches no null, on nx-27017 as on MongoDB."""
+    from services.notify.bulletin.projection import CASES as BULLETIN_CASES
+    from services.notify.bulletin.projection import RETAINED as BULLETIN_RETAINED
+
+    store = Store(mongo_url, f"t{uuid.uuid4().hex[:10]}_notify")
+    now = T0 + timedelta(days=1000)
+    job = RetentionJob(store, RetentionFile(), BULLETIN_RETAINED, FrozenClock(now))
+    long_ago = (T0 + timedelta(days=1)).timestamp()
+    try:
+        await store.ensure_collections([BULLETIN_CASES])
+        await ensure_indexes(store, BULLETIN_RETAINED)
+        await store[BULLETIN_CASES].insert_many([
+            {"_id": "C-closed", "status": "closed", "closed_s": long_ago},
+            {"_id": "C-reopened", "status": "open", "closed_s": None},
+            {"_id": "C-open", "status": "open"},
+        ])
+        assert await job.run() == {BULLETIN_CASES: 1}
+        assert await _ids(store, BULLETIN_CASES) == {"C-reopened", "C-open"}
+    finally:
+        await store.close()
