@@ -39,7 +39,7 @@ from xiuhua.logs import log_context, message_fields
 from xiuhua.observability import Metrics
 from xiuhua.pull_loop import LINGER_ATTR
 from xiuhua.pull_loop import install as install_pull_loop
-from xiuhua.retention import Retained
+from xiuhua.retention import NAK_BACKOFF_CAP_S, Retained
 from xiuhua.store import Store, Writes, is_transient
 
 install_pull_loop()
@@ -218,7 +218,7 @@ class Subscription:
     linger: float = 0.0
 
 
-def backoff(delivered: int, *, base: float = 0.5, cap: float = 30.0) -> float:
+def backoff(delivered: int, *, base: float = 0.5, cap: float = NAK_BACKOFF_CAP_S) -> float:
     """Exponential back-off with full jitter for the n-th failed delivery."""
     return random.uniform(0.5, 1.0) * min(cap, base * 2 ** max(0, delivered - 1))
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from pymongo import ASCENDING
 
@@ -25,7 +25,8 @@ log = logging.getLogger("xiuhua.retention")
 
 CHUNK = 500  # ids per delete command
 MOST_PER_RUN = 20_000  # documents one run reads at most per collection (the next run goes on)
-NAK_BACKOFF_CAP_S = 30.0  # the longest a message handed back for retry waits (`xiuhua.consumer.backoff`)
+Horizon = Literal["ledger", "raw_reports", "closed_cases", "telemetry"]
+NAK_BACKOFF_CAP_S = 30.0  # the longest a message handed back for a retry waits (`xiuhua.consumer.backoff`'s cap)
 
 
 @dataclass(frozen=True)
@@ -34,7 +35,7 @@ class Retained:
 
     collection: str
     field: str
-    horizon: str  # the RetentionFile field that sets it: ledger, raw_reports, telemetry ...
+    horizon: Horizon  # the RetentionFile field that sets it
     keep: Callable[[Mapping[str, Any]], bool] | None = None  # kept whatever its age (reads `keep_fields`)
     keep_fields: tuple[str, ...] = ()
 
@@ -106,6 +107,9 @@ class RetentionJob:
         self.retained = list(retained)
         self._clock = clock
         self._on_deleted = on_deleted
+        unknown = sorted({r.horizon for r in self.retained} - set(RetentionFile.model_fields))
+        if unknown:
+            raise ValueError(f"no such retention horizon: {', '.join(unknown)}")
 
     def horizon_s(self, r: Retained) -> float:
         """The horizon the city sets for `r`."""

@@ -95,3 +95,15 @@ def test_a_bad_retention_file_names_the_file_the_line_and_the_field(tmp_path: Pa
     (folder / "retention.yaml").write_text("every: 1h\nkeep_forever: true\n", encoding="utf-8")
     with pytest.raises(CityDataError, match=r"retention.yaml:2: keep_forever: Extra inputs"):
         load_city(folder)
+
+
+def test_a_retained_collection_naming_no_horizon_of_the_file_is_refused_when_the_job_is_built() -> None:
+    from datetime import UTC, datetime
+
+    from xiuhua.clock import FrozenClock
+    from xiuhua.retention import Retained, RetentionJob
+
+    clock = FrozenClock(datetime(2026, 11, 23, tzinfo=UTC))
+    with pytest.raises(ValueError, match="no such retention horizon: deliveries"):
+        RetentionJob(None, RetentionFile(), [Retained("deliveries", "at_s", "deliveries")], clock)  # type: ignore[arg-type]
+    assert RetentionJob(None, RetentionFile(), [Retained("raw_reports", "received_s", "raw_reports")], clock)  # type: ignore[arg-type]
