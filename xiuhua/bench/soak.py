@@ -185,9 +185,9 @@ async def run(
                 sup.check_children()
                 last = time.monotonic() >= end
                 samples.append(await _sample(started, stores, js, data_dir, full=last))
-                s = samples[-1]
-                progress(f"{s.seconds / 60:.1f} min: {s.cases} cases, store {s.store_bytes / MB:.1f} MB, "
-                         f"streams {s.stream_bytes / MB:.1f} MB, ledger {s.ledger_total}")
+                now = samples[-1]
+                progress(f"{now.seconds / 60:.1f} min: {now.cases} cases, store {now.store_bytes / MB:.1f} MB, "
+                         f"streams {now.stream_bytes / MB:.1f} MB, ledger {now.ledger_total}")
                 if last:
                     break
                 await asyncio.sleep(max(0.0, min(sample_every, end - time.monotonic())))
@@ -196,8 +196,8 @@ async def run(
                 feeder.cancel()
                 await asyncio.gather(feeder, return_exceptions=True)
             await nc.close()
-            for s in stores.values():
-                await s.close()
+            for store in stores.values():
+                await store.close()
             await asyncio.to_thread(sup.shutdown)
         return samples, summary(samples, horizon, interval)
 
