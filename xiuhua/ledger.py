@@ -39,7 +39,7 @@ AT_S = "at_s"  # `at` in seconds since the epoch: what the purge selects on (a r
 def _doc(key: str, out: Sequence[Outgoing], at: datetime, *, expires: bool = True) -> dict[str, Any]:
     doc = {
         "_id": key,
-        "events": [{"s": o.subject, "b": o.body.decode(), "id": o.msg_id} for o in out],
+        "events": [_event_doc(o) for o in out],
         "published": not out,
         "at": at,
     }
@@ -57,9 +57,17 @@ def _unpublished(doc: Mapping[str, Any]) -> bool:
 RETAINED = Retained(COLLECTION, AT_S, "ledger", keep=_unpublished, keep_fields=("published",))
 
 
+def _event_doc(o: Outgoing) -> dict[str, Any]:
+    doc: dict[str, Any] = {"s": o.subject, "b": o.body.decode(), "id": o.msg_id}
+    if o.headers:  # kept so that a republished event carries the same trace context
+        doc["h"] = dict(o.headers)
+    return doc
+
+
 def outgoing_of(doc: dict[str, Any]) -> list[Outgoing]:
     """The events a ledger document holds."""
-    return [Outgoing(e["s"], e["b"].encode(), e["id"]) for e in doc.get("events", [])]
+    return [Outgoing(e["s"], e["b"].encode(), e["id"], tuple(e.get("h", {}).items()))
+            for e in doc.get("events", [])]
 
 
 class Ledger:
