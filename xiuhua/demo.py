@@ -14,6 +14,7 @@ import nats
 from contracts import subjects
 from contracts.envelope import new_event_id
 from xiuhua.city import City
+from xiuhua.city.devices import CrcVariant
 
 PHRASES = {
     "0101": ["解放路菜场门口有流动摊贩占道经营", "学校门口早上有人摆摊卖早点，占用人行道"],
@@ -79,7 +80,8 @@ async def dust_monitors(address: str, city: City, *, every_s: float = 10.0) -> N
     while devices:
         frames = []
         for d in devices:
-            crc = "modbus_swapped" if "modbus_swapped" in city.devices.models[d.model].hj212_crc else "standard"
+            accepted = city.devices.models[d.model].hj212_crc
+            crc: CrcVariant = "modbus_swapped" if "modbus_swapped" in accepted else "standard"
             pm10 = round(random.uniform(40, 120), 1)
             values = {"pm10": pm10, "pm25": round(pm10 * 0.55, 1), "tsp": round(pm10 * 1.6, 1),
                       "temperature": round(random.uniform(5, 25), 1), "humidity": round(random.uniform(40, 80), 1)}

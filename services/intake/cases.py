@@ -124,7 +124,7 @@ class Domain:
         if isinstance(c, ModelClassifier):
             info: dict[str, Any] = {"kind": "model", **c.model.card.summary}
         else:
-            info = {"kind": "keywords", "version": c.version, "trained_on": c.trained_on}
+            info = {"kind": "keywords", "version": c.version, "trained_on": getattr(c, "trained_on", None)}
         if self.model_error:
             info["model_error"] = self.model_error
         return info

@@ -203,7 +203,7 @@ class NotifyHandlers:
                 unit = self.rt.city.units.get(ev.unit_id)
                 facts = {"case_id": ev.case_id, "category": self._category(case.get("category_code")),
                          "unit": unit.name if unit else ev.unit_id, "due_at": ev.due_at, "street_code": ev.street_code,
-                         **{k: case[k] for k in ("address", "map") if case.get(k)}}
+                         **{k: str(case[k]) for k in ("address", "map") if case.get(k)}}
                 planned = deliveries_for(
                     self.rt.city, kind, case_id=ev.case_id, level=level, lead=ev.unit_id,
                     cooperating=case.get("cooperating", []), street_code=ev.street_code or case.get("street_code"),

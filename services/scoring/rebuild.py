@@ -67,6 +67,13 @@ class RebuildReport:
     applied: dict[str, int] = field(default_factory=dict)  # collection → live documents replaced (`--apply`)
 
 
+def _mongo_url(settings: Settings) -> str:
+    """The live store's URL: a rebuild needs one."""
+    if not settings.mongo_url:
+        raise ValueError("a rebuild needs the store's URL (XIUHUA_MONGO_URL)")
+    return settings.mongo_url
+
+
 async def _last_seq(js: Any, stream: str, subject: str) -> int:
     """The last sequence the replay must reach (0: nothing to read)."""
     try:
@@ -198,7 +205,7 @@ async def replay(
     """Fold the whole history into `database` (which should be empty); `progress(stream, done, total)` as it goes."""
     report = RebuildReport(database=database)
     nc = await connect_once(settings.nats_url, **connect_options(settings))
-    store = Store(settings.mongo_url, database, write_concern=settings.write_concern)
+    store = Store(_mongo_url(settings), database, write_concern=settings.write_concern)
     try:
         await store.ensure_collections(COLLECTIONS)
         projection = Projection(store, city)
@@ -255,8 +262,8 @@ async def compare(
     settings: Settings, live_db: str, fresh_db: str, report: RebuildReport, window: Window, city: City
 ) -> None:
     """Document by document, every scoring collection, inside the rebuild window."""
-    live = Store(settings.mongo_url, live_db, write_concern=settings.write_concern)
-    fresh = Store(settings.mongo_url, fresh_db, write_concern=settings.write_concern)
+    live = Store(_mongo_url(settings), live_db, write_concern=settings.write_concern)
+    fresh = Store(_mongo_url(settings), fresh_db, write_concern=settings.write_concern)
     try:
         a_all = {coll: {d["_id"]: d async for d in live[coll].find({})} for coll in COLLECTIONS}
         b_all = {coll: {d["_id"]: d async for d in fresh[coll].find({})} for coll in COLLECTIONS}
@@ -292,8 +299,8 @@ async def apply_rebuild(
     """Make the live scoring collections what the rebuild made them, inside the rebuild window: the way stored
     figures move to new rules (or a changed fold). Documents that depend on expired messages stay as they are.
     Run it with the scoring service stopped: its consumer would write between the delete and the insert."""
-    live = Store(settings.mongo_url, live_db, write_concern=settings.write_concern)
-    fresh = Store(settings.mongo_url, fresh_db, write_concern=settings.write_concern)
+    live = Store(_mongo_url(settings), live_db, write_concern=settings.write_concern)
+    fresh = Store(_mongo_url(settings), fresh_db, write_concern=settings.write_concern)
     applied: dict[str, int] = {}
     try:
         a_all = {coll: {d["_id"]: d async for d in live[coll].find({})} for coll in COLLECTIONS}
@@ -336,7 +343,7 @@ async def rebuild_and_check(
     if apply:
         report.applied = await apply_rebuild(settings, live_db, fresh_db, window, city)
     if not keep:
-        store = Store(settings.mongo_url, fresh_db)
+        store = Store(_mongo_url(settings), fresh_db)
         try:
             await store.client.drop_database(fresh_db)
         finally:

@@ -110,7 +110,7 @@ class Ranking(BaseModel):
     black_list: int = Field(default=5, ge=0, description="Bottom N of each role (黑榜)")
     bottom_flagged: int = Field(default=3, ge=0, description="Bottom N penalised (末位三名)")
     bottom_periods: list[Literal["week", "month", "quarter", "year"]] = Field(
-        default_factory=lambda: ["quarter"], description="Periods whose ranking flags the bottom N (季度考核)"
+        default=["quarter"], description="Periods whose ranking flags the bottom N (季度考核)"
     )
     roles_excluded: list[str] = Field(default_factory=lambda: ["command_centre", "hotline"])
     periods: list[Literal["week", "month", "quarter", "year"]] = Field(

@@ -31,7 +31,7 @@ class DeviceModel(BaseModel):
         default_factory=dict, description="The device's own metric name → the city's (P1 → pm10, P2 → pm25)"
     )
     hj212_crc: list[CrcVariant] = Field(
-        default_factory=lambda: ["standard"],
+        default=["standard"],
         description="CRCs accepted from this model over HJ 212: `standard` (the standard's appendix) and, for firmware "
         "that writes it, `modbus_swapped` (Modbus CRC-16 with its two bytes swapped)",
         min_length=1,

@@ -12,7 +12,7 @@ from xiuhua.commands import emit
 from xiuhua.settings import Settings, get_settings
 
 
-def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(sub: argparse._SubParsersAction) -> None:
     """Add the command."""
     p = sub.add_parser("hj212", help="test a device's path: send HJ 212-2017 frames to intake's TCP edge")
     verbs = p.add_subparsers(dest="verb", required=True)

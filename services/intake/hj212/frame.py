@@ -49,8 +49,8 @@ def crc_hex(data: bytes, name: CrcName = "standard") -> str:
 def matching_crc(data: bytes, written: str) -> CrcName | None:
     """Which CRC the frame's four hex digits are, if any (case-insensitive: some devices write lower case)."""
     for name in ("standard", "modbus_swapped"):
-        if crc_hex(data, name) == written.upper():  # type: ignore[arg-type]
-            return name  # type: ignore[return-value]
+        if crc_hex(data, name) == written.upper():
+            return name
     return None
 
 
