@@ -161,6 +161,7 @@ HealthWarnings = Callable[[], list[str]]
 def routes(
     metrics: Metrics,
     checks: dict[str, HealthCheck],
+    *,
     warnings: HealthWarnings | None = None,
     info: Callable[[], dict[str, Any]] | None = None,
 ) -> list[Route]:

@@ -247,7 +247,7 @@ def asgi_app(spec: ServiceSpec, rt: Runtime) -> Starlette:
     warn = spec.health_warnings
     info = functools.partial(spec.health_info, rt) if spec.health_info is not None else None
     routes: list[BaseRoute] = [*observability.routes(
-        rt.metrics, {"nats": nats_ok, "store": rt.store.ping}, (lambda: warn(rt)) if warn else None, info
+        rt.metrics, {"nats": nats_ok, "store": rt.store.ping}, warnings=(lambda: warn(rt)) if warn else None, info=info
     )]
     if spec.http_routes:
         routes += spec.http_routes(rt)

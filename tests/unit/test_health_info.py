@@ -26,7 +26,7 @@ async def test_health_shows_the_service_s_own_information_beside_its_checks(city
     rt.city = city  # type: ignore[attr-defined]
     assert SPEC.health_info is not None
     info = SPEC.health_info(rt)  # type: ignore[arg-type]
-    app = Starlette(routes=routes(Metrics("intake"), {"nats": _ok}, lambda: info))
+    app = Starlette(routes=routes(Metrics("intake"), {"nats": _ok}, info=lambda: info))
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as client:
         body = (await client.get("/health")).json()
     card = domain_of(city).classifier_info
