@@ -325,8 +325,9 @@ class SmsChannel:
         self.name, self.cfg, self.clock = name, cfg, clock
 
     def text(self, message: dict[str, Any]) -> str:
-        """The SMS text from the template (unknown fields render empty)."""
-        return self.cfg.sms_template.format_map(_Blank(message))
+        """The SMS text from the template, a digest's from its own (unknown fields render empty)."""
+        template = self.cfg.sms_digest_template if message.get("kind") == "digest" else self.cfg.sms_template
+        return template.format_map(_Blank(message))
 
     async def send(self, address: str, message: dict[str, Any]) -> None:
         if not self.cfg.gateway_url:

@@ -1,0 +1,192 @@
+"""A recipient over its rate limit on a real bus and store: held alerts go out as one digest at the next token,
+urgent alerts have a lane of their own, and the backlog metric returns to zero once a flood has drained.
+
+As in test_notify_alerts_delivery, the worker is stopped and `deliver_due` driven by hand under a FrozenClock.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from contracts.cases import CaseOpened
+from contracts.values import ReportSource
+from services.notify.bulletin.projection import CASES as BULLETIN_CASES
+from services.notify.handlers import DELIVERIES
+from tests.conftest import eventually
+from tests.integration.test_notify_alerts_channels import receiver
+from tests.integration.test_notify_alerts_delivery import T0, alert_city, dispatched, notify, overdue, planned, send
+from xiuhua.city.alerts import RateLimit
+from xiuhua.clock import FrozenClock
+from xiuhua.service import Runtime
+
+RECIPIENT = {"recipient": "CD-SAN-duty", "channel": "webhook"}
+
+
+async def pending(rt: Runtime) -> list[dict[str, Any]]:
+    return sorted([d async for d in rt.store[DELIVERIES].find({"status": "pending"})], key=lambda d: d["case_id"])
+
+
+def backlog(rt: Runtime) -> float | None:
+    return rt.metrics.registry.get_sample_value("xiuhua_alerts_backlog", RECIPIENT)
+
+
+def oldest(rt: Runtime) -> float | None:
+    return rt.metrics.registry.get_sample_value("xiuhua_alerts_backlog_oldest_seconds", RECIPIENT)
+
+
+async def test_exactly_at_the_limit_none_held_one_past_held_until_the_token_then_one_digest(settings, city) -> None:
+    clock = FrozenClock(T0)
+    async with receiver() as r:
+        c = alert_city(city, r.url("/edge"), rate=RateLimit(capacity=3, per_minute=6))  # a token every 10 s
+        async with notify(settings, c, clock) as (rt, h):
+            for i in range(3):
+                await send(settings, dispatched(f"C-E{i}"))
+            await planned(rt, 3)
+            assert await h.deliver_due() == 3 and await pending(rt) == []  # exactly the capacity: nothing held
+            assert await h.deliver_due() == 0 and backlog(rt) is None  # nobody was ever held
+            await send(settings, dispatched("C-E3"))
+            await planned(rt, 4)
+            assert await h.deliver_due() == 0
+            (held,) = await pending(rt)  # one past: held, no attempt spent, until the next token
+            assert (held["case_id"], held["deferred"], held["attempts"]) == ("C-E3", "rate_limit", 0)
+            assert (held["held_at"], held["next_at"]) == (T0, T0 + timedelta(seconds=10))
+            assert await h.deliver_due() == 0 and backlog(rt) == 1
+            clock.set(T0 + timedelta(seconds=5))  # another comes while one is held: it waits for the same token
+            await send(settings, dispatched("C-E4"))
+            await planned(rt, 5)
+            assert await h.deliver_due() == 0
+            assert [d["next_at"] for d in await pending(rt)] == [T0 + timedelta(seconds=10)] * 2
+            clock.set(T0 + timedelta(seconds=10) - timedelta(milliseconds=1))
+            assert await h.deliver_due() == 0 and len(r.got) == 3 and backlog(rt) == 2 and oldest(rt) == 9.999
+            clock.set(T0 + timedelta(seconds=10))  # the refill: both in one digest, for one token
+            assert await h.deliver_due() == 2 and len(r.got) == 4
+            sent = r.got[3].json()
+            assert sent["kind"] == "digest" and sent["case_ids"] == ["C-E3", "C-E4"]
+            assert r.got[3].headers["x-xiuhua-notification-id"].startswith("digest:CD-SAN-duty:webhook:")
+            assert await pending(rt) == [] and await h.deliver_due() == 0 and backlog(rt) == oldest(rt) == 0
+            logged = await rt.store[DELIVERIES].find_one({"case_id": "C-E3"})
+            assert logged["status"] == "delivered" and logged["digest"] == sent["notification_id"]
+            assert logged["history"][-1]["digest"] == sent["notification_id"]
+            clock.set(T0 + timedelta(seconds=20))  # the next alone after a token: itself, not a digest of one
+            await send(settings, dispatched("C-E5"))
+            await planned(rt, 6)
+            assert await h.deliver_due() == 1 and r.got[4].json()["case_id"] == "C-E5"
+
+
+async def test_urgent_alerts_are_never_held_behind_routine_ones_in_either_order(settings, city) -> None:
+    clock = FrozenClock(T0)
+    async with receiver() as r:
+        c = alert_city(city, r.url("/lanes"), rate=RateLimit(capacity=1, per_minute=6))
+        async with notify(settings, c, clock) as (rt, h):
+            # Routine first: it takes the routine token and the next routine one is held; an urgent one still goes.
+            for event in (dispatched("C-R1"), dispatched("C-R2")):
+                await send(settings, event)
+            await planned(rt, 2)
+            assert await h.deliver_due() == 1
+            await send(settings, overdue("C-U1"))
+            await planned(rt, 3)
+            assert await h.deliver_due() == 1 and r.got[-1].json()["case_id"] == "C-U1"
+            assert [d["case_id"] for d in await pending(rt)] == ["C-R2"]
+            # Urgent first, with both buckets full again: the urgent lane empties, routine still goes.
+            clock.set(T0 + timedelta(hours=1))
+            assert await h.deliver_due() == 1  # C-R2, held, alone at its token
+            clock.set(T0 + timedelta(hours=2))
+            for event in (overdue("C-U2"), overdue("C-U3")):
+                await send(settings, event)
+            await planned(rt, 5)
+            assert await h.deliver_due() == 1
+            await send(settings, dispatched("C-R3"))
+            await planned(rt, 6)
+            assert await h.deliver_due() == 1 and r.got[-1].json()["case_id"] == "C-R3"
+            assert [d["case_id"] for d in await pending(rt)] == ["C-U3"]
+            # Both in one round, whichever came first: each lane spends its own token.
+            clock.set(T0 + timedelta(hours=3))
+            assert await h.deliver_due() == 1  # C-U3
+            clock.set(T0 + timedelta(hours=4))
+            for event in (dispatched("C-R4"), overdue("C-U4"), overdue("C-U5"), dispatched("C-R5")):
+                await send(settings, event)
+            await planned(rt, 10)
+            assert await h.deliver_due() == 2
+            assert sorted(g.json()["case_id"] for g in r.got[-2:]) == ["C-R4", "C-U4"]
+            assert [d["case_id"] for d in await pending(rt)] == ["C-R5", "C-U5"]
+
+
+async def test_a_flood_drains_in_one_digest_a_refill_and_the_backlog_returns_to_zero(settings, city) -> None:
+    clock = FrozenClock(T0)
+    grid = next(a for a in city.areas.of_level("grid") if city.areas.chain(a.code)["street"].code == "CD")
+    place = city.areas.place_of_area(grid.code)
+    async with receiver() as r:
+        c = alert_city(city, r.url("/flood"), rate=RateLimit(capacity=5, per_minute=6))
+        async with notify(settings, c, clock) as (rt, h):
+            # The most pressing of the flood (nearest deadline) was opened with its place: the digest names it so.
+            await send(settings, CaseOpened(case_id="C-F29", street_code="CD", source=ReportSource.grid,
+                                            source_ref="g-29", category_code="0201", description="垃圾满溢",
+                                            place=place, reported_at=T0))
+            await eventually(lambda: rt.store[BULLETIN_CASES].find_one({"_id": "C-F29"}))
+            for i in range(30):
+                due = T0 + timedelta(hours=1 if i == 29 else 4, minutes=i)
+                await send(settings, dispatched(f"C-F{i:02d}" if i < 29 else "C-F29").model_copy(
+                    update={"due_at": due}))
+            await planned(rt, 30)
+            assert await h.deliver_due() == 5
+            assert await h.deliver_due() == 0 and backlog(rt) == 25
+            clock.set(T0 + timedelta(seconds=10))
+            assert await h.deliver_due() == 25 and len(r.got) == 6
+            sent = r.got[5].json()
+            assert sent["counts"] == {"new_case": 25} and len(sent["case_ids"]) == 25
+            assert sent["lines"][2] == (f"1. 新案件待处置 · C-F29 · 城东街道 / {place.community_name} / {grid.name} · "
+                                        "城东环卫所 · 时限 2026-11-23 11:29")
+            assert await h.deliver_due() == 0 and backlog(rt) == 0
+            # The flood goes on: what comes within a refill waits for the next one, never longer.
+            clock.set(T0 + timedelta(seconds=12))
+            for i in range(10):
+                await send(settings, dispatched(f"C-G{i}"))
+            await planned(rt, 40)
+            assert await h.deliver_due() == 0 and {d["next_at"] for d in await pending(rt)} == {
+                T0 + timedelta(seconds=20)}
+            assert await h.deliver_due() == 0 and backlog(rt) == 10
+            clock.set(T0 + timedelta(seconds=20))
+            assert await h.deliver_due() == 10 and len(r.got) == 7
+            assert await h.deliver_due() == 0 and backlog(rt) == 0
+            assert rt.metrics.registry.get_sample_value("xiuhua_alerts_digests_total", {"channel": "webhook"}) == 2
+            assert rt.metrics.registry.get_sample_value(
+                "xiuhua_alerts_sent_total", {"channel": "webhook", "kind": "new_case"}) == 40
+            assert {d["status"] async for d in rt.store[DELIVERIES].find({})} == {"delivered"}
+
+
+async def test_a_digest_that_fails_is_retried_as_one(settings, city) -> None:
+    clock = FrozenClock(T0)
+    async with receiver() as r:
+        c = alert_city(city, r.url("/retry"), rate=RateLimit(capacity=1, per_minute=6))
+        async with notify(settings, c, clock) as (rt, h):
+            for i in range(3):
+                await send(settings, dispatched(f"C-T{i}"))
+            await planned(rt, 3)
+            assert await h.deliver_due() == 1
+            clock.set(T0 + timedelta(seconds=10))
+            r.fail_next = 1
+            assert await h.deliver_due() == 0
+            waiting = await pending(rt)
+            assert len(waiting) == 2 and len({d["next_at"] for d in waiting}) == 1  # one back-off for both
+            assert all(d["attempts"] == 1 and d["held_at"] == T0 and "digest" not in d for d in waiting)
+            clock.set(waiting[0]["next_at"] + timedelta(seconds=10))
+            assert await h.deliver_due() == 2 and r.got[-1].json()["case_ids"] == ["C-T1", "C-T2"]
+
+
+async def test_a_digest_spends_one_token_however_many_the_bucket_holds_by_then(settings, city) -> None:
+    clock = FrozenClock(T0)
+    async with receiver() as r:
+        c = alert_city(city, r.url("/late"), rate=RateLimit(capacity=3, per_minute=6))
+        async with notify(settings, c, clock) as (rt, h):
+            for i in range(6):
+                await send(settings, dispatched(f"C-L{i}"))
+            await planned(rt, 6)
+            assert await h.deliver_due() == 3
+            # The worker comes back late (2.5 tokens by then): one digest for the three held, for one token ...
+            clock.set(T0 + timedelta(seconds=25))
+            assert await h.deliver_due() == 3 and r.got[-1].json()["case_ids"] == ["C-L3", "C-L4", "C-L5"]
+            # ... so the next alert still finds one.
+            await send(settings, dispatched("C-L6"))
+            await planned(rt, 7)
+            assert await h.deliver_due() == 1 and r.got[-1].json()["case_id"] == "C-L6"
