@@ -83,6 +83,7 @@ class ServiceSpec:
     collections: tuple[str, ...] = ()
     on_start: Callable[[Runtime], Awaitable[None]] | None = None
     http_routes: Callable[[Runtime], list[BaseRoute]] | None = None
+    on_stop: Callable[[Runtime], Awaitable[None]] | None = None  # after its tasks stopped, before the bus and store
 
 
 def build_runtime(
@@ -153,6 +154,11 @@ async def started(spec: ServiceSpec, rt: Runtime) -> AsyncIterator[Runtime]:
         for task in rt.tasks:
             task.cancel()
         await asyncio.gather(*rt.tasks, return_exceptions=True)
+        if spec.on_stop:
+            try:
+                await spec.on_stop(rt)
+            except Exception:  # what it could not release must not keep the bus and store open
+                log.exception("%s: stopping failed", spec.name)
         await rt.broker.stop()
         await rt.ledger.close()
         await rt.store.close()

@@ -483,3 +483,18 @@ async def test_a_copy_of_an_earlier_dispatch_plans_nothing_and_keeps_the_later_u
         assert set(logged) < set(after) and len(after) == len(logged) + 1  # the overdue alert, nothing for the copy
         keys = [d["_id"] async for d in rt.store["ledger"].find({}, {"_id": 1})]
         assert not [k for k in keys if k.startswith("notify-cases:")]
+
+
+async def test_a_channel_keeps_one_connection_for_its_alerts_and_closes_it_when_notify_stops(settings, city) -> None:
+    clock = FrozenClock(T0)
+    async with receiver() as r:
+        c = alert_city(city, r.url("/conn"))
+        async with notify(settings, c, clock) as (rt, h):
+            for i in range(3):
+                await send(settings, dispatched(f"C-K{i}"))
+            await planned(rt, 3)
+            assert await h.deliver_due() == 3
+            assert len(r.got) == 3 and len({g.peer for g in r.got}) == 1  # no new connection (TLS handshake) each
+            client = h.channels["webhook"].client
+            assert not client.is_closed
+        assert client.is_closed
