@@ -12,6 +12,7 @@ from typing import Any
 from contracts.cases import CaseOpened
 from contracts.values import ReportSource
 from services.notify.bulletin.projection import CASES as BULLETIN_CASES
+from services.notify.delivery_log import by_case, render
 from services.notify.handlers import DELIVERIES
 from tests.conftest import eventually
 from tests.integration.test_notify_alerts_channels import receiver
@@ -68,6 +69,9 @@ async def test_exactly_at_the_limit_none_held_one_past_held_until_the_token_then
             logged = await rt.store[DELIVERIES].find_one({"case_id": "C-E3"})
             assert logged["status"] == "delivered" and logged["digest"] == sent["notification_id"]
             assert logged["history"][-1]["digest"] == sent["notification_id"]
+            (entry,) = await by_case(rt.store[DELIVERIES], "C-E3")
+            assert (entry["digest"], entry["held_at"]) == (sent["notification_id"], T0.isoformat())
+            assert "(in a digest)" in render("C-E3", [entry])
             clock.set(T0 + timedelta(seconds=20))  # the next alone after a token: itself, not a digest of one
             await send(settings, dispatched("C-E5"))
             await planned(rt, 6)
