@@ -18,6 +18,7 @@ from zoneinfo import ZoneInfo
 from services.notify.messages import TITLES
 
 NAMED = 5  # the most urgent cases a digest names with place and deadline
+LANE_MAX = 2000  # a lane's alerts one round takes at most (one digest; the rest wait for the next token)
 IDS_SHOWN = 50  # case ids a digest's text lists (its `case_ids` field holds them all)
 HELD = "held_at"  # set on a delivery when the rate limit first holds it back
 
@@ -35,6 +36,23 @@ def lane(doc: dict[str, Any]) -> str:
 def held(doc: dict[str, Any]) -> bool:
     """Whether the rate limit held this delivery back before."""
     return doc.get(HELD) is not None
+
+
+def pick(due: list[dict[str, Any]], limit: int, lane_max: int = LANE_MAX) -> list[dict[str, Any]]:
+    """A round's share of the due alerts (in their order): whole lanes, as many as fit in `limit`, at least one.
+
+    Whole, because a lane's held alerts go together as one digest, and a fresh alert must not go alone while its
+    lane's held ones wait for a later round: cut by a plain count, a flood's backlog drained a part per refill."""
+    lanes: dict[str, list[dict[str, Any]]] = {}
+    for d in due:
+        lanes.setdefault(lane(d), []).append(d)
+    chosen: set[str] = set()
+    for group in lanes.values():
+        group = group[:lane_max]
+        if chosen and len(chosen) + len(group) > limit:
+            continue  # a smaller lane after it may still fit
+        chosen.update(d["_id"] for d in group)
+    return [d for d in due if d["_id"] in chosen]
 
 
 @dataclass

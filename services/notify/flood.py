@@ -50,7 +50,8 @@ async def flood(seconds: float, rate: float, n_units: int) -> dict[str, Any]:
     units = [u for u in city.units.values() if any(c.duty == "duty" and "file" in c.channels for c in u.contacts)]
     units = units[:n_units]
     limit = city.alerts.rate_limit
-    async with embedded_settings("flood") as settings, running(SPEC, settings, city=city) as rt:
+    async with embedded_settings("flood") as base, running(
+            SPEC, settings := base.model_copy(update={"bulletin_schedule": False}), city=city) as rt:  # no Chromium
         h = rt.state["handlers"]
         nc = await nats.connect(settings.nats_url)
         js = nc.jetstream()

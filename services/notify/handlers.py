@@ -120,6 +120,7 @@ class NotifyHandlers:
             "xiuhua_alerts_backlog_oldest_seconds", "How long the oldest alert a recipient's rate limit holds waited",
             ("recipient", "channel"))
         self._backlog_seen: set[tuple[str, str]] = set()
+        self._lanes_held: dict[str, datetime] = {}  # lanes this instance held alerts of, and when those are due
         self.outcomes_waiting = rt.metrics.gauge(
             "xiuhua_alerts_outcomes_waiting", "Sent alerts whose outcome waits in memory for the store")
         self.instance = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"  # owner of this one's claims
@@ -374,31 +375,42 @@ class NotifyHandlers:
             now = self.rt.clock.now()
             hints, self._hints = self._hints, {}
             await self._take_over_expired(now, limit)
+            # A fresh alert for a lane whose held ones are due must go in their digest, not alone ahead of them.
+            scan = scan or any(t <= now for d in hints.values() if (t := self._lanes_held.get(digest.lane(d))))
+            later: set[str] = set()  # lanes whose due alerts the scan left to a later round: their hints wait too
             if scan:
                 self._scanned_at = time.monotonic()
-                hints.update((d["_id"], d) for d in await self._due(now, limit))
+                found, later = await self._due(now, limit)
+                hints.update((d["_id"], d) for d in found)
             if self._store_ok_since is None:
                 self._store_ok_since = now
-            due = sorted((d for d in hints.values() if d["next_at"] <= now), key=lambda d: (d["next_at"], d["_id"]))
-            return await self._send_round(due[:limit], publish)
+            due = sorted((d for d in hints.values() if d["next_at"] <= now and digest.lane(d) not in later),
+                         key=lambda d: (d["next_at"], d["_id"]))
+            return await self._send_round(digest.pick(due, limit), publish, now)
         except Exception:
             self._store_ok_since = None
             raise
         finally:
             await self._publish(publish)
 
-    async def _due(self, now: datetime, limit: int) -> list[dict[str, Any]]:
-        """The pending deliveries due at `now`, earliest first: their times by status (an equality both stores
-        answer from an index, a few small documents), then the due ones in full."""
+    async def _due(self, now: datetime, limit: int) -> tuple[list[dict[str, Any]], set[str]]:
+        """The pending deliveries due at `now` a round takes (whole lanes, earliest first), and the lanes it leaves
+        to a later round: their times by status (an equality both stores answer from an index, a few small
+        documents), then the chosen ones in full."""
         col = self.rt.store[DELIVERIES]
         times = [d async for d in col.find({"status": "pending"}, {"next_at": 1, "contact_id": 1, "channel": 1,
-                                                                   digest.HELD: 1})]
+                                                                   "urgent": 1, digest.HELD: 1})]
         self._count_backlog(times, now)
-        ids = [d["_id"] for d in sorted((d for d in times if d["next_at"] <= now), key=lambda d: d["next_at"])]
-        if not ids:
-            return []
-        docs = [d async for d in col.find({"_id": {"$in": ids[:limit]}, "status": "pending"})]
-        return sorted(docs, key=lambda d: (d["next_at"], d["_id"]))
+        due = sorted((d for d in times if d["next_at"] <= now), key=lambda d: (d["next_at"], d["_id"]))
+        held = {digest.lane(d) for d in due if digest.held(d)}
+        for key in [k for k, t in self._lanes_held.items() if t <= now and k not in held]:
+            del self._lanes_held[key]  # taken care of (by another instance): no longer a reason to scan
+        if not due:
+            return [], set()
+        chosen = digest.pick(due, limit)
+        later = {digest.lane(d) for d in due} - {digest.lane(d) for d in chosen}
+        docs = [d async for d in col.find({"_id": {"$in": [d["_id"] for d in chosen]}, "status": "pending"})]
+        return sorted(docs, key=lambda d: (d["next_at"], d["_id"])), later
 
     def _count_backlog(self, pending: list[dict[str, Any]], now: datetime) -> None:
         """The backlog gauges from the pending deliveries as the store has them (every instance reports the same,
@@ -452,15 +464,17 @@ class NotifyHandlers:
                 self.taken_over.inc()
                 log.warning("delivery %s: claim of %s expired, sending again", stale["_id"], owner)
 
-    async def _send_round(self, docs: list[dict[str, Any]], publish: list[tuple[str, list[Outgoing]]]) -> int:
+    async def _send_round(
+        self, docs: list[dict[str, Any]], publish: list[tuple[str, list[Outgoing]]], now: datetime
+    ) -> int:
         """A round's due alerts: claimed together, every lane's tokens taken together (a lane: a recipient on a
         channel, urgent alerts apart), each lane's alerts sent one after the other and in order (several lanes at
         once), the delivered ones recorded together. A fixed number of store commands per round, where one
         recipient at a time cost five each. Returns how many alerts reached their recipient (digested ones too).
 
         A lane short of tokens holds the alerts beyond them, with no attempt spent, until its next token; at that
-        refill everything held goes as one digest (`services.notify.digest`)."""
-        now = self.rt.clock.now()
+        refill everything held goes as one digest (`services.notify.digest`). `now` is the moment the due alerts
+        were chosen at: a token counted later could send a fresh alert alone before its lane's held ones are due."""
         ready = []
         for doc in docs:
             quiet = not doc.get("urgent") and self.alerts.respects_quiet_hours(doc["channel"])
@@ -484,6 +498,11 @@ class NotifyHandlers:
                 raise
         splits = {key: digest.split(g, grants[key][0]) for key, g in lanes.items()}
         until = {c["_id"]: now + timedelta(seconds=grants[key][1]) for key, sp in splits.items() for c in sp.held}
+        for key, sp in splits.items():
+            if sp.held:
+                self._lanes_held[key] = now + timedelta(seconds=grants[key][1])
+            else:
+                self._lanes_held.pop(key, None)
         if until:
             over = [c for c in claimed if c["_id"] in until]
             await self._settle(over, functools.partial(self._put_back, until=until, now=now), publish)

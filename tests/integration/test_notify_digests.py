@@ -194,3 +194,77 @@ async def test_a_digest_spends_one_token_however_many_the_bucket_holds_by_then(s
             await send(settings, dispatched("C-L6"))
             await planned(rt, 7)
             assert await h.deliver_due() == 1 and r.got[-1].json()["case_id"] == "C-L6"
+
+
+async def test_a_fresh_alert_at_the_refill_joins_the_held_ones_in_their_digest(settings, city) -> None:
+    # A round woken by planning looks only at what planning wrote; at the refill it must not send the fresh alert
+    # alone with the token while the held ones wait another refill.
+    clock = FrozenClock(T0)
+    async with receiver() as r:
+        c = alert_city(city, r.url("/fresh"), rate=RateLimit(capacity=1, per_minute=6))
+        async with notify(settings, c, clock) as (rt, h):
+            for i in range(2):
+                await send(settings, dispatched(f"C-N{i}"))
+            await planned(rt, 2)
+            assert await h.deliver_due() == 1
+            clock.set(T0 + timedelta(seconds=10))
+            await send(settings, dispatched("C-N2"))
+            await planned(rt, 3)
+            await eventually(lambda: "new_case:C-N2:0:CD-SAN-duty:webhook" in h._hints)
+            assert await h.deliver_due(scan=False) == 2
+            assert r.got[-1].json()["case_ids"] == ["C-N1", "C-N2"] and await pending(rt) == []
+
+
+async def test_a_lane_a_round_leaves_for_later_keeps_its_fresh_alerts_for_later_too(settings, city) -> None:
+    # Two lanes' held alerts fall due together and a round takes only one of them (limit 4): a fresh alert of the
+    # other lane waits with that lane's held ones for the next round, instead of taking their token alone.
+    clock = FrozenClock(T0)
+    async with receiver() as r:
+        c = alert_city(city, r.url("/later"), rate=RateLimit(capacity=1, per_minute=6))
+        async with notify(settings, c, clock) as (rt, h):
+            for i in range(4):
+                await send(settings, dispatched(f"C-R{i}"))
+                await send(settings, overdue(f"C-U{i}"))
+            await planned(rt, 8)
+            assert await h.deliver_due() == 2  # one of each lane; three of each held until T0 + 10 s
+            clock.set(T0 + timedelta(seconds=10))
+            await send(settings, overdue("C-U9"))
+            await planned(rt, 9)
+            await eventually(lambda: "overdue:C-U9:0:CD-SAN-duty:webhook" in h._hints)
+            assert await h.deliver_due(limit=4, scan=False) == 3
+            assert r.got[-1].json()["case_ids"] == ["C-R1", "C-R2", "C-R3"]
+            assert await h.deliver_due(limit=4) == 4
+            assert r.got[-1].json()["case_ids"] == ["C-U1", "C-U2", "C-U3", "C-U9"] and await pending(rt) == []
+
+
+class TickingClock(FrozenClock):
+    """A frozen clock that moves on by `step` each time it is read."""
+
+    step = timedelta(0)
+
+    def now(self):  # type: ignore[no-untyped-def]
+        t = super().now()
+        self.advance(self.step)
+        return t
+
+
+async def test_a_round_counts_tokens_at_the_moment_it_chose_its_alerts(settings, city) -> None:
+    # A millisecond before the refill a round finds the held alert not due; were its tokens counted when it sends,
+    # a moment later, the fresh alert would take the new token alone ahead of the held one.
+    clock = TickingClock(T0)
+    async with receiver() as r:
+        c = alert_city(city, r.url("/moment"), rate=RateLimit(capacity=1, per_minute=6))
+        async with notify(settings, c, clock) as (rt, h):
+            for i in range(2):
+                await send(settings, dispatched(f"C-M{i}"))
+            await planned(rt, 2)
+            assert await h.deliver_due() == 1
+            await send(settings, dispatched("C-M2"))
+            await planned(rt, 3)
+            await eventually(lambda: "new_case:C-M2:0:CD-SAN-duty:webhook" in h._hints)
+            clock.set(T0 + timedelta(seconds=10) - timedelta(milliseconds=1))
+            clock.step = timedelta(milliseconds=1)
+            assert await h.deliver_due(scan=False) == 0
+            clock.step = timedelta(0)
+            clock.set(T0 + timedelta(seconds=10, milliseconds=5))
+            assert await h.deliver_due() == 2 and r.got[-1].json()["case_ids"] == ["C-M1", "C-M2"]

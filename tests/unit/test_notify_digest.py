@@ -111,3 +111,18 @@ def test_an_sms_digest_has_a_text_of_its_own():
     sms = SmsChannel("sms", ChannelConfig(type="sms"), FrozenClock(T0))
     assert sms.text(msg) == ("【绣花】告警汇总：10:00以来2条：案件临期预警 1 条，新案件待处置 1 条。"
                              "最紧急：案件临期预警 · C-2 · 城东环卫所 · 时限 2026-11-23 14:00")
+
+
+def test_a_round_takes_whole_lanes_as_many_as_fit_at_least_one():
+    def to(contact: str, n: int, urgent: bool = False) -> list[dict[str, Any]]:
+        return [{**alert(f"C-{contact}{i}", urgent=urgent), "_id": f"{contact}:{i}:{urgent}", "contact_id": contact}
+                for i in range(n)]
+
+    a, b, c, u = to("a", 3), to("b", 5), to("c", 2), to("a", 2, urgent=True)
+    due = [a[0], b[0], a[1], *b[1:], a[2], *c, *u]
+    ids = lambda docs: [d["_id"] for d in docs]  # noqa: E731
+    assert ids(digest.pick(due, 10)) == ids([a[0], b[0], a[1], *b[1:], a[2], *c])  # a and b whole, then c: 10
+    assert ids(digest.pick(due, 9)) == ids([a[0], b[0], a[1], *b[1:], a[2]])  # exactly a and b: c no longer fits
+    assert ids(digest.pick(due, 6)) == ids([a[0], a[1], a[2], *c])  # b does not fit, the smaller c after it does
+    assert ids(digest.pick(due, 1)) == ids(a)  # at least one lane, whole
+    assert ids(digest.pick(due, 100, lane_max=2)) == ids([a[0], b[0], a[1], b[1], *c, *u])
