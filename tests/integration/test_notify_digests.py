@@ -6,7 +6,7 @@ As in test_notify_alerts_delivery, the worker is stopped and `deliver_due` drive
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from contracts.cases import CaseOpened
@@ -242,7 +242,7 @@ class TickingClock(FrozenClock):
 
     step = timedelta(0)
 
-    def now(self):  # type: ignore[no-untyped-def]
+    def now(self) -> datetime:
         t = super().now()
         self.advance(self.step)
         return t
