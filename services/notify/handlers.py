@@ -362,7 +362,7 @@ class NotifyHandlers:
         return res.modified_count, [{"_id": cond["_id"], **new} for cond, new in nexts]
 
     async def deliver_due(self, limit: int = 200, *, scan: bool = True) -> int:
-        """Send pending deliveries that are due; returns how many were sent.
+        """Send pending deliveries that are due; returns how many reached their recipients (a digest's all count).
 
         First the outcomes of earlier sends still to be recorded; then claims whose owner died (lease run out);
         then the due deliveries (those planning just wrote, and with `scan` every pending one that is due), all

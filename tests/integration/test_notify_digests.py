@@ -10,22 +10,36 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from contracts.cases import CaseOpened
+from contracts.envelope import Event
 from contracts.values import ReportSource
 from services.notify.bulletin.projection import CASES as BULLETIN_CASES
 from services.notify.delivery_log import by_case, render
-from services.notify.handlers import DELIVERIES
+from services.notify.handlers import DELIVERIES, NotifyHandlers
 from tests.conftest import eventually
 from tests.integration.test_notify_alerts_channels import receiver
 from tests.integration.test_notify_alerts_delivery import T0, alert_city, dispatched, notify, overdue, planned, send
 from xiuhua.city.alerts import RateLimit
 from xiuhua.clock import FrozenClock
 from xiuhua.service import Runtime
+from xiuhua.settings import Settings
 
 RECIPIENT = {"recipient": "CD-SAN-duty", "channel": "webhook"}
 
 
 async def pending(rt: Runtime) -> list[dict[str, Any]]:
     return sorted([d async for d in rt.store[DELIVERIES].find({"status": "pending"})], key=lambda d: d["case_id"])
+
+
+async def arrive(settings: Settings, rt: Runtime, *events: Event, total: int) -> None:
+    """Publish events as their producers would and wait until `total` deliveries are planned in all."""
+    for event in events:
+        await send(settings, event)
+    await planned(rt, total)
+
+
+async def handed_over(h: NotifyHandlers, nid: str) -> None:
+    """Wait until planning has handed a delivery to the worker's next round (its transaction committed)."""
+    await eventually(lambda: nid in h._hints)
 
 
 def backlog(rt: Runtime) -> float | None:
@@ -41,21 +55,17 @@ async def test_exactly_at_the_limit_none_held_one_past_held_until_the_token_then
     async with receiver() as r:
         c = alert_city(city, r.url("/edge"), rate=RateLimit(capacity=3, per_minute=6))  # a token every 10 s
         async with notify(settings, c, clock) as (rt, h):
-            for i in range(3):
-                await send(settings, dispatched(f"C-E{i}"))
-            await planned(rt, 3)
+            await arrive(settings, rt, *(dispatched(f"C-E{i}") for i in range(3)), total=3)
             assert await h.deliver_due() == 3 and await pending(rt) == []  # exactly the capacity: nothing held
             assert await h.deliver_due() == 0 and backlog(rt) is None  # nobody was ever held
-            await send(settings, dispatched("C-E3"))
-            await planned(rt, 4)
+            await arrive(settings, rt, dispatched("C-E3"), total=4)
             assert await h.deliver_due() == 0
             (held,) = await pending(rt)  # one past: held, no attempt spent, until the next token
             assert (held["case_id"], held["deferred"], held["attempts"]) == ("C-E3", "rate_limit", 0)
             assert (held["held_at"], held["next_at"]) == (T0, T0 + timedelta(seconds=10))
             assert await h.deliver_due() == 0 and backlog(rt) == 1
             clock.set(T0 + timedelta(seconds=5))  # another comes while one is held: it waits for the same token
-            await send(settings, dispatched("C-E4"))
-            await planned(rt, 5)
+            await arrive(settings, rt, dispatched("C-E4"), total=5)
             assert await h.deliver_due() == 0
             assert [d["next_at"] for d in await pending(rt)] == [T0 + timedelta(seconds=10)] * 2
             clock.set(T0 + timedelta(seconds=10) - timedelta(milliseconds=1))
@@ -73,8 +83,7 @@ async def test_exactly_at_the_limit_none_held_one_past_held_until_the_token_then
             assert (entry["digest"], entry["held_at"]) == (sent["notification_id"], T0.isoformat())
             assert "(in a digest)" in render("C-E3", [entry])
             clock.set(T0 + timedelta(seconds=20))  # the next alone after a token: itself, not a digest of one
-            await send(settings, dispatched("C-E5"))
-            await planned(rt, 6)
+            await arrive(settings, rt, dispatched("C-E5"), total=6)
             assert await h.deliver_due() == 1 and r.got[4].json()["case_id"] == "C-E5"
 
 
@@ -84,33 +93,26 @@ async def test_urgent_alerts_are_never_held_behind_routine_ones_in_either_order(
         c = alert_city(city, r.url("/lanes"), rate=RateLimit(capacity=1, per_minute=6))
         async with notify(settings, c, clock) as (rt, h):
             # Routine first: it takes the routine token and the next routine one is held; an urgent one still goes.
-            for event in (dispatched("C-R1"), dispatched("C-R2")):
-                await send(settings, event)
-            await planned(rt, 2)
+            await arrive(settings, rt, dispatched("C-R1"), dispatched("C-R2"), total=2)
             assert await h.deliver_due() == 1
-            await send(settings, overdue("C-U1"))
-            await planned(rt, 3)
+            await arrive(settings, rt, overdue("C-U1"), total=3)
             assert await h.deliver_due() == 1 and r.got[-1].json()["case_id"] == "C-U1"
             assert [d["case_id"] for d in await pending(rt)] == ["C-R2"]
             # Urgent first, with both buckets full again: the urgent lane empties, routine still goes.
             clock.set(T0 + timedelta(hours=1))
             assert await h.deliver_due() == 1  # C-R2, held, alone at its token
             clock.set(T0 + timedelta(hours=2))
-            for event in (overdue("C-U2"), overdue("C-U3")):
-                await send(settings, event)
-            await planned(rt, 5)
+            await arrive(settings, rt, overdue("C-U2"), overdue("C-U3"), total=5)
             assert await h.deliver_due() == 1
-            await send(settings, dispatched("C-R3"))
-            await planned(rt, 6)
+            await arrive(settings, rt, dispatched("C-R3"), total=6)
             assert await h.deliver_due() == 1 and r.got[-1].json()["case_id"] == "C-R3"
             assert [d["case_id"] for d in await pending(rt)] == ["C-U3"]
             # Both in one round, whichever came first: each lane spends its own token.
             clock.set(T0 + timedelta(hours=3))
             assert await h.deliver_due() == 1  # C-U3
             clock.set(T0 + timedelta(hours=4))
-            for event in (dispatched("C-R4"), overdue("C-U4"), overdue("C-U5"), dispatched("C-R5")):
-                await send(settings, event)
-            await planned(rt, 10)
+            await arrive(settings, rt, dispatched("C-R4"), overdue("C-U4"), overdue("C-U5"), dispatched("C-R5"),
+                         total=10)
             assert await h.deliver_due() == 2
             assert sorted(g.json()["case_id"] for g in r.got[-2:]) == ["C-R4", "C-U4"]
             assert [d["case_id"] for d in await pending(rt)] == ["C-R5", "C-U5"]
@@ -144,9 +146,7 @@ async def test_a_flood_drains_in_one_digest_a_refill_and_the_backlog_returns_to_
             assert await h.deliver_due() == 0 and backlog(rt) == 0
             # The flood goes on: what comes within a refill waits for the next one, never longer.
             clock.set(T0 + timedelta(seconds=12))
-            for i in range(10):
-                await send(settings, dispatched(f"C-G{i}"))
-            await planned(rt, 40)
+            await arrive(settings, rt, *(dispatched(f"C-G{i}") for i in range(10)), total=40)
             assert await h.deliver_due() == 0 and {d["next_at"] for d in await pending(rt)} == {
                 T0 + timedelta(seconds=20)}
             assert await h.deliver_due() == 0 and backlog(rt) == 10
@@ -164,9 +164,7 @@ async def test_a_digest_that_fails_is_retried_as_one(settings, city) -> None:
     async with receiver() as r:
         c = alert_city(city, r.url("/retry"), rate=RateLimit(capacity=1, per_minute=6))
         async with notify(settings, c, clock) as (rt, h):
-            for i in range(3):
-                await send(settings, dispatched(f"C-T{i}"))
-            await planned(rt, 3)
+            await arrive(settings, rt, *(dispatched(f"C-T{i}") for i in range(3)), total=3)
             assert await h.deliver_due() == 1
             clock.set(T0 + timedelta(seconds=10))
             r.fail_next = 1
@@ -183,16 +181,13 @@ async def test_a_digest_spends_one_token_however_many_the_bucket_holds_by_then(s
     async with receiver() as r:
         c = alert_city(city, r.url("/late"), rate=RateLimit(capacity=3, per_minute=6))
         async with notify(settings, c, clock) as (rt, h):
-            for i in range(6):
-                await send(settings, dispatched(f"C-L{i}"))
-            await planned(rt, 6)
+            await arrive(settings, rt, *(dispatched(f"C-L{i}") for i in range(6)), total=6)
             assert await h.deliver_due() == 3
             # The worker comes back late (2.5 tokens by then): one digest for the three held, for one token ...
             clock.set(T0 + timedelta(seconds=25))
             assert await h.deliver_due() == 3 and r.got[-1].json()["case_ids"] == ["C-L3", "C-L4", "C-L5"]
             # ... so the next alert still finds one.
-            await send(settings, dispatched("C-L6"))
-            await planned(rt, 7)
+            await arrive(settings, rt, dispatched("C-L6"), total=7)
             assert await h.deliver_due() == 1 and r.got[-1].json()["case_id"] == "C-L6"
 
 
@@ -203,14 +198,11 @@ async def test_a_fresh_alert_at_the_refill_joins_the_held_ones_in_their_digest(s
     async with receiver() as r:
         c = alert_city(city, r.url("/fresh"), rate=RateLimit(capacity=1, per_minute=6))
         async with notify(settings, c, clock) as (rt, h):
-            for i in range(2):
-                await send(settings, dispatched(f"C-N{i}"))
-            await planned(rt, 2)
+            await arrive(settings, rt, *(dispatched(f"C-N{i}") for i in range(2)), total=2)
             assert await h.deliver_due() == 1
             clock.set(T0 + timedelta(seconds=10))
-            await send(settings, dispatched("C-N2"))
-            await planned(rt, 3)
-            await eventually(lambda: "new_case:C-N2:0:CD-SAN-duty:webhook" in h._hints)
+            await arrive(settings, rt, dispatched("C-N2"), total=3)
+            await handed_over(h, "new_case:C-N2:0:CD-SAN-duty:webhook")
             assert await h.deliver_due(scan=False) == 2
             assert r.got[-1].json()["case_ids"] == ["C-N1", "C-N2"] and await pending(rt) == []
 
@@ -222,15 +214,12 @@ async def test_a_lane_a_round_leaves_for_later_keeps_its_fresh_alerts_for_later_
     async with receiver() as r:
         c = alert_city(city, r.url("/later"), rate=RateLimit(capacity=1, per_minute=6))
         async with notify(settings, c, clock) as (rt, h):
-            for i in range(4):
-                await send(settings, dispatched(f"C-R{i}"))
-                await send(settings, overdue(f"C-U{i}"))
-            await planned(rt, 8)
+            await arrive(settings, rt, *(e for i in range(4) for e in (dispatched(f"C-R{i}"), overdue(f"C-U{i}"))),
+                         total=8)
             assert await h.deliver_due() == 2  # one of each lane; three of each held until T0 + 10 s
             clock.set(T0 + timedelta(seconds=10))
-            await send(settings, overdue("C-U9"))
-            await planned(rt, 9)
-            await eventually(lambda: "overdue:C-U9:0:CD-SAN-duty:webhook" in h._hints)
+            await arrive(settings, rt, overdue("C-U9"), total=9)
+            await handed_over(h, "overdue:C-U9:0:CD-SAN-duty:webhook")
             assert await h.deliver_due(limit=4, scan=False) == 3
             assert r.got[-1].json()["case_ids"] == ["C-R1", "C-R2", "C-R3"]
             assert await h.deliver_due(limit=4) == 4
@@ -255,13 +244,10 @@ async def test_a_round_counts_tokens_at_the_moment_it_chose_its_alerts(settings,
     async with receiver() as r:
         c = alert_city(city, r.url("/moment"), rate=RateLimit(capacity=1, per_minute=6))
         async with notify(settings, c, clock) as (rt, h):
-            for i in range(2):
-                await send(settings, dispatched(f"C-M{i}"))
-            await planned(rt, 2)
+            await arrive(settings, rt, *(dispatched(f"C-M{i}") for i in range(2)), total=2)
             assert await h.deliver_due() == 1
-            await send(settings, dispatched("C-M2"))
-            await planned(rt, 3)
-            await eventually(lambda: "new_case:C-M2:0:CD-SAN-duty:webhook" in h._hints)
+            await arrive(settings, rt, dispatched("C-M2"), total=3)
+            await handed_over(h, "new_case:C-M2:0:CD-SAN-duty:webhook")
             clock.set(T0 + timedelta(seconds=10) - timedelta(milliseconds=1))
             clock.step = timedelta(milliseconds=1)
             assert await h.deliver_due(scan=False) == 0
