@@ -8,6 +8,7 @@ from zoneinfo import ZoneInfo
 
 from services.notify import digest, messages
 from services.notify.channels import SmsChannel
+from xiuhua.chaos.tally import sent_alerts
 from xiuhua.city.alerts import ChannelConfig
 from xiuhua.clock import FrozenClock
 
@@ -126,3 +127,11 @@ def test_a_round_takes_whole_lanes_as_many_as_fit_at_least_one():
     assert ids(digest.pick(due, 6)) == ids([a[0], a[1], a[2], *c])  # b does not fit, the smaller c after it does
     assert ids(digest.pick(due, 1)) == ids(a)  # at least one lane, whole
     assert ids(digest.pick(due, 100, lane_max=2)) == ids([a[0], b[0], a[1], b[1], *c, *u])
+
+
+def test_the_chaos_tally_counts_each_alert_of_a_digest_once():
+    docs = [alert("C-1", held=True), alert("C-2")]
+    digest_line = {"notification_id": digest.notification_id(docs), **digest.build(docs, {}, tz=TZ)}
+    alone = {"notification_id": alert("C-0")["_id"]}
+    assert sent_alerts([alone, digest_line]) == {alert(f"C-{i}")["_id"]: 1 for i in range(3)}
+    assert sent_alerts([alone, alone])[alone["notification_id"]] == 2  # a re-send is still seen twice
