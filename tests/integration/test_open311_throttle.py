@@ -64,6 +64,7 @@ async def test_200_posts_in_a_second_with_one_key_get_429s_and_nothing_accepted_
             for r in answers:
                 if r.status_code == 429:
                     assert r.headers["retry-after"] == "1"
+                    assert r.headers["access-control-expose-headers"] == "Retry-After"  # readable by a web app
                     assert r.json() == [{"code": 429, "description": "too many POST requests from this api_key: "
                                          "at most 20 at once and 60 a minute; retry after 1 s"}]
             tokens = [r.json()[0]["token"] for r in answers if r.status_code == 202]

@@ -48,7 +48,8 @@ def admitted(t: Throttle, method: str = "POST", address: str = ADDR, key: str | 
     try:
         t.admit(method, address, key)
     except Throttled as exc:
-        assert exc.status == 429 and exc.headers == {"Retry-After": str(exc.retry_after)}
+        assert exc.status == 429 and exc.headers == {"Retry-After": str(exc.retry_after),
+                                                     "Access-Control-Expose-Headers": "Retry-After"}
         return exc.retry_after
     return None
 

@@ -30,8 +30,8 @@ class Throttled(Invalid):
 
     @property
     def headers(self) -> dict[str, str]:
-        """The response headers this refusal adds."""
-        return {"Retry-After": str(self.retry_after)}
+        """The response headers this refusal adds (a citizens' web app on another origin may read Retry-After)."""
+        return {"Retry-After": str(self.retry_after), "Access-Control-Expose-Headers": "Retry-After"}
 
 
 def client_address(request: Request) -> str:
