@@ -8,6 +8,7 @@ import logging
 import ssl
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import nats
 from faststream.nats import NatsBroker
@@ -18,35 +19,13 @@ from prometheus_client import CollectorRegistry
 
 from contracts import registry, streams
 from contracts.envelope import Event
+from xiuhua import third_party
 from xiuhua.settings import Settings
 
 log = logging.getLogger("xiuhua.bus")
 
-
-def _patch_fetch_timeout() -> None:
-    """nats-py 2.16 raises a bare asyncio.TimeoutError from `fetch` when the deadline runs out between its two
-    pull requests; FastStream 0.7.8's pull loop catches only nats.errors.TimeoutError, so every such idle poll
-    logged an ERROR and restarted the loop. Re-raise it as the error both libraries agree on."""
-    from nats.errors import TimeoutError as NatsTimeout
-    from nats.js.client import JetStreamContext
-
-    original = JetStreamContext.PullSubscription.fetch
-    if getattr(original, "_xiuhua", False):
-        return
-
-    async def fetch(self, *args, **kwargs):  # type: ignore[no-untyped-def]
-        try:
-            return await original(self, *args, **kwargs)
-        except NatsTimeout:
-            raise
-        except TimeoutError as exc:
-            raise NatsTimeout from exc
-
-    fetch._xiuhua = True  # type: ignore[attr-defined]
-    JetStreamContext.PullSubscription.fetch = fetch  # type: ignore[method-assign]
-
-
-_patch_fetch_timeout()
+# Every client of the bus, FastStream's loop or a plain fetch, then sees one timeout error.
+third_party.patch_fetch_timeout()
 
 JSON = {"content-type": "application/json"}
 
@@ -60,9 +39,9 @@ def _ssl_context(settings: Settings) -> ssl.SSLContext | None:
     return ctx
 
 
-def connect_options(settings: Settings) -> dict[str, object]:
+def connect_options(settings: Settings) -> dict[str, Any]:
     """Keyword arguments for nats-py's `connect` (credentials and TLS), shared with plain clients."""
-    opts: dict[str, object] = {}
+    opts: dict[str, Any] = {}
     if settings.nats_user:
         opts["user"] = settings.nats_user
         opts["password"] = settings.nats_password or ""
@@ -87,13 +66,13 @@ async def connect_once(servers: str | Sequence[str], **opts: object) -> nats.NAT
 
     try:
         return await nats.connect(
-            servers,
+            servers if isinstance(servers, str) else list(servers),
             allow_reconnect=False,
             max_reconnect_attempts=2,  # nats-py retries a refused first connect this often per server
             reconnect_time_wait=0.5,
             connect_timeout=3,
             error_cb=keep,
-            **opts,  # type: ignore[arg-type]
+            **opts,
         )
     except (TimeoutError, OSError, nats.errors.Error) as exc:
         where = servers if isinstance(servers, str) else ", ".join(servers)
@@ -173,16 +152,18 @@ async def provision_streams(
 
 @dataclass(frozen=True)
 class Outgoing:
-    """A message ready for the bus: subject, body and the id JetStream de-duplicates on."""
+    """A message ready for the bus: subject, body, the id JetStream de-duplicates on, and headers of its own (the
+    trace context of the message that caused it, `xiuhua.tracing`)."""
 
     subject: str
     body: bytes
     msg_id: str
+    headers: tuple[tuple[str, str], ...] = ()
 
     @classmethod
-    def of(cls, event: Event, subject: str | None = None) -> Outgoing:
+    def of(cls, event: Event, subject: str | None = None, headers: tuple[tuple[str, str], ...] = ()) -> Outgoing:
         """Wrap an event; its event_id is the message id."""
-        return cls(subject or event.subject_for(), event.to_json(), event.event_id)
+        return cls(subject or event.subject_for(), event.to_json(), event.event_id, headers)
 
 
 class Publisher:
@@ -205,7 +186,7 @@ class Publisher:
                 self._broker.publish(
                     o.body,
                     o.subject,
-                    headers={**JSON, "Nats-Msg-Id": o.msg_id},
+                    headers={**JSON, **dict(o.headers), "Nats-Msg-Id": o.msg_id},
                     stream=streams.stream_for(o.subject).name,
                     timeout=10.0,
                 )
@@ -219,7 +200,7 @@ class Publisher:
 
     async def erase(self, stream: str, seqs: Sequence[int]) -> None:
         """Erase messages from a stream (overwritten on disk, not only unlinked); one already gone is fine."""
-        js = self._broker.config.connection_state.connection.jetstream()  # type: ignore[union-attr]
+        js = self._broker.connection.jetstream()
 
         async def one(seq: int) -> None:
             with contextlib.suppress(NotFoundError):

@@ -32,10 +32,10 @@ from pymongo.errors import BulkWriteError, ClientBulkWriteException, DuplicateKe
 from contracts import registry, streams
 from contracts.dead_letters import DeadLetter
 from contracts.envelope import Event
+from xiuhua import third_party, tracing
 from xiuhua.bus import Outgoing, Publisher
 from xiuhua.ledger import Ledger, outgoing_of
 from xiuhua.observability import Metrics
-from xiuhua.pull_loop import LINGER_ATTR
 from xiuhua.pull_loop import install as install_pull_loop
 from xiuhua.store import Store, Writes, is_transient
 
@@ -66,6 +66,7 @@ class Item:
     out: list[Outgoing] = field(default_factory=list)
     # False when the handler declared the message a no-op that stays a no-op if applied again (`Batch.no_effect`)
     recorded: bool = True
+    span: Any = None  # its trace span when tracing is on (`xiuhua.tracing`)
 
 
 @dataclass
@@ -101,7 +102,11 @@ class Batch:
 
     def emit(self, item: Item, event: Event, subject: str | None = None) -> None:
         """Publish `event` once `item` is committed (and again, harmlessly, if it is redelivered)."""
-        item.out.append(Outgoing.of(event, subject))
+        if item.span is None:
+            item.out.append(Outgoing.of(event, subject))
+            return
+        tracing.annotate(item.span, case_id=getattr(event, "case_id", None))
+        item.out.append(Outgoing.of(event, subject, tracing.headers_for(item.span)))
 
     def no_effect(self, item: Item) -> None:
         """`item` changed nothing, so it needs no ledger entry: if it comes again it is simply judged again.
@@ -243,6 +248,7 @@ class ConsumerRunner:
         self.metrics = metrics
         self.max_deliver = max_deliver
         self._labels = (service, sub.name)
+        self._spans: dict[str, tuple[Any, str | None]] = {}  # the batch's message spans and why any failed
 
     def _item(self, msg: Msg) -> Item | None:
         headers = dict(msg.headers or {})
@@ -252,6 +258,26 @@ class ConsumerRunner:
 
     async def process(self, msgs: Sequence[Msg]) -> None:
         """Apply a pulled batch and acknowledge what is done."""
+        if not tracing.on():
+            await self._process(msgs)
+            return
+        self._spans = {}
+        try:
+            await self._process(msgs)
+        finally:
+            spans, self._spans = self._spans, {}
+            tracing.end(spans.values())
+
+    def _traced(self, item: Item) -> None:
+        item.span = tracing.consuming(self.service, self.sub.name, item.subject, item.headers, item.key)
+        self._spans[item.key] = (item.span, None)
+
+    def _untraced(self, item: Item, error: str) -> None:
+        """Mark the span of a message that was not applied (sent back, dead-lettered) with why."""
+        if item.key in self._spans:
+            self._spans[item.key] = (item.span, error)
+
+    async def _process(self, msgs: Sequence[Msg]) -> None:
         started = time.perf_counter()
         self._observe_waits(msgs, time.time())
         pairs: list[tuple[Msg, Item]] = []
@@ -262,6 +288,8 @@ class ConsumerRunner:
                 continue
             item = self._item(msg)
             assert item is not None
+            if tracing.on():
+                self._traced(item)
             try:
                 item.message = self.sub.decode(item.subject, item.data)
             except Poison as exc:
@@ -412,6 +440,7 @@ class ConsumerRunner:
                 log.debug("nak failed", exc_info=True)
 
     async def _failed(self, msg: Msg, item: Item, exc: BaseException) -> None:
+        self._untraced(item, _brief(exc))
         # The budget counts the handler's failures, kept in the store, not JetStream's deliveries: a message
         # redelivered because an instance died holding it, or sent back while the store was away, has not
         # failed, and must not reach the dead letters sooner for it.
@@ -439,6 +468,7 @@ class ConsumerRunner:
         return int(doc["n"]) if doc else 1
 
     async def _dead_letter(self, msg: Msg, item: Item, error: str) -> None:
+        self._untraced(item, f"dead-lettered: {error}")
         letter = DeadLetter(
             correlation_id=item.headers.get("Nats-Msg-Id", ""),
             service=self.service,
@@ -467,7 +497,7 @@ def _duplicate_key(exc: BaseException) -> bool:
     if isinstance(exc, BulkWriteError):
         return any(e.get("code") == 11000 for e in exc.details.get("writeErrors", []))
     if isinstance(exc, ClientBulkWriteException):
-        return any(e.get("code") == 11000 for e in exc.write_errors or [])
+        return any(e.get("code") == 11000 for e in exc.details.get("writeErrors", []))
     return False
 
 
@@ -525,7 +555,7 @@ def attach(broker: NatsBroker, runner: ConsumerRunner, *, ack_wait: float = 60.0
         title=f"{runner.service}/{sub.name}",
         description=sub.description or None,
     )
-    setattr(subscriber, LINGER_ATTR, sub.linger)
+    third_party.set_linger(subscriber, sub.linger)
     context = broker.context
 
     # The batch is read from the context here rather than injected (`Context("message")`): FastDepends resolves

@@ -37,15 +37,23 @@ MARK_AFTER_S = 0.25  # how long published keys wait to be marked together
 def _doc(key: str, out: Sequence[Outgoing], at: datetime) -> dict[str, Any]:
     return {
         "_id": key,
-        "events": [{"s": o.subject, "b": o.body.decode(), "id": o.msg_id} for o in out],
+        "events": [_event_doc(o) for o in out],
         "published": not out,
         "at": at,
     }
 
 
+def _event_doc(o: Outgoing) -> dict[str, Any]:
+    doc: dict[str, Any] = {"s": o.subject, "b": o.body.decode(), "id": o.msg_id}
+    if o.headers:  # kept so that a republished event carries the same trace context
+        doc["h"] = dict(o.headers)
+    return doc
+
+
 def outgoing_of(doc: dict[str, Any]) -> list[Outgoing]:
     """The events a ledger document holds."""
-    return [Outgoing(e["s"], e["b"].encode(), e["id"]) for e in doc.get("events", [])]
+    return [Outgoing(e["s"], e["b"].encode(), e["id"], tuple(e.get("h", {}).items()))
+            for e in doc.get("events", [])]
 
 
 class Ledger:

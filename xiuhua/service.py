@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import gc
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -21,7 +22,7 @@ from starlette.applications import Starlette
 from starlette.routing import BaseRoute
 
 from contracts import registry
-from xiuhua import observability
+from xiuhua import observability, tracing
 from xiuhua.bus import Publisher, make_broker
 from xiuhua.city import City, load_city
 from xiuhua.clock import Clock, SystemClock
@@ -82,8 +83,15 @@ class ServiceSpec:
     subscriptions: Callable[[Runtime], list[Subscription]]
     collections: tuple[str, ...] = ()
     on_start: Callable[[Runtime], Awaitable[None]] | None = None
+    # After the broker is connected and the consumers run: listeners that publish what they hear (intake's TCP edge)
+    on_started: Callable[[Runtime], Awaitable[None]] | None = None
     http_routes: Callable[[Runtime], list[BaseRoute]] | None = None
     on_stop: Callable[[Runtime], Awaitable[None]] | None = None  # after its tasks stopped, before the bus and store
+    health_warnings: Callable[[Runtime], list[str]] | None = None  # /health `warnings`: act soon, not failing
+    # The service's own city files (beyond what load_city checks), checked by `xiuhua up` before anything starts
+    # so a mistake is one `file:line: field: message` and exit code 2, not a crash loop; raises CityDataError.
+    check_city: Callable[[City], None] | None = None
+    health_info: Callable[[Runtime], dict[str, Any]] | None = None  # what `/health` adds about the service
 
 
 def build_runtime(
@@ -140,10 +148,12 @@ async def started(spec: ServiceSpec, rt: Runtime) -> AsyncIterator[Runtime]:
         await spec.on_start(rt)
     await rt.broker.start()
     await reconcile_consumers(
-        rt.broker.config.connection_state.connection.jetstream(),  # type: ignore[union-attr]
+        rt.broker.connection.jetstream(),
         [r.sub for r in rt.consumers],
         ack_wait=rt.settings.ack_wait,
     )
+    if spec.on_started:
+        await spec.on_started(rt)
     rt.every(5.0, lambda: _sweep(rt), name="outbox-sweeper")
     rt.every(1.0, rt.store.end_orphaned_transaction, name="orphan-transactions")
     rt.metrics.up.labels(spec.name).set(1)
@@ -190,7 +200,7 @@ def asgi_app(spec: ServiceSpec, rt: Runtime) -> Starlette:
     """The service as an ASGI app: the broker runs in its lifespan, `/metrics` and `/health` beside it."""
 
     async def nats_ok() -> bool:
-        return bool(rt.broker.config.connection_state.connection.is_connected)  # type: ignore[union-attr]
+        return bool(rt.broker.connection.is_connected)
 
     @contextlib.asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
@@ -201,7 +211,11 @@ def asgi_app(spec: ServiceSpec, rt: Runtime) -> Starlette:
             gc.freeze()
             yield
 
-    routes: list[BaseRoute] = observability.routes(rt.metrics, {"nats": nats_ok, "store": rt.store.ping})
+    warn = spec.health_warnings
+    info = functools.partial(spec.health_info, rt) if spec.health_info is not None else None
+    routes: list[BaseRoute] = [*observability.routes(
+        rt.metrics, {"nats": nats_ok, "store": rt.store.ping}, warnings=(lambda: warn(rt)) if warn else None, info=info
+    )]
     if spec.http_routes:
         routes += spec.http_routes(rt)
     return Starlette(routes=routes, lifespan=lifespan)
@@ -210,9 +224,13 @@ def asgi_app(spec: ServiceSpec, rt: Runtime) -> Starlette:
 def serve(spec: ServiceSpec, settings: Settings | None = None) -> None:
     """Run one service as a process until SIGINT/SIGTERM."""
     settings = settings or get_settings()
+    tracing.configure(settings, spec.name)
     app = asgi_app(spec, build_runtime(spec, settings))
     config = uvicorn.Config(
         app, host=settings.http_host, port=settings.http_port, log_level="warning", access_log=False,
         lifespan="on", timeout_graceful_shutdown=5,
     )
-    uvicorn.Server(config).run()
+    try:
+        uvicorn.Server(config).run()
+    finally:
+        tracing.shutdown()

@@ -9,6 +9,7 @@ from services.dispatch import routing
 from services.dispatch.case import TIMER_FIELD
 from services.dispatch.commands import decode_command
 from services.dispatch.handlers import CASES, DispatchHandlers, index_legacy_timers
+from xiuhua.city.business_calendar import BusinessCalendar
 from xiuhua.consumer import Subscription
 from xiuhua.service import Runtime, ServiceSpec
 
@@ -47,4 +48,13 @@ async def on_start(rt: Runtime) -> None:
     rt.every(rt.city.calendar.timer_interval_s, h.tick, name="deadline-timers")
 
 
-SPEC = ServiceSpec(name="dispatch", subscriptions=subscriptions, collections=(CASES,), on_start=on_start)
+def health_warnings(rt: Runtime) -> list[str]:
+    """From 1 December: next year's official holiday schedule is missing from calendar.yaml."""
+    warning = BusinessCalendar(rt.city.calendar).missing_next_year(rt.clock.now())
+    return [warning] if warning else []
+
+
+SPEC = ServiceSpec(
+    name="dispatch", subscriptions=subscriptions, collections=(CASES,), on_start=on_start,
+    health_warnings=health_warnings, check_city=routing.validate,
+)

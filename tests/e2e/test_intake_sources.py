@@ -6,6 +6,7 @@ import json
 from datetime import UTC, datetime, timedelta
 
 from contracts.cases import CaseClosed, CaseReopened
+from services.intake.cases import domain_of
 from tests.conftest import eventually
 from tests.helpers import BusRecorder, publish, system
 from xiuhua.clock import FrozenClock
@@ -144,6 +145,9 @@ async def test_transfers_triage_and_rejections(settings):
         # The classifier's best guess travels with the triaged case, for the command centre to start from.
         assert triaged[0]["suggested_category_code"] not in (None, "9901")
         assert 0 <= triaged[0]["suggested_category_confidence"] < 0.5
+        # Every case names the classifier in use (the city's learnt model).
+        assert triaged[0]["classifier_version"] == domain_of(rts["intake"].city).classifier.version
+        assert triaged[0]["classifier_version"].startswith("demo-")
         rejected = await eventually(lambda: len(bus.on("report.v1.rejected")) == 3 and bus.on("report.v1.rejected"))
         codes = {r["reasons"][0]["code"] for r in rejected}
         assert {"unknown_merchant", "out_of_city"} <= codes

@@ -315,7 +315,7 @@ async def rebuild_at_scale(
         database = f"bench_scoring_rebuild_{int(time.time())}"
         last = [time.perf_counter()]
 
-        def tick(stream: str, n: int) -> None:
+        def tick(stream: str, n: int, total: int) -> None:
             if time.perf_counter() - last[0] > 30:
                 last[0] = time.perf_counter()
                 progress(f"rebuild: {n} events replayed")

@@ -184,7 +184,7 @@ class Lab:
 
 
 @contextlib.asynccontextmanager
-async def lab(root: Path, **kwargs: object):  # type: ignore[no-untyped-def]
+async def lab(root: Path, **kwargs: object):
     """A started lab that stops everything it started on exit."""
     the_lab = Lab(root, **kwargs)  # type: ignore[arg-type]
     try:

@@ -1,4 +1,5 @@
-"""A city is data (docs/operating/city-data.md): areas, units, categories, routing rules, calendar, alerts, merchants.
+"""A city is data (docs/operating/city-data.md): areas, units, categories, routing rules, calendar, alerts, merchants,
+devices.
 
 `load_city(folder)` reads and validates the folder that XIUHUA_CITY_DIR names; every error names file and line.
 """
@@ -15,6 +16,7 @@ from xiuhua.city.areas import Areas, load_areas
 from xiuhua.city.assessment import AssessmentFile
 from xiuhua.city.calendar import CalendarFile
 from xiuhua.city.categories import Catalogue, Category
+from xiuhua.city.devices import DevicesFile, Registry, check_devices
 from xiuhua.city.intake import IntakeFile, check_intake
 from xiuhua.city.loading import CityDataError, line_of, load_yaml
 from xiuhua.city.merchants import Merchant, MerchantsFile, check_merchants
@@ -50,6 +52,7 @@ class City:
     merchants: dict[str, Merchant]
     assessment: AssessmentFile = field(default_factory=AssessmentFile)
     intake: IntakeFile = field(default_factory=IntakeFile)
+    devices: Registry = field(default_factory=lambda: Registry({}, {}, {}))
 
     def category(self, code: str) -> Category | None:
         """A catalogue item by code."""
@@ -101,7 +104,9 @@ def load_city(folder: Path) -> City:
         raise CityDataError(str(exc)) from exc
     assessment = _optional(folder, "assessment.yaml", AssessmentFile, AssessmentFile())
     intake = _optional(folder, "intake.yaml", IntakeFile, IntakeFile())
-    check_intake(intake, folder / "intake.yaml", {c.code for c in catalogue.items()}, set(areas.by_code))  # type: ignore[arg-type]
+    check_intake(intake, folder / "intake.yaml", {c.code for c in catalogue.items()}, areas)  # type: ignore[arg-type]
+    devices_file = _optional(folder, "devices.yaml", DevicesFile, DevicesFile())
+    devices = check_devices(devices_file, folder / "devices.yaml", areas)  # type: ignore[arg-type]
     return City(
         folder=folder,
         info=info,
@@ -114,4 +119,5 @@ def load_city(folder: Path) -> City:
         merchants=merchants,
         assessment=assessment,  # type: ignore[arg-type]
         intake=intake,  # type: ignore[arg-type]
+        devices=devices,
     )

@@ -10,7 +10,7 @@ from xiuhua.commands import emit
 from xiuhua.settings import get_settings
 
 
-def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(sub: argparse._SubParsersAction) -> None:
     """Add the command."""
     p = sub.add_parser("streams", help="provision the JetStream streams on XIUHUA_NATS_URL")
     p.add_argument("--json", action="store_true")

@@ -10,7 +10,7 @@ from xiuhua.registry import SERVICES, spec
 from xiuhua.settings import get_settings
 
 
-def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(sub: argparse._SubParsersAction) -> None:
     """Add the commands."""
     up = sub.add_parser("up", help="the embedded default: servers, streams, the four services")
     up.add_argument("--demo", action="store_true", help="feed realistic reports continuously")

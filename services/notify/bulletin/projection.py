@@ -180,8 +180,10 @@ def apply_score_event(subject: str, ev: Any, w: Writes) -> None:
         if _get(ev, "kind") != "unit" or _get(ev, "period_kind") != "week":
             return
         tables = {role: [_row(r) for r in rows] for role, rows in (_get(ev, "tables") or {}).items()}
+        apart = {role: [str(_get(r, "name") or _get(r, "id")) for r in rows]
+                 for role, rows in (_get(ev, "unassessed") or {}).items()}
         w.add(RANKINGS, str(_get(ev, "period")), set_={"week": _get(ev, "period"), "tables": tables,
-                                                        "at": occurred})
+                                                        "unassessed": apart, "at": occurred})
         return
     if occurred is None or name not in ("merchant_grade_changed", "merchant_escalated"):
         return  # unit_updated and merchant_graded carry nothing the bulletin shows that it does not count itself
@@ -203,4 +205,4 @@ def apply_score_event(subject: str, ev: Any, w: Writes) -> None:
 def _row(r: Any) -> dict[str, Any]:
     return {"rank": _get(r, "rank"), "id": _get(r, "id"), "name": _get(r, "name") or _get(r, "id"),
             "score": _get(r, "score"), "board": _get(r, "board"), "bottom": bool(_get(r, "bottom", False)),
-            "figures": dict(_get(r, "figures") or {})}
+            "tied": bool(_get(r, "tied", False)), "figures": dict(_get(r, "figures") or {})}
