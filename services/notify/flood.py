@@ -53,7 +53,7 @@ async def flood(seconds: float, rate: float, n_units: int) -> dict[str, Any]:
     async with embedded_settings("flood") as base, running(
             SPEC, settings := base.model_copy(update={"bulletin_schedule": False}), city=city) as rt:  # no Chromium
         h = rt.state["handlers"]
-        nc = await nats.connect(settings.nats_url)
+        nc = await nats.connect(str(settings.nats_url))
         js = nc.jetstream()
         await asyncio.sleep(1.0)  # consumers bound
         start, sent, peak = time.monotonic(), 0, 0.0

@@ -525,15 +525,15 @@ class NotifyHandlers:
                 self._held.difference_update(c["_id"] for c in claimed)  # nothing sent: the leases run out
                 raise
         splits = {key: digest.split(g, grants[key][0]) for key, g in lanes.items()}
-        until = {c["_id"]: now + timedelta(seconds=grants[key][1]) for key, sp in splits.items() for c in sp.held}
+        held_until = {c["_id"]: now + timedelta(seconds=grants[key][1]) for key, sp in splits.items() for c in sp.held}
         for key, sp in splits.items():
             if sp.held:
                 self._lanes_held[key] = now + timedelta(seconds=grants[key][1])
             else:
                 self._lanes_held.pop(key, None)
-        if until:
-            over = [c for c in claimed if c["_id"] in until]
-            await self._settle(over, functools.partial(self._put_back, until=until, now=now), publish)
+        if held_until:
+            over = [c for c in claimed if c["_id"] in held_until]
+            await self._settle(over, functools.partial(self._put_back, until=held_until, now=now), publish)
             self.deferred.labels("rate_limit").inc(len(over))
         gate = asyncio.Semaphore(SEND_CONCURRENCY)
 

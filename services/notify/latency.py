@@ -84,7 +84,7 @@ async def measure(n: int, gap: float) -> list[float]:
         outbox = settings.var_dir / "outbox" / f"{unit.contacts[0].channels.get('file', 'cd-san')}.jsonl"
         out: list[float] = []
         async with running(SPEC, settings, city=city):
-            nc = await nats.connect(settings.nats_url)
+            nc = await nats.connect(str(settings.nats_url))
             js = nc.jetstream()
             await asyncio.sleep(1.0)  # consumers bound
             for i in range(n):
