@@ -98,13 +98,10 @@ def notification_id(docs: list[dict[str, Any]]) -> str:
     return f"digest:{lane(docs[0])}:{digest}"
 
 
-def place_name(case: dict[str, Any] | None, grid_names: dict[str, str]) -> str:
-    """A case's place as people say it: street / community / grid name, as far as known."""
-    if not case:
-        return ""
-    grid = case.get("grid")
-    parts = (case.get("street_name"), case.get("community_name"), grid_names.get(grid, grid) if grid else None)
-    return " / ".join(p for p in parts if p)
+def place_said(doc: dict[str, Any]) -> str:
+    """The place an alert's own message gives (its 位置 line), '' if none."""
+    lines = (doc.get("message") or {}).get("lines", [])
+    return next((ln.removeprefix("位置：") for ln in lines if ln.startswith("位置：")), "")
 
 
 def _local(value: Any, tz: ZoneInfo) -> str:
@@ -117,19 +114,15 @@ def _named(doc: dict[str, Any], place: str) -> str:
     if doc["kind"] == "escalation":
         zh = f"{zh}（第{doc.get('level', 0)}级）"
     what = doc.get("case_id") or message.get("period") or ""
-    parts = [("【紧急】" if doc.get("urgent") else "") + zh, what, place or _place_line(message),
+    parts = [("【紧急】" if doc.get("urgent") else "") + zh, what, place_said(doc) or place,
              message.get("unit"), f"时限 {message['due_at']}" if message.get("due_at") else ""]
     return " · ".join(p for p in parts if p)
-
-
-def _place_line(message: dict[str, Any]) -> str:
-    return next((ln.removeprefix("位置：") for ln in message.get("lines", []) if ln.startswith("位置：")), "")
 
 
 def build(docs: list[dict[str, Any]], places: dict[str, str], *, tz: ZoneInfo) -> dict[str, Any]:
     """The digest message: a title with how many since when, counts by kind, the most urgent named, the case ids.
 
-    `places` maps case ids to their place names (only the named ones need one)."""
+    `places` maps case ids to place names for the named alerts whose own message gives none."""
     ranked = sorted(docs, key=pressing)
     since = _local(min((d["created_at"] for d in docs if d.get("created_at")), default=None), tz)
     urgent = any(d.get("urgent") for d in docs)

@@ -559,12 +559,17 @@ class NotifyHandlers:
     async def _send_digest(
         self, docs: list[dict[str, Any]], now: datetime, publish: list[tuple[str, list[Outgoing]]]
     ) -> bool:
-        """Send a lane's held alerts as one digest, the most urgent named with their place."""
-        top = [d["case_id"] for d in sorted(docs, key=digest.pressing)[: digest.NAMED] if d.get("case_id")]
-        found = self.rt.store[BULLETIN_CASES].find({"_id": {"$in": top}}, {"street_name": 1, "community_name": 1,
-                                                                            "grid": 1}) if top else None
-        grids = {a.code: a.name for a in self.rt.city.areas.of_level("grid")}
-        places = {d["_id"]: digest.place_name(d, grids) async for d in found} if found is not None else {}
+        """Send a lane's held alerts as one digest, the most urgent named with their place: as their alerts say it,
+        or, for an alert planned without one (from an event of an older build), as the case's opening gave it to
+        notify's bulletin projection."""
+        top = [d for d in sorted(docs, key=digest.pressing)[: digest.NAMED] if d.get("case_id")]
+        unnamed = [d["case_id"] for d in top if not digest.place_said(d)]
+        places: dict[str, str] = {}
+        if unnamed:
+            found = self.rt.store[BULLETIN_CASES].find(
+                {"_id": {"$in": unnamed}}, {"street_name": 1, "community_name": 1, "grid": 1})
+            places = {c["_id"]: describe(Place(street_name=c.get("street_name"), community_name=c.get(
+                "community_name"), grid_code=c.get("grid")), self.rt.city) async for c in found}
         nid = digest.notification_id(docs)
         for d in docs:
             d["digest"] = nid  # recorded with the delivery

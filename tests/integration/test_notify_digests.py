@@ -120,20 +120,21 @@ async def test_urgent_alerts_are_never_held_behind_routine_ones_in_either_order(
 
 async def test_a_flood_drains_in_one_digest_a_refill_and_the_backlog_returns_to_zero(settings, city) -> None:
     clock = FrozenClock(T0)
-    grid = next(a for a in city.areas.of_level("grid") if city.areas.chain(a.code)["street"].code == "CD")
-    place = city.areas.place_of_area(grid.code)
+    grid, grid2 = [a for a in city.areas.of_level("grid") if city.areas.chain(a.code)["street"].code == "CD"][:2]
+    place, place2 = city.areas.place_of_area(grid.code), city.areas.place_of_area(grid2.code)
     async with receiver() as r:
         c = alert_city(city, r.url("/flood"), rate=RateLimit(capacity=5, per_minute=6))
         async with notify(settings, c, clock) as (rt, h):
-            # The most pressing of the flood (nearest deadline) was opened with its place: the digest names it so.
+            # The most pressing of the flood (nearest deadline) comes from an older build's dispatch, without its place:
+            # the digest names it as its opening gave it. The next one's dispatch says where it is.
             await send(settings, CaseOpened(case_id="C-F29", street_code="CD", source=ReportSource.grid,
                                             source_ref="g-29", category_code="0201", description="垃圾满溢",
                                             place=place, reported_at=T0))
             await eventually(lambda: rt.store[BULLETIN_CASES].find_one({"_id": "C-F29"}))
             for i in range(30):
-                due = T0 + timedelta(hours=1 if i == 29 else 4, minutes=i)
-                await send(settings, dispatched(f"C-F{i:02d}" if i < 29 else "C-F29").model_copy(
-                    update={"due_at": due}))
+                due = T0 + timedelta(hours={29: 1, 28: 2}.get(i, 4), minutes=i)
+                await send(settings, dispatched(f"C-F{i:02d}").model_copy(
+                    update={"due_at": due, "place": place2 if i == 28 else None}))
             await planned(rt, 30)
             assert await h.deliver_due() == 5
             assert await h.deliver_due() == 0 and backlog(rt) == 25
@@ -141,8 +142,10 @@ async def test_a_flood_drains_in_one_digest_a_refill_and_the_backlog_returns_to_
             assert await h.deliver_due() == 25 and len(r.got) == 6
             sent = r.got[5].json()
             assert sent["counts"] == {"new_case": 25} and len(sent["case_ids"]) == 25
-            assert sent["lines"][2] == (f"1. 新案件待处置 · C-F29 · 城东街道 / {place.community_name} / {grid.name} · "
+            assert sent["lines"][2] == (f"1. 新案件待处置 · C-F29 · 城东街道 {place.community_name} {grid.name} · "
                                         "城东环卫所 · 时限 2026-11-23 11:29")
+            assert sent["lines"][3] == (f"2. 新案件待处置 · C-F28 · 城东街道 {place2.community_name} {grid2.name} · "
+                                        "城东环卫所 · 时限 2026-11-23 12:28")
             assert await h.deliver_due() == 0 and backlog(rt) == 0
             # The flood goes on: what comes within a refill waits for the next one, never longer.
             clock.set(T0 + timedelta(seconds=12))

@@ -92,13 +92,13 @@ def test_an_urgent_digest_says_so_and_a_sensor_alert_keeps_its_address():
     assert msg["lines"][2] == "1. 【紧急】物联感知紧急告警 · C-s · 解放路12号 · 城东环卫所 · 时限 2026-11-23 14:00"
 
 
-def test_place_names_as_people_say_them():
-    grids = {"JQ01-01": "金桥社区第1网格"}
-    case = {"street_name": "城东街道", "community_name": "金桥社区", "grid": "JQ01-01"}
-    assert digest.place_name(case, grids) == "城东街道 / 金桥社区 / 金桥社区第1网格"
-    assert digest.place_name({**case, "grid": "X-9"}, grids) == "城东街道 / 金桥社区 / X-9"
-    assert digest.place_name({"street_name": "城东街道"}, grids) == "城东街道"
-    assert digest.place_name(None, grids) == ""
+def test_the_place_an_alert_gives_is_the_one_named():
+    said = alert("C-1")
+    said["message"]["lines"].append("位置：城东街道 东园社区 东园社区第2网格")
+    assert digest.place_said(said) == "城东街道 东园社区 东园社区第2网格" and digest.place_said(alert("C-2")) == ""
+    msg = digest.build([said, alert("C-2", due_h=5)], {"C-1": "elsewhere", "C-2": "城东街道 新塘社区"}, tz=TZ)
+    assert msg["lines"][2].startswith("1. 新案件待处置 · C-1 · 城东街道 东园社区 东园社区第2网格 · ")
+    assert msg["lines"][3].startswith("2. 新案件待处置 · C-2 · 城东街道 新塘社区 · ")
 
 
 def test_the_same_alerts_make_the_same_digest_id_in_any_order():
