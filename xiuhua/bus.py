@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import logging
 import ssl
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -112,8 +112,12 @@ def make_broker(
     )
 
 
-def stream_config(spec: streams.StreamSpec, replicas: int = 1) -> StreamConfig:
-    """The JetStream configuration of a stream spec; it captures every subject version that has a model."""
+def stream_config(spec: streams.StreamSpec, replicas: int = 1, max_age_s: float | None = None) -> StreamConfig:
+    """The JetStream configuration of a stream spec; it captures every subject version that has a model.
+    `max_age_s`: the city's age for it (`retention.yaml`), else the spec's.
+
+    Ages only, never a byte or message cap: JetStream discards by its limits whether or not the consumers have
+    read a message, and a cap reached in a burst would drop reports nobody applied yet."""
     return StreamConfig(
         name=spec.name,
         description=spec.description,
@@ -122,22 +126,24 @@ def stream_config(spec: streams.StreamSpec, replicas: int = 1) -> StreamConfig:
         retention=RetentionPolicy.LIMITS,
         storage=StorageType.FILE,
         discard=DiscardPolicy.OLD,
-        max_age=spec.max_age_s,
+        max_age=spec.max_age_s if max_age_s is None else max_age_s,
         duplicate_window=spec.duplicate_window_s,
         num_replicas=replicas,
     )
 
 
 async def provision_streams(
-    servers: str | Sequence[str], *, replicas: int = 1, connect_opts: dict[str, object] | None = None
+    servers: str | Sequence[str], *, replicas: int = 1, connect_opts: dict[str, object] | None = None,
+    max_ages: Mapping[str, float] | None = None,
 ) -> list[str]:
-    """Create or update every stream; returns what was done, one line each. Idempotent."""
+    """Create or update every stream; returns what was done, one line each. Idempotent. `max_ages`: stream name →
+    seconds, the city's retention (`RetentionFile.stream_ages`); a stream it leaves out keeps its spec's."""
     nc = await connect_once(servers, **(connect_opts or {}))
     done = []
     try:
         js = nc.jetstream()
         for spec in streams.ALL:
-            cfg = stream_config(spec, replicas)
+            cfg = stream_config(spec, replicas, (max_ages or {}).get(spec.name))
             try:
                 await js.stream_info(spec.name)
                 await js.update_stream(cfg)

@@ -10,7 +10,8 @@ import platform
 import sys
 from importlib import metadata
 
-from xiuhua import commands
+from xiuhua import commands, logs
+from xiuhua.settings import get_settings
 
 
 def version_line() -> str:
@@ -52,11 +53,8 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Entry point: parse, run, exit with the command's code."""
     args = parser().parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.WARNING,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
     try:
+        logs.configure(level=logging.DEBUG if args.verbose else logging.WARNING, fmt=get_settings().log_format)
         return int(args.func(args) or 0)
     except KeyboardInterrupt:
         return 130

@@ -34,18 +34,25 @@ from contracts.dead_letters import DeadLetter
 from contracts.envelope import Event
 from xiuhua import third_party, tracing
 from xiuhua.bus import Outgoing, Publisher
-from xiuhua.ledger import Ledger, outgoing_of
+from xiuhua.clock import Clock, SystemClock
+from xiuhua.ledger import AT_S, Ledger, outgoing_of
+from xiuhua.logs import log_context, message_fields
 from xiuhua.observability import Metrics
 from xiuhua.pull_loop import install as install_pull_loop
+from xiuhua.retention import NAK_BACKOFF_CAP_S, Retained
 from xiuhua.store import Store, Writes, is_transient
 
 install_pull_loop()
 
 log = logging.getLogger("xiuhua.consumer")
+RETRIES_LOGGED = 20  # messages of a batch sent back for retry that get a log line each
 
 REDRIVE_MARK = "~r"
 LOOK_AFTER = 16  # larger batches of first deliveries look at the ledger (and their keys) before writing
 FAILURES = "failures"  # handler failures per message (ledger key), for the dead-letter budget
+# Failure counts go after the ledger's horizon, counted from the last failure: a message failing that long ago
+# has been dead-lettered or applied since (its count is dropped at the dead letter, left when it went through).
+FAILURES_RETAINED = Retained(FAILURES, AT_S, "ledger")
 
 
 class Poison(Exception):
@@ -216,7 +223,7 @@ class Subscription:
     linger: float = 0.0
 
 
-def backoff(delivered: int, *, base: float = 0.5, cap: float = 30.0) -> float:
+def backoff(delivered: int, *, base: float = 0.5, cap: float = NAK_BACKOFF_CAP_S) -> float:
     """Exponential back-off with full jitter for the n-th failed delivery."""
     return random.uniform(0.5, 1.0) * min(cap, base * 2 ** max(0, delivered - 1))
 
@@ -239,6 +246,7 @@ class ConsumerRunner:
         publisher: Publisher,
         metrics: Metrics,
         max_deliver: int,
+        clock: Clock | None = None,
     ) -> None:
         self.service = service
         self.sub = sub
@@ -247,6 +255,7 @@ class ConsumerRunner:
         self.publisher = publisher
         self.metrics = metrics
         self.max_deliver = max_deliver
+        self.clock = clock or SystemClock()
         self._labels = (service, sub.name)
         self._spans: dict[str, tuple[Any, str | None]] = {}  # the batch's message spans and why any failed
 
@@ -258,15 +267,16 @@ class ConsumerRunner:
 
     async def process(self, msgs: Sequence[Msg]) -> None:
         """Apply a pulled batch and acknowledge what is done."""
-        if not tracing.on():
-            await self._process(msgs)
-            return
-        self._spans = {}
-        try:
-            await self._process(msgs)
-        finally:
-            spans, self._spans = self._spans, {}
-            tracing.end(spans.values())
+        with log_context(service=self.service, consumer=self.sub.name):  # on every line the batch logs
+            if not tracing.on():
+                await self._process(msgs)
+                return
+            self._spans = {}
+            try:
+                await self._process(msgs)
+            finally:
+                spans, self._spans = self._spans, {}
+                tracing.end(spans.values())
 
     def _traced(self, item: Item) -> None:
         item.span = tracing.consuming(self.service, self.sub.name, item.subject, item.headers, item.key)
@@ -293,6 +303,9 @@ class ConsumerRunner:
             try:
                 item.message = self.sub.decode(item.subject, item.data)
             except Poison as exc:
+                # The error is not logged: it may quote the body (personal data); the dead letter holds it.
+                log.error("%s/%s: dead-lettering %s, which cannot be decoded (the dead letter says why)",
+                          self.service, self.sub.name, item.subject, extra=_fields(item))
                 await self._dead_letter(msg, item, str(exc))
                 continue
             if self._ignored(item):
@@ -331,7 +344,8 @@ class ConsumerRunner:
         try:
             return self.sub.ignores(item.message)
         except Exception:  # a rule that cannot judge this message: apply it the usual way
-            log.warning("%s/%s: ignores() failed on %s", self.service, self.sub.name, item.subject, exc_info=True)
+            log.warning("%s/%s: ignores() failed on %s", self.service, self.sub.name, item.subject, exc_info=True,
+                        extra=_fields(item))
             return False
 
     async def _apply(self, pairs: list[tuple[Msg, Item]], *, look_first: bool | None = None) -> None:
@@ -347,15 +361,15 @@ class ConsumerRunner:
         try:
             seen = await self.ledger.seen(item.key for _, item in pairs) if look_first else {}
         except Exception as exc:
-            await self._retry_later([m for m, _ in pairs], exc)
+            await self._retry_later(pairs, exc)
             return
-        done: list[tuple[Msg, str, list[Outgoing]]] = []
+        done: list[tuple[Msg, Item, list[Outgoing]]] = []
         fresh: list[tuple[Msg, Item]] = []
         for msg, item in pairs:
             if item.key in seen:
                 self.metrics.duplicates.labels(*self._labels).inc()
                 doc = seen[item.key]
-                done.append((msg, item.key, [] if self.ledger.published(doc) else outgoing_of(doc)))
+                done.append((msg, item, [] if self.ledger.published(doc) else outgoing_of(doc)))
             else:
                 fresh.append((msg, item))
         if fresh:
@@ -363,7 +377,7 @@ class ConsumerRunner:
                 await self._commit([i for _, i in fresh], look_first)
                 if self.sub.on_commit:
                     self.sub.on_commit()
-                done.extend((m, i.key, i.out) for m, i in fresh)
+                done.extend((m, i, i.out) for m, i in fresh)
                 self.metrics.applied.labels(*self._labels).inc(len(fresh))
             except Exception as exc:
                 if not look_first and _duplicate_key(exc):
@@ -371,7 +385,7 @@ class ConsumerRunner:
                     await self._apply(pairs, look_first=True)
                     return
                 if is_transient(exc) or isinstance(exc, NatsError | asyncio.TimeoutError):
-                    await self._retry_later([m for m, _ in fresh], exc)
+                    await self._retry_later(fresh, exc)
                 elif len(fresh) > 1:
                     # Isolate the culprit: the rest of the batch goes through one by one.
                     await self._finish(done)
@@ -404,21 +418,21 @@ class ConsumerRunner:
         for metric, amount in counted:
             metric.inc(amount)
 
-    async def _finish(self, done: list[tuple[Msg, str, list[Outgoing]]]) -> None:
+    async def _finish(self, done: list[tuple[Msg, Item, list[Outgoing]]]) -> None:
         if not done:
             return
         try:
-            await self.ledger.publish([(k, out) for _, k, out in done])
+            await self.ledger.publish([(i.key, out) for _, i, out in done])
         except Exception as exc:
             # Committed but not yet published: redelivery (or the sweeper) publishes from the ledger.
-            await self._retry_later([m for m, _, _ in done], exc)
+            await self._retry_later([(m, i) for m, i, _ in done], exc)
             return
         if self.sub.erase_subjects:
             try:
                 await self._erase([m for m, _, _ in done if m.subject in self.sub.erase_subjects])
             except Exception as exc:
                 # Not acknowledged: the redelivery finds the ledger entry and erases again.
-                await self._retry_later([m for m, _, _ in done], exc)
+                await self._retry_later([(m, i) for m, i, _ in done], exc)
                 return
         for msg, _, _ in done:
             await msg.ack()
@@ -429,10 +443,17 @@ class ConsumerRunner:
             await self.publisher.erase(_stream_of(self.sub), seqs)
             self.metrics.erased.labels(*self._labels).inc(len(seqs))
 
-    async def _retry_later(self, msgs: Sequence[Msg], exc: BaseException) -> None:
+    async def _retry_later(self, pairs: Sequence[tuple[Msg, Item]], exc: BaseException) -> None:
         reason = "transient" if is_transient(exc) or isinstance(exc, NatsError | asyncio.TimeoutError) else "error"
-        log.warning("%s/%s: %d message(s) back for retry: %s", self.service, self.sub.name, len(msgs), _brief(exc))
-        for msg in msgs:
+        # A line per message, naming it (a store away sends whole batches back: the first few say enough).
+        for _, item in pairs[:RETRIES_LOGGED]:
+            log.warning("%s/%s: %s back for retry (delivery %d): %s", self.service, self.sub.name, item.subject,
+                        item.delivered, _brief(exc), extra=_fields(item))
+        if len(pairs) > RETRIES_LOGGED:
+            log.warning("%s/%s: %d more message(s) of the batch back for retry", self.service, self.sub.name,
+                        len(pairs) - RETRIES_LOGGED)
+        for msg, item in pairs:
+            self._untraced(item, f"back for retry: {_brief(exc)}")
             self.metrics.retries.labels(*self._labels, reason).inc()
             try:
                 await msg.nak(delay=backoff(_delivered(msg)))
@@ -447,23 +468,25 @@ class ConsumerRunner:
         try:
             failures = await self._count_failure(item.key)
         except Exception as store_exc:
-            await self._retry_later([msg], store_exc)
+            await self._retry_later([(msg, item)], store_exc)
             return
         if failures >= self.max_deliver:
             log.error("%s/%s: dead-lettering %s after %d failures: %s", self.service, self.sub.name,
-                      item.subject, failures, _brief(exc))
+                      item.subject, failures, _brief(exc), extra=_fields(item))
             await self._dead_letter(msg, item, _brief(exc))
             with contextlib.suppress(Exception):
                 await self.store[FAILURES].delete_one({"_id": item.key})
         else:
             log.warning("%s/%s: %s failed (%d of %d): %s", self.service, self.sub.name, item.subject,
-                        failures, self.max_deliver, _brief(exc), exc_info=exc)
+                        failures, self.max_deliver, _brief(exc), exc_info=exc, extra=_fields(item))
             self.metrics.retries.labels(*self._labels, "error").inc()
             await msg.nak(delay=backoff(failures))
 
     async def _count_failure(self, key: str) -> int:
         col = self.store[FAILURES]
-        await col.update_one({"_id": key}, {"$inc": {"n": 1}}, upsert=True)
+        # The last failure's moment: a count left by a message that went through in the end goes with the ledger.
+        await col.update_one({"_id": key}, {"$inc": {"n": 1}, "$set": {AT_S: self.clock.now().timestamp()}},
+                             upsert=True)
         doc = await col.find_one({"_id": key})
         return int(doc["n"]) if doc else 1
 
@@ -484,7 +507,7 @@ class ConsumerRunner:
         try:
             await self.publisher.publish(letter)
         except Exception as exc:
-            await self._retry_later([msg], exc)
+            await self._retry_later([(msg, item)], exc)
             return
         self.metrics.dead_letters.labels(*self._labels).inc()
         await msg.ack()
@@ -499,6 +522,11 @@ def _duplicate_key(exc: BaseException) -> bool:
     if isinstance(exc, ClientBulkWriteException):
         return any(e.get("code") == 11000 for e in exc.details.get("writeErrors", []))
     return False
+
+
+def _fields(item: Item) -> dict[str, str]:
+    """The log fields naming a message: its id, and the correlation and case ids of its decoded body."""
+    return message_fields(item.headers.get("Nats-Msg-Id") or item.key, item.message)
 
 
 def _stream_seq(msg: Msg) -> int | None:

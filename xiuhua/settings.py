@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -81,6 +82,16 @@ class Settings(BaseSettings):
         "take seconds) and the Open311 view (a citizen's POST waits for its case id)",
     )
     log_level: str = "INFO"
+    log_format: Literal["auto", "text", "json"] = Field(
+        default="auto",
+        description="auto: plain text on a terminal, one JSON object a line elsewhere (a file, a pipe, a collector)",
+    )
+    log_file: Path | None = Field(
+        default=None,
+        description="A service's log file, rotated (`xiuhua up` sets var/logs/<service>.log); unset = stderr",
+    )
+    log_max_bytes: int = Field(default=50 * 2**20, ge=1024, description="Size at which a log file is rotated")
+    log_backups: int = Field(default=5, ge=1, le=100, description="Rotated log files kept beside each log (.1 … .N)")
     bulletin_base_url: str | None = Field(
         default=None,
         description="Public URL of the bulletin archive (var/bulletins), e.g. https://cg.example.gov.cn/bulletins; "

@@ -21,7 +21,7 @@ from typing import Any
 
 import nats
 
-from xiuhua import embedded
+from xiuhua import embedded, logs
 from xiuhua.bus import connect_options, provision_streams
 from xiuhua.registry import SERVICES, spec
 from xiuhua.settings import Settings
@@ -51,12 +51,18 @@ class Child:
     restart_at: float = 0.0
 
     def start(self) -> None:
-        """Start the process, logging to its file."""
-        with self.log_path.open("ab") as fh:
-            self.proc = subprocess.Popen(
-                self.argv, env=self.env, stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                start_new_session=True, preexec_fn=embedded._die_with_parent,
-            )
+        """Start the process, logging to its rotated file (what it prints besides to `<name>.stderr.log`)."""
+        self.proc = start_service_process(self.argv, self.env, self.log_path)
+
+
+def start_service_process(argv: list[str], env: dict[str, str], log_path: Path) -> subprocess.Popen[bytes]:
+    """A service process that logs to `log_path` (rotated by size, `XIUHUA_LOG_MAX_BYTES` and `XIUHUA_LOG_BACKUPS`)
+    and prints what it prints outside logging beside it; it dies with this process."""
+    with logs.child_output(log_path) as fh:
+        return subprocess.Popen(
+            argv, env={**env, **logs.child_env(log_path)}, stdout=fh, stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL, start_new_session=True, preexec_fn=embedded._die_with_parent,
+        )
 
 
 class Supervisor:
@@ -262,7 +268,8 @@ class Supervisor:
                 return 2
             await asyncio.to_thread(self.start_servers)
             for line in await provision_streams(self.nats_url or "", replicas=self.settings.stream_replicas,
-                                                connect_opts=connect_options(self.client)):
+                                                connect_opts=connect_options(self.client),
+                                                max_ages=city.retention.stream_ages()):
                 self.say(f"stream {line}")
             self.spawn_services()
             await self.wait_healthy()

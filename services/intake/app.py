@@ -6,7 +6,7 @@ from pymongo import ASCENDING
 
 from contracts import subjects
 from services.intake import hj212, open311
-from services.intake.batch_io import list_open_cases
+from services.intake.batch_io import RETAINED, list_open_cases
 from services.intake.cases import domain_of, example_labels
 from services.intake.classifier import read_examples
 from services.intake.handlers import (
@@ -75,4 +75,5 @@ SPEC = ServiceSpec(
     name="intake", subscriptions=subscriptions, collections=(*COLLECTIONS, *open311.COLLECTIONS, hj212.REJECTED),
     on_start=on_start, on_started=hj212.start, check_city=check_city,
     http_routes=open311.routes, health_info=lambda rt: {"classifier": domain_of(rt.city).classifier_info},
+    retained=(*RETAINED, *open311.RETAINED),
 )

@@ -32,7 +32,7 @@ from contracts.reports import (
 )
 from contracts.values import Place, Reporter
 from services.intake import duplicates, privacy
-from services.intake.batch_io import DEVICES, LOCKS, OPEN, OPEN_KEYS, RAW, REFS, BatchIO
+from services.intake.batch_io import CLOSED_S, DEVICES, LOCKS, OPEN, OPEN_KEYS, RAW, REFS, BatchIO
 from services.intake.cases import (
     Draft,
     TransferDraft,
@@ -437,10 +437,10 @@ class IntakeHandlers:
         for item in batch.items:
             event = item.message
             if isinstance(event, CaseClosed | CaseCancelled | CaseTransferred):
-                changes.append((event.case_id, {"$set": {"open": False, "closed_at": now}}))
+                changes.append((event.case_id, {"$set": {"open": False, "closed_at": now, CLOSED_S: now.timestamp()}}))
                 last[event.case_id] = False
             elif isinstance(event, CaseReopened):
-                changes.append((event.case_id, {"$set": {"open": True, "opened_at": now}}))
+                changes.append((event.case_id, {"$set": {"open": True, "opened_at": now}, "$unset": {CLOSED_S: ""}}))
                 last[event.case_id] = True
         if not changes:
             return

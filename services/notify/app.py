@@ -58,4 +58,5 @@ SPEC = ServiceSpec(
     name="notify", subscriptions=subscriptions, collections=(DELIVERIES, CASES, RATE_BUCKETS, *bulletin.COLLECTIONS),
     on_start=on_start, http_routes=bulletin.routes,  # the bulletin archive at /bulletins/
     on_stop=on_stop,
+    retained=bulletin.RETAINED,
 )

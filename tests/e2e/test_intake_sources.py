@@ -100,6 +100,8 @@ async def test_duplicates_merges_and_a_closed_case_stops_absorbing(settings):
         await eventually(projected)
         store = rts["intake"].store
         key = (await store["open_cases"].find_one({"_id": case_id}))["key"]
+        # When it closed, as the number the purge of closed cases ranges over.
+        assert (await store["open_cases"].find_one({"_id": case_id}))["closed_s"] == NOW.timestamp()
 
         async def listed() -> list[str]:
             return (await store["open_keys"].find_one({"_id": key}) or {}).get("ids", [])
@@ -118,6 +120,7 @@ async def test_duplicates_merges_and_a_closed_case_stops_absorbing(settings):
 
         await eventually(reprojected)
         assert (await listed()).count(case_id) == 1  # listed again, once
+        assert "closed_s" not in await store["open_cases"].find_one({"_id": case_id})  # open: out of the purge's range
         await publish(url, "report.v1.in.grid", grid("R-14"))
         merged_again = await eventually(lambda: len(bus.on("case.v1.merged.")) == 2 and bus.on("case.v1.merged.")[1])
         assert merged_again["case_id"] == case_id and merged_again["reporters_count"] == 3

@@ -80,6 +80,11 @@ def test_up_serves_metrics_and_stops_cleanly_on_sigint(tmp_path: Path) -> None:
         time.sleep(0.5)
         alive = [p for p in descendants if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
         assert alive == [], [p.cmdline() for p in alive]
+        # Each service logged to its own file, one JSON object a line naming it (the files are not a terminal).
+        for name in endpoints["services"]:
+            lines = (tmp_path / "var" / "logs" / f"{name}.log").read_text(encoding="utf-8").splitlines()
+            started = [json.loads(line) for line in lines if f'"{name} started"' in line]
+            assert started and started[0]["service"] == name and started[0]["level"] == "INFO", lines[:3]
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)

@@ -1,5 +1,5 @@
 """A city is data (docs/operating/city-data.md): areas, units, categories, routing rules, calendar, alerts, merchants,
-devices.
+devices, retention.
 
 `load_city(folder)` reads and validates the folder that XIUHUA_CITY_DIR names; every error names file and line.
 """
@@ -20,6 +20,7 @@ from xiuhua.city.devices import DevicesFile, Registry, check_devices
 from xiuhua.city.intake import IntakeFile, check_intake
 from xiuhua.city.loading import CityDataError, line_of, load_yaml
 from xiuhua.city.merchants import Merchant, MerchantsFile, check_merchants
+from xiuhua.city.retention import RetentionFile, load_retention
 from xiuhua.city.routing import RoutingFile
 from xiuhua.city.units import Unit, UnitsFile
 
@@ -53,6 +54,7 @@ class City:
     assessment: AssessmentFile = field(default_factory=AssessmentFile)
     intake: IntakeFile = field(default_factory=IntakeFile)
     devices: Registry = field(default_factory=lambda: Registry({}, {}, {}))
+    retention: RetentionFile = field(default_factory=RetentionFile)
 
     def category(self, code: str) -> Category | None:
         """A catalogue item by code."""
@@ -107,6 +109,7 @@ def load_city(folder: Path) -> City:
     check_intake(intake, folder / "intake.yaml", {c.code for c in catalogue.items()}, areas)  # type: ignore[arg-type]
     devices_file = _optional(folder, "devices.yaml", DevicesFile, DevicesFile())
     devices = check_devices(devices_file, folder / "devices.yaml", areas)  # type: ignore[arg-type]
+    retention = load_retention(folder)
     return City(
         folder=folder,
         info=info,
@@ -120,4 +123,5 @@ def load_city(folder: Path) -> City:
         assessment=assessment,  # type: ignore[arg-type]
         intake=intake,  # type: ignore[arg-type]
         devices=devices,
+        retention=retention,
     )

@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import logging
 
+from xiuhua import logs
 from xiuhua.registry import SERVICES, spec
 from xiuhua.settings import get_settings
 
@@ -33,6 +34,9 @@ def _run(args: argparse.Namespace) -> int:
     from xiuhua.service import serve
 
     settings = get_settings()
-    logging.getLogger().setLevel(settings.log_level)
+    logs.configure(
+        level=settings.log_level, fmt=settings.log_format, file=settings.log_file, max_bytes=settings.log_max_bytes,
+        backups=settings.log_backups, service=args.service,
+    )
     serve(spec(args.service), settings)
     return 0
