@@ -1,8 +1,9 @@
 """The app every service runs in: one runtime, four services that only declare what differs.
 
-A service module provides a `ServiceSpec`: its name, its subscriptions, optional start-up work (indexes,
-timers) and optional HTTP routes. `running(spec)` starts it in-process (tests, the pytest plugin);
-`serve(spec)` runs it as a process with `/metrics` and `/health` (what `xiuhua run` does).
+A service module provides a `ServiceSpec`: its name, its collections, and its `Service`: the one object, built
+once per runtime, that declares the service's subscriptions, periodic jobs, start-up work and HTTP routes.
+`running(spec)` starts it in-process (tests, the pytest plugin); `serve(spec)` runs it as a process with `/metrics`
+and `/health` (what `xiuhua run` does).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import contextlib
 import functools
 import gc
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -54,6 +55,7 @@ class Runtime:
     ledger: Ledger
     metrics: Metrics
     state: dict[str, Any] = field(default_factory=dict)
+    service: Service | None = None  # what the spec declares, built once with the runtime
     tasks: list[asyncio.Task[Any]] = field(default_factory=list)
     consumers: list[ConsumerRunner] = field(default_factory=list)
 
@@ -90,12 +92,52 @@ class Runtime:
         self.every(BACKFILL_EVERY_S, fn, name=name)
 
 
+@dataclass(frozen=True)
+class Job:
+    """Work a service runs in the background: every `every_s` seconds (a failure is logged, the loop goes on), or,
+    with `every_s` None, `run` is a loop of its own (a worker)."""
+
+    name: str
+    every_s: float | None
+    run: Callable[[], Coroutine[Any, Any, Any]]
+
+
+class Service:
+    """What a service declares, in the same form in every service: built once per runtime, it builds the service's
+    handlers and says which subscriptions, periodic jobs and HTTP routes they serve."""
+
+    def __init__(self, rt: Runtime) -> None:
+        self.rt = rt
+
+    def subscriptions(self) -> list[Subscription]:
+        """The durable consumers and what handles their batches."""
+        return []
+
+    def jobs(self) -> list[Job]:
+        """Periodic jobs and workers, started once `on_start` has run."""
+        return []
+
+    def routes(self) -> list[BaseRoute]:
+        """HTTP routes served beside `/metrics` and `/health`."""
+        return []
+
+    async def on_start(self) -> None:
+        """Start-up work before the consumers run (indexes, repairs of what older builds wrote)."""
+
+    async def on_started(self) -> None:
+        """Once the broker is connected and the consumers run (listeners that publish what they hear)."""
+
+    async def on_stop(self) -> None:
+        """After the service's tasks stopped, before the bus and store close."""
+
+
 @dataclass
 class ServiceSpec:
     """What one service is made of."""
 
     name: str
-    subscriptions: Callable[[Runtime], list[Subscription]]
+    subscriptions: Callable[[Runtime], list[Subscription]] | None = None
+    service: Callable[[Runtime], Service] | None = None  # the service's declarations (subscriptions, jobs, routes)
     collections: tuple[str, ...] = ()
     on_start: Callable[[Runtime], Awaitable[None]] | None = None
     # After the broker is connected and the consumers run: listeners that publish what they hear (intake's TCP edge)
@@ -146,7 +188,9 @@ def build_runtime(
         ledger=ledger,
         metrics=metrics,
     )
-    for sub in spec.subscriptions(rt):
+    rt.service = spec.service(rt) if spec.service else None
+    declared = rt.service.subscriptions() if rt.service else []
+    for sub in [*(spec.subscriptions(rt) if spec.subscriptions else []), *declared]:
         sub.batch_size = min(sub.batch_size, settings.batch_size)
         runner = ConsumerRunner(
             service=spec.name, sub=sub, store=store, ledger=ledger, publisher=publisher, metrics=metrics,
@@ -170,6 +214,13 @@ async def started(spec: ServiceSpec, rt: Runtime) -> AsyncIterator[Runtime]:
     await ensure_retention_indexes(rt.store, retained)
     if spec.on_start:
         await spec.on_start(rt)
+    if rt.service:
+        await rt.service.on_start()
+        for job in rt.service.jobs():
+            if job.every_s is None:
+                rt.tasks.append(asyncio.create_task(job.run(), name=f"{rt.name}:{job.name}"))
+            else:
+                rt.every(job.every_s, job.run, name=job.name)
     await rt.broker.start()
     await reconcile_consumers(
         rt.broker.connection.jetstream(),
@@ -178,6 +229,8 @@ async def started(spec: ServiceSpec, rt: Runtime) -> AsyncIterator[Runtime]:
     )
     if spec.on_started:
         await spec.on_started(rt)
+    if rt.service:
+        await rt.service.on_started()
     rt.every(5.0, lambda: _sweep(rt), name="outbox-sweeper")
     rt.every(1.0, rt.store.end_orphaned_transaction, name="orphan-transactions")
     # The first purge waits a whole interval: a service back after a long outage first takes the redeliveries
@@ -191,10 +244,12 @@ async def started(spec: ServiceSpec, rt: Runtime) -> AsyncIterator[Runtime]:
         for task in rt.tasks:
             task.cancel()
         await asyncio.gather(*rt.tasks, return_exceptions=True)
-        if spec.on_stop:
-            try:
+        try:
+            if spec.on_stop:
                 await spec.on_stop(rt)
-            except Exception:  # what it could not release must not keep the bus and store open
+            if rt.service:
+                await rt.service.on_stop()
+        except Exception:  # what it could not release must not keep the bus and store open
                 log.exception("%s: stopping failed", spec.name)
         await rt.broker.stop()
         await rt.ledger.close()
@@ -257,6 +312,8 @@ def asgi_app(spec: ServiceSpec, rt: Runtime) -> Starlette:
     )]
     if spec.http_routes:
         routes += spec.http_routes(rt)
+    if rt.service:
+        routes += rt.service.routes()
     return Starlette(routes=routes, lifespan=lifespan)
 
 
