@@ -1,62 +1,80 @@
-"""The notify service."""
+"""The notify service: alerts planned from case and scoring events, the delivery worker, the weekly bulletin."""
 
 from __future__ import annotations
 
-import asyncio
+from starlette.routing import BaseRoute
 
-from services.notify.bulletin import service as bulletin
+from services.notify import planning, store
+from services.notify.bulletin.service import COLLECTIONS as BULLETIN_COLLECTIONS
+from services.notify.bulletin.service import RETAINED, Bulletin
 from services.notify.channels import build_channels, close_channels
-from services.notify.handlers import CASES, DELIVERIES, RENEW_EVERY_S, NotifyHandlers
+from services.notify.handlers import NotifyHandlers
 from services.notify.ratelimit import RATE_BUCKETS
+from services.notify.worker import RENEW_EVERY_S, DeliveryWorker
 from xiuhua.consumer import Subscription, decode_tolerant
-from xiuhua.service import Runtime, ServiceSpec
+from xiuhua.service import Job, Runtime, Service, ServiceSpec
 
 WORKER = "delivery-worker"  # the worker task's name (tests that drive deliveries by hand cancel it)
 
 
-def _handlers(rt: Runtime) -> NotifyHandlers:
-    if "handlers" not in rt.state:
-        channels = build_channels(rt.city.alerts, rt.settings.var_dir / "outbox", rt.clock)
-        rt.state["handlers"] = NotifyHandlers(rt, channels)
-    return rt.state["handlers"]
+class Notify(Service):
+    """Planning (handlers) hands deliveries to the worker; the bulletin is a part of its own."""
+
+    def __init__(self, rt: Runtime) -> None:
+        super().__init__(rt)
+        self.handlers = NotifyHandlers(rt)
+        self.channels = build_channels(rt.city.alerts, rt.settings.var_dir / "outbox", rt.clock)
+        self.worker = DeliveryWorker(rt, self.channels, self.handlers)
+        self.bulletin = Bulletin(rt)
+
+    def subscriptions(self) -> list[Subscription]:
+        """Case events; the scoring events that alert (ranking black list, merchant escalation); the bulletin's."""
+        h, rt = self.handlers, self.rt
+        return [
+            # Alerts reach people through gateways that take seconds: a moment's linger costs them nothing and
+            # spares the store a transaction per case event at a modest rate (the store is what report → dispatch
+            # waits on). A short one: the alert is still what somebody waits for.
+            Subscription("notify-cases", "case.v1.>", h.on_case_event, description="Case events",
+                         on_commit=h.on_committed, skips_type=planning.skips_type, ignores=planning.ignores,
+                         linger=rt.settings.prompt_linger),
+            Subscription("notify-rankings", "score.v1.ranking_published", h.on_score_event, decode=decode_tolerant,
+                         description="Rankings: black lists alert", on_commit=h.on_committed),
+            Subscription("notify-merchants", "score.v1.merchant_escalated", h.on_score_event, decode=decode_tolerant,
+                         description="Merchant escalations alert", on_commit=h.on_committed),
+            *self.bulletin.subscriptions(),  # the weekly bulletin's own projection consumers
+        ]
+
+    def jobs(self) -> list[Job]:
+        """The delivery worker (woken by planning, polling besides), the renewal of its claims' leases, the
+        bulletin's Monday 15:00 schedule."""
+        return [
+            Job(WORKER, None, self.worker.run),
+            Job("claim-leases", RENEW_EVERY_S, self.worker.renew_leases),
+            *self.bulletin.jobs(),
+        ]
+
+    def routes(self) -> list[BaseRoute]:
+        """The bulletin archive at /bulletins/."""
+        return self.bulletin.routes()
+
+    async def on_start(self) -> None:
+        """Indexes: the delivery log's, the bulletin's week reads."""
+        await store.ensure_indexes(self.rt.store)
+        await self.bulletin.on_start()
+
+    async def on_stop(self) -> None:
+        """The channels' HTTP connections, once the worker has stopped."""
+        await close_channels(self.channels)
 
 
-def subscriptions(rt: Runtime) -> list[Subscription]:
-    """Case events; the scoring events that alert (ranking black list, merchant escalation)."""
-    h = _handlers(rt)
-    return [
-        # Alerts reach people through gateways that take seconds: a moment's linger costs them nothing and spares
-        # the store a transaction per case event at a modest rate (the store is what report → dispatch waits on).
-        # A short one: the alert is still what somebody waits for.
-        Subscription("notify-cases", "case.v1.>", h.on_case_event, description="Case events",
-                     on_commit=h.on_committed, skips_type=h.skips_type, ignores=h.ignores,
-                     linger=rt.settings.prompt_linger),
-        Subscription("notify-rankings", "score.v1.ranking_published", h.on_score_event, decode=decode_tolerant,
-                     description="Rankings: black lists alert", on_commit=h.on_committed),
-        Subscription("notify-merchants", "score.v1.merchant_escalated", h.on_score_event, decode=decode_tolerant,
-                     description="Merchant escalations alert", on_commit=h.on_committed),
-        *bulletin.subscriptions(rt),  # the weekly bulletin's own projection consumers
-    ]
-
-
-async def on_start(rt: Runtime) -> None:
-    """Indexes, the delivery worker (woken by planning, polling besides) and the renewal of its claims' leases."""
-    h = _handlers(rt)
-    await h.ensure_indexes()
-    rt.tasks.append(asyncio.create_task(h.run_worker(), name=f"{rt.name}:{WORKER}"))
-    rt.every(RENEW_EVERY_S, h.renew_leases, name="claim-leases")
-    await bulletin.on_start(rt)  # week indexes and the Monday 15:00 schedule
-
-
-async def on_stop(rt: Runtime) -> None:
-    """The channels' HTTP connections, once the worker has stopped."""
-    if "handlers" in rt.state:
-        await close_channels(rt.state["handlers"].channels)
+def of(rt: Runtime) -> Notify:
+    """The notify service a runtime runs (its handlers, its worker, its bulletin)."""
+    if not isinstance(rt.service, Notify):
+        raise TypeError(f"{rt.name} does not run the notify service")
+    return rt.service
 
 
 SPEC = ServiceSpec(
-    name="notify", subscriptions=subscriptions, collections=(DELIVERIES, CASES, RATE_BUCKETS, *bulletin.COLLECTIONS),
-    on_start=on_start, http_routes=bulletin.routes,  # the bulletin archive at /bulletins/
-    on_stop=on_stop,
-    retained=bulletin.RETAINED,
+    name="notify", service=Notify,
+    collections=(store.DELIVERIES, store.CASES, RATE_BUCKETS, *BULLETIN_COLLECTIONS), retained=RETAINED,
 )

@@ -21,9 +21,9 @@ from typing import Any
 
 import nats
 
-from services.notify.app import SPEC
-from services.notify.handlers import DELIVERIES
+from services.notify.app import SPEC, of
 from services.notify.latency import dispatched_to, embedded_settings
+from services.notify.store import DELIVERIES
 from xiuhua.city import City, load_city
 from xiuhua.city.alerts import AlertRule
 from xiuhua.service import running
@@ -52,7 +52,7 @@ async def flood(seconds: float, rate: float, n_units: int) -> dict[str, Any]:
     limit = city.alerts.rate_limit
     async with embedded_settings("flood") as base, running(
             SPEC, settings := base.model_copy(update={"bulletin_schedule": False}), city=city) as rt:  # no Chromium
-        h = rt.state["handlers"]
+        h = of(rt).worker
         nc = await nats.connect(str(settings.nats_url))
         js = nc.jetstream()
         await asyncio.sleep(1.0)  # consumers bound

@@ -16,6 +16,7 @@ from typing import Any
 from contracts import cases as c
 from contracts.envelope import Event
 from contracts.values import Place, ReportSource, UnitRef, UnitRole
+from services.notify.app import of
 from services.notify.bulletin import service as bulletin
 from services.notify.bulletin.builder import build_bulletin, build_steps
 from services.notify.bulletin.projection import WEEKS
@@ -31,9 +32,7 @@ W46 = datetime(2026, 11, 10, 2, 0, tzinfo=UTC)  # Tuesday 10:00 city time, week 
 W47 = datetime(2026, 11, 17, 2, 0, tzinfo=UTC)  # Tuesday 10:00 city time, week 2026-W47
 PUBLISH_TIME = datetime(2026, 11, 23, 7, 0, 5, tzinfo=UTC)  # Monday 23 November 15:00:05 in Shanghai
 
-BULLETIN_ONLY = ServiceSpec(
-    name="notify", subscriptions=bulletin.subscriptions, collections=bulletin.COLLECTIONS, on_start=bulletin.on_start
-)
+BULLETIN_ONLY = ServiceSpec(name="notify", service=bulletin.Bulletin, collections=bulletin.COLLECTIONS)
 SAN = UnitRef(unit_id="CD-SAN", name="城东环卫所", role=UnitRole.sanitation)
 ENF = UnitRef(unit_id="CD-ENF", name="城东综合执法中队", role=UnitRole.enforcement)
 COMMUNITIES = {"CD01": "东园社区", "CD02": "西园社区"}
@@ -270,10 +269,10 @@ async def test_two_instances_publish_the_bulletin_once(settings: Settings) -> No
         running(spec("notify"), settings, clock=clock) as a,
         running(spec("notify"), settings, clock=clock) as b,
     ):
-        results = await asyncio.gather(bulletin.tick(a, pdf=False), bulletin.tick(b, pdf=False))
+        results = await asyncio.gather(of(a).bulletin.tick(pdf=False), of(b).bulletin.tick(pdf=False))
         assert sorted(len(r) for r in results) == [0, 1]
         await eventually(lambda: len(bus.on("bulletin.v1.published")) >= 1)
-        again = await asyncio.gather(bulletin.tick(a, pdf=False), bulletin.tick(b, pdf=False))
+        again = await asyncio.gather(of(a).bulletin.tick(pdf=False), of(b).bulletin.tick(pdf=False))
         assert again == [[], []]
         await asyncio.sleep(1.0)
         published = bus.on("bulletin.v1.published")
@@ -284,7 +283,7 @@ async def test_two_instances_publish_the_bulletin_once(settings: Settings) -> No
         assert exists(published[0]["files"][0]["path"])
         # Before 15:00 on the next Monday nothing more is due.
         clock.set(datetime(2026, 11, 30, 6, 59, tzinfo=UTC))
-        assert await bulletin.tick(a, pdf=False) == []
+        assert await of(a).bulletin.tick(pdf=False) == []
 
 
 async def test_notify_serves_the_archive_at_the_url_the_event_names(settings: Settings) -> None:
@@ -304,7 +303,7 @@ async def test_notify_serves_the_archive_at_the_url_the_event_names(settings: Se
     try:
         await eventually(lambda: server.started)
         async with BusRecorder(settings.nats_url) as bus:
-            (event,) = await bulletin.tick(rt, pdf=False)
+            (event,) = await of(rt).bulletin.tick(pdf=False)
             (published,) = await eventually(lambda: bus.on("bulletin.v1.published"))
         assert published["files"] == [f.model_dump(mode="json") for f in event.files]
         async with httpx.AsyncClient(timeout=10) as client:

@@ -15,9 +15,10 @@ import time
 from datetime import timedelta
 from pathlib import Path
 
-from services.notify.app import SPEC
+from services.notify.app import SPEC, of
 from services.notify.channels import FileChannel
-from services.notify.handlers import CLAIM_LEASE_S, DELIVERIES
+from services.notify.store import DELIVERIES
+from services.notify.worker import CLAIM_LEASE_S
 from tests.conftest import eventually
 from tests.helpers import BusRecorder
 from tests.integration.test_notify_alerts_channels import receiver
@@ -100,7 +101,7 @@ async def test_an_outcome_the_store_could_not_take_is_recorded_when_it_is_back_n
             r.on_receive = store.kill  # the store dies between the send and its record
             c = alert_city(city, r.url("/o"))
             async with running(SPEC, own, clock=clock, city=c) as rt:
-                h = rt.state["handlers"]
+                h = of(rt).worker
                 for task in rt.tasks:
                     if task.get_name().endswith("delivery-worker"):
                         task.cancel()

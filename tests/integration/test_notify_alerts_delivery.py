@@ -23,9 +23,10 @@ from pymongo import monitoring
 from contracts.cases import CaseDispatched, CaseEscalated, CaseOpened, CaseOverdue
 from contracts.envelope import Event
 from contracts.values import Place, ReportSource, UnitRef, Urgency
-from services.notify.app import SPEC, WORKER
+from services.notify.app import SPEC, WORKER, of
 from services.notify.delivery_log import by_case, render
-from services.notify.handlers import DELIVERIES, NotifyHandlers
+from services.notify.store import DELIVERIES
+from services.notify.worker import DeliveryWorker
 from tests.conftest import eventually
 from tests.helpers import BusRecorder, Commands, publish
 from tests.integration.test_notify_alerts_channels import receiver, smtp_server
@@ -75,13 +76,13 @@ def alert_city(
 
 
 @contextlib.asynccontextmanager
-async def notify(settings: Settings, city: City, clock: FrozenClock) -> AsyncIterator[tuple[Runtime, NotifyHandlers]]:
+async def notify(settings: Settings, city: City, clock: FrozenClock) -> AsyncIterator[tuple[Runtime, DeliveryWorker]]:
     """One notify instance whose delivery worker is stopped: the test calls `deliver_due` itself."""
     async with running(SPEC, settings, clock=clock, city=city) as rt:
         for task in rt.tasks:
             if task.get_name() == f"{rt.name}:{WORKER}":
                 task.cancel()
-        yield rt, rt.state["handlers"]
+        yield rt, of(rt).worker
 
 
 async def send(settings: Settings, event: Event) -> None:
@@ -251,7 +252,7 @@ async def test_a_round_serves_every_recipient_with_a_few_store_commands(settings
                 ref = UnitRef(unit_id=unit, name=unit, role="enforcement")
                 await send(settings, dispatched(f"C-N{i}").model_copy(update={"lead_unit": ref}))
             await planned(rt, len(units))
-            await eventually(lambda: len(h._hints) == len(units))  # the planning batches have committed
+            await eventually(lambda: len(h.planning._hints) == len(units))  # the planning batches have committed
             commands.by_collection.clear()
             assert await h.deliver_due(scan=False) == len(units)
             # The round's own commands (the bulletin's projection may apply its batch of these events meanwhile).

@@ -8,7 +8,7 @@ from datetime import timedelta
 
 from contracts.cases import CaseDispatched, CaseOpened, CaseOverdue
 from contracts.values import ReportSource, Urgency
-from services.notify.handlers import DELIVERIES
+from services.notify.store import DELIVERIES
 from tests.conftest import eventually
 from tests.integration.test_notify_alerts_channels import receiver
 from tests.integration.test_notify_alerts_delivery import T0, _all_acknowledged, alert_city, lead, notify, send

@@ -14,7 +14,8 @@ from contracts.envelope import Event
 from contracts.values import ReportSource
 from services.notify.bulletin.projection import CASES as BULLETIN_CASES
 from services.notify.delivery_log import by_case, render
-from services.notify.handlers import DELIVERIES, NotifyHandlers
+from services.notify.store import DELIVERIES
+from services.notify.worker import DeliveryWorker
 from tests.conftest import eventually
 from tests.integration.test_notify_alerts_channels import receiver
 from tests.integration.test_notify_alerts_delivery import T0, alert_city, dispatched, notify, overdue, planned, send
@@ -37,9 +38,9 @@ async def arrive(settings: Settings, rt: Runtime, *events: Event, total: int) ->
     await planned(rt, total)
 
 
-async def handed_over(h: NotifyHandlers, nid: str) -> None:
+async def handed_over(h: DeliveryWorker, nid: str) -> None:
     """Wait until planning has handed a delivery to the worker's next round (its transaction committed)."""
-    await eventually(lambda: nid in h._hints)
+    await eventually(lambda: nid in h.planning._hints)
 
 
 def backlog(rt: Runtime) -> float | None:

@@ -164,7 +164,7 @@ def test_free_text_in_a_message_is_kept_short() -> None:
 
 def test_the_alert_consumer_ignores_exactly_the_case_events_that_never_alert() -> None:
     from contracts import cases as c
-    from services.notify.handlers import NotifyHandlers
+    from services.notify import planning
 
     def example(model):
         return model.model_validate(model.example())
@@ -175,22 +175,22 @@ def test_the_alert_consumer_ignores_exactly_the_case_events_that_never_alert() -
                                                      c.CaseEscalated))]
     quiet = [opened.model_copy(update={"source": "sensor"}), opened,
              *(example(m) for m in (c.CaseAcknowledged, c.CaseResolved, c.CaseClosed, c.CaseMerged))]
-    assert [NotifyHandlers.ignores(e) for e in alerting] == [False] * len(alerting)
-    assert [NotifyHandlers.ignores(e) for e in quiet] == [True] * len(quiet)
+    assert [planning.ignores(e) for e in alerting] == [False] * len(alerting)
+    assert [planning.ignores(e) for e in quiet] == [True] * len(quiet)
 
 
 def test_types_skipped_by_subject_are_exactly_those_ignored_whatever_their_content() -> None:
     from contracts import cases as c
     from contracts import registry
-    from services.notify.handlers import NotifyHandlers
+    from services.notify import planning
 
     for kind in [m for m in registry.patterns().values() if issubclass(m, c.CaseEvent)]:
         event = kind.model_validate(kind.example())
-        if NotifyHandlers.skips_type(kind):
-            assert NotifyHandlers.ignores(event), kind  # skipping undecoded never drops an alert
+        if planning.skips_type(kind):
+            assert planning.ignores(event), kind  # skipping undecoded never drops an alert
         elif kind is not c.CaseOpened:  # an opening alerts or not by its content: decoded, then judged
-            assert not NotifyHandlers.ignores(event), kind  # nothing that alerts is skipped
-    assert not NotifyHandlers.skips_type(c.CaseOpened)
+            assert not planning.ignores(event), kind  # nothing that alerts is skipped
+    assert not planning.skips_type(c.CaseOpened)
 
 
 def test_a_claim_expires_when_its_lease_runs_out_or_made_before_leases_when_old() -> None:

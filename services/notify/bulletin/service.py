@@ -1,6 +1,6 @@
 """The bulletin's part of the notify service: its two durable consumers, its collections, its schedule.
 
-`services/notify/app.py` adds these to notify's `ServiceSpec`; tests may run them alone.
+`services/notify/app.py` declares it beside the alerts; tests may run it alone.
 """
 
 from __future__ import annotations
@@ -18,15 +18,13 @@ from services.notify.bulletin.projection import COLLECTIONS, RETAINED
 from services.notify.bulletin.schedule import due_weeks
 from xiuhua.city.business_calendar import BusinessCalendar
 from xiuhua.consumer import Subscription, decode_tolerant
-from xiuhua.service import Runtime
+from xiuhua.service import Job, Runtime, Service
 from xiuhua.settings import Settings
 
 ROUTE = "/bulletins"  # notify serves the archive here
 CHECK_EVERY_S = 60.0  # the schedule is checked every minute; the clock, not this period, decides
 
-__all__ = [
-    "COLLECTIONS", "RETAINED", "ROUTE", "archive_root", "base_url", "on_start", "routes", "subscriptions", "tick",
-]
+__all__ = ["COLLECTIONS", "RETAINED", "ROUTE", "Bulletin", "archive_root", "base_url"]
 
 
 def archive_root(settings: Settings) -> Path:
@@ -45,52 +43,53 @@ def base_url(settings: Settings) -> str | None:
     return None  # in-process (tests) or listening on every interface: no address worth naming
 
 
-def routes(rt: Runtime) -> list[BaseRoute]:
-    """`GET /bulletins/<week>/<file>` and `/bulletins/index.md|index.json`: the archive, read-only.
+class Bulletin(Service):
+    """The weekly bulletin 周报: its two projection consumers, its Monday schedule, its archive route."""
 
-    Static files only (Starlette refuses paths outside the folder); bulletins hold aggregate figures, no
-    personal data."""
-    return [Mount(ROUTE, app=StaticFiles(directory=archive_root(rt.settings), check_dir=False), name="bulletins")]
-
-
-def _projection(rt: Runtime) -> BulletinProjection:
-    if "bulletin_projection" not in rt.state:
-        rt.state["bulletin_projection"] = BulletinProjection(rt)
-    return rt.state["bulletin_projection"]
-
-
-def subscriptions(rt: Runtime) -> list[Subscription]:
-    """`notify-bulletin-cases` on `case.v1.>` and `notify-bulletin-scores` on `score.v1.>`."""
-    p = _projection(rt)
-    return [
-        Subscription("notify-bulletin-cases", "case.v1.>", p.on_case_events,
-                     description="Case events folded into the weekly bulletin's figures",
-                     linger=rt.settings.follower_linger),
-        Subscription("notify-bulletin-scores", "score.v1.>", p.on_score_events, decode=decode_tolerant,
-                     description="Scoring events (unit counters, merchant grades) for the weekly bulletin",
-                     linger=rt.settings.follower_linger),
-    ]
-
-
-async def tick(rt: Runtime, *, pdf: bool = True) -> list[BulletinPublished]:
-    """Publish every bulletin that is due now and not yet published (by any instance)."""
-    now = rt.clock.now()
-    calendar = BusinessCalendar(rt.city.calendar)
-    if "bulletins_published" not in rt.state:
-        rt.state["bulletins_published"] = rt.metrics.counter(
+    def __init__(self, rt: Runtime) -> None:
+        super().__init__(rt)
+        self.projection = BulletinProjection(rt)
+        self.published = rt.metrics.counter(
             "xiuhua_bulletins_published", "Weekly bulletins built and published by this instance", ("pdf",))
-    published = []
-    for week in due_weeks(now, calendar):
-        event = await publish_once(rt.store, rt.ledger, rt.city, week, archive_root(rt.settings), now, pdf=pdf,
-                                   base_url=base_url(rt.settings))
-        if event is not None:
-            rt.state["bulletins_published"].labels(str(event.pdf).lower()).inc()
-            published.append(event)
-    return published
 
+    def subscriptions(self) -> list[Subscription]:
+        """`notify-bulletin-cases` on `case.v1.>` and `notify-bulletin-scores` on `score.v1.>`."""
+        p, rt = self.projection, self.rt
+        return [
+            Subscription("notify-bulletin-cases", "case.v1.>", p.on_case_events,
+                         description="Case events folded into the weekly bulletin's figures",
+                         linger=rt.settings.follower_linger),
+            Subscription("notify-bulletin-scores", "score.v1.>", p.on_score_events, decode=decode_tolerant,
+                         description="Scoring events (unit counters, merchant grades) for the weekly bulletin",
+                         linger=rt.settings.follower_linger),
+        ]
 
-async def on_start(rt: Runtime) -> None:
-    """Indexes for the week reads, and the Monday schedule (unless `XIUHUA_BULLETIN_SCHEDULE=false`)."""
-    await ensure_indexes(rt.store)
-    if rt.settings.bulletin_schedule:
-        rt.every(CHECK_EVERY_S, lambda: tick(rt), name="weekly-bulletin")
+    def jobs(self) -> list[Job]:
+        """The Monday schedule (unless `XIUHUA_BULLETIN_SCHEDULE=false`)."""
+        return [Job("weekly-bulletin", CHECK_EVERY_S, self.tick)] if self.rt.settings.bulletin_schedule else []
+
+    def routes(self) -> list[BaseRoute]:
+        """`GET /bulletins/<week>/<file>` and `/bulletins/index.md|index.json`: the archive, read-only.
+
+        Static files only (Starlette refuses paths outside the folder); bulletins hold aggregate figures, no
+        personal data."""
+        root = archive_root(self.rt.settings)
+        return [Mount(ROUTE, app=StaticFiles(directory=root, check_dir=False), name="bulletins")]
+
+    async def on_start(self) -> None:
+        """Indexes for the week reads."""
+        await ensure_indexes(self.rt.store)
+
+    async def tick(self, *, pdf: bool = True) -> list[BulletinPublished]:
+        """Publish every bulletin that is due now and not yet published (by any instance)."""
+        rt = self.rt
+        now = rt.clock.now()
+        calendar = BusinessCalendar(rt.city.calendar)
+        published = []
+        for week in due_weeks(now, calendar):
+            event = await publish_once(rt.store, rt.ledger, rt.city, week, archive_root(rt.settings), now, pdf=pdf,
+                                       base_url=base_url(rt.settings))
+            if event is not None:
+                self.published.labels(str(event.pdf).lower()).inc()
+                published.append(event)
+        return published

@@ -1,0 +1,122 @@
+"""Notify's store access: the delivery log (`deliveries`), notify's view of the cases it alerts on, the places the
+bulletin's projection knows.
+
+A delivery moves on by a conditional whole-document replace on its version `v`: atomic on MongoDB, and it keeps
+datetimes and sub-documents intact on nx-27017 (whose `$set` stores datetimes as text and whose `$push` stores
+sub-documents as JSON strings). Lease renewals do not move `v`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pymongo import ASCENDING, ReplaceOne
+from pymongo.asynchronous.client_session import AsyncClientSession
+
+from services.notify.bulletin.projection import CASES as BULLETIN_CASES
+from xiuhua.store import Store
+
+DELIVERIES = "deliveries"
+CASES = "alert_cases"  # notify's own projection: who leads and cooperates on a case, where, what
+
+
+async def ensure_indexes(store: Store) -> None:
+    """The worker looks for pending deliveries that are due; the log is read by case."""
+    col = store[DELIVERIES]
+    await col.create_index([("status", ASCENDING), ("next_at", ASCENDING)])
+    # nx-27017 answers an equality on a single-field index without a scan, but not a range on a compound one
+    # (33 ms a round at 30,000 deliveries): the worker selects pending deliveries by status, then time.
+    await col.create_index([("status", ASCENDING)])
+    await col.create_index([("case_id", ASCENDING)])
+
+
+def _next(doc: dict[str, Any], changes: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(filter, replacement) that move a delivery on if nobody moved it since `doc` was read (version `v`)."""
+    v = doc.get("v")
+    cond = {"_id": doc["_id"], "v": v} if v is not None else {"_id": doc["_id"], "v": {"$exists": False}}
+    return cond, {k: val for k, val in doc.items() if k != "_id"} | changes | {"v": (v or 0) + 1}
+
+
+async def transition(
+    store: Store, doc: dict[str, Any], expect: dict[str, Any] | None = None, **changes: Any
+) -> dict[str, Any] | None:
+    """Move a delivery to its next state if nobody moved it since `doc` was read (and it matches `expect`); None if
+    somebody did."""
+    cond, new = _next(doc, changes)
+    async with store.outside_transactions():
+        res = await store[DELIVERIES].replace_one(cond | (expect or {}), new)
+    return {"_id": doc["_id"], **new} if res.modified_count == 1 else None
+
+
+async def transition_all(
+    store: Store, moves: list[tuple[dict[str, Any], dict[str, Any]]]
+) -> tuple[int, list[dict[str, Any]]]:
+    """Several `transition`s in one unordered bulk write; returns how many went through, and each delivery as the
+    write would leave it (in the order of `moves`)."""
+    if not moves:
+        return 0, []
+    nexts = [_next(doc, changes) for doc, changes in moves]
+    async with store.outside_transactions():
+        res = await store[DELIVERIES].bulk_write([ReplaceOne(*n) for n in nexts], ordered=False)
+    return res.modified_count, [{"_id": cond["_id"], **new} for cond, new in nexts]
+
+
+async def cases(store: Store, ids: list[str], reads: AsyncClientSession | None) -> dict[str, dict[str, Any]]:
+    """Notify's view of these cases, by id."""
+    if not ids:
+        return {}
+    return {d["_id"]: d async for d in store[CASES].find({"_id": {"$in": ids}}, session=reads)}
+
+
+async def logged(store: Store, ids: list[str], reads: AsyncClientSession | None) -> set[str]:
+    """Which of these notification ids the delivery log holds already."""
+    return {d["_id"] async for d in store[DELIVERIES].find({"_id": {"$in": ids}}, {"_id": 1}, session=reads)}
+
+
+async def owned(store: Store, ids: list[str], owner: str) -> set[str]:
+    """Which of these deliveries `owner` holds the claim of."""
+    found = store[DELIVERIES].find({"_id": {"$in": ids}}, {"owner": 1})
+    return {d["_id"] async for d in found if d.get("owner") == owner}
+
+
+async def renew(store: Store, ids: list[str], owner: str, lease_s: float) -> None:
+    """Extend the leases of `owner`'s claims (one write for all of them)."""
+    async with store.outside_transactions():
+        await store[DELIVERIES].update_many(
+            {"_id": {"$in": ids}, "status": "sending", "owner": owner},
+            {"$set": {"lease_s": lease_s}},  # a number: `$set` keeps numbers intact on nx-27017
+        )
+
+
+async def pending_times(store: Store) -> list[dict[str, Any]]:
+    """Every pending delivery's time, lane and hold (an equality both stores answer from an index, small documents)."""
+    fields = {"next_at": 1, "contact_id": 1, "channel": 1, "urgent": 1, "held_at": 1}
+    return [d async for d in store[DELIVERIES].find({"status": "pending"}, fields)]
+
+
+async def pending(store: Store, ids: list[str]) -> list[dict[str, Any]]:
+    """These deliveries in full, if still pending."""
+    return [d async for d in store[DELIVERIES].find({"_id": {"$in": ids}, "status": "pending"})]
+
+
+async def sending(store: Store) -> list[dict[str, Any]]:
+    """The claims in flight, by their status alone: nx-27017 reads every delivery ever logged for the status with an
+    `$or` of lease conditions added (68 ms at 50,000, every second), and claims are few."""
+    return [d async for d in store[DELIVERIES].find({"status": "sending"})]
+
+
+async def unsettled(store: Store, ids: list[str]) -> list[dict[str, Any]]:
+    """These deliveries if they hold no final outcome yet (pending or sending)."""
+    return [d async for d in store[DELIVERIES].find({"_id": {"$in": ids}, "status": {"$in": ["pending", "sending"]}})]
+
+
+async def status_of(store: Store, nid: str) -> str | None:
+    """A delivery's status; None if the log does not hold it."""
+    cur = await store[DELIVERIES].find_one({"_id": nid}, {"status": 1})
+    return None if cur is None else cur.get("status")
+
+
+async def bulletin_places(store: Store, case_ids: list[str]) -> list[dict[str, Any]]:
+    """The street, community and grid the bulletin's projection holds for these cases (from their openings)."""
+    found = store[BULLETIN_CASES].find({"_id": {"$in": case_ids}}, {"street_name": 1, "community_name": 1, "grid": 1})
+    return [c async for c in found]

@@ -1,0 +1,334 @@
+"""The delivery worker: sends pending deliveries when planning commits new ones and every `poll_seconds` besides.
+
+Delivery states (the `deliveries` collection is the delivery log 投递日志):
+pending → sending → delivered | pending (retry after back-off) | failed (retries exhausted: `notify.v1.failed`).
+Quiet hours and rate limits move `next_at` without spending an attempt. Sending claims the attempt with a
+conditional update, so two instances never both send it: a claim names its owner (this process) and carries a short
+lease the owner renews while it lives, so a dead owner's claim is taken up in seconds. Every message carries its
+notification id, so the one re-send a crash between sending and recording can cause is recognisable by the receiver
+(and dropped by the `file` channel).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import logging
+import os
+import random
+import socket
+import time
+import uuid
+from datetime import datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from contracts.values import Place
+from services.notify import digest, store
+from services.notify.channels import Channel, PermanentDeliveryError, safe_error, secrets_of
+from services.notify.handlers import NotifyHandlers
+from services.notify.outcomes import Outcomes
+from services.notify.policy import claim_expired, quiet_until
+from services.notify.ratelimit import RATE_BUCKETS, TokenBuckets
+from xiuhua.bus import Outgoing
+from xiuhua.city.place_names import describe
+from xiuhua.service import Runtime
+from xiuhua.store import is_transient
+
+log = logging.getLogger("xiuhua.notify")
+
+CLAIM_LEASE_S = 10.0  # a claim not renewed for this long was left by a dead instance: taken up again
+RENEW_EVERY_S = CLAIM_LEASE_S / 4  # the owner renews its claims' leases this often
+SCAN_EXPIRED_S = 1.0  # how often the worker looks for expired claims
+SEND_CONCURRENCY = 8  # recipients served at once; each recipient's alerts go one after the other, in order
+
+
+class DeliveryWorker(Outcomes):
+    """Sends the deliveries planning wrote, and records what became of each."""
+
+    def __init__(
+        self, rt: Runtime, channels: dict[str, Channel], planning: NotifyHandlers, rnd: random.Random | None = None
+    ) -> None:
+        alerts = rt.city.alerts
+        super().__init__(rt, planning, [s for name in channels for s in secrets_of(alerts.channel(name))], rnd)
+        self.channels = channels
+        self.tz = ZoneInfo(rt.city.info.timezone)
+        self.buckets = TokenBuckets(rt.store[RATE_BUCKETS], alerts.rate_limit)
+        self.sent = rt.metrics.counter("xiuhua_alerts_sent", "Alerts delivered", ("channel", "kind"))
+        self.deferred = rt.metrics.counter("xiuhua_alerts_deferred", "Sends put off", ("reason",))
+        self.taken_over = rt.metrics.counter(
+            "xiuhua_alerts_claims_taken_over", "Claims of dead instances taken up again (the alert is re-sent)")
+        self.digests = rt.metrics.counter(
+            "xiuhua_alerts_digests", "Digests sent: one message for the alerts a recipient's rate limit held",
+            ("channel",))
+        self.backlog = rt.metrics.gauge(
+            "xiuhua_alerts_backlog", "Alerts a recipient's rate limit holds for its next digest",
+            ("recipient", "channel"))
+        self.backlog_age = rt.metrics.gauge(
+            "xiuhua_alerts_backlog_oldest_seconds", "How long the oldest alert a recipient's rate limit holds waited",
+            ("recipient", "channel"))
+        self._backlog_seen: set[tuple[str, str]] = set()
+        self._lanes_held: dict[str, datetime] = {}  # lanes this instance held alerts of, and when those are due
+        self.instance = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"  # owner of this one's claims
+        self._scanned_at = 0.0  # time.monotonic() of the worker's last scan for due deliveries
+        self._last_scan: datetime | None = None
+
+    async def run(self) -> None:
+        """The delivery worker: runs when planning commits new deliveries, and every `poll_seconds` besides
+        (retries, deferrals that fell due, outcomes still to record, claims of dead instances)."""
+        poll = self.alerts.poll_seconds
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.planning.wake.wait(), timeout=poll)
+            self.planning.wake.clear()
+            try:
+                # Woken by planning between scans: its hints are the new work; the scan comes at its own pace.
+                await self.deliver_due(scan=time.monotonic() - self._scanned_at >= poll)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # the store away: the next round tries again
+                log.warning("delivery worker: %s", safe_error(exc, self.secrets), exc_info=not is_transient(exc))
+
+    async def renew_leases(self) -> None:
+        """Keep this instance's claims alive (one write for all of them): only a dead owner's claim expires."""
+        if not self._held:
+            return
+        lease = self.rt.clock.now().timestamp() + CLAIM_LEASE_S
+        try:
+            await store.renew(self.rt.store, sorted(self._held), self.instance, lease)
+        except Exception as exc:
+            self._store_ok_since = None
+            log.warning("claim leases not renewed: %s", safe_error(exc, self.secrets))
+
+    async def deliver_due(self, limit: int = 200, *, scan: bool = True) -> int:
+        """Send pending deliveries that are due; returns how many reached their recipients (a digest's all count).
+
+        First the outcomes of earlier sends still to be recorded; then claims whose owner died (lease run out);
+        then the due deliveries (those planning just wrote, and with `scan` every pending one that is due), all
+        in one round. The delivered events of the round are published together.
+        """
+        publish: list[tuple[str, list[Outgoing]]] = []
+        try:
+            if not await self._flush_outcomes(publish) or (self._outcomes and self._store_ok_since is None):
+                return 0  # the store is still away: the outcomes wait in memory, their retry probes it
+            now = self.rt.clock.now()
+            hints = self.planning.take_hints()
+            await self._take_over_expired(now, limit)
+            # A fresh alert for a lane whose held ones are due must go in their digest, not alone ahead of them.
+            scan = scan or any(t <= now for d in hints.values() if (t := self._lanes_held.get(digest.lane(d))))
+            later: set[str] = set()  # lanes whose due alerts the scan left to a later round: their hints wait too
+            if scan:
+                self._scanned_at = time.monotonic()
+                found, later = await self._due(now, limit)
+                hints.update((d["_id"], d) for d in found)
+            if self._store_ok_since is None:
+                self._store_ok_since = now
+            due = sorted((d for d in hints.values() if d["next_at"] <= now and digest.lane(d) not in later),
+                         key=lambda d: (d["next_at"], d["_id"]))
+            return await self._send_round(digest.pick(due, limit), publish, now)
+        except Exception:
+            self._store_ok_since = None
+            raise
+        finally:
+            await self._publish(publish)
+
+    async def _due(self, now: datetime, limit: int) -> tuple[list[dict[str, Any]], set[str]]:
+        """The pending deliveries due at `now` a round takes (whole lanes, earliest first), and the lanes it leaves
+        to a later round: their times by status (an equality both stores answer from an index, a few small
+        documents), then the chosen ones in full."""
+        times = await store.pending_times(self.rt.store)
+        self._count_backlog(times, now)
+        due = sorted((d for d in times if d["next_at"] <= now), key=lambda d: (d["next_at"], d["_id"]))
+        held = {digest.lane(d) for d in due if digest.held(d)}
+        for key in [k for k, t in self._lanes_held.items() if t <= now and k not in held]:
+            del self._lanes_held[key]  # taken care of (by another instance): no longer a reason to scan
+        if not due:
+            return [], set()
+        chosen = digest.pick(due, limit)
+        later = {digest.lane(d) for d in due} - {digest.lane(d) for d in chosen}
+        docs = await store.pending(self.rt.store, [d["_id"] for d in chosen])
+        return sorted(docs, key=lambda d: (d["next_at"], d["_id"])), later
+
+    def _count_backlog(self, pending: list[dict[str, Any]], now: datetime) -> None:
+        """The backlog gauges from the pending deliveries as the store has them (every instance reports the same,
+        and a recipient whose digest went out drops back to zero)."""
+        counts: dict[tuple[str, str], int] = {}
+        oldest: dict[tuple[str, str], datetime] = {}
+        for d in pending:
+            if isinstance(since := d.get(digest.HELD), datetime):
+                key = (d["contact_id"], d["channel"])
+                counts[key] = counts.get(key, 0) + 1
+                oldest[key] = min(since, oldest.get(key, since))
+        for key in self._backlog_seen | set(counts):
+            self.backlog.labels(*key).set(counts.get(key, 0))
+            self.backlog_age.labels(*key).set((now - oldest[key]).total_seconds() if key in oldest else 0.0)
+        self._backlog_seen |= set(counts)
+
+    async def _publish(self, entries: list[tuple[str, list[Outgoing]]]) -> None:
+        if not entries:
+            return
+        try:
+            await self.rt.ledger.publish(entries)
+        except Exception as exc:  # they are in the ledger's outbox: the sweeper publishes them
+            log.warning("%d delivery event(s) left to the outbox sweeper: %s", len(entries), safe_error(exc))
+
+    async def _take_over_expired(self, now: datetime, limit: int) -> None:
+        """Claims whose owner stopped renewing them go back to pending: the owner died between its claim and its
+        record, so whether the alert went out is unknown; it is sent again under the same notification id.
+
+        Only after this instance has had the store for a whole lease: after a store outage every lease looks
+        expired, and living owners must get the chance to renew theirs (and record what they sent) first.
+        """
+        if self._last_scan is not None and (now - self._last_scan).total_seconds() < SCAN_EXPIRED_S:
+            return
+        self._last_scan = now
+        if self._store_ok_since is None or (now - self._store_ok_since).total_seconds() < CLAIM_LEASE_S:
+            return
+        sending = await store.sending(self.rt.store)  # judged here: claims are few
+        for stale in [d for d in sending if claim_expired(d, now)][:limit]:
+            if stale["_id"] in self._held:
+                continue  # this instance's own: its outcome is waiting to be recorded
+            owner = stale.get("owner") or "?"
+            note = {"at": now, "attempt": stale.get("attempts", 0), "ok": None,
+                    "error": f"claim of {owner} expired: outcome unknown, sent again with the same notification id"}
+            lease = stale.get("lease_s")
+            expect = {"status": "sending", "lease_s": lease if lease is not None else {"$exists": False}}
+            taken = await self._transition(stale, expect, status="pending", next_at=now, owner=None, lease_s=None,
+                                           history=[*stale.get("history", []), note])
+            if taken is not None:
+                self.taken_over.inc()
+                log.warning("delivery %s: claim of %s expired, sending again", stale["_id"], owner)
+
+    async def _send_round(
+        self, docs: list[dict[str, Any]], publish: list[tuple[str, list[Outgoing]]], now: datetime
+    ) -> int:
+        """A round's due alerts: claimed together, every lane's tokens taken together (a lane: a recipient on a
+        channel, urgent alerts apart), each lane's alerts sent one after the other and in order (several lanes at
+        once), the delivered ones recorded together. A fixed number of store commands per round, where one
+        recipient at a time cost five each. Returns how many alerts reached their recipient (digested ones too).
+
+        A lane short of tokens holds the alerts beyond them, with no attempt spent, until its next token; at that
+        refill everything held goes as one digest (`services.notify.digest`). `now` is the moment the due alerts
+        were chosen at: a token counted later could send a fresh alert alone before its lane's held ones are due."""
+        ready = []
+        for doc in docs:
+            quiet = not doc.get("urgent") and self.alerts.respects_quiet_hours(doc["channel"])
+            if quiet and (until := quiet_until(now, self.alerts.quiet_hours, self.tz)):
+                await self._transition(doc, next_at=until, deferred="quiet_hours")
+                self.deferred.labels("quiet_hours").inc()
+            else:
+                ready.append(doc)
+        async with self.rt.store.outside_transactions():  # one wait for the claim and the tokens together
+            claimed = await self._claim(ready, now)
+            if not claimed:
+                return 0
+            lanes: dict[str, list[dict[str, Any]]] = {}
+            for c in claimed:
+                lanes.setdefault(digest.lane(c), []).append(c)
+            try:
+                grants = await self.buckets.take_many({key: len(g) for key, g in lanes.items()}, now,
+                                                      bundle={key for key, g in lanes.items() if digest.bundles(g)})
+            except Exception:
+                self._held.difference_update(c["_id"] for c in claimed)  # nothing sent: the leases run out
+                raise
+        splits = {key: digest.split(g, grants[key][0]) for key, g in lanes.items()}
+        held_until = {c["_id"]: now + timedelta(seconds=grants[key][1]) for key, sp in splits.items() for c in sp.held}
+        for key, sp in splits.items():
+            if sp.held:
+                self._lanes_held[key] = now + timedelta(seconds=grants[key][1])
+            else:
+                self._lanes_held.pop(key, None)
+        if held_until:
+            over = [c for c in claimed if c["_id"] in held_until]
+            await self._settle(over, functools.partial(self._put_back, until=held_until, now=now), publish)
+            self.deferred.labels("rate_limit").inc(len(over))
+        gate = asyncio.Semaphore(SEND_CONCURRENCY)
+
+        async def send(sp: digest.Split) -> list[dict[str, Any]]:
+            async with gate:
+                if sp.digest:
+                    return sp.digest if await self._send_digest(sp.digest, now, publish) else []
+                return [c for c in sp.singles if await self._send_one(c, now, publish)]
+
+        results = await asyncio.gather(*(send(sp) for sp in splits.values() if sp.singles or sp.digest),
+                                       return_exceptions=True)
+        delivered = [c for r in results if isinstance(r, list) for c in r]
+        if delivered:
+            await self._settle(delivered, functools.partial(self._record_delivered, now=now), publish)
+        if errors := [r for r in results if isinstance(r, BaseException)]:
+            raise errors[0]
+        return len(delivered)
+
+    async def _send_one(self, c: dict[str, Any], now: datetime, publish: list[tuple[str, list[Outgoing]]]) -> bool:
+        """Send one claimed alert; a failure is recorded at once (retry later, or give up)."""
+        return await self._send([c], c["message"], c["_id"], now, publish)
+
+    async def _send_digest(
+        self, docs: list[dict[str, Any]], now: datetime, publish: list[tuple[str, list[Outgoing]]]
+    ) -> bool:
+        """Send a lane's held alerts as one digest, the most urgent named with their place: as their alerts say it,
+        or, for an alert planned without one (from an event of an older build), as the case's opening gave it to
+        notify's bulletin projection."""
+        top = [d for d in sorted(docs, key=digest.pressing)[: digest.NAMED] if d.get("case_id")]
+        unnamed = [d["case_id"] for d in top if not digest.place_said(d)]
+        places: dict[str, str] = {}
+        if unnamed:
+            places = {c["_id"]: describe(Place(street_name=c.get("street_name"), community_name=c.get(
+                "community_name"), grid_code=c.get("grid")), self.rt.city)
+                for c in await store.bulletin_places(self.rt.store, unnamed)}
+        nid = digest.notification_id(docs)
+        for d in docs:
+            d["digest"] = nid  # recorded with the delivery
+        if await self._send(docs, digest.build(docs, places, tz=self.tz), nid, now, publish):
+            self.digests.labels(docs[0]["channel"]).inc()
+            return True
+        return False
+
+    async def _send(
+        self, docs: list[dict[str, Any]], message: dict[str, Any], nid: str, now: datetime,
+        publish: list[tuple[str, list[Outgoing]]],
+    ) -> bool:
+        """Send a message for claimed alerts (one, or a digest of several); a failure is recorded at once."""
+        first = docs[0]
+        channel = self.channels.get(first["channel"])
+        try:
+            if channel is None:
+                raise PermanentDeliveryError(f"no channel {first['channel']}")
+            # The notification id travels with every message (webhook header, e-mail Message-ID, SMS ref, file
+            # line) so a receiver can drop the re-send that follows a crash between this send and its record.
+            await channel.send(first["address"], {"notification_id": nid, **message})
+        except Exception as exc:
+            for d in docs:
+                d.pop("digest", None)
+            await self._settle(docs, functools.partial(self._record_failure, exc=exc, now=now), publish)
+            return False
+        for d in docs:
+            self.sent.labels(d["channel"], d["kind"]).inc()
+        return True
+
+    async def _claim(self, docs: list[dict[str, Any]], now: datetime) -> list[dict[str, Any]]:
+        """Claim the attempts (in one bulk write, read back): only one worker of any instance sends a given
+        attempt. A claim names its owner and carries a lease the owner renews; a dead owner's claim is taken
+        over once the lease runs out. Returns the claimed deliveries, in order.
+
+        A delivery this instance holds already (an earlier round's claim whose outcome waits to be recorded) is not
+        claimed again: planning's hand-over may still name it, and the read-back would take it for this round's."""
+        docs = [doc for doc in docs if doc["_id"] not in self._held]
+        if not docs:
+            return []
+        moves = [(doc, {"status": "sending", "claimed_at": now, "attempts": doc["attempts"] + 1,
+                        "owner": self.instance, "lease_s": now.timestamp() + CLAIM_LEASE_S}) for doc in docs]
+        ids = [doc["_id"] for doc in docs]
+        self._held.update(ids)  # before the write: a renewal in between keeps the lease
+        try:
+            moved, wanted = await self._transition_all(moves)
+            if moved == len(moves):
+                mine = set(ids)
+            else:  # another instance claimed some first: read back which are this one's
+                mine = await store.owned(self.rt.store, ids, self.instance)
+        except Exception:
+            self._held.difference_update(ids)
+            raise
+        self._held.difference_update(set(ids) - mine)
+        return [w for w in wanted if w["_id"] in mine]
