@@ -88,6 +88,24 @@ def keys_of(category: str, place: Place, settings: Duplicates) -> tuple[str | No
 
 
 @dataclass(frozen=True)
+class MergeKeys:
+    """A draft's merge keys, computed once: the key a new case is stored under, the keys its lookup reads, the
+    locks the lookup writes; `mergeable` False for categories that never merge."""
+
+    key: str | None
+    lookup: list[str]
+    locks: list[str]
+    mergeable: bool
+
+
+def merge_keys(category: str, place: Place, settings: Duplicates) -> MergeKeys:
+    """The merge keys of a report of `category` at `place`."""
+    key, lookup = keys_of(category, place, settings)
+    ok = mergeable(category, settings)
+    return MergeKeys(key, lookup, lock_keys(category, place, settings) if ok else [], ok)
+
+
+@dataclass(frozen=True)
 class Match:
     """The open case a report merges into."""
 

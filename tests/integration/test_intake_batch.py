@@ -15,8 +15,7 @@ from contracts.reports import SENSOR_NORMAL
 from contracts.values import Place
 from services.intake import duplicates
 from services.intake.app import SPEC
-from services.intake.batch_io import LOCKS, OPEN, OPEN_KEYS, BatchIO, list_open_cases
-from services.intake.handlers import COLLECTIONS
+from services.intake.store import COLLECTIONS, LOCKS, OPEN, OPEN_KEYS, BatchIO, list_open_cases
 from tests.conftest import eventually
 from tests.helpers import BusRecorder, Commands, publish
 from xiuhua.city import load_city

@@ -10,7 +10,7 @@ from typing import Any
 from pymongo import monitoring
 
 from contracts.cases import CaseDispatched
-from services.intake.batch_io import RAW, RECEIVED_S, REFS, RETAINED, TELEMETRY_S, BatchIO
+from services.intake.store import RAW, RECEIVED_S, REFS, RETAINED, TELEMETRY_S, BatchIO
 from tests.conftest import eventually
 from xiuhua.bus import Outgoing
 from xiuhua.city.retention import RetentionFile

@@ -8,8 +8,8 @@ from datetime import UTC, datetime
 from contracts.reports import MerchantCheck, Open311Request
 from contracts.values import Reporter
 from services.intake.cases import Draft, TransferDraft, draft_case, failed_items, merchant_drafts
-from services.intake.handlers import reporter_of
 from services.intake.parsing import parse_inbound
+from services.intake.reports import reporter_of
 
 NOW = datetime(2026, 11, 23, 2, 0, tzinfo=UTC)
 KEEP = {"0101": "占道经营", "0102": "露天烧烤", "0103": "堆放物占用消防通道", "0201": "垃圾箱满溢",

@@ -424,7 +424,7 @@ async def _deadline_scan(store: Store, docs: list[dict[str, Any]], now: datetime
 async def _merge_lookup(store: Store, docs: list[dict[str, Any]], now: datetime, rounds: int) -> dict[str, Any]:
     from pymongo import ASCENDING
 
-    from services.intake.batch_io import OPEN, BatchIO, list_open_cases
+    from services.intake.store import OPEN, BatchIO, list_open_cases
 
     col = store[OPEN]
     await col.create_index([("open", ASCENDING)])  # as intake's start-up creates it

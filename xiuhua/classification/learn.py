@@ -59,7 +59,7 @@ async def load_corrections(city: City, settings: Settings) -> list[tuple[str, st
     """The command centre's decisions that differ from the classifier's, read from intake's and dispatch's
     databases."""
     from services.dispatch.handlers import CASES
-    from services.intake.handlers import RAW
+    from services.intake.store import RAW
 
     if not settings.mongo_url:
         raise SystemExit("XIUHUA_MONGO_URL must name the store to learn from")

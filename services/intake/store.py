@@ -1,4 +1,16 @@
-"""What one batch of intake reads once and writes once (a handful of round trips per batch, not per report).
+"""Intake's store access: its collections, and what one batch reads once and writes once (a handful of round trips
+per batch, not per report).
+
+Collections (intake's own database):
+- `raw_reports`: every report as received (bytes, status: case / merged / transferred / duplicate / rejected /
+  passed / sensor_*), with the classifier's verdict; sensor readings are kept only when they change something.
+- `source_refs`: `<source>:<reference>` → case, so the same reference twice is one case.
+- `open_cases`: intake's projection of open cases (category, grid-cell key, point, reporters) for merging.
+- `open_keys`: the merge directory 并案索引, one document per merge key listing the open cases under it; the
+  lookup reads it by `_id` (nx-27017 reads a whole collection for an `$in` on any other field).
+- `devices`: one state document per sensor, written on transitions only.
+- `merge_locks`: one counter per merge key; touching the keys of a lookup makes two instances that place
+  near reports of one category at once conflict (MongoDB write conflict → retried), so the second merges.
 
 The handlers decide report by report, in order, against this in-memory view of their collections: source
 references, open cases by merge key and by id, device states. The view is filled by bulk reads up front
@@ -30,6 +42,7 @@ RECEIVED_S = "received_s"  # a raw report's `received_at` in seconds since the e
 TELEMETRY_S = "telemetry_s"  # the same for a sensor reading that only moved its device's state (shorter horizon)
 AT_S = "at_s"  # a source reference's `at` in seconds
 CLOSED_S = "closed_s"  # when an open-case entry closed, in seconds (gone again when the case is reopened)
+COLLECTIONS = (RAW, REFS, OPEN, OPEN_KEYS, DEVICES, LOCKS)
 
 # What the purge deletes past the city's horizons (`retention.yaml`): raw reports and the references that
 # de-duplicate them by the archive rule, telemetry sooner, closed cases' entries as closed cases go. Each kind
@@ -234,6 +247,25 @@ class BatchIO:
                 writes.update(OPEN, {"_id": c}, {"$set": {"reporters": int(self.cases[c]["reporters"])}})  # type: ignore[index]
         for k, v in self.device_writes.items():
             writes.replace(DEVICES, {"_id": k}, v, upsert=True)
+
+
+async def merge_keys_of(store: Store, case_ids: list[str], reads: AsyncClientSession | None) -> dict[str, str]:
+    """The merge key each of these open-case entries is listed under."""
+    found = store[OPEN].find({"_id": {"$in": case_ids}}, {"key": 1}, session=reads)
+    return {d["_id"]: d["key"] async for d in found if d.get("key") is not None}
+
+
+def open_or_close(
+    writes: Writes, changes: list[tuple[str, dict[str, Any]]], keys: dict[str, str], last: dict[str, bool]
+) -> None:
+    """Apply closings and reopenings to the open-case entries, in order, and follow them in the merge directory: a
+    case leaves its key's list when it closes and joins it again when reopened (`last`: open as the batch leaves it)."""
+    for case_id, change in changes:  # in order: a close and a reopen in one batch leave it as the last says
+        writes.update(OPEN, {"_id": case_id}, change)
+    for case_id, key in sorted(keys.items()):
+        writes.update(OPEN_KEYS, {"_id": key}, {"$pull": {"ids": case_id}})  # never listed twice
+        if last[case_id]:
+            writes.update(OPEN_KEYS, {"_id": key}, {"$push": {"ids": case_id}}, upsert=True)
 
 
 async def list_open_cases(store: Store, chunk: int = 1000) -> int:

@@ -1,0 +1,143 @@
+"""What a report becomes, for every kind of report: a case opened, merged into a near open one, transferred out of
+scope, a duplicate, or a rejection; each kept in the raw archive, counted, and its event emitted with the batch."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from contracts.cases import CaseMerged, CaseOpened, CaseTransferred
+from contracts.reports import Inbound, RejectionReason, ReportRejected
+from contracts.values import Reporter, ReportSource
+from services.intake import duplicates
+from services.intake.cases import Draft, TransferDraft, domain_of
+from services.intake.reports import case_id_for
+from services.intake.store import BatchIO
+from xiuhua.consumer import Batch, Item, count
+from xiuhua.service import Runtime
+
+
+class Outcomes:
+    """Records what reports become, with the metrics that count them."""
+
+    def __init__(self, rt: Runtime) -> None:
+        self.rt = rt
+        self.dup = rt.city.intake.duplicates
+        self.received = rt.metrics.counter("xiuhua_reports_received", "Reports received", ("source",))
+        self.rejected = rt.metrics.counter("xiuhua_reports_rejected", "Reports rejected", ("source", "code"))
+        self.opened = rt.metrics.counter("xiuhua_cases_opened", "Cases opened", ("source",))
+        self.duplicates = rt.metrics.counter("xiuhua_reports_duplicate", "Same source reference again", ("source",))
+        self.merged = rt.metrics.counter("xiuhua_reports_merged", "Reports merged into an open case", ("source",))
+        self.transferred = rt.metrics.counter("xiuhua_reports_transferred", "Reports out of scope", ("source",))
+        self.triaged = rt.metrics.counter("xiuhua_reports_triaged", "Cases left to manual triage", ("source",))
+
+    async def open_or_merge(
+        self, io: BatchIO, batch: Batch, item: Item, raw_doc: dict[str, Any], draft: Draft, *, source: str, ref: str,
+        correlation: str, reported_at: datetime, reporter: Reporter | None, report: Inbound | None = None,
+        merchant_id: str | None = None, keys: duplicates.MergeKeys | None = None,
+    ) -> str:
+        """Merge into a near open case of the same category, or open a new case; returns the case id. `keys`: the
+        draft's merge keys if the batch computed them already."""
+        rt, now = self.rt, self.rt.clock.now()
+        keys = keys or duplicates.merge_keys(draft.category_code, draft.place, self.dup)
+        key = keys.key
+        if keys.lookup and keys.mergeable:
+            # Serialise look-then-open per neighbourhood across instances: the batch touches the lock documents of
+            # every neighbourhood it looks at (BatchIO.lock_and_load), so concurrent transactions on one conflict.
+            candidates = await io.candidates(keys.lookup, keys.locks)
+            match = duplicates.pick(candidates, draft.place, now, self.dup)
+            if match is not None:
+                reporters = match.reporters + 1
+                io.merge_into(match.case_id, reporters)
+                io.answer(correlation, match.case_id, "merged", raw_doc)
+                batch.emit(
+                    item,
+                    CaseMerged(
+                        correlation_id=correlation,
+                        case_id=match.case_id,
+                        street_code=match.street_code,
+                        source=ReportSource(source),
+                        source_ref=ref,
+                        reporter=reporter,
+                        distance_m=match.distance_m,
+                        reporters_count=reporters,
+                    ),
+                )
+                count(self.merged.labels(source))
+                return match.case_id
+        case_id = case_id_for()
+        io.open_case({
+            "_id": case_id, "key": key, "category_code": draft.category_code, "lng": draft.place.lng,
+            "lat": draft.place.lat, "street_code": draft.place.street_code, "opened_at": now, "open": True,
+            "reporters": 1, "source": source})
+        io.answer(correlation, case_id, "case", raw_doc)
+        batch.emit(
+            item,
+            CaseOpened(
+                correlation_id=correlation,
+                case_id=case_id,
+                street_code=draft.place.street_code,
+                source=ReportSource(source),
+                source_ref=ref,
+                category_code=draft.category_code,
+                category_name=draft.category_name,
+                category_confidence=draft.confidence,
+                description=draft.description,
+                place=draft.place,
+                urgency=draft.urgency,
+                reported_at=reported_at,
+                reporter=reporter,
+                photo_urls=list(getattr(report, "photo_urls", []) or []),
+                merchant_id=merchant_id or getattr(report, "merchant_id", None),
+                supervisor_found=source == "inspection",
+                handled_on_site=bool(getattr(report, "handled_on_site", False)),
+                suggested_category_code=draft.suggestion[0],
+                suggested_category_confidence=draft.suggestion[1],
+                classifier_version=domain_of(rt.city).classifier.version,
+            ),
+        )
+        count(self.opened.labels(source))
+        if draft.category_code == rt.city.intake.classifier.triage_code:
+            count(self.triaged.labels(source))
+        return case_id
+
+    def transfer(
+        self, io: BatchIO, batch: Batch, item: Item, raw_doc: dict[str, Any], draft: TransferDraft, *, source: str,
+        ref: str, correlation: str, reporter: Reporter | None,
+    ) -> None:
+        """Out of the programme's scope: handed to the department that deals with it."""
+        case_id = case_id_for()
+        io.answer(correlation, case_id, "transferred", raw_doc)
+        batch.emit(
+            item,
+            CaseTransferred(
+                correlation_id=correlation,
+                case_id=case_id,
+                street_code=draft.place.street_code,
+                source=ReportSource(source),
+                source_ref=ref,
+                department=draft.department,
+                matter=draft.matter,
+                description=draft.description,
+                reporter=reporter,
+            ),
+        )
+        count(self.transferred.labels(source))
+
+    def duplicate(self, io: BatchIO, raw_doc: dict[str, Any], source: str, correlation: str) -> None:
+        """The same source reference again: kept, counted, nothing opened."""
+        count(self.duplicates.labels(source))
+        io.add_raw({**raw_doc, "status": "duplicate", "correlation_id": correlation})
+
+    def reject(
+        self, io: BatchIO, batch: Batch, item: Item, raw_doc: dict[str, Any], source: str, ref: str | None,
+        reasons: list[RejectionReason],
+    ) -> None:
+        """Kept with its reasons, and `report.v1.rejected` naming them."""
+        io.add_raw({**raw_doc, "status": "rejected", "reasons": [r.model_dump() for r in reasons]})
+        for r in reasons:
+            count(self.rejected.labels(source, r.code))
+        batch.emit(item, ReportRejected(
+            correlation_id=f"{source}:{ref}" if ref else raw_doc["_id"],
+            source=source, source_ref=ref, raw_id=raw_doc["_id"], reasons=reasons,
+        ))
