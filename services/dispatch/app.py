@@ -1,56 +1,68 @@
-"""The dispatch service."""
+"""The dispatch service: cases routed to their units with a working-time deadline, commands, deadline timers."""
 
 from __future__ import annotations
 
-from pymongo import ASCENDING
-
 from contracts import subjects
-from services.dispatch import routing
-from services.dispatch.case import CLOSED_FIELD, TIMER_FIELD
+from services.dispatch import routing, store
+from services.dispatch.case import CLOSED_FIELD
 from services.dispatch.commands import decode_command
-from services.dispatch.handlers import CASES, DispatchHandlers, index_legacy_timers
+from services.dispatch.deadlines import DeadlineTimers
+from services.dispatch.handlers import DispatchHandlers
 from xiuhua.city.business_calendar import BusinessCalendar
 from xiuhua.consumer import Subscription
-from xiuhua.retention import Retained
-from xiuhua.service import Runtime, ServiceSpec
+from xiuhua.service import Job, Runtime, Service, ServiceSpec
 from xiuhua.store import backfill_seconds
 
 
-def subscriptions(rt: Runtime) -> list[Subscription]:
-    """New cases, commands on cases, merchants escalated by scoring."""
-    h = DispatchHandlers(rt)
-    rt.state["dispatch"] = h
-    return [
-        Subscription("dispatch-opened", "case.v1.opened.*", h.on_opened, description="Cases opened by intake"),
-        Subscription(
-            "dispatch-commands",
-            subjects.COMMAND_ALL,
-            h.on_command,
-            decode=decode_command,
-            description="Commands of units, the command centre and the hotline",
-        ),
-        Subscription(
-            "dispatch-merchants",
-            subjects.SCORE.format(event="merchant_escalated"),
-            h.on_merchant_escalated,
-            description="Merchants escalated to enforcement by scoring",
-        ),
-    ]
+class Dispatch(Service):
+    """New cases, commands on cases, merchants escalated by scoring; the deadline timers."""
+
+    def __init__(self, rt: Runtime) -> None:
+        super().__init__(rt)
+        self.handlers = DispatchHandlers(rt)
+        self.timers = DeadlineTimers(rt)
+
+    def subscriptions(self) -> list[Subscription]:
+        """New cases, commands on cases, merchants escalated by scoring."""
+        h = self.handlers
+        return [
+            Subscription("dispatch-opened", "case.v1.opened.*", h.on_opened, description="Cases opened by intake"),
+            Subscription(
+                "dispatch-commands",
+                subjects.COMMAND_ALL,
+                h.on_command,
+                decode=decode_command,
+                description="Commands of units, the command centre and the hotline",
+            ),
+            Subscription(
+                "dispatch-merchants",
+                subjects.SCORE.format(event="merchant_escalated"),
+                h.on_merchant_escalated,
+                description="Merchants escalated to enforcement by scoring",
+            ),
+        ]
+
+    def jobs(self) -> list[Job]:
+        """The deadline timers, as often as the city's calendar says."""
+        return [Job("deadline-timers", self.rt.city.calendar.timer_interval_s, self.timers.tick)]
+
+    async def on_start(self) -> None:
+        """Check the routing table against the city, index the due moments the timer loop scans."""
+        rt = self.rt
+        routing.validate(rt.city)
+        await store.ensure_indexes(rt.store)
+        cases = rt.store[store.CASES]
+        await rt.repair_older_builds(lambda: store.index_legacy_timers(cases), name="legacy-timers")
+        # Cases an older build closed get the number the purge ranges over; once a start, in the background: the
+        # selection reads every case on nx-27017, and the purge is hours away anyway.
+        rt.in_background(lambda: backfill_seconds(cases, "closed_at", CLOSED_FIELD), name="legacy-closed")
 
 
-async def on_start(rt: Runtime) -> None:
-    """Check the routing table against the city, index the due moments the timer loop scans, and start it."""
-    routing.validate(rt.city)
-    cases = rt.store[CASES]
-    await cases.create_index([(TIMER_FIELD, ASCENDING)])
-    # Finds the cases an older build wrote with only the date, on MongoDB without reading every case.
-    await cases.create_index([("next_timer_at", ASCENDING)])
-    await rt.repair_older_builds(lambda: index_legacy_timers(cases), name="legacy-timers")
-    # Cases an older build closed get the number the purge ranges over; once a start, in the background: the
-    # selection reads every case on nx-27017, and the purge is hours away anyway.
-    rt.in_background(lambda: backfill_seconds(cases, "closed_at", CLOSED_FIELD), name="legacy-closed")
-    h: DispatchHandlers = rt.state["dispatch"]
-    rt.every(rt.city.calendar.timer_interval_s, h.tick, name="deadline-timers")
+def of(rt: Runtime) -> Dispatch:
+    """The dispatch service a runtime runs (its handlers, its deadline timers)."""
+    if not isinstance(rt.service, Dispatch):
+        raise TypeError(f"{rt.name} does not run the dispatch service")
+    return rt.service
 
 
 def health_warnings(rt: Runtime) -> list[str]:
@@ -59,10 +71,7 @@ def health_warnings(rt: Runtime) -> list[str]:
     return [warning] if warning else []
 
 
-# Closed and cancelled cases go by the city's archive rule (`retention.yaml`, closed_cases) after they ended.
-RETAINED = (Retained(CASES, CLOSED_FIELD, "closed_cases"),)
-
 SPEC = ServiceSpec(
-    name="dispatch", subscriptions=subscriptions, collections=(CASES,), on_start=on_start,
-    health_warnings=health_warnings, check_city=routing.validate, retained=RETAINED,
+    name="dispatch", service=Dispatch, collections=(store.CASES,),
+    health_warnings=health_warnings, check_city=routing.validate, retained=store.RETAINED,
 )

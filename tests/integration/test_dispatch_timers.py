@@ -14,9 +14,9 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from contracts.cases import CaseOpened
-from services.dispatch.app import SPEC
+from services.dispatch.app import SPEC, of
 from services.dispatch.case import TIMER_FIELD
-from services.dispatch.handlers import index_legacy_timers
+from services.dispatch.store import index_legacy_timers
 from tests.conftest import eventually
 from tests.helpers import BusRecorder, publish
 from xiuhua.clock import FrozenClock
@@ -45,7 +45,7 @@ def timer_events(bus: BusRecorder) -> list[tuple[str, str, int]]:
 
 
 async def tick_both(rts) -> None:
-    await asyncio.gather(*(rt.state["dispatch"].tick() for rt in rts))
+    await asyncio.gather(*(of(rt).timers.tick() for rt in rts))
 
 
 async def test_timers_fire_once_with_two_instances_and_after_a_restart(settings, city):
@@ -80,8 +80,8 @@ async def test_timers_fire_once_with_two_instances_and_after_a_restart(settings,
         # Both instances stop; one starts again later and scans a clock far past every level.
         clock.set(datetime(2026, 11, 26, 9, 0, tzinfo=SH))
         async with running(SPEC, settings, clock=clock, city=city) as c:
-            await c.state["dispatch"].tick()
-            await c.state["dispatch"].tick()
+            await of(c).timers.tick()
+            await of(c).timers.tick()
             await eventually(lambda: len(timer_events(bus)) == 5 * len(ids))
             await asyncio.sleep(0.5)
         seen = Counter(timer_events(bus))
@@ -119,12 +119,12 @@ async def test_resolution_stops_the_timers_and_an_extension_moves_them(settings,
         assert approved[0]["due_at"] == "2026-11-24T07:00:00Z"  # Tuesday 15:00 in Shanghai
 
         clock.set(datetime(2026, 11, 23, 15, 0, tzinfo=SH))  # past the original deadline (14:30)
-        await rt.state["dispatch"].tick()
+        await of(rt).timers.tick()
         await asyncio.sleep(0.5)
         assert timer_events(bus) == []  # C-R waits for verification; C-X's deadline moved to Tuesday 15:00
 
         clock.set(datetime(2026, 11, 24, 15, 0, tzinfo=SH))
-        await rt.state["dispatch"].tick()
+        await of(rt).timers.tick()
         await eventually(lambda: len(timer_events(bus)) == 3)
         assert sorted(timer_events(bus)) == [
             ("C-X", "deadline_warning", 0), ("C-X", "escalated", 1), ("C-X", "overdue", 0)]
@@ -225,8 +225,8 @@ async def test_a_timer_never_publishes_for_a_case_a_command_moved_on_after_the_s
         # Monday 14:30: the warning (13:42), overdue and escalation level 1 of the 4h deadline have all fallen due.
         clock.set(datetime(2026, 11, 23, 14, 30, tzinfo=SH))
         rt.store.db = _Db(rt.store.db, _ScanThenCommand(rt.store.db["cases"], race))
-        published = await rt.state["dispatch"].tick()
-        await rt.state["dispatch"].tick()  # and a scan after the command finds nothing either
+        published = await of(rt).timers.tick()
+        await of(rt).timers.tick()  # and a scan after the command finds nothing either
         await asyncio.sleep(0.5)
         assert (published, timer_events(bus)) == (0, [])
         doc = await cases.find_one({"_id": "C-RACE"})
@@ -258,15 +258,15 @@ async def test_timers_of_cases_written_by_an_older_build_still_fire(settings, ci
             doc = await rt.store["cases"].find_one({"_id": "C-OLD1"})
             assert doc[TIMER_FIELD] == datetime(2026, 11, 23, 13, 42, tzinfo=SH).timestamp()  # given at start
             clock.set(datetime(2026, 11, 23, 13, 42, tzinfo=SH))
-            await rt.state["dispatch"].tick()
+            await of(rt).timers.tick()
             await eventually(lambda: len(timer_events(bus)) == 2)
 
             await as_older_build(rt, "C-OLD2")  # written meanwhile by an instance of the older build
             clock.set(datetime(2026, 11, 23, 14, 30, tzinfo=SH))
-            await rt.state["dispatch"].tick()
+            await of(rt).timers.tick()
             await eventually(lambda: Counter(c for c, _, _ in timer_events(bus)) == {"C-OLD1": 3, "C-OLD2": 1})
             assert await index_legacy_timers(rt.store["cases"]) == 1
-            await rt.state["dispatch"].tick()
+            await of(rt).timers.tick()
             await eventually(lambda: len(timer_events(bus)) == 6)
         fired = (("deadline_warning", 0), ("overdue", 0), ("escalated", 1))
         assert Counter(timer_events(bus)) == Counter({(c, kind, lvl): 1 for c in ids for kind, lvl in fired})

@@ -242,9 +242,9 @@ async def test_streams_take_the_citys_ages_and_keep_their_own_elsewhere(nats_ser
 
 
 async def test_closed_cases_go_by_the_archive_rule_from_when_they_ended_open_ones_stay(mongo_url, city) -> None:
-    from services.dispatch.app import RETAINED as DISPATCH_RETAINED
     from services.dispatch.case import CLOSED_FIELD, State
-    from services.dispatch.handlers import CASES
+    from services.dispatch.store import CASES
+    from services.dispatch.store import RETAINED as DISPATCH_RETAINED
     from tests.unit.test_dispatch_lifecycle import new_case
 
     store = Store(mongo_url, f"t{uuid.uuid4().hex[:10]}_dispatch")

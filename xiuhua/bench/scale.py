@@ -400,7 +400,7 @@ async def _deadline_scan(store: Store, docs: list[dict[str, Any]], now: datetime
     from pymongo import ASCENDING
 
     from services.dispatch.case import TIMER_FIELD
-    from services.dispatch.handlers import CASES, TIMER_SCAN, due_case_ids, index_legacy_timers
+    from services.dispatch.store import CASES, TIMER_SCAN, due_case_ids, index_legacy_timers
 
     col = store[CASES]
     for field in (TIMER_FIELD, "next_timer_at"):  # as dispatch's start-up creates them

@@ -58,7 +58,7 @@ def corrections(
 async def load_corrections(city: City, settings: Settings) -> list[tuple[str, str, str]]:
     """The command centre's decisions that differ from the classifier's, read from intake's and dispatch's
     databases."""
-    from services.dispatch.handlers import CASES
+    from services.dispatch.store import CASES
     from services.intake.store import RAW
 
     if not settings.mongo_url:
