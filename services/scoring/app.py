@@ -2,36 +2,48 @@
 
 from __future__ import annotations
 
+import functools
+
 from contracts import subjects
 from services.scoring import closing, query, units
 from services.scoring.handlers import ScoringHandlers, decode_merchant_check
-from services.scoring.projection import COLLECTIONS, UNIT_PERIODS
+from services.scoring.store import COLLECTIONS, MERCHANT_PERIODS, UNIT_PERIODS
 from xiuhua.consumer import Subscription
-from xiuhua.service import Runtime, ServiceSpec
+from xiuhua.service import Job, Runtime, Service, ServiceSpec
 
 MERCHANT_CHECKS = subjects.report_subject("merchant_check")
 
 
-def subscriptions(rt: Runtime) -> list[Subscription]:
-    """Every lifecycle event, and the raw duty checks (their only source of merchant points)."""
-    h = ScoringHandlers(rt)
-    return [
-        Subscription("scoring-cases", subjects.CASE_ALL, h.on_messages,
-                     description="Case events that count (the rest skipped unread)", skips_type=units.uncounted,
-                     linger=rt.settings.follower_linger),
-        Subscription(
-            "scoring-merchant-checks", MERCHANT_CHECKS, h.on_messages, decode=decode_merchant_check,
-            description="门前三包 duty checks", linger=rt.settings.follower_linger,
-        ),
-    ]
+class Scoring(Service):
+    """Case events and duty checks folded into the assessment; the period close; the query responder."""
+
+    def __init__(self, rt: Runtime) -> None:
+        super().__init__(rt)
+        self.handlers = ScoringHandlers(rt)
+
+    def subscriptions(self) -> list[Subscription]:
+        """Every lifecycle event, and the raw duty checks (their only source of merchant points)."""
+        h, rt = self.handlers, self.rt
+        return [
+            Subscription("scoring-cases", subjects.CASE_ALL, h.on_messages,
+                         description="Case events that count (the rest skipped unread)", skips_type=units.uncounted,
+                         linger=rt.settings.follower_linger),
+            Subscription(
+                "scoring-merchant-checks", MERCHANT_CHECKS, h.on_messages, decode=decode_merchant_check,
+                description="门前三包 duty checks", linger=rt.settings.follower_linger,
+            ),
+        ]
+
+    def jobs(self) -> list[Job]:
+        """The period close: every closed period's ranking published once."""
+        every = self.rt.city.assessment.ranking.check_every_s
+        return [Job("period-close", every, functools.partial(closing.close_periods, self.rt))]
+
+    async def on_start(self) -> None:
+        """Indexes and the query responder."""
+        await self.rt.store[UNIT_PERIODS].create_index("period")
+        await self.rt.store[MERCHANT_PERIODS].create_index("period")
+        await query.start(self.rt)
 
 
-async def on_start(rt: Runtime) -> None:
-    """Indexes, the period-close timer and the query responder."""
-    await rt.store[UNIT_PERIODS].create_index("period")
-    await rt.store["merchant_periods"].create_index("period")
-    rt.every(rt.city.assessment.ranking.check_every_s, lambda: closing.close_periods(rt), name="period-close")
-    await query.start(rt)
-
-
-SPEC = ServiceSpec(name="scoring", subscriptions=subscriptions, collections=COLLECTIONS, on_start=on_start)
+SPEC = ServiceSpec(name="scoring", service=Scoring, collections=COLLECTIONS)

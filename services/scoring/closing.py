@@ -9,8 +9,8 @@ from typing import Any
 from contracts.scores import RankingPublished
 from services.scoring import merchants as mrules
 from services.scoring.periods import CITY_TZ, periods_of
-from services.scoring.projection import MERCHANT_PERIODS, UNIT_PERIODS
 from services.scoring.ranking import unit_tables
+from services.scoring.store import MERCHANT_PERIODS, UNIT_PERIODS
 from xiuhua.bus import Outgoing
 from xiuhua.city import City
 from xiuhua.service import Runtime

@@ -8,7 +8,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from contracts.reports import MerchantCheck
-from services.scoring.projection import Projection
+from services.scoring.store import Projection
 from xiuhua.consumer import Batch, count
 from xiuhua.service import Runtime
 

@@ -40,7 +40,7 @@ from contracts.queries import (
 from contracts.queries import QUEUE_GROUP as QUEUE
 from services.scoring.closing import merchant_ranking, unit_ranking
 from services.scoring.periods import periods_of
-from services.scoring.projection import MERCHANT_PERIODS, MERCHANTS, UNIT_PERIODS
+from services.scoring.store import MERCHANT_PERIODS, MERCHANTS, UNIT_PERIODS
 from xiuhua.bus import connect_options
 from xiuhua.service import Runtime
 

@@ -26,7 +26,7 @@ from nats.js.errors import NotFoundError
 
 from contracts import registry, streams, subjects
 from services.scoring.handlers import decode_merchant_check
-from services.scoring.projection import COLLECTIONS, Projection
+from services.scoring.store import COLLECTIONS, Projection
 from services.scoring.window import Window, comparable, outside
 from xiuhua.bus import connect_once, connect_options
 from xiuhua.city import City

@@ -12,7 +12,7 @@ from contracts.cases import CaseMerged, CaseOpened, CaseTransferred
 from contracts.merchants import MerchantEscalated
 from services.dispatch.app import SPEC
 from services.scoring.periods import periods_of
-from services.scoring.projection import CASE_FACTS, UNIT_PERIODS
+from services.scoring.store import CASE_FACTS, UNIT_PERIODS
 from tests.conftest import eventually
 from tests.helpers import BusRecorder, publish, system
 from xiuhua.service import running

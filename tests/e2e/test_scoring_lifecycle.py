@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from services.scoring.periods import periods_of
-from services.scoring.projection import MERCHANT_PERIODS, UNIT_PERIODS
+from services.scoring.store import MERCHANT_PERIODS, UNIT_PERIODS
 from tests.conftest import eventually
 from tests.e2e.test_dispatch_lifecycle import CENTRE, HOTLINE, LEAD, Commands
 from tests.helpers import BusRecorder, publish, system

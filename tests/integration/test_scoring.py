@@ -16,9 +16,9 @@ import nats
 
 from contracts.reports import MerchantCheck
 from services.scoring import closing, query, rebuild, units
-from services.scoring.projection import MERCHANT_PERIODS, MERCHANTS, UNIT_PERIODS
 from services.scoring.query import QUERY_MERCHANT, QUERY_RANKING, QUERY_UNIT
 from services.scoring.rebuild import archive_caught_up, archived_up_to, rebuild_and_check
+from services.scoring.store import MERCHANT_PERIODS, MERCHANTS, UNIT_PERIODS
 from services.scoring.window import Window
 from tests.conftest import eventually
 from tests.helpers import BusRecorder
@@ -340,7 +340,7 @@ async def test_a_case_event_that_publishes_nothing_leaves_no_ledger_entry(settin
     # A case's facts keep each event id, so an event applied again adds nothing (`Projection.guards`): one that
     # moved no unit figure, and so published nothing, needs no ledger entry; one that published keeps its entry,
     # the outbox that republishes after a crash. A resend under new message ids changes nothing either way.
-    from services.scoring.projection import CASE_FACTS
+    from services.scoring.store import CASE_FACTS
 
     opened, dispatched = _history(3, 1)[:2]
     assert type(opened).__name__ == "CaseOpened" and type(dispatched).__name__ == "CaseDispatched"

@@ -7,8 +7,8 @@ from datetime import UTC, datetime
 
 import nats
 
-from services.scoring.projection import CASE_FACTS, UNIT_PERIODS
 from services.scoring.rebuild import rebuild_and_check
+from services.scoring.store import CASE_FACTS, UNIT_PERIODS
 from tests.conftest import eventually
 from tests.unit.test_scoring_fold import _history
 from xiuhua.clock import FrozenClock

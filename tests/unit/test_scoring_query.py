@@ -12,8 +12,8 @@ import pytest
 
 from contracts.queries import QueryErrorReply, RankingReply, UnitFiguresReply, UnitPeriodFigures
 from services.scoring import query
-from services.scoring.projection import unit_document
 from services.scoring.query import QUERY_MERCHANT, QUERY_RANKING, QUERY_UNIT, handle, period_kind
+from services.scoring.store import unit_document
 from xiuhua.city.assessment import UNIT_COUNTERS
 from xiuhua.clock import FrozenClock
 
