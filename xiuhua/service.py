@@ -54,7 +54,6 @@ class Runtime:
     publisher: Publisher
     ledger: Ledger
     metrics: Metrics
-    state: dict[str, Any] = field(default_factory=dict)
     service: Service | None = None  # what the spec declares, built once with the runtime
     tasks: list[asyncio.Task[Any]] = field(default_factory=list)
     consumers: list[ConsumerRunner] = field(default_factory=list)

@@ -26,6 +26,7 @@ class Intake(Service):
         super().__init__(rt)
         self.handlers = IntakeHandlers(rt)
         self.open_cases = OpenCases(rt)
+        self.hj212: str | None = None  # where the HJ 212 edge listens, once started
 
     def subscriptions(self) -> list[Subscription]:
         """Raw reports from every source; case events for intake's projection of open cases; Open311's."""
@@ -67,7 +68,14 @@ class Intake(Service):
 
     async def on_started(self) -> None:
         """The HJ 212 TCP edge, once the bus can take what it hears."""
-        await hj212.start(self.rt)
+        self.hj212 = await hj212.start(self.rt)
+
+
+def of(rt: Runtime) -> Intake:
+    """The intake service a runtime runs (its handlers, its edges)."""
+    if not isinstance(rt.service, Intake):
+        raise TypeError(f"{rt.name} does not run the intake service")
+    return rt.service
 
 
 def check_city(city: City) -> None:

@@ -11,6 +11,7 @@ from zoneinfo import ZoneInfo
 
 import nats
 
+from services.intake.app import of
 from tests.conftest import eventually
 from tests.helpers import BusRecorder, publish, system
 from tests.unit.test_hj212 import DUST_MN, DUST_PW, dust, frame, hj212_crc
@@ -114,7 +115,7 @@ async def test_hj212_frames_over_tcp_become_readings_and_a_sustained_breach_open
     settings = settings.model_copy(update={"hj212_port": 0})
     async with BusRecorder(settings.nats_url) as bus, \
             system(settings, clock=FrozenClock(NOW), only=("intake",)) as rts:
-        address = rts["intake"].state["hj212"]
+        address = of(rts["intake"]).hj212
         assert address.startswith("tcp://127.0.0.1:")
 
         def breach(minutes_ago: int, pm10: float = 180.0) -> bytes:
@@ -158,7 +159,7 @@ async def test_a_bad_crc_is_refused_naming_the_expected_crc_and_the_connection_s
     settings = settings.model_copy(update={"hj212_port": 0})
     async with BusRecorder(settings.nats_url) as bus, \
             system(settings, clock=FrozenClock(NOW), only=("intake",)) as rts:
-        address = rts["intake"].state["hj212"]
+        address = of(rts["intake"]).hj212
         seg = dust(f"DataTime={_local(1)};a34002-Rtd=60,a34002-Flag=N", pw=DUST_PW)
         crc = f"{hj212_crc(seg.encode()):04X}"
         wrong = f"{(int(crc, 16) + 1) % 0x10000:04X}"

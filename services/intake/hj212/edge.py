@@ -36,17 +36,18 @@ class Hj212Edge:
         self.rt = rt
         self.tz = ZoneInfo(rt.city.info.timezone)
         self.writers: set[asyncio.StreamWriter] = set()
+        self.address = ""  # tcp://host:port once listening
         self.frames = rt.metrics.counter("xiuhua_hj212_frames", "HJ 212 frames by outcome", ("outcome",))
         self.skipped = rt.metrics.counter("xiuhua_hj212_skipped_bytes", "Bytes between frames skipped", ())
 
     async def listen(self) -> asyncio.Server:
-        """Bind the listener (a port taken fails the start, loudly); its address goes to `rt.state["hj212"]`."""
+        """Bind the listener (a port taken fails the start, loudly); `address` says where it listens."""
         settings = self.rt.settings
         host = settings.hj212_host or settings.http_host
         server = await asyncio.start_server(self._connection, host, settings.hj212_port or 0)
         port = server.sockets[0].getsockname()[1]
-        self.rt.state["hj212"] = f"tcp://{host}:{port}"
-        log.info("HJ 212 edge listening on %s", self.rt.state["hj212"])
+        self.address = f"tcp://{host}:{port}"
+        log.info("HJ 212 edge listening on %s", self.address)
         return server
 
     async def serve(self, server: asyncio.Server) -> None:
@@ -120,10 +121,11 @@ class Hj212Edge:
             log.exception("hj212: keeping rejected frame %s failed", raw_id)
 
 
-async def start(rt: Runtime) -> None:
-    """Start the edge when the settings give it a port (0: any free port)."""
+async def start(rt: Runtime) -> str | None:
+    """Start the edge when the settings give it a port (0: any free port); returns where it listens."""
     if rt.settings.hj212_port is None:
-        return
+        return None
     edge = Hj212Edge(rt)
     server = await edge.listen()
     rt.tasks.append(asyncio.create_task(edge.serve(server), name="intake:hj212"))
+    return edge.address

@@ -8,12 +8,15 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+import weakref
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import parse_qsl, unquote_plus
 from zoneinfo import ZoneInfo
 
+from prometheus_client import Counter
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from starlette.requests import Request
@@ -40,6 +43,7 @@ from services.intake.open311.validation import (
     parse_w3c,
 )
 from xiuhua.bus import Outgoing
+from xiuhua.observability import Metrics
 from xiuhua.service import Runtime
 
 log = logging.getLogger("xiuhua.intake.open311")
@@ -56,6 +60,26 @@ MAX_IDS = 100
 RETRY_WINDOW = timedelta(minutes=10)
 CORS_PREFLIGHT = {"Access-Control-Allow-Origin": "*", "Access-Control-Allow-Methods": "GET, POST",
                   "Access-Control-Allow-Headers": "Content-Type", "Access-Control-Max-Age": "86400"}
+
+
+@dataclass(frozen=True)
+class _Counters:
+    calls: Counter
+    throttled: Counter
+
+
+_COUNTERS: weakref.WeakKeyDictionary[Metrics, _Counters] = weakref.WeakKeyDictionary()
+
+
+def _counters(metrics: Metrics) -> _Counters:
+    """The API's counters: one pair per service's registry, however many apps serve it."""
+    if metrics not in _COUNTERS:
+        _COUNTERS[metrics] = _Counters(
+            metrics.counter("xiuhua_open311_calls", "Open311 API calls", ("endpoint", "status")),
+            metrics.counter("xiuhua_open311_throttled", "Open311 requests refused over a rate limit (429)",
+                            ("scope", "method", "client")),
+        )
+    return _COUNTERS[metrics]
 
 
 class Open311Settings(BaseSettings):
@@ -103,14 +127,9 @@ class Open311Api:
         keys = tuple(k.strip() for k in self.settings.api_keys.split(",") if k.strip())
         self.config: Open311Config = load_open311(rt.city, keys)
         self.tz = ZoneInfo(rt.city.info.timezone)
-        if "open311_calls" not in rt.state:  # one counter per runtime, however many apps serve it
-            rt.state["open311_calls"] = rt.metrics.counter("xiuhua_open311_calls", "Open311 API calls",
-                                                           ("endpoint", "status"))
-            rt.state["open311_throttled"] = rt.metrics.counter(
-                "xiuhua_open311_throttled", "Open311 requests refused over a rate limit (429)",
-                ("scope", "method", "client"))
-        self.calls = rt.state["open311_calls"]
-        self.throttle = Throttle(self.config, rt.clock, rt.state["open311_throttled"])
+        counters = _counters(rt.metrics)
+        self.calls = counters.calls
+        self.throttle = Throttle(self.config, rt.clock, counters.throttled)
 
     # -- plumbing -------------------------------------------------------------------------------------------
 
@@ -414,5 +433,5 @@ class Open311Api:
 
 
 def routes(rt: Runtime) -> list[BaseRoute]:
-    """What `services/intake/app.py` passes as `http_routes=`."""
+    """The routes `services/intake/app.py` declares."""
     return Open311Api(rt).routes()
