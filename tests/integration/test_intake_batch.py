@@ -231,3 +231,21 @@ async def test_a_case_an_older_build_opened_absorbs_near_reports(settings) -> No
         assert merged[0]["case_id"] == "C-older" and merged[0]["reporters_count"] == 2
         assert bus.on("case.v1.opened.") == []
         assert (await rt.store[OPEN_KEYS].find_one({"_id": key}))["ids"] == ["C-older"]
+
+
+async def test_each_report_is_keyed_for_merging_once(settings, monkeypatch) -> None:
+    """A batch drafts each new report once and computes its merge keys once: the keys that find its neighbourhood
+    are the ones its case is filed under."""
+    keyed: list[str] = []
+    keys_of = duplicates.keys_of
+
+    def counting(category: str, place: Place, dup: Duplicates) -> tuple[str | None, list[str]]:
+        keyed.append(category)
+        return keys_of(category, place, dup)
+
+    monkeypatch.setattr(duplicates, "keys_of", counting)
+    for spot in range(3):  # 150 m apart: three cases, none merged
+        await publish(settings.nats_url, "report.v1.in.grid", _grid(f"RK-{spot}", 120.155 + spot * 0.0016, 30.255))
+    async with BusRecorder(settings.nats_url) as bus, running(SPEC, settings, clock=FrozenClock(NOW)):
+        await eventually(lambda: len(bus.on("case.v1.opened.")) == 3)
+    assert keyed == ["0201"] * 3
