@@ -8,9 +8,9 @@ from typing import Any
 
 from contracts.scores import RankingPublished
 from services.scoring import merchants as mrules
+from services.scoring import store as scoring_store
 from services.scoring.periods import CITY_TZ, periods_of
 from services.scoring.ranking import unit_tables
-from services.scoring.store import MERCHANT_PERIODS, UNIT_PERIODS
 from xiuhua.bus import Outgoing
 from xiuhua.city import City
 from xiuhua.service import Runtime
@@ -39,7 +39,7 @@ def last_closed(now: datetime, kind: str) -> str:
 
 async def unit_ranking(store: Store, city: City, period: str) -> dict[str, Any]:
     """The unit ranking tables of one period, from the stored documents: `tables` and `unassessed`."""
-    docs = [d async for d in store[UNIT_PERIODS].find({"period": period})]
+    docs = await scoring_store.unit_periods(store, period)
     names = {u.id: u.name for u in city.units.values()}
     tables, apart = unit_tables(docs, city.assessment.ranking, names)
     return {"tables": tables, "unassessed": apart}
@@ -48,7 +48,7 @@ async def unit_ranking(store: Store, city: City, period: str) -> dict[str, Any]:
 async def merchant_ranking(store: Store, city: City, month: str) -> dict[str, Any]:
     """Merchants of each street for one month, best first (`tables`); a merchant with no check and no case in
     the month is not ranked but listed apart (`unassessed`): never inspected is not 'best'."""
-    docs = {d["merchant_id"]: d async for d in store[MERCHANT_PERIODS].find({"period": month})}
+    docs = await scoring_store.merchant_periods(store, month)
     rules = city.assessment.merchants
     by_street: dict[str, list[dict[str, Any]]] = {}
     apart: dict[str, list[dict[str, Any]]] = {}

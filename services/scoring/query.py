@@ -38,9 +38,9 @@ from contracts.queries import (
     period_kind,
 )
 from contracts.queries import QUEUE_GROUP as QUEUE
+from services.scoring import store
 from services.scoring.closing import merchant_ranking, unit_ranking
 from services.scoring.periods import periods_of
-from services.scoring.store import MERCHANT_PERIODS, MERCHANTS, UNIT_PERIODS
 from xiuhua.bus import connect_options
 from xiuhua.service import Runtime
 
@@ -104,7 +104,7 @@ async def answer(rt: Runtime, subject: str, body: Any) -> BaseModel:
             raise QueryError("unknown_unit", f"unit {unit_q.unit_id!r}")
         wanted = [unit_q.period] if unit_q.period else list(current.values())
         ids = [f"{unit_q.unit_id}:{p}" for p in wanted]
-        docs = {d["period"]: _clean(d) async for d in rt.store[UNIT_PERIODS].find({"_id": {"$in": ids}})}
+        docs = {d["period"]: _clean(d) for d in await store.unit_periods_by_id(rt.store, ids)}
         return UnitFiguresReply.model_validate(
             {"unit_id": unit_q.unit_id, "name": unit.name, "periods": {p: docs.get(p) for p in wanted}}
         )
@@ -115,8 +115,8 @@ async def answer(rt: Runtime, subject: str, body: Any) -> BaseModel:
         merchant = rt.city.merchants.get(mid)
         if merchant is None:
             raise QueryError("unknown_merchant", f"merchant {mid!r}")
-        doc = await rt.store[MERCHANT_PERIODS].find_one({"_id": f"{mid}:{month}"})
-        card = await rt.store[MERCHANTS].find_one({"_id": mid})
+        doc = await store.merchant_period(rt.store, mid, month)
+        card = await store.merchant_card(rt.store, mid)
         grade = card["grade"] if card else merchant.grade
         return MerchantFiguresReply.model_validate(
             {

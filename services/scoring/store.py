@@ -282,3 +282,28 @@ class Projection:
 
 def _at(fact: dict[str, Any]) -> datetime:
     return datetime.fromisoformat(fact["at"])
+
+
+async def unit_periods(store: Store, period: str) -> list[dict[str, Any]]:
+    """Every unit's figures of one period."""
+    return [d async for d in store[UNIT_PERIODS].find({"period": period})]
+
+
+async def unit_periods_by_id(store: Store, ids: list[str]) -> list[dict[str, Any]]:
+    """These `unit:period` documents (those that exist)."""
+    return [d async for d in store[UNIT_PERIODS].find({"_id": {"$in": ids}})]
+
+
+async def merchant_periods(store: Store, month: str) -> dict[str, dict[str, Any]]:
+    """Every merchant's figures of one month, by merchant."""
+    return {d["merchant_id"]: d async for d in store[MERCHANT_PERIODS].find({"period": month})}
+
+
+async def merchant_period(store: Store, merchant_id: str, month: str) -> dict[str, Any] | None:
+    """One merchant's figures of one month."""
+    return await store[MERCHANT_PERIODS].find_one({"_id": f"{merchant_id}:{month}"})
+
+
+async def merchant_card(store: Store, merchant_id: str) -> dict[str, Any] | None:
+    """A merchant's points, grade and class as the fold keeps them."""
+    return await store[MERCHANTS].find_one({"_id": merchant_id})
