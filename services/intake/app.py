@@ -12,11 +12,10 @@ from services.intake.classifier import read_examples
 from services.intake.handlers import IntakeHandlers, decode_raw
 from services.intake.open311.definitions import load_open311
 from services.intake.open_cases import PROJECTED_EVENTS, OpenCases, decode_case_event
-from services.intake.store import COLLECTIONS, DEVICES, OPEN, RAW, RETAINED, list_open_cases
+from services.intake.store import COLLECTIONS, RETAINED, ensure_indexes, list_open_cases
 from xiuhua.city import City, CityDataError
 from xiuhua.consumer import Subscription
 from xiuhua.service import Runtime, Service, ServiceSpec
-from xiuhua.store import drop_index_on
 
 
 class Intake(Service):
@@ -55,14 +54,8 @@ class Intake(Service):
         held that report and those behind it about 45 ms."""
         rt = self.rt
         domain_of(rt.city)
-        await rt.store[RAW].create_index([("status", ASCENDING), ("received_at", ASCENDING)])
-        # Open cases are looked up through the merge directory (`open_keys`, by `_id`); this index finds the open
-        # ones to list there (an equality on a single field: no scan on nx-27017).
-        await rt.store[OPEN].create_index([("open", ASCENDING)])
-        # What earlier versions looked up by: one index less to keep.
-        await drop_index_on(rt.store[OPEN], [("key", ASCENDING), ("open", ASCENDING)])
+        await ensure_indexes(rt.store)
         await rt.repair_older_builds(lambda: list_open_cases(rt.store), name="merge-directory")
-        await rt.store[DEVICES].create_index([("case_id", ASCENDING)])
         await open311.on_start(rt)
         await rt.store[hj212.REJECTED].create_index([("at", ASCENDING)])
 

@@ -25,12 +25,12 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
-from pymongo import UpdateOne
+from pymongo import ASCENDING, UpdateOne
 from pymongo.asynchronous.client_session import AsyncClientSession
 
 from services.intake.sensors import DeviceState
 from xiuhua.retention import Retained
-from xiuhua.store import Store, Writes
+from xiuhua.store import Store, Writes, drop_index_on
 
 RAW = "raw_reports"
 REFS = "source_refs"
@@ -247,6 +247,17 @@ class BatchIO:
                 writes.update(OPEN, {"_id": c}, {"$set": {"reporters": int(self.cases[c]["reporters"])}})  # type: ignore[index]
         for k, v in self.device_writes.items():
             writes.replace(DEVICES, {"_id": k}, v, upsert=True)
+
+
+async def ensure_indexes(store: Store) -> None:
+    """The raw-report archive by status and time; open cases by whether they are open; devices by their case."""
+    await store[RAW].create_index([("status", ASCENDING), ("received_at", ASCENDING)])
+    # Open cases are looked up through the merge directory (`open_keys`, by `_id`); this index finds the open ones
+    # to list there (an equality on a single field: no scan on nx-27017).
+    await store[OPEN].create_index([("open", ASCENDING)])
+    # What earlier versions looked up by: one index less to keep.
+    await drop_index_on(store[OPEN], [("key", ASCENDING), ("open", ASCENDING)])
+    await store[DEVICES].create_index([("case_id", ASCENDING)])
 
 
 async def merge_keys_of(store: Store, case_ids: list[str], reads: AsyncClientSession | None) -> dict[str, str]:

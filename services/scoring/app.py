@@ -5,9 +5,9 @@ from __future__ import annotations
 import functools
 
 from contracts import subjects
-from services.scoring import closing, query, units
+from services.scoring import closing, query, store, units
 from services.scoring.handlers import ScoringHandlers, decode_merchant_check
-from services.scoring.store import COLLECTIONS, MERCHANT_PERIODS, UNIT_PERIODS
+from services.scoring.store import COLLECTIONS
 from xiuhua.consumer import Subscription
 from xiuhua.service import Job, Runtime, Service, ServiceSpec
 
@@ -41,8 +41,7 @@ class Scoring(Service):
 
     async def on_start(self) -> None:
         """Indexes and the query responder."""
-        await self.rt.store[UNIT_PERIODS].create_index("period")
-        await self.rt.store[MERCHANT_PERIODS].create_index("period")
+        await store.ensure_indexes(self.rt.store)
         await query.start(self.rt)
 
 

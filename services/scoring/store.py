@@ -284,6 +284,12 @@ def _at(fact: dict[str, Any]) -> datetime:
     return datetime.fromisoformat(fact["at"])
 
 
+async def ensure_indexes(store: Store) -> None:
+    """Units' and merchants' figures by period (the rankings read a period's documents)."""
+    await store[UNIT_PERIODS].create_index("period")
+    await store[MERCHANT_PERIODS].create_index("period")
+
+
 async def unit_periods(store: Store, period: str) -> list[dict[str, Any]]:
     """Every unit's figures of one period."""
     return [d async for d in store[UNIT_PERIODS].find({"period": period})]
