@@ -47,23 +47,8 @@ class Outcomes:
             candidates = await io.candidates(keys.lookup, keys.locks)
             match = duplicates.pick(candidates, draft.place, now, self.dup)
             if match is not None:
-                reporters = match.reporters + 1
-                io.merge_into(match.case_id, reporters)
-                io.answer(correlation, match.case_id, "merged", raw_doc)
-                batch.emit(
-                    item,
-                    CaseMerged(
-                        correlation_id=correlation,
-                        case_id=match.case_id,
-                        street_code=match.street_code,
-                        source=ReportSource(source),
-                        source_ref=ref,
-                        reporter=reporter,
-                        distance_m=match.distance_m,
-                        reporters_count=reporters,
-                    ),
-                )
-                count(self.merged.labels(source))
+                self._merge(io, batch, item, raw_doc, match, source=source, ref=ref, correlation=correlation,
+                            reporter=reporter)
                 return match.case_id
         case_id = case_id_for()
         io.open_case({
@@ -100,6 +85,29 @@ class Outcomes:
         if draft.category_code == rt.city.intake.classifier.triage_code:
             count(self.triaged.labels(source))
         return case_id
+
+    def _merge(
+        self, io: BatchIO, batch: Batch, item: Item, raw_doc: dict[str, Any], match: duplicates.Match, *,
+        source: str, ref: str, correlation: str, reporter: Reporter | None,
+    ) -> None:
+        """The report joins a near open case of its category: one reporter more."""
+        reporters = match.reporters + 1
+        io.merge_into(match.case_id, reporters)
+        io.answer(correlation, match.case_id, "merged", raw_doc)
+        batch.emit(
+            item,
+            CaseMerged(
+                correlation_id=correlation,
+                case_id=match.case_id,
+                street_code=match.street_code,
+                source=ReportSource(source),
+                source_ref=ref,
+                reporter=reporter,
+                distance_m=match.distance_m,
+                reporters_count=reporters,
+            ),
+        )
+        count(self.merged.labels(source))
 
     def transfer(
         self, io: BatchIO, batch: Batch, item: Item, raw_doc: dict[str, Any], draft: TransferDraft, *, source: str,

@@ -11,7 +11,7 @@ from contracts.values import Place
 from services.intake.cases import device_place, place_point, sensor_draft
 from services.intake.outcomes import Outcomes
 from services.intake.reports import reporter_of
-from services.intake.sensors import DeviceState, known_values, step
+from services.intake.sensors import Decision, DeviceState, known_values, step
 from services.intake.store import BatchIO
 from xiuhua.consumer import Batch, Item, count
 
@@ -61,51 +61,66 @@ class SensorReadings:
             batch.no_effect(item)  # a copy of it would be judged against this state or a later one: no-op again
             return  # nothing changed: no write at all
         new = decision.state
-        ref = reading.source_ref()
         place: Place | None = None
         if decision.open is not None or decision.cleared_case_id:
             place = placed or device_place(reading, rt.city)
         if decision.open is not None:
-            assert decision.category is not None and place is not None
-            what = "设备故障 device fault" if decision.open == "fault" else "超过阈值 threshold exceeded"
-            words = (
-                f"{reading.device_type} {reading.device_id}{' @' + reading.site_id if reading.site_id else ''}: "
-                f"{what}: {decision.reason}"
-            )
-            draft = sensor_draft(rt.city, decision.category, place, words, decision.urgent)
-            correlation = f"sensor:{ref}:{decision.open}"
-            case_id = await self.outcomes.open_or_merge(
-                io,
-                batch,
-                item,
-                {**raw_doc, "trigger": decision.open, "reason": decision.reason},
-                draft,
-                source="sensor",
-                ref=ref,
-                correlation=correlation,
-                reported_at=reading.measured_at,
-                reporter=reporter_of(reading, rt.settings.pseudonym_key),
-                report=reading,
-            )
+            assert place is not None
+            case_id = await self._open(io, batch, item, raw_doc, reading, decision, place)
             new = replace(new, fault_case_id=case_id) if decision.open == "fault" else replace(new, case_id=case_id)
         if decision.cleared_case_id:
             assert place is not None
-            io.add_raw({**raw_doc, "status": "sensor_normal", "case_id": decision.cleared_case_id})
-            batch.emit(
-                item,
-                SensorNormal(
-                    correlation_id=f"sensor:{reading.device_id}",
-                    device_id=reading.device_id,
-                    device_type=reading.device_type,
-                    case_id=decision.cleared_case_id,
-                    street_code=place.street_code,
-                    site_id=reading.site_id,
-                    measured_at=reading.measured_at,
-                    values=values,
-                ),
-            )
+            self._cleared(io, batch, item, raw_doc, reading, decision.cleared_case_id, place, values)
         io.put_device(new)
         count(self.sensor_changes.labels(reading.device_type, decision.open or new.status))
+
+    async def _open(
+        self, io: BatchIO, batch: Batch, item: Item, raw_doc: dict[str, Any], reading: SensorReading,
+        decision: Decision, place: Place,
+    ) -> str:
+        """A breach or a fault opens a case (or joins a near open one); returns its id."""
+        rt, ref = self.rt, reading.source_ref()
+        assert decision.category is not None and decision.open is not None
+        what = "设备故障 device fault" if decision.open == "fault" else "超过阈值 threshold exceeded"
+        words = (
+            f"{reading.device_type} {reading.device_id}{' @' + reading.site_id if reading.site_id else ''}: "
+            f"{what}: {decision.reason}"
+        )
+        draft = sensor_draft(rt.city, decision.category, place, words, decision.urgent)
+        correlation = f"sensor:{ref}:{decision.open}"
+        return await self.outcomes.open_or_merge(
+            io,
+            batch,
+            item,
+            {**raw_doc, "trigger": decision.open, "reason": decision.reason},
+            draft,
+            source="sensor",
+            ref=ref,
+            correlation=correlation,
+            reported_at=reading.measured_at,
+            reporter=reporter_of(reading, rt.settings.pseudonym_key),
+            report=reading,
+        )
+
+    def _cleared(
+        self, io: BatchIO, batch: Batch, item: Item, raw_doc: dict[str, Any], reading: SensorReading, case_id: str,
+        place: Place, values: dict[str, Any],
+    ) -> None:
+        """The cause has gone: kept as telemetry, and `SensorNormal` tells dispatch the case may be verified."""
+        io.add_raw({**raw_doc, "status": "sensor_normal", "case_id": case_id})
+        batch.emit(
+            item,
+            SensorNormal(
+                correlation_id=f"sensor:{reading.device_id}",
+                device_id=reading.device_id,
+                device_type=reading.device_type,
+                case_id=case_id,
+                street_code=place.street_code,
+                site_id=reading.site_id,
+                measured_at=reading.measured_at,
+                values=values,
+            ),
+        )
 
     def point_of(self, reading: SensorReading) -> Place | RejectionReason | None:
         """The places of the points readings carry, remembered: a device reports from the same point every time."""
