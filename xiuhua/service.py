@@ -22,13 +22,14 @@ from starlette.routing import BaseRoute
 
 from contracts import registry
 from xiuhua import observability
-from xiuhua.bus import Publisher, make_broker
+from xiuhua.bus import Publisher, Refusals, make_broker
 from xiuhua.city import City, load_city
 from xiuhua.clock import Clock, SystemClock
 from xiuhua.consumer import FAILURES, ConsumerRunner, Subscription, attach, reconcile_consumers
 from xiuhua.ledger import COLLECTION as LEDGER
 from xiuhua.ledger import Ledger
 from xiuhua.observability import Metrics, StoreCommands
+from xiuhua.security import embedded_credentials
 from xiuhua.settings import Settings, get_settings
 from xiuhua.store import BACKFILL_EVERY_S, Store
 
@@ -94,15 +95,18 @@ def build_runtime(
             "XIUHUA_NATS_URL and XIUHUA_MONGO_URL must be set to run a service alone "
             "(`xiuhua up` starts embedded servers and sets them for its services)"
         )
+    # A service run beside the embedded default connects as its own user, as `xiuhua up` starts it.
+    settings = embedded_credentials(settings, spec.name)
     clock = clock or SystemClock()
     metrics = Metrics(spec.name)
-    broker = make_broker(settings, name=spec.name, registry=metrics.registry)
+    refusals = Refusals()
+    broker = make_broker(settings, name=spec.name, registry=metrics.registry, refusals=refusals)
     store = Store(
         settings.mongo_url, settings.database(spec.name), write_concern=settings.write_concern,
         tx_lock_dir=settings.store_tx_lock_dir, listeners=[StoreCommands(metrics)],
         combine_writes=settings.store_combined_writes,
     )
-    publisher = Publisher(broker)
+    publisher = Publisher(broker, refusals)
     ledger = Ledger(store, publisher, clock)
     rt = Runtime(
         name=spec.name,
@@ -176,6 +180,9 @@ async def running(
 
 async def _sweep(rt: Runtime) -> None:
     n = await rt.ledger.sweep()
+    if rt.ledger.refused:
+        rt.metrics.publish_refused.labels(rt.name, "outbox-sweeper").inc(rt.ledger.refused)
+        rt.ledger.refused = 0
     if n:
         rt.metrics.outbox_republished.labels(rt.name).inc(n)
 
