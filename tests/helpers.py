@@ -13,6 +13,7 @@ import nats
 from pymongo import monitoring
 
 from contracts import streams
+from xiuhua import security
 from xiuhua.clock import Clock
 from xiuhua.observability import BULK_WRITE, bulk_write_targets
 from xiuhua.registry import SERVICES, spec
@@ -82,8 +83,33 @@ class Commands(_OnStart):
         return sum(n for (_, c), n in self.by_collection.items() if collections & set(c.split("+")))
 
 
+# The users' passwords of each test's nats-server, by its URL (the `nats_server` fixture fills it).
+CREDENTIALS: dict[str, dict[str, str]] = {}
+
+
+def login(url: str, user: str) -> dict[str, str]:
+    """nats.connect's keyword arguments for `user` on this test's server."""
+    return {"user": user, "password": CREDENTIALS[url][user]}
+
+
+async def connect(url: str, user: str) -> nats.NATS:
+    """A connection as `user` (a test reading streams or consumers directly says `operator`)."""
+    return await nats.connect(url, **login(url, user))  # type: ignore[arg-type]
+
+
+def publisher_of(subject: str) -> str:
+    """The user who publishes `subject` in production: the inbound system, else the service that owns it."""
+    users = [security.inbound_user(n, "") for n in security.INBOUND]
+    users += [security.service_user(s, "", ()) for s in security.SERVICE_PUBLISHES]
+    for user in users:
+        if security.may_publish(user, subject):
+            return user.name
+    raise LookupError(f"nobody but the operator publishes {subject}: pass user='operator' if the test means it")
+
+
 class BusRecorder:
-    """Subscribes (core NATS) to every domain subject and keeps messages by subject prefix.
+    """Subscribes (core NATS) to every domain subject and keeps messages by subject prefix; connects as the
+    operator (it watches everything, as an audit would).
 
     Not to `>`: a subscriber to every subject has interest in every inbox, so nats-server keeps a stopped consumer's
     last long poll alive (it drops a pull request nobody listens for) and hands the recorder the next message, which
@@ -95,7 +121,7 @@ class BusRecorder:
         self._nc: nats.NATS | None = None
 
     async def __aenter__(self) -> BusRecorder:
-        self._nc = await nats.connect(self.url)
+        self._nc = await connect(self.url, security.OPERATOR)
 
         async def cb(msg: Any) -> None:
             if msg.reply.startswith("$JS.ACK"):
@@ -127,9 +153,12 @@ class BusRecorder:
         return dict(out)
 
 
-async def publish(url: str, subject: str, body: dict[str, Any] | bytes, msg_id: str | None = None) -> None:
-    """Publish to JetStream and wait for the stream's acknowledgement."""
-    nc = await nats.connect(url)
+async def publish(
+    url: str, subject: str, body: dict[str, Any] | bytes, msg_id: str | None = None, *, user: str | None = None
+) -> None:
+    """Publish to JetStream and wait for the stream's acknowledgement, as the user who publishes `subject` in
+    production (`publisher_of`) unless the test names another."""
+    nc = await connect(url, user or publisher_of(subject))
     try:
         data = body if isinstance(body, bytes) else json.dumps(body, ensure_ascii=False).encode()
         await nc.jetstream().publish(subject, data, headers={"Nats-Msg-Id": msg_id} if msg_id else None)
@@ -148,3 +177,8 @@ async def system(
             rts[name] = await stack.enter_async_context(running(spec(name), settings, clock=clock))
         await asyncio.sleep(0.2)
         yield rts
+
+
+def as_operator(settings: Settings) -> Settings:
+    """The test's settings as the operator: for a test-only service, which has no user of its own."""
+    return security.operator_settings(settings)

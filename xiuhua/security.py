@@ -35,6 +35,27 @@ class Consumer:
     stream: str
     durable: str
     erases: bool = False  # erases the messages it applied (Subscription.erase_subjects)
+    # An integrator's consumer: only with these filter subjects when given (its jurisdiction), and it may delete
+    # it (to start over with another filter or deliver policy).
+    filters: tuple[str, ...] = ()
+    deletable: bool = False
+
+    def api(self) -> list[str]:
+        """The JetStream API subjects that create, read and acknowledge this consumer, and nothing else."""
+        base = f"{self.stream}.{self.durable}"
+        if self.filters:
+            # The server checks a create whose subject names the filter against the filter in its body; the
+            # forms without it (and the legacy DURABLE.CREATE) would let the body name any subject.
+            out = [f"$JS.API.CONSUMER.CREATE.{base}.{f}" for f in self.filters]
+        else:
+            out = [f"$JS.API.CONSUMER.CREATE.{base}", f"$JS.API.CONSUMER.CREATE.{base}.>",
+                   f"$JS.API.CONSUMER.DURABLE.CREATE.{base}"]
+        out += [f"$JS.API.CONSUMER.INFO.{base}", f"$JS.API.CONSUMER.MSG.NEXT.{base}", f"$JS.ACK.{base}.>"]
+        if self.deletable:
+            out.append(f"$JS.API.CONSUMER.DELETE.{base}")
+        if self.erases:
+            out.append(f"$JS.API.STREAM.MSG.DELETE.{self.stream}")
+        return out
 
 
 @dataclass(frozen=True)
@@ -59,14 +80,7 @@ class User:
         if self.consumers:
             out += ["$JS.API.INFO", "$JS.API.STREAM.NAMES", "$JS.API.STREAM.INFO.*"]
         for c in self.consumers:
-            base = f"{c.stream}.{c.durable}"
-            out += [
-                f"$JS.API.CONSUMER.CREATE.{base}", f"$JS.API.CONSUMER.CREATE.{base}.>",
-                f"$JS.API.CONSUMER.DURABLE.CREATE.{base}", f"$JS.API.CONSUMER.INFO.{base}",
-                f"$JS.API.CONSUMER.MSG.NEXT.{base}", f"$JS.ACK.{base}.>",
-            ]
-            if c.erases:
-                out.append(f"$JS.API.STREAM.MSG.DELETE.{c.stream}")
+            out += c.api()
         return out
 
 
@@ -82,9 +96,10 @@ SERVICE_PUBLISHES: dict[str, tuple[str, ...]] = {
 }
 # Core-NATS request/reply subjects a service serves on a connection of its own (not visible on its broker).
 SERVICE_SERVES: dict[str, tuple[str, ...]] = {"scoring": ("score.query.v1.>",)}
-# Subjects a service must never publish even where a wildcard above would allow it.
+# Subjects a service must never publish even where a wildcard above would allow it. Dispatch opens cases of its
+# own (a merchant's enforcement case), so `case.v1.opened` is both services'; merging and transferring are intake's.
 SERVICE_DENIES: dict[str, tuple[str, ...]] = {
-    "dispatch": ("case.v1.opened.>", "case.v1.merged.>", "case.v1.transferred.>"),
+    "dispatch": ("case.v1.merged.>", "case.v1.transferred.>"),
 }
 
 UNIT_ACTIONS = ("acknowledge", "return", "request_extension", "resolve")
@@ -104,6 +119,47 @@ INBOUND: dict[str, tuple[str, ...]] = {
 }
 
 
+# Integrators that may listen: the streams each may read through consumers of its own (by default a durable named
+# after the user, for following events, and `<user>_wait`, which the client's `wait_for` uses for a moment).
+LISTENERS: dict[str, tuple[str, ...]] = {
+    "units": (streams.CASES.name,),
+    "hotline": (streams.CASES.name,),
+    "command_centre": (streams.CASES.name, streams.SCORES.name),
+}
+
+
+def wait_consumer(user: str) -> str:
+    """The consumer name `XiuhuaClient.wait_for` uses when connected as `user`."""
+    return f"{user}_wait"
+
+
+def listener_consumers(user: str, stream_names: Iterable[str], streets: Iterable[str] = ()) -> tuple[Consumer, ...]:
+    """An integrator's consumers on each stream; `streets` restricts its case events to its jurisdiction."""
+    out: list[Consumer] = []
+    for stream in stream_names:
+        only = tuple(subjects.case_subject("*", s) for s in streets) if stream == streams.CASES.name else ()
+        out += [Consumer(stream, name, filters=only, deletable=True) for name in (user, wait_consumer(user))]
+    return tuple(out)
+
+
+def subject_matches(pattern: str, subject: str) -> bool:
+    """Whether a NATS subject pattern (`*` one token, `>` the rest) covers `subject`."""
+    want, got = pattern.split("."), subject.split(".")
+    for i, token in enumerate(want):
+        if token == ">":
+            return len(got) > i
+        if i >= len(got) or (token != "*" and token != got[i]):
+            return False
+    return len(got) == len(want)
+
+
+def may_publish(user: User, subject: str) -> bool:
+    """Whether the model lets `user` publish `subject` (its allowances less the service's denials)."""
+    if any(subject_matches(p, subject) for p in SERVICE_DENIES.get(user.name, ())):
+        return False
+    return any(subject_matches(p, subject) for p in user.publish_allowed())
+
+
 def service_user(
     service: str, password: str, consumers: Iterable[Consumer], listens: Iterable[str] = ()
 ) -> User:
@@ -114,9 +170,10 @@ def service_user(
     )
 
 
-def inbound_user(name: str, password: str) -> User:
-    """An inbound system's user: its inbound subjects only."""
-    return User(name, password, INBOUND[name], note="inbound publisher")
+def inbound_user(name: str, password: str, streets: Iterable[str] = ()) -> User:
+    """An inbound system's user: its inbound subjects, and the consumers it may listen through (see LISTENERS)."""
+    return User(name, password, INBOUND[name], consumers=listener_consumers(name, LISTENERS.get(name, ()), streets),
+                note="inbound system" + (f", case events of {', '.join(streets)} only" if streets else ""))
 
 
 def operator_user(password: str) -> User:
@@ -126,13 +183,14 @@ def operator_user(password: str) -> User:
 
 def model(
     passwords: Mapping[str, str], consumers: Mapping[str, Sequence[Consumer]],
-    listens: Mapping[str, Sequence[str]] | None = None,
+    listens: Mapping[str, Sequence[str]] | None = None, jurisdictions: Mapping[str, Sequence[str]] | None = None,
 ) -> list[User]:
-    """Every user of a deployment, from passwords by user name, consumers and served subjects by service."""
+    """Every user of a deployment, from passwords by user name, consumers and served subjects by service, and the
+    streets an integrator is restricted to (none: all)."""
     users = [operator_user(passwords[OPERATOR])]
     users += [service_user(s, passwords[s], consumers.get(s, ()), (listens or {}).get(s, ()))
               for s in SERVICE_PUBLISHES]
-    users += [inbound_user(n, passwords[n]) for n in INBOUND]
+    users += [inbound_user(n, passwords[n], (jurisdictions or {}).get(n, ())) for n in INBOUND]
     return users
 
 
@@ -267,11 +325,15 @@ def load_or_create_passwords(folder: Path) -> dict[str, str]:
     return known
 
 
-def write_embedded_config(var_dir: Path) -> tuple[Path, dict[str, str]]:
-    """The embedded default's nats-server configuration with every user; returns its path and the passwords."""
+Bindings = Mapping[str, tuple[Sequence[Consumer], Sequence[str]]]
+
+
+def write_embedded_config(var_dir: Path, bindings: Bindings | None = None) -> tuple[Path, dict[str, str]]:
+    """The embedded default's nats-server configuration with every user; returns its path and the passwords.
+    `bindings` (service_bindings' answer) saves building the services again where it is known."""
     folder = var_dir / "security"
     passwords = load_or_create_passwords(folder)
-    bindings = service_bindings()
+    bindings = bindings if bindings is not None else service_bindings()
     consumers = {n: b[0] for n, b in bindings.items()}
     text = render_config(model(passwords, consumers, {n: b[1] for n, b in bindings.items()}))
     path = folder / "nats.conf"
@@ -285,12 +347,21 @@ def as_operator(settings: Settings, passwords: Mapping[str, str]) -> Settings:
     return settings.model_copy(update={"nats_user": OPERATOR, "nats_password": passwords[OPERATOR]})
 
 
-def operator_settings(settings: Settings) -> Settings:
-    """For operator commands against the embedded default: its operator credentials when none are configured."""
+def embedded_credentials(settings: Settings, user: str) -> Settings:
+    """`settings` connecting as `user` with the embedded default's password for it, when no credentials are
+    configured and the embedded default (`var_dir/security/passwords.json`) knows the user."""
     path = settings.var_dir / "security" / "passwords.json"
     if settings.nats_user or settings.nats_creds_file or not path.exists():
         return settings
-    return as_operator(settings, json.loads(path.read_text()))
+    password = json.loads(path.read_text()).get(user)
+    if password is None:
+        return settings
+    return settings.model_copy(update={"nats_user": user, "nats_password": password})
+
+
+def operator_settings(settings: Settings) -> Settings:
+    """For operator commands against the embedded default: its operator credentials when none are configured."""
+    return embedded_credentials(settings, OPERATOR)
 
 
 def password_env(user: str) -> str:

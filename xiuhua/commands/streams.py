@@ -6,8 +6,7 @@ import argparse
 import asyncio
 
 from xiuhua.bus import connect_options, provision_streams
-from xiuhua.commands import emit
-from xiuhua.settings import get_settings
+from xiuhua.commands import emit, live_settings
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -18,9 +17,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 
 
 def _streams(args: argparse.Namespace) -> int:
-    s = get_settings()
-    if not s.nats_url:
-        raise SystemExit("set XIUHUA_NATS_URL")
+    s = live_settings(need=("nats_url",))
     done = asyncio.run(provision_streams(s.nats_url, replicas=s.stream_replicas, connect_opts=connect_options(s)))
     emit(args, "\n".join(done), done)
     return 0
