@@ -60,11 +60,14 @@ async def test_a_service_cannot_publish_another_services_subjects(secure):
     url, pw, _ = secure
     assert await _refused(url, "scoring", pw["scoring"], "case.v1.opened.CD")
     assert await _refused(url, "scoring", pw["scoring"], "dlq.v1.intake")
-    assert await _refused(url, "dispatch", pw["dispatch"], "case.v1.opened.CD")  # intake's, despite case.v1.>
+    assert await _refused(url, "dispatch", pw["dispatch"], "case.v1.merged.CD")  # intake's, despite case.v1.>
+    assert await _refused(url, "dispatch", pw["dispatch"], "case.v1.transferred.CD")
     assert await _refused(url, "notify", pw["notify"], "score.v1.unit_updated")
     assert await _refused(url, "intake", pw["intake"], "case.v1.dispatched.CD")
     assert not await _refused(url, "scoring", pw["scoring"], "score.v1.unit_updated")
     assert not await _refused(url, "dispatch", pw["dispatch"], "case.v1.dispatched.CD")
+    # Dispatch opens a merchant's enforcement case itself.
+    assert not await _refused(url, "dispatch", pw["dispatch"], "case.v1.opened.CD")
 
 
 async def test_an_inbound_user_cannot_publish_case_events_or_others_commands(secure):
