@@ -97,16 +97,6 @@ async def connect(url: str, user: str) -> nats.NATS:
     return await nats.connect(url, **login(url, user))  # type: ignore[arg-type]
 
 
-def publisher_of(subject: str) -> str:
-    """The user who publishes `subject` in production: the inbound system, else the service that owns it."""
-    users = [security.inbound_user(n, "") for n in security.INBOUND]
-    users += [security.service_user(s, "", ()) for s in security.SERVICE_PUBLISHES]
-    for user in users:
-        if security.may_publish(user, subject):
-            return user.name
-    raise LookupError(f"nobody but the operator publishes {subject}: pass user='operator' if the test means it")
-
-
 class BusRecorder:
     """Subscribes (core NATS) to every domain subject and keeps messages by subject prefix; connects as the
     operator (it watches everything, as an audit would).
@@ -157,8 +147,8 @@ async def publish(
     url: str, subject: str, body: dict[str, Any] | bytes, msg_id: str | None = None, *, user: str | None = None
 ) -> None:
     """Publish to JetStream and wait for the stream's acknowledgement, as the user who publishes `subject` in
-    production (`publisher_of`) unless the test names another."""
-    nc = await connect(url, user or publisher_of(subject))
+    production (`security.publisher_of`) unless the test names another."""
+    nc = await connect(url, user or security.publisher_of(subject))
     try:
         data = body if isinstance(body, bytes) else json.dumps(body, ensure_ascii=False).encode()
         await nc.jetstream().publish(subject, data, headers={"Nats-Msg-Id": msg_id} if msg_id else None)

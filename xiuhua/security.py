@@ -13,6 +13,7 @@ adds is permitted without an edit here.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
@@ -160,6 +161,15 @@ def may_publish(user: User, subject: str) -> bool:
     return any(subject_matches(p, subject) for p in user.publish_allowed())
 
 
+def publisher_of(subject: str) -> str:
+    """The user who publishes `subject` in production: the inbound system, else the service that owns it."""
+    users = [inbound_user(n, "") for n in INBOUND] + [service_user(s, "", ()) for s in SERVICE_PUBLISHES]
+    for user in users:
+        if may_publish(user, subject):
+            return user.name
+    raise LookupError(f"nobody but the operator publishes {subject}")
+
+
 def service_user(
     service: str, password: str, consumers: Iterable[Consumer], listens: Iterable[str] = ()
 ) -> User:
@@ -305,6 +315,12 @@ def service_bindings(services: Iterable[str] | None = None) -> dict[str, tuple[l
     return out
 
 
+@functools.cache
+def _every_service_binding() -> Bindings:
+    # Building the four services offline takes seconds; what they bind does not change within a process.
+    return service_bindings()
+
+
 def consumers_for_subjects(pairs: Iterable[tuple[str, str]]) -> list[Consumer]:
     """Consumers from (durable, subject) pairs, the stream looked up from the subject."""
     return [Consumer(streams.stream_for(s.replace("*", "x").replace(">", "x")).name, d) for d, s in pairs]
@@ -333,7 +349,7 @@ def write_embedded_config(var_dir: Path, bindings: Bindings | None = None) -> tu
     `bindings` (service_bindings' answer) saves building the services again where it is known."""
     folder = var_dir / "security"
     passwords = load_or_create_passwords(folder)
-    bindings = bindings if bindings is not None else service_bindings()
+    bindings = bindings if bindings is not None else _every_service_binding()
     consumers = {n: b[0] for n, b in bindings.items()}
     text = render_config(model(passwords, consumers, {n: b[1] for n, b in bindings.items()}))
     path = folder / "nats.conf"

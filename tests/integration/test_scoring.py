@@ -21,8 +21,9 @@ from services.scoring.query import QUERY_MERCHANT, QUERY_RANKING, QUERY_UNIT
 from services.scoring.rebuild import archive_caught_up, archived_up_to, rebuild_and_check
 from services.scoring.window import Window
 from tests.conftest import eventually
-from tests.helpers import BusRecorder, as_operator, connect, publisher_of
+from tests.helpers import BusRecorder, as_operator, connect
 from tests.unit.test_scoring_fold import _history
+from xiuhua import security
 from xiuhua.clock import FrozenClock
 from xiuhua.registry import spec
 from xiuhua.service import running
@@ -69,7 +70,7 @@ async def _publish_all(url: str, messages: list[tuple[str, bytes, str]]) -> None
     conns: dict[str, nats.NATS] = {}
     try:
         for subject, body, msg_id in messages:
-            user = publisher_of(subject)
+            user = security.publisher_of(subject)
             if user not in conns:
                 conns[user] = await connect(url, user)
             await conns[user].jetstream().publish(subject, body, headers={"Nats-Msg-Id": msg_id})
