@@ -172,3 +172,8 @@ async def system(
 def as_operator(settings: Settings) -> Settings:
     """The test's settings as the operator: for a test-only service, which has no user of its own."""
     return security.operator_settings(settings)
+
+
+async def publish_event(url: str, event: Any) -> None:
+    """Publish a contract event as the service that publishes it in production (its event id is the message id)."""
+    await publish(url, event.subject_for(), event.to_json(), msg_id=event.event_id)
