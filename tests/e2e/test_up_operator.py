@@ -14,6 +14,7 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -24,6 +25,7 @@ from xiuhua.settings import DEMO_CITY
 
 XIUHUA = str(Path(sys.executable).parent / "xiuhua")
 ROOT = Path(__file__).resolve().parents[2]
+BEIJING = ZoneInfo("Asia/Shanghai")  # the month a merchant's checks are counted in
 
 
 @pytest.fixture
@@ -77,7 +79,9 @@ async def _drive(url: str, passwords: dict[str, str]) -> dict[str, Any]:
         await app.publish_report(GridReport(
             report_id="UP-G1", reported_at=at, inspector_id="G-017", description="解放路口垃圾箱满溢，垃圾散落",
             category_code="0201", location={"lng": 120.16, "lat": 30.255, "coord_system": "wgs84"}))
-        enforcement = await hotline.wait_for("case.v1.opened", timeout=60, merchant_id="M-CD-0001")
+        # The enforcement case dispatch opens itself (the checks' own cases come from intake).
+        enforcement = await hotline.wait_for("case.v1.opened", timeout=60, merchant_id="M-CD-0001",
+                                             source_ref=f"M-CD-0001:{at.astimezone(BEIJING):%Y-%m}")
         dispatched = await hotline.wait_for("case.v1.dispatched", timeout=30, case_id=enforcement.case_id)
         grid = await units.wait_for("case.v1.dispatched", timeout=60, lead_unit__unit_id="CD-SAN")
         await units.send_command(Acknowledge(command_id=f"CD-SAN:{grid.case_id}:ack", case_id=grid.case_id,
@@ -95,14 +99,14 @@ async def _drive(url: str, passwords: dict[str, str]) -> dict[str, Any]:
 def test_operator_commands_and_a_units_system_work_against_a_running_up(up):
     env, endpoints, passwords = up
     got = asyncio.run(_drive(endpoints["nats"], passwords))
-    assert got["enforcement"].source_ref.startswith("M-CD-0001:")
+    assert got["enforcement"].source.value == "merchant_check"
     assert got["dispatched"].lead_unit.unit_id
     assert {e.case_id for e in got["handled"]} >= {got["acked"].case_id}
     assert got["info"].num_ack_pending == 0  # the units' system acknowledged what it received
 
     case_id = got["acked"].case_id
     for args in (["streams"], ["dlq", "list"], ["dlq", "list", "--json"], ["scoring", "show", "unit", "CD-SAN"],
-                 ["scoring", "show", "ranking"], ["scoring", "rebuild", "--check"], ["deliveries", case_id],
+                 ["scoring", "show", "ranking"], ["scoring", "rebuild", "--check"], ["deliveries", "--case", case_id],
                  ["bulletin", "--no-pdf"]):
         done = _xiuhua(env, *args)
         assert done.returncode == 0, (args, done.stdout[-1500:], done.stderr[-1500:])
