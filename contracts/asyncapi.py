@@ -31,7 +31,7 @@ ASYNCAPI_YAML = CONTRACTS_DIR / "asyncapi.yaml"
 PUBLISHED_DIR = CONTRACTS_DIR / "published"
 REGENERATE = "run `xiuhua docs` (or `python -m contracts.asyncapi`) and commit contracts/"
 
-# Which service produces a subject family, and which consume it (README "Architecture").
+# Which service produces a subject family, and which consume it (README.md, "Architecture").
 _FAMILIES: dict[str, tuple[str, str]] = {
     "report.in": ("external systems (patrol app, 12345, IoT, supervisors)", "intake"),
     "report.rejected": ("intake", "the source systems, operators"),
@@ -46,7 +46,7 @@ _FAMILIES: dict[str, tuple[str, str]] = {
         "scoring",
     ),
 }
-# Subjects DESIGN.md §8 promises that may not have a model yet: documented as channels all the same.
+# Subjects other systems rely on that may not have a model yet: documented as channels all the same.
 FIXED_SUBJECTS = ("bulletin.v1.published",)
 
 

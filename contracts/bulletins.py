@@ -1,4 +1,4 @@
-"""The weekly bulletin (工作周报), `bulletin.v1.published` (DESIGN.md §5 Bulletins and alerts)."""
+"""The weekly bulletin (工作周报), `bulletin.v1.published` (docs/services/notify-bulletin.md)."""
 
 from __future__ import annotations
 

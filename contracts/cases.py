@@ -1,4 +1,4 @@
-"""Case lifecycle events, `case.v1.<event>.<street_code>` (DESIGN.md §5 Lifecycle, §8)."""
+"""Case lifecycle events, `case.v1.<event>.<street_code>` (docs/services/dispatch.md)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Commands to dispatch, `cmd.v1.case.<action>` (DESIGN.md §8): imperative, from units and the command centre."""
+"""Commands to dispatch, `cmd.v1.case.<action>`: imperative, from units and the command centre."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The envelope every event carries (DESIGN.md §4)."""
+"""The envelope every event carries (docs/integrating/contracts.md)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Merchant duty events (门前三包 / 五包 / 六包), `score.v1.merchant_<event>` (DESIGN.md §5 Assessment)."""
+"""Merchant duty events (门前三包 / 五包 / 六包), `score.v1.merchant_<event>` (docs/services/scoring.md)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""What notify did, `notify.v1.<event>` (DESIGN.md §5 Bulletins and alerts)."""
+"""What notify did, `notify.v1.<event>` (docs/services/notify-alerts.md)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Scoring's queries, `score.query.v1.<query>`: core NATS request/reply, not JetStream (DESIGN.md §5 Assessment).
+"""Scoring's queries, `score.query.v1.<query>`: core NATS request/reply, not JetStream (docs/services/scoring.md).
 
 An outside system (a dashboard, the 12345 platform, a unit's case system, `xiuhua scoring show`) sends a request
 with a reply inbox; one scoring instance of queue group `scoring-query` answers with the query's reply or with a

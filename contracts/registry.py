@@ -1,11 +1,11 @@
 """Which model a subject carries: the one place that decodes bus messages.
 
-Models are keyed by their full versioned subject pattern (`case.v1.opened.{street_code}`,
-`score.v1.unit_updated`, `dlq.v1.{service}`), so two versions of one message live side by side: a breaking
-change is a new model on a new subject version (DESIGN.md §4), and a subject decodes to the model of its
-own version. Every `Event` subclass with an `event_type` in any module of this package is registered by
-discovery, so a new contract module needs no edit here; `register()` / `registered()` add models defined
-elsewhere (a test, a migration in progress).
+Models are keyed by their full versioned subject pattern (`case.v1.opened.{street_code}`, `score.v1.unit_updated`,
+`dlq.v1.{service}`), so two versions of one message live side by side: a breaking change is a new model on a new
+subject version (docs/integrating/compatibility.md), and a subject decodes to the model of its own version. Every
+`Event` subclass with an `event_type` in any module of this package is registered by discovery, so a new contract
+module needs no edit here; `register()` / `registered()` add models defined elsewhere (a test, a migration in
+progress).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Inbound report payloads, as source systems send them (DESIGN.md §8), and the rejection event.
+"""Inbound report payloads, as source systems send them (an interface they rely on), and the rejection event.
 
 Inbound models allow extra fields: sources may send more than listed, and intake keeps the raw bytes.
 """

@@ -1,4 +1,4 @@
-"""Assessment results, `score.v1.<event>` (DESIGN.md §5 Assessment)."""
+"""Assessment results, `score.v1.<event>` (docs/services/scoring.md)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Subject names (DESIGN.md §4, §8). Versioned; what consumers filter on sits in tokens."""
+"""Subject names (docs/integrating/contracts.md). Versioned; what consumers filter on sits in tokens."""
 
 from __future__ import annotations
 

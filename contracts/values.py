@@ -42,7 +42,7 @@ class Place(BaseModel):
 
 
 class UnitRole(StrEnum):
-    """The roles routing rules speak (DESIGN.md §8); a city maps its units onto them."""
+    """The roles routing rules speak; a city maps its units onto them."""
 
     enforcement = "enforcement"  # 综合执法队 / 城管执法中队
     traffic_police = "traffic_police"  # 交警中队

@@ -1,1 +1,1 @@
-"""Examples for systems that integrate with Xiuhua (see README.md, "For integrators")."""
+"""Examples for systems that integrate with Xiuhua (docs/integrating/bridges.md)."""

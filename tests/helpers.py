@@ -103,7 +103,7 @@ class BusRecorder:
 
     Not to `>`: a subscriber to every subject has interest in every inbox, so nats-server keeps a stopped consumer's
     last long poll alive (it drops a pull request nobody listens for) and hands the recorder the next message, which
-    then waits out the ack wait (README, Faults)."""
+    then waits out the ack wait (docs/operating/faults.md)."""
 
     def __init__(self, url: str) -> None:
         self.url = url

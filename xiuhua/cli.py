@@ -1,4 +1,4 @@
-"""The operator CLI, `xiuhua` (DESIGN.md §8). Each command lives in xiuhua/commands/ and registers itself."""
+"""The operator CLI, `xiuhua` (docs/operating/cli.md). Each command lives in xiuhua/commands/ and registers itself."""
 
 from __future__ import annotations
 

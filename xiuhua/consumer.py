@@ -195,7 +195,7 @@ class Subscription:
     batch_timeout: float = 1.0  # the long poll when idle; messages that are there are handed over at once
     description: str = ""
     # Subjects whose messages are erased from the stream once applied: personal data an outside system put on
-    # the bus then rests only in the service's own store (DESIGN.md: the raw report stays with intake).
+    # the bus then rests only in the service's own store (docs/decisions/0016-erase-callers-from-the-bus.md).
     erase_subjects: tuple[str, ...] = ()
     on_commit: Callable[[], None] | None = None  # called after each committed batch (e.g. to wake a worker)
     # Messages the handler never acts on, by what they are (a type it does not alert on): acknowledged at once,

@@ -112,7 +112,7 @@ def bulk_write_targets(command: Mapping[str, Any]) -> list[tuple[str, str, str, 
 class StoreCommands(monitoring.CommandListener):
     """Counts the store commands a service sends and the time they take, by command and collection.
 
-    What a message costs the store is the figure that decides throughput (STORE.md); ops read it next to the
+    What a message costs the store is the figure that decides throughput (docs/benchmarks.md); ops read it next to the
     applied-message counters, and `xiuhua bench` divides it by the cases of its maximum-rate phase."""
 
     def __init__(self, metrics: Metrics) -> None:

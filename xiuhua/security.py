@@ -3,8 +3,8 @@
 Each service has its own user and may publish only its own subjects (plus its dead letters) and use only its own
 durable consumers; inbound systems (patrol app, hotline, IoT, unit case systems, command centre) may publish only
 their `report.v1.in.<source>` / `cmd.v1.case.<action>` subjects. Because `cmd.v1.case.<action>` is restricted per
-publisher, dispatch can trust the actor's role in a command (DESIGN.md §8). The `operator` user provisions streams
-and runs `xiuhua dlq` / `xiuhua chaos`.
+publisher, dispatch can trust the actor's role in a command (docs/decisions/0013-permissions-as-data.md). The
+`operator` user provisions streams and runs `xiuhua dlq` / `xiuhua chaos`.
 
 `render_config` is pure: permissions as data in, configuration text out. `service_consumers` reads each
 service's durable consumers from its `ServiceSpec` (built offline, nothing connects), so a consumer a colleague

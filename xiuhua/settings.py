@@ -33,8 +33,8 @@ class Settings(BaseSettings):
     store_combined_writes: bool = Field(
         default=True,
         description="Send a small batch's writes to several collections as one client-level bulkWrite (MongoDB 8.0, "
-        "nx-27017): a third off report -> dispatched at 50/s on the embedded store (README, Performance); off "
-        "sends one bulk_write per collection",
+        "nx-27017): a third off report -> dispatched at 50/s on the embedded store; off sends one bulk_write per "
+        "collection (docs/decisions/0006-combined-writes.md)",
     )
     db_prefix: str = Field(default="xiuhua_", description="Each service's database is <prefix><service>")
     http_host: str = "127.0.0.1"

@@ -260,7 +260,8 @@ class Store:
         begins meanwhile nests in that savepoint, and the aggregation's `ROLLBACK TO` takes the transaction's
         savepoint with it: its commit then fails with "no such savepoint", leaving the session open on the
         server for good (measured: a count loop against a transaction loop also left a stale temporary table
-        behind and stalled the server). MongoDB answers the command alike. (README, The store.)"""
+        behind and stalled the server). MongoDB answers the command alike
+        (docs/decisions/0002-count-without-aggregation.md)."""
         reply = await self.db.command({"count": collection, "query": dict(filter or {})})
         return int(reply["n"])
 

@@ -12,7 +12,7 @@ from contracts.values import Place, UnitRef
 
 
 class State(StrEnum):
-    """Where a case stands in the closed loop (DESIGN.md §5 Lifecycle)."""
+    """Where a case stands in the closed loop (docs/services/dispatch.md)."""
 
     dispatched = "dispatched"  # 已派遣, waiting for the lead unit to sign for it
     acknowledged = "acknowledged"  # 处置中 (signed for; also after a failed verification: 返工)

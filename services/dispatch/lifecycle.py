@@ -12,7 +12,7 @@
     dispatched / acknowledged with the command centre (manual triage, low confidence, max returns)
         ──assign (人工派遣: unit, cooperating units, category)──▶ dispatched to that unit (rule `manual`)
 
-Actor rules (DESIGN.md §8): acknowledge, return, request_extension and resolve only from the case's lead unit;
+Actor rules: acknowledge, return, request_extension and resolve only from the case's lead unit;
 approve_extension, verify, close, reopen, cancel and assign only from role `command_centre` (an inspector verifying for
 the centre sends with the centre's unit and role and their own name); rate from `hotline` or `command_centre`.
 Checks run in that order: unknown case, then actor, then state, then (assign) the units and category named.
@@ -182,7 +182,7 @@ def _dispatched(case: Case, now: datetime, c: cmd.CaseCommand | None = None) -> 
 
 
 def check_actor(case: Case, c: cmd.CaseCommand) -> Rejected | None:
-    """The actor rules of DESIGN.md §8."""
+    """Who may send the command: the case's lead unit, the command centre, or the hotline."""
     if c.action in LEAD_ONLY and c.actor.unit_id != case.lead_unit.unit_id:
         return Rejected(
             "wrong_unit", f"{c.action} must come from the lead unit {case.lead_unit.unit_id}, not {c.actor.unit_id}"

@@ -142,7 +142,7 @@ class IntakeHandlers:
 
         Reports are decided one by one, in order, against a view of the store read in bulk for the whole batch,
         and the batch's writes go out in one bulk call per collection: the store sees a few round trips per
-        batch instead of several per report (STORE.md: batches are where the speed is).
+        batch instead of several per report (the store pays per command: docs/operating/store.md).
         """
         now = self.rt.clock.now()
         io = BatchIO(self.rt.store, batch.session, now, reads=batch.reads)

@@ -1,4 +1,4 @@
-"""The scoring service: unit assessments, rankings and merchant duty points (DESIGN.md §5 Assessment)."""
+"""The scoring service: unit assessments, rankings and merchant duty points (docs/services/scoring.md)."""
 
 from __future__ import annotations
 

@@ -133,7 +133,7 @@ def test_rates_and_targets() -> None:
                                                                                   "resolved_on_time": 10}), T0)
     assert content.rates["on_time_rate"]["met"] is False and content.rates["on_time_rate"]["target"] == 0.95
     assert content.rates["satisfaction_rate"]["met"] is False
-    assert content.rates["closure_rate"]["met"] is None  # no target in the seeds
+    assert content.rates["closure_rate"]["met"] is None  # no target in the programme's rules
     assert pct(0.9499) == "94.9%" and pct(None) == "—"  # truncated: never shows 95.0% for a missed target
 
 

@@ -1,5 +1,5 @@
 """The bulletin's schedule: Monday 15:00 city time for the week before, a holiday Monday moves it to the next
-working day (seed 004: 每周一下午3:00定时印发，节假日顺延), on the city's business calendar."""
+working day (城管执法精细化管理: 每周一下午3:00定时印发，节假日顺延), on the city's business calendar."""
 
 from __future__ import annotations
 

@@ -204,7 +204,7 @@ def test_the_demo_city_learns_from_the_tuned_sets_and_never_from_the_blind_ones(
         assert not learnt_texts & {r["text"] for r in load_rows(DATA / f"intake_classify_{name}.jsonl")}
 
 
-def test_demo_catalogue_classifies_seed_problems(city) -> None:
+def test_demo_catalogue_classifies_the_problems_the_plans_name(city) -> None:
     c = domain_of(city).classifier
     assert c.classify("小区消防通道被杂物堵塞").code == "0103"
     assert c.classify("有人从楼上拉电线下来给电瓶车充电").code == "0901"
@@ -217,7 +217,7 @@ def test_demo_catalogue_classifies_seed_problems(city) -> None:
 
 
 def test_accuracy_on_the_labelled_sets(city) -> None:
-    """The figures the README reports; they guard against regressions, they are not the goal."""
+    """The figures docs/services/intake-classification.md reports; they guard against regressions, not the goal."""
     # The tuned sets are what the city's classifier learns from: these are training figures.
     tuned = evaluate(city, load_rows(DATA / "intake_classify_eval.jsonl"))
     assert tuned["total"] >= 150 and tuned["accuracy"] >= 0.95

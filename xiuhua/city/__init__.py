@@ -1,4 +1,4 @@
-"""A city is data (DESIGN.md §8): areas, units, categories, routing rules, calendar, alerts, merchants.
+"""A city is data (docs/operating/city-data.md): areas, units, categories, routing rules, calendar, alerts, merchants.
 
 `load_city(folder)` reads and validates the folder that XIUHUA_CITY_DIR names; every error names file and line.
 """

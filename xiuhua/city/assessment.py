@@ -2,7 +2,7 @@
 
 The default (cities/demo/assessment.yaml) is modelled on Jinhua's urban-district rules (按期结案率 50 points,
 结案率 20, urgent cases 10, per-rework deductions) plus a satisfaction term; merchants follow the 门前五包
-points system of seed 003 (monthly points, A/B/C grades, first failure a warning, repeated failure enforced).
+points system of the 门前五包 rules (monthly points, A/B/C grades, first failure a warning, repeated failure enforced).
 """
 
 from __future__ import annotations
@@ -82,7 +82,7 @@ class Deduction(BaseModel):
 
 
 class Targets(BaseModel):
-    """Targets that are flagged when missed (seed 004: 限时整改率 ≥ 95 %, 群众满意率 ≥ 85 %)."""
+    """Targets that are flagged when missed (城管执法精细化管理: 限时整改率 ≥ 95 %, 群众满意率 ≥ 85 %)."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -117,9 +117,9 @@ class Ranking(BaseModel):
 
 
 class MerchantClassing(BaseModel):
-    """How a merchant's class (分类 A/B/C) follows its monthly points: 分类动态管理 (seed 003).
+    """How a merchant's class (分类 A/B/C) follows its monthly points: 分类动态管理 (门前五包 rules).
 
-    Seed 003 scores merchants every month (一月一评) and reviews them every quarter (一季一查); its classes are
+    The rules score merchants every month (一月一评) and review them every quarter (一季一查); their classes are
     A 落实较好, B 需巩固加强, C 脏乱差且整治后易反弹. So the class is judged on a rolling window of months, not on
     one month: a downgrade counts at once, an upgrade needs a full window of good months, and a merchant
     escalated to enforcement (多次未整改) is C for as long as that month is in the window.

@@ -24,7 +24,7 @@ class Merchant(BaseModel):
     )
     grade: Literal["A", "B", "C"] = Field(
         default="A",
-        description="Class at registration (seed 003): A 落实较好, B 需巩固加强, C 脏乱差易反弹; recomputed monthly",
+        description="Class at registration: A 落实较好, B 需巩固加强, C 脏乱差易反弹; recomputed monthly",
     )
     kind: str = Field(default="", description="Shop kind, e.g. 餐饮, 零售, 维修")
     contact: str = Field(default="", description="Person responsible (责任人), kept in city data only")

@@ -1,5 +1,6 @@
 """`xiuhua docs [--serve]`: write the AsyncAPI document and the JSON Schemas of every message, freeze new
-schema versions under contracts/published/, and optionally serve them all as browsable HTML."""
+schema versions under contracts/published/, and optionally serve them all as browsable HTML beside the
+project's documentation pages (`xiuhua.docs_site`)."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from xiuhua.commands import emit
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     """Add the command."""
     p = sub.add_parser("docs", help="generate (and serve) the AsyncAPI and JSON Schema documents of the contracts")
-    p.add_argument("--serve", action="store_true", help="serve the documents as HTML until Ctrl-C")
+    p.add_argument("--serve", action="store_true", help="serve the documents and docs/ as HTML until Ctrl-C")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=0, help="port for --serve (default: a free one)")
     p.add_argument("--json", action="store_true")
@@ -48,7 +49,11 @@ def _docs(args: argparse.Namespace) -> int:
     if args.serve:
         server = make_server(args.host, args.port)
         host, port = server.server_address[:2]
-        print(f"serving the contract documents on http://{host}:{port}/ (Ctrl-C stops)", flush=True)
+        print(
+            f"serving the contract documents on http://{host}:{port}/ and the documentation on "
+            f"http://{host}:{port}/docs/ (Ctrl-C stops)",
+            flush=True,
+        )
         try:
             server.serve_forever()
         finally:
@@ -122,7 +127,8 @@ def render_html(doc: dict[str, Any]) -> str:
         '<!doctype html><html lang="zh-CN"><head><meta charset="utf-8">'
         f"<title>{html.escape(info['title'])}</title><style>{_STYLE}</style></head><body>"
         f'<nav><b>Channels</b> (<span class="receive">in</span> / <span class="send">out</span>)'
-        f"{''.join(nav)}<p><a href='asyncapi.json'>asyncapi.json</a> · <a href='asyncapi.yaml'>asyncapi.yaml</a></p>"
+        f"{''.join(nav)}<p><a href='asyncapi.json'>asyncapi.json</a> · <a href='asyncapi.yaml'>asyncapi.yaml</a> · "
+        "<a href='docs/'>documentation</a></p>"
         f"</nav><main><h1>{html.escape(info['title'])}</h1><p>AsyncAPI {html.escape(doc['asyncapi'])} · "
         f"version {html.escape(info['version'])}</p><p>{html.escape(info['description'])}</p>"
         f"{''.join(body)}<section><h2>Shared schemas</h2>{shared}</section></main></body></html>"
@@ -130,8 +136,9 @@ def render_html(doc: dict[str, Any]) -> str:
 
 
 def pages() -> dict[str, tuple[str, bytes]]:
-    """Path → (content type, body) of everything `--serve` offers, built from the contracts now."""
+    """Path → (content type, body) of everything `--serve` offers, built from the contracts and docs/ now."""
     from contracts import asyncapi, export
+    from xiuhua import docs_site
 
     doc = asyncapi.document()
     out: dict[str, tuple[str, bytes]] = {
@@ -141,6 +148,7 @@ def pages() -> dict[str, tuple[str, bytes]]:
     }
     for name, text in export.documents().items():
         out[f"/schemas/{name}"] = ("application/json", text.encode())
+    out.update(docs_site.pages())
     return out
 
 

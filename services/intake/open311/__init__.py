@@ -1,5 +1,5 @@
-"""Open311 GeoReport v2 over HTTP (DESIGN.md §8): service list and definitions from the catalogue, service
-requests in and their current status out, JSON and XML for every endpoint."""
+"""Open311 GeoReport v2 over HTTP: service list and definitions from the catalogue, service requests in and
+their current status out, JSON and XML for every endpoint (docs/integrating/open311.md)."""
 
 from services.intake.open311.hook import COLLECTIONS, on_start, routes, subscriptions
 

@@ -245,7 +245,7 @@ class Open311Api:
             token, now = earlier["_id"], earlier["at"]
         else:
             token = "T-" + new_event_id().replace("-", "")
-            # Outside any transaction, but not inside another's on the embedded store (see The store in README):
+            # Outside any transaction, but not inside another's on the embedded store (docs/operating/store.md):
             # lost with it, the app's retry would get a second token and a second report.
             async with self.rt.store.outside_transactions():
                 await self.rt.store[SUBMISSIONS].insert_one({

@@ -115,7 +115,7 @@ async def publish_once(
 
 
 def assessment_of(city: City) -> dict[str, object]:
-    """Targets and the 基本满意 rule from the city's assessment file when it has one, else seed 004's."""
+    """Targets and the 基本满意 rule from the city's assessment file when it has one, else the 城管执法 rules'."""
     assessment = getattr(city, "assessment", None)
     if assessment is None:
         return {}

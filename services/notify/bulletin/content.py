@@ -1,10 +1,10 @@
 """What the bulletin says, from two weeks of figures: headline, tables, rates against targets, ranking. Pure.
 
 Rates (each over what happened in the week, ISO week in city time):
-- 限时整改率 on-time rate = cases resolved on time / cases resolved (target ≥ 95 %, seed 004)
+- 限时整改率 on-time rate = cases resolved on time / cases resolved (target ≥ 95 %, 城管执法精细化管理 rules)
 - 结案率 closure rate = cases opened in the week and closed by now / (opened − cancelled) (the week's cohort)
 - 返工率 rework rate = failed verifications / verifications
-- 群众满意率 satisfaction = (satisfied + basic) / call-backs rated (target ≥ 85 %, seed 004)
+- 群众满意率 satisfaction = (satisfied + basic) / call-backs rated (target ≥ 85 %, 城管执法精细化管理 rules)
 A rate with nothing to divide by is None and shows as "—".
 """
 
@@ -18,7 +18,7 @@ from services.notify.bulletin.figures import WeekData
 from services.notify.bulletin.weeks import week_days
 
 TOP = 10
-RANK_LIST = 3  # red and black lists: the top and bottom three (seed 004 penalises the bottom three units)
+RANK_LIST = 3  # red and black lists: the top and bottom three (城管执法 rules penalise the bottom three units)
 LIST_ROWS = 30  # overdue / escalated cases listed in the document
 
 TARGETS: dict[str, float] = {"on_time_rate": 0.95, "satisfaction_rate": 0.85}
@@ -160,7 +160,7 @@ def build_content(
     this: WeekData, before: WeekData, generated_at: datetime, *, targets: dict[str, float] | None = None,
     basic_counts: bool = True,
 ) -> Content:
-    """The bulletin of `this` week, compared with `before`; `targets` default to seed 004's."""
+    """The bulletin of `this` week, compared with `before`; `targets` default to the 城管执法精细化管理 rules'."""
     targets = TARGETS if targets is None else targets
     c, p = this.counters, before.counters
     headline = {k: {"value": c.get(k, 0), "previous": p.get(k, 0), "delta": c.get(k, 0) - p.get(k, 0)}

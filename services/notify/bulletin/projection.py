@@ -2,7 +2,7 @@
 
 Every figure the bulletin shows is a counter or a short list kept up to date as events arrive, in documents
 keyed by a natural `_id` (`2026-W47`, `2026-W47:category:0201`, `2026-W47:C-…`), so building a bulletin
-reads a few dozen documents whatever the number of cases (STORE.md: counts and range scans are slow).
+reads a few dozen documents whatever the number of cases (docs/decisions/0017-projections-instead-of-queries.md).
 
 A week is the ISO week, in city time, of the event's `occurred_at`. The week a case was opened keeps the
 cohort counters (how many of that week's cases are closed by now), so they need the case's own small record.

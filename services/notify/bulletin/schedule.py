@@ -1,5 +1,5 @@
 """When the bulletin goes out: Monday 15:00 city time for the week before; a holiday Monday moves it to the
-next working day (seed 004: 每周一下午3:00定时印发, 节假日顺延). Pure: the calendar and the clock are passed in."""
+next working day (城管执法周报: 每周一下午3:00定时印发, 节假日顺延). Pure: the calendar and the clock are passed in."""
 
 from __future__ import annotations
 
