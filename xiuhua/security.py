@@ -385,16 +385,25 @@ def password_env(user: str) -> str:
     return f"XIUHUA_NATS_PASSWORD_{user.upper()}"
 
 
+def cluster_config(
+    routes: Sequence[str], passwords: Mapping[str, str], options: ServerOptions, bindings: Bindings | None = None,
+) -> str:
+    """One node's configuration of a cluster: every user of the model, the routes to its peers, and `options`
+    (listen addresses, store directory, server name) for the node."""
+    bindings = bindings if bindings is not None else _every_service_binding()
+    listens = {n: sorted({*SERVICE_SERVES.get(n, ()), *b[1]}) for n, b in bindings.items()}
+    cluster = {"name": "xiuhua", "listen": "0.0.0.0:6222", **options.cluster, "routes": list(routes)}
+    node = ServerOptions(**{**options.__dict__, "cluster": cluster})
+    return render_config(model(passwords, {n: b[0] for n, b in bindings.items()}, listens), node)
+
+
 def deploy_config(nodes: Sequence[str], consumers: Mapping[str, Sequence[Consumer]] | None = None) -> str:
     """The cluster configuration in deploy/: passwords and server name from each node's environment."""
-    bindings = service_bindings() if consumers is None else {n: (list(c), []) for n, c in consumers.items()}
+    bindings = None if consumers is None else {n: (list(c), []) for n, c in consumers.items()}
     passwords = {u: f"${password_env(u)}" for u in user_names()}
-    listens = {n: sorted({*SERVICE_SERVES.get(n, ()), *b[1]}) for n, b in bindings.items()}
-    options = ServerOptions(
-        listen="0.0.0.0:4222", http_port=8222, jetstream_dir="/data/jetstream", server_name="$SERVER_NAME",
-        cluster={"name": "xiuhua", "listen": "0.0.0.0:6222", "routes": [f"nats://{n}:6222" for n in nodes]},
-    )
-    return render_config(model(passwords, {n: b[0] for n, b in bindings.items()}, listens), options)
+    options = ServerOptions(listen="0.0.0.0:4222", http_port=8222, jetstream_dir="/data/jetstream",
+                            server_name="$SERVER_NAME")
+    return cluster_config([f"nats://{n}:6222" for n in nodes], passwords, options, bindings)
 
 
 DEPLOY_NODES = ("nats-0", "nats-1", "nats-2")  # compose service names
