@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from contracts import streams, subjects
+from xiuhua.city.security import SecurityFile
 from xiuhua.settings import Settings
 
 OPERATOR = "operator"
@@ -180,10 +181,15 @@ def service_user(
     )
 
 
-def inbound_user(name: str, password: str, streets: Iterable[str] = ()) -> User:
-    """An inbound system's user: its inbound subjects, and the consumers it may listen through (see LISTENERS)."""
-    return User(name, password, INBOUND[name], consumers=listener_consumers(name, LISTENERS.get(name, ()), streets),
-                note="inbound system" + (f", case events of {', '.join(streets)} only" if streets else ""))
+def inbound_user(name: str, password: str, streets: Iterable[str] = (), like: str | None = None) -> User:
+    """An inbound system's user: its inbound subjects, and the consumers it may listen through (see LISTENERS);
+    `like` names the built-in integrator whose permissions a user the city adds takes."""
+    streets = tuple(streets)
+    kind = like or name
+    note = "inbound system" + (f" like {like}" if like else "") + (
+        f", case events of {', '.join(streets)} only" if streets else "")
+    return User(name, password, INBOUND[kind], consumers=listener_consumers(name, LISTENERS.get(kind, ()), streets),
+                note=note)
 
 
 def operator_user(password: str) -> User:
@@ -194,19 +200,22 @@ def operator_user(password: str) -> User:
 def model(
     passwords: Mapping[str, str], consumers: Mapping[str, Sequence[Consumer]],
     listens: Mapping[str, Sequence[str]] | None = None, jurisdictions: Mapping[str, Sequence[str]] | None = None,
+    added: Mapping[str, str] | None = None,
 ) -> list[User]:
-    """Every user of a deployment, from passwords by user name, consumers and served subjects by service, and the
-    streets an integrator is restricted to (none: all)."""
+    """Every user of a deployment, from passwords by user name, consumers and served subjects by service, the
+    streets an integrator is restricted to (none: all) and the users a city adds (name: the integrator it is like)."""
+    streets = jurisdictions or {}
     users = [operator_user(passwords[OPERATOR])]
     users += [service_user(s, passwords[s], consumers.get(s, ()), (listens or {}).get(s, ()))
               for s in SERVICE_PUBLISHES]
-    users += [inbound_user(n, passwords[n], (jurisdictions or {}).get(n, ())) for n in INBOUND]
+    users += [inbound_user(n, passwords[n], streets.get(n, ())) for n in INBOUND]
+    users += [inbound_user(n, passwords[n], streets.get(n, ()), like) for n, like in (added or {}).items()]
     return users
 
 
-def user_names() -> list[str]:
-    """Every user the model knows."""
-    return [OPERATOR, *SERVICE_PUBLISHES, *INBOUND]
+def user_names(added: Iterable[str] = ()) -> list[str]:
+    """Every user the model knows (and those a city adds)."""
+    return [OPERATOR, *SERVICE_PUBLISHES, *INBOUND, *added]
 
 
 @dataclass(frozen=True)
@@ -326,11 +335,11 @@ def consumers_for_subjects(pairs: Iterable[tuple[str, str]]) -> list[Consumer]:
     return [Consumer(streams.stream_for(s.replace("*", "x").replace(">", "x")).name, d) for d, s in pairs]
 
 
-def load_or_create_passwords(folder: Path) -> dict[str, str]:
+def load_or_create_passwords(folder: Path, added: Iterable[str] = ()) -> dict[str, str]:
     """Per-user passwords for the embedded default, generated once into `folder/passwords.json` (mode 0600)."""
     path = folder / "passwords.json"
     known: dict[str, str] = json.loads(path.read_text()) if path.exists() else {}
-    missing = [n for n in user_names() if n not in known]
+    missing = [n for n in user_names(added) if n not in known]
     if missing:
         known.update({n: secrets.token_urlsafe(24) for n in missing})
         folder.mkdir(parents=True, exist_ok=True)
@@ -344,14 +353,18 @@ def load_or_create_passwords(folder: Path) -> dict[str, str]:
 Bindings = Mapping[str, tuple[Sequence[Consumer], Sequence[str]]]
 
 
-def write_embedded_config(var_dir: Path, bindings: Bindings | None = None) -> tuple[Path, dict[str, str]]:
-    """The embedded default's nats-server configuration with every user; returns its path and the passwords.
-    `bindings` (service_bindings' answer) saves building the services again where it is known."""
+def write_embedded_config(
+    var_dir: Path, bindings: Bindings | None = None, city: SecurityFile | None = None
+) -> tuple[Path, dict[str, str]]:
+    """The embedded default's nats-server configuration with every user (and the city's, `security.yaml`);
+    returns its path and the passwords. `bindings` (service_bindings' answer) saves building the services again."""
     folder = var_dir / "security"
-    passwords = load_or_create_passwords(folder)
+    city = city or SecurityFile()
+    passwords = load_or_create_passwords(folder, city.added())
     bindings = bindings if bindings is not None else _every_service_binding()
     consumers = {n: b[0] for n, b in bindings.items()}
-    text = render_config(model(passwords, consumers, {n: b[1] for n, b in bindings.items()}))
+    text = render_config(model(passwords, consumers, {n: b[1] for n, b in bindings.items()},
+                               city.jurisdictions(), city.added()))
     path = folder / "nats.conf"
     path.write_text(text)
     os.chmod(path, 0o600)

@@ -19,6 +19,7 @@ from xiuhua.city.intake import IntakeFile, check_intake
 from xiuhua.city.loading import CityDataError, line_of, load_yaml
 from xiuhua.city.merchants import Merchant, MerchantsFile, check_merchants
 from xiuhua.city.routing import RoutingFile
+from xiuhua.city.security import SecurityFile
 from xiuhua.city.units import Unit, UnitsFile
 
 __all__ = ["City", "CityDataError", "load_city"]
@@ -50,6 +51,7 @@ class City:
     merchants: dict[str, Merchant]
     assessment: AssessmentFile = field(default_factory=AssessmentFile)
     intake: IntakeFile = field(default_factory=IntakeFile)
+    security: SecurityFile = field(default_factory=SecurityFile)
 
     def category(self, code: str) -> Category | None:
         """A catalogue item by code."""
@@ -102,6 +104,13 @@ def load_city(folder: Path) -> City:
     assessment = _optional(folder, "assessment.yaml", AssessmentFile, AssessmentFile())
     intake = _optional(folder, "intake.yaml", IntakeFile, IntakeFile())
     check_intake(intake, folder / "intake.yaml", {c.code for c in catalogue.items()}, set(areas.by_code))  # type: ignore[arg-type]
+    security: SecurityFile = _optional(folder, "security.yaml", SecurityFile, SecurityFile())  # type: ignore[assignment]
+    streets = {a.code for a in areas.of_level("street")}
+    for name, user in security.users.items():
+        for i, code in enumerate(user.streets):
+            if code not in streets:
+                where = line_of(folder / "security.yaml", ("users", name, "streets", i))
+                raise CityDataError(f"{where}: users.{name}.streets.{i}: {code} is not a street of this city")
     return City(
         folder=folder,
         info=info,
@@ -114,4 +123,5 @@ def load_city(folder: Path) -> City:
         merchants=merchants,
         assessment=assessment,  # type: ignore[arg-type]
         intake=intake,  # type: ignore[arg-type]
+        security=security,
     )

@@ -520,6 +520,9 @@ class XiuhuaClient:
         if policy is None:
             raise XiuhuaError(f"deliver_policy {deliver_policy!r}: one of new, all, last")
         config = ConsumerConfig(
+            # Named as well as durable: the request then names the consumer and its filter in its subject, which
+            # is what the permissions of a user restricted to its streets allow.
+            name=durable,
             durable_name=durable,
             description=f"case events of unit {unit_id}",
             ack_policy=AckPolicy.EXPLICIT,
@@ -534,6 +537,11 @@ class XiuhuaClient:
             raise SubscribeFailed(
                 f"durable {durable!r} on {stream}: {exc.description or exc}. An existing durable with another "
                 "filter or deliver policy must be deleted first (`nats consumer rm`) or given another name"
+            ) from exc
+        except NatsTimeout as exc:  # a request the server's permissions refuse gets no answer
+            raise SubscribeFailed(
+                f"durable {durable!r} on {stream} with {', '.join(filters)}: no answer; is this user allowed that "
+                "consumer and those streets (Xiuhua's security model names both)?"
             ) from exc
         sub = UnitCaseSubscription(unit_id=unit_id, durable=durable, stream=stream, pull=psub)
         sub.task = asyncio.create_task(
