@@ -400,23 +400,28 @@ def password_env(user: str) -> str:
 
 def cluster_config(
     routes: Sequence[str], passwords: Mapping[str, str], options: ServerOptions, bindings: Bindings | None = None,
+    city: SecurityFile | None = None,
 ) -> str:
-    """One node's configuration of a cluster: every user of the model, the routes to its peers, and `options`
-    (listen addresses, store directory, server name) for the node."""
+    """One node's configuration of a cluster: every user of the model (and the city's), the routes to its peers,
+    and `options` (listen addresses, store directory, server name) for the node."""
+    city = city or SecurityFile()
     bindings = bindings if bindings is not None else _every_service_binding()
     listens = {n: sorted({*SERVICE_SERVES.get(n, ()), *b[1]}) for n, b in bindings.items()}
     cluster = {"name": "xiuhua", "listen": "0.0.0.0:6222", **options.cluster, "routes": list(routes)}
     node = ServerOptions(**{**options.__dict__, "cluster": cluster})
-    return render_config(model(passwords, {n: b[0] for n, b in bindings.items()}, listens), node)
+    users = model(passwords, {n: b[0] for n, b in bindings.items()}, listens, city.jurisdictions(), city.added())
+    return render_config(users, node)
 
 
-def deploy_config(nodes: Sequence[str], consumers: Mapping[str, Sequence[Consumer]] | None = None) -> str:
+def deploy_config(
+    nodes: Sequence[str], consumers: Mapping[str, Sequence[Consumer]] | None = None, city: SecurityFile | None = None
+) -> str:
     """The cluster configuration in deploy/: passwords and server name from each node's environment."""
     bindings = None if consumers is None else {n: (list(c), []) for n, c in consumers.items()}
-    passwords = {u: f"${password_env(u)}" for u in user_names()}
+    passwords = {u: f"${password_env(u)}" for u in user_names((city or SecurityFile()).added())}
     options = ServerOptions(listen="0.0.0.0:4222", http_port=8222, jetstream_dir="/data/jetstream",
                             server_name="$SERVER_NAME")
-    return cluster_config([f"nats://{n}:6222" for n in nodes], passwords, options, bindings)
+    return cluster_config([f"nats://{n}:6222" for n in nodes], passwords, options, bindings, city)
 
 
 DEPLOY_NODES = ("nats-0", "nats-1", "nats-2")  # compose service names
@@ -425,4 +430,8 @@ K8S_NODES = tuple(f"{n}.nats-cluster" for n in DEPLOY_NODES)  # StatefulSet pods
 if __name__ == "__main__":  # python -m xiuhua.security [--k8s] > deploy/nats/nats.conf (or deploy/k8s/nats.conf)
     import sys
 
-    print(deploy_config(K8S_NODES if "--k8s" in sys.argv else DEPLOY_NODES), end="")
+    from xiuhua.city import load_city
+    from xiuhua.settings import get_settings
+
+    city = load_city(get_settings().city_dir).security  # the integrators XIUHUA_CITY_DIR's city adds
+    print(deploy_config(K8S_NODES if "--k8s" in sys.argv else DEPLOY_NODES, city=city), end="")

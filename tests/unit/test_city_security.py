@@ -51,3 +51,11 @@ def test_a_city_adds_an_integrator_and_restricts_another_to_its_streets(tmp_path
 def test_a_wrong_security_file_names_file_line_and_field(tmp_path, text, error):
     with pytest.raises(CityDataError, match=error):
         load_city(_city(tmp_path, text))
+
+
+def test_the_deploy_configuration_has_the_citys_users_with_passwords_from_the_environment(tmp_path):
+    city = load_city(_city(tmp_path, "users:\n  dept_jq: {like: units, streets: [JQ]}\n"))
+    text = security.deploy_config(security.DEPLOY_NODES, consumers={}, city=city.security)
+    assert '{user: "dept_jq", password: $XIUHUA_NATS_PASSWORD_DEPT_JQ' in text
+    assert '"$JS.API.CONSUMER.CREATE.XH_CASES.dept_jq.case.v1.*.JQ"' in text
+    assert "dept_jq" not in security.deploy_config(security.DEPLOY_NODES, consumers={})
