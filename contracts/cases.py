@@ -81,6 +81,11 @@ class CaseOpened(CaseEvent):
     suggested_category_confidence: float | None = Field(
         default=None, ge=0, le=1, description="The classifier's probability for suggested_category_code"
     )
+    classifier_version: str | None = Field(
+        default=None,
+        description="The text classifier in use when intake opened the case (the city's learnt model's version, "
+        "or keywords-ngrams/N), whether or not the source named the category; None from older producers",
+    )
 
     example_fields: ClassVar[dict[str, object]] = {
         "case_id": "C-01935d1e7a4b",
@@ -114,6 +119,14 @@ class CaseDispatched(CaseEvent):
     due_at: datetime
     urgency: Urgency = Urgency.normal
     time_limit: str = Field(description="The limit as configured, e.g. 2d, 4h, 4nh")
+    place: Place | None = Field(
+        default=None, description="Where the case is (as in case.v1.opened), so a reader can name the place"
+    )
+    due_at_estimated: bool = Field(
+        default=False,
+        description="The deadline counted days of a year whose official holiday schedule the city has not entered "
+        "(rule-based holidays, no 调休): it may move when the schedule is published",
+    )
     dispatch_round: int = Field(default=1, ge=1, description="1, then +1 each time a return re-routes it")
     source: ReportSource | None = Field(default=None, description="Where the case came from")
     supervisor_found: bool = Field(

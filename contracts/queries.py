@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from pydantic_core import PydanticCustomError
 
 from contracts.envelope import Exampled
-from contracts.scores import RankingRow
+from contracts.scores import RankingRow, UnassessedRow
 
 QUERY = "score.query.v1.{query}"
 QUERY_ALL = "score.query.v1.*"
@@ -349,6 +349,9 @@ class RankingReply(QueryReply):
     period: str
     tables: dict[str, list[RankingRow]] = Field(
         description="role (units) or street code (merchants) → rows, best first"
+    )
+    unassessed: dict[str, list[UnassessedRow]] = Field(
+        default_factory=dict, description="role or street code → units or merchants not ranked: nothing assessed"
     )
 
 

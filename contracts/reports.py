@@ -124,6 +124,10 @@ class SensorReading(Inbound):
     values: dict[str, float | int | str | bool | None] = Field(max_length=50)
     location: Location | None = None
     site_id: str | None = Field(default=None, max_length=128)
+    model: str | None = Field(
+        default=None, max_length=64,
+        description="The device model (型号), for a device the city has not registered: its aliases name the metrics",
+    )
 
     def source_ref(self) -> str:
         return f"{self.device_id}@{self.measured_at.isoformat()}"
@@ -236,7 +240,11 @@ class RejectionReason(BaseModel):
 
     model_config = ConfigDict(frozen=True)
 
-    code: str = Field(description="e.g. invalid_json, missing_field, wrong_type, out_of_city, too_large")
+    code: str = Field(
+        description="e.g. invalid_json, missing_field, wrong_type, out_of_city, too_large, too_deep, "
+        "control_character, not_finite, too_old, in_future, duplicate_field, unknown_metric, no_metric; from the "
+        "HJ 212 edge bad_crc, bad_length, unknown_device, bad_password, bad_frame"
+    )
     field: str | None = Field(default=None, description="Dotted path of the offending field, if any")
     message: str
 

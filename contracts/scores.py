@@ -49,6 +49,20 @@ class RankingRow(BaseModel):
     bottom: bool = Field(default=False, description="Among the bottom N that the rules penalise (末位)")
     figures: dict[str, float | int | None] = Field(default_factory=dict, description="Key counters and rates")
     grade: str | None = Field(default=None, description="A merchant's grade (A/B/C) for the month")
+    tied: bool = Field(
+        default=False, description="Another row has the same score and rank (并列); lists never separate them"
+    )
+
+
+class UnassessedRow(BaseModel):
+    """A unit or merchant with nothing assessed in the period: listed apart, not ranked (本期无案件)."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    id: str = Field(description="unit_id or merchant_id")
+    name: str = ""
+    reason: Literal["no_cases"] = Field(default="no_cases", description="no case fell due, no check, no finding")
+    figures: dict[str, float | int | None] = Field(default_factory=dict, description="Key counters and rates")
 
 
 class RankingPublished(Event):
@@ -73,6 +87,9 @@ class RankingPublished(Event):
     period_kind: Literal["week", "month", "quarter", "year"]
     tables: dict[str, list[RankingRow]] = Field(
         description="role (units) or street code (merchants) → rows, best first"
+    )
+    unassessed: dict[str, list[UnassessedRow]] = Field(
+        default_factory=dict, description="role or street code → units or merchants not ranked: nothing assessed"
     )
 
 

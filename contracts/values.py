@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from enum import StrEnum
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -16,13 +17,19 @@ class CoordSystem(StrEnum):
 
 
 class Location(BaseModel):
-    """A point as a source sends it."""
+    """A point as a source sends it. Exactly (0, 0) means "no point" on every source: phones without a fix and
+    devices never configured send it ("null island", in the Gulf of Guinea, is no place in a Chinese city)."""
 
     model_config = ConfigDict(frozen=True, extra="ignore")
 
     lng: float = Field(ge=-180, le=180)
     lat: float = Field(ge=-90, le=90)
     coord_system: CoordSystem = CoordSystem.wgs84
+
+    @property
+    def given(self) -> bool:
+        """Whether this is a point at all, (0, 0) being what sources send for none."""
+        return not (self.lng == 0 and self.lat == 0)
 
 
 class Place(BaseModel):
@@ -39,6 +46,12 @@ class Place(BaseModel):
     community_code: str | None = None
     community_name: str | None = None
     grid_code: str | None = None
+    placed_by: Literal["point", "grid", "gazetteer", "device", "manual"] | None = Field(
+        default=None,
+        description="How intake placed the report: its point, its grid code, a place name the gazetteer "
+        "knows (地名库), the registered device's place; `manual`: nothing in it could be placed, the command "
+        "centre places the case by hand (人工定位)",
+    )
 
 
 class UnitRole(StrEnum):

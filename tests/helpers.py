@@ -7,6 +7,7 @@ import contextlib
 import json
 from collections import defaultdict
 from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime
 from typing import Any
 
 import nats
@@ -108,6 +109,7 @@ class BusRecorder:
     def __init__(self, url: str) -> None:
         self.url = url
         self.messages: list[tuple[str, dict[str, Any] | bytes]] = []
+        self.headers: list[tuple[str, dict[str, str]]] = []
         self._nc: nats.NATS | None = None
 
     async def __aenter__(self) -> BusRecorder:
@@ -121,6 +123,7 @@ class BusRecorder:
             except ValueError:
                 body = msg.data
             self.messages.append((msg.subject, body))
+            self.headers.append((msg.subject, dict(msg.headers or {})))
 
         for root in sorted({pattern.split(".", 1)[0] for stream in streams.ALL for pattern in stream.subjects}):
             await self._nc.subscribe(f"{root}.>", cb=cb)
@@ -135,6 +138,10 @@ class BusRecorder:
         """Bodies of messages whose subject starts with prefix."""
         return [b for s, b in self.messages if s.startswith(prefix) and isinstance(b, dict)]
 
+    def headers_of(self, prefix: str) -> list[dict[str, str]]:
+        """Headers of messages whose subject starts with prefix."""
+        return [h for s, h in self.headers if s.startswith(prefix)]
+
     def counts(self) -> dict[str, int]:
         """Messages per subject (without the last token for case events)."""
         out: dict[str, int] = defaultdict(int)
@@ -143,15 +150,29 @@ class BusRecorder:
         return dict(out)
 
 
+def patrol_report(report_id: str = "R-1") -> dict[str, Any]:
+    """A grid inspector's report (the app's JSON) of an overflowing litter bin in the demo city's CD street."""
+    return {
+        "report_id": report_id,
+        "reported_at": datetime.now(UTC).isoformat(),
+        "inspector_id": "G-017",
+        "description": "解放路口垃圾箱满溢，垃圾散落",
+        "category_code": "0201",
+        "location": {"lng": 120.16, "lat": 30.255, "coord_system": "wgs84"},
+    }
+
+
 async def publish(
-    url: str, subject: str, body: dict[str, Any] | bytes, msg_id: str | None = None, *, user: str | None = None
+    url: str, subject: str, body: dict[str, Any] | bytes, msg_id: str | None = None,
+    headers: dict[str, str] | None = None, *, user: str | None = None,
 ) -> None:
     """Publish to JetStream and wait for the stream's acknowledgement, as the user who publishes `subject` in
     production (`security.publisher_of`) unless the test names another."""
     nc = await connect(url, user or security.publisher_of(subject))
     try:
         data = body if isinstance(body, bytes) else json.dumps(body, ensure_ascii=False).encode()
-        await nc.jetstream().publish(subject, data, headers={"Nats-Msg-Id": msg_id} if msg_id else None)
+        sent = {**(headers or {}), **({"Nats-Msg-Id": msg_id} if msg_id else {})}
+        await nc.jetstream().publish(subject, data, headers=sent or None)
     finally:
         await nc.close()
 

@@ -7,8 +7,9 @@ import contextlib
 import logging
 import re
 import ssl
-from collections.abc import Awaitable, Iterable, Sequence
+from collections.abc import Awaitable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import nats
 from faststream.nats import NatsBroker
@@ -19,35 +20,13 @@ from prometheus_client import CollectorRegistry
 
 from contracts import registry, streams
 from contracts.envelope import Event
+from xiuhua import third_party
 from xiuhua.settings import Settings
 
 log = logging.getLogger("xiuhua.bus")
 
-
-def _patch_fetch_timeout() -> None:
-    """nats-py 2.16 raises a bare asyncio.TimeoutError from `fetch` when the deadline runs out between its two
-    pull requests; FastStream 0.7.8's pull loop catches only nats.errors.TimeoutError, so every such idle poll
-    logged an ERROR and restarted the loop. Re-raise it as the error both libraries agree on."""
-    from nats.errors import TimeoutError as NatsTimeout
-    from nats.js.client import JetStreamContext
-
-    original = JetStreamContext.PullSubscription.fetch
-    if getattr(original, "_xiuhua", False):
-        return
-
-    async def fetch(self, *args, **kwargs):  # type: ignore[no-untyped-def]
-        try:
-            return await original(self, *args, **kwargs)
-        except NatsTimeout:
-            raise
-        except TimeoutError as exc:
-            raise NatsTimeout from exc
-
-    fetch._xiuhua = True  # type: ignore[attr-defined]
-    JetStreamContext.PullSubscription.fetch = fetch  # type: ignore[method-assign]
-
-
-_patch_fetch_timeout()
+# Every client of the bus, FastStream's loop or a plain fetch, then sees one timeout error.
+third_party.patch_fetch_timeout()
 
 JSON = {"content-type": "application/json"}
 
@@ -61,9 +40,9 @@ def _ssl_context(settings: Settings) -> ssl.SSLContext | None:
     return ctx
 
 
-def connect_options(settings: Settings) -> dict[str, object]:
+def connect_options(settings: Settings) -> dict[str, Any]:
     """Keyword arguments for nats-py's `connect` (credentials and TLS), shared with plain clients."""
-    opts: dict[str, object] = {}
+    opts: dict[str, Any] = {}
     if settings.nats_user:
         opts["user"] = settings.nats_user
         opts["password"] = settings.nats_password or ""
@@ -88,13 +67,13 @@ async def connect_once(servers: str | Sequence[str], **opts: object) -> nats.NAT
 
     try:
         return await nats.connect(
-            servers,
+            servers if isinstance(servers, str) else list(servers),
             allow_reconnect=False,
             max_reconnect_attempts=2,  # nats-py retries a refused first connect this often per server
             reconnect_time_wait=0.5,
             connect_timeout=3,
             error_cb=keep,
-            **opts,  # type: ignore[arg-type]
+            **opts,
         )
     except (TimeoutError, OSError, nats.errors.Error) as exc:
         where = servers if isinstance(servers, str) else ", ".join(servers)
@@ -187,8 +166,12 @@ def make_broker(
     )
 
 
-def stream_config(spec: streams.StreamSpec, replicas: int = 1) -> StreamConfig:
-    """The JetStream configuration of a stream spec; it captures every subject version that has a model."""
+def stream_config(spec: streams.StreamSpec, replicas: int = 1, max_age_s: float | None = None) -> StreamConfig:
+    """The JetStream configuration of a stream spec; it captures every subject version that has a model.
+    `max_age_s`: the city's age for it (`retention.yaml`), else the spec's.
+
+    Ages only, never a byte or message cap: JetStream discards by its limits whether or not the consumers have
+    read a message, and a cap reached in a burst would drop reports nobody applied yet."""
     return StreamConfig(
         name=spec.name,
         description=spec.description,
@@ -197,22 +180,24 @@ def stream_config(spec: streams.StreamSpec, replicas: int = 1) -> StreamConfig:
         retention=RetentionPolicy.LIMITS,
         storage=StorageType.FILE,
         discard=DiscardPolicy.OLD,
-        max_age=spec.max_age_s,
+        max_age=spec.max_age_s if max_age_s is None else max_age_s,
         duplicate_window=spec.duplicate_window_s,
         num_replicas=replicas,
     )
 
 
 async def provision_streams(
-    servers: str | Sequence[str], *, replicas: int = 1, connect_opts: dict[str, object] | None = None
+    servers: str | Sequence[str], *, replicas: int = 1, connect_opts: dict[str, object] | None = None,
+    max_ages: Mapping[str, float] | None = None,
 ) -> list[str]:
-    """Create or update every stream; returns what was done, one line each. Idempotent."""
+    """Create or update every stream; returns what was done, one line each. Idempotent. `max_ages`: stream name →
+    seconds, the city's retention (`RetentionFile.stream_ages`); a stream it leaves out keeps its spec's."""
     nc = await connect_once(servers, **(connect_opts or {}))
     done = []
     try:
         js = nc.jetstream()
         for spec in streams.ALL:
-            cfg = stream_config(spec, replicas)
+            cfg = stream_config(spec, replicas, (max_ages or {}).get(spec.name))
             try:
                 await js.stream_info(spec.name)
                 await js.update_stream(cfg)
@@ -227,16 +212,18 @@ async def provision_streams(
 
 @dataclass(frozen=True)
 class Outgoing:
-    """A message ready for the bus: subject, body and the id JetStream de-duplicates on."""
+    """A message ready for the bus: subject, body, the id JetStream de-duplicates on, and headers of its own (the
+    trace context of the message that caused it, `xiuhua.tracing`)."""
 
     subject: str
     body: bytes
     msg_id: str
+    headers: tuple[tuple[str, str], ...] = ()
 
     @classmethod
-    def of(cls, event: Event, subject: str | None = None) -> Outgoing:
+    def of(cls, event: Event, subject: str | None = None, headers: tuple[tuple[str, str], ...] = ()) -> Outgoing:
         """Wrap an event; its event_id is the message id."""
-        return cls(subject or event.subject_for(), event.to_json(), event.event_id)
+        return cls(subject or event.subject_for(), event.to_json(), event.event_id, headers)
 
 
 class Publisher:
@@ -260,7 +247,7 @@ class Publisher:
                 self._refusals.publish(o.subject, self._broker.publish(
                     o.body,
                     o.subject,
-                    headers={**JSON, "Nats-Msg-Id": o.msg_id},
+                    headers={**JSON, **dict(o.headers), "Nats-Msg-Id": o.msg_id},
                     stream=streams.stream_for(o.subject).name,
                     timeout=10.0,
                 ))
@@ -276,7 +263,7 @@ class Publisher:
 
     async def erase(self, stream: str, seqs: Sequence[int]) -> None:
         """Erase messages from a stream (overwritten on disk, not only unlinked); one already gone is fine."""
-        js = self._broker.config.connection_state.connection.jetstream()  # type: ignore[union-attr]
+        js = self._broker.connection.jetstream()
 
         async def one(seq: int) -> None:
             with contextlib.suppress(NotFoundError):

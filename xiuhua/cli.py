@@ -6,15 +6,43 @@ import argparse
 import importlib
 import logging
 import pkgutil
+import platform
 import sys
+from importlib import metadata
 
-from xiuhua import commands
+from xiuhua import commands, logs
+from xiuhua.settings import get_settings
+
+
+def version_line() -> str:
+    """Xiuhua's version with those of Python and the libraries its runtime depends on most."""
+    parts = [f"{name} {_installed(name)}" for name in ("faststream", "nats-py", "pymongo", "pydantic")]
+    return f"xiuhua {_installed('xiuhua')} (Python {platform.python_version()}, {', '.join(parts)})"
+
+
+class _Version(argparse.Action):
+    """`--version` on one line (argparse's own wraps it to the terminal's width), computed only when asked."""
+
+    def __init__(self, option_strings: list[str], dest: str, **kwargs: object) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, help=str(kwargs.get("help")))
+
+    def __call__(self, parser: argparse.ArgumentParser, *args: object) -> None:
+        print(version_line())
+        parser.exit()
+
+
+def _installed(name: str) -> str:
+    try:
+        return metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return "not installed"
 
 
 def parser() -> argparse.ArgumentParser:
     """The argument parser with every command."""
     p = argparse.ArgumentParser(prog="xiuhua", description="Xiuhua (绣花): city refined-management event backbone")
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    p.add_argument("--version", action=_Version, help="print the versions of Xiuhua and its main libraries")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
     # Every module in xiuhua/commands/ registers its own command: adding one needs no edit here.
     for mod in sorted(pkgutil.iter_modules(commands.__path__), key=lambda m: m.name):
@@ -25,11 +53,8 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Entry point: parse, run, exit with the command's code."""
     args = parser().parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.WARNING,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
     try:
+        logs.configure(level=logging.DEBUG if args.verbose else logging.WARNING, fmt=get_settings().log_format)
         return int(args.func(args) or 0)
     except KeyboardInterrupt:
         return 130

@@ -32,20 +32,27 @@ from pymongo.errors import BulkWriteError, ClientBulkWriteException, DuplicateKe
 from contracts import registry, streams
 from contracts.dead_letters import DeadLetter
 from contracts.envelope import Event
+from xiuhua import third_party, tracing
 from xiuhua.bus import Outgoing, PublishDenied, Publisher
-from xiuhua.ledger import Ledger, outgoing_of
+from xiuhua.clock import Clock, SystemClock
+from xiuhua.ledger import AT_S, Ledger, outgoing_of
+from xiuhua.logs import log_context, message_fields
 from xiuhua.observability import Metrics
-from xiuhua.pull_loop import LINGER_ATTR
 from xiuhua.pull_loop import install as install_pull_loop
+from xiuhua.retention import NAK_BACKOFF_CAP_S, Retained
 from xiuhua.store import Store, Writes, is_transient
 
 install_pull_loop()
 
 log = logging.getLogger("xiuhua.consumer")
+RETRIES_LOGGED = 20  # messages of a batch sent back for retry that get a log line each
 
 REDRIVE_MARK = "~r"
 LOOK_AFTER = 16  # larger batches of first deliveries look at the ledger (and their keys) before writing
 FAILURES = "failures"  # handler failures per message (ledger key), for the dead-letter budget
+# Failure counts go after the ledger's horizon, counted from the last failure: a message failing that long ago
+# has been dead-lettered or applied since (its count is dropped at the dead letter, left when it went through).
+FAILURES_RETAINED = Retained(FAILURES, AT_S, "ledger")
 
 
 class Poison(Exception):
@@ -66,6 +73,7 @@ class Item:
     out: list[Outgoing] = field(default_factory=list)
     # False when the handler declared the message a no-op that stays a no-op if applied again (`Batch.no_effect`)
     recorded: bool = True
+    span: Any = None  # its trace span when tracing is on (`xiuhua.tracing`)
 
 
 @dataclass
@@ -101,7 +109,11 @@ class Batch:
 
     def emit(self, item: Item, event: Event, subject: str | None = None) -> None:
         """Publish `event` once `item` is committed (and again, harmlessly, if it is redelivered)."""
-        item.out.append(Outgoing.of(event, subject))
+        if item.span is None:
+            item.out.append(Outgoing.of(event, subject))
+            return
+        tracing.annotate(item.span, case_id=getattr(event, "case_id", None))
+        item.out.append(Outgoing.of(event, subject, tracing.headers_for(item.span)))
 
     def no_effect(self, item: Item) -> None:
         """`item` changed nothing, so it needs no ledger entry: if it comes again it is simply judged again.
@@ -211,7 +223,7 @@ class Subscription:
     linger: float = 0.0
 
 
-def backoff(delivered: int, *, base: float = 0.5, cap: float = 30.0) -> float:
+def backoff(delivered: int, *, base: float = 0.5, cap: float = NAK_BACKOFF_CAP_S) -> float:
     """Exponential back-off with full jitter for the n-th failed delivery."""
     return random.uniform(0.5, 1.0) * min(cap, base * 2 ** max(0, delivered - 1))
 
@@ -234,6 +246,7 @@ class ConsumerRunner:
         publisher: Publisher,
         metrics: Metrics,
         max_deliver: int,
+        clock: Clock | None = None,
     ) -> None:
         self.service = service
         self.sub = sub
@@ -242,7 +255,9 @@ class ConsumerRunner:
         self.publisher = publisher
         self.metrics = metrics
         self.max_deliver = max_deliver
+        self.clock = clock or SystemClock()
         self._labels = (service, sub.name)
+        self._spans: dict[str, tuple[Any, str | None]] = {}  # the batch's message spans and why any failed
 
     def _item(self, msg: Msg) -> Item | None:
         headers = dict(msg.headers or {})
@@ -252,6 +267,27 @@ class ConsumerRunner:
 
     async def process(self, msgs: Sequence[Msg]) -> None:
         """Apply a pulled batch and acknowledge what is done."""
+        with log_context(service=self.service, consumer=self.sub.name):  # on every line the batch logs
+            if not tracing.on():
+                await self._process(msgs)
+                return
+            self._spans = {}
+            try:
+                await self._process(msgs)
+            finally:
+                spans, self._spans = self._spans, {}
+                tracing.end(spans.values())
+
+    def _traced(self, item: Item) -> None:
+        item.span = tracing.consuming(self.service, self.sub.name, item.subject, item.headers, item.key)
+        self._spans[item.key] = (item.span, None)
+
+    def _untraced(self, item: Item, error: str) -> None:
+        """Mark the span of a message that was not applied (sent back, dead-lettered) with why."""
+        if item.key in self._spans:
+            self._spans[item.key] = (item.span, error)
+
+    async def _process(self, msgs: Sequence[Msg]) -> None:
         started = time.perf_counter()
         self._observe_waits(msgs, time.time())
         pairs: list[tuple[Msg, Item]] = []
@@ -262,9 +298,14 @@ class ConsumerRunner:
                 continue
             item = self._item(msg)
             assert item is not None
+            if tracing.on():
+                self._traced(item)
             try:
                 item.message = self.sub.decode(item.subject, item.data)
             except Poison as exc:
+                # The error is not logged: it may quote the body (personal data); the dead letter holds it.
+                log.error("%s/%s: dead-lettering %s, which cannot be decoded (the dead letter says why)",
+                          self.service, self.sub.name, item.subject, extra=_fields(item))
                 await self._dead_letter(msg, item, str(exc))
                 continue
             if self._ignored(item):
@@ -303,7 +344,8 @@ class ConsumerRunner:
         try:
             return self.sub.ignores(item.message)
         except Exception:  # a rule that cannot judge this message: apply it the usual way
-            log.warning("%s/%s: ignores() failed on %s", self.service, self.sub.name, item.subject, exc_info=True)
+            log.warning("%s/%s: ignores() failed on %s", self.service, self.sub.name, item.subject, exc_info=True,
+                        extra=_fields(item))
             return False
 
     async def _apply(self, pairs: list[tuple[Msg, Item]], *, look_first: bool | None = None) -> None:
@@ -319,15 +361,15 @@ class ConsumerRunner:
         try:
             seen = await self.ledger.seen(item.key for _, item in pairs) if look_first else {}
         except Exception as exc:
-            await self._retry_later([m for m, _ in pairs], exc)
+            await self._retry_later(pairs, exc)
             return
-        done: list[tuple[Msg, str, list[Outgoing]]] = []
+        done: list[tuple[Msg, Item, list[Outgoing]]] = []
         fresh: list[tuple[Msg, Item]] = []
         for msg, item in pairs:
             if item.key in seen:
                 self.metrics.duplicates.labels(*self._labels).inc()
                 doc = seen[item.key]
-                done.append((msg, item.key, [] if self.ledger.published(doc) else outgoing_of(doc)))
+                done.append((msg, item, [] if self.ledger.published(doc) else outgoing_of(doc)))
             else:
                 fresh.append((msg, item))
         if fresh:
@@ -335,7 +377,7 @@ class ConsumerRunner:
                 await self._commit([i for _, i in fresh], look_first)
                 if self.sub.on_commit:
                     self.sub.on_commit()
-                done.extend((m, i.key, i.out) for m, i in fresh)
+                done.extend((m, i, i.out) for m, i in fresh)
                 self.metrics.applied.labels(*self._labels).inc(len(fresh))
             except Exception as exc:
                 if not look_first and _duplicate_key(exc):
@@ -343,7 +385,7 @@ class ConsumerRunner:
                     await self._apply(pairs, look_first=True)
                     return
                 if is_transient(exc) or isinstance(exc, NatsError | asyncio.TimeoutError):
-                    await self._retry_later([m for m, _ in fresh], exc)
+                    await self._retry_later(fresh, exc)
                 elif len(fresh) > 1:
                     # Isolate the culprit: the rest of the batch goes through one by one.
                     await self._finish(done)
@@ -376,11 +418,11 @@ class ConsumerRunner:
         for metric, amount in counted:
             metric.inc(amount)
 
-    async def _finish(self, done: list[tuple[Msg, str, list[Outgoing]]]) -> None:
+    async def _finish(self, done: list[tuple[Msg, Item, list[Outgoing]]]) -> None:
         if not done:
             return
         try:
-            await self.ledger.publish([(k, out) for _, k, out in done])
+            await self.ledger.publish([(i.key, out) for _, i, out in done])
         except PublishDenied as exc:
             if len(done) > 1:  # which of them caused a refused event: each goes on its own
                 for one in done:
@@ -390,14 +432,14 @@ class ConsumerRunner:
             return
         except Exception as exc:
             # Committed but not yet published: redelivery (or the sweeper) publishes from the ledger.
-            await self._retry_later([m for m, _, _ in done], exc)
+            await self._retry_later([(m, i) for m, i, _ in done], exc)
             return
         if self.sub.erase_subjects:
             try:
                 await self._erase([m for m, _, _ in done if m.subject in self.sub.erase_subjects])
             except Exception as exc:
                 # Not acknowledged: the redelivery finds the ledger entry and erases again.
-                await self._retry_later([m for m, _, _ in done], exc)
+                await self._retry_later([(m, i) for m, i, _ in done], exc)
                 return
         for msg, _, _ in done:
             await msg.ack()
@@ -408,10 +450,17 @@ class ConsumerRunner:
             await self.publisher.erase(_stream_of(self.sub), seqs)
             self.metrics.erased.labels(*self._labels).inc(len(seqs))
 
-    async def _retry_later(self, msgs: Sequence[Msg], exc: BaseException) -> None:
+    async def _retry_later(self, pairs: Sequence[tuple[Msg, Item]], exc: BaseException) -> None:
         reason = "transient" if is_transient(exc) or isinstance(exc, NatsError | asyncio.TimeoutError) else "error"
-        log.warning("%s/%s: %d message(s) back for retry: %s", self.service, self.sub.name, len(msgs), _brief(exc))
-        for msg in msgs:
+        # A line per message, naming it (a store away sends whole batches back: the first few say enough).
+        for _, item in pairs[:RETRIES_LOGGED]:
+            log.warning("%s/%s: %s back for retry (delivery %d): %s", self.service, self.sub.name, item.subject,
+                        item.delivered, _brief(exc), extra=_fields(item))
+        if len(pairs) > RETRIES_LOGGED:
+            log.warning("%s/%s: %d more message(s) of the batch back for retry", self.service, self.sub.name,
+                        len(pairs) - RETRIES_LOGGED)
+        for msg, item in pairs:
+            self._untraced(item, f"back for retry: {_brief(exc)}")
             self.metrics.retries.labels(*self._labels, reason).inc()
             try:
                 await msg.nak(delay=backoff(_delivered(msg)))
@@ -419,48 +468,50 @@ class ConsumerRunner:
                 log.debug("nak failed", exc_info=True)
 
     async def _failed(self, msg: Msg, item: Item, exc: BaseException) -> None:
+        self._untraced(item, _brief(exc))
         # The budget counts the handler's failures, kept in the store, not JetStream's deliveries: a message
         # redelivered because an instance died holding it, or sent back while the store was away, has not
         # failed, and must not reach the dead letters sooner for it.
         try:
             failures = await self._count_failure(item.key)
         except Exception as store_exc:
-            await self._retry_later([msg], store_exc)
+            await self._retry_later([(msg, item)], store_exc)
             return
         if failures >= self.max_deliver:
             log.error("%s/%s: dead-lettering %s after %d failures: %s", self.service, self.sub.name,
-                      item.subject, failures, _brief(exc))
+                      item.subject, failures, _brief(exc), extra=_fields(item))
             await self._dead_letter(msg, item, _brief(exc))
             with contextlib.suppress(Exception):
                 await self.store[FAILURES].delete_one({"_id": item.key})
         else:
             log.warning("%s/%s: %s failed (%d of %d): %s", self.service, self.sub.name, item.subject,
-                        failures, self.max_deliver, _brief(exc), exc_info=exc)
+                        failures, self.max_deliver, _brief(exc), exc_info=exc, extra=_fields(item))
             self.metrics.retries.labels(*self._labels, "error").inc()
             await msg.nak(delay=backoff(failures))
 
-    async def _refused(self, msg: Msg, key: str, exc: PublishDenied) -> None:
+    async def _refused(self, msg: Msg, item: Item, exc: PublishDenied) -> None:
         # Its effect is committed, but an event it caused may not be published by this service's user: a retry
         # cannot succeed, so the message goes to the dead letters with the refusal as its reason, and the ledger
         # entry is given up so the sweeper does not try it for ever.
-        log.error("%s/%s: %s", self.service, self.sub.name, exc)
+        log.error("%s/%s: %s", self.service, self.sub.name, exc, extra=_fields(item))
         self.metrics.publish_refused.labels(*self._labels).inc()
-        item = self._item(msg)
-        assert item is not None
         try:
-            await self.ledger.abandon(key, exc)
+            await self.ledger.abandon(item.key, exc)
         except Exception as store_exc:
-            await self._retry_later([msg], store_exc)
+            await self._retry_later([(msg, item)], store_exc)
             return
         await self._dead_letter(msg, item, str(exc))
 
     async def _count_failure(self, key: str) -> int:
         col = self.store[FAILURES]
-        await col.update_one({"_id": key}, {"$inc": {"n": 1}}, upsert=True)
+        # The last failure's moment: a count left by a message that went through in the end goes with the ledger.
+        await col.update_one({"_id": key}, {"$inc": {"n": 1}, "$set": {AT_S: self.clock.now().timestamp()}},
+                             upsert=True)
         doc = await col.find_one({"_id": key})
         return int(doc["n"]) if doc else 1
 
     async def _dead_letter(self, msg: Msg, item: Item, error: str) -> None:
+        self._untraced(item, f"dead-lettered: {error}")
         letter = DeadLetter(
             correlation_id=item.headers.get("Nats-Msg-Id", ""),
             service=self.service,
@@ -476,7 +527,7 @@ class ConsumerRunner:
         try:
             await self.publisher.publish(letter)
         except Exception as exc:
-            await self._retry_later([msg], exc)
+            await self._retry_later([(msg, item)], exc)
             return
         self.metrics.dead_letters.labels(*self._labels).inc()
         await msg.ack()
@@ -489,8 +540,13 @@ def _duplicate_key(exc: BaseException) -> bool:
     if isinstance(exc, BulkWriteError):
         return any(e.get("code") == 11000 for e in exc.details.get("writeErrors", []))
     if isinstance(exc, ClientBulkWriteException):
-        return any(e.get("code") == 11000 for e in exc.write_errors or [])
+        return any(e.get("code") == 11000 for e in exc.details.get("writeErrors", []))
     return False
+
+
+def _fields(item: Item) -> dict[str, str]:
+    """The log fields naming a message: its id, and the correlation and case ids of its decoded body."""
+    return message_fields(item.headers.get("Nats-Msg-Id") or item.key, item.message)
 
 
 def _stream_seq(msg: Msg) -> int | None:
@@ -547,7 +603,7 @@ def attach(broker: NatsBroker, runner: ConsumerRunner, *, ack_wait: float = 60.0
         title=f"{runner.service}/{sub.name}",
         description=sub.description or None,
     )
-    setattr(subscriber, LINGER_ATTR, sub.linger)
+    third_party.set_linger(subscriber, sub.linger)
     context = broker.context
 
     # The batch is read from the context here rather than injected (`Context("message")`): FastDepends resolves

@@ -1,4 +1,5 @@
-"""A demo feed: realistic reports from the patrol app, the hotline and sensors, so a newcomer sees cases flow."""
+"""A demo feed: realistic reports from the patrol app, the hotline and HJ 212 dust monitors, so a newcomer sees
+cases flow."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import nats
 from contracts import subjects
 from contracts.envelope import new_event_id
 from xiuhua.city import City
+from xiuhua.city.devices import CrcVariant
 
 PHRASES = {
     "0101": ["解放路菜场门口有流动摊贩占道经营", "学校门口早上有人摆摊卖早点，占用人行道"],
@@ -65,10 +67,40 @@ def hotline_order(city: City, n: int) -> dict[str, Any]:
     }
 
 
-async def feed(nats_url: str, city: City, *, rate: float = 1.0, connect_opts: dict[str, Any] | None = None) -> None:
-    """Publish a report every 1/rate seconds until cancelled."""
+async def dust_monitors(address: str, city: City, *, every_s: float = 10.0) -> None:
+    """The city's HJ 212 dust monitors report to intake's TCP edge as real ones do: real-time data with the
+    standard's CRC and data flags, answered with CN=9014. A connection lost (intake restarting) is made again."""
+    from zoneinfo import ZoneInfo
+
+    from xiuhua.hj212_device import frame, segment, send
+
+    tz = ZoneInfo(city.info.timezone)
+    devices = [d for d in city.devices.by_mn.values()
+               if d.password and city.devices.models[d.model].device_type == "dust"]
+    while devices:
+        frames = []
+        for d in devices:
+            accepted = city.devices.models[d.model].hj212_crc
+            crc: CrcVariant = "modbus_swapped" if "modbus_swapped" in accepted else "standard"
+            pm10 = round(random.uniform(40, 120), 1)
+            values = {"pm10": pm10, "pm25": round(pm10 * 0.55, 1), "tsp": round(pm10 * 1.6, 1),
+                      "temperature": round(random.uniform(5, 25), 1), "humidity": round(random.uniform(40, 80), 1)}
+            frames.append(frame(segment(d.mn or "", d.password or "", values, datetime.now(UTC), tz), crc))
+        try:
+            await send(address, frames)
+        except OSError:
+            pass  # intake is restarting: the monitors try again next round, as real ones do
+        await asyncio.sleep(every_s)
+
+
+async def feed(
+    nats_url: str, city: City, *, rate: float = 1.0, connect_opts: dict[str, Any] | None = None,
+    hj212: str | None = None,
+) -> None:
+    """Publish a report every 1/rate seconds until cancelled; with an HJ 212 address, dust monitors report there."""
     nc = await nats.connect(nats_url, **(connect_opts or {}))
     js = nc.jetstream()
+    monitors = asyncio.create_task(dust_monitors(hj212, city)) if hj212 else None
     n = 0
     try:
         while True:
@@ -81,4 +113,6 @@ async def feed(nats_url: str, city: City, *, rate: float = 1.0, connect_opts: di
                              headers={"Nats-Msg-Id": f"{source}:{body.get('report_id') or body.get('order_no')}"})
             await asyncio.sleep(1.0 / rate)
     finally:
+        if monitors is not None:
+            monitors.cancel()
         await nc.close()

@@ -33,9 +33,20 @@ th,td{border:1px solid #ddd;padding:.25rem .5rem;vertical-align:top;text-align:l
 """
 
 
+SKIPPED = {".venv", "var", "node_modules", "build", "dist"}  # not the project's pages: installs and run-time files
+
+
 def markdown_files(root: Path = PROJECT_ROOT) -> list[Path]:
-    """Every documentation page: the top-level README and changelog, and everything under docs/."""
-    return [root / name for name in TOP_LEVEL if (root / name).exists()] + sorted((root / DOCS).rglob("*.md"))
+    """Every documentation page: the top-level README and changelog, everything under docs/, and the other
+    Markdown files of the repository (a data folder's sources, an example's README) that pages link to."""
+    top = [root / name for name in TOP_LEVEL if (root / name).exists()]
+    docs = sorted((root / DOCS).rglob("*.md"))
+    others = sorted(
+        p for p in root.rglob("*.md")
+        if p not in top and DOCS not in p.relative_to(root).parts[:1]
+        and not any(part in SKIPPED or part.startswith(".") for part in p.relative_to(root).parts[:-1])
+    )
+    return top + docs + others
 
 
 def _parser() -> MarkdownIt:

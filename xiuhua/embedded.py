@@ -20,6 +20,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from xiuhua import logs
+
 BIN = Path(sys.executable).parent
 
 
@@ -71,10 +73,14 @@ class ServerProcess:
     log_path: Path
     proc: subprocess.Popen[bytes] | None = None
     extra_env: dict[str, str] = field(default_factory=dict)
+    own_logs: tuple[Path, ...] = ()  # log files the server writes itself
 
     def start(self, timeout: float = 20.0) -> None:
-        """Start and wait until the port accepts connections."""
+        """Start and wait until the port accepts connections (its output appended to `log_path`, rotated first when it
+        has outgrown the size logs rotate at)."""
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        for path in (self.log_path, *self.own_logs):
+            logs.rotate_if_larger(path, *logs.file_limits())
         log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
             list(self.argv), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
@@ -122,7 +128,7 @@ def store_server(data_dir: Path, port: int | None = None) -> ServerProcess:
     argv = [find_binary("nx-27017"), "--data-dir", str(data_dir / "data"), "--host", "127.0.0.1", "-p", str(port),
             "--log-file", str(data_dir / "nx-27017.log"), "--pid-file", str(data_dir / "nx-27017.pid")]
     (data_dir / "data").mkdir(exist_ok=True)
-    return ServerProcess("nx-27017", argv, port, data_dir / "nx-27017.out")
+    return ServerProcess("nx-27017", argv, port, data_dir / "nx-27017.out", own_logs=(data_dir / "nx-27017.log",))
 
 
 def nats_url(p: ServerProcess) -> str:

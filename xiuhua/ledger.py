@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -26,26 +26,48 @@ from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from xiuhua.bus import Outgoing, PublishDenied, Publisher
 from xiuhua.clock import Clock
+from xiuhua.retention import Retained
 from xiuhua.store import Store, Writes, drop_index_on
 
 log = logging.getLogger("xiuhua.ledger")
 
 COLLECTION = "ledger"
 MARK_AFTER_S = 0.25  # how long published keys wait to be marked together
+AT_S = "at_s"  # `at` in seconds since the epoch: what the purge selects on (a range on a number, indexed)
 
 
-def _doc(key: str, out: Sequence[Outgoing], at: datetime) -> dict[str, Any]:
-    return {
+def _doc(key: str, out: Sequence[Outgoing], at: datetime, *, expires: bool = True) -> dict[str, Any]:
+    doc = {
         "_id": key,
-        "events": [{"s": o.subject, "b": o.body.decode(), "id": o.msg_id} for o in out],
+        "events": [_event_doc(o) for o in out],
         "published": not out,
         "at": at,
     }
+    if expires:  # what the purge ranges over (`RETAINED`): an entry without it is kept for good
+        doc[AT_S] = at.timestamp()
+    return doc
+
+
+def _unpublished(doc: Mapping[str, Any]) -> bool:
+    """An outbox entry whose events have not gone out: the sweeper still needs it, whatever its age."""
+    return not doc.get("published")
+
+
+# Entries of applied messages go after the city's ledger horizon (`retention.yaml`), published ones only.
+RETAINED = Retained(COLLECTION, AT_S, "ledger", keep=_unpublished, keep_fields=("published",))
+
+
+def _event_doc(o: Outgoing) -> dict[str, Any]:
+    doc: dict[str, Any] = {"s": o.subject, "b": o.body.decode(), "id": o.msg_id}
+    if o.headers:  # kept so that a republished event carries the same trace context
+        doc["h"] = dict(o.headers)
+    return doc
 
 
 def outgoing_of(doc: dict[str, Any]) -> list[Outgoing]:
     """The events a ledger document holds."""
-    return [Outgoing(e["s"], e["b"].encode(), e["id"]) for e in doc.get("events", [])]
+    return [Outgoing(e["s"], e["b"].encode(), e["id"], tuple(e.get("h", {}).items()))
+            for e in doc.get("events", [])]
 
 
 class Ledger:
@@ -93,9 +115,12 @@ class Ledger:
     async def claim(
         self, key: str, out: Sequence[Outgoing], session: AsyncClientSession | None = None
     ) -> bool:
-        """Record a key once; False if it was claimed before (by this or another instance)."""
+        """Record a key once; False if it was claimed before (by this or another instance).
+
+        Kept for good, past any horizon: such a claim says that something due once per period (a week's bulletin,
+        a period's ranking) was done, which a later look for what is due relies on; there are few of them."""
         try:
-            await self._col.insert_one(_doc(key, out, self._clock.now()), session=session)
+            await self._col.insert_one(_doc(key, out, self._clock.now(), expires=False), session=session)
             return True
         except DuplicateKeyError:
             return False

@@ -89,7 +89,7 @@ class Metrics:
         self, name: str, doc: str, labels: tuple[str, ...] = (), buckets: tuple[float, ...] = ()
     ) -> Histogram:
         """A business histogram in this service's registry."""
-        kwargs = {"buckets": buckets} if buckets else {}
+        kwargs: dict[str, Any] = {"buckets": buckets} if buckets else {}
         return Histogram(name, doc, list(labels), registry=self.registry, **kwargs)
 
 
@@ -159,10 +159,19 @@ class StoreCommands(monitoring.CommandListener):
 
 
 HealthCheck = Callable[[], Awaitable[bool]]
+HealthWarnings = Callable[[], list[str]]
 
 
-def routes(metrics: Metrics, checks: dict[str, HealthCheck]) -> list[Route]:
-    """`GET /metrics` (Prometheus text) and `GET /health` (JSON, 503 when a check fails)."""
+def routes(
+    metrics: Metrics,
+    checks: dict[str, HealthCheck],
+    *,
+    warnings: HealthWarnings | None = None,
+    info: Callable[[], dict[str, Any]] | None = None,
+) -> list[Route]:
+    """`GET /metrics` (Prometheus text) and `GET /health` (JSON, 503 when a check fails; `warnings` lists what an
+    operator should act on soon without the service being unhealthy; `info`: what the service adds about itself,
+    e.g. intake's classifier in use)."""
 
     async def metrics_endpoint(_: Request) -> Response:
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
@@ -176,9 +185,11 @@ def routes(metrics: Metrics, checks: dict[str, HealthCheck]) -> list[Route]:
                 logging.getLogger("xiuhua.health").debug("health check %s failed", name, exc_info=True)
                 results[name] = False
         ok = all(results.values())
-        return JSONResponse(
-            {"service": metrics.service, "status": "ok" if ok else "degraded", "checks": results},
-            status_code=200 if ok else 503,
-        )
+        body: dict[str, Any] = {"service": metrics.service, "status": "ok" if ok else "degraded", "checks": results}
+        if warnings is not None:
+            body["warnings"] = warnings()
+        if info is not None:
+            body.update(info())
+        return JSONResponse(body, status_code=200 if ok else 503)
 
     return [Route("/metrics", metrics_endpoint), Route("/health", health_endpoint)]

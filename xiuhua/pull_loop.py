@@ -21,7 +21,6 @@ import json
 import logging
 
 import anyio
-from faststream.nats.subscriber.usecases.stream_pull_subscriber import BatchPullStreamSubscriber
 from nats.aio.msg import Msg
 from nats.errors import ConnectionClosedError
 from nats.errors import TimeoutError as NatsTimeout
@@ -29,14 +28,16 @@ from nats.js import api
 from nats.js.client import JetStreamContext
 from nats.js.errors import ServiceUnavailableError
 
+from xiuhua import third_party
+from xiuhua.third_party import PullSubscription, PullTask
+
 log = logging.getLogger("xiuhua.pull")
 
-LINGER_ATTR = "_xiuhua_linger"  # set on a FastStream subscriber by `xiuhua.consumer.attach`
 AVAILABLE_WAIT_S = 1.0  # a no_wait request is answered at once; this only bounds a lost answer
 
 
 async def take_batch(
-    sub: JetStreamContext.PullSubscription,
+    sub: PullSubscription,
     batch: int,
     timeout: float,  # noqa: ASYNC109
     linger: float = 0.0,
@@ -56,38 +57,25 @@ async def take_batch(
     return msgs
 
 
-def _delivered(sub: JetStreamContext.PullSubscription, n: int) -> list[Msg]:
+def _delivered(sub: PullSubscription, n: int) -> list[Msg]:
     """Messages an earlier request left in the subscription's queue (status messages are dropped)."""
     out: list[Msg] = []
-    while len(out) < n and (msg := _queued(sub)) is not None:
+    while len(out) < n and (msg := third_party.queued(sub)) is not None:
         if not JetStreamContext.is_status_msg(msg):
             out.append(msg)
     return out
 
 
-def _queued(sub: JetStreamContext.PullSubscription) -> Msg | None:
-    """The next message already in the subscription's queue, without waiting; None if there is none. nats-py
-    offers no public accessor, and its `next_msg` makes a task, a uuid and a `wait_for` for each message: on a
-    large batch, most of what intake spent collecting it (profiled)."""
-    queue = sub._sub._pending_queue
-    if queue.empty():
-        return None
-    msg = queue.get_nowait()
-    sub._sub._pending_size -= len(msg.data)  # as nats-py's own fetch and next_msg do
-    queue.task_done()  # as next_msg does: a drain waits for the queue's items to be done
-    return msg
-
-
-async def _available(sub: JetStreamContext.PullSubscription, n: int, out: list[Msg]) -> None:
+async def _available(sub: PullSubscription, n: int, out: list[Msg]) -> None:
     """Add to `out` what the consumer holds right now, up to `n`: a `no_wait` request without an expiry, which the
     server answers at once (then a 404 status when it had fewer)."""
     request = json.dumps({"batch": n, "no_wait": True}).encode()
-    await sub._nc.publish(sub._nms, request, sub._deliver)
+    await third_party.request_pull(sub, request)
     want = len(out) + n
     while len(out) < want:
-        if (msg := _queued(sub)) is None:
+        if (msg := third_party.queued(sub)) is None:
             try:
-                msg = await sub._sub.next_msg(timeout=AVAILABLE_WAIT_S)
+                msg = await third_party.next_delivered(sub, AVAILABLE_WAIT_S)
             except (NatsTimeout, TimeoutError):
                 break
         status = JetStreamContext.is_status_msg(msg)
@@ -98,31 +86,28 @@ async def _available(sub: JetStreamContext.PullSubscription, n: int, out: list[M
         out.append(msg)
 
 
-async def _consume_pull(self: BatchPullStreamSubscriber) -> None:
-    assert self.subscription, "create the subscription first"
-    sub = self.subscription
-    batch_size = self.pull_sub.batch_size
-    timeout = self.pull_sub.timeout
-    linger = getattr(self, LINGER_ATTR, 0.0)
+async def run(task: PullTask) -> None:
+    """Pull batches for one FastStream subscriber until it stops (see the module's docstring)."""
+    sub = task.subscription
     held: list[Msg] = []
     try:
-        while self.running:
+        while task.running():
             held = []
             try:
-                await take_batch(sub, batch_size, timeout, linger, held)
+                await take_batch(sub, task.batch_size, task.timeout, task.linger, held)
             except NatsTimeout:
                 continue  # idle: nothing arrived within the long poll
             except (ConnectionClosedError, ServiceUnavailableError):
                 # Unacknowledged messages stay with the server for redelivery; wait for the reconnect.
                 await anyio.sleep(0.5)
                 continue
-            if held and self.running:
+            if held and task.running():
                 messages, held = held, []
-                await self.consume(messages)
+                await task.consume(messages)
     finally:
         # Stopped (cancelled, as FastStream stops a subscriber) with messages in hand: while lingering, or between a
         # fetch and the handler. Unanswered they would wait out the ack wait (60 s) before another instance got them.
-        await give_back([*held, *_delivered(sub, batch_size)])
+        await give_back([*held, *_delivered(sub, task.batch_size)])
 
 
 async def give_back(msgs: list[Msg]) -> None:
@@ -136,8 +121,6 @@ async def give_back(msgs: list[Msg]) -> None:
 
 
 def install() -> None:
-    """Use the loop above for every batch pull subscriber (idempotent)."""
-    if getattr(BatchPullStreamSubscriber._consume_pull, "_xiuhua", False):
-        return
-    _consume_pull._xiuhua = True  # type: ignore[attr-defined]
-    BatchPullStreamSubscriber._consume_pull = _consume_pull  # type: ignore[method-assign]
+    """Use the loop above for every batch pull subscriber, and nats-py's fetch with one timeout error (idempotent)."""
+    third_party.patch_fetch_timeout()
+    third_party.replace_batch_pull_loop(run)

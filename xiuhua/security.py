@@ -89,9 +89,9 @@ class User:
 # What each service publishes (besides `dlq.v1.<service>`). Intake answers reports; dispatch owns the lifecycle.
 SERVICE_PUBLISHES: dict[str, tuple[str, ...]] = {
     "intake": ("case.v1.opened.>", "case.v1.merged.>", "case.v1.transferred.>", subjects.REPORT_REJECTED,
-               # Open311 requests arriving over HTTP enter the bus as their own inbound source, and sensors
-               # back to normal are intake's own signal.
-               subjects.report_subject("open311"), "report.v1.sensor_normal"),
+               # Open311 requests arriving over HTTP enter the bus as their own inbound source, readings heard
+               # on the HJ 212 TCP edge as sensor readings, and sensors back to normal are intake's own signal.
+               subjects.report_subject("open311"), subjects.report_subject("sensor"), "report.v1.sensor_normal"),
     "dispatch": ("case.v1.>",),  # minus intake's three, below
     "scoring": (subjects.SCORE_ALL,),
     "notify": (subjects.NOTIFY_ALL, "bulletin.v1.>"),
@@ -274,7 +274,7 @@ def render_config(users: Sequence[User], options: ServerOptions | None = None) -
     if o.cluster:
         c = o.cluster
         lines += ["cluster {", f"  name: {_q(str(c['name']))}", f"  listen: {_q(str(c['listen']))}",
-                  f"  routes: {_list(str(r) for r in c.get('routes', []))}", "}"]  # type: ignore[union-attr]
+                  f"  routes: {_list(str(r) for r in c.get('routes', []))}", "}"]
     lines.append("authorization {")
     lines.append("  users: [")
     for u in users:
@@ -301,6 +301,7 @@ def service_consumers(services: Iterable[str] | None = None) -> dict[str, list[C
 
 def service_bindings(services: Iterable[str] | None = None) -> dict[str, tuple[list[Consumer], list[str]]]:
     """Each service's durable consumers and the core-NATS subjects it serves, read from its ServiceSpec."""
+    from xiuhua import third_party
     from xiuhua.registry import SERVICES, spec
     from xiuhua.service import build_runtime
     from xiuhua.settings import Settings
@@ -313,12 +314,11 @@ def service_bindings(services: Iterable[str] | None = None) -> dict[str, tuple[l
         found: list[Consumer] = []
         served: list[str] = []
         for sub in rt.broker.subscribers:
-            stream = getattr(getattr(sub, "stream", None), "name", None)
-            durable = (getattr(sub, "extra_options", None) or {}).get("durable")
+            stream, durable, subject = third_party.binding(sub)
             if stream and durable:
                 found.append(Consumer(stream, durable, erases=durable in erasing))
-            elif not stream and getattr(sub, "subject", None):
-                served.append(str(sub.subject))
+            elif not stream and subject:
+                served.append(subject)
         out[name] = (sorted(set(found), key=lambda c: (c.stream, c.durable)),
                      sorted({*SERVICE_SERVES.get(name, ()), *served}))
     return out

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import gc
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -21,14 +22,18 @@ from starlette.applications import Starlette
 from starlette.routing import BaseRoute
 
 from contracts import registry
-from xiuhua import observability
+from xiuhua import observability, tracing
 from xiuhua.bus import Publisher, Refusals, make_broker
 from xiuhua.city import City, load_city
+from xiuhua.city.loading import line_of
 from xiuhua.clock import Clock, SystemClock
-from xiuhua.consumer import FAILURES, ConsumerRunner, Subscription, attach, reconcile_consumers
+from xiuhua.consumer import FAILURES, FAILURES_RETAINED, ConsumerRunner, Subscription, attach, reconcile_consumers
 from xiuhua.ledger import COLLECTION as LEDGER
+from xiuhua.ledger import RETAINED as LEDGER_RETAINED
 from xiuhua.ledger import Ledger
 from xiuhua.observability import Metrics, StoreCommands
+from xiuhua.retention import Retained, RetentionJob, check_ledger_horizon
+from xiuhua.retention import ensure_indexes as ensure_retention_indexes
 from xiuhua.security import embedded_credentials
 from xiuhua.settings import Settings, get_settings
 from xiuhua.store import BACKFILL_EVERY_S, Store
@@ -68,6 +73,17 @@ class Runtime:
 
         self.tasks.append(asyncio.create_task(loop(), name=f"{self.name}:{name}"))
 
+    def in_background(self, fn: Callable[[], Awaitable[Any]], *, name: str) -> None:
+        """Run `fn` once in the background (work a start need not wait for); a failure is logged."""
+
+        async def once() -> None:
+            try:
+                await fn()
+            except Exception:
+                log.exception("%s: background task %s failed", self.name, name)
+
+        self.tasks.append(asyncio.create_task(once(), name=f"{self.name}:{name}"))
+
     async def repair_older_builds(self, fn: Callable[[], Awaitable[Any]], *, name: str) -> None:
         """Run `fn` now and every `BACKFILL_EVERY_S`: it gives what an older build wrote what this one's queries
         select on (during a rolling upgrade the older instances go on writing it for a while)."""
@@ -83,7 +99,17 @@ class ServiceSpec:
     subscriptions: Callable[[Runtime], list[Subscription]]
     collections: tuple[str, ...] = ()
     on_start: Callable[[Runtime], Awaitable[None]] | None = None
+    # After the broker is connected and the consumers run: listeners that publish what they hear (intake's TCP edge)
+    on_started: Callable[[Runtime], Awaitable[None]] | None = None
     http_routes: Callable[[Runtime], list[BaseRoute]] | None = None
+    health_warnings: Callable[[Runtime], list[str]] | None = None  # /health `warnings`: act soon, not failing
+    # The service's own city files (beyond what load_city checks), checked by `xiuhua up` before anything starts
+    # so a mistake is one `file:line: field: message` and exit code 2, not a crash loop; raises CityDataError.
+    check_city: Callable[[City], None] | None = None
+    health_info: Callable[[Runtime], dict[str, Any]] | None = None  # what `/health` adds about the service
+    # What the periodic purge deletes past the city's horizons (`retention.yaml`), besides the ledger every
+    # service has.
+    retained: tuple[Retained, ...] = ()
 
 
 def build_runtime(
@@ -98,6 +124,10 @@ def build_runtime(
     # A service run beside the embedded default connects as its own user, as `xiuhua up` starts it.
     settings = embedded_credentials(settings, spec.name)
     clock = clock or SystemClock()
+    city = city or load_city(settings.city_dir)
+    retention_file = city.folder / "retention.yaml"
+    where = line_of(retention_file, ("ledger",)) if retention_file.exists() else "retention defaults"
+    check_ledger_horizon(city.retention, settings.ack_wait, where)
     metrics = Metrics(spec.name)
     refusals = Refusals()
     broker = make_broker(settings, name=spec.name, registry=metrics.registry, refusals=refusals)
@@ -112,7 +142,7 @@ def build_runtime(
         name=spec.name,
         settings=settings,
         clock=clock,
-        city=city or load_city(settings.city_dir),
+        city=city,
         broker=broker,
         store=store,
         publisher=publisher,
@@ -123,7 +153,7 @@ def build_runtime(
         sub.batch_size = min(sub.batch_size, settings.batch_size)
         runner = ConsumerRunner(
             service=spec.name, sub=sub, store=store, ledger=ledger, publisher=publisher, metrics=metrics,
-            max_deliver=settings.max_deliver,
+            max_deliver=settings.max_deliver, clock=clock,
         )
         attach(broker, runner, ack_wait=settings.ack_wait)
         rt.consumers.append(runner)
@@ -139,16 +169,23 @@ async def started(spec: ServiceSpec, rt: Runtime) -> AsyncIterator[Runtime]:
     await rt.store.end_orphaned_transaction()
     await rt.store.ensure_collections((LEDGER, FAILURES, *spec.collections))
     await rt.ledger.ensure_indexes()
+    retained = (LEDGER_RETAINED, FAILURES_RETAINED, *spec.retained)
+    await ensure_retention_indexes(rt.store, retained)
     if spec.on_start:
         await spec.on_start(rt)
     await rt.broker.start()
     await reconcile_consumers(
-        rt.broker.config.connection_state.connection.jetstream(),  # type: ignore[union-attr]
+        rt.broker.connection.jetstream(),
         [r.sub for r in rt.consumers],
         ack_wait=rt.settings.ack_wait,
     )
+    if spec.on_started:
+        await spec.on_started(rt)
     rt.every(5.0, lambda: _sweep(rt), name="outbox-sweeper")
     rt.every(1.0, rt.store.end_orphaned_transaction, name="orphan-transactions")
+    # The first purge waits a whole interval: a service back after a long outage first takes the redeliveries
+    # of what it applied before (they come at once, their ack wait long past), finding their ledger entries.
+    rt.every(rt.city.retention.every, retention_job(rt, retained).run, name="retention")
     rt.metrics.up.labels(spec.name).set(1)
     log.info("%s started", spec.name)
     try:
@@ -178,6 +215,18 @@ async def running(
         yield rt
 
 
+def retention_job(rt: Runtime, retained: tuple[Retained, ...]) -> RetentionJob:
+    """The service's purge, counting what it deletes by collection."""
+    deleted = rt.metrics.counter(
+        "xiuhua_retention_deleted", "Documents the purge deleted past the city's horizon (retention.yaml)",
+        ("service", "collection"),
+    )
+    return RetentionJob(
+        rt.store, rt.city.retention, retained, rt.clock,
+        on_deleted=lambda collection, n: deleted.labels(rt.name, collection).inc(n),
+    )
+
+
 async def _sweep(rt: Runtime) -> None:
     n = await rt.ledger.sweep()
     if rt.ledger.refused:
@@ -191,7 +240,7 @@ def asgi_app(spec: ServiceSpec, rt: Runtime) -> Starlette:
     """The service as an ASGI app: the broker runs in its lifespan, `/metrics` and `/health` beside it."""
 
     async def nats_ok() -> bool:
-        return bool(rt.broker.config.connection_state.connection.is_connected)  # type: ignore[union-attr]
+        return bool(rt.broker.connection.is_connected)
 
     @contextlib.asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
@@ -202,7 +251,11 @@ def asgi_app(spec: ServiceSpec, rt: Runtime) -> Starlette:
             gc.freeze()
             yield
 
-    routes: list[BaseRoute] = observability.routes(rt.metrics, {"nats": nats_ok, "store": rt.store.ping})
+    warn = spec.health_warnings
+    info = functools.partial(spec.health_info, rt) if spec.health_info is not None else None
+    routes: list[BaseRoute] = [*observability.routes(
+        rt.metrics, {"nats": nats_ok, "store": rt.store.ping}, warnings=(lambda: warn(rt)) if warn else None, info=info
+    )]
     if spec.http_routes:
         routes += spec.http_routes(rt)
     return Starlette(routes=routes, lifespan=lifespan)
@@ -211,9 +264,14 @@ def asgi_app(spec: ServiceSpec, rt: Runtime) -> Starlette:
 def serve(spec: ServiceSpec, settings: Settings | None = None) -> None:
     """Run one service as a process until SIGINT/SIGTERM."""
     settings = settings or get_settings()
+    tracing.configure(settings, spec.name)
     app = asgi_app(spec, build_runtime(spec, settings))
     config = uvicorn.Config(
         app, host=settings.http_host, port=settings.http_port, log_level="warning", access_log=False,
         lifespan="on", timeout_graceful_shutdown=5,
+        log_config=None,  # uvicorn's records go to the process's handler (`xiuhua.logs`), not its own on stderr
     )
-    uvicorn.Server(config).run()
+    try:
+        uvicorn.Server(config).run()
+    finally:
+        tracing.shutdown()

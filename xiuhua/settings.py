@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -39,6 +40,15 @@ class Settings(BaseSettings):
     db_prefix: str = Field(default="xiuhua_", description="Each service's database is <prefix><service>")
     http_host: str = "127.0.0.1"
     http_port: int = Field(default=0, description="0 = any free port (written to var/endpoints.json)")
+    hj212_port: int | None = Field(
+        default=None, ge=0, le=65535,
+        description="Intake's HJ 212-2017 TCP edge: unset = not started, 0 = any free port (`xiuhua up` picks one "
+        "and writes it to var/endpoints.json as services.intake.hj212)",
+    )
+    hj212_host: str | None = Field(default=None, description="Address the HJ 212 edge listens on; unset = http_host")
+    hj212_idle_s: float = Field(
+        default=600.0, gt=0, description="A device connection silent this long is closed (devices send every minute)"
+    )
     stream_replicas: int = Field(default=1, ge=1, le=5)
     write_concern: str = Field(default="majority", description="'majority' on a replica set; '1' alone")
     batch_size: int = Field(
@@ -72,6 +82,16 @@ class Settings(BaseSettings):
         "take seconds) and the Open311 view (a citizen's POST waits for its case id)",
     )
     log_level: str = "INFO"
+    log_format: Literal["auto", "text", "json"] = Field(
+        default="auto",
+        description="auto: plain text on a terminal, one JSON object a line elsewhere (a file, a pipe, a collector)",
+    )
+    log_file: Path | None = Field(
+        default=None,
+        description="A service's log file, rotated (`xiuhua up` sets var/logs/<service>.log); unset = stderr",
+    )
+    log_max_bytes: int = Field(default=50 * 2**20, ge=1024, description="Size at which a log file is rotated")
+    log_backups: int = Field(default=5, ge=1, le=100, description="Rotated log files kept beside each log (.1 … .N)")
     bulletin_base_url: str | None = Field(
         default=None,
         description="Public URL of the bulletin archive (var/bulletins), e.g. https://cg.example.gov.cn/bulletins; "
@@ -84,6 +104,17 @@ class Settings(BaseSettings):
     )
     pseudonym_key: str = Field(
         default="xiuhua-demo-pseudonym-key", description="Key for reporter pseudonyms; set per city"
+    )
+    tracing: bool = Field(
+        default=False, description="Send OpenTelemetry traces of each message's handling (xiuhua.tracing)"
+    )
+    tracing_endpoint: str | None = Field(
+        default=None,
+        description="OTLP/HTTP traces URL, e.g. http://otel-collector:4318/v1/traces; unset = the standard "
+        "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT / OTEL_EXPORTER_OTLP_ENDPOINT, else localhost:4318",
+    )
+    tracing_sample_ratio: float = Field(
+        default=1.0, ge=0.0, le=1.0, description="Share of reports traced (the first hop decides for the whole trace)"
     )
 
     def database(self, service: str) -> str:

@@ -21,9 +21,9 @@ from typing import Any
 
 import nats
 
-from xiuhua import embedded
+from xiuhua import embedded, logs
 from xiuhua.bus import connect_options, provision_streams
-from xiuhua.registry import SERVICES
+from xiuhua.registry import SERVICES, spec
 from xiuhua.settings import Settings
 
 log = logging.getLogger("xiuhua.up")
@@ -45,17 +45,24 @@ class Child:
     env: dict[str, str]
     log_path: Path
     port: int
+    tcp: dict[str, int] = field(default_factory=dict)  # TCP edges it serves besides HTTP: name → port
     proc: subprocess.Popen[bytes] | None = None
     crashes: list[float] = field(default_factory=list)
     restart_at: float = 0.0
 
     def start(self) -> None:
-        """Start the process, logging to its file."""
-        with self.log_path.open("ab") as fh:
-            self.proc = subprocess.Popen(
-                self.argv, env=self.env, stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                start_new_session=True, preexec_fn=embedded._die_with_parent,
-            )
+        """Start the process, logging to its rotated file (what it prints besides to `<name>.stderr.log`)."""
+        self.proc = start_service_process(self.argv, self.env, self.log_path)
+
+
+def start_service_process(argv: list[str], env: dict[str, str], log_path: Path) -> subprocess.Popen[bytes]:
+    """A service process that logs to `log_path` (rotated by size, `XIUHUA_LOG_MAX_BYTES` and `XIUHUA_LOG_BACKUPS`)
+    and prints what it prints outside logging beside it; it dies with this process."""
+    with logs.child_output(log_path) as fh:
+        return subprocess.Popen(
+            argv, env={**env, **logs.child_env(log_path)}, stdout=fh, stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL, start_new_session=True, preexec_fn=embedded._die_with_parent,
+        )
 
 
 class Supervisor:
@@ -114,6 +121,8 @@ class Supervisor:
         (self.var / "logs").mkdir(parents=True, exist_ok=True)
         for name in SERVICES:
             port = embedded.free_port()
+            # Intake's HJ 212 edge keeps its port across restarts: devices are configured with it once.
+            tcp = {"hj212": embedded.free_port()} if name == "intake" else {}
             env = {
                 **os.environ,
                 "XIUHUA_NATS_URL": self.nats_url or "",
@@ -124,9 +133,10 @@ class Supervisor:
                 "XIUHUA_BULLETIN_SCHEDULE": str(self.settings.bulletin_schedule).lower(),
                 **({"XIUHUA_STORE_TX_LOCK_DIR": str(self.var / "store" / "locks")} if self.embedded_store else {}),
                 **({"XIUHUA_NATS_USER": name, "XIUHUA_NATS_PASSWORD": self.passwords[name]} if self.passwords else {}),
+                **({"XIUHUA_HJ212_PORT": str(tcp["hj212"])} if "hj212" in tcp else {}),
             }
             child = Child(name, [sys.executable, "-m", "xiuhua.cli", "run", name], env,
-                          self.var / "logs" / f"{name}.log", port)
+                          self.var / "logs" / f"{name}.log", port, tcp)
             child.start()
             self.children.append(child)
 
@@ -143,6 +153,7 @@ class Supervisor:
                     "metrics": f"http://{host}:{c.port}/metrics",
                     "health": f"http://{host}:{c.port}/health",
                     **({"open311": f"http://{host}:{c.port}/open311/v2/"} if c.name == "intake" else {}),
+                    **{edge: f"tcp://{host}:{port}" for edge, port in c.tcp.items()},
                 }
                 for c in self.children
             },
@@ -249,13 +260,18 @@ class Supervisor:
             from xiuhua.city import CityDataError, load_city
 
             try:
-                load_city(self.settings.city_dir)
+                city = load_city(self.settings.city_dir)
+                for name in SERVICES:  # each service's own files (open311.yaml, routing cross-checks ...)
+                    check = spec(name).check_city
+                    if check is not None:
+                        check(city)
             except CityDataError as exc:
                 self.say(f"city data error:\n{exc}")
                 return 2
             await asyncio.to_thread(self.start_servers)
             for line in await provision_streams(self.nats_url or "", replicas=self.settings.stream_replicas,
-                                                connect_opts=connect_options(self.client)):
+                                                connect_opts=connect_options(self.client),
+                                                max_ages=city.retention.stream_ages()):
                 self.say(f"stream {line}")
             self.spawn_services()
             await self.wait_healthy()
@@ -273,7 +289,9 @@ class Supervisor:
                 self.say(f"demo feed: {self.demo_rate:g} report(s) per second")
                 city = load_city(self.settings.city_dir)
                 opts = connect_options(self.client)
-                feeder = feed(self.nats_url or "", city, rate=self.demo_rate, connect_opts=opts)
+                hj212 = next((c.tcp["hj212"] for c in self.children if "hj212" in c.tcp), None)
+                address = f"tcp://{self.settings.http_host}:{hj212}" if hj212 else None
+                feeder = feed(self.nats_url or "", city, rate=self.demo_rate, connect_opts=opts, hj212=address)
                 tasks.append(asyncio.create_task(feeder))
             while not self._stop.is_set():
                 self.check_children()

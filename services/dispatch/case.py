@@ -28,6 +28,7 @@ TIMED_STATES = frozenset({State.dispatched, State.acknowledged, State.extension_
 
 RECENT_COMMANDS = 50
 TIMER_FIELD = "next_timer_s"  # the next timer in seconds since the epoch: what the timer scan selects on
+CLOSED_FIELD = "closed_s"  # when a closed or cancelled case ended, in seconds: what the purge ranges over
 
 
 class Case(BaseModel):
@@ -87,6 +88,8 @@ class Case(BaseModel):
         d["_id"] = d.pop("case_id")
         if self.next_timer_at is not None:
             d[TIMER_FIELD] = self.next_timer_at.timestamp()
+        if self.closed_at is not None:  # a reopened case loses it with its closing date
+            d[CLOSED_FIELD] = self.closed_at.timestamp()
         return d
 
 

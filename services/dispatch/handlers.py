@@ -7,7 +7,7 @@ import re
 from datetime import datetime
 from typing import Any
 
-from contracts.cases import CaseOpened
+from contracts.cases import CaseDispatched, CaseOpened
 from contracts.commands import CaseCommand
 from contracts.merchants import MerchantEscalated
 from contracts.values import Place, ReportSource
@@ -48,6 +48,11 @@ class DispatchHandlers:
         self.calendar = BusinessCalendar(rt.city.calendar)
         m = rt.metrics
         self.dispatched = m.counter("xiuhua_cases_dispatched", "Cases dispatched", ("role",))
+        self.estimated = m.counter(
+            "xiuhua_deadlines_estimated",
+            "Dispatches whose deadline counted a year the city's calendar has no official schedule for",
+            ("role",),
+        )
         self.commands = m.counter("xiuhua_case_commands", "Case commands by outcome", ("action", "outcome"))
         self.timer_events = m.counter("xiuhua_case_timers", "Deadline warnings, overdue and escalations", ("kind",))
 
@@ -82,7 +87,7 @@ class DispatchHandlers:
             docs.append(case.to_doc())
             done.append((item, ev))
             batch.emit(item, out)
-            count(self.dispatched.labels(case.lead_unit.role))
+            self._count_dispatch(out)
         batch.later().insert(CASES, docs)  # with the ledger entries: one command for a small batch
         return done
 
@@ -141,8 +146,14 @@ class DispatchHandlers:
         for ev in outcome.events:
             batch.emit(item, ev)
         count(self.commands.labels(c.action, "applied"))
-        if outcome.case.dispatch_round != (case.dispatch_round if case else 1):
-            count(self.dispatched.labels(outcome.case.lead_unit.role))
+        for ev in outcome.events:
+            if isinstance(ev, CaseDispatched):
+                self._count_dispatch(ev)
+
+    def _count_dispatch(self, ev: CaseDispatched) -> None:
+        count(self.dispatched.labels(ev.lead_unit.role))
+        if ev.due_at_estimated:
+            count(self.estimated.labels(ev.lead_unit.role))
 
     async def on_merchant_escalated(self, batch: Batch) -> None:
         """A merchant failed its 门前三包 duty again: open an enforcement case (source merchant_check) and

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
 from contracts import commands as cmd
 from contracts.cases import (
@@ -154,13 +155,13 @@ def open_case(ev: CaseOpened, ctx: Context) -> tuple[Case, CaseDispatched]:
         ack_due_at=_deadline(ctx, ctx.now, routing.acknowledge_limit(ev.urgency, ctx.city)),
     )
     case = reschedule(case, ctx.calendar, ctx.city.calendar)
-    return case, _dispatched(case, ctx.now)
+    return case, _dispatched(case, ctx)
 
 
-def _dispatched(case: Case, now: datetime, c: cmd.CaseCommand | None = None) -> CaseDispatched:
+def _dispatched(case: Case, ctx: Context, c: cmd.CaseCommand | None = None) -> CaseDispatched:
     manual = isinstance(c, cmd.Assign)
     return CaseDispatched(
-        occurred_at=now,
+        occurred_at=ctx.now,
         correlation_id=case.correlation_id,
         case_id=case.case_id,
         street_code=case.street_code,
@@ -171,6 +172,8 @@ def _dispatched(case: Case, now: datetime, c: cmd.CaseCommand | None = None) -> 
         due_at=case.due_at,
         urgency=case.urgency,
         time_limit=case.time_limit,
+        due_at_estimated=ctx.calendar.estimated(ctx.now, case.due_at, case.time_limit),
+        place=case.place,
         dispatch_round=case.dispatch_round,
         source=case.source,
         supervisor_found=case.supervisor_found,
@@ -217,7 +220,7 @@ def decide(case: Case, c: cmd.CaseCommand, ctx: Context) -> Applied | Rejected:
     return Applied(reschedule(new, ctx.calendar, ctx.city.calendar), events)
 
 
-def _unit_fields(case: Case, c: cmd.CaseCommand, now: datetime) -> dict[str, object]:
+def _unit_fields(case: Case, c: cmd.CaseCommand, now: datetime) -> dict[str, Any]:
     return {
         "occurred_at": now,
         "correlation_id": case.correlation_id,
@@ -270,7 +273,7 @@ def _return(case: Case, c: cmd.CaseCommand, ctx: Context) -> tuple[Case, list[Ca
             "pending_extension_hours": None,
         }
     )
-    return new, [returned, _dispatched(new, ctx.now, c)]
+    return new, [returned, _dispatched(new, ctx, c)]
 
 
 def _request_extension(case: Case, c: cmd.CaseCommand, ctx: Context) -> tuple[Case, list[CaseEvent]]:
@@ -436,7 +439,7 @@ def _assign(case: Case, c: cmd.CaseCommand, ctx: Context) -> tuple[Case, list[Ca
             "pending_extension_hours": None,
         }
     )
-    return new, [_dispatched(new, ctx.now, c)]
+    return new, [_dispatched(new, ctx, c)]
 
 
 _STEPS = {

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from contracts.cases import CaseDeadlineWarning, CaseEscalated, CaseEvent, CaseOverdue
 from services.dispatch.case import TIMED_STATES, Case
@@ -79,7 +80,7 @@ def due_timers(case: Case, now: datetime, cal: BusinessCalendar, cfg: CalendarFi
 
 def event_for(case: Case, timer: Timer, cfg: CalendarFile) -> CaseEvent:
     """The event a timer publishes, dated at the moment it fell due."""
-    fields: dict[str, object] = {
+    fields: dict[str, Any] = {
         "occurred_at": timer.at,
         "correlation_id": case.correlation_id,
         "case_id": case.case_id,

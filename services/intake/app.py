@@ -5,9 +5,10 @@ from __future__ import annotations
 from pymongo import ASCENDING
 
 from contracts import subjects
-from services.intake import open311
-from services.intake.batch_io import list_open_cases
-from services.intake.cases import domain_of
+from services.intake import hj212, open311
+from services.intake.batch_io import RETAINED, list_open_cases
+from services.intake.cases import domain_of, example_labels
+from services.intake.classifier import read_examples
 from services.intake.handlers import (
     COLLECTIONS,
     DEVICES,
@@ -18,6 +19,8 @@ from services.intake.handlers import (
     decode_case_event,
     decode_raw,
 )
+from services.intake.open311.definitions import load_open311
+from xiuhua.city import City, CityDataError
 from xiuhua.consumer import Subscription
 from xiuhua.service import Runtime, ServiceSpec
 from xiuhua.store import drop_index_on
@@ -55,9 +58,22 @@ async def on_start(rt: Runtime) -> None:
     await rt.repair_older_builds(lambda: list_open_cases(rt.store), name="merge-directory")
     await rt.store[DEVICES].create_index([("case_id", ASCENDING)])
     await open311.on_start(rt)
+    await rt.store[hj212.REJECTED].create_index([("at", ASCENDING)])
+
+
+def check_city(city: City) -> None:
+    """Intake's own city files, checked before anything starts (`xiuhua up`) and again at start-up: open311.yaml
+    (its services and attributes against the catalogue) and the classifier's labelled examples."""
+    load_open311(city)
+    try:
+        read_examples(city.folder, example_labels(city))
+    except ValueError as exc:
+        raise CityDataError(str(exc)) from exc
 
 
 SPEC = ServiceSpec(
-    name="intake", subscriptions=subscriptions, collections=(*COLLECTIONS, *open311.COLLECTIONS), on_start=on_start,
-    http_routes=open311.routes,
+    name="intake", subscriptions=subscriptions, collections=(*COLLECTIONS, *open311.COLLECTIONS, hj212.REJECTED),
+    on_start=on_start, on_started=hj212.start, check_city=check_city,
+    http_routes=open311.routes, health_info=lambda rt: {"classifier": domain_of(rt.city).classifier_info},
+    retained=(*RETAINED, *open311.RETAINED),
 )

@@ -17,6 +17,7 @@ from pymongo import UpdateOne
 from pymongo.asynchronous.client_session import AsyncClientSession
 
 from services.intake.sensors import DeviceState
+from xiuhua.retention import Retained
 from xiuhua.store import Store, Writes
 
 RAW = "raw_reports"
@@ -25,6 +26,25 @@ OPEN = "open_cases"
 OPEN_KEYS = "open_keys"  # merge directory 并案索引: `_id` merge key → `ids`, the cases opened under it and not closed
 DEVICES = "devices"
 LOCKS = "merge_locks"
+RECEIVED_S = "received_s"  # a raw report's `received_at` in seconds since the epoch: what the purge ranges over
+TELEMETRY_S = "telemetry_s"  # the same for a sensor reading that only moved its device's state (shorter horizon)
+AT_S = "at_s"  # a source reference's `at` in seconds
+CLOSED_S = "closed_s"  # when an open-case entry closed, in seconds (gone again when the case is reopened)
+
+# What the purge deletes past the city's horizons (`retention.yaml`): raw reports and the references that
+# de-duplicate them by the archive rule, telemetry sooner, closed cases' entries as closed cases go. Each kind
+# its own field: one range each, on its index.
+RETAINED = (
+    Retained(RAW, RECEIVED_S, "raw_reports"),
+    Retained(RAW, TELEMETRY_S, "telemetry"),
+    Retained(REFS, AT_S, "raw_reports"),
+    Retained(OPEN, CLOSED_S, "closed_cases"),
+)
+
+
+def is_telemetry(raw: dict[str, Any]) -> bool:
+    """A raw sensor reading kept only as a device's history (监测数据): it opened or joined no case."""
+    return raw.get("source") == "sensor" and raw.get("status") == "sensor_normal"
 
 
 class BatchIO:
@@ -165,13 +185,16 @@ class BatchIO:
 
     def add_raw(self, doc: dict[str, Any]) -> None:
         """Archive a raw report."""
+        doc[TELEMETRY_S if is_telemetry(doc) else RECEIVED_S] = doc["received_at"].timestamp()
         self.raw.append(doc)
 
     def add_ref(self, correlation: str, case_id: str, outcome: str) -> None:
         """Record what a source reference became."""
         self.refs[correlation] = True
         self.assumed.discard(correlation)
-        self.new_refs.append({"_id": correlation, "case_id": case_id, "outcome": outcome, "at": self.now})
+        self.new_refs.append(
+            {"_id": correlation, "case_id": case_id, "outcome": outcome, "at": self.now, AT_S: self.now.timestamp()}
+        )
 
     def answer(self, correlation: str, case_id: str, outcome: str, raw_doc: dict[str, Any]) -> None:
         """A report became a case, joined one or was transferred: its reference and its raw copy name the case."""

@@ -2,15 +2,30 @@
 
 from __future__ import annotations
 
+import logging
+import time
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
-from contracts.reports import GridReport, HotlineOrder, Inbound, InspectionFinding, RejectionReason
-from contracts.values import Place, Urgency
-from services.intake.classifier import TRIAGE_LABEL, Classifier, Verdict, read_examples
+from contracts.reports import GridReport, HotlineOrder, Inbound, InspectionFinding, RejectionReason, SensorReading
+from contracts.values import Location, Place, Urgency
+from services.intake import privacy
+from services.intake.classifier import (
+    OUT_OF_SCOPE_LABEL,
+    TRIAGE_LABEL,
+    Classifier,
+    TextClassifier,
+    Verdict,
+    read_examples,
+)
 from services.intake.gazetteer import Gazetteer
 from services.intake.geo import to_wgs84
+from services.intake.model_classifier import ModelClassifier
+from services.intake.textmodel import MODEL_FILE, ModelError, TextModel
 from xiuhua.city import City
+
+log = logging.getLogger("xiuhua.intake")
 
 
 @dataclass(frozen=True)
@@ -46,14 +61,79 @@ class TransferDraft:
 
 
 class Domain:
-    """The city's classifier and gazetteer, built once per city."""
+    """The city's classifier and gazetteer, built once per city.
+
+    The classifier in use is the city's learnt model (`classifier_model.npz` in its folder) when there is one,
+    else the keyword and n-gram classifier trained on `classifier_examples.jsonl`. A new model file is picked up
+    without a restart: the file is looked at again at most every RELOAD_CHECK_S seconds, and a file that cannot
+    be read leaves the model in use (and is logged)."""
+
+    RELOAD_CHECK_S = 2.0
 
     def __init__(self, city: City) -> None:
         self.city = city
-        labels = {c.code for c in city.catalogue.items()} | {f"transfer:{t.id}" for t in city.intake.transfers}
-        examples = read_examples(city.folder, labels | {TRIAGE_LABEL})
-        self.classifier = Classifier(city.catalogue, city.intake.transfers, city.intake.classifier, examples)
         self.gazetteer = Gazetteer(city)
+        self.model_path = city.folder / MODEL_FILE
+        self.model_error: str | None = None
+        self._model: ModelClassifier | None = None
+        self._stamp: tuple[int, int] | None = None
+        self._checked = 0.0
+        self.reload()
+
+    @cached_property
+    def rules(self) -> Classifier:
+        """The keyword and n-gram classifier trained on the city's labelled orders (built when first needed)."""
+        city = self.city
+        examples = read_examples(city.folder, example_labels(city))
+        return Classifier(city.catalogue, city.intake.transfers, city.intake.classifier, examples)
+
+    def reload(self) -> bool:
+        """Load the model file if it changed since the last look; whether a new model is now in use."""
+        self._checked = time.monotonic()
+        try:
+            st = self.model_path.stat()
+        except FileNotFoundError:
+            changed = self._model is not None
+            self._model, self._stamp = None, None
+            return changed
+        stamp = (st.st_mtime_ns, st.st_size)
+        if stamp == self._stamp:
+            return False
+        self._stamp = stamp
+        try:
+            self._model = ModelClassifier(self.city, TextModel.load(self.model_path))
+            self.model_error = None
+        except (ModelError, ValueError) as exc:
+            self.model_error = str(exc)
+            log.error("classifier model not loaded, keeping the one in use: %s", exc)
+            return False
+        log.info("classifier model %s in use (%d orders)", self._model.version, self._model.model.card.trained_on)
+        return True
+
+    @property
+    def classifier(self) -> TextClassifier:
+        """The classifier in use: the learnt model, else the keyword and n-gram classifier."""
+        if time.monotonic() - self._checked >= self.RELOAD_CHECK_S:
+            self.reload()
+        return self._model if self._model is not None else self.rules
+
+    @property
+    def classifier_info(self) -> dict[str, Any]:
+        """What `/health` shows of the classifier in use."""
+        c = self.classifier
+        if isinstance(c, ModelClassifier):
+            info: dict[str, Any] = {"kind": "model", **c.model.card.summary}
+        else:
+            info = {"kind": "keywords", "version": c.version, "trained_on": getattr(c, "trained_on", None)}
+        if self.model_error:
+            info["model_error"] = self.model_error
+        return info
+
+
+def example_labels(city: City) -> set[str]:
+    """What a labelled example may be: a catalogue code, `transfer:<id>`, triage or out of scope."""
+    return {c.code for c in city.catalogue.items()} | {f"transfer:{t.id}" for t in city.intake.transfers} | {
+        TRIAGE_LABEL, OUT_OF_SCOPE_LABEL}
 
 
 _DOMAINS: dict[int, Domain] = {}
@@ -68,13 +148,14 @@ def domain_of(city: City) -> Domain:
 
 
 def text_of(report: Inbound) -> str:
-    """The report's words: title and content of a work order, a description, a note."""
+    """The report's words: title and content of a work order, a description, a note; personal data masked (the
+    words travel on the bus in the case)."""
     parts = [getattr(report, n, None) for n in ("title", "content", "description", "note")]
     seen: list[str] = []
     for p in parts:
         if isinstance(p, str) and p and p not in seen:
             seen.append(p)
-    return " ".join(seen)
+    return privacy.scrub(" ".join(seen))
 
 
 def classify(text: str, city: City) -> tuple[str, float] | None:
@@ -85,25 +166,47 @@ def classify(text: str, city: City) -> tuple[str, float] | None:
 
 def place_report(report: Inbound, city: City, text: str = "") -> Place | RejectionReason:
     """Where the report is: a point (converted to WGS84), a grid code, the gazetteer on the address, then on
-    the text; a point outside the city is refused."""
+    the text; a point outside the city is refused; nothing placeable is left to manual placement (人工定位)."""
     address = getattr(report, "address", None) or None
+    if address:
+        address = privacy.scrub(address)  # it travels with the case: "解放路18号 电话138…" happens
     loc = getattr(report, "location", None)
-    if loc is not None:
-        lng, lat = to_wgs84(loc.lng, loc.lat, loc.coord_system)
-        place = city.areas.place_of_point(lng, lat, address)
-        if place is None:
-            return RejectionReason(
-                code="out_of_city",
-                field="location",
-                message=f"the point ({lng:.6f}, {lat:.6f}) WGS84 is outside the city",
-            )
-        return place
+    if loc is not None and loc.given:
+        return place_point(loc, city, address)
     grid = getattr(report, "grid_code", None)
     if grid and grid in city.areas.by_code:
-        return city.areas.place_of_area(grid, address=address)
+        return city.areas.place_of_area(grid, address=address).model_copy(update={"placed_by": "grid"})
     gazetteer = domain_of(city).gazetteer
-    found = gazetteer.place(address, address) or gazetteer.place(text or text_of(report), address)
-    return found or Place(address=address)
+    words = text or text_of(report)
+    found = gazetteer.place(address, address, context=words) or gazetteer.place(words, address)
+    if found is not None:
+        return found.model_copy(update={"placed_by": "gazetteer"})
+    return Place(address=address, placed_by="manual")
+
+
+def place_point(loc: Location, city: City, address: str | None = None) -> Place | RejectionReason:
+    """The areas of a point in any coordinate system, or `out_of_city`."""
+    lng, lat = to_wgs84(loc.lng, loc.lat, loc.coord_system)
+    place = city.areas.place_of_point(lng, lat, address)
+    if place is None:
+        return RejectionReason(
+            code="out_of_city", field="location", message=f"the point ({lng:.6f}, {lat:.6f}) WGS84 is outside the city"
+        )
+    return place.model_copy(update={"placed_by": "point"})
+
+
+def device_place(reading: SensorReading, city: City) -> Place:
+    """Where a reading without a usable point comes from: the registered device's point, else its site's name in
+    the gazetteer (桥西建筑工地 → JQ02-03), else manual placement (人工定位)."""
+    device = city.devices.by_id.get(reading.device_id)
+    site = reading.site_id or (device.site_id if device is not None else None)
+    if device is not None and device.lng is not None and device.lat is not None:
+        placed = city.areas.place_of_point(device.lng, device.lat, site)
+        if placed is not None:  # devices.yaml is checked at start-up: a registered point is in the city
+            return placed.model_copy(update={"placed_by": "device"})
+    if site and (found := domain_of(city).gazetteer.place(site, site)) is not None:
+        return found.model_copy(update={"placed_by": "gazetteer"})
+    return Place(address=site, placed_by="manual")
 
 
 def _named_category(report: Inbound, city: City) -> str | None:
@@ -182,7 +285,7 @@ def merchant_drafts(city: City, merchant_id: str, failed: list[str], note: str |
         assert category is not None
         words = f"{merchant.name}（{merchant.id}）门前责任未落实：{category.name_zh}（{item}）"
         if note:
-            words += f"。{note}"
+            words += f"。{privacy.scrub(note)}"
         out.append((item, Draft(category.code, category.name_zh, 1.0, words[:2000], place, category.urgency)))
     return out
 

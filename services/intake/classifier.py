@@ -31,7 +31,7 @@ import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Literal, Protocol
 
 from services.intake.ngram import CentroidModel
 from xiuhua.city.categories import Catalogue
@@ -46,6 +46,8 @@ KEYWORD_WEIGHT = 1.0
 MAX_CONFIDENCE = 0.999
 EXAMPLES_FILE = "classifier_examples.jsonl"
 TRIAGE_LABEL = "triage"
+# Outside city management with no department listed (非城市管理事项): learnt from examples, never a unit's.
+OUT_OF_SCOPE_LABEL = "out_of_scope"
 
 Kind = Literal["category", "transfer", "triage"]
 
@@ -120,6 +122,9 @@ class Verdict:
     department: str | None = None
     matter: str | None = None
     best_guess_confidence: float | None = None
+    unit_role: str | None = None  # the lead role (牵头单位) the routing rules give the decided category
+    out_of_scope: float | None = None  # the learnt model's probability that the matter is outside city management
+    model: str | None = None  # the learnt model's version; None for the keyword and n-gram classifier
 
     @property
     def label(self) -> str:
@@ -169,9 +174,24 @@ def read_examples(folder: Path, labels: set[str]) -> list[tuple[str, str]]:
         except (ValueError, KeyError, TypeError) as exc:
             raise ValueError(f"{path}:{n}: {exc}") from exc
         if label not in labels:
-            raise ValueError(f"{path}:{n}: unknown label {label!r} (a catalogue code, transfer:<id> or triage)")
+            raise ValueError(
+                f"{path}:{n}: unknown label {label!r} (a catalogue code, transfer:<id>, out_of_scope or triage)"
+            )
         out.append((text, label))
     return out
+
+
+class TextClassifier(Protocol):
+    """What intake asks of a classifier: a verdict for a text, and the name of what decided it."""
+
+    @property
+    def version(self) -> str:
+        """The name of the classifier in use (on every case opened)."""
+        ...
+
+    def classify(self, text: str) -> Verdict:
+        """A catalogue item, a transfer or manual triage."""
+        ...
 
 
 class Classifier:
@@ -187,6 +207,7 @@ class Classifier:
     ) -> None:
         self.settings = settings
         self.temperature = temperature
+        self.trained_on = len(examples)
         self.synonyms = sorted(
             ((normalise(k), normalise(v)) for k, v in settings.synonyms.items()), key=lambda kv: -len(kv[0])
         )
@@ -233,6 +254,11 @@ class Classifier:
         self.model = CentroidModel(docs)
         self._category_labels = {c.code for c in items}
 
+    @property
+    def version(self) -> str:
+        """The keyword and n-gram classifier, with the number of labelled orders it learnt from."""
+        return f"keywords-ngrams/{self.trained_on}"
+
     def prepare(self, text: str) -> str:
         """Normalised text with colloquial synonyms rewritten: what both kinds of evidence look at."""
         norm = normalise(text)  # a keyword's `+` stays: n-grams never cross it
@@ -241,7 +267,7 @@ class Classifier:
                 norm = norm.replace(word, canonical)
         return norm
 
-    def _phrase_scores(self, norm: str) -> tuple[list[Score], set[str]]:
+    def phrase_scores(self, norm: str) -> tuple[list[Score], set[str]]:
         """Phrase scores of the entries that hit, and the labels a negative phrase rules out."""
         present = {w for w in self._words if w in norm}
         touched = sorted({i for w in present for i in self._entries_of[w]})
@@ -257,15 +283,19 @@ class Classifier:
                 scores.append(_kept(e, hits, self._parts))
         return scores, ruled_out
 
+    def keyword_words(self) -> list[str]:
+        """Every word of every phrase of the catalogue and the transfers, and the synonyms' targets."""
+        return sorted({*self._words, *(v for _, v in self.synonyms)})
+
     def ranking(self, text: str) -> list[Score]:
         """Entries whose phrases fit the text, best first (the rule half of the evidence)."""
-        scores, _ = self._phrase_scores(self.prepare(text))
+        scores, _ = self.phrase_scores(self.prepare(text))
         return sorted(scores, key=lambda s: (-s.score, s.entry.kind != "category", s.entry.code))
 
     def candidates(self, text: str) -> list[Candidate]:
         """Every label with its probability, most probable first (ties: catalogue items, then by label)."""
         norm = self.prepare(text)
-        scores, ruled_out = self._phrase_scores(norm)
+        scores, ruled_out = self.phrase_scores(norm)
         phrase = {s.entry.label: s for s in scores}
         sims = self.model.similarities(norm)
         labels = [x for x in (*self.model.labels, *(set(phrase) - set(self.model.labels))) if x not in ruled_out]
@@ -303,8 +333,9 @@ class Classifier:
         guess_code = guess.label if guess else None
         guess_p = _confidence(guess.probability) if guess else None
         confidence = _confidence(best.probability)
-        if best.label == TRIAGE_LABEL:
-            # Like orders the city triaged by hand: the best catalogue item is only a guess.
+        if best.label in (TRIAGE_LABEL, OUT_OF_SCOPE_LABEL):
+            # Like orders the city triaged by hand, or outside city management with no department listed: the
+            # best catalogue item is only a guess.
             return Verdict("triage", triage, guess_p or 0.0, guess_code, (), best_guess_confidence=guess_p)
         entry = self.by_label.get(best.label)
         if entry is not None and entry.kind == "transfer":

@@ -2,8 +2,10 @@
 
 Names come from the city's areas (streets, communities and their aliases) and from intake.yaml's gazetteer
 (roads, estates, markets, schools, landmarks). The most specific area wins (grid, then community, then street,
-then district), then the longest name; a finer match that lies outside a street the text also names is
-dropped, so 金桥街道 解放路 does not land in 城东 because 解放路 is a 城东 road.
+then district), then the longest name; a finer match that lies outside a street or a community the text also
+names is dropped (for a community: a road or estate word), so 金桥街道 解放路 does not land in 城东 because 解放路 is
+a 城东 road, and 新塘社区 东园路 stays in 新塘社区 although 东园路 is a road of 东园社区. A community or street named
+in the report's text counts the same way against a road or estate word of its address.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from services.intake.classifier import normalise
 from xiuhua.city import City
 
 _RANK = {"grid": 3, "community": 2, "street": 1, "district": 0}
+WEAK_KINDS = frozenset({"road", "estate"})
 
 
 @dataclass(frozen=True)
@@ -55,26 +58,33 @@ class Gazetteer:
                 found.append((key, hit))
         return [h for _, h in found]
 
-    def lookup(self, text: str | None) -> Hit | None:
-        """The best area for a text, or None."""
-        if not text:
-            return None
-        hits = self.hits(text)
+    def lookup(self, text: str | None, context: str | None = None) -> Hit | None:
+        """The best area for a text, or None; the streets and communities `context` names count as if the text
+        named them (a hotline's description around its address)."""
+        hits = self.hits(text) if text else []
+        if context and hits:
+            hits += [h for h in self.hits(context) if h.kind in ("street", "community") and h not in hits]
         if not hits:
             return None
-        streets = {h.area_code for h in hits if h.level == "street"}
+        streets = {h.area_code for h in hits if h.kind == "street"}
         if streets:
-            consistent = [h for h in hits if self._street_of(h.area_code) in streets or h.level == "district"]
+            consistent = [h for h in hits if self._within(h.area_code, "street") in streets or h.level == "district"]
             hits = consistent or hits
+        communities = {h.area_code for h in hits if h.kind == "community"}
+        if communities:
+            # A road or estate word is weaker than the community the text names: a road crosses communities and
+            # people name the estate they mean loosely. A landmark with a point (a park, a school) still wins.
+            hits = [h for h in hits if h.kind not in WEAK_KINDS or self._within(h.area_code, "community")
+                    in communities] or hits
         return max(hits, key=lambda h: (_RANK[h.level], h.lng is not None, len(h.name)))
 
-    def _street_of(self, code: str) -> str | None:
-        street = self.city.areas.chain(code).get("street")
-        return street.code if street else None
+    def _within(self, code: str, level: str) -> str | None:
+        area = self.city.areas.chain(code).get(level)
+        return area.code if area else None
 
-    def place(self, text: str | None, address: str | None) -> Place | None:
+    def place(self, text: str | None, address: str | None, context: str | None = None) -> Place | None:
         """A Place for the best hit in `text` (the address kept as given), or None."""
-        hit = self.lookup(text)
+        hit = self.lookup(text, context)
         if hit is None:
             return None
         if hit.lng is not None and hit.lat is not None:

@@ -32,19 +32,21 @@ from contracts.reports import (
 )
 from contracts.values import Place, Reporter
 from services.intake import duplicates, privacy
-from services.intake.batch_io import DEVICES, LOCKS, OPEN, OPEN_KEYS, RAW, REFS, BatchIO
+from services.intake.batch_io import CLOSED_S, DEVICES, LOCKS, OPEN, OPEN_KEYS, RAW, REFS, BatchIO
 from services.intake.cases import (
     Draft,
     TransferDraft,
+    device_place,
     domain_of,
     draft_case,
     failed_items,
     merchant_drafts,
-    place_report,
+    place_point,
     sensor_draft,
 )
 from services.intake.parsing import parse_inbound
-from services.intake.sensors import DeviceState, step
+from services.intake.sensors import DeviceState, known_values, step
+from xiuhua.city.intake import parse_duration
 from xiuhua.consumer import Batch, Item, Poison, count, decode_event
 from xiuhua.service import Runtime
 
@@ -115,6 +117,9 @@ def _verdict_doc(draft: Draft | TransferDraft) -> dict[str, Any] | None:
         "best_guess": v.best_guess,
         "best_guess_confidence": v.best_guess_confidence,
         "matched": list(v.matched),
+        "unit_role": v.unit_role,
+        "out_of_scope": v.out_of_scope,
+        "classifier": v.model,
     }
 
 
@@ -124,6 +129,8 @@ class IntakeHandlers:
     def __init__(self, rt: Runtime) -> None:
         self.rt = rt
         self.dup = rt.city.intake.duplicates
+        self.max_age = parse_duration(rt.city.intake.max_report_age)
+        self._points: dict[tuple[float, float, str], Place | RejectionReason] = {}
         self.received = rt.metrics.counter("xiuhua_reports_received", "Reports received", ("source",))
         self.rejected = rt.metrics.counter("xiuhua_reports_rejected", "Reports rejected", ("source", "code"))
         self.opened = rt.metrics.counter("xiuhua_cases_opened", "Cases opened", ("source",))
@@ -146,7 +153,7 @@ class IntakeHandlers:
         """
         now = self.rt.clock.now()
         io = BatchIO(self.rt.store, batch.session, now, reads=batch.reads)
-        parsed = [parse_inbound(item.message, item.data, now) for item in batch.items]
+        parsed = [parse_inbound(item.message, item.data, now, self.max_age) for item in batch.items]
         drafts = await self._prefetch(io, batch.items, parsed, look=batch.look_first)
         for i, (item, report) in enumerate(zip(batch.items, parsed, strict=True)):
             await self._one(io, batch, item, report, now, drafts.get(i))
@@ -304,6 +311,7 @@ class IntakeHandlers:
                 handled_on_site=bool(getattr(report, "handled_on_site", False)),
                 suggested_category_code=draft.suggestion[0],
                 suggested_category_confidence=draft.suggestion[1],
+                classifier_version=domain_of(rt.city).classifier.version,
             ),
         )
         count(self.opened.labels(source))
@@ -348,16 +356,24 @@ class IntakeHandlers:
     ) -> None:
         """Debounce a reading against its device's thresholds; write only on a transition."""
         rt = self.rt
+        placed = self._point_of(reading)
+        if isinstance(placed, RejectionReason):
+            self._reject(io, batch, item, raw_doc, "sensor", reading.source_ref(), [placed])
+            return
         cfg = rt.city.intake.sensors.get(reading.device_type)
         if cfg is None:
             batch.no_effect(item)
             return  # a device type the city sets no thresholds for: telemetry only
+        devices = rt.city.devices
+        model = devices.model_of(reading.device_id) or devices.models.get(reading.model or "")
+        values = known_values(cfg, reading.device_type, dict(reading.values), model.aliases if model else {})
+        if isinstance(values, RejectionReason):
+            self._reject(io, batch, item, raw_doc, "sensor", reading.source_ref(), [values])
+            return
         state = await io.device(reading.device_id) or DeviceState(reading.device_id, reading.device_type)
         alarm_open = bool(state.case_id) and await io.is_open(state.case_id)
         fault_open = bool(state.fault_case_id) and await io.is_open(state.fault_case_id)
-        decision = step(
-            state, cfg, dict(reading.values), reading.measured_at, alarm_open=alarm_open, fault_open=fault_open
-        )
+        decision = step(state, cfg, values, reading.measured_at, alarm_open=alarm_open, fault_open=fault_open)
         if decision.state is None:
             batch.no_effect(item)  # a copy of it would be judged against this state or a later one: no-op again
             return  # nothing changed: no write at all
@@ -365,11 +381,7 @@ class IntakeHandlers:
         ref = reading.source_ref()
         place: Place | None = None
         if decision.open is not None or decision.cleared_case_id:
-            placed = place_report(reading, rt.city)
-            place = placed if isinstance(placed, Place) else Place(address=reading.site_id)
-            if place.street_code is None and reading.site_id:
-                # No usable point: the site's name may be in the gazetteer (桥西建筑工地 → JQ02-03).
-                place = domain_of(rt.city).gazetteer.place(reading.site_id, reading.site_id) or place
+            place = placed or device_place(reading, rt.city)
         if decision.open is not None:
             assert decision.category is not None and place is not None
             what = "设备故障 device fault" if decision.open == "fault" else "超过阈值 threshold exceeded"
@@ -406,7 +418,7 @@ class IntakeHandlers:
                     street_code=place.street_code,
                     site_id=reading.site_id,
                     measured_at=reading.measured_at,
-                    values=dict(reading.values),
+                    values=values,
                 ),
             )
         io.put_device(new)
@@ -425,10 +437,10 @@ class IntakeHandlers:
         for item in batch.items:
             event = item.message
             if isinstance(event, CaseClosed | CaseCancelled | CaseTransferred):
-                changes.append((event.case_id, {"$set": {"open": False, "closed_at": now}}))
+                changes.append((event.case_id, {"$set": {"open": False, "closed_at": now, CLOSED_S: now.timestamp()}}))
                 last[event.case_id] = False
             elif isinstance(event, CaseReopened):
-                changes.append((event.case_id, {"$set": {"open": True, "opened_at": now}}))
+                changes.append((event.case_id, {"$set": {"open": True, "opened_at": now}, "$unset": {CLOSED_S: ""}}))
                 last[event.case_id] = True
         if not changes:
             return
@@ -443,6 +455,19 @@ class IntakeHandlers:
                 writes.update(OPEN_KEYS, {"_id": key}, {"$push": {"ids": case_id}}, upsert=True)
 
     # ---- helpers -----------------------------------------------------------------------------------------
+
+    def _point_of(self, reading: SensorReading) -> Place | RejectionReason | None:
+        """The places of the points readings carry, remembered: a device reports from the same point every time."""
+        loc = reading.location
+        if loc is None or not loc.given:
+            return None
+        key = (loc.lng, loc.lat, loc.coord_system)
+        found = self._points.get(key)
+        if found is None:
+            if len(self._points) >= 50_000:
+                self._points.clear()
+            found = self._points[key] = place_point(loc, self.rt.city)
+        return found
 
     def _duplicate(self, io: BatchIO, raw_doc: dict[str, Any], source: str, correlation: str) -> None:
         count(self.duplicate.labels(source))

@@ -15,6 +15,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, Literal
 
+from contracts.reports import RejectionReason
 from xiuhua.city.intake import DeviceType, SensorRule, parse_duration
 
 Status = Literal["normal", "breach", "alarm"]
@@ -62,6 +63,25 @@ def _number(value: Any) -> float | None:
     if isinstance(value, bool) or not isinstance(value, int | float):
         return None
     return float(value)
+
+
+def known_values(
+    cfg: DeviceType, device_type: str, values: dict[str, Any], aliases: dict[str, str]
+) -> dict[str, Any] | RejectionReason:
+    """The reading's values under the city's metric names (through the device model's aliases), or why not: a
+    name the device type's profile does not know is refused with every unknown name, never ignored."""
+    if not values:
+        return RejectionReason(code="no_metric", field="values", message="the reading carries no value at all")
+    named = {aliases.get(k, k): v for k, v in values.items()}
+    known = cfg.known_metrics
+    unknown = [k for k in values if aliases.get(k, k) not in known]
+    if unknown:
+        return RejectionReason(
+            code="unknown_metric", field=f"values.{unknown[0][:64]}",
+            message=f"{device_type} readings do not have {', '.join(sorted(u[:64] for u in unknown))} (known: "
+                    f"{', '.join(sorted(known))}); a model's aliases in devices.yaml map its own names",
+        )
+    return named
 
 
 def fault_of(cfg: DeviceType, values: dict[str, Any]) -> str | None:

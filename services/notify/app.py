@@ -51,4 +51,5 @@ async def on_start(rt: Runtime) -> None:
 SPEC = ServiceSpec(
     name="notify", subscriptions=subscriptions, collections=(DELIVERIES, CASES, RATE_BUCKETS, *bulletin.COLLECTIONS),
     on_start=on_start, http_routes=bulletin.routes,  # the bulletin archive at /bulletins/
+    retained=bulletin.RETAINED,
 )

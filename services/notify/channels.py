@@ -313,7 +313,7 @@ class EmailChannel:
             raise DeliveryError(f"{type(exc).__name__} talking to {self.cfg.smtp_host}:{self.cfg.smtp_port}") from None
 
 
-class _Blank(dict):  # type: ignore[type-arg]
+class _Blank(dict):
     def __missing__(self, key: str) -> str:
         return ""
 

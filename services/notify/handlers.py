@@ -34,13 +34,14 @@ from pymongo.asynchronous.client_session import AsyncClientSession
 
 from contracts.cases import CaseDeadlineWarning, CaseDispatched, CaseEscalated, CaseOpened, CaseOverdue
 from contracts.notifications import NotificationDelivered, NotificationFailed
-from contracts.values import ReportSource, Urgency
+from contracts.values import Place, ReportSource, Urgency
 from services.notify import messages
 from services.notify.channels import Channel, PermanentDeliveryError, safe_error, secrets_of
 from services.notify.policy import backoff_seconds, claim_expired, quiet_until
 from services.notify.ratelimit import RATE_BUCKETS, TokenBuckets
 from services.notify.recipients import Delivery, deliveries_for
 from xiuhua.bus import Outgoing
+from xiuhua.city.place_names import describe, map_link
 from xiuhua.consumer import APPLIED, Batch, folded_before, naming
 from xiuhua.service import Runtime
 from xiuhua.store import Writes, is_transient
@@ -143,10 +144,11 @@ class NotifyHandlers:
 
     @staticmethod
     def ignores(ev: Any) -> bool:
-        """Case events that never alert, by what they are: everything but an urgent sensor case's opening, a
-        dispatch and the deadline events (`on_case_event` acts on nothing else)."""
-        if isinstance(ev, CaseOpened):
-            return not (ev.source == ReportSource.sensor and ev.urgency == Urgency.urgent)
+        """Case events that never alert, by what they are: everything but an urgent sensor case's opening, a duty
+        check's case opening, a dispatch and the deadline events (`on_case_event` acts on nothing else)."""
+        if isinstance(ev, CaseOpened):  # urgent sensor cases alert; a merchant is told of its failed duty
+            return not ((ev.source == ReportSource.sensor and ev.urgency == Urgency.urgent)
+                        or (ev.source == ReportSource.merchant_check and bool(ev.merchant_id)))
         return not isinstance(ev, _ALERTING)
 
     async def on_case_event(self, batch: Batch) -> None:
@@ -171,19 +173,21 @@ class NotifyHandlers:
             if isinstance(ev, CaseOpened):
                 if ev.source == ReportSource.sensor and ev.urgency == Urgency.urgent:
                     facts = {"case_id": ev.case_id, "category": ev.category_name or ev.category_code,
-                             "address": ev.place.address, "street_code": ev.street_code, "detail": ev.description}
+                             **self._where(ev.place), "street_code": ev.street_code, "detail": ev.description}
                     planned = deliveries_for(self.rt.city, "sensor_emergency", case_id=ev.case_id,
                                              street_code=ev.street_code, urgent=True)
                     self._plan(plan, planned, "sensor_emergency", facts, 0, ev.correlation_id, ev.case_id)
+                elif self._first_failure(ev):
+                    self._merchant_notice(plan, ev)
             elif isinstance(ev, CaseDispatched):
                 case = {"_id": ev.case_id, "lead": ev.lead_unit.unit_id, "lead_name": ev.lead_unit.name,
                         "cooperating": [u.unit_id for u in ev.cooperating_units], "street_code": ev.street_code,
                         "category_code": ev.category_code, "urgency": str(ev.urgency),
-                        APPLIED: naming(known.get(ev.case_id), ev.event_id)}
+                        **self._where(ev.place), APPLIED: naming(known.get(ev.case_id), ev.event_id)}
                 plan.cases[ev.case_id] = known[ev.case_id] = case
                 facts = {"case_id": ev.case_id, "category": self._category(ev.category_code),
                          "category_code": ev.category_code, "unit": ev.lead_unit.name, "due_at": ev.due_at,
-                         "rule_id": ev.rule_id, "street_code": ev.street_code}
+                         "rule_id": ev.rule_id, "street_code": ev.street_code, **self._where(ev.place)}
                 level = ev.dispatch_round - 1
                 planned = deliveries_for(
                     self.rt.city, "new_case", case_id=ev.case_id, level=level, lead=ev.lead_unit,
@@ -198,7 +202,8 @@ class NotifyHandlers:
                 case = known.get(ev.case_id, {})
                 unit = self.rt.city.units.get(ev.unit_id)
                 facts = {"case_id": ev.case_id, "category": self._category(case.get("category_code")),
-                         "unit": unit.name if unit else ev.unit_id, "due_at": ev.due_at, "street_code": ev.street_code}
+                         "unit": unit.name if unit else ev.unit_id, "due_at": ev.due_at, "street_code": ev.street_code,
+                         **{k: str(case[k]) for k in ("address", "map") if case.get(k)}}
                 planned = deliveries_for(
                     self.rt.city, kind, case_id=ev.case_id, level=level, lead=ev.unit_id,
                     cooperating=case.get("cooperating", []), street_code=ev.street_code or case.get("street_code"),
@@ -232,6 +237,21 @@ class NotifyHandlers:
                 planned = deliveries_for(self.rt.city, "bottom_ranking", lead=unit_id, key=f"{period}:{unit_id}")
                 self._plan(plan, planned, "bottom_ranking", facts, 0, _get(ev, "correlation_id", ""), None)
 
+    def _first_failure(self, ev: CaseOpened) -> bool:
+        """A duty check's failed item (not the enforcement case a repeated failure opens): the merchant is told."""
+        return (ev.source == ReportSource.merchant_check and ev.merchant_id in self.rt.city.merchants
+                and ev.category_code != self.rt.city.routing.merchant_category)
+
+    def _merchant_notice(self, plan: _Plan, ev: CaseOpened) -> None:
+        """批评教育: tell the merchant what failed and that the community will come back; a repeat goes further."""
+        shop = self.rt.city.merchants[str(ev.merchant_id)]
+        facts = {"case_id": ev.case_id, "merchant": shop.name, "category": self._category(ev.category_code),
+                 **self._where(ev.place),
+                 "detail": "请在社区规定的时限内整改；同一事项再次未落实或逾期未整改，将移交综合执法队依法处理。"}
+        planned = deliveries_for(self.rt.city, "merchant_notice", case_id=ev.case_id, merchant=shop.id,
+                                 street_code=ev.street_code)
+        self._plan(plan, planned, "merchant_notice", facts, 0, ev.correlation_id, ev.case_id)
+
     def _merchant(self, plan: _Plan, ev: Any) -> None:
         street = _get(ev, "street_code")
         enforcement = [u.id for u in self.rt.city.units_with_role("enforcement") if street and street in u.areas]
@@ -244,6 +264,14 @@ class NotifyHandlers:
             street_code=street, key=f"{merchant_id}:{period}",
         )
         self._plan(plan, planned, "merchant_escalation", facts, 0, _get(ev, "correlation_id", ""), case_id)
+
+    def _where(self, place: Place | None) -> dict[str, str]:
+        """The place as people say it (street, community, grid name, nearest landmark) and a map link."""
+        if place is None:
+            return {}
+        out = {"address": describe(place, self.rt.city)}
+        link = map_link(place)
+        return out | ({"map": link} if link else {})
 
     def _category(self, code: str | None) -> str:
         cat = self.rt.city.category(code) if code else None

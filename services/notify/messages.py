@@ -20,6 +20,7 @@ TITLES: dict[str, tuple[str, str]] = {
     "sensor_emergency": ("物联感知紧急告警", "Urgent sensor alarm"),
     "bottom_ranking": ("考核排名末位（黑榜）", "Bottom of the ranking (black list)"),
     "merchant_escalation": ("门前责任区商户升级处置", "Merchant duty failure escalated"),
+    "merchant_notice": ("门前责任整改通知（批评教育）", "Front-of-door duty not met: put it right"),
     "delivery_failed": ("告警投递失败", "Alert delivery failed"),
 }
 
@@ -48,6 +49,8 @@ def build(kind: str, facts: dict[str, Any], *, urgent: bool, level: int = 0, tz:
         lines.append(f"问题类别：{facts['category']}")
     if facts.get("address"):
         lines.append(f"位置：{facts['address']}")
+    if facts.get("map"):
+        lines.append(f"地图：{facts['map']}")
     if facts.get("unit"):
         lines.append(f"责任单位：{facts['unit']}")
     if due := _local(facts.get("due_at"), tz):

@@ -44,6 +44,7 @@ def deliveries_for(
     street_code: str | None = None,
     key: str | None = None,
     urgent: bool = False,
+    merchant: str | None = None,
 ) -> list[Delivery]:
     """Every (contact, channel) an alert of `kind` reaches; ids are stable for de-duplication.
 
@@ -68,6 +69,13 @@ def deliveries_for(
                 units.extend(u.id for u in city.units_with_role("command_centre"))
             elif rel == "street_office":
                 units.extend(street_offices(city, street_code))
+            elif rel == "merchant" and merchant in city.merchants:
+                shop = city.merchants[merchant]
+                for channel in rule.channels:
+                    address = shop.channels.get(channel)
+                    if address is not None:
+                        nid = f"{kind}:{subject_key}:{level}:{shop.id}:{channel}"
+                        out[nid] = Delivery(nid, kind, shop.id, shop.id, channel, address, rule.urgent or urgent)
         for unit_id in dict.fromkeys(units):
             unit = city.units.get(unit_id)
             if unit is None:

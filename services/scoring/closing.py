@@ -37,27 +37,35 @@ def last_closed(now: datetime, kind: str) -> str:
     return periods_of(period_start(now, kind) - timedelta(microseconds=1))[kind]
 
 
-async def unit_ranking(store: Store, city: City, period: str) -> dict[str, list[dict[str, Any]]]:
-    """The unit ranking tables of one period, from the stored documents."""
+async def unit_ranking(store: Store, city: City, period: str) -> dict[str, Any]:
+    """The unit ranking tables of one period, from the stored documents: `tables` and `unassessed`."""
     docs = [d async for d in store[UNIT_PERIODS].find({"period": period})]
     names = {u.id: u.name for u in city.units.values()}
-    return unit_tables(docs, city.assessment.ranking, names)
+    tables, apart = unit_tables(docs, city.assessment.ranking, names)
+    return {"tables": tables, "unassessed": apart}
 
 
-async def merchant_ranking(store: Store, city: City, month: str) -> dict[str, list[dict[str, Any]]]:
-    """Merchants of each street for one month, best first. Merchants without a document score the base."""
+async def merchant_ranking(store: Store, city: City, month: str) -> dict[str, Any]:
+    """Merchants of each street for one month, best first (`tables`); a merchant with no check and no case in
+    the month is not ranked but listed apart (`unassessed`): never inspected is not 'best'."""
     docs = {d["merchant_id"]: d async for d in store[MERCHANT_PERIODS].find({"period": month})}
     rules = city.assessment.merchants
     by_street: dict[str, list[dict[str, Any]]] = {}
+    apart: dict[str, list[dict[str, Any]]] = {}
     for m in city.merchants.values():
         chain = city.areas.chain(m.area)
         street = chain["street"].code if "street" in chain else "unknown"
         d = docs.get(m.id)
-        row = {"merchant_id": m.id, "name": m.name, "points": d["points"] if d else rules.base,
-               "failures": d["failures"] if d else 0, "checks": d["checks"] if d else 0,
-               "grade": d["grade"] if d else rules.grade(rules.base)}
+        if d is None or not (d.get("checks") or d.get("failures")):
+            apart.setdefault(street, []).append({"id": m.id, "name": m.name, "reason": "no_cases", "figures": {}})
+            continue
+        row = {"merchant_id": m.id, "name": m.name, "points": d["points"], "failures": d["failures"],
+               "checks": d["checks"], "grade": d["grade"]}
         by_street.setdefault(street, []).append(row)
-    return {s: mrules.ranking(rows, rules.ranking_top) for s, rows in sorted(by_street.items())}
+    return {
+        "tables": {s: mrules.ranking(rows, rules.ranking_top) for s, rows in sorted(by_street.items())},
+        "unassessed": {s: sorted(rows, key=lambda r: r["id"]) for s, rows in sorted(apart.items())},
+    }
 
 
 async def close_periods(rt: Runtime) -> list[str]:
@@ -72,11 +80,11 @@ async def close_periods(rt: Runtime) -> list[str]:
         if await rt.ledger.seen([key]):
             continue
         if kind == "unit":
-            tables = await unit_ranking(rt.store, rt.city, period)
+            ranked = await unit_ranking(rt.store, rt.city, period)
         else:
-            tables = await merchant_ranking(rt.store, rt.city, period)
-        event = RankingPublished(
-            correlation_id=key, kind=kind, period=period, period_kind=period_kind, tables=tables  # type: ignore[arg-type]
+            ranked = await merchant_ranking(rt.store, rt.city, period)
+        event = RankingPublished.model_validate(
+            {"correlation_id": key, "kind": kind, "period": period, "period_kind": period_kind, **ranked}
         )
         out = [Outgoing.of(event)]
         # The claim is the once-only guard across instances: the loser of the insert publishes nothing.

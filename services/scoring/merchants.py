@@ -6,8 +6,12 @@ Each merchant starts every month with `base` points. Sources of a failure, each 
 - a violation case (`case.v1.opened` with `merchant_id`, keyed by `case_id`) whose source is not
   `merchant_check` loses the points of `case_severity` (`serious` when urgent). Cases with source
   `merchant_check` are the checks themselves or the enforcement cases this service asked for, already counted.
-A month with at least `bonus_min_checks` checks and no failure earns `bonus`. The first failure of a month is
-a warning (批评教育); the `escalate_from`-th failure escalates the merchant to enforcement, once per month.
+A month with at least `bonus_min_checks` checks and no failure earns `bonus`. A first failure of a duty item is
+a warning (批评教育: the community leads its case and sets a time to put it right); the same item failing for the
+`escalate_from`-th time within `repeat_window_days`, or a first-failure case not put right by its deadline
+(`overdue` fact, from the case's `case.v1.overdue`), escalates the merchant to enforcement (处罚), once per month.
+The window reaches into the month before, so a month's figures are worked out from its facts and the previous
+month's.
 
 A month's grade (月评) is that month's points alone. The merchant's class (分类 A/B/C, `merchant_class`) is
 judged on a rolling window of months (`assessment.yaml` `merchants.classing`), starting from the class
@@ -16,13 +20,14 @@ registered in `merchants.yaml`.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from contracts.cases import CaseOpened
 from contracts.reports import MerchantCheck
 from services.scoring.periods import CITY_TZ, periods_of
 from xiuhua.city.assessment import MerchantRules
+from xiuhua.ranks import standings
 
 Fact = dict[str, Any]
 
@@ -70,10 +75,45 @@ def add_fact(facts: list[Fact], fact: Fact) -> list[Fact] | None:
     return sorted([*facts, fact], key=lambda f: (datetime.fromisoformat(f["at"]), f["id"]))
 
 
-def month_figures(facts: list[Fact], rules: MerchantRules) -> dict[str, Any]:
-    """Points, grade, warning and escalation of one merchant-month, from its facts alone."""
+def overdue_fact(case_id: str, at: datetime, category: str) -> Fact:
+    """A first-failure case of the merchant's not put right by its deadline (逾期未整改): no points, escalates."""
+    return {"id": f"overdue:{case_id}", "at": at.astimezone(CITY_TZ).isoformat(), "kind": "overdue",
+            "failed": [], "points": 0.0, "category": category}
+
+
+def overdue_of(case_id: str, facts: list[Fact], escalation_category: str) -> tuple[Fact, str] | None:
+    """(the merchant fact, merchant id) when a case opened from a duty check — not the enforcement case itself —
+    has gone overdue (its `case.v1.overdue`), from the case's facts in any order; else None."""
+    opened = next((f for f in facts if f["t"] == "opened" and f.get("merchant")), None)
+    overdue = next((f for f in facts if f["t"] == "overdue"), None)
+    if opened is None or overdue is None or opened.get("src") != "merchant_check":
+        return None
+    if opened.get("cat") == escalation_category:
+        return None
+    return overdue_fact(case_id, datetime.fromisoformat(overdue["at"]), str(opened["cat"])), str(opened["merchant"])
+
+
+def repeated(facts: list[Fact], before: list[Fact], rules: MerchantRules) -> list[str]:
+    """The duty items of this month's failures that failed for the `escalate_from`-th time (or more) within
+    `repeat_window_days`, counting the previous month's failures (`before`)."""
+    window = timedelta(days=rules.repeat_window_days)
+    history = [(datetime.fromisoformat(f["at"]), f["id"], f["failed"]) for f in [*before, *facts] if f["failed"]]
+    out: set[str] = set()
+    for f in facts:
+        at = datetime.fromisoformat(f["at"])
+        for item in f["failed"]:
+            n = sum(1 for t, i, items in history if item in items and at - window <= t and (t, i) <= (at, f["id"]))
+            if n >= rules.escalate_from:
+                out.add(item)
+    return sorted(out)
+
+
+def month_figures(facts: list[Fact], rules: MerchantRules, before: list[Fact] | None = None) -> dict[str, Any]:
+    """Points, grade, warning and escalation of one merchant-month, from its facts and the previous month's."""
     checks = [f for f in facts if f["kind"] == "check"]
     failures = [f for f in facts if f["failed"]]
+    repeats = repeated(facts, before or [], rules)
+    overdue = rules.escalate_when_overdue and any(f["kind"] == "overdue" for f in facts)
     deducted = round(sum(f["points"] for f in failures), 4)
     bonus = rules.bonus if len(checks) >= rules.bonus_min_checks and not failures else 0.0
     points = round(rules.base - deducted + bonus, 4)
@@ -87,7 +127,9 @@ def month_figures(facts: list[Fact], rules: MerchantRules) -> dict[str, Any]:
         "grade": rules.grade(points),
         "warned": len(failures) >= 1,
         "warning_at": failures[0]["id"] if failures else None,
-        "escalated": len(failures) >= rules.escalate_from,
+        "escalated": bool(repeats) or overdue,
+        "repeated_items": repeats,
+        "overdue": overdue,
         "failed_items": sorted({i for f in failures for i in f["failed"]}),
     }
 
@@ -98,6 +140,14 @@ GRADES = ("A", "B", "C")  # best first
 def worse(*grades: str) -> str:
     """The worst of some grades (C is worst)."""
     return max(grades, key=GRADES.index)
+
+
+def neighbours(month: str) -> tuple[str, str, str]:
+    """(the month before, the month, the month after), YYYY-MM."""
+    year, mon = (int(x) for x in month.split("-"))
+    index = year * 12 + mon - 1
+    before, after = index - 1, index + 1
+    return f"{before // 12:04d}-{before % 12 + 1:02d}", month, f"{after // 12:04d}-{after % 12 + 1:02d}"
 
 
 def window_of(month: str, n: int) -> list[str]:
@@ -174,9 +224,14 @@ class MerchantFold:
         if facts is None:
             return False
         self.facts[key] = facts
-        fig = month_figures(facts, self.rules)
+        after = neighbours(month)[2]
         card = self.cards.get(merchant_id) or {"months": {}}
-        months = {**card["months"], month: month_entry(fig)}
+        months = dict(card["months"])
+        for m in (month, after):  # the month after counts this month's failures as repeats
+            mine = self.facts.get(period_id(merchant_id, m))
+            if mine is not None:
+                prior = self.facts.get(period_id(merchant_id, neighbours(m)[0]), [])
+                months[m] = month_entry(month_figures(mine, self.rules, prior))
         self.cards[merchant_id] = card_of(merchant_id, None, months, self.registered[merchant_id], self.rules)
         return True
 
@@ -187,20 +242,21 @@ def month_entry(fig: dict[str, Any]) -> dict[str, Any]:
 
 
 def ranking(rows: list[dict[str, Any]], top: int) -> list[dict[str, Any]]:
-    """Merchants of one street and month, best first (points, then fewer failures, then id); red list on top."""
+    """Merchants of one street and month, best first (points, then id for reading order); equal points share a
+    rank, and the red list (top N without a failure) takes a tie at its boundary whole."""
     ordered = sorted(rows, key=lambda r: (-r["points"], r["failures"], r["merchant_id"]))
-    out = []
-    for i, r in enumerate(ordered, 1):
-        out.append(
-            {
-                "rank": i,
-                "id": r["merchant_id"],
-                "name": r.get("name", ""),
-                "score": r["points"],
-                "board": "red" if i <= top and not r["failures"] else None,
-                "bottom": False,
-                "grade": r["grade"],
-                "figures": {"checks": r["checks"], "failures": r["failures"]},
-            }
-        )
-    return out
+    places = standings([r["points"] for r in ordered], top, 0, len(ordered), half=False)
+    return [
+        {
+            "rank": s.rank,
+            "id": r["merchant_id"],
+            "name": r.get("name", ""),
+            "score": r["points"],
+            "board": "red" if s.red and not r["failures"] else None,
+            "bottom": False,
+            "tied": s.tied,
+            "grade": r["grade"],
+            "figures": {"checks": r["checks"], "failures": r["failures"]},
+        }
+        for r, s in zip(ordered, places, strict=True)
+    ]

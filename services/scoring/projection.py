@@ -21,7 +21,7 @@ from typing import Any
 from pymongo import DeleteOne, ReplaceOne
 from pymongo.asynchronous.client_session import AsyncClientSession
 
-from contracts.cases import CaseEvent, CaseOpened
+from contracts.cases import CaseEvent, CaseOpened, CaseOverdue
 from contracts.envelope import Event
 from contracts.merchants import MerchantEscalated
 from contracts.reports import MerchantCheck
@@ -108,6 +108,10 @@ class Projection:
                     continue
                 cases[m.case_id] = new
                 changed_cases.add(m.case_id)
+                if isinstance(m, CaseOpened | CaseOverdue):
+                    late = mrules.overdue_of(m.case_id, new, self.city.routing.merchant_category)
+                    if late is not None and late[1] in self.city.merchants:
+                        merchant_facts.append((i, *late))
                 if events:  # which unit documents this message moved, for its score.v1.unit_updated
                     change = units.difference(units.contribution(old), units.contribution(new))
                     units.apply_delta(deltas, change)
@@ -195,8 +199,9 @@ class Projection:
         results: list[Applied],
         session: AsyncClientSession | None,
     ) -> None:
-        rules = self.city.assessment.merchants
-        keys = sorted({mrules.period_id(mid, mrules.month_of(_at(f))) for _, f, mid in facts})
+        # A month's escalation counts the previous month's failures of the same item: read both neighbours.
+        months = {(mid, mrules.month_of(_at(f))) for _, f, mid in facts}
+        keys = sorted({mrules.period_id(mid, m) for mid, month in months for m in mrules.neighbours(month)})
         mids = sorted({mid for _, _, mid in facts})
         found = self.store[MERCHANT_PERIODS].find({"_id": {"$in": keys}}, session=session)
         periods = {d["_id"]: d async for d in found}
@@ -204,70 +209,21 @@ class Projection:
         dirty_p: set[str] = set()
         dirty_c: set[str] = set()
         for i, fact, mid in facts:
-            merchant = self.city.merchants[mid]
             month = mrules.month_of(_at(fact))
             key = mrules.period_id(mid, month)
             doc = periods.get(key) or {"_id": key, "merchant_id": mid, "period": month, "facts": [], "escalated": False}
             new_facts = mrules.add_fact(doc["facts"], fact)
             if new_facts is None:
                 continue
-            was_escalated = bool(doc.get("escalated"))
-            chain = self.city.areas.chain(merchant.area)
-            street = chain["street"].code if "street" in chain else None
-            community = chain["community"].code if "community" in chain else None
-            fig = mrules.month_figures(new_facts, rules)
-            doc = {**doc, "facts": new_facts, "street_code": street, "community_code": community, **fig}
-            periods[key] = doc
+            before, _, after = mrules.neighbours(month)
+            prior = periods.get(mrules.period_id(mid, before), {}).get("facts", [])
+            self._refigure(messages[i], results[i], doc, new_facts, prior, periods, cards)
             dirty_p.add(key)
-            m = messages[i]
-            corr = getattr(m, "correlation_id", None) or f"merchant_check:{getattr(m, 'check_id', '')}"
-            results[i].events.append(
-                MerchantGraded(
-                    correlation_id=corr,
-                    merchant_id=mid,
-                    street_code=street,
-                    period=month,
-                    points=fig["points"],
-                    grade=fig["grade"],
-                    checks=fig["checks"],
-                    failures=fig["failures"],
-                    warned=fig["warned"],
-                    escalated=fig["escalated"],
-                )
-            )
-            if fig["escalated"] and not was_escalated:
-                results[i].events.append(
-                    MerchantEscalated(
-                        correlation_id=corr,
-                        merchant_id=mid,
-                        merchant_name=merchant.name,
-                        street_code=street,
-                        community_code=community,
-                        period=month,
-                        violations=fig["failures"],
-                        reason=f"{merchant.duty_scheme()} repeated failure in {month}: "
-                        f"{', '.join(fig['failed_items'])}",
-                    )
-                )
-            card = cards.get(mid) or {"_id": mid, "months": {}, "grade": merchant.grade}
-            previous = card["grade"]
-            months = {**card["months"], month: mrules.month_entry(fig)}
-            cards[mid] = mrules.card_of(mid, street, months, merchant.grade, rules)
-            latest, grade, points = cards[mid]["period"], cards[mid]["grade"], cards[mid]["points"]
             dirty_c.add(mid)
-            if grade != previous:
-                results[i].events.append(
-                    MerchantGradeChanged(
-                        correlation_id=corr,
-                        merchant_id=mid,
-                        merchant_name=merchant.name,
-                        street_code=street,
-                        period=latest or month,
-                        previous=previous,
-                        grade=grade,
-                        points=points or fig["points"],
-                    )
-                )
+            nxt = periods.get(mrules.period_id(mid, after))
+            if nxt is not None:  # its repeats count this month's failures
+                self._refigure(messages[i], results[i], nxt, nxt["facts"], new_facts, periods, cards)
+                dirty_p.add(nxt["_id"])
         if dirty_p:
             await self.store[MERCHANT_PERIODS].bulk_write(
                 [ReplaceOne({"_id": k}, periods[k], upsert=True) for k in sorted(dirty_p)], session=session
@@ -275,6 +231,52 @@ class Projection:
         if dirty_c:
             await self.store[MERCHANTS].bulk_write(
                 [ReplaceOne({"_id": k}, cards[k], upsert=True) for k in sorted(dirty_c)], session=session
+            )
+
+    def _refigure(
+        self, m: Any, result: Applied, doc: dict[str, Any], facts: list[mrules.Fact], prior: list[mrules.Fact],
+        periods: dict[str, dict[str, Any]], cards: dict[str, dict[str, Any]],
+    ) -> None:
+        """Work out one merchant-month again from its facts (and the month before's), keep it, update the card
+        and say what changed: graded, escalated (once per month), class changed."""
+        rules = self.city.assessment.merchants
+        mid, month = doc["merchant_id"], doc["period"]
+        merchant = self.city.merchants[mid]
+        was_escalated = bool(doc.get("escalated"))
+        chain = self.city.areas.chain(merchant.area)
+        street = chain["street"].code if "street" in chain else None
+        community = chain["community"].code if "community" in chain else None
+        fig = mrules.month_figures(facts, rules, prior)
+        periods[doc["_id"]] = {**doc, "facts": facts, "street_code": street, "community_code": community, **fig}
+        corr = getattr(m, "correlation_id", None) or f"merchant_check:{getattr(m, 'check_id', '')}"
+        result.events.append(
+            MerchantGraded(
+                correlation_id=corr, merchant_id=mid, street_code=street, period=month, points=fig["points"],
+                grade=fig["grade"], checks=fig["checks"], failures=fig["failures"], warned=fig["warned"],
+                escalated=fig["escalated"],
+            )
+        )
+        if fig["escalated"] and not was_escalated:
+            why = (f"repeated failure of {', '.join(fig['repeated_items'])}" if fig["repeated_items"]
+                   else "not put right by its deadline (逾期未整改)")
+            result.events.append(
+                MerchantEscalated(
+                    correlation_id=corr, merchant_id=mid, merchant_name=merchant.name, street_code=street,
+                    community_code=community, period=month, violations=max(fig["failures"], 1),
+                    reason=f"{merchant.duty_scheme()} {why} in {month}: {', '.join(fig['failed_items'])}".strip(),
+                )
+            )
+        card = cards.get(mid) or {"_id": mid, "months": {}, "grade": merchant.grade}
+        previous = card["grade"]
+        months = {**card["months"], month: mrules.month_entry(fig)}
+        cards[mid] = mrules.card_of(mid, street, months, merchant.grade, rules)
+        latest, grade, points = cards[mid]["period"], cards[mid]["grade"], cards[mid]["points"]
+        if grade != previous:
+            result.events.append(
+                MerchantGradeChanged(
+                    correlation_id=corr, merchant_id=mid, merchant_name=merchant.name, street_code=street,
+                    period=latest or month, previous=previous, grade=grade, points=points or fig["points"],
+                )
             )
 
 

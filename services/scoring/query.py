@@ -132,11 +132,11 @@ async def answer(rt: Runtime, subject: str, body: Any) -> BaseModel:
     ranking_q = _request(RankingQuery, body)
     if ranking_q.kind == "merchant":
         period = ranking_q.period or current["month"]
-        tables = await merchant_ranking(rt.store, rt.city, period)
+        ranked = await merchant_ranking(rt.store, rt.city, period)
     else:
         period = ranking_q.period or current[ranking_q.period_kind]
-        tables = await unit_ranking(rt.store, rt.city, period)
-    return RankingReply.model_validate({"kind": ranking_q.kind, "period": period, "tables": tables})
+        ranked = await unit_ranking(rt.store, rt.city, period)
+    return RankingReply.model_validate({"kind": ranking_q.kind, "period": period, **ranked})
 
 
 def error_reply(code: str, correlation_id: str) -> dict[str, Any]:

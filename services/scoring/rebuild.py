@@ -64,6 +64,14 @@ class RebuildReport:
     # stream → ISO time of the oldest message it still holds; None: nothing has expired (complete history)
     window: dict[str, str | None] = field(default_factory=dict)
     outside_window: dict[str, int] = field(default_factory=dict)  # collection → documents not compared
+    applied: dict[str, int] = field(default_factory=dict)  # collection → live documents replaced (`--apply`)
+
+
+def _mongo_url(settings: Settings) -> str:
+    """The live store's URL: a rebuild needs one."""
+    if not settings.mongo_url:
+        raise ValueError("a rebuild needs the store's URL (XIUHUA_MONGO_URL)")
+    return settings.mongo_url
 
 
 async def _last_seq(js: Any, stream: str, subject: str) -> int:
@@ -182,13 +190,22 @@ def _decode(subject: str, data: bytes) -> Any | None:
         return None  # poison: the live consumer dead-lettered it and never applied it
 
 
+async def stored(js: Any, stream: str, subject: str) -> int:
+    """How many messages of `subject` the stream holds now (what a replay of it will read, about)."""
+    try:
+        state = (await js.stream_info(stream, subjects_filter=subject)).state
+    except NotFoundError:
+        return 0
+    return sum((state.subjects or {}).values()) if state.subjects else int(state.messages or 0)
+
+
 async def replay(
-    settings: Settings, city: City, database: str, progress: Callable[[str, int], None] | None = None
+    settings: Settings, city: City, database: str, progress: Callable[[str, int, int], None] | None = None
 ) -> RebuildReport:
-    """Fold the whole history into `database` (which should be empty)."""
+    """Fold the whole history into `database` (which should be empty); `progress(stream, done, total)` as it goes."""
     report = RebuildReport(database=database)
     nc = await connect_once(settings.nats_url, **connect_options(settings))
-    store = Store(settings.mongo_url, database, write_concern=settings.write_concern)
+    store = Store(_mongo_url(settings), database, write_concern=settings.write_concern)
     try:
         await store.ensure_collections(COLLECTIONS)
         projection = Projection(store, city)
@@ -196,6 +213,9 @@ async def replay(
         await archive_caught_up(js)
         for stream, subject in SOURCES:
             n = 0
+            total = await stored(js, stream, subject) if progress else 0
+            if progress:
+                progress(stream, 0, total)
             pending: list[Any] = []
             # One batch is applied while the next is read and decoded (the store works in its own process);
             # batches are still applied one after the other, in stream order.
@@ -214,7 +234,7 @@ async def replay(
                         applying = asyncio.create_task(projection.apply(pending, events=False))
                         pending = []
                         if progress:
-                            progress(stream, n)
+                            progress(stream, n, total)
                 if applying is not None:
                     await applying
             finally:
@@ -224,6 +244,8 @@ async def replay(
                         await applying
             if pending:
                 await projection.apply(pending, events=False)
+            if progress:
+                progress(stream, n, max(n, total))
             report.replayed[stream] = n
     finally:
         await store.close()
@@ -240,8 +262,8 @@ async def compare(
     settings: Settings, live_db: str, fresh_db: str, report: RebuildReport, window: Window, city: City
 ) -> None:
     """Document by document, every scoring collection, inside the rebuild window."""
-    live = Store(settings.mongo_url, live_db, write_concern=settings.write_concern)
-    fresh = Store(settings.mongo_url, fresh_db, write_concern=settings.write_concern)
+    live = Store(_mongo_url(settings), live_db, write_concern=settings.write_concern)
+    fresh = Store(_mongo_url(settings), fresh_db, write_concern=settings.write_concern)
     try:
         a_all = {coll: {d["_id"]: d async for d in live[coll].find({})} for coll in COLLECTIONS}
         b_all = {coll: {d["_id"]: d async for d in fresh[coll].find({})} for coll in COLLECTIONS}
@@ -271,16 +293,46 @@ async def compare(
                 report.differences.append(Difference(coll, str(key), "fields", fields))
 
 
+async def apply_rebuild(
+    settings: Settings, live_db: str, fresh_db: str, window: Window, city: City
+) -> dict[str, int]:
+    """Make the live scoring collections what the rebuild made them, inside the rebuild window: the way stored
+    figures move to new rules (or a changed fold). Documents that depend on expired messages stay as they are.
+    Run it with the scoring service stopped: its consumer would write between the delete and the insert."""
+    live = Store(_mongo_url(settings), live_db, write_concern=settings.write_concern)
+    fresh = Store(_mongo_url(settings), fresh_db, write_concern=settings.write_concern)
+    applied: dict[str, int] = {}
+    try:
+        a_all = {coll: {d["_id"]: d async for d in live[coll].find({})} for coll in COLLECTIONS}
+        b_all = {coll: {d["_id"]: d async for d in fresh[coll].find({})} for coll in COLLECTIONS}
+        left_out = outside(a_all, b_all, window, city.assessment.merchants)
+        for coll in COLLECTIONS:
+            ids = sorted((a_all[coll].keys() | b_all[coll].keys()) - left_out.get(coll, set()), key=str)
+            for start in range(0, len(ids), BATCH):
+                chunk = ids[start : start + BATCH]
+                await live[coll].delete_many({"_id": {"$in": chunk}})
+                docs = [b_all[coll][i] for i in chunk if i in b_all[coll]]
+                if docs:
+                    await live[coll].insert_many(docs, ordered=False)
+            applied[coll] = sum(1 for i in ids if i in b_all[coll])
+    finally:
+        await live.close()
+        await fresh.close()
+    return applied
+
+
 async def rebuild_and_check(
     settings: Settings,
     city: City,
     *,
     keep: bool = False,
-    progress: Callable[[str, int], None] | None = None,
+    apply: bool = False,
+    progress: Callable[[str, int, int], None] | None = None,
     window: Window | None = None,
 ) -> RebuildReport:
     """Replay into a fresh database, compare with the live one inside the rebuild window (read from the
-    streams unless given), drop the fresh database unless `keep`."""
+    streams unless given), with `apply` make the live documents the rebuilt ones, drop the fresh database
+    unless `keep`."""
     live_db = settings.database("scoring")
     fresh_db = f"{live_db}_rebuild_{uuid.uuid4().hex[:8]}"
     report = await replay(settings, city, fresh_db, progress)
@@ -288,8 +340,10 @@ async def rebuild_and_check(
     # what it contributed is left out rather than reported as missing from the rebuild.
     window = window if window is not None else await rebuild_window(settings)
     await compare(settings, live_db, fresh_db, report, window, city)
+    if apply:
+        report.applied = await apply_rebuild(settings, live_db, fresh_db, window, city)
     if not keep:
-        store = Store(settings.mongo_url, fresh_db)
+        store = Store(_mongo_url(settings), fresh_db)
         try:
             await store.client.drop_database(fresh_db)
         finally:

@@ -11,11 +11,15 @@ Attribution (which unit, which period):
   periods of that unit's dispatch of the case (the latest dispatch to it at or before the event; the first
   one if the event is older). An event whose dispatch has not arrived yet waits for it.
 - Case outcomes (`due`, `deferred`, `deferred_resolved_on_time`, `resolved`, `resolved_on_time`, `closed`,
-  `closed_on_time`, `reworked_cases`, `rated`, `satisfied`, `basic`, `unsatisfied`, `supervisor_found`,
-  `urgent_*`) go to the case's responsible unit — the lead unit of its last dispatch round — in the periods
-  of that dispatch. A cancelled case (`case.cancelled`, or `case.closed` with outcome cancelled) counts in no
-  outcome: not due, not closed, not on time — the unit's rates are as if it had never fallen due. Its
-  per-dispatch counters (dispatched, acknowledged ...) stay.
+  `closed_on_time`, `reworked_cases`, `rated`, `satisfied`, `basic`, `unsatisfied`, `urgent_*`) go to the
+  case's responsible unit — the lead unit of its last dispatch round — in the periods the case fell due
+  (应结案): the moment its deadline passed or it was closed, whichever came first. A case still inside its
+  deadline and open has not fallen due and counts in none of them: it is not a failure yet. That its deadline
+  passed is known from the facts alone (a fact at or after the deadline — dispatch's overdue mark is dated
+  at the deadline), so a replay gives the same figures. `supervisor_found` (a problem supervisors found) goes
+  to the same unit in the periods of that dispatch. A cancelled case (`case.cancelled`, or `case.closed` with
+  outcome cancelled) counts in no outcome: not due, not closed, not on time — the unit's rates are as if it
+  had never fallen due. Its per-dispatch counters (dispatched, acknowledged ...) stay.
 """
 
 from __future__ import annotations
@@ -76,19 +80,22 @@ def fact_of(ev: CaseEvent) -> Fact | None:
     base: Fact = {"id": ev.event_id, "at": ev.occurred_at.isoformat()}
     match ev:
         case CaseOpened():
-            return {**base, "t": "opened", "sf": ev.supervisor_found, "urgent": ev.urgency == "urgent"}
+            opened: Fact = {**base, "t": "opened", "sf": ev.supervisor_found, "urgent": ev.urgency == "urgent"}
+            if ev.merchant_id:  # a merchant's case: if it is not put right in time, the merchant is escalated
+                opened |= {"merchant": ev.merchant_id, "src": str(ev.source), "cat": ev.category_code}
+            return opened
         case CaseDispatched():
             return {
                 **base, "t": "dispatched", "unit": ev.lead_unit.unit_id, "role": str(ev.lead_unit.role),
                 "round": ev.dispatch_round, "urgent": ev.urgency == "urgent",
-                "sf": bool(getattr(ev, "supervisor_found", False)),
+                "sf": bool(getattr(ev, "supervisor_found", False)), "due": ev.due_at.isoformat(),
             }
         case CaseAcknowledged():
             return {**base, "t": "acknowledged", "unit": ev.unit_id, "ok": ev.in_time}
         case CaseReturned():
             return {**base, "t": "returned", "unit": ev.unit_id}
         case CaseExtensionApproved():
-            return {**base, "t": "extension", "unit": ev.unit_id}
+            return {**base, "t": "extension", "unit": ev.unit_id, "due": ev.due_at.isoformat()}
         case CaseResolved():
             return {**base, "t": "resolved", "unit": ev.unit_id, "ok": ev.on_time}
         case CaseVerified():
@@ -99,7 +106,10 @@ def fact_of(ev: CaseEvent) -> Fact | None:
                 return {**base, "t": "cancelled", "unit": ev.unit_id}
             return {**base, "t": "closed", "unit": ev.unit_id, "ok": ev.on_time}
         case CaseReopened():
-            return {**base, "t": "reopened", "unit": ev.unit_id}
+            reopened: Fact = {**base, "t": "reopened", "unit": ev.unit_id}
+            if ev.due_at is not None:
+                reopened["due"] = ev.due_at.isoformat()
+            return reopened
         case CaseRated():
             return {**base, "t": "rated", "unit": ev.unit_id, "sat": ev.satisfaction}
         case CaseCancelled():
@@ -125,6 +135,12 @@ def _order(f: Fact) -> tuple[datetime, str]:
 @lru_cache(maxsize=65536)
 def _parse(at: str) -> datetime:
     return datetime.fromisoformat(at)
+
+
+@lru_cache(maxsize=65536)
+def _periods_at(at: str) -> dict[str, str]:
+    # Every fact of a case is spread again whenever one arrives: the calendar arithmetic is worth keeping.
+    return periods_of(_parse(at), CITY_TZ)
 
 
 def contribution(facts: Iterable[Fact]) -> Contribution:
@@ -185,14 +201,19 @@ def contribution(facts: Iterable[Fact]) -> Contribution:
         elif t == "reopened":
             add(d, "reopened")
 
-    # Case outcomes, to the responsible unit (lead of the last dispatch round).
+    # Case outcomes, to the responsible unit (lead of the last dispatch round), once the case has fallen due.
     last = max(dispatches, key=lambda d: (d["round"], *_order(d)))
     if any(f["t"] == "cancelled" for f in ordered):
         return _spread(dispatches, per_dispatch)
-    unit = last["unit"]
     urgent = any(f.get("urgent") for f in ordered if f["t"] in {"opened", "dispatched"})
-    supervisor = any(f.get("sf") for f in ordered if f["t"] in {"opened", "dispatched"})
-    after_last = [f for f in ordered if _order(f) >= _order(last)]
+    add(last, "supervisor_found", int(any(f.get("sf") for f in ordered if f["t"] in {"opened", "dispatched"})))
+    due_at = fell_due_at(ordered, last)
+    if due_at is None:
+        return _spread(dispatches, per_dispatch)
+    # The outcomes fill a bucket of their own, dated when the case fell due (not when it was dispatched).
+    outcome: Fact = {"id": "\x00due", "unit": last["unit"], "role": last["role"], "at": due_at}
+    unit = last["unit"]
+    after_last = _from(ordered, last)
     resolves = [f for f in after_last if f["t"] == "resolved" and f["unit"] == unit]
     reopen_at = max((_order(f) for f in ordered if f["t"] == "reopened"), default=None)
     closes = [f for f in ordered if f["t"] == "closed" and (reopen_at is None or _order(f) > reopen_at)]
@@ -200,35 +221,55 @@ def contribution(facts: Iterable[Fact]) -> Contribution:
     extended = any(f["t"] == "extension" and f["unit"] == unit for f in after_last)
     ratings = [f for f in ordered if f["t"] == "rated"]
 
-    add(last, "due")
+    add(outcome, "due")
     deferred = extended and closed is None
-    add(last, "deferred", int(deferred))
+    add(outcome, "deferred", int(deferred))
     # A deferred case leaves the on-time numerator too when the city subtracts 缓办 from the denominator.
-    add(last, "deferred_resolved_on_time", int(deferred and bool(resolves) and resolves[-1]["ok"]))
-    add(last, "resolved", int(bool(resolves)))
-    add(last, "resolved_on_time", int(bool(resolves) and resolves[-1]["ok"]))
-    add(last, "closed", int(closed is not None))
-    add(last, "closed_on_time", int(closed is not None and closed["ok"]))
-    add(last, "reworked_cases", int(any(f["t"] == "verified" and not f["ok"] for f in ordered)))
-    add(last, "supervisor_found", int(supervisor))
+    add(outcome, "deferred_resolved_on_time", int(deferred and bool(resolves) and resolves[-1]["ok"]))
+    add(outcome, "resolved", int(bool(resolves)))
+    add(outcome, "resolved_on_time", int(bool(resolves) and resolves[-1]["ok"]))
+    add(outcome, "closed", int(closed is not None))
+    add(outcome, "closed_on_time", int(closed is not None and closed["ok"]))
+    add(outcome, "reworked_cases", int(any(f["t"] == "verified" and not f["ok"] for f in ordered)))
     if ratings:
-        add(last, "rated")
-        add(last, ratings[-1]["sat"])
+        add(outcome, "rated")
+        add(outcome, ratings[-1]["sat"])
     if urgent:
-        add(last, "urgent_due")
-        add(last, "urgent_closed", int(closed is not None))
-        add(last, "urgent_closed_on_time", int(closed is not None and closed["ok"]))
-    return _spread(dispatches, per_dispatch)
+        add(outcome, "urgent_due")
+        add(outcome, "urgent_closed", int(closed is not None))
+        add(outcome, "urgent_closed_on_time", int(closed is not None and closed["ok"]))
+    return _spread([*dispatches, outcome], per_dispatch)
 
 
-def _spread(dispatches: list[Fact], per_dispatch: dict[str, dict[str, int]]) -> Contribution:
-    """Each dispatch's counters onto its unit's week, month, quarter and year documents."""
+def fell_due_at(ordered: list[Fact], last: Fact) -> str | None:
+    """When the case fell due (应结案), from its facts: its first close after the last dispatch or the first of its
+    deadlines (the dispatch's, an extension's, a reopen's) that a later fact shows has passed, whichever is
+    earlier; None while it is open and inside its deadline. A dispatch fact without a deadline (stored by an
+    older build) fell due when it was made."""
+    if "due" not in last:
+        return str(last["at"])
+    after = _from(ordered, last)
+    latest = _parse(ordered[-1]["at"])
+    deadlines = [last["due"], *(f["due"] for f in after if f["t"] in {"extension", "reopened"} and "due" in f)]
+    moments = [_parse(d) for d in deadlines if _parse(d) <= latest]
+    moments += [_parse(f["at"]) for f in after if f["t"] == "closed"]
+    return min(moments).isoformat() if moments else None
+
+
+def _from(ordered: list[Fact], first: Fact) -> list[Fact]:
+    """The facts from `first` on (they are sorted)."""
+    start = _order(first)
+    return [f for f in ordered if _order(f) >= start]
+
+
+def _spread(buckets: list[Fact], per_bucket: dict[str, dict[str, int]]) -> Contribution:
+    """Each bucket's counters (a dispatch's, the case outcome's) onto its unit's week, month, quarter and year."""
     out: Contribution = {}
-    for d in dispatches:
-        counters = per_dispatch.get(d["id"])
+    for d in buckets:
+        counters = per_bucket.get(d["id"])
         if not counters:
             continue
-        for kind, period in periods_of(_parse(d["at"]), CITY_TZ).items():
+        for kind, period in _periods_at(d["at"]).items():
             entry = out.setdefault(
                 doc_id(d["unit"], period),
                 {"unit_id": d["unit"], "role": d["role"], "period": period, "kind": kind, "c": {}},

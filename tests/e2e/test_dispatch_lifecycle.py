@@ -168,7 +168,8 @@ async def test_low_confidence_merchant_escalation_and_supervisor_found(settings,
         assert [u["unit_id"] for u in merchant["cooperating_units"]] == ["CD02"]
         m_opened = [o for o in bus.on("case.v1.opened.") if o["case_id"] == "M-M-X1-2026-11"]
         assert len(m_opened) == 1 and m_opened[0]["source"] == "merchant_check"
-        assert m_opened[0]["merchant_id"] == "M-X1" and m_opened[0]["category_code"] == "0401"
+        # The penalty case has its own category (处罚), so routing never gives a first failure to enforcement.
+        assert m_opened[0]["merchant_id"] == "M-X1" and m_opened[0]["category_code"] == "0407"
 
         cmd = Commands(settings.nats_url, bus)
         sup_lead = by_case["C-SUP"]["lead_unit"]

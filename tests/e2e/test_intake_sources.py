@@ -6,6 +6,7 @@ import json
 from datetime import UTC, datetime, timedelta
 
 from contracts.cases import CaseClosed, CaseReopened
+from services.intake.cases import domain_of
 from tests.conftest import eventually
 from tests.helpers import BusRecorder, publish, system
 from xiuhua.clock import FrozenClock
@@ -99,6 +100,8 @@ async def test_duplicates_merges_and_a_closed_case_stops_absorbing(settings):
         await eventually(projected)
         store = rts["intake"].store
         key = (await store["open_cases"].find_one({"_id": case_id}))["key"]
+        # When it closed, as the number the purge of closed cases ranges over.
+        assert (await store["open_cases"].find_one({"_id": case_id}))["closed_s"] == NOW.timestamp()
 
         async def listed() -> list[str]:
             return (await store["open_keys"].find_one({"_id": key}) or {}).get("ids", [])
@@ -117,6 +120,7 @@ async def test_duplicates_merges_and_a_closed_case_stops_absorbing(settings):
 
         await eventually(reprojected)
         assert (await listed()).count(case_id) == 1  # listed again, once
+        assert "closed_s" not in await store["open_cases"].find_one({"_id": case_id})  # open: out of the purge's range
         await publish(url, "report.v1.in.grid", grid("R-14"))
         merged_again = await eventually(lambda: len(bus.on("case.v1.merged.")) == 2 and bus.on("case.v1.merged.")[1])
         assert merged_again["case_id"] == case_id and merged_again["reporters_count"] == 3
@@ -144,6 +148,9 @@ async def test_transfers_triage_and_rejections(settings):
         # The classifier's best guess travels with the triaged case, for the command centre to start from.
         assert triaged[0]["suggested_category_code"] not in (None, "9901")
         assert 0 <= triaged[0]["suggested_category_confidence"] < 0.5
+        # Every case names the classifier in use (the city's learnt model).
+        assert triaged[0]["classifier_version"] == domain_of(rts["intake"].city).classifier.version
+        assert triaged[0]["classifier_version"].startswith("demo-")
         rejected = await eventually(lambda: len(bus.on("report.v1.rejected")) == 3 and bus.on("report.v1.rejected"))
         codes = {r["reasons"][0]["code"] for r in rejected}
         assert {"unknown_merchant", "out_of_city"} <= codes

@@ -3,21 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime
+from datetime import datetime
 
 from tests.conftest import eventually
-from tests.helpers import BusRecorder, publish, system
-
-
-def patrol_report(report_id: str = "R-1") -> dict:
-    return {
-        "report_id": report_id,
-        "reported_at": datetime.now(UTC).isoformat(),
-        "inspector_id": "G-017",
-        "description": "解放路口垃圾箱满溢，垃圾散落",
-        "category_code": "0201",
-        "location": {"lng": 120.16, "lat": 30.255, "coord_system": "wgs84"},
-    }
+from tests.helpers import BusRecorder, patrol_report, publish, system
 
 
 async def test_patrol_report_flows_to_dispatch_score_and_alert(settings):

@@ -24,3 +24,6 @@ async def test_the_history_job_times_the_queries_that_find_due_and_open_cases(mo
     listing = got["open311"]  # a year of requests, the last 90 days listed (up to 1,000)
     assert listing["rows"] == min(1_000, sum(1 for i in range(5_000) if i / 5_000 * 365 <= 90))
     assert listing["listing_ms"] > 0 and listing["listing_by_date_ms"] > 0
+    purge = got["purge"]  # 5,000 entries over 30 days: those older than 7 days go, the newest 7 days' stay
+    assert purge["deleted"] == sum(1 for i in range(5_000) if i / 5_000 * 30 > 7) == 3_833
+    assert purge["select_ms"] > 0 and purge["select_by_date_ms"] > 0 and purge["run_ms"] > 0

@@ -17,7 +17,7 @@ from contracts import cases as c
 from contracts.envelope import Event
 from contracts.values import Place, ReportSource, UnitRef, UnitRole
 from services.notify.bulletin import service as bulletin
-from services.notify.bulletin.builder import build_bulletin
+from services.notify.bulletin.builder import build_bulletin, build_steps
 from services.notify.bulletin.projection import WEEKS
 from services.notify.bulletin.weeks import week_of
 from tests.conftest import eventually
@@ -213,8 +213,12 @@ async def test_bulletin_for_a_week_with_known_figures(settings: Settings, tmp_pa
     async with bulletin_service(settings) as rt:
         await feed(settings)
         await projected(rt)
-        built = await build_bulletin(rt.store, rt.city, "2026-W47", tmp_path / "bulletins", PUBLISH_TIME, pdf=False)
+        heard: list[str] = []
+        built = await build_bulletin(rt.store, rt.city, "2026-W47", tmp_path / "bulletins", PUBLISH_TIME, pdf=False,
+                                     progress=heard.append)
     ev = built.event
+    assert len(heard) == build_steps(pdf=False) == 3 and heard[0] == "reading 2026-W47 and the week before"
+    assert build_steps(pdf=True) == 3 + len(ev.languages)  # one more step per PDF edition
     assert ev.headline == {"opened": 5, "closed": 3, "overdue": 1, "escalated": 1, "on_time_rate": 0.75,
                            "closure_rate": 0.75, "rework_rate": 0.25, "satisfaction_rate": 0.75}
     assert not ev.pdf and ev.pdf_skipped_reason == "PDF not requested"
@@ -232,7 +236,7 @@ async def test_bulletin_for_a_week_with_known_figures(settings: Settings, tmp_pa
         "| 网格巡查 | 2 | 2 | ±0 |",
         "| 1 | 垃圾箱满溢 (0201) | 3 | 2 | +1 |",
         "| 2 | 占道经营 (0101) | 2 | 0 | +2 |",
-        "| CD01-03 | 3 | 2 |",
+        "| 东园社区第3网格（CD01-03） | 3 | 2 |",  # grid cells by name, with the code inspectors use
         "| 西园社区 | 2 | 0 |",
         "| 1 | 城东环卫所 | 97.5 | 100.0% | 红榜 |",
         "| 2 | 金桥环卫所 | 61.2 | 50.0% | 黑榜 末位 |",

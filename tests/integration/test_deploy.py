@@ -158,3 +158,24 @@ async def test_alert_rules_and_dashboard_use_metrics_the_services_export(setting
     # From outside the services: the NATS surveyor's and Prometheus's own `up`; every other name is exported.
     outside = {"nats_consumer_num_pending", "up"}
     assert used and used - outside <= exported, sorted(used - outside - exported)
+
+
+def test_services_send_traces_to_a_collector_that_hands_them_to_jaeger():
+    compose = _docs(DEPLOY / "compose.yaml")[0]["services"]
+    collector_url = "http://otel-collector:4318/v1/traces"
+    for svc in SERVICES:
+        for c in (c for c in compose.values() if c.get("command") == ["run", svc]):
+            assert c["environment"]["XIUHUA_TRACING"] == "true"
+            assert c["environment"]["XIUHUA_TRACING_ENDPOINT"] == collector_url
+    collector = compose["otel-collector"]
+    mounted = {v.split(":")[0]: v.split(":")[1] for v in collector["volumes"]}
+    assert mounted["./otel/collector.yaml"] == collector["command"][0].removeprefix("--config=")
+    config = _docs(DEPLOY / "otel" / "collector.yaml")[0]
+    assert config["receivers"]["otlp"]["protocols"]["http"]["endpoint"].endswith(":4318")
+    [exporter] = config["service"]["pipelines"]["traces"]["exporters"]
+    assert config["exporters"][exporter]["endpoint"].split(":")[0] == "jaeger" and "jaeger" in compose
+    assert compose["jaeger"]["environment"]["COLLECTOR_OTLP_ENABLED"] == "true"
+    k8s_env = next(d for d in _docs(DEPLOY / "k8s" / "config.yaml") if d["kind"] == "ConfigMap")["data"]
+    assert k8s_env["XIUHUA_TRACING_ENDPOINT"] == collector_url
+    k8s = {(d["kind"], d["metadata"]["name"]) for d in _docs(DEPLOY / "k8s" / "tracing.yaml")}
+    assert {("Service", "otel-collector"), ("Deployment", "otel-collector"), ("Service", "jaeger")} <= k8s

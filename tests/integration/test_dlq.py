@@ -56,7 +56,9 @@ async def test_dead_letter_is_listed_redriven_after_the_fix_and_applied_once(set
         assert await list_letters(settings, "intake") == []
 
         fixed["on"] = True
-        done = await redrive(settings, [by_msg["e-fixme"].id])
+        counted: list[tuple[int, int]] = []
+        done = await redrive(settings, [by_msg["e-fixme"].id], progress=lambda *c: counted.append(c))
+        assert counted == [(1, 1)]
         assert done == [{"id": by_msg["e-fixme"].id, "service": "probe", "subject": "case.v1.dispatched.CD",
                          "msg_id": "e-fixme~r1"}]
         await eventually(lambda: "C-fixme" in applied, timeout=20)

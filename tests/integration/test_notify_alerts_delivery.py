@@ -385,7 +385,8 @@ async def test_sensor_emergency_ranking_and_merchant_alerts_from_the_bus(setting
         assert await h.deliver_due() >= 3
         outbox = (settings.var_dir / "outbox" / "xh-cc.jsonl").read_text()
         line = json.loads(outbox.splitlines()[0])
-        assert line["title"] == "【紧急】物联感知紧急告警" and "位置：解放路 18 号" in line["lines"]
+        # The place as people say it: the street the case is in, then the address given.
+        assert line["title"] == "【紧急】物联感知紧急告警" and "位置：城东街道（解放路 18 号）" in line["lines"]
 
 
 async def test_deliveries_command_shows_the_log_of_a_case(settings, city) -> None:

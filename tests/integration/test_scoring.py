@@ -197,13 +197,21 @@ async def test_live_scores_equal_the_fold_and_a_rebuild(settings, city, monkeypa
         # The replay into a fresh database is identical, in-process (in batches of 7, each applied while the next
         # is read) and through the command.
         monkeypatch.setattr(rebuild, "BATCH", 7)
-        report = await rebuild_and_check(as_operator(settings), city)
+        heard: list[tuple[str, int, int]] = []
+        report = await rebuild_and_check(as_operator(settings), city, progress=lambda *p: heard.append(p))
         assert report.replayed["XH_CASES"] == len(events) + 40
         assert report.replayed["XH_CHECKS"] == 5
         assert report.differences == [], report.differences[:3]
+        # Each stream's total is known before its first message, and reached at its end.
+        cases = len(events) + 40
+        assert [h for h in heard if h[1] in (0, h[2])] == [("XH_CASES", 0, cases), ("XH_CASES", cases, cases),
+                                                           ("XH_CHECKS", 0, 5), ("XH_CHECKS", 5, 5)]
+        assert ("XH_CASES", 7, cases) in heard  # counted batch by batch in between
         done = await asyncio.to_thread(_cli, settings, "rebuild", "--check")
         assert done.returncode == 0, done.stdout + done.stderr
         assert "identical" in done.stdout
+        # Not a terminal: a line per stream, no bar.
+        assert f"  replaying XH_CASES ({cases} messages)\n  replaying XH_CHECKS (5 messages)\n" in done.stderr
 
         # XH_REPORTS drops the checks after 90 days (it also carries sensor telemetry); the archive keeps them.
         nc = await connect(settings.nats_url, "operator")

@@ -75,6 +75,20 @@ def test_a_case_counts_in_the_week_of_each_event_and_its_cohort_in_the_week_it_o
     assert listed["overdue"] is True and listed["level"] == 2 and listed["unit_name"] == "城东环卫所"
     assert listed["category_name"] == "垃圾箱满溢" and listed["grid"] == "CD01-03"
     assert cases["C-1"]["status"] == "closed" and cases["C-1"]["week_opened"] == "2026-W47"
+    assert cases["C-1"]["closed_s"] == next_week.timestamp()  # the purge of closed cases counts from here
+
+
+def test_a_case_record_leaves_the_purges_range_when_reopened_and_enters_it_again_when_it_ends() -> None:
+    reopened_at, cancelled_at = T0 + timedelta(days=2), T0 + timedelta(days=3)
+    events = [
+        opened("C-3", T0),
+        c.CaseClosed(**unit_kw("C-3", T0 + timedelta(hours=1)), on_time=True, closed_by="command_centre"),
+        c.CaseReopened(**unit_kw("C-3", reopened_at), reason="复发"),
+    ]
+    _, cases = fold(events)
+    assert cases["C-3"]["status"] == "open" and cases["C-3"]["closed_s"] is None  # null: no range matches it
+    _, cases = fold([*events, c.CaseCancelled(**unit_kw("C-3", cancelled_at), reason="虚假")])
+    assert cases["C-3"]["closed_s"] == cancelled_at.timestamp()
 
 
 def test_reopen_and_cancel_move_the_cohort_back() -> None:

@@ -8,12 +8,15 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from xiuhua.city import load_city
 from xiuhua.city.business_calendar import BusinessCalendar, parse_limit
-from xiuhua.city.calendar import CalendarFile
 from xiuhua.cli import main
+from xiuhua.settings import DEMO_CITY
 
 SH = ZoneInfo("Asia/Shanghai")
-CAL = BusinessCalendar(CalendarFile())
+# The official 2025 and 2026 schedules are city data (calendar.yaml), as the demo city ships them.
+DEMO = load_city(DEMO_CITY).calendar
+CAL = BusinessCalendar(DEMO)
 
 
 def sh(y: int, mo: int, d: int, h: int = 0, mi: int = 0) -> datetime:
@@ -21,7 +24,7 @@ def sh(y: int, mo: int, d: int, h: int = 0, mi: int = 0) -> datetime:
 
 
 def test_deadlines_count_office_hours_weekends_and_holidays() -> None:
-    cal = BusinessCalendar(CalendarFile())
+    cal = BusinessCalendar(DEMO)
     friday_4pm = datetime(2026, 11, 20, 16, 0, tzinfo=SH)
     assert cal.due(friday_4pm, "4h") == datetime(2026, 11, 23, 11, 0, tzinfo=SH)  # 1.5h Fri + 2.5h Mon
     assert cal.due(friday_4pm, "4nh") == friday_4pm + timedelta(hours=4)
@@ -91,7 +94,9 @@ def test_due_times(start: datetime, limit: str, due: datetime) -> None:
 
 
 def test_the_city_file_overrides_the_national_calendar() -> None:
-    cal = BusinessCalendar(CalendarFile(extra_holidays=[date(2026, 11, 23)], extra_workdays=[date(2026, 11, 22)]))
+    cal = BusinessCalendar(
+        DEMO.model_copy(update={"extra_holidays": [date(2026, 11, 23)], "extra_workdays": [date(2026, 11, 22)]})
+    )
     assert not cal.is_workday(date(2026, 11, 23)) and cal.is_workday(date(2026, 11, 22))
     assert cal.due(sh(2026, 11, 20, 17), "1h") == sh(2026, 11, 22, 9, 0)  # Sunday works, Monday is off
     assert cal.due(sh(2026, 11, 22, 17), "1h") == sh(2026, 11, 24, 9, 0)
@@ -106,7 +111,8 @@ def test_warning_share_of_a_limit() -> None:
 def test_calendar_due_command_json(capsys) -> None:
     assert main(["calendar", "due", "--start", "2026-09-30T17:00", "--limit", "1h", "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
-    assert out == {"start": "2026-09-30T17:00:00+08:00", "limit": "1h", "due": "2026-10-08T09:00:00+08:00"}
+    assert out == {"start": "2026-09-30T17:00:00+08:00", "limit": "1h", "due": "2026-10-08T09:00:00+08:00",
+                   "due_at": "2026-10-08T09:00:00+08:00", "estimated": False}
     assert main(["calendar", "due", "--start", "2026-11-23T01:00:00Z", "--limit", "4nh", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["due"] == "2026-11-23T13:00:00+08:00"
     assert main(["calendar", "due", "--start", "2026-11-20T16:00+08:00", "--limit", "4h"]) == 0

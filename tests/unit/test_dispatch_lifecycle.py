@@ -233,6 +233,19 @@ def test_open_case_sets_deadline_ack_limit_and_timers(city) -> None:
     assert isinstance(late, Applied) and not late.events[0].in_time
 
 
+def test_a_deadline_counted_on_an_unlisted_year_is_marked_estimated(city) -> None:
+    """2026 is in the city's calendar, 2027 is not: a dispatch whose deadline reaches 2027 says so."""
+    _, listed = open_case(opened(city), ctx(city, datetime(2026, 12, 31, 9, 0, tzinfo=SH)))
+    assert listed.due_at_estimated is False
+    late = datetime(2026, 12, 31, 16, 0, tzinfo=SH)  # 4 working hours: 1.5 on the 31st, the rest in 2027
+    case, reaching = open_case(opened(city), ctx(city, late))
+    assert reaching.due_at_estimated is True and case.due_at.year == 2027
+    # A re-dispatch after a return is judged again at its own moment.
+    back = decide(case, command("return"), ctx(city, late + timedelta(minutes=5)))
+    assert isinstance(back, Applied)
+    assert [e.due_at_estimated for e in back.events if isinstance(e, CaseDispatched)] == [True]
+
+
 def test_return_reroutes_then_max_returns_go_to_the_command_centre(city) -> None:
     case = new_case(city)
     first = decide(case, command("return"), ctx(city))

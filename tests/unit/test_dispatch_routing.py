@@ -47,7 +47,9 @@ CASES = [
     ("0301", "JQ01", "sensor", "urgent", 3, "municipal-construction", "JQ-CON", []),
     ("0309", "JQ01", "grid", "normal", 10, "road-works-enforcement", "JQ-ENF", ["JQ-CON"]),
     ("0401", "CD03", "grid", "normal", 10, "frontage-community", "CD03", ["CD-ENF"]),
-    ("0401", "CD03", "merchant_check", "normal", 10, "merchant-escalation-enforcement", "CD-ENF", ["CD03"]),
+    # A duty check's failure goes to the community (批评教育); only the escalated case (0407) to enforcement (处罚).
+    ("0402", "CD03", "merchant_check", "normal", 10, "frontage-community", "CD03", ["CD-ENF"]),
+    ("0407", "CD03", "merchant_check", "normal", 10, "merchant-escalation-enforcement", "CD-ENF", ["CD03"]),
     ("0701", "JQ", "inspection", "normal", 10, "site-dust-construction", "JQ-CON", ["XH-ECO"]),
     ("0801", "CD02", "hotline", "normal", 10, "vehicles-traffic-police", "CD-TP", []),
     ("0803", "CD02", "grid", "normal", 10, "bikes-sidewalks-enforcement", "CD-ENF", ["CD02"]),

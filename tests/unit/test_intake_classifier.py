@@ -140,7 +140,7 @@ def test_ngrams_and_centroids() -> None:
 
 
 def test_character_ngrams_carry_phrasing_no_keyword_foresaw(city) -> None:
-    c = domain_of(city).classifier
+    c = domain_of(city).rules
     text = "人行道上那块铺路的方砖松动了"  # none of the catalogue's phrases, nor a labelled order
     assert c.ranking(text) == []
     v = c.classify(text)
@@ -148,13 +148,13 @@ def test_character_ngrams_carry_phrasing_no_keyword_foresaw(city) -> None:
 
 
 def test_negative_keywords_rule_the_item_out_of_the_ngram_evidence_too(city) -> None:
-    c = domain_of(city).classifier
+    c = domain_of(city).rules
     assert "0302" not in {x.label for x in c.candidates("路灯杆倾斜了，灯也不亮")}
     assert c.classify("路灯杆倾斜了，灯也不亮").code == "0306"
 
 
 def test_probabilities_are_a_distribution_and_deterministic(city) -> None:
-    c = domain_of(city).classifier
+    c = domain_of(city).rules
     text = "新塘路上有人摆摊卖水果"
     ranked = c.candidates(text)
     assert abs(sum(x.probability for x in ranked) - 1.0) < 1e-9
@@ -171,7 +171,7 @@ def test_probabilities_are_a_distribution_and_deterministic(city) -> None:
 
 
 def test_vague_orders_are_triaged_with_the_best_item_as_a_guess(city) -> None:
-    c = domain_of(city).classifier
+    c = domain_of(city).rules
     v = c.classify("请尽快派人来看看")
     assert v.kind == "triage" and v.code == "9901" and v.confidence < 0.5
     assert v.best_guess is not None and v.best_guess_confidence == v.confidence
@@ -205,7 +205,7 @@ def test_the_demo_city_learns_from_the_tuned_sets_and_never_from_the_blind_ones(
 
 
 def test_demo_catalogue_classifies_the_problems_the_plans_name(city) -> None:
-    c = domain_of(city).classifier
+    c = domain_of(city).rules
     assert c.classify("小区消防通道被杂物堵塞").code == "0103"
     assert c.classify("有人从楼上拉电线下来给电瓶车充电").code == "0901"
     assert c.classify("楼道里堆满了纸箱").code == "0902"

@@ -162,10 +162,14 @@ def test_fold_follows_the_lifecycle(city):
     assert doc["expected_datetime"] == later
     doc = fold(doc, ev.CaseResolved(**common, note="已清运", on_time=True), city)
     assert doc["status"] == "open" and "已清运" in doc["status_notes"]
-    doc = fold(doc, ev.CaseClosed(**common, on_time=True, closed_by="verification"), city)
+    assert "closed_s" not in doc  # open: out of the purge's range
+    closing = ev.CaseClosed(**common, on_time=True, closed_by="verification")
+    doc = fold(doc, closing, city)
     assert doc["status"] == "closed"
+    assert doc["closed_s"] == doc["updated_datetime"].timestamp() == closing.occurred_at.timestamp()
     doc = fold(doc, ev.CaseReopened(**common, reason="问题复发"), city)
     assert doc["status"] == "open" and "问题复发" in doc["status_notes"]
+    assert "closed_s" not in doc
     doc = fold(doc, ev.CaseMerged(case_id="C-1", source=ReportSource.open311, source_ref="T-2", reporters_count=3),
                city)
     assert "3" in doc["service_notice"]

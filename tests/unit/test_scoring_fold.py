@@ -171,7 +171,14 @@ def test_a_long_random_history_replays_exactly() -> None:
     dispatches = [e for e in events if isinstance(e, CaseDispatched)]
     assert sum(d["c"].get("dispatched", 0) for d in weeks) == len(dispatches)
     cancelled = {e.case_id for e in events if isinstance(e, CaseCancelled)}
-    assert sum(d["c"].get("due", 0) for d in weeks) == len({e.case_id for e in dispatches} - cancelled)
+    # 应结案: closed, or its last dispatch's deadline passed (an event at or after it); the rest are still in time.
+    closed = {e.case_id for e in events if isinstance(e, CaseClosed)}
+    last_dispatch = {e.case_id: e for e in dispatches}
+    latest = {e.case_id: e.occurred_at for e in events}
+    past_deadline = {c for c, d in last_dispatch.items() if latest[c] >= d.due_at}
+    fell_due = (closed | past_deadline) - cancelled
+    assert 0 < len(fell_due) < len(last_dispatch) - len(cancelled)
+    assert sum(d["c"].get("due", 0) for d in weeks) == len(fell_due)
     for kind in ("month", "quarter", "year"):
         same = [d for d in rebuilt.docs.values() if d["kind"] == kind]
         assert sum(d["c"].get("dispatched", 0) for d in same) == len(dispatches)
@@ -264,6 +271,7 @@ def test_a_case_closed_as_cancelled_counts_like_a_cancelled_one_in_any_order() -
 def test_the_third_failed_verification_and_after_are_repeats() -> None:
     specs: list[tuple[type, dict[str, Any]]] = [(CaseDispatched, {"lead_unit": UNITS[0]})]
     specs += [(CaseVerified, {"passed": False, "rework_count": k}) for k in range(1, 5)]
+    specs += [(CaseClosed, {"on_time": True, "closed_by": "verification"})]  # closed: the case has fallen due
     c = next(d["c"] for d in _fold(_case(*specs)).docs.values())
     assert c["reworked"] == 4 and c["rework_repeat"] == 2 and c["reworked_cases"] == 1
 
@@ -281,3 +289,90 @@ def test_the_types_scoring_skips_unread_are_exactly_those_that_leave_no_fact() -
     assert units.fact_of(closed.model_copy(update={"outcome": "cancelled"})) is not None  # counted either way
     assert {k.__name__ for k in kinds if units.uncounted(k)} == {
         "CaseCommandRejected", "CaseDeadlineWarning", "CaseExtensionRequested", "CaseMerged", "CaseTransferred"}
+
+
+# 应结案: a case counts in `due` (and every rate built on it) in the period it fell due — its deadline passed or it
+# was closed, whichever came first — and not at all while it is open inside its deadline.
+
+T0 = datetime(2026, 11, 27, 2, 0, tzinfo=UTC)  # Friday 10:00 in Shanghai, 2026-W48
+
+
+def _at(*specs: tuple[timedelta, type, dict[str, Any]], due: timedelta = timedelta(days=4)) -> list[CaseEvent]:
+    """One case dispatched at T0 with its deadline at T0 + due (Tuesday of the next week by default)."""
+    out: list[CaseEvent] = []
+    for offset, cls, kw in specs:
+        base: dict[str, Any] = {"case_id": "C-1", "street_code": "CD", "occurred_at": T0 + offset}
+        if cls is CaseDispatched:
+            base |= {"category_code": "0201", "rule_id": "r", "due_at": T0 + due, "time_limit": "2d",
+                     "lead_unit": UNITS[0]}
+        else:
+            base |= {"unit_id": "CD-SAN"}
+        out.append(cls(**base, **kw))
+    return out
+
+
+def _weeks(events: list[CaseEvent]) -> dict[str, dict[str, int]]:
+    return {d["period"]: d["c"] for d in _fold(events).docs.values() if d["kind"] == "week"}
+
+
+DISPATCH = (timedelta(0), CaseDispatched, {})
+
+
+def test_a_fresh_case_inside_its_deadline_is_not_due_and_the_unit_scores_full() -> None:
+    from services.scoring.rates import figures
+
+    weeks = _weeks(_at(DISPATCH, (timedelta(hours=1), CaseAcknowledged, {"in_time": True})))
+    assert weeks == {"2026-W48": {"dispatched": 1, "acknowledged": 1, "acknowledged_in_time": 1}}
+    assert figures(weeks["2026-W48"], AssessmentFile())["score"] == 100
+
+
+def test_a_case_falls_due_exactly_at_its_deadline_in_the_deadlines_period() -> None:
+    # Dispatch's overdue mark is dated at the deadline: from that moment the case is due (and not closed).
+    at_deadline = _weeks(_at(DISPATCH, (timedelta(days=4), CaseOverdue, {"due_at": T0 + timedelta(days=4)})))
+    # `overdue` is a per-dispatch counter (the dispatch's week); `due` is the deadline's week.
+    assert at_deadline == {"2026-W48": {"dispatched": 1, "overdue": 1}, "2026-W49": {"due": 1}}
+    # A second before the deadline it is still in time.
+    before = _weeks(_at(DISPATCH, (timedelta(days=4, seconds=-1), CaseAcknowledged, {"in_time": False})))
+    assert "due" not in before["2026-W48"] and "2026-W49" not in before
+
+
+def test_a_case_closed_before_its_deadline_is_due_when_it_was_closed() -> None:
+    weeks = _weeks(_at(DISPATCH, (timedelta(hours=2), CaseClosed, {"on_time": True, "closed_by": "verification"})))
+    assert weeks == {"2026-W48": {"dispatched": 1, "due": 1, "closed": 1, "closed_on_time": 1}}
+    # Closed in the next week but before the deadline: due in the week of the closure.
+    later = _weeks(_at(DISPATCH, (timedelta(days=3), CaseClosed, {"on_time": True, "closed_by": "verification"})))
+    assert later == {"2026-W48": {"dispatched": 1}, "2026-W49": {"due": 1, "closed": 1, "closed_on_time": 1}}
+
+
+def test_a_case_closed_after_its_deadline_is_due_in_the_deadlines_period() -> None:
+    weeks = _weeks(_at(
+        DISPATCH, (timedelta(days=11), CaseClosed, {"on_time": False, "closed_by": "verification"}),
+        due=timedelta(days=1),
+    ))
+    assert weeks == {"2026-W48": {"dispatched": 1, "due": 1, "closed": 1}}
+
+
+def test_an_extended_case_falls_due_at_the_first_deadline_that_passed() -> None:
+    ext = (timedelta(hours=5), CaseExtensionApproved, {"hours": 16, "due_at": T0 + timedelta(days=6)})
+    # Only the extension: inside both deadlines, not due.
+    assert "due" not in _weeks(_at(DISPATCH, ext))["2026-W48"]
+    # A fact after the original deadline (Tuesday) but before the extended one: due on Tuesday, as 缓办.
+    weeks = _weeks(_at(DISPATCH, ext, (timedelta(days=5), CaseAcknowledged, {"in_time": False})))
+    assert weeks["2026-W49"] == {"due": 1, "deferred": 1}
+
+
+def test_a_reopened_case_stays_due_from_its_first_closure() -> None:
+    weeks = _weeks(_at(
+        DISPATCH, (timedelta(hours=2), CaseClosed, {"on_time": True, "closed_by": "verification"}),
+        (timedelta(days=3), CaseReopened, {"reason": "复发", "due_at": T0 + timedelta(days=8)}),
+    ))
+    assert weeks == {"2026-W48": {"dispatched": 1, "due": 1, "reopened": 1}}
+
+
+def test_a_dispatch_fact_stored_without_its_deadline_fell_due_when_it_was_made() -> None:
+    """Facts an older build stored carry no deadline: they keep the rule they were counted under."""
+    facts = [units.fact_of(e) for e in _at(DISPATCH)]
+    assert facts[0] is not None and "due" in facts[0]
+    legacy = [{k: v for k, v in f.items() if k != "due"} for f in facts if f is not None]
+    c = units.contribution(legacy)
+    assert next(v["c"] for k, v in c.items() if k.endswith("W48")) == {"dispatched": 1, "due": 1}

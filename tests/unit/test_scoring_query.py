@@ -103,7 +103,9 @@ async def test_an_empty_period_means_the_current_ones_and_a_merchant_ranking_is_
     reply = await _ask(rt, QUERY_RANKING, {"kind": "merchant", "period": "2026-W50"})
     assert reply["error"]["code"] == "bad_period"
     reply = await _ask(rt, QUERY_RANKING, {"kind": "merchant"})
-    assert reply["kind"] == "merchant" and reply["period"] == "2026-12" and reply["tables"]
+    assert reply["kind"] == "merchant" and reply["period"] == "2026-12"
+    # No merchant was inspected this month: none is ranked (never inspected is not 'best'), all are listed apart.
+    assert reply["tables"] == {} and reply["unassessed"]
     # Both refused: the malformed kind is reported before the malformed period.
     reply = await _ask(rt, QUERY_RANKING, {"kind": 7, "period": "2026-13"})
     assert reply["error"]["code"] == "bad_request"

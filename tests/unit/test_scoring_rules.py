@@ -80,7 +80,7 @@ def test_deferred_cases_stay_due_when_the_city_says_so(rules) -> None:
 
 
 def _doc(unit: str, role: str, score: float) -> dict:
-    return {"unit_id": unit, "role": role, "score": score, "rates": {}, "due": 1}
+    return {"unit_id": unit, "role": role, "score": score, "rates": {}, "due": 1, "kind": "quarter"}
 
 
 def test_rankings_are_within_roles_with_lists_and_the_bottom_three() -> None:
@@ -88,7 +88,8 @@ def test_rankings_are_within_roles_with_lists_and_the_bottom_three() -> None:
         _doc("E1", "enforcement", 50),
         _doc("C1", "command_centre", 1),
     ]
-    t = unit_tables(docs, Ranking(red_list=2, black_list=2, bottom_flagged=3), {"S0": "零号"})
+    t, apart = unit_tables(docs, Ranking(red_list=2, black_list=2, bottom_flagged=3), {"S0": "零号"})
+    assert apart == {}
     assert set(t) == {"sanitation", "enforcement"}
     san = t["sanitation"]
     assert [r["id"] for r in san] == [f"S{i}" for i in range(8)] and san[0]["name"] == "零号"
@@ -159,7 +160,11 @@ def test_merchant_ranking() -> None:
         {"merchant_id": "A", "points": 90, "failures": 0, "grade": "A", "checks": 2},
         {"merchant_id": "C", "points": 70, "failures": 3, "grade": "C", "checks": 3},
     ]
-    assert [r["id"] for r in m.ranking(rows, 5)] == ["A", "B", "C"]
+    ranked = m.ranking(rows, 5)
+    assert [r["id"] for r in ranked] == ["A", "B", "C"]
+    # Equal points share the rank; the red list takes only those without a failure.
+    assert [(r["rank"], r["tied"], r["board"]) for r in ranked] == [
+        (1, True, "red"), (1, True, None), (3, False, None)]
 
 
 def _months(**points: float | tuple[float, bool]) -> dict:
@@ -255,7 +260,9 @@ def test_merchant_months_do_not_depend_on_order_or_resends(city, results, order)
     assert facts_shuffled == facts_in_order
     f = m.month_figures(facts_in_order, r)
     failing = [c for c in checks if "fail" in c.items.values()]
-    assert f["failures"] == len(failing) and f["escalated"] == (len(failing) >= 2)
+    # Escalated when one duty item failed twice (the month's days are all within the 30-day window).
+    per_item = {i: sum(1 for c in failing if c.items[i] == "fail") for i in ("hygiene", "order", "safety")}
+    assert f["failures"] == len(failing) and f["escalated"] == (max(per_item.values()) >= 2)
     assert f["points"] == 100 - sum(r.item_points(i) for c in failing for i, v in c.items.items() if v == "fail") + (
         r.bonus if len(checks) >= r.bonus_min_checks and not failing else 0
     )
@@ -303,8 +310,10 @@ def test_merchant_classes_over_many_months_do_not_depend_on_order_or_resends(cit
     assert replayed.facts == in_order.facts and replayed.cards == in_order.cards
     # And each card is what the rule says of all its months at once.
     for mid, card in in_order.cards.items():
+        # Each month with the month before it: a repeat counts the previous month's failures within the window.
         months = {
-            k.split(":")[1]: m.month_entry(m.month_figures(f, r))
+            k.split(":")[1]: m.month_entry(m.month_figures(
+                f, r, in_order.facts.get(m.period_id(mid, m.neighbours(k.split(":")[1])[0]), [])))
             for k, f in in_order.facts.items()
             if k.startswith(f"{mid}:")
         }

@@ -519,4 +519,10 @@ def table(r: dict[str, Any]) -> str:
                 f"  Open311 GET requests of the last 90 days ({op['rows']:,} rows): {op['listing_ms']:.1f} ms "
                 f"(on the date, as before: {op['listing_by_date_ms']:.1f} ms)"
             )
+        if pg := hi.get("purge"):
+            lines.append(
+                f"  ledger purge over {pg['entries']:,} entries of 30 days, past a 7-day horizon: a chunk of ids "
+                f"selected in {pg['select_ms']:.1f} ms (on the date, as a TTL index would: "
+                f"{pg['select_by_date_ms']:.1f} ms); a run deleted {pg['deleted']:,} in {pg['run_ms']:.0f} ms"
+            )
     return "\n".join(lines)

@@ -315,7 +315,7 @@ async def rebuild_at_scale(
         database = f"bench_scoring_rebuild_{int(time.time())}"
         last = [time.perf_counter()]
 
-        def tick(stream: str, n: int) -> None:
+        def tick(stream: str, n: int, total: int) -> None:
             if time.perf_counter() - last[0] > 30:
                 last[0] = time.perf_counter()
                 progress(f"rebuild: {n} events replayed")
@@ -482,14 +482,55 @@ async def _open311_listing(store: Store, cases: list[dict[str, Any]], now: datet
     return {"rows": len(rows), "listing_ms": listing_ms, "listing_by_date_ms": date_ms}
 
 
+async def _ledger_purge(store: Store, entries: int, now: datetime, rounds: int) -> dict[str, Any]:
+    """A ledger of `entries` applied messages over the last 30 days, purged past the default 7-day horizon: the
+    selection of one chunk by the indexed number (what the purge sends) beside the same by the date (what a TTL
+    index ranges over), and one purge run (as many as a run reads at most)."""
+    from xiuhua.city.retention import RetentionFile
+    from xiuhua.ledger import AT_S, RETAINED
+    from xiuhua.ledger import COLLECTION as LEDGER
+    from xiuhua.retention import CHUNK, cutoff, ensure_indexes, purge
+
+    col = store[LEDGER]
+    await ensure_indexes(store, [RETAINED])  # as every service's start-up creates it
+    span = timedelta(days=30).total_seconds()
+    for start in range(0, entries, 1000):
+        docs = []
+        for i in range(start, min(entries, start + 1000)):
+            at = now - timedelta(seconds=span * i / entries)
+            docs.append(
+                {"_id": f"bench-consumer:e-{i}", "events": [], "published": True, "at": at, AT_S: at.timestamp()}
+            )
+        await col.insert_many(docs, ordered=False)
+    before_s = cutoff(now.timestamp(), RetentionFile().ledger)
+    before = datetime.fromtimestamp(before_s, UTC)
+
+    async def by_number() -> list[str]:
+        return [d["_id"] async for d in col.find({AT_S: {"$lt": before_s}}, {"_id": 1}).sort(AT_S, 1).limit(CHUNK)]
+
+    async def by_date() -> list[str]:
+        return [d["_id"] async for d in col.find({"at": {"$lt": before}}, {"_id": 1}).sort("at", 1).limit(CHUNK)]
+
+    number_ms, chosen = await _median_ms(by_number, rounds)
+    date_ms, chosen_by_date = await _median_ms(by_date, rounds)
+    if chosen != chosen_by_date:
+        raise RuntimeError("the purge selections disagree")
+    t = time.perf_counter()
+    deleted = await purge(store, RETAINED, before_s)
+    run_ms = (time.perf_counter() - t) * 1000
+    return {"entries": entries, "select_ms": number_ms, "select_by_date_ms": date_ms, "deleted": deleted,
+            "run_ms": run_ms}
+
+
 async def history_at_scale(
     store_url: str, cases: int, *, progress: Progress, rounds: int = 20, now: datetime | None = None
 ) -> dict[str, Any]:
     """Over `cases` cases of history, a tenth still open, time the queries that run whatever the history:
     dispatch's deadline scan (`due_case_ids`, every few seconds) with its repair round, intake's merge lookup
-    (`BatchIO.candidates`, every report batch) and the Open311 listing `GET requests` runs without filters (the
-    last 90 days, newest first, up to 1,000); each beside the query it replaced, in the same run for the ratio (a
-    range on the date `next_timer_at`; an `$in` on the `key` field; a range on the date `requested_datetime`).
+    (`BatchIO.candidates`, every report batch), the Open311 listing `GET requests` runs without filters (the
+    last 90 days, newest first, up to 1,000) and the ledger purge (every hour); each beside the query it replaced
+    or avoids, in the same run for the ratio (a range on the date `next_timer_at`; an `$in` on the `key` field; a
+    range on the date `requested_datetime`; a range on the ledger's date `at`, as a TTL index would).
     Each figure is the median of `rounds`."""
     now = now or datetime.now(UTC)
     store = Store(store_url, f"bench_history_{int(time.time() * 1000)}")
@@ -501,11 +542,13 @@ async def history_at_scale(
         lookup = await _merge_lookup(store, open_case_documents(docs, now), now, rounds)
         progress(f"history: merge lookup timed; Open311 listing over {cases} requests")
         listing = await _open311_listing(store, docs, now, rounds)
+        progress(f"history: Open311 listing timed; ledger purge over {cases} entries")
+        ledger = await _ledger_purge(store, cases, now, rounds)
         await store.client.drop_database(store.db.name)
     finally:
         await store.close()
     return {"cases": cases, "seconds": time.perf_counter() - t0, "timers": timers, "merge": lookup,
-            "open311": listing}
+            "open311": listing, "purge": ledger}
 
 
 async def run_scale(

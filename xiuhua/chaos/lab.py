@@ -23,6 +23,7 @@ from xiuhua import embedded
 from xiuhua.bus import provision_streams
 from xiuhua.registry import SERVICES
 from xiuhua.settings import DEMO_CITY, Settings
+from xiuhua.supervisor import start_service_process
 
 
 @dataclass
@@ -43,13 +44,8 @@ class ServiceProcess:
 
     def start(self) -> None:
         """Start the process (returns at once; see `Lab.wait_healthy`)."""
-        self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        with self.log_path.open("ab") as fh:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "xiuhua.cli", "run", self.service], env=self.env, stdout=fh,
-                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
-                preexec_fn=embedded._die_with_parent,
-            )
+        self.proc = start_service_process([sys.executable, "-m", "xiuhua.cli", "run", self.service], self.env,
+                                          self.log_path)
 
     def kill(self) -> None:
         """SIGKILL: no drain, no ack, no goodbye."""
@@ -224,7 +220,9 @@ class Lab:
             while pending and time.monotonic() < deadline:
                 for p in list(pending):
                     if p.proc is not None and p.proc.poll() is not None:
-                        tail = p.log_path.read_text(errors="replace")[-1500:]
+                        printed = p.log_path.with_suffix(".stderr.log")
+                        tail = "".join(f.read_text(errors="replace") for f in (p.log_path, printed) if f.exists())
+                        tail = tail[-1500:]
                         raise RuntimeError(f"{p.label} exited with {p.proc.returncode} while starting:\n{tail}")
                     with contextlib.suppress(httpx.HTTPError):
                         if (await client.get(f"http://127.0.0.1:{p.port}/health")).status_code == 200:
@@ -254,7 +252,7 @@ class Lab:
 
 
 @contextlib.asynccontextmanager
-async def lab(root: Path, **kwargs: object):  # type: ignore[no-untyped-def]
+async def lab(root: Path, **kwargs: object):
     """A started lab that stops everything it started on exit."""
     the_lab = Lab(root, **kwargs)  # type: ignore[arg-type]
     try:

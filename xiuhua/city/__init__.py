@@ -1,4 +1,5 @@
-"""A city is data (docs/operating/city-data.md): areas, units, categories, routing rules, calendar, alerts, merchants.
+"""A city is data (docs/operating/city-data.md): areas, units, categories, routing rules, calendar, alerts, merchants,
+devices, retention.
 
 `load_city(folder)` reads and validates the folder that XIUHUA_CITY_DIR names; every error names file and line.
 """
@@ -15,9 +16,11 @@ from xiuhua.city.areas import Areas, load_areas
 from xiuhua.city.assessment import AssessmentFile
 from xiuhua.city.calendar import CalendarFile
 from xiuhua.city.categories import Catalogue, Category
+from xiuhua.city.devices import DevicesFile, Registry, check_devices
 from xiuhua.city.intake import IntakeFile, check_intake
 from xiuhua.city.loading import CityDataError, line_of, load_yaml
 from xiuhua.city.merchants import Merchant, MerchantsFile, check_merchants
+from xiuhua.city.retention import RetentionFile, load_retention
 from xiuhua.city.routing import RoutingFile
 from xiuhua.city.security import SecurityFile
 from xiuhua.city.units import Unit, UnitsFile
@@ -51,6 +54,8 @@ class City:
     merchants: dict[str, Merchant]
     assessment: AssessmentFile = field(default_factory=AssessmentFile)
     intake: IntakeFile = field(default_factory=IntakeFile)
+    devices: Registry = field(default_factory=lambda: Registry({}, {}, {}))
+    retention: RetentionFile = field(default_factory=RetentionFile)
     security: SecurityFile = field(default_factory=SecurityFile)
 
     def category(self, code: str) -> Category | None:
@@ -103,7 +108,10 @@ def load_city(folder: Path) -> City:
         raise CityDataError(str(exc)) from exc
     assessment = _optional(folder, "assessment.yaml", AssessmentFile, AssessmentFile())
     intake = _optional(folder, "intake.yaml", IntakeFile, IntakeFile())
-    check_intake(intake, folder / "intake.yaml", {c.code for c in catalogue.items()}, set(areas.by_code))  # type: ignore[arg-type]
+    check_intake(intake, folder / "intake.yaml", {c.code for c in catalogue.items()}, areas)  # type: ignore[arg-type]
+    devices_file = _optional(folder, "devices.yaml", DevicesFile, DevicesFile())
+    devices = check_devices(devices_file, folder / "devices.yaml", areas)  # type: ignore[arg-type]
+    retention = load_retention(folder)
     security: SecurityFile = _optional(folder, "security.yaml", SecurityFile, SecurityFile())  # type: ignore[assignment]
     streets = {a.code for a in areas.of_level("street")}
     for name, user in security.users.items():
@@ -123,5 +131,7 @@ def load_city(folder: Path) -> City:
         merchants=merchants,
         assessment=assessment,  # type: ignore[arg-type]
         intake=intake,  # type: ignore[arg-type]
+        devices=devices,
+        retention=retention,
         security=security,
     )

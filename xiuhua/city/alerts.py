@@ -9,9 +9,10 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 AlertKind = Literal[
     "new_case", "deadline_warning", "overdue", "escalation", "sensor_emergency", "bottom_ranking",
-    "merchant_escalation", "delivery_failed",
+    "merchant_escalation", "merchant_notice", "delivery_failed",
 ]
-Relation = Literal["lead_unit", "cooperating_units", "command_centre", "street_office"]
+# `merchant`: the merchant a 门前三包 case is about, on the channels merchants.yaml gives it (duties do not apply).
+Relation = Literal["lead_unit", "cooperating_units", "command_centre", "street_office", "merchant"]
 ChannelType = Literal["file", "webhook", "wecom", "dingtalk", "feishu", "email", "sms"]
 
 _HHMM = re.compile(r"^([01]\d|2[0-3]):[0-5]\d-([01]\d|2[0-3]):[0-5]\d$")

@@ -66,6 +66,11 @@ class Areas:
         idx = tree[0].query(Point(lng, lat), predicate="intersects")
         return tree[1][int(idx[0])] if len(idx) else None
 
+    def covers(self, code: str, lng: float, lat: float) -> bool:
+        """Whether a WGS84 point lies in (or on the boundary of) the area `code`."""
+        area = self.by_code.get(code)
+        return area is not None and bool(area.geometry.covers(Point(lng, lat)))
+
     def chain(self, code: str) -> dict[str, Area]:
         """The area and its ancestors by level."""
         out: dict[str, Area] = {}

@@ -109,6 +109,9 @@ class Ranking(BaseModel):
     red_list: int = Field(default=5, ge=0, description="Top N of each role (红榜)")
     black_list: int = Field(default=5, ge=0, description="Bottom N of each role (黑榜)")
     bottom_flagged: int = Field(default=3, ge=0, description="Bottom N penalised (末位三名)")
+    bottom_periods: list[Literal["week", "month", "quarter", "year"]] = Field(
+        default=["quarter"], description="Periods whose ranking flags the bottom N (季度考核)"
+    )
     roles_excluded: list[str] = Field(default_factory=lambda: ["command_centre", "hotline"])
     periods: list[Literal["week", "month", "quarter", "year"]] = Field(
         default_factory=lambda: ["week", "month", "quarter", "year"], description="Periods published at close"
@@ -160,7 +163,17 @@ class MerchantRules(BaseModel):
     bonus_min_checks: int = Field(default=4, ge=1)
     grade_a: float = Field(default=90.0, description="A at or above")
     grade_b: float = Field(default=75.0, description="B at or above, C below")
-    escalate_from: int = Field(default=2, ge=2, description="The n-th failure in a month is escalated (1st: 批评教育)")
+    escalate_from: int = Field(
+        default=2, ge=2,
+        description="The n-th failure of the same duty item within repeat_window_days is escalated to enforcement "
+        "(处罚); the first is 批评教育 by the community",
+    )
+    repeat_window_days: int = Field(
+        default=30, ge=1, le=31, description="How far back a failure of the same item counts as a repeat"
+    )
+    escalate_when_overdue: bool = Field(
+        default=True, description="A first-failure case not put right by its deadline is escalated too (逾期未整改)"
+    )
     ranking_top: int = Field(default=5, ge=0)
     classing: MerchantClassing = Field(default_factory=MerchantClassing)
 

@@ -1,4 +1,10 @@
-"""Deadlines on a Chinese business calendar (工作日历): office hours, holidays and 调休 working weekends. Pure."""
+"""Deadlines on a city's business calendar (工作日历): office hours, holidays and 调休 working weekends. Pure.
+
+A year the city's calendar lists follows the official schedule exactly: its holidays are off, its adjusted
+working days are worked, other days Monday–Friday. A year it does not list falls back to the rule-based public
+holidays of the city's country (the `holidays` library: China's statutory days, or any other country's) on
+Monday–Friday, without 调休 — so a deadline that counts a day of such a year is an estimate and says so.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +13,7 @@ from collections.abc import Callable
 from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
-import chinese_calendar
+import holidays
 
 from xiuhua.city.calendar import CalendarFile
 
@@ -30,12 +36,26 @@ class BusinessCalendar:
         self.tz = ZoneInfo(cfg.timezone)
         self._holidays = set(cfg.extra_holidays)
         self._workdays = set(cfg.extra_workdays)
-        # Every deadline walks a few days and asks of each; chinese_calendar validates and looks up the date
-        # each time (a fifth of dispatch's CPU under load). A day's answer never changes for a loaded city.
+        # The official schedules: a day off is False, an adjusted working day True.
+        self._official: dict[date, bool] = {}
+        for schedule in cfg.years.values():
+            self._official.update({d: False for h in schedule.holidays for d in h.days()})
+            self._official.update(dict.fromkeys(schedule.workdays, True))
+        self._fallback: dict[int, holidays.HolidayBase] = {}
+        # Every deadline walks a few days and asks of each; a day's answer never changes for a loaded city.
         self._known: dict[date, bool] = {}
 
+    def known_years(self) -> list[int]:
+        """The years whose official schedule the city's calendar lists."""
+        return sorted(self.cfg.years)
+
+    def is_estimated(self, day: date) -> bool:
+        """Whether the day's answer comes from the rule-based fallback (its year is not listed)."""
+        return day.year not in self.cfg.years
+
     def is_workday(self, day: date) -> bool:
-        """The city's own list first, then the national calendar (holidays and 调休), else Mon–Fri."""
+        """The city's own days first, then the official schedule of the year, else the country's rule-based
+        holidays on Monday–Friday."""
         known = self._known.get(day)
         if known is None:
             known = self._known[day] = self._is_workday(day)
@@ -46,11 +66,40 @@ class BusinessCalendar:
             return False
         if day in self._workdays:
             return True
-        try:
-            return bool(chinese_calendar.is_workday(day))
-        except NotImplementedError:
-            # Years the library does not cover yet: weekdays work; the city file adds the rest.
-            return day.weekday() < 5
+        official = self._official.get(day)
+        if official is not None:
+            return official
+        if day.weekday() >= 5:
+            return False
+        if not self.is_estimated(day):
+            return True
+        return day not in self._country_holidays(day.year)
+
+    def _country_holidays(self, year: int) -> holidays.HolidayBase:
+        found = self._fallback.get(year)
+        if found is None:
+            found = self._fallback[year] = holidays.country_holidays(
+                self.cfg.country, subdiv=self.cfg.subdivision, years=year
+            )
+        return found
+
+    def estimated(self, start: datetime, end: datetime, limit: str) -> bool:
+        """Whether a deadline from `start` to `end` counted a day of a year the calendar does not list
+        (natural-hour limits count no calendar: never)."""
+        if parse_limit(limit)[1] == "nh":
+            return False
+        first, last = start.astimezone(self.tz).year, end.astimezone(self.tz).year
+        return any(year not in self.cfg.years for year in range(first, last + 1))
+
+    def missing_next_year(self, now: datetime) -> str | None:
+        """From 1 December, a warning when next year's official schedule is not listed yet; else None."""
+        local = now.astimezone(self.tz)
+        if local.month < 12 or local.year + 1 in self.cfg.years:
+            return None
+        return (
+            f"calendar.yaml has no official holiday schedule for {local.year + 1}: deadlines from 1 January "
+            f"will be estimated from {self.cfg.country}'s rule-based holidays (no 调休) until it is entered"
+        )
 
     def _periods(self, day: date) -> list[tuple[datetime, datetime]]:
         return [

@@ -10,6 +10,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from xiuhua.city.areas import Areas
 from xiuhua.city.loading import CityDataError, line_of
 
 DURATION_RE = re.compile(r"^(\d+(?:\.\d+)?)(s|m|h|d)$")
@@ -117,7 +118,17 @@ class DeviceType(BaseModel):
         description="metric → [min, max] the device can measure: below min is impossible, at max is saturated",
     )
     fault_statuses: list[str] = Field(default_factory=list, description="`status` values that mean a device fault")
+    metrics: list[str] = Field(
+        default_factory=list,
+        description="Further metrics its devices send that set no threshold (temperature, humidity, wind); with the "
+        "metrics of `ranges` and `rules` and `status`, any other name in a reading is refused `unknown_metric`",
+    )
     rules: list[SensorRule] = Field(min_length=1)
+
+    @property
+    def known_metrics(self) -> frozenset[str]:
+        """Every metric name a reading of this type may carry."""
+        return frozenset({"status", *self.ranges, *self.metrics, *(r.metric for r in self.rules)})
 
     @model_validator(mode="after")
     def _ranges(self) -> DeviceType:
@@ -141,9 +152,19 @@ class IntakeFile(BaseModel):
         default_factory=dict, description="duty item of a merchant check → category code (门前三包 group 04)"
     )
     merchant_default_category: str = "0401"
+    max_report_age: str = Field(
+        default="30d", description="Reports dated further back than this are refused `too_old` (a 1970 date is "
+        "a device's unset clock, not a report)")
+
+    @field_validator("max_report_age")
+    @classmethod
+    def _age(cls, v: str) -> str:
+        if parse_duration(v).total_seconds() <= 0:
+            raise ValueError("must be longer than 0s")
+        return v
 
 
-def check_intake(intake: IntakeFile, path: Path, category_codes: set[str], area_codes: set[str]) -> None:
+def check_intake(intake: IntakeFile, path: Path, category_codes: set[str], areas: Areas) -> None:
     """Cross-check intake.yaml against the catalogue and the areas; errors name file and line."""
     if not path.exists():
         return
@@ -154,8 +175,14 @@ def check_intake(intake: IntakeFile, path: Path, category_codes: set[str], area_
     if intake.classifier.triage_code not in category_codes:
         fail(("classifier", "triage_code"), f"unknown category {intake.classifier.triage_code}")
     for i, p in enumerate(intake.gazetteer):
-        if p.area not in area_codes:
+        if p.area not in areas.by_code:
             fail(("gazetteer", i, "area"), f"unknown area {p.area}")
+        if (p.lng is None) != (p.lat is None):
+            fail(("gazetteer", i, "lat" if p.lat is None else "lng"), "give both lng and lat, or neither")
+        if p.lng is not None and p.lat is not None and not areas.covers(p.area, p.lng, p.lat):
+            # A landmark's point gives a case its coordinates: one outside its area would place the case in a
+            # street the name does not belong to.
+            fail(("gazetteer", i, "lng"), f"the point ({p.lng}, {p.lat}) of {p.name} lies outside its area {p.area}")
     for name, dev in intake.sensors.items():
         for field in ("category", "fault_category"):
             if getattr(dev, field) not in category_codes:

@@ -19,8 +19,9 @@ def _line_of(node: yaml.Node | None, loc: tuple[Any, ...]) -> int:
     """The line (1-based) of the deepest node on the path `loc` that exists in the YAML tree."""
     line = node.start_mark.line + 1 if node is not None else 1
     for part in loc:
+        at: yaml.Node | None = None  # where the entry starts: a mapping entry's key, not its (block) value
         if isinstance(node, yaml.MappingNode):
-            nxt = next((v for k, v in node.value if getattr(k, "value", None) == str(part)), None)
+            at, nxt = next(((k, v) for k, v in node.value if getattr(k, "value", None) == str(part)), (None, None))
         elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value):
             nxt = node.value[part]
         else:
@@ -28,7 +29,7 @@ def _line_of(node: yaml.Node | None, loc: tuple[Any, ...]) -> int:
         if nxt is None:
             break
         node = nxt
-        line = node.start_mark.line + 1
+        line = (at or node).start_mark.line + 1
     return line
 
 
@@ -61,7 +62,7 @@ def load_yaml(path: Path, model: type[T]) -> T:
     data, node = read_yaml(path)
     try:
         if isinstance(model, type) and issubclass(model, BaseModel):
-            return model.model_validate(data)  # type: ignore[return-value]
+            return model.model_validate(data)
         return TypeAdapter(model).validate_python(data)
     except ValidationError as exc:
         raise CityDataError(validation_error(path, node, exc)) from exc

@@ -28,6 +28,10 @@ class Merchant(BaseModel):
     )
     kind: str = Field(default="", description="Shop kind, e.g. 餐饮, 零售, 维修")
     contact: str = Field(default="", description="Person responsible (责任人), kept in city data only")
+    channels: dict[str, str] = Field(
+        default_factory=dict,
+        description="How the merchant is told of a failed duty (alerts.yaml channel → address, e.g. sms: a number)",
+    )
 
     def duty_scheme(self) -> str:
         """门前三包 / 五包 / 六包, by the number of duty items."""

@@ -5,11 +5,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import sys
 from pathlib import Path
 
+from xiuhua.progress import Steps
 
-def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+
+def register(sub: argparse._SubParsersAction) -> None:
     """Add the command."""
     p = sub.add_parser("bench", help="measure the pipeline against the bus's own relay ceiling")
     p.add_argument("--rate", type=float, default=50.0, help="offered reports/s for the latency phase")
@@ -38,27 +39,41 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.set_defaults(func=_bench)
 
 
+JOB_LINES = ("bulletin: ", "rebuild: ", "history: ")  # how the scale jobs' own lines begin
+
+
+def phases(args: argparse.Namespace) -> int:
+    """How many phases the run has: warm-up (if any), fixed rate, maximum rate, sensors, relay, the scale jobs."""
+    return int(args.warmup > 0) + 4 + sum(bool(n) for n in (args.bulletin_cases, args.rebuild_events,
+                                                            args.history_cases))
+
+
 def _bench(args: argparse.Namespace) -> int:
     from xiuhua.bench.run import SCALE_JOBS, run, table
 
-    def progress(text: str) -> None:
-        print(f"· {text}", file=sys.stderr, flush=True)
+    with Steps("bench", total=phases(args)) as steps:
 
-    results = asyncio.run(
-        run(
-            rate=args.rate,
-            duration=args.duration,
-            warmup=args.warmup,
-            burst=args.burst,
-            sensors=args.sensors,
-            relay_messages=args.relay,
-            bulletin_cases=args.bulletin_cases,
-            rebuild_events=args.rebuild_events,
-            history_cases=args.history_cases,
-            pdf=args.pdf,
-            progress=progress,
+        def progress(text: str) -> None:
+            if text.startswith(JOB_LINES):  # a line within a scale job's phase, not a phase of its own
+                steps.note(text)
+            else:
+                steps.step(text)
+
+        results = asyncio.run(
+            run(
+                rate=args.rate,
+                duration=args.duration,
+                warmup=args.warmup,
+                burst=args.burst,
+                sensors=args.sensors,
+                relay_messages=args.relay,
+                bulletin_cases=args.bulletin_cases,
+                rebuild_events=args.rebuild_events,
+                history_cases=args.history_cases,
+                pdf=args.pdf,
+                progress=progress,
+            )
         )
-    )
     print(table(results))
     if args.json_file:
         args.json_file.write_text(json.dumps(results, indent=2))

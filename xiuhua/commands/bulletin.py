@@ -15,10 +15,11 @@ from pathlib import Path
 
 from xiuhua.city import load_city
 from xiuhua.commands import emit, live_settings
+from xiuhua.progress import Steps
 from xiuhua.settings import Settings
 
 
-def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(sub: argparse._SubParsersAction) -> None:
     """Add the command."""
     p = sub.add_parser("bulletin", help="build one week's bulletin (工作周报) from notify's store now")
     p.add_argument("--week", help="ISO week in city time, e.g. 2026-W47 (default: last week)")
@@ -46,7 +47,7 @@ def _archive_url(settings: Settings, root: Path) -> str | None:
 
 
 def _bulletin(args: argparse.Namespace) -> int:
-    from services.notify.bulletin.builder import Built, build_bulletin
+    from services.notify.bulletin.builder import Built, build_bulletin, build_steps
     from services.notify.bulletin.service import archive_root
     from services.notify.bulletin.weeks import parse_week, week_of
     from xiuhua.store import Store
@@ -62,15 +63,17 @@ def _bulletin(args: argparse.Namespace) -> int:
     city = load_city(settings.city_dir)
     store = Store(settings.mongo_url or "", settings.database("notify"), tx_lock_dir=settings.store_tx_lock_dir)
 
-    async def build() -> Built:
+    async def build(steps: Steps) -> Built:
         try:
             return await build_bulletin(
-                store, city, week, root, now, pdf=not args.no_pdf, base_url=_archive_url(settings, root)
+                store, city, week, root, now, pdf=not args.no_pdf, base_url=_archive_url(settings, root),
+                progress=steps.step,
             )
         finally:
             await store.close()
 
-    built = asyncio.run(build())
+    with Steps(f"bulletin {week}", total=build_steps(not args.no_pdf)) as steps:
+        built = asyncio.run(build(steps))
     ev = built.event
     lines = [f"bulletin {ev.week} ({ev.period_start} – {ev.period_end}) in {ev.directory}"]
     lines += [f"  {f.language} {f.format:4s} {f.path}" for f in ev.files]

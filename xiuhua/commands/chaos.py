@@ -8,13 +8,15 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-import sys
 from pathlib import Path
 
+from rich.console import Console
+
 from xiuhua.commands import emit
+from xiuhua.progress import Steps
 
 
-def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(sub: argparse._SubParsersAction) -> None:
     """Add the command."""
     from xiuhua.chaos.scenarios import SCENARIOS
 
@@ -28,11 +30,12 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 
 
 def _chaos(args: argparse.Namespace) -> int:
-    from xiuhua.chaos.scenarios import run_all, table
+    from xiuhua.chaos.scenarios import SCENARIOS, run_all, table
 
     logging.getLogger().setLevel(logging.ERROR)  # the scenarios break things on purpose: spare the console
-    progress = (lambda line: print(line, file=sys.stderr, flush=True)) if args.json else print
-    results = asyncio.run(run_all(n=args.reports, root=args.keep, only=tuple(args.only), progress=progress))
+    total = len(args.only and set(args.only)) or len(SCENARIOS)
+    with Steps("chaos", total=total, prefix="", console=Console(stderr=bool(args.json), highlight=False)) as steps:
+        results = asyncio.run(run_all(n=args.reports, root=args.keep, only=tuple(args.only), progress=steps.step))
     rows = [{**r.row(), "resends": r.resends, "poison_sent": r.poison_sent, "rejected": r.tally.rejected,
              "merged": r.tally.merged, "events": r.tally.events, "problems": r.tally.problems,
              "dead_letter_errors": r.tally.dead_letter_errors} for r in results]

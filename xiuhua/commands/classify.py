@@ -1,6 +1,7 @@
-"""`xiuhua classify "TEXT"` / `--eval FILE` / `--cv K`: the catalogue item (or transfer, or manual triage) for a
-text; accuracy, per-class errors, a confusion summary and the speed on a labelled JSONL file; k-fold
-cross-validation on the city's own labelled orders, with the fit of the confidence's temperature."""
+"""`xiuhua classify "TEXT"` / `--eval FILE ...` / `--batch FILE` / `--bench` / `--cv K` / `train --from FILE` /
+`learn`: the catalogue item (or transfer, or manual triage) for a text; the figures of the classifier in use on
+labelled files (`xiuhua.classification`); the keyword classifier's k-fold cross-validation with the fit of its
+temperature; training and teaching the city's learnt model (`xiuhua.classification`)."""
 
 from __future__ import annotations
 
@@ -13,19 +14,50 @@ from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any
 
-from services.intake.classifier import TRIAGE_LABEL, Classifier, read_examples
+from services.intake.classifier import OUT_OF_SCOPE_LABEL, TRIAGE_LABEL, Classifier, read_examples
+from services.intake.model_classifier import ModelClassifier
 from xiuhua.city import City, load_city
 from xiuhua.commands import emit
 from xiuhua.settings import get_settings
 
 
-def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(sub: argparse._SubParsersAction) -> None:
     """Add the command."""
-    p = sub.add_parser("classify", help="classify a report text, or measure accuracy on a labelled file")
-    p.add_argument("text", nargs="?", help="the report text (Chinese)")
-    p.add_argument(
-        "--eval", metavar="FILE", help='JSONL lines {"text": ..., "label": "0201" | "transfer:<id>" | "triage"}'
+    p = sub.add_parser(
+        "classify",
+        help="classify a report text; measure on labelled files; classify a batch; train or teach the city's model",
     )
+    p.add_argument(
+        "text", nargs="*",
+        help="the report text (Chinese); or `train --from FILE` (a model from past orders), or `learn` (the "
+        "command centre's own decisions from the store)",
+    )
+    p.add_argument(
+        "--eval", metavar="FILE", nargs="+",
+        help='JSONL lines {"text": ..., "label": "0201" | "transfer:<id>" | "out_of_scope" | "triage"}',
+    )
+    p.add_argument(
+        "--engine", choices=("in-use", "model", "rules"), default="in-use",
+        help="the classifier in use (default), the city's learnt model, or the keyword and n-gram classifier",
+    )
+    p.add_argument(
+        "--batch", metavar="FILE", help='JSONL lines {"text": ...} (`-`: standard input) → one JSON line each'
+    )
+    p.add_argument(
+        "--bench", nargs="*", metavar="FILE", dest="bench_files",
+        help="orders per second of the keyword classifier and the model side by side (default: the blind files)",
+    )
+    p.add_argument("--bench-n", type=int, default=1000, help="orders for --bench")
+    p.add_argument("--from", dest="from_files", action="append", metavar="FILE",
+                   help="train: a city's export of past orders, CSV or JSONL (repeatable)")
+    p.add_argument("--text-field", default="text", help="train: the column or field of the order's text")
+    p.add_argument("--label-field", default="label",
+                   help="train: the column or field of the category code or department that handled it")
+    p.add_argument("--no-city-examples", action="store_true",
+                   help="train: leave out the city's classifier_examples.jsonl")
+    p.add_argument("--out", metavar="PATH", help="train: where to write the model (default: the city's folder)")
+    p.add_argument("--folds", type=int, default=5, help="train: folds of the cross-validation")
+    p.add_argument("--dry-run", action="store_true", help="learn: say what would be learnt, write nothing")
     p.add_argument(
         "--cv",
         type=int,
@@ -38,18 +70,33 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 
 
 def _classify(args: argparse.Namespace) -> int:
-    from services.intake.cases import domain_of
+    from xiuhua.classification import model as m
 
     city = load_city(get_settings().city_dir)
-    classifier = domain_of(city).classifier
+    words = args.text or []
+    if words[:1] == ["train"]:
+        return m.train_command(args, city)
+    if words[:1] == ["learn"]:
+        from xiuhua.classification.learn import learn_command
+
+        return learn_command(args, city)
     if args.eval:
-        return _evaluate(args, city, Path(args.eval))
+        return m.evaluate(args, city)
+    if args.batch:
+        return m.batch(args, city)
+    if args.bench_files is not None:
+        return m.bench(args, city)
     if args.cv:
         return _cross_validate(args, city, args.cv)
-    if not args.text:
-        raise SystemExit("give a TEXT or --eval FILE")
-    v = classifier.classify(args.text)
-    ranked = classifier.candidates(args.text)[: args.top]
+    if not words:
+        raise SystemExit("give a TEXT, --eval FILE, --batch FILE, --bench, train --from FILE or learn")
+    text = " ".join(words)
+    classifier = m.classifier_for(city, args.engine)
+    if isinstance(classifier, ModelClassifier):
+        return _show_model(args, city, classifier, text)
+    assert isinstance(classifier, Classifier)
+    v = classifier.classify(text)
+    ranked = classifier.candidates(text)[: args.top]
     name = _name(city, v.label, v.department)
     lines = [f"{v.label}  {name}  confidence {v.confidence:.2f}"]
     if v.kind == "triage" and v.best_guess:
@@ -66,6 +113,7 @@ def _classify(args: argparse.Namespace) -> int:
         args,
         "\n".join(lines),
         {
+            "classifier": classifier.version,
             "label": v.label,
             "kind": v.kind,
             "code": v.code,
@@ -91,11 +139,32 @@ def _classify(args: argparse.Namespace) -> int:
     return 0
 
 
+def _show_model(args: argparse.Namespace, city: City, classifier: ModelClassifier, text: str) -> int:
+    v = classifier.classify(text)
+    ranked = classifier.candidates(text)[: args.top]
+    name = _name(city, v.label, v.department)
+    lines = [f"{v.label}  {name}  confidence {v.confidence:.2f}  unit {v.unit_role or '-'}  "
+             f"out of scope {v.out_of_scope or 0:.2f}  ({classifier.version})"]
+    if v.kind == "triage" and v.best_guess:
+        lines.append(f"  manual triage by the command centre; best guess {v.best_guess} {_name(city, v.best_guess)}"
+                     f" ({v.best_guess_confidence or 0:.2f})")
+    lines += [f"  {c.label:24s} p {c.probability:.3f}  {classifier.roles.get(c.label, '')}" for c in ranked]
+    data = {"classifier": classifier.version, "label": v.label, "kind": v.kind, "code": v.code, "name": name,
+            "confidence": v.confidence, "unit_role": v.unit_role, "out_of_scope": v.out_of_scope,
+            "best_guess": v.best_guess, "best_guess_confidence": v.best_guess_confidence,
+            "department": v.department, "matter": v.matter,
+            "candidates": [{"label": c.label, "probability": round(c.probability, 4)} for c in ranked]}
+    emit(args, "\n".join(lines), data)
+    return 0
+
+
 def _name(city: City, label: str, department: str | None = None) -> str:
     if label.startswith("transfer:"):
         return f"转办 {department or label.split(':', 1)[1]}"
     if label == "triage":
         return "待人工分拣 manual triage"
+    if label == OUT_OF_SCOPE_LABEL:
+        return "非城市管理事项 out of scope"
     item = city.category(label)
     return item.name_zh if item else "?"
 
@@ -104,7 +173,7 @@ def evaluate(city: City, rows: list[dict[str, Any]], classifier: Classifier | No
     """Accuracy, per-label recall and errors, the confusion pairs and the speed on a labelled set."""
     from services.intake.cases import domain_of
 
-    classifier = classifier or domain_of(city).classifier
+    classifier = classifier or domain_of(city).rules
     per: dict[str, Counter[str]] = defaultdict(Counter)
     errors: list[dict[str, Any]] = []
     confusion: Counter[tuple[str, str]] = Counter()
@@ -170,30 +239,6 @@ def load_rows(path: Path) -> list[dict[str, Any]]:
     return rows
 
 
-def _evaluate(args: argparse.Namespace, city: City, path: Path) -> int:
-    if not path.exists():
-        raise SystemExit(f"{path}: no such file")
-    result = evaluate(city, load_rows(path))
-    lines = [
-        f"accuracy {result['accuracy']:.1%} ({result['correct']}/{result['total']}) on {path}",
-        f"decided automatically {result['decided_share']:.1%} ({result['decided']}), of which right "
-        f"{result['decided_precision']:.1%}; the rest go to manual triage",
-        f"speed {result['items_per_s']:.0f} items/s ({result['ms_per_item']:.2f} ms per item, one core)",
-        "by group:",
-    ]
-    for g, c in result["by_group"].items():
-        lines.append(f"  {g:9s} {c['correct']:4d}/{c['total']:<4d} {c['correct'] / c['total']:.0%}")
-    if result["errors"]:
-        lines.append("errors:")
-        for e in result["errors"]:
-            lines.append(f"  {e['expected']:>22s} → {e['got']:<22s} ({e['confidence']:.2f}) {e['text']}")
-        lines.append("confusion (expected → got: count):")
-        for c in result["confusion"][:20]:
-            lines.append(f"  {c['expected']} → {c['got']}: {c['count']}")
-    emit(args, "\n".join(lines), result)
-    return 0
-
-
 TEMPERATURES = (10.0, 20.0, 30.0, 40.0, 50.0, 60.0, 80.0)
 
 
@@ -203,7 +248,7 @@ def cross_validate(city: City, k: int, seed: int = 7) -> dict[str, Any]:
     of the true label at each temperature of TEMPERATURES (the best one is what TEMPERATURE should be)."""
     from services.intake.cases import domain_of
 
-    base = domain_of(city).classifier
+    base = domain_of(city).rules
     labels = {c.code for c in city.catalogue.items()} | {f"transfer:{t.id}" for t in city.intake.transfers}
 
     rows = read_examples(city.folder, labels | {TRIAGE_LABEL})

@@ -10,7 +10,7 @@ from xiuhua.commands import emit, live_settings
 from xiuhua.settings import Settings, get_settings
 
 
-def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(sub: argparse._SubParsersAction) -> None:
     """Add the command."""
     p = sub.add_parser("deliveries", help="the alert delivery log of a case (status, attempts, last error)")
     p.add_argument("--case", required=True, help="case id, e.g. C-01935d1e7a4b")

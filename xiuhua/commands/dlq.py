@@ -11,6 +11,7 @@ import argparse
 import asyncio
 import base64
 import re
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -23,6 +24,7 @@ from xiuhua.bus import connect_once, connect_options
 from xiuhua.chaos.bus_read import stream_messages
 from xiuhua.commands import emit, live_settings
 from xiuhua.consumer import REDRIVE_MARK
+from xiuhua.progress import Steps
 from xiuhua.settings import Settings
 
 _REDRIVE_SUFFIX = re.compile(re.escape(REDRIVE_MARK) + r"(\d+)$")
@@ -85,9 +87,11 @@ async def list_letters(settings: Settings, service: str | None = None) -> list[L
 
 
 async def redrive(
-    settings: Settings, ids: list[int] | None = None, *, service: str | None = None
+    settings: Settings, ids: list[int] | None = None, *, service: str | None = None,
+    progress: Callable[[int, int], None] = lambda done, total: None,
 ) -> list[dict[str, Any]]:
-    """Re-publish dead letters (all when `ids` is None) to their original subjects, then delete them."""
+    """Re-publish dead letters (all when `ids` is None) to their original subjects, then delete them;
+    `progress(done, total)` after each."""
     nc = await _connect(settings)
     done: list[dict[str, Any]] = []
     try:
@@ -113,12 +117,13 @@ async def redrive(
             await js.delete_msg(streams.DLQ.name, seq)
             done.append({"id": seq, "service": letter.service, "subject": letter.original_subject,
                          "msg_id": msg_id})
+            progress(len(done), len(targets))
     finally:
         await nc.close()
     return done
 
 
-def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(sub: argparse._SubParsersAction) -> None:
     """Add the command."""
     p = sub.add_parser("dlq", help="list dead letters, re-drive them after a fix")
     dsub = p.add_subparsers(dest="dlq_command", required=True, metavar="ACTION")
@@ -149,7 +154,9 @@ def _redrive(args: argparse.Namespace) -> int:
     if bool(args.ids) == bool(args.all):
         raise SystemExit("give dead-letter IDs or --all (not both)")
     settings = live_settings(need=("nats_url",))
-    done = asyncio.run(redrive(settings, None if args.all else list(args.ids), service=args.service))
+    with Steps("re-driven") as steps:
+        done = asyncio.run(redrive(settings, None if args.all else list(args.ids), service=args.service,
+                                   progress=steps.count))
     human = "\n".join(f"re-drove {d['id']} → {d['subject']} as {d['msg_id']}" for d in done)
     emit(args, human + f"\n{len(done)} re-driven" if done else "nothing to re-drive", done)
     return 0

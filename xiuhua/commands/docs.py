@@ -15,7 +15,7 @@ from typing import Any
 from xiuhua.commands import emit
 
 
-def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(sub: argparse._SubParsersAction) -> None:
     """Add the command."""
     p = sub.add_parser("docs", help="generate (and serve) the AsyncAPI and JSON Schema documents of the contracts")
     p.add_argument("--serve", action="store_true", help="serve the documents and docs/ as HTML until Ctrl-C")
@@ -48,7 +48,7 @@ def _docs(args: argparse.Namespace) -> int:
     )
     if args.serve:
         server = make_server(args.host, args.port)
-        host, port = server.server_address[:2]
+        host, port = _address(server)
         print(
             f"serving the contract documents on http://{host}:{port}/ and the documentation on "
             f"http://{host}:{port}/docs/ (Ctrl-C stops)",
@@ -179,9 +179,15 @@ def _handler(lookup: Callable[[str], tuple[str, bytes] | None]) -> type[BaseHTTP
     return Handler
 
 
+def _address(server: ThreadingHTTPServer) -> tuple[str, int]:
+    """The host and port the server listens on (typeshed allows bytes for a host; it is a str here)."""
+    host, port = server.server_address[:2]
+    return host.decode() if isinstance(host, bytes) else str(host), int(port)
+
+
 def serve_in_background(host: str = "127.0.0.1", port: int = 0) -> tuple[ThreadingHTTPServer, str]:
     """Start the document server in a thread (tests, notebooks); returns it and its base URL."""
     server = make_server(host, port)
     threading.Thread(target=server.serve_forever, name="xiuhua-docs", daemon=True).start()
-    h, p = server.server_address[:2]
+    h, p = _address(server)
     return server, f"http://{h}:{p}/"

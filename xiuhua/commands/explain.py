@@ -12,7 +12,7 @@ from xiuhua.commands import emit
 from xiuhua.settings import get_settings
 
 
-def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(sub: argparse._SubParsersAction) -> None:
     """Add the command."""
     p = sub.add_parser("explain", help="which routing rule wins for a category and place, and why")
     p.add_argument("--category", required=True)

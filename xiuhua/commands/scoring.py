@@ -5,14 +5,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import sys
 from dataclasses import asdict
 from typing import Any
 
 from xiuhua.commands import emit, live_settings
+from xiuhua.progress import Steps
 
 
-def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(sub: argparse._SubParsersAction) -> None:
     """Add the command."""
     p = sub.add_parser("scoring", help="unit and merchant scores: rebuild from history, query")
     s = p.add_subparsers(dest="scoring_cmd", required=True)
@@ -20,6 +20,10 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     r = s.add_parser("rebuild", help="replay the JetStream history into a fresh store and compare with the live one")
     r.add_argument("--check", action="store_true", help="compare with the live scores; exit 1 on any difference")
     r.add_argument("--keep", action="store_true", help="keep the rebuilt database (named in the output)")
+    r.add_argument(
+        "--apply", action="store_true",
+        help="replace the live documents with the rebuilt ones (migrates stored figures; stop scoring first)",
+    )
     r.add_argument("--json", action="store_true")
     r.set_defaults(func=_rebuild)
 
@@ -39,13 +43,15 @@ def _rebuild(args: argparse.Namespace) -> int:
 
     settings = live_settings(need=("nats_url", "mongo_url"))  # the live system's bus and store
 
-    def progress(stream: str, n: int) -> None:
-        if not args.json:
-            print(f"\r  {stream}: {n} messages replayed", end="", file=sys.stderr, flush=True)
+    with Steps("replayed", prefix="  replaying ") as steps:
 
-    report = run(settings, load_city(settings.city_dir), keep=args.keep, progress=progress)
-    if not args.json:
-        print(file=sys.stderr)
+        def progress(stream: str, n: int, total: int) -> None:
+            if n == 0:
+                steps.step(f"{stream} ({total} messages)", total=total)
+            else:
+                steps.count(n, total)
+
+        report = run(settings, load_city(settings.city_dir), keep=args.keep, apply=args.apply, progress=progress)
     lines = [
         f"replayed: {', '.join(f'{s} {n}' for s, n in report.replayed.items()) or 'nothing'}"
         f" ({report.skipped} undecodable skipped)"
@@ -77,6 +83,8 @@ def _rebuild(args: argparse.Namespace) -> int:
         if report.differences
         else f"identical{scope}: rebuild == live"
     )
+    if args.apply:
+        lines.append("applied to the live store: " + ", ".join(f"{c} {n}" for c, n in report.applied.items()))
     if args.keep:
         lines.append(f"rebuilt database kept: {report.database}")
     emit(args, "\n".join(lines), asdict(report))

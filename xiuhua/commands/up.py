@@ -6,11 +6,12 @@ import argparse
 import asyncio
 import logging
 
+from xiuhua import logs
 from xiuhua.registry import SERVICES, spec
 from xiuhua.settings import get_settings
 
 
-def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(sub: argparse._SubParsersAction) -> None:
     """Add the commands."""
     up = sub.add_parser("up", help="the embedded default: servers, streams, the four services")
     up.add_argument("--demo", action="store_true", help="feed realistic reports continuously")
@@ -33,6 +34,9 @@ def _run(args: argparse.Namespace) -> int:
     from xiuhua.service import serve
 
     settings = get_settings()
-    logging.getLogger().setLevel(settings.log_level)
+    logs.configure(
+        level=settings.log_level, fmt=settings.log_format, file=settings.log_file, max_bytes=settings.log_max_bytes,
+        backups=settings.log_backups, service=args.service,
+    )
     serve(spec(args.service), settings)
     return 0

@@ -17,7 +17,8 @@ Fixtures (override any of the `xiuhua_*` ones in your conftest.py):
 - `xiuhua_store_url` (session): the store; set `XIUHUA_TEST_MONGO_URL` to use your own MongoDB;
 - `xiuhua_nats_url`: a fresh nats-server with JetStream on a free port, for one test, with the security model's
   users (`xiuhua.client_for("units")` connects as one; the passwords are in `<tmp>/xiuhua-var/security`).
-Requires pytest-asyncio (the fixtures are async).
+The `xiuhua` fixture is async and needs pytest-asyncio: `pip install "xiuhua[testing]"`. Without it the plugin
+still loads (an integrator's other tests run as before) and a test that asks for `xiuhua` fails saying so.
 """
 
 from __future__ import annotations
@@ -28,12 +29,18 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import pytest_asyncio
+
+try:
+    import pytest_asyncio
+except ImportError:  # a plain `pip install xiuhua`: only the fixture that needs it is unavailable
+    pytest_asyncio = None  # type: ignore[assignment]
 
 from xiuhua.clock import Clock
 from xiuhua.testing.harness import XiuhuaHarness, embedded_xiuhua
 
 __all__ = ["XiuhuaHarness", "embedded_xiuhua"]
+
+NEEDS_ASYNCIO = 'the xiuhua fixture needs pytest-asyncio, which is not installed: pip install "xiuhua[testing]"'
 
 
 @pytest.fixture(scope="session")
@@ -90,8 +97,7 @@ def xiuhua_settings_overrides() -> dict[str, Any]:
     return {}
 
 
-@pytest_asyncio.fixture
-async def xiuhua(
+async def _xiuhua(
     xiuhua_nats_url: str,
     xiuhua_store_url: str,
     xiuhua_services: tuple[str, ...] | None,
@@ -111,3 +117,13 @@ async def xiuhua(
         **xiuhua_settings_overrides,
     ) as harness:
         yield harness
+
+
+if pytest_asyncio is not None:
+    xiuhua = pytest_asyncio.fixture(_xiuhua, name="xiuhua")
+else:
+
+    @pytest.fixture(name="xiuhua")
+    def _no_xiuhua() -> None:
+        """Stands in for the `xiuhua` fixture where pytest-asyncio is missing: fails with what to install."""
+        pytest.fail(NEEDS_ASYNCIO, pytrace=False)

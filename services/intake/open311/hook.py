@@ -6,15 +6,18 @@ from pymongo import ASCENDING, DESCENDING
 
 from contracts import subjects
 from services.intake.open311.definitions import load_open311
-from services.intake.open311.projection import REQUESTED_S, REQUESTS, TOKENS, Projection, ignored
+from services.intake.open311.projection import CLOSED_S, REQUESTED_S, REQUESTS, TOKENS, Projection, ignored
 from services.intake.open311.routes import REFUSED, SUBMISSIONS, routes
 from xiuhua.consumer import Subscription
+from xiuhua.retention import Retained
 from xiuhua.service import Runtime
 from xiuhua.store import backfill_seconds, drop_index_on
 
-__all__ = ["COLLECTIONS", "on_start", "routes", "subscriptions"]
+__all__ = ["COLLECTIONS", "RETAINED", "on_start", "routes", "subscriptions"]
 
 COLLECTIONS = (REQUESTS, TOKENS, SUBMISSIONS, REFUSED)
+# A closed request's public view goes when closed cases go (`retention.yaml`, closed_cases), from its last change.
+RETAINED = (Retained(REQUESTS, CLOSED_S, "closed_cases"),)
 
 
 def subscriptions(rt: Runtime) -> list[Subscription]:

@@ -18,6 +18,7 @@ from xiuhua.consumer import APPLIED, Batch, folded_before, naming
 
 REQUESTS = "open311_requests"
 REQUESTED_S = "requested_s"  # requested_datetime in seconds since the epoch: what `GET requests` selects and sorts on
+CLOSED_S = "closed_s"  # a closed request's last change in seconds: what the purge of closed cases ranges over
 TOKENS = "open311_tokens"
 
 # Words a hotline caller says may name people and places at home; the public view shows the category instead.
@@ -110,6 +111,10 @@ def fold(doc: dict[str, Any] | None, event: ev.CaseEvent, city: City) -> dict[st
     doc["updated_datetime"] = max(previous, event.occurred_at) if previous else event.occurred_at
     if (requested := as_datetime(doc.get("requested_datetime"))) is not None:
         doc[REQUESTED_S] = requested.timestamp()
+    if doc.get("status") == "closed":
+        doc[CLOSED_S] = doc["updated_datetime"].timestamp()
+    else:  # reopened: out of the purge's range again
+        doc.pop(CLOSED_S, None)
     doc[APPLIED] = naming(doc, event.event_id)
     doc["version"] = doc.get("version", 0) + 1
     return doc

@@ -17,7 +17,7 @@ from datetime import date, datetime, time, tzinfo
 
 from contracts.reports import RejectionReason
 from contracts.values import CoordSystem
-from services.intake import privacy
+from services.intake import privacy, wellformed
 from services.intake.open311.definitions import Attribute, Datatype, Open311Config, Service
 
 MAX_BODY = 64 * 1024
@@ -33,10 +33,6 @@ ABSENT = frozenset({"", "null", "none", "nil", "undefined", "(null)"})
 _ATTR = re.compile(r"^attribute\[([^\[\]]{1,64})\](\[\])?$")
 _PHONE = re.compile(r"^[0-9+()\- ]{3,40}$")
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
-# Contact details typed into free text: mainland mobiles, landlines with an area code, e-mail addresses.
-_MOBILE_IN_TEXT = re.compile(r"(?<!\d)(?:\+?86[- ]?)?1[3-9]\d(?:[- ]?\d{4}){2}(?!\d)")
-_LANDLINE_IN_TEXT = re.compile(r"(?<!\d)0\d{2,3}-\d{7,8}(?!\d)")
-_EMAIL_IN_TEXT = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
 
 
 class Invalid(Exception):
@@ -66,7 +62,9 @@ _REASON_CODES = (
     (("longer than", "at most", "too many"), "too_long"),
     (("outside the city",), "out_of_city"),
     (("between",), "out_of_range"),
-    (("not UTF-8", "NUL"), "invalid_utf8"),
+    (("not UTF-8",), "invalid_utf8"),
+    (("control character",), "control_character"),
+    (("more than once",), "duplicate_field"),
     (("not a number", "not a W3C", "not a finite"), "wrong_type"),
     (("is not one of", "takes one value", "unknown"), "not_allowed"),
 )
@@ -108,25 +106,20 @@ class Submission:
     jurisdiction_id: str | None = None
 
 
-def clean(value: str | None) -> str | None:
-    """Line breaks made `\\n`, whitespace trimmed; empty and "null"-like values are absent."""
+def clean(value: str | None, name: str = "a field") -> str | None:
+    """Line breaks made `\\n`, whitespace trimmed; empty and "null"-like values are absent; control characters
+    (NUL and the rest of C0 but tab and line breaks) refused, naming the field."""
     if value is None:
         return None
     text = value.replace("\r\n", "\n").replace("\r", "\n").strip()
-    if "\x00" in text:
-        raise Invalid(400, "a field contains a NUL character")
+    if (at := wellformed.control_at(text)) is not None:
+        raise Invalid(400, f"{name[:80]}: {wellformed.describe_control(text, at)}")
     return None if text.lower() in ABSENT else text
 
 
-def scrub(text: str) -> str:
-    """Free text with phone numbers and e-mail addresses masked: it is published and travels on the bus."""
-    text = _MOBILE_IN_TEXT.sub(lambda m: privacy.mask_phone(m.group()[-13:]), text)
-    text = _LANDLINE_IN_TEXT.sub(lambda m: privacy.mask_phone(m.group()), text)
-    return _EMAIL_IN_TEXT.sub(lambda m: m.group()[0] + "***@" + m.group().split("@", 1)[1], text)
-
-
 def split_form(pairs: Iterable[tuple[str, str]]) -> tuple[dict[str, str | None], dict[str, list[str]]]:
-    """Plain fields (first occurrence wins) and `attribute[CODE]` / `attribute[CODE][]` values."""
+    """Plain fields and `attribute[CODE]` / `attribute[CODE][]` values; a plain field given twice is refused (which
+    of two values a client meant cannot be guessed, and servers that take the first or the last disagree)."""
     plain: dict[str, str | None] = {}
     attrs: dict[str, list[str]] = {}
     count = 0
@@ -135,11 +128,13 @@ def split_form(pairs: Iterable[tuple[str, str]]) -> tuple[dict[str, str | None],
         if count > MAX_FIELDS:
             raise Invalid(400, f"too many form fields (at most {MAX_FIELDS})")
         if m := _ATTR.match(name):
-            value = clean(raw)
+            value = clean(raw, name)
             if value is not None:
                 attrs.setdefault(m.group(1), []).append(value)
-        elif name not in plain:
-            plain[name] = clean(raw)
+        elif name in plain:
+            raise Invalid(400, f"{name[:80]}: given more than once")
+        else:
+            plain[name] = clean(raw, name)
     for name, value in plain.items():
         limit = LIMITS.get(name)
         if value is not None and limit is not None and len(value) > limit:
@@ -227,7 +222,7 @@ def _attribute(attr: Attribute, values: list[str], tz: tzinfo) -> str | list[str
             raise Invalid(400, f"{label}: longer than {limit} characters")
         if attr.datatype == Datatype.string and "\n" in value:
             value = " ".join(value.split())
-        value = scrub(value)
+        value = privacy.scrub(value)
     return value
 
 
@@ -267,6 +262,7 @@ def parse_submission(pairs: Iterable[tuple[str, str]], config: Open311Config, tz
     if lat == 0 and lng == 0:
         lat = lng = None  # a phone without a fix sends 0,0 ("null island"): no location, not the Gulf of Guinea
     address, address_id = plain.get("address_string"), plain.get("address_id")
+    address = privacy.scrub(address) if address else address
     if lat is None and address is None and address_id is None:
         raise Invalid(400, "lat/long, address_string or address_id: one is required")
     system = plain.get("coord_system") or "wgs84"
@@ -286,7 +282,7 @@ def parse_submission(pairs: Iterable[tuple[str, str]], config: Open311Config, tz
                       phone=phone, device_id=plain.get("device_id"), account_id=plain.get("account_id"))
     return Submission(
         service=service,
-        description=scrub(plain.get("description") or ""),
+        description=privacy.scrub(plain.get("description") or ""),
         lat=lat,
         lng=lng,
         coord_system=coord_system,

@@ -5,9 +5,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import urllib.parse
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from contracts.bulletins import BulletinFile, BulletinPublished
 from services.notify.bulletin.archive import rebuild_index, write_atomic, write_manifest
@@ -57,23 +59,34 @@ def ledger_key(week: str) -> str:
     return f"bulletin:{week}"
 
 
+def build_steps(pdf: bool) -> int:
+    """How many steps `build_bulletin` reports to its `progress`."""
+    return 3 + (len(LANGUAGES) if pdf else 0)
+
+
 async def build_bulletin(
-    store: Store, city: City, week: str, root: Path, now: datetime, *, pdf: bool = True, base_url: str | None = None
+    store: Store, city: City, week: str, root: Path, now: datetime, *, pdf: bool = True, base_url: str | None = None,
+    progress: Callable[[str], None] = lambda _: None,
 ) -> Built:
     """Read the week and the one before, write HTML, Markdown, charts (and PDF) under `root/<week>/`.
 
-    With `base_url` (where `root` is served), each file in the event also names its URL."""
+    With `base_url` (where `root` is served), each file in the event also names its URL; `progress` hears of each
+    step as it begins (`build_steps`)."""
     parse_week(week)
+    progress(f"reading {week} and the week before")
     this, before = await load_week(store, week), await load_week(store, previous_week(week))
-    content = build_content(this, before, now, **assessment_of(city))
+    names = {a.code: a.name for a in city.areas.by_code.values()} if getattr(city, "areas", None) else {}
+    content = build_content(this, before, now, **assessment_of(city), area_names=names)
     week_dir = root / week
     category_en = {item.code: item.name_en for item in city.catalogue.items()}
+    progress("drawing the charts, writing HTML and Markdown")
     # Charts and templates are CPU work: off the event loop, so consumers keep running meanwhile.
     files = await asyncio.to_thread(_write_editions, content, week_dir, category_en)
     skipped: str | None = "PDF not requested"
     if pdf:
         skipped = None
         for lang in LANGUAGES:
+            progress(f"printing the {lang} PDF (Chromium)")
             out = week_dir / f"bulletin.{lang}.pdf"
             reason = await print_pdf(week_dir / f"bulletin.{lang}.html", out)
             if reason:
@@ -92,6 +105,7 @@ async def build_bulletin(
         index=str(index), pdf=skipped is None, pdf_skipped_reason=skipped, headline=content.headline_figures(),
         gaps=content.gaps, occurred_at=now,
     )
+    progress("writing the manifest and the archive index")
     await asyncio.to_thread(write_manifest, week_dir, event.model_dump(mode="json"))
     await asyncio.to_thread(rebuild_index, root)
     return Built(content, event)
@@ -114,7 +128,7 @@ async def publish_once(
     return built.event
 
 
-def assessment_of(city: City) -> dict[str, object]:
+def assessment_of(city: City) -> dict[str, Any]:
     """Targets and the 基本满意 rule from the city's assessment file when it has one, else the 城管执法 rules'."""
     assessment = getattr(city, "assessment", None)
     if assessment is None:

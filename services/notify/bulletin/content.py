@@ -16,6 +16,7 @@ from typing import Any
 
 from services.notify.bulletin.figures import WeekData
 from services.notify.bulletin.weeks import week_days
+from xiuhua.ranks import standings
 
 TOP = 10
 RANK_LIST = 3  # red and black lists: the top and bottom three (城管执法 rules penalise the bottom three units)
@@ -107,12 +108,17 @@ class Content:
     communities: list[Row]
     ranking: list[UnitRank]
     scoring_tables: dict[str, list[dict[str, Any]]] | None  # scoring's ranking by unit role, when published
-    red_list: list[dict[str, str]]  # {name, value}: the unit and the figure it was ranked by
+    red_list: list[dict[str, str]]  # {name, value[, tied]}: the unit, the figure it was ranked by, 并列
     black_list: list[dict[str, str]]
     overdue: list[dict[str, Any]]
     escalated: list[dict[str, Any]]
     merchants: list[dict[str, Any]]
     gaps: list[str] = field(default_factory=list)
+    unassessed: list[str] = field(default_factory=list)  # units with nothing assessed: not ranked
+
+    def ties_listed(self) -> bool:
+        """Whether a list holds a tie at its boundary whole (the bulletin says so)."""
+        return any(u.get("tied") for u in [*self.red_list, *self.black_list])
 
     def headline_figures(self) -> dict[str, float | int | None]:
         """The flat figures `bulletin.v1.published` carries."""
@@ -127,6 +133,26 @@ def _rows(this: list[dict[str, Any]], before: list[dict[str, Any]], field_: str 
     return sorted((r for r in rows if r.value > 0), key=lambda r: (-r.value, r.key))
 
 
+UNPLACED_KEY = "-"  # the projection's key for a case with no grid or community
+UNPLACED = "未定位 unplaced"
+
+
+def hot_spots(
+    this: list[dict[str, Any]], before: list[dict[str, Any]], names: dict[str, str], *, with_code: bool = False
+) -> list[Row]:
+    """The top places of the week by name, busiest first (grid cells as 名称（代码）: inspectors use both); cases
+    without a place are their own row, always last, never a hot spot."""
+
+    def label(r: Row) -> str:
+        name = r.label if r.label != r.key else names.get(r.key, r.key)
+        return f"{name}（{r.key}）" if with_code and name != r.key else name
+
+    rows = _rows(this, before)
+    named = [Row(r.key, label(r), r.value, r.previous) for r in rows if r.key != UNPLACED_KEY]
+    unplaced = [Row(r.key, UNPLACED, r.value, r.previous) for r in rows if r.key == UNPLACED_KEY]
+    return named[:TOP] + unplaced
+
+
 def rank_units(unit_facets: list[dict[str, Any]]) -> list[UnitRank]:
     """Units with cases resolved or overdue in the week, best first: on-time rate, then fewer overdue, more
     resolved. A unit with nothing resolved but cases overdue ranks last (rate 0)."""
@@ -138,9 +164,13 @@ def rank_units(unit_facets: list[dict[str, Any]]) -> list[UnitRank]:
             continue
         units.append(UnitRank(0, d["key"], d.get("label") or d["key"], int(d.get("dispatched", 0)), resolved,
                               on_time, overdue, int(d.get("rework", 0)), ratio(on_time, resolved)))
-    units.sort(key=lambda u: (-(u.on_time_rate or 0.0), u.overdue, u.rework, -u.resolved, u.unit_id))
-    for i, u in enumerate(units, 1):
-        u.rank = i
+    def merit(u: UnitRank) -> tuple[float, int, int, int]:
+        return -(u.on_time_rate or 0.0), u.overdue, u.rework, -u.resolved
+
+    units.sort(key=lambda u: (*merit(u), u.unit_id))
+    # Units equal on every figure share a rank: the rank is 1 + the units strictly better.
+    for u in units:
+        u.rank = 1 + sum(1 for v in units if merit(v) < merit(u))
     return units
 
 
@@ -149,7 +179,8 @@ def boards(tables: dict[str, list[dict[str, Any]]]) -> tuple[list[dict[str, str]
     rows = [r for t in tables.values() for r in t]
 
     def entry(r: dict[str, Any]) -> dict[str, str]:
-        return {"name": str(r.get("name") or r.get("id")), "value": f"{float(r.get('score') or 0):.1f}"}
+        e = {"name": str(r.get("name") or r.get("id")), "value": f"{float(r.get('score') or 0):.1f}"}
+        return e | ({"tied": "1"} if r.get("tied") else {})
 
     red = [entry(r) for r in rows if r.get("board") == "red"]
     black = [entry(r) for r in rows if r.get("board") == "black" or r.get("bottom")]
@@ -158,7 +189,7 @@ def boards(tables: dict[str, list[dict[str, Any]]]) -> tuple[list[dict[str, str]
 
 def build_content(
     this: WeekData, before: WeekData, generated_at: datetime, *, targets: dict[str, float] | None = None,
-    basic_counts: bool = True,
+    basic_counts: bool = True, area_names: dict[str, str] | None = None,
 ) -> Content:
     """The bulletin of `this` week, compared with `before`; `targets` default to the 城管执法精细化管理 rules'."""
     targets = TARGETS if targets is None else targets
@@ -178,8 +209,7 @@ def build_content(
     if this.ranking:
         red, black = boards(this.ranking)
     else:
-        red = [{"name": u.name, "value": pct(u.on_time_rate)} for u in ranking[:n]]
-        black = [{"name": u.name, "value": pct(u.on_time_rate)} for u in reversed(ranking[-n:])] if n else []
+        red, black = own_boards(ranking, n)
     listed = sorted(this.listed, key=lambda d: (-int(d.get("level") or 0), str(d.get("due_at") or ""), d["case_id"]))
     gaps = []
     if not this.ranking:
@@ -190,11 +220,24 @@ def build_content(
         generated_at=generated_at, headline=headline, rates=rate_rows,
         sources=_rows(this.facets.get("source", []), before.facets.get("source", [])),
         categories=categories[:TOP], categories_total=len(categories),
-        grids=_rows(this.facets.get("grid", []), before.facets.get("grid", []))[:TOP],
-        communities=_rows(this.facets.get("community", []), before.facets.get("community", []))[:TOP],
+        grids=hot_spots(this.facets.get("grid", []), before.facets.get("grid", []), area_names or {}, with_code=True),
+        communities=hot_spots(this.facets.get("community", []), before.facets.get("community", []), area_names or {}),
         ranking=ranking, scoring_tables=this.ranking or None, red_list=red, black_list=black,
         overdue=[d for d in listed if d.get("overdue")][:LIST_ROWS],
         escalated=[d for d in listed if d.get("level")][:LIST_ROWS],
         merchants=sorted(this.merchants, key=lambda d: (not d.get("escalated"), d["merchant_id"])),
-        gaps=gaps,
+        gaps=gaps, unassessed=sorted(name for names in this.unassessed.values() for name in names),
     )
+
+
+def own_boards(ranking: list[UnitRank], n: int) -> tuple[list[dict[str, str]], list[dict[str, str]]]:
+    """Red and black lists of notify's own ranking (best first): the same tie rules as scoring's (ranks shared,
+    a tie at a boundary listed whole, equal ranks at both ends on neither list); the black list worst first."""
+    places = standings([-float(u.rank) for u in ranking], n, n, 0, half=False)
+
+    def entry(u: UnitRank, tied: bool) -> dict[str, str]:
+        return {"name": u.name, "value": pct(u.on_time_rate)} | ({"tied": "1"} if tied else {})
+
+    red = [entry(u, s.tied) for u, s in zip(ranking, places, strict=True) if s.red]
+    black = [entry(u, s.tied) for u, s in zip(ranking, places, strict=True) if s.black]
+    return red, list(reversed(black))

@@ -21,6 +21,7 @@ class WeekData:
     listed: list[dict[str, Any]] = field(default_factory=list)
     ranking: dict[str, list[dict[str, Any]]] | None = None  # scoring's tables by unit role, when published
     merchants: list[dict[str, Any]] = field(default_factory=list)
+    unassessed: dict[str, list[str]] = field(default_factory=dict)  # role → units scoring did not rank
 
 
 async def load_week(store: Store, week: str) -> WeekData:
@@ -33,7 +34,8 @@ async def load_week(store: Store, week: str) -> WeekData:
     listed = [d async for d in store[LISTED].find({"week": week}).limit(LISTED_LIMIT)]
     ranking = await store[RANKINGS].find_one({"_id": week})
     merchants = [d async for d in store[MERCHANTS].find({"week": week})]
-    return WeekData(week, counters, facets, listed, ranking["tables"] if ranking else None, merchants)
+    return WeekData(week, counters, facets, listed, ranking["tables"] if ranking else None, merchants,
+                    dict(ranking.get("unassessed") or {}) if ranking else {})
 
 
 async def ensure_indexes(store: Store) -> None:

@@ -26,7 +26,9 @@ LABELS: dict[str, dict[str, str]] = {
         "grid": "网格", "community": "社区",
         "ranking": "六、责任单位排名", "rank": "名次", "unit": "单位", "dispatched": "派遣",
         "resolved": "处置", "resolved_on_time": "按期处置", "rework": "返工", "unit_on_time": "按期处置率",
-        "red_list": "红榜", "black_list": "黑榜",
+        "red_list": "红榜", "black_list": "黑榜", "tied": "并列",
+        "tie_note": "说明：得分相同者名次并列；榜单边界处并列者一并列入，相同得分不分列红、黑榜。",
+        "unassessed": "本期无应结案件，不参与排名",
         "ranking_note": "排名按本周按期处置率，其次超期件数少、返工少、处置多者在前；红榜、黑榜各取前、后 {n} 名。",
         "ranking_gap": "说明：评分服务未发布本周综合排名（score.v1.ranking_published），"
                        "本表由通报服务根据案件事件计算。",
@@ -65,7 +67,10 @@ LABELS: dict[str, dict[str, str]] = {
         "grid": "Grid cell", "community": "Community",
         "ranking": "6. Unit ranking", "rank": "Rank", "unit": "Unit", "dispatched": "Dispatched",
         "resolved": "Resolved", "resolved_on_time": "On time", "rework": "Rework", "unit_on_time": "On-time rate",
-        "red_list": "Red list", "black_list": "Black list",
+        "red_list": "Red list", "black_list": "Black list", "tied": "tie",
+        "tie_note": "Note: equal scores share a rank; a tie at a list's boundary is listed whole, and equal scores "
+                    "are never split between the red and black lists.",
+        "unassessed": "No cases fell due this period, not ranked",
         "ranking_note": "Ranked by the week's on-time rate, then fewer overdue, less rework, more resolved; the red "
                         "and black lists are the top and bottom {n}.",
         "ranking_gap": "Note: scoring published no ranking for this week (score.v1.ranking_published); notify "

@@ -17,6 +17,7 @@ from typing import Any
 from contracts import cases as c
 from contracts.envelope import Event
 from services.notify.bulletin.weeks import week_of
+from xiuhua.retention import Retained
 
 CASES = "bulletin_cases"  # _id case_id: what later events need (week opened, category, place, unit, status)
 WEEKS = "bulletin_weeks"  # _id week: top-level counters
@@ -25,6 +26,9 @@ LISTED = "bulletin_listed"  # _id week:case_id: overdue and escalated cases of t
 RANKINGS = "bulletin_rankings"  # _id week: scoring's unit ranking of the week (score.v1.ranking_published)
 MERCHANTS = "bulletin_merchants"  # _id week:merchant_id: merchant grade changes and escalations
 COLLECTIONS = (CASES, WEEKS, FACETS, LISTED, RANKINGS, MERCHANTS)
+CLOSED_S = "closed_s"  # when a case's record closed or was cancelled, in seconds: what the purge ranges over
+# A closed case's record goes when closed cases go (`retention.yaml`); the weeks' counters stay.
+RETAINED = (Retained(CASES, CLOSED_S, "closed_cases"),)
 
 FACET_NAMES = ("source", "category", "grid", "community", "unit")
 UNKNOWN = "-"
@@ -132,13 +136,13 @@ def apply_case_event(ev: Event, case: dict[str, Any] | None, w: Writes) -> dict[
         if case is not None and status != "closed":
             if opened_in:
                 _week(w, opened_in, cohort_closed=1)
-            return {**case, "status": "closed"}
+            return {**case, "status": "closed", CLOSED_S: ev.occurred_at.timestamp()}
     elif isinstance(ev, c.CaseReopened):
         _week(w, week, reopened=1)
         if case is not None and status == "closed":
             if opened_in:
                 _week(w, opened_in, cohort_closed=-1)
-            return {**case, "status": "open"}
+            return {**case, "status": "open", CLOSED_S: None}  # null: out of the purge's range on both stores
     elif isinstance(ev, c.CaseRated):
         _week(w, week, rated=1, **{ev.satisfaction: 1})
     elif isinstance(ev, c.CaseCancelled):
@@ -146,7 +150,7 @@ def apply_case_event(ev: Event, case: dict[str, Any] | None, w: Writes) -> dict[
         if case is not None and status != "cancelled":
             if opened_in:
                 _week(w, opened_in, cohort_cancelled=1, **({"cohort_closed": -1} if status == "closed" else {}))
-            return {**case, "status": "cancelled"}
+            return {**case, "status": "cancelled", CLOSED_S: ev.occurred_at.timestamp()}
     elif isinstance(ev, c.CaseDeadlineWarning):
         _week(w, week, warned=1)
     elif isinstance(ev, c.CaseOverdue):
@@ -180,8 +184,10 @@ def apply_score_event(subject: str, ev: Any, w: Writes) -> None:
         if _get(ev, "kind") != "unit" or _get(ev, "period_kind") != "week":
             return
         tables = {role: [_row(r) for r in rows] for role, rows in (_get(ev, "tables") or {}).items()}
+        apart = {role: [str(_get(r, "name") or _get(r, "id")) for r in rows]
+                 for role, rows in (_get(ev, "unassessed") or {}).items()}
         w.add(RANKINGS, str(_get(ev, "period")), set_={"week": _get(ev, "period"), "tables": tables,
-                                                        "at": occurred})
+                                                        "unassessed": apart, "at": occurred})
         return
     if occurred is None or name not in ("merchant_grade_changed", "merchant_escalated"):
         return  # unit_updated and merchant_graded carry nothing the bulletin shows that it does not count itself
@@ -203,4 +209,4 @@ def apply_score_event(subject: str, ev: Any, w: Writes) -> None:
 def _row(r: Any) -> dict[str, Any]:
     return {"rank": _get(r, "rank"), "id": _get(r, "id"), "name": _get(r, "name") or _get(r, "id"),
             "score": _get(r, "score"), "board": _get(r, "board"), "bottom": bool(_get(r, "bottom", False)),
-            "figures": dict(_get(r, "figures") or {})}
+            "tied": bool(_get(r, "tied", False)), "figures": dict(_get(r, "figures") or {})}

@@ -14,7 +14,7 @@ from contracts.bulletins import BulletinPublished
 from services.notify.bulletin.builder import publish_once
 from services.notify.bulletin.figures import ensure_indexes
 from services.notify.bulletin.handlers import BulletinProjection
-from services.notify.bulletin.projection import COLLECTIONS
+from services.notify.bulletin.projection import COLLECTIONS, RETAINED
 from services.notify.bulletin.schedule import due_weeks
 from xiuhua.city.business_calendar import BusinessCalendar
 from xiuhua.consumer import Subscription, decode_tolerant
@@ -24,7 +24,9 @@ from xiuhua.settings import Settings
 ROUTE = "/bulletins"  # notify serves the archive here
 CHECK_EVERY_S = 60.0  # the schedule is checked every minute; the clock, not this period, decides
 
-__all__ = ["COLLECTIONS", "ROUTE", "archive_root", "base_url", "on_start", "routes", "subscriptions", "tick"]
+__all__ = [
+    "COLLECTIONS", "RETAINED", "ROUTE", "archive_root", "base_url", "on_start", "routes", "subscriptions", "tick",
+]
 
 
 def archive_root(settings: Settings) -> Path:

@@ -1,0 +1,314 @@
+"""The purge on the real store: what is past the city's horizon goes, by a range on an indexed number; what is at
+or inside it stays, and so does what exactly-once still needs whatever its age."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from pymongo import monitoring
+
+from contracts.cases import CaseDispatched
+from services.intake.batch_io import RAW, RECEIVED_S, REFS, RETAINED, TELEMETRY_S, BatchIO
+from tests.conftest import eventually
+from xiuhua.bus import Outgoing
+from xiuhua.city.retention import RetentionFile
+from xiuhua.clock import FrozenClock
+from xiuhua.ledger import RETAINED as LEDGER_RETAINED
+from xiuhua.ledger import Ledger
+from xiuhua.retention import RetentionJob, ensure_indexes, purge
+from xiuhua.service import ServiceSpec, running
+from xiuhua.store import Store
+
+T0 = datetime(2026, 11, 23, 2, 0, tzinfo=UTC)
+HOUR = timedelta(hours=1)
+MS = timedelta(milliseconds=1)
+
+
+class _NoBus:
+    async def send(self, outgoing: object) -> None:
+        list(outgoing)  # type: ignore[call-overload]
+
+
+class _Commands(monitoring.CommandListener):
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, dict[str, Any]]] = []
+
+    def started(self, event: monitoring.CommandStartedEvent) -> None:
+        self.sent.append((event.command_name, dict(event.command)))
+
+    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None: ...
+
+    def failed(self, event: monitoring.CommandFailedEvent) -> None: ...
+
+
+def _event(n: int) -> Outgoing:
+    base = CaseDispatched.model_validate(CaseDispatched.example())
+    return Outgoing.of(base.model_copy(update={"case_id": f"C-{n}", "event_id": f"e-{n}"}))
+
+
+async def _ids(store: Store, collection: str) -> set[str]:
+    return {d["_id"] async for d in store[collection].find({}, {"_id": 1})}
+
+
+async def test_ledger_entries_go_past_the_horizon_and_stay_at_it_inside_it_or_unpublished(mongo_url) -> None:
+    store = Store(mongo_url, f"t{uuid.uuid4().hex[:10]}_probe")
+    clock = FrozenClock(T0)
+    ledger = Ledger(store, _NoBus(), clock)  # type: ignore[arg-type]
+    policy = RetentionFile(ledger="1h")
+    job = RetentionJob(store, policy, [LEDGER_RETAINED], clock)
+    try:
+        await store.ensure_collections(["ledger"])
+        await ensure_indexes(store, [LEDGER_RETAINED])
+
+        async def applied(key: str, at: datetime, *, publish: bool = True) -> None:
+            clock.set(at)
+            out = [_event(len(key))] if publish else []
+            await store.in_transaction(lambda s: ledger.record(s, [(key, out)]))
+            if publish:
+                await ledger.publish([(key, out)], mark_now=True)
+
+        now = T0 + 10 * HOUR
+        await applied("c:outside", now - HOUR - MS)  # one millisecond older than the horizon
+        await applied("c:at", now - HOUR)  # exactly at it
+        await applied("c:inside", now - HOUR + MS)
+        await applied("c:fresh", now)
+        await applied("c:long-ago", T0)
+        # Committed long ago and never published (a crash before its publish): the sweeper still needs it.
+        clock.set(T0)
+        await store.in_transaction(lambda s: ledger.record(s, [("c:unpublished", [_event(99)])]))
+        # A once-per-period claim (a week's bulletin): kept for good, past any horizon.
+        await ledger.claim("bulletin:2026-W40", [])
+        clock.set(now)
+        assert await job.run() == {"ledger": 2}
+        assert await _ids(store, "ledger") == {"c:at", "c:inside", "c:fresh", "c:unpublished", "bulletin:2026-W40"}
+        clock.set(now + MS)  # the one at the horizon is now past it
+        assert await job.run() == {"ledger": 1}
+        assert "c:at" not in await _ids(store, "ledger")
+        assert await job.run() == {"ledger": 0}
+    finally:
+        await store.close()
+
+
+async def test_the_purge_ranges_on_the_indexed_number_and_deletes_by_id(mongo_url) -> None:
+    """Neither a date range nor an aggregation: nx-27017 answers a range on a number under a single-field index
+    and an `$in` on `_id` from an index, and reads the whole collection for nearly anything else."""
+    commands = _Commands()
+    store = Store(mongo_url, f"t{uuid.uuid4().hex[:10]}_probe", listeners=[commands])
+    try:
+        col = store["ledger"]
+        await store.ensure_collections(["ledger"])
+        await ensure_indexes(store, [LEDGER_RETAINED])
+        await col.insert_many([{"_id": f"k{i}", "at_s": float(i), "published": True} for i in range(5)])
+        indexes = [list(ix["key"]) async for ix in await col.list_indexes()]
+        assert ["at_s"] in indexes
+        commands.sent.clear()
+        assert await purge(store, LEDGER_RETAINED, 3.0) == 3
+        finds = [c for name, c in commands.sent if name == "find"]
+        deletes = [c for name, c in commands.sent if name == "delete"]
+        assert [f["filter"] for f in finds] == [{"at_s": {"$lt": 3.0}}]
+        assert [dict(f["sort"]) for f in finds] == [{"at_s": 1}]
+        assert [d["deletes"][0]["q"] for d in deletes] == [{"_id": {"$in": ["k0", "k1", "k2"]}, "at_s": {"$lt": 3.0}}]
+    finally:
+        await store.close()
+
+
+async def test_a_run_reads_at_most_its_share_deletes_in_chunks_and_the_next_goes_on(mongo_url) -> None:
+    store = Store(mongo_url, f"t{uuid.uuid4().hex[:10]}_probe")
+    try:
+        col = store["ledger"]
+        await store.ensure_collections(["ledger"])
+        # The oldest entry is unpublished: every run reads it, keeps it and goes on to the rest.
+        await col.insert_many(
+            [{"_id": "k0", "at_s": 0.0, "published": False}]
+            + [{"_id": f"k{i}", "at_s": float(i), "published": True} for i in range(1, 8)]
+        )
+        assert await purge(store, LEDGER_RETAINED, 100.0, most=4, chunk=2) == 3
+        assert await _ids(store, "ledger") == {"k0", "k4", "k5", "k6", "k7"}
+        assert await purge(store, LEDGER_RETAINED, 100.0, most=4, chunk=2) == 3
+        assert await _ids(store, "ledger") == {"k0", "k7"}
+        assert await purge(store, LEDGER_RETAINED, 100.0, most=4, chunk=2) == 1
+        assert await _ids(store, "ledger") == {"k0"}
+    finally:
+        await store.close()
+
+
+async def test_raw_reports_and_references_keep_the_archive_rule_telemetry_a_shorter_one(mongo_url) -> None:
+    store = Store(mongo_url, f"t{uuid.uuid4().hex[:10]}_intake")
+    now = T0 + timedelta(days=100)
+    policy = RetentionFile(raw_reports="60d", telemetry="7d")
+    job = RetentionJob(store, policy, RETAINED, FrozenClock(now))
+    try:
+        await store.ensure_collections([RAW, REFS])
+        await ensure_indexes(store, RETAINED)
+
+        async def received(at: datetime, raw: list[dict[str, Any]], refs: list[str]) -> None:
+            async def write(session: Any) -> None:
+                io = BatchIO(store, session, at, reads=session)
+                for doc in raw:
+                    io.add_raw({**doc, "received_at": at, "subject": "report.v1.in.x", "body": b"{}"})
+                for ref in refs:
+                    io.add_ref(ref, "C-1", "case")
+                writes = store.writes()
+                io.flush(writes)
+                await store.write_together(writes, session)
+
+            await store.in_transaction(write)
+
+        sensor = {"source": "sensor", "status": "sensor_normal"}
+        await received(now - timedelta(days=8), [{"_id": "t-old", **sensor}, {"_id": "r-8d", "source": "grid",
+                                                                             "status": "case"}], ["grid:8d"])
+        await received(now - timedelta(days=7), [{"_id": "t-at", **sensor}], [])
+        await received(now - timedelta(days=60), [{"_id": "r-at", "source": "grid", "status": "case"}], ["grid:at"])
+        await received(now - timedelta(days=60) - MS, [{"_id": "r-out", "source": "hotline", "status": "rejected"},
+                                                       {"_id": "t-case", "source": "sensor", "status": "case"}],
+                       ["grid:out"])
+        raw = {d["_id"]: d async for d in store[RAW].find({})}
+        assert TELEMETRY_S in raw["t-old"] and RECEIVED_S not in raw["t-old"]
+        assert RECEIVED_S in raw["t-case"]  # a reading that opened a case is a report: the archive rule
+        assert await job.run() == {RAW: 3, REFS: 1, "open_cases": 0}
+        assert await _ids(store, RAW) == {"r-8d", "t-at", "r-at"}
+        assert await _ids(store, REFS) == {"grid:8d", "grid:at"}
+    finally:
+        await store.close()
+
+
+async def test_a_running_service_purges_its_ledger_and_failure_counts_every_interval(settings, city) -> None:
+    from dataclasses import replace
+
+    from tests.helpers import publish
+    from xiuhua.consumer import Batch, Subscription
+
+    clock = FrozenClock(T0)
+    local = replace(city, retention=RetentionFile(every=0.2, ledger="1h"))
+    calls: list[str] = []
+
+    async def handle(batch: Batch) -> None:
+        for item in batch.items:
+            calls.append(item.message.case_id)
+            if len(calls) == 1:
+                raise ValueError("fails once")  # leaves a failure count behind once it goes through
+
+    spec = ServiceSpec(name="probe", subscriptions=lambda rt: [
+        Subscription("probe-kept", "case.v1.dispatched.XX", handle)
+    ])
+    event = CaseDispatched.model_validate(CaseDispatched.example()).model_copy(update={"street_code": "XX"})
+    async with running(spec, settings, clock=clock, city=local) as rt:
+        await publish(settings.nats_url, "case.v1.dispatched.XX", event.to_json(), msg_id=event.event_id)
+        key = f"probe-kept:{event.event_id}"
+
+        await eventually(lambda: len(calls) == 2, timeout=30)
+        await eventually(lambda: _present(rt.store, key), timeout=10)
+        assert await rt.store.count("failures", {"_id": key}) == 1
+        clock.advance(HOUR)
+        await rt.store.in_transaction(lambda s: rt.ledger.record(s, [("probe:b", [])]))
+        clock.advance(MS)
+        await eventually(lambda: _gone(rt.store, key), timeout=10)
+        assert await _ids(rt.store, "ledger") == {"probe:b"}
+        assert await rt.store.count("failures") == 0
+        deleted = rt.metrics.registry.get_sample_value
+        assert deleted("xiuhua_retention_deleted_total", {"service": "probe", "collection": "ledger"}) == 1.0
+        assert deleted("xiuhua_retention_deleted_total", {"service": "probe", "collection": "failures"}) == 1.0
+
+
+async def _present(store: Store, key: str) -> bool:
+    return key in await _ids(store, "ledger")
+
+
+async def _gone(store: Store, key: str) -> bool:
+    return key not in await _ids(store, "ledger")
+
+
+async def test_streams_take_the_citys_ages_and_keep_their_own_elsewhere(nats_server) -> None:
+    import nats
+
+    from contracts import streams
+    from xiuhua import embedded
+    from xiuhua.bus import provision_streams
+
+    url = embedded.nats_url(nats_server)
+    ages = RetentionFile(streams={"XH_REPORTS": "14d"}).stream_ages()
+    await provision_streams(url, max_ages=ages)
+    nc = await nats.connect(url)
+    try:
+        js = nc.jetstream()
+        assert (await js.stream_info("XH_REPORTS")).config.max_age == 14 * 86400
+        assert (await js.stream_info("XH_CASES")).config.max_age == streams.CASES.max_age_s
+        await provision_streams(url)  # a city that drops its setting: the contract's age again
+        assert (await js.stream_info("XH_REPORTS")).config.max_age == streams.REPORTS.max_age_s
+    finally:
+        await nc.close()
+
+
+async def test_closed_cases_go_by_the_archive_rule_from_when_they_ended_open_ones_stay(mongo_url, city) -> None:
+    from services.dispatch.app import RETAINED as DISPATCH_RETAINED
+    from services.dispatch.case import CLOSED_FIELD, State
+    from services.dispatch.handlers import CASES
+    from tests.unit.test_dispatch_lifecycle import new_case
+
+    store = Store(mongo_url, f"t{uuid.uuid4().hex[:10]}_dispatch")
+    now = T0 + timedelta(days=1000)
+    job = RetentionJob(store, RetentionFile(closed_cases="800d"), DISPATCH_RETAINED, FrozenClock(now))
+    horizon = now - timedelta(days=800)
+    base = new_case(city)
+
+    def case(case_id: str, state: State, closed_at: datetime | None) -> dict[str, Any]:
+        return base.model_copy(update={"case_id": case_id, "state": state, "closed_at": closed_at}).to_doc()
+
+    try:
+        await store.ensure_collections([CASES])
+        await ensure_indexes(store, DISPATCH_RETAINED)
+        await store[CASES].insert_many([
+            case("C-out", State.closed, horizon - MS),
+            case("C-cancelled", State.cancelled, horizon - timedelta(days=1)),
+            case("C-at", State.closed, horizon),
+            case("C-in", State.closed, horizon + MS),
+            case("C-open", State.dispatched, None),  # dispatched 1,000 days ago and never closed: stays
+            case("C-reopened", State.dispatched, None),  # closed long ago, reopened: its closing went with it
+        ])
+        assert CLOSED_FIELD not in (await store[CASES].find_one({"_id": "C-reopened"}) or {})
+        assert await job.run() == {CASES: 2}
+        assert await _ids(store, CASES) == {"C-at", "C-in", "C-open", "C-reopened"}
+    finally:
+        await store.close()
+
+
+async def test_cases_an_older_build_closed_get_the_number_the_purge_ranges_over(mongo_url, city) -> None:
+    from services.dispatch.case import CLOSED_FIELD, State
+    from tests.unit.test_dispatch_lifecycle import new_case
+    from xiuhua.store import backfill_seconds
+
+    store = Store(mongo_url, f"t{uuid.uuid4().hex[:10]}_dispatch")
+    try:
+        doc = new_case(city).model_copy(update={"state": State.closed, "closed_at": T0}).to_doc()
+        legacy = {k: v for k, v in doc.items() if k != CLOSED_FIELD}
+        await store["cases"].insert_one(legacy)
+        assert await backfill_seconds(store["cases"], "closed_at", CLOSED_FIELD) == 1
+        assert (await store["cases"].find_one({"_id": doc["_id"]}) or {})[CLOSED_FIELD] == T0.timestamp()
+    finally:
+        await store.close()
+
+
+async def test_a_reopened_case_record_with_a_null_moment_is_out_of_the_range(mongo_url) -> None:
+    """The bulletin's case records mark a reopened case with a null `closed_s` (its writes only set fields): a
+    range on a number matches no null, on nx-27017 as on MongoDB."""
+    from services.notify.bulletin.projection import CASES as BULLETIN_CASES
+    from services.notify.bulletin.projection import RETAINED as BULLETIN_RETAINED
+
+    store = Store(mongo_url, f"t{uuid.uuid4().hex[:10]}_notify")
+    now = T0 + timedelta(days=1000)
+    job = RetentionJob(store, RetentionFile(), BULLETIN_RETAINED, FrozenClock(now))
+    long_ago = (T0 + timedelta(days=1)).timestamp()
+    try:
+        await store.ensure_collections([BULLETIN_CASES])
+        await ensure_indexes(store, BULLETIN_RETAINED)
+        await store[BULLETIN_CASES].insert_many([
+            {"_id": "C-closed", "status": "closed", "closed_s": long_ago},
+            {"_id": "C-reopened", "status": "open", "closed_s": None},
+            {"_id": "C-open", "status": "open"},
+        ])
+        assert await job.run() == {BULLETIN_CASES: 1}
+        assert await _ids(store, BULLETIN_CASES) == {"C-reopened", "C-open"}
+    finally:
+        await store.close()

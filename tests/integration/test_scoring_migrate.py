@@ -1,0 +1,50 @@
+"""Stored figures move to new rules by a rebuild: `xiuhua scoring rebuild --apply` makes the live documents what the
+replay of the history makes them (run with scoring stopped), after which `--check` finds nothing."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import nats
+
+from services.scoring.projection import CASE_FACTS, UNIT_PERIODS
+from services.scoring.rebuild import rebuild_and_check
+from tests.conftest import eventually
+from tests.unit.test_scoring_fold import _history
+from xiuhua.clock import FrozenClock
+from xiuhua.registry import spec
+from xiuhua.service import running
+from xiuhua.store import Store
+
+
+async def test_apply_replaces_figures_an_older_build_stored(settings, city):
+    events = _history(3, 12)
+    nc = await nats.connect(settings.nats_url)
+    try:
+        js = nc.jetstream()
+        scoring = spec("scoring")
+        async with running(scoring, settings, clock=FrozenClock(datetime(2026, 12, 31, 17, tzinfo=UTC)), city=city):
+            for e in events:
+                await js.publish(e.subject_for(), e.to_json(), headers={"Nats-Msg-Id": e.event_id})
+
+            async def folded() -> bool:
+                return (await rebuild_and_check(settings, city)).differences == []
+
+            await eventually(folded, timeout=60, interval=1.0)
+    finally:
+        await nc.close()
+
+    # What an older build left: dispatch facts without their deadline, a unit document counted another way.
+    live = Store(settings.mongo_url, settings.database("scoring"))
+    try:
+        async for d in live[CASE_FACTS].find({}):
+            old = [{k: v for k, v in f.items() if k != "due"} for f in d["facts"]]
+            await live[CASE_FACTS].replace_one({"_id": d["_id"]}, {"_id": d["_id"], "facts": old})
+        some = await live[UNIT_PERIODS].find_one({})
+        await live[UNIT_PERIODS].update_one({"_id": some["_id"]}, {"$inc": {"due": 3}})
+    finally:
+        await live.close()
+
+    migrated = await rebuild_and_check(settings, city, apply=True)
+    assert migrated.differences and migrated.applied[CASE_FACTS] > 0
+    assert (await rebuild_and_check(settings, city)).differences == []

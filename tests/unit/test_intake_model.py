@@ -1,0 +1,281 @@
+"""The learnt classifier: features (words keep 机动车 apart from 非机动车), the decision by unit at its thresholds,
+out of scope never sent to a unit, the calibration figures, training on a small set, the model file (round trip,
+format, damage), hot reload, the export reader, and the labelled files' separation."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from services.intake.cases import Domain
+from services.intake.classifier import Classifier
+from services.intake.evaluation import measure, reliability
+from services.intake.model_classifier import ModelClassifier, decide, lead_roles
+from services.intake.textfeatures import Featuriser, char_ngrams, python_tokenizer, runs_of, tokenizer
+from services.intake.textmodel import MODEL_FILE, ModelError, TextModel
+from services.intake.training import fit_temperature, train
+from xiuhua.city import City, load_city
+from xiuhua.city.intake import ClassifierSettings, Transfer
+from xiuhua.city.routing import Assignee, Match, Rule
+from xiuhua.classification.model import read_export
+from xiuhua.commands.classify import load_rows
+
+DATA = Path(__file__).resolve().parents[1] / "data"
+ROLES = {"0101": "enforcement", "0102": "enforcement", "0201": "sanitation", "0302": "construction"}
+WAGES = Transfer(id="wages", matter="欠薪", department="人社局", keywords=["欠薪"])
+FEES = Transfer(id="housing", matter="物业费", department="住建局", keywords=["物业费"])
+TRANSFERS = {"wages": WAGES, "housing": FEES}
+
+
+def _decide(probs: dict[str, float], below: float = 0.6, transfer_at: float = 0.5):
+    return decide(probs, ROLES, ClassifierSettings(triage_below=below, transfer_at=transfer_at), TRANSFERS, "m1")
+
+
+# ---- the decision by unit ------------------------------------------------------------------------------------
+
+
+def test_items_that_share_a_lead_unit_add_up_and_the_unit_s_most_probable_item_is_the_category() -> None:
+    v = _decide({"0101": 0.45, "0102": 0.40, "0201": 0.10, "out_of_scope": 0.05})
+    assert (v.kind, v.code, v.unit_role, v.confidence) == ("category", "0101", "enforcement", 0.85)
+    assert v.best_guess_confidence == 0.45 and v.model == "m1" and v.out_of_scope == 0.05
+    v = _decide({"0101": 0.40, "0102": 0.45, "0201": 0.10, "out_of_scope": 0.05})  # the other order
+    assert (v.code, v.confidence) == ("0102", 0.85)
+
+
+def test_a_unit_is_decided_from_triage_below_exactly() -> None:
+    assert _decide({"0201": 0.6, "0101": 0.1, "out_of_scope": 0.3}).kind == "category"
+    v = _decide({"0201": 0.5999, "0101": 0.1001, "out_of_scope": 0.3})
+    assert (v.kind, v.code, v.best_guess, v.unit_role) == ("triage", "9901", "0201", "command_centre")
+    assert v.confidence == 0.6  # rounded for show; the decision used the exact sum
+
+
+def test_a_unit_is_never_decided_unless_it_outweighs_out_of_scope() -> None:
+    # 0.5 to a unit and 0.5 out of scope: a guess, whatever the threshold.
+    v = _decide({"0201": 0.5, "out_of_scope": 0.5}, below=0.5)
+    assert v.kind == "triage" and v.out_of_scope == 0.5
+    assert _decide({"0201": 0.5001, "out_of_scope": 0.4999}, below=0.5).kind == "category"
+
+
+def test_two_units_tied_are_no_decision_in_either_order() -> None:
+    for probs in ({"0201": 0.45, "0302": 0.45, "triage": 0.1}, {"0302": 0.45, "0201": 0.45, "triage": 0.1}):
+        assert _decide(probs, below=0.4).kind == "triage"
+    assert _decide({"0201": 0.46, "0302": 0.44, "triage": 0.1}, below=0.4).code == "0201"
+    assert _decide({"0201": 0.44, "0302": 0.46, "triage": 0.1}, below=0.4).code == "0302"
+
+
+def test_a_transfer_from_transfer_at_exactly_and_never_when_two_matters_tie() -> None:
+    v = _decide({"transfer:wages": 0.5, "transfer:housing": 0.3, "0201": 0.2})
+    assert (v.kind, v.code, v.department) == ("transfer", "wages", "人社局") and v.unit_role is None
+    assert _decide({"transfer:wages": 0.4999, "transfer:housing": 0.3, "0201": 0.2001}).kind == "triage"
+    for a, b in (("transfer:wages", "transfer:housing"), ("transfer:housing", "transfer:wages")):
+        assert _decide({a: 0.45, b: 0.45, "0201": 0.1}, transfer_at=0.4).kind == "triage"
+    assert _decide({"transfer:housing": 0.46, "transfer:wages": 0.44, "0201": 0.1}, transfer_at=0.4).code == "housing"
+
+
+def test_out_of_scope_without_a_department_is_triaged_never_a_unit_s() -> None:
+    v = _decide({"out_of_scope": 0.9, "0705": 0.0, "0201": 0.1})
+    assert v.kind == "triage" and v.out_of_scope == 0.9 and v.best_guess == "0201"
+
+
+def test_lead_roles_follow_the_category_rules_of_routing(city: City) -> None:
+    roles = lead_roles(city)
+    by_code = {c.code: c for c in city.catalogue.items()}
+    assert set(roles) == set(by_code)
+    # The demo's routing gives markets to market supervision, dogs to the police, like the catalogue: rules and
+    # catalogue agree there; a rule naming a lead for a prefix wins over the catalogue's role.
+    for rule in city.routing.rules:
+        m = rule.match
+        if rule.lead and rule.lead.role and m.categories and not (m.areas or m.sources or m.urgency or m.hours):
+            for code in (c for c in m.categories if not c.endswith("*")):
+                assert roles[code] == str(rule.lead.role)
+    assert roles["0110"] == "market_supervision" and roles["0101"] == roles["0102"] == "enforcement"
+
+
+def test_a_category_rule_s_lead_wins_and_rules_with_other_conditions_do_not_count() -> None:
+    city = load_city(Path(__file__).resolve().parents[2] / "cities" / "demo")
+    city.routing.rules += [
+        Rule(id="t-low", match=Match(categories=["0101"]), lead=Assignee(role="police"), priority=4),
+        Rule(id="t-high", match=Match(categories=["0101"]), lead=Assignee(role="street_office"), priority=5),
+        Rule(id="t-same", match=Match(categories=["0101"]), lead=Assignee(role="police"), priority=5),  # later tie
+        Rule(id="t-area", match=Match(categories=["0102"], areas=["CD"]), lead=Assignee(role="police"), priority=9),
+        Rule(id="t-unit", match=Match(categories=["0103"]), lead=Assignee(unit="CD-ENF"), priority=9),
+    ]
+    roles = lead_roles(city)
+    assert roles["0101"] == "street_office" and roles["0102"] == "enforcement" and roles["0103"] == "unit:CD-ENF"
+
+
+# ---- features -------------------------------------------------------------------------------------------------
+
+
+def test_words_keep_motor_vehicles_apart_from_non_motor_vehicles(city: City) -> None:
+    rules = Classifier(city.catalogue, city.intake.transfers, city.intake.classifier)
+    f = Featuriser(rules, {"机动车": 100, "非机动车": 100, "乱停": 10})
+    cars, bikes = f.counts(rules.prepare("机动车乱停乱放，占用人行道")), f.counts(rules.prepare("非机动车乱停乱放"))
+    assert cars["w:机动车"] == 1 and "w:非机动车" not in cars
+    assert bikes["w:非机动车"] == 1 and "w:机动车" not in bikes
+    # n-grams never cross punctuation, and a lone latin letter or digit is no feature
+    grams = char_ngrams(runs_of(rules.prepare("乱放, 占用 A1")))
+    assert "放占" not in grams and "a" not in grams and grams["a1"] == 1 and grams["占用"] == 1
+
+
+def test_the_fast_cutter_cuts_like_jieba_with_the_model_s_dictionary(city: City) -> None:
+    from services.intake.cases import domain_of
+
+    c = domain_of(city).classifier
+    assert isinstance(c, ModelClassifier)
+    fast, reference = tokenizer(c.model.words), python_tokenizer(c.model.words)
+    texts = [r["text"] for r in load_rows(DATA / "hotline_blind_board.jsonl")][:80]
+    for run in (r for t in texts for r in runs_of(c.rules.prepare(t))):
+        assert fast.cut(run, False) == list(reference.cut(run, HMM=False))
+
+
+# ---- calibration figures --------------------------------------------------------------------------------------
+
+
+def test_reliability_bins_start_at_their_lower_edge_and_ece_weighs_the_gaps() -> None:
+    table, ece = reliability([(0.6, True), (0.6, False), (0.95, True), (0.9499, True)])
+    assert [(b["from"], b["count"], b["accuracy"]) for b in table] == [(0.6, 2, 0.5), (0.9, 1, 1.0), (0.95, 1, 1.0)]
+    assert ece == round((2 * 0.1 + abs(0.9499 - 1) + abs(0.95 - 1)) / 4, 4)
+    assert reliability([]) == ([], 0.0)
+
+
+def test_measure_counts_out_of_scope_sent_to_a_unit_and_the_unit_of_automatic_decisions() -> None:
+    labels = ["0101", "0102", "transfer:wages", "out_of_scope", "0201"]
+    verdicts = [
+        _decide({"0101": 0.9, "out_of_scope": 0.1}),  # right item
+        _decide({"0101": 0.7, "out_of_scope": 0.3}),  # wrong item, right unit
+        _decide({"0201": 0.8, "out_of_scope": 0.2}),  # out of scope sent to a unit
+        _decide({"out_of_scope": 0.9, "0201": 0.1}),  # triaged as out of scope
+        _decide({"transfer:wages": 0.9, "0201": 0.1}),  # a city matter transferred away
+    ]
+    r = measure(labels, verdicts, ROLES)
+    assert (r["out_of_scope"], r["out_of_scope_to_unit"], r["out_of_scope_to_unit_rate"]) == (2, 1, 0.5)
+    assert (r["decided"], r["decided_right"], r["decided_right_unit"]) == (3, round(1 / 3, 4), round(2 / 3, 4))
+    assert r["decided_mean_confidence"] == round((0.9 + 0.7 + 0.8) / 3, 4)
+    assert r["by_group"]["out_of_scope"] == {"total": 1, "correct": 1} and r["transferred"] == 1
+
+
+def test_the_temperature_is_the_likelihood_s_maximum() -> None:
+    rng = np.random.default_rng(1)
+    y = rng.integers(0, 3, 400)
+    logits = rng.normal(0, 1, (400, 3))
+    logits[np.arange(400), y] += 1.0
+    t = fit_temperature(logits * 3.0, y)  # scores three times too sharp
+    assert 2.0 < t < 4.5
+    assert fit_temperature(logits, y) == pytest.approx(t / 3, rel=0.05)
+
+
+# ---- training, the model file, reload ---------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def small() -> tuple[TextModel, dict]:
+    """A model of 240 training orders of ten labels, trained once for these tests (the shipped one takes
+    minutes): enough examples per label that held-out folds are learnable."""
+    city = load_city(Path(__file__).resolve().parents[2] / "cities" / "demo")
+    ten = {"transfer:wages", "transfer:schooling", "transfer:medical", "transfer:housing", "transfer:consumer",
+           "out_of_scope", "0101", "0302", "0705", "0201"}
+    rows = [(r["text"], r["label"]) for r in load_rows(DATA / "hotline_train.jsonl") if r["label"] in ten][:240]
+    return train(city, rows, source="small", k=3)
+
+
+def test_training_reports_cross_validation_and_the_model_learns(small, city: City) -> None:
+    model, report = small
+    assert model.card.trained_on == 240 and model.card.source == "small" and report["folds"] == 3
+    assert model.card.version.startswith("demo-") and model.card.library.startswith("scikit-learn")
+    assert 0 < report["temperature"] < 20 and report["total"] == 240
+    assert {"accuracy", "ece", "reliability", "by_group", "out_of_scope_to_unit_rate"} <= report.keys()
+    c = ModelClassifier(city, model)
+    v = c.classify("我在工地干了三个月，包工头拖欠工资不发，打电话也不接")
+    assert (v.kind, v.code) == ("transfer", "wages") and v.model == model.card.version
+    p = c.probabilities("路灯不亮")
+    assert abs(sum(p.values()) - 1) < 1e-5 and set(p) == set(model.classes)
+
+
+def test_the_model_file_round_trips_and_refuses_other_formats(small, city: City, tmp_path: Path) -> None:
+    model, _ = small
+    path = tmp_path / MODEL_FILE
+    model.save(path)
+    again = TextModel.load(path)
+    assert again.card == model.card and again.classes == model.classes and again.words == model.words
+    a, b = ModelClassifier(city, model), ModelClassifier(city, again)
+    for text in ("小区门口垃圾桶满了好几天", "孩子上学划片不合理", "请尽快来处理"):
+        pa, pb = a.probabilities(text), b.probabilities(text)
+        assert max(abs(pa[k] - pb[k]) for k in pa) < 2e-3  # float16 weights
+    with np.load(path) as z:
+        arrays = dict(z)
+    np.savez(path, **{**arrays, "format": np.array(99)})
+    with pytest.raises(ModelError, match=r"model format 99, this version reads 1: train it again"):
+        TextModel.load(path)
+    path.write_bytes(b"not a model")
+    with pytest.raises(ModelError, match=rf"{MODEL_FILE}: not a classifier model"):
+        TextModel.load(path)
+
+
+def test_a_new_model_is_picked_up_without_a_restart_and_a_bad_one_keeps_the_old(small, tmp_path: Path) -> None:
+    folder = tmp_path / "city"
+    shutil.copytree(Path(__file__).resolve().parents[2] / "cities" / "demo", folder)
+    (folder / MODEL_FILE).unlink(missing_ok=True)
+    d = Domain(load_city(folder))
+    assert isinstance(d.classifier, Classifier) and d.classifier_info["kind"] == "keywords"
+    model, _ = small
+    model.save(folder / MODEL_FILE)
+    assert d.reload() is True and isinstance(d.classifier, ModelClassifier)
+    assert d.classifier_info == {"kind": "model", **model.card.summary}
+    assert d.reload() is False  # unchanged file: not read again
+    (folder / MODEL_FILE).write_bytes(b"half a file")
+    assert d.reload() is False and isinstance(d.classifier, ModelClassifier)
+    assert "not a classifier model" in d.classifier_info["model_error"]
+    (folder / MODEL_FILE).unlink()
+    assert d.reload() is True and isinstance(d.classifier, Classifier)
+
+
+def test_the_shipped_model_is_in_use_and_decides_by_unit(city: City) -> None:
+    from services.intake.cases import domain_of
+
+    c = domain_of(city).classifier
+    assert isinstance(c, ModelClassifier) and c.model.card.trained_on >= 1400
+    v = c.classify("流动摊贩在路口占道经营，摆摊卖烧烤")
+    assert (v.kind, v.unit_role) == ("category", "enforcement") and v.code in {"0101", "0102"}
+    assert v.confidence > v.best_guess_confidence  # the unit's sum, more than its item
+    assert c.classify("机动车乱停乱放，占用人行道").code == "0801"
+    assert c.classify("环保局的人测噪声，检测报告上的数据是造假的").kind == "triage"
+    assert c.classify("Loud music from the bar next door every night").kind == "triage"
+
+
+# ---- the labelled files and a city's export ----------------------------------------------------------------------
+
+
+def test_no_blind_line_is_learnt_from() -> None:
+    learnt = {r["text"] for name in ("hotline_train.jsonl",) for r in load_rows(DATA / name)}
+    learnt |= {r["text"] for r in load_rows(DATA.parents[1] / "cities" / "demo" / "classifier_examples.jsonl")}
+    for name in ("hotline_blind_calls", "hotline_blind_board", "intake_classify_blind2", "intake_classify_blind3"):
+        rows = load_rows(DATA / f"{name}.jsonl")
+        assert len(rows) >= 60 and not learnt & {r["text"] for r in rows}, name
+    blind = load_rows(DATA / "hotline_blind_calls.jsonl") + load_rows(DATA / "hotline_blind_board.jsonl")
+    outside = Counter(r["label"].startswith("transfer:") or r["label"] == "out_of_scope" for r in blind)
+    assert len(blind) >= 400 and 0.55 <= outside[True] / len(blind) <= 0.7  # a hotline's share
+
+
+def test_a_city_s_export_reads_codes_departments_and_configured_columns(city: City, tmp_path: Path) -> None:
+    wages = next(t for t in city.intake.transfers if t.id == "wages")
+    path = tmp_path / "orders.csv"
+    lines = ["内容,处理部门", "路灯不亮,0302", f"老板欠薪,{wages.department}", "景区门票太贵,文旅局",
+             "孩子入学,schooling", "排队太久,9901"]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    rows, kinds = read_export(path, city, "内容", "处理部门")
+    assert rows == [("路灯不亮", "0302"), ("老板欠薪", "transfer:wages"), ("景区门票太贵", "out_of_scope"),
+                    ("孩子入学", "transfer:schooling"), ("排队太久", "triage")]
+    assert kinds == {"category": 1, "transfer": 2, "out_of_scope": 1, "triage": 1}
+    path.write_text("内容,处理部门\n路灯不亮,0399\n", encoding="utf-8")
+    with pytest.raises(SystemExit, match=r"orders.csv:2: 处理部门: '0399' is not in the city's catalogue"):
+        read_export(path, city, "内容", "处理部门")
+    jl = tmp_path / "orders.jsonl"
+    jl.write_text(json.dumps({"text": "", "label": "0302"}) + "\n", encoding="utf-8")
+    with pytest.raises(SystemExit, match=r"orders.jsonl:1: text: missing or empty"):
+        read_export(jl, city)

@@ -1,0 +1,95 @@
+"""门前三包: a first failure of a duty item is 批评教育 by the community; the same item failing again within the city's
+window, or the case not put right by its deadline, is escalated to the enforcement team (处罚)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from contracts.cases import CaseOpened, CaseOverdue
+from contracts.reports import MerchantCheck
+from contracts.values import Place
+from services.scoring import merchants as m
+from services.scoring import units
+from xiuhua.city.assessment import MerchantRules
+
+R = MerchantRules()  # escalate_from 2, repeat_window_days 30
+T = datetime(2026, 11, 10, 2, 0, tzinfo=UTC)
+
+
+def _check(cid: str, at: datetime, **items: str) -> m.Fact:
+    chk = MerchantCheck(check_id=cid, merchant_id="M-CD-0001", checked_at=at, inspector_id="G-1", items=items)
+    return m.check_fact(chk, R)
+
+
+def _facts(*fs: m.Fact) -> list[m.Fact]:
+    out: list[m.Fact] = []
+    for f in fs:
+        out = m.add_fact(out, f) or out
+    return out
+
+
+def test_a_first_failure_is_a_warning_not_an_escalation() -> None:
+    f = m.month_figures(_facts(_check("K1", T, hygiene="fail", order="pass")), R)
+    assert (f["warned"], f["escalated"], f["repeated_items"]) == (True, False, [])
+
+
+def test_a_second_failure_of_another_item_is_not_a_repeat() -> None:
+    f = m.month_figures(_facts(_check("K1", T, hygiene="fail"), _check("K2", T + timedelta(days=3), order="fail")), R)
+    assert (f["failures"], f["escalated"]) == (2, False)
+
+
+def test_the_same_item_again_within_the_window_escalates_exactly_at_its_edge() -> None:
+    first = _check("K1", T - timedelta(days=20), hygiene="fail")
+    edge = _check("K2", T + timedelta(days=10), hygiene="fail")  # exactly 30 days later
+    assert m.month_figures(_facts(first, edge), R)["repeated_items"] == ["hygiene"]
+    late = _check("K2", T + timedelta(days=10, seconds=1), hygiene="fail")  # a second past the window
+    assert m.month_figures(_facts(first, late), R)["escalated"] is False
+
+
+def test_a_repeat_reaches_into_the_previous_month() -> None:
+    october = _facts(_check("K1", datetime(2026, 10, 25, 2, tzinfo=UTC), order="fail"))
+    november = _facts(_check("K2", datetime(2026, 11, 3, 2, tzinfo=UTC), order="fail"))
+    assert m.month_figures(november, R, october)["repeated_items"] == ["order"]
+    assert m.month_figures(november, R)["escalated"] is False  # without October it is a first failure
+    assert m.month_figures(october, R)["escalated"] is False  # a later repeat does not escalate the earlier month
+
+
+def test_the_city_sets_the_count_and_the_window() -> None:
+    strict = MerchantRules(escalate_from=3, repeat_window_days=7)
+    two = _facts(_check("K1", T, safety="fail"), _check("K2", T + timedelta(days=1), safety="fail"))
+    assert m.month_figures(two, R)["escalated"] and not m.month_figures(two, strict)["escalated"]
+    three = _facts(*two, _check("K3", T + timedelta(days=2), safety="fail"))
+    assert m.month_figures(three, strict)["escalated"]
+    spread = _facts(_check("K1", T, safety="fail"), _check("K2", T + timedelta(days=8), safety="fail"),
+                    _check("K3", T + timedelta(days=9), safety="fail"))
+    assert not m.month_figures(spread, strict)["escalated"]  # only two within seven days
+
+
+def _case_events(category: str, source: str = "merchant_check") -> tuple[CaseOpened, CaseOverdue]:
+    opened = CaseOpened(
+        occurred_at=T, correlation_id="merchant_check:K1", case_id="C-M1", street_code="CD", source=source,
+        source_ref="K1:hygiene", category_code=category, description="门前卫生不洁", place=Place(street_code="CD"),
+        reported_at=T, merchant_id="M-CD-0001",
+    )
+    overdue = CaseOverdue(occurred_at=T + timedelta(days=1), correlation_id="c", case_id="C-M1", street_code="CD",
+                          unit_id="CD03", due_at=T + timedelta(days=1))
+    return opened, overdue
+
+
+def test_a_first_failure_not_put_right_by_its_deadline_escalates_in_either_order() -> None:
+    opened, overdue = _case_events("0402")
+    for order in ((opened, overdue), (overdue, opened)):
+        facts = _facts(*(units.fact_of(e) for e in order))
+        late = m.overdue_of("C-M1", facts, "0407")
+        assert late is not None and late[1] == "M-CD-0001"
+        fig = m.month_figures(_facts(late[0]), R)
+        assert fig["escalated"] and fig["overdue"] and fig["points"] == R.base  # no points of its own
+    assert m.overdue_of("C-M1", _facts(units.fact_of(opened)), "0407") is None  # still in time
+    assert m.month_figures(_facts(m.overdue_fact("C-M1", T, "0402")), R.model_copy(
+        update={"escalate_when_overdue": False}))["escalated"] is False
+
+
+def test_the_enforcement_case_and_other_sources_going_overdue_do_not_escalate_again() -> None:
+    for category, source in (("0407", "merchant_check"), ("0402", "grid")):
+        opened, overdue = _case_events(category, source)
+        assert m.overdue_of("C-M1", _facts(units.fact_of(opened), units.fact_of(overdue)), "0407") is None

@@ -1,0 +1,1 @@
+"""The learnt text classifier's command side: evaluation, batch, bench, training and learning (`xiuhua classify`)."""
