@@ -42,7 +42,7 @@ def test_a_city_adds_an_integrator_and_restricts_another_to_its_streets(tmp_path
 
 @pytest.mark.parametrize(("text", "error"), [
     ("users:\n  units: {streets: [CD, XX]}\n", r"security.yaml:2: users.units.streets.1: XX is not a street"),
-    ("users:\n  dept_a: {streets: [CD]}\n", r"security.yaml:2: users: .*'dept_a' is new: say whose permissions"),
+    ("users:\n  dept_a: {streets: [CD]}\n", r"security.yaml:1: users: .*'dept_a' is new: say whose permissions"),
     ("users:\n  dept_a: {like: dispatch}\n", r"security.yaml:2: users.dept_a.like: .*not a built-in integrator"),
     ("users:\n  operator: {like: units}\n", r"users: .*'operator' is Xiuhua's own"),
     ("users:\n  Dept-A: {like: units}\n", r"users: .*user name 'Dept-A'"),

@@ -50,6 +50,7 @@ from xiuhua.security import OPERATOR
 log = logging.getLogger("xiuhua.client")
 
 JSON_HEADER = {"content-type": "application/json"}
+FETCH_S = 1.0  # how long a unit subscription's pull waits on the server for messages
 Handler = Callable[[Event], Awaitable[None]]
 Message = Event | Inbound | CaseCommand
 R = TypeVar("R", bound=QueryReply)
@@ -159,10 +160,18 @@ class UnitCaseSubscription:
     known_cases: set[str] = field(default_factory=set)
     handled: int = 0
     failed: int = 0
+    stopping: asyncio.Event = field(default_factory=asyncio.Event)
 
     async def stop(self) -> None:
-        """Stop fetching; unacknowledged messages are redelivered to the durable's next reader."""
+        """Stop fetching; unacknowledged messages are redelivered to the durable's next reader.
+
+        The fetch in flight is let run out (its pull request lives on the server until it expires: a message
+        handed to it after the reader had gone would wait out the ack wait before anyone saw it); what it brings
+        is handed back at once."""
+        self.stopping.set()
         if self.task is not None:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(self.task), FETCH_S + 1.0)
             self.task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self.task
@@ -553,9 +562,9 @@ class XiuhuaClient:
     async def _run_unit(
         self, sub: UnitCaseSubscription, psub: Any, handler: Handler, include_cooperating: bool, batch: int
     ) -> None:
-        while True:
+        while not sub.stopping.is_set():
             try:
-                msgs = await psub.fetch(batch, timeout=1.0)
+                msgs = await psub.fetch(batch, timeout=FETCH_S)
             except (NatsTimeout, TimeoutError):
                 continue
             except asyncio.CancelledError:
@@ -565,6 +574,10 @@ class XiuhuaClient:
                 await asyncio.sleep(1.0)
                 continue
             for msg in msgs:
+                if sub.stopping.is_set():  # stopped meanwhile: back to the durable for its next reader, now
+                    with contextlib.suppress(Exception):
+                        await msg.nak()
+                    continue
                 await self._deliver(sub, msg, handler, include_cooperating)
 
     async def _deliver(self, sub: UnitCaseSubscription, msg: Any, handler: Handler, include_cooperating: bool) -> None:
