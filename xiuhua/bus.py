@@ -118,9 +118,10 @@ class Refusals:
         refused: asyncio.Future[str] = asyncio.get_running_loop().create_future()
         waiting = self._waiting.setdefault(subject.lower(), set())
         waiting.add(refused)
-        task = asyncio.ensure_future(send)
+        task: asyncio.Future[object] = asyncio.ensure_future(send)
+        either: set[asyncio.Future[Any]] = {task, refused}
         try:
-            await asyncio.wait({task, refused}, return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
         finally:
             waiting.discard(refused)
         if task.done() or not refused.done():
@@ -159,7 +160,7 @@ def make_broker(
         middlewares=middlewares,
         max_reconnect_attempts=-1,
         reconnect_time_wait=1,
-        **({"error_cb": refusals.on_error} if refusals is not None else {}),
+        error_cb=refusals.on_error if refusals is not None else None,
         graceful_timeout=10.0,
         logger=logging.getLogger(f"xiuhua.{name}.broker"),
         log_level=logging.DEBUG,

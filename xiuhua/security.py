@@ -417,7 +417,7 @@ def deploy_config(
     nodes: Sequence[str], consumers: Mapping[str, Sequence[Consumer]] | None = None, city: SecurityFile | None = None
 ) -> str:
     """The cluster configuration in deploy/: passwords and server name from each node's environment."""
-    bindings = None if consumers is None else {n: (list(c), []) for n, c in consumers.items()}
+    bindings: Bindings | None = None if consumers is None else {n: (list(c), []) for n, c in consumers.items()}
     passwords = {u: f"${password_env(u)}" for u in user_names((city or SecurityFile()).added())}
     options = ServerOptions(listen="0.0.0.0:4222", http_port=8222, jetstream_dir="/data/jetstream",
                             server_name="$SERVER_NAME")

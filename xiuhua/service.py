@@ -116,13 +116,13 @@ def build_runtime(
     spec: ServiceSpec, settings: Settings, *, clock: Clock | None = None, city: City | None = None
 ) -> Runtime:
     """Wire the real adapters for a service (not yet connected)."""
+    # A service run beside the embedded default connects as its own user, as `xiuhua up` starts it.
+    settings = embedded_credentials(settings, spec.name)
     if not settings.nats_url or not settings.mongo_url:
         raise RuntimeError(
             "XIUHUA_NATS_URL and XIUHUA_MONGO_URL must be set to run a service alone "
             "(`xiuhua up` starts embedded servers and sets them for its services)"
         )
-    # A service run beside the embedded default connects as its own user, as `xiuhua up` starts it.
-    settings = embedded_credentials(settings, spec.name)
     clock = clock or SystemClock()
     city = city or load_city(settings.city_dir)
     retention_file = city.folder / "retention.yaml"

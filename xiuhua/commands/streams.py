@@ -23,7 +23,7 @@ def _streams(args: argparse.Namespace) -> int:
     s = live_settings(need=("nats_url",))
     ages = load_retention(s.city_dir).stream_ages()
     done = asyncio.run(
-        provision_streams(s.nats_url, replicas=s.stream_replicas, connect_opts=connect_options(s), max_ages=ages)
+        provision_streams(s.nats_url or "", replicas=s.stream_replicas, connect_opts=connect_options(s), max_ages=ages)
     )
     emit(args, "\n".join(done), done)
     return 0

@@ -127,7 +127,9 @@ async def embedded_xiuhua(
 
     path = var_dir / "security" / "passwords.json"
     passwords: dict[str, str] = json.loads(path.read_text()) if path.exists() else {}
-    operator = {"user": security.OPERATOR, "password": passwords[security.OPERATOR]} if passwords else {}
+    operator: dict[str, Any] = {}
+    if passwords:
+        operator = {"user": security.OPERATOR, "password": passwords[security.OPERATOR]}
     await provision_streams(nats_url, connect_opts=operator)
     values: dict[str, Any] = {
         "nats_url": nats_url,
