@@ -102,6 +102,7 @@ class ServiceSpec:
     # After the broker is connected and the consumers run: listeners that publish what they hear (intake's TCP edge)
     on_started: Callable[[Runtime], Awaitable[None]] | None = None
     http_routes: Callable[[Runtime], list[BaseRoute]] | None = None
+    on_stop: Callable[[Runtime], Awaitable[None]] | None = None  # after its tasks stopped, before the bus and store
     health_warnings: Callable[[Runtime], list[str]] | None = None  # /health `warnings`: act soon, not failing
     # The service's own city files (beyond what load_city checks), checked by `xiuhua up` before anything starts
     # so a mistake is one `file:line: field: message` and exit code 2, not a crash loop; raises CityDataError.
@@ -194,6 +195,11 @@ async def started(spec: ServiceSpec, rt: Runtime) -> AsyncIterator[Runtime]:
         for task in rt.tasks:
             task.cancel()
         await asyncio.gather(*rt.tasks, return_exceptions=True)
+        if spec.on_stop:
+            try:
+                await spec.on_stop(rt)
+            except Exception:  # what it could not release must not keep the bus and store open
+                log.exception("%s: stopping failed", spec.name)
         await rt.broker.stop()
         await rt.ledger.close()
         await rt.store.close()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from services.notify.bulletin import service as bulletin
-from services.notify.channels import build_channels
+from services.notify.channels import build_channels, close_channels
 from services.notify.handlers import CASES, DELIVERIES, RENEW_EVERY_S, NotifyHandlers
 from services.notify.ratelimit import RATE_BUCKETS
 from xiuhua.consumer import Subscription, decode_tolerant
@@ -48,8 +48,15 @@ async def on_start(rt: Runtime) -> None:
     await bulletin.on_start(rt)  # week indexes and the Monday 15:00 schedule
 
 
+async def on_stop(rt: Runtime) -> None:
+    """The channels' HTTP connections, once the worker has stopped."""
+    if "handlers" in rt.state:
+        await close_channels(rt.state["handlers"].channels)
+
+
 SPEC = ServiceSpec(
     name="notify", subscriptions=subscriptions, collections=(DELIVERIES, CASES, RATE_BUCKETS, *bulletin.COLLECTIONS),
     on_start=on_start, http_routes=bulletin.routes,  # the bulletin archive at /bulletins/
+    on_stop=on_stop,
     retained=bulletin.RETAINED,
 )

@@ -122,18 +122,38 @@ def _host(url: str) -> str:
     return urllib.parse.urlsplit(url).netloc or "?"
 
 
-async def _post(url: str, *, cfg: ChannelConfig, content: bytes, headers: dict[str, str]) -> httpx.Response:
-    """POST and turn transport failures and refusals into delivery errors that name only the host."""
-    try:
-        async with httpx.AsyncClient(timeout=cfg.timeout_s) as client:
-            resp = await client.post(url, content=content, headers={"Content-Type": "application/json", **headers})
-    except httpx.HTTPError as exc:
-        raise DeliveryError(f"{type(exc).__name__} talking to {_host(url)}") from None
-    if resp.status_code in (408, 429) or resp.status_code >= 500:
-        raise DeliveryError(f"HTTP {resp.status_code} from {_host(url)}")
-    if resp.status_code >= 400:
-        raise PermanentDeliveryError(f"HTTP {resp.status_code} from {_host(url)}")
-    return resp
+class HttpChannel:
+    """A channel that talks HTTP: one client for all its sends, so connections (and their TLS sessions) to a robot
+    API or gateway are kept and reused instead of a handshake per alert; closed when notify stops."""
+
+    def __init__(self, name: str, cfg: ChannelConfig, clock: Clock) -> None:
+        self.name, self.cfg, self.clock = name, cfg, clock
+        self._client: httpx.AsyncClient | None = None
+
+    @property
+    def client(self) -> httpx.AsyncClient:
+        """The channel's client, made on first use (inside the running event loop)."""
+        if self._client is None or self._client.is_closed:
+            self._client = httpx.AsyncClient(timeout=self.cfg.timeout_s)
+        return self._client
+
+    async def aclose(self) -> None:
+        """Close the client's connections."""
+        if self._client is not None:
+            await self._client.aclose()
+
+    async def _post(self, url: str, *, content: bytes, headers: dict[str, str]) -> httpx.Response:
+        """POST and turn transport failures and refusals into delivery errors that name only the host."""
+        try:
+            resp = await self.client.post(url, content=content,
+                                          headers={"Content-Type": "application/json", **headers})
+        except httpx.HTTPError as exc:
+            raise DeliveryError(f"{type(exc).__name__} talking to {_host(url)}") from None
+        if resp.status_code in (408, 429) or resp.status_code >= 500:
+            raise DeliveryError(f"HTTP {resp.status_code} from {_host(url)}")
+        if resp.status_code >= 400:
+            raise PermanentDeliveryError(f"HTTP {resp.status_code} from {_host(url)}")
+        return resp
 
 
 def _robot_ok(resp: httpx.Response, code_field: str, host: str) -> None:
@@ -194,11 +214,8 @@ class FileChannel:
             fh.flush()
 
 
-class WebhookChannel:
+class WebhookChannel(HttpChannel):
     """A generic JSON webhook, HMAC-signed with a per-channel secret."""
-
-    def __init__(self, name: str, cfg: ChannelConfig, clock: Clock) -> None:
-        self.name, self.cfg, self.clock = name, cfg, clock
 
     async def send(self, address: str, message: dict[str, Any]) -> None:
         secret = _secret(self.cfg)
@@ -208,14 +225,11 @@ class WebhookChannel:
         ts = str(int(self.clock.now().timestamp()))
         headers = {TIMESTAMP_HEADER: ts, SIGNATURE_HEADER: sign_webhook(secret, ts, body),
                    ID_HEADER: str(message.get("notification_id", ""))}
-        await _post(address, cfg=self.cfg, content=body, headers=headers)
+        await self._post(address, content=body, headers=headers)
 
 
-class WeComChannel:
+class WeComChannel(HttpChannel):
     """企业微信群机器人: markdown (content) or text."""
-
-    def __init__(self, name: str, cfg: ChannelConfig, clock: Clock) -> None:
-        self.name, self.cfg, self.clock = name, cfg, clock
 
     def payload(self, message: dict[str, Any]) -> dict[str, Any]:
         """The robot's JSON body."""
@@ -224,15 +238,12 @@ class WeComChannel:
         return {"msgtype": "markdown", "markdown": {"content": as_markdown(message)}}
 
     async def send(self, address: str, message: dict[str, Any]) -> None:
-        resp = await _post(address, cfg=self.cfg, content=_dumps(self.payload(message)), headers={})
+        resp = await self._post(address, content=_dumps(self.payload(message)), headers={})
         _robot_ok(resp, "errcode", _host(address))
 
 
-class DingTalkChannel:
+class DingTalkChannel(HttpChannel):
     """钉钉自定义机器人: markdown (title + text) or text; signed in the query when a secret is set."""
-
-    def __init__(self, name: str, cfg: ChannelConfig, clock: Clock) -> None:
-        self.name, self.cfg, self.clock = name, cfg, clock
 
     def payload(self, message: dict[str, Any]) -> dict[str, Any]:
         """The robot's JSON body; urgent alerts @ everyone in the group."""
@@ -251,15 +262,12 @@ class DingTalkChannel:
         return f"{address}{sep}timestamp={ts}&sign={urllib.parse.quote_plus(dingtalk_sign(secret, ts))}"
 
     async def send(self, address: str, message: dict[str, Any]) -> None:
-        resp = await _post(self.url(address), cfg=self.cfg, content=_dumps(self.payload(message)), headers={})
+        resp = await self._post(self.url(address), content=_dumps(self.payload(message)), headers={})
         _robot_ok(resp, "errcode", _host(address))
 
 
-class FeishuChannel:
+class FeishuChannel(HttpChannel):
     """飞书自定义机器人: post (rich text, zh_cn) or text; timestamp and sign in the body when a secret is set."""
-
-    def __init__(self, name: str, cfg: ChannelConfig, clock: Clock) -> None:
-        self.name, self.cfg, self.clock = name, cfg, clock
 
     def payload(self, message: dict[str, Any]) -> dict[str, Any]:
         """The robot's JSON body."""
@@ -275,7 +283,7 @@ class FeishuChannel:
         return body
 
     async def send(self, address: str, message: dict[str, Any]) -> None:
-        resp = await _post(address, cfg=self.cfg, content=_dumps(self.payload(message)), headers={})
+        resp = await self._post(address, content=_dumps(self.payload(message)), headers={})
         _robot_ok(resp, "code", _host(address))
 
 
@@ -318,15 +326,13 @@ class _Blank(dict):
         return ""
 
 
-class SmsChannel:
+class SmsChannel(HttpChannel):
     """SMS through an HTTP gateway: POST JSON {phone, sign_name, text, ref}; Bearer token from the environment."""
 
-    def __init__(self, name: str, cfg: ChannelConfig, clock: Clock) -> None:
-        self.name, self.cfg, self.clock = name, cfg, clock
-
     def text(self, message: dict[str, Any]) -> str:
-        """The SMS text from the template (unknown fields render empty)."""
-        return self.cfg.sms_template.format_map(_Blank(message))
+        """The SMS text from the template, a digest's from its own (unknown fields render empty)."""
+        template = self.cfg.sms_digest_template if message.get("kind") == "digest" else self.cfg.sms_template
+        return template.format_map(_Blank(message))
 
     async def send(self, address: str, message: dict[str, Any]) -> None:
         if not self.cfg.gateway_url:
@@ -335,13 +341,20 @@ class SmsChannel:
                        "ref": message.get("notification_id", "")})
         token = _env(self.cfg.gateway_token_env)
         headers = {"Authorization": f"Bearer {token}"} if token else {}
-        await _post(self.cfg.gateway_url, cfg=self.cfg, content=body, headers=headers)
+        await self._post(self.cfg.gateway_url, content=body, headers=headers)
 
 
 _TYPES: dict[str, type] = {
     "webhook": WebhookChannel, "wecom": WeComChannel, "dingtalk": DingTalkChannel, "feishu": FeishuChannel,
     "email": EmailChannel, "sms": SmsChannel,
 }
+
+
+async def close_channels(channels: dict[str, Channel]) -> None:
+    """Close every channel that holds connections (notify's shutdown)."""
+    for channel in channels.values():
+        if isinstance(channel, HttpChannel):
+            await channel.aclose()
 
 
 def build_channels(alerts: AlertsFile, outbox: Path, clock: Clock) -> dict[str, Channel]:

@@ -13,7 +13,7 @@ from urllib.parse import urlsplit
 
 FIELDS = (
     "kind", "level", "unit_id", "contact_id", "channel", "urgent", "status", "attempts", "created_at", "next_at",
-    "delivered_at", "failed_at", "deferred", "last_error",
+    "delivered_at", "failed_at", "deferred", "last_error", "held_at", "digest",
 )
 
 
@@ -58,6 +58,7 @@ def render(case_id: str, entries: list[dict[str, Any]]) -> str:
     for e in entries:
         when = e["delivered_at"] or e["failed_at"] or (f"next {e['next_at']}" if e["status"] == "pending" else "")
         extra = f" ({e['deferred']})" if e["status"] == "pending" and e.get("deferred") else ""
+        extra += " (in a digest)" if e["status"] == "delivered" and e.get("digest") else ""
         err = f"  {e['last_error']}" if e.get("last_error") and e["status"] != "delivered" else ""
         lines.append(
             f"{e['status']:10s} {e['attempts']:>3d}  {e['kind']:20s} {e['level'] or 0:>3d}  {e['contact_id']:16s} "

@@ -35,7 +35,8 @@ from pymongo.asynchronous.client_session import AsyncClientSession
 from contracts.cases import CaseDeadlineWarning, CaseDispatched, CaseEscalated, CaseOpened, CaseOverdue
 from contracts.notifications import NotificationDelivered, NotificationFailed
 from contracts.values import Place, ReportSource, Urgency
-from services.notify import messages
+from services.notify import digest, messages
+from services.notify.bulletin.projection import CASES as BULLETIN_CASES
 from services.notify.channels import Channel, PermanentDeliveryError, safe_error, secrets_of
 from services.notify.policy import backoff_seconds, claim_expired, quiet_until
 from services.notify.ratelimit import RATE_BUCKETS, TokenBuckets
@@ -110,6 +111,17 @@ class NotifyHandlers:
         self.deferred = rt.metrics.counter("xiuhua_alerts_deferred", "Sends put off", ("reason",))
         self.taken_over = rt.metrics.counter(
             "xiuhua_alerts_claims_taken_over", "Claims of dead instances taken up again (the alert is re-sent)")
+        self.digests = rt.metrics.counter(
+            "xiuhua_alerts_digests", "Digests sent: one message for the alerts a recipient's rate limit held",
+            ("channel",))
+        self.backlog = rt.metrics.gauge(
+            "xiuhua_alerts_backlog", "Alerts a recipient's rate limit holds for its next digest",
+            ("recipient", "channel"))
+        self.backlog_age = rt.metrics.gauge(
+            "xiuhua_alerts_backlog_oldest_seconds", "How long the oldest alert a recipient's rate limit holds waited",
+            ("recipient", "channel"))
+        self._backlog_seen: set[tuple[str, str]] = set()
+        self._lanes_held: dict[str, datetime] = {}  # lanes this instance held alerts of, and when those are due
         self.outcomes_waiting = rt.metrics.gauge(
             "xiuhua_alerts_outcomes_waiting", "Sent alerts whose outcome waits in memory for the store")
         self.instance = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"  # owner of this one's claims
@@ -378,7 +390,7 @@ class NotifyHandlers:
         return res.modified_count, [{"_id": cond["_id"], **new} for cond, new in nexts]
 
     async def deliver_due(self, limit: int = 200, *, scan: bool = True) -> int:
-        """Send pending deliveries that are due; returns how many were sent.
+        """Send pending deliveries that are due; returns how many reached their recipients (a digest's all count).
 
         First the outcomes of earlier sends still to be recorded; then claims whose owner died (lease run out);
         then the due deliveries (those planning just wrote, and with `scan` every pending one that is due), all
@@ -391,29 +403,57 @@ class NotifyHandlers:
             now = self.rt.clock.now()
             hints, self._hints = self._hints, {}
             await self._take_over_expired(now, limit)
+            # A fresh alert for a lane whose held ones are due must go in their digest, not alone ahead of them.
+            scan = scan or any(t <= now for d in hints.values() if (t := self._lanes_held.get(digest.lane(d))))
+            later: set[str] = set()  # lanes whose due alerts the scan left to a later round: their hints wait too
             if scan:
                 self._scanned_at = time.monotonic()
-                hints.update((d["_id"], d) for d in await self._due(now, limit))
+                found, later = await self._due(now, limit)
+                hints.update((d["_id"], d) for d in found)
             if self._store_ok_since is None:
                 self._store_ok_since = now
-            due = sorted((d for d in hints.values() if d["next_at"] <= now), key=lambda d: (d["next_at"], d["_id"]))
-            return await self._send_round(due[:limit], publish)
+            due = sorted((d for d in hints.values() if d["next_at"] <= now and digest.lane(d) not in later),
+                         key=lambda d: (d["next_at"], d["_id"]))
+            return await self._send_round(digest.pick(due, limit), publish, now)
         except Exception:
             self._store_ok_since = None
             raise
         finally:
             await self._publish(publish)
 
-    async def _due(self, now: datetime, limit: int) -> list[dict[str, Any]]:
-        """The pending deliveries due at `now`, earliest first: their times by status (an equality both stores
-        answer from an index, a few small documents), then the due ones in full."""
+    async def _due(self, now: datetime, limit: int) -> tuple[list[dict[str, Any]], set[str]]:
+        """The pending deliveries due at `now` a round takes (whole lanes, earliest first), and the lanes it leaves
+        to a later round: their times by status (an equality both stores answer from an index, a few small
+        documents), then the chosen ones in full."""
         col = self.rt.store[DELIVERIES]
-        times = [d async for d in col.find({"status": "pending"}, {"next_at": 1})]
-        ids = [d["_id"] for d in sorted((d for d in times if d["next_at"] <= now), key=lambda d: d["next_at"])]
-        if not ids:
-            return []
-        docs = [d async for d in col.find({"_id": {"$in": ids[:limit]}, "status": "pending"})]
-        return sorted(docs, key=lambda d: (d["next_at"], d["_id"]))
+        times = [d async for d in col.find({"status": "pending"}, {"next_at": 1, "contact_id": 1, "channel": 1,
+                                                                   "urgent": 1, digest.HELD: 1})]
+        self._count_backlog(times, now)
+        due = sorted((d for d in times if d["next_at"] <= now), key=lambda d: (d["next_at"], d["_id"]))
+        held = {digest.lane(d) for d in due if digest.held(d)}
+        for key in [k for k, t in self._lanes_held.items() if t <= now and k not in held]:
+            del self._lanes_held[key]  # taken care of (by another instance): no longer a reason to scan
+        if not due:
+            return [], set()
+        chosen = digest.pick(due, limit)
+        later = {digest.lane(d) for d in due} - {digest.lane(d) for d in chosen}
+        docs = [d async for d in col.find({"_id": {"$in": [d["_id"] for d in chosen]}, "status": "pending"})]
+        return sorted(docs, key=lambda d: (d["next_at"], d["_id"])), later
+
+    def _count_backlog(self, pending: list[dict[str, Any]], now: datetime) -> None:
+        """The backlog gauges from the pending deliveries as the store has them (every instance reports the same,
+        and a recipient whose digest went out drops back to zero)."""
+        counts: dict[tuple[str, str], int] = {}
+        oldest: dict[tuple[str, str], datetime] = {}
+        for d in pending:
+            if isinstance(since := d.get(digest.HELD), datetime):
+                key = (d["contact_id"], d["channel"])
+                counts[key] = counts.get(key, 0) + 1
+                oldest[key] = min(since, oldest.get(key, since))
+        for key in self._backlog_seen | set(counts):
+            self.backlog.labels(*key).set(counts.get(key, 0))
+            self.backlog_age.labels(*key).set((now - oldest[key]).total_seconds() if key in oldest else 0.0)
+        self._backlog_seen |= set(counts)
 
     async def _publish(self, entries: list[tuple[str, list[Outgoing]]]) -> None:
         if not entries:
@@ -452,14 +492,17 @@ class NotifyHandlers:
                 self.taken_over.inc()
                 log.warning("delivery %s: claim of %s expired, sending again", stale["_id"], owner)
 
-    async def _send_round(self, docs: list[dict[str, Any]], publish: list[tuple[str, list[Outgoing]]]) -> int:
-        """A round's due alerts: claimed together, every recipient's tokens taken together, each recipient's alerts
-        sent one after the other and in order (several recipients at once), the delivered ones recorded together.
-        A fixed number of store commands per round, where one recipient at a time cost five each.
+    async def _send_round(
+        self, docs: list[dict[str, Any]], publish: list[tuple[str, list[Outgoing]]], now: datetime
+    ) -> int:
+        """A round's due alerts: claimed together, every lane's tokens taken together (a lane: a recipient on a
+        channel, urgent alerts apart), each lane's alerts sent one after the other and in order (several lanes at
+        once), the delivered ones recorded together. A fixed number of store commands per round, where one
+        recipient at a time cost five each. Returns how many alerts reached their recipient (digested ones too).
 
-        Those over a recipient's rate go back, in order, to the moments its bucket refills (no attempt spent), so
-        later rounds do not claim and put them back again until a token is there."""
-        now = self.rt.clock.now()
+        A lane short of tokens holds the alerts beyond them, with no attempt spent, until its next token; at that
+        refill everything held goes as one digest (`services.notify.digest`). `now` is the moment the due alerts
+        were chosen at: a token counted later could send a fresh alert alone before its lane's held ones are due."""
         ready = []
         for doc in docs:
             quiet = not doc.get("urgent") and self.alerts.respects_quiet_hours(doc["channel"])
@@ -472,31 +515,36 @@ class NotifyHandlers:
             claimed = await self._claim(ready, now)
             if not claimed:
                 return 0
-            groups: dict[str, list[dict[str, Any]]] = {}
+            lanes: dict[str, list[dict[str, Any]]] = {}
             for c in claimed:
-                groups.setdefault(f"{c['contact_id']}:{c['channel']}", []).append(c)
+                lanes.setdefault(digest.lane(c), []).append(c)
             try:
-                grants = await self.buckets.take_many({key: len(g) for key, g in groups.items()}, now)
+                grants = await self.buckets.take_many({key: len(g) for key, g in lanes.items()}, now,
+                                                      bundle={key for key, g in lanes.items() if digest.bundles(g)})
             except Exception:
                 self._held.difference_update(c["_id"] for c in claimed)  # nothing sent: the leases run out
                 raise
-        step = 60.0 / self.alerts.rate_limit.per_minute
-        until: dict[str, datetime] = {}
-        for key, g in groups.items():
-            granted, wait = grants[key]
-            until |= {c["_id"]: now + timedelta(seconds=wait + k * step) for k, c in enumerate(g[granted:])}
-            groups[key] = g[:granted]
-        if until:
-            over = [c for c in claimed if c["_id"] in until]
-            await self._settle(over, functools.partial(self._put_back, until=until), publish)
+        splits = {key: digest.split(g, grants[key][0]) for key, g in lanes.items()}
+        held_until = {c["_id"]: now + timedelta(seconds=grants[key][1]) for key, sp in splits.items() for c in sp.held}
+        for key, sp in splits.items():
+            if sp.held:
+                self._lanes_held[key] = now + timedelta(seconds=grants[key][1])
+            else:
+                self._lanes_held.pop(key, None)
+        if held_until:
+            over = [c for c in claimed if c["_id"] in held_until]
+            await self._settle(over, functools.partial(self._put_back, until=held_until, now=now), publish)
             self.deferred.labels("rate_limit").inc(len(over))
         gate = asyncio.Semaphore(SEND_CONCURRENCY)
 
-        async def send(alerts: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        async def send(sp: digest.Split) -> list[dict[str, Any]]:
             async with gate:
-                return [c for c in alerts if await self._send_one(c, now, publish)]
+                if sp.digest:
+                    return sp.digest if await self._send_digest(sp.digest, now, publish) else []
+                return [c for c in sp.singles if await self._send_one(c, now, publish)]
 
-        results = await asyncio.gather(*(send(g) for g in groups.values() if g), return_exceptions=True)
+        results = await asyncio.gather(*(send(sp) for sp in splits.values() if sp.singles or sp.digest),
+                                       return_exceptions=True)
         delivered = [c for r in results if isinstance(r, list) for c in r]
         if delivered:
             await self._settle(delivered, functools.partial(self._record_delivered, now=now), publish)
@@ -506,17 +554,50 @@ class NotifyHandlers:
 
     async def _send_one(self, c: dict[str, Any], now: datetime, publish: list[tuple[str, list[Outgoing]]]) -> bool:
         """Send one claimed alert; a failure is recorded at once (retry later, or give up)."""
-        channel = self.channels.get(c["channel"])
+        return await self._send([c], c["message"], c["_id"], now, publish)
+
+    async def _send_digest(
+        self, docs: list[dict[str, Any]], now: datetime, publish: list[tuple[str, list[Outgoing]]]
+    ) -> bool:
+        """Send a lane's held alerts as one digest, the most urgent named with their place: as their alerts say it,
+        or, for an alert planned without one (from an event of an older build), as the case's opening gave it to
+        notify's bulletin projection."""
+        top = [d for d in sorted(docs, key=digest.pressing)[: digest.NAMED] if d.get("case_id")]
+        unnamed = [d["case_id"] for d in top if not digest.place_said(d)]
+        places: dict[str, str] = {}
+        if unnamed:
+            found = self.rt.store[BULLETIN_CASES].find(
+                {"_id": {"$in": unnamed}}, {"street_name": 1, "community_name": 1, "grid": 1})
+            places = {c["_id"]: describe(Place(street_name=c.get("street_name"), community_name=c.get(
+                "community_name"), grid_code=c.get("grid")), self.rt.city) async for c in found}
+        nid = digest.notification_id(docs)
+        for d in docs:
+            d["digest"] = nid  # recorded with the delivery
+        if await self._send(docs, digest.build(docs, places, tz=self.tz), nid, now, publish):
+            self.digests.labels(docs[0]["channel"]).inc()
+            return True
+        return False
+
+    async def _send(
+        self, docs: list[dict[str, Any]], message: dict[str, Any], nid: str, now: datetime,
+        publish: list[tuple[str, list[Outgoing]]],
+    ) -> bool:
+        """Send a message for claimed alerts (one, or a digest of several); a failure is recorded at once."""
+        first = docs[0]
+        channel = self.channels.get(first["channel"])
         try:
             if channel is None:
-                raise PermanentDeliveryError(f"no channel {c['channel']}")
+                raise PermanentDeliveryError(f"no channel {first['channel']}")
             # The notification id travels with every message (webhook header, e-mail Message-ID, SMS ref, file
             # line) so a receiver can drop the re-send that follows a crash between this send and its record.
-            await channel.send(c["address"], {"notification_id": c["_id"], **c["message"]})
+            await channel.send(first["address"], {"notification_id": nid, **message})
         except Exception as exc:
-            await self._settle([c], functools.partial(self._record_failure, exc=exc, now=now), publish)
+            for d in docs:
+                d.pop("digest", None)
+            await self._settle(docs, functools.partial(self._record_failure, exc=exc, now=now), publish)
             return False
-        self.sent.labels(c["channel"], c["kind"]).inc()
+        for d in docs:
+            self.sent.labels(d["channel"], d["kind"]).inc()
         return True
 
     async def _claim(self, docs: list[dict[str, Any]], now: datetime) -> list[dict[str, Any]]:
@@ -592,13 +673,13 @@ class NotifyHandlers:
         return True
 
     async def _put_back(
-        self, claimed: list[dict[str, Any]], *, until: dict[str, datetime]
+        self, claimed: list[dict[str, Any]], *, until: dict[str, datetime], now: datetime
     ) -> list[tuple[str, list[Outgoing]]]:
-        """Over the rate: back to pending, no attempt spent, each at its moment (`until`: a recipient's first when
-        a token is due, each next one a refill later)."""
+        """Over the rate: held, back to pending with no attempt spent, until the lane's next token (`until`), when
+        they go as one digest; `held_at` keeps when the hold began."""
         await self._transition_all([
             (c, {"status": "pending", "attempts": c["attempts"] - 1, "deferred": "rate_limit", "owner": None,
-                 "lease_s": None, "next_at": until[c["_id"]]})
+                 "lease_s": None, "next_at": until[c["_id"]], digest.HELD: c.get(digest.HELD) or now})
             for c in claimed
         ])
         return []
@@ -619,7 +700,9 @@ class NotifyHandlers:
         changes = {"status": "delivered", "delivered_at": now, "deferred": None, "owner": None, "lease_s": None}
 
         def note(doc: dict[str, Any]) -> dict[str, Any]:
-            return {"history": [*doc.get("history", []), {"at": now, "attempt": doc["attempts"], "ok": True}]}
+            entry = {"at": now, "attempt": doc["attempts"], "ok": True, **({"digest": doc["digest"]} if doc.get(
+                "digest") else {})}
+            return {"history": [*doc.get("history", []), entry]}
 
         async with self.rt.store.outside_transactions():  # one wait for the claim and the record together
             entries = await self.rt.ledger.claim_many(events)
@@ -637,13 +720,21 @@ class NotifyHandlers:
     async def _record_failure(
         self, claimed: list[dict[str, Any]], *, exc: BaseException, now: datetime
     ) -> list[tuple[str, list[Outgoing]]]:
-        (doc,) = claimed
-        attempts = doc["attempts"]
+        """A failed send of one alert or of a digest: each retried after one back-off (a digest's alerts come due
+        together again), or given up."""
         error = safe_error(exc, self.secrets)
+        delay = backoff_seconds(max(d["attempts"] for d in claimed), self.alerts.retry, self.rnd)
+        entries: list[tuple[str, list[Outgoing]]] = []
+        for doc in claimed:
+            entries += await self._record_one_failure(doc, error, isinstance(exc, PermanentDeliveryError), delay, now)
+        return entries
+
+    async def _record_one_failure(
+        self, doc: dict[str, Any], error: str, permanent: bool, delay: float, now: datetime
+    ) -> list[tuple[str, list[Outgoing]]]:
+        attempts = doc["attempts"]
         history = [*doc.get("history", []), {"at": now, "attempt": attempts, "ok": False, "error": error}]
-        permanent = isinstance(exc, PermanentDeliveryError)
         if attempts < self.alerts.retry.max_attempts and not permanent:
-            delay = backoff_seconds(attempts, self.alerts.retry, self.rnd)
             moved = await self._transition(doc, status="pending", next_at=now + timedelta(seconds=delay),
                                            last_error=error, deferred=None, history=history, owner=None, lease_s=None)
             if moved is not None:

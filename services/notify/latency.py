@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import dataclasses
 import json
 import statistics
 import tempfile
 import time
 import uuid
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -47,9 +49,10 @@ async def _lines(path: Path) -> int:
         return 0
 
 
-async def measure(n: int, gap: float) -> list[float]:
-    """Seconds from publish to outbox line, one per case."""
-    with tempfile.TemporaryDirectory(prefix="xh-latency-") as tmp:
+@contextlib.asynccontextmanager
+async def embedded_settings(prefix: str) -> AsyncIterator[Settings]:
+    """Settings for a nats-server and an nx-27017 of its own in a temporary folder, stopped on exit."""
+    with tempfile.TemporaryDirectory(prefix=f"xh-{prefix}-") as tmp:
         root = Path(tmp)
         nats_p, store_p = embedded.nats_server(root / "nats"), embedded.store_server(root / "store")
         nats_p.start()
@@ -57,45 +60,45 @@ async def measure(n: int, gap: float) -> list[float]:
         try:
             url = embedded.nats_url(nats_p)
             await provision_streams(url)
-            settings = Settings(
-                nats_url=url,
-                mongo_url=embedded.mongo_url(store_p),
-                db_prefix="lat_",
-                var_dir=root / "var",
-                city_dir=DEMO_CITY,
-                store_tx_lock_dir=root / "locks",
-            )
-            city = one_rule_city(load_city(DEMO_CITY))
-            unit = city.units["CD-SAN"]
-            outbox = settings.var_dir / "outbox" / f"{unit.contacts[0].channels.get('file', 'cd-san')}.jsonl"
-            out: list[float] = []
-            async with running(SPEC, settings, city=city):
-                nc = await nats.connect(url)
-                js = nc.jetstream()
-                await asyncio.sleep(1.0)  # consumers bound
-                for i in range(n):
-                    ev = CaseDispatched(
-                        case_id=f"C-LAT-{uuid.uuid4().hex[:8]}",
-                        street_code="CD",
-                        category_code="0201",
-                        lead_unit=UnitRef(unit_id="CD-SAN", name=unit.name, role="sanitation"),
-                        rule_id="default-by-category",
-                        due_at=datetime.now(UTC) + timedelta(hours=4),
-                        time_limit="4h",
-                    )
-                    t0 = time.perf_counter()
-                    await js.publish(ev.subject_for(), ev.to_json(), headers={"Nats-Msg-Id": ev.event_id})
-                    while await _lines(outbox) < i + 1:
-                        if time.perf_counter() - t0 > 30:
-                            raise TimeoutError(f"case {i}: no alert after 30 s")
-                        await asyncio.sleep(0.005)
-                    out.append(time.perf_counter() - t0)
-                    await asyncio.sleep(gap)
-                await nc.close()
-            return out
+            yield Settings(nats_url=url, mongo_url=embedded.mongo_url(store_p), db_prefix=f"{prefix}_",
+                           var_dir=root / "var", city_dir=DEMO_CITY, store_tx_lock_dir=root / "locks")
         finally:
             nats_p.stop()
             store_p.stop()
+
+
+def dispatched_to(unit_id: str, name: str) -> CaseDispatched:
+    """A new case dispatched to a unit now, due in four hours."""
+    return CaseDispatched(
+        case_id=f"C-LAT-{uuid.uuid4().hex[:8]}", street_code="CD", category_code="0201",
+        lead_unit=UnitRef(unit_id=unit_id, name=name, role="sanitation"), rule_id="default-by-category",
+        due_at=datetime.now(UTC) + timedelta(hours=4), time_limit="4h",
+    )
+
+
+async def measure(n: int, gap: float) -> list[float]:
+    """Seconds from publish to outbox line, one per case."""
+    async with embedded_settings("lat") as settings:
+        city = one_rule_city(load_city(DEMO_CITY))
+        unit = city.units["CD-SAN"]
+        outbox = settings.var_dir / "outbox" / f"{unit.contacts[0].channels.get('file', 'cd-san')}.jsonl"
+        out: list[float] = []
+        async with running(SPEC, settings, city=city):
+            nc = await nats.connect(str(settings.nats_url))
+            js = nc.jetstream()
+            await asyncio.sleep(1.0)  # consumers bound
+            for i in range(n):
+                ev = dispatched_to("CD-SAN", unit.name)
+                t0 = time.perf_counter()
+                await js.publish(ev.subject_for(), ev.to_json(), headers={"Nats-Msg-Id": ev.event_id})
+                while await _lines(outbox) < i + 1:
+                    if time.perf_counter() - t0 > 30:
+                        raise TimeoutError(f"case {i}: no alert after 30 s")
+                    await asyncio.sleep(0.005)
+                out.append(time.perf_counter() - t0)
+                await asyncio.sleep(gap)
+            await nc.close()
+        return out
 
 
 def main() -> None:

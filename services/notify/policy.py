@@ -1,4 +1,5 @@
-"""Delivery policies: back-off with jitter, quiet hours, the token bucket's arithmetic, expired claims. Pure."""
+"""Delivery policies: back-off with jitter, quiet hours, expired claims; the token bucket's arithmetic is shared
+(`xiuhua.token_bucket`). Pure."""
 
 from __future__ import annotations
 
@@ -7,7 +8,10 @@ from datetime import datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from xiuhua.city.alerts import RateLimit, RetryPolicy
+from xiuhua.city.alerts import RetryPolicy
+from xiuhua.token_bucket import refill, wait_for_token
+
+__all__ = ["backoff_seconds", "claim_expired", "quiet_until", "refill", "wait_for_token"]
 
 LEGACY_STALE = timedelta(minutes=5)  # claims written before leases existed (no `lease_s`)
 
@@ -55,14 +59,3 @@ def quiet_until(now: datetime, quiet_hours: str | None, tz: ZoneInfo) -> datetim
     if not inside:
         return None
     return datetime.combine(end_day, end, tzinfo=tz).astimezone(now.tzinfo)
-
-
-def refill(tokens: float, last: datetime, now: datetime, limit: RateLimit) -> float:
-    """Tokens in a bucket at `now`, given what it held at `last`."""
-    elapsed = max(0.0, (now - last).total_seconds())
-    return min(float(limit.capacity), tokens + elapsed * limit.per_minute / 60.0)
-
-
-def wait_for_token(tokens: float, limit: RateLimit) -> float:
-    """Seconds until a bucket holding `tokens` (< 1) holds one."""
-    return max(0.0, (1.0 - tokens) * 60.0 / limit.per_minute)

@@ -59,6 +59,7 @@ class Received:
     query: dict[str, str]
     headers: dict[str, str]
     body: bytes
+    peer: tuple[str, int] | None = None  # the sender's address and port: one port, one connection
 
     def json(self) -> Any:
         return json.loads(self.body)
@@ -86,7 +87,8 @@ class Receiver:
         if self.fail_next > 0:
             self.fail_next -= 1
             return JSONResponse({"error": "try later"}, status_code=self.fail_status)
-        self.got.append(Received(request.url.path, dict(request.query_params), dict(request.headers), body))
+        peer = (request.client.host, request.client.port) if request.client else None
+        self.got.append(Received(request.url.path, dict(request.query_params), dict(request.headers), body, peer))
         if self.on_receive:
             self.on_receive()
         if self.hold:

@@ -220,15 +220,17 @@ async def test_rate_limit_per_recipient_holds_across_two_instances(settings, cit
             waiting = [d async for d in rt.store[DELIVERIES].find({"status": "pending"})]
             assert len(waiting) == 3 and {d["deferred"] for d in waiting} == {"rate_limit"}
             assert all(d["attempts"] == 0 for d in waiting)  # a deferral spends no attempt
-            assert min(d["next_at"] for d in waiting) == T0 + timedelta(minutes=1)
+            assert {d["next_at"] for d in waiting} == {T0 + timedelta(minutes=1)}  # held until the next token
             clock.advance(timedelta(minutes=1))
             sent = await asyncio.gather(h1.deliver_due(), h2.deliver_due())
-            assert sum(sent) == 1 and len(r.got) == 3  # one token a minute
-            clock.advance(timedelta(minutes=2))
-            sent = await asyncio.gather(h1.deliver_due(), h2.deliver_due())
-            assert sum(sent) == 2 and len(r.got) == 5
+            # One token a minute: the three held go as one digest, sent by one instance.
+            assert sum(sent) == 3 and len(r.got) == 3
+            assert r.got[2].json()["kind"] == "digest" and r.got[2].json()["case_ids"] == ["C-L2", "C-L3", "C-L4"]
             ids = [g.headers["x-xiuhua-notification-id"] for g in r.got]
-            assert len(set(ids)) == 5  # each sent once, by one instance
+            assert len(set(ids)) == 3  # each sent once, by one instance
+            assert [d async for d in rt.store[DELIVERIES].find({"status": {"$ne": "delivered"}})] == []
+            clock.advance(timedelta(minutes=2))
+            assert sum(await asyncio.gather(h1.deliver_due(), h2.deliver_due())) == 0 and len(r.got) == 3
 
 
 async def test_a_round_serves_every_recipient_with_a_few_store_commands(settings, city) -> None:
@@ -265,8 +267,9 @@ async def test_a_round_serves_every_recipient_with_a_few_store_commands(settings
         commands.active = False
 
 
-async def test_alerts_over_the_rate_wait_in_line_without_being_touched_each_round(settings, city) -> None:
-    # A burst to one recipient: the ones over its rate go to the moments its bucket refills, in order, once.
+async def test_alerts_over_the_rate_wait_for_the_next_token_untouched_then_go_as_one_digest(settings, city) -> None:
+    # A burst to one recipient: the ones over its rate are held, once, until its bucket's next token; then one
+    # digest carries them all.
     clock = FrozenClock(T0)
     async with receiver() as r:
         c = alert_city(city, r.url("/line"), rate=RateLimit(capacity=1, per_minute=6))
@@ -275,18 +278,17 @@ async def test_alerts_over_the_rate_wait_in_line_without_being_touched_each_roun
                 await send(settings, overdue(f"C-Q{i}"))
             await planned(rt, 4)
             assert await h.deliver_due() == 1
-            waiting = sorted([d async for d in rt.store[DELIVERIES].find({"status": "pending"})],
-                             key=lambda d: d["next_at"])
-            assert [d["next_at"] - T0 for d in waiting] == [timedelta(seconds=s) for s in (10, 20, 30)]
-            assert [d["case_id"] for d in waiting] == ["C-Q1", "C-Q2", "C-Q3"]  # the order they came in
+            waiting = [d async for d in rt.store[DELIVERIES].find({"status": "pending"})]
+            assert {d["next_at"] - T0 for d in waiting} == {timedelta(seconds=10)}
+            assert sorted(d["case_id"] for d in waiting) == ["C-Q1", "C-Q2", "C-Q3"]
             versions = {d["_id"]: d["v"] for d in waiting}
-            for _ in range(3):  # rounds before the first slot move nothing
+            for _ in range(3):  # rounds before the token move nothing
                 assert await h.deliver_due() == 0
             assert {d["_id"]: d["v"] async for d in rt.store[DELIVERIES].find({"status": "pending"})} == versions
-            for k in range(1, 4):
-                clock.set(T0 + timedelta(seconds=10 * k))
-                assert await h.deliver_due() == 1
-            assert [g.json()["case_id"] for g in r.got] == ["C-Q0", "C-Q1", "C-Q2", "C-Q3"]
+            clock.set(T0 + timedelta(seconds=10))
+            assert await h.deliver_due() == 3
+            assert [g.json()["case_id"] for g in r.got] == ["C-Q0", ""]
+            assert r.got[1].json()["case_ids"] == ["C-Q1", "C-Q2", "C-Q3"]  # the order they came in
 
 
 async def test_one_alert_per_case_kind_and_level_after_redelivery_and_restart(settings, city) -> None:
@@ -481,3 +483,18 @@ async def test_a_copy_of_an_earlier_dispatch_plans_nothing_and_keeps_the_later_u
         assert set(logged) < set(after) and len(after) == len(logged) + 1  # the overdue alert, nothing for the copy
         keys = [d["_id"] async for d in rt.store["ledger"].find({}, {"_id": 1})]
         assert not [k for k in keys if k.startswith("notify-cases:")]
+
+
+async def test_a_channel_keeps_one_connection_for_its_alerts_and_closes_it_when_notify_stops(settings, city) -> None:
+    clock = FrozenClock(T0)
+    async with receiver() as r:
+        c = alert_city(city, r.url("/conn"))
+        async with notify(settings, c, clock) as (rt, h):
+            for i in range(3):
+                await send(settings, dispatched(f"C-K{i}"))
+            await planned(rt, 3)
+            assert await h.deliver_due() == 3
+            assert len(r.got) == 3 and len({g.peer for g in r.got}) == 1  # no new connection (TLS handshake) each
+            client = h.channels["webhook"].client
+            assert not client.is_closed
+        assert client.is_closed

@@ -3,7 +3,8 @@
 Every case event in `XH_CASES` is counted per kind (`case.v1.<kind>.*`) and de-duplicated on what makes it one
 real-world event (the report for `opened`; the case and round, level or command otherwise), so new lifecycle
 events are covered as the services grow. The pipeline's stages are checked against what was sent:
-report → opened → dispatched → score increment (`unit_periods`) → alert (outbox line + `notify.v1.delivered`).
+report → opened → dispatched → score increment (`unit_periods`) → alert (outbox line, alone or in a digest, +
+`notify.v1.delivered`).
 """
 
 from __future__ import annotations
@@ -91,6 +92,12 @@ def _outbox_lines(var_dir: Path) -> list[dict[str, Any]]:
     return lines
 
 
+def sent_alerts(lines: Iterable[dict[str, Any]]) -> Counter[str]:
+    """How often each alert went out, from the outbox's lines: one alert a line, or a digest's several."""
+    return Counter(str(nid) for line in lines
+                   for nid in (line.get("notification_ids") or [line.get("notification_id")]))
+
+
 async def tally(settings: Settings, sent: Iterable[str]) -> Tally:
     """Count every stage for the reports whose correlation ids are `sent`."""
     sent_ids = set(sent)
@@ -161,7 +168,7 @@ async def tally(settings: Settings, sent: Iterable[str]) -> Tally:
             t.duplicated += max(0, n - t.score_increments)
 
     # Alerts: what the channel really sent (the outbox file) and the delivered events, one per notification.
-    sent_lines = Counter(line.get("notification_id") for line in _outbox_lines(settings.var_dir))
+    sent_lines = sent_alerts(_outbox_lines(settings.var_dir))
     delivered_ids = Counter(b.get("notification_id") for _, b in delivered if isinstance(b, dict))
     t.alerts = len(sent_lines)
     for what, counter in (("alert(s) sent twice", sent_lines), ("duplicate delivered event(s)", delivered_ids)):

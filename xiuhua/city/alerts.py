@@ -60,6 +60,10 @@ class ChannelConfig(BaseModel):
         default="【绣花】{title} 案件{case_id}，请及时处置。",
         description="Python format string over the message fields (title, case_id, unit, due_at, level ...)",
     )
+    sms_digest_template: str = Field(
+        default="【绣花】{title}：{summary}。最紧急：{top}",
+        description="The SMS text of a digest (fields title, summary: counts by kind, top: the most urgent case)",
+    )
     sign_name: str = Field(default="绣花城管", description="SMS signature (签名) the gateway expects")
 
 
@@ -75,7 +79,8 @@ class RetryPolicy(BaseModel):
 
 
 class RateLimit(BaseModel):
-    """A token bucket per recipient (contact), shared by every notify instance through the store."""
+    """A token bucket per recipient (contact) and channel, shared by every notify instance through the store;
+    urgent alerts have a bucket of the same size of their own. What is over it waits for one digest."""
 
     model_config = ConfigDict(extra="forbid")
 

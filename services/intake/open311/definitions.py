@@ -1,12 +1,12 @@
 """Open311 services and their attribute definitions, from the catalogue and `open311.yaml`. Pure.
 
-`open311.yaml` in the city folder is optional; it holds the jurisdiction id, API keys and, per service_code,
-the attributes a citizen's app asks for (all six GeoReport v2 datatypes).
+`open311.yaml` in the city folder is optional; it holds the jurisdiction id, API keys, rate limits (per key and per
+client address) and, per service_code, the attributes a citizen's app asks for (all six GeoReport v2 datatypes).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
 
@@ -86,6 +86,42 @@ class ServiceAttributes(BaseModel):
         return self
 
 
+class Rate(BaseModel):
+    """A token bucket: `capacity` requests at once, `per_minute` after."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    capacity: int = Field(ge=1, le=1_000_000, description="Burst: requests at once")
+    per_minute: float = Field(gt=0, le=6_000_000, description="Refill rate")
+
+
+class MethodRates(BaseModel):
+    """One bucket for POSTs (new requests) and one for GETs (listings, status), each optional where defaults apply."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    post: Rate | None = None
+    get: Rate | None = None
+
+
+class RateLimits(BaseModel):
+    """Rate limits (限流) per api key and per client address; each request spends a token from both."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    per_key: MethodRates = Field(default_factory=MethodRates)
+    per_address: MethodRates = Field(default_factory=MethodRates)
+
+
+# What applies where open311.yaml says nothing. A key is shipped inside a citizens' app, so it is as public as the
+# app: the per-address bucket is what holds one host that took the key out of it; the per-key one caps the whole.
+DEFAULT_RATES = {
+    ("per_key", "post"): Rate(capacity=60, per_minute=600), ("per_key", "get"): Rate(capacity=120, per_minute=1200),
+    ("per_address", "post"): Rate(capacity=20, per_minute=20),
+    ("per_address", "get"): Rate(capacity=60, per_minute=600),
+}
+
+
 class ApiKey(BaseModel):
     """A client allowed to post requests."""
 
@@ -93,6 +129,9 @@ class ApiKey(BaseModel):
 
     client: str = Field(min_length=1, max_length=100)
     key: str = Field(min_length=16, max_length=200)
+    rate_limits: RateLimits | None = Field(
+        default=None, description="This key's own limits; what it leaves out comes from the file's rate_limits"
+    )
 
 
 class Open311File(BaseModel):
@@ -101,6 +140,7 @@ class Open311File(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     jurisdiction_id: str | None = Field(default=None, max_length=64)
+    rate_limits: RateLimits = Field(default_factory=RateLimits)
     api_keys: list[ApiKey] = Field(default_factory=list)
     services: dict[str, ServiceAttributes] = Field(default_factory=dict)
 
@@ -121,12 +161,34 @@ class Service:
 
 
 @dataclass(frozen=True)
+class Limits:
+    """The buckets a request spends from, resolved: (scope, method) → rate, scope `per_key` or `per_address`."""
+
+    rates: dict[tuple[str, str], Rate]
+    own_address: bool = False  # the key sets its own per-address rates: its traffic has its own address buckets
+
+
+def resolve_limits(defaults: RateLimits, own: RateLimits | None = None) -> Limits:
+    """A key's limits over the file's over the built-in ones."""
+    rates = dict(DEFAULT_RATES)
+    for layer in (defaults, own):
+        for scope in ("per_key", "per_address"):
+            for method in ("post", "get"):
+                if layer is not None and (rate := getattr(getattr(layer, scope), method)) is not None:
+                    rates[(scope, method)] = rate
+    own_address = own is not None and (own.per_address.post is not None or own.per_address.get is not None)
+    return Limits(rates, own_address)
+
+
+@dataclass(frozen=True)
 class Open311Config:
     """Everything the Open311 edge serves, validated."""
 
     jurisdiction_id: str | None
     api_keys: dict[str, str]  # key -> client
     services: dict[str, Service]  # by service_code, in catalogue order
+    limits: dict[str, Limits] = field(default_factory=dict)  # key -> its limits
+    anonymous: Limits = field(default_factory=lambda: resolve_limits(RateLimits()))  # requests without a known key
 
 
 def load_open311(city: City, extra_keys: tuple[str, ...] = ()) -> Open311Config:
@@ -157,4 +219,7 @@ def load_open311(city: City, extra_keys: tuple[str, ...] = ()) -> Open311Config:
                                 f"service_code {code}")
     keys = {k.key: k.client for k in data.api_keys}
     keys.update({k: "environment" for k in extra_keys if k})
-    return Open311Config(jurisdiction_id=data.jurisdiction_id, api_keys=keys, services=services)
+    anonymous = resolve_limits(data.rate_limits)
+    limits = {k.key: resolve_limits(data.rate_limits, k.rate_limits) for k in data.api_keys}
+    return Open311Config(jurisdiction_id=data.jurisdiction_id, api_keys=keys, services=services,
+                         limits={k: limits.get(k, anonymous) for k in keys}, anonymous=anonymous)

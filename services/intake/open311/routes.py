@@ -28,6 +28,7 @@ from services.intake import privacy
 from services.intake.open311 import render
 from services.intake.open311.definitions import Open311Config, Service, load_open311
 from services.intake.open311.projection import REQUESTED_S, REQUESTS, TOKENS
+from services.intake.open311.throttle import Throttle, client_address
 from services.intake.open311.validation import (
     MAX_BODY,
     MAX_FIELDS,
@@ -105,7 +106,11 @@ class Open311Api:
         if "open311_calls" not in rt.state:  # one counter per runtime, however many apps serve it
             rt.state["open311_calls"] = rt.metrics.counter("xiuhua_open311_calls", "Open311 API calls",
                                                            ("endpoint", "status"))
+            rt.state["open311_throttled"] = rt.metrics.counter(
+                "xiuhua_open311_throttled", "Open311 requests refused over a rate limit (429)",
+                ("scope", "method", "client"))
         self.calls = rt.state["open311_calls"]
+        self.throttle = Throttle(self.config, rt.clock, rt.state["open311_throttled"])
 
     # -- plumbing -------------------------------------------------------------------------------------------
 
@@ -133,9 +138,12 @@ class Open311Api:
                 if name != "unknown" and request.method != "GET" and (request.method, name) != ("POST", "requests"):
                     raise Invalid(405, f"{request.method} is not allowed here")
                 self._jurisdiction(request.query_params.get("jurisdiction_id"))
+                if request.method == "GET":  # a POST's key is in its body: `post` admits it once read
+                    self.throttle.admit("GET", client_address(request), request.query_params.get("api_key"))
                 response = await fn(request, fmt)
             except Invalid as exc:
                 response = render.errors(fmt, exc.status, exc.description)
+                response.headers.update(getattr(exc, "headers", {}))  # 429's Retry-After
             except Exception:
                 # Never a trace to the client: the log has it, the client gets a plain 500.
                 log.exception("open311 %s failed", name)
@@ -227,6 +235,7 @@ class Open311Api:
     async def post(self, request: Request, fmt: str) -> Response:
         """POST requests: validate, keep the contact details here, publish the report, answer with id or token."""
         data = await self._read(request)
+        self.throttle.admit("POST", client_address(request), self._key_of(data))
         try:
             sub = parse_submission(await self._form(request, data), self.config, self.tz)
             if sub.lat is not None and sub.lng is not None and sub.coord_system == "wgs84" \
@@ -280,12 +289,17 @@ class Open311Api:
         recent = [d for d in same if d["at"] >= now - RETRY_WINDOW]
         return max(recent, key=lambda d: d["at"], default=None)
 
+    @staticmethod
+    def _key_of(data: bytes) -> str | None:
+        """The api_key a form body carries, read without parsing the form (None: none)."""
+        found = _FORM_KEY.search(data) or _MULTIPART_KEY.search(data)
+        return unquote_plus(found.group(1).decode("latin-1")).strip() if found else None
+
     def _key_in(self, data: bytes) -> bool:
         """Whether a body that failed validation still carries a valid api_key (only then is it kept)."""
-        found = _FORM_KEY.search(data) or _MULTIPART_KEY.search(data)
-        if found is None:
+        key = self._key_of(data)
+        if key is None:
             return False
-        key = unquote_plus(found.group(1).decode("latin-1")).strip()
         try:
             check_api_key({"api_key": key}, self.config)
         except Invalid:
