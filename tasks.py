@@ -153,10 +153,25 @@ def types(*, update: bool) -> int:
     return 0
 
 
-# Debian packages the bulletin uses where it can: Chromium prints the PDF and renders the HTML in its test;
-# the Noto CJK fonts give the charts their Chinese glyphs. Without them both degrade (no PDF, test skipped).
+# Debian packages the project uses where it can: Chromium prints the bulletin's PDF and renders its HTML in its
+# test; the Noto CJK fonts give the charts their Chinese glyphs; `prometheus` ships `promtool`, which runs the alert
+# rules' unit tests (deploy/prometheus/tests). Without them each degrades (no PDF, the test skipped with a reason).
 SYSTEM_PACKAGES = {"/usr/bin/chromium": "chromium", "/usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc":
-                   "fonts-noto-cjk"}
+                   "fonts-noto-cjk", "/usr/bin/promtool": "prometheus"}
+# Packages wanted for a tool they ship, not for their service: installed without recommends (prometheus would
+# bring the node exporter, smartmontools, ipmitool), no service started while installing (Debian's policy-rc.d,
+# 101: action forbidden), and left disabled where systemd would start them at boot.
+TOOLS_ONLY = {"prometheus"}
+POLICY_RC_D = Path("/usr/sbin/policy-rc.d")
+
+
+def _apt_install(packages: list[str], quiet: dict[str, Any], *extra: str) -> int:
+    """apt-get install, once more after an update when the package lists are stale; the exit code."""
+    cmd = ["apt-get", "install", "-y", "-q", *extra, *packages]
+    if code := subprocess.run(cmd, **quiet, timeout=900).returncode:
+        subprocess.run(["apt-get", "update", "-q"], **quiet, timeout=300)
+        code = subprocess.run(cmd, **quiet, timeout=900).returncode
+    return int(code)
 
 
 def ensure_system_packages() -> None:
@@ -167,12 +182,22 @@ def ensure_system_packages() -> None:
     print(f"installing {' '.join(missing)} from Debian (XIUHUA_NO_APT=1 skips) ...", flush=True)
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
     quiet: dict[str, Any] = {"env": env, "stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
+    tools = [p for p in missing if p in TOOLS_ONLY]
+    ours = bool(tools) and not POLICY_RC_D.exists()
     try:
-        if subprocess.run(["apt-get", "install", "-y", "-q", *missing], **quiet, timeout=900).returncode:
-            subprocess.run(["apt-get", "update", "-q"], **quiet, timeout=300)
-            subprocess.run(["apt-get", "install", "-y", "-q", *missing], **quiet, timeout=900)
+        if packages := [p for p in missing if p not in TOOLS_ONLY]:
+            _apt_install(packages, quiet)
+        if tools:
+            if ours:
+                POLICY_RC_D.write_text("#!/bin/sh\n# tasks.py, for one install: start no service\nexit 101\n")
+                POLICY_RC_D.chmod(0o755)
+            if not _apt_install(tools, quiet, "--no-install-recommends") and Path("/run/systemd/system").exists():
+                subprocess.run(["systemctl", "disable", "--now", *tools], **quiet, timeout=60)
     except (OSError, subprocess.SubprocessError) as exc:
-        print(f"could not install {' '.join(missing)}: {exc}; the bulletin goes without", flush=True)
+        print(f"could not install {' '.join(missing)}: {exc}; going without", flush=True)
+    finally:
+        if ours:
+            POLICY_RC_D.unlink(missing_ok=True)
 
 
 def main() -> int:

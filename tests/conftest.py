@@ -1,5 +1,6 @@
 """Real servers for the tests: nx-27017 (or MongoDB through testcontainers when a Docker engine answers)
-and a fresh nats-server with JetStream per test, each on its own free port."""
+and a fresh nats-server with JetStream per test, each on its own free port, under the users and permissions that
+ship (the security model's configuration, as `xiuhua up` and deploy/ run it)."""
 
 from __future__ import annotations
 
@@ -14,8 +15,8 @@ from pathlib import Path
 import pytest
 from pymongo import monitoring
 
-from tests.helpers import Started
-from xiuhua import embedded
+from tests.helpers import CREDENTIALS, Started, login
+from xiuhua import embedded, security
 from xiuhua.bus import provision_streams
 from xiuhua.city import City, load_city
 from xiuhua.settings import DEMO_CITY, Settings
@@ -79,22 +80,38 @@ def mongo_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         srv.stop()
 
 
+@pytest.fixture(scope="session")
+def service_bindings() -> security.Bindings:
+    """Each service's consumers and served subjects (the same for every test: built once)."""
+    return security.service_bindings()
+
+
 @pytest.fixture
-def nats_server(tmp_path: Path) -> Iterator[embedded.ServerProcess]:
-    """A fresh nats-server with JetStream for one test."""
-    srv = embedded.nats_server(tmp_path / "nats")
+def nats_server(tmp_path: Path, service_bindings: security.Bindings) -> Iterator[embedded.ServerProcess]:
+    """A fresh nats-server with JetStream for one test, with the embedded default's users and permissions; the
+    passwords are in `tmp_path/var/security` (where the `settings` fixture's services find their own)."""
+    conf, passwords = security.write_embedded_config(tmp_path / "var", service_bindings)
+    srv = embedded.nats_server(tmp_path / "nats", config=conf)
     srv.start()
+    CREDENTIALS[embedded.nats_url(srv)] = passwords
     try:
         yield srv
     finally:
         srv.stop()
+        CREDENTIALS.pop(embedded.nats_url(srv), None)
+        log = srv.log_path.read_text(errors="replace") if srv.log_path.exists() else ""
+        # What ships must not trip the permissions: a refusal a test provokes on purpose says so (`refusals_expected`).
+        if "Violation" in log and not getattr(srv, "refusals_expected", False):
+            pytest.fail("permission violations in the nats-server log:\n"
+                        + "\n".join(line for line in log.splitlines() if "Violation" in line)[-3000:])
 
 
 @pytest.fixture
 async def settings(nats_server: embedded.ServerProcess, mongo_url: str, tmp_path: Path) -> Settings:
-    """Settings pointing at this test's servers, streams provisioned, databases of its own."""
+    """Settings pointing at this test's servers, streams provisioned, databases of its own. They carry no user:
+    each service started with them connects as its own (`security.embedded_credentials`)."""
     url = embedded.nats_url(nats_server)
-    await provision_streams(url)
+    await provision_streams(url, connect_opts=login(url, security.OPERATOR))
     return Settings(
         nats_url=url,
         mongo_url=mongo_url,

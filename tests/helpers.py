@@ -14,6 +14,7 @@ import nats
 from pymongo import monitoring
 
 from contracts import streams
+from xiuhua import security
 from xiuhua.clock import Clock
 from xiuhua.observability import BULK_WRITE, bulk_write_targets
 from xiuhua.registry import SERVICES, spec
@@ -83,8 +84,23 @@ class Commands(_OnStart):
         return sum(n for (_, c), n in self.by_collection.items() if collections & set(c.split("+")))
 
 
+# The users' passwords of each test's nats-server, by its URL (the `nats_server` fixture fills it).
+CREDENTIALS: dict[str, dict[str, str]] = {}
+
+
+def login(url: str, user: str) -> dict[str, str]:
+    """nats.connect's keyword arguments for `user` on this test's server."""
+    return {"user": user, "password": CREDENTIALS[url][user]}
+
+
+async def connect(url: str, user: str) -> nats.NATS:
+    """A connection as `user` (a test reading streams or consumers directly says `operator`)."""
+    return await nats.connect(url, **login(url, user))  # type: ignore[arg-type]
+
+
 class BusRecorder:
-    """Subscribes (core NATS) to every domain subject and keeps messages by subject prefix.
+    """Subscribes (core NATS) to every domain subject and keeps messages by subject prefix; connects as the
+    operator (it watches everything, as an audit would).
 
     Not to `>`: a subscriber to every subject has interest in every inbox, so nats-server keeps a stopped consumer's
     last long poll alive (it drops a pull request nobody listens for) and hands the recorder the next message, which
@@ -97,7 +113,7 @@ class BusRecorder:
         self._nc: nats.NATS | None = None
 
     async def __aenter__(self) -> BusRecorder:
-        self._nc = await nats.connect(self.url)
+        self._nc = await connect(self.url, security.OPERATOR)
 
         async def cb(msg: Any) -> None:
             if msg.reply.startswith("$JS.ACK"):
@@ -148,10 +164,11 @@ def patrol_report(report_id: str = "R-1") -> dict[str, Any]:
 
 async def publish(
     url: str, subject: str, body: dict[str, Any] | bytes, msg_id: str | None = None,
-    headers: dict[str, str] | None = None,
+    headers: dict[str, str] | None = None, *, user: str | None = None,
 ) -> None:
-    """Publish to JetStream and wait for the stream's acknowledgement."""
-    nc = await nats.connect(url)
+    """Publish to JetStream and wait for the stream's acknowledgement, as the user who publishes `subject` in
+    production (`security.publisher_of`) unless the test names another."""
+    nc = await connect(url, user or security.publisher_of(subject))
     try:
         data = body if isinstance(body, bytes) else json.dumps(body, ensure_ascii=False).encode()
         sent = {**(headers or {}), **({"Nats-Msg-Id": msg_id} if msg_id else {})}
@@ -171,3 +188,13 @@ async def system(
             rts[name] = await stack.enter_async_context(running(spec(name), settings, clock=clock))
         await asyncio.sleep(0.2)
         yield rts
+
+
+def as_operator(settings: Settings) -> Settings:
+    """The test's settings as the operator: for a test-only service, which has no user of its own."""
+    return security.operator_settings(settings)
+
+
+async def publish_event(url: str, event: Any) -> None:
+    """Publish a contract event as the service that publishes it in production (its event id is the message id)."""
+    await publish(url, event.subject_for(), event.to_json(), msg_id=event.event_id)

@@ -5,8 +5,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 import ssl
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -80,13 +81,66 @@ async def connect_once(servers: str | Sequence[str], **opts: object) -> nats.NAT
         raise BusUnreachable(f"cannot reach NATS at {where}: {str(cause) or type(cause).__name__}") from None
 
 
+class PublishDenied(RuntimeError):
+    """The server refused this connection's user publishing to a subject: a permission, not a passing fault, so no
+    retry can succeed (the message is dead-lettered with this as its reason)."""
+
+    def __init__(self, subject: str, refusal: str) -> None:
+        super().__init__(f"publish to {subject} refused by the server: {refusal}")
+        self.subject = subject
+        self.refusal = refusal
+
+
+# nats-py hands the server's `-ERR` to the error callback, lower-cased; the connection stays up.
+_REFUSED = re.compile(r'permissions violation for publish to "([^"]+)"', re.IGNORECASE)
+
+
+class Refusals:
+    """Publish refusals the server reports on one connection, handed to the publishes waiting on that subject.
+
+    A JetStream publish the server refuses gets no acknowledgement: without this it would wait out its timeout and
+    be retried as a passing fault, for ever. The server names the subject in its error, not the message, so every
+    publish to that subject in flight learns of it (the permission is the same for all of them)."""
+
+    def __init__(self) -> None:
+        self._waiting: dict[str, set[asyncio.Future[str]]] = {}
+
+    async def on_error(self, exc: Exception) -> None:
+        """The connection's error callback: wakes the publishes to a refused subject."""
+        if (m := _REFUSED.search(str(exc))) is None:
+            return
+        for fut in self._waiting.pop(m.group(1).lower(), set()):
+            if not fut.done():
+                fut.set_result(str(exc).removeprefix("nats: "))
+
+    async def publish(self, subject: str, send: Awaitable[object]) -> object:
+        """Await `send` (a publish to `subject`); raises PublishDenied as soon as the server refuses the subject."""
+        refused: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+        waiting = self._waiting.setdefault(subject.lower(), set())
+        waiting.add(refused)
+        task: asyncio.Future[object] = asyncio.ensure_future(send)
+        either: set[asyncio.Future[Any]] = {task, refused}
+        try:
+            await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            waiting.discard(refused)
+        if task.done() or not refused.done():
+            return await task
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await task
+        raise PublishDenied(subject, refused.result())
+
+
 def make_broker(
     settings: Settings,
     *,
     name: str,
     registry: CollectorRegistry | None = None,
+    refusals: Refusals | None = None,
 ) -> NatsBroker:
-    """A FastStream NATS broker for one service, with Prometheus middleware when a registry is given."""
+    """A FastStream NATS broker for one service, with Prometheus middleware when a registry is given and publish
+    refusals reported to `refusals`."""
     from faststream.nats.prometheus import NatsPrometheusMiddleware
 
     security: NatsSecurity | None = None
@@ -106,6 +160,7 @@ def make_broker(
         middlewares=middlewares,
         max_reconnect_attempts=-1,
         reconnect_time_wait=1,
+        error_cb=refusals.on_error if refusals is not None else None,
         graceful_timeout=10.0,
         logger=logging.getLogger(f"xiuhua.{name}.broker"),
         log_level=logging.DEBUG,
@@ -175,8 +230,9 @@ class Outgoing:
 class Publisher:
     """Publishes to JetStream with `Nats-Msg-Id`, waiting for the stream's acknowledgement."""
 
-    def __init__(self, broker: NatsBroker) -> None:
+    def __init__(self, broker: NatsBroker, refusals: Refusals | None = None) -> None:
         self._broker = broker
+        self._refusals = refusals or Refusals()  # without the broker's error callback it never hears of one
 
     async def publish(self, event: Event, subject: str | None = None) -> None:
         """Publish one event and wait until the stream has stored it."""
@@ -189,18 +245,20 @@ class Publisher:
             return
         results = await asyncio.gather(
             *(
-                self._broker.publish(
+                self._refusals.publish(o.subject, self._broker.publish(
                     o.body,
                     o.subject,
                     headers={**JSON, **dict(o.headers), "Nats-Msg-Id": o.msg_id},
                     stream=streams.stream_for(o.subject).name,
                     timeout=10.0,
-                )
+                ))
                 for o in batch
             ),
             return_exceptions=True,
         )
         errors = [r for r in results if isinstance(r, BaseException)]
+        # A refusal first: it is what decides the fate of the batch (dead letter, not retry).
+        errors.sort(key=lambda e: not isinstance(e, PublishDenied))
         if errors:
             raise errors[0]
 

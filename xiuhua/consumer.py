@@ -33,7 +33,7 @@ from contracts import registry, streams
 from contracts.dead_letters import DeadLetter
 from contracts.envelope import Event
 from xiuhua import third_party, tracing
-from xiuhua.bus import Outgoing, Publisher
+from xiuhua.bus import Outgoing, PublishDenied, Publisher
 from xiuhua.clock import Clock, SystemClock
 from xiuhua.ledger import AT_S, Ledger, outgoing_of
 from xiuhua.logs import log_context, message_fields
@@ -423,6 +423,13 @@ class ConsumerRunner:
             return
         try:
             await self.ledger.publish([(i.key, out) for _, i, out in done])
+        except PublishDenied as exc:
+            if len(done) > 1:  # which of them caused a refused event: each goes on its own
+                for one in done:
+                    await self._finish([one])
+                return
+            await self._refused(done[0][0], done[0][1], exc)
+            return
         except Exception as exc:
             # Committed but not yet published: redelivery (or the sweeper) publishes from the ledger.
             await self._retry_later([(m, i) for m, i, _ in done], exc)
@@ -481,6 +488,19 @@ class ConsumerRunner:
                         failures, self.max_deliver, _brief(exc), exc_info=exc, extra=_fields(item))
             self.metrics.retries.labels(*self._labels, "error").inc()
             await msg.nak(delay=backoff(failures))
+
+    async def _refused(self, msg: Msg, item: Item, exc: PublishDenied) -> None:
+        # Its effect is committed, but an event it caused may not be published by this service's user: a retry
+        # cannot succeed, so the message goes to the dead letters with the refusal as its reason, and the ledger
+        # entry is given up so the sweeper does not try it for ever.
+        log.error("%s/%s: %s", self.service, self.sub.name, exc, extra=_fields(item))
+        self.metrics.publish_refused.labels(*self._labels).inc()
+        try:
+            await self.ledger.abandon(item.key, exc)
+        except Exception as store_exc:
+            await self._retry_later([(msg, item)], store_exc)
+            return
+        await self._dead_letter(msg, item, str(exc))
 
     async def _count_failure(self, key: str) -> int:
         col = self.store[FAILURES]

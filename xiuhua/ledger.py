@@ -24,7 +24,7 @@ from pymongo import ASCENDING
 from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
-from xiuhua.bus import Outgoing, Publisher
+from xiuhua.bus import Outgoing, PublishDenied, Publisher
 from xiuhua.clock import Clock
 from xiuhua.retention import Retained
 from xiuhua.store import Store, Writes, drop_index_on
@@ -80,6 +80,7 @@ class Ledger:
         self._clock = clock
         self._unmarked: set[str] = set()  # published, not yet marked so in the store
         self._marker: asyncio.Task[None] | None = None
+        self.refused = 0  # entries the sweeper gave up because the server refused them (counted by the service)
 
     async def ensure_indexes(self) -> None:
         """Index the unpublished entries the sweeper looks for: a single-field index, which both stores answer
@@ -163,6 +164,11 @@ class Ledger:
         elif self._marker is None or self._marker.done():
             self._marker = asyncio.create_task(self._mark_soon(), name="ledger-marks")
 
+    async def abandon(self, key: str, refusal: PublishDenied) -> None:
+        """Give up publishing an entry the server refuses (a permission: no retry can succeed); the refusal is kept
+        on it and the sweeper leaves it."""
+        await self._col.update_one({"_id": key}, {"$set": {"published": True, "refused": str(refusal)}})
+
     async def mark(self) -> None:
         """Mark what this process published in one update (those published meanwhile wait for the next)."""
         keys = sorted(self._unmarked)
@@ -193,7 +199,17 @@ class Ledger:
         # Unpublished entries are few (those in flight, and what a crash left): select them by equality, then age.
         unpublished = [d async for d in self._col.find({"published": False}) if not self.published(d)]
         docs = sorted((d for d in unpublished if d["at"] < cutoff), key=lambda d: d["at"])[:limit]
-        if docs:
-            log.warning("re-publishing %d outbox entries left unpublished", len(docs))
+        if not docs:
+            return 0
+        log.warning("re-publishing %d outbox entries left unpublished", len(docs))
+        try:
             await self.publish([(d["_id"], outgoing_of(d)) for d in docs], mark_now=True)
+        except PublishDenied:
+            for d in docs:  # which of them the server refuses: those are given up, the rest go out
+                try:
+                    await self.publish([(d["_id"], outgoing_of(d))], mark_now=True)
+                except PublishDenied as exc:
+                    log.error("outbox entry %s given up: %s", d["_id"], exc)
+                    await self.abandon(d["_id"], exc)
+                    self.refused += 1
         return len(docs)

@@ -48,6 +48,10 @@ class Metrics:
         self.dead_letters = Counter(
             "xiuhua_dead_letters", "Messages moved to the dead-letter subject", ["service", "consumer"], registry=r
         )
+        self.publish_refused = Counter(
+            "xiuhua_publish_refused", "Messages whose events the server refused this service's user to publish "
+            "(a permission: dead-lettered, never retried)", ["service", "consumer"], registry=r,
+        )
         self.ignored = Counter(
             "xiuhua_messages_ignored", "Messages a consumer never acts on, acknowledged without a transaction",
             ["service", "consumer"], registry=r,

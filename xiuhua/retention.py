@@ -2,10 +2,10 @@
 
 Each retained collection keeps beside its date the same moment in seconds since the epoch, under a single-field
 index: nx-27017 answers a range on such a number from the index (a TTL index would purge with a range on a date,
-which it answers by reading the whole collection, before every find: README, The store), MongoDB natively. The
-job reads the ids past the horizon oldest first, skips what a rule keeps whatever its age (an outbox entry not yet
-published), and deletes them by `_id` in chunks, reading at most `most` a run so that a first run over years of
-history does not hold the store for long; the next run goes on.
+which it answers by reading the whole collection, before every find: docs/decisions/0005-no-ttl-indexes.md),
+MongoDB natively. The job reads the ids past the horizon oldest first, skips what a rule keeps whatever its age
+(an outbox entry not yet published), and deletes them by `_id` in chunks, reading at most `most` a run so that a
+first run over years of history does not hold the store for long; the next run goes on.
 """
 
 from __future__ import annotations

@@ -13,6 +13,7 @@ adds is permitted without an edit here.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
@@ -22,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from contracts import streams, subjects
+from xiuhua.city.security import SecurityFile
 from xiuhua.settings import Settings
 
 OPERATOR = "operator"
@@ -35,6 +37,27 @@ class Consumer:
     stream: str
     durable: str
     erases: bool = False  # erases the messages it applied (Subscription.erase_subjects)
+    # An integrator's consumer: only with these filter subjects when given (its jurisdiction), and it may delete
+    # it (to start over with another filter or deliver policy).
+    filters: tuple[str, ...] = ()
+    deletable: bool = False
+
+    def api(self) -> list[str]:
+        """The JetStream API subjects that create, read and acknowledge this consumer, and nothing else."""
+        base = f"{self.stream}.{self.durable}"
+        if self.filters:
+            # The server checks a create whose subject names the filter against the filter in its body; the
+            # forms without it (and the legacy DURABLE.CREATE) would let the body name any subject.
+            out = [f"$JS.API.CONSUMER.CREATE.{base}.{f}" for f in self.filters]
+        else:
+            out = [f"$JS.API.CONSUMER.CREATE.{base}", f"$JS.API.CONSUMER.CREATE.{base}.>",
+                   f"$JS.API.CONSUMER.DURABLE.CREATE.{base}"]
+        out += [f"$JS.API.CONSUMER.INFO.{base}", f"$JS.API.CONSUMER.MSG.NEXT.{base}", f"$JS.ACK.{base}.>"]
+        if self.deletable:
+            out.append(f"$JS.API.CONSUMER.DELETE.{base}")
+        if self.erases:
+            out.append(f"$JS.API.STREAM.MSG.DELETE.{self.stream}")
+        return out
 
 
 @dataclass(frozen=True)
@@ -59,14 +82,7 @@ class User:
         if self.consumers:
             out += ["$JS.API.INFO", "$JS.API.STREAM.NAMES", "$JS.API.STREAM.INFO.*"]
         for c in self.consumers:
-            base = f"{c.stream}.{c.durable}"
-            out += [
-                f"$JS.API.CONSUMER.CREATE.{base}", f"$JS.API.CONSUMER.CREATE.{base}.>",
-                f"$JS.API.CONSUMER.DURABLE.CREATE.{base}", f"$JS.API.CONSUMER.INFO.{base}",
-                f"$JS.API.CONSUMER.MSG.NEXT.{base}", f"$JS.ACK.{base}.>",
-            ]
-            if c.erases:
-                out.append(f"$JS.API.STREAM.MSG.DELETE.{c.stream}")
+            out += c.api()
         return out
 
 
@@ -82,9 +98,10 @@ SERVICE_PUBLISHES: dict[str, tuple[str, ...]] = {
 }
 # Core-NATS request/reply subjects a service serves on a connection of its own (not visible on its broker).
 SERVICE_SERVES: dict[str, tuple[str, ...]] = {"scoring": ("score.query.v1.>",)}
-# Subjects a service must never publish even where a wildcard above would allow it.
+# Subjects a service must never publish even where a wildcard above would allow it. Dispatch opens cases of its
+# own (a merchant's enforcement case), so `case.v1.opened` is both services'; merging and transferring are intake's.
 SERVICE_DENIES: dict[str, tuple[str, ...]] = {
-    "dispatch": ("case.v1.opened.>", "case.v1.merged.>", "case.v1.transferred.>"),
+    "dispatch": ("case.v1.merged.>", "case.v1.transferred.>"),
 }
 
 UNIT_ACTIONS = ("acknowledge", "return", "request_extension", "resolve")
@@ -104,6 +121,56 @@ INBOUND: dict[str, tuple[str, ...]] = {
 }
 
 
+# Integrators that may listen: the streams each may read through consumers of its own (by default a durable named
+# after the user, for following events, and `<user>_wait`, which the client's `wait_for` uses for a moment).
+LISTENERS: dict[str, tuple[str, ...]] = {
+    "units": (streams.CASES.name,),
+    "hotline": (streams.CASES.name,),
+    "command_centre": (streams.CASES.name, streams.SCORES.name),
+}
+
+
+def wait_consumer(user: str) -> str:
+    """The consumer name `XiuhuaClient.wait_for` uses when connected as `user`."""
+    return f"{user}_wait"
+
+
+def listener_consumers(user: str, stream_names: Iterable[str], streets: Iterable[str] = ()) -> tuple[Consumer, ...]:
+    """An integrator's consumers on each stream; `streets` restricts its case events to its jurisdiction."""
+    out: list[Consumer] = []
+    for stream in stream_names:
+        only = tuple(subjects.case_subject("*", s) for s in streets) if stream == streams.CASES.name else ()
+        out += [Consumer(stream, name, filters=only, deletable=True) for name in (user, wait_consumer(user))]
+    return tuple(out)
+
+
+def subject_matches(pattern: str, subject: str) -> bool:
+    """Whether a NATS subject pattern (`*` one token, `>` the rest) covers `subject`."""
+    want, got = pattern.split("."), subject.split(".")
+    for i, token in enumerate(want):
+        if token == ">":
+            return len(got) > i
+        if i >= len(got) or (token != "*" and token != got[i]):
+            return False
+    return len(got) == len(want)
+
+
+def may_publish(user: User, subject: str) -> bool:
+    """Whether the model lets `user` publish `subject` (its allowances less the service's denials)."""
+    if any(subject_matches(p, subject) for p in SERVICE_DENIES.get(user.name, ())):
+        return False
+    return any(subject_matches(p, subject) for p in user.publish_allowed())
+
+
+def publisher_of(subject: str) -> str:
+    """The user who publishes `subject` in production: the inbound system, else the service that owns it."""
+    users = [inbound_user(n, "") for n in INBOUND] + [service_user(s, "", ()) for s in SERVICE_PUBLISHES]
+    for user in users:
+        if may_publish(user, subject):
+            return user.name
+    raise LookupError(f"nobody but the operator publishes {subject}")
+
+
 def service_user(
     service: str, password: str, consumers: Iterable[Consumer], listens: Iterable[str] = ()
 ) -> User:
@@ -114,9 +181,15 @@ def service_user(
     )
 
 
-def inbound_user(name: str, password: str) -> User:
-    """An inbound system's user: its inbound subjects only."""
-    return User(name, password, INBOUND[name], note="inbound publisher")
+def inbound_user(name: str, password: str, streets: Iterable[str] = (), like: str | None = None) -> User:
+    """An inbound system's user: its inbound subjects, and the consumers it may listen through (see LISTENERS);
+    `like` names the built-in integrator whose permissions a user the city adds takes."""
+    streets = tuple(streets)
+    kind = like or name
+    note = "inbound system" + (f" like {like}" if like else "") + (
+        f", case events of {', '.join(streets)} only" if streets else "")
+    return User(name, password, INBOUND[kind], consumers=listener_consumers(name, LISTENERS.get(kind, ()), streets),
+                note=note)
 
 
 def operator_user(password: str) -> User:
@@ -126,19 +199,23 @@ def operator_user(password: str) -> User:
 
 def model(
     passwords: Mapping[str, str], consumers: Mapping[str, Sequence[Consumer]],
-    listens: Mapping[str, Sequence[str]] | None = None,
+    listens: Mapping[str, Sequence[str]] | None = None, jurisdictions: Mapping[str, Sequence[str]] | None = None,
+    added: Mapping[str, str] | None = None,
 ) -> list[User]:
-    """Every user of a deployment, from passwords by user name, consumers and served subjects by service."""
+    """Every user of a deployment, from passwords by user name, consumers and served subjects by service, the
+    streets an integrator is restricted to (none: all) and the users a city adds (name: the integrator it is like)."""
+    streets = jurisdictions or {}
     users = [operator_user(passwords[OPERATOR])]
     users += [service_user(s, passwords[s], consumers.get(s, ()), (listens or {}).get(s, ()))
               for s in SERVICE_PUBLISHES]
-    users += [inbound_user(n, passwords[n]) for n in INBOUND]
+    users += [inbound_user(n, passwords[n], streets.get(n, ())) for n in INBOUND]
+    users += [inbound_user(n, passwords[n], streets.get(n, ()), like) for n, like in (added or {}).items()]
     return users
 
 
-def user_names() -> list[str]:
-    """Every user the model knows."""
-    return [OPERATOR, *SERVICE_PUBLISHES, *INBOUND]
+def user_names(added: Iterable[str] = ()) -> list[str]:
+    """Every user the model knows (and those a city adds)."""
+    return [OPERATOR, *SERVICE_PUBLISHES, *INBOUND, *added]
 
 
 @dataclass(frozen=True)
@@ -247,16 +324,22 @@ def service_bindings(services: Iterable[str] | None = None) -> dict[str, tuple[l
     return out
 
 
+@functools.cache
+def _every_service_binding() -> Bindings:
+    # Building the four services offline takes seconds; what they bind does not change within a process.
+    return service_bindings()
+
+
 def consumers_for_subjects(pairs: Iterable[tuple[str, str]]) -> list[Consumer]:
     """Consumers from (durable, subject) pairs, the stream looked up from the subject."""
     return [Consumer(streams.stream_for(s.replace("*", "x").replace(">", "x")).name, d) for d, s in pairs]
 
 
-def load_or_create_passwords(folder: Path) -> dict[str, str]:
+def load_or_create_passwords(folder: Path, added: Iterable[str] = ()) -> dict[str, str]:
     """Per-user passwords for the embedded default, generated once into `folder/passwords.json` (mode 0600)."""
     path = folder / "passwords.json"
     known: dict[str, str] = json.loads(path.read_text()) if path.exists() else {}
-    missing = [n for n in user_names() if n not in known]
+    missing = [n for n in user_names(added) if n not in known]
     if missing:
         known.update({n: secrets.token_urlsafe(24) for n in missing})
         folder.mkdir(parents=True, exist_ok=True)
@@ -267,13 +350,21 @@ def load_or_create_passwords(folder: Path) -> dict[str, str]:
     return known
 
 
-def write_embedded_config(var_dir: Path) -> tuple[Path, dict[str, str]]:
-    """The embedded default's nats-server configuration with every user; returns its path and the passwords."""
+Bindings = Mapping[str, tuple[Sequence[Consumer], Sequence[str]]]
+
+
+def write_embedded_config(
+    var_dir: Path, bindings: Bindings | None = None, city: SecurityFile | None = None
+) -> tuple[Path, dict[str, str]]:
+    """The embedded default's nats-server configuration with every user (and the city's, `security.yaml`);
+    returns its path and the passwords. `bindings` (service_bindings' answer) saves building the services again."""
     folder = var_dir / "security"
-    passwords = load_or_create_passwords(folder)
-    bindings = service_bindings()
+    city = city or SecurityFile()
+    passwords = load_or_create_passwords(folder, city.added())
+    bindings = bindings if bindings is not None else _every_service_binding()
     consumers = {n: b[0] for n, b in bindings.items()}
-    text = render_config(model(passwords, consumers, {n: b[1] for n, b in bindings.items()}))
+    text = render_config(model(passwords, consumers, {n: b[1] for n, b in bindings.items()},
+                               city.jurisdictions(), city.added()))
     path = folder / "nats.conf"
     path.write_text(text)
     os.chmod(path, 0o600)
@@ -285,12 +376,21 @@ def as_operator(settings: Settings, passwords: Mapping[str, str]) -> Settings:
     return settings.model_copy(update={"nats_user": OPERATOR, "nats_password": passwords[OPERATOR]})
 
 
-def operator_settings(settings: Settings) -> Settings:
-    """For operator commands against the embedded default: its operator credentials when none are configured."""
+def embedded_credentials(settings: Settings, user: str) -> Settings:
+    """`settings` connecting as `user` with the embedded default's password for it, when no credentials are
+    configured and the embedded default (`var_dir/security/passwords.json`) knows the user."""
     path = settings.var_dir / "security" / "passwords.json"
     if settings.nats_user or settings.nats_creds_file or not path.exists():
         return settings
-    return as_operator(settings, json.loads(path.read_text()))
+    password = json.loads(path.read_text()).get(user)
+    if password is None:
+        return settings
+    return settings.model_copy(update={"nats_user": user, "nats_password": password})
+
+
+def operator_settings(settings: Settings) -> Settings:
+    """For operator commands against the embedded default: its operator credentials when none are configured."""
+    return embedded_credentials(settings, OPERATOR)
 
 
 def password_env(user: str) -> str:
@@ -298,16 +398,30 @@ def password_env(user: str) -> str:
     return f"XIUHUA_NATS_PASSWORD_{user.upper()}"
 
 
-def deploy_config(nodes: Sequence[str], consumers: Mapping[str, Sequence[Consumer]] | None = None) -> str:
-    """The cluster configuration in deploy/: passwords and server name from each node's environment."""
-    bindings = service_bindings() if consumers is None else {n: (list(c), []) for n, c in consumers.items()}
-    passwords = {u: f"${password_env(u)}" for u in user_names()}
+def cluster_config(
+    routes: Sequence[str], passwords: Mapping[str, str], options: ServerOptions, bindings: Bindings | None = None,
+    city: SecurityFile | None = None,
+) -> str:
+    """One node's configuration of a cluster: every user of the model (and the city's), the routes to its peers,
+    and `options` (listen addresses, store directory, server name) for the node."""
+    city = city or SecurityFile()
+    bindings = bindings if bindings is not None else _every_service_binding()
     listens = {n: sorted({*SERVICE_SERVES.get(n, ()), *b[1]}) for n, b in bindings.items()}
-    options = ServerOptions(
-        listen="0.0.0.0:4222", http_port=8222, jetstream_dir="/data/jetstream", server_name="$SERVER_NAME",
-        cluster={"name": "xiuhua", "listen": "0.0.0.0:6222", "routes": [f"nats://{n}:6222" for n in nodes]},
-    )
-    return render_config(model(passwords, {n: b[0] for n, b in bindings.items()}, listens), options)
+    cluster = {"name": "xiuhua", "listen": "0.0.0.0:6222", **options.cluster, "routes": list(routes)}
+    node = ServerOptions(**{**options.__dict__, "cluster": cluster})
+    users = model(passwords, {n: b[0] for n, b in bindings.items()}, listens, city.jurisdictions(), city.added())
+    return render_config(users, node)
+
+
+def deploy_config(
+    nodes: Sequence[str], consumers: Mapping[str, Sequence[Consumer]] | None = None, city: SecurityFile | None = None
+) -> str:
+    """The cluster configuration in deploy/: passwords and server name from each node's environment."""
+    bindings: Bindings | None = None if consumers is None else {n: (list(c), []) for n, c in consumers.items()}
+    passwords = {u: f"${password_env(u)}" for u in user_names((city or SecurityFile()).added())}
+    options = ServerOptions(listen="0.0.0.0:4222", http_port=8222, jetstream_dir="/data/jetstream",
+                            server_name="$SERVER_NAME")
+    return cluster_config([f"nats://{n}:6222" for n in nodes], passwords, options, bindings, city)
 
 
 DEPLOY_NODES = ("nats-0", "nats-1", "nats-2")  # compose service names
@@ -316,4 +430,8 @@ K8S_NODES = tuple(f"{n}.nats-cluster" for n in DEPLOY_NODES)  # StatefulSet pods
 if __name__ == "__main__":  # python -m xiuhua.security [--k8s] > deploy/nats/nats.conf (or deploy/k8s/nats.conf)
     import sys
 
-    print(deploy_config(K8S_NODES if "--k8s" in sys.argv else DEPLOY_NODES), end="")
+    from xiuhua.city import load_city
+    from xiuhua.settings import get_settings
+
+    city = load_city(get_settings().city_dir).security  # the integrators XIUHUA_CITY_DIR's city adds
+    print(deploy_config(K8S_NODES if "--k8s" in sys.argv else DEPLOY_NODES, city=city), end="")

@@ -24,7 +24,7 @@ from starlette.routing import BaseRoute
 
 from contracts import registry
 from xiuhua import observability, tracing
-from xiuhua.bus import Publisher, make_broker
+from xiuhua.bus import Publisher, Refusals, make_broker
 from xiuhua.city import City, load_city
 from xiuhua.city.loading import line_of
 from xiuhua.clock import Clock, SystemClock
@@ -35,6 +35,7 @@ from xiuhua.ledger import Ledger
 from xiuhua.observability import Metrics, StoreCommands
 from xiuhua.retention import Retained, RetentionJob, check_ledger_horizon
 from xiuhua.retention import ensure_indexes as ensure_retention_indexes
+from xiuhua.security import embedded_credentials
 from xiuhua.settings import Settings, get_settings
 from xiuhua.store import BACKFILL_EVERY_S, Store
 
@@ -157,6 +158,8 @@ def build_runtime(
     spec: ServiceSpec, settings: Settings, *, clock: Clock | None = None, city: City | None = None
 ) -> Runtime:
     """Wire the real adapters for a service (not yet connected)."""
+    # A service run beside the embedded default connects as its own user, as `xiuhua up` starts it.
+    settings = embedded_credentials(settings, spec.name)
     if not settings.nats_url or not settings.mongo_url:
         raise RuntimeError(
             "XIUHUA_NATS_URL and XIUHUA_MONGO_URL must be set to run a service alone "
@@ -168,13 +171,14 @@ def build_runtime(
     where = line_of(retention_file, ("ledger",)) if retention_file.exists() else "retention defaults"
     check_ledger_horizon(city.retention, settings.ack_wait, where)
     metrics = Metrics(spec.name)
-    broker = make_broker(settings, name=spec.name, registry=metrics.registry)
+    refusals = Refusals()
+    broker = make_broker(settings, name=spec.name, registry=metrics.registry, refusals=refusals)
     store = Store(
         settings.mongo_url, settings.database(spec.name), write_concern=settings.write_concern,
         tx_lock_dir=settings.store_tx_lock_dir, listeners=[StoreCommands(metrics)],
         combine_writes=settings.store_combined_writes,
     )
-    publisher = Publisher(broker)
+    publisher = Publisher(broker, refusals)
     ledger = Ledger(store, publisher, clock)
     rt = Runtime(
         name=spec.name,
@@ -285,6 +289,9 @@ def retention_job(rt: Runtime, retained: tuple[Retained, ...]) -> RetentionJob:
 
 async def _sweep(rt: Runtime) -> None:
     n = await rt.ledger.sweep()
+    if rt.ledger.refused:
+        rt.metrics.publish_refused.labels(rt.name, "outbox-sweeper").inc(rt.ledger.refused)
+        rt.ledger.refused = 0
     if n:
         rt.metrics.outbox_republished.labels(rt.name).inc(n)
 

@@ -98,8 +98,10 @@ class Supervisor:
             if not (self.settings.nats_user or self.settings.nats_creds_file):
                 # Least privilege in the embedded default too: each service connects as its own user.
                 from xiuhua import security
+                from xiuhua.city import load_city
 
-                config, self.passwords = security.write_embedded_config(self.var)
+                city = load_city(self.settings.city_dir).security  # the integrators the city adds or restricts
+                config, self.passwords = security.write_embedded_config(self.var, city=city)
                 self.client = security.as_operator(self.settings, self.passwords)
             srv = embedded.nats_server(self.var / "nats", config=config)
             srv.start()

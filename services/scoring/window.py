@@ -7,7 +7,8 @@ first message). A stored document is outside the window when it depends on a fac
 
 - `case_facts`: a case with any fact before the cases' horizon (its start may be gone);
 - `unit_periods`: every document such a case contributes to, in the live store or in the rebuild;
-- `merchant_periods`: a month with a check fact before the checks' horizon or a case fact before the cases';
+- `merchant_periods`: a month with a check fact before the checks' horizon or a case fact before the cases', and
+  the month after it (a month's escalation counts the previous month's failures of the same item);
 - `merchants`: compared on the months inside the window only (older months are left out of `months` on both
   sides), and left out entirely when a month its class is judged on (`merchant_class`'s window) is outside.
 
@@ -22,7 +23,7 @@ from datetime import datetime
 from typing import Any
 
 from services.scoring import units
-from services.scoring.merchants import window_of
+from services.scoring.merchants import neighbours, window_of
 from xiuhua.city.assessment import MerchantRules
 
 Docs = dict[str, dict[str, Any]]
@@ -58,6 +59,11 @@ def _month_outside(doc: dict[str, Any], window: Window) -> bool:
     return False
 
 
+def _previous_month(key: str) -> str:
+    merchant_id, _, month = key.rpartition(":")
+    return f"{merchant_id}:{neighbours(month)[0]}"
+
+
 def outside(live: dict[str, Docs], rebuilt: dict[str, Docs], window: Window, rules: MerchantRules) -> dict[str, set]:
     """Per collection, the `_id`s that the rebuild cannot reproduce (see the module's docstring)."""
     out: dict[str, set[str]] = {
@@ -76,10 +82,13 @@ def outside(live: dict[str, Docs], rebuilt: dict[str, Docs], window: Window, rul
             doc = side.get("case_facts", {}).get(cid)
             if doc is not None:
                 out["unit_periods"] |= set(units.contribution(doc["facts"]))
-    for side in (live, rebuilt):
-        for key, doc in side.get("merchant_periods", {}).items():
-            if _month_outside(doc, window):
-                out["merchant_periods"].add(key)
+    expired = {key for side in (live, rebuilt) for key, doc in side.get("merchant_periods", {}).items()
+               if _month_outside(doc, window)}
+    # A month's escalation counts the previous month's failures (the repeat window), so it follows them out.
+    out["merchant_periods"] = expired | {
+        key for side in (live, rebuilt) for key in side.get("merchant_periods", {})
+        if _previous_month(key) in expired
+    }
     for side in (live, rebuilt):
         for mid, card in side.get("merchants", {}).items():
             if card.get("period") and any(

@@ -9,11 +9,9 @@ import json
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
-import nats
-
 from services.intake.app import of
 from tests.conftest import eventually
-from tests.helpers import BusRecorder, publish, system
+from tests.helpers import BusRecorder, connect, publish, system
 from tests.unit.test_hj212 import DUST_MN, DUST_PW, dust, frame, hj212_crc
 from xiuhua.clock import FrozenClock
 
@@ -145,7 +143,7 @@ async def test_hj212_frames_over_tcp_become_readings_and_a_sustained_breach_open
         readings = bus.on("report.v1.in.sensor")
         assert len(readings) == 4 and readings[0]["device_id"] == "DUST-JQ-0203"
         # the resent frame is one reading: the same message id, which JetStream keeps once
-        nc = await nats.connect(settings.nats_url)
+        nc = await connect(settings.nats_url, "operator")  # the stream's own count
         try:
             info = await nc.jetstream().stream_info("XH_REPORTS", subjects_filter="report.v1.in.sensor")
         finally:

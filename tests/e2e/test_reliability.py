@@ -52,6 +52,15 @@ async def test_two_instances_each_one_sigkilled_mid_batch_loses_and_duplicates_n
     await _run("service_kill", tmp_path, city)
 
 
+@pytest.mark.timeout(300)
+async def test_the_node_leading_the_case_stream_sigkilled_in_a_cluster_loses_and_duplicates_nothing(tmp_path, city):
+    await _run("cluster_node_loss", tmp_path, city)
+    # The fault really happened: one of the three nodes (the case stream's leader) started twice, on its store.
+    starts = sorted((tmp_path / "cluster_node_loss" / f"nats-n{i}" / "nats-server.log").read_text()
+                    .count("Server is ready") for i in range(3))
+    assert starts == [1, 1, 2]
+
+
 @pytest.mark.timeout(120)
 async def test_store_frozen_then_killed_loses_and_duplicates_nothing(tmp_path, city):
     await _run("store_outage", tmp_path, city)

@@ -1,18 +1,18 @@
 """Pipelined publishing (the bench's telemetry gateway) against a real JetStream: every message stored and counted
-by its acknowledgement, the window respected, a refusal reported."""
+by its acknowledgement, the window respected, a refusal reported. On streams of the test's own: the operator."""
 
 from __future__ import annotations
 
-import nats
 import pytest
 from nats.js.api import StreamConfig
 
+from tests.helpers import connect
 from xiuhua import embedded
 from xiuhua.bus import PublishRefused, publish_pipelined
 
 
 async def test_every_message_is_stored_and_acknowledged_through_a_small_window(nats_server) -> None:
-    nc = await nats.connect(embedded.nats_url(nats_server))
+    nc = await connect(embedded.nats_url(nats_server), "operator")
     try:
         js = nc.jetstream()
         await js.add_stream(StreamConfig(name="PIPE", subjects=["pipe.>"], duplicate_window=60))
@@ -28,7 +28,7 @@ async def test_every_message_is_stored_and_acknowledged_through_a_small_window(n
 
 
 async def test_a_message_the_stream_refuses_is_reported(nats_server) -> None:
-    nc = await nats.connect(embedded.nats_url(nats_server))
+    nc = await connect(embedded.nats_url(nats_server), "operator")
     try:
         js = nc.jetstream()
         await js.add_stream(StreamConfig(name="PIPE", subjects=["pipe.>"]))

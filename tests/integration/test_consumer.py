@@ -11,7 +11,7 @@ import nats
 
 from contracts.cases import CaseDispatched
 from tests.conftest import eventually
-from tests.helpers import BusRecorder, publish
+from tests.helpers import BusRecorder, as_operator, connect, publish
 from xiuhua.consumer import Batch, Subscription, count
 from xiuhua.service import ServiceSpec, running
 
@@ -28,7 +28,7 @@ async def test_poison_and_failing_messages_are_dead_lettered_while_the_rest_flow
     spec = ServiceSpec(name="probe", subscriptions=lambda rt: [Subscription("probe-cases", "case.v1.>", handle)])
     good = CaseDispatched.model_validate(CaseDispatched.example())
     bad = good.model_copy(update={"rule_id": "explode", "case_id": "C-bad", "event_id": "e-bad"})
-    async with BusRecorder(settings.nats_url) as bus, running(spec, settings, city=city):
+    async with BusRecorder(settings.nats_url) as bus, running(spec, as_operator(settings), city=city):
         await publish(settings.nats_url, "case.v1.dispatched.CD", b"{not json", msg_id="poison-1")
         await publish(settings.nats_url, "case.v1.dispatched.CD", bad.to_json(), msg_id=bad.event_id)
         await publish(settings.nats_url, "case.v1.dispatched.CD", good.to_json(), msg_id=good.event_id)
@@ -58,13 +58,13 @@ async def test_redeliveries_that_were_not_failures_do_not_spend_the_dead_letter_
 
     spec = ServiceSpec(name="probe", subscriptions=lambda rt: [Subscription("probe-cases", "case.v1.>", handle)])
     event = CaseDispatched.model_validate(CaseDispatched.example())
-    async with running(spec, settings, city=city):
+    async with running(spec, as_operator(settings), city=city):
         pass  # creates the durable consumer with the default ack wait; the setting then changes it
     settings = settings.model_copy(update={"ack_wait": 7.0})
-    async with running(spec, settings, city=city):
+    async with running(spec, as_operator(settings), city=city):
         pass
     await publish(settings.nats_url, "case.v1.dispatched.CD", event.to_json(), msg_id=event.event_id)
-    nc = await nats.connect(settings.nats_url)
+    nc = await connect(settings.nats_url, "operator")
     try:
         js = nc.jetstream()
         info = await js.consumer_info("XH_CASES", "probe-cases")
@@ -76,7 +76,7 @@ async def test_redeliveries_that_were_not_failures_do_not_spend_the_dead_letter_
         await pulled.unsubscribe()
     finally:
         await nc.close()
-    async with BusRecorder(settings.nats_url) as bus, running(spec, settings, city=city):
+    async with BusRecorder(settings.nats_url) as bus, running(spec, as_operator(settings), city=city):
         await eventually(lambda: applied, timeout=30)
     assert failures == [3] and settings.max_deliver == 3  # the third delivery failed: one failure, not three
     assert applied == [event.case_id]
@@ -99,7 +99,7 @@ async def test_a_message_declared_without_effect_leaves_no_ledger_entry_unless_i
     base = CaseDispatched.model_validate(CaseDispatched.example())
     quiet = [base.model_copy(update={"case_id": f"C-quiet-{i}", "event_id": f"e-q{i}"}) for i in range(5)]
     loud = base.model_copy(update={"case_id": "C-emits", "event_id": "e-loud"})
-    async with BusRecorder(settings.nats_url) as bus, running(spec, settings, city=city) as rt:
+    async with BusRecorder(settings.nats_url) as bus, running(spec, as_operator(settings), city=city) as rt:
         for event in [*quiet, loud]:
             await publish(settings.nats_url, "case.v1.dispatched.CD", event.to_json(), msg_id=event.event_id)
         # The emitted event comes back to the probe too (it consumes case.v1.>) and is a quiet one itself.
@@ -126,11 +126,11 @@ async def test_messages_a_subscription_ignores_are_acknowledged_without_touching
     base = CaseDispatched.model_validate(CaseDispatched.example())
     events = [base.model_copy(update={"case_id": f"C-{kind}-{i}", "event_id": f"e-{kind}{i}"})
               for i in range(3) for kind in ("skip", "keep")]
-    async with running(spec, settings, city=city) as rt:
+    async with running(spec, as_operator(settings), city=city) as rt:
         for event in events:
             await publish(settings.nats_url, "case.v1.dispatched.CD", event.to_json(), msg_id=event.event_id)
         await eventually(lambda: len(seen) == 3, timeout=30)
-        nc = await nats.connect(settings.nats_url)
+        nc = await connect(settings.nats_url, "operator")
         try:
             info = await eventually(lambda: _drained(nc, "probe-some"), timeout=30)
         finally:
@@ -150,12 +150,12 @@ async def test_types_a_subscription_skips_are_acknowledged_from_their_subject_wi
     spec = ServiceSpec(name="probe", subscriptions=lambda rt: [
         Subscription("probe-typed", "case.v1.>", handle, skips_type=lambda kind: kind is not CaseDispatched)])
     dispatched = CaseDispatched.model_validate(CaseDispatched.example())
-    async with BusRecorder(settings.nats_url) as bus, running(spec, settings, city=city) as rt:
+    async with BusRecorder(settings.nats_url) as bus, running(spec, as_operator(settings), city=city) as rt:
         # A body no model accepts, on a skipped type's subject: never parsed, so acknowledged, not dead-lettered.
         await publish(settings.nats_url, "case.v1.acknowledged.CD", b"{not json", msg_id="skipped-1")
         await publish(settings.nats_url, "case.v1.dispatched.CD", dispatched.to_json(), msg_id=dispatched.event_id)
         await eventually(lambda: seen == [dispatched.case_id], timeout=30)
-        nc = await nats.connect(settings.nats_url)
+        nc = await connect(settings.nats_url, "operator")
         try:
             info = await eventually(lambda: _drained(nc, "probe-typed"), timeout=30)
         finally:
@@ -187,19 +187,19 @@ async def test_a_stopping_instance_gives_back_the_messages_it_holds(settings, ci
         ])
 
     event = CaseDispatched.model_validate(CaseDispatched.example())
-    async with running(probe(30.0), settings, city=city):  # lingers longer than the test waits
+    async with running(probe(30.0), as_operator(settings), city=city):  # lingers longer than the test waits
         await publish(settings.nats_url, "case.v1.dispatched.CD", event.to_json(), msg_id=event.event_id)
         await eventually(lambda: _acks_pending(settings.nats_url, "probe-cases"), timeout=10)  # in hand
     assert applied == []
     started = time.monotonic()
-    async with running(probe(0.0), settings, city=city):
+    async with running(probe(0.0), as_operator(settings), city=city):
         await eventually(lambda: applied, timeout=settings.ack_wait)
     assert time.monotonic() - started < 10 < settings.ack_wait
     assert applied == [event.case_id]
 
 
 async def _acks_pending(url: str, durable: str) -> int:
-    nc = await nats.connect(url)
+    nc = await connect(url, "operator")
     try:
         return (await nc.jetstream().consumer_info("XH_CASES", durable)).num_ack_pending
     finally:
@@ -217,7 +217,9 @@ async def test_the_sweeper_publishes_what_a_crash_left_in_the_outbox_once_it_is_
     base = CaseDispatched.model_validate(CaseDispatched.example())
     left = base.model_copy(update={"case_id": "C-left", "event_id": "e-left"})
     fresh = base.model_copy(update={"case_id": "C-fresh", "event_id": "e-fresh"})
-    async with BusRecorder(settings.nats_url) as bus, running(spec, settings, clock=clock, city=city) as rt:
+    async with BusRecorder(settings.nats_url) as bus, running(
+        spec, as_operator(settings), clock=clock, city=city
+    ) as rt:
         # Committed with their effects, never published (the process died before): the outbox holds them.
         await rt.store.in_transaction(lambda s: rt.ledger.record(s, [("probe:left", [Outgoing.of(left)])]))
         clock.advance(timedelta(seconds=20))
@@ -246,7 +248,7 @@ async def test_a_first_delivery_of_a_message_applied_before_is_answered_from_the
     before = base.model_copy(update={"case_id": "C-before", "event_id": "e-before"})
     new = base.model_copy(update={"case_id": "C-new", "event_id": "e-new"})
     caused = base.model_copy(update={"case_id": "C-caused", "event_id": "e-caused"})
-    async with BusRecorder(settings.nats_url) as bus, running(spec, settings, city=city) as rt:
+    async with BusRecorder(settings.nats_url) as bus, running(spec, as_operator(settings), city=city) as rt:
         batch_store = rt.store
         effects_counted = rt.metrics.counter("probe_effects", "Effects the probe's handler made")
         await rt.store.ensure_collections(["effects"])
@@ -255,7 +257,7 @@ async def test_a_first_delivery_of_a_message_applied_before_is_answered_from_the
         for event in (before, new):
             await publish(settings.nats_url, "case.v1.dispatched.CD", event.to_json(), msg_id=event.event_id)
         await eventually(lambda: [e for e in bus.on("case.v1.dispatched.") if e["case_id"] == "C-caused"], timeout=30)
-        nc = await nats.connect(settings.nats_url)
+        nc = await connect(settings.nats_url, "operator")
         try:
             await eventually(lambda: _drained(nc, "probe-once"), timeout=30)
         finally:
@@ -284,11 +286,11 @@ async def test_the_wait_before_a_message_is_applied_is_measured_from_its_storage
     spec = ServiceSpec(name="probe", subscriptions=lambda rt: [Subscription("probe-cases", "case.v1.>", handle)])
     first = CaseDispatched.model_validate(CaseDispatched.example())
     second = first.model_copy(update={"case_id": "C-later", "event_id": "e-later"})
-    async with running(spec, settings, city=city):
+    async with running(spec, as_operator(settings), city=city):
         pass  # the durable consumer exists from here on
     await publish(settings.nats_url, "case.v1.dispatched.CD", first.to_json(), msg_id=first.event_id)
     await asyncio.sleep(1.5)  # the consumer is away: the message waits in the stream
-    async with running(spec, settings, city=city) as rt:
+    async with running(spec, as_operator(settings), city=city) as rt:
         await eventually(lambda: applied == [first.case_id])
         await publish(settings.nats_url, "case.v1.dispatched.CD", second.to_json(), msg_id=second.event_id)
         await eventually(lambda: applied == [first.case_id, second.case_id])
@@ -312,5 +314,5 @@ async def test_a_service_indexes_the_contracts_before_its_first_message(settings
     patterns = registry.patterns
     monkeypatch.setattr(registry, "patterns", lambda: calls.append(1) or patterns())
     spec = ServiceSpec(name="probe", subscriptions=lambda rt: [])
-    async with running(spec, settings, city=city):
+    async with running(spec, as_operator(settings), city=city):
         assert calls

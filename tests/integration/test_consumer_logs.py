@@ -10,7 +10,7 @@ from pymongo.errors import AutoReconnect
 
 from contracts.cases import CaseDispatched
 from tests.conftest import eventually
-from tests.helpers import publish
+from tests.helpers import as_operator, publish
 from xiuhua import logs
 from xiuhua.consumer import Batch, Subscription
 from xiuhua.service import ServiceSpec, running
@@ -33,7 +33,7 @@ async def test_a_retried_and_a_failing_message_are_logged_with_their_ids(setting
     away = base.model_copy(update={"case_id": "C-away", "event_id": "e-away", "correlation_id": "grid:away"})
     bad = base.model_copy(update={"case_id": "C-bad", "event_id": "e-bad", "correlation_id": "grid:bad"})
     caplog.set_level(logging.WARNING, logger="xiuhua.consumer")
-    async with running(spec, settings, city=city):
+    async with running(spec, as_operator(settings), city=city):  # a test-only service: the operator's
         await publish(settings.nats_url, "case.v1.dispatched.CD", away.to_json(), msg_id=away.event_id)
         await eventually(lambda: calls.get("C-away", 0) >= 2, timeout=30)
         await publish(settings.nats_url, "case.v1.dispatched.CD", bad.to_json(), msg_id=bad.event_id)

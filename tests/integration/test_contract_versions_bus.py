@@ -3,6 +3,9 @@ beside `case.v1.>`, a consumer of both reads each as its own model, a v1 consume
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from contracts import registry, streams
@@ -29,10 +32,13 @@ async def _drain(js: object, durable: str, want: int) -> list[tuple[str, object]
     return got
 
 
-async def test_a_consumer_receives_v1_and_v2_side_by_side(xiuhua_nats_url: str) -> None:
+async def test_a_consumer_receives_v1_and_v2_side_by_side(xiuhua_nats_url: str, tmp_path: Path) -> None:
+    # Consumers of the test's own and a v2 subject no service publishes yet: the operator's.
+    users = json.loads((tmp_path / "xiuhua-var" / "security" / "passwords.json").read_text())
+    operator = {"user": "operator", "password": users["operator"]}
     with registry.registered(CaseOpenedV2):
-        await provision_streams(xiuhua_nats_url)
-        async with XiuhuaClient(xiuhua_nats_url) as xh:
+        await provision_streams(xiuhua_nats_url, connect_opts=operator)
+        async with XiuhuaClient(xiuhua_nats_url, **operator) as xh:
             info = await xh.js.stream_info(streams.CASES.name)
             assert sorted(info.config.subjects) == ["case.v1.>", "case.v2.>"]
             for durable, subject in (("both", "case.*.opened.>"), ("v1-only", "case.v1.>")):

@@ -12,7 +12,7 @@ import pytest
 
 from contracts.cases import CaseDispatched
 from tests.conftest import eventually
-from tests.helpers import publish
+from tests.helpers import as_operator, publish
 from xiuhua.commands.dlq import list_letters, redrive, redrive_id
 from xiuhua.consumer import Batch, Subscription
 from xiuhua.service import ServiceSpec, running
@@ -39,7 +39,7 @@ async def test_dead_letter_is_listed_redriven_after_the_fix_and_applied_once(set
     spec = ServiceSpec(name="probe", subscriptions=lambda rt: [Subscription("probe-cases", "case.v1.>", handle_real)])
     good = CaseDispatched.model_validate(CaseDispatched.example())
     bad = good.model_copy(update={"rule_id": "needs-fix", "case_id": "C-fixme", "event_id": "e-fixme"})
-    async with running(spec, settings, city=city) as rt:
+    async with running(spec, as_operator(settings), city=city) as rt:
         store = rt.store
         await store.ensure_collections(["effects"])
         await publish(settings.nats_url, "case.v1.dispatched.CD", bad.to_json(), msg_id=bad.event_id)
@@ -85,8 +85,8 @@ async def test_dlq_cli_lists_as_json_and_redrives_all(settings, city):
             raise RuntimeError("always broken")
 
     spec = ServiceSpec(name="probe", subscriptions=lambda rt: [Subscription("probe-cases", "case.v1.>", handle)])
-    env = {**os.environ, "XIUHUA_NATS_URL": settings.nats_url or ""}
-    async with running(spec, settings, city=city):
+    env = {**os.environ, "XIUHUA_NATS_URL": settings.nats_url or "", "XIUHUA_VAR_DIR": str(settings.var_dir)}
+    async with running(spec, as_operator(settings), city=city):
         await publish(settings.nats_url, "case.v1.dispatched.CD", b"not json", msg_id="p-1")
         await publish(settings.nats_url, "case.v1.dispatched.CD", b"not json either", msg_id="p-2")
         await eventually(lambda: _two(list_letters(settings)), timeout=30)

@@ -4,7 +4,10 @@ and a unit's durable subscription filtered to its own cases."""
 from __future__ import annotations
 
 import asyncio
+import json
 from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -61,13 +64,27 @@ def ack(case_id: str, unit: str, command_id: str = "cmd-1") -> Acknowledge:
 
 
 @pytest.fixture
-async def bus(xiuhua_nats_url: str) -> str:
-    await provision_streams(xiuhua_nats_url)
+def users(tmp_path: Path) -> dict[str, str]:
+    """The passwords of the plugin server's users (the security model's)."""
+    return json.loads((tmp_path / "xiuhua-var" / "security" / "passwords.json").read_text())
+
+
+@pytest.fixture
+async def bus(xiuhua_nats_url: str, users: dict[str, str]) -> str:
+    await provision_streams(xiuhua_nats_url, connect_opts={"user": "operator", "password": users["operator"]})
     return xiuhua_nats_url
 
 
-async def test_report_carries_message_id_from_its_reference_and_a_retry_is_dropped(bus: str) -> None:
-    async with XiuhuaClient(bus) as xh:
+def as_user(url: str, users: dict[str, str], user: str = "operator", **opts: Any) -> XiuhuaClient:
+    """A client as `user`. The tests of the client's wire format (every source and command from one client, events
+    injected) need the operator; a unit system's subscription runs as `units`."""
+    return XiuhuaClient(url, user=user, password=users[user], **opts)
+
+
+async def test_report_carries_message_id_from_its_reference_and_a_retry_is_dropped(
+    bus: str, users: dict[str, str]
+) -> None:
+    async with as_user(bus, users) as xh:
         first = await xh.publish_report(grid("R-7"))
         again = await xh.publish_report(grid("R-7"))
         assert (first.subject, first.msg_id, first.stream, first.duplicate) == (
@@ -84,8 +101,10 @@ async def test_report_carries_message_id_from_its_reference_and_a_retry_is_dropp
         assert isinstance(seen, GridReport) and seen.category_code == "0201"
 
 
-async def test_dict_reports_are_validated_against_the_source_contract(bus: str) -> None:
-    async with XiuhuaClient(bus) as xh:
+async def test_dict_reports_are_validated_against_the_source_contract(
+    bus: str, users: dict[str, str]
+) -> None:
+    async with as_user(bus, users) as xh:
         body = {
             "order_no": "12345-1",
             "received_at": "2026-11-23T09:15:00+08:00",
@@ -111,8 +130,10 @@ async def test_dict_reports_are_validated_against_the_source_contract(bus: str) 
             await xh.publish_report(grid(), source="hotline")
 
 
-async def test_commands_carry_command_id_and_are_validated(bus: str) -> None:
-    async with XiuhuaClient(bus) as xh:
+async def test_commands_carry_command_id_and_are_validated(
+    bus: str, users: dict[str, str]
+) -> None:
+    async with as_user(bus, users) as xh:
         sent = await xh.send_command(ack("C-1", "CD-SAN", "cmd-42"))
         assert (sent.subject, sent.msg_id, sent.stream) == ("cmd.v1.case.acknowledge", "cmd-42", "XH_COMMANDS")
         assert (await xh.send_command(ack("C-1", "CD-SAN", "cmd-42"))).duplicate
@@ -132,8 +153,10 @@ async def test_commands_carry_command_id_and_are_validated(bus: str) -> None:
             await xh.send_command(resolve, "fix")
 
 
-async def test_wait_for_finds_earlier_events_filters_nested_fields_and_explains_a_timeout(bus: str) -> None:
-    async with XiuhuaClient(bus, publish_timeout=5) as xh:
+async def test_wait_for_finds_earlier_events_filters_nested_fields_and_explains_a_timeout(
+    bus: str, users: dict[str, str]
+) -> None:
+    async with as_user(bus, users, publish_timeout=5) as xh:
         await xh.publish_event(dispatched("C-1", "CD-SAN"))
         await xh.publish_event(dispatched("C-2", "JQ-SAN", street="JQ"))
         got = await xh.wait_for("case.v1.dispatched", lead_unit__unit_id="JQ-SAN")
@@ -146,19 +169,21 @@ async def test_wait_for_finds_earlier_events_filters_nested_fields_and_explains_
             await xh.wait_for("case.v1.dispatched", timeout=2, colour="red")
 
 
-async def test_unit_subscription_gets_only_its_cases_and_resumes_from_its_durable(bus: str) -> None:
+async def test_unit_subscription_gets_only_its_cases_and_resumes_from_its_durable(
+    bus: str, users: dict[str, str]
+) -> None:
     got: list[tuple[str, str]] = []
 
     async def handler(event) -> None:
         got.append((event.event_type, event.case_id))
 
-    async with XiuhuaClient(bus) as xh:
-        sub = await xh.subscribe_unit_cases("CD-SAN", handler, durable="dept-CD-SAN")
+    async with as_user(bus, users) as xh, as_user(bus, users, "units") as unit:
+        sub = await unit.subscribe_unit_cases("CD-SAN", handler)  # durable `units`, the model's for the user
         await xh.publish_event(dispatched("C-1", "CD-SAN"))
         await xh.publish_event(dispatched("C-2", "JQ-SAN", street="JQ"))
         await xh.publish_event(dispatched("C-3", "CD-PROP", cooperating=("CD-SAN",)))
         await xh.publish_event(CaseAcknowledged(case_id="C-2", street_code="JQ", unit_id="JQ-SAN", in_time=True))
-        await xh.send_command(ack("C-1", "CD-SAN", "cmd-mine"))
+        await unit.send_command(ack("C-1", "CD-SAN", "cmd-mine"))
         await xh.publish_event(
             CaseCommandRejected(
                 case_id="C-1", street_code="CD", command_id="cmd-mine", action="acknowledge", reason="wrong_state"
@@ -172,13 +197,15 @@ async def test_unit_subscription_gets_only_its_cases_and_resumes_from_its_durabl
         await xh.publish_event(CaseAcknowledged(case_id="C-1", street_code="CD", unit_id="CD-SAN", in_time=True))
         await asyncio.sleep(0.3)
         assert len(got) == 3
-    async with XiuhuaClient(bus) as xh:
-        await xh.subscribe_unit_cases("CD-SAN", handler, durable="dept-CD-SAN")
+    async with as_user(bus, users, "units") as unit:
+        await unit.subscribe_unit_cases("CD-SAN", handler)
         await _until(lambda: len(got) == 4)
         assert got[-1] == ("case.acknowledged", "C-1")
 
 
-async def test_a_failing_handler_gets_the_event_again(bus: str) -> None:
+async def test_a_failing_handler_gets_the_event_again(
+    bus: str, users: dict[str, str]
+) -> None:
     calls: list[str] = []
 
     async def flaky(event) -> None:
@@ -186,19 +213,19 @@ async def test_a_failing_handler_gets_the_event_again(bus: str) -> None:
         if len(calls) == 1:
             raise RuntimeError("case system database busy")
 
-    async with XiuhuaClient(bus) as xh:
-        sub = await xh.subscribe_unit_cases("CD-SAN", flaky, durable="flaky", streets=["CD"])
+    async with as_user(bus, users) as xh, as_user(bus, users, "units") as unit:
+        sub = await unit.subscribe_unit_cases("CD-SAN", flaky, streets=["CD"])
         await xh.publish_event(dispatched("C-9", "CD-SAN"))
         await _until(lambda: len(calls) == 2, timeout=10)
         assert calls == ["C-9", "C-9"] and sub.failed == 1 and sub.handled == 1
 
 
-async def test_errors_say_what_went_wrong(xiuhua_nats_url: str) -> None:
+async def test_errors_say_what_went_wrong(xiuhua_nats_url: str, users: dict[str, str]) -> None:
     with pytest.raises(ConnectFailed, match=r"cannot connect to NATS at nats://127\.0\.0\.1:1"):
         await XiuhuaClient("nats://127.0.0.1:1").connect()
     with pytest.raises(NotConnected, match="async with"):
         await XiuhuaClient(xiuhua_nats_url).publish_report(grid())
-    async with XiuhuaClient(xiuhua_nats_url, publish_timeout=2) as xh:  # no streams provisioned on this server
+    async with as_user(xiuhua_nats_url, users, "patrol_app", publish_timeout=2) as xh:  # no streams provisioned
         with pytest.raises(PublishFailed, match="XH_REPORTS provisioned"):
             await xh.publish_report(grid())
 
@@ -210,10 +237,12 @@ async def _until(check, timeout: float = 10.0) -> None:  # noqa: ASYNC109
         await asyncio.sleep(0.05)
 
 
-async def test_every_inbound_source_and_every_command_goes_out_with_its_message_id(bus: str) -> None:
+async def test_every_inbound_source_and_every_command_goes_out_with_its_message_id(
+    bus: str, users: dict[str, str]
+) -> None:
     """Each contract's own example, as a model and as a dict: the subject, `Nats-Msg-Id`, the content type, and
     a body that decodes to the same model. A new source or command is covered here without an edit."""
-    async with XiuhuaClient(bus) as xh:
+    async with as_user(bus, users) as xh:
         sent: list[tuple[Published, object]] = []
         for source, model in reports.INBOUND_BY_SOURCE.items():
             report = model.model_validate(model.example())

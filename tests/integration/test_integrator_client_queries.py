@@ -13,6 +13,7 @@ from contracts.queries import MerchantFiguresReply, RankingQuery, RankingReply, 
 from contracts.reports import MerchantCheck
 from contracts.values import UnitRef, UnitRole
 from tests.conftest import eventually
+from tests.helpers import login
 from xiuhua.client import InvalidMessage, NoAnswer, QueryFailed, XiuhuaClient
 from xiuhua.clock import FrozenClock
 from xiuhua.registry import spec
@@ -48,11 +49,13 @@ def _check() -> MerchantCheck:
 async def test_typed_queries_against_a_running_scoring_service(settings, city) -> None:
     async with (
         running(spec("scoring"), settings, clock=FrozenClock(AT), city=city),
-        XiuhuaClient(settings.nats_url) as xh,
+        XiuhuaClient(settings.nats_url, **login(settings.nats_url, "command_centre")) as xh,
+        XiuhuaClient(settings.nats_url, **login(settings.nats_url, "dispatch")) as dispatch,
+        XiuhuaClient(settings.nats_url, **login(settings.nats_url, "patrol_app")) as patrol,
     ):
-        await xh.publish_event(_dispatched("C-Q1"))
-        await xh.publish_event(_dispatched("C-Q2"))
-        await xh.publish_report(_check())
+        await dispatch.publish_event(_dispatched("C-Q1"))
+        await dispatch.publish_event(_dispatched("C-Q2"))
+        await patrol.publish_report(_check())
 
         async def counted() -> UnitFiguresReply | None:
             reply = await xh.unit_figures("CD-SAN", "2026-12")
@@ -101,6 +104,6 @@ async def test_typed_queries_against_a_running_scoring_service(settings, city) -
             await xh.ranking("merchant", "2026-W50")
 
     # The service has stopped: nothing answers.
-    async with XiuhuaClient(settings.nats_url) as xh:
+    async with XiuhuaClient(settings.nats_url, **login(settings.nats_url, "command_centre")) as xh:
         with pytest.raises(NoAnswer, match="scoring service running"):
             await xh.unit_figures("CD-SAN", timeout=2)

@@ -17,7 +17,6 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import nats
 from pymongo import monitoring
 
 from contracts.cases import CaseDispatched, CaseEscalated, CaseOpened, CaseOverdue
@@ -28,7 +27,7 @@ from services.notify.delivery_log import by_case, render
 from services.notify.store import DELIVERIES
 from services.notify.worker import DeliveryWorker
 from tests.conftest import eventually
-from tests.helpers import BusRecorder, Commands, publish
+from tests.helpers import BusRecorder, Commands, connect, publish
 from tests.integration.test_notify_alerts_channels import receiver, smtp_server
 from xiuhua.city import City
 from xiuhua.city.alerts import AlertRule, AlertsFile, ChannelConfig, RateLimit, RetryPolicy
@@ -343,7 +342,7 @@ async def _consumed(rt: Runtime, n: int) -> bool:
 
 
 async def _all_acknowledged(settings: Settings, durable: str) -> bool:
-    nc = await nats.connect(settings.nats_url)
+    nc = await connect(settings.nats_url, "operator")  # another service's consumer: the operator's to read
     try:
         info = await nc.jetstream().consumer_info("XH_CASES", durable)
     finally:

@@ -15,7 +15,7 @@ from contracts.cases import CaseCancelled, CaseDispatched, CaseOpened
 from contracts.values import Place, ReportSource, UnitRef, UnitRole
 from services.intake.open311.routes import Open311Api, Open311Settings
 from tests.conftest import eventually
-from tests.helpers import BusRecorder, publish, system
+from tests.helpers import BusRecorder, publish, publish_event, system
 from xiuhua.clock import FrozenClock
 from xiuhua.registry import spec
 from xiuhua.service import asgi_app
@@ -220,7 +220,7 @@ async def test_the_view_folds_a_case_event_once_without_a_ledger_entry(settings)
     async with system(settings, only=("intake",)) as rts:
         rt = rts["intake"]
         for e in (opened, dispatched):
-            await rt.publisher.publish(e)
+            await publish_event(settings.nats_url, e)
 
         async def folded() -> dict | None:
             doc = await _status_doc(rt, "C-once")
@@ -242,7 +242,6 @@ async def _status_doc(rt, case_id: str):
 async def test_get_requests_filters(settings):
     now = datetime.now(UTC)
     async with system(settings, only=("intake",)) as rts, client(asgi_app(spec("intake"), rts["intake"])) as http:
-        rt = rts["intake"]
         cases = [
             _case("C-a", ReportSource.grid, "0201", now - timedelta(days=1)),
             _case("C-b", ReportSource.grid, "0301", now - timedelta(days=10)),
@@ -250,8 +249,9 @@ async def test_get_requests_filters(settings):
             _case("C-old", ReportSource.grid, "0201", now - timedelta(days=120)),
         ]
         for c in cases:
-            await rt.publisher.publish(c)
-        await rt.publisher.publish(CaseCancelled(case_id="C-b", street_code="CD", unit_id="CC", reason="虚假举报"))
+            await publish_event(settings.nats_url, c)
+        cancelled = CaseCancelled(case_id="C-b", street_code="CD", unit_id="CC", reason="虚假举报")
+        await publish_event(settings.nats_url, cancelled)
 
         async def ids(query: str) -> list[str]:
             r = await http.get(f"/requests.json{query}")

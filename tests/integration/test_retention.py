@@ -12,6 +12,7 @@ from pymongo import monitoring
 from contracts.cases import CaseDispatched
 from services.intake.store import RAW, RECEIVED_S, REFS, RETAINED, TELEMETRY_S, BatchIO
 from tests.conftest import eventually
+from tests.helpers import as_operator, login
 from xiuhua.bus import Outgoing
 from xiuhua.city.retention import RetentionFile
 from xiuhua.clock import FrozenClock
@@ -194,7 +195,7 @@ async def test_a_running_service_purges_its_ledger_and_failure_counts_every_inte
         Subscription("probe-kept", "case.v1.dispatched.XX", handle)
     ])
     event = CaseDispatched.model_validate(CaseDispatched.example()).model_copy(update={"street_code": "XX"})
-    async with running(spec, settings, clock=clock, city=local) as rt:
+    async with running(spec, as_operator(settings), clock=clock, city=local) as rt:  # test-only service
         await publish(settings.nats_url, "case.v1.dispatched.XX", event.to_json(), msg_id=event.event_id)
         key = f"probe-kept:{event.event_id}"
 
@@ -229,13 +230,14 @@ async def test_streams_take_the_citys_ages_and_keep_their_own_elsewhere(nats_ser
 
     url = embedded.nats_url(nats_server)
     ages = RetentionFile(streams={"XH_REPORTS": "14d"}).stream_ages()
-    await provision_streams(url, max_ages=ages)
-    nc = await nats.connect(url)
+    operator = login(url, "operator")  # provisioning streams is the operator's
+    await provision_streams(url, max_ages=ages, connect_opts=operator)
+    nc = await nats.connect(url, **operator)
     try:
         js = nc.jetstream()
         assert (await js.stream_info("XH_REPORTS")).config.max_age == 14 * 86400
         assert (await js.stream_info("XH_CASES")).config.max_age == streams.CASES.max_age_s
-        await provision_streams(url)  # a city that drops its setting: the contract's age again
+        await provision_streams(url, connect_opts=operator)  # a city that drops its setting: the contract's age again
         assert (await js.stream_info("XH_REPORTS")).config.max_age == streams.REPORTS.max_age_s
     finally:
         await nc.close()

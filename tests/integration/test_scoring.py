@@ -21,8 +21,9 @@ from services.scoring.rebuild import archive_caught_up, archived_up_to, rebuild_
 from services.scoring.store import MERCHANT_PERIODS, MERCHANTS, UNIT_PERIODS
 from services.scoring.window import Window
 from tests.conftest import eventually
-from tests.helpers import BusRecorder
+from tests.helpers import BusRecorder, as_operator, connect
 from tests.unit.test_scoring_fold import _history
+from xiuhua import security
 from xiuhua.clock import FrozenClock
 from xiuhua.registry import spec
 from xiuhua.service import running
@@ -65,17 +66,21 @@ def _checks() -> list[MerchantCheck]:
 
 
 async def _publish_all(url: str, messages: list[tuple[str, bytes, str]]) -> None:
-    nc = await nats.connect(url)
+    """Publish in order, each message as the user who publishes it in production (dispatch, the patrol app)."""
+    conns: dict[str, nats.NATS] = {}
     try:
-        js = nc.jetstream()
         for subject, body, msg_id in messages:
-            await js.publish(subject, body, headers={"Nats-Msg-Id": msg_id})
+            user = security.publisher_of(subject)
+            if user not in conns:
+                conns[user] = await connect(url, user)
+            await conns[user].jetstream().publish(subject, body, headers={"Nats-Msg-Id": msg_id})
     finally:
-        await nc.close()
+        for nc in conns.values():
+            await nc.close()
 
 
 async def _request(url: str, subject: str, body: dict) -> dict:
-    nc = await nats.connect(url)
+    nc = await connect(url, "command_centre")
     try:
         return json.loads((await nc.request(subject, json.dumps(body).encode(), timeout=5)).data)
     finally:
@@ -89,6 +94,7 @@ def _cli(settings, *args: str) -> subprocess.CompletedProcess:
         "XIUHUA_MONGO_URL": settings.mongo_url,
         "XIUHUA_DB_PREFIX": settings.db_prefix,
         "XIUHUA_CITY_DIR": str(settings.city_dir),
+        "XIUHUA_VAR_DIR": str(settings.var_dir),  # this test's embedded default: the operator's password is there
     }
     exe = os.path.join(os.path.dirname(sys.executable), "xiuhua")
     return subprocess.run([exe, "scoring", *args], env=env, capture_output=True, text=True, timeout=300)
@@ -192,7 +198,7 @@ async def test_live_scores_equal_the_fold_and_a_rebuild(settings, city, monkeypa
         # is read) and through the command.
         monkeypatch.setattr(rebuild, "BATCH", 7)
         heard: list[tuple[str, int, int]] = []
-        report = await rebuild_and_check(settings, city, progress=lambda *p: heard.append(p))
+        report = await rebuild_and_check(as_operator(settings), city, progress=lambda *p: heard.append(p))
         assert report.replayed["XH_CASES"] == len(events) + 40
         assert report.replayed["XH_CHECKS"] == 5
         assert report.differences == [], report.differences[:3]
@@ -208,12 +214,12 @@ async def test_live_scores_equal_the_fold_and_a_rebuild(settings, city, monkeypa
         assert f"  replaying XH_CASES ({cases} messages)\n  replaying XH_CHECKS (5 messages)\n" in done.stderr
 
         # XH_REPORTS drops the checks after 90 days (it also carries sensor telemetry); the archive keeps them.
-        nc = await nats.connect(settings.nats_url)
+        nc = await connect(settings.nats_url, "operator")
         try:
             await nc.jetstream().purge_stream("XH_REPORTS")
         finally:
             await nc.close()
-        report = await rebuild_and_check(settings, city)
+        report = await rebuild_and_check(as_operator(settings), city)
         assert report.replayed["XH_CHECKS"] == 5 and report.differences == []
         assert report.window["XH_CHECKS"] is None and report.outside_window["merchant_periods"] == 0
 
@@ -233,7 +239,7 @@ async def test_live_scores_equal_the_fold_and_a_rebuild(settings, city, monkeypa
 async def test_archive_caught_up_waits_for_the_check_just_published(settings):
     # The source's lag reads 0 until the server first measures it: only the archived copy's own header says how
     # far the archive has got. A rebuild right after a check must find it.
-    nc = await nats.connect(settings.nats_url)
+    nc = await connect(settings.nats_url, "operator")
     try:
         js = nc.jetstream()
         for i in range(3):
@@ -287,7 +293,7 @@ async def test_rebuild_compares_what_the_streams_still_hold(settings, city):
         expected.apply(e)
     async with running(spec("scoring"), settings, city=city) as rt:
         await _publish_all(settings.nats_url, wire([*old_events, *straddling[:2]], old_checks))
-        nc = await nats.connect(settings.nats_url)
+        nc = await connect(settings.nats_url, "operator")
         try:
             js = nc.jetstream()
             await archive_caught_up(js)
@@ -308,14 +314,14 @@ async def test_rebuild_compares_what_the_streams_still_hold(settings, city):
         await eventually(settled, timeout=120, interval=0.5)
 
     # The streams' oldest messages expire (as after 800 days on XH_CHECKS and XH_CASES).
-    nc = await nats.connect(settings.nats_url)
+    nc = await connect(settings.nats_url, "operator")
     try:
         for stream, seq in first_new.items():
             await nc.jetstream().purge_stream(stream, seq=seq)
     finally:
         await nc.close()
 
-    report = await rebuild_and_check(settings, city)
+    report = await rebuild_and_check(as_operator(settings), city)
     assert report.window["XH_CASES"] and report.window["XH_CHECKS"]
     assert report.differences == [], report.differences[:3]
     assert report.outside_window["case_facts"] >= 13  # the twelve old cases and the straddling one
@@ -324,7 +330,7 @@ async def test_rebuild_compares_what_the_streams_still_hold(settings, city):
     assert report.compared["unit_periods"] > 0
 
     # Without the window the same replay is full of differences: it is the window that makes the check hold.
-    blind = await rebuild_and_check(settings, city, window=Window())
+    blind = await rebuild_and_check(as_operator(settings), city, window=Window())
     assert ("merchant_periods", "M-CD-0004:2026-08", "missing_in_rebuild") in {
         (d.collection, d.id, d.problem) for d in blind.differences
     }

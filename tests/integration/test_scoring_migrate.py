@@ -5,11 +5,11 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-import nats
-
 from services.scoring.rebuild import rebuild_and_check
 from services.scoring.store import CASE_FACTS, UNIT_PERIODS
 from tests.conftest import eventually
+from tests.helpers import as_operator
+from tests.integration.test_scoring import _publish_all
 from tests.unit.test_scoring_fold import _history
 from xiuhua.clock import FrozenClock
 from xiuhua.registry import spec
@@ -19,20 +19,15 @@ from xiuhua.store import Store
 
 async def test_apply_replaces_figures_an_older_build_stored(settings, city):
     events = _history(3, 12)
-    nc = await nats.connect(settings.nats_url)
-    try:
-        js = nc.jetstream()
-        scoring = spec("scoring")
-        async with running(scoring, settings, clock=FrozenClock(datetime(2026, 12, 31, 17, tzinfo=UTC)), city=city):
-            for e in events:
-                await js.publish(e.subject_for(), e.to_json(), headers={"Nats-Msg-Id": e.event_id})
+    scoring = spec("scoring")
+    async with running(scoring, settings, clock=FrozenClock(datetime(2026, 12, 31, 17, tzinfo=UTC)), city=city):
+        # Each event as the service that publishes it (intake's openings, dispatch's lifecycle).
+        await _publish_all(settings.nats_url, [(e.subject_for(), e.to_json(), e.event_id) for e in events])
 
-            async def folded() -> bool:
-                return (await rebuild_and_check(settings, city)).differences == []
+        async def folded() -> bool:
+            return (await rebuild_and_check(as_operator(settings), city)).differences == []
 
-            await eventually(folded, timeout=60, interval=1.0)
-    finally:
-        await nc.close()
+        await eventually(folded, timeout=60, interval=1.0)
 
     # What an older build left: dispatch facts without their deadline, a unit document counted another way.
     live = Store(settings.mongo_url, settings.database("scoring"))
@@ -45,6 +40,6 @@ async def test_apply_replaces_figures_an_older_build_stored(settings, city):
     finally:
         await live.close()
 
-    migrated = await rebuild_and_check(settings, city, apply=True)
+    migrated = await rebuild_and_check(as_operator(settings), city, apply=True)
     assert migrated.differences and migrated.applied[CASE_FACTS] > 0
-    assert (await rebuild_and_check(settings, city)).differences == []
+    assert (await rebuild_and_check(as_operator(settings), city)).differences == []

@@ -60,11 +60,14 @@ async def test_a_service_cannot_publish_another_services_subjects(secure):
     url, pw, _ = secure
     assert await _refused(url, "scoring", pw["scoring"], "case.v1.opened.CD")
     assert await _refused(url, "scoring", pw["scoring"], "dlq.v1.intake")
-    assert await _refused(url, "dispatch", pw["dispatch"], "case.v1.opened.CD")  # intake's, despite case.v1.>
+    assert await _refused(url, "dispatch", pw["dispatch"], "case.v1.merged.CD")  # intake's, despite case.v1.>
+    assert await _refused(url, "dispatch", pw["dispatch"], "case.v1.transferred.CD")
     assert await _refused(url, "notify", pw["notify"], "score.v1.unit_updated")
     assert await _refused(url, "intake", pw["intake"], "case.v1.dispatched.CD")
     assert not await _refused(url, "scoring", pw["scoring"], "score.v1.unit_updated")
     assert not await _refused(url, "dispatch", pw["dispatch"], "case.v1.dispatched.CD")
+    # Dispatch opens a merchant's enforcement case itself.
+    assert not await _refused(url, "dispatch", pw["dispatch"], "case.v1.opened.CD")
 
 
 async def test_an_inbound_user_cannot_publish_case_events_or_others_commands(secure):
@@ -133,3 +136,40 @@ async def test_the_slice_flows_with_every_service_under_its_own_user(secure, mon
         await op.close()
     log = srv.log_path.read_text(errors="replace")
     assert "Violation" not in log, log[-3000:]  # "Publish Violation" / "Subscription Violation"
+
+
+async def test_an_integrator_restricted_to_its_streets_reads_only_those(tmp_path, mongo_url, city):
+    """A user the city adds (`like: units`, streets JQ) follows JQ's cases through its own durable; CD's and
+    another user's consumer are refused by the server."""
+    from xiuhua.city.security import SecurityFile
+    from xiuhua.client import SubscribeFailed, XiuhuaClient
+
+    city_users = SecurityFile.model_validate({"users": {"dept_jq": {"like": "units", "streets": ["JQ"]}}})
+    conf, pw = security.write_embedded_config(tmp_path / "var", city=city_users)
+    srv = embedded.nats_server(tmp_path / "nats", config=conf)
+    srv.start()
+    url = embedded.nats_url(srv)
+    got: list[str] = []
+
+    async def handler(event) -> None:
+        got.append(event.case_id)
+
+    try:
+        await provision_streams(url, connect_opts={"user": "operator", "password": pw["operator"]})
+        async with XiuhuaClient(url, user="dept_jq", password=pw["dept_jq"]) as dept, \
+                XiuhuaClient(url, user="dispatch", password=pw["dispatch"]) as dispatch:
+            with pytest.raises(SubscribeFailed, match="allowed that consumer"):
+                await dept.subscribe_unit_cases("CD-SAN", handler, streets=["CD"])
+            with pytest.raises(SubscribeFailed):
+                await dept.subscribe_unit_cases("JQ-SAN", handler, durable="units", streets=["JQ"])
+            await dept.subscribe_unit_cases("JQ-SAN", handler, streets=["JQ"])  # durable `dept_jq`
+            from tests.integration.test_integrator_client import dispatched
+
+            await dispatch.publish_event(dispatched("C-JQ", "JQ-SAN", street="JQ"))
+            await dispatch.publish_event(dispatched("C-CD", "JQ-SAN", street="CD"))  # not its street
+            await eventually(lambda: got == ["C-JQ"], timeout=10)
+            assert await dept.js.consumer_info("XH_CASES", "dept_jq")
+    finally:
+        srv.stop()
+    violations = [line for line in srv.log_path.read_text().splitlines() if "Violation" in line]
+    assert len(violations) == 2 and all("dept_jq" in v for v in violations)  # the two refused, nothing else

@@ -27,19 +27,27 @@ def test_each_service_may_publish_only_its_own_subjects_and_use_only_its_consume
     assert "dispatch-opened" not in scoring
     dispatch = _user_block(text, "dispatch")
     assert '"case.v1.>"' in dispatch
-    assert 'deny: ["case.v1.opened.>", "case.v1.merged.>", "case.v1.transferred.>"]' in dispatch
+    # Dispatch opens merchants' enforcement cases itself; merging and transferring stay intake's.
+    assert 'deny: ["case.v1.merged.>", "case.v1.transferred.>"]' in dispatch
     intake = _user_block(text, "intake")
     assert '"case.v1.opened.>"' in intake and '"report.v1.rejected"' in intake and '"case.v1.>"' not in intake
     notify = _user_block(text, "notify")
     assert '"notify.v1.>"' in notify and '"bulletin.v1.>"' in notify and '"dlq.v1.notify"' in notify
 
 
+def _users() -> dict[str, security.User]:
+    return {u.name: u for u in model(PASSWORDS, CONSUMERS)}
+
+
 def test_inbound_users_publish_only_their_sources_and_commands():
     text = render_config(model(PASSWORDS, CONSUMERS))
     hotline = _user_block(text, "hotline")
-    assert 'allow: ["report.v1.in.hotline", "cmd.v1.case.rate"]' in hotline
+    assert 'allow: ["report.v1.in.hotline", "cmd.v1.case.rate", "$JS.API.INFO"' in hotline
+    domain = {u: [s for s in user.publish_allowed() if not s.startswith("$JS.")] for u, user in _users().items()}
+    assert domain["hotline"] == ["report.v1.in.hotline", "cmd.v1.case.rate"]
+    assert domain["iot"] == ["report.v1.in.sensor"] and "$JS.API" not in _user_block(text, "iot")
     units = _user_block(text, "units")
-    assert "cmd.v1.case.acknowledge" in units and "cmd.v1.case.close" not in units and "$JS.API" not in units
+    assert "cmd.v1.case.acknowledge" in units and "cmd.v1.case.close" not in units
     centre = _user_block(text, "command_centre")
     assert "cmd.v1.case.verify" in centre and "cmd.v1.case.acknowledge" not in centre
     assert 'subscribe: {allow: ["_INBOX.>"]}' in hotline
@@ -76,3 +84,47 @@ def test_a_service_that_answers_queries_may_subscribe_and_reply():
     scoring = _user_block(text, "scoring")
     assert '"score.query.v1.>"' in scoring.split("subscribe")[1] and "allow_responses: true" in scoring
     assert "allow_responses" not in _user_block(text, "dispatch")
+
+
+def test_each_integrator_may_use_only_its_own_consumers_on_the_streams_it_is_entitled_to():
+    users = _users()
+    units = users["units"].publish_allowed()
+    for name in ("units", "units_wait"):
+        assert f"$JS.API.CONSUMER.CREATE.XH_CASES.{name}" in units
+        assert f"$JS.API.CONSUMER.MSG.NEXT.XH_CASES.{name}" in units
+        assert f"$JS.ACK.XH_CASES.{name}.>" in units
+        assert f"$JS.API.CONSUMER.DELETE.XH_CASES.{name}" in units
+    assert not [s for s in units if "XH_SCORES" in s]  # scores are the command centre's
+    assert not [s for s in units if s.startswith("$JS.API.STREAM.") and not s.startswith("$JS.API.STREAM.INFO")
+                and s != "$JS.API.STREAM.NAMES"]  # no stream created, changed, purged or read by sequence
+    assert not [s for s in units if "hotline" in s or "dispatch" in s or ".*." in s.removeprefix("$JS.API.STREAM")]
+    centre = users["command_centre"].publish_allowed()
+    assert "$JS.API.CONSUMER.MSG.NEXT.XH_SCORES.command_centre" in centre
+    assert "$JS.API.CONSUMER.MSG.NEXT.XH_CASES.command_centre" in centre
+    assert not [s for s in users["patrol_app"].publish_allowed() if s.startswith("$JS.")]  # publishes only
+    assert not security.may_publish(users["units"], "$JS.API.CONSUMER.MSG.NEXT.XH_CASES.dispatch-opened")
+    assert not security.may_publish(users["units"], "$JS.API.CONSUMER.CREATE.XH_CASES")  # no unnamed consumer
+    assert not security.may_publish(users["units"], "$JS.API.STREAM.PURGE.XH_CASES")
+
+
+def test_a_jurisdiction_restricts_an_integrators_consumers_to_its_streets():
+    restricted = {u.name: u for u in model(PASSWORDS, CONSUMERS, jurisdictions={"units": ["CD", "XH"]})}
+    units = restricted["units"]
+    for street in ("CD", "XH"):
+        assert security.may_publish(units, f"$JS.API.CONSUMER.CREATE.XH_CASES.units.case.v1.*.{street}")
+        assert security.may_publish(units, f"$JS.API.CONSUMER.CREATE.XH_CASES.units.case.v1.dispatched.{street}")
+    assert not security.may_publish(units, "$JS.API.CONSUMER.CREATE.XH_CASES.units.case.v1.*.SJ")
+    assert not security.may_publish(units, "$JS.API.CONSUMER.CREATE.XH_CASES.units.case.v1.>")
+    # The forms whose body could name any filter are not there for a restricted user.
+    assert not security.may_publish(units, "$JS.API.CONSUMER.CREATE.XH_CASES.units")
+    assert not security.may_publish(units, "$JS.API.CONSUMER.DURABLE.CREATE.XH_CASES.units")
+    assert security.may_publish(units, "$JS.API.CONSUMER.MSG.NEXT.XH_CASES.units")
+    assert security.may_publish(restricted["hotline"], "$JS.API.CONSUMER.CREATE.XH_CASES.hotline.case.v1.>")
+
+
+def test_subject_matching_follows_nats_wildcards():
+    m = security.subject_matches
+    assert m("case.v1.>", "case.v1.opened.CD") and m("case.v1.>", "case.v1.x") and not m("case.v1.>", "case.v1")
+    assert m("case.v1.*.CD", "case.v1.opened.CD") and not m("case.v1.*.CD", "case.v1.opened.XH")
+    assert not m("case.v1.*", "case.v1.opened.CD") and not m("case.v1.opened.CD", "case.v1.opened")
+    assert m("a.b", "a.b") and not m("a.b", "a.b.c")

@@ -74,10 +74,14 @@ class Lab:
     # batches take milliseconds. Longer would only slow the scenarios down.
     ack_wait: float = 20.0
     secure: bool = True  # the embedded default's permissions: every service under its own NATS user
+    # nats-server nodes: more than one makes a cluster on loopback ports (the configuration deploy/ renders, from
+    # the same security model) with every stream at that many replicas.
+    cluster_nodes: int = 1
     nats_config: Path | None = None
     service_env: dict[str, dict[str, str]] = field(default_factory=dict)  # per-service extra env (credentials)
     client_env: dict[str, str] = field(default_factory=dict)  # what the lab's own clients use (operator)
-    nats: embedded.ServerProcess | None = None
+    nats: embedded.ServerProcess | None = None  # the one the lab's clients and the services are pointed at
+    nodes: list[embedded.ServerProcess] = field(default_factory=list)  # every nats-server node (one unless a cluster)
     store: embedded.ServerProcess | None = None
     processes: list[ServiceProcess] = field(default_factory=list)
     db_prefix: str = field(default_factory=lambda: f"chaos{uuid.uuid4().hex[:8]}_")
@@ -95,20 +99,77 @@ class Lab:
         )
 
     async def start(self) -> None:
-        """Start both servers and provision the streams."""
-        if self.secure and self.nats_config is None:
-            from xiuhua import security
+        """Start the servers and provision the streams."""
+        from xiuhua import security
 
+        if self.secure and self.nats_config is None:
             self.nats_config, pw = await asyncio.to_thread(security.write_embedded_config, self.root / "var")
             self.service_env = {s: {"XIUHUA_NATS_USER": s, "XIUHUA_NATS_PASSWORD": pw[s]} for s in SERVICES}
             self.client_env = {"XIUHUA_NATS_USER": security.OPERATOR, "XIUHUA_NATS_PASSWORD": pw[security.OPERATOR]}
-        self.nats = embedded.nats_server(self.root / "nats", config=self.nats_config)
+        if self.cluster_nodes > 1:
+            self.nodes = self._cluster(security.load_or_create_passwords(self.root / "var" / "security"))
+        else:
+            self.nodes = [embedded.nats_server(self.root / "nats", config=self.nats_config)]
+        self.nats = self.nodes[0]
         self.store = embedded.store_server(self.root / "store")
-        await asyncio.to_thread(self.nats.start)
+        for node in self.nodes:
+            await asyncio.to_thread(node.start)
         await asyncio.to_thread(self.store.start)
         from xiuhua.bus import connect_options
 
-        await provision_streams(embedded.nats_url(self.nats), connect_opts=connect_options(self.settings))
+        await self._provision(connect_options(self.settings))
+
+    def _cluster(self, passwords: dict[str, str]) -> list[embedded.ServerProcess]:
+        from xiuhua import security
+
+        routes = [embedded.free_port() for _ in range(self.cluster_nodes)]
+        nodes = []
+        for i, route in enumerate(routes):
+            options = security.ServerOptions(server_name=f"n{i}", cluster={"listen": f"127.0.0.1:{route}"})
+            text = security.cluster_config([f"nats://127.0.0.1:{r}" for r in routes if r != route], passwords, options)
+            conf = self.root / "var" / "security" / f"nats-n{i}.conf"
+            conf.write_text(text)
+            nodes.append(embedded.nats_server(self.root / f"nats-n{i}", config=conf))
+        return nodes
+
+    async def _provision(self, opts: dict[str, object], timeout: float = 60.0) -> None:  # noqa: ASYNC109
+        # A cluster answers JetStream requests once its nodes have elected a meta leader: until then, again.
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                await provision_streams([embedded.nats_url(n) for n in self.nodes], replicas=len(self.nodes),
+                                        connect_opts=opts)
+                if await self._replicated(opts):
+                    return
+            except Exception:
+                if time.monotonic() > deadline:
+                    raise
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"streams not replicated on {len(self.nodes)} nodes after {timeout:.0f}s")
+            await asyncio.sleep(0.5)
+
+    async def _replicated(self, opts: dict[str, object]) -> bool:
+        """Every stream has a leader and every replica is current (a single node: at once)."""
+        if len(self.nodes) == 1:
+            return True
+        from contracts import streams
+        from xiuhua.bus import connect_once
+
+        nc = await connect_once([embedded.nats_url(n) for n in self.nodes], **opts)
+        try:
+            for spec in streams.ALL:
+                info = await nc.jetstream().stream_info(spec.name)
+                peers = info.cluster.replicas if info.cluster else None
+                if not (info.cluster and info.cluster.leader and peers and len(peers) == len(self.nodes) - 1
+                        and all(r.current for r in peers)):
+                    return False
+            return True
+        finally:
+            await nc.close()
+
+    def node_named(self, name: str) -> embedded.ServerProcess:
+        """The cluster node whose server name is `name` (`n0`, `n1` ...)."""
+        return self.nodes[int(name.removeprefix("n"))]
 
     def _env(self, service: str, port: int) -> dict[str, str]:
         s = self.settings
@@ -137,9 +198,18 @@ class Lab:
         return p
 
     async def spawn_all(self, instances: int = 1, services: tuple[str, ...] = SERVICES) -> list[ServiceProcess]:
-        """`instances` of every service, healthy before this returns."""
-        started = [self.spawn(name, i) for i in range(instances) for name in services]
-        await self.wait_healthy(started)
+        """`instances` of every service, healthy before this returns. On a cluster, one instance of each at a time:
+        the consumers' creation at three replicas is slower than on one node, and the second instance of a service
+        finds its durable consumers made."""
+        if len(self.nodes) <= 1:
+            started = [self.spawn(name, i) for i in range(instances) for name in services]
+            await self.wait_healthy(started)
+            return started
+        started = []
+        for i in range(instances):
+            wave = [self.spawn(name, i) for name in services]
+            await self.wait_healthy(wave, timeout=120.0)
+            started += wave
         return started
 
     async def wait_healthy(self, procs: list[ServiceProcess], timeout: float = 60.0) -> None:  # noqa: ASYNC109
@@ -176,7 +246,7 @@ class Lab:
         """Services first, then the servers."""
         for p in self.processes:
             p.stop()
-        for srv in (self.store, self.nats):
+        for srv in (self.store, *self.nodes):
             if srv is not None:
                 srv.stop()
 

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import nats
+from nats.errors import TimeoutError as NatsTimeout
 
 from xiuhua.bus import connect_options
 from xiuhua.chaos.feed import Feeder, Report, reports
@@ -37,6 +38,7 @@ class Scenario:
     fault: Fault | None = None
     strike_at: float = 0.3  # the share of reports stored when the fault strikes (the feeder goes on meanwhile)
     poison: bool = False
+    cluster_nodes: int = 1  # nats-server nodes (streams at as many replicas)
 
 
 @dataclass
@@ -94,6 +96,21 @@ async def _store_outage(the_lab: Lab) -> None:
     await asyncio.to_thread(the_lab.store.start)
 
 
+async def _kill_case_stream_leader(the_lab: Lab) -> None:
+    """SIGKILL the cluster node that leads XH_CASES; start it again on its store once another has taken over."""
+    settings = the_lab.settings
+    nc = await nats.connect(settings.nats_url or "", **connect_options(settings))
+    try:
+        info = await nc.jetstream().stream_info("XH_CASES")
+    finally:
+        await nc.close()
+    assert info.cluster is not None and info.cluster.leader, "XH_CASES has no leader"
+    node = the_lab.node_named(info.cluster.leader)
+    node.kill()
+    await asyncio.sleep(3.0)
+    await asyncio.to_thread(node.start)
+
+
 SCENARIOS: tuple[Scenario, ...] = (
     Scenario("broker_restart", "nats-server SIGKILLed mid-stream, restarted on the same store",
              fault=_kill_bus, strike_at=0.35),
@@ -102,6 +119,9 @@ SCENARIOS: tuple[Scenario, ...] = (
     Scenario("store_outage", "the store frozen 3 s, then killed and restarted on the same data",
              fault=_store_outage),
     Scenario("poison", "undecodable and schema-violating messages between good reports", poison=True),
+    Scenario("cluster_node_loss", "three nats-server nodes, streams at three replicas, two instances of every "
+             "service; the node leading XH_CASES SIGKILLed mid-run and restarted", instances=2,
+             fault=_kill_case_stream_leader, strike_at=0.35, cluster_nodes=3),
 )
 
 
@@ -130,12 +150,25 @@ async def settle(the_lab: Lab, sent: list[Report], timeout: float, grace: float 
     """Count until nothing is missing (or the time is up), then once more after a grace period for late copies."""
     ids = [r.correlation_id for r in sent]
     deadline = time.monotonic() + timeout
-    t = await tally(the_lab.settings, ids)
-    while not t.settled and time.monotonic() < deadline:
+
+    async def count() -> Tally | None:
+        try:
+            return await tally(the_lab.settings, ids)
+        except (NatsTimeout, TimeoutError):  # a cluster still electing a stream's leader: count again
+            if time.monotonic() > deadline:
+                raise
+            return None
+
+    t = await count()
+    while (t is None or not t.settled) and time.monotonic() < deadline:
         await asyncio.sleep(1.0)
-        t = await tally(the_lab.settings, ids)
+        t = await count()
     await asyncio.sleep(grace)
-    return await tally(the_lab.settings, ids)
+    for _ in range(30):
+        if (final := await count()) is not None:
+            return final
+        await asyncio.sleep(1.0)
+    raise TimeoutError("the streams did not answer the count for 30 s")
 
 
 async def run_scenario(
@@ -149,7 +182,7 @@ async def run_scenario(
     """
     city = city or load_city(DEMO_CITY)
     started = time.monotonic()
-    async with lab(root / scenario.name, **(lab_kwargs or {})) as the_lab:
+    async with lab(root / scenario.name, **{"cluster_nodes": scenario.cluster_nodes, **(lab_kwargs or {})}) as the_lab:
         await the_lab.spawn_all(scenario.instances)
         items = reports(city, n, tag=f"X{scenario.name[:6]}")
         feeder = Feeder(the_lab.settings.nats_url or "", connect_options(the_lab.settings), rate=rate)

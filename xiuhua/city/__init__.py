@@ -22,6 +22,7 @@ from xiuhua.city.loading import CityDataError, line_of, load_yaml
 from xiuhua.city.merchants import Merchant, MerchantsFile, check_merchants
 from xiuhua.city.retention import RetentionFile, load_retention
 from xiuhua.city.routing import RoutingFile
+from xiuhua.city.security import SecurityFile
 from xiuhua.city.units import Unit, UnitsFile
 
 __all__ = ["City", "CityDataError", "load_city"]
@@ -55,6 +56,7 @@ class City:
     intake: IntakeFile = field(default_factory=IntakeFile)
     devices: Registry = field(default_factory=lambda: Registry({}, {}, {}))
     retention: RetentionFile = field(default_factory=RetentionFile)
+    security: SecurityFile = field(default_factory=SecurityFile)
 
     def category(self, code: str) -> Category | None:
         """A catalogue item by code."""
@@ -110,6 +112,13 @@ def load_city(folder: Path) -> City:
     devices_file = _optional(folder, "devices.yaml", DevicesFile, DevicesFile())
     devices = check_devices(devices_file, folder / "devices.yaml", areas)  # type: ignore[arg-type]
     retention = load_retention(folder)
+    security: SecurityFile = _optional(folder, "security.yaml", SecurityFile, SecurityFile())  # type: ignore[assignment]
+    streets = {a.code for a in areas.of_level("street")}
+    for name, user in security.users.items():
+        for i, code in enumerate(user.streets):
+            if code not in streets:
+                where = line_of(folder / "security.yaml", ("users", name, "streets", i))
+                raise CityDataError(f"{where}: users.{name}.streets.{i}: {code} is not a street of this city")
     return City(
         folder=folder,
         info=info,
@@ -124,4 +133,5 @@ def load_city(folder: Path) -> City:
         intake=intake,  # type: ignore[arg-type]
         devices=devices,
         retention=retention,
+        security=security,
     )

@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal, TypeVar
@@ -15,7 +15,7 @@ import nats
 from nats.errors import NoRespondersError
 from nats.errors import TimeoutError as NatsTimeout
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
-from nats.js.errors import APIError, NoStreamResponseError
+from nats.js.errors import APIError, NoStreamResponseError, NotFoundError
 from pydantic import BaseModel, ValidationError
 
 from contracts import commands, queries, reports, streams, subjects
@@ -45,10 +45,12 @@ from xiuhua.client.errors import (
     WaitTimeout,
     XiuhuaError,
 )
+from xiuhua.security import OPERATOR
 
 log = logging.getLogger("xiuhua.client")
 
 JSON_HEADER = {"content-type": "application/json"}
+FETCH_S = 1.0  # how long a unit subscription's pull waits on the server for messages
 Handler = Callable[[Event], Awaitable[None]]
 Message = Event | Inbound | CaseCommand
 R = TypeVar("R", bound=QueryReply)
@@ -158,10 +160,18 @@ class UnitCaseSubscription:
     known_cases: set[str] = field(default_factory=set)
     handled: int = 0
     failed: int = 0
+    stopping: asyncio.Event = field(default_factory=asyncio.Event)
 
     async def stop(self) -> None:
-        """Stop fetching; unacknowledged messages are redelivered to the durable's next reader."""
+        """Stop fetching; unacknowledged messages are redelivered to the durable's next reader.
+
+        The fetch in flight is let run out (its pull request lives on the server until it expires: a message
+        handed to it after the reader had gone would wait out the ack wait before anyone saw it); what it brings
+        is handed back at once."""
+        self.stopping.set()
         if self.task is not None:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(self.task), FETCH_S + 1.0)
             self.task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self.task
@@ -183,6 +193,10 @@ class XiuhuaClient:
         self._nc: Any = None
         self._js: Any = None
         self.connected_at: datetime | None = None
+        # Connected as a user of Xiuhua's security model, the client reads through the consumers the model names
+        # for that user (`<user>` to follow events, `<user>_wait` for wait_for); without a user, as it likes.
+        self.user: str | None = connect_opts.get("user")
+        self._wait_turn = asyncio.Lock()  # one named wait consumer: waits take turns
         self._subs: list[UnitCaseSubscription] = []
         self._sent_commands: set[str] = set()
 
@@ -414,19 +428,14 @@ class XiuhuaClient:
         except KeyError as exc:
             raise XiuhuaError(str(exc)) from None
         start = since or (self.connected_at or datetime.now(UTC)) - timedelta(seconds=5)
-        config = ConsumerConfig(
-            deliver_policy=DeliverPolicy.BY_START_TIME,
-            opt_start_time=start.astimezone(UTC).isoformat().replace("+00:00", "Z"),
-        )
-        sub = await self.js.subscribe(subject, stream=stream, ordered_consumer=True, config=config)
         seen: list[str] = []
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        try:
+        async with self._reader(subject, stream, start) as next_msg:
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + timeout
             while (left := deadline - loop.time()) > 0:
                 try:
-                    msg = await sub.next_msg(timeout=left)
-                except NatsTimeout:
+                    msg = await next_msg(left)
+                except (NatsTimeout, TimeoutError):
                     break
                 try:
                     message = decode_message(msg.subject, msg.data)
@@ -436,14 +445,57 @@ class XiuhuaClient:
                 if _matches(message, field_filters) and (predicate is None or predicate(message)):
                     return message
                 seen.append(f"{msg.subject} {_brief(message)}")
-        finally:
-            with contextlib.suppress(Exception):
-                await sub.unsubscribe()
         wanted = ", ".join(f"{k}={v!r}" for k, v in field_filters.items()) or "any fields"
         raise WaitTimeout(
             f"no message on {subject} with {wanted} within {timeout}s; saw {len(seen)}"
             + (": " + "; ".join(seen[-10:]) if seen else f" (nothing on that subject since {start.isoformat()})")
         )
+
+    @contextlib.asynccontextmanager
+    async def _reader(self, subject: str, stream: str, start: datetime) -> AsyncIterator[Callable[[float], Any]]:
+        """`next_msg(timeout)` over the stream's messages on `subject` from `start`: an ordered consumer, or, for a
+        user of the security model, the consumer it names for the user's waits (created for the wait, deleted
+        after)."""
+        config = ConsumerConfig(
+            deliver_policy=DeliverPolicy.BY_START_TIME,
+            opt_start_time=start.astimezone(UTC).isoformat().replace("+00:00", "Z"),
+        )
+        if self.user in (None, OPERATOR):  # the operator may read anything, through consumers of any name
+            sub = await self.js.subscribe(subject, stream=stream, ordered_consumer=True, config=config)
+            try:
+                yield lambda left: sub.next_msg(timeout=left)
+            finally:
+                with contextlib.suppress(Exception):
+                    await sub.unsubscribe()
+            return
+        name = f"{self.user}_wait"
+        config.name, config.filter_subject = name, subject
+        config.ack_policy, config.inactive_threshold, config.mem_storage = AckPolicy.NONE, 60.0, True
+        async with self._wait_turn:
+            with contextlib.suppress(NotFoundError):
+                await self.js.delete_consumer(stream, name)  # one a wait left behind (it also expires by itself)
+            try:
+                await self.js.add_consumer(stream, config)
+                pull = await self.js.pull_subscribe_bind(consumer=name, stream=stream)
+            except (APIError, NatsTimeout) as exc:
+                why = getattr(exc, "description", None) or str(exc) or type(exc).__name__
+                raise SubscribeFailed(
+                    f"cannot read {subject} on {stream} as {self.user!r} (through consumer {name!r}): {why}"
+                ) from exc
+            queued: list[Any] = []
+
+            async def next_msg(left: float) -> Any:
+                if not queued:
+                    queued.extend(await pull.fetch(64, timeout=max(0.05, left)))
+                return queued.pop(0)
+
+            try:
+                yield next_msg
+            finally:
+                with contextlib.suppress(Exception):
+                    await pull.unsubscribe()
+                with contextlib.suppress(Exception):
+                    await self.js.delete_consumer(stream, name)
 
     # ---- a unit's cases ---------------------------------------------------------------------------------
 
@@ -452,7 +504,7 @@ class XiuhuaClient:
         unit_id: str,
         handler: Handler,
         *,
-        durable: str,
+        durable: str | None = None,
         streets: Iterable[str] | None = None,
         deliver_policy: str = "new",
         include_cooperating: bool = True,
@@ -461,18 +513,25 @@ class XiuhuaClient:
     ) -> UnitCaseSubscription:
         """Call `handler(event)` for every case event about `unit_id`'s cases, through a durable consumer.
 
-        The durable (a name per unit system, e.g. `dept-CD-SAN`) remembers what was handled, so a restart
-        resumes where it stopped and several instances share the work. Subjects carry the street, not the
+        The durable (by default the connected user's name, the consumer Xiuhua's security model lets that user
+        read; without a user, name one per unit system, e.g. `dept-CD-SAN`) remembers what was handled, so a
+        restart resumes where it stopped and several instances share the work. Subjects carry the street, not the
         unit: `streets=["CD"]` narrows the server-side filter to the unit's jurisdiction; the unit filter
         (lead or cooperating unit, `unit_id`) is applied here. A handler that raises gets the event again
         after a delay; events of other units are acknowledged and skipped.
         """
         stream = streams.CASES.name
+        durable = durable or self.user
+        if not durable:
+            raise XiuhuaError("name the durable consumer (durable=...), or connect as a user of Xiuhua's model")
         filters = [subjects.case_subject("*", s) for s in streets] if streets else [subjects.CASE_ALL]
         policy = {"new": DeliverPolicy.NEW, "all": DeliverPolicy.ALL, "last": DeliverPolicy.LAST}.get(deliver_policy)
         if policy is None:
             raise XiuhuaError(f"deliver_policy {deliver_policy!r}: one of new, all, last")
         config = ConsumerConfig(
+            # Named as well as durable: the request then names the consumer and its filter in its subject, which
+            # is what the permissions of a user restricted to its streets allow.
+            name=durable,
             durable_name=durable,
             description=f"case events of unit {unit_id}",
             ack_policy=AckPolicy.EXPLICIT,
@@ -488,6 +547,11 @@ class XiuhuaClient:
                 f"durable {durable!r} on {stream}: {exc.description or exc}. An existing durable with another "
                 "filter or deliver policy must be deleted first (`nats consumer rm`) or given another name"
             ) from exc
+        except NatsTimeout as exc:  # a request the server's permissions refuse gets no answer
+            raise SubscribeFailed(
+                f"durable {durable!r} on {stream} with {', '.join(filters)}: no answer; is this user allowed that "
+                "consumer and those streets (Xiuhua's security model names both)?"
+            ) from exc
         sub = UnitCaseSubscription(unit_id=unit_id, durable=durable, stream=stream, pull=psub)
         sub.task = asyncio.create_task(
             self._run_unit(sub, psub, handler, include_cooperating, batch), name=f"xiuhua-client:{durable}"
@@ -498,9 +562,9 @@ class XiuhuaClient:
     async def _run_unit(
         self, sub: UnitCaseSubscription, psub: Any, handler: Handler, include_cooperating: bool, batch: int
     ) -> None:
-        while True:
+        while not sub.stopping.is_set():
             try:
-                msgs = await psub.fetch(batch, timeout=1.0)
+                msgs = await psub.fetch(batch, timeout=FETCH_S)
             except (NatsTimeout, TimeoutError):
                 continue
             except asyncio.CancelledError:
@@ -510,6 +574,10 @@ class XiuhuaClient:
                 await asyncio.sleep(1.0)
                 continue
             for msg in msgs:
+                if sub.stopping.is_set():  # stopped meanwhile: back to the durable for its next reader, now
+                    with contextlib.suppress(Exception):
+                        await msg.nak()
+                    continue
                 await self._deliver(sub, msg, handler, include_cooperating)
 
     async def _deliver(self, sub: UnitCaseSubscription, msg: Any, handler: Handler, include_cooperating: bool) -> None:

@@ -14,9 +14,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from xiuhua.city import load_city
-from xiuhua.commands import emit
+from xiuhua.commands import emit, live_settings
 from xiuhua.progress import Steps
-from xiuhua.settings import Settings, get_settings
+from xiuhua.settings import Settings
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -27,17 +27,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-pdf", action="store_true", help="skip the PDF even when Chromium is installed")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_bulletin)
-
-
-def _store_url(settings_url: str | None, var_dir: Path) -> str:
-    if settings_url:
-        return settings_url
-    endpoints = var_dir / "endpoints.json"
-    if endpoints.exists():  # a running `xiuhua up` wrote its servers' URLs there
-        url = json.loads(endpoints.read_text(encoding="utf-8")).get("store")
-        if url:
-            return str(url)
-    raise SystemExit("no store: set XIUHUA_MONGO_URL, or run `xiuhua up` (it writes var/endpoints.json)")
 
 
 def _archive_url(settings: Settings, root: Path) -> str | None:
@@ -63,7 +52,7 @@ def _bulletin(args: argparse.Namespace) -> int:
     from services.notify.bulletin.weeks import parse_week, week_of
     from xiuhua.store import Store
 
-    settings = get_settings()
+    settings = live_settings(need=("mongo_url",))
     now = datetime.now(UTC)
     week = args.week or week_of(now - timedelta(days=7))
     try:
@@ -72,7 +61,7 @@ def _bulletin(args: argparse.Namespace) -> int:
         raise SystemExit(str(exc)) from None
     root = args.out or archive_root(settings)
     city = load_city(settings.city_dir)
-    store = Store(_store_url(settings.mongo_url, settings.var_dir), settings.database("notify"))
+    store = Store(settings.mongo_url or "", settings.database("notify"), tx_lock_dir=settings.store_tx_lock_dir)
 
     async def build(steps: Steps) -> Built:
         try:

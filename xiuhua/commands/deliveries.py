@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 from typing import Any
 
-from xiuhua.commands import emit
+from xiuhua.commands import emit, live_settings
 from xiuhua.settings import Settings, get_settings
 
 
@@ -21,12 +20,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def store_url(settings: Settings) -> str:
     """XIUHUA_MONGO_URL, else the store a running `xiuhua up` wrote to var/endpoints.json."""
-    if settings.mongo_url:
-        return settings.mongo_url
-    path = settings.var_dir / "endpoints.json"
-    if path.exists() and (url := json.loads(path.read_text()).get("store")):
-        return str(url)
-    raise SystemExit("no store: set XIUHUA_MONGO_URL or start `xiuhua up`")
+    return str(live_settings(need=("mongo_url",)).mongo_url) if not settings.mongo_url else settings.mongo_url
 
 
 async def query(settings: Settings, case_id: str) -> list[dict[str, Any]]:

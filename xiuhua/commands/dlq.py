@@ -22,10 +22,10 @@ from contracts import streams, subjects
 from contracts.dead_letters import DeadLetter
 from xiuhua.bus import connect_once, connect_options
 from xiuhua.chaos.bus_read import stream_messages
-from xiuhua.commands import emit
+from xiuhua.commands import emit, live_settings
 from xiuhua.consumer import REDRIVE_MARK
 from xiuhua.progress import Steps
-from xiuhua.settings import Settings, get_settings
+from xiuhua.settings import Settings
 
 _REDRIVE_SUFFIX = re.compile(re.escape(REDRIVE_MARK) + r"(\d+)$")
 
@@ -140,7 +140,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _list(args: argparse.Namespace) -> int:
-    letters = asyncio.run(list_letters(get_settings(), args.service))
+    letters = asyncio.run(list_letters(live_settings(need=("nats_url",)), args.service))
     lines = [f"{'ID':>6}  {'SERVICE':9}  {'CONSUMER':18}  {'SUBJECT':28}  {'DELIV':>5}  {'AT':25}  ERROR"]
     for x in letters:
         lines.append(f"{x.id:>6}  {x.service:9}  {x.consumer:18}  {x.original_subject:28}  {x.deliveries:>5}  "
@@ -153,8 +153,9 @@ def _list(args: argparse.Namespace) -> int:
 def _redrive(args: argparse.Namespace) -> int:
     if bool(args.ids) == bool(args.all):
         raise SystemExit("give dead-letter IDs or --all (not both)")
+    settings = live_settings(need=("nats_url",))
     with Steps("re-driven") as steps:
-        done = asyncio.run(redrive(get_settings(), None if args.all else list(args.ids), service=args.service,
+        done = asyncio.run(redrive(settings, None if args.all else list(args.ids), service=args.service,
                                    progress=steps.count))
     human = "\n".join(f"re-drove {d['id']} → {d['subject']} as {d['msg_id']}" for d in done)
     emit(args, human + f"\n{len(done)} re-driven" if done else "nothing to re-drive", done)

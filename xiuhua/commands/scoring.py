@@ -8,9 +8,8 @@ import json
 from dataclasses import asdict
 from typing import Any
 
-from xiuhua.commands import emit
+from xiuhua.commands import emit, live_settings
 from xiuhua.progress import Steps
-from xiuhua.settings import get_settings
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -42,9 +41,7 @@ def _rebuild(args: argparse.Namespace) -> int:
     from services.scoring.rebuild import run
     from xiuhua.city import load_city
 
-    settings = get_settings()
-    if not settings.nats_url or not settings.mongo_url:
-        raise SystemExit("set XIUHUA_NATS_URL and XIUHUA_MONGO_URL (the live system's bus and store)")
+    settings = live_settings(need=("nats_url", "mongo_url"))  # the live system's bus and store
 
     with Steps("replayed", prefix="  replaying ") as steps:
 
@@ -97,9 +94,7 @@ def _rebuild(args: argparse.Namespace) -> int:
 def _show(args: argparse.Namespace) -> int:
     from services.scoring.query import QUERY_MERCHANT, QUERY_RANKING, QUERY_UNIT
 
-    settings = get_settings()
-    if not settings.nats_url:
-        raise SystemExit("set XIUHUA_NATS_URL")
+    settings = live_settings(need=("nats_url",))
     request: dict[str, Any] = {"period": args.period} if args.period else {}
     if args.what == "unit":
         subject, request["unit_id"] = QUERY_UNIT, args.id

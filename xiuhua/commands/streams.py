@@ -7,8 +7,7 @@ import asyncio
 
 from xiuhua.bus import connect_options, provision_streams
 from xiuhua.city.retention import load_retention
-from xiuhua.commands import emit
-from xiuhua.settings import get_settings
+from xiuhua.commands import emit, live_settings
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -21,12 +20,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _streams(args: argparse.Namespace) -> int:
-    s = get_settings()
-    if not s.nats_url:
-        raise SystemExit("set XIUHUA_NATS_URL")
+    s = live_settings(need=("nats_url",))
     ages = load_retention(s.city_dir).stream_ages()
     done = asyncio.run(
-        provision_streams(s.nats_url, replicas=s.stream_replicas, connect_opts=connect_options(s), max_ages=ages)
+        provision_streams(s.nats_url or "", replicas=s.stream_replicas, connect_opts=connect_options(s), max_ages=ages)
     )
     emit(args, "\n".join(done), done)
     return 0

@@ -15,7 +15,8 @@ Fixtures (override any of the `xiuhua_*` ones in your conftest.py):
 - `xiuhua_clock`: a clock for the services (default the system clock; give a `FrozenClock` to move time);
 - `xiuhua_settings_overrides`: more settings for the services (e.g. `{"max_deliver": 3}`);
 - `xiuhua_store_url` (session): the store; set `XIUHUA_TEST_MONGO_URL` to use your own MongoDB;
-- `xiuhua_nats_url`: a fresh nats-server with JetStream on a free port, for one test.
+- `xiuhua_nats_url`: a fresh nats-server with JetStream on a free port, for one test, with the security model's
+  users (`xiuhua.client_for("units")` connects as one; the passwords are in `<tmp>/xiuhua-var/security`).
 The `xiuhua` fixture is async and needs pytest-asyncio: `pip install "xiuhua[testing]"`. Without it the plugin
 still loads (an integrator's other tests run as before) and a test that asks for `xiuhua` fails saying so.
 """
@@ -60,11 +61,12 @@ def xiuhua_store_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 @pytest.fixture
 def xiuhua_nats_url(tmp_path: Path) -> Iterator[str]:
-    """A fresh nats-server with JetStream for one test (never port 4222)."""
+    """A fresh nats-server with JetStream for one test (never port 4222), with the users and permissions that
+    ship: the `xiuhua` fixture publishes each report and command as the user who sends it in production."""
     from xiuhua import embedded
+    from xiuhua.testing.harness import start_secured_nats
 
-    srv = embedded.nats_server(tmp_path / "xiuhua-nats")
-    srv.start()
+    srv = start_secured_nats(tmp_path / "xiuhua-var", tmp_path / "xiuhua-nats")
     try:
         yield embedded.nats_url(srv)
     finally:

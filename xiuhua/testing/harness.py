@@ -1,5 +1,9 @@
 """An embedded Xiuhua for integrators' tests: a nats-server, the store, the streams and the four services
-running in the test's event loop, with a connected client to publish and to wait for events."""
+running in the test's event loop, with connected clients to publish and to wait for events.
+
+Where the server runs the security model's users (the plugin's server does, as `xiuhua up` does), each report
+goes out as the inbound system that sends it, each command as the unit or command centre that may send it, and
+the services run under their own users: what an integrator's test sees is what production allows."""
 
 from __future__ import annotations
 
@@ -12,8 +16,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from contracts import subjects
 from contracts.commands import CaseCommand
-from contracts.reports import Inbound
+from contracts.reports import INBOUND_BY_SOURCE, Inbound
+from xiuhua import security
 from xiuhua.client import Published, XiuhuaClient
 from xiuhua.clock import Clock
 from xiuhua.settings import Settings
@@ -24,9 +30,25 @@ class XiuhuaHarness:
     """What the `xiuhua` fixture gives a test: URLs, a client, and shortcuts to publish and wait."""
 
     settings: Settings
-    client: XiuhuaClient
+    client: XiuhuaClient  # the operator's where the server has users (it sees every stream), else the only one
     clock: Clock | None = None
     runtimes: dict[str, Any] = field(default_factory=dict)
+    passwords: dict[str, str] = field(default_factory=dict)  # the server's users (none: an open server)
+    _clients: dict[str, XiuhuaClient] = field(default_factory=dict)
+    _stack: contextlib.AsyncExitStack | None = None
+
+    async def client_for(self, user: str) -> XiuhuaClient:
+        """A connected client as `user` of the security model (`units`, `hotline`, `command_centre` ...); the
+        harness's own client where the server has no users."""
+        if not self.passwords:
+            return self.client
+        if user not in self._clients:
+            if user not in self.passwords:
+                raise KeyError(f"no user {user!r} on this server (users: {', '.join(sorted(self.passwords))})")
+            assert self._stack is not None
+            self._clients[user] = await self._stack.enter_async_context(
+                XiuhuaClient(self.nats_url, user=user, password=self.passwords[user]))
+        return self._clients[user]
 
     @property
     def nats_url(self) -> str:
@@ -39,25 +61,50 @@ class XiuhuaHarness:
         return str(self.settings.mongo_url)
 
     async def publish(self, report: Inbound | Mapping[str, Any], source: str | None = None, **kw: Any) -> Published:
-        """Publish an inbound report (model from contracts.reports, or a dict with `source=`)."""
-        return await self.client.publish_report(report, source, **kw)
+        """Publish an inbound report (model from contracts.reports, or a dict with `source=`) as its source's user."""
+        if source is None:
+            source = next((s for s, m in INBOUND_BY_SOURCE.items() if isinstance(report, m)), None)
+        user = security.publisher_of(subjects.report_subject(source)) if source else security.OPERATOR
+        return await (await self.client_for(user)).publish_report(report, source, **kw)
 
     async def publish_raw(self, subject: str, body: bytes | Mapping[str, Any], msg_id: str | None = None) -> Published:
         """Publish bytes (or a dict as JSON) as they are, e.g. to see a malformed report rejected."""
         data = body if isinstance(body, bytes) else json.dumps(body, ensure_ascii=False).encode()
-        return await self.client._publish(subject, data, msg_id or f"raw-{uuid.uuid4().hex}")
+        client = await self.client_for(_publisher(subject))
+        return await client._publish(subject, data, msg_id or f"raw-{uuid.uuid4().hex}")
 
     async def send_command(self, command: CaseCommand | Mapping[str, Any], action: str | None = None) -> Published:
-        """Send a unit or command-centre command."""
-        return await self.client.send_command(command, action)
+        """Send a unit or command-centre command, as the user who may send that action."""
+        act = action or (command.get("action") if isinstance(command, Mapping) else getattr(command, "action", None))
+        user = _publisher(subjects.COMMAND.format(action=act)) if act else security.OPERATOR
+        return await (await self.client_for(user)).send_command(command, action)
 
     async def wait_for(self, subject_pattern: str, timeout: float = 15.0, **field_filters: Any) -> Any:  # noqa: ASYNC109
-        """The first event on the subject with these field values, as its typed model (see XiuhuaClient.wait_for)."""
+        """The first event on the subject with these field values, as its typed model (see XiuhuaClient.wait_for);
+        read as the operator, the test's eye on every stream."""
         return await self.client.wait_for(subject_pattern, timeout, **field_filters)
 
     def store(self, service: str, collection: str) -> Any:
         """A service's collection, for assertions on its state (read only, please)."""
         return self.runtimes[service].store[collection]
+
+
+def _publisher(subject: str) -> str:
+    try:
+        return security.publisher_of(subject)
+    except LookupError:  # a subject no inbound system publishes (a test injecting an event): the operator's
+        return security.OPERATOR
+
+
+def start_secured_nats(var_dir: Path, data_dir: Path) -> Any:
+    """A started nats-server (JetStream) with the security model's users, as `xiuhua up` starts it; the passwords
+    are written under `var_dir/security`, where `embedded_xiuhua` finds them."""
+    from xiuhua import embedded
+
+    conf, _ = security.write_embedded_config(var_dir)
+    srv = embedded.nats_server(data_dir, config=conf)
+    srv.start()
+    return srv
 
 
 @contextlib.asynccontextmanager
@@ -71,12 +118,19 @@ async def embedded_xiuhua(
     services: Iterable[str] | None = None,
     **settings_overrides: Any,
 ) -> AsyncIterator[XiuhuaHarness]:
-    """Provision the streams on `nats_url`, run the services in this event loop, yield a harness; stop on exit."""
+    """Provision the streams on `nats_url`, run the services in this event loop, yield a harness; stop on exit.
+    Where `var_dir/security/passwords.json` holds the server's users (`start_secured_nats`), everything connects
+    as the user it would in production."""
     from xiuhua.bus import provision_streams
     from xiuhua.registry import SERVICES, spec
     from xiuhua.service import running
 
-    await provision_streams(nats_url)
+    path = var_dir / "security" / "passwords.json"
+    passwords: dict[str, str] = json.loads(path.read_text()) if path.exists() else {}
+    operator: dict[str, Any] = {}
+    if passwords:
+        operator = {"user": security.OPERATOR, "password": passwords[security.OPERATOR]}
+    await provision_streams(nats_url, connect_opts=operator)
     values: dict[str, Any] = {
         "nats_url": nats_url,
         "mongo_url": mongo_url,
@@ -91,6 +145,7 @@ async def embedded_xiuhua(
         runtimes = {}
         for name in services if services is not None else SERVICES:
             runtimes[name] = await stack.enter_async_context(running(spec(name), settings, clock=clock))
-        client = await stack.enter_async_context(XiuhuaClient(nats_url))
+        client = await stack.enter_async_context(XiuhuaClient(nats_url, **operator))
         await asyncio.sleep(0.2)  # let the services' pull consumers make their first requests
-        yield XiuhuaHarness(settings=settings, client=client, clock=clock, runtimes=runtimes)
+        yield XiuhuaHarness(settings=settings, client=client, clock=clock, runtimes=runtimes, passwords=passwords,
+                            _stack=stack)
