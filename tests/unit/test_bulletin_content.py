@@ -190,7 +190,7 @@ def test_without_a_cjk_font_charts_fall_back_to_english_labels(monkeypatch) -> N
 
     monkeypatch.setattr(charts, "cjk_font", lambda: None)
     facets = {"category": [{"key": "0201", "label": "垃圾箱满溢", "count": 3}],
-              "grid": [{"key": "CD01-03", "label": "CD01-03", "count": 3}]}
+              "grid": [{"key": "CD01-03", "label": "解放路网格", "count": 3}, {"key": "-", "count": 1}]}
     content = build_content(WeekData("2026-W47", {"opened": 3}, facets), WeekData("2026-W46"), T0)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")

@@ -11,7 +11,7 @@ from typing import Any
 import jinja2
 
 from services.notify.bulletin import charts
-from services.notify.bulletin.content import RANK_LIST, RATES, SOURCES, Content, Row, pct
+from services.notify.bulletin.content import RANK_LIST, RATES, SOURCES, UNPLACED_KEY, Content, Row, pct
 from services.notify.bulletin.i18n import LABELS, ROLES_ZH
 from services.notify.bulletin.weeks import CITY_TZ
 
@@ -83,6 +83,11 @@ def make_charts(content: Content, lang: str, category_en: dict[str, str]) -> dic
     def cat_label(r: Row) -> str:
         return r.label if chart_lang == "zh" else category_en.get(r.key, r.key)
 
+    def grid_label(r: Row) -> str:  # without a CJK font the chart names a cell by its code: names are Chinese
+        if chart_lang == "zh":
+            return r.label
+        return "unplaced" if r.key == UNPLACED_KEY else r.key
+
     legend = (words["this_week"], words["previous_week"])
     cats = content.categories
     grids = content.grids
@@ -98,7 +103,7 @@ def make_charts(content: Content, lang: str, category_en: dict[str, str]) -> dic
             [content.rates[k]["target"] for k in RATES], words["legend_target"],
             [pct(content.rates[k]["value"]) for k in RATES], cjk=cjk),
         f"{lang}-grids.png": charts.compare_bars(
-            words["chart_grids"], [r.label for r in grids], [r.value for r in grids], [r.previous for r in grids],
+            words["chart_grids"], [grid_label(r) for r in grids], [r.value for r in grids], [r.previous for r in grids],
             legend, cjk=cjk),
     }
 
