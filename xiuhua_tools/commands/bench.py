@@ -7,7 +7,7 @@ import asyncio
 import json
 from pathlib import Path
 
-from xiuhua.progress import Steps
+from xiuhua_tools.progress import Steps
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -49,7 +49,7 @@ def phases(args: argparse.Namespace) -> int:
 
 
 def _bench(args: argparse.Namespace) -> int:
-    from xiuhua.bench.run import SCALE_JOBS, run, table
+    from xiuhua_tools.bench.run import SCALE_JOBS, run, table
 
     with Steps("bench", total=phases(args)) as steps:
 

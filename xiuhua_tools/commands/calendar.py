@@ -9,8 +9,8 @@ from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
 from xiuhua.city import load_city
-from xiuhua.commands import emit
 from xiuhua.settings import get_settings
+from xiuhua_tools.commands import emit
 
 if TYPE_CHECKING:
     from xiuhua.city.business_calendar import BusinessCalendar

@@ -14,9 +14,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from xiuhua.city import load_city
-from xiuhua.commands import emit, live_settings
-from xiuhua.progress import Steps
 from xiuhua.settings import Settings
+from xiuhua_tools.commands import emit, live_settings
+from xiuhua_tools.progress import Steps
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -21,11 +21,11 @@ from nats.js.errors import NotFoundError
 from contracts import streams, subjects
 from contracts.dead_letters import DeadLetter
 from xiuhua.bus import connect_once, connect_options
-from xiuhua.chaos.bus_read import stream_messages
-from xiuhua.commands import emit, live_settings
 from xiuhua.consumer import REDRIVE_MARK
-from xiuhua.progress import Steps
 from xiuhua.settings import Settings
+from xiuhua_tools.chaos.bus_read import stream_messages
+from xiuhua_tools.commands import emit, live_settings
+from xiuhua_tools.progress import Steps
 
 _REDRIVE_SUFFIX = re.compile(re.escape(REDRIVE_MARK) + r"(\d+)$")
 

@@ -44,7 +44,7 @@ class ServiceProcess:
 
     def start(self) -> None:
         """Start the process (returns at once; see `Lab.wait_healthy`)."""
-        self.proc = start_service_process([sys.executable, "-m", "xiuhua.cli", "run", self.service], self.env,
+        self.proc = start_service_process([sys.executable, "-m", "xiuhua", "run", self.service], self.env,
                                           self.log_path)
 
     def kill(self) -> None:

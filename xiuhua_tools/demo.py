@@ -72,7 +72,7 @@ async def dust_monitors(address: str, city: City, *, every_s: float = 10.0) -> N
     standard's CRC and data flags, answered with CN=9014. A connection lost (intake restarting) is made again."""
     from zoneinfo import ZoneInfo
 
-    from xiuhua.hj212_device import frame, segment, send
+    from xiuhua_tools.hj212_device import frame, segment, send
 
     tz = ZoneInfo(city.info.timezone)
     devices = [d for d in city.devices.by_mn.values()

@@ -29,7 +29,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _soak(args: argparse.Namespace) -> int:
-    from xiuhua.bench.soak import as_json, run, table
+    from xiuhua_tools.bench.soak import as_json, run, table
 
     def progress(text: str) -> None:
         print(f"· {text}", file=sys.stderr, flush=True)

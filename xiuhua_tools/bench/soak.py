@@ -157,7 +157,7 @@ async def run(
     progress: Callable[[str], None] = lambda _t: None,
 ) -> tuple[list[Sample], dict[str, Any]]:
     """Run the embedded system under a steady feed of `rate` reports/s for `minutes`; returns samples, figures."""
-    from xiuhua.demo import feed
+    from xiuhua_tools.demo import feed
 
     horizon, interval = seconds_of(ledger), seconds_of(every)
     with tempfile.TemporaryDirectory(prefix="xiuhua-soak-") as tmp:

@@ -8,8 +8,8 @@ import json
 from dataclasses import asdict
 from typing import Any
 
-from xiuhua.commands import emit, live_settings
-from xiuhua.progress import Steps
+from xiuhua_tools.commands import emit, live_settings
+from xiuhua_tools.progress import Steps
 
 
 def register(sub: argparse._SubParsersAction) -> None:

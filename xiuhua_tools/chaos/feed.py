@@ -16,7 +16,7 @@ from nats.errors import Error as NatsError
 
 from contracts import subjects
 from xiuhua.city import City
-from xiuhua.demo import PHRASES
+from xiuhua_tools.demo import PHRASES
 
 SURNAMES = "张王李赵刘陈杨黄周吴"
 GIVEN = ("伟", "芳", "娜", "秀英", "敏", "静", "丽", "强", "磊", "军")

@@ -25,9 +25,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def _up(args: argparse.Namespace) -> int:
     from xiuhua.supervisor import Supervisor
+    from xiuhua_tools.demo import feed
 
     logging.getLogger().setLevel(logging.WARNING)
-    return asyncio.run(Supervisor(get_settings(), demo=args.demo, demo_rate=args.demo_rate, quiet=args.quiet).run())
+    sup = Supervisor(get_settings(), demo=feed if args.demo else None, demo_rate=args.demo_rate, quiet=args.quiet)
+    return asyncio.run(sup.run())
 
 
 def _run(args: argparse.Namespace) -> int:

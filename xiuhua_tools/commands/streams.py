@@ -7,7 +7,7 @@ import asyncio
 
 from xiuhua.bus import connect_options, provision_streams
 from xiuhua.city.retention import load_retention
-from xiuhua.commands import emit, live_settings
+from xiuhua_tools.commands import emit, live_settings
 
 
 def register(sub: argparse._SubParsersAction) -> None:

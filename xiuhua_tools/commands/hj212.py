@@ -8,8 +8,8 @@ import json
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
-from xiuhua.commands import emit
 from xiuhua.settings import Settings, get_settings
+from xiuhua_tools.commands import emit
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -48,7 +48,7 @@ def _send(args: argparse.Namespace) -> int:
     from datetime import timedelta
 
     from xiuhua.city import load_city
-    from xiuhua.hj212_device import SYSTEM_CODES, frame, segment, send
+    from xiuhua_tools.hj212_device import SYSTEM_CODES, frame, segment, send
 
     settings = get_settings()
     city = load_city(settings.city_dir)

@@ -8,8 +8,8 @@ from zoneinfo import ZoneInfo
 
 from contracts.values import Place
 from xiuhua.city import load_city
-from xiuhua.commands import emit
 from xiuhua.settings import get_settings
+from xiuhua_tools.commands import emit
 
 
 def register(sub: argparse._SubParsersAction) -> None:

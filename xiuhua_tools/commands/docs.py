@@ -1,6 +1,6 @@
 """`xiuhua docs [--serve]`: write the AsyncAPI document and the JSON Schemas of every message, freeze new
 schema versions under contracts/published/, and optionally serve them all as browsable HTML beside the
-project's documentation pages (`xiuhua.docs_site`)."""
+project's documentation pages (`xiuhua_tools.docs_site`)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from xiuhua.commands import emit
+from xiuhua_tools.commands import emit
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -138,7 +138,7 @@ def render_html(doc: dict[str, Any]) -> str:
 def pages() -> dict[str, tuple[str, bytes]]:
     """Path → (content type, body) of everything `--serve` offers, built from the contracts and docs/ now."""
     from contracts import asyncapi, export
-    from xiuhua import docs_site
+    from xiuhua_tools import docs_site
 
     doc = asyncapi.document()
     out: dict[str, tuple[str, bytes]] = {

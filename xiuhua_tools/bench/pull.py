@@ -1,6 +1,6 @@
 """The pull path alone: drain a stream through `xiuhua.pull_loop.take_batch`, print messages/s and CPU per message.
 
-    python -m xiuhua.bench.pull [--messages 30000] [--batch 100]
+    python -m xiuhua_tools.bench.pull [--messages 30000] [--batch 100]
 
 No store and no handler: what the consumers' loop and the third-party adapter cost per message, with its own
 nats-server (embedded, temporary). Compare two trees by running it alternately in each (PYTHONPATH=tree).
@@ -45,7 +45,7 @@ async def drain(messages: int, batch: int, size: int = 300) -> tuple[float, floa
 
 def main() -> None:
     """Parse, drain, print one line."""
-    p = argparse.ArgumentParser(prog="python -m xiuhua.bench.pull", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="python -m xiuhua_tools.bench.pull", description=__doc__.splitlines()[0])
     p.add_argument("--messages", type=int, default=30_000)
     p.add_argument("--batch", type=int, default=100)
     args = p.parse_args()

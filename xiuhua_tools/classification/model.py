@@ -22,7 +22,7 @@ from services.intake.evaluation import measure
 from services.intake.model_classifier import COMMAND_CENTRE, ModelClassifier, lead_roles
 from services.intake.textmodel import MODEL_FILE
 from xiuhua.city import City
-from xiuhua.commands import emit
+from xiuhua_tools.commands import emit
 
 
 def classifier_for(city: City, engine: str) -> TextClassifier:
@@ -89,7 +89,7 @@ def batch(args: argparse.Namespace, city: City) -> int:
 
 def evaluate_file(city: City, path: Path, engine: str) -> dict[str, Any]:
     """Every figure of `services.intake.evaluation` for a labelled file, with the speed."""
-    from xiuhua.commands.classify import load_rows
+    from xiuhua_tools.commands.classify import load_rows
 
     rows = load_rows(path)
     c = classifier_for(city, engine)

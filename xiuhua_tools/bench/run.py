@@ -19,12 +19,12 @@ import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from contracts import streams
-from xiuhua.bench.load import Lattice, report, sensor_reading
-from xiuhua.bench.relay import relay_chain
 from xiuhua.bus import connect_options, publish_pipelined
 from xiuhua.city import load_city
 from xiuhua.settings import Settings
 from xiuhua.supervisor import Supervisor
+from xiuhua_tools.bench.load import Lattice, report, sensor_reading
+from xiuhua_tools.bench.relay import relay_chain
 
 DOCS = "docs "  # marks a documents-written count among the command counts of `store_commands`
 PIPELINE_HOPS = 4  # report → intake → case.opened → dispatch → case.dispatched → scoring → score.v1
@@ -257,7 +257,7 @@ async def run(
     )
     if bulletin_cases or rebuild_events or history_cases:
         # After the pipeline has stopped, on servers of their own: nothing else competes or folds the data.
-        from xiuhua.bench.scale import run_scale
+        from xiuhua_tools.bench.scale import run_scale
 
         results |= await run_scale(
             bulletin_cases=bulletin_cases,

@@ -25,7 +25,7 @@ def script(shell: str) -> str:
     """The completion script of the whole `xiuhua` parser for `shell`."""
     import shtab
 
-    from xiuhua.cli import parser
+    from xiuhua_tools.cli import parser
 
     return shtab.complete(parser(), shell=shell)
 

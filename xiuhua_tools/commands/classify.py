@@ -1,7 +1,7 @@
 """`xiuhua classify "TEXT"` / `--eval FILE ...` / `--batch FILE` / `--bench` / `--cv K` / `train --from FILE` /
 `learn`: the catalogue item (or transfer, or manual triage) for a text; the figures of the classifier in use on
-labelled files (`xiuhua.classification`); the keyword classifier's k-fold cross-validation with the fit of its
-temperature; training and teaching the city's learnt model (`xiuhua.classification`)."""
+labelled files (`xiuhua_tools.classification`); the keyword classifier's k-fold cross-validation with the fit of its
+temperature; training and teaching the city's learnt model (`xiuhua_tools.classification`)."""
 
 from __future__ import annotations
 
@@ -17,8 +17,8 @@ from typing import Any
 from services.intake.classifier import OUT_OF_SCOPE_LABEL, TRIAGE_LABEL, Classifier, read_examples
 from services.intake.model_classifier import ModelClassifier
 from xiuhua.city import City, load_city
-from xiuhua.commands import emit
 from xiuhua.settings import get_settings
+from xiuhua_tools.commands import emit
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -70,14 +70,14 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _classify(args: argparse.Namespace) -> int:
-    from xiuhua.classification import model as m
+    from xiuhua_tools.classification import model as m
 
     city = load_city(get_settings().city_dir)
     words = args.text or []
     if words[:1] == ["train"]:
         return m.train_command(args, city)
     if words[:1] == ["learn"]:
-        from xiuhua.classification.learn import learn_command
+        from xiuhua_tools.classification.learn import learn_command
 
         return learn_command(args, city)
     if args.eval:

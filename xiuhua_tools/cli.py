@@ -1,4 +1,4 @@
-"""The operator CLI, `xiuhua` (docs/operating/cli.md). Each command lives in xiuhua/commands/ and registers itself."""
+"""The operator CLI, `xiuhua` (docs/operating/cli.md). Each command lives in commands/ and registers itself."""
 
 from __future__ import annotations
 
@@ -10,8 +10,9 @@ import platform
 import sys
 from importlib import metadata
 
-from xiuhua import commands, logs
+from xiuhua import logs
 from xiuhua.settings import get_settings
+from xiuhua_tools import commands
 
 
 def version_line() -> str:
@@ -44,9 +45,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     p.add_argument("--version", action=_Version, help="print the versions of Xiuhua and its main libraries")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    # Every module in xiuhua/commands/ registers its own command: adding one needs no edit here.
+    # Every module in xiuhua_tools/commands/ registers its own command: adding one needs no edit here.
     for mod in sorted(pkgutil.iter_modules(commands.__path__), key=lambda m: m.name):
-        importlib.import_module(f"xiuhua.commands.{mod.name}").register(sub)
+        importlib.import_module(f"xiuhua_tools.commands.{mod.name}").register(sub)
     return p
 
 

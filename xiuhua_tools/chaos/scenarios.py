@@ -10,7 +10,7 @@ import os
 import signal
 import tempfile
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,13 +19,13 @@ import nats
 from nats.errors import TimeoutError as NatsTimeout
 
 from xiuhua.bus import connect_options
-from xiuhua.chaos.feed import Feeder, Report, reports
-from xiuhua.chaos.lab import Lab, lab
-from xiuhua.chaos.tally import Tally, tally
 from xiuhua.city import City, load_city
 from xiuhua.settings import DEMO_CITY
+from xiuhua_tools.chaos.feed import Feeder, Report, reports
+from xiuhua_tools.chaos.lab import Lab, lab
+from xiuhua_tools.chaos.tally import Tally, tally
 
-Fault = Callable[[Lab], Awaitable[None]]
+Fault = Callable[[Lab], Coroutine[Any, Any, None]]  # run as a task beside the feed, so a coroutine
 
 
 @dataclass

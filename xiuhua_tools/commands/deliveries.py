@@ -6,8 +6,8 @@ import argparse
 import asyncio
 from typing import Any
 
-from xiuhua.commands import emit, live_settings
 from xiuhua.settings import Settings, get_settings
+from xiuhua_tools.commands import emit, live_settings
 
 
 def register(sub: argparse._SubParsersAction) -> None:

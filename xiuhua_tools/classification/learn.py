@@ -24,8 +24,8 @@ from services.intake.cases import text_of
 from services.intake.classifier import EXAMPLES_FILE
 from services.intake.parsing import parse_inbound
 from xiuhua.city import City
-from xiuhua.commands import emit
 from xiuhua.settings import Settings, get_settings
+from xiuhua_tools.commands import emit
 
 CHUNK = 500
 
@@ -100,7 +100,7 @@ def append_examples(folder: Path, rows: Iterable[tuple[str, str]]) -> int:
 def learn_command(args: argparse.Namespace, city: City) -> int:
     """Learn the command centre's decisions from the store and train the model again."""
     from services.intake.textmodel import MODEL_FILE, TextModel
-    from xiuhua.classification.model import train_command
+    from xiuhua_tools.classification.model import train_command
 
     found = asyncio.run(load_corrections(city, get_settings()))
     lines = [f"{len(found)} decisions of the command centre differ from the classifier's:"]

@@ -20,9 +20,9 @@ import nats
 
 from contracts import streams
 from xiuhua.bus import connect_options
-from xiuhua.chaos.bus_read import stream_messages
 from xiuhua.settings import Settings
 from xiuhua.store import Store
+from xiuhua_tools.chaos.bus_read import stream_messages
 
 # Fields that tell two events of one kind apart when they are both real (a second dispatch after a return...).
 IDENTITY_FIELDS = ("case_id", "dispatch_round", "round", "level", "command_id", "notification_id", "attempt")

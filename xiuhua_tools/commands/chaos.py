@@ -12,13 +12,13 @@ from pathlib import Path
 
 from rich.console import Console
 
-from xiuhua.commands import emit
-from xiuhua.progress import Steps
+from xiuhua_tools.commands import emit
+from xiuhua_tools.progress import Steps
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add the command."""
-    from xiuhua.chaos.scenarios import SCENARIOS
+    from xiuhua_tools.chaos.scenarios import SCENARIOS
 
     p = sub.add_parser("chaos", help="run the fault scenarios on embedded servers and print what survived")
     p.add_argument("--reports", type=int, default=100, help="reports sent per scenario (default 100)")
@@ -30,7 +30,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _chaos(args: argparse.Namespace) -> int:
-    from xiuhua.chaos.scenarios import SCENARIOS, run_all, table
+    from xiuhua_tools.chaos.scenarios import SCENARIOS, run_all, table
 
     logging.getLogger().setLevel(logging.ERROR)  # the scenarios break things on purpose: spare the console
     total = len(args.only and set(args.only)) or len(SCENARIOS)
