@@ -2,6 +2,6 @@
 
 import sys
 
-from xiuhua.cli import main
+from xiuhua_tools.cli import main
 
 sys.exit(main())

@@ -15,6 +15,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -65,12 +66,19 @@ def start_service_process(argv: list[str], env: dict[str, str], log_path: Path) 
         )
 
 
+# A feed of reports to run beside the services (`xiuhua up --demo`): it comes from the tools, which the runtime
+# never imports, as (nats_url, city, rate=, connect_opts=, hj212=) -> coroutine.
+DemoFeed = Callable[..., Coroutine[Any, Any, None]]
+
+
 class Supervisor:
     """Runs the embedded default."""
 
     first_restart_s = 0.5  # the back-off before a crashed child's first restart, doubling with each crash after
 
-    def __init__(self, settings: Settings, *, demo: bool = False, demo_rate: float = 1.0, quiet: bool = False) -> None:
+    def __init__(
+        self, settings: Settings, *, demo: DemoFeed | None = None, demo_rate: float = 1.0, quiet: bool = False,
+    ) -> None:
         self.settings = settings
         self.var = settings.var_dir
         self.demo = demo
@@ -135,7 +143,7 @@ class Supervisor:
                 **({"XIUHUA_NATS_USER": name, "XIUHUA_NATS_PASSWORD": self.passwords[name]} if self.passwords else {}),
                 **({"XIUHUA_HJ212_PORT": str(tcp["hj212"])} if "hj212" in tcp else {}),
             }
-            child = Child(name, [sys.executable, "-m", "xiuhua.cli", "run", name], env,
+            child = Child(name, [sys.executable, "-m", "xiuhua", "run", name], env,
                           self.var / "logs" / f"{name}.log", port, tcp)
             child.start()
             self.children.append(child)
@@ -282,16 +290,15 @@ class Supervisor:
             self.say("Ctrl-C stops everything.")
             tasks.append(asyncio.create_task(self.watch_bus()))
             tasks.append(asyncio.create_task(self.console()))
-            if self.demo:
+            if self.demo is not None:
                 from xiuhua.city import load_city
-                from xiuhua.demo import feed
 
                 self.say(f"demo feed: {self.demo_rate:g} report(s) per second")
                 city = load_city(self.settings.city_dir)
                 opts = connect_options(self.client)
                 hj212 = next((c.tcp["hj212"] for c in self.children if "hj212" in c.tcp), None)
                 address = f"tcp://{self.settings.http_host}:{hj212}" if hj212 else None
-                feeder = feed(self.nats_url or "", city, rate=self.demo_rate, connect_opts=opts, hj212=address)
+                feeder = self.demo(self.nats_url or "", city, rate=self.demo_rate, connect_opts=opts, hj212=address)
                 tasks.append(asyncio.create_task(feeder))
             while not self._stop.is_set():
                 self.check_children()

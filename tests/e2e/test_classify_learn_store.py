@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 from tests.conftest import eventually
 from tests.helpers import BusRecorder, publish, system
-from xiuhua.classification.learn import load_corrections
+from xiuhua_tools.classification.learn import load_corrections
 
 CENTRE = {"unit_id": "XH-CC", "role": "command_centre", "name": "李督查"}
 

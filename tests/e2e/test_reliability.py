@@ -1,6 +1,6 @@
 """Faults on the real bus and store, each ending with counts from the streams and stores: 0 lost, 0 duplicated.
 
-Services run as real processes (`xiuhua run`), two instances where the scenario says so; see xiuhua/chaos/.
+Services run as real processes (`xiuhua run`), two instances where the scenario says so; see xiuhua_tools/chaos/.
 """
 
 from __future__ import annotations
@@ -12,10 +12,10 @@ import pytest
 
 from contracts.cases import CaseOpened
 from xiuhua.bus import connect_options
-from xiuhua.chaos.feed import Feeder, reports
-from xiuhua.chaos.lab import lab
-from xiuhua.chaos.scenarios import SCENARIOS, run_scenario, settle, table
-from xiuhua.chaos.tally import tally
+from xiuhua_tools.chaos.feed import Feeder, reports
+from xiuhua_tools.chaos.lab import lab
+from xiuhua_tools.chaos.scenarios import SCENARIOS, run_scenario, settle, table
+from xiuhua_tools.chaos.tally import tally
 
 pytestmark = pytest.mark.e2e
 BY_NAME = {s.name: s for s in SCENARIOS}
@@ -97,7 +97,7 @@ async def test_tally_sees_a_duplicate_case_and_a_lost_report(tmp_path, city):
 
 
 async def _opened(js):
-    from xiuhua.chaos.bus_read import stream_messages
+    from xiuhua_tools.chaos.bus_read import stream_messages
 
     async for msg in stream_messages(js, "XH_CASES", "case.v1.opened.>"):
         yield json.loads(msg.data)

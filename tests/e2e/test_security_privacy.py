@@ -15,7 +15,7 @@ from nats.errors import MaxPayloadError
 from tests.conftest import eventually
 from tests.helpers import BusRecorder, publish, system
 from xiuhua import embedded, security
-from xiuhua.chaos.feed import reports
+from xiuhua_tools.chaos.feed import reports
 
 pytestmark = pytest.mark.e2e
 

@@ -14,9 +14,9 @@ import pytest
 import yaml
 
 from contracts import asyncapi
-from xiuhua.commands.docs import serve_in_background
-from xiuhua.docs_site import markdown_files
 from xiuhua.settings import PROJECT_ROOT
+from xiuhua_tools.commands.docs import serve_in_background
+from xiuhua_tools.docs_site import markdown_files
 
 
 @pytest.fixture

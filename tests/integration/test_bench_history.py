@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from services.dispatch.case import TIMER_FIELD
-from xiuhua.bench.scale import MERGE_KEYS, case_documents, history_at_scale, open_case_documents
+from xiuhua_tools.bench.scale import MERGE_KEYS, case_documents, history_at_scale, open_case_documents
 
 
 async def test_the_history_job_times_the_queries_that_find_due_and_open_cases(mongo_url: str) -> None:

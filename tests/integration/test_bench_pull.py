@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from xiuhua.bench.pull import drain
+from xiuhua_tools.bench.pull import drain
 
 
 async def test_the_pull_benchmark_drains_every_message_and_prints_figures() -> None:

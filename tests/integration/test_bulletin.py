@@ -342,7 +342,7 @@ async def test_the_bulletin_command_builds_a_week_from_the_store(settings: Setti
            "XIUHUA_CITY_DIR": str(settings.city_dir), "XIUHUA_VAR_DIR": str(settings.var_dir)}
     out = tmp_path / "out"
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "xiuhua.cli", "bulletin", "--week", "2026-W47", "--out", str(out), "--no-pdf",
+        sys.executable, "-m", "xiuhua", "bulletin", "--week", "2026-W47", "--out", str(out), "--no-pdf",
         "--json", env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
     )
     stdout, stderr = await asyncio.wait_for(proc.communicate(), 120)
@@ -358,7 +358,7 @@ async def test_the_bulletin_command_builds_a_week_from_the_store(settings: Setti
     settings.var_dir.mkdir(parents=True, exist_ok=True)
     (settings.var_dir / "endpoints.json").write_text(json.dumps({"services": {"notify": {"http": "http://127.0.0.1:8099"}}}))
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "xiuhua.cli", "bulletin", "--week", "2026-W47", "--no-pdf", "--json", env=env,
+        sys.executable, "-m", "xiuhua", "bulletin", "--week", "2026-W47", "--no-pdf", "--json", env=env,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
     )
     stdout, stderr = await asyncio.wait_for(proc.communicate(), 120)
@@ -367,7 +367,7 @@ async def test_the_bulletin_command_builds_a_week_from_the_store(settings: Setti
     assert "http://127.0.0.1:8099/bulletins/2026-W47/bulletin.zh.html" in urls and len(urls) == 4
 
     bad = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "xiuhua.cli", "bulletin", "--week", "2026-47", env=env,
+        sys.executable, "-m", "xiuhua", "bulletin", "--week", "2026-47", env=env,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
     )
     _, err = await asyncio.wait_for(bad.communicate(), 60)

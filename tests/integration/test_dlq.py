@@ -13,9 +13,9 @@ import pytest
 from contracts.cases import CaseDispatched
 from tests.conftest import eventually
 from tests.helpers import as_operator, publish
-from xiuhua.commands.dlq import list_letters, redrive, redrive_id
 from xiuhua.consumer import Batch, Subscription
 from xiuhua.service import ServiceSpec, running
+from xiuhua_tools.commands.dlq import list_letters, redrive, redrive_id
 
 
 def test_redrive_id_counts_up_and_keeps_the_original_root():
@@ -114,6 +114,6 @@ async def _two(pending):
 async def _cli(env: dict[str, str], *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
     """`xiuhua dlq ...` as an operator runs it, off the event loop so the service keeps consuming."""
     return await asyncio.to_thread(
-        subprocess.run, [sys.executable, "-m", "xiuhua.cli", "dlq", *args], env=env, capture_output=True, text=True,
+        subprocess.run, [sys.executable, "-m", "xiuhua", "dlq", *args], env=env, capture_output=True, text=True,
         timeout=60, check=check,
     )

@@ -403,7 +403,7 @@ async def test_deliveries_command_shows_the_log_of_a_case(settings, city) -> Non
     env = {**os.environ, "XIUHUA_MONGO_URL": settings.mongo_url, "XIUHUA_DB_PREFIX": settings.db_prefix}
 
     async def cli(*args: str) -> subprocess.CompletedProcess[str]:
-        cmd = [sys.executable, "-m", "xiuhua.cli", "deliveries", *args]
+        cmd = [sys.executable, "-m", "xiuhua", "deliveries", *args]
         return await asyncio.to_thread(
             subprocess.run, cmd, env=env, cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=60
         )

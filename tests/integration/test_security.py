@@ -17,11 +17,11 @@ from nats.js.errors import NotFoundError
 from tests.conftest import eventually
 from xiuhua import embedded, security
 from xiuhua.bus import provision_streams
-from xiuhua.chaos.bus_read import stream_messages
-from xiuhua.chaos.feed import reports
 from xiuhua.registry import SERVICES, spec
 from xiuhua.service import running
 from xiuhua.settings import DEMO_CITY, Settings
+from xiuhua_tools.chaos.bus_read import stream_messages
+from xiuhua_tools.chaos.feed import reports
 
 
 @pytest.fixture

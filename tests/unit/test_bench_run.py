@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from xiuhua.bench.run import bench_city, mean_waits, per_case
 from xiuhua.city import load_city
 from xiuhua.settings import Settings
+from xiuhua_tools.bench.run import bench_city, mean_waits, per_case
 
 
 def test_store_commands_per_case_are_the_difference_between_two_readings() -> None:
@@ -45,7 +45,7 @@ def test_mean_waits_per_consumer_are_the_difference_between_two_readings() -> No
 
 def test_the_table_shows_the_warm_up_apart_from_the_measured_rate() -> None:
     # The warm-up's cold start is printed on a line of its own, never mixed into the measured phase.
-    from xiuhua.bench.run import table
+    from xiuhua_tools.bench.run import table
 
     lat = {"n": 100, "p50_ms": 23.3, "p95_ms": 60.2, "p99_ms": 92.6, "max_ms": 110.1}
     fixed = {"n": 1000, "p50_ms": 15.2, "p95_ms": 32.6, "p99_ms": 44.6, "max_ms": 60.0}

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from contracts import registry
 from services.notify.bulletin.content import build_content
 from services.notify.bulletin.figures import WeekData
-from xiuhua.bench.scale import WEEKS, bulletin_documents, case_documents, lifecycle_events
+from xiuhua_tools.bench.scale import WEEKS, bulletin_documents, case_documents, lifecycle_events
 
 
 def test_bulletin_documents_add_up_to_the_cases_and_build_a_bulletin(city) -> None:

@@ -14,8 +14,8 @@ from tests.unit.test_dispatch_calendar import CAL, DEMO, sh
 from xiuhua.city import CityDataError, load_city
 from xiuhua.city.business_calendar import BusinessCalendar
 from xiuhua.city.calendar import CalendarFile
-from xiuhua.cli import main
 from xiuhua.settings import DEMO_CITY
+from xiuhua_tools.cli import main
 
 
 def test_the_demo_city_lists_2025_and_2026_with_their_sources() -> None:

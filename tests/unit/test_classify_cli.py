@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from services.intake.textmodel import TextModel
-from xiuhua.cli import main
+from xiuhua_tools.cli import main
 
 DATA = Path(__file__).resolve().parents[1] / "data"
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from xiuhua.classification.learn import append_examples, corrections
+from xiuhua_tools.classification.learn import append_examples, corrections
 
 CODES = {"0201", "0302", "0801", "9901"}
 

@@ -12,9 +12,9 @@ from importlib import metadata
 import pytest
 from rich.console import Console
 
-from xiuhua.commands.bench import phases
-from xiuhua.commands.completion import script
-from xiuhua.progress import Steps
+from xiuhua_tools.commands.bench import phases
+from xiuhua_tools.commands.completion import script
+from xiuhua_tools.progress import Steps
 
 
 def test_python_m_xiuhua_prints_the_versions_on_one_line() -> None:

@@ -10,8 +10,8 @@ import pytest
 
 from xiuhua.city import load_city
 from xiuhua.city.business_calendar import BusinessCalendar, parse_limit
-from xiuhua.cli import main
 from xiuhua.settings import DEMO_CITY
+from xiuhua_tools.cli import main
 
 SH = ZoneInfo("Asia/Shanghai")
 # The official 2025 and 2026 schedules are city data (calendar.yaml), as the demo city ships them.

@@ -12,7 +12,7 @@ import pytest
 from services.dispatch.routing import CaseFacts, ranked, route, time_limit_for, validate
 from xiuhua.city import CityDataError
 from xiuhua.city.routing import Assignee, Match, Rule
-from xiuhua.cli import main
+from xiuhua_tools.cli import main
 
 NOW = datetime(2026, 11, 23, 2, 0, tzinfo=UTC)  # Monday 10:00 in Shanghai
 SH = ZoneInfo("Asia/Shanghai")

@@ -7,8 +7,8 @@ import re
 from collections.abc import Iterator
 from pathlib import Path
 
-from xiuhua.docs_site import anchors, broken_links, markdown_files, slug
 from xiuhua.settings import PROJECT_ROOT
+from xiuhua_tools.docs_site import anchors, broken_links, markdown_files, slug
 
 
 def test_every_relative_link_in_the_readme_and_docs_points_at_an_existing_file_and_heading() -> None:

@@ -13,7 +13,7 @@ from services.intake.classifier import EXAMPLES_FILE, TEMPERATURE, Classifier, n
 from services.intake.ngram import CentroidModel, ngrams
 from xiuhua.city.categories import Catalogue
 from xiuhua.city.intake import ClassifierSettings, Transfer
-from xiuhua.commands.classify import cross_validate, evaluate, load_rows
+from xiuhua_tools.commands.classify import cross_validate, evaluate, load_rows
 
 DATA = Path(__file__).resolve().parents[1] / "data"
 

@@ -22,8 +22,8 @@ from services.intake.training import fit_temperature, train
 from xiuhua.city import City, load_city
 from xiuhua.city.intake import ClassifierSettings, Transfer
 from xiuhua.city.routing import Assignee, Match, Rule
-from xiuhua.classification.model import read_export
-from xiuhua.commands.classify import load_rows
+from xiuhua_tools.classification.model import read_export
+from xiuhua_tools.commands.classify import load_rows
 
 DATA = Path(__file__).resolve().parents[1] / "data"
 ROLES = {"0101": "enforcement", "0102": "enforcement", "0201": "sanitation", "0302": "construction"}

@@ -8,9 +8,9 @@ from zoneinfo import ZoneInfo
 
 from services.notify import digest, messages
 from services.notify.channels import SmsChannel
-from xiuhua.chaos.tally import sent_alerts
 from xiuhua.city.alerts import ChannelConfig
 from xiuhua.clock import FrozenClock
+from xiuhua_tools.chaos.tally import sent_alerts
 
 T0 = datetime(2026, 11, 23, 2, 0, tzinfo=UTC)  # 10:00 in Shanghai
 TZ = ZoneInfo("Asia/Shanghai")

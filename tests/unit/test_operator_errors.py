@@ -6,7 +6,8 @@ import time
 
 import pytest
 
-from xiuhua import cli, embedded, settings
+from xiuhua import embedded, settings
+from xiuhua_tools import cli
 
 
 @pytest.mark.parametrize("argv", [["streams"], ["dlq", "list"]])

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import yaml
 
-from xiuhua.bench.soak import Sample, per_case, soak_city, summary, table
 from xiuhua.city import load_city
 from xiuhua.settings import DEMO_CITY
+from xiuhua_tools.bench.soak import Sample, per_case, soak_city, summary, table
 
 
 def _s(seconds: float, cases: int, store: int, streams: int, ledger: int) -> Sample:
