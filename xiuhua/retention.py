@@ -25,7 +25,7 @@ log = logging.getLogger("xiuhua.retention")
 
 CHUNK = 500  # ids per delete command
 MOST_PER_RUN = 20_000  # documents one run reads at most per collection (the next run goes on)
-Horizon = Literal["ledger", "raw_reports", "closed_cases", "telemetry"]
+Horizon = Literal["ledger", "raw_reports", "closed_cases", "deliveries", "telemetry"]
 NAK_BACKOFF_CAP_S = 30.0  # the longest a message handed back for a retry waits (`xiuhua.consumer.backoff`'s cap)
 
 

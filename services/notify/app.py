@@ -6,7 +6,8 @@ from starlette.routing import BaseRoute
 
 from services.notify import planning, store
 from services.notify.bulletin.service import COLLECTIONS as BULLETIN_COLLECTIONS
-from services.notify.bulletin.service import RETAINED, Bulletin
+from services.notify.bulletin.service import RETAINED as BULLETIN_RETAINED
+from services.notify.bulletin.service import Bulletin
 from services.notify.channels import build_channels, close_channels
 from services.notify.handlers import NotifyHandlers
 from services.notify.ratelimit import RATE_BUCKETS
@@ -76,5 +77,6 @@ def of(rt: Runtime) -> Notify:
 
 SPEC = ServiceSpec(
     name="notify", service=Notify,
-    collections=(store.DELIVERIES, store.CASES, RATE_BUCKETS, *BULLETIN_COLLECTIONS), retained=RETAINED,
+    collections=(store.DELIVERIES, store.CASES, RATE_BUCKETS, *BULLETIN_COLLECTIONS),
+    retained=(*store.RETAINED, *BULLETIN_RETAINED),
 )

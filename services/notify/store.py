@@ -8,16 +8,40 @@ sub-documents as JSON strings). Lease renewals do not move `v`.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from datetime import datetime
 from typing import Any
 
 from pymongo import ASCENDING, ReplaceOne
 from pymongo.asynchronous.client_session import AsyncClientSession
 
 from services.notify.bulletin.projection import CASES as BULLETIN_CASES
+from xiuhua.retention import Retained
 from xiuhua.store import Store
 
 DELIVERIES = "deliveries"
 CASES = "alert_cases"  # notify's own projection: who leads and cooperates on a case, where, what
+FINISHED = ("delivered", "failed")  # a delivery's final states: sent, or given up
+FINISHED_S = "finished_s"  # when a delivery reached one of them, in seconds: what the purge ranges over
+CLOSED_S = "closed_s"  # when an alerted case closed or was cancelled, in seconds (null once reopened)
+
+
+def finished_at(now: datetime) -> dict[str, float]:
+    """The field a delivery reaching a final state gets beside its `delivered_at` or `failed_at`."""
+    return {FINISHED_S: now.timestamp()}
+
+
+def _unfinished(doc: Mapping[str, Any]) -> bool:
+    """Pending (held by the rate limit or waiting for a retry) or being sent: never purged, whatever its age."""
+    return doc.get("status") not in FINISHED
+
+
+# A finished delivery goes after the city's delivery horizon, counted from when it finished; notify's view of a
+# case goes when closed cases go (`retention.yaml`).
+RETAINED = (
+    Retained(DELIVERIES, FINISHED_S, "deliveries", keep=_unfinished, keep_fields=("status",)),
+    Retained(CASES, CLOSED_S, "closed_cases"),
+)
 
 
 async def ensure_indexes(store: Store) -> None:

@@ -314,3 +314,42 @@ async def test_a_reopened_case_record_with_a_null_moment_is_out_of_the_range(mon
         assert await _ids(store, BULLETIN_CASES) == {"C-reopened", "C-open"}
     finally:
         await store.close()
+
+
+async def test_finished_deliveries_go_past_their_horizon_pending_and_held_ones_never(mongo_url) -> None:
+    from services.notify.store import CASES as ALERT_CASES
+    from services.notify.store import DELIVERIES
+    from services.notify.store import RETAINED as NOTIFY_RETAINED
+
+    store = Store(mongo_url, f"t{uuid.uuid4().hex[:10]}_notify")
+    now = T0 + timedelta(days=1000)
+    job = RetentionJob(store, RetentionFile(deliveries="90d", closed_cases="800d"), NOTIFY_RETAINED, FrozenClock(now))
+    horizon = (now - timedelta(days=90)).timestamp()
+    ended = (now - timedelta(days=800)).timestamp()
+    long_ago = T0 - timedelta(days=10)
+    ms = MS.total_seconds()
+    try:
+        await store.ensure_collections([DELIVERIES, ALERT_CASES])
+        await ensure_indexes(store, NOTIFY_RETAINED)
+        await store[DELIVERIES].insert_many([
+            {"_id": "d-out", "status": "delivered", "finished_s": horizon - ms},
+            {"_id": "f-out", "status": "failed", "finished_s": horizon - 86400},
+            {"_id": "d-at", "status": "delivered", "finished_s": horizon},
+            {"_id": "d-in", "status": "delivered", "finished_s": horizon + ms},
+            {"_id": "p-old", "status": "pending", "created_at": long_ago, "next_at": long_ago},
+            {"_id": "h-old", "status": "pending", "held_at": long_ago, "deferred": "rate_limit"},
+            # Never written so, but if it were: only a final state is purged whatever the number says.
+            {"_id": "s-old", "status": "sending", "finished_s": horizon - 86400},
+            {"_id": "p-numbered", "status": "pending", "finished_s": horizon - 86400},
+        ])
+        await store[ALERT_CASES].insert_many([
+            {"_id": "C-out", "closed_s": ended - ms},
+            {"_id": "C-at", "closed_s": ended},
+            {"_id": "C-reopened", "closed_s": None},
+            {"_id": "C-open"},
+        ])
+        assert await job.run() == {DELIVERIES: 2, ALERT_CASES: 1}
+        assert await _ids(store, DELIVERIES) == {"d-at", "d-in", "p-old", "h-old", "s-old", "p-numbered"}
+        assert await _ids(store, ALERT_CASES) == {"C-at", "C-reopened", "C-open"}
+    finally:
+        await store.close()
