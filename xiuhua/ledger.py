@@ -26,14 +26,13 @@ from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from xiuhua.bus import Outgoing, PublishDenied, Publisher
 from xiuhua.clock import Clock
-from xiuhua.retention import Retained
+from xiuhua.retention import AT_S, Retained
 from xiuhua.store import Store, Writes, drop_index_on
 
 log = logging.getLogger("xiuhua.ledger")
 
 COLLECTION = "ledger"
 MARK_AFTER_S = 0.25  # how long published keys wait to be marked together
-AT_S = "at_s"  # `at` in seconds since the epoch: what the purge selects on (a range on a number, indexed)
 
 
 def _doc(key: str, out: Sequence[Outgoing], at: datetime, *, expires: bool = True) -> dict[str, Any]:

@@ -353,3 +353,34 @@ async def test_finished_deliveries_go_past_their_horizon_pending_and_held_ones_n
         assert await _ids(store, ALERT_CASES) == {"C-at", "C-reopened", "C-open"}
     finally:
         await store.close()
+
+
+async def test_open311_submissions_tokens_and_refused_requests_go_as_raw_reports_go(mongo_url) -> None:
+    from services.intake.hj212 import REJECTED as HJ212_REJECTED
+    from services.intake.hj212 import RETAINED as HJ212_RETAINED
+    from services.intake.open311.hook import RETAINED as OPEN311_RETAINED
+    from services.intake.open311.projection import REQUESTS, TOKENS
+    from services.intake.open311.routes import REFUSED, SUBMISSIONS
+    from xiuhua.retention import dated
+
+    retained = (*OPEN311_RETAINED, *HJ212_RETAINED)
+    store = Store(mongo_url, f"t{uuid.uuid4().hex[:10]}_intake")
+    now = T0 + timedelta(days=1000)
+    job = RetentionJob(store, RetentionFile(raw_reports="60d", closed_cases="900d"), retained, FrozenClock(now))
+    horizon = now - timedelta(days=60)
+    kept_for = {"at": horizon, "in": horizon + MS}
+    try:
+        await store.ensure_collections([REQUESTS, TOKENS, SUBMISSIONS, REFUSED, HJ212_REJECTED])
+        await ensure_indexes(store, retained)
+        for col in (SUBMISSIONS, TOKENS, REFUSED, HJ212_REJECTED):
+            await store[col].insert_many([
+                {"_id": "out", **dated(horizon - MS)},
+                {"_id": "long-out", **dated(horizon - timedelta(days=300))},
+                *({"_id": name, **dated(at)} for name, at in kept_for.items()),
+                {"_id": "older-build", "at": horizon - timedelta(days=300)},  # no number yet: out of the range
+            ])
+        assert await job.run() == {REQUESTS: 0, SUBMISSIONS: 2, TOKENS: 2, REFUSED: 2, HJ212_REJECTED: 2}
+        for col in (SUBMISSIONS, TOKENS, REFUSED, HJ212_REJECTED):
+            assert await _ids(store, col) == {"at", "in", "older-build"}, col
+    finally:
+        await store.close()

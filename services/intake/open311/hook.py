@@ -9,15 +9,22 @@ from services.intake.open311.definitions import load_open311
 from services.intake.open311.projection import CLOSED_S, REQUESTED_S, REQUESTS, TOKENS, Projection, ignored
 from services.intake.open311.routes import REFUSED, SUBMISSIONS, routes
 from xiuhua.consumer import Subscription
-from xiuhua.retention import Retained
+from xiuhua.retention import AT_S, Retained
 from xiuhua.service import Runtime
 from xiuhua.store import backfill_seconds, drop_index_on
 
 __all__ = ["COLLECTIONS", "RETAINED", "on_start", "routes", "subscriptions"]
 
 COLLECTIONS = (REQUESTS, TOKENS, SUBMISSIONS, REFUSED)
-# A closed request's public view goes when closed cases go (`retention.yaml`, closed_cases), from its last change.
-RETAINED = (Retained(REQUESTS, CLOSED_S, "closed_cases"),)
+# A closed request's public view goes when closed cases go (`retention.yaml`, closed_cases), from its last change;
+# a submission (the citizen's contact details, kept here only) and its token's answer go when the raw report they
+# came with goes (raw_reports), from when they were written; so do the raw bytes of a refused request.
+RETAINED = (
+    Retained(REQUESTS, CLOSED_S, "closed_cases"),
+    Retained(SUBMISSIONS, AT_S, "raw_reports"),
+    Retained(TOKENS, AT_S, "raw_reports"),
+    Retained(REFUSED, AT_S, "raw_reports"),
+)
 
 
 def subscriptions(rt: Runtime) -> list[Subscription]:
