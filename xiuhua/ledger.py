@@ -20,14 +20,14 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from pymongo import ASCENDING
+from pymongo import ASCENDING, UpdateOne
 from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from xiuhua.bus import Outgoing, PublishDenied, Publisher
 from xiuhua.clock import Clock
 from xiuhua.retention import AT_S, Retained
-from xiuhua.store import Store, Writes, drop_index_on
+from xiuhua.store import Store, Writes, drop_index_on, pages_in_order
 
 log = logging.getLogger("xiuhua.ledger")
 
@@ -88,6 +88,19 @@ class Ledger:
         await self._col.create_index([("published", ASCENDING)])
         # The compound index earlier versions made: one less to keep.
         await drop_index_on(self._col, [("published", ASCENDING), ("at", ASCENDING)])
+
+    async def backfill_moments(self, consumers: Sequence[str]) -> int:
+        """Give `at_s` to the applied-message entries of these consumers that a build before retention wrote
+        without it (else kept for good); returns how many. One pass over each consumer's keys, a range on `_id`; the
+        once-per-period claims are keyed otherwise and stay as they are."""
+        done = 0
+        for name in consumers:
+            async for page in pages_in_order(self._col, "_id", f"{name}:", f"{name};", {"at": 1, AT_S: 1}):
+                moves = [UpdateOne({"_id": d["_id"], AT_S: {"$exists": False}}, {"$set": {AT_S: d["at"].timestamp()}})
+                         for d in page if AT_S not in d and isinstance(d.get("at"), datetime)]
+                if moves:
+                    done += (await self._col.bulk_write(moves, ordered=False)).modified_count
+        return done
 
     async def seen(self, keys: Iterable[str], session: AsyncClientSession | None = None) -> dict[str, dict[str, Any]]:
         """The documents of keys already applied (inside the caller's transaction when a session is given)."""

@@ -26,7 +26,7 @@ FINISHED_S = "finished_s"  # when a delivery reached one of them, in seconds: wh
 CLOSED_S = "closed_s"  # when an alerted case closed or was cancelled, in seconds (null once reopened)
 
 
-def finished_at(now: datetime) -> dict[str, float]:
+def finished_at(now: datetime) -> dict[str, Any]:
     """The field a delivery reaching a final state gets beside its `delivered_at` or `failed_at`."""
     return {FINISHED_S: now.timestamp()}
 
