@@ -27,7 +27,7 @@ from pymongo.errors import BulkWriteError, DuplicateKeyError
 from xiuhua.bus import Outgoing, PublishDenied, Publisher
 from xiuhua.clock import Clock
 from xiuhua.retention import AT_S, Retained
-from xiuhua.store import Store, Writes, drop_index_on, pages_in_order
+from xiuhua.store import Store, Writes, drop_index_on
 
 log = logging.getLogger("xiuhua.ledger")
 
@@ -89,17 +89,23 @@ class Ledger:
         # The compound index earlier versions made: one less to keep.
         await drop_index_on(self._col, [("published", ASCENDING), ("at", ASCENDING)])
 
-    async def backfill_moments(self, consumers: Sequence[str]) -> int:
+    async def backfill_moments(self, consumers: Sequence[str], chunk: int = 500) -> int:
         """Give `at_s` to the applied-message entries of these consumers that a build before retention wrote
-        without it (else kept for good); returns how many. One pass over each consumer's keys, a range on `_id`; the
-        once-per-period claims are keyed otherwise and stay as they are."""
+        without it (else kept for good); returns how many. One query reading the collection once (a range on
+        `_id` is no cheaper: nx-27017 reads the whole collection for each page of one, 0.8 s at 100,000 entries);
+        the once-per-period claims are keyed otherwise and stay as they are."""
+        prefixes = tuple(f"{name}:" for name in consumers)
         done = 0
-        for name in consumers:
-            async for page in pages_in_order(self._col, "_id", f"{name}:", f"{name};", {"at": 1, AT_S: 1}):
-                moves = [UpdateOne({"_id": d["_id"], AT_S: {"$exists": False}}, {"$set": {AT_S: d["at"].timestamp()}})
-                         for d in page if AT_S not in d and isinstance(d.get("at"), datetime)]
-                if moves:
-                    done += (await self._col.bulk_write(moves, ordered=False)).modified_count
+        moves: list[UpdateOne] = []
+        async for d in self._col.find({AT_S: {"$exists": False}}, {"at": 1}).batch_size(chunk):
+            if str(d["_id"]).startswith(prefixes) and isinstance(d.get("at"), datetime):
+                moves.append(UpdateOne({"_id": d["_id"], AT_S: {"$exists": False}},
+                                       {"$set": {AT_S: d["at"].timestamp()}}))
+            if len(moves) >= chunk:
+                done += (await self._col.bulk_write(moves, ordered=False)).modified_count
+                moves = []
+        if moves:
+            done += (await self._col.bulk_write(moves, ordered=False)).modified_count
         return done
 
     async def seen(self, keys: Iterable[str], session: AsyncClientSession | None = None) -> dict[str, dict[str, Any]]:
