@@ -59,8 +59,9 @@ class Notify(Service):
         return self.bulletin.routes()
 
     async def on_start(self) -> None:
-        """Indexes: the delivery log's, the bulletin's week reads."""
+        """Indexes: the delivery log's, the bulletin's week reads; once, the moments older builds' deliveries lack."""
         await store.ensure_indexes(self.rt.store)
+        self.rt.repair_once(lambda: store.finish_older_deliveries(self.rt.store), name="delivery-moments")
         await self.bulletin.on_start()
 
     async def on_stop(self) -> None:

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from pymongo import ASCENDING, ReplaceOne
+from pymongo import ASCENDING, ReplaceOne, UpdateOne
 from pymongo.asynchronous.client_session import AsyncClientSession
 
 from services.notify.bulletin.projection import CASES as BULLETIN_CASES
@@ -52,6 +52,25 @@ async def ensure_indexes(store: Store) -> None:
     # (33 ms a round at 30,000 deliveries): the worker selects pending deliveries by status, then time.
     await col.create_index([("status", ASCENDING)])
     await col.create_index([("case_id", ASCENDING)])
+
+
+async def finish_older_deliveries(store: Store, chunk: int = 500) -> int:
+    """Give `finished_s` to the deliveries a build before retention finished without it (else kept for good), from
+    their `delivered_at` or `failed_at`; returns how many. One query per final state, an equality on the status
+    index."""
+    col, done = store[DELIVERIES], 0
+    for status, when in (("delivered", "delivered_at"), ("failed", "failed_at")):
+        moves: list[UpdateOne] = []
+        async for d in col.find({"status": status}, {when: 1, FINISHED_S: 1}).batch_size(chunk):
+            if FINISHED_S not in d and isinstance(d.get(when), datetime):
+                moves.append(UpdateOne({"_id": d["_id"], "status": status, FINISHED_S: {"$exists": False}},
+                                       {"$set": {FINISHED_S: d[when].timestamp()}}))
+            if len(moves) >= chunk:
+                done += (await col.bulk_write(moves, ordered=False)).modified_count
+                moves = []
+        if moves:
+            done += (await col.bulk_write(moves, ordered=False)).modified_count
+    return done
 
 
 def _next(doc: dict[str, Any], changes: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:

@@ -464,3 +464,22 @@ async def test_open311_requests_closed_before_retention_get_their_moment_from_th
                        "C-new": 7.0}
     finally:
         await store.close()
+
+
+async def test_deliveries_finished_before_retention_get_their_moment_from_when_they_finished(mongo_url) -> None:
+    from services.notify.store import DELIVERIES, FINISHED_S, finish_older_deliveries
+
+    store = Store(mongo_url, f"t{uuid.uuid4().hex[:10]}_notify")
+    try:
+        await store[DELIVERIES].insert_many([
+            {"_id": "d", "status": "delivered", "delivered_at": T0},
+            {"_id": "f", "status": "failed", "failed_at": T0 + HOUR},
+            {"_id": "p", "status": "pending", "next_at": T0},  # pending: stays out of the range
+            {"_id": "s", "status": "sending", "next_at": T0},
+            {"_id": "new", "status": "delivered", "delivered_at": T0, FINISHED_S: 7.0},
+        ])
+        assert await finish_older_deliveries(store) == 2
+        got = {d["_id"]: d.get(FINISHED_S) async for d in store[DELIVERIES].find({})}
+        assert got == {"d": T0.timestamp(), "f": (T0 + HOUR).timestamp(), "p": None, "s": None, "new": 7.0}
+    finally:
+        await store.close()
