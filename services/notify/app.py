@@ -62,6 +62,7 @@ class Notify(Service):
         """Indexes: the delivery log's, the bulletin's week reads; once, the moments older builds' deliveries lack."""
         await store.ensure_indexes(self.rt.store)
         self.rt.repair_once(lambda: store.finish_older_deliveries(self.rt.store), name="delivery-moments")
+        self.rt.repair_once(lambda: store.close_older_views(self.rt.store), name="alert-view-moments")
         await self.bulletin.on_start()
 
     async def on_stop(self) -> None:

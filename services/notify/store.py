@@ -16,6 +16,7 @@ from pymongo import ASCENDING, ReplaceOne, UpdateOne
 from pymongo.asynchronous.client_session import AsyncClientSession
 
 from services.notify.bulletin.projection import CASES as BULLETIN_CASES
+from services.notify.bulletin.projection import CLOSED_S as BULLETIN_CLOSED_S
 from xiuhua.retention import Retained
 from xiuhua.store import Store
 
@@ -70,6 +71,23 @@ async def finish_older_deliveries(store: Store, chunk: int = 500) -> int:
                 moves = []
         if moves:
             done += (await col.bulk_write(moves, ordered=False)).modified_count
+    return done
+
+
+async def close_older_views(store: Store, chunk: int = 500) -> int:
+    """Give `closed_s` to notify's view of the cases that closed before it listened for closings, from the bulletin's
+    record of each (same moment, same service); returns how many. A range on that record's number, read once."""
+    col, done = store[CASES], 0
+    moves: list[UpdateOne] = []
+    ended = store[BULLETIN_CASES].find({BULLETIN_CLOSED_S: {"$gte": 0}}, {BULLETIN_CLOSED_S: 1}).batch_size(chunk)
+    async for c in ended:
+        moves.append(UpdateOne({"_id": c["_id"], CLOSED_S: {"$exists": False}},
+                               {"$set": {CLOSED_S: c[BULLETIN_CLOSED_S]}}))
+        if len(moves) >= chunk:
+            done += (await col.bulk_write(moves, ordered=False)).modified_count
+            moves = []
+    if moves:
+        done += (await col.bulk_write(moves, ordered=False)).modified_count
     return done
 
 

@@ -483,3 +483,29 @@ async def test_deliveries_finished_before_retention_get_their_moment_from_when_t
         assert got == {"d": T0.timestamp(), "f": (T0 + HOUR).timestamp(), "p": None, "s": None, "new": 7.0}
     finally:
         await store.close()
+
+
+async def test_alert_views_of_cases_closed_before_retention_take_the_bulletins_moment(mongo_url) -> None:
+    from services.notify.bulletin.projection import CASES as BULLETIN_CASES
+    from services.notify.store import CASES as ALERT_CASES
+    from services.notify.store import close_older_views
+
+    store = Store(mongo_url, f"t{uuid.uuid4().hex[:10]}_notify")
+    try:
+        await store[BULLETIN_CASES].insert_many([
+            {"_id": "C-closed", "status": "closed", "closed_s": 100.0},
+            {"_id": "C-cancelled", "status": "cancelled", "closed_s": 200.0},
+            {"_id": "C-reopened", "status": "open", "closed_s": None},
+            {"_id": "C-open", "status": "open"},
+            {"_id": "C-unalerted", "status": "closed", "closed_s": 300.0},  # notify never alerted: no view made
+        ])
+        await store[ALERT_CASES].insert_many([
+            {"_id": "C-closed"}, {"_id": "C-cancelled"}, {"_id": "C-reopened"}, {"_id": "C-open"},
+            {"_id": "C-new", "closed_s": 7.0},
+        ])
+        assert await close_older_views(store) == 2
+        got = {d["_id"]: d.get("closed_s", "unset") async for d in store[ALERT_CASES].find({})}
+        assert got == {"C-closed": 100.0, "C-cancelled": 200.0, "C-reopened": "unset", "C-open": "unset",
+                       "C-new": 7.0}
+    finally:
+        await store.close()
