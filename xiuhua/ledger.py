@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -27,7 +27,7 @@ from pymongo.errors import BulkWriteError, DuplicateKeyError
 from xiuhua.bus import Outgoing, PublishDenied, Publisher
 from xiuhua.clock import Clock
 from xiuhua.retention import AT_S, Retained
-from xiuhua.store import Store, Writes, drop_index_on
+from xiuhua.store import Store, Writes, drop_index_on, update_in_chunks
 
 log = logging.getLogger("xiuhua.ledger")
 
@@ -89,24 +89,19 @@ class Ledger:
         # The compound index earlier versions made: one less to keep.
         await drop_index_on(self._col, [("published", ASCENDING), ("at", ASCENDING)])
 
-    async def backfill_moments(self, consumers: Sequence[str], chunk: int = 500) -> int:
+    async def backfill_moments(self, consumers: Sequence[str]) -> int:
         """Give `at_s` to the applied-message entries of these consumers that a build before retention wrote
         without it (else kept for good); returns how many. One query reading the collection once (a range on
         `_id` is no cheaper: nx-27017 reads the whole collection for each page of one, 0.8 s at 100,000 entries);
         the once-per-period claims are keyed otherwise and stay as they are."""
         prefixes = tuple(f"{name}:" for name in consumers)
-        done = 0
-        moves: list[UpdateOne] = []
-        async for d in self._col.find({AT_S: {"$exists": False}}, {"at": 1}).batch_size(chunk):
-            if str(d["_id"]).startswith(prefixes) and isinstance(d.get("at"), datetime):
-                moves.append(UpdateOne({"_id": d["_id"], AT_S: {"$exists": False}},
-                                       {"$set": {AT_S: d["at"].timestamp()}}))
-            if len(moves) >= chunk:
-                done += (await self._col.bulk_write(moves, ordered=False)).modified_count
-                moves = []
-        if moves:
-            done += (await self._col.bulk_write(moves, ordered=False)).modified_count
-        return done
+
+        async def moves() -> AsyncIterator[UpdateOne]:
+            async for d in self._col.find({AT_S: {"$exists": False}}, {"at": 1}):
+                if str(d["_id"]).startswith(prefixes) and isinstance(d.get("at"), datetime):
+                    yield UpdateOne({"_id": d["_id"], AT_S: {"$exists": False}}, {"$set": {AT_S: d["at"].timestamp()}})
+
+        return await update_in_chunks(self._col, moves())
 
     async def seen(self, keys: Iterable[str], session: AsyncClientSession | None = None) -> dict[str, dict[str, Any]]:
         """The documents of keys already applied (inside the caller's transaction when a session is given)."""

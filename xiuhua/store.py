@@ -7,7 +7,7 @@ import contextlib
 import fcntl
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from itertools import groupby
 from pathlib import Path
 from typing import Any, TypeVar
@@ -71,6 +71,20 @@ async def backfill_seconds(col: Any, date_field: str, seconds_field: str, batch:
         done += res.modified_count
         if res.modified_count == 0:
             return done  # every one was rewritten meanwhile; what still lacks the field waits for the next round
+
+
+async def update_in_chunks(col: Any, moves: AsyncIterable[UpdateOne], chunk: int = 500) -> int:
+    """Send updates as they come, `chunk` to an unordered bulk write; returns how many documents they changed."""
+    done = 0
+    batch: list[UpdateOne] = []
+    async for move in moves:
+        batch.append(move)
+        if len(batch) >= chunk:
+            done += (await col.bulk_write(batch, ordered=False)).modified_count
+            batch = []
+    if batch:
+        done += (await col.bulk_write(batch, ordered=False)).modified_count
+    return done
 
 
 async def pages_in_order(

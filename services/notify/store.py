@@ -8,7 +8,7 @@ sub-documents as JSON strings). Lease renewals do not move `v`.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from datetime import datetime
 from typing import Any
 
@@ -18,7 +18,7 @@ from pymongo.asynchronous.client_session import AsyncClientSession
 from services.notify.bulletin.projection import CASES as BULLETIN_CASES
 from services.notify.bulletin.projection import CLOSED_S as BULLETIN_CLOSED_S
 from xiuhua.retention import Retained
-from xiuhua.store import Store
+from xiuhua.store import Store, update_in_chunks
 
 DELIVERIES = "deliveries"
 CASES = "alert_cases"  # notify's own projection: who leads and cooperates on a case, where, what
@@ -55,40 +55,30 @@ async def ensure_indexes(store: Store) -> None:
     await col.create_index([("case_id", ASCENDING)])
 
 
-async def finish_older_deliveries(store: Store, chunk: int = 500) -> int:
+async def finish_older_deliveries(store: Store) -> int:
     """Give `finished_s` to the deliveries a build before retention finished without it (else kept for good), from
     their `delivered_at` or `failed_at`; returns how many. One query per final state, an equality on the status
     index."""
-    col, done = store[DELIVERIES], 0
-    for status, when in (("delivered", "delivered_at"), ("failed", "failed_at")):
-        moves: list[UpdateOne] = []
-        async for d in col.find({"status": status}, {when: 1, FINISHED_S: 1}).batch_size(chunk):
-            if FINISHED_S not in d and isinstance(d.get(when), datetime):
-                moves.append(UpdateOne({"_id": d["_id"], "status": status, FINISHED_S: {"$exists": False}},
-                                       {"$set": {FINISHED_S: d[when].timestamp()}}))
-            if len(moves) >= chunk:
-                done += (await col.bulk_write(moves, ordered=False)).modified_count
-                moves = []
-        if moves:
-            done += (await col.bulk_write(moves, ordered=False)).modified_count
-    return done
+
+    async def moves() -> AsyncIterator[UpdateOne]:
+        for status, when in (("delivered", "delivered_at"), ("failed", "failed_at")):
+            async for d in store[DELIVERIES].find({"status": status}, {when: 1, FINISHED_S: 1}):
+                if FINISHED_S not in d and isinstance(d.get(when), datetime):
+                    yield UpdateOne({"_id": d["_id"], "status": status, FINISHED_S: {"$exists": False}},
+                                    {"$set": {FINISHED_S: d[when].timestamp()}})
+
+    return await update_in_chunks(store[DELIVERIES], moves())
 
 
-async def close_older_views(store: Store, chunk: int = 500) -> int:
+async def close_older_views(store: Store) -> int:
     """Give `closed_s` to notify's view of the cases that closed before it listened for closings, from the bulletin's
     record of each (same moment, same service); returns how many. A range on that record's number, read once."""
-    col, done = store[CASES], 0
-    moves: list[UpdateOne] = []
-    ended = store[BULLETIN_CASES].find({BULLETIN_CLOSED_S: {"$gte": 0}}, {BULLETIN_CLOSED_S: 1}).batch_size(chunk)
-    async for c in ended:
-        moves.append(UpdateOne({"_id": c["_id"], CLOSED_S: {"$exists": False}},
-                               {"$set": {CLOSED_S: c[BULLETIN_CLOSED_S]}}))
-        if len(moves) >= chunk:
-            done += (await col.bulk_write(moves, ordered=False)).modified_count
-            moves = []
-    if moves:
-        done += (await col.bulk_write(moves, ordered=False)).modified_count
-    return done
+
+    async def moves() -> AsyncIterator[UpdateOne]:
+        async for c in store[BULLETIN_CASES].find({BULLETIN_CLOSED_S: {"$gte": 0}}, {BULLETIN_CLOSED_S: 1}):
+            yield UpdateOne({"_id": c["_id"], CLOSED_S: {"$exists": False}}, {"$set": {CLOSED_S: c[BULLETIN_CLOSED_S]}})
+
+    return await update_in_chunks(store[CASES], moves())
 
 
 def _next(doc: dict[str, Any], changes: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
