@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Literal
 
 from pymongo import ASCENDING
@@ -25,8 +26,14 @@ log = logging.getLogger("xiuhua.retention")
 
 CHUNK = 500  # ids per delete command
 MOST_PER_RUN = 20_000  # documents one run reads at most per collection (the next run goes on)
-Horizon = Literal["ledger", "raw_reports", "closed_cases", "telemetry"]
+Horizon = Literal["ledger", "raw_reports", "closed_cases", "deliveries", "telemetry"]
 NAK_BACKOFF_CAP_S = 30.0  # the longest a message handed back for a retry waits (`xiuhua.consumer.backoff`'s cap)
+AT_S = "at_s"  # a record's `at` in seconds since the epoch, where the purge ranges over when it was written
+
+
+def dated(at: datetime) -> dict[str, Any]:
+    """A record's `at` and, beside it, the same moment in seconds (`at_s`) that the purge ranges over."""
+    return {"at": at, AT_S: at.timestamp()}
 
 
 @dataclass(frozen=True)

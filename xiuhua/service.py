@@ -85,6 +85,21 @@ class Runtime:
 
         self.tasks.append(asyncio.create_task(once(), name=f"{self.name}:{name}"))
 
+    def repair_once(self, fn: Callable[[], Awaitable[int]], *, name: str) -> None:
+        """Run `fn` in the background until it has run through once in this deployment's life (a claim in the
+        ledger records it): a pass over a whole collection for what a build before a change wrote, which later
+        builds never write again and which must not be read whole at every start."""
+
+        async def once() -> None:
+            key = f"repaired:{name}"
+            if await self.ledger.seen([key]):
+                return
+            n = await fn()
+            await self.ledger.claim(key, [])
+            log.info("%s: %s: %d documents an older build wrote repaired", self.name, name, n)
+
+        self.in_background(once, name=name)
+
     async def repair_older_builds(self, fn: Callable[[], Awaitable[Any]], *, name: str) -> None:
         """Run `fn` now and every `BACKFILL_EVERY_S`: it gives what an older build wrote what this one's queries
         select on (during a rolling upgrade the older instances go on writing it for a while)."""
@@ -215,6 +230,9 @@ async def started(spec: ServiceSpec, rt: Runtime) -> AsyncIterator[Runtime]:
     await rt.ledger.ensure_indexes()
     retained = (LEDGER_RETAINED, FAILURES_RETAINED, *spec.retained)
     await ensure_retention_indexes(rt.store, retained)
+    # Entries applied before retention existed have no moment to range over: given one once, or kept for good.
+    consumers = [r.sub.name for r in rt.consumers]
+    rt.repair_once(lambda: rt.ledger.backfill_moments(consumers), name="ledger-moments")
     if spec.on_start:
         await spec.on_start(rt)
     if rt.service:

@@ -7,13 +7,13 @@ import contextlib
 import fcntl
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from itertools import groupby
 from pathlib import Path
 from typing import Any, TypeVar
 
 from bson import Binary
-from pymongo import AsyncMongoClient, InsertOne, ReplaceOne, UpdateOne, WriteConcern, monitoring
+from pymongo import ASCENDING, AsyncMongoClient, InsertOne, ReplaceOne, UpdateOne, WriteConcern, monitoring
 from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import (
@@ -71,6 +71,41 @@ async def backfill_seconds(col: Any, date_field: str, seconds_field: str, batch:
         done += res.modified_count
         if res.modified_count == 0:
             return done  # every one was rewritten meanwhile; what still lacks the field waits for the next round
+
+
+async def update_in_chunks(col: Any, moves: AsyncIterable[UpdateOne], chunk: int = 500) -> int:
+    """Send updates as they come, `chunk` to an unordered bulk write; returns how many documents they changed."""
+    done = 0
+    batch: list[UpdateOne] = []
+    async for move in moves:
+        batch.append(move)
+        if len(batch) >= chunk:
+            done += (await col.bulk_write(batch, ordered=False)).modified_count
+            batch = []
+    if batch:
+        done += (await col.bulk_write(batch, ordered=False)).modified_count
+    return done
+
+
+async def pages_in_order(
+    col: Any, field: str, low: Any, high: Any, projection: Mapping[str, int], batch: int = 500
+) -> AsyncIterator[list[dict[str, Any]]]:
+    """The documents whose `field` lies in [low, high), a page at a time in its order: each page a range on the
+    field's index starting where the last one ended, so one pass reads each document once without a scan per page
+    (documents sharing the value a page ended on are not read twice, nor skipped)."""
+    last: Any = low
+    at_last: set[Any] = set()  # ids already read whose field is `last`
+    while True:
+        query = {field: {"$gte": last, "$lt": high}}
+        found = [d async for d in col.find(query, {**projection, field: 1}).sort(field, ASCENDING)
+                 .limit(batch + len(at_last))]
+        page = [d for d in found if not (d.get(field) == last and d["_id"] in at_last)]
+        if not page:
+            return
+        yield page
+        if page[-1][field] != last:
+            last, at_last = page[-1][field], set()
+        at_last |= {d["_id"] for d in page if d[field] == last}
 
 
 async def drop_index_on(col: Any, keys: Sequence[tuple[str, int]]) -> bool:

@@ -84,5 +84,5 @@ def check_city(city: City) -> None:
 SPEC = ServiceSpec(
     name="intake", service=Intake, collections=(*COLLECTIONS, *open311.COLLECTIONS, hj212.REJECTED),
     check_city=check_city, health_info=lambda rt: {"classifier": domain_of(rt.city).classifier_info},
-    retained=(*RETAINED, *open311.RETAINED),
+    retained=(*RETAINED, *open311.RETAINED, *hj212.RETAINED),
 )

@@ -29,7 +29,7 @@ from pymongo import ASCENDING, UpdateOne
 from pymongo.asynchronous.client_session import AsyncClientSession
 
 from services.intake.sensors import DeviceState
-from xiuhua.retention import Retained
+from xiuhua.retention import AT_S, Retained, dated
 from xiuhua.store import Store, Writes, drop_index_on
 
 RAW = "raw_reports"
@@ -40,7 +40,6 @@ DEVICES = "devices"
 LOCKS = "merge_locks"
 RECEIVED_S = "received_s"  # a raw report's `received_at` in seconds since the epoch: what the purge ranges over
 TELEMETRY_S = "telemetry_s"  # the same for a sensor reading that only moved its device's state (shorter horizon)
-AT_S = "at_s"  # a source reference's `at` in seconds
 CLOSED_S = "closed_s"  # when an open-case entry closed, in seconds (gone again when the case is reopened)
 COLLECTIONS = (RAW, REFS, OPEN, OPEN_KEYS, DEVICES, LOCKS)
 
@@ -206,7 +205,7 @@ class BatchIO:
         self.refs[correlation] = True
         self.assumed.discard(correlation)
         self.new_refs.append(
-            {"_id": correlation, "case_id": case_id, "outcome": outcome, "at": self.now, AT_S: self.now.timestamp()}
+            {"_id": correlation, "case_id": case_id, "outcome": outcome, **dated(self.now)}
         )
 
     def answer(self, correlation: str, case_id: str, outcome: str, raw_doc: dict[str, Any]) -> None:

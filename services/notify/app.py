@@ -6,7 +6,8 @@ from starlette.routing import BaseRoute
 
 from services.notify import planning, store
 from services.notify.bulletin.service import COLLECTIONS as BULLETIN_COLLECTIONS
-from services.notify.bulletin.service import RETAINED, Bulletin
+from services.notify.bulletin.service import RETAINED as BULLETIN_RETAINED
+from services.notify.bulletin.service import Bulletin
 from services.notify.channels import build_channels, close_channels
 from services.notify.handlers import NotifyHandlers
 from services.notify.ratelimit import RATE_BUCKETS
@@ -58,8 +59,10 @@ class Notify(Service):
         return self.bulletin.routes()
 
     async def on_start(self) -> None:
-        """Indexes: the delivery log's, the bulletin's week reads."""
+        """Indexes: the delivery log's, the bulletin's week reads; once, the moments older builds' deliveries lack."""
         await store.ensure_indexes(self.rt.store)
+        self.rt.repair_once(lambda: store.finish_older_deliveries(self.rt.store), name="delivery-moments")
+        self.rt.repair_once(lambda: store.close_older_views(self.rt.store), name="alert-view-moments")
         await self.bulletin.on_start()
 
     async def on_stop(self) -> None:
@@ -76,5 +79,6 @@ def of(rt: Runtime) -> Notify:
 
 SPEC = ServiceSpec(
     name="notify", service=Notify,
-    collections=(store.DELIVERIES, store.CASES, RATE_BUCKETS, *BULLETIN_COLLECTIONS), retained=RETAINED,
+    collections=(store.DELIVERIES, store.CASES, RATE_BUCKETS, *BULLETIN_COLLECTIONS),
+    retained=(*store.RETAINED, *BULLETIN_RETAINED),
 )

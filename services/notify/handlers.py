@@ -75,6 +75,8 @@ class NotifyHandlers:
         for c, doc in plan.cases.items():
             # Replaced by `_id` with upsert: no find first, and no duplicate-key error inside the transaction.
             writes.replace(store.CASES, {"_id": c}, doc, upsert=True)
+        for c, closed_s in plan.ended.items():  # no upsert: a case notify never alerted on has no view
+            writes.update(store.CASES, {"_id": c}, {"$set": {store.CLOSED_S: closed_s}})
         if not plan.deliveries:
             return
         logged = await store.logged(self.rt.store, sorted(plan.deliveries), reads)

@@ -141,7 +141,7 @@ class Outcomes:
             for c in claimed
         ]
         changes: dict[str, Any] = {"status": "delivered", "delivered_at": now, "deferred": None, "owner": None,
-                                   "lease_s": None}
+                                   "lease_s": None, **store.finished_at(now)}
 
         def note(doc: dict[str, Any]) -> dict[str, Any]:
             entry = {"at": now, "attempt": doc["attempts"], "ok": True, **({"digest": doc["digest"]} if doc.get(
@@ -191,7 +191,7 @@ class Outcomes:
         # Kept in the outbox, published once (a retried record publishes its earlier claim if still unpublished).
         entries = await self.rt.ledger.claim_many([(f"failed:{doc['_id']}", [Outgoing.of(event)])])
         moved = await self._transition(doc, status="failed", failed_at=now, last_error=error, deferred=None,
-                                       history=history, owner=None, lease_s=None)
+                                       history=history, owner=None, lease_s=None, **store.finished_at(now))
         if moved is None:  # recorded by an earlier try of this outcome (its answer lost), or taken over
             if await store.status_of(self.rt.store, doc["_id"]) != "failed":
                 return entries

@@ -11,7 +11,16 @@ from dataclasses import dataclass, field
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from contracts.cases import CaseDeadlineWarning, CaseDispatched, CaseEscalated, CaseOpened, CaseOverdue
+from contracts.cases import (
+    CaseCancelled,
+    CaseClosed,
+    CaseDeadlineWarning,
+    CaseDispatched,
+    CaseEscalated,
+    CaseOpened,
+    CaseOverdue,
+    CaseReopened,
+)
 from contracts.values import Place, ReportSource, Urgency
 from services.notify import messages
 from services.notify.recipients import Delivery, deliveries_for
@@ -22,6 +31,8 @@ from xiuhua.consumer import APPLIED, naming
 
 WARNINGS = (CaseDeadlineWarning, CaseOverdue, CaseEscalated)
 ALERTING = (CaseOpened, CaseDispatched, *WARNINGS)  # the case events planning may act on
+# The case events that end a case or reopen it: notify's view of the case goes when closed cases go.
+ENDINGS = (CaseClosed, CaseCancelled, CaseReopened)
 _WARNING_KINDS = {CaseDeadlineWarning: "deadline_warning", CaseOverdue: "overdue", CaseEscalated: "escalation"}
 
 
@@ -31,21 +42,23 @@ class Plan:
 
     cases: dict[str, dict[str, Any]] = field(default_factory=dict)
     deliveries: dict[str, dict[str, Any]] = field(default_factory=dict)  # by notification id, first plan wins
+    # case id → when it closed or was cancelled, in seconds; None once reopened (the last event of the batch wins)
+    ended: dict[str, float | None] = field(default_factory=dict)
 
 
 def skips_type(kind: type) -> bool:
-    """Case event types that never alert, known from the subject before decoding: all but openings, dispatches and
-    the deadline events."""
-    return not issubclass(kind, ALERTING)
+    """Case event types planning never acts on, known from the subject before decoding: all but openings,
+    dispatches, the deadline events and those that end or reopen a case."""
+    return not issubclass(kind, (*ALERTING, *ENDINGS))
 
 
 def ignores(ev: Any) -> bool:
-    """Case events that never alert, by what they are: everything but an urgent sensor case's opening, a duty check's
-    case opening, a dispatch and the deadline events (planning acts on nothing else)."""
+    """Case events planning never acts on, by what they are: everything but an urgent sensor case's opening, a duty
+    check's case opening, a dispatch, the deadline events and those that end or reopen a case."""
     if isinstance(ev, CaseOpened):  # urgent sensor cases alert; a merchant is told of its failed duty
         return not ((ev.source == ReportSource.sensor and ev.urgency == Urgency.urgent)
                     or (ev.source == ReportSource.merchant_check and bool(ev.merchant_id)))
-    return not isinstance(ev, ALERTING)
+    return not isinstance(ev, (*ALERTING, *ENDINGS))
 
 
 def _get(obj: Any, name: str, default: Any = None) -> Any:
@@ -64,8 +77,11 @@ class Planner:
 
     def case_event(self, plan: Plan, ev: Any, known: dict[str, dict[str, Any]]) -> None:
         """A case event that alerts: dispatched (new case), deadline warning, overdue, escalated, urgent sensor case,
-        a duty check's failed item; `known` is notify's view of the cases (a dispatch updates it)."""
-        if isinstance(ev, CaseOpened):
+        a duty check's failed item; `known` is notify's view of the cases (a dispatch updates it). A case's end or
+        reopening only marks that view for the purge."""
+        if isinstance(ev, ENDINGS):
+            plan.ended[ev.case_id] = None if isinstance(ev, CaseReopened) else ev.occurred_at.timestamp()
+        elif isinstance(ev, CaseOpened):
             if ev.source == ReportSource.sensor and ev.urgency == Urgency.urgent:
                 facts = {"case_id": ev.case_id, "category": ev.category_name or ev.category_code,
                          **self._where(ev.place), "street_code": ev.street_code, "detail": ev.description}

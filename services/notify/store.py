@@ -8,16 +8,41 @@ sub-documents as JSON strings). Lease renewals do not move `v`.
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator, Mapping
+from datetime import datetime
 from typing import Any
 
-from pymongo import ASCENDING, ReplaceOne
+from pymongo import ASCENDING, ReplaceOne, UpdateOne
 from pymongo.asynchronous.client_session import AsyncClientSession
 
 from services.notify.bulletin.projection import CASES as BULLETIN_CASES
-from xiuhua.store import Store
+from services.notify.bulletin.projection import CLOSED_S as BULLETIN_CLOSED_S
+from xiuhua.retention import Retained
+from xiuhua.store import Store, update_in_chunks
 
 DELIVERIES = "deliveries"
 CASES = "alert_cases"  # notify's own projection: who leads and cooperates on a case, where, what
+FINISHED = ("delivered", "failed")  # a delivery's final states: sent, or given up
+FINISHED_S = "finished_s"  # when a delivery reached one of them, in seconds: what the purge ranges over
+CLOSED_S = "closed_s"  # when an alerted case closed or was cancelled, in seconds (null once reopened)
+
+
+def finished_at(now: datetime) -> dict[str, Any]:
+    """The field a delivery reaching a final state gets beside its `delivered_at` or `failed_at`."""
+    return {FINISHED_S: now.timestamp()}
+
+
+def _unfinished(doc: Mapping[str, Any]) -> bool:
+    """Pending (held by the rate limit or waiting for a retry) or being sent: never purged, whatever its age."""
+    return doc.get("status") not in FINISHED
+
+
+# A finished delivery goes after the city's delivery horizon, counted from when it finished; notify's view of a
+# case goes when closed cases go (`retention.yaml`).
+RETAINED = (
+    Retained(DELIVERIES, FINISHED_S, "deliveries", keep=_unfinished, keep_fields=("status",)),
+    Retained(CASES, CLOSED_S, "closed_cases"),
+)
 
 
 async def ensure_indexes(store: Store) -> None:
@@ -28,6 +53,32 @@ async def ensure_indexes(store: Store) -> None:
     # (33 ms a round at 30,000 deliveries): the worker selects pending deliveries by status, then time.
     await col.create_index([("status", ASCENDING)])
     await col.create_index([("case_id", ASCENDING)])
+
+
+async def finish_older_deliveries(store: Store) -> int:
+    """Give `finished_s` to the deliveries a build before retention finished without it (else kept for good), from
+    their `delivered_at` or `failed_at`; returns how many. One query per final state, an equality on the status
+    index."""
+
+    async def moves() -> AsyncIterator[UpdateOne]:
+        for status, when in (("delivered", "delivered_at"), ("failed", "failed_at")):
+            async for d in store[DELIVERIES].find({"status": status}, {when: 1, FINISHED_S: 1}):
+                if FINISHED_S not in d and isinstance(d.get(when), datetime):
+                    yield UpdateOne({"_id": d["_id"], "status": status, FINISHED_S: {"$exists": False}},
+                                    {"$set": {FINISHED_S: d[when].timestamp()}})
+
+    return await update_in_chunks(store[DELIVERIES], moves())
+
+
+async def close_older_views(store: Store) -> int:
+    """Give `closed_s` to notify's view of the cases that closed before it listened for closings, from the bulletin's
+    record of each (same moment, same service); returns how many. A range on that record's number, read once."""
+
+    async def moves() -> AsyncIterator[UpdateOne]:
+        async for c in store[BULLETIN_CASES].find({BULLETIN_CLOSED_S: {"$gte": 0}}, {BULLETIN_CLOSED_S: 1}):
+            yield UpdateOne({"_id": c["_id"], CLOSED_S: {"$exists": False}}, {"$set": {CLOSED_S: c[BULLETIN_CLOSED_S]}})
+
+    return await update_in_chunks(store[CASES], moves())
 
 
 def _next(doc: dict[str, Any], changes: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:

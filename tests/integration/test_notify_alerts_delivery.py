@@ -19,7 +19,7 @@ from typing import Any
 
 from pymongo import monitoring
 
-from contracts.cases import CaseDispatched, CaseEscalated, CaseOpened, CaseOverdue
+from contracts.cases import CaseClosed, CaseDispatched, CaseEscalated, CaseOpened, CaseOverdue, CaseReopened
 from contracts.envelope import Event
 from contracts.values import Place, ReportSource, UnitRef, Urgency
 from services.notify.app import SPEC, WORKER, of
@@ -142,6 +142,8 @@ async def test_retries_back_off_with_jitter_then_succeed(settings, city) -> None
         assert await h.deliver_due() == 1
         done = await doc(rt, nid)
         assert done["status"] == "delivered" and done["attempts"] == 3
+        assert "finished_s" not in first and "finished_s" not in second  # pending: out of the purge's range
+        assert done["finished_s"] == done["delivered_at"].timestamp()  # what the delivery horizon counts from
         assert [x["ok"] for x in done["history"]] == [False, False, True]
         assert len(r.got) == 1 and r.attempts == 3
 
@@ -164,6 +166,7 @@ async def test_exhausted_retries_publish_failed_once_and_keep_the_delivery(setti
         assert r.attempts == 3  # max_attempts, then it stops
         gone = await doc(rt, d["_id"])
         assert gone["status"] == "failed" and gone["attempts"] == 3
+        assert gone["finished_s"] == gone["failed_at"].timestamp()
         failed = await eventually(lambda: bus.on("notify.v1.failed"))
         assert len(failed) == 1
         f = failed[0]
@@ -484,6 +487,37 @@ async def test_a_copy_of_an_earlier_dispatch_plans_nothing_and_keeps_the_later_u
         assert set(logged) < set(after) and len(after) == len(logged) + 1  # the overdue alert, nothing for the copy
         keys = [d["_id"] async for d in rt.store["ledger"].find({}, {"_id": 1})]
         assert not [k for k in keys if k.startswith("notify-cases:")]
+
+
+async def test_a_closed_case_marks_its_alert_view_for_the_purge_and_a_reopening_takes_the_mark_back(
+    settings, city,
+) -> None:
+    # Notify's view of a case goes when closed cases go (retention.yaml): its close and reopen events, which alert
+    # nobody, set and clear the moment the purge ranges over; a case notify never alerted on gets no view.
+    clock = FrozenClock(T0)
+    async with receiver() as r, notify(settings, alert_city(city, r.url("/k")), clock) as (rt, _):
+        await send(settings, dispatched("C-END"))
+        await planned(rt, 1, case_id="C-END")
+        closed_at = T0 + timedelta(days=2)
+        await send(settings, CaseClosed(case_id="C-END", street_code="CD", unit_id="CD-SAN", on_time=True,
+                                        closed_by="verification", occurred_at=closed_at))
+        await send(settings, CaseClosed(case_id="C-NEVER", street_code="CD", unit_id="CD-SAN", on_time=True,
+                                        closed_by="verification", occurred_at=closed_at))
+
+        async def closed_s() -> Any:
+            view = await rt.store["alert_cases"].find_one({"_id": "C-END"}) or {}
+            return view.get("closed_s", "unset")
+
+        assert await eventually(lambda: _is(closed_s, closed_at.timestamp()))
+        await send(settings, CaseReopened(case_id="C-END", street_code="CD", unit_id="CD-SAN", reason="问题复发",
+                                          due_at=closed_at + timedelta(hours=4)))
+        assert await eventually(lambda: _is(closed_s, None))
+        assert await rt.store["alert_cases"].find_one({"_id": "C-NEVER"}) is None
+        assert len([d async for d in rt.store[DELIVERIES].find({"case_id": "C-END"})]) == 1  # nobody was told
+
+
+async def _is(read: Any, expected: Any) -> bool:
+    return await read() == expected
 
 
 async def test_a_channel_keeps_one_connection_for_its_alerts_and_closes_it_when_notify_stops(settings, city) -> None:

@@ -122,6 +122,10 @@ async def test_post_opens_a_case_whose_status_follows_dispatch_and_no_pii_travel
             assert secret not in everything.replace("138****5678", ""), secret
         kept = await rts["intake"].store["open311_submissions"].find_one({})
         assert kept["contact"]["phone"] == "138-1234-5678" and kept["contact"]["email"] == "alice@example.cn"
+        token = await rts["intake"].store["open311_tokens"].find_one({"_id": kept["_id"]})
+        # What the purge of raw reports ranges over (retention.yaml), the moment beside each date (which the store
+        # keeps to the millisecond).
+        assert all(abs(d["at_s"] - d["at"].timestamp()) < 0.001 for d in (kept, token))
 
         # Cancelled by the command centre: the request is closed with the reason as status_notes.
         from tests.helpers import publish

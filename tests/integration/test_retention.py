@@ -206,7 +206,8 @@ async def test_a_running_service_purges_its_ledger_and_failure_counts_every_inte
         await rt.store.in_transaction(lambda s: rt.ledger.record(s, [("probe:b", [])]))
         clock.advance(MS)
         await eventually(lambda: _gone(rt.store, key), timeout=10)
-        assert await _ids(rt.store, "ledger") == {"probe:b"}
+        # The start's one-time pass over entries older builds wrote left its claim, kept for good.
+        assert await _ids(rt.store, "ledger") == {"probe:b", "repaired:ledger-moments"}
         assert await rt.store.count("failures") == 0
         deleted = rt.metrics.registry.get_sample_value
         assert deleted("xiuhua_retention_deleted_total", {"service": "probe", "collection": "ledger"}) == 1.0
@@ -312,5 +313,199 @@ async def test_a_reopened_case_record_with_a_null_moment_is_out_of_the_range(mon
         ])
         assert await job.run() == {BULLETIN_CASES: 1}
         assert await _ids(store, BULLETIN_CASES) == {"C-reopened", "C-open"}
+    finally:
+        await store.close()
+
+
+async def test_finished_deliveries_go_past_their_horizon_pending_and_held_ones_never(mongo_url) -> None:
+    from services.notify.store import CASES as ALERT_CASES
+    from services.notify.store import DELIVERIES
+    from services.notify.store import RETAINED as NOTIFY_RETAINED
+
+    store = Store(mongo_url, f"t{uuid.uuid4().hex[:10]}_notify")
+    now = T0 + timedelta(days=1000)
+    job = RetentionJob(store, RetentionFile(deliveries="90d", closed_cases="800d"), NOTIFY_RETAINED, FrozenClock(now))
+    horizon = (now - timedelta(days=90)).timestamp()
+    ended = (now - timedelta(days=800)).timestamp()
+    long_ago = T0 - timedelta(days=10)
+    ms = MS.total_seconds()
+    try:
+        await store.ensure_collections([DELIVERIES, ALERT_CASES])
+        await ensure_indexes(store, NOTIFY_RETAINED)
+        await store[DELIVERIES].insert_many([
+            {"_id": "d-out", "status": "delivered", "finished_s": horizon - ms},
+            {"_id": "f-out", "status": "failed", "finished_s": horizon - 86400},
+            {"_id": "d-at", "status": "delivered", "finished_s": horizon},
+            {"_id": "d-in", "status": "delivered", "finished_s": horizon + ms},
+            {"_id": "p-old", "status": "pending", "created_at": long_ago, "next_at": long_ago},
+            {"_id": "h-old", "status": "pending", "held_at": long_ago, "deferred": "rate_limit"},
+            # Never written so, but if it were: only a final state is purged whatever the number says.
+            {"_id": "s-old", "status": "sending", "finished_s": horizon - 86400},
+            {"_id": "p-numbered", "status": "pending", "finished_s": horizon - 86400},
+        ])
+        await store[ALERT_CASES].insert_many([
+            {"_id": "C-out", "closed_s": ended - ms},
+            {"_id": "C-at", "closed_s": ended},
+            {"_id": "C-reopened", "closed_s": None},
+            {"_id": "C-open"},
+        ])
+        assert await job.run() == {DELIVERIES: 2, ALERT_CASES: 1}
+        assert await _ids(store, DELIVERIES) == {"d-at", "d-in", "p-old", "h-old", "s-old", "p-numbered"}
+        assert await _ids(store, ALERT_CASES) == {"C-at", "C-reopened", "C-open"}
+    finally:
+        await store.close()
+
+
+async def test_open311_submissions_tokens_and_refused_requests_go_as_raw_reports_go(mongo_url) -> None:
+    from services.intake.hj212 import REJECTED as HJ212_REJECTED
+    from services.intake.hj212 import RETAINED as HJ212_RETAINED
+    from services.intake.open311.hook import RETAINED as OPEN311_RETAINED
+    from services.intake.open311.projection import REQUESTS, TOKENS
+    from services.intake.open311.routes import REFUSED, SUBMISSIONS
+    from xiuhua.retention import dated
+
+    retained = (*OPEN311_RETAINED, *HJ212_RETAINED)
+    store = Store(mongo_url, f"t{uuid.uuid4().hex[:10]}_intake")
+    now = T0 + timedelta(days=1000)
+    job = RetentionJob(store, RetentionFile(raw_reports="60d", closed_cases="900d"), retained, FrozenClock(now))
+    horizon = now - timedelta(days=60)
+    kept_for = {"at": horizon, "in": horizon + MS}
+    try:
+        await store.ensure_collections([REQUESTS, TOKENS, SUBMISSIONS, REFUSED, HJ212_REJECTED])
+        await ensure_indexes(store, retained)
+        for col in (SUBMISSIONS, TOKENS, REFUSED, HJ212_REJECTED):
+            await store[col].insert_many([
+                {"_id": "out", **dated(horizon - MS)},
+                {"_id": "long-out", **dated(horizon - timedelta(days=300))},
+                *({"_id": name, **dated(at)} for name, at in kept_for.items()),
+                {"_id": "older-build", "at": horizon - timedelta(days=300)},  # no number yet: out of the range
+            ])
+        assert await job.run() == {REQUESTS: 0, SUBMISSIONS: 2, TOKENS: 2, REFUSED: 2, HJ212_REJECTED: 2}
+        for col in (SUBMISSIONS, TOKENS, REFUSED, HJ212_REJECTED):
+            assert await _ids(store, col) == {"at", "in", "older-build"}, col
+    finally:
+        await store.close()
+
+
+async def test_one_pass_in_order_reads_each_document_once_across_ties_at_a_page_end(mongo_url) -> None:
+    from xiuhua.store import pages_in_order
+
+    store = Store(mongo_url, f"t{uuid.uuid4().hex[:10]}_probe")
+    try:
+        values = [1.0, 2.0, 2.0, 2.0, 2.0, 3.0, 5.0, 9.0]  # a page of 2 ends inside the run of 2.0s, twice
+        await store["c"].insert_many([{"_id": f"d{i}", "n": v} for i, v in enumerate(values)])
+        pages = [p async for p in pages_in_order(store["c"], "n", 2.0, 9.0, {}, batch=2)]
+        read = [d["_id"] for p in pages for d in p]
+        assert sorted(read) == [f"d{i}" for i in range(1, 7)]  # 2.0 kept (low), 9.0 not (high), none twice
+        assert len(read) == len(set(read))
+    finally:
+        await store.close()
+
+
+async def test_ledger_entries_applied_before_retention_get_their_moment_once_claims_stay_for_good(mongo_url) -> None:
+    from dataclasses import dataclass
+
+    from xiuhua.service import Runtime
+
+    store = Store(mongo_url, f"t{uuid.uuid4().hex[:10]}_probe")
+    clock = FrozenClock(T0 + timedelta(days=30))
+    ledger = Ledger(store, _NoBus(), clock)  # type: ignore[arg-type]
+    legacy = T0 - timedelta(days=10)
+    try:
+        await store["ledger"].insert_many([
+            *({"_id": f"dispatch-cases:m{i}", "events": [], "published": True, "at": legacy + i * MS}
+              for i in range(3)),
+            {"_id": "dispatch-cases-2:m0", "events": [], "published": True, "at": legacy},  # another consumer
+            {"_id": "scoring:ranking:unit:2026-10", "events": [], "published": True, "at": legacy},  # a claim
+        ])
+        assert await ledger.backfill_moments(["dispatch-cases"]) == 3
+        docs = {d["_id"]: d async for d in store["ledger"].find({})}
+        assert [docs[f"dispatch-cases:m{i}"]["at_s"] for i in range(3)] == [
+            (legacy + i * MS).timestamp() for i in range(3)]
+        assert "at_s" not in docs["dispatch-cases-2:m0"] and "at_s" not in docs["scoring:ranking:unit:2026-10"]
+        job = RetentionJob(store, RetentionFile(ledger="7d"), [LEDGER_RETAINED], clock)
+        assert await job.run() == {"ledger": 3}
+
+        @dataclass
+        class _Runs:
+            n: int = 0
+
+            async def __call__(self) -> int:
+                self.n += 1
+                return 0
+
+        runs = _Runs()
+        rt = Runtime(name="probe", settings=None, clock=clock, city=None, broker=None, store=store,  # type: ignore[arg-type]
+                     publisher=None, ledger=ledger, metrics=None)  # type: ignore[arg-type]
+        for _ in range(2):  # two starts: the pass runs through once, the second start finds its claim
+            rt.repair_once(runs, name="probe-pass")
+            await rt.tasks.pop()
+        assert runs.n == 1 and await ledger.seen(["repaired:probe-pass"])
+    finally:
+        await store.close()
+
+
+async def test_open311_requests_closed_before_retention_get_their_moment_from_their_last_change(mongo_url) -> None:
+    from services.intake.open311.hook import close_older_requests
+    from services.intake.open311.projection import CLOSED_S, REQUESTS
+
+    store = Store(mongo_url, f"t{uuid.uuid4().hex[:10]}_intake")
+    changed = T0 - timedelta(days=3)
+    try:
+        await store[REQUESTS].insert_many([
+            {"_id": "C-closed", "status": "closed", "requested_s": 1.0, "updated_datetime": changed},
+            {"_id": "C-closed-2", "status": "closed", "requested_s": 1.0, "updated_datetime": changed + MS},
+            {"_id": "C-open", "status": "open", "requested_s": 2.0, "updated_datetime": changed},
+            {"_id": "C-new", "status": "closed", "requested_s": 3.0, "updated_datetime": changed, CLOSED_S: 7.0},
+        ])
+        assert await close_older_requests(store[REQUESTS]) == 2
+        got = {d["_id"]: d.get(CLOSED_S) async for d in store[REQUESTS].find({})}
+        assert got == {"C-closed": changed.timestamp(), "C-closed-2": (changed + MS).timestamp(), "C-open": None,
+                       "C-new": 7.0}
+    finally:
+        await store.close()
+
+
+async def test_deliveries_finished_before_retention_get_their_moment_from_when_they_finished(mongo_url) -> None:
+    from services.notify.store import DELIVERIES, FINISHED_S, finish_older_deliveries
+
+    store = Store(mongo_url, f"t{uuid.uuid4().hex[:10]}_notify")
+    try:
+        await store[DELIVERIES].insert_many([
+            {"_id": "d", "status": "delivered", "delivered_at": T0},
+            {"_id": "f", "status": "failed", "failed_at": T0 + HOUR},
+            {"_id": "p", "status": "pending", "next_at": T0},  # pending: stays out of the range
+            {"_id": "s", "status": "sending", "next_at": T0},
+            {"_id": "new", "status": "delivered", "delivered_at": T0, FINISHED_S: 7.0},
+        ])
+        assert await finish_older_deliveries(store) == 2
+        got = {d["_id"]: d.get(FINISHED_S) async for d in store[DELIVERIES].find({})}
+        assert got == {"d": T0.timestamp(), "f": (T0 + HOUR).timestamp(), "p": None, "s": None, "new": 7.0}
+    finally:
+        await store.close()
+
+
+async def test_alert_views_of_cases_closed_before_retention_take_the_bulletins_moment(mongo_url) -> None:
+    from services.notify.bulletin.projection import CASES as BULLETIN_CASES
+    from services.notify.store import CASES as ALERT_CASES
+    from services.notify.store import close_older_views
+
+    store = Store(mongo_url, f"t{uuid.uuid4().hex[:10]}_notify")
+    try:
+        await store[BULLETIN_CASES].insert_many([
+            {"_id": "C-closed", "status": "closed", "closed_s": 100.0},
+            {"_id": "C-cancelled", "status": "cancelled", "closed_s": 200.0},
+            {"_id": "C-reopened", "status": "open", "closed_s": None},
+            {"_id": "C-open", "status": "open"},
+            {"_id": "C-unalerted", "status": "closed", "closed_s": 300.0},  # notify never alerted: no view made
+        ])
+        await store[ALERT_CASES].insert_many([
+            {"_id": "C-closed"}, {"_id": "C-cancelled"}, {"_id": "C-reopened"}, {"_id": "C-open"},
+            {"_id": "C-new", "closed_s": 7.0},
+        ])
+        assert await close_older_views(store) == 2
+        got = {d["_id"]: d.get("closed_s", "unset") async for d in store[ALERT_CASES].find({})}
+        assert got == {"C-closed": 100.0, "C-cancelled": 200.0, "C-reopened": "unset", "C-open": "unset",
+                       "C-new": 7.0}
     finally:
         await store.close()

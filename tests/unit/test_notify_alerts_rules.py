@@ -174,9 +174,29 @@ def test_the_alert_consumer_ignores_exactly_the_case_events_that_never_alert() -
     alerting = [urgent_sensor, *(example(m) for m in (c.CaseDispatched, c.CaseDeadlineWarning, c.CaseOverdue,
                                                      c.CaseEscalated))]
     quiet = [opened.model_copy(update={"source": "sensor"}), opened,
-             *(example(m) for m in (c.CaseAcknowledged, c.CaseResolved, c.CaseClosed, c.CaseMerged))]
-    assert [planning.ignores(e) for e in alerting] == [False] * len(alerting)
+             *(example(m) for m in (c.CaseAcknowledged, c.CaseResolved, c.CaseMerged))]
+    # Not alerts, but they mark notify's view of the case for the purge (closed cases' horizon).
+    endings = [example(m) for m in (c.CaseClosed, c.CaseCancelled, c.CaseReopened)]
+    assert [planning.ignores(e) for e in [*alerting, *endings]] == [False] * (len(alerting) + len(endings))
     assert [planning.ignores(e) for e in quiet] == [True] * len(quiet)
+
+
+def test_a_case_ended_marks_its_alert_view_with_when_and_a_reopening_unmarks_it(city) -> None:
+    from contracts import cases as c
+    from services.notify.planning import Plan, Planner
+    from xiuhua.clock import FrozenClock
+
+    planner = Planner(city, TZ, FrozenClock(datetime(2026, 11, 23, tzinfo=UTC)))
+    closed = c.CaseClosed.model_validate(c.CaseClosed.example())
+    cancelled = c.CaseCancelled.model_validate(c.CaseCancelled.example()).model_copy(update={"case_id": "C-X"})
+    reopened = c.CaseReopened.model_validate(c.CaseReopened.example())
+    plan = Plan()
+    for ev in (closed, cancelled):
+        planner.case_event(plan, ev, {})
+    assert plan.ended == {closed.case_id: closed.occurred_at.timestamp(), "C-X": cancelled.occurred_at.timestamp()}
+    assert not plan.deliveries and not plan.cases  # nobody is alerted of an ending
+    planner.case_event(plan, reopened, {})  # the same case, reopened later in the batch: the last event wins
+    assert plan.ended[reopened.case_id] is None and reopened.case_id == closed.case_id
 
 
 def test_types_skipped_by_subject_are_exactly_those_ignored_whatever_their_content() -> None:

@@ -104,6 +104,6 @@ def test_a_retained_collection_naming_no_horizon_of_the_file_is_refused_when_the
     from xiuhua.retention import Retained, RetentionJob
 
     clock = FrozenClock(datetime(2026, 11, 23, tzinfo=UTC))
-    with pytest.raises(ValueError, match="no such retention horizon: deliveries"):
-        RetentionJob(None, RetentionFile(), [Retained("deliveries", "at_s", "deliveries")], clock)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="no such retention horizon: outbox"):
+        RetentionJob(None, RetentionFile(), [Retained("outbox", "at_s", "outbox")], clock)  # type: ignore[arg-type]
     assert RetentionJob(None, RetentionFile(), [Retained("raw_reports", "received_s", "raw_reports")], clock)  # type: ignore[arg-type]

@@ -58,6 +58,11 @@ class RetentionFile(BaseModel):
         default=800 * DAY,
         description="Closed and cancelled cases (已结案/已作废) after they ended: the archive rule; open ones stay",
     )
+    deliveries: Duration = Field(
+        default=800 * DAY,
+        description="Finished deliveries of the alert log (投递日志: delivered or given up), from when they finished; "
+        "pending and held ones stay",
+    )
     telemetry: Duration = Field(
         default=30 * DAY, description="Sensor readings that only moved a device's state (监测数据)"
     )

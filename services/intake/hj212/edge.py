@@ -21,11 +21,14 @@ from services.intake.hj212.frame import Candidate, Framer, answer, unwrap
 from services.intake.hj212.readings import check
 from xiuhua.bus import Outgoing
 from xiuhua.consumer import count
+from xiuhua.retention import AT_S, Retained, dated
 from xiuhua.service import Runtime
 
 log = logging.getLogger("xiuhua.intake.hj212")
 
 REJECTED = "hj212_rejected"
+# The raw frames refused at the edge are raw input: kept as raw reports are (`retention.yaml`, raw_reports).
+RETAINED = (Retained(REJECTED, AT_S, "raw_reports"),)
 READ_SIZE = 64 * 1024
 
 
@@ -113,7 +116,7 @@ class Hj212Edge:
         try:
             async with self.rt.store.outside_transactions():
                 await self.rt.store[REJECTED].insert_one({
-                    "_id": raw_id, "at": self.rt.clock.now(), "peer": peer[:100], "frame": raw,
+                    "_id": raw_id, **dated(self.rt.clock.now()), "peer": peer[:100], "frame": raw,
                     "reasons": [reason.model_dump()]})
             await self.rt.publisher.publish(ReportRejected(
                 correlation_id=f"hj212:{raw_id}", source="hj212", raw_id=raw_id, reasons=[reason]))

@@ -15,6 +15,7 @@ from contracts.values import ReportSource
 from services.intake.open311.render import as_datetime
 from xiuhua.city import City
 from xiuhua.consumer import APPLIED, Batch, folded_before, naming
+from xiuhua.retention import dated
 
 REQUESTS = "open311_requests"
 REQUESTED_S = "requested_s"  # requested_datetime in seconds since the epoch: what `GET requests` selects and sorts on
@@ -157,7 +158,7 @@ class Projection:
                 docs[event.case_id] = doc
                 changed.add(event.case_id)
             if (token := token_of(event)) is not None:
-                tokens[token] = {"_id": token, "case_id": event.case_id, "at": event.occurred_at}
+                tokens[token] = {"_id": token, "case_id": event.case_id, **dated(event.occurred_at)}
         writes = batch.later()
         for c in sorted(changed):
             writes.replace(REQUESTS, {"_id": c}, docs[c], upsert=True)
@@ -173,5 +174,5 @@ class Projection:
             reasons = "; ".join(f"{r.field}: {r.message}" if r.field else r.message for r in event.reasons)
             token = event.source_ref
             await self.store[TOKENS].replace_one(
-                {"_id": token}, {"_id": token, "case_id": None, "rejected": reasons[:500], "at": event.occurred_at},
+                {"_id": token}, {"_id": token, "case_id": None, "rejected": reasons[:500], **dated(event.occurred_at)},
                 upsert=True, session=batch.session)

@@ -44,6 +44,7 @@ from services.intake.open311.validation import (
 )
 from xiuhua.bus import Outgoing
 from xiuhua.observability import Metrics
+from xiuhua.retention import dated
 from xiuhua.service import Runtime
 
 log = logging.getLogger("xiuhua.intake.open311")
@@ -277,7 +278,7 @@ class Open311Api:
             # lost with it, the app's retry would get a second token and a second report.
             async with self.rt.store.outside_transactions():
                 await self.rt.store[SUBMISSIONS].insert_one({
-                    "_id": token, "at": now, "service_code": sub.service.service_code, "fingerprint": fp,
+                    "_id": token, **dated(now), "service_code": sub.service.service_code, "fingerprint": fp,
                     "contact": {"email": c.email, "first_name": c.first_name, "last_name": c.last_name,
                                 "phone": c.phone, "device_id": c.device_id, "account_id": c.account_id},
                 })
@@ -332,7 +333,7 @@ class Open311Api:
         try:
             async with self.rt.store.outside_transactions():  # the raw bytes are kept, not lost with another's
                 await self.rt.store[REFUSED].insert_one({
-                    "_id": raw_id, "at": self.rt.clock.now(), "status": exc.status, "body": data,
+                    "_id": raw_id, **dated(self.rt.clock.now()), "status": exc.status, "body": data,
                     "content_type": request.headers.get("content-type", "")[:200], "reasons": [reason.model_dump()]})
             await self.rt.publisher.publish(ReportRejected(correlation_id=f"open311:{raw_id}", source="open311",
                                                            raw_id=raw_id, reasons=[reason]))
