@@ -159,19 +159,16 @@ class StoreCommands(monitoring.CommandListener):
 
 
 HealthCheck = Callable[[], Awaitable[bool]]
-HealthWarnings = Callable[[], list[str]]
 
 
 def routes(
     metrics: Metrics,
     checks: dict[str, HealthCheck],
     *,
-    warnings: HealthWarnings | None = None,
     info: Callable[[], dict[str, Any]] | None = None,
 ) -> list[Route]:
-    """`GET /metrics` (Prometheus text) and `GET /health` (JSON, 503 when a check fails; `warnings` lists what an
-    operator should act on soon without the service being unhealthy; `info`: what the service adds about itself,
-    e.g. intake's classifier in use)."""
+    """`GET /metrics` (Prometheus text) and `GET /health` (JSON, 503 when a check fails; `info`: what the service
+    adds about itself without changing its status, e.g. intake's classifier in use, dispatch's `warnings`)."""
 
     async def metrics_endpoint(_: Request) -> Response:
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
@@ -186,8 +183,6 @@ def routes(
                 results[name] = False
         ok = all(results.values())
         body: dict[str, Any] = {"service": metrics.service, "status": "ok" if ok else "degraded", "checks": results}
-        if warnings is not None:
-            body["warnings"] = warnings()
         if info is not None:
             body.update(info())
         return JSONResponse(body, status_code=200 if ok else 503)

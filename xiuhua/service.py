@@ -159,11 +159,11 @@ class ServiceSpec:
     on_started: Callable[[Runtime], Awaitable[None]] | None = None
     http_routes: Callable[[Runtime], list[BaseRoute]] | None = None
     on_stop: Callable[[Runtime], Awaitable[None]] | None = None  # after its tasks stopped, before the bus and store
-    health_warnings: Callable[[Runtime], list[str]] | None = None  # /health `warnings`: act soon, not failing
     # The service's own city files (beyond what load_city checks), checked by `xiuhua up` before anything starts
     # so a mistake is one `file:line: field: message` and exit code 2, not a crash loop; raises CityDataError.
     check_city: Callable[[City], None] | None = None
-    health_info: Callable[[Runtime], dict[str, Any]] | None = None  # what `/health` adds about the service
+    # What `/health` adds about the service (intake's classifier, dispatch's `warnings`); never changes its status
+    health_info: Callable[[Runtime], dict[str, Any]] | None = None
     # What the periodic purge deletes past the city's horizons (`retention.yaml`), besides the ledger every
     # service has.
     retained: tuple[Retained, ...] = ()
@@ -329,11 +329,8 @@ def asgi_app(spec: ServiceSpec, rt: Runtime) -> Starlette:
             gc.freeze()
             yield
 
-    warn = spec.health_warnings
     info = functools.partial(spec.health_info, rt) if spec.health_info is not None else None
-    routes: list[BaseRoute] = [*observability.routes(
-        rt.metrics, {"nats": nats_ok, "store": rt.store.ping}, warnings=(lambda: warn(rt)) if warn else None, info=info
-    )]
+    routes: list[BaseRoute] = [*observability.routes(rt.metrics, {"nats": nats_ok, "store": rt.store.ping}, info=info)]
     if spec.http_routes:
         routes += spec.http_routes(rt)
     if rt.service:

@@ -65,13 +65,14 @@ def of(rt: Runtime) -> Dispatch:
     return rt.service
 
 
-def health_warnings(rt: Runtime) -> list[str]:
-    """From 1 December: next year's official holiday schedule is missing from calendar.yaml."""
+def health_info(rt: Runtime) -> dict[str, list[str]]:
+    """`/health` `warnings`, which leave the service healthy: from 1 December, next year's official holiday
+    schedule missing from calendar.yaml."""
     warning = BusinessCalendar(rt.city.calendar).missing_next_year(rt.clock.now())
-    return [warning] if warning else []
+    return {"warnings": [warning] if warning else []}
 
 
 SPEC = ServiceSpec(
     name="dispatch", service=Dispatch, collections=(store.CASES,),
-    health_warnings=health_warnings, check_city=routing.validate, retained=store.RETAINED,
+    health_info=health_info, check_city=routing.validate, retained=store.RETAINED,
 )
