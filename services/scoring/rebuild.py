@@ -244,7 +244,7 @@ async def replay(
                         await applying
             if pending:
                 await projection.apply(pending, events=False)
-            if progress:
+            if progress and n:  # an empty stream was said in full by its first call
                 progress(stream, n, max(n, total))
             report.replayed[stream] = n
     finally:
