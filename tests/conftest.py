@@ -4,9 +4,6 @@ ship (the security model's configuration, as `xiuhua up` and deploy/ run it)."""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import inspect
 import os
 import uuid
 from collections.abc import Iterator
@@ -127,18 +124,3 @@ async def settings(nats_server: embedded.ServerProcess, mongo_url: str, tmp_path
 def city() -> City:
     """The demo city."""
     return load_city(DEMO_CITY)
-
-
-async def eventually(check, timeout: float = 15.0, interval: float = 0.1):  # noqa: ASYNC109
-    """Poll a check (plain or async) until it returns a truthy value; fail with the last value after the timeout."""
-    deadline = asyncio.get_running_loop().time() + timeout
-    last = None
-    while asyncio.get_running_loop().time() < deadline:
-        with contextlib.suppress(AssertionError):
-            last = check()
-            if inspect.isawaitable(last):
-                last = await last
-            if last:
-                return last
-        await asyncio.sleep(interval)
-    raise AssertionError(f"condition not met within {timeout}s (last: {last!r})")

@@ -5,8 +5,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from tests.conftest import eventually
-from tests.helpers import BusRecorder, publish, system
+from tests.helpers import BusRecorder, eventually, publish, system
 from xiuhua_tools.classification.learn import load_corrections
 
 CENTRE = {"unit_id": "XH-CC", "role": "command_centre", "name": "李督查"}

@@ -12,7 +12,7 @@ from contracts.reports import MerchantCheck
 from services.scoring import merchants as m
 from services.scoring import units
 from services.scoring.window import Window, comparable, outside
-from tests.unit.test_scoring_fold import START, _history
+from tests.helpers.scoring import START, history
 
 
 def _unit_docs(events: list) -> dict[str, dict[str, Any]]:
@@ -49,7 +49,7 @@ def test_what_the_window_keeps_a_replay_of_the_newer_messages_reproduces(city, s
     r = city.assessment.merchants
     registered = {mid: city.merchants[mid].grade for mid in ("M-CD-0001", "M-CD-0003")}
     horizon = START + timedelta(days=cut_days)
-    events = _history(seed, 30)
+    events = history(seed, 30)
     duty = [
         MerchantCheck(
             check_id=f"K{i}",
