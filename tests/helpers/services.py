@@ -2,28 +2,24 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 
 from xiuhua import security
 from xiuhua.clock import Clock
-from xiuhua.registry import SERVICES, spec
-from xiuhua.service import Runtime, running
+from xiuhua.registry import SERVICES
+from xiuhua.service import Runtime
 from xiuhua.settings import Settings
+from xiuhua.testing.servers import running_services
 
 
 @contextlib.asynccontextmanager
 async def system(
     settings: Settings, *, clock: Clock | None = None, only: tuple[str, ...] = SERVICES
 ) -> AsyncIterator[dict[str, Runtime]]:
-    """The services running in this event loop against the test's servers."""
-    async with contextlib.AsyncExitStack() as stack:
-        rts = {}
-        for name in only:
-            rts[name] = await stack.enter_async_context(running(spec(name), settings, clock=clock))
-        await asyncio.sleep(0.2)
-        yield rts
+    """The services running in this event loop against the test's servers (as the `xiuhua` fixture runs them)."""
+    async with running_services(settings, only, clock=clock) as runtimes:
+        yield runtimes
 
 
 def as_operator(settings: Settings) -> Settings:
