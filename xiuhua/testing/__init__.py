@@ -37,8 +37,9 @@ except ImportError:  # a plain `pip install xiuhua`: only the fixture that needs
 from xiuhua.clock import Clock
 from xiuhua.testing import servers
 from xiuhua.testing.harness import XiuhuaHarness, embedded_xiuhua
+from xiuhua.testing.memory_store import MemoryStore
 
-__all__ = ["XiuhuaHarness", "embedded_xiuhua"]
+__all__ = ["MemoryStore", "XiuhuaHarness", "embedded_xiuhua"]
 
 NEEDS_ASYNCIO = 'the xiuhua fixture needs pytest-asyncio, which is not installed: pip install "xiuhua[testing]"'
 
