@@ -19,7 +19,7 @@ from pydantic import ValidationError
 
 from contracts.cases import CaseCommandRejected, CaseTransferCorrected
 from contracts.commands import CorrectTransfer
-from contracts.values import Place, Reporter, ReportSource
+from contracts.values import Place, Reporter, ReportSource, UnitRole
 from services.intake import duplicates
 from services.intake.cases import sensor_draft
 from services.intake.outcomes import Outcomes
@@ -30,6 +30,7 @@ from xiuhua.consumer import Batch, Item, Poison, count
 from xiuhua.service import Runtime
 
 ACTION = CorrectTransfer.action
+CORRECTORS = (UnitRole.command_centre, UnitRole.hotline)  # as NATS lets publish it: the actor must say the same
 
 
 @dataclass(frozen=True)
@@ -61,6 +62,8 @@ def decode_correction(subject: str, data: bytes) -> CorrectTransfer | InvalidCor
 
 def refusal(transfer: Mapping[str, Any] | None, c: CorrectTransfer, city: City) -> tuple[str, str] | None:
     """Why a correction cannot be applied to a transfer's record, as (reason, detail); None when it can. Pure."""
+    if c.actor.role not in CORRECTORS:
+        return "wrong_role", f"{ACTION} is for the command centre or the hotline, not role {c.actor.role}"
     if transfer is None:
         return "unknown_case", f"no transferred case {c.case_id}"
     if transfer.get("correction"):

@@ -42,6 +42,18 @@ def test_intake_refuses_what_it_cannot_apply_and_applies_the_rest(city: City) ->
     assert refusal(RECORD, _fix(transfer_id="consumer"), city) is None
     assert refusal(RECORD, _fix(category_code="0108"), city) is None
     assert refusal(None, _fix(category_code="0108"), city) == ("unknown_case", "no transferred case C-1")
+    for role in ("hotline", "command_centre"):
+        hotline = CorrectTransfer.model_validate(
+            {**BASE, "actor": {"unit_id": "X", "role": role}, "transfer_id": "consumer"}
+        )
+        assert refusal(RECORD, hotline, city) is None
+    unit = CorrectTransfer.model_validate(
+        {**BASE, "actor": {"unit_id": "CD-SAN", "role": "sanitation"}, "transfer_id": "consumer"}
+    )
+    assert refusal(RECORD, unit, city) == (
+        "wrong_role",
+        "correct_transfer is for the command centre or the hotline, not role sanitation",
+    )
     done = {**RECORD, "correction": {"command_id": "fix-0", "to": "0108"}}
     assert refusal(done, _fix(transfer_id="consumer"), city) == ("wrong_state", "corrected already by fix-0 (0108)")
     assert refusal(RECORD, _fix(transfer_id="nowhere"), city)[0] == "unknown_transfer"  # type: ignore[index]
