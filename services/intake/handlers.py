@@ -149,6 +149,7 @@ class IntakeHandlers:
                 correlation=correlation,
                 reporter=reporter,
                 reported_at=reported_at_of(parsed),
+                urgent=bool(getattr(parsed, "urgent", False)),
             )
             return
         await outcomes.open_or_merge(

@@ -190,9 +190,11 @@ class Outcomes:
         correlation: str,
         reporter: Reporter | None,
         reported_at: datetime,
+        urgent: bool = False,
     ) -> None:
         """Out of the programme's scope: handed to the department that deals with it, and recorded for a
-        correction (`transfer_corrections`): what the report said, where it was, who reported it."""
+        correction (`transfer_corrections`): what the report said, where it was, who reported it, whether the
+        source called it urgent."""
         case_id = case_id_for()
         io.answer(correlation, case_id, "transferred", raw_doc)
         io.add_transfer(
@@ -209,6 +211,7 @@ class Outcomes:
                 "place": draft.place.model_dump(mode="json"),
                 "reporter": reporter.model_dump(mode="json") if reporter is not None else None,
                 "reported_at": reported_at,
+                "urgent": urgent,
                 **dated(self.rt.clock.now()),
             }
         )

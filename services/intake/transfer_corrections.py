@@ -158,11 +158,12 @@ class TransferCorrections:
         count(self.applied.labels(kind))
 
     def _open(self, io: BatchIO, batch: Batch, item: Item, transfer: Mapping[str, Any], code: str) -> str:
-        """A new case for a transfer that was a city matter: the report's text, place and reporter, the category
-        the correction names (confidence 1: a person chose it). Not merged into a near case: the centre decided."""
+        """A new case for a transfer that was a city matter: the report's text, place, reporter and urgency, the
+        category the correction names (confidence 1: a person chose it). Not merged into a near case: the centre
+        decided."""
         city = self.rt.city
         place = Place.model_validate(transfer["place"])
-        draft = sensor_draft(city, code, place, transfer["description"], urgent=False)
+        draft = sensor_draft(city, code, place, transfer["description"], urgent=bool(transfer.get("urgent")))
         case_id = case_id_for()
         reporter = Reporter.model_validate(transfer["reporter"]) if transfer.get("reporter") else None
         key = duplicates.merge_keys(code, place, city.intake.duplicates).key

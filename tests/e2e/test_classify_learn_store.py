@@ -83,7 +83,7 @@ async def test_a_corrected_transfer_is_recorded_opens_its_case_and_is_learnt(set
     fees = "小区里的充电桩收费太贵了，物业乱收费"  # a price complaint (市场监管) the model sends to housing
     async with BusRecorder(settings.nats_url) as bus, system(settings, only=("intake", "dispatch")):
         url = settings.nats_url
-        await publish(url, "report.v1.in.hotline", _hotline("T-1", billboard))
+        await publish(url, "report.v1.in.hotline", {**_hotline("T-1", billboard), "urgent": True})
         await publish(url, "report.v1.in.hotline", _hotline("T-2", fees))
         moved = await eventually(lambda: len(bus.on("case.v1.transferred.")) == 2 and bus.on("case.v1.transferred."))
         by_text = {m["description"]: m for m in moved}
@@ -137,6 +137,7 @@ async def test_a_corrected_transfer_is_recorded_opens_its_case_and_is_learnt(set
         )
         assert (opened[0]["category_code"], opened[0]["category_confidence"]) == ("0108", 1.0)
         assert opened[0]["description"] == f"反映问题 {billboard}" and opened[0]["source_ref"] == "T-1"
+        assert opened[0]["urgency"] == "urgent"  # as the caller said, though 0108 is not urgent by default
         await eventually(lambda: [d for d in bus.on("case.v1.dispatched.") if d["case_id"] == opened[0]["case_id"]])
         # Corrected once: a second correction is refused, and so is one of a case that was never transferred.
         await publish(
