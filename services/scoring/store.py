@@ -216,9 +216,18 @@ class Projection:
         results: list[Applied],
         session: AsyncClientSession | None,
     ) -> None:
-        # A month's escalation counts the previous month's failures of the same item: read both neighbours.
+        # A month's escalation counts the failures of the same item in the months before that its repeat window
+        # reaches: read those, and the months after that reach back to this one, with the months they reach.
+        days = self.city.assessment.merchants.repeat_window_days
         months = {(mid, mrules.month_of(_at(f))) for _, f, mid in facts}
-        keys = sorted({mrules.period_id(mid, m) for mid, month in months for m in mrules.neighbours(month)})
+        keys = sorted(
+            {
+                mrules.period_id(mid, e)
+                for mid, month in months
+                for m in (month, *mrules.later_months(month, days))
+                for e in (*mrules.earlier_months(m, days), m)
+            }
+        )
         mids = sorted({mid for _, _, mid in facts})
         found = self.store[MERCHANT_PERIODS].find({"_id": {"$in": keys}}, session=session)
         periods = {d["_id"]: d async for d in found}
@@ -232,15 +241,15 @@ class Projection:
             new_facts = mrules.add_fact(doc["facts"], fact)
             if new_facts is None:
                 continue
-            before, _, after = mrules.neighbours(month)
-            prior = periods.get(mrules.period_id(mid, before), {}).get("facts", [])
-            self._refigure(messages[i], results[i], doc, new_facts, prior, periods, cards)
+            self._refigure(messages[i], results[i], doc, new_facts, _prior(periods, mid, month, days), periods, cards)
             dirty_p.add(key)
             dirty_c.add(mid)
-            nxt = periods.get(mrules.period_id(mid, after))
-            if nxt is not None:  # its repeats count this month's failures
-                self._refigure(messages[i], results[i], nxt, nxt["facts"], new_facts, periods, cards)
-                dirty_p.add(nxt["_id"])
+            for later in mrules.later_months(month, days):  # their repeats count this month's failures
+                nxt = periods.get(mrules.period_id(mid, later))
+                if nxt is not None:
+                    prior = _prior(periods, mid, later, days)
+                    self._refigure(messages[i], results[i], nxt, nxt["facts"], prior, periods, cards)
+                    dirty_p.add(nxt["_id"])
         if dirty_p:
             await self.store[MERCHANT_PERIODS].bulk_write(
                 [ReplaceOne({"_id": k}, periods[k], upsert=True) for k in sorted(dirty_p)], session=session
@@ -322,6 +331,15 @@ class Projection:
                     points=points or fig["points"],
                 )
             )
+
+
+def _prior(periods: dict[str, dict[str, Any]], mid: str, month: str, days: int) -> list[mrules.Fact]:
+    """The facts of the months before `month` that its repeat window reaches, as `periods` holds them now."""
+    return [
+        f
+        for e in mrules.earlier_months(month, days)
+        for f in periods.get(mrules.period_id(mid, e), {}).get("facts", [])
+    ]
 
 
 def _at(fact: dict[str, Any]) -> datetime:

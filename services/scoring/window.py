@@ -10,7 +10,8 @@ first message). A stored document is outside the window when it depends on a fac
 - `unit_periods`: every document such a case contributes to, in the live store or in the rebuild, and, once the
   cases' stream has dropped messages, every period that began before the purge's cutoff of the facts (below);
 - `merchant_periods`: a month with a check fact before the checks' horizon or a case fact before the cases', and
-  the month after it (a month's escalation counts the previous month's failures of the same item);
+  the months after it whose repeat window reaches it (a month's escalation counts those months' failures of the
+  same item);
 - `merchants`: compared on the months inside the window only (older months are left out of `months` on both
   sides), and left out entirely when a month its class is judged on (`merchant_class`'s window) is outside.
 
@@ -31,7 +32,7 @@ from datetime import datetime
 from typing import Any
 
 from services.scoring import units
-from services.scoring.merchants import neighbours, window_of
+from services.scoring.merchants import earlier_months, window_of
 from services.scoring.periods import period_begins
 from xiuhua.city.assessment import MerchantRules
 
@@ -83,9 +84,10 @@ def _month_outside(doc: dict[str, Any], window: Window) -> bool:
     return False
 
 
-def _previous_month(key: str) -> str:
+def _months_reached(key: str, days: int) -> set[str]:
+    """The month documents whose failures the repeat window of this one (`merchant:YYYY-MM`) counts."""
     merchant_id, _, month = key.rpartition(":")
-    return f"{merchant_id}:{neighbours(month)[0]}"
+    return {f"{merchant_id}:{m}" for m in earlier_months(month, days)}
 
 
 def outside(
@@ -127,9 +129,12 @@ def outside(
         for key, doc in side.get("merchant_periods", {}).items()
         if _month_outside(doc, window)
     }
-    # A month's escalation counts the previous month's failures (the repeat window), so it follows them out.
+    # A month's escalation counts the failures of the months its repeat window reaches, so it follows them out.
     out["merchant_periods"] = expired | {
-        key for side in (live, rebuilt) for key in side.get("merchant_periods", {}) if _previous_month(key) in expired
+        key
+        for side in (live, rebuilt)
+        for key in side.get("merchant_periods", {})
+        if _months_reached(key, rules.repeat_window_days) & expired
     }
     for side in (live, rebuilt):
         for mid, card in side.get("merchants", {}).items():
