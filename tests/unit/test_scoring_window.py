@@ -178,3 +178,24 @@ def test_facts_past_the_cutoff_the_live_purge_has_not_reached_yet_are_left_out()
     for cutoff_s, left in ((closed_s + 1, {"C-OLD"}), (closed_s, set())):  # one second past it, and at it
         rebuilt_now = {**rebuilt, "case_facts": {} if left else rebuilt["case_facts"]}
         assert outside(live, rebuilt_now, Window(), MerchantRules(), cutoff_s)["case_facts"] == left
+
+
+def test_a_month_whose_repeat_window_reaches_an_expired_month_two_back_follows_it_out(city) -> None:
+    """1 March counts a failure of 30 January (February is shorter than the 30-day window): once January's check
+    has expired, March cannot be reproduced, though February, the month between, has nothing."""
+    r = city.assessment.merchants
+    registered = {"M-CD-0001": city.merchants["M-CD-0001"].grade}
+    march = datetime(2026, 3, 1, 10, tzinfo=m.CITY_TZ)
+
+    def check(cid: str, at: datetime) -> MerchantCheck:
+        items = {"hygiene": "fail", "order": "pass"}
+        return MerchantCheck(check_id=cid, merchant_id="M-CD-0001", checked_at=at, inspector_id="G-1", items=items)
+
+    duty = [check("K1", march - timedelta(days=30)), check("K2", march)]
+    horizon = datetime(2026, 2, 15, tzinfo=m.CITY_TZ)
+    live = _merchant_docs(duty, r, registered)
+    rebuilt = _merchant_docs([c for c in duty if c.checked_at >= horizon], r, registered)
+    assert live["merchants"]["M-CD-0001"]["months"]["2026-03"]["escalated"]
+    assert not rebuilt["merchants"]["M-CD-0001"]["months"]["2026-03"]["escalated"]
+    left_out = outside(live, rebuilt, Window(checks_from=horizon), r)
+    assert left_out["merchant_periods"] == {"M-CD-0001:2026-01", "M-CD-0001:2026-03"}
