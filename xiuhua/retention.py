@@ -137,10 +137,6 @@ class RetentionJob:
         """The horizon the city sets for `r` (no shorter than its stream's age, where it names one)."""
         return horizon_s(self.policy, r)
 
-    def cutoff_s(self, r: Retained) -> float:
-        """The oldest moment of `r` kept now."""
-        return cutoff(self._clock.now().timestamp(), self.horizon_s(r))
-
     async def run(self) -> dict[str, int]:
         """Purge every retained collection once; returns the documents deleted by collection."""
         now = self._clock.now().timestamp()
