@@ -205,3 +205,20 @@ async def test_a_rebuild_of_a_purged_store_purges_its_replay_the_same_way_and_ma
     unpurged = await rebuild_and_check(as_operator(settings), city, now=live_now - timedelta(days=400))
     assert {(d.collection, d.problem) for d in unpurged.differences} == {(CASE_FACTS, "missing_in_live")}
     assert len(unpurged.differences) == purged
+
+
+async def test_scoring_dates_the_facts_an_older_build_stored_once_when_it_starts(settings, city) -> None:
+    old = [f for e in _case("C-legacy", T0, (CaseClosed, T0 + DAY_)) if (f := units.fact_of(e)) is not None]
+    live = Store(settings.mongo_url, settings.database("scoring"))
+    try:
+        await live[CASE_FACTS].insert_one({"_id": "C-legacy", "facts": old})
+        async with running(spec("scoring"), settings, city=city) as rt:
+
+            async def dated() -> bool:
+                doc = await live[CASE_FACTS].find_one({"_id": "C-legacy"})
+                return doc is not None and doc.get(CLOSED_S) == (T0 + DAY_).timestamp()
+
+            await eventually(dated, timeout=30, interval=0.2)
+            await eventually(lambda: rt.ledger.seen(["repaired:case-facts-moments"]), timeout=10)
+    finally:
+        await live.close()
