@@ -126,3 +126,14 @@ def case_history(rnd: random.Random, n: int) -> list[CaseEvent]:
 def history(seed: int, cases: int) -> list[CaseEvent]:
     rnd = random.Random(seed)
     return [e for n in range(cases) for e in case_history(rnd, n)]
+
+
+def aged(events: list, prefix: str, days: int) -> list:
+    """The same lifecycles under other case ids, `days` earlier."""
+    out = []
+    for e in events:
+        update: dict = {"case_id": f"{prefix}{e.case_id}", "occurred_at": e.occurred_at - timedelta(days=days)}
+        if hasattr(e, "reported_at"):
+            update["reported_at"] = e.reported_at - timedelta(days=days)
+        out.append(e.model_copy(update=update))
+    return out

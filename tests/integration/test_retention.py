@@ -10,14 +10,14 @@ from typing import Any
 from pymongo import monitoring
 
 from contracts.cases import CaseDispatched
-from services.intake.store import RAW, RECEIVED_S, REFS, RETAINED, TELEMETRY_S, BatchIO
+from services.intake.store import RAW, RECEIVED_S, REFS, RETAINED, TELEMETRY_S, TRANSFERS, BatchIO
 from tests.helpers import as_operator, eventually, login
 from xiuhua.bus import Outgoing
 from xiuhua.city.retention import RetentionFile
 from xiuhua.clock import FrozenClock
 from xiuhua.ledger import RETAINED as LEDGER_RETAINED
 from xiuhua.ledger import Ledger
-from xiuhua.retention import RetentionJob, ensure_indexes, purge
+from xiuhua.retention import RetentionJob, dated, ensure_indexes, purge
 from xiuhua.service import ServiceSpec, running
 from xiuhua.store import Store
 
@@ -140,16 +140,18 @@ async def test_raw_reports_and_references_keep_the_archive_rule_telemetry_a_shor
     policy = RetentionFile(raw_reports="60d", telemetry="7d")
     job = RetentionJob(store, policy, RETAINED, FrozenClock(now))
     try:
-        await store.ensure_collections([RAW, REFS])
+        await store.ensure_collections([RAW, REFS, TRANSFERS])
         await ensure_indexes(store, RETAINED)
 
-        async def received(at: datetime, raw: list[dict[str, Any]], refs: list[str]) -> None:
+        async def received(at: datetime, raw: list[dict[str, Any]], refs: list[str], moved: str = "") -> None:
             async def write(session: Any) -> None:
                 io = BatchIO(store, session, at, reads=session)
                 for doc in raw:
                     io.add_raw({**doc, "received_at": at, "subject": "report.v1.in.x", "body": b"{}"})
                 for ref in refs:
                     io.add_ref(ref, "C-1", "case")
+                if moved:  # a transfer's record goes with its raw report
+                    io.add_transfer({"_id": moved, "raw_id": raw[0]["_id"], **dated(at)})
                 writes = store.writes()
                 io.flush(writes)
                 await store.write_together(writes, session)
@@ -160,16 +162,18 @@ async def test_raw_reports_and_references_keep_the_archive_rule_telemetry_a_shor
         await received(now - timedelta(days=8), [{"_id": "t-old", **sensor}, {"_id": "r-8d", "source": "grid",
                                                                              "status": "case"}], ["grid:8d"])
         await received(now - timedelta(days=7), [{"_id": "t-at", **sensor}], [])
-        await received(now - timedelta(days=60), [{"_id": "r-at", "source": "grid", "status": "case"}], ["grid:at"])
+        await received(now - timedelta(days=60), [{"_id": "r-at", "source": "grid", "status": "case"}], ["grid:at"],
+                       "C-at")
         await received(now - timedelta(days=60) - MS, [{"_id": "r-out", "source": "hotline", "status": "rejected"},
                                                        {"_id": "t-case", "source": "sensor", "status": "case"}],
-                       ["grid:out"])
+                       ["grid:out"], "C-out")
         raw = {d["_id"]: d async for d in store[RAW].find({})}
         assert TELEMETRY_S in raw["t-old"] and RECEIVED_S not in raw["t-old"]
         assert RECEIVED_S in raw["t-case"]  # a reading that opened a case is a report: the archive rule
-        assert await job.run() == {RAW: 3, REFS: 1, "open_cases": 0}
+        assert await job.run() == {RAW: 3, REFS: 1, "open_cases": 0, TRANSFERS: 1}
         assert await _ids(store, RAW) == {"r-8d", "t-at", "r-at"}
         assert await _ids(store, REFS) == {"grid:8d", "grid:at"}
+        assert await _ids(store, TRANSFERS) == {"C-at"}
     finally:
         await store.close()
 
@@ -361,7 +365,6 @@ async def test_open311_submissions_tokens_and_refused_requests_go_as_raw_reports
     from services.intake.open311.hook import RETAINED as OPEN311_RETAINED
     from services.intake.open311.projection import REQUESTS, TOKENS
     from services.intake.open311.routes import REFUSED, SUBMISSIONS
-    from xiuhua.retention import dated
 
     retained = (*OPEN311_RETAINED, *HJ212_RETAINED)
     store = Store(mongo_url, f"t{uuid.uuid4().hex[:10]}_intake")
@@ -470,16 +473,46 @@ async def test_deliveries_finished_before_retention_get_their_moment_from_when_t
 
     store = Store(mongo_url, f"t{uuid.uuid4().hex[:10]}_notify")
     try:
-        await store[DELIVERIES].insert_many([
-            {"_id": "d", "status": "delivered", "delivered_at": T0},
-            {"_id": "f", "status": "failed", "failed_at": T0 + HOUR},
-            {"_id": "p", "status": "pending", "next_at": T0},  # pending: stays out of the range
-            {"_id": "s", "status": "sending", "next_at": T0},
-            {"_id": "new", "status": "delivered", "delivered_at": T0, FINISHED_S: 7.0},
-        ])
-        assert await finish_older_deliveries(store) == 2
+        await store[DELIVERIES].insert_many(
+            [
+                {"_id": "d", "status": "delivered", "delivered_at": T0},
+                {"_id": "f", "status": "failed", "failed_at": T0 + HOUR},
+                {"_id": "p", "status": "pending", "next_at": T0},  # pending: stays out of the range
+                {"_id": "s", "status": "sending", "next_at": T0},
+                {"_id": "new", "status": "delivered", "delivered_at": T0, FINISHED_S: 7.0},
+            ]
+        )
+        # The outcomes' claims as an older build wrote them (no `at_s`), beside entries this pass is not for.
+        await store["ledger"].insert_many(
+            [
+                {"_id": "delivered:d", "events": [], "published": True, "at": T0},
+                {"_id": "failed:f", "events": [], "published": True, "at": T0 + HOUR},
+                {"_id": "delivered:new", "events": [], "published": True, "at": T0, "at_s": 7.0},
+                {
+                    "_id": "notify-cases:m1",
+                    "events": [],
+                    "published": True,
+                    "at": T0,
+                },  # the runtime's pass gives it one
+                {"_id": "bulletin:2026-W40", "events": [], "published": True, "at": T0},  # kept for good
+            ]
+        )
+        assert await finish_older_deliveries(store) == 4
         got = {d["_id"]: d.get(FINISHED_S) async for d in store[DELIVERIES].find({})}
         assert got == {"d": T0.timestamp(), "f": (T0 + HOUR).timestamp(), "p": None, "s": None, "new": 7.0}
+        claims = {d["_id"]: d.get("at_s") async for d in store["ledger"].find({})}
+        assert claims == {
+            "delivered:d": T0.timestamp(),
+            "failed:f": (T0 + HOUR).timestamp(),
+            "delivered:new": 7.0,
+            "notify-cases:m1": None,
+            "bulletin:2026-W40": None,
+        }
+        assert await finish_older_deliveries(store) == 0
+        # Once dated, the purge takes them like any published entry past the ledger's horizon.
+        job = RetentionJob(store, RetentionFile(ledger="1h"), [LEDGER_RETAINED], FrozenClock(T0 + 2 * HOUR))
+        assert await job.run() == {"ledger": 2}
+        assert await _ids(store, "ledger") == {"failed:f", "notify-cases:m1", "bulletin:2026-W40"}  # at the horizon
     finally:
         await store.close()
 
@@ -487,24 +520,64 @@ async def test_deliveries_finished_before_retention_get_their_moment_from_when_t
 async def test_alert_views_of_cases_closed_before_retention_take_the_bulletins_moment(mongo_url) -> None:
     from services.notify.bulletin.projection import CASES as BULLETIN_CASES
     from services.notify.store import CASES as ALERT_CASES
-    from services.notify.store import close_older_views
+    from services.notify.store import close_older_views, record_closing
 
     store = Store(mongo_url, f"t{uuid.uuid4().hex[:10]}_notify")
+    now = T0 + 10 * HOUR
     try:
-        await store[BULLETIN_CASES].insert_many([
-            {"_id": "C-closed", "status": "closed", "closed_s": 100.0},
-            {"_id": "C-cancelled", "status": "cancelled", "closed_s": 200.0},
-            {"_id": "C-reopened", "status": "open", "closed_s": None},
-            {"_id": "C-open", "status": "open"},
-            {"_id": "C-unalerted", "status": "closed", "closed_s": 300.0},  # notify never alerted: no view made
-        ])
-        await store[ALERT_CASES].insert_many([
-            {"_id": "C-closed"}, {"_id": "C-cancelled"}, {"_id": "C-reopened"}, {"_id": "C-open"},
-            {"_id": "C-new", "closed_s": 7.0},
-        ])
-        assert await close_older_views(store) == 2
+        await store[BULLETIN_CASES].insert_many(
+            [
+                {"_id": "C-closed", "status": "closed", "closed_s": 100.0},
+                {"_id": "C-cancelled", "status": "cancelled", "closed_s": 200.0},
+                {"_id": "C-reopened", "status": "open", "closed_s": None},
+                {"_id": "C-open", "status": "open"},
+                {"_id": "C-unalerted", "status": "closed", "closed_s": 300.0},  # notify never alerted: no view made
+                # Ended before the bulletin kept the moment: the pass's own moment, the latest they can have ended.
+                {"_id": "C-old-closed", "status": "closed"},
+                {"_id": "C-old-cancelled", "status": "cancelled"},
+            ]
+        )
+        await store[ALERT_CASES].insert_many(
+            [
+                {"_id": "C-closed"},
+                {"_id": "C-cancelled"},
+                {"_id": "C-reopened"},
+                {"_id": "C-open"},
+                {"_id": "C-new", "closed_s": 7.0},
+                {"_id": "C-old-closed"},
+                {"_id": "C-old-cancelled"},
+                {"_id": "C-unrecorded"},  # the bulletin never saw it opened: nothing says it ended
+            ]
+        )
+        assert await close_older_views(store, now) == 6  # four views, two bulletin records
         got = {d["_id"]: d.get("closed_s", "unset") async for d in store[ALERT_CASES].find({})}
-        assert got == {"C-closed": 100.0, "C-cancelled": 200.0, "C-reopened": "unset", "C-open": "unset",
-                       "C-new": 7.0}
+        assert got == {
+            "C-closed": 100.0,
+            "C-cancelled": 200.0,
+            "C-reopened": "unset",
+            "C-open": "unset",
+            "C-new": 7.0,
+            "C-old-closed": now.timestamp(),
+            "C-old-cancelled": now.timestamp(),
+            "C-unrecorded": "unset",
+        }
+        records = {d["_id"]: d.get("closed_s") async for d in store[BULLETIN_CASES].find({})}
+        assert records == {
+            "C-closed": 100.0,
+            "C-cancelled": 200.0,
+            "C-reopened": None,
+            "C-open": None,
+            "C-unalerted": 300.0,
+            "C-old-closed": now.timestamp(),
+            "C-old-cancelled": now.timestamp(),
+        }
+        assert await close_older_views(store, now + HOUR) == 0
+        # A record reopened after the pass read it stays open.
+        read = {"_id": "C-raced", "status": "closed"}
+        await store[BULLETIN_CASES].insert_one(read)
+        move = record_closing(read, now)
+        assert move is not None
+        await store[BULLETIN_CASES].replace_one({"_id": "C-raced"}, {"status": "open", "closed_s": None})
+        assert (await store[BULLETIN_CASES].bulk_write([move])).modified_count == 0
     finally:
         await store.close()

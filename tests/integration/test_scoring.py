@@ -10,7 +10,7 @@ import os
 import random
 import subprocess
 import sys
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 from contracts.reports import MerchantCheck
 from services.scoring import closing, query, rebuild, units
@@ -20,7 +20,7 @@ from services.scoring.store import MERCHANT_PERIODS, MERCHANTS, UNIT_PERIODS
 from services.scoring.window import Window
 from tests.helpers import BusRecorder, as_operator, connect, eventually
 from tests.helpers.bus import publish_all
-from tests.helpers.scoring import history
+from tests.helpers.scoring import aged, history
 from xiuhua.clock import FrozenClock
 from xiuhua.registry import spec
 from xiuhua.service import running
@@ -236,21 +236,10 @@ async def test_archive_caught_up_waits_for_the_check_just_published(settings):
         await nc.close()
 
 
-def _aged(events: list, prefix: str, days: int) -> list:
-    """The same lifecycles under other case ids, `days` earlier."""
-    out = []
-    for e in events:
-        update: dict = {"case_id": f"{prefix}{e.case_id}", "occurred_at": e.occurred_at - timedelta(days=days)}
-        if hasattr(e, "reported_at"):
-            update["reported_at"] = e.reported_at - timedelta(days=days)
-        out.append(e.model_copy(update=update))
-    return out
-
-
 async def test_rebuild_compares_what_the_streams_still_hold(settings, city):
-    old_events = _aged(history(21, 12), "OLD-", 150)  # July–September 2026
-    straddling = _aged(history(31, 1), "STR-", 0)  # opened long ago, handled lately
-    straddling[:2] = _aged(straddling[:2], "", 150)
+    old_events = aged(history(21, 12), "OLD-", 150)  # July–September 2026
+    straddling = aged(history(31, 1), "STR-", 0)  # opened long ago, handled lately
+    straddling[:2] = aged(straddling[:2], "", 150)
     new_events = history(11, 12)
 
     def check(cid: str, mid: str, at: datetime, result: str) -> MerchantCheck:
