@@ -38,6 +38,12 @@ class Unsupported(NotImplementedError):
     """Something the fake does not answer (an operator, an option): test that code against a real store."""
 
 
+def _options(kw: Mapping[str, Any], *known: str) -> None:
+    """Refuse an option the fake would silently ignore (a session is accepted: transactions are the store's)."""
+    if unknown := sorted(set(kw) - {"session", *known}):
+        raise Unsupported(f"option {', '.join(unknown)}")
+
+
 def _get(doc: Mapping[str, Any], path: str) -> Any:
     value: Any = doc
     for part in path.split("."):
@@ -242,12 +248,14 @@ class MemoryCollection:
     def find(
         self, filter: Mapping[str, Any] | None = None, projection: Mapping[str, Any] | None = None, **kw: Any
     ) -> MemoryCursor:
+        _options(kw)
         query = dict(filter or {})
         return MemoryCursor(lambda: list(self._matching(query)), projection)
 
     async def find_one(
         self, filter: Mapping[str, Any] | None = None, projection: Mapping[str, Any] | None = None, **kw: Any
     ) -> dict[str, Any] | None:
+        _options(kw)
         found = self._matching(dict(filter or {}))
         return _project(found[0], projection) if found else None
 
@@ -260,11 +268,13 @@ class MemoryCollection:
         return stored["_id"]
 
     async def insert_one(self, document: Mapping[str, Any], **kw: Any) -> InsertOneResult:
+        _options(kw)
         return InsertOneResult(self._insert(document), True)
 
     async def insert_many(
         self, documents: Iterable[Mapping[str, Any]], ordered: bool = True, **kw: Any
     ) -> InsertManyResult:
+        _options(kw)
         docs = list(documents)
         await self.bulk_write([InsertOne(d) for d in docs], ordered=ordered)
         return InsertManyResult([d.get("_id") for d in docs], True)
@@ -297,16 +307,19 @@ class MemoryCollection:
         return {"n": 1, "nModified": 0, "upserted": self._insert(new)}
 
     async def update_one(self, filter: Mapping[str, Any], update: Any, upsert: bool = False, **kw: Any) -> UpdateResult:
+        _options(kw)
         return UpdateResult(self._update(filter, update, upsert, many=False, replace=False), True)
 
     async def update_many(
         self, filter: Mapping[str, Any], update: Any, upsert: bool = False, **kw: Any
     ) -> UpdateResult:
+        _options(kw)
         return UpdateResult(self._update(filter, update, upsert, many=True, replace=False), True)
 
     async def replace_one(
         self, filter: Mapping[str, Any], replacement: Mapping[str, Any], upsert: bool = False, **kw: Any
     ) -> UpdateResult:
+        _options(kw)
         return UpdateResult(self._update(filter, replacement, upsert, many=False, replace=True), True)
 
     def _delete(self, query: Mapping[str, Any], many: bool) -> int:
@@ -316,9 +329,11 @@ class MemoryCollection:
         return len(found)
 
     async def delete_one(self, filter: Mapping[str, Any], **kw: Any) -> DeleteResult:
+        _options(kw)
         return DeleteResult({"n": self._delete(filter, many=False)}, True)
 
     async def delete_many(self, filter: Mapping[str, Any], **kw: Any) -> DeleteResult:
+        _options(kw)
         return DeleteResult({"n": self._delete(filter, many=True)}, True)
 
     def _one(self, op: Any) -> dict[str, Any]:
@@ -342,6 +357,7 @@ class MemoryCollection:
         raise Unsupported(f"write model {type(op).__name__}")
 
     async def bulk_write(self, requests: Sequence[Any], ordered: bool = True, **kw: Any) -> BulkWriteResult:
+        _options(kw)
         totals: dict[str, Any] = {
             "nInserted": 0,
             "nUpserted": 0,
@@ -367,6 +383,7 @@ class MemoryCollection:
         return BulkWriteResult(totals, True)
 
     async def create_index(self, keys: str | Sequence[tuple[str, int]], unique: bool = False, **kw: Any) -> str:
+        _options(kw, "name")
         pairs = _sort_keys(keys, None)
         name = kw.get("name") or "_".join(f"{f}_{d}" for f, d in pairs)
         if name in self.indexes:
@@ -378,6 +395,7 @@ class MemoryCollection:
         return name
 
     async def list_indexes(self, **kw: Any) -> MemoryCursor:
+        _options(kw)
         docs = [
             {"name": i.name, "key": dict(i.keys), **({"unique": True} if i.unique else {})}
             for i in self.indexes.values()
@@ -385,6 +403,7 @@ class MemoryCollection:
         return MemoryCursor(lambda: list(docs), None)
 
     async def drop_index(self, name: str, **kw: Any) -> None:
+        _options(kw)
         if name == "_id_" or name not in self.indexes:
             raise OperationFailure(f"index not found with name [{name}]", 27)
         del self.indexes[name]
