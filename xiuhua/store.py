@@ -355,6 +355,12 @@ class Store:
         write made while another client's transaction is open lands inside that transaction: acknowledged, and
         lost with it if the store dies before the commit (measured). MongoDB needs no such wait.
 
+        The lock free does not mean no transaction is open: a client killed inside one (a service SIGKILLed
+        mid-batch) released the lock and left its transaction open, and these writes would land in it, to be
+        rolled back with it by whoever ends it next: a delivery claimed, sent and recorded would be pending again
+        and sent again. So the orphan is ended first, as the next transaction would (`_named`); what these writes
+        read then no longer shows the dead client's half-done writes either.
+
         Only where the lock is set (`XIUHUA_STORE_TX_LOCK_DIR`: the embedded store); re-entrant within a task, so a
         caller may hold it across several such writes (one wait, not one each)."""
         task = asyncio.current_task()
@@ -362,6 +368,7 @@ class Store:
             yield
             return
         async with self._serialized(within=OUTSIDE_WAIT_S):
+            await self._end_orphan()
             self._outside_holder = task
             try:
                 yield

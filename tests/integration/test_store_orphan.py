@@ -144,3 +144,28 @@ async def test_a_write_gives_up_waiting_for_a_transaction_that_holds_the_databas
     assert [d["_id"] async for d in other["deliveries"].find()] == ["after"]
     await store.close()
     await other.close()
+
+
+@pytest.mark.timeout(60)
+async def test_a_write_outside_transactions_after_a_client_died_inside_one_is_kept(own_store: OwnStore) -> None:
+    # A notify instance killed inside a batch's transaction leaves it open; the other instance's delivery worker
+    # then claims and records an alert it sent under `outside_transactions`. Were that write to land in the dead
+    # client's transaction, ending the orphan (the periodic check, the next batch) would take it back: the alert
+    # would be claimed, sent and its delivered event published once more under a new id.
+    srv, locks = own_store
+    url = embedded.mongo_url(srv)
+    store = Store(url, "orphan", tx_lock_dir=locks)
+    await store.ensure_collections(["cases", "deliveries"])
+    await killed_inside_a_transaction(url, locks)
+    async with store.outside_transactions():
+        assert await store["cases"].find_one({"_id": "half-done"}) is None  # nor is the orphan's write read
+        await store["deliveries"].insert_one({"_id": "recorded"})
+    await store.end_orphaned_transaction()
+    assert [d["_id"] async for d in store["deliveries"].find()] == ["recorded"]
+    await store.close()
+    srv.kill()
+    srv.start()
+    store = Store(embedded.mongo_url(srv), "orphan", tx_lock_dir=locks)
+    assert [d["_id"] async for d in store["deliveries"].find()] == ["recorded"]
+    assert await store["cases"].find_one({"_id": "half-done"}) is None
+    await store.close()
