@@ -65,8 +65,7 @@ def _event_doc(o: Outgoing) -> dict[str, Any]:
 
 def outgoing_of(doc: dict[str, Any]) -> list[Outgoing]:
     """The events a ledger document holds."""
-    return [Outgoing(e["s"], e["b"].encode(), e["id"], tuple(e.get("h", {}).items()))
-            for e in doc.get("events", [])]
+    return [Outgoing(e["s"], e["b"].encode(), e["id"], tuple(e.get("h", {}).items())) for e in doc.get("events", [])]
 
 
 class Ledger:
@@ -110,9 +109,7 @@ class Ledger:
             return {}
         return {d["_id"]: d async for d in self._col.find({"_id": {"$in": ids}}, session=session)}
 
-    async def record(
-        self, session: AsyncClientSession, entries: Sequence[tuple[str, Sequence[Outgoing]]]
-    ) -> None:
+    async def record(self, session: AsyncClientSession, entries: Sequence[tuple[str, Sequence[Outgoing]]]) -> None:
         """Record applied keys with their events, inside the caller's transaction."""
         if entries:
             writes = self._store.writes()
@@ -125,9 +122,7 @@ class Ledger:
             now = self._clock.now()
             writes.insert(COLLECTION, [_doc(k, out, now) for k, out in entries])
 
-    async def claim(
-        self, key: str, out: Sequence[Outgoing], session: AsyncClientSession | None = None
-    ) -> bool:
+    async def claim(self, key: str, out: Sequence[Outgoing], session: AsyncClientSession | None = None) -> bool:
         """Record a key once; False if it was claimed before (by this or another instance).
 
         Kept for good, past any horizon: such a claim says that something due once per period (a week's bulletin,
@@ -138,9 +133,7 @@ class Ledger:
         except DuplicateKeyError:
             return False
 
-    async def claim_many(
-        self, entries: Sequence[tuple[str, Sequence[Outgoing]]]
-    ) -> list[tuple[str, list[Outgoing]]]:
+    async def claim_many(self, entries: Sequence[tuple[str, Sequence[Outgoing]]]) -> list[tuple[str, list[Outgoing]]]:
         """Record keys once each (one unordered insert); returns what to publish now: the entries claimed here,
         and those claimed before (a retried record) whose events are still unpublished (the bus drops the copy
         by message id)."""
