@@ -126,9 +126,16 @@ class Ledger:
         """Record a key once; False if it was claimed before (by this or another instance).
 
         Kept for good, past any horizon: such a claim says that something due once per period (a week's bulletin,
-        a period's ranking) was done, which a later look for what is due relies on; there are few of them."""
+        a period's ranking) was done, which a later look for what is due relies on; there are few of them.
+        Without a session it waits for an open transaction, as `claim_many` does: a claim lost with another's
+        transaction is made again, and its events published again under new ids."""
+        doc = _doc(key, out, self._clock.now(), expires=False)
         try:
-            await self._col.insert_one(_doc(key, out, self._clock.now(), expires=False), session=session)
+            if session is not None:
+                await self._col.insert_one(doc, session=session)
+                return True
+            async with self._store.outside_transactions():
+                await self._col.insert_one(doc)
             return True
         except DuplicateKeyError:
             return False
