@@ -35,7 +35,7 @@ from contracts.envelope import Event
 from xiuhua import third_party, tracing
 from xiuhua.bus import Outgoing, PublishDenied, Publisher
 from xiuhua.clock import Clock, SystemClock
-from xiuhua.ledger import AT_S, Ledger, outgoing_of
+from xiuhua.ledger import AT_S, Ledger
 from xiuhua.logs import log_context, message_fields
 from xiuhua.observability import Metrics
 from xiuhua.pull_loop import install as install_pull_loop
@@ -304,8 +304,13 @@ class ConsumerRunner:
                 item.message = self.sub.decode(item.subject, item.data)
             except Poison as exc:
                 # The error is not logged: it may quote the body (personal data); the dead letter holds it.
-                log.error("%s/%s: dead-lettering %s, which cannot be decoded (the dead letter says why)",
-                          self.service, self.sub.name, item.subject, extra=_fields(item))
+                log.error(
+                    "%s/%s: dead-lettering %s, which cannot be decoded (the dead letter says why)",
+                    self.service,
+                    self.sub.name,
+                    item.subject,
+                    extra=_fields(item),
+                )
                 await self._dead_letter(msg, item, str(exc))
                 continue
             if self._ignored(item):
@@ -344,8 +349,14 @@ class ConsumerRunner:
         try:
             return self.sub.ignores(item.message)
         except Exception:  # a rule that cannot judge this message: apply it the usual way
-            log.warning("%s/%s: ignores() failed on %s", self.service, self.sub.name, item.subject, exc_info=True,
-                        extra=_fields(item))
+            log.warning(
+                "%s/%s: ignores() failed on %s",
+                self.service,
+                self.sub.name,
+                item.subject,
+                exc_info=True,
+                extra=_fields(item),
+            )
             return False
 
     async def _apply(self, pairs: list[tuple[Msg, Item]], *, look_first: bool | None = None) -> None:
@@ -368,8 +379,8 @@ class ConsumerRunner:
         for msg, item in pairs:
             if item.key in seen:
                 self.metrics.duplicates.labels(*self._labels).inc()
-                doc = seen[item.key]
-                done.append((msg, item, [] if self.ledger.published(doc) else outgoing_of(doc)))
+                again = self.ledger.to_publish_again(seen[item.key], redelivered=item.delivered > 1)
+                done.append((msg, item, again))
             else:
                 fresh.append((msg, item))
         if fresh:
@@ -410,7 +421,7 @@ class ConsumerRunner:
                 await self.sub.handle(Batch(items, session, look_first, writes, not self.store.reads_outside))
             finally:
                 _pending_counts.reset(token)
-            self.ledger.add(writes, [(i.key, i.out) for i in items if i.recorded or i.out])
+            self.ledger.add(writes, [(i.key, i.out) for i in items if i.recorded or i.out], swept=False)
             await self.store.write_together(writes, session)
             counted[:] = counts
 
@@ -422,7 +433,7 @@ class ConsumerRunner:
         if not done:
             return
         try:
-            await self.ledger.publish([(i.key, out) for _, i, out in done])
+            await self.ledger.publish([(i.key, out) for _, i, out in done], marks=False)
         except PublishDenied as exc:
             if len(done) > 1:  # which of them caused a refused event: each goes on its own
                 for one in done:
@@ -454,11 +465,22 @@ class ConsumerRunner:
         reason = "transient" if is_transient(exc) or isinstance(exc, NatsError | asyncio.TimeoutError) else "error"
         # A line per message, naming it (a store away sends whole batches back: the first few say enough).
         for _, item in pairs[:RETRIES_LOGGED]:
-            log.warning("%s/%s: %s back for retry (delivery %d): %s", self.service, self.sub.name, item.subject,
-                        item.delivered, _brief(exc), extra=_fields(item))
+            log.warning(
+                "%s/%s: %s back for retry (delivery %d): %s",
+                self.service,
+                self.sub.name,
+                item.subject,
+                item.delivered,
+                _brief(exc),
+                extra=_fields(item),
+            )
         if len(pairs) > RETRIES_LOGGED:
-            log.warning("%s/%s: %d more message(s) of the batch back for retry", self.service, self.sub.name,
-                        len(pairs) - RETRIES_LOGGED)
+            log.warning(
+                "%s/%s: %d more message(s) of the batch back for retry",
+                self.service,
+                self.sub.name,
+                len(pairs) - RETRIES_LOGGED,
+            )
         for msg, item in pairs:
             self._untraced(item, f"back for retry: {_brief(exc)}")
             self.metrics.retries.labels(*self._labels, reason).inc()
@@ -478,14 +500,30 @@ class ConsumerRunner:
             await self._retry_later([(msg, item)], store_exc)
             return
         if failures >= self.max_deliver:
-            log.error("%s/%s: dead-lettering %s after %d failures: %s", self.service, self.sub.name,
-                      item.subject, failures, _brief(exc), extra=_fields(item))
+            log.error(
+                "%s/%s: dead-lettering %s after %d failures: %s",
+                self.service,
+                self.sub.name,
+                item.subject,
+                failures,
+                _brief(exc),
+                extra=_fields(item),
+            )
             await self._dead_letter(msg, item, _brief(exc))
             with contextlib.suppress(Exception):
                 await self.store[FAILURES].delete_one({"_id": item.key})
         else:
-            log.warning("%s/%s: %s failed (%d of %d): %s", self.service, self.sub.name, item.subject,
-                        failures, self.max_deliver, _brief(exc), exc_info=exc, extra=_fields(item))
+            log.warning(
+                "%s/%s: %s failed (%d of %d): %s",
+                self.service,
+                self.sub.name,
+                item.subject,
+                failures,
+                self.max_deliver,
+                _brief(exc),
+                exc_info=exc,
+                extra=_fields(item),
+            )
             self.metrics.retries.labels(*self._labels, "error").inc()
             await msg.nak(delay=backoff(failures))
 
@@ -505,8 +543,9 @@ class ConsumerRunner:
     async def _count_failure(self, key: str) -> int:
         col = self.store[FAILURES]
         # The last failure's moment: a count left by a message that went through in the end goes with the ledger.
-        await col.update_one({"_id": key}, {"$inc": {"n": 1}, "$set": {AT_S: self.clock.now().timestamp()}},
-                             upsert=True)
+        await col.update_one(
+            {"_id": key}, {"$inc": {"n": 1}, "$set": {AT_S: self.clock.now().timestamp()}}, upsert=True
+        )
         doc = await col.find_one({"_id": key})
         return int(doc["n"]) if doc else 1
 
