@@ -35,7 +35,7 @@ from contracts.envelope import Event
 from xiuhua import third_party, tracing
 from xiuhua.bus import Outgoing, PublishDenied, Publisher
 from xiuhua.clock import Clock, SystemClock
-from xiuhua.ledger import AT_S, Ledger
+from xiuhua.ledger import AT_S, Ledger, event_docs, outgoing_of
 from xiuhua.logs import log_context, message_fields
 from xiuhua.observability import Metrics
 from xiuhua.pull_loop import install as install_pull_loop
@@ -125,19 +125,32 @@ class Batch:
         anything is recorded regardless."""
         item.recorded = False
 
-    def guarded(self, item: Item) -> None:
+    def guarded(self, item: Item, *, keeps_outbox: bool = False) -> None:
         """`item`'s effect is guarded by what it wrote in this same transaction, so it needs no ledger entry: applied
         again, it finds that and changes nothing (scoring keeps the event id among a case's facts; the bulletin
         opens a case's record once). A second instance applying it at the same moment writes the same document, so
         one of the two transactions is retried and finds it (on the embedded store they run one at a time anyway).
-        Only for consumers that would not publish anything for it: an item that emitted anything is recorded
-        regardless, since its ledger entry is the outbox that republishes after a crash. A document the consumer
-        writes anyway can name the events folded into it (`folded_before`, `naming`). Each saves a ledger
-        document per message."""
+        An item that emitted anything is recorded regardless, since its ledger entry is the outbox that republishes
+        after a crash, unless `keeps_outbox`: the document its effect wrote keeps what it emitted (`outbox_of`),
+        and the handler, meeting that document again on a redelivery of the item (`Item.delivered` > 1: a crash
+        between the commit and the publish), emits it again with the same ids (`emit_kept`); the bus drops the
+        copy within its duplicate window, the consumers' guards after it. A document the consumer writes anyway
+        can name the events folded into it (`folded_before`, `naming`). Each saves a ledger document per
+        message."""
         item.recorded = False
+        item.outbox_kept = keeps_outbox
+
+    def emit_kept(self, item: Item, outbox: Sequence[dict[str, Any]]) -> None:
+        """Emit again, with their ids, the events a document kept for `item` (`outbox_of`, `guarded`)."""
+        item.out.extend(outgoing_of({"events": outbox}))
 
 
 APPLIED = "applied"  # in a document a guarded consumer writes: the ids of the events folded into it
+
+
+def outbox_of(item: Item) -> list[dict[str, Any]]:
+    """What `item` emitted so far, as a document keeps it for `Batch.emit_kept` (`Batch.guarded`)."""
+    return event_docs(item.out)
 
 
 def folded_before(doc: dict[str, Any] | None, event_id: str) -> bool:
@@ -414,6 +427,7 @@ class ConsumerRunner:
             for item in items:
                 item.out.clear()  # a retried transaction starts over
                 item.recorded = True
+                item.outbox_kept = False
             counts: list[tuple[Any, float]] = []  # a retried transaction counts over
             token = _pending_counts.set(counts)
             writes = self.store.writes()
@@ -421,7 +435,8 @@ class ConsumerRunner:
                 await self.sub.handle(Batch(items, session, look_first, writes, not self.store.reads_outside))
             finally:
                 _pending_counts.reset(token)
-            self.ledger.add(writes, [(i.key, i.out) for i in items if i.recorded or i.out], swept=False)
+            entries = [(i.key, i.out) for i in items if i.recorded or (i.out and not i.outbox_kept)]
+            self.ledger.add(writes, entries, swept=False)
             await self.store.write_together(writes, session)
             counted[:] = counts
 

@@ -68,6 +68,11 @@ def _event_doc(o: Outgoing) -> dict[str, Any]:
     return doc
 
 
+def event_docs(out: Sequence[Outgoing]) -> list[dict[str, Any]]:
+    """Events as an outbox keeps them (`outgoing_of` reads them back)."""
+    return [_event_doc(o) for o in out]
+
+
 def outgoing_of(doc: dict[str, Any]) -> list[Outgoing]:
     """The events a ledger document holds."""
     return [Outgoing(e["s"], e["b"].encode(), e["id"], tuple(e.get("h", {}).items())) for e in doc.get("events", [])]

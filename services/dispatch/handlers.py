@@ -12,7 +12,7 @@ from services.dispatch.commands import InvalidCommand
 from services.dispatch.escalations import merchant_case
 from xiuhua.bus import Outgoing
 from xiuhua.city.business_calendar import BusinessCalendar
-from xiuhua.consumer import Batch, Item, count
+from xiuhua.consumer import Batch, Item, count, outbox_of
 from xiuhua.service import Runtime
 
 CONFLICT_RETRIES = 3
@@ -37,11 +37,15 @@ class DispatchHandlers:
         return lifecycle.Context(self.rt.clock.now(), self.rt.city, self.calendar)
 
     async def on_opened(self, batch: Batch) -> None:
-        """A new case: choose units, compute the deadline, keep the case, publish the dispatch."""
-        await self._open_all(batch, [(item, item.message) for item in batch.items])
+        """A new case: choose units, compute the deadline, keep the case, publish the dispatch.
+
+        The case is the opening's only record (`Batch.guarded`): its id refuses a second insert, and it keeps the
+        dispatch it published, which a redelivered opening (a crash between the commit and the publish) emits
+        again with its id. A first delivery of a case kept already (a copy) leaves it alone."""
+        await self._open_all(batch, [(item, item.message) for item in batch.items], guarded=True)
 
     async def _open_all(
-        self, batch: Batch, opened: list[tuple[Item, CaseOpened]]
+        self, batch: Batch, opened: list[tuple[Item, CaseOpened]], *, guarded: bool = False
     ) -> list[tuple[Item, CaseOpened]]:
         """Open the batch's cases that are new (one read for the whole batch, skipped for a small batch of first
         deliveries, and the inserts sent with the batch's ledger entries); returns the messages that opened one. A
@@ -49,20 +53,25 @@ class DispatchHandlers:
         ids = sorted({ev.case_id for _, ev in opened})
         if not ids:
             return []
-        kept: set[str] = set()
+        kept: dict[str, list[dict[str, Any]]] = {}
         if batch.look_first:  # else a case kept already refuses the insert, and the batch comes again looking
             kept = await store.kept(self.rt.store, ids, batch.reads)
         docs: list[dict[str, Any]] = []
         done: list[tuple[Item, CaseOpened]] = []
         ctx = self._ctx()
         for item, ev in opened:
+            if guarded:
+                batch.guarded(item, keeps_outbox=True)
             if ev.case_id in kept:
+                if guarded and item.delivered > 1:
+                    batch.emit_kept(item, kept[ev.case_id])
                 continue
-            kept.add(ev.case_id)
             case, out = lifecycle.open_case(ev, ctx)
+            batch.emit(item, out)
+            case.outbox = outbox_of(item)
+            kept[ev.case_id] = case.outbox
             docs.append(case.to_doc())
             done.append((item, ev))
-            batch.emit(item, out)
             self._count_dispatch(out)
         batch.later().insert(store.CASES, docs)  # with the ledger entries: one command for a small batch
         return done
@@ -104,8 +113,9 @@ class DispatchHandlers:
             outcome = lifecycle.decide(case, c, self._ctx())
             if isinstance(outcome, lifecycle.Rejected):
                 break
-            if await store.replace_if_version(self.rt.store, case.case_id, case.version, outcome.case.to_doc(),
-                                              batch.session):
+            if await store.replace_if_version(
+                self.rt.store, case.case_id, case.version, outcome.case.to_doc(), batch.session
+            ):
                 break
             # Another writer moved the case on: decide again on its fresh state.
             outcome = lifecycle.Rejected("conflict", f"case {c.case_id} kept changing under the command")
