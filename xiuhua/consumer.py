@@ -73,6 +73,8 @@ class Item:
     out: list[Outgoing] = field(default_factory=list)
     # False when the handler declared the message a no-op that stays a no-op if applied again (`Batch.no_effect`)
     recorded: bool = True
+    # True when a redelivery of it emits again what it emitted, with the same ids (`Batch.guarded`)
+    emits_again: bool = False
     span: Any = None  # its trace span when tracing is on (`xiuhua.tracing`)
 
 
@@ -125,20 +127,20 @@ class Batch:
         anything is recorded regardless."""
         item.recorded = False
 
-    def guarded(self, item: Item, *, keeps_outbox: bool = False) -> None:
+    def guarded(self, item: Item, *, emits_again: bool = False) -> None:
         """`item`'s effect is guarded by what it wrote in this same transaction, so it needs no ledger entry: applied
         again, it finds that and changes nothing (scoring keeps the event id among a case's facts; the bulletin
         opens a case's record once). A second instance applying it at the same moment writes the same document, so
         one of the two transactions is retried and finds it (on the embedded store they run one at a time anyway).
         An item that emitted anything is recorded regardless, since its ledger entry is the outbox that republishes
-        after a crash, unless `keeps_outbox`: the document its effect wrote keeps what it emitted (`outbox_of`),
-        and the handler, meeting that document again on a redelivery of the item (`Item.delivered` > 1: a crash
-        between the commit and the publish), emits it again with the same ids (`emit_kept`); the bus drops the
-        copy within its duplicate window, the consumers' guards after it. A document the consumer writes anyway
-        can name the events folded into it (`folded_before`, `naming`). Each saves a ledger document per
-        message."""
+        after a crash, unless `emits_again`: applied again on a redelivery (`Item.delivered` > 1: a crash between
+        the commit and the publish), the handler emits again what it emitted, with the same ids, kept in the
+        document its effect wrote (`outbox_of`, `emit_kept`: dispatch's case) or derived from it (scoring's unit
+        updates); the bus drops the copy within its duplicate window, the consumers' guards after it. A document
+        the consumer writes anyway can name the events folded into it (`folded_before`, `naming`). Each saves a
+        ledger document per message."""
         item.recorded = False
-        item.outbox_kept = keeps_outbox
+        item.emits_again = emits_again
 
     def emit_kept(self, item: Item, outbox: Sequence[dict[str, Any]]) -> None:
         """Emit again, with their ids, the events a document kept for `item` (`outbox_of`, `guarded`)."""
@@ -427,7 +429,7 @@ class ConsumerRunner:
             for item in items:
                 item.out.clear()  # a retried transaction starts over
                 item.recorded = True
-                item.outbox_kept = False
+                item.emits_again = False
             counts: list[tuple[Any, float]] = []  # a retried transaction counts over
             token = _pending_counts.set(counts)
             writes = self.store.writes()
@@ -435,7 +437,7 @@ class ConsumerRunner:
                 await self.sub.handle(Batch(items, session, look_first, writes, not self.store.reads_outside))
             finally:
                 _pending_counts.reset(token)
-            entries = [(i.key, i.out) for i in items if i.recorded or (i.out and not i.outbox_kept)]
+            entries = [(i.key, i.out) for i in items if i.recorded or (i.out and not i.emits_again)]
             self.ledger.add(writes, entries, swept=False)
             await self.store.write_together(writes, session)
             counted[:] = counts

@@ -61,7 +61,7 @@ class DispatchHandlers:
         ctx = self._ctx()
         for item, ev in opened:
             if guarded:
-                batch.guarded(item, keeps_outbox=True)
+                batch.guarded(item, emits_again=True)
             if ev.case_id in kept:
                 if guarded and item.delivered > 1:
                     batch.emit_kept(item, kept[ev.case_id])

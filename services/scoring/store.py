@@ -14,6 +14,7 @@ live service writes. Nothing stored depends on arrival order or on the wall cloc
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -22,7 +23,7 @@ from pymongo import DeleteOne, ReplaceOne
 from pymongo.asynchronous.client_session import AsyncClientSession
 
 from contracts.cases import CaseEvent, CaseOpened, CaseOverdue
-from contracts.envelope import Event
+from contracts.envelope import Event, derived_event_id
 from contracts.merchants import MerchantEscalated
 from contracts.reports import MerchantCheck
 from contracts.scores import MerchantGradeChanged, MerchantGraded, UnitScoreUpdated
@@ -72,16 +73,26 @@ class Projection:
         under its event id (`units.add_fact`) and adds nothing the second time, except an opening of a merchant's
         case, which also counts toward the merchant's month (not guarded here)."""
         return isinstance(message, CaseEvent) and not (
-            isinstance(message, CaseOpened) and message.merchant_id in self.city.merchants)
+            isinstance(message, CaseOpened) and message.merchant_id in self.city.merchants
+        )
 
     async def apply(
-        self, messages: list[Any], session: AsyncClientSession | None = None, *, events: bool = True
+        self,
+        messages: list[Any],
+        session: AsyncClientSession | None = None,
+        *,
+        events: bool = True,
+        again: Sequence[bool] = (),
     ) -> list[Applied]:
         """Apply messages in order; returns, per message, the events it caused.
 
         `events=False` (the rebuild, which publishes nothing) works out what each case changed once per batch,
         from its facts before and after, instead of once per message: the same documents, since a case's
-        contribution depends on its facts alone and the per-message differences add up to the batch's."""
+        contribution depends on its facts alone and the per-message differences add up to the batch's.
+
+        `again[i]`: message i is a redelivery. Folded before, it changes nothing, but says again which unit
+        documents its fact moves (`score.v1.unit_updated`, with their figures now and the ids they had: each is
+        derived from the event's id and the unit's), since its first emission may not have gone out."""
         results = [Applied() for _ in messages]
         case_ids = sorted({m.case_id for m in messages if isinstance(m, CaseEvent)})
         cases: dict[str, list[units.Fact]] = {}
@@ -105,6 +116,9 @@ class Projection:
                 old = cases.get(m.case_id, [])
                 new = units.add_fact(old, fact)
                 if new is None:
+                    if events and i < len(again) and again[i]:
+                        without = [f for f in old if f["id"] != fact["id"]]
+                        touched[i] = list(units.difference(units.contribution(without), units.contribution(old)))
                     continue
                 cases[m.case_id] = new
                 changed_cases.add(m.case_id)
@@ -131,6 +145,10 @@ class Projection:
             )
         docs = await self._write_units(deltas, session)
         if events:
+            unread = sorted({k for keys in touched for k in keys} - docs.keys())
+            if unread:  # documents a redelivered message names, unchanged by this batch
+                async for d in self.store[UNIT_PERIODS].find({"_id": {"$in": unread}}, session=session):
+                    docs[d["_id"]] = d
             self._unit_events(messages, touched, docs, results)
         if merchant_facts:
             await self._apply_merchants(messages, merchant_facts, results, session)
@@ -180,6 +198,7 @@ class Projection:
                 m = messages[i]
                 results[i].events.append(
                     UnitScoreUpdated(
+                        event_id=derived_event_id(m.event_id, unit_id),
                         correlation_id=m.correlation_id,
                         unit_id=unit_id,
                         period=week["period"],
@@ -234,8 +253,14 @@ class Projection:
             )
 
     def _refigure(
-        self, m: Any, result: Applied, doc: dict[str, Any], facts: list[mrules.Fact], prior: list[mrules.Fact],
-        periods: dict[str, dict[str, Any]], cards: dict[str, dict[str, Any]],
+        self,
+        m: Any,
+        result: Applied,
+        doc: dict[str, Any],
+        facts: list[mrules.Fact],
+        prior: list[mrules.Fact],
+        periods: dict[str, dict[str, Any]],
+        cards: dict[str, dict[str, Any]],
     ) -> None:
         """Work out one merchant-month again from its facts (and the month before's), keep it, update the card
         and say what changed: graded, escalated (once per month), class changed."""
@@ -251,18 +276,33 @@ class Projection:
         corr = getattr(m, "correlation_id", None) or f"merchant_check:{getattr(m, 'check_id', '')}"
         result.events.append(
             MerchantGraded(
-                correlation_id=corr, merchant_id=mid, street_code=street, period=month, points=fig["points"],
-                grade=fig["grade"], checks=fig["checks"], failures=fig["failures"], warned=fig["warned"],
+                correlation_id=corr,
+                merchant_id=mid,
+                street_code=street,
+                period=month,
+                points=fig["points"],
+                grade=fig["grade"],
+                checks=fig["checks"],
+                failures=fig["failures"],
+                warned=fig["warned"],
                 escalated=fig["escalated"],
             )
         )
         if fig["escalated"] and not was_escalated:
-            why = (f"repeated failure of {', '.join(fig['repeated_items'])}" if fig["repeated_items"]
-                   else "not put right by its deadline (逾期未整改)")
+            why = (
+                f"repeated failure of {', '.join(fig['repeated_items'])}"
+                if fig["repeated_items"]
+                else "not put right by its deadline (逾期未整改)"
+            )
             result.events.append(
                 MerchantEscalated(
-                    correlation_id=corr, merchant_id=mid, merchant_name=merchant.name, street_code=street,
-                    community_code=community, period=month, violations=max(fig["failures"], 1),
+                    correlation_id=corr,
+                    merchant_id=mid,
+                    merchant_name=merchant.name,
+                    street_code=street,
+                    community_code=community,
+                    period=month,
+                    violations=max(fig["failures"], 1),
                     reason=f"{merchant.duty_scheme()} {why} in {month}: {', '.join(fig['failed_items'])}".strip(),
                 )
             )
@@ -274,8 +314,14 @@ class Projection:
         if grade != previous:
             result.events.append(
                 MerchantGradeChanged(
-                    correlation_id=corr, merchant_id=mid, merchant_name=merchant.name, street_code=street,
-                    period=latest or month, previous=previous, grade=grade, points=points or fig["points"],
+                    correlation_id=corr,
+                    merchant_id=mid,
+                    merchant_name=merchant.name,
+                    street_code=street,
+                    period=latest or month,
+                    previous=previous,
+                    grade=grade,
+                    points=points or fig["points"],
                 )
             )
 
