@@ -17,7 +17,7 @@ import json
 import logging
 import random
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -35,7 +35,7 @@ from contracts.envelope import Event
 from xiuhua import third_party, tracing
 from xiuhua.bus import Outgoing, PublishDenied, Publisher
 from xiuhua.clock import Clock, SystemClock
-from xiuhua.ledger import AT_S, Ledger, event_docs, outgoing_of
+from xiuhua.ledger import AT_S, SEQ, Ledger, event_docs, outgoing_of, redelivery_of
 from xiuhua.logs import log_context, message_fields
 from xiuhua.observability import Metrics
 from xiuhua.pull_loop import install as install_pull_loop
@@ -133,26 +133,31 @@ class Batch:
         opens a case's record once). A second instance applying it at the same moment writes the same document, so
         one of the two transactions is retried and finds it (on the embedded store they run one at a time anyway).
         An item that emitted anything is recorded regardless, since its ledger entry is the outbox that republishes
-        after a crash, unless `emits_again`: applied again on a redelivery (`Item.delivered` > 1: a crash between
-        the commit and the publish), the handler emits again what it emitted, with the same ids, kept in the
-        document its effect wrote (`outbox_of`, `emit_kept`: dispatch's case) or derived from it (scoring's unit
-        updates); the bus drops the copy within its duplicate window, the consumers' guards after it. A document
-        the consumer writes anyway can name the events folded into it (`folded_before`, `naming`). Each saves a
-        ledger document per message."""
+        after a crash, unless `emits_again`: applied again as a redelivery (a crash between the commit and the
+        publish, a lost acknowledgement), the handler emits again what it emitted, with the same ids, kept in the
+        document its effect wrote with the message's stream sequence (`outbox_of`, `emit_kept`: dispatch's case)
+        or derived from it (scoring's unit updates); the bus drops the copy within its duplicate window, the
+        consumers' guards after it. A document the consumer writes anyway can name the events folded into it
+        (`folded_before`, `naming`). Each saves a ledger document per message."""
         item.recorded = False
         item.emits_again = emits_again
 
-    def emit_kept(self, item: Item, outbox: Sequence[dict[str, Any]]) -> None:
-        """Emit again, with their ids, the events a document kept for `item` (`outbox_of`, `guarded`)."""
-        item.out.extend(outgoing_of({"events": outbox}))
+    def emit_kept(self, item: Item, outbox: Mapping[str, Any] | None) -> None:
+        """Emit again, with their ids, the events a document kept (`outbox_of`) if `item` is the message that kept
+        them delivered again (`Batch.guarded`); another message (a copy under another id) emits nothing."""
+        if outbox and redelivery_of(outbox, redelivered=item.delivered > 1, seq=item.stream_seq):
+            item.out.extend(outgoing_of(outbox))
 
 
 APPLIED = "applied"  # in a document a guarded consumer writes: the ids of the events folded into it
 
 
-def outbox_of(item: Item) -> list[dict[str, Any]]:
-    """What `item` emitted so far, as a document keeps it for `Batch.emit_kept` (`Batch.guarded`)."""
-    return event_docs(item.out)
+def outbox_of(item: Item) -> dict[str, Any]:
+    """What `item` emitted so far, and its stream sequence, as a document keeps them for `Batch.emit_kept`."""
+    kept: dict[str, Any] = {"events": event_docs(item.out)}
+    if item.stream_seq is not None:
+        kept[SEQ] = item.stream_seq
+    return kept
 
 
 def folded_before(doc: dict[str, Any] | None, event_id: str) -> bool:
@@ -394,7 +399,9 @@ class ConsumerRunner:
         for msg, item in pairs:
             if item.key in seen:
                 self.metrics.duplicates.labels(*self._labels).inc()
-                again = self.ledger.to_publish_again(seen[item.key], redelivered=item.delivered > 1)
+                again = self.ledger.to_publish_again(
+                    seen[item.key], redelivered=item.delivered > 1, seq=item.stream_seq
+                )
                 done.append((msg, item, again))
             else:
                 fresh.append((msg, item))
@@ -437,8 +444,10 @@ class ConsumerRunner:
                 await self.sub.handle(Batch(items, session, look_first, writes, not self.store.reads_outside))
             finally:
                 _pending_counts.reset(token)
-            entries = [(i.key, i.out) for i in items if i.recorded or (i.out and not i.emits_again)]
-            self.ledger.add(writes, entries, swept=False)
+            recorded = [i for i in items if i.recorded or (i.out and not i.emits_again)]
+            self.ledger.add(
+                writes, [(i.key, i.out) for i in recorded], swept=False, seqs=[i.stream_seq for i in recorded]
+            )
             await self.store.write_together(writes, session)
             counted[:] = counts
 

@@ -36,15 +36,24 @@ from xiuhua.store import Store, Writes, drop_index_on, update_in_chunks
 log = logging.getLogger("xiuhua.ledger")
 
 COLLECTION = "ledger"
+SEQ = "q"  # in an entry, or in a document that keeps what a message published: that message's stream sequence
 MARK_AFTER_S = 0.25  # how long published keys wait to be marked together
 
 
 def _doc(
-    key: str, out: Sequence[Outgoing], at: datetime, *, expires: bool = True, swept: bool = True
+    key: str,
+    out: Sequence[Outgoing],
+    at: datetime,
+    *,
+    expires: bool = True,
+    swept: bool = True,
+    seq: int | None = None,
 ) -> dict[str, Any]:
     doc: dict[str, Any] = {"_id": key, "events": [_event_doc(o) for o in out], "at": at}
     if swept:  # what the sweeper looks for; an entry without it is published again by its message's redelivery
         doc["published"] = not out
+    if seq is not None:  # the stream sequence of the message that made it: what tells its redelivery (`SEQ`)
+        doc[SEQ] = seq
     if expires:  # what the purge ranges over (`RETAINED`): an entry without it is kept for good
         doc[AT_S] = at.timestamp()
     return doc
@@ -66,6 +75,14 @@ def _event_doc(o: Outgoing) -> dict[str, Any]:
     if o.headers:  # kept so that a republished event carries the same trace context
         doc["h"] = dict(o.headers)
     return doc
+
+
+def redelivery_of(doc: Mapping[str, Any] | None, *, redelivered: bool, seq: int | None) -> bool:
+    """Whether a message is the one that wrote `doc` (its `SEQ`) delivered again: by its stream sequence, or, where
+    either does not know it, by JetStream's delivery count."""
+    if doc is not None and seq is not None and doc.get(SEQ) is not None:
+        return bool(doc[SEQ] == seq)
+    return redelivered
 
 
 def event_docs(out: Sequence[Outgoing]) -> list[dict[str, Any]]:
@@ -127,14 +144,25 @@ class Ledger:
             self.add(writes, entries)
             await self._store.write_together(writes, session)
 
-    def add(self, writes: Writes, entries: Sequence[tuple[str, Sequence[Outgoing]]], *, swept: bool = True) -> None:
+    def add(
+        self,
+        writes: Writes,
+        entries: Sequence[tuple[str, Sequence[Outgoing]]],
+        *,
+        swept: bool = True,
+        seqs: Sequence[int | None] = (),
+    ) -> None:
         """Add the entries of applied keys to a batch's writes (sent in its transaction with its effects).
 
-        `swept=False` for consumed messages: no mark and no sweep, their redelivery publishes what they caused
-        again until they are acknowledged (`to_publish_again`)."""
+        `swept=False` for consumed messages, with their stream sequences (`seqs`, in the order of `entries`): no
+        mark and no sweep, their redelivery publishes what they caused again until they are acknowledged
+        (`to_publish_again`)."""
         if entries:
             now = self._clock.now()
-            writes.insert(COLLECTION, [_doc(k, out, now, swept=swept) for k, out in entries])
+            at = list(seqs) + [None] * (len(entries) - len(seqs))
+            writes.insert(
+                COLLECTION, [_doc(k, out, now, swept=swept, seq=q) for (k, out), q in zip(entries, at, strict=True)]
+            )
 
     async def claim(self, key: str, out: Sequence[Outgoing], session: AsyncClientSession | None = None) -> bool:
         """Record a key once; False if it was claimed before (by this or another instance).
@@ -167,20 +195,22 @@ class Ledger:
         earlier = await self.seen(taken)
         return fresh + [(k, outgoing_of(d)) for k, d in earlier.items() if not self.published(d)]
 
-    def to_publish_again(self, doc: dict[str, Any], *, redelivered: bool) -> list[Outgoing]:
+    def to_publish_again(self, doc: dict[str, Any], *, redelivered: bool, seq: int | None = None) -> list[Outgoing]:
         """The events a message found applied must publish again before it is acknowledged.
 
         A swept entry says whether they went out. A consumed message's entry does not: a message acknowledged
         only after publishing, JetStream's redelivery of it may be the only one to publish them (a crash after the
         commit), so a redelivery publishes them again, and the bus drops the copy within its duplicate window,
-        the consumers' ledgers and guards after it. A first delivery found applied is another copy of a message
-        (a producer's resend, a re-drive, a consumer reset): the original, if unacknowledged, comes back itself."""
+        the consumers' ledgers and guards after it. A redelivery is told by the stream sequence the entry keeps
+        (a broker killed before it saved its delivery counts hands an unacknowledged message out again as a first
+        delivery), or by the count where the sequence is unknown. Another message with the same id (a producer's
+        resend, a re-drive) publishes nothing: the original, if unacknowledged, comes back itself."""
         if "published" in doc:
             if self.published(doc):
                 return []
             self._found_unpublished.add(doc["_id"])  # marked once out, though published for a message
             return outgoing_of(doc)
-        return outgoing_of(doc) if redelivered else []
+        return outgoing_of(doc) if redelivery_of(doc, redelivered=redelivered, seq=seq) else []
 
     def published(self, doc: dict[str, Any]) -> bool:
         """Whether the events of a ledger document have gone out (marked, or about to be by this process)."""

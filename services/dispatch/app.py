@@ -73,6 +73,10 @@ def health_info(rt: Runtime) -> dict[str, list[str]]:
 
 
 SPEC = ServiceSpec(
-    name="dispatch", service=Dispatch, collections=(store.CASES,),
-    health_info=health_info, check_city=routing.validate, retained=store.RETAINED,
+    name="dispatch",
+    service=Dispatch,
+    collections=(store.CASES,),
+    health_info=health_info,
+    check_city=routing.validate,
+    retained=store.RETAINED,
 )

@@ -41,7 +41,7 @@ class DispatchHandlers:
 
         The case is the opening's only record (`Batch.guarded`): its id refuses a second insert, and it keeps the
         dispatch it published, which a redelivered opening (a crash between the commit and the publish) emits
-        again with its id. A first delivery of a case kept already (a copy) leaves it alone."""
+        again with its id. Another opening of a case kept (a copy under another id) leaves it alone."""
         await self._open_all(batch, [(item, item.message) for item in batch.items], guarded=True)
 
     async def _open_all(
@@ -53,7 +53,7 @@ class DispatchHandlers:
         ids = sorted({ev.case_id for _, ev in opened})
         if not ids:
             return []
-        kept: dict[str, list[dict[str, Any]]] = {}
+        kept: dict[str, dict[str, Any] | None] = {}
         if batch.look_first:  # else a case kept already refuses the insert, and the batch comes again looking
             kept = await store.kept(self.rt.store, ids, batch.reads)
         docs: list[dict[str, Any]] = []
@@ -63,7 +63,7 @@ class DispatchHandlers:
             if guarded:
                 batch.guarded(item, emits_again=True)
             if ev.case_id in kept:
-                if guarded and item.delivered > 1:
+                if guarded:  # published again if this is the opening that kept the case, delivered again
                     batch.emit_kept(item, kept[ev.case_id])
                 continue
             case, out = lifecycle.open_case(ev, ctx)

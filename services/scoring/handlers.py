@@ -48,7 +48,10 @@ class ScoringHandlers:
                 count(self.skipped.labels("unknown_merchant"))
             messages.append(item.message)
             items.append(item)
-        again = [item.delivered > 1 for item in items]
+        # Every message found folded makes its unit updates again, with their ids: a redelivery may come as a
+        # first delivery (a broker killed before it saved its delivery counts), and a case's facts keep no stream
+        # sequence to tell it by (a rebuild writes the same documents). The stream drops the copy.
+        again = [True] * len(items)
         results = await self.projection.apply(messages, session=batch.session, again=again)
         for item, result in zip(items, results, strict=True):
             for event in result.events:

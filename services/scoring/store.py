@@ -90,7 +90,7 @@ class Projection:
         from its facts before and after, instead of once per message: the same documents, since a case's
         contribution depends on its facts alone and the per-message differences add up to the batch's.
 
-        `again[i]`: message i is a redelivery. Folded before, it changes nothing, but says again which unit
+        `again[i]`: message i may be a redelivery. Folded before, it changes nothing, but says again which unit
         documents its fact moves (`score.v1.unit_updated`, with their figures now and the ids they had: each is
         derived from the event's id and the unit's), since its first emission may not have gone out."""
         results = [Applied() for _ in messages]
