@@ -90,7 +90,7 @@ def event_docs(out: Sequence[Outgoing]) -> list[dict[str, Any]]:
     return [_event_doc(o) for o in out]
 
 
-def outgoing_of(doc: dict[str, Any]) -> list[Outgoing]:
+def outgoing_of(doc: Mapping[str, Any]) -> list[Outgoing]:
     """The events a ledger document holds."""
     return [Outgoing(e["s"], e["b"].encode(), e["id"], tuple(e.get("h", {}).items())) for e in doc.get("events", [])]
 

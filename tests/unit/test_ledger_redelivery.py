@@ -7,6 +7,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+from pymongo import InsertOne
+
 from xiuhua.bus import Outgoing
 from xiuhua.clock import FrozenClock
 from xiuhua.consumer import Batch, Item, outbox_of
@@ -25,7 +27,8 @@ def _entry(seq: int | None) -> dict[str, Any]:
     writes = Writes("probe")
     _ledger().add(writes, [("probe:e-1", [OUT])], swept=False, seqs=[seq])
     ((_, op),) = writes.ops
-    return dict(op._doc)  # type: ignore[union-attr]
+    assert isinstance(op, InsertOne)
+    return dict(op._doc)
 
 
 def test_a_consumed_message_entry_keeps_its_stream_sequence_and_no_mark() -> None:
