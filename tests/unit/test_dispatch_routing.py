@@ -172,3 +172,18 @@ def test_routing_file_is_cross_checked_at_start_up(city) -> None:
     bad = _with(city, return_fallback=[Assignee(unit="NOPE")])
     with pytest.raises(CityDataError, match=r"routing.yaml:\d+: unknown unit NOPE"):
         validate(bad)
+
+
+def test_route_passes_over_rules_of_other_categories_as_the_full_ranking_would(city) -> None:
+    # Route checks only the rules whose categories take the case (and those naming none); the matching rules and
+    # their order are the full ranking's, for every category, source, urgency and hour of the demo city.
+    from services.dispatch.routing import _matching
+
+    place = city.areas.place_of_area("JQ02-01")
+    for category in city.catalogue.items():
+        for source in ("grid", "hotline", "sensor"):
+            for urgency in ("normal", "urgent"):
+                for at in (NOW, datetime(2026, 11, 23, 23, 0, tzinfo=SH)):
+                    facts = CaseFacts(category.code, place, source, urgency, at)
+                    full = [(c.rule.id, c.specificity) for c in ranked(facts, city) if c.matches]
+                    assert [(c.rule.id, c.specificity) for c in _matching(facts, city)] == full, facts
