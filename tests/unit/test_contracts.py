@@ -38,8 +38,16 @@ def test_subjects_decode_to_their_models() -> None:
 def test_subject_tokens_are_safe_and_streams_capture_every_subject() -> None:
     assert subjects.case_subject("opened", "a.b c*") == "case.v1.opened.a_b_c_"
     assert subjects.case_subject("opened", None) == "case.v1.opened.unknown"
-    for subject in ("report.v1.in.grid", "report.v1.rejected", "case.v1.opened.CD", "cmd.v1.case.acknowledge",
-                    "score.v1.unit_updated", "notify.v1.delivered", "bulletin.v1.published", "dlq.v1.intake"):
+    for subject in (
+        "report.v1.in.grid",
+        "report.v1.rejected",
+        "case.v1.opened.CD",
+        "cmd.v1.case.acknowledge",
+        "score.v1.unit_updated",
+        "notify.v1.delivered",
+        "bulletin.v1.published",
+        "dlq.v1.intake",
+    ):
         assert stream_for(subject).name.startswith("XH_")
 
 

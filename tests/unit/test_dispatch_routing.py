@@ -88,8 +88,12 @@ def test_specificity_order_exact_then_prefix_then_place_then_priority(city) -> N
         Rule(id="prefix-long", match=Match(categories=["08*"]), lead=Assignee(role="traffic_police")),
         Rule(id="exact", match=Match(categories=["0801"]), lead=Assignee(role="enforcement")),
         Rule(id="exact-street", match=Match(categories=["0801"], areas=["CD"]), lead=Assignee(role="community")),
-        Rule(id="exact-street-hi", match=Match(categories=["0801"], areas=["CD"]), lead=Assignee(role="sanitation"),
-             priority=5),
+        Rule(
+            id="exact-street-hi",
+            match=Match(categories=["0801"], areas=["CD"]),
+            lead=Assignee(role="sanitation"),
+            priority=5,
+        ),
     ]
     c = _with(city, rules=rules)
     cd, jq = c.areas.place_of_area("CD01"), c.areas.place_of_area("JQ01")
@@ -149,7 +153,8 @@ def test_explain_shows_the_winner_and_why(capsys) -> None:
     assert out["rule_id"] == "muck-night-traffic" and out["lead"]["unit_id"] == "JQ-TP"
     rows = {r["rule"]: r for r in out["rules"]}
     assert rows["muck-night-traffic"]["matches"] and "23:30 within 22:00-06:00" in " ".join(
-        rows["muck-night-traffic"]["why"])
+        rows["muck-night-traffic"]["why"]
+    )
     assert not rows["fire-lane-emergency"]["matches"]
     assert "not in ['0103']" in rows["fire-lane-emergency"]["why"][0]
     assert out["rules"][0]["rule"] == "muck-night-traffic"  # ranked: the winner first
