@@ -31,7 +31,7 @@ REPORTS = StreamSpec(
 # Where a redelivered message publishes again what it caused with the same ids (dispatch's kept dispatch,
 # scoring's unit updates, a consumed message's ledger entry, which is never marked published), the duplicate
 # window is the first guard against a stored copy: ten minutes covers the ack wait and a service's restart,
-# the consumers' guards by event id take over after it (docs/decisions/0020-the-redelivery-is-the-outbox.md).
+# the consumers' guards by event id take over after it (docs/decisions/0021-the-redelivery-is-the-outbox.md).
 REPUBLISHED_WINDOW_S = 600.0
 
 CASES = StreamSpec(

@@ -8,7 +8,7 @@ from contracts.cases import CaseDispatched, CaseOpened
 from contracts.commands import CaseCommand
 from services.dispatch import lifecycle, store
 from services.dispatch.case import Case
-from services.dispatch.commands import InvalidCommand
+from services.dispatch.commands import InvalidCommand, NotDispatchs
 from services.dispatch.escalations import merchant_case
 from xiuhua.bus import Outgoing
 from xiuhua.city.business_calendar import BusinessCalendar
@@ -79,7 +79,9 @@ class DispatchHandlers:
     async def on_command(self, batch: Batch) -> None:
         """A unit's or the command centre's command: apply it to the case, or say why not."""
         for item in batch.items:
-            msg: CaseCommand | InvalidCommand = item.message
+            msg: CaseCommand | InvalidCommand | NotDispatchs = item.message
+            if isinstance(msg, NotDispatchs):
+                continue
             if isinstance(msg, InvalidCommand):
                 doc = await store.find(self.rt.store, msg.case_id, batch.session)
                 case = Case.from_doc(doc) if doc else None
