@@ -7,12 +7,15 @@ from collections.abc import Iterable
 from typing import Any
 
 from services.dispatch.app import SPEC
-from tests.conftest import eventually
-from tests.helpers import BusRecorder, connect, publish
-from tests.integration.test_dispatch_timers import T0, opened_case
+from tests.helpers import BusRecorder, connect, eventually, publish
+from tests.helpers.dispatch import T0, opened
 from xiuhua.bus import Outgoing
 from xiuhua.clock import FrozenClock
 from xiuhua.service import Runtime, running
+
+
+def opened_case(city, case_id: str):
+    return opened(city, case_id=case_id, source_ref=case_id, correlation_id=f"grid:{case_id}", occurred_at=T0)
 
 
 def fail_once(rt: Runtime, *, after_sending: bool) -> list[str]:
