@@ -28,18 +28,11 @@ REPORTS = StreamSpec(
     "Raw inbound reports from every source and their rejections",
     max_age_s=90 * DAY,
 )
-# Where a redelivered message publishes again what it caused with the same ids (dispatch's kept dispatch,
-# scoring's unit updates, a consumed message's ledger entry, which is never marked published), the duplicate
-# window is the first guard against a stored copy: ten minutes covers the ack wait and a service's restart,
-# the consumers' guards by event id take over after it (docs/decisions/0021-the-redelivery-is-the-outbox.md).
-REPUBLISHED_WINDOW_S = 600.0
-
 CASES = StreamSpec(
     "XH_CASES",
     ("case.v1.>",),
     "Case lifecycle events: the history scores are folded from",
     max_age_s=800 * DAY,
-    duplicate_window_s=REPUBLISHED_WINDOW_S,
 )
 CHECKS = StreamSpec(
     "XH_CHECKS",
@@ -50,9 +43,7 @@ CHECKS = StreamSpec(
     sources=(("XH_REPORTS", "report.v1.in.merchant_check"),),
 )
 COMMANDS = StreamSpec("XH_COMMANDS", ("cmd.v1.>",), "Unit and command-centre commands", max_age_s=90 * DAY)
-SCORES = StreamSpec(
-    "XH_SCORES", ("score.v1.>",), "Assessment results", max_age_s=800 * DAY, duplicate_window_s=REPUBLISHED_WINDOW_S
-)
+SCORES = StreamSpec("XH_SCORES", ("score.v1.>",), "Assessment results", max_age_s=800 * DAY)
 NOTIFY = StreamSpec(
     "XH_NOTIFY", ("notify.v1.>", "bulletin.v1.>"), "Deliveries, failures, bulletins", max_age_s=400 * DAY
 )
