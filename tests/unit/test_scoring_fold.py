@@ -204,7 +204,8 @@ def test_the_types_scoring_skips_unread_are_exactly_those_that_leave_no_fact() -
     closed = c.CaseClosed.model_validate(c.CaseClosed.example())
     assert units.fact_of(closed.model_copy(update={"outcome": "cancelled"})) is not None  # counted either way
     assert {k.__name__ for k in kinds if units.uncounted(k)} == {
-        "CaseCommandRejected", "CaseDeadlineWarning", "CaseExtensionRequested", "CaseMerged", "CaseTransferred"}
+        "CaseCommandRejected", "CaseDeadlineWarning", "CaseExtensionRequested", "CaseMerged", "CaseTransferred",
+        "CaseTransferCorrected"}
 
 
 # 应结案: a case counts in `due` (and every rate built on it) in the period it fell due — its deadline passed or it
