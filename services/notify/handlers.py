@@ -126,6 +126,12 @@ class NotifyHandlers:
             self.claimed.update(nid for nid, doc in staged.items() if doc["status"] == "sending")
             self.wake.set()
 
+    def hand_back(self, docs: list[dict[str, Any]]) -> None:
+        """Deliveries a round left for the next one, handed over again; the worker runs again at once."""
+        if docs:
+            self._hints.update((d["_id"], d) for d in docs)
+            self.wake.set()
+
     def take_hints(self) -> dict[str, dict[str, Any]]:
         """The deliveries planned since the worker's last round, handed over (and forgotten here)."""
         hints, self._hints = self._hints, {}

@@ -98,7 +98,8 @@ class DeliveryWorker(Outcomes):
             return
         lease = self.rt.clock.now().timestamp() + CLAIM_LEASE_S
         try:
-            await store.renew(self.rt.store, sorted(held), self.instance, lease)
+            # Only leases with less than a lease minus a renewal period left: none ever has less than half a lease.
+            await store.renew(self.rt.store, sorted(held), self.instance, lease, older_than=lease - RENEW_EVERY_S)
         except Exception as exc:
             self._store_ok_since = None
             log.warning("claim leases not renewed: %s", safe_error(exc, self.secrets))
@@ -130,7 +131,13 @@ class DeliveryWorker(Outcomes):
                 self._store_ok_since = now
             due = sorted((d for d in hints.values() if d["next_at"] <= now and digest.lane(d) not in later),
                          key=lambda d: (d["next_at"], d["_id"]))
-            return await self._send_round(digest.pick(due, limit), publish, now)
+            chosen = digest.pick(due, limit)
+            # Planning's claims beyond this round (a burst plans more than a round takes) are the next round's, at
+            # once: given back, each would cost a write more, and its claim another.
+            taken = {d["_id"] for d in chosen}
+            again = [hints.pop(nid) for nid in list(hints) if nid in self.planning.claimed and nid not in taken]
+            self.planning.hand_back(again)
+            return await self._send_round(chosen, publish, now)
         except Exception:
             self._store_ok_since = None
             raise

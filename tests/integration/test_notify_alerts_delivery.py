@@ -26,7 +26,7 @@ from services.notify.app import SPEC, WORKER, of
 from services.notify.delivery_log import by_case, render
 from services.notify.planning import Plan
 from services.notify.store import DELIVERIES
-from services.notify.worker import CLAIM_LEASE_S, DeliveryWorker
+from services.notify.worker import CLAIM_LEASE_S, RENEW_EVERY_S, DeliveryWorker
 from tests.conftest import eventually
 from tests.helpers import BusRecorder, Commands, connect, publish
 from tests.integration.test_notify_alerts_channels import receiver, smtp_server
@@ -167,10 +167,38 @@ async def test_a_delivery_due_at_once_is_planned_claimed_and_sent_with_one_write
         (d,) = await planned(rt, 1)
         assert (d["status"], d["owner"], d["attempts"], d["v"]) == ("sending", h.instance, 1, 0)
         assert d["lease_s"] == T0.timestamp() + CLAIM_LEASE_S and d["_id"] in h.planning.claimed
+        # Renewed with the worker's claims, but only once its lease has less than a lease minus a renewal left.
+        clock.advance(timedelta(seconds=RENEW_EVERY_S))
+        await h.renew_leases()
+        assert (await doc(rt, d["_id"]))["lease_s"] == T0.timestamp() + CLAIM_LEASE_S
+        clock.advance(timedelta(milliseconds=1))
+        await h.renew_leases()
+        assert (await doc(rt, d["_id"]))["lease_s"] == clock.now().timestamp() + CLAIM_LEASE_S
         assert await h.deliver_due(scan=False) == 1 and len(r.got) == 1
         done = await doc(rt, d["_id"])
         assert (done["status"], done["attempts"], done["v"], done["owner"]) == ("delivered", 1, 1, None)
         assert not h.planning.claimed and not h._held
+
+
+async def test_planned_claims_beyond_a_round_wait_for_the_next_one_still_claimed(settings, city) -> None:
+    # Planning claimed four recipients' alerts; a round takes one lane: the other three stay this instance's, for
+    # the next round at once, with no write between (given back, each would cost two more).
+    clock = FrozenClock(T0)
+    base = alert_city(city, "http://127.0.0.1:9/unused")
+    rule = AlertRule(kind="new_case", to=["lead_unit"], duties=["duty"], channels=["file"])
+    c = dataclasses.replace(base, alerts=base.alerts.model_copy(update={"rules": [rule]}))
+    units = ["JQ-ENF", "JQ-TP", "JQ-MS", "JQ-EM"]
+    async with notify(settings, c, clock) as (rt, h):
+        for i, unit in enumerate(units):
+            await send(settings, dispatched(f"C-B{i}").model_copy(update={"lead_unit": UnitRef(
+                unit_id=unit, name=unit, role="enforcement")}))
+        await planned(rt, len(units))
+        await eventually(lambda: len(h.planning.claimed) == len(units))
+        assert await h.deliver_due(limit=1, scan=False) == 1
+        assert len(h.planning.claimed) == len(units) - 1 and h.planning.wake.is_set()
+        assert await rt.store.count(DELIVERIES, {"status": "sending", "v": 0}) == len(units) - 1
+        assert await h.deliver_due(scan=False) == len(units) - 1
+        assert await rt.store.count(DELIVERIES, {"status": "delivered", "v": 1}) == len(units)
 
 
 async def test_a_claim_planning_made_is_sent_only_once_committed_and_given_back_when_not_sent(settings, city) -> None:
