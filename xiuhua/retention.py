@@ -45,11 +45,20 @@ class Retained:
     horizon: Horizon  # the RetentionFile field that sets it
     keep: Callable[[Mapping[str, Any]], bool] | None = None  # kept whatever its age (reads `keep_fields`)
     keep_fields: tuple[str, ...] = ()
+    # Kept at least as long as this stream keeps a message (its max age): for what a replay of the stream
+    # needs beside it, whatever shorter horizon the city sets.
+    at_least_stream: str | None = None
 
 
 def cutoff(now_s: float, horizon_s: float) -> float:
     """The oldest moment kept: a document whose field is below it is past the horizon; one at it is kept."""
     return now_s - horizon_s
+
+
+def horizon_s(policy: RetentionFile, r: Retained) -> float:
+    """How long the city keeps `r`: its horizon, or its stream's max age where that is longer."""
+    own = float(getattr(policy, r.horizon))
+    return max(own, policy.stream_ages()[r.at_least_stream]) if r.at_least_stream else own
 
 
 def shortest_ledger_horizon(ack_wait_s: float) -> float:
@@ -106,7 +115,12 @@ class RetentionJob:
     """One service's purge: every retained collection against the city's horizons."""
 
     def __init__(
-        self, store: Store, policy: RetentionFile, retained: Sequence[Retained], clock: Clock, *,
+        self,
+        store: Store,
+        policy: RetentionFile,
+        retained: Sequence[Retained],
+        clock: Clock,
+        *,
         on_deleted: Callable[[str, int], None] | None = None,
     ) -> None:
         self.store = store
@@ -114,13 +128,14 @@ class RetentionJob:
         self.retained = list(retained)
         self._clock = clock
         self._on_deleted = on_deleted
-        unknown = sorted({r.horizon for r in self.retained} - set(RetentionFile.model_fields))
+        unknown: list[str] = sorted({r.horizon for r in self.retained} - set(RetentionFile.model_fields))
+        unknown += sorted({r.at_least_stream for r in self.retained if r.at_least_stream} - set(policy.stream_ages()))
         if unknown:
             raise ValueError(f"no such retention horizon: {', '.join(unknown)}")
 
     def horizon_s(self, r: Retained) -> float:
-        """The horizon the city sets for `r`."""
-        return float(getattr(self.policy, r.horizon))
+        """The horizon the city sets for `r` (no shorter than its stream's age, where it names one)."""
+        return horizon_s(self.policy, r)
 
     async def run(self) -> dict[str, int]:
         """Purge every retained collection once; returns the documents deleted by collection."""

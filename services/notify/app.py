@@ -65,10 +65,13 @@ class Notify(Service):
         return self.bulletin.routes()
 
     async def on_start(self) -> None:
-        """Indexes: the delivery log's, the bulletin's week reads; once, the moments older builds' deliveries lack."""
+        """Indexes: the delivery log's, the bulletin's week reads; once, the moments older builds' deliveries, their
+        outcomes' claims and the views of ended cases lack."""
         await store.ensure_indexes(self.rt.store)
         self.rt.repair_once(lambda: store.finish_older_deliveries(self.rt.store), name="delivery-moments")
-        self.rt.repair_once(lambda: store.close_older_views(self.rt.store), name="alert-view-moments")
+        self.rt.repair_once(
+            lambda: store.close_older_views(self.rt.store, self.rt.clock.now()), name="alert-view-moments"
+        )
         await self.bulletin.on_start()
 
     async def on_stop(self) -> None:

@@ -8,6 +8,7 @@ sub-documents as JSON strings). Lease renewals do not move `v`.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator, Mapping
 from datetime import datetime
 from typing import Any
@@ -17,14 +18,19 @@ from pymongo.asynchronous.client_session import AsyncClientSession
 
 from services.notify.bulletin.projection import CASES as BULLETIN_CASES
 from services.notify.bulletin.projection import CLOSED_S as BULLETIN_CLOSED_S
-from xiuhua.retention import Retained
+from xiuhua.ledger import COLLECTION as LEDGER
+from xiuhua.retention import AT_S, Retained
 from xiuhua.store import Store, update_in_chunks
+
+log = logging.getLogger("xiuhua.notify")
 
 DELIVERIES = "deliveries"
 CASES = "alert_cases"  # notify's own projection: who leads and cooperates on a case, where, what
 FINISHED = ("delivered", "failed")  # a delivery's final states: sent, or given up
 FINISHED_S = "finished_s"  # when a delivery reached one of them, in seconds: what the purge ranges over
 CLOSED_S = "closed_s"  # when an alerted case closed or was cancelled, in seconds (null once reopened)
+ENDED = ("closed", "cancelled")  # the bulletin's record of a case that ended
+OUTCOME_CLAIMS = ("delivered:", "failed:")  # ledger keys of a delivery's outcome events (`outcomes`)
 
 
 def finished_at(now: datetime) -> dict[str, Any]:
@@ -57,28 +63,75 @@ async def ensure_indexes(store: Store) -> None:
 
 async def finish_older_deliveries(store: Store) -> int:
     """Give `finished_s` to the deliveries a build before retention finished without it (else kept for good), from
-    their `delivered_at` or `failed_at`; returns how many. One query per final state, an equality on the status
-    index."""
+    their `delivered_at` or `failed_at`, and `at_s` to their outcomes' claims in the ledger; returns how many. One
+    query per final state, an equality on the status index, and one over the ledger's entries without a moment."""
 
     async def moves() -> AsyncIterator[UpdateOne]:
         for status, when in (("delivered", "delivered_at"), ("failed", "failed_at")):
             async for d in store[DELIVERIES].find({"status": status}, {when: 1, FINISHED_S: 1}):
                 if FINISHED_S not in d and isinstance(d.get(when), datetime):
-                    yield UpdateOne({"_id": d["_id"], "status": status, FINISHED_S: {"$exists": False}},
-                                    {"$set": {FINISHED_S: d[when].timestamp()}})
+                    yield UpdateOne(
+                        {"_id": d["_id"], "status": status, FINISHED_S: {"$exists": False}},
+                        {"$set": {FINISHED_S: d[when].timestamp()}},
+                    )
 
-    return await update_in_chunks(store[DELIVERIES], moves())
+    return await update_in_chunks(store[DELIVERIES], moves()) + await date_older_claims(store)
 
 
-async def close_older_views(store: Store) -> int:
+async def date_older_claims(store: Store) -> int:
+    """Give `at_s` to the `delivered:<id>` and `failed:<id>` claims an older build wrote without it, from their
+    `at`; returns how many. They are the outbox of a delivery's outcome, past any use once published like any
+    applied message's entry, but keyed by no consumer, so the runtime's pass over the ledger leaves them."""
+
+    async def moves() -> AsyncIterator[UpdateOne]:
+        async for d in store[LEDGER].find({AT_S: {"$exists": False}}, {"at": 1}):
+            if str(d["_id"]).startswith(OUTCOME_CLAIMS) and isinstance(d.get("at"), datetime):
+                yield UpdateOne({"_id": d["_id"], AT_S: {"$exists": False}}, {"$set": {AT_S: d["at"].timestamp()}})
+
+    return await update_in_chunks(store[LEDGER], moves())
+
+
+async def close_older_views(store: Store, now: datetime) -> int:
     """Give `closed_s` to notify's view of the cases that closed before it listened for closings, from the bulletin's
-    record of each (same moment, same service); returns how many. A range on that record's number, read once."""
+    record of each (same moment, same service); returns how many. A range on that record's number, read once.
+
+    A record that itself closed before the bulletin kept the moment (closed or cancelled, without `closed_s`) takes
+    `now` first: the latest the case can have ended, so it and its view go a horizon after this pass at the latest,
+    never before their time. A view whose case the bulletin never recorded keeps as it is: nothing here tells
+    whether that case is still open."""
+    ended = await _close_older_records(store, now)
 
     async def moves() -> AsyncIterator[UpdateOne]:
         async for c in store[BULLETIN_CASES].find({BULLETIN_CLOSED_S: {"$gte": 0}}, {BULLETIN_CLOSED_S: 1}):
             yield UpdateOne({"_id": c["_id"], CLOSED_S: {"$exists": False}}, {"$set": {CLOSED_S: c[BULLETIN_CLOSED_S]}})
 
-    return await update_in_chunks(store[CASES], moves())
+    views = await update_in_chunks(store[CASES], moves())
+    if ended:
+        log.info("%d bulletin records of cases that ended before they kept the moment dated %s", ended, now)
+    return views + ended
+
+
+def record_closing(record: Mapping[str, Any], now: datetime) -> UpdateOne | None:
+    """`closed_s` = `now` for a bulletin record of a case that ended without it (None for any other); conditional
+    on the status read, so a case reopened meanwhile stays open (nx-27017 cannot tell the null a reopening writes
+    from a missing field: the status says which records ended)."""
+    if record.get("status") not in ENDED or record.get(BULLETIN_CLOSED_S) is not None:
+        return None
+    return UpdateOne(
+        {"_id": record["_id"], "status": record["status"], BULLETIN_CLOSED_S: {"$exists": False}},
+        {"$set": {BULLETIN_CLOSED_S: now.timestamp()}},
+    )
+
+
+async def _close_older_records(store: Store, now: datetime) -> int:
+    async def moves() -> AsyncIterator[UpdateOne]:
+        async for c in store[BULLETIN_CASES].find(
+            {"status": {"$in": list(ENDED)}}, {"status": 1, BULLETIN_CLOSED_S: 1}
+        ):
+            if (move := record_closing(c, now)) is not None:
+                yield move
+
+    return await update_in_chunks(store[BULLETIN_CASES], moves())
 
 
 def _next(doc: dict[str, Any], changes: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:

@@ -25,12 +25,21 @@ class Scoring(Service):
         """Every lifecycle event, and the raw duty checks (their only source of merchant points)."""
         h, rt = self.handlers, self.rt
         return [
-            Subscription("scoring-cases", subjects.CASE_ALL, h.on_messages,
-                         description="Case events that count (the rest skipped unread)", skips_type=units.uncounted,
-                         linger=rt.settings.follower_linger),
             Subscription(
-                "scoring-merchant-checks", MERCHANT_CHECKS, h.on_messages, decode=decode_merchant_check,
-                description="门前三包 duty checks", linger=rt.settings.follower_linger,
+                "scoring-cases",
+                subjects.CASE_ALL,
+                h.on_messages,
+                description="Case events that count (the rest skipped unread)",
+                skips_type=units.uncounted,
+                linger=rt.settings.follower_linger,
+            ),
+            Subscription(
+                "scoring-merchant-checks",
+                MERCHANT_CHECKS,
+                h.on_messages,
+                decode=decode_merchant_check,
+                description="门前三包 duty checks",
+                linger=rt.settings.follower_linger,
             ),
         ]
 
@@ -40,9 +49,10 @@ class Scoring(Service):
         return [Job("period-close", every, functools.partial(closing.close_periods, self.rt))]
 
     async def on_start(self) -> None:
-        """Indexes and the query responder."""
+        """Indexes, the query responder; once, the moment the facts of cases an older build stored lack."""
         await store.ensure_indexes(self.rt.store)
+        self.rt.repair_once(lambda: store.close_older_facts(self.rt.store), name="case-facts-moments")
         await query.start(self.rt)
 
 
-SPEC = ServiceSpec(name="scoring", service=Scoring, collections=COLLECTIONS)
+SPEC = ServiceSpec(name="scoring", service=Scoring, collections=COLLECTIONS, retained=store.RETAINED)

@@ -10,8 +10,9 @@ A month with at least `bonus_min_checks` checks and no failure earns `bonus`. A 
 a warning (批评教育: the community leads its case and sets a time to put it right); the same item failing for the
 `escalate_from`-th time within `repeat_window_days`, or a first-failure case not put right by its deadline
 (`overdue` fact, from the case's `case.v1.overdue`), escalates the merchant to enforcement (处罚), once per month.
-The window reaches into the month before, so a month's figures are worked out from its facts and the previous
-month's.
+The window reaches back into the months before (two of them when the month before is shorter than the window:
+early March reaches late January), so a month's figures are worked out from its facts and those months'
+(`earlier_months`), and a new fact is worked into the months after that reach back to it (`later_months`).
 
 A month's grade (月评) is that month's points alone. The merchant's class (分类 A/B/C, `merchant_class`) is
 judged on a rolling window of months (`assessment.yaml` `merchants.classing`), starting from the class
@@ -77,8 +78,14 @@ def add_fact(facts: list[Fact], fact: Fact) -> list[Fact] | None:
 
 def overdue_fact(case_id: str, at: datetime, category: str) -> Fact:
     """A first-failure case of the merchant's not put right by its deadline (逾期未整改): no points, escalates."""
-    return {"id": f"overdue:{case_id}", "at": at.astimezone(CITY_TZ).isoformat(), "kind": "overdue",
-            "failed": [], "points": 0.0, "category": category}
+    return {
+        "id": f"overdue:{case_id}",
+        "at": at.astimezone(CITY_TZ).isoformat(),
+        "kind": "overdue",
+        "failed": [],
+        "points": 0.0,
+        "category": category,
+    }
 
 
 def overdue_of(case_id: str, facts: list[Fact], escalation_category: str) -> tuple[Fact, str] | None:
@@ -95,7 +102,7 @@ def overdue_of(case_id: str, facts: list[Fact], escalation_category: str) -> tup
 
 def repeated(facts: list[Fact], before: list[Fact], rules: MerchantRules) -> list[str]:
     """The duty items of this month's failures that failed for the `escalate_from`-th time (or more) within
-    `repeat_window_days`, counting the previous month's failures (`before`)."""
+    `repeat_window_days`, counting the failures of the months before that the window reaches (`before`)."""
     window = timedelta(days=rules.repeat_window_days)
     history = [(datetime.fromisoformat(f["at"]), f["id"], f["failed"]) for f in [*before, *facts] if f["failed"]]
     out: set[str] = set()
@@ -109,7 +116,8 @@ def repeated(facts: list[Fact], before: list[Fact], rules: MerchantRules) -> lis
 
 
 def month_figures(facts: list[Fact], rules: MerchantRules, before: list[Fact] | None = None) -> dict[str, Any]:
-    """Points, grade, warning and escalation of one merchant-month, from its facts and the previous month's."""
+    """Points, grade, warning and escalation of one merchant-month, from its facts and those of the months before
+    that its repeat window reaches (`earlier_months`)."""
     checks = [f for f in facts if f["kind"] == "check"]
     failures = [f for f in facts if f["failed"]]
     repeats = repeated(facts, before or [], rules)
@@ -148,6 +156,34 @@ def neighbours(month: str) -> tuple[str, str, str]:
     index = year * 12 + mon - 1
     before, after = index - 1, index + 1
     return f"{before // 12:04d}-{before % 12 + 1:02d}", month, f"{after // 12:04d}-{after % 12 + 1:02d}"
+
+
+def month_begins(month: str) -> datetime:
+    """The first moment of a month (YYYY-MM) in city time."""
+    year, mon = (int(x) for x in month.split("-"))
+    return datetime(year, mon, 1, tzinfo=CITY_TZ)
+
+
+def earlier_months(month: str, days: int) -> list[str]:
+    """The months before `month` (YYYY-MM) that a repeat window of `days` days reaches from some moment of it
+    (`repeated` counts a failure exactly `days` before), oldest first."""
+    first = month_of(month_begins(month) - timedelta(days=days))
+    out: list[str] = []
+    m = neighbours(month)[0]
+    while m >= first:
+        out.insert(0, m)
+        m = neighbours(m)[0]
+    return out
+
+
+def later_months(month: str, days: int) -> list[str]:
+    """The months after `month` whose repeat window reaches back into it, oldest first."""
+    out: list[str] = []
+    m = neighbours(month)[2]
+    while month in earlier_months(m, days):
+        out.append(m)
+        m = neighbours(m)[2]
+    return out
 
 
 def window_of(month: str, n: int) -> list[str]:
@@ -224,13 +260,13 @@ class MerchantFold:
         if facts is None:
             return False
         self.facts[key] = facts
-        after = neighbours(month)[2]
+        days = self.rules.repeat_window_days
         card = self.cards.get(merchant_id) or {"months": {}}
         months = dict(card["months"])
-        for m in (month, after):  # the month after counts this month's failures as repeats
+        for m in (month, *later_months(month, days)):  # the months after count this month's failures as repeats
             mine = self.facts.get(period_id(merchant_id, m))
             if mine is not None:
-                prior = self.facts.get(period_id(merchant_id, neighbours(m)[0]), [])
+                prior = [f for e in earlier_months(m, days) for f in self.facts.get(period_id(merchant_id, e), [])]
                 months[m] = month_entry(month_figures(mine, self.rules, prior))
         self.cards[merchant_id] = card_of(merchant_id, None, months, self.registered[merchant_id], self.rules)
         return True

@@ -5,6 +5,9 @@ lifecycle, and `XH_CHECKS`, the archive of `report.v1.in.merchant_check`, for du
 same `Projection` the live service uses, a batch at a time. Because the fold keeps per-case facts and depends
 only on the set of events, the rebuilt documents must equal the live ones field by field.
 
+The fresh database then loses what the live one's purge deletes (the facts of cases ended past the closed-cases
+horizon, `store.RETAINED`), with the same cutoff, before the two are compared.
+
 Streams drop their oldest messages (`XH_CHECKS` and `XH_CASES` after 800 days). The rebuild window is,
 per source, the moment of the oldest message the stream still holds; documents that depend on anything older
 cannot be reproduced and are counted as outside the window instead of compared (`services/scoring/window.py`).
@@ -26,10 +29,11 @@ from nats.js.errors import NotFoundError
 
 from contracts import registry, streams, subjects
 from services.scoring.handlers import decode_merchant_check
-from services.scoring.store import COLLECTIONS, Projection
+from services.scoring.store import COLLECTIONS, RETAINED, Projection
 from services.scoring.window import Window, comparable, outside
 from xiuhua.bus import connect_once, connect_options
 from xiuhua.city import City
+from xiuhua.retention import cutoff, horizon_s, purge
 from xiuhua.settings import Settings
 from xiuhua.store import Store
 
@@ -64,6 +68,7 @@ class RebuildReport:
     # stream → ISO time of the oldest message it still holds; None: nothing has expired (complete history)
     window: dict[str, str | None] = field(default_factory=dict)
     outside_window: dict[str, int] = field(default_factory=dict)  # collection → documents not compared
+    purged: dict[str, int] = field(default_factory=dict)  # collection → rebuilt documents past the city's horizon
     applied: dict[str, int] = field(default_factory=dict)  # collection → live documents replaced (`--apply`)
 
 
@@ -258,10 +263,36 @@ def _diff(live: dict[str, Any], rebuilt: dict[str, Any]) -> dict[str, tuple[Any,
     return {k: (live.get(k), rebuilt.get(k)) for k in keys if live.get(k) != rebuilt.get(k)}
 
 
+def purge_cutoffs(city: City, now: datetime) -> dict[str, float]:
+    """Per purged collection, the oldest moment (seconds) the live purge keeps at `now`."""
+    return {r.collection: cutoff(now.timestamp(), horizon_s(city.retention, r)) for r in RETAINED}
+
+
+async def purge_rebuilt(settings: Settings, database: str, cutoffs: dict[str, float]) -> dict[str, int]:
+    """Delete from the rebuilt database what the live purge deletes, with the same cutoffs; returns how many."""
+    store = Store(_mongo_url(settings), database, write_concern=settings.write_concern)
+    out: dict[str, int] = {}
+    try:
+        for r in RETAINED:
+            out[r.collection] = 0
+            while n := await purge(store, r, cutoffs[r.collection]):
+                out[r.collection] += n
+    finally:
+        await store.close()
+    return out
+
+
 async def compare(
-    settings: Settings, live_db: str, fresh_db: str, report: RebuildReport, window: Window, city: City
+    settings: Settings,
+    live_db: str,
+    fresh_db: str,
+    report: RebuildReport,
+    window: Window,
+    city: City,
+    purged_before: float | None = None,
 ) -> None:
-    """Document by document, every scoring collection, inside the rebuild window."""
+    """Document by document, every scoring collection, inside the rebuild window; `purged_before`: the facts'
+    purge cutoff both databases are held to."""
     live = Store(_mongo_url(settings), live_db, write_concern=settings.write_concern)
     fresh = Store(_mongo_url(settings), fresh_db, write_concern=settings.write_concern)
     try:
@@ -270,7 +301,7 @@ async def compare(
     finally:
         await live.close()
         await fresh.close()
-    left_out = outside(a_all, b_all, window, city.assessment.merchants)
+    left_out = outside(a_all, b_all, window, city.assessment.merchants, purged_before)
     report.window = {
         streams.CASES.name: window.cases_from.isoformat() if window.cases_from else None,
         streams.CHECKS.name: window.checks_from.isoformat() if window.checks_from else None,
@@ -294,7 +325,12 @@ async def compare(
 
 
 async def apply_rebuild(
-    settings: Settings, live_db: str, fresh_db: str, window: Window, city: City
+    settings: Settings,
+    live_db: str,
+    fresh_db: str,
+    window: Window,
+    city: City,
+    purged_before: float | None = None,
 ) -> dict[str, int]:
     """Make the live scoring collections what the rebuild made them, inside the rebuild window: the way stored
     figures move to new rules (or a changed fold). Documents that depend on expired messages stay as they are.
@@ -305,7 +341,7 @@ async def apply_rebuild(
     try:
         a_all = {coll: {d["_id"]: d async for d in live[coll].find({})} for coll in COLLECTIONS}
         b_all = {coll: {d["_id"]: d async for d in fresh[coll].find({})} for coll in COLLECTIONS}
-        left_out = outside(a_all, b_all, window, city.assessment.merchants)
+        left_out = outside(a_all, b_all, window, city.assessment.merchants, purged_before)
         for coll in COLLECTIONS:
             ids = sorted((a_all[coll].keys() | b_all[coll].keys()) - left_out.get(coll, set()), key=str)
             for start in range(0, len(ids), BATCH):
@@ -329,19 +365,23 @@ async def rebuild_and_check(
     apply: bool = False,
     progress: Callable[[str, int, int], None] | None = None,
     window: Window | None = None,
+    now: datetime | None = None,
 ) -> RebuildReport:
-    """Replay into a fresh database, compare with the live one inside the rebuild window (read from the
-    streams unless given), with `apply` make the live documents the rebuilt ones, drop the fresh database
-    unless `keep`."""
+    """Replay into a fresh database, purge from it what the live purge deletes at `now` (the wall clock unless
+    given), compare with the live one inside the rebuild window (read from the streams unless given), with
+    `apply` make the live documents the rebuilt ones, drop the fresh database unless `keep`."""
     live_db = settings.database("scoring")
     fresh_db = f"{live_db}_rebuild_{uuid.uuid4().hex[:8]}"
     report = await replay(settings, city, fresh_db, progress)
+    cutoffs = purge_cutoffs(city, now or datetime.now(UTC))
+    report.purged = await purge_rebuilt(settings, fresh_db, cutoffs)
+    purged_before = cutoffs[RETAINED[0].collection]
     # Read after the replay: a message that expired while it ran is then older than the window's start, so
     # what it contributed is left out rather than reported as missing from the rebuild.
     window = window if window is not None else await rebuild_window(settings)
-    await compare(settings, live_db, fresh_db, report, window, city)
+    await compare(settings, live_db, fresh_db, report, window, city, purged_before)
     if apply:
-        report.applied = await apply_rebuild(settings, live_db, fresh_db, window, city)
+        report.applied = await apply_rebuild(settings, live_db, fresh_db, window, city, purged_before)
     if not keep:
         store = Store(_mongo_url(settings), fresh_db)
         try:

@@ -1,7 +1,8 @@
 """Persisting the fold: per-case facts and pre-aggregated documents keyed by natural `_id`.
 
 Collections (scoring's own database):
-- `case_facts` (`_id` = case id): the case's facts, sorted; its contribution is recomputed from them.
+- `case_facts` (`_id` = case id): the case's facts, sorted; its contribution is recomputed from them; `closed_s`,
+  when the case ended in seconds (null while open), what the purge ranges over.
 - `unit_periods` (`_id` = `unit:period`): integer counters (top-level fields), plus rates, terms,
   deductions, score and flags derived from them.
 - `merchant_periods` (`_id` = `merchant:YYYY-MM`): the month's facts and figures (points, grade ...).
@@ -14,13 +15,15 @@ live service writes. Nothing stored depends on arrival order or on the wall cloc
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from pymongo import DeleteOne, ReplaceOne
+from pymongo import DeleteOne, ReplaceOne, UpdateOne
 from pymongo.asynchronous.client_session import AsyncClientSession
 
+from contracts import streams
 from contracts.cases import CaseEvent, CaseOpened, CaseOverdue
 from contracts.envelope import Event
 from contracts.merchants import MerchantEscalated
@@ -30,13 +33,26 @@ from services.scoring import merchants as mrules
 from services.scoring import units
 from services.scoring.rates import figures
 from xiuhua.city import City
-from xiuhua.store import Store
+from xiuhua.retention import Retained
+from xiuhua.store import Store, update_in_chunks
 
 CASE_FACTS = "case_facts"
 UNIT_PERIODS = "unit_periods"
 MERCHANT_PERIODS = "merchant_periods"
 MERCHANTS = "merchants"
 COLLECTIONS = (CASE_FACTS, UNIT_PERIODS, MERCHANT_PERIODS, MERCHANTS)
+CLOSED_S = "closed_s"  # when a case ended (closed or cancelled), in seconds; null while open or once reopened
+# A case's facts go when closed cases go (dispatch has deleted the case by then, so no command can reach it), but
+# not before the case stream has dropped its events: the rebuild window learns from the facts which periods a
+# replay can no longer reproduce (`services/scoring/window.py`). The unit and merchant documents stay.
+RETAINED = (Retained(CASE_FACTS, CLOSED_S, "closed_cases", at_least_stream=streams.CASES.name),)
+
+
+def facts_document(case_id: str, facts: list[units.Fact]) -> dict[str, Any]:
+    """A case's stored facts, with when it ended in seconds (null while open: a range on a number matches no null
+    on either store)."""
+    ended = units.ended_at(facts)
+    return {"_id": case_id, "facts": facts, CLOSED_S: datetime.fromisoformat(ended).timestamp() if ended else None}
 
 
 def unit_document(doc_id: str, meta: dict[str, Any], counters: dict[str, int], city: City) -> dict[str, Any]:
@@ -72,7 +88,8 @@ class Projection:
         under its event id (`units.add_fact`) and adds nothing the second time, except an opening of a merchant's
         case, which also counts toward the merchant's month (not guarded here)."""
         return isinstance(message, CaseEvent) and not (
-            isinstance(message, CaseOpened) and message.merchant_id in self.city.merchants)
+            isinstance(message, CaseOpened) and message.merchant_id in self.city.merchants
+        )
 
     async def apply(
         self, messages: list[Any], session: AsyncClientSession | None = None, *, events: bool = True
@@ -125,7 +142,7 @@ class Projection:
 
         if changed_cases:
             await self.store[CASE_FACTS].bulk_write(
-                [ReplaceOne({"_id": c}, {"_id": c, "facts": cases[c]}, upsert=True) for c in sorted(changed_cases)],
+                [ReplaceOne({"_id": c}, facts_document(c, cases[c]), upsert=True) for c in sorted(changed_cases)],
                 ordered=True,
                 session=session,
             )
@@ -199,9 +216,18 @@ class Projection:
         results: list[Applied],
         session: AsyncClientSession | None,
     ) -> None:
-        # A month's escalation counts the previous month's failures of the same item: read both neighbours.
+        # A month's escalation counts the failures of the same item in the months before that its repeat window
+        # reaches: read those, and the months after that reach back to this one, with the months they reach.
+        days = self.city.assessment.merchants.repeat_window_days
         months = {(mid, mrules.month_of(_at(f))) for _, f, mid in facts}
-        keys = sorted({mrules.period_id(mid, m) for mid, month in months for m in mrules.neighbours(month)})
+        keys = sorted(
+            {
+                mrules.period_id(mid, e)
+                for mid, month in months
+                for m in (month, *mrules.later_months(month, days))
+                for e in (*mrules.earlier_months(m, days), m)
+            }
+        )
         mids = sorted({mid for _, _, mid in facts})
         found = self.store[MERCHANT_PERIODS].find({"_id": {"$in": keys}}, session=session)
         periods = {d["_id"]: d async for d in found}
@@ -215,15 +241,15 @@ class Projection:
             new_facts = mrules.add_fact(doc["facts"], fact)
             if new_facts is None:
                 continue
-            before, _, after = mrules.neighbours(month)
-            prior = periods.get(mrules.period_id(mid, before), {}).get("facts", [])
-            self._refigure(messages[i], results[i], doc, new_facts, prior, periods, cards)
+            self._refigure(messages[i], results[i], doc, new_facts, _prior(periods, mid, month, days), periods, cards)
             dirty_p.add(key)
             dirty_c.add(mid)
-            nxt = periods.get(mrules.period_id(mid, after))
-            if nxt is not None:  # its repeats count this month's failures
-                self._refigure(messages[i], results[i], nxt, nxt["facts"], new_facts, periods, cards)
-                dirty_p.add(nxt["_id"])
+            for later in mrules.later_months(month, days):  # their repeats count this month's failures
+                nxt = periods.get(mrules.period_id(mid, later))
+                if nxt is not None:
+                    prior = _prior(periods, mid, later, days)
+                    self._refigure(messages[i], results[i], nxt, nxt["facts"], prior, periods, cards)
+                    dirty_p.add(nxt["_id"])
         if dirty_p:
             await self.store[MERCHANT_PERIODS].bulk_write(
                 [ReplaceOne({"_id": k}, periods[k], upsert=True) for k in sorted(dirty_p)], session=session
@@ -234,8 +260,14 @@ class Projection:
             )
 
     def _refigure(
-        self, m: Any, result: Applied, doc: dict[str, Any], facts: list[mrules.Fact], prior: list[mrules.Fact],
-        periods: dict[str, dict[str, Any]], cards: dict[str, dict[str, Any]],
+        self,
+        m: Any,
+        result: Applied,
+        doc: dict[str, Any],
+        facts: list[mrules.Fact],
+        prior: list[mrules.Fact],
+        periods: dict[str, dict[str, Any]],
+        cards: dict[str, dict[str, Any]],
     ) -> None:
         """Work out one merchant-month again from its facts (and the month before's), keep it, update the card
         and say what changed: graded, escalated (once per month), class changed."""
@@ -251,18 +283,33 @@ class Projection:
         corr = getattr(m, "correlation_id", None) or f"merchant_check:{getattr(m, 'check_id', '')}"
         result.events.append(
             MerchantGraded(
-                correlation_id=corr, merchant_id=mid, street_code=street, period=month, points=fig["points"],
-                grade=fig["grade"], checks=fig["checks"], failures=fig["failures"], warned=fig["warned"],
+                correlation_id=corr,
+                merchant_id=mid,
+                street_code=street,
+                period=month,
+                points=fig["points"],
+                grade=fig["grade"],
+                checks=fig["checks"],
+                failures=fig["failures"],
+                warned=fig["warned"],
                 escalated=fig["escalated"],
             )
         )
         if fig["escalated"] and not was_escalated:
-            why = (f"repeated failure of {', '.join(fig['repeated_items'])}" if fig["repeated_items"]
-                   else "not put right by its deadline (逾期未整改)")
+            why = (
+                f"repeated failure of {', '.join(fig['repeated_items'])}"
+                if fig["repeated_items"]
+                else "not put right by its deadline (逾期未整改)"
+            )
             result.events.append(
                 MerchantEscalated(
-                    correlation_id=corr, merchant_id=mid, merchant_name=merchant.name, street_code=street,
-                    community_code=community, period=month, violations=max(fig["failures"], 1),
+                    correlation_id=corr,
+                    merchant_id=mid,
+                    merchant_name=merchant.name,
+                    street_code=street,
+                    community_code=community,
+                    period=month,
+                    violations=max(fig["failures"], 1),
                     reason=f"{merchant.duty_scheme()} {why} in {month}: {', '.join(fig['failed_items'])}".strip(),
                 )
             )
@@ -274,10 +321,25 @@ class Projection:
         if grade != previous:
             result.events.append(
                 MerchantGradeChanged(
-                    correlation_id=corr, merchant_id=mid, merchant_name=merchant.name, street_code=street,
-                    period=latest or month, previous=previous, grade=grade, points=points or fig["points"],
+                    correlation_id=corr,
+                    merchant_id=mid,
+                    merchant_name=merchant.name,
+                    street_code=street,
+                    period=latest or month,
+                    previous=previous,
+                    grade=grade,
+                    points=points or fig["points"],
                 )
             )
+
+
+def _prior(periods: dict[str, dict[str, Any]], mid: str, month: str, days: int) -> list[mrules.Fact]:
+    """The facts of the months before `month` that its repeat window reaches, as `periods` holds them now."""
+    return [
+        f
+        for e in mrules.earlier_months(month, days)
+        for f in periods.get(mrules.period_id(mid, e), {}).get("facts", [])
+    ]
 
 
 def _at(fact: dict[str, Any]) -> datetime:
@@ -288,6 +350,32 @@ async def ensure_indexes(store: Store) -> None:
     """Units' and merchants' figures by period (the rankings read a period's documents)."""
     await store[UNIT_PERIODS].create_index("period")
     await store[MERCHANT_PERIODS].create_index("period")
+
+
+def closing(doc: dict[str, Any]) -> UpdateOne | None:
+    """The update that gives a case's facts stored without `closed_s` when the case ended (None while open), on
+    condition that nobody added a fact since they were read (facts are only ever added)."""
+    facts = doc.get("facts", [])
+    closed_s = facts_document(doc["_id"], facts)[CLOSED_S]
+    if closed_s is None:
+        return None
+    return UpdateOne(
+        {"_id": doc["_id"], "facts": {"$size": len(facts)}, CLOSED_S: {"$exists": False}},
+        {"$set": {CLOSED_S: closed_s}},
+    )
+
+
+async def close_older_facts(store: Store) -> int:
+    """Give `closed_s` to the facts of the ended cases an older build stored without it (else kept for good);
+    returns how many. One query reading the collection once (on nx-27017 it also reads the open cases, whose null
+    it cannot tell from a missing field)."""
+
+    async def moves() -> AsyncIterator[UpdateOne]:
+        async for d in store[CASE_FACTS].find({CLOSED_S: {"$exists": False}}):
+            if (move := closing(d)) is not None:
+                yield move
+
+    return await update_in_chunks(store[CASE_FACTS], moves())
 
 
 async def unit_periods(store: Store, period: str) -> list[dict[str, Any]]:

@@ -66,8 +66,21 @@ def doc_id(unit_id: str, period: str) -> str:
 
 # The case events that leave a fact (`fact_of`); scoring's consumer skips the others by their subject, undecoded
 # (a merchant's facts come from openings, which count anyway).
-COUNTED = (CaseOpened, CaseDispatched, CaseAcknowledged, CaseReturned, CaseExtensionApproved, CaseResolved,
-           CaseVerified, CaseClosed, CaseReopened, CaseRated, CaseCancelled, CaseOverdue, CaseEscalated)
+COUNTED = (
+    CaseOpened,
+    CaseDispatched,
+    CaseAcknowledged,
+    CaseReturned,
+    CaseExtensionApproved,
+    CaseResolved,
+    CaseVerified,
+    CaseClosed,
+    CaseReopened,
+    CaseRated,
+    CaseCancelled,
+    CaseOverdue,
+    CaseEscalated,
+)
 
 
 def uncounted(kind: type) -> bool:
@@ -86,9 +99,14 @@ def fact_of(ev: CaseEvent) -> Fact | None:
             return opened
         case CaseDispatched():
             return {
-                **base, "t": "dispatched", "unit": ev.lead_unit.unit_id, "role": str(ev.lead_unit.role),
-                "round": ev.dispatch_round, "urgent": ev.urgency == "urgent",
-                "sf": bool(getattr(ev, "supervisor_found", False)), "due": ev.due_at.isoformat(),
+                **base,
+                "t": "dispatched",
+                "unit": ev.lead_unit.unit_id,
+                "role": str(ev.lead_unit.role),
+                "round": ev.dispatch_round,
+                "urgent": ev.urgency == "urgent",
+                "sf": bool(getattr(ev, "supervisor_found", False)),
+                "due": ev.due_at.isoformat(),
             }
         case CaseAcknowledged():
             return {**base, "t": "acknowledged", "unit": ev.unit_id, "ok": ev.in_time}
@@ -254,6 +272,13 @@ def fell_due_at(ordered: list[Fact], last: Fact) -> str | None:
     moments = [_parse(d) for d in deadlines if _parse(d) <= latest]
     moments += [_parse(f["at"]) for f in after if f["t"] == "closed"]
     return min(moments).isoformat() if moments else None
+
+
+def ended_at(facts: Iterable[Fact]) -> str | None:
+    """When the case ended (closed or cancelled, 已结案/已作废) if it has not been reopened since; None while open.
+    From its facts alone, so a replay says the same."""
+    ends = [f for f in sorted(facts, key=_order) if f["t"] in {"closed", "cancelled", "reopened"}]
+    return str(ends[-1]["at"]) if ends and ends[-1]["t"] != "reopened" else None
 
 
 def _from(ordered: list[Fact], first: Fact) -> list[Fact]:

@@ -478,16 +478,46 @@ async def test_deliveries_finished_before_retention_get_their_moment_from_when_t
 
     store = Store(mongo_url, f"t{uuid.uuid4().hex[:10]}_notify")
     try:
-        await store[DELIVERIES].insert_many([
-            {"_id": "d", "status": "delivered", "delivered_at": T0},
-            {"_id": "f", "status": "failed", "failed_at": T0 + HOUR},
-            {"_id": "p", "status": "pending", "next_at": T0},  # pending: stays out of the range
-            {"_id": "s", "status": "sending", "next_at": T0},
-            {"_id": "new", "status": "delivered", "delivered_at": T0, FINISHED_S: 7.0},
-        ])
-        assert await finish_older_deliveries(store) == 2
+        await store[DELIVERIES].insert_many(
+            [
+                {"_id": "d", "status": "delivered", "delivered_at": T0},
+                {"_id": "f", "status": "failed", "failed_at": T0 + HOUR},
+                {"_id": "p", "status": "pending", "next_at": T0},  # pending: stays out of the range
+                {"_id": "s", "status": "sending", "next_at": T0},
+                {"_id": "new", "status": "delivered", "delivered_at": T0, FINISHED_S: 7.0},
+            ]
+        )
+        # The outcomes' claims as an older build wrote them (no `at_s`), beside entries this pass is not for.
+        await store["ledger"].insert_many(
+            [
+                {"_id": "delivered:d", "events": [], "published": True, "at": T0},
+                {"_id": "failed:f", "events": [], "published": True, "at": T0 + HOUR},
+                {"_id": "delivered:new", "events": [], "published": True, "at": T0, "at_s": 7.0},
+                {
+                    "_id": "notify-cases:m1",
+                    "events": [],
+                    "published": True,
+                    "at": T0,
+                },  # the runtime's pass gives it one
+                {"_id": "bulletin:2026-W40", "events": [], "published": True, "at": T0},  # kept for good
+            ]
+        )
+        assert await finish_older_deliveries(store) == 4
         got = {d["_id"]: d.get(FINISHED_S) async for d in store[DELIVERIES].find({})}
         assert got == {"d": T0.timestamp(), "f": (T0 + HOUR).timestamp(), "p": None, "s": None, "new": 7.0}
+        claims = {d["_id"]: d.get("at_s") async for d in store["ledger"].find({})}
+        assert claims == {
+            "delivered:d": T0.timestamp(),
+            "failed:f": (T0 + HOUR).timestamp(),
+            "delivered:new": 7.0,
+            "notify-cases:m1": None,
+            "bulletin:2026-W40": None,
+        }
+        assert await finish_older_deliveries(store) == 0
+        # Once dated, the purge takes them like any published entry past the ledger's horizon.
+        job = RetentionJob(store, RetentionFile(ledger="1h"), [LEDGER_RETAINED], FrozenClock(T0 + 2 * HOUR))
+        assert await job.run() == {"ledger": 2}
+        assert await _ids(store, "ledger") == {"failed:f", "notify-cases:m1", "bulletin:2026-W40"}  # at the horizon
     finally:
         await store.close()
 
@@ -495,24 +525,64 @@ async def test_deliveries_finished_before_retention_get_their_moment_from_when_t
 async def test_alert_views_of_cases_closed_before_retention_take_the_bulletins_moment(mongo_url) -> None:
     from services.notify.bulletin.projection import CASES as BULLETIN_CASES
     from services.notify.store import CASES as ALERT_CASES
-    from services.notify.store import close_older_views
+    from services.notify.store import close_older_views, record_closing
 
     store = Store(mongo_url, f"t{uuid.uuid4().hex[:10]}_notify")
+    now = T0 + 10 * HOUR
     try:
-        await store[BULLETIN_CASES].insert_many([
-            {"_id": "C-closed", "status": "closed", "closed_s": 100.0},
-            {"_id": "C-cancelled", "status": "cancelled", "closed_s": 200.0},
-            {"_id": "C-reopened", "status": "open", "closed_s": None},
-            {"_id": "C-open", "status": "open"},
-            {"_id": "C-unalerted", "status": "closed", "closed_s": 300.0},  # notify never alerted: no view made
-        ])
-        await store[ALERT_CASES].insert_many([
-            {"_id": "C-closed"}, {"_id": "C-cancelled"}, {"_id": "C-reopened"}, {"_id": "C-open"},
-            {"_id": "C-new", "closed_s": 7.0},
-        ])
-        assert await close_older_views(store) == 2
+        await store[BULLETIN_CASES].insert_many(
+            [
+                {"_id": "C-closed", "status": "closed", "closed_s": 100.0},
+                {"_id": "C-cancelled", "status": "cancelled", "closed_s": 200.0},
+                {"_id": "C-reopened", "status": "open", "closed_s": None},
+                {"_id": "C-open", "status": "open"},
+                {"_id": "C-unalerted", "status": "closed", "closed_s": 300.0},  # notify never alerted: no view made
+                # Ended before the bulletin kept the moment: the pass's own moment, the latest they can have ended.
+                {"_id": "C-old-closed", "status": "closed"},
+                {"_id": "C-old-cancelled", "status": "cancelled"},
+            ]
+        )
+        await store[ALERT_CASES].insert_many(
+            [
+                {"_id": "C-closed"},
+                {"_id": "C-cancelled"},
+                {"_id": "C-reopened"},
+                {"_id": "C-open"},
+                {"_id": "C-new", "closed_s": 7.0},
+                {"_id": "C-old-closed"},
+                {"_id": "C-old-cancelled"},
+                {"_id": "C-unrecorded"},  # the bulletin never saw it opened: nothing says it ended
+            ]
+        )
+        assert await close_older_views(store, now) == 6  # four views, two bulletin records
         got = {d["_id"]: d.get("closed_s", "unset") async for d in store[ALERT_CASES].find({})}
-        assert got == {"C-closed": 100.0, "C-cancelled": 200.0, "C-reopened": "unset", "C-open": "unset",
-                       "C-new": 7.0}
+        assert got == {
+            "C-closed": 100.0,
+            "C-cancelled": 200.0,
+            "C-reopened": "unset",
+            "C-open": "unset",
+            "C-new": 7.0,
+            "C-old-closed": now.timestamp(),
+            "C-old-cancelled": now.timestamp(),
+            "C-unrecorded": "unset",
+        }
+        records = {d["_id"]: d.get("closed_s") async for d in store[BULLETIN_CASES].find({})}
+        assert records == {
+            "C-closed": 100.0,
+            "C-cancelled": 200.0,
+            "C-reopened": None,
+            "C-open": None,
+            "C-unalerted": 300.0,
+            "C-old-closed": now.timestamp(),
+            "C-old-cancelled": now.timestamp(),
+        }
+        assert await close_older_views(store, now + HOUR) == 0
+        # A record reopened after the pass read it stays open.
+        read = {"_id": "C-raced", "status": "closed"}
+        await store[BULLETIN_CASES].insert_one(read)
+        move = record_closing(read, now)
+        assert move is not None
+        await store[BULLETIN_CASES].replace_one({"_id": "C-raced"}, {"status": "open", "closed_s": None})
+        assert (await store[BULLETIN_CASES].bulk_write([move])).modified_count == 0
     finally:
         await store.close()

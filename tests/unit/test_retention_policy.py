@@ -16,8 +16,15 @@ from xiuhua.settings import DEMO_CITY
 
 @pytest.mark.parametrize(
     ("text", "seconds"),
-    [("90d", 90 * DAY), ("12h", 43_200.0), ("30m", 1_800.0), ("45s", 45.0), ("2.5m", 150.0), (600, 600.0),
-     ("600", 600.0)],
+    [
+        ("90d", 90 * DAY),
+        ("12h", 43_200.0),
+        ("30m", 1_800.0),
+        ("45s", 45.0),
+        ("2.5m", 150.0),
+        (600, 600.0),
+        ("600", 600.0),
+    ],
 )
 def test_durations_read_with_their_unit(text: object, seconds: float) -> None:
     assert seconds_of(text) == seconds
@@ -32,7 +39,11 @@ def test_a_duration_without_a_known_unit_is_refused(text: object) -> None:
 def test_the_defaults_keep_the_ledger_a_week_reports_and_cases_the_archive_rule_and_telemetry_shorter() -> None:
     policy = RetentionFile()
     assert (policy.ledger, policy.raw_reports, policy.closed_cases, policy.telemetry, policy.every) == (
-        7 * DAY, 800 * DAY, 800 * DAY, 30 * DAY, 3600
+        7 * DAY,
+        800 * DAY,
+        800 * DAY,
+        30 * DAY,
+        3600,
     )
     assert policy.telemetry < policy.raw_reports
     assert policy.stream_ages() == {s.name: s.max_age_s for s in streams.ALL}
@@ -107,3 +118,7 @@ def test_a_retained_collection_naming_no_horizon_of_the_file_is_refused_when_the
     with pytest.raises(ValueError, match="no such retention horizon: outbox"):
         RetentionJob(None, RetentionFile(), [Retained("outbox", "at_s", "outbox")], clock)  # type: ignore[arg-type]
     assert RetentionJob(None, RetentionFile(), [Retained("raw_reports", "received_s", "raw_reports")], clock)  # type: ignore[arg-type]
+    # A floor naming no stream is refused the same way.
+    with pytest.raises(ValueError, match="no such retention horizon: XH_NOPE"):
+        RetentionJob(None, RetentionFile(), [Retained("f", "s", "closed_cases", at_least_stream="XH_NOPE")], clock)  # type: ignore[arg-type]
+    assert RetentionJob(None, RetentionFile(), [Retained("f", "s", "closed_cases", at_least_stream="XH_CASES")], clock)  # type: ignore[arg-type]

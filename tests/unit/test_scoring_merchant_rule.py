@@ -5,11 +5,14 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+import pytest
+
 from contracts.cases import CaseOpened, CaseOverdue
 from contracts.reports import MerchantCheck
 from contracts.values import Place
 from services.scoring import merchants as m
 from services.scoring import units
+from services.scoring.periods import CITY_TZ
 from xiuhua.city.assessment import MerchantRules
 
 R = MerchantRules()  # escalate_from 2, repeat_window_days 30
@@ -54,25 +57,80 @@ def test_a_repeat_reaches_into_the_previous_month() -> None:
     assert m.month_figures(october, R)["escalated"] is False  # a later repeat does not escalate the earlier month
 
 
+@pytest.mark.parametrize(
+    ("month", "days", "earlier"),
+    [
+        ("2026-03", 28, ["2026-02"]),  # 1 March less 28 days is 1 February
+        ("2026-03", 29, ["2026-01", "2026-02"]),  # less 29 days is 31 January
+        ("2026-05", 30, ["2026-04"]),  # April has 30 days
+        ("2026-05", 31, ["2026-03", "2026-04"]),
+        ("2026-01", 31, ["2025-12"]),  # across the year
+        ("2028-03", 29, ["2028-02"]),  # a leap February
+        ("2028-03", 30, ["2028-01", "2028-02"]),
+    ],
+)
+def test_the_months_a_repeat_window_reaches_back_to(month, days, earlier) -> None:
+    assert m.earlier_months(month, days) == earlier
+    for e in earlier:  # and each of those months knows it is reached from this one
+        assert month in m.later_months(e, days)
+    assert month not in m.later_months(m.neighbours(earlier[0])[0], days)
+
+
+def _fold(*facts: m.Fact) -> m.MerchantFold:
+    fold = m.MerchantFold(R, {"M-CD-0001": "A"})
+    for f in facts:
+        fold.apply("M-CD-0001", f)
+    return fold
+
+
+def test_early_march_counts_a_failure_of_late_january_within_the_window_in_either_order() -> None:
+    march = datetime(2026, 3, 1, 10, 0, tzinfo=CITY_TZ)
+    again = _check("K2", march, hygiene="fail")
+    at_edge = _check("K1", march - timedelta(days=30), hygiene="fail")  # 30 January, exactly 30 days before
+    past_edge = _check("K1", march - timedelta(days=30, seconds=1), hygiene="fail")
+    for first, second in ((at_edge, again), (again, at_edge)):
+        months = _fold(first, second).cards["M-CD-0001"]["months"]
+        assert (months["2026-01"]["escalated"], months["2026-03"]["escalated"]) == (False, True)
+    for first, second in ((past_edge, again), (again, past_edge)):
+        assert _fold(first, second).cards["M-CD-0001"]["months"]["2026-03"]["escalated"] is False
+
+
 def test_the_city_sets_the_count_and_the_window() -> None:
     strict = MerchantRules(escalate_from=3, repeat_window_days=7)
     two = _facts(_check("K1", T, safety="fail"), _check("K2", T + timedelta(days=1), safety="fail"))
     assert m.month_figures(two, R)["escalated"] and not m.month_figures(two, strict)["escalated"]
     three = _facts(*two, _check("K3", T + timedelta(days=2), safety="fail"))
     assert m.month_figures(three, strict)["escalated"]
-    spread = _facts(_check("K1", T, safety="fail"), _check("K2", T + timedelta(days=8), safety="fail"),
-                    _check("K3", T + timedelta(days=9), safety="fail"))
+    spread = _facts(
+        _check("K1", T, safety="fail"),
+        _check("K2", T + timedelta(days=8), safety="fail"),
+        _check("K3", T + timedelta(days=9), safety="fail"),
+    )
     assert not m.month_figures(spread, strict)["escalated"]  # only two within seven days
 
 
 def _case_events(category: str, source: str = "merchant_check") -> tuple[CaseOpened, CaseOverdue]:
     opened = CaseOpened(
-        occurred_at=T, correlation_id="merchant_check:K1", case_id="C-M1", street_code="CD", source=source,
-        source_ref="K1:hygiene", category_code=category, description="门前卫生不洁", place=Place(street_code="CD"),
-        reported_at=T, merchant_id="M-CD-0001",
+        occurred_at=T,
+        correlation_id="merchant_check:K1",
+        case_id="C-M1",
+        street_code="CD",
+        source=source,
+        source_ref="K1:hygiene",
+        category_code=category,
+        description="门前卫生不洁",
+        place=Place(street_code="CD"),
+        reported_at=T,
+        merchant_id="M-CD-0001",
     )
-    overdue = CaseOverdue(occurred_at=T + timedelta(days=1), correlation_id="c", case_id="C-M1", street_code="CD",
-                          unit_id="CD03", due_at=T + timedelta(days=1))
+    overdue = CaseOverdue(
+        occurred_at=T + timedelta(days=1),
+        correlation_id="c",
+        case_id="C-M1",
+        street_code="CD",
+        unit_id="CD03",
+        due_at=T + timedelta(days=1),
+    )
     return opened, overdue
 
 
@@ -85,8 +143,12 @@ def test_a_first_failure_not_put_right_by_its_deadline_escalates_in_either_order
         fig = m.month_figures(_facts(late[0]), R)
         assert fig["escalated"] and fig["overdue"] and fig["points"] == R.base  # no points of its own
     assert m.overdue_of("C-M1", _facts(units.fact_of(opened)), "0407") is None  # still in time
-    assert m.month_figures(_facts(m.overdue_fact("C-M1", T, "0402")), R.model_copy(
-        update={"escalate_when_overdue": False}))["escalated"] is False
+    assert (
+        m.month_figures(
+            _facts(m.overdue_fact("C-M1", T, "0402")), R.model_copy(update={"escalate_when_overdue": False})
+        )["escalated"]
+        is False
+    )
 
 
 def test_the_enforcement_case_and_other_sources_going_overdue_do_not_escalate_again() -> None:

@@ -163,8 +163,7 @@ def test_merchant_ranking() -> None:
     ranked = m.ranking(rows, 5)
     assert [r["id"] for r in ranked] == ["A", "B", "C"]
     # Equal points share the rank; the red list takes only those without a failure.
-    assert [(r["rank"], r["tied"], r["board"]) for r in ranked] == [
-        (1, True, "red"), (1, True, None), (3, False, None)]
+    assert [(r["rank"], r["tied"], r["board"]) for r in ranked] == [(1, True, "red"), (1, True, None), (3, False, None)]
 
 
 def _months(**points: float | tuple[float, bool]) -> dict:
@@ -310,10 +309,13 @@ def test_merchant_classes_over_many_months_do_not_depend_on_order_or_resends(cit
     assert replayed.facts == in_order.facts and replayed.cards == in_order.cards
     # And each card is what the rule says of all its months at once.
     for mid, card in in_order.cards.items():
-        # Each month with the month before it: a repeat counts the previous month's failures within the window.
+        # Each month with the months before it that its repeat window reaches: a repeat counts their failures.
+        def before(merchant: str, month: str) -> list[m.Fact]:
+            reached = m.earlier_months(month, r.repeat_window_days)
+            return [f for e in reached for f in in_order.facts.get(m.period_id(merchant, e), [])]
+
         months = {
-            k.split(":")[1]: m.month_entry(m.month_figures(
-                f, r, in_order.facts.get(m.period_id(mid, m.neighbours(k.split(":")[1])[0]), [])))
+            k.split(":")[1]: m.month_entry(m.month_figures(f, r, before(mid, k.split(":")[1])))
             for k, f in in_order.facts.items()
             if k.startswith(f"{mid}:")
         }

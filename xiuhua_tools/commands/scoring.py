@@ -21,7 +21,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     r.add_argument("--check", action="store_true", help="compare with the live scores; exit 1 on any difference")
     r.add_argument("--keep", action="store_true", help="keep the rebuilt database (named in the output)")
     r.add_argument(
-        "--apply", action="store_true",
+        "--apply",
+        action="store_true",
         help="replace the live documents with the rebuilt ones (migrates stored figures; stop scoring first)",
     )
     r.add_argument("--json", action="store_true")
@@ -57,6 +58,11 @@ def _rebuild(args: argparse.Namespace) -> int:
         f" ({report.skipped} undecodable skipped)"
     ]
     lines.append(f"compared: {', '.join(f'{c} {n}' for c, n in report.compared.items())}")
+    if any(report.purged.values()):
+        lines.append(
+            "purged from the rebuild as the live store's purge does (retention.yaml): "
+            + ", ".join(f"{c} {n}" for c, n in report.purged.items())
+        )
     expired = {s: at for s, at in report.window.items() if at}
     if expired:
         lines.append(
