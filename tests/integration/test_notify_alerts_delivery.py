@@ -24,6 +24,7 @@ from contracts.envelope import Event
 from contracts.values import Place, ReportSource, UnitRef, Urgency
 from services.notify.app import SPEC, WORKER, of
 from services.notify.delivery_log import by_case, render
+from services.notify.outcomes import delivered_event_id
 from services.notify.planning import Plan
 from services.notify.store import DELIVERIES
 from services.notify.worker import CLAIM_LEASE_S, RENEW_EVERY_S, DeliveryWorker
@@ -199,6 +200,36 @@ async def test_planned_claims_beyond_a_round_wait_for_the_next_one_still_claimed
         assert await rt.store.count(DELIVERIES, {"status": "sending", "v": 0}) == len(units) - 1
         assert await h.deliver_due(scan=False) == len(units) - 1
         assert await rt.store.count(DELIVERIES, {"status": "delivered", "v": 1}) == len(units)
+        # Each round's delivered events in one outbox entry of the ledger: two rounds, two entries.
+        outbox = [d async for d in rt.store["ledger"].find({}) if d["_id"].startswith("delivered:")]
+        assert sorted(len(d["events"]) for d in outbox) == [1, len(units) - 1]
+
+
+async def test_a_deliverys_event_keeps_its_id_however_often_its_outcome_is_recorded(settings, city) -> None:
+    # The outcome recorded again (a retry after the store failed to answer, or the re-send after a crash between
+    # send and record) publishes the same event id: the bus drops the copy, so `notify.v1.delivered` is one per
+    # delivery without a ledger entry each.
+    clock = FrozenClock(T0)
+    async with receiver() as r, BusRecorder(settings.nats_url) as bus, \
+            notify(settings, alert_city(city, r.url("/same")), clock) as (rt, h):
+        await send(settings, overdue("C-E1"))
+        await send(settings, overdue("C-E2"))
+        await planned(rt, 2)
+        claimed = [await doc(rt, f"overdue:C-E{i}:0:CD-SAN-duty:webhook") for i in (1, 2)]
+        assert await h.deliver_due() == 2
+        first = await eventually(lambda: len(bus.on("notify.v1.delivered")) == 2 and bus.on("notify.v1.delivered"))
+        assert {e["event_id"] for e in first} == {delivered_event_id(c) for c in claimed}
+        assert len({delivered_event_id(c) for c in claimed}) == 2
+        again = await h._record_delivered([{**claimed[1], "attempts": 2}], now=clock.now())  # its own entry
+        assert [o.msg_id for _, out in again for o in out] == [delivered_event_id(claimed[1])]
+        await h._publish(again)
+        await eventually(lambda: len(bus.on("notify.v1.delivered")) == 3)  # published again, as core NATS sees it
+        nc = await connect(settings.nats_url, "operator")
+        try:  # ... and kept once in the stream its readers read
+            info = await nc.jetstream().stream_info("XH_NOTIFY", subjects_filter="notify.v1.delivered")
+        finally:
+            await nc.close()
+        assert info.state.messages == 2
 
 
 async def test_a_claim_planning_made_is_sent_only_once_committed_and_given_back_when_not_sent(settings, city) -> None:
