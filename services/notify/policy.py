@@ -20,8 +20,13 @@ CLAIM_LEASE_S = 10.0  # a claim not renewed for this long was left by a dead ins
 def claimed(doc: dict[str, Any], owner: str, now: datetime) -> dict[str, Any]:
     """The changes a claim of `owner` makes to a pending delivery: its attempt begun (pending → sending), with a
     lease."""
-    return {"status": "sending", "claimed_at": now, "attempts": doc["attempts"] + 1, "owner": owner,
-            "lease_s": now.timestamp() + CLAIM_LEASE_S}
+    return {
+        "status": "sending",
+        "claimed_at": now,
+        "attempts": doc["attempts"] + 1,
+        "owner": owner,
+        "lease_s": now.timestamp() + CLAIM_LEASE_S,
+    }
 
 
 def unclaimed(doc: dict[str, Any]) -> dict[str, Any]:
