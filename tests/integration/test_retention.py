@@ -10,9 +10,8 @@ from typing import Any
 from pymongo import monitoring
 
 from contracts.cases import CaseDispatched
-from services.intake.store import RAW, RECEIVED_S, REFS, RETAINED, TELEMETRY_S, BatchIO
-from tests.conftest import eventually
-from tests.helpers import as_operator, login
+from services.intake.store import RAW, RECEIVED_S, REFS, RETAINED, TELEMETRY_S, TRANSFERS, BatchIO
+from tests.helpers import as_operator, eventually, login
 from xiuhua.bus import Outgoing
 from xiuhua.city.retention import RetentionFile
 from xiuhua.clock import FrozenClock
@@ -141,12 +140,12 @@ async def test_raw_reports_and_references_keep_the_archive_rule_telemetry_a_shor
     policy = RetentionFile(raw_reports="60d", telemetry="7d")
     job = RetentionJob(store, policy, RETAINED, FrozenClock(now))
     try:
-        await store.ensure_collections([RAW, REFS])
+        await store.ensure_collections([RAW, REFS, TRANSFERS])
         await ensure_indexes(store, RETAINED)
 
-        async def received(at: datetime, raw: list[dict[str, Any]], refs: list[str]) -> None:
-            """Raw reports; reports that became a case, kept under their reference; and the reference an older
-            build kept apart in `source_refs` for each of those (`old-` before the reference)."""
+        async def received(at: datetime, raw: list[dict[str, Any]], refs: list[str], moved: str = "") -> None:
+            """Raw reports; reports that became a case, kept under their reference; the reference an older build
+            kept apart in `source_refs` for each of those (`old-` before the reference); a transfer's record."""
 
             async def write(session: Any) -> None:
                 io = BatchIO(store, session, at, reads=session)
@@ -155,6 +154,8 @@ async def test_raw_reports_and_references_keep_the_archive_rule_telemetry_a_shor
                 for ref in refs:
                     io.answer(ref, "C-1", "case", {"_id": f"raw-{ref}", "source": "grid", "received_at": at,
                                                    "subject": "report.v1.in.grid", "body": b"{}"})
+                if moved:  # a transfer's record goes with its raw report
+                    io.add_transfer({"_id": moved, "raw_id": raw[0]["_id"], **dated(at)})
                 writes = store.writes()
                 io.flush(writes)
                 await store.write_together(writes, session)
@@ -168,16 +169,18 @@ async def test_raw_reports_and_references_keep_the_archive_rule_telemetry_a_shor
         await received(now - timedelta(days=8), [{"_id": "t-old", **sensor}, {"_id": "r-8d", "source": "grid",
                                                                              "status": "case"}], ["grid:8d"])
         await received(now - timedelta(days=7), [{"_id": "t-at", **sensor}], [])
-        await received(now - timedelta(days=60), [{"_id": "r-at", "source": "grid", "status": "case"}], ["grid:at"])
+        await received(now - timedelta(days=60), [{"_id": "r-at", "source": "grid", "status": "case"}], ["grid:at"],
+                       "C-at")
         await received(now - timedelta(days=60) - MS, [{"_id": "r-out", "source": "hotline", "status": "rejected"},
                                                        {"_id": "t-case", "source": "sensor", "status": "case"}],
-                       ["grid:out"])
+                       ["grid:out"], "C-out")
         raw = {d["_id"]: d async for d in store[RAW].find({})}
         assert TELEMETRY_S in raw["t-old"] and RECEIVED_S not in raw["t-old"]
         assert RECEIVED_S in raw["t-case"]  # a reading that opened a case is a report: the archive rule
-        assert await job.run() == {RAW: 4, REFS: 1, "open_cases": 0}
+        assert await job.run() == {RAW: 4, REFS: 1, "open_cases": 0, TRANSFERS: 1}
         assert await _ids(store, RAW) == {"r-8d", "grid:8d", "t-at", "r-at", "grid:at"}
         assert await _ids(store, REFS) == {"grid:old-8d", "grid:old-at"}
+        assert await _ids(store, TRANSFERS) == {"C-at"}
     finally:
         await store.close()
 
@@ -255,7 +258,7 @@ async def test_closed_cases_go_by_the_archive_rule_from_when_they_ended_open_one
     from services.dispatch.case import CLOSED_FIELD, State
     from services.dispatch.store import CASES
     from services.dispatch.store import RETAINED as DISPATCH_RETAINED
-    from tests.unit.test_dispatch_lifecycle import new_case
+    from tests.helpers.dispatch import new_case
 
     store = Store(mongo_url, f"t{uuid.uuid4().hex[:10]}_dispatch")
     now = T0 + timedelta(days=1000)
@@ -286,7 +289,7 @@ async def test_closed_cases_go_by_the_archive_rule_from_when_they_ended_open_one
 
 async def test_cases_an_older_build_closed_get_the_number_the_purge_ranges_over(mongo_url, city) -> None:
     from services.dispatch.case import CLOSED_FIELD, State
-    from tests.unit.test_dispatch_lifecycle import new_case
+    from tests.helpers.dispatch import new_case
     from xiuhua.store import backfill_seconds
 
     store = Store(mongo_url, f"t{uuid.uuid4().hex[:10]}_dispatch")
@@ -369,7 +372,6 @@ async def test_open311_submissions_tokens_and_refused_requests_go_as_raw_reports
     from services.intake.open311.hook import RETAINED as OPEN311_RETAINED
     from services.intake.open311.projection import REQUESTS, TOKENS
     from services.intake.open311.routes import REFUSED, SUBMISSIONS
-    from xiuhua.retention import dated
 
     retained = (*OPEN311_RETAINED, *HJ212_RETAINED)
     store = Store(mongo_url, f"t{uuid.uuid4().hex[:10]}_intake")
