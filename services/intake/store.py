@@ -226,13 +226,15 @@ class BatchIO:
         doc[TELEMETRY_S if is_telemetry(doc) else RECEIVED_S] = doc["received_at"].timestamp()
         self.raw.append(doc)
 
-    def answer(self, correlation: str, case_id: str, outcome: str, raw_doc: dict[str, Any]) -> None:
+    def answer(self, correlation: str, case_id: str, outcome: str, raw_doc: dict[str, Any]) -> str:
         """A report became a case, joined one or was transferred: its raw copy, kept under its source reference,
-        names the case (one document: a second report with the reference finds it, or its insert is refused)."""
+        names the case (one document: a second report with the reference finds it, or its insert is refused).
+        Returns the raw copy's id: the reference."""
         self.refs[correlation] = True
         self.assumed.discard(correlation)
         self.add_raw({**raw_doc, "_id": correlation, "status": outcome, "case_id": case_id,
                       "correlation_id": correlation})
+        return correlation
 
     def add_transfer(self, doc: dict[str, Any]) -> None:
         """Record a transfer (its `_id` the case id), visible at once to later commands of the batch."""
