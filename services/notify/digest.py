@@ -23,8 +23,16 @@ IDS_SHOWN = 50  # case ids a digest's text lists (its `case_ids` field holds the
 HELD = "held_at"  # set on a delivery when the rate limit first holds it back
 
 # How pressing a kind is, most first; within a kind a higher escalation level, then the nearer deadline.
-KIND_ORDER = ("sensor_emergency", "escalation", "overdue", "deadline_warning", "merchant_escalation", "new_case",
-              "bottom_ranking", "delivery_failed")
+KIND_ORDER = (
+    "sensor_emergency",
+    "escalation",
+    "overdue",
+    "deadline_warning",
+    "merchant_escalation",
+    "new_case",
+    "bottom_ranking",
+    "delivery_failed",
+)
 
 
 def lane(doc: dict[str, Any]) -> str:
@@ -114,8 +122,13 @@ def _named(doc: dict[str, Any], place: str) -> str:
     if doc["kind"] == "escalation":
         zh = f"{zh}（第{doc.get('level', 0)}级）"
     what = doc.get("case_id") or message.get("period") or ""
-    parts = [("【紧急】" if doc.get("urgent") else "") + zh, what, place_said(doc) or place,
-             message.get("unit"), f"时限 {message['due_at']}" if message.get("due_at") else ""]
+    parts = [
+        ("【紧急】" if doc.get("urgent") else "") + zh,
+        what,
+        place_said(doc) or place,
+        message.get("unit"),
+        f"时限 {message['due_at']}" if message.get("due_at") else "",
+    ]
     return " · ".join(p for p in parts if p)
 
 
@@ -143,8 +156,15 @@ def build(docs: list[dict[str, Any]], places: dict[str, str], *, tz: ZoneInfo) -
         "title_en": f"Alert digest: {len(docs)} since {since}",
         "lines": lines,
         "line_en": f"{len(docs)} alerts held by the rate limit since {since}: {count_en}",
-        "case_id": "", "unit": (ranked[0].get("message") or {}).get("unit", ""), "due_at": "",
-        "level": 0, "urgent": urgent,
-        "counts": counts, "case_ids": case_ids, "notification_ids": [d["_id"] for d in ranked],
-        "since": since, "summary": count_zh, "top": top[0] if top else "",
+        "case_id": "",
+        "unit": (ranked[0].get("message") or {}).get("unit", ""),
+        "due_at": "",
+        "level": 0,
+        "urgent": urgent,
+        "counts": counts,
+        "case_ids": case_ids,
+        "notification_ids": [d["_id"] for d in ranked],
+        "since": since,
+        "summary": count_zh,
+        "top": top[0] if top else "",
     }

@@ -71,7 +71,8 @@ class Outcomes:
         self.failed = rt.metrics.counter("xiuhua_alerts_failed", "Delivery attempts that failed", ("channel",))
         self.gave_up = rt.metrics.counter("xiuhua_alerts_gave_up", "Deliveries that exhausted retries", ("channel",))
         self.outcomes_waiting = rt.metrics.gauge(
-            "xiuhua_alerts_outcomes_waiting", "Sent alerts whose outcome waits in memory for the store")
+            "xiuhua_alerts_outcomes_waiting", "Sent alerts whose outcome waits in memory for the store"
+        )
         self._held: set[str] = set()  # claims this instance holds: sending, or its outcome not yet recorded
         self._outcomes: dict[str, _Pending] = {}
         self._store_ok_since: datetime | None = rt.clock.now()
@@ -89,7 +90,9 @@ class Outcomes:
         return await store.transition_all(self.rt.store, moves)
 
     async def _settle(
-        self, claimed: list[dict[str, Any]], record: Callable[[list[dict[str, Any]]], Awaitable[Any]],
+        self,
+        claimed: list[dict[str, Any]],
+        record: Callable[[list[dict[str, Any]]], Awaitable[Any]],
         publish: list[tuple[str, list[Outgoing]]],
     ) -> None:
         """Record the outcome of claims; while the store does not answer, keep each in memory and retry it with
@@ -103,8 +106,9 @@ class Outcomes:
                 retry = functools.partial(record, [c])
                 self._outcomes[c["_id"]] = _Pending(retry, 1, time.monotonic() + OUTCOME_RETRY_S[0])
             self.outcomes_waiting.set(len(self._outcomes))
-            log.warning("%d delivery outcome(s) kept in memory until the store answers: %s", len(claimed),
-                        safe_error(exc))
+            log.warning(
+                "%d delivery outcome(s) kept in memory until the store answers: %s", len(claimed), safe_error(exc)
+            )
         else:
             self._held.difference_update(c["_id"] for c in claimed)
 
@@ -138,11 +142,23 @@ class Outcomes:
     ) -> list[tuple[str, list[Outgoing]]]:
         """Over the rate: held, back to pending with no attempt spent, until the lane's next token (`until`), when
         they go as one digest; `held_at` keeps when the hold began."""
-        await self._transition_all([
-            (c, {"status": "pending", "attempts": c["attempts"] - 1, "deferred": "rate_limit", "owner": None,
-                 "lease_s": None, "next_at": until[c["_id"]], digest.HELD: c.get(digest.HELD) or now})
-            for c in claimed
-        ])
+        await self._transition_all(
+            [
+                (
+                    c,
+                    {
+                        "status": "pending",
+                        "attempts": c["attempts"] - 1,
+                        "deferred": "rate_limit",
+                        "owner": None,
+                        "lease_s": None,
+                        "next_at": until[c["_id"]],
+                        digest.HELD: c.get(digest.HELD) or now,
+                    },
+                )
+                for c in claimed
+            ]
+        )
         return []
 
     async def _record_delivered(
@@ -157,19 +173,37 @@ class Outcomes:
         bus. Either comes within seconds of the first (both wait for the same store or the same lease), well
         inside the bus's duplicate window. An entry per delivery cost two ledger writes an alert."""
         events = [
-            Outgoing.of(NotificationDelivered(
-                event_id=delivered_event_id(c), correlation_id=c.get("correlation_id", ""), notification_id=c["_id"],
-                kind=c["kind"], channel=c["channel"], recipient=c["contact_id"], unit_id=c["unit_id"],
-                case_id=c["case_id"], attempts=c["attempts"],
-            ))
+            Outgoing.of(
+                NotificationDelivered(
+                    event_id=delivered_event_id(c),
+                    correlation_id=c.get("correlation_id", ""),
+                    notification_id=c["_id"],
+                    kind=c["kind"],
+                    channel=c["channel"],
+                    recipient=c["contact_id"],
+                    unit_id=c["unit_id"],
+                    case_id=c["case_id"],
+                    attempts=c["attempts"],
+                )
+            )
             for c in claimed
         ]
-        changes: dict[str, Any] = {"status": "delivered", "delivered_at": now, "deferred": None, "owner": None,
-                                   "lease_s": None, **store.finished_at(now)}
+        changes: dict[str, Any] = {
+            "status": "delivered",
+            "delivered_at": now,
+            "deferred": None,
+            "owner": None,
+            "lease_s": None,
+            **store.finished_at(now),
+        }
 
         def note(doc: dict[str, Any]) -> dict[str, Any]:
-            entry = {"at": now, "attempt": doc["attempts"], "ok": True, **({"digest": doc["digest"]} if doc.get(
-                "digest") else {})}
+            entry = {
+                "at": now,
+                "attempt": doc["attempts"],
+                "ok": True,
+                **({"digest": doc["digest"]} if doc.get("digest") else {}),
+            }
             return {"history": [*doc.get("history", []), entry]}
 
         async with self.rt.store.outside_transactions():  # one wait for the claim and the record together
@@ -202,20 +236,45 @@ class Outcomes:
         attempts = doc["attempts"]
         history = [*doc.get("history", []), {"at": now, "attempt": attempts, "ok": False, "error": error}]
         if attempts < self.alerts.retry.max_attempts and not permanent:
-            moved = await self._transition(doc, status="pending", next_at=now + timedelta(seconds=delay),
-                                           last_error=error, deferred=None, history=history, owner=None, lease_s=None)
+            moved = await self._transition(
+                doc,
+                status="pending",
+                next_at=now + timedelta(seconds=delay),
+                last_error=error,
+                deferred=None,
+                history=history,
+                owner=None,
+                lease_s=None,
+            )
             if moved is not None:
                 self.failed.labels(doc["channel"]).inc()
             return []
         event = NotificationFailed(
-            correlation_id=doc.get("correlation_id", ""), notification_id=doc["_id"], kind=doc["kind"],
-            level=doc.get("level", 0), channel=doc["channel"], recipient=doc["contact_id"], unit_id=doc["unit_id"],
-            case_id=doc["case_id"], attempts=attempts, error=error, permanent=permanent,
+            correlation_id=doc.get("correlation_id", ""),
+            notification_id=doc["_id"],
+            kind=doc["kind"],
+            level=doc.get("level", 0),
+            channel=doc["channel"],
+            recipient=doc["contact_id"],
+            unit_id=doc["unit_id"],
+            case_id=doc["case_id"],
+            attempts=attempts,
+            error=error,
+            permanent=permanent,
         )
         # Kept in the outbox, published once (a retried record publishes its earlier claim if still unpublished).
         entries = await self.rt.ledger.claim_many([(f"failed:{doc['_id']}", [Outgoing.of(event)])])
-        moved = await self._transition(doc, status="failed", failed_at=now, last_error=error, deferred=None,
-                                       history=history, owner=None, lease_s=None, **store.finished_at(now))
+        moved = await self._transition(
+            doc,
+            status="failed",
+            failed_at=now,
+            last_error=error,
+            deferred=None,
+            history=history,
+            owner=None,
+            lease_s=None,
+            **store.finished_at(now),
+        )
         if moved is None:  # recorded by an earlier try of this outcome (its answer lost), or taken over
             if await store.status_of(self.rt.store, doc["_id"]) != "failed":
                 return entries

@@ -58,16 +58,23 @@ class DeliveryWorker(Outcomes):
         self.sent = rt.metrics.counter("xiuhua_alerts_sent", "Alerts delivered", ("channel", "kind"))
         self.deferred = rt.metrics.counter("xiuhua_alerts_deferred", "Sends put off", ("reason",))
         self.taken_over = rt.metrics.counter(
-            "xiuhua_alerts_claims_taken_over", "Claims of dead instances taken up again (the alert is re-sent)")
+            "xiuhua_alerts_claims_taken_over", "Claims of dead instances taken up again (the alert is re-sent)"
+        )
         self.digests = rt.metrics.counter(
-            "xiuhua_alerts_digests", "Digests sent: one message for the alerts a recipient's rate limit held",
-            ("channel",))
+            "xiuhua_alerts_digests",
+            "Digests sent: one message for the alerts a recipient's rate limit held",
+            ("channel",),
+        )
         self.backlog = rt.metrics.gauge(
-            "xiuhua_alerts_backlog", "Alerts a recipient's rate limit holds for its next digest",
-            ("recipient", "channel"))
+            "xiuhua_alerts_backlog",
+            "Alerts a recipient's rate limit holds for its next digest",
+            ("recipient", "channel"),
+        )
         self.backlog_age = rt.metrics.gauge(
-            "xiuhua_alerts_backlog_oldest_seconds", "How long the oldest alert a recipient's rate limit holds waited",
-            ("recipient", "channel"))
+            "xiuhua_alerts_backlog_oldest_seconds",
+            "How long the oldest alert a recipient's rate limit holds waited",
+            ("recipient", "channel"),
+        )
         self._backlog_seen: set[tuple[str, str]] = set()
         self._lanes_held: dict[str, datetime] = {}  # lanes this instance held alerts of, and when those are due
         self.instance = planning.instance  # owner of this one's claims, planning's too
@@ -129,8 +136,10 @@ class DeliveryWorker(Outcomes):
                 hints.update((d["_id"], d) for d in found)
             if self._store_ok_since is None:
                 self._store_ok_since = now
-            due = sorted((d for d in hints.values() if d["next_at"] <= now and digest.lane(d) not in later),
-                         key=lambda d: (d["next_at"], d["_id"]))
+            due = sorted(
+                (d for d in hints.values() if d["next_at"] <= now and digest.lane(d) not in later),
+                key=lambda d: (d["next_at"], d["_id"]),
+            )
             chosen = digest.pick(due, limit)
             # Planning's claims beyond this round (a burst plans more than a round takes) are the next round's, at
             # once: given back, each would cost a write more, and its claim another.
@@ -230,12 +239,23 @@ class DeliveryWorker(Outcomes):
             if stale["_id"] in self._held or stale["_id"] in self.planning.claimed:
                 continue  # this instance's own: its outcome is waiting to be recorded, or planning's not yet sent
             owner = stale.get("owner") or "?"
-            note = {"at": now, "attempt": stale.get("attempts", 0), "ok": None,
-                    "error": f"claim of {owner} expired: outcome unknown, sent again with the same notification id"}
+            note = {
+                "at": now,
+                "attempt": stale.get("attempts", 0),
+                "ok": None,
+                "error": f"claim of {owner} expired: outcome unknown, sent again with the same notification id",
+            }
             lease = stale.get("lease_s")
             expect = {"status": "sending", "lease_s": lease if lease is not None else {"$exists": False}}
-            taken = await self._transition(stale, expect, status="pending", next_at=now, owner=None, lease_s=None,
-                                           history=[*stale.get("history", []), note])
+            taken = await self._transition(
+                stale,
+                expect,
+                status="pending",
+                next_at=now,
+                owner=None,
+                lease_s=None,
+                history=[*stale.get("history", []), note],
+            )
             if taken is not None:
                 self.taken_over.inc()
                 log.warning("delivery %s: claim of %s expired, sending again", stale["_id"], owner)
@@ -270,8 +290,11 @@ class DeliveryWorker(Outcomes):
             for c in claimed:
                 lanes.setdefault(digest.lane(c), []).append(c)
             try:
-                grants = await self.buckets.take_many({key: len(g) for key, g in lanes.items()}, now,
-                                                      bundle={key for key, g in lanes.items() if digest.bundles(g)})
+                grants = await self.buckets.take_many(
+                    {key: len(g) for key, g in lanes.items()},
+                    now,
+                    bundle={key for key, g in lanes.items() if digest.bundles(g)},
+                )
             except Exception:
                 self._held.difference_update(c["_id"] for c in claimed)  # nothing sent: the leases run out
                 raise
@@ -294,8 +317,9 @@ class DeliveryWorker(Outcomes):
                     return sp.digest if await self._send_digest(sp.digest, now, publish) else []
                 return [c for c in sp.singles if await self._send_one(c, now, publish)]
 
-        results = await asyncio.gather(*(send(sp) for sp in splits.values() if sp.singles or sp.digest),
-                                       return_exceptions=True)
+        results = await asyncio.gather(
+            *(send(sp) for sp in splits.values() if sp.singles or sp.digest), return_exceptions=True
+        )
         delivered = [c for r in results if isinstance(r, list) for c in r]
         if delivered:
             await self._settle(delivered, functools.partial(self._record_delivered, now=now), publish)
@@ -317,9 +341,17 @@ class DeliveryWorker(Outcomes):
         unnamed = [d["case_id"] for d in top if not digest.place_said(d)]
         places: dict[str, str] = {}
         if unnamed:
-            places = {c["_id"]: describe(Place(street_name=c.get("street_name"), community_name=c.get(
-                "community_name"), grid_code=c.get("grid")), self.rt.city)
-                for c in await store.bulletin_places(self.rt.store, unnamed)}
+            places = {
+                c["_id"]: describe(
+                    Place(
+                        street_name=c.get("street_name"),
+                        community_name=c.get("community_name"),
+                        grid_code=c.get("grid"),
+                    ),
+                    self.rt.city,
+                )
+                for c in await store.bulletin_places(self.rt.store, unnamed)
+            }
         nid = digest.notification_id(docs)
         for d in docs:
             d["digest"] = nid  # recorded with the delivery
@@ -329,7 +361,11 @@ class DeliveryWorker(Outcomes):
         return False
 
     async def _send(
-        self, docs: list[dict[str, Any]], message: dict[str, Any], nid: str, now: datetime,
+        self,
+        docs: list[dict[str, Any]],
+        message: dict[str, Any],
+        nid: str,
+        now: datetime,
         publish: list[tuple[str, list[Outgoing]]],
     ) -> bool:
         """Send a message for claimed alerts (one, or a digest of several); a failure is recorded at once."""
@@ -377,5 +413,8 @@ class DeliveryWorker(Outcomes):
             raise
         self._held.difference_update(set(ids) - mine)
         moved_to = {w["_id"]: w for w in wanted if w["_id"] in mine}
-        return [doc if doc["_id"] in planned else moved_to[doc["_id"]] for doc in docs
-                if doc["_id"] in planned or doc["_id"] in moved_to]
+        return [
+            doc if doc["_id"] in planned else moved_to[doc["_id"]]
+            for doc in docs
+            if doc["_id"] in planned or doc["_id"] in moved_to
+        ]
