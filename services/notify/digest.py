@@ -21,6 +21,7 @@ NAMED = 5  # the most urgent cases a digest names with place and deadline
 LANE_MAX = 2000  # a lane's alerts one round takes at most (one digest; the rest wait for the next token)
 IDS_SHOWN = 50  # case ids a digest's text lists (its `case_ids` field holds them all)
 HELD = "held_at"  # set on a delivery when the rate limit first holds it back
+PLACES = "digest_places"  # the places a digest named from notify's bulletin, kept to send the same text again
 
 # How pressing a kind is, most first; within a kind a higher escalation level, then the nearer deadline.
 KIND_ORDER = (

@@ -194,6 +194,7 @@ class Outcomes:
             "deferred": None,
             "owner": None,
             "lease_s": None,
+            "resend": None,
             **store.finished_at(now),
         }
 

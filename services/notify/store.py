@@ -18,6 +18,7 @@ from pymongo.asynchronous.client_session import AsyncClientSession
 
 from services.notify.bulletin.projection import CASES as BULLETIN_CASES
 from services.notify.bulletin.projection import CLOSED_S as BULLETIN_CLOSED_S
+from services.notify.digest import PLACES
 from xiuhua.ledger import COLLECTION as LEDGER
 from xiuhua.retention import AT_S, Retained
 from xiuhua.store import Store, update_in_chunks
@@ -193,6 +194,24 @@ async def renew(store: Store, ids: list[str], owner: str, lease_s: float, older_
     async with store.outside_transactions():
         # `lease_s` a number: `$set` keeps numbers intact on nx-27017
         await store[DELIVERIES].update_many(query, {"$set": {"lease_s": lease_s}})
+
+
+async def mark_digest(store: Store, ids: list[str], nid: str, places: dict[str, str], owner: str) -> int:
+    """Store a digest's id (and the places it names from the bulletin) on `owner`'s claims of its alerts before it
+    is sent; returns how many it reached (a claim another instance took over meanwhile is not `owner`'s). Not a
+    versioned move: the claims stay as their owner holds them."""
+    mark: dict[str, Any] = {"digest": nid} | ({PLACES: places} if places else {})
+    async with store.outside_transactions():
+        res = await store[DELIVERIES].update_many(
+            {"_id": {"$in": ids}, "status": "sending", "owner": owner}, {"$set": mark}
+        )
+    return int(res.matched_count)
+
+
+async def digest_members(store: Store, nid: str) -> list[dict[str, Any]]:
+    """The alerts a digest was sent with, whatever became of them since. Read only when a dead owner's digest is
+    sent again (rare): by a field no index holds, not worth an index every delivery's write would maintain."""
+    return [d async for d in store[DELIVERIES].find({"digest": nid})]
 
 
 async def pending_times(store: Store) -> list[dict[str, Any]]:

@@ -8,7 +8,8 @@ lease the owner renews while it lives, so a dead owner's claim is taken up in se
 written claimed by the instance that planned it (`services.notify.handlers`): its worker sends it without a claim
 write of its own, and gives the claim back if its round does not send it. Every message carries its
 notification id, so the one re-send a crash between sending and recording can cause is recognisable by the receiver
-(and dropped by the `file` channel).
+(and dropped by the `file` channel): a claim taken over goes again as it went, with no token (its dead owner spent
+it), alone under its own id or as the same digest, never held for a digest under another id.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import functools
 import logging
 import random
 import time
+from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -235,7 +237,9 @@ class DeliveryWorker(Outcomes):
         if self._store_ok_since is None or (now - self._store_ok_since).total_seconds() < CLAIM_LEASE_S:
             return
         sending = await store.sending(self.rt.store)  # judged here: claims are few
-        for stale in [d for d in sending if claim_expired(d, now)][:limit]:
+        # A digest's claims are taken over together, once all have run out: resent, it is the same digest.
+        running = {d["digest"] for d in sending if d.get("digest") and not claim_expired(d, now)}
+        for stale in [d for d in sending if claim_expired(d, now) and d.get("digest") not in running][:limit]:
             if stale["_id"] in self._held or stale["_id"] in self.planning.claimed:
                 continue  # this instance's own: its outcome is waiting to be recorded, or planning's not yet sent
             owner = stale.get("owner") or "?"
@@ -247,6 +251,8 @@ class DeliveryWorker(Outcomes):
             }
             lease = stale.get("lease_s")
             expect = {"status": "sending", "lease_s": lease if lease is not None else {"$exists": False}}
+            # Marked a re-send: its token was spent by the owner that claimed it, so it goes again as it went (alone,
+            # or as the same digest), never held for a digest under another id the receiver cannot recognise.
             taken = await self._transition(
                 stale,
                 expect,
@@ -254,6 +260,7 @@ class DeliveryWorker(Outcomes):
                 next_at=now,
                 owner=None,
                 lease_s=None,
+                resend=True,
                 history=[*stale.get("history", []), note],
             )
             if taken is not None:
@@ -271,29 +278,25 @@ class DeliveryWorker(Outcomes):
         A lane short of tokens holds the alerts beyond them, with no attempt spent, until its next token; at that
         refill everything held goes as one digest (`services.notify.digest`). `now` is the moment the due alerts
         were chosen at: a token counted later could send a fresh alert alone before its lane's held ones are due."""
-        ready = []
-        for doc in docs:
-            quiet = not doc.get("urgent") and self.alerts.respects_quiet_hours(doc["channel"])
-            if quiet and (until := quiet_until(now, self.alerts.quiet_hours, self.tz)):
-                # Planning's claim (quiet hours began since) is given back with it: pending, no attempt spent.
-                back = unclaimed(doc) if doc["_id"] in self.planning.claimed else {}
-                self.planning.claimed.discard(doc["_id"])
-                await self._transition(doc, next_at=until, deferred="quiet_hours", **back)
-                self.deferred.labels("quiet_hours").inc()
-            else:
-                ready.append(doc)
+        ready = await self._past_quiet_hours(docs, now)
         async with self.rt.store.outside_transactions():  # one wait for the claim and the tokens together
             claimed = await self._claim(ready, now)
             if not claimed:
                 return 0
+            # A dead owner's sends taken over spend no token: their owner spent it (see `_take_over_expired`).
             lanes: dict[str, list[dict[str, Any]]] = {}
+            again: dict[str, list[dict[str, Any]]] = {}
             for c in claimed:
-                lanes.setdefault(digest.lane(c), []).append(c)
+                (again if c.get("resend") else lanes).setdefault(digest.lane(c), []).append(c)
             try:
-                grants = await self.buckets.take_many(
-                    {key: len(g) for key, g in lanes.items()},
-                    now,
-                    bundle={key for key, g in lanes.items() if digest.bundles(g)},
+                grants = (
+                    await self.buckets.take_many(
+                        {key: len(g) for key, g in lanes.items()},
+                        now,
+                        bundle={key for key, g in lanes.items() if digest.bundles(g)},
+                    )
+                    if lanes
+                    else {}
                 )
             except Exception:
                 self._held.difference_update(c["_id"] for c in claimed)  # nothing sent: the leases run out
@@ -311,15 +314,16 @@ class DeliveryWorker(Outcomes):
             self.deferred.labels("rate_limit").inc(len(over))
         gate = asyncio.Semaphore(SEND_CONCURRENCY)
 
-        async def send(sp: digest.Split) -> list[dict[str, Any]]:
+        async def send(key: str) -> list[dict[str, Any]]:
             async with gate:
+                out = await self._resend(again.get(key, []), now, publish)  # sent before: first again
+                sp = splits.get(key, digest.Split())
                 if sp.digest:
-                    return sp.digest if await self._send_digest(sp.digest, now, publish) else []
-                return [c for c in sp.singles if await self._send_one(c, now, publish)]
+                    return out + (sp.digest if await self._send_digest(sp.digest, now, publish) else [])
+                return out + [c for c in sp.singles if await self._send_one(c, now, publish)]
 
-        results = await asyncio.gather(
-            *(send(sp) for sp in splits.values() if sp.singles or sp.digest), return_exceptions=True
-        )
+        keys = [*again, *(k for k, sp in splits.items() if k not in again and (sp.singles or sp.digest))]
+        results = await asyncio.gather(*(send(key) for key in keys), return_exceptions=True)
         delivered = [c for r in results if isinstance(r, list) for c in r]
         if delivered:
             await self._settle(delivered, functools.partial(self._record_delivered, now=now), publish)
@@ -327,38 +331,87 @@ class DeliveryWorker(Outcomes):
             raise errors[0]
         return len(delivered)
 
+    async def _past_quiet_hours(self, docs: list[dict[str, Any]], now: datetime) -> list[dict[str, Any]]:
+        """The alerts quiet hours do not hold back; the others are put off to their end, no attempt spent."""
+        ready = []
+        for doc in docs:
+            quiet = not doc.get("urgent") and self.alerts.respects_quiet_hours(doc["channel"])
+            if quiet and (until := quiet_until(now, self.alerts.quiet_hours, self.tz)):
+                # Planning's claim (quiet hours began since) is given back with it: pending, no attempt spent.
+                back = unclaimed(doc) if doc["_id"] in self.planning.claimed else {}
+                self.planning.claimed.discard(doc["_id"])
+                await self._transition(doc, next_at=until, deferred="quiet_hours", **back)
+                self.deferred.labels("quiet_hours").inc()
+            else:
+                ready.append(doc)
+        return ready
+
     async def _send_one(self, c: dict[str, Any], now: datetime, publish: list[tuple[str, list[Outgoing]]]) -> bool:
         """Send one claimed alert; a failure is recorded at once (retry later, or give up)."""
         return await self._send([c], c["message"], c["_id"], now, publish)
 
-    async def _send_digest(
+    async def _resend(
         self, docs: list[dict[str, Any]], now: datetime, publish: list[tuple[str, list[Outgoing]]]
+    ) -> list[dict[str, Any]]:
+        """A dead owner's sends taken over, sent again as they went (no token): alone under their own ids, or as the
+        digest they went in, by the digest id stored on their claims before it was sent. Returns those sent."""
+        sent = [c for c in docs if not c.get("digest") and await self._send_one(c, now, publish)]
+        digests: dict[str, list[dict[str, Any]]] = {}
+        for c in docs:
+            if c.get("digest"):
+                digests.setdefault(c["digest"], []).append(c)
+        for group in digests.values():
+            if await self._send_digest(group, now, publish, again=True):
+                sent += group
+        return sent
+
+    async def _send_digest(
+        self,
+        docs: list[dict[str, Any]],
+        now: datetime,
+        publish: list[tuple[str, list[Outgoing]]],
+        *,
+        again: bool = False,
     ) -> bool:
         """Send a lane's held alerts as one digest, the most urgent named with their place: as their alerts say it,
         or, for an alert planned without one (from an event of an older build), as the case's opening gave it to
-        notify's bulletin projection."""
-        top = [d for d in sorted(docs, key=digest.pressing)[: digest.NAMED] if d.get("case_id")]
-        unnamed = [d["case_id"] for d in top if not digest.place_said(d)]
-        places: dict[str, str] = {}
-        if unnamed:
-            places = {
-                c["_id"]: describe(
-                    Place(
-                        street_name=c.get("street_name"),
-                        community_name=c.get("community_name"),
-                        grid_code=c.get("grid"),
-                    ),
-                    self.rt.city,
-                )
-                for c in await store.bulletin_places(self.rt.store, unnamed)
-            }
-        nid = digest.notification_id(docs)
+        notify's bulletin projection.
+
+        Its id (and the places it names from the projection) are stored on its claims before it goes, so that, its
+        owner dead, it is sent `again` as it went: the same id and text, its alerts read back by that id (some may
+        have been recorded delivered already)."""
+        nid = docs[0]["digest"] if again else digest.notification_id(docs)
+        if again:
+            shown = await store.digest_members(self.rt.store, nid) or docs
+            places: dict[str, str] = next((m[digest.PLACES] for m in shown if m.get(digest.PLACES)), {})
+        else:
+            shown, places = docs, await self._projected_places(docs)
         for d in docs:
             d["digest"] = nid  # recorded with the delivery
-        if await self._send(docs, digest.build(docs, places, tz=self.tz), nid, now, publish):
+            if places:
+                d[digest.PLACES] = places
+        ids = [d["_id"] for d in docs]
+        mark = None if again else functools.partial(store.mark_digest, self.rt.store, ids, nid, places, self.instance)
+        if await self._send(docs, digest.build(shown, places, tz=self.tz), nid, now, publish, before=mark):
             self.digests.labels(docs[0]["channel"]).inc()
             return True
         return False
+
+    async def _projected_places(self, docs: list[dict[str, Any]]) -> dict[str, str]:
+        """The places, by case, of the alerts a digest names that give none themselves, from notify's bulletin."""
+        top = [d for d in sorted(docs, key=digest.pressing)[: digest.NAMED] if d.get("case_id")]
+        unnamed = [d["case_id"] for d in top if not digest.place_said(d)]
+        if not unnamed:
+            return {}
+        return {
+            c["_id"]: describe(
+                Place(
+                    street_name=c.get("street_name"), community_name=c.get("community_name"), grid_code=c.get("grid")
+                ),
+                self.rt.city,
+            )
+            for c in await store.bulletin_places(self.rt.store, unnamed)
+        }
 
     async def _send(
         self,
@@ -367,19 +420,25 @@ class DeliveryWorker(Outcomes):
         nid: str,
         now: datetime,
         publish: list[tuple[str, list[Outgoing]]],
+        before: Callable[[], Awaitable[int]] | None = None,
     ) -> bool:
-        """Send a message for claimed alerts (one, or a digest of several); a failure is recorded at once."""
+        """Send a message for claimed alerts (one, or a digest of several); a failure is recorded at once. `before`
+        (a digest's id stored on its claims) must reach every claim, or nothing is sent."""
         first = docs[0]
         channel = self.channels.get(first["channel"])
         try:
             if channel is None:
                 raise PermanentDeliveryError(f"no channel {first['channel']}")
+            if before is not None and await before() < len(docs):
+                raise RuntimeError("claims taken over by another instance before the digest went out")
             # The notification id travels with every message (webhook header, e-mail Message-ID, SMS ref, file
             # line) so a receiver can drop the re-send that follows a crash between this send and its record.
             await channel.send(first["address"], {"notification_id": nid, **message})
         except Exception as exc:
             for d in docs:
-                d.pop("digest", None)
+                if not d.get("resend"):  # a re-send stays the digest it went in
+                    d.pop("digest", None)
+                    d.pop(digest.PLACES, None)
             await self._settle(docs, functools.partial(self._record_failure, exc=exc, now=now), publish)
             return False
         for d in docs:
