@@ -16,6 +16,7 @@ from contracts.cases import CaseAcknowledged, CaseCommandRejected, CaseDispatche
 from contracts.commands import Acknowledge, Actor, CaseCommand
 from contracts.reports import GridReport, HotlineOrder
 from contracts.values import UnitRef, UnitRole
+from xiuhua import security
 from xiuhua.bus import provision_streams
 from xiuhua.client import (
     ConnectFailed,
@@ -71,7 +72,7 @@ def users(tmp_path: Path) -> dict[str, str]:
 
 @pytest.fixture
 async def bus(xiuhua_nats_url: str, users: dict[str, str]) -> str:
-    await provision_streams(xiuhua_nats_url, connect_opts={"user": "operator", "password": users["operator"]})
+    await provision_streams(xiuhua_nats_url, connect_opts=security.login("operator", users["operator"]))
     return xiuhua_nats_url
 
 

@@ -129,7 +129,7 @@ async def embedded_xiuhua(
     passwords: dict[str, str] = json.loads(path.read_text()) if path.exists() else {}
     operator: dict[str, Any] = {}
     if passwords:
-        operator = {"user": security.OPERATOR, "password": passwords[security.OPERATOR]}
+        operator = security.login(security.OPERATOR, passwords[security.OPERATOR])
     await provision_streams(nats_url, connect_opts=operator)
     values: dict[str, Any] = {
         "nats_url": nats_url,
