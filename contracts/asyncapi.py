@@ -35,8 +35,11 @@ REGENERATE = "run `xiuhua docs` (or `python -m contracts.asyncapi`) and commit c
 _FAMILIES: dict[str, tuple[str, str]] = {
     "report.in": ("external systems (patrol app, 12345, IoT, supervisors)", "intake"),
     "report.rejected": ("intake", "the source systems, operators"),
-    "cmd": ("unit case systems, the command centre, hotline call-backs", "dispatch"),
-    "case": ("dispatch (opened, merged, transferred: intake)", "scoring, notify, unit case systems"),
+    "cmd": ("unit case systems, the command centre, hotline call-backs", "dispatch (correct_transfer: intake)"),
+    "case": (
+        "dispatch (opened, merged, transferred, transfer_corrected: intake)",
+        "scoring, notify, unit case systems",
+    ),
     "score": ("scoring", "notify, dashboards"),
     "notify": ("notify", "operators"),
     "bulletin": ("notify", "operators, the command centre"),

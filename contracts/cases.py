@@ -199,6 +199,40 @@ class CaseTransferred(CaseEvent):
     reporter: Reporter | None = None
 
 
+class CaseTransferCorrected(CaseEvent):
+    """A transfer (转办) corrected by the command centre or the hotline (`cmd.v1.case.correct_transfer`): the case
+    should have gone to another outside department, or was a city-management matter after all, in which case
+    intake opened a new case for it (`opened_case_id`, announced by its own `case.v1.opened`). Published by
+    intake; the corrected label is what the classifier learns (`xiuhua classify learn`)."""
+
+    event_type: ClassVar[str] = "case.transfer_corrected"
+    example_fields: ClassVar[dict[str, object]] = {
+        "case_id": "C-01935d1e7a4c",
+        "street_code": "CD",
+        "source": "hotline",
+        "source_ref": "12345-20261123-0043",
+        "transferred_to": "区人社局劳动保障监察大队",
+        "transfer_id": "consumer",
+        "department": "区市场监管局",
+        "matter": "消费纠纷 consumer dispute",
+        "actor": {"unit_id": "XH-CC", "role": "command_centre", "name": "李敏"},
+        "command_id": "cmd-7",
+        "reason": "是商家售后纠纷，应转市场监管局",
+    }
+
+    source: ReportSource
+    source_ref: str
+    transferred_to: str = Field(description="The outside department it had been transferred to")
+    transfer_id: str | None = Field(default=None, description="The outside matter it belongs to (intake.yaml)")
+    department: str | None = Field(default=None, description="That matter's department")
+    matter: str | None = Field(default=None, description="That matter, e.g. 消费纠纷 consumer dispute")
+    category_code: str | None = Field(default=None, description="The catalogue item it belongs to (a city matter)")
+    opened_case_id: str | None = Field(default=None, description="The case intake opened for it (category_code)")
+    actor: dict[str, str] = Field(description="Who corrected it: {unit_id, role, name}")
+    command_id: str
+    reason: str = ""
+
+
 class UnitCaseEvent(CaseEvent):
     """A lifecycle event done by or to a unit; `unit_id` is the case's lead unit at the time."""
 
@@ -305,7 +339,9 @@ class CaseReopened(UnitCaseEvent):
 
     event_type: ClassVar[str] = "case.reopened"
     example_fields: ClassVar[dict[str, object]] = {
-        **_UNIT_EXAMPLE, "reason": "问题复发", "due_at": "2026-11-24T06:00:00Z"
+        **_UNIT_EXAMPLE,
+        "reason": "问题复发",
+        "due_at": "2026-11-24T06:00:00Z",
     }
 
     reason: str
@@ -377,7 +413,7 @@ class CaseCommandRejected(CaseEvent):
     action: str
     reason: str = Field(
         description="Machine-readable: unknown_case, wrong_state, wrong_unit, wrong_role, conflict, invalid, "
-        "unknown_unit, unknown_category (assign)"
+        "unknown_unit, unknown_category (assign, correct_transfer), unknown_transfer (correct_transfer)"
     )
     detail: str = ""
     state: str | None = Field(default=None, description="The case's state when the command arrived")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, ClassVar, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
 from contracts import subjects
 from contracts.envelope import Exampled
@@ -31,6 +31,9 @@ class CaseCommand(Exampled, BaseModel):
     model_config = ConfigDict(frozen=True, extra="ignore", str_strip_whitespace=True)
 
     action: ClassVar[str] = ""
+    # The service that applies it: dispatch owns the lifecycle of the cases it routes; intake owns a transfer
+    # (转办), which never reaches dispatch. Every command arrives on `cmd.v1.case.*`; the other service skips it.
+    handled_by: ClassVar[str] = "dispatch"
     example_base: ClassVar[dict[str, Any]] = {
         "command_id": "CD-SAN-20261123-0001",
         "case_id": "C-01935d1e7a4b",
@@ -153,20 +156,70 @@ class Assign(CaseCommand):
     }
     unit_id: str = Field(min_length=1, max_length=64, description="The lead unit (牵头单位) the case goes to")
     cooperating_unit_ids: list[str] | None = Field(
-        default=None, max_length=20,
+        default=None,
+        max_length=20,
         description="配合单位. Omitted: the category's cooperating roles at the case's place (属地); [] for none",
     )
     category_code: str | None = Field(
-        default=None, min_length=1, max_length=16,
+        default=None,
+        min_length=1,
+        max_length=16,
         description="The case's category as the centre judges it (改类); omitted: unchanged. Sets the time limit",
     )
     reason: str = Field(default="", max_length=1000, description="Why this unit (kept on the dispatch)")
 
 
+class CorrectTransfer(CaseCommand):
+    """转办纠错 (command centre, hotline): a case transferred out of scope (`case.v1.transferred`) should have gone
+    elsewhere — to another outside matter (`transfer_id`, as the city's intake.yaml lists it), or to a city-management
+    unit (`category_code`: intake opens a new case in that category, and dispatch routes it). Exactly one of the
+    two. Applied by intake, answered with `case.v1.transfer_corrected` (or `case.v1.command_rejected`); the
+    classifier learns the order's text under its corrected label (`xiuhua classify learn`)."""
+
+    action: ClassVar[str] = "correct_transfer"
+    handled_by: ClassVar[str] = "intake"
+    example_fields: ClassVar[dict[str, Any]] = {
+        "case_id": "C-01935d1e7a4c",
+        "actor": _CENTRE_EXAMPLE,
+        "transfer_id": "consumer",
+        "reason": "是商家售后纠纷，应转市场监管局",
+    }
+    transfer_id: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=64,
+        description="The outside matter it belongs to: a `transfers[].id` of the city's intake.yaml (e.g. consumer)",
+    )
+    category_code: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=16,
+        description="The catalogue item it belongs to: a city-management matter after all (a new case is opened)",
+    )
+    reason: str = Field(default="", max_length=1000, description="Why (kept on the correction)")
+
+    @model_validator(mode="after")
+    def _one_target(self) -> CorrectTransfer:
+        if (self.transfer_id is None) == (self.category_code is None):
+            raise ValueError("name exactly one of transfer_id and category_code")
+        return self
+
+
 COMMANDS: dict[str, type[CaseCommand]] = {
     c.action: c
     for c in (
-        Acknowledge, Return, RequestExtension, ApproveExtension, Resolve, Verify, Close, Reopen, Rate, Cancel, Assign,
+        Acknowledge,
+        Return,
+        RequestExtension,
+        ApproveExtension,
+        Resolve,
+        Verify,
+        Close,
+        Reopen,
+        Rate,
+        Cancel,
+        Assign,
+        CorrectTransfer,
     )
 }
 

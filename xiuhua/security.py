@@ -66,8 +66,11 @@ class Consumer:
             # forms without it (and the legacy DURABLE.CREATE) would let the body name any subject.
             out = [f"$JS.API.CONSUMER.CREATE.{base}.{f}" for f in self.filters]
         else:
-            out = [f"$JS.API.CONSUMER.CREATE.{base}", f"$JS.API.CONSUMER.CREATE.{base}.>",
-                   f"$JS.API.CONSUMER.DURABLE.CREATE.{base}"]
+            out = [
+                f"$JS.API.CONSUMER.CREATE.{base}",
+                f"$JS.API.CONSUMER.CREATE.{base}.>",
+                f"$JS.API.CONSUMER.DURABLE.CREATE.{base}",
+            ]
         out += [f"$JS.API.CONSUMER.INFO.{base}", f"$JS.API.CONSUMER.MSG.NEXT.{base}", f"$JS.ACK.{base}.>"]
         if self.deletable:
             out.append(f"$JS.API.CONSUMER.DELETE.{base}")
@@ -106,10 +109,20 @@ class User:
 
 # What each service publishes (besides `dlq.v1.<service>`). Intake answers reports; dispatch owns the lifecycle.
 SERVICE_PUBLISHES: dict[str, tuple[str, ...]] = {
-    "intake": ("case.v1.opened.>", "case.v1.merged.>", "case.v1.transferred.>", subjects.REPORT_REJECTED,
-               # Open311 requests arriving over HTTP enter the bus as their own inbound source, readings heard
-               # on the HJ 212 TCP edge as sensor readings, and sensors back to normal are intake's own signal.
-               subjects.report_subject("open311"), subjects.report_subject("sensor"), "report.v1.sensor_normal"),
+    "intake": (
+        "case.v1.opened.>",
+        "case.v1.merged.>",
+        "case.v1.transferred.>",
+        subjects.REPORT_REJECTED,
+        # A transfer is intake's: so is its correction, and the answer to a correction it cannot apply.
+        "case.v1.transfer_corrected.>",
+        "case.v1.command_rejected.>",
+        # Open311 requests arriving over HTTP enter the bus as their own inbound source, readings heard
+        # on the HJ 212 TCP edge as sensor readings, and sensors back to normal are intake's own signal.
+        subjects.report_subject("open311"),
+        subjects.report_subject("sensor"),
+        "report.v1.sensor_normal",
+    ),
     "dispatch": ("case.v1.>",),  # minus intake's three, below
     "scoring": (subjects.SCORE_ALL,),
     "notify": (subjects.NOTIFY_ALL, "bulletin.v1.>"),
@@ -119,21 +132,27 @@ SERVICE_SERVES: dict[str, tuple[str, ...]] = {"scoring": ("score.query.v1.>",)}
 # Subjects a service must never publish even where a wildcard above would allow it. Dispatch opens cases of its
 # own (a merchant's enforcement case), so `case.v1.opened` is both services'; merging and transferring are intake's.
 SERVICE_DENIES: dict[str, tuple[str, ...]] = {
-    "dispatch": ("case.v1.merged.>", "case.v1.transferred.>"),
+    "dispatch": ("case.v1.merged.>", "case.v1.transferred.>", "case.v1.transfer_corrected.>"),
 }
 
 UNIT_ACTIONS = ("acknowledge", "return", "request_extension", "resolve")
-CENTRE_ACTIONS = ("approve_extension", "verify", "close", "reopen", "cancel", "rate", "assign")
+CENTRE_ACTIONS = ("approve_extension", "verify", "close", "reopen", "cancel", "rate", "assign", "correct_transfer")
 
 # Inbound publishers: systems outside Xiuhua.
 INBOUND: dict[str, tuple[str, ...]] = {
     "patrol_app": (subjects.report_subject("grid"), subjects.report_subject("merchant_check")),
-    "hotline": (subjects.report_subject("hotline"), subjects.COMMAND.format(action="rate")),
+    # The hotline rates cases (回访) and corrects the transfers its own orders got (转办纠错).
+    "hotline": (
+        subjects.report_subject("hotline"),
+        subjects.COMMAND.format(action="rate"),
+        subjects.COMMAND.format(action="correct_transfer"),
+    ),
     "iot": (subjects.report_subject("sensor"),),
     "supervision": (subjects.report_subject("inspection"),),
     "units": tuple(subjects.COMMAND.format(action=a) for a in UNIT_ACTIONS),
     "command_centre": (
-        *(subjects.COMMAND.format(action=a) for a in CENTRE_ACTIONS), subjects.report_subject("inspection"),
+        *(subjects.COMMAND.format(action=a) for a in CENTRE_ACTIONS),
+        subjects.report_subject("inspection"),
         "score.query.v1.>",  # scoring's request/reply queries (units, merchants, rankings)
     ),
 }
@@ -189,13 +208,15 @@ def publisher_of(subject: str) -> str:
     raise LookupError(f"nobody but the operator publishes {subject}")
 
 
-def service_user(
-    service: str, password: str, consumers: Iterable[Consumer], listens: Iterable[str] = ()
-) -> User:
+def service_user(service: str, password: str, consumers: Iterable[Consumer], listens: Iterable[str] = ()) -> User:
     """A service's user: its own subjects, its dead letters, its own consumers, the queries it answers."""
     return User(
-        service, password, (*SERVICE_PUBLISHES.get(service, ()), subjects.dlq_subject(service)),
-        consumers=tuple(consumers), listens=tuple(listens), note=f"service {service}",
+        service,
+        password,
+        (*SERVICE_PUBLISHES.get(service, ()), subjects.dlq_subject(service)),
+        consumers=tuple(consumers),
+        listens=tuple(listens),
+        note=f"service {service}",
     )
 
 
@@ -204,10 +225,14 @@ def inbound_user(name: str, password: str, streets: Iterable[str] = (), like: st
     `like` names the built-in integrator whose permissions a user the city adds takes."""
     streets = tuple(streets)
     kind = like or name
-    note = "inbound system" + (f" like {like}" if like else "") + (
-        f", case events of {', '.join(streets)} only" if streets else "")
-    return User(name, password, INBOUND[kind], consumers=listener_consumers(name, LISTENERS.get(kind, ()), streets),
-                note=note)
+    note = (
+        "inbound system"
+        + (f" like {like}" if like else "")
+        + (f", case events of {', '.join(streets)} only" if streets else "")
+    )
+    return User(
+        name, password, INBOUND[kind], consumers=listener_consumers(name, LISTENERS.get(kind, ()), streets), note=note
+    )
 
 
 def operator_user(password: str) -> User:
@@ -216,16 +241,19 @@ def operator_user(password: str) -> User:
 
 
 def model(
-    passwords: Mapping[str, str], consumers: Mapping[str, Sequence[Consumer]],
-    listens: Mapping[str, Sequence[str]] | None = None, jurisdictions: Mapping[str, Sequence[str]] | None = None,
+    passwords: Mapping[str, str],
+    consumers: Mapping[str, Sequence[Consumer]],
+    listens: Mapping[str, Sequence[str]] | None = None,
+    jurisdictions: Mapping[str, Sequence[str]] | None = None,
     added: Mapping[str, str] | None = None,
 ) -> list[User]:
     """Every user of a deployment, from passwords by user name, consumers and served subjects by service, the
     streets an integrator is restricted to (none: all) and the users a city adds (name: the integrator it is like)."""
     streets = jurisdictions or {}
     users = [operator_user(passwords[OPERATOR])]
-    users += [service_user(s, passwords[s], consumers.get(s, ()), (listens or {}).get(s, ()))
-              for s in SERVICE_PUBLISHES]
+    users += [
+        service_user(s, passwords[s], consumers.get(s, ()), (listens or {}).get(s, ())) for s in SERVICE_PUBLISHES
+    ]
     users += [inbound_user(n, passwords[n], streets.get(n, ())) for n in INBOUND]
     users += [inbound_user(n, passwords[n], streets.get(n, ()), like) for n, like in (added or {}).items()]
     return users
@@ -291,8 +319,13 @@ def render_config(users: Sequence[User], options: ServerOptions | None = None) -
         lines += ["tls {", *tls, "}"]
     if o.cluster:
         c = o.cluster
-        lines += ["cluster {", f"  name: {_q(str(c['name']))}", f"  listen: {_q(str(c['listen']))}",
-                  f"  routes: {_list(str(r) for r in c.get('routes', []))}", "}"]
+        lines += [
+            "cluster {",
+            f"  name: {_q(str(c['name']))}",
+            f"  listen: {_q(str(c['listen']))}",
+            f"  routes: {_list(str(r) for r in c.get('routes', []))}",
+            "}",
+        ]
     lines.append("authorization {")
     lines.append("  users: [")
     for u in users:
@@ -337,8 +370,10 @@ def service_bindings(services: Iterable[str] | None = None) -> dict[str, tuple[l
                 found.append(Consumer(stream, durable, erases=durable in erasing))
             elif not stream and subject:
                 served.append(subject)
-        out[name] = (sorted(set(found), key=lambda c: (c.stream, c.durable)),
-                     sorted({*SERVICE_SERVES.get(name, ()), *served}))
+        out[name] = (
+            sorted(set(found), key=lambda c: (c.stream, c.durable)),
+            sorted({*SERVICE_SERVES.get(name, ()), *served}),
+        )
     return out
 
 
@@ -381,8 +416,9 @@ def write_embedded_config(
     passwords = load_or_create_passwords(folder, city.added())
     bindings = bindings if bindings is not None else _every_service_binding()
     consumers = {n: b[0] for n, b in bindings.items()}
-    text = render_config(model(passwords, consumers, {n: b[1] for n, b in bindings.items()},
-                               city.jurisdictions(), city.added()))
+    text = render_config(
+        model(passwords, consumers, {n: b[1] for n, b in bindings.items()}, city.jurisdictions(), city.added())
+    )
     path = folder / "nats.conf"
     path.write_text(text)
     os.chmod(path, 0o600)
@@ -417,7 +453,10 @@ def password_env(user: str) -> str:
 
 
 def cluster_config(
-    routes: Sequence[str], passwords: Mapping[str, str], options: ServerOptions, bindings: Bindings | None = None,
+    routes: Sequence[str],
+    passwords: Mapping[str, str],
+    options: ServerOptions,
+    bindings: Bindings | None = None,
     city: SecurityFile | None = None,
 ) -> str:
     """One node's configuration of a cluster: every user of the model (and the city's), the routes to its peers,
@@ -437,8 +476,9 @@ def deploy_config(
     """The cluster configuration in deploy/: passwords and server name from each node's environment."""
     bindings: Bindings | None = None if consumers is None else {n: (list(c), []) for n, c in consumers.items()}
     passwords = {u: f"${password_env(u)}" for u in user_names((city or SecurityFile()).added())}
-    options = ServerOptions(listen="0.0.0.0:4222", http_port=8222, jetstream_dir="/data/jetstream",
-                            server_name="$SERVER_NAME")
+    options = ServerOptions(
+        listen="0.0.0.0:4222", http_port=8222, jetstream_dir="/data/jetstream", server_name="$SERVER_NAME"
+    )
     return cluster_config([f"nats://{n}:6222" for n in nodes], passwords, options, bindings, city)
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from contracts import subjects
 from services.dispatch import routing, store
 from services.dispatch.case import CLOSED_FIELD
-from services.dispatch.commands import decode_command
+from services.dispatch.commands import NotDispatchs, decode_command
 from services.dispatch.deadlines import DeadlineTimers
 from services.dispatch.handlers import DispatchHandlers
 from xiuhua.city.business_calendar import BusinessCalendar
@@ -33,6 +33,7 @@ class Dispatch(Service):
                 h.on_command,
                 decode=decode_command,
                 description="Commands of units, the command centre and the hotline",
+                ignores=lambda m: isinstance(m, NotDispatchs),  # another service's command (correct_transfer)
             ),
             Subscription(
                 "dispatch-merchants",
@@ -73,6 +74,10 @@ def health_info(rt: Runtime) -> dict[str, list[str]]:
 
 
 SPEC = ServiceSpec(
-    name="dispatch", service=Dispatch, collections=(store.CASES,),
-    health_info=health_info, check_city=routing.validate, retained=store.RETAINED,
+    name="dispatch",
+    service=Dispatch,
+    collections=(store.CASES,),
+    health_info=health_info,
+    check_city=routing.validate,
+    retained=store.RETAINED,
 )

@@ -21,9 +21,18 @@ class InvalidCommand:
     detail: str
 
 
-def decode_command(subject: str, data: bytes) -> CaseCommand | InvalidCommand:
+@dataclass(frozen=True)
+class NotDispatchs:
+    """A command another service applies (`CaseCommand.handled_by`): dispatch acknowledges it and does nothing."""
+
+    action: str
+
+
+def decode_command(subject: str, data: bytes) -> CaseCommand | InvalidCommand | NotDispatchs:
     """The command model of the subject's action; an unreadable body or one without a case id is poison."""
     action = subject.rsplit(".", 1)[-1]
+    if (owned := COMMANDS.get(action)) is not None and owned.handled_by != "dispatch":
+        return NotDispatchs(action)  # its service answers it, bad body or not
     try:
         body = json.loads(data)
     except (ValueError, UnicodeDecodeError) as exc:

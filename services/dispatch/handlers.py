@@ -8,7 +8,7 @@ from contracts.cases import CaseDispatched, CaseOpened
 from contracts.commands import CaseCommand
 from services.dispatch import lifecycle, store
 from services.dispatch.case import Case
-from services.dispatch.commands import InvalidCommand
+from services.dispatch.commands import InvalidCommand, NotDispatchs
 from services.dispatch.escalations import merchant_case
 from xiuhua.bus import Outgoing
 from xiuhua.city.business_calendar import BusinessCalendar
@@ -40,9 +40,7 @@ class DispatchHandlers:
         """A new case: choose units, compute the deadline, keep the case, publish the dispatch."""
         await self._open_all(batch, [(item, item.message) for item in batch.items])
 
-    async def _open_all(
-        self, batch: Batch, opened: list[tuple[Item, CaseOpened]]
-    ) -> list[tuple[Item, CaseOpened]]:
+    async def _open_all(self, batch: Batch, opened: list[tuple[Item, CaseOpened]]) -> list[tuple[Item, CaseOpened]]:
         """Open the batch's cases that are new (one read for the whole batch, skipped for a small batch of first
         deliveries, and the inserts sent with the batch's ledger entries); returns the messages that opened one. A
         case already kept, or opened earlier in the batch, is left alone."""
@@ -70,7 +68,9 @@ class DispatchHandlers:
     async def on_command(self, batch: Batch) -> None:
         """A unit's or the command centre's command: apply it to the case, or say why not."""
         for item in batch.items:
-            msg: CaseCommand | InvalidCommand = item.message
+            msg: CaseCommand | InvalidCommand | NotDispatchs = item.message
+            if isinstance(msg, NotDispatchs):
+                continue
             if isinstance(msg, InvalidCommand):
                 doc = await store.find(self.rt.store, msg.case_id, batch.session)
                 case = Case.from_doc(doc) if doc else None
@@ -104,8 +104,9 @@ class DispatchHandlers:
             outcome = lifecycle.decide(case, c, self._ctx())
             if isinstance(outcome, lifecycle.Rejected):
                 break
-            if await store.replace_if_version(self.rt.store, case.case_id, case.version, outcome.case.to_doc(),
-                                              batch.session):
+            if await store.replace_if_version(
+                self.rt.store, case.case_id, case.version, outcome.case.to_doc(), batch.session
+            ):
                 break
             # Another writer moved the case on: decide again on its fresh state.
             outcome = lifecycle.Rejected("conflict", f"case {c.case_id} kept changing under the command")

@@ -13,18 +13,21 @@ from services.intake.handlers import IntakeHandlers, decode_raw
 from services.intake.open311.definitions import load_open311
 from services.intake.open_cases import PROJECTED_EVENTS, OpenCases, decode_case_event
 from services.intake.store import COLLECTIONS, RETAINED, ensure_indexes, list_open_cases
+from services.intake.transfer_corrections import ACTION, TransferCorrections, decode_correction
 from xiuhua.city import City, CityDataError
 from xiuhua.consumer import Subscription
 from xiuhua.service import Runtime, Service, ServiceSpec
 
 
 class Intake(Service):
-    """Reports (every source, one consumer), the projection of open cases for merging, Open311's view and API."""
+    """Reports (every source, one consumer), the projection of open cases for merging, corrections of transfers,
+    Open311's view and API."""
 
     def __init__(self, rt: Runtime) -> None:
         super().__init__(rt)
         self.handlers = IntakeHandlers(rt)
         self.open_cases = OpenCases(rt)
+        self.corrections = TransferCorrections(rt, self.handlers.outcomes)
         self.hj212: str | None = None  # where the HJ 212 edge listens, once started
 
     def subscriptions(self) -> list[Subscription]:
@@ -33,14 +36,33 @@ class Intake(Service):
         return [
             # 12345 orders carry the caller's name and phone in clear (the platform's contract): once applied they
             # are erased from XH_REPORTS, and the raw order rests only in intake's own store.
-            Subscription("intake-reports", subjects.REPORT_IN_ALL, h.on_reports, decode=decode_raw,
-                         description="Raw reports from every source",
-                         erase_subjects=(subjects.report_subject("hotline"),)),
+            Subscription(
+                "intake-reports",
+                subjects.REPORT_IN_ALL,
+                h.on_reports,
+                decode=decode_raw,
+                description="Raw reports from every source",
+                erase_subjects=(subjects.report_subject("hotline"),),
+            ),
             # Only the events that open or close a case for merging reach intake: one filtered consumer each.
-            *(Subscription(f"intake-open-cases-{event}", subjects.CASE.format(event=event, street_code="*"),
-                           self.open_cases.on_case_events, decode=decode_case_event,
-                           description=f"case.v1.{event}: keeps intake's projection of open cases for merging")
-              for event in PROJECTED_EVENTS),
+            *(
+                Subscription(
+                    f"intake-open-cases-{event}",
+                    subjects.CASE.format(event=event, street_code="*"),
+                    self.open_cases.on_case_events,
+                    decode=decode_case_event,
+                    description=f"case.v1.{event}: keeps intake's projection of open cases for merging",
+                )
+                for event in PROJECTED_EVENTS
+            ),
+            # Intake transferred the report, so intake applies a correction of the transfer (dispatch skips it).
+            Subscription(
+                "intake-transfer-corrections",
+                subjects.COMMAND.format(action=ACTION),
+                self.corrections.on_commands,
+                decode=decode_correction,
+                description="cmd.v1.case.correct_transfer: a transfer corrected by the command centre",
+            ),
             *open311.subscriptions(rt),
         ]
 
@@ -82,7 +104,10 @@ def check_city(city: City) -> None:
 
 
 SPEC = ServiceSpec(
-    name="intake", service=Intake, collections=(*COLLECTIONS, *open311.COLLECTIONS, hj212.REJECTED),
-    check_city=check_city, health_info=lambda rt: {"classifier": domain_of(rt.city).classifier_info},
+    name="intake",
+    service=Intake,
+    collections=(*COLLECTIONS, *open311.COLLECTIONS, hj212.REJECTED),
+    check_city=check_city,
+    health_info=lambda rt: {"classifier": domain_of(rt.city).classifier_info},
     retained=(*RETAINED, *open311.RETAINED, *hj212.RETAINED),
 )

@@ -58,6 +58,7 @@ class TransferDraft:
     confidence: float
     description: str
     place: Place
+    transfer_id: str | None = None  # the matter's id in intake.yaml
 
 
 class Domain:
@@ -132,8 +133,11 @@ class Domain:
 
 def example_labels(city: City) -> set[str]:
     """What a labelled example may be: a catalogue code, `transfer:<id>`, triage or out of scope."""
-    return {c.code for c in city.catalogue.items()} | {f"transfer:{t.id}" for t in city.intake.transfers} | {
-        TRIAGE_LABEL, OUT_OF_SCOPE_LABEL}
+    return (
+        {c.code for c in city.catalogue.items()}
+        | {f"transfer:{t.id}" for t in city.intake.transfers}
+        | {TRIAGE_LABEL, OUT_OF_SCOPE_LABEL}
+    )
 
 
 _DOMAINS: dict[int, Domain] = {}
@@ -237,7 +241,9 @@ def draft_case(report: Inbound, city: City) -> Draft | TransferDraft | list[Reje
             return [place]
         if verdict.kind == "transfer":
             assert verdict.department is not None and verdict.matter is not None
-            return TransferDraft(verdict.department, verdict.matter, verdict.confidence, text[:2000], place)
+            return TransferDraft(
+                verdict.department, verdict.matter, verdict.confidence, text[:2000], place, verdict.code
+            )
         code, confidence = verdict.code, verdict.confidence
     else:
         place = place_report(report, city, text)
@@ -259,7 +265,7 @@ def draft_case(report: Inbound, city: City) -> Draft | TransferDraft | list[Reje
 
 
 def sensor_draft(city: City, category_code: str, place: Place, description: str, urgent: bool) -> Draft:
-    """The draft of a case a device opened."""
+    """The draft of a case whose category intake did not classify: a device's, a corrected transfer's."""
     category = city.category(category_code)
     assert category is not None, "intake.yaml is cross-checked against the catalogue at start-up"
     urgency = Urgency.urgent if urgent or category.urgency == Urgency.urgent else Urgency.normal

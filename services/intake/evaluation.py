@@ -6,8 +6,9 @@ look at. Pure.
 - **automatic decisions**: the orders decided as a catalogue item; how many are the right item, how many go to
   the right unit (lead role), and their mean confidence;
 - **calibration** (校准): the reliability table of automatic decisions (bins of confidence: how many, mean
-  confidence, share whose unit is right) and the expected calibration error, the bins' mean gap between
-  confidence and accuracy weighted by their size. A confidence is the probability that the unit is right.
+  confidence, share whose item is right, share whose unit is right) and the expected calibration error, the bins'
+  mean gap between confidence and the share of right items weighted by their size. A confidence is the
+  probability that the case's category (its item) is right.
 """
 
 from __future__ import annotations
@@ -53,8 +54,15 @@ def reliability(
         conf = sum(c for c, _ in inside) / len(inside)
         acc = sum(ok for _, ok in inside) / len(inside)
         gap += len(inside) * abs(conf - acc)
-        table.append({"from": lo, "to": min(hi, 1.0), "count": len(inside), "confidence": round(conf, 4),
-                      "accuracy": round(acc, 4)})
+        table.append(
+            {
+                "from": lo,
+                "to": min(hi, 1.0),
+                "count": len(inside),
+                "confidence": round(conf, 4),
+                "accuracy": round(acc, 4),
+            }
+        )
     return table, round(gap / len(points), 4) if points else 0.0
 
 
@@ -68,17 +76,27 @@ def measure(
     oos = oos_to_unit = decided = right = right_unit = transfers = transfers_right = 0
     conf_sum = 0.0
     points: list[tuple[float, bool]] = []
+    unit_points: list[tuple[float, bool]] = []
     for i, (label, v) in enumerate(zip(labels, verdicts, strict=True)):
         g = per[group_of(label)]
         g["total"] += 1
-        got = OUT_OF_SCOPE_LABEL if v.kind == "triage" and label == OUT_OF_SCOPE_LABEL and v.out_of_scope and \
-            v.out_of_scope >= 0.5 else v.label
+        got = (
+            OUT_OF_SCOPE_LABEL
+            if v.kind == "triage" and label == OUT_OF_SCOPE_LABEL and v.out_of_scope and v.out_of_scope >= 0.5
+            else v.label
+        )
         ok = got == label
         g["correct"] += ok
         if not ok:
             confusion[(label, v.label)] += 1
-            errors.append({"expected": label, "got": v.label, "confidence": v.confidence,
-                           "text": texts[i] if texts is not None else ""})
+            errors.append(
+                {
+                    "expected": label,
+                    "got": v.label,
+                    "confidence": v.confidence,
+                    "text": texts[i] if texts is not None else "",
+                }
+            )
         oos += is_out_of_scope(label)
         if v.kind == "category":
             decided += 1
@@ -87,12 +105,15 @@ def measure(
             unit_ok = label in roles and roles.get(v.code) == roles[label]
             right_unit += unit_ok
             conf_sum += v.confidence
-            points.append((v.confidence, unit_ok))
+            points.append((v.confidence, v.code == label))
+            unit_points.append((v.confidence, unit_ok))
         elif v.kind == "transfer":
             transfers += 1
             transfers_right += v.label == label
     total = len(labels)
     table, ece = reliability(points)
+    for row, unit_row in zip(table, reliability(unit_points)[0], strict=True):
+        row["unit_accuracy"] = unit_row["accuracy"]
     return {
         "total": total,
         "correct": sum(c["correct"] for c in per.values()),

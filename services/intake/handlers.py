@@ -89,22 +89,31 @@ class IntakeHandlers:
             drafts[i] = (draft, merge)
         if keys:
             await io.lock_and_load(keys, locks)
-        readings = [
-            p for p in parsed if isinstance(p, SensorReading) and p.device_type in self.rt.city.intake.sensors
-        ]
+        readings = [p for p in parsed if isinstance(p, SensorReading) and p.device_type in self.rt.city.intake.sensors]
         if readings:
             await self.sensors.prefetch(io, readings)
         return drafts
 
     async def _one(
-        self, io: BatchIO, batch: Batch, item: Item, parsed: Inbound | list[RejectionReason], now: datetime,
+        self,
+        io: BatchIO,
+        batch: Batch,
+        item: Item,
+        parsed: Inbound | list[RejectionReason],
+        now: datetime,
         drafted: Drafted | None = None,
     ) -> None:
         rt, source, outcomes = self.rt, item.message, self.outcomes
         raw_id = "raw-" + hashlib.sha256(item.key.encode()).hexdigest()[:24]
         count(outcomes.received.labels(source))
-        raw_doc: dict[str, Any] = {"_id": raw_id, "source": source, "subject": item.subject, "body": item.data,
-                                   "received_at": now, "status": "received"}
+        raw_doc: dict[str, Any] = {
+            "_id": raw_id,
+            "source": source,
+            "subject": item.subject,
+            "body": item.data,
+            "received_at": now,
+            "status": "received",
+        }
         if isinstance(parsed, list):
             outcomes.reject(io, batch, item, raw_doc, source, None, parsed)
             return
@@ -129,8 +138,31 @@ class IntakeHandlers:
         reporter = reporter_of(parsed, rt.settings.pseudonym_key)
         raw_doc["verdict"] = verdict_doc(draft)
         if isinstance(draft, TransferDraft):
-            outcomes.transfer(io, batch, item, raw_doc, draft, source=source, ref=ref, correlation=correlation,
-                              reporter=reporter)
+            outcomes.transfer(
+                io,
+                batch,
+                item,
+                raw_doc,
+                draft,
+                source=source,
+                ref=ref,
+                correlation=correlation,
+                reporter=reporter,
+                reported_at=reported_at_of(parsed),
+                urgent=bool(getattr(parsed, "urgent", False)),
+            )
             return
-        await outcomes.open_or_merge(io, batch, item, raw_doc, draft, source=source, ref=ref, correlation=correlation,
-                                     reported_at=reported_at_of(parsed), reporter=reporter, report=parsed, keys=merge)
+        await outcomes.open_or_merge(
+            io,
+            batch,
+            item,
+            raw_doc,
+            draft,
+            source=source,
+            ref=ref,
+            correlation=correlation,
+            reported_at=reported_at_of(parsed),
+            reporter=reporter,
+            report=parsed,
+            keys=merge,
+        )

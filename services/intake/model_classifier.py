@@ -7,8 +7,12 @@ matters to a caller is which unit acts, so the decision is taken by unit (按责
 - a unit's confidence is the sum of the probabilities of the catalogue items whose lead role it is under the
   routing rules (an order surely the enforcement team's goes there even when 0101 and 0102 split);
 - the matter's out-of-scope probability is the sum over the transfer matters and `out_of_scope`;
-- the best unit gets the case when its confidence is at least `triage_below`, above the out-of-scope
-  probability, and not tied with another unit; the case's category is that unit's most probable item;
+- the best unit's confidence is then calibrated (`Calibration`): mapped by a monotone curve fitted on held-out
+  folds to the share of such decisions whose catalogue item was right, so a confidence says how often the case's
+  category is right, not only its unit;
+- the best unit gets the case when both its probability and its calibrated confidence are at least
+  `triage_below`, its probability is above the out-of-scope probability, and it is not tied with another unit;
+  the case's category is that unit's most probable item;
 - else the most probable transfer matter is transferred when its own probability is at least `transfer_at`;
 - else manual triage (人工分拣), with the best catalogue item as a guess. Out of scope is the default for what
   the catalogue does not cover: an order is never sent to a unit on a guess.
@@ -16,6 +20,7 @@ matters to a caller is which unit acts, so the decision is taken by unit (按责
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from dataclasses import dataclass
 
 from services.dispatch.routing import category_matches
@@ -32,8 +37,7 @@ COMMAND_CENTRE = "command_centre"
 def lead_roles(city: City) -> dict[str, str]:
     """Each catalogue item's lead role under the routing rules that look at the category only (派遣规则)."""
     rules = [
-        r for r in city.routing.rules
-        if not (r.match.areas or r.match.sources or r.match.urgency or r.match.hours)
+        r for r in city.routing.rules if not (r.match.areas or r.match.sources or r.match.urgency or r.match.hours)
     ]
     out: dict[str, str] = {}
     for item in city.catalogue.items():
@@ -62,41 +66,113 @@ def _confidence(p: float) -> float:
     return min(round(p, 3), MAX_CONFIDENCE)
 
 
-def decide(
-    probs: dict[str, float], roles: dict[str, str], settings: ClassifierSettings, transfers: dict[str, Transfer],
-    model: str | None = None,
-) -> Verdict:
-    """The verdict for calibrated label probabilities: a unit's case, a transfer or manual triage (see above)."""
+@dataclass(frozen=True)
+class Calibration:
+    """From a unit's summed probability to the share of automatic decisions whose catalogue item is right: a
+    monotone, piecewise linear curve through (`xs`, `ys`), fitted on held-out folds (`training`). Without points it
+    is the identity (a model trained before there was a curve).
+
+    The temperature alone calibrates every label's probability, but a decision is taken by unit and judged by its
+    item: the unit's sum is surer than its item (two enforcement items that split are one sure unit), and a
+    confidence compared with the share of right categories must say how often the category is right."""
+
+    xs: tuple[float, ...] = ()
+    ys: tuple[float, ...] = ()
+
+    def __call__(self, p: float) -> float:
+        xs, ys = self.xs, self.ys
+        if not xs:
+            return p
+        i = bisect_right(xs, p)
+        if i == 0:
+            return ys[0]
+        if i == len(xs):
+            return ys[-1]
+        x0, x1, y0, y1 = xs[i - 1], xs[i], ys[i - 1], ys[i]
+        return y0 + (y1 - y0) * (p - x0) / (x1 - x0)
+
+
+def best_unit(probs: dict[str, float], roles: dict[str, str]) -> tuple[str, float, str, bool] | None:
+    """The unit the probabilities point to: its role, its summed probability, its most probable item and whether
+    another unit ties with it; None when no catalogue item has a probability."""
     units: dict[str, float] = {}
     for label, p in probs.items():
         if label in roles:
             units[roles[label]] = units.get(roles[label], 0.0) + p
-    oos = sum(p for label, p in probs.items() if label.startswith("transfer:") or label == OUT_OF_SCOPE_LABEL)
-    ranked_units = sorted(units.items(), key=lambda kv: (-kv[1], kv[0]))
+    if not units:
+        return None
+    ranked = sorted(units.items(), key=lambda kv: (-kv[1], kv[0]))
+    role, unit_p = ranked[0]
+    code = min((x for x in probs if roles.get(x) == role), key=lambda x: (-probs[x], x))
+    return role, unit_p, code, len(ranked) > 1 and ranked[1][1] >= unit_p
+
+
+def out_of_scope_of(probs: dict[str, float]) -> float:
+    """The probability that the matter is outside city management: the transfer matters and `out_of_scope`."""
+    return sum(p for label, p in probs.items() if label.startswith("transfer:") or label == OUT_OF_SCOPE_LABEL)
+
+
+def decide(
+    probs: dict[str, float],
+    roles: dict[str, str],
+    settings: ClassifierSettings,
+    transfers: dict[str, Transfer],
+    model: str | None = None,
+    calibration: Calibration | None = None,
+) -> Verdict:
+    """The verdict for calibrated label probabilities: a unit's case, a transfer or manual triage (see above)."""
+    calibrate = calibration or Calibration()
+    oos = out_of_scope_of(probs)
+    unit = best_unit(probs, roles)
     items = sorted(((x, p) for x, p in probs.items() if x in roles), key=lambda kv: (-kv[1], kv[0]))
     guess, guess_p = items[0] if items else (None, None)
     triage = settings.triage_code
     out_p = round(oos, 4)
-    if ranked_units:
-        role, unit_p = ranked_units[0]
-        tied = len(ranked_units) > 1 and ranked_units[1][1] >= unit_p
-        if unit_p >= settings.triage_below and unit_p > oos and not tied:
-            code = next(x for x, _ in items if roles[x] == role)
-            c = _confidence(unit_p)
-            return Verdict("category", code, c, code, best_guess_confidence=_confidence(probs[code]),
-                           unit_role=role, out_of_scope=out_p, model=model)
+    if unit is not None:
+        role, unit_p, code, tied = unit
+        c = calibrate(unit_p)
+        # The curve may take a decision back to triage, never lift one out of it: a decision needs the unit's
+        # probability at the threshold as well (where the curve is fitted on few held-out orders).
+        if min(c, unit_p) >= settings.triage_below and unit_p > oos and not tied:
+            return Verdict(
+                "category",
+                code,
+                _confidence(c),
+                code,
+                best_guess_confidence=_confidence(probs[code]),
+                unit_role=role,
+                out_of_scope=out_p,
+                model=model,
+            )
     moves = sorted(((x, p) for x, p in probs.items() if x.startswith("transfer:")), key=lambda kv: (-kv[1], kv[0]))
     if moves:
         label, p = moves[0]
         rival = moves[1][1] if len(moves) > 1 else 0.0
         t = transfers.get(label.split(":", 1)[1])
         if t is not None and p >= settings.transfer_at and p > rival:
-            return Verdict("transfer", t.id, _confidence(p), None, (), t.department, t.matter,
-                           unit_role=None, out_of_scope=out_p, model=model)
-    best_unit = ranked_units[0][1] if ranked_units else 0.0
-    return Verdict("triage", triage, _confidence(best_unit), guess,
-                   best_guess_confidence=_confidence(guess_p) if guess_p is not None else None,
-                   unit_role=COMMAND_CENTRE, out_of_scope=out_p, model=model)
+            return Verdict(
+                "transfer",
+                t.id,
+                _confidence(p),
+                None,
+                (),
+                t.department,
+                t.matter,
+                unit_role=None,
+                out_of_scope=out_p,
+                model=model,
+            )
+    best = calibrate(unit[1]) if unit is not None else 0.0
+    return Verdict(
+        "triage",
+        triage,
+        _confidence(best),
+        guess,
+        best_guess_confidence=_confidence(guess_p) if guess_p is not None else None,
+        unit_role=COMMAND_CENTRE,
+        out_of_scope=out_p,
+        model=model,
+    )
 
 
 class ModelClassifier:
@@ -109,6 +185,7 @@ class ModelClassifier:
         self.featuriser = Featuriser(self.rules, model.words)
         self.roles = {c: r for c, r in lead_roles(city).items() if c != self.settings.triage_code}
         self.transfers = {t.id: t for t in city.intake.transfers}
+        self.calibration = Calibration(*model.card.calibration_curve)
         known = set(self.roles) | {f"transfer:{t}" for t in self.transfers} | {OUT_OF_SCOPE_LABEL, TRIAGE_LABEL}
         unknown = sorted(set(model.classes) - known)
         if unknown:
@@ -131,4 +208,6 @@ class ModelClassifier:
 
     def classify(self, text: str) -> Verdict:
         """A unit's case, a transfer or manual triage, with the confidence behind it."""
-        return decide(self.probabilities(text), self.roles, self.settings, self.transfers, self.version)
+        return decide(
+            self.probabilities(text), self.roles, self.settings, self.transfers, self.version, self.calibration
+        )

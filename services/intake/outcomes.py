@@ -14,6 +14,7 @@ from services.intake.cases import Draft, TransferDraft, domain_of
 from services.intake.reports import case_id_for
 from services.intake.store import BatchIO
 from xiuhua.consumer import Batch, Item, count
+from xiuhua.retention import dated
 from xiuhua.service import Runtime
 
 
@@ -32,13 +33,25 @@ class Outcomes:
         self.triaged = rt.metrics.counter("xiuhua_reports_triaged", "Cases left to manual triage", ("source",))
 
     async def open_or_merge(
-        self, io: BatchIO, batch: Batch, item: Item, raw_doc: dict[str, Any], draft: Draft, *, source: str, ref: str,
-        correlation: str, reported_at: datetime, reporter: Reporter | None, report: Inbound | None = None,
-        merchant_id: str | None = None, keys: duplicates.MergeKeys | None = None,
+        self,
+        io: BatchIO,
+        batch: Batch,
+        item: Item,
+        raw_doc: dict[str, Any],
+        draft: Draft,
+        *,
+        source: str,
+        ref: str,
+        correlation: str,
+        reported_at: datetime,
+        reporter: Reporter | None,
+        report: Inbound | None = None,
+        merchant_id: str | None = None,
+        keys: duplicates.MergeKeys | None = None,
     ) -> str:
         """Merge into a near open case of the same category, or open a new case; returns the case id. `keys`: the
         draft's merge keys if the batch computed them already."""
-        rt, now = self.rt, self.rt.clock.now()
+        now = self.rt.clock.now()
         keys = keys or duplicates.merge_keys(draft.category_code, draft.place, self.dup)
         key = keys.key
         if keys.lookup and keys.mergeable:
@@ -47,15 +60,62 @@ class Outcomes:
             candidates = await io.candidates(keys.lookup, keys.locks)
             match = duplicates.pick(candidates, draft.place, now, self.dup)
             if match is not None:
-                self._merge(io, batch, item, raw_doc, match, source=source, ref=ref, correlation=correlation,
-                            reporter=reporter)
+                self._merge(
+                    io, batch, item, raw_doc, match, source=source, ref=ref, correlation=correlation, reporter=reporter
+                )
                 return match.case_id
         case_id = case_id_for()
-        io.open_case({
-            "_id": case_id, "key": key, "category_code": draft.category_code, "lng": draft.place.lng,
-            "lat": draft.place.lat, "street_code": draft.place.street_code, "opened_at": now, "open": True,
-            "reporters": 1, "source": source})
         io.answer(correlation, case_id, "case", raw_doc)
+        self.open_new(
+            io,
+            batch,
+            item,
+            draft,
+            case_id=case_id,
+            key=key,
+            source=source,
+            ref=ref,
+            correlation=correlation,
+            reported_at=reported_at,
+            reporter=reporter,
+            report=report,
+            merchant_id=merchant_id,
+        )
+        return case_id
+
+    def open_new(
+        self,
+        io: BatchIO,
+        batch: Batch,
+        item: Item,
+        draft: Draft,
+        *,
+        case_id: str,
+        key: str | None,
+        source: str,
+        ref: str,
+        correlation: str,
+        reported_at: datetime,
+        reporter: Reporter | None,
+        report: Inbound | None = None,
+        merchant_id: str | None = None,
+    ) -> None:
+        """Open a case: intake's entry for merging (under `key`) and `case.v1.opened`."""
+        rt, now = self.rt, self.rt.clock.now()
+        io.open_case(
+            {
+                "_id": case_id,
+                "key": key,
+                "category_code": draft.category_code,
+                "lng": draft.place.lng,
+                "lat": draft.place.lat,
+                "street_code": draft.place.street_code,
+                "opened_at": now,
+                "open": True,
+                "reporters": 1,
+                "source": source,
+            }
+        )
         batch.emit(
             item,
             CaseOpened(
@@ -84,11 +144,19 @@ class Outcomes:
         count(self.opened.labels(source))
         if draft.category_code == rt.city.intake.classifier.triage_code:
             count(self.triaged.labels(source))
-        return case_id
 
     def _merge(
-        self, io: BatchIO, batch: Batch, item: Item, raw_doc: dict[str, Any], match: duplicates.Match, *,
-        source: str, ref: str, correlation: str, reporter: Reporter | None,
+        self,
+        io: BatchIO,
+        batch: Batch,
+        item: Item,
+        raw_doc: dict[str, Any],
+        match: duplicates.Match,
+        *,
+        source: str,
+        ref: str,
+        correlation: str,
+        reporter: Reporter | None,
     ) -> None:
         """The report joins a near open case of its category: one reporter more."""
         reporters = match.reporters + 1
@@ -110,12 +178,43 @@ class Outcomes:
         count(self.merged.labels(source))
 
     def transfer(
-        self, io: BatchIO, batch: Batch, item: Item, raw_doc: dict[str, Any], draft: TransferDraft, *, source: str,
-        ref: str, correlation: str, reporter: Reporter | None,
+        self,
+        io: BatchIO,
+        batch: Batch,
+        item: Item,
+        raw_doc: dict[str, Any],
+        draft: TransferDraft,
+        *,
+        source: str,
+        ref: str,
+        correlation: str,
+        reporter: Reporter | None,
+        reported_at: datetime,
+        urgent: bool = False,
     ) -> None:
-        """Out of the programme's scope: handed to the department that deals with it."""
+        """Out of the programme's scope: handed to the department that deals with it, and recorded for a
+        correction (`transfer_corrections`): what the report said, where it was, who reported it, whether the
+        source called it urgent."""
         case_id = case_id_for()
         io.answer(correlation, case_id, "transferred", raw_doc)
+        io.add_transfer(
+            {
+                "_id": case_id,
+                "raw_id": raw_doc["_id"],
+                "source": source,
+                "source_ref": ref,
+                "correlation_id": correlation,
+                "transfer_id": draft.transfer_id,
+                "department": draft.department,
+                "matter": draft.matter,
+                "description": draft.description,
+                "place": draft.place.model_dump(mode="json"),
+                "reporter": reporter.model_dump(mode="json") if reporter is not None else None,
+                "reported_at": reported_at,
+                "urgent": urgent,
+                **dated(self.rt.clock.now()),
+            }
+        )
         batch.emit(
             item,
             CaseTransferred(
@@ -138,14 +237,26 @@ class Outcomes:
         io.add_raw({**raw_doc, "status": "duplicate", "correlation_id": correlation})
 
     def reject(
-        self, io: BatchIO, batch: Batch, item: Item, raw_doc: dict[str, Any], source: str, ref: str | None,
+        self,
+        io: BatchIO,
+        batch: Batch,
+        item: Item,
+        raw_doc: dict[str, Any],
+        source: str,
+        ref: str | None,
         reasons: list[RejectionReason],
     ) -> None:
         """Kept with its reasons, and `report.v1.rejected` naming them."""
         io.add_raw({**raw_doc, "status": "rejected", "reasons": [r.model_dump() for r in reasons]})
         for r in reasons:
             count(self.rejected.labels(source, r.code))
-        batch.emit(item, ReportRejected(
-            correlation_id=f"{source}:{ref}" if ref else raw_doc["_id"],
-            source=source, source_ref=ref, raw_id=raw_doc["_id"], reasons=reasons,
-        ))
+        batch.emit(
+            item,
+            ReportRejected(
+                correlation_id=f"{source}:{ref}" if ref else raw_doc["_id"],
+                source=source,
+                source_ref=ref,
+                raw_id=raw_doc["_id"],
+                reasons=reasons,
+            ),
+        )

@@ -9,6 +9,9 @@ Collections (intake's own database):
 - `open_keys`: the merge directory 并案索引, one document per merge key listing the open cases under it; the
   lookup reads it by `_id` (nx-27017 reads a whole collection for an `$in` on any other field).
 - `devices`: one state document per sensor, written on transitions only.
+- `transfers`: each transferred report by its case id (转办台账): where it went, what the report said, and the
+  correction when the command centre or the hotline corrected it (`cmd.v1.case.correct_transfer`); what
+  `xiuhua classify learn` reads a corrected transfer from.
 - `merge_locks`: one counter per merge key; touching the keys of a lookup makes two instances that place
   near reports of one category at once conflict (MongoDB write conflict → retried), so the second merges.
 
@@ -38,10 +41,11 @@ OPEN = "open_cases"
 OPEN_KEYS = "open_keys"  # merge directory 并案索引: `_id` merge key → `ids`, the cases opened under it and not closed
 DEVICES = "devices"
 LOCKS = "merge_locks"
+TRANSFERS = "transfers"  # `_id` the transferred case's id → the transfer, and its correction once corrected
 RECEIVED_S = "received_s"  # a raw report's `received_at` in seconds since the epoch: what the purge ranges over
 TELEMETRY_S = "telemetry_s"  # the same for a sensor reading that only moved its device's state (shorter horizon)
 CLOSED_S = "closed_s"  # when an open-case entry closed, in seconds (gone again when the case is reopened)
-COLLECTIONS = (RAW, REFS, OPEN, OPEN_KEYS, DEVICES, LOCKS)
+COLLECTIONS = (RAW, REFS, OPEN, OPEN_KEYS, DEVICES, LOCKS, TRANSFERS)
 
 # What the purge deletes past the city's horizons (`retention.yaml`): raw reports and the references that
 # de-duplicate them by the archive rule, telemetry sooner, closed cases' entries as closed cases go. Each kind
@@ -50,6 +54,7 @@ RETAINED = (
     Retained(RAW, RECEIVED_S, "raw_reports"),
     Retained(RAW, TELEMETRY_S, "telemetry"),
     Retained(REFS, AT_S, "raw_reports"),
+    Retained(TRANSFERS, AT_S, "raw_reports"),  # a transfer goes with its raw report, its text
     Retained(OPEN, CLOSED_S, "closed_cases"),
 )
 
@@ -80,8 +85,17 @@ class BatchIO:
         self.new_cases: dict[str, dict[str, Any]] = {}
         self.merged: set[str] = set()  # existing open cases whose reporter count changed
         self.device_writes: dict[str, dict[str, Any]] = {}
+        self.transfers: dict[str, dict[str, Any] | None] = {}  # transferred case id → its record (None: unknown)
+        self.new_transfers: list[dict[str, Any]] = []
+        self.corrections: dict[str, dict[str, Any]] = {}  # transferred case id → its correction, to write
 
     # ---- reads ---------------------------------------------------------------------------------------------
+
+    async def transfer(self, case_id: str) -> dict[str, Any] | None:
+        """A transferred case's record as this batch leaves it (None: no such transfer)."""
+        if case_id not in self.transfers:
+            self.transfers[case_id] = await self.store[TRANSFERS].find_one({"_id": case_id}, session=self.reads)
+        return self.transfers[case_id]
 
     async def prefetch_refs(self, correlations: Iterable[str]) -> None:
         """Which of these source references are known already: one query.
@@ -147,8 +161,10 @@ class BatchIO:
             self.by_key[k] = [d for d in self.new_cases.values() if d["key"] == k]
         # By `_id` twice rather than one query on the `key` field: nx-27017 answers an `$in` on any other field by
         # reading every document, and open_cases keeps every case intake ever opened (17 ms a lookup at 20,000).
-        listed = {d["_id"]: d.get("ids", []) async for d in
-                  self.store[OPEN_KEYS].find({"_id": {"$in": missing}}, session=self.reads)}
+        listed = {
+            d["_id"]: d.get("ids", [])
+            async for d in self.store[OPEN_KEYS].find({"_id": {"$in": missing}}, session=self.reads)
+        }
         await self.prefetch_cases(i for ids in listed.values() for i in ids)
         for k in missing:
             for case_id in dict.fromkeys(listed.get(k, [])):
@@ -204,14 +220,24 @@ class BatchIO:
         """Record what a source reference became."""
         self.refs[correlation] = True
         self.assumed.discard(correlation)
-        self.new_refs.append(
-            {"_id": correlation, "case_id": case_id, "outcome": outcome, **dated(self.now)}
-        )
+        self.new_refs.append({"_id": correlation, "case_id": case_id, "outcome": outcome, **dated(self.now)})
 
     def answer(self, correlation: str, case_id: str, outcome: str, raw_doc: dict[str, Any]) -> None:
         """A report became a case, joined one or was transferred: its reference and its raw copy name the case."""
         self.add_ref(correlation, case_id, outcome)
         self.add_raw({**raw_doc, "status": outcome, "case_id": case_id, "correlation_id": correlation})
+
+    def add_transfer(self, doc: dict[str, Any]) -> None:
+        """Record a transfer (its `_id` the case id), visible at once to later commands of the batch."""
+        self.transfers[doc["_id"]] = doc
+        self.new_transfers.append(doc)
+
+    def correct(self, case_id: str, correction: dict[str, Any]) -> None:
+        """A transfer's correction (its record must have been read: `transfer`)."""
+        doc = self.transfers[case_id]
+        assert doc is not None
+        doc["correction"] = correction
+        self.corrections[case_id] = correction
 
     def open_case(self, doc: dict[str, Any]) -> None:
         """A new open case, visible at once to later reports of the batch."""
@@ -237,6 +263,9 @@ class BatchIO:
         """Add what the batch changed to its writes (sent with its ledger entries, `Batch.later`)."""
         writes.insert(RAW, self.raw)
         writes.insert(REFS, self.new_refs)
+        writes.insert(TRANSFERS, self.new_transfers)
+        for case_id, correction in sorted(self.corrections.items()):
+            writes.update(TRANSFERS, {"_id": case_id}, {"$set": {"correction": correction}})
         for d in self.new_cases.values():
             if d.get("key") is not None:
                 writes.update(OPEN_KEYS, {"_id": d["key"]}, {"$push": {"ids": d["_id"]}}, upsert=True)
@@ -293,8 +322,12 @@ async def list_open_cases(store: Store, chunk: int = 1000) -> int:
     for start in range(0, len(keys), chunk):
         part = keys[start : start + chunk]
         listed = {d["_id"]: set(d.get("ids", [])) async for d in store[OPEN_KEYS].find({"_id": {"$in": part}})}
-        ops = [UpdateOne({"_id": k}, {"$push": {"ids": c}}, upsert=True)
-               for k in part for c in by_key[k] if c not in listed.get(k, set())]
+        ops = [
+            UpdateOne({"_id": k}, {"$push": {"ids": c}}, upsert=True)
+            for k in part
+            for c in by_key[k]
+            if c not in listed.get(k, set())
+        ]
         if ops:
             await store[OPEN_KEYS].bulk_write(ops, ordered=True)
             added += len(ops)

@@ -4,7 +4,8 @@ Stored in the city's folder as `classifier_model.npz`: NumPy arrays only (no pic
 scikit-learn version loads with any other and intake never imports scikit-learn. What is stored: the label
 classes, the feature names with their idf, the weights (float16: the model is a few MB, rounding moves a
 probability by well under 0.001), the intercepts, the softmax temperature fitted on held-out folds, the word
-dictionary, and a card (version, number of training orders, date, cross-validated figures) as JSON.
+dictionary, and a card (version, number of training orders, date, cross-validated figures, the decision's
+calibration curve) as JSON.
 """
 
 from __future__ import annotations
@@ -39,6 +40,14 @@ class ModelCard:
     library: str = ""
     source: str = ""
     cv: dict[str, Any] = field(default_factory=dict)
+    # The decision's calibration curve (`model_classifier.Calibration`): a unit's summed probability → the share
+    # of held-out automatic decisions whose item was right. Empty in a model trained before there was one.
+    calibration: dict[str, list[float]] = field(default_factory=dict)
+
+    @property
+    def calibration_curve(self) -> tuple[tuple[float, ...], tuple[float, ...]]:
+        """The curve's points (xs, ys), empty for none."""
+        return tuple(self.calibration.get("unit", ())), tuple(self.calibration.get("item_right", ()))
 
     @property
     def summary(self) -> dict[str, Any]:
@@ -116,12 +125,21 @@ class TextModel:
             with np.load(Path(path), allow_pickle=False) as z:
                 fmt = int(z["format"])
                 if fmt != FORMAT:
-                    raise ModelError(f"{path}: model format {fmt}, this version reads {FORMAT}: train it again "
-                                     "(`xiuhua classify train --from FILE`)")
+                    raise ModelError(
+                        f"{path}: model format {fmt}, this version reads {FORMAT}: train it again "
+                        "(`xiuhua classify train --from FILE`)"
+                    )
                 card = ModelCard(**json.loads(str(z["card"])))
                 words = {str(w): int(f) for w, f in zip(z["words"], z["word_freq"], strict=True)}
-                return cls([str(c) for c in z["classes"]], [str(f) for f in z["features"]], z["idf"],
-                           z["coef"], z["intercept"], words, card)
+                return cls(
+                    [str(c) for c in z["classes"]],
+                    [str(f) for f in z["features"]],
+                    z["idf"],
+                    z["coef"],
+                    z["intercept"],
+                    words,
+                    card,
+                )
         except ModelError:
             raise
         except (OSError, KeyError, ValueError, TypeError) as exc:

@@ -2,14 +2,19 @@
 by the running intake (which reads the weights as plain arrays, `textmodel`).
 
 A multinomial logistic regression (L2) over `textfeatures`; its softmax temperature is fitted by maximum
-likelihood on out-of-fold scores of K-fold cross-validation (probability calibration on held-out folds, so a
-confidence of 0.8 means about four in five on orders like the training ones); the same out-of-fold verdicts give
-the cross-validated report per group. The final weights are fitted on every order.
+likelihood on out-of-fold scores of K-fold cross-validation (probability calibration on held-out folds). The
+decision is taken by unit and judged by its item, so a second, monotone curve (isotonic regression) maps the
+unit's summed out-of-fold probability to whether the unit's most probable item was the right one
+(`model_classifier.Calibration`): a confidence of 0.8 then means that about four automatic decisions in five get
+the right category, on orders like the training ones. The cross-validated report per group comes from the same
+out-of-fold verdicts, each fold's curve fitted on the other folds (the report never sees a curve fitted on the
+orders it judges). The final weights and curve are fitted on every order.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import random
 from collections.abc import Sequence
 from datetime import date
@@ -19,11 +24,12 @@ import numpy as np
 import sklearn
 from scipy.optimize import minimize_scalar
 from scipy.sparse import csr_matrix
+from sklearn.isotonic import IsotonicRegression
 from sklearn.linear_model import LogisticRegression
 
 from services.intake.classifier import Classifier
 from services.intake.evaluation import measure
-from services.intake.model_classifier import decide, lead_roles
+from services.intake.model_classifier import Calibration, best_unit, decide, lead_roles, out_of_scope_of
 from services.intake.textfeatures import Featuriser, dictionary_of, idf_of
 from services.intake.textmodel import ModelCard, TextModel, vectorise
 from xiuhua.city import City
@@ -82,6 +88,29 @@ def fit_temperature(logits: np.ndarray, y: np.ndarray) -> float:
     return round(float(minimize_scalar(nll, bounds=(0.05, 20.0), method="bounded").x), 4)
 
 
+def decision_points(probs: Sequence[dict[str, float]], labels: Sequence[str], roles: dict[str, str]) -> np.ndarray:
+    """For each order whose probabilities point to one unit above out of scope: (that unit's summed probability,
+    1 if the unit's most probable item is the order's label else 0); NaN rows for the others."""
+    out = np.full((len(probs), 2), np.nan)
+    for i, (p, label) in enumerate(zip(probs, labels, strict=True)):
+        unit = best_unit(p, roles)
+        if unit is not None and not unit[3] and unit[1] > out_of_scope_of(p):
+            out[i] = (unit[1], float(unit[2] == label))
+    return out
+
+
+def fit_calibration(points: np.ndarray) -> Calibration:
+    """The monotone curve from a unit's probability to the share of right items (isotonic regression); the
+    identity when there are too few decisions to fit one."""
+    pts = points[~np.isnan(points).any(axis=1)]
+    if len(pts) < 10 or len(np.unique(pts[:, 0])) < 2:
+        return Calibration()
+    iso = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip").fit(pts[:, 0], pts[:, 1])
+    return Calibration(
+        tuple(round(float(x), 6) for x in iso.X_thresholds_), tuple(round(float(y), 6) for y in iso.y_thresholds_)
+    )
+
+
 def folds_of(n: int, k: int, seed: int = SEED) -> list[np.ndarray]:
     """K folds of row indices, shuffled with a fixed seed (the same folds every run)."""
     order = list(range(n))
@@ -121,12 +150,23 @@ def train(
     coef, intercept = _fit(x, y, len(classes))
     roles = {c: r for c, r in lead_roles(city).items() if c != settings.triage_code}
     transfers = {t.id: t for t in city.intake.transfers}
-    probs = _softmax(oof / temperature)
-    verdicts = [decide(dict(zip(classes, p.tolist(), strict=True)), roles, settings, transfers) for p in probs]
-    report = measure([label for _, label in rows], verdicts, roles)
+    probs = [dict(zip(classes, p.tolist(), strict=True)) for p in _softmax(oof / temperature)]
+    labels = [label for _, label in rows]
+    points = decision_points(probs, labels, roles)
+    held_out = {}
+    for test in folds_of(len(rows), k):  # the same folds: each fold's curve learnt from the other folds' orders
+        mask = np.ones(len(rows), bool)
+        mask[test] = False
+        curve = fit_calibration(points[mask])
+        held_out.update({int(i): decide(probs[i], roles, settings, transfers, calibration=curve) for i in test})
+    calibration = fit_calibration(points)
+    report = measure(labels, [held_out[i] for i in range(len(rows))], roles)
     report["temperature"] = temperature
     report["folds"] = k
-    digest = hashlib.sha1(coef.astype(np.float16).tobytes() + "\n".join(features).encode()).hexdigest()[:8]
+    # The same weights with another curve decide otherwise: the version names both.
+    curve_text = json.dumps([calibration.xs, calibration.ys]).encode()
+    weights = coef.astype(np.float16).tobytes() + "\n".join(features).encode()
+    digest = hashlib.sha1(weights + curve_text).hexdigest()[:8]
     today = date.today().isoformat()
     card = ModelCard(
         version=f"{city.folder.name}-{today}-{digest}",
@@ -135,8 +175,19 @@ def train(
         temperature=temperature,
         library=f"scikit-learn {sklearn.__version__}",
         source=source,
-        cv={key: report[key] for key in ("accuracy", "out_of_scope_to_unit_rate", "decided_share", "decided_right",
-                                          "decided_right_unit", "decided_mean_confidence", "ece")},
+        cv={
+            key: report[key]
+            for key in (
+                "accuracy",
+                "out_of_scope_to_unit_rate",
+                "decided_share",
+                "decided_right",
+                "decided_right_unit",
+                "decided_mean_confidence",
+                "ece",
+            )
+        },
+        calibration={"unit": list(calibration.xs), "item_right": list(calibration.ys)},
     )
     idf_arr = np.array([idf.get(f, 1.0) for f in features], dtype=np.float32)
     return TextModel(classes, features, idf_arr, coef, intercept, words, card), report

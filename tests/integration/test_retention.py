@@ -10,7 +10,7 @@ from typing import Any
 from pymongo import monitoring
 
 from contracts.cases import CaseDispatched
-from services.intake.store import RAW, RECEIVED_S, REFS, RETAINED, TELEMETRY_S, BatchIO
+from services.intake.store import RAW, RECEIVED_S, REFS, RETAINED, TELEMETRY_S, TRANSFERS, BatchIO
 from tests.conftest import eventually
 from tests.helpers import as_operator, login
 from xiuhua.bus import Outgoing
@@ -18,7 +18,7 @@ from xiuhua.city.retention import RetentionFile
 from xiuhua.clock import FrozenClock
 from xiuhua.ledger import RETAINED as LEDGER_RETAINED
 from xiuhua.ledger import Ledger
-from xiuhua.retention import RetentionJob, ensure_indexes, purge
+from xiuhua.retention import RetentionJob, dated, ensure_indexes, purge
 from xiuhua.service import ServiceSpec, running
 from xiuhua.store import Store
 
@@ -141,16 +141,18 @@ async def test_raw_reports_and_references_keep_the_archive_rule_telemetry_a_shor
     policy = RetentionFile(raw_reports="60d", telemetry="7d")
     job = RetentionJob(store, policy, RETAINED, FrozenClock(now))
     try:
-        await store.ensure_collections([RAW, REFS])
+        await store.ensure_collections([RAW, REFS, TRANSFERS])
         await ensure_indexes(store, RETAINED)
 
-        async def received(at: datetime, raw: list[dict[str, Any]], refs: list[str]) -> None:
+        async def received(at: datetime, raw: list[dict[str, Any]], refs: list[str], moved: str = "") -> None:
             async def write(session: Any) -> None:
                 io = BatchIO(store, session, at, reads=session)
                 for doc in raw:
                     io.add_raw({**doc, "received_at": at, "subject": "report.v1.in.x", "body": b"{}"})
                 for ref in refs:
                     io.add_ref(ref, "C-1", "case")
+                if moved:  # a transfer's record goes with its raw report
+                    io.add_transfer({"_id": moved, "raw_id": raw[0]["_id"], **dated(at)})
                 writes = store.writes()
                 io.flush(writes)
                 await store.write_together(writes, session)
@@ -161,16 +163,18 @@ async def test_raw_reports_and_references_keep_the_archive_rule_telemetry_a_shor
         await received(now - timedelta(days=8), [{"_id": "t-old", **sensor}, {"_id": "r-8d", "source": "grid",
                                                                              "status": "case"}], ["grid:8d"])
         await received(now - timedelta(days=7), [{"_id": "t-at", **sensor}], [])
-        await received(now - timedelta(days=60), [{"_id": "r-at", "source": "grid", "status": "case"}], ["grid:at"])
+        await received(now - timedelta(days=60), [{"_id": "r-at", "source": "grid", "status": "case"}], ["grid:at"],
+                       "C-at")
         await received(now - timedelta(days=60) - MS, [{"_id": "r-out", "source": "hotline", "status": "rejected"},
                                                        {"_id": "t-case", "source": "sensor", "status": "case"}],
-                       ["grid:out"])
+                       ["grid:out"], "C-out")
         raw = {d["_id"]: d async for d in store[RAW].find({})}
         assert TELEMETRY_S in raw["t-old"] and RECEIVED_S not in raw["t-old"]
         assert RECEIVED_S in raw["t-case"]  # a reading that opened a case is a report: the archive rule
-        assert await job.run() == {RAW: 3, REFS: 1, "open_cases": 0}
+        assert await job.run() == {RAW: 3, REFS: 1, "open_cases": 0, TRANSFERS: 1}
         assert await _ids(store, RAW) == {"r-8d", "t-at", "r-at"}
         assert await _ids(store, REFS) == {"grid:8d", "grid:at"}
+        assert await _ids(store, TRANSFERS) == {"C-at"}
     finally:
         await store.close()
 
@@ -362,7 +366,6 @@ async def test_open311_submissions_tokens_and_refused_requests_go_as_raw_reports
     from services.intake.open311.hook import RETAINED as OPEN311_RETAINED
     from services.intake.open311.projection import REQUESTS, TOKENS
     from services.intake.open311.routes import REFUSED, SUBMISSIONS
-    from xiuhua.retention import dated
 
     retained = (*OPEN311_RETAINED, *HJ212_RETAINED)
     store = Store(mongo_url, f"t{uuid.uuid4().hex[:10]}_intake")

@@ -15,10 +15,10 @@ import pytest
 from services.intake.cases import Domain
 from services.intake.classifier import Classifier
 from services.intake.evaluation import measure, reliability
-from services.intake.model_classifier import ModelClassifier, decide, lead_roles
+from services.intake.model_classifier import Calibration, ModelClassifier, decide, lead_roles
 from services.intake.textfeatures import Featuriser, char_ngrams, python_tokenizer, runs_of, tokenizer
 from services.intake.textmodel import MODEL_FILE, ModelError, TextModel
-from services.intake.training import fit_temperature, train
+from services.intake.training import decision_points, fit_calibration, fit_temperature, train
 from xiuhua.city import City, load_city
 from xiuhua.city.intake import ClassifierSettings, Transfer
 from xiuhua.city.routing import Assignee, Match, Rule
@@ -32,8 +32,9 @@ FEES = Transfer(id="housing", matter="物业费", department="住建局", keywor
 TRANSFERS = {"wages": WAGES, "housing": FEES}
 
 
-def _decide(probs: dict[str, float], below: float = 0.6, transfer_at: float = 0.5):
-    return decide(probs, ROLES, ClassifierSettings(triage_below=below, transfer_at=transfer_at), TRANSFERS, "m1")
+def _decide(probs: dict[str, float], below: float = 0.6, transfer_at: float = 0.5, curve: Calibration | None = None):
+    settings = ClassifierSettings(triage_below=below, transfer_at=transfer_at)
+    return decide(probs, ROLES, settings, TRANSFERS, "m1", curve)
 
 
 # ---- the decision by unit ------------------------------------------------------------------------------------
@@ -75,6 +76,56 @@ def test_a_transfer_from_transfer_at_exactly_and_never_when_two_matters_tie() ->
     for a, b in (("transfer:wages", "transfer:housing"), ("transfer:housing", "transfer:wages")):
         assert _decide({a: 0.45, b: 0.45, "0201": 0.1}, transfer_at=0.4).kind == "triage"
     assert _decide({"transfer:housing": 0.46, "transfer:wages": 0.44, "0201": 0.1}, transfer_at=0.4).code == "housing"
+
+
+def test_the_curve_is_piecewise_linear_through_its_points_flat_outside_and_the_identity_without_points() -> None:
+    curve = Calibration((0.5, 0.9, 1.0), (0.4, 0.8, 0.9))
+    assert curve(0.5) == 0.4 and curve(0.9) == pytest.approx(0.8) and curve(1.0) == 0.9
+    assert curve(0.7) == pytest.approx(0.6) and curve(0.95) == pytest.approx(0.85)
+    assert curve(0.2) == 0.4 and curve(0.4999) == 0.4  # below the first point: its value
+    assert Calibration()(0.73) == 0.73
+
+
+def test_the_calibrated_confidence_decides_from_triage_below_exactly_and_is_the_case_s_confidence() -> None:
+    probs = {"0101": 0.5, "0102": 0.4, "out_of_scope": 0.1}  # the unit's sum 0.9
+    v = _decide(probs, curve=Calibration((0.8, 1.0), (0.5, 0.7)))  # 0.9 → 0.6
+    assert (v.kind, v.code, v.confidence, v.best_guess_confidence) == ("category", "0101", 0.6, 0.5)
+    v = _decide(probs, curve=Calibration((0.8, 1.0), (0.4998, 0.7)))  # 0.9 → 0.5999
+    assert (v.kind, v.best_guess, v.confidence) == ("triage", "0101", 0.6)  # rounded for show
+
+
+def test_the_curve_never_lifts_a_decision_out_of_triage() -> None:
+    lifted = Calibration((0.0, 1.0), (0.9, 1.0))  # every probability → at least 0.9
+    assert _decide({"0201": 0.5999, "out_of_scope": 0.4001}, curve=lifted).kind == "triage"
+    v = _decide({"0201": 0.6, "out_of_scope": 0.4}, curve=lifted)
+    assert (v.kind, v.confidence) == ("category", 0.96)
+    # Nor past out of scope, whatever the curve says.
+    assert _decide({"0201": 0.5, "out_of_scope": 0.5}, below=0.5, curve=lifted).kind == "triage"
+
+
+def test_decision_points_are_the_unit_s_sum_and_whether_its_item_was_right() -> None:
+    probs = [
+        {"0101": 0.5, "0102": 0.4, "out_of_scope": 0.1},  # enforcement 0.9, item 0101
+        {"0101": 0.4, "0102": 0.5, "out_of_scope": 0.1},  # the same, item 0102
+        {"0201": 0.4, "out_of_scope": 0.6},  # out of scope outweighs: no decision
+        {"0201": 0.45, "0302": 0.45, "out_of_scope": 0.1},  # two units tie: no decision
+    ]
+    pts = decision_points(probs, ["0101", "0101", "0201", "0201"], ROLES)
+    assert pts[:2].tolist() == [[0.9, 1.0], [0.9, 0.0]]
+    assert np.isnan(pts[2:]).all()
+
+
+def test_the_fitted_curve_is_the_share_of_right_items_and_needs_ten_decisions() -> None:
+    low = [(0.6, 1.0)] * 5 + [(0.6, 0.0)] * 5  # half right at 0.6
+    high = [(0.95, 1.0)] * 9 + [(0.95, 0.0)]  # nine in ten at 0.95
+    curve = fit_calibration(np.array(low + high + [(0.8, np.nan), (np.nan, np.nan)]))
+    assert curve.xs == (0.6, 0.95) and curve.ys == (0.5, 0.9)
+    assert curve(0.775) == pytest.approx(0.7)
+    assert fit_calibration(np.array(high[:9])) == Calibration()  # nine decisions: the identity
+    assert fit_calibration(np.array(high)).xs == ()  # ten, all at one probability: nothing to fit either
+    # Not monotone in the data: the curve still never falls as the probability rises.
+    dip = fit_calibration(np.array([(0.6, 1.0)] * 6 + [(0.7, 0.0)] * 6 + [(0.9, 1.0)] * 6))
+    assert list(dip.ys) == sorted(dip.ys)
 
 
 def test_out_of_scope_without_a_department_is_triaged_never_a_unit_s() -> None:
@@ -157,6 +208,9 @@ def test_measure_counts_out_of_scope_sent_to_a_unit_and_the_unit_of_automatic_de
     assert (r["out_of_scope"], r["out_of_scope_to_unit"], r["out_of_scope_to_unit_rate"]) == (2, 1, 0.5)
     assert (r["decided"], r["decided_right"], r["decided_right_unit"]) == (3, round(1 / 3, 4), round(2 / 3, 4))
     assert r["decided_mean_confidence"] == round((0.9 + 0.7 + 0.8) / 3, 4)
+    # The reliability table judges a confidence by the item, and shows the unit beside it.
+    rows = [(b["from"], b["count"], b["accuracy"], b["unit_accuracy"]) for b in r["reliability"]]
+    assert rows == [(0.7, 1, 0.0, 1.0), (0.8, 1, 0.0, 0.0), (0.9, 1, 1.0, 1.0)]
     assert r["by_group"]["out_of_scope"] == {"total": 1, "correct": 1} and r["transferred"] == 1
 
 
@@ -178,8 +232,18 @@ def small() -> tuple[TextModel, dict]:
     """A model of 240 training orders of ten labels, trained once for these tests (the shipped one takes
     minutes): enough examples per label that held-out folds are learnable."""
     city = load_city(Path(__file__).resolve().parents[2] / "cities" / "demo")
-    ten = {"transfer:wages", "transfer:schooling", "transfer:medical", "transfer:housing", "transfer:consumer",
-           "out_of_scope", "0101", "0302", "0705", "0201"}
+    ten = {
+        "transfer:wages",
+        "transfer:schooling",
+        "transfer:medical",
+        "transfer:housing",
+        "transfer:consumer",
+        "out_of_scope",
+        "0101",
+        "0302",
+        "0705",
+        "0201",
+    }
     rows = [(r["text"], r["label"]) for r in load_rows(DATA / "hotline_train.jsonl") if r["label"] in ten][:240]
     return train(city, rows, source="small", k=3)
 
@@ -189,6 +253,8 @@ def test_training_reports_cross_validation_and_the_model_learns(small, city: Cit
     assert model.card.trained_on == 240 and model.card.source == "small" and report["folds"] == 3
     assert model.card.version.startswith("demo-") and model.card.library.startswith("scikit-learn")
     assert 0 < report["temperature"] < 20 and report["total"] == 240
+    xs, ys = model.card.calibration_curve
+    assert len(xs) == len(ys) >= 2 and list(xs) == sorted(xs) and list(ys) == sorted(ys)
     assert {"accuracy", "ece", "reliability", "by_group", "out_of_scope_to_unit_rate"} <= report.keys()
     c = ModelClassifier(city, model)
     v = c.classify("我在工地干了三个月，包工头拖欠工资不发，打电话也不接")
@@ -242,7 +308,11 @@ def test_the_shipped_model_is_in_use_and_decides_by_unit(city: City) -> None:
     assert isinstance(c, ModelClassifier) and c.model.card.trained_on >= 1400
     v = c.classify("流动摊贩在路口占道经营，摆摊卖烧烤")
     assert (v.kind, v.unit_role) == ("category", "enforcement") and v.code in {"0101", "0102"}
-    assert v.confidence > v.best_guess_confidence  # the unit's sum, more than its item
+    assert v.confidence > v.best_guess_confidence  # from the unit's sum, more than its item
+    p = c.probabilities("流动摊贩在路口占道经营，摆摊卖烧烤")
+    curve = Calibration(*c.model.card.calibration_curve)
+    unit = sum(x for label, x in p.items() if c.roles.get(label) == "enforcement")
+    assert len(curve.xs) > 2 and v.confidence == min(round(curve(unit), 3), 0.999)
     assert c.classify("机动车乱停乱放，占用人行道").code == "0801"
     assert c.classify("环保局的人测噪声，检测报告上的数据是造假的").kind == "triage"
     assert c.classify("Loud music from the bar next door every night").kind == "triage"
@@ -265,12 +335,23 @@ def test_no_blind_line_is_learnt_from() -> None:
 def test_a_city_s_export_reads_codes_departments_and_configured_columns(city: City, tmp_path: Path) -> None:
     wages = next(t for t in city.intake.transfers if t.id == "wages")
     path = tmp_path / "orders.csv"
-    lines = ["内容,处理部门", "路灯不亮,0302", f"老板欠薪,{wages.department}", "景区门票太贵,文旅局",
-             "孩子入学,schooling", "排队太久,9901"]
+    lines = [
+        "内容,处理部门",
+        "路灯不亮,0302",
+        f"老板欠薪,{wages.department}",
+        "景区门票太贵,文旅局",
+        "孩子入学,schooling",
+        "排队太久,9901",
+    ]
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     rows, kinds = read_export(path, city, "内容", "处理部门")
-    assert rows == [("路灯不亮", "0302"), ("老板欠薪", "transfer:wages"), ("景区门票太贵", "out_of_scope"),
-                    ("孩子入学", "transfer:schooling"), ("排队太久", "triage")]
+    assert rows == [
+        ("路灯不亮", "0302"),
+        ("老板欠薪", "transfer:wages"),
+        ("景区门票太贵", "out_of_scope"),
+        ("孩子入学", "transfer:schooling"),
+        ("排队太久", "triage"),
+    ]
     assert kinds == {"category": 1, "transfer": 2, "out_of_scope": 1, "triage": 1}
     path.write_text("内容,处理部门\n路灯不亮,0399\n", encoding="utf-8")
     with pytest.raises(SystemExit, match=r"orders.csv:2: 处理部门: '0399' is not in the city's catalogue"):

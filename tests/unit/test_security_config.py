@@ -27,10 +27,16 @@ def test_each_service_may_publish_only_its_own_subjects_and_use_only_its_consume
     assert "dispatch-opened" not in scoring
     dispatch = _user_block(text, "dispatch")
     assert '"case.v1.>"' in dispatch
-    # Dispatch opens merchants' enforcement cases itself; merging and transferring stay intake's.
-    assert 'deny: ["case.v1.merged.>", "case.v1.transferred.>"]' in dispatch
+    # Dispatch opens merchants' enforcement cases itself; merging, transferring and correcting transfers stay intake's.
+    assert 'deny: ["case.v1.merged.>", "case.v1.transferred.>", "case.v1.transfer_corrected.>"]' in dispatch
     intake = _user_block(text, "intake")
     assert '"case.v1.opened.>"' in intake and '"report.v1.rejected"' in intake and '"case.v1.>"' not in intake
+    users = _users()
+    for subject in ("case.v1.transfer_corrected.CD", "case.v1.command_rejected.CD"):
+        assert security.may_publish(users["intake"], subject), subject
+    assert not security.may_publish(users["dispatch"], "case.v1.transfer_corrected.CD")
+    assert security.may_publish(users["dispatch"], "case.v1.command_rejected.CD")
+    assert not security.may_publish(users["intake"], "case.v1.dispatched.CD")
     notify = _user_block(text, "notify")
     assert '"notify.v1.>"' in notify and '"bulletin.v1.>"' in notify and '"dlq.v1.notify"' in notify
 
@@ -42,23 +48,33 @@ def _users() -> dict[str, security.User]:
 def test_inbound_users_publish_only_their_sources_and_commands():
     text = render_config(model(PASSWORDS, CONSUMERS))
     hotline = _user_block(text, "hotline")
-    assert 'allow: ["report.v1.in.hotline", "cmd.v1.case.rate", "$JS.API.INFO"' in hotline
+    assert (
+        'allow: ["report.v1.in.hotline", "cmd.v1.case.rate", "cmd.v1.case.correct_transfer", "$JS.API.INFO"' in hotline
+    )
     domain = {u: [s for s in user.publish_allowed() if not s.startswith("$JS.")] for u, user in _users().items()}
-    assert domain["hotline"] == ["report.v1.in.hotline", "cmd.v1.case.rate"]
+    assert domain["hotline"] == ["report.v1.in.hotline", "cmd.v1.case.rate", "cmd.v1.case.correct_transfer"]
     assert domain["iot"] == ["report.v1.in.sensor"] and "$JS.API" not in _user_block(text, "iot")
     units = _user_block(text, "units")
     assert "cmd.v1.case.acknowledge" in units and "cmd.v1.case.close" not in units
+    assert "cmd.v1.case.correct_transfer" not in units  # a unit returns a case (退单); it corrects no transfer
     centre = _user_block(text, "command_centre")
     assert "cmd.v1.case.verify" in centre and "cmd.v1.case.acknowledge" not in centre
+    assert "cmd.v1.case.correct_transfer" in centre
     assert 'subscribe: {allow: ["_INBOX_hotline.>"]}' in hotline
 
 
 def test_tls_cluster_and_limits_are_rendered():
-    text = render_config(model(PASSWORDS, {}), ServerOptions(
-        listen="0.0.0.0:4222", max_payload=65536, jetstream_dir="/data", server_name="nats-0",
-        tls=Tls(cert="/tls/server.crt", key="/tls/server.key", ca="/tls/ca.crt", verify=True),
-        cluster={"name": "xiuhua", "listen": "0.0.0.0:6222", "routes": ["nats://nats-1:6222"]},
-    ))
+    text = render_config(
+        model(PASSWORDS, {}),
+        ServerOptions(
+            listen="0.0.0.0:4222",
+            max_payload=65536,
+            jetstream_dir="/data",
+            server_name="nats-0",
+            tls=Tls(cert="/tls/server.crt", key="/tls/server.key", ca="/tls/ca.crt", verify=True),
+            cluster={"name": "xiuhua", "listen": "0.0.0.0:6222", "routes": ["nats://nats-1:6222"]},
+        ),
+    )
     assert "max_payload: 65536" in text and 'listen: "0.0.0.0:4222"' in text
     assert 'cert_file: "/tls/server.crt"' in text and 'ca_file: "/tls/ca.crt"' in text and "verify: true" in text
     assert 'routes: ["nats://nats-1:6222"]' in text and 'store_dir: "/data"' in text
@@ -126,8 +142,11 @@ def test_each_integrator_may_use_only_its_own_consumers_on_the_streams_it_is_ent
         assert f"$JS.ACK.XH_CASES.{name}.>" in units
         assert f"$JS.API.CONSUMER.DELETE.XH_CASES.{name}" in units
     assert not [s for s in units if "XH_SCORES" in s]  # scores are the command centre's
-    assert not [s for s in units if s.startswith("$JS.API.STREAM.") and not s.startswith("$JS.API.STREAM.INFO")
-                and s != "$JS.API.STREAM.NAMES"]  # no stream created, changed, purged or read by sequence
+    assert not [
+        s
+        for s in units
+        if s.startswith("$JS.API.STREAM.") and not s.startswith("$JS.API.STREAM.INFO") and s != "$JS.API.STREAM.NAMES"
+    ]  # no stream created, changed, purged or read by sequence
     assert not [s for s in units if "hotline" in s or "dispatch" in s or ".*." in s.removeprefix("$JS.API.STREAM")]
     centre = users["command_centre"].publish_allowed()
     assert "$JS.API.CONSUMER.MSG.NEXT.XH_SCORES.command_centre" in centre

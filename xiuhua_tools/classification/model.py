@@ -50,7 +50,8 @@ def row_of(city: City, v: Verdict, roles: dict[str, str]) -> dict[str, Any]:
         "outcome": outcome,
         "category_code": v.code if v.kind == "category" else None,
         "transfer_to": v.department if v.kind == "transfer" else None,
-        "unit_role": v.unit_role or (roles.get(v.code) if v.kind == "category" else None)
+        "unit_role": v.unit_role
+        or (roles.get(v.code) if v.kind == "category" else None)
         or (COMMAND_CENTRE if v.kind == "triage" else None),
         "confidence": v.confidence,
         "category_confidence": v.best_guess_confidence if v.kind == "category" else None,
@@ -109,19 +110,25 @@ def eval_lines(r: dict[str, Any], errors: int = 30) -> list[str]:
         f"({r['out_of_scope_to_unit']}/{r['out_of_scope']})",
         f"automatic decisions (a catalogue item): {r['decided']} ({r['decided_share']:.1%}); right item "
         f"{r['decided_right']:.1%}, right unit {r['decided_right_unit']:.1%}; mean confidence "
-        f"{r['decided_mean_confidence']:.3f}",
+        f"{r['decided_mean_confidence']:.3f} ({100 * (r['decided_mean_confidence'] - r['decided_right']):+.1f} points "
+        "against right item)",
         f"transferred {r['transferred']} (right {r['transferred_right']:.1%}); manual triage {r['triaged']}",
         f"calibration of automatic decisions: ECE {r['ece']:.3f}",
-        "  confidence      n   mean conf  unit right",
+        "  confidence      n   mean conf  item right  unit right",
     ]
-    lines += [f"  [{b['from']:.2f}, {b['to']:.2f})  {b['count']:5d}   {b['confidence']:.3f}      {b['accuracy']:.3f}"
-              for b in r["reliability"]]
+    lines += [
+        f"  [{b['from']:.2f}, {b['to']:.2f})  {b['count']:5d}   {b['confidence']:.3f}      {b['accuracy']:.3f}"
+        f"       {b['unit_accuracy']:.3f}"
+        for b in r["reliability"]
+    ]
     lines.append(f"speed {r['items_per_s']:.0f} orders/s (one core)")
     lines.append("by group: " + "  ".join(f"{g} {c['correct']}/{c['total']}" for g, c in r["by_group"].items()))
     if r["errors"] and errors:
         lines.append(f"errors (first {errors}):")
-        lines += [f"  {e['expected']:>22s} → {e['got']:<22s} ({e['confidence']:.2f}) {e.get('text', '')[:60]}"
-                  for e in r["errors"][:errors]]
+        lines += [
+            f"  {e['expected']:>22s} → {e['got']:<22s} ({e['confidence']:.2f}) {e.get('text', '')[:60]}"
+            for e in r["errors"][:errors]
+        ]
     return lines
 
 
@@ -237,9 +244,13 @@ def train_command(args: argparse.Namespace, city: City) -> int:
         f"model {model.card.version}: {len(rows)} labelled orders ({', '.join(f'{k} {v}' for k, v in kinds.items())}"
         f" from the files), {len(model.features)} features, written to {out}",
         f"{report['folds']}-fold cross-validation, temperature {report['temperature']:g}:",
-        *("  " + line for line in eval_lines({**report, "file": "cross-validation", "classifier": "held-out folds",
-                                              "items_per_s": 0.0}, 0) if not line.startswith("speed")),
+        *(
+            "  " + line
+            for line in eval_lines(
+                {**report, "file": "cross-validation", "classifier": "held-out folds", "items_per_s": 0.0}, 0
+            )
+            if not line.startswith("speed")
+        ),
     ]
     emit(args, "\n".join(lines), {"version": model.card.version, "path": str(out), "rows": len(rows), **report})
     return 0
-
