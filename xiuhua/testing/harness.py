@@ -43,8 +43,10 @@ class XiuhuaHarness:
         if not self.passwords:
             return self.client
         if user not in self._clients:
+            password = self.login(user)["password"]  # a KeyError naming the users there are
             assert self._stack is not None
-            self._clients[user] = await self._stack.enter_async_context(XiuhuaClient(self.nats_url, **self.login(user)))
+            self._clients[user] = await self._stack.enter_async_context(
+                XiuhuaClient(self.nats_url, user=user, password=password))  # its inbox prefix: the user's own
         return self._clients[user]
 
     def login(self, user: str) -> dict[str, str]:
