@@ -46,6 +46,12 @@ def login(user: str, password: str) -> dict[str, str]:
     return {"user": user, "password": password, "inbox_prefix": inbox_prefix(user)}
 
 
+def login_env(user: str, password: str) -> dict[str, str]:
+    """The environment a process started as `user` gets: its own inbox prefix too, so that one inherited from the
+    starting process (`XIUHUA_NATS_INBOX_PREFIX`) cannot stand in for it."""
+    return {"XIUHUA_NATS_USER": user, "XIUHUA_NATS_PASSWORD": password, "XIUHUA_NATS_INBOX_PREFIX": inbox_prefix(user)}
+
+
 @dataclass(frozen=True)
 class Consumer:
     """A durable consumer a user may create, read and acknowledge."""
@@ -425,9 +431,16 @@ def write_embedded_config(
     return path, passwords
 
 
+def settings_as(settings: Settings, user: str, password: str) -> Settings:
+    """`settings` connecting as `user` with `password` and its own inbox prefix (one configured for another user
+    would be refused)."""
+    own = {"nats_user": user, "nats_password": password, "nats_inbox_prefix": inbox_prefix(user)}
+    return settings.model_copy(update=own)
+
+
 def as_operator(settings: Settings, passwords: Mapping[str, str]) -> Settings:
     """`settings` connecting as the operator user."""
-    return settings.model_copy(update={"nats_user": OPERATOR, "nats_password": passwords[OPERATOR]})
+    return settings_as(settings, OPERATOR, passwords[OPERATOR])
 
 
 def embedded_credentials(settings: Settings, user: str) -> Settings:
@@ -439,7 +452,7 @@ def embedded_credentials(settings: Settings, user: str) -> Settings:
     password = json.loads(path.read_text()).get(user)
     if password is None:
         return settings
-    return settings.model_copy(update={"nats_user": user, "nats_password": password})
+    return settings_as(settings, user, password)
 
 
 def operator_settings(settings: Settings) -> Settings:

@@ -126,6 +126,17 @@ def test_a_connection_takes_its_users_inbox_prefix_unless_one_is_configured():
     assert inbox_prefix(Settings(nats_creds_file="/x.creds", nats_inbox_prefix="_INBOX_jq")) == "_INBOX_jq"
 
 
+def test_a_process_started_as_a_user_takes_its_own_prefix_over_an_inherited_one(monkeypatch):
+    from xiuhua.bus import connect_options, inbox_prefix
+    from xiuhua.settings import Settings
+
+    monkeypatch.setenv("XIUHUA_NATS_INBOX_PREFIX", "_INBOX_jq")  # the starting process's, inherited
+    for name, value in security.login_env("intake", "pw").items():
+        monkeypatch.setenv(name, value)
+    assert connect_options(Settings())["inbox_prefix"] == "_INBOX_intake"
+    assert inbox_prefix(security.as_operator(Settings(nats_inbox_prefix="_INBOX_jq"), PASSWORDS)) == "_INBOX_operator"
+
+
 def test_a_service_that_answers_queries_may_subscribe_and_reply():
     text = render_config(model(PASSWORDS, {}, {"scoring": ["score.query.v1.>"]}))
     scoring = _user_block(text, "scoring")
