@@ -2,7 +2,8 @@
 """Set-up and entry point on a fresh machine with Python 3.11: creates or reuses .venv, then runs.
 
     python3.11 tasks.py up      # the whole system on the embedded default (add --demo for a live feed)
-    python3.11 tasks.py test    # ruff, mypy against its baseline, then the whole test suite (what CI runs)
+    python3.11 tasks.py test    # ruff, mypy against its baseline, then the whole test suite (what CI runs),
+                                # in XIUHUA_TEST_WORKERS processes (default 4; 0: one)
     python3.11 tasks.py test -k slice   # pytest only, with these arguments (no lint or types: quick)
     python3.11 tasks.py lint    # ruff and mypy only
     python3.11 tasks.py lock    # regenerate the lock files after changing dependencies in pyproject.toml
@@ -20,6 +21,7 @@ import subprocess
 import sys
 import tomllib
 import venv
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +44,7 @@ LOCK = ROOT / "requirements-dev.lock"
 RUNTIME_LOCK = ROOT / "requirements.lock"
 LOCKED_EXTRAS = ("test", "testing")
 LOCK_COMMAND = "python3.11 tasks.py lock"
+SUITE_WORKERS = 4  # pytest-xdist workers for the whole suite (`suite_workers`)
 UV = "uv==0.13.8"  # resolves the lock files; pinned so that the same pyproject.toml gives the same locks
 BASELINE = ROOT / "mypy-baseline.txt"
 BASELINE_COMMAND = "python3.11 tasks.py types --update-baseline"
@@ -200,6 +203,16 @@ def ensure_system_packages() -> None:
             POLICY_RC_D.unlink(missing_ok=True)
 
 
+def suite_workers(env: Mapping[str, str]) -> list[str]:
+    """pytest-xdist's arguments for the whole suite: `XIUHUA_TEST_WORKERS` processes (default 4), each with its own
+    servers, a test file's tests on one of them; 0 runs the suite in one process. More workers than the 2 cores
+    of the development machine pay because most tests wait on servers and service processes."""
+    workers = env.get("XIUHUA_TEST_WORKERS", str(SUITE_WORKERS)).strip()
+    if not workers.isdigit():
+        raise SystemExit(f"XIUHUA_TEST_WORKERS={workers!r}: a number of worker processes (0: none) is expected")
+    return [] if int(workers) == 0 else ["-n", workers, "--dist", "loadfile"]
+
+
 def main() -> int:
     """Dispatch the task."""
     task, rest = (sys.argv[1], sys.argv[2:]) if len(sys.argv) > 1 else ("help", [])
@@ -219,8 +232,10 @@ def main() -> int:
         cmd = [str(VENV / "bin" / "xiuhua"), "up", *rest]
     else:
         # The whole suite (CI) checks lint and types first; a developer's run of some tests does not wait for them.
-        if not rest and (failed := lint()):
-            return failed
+        if not rest:
+            if failed := lint():
+                return failed
+            rest = suite_workers(os.environ)
         cmd = [str(PY), "-m", "pytest", *rest]
     os.chdir(ROOT)
     os.execve(cmd[0], cmd, env)

@@ -1,45 +1,22 @@
 """Real servers for the tests: nx-27017 (or MongoDB through testcontainers when a Docker engine answers)
 and a fresh nats-server with JetStream per test, each on its own free port, under the users and permissions that
-ship (the security model's configuration, as `xiuhua up` and deploy/ run it)."""
+ship (the security model's configuration, as `xiuhua up` and deploy/ run it). They are started by the same code
+as the `xiuhua.testing` plugin's fixtures (`xiuhua.testing.servers`)."""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import inspect
 import os
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from pymongo import monitoring
 
-from tests.helpers import CREDENTIALS, Started, login
+from tests.helpers import CREDENTIALS, Started
 from xiuhua import embedded, security
-from xiuhua.bus import provision_streams
 from xiuhua.city import City, load_city
 from xiuhua.settings import DEMO_CITY, Settings
-
-
-def _docker_mongo() -> Iterator[str] | None:
-    """A MongoDB replica set of one in Docker (transactions need a replica set), if an engine answers."""
-    if os.environ.get("XIUHUA_TEST_DOCKER", "1") == "0":
-        return None
-    try:
-        import docker
-
-        docker.from_env(timeout=2).ping()
-    except Exception:
-        return None
-    from testcontainers.mongodb import MongoDbContainer
-
-    def gen() -> Iterator[str]:
-        with MongoDbContainer("mongo:7").with_command("--replSet rs0 --bind_ip_all") as c:
-            c.exec(["mongosh", "--quiet", "--eval", "rs.initiate()"])
-            yield f"mongodb://{c.get_container_host_ip()}:{c.get_exposed_port(27017)}/?directConnection=true"
-
-    return gen()
+from xiuhua.testing import servers
 
 
 def _aggregation(event: monitoring.CommandStartedEvent) -> str | None:
@@ -63,21 +40,36 @@ def no_aggregations() -> Iterator[None]:
 
 
 @pytest.fixture(scope="session")
-def mongo_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """One store for the session; each test gets its own database prefix."""
-    if url := os.environ.get("XIUHUA_TEST_MONGO_URL"):
+def nx27017_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """An nx-27017 for the session, whatever store the other tests use (the store contract suite runs on it)."""
+    with servers.nx27017(tmp_path_factory.mktemp("nx27017")) as url:
         yield url
-        return
-    docker_gen = _docker_mongo()
-    if docker_gen is not None:
-        yield from docker_gen
-        return
-    srv = embedded.store_server(tmp_path_factory.mktemp("store"))
-    srv.start()
-    try:
-        yield embedded.mongo_url(srv)
-    finally:
-        srv.stop()
+
+
+@pytest.fixture(scope="session")
+def docker_mongo_url() -> Iterator[str]:
+    """MongoDB in Docker for the session; the test is skipped, saying why, where none can run."""
+    if why := servers.docker_unavailable():
+        pytest.skip(f"MongoDB under testcontainers: {why}")
+    with servers.docker_mongodb() as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def xiuhua_store_url(request: pytest.FixtureRequest) -> str:
+    """The store of the whole suite and of the `xiuhua` plugin's fixture alike: `XIUHUA_TEST_MONGO_URL`, else
+    MongoDB in Docker where an engine answers (`XIUHUA_TEST_DOCKER=0`: never), else nx-27017."""
+    if url := os.environ.get(servers.MONGO_URL_ENV):
+        return url
+    if servers.docker_unavailable() is None:
+        return str(request.getfixturevalue("docker_mongo_url"))
+    return str(request.getfixturevalue("nx27017_url"))
+
+
+@pytest.fixture(scope="session")
+def mongo_url(xiuhua_store_url: str) -> str:
+    """One store for the session; each test gets its own database prefix."""
+    return xiuhua_store_url
 
 
 @pytest.fixture(scope="session")
@@ -90,36 +82,25 @@ def service_bindings() -> security.Bindings:
 def nats_server(tmp_path: Path, service_bindings: security.Bindings) -> Iterator[embedded.ServerProcess]:
     """A fresh nats-server with JetStream for one test, with the embedded default's users and permissions; the
     passwords are in `tmp_path/var/security` (where the `settings` fixture's services find their own)."""
-    conf, passwords = security.write_embedded_config(tmp_path / "var", service_bindings)
-    srv = embedded.nats_server(tmp_path / "nats", config=conf)
-    srv.start()
-    CREDENTIALS[embedded.nats_url(srv)] = passwords
-    try:
-        yield srv
-    finally:
-        srv.stop()
-        CREDENTIALS.pop(embedded.nats_url(srv), None)
-        log = srv.log_path.read_text(errors="replace") if srv.log_path.exists() else ""
-        # What ships must not trip the permissions: a refusal a test provokes on purpose says so (`refusals_expected`).
-        if "Violation" in log and not getattr(srv, "refusals_expected", False):
-            pytest.fail("permission violations in the nats-server log:\n"
-                        + "\n".join(line for line in log.splitlines() if "Violation" in line)[-3000:])
+    with servers.secured_nats(tmp_path / "var", tmp_path / "nats", service_bindings) as (srv, passwords):
+        CREDENTIALS[embedded.nats_url(srv)] = passwords
+        try:
+            yield srv
+        finally:
+            CREDENTIALS.pop(embedded.nats_url(srv), None)
+    log = srv.log_path.read_text(errors="replace") if srv.log_path.exists() else ""
+    # What ships must not trip the permissions: a refusal a test provokes on purpose says so (`refusals_expected`).
+    if "Violation" in log and not getattr(srv, "refusals_expected", False):
+        pytest.fail("permission violations in the nats-server log:\n"
+                    + "\n".join(line for line in log.splitlines() if "Violation" in line)[-3000:])
 
 
 @pytest.fixture
 async def settings(nats_server: embedded.ServerProcess, mongo_url: str, tmp_path: Path) -> Settings:
     """Settings pointing at this test's servers, streams provisioned, databases of its own. They carry no user:
     each service started with them connects as its own (`security.embedded_credentials`)."""
-    url = embedded.nats_url(nats_server)
-    await provision_streams(url, connect_opts=login(url, security.OPERATOR))
-    return Settings(
-        nats_url=url,
-        mongo_url=mongo_url,
-        db_prefix=f"t{uuid.uuid4().hex[:10]}_",
-        var_dir=tmp_path / "var",
-        city_dir=DEMO_CITY,
-        max_deliver=3,
-        store_tx_lock_dir=tmp_path / "locks",
+    return await servers.provisioned_settings(
+        embedded.nats_url(nats_server), mongo_url, tmp_path / "var", city_dir=DEMO_CITY, max_deliver=3
     )
 
 
@@ -129,16 +110,3 @@ def city() -> City:
     return load_city(DEMO_CITY)
 
 
-async def eventually(check, timeout: float = 15.0, interval: float = 0.1):  # noqa: ASYNC109
-    """Poll a check (plain or async) until it returns a truthy value; fail with the last value after the timeout."""
-    deadline = asyncio.get_running_loop().time() + timeout
-    last = None
-    while asyncio.get_running_loop().time() < deadline:
-        with contextlib.suppress(AssertionError):
-            last = check()
-            if inspect.isawaitable(last):
-                last = await last
-            if last:
-                return last
-        await asyncio.sleep(interval)
-    raise AssertionError(f"condition not met within {timeout}s (last: {last!r})")

@@ -10,8 +10,7 @@ from pathlib import Path
 
 from services.intake.model_classifier import ModelClassifier
 from services.intake.training import train
-from tests.conftest import eventually
-from tests.helpers import BusRecorder, publish, system
+from tests.helpers import BusRecorder, eventually, publish, system
 from xiuhua_tools.classification.learn import load_corrections
 from xiuhua_tools.commands.classify import load_rows
 

@@ -13,40 +13,13 @@ from contracts.merchants import MerchantEscalated
 from services.dispatch.app import SPEC
 from services.scoring.periods import periods_of
 from services.scoring.store import CASE_FACTS, UNIT_PERIODS
-from tests.conftest import eventually
-from tests.helpers import BusRecorder, publish, system
+from tests.helpers import BusRecorder, eventually, publish, system
+from tests.helpers.dispatch import CommandSender, _by_command
 from xiuhua.service import running
 
 LEAD = {"unit_id": "CD-SAN", "role": "sanitation", "name": "王强"}
 CENTRE = {"unit_id": "XH-CC", "role": "command_centre", "name": "李督查"}
 HOTLINE = {"unit_id": "XH-12345", "role": "hotline", "name": "话务员"}
-
-
-class Commands:
-    """Publishes commands with fresh ids and waits for what they cause."""
-
-    def __init__(self, url: str, bus: BusRecorder) -> None:
-        self.url, self.bus, self.n = url, bus, 0
-
-    async def send(self, action: str, case_id: str, actor: dict, **fields: Any) -> str:
-        self.n += 1
-        cid = f"cmd-{action}-{self.n}"
-        body = {"command_id": cid, "case_id": case_id, "actor": actor, "at": datetime.now(UTC).isoformat(), **fields}
-        await publish(self.url, f"cmd.v1.case.{action}", body, msg_id=cid)
-        return cid
-
-    async def expect(self, action: str, case_id: str, actor: dict, event: str, **fields: Any) -> dict:
-        """Send a command and wait for the event it causes (matched by command id)."""
-        cid = await self.send(action, case_id, actor, **fields)
-        return await eventually(lambda: _by_command(self.bus, event, cid), timeout=20)
-
-    async def rejected(self, action: str, case_id: str, actor: dict, **fields: Any) -> dict:
-        """Send a command that must be refused and return the rejection."""
-        return await self.expect(action, case_id, actor, "command_rejected", **fields)
-
-
-def _by_command(bus: BusRecorder, event: str, command_id: str) -> dict | None:
-    return next((b for b in bus.on(f"case.v1.{event}.") if b.get("command_id") == command_id), None)
 
 
 def opened(city, case_id: str, code: str = "0201", area: str = "CD01", **over: Any) -> CaseOpened:
@@ -70,7 +43,7 @@ async def test_report_to_closed_and_rated_with_extension_and_rework(settings, ci
         "location": {"lng": 120.16, "lat": 30.255, "coord_system": "wgs84"},
     }
     async with BusRecorder(settings.nats_url) as bus, system(settings, only=("intake", "dispatch")) as rts:
-        cmd = Commands(settings.nats_url, bus)
+        cmd = CommandSender(settings.nats_url, bus)
         await publish(settings.nats_url, "report.v1.in.grid", report, msg_id="grid:R-LC-1")
         dispatched = await eventually(lambda: bus.on("case.v1.dispatched."), timeout=30)
         case_id = dispatched[0]["case_id"]
@@ -120,7 +93,7 @@ async def test_report_to_closed_and_rated_with_extension_and_rework(settings, ci
 
 async def test_returns_reroute_then_go_to_the_command_centre(settings, city):
     async with BusRecorder(settings.nats_url) as bus, system(settings, only=("dispatch",)):
-        cmd = Commands(settings.nats_url, bus)
+        cmd = CommandSender(settings.nats_url, bus)
         await open_case(settings.nats_url, opened(city, "C-RET"))
         first = await eventually(lambda: bus.on("case.v1.dispatched."), timeout=30)
         assert first[0]["lead_unit"]["unit_id"] == "CD-SAN"
@@ -171,7 +144,7 @@ async def test_low_confidence_merchant_escalation_and_supervisor_found(settings,
         # The penalty case has its own category (处罚), so routing never gives a first failure to enforcement.
         assert m_opened[0]["merchant_id"] == "M-X1" and m_opened[0]["category_code"] == "0407"
 
-        cmd = Commands(settings.nats_url, bus)
+        cmd = CommandSender(settings.nats_url, bus)
         sup_lead = by_case["C-SUP"]["lead_unit"]
         ack = await cmd.expect("acknowledge", "C-SUP", {**sup_lead, "name": "x"}, "acknowledged")
         assert ack["supervisor_found"]
@@ -185,7 +158,7 @@ async def test_low_confidence_merchant_escalation_and_supervisor_found(settings,
 
 async def _run_cases(settings, city, bus: BusRecorder, ids: list[str]) -> None:
     """Open cases and take each through acknowledge → resolve → verify, with one illegal command each."""
-    cmd = Commands(settings.nats_url, bus)
+    cmd = CommandSender(settings.nats_url, bus)
     for cid in ids:
         await open_case(settings.nats_url, opened(city, cid))
     await eventually(lambda: len({d["case_id"] for d in bus.on("case.v1.dispatched.")}) == len(ids), timeout=30)
@@ -222,14 +195,13 @@ async def test_two_instances_publish_exactly_what_one_would(settings, city):
     assert messages == expected  # not even a duplicate publish reached the bus
 
 
-
 async def test_a_triaged_case_is_assigned_by_the_command_centre_and_flows_on(settings, city):
     """人工派遣: a triage-category case and a low-confidence one wait with the command centre; the centre assigns
     the first (new category, named unit), which is handled and closed, and cancels the second. Scoring counts the
     manual dispatch like any other and the cancelled case in no closure."""
     enf = {"unit_id": "CD-ENF", "role": "enforcement", "name": "执法队员"}
     async with BusRecorder(settings.nats_url) as bus, system(settings, only=("dispatch", "scoring")) as rts:
-        cmd = Commands(settings.nats_url, bus)
+        cmd = CommandSender(settings.nats_url, bus)
         await open_case(settings.nats_url, opened(city, "C-TRI", code="9901", source="hotline",
                                                   description="解放路口有人占道摆摊卖菜"))
         await open_case(settings.nats_url, opened(city, "C-CAN", category_confidence=0.3))

@@ -10,9 +10,8 @@ from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from services.intake.app import of
-from tests.conftest import eventually
-from tests.helpers import BusRecorder, connect, publish, system
-from tests.unit.test_hj212 import DUST_MN, DUST_PW, dust, frame, hj212_crc
+from tests.helpers import BusRecorder, connect, eventually, publish, system
+from tests.helpers.hj212 import DUST_MN, DUST_PW, dust, frame, hj212_crc
 from xiuhua.clock import FrozenClock
 
 NOW = datetime(2026, 11, 23, 2, 0, tzinfo=UTC)

@@ -7,8 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 from contracts.cases import CaseClosed, CaseReopened
 from services.intake.cases import domain_of
-from tests.conftest import eventually
-from tests.helpers import BusRecorder, publish, system
+from tests.helpers import BusRecorder, eventually, publish, system
 from xiuhua.clock import FrozenClock
 
 NOW = datetime(2026, 11, 23, 2, 0, tzinfo=UTC)

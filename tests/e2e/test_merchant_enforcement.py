@@ -7,8 +7,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from contracts.reports import MerchantCheck
-from tests.conftest import eventually
-from tests.helpers import BusRecorder, publish, system
+from tests.helpers import BusRecorder, eventually, publish, system
 
 
 async def test_two_failed_checks_open_and_dispatch_an_enforcement_case(settings):

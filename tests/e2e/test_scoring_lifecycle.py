@@ -7,9 +7,8 @@ from datetime import UTC, datetime
 
 from services.scoring.periods import periods_of
 from services.scoring.store import MERCHANT_PERIODS, UNIT_PERIODS
-from tests.conftest import eventually
-from tests.e2e.test_dispatch_lifecycle import CENTRE, HOTLINE, LEAD, Commands
-from tests.helpers import BusRecorder, publish, system
+from tests.helpers import BusRecorder, eventually, publish, system
+from tests.helpers.dispatch import CENTRE, HOTLINE, LEAD, CommandSender
 
 
 async def test_a_case_handled_with_one_rework_is_scored_for_its_unit(settings, city):
@@ -19,7 +18,7 @@ async def test_a_case_handled_with_one_rework_is_scored_for_its_unit(settings, c
         "location": {"lng": 120.16, "lat": 30.255, "coord_system": "wgs84"},
     }
     async with BusRecorder(settings.nats_url) as bus, system(settings, only=("intake", "dispatch", "scoring")) as rts:
-        cmd = Commands(settings.nats_url, bus)
+        cmd = CommandSender(settings.nats_url, bus)
         await publish(settings.nats_url, "report.v1.in.grid", report, msg_id="grid:R-SC-1")
         dispatched = await eventually(lambda: bus.on("case.v1.dispatched."), timeout=30)
         case_id = dispatched[0]["case_id"]

@@ -12,8 +12,7 @@ import nats
 import pytest
 from nats.errors import MaxPayloadError
 
-from tests.conftest import eventually
-from tests.helpers import BusRecorder, publish, system
+from tests.helpers import BusRecorder, eventually, publish, system
 from xiuhua import embedded, security
 from xiuhua_tools.chaos.feed import reports
 

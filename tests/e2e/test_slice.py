@@ -5,8 +5,7 @@ from __future__ import annotations
 import asyncio
 from datetime import datetime
 
-from tests.conftest import eventually
-from tests.helpers import BusRecorder, patrol_report, publish, system
+from tests.helpers import BusRecorder, eventually, patrol_report, publish, system
 
 
 async def test_patrol_report_flows_to_dispatch_score_and_alert(settings):

@@ -11,8 +11,7 @@ from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from tests.conftest import eventually
-from tests.helpers import BusRecorder, patrol_report, publish, system
+from tests.helpers import BusRecorder, eventually, patrol_report, publish, system
 from xiuhua import tracing
 
 

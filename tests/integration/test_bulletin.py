@@ -21,18 +21,17 @@ from services.notify.bulletin import service as bulletin
 from services.notify.bulletin.builder import build_bulletin, build_steps
 from services.notify.bulletin.projection import WEEKS
 from services.notify.bulletin.weeks import week_of
-from tests.conftest import eventually
-from tests.helpers import BusRecorder, publish
+from tests.helpers import BusRecorder, eventually, publish
+from tests.helpers.bulletin import BULLETIN_ONLY
 from xiuhua.clock import FrozenClock
 from xiuhua.registry import spec
-from xiuhua.service import Runtime, ServiceSpec, running
+from xiuhua.service import Runtime, running
 from xiuhua.settings import Settings
 
 W46 = datetime(2026, 11, 10, 2, 0, tzinfo=UTC)  # Tuesday 10:00 city time, week 2026-W46
 W47 = datetime(2026, 11, 17, 2, 0, tzinfo=UTC)  # Tuesday 10:00 city time, week 2026-W47
 PUBLISH_TIME = datetime(2026, 11, 23, 7, 0, 5, tzinfo=UTC)  # Monday 23 November 15:00:05 in Shanghai
 
-BULLETIN_ONLY = ServiceSpec(name="notify", service=bulletin.Bulletin, collections=bulletin.COLLECTIONS)
 SAN = UnitRef(unit_id="CD-SAN", name="城东环卫所", role=UnitRole.sanitation)
 ENF = UnitRef(unit_id="CD-ENF", name="城东综合执法中队", role=UnitRole.enforcement)
 COMMUNITIES = {"CD01": "东园社区", "CD02": "西园社区"}

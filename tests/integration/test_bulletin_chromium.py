@@ -145,7 +145,7 @@ def is_pdf(path: str) -> bool:
 
 async def test_a_quiet_week_builds_with_pdf_editions_named_in_the_event(settings, tmp_path: Path) -> None:
     from services.notify.bulletin.builder import build_bulletin
-    from tests.integration.test_bulletin import BULLETIN_ONLY
+    from tests.helpers.bulletin import BULLETIN_ONLY
     from xiuhua.service import running
 
     async with running(BULLETIN_ONLY, settings) as rt:

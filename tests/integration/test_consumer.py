@@ -10,8 +10,7 @@ import time
 import nats
 
 from contracts.cases import CaseDispatched
-from tests.conftest import eventually
-from tests.helpers import BusRecorder, as_operator, connect, publish
+from tests.helpers import BusRecorder, as_operator, connect, eventually, publish
 from xiuhua.consumer import Batch, Subscription, count
 from xiuhua.service import ServiceSpec, running
 

@@ -9,8 +9,7 @@ import logging
 from pymongo.errors import AutoReconnect
 
 from contracts.cases import CaseDispatched
-from tests.conftest import eventually
-from tests.helpers import as_operator, publish
+from tests.helpers import as_operator, eventually, publish
 from xiuhua import logs
 from xiuhua.consumer import Batch, Subscription
 from xiuhua.service import ServiceSpec, running

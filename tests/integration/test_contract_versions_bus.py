@@ -10,7 +10,7 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from contracts import registry, streams
 from contracts.cases import CaseOpened
-from tests.unit.test_contract_versions import CaseOpenedV2, v1_event, v2_event
+from tests.helpers.contract_versions import CaseOpenedV2, v1_event, v2_event
 from xiuhua import security
 from xiuhua.bus import provision_streams
 from xiuhua.client import XiuhuaClient

@@ -10,8 +10,7 @@ import httpx
 
 from contracts.cases import CaseOpened
 from services.dispatch.app import SPEC
-from tests.conftest import eventually
-from tests.helpers import BusRecorder, publish
+from tests.helpers import BusRecorder, eventually, publish
 from xiuhua.clock import FrozenClock
 from xiuhua.service import asgi_app, running
 

@@ -17,8 +17,7 @@ from contracts.cases import CaseOpened
 from services.dispatch.app import SPEC, of
 from services.dispatch.case import TIMER_FIELD
 from services.dispatch.store import index_legacy_timers
-from tests.conftest import eventually
-from tests.helpers import BusRecorder, publish
+from tests.helpers import BusRecorder, eventually, publish
 from xiuhua.clock import FrozenClock
 from xiuhua.service import running
 

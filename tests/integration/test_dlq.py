@@ -11,8 +11,7 @@ import sys
 import pytest
 
 from contracts.cases import CaseDispatched
-from tests.conftest import eventually
-from tests.helpers import as_operator, publish
+from tests.helpers import as_operator, eventually, publish
 from xiuhua.consumer import Batch, Subscription
 from xiuhua.service import ServiceSpec, running
 from xiuhua_tools.commands.dlq import list_letters, redrive, redrive_id

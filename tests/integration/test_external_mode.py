@@ -11,8 +11,7 @@ from pathlib import Path
 
 import psutil
 
-from tests.conftest import eventually
-from tests.helpers import BusRecorder, publish, system
+from tests.helpers import BusRecorder, eventually, publish, system
 from xiuhua.embedded import free_port
 
 XIUHUA = str(Path(sys.executable).parent / "xiuhua")

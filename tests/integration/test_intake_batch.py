@@ -16,8 +16,7 @@ from contracts.values import Place
 from services.intake import duplicates
 from services.intake.app import SPEC
 from services.intake.store import COLLECTIONS, LOCKS, OPEN, OPEN_KEYS, BatchIO, list_open_cases
-from tests.conftest import eventually
-from tests.helpers import BusRecorder, Commands, publish
+from tests.helpers import BusRecorder, Commands, eventually, publish
 from xiuhua.city import load_city
 from xiuhua.city.intake import Duplicates
 from xiuhua.clock import FrozenClock

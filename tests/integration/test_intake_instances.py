@@ -7,8 +7,7 @@ import contextlib
 from datetime import UTC, datetime, timedelta
 
 from services.intake.app import SPEC
-from tests.conftest import eventually
-from tests.helpers import BusRecorder, publish
+from tests.helpers import BusRecorder, eventually, publish
 from xiuhua.clock import FrozenClock
 from xiuhua.service import running
 

@@ -15,7 +15,8 @@ from contracts import commands, reports, subjects
 from contracts.cases import CaseAcknowledged, CaseCommandRejected, CaseDispatched
 from contracts.commands import Acknowledge, Actor, CaseCommand
 from contracts.reports import GridReport, HotlineOrder
-from contracts.values import UnitRef, UnitRole
+from contracts.values import UnitRole
+from tests.helpers.integrator import dispatched
 from xiuhua import security
 from xiuhua.bus import provision_streams
 from xiuhua.client import (
@@ -39,19 +40,6 @@ def grid(report_id: str = "R-1") -> GridReport:
         description="解放路口垃圾箱满溢，垃圾散落",
         category_code="0201",
         location={"lng": 120.16, "lat": 30.255, "coord_system": "wgs84"},
-    )
-
-
-def dispatched(case_id: str, lead: str, cooperating: tuple[str, ...] = (), street: str = "CD") -> CaseDispatched:
-    return CaseDispatched(
-        case_id=case_id,
-        street_code=street,
-        category_code="0201",
-        rule_id="r",
-        lead_unit=UnitRef(unit_id=lead, name=lead, role=UnitRole.sanitation),
-        cooperating_units=[UnitRef(unit_id=u, name=u, role=UnitRole.community) for u in cooperating],
-        due_at=datetime.now(UTC),
-        time_limit="4h",
     )
 
 

@@ -12,8 +12,7 @@ from contracts.cases import CaseDispatched
 from contracts.queries import MerchantFiguresReply, RankingQuery, RankingReply, UnitFiguresReply
 from contracts.reports import MerchantCheck
 from contracts.values import UnitRef, UnitRole
-from tests.conftest import eventually
-from tests.helpers import login
+from tests.helpers import eventually, login
 from xiuhua.client import InvalidMessage, NoAnswer, QueryFailed, XiuhuaClient
 from xiuhua.clock import FrozenClock
 from xiuhua.registry import spec

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 from contracts.cases import CaseDispatched
 from services.notify.ratelimit import TokenBuckets
-from tests.conftest import eventually
+from tests.helpers import eventually
 from xiuhua.bus import Outgoing
 from xiuhua.city.alerts import RateLimit
 from xiuhua.clock import FrozenClock

@@ -19,10 +19,9 @@ from services.notify.app import SPEC, of
 from services.notify.channels import FileChannel
 from services.notify.store import DELIVERIES
 from services.notify.worker import CLAIM_LEASE_S
-from tests.conftest import eventually
-from tests.helpers import BusRecorder
-from tests.integration.test_notify_alerts_channels import receiver
-from tests.integration.test_notify_alerts_delivery import T0, alert_city, doc, notify, overdue, planned, send
+from tests.helpers import BusRecorder, eventually
+from tests.helpers.channels import receiver
+from tests.helpers.notify import T0, alert_city, doc, notify, overdue, planned, send
 from xiuhua import embedded
 from xiuhua.clock import FrozenClock
 from xiuhua.service import running

@@ -16,9 +16,9 @@ from services.notify.bulletin.projection import CASES as BULLETIN_CASES
 from services.notify.delivery_log import by_case, render
 from services.notify.store import DELIVERIES
 from services.notify.worker import DeliveryWorker
-from tests.conftest import eventually
-from tests.integration.test_notify_alerts_channels import receiver
-from tests.integration.test_notify_alerts_delivery import T0, alert_city, dispatched, notify, overdue, planned, send
+from tests.helpers import eventually
+from tests.helpers.channels import receiver
+from tests.helpers.notify import T0, alert_city, dispatched, notify, overdue, planned, send
 from xiuhua.city.alerts import RateLimit
 from xiuhua.clock import FrozenClock
 from xiuhua.service import Runtime

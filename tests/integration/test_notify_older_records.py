@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 from services.notify.bulletin.projection import CASES as BULLETIN_CASES
 from services.notify.store import CASES as ALERT_CASES
-from tests.conftest import eventually
+from tests.helpers import eventually
 from xiuhua.clock import FrozenClock
 from xiuhua.registry import spec
 from xiuhua.service import running

@@ -14,14 +14,12 @@ from starlette.applications import Starlette
 from contracts.cases import CaseCancelled, CaseDispatched, CaseOpened
 from contracts.values import Place, ReportSource, UnitRef, UnitRole
 from services.intake.open311.routes import Open311Api, Open311Settings
-from tests.conftest import eventually
-from tests.helpers import BusRecorder, publish, publish_event, system
+from tests.helpers import BusRecorder, eventually, publish, publish_event, system
+from tests.helpers.open311 import BASE, KEY
 from xiuhua.clock import FrozenClock
 from xiuhua.registry import spec
 from xiuhua.service import asgi_app
 
-KEY = "demo-open311-key-0001"
-BASE = "http://xiuhua.test/open311/v2"
 PII = ("13812345678", "5678", "张三", "Zhang", "alice@example.cn", "dev-9f8e7d", "acct-42")
 
 

@@ -8,8 +8,7 @@ from collections.abc import AsyncIterator
 import httpx
 import uvicorn
 
-from tests.conftest import eventually
-from tests.helpers import BusRecorder
+from tests.helpers import BusRecorder, eventually
 from xiuhua.registry import spec
 from xiuhua.service import asgi_app, build_runtime
 

@@ -10,9 +10,8 @@ import httpx
 from starlette.applications import Starlette
 
 from services.intake.open311.routes import Open311Api, Open311Settings
-from tests.conftest import eventually
-from tests.helpers import BusRecorder, system
-from tests.integration.test_open311_api import BASE, KEY
+from tests.helpers import BusRecorder, eventually, system
+from tests.helpers.open311 import BASE, KEY
 from xiuhua.clock import FrozenClock
 from xiuhua.settings import DEMO_CITY
 

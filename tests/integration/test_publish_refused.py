@@ -9,8 +9,7 @@ from pathlib import Path
 import pytest
 
 from contracts.merchants import MerchantEscalated
-from tests.conftest import eventually
-from tests.helpers import CREDENTIALS, BusRecorder, login, publish, system
+from tests.helpers import CREDENTIALS, BusRecorder, eventually, login, publish, system
 from xiuhua import embedded, security
 from xiuhua.bus import provision_streams
 from xiuhua.settings import DEMO_CITY, Settings

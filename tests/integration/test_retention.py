@@ -11,8 +11,7 @@ from pymongo import monitoring
 
 from contracts.cases import CaseDispatched
 from services.intake.store import RAW, RECEIVED_S, REFS, RETAINED, TELEMETRY_S, TRANSFERS, BatchIO
-from tests.conftest import eventually
-from tests.helpers import as_operator, login
+from tests.helpers import as_operator, eventually, login
 from xiuhua.bus import Outgoing
 from xiuhua.city.retention import RetentionFile
 from xiuhua.clock import FrozenClock
@@ -252,7 +251,7 @@ async def test_closed_cases_go_by_the_archive_rule_from_when_they_ended_open_one
     from services.dispatch.case import CLOSED_FIELD, State
     from services.dispatch.store import CASES
     from services.dispatch.store import RETAINED as DISPATCH_RETAINED
-    from tests.unit.test_dispatch_lifecycle import new_case
+    from tests.helpers.dispatch import new_case
 
     store = Store(mongo_url, f"t{uuid.uuid4().hex[:10]}_dispatch")
     now = T0 + timedelta(days=1000)
@@ -283,7 +282,7 @@ async def test_closed_cases_go_by_the_archive_rule_from_when_they_ended_open_one
 
 async def test_cases_an_older_build_closed_get_the_number_the_purge_ranges_over(mongo_url, city) -> None:
     from services.dispatch.case import CLOSED_FIELD, State
-    from tests.unit.test_dispatch_lifecycle import new_case
+    from tests.helpers.dispatch import new_case
     from xiuhua.store import backfill_seconds
 
     store = Store(mongo_url, f"t{uuid.uuid4().hex[:10]}_dispatch")

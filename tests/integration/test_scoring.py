@@ -10,9 +10,7 @@ import os
 import random
 import subprocess
 import sys
-from datetime import UTC, datetime, timedelta
-
-import nats
+from datetime import UTC, datetime
 
 from contracts.reports import MerchantCheck
 from services.scoring import closing, query, rebuild, units
@@ -20,10 +18,9 @@ from services.scoring.query import QUERY_MERCHANT, QUERY_RANKING, QUERY_UNIT
 from services.scoring.rebuild import archive_caught_up, archived_up_to, rebuild_and_check
 from services.scoring.store import MERCHANT_PERIODS, MERCHANTS, UNIT_PERIODS
 from services.scoring.window import Window
-from tests.conftest import eventually
-from tests.helpers import BusRecorder, as_operator, connect
-from tests.unit.test_scoring_fold import _history
-from xiuhua import security
+from tests.helpers import BusRecorder, as_operator, connect, eventually
+from tests.helpers.bus import publish_all
+from tests.helpers.scoring import aged, history
 from xiuhua.clock import FrozenClock
 from xiuhua.registry import spec
 from xiuhua.service import running
@@ -65,20 +62,6 @@ def _checks() -> list[MerchantCheck]:
     ]
 
 
-async def _publish_all(url: str, messages: list[tuple[str, bytes, str]]) -> None:
-    """Publish in order, each message as the user who publishes it in production (dispatch, the patrol app)."""
-    conns: dict[str, nats.NATS] = {}
-    try:
-        for subject, body, msg_id in messages:
-            user = security.publisher_of(subject)
-            if user not in conns:
-                conns[user] = await connect(url, user)
-            await conns[user].jetstream().publish(subject, body, headers={"Nats-Msg-Id": msg_id})
-    finally:
-        for nc in conns.values():
-            await nc.close()
-
-
 async def _request(url: str, subject: str, body: dict) -> dict:
     nc = await connect(url, "command_centre")
     try:
@@ -101,7 +84,7 @@ def _cli(settings, *args: str) -> subprocess.CompletedProcess:
 
 
 async def test_live_scores_equal_the_fold_and_a_rebuild(settings, city, monkeypatch):
-    events = _history(11, 40)
+    events = history(11, 40)
     rnd = random.Random(5)
     wire = [(e.subject_for(), e.to_json(), e.event_id) for e in events]
     # Redelivered copies with new message ids (a resend after the duplicate window): applied as messages,
@@ -121,7 +104,7 @@ async def test_live_scores_equal_the_fold_and_a_rebuild(settings, city, monkeypa
         running(scoring, settings, clock=clock, city=city) as rt1,
         running(scoring, settings, clock=clock, city=city) as rt2,
     ):
-        await _publish_all(settings.nats_url, wire)
+        await publish_all(settings.nats_url, wire)
 
         async def settled() -> bool:
             docs = {d["_id"]: d async for d in rt1.store[UNIT_PERIODS].find({})}
@@ -253,22 +236,11 @@ async def test_archive_caught_up_waits_for_the_check_just_published(settings):
         await nc.close()
 
 
-def _aged(events: list, prefix: str, days: int) -> list:
-    """The same lifecycles under other case ids, `days` earlier."""
-    out = []
-    for e in events:
-        update: dict = {"case_id": f"{prefix}{e.case_id}", "occurred_at": e.occurred_at - timedelta(days=days)}
-        if hasattr(e, "reported_at"):
-            update["reported_at"] = e.reported_at - timedelta(days=days)
-        out.append(e.model_copy(update=update))
-    return out
-
-
 async def test_rebuild_compares_what_the_streams_still_hold(settings, city):
-    old_events = _aged(_history(21, 12), "OLD-", 150)  # July–September 2026
-    straddling = _aged(_history(31, 1), "STR-", 0)  # opened long ago, handled lately
-    straddling[:2] = _aged(straddling[:2], "", 150)
-    new_events = _history(11, 12)
+    old_events = aged(history(21, 12), "OLD-", 150)  # July–September 2026
+    straddling = aged(history(31, 1), "STR-", 0)  # opened long ago, handled lately
+    straddling[:2] = aged(straddling[:2], "", 150)
+    new_events = history(11, 12)
 
     def check(cid: str, mid: str, at: datetime, result: str) -> MerchantCheck:
         items = {"hygiene": result, "order": "pass", "greenery": "pass"}
@@ -292,7 +264,7 @@ async def test_rebuild_compares_what_the_streams_still_hold(settings, city):
     for e in everything:
         expected.apply(e)
     async with running(spec("scoring"), settings, city=city) as rt:
-        await _publish_all(settings.nats_url, wire([*old_events, *straddling[:2]], old_checks))
+        await publish_all(settings.nats_url, wire([*old_events, *straddling[:2]], old_checks))
         nc = await connect(settings.nats_url, "operator")
         try:
             js = nc.jetstream()
@@ -300,7 +272,7 @@ async def test_rebuild_compares_what_the_streams_still_hold(settings, city):
             first_new = {s: (await js.stream_info(s)).state.last_seq + 1 for s in ("XH_CASES", "XH_CHECKS")}
         finally:
             await nc.close()
-        await _publish_all(settings.nats_url, wire([*straddling[2:], *new_events], new_checks))
+        await publish_all(settings.nats_url, wire([*straddling[2:], *new_events], new_checks))
 
         async def settled() -> bool:
             docs = {d["_id"]: d async for d in rt.store[UNIT_PERIODS].find({})}
@@ -348,25 +320,25 @@ async def test_a_case_event_that_publishes_nothing_leaves_no_ledger_entry(settin
     # the outbox that republishes after a crash. A resend under new message ids changes nothing either way.
     from services.scoring.store import CASE_FACTS
 
-    opened, dispatched = _history(3, 1)[:2]
+    opened, dispatched = history(3, 1)[:2]
     assert type(opened).__name__ == "CaseOpened" and type(dispatched).__name__ == "CaseDispatched"
     clock = FrozenClock(datetime(2026, 12, 31, 17, 0, tzinfo=UTC))
     async with BusRecorder(settings.nats_url) as bus, running(spec("scoring"), settings, clock=clock, city=city) as rt:
-        await _publish_all(settings.nats_url, [(opened.subject_for(), opened.to_json(), opened.event_id)])
+        await publish_all(settings.nats_url, [(opened.subject_for(), opened.to_json(), opened.event_id)])
 
         async def facts() -> list:
             doc = await rt.store[CASE_FACTS].find_one({"_id": opened.case_id})
             return [f["id"] for f in doc["facts"]] if doc else []
 
         await eventually(lambda: facts())
-        await _publish_all(settings.nats_url, [(dispatched.subject_for(), dispatched.to_json(), dispatched.event_id)])
+        await publish_all(settings.nats_url, [(dispatched.subject_for(), dispatched.to_json(), dispatched.event_id)])
         await eventually(lambda: bus.on("score.v1.unit_updated"), timeout=10)
         keys = {d["_id"] async for d in rt.store["ledger"].find({}, {"_id": 1})}
         assert f"scoring-cases:{opened.event_id}" not in keys
         assert f"scoring-cases:{dispatched.event_id}" in keys
         before = {d["_id"]: d async for d in rt.store[UNIT_PERIODS].find({})}
 
-        await _publish_all(settings.nats_url, [(e.subject_for(), e.to_json(), f"{e.event_id}-again")
+        await publish_all(settings.nats_url, [(e.subject_for(), e.to_json(), f"{e.event_id}-again")
                                                for e in (opened, dispatched)])
         await asyncio.sleep(1.5)  # two follower lingers
         assert await facts() == [opened.event_id, dispatched.event_id]

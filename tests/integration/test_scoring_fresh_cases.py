@@ -7,8 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 from contracts.cases import CaseClosed, CaseDispatched
 from contracts.values import UnitRef
-from tests.conftest import eventually
-from tests.helpers import BusRecorder, publish
+from tests.helpers import BusRecorder, eventually, publish
 from xiuhua.clock import FrozenClock
 from xiuhua.registry import spec
 from xiuhua.service import running

@@ -7,10 +7,9 @@ from datetime import UTC, datetime
 
 from services.scoring.rebuild import rebuild_and_check
 from services.scoring.store import CASE_FACTS, UNIT_PERIODS
-from tests.conftest import eventually
-from tests.helpers import as_operator
-from tests.integration.test_scoring import _publish_all
-from tests.unit.test_scoring_fold import _history
+from tests.helpers import as_operator, eventually
+from tests.helpers.bus import publish_all
+from tests.helpers.scoring import history
 from xiuhua.clock import FrozenClock
 from xiuhua.registry import spec
 from xiuhua.service import running
@@ -18,11 +17,11 @@ from xiuhua.store import Store
 
 
 async def test_apply_replaces_figures_an_older_build_stored(settings, city):
-    events = _history(3, 12)
+    events = history(3, 12)
     scoring = spec("scoring")
     async with running(scoring, settings, clock=FrozenClock(datetime(2026, 12, 31, 17, tzinfo=UTC)), city=city):
         # Each event as the service that publishes it (intake's openings, dispatch's lifecycle).
-        await _publish_all(settings.nats_url, [(e.subject_for(), e.to_json(), e.event_id) for e in events])
+        await publish_all(settings.nats_url, [(e.subject_for(), e.to_json(), e.event_id) for e in events])
 
         async def folded() -> bool:
             return (await rebuild_and_check(as_operator(settings), city)).differences == []

@@ -23,10 +23,9 @@ from services.scoring.store import (
     closing,
     facts_document,
 )
-from tests.conftest import eventually
-from tests.helpers import as_operator
-from tests.integration.test_scoring import _aged, _publish_all
-from tests.unit.test_scoring_fold import _history
+from tests.helpers import as_operator, eventually
+from tests.helpers.bus import publish_all
+from tests.helpers.scoring import aged, history
 from xiuhua.city.retention import DAY, RetentionFile
 from xiuhua.clock import FrozenClock
 from xiuhua.registry import spec
@@ -168,8 +167,8 @@ async def test_facts_an_older_build_stored_get_when_their_case_ended_once(mongo_
 
 
 async def test_a_rebuild_of_a_purged_store_purges_its_replay_the_same_way_and_matches(settings, city) -> None:
-    old = _aged(_history(41, 10), "OLD-", 150)  # ended months before the newer cases began
-    new = _history(42, 10)
+    old = aged(history(41, 10), "OLD-", 150)  # ended months before the newer cases began
+    new = history(42, 10)
     expected = units.UnitFold()
     for e in [*old, *new]:
         expected.apply(e)
@@ -182,7 +181,7 @@ async def test_a_rebuild_of_a_purged_store_purges_its_replay_the_same_way_and_ma
     rebuild_now = datetime.fromtimestamp(old_ends[-1] + horizon + 1, UTC)
     clock = FrozenClock(datetime(2027, 3, 1, tzinfo=UTC))
     async with running(spec("scoring"), settings, clock=clock, city=city) as rt:
-        await _publish_all(settings.nats_url, [(e.subject_for(), e.to_json(), e.event_id) for e in [*old, *new]])
+        await publish_all(settings.nats_url, [(e.subject_for(), e.to_json(), e.event_id) for e in [*old, *new]])
 
         async def settled() -> bool:
             docs = {d["_id"]: d async for d in rt.store[UNIT_PERIODS].find({})}

@@ -14,7 +14,7 @@ import pytest
 from nats.errors import TimeoutError as NatsTimeout
 from nats.js.errors import NotFoundError
 
-from tests.conftest import eventually
+from tests.helpers import eventually
 from xiuhua import embedded, security
 from xiuhua.bus import provision_streams
 from xiuhua.registry import SERVICES, spec
@@ -163,7 +163,7 @@ async def test_an_integrator_restricted_to_its_streets_reads_only_those(tmp_path
             with pytest.raises(SubscribeFailed):
                 await dept.subscribe_unit_cases("JQ-SAN", handler, durable="units", streets=["JQ"])
             await dept.subscribe_unit_cases("JQ-SAN", handler, streets=["JQ"])  # durable `dept_jq`
-            from tests.integration.test_integrator_client import dispatched
+            from tests.helpers.integrator import dispatched
 
             await dispatch.publish_event(dispatched("C-JQ", "JQ-SAN", street="JQ"))
             await dispatch.publish_event(dispatched("C-CD", "JQ-SAN", street="CD"))  # not its street
@@ -179,7 +179,7 @@ async def test_an_integrator_reads_its_own_inboxes_and_nobody_elses(secure):
     """`units` may not subscribe to another user's inboxes nor to the clients' shared `_INBOX.>` (a tap on every
     delivery, around every restriction), and hears nothing there; its own client follows its durable and waits
     for an event through replies to its own prefix."""
-    from tests.integration.test_integrator_client import dispatched
+    from tests.helpers.integrator import dispatched
     from xiuhua.client import XiuhuaClient
 
     url, pw, srv = secure

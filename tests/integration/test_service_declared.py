@@ -6,8 +6,7 @@ from __future__ import annotations
 import asyncio
 
 from contracts.cases import CaseDispatched
-from tests.conftest import eventually
-from tests.helpers import as_operator, publish
+from tests.helpers import as_operator, eventually, publish
 from xiuhua.consumer import Batch, Subscription
 from xiuhua.service import Job, Runtime, Service, ServiceSpec, running
 

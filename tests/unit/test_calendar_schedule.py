@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.unit.test_dispatch_calendar import CAL, DEMO, sh
+from tests.helpers.calendar import CAL, DEMO, sh
 from xiuhua.city import CityDataError, load_city
 from xiuhua.city.business_calendar import BusinessCalendar
 from xiuhua.city.calendar import CalendarFile

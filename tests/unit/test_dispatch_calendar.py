@@ -4,23 +4,12 @@ from __future__ import annotations
 
 import json
 from datetime import date, datetime, timedelta
-from zoneinfo import ZoneInfo
 
 import pytest
 
-from xiuhua.city import load_city
+from tests.helpers.calendar import CAL, DEMO, SH, sh
 from xiuhua.city.business_calendar import BusinessCalendar, parse_limit
-from xiuhua.settings import DEMO_CITY
 from xiuhua_tools.cli import main
-
-SH = ZoneInfo("Asia/Shanghai")
-# The official 2025 and 2026 schedules are city data (calendar.yaml), as the demo city ships them.
-DEMO = load_city(DEMO_CITY).calendar
-CAL = BusinessCalendar(DEMO)
-
-
-def sh(y: int, mo: int, d: int, h: int = 0, mi: int = 0) -> datetime:
-    return datetime(y, mo, d, h, mi, tzinfo=SH)
 
 
 def test_deadlines_count_office_hours_weekends_and_holidays() -> None:

@@ -13,7 +13,7 @@ from contracts import commands as cmd
 from services.dispatch.case import State
 from services.dispatch.handlers import DispatchHandlers
 from services.dispatch.lifecycle import Applied, Context, decide
-from tests.unit.test_dispatch_lifecycle import command, in_state
+from tests.helpers.dispatch import command, in_state
 from xiuhua.city.business_calendar import BusinessCalendar
 from xiuhua.clock import FrozenClock
 from xiuhua.consumer import Batch, Item

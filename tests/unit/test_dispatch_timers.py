@@ -9,7 +9,7 @@ from contracts.values import Urgency
 from services.dispatch.case import State
 from services.dispatch.lifecycle import Context, open_case
 from services.dispatch.timers import due_timers, event_for, fired, schedule, timer_key
-from tests.unit.test_dispatch_lifecycle import opened
+from tests.helpers.dispatch import opened
 from xiuhua.city.business_calendar import BusinessCalendar
 
 SH = ZoneInfo("Asia/Shanghai")

@@ -13,44 +13,12 @@ from hypothesis import strategies as st
 from contracts.reports import RejectionReason
 from services.intake.hj212.frame import Candidate, Frame, Framer, answer, crc_hex, segment_of, unwrap
 from services.intake.hj212.readings import Accepted, check
+from tests.helpers.hj212 import DUST_MN, DUST_PW, OLD_MN, OLD_PW, dust, frame, hj212_crc, modbus_crc
 
 TZ = ZoneInfo("Asia/Shanghai")
 # The standard's appendix example (a command to set the real-time data interval) with its published CRC.
 STANDARD_EXAMPLE = (b"##0101QN=20160801085857223;ST=32;CN=1062;PW=100000;MN=010000A8900016F000169DC0;Flag=5;"
                     b"CP=&&RtdInterval=30&&1C80\r\n")
-DUST_MN, DUST_PW = "33010020260001", "123456"  # DUST-JQ-0203, model YC-3000 (standard CRC only)
-OLD_MN, OLD_PW = "33010020260002", "654321"  # DUST-CD-0302, model YC-3000-old (also the swapped Modbus CRC)
-
-
-def _register(data: bytes, *, modbus: bool) -> int:
-    """Written from the standard's appendix (and the Modbus routine), independently of the code under test."""
-    reg = 0xFFFF
-    for byte in data:
-        reg = reg ^ byte if modbus else (reg >> 8) ^ byte
-        for _ in range(8):
-            lsb = reg & 1
-            reg >>= 1
-            if lsb:
-                reg ^= 0xA001
-    return reg
-
-
-def hj212_crc(data: bytes) -> int:
-    return _register(data, modbus=False)
-
-
-def modbus_crc(data: bytes) -> int:
-    return _register(data, modbus=True)
-
-
-def frame(segment: str, crc: str | None = None, length: int | None = None) -> bytes:
-    data = segment.encode()
-    crc = crc if crc is not None else f"{hj212_crc(data):04X}"
-    return b"##" + f"{len(data) if length is None else length:04d}".encode() + data + crc.encode() + b"\r\n"
-
-
-def dust(cp: str, *, mn: str = DUST_MN, pw: str = DUST_PW, cn: str = "2011", flag: str = "5") -> str:
-    return f"QN=20261123100000000;ST=39;CN={cn};PW={pw};MN={mn};Flag={flag};CP=&&{cp}&&"
 
 
 def checked(raw: bytes, city) -> Accepted | RejectionReason:

@@ -139,3 +139,22 @@ def test_types_fail_on_a_new_error_and_on_a_stale_baseline_entry(
     (tmp_path / "m.py").write_text("count: int = 1\n")
     assert tasks.types(update=False) == 1  # fixed, but still listed: the baseline must shrink with it
     assert "no longer occur" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        (None, ["-n", "4", "--dist", "loadfile"]),
+        ("0", []),
+        ("1", ["-n", "1", "--dist", "loadfile"]),
+        ("8", ["-n", "8", "--dist", "loadfile"]),
+    ],
+)
+def test_the_whole_suite_runs_in_the_workers_asked_for(value: str | None, expected: list[str]) -> None:
+    env = {} if value is None else {"XIUHUA_TEST_WORKERS": value}
+    assert _tasks().suite_workers(env) == expected
+
+
+def test_a_worker_count_that_is_not_a_number_is_refused_saying_what_is_expected() -> None:
+    with pytest.raises(SystemExit, match="XIUHUA_TEST_WORKERS='auto'"):
+        _tasks().suite_workers({"XIUHUA_TEST_WORKERS": "auto"})

@@ -14,16 +14,16 @@ from contracts.values import Location
 from services.intake.cases import device_place, place_report
 from services.intake.parsing import parse_inbound
 from services.intake.sensors import known_values
-from tests.unit.test_intake_city_data import _copy, _replace
+from tests.helpers.city_files import copy_city, replace_line
 from xiuhua.city import CityDataError, load_city
 
 NOW = datetime(2026, 11, 23, 2, 0, tzinfo=UTC)
 
 
 def test_a_gazetteer_point_outside_its_area_fails_start_up_naming_the_line(tmp_path: Path) -> None:
-    folder = _copy(tmp_path)
+    folder = copy_city(tmp_path)
     # 东园菜市场 (CD01-03) moved to a point in 金桥 (JQ): a case placed by its name would land in the wrong street
-    line = _replace(folder / "intake.yaml", "area: CD01-03, aliases: [东园农贸市场], lng: 120.16, lat: 30.265",
+    line = replace_line(folder / "intake.yaml", "area: CD01-03, aliases: [东园农贸市场], lng: 120.16, lat: 30.265",
                     "area: CD01-03, aliases: [东园农贸市场], lng: 120.11, lat: 30.255")
     with pytest.raises(CityDataError, match=rf"intake.yaml:{line}: gazetteer\.\d+\.lng: the point \(120.11, 30.255\) "
                                             r"of 东园菜市场 lies outside its area CD01-03"):
@@ -46,8 +46,8 @@ def test_a_gazetteer_point_on_its_area_boundary_is_inside(city, tmp_path: Path) 
 ])
 def test_devices_yaml_errors_name_file_line_and_field(tmp_path: Path, old: str, new: str, field: str,
                                                       message: str) -> None:
-    folder = _copy(tmp_path)
-    line = _replace(folder / "devices.yaml", old, new)
+    folder = copy_city(tmp_path)
+    line = replace_line(folder / "devices.yaml", old, new)
     with pytest.raises(CityDataError) as info:
         load_city(folder)
     assert str(info.value).startswith(f"{folder / 'devices.yaml'}:{line}: {field}: ")

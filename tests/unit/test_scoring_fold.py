@@ -14,7 +14,6 @@ from contracts.cases import (
     CaseCancelled,
     CaseClosed,
     CaseDispatched,
-    CaseEscalated,
     CaseEvent,
     CaseExtensionApproved,
     CaseOpened,
@@ -25,95 +24,12 @@ from contracts.cases import (
     CaseReturned,
     CaseVerified,
 )
-from contracts.values import Place, UnitRef
+from contracts.values import Place
 from services.scoring import units
 from services.scoring.periods import periods_of
 from services.scoring.rates import rates
+from tests.helpers.scoring import UNITS, history
 from xiuhua.city.assessment import AssessmentFile
-
-UNITS = [
-    UnitRef(unit_id="CD-SAN", name="城东环卫所", role="sanitation"),
-    UnitRef(unit_id="JQ-SAN", name="金桥环卫所", role="sanitation"),
-    UnitRef(unit_id="CD-ENF", name="城东综合执法队", role="enforcement"),
-    UnitRef(unit_id="JQ-ENF", name="金桥综合执法队", role="enforcement"),
-]
-# Around a year end and a quarter end, so week/month/quarter/year boundaries are crossed (city time).
-START = datetime(2026, 12, 27, 10, 0, tzinfo=UTC)
-
-
-def _case_history(rnd: random.Random, n: int) -> list[CaseEvent]:
-    """One plausible lifecycle, with the branches dispatch can take."""
-    cid = f"C-{n:05d}"
-    t = START + timedelta(hours=rnd.randint(-24 * 40, 24 * 40))
-    evs: list[CaseEvent] = []
-
-    def at() -> datetime:
-        nonlocal t
-        t += timedelta(minutes=rnd.randint(1, 60 * 30))
-        return t
-
-    common: dict[str, Any] = {"case_id": cid, "street_code": "CD", "correlation_id": f"grid:{cid}"}
-    urgent = rnd.random() < 0.2
-    evs.append(CaseOpened(
-        **common, occurred_at=at(), source="inspection" if rnd.random() < 0.15 else "grid", source_ref=cid,
-        category_code="0201", description="x", place=Place(street_code="CD"), reported_at=t,
-        urgency="urgent" if urgent else "normal", supervisor_found=rnd.random() < 0.15,
-    ))
-    unit = rnd.choice(UNITS)
-    rounds = 1
-
-    def dispatch() -> None:
-        evs.append(CaseDispatched(
-            **common, occurred_at=at(), category_code="0201", lead_unit=unit, rule_id="r",
-            due_at=t + timedelta(hours=8), time_limit="8h", dispatch_round=rounds,
-            urgency="urgent" if urgent else "normal",
-        ))
-
-    def u(cls: type, **kw: Any) -> None:
-        evs.append(cls(**common, occurred_at=at(), unit_id=unit.unit_id, **kw))
-
-    dispatch()
-    while rnd.random() < 0.25 and rounds < 3:
-        if rnd.random() < 0.5:
-            u(CaseAcknowledged, in_time=rnd.random() < 0.8)
-        u(CaseReturned, reason="不属于本单位", returns=rounds)
-        unit = rnd.choice([x for x in UNITS if x != unit])
-        rounds += 1
-        dispatch()
-    if rnd.random() < 0.05:
-        u(CaseCancelled, reason="虚假")
-        return evs
-    u(CaseAcknowledged, in_time=rnd.random() < 0.85)
-    if rnd.random() < 0.15:
-        u(CaseExtensionApproved, hours=8, due_at=t + timedelta(hours=16))
-    if rnd.random() < 0.2:
-        u(CaseOverdue, due_at=t)
-        if rnd.random() < 0.5:
-            u(CaseOverdue, due_at=t)  # a second warning of the same overdue: counted once
-        if rnd.random() < 0.5:
-            u(CaseEscalated, level=1, due_at=t)
-    if rnd.random() < 0.1:
-        return evs  # still open
-    for k in range(rnd.choice([0, 0, 0, 1, 2, 3, 4])):
-        u(CaseResolved, on_time=rnd.random() < 0.7)
-        u(CaseVerified, passed=False, rework_count=k + 1)
-    u(CaseResolved, on_time=rnd.random() < 0.8)
-    u(CaseVerified, passed=True)
-    u(CaseClosed, on_time=rnd.random() < 0.8, closed_by="verification")
-    if rnd.random() < 0.7:
-        u(CaseRated, satisfaction=rnd.choice(["satisfied", "satisfied", "basic", "unsatisfied"]))
-    if rnd.random() < 0.08:
-        u(CaseReopened, reason="复发")
-        if rnd.random() < 0.6:
-            u(CaseResolved, on_time=True)
-            u(CaseVerified, passed=True)
-            u(CaseClosed, on_time=False, closed_by="verification")
-    return evs
-
-
-def _history(seed: int, cases: int) -> list[CaseEvent]:
-    rnd = random.Random(seed)
-    return [e for n in range(cases) for e in _case_history(rnd, n)]
 
 
 def _fold(events: list[CaseEvent]) -> units.UnitFold:
@@ -147,7 +63,7 @@ def _batch_definition(events: list[CaseEvent]) -> dict[str, dict[str, Any]]:
 @given(seed=st.integers(0, 2**32 - 1), cases=st.integers(1, 60), order=st.randoms(use_true_random=False),
        dup_share=st.floats(0, 0.5))
 def test_any_order_and_redelivery_give_the_same_documents(seed, cases, order, dup_share) -> None:
-    events = _history(seed, cases)
+    events = history(seed, cases)
     in_order = _fold(events)
     shuffled = _fold(_disorder(events, order, dup_share))
     assert shuffled.docs == in_order.docs
@@ -160,7 +76,7 @@ def test_any_order_and_redelivery_give_the_same_documents(seed, cases, order, du
 
 def test_a_long_random_history_replays_exactly() -> None:
     """About 20,000 events over three months around a year end, shuffled and 30 % redelivered."""
-    events = _history(7, 2000)
+    events = history(7, 2000)
     assert len(events) > 15_000
     live = _fold(_disorder(events, random.Random(1), 0.3))
     rebuilt = _fold(events)
@@ -185,7 +101,7 @@ def test_a_long_random_history_replays_exactly() -> None:
 
 
 def test_events_before_their_dispatch_wait_for_it() -> None:
-    histories = (_history(seed, 1) for seed in range(100))
+    histories = (history(seed, 1) for seed in range(100))
     evs = next(h for h in histories if sum(isinstance(e, CaseDispatched) for e in h) == 1 and len(h) > 5)
     dispatch = next(e for e in evs if isinstance(e, CaseDispatched))
     rest = [e for e in evs if e is not dispatch]
@@ -288,7 +204,8 @@ def test_the_types_scoring_skips_unread_are_exactly_those_that_leave_no_fact() -
     closed = c.CaseClosed.model_validate(c.CaseClosed.example())
     assert units.fact_of(closed.model_copy(update={"outcome": "cancelled"})) is not None  # counted either way
     assert {k.__name__ for k in kinds if units.uncounted(k)} == {
-        "CaseCommandRejected", "CaseDeadlineWarning", "CaseExtensionRequested", "CaseMerged", "CaseTransferred"}
+        "CaseCommandRejected", "CaseDeadlineWarning", "CaseExtensionRequested", "CaseMerged", "CaseTransferred",
+        "CaseTransferCorrected"}
 
 
 # 应结案: a case counts in `due` (and every rate built on it) in the period it fell due — its deadline passed or it

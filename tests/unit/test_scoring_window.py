@@ -15,7 +15,7 @@ from services.scoring import merchants as m
 from services.scoring import units
 from services.scoring.store import facts_document
 from services.scoring.window import Window, comparable, outside
-from tests.unit.test_scoring_fold import START, _history
+from tests.helpers.scoring import START, history
 from xiuhua.city.assessment import MerchantRules
 
 
@@ -53,7 +53,7 @@ def test_what_the_window_keeps_a_replay_of_the_newer_messages_reproduces(city, s
     r = city.assessment.merchants
     registered = {mid: city.merchants[mid].grade for mid in ("M-CD-0001", "M-CD-0003")}
     horizon = START + timedelta(days=cut_days)
-    events = _history(seed, 30)
+    events = history(seed, 30)
     duty = [
         MerchantCheck(
             check_id=f"K{i}",
@@ -109,7 +109,7 @@ def test_with_facts_purged_what_the_window_keeps_a_replay_of_the_newer_messages_
     the cutoff of now."""
     horizon = START + timedelta(days=cut_days)
     cutoff = horizon - timedelta(days=earlier_days)
-    events = _history(seed, 30)
+    events = history(seed, 30)
     live = _purged(_unit_docs(events), cutoff - timedelta(days=lag_days))
     rebuilt = _purged(_unit_docs([e for e in events if e.occurred_at >= horizon]), cutoff)
     left_out = outside(live, rebuilt, Window(cases_from=horizon), MerchantRules(), cutoff.timestamp())

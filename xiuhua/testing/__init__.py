@@ -23,7 +23,6 @@ still loads (an integrator's other tests run as before) and a test that asks for
 
 from __future__ import annotations
 
-import os
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -36,9 +35,11 @@ except ImportError:  # a plain `pip install xiuhua`: only the fixture that needs
     pytest_asyncio = None  # type: ignore[assignment]
 
 from xiuhua.clock import Clock
+from xiuhua.testing import servers
 from xiuhua.testing.harness import XiuhuaHarness, embedded_xiuhua
+from xiuhua.testing.memory_store import MemoryStore
 
-__all__ = ["XiuhuaHarness", "embedded_xiuhua"]
+__all__ = ["MemoryStore", "XiuhuaHarness", "embedded_xiuhua"]
 
 NEEDS_ASYNCIO = 'the xiuhua fixture needs pytest-asyncio, which is not installed: pip install "xiuhua[testing]"'
 
@@ -46,17 +47,8 @@ NEEDS_ASYNCIO = 'the xiuhua fixture needs pytest-asyncio, which is not installed
 @pytest.fixture(scope="session")
 def xiuhua_store_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """One store (nx-27017) for the session; each test's services get their own databases."""
-    if url := os.environ.get("XIUHUA_TEST_MONGO_URL"):
+    with servers.store_url(tmp_path_factory.mktemp("xiuhua-store")) as url:
         yield url
-        return
-    from xiuhua import embedded
-
-    srv = embedded.store_server(tmp_path_factory.mktemp("xiuhua-store"))
-    srv.start()
-    try:
-        yield embedded.mongo_url(srv)
-    finally:
-        srv.stop()
 
 
 @pytest.fixture
@@ -64,13 +56,9 @@ def xiuhua_nats_url(tmp_path: Path) -> Iterator[str]:
     """A fresh nats-server with JetStream for one test (never port 4222), with the users and permissions that
     ship: the `xiuhua` fixture publishes each report and command as the user who sends it in production."""
     from xiuhua import embedded
-    from xiuhua.testing.harness import start_secured_nats
 
-    srv = start_secured_nats(tmp_path / "xiuhua-var", tmp_path / "xiuhua-nats")
-    try:
+    with servers.secured_nats(tmp_path / "xiuhua-var", tmp_path / "xiuhua-nats") as (srv, _):
         yield embedded.nats_url(srv)
-    finally:
-        srv.stop()
 
 
 @pytest.fixture

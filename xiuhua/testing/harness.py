@@ -7,7 +7,6 @@ the services run under their own users: what an integrator's test sees is what p
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import uuid
@@ -23,6 +22,7 @@ from xiuhua import security
 from xiuhua.client import Published, XiuhuaClient
 from xiuhua.clock import Clock
 from xiuhua.settings import Settings
+from xiuhua.testing import servers
 
 
 @dataclass
@@ -46,7 +46,8 @@ class XiuhuaHarness:
             password = self.login(user)["password"]  # a KeyError naming the users there are
             assert self._stack is not None
             self._clients[user] = await self._stack.enter_async_context(
-                XiuhuaClient(self.nats_url, user=user, password=password))  # its inbox prefix: the user's own
+                XiuhuaClient(self.nats_url, user=user, password=password)  # its inbox prefix: the user's own
+            )
         return self._clients[user]
 
     def login(self, user: str) -> dict[str, str]:
@@ -107,12 +108,7 @@ def _publisher(subject: str) -> str:
 def start_secured_nats(var_dir: Path, data_dir: Path) -> Any:
     """A started nats-server (JetStream) with the security model's users, as `xiuhua up` starts it; the passwords
     are written under `var_dir/security`, where `embedded_xiuhua` finds them."""
-    from xiuhua import embedded
-
-    conf, _ = security.write_embedded_config(var_dir)
-    srv = embedded.nats_server(data_dir, config=conf)
-    srv.start()
-    return srv
+    return servers.start_nats(var_dir, data_dir)[0]
 
 
 @contextlib.asynccontextmanager
@@ -129,31 +125,18 @@ async def embedded_xiuhua(
     """Provision the streams on `nats_url`, run the services in this event loop, yield a harness; stop on exit.
     Where `var_dir/security/passwords.json` holds the server's users (`start_secured_nats`), everything connects
     as the user it would in production."""
-    from xiuhua.bus import provision_streams
-    from xiuhua.registry import SERVICES, spec
-    from xiuhua.service import running
-
-    path = var_dir / "security" / "passwords.json"
-    passwords: dict[str, str] = json.loads(path.read_text()) if path.exists() else {}
-    operator: dict[str, Any] = {}
-    if passwords:
-        operator = security.login(security.OPERATOR, passwords[security.OPERATOR])
-    await provision_streams(nats_url, connect_opts=operator)
-    values: dict[str, Any] = {
-        "nats_url": nats_url,
-        "mongo_url": mongo_url,
-        "db_prefix": f"it{uuid.uuid4().hex[:10]}_",
-        "var_dir": var_dir,
-        "store_tx_lock_dir": var_dir / "locks",
+    passwords = servers.passwords_in(var_dir)
+    settings = await servers.provisioned_settings(
+        nats_url,
+        mongo_url,
+        var_dir,
+        db_prefix="it",
         **({"city_dir": city_dir} if city_dir else {}),
         **settings_overrides,
-    }
-    settings = Settings(**values)
+    )
     async with contextlib.AsyncExitStack() as stack:
-        runtimes = {}
-        for name in services if services is not None else SERVICES:
-            runtimes[name] = await stack.enter_async_context(running(spec(name), settings, clock=clock))
-        client = await stack.enter_async_context(XiuhuaClient(nats_url, **operator))
-        await asyncio.sleep(0.2)  # let the services' pull consumers make their first requests
-        yield XiuhuaHarness(settings=settings, client=client, clock=clock, runtimes=runtimes, passwords=passwords,
-                            _stack=stack)
+        runtimes = await stack.enter_async_context(servers.running_services(settings, services, clock=clock))
+        client = await stack.enter_async_context(XiuhuaClient(nats_url, **servers.operator_login(passwords)))
+        yield XiuhuaHarness(
+            settings=settings, client=client, clock=clock, runtimes=runtimes, passwords=passwords, _stack=stack
+        )
