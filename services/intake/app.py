@@ -78,6 +78,7 @@ class Intake(Service):
         domain_of(rt.city)
         await ensure_indexes(rt.store)
         await rt.repair_older_builds(lambda: list_open_cases(rt.store), name="merge-directory")
+        await rt.repair_older_builds(self.handlers.look_for_older_references, name="source-references")
         await open311.on_start(rt)
         await rt.store[hj212.REJECTED].create_index([("at", ASCENDING)])
 

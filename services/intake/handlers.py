@@ -19,7 +19,7 @@ from services.intake.outcomes import Outcomes
 from services.intake.parsing import parse_inbound
 from services.intake.reports import reported_at_of, reporter_of, verdict_doc
 from services.intake.sensor_readings import SensorReadings
-from services.intake.store import BatchIO
+from services.intake.store import BatchIO, older_references
 from xiuhua.city.intake import parse_duration
 from xiuhua.consumer import Batch, Item, count
 from xiuhua.service import Runtime
@@ -42,6 +42,14 @@ class IntakeHandlers:
         self.outcomes = Outcomes(rt)
         self.sensors = SensorReadings(self.outcomes)
         self.merchant_checks = MerchantChecks(self.outcomes)
+        # An older build's `source_refs` hold references: read them too, and never take a reference as new unread
+        # (only a raw copy's key refuses a resend). Known at start and again with the other older builds' repairs.
+        self.older_refs = True
+
+    async def look_for_older_references(self) -> bool:
+        """Whether references an older build kept apart are still to be read (`older_references`)."""
+        self.older_refs = await older_references(self.rt.store)
+        return self.older_refs
 
     async def on_reports(self, batch: Batch) -> None:
         """Each raw report: keep it, then a case, a merge, a transfer or a rejection.
@@ -51,9 +59,9 @@ class IntakeHandlers:
         batch instead of several per report (the store pays per command: docs/operating/store.md).
         """
         now = self.rt.clock.now()
-        io = BatchIO(self.rt.store, batch.session, now, reads=batch.reads)
+        io = BatchIO(self.rt.store, batch.session, now, reads=batch.reads, older_refs=self.older_refs)
         parsed = [parse_inbound(item.message, item.data, now, self.max_age) for item in batch.items]
-        drafts = await self._prefetch(io, batch.items, parsed, look=batch.look_first)
+        drafts = await self._prefetch(io, batch.items, parsed, look=batch.look_first or self.older_refs)
         for i, (item, report) in enumerate(zip(batch.items, parsed, strict=True)):
             await self._one(io, batch, item, report, now, drafts.get(i))
         io.flush(batch.later())

@@ -196,11 +196,11 @@ class Outcomes:
         correction (`transfer_corrections`): what the report said, where it was, who reported it, whether the
         source called it urgent."""
         case_id = case_id_for()
-        io.answer(correlation, case_id, "transferred", raw_doc)
+        raw_id = io.answer(correlation, case_id, "transferred", raw_doc)
         io.add_transfer(
             {
                 "_id": case_id,
-                "raw_id": raw_doc["_id"],
+                "raw_id": raw_id,
                 "source": source,
                 "source_ref": ref,
                 "correlation_id": correlation,

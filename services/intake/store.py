@@ -4,7 +4,12 @@ per batch, not per report).
 Collections (intake's own database):
 - `raw_reports`: every report as received (bytes, status: case / merged / transferred / duplicate / rejected /
   passed / sensor_*), with the classifier's verdict; sensor readings are kept only when they change something.
-- `source_refs`: `<source>:<reference>` → case, so the same reference twice is one case.
+  A report that became a case, joined one or was transferred is kept under its source reference
+  (`_id` `<source>:<reference>`, with `case_id`): the raw copy is the reference, so the same reference twice is
+  one case, and a report costs the store one document, not two.
+- `source_refs`: the references an older build kept apart from the raw copy (`<source>:<reference>` → case). No
+  longer written; read beside `raw_reports` while it holds any (`older_references`), until the archive rule
+  purges them.
 - `open_cases`: intake's projection of open cases (category, grid-cell key, point, reporters) for merging.
 - `open_keys`: the merge directory 并案索引, one document per merge key listing the open cases under it; the
   lookup reads it by `_id` (nx-27017 reads a whole collection for an `$in` on any other field).
@@ -32,7 +37,7 @@ from pymongo import ASCENDING, UpdateOne
 from pymongo.asynchronous.client_session import AsyncClientSession
 
 from services.intake.sensors import DeviceState
-from xiuhua.retention import AT_S, Retained, dated
+from xiuhua.retention import AT_S, Retained
 from xiuhua.store import Store, Writes, drop_index_on
 
 RAW = "raw_reports"
@@ -68,9 +73,11 @@ class BatchIO:
     """Reads and writes of intake's collections for one batch, inside its transaction."""
 
     def __init__(
-        self, store: Store, session: AsyncClientSession, now: datetime, *, reads: AsyncClientSession | None
+        self, store: Store, session: AsyncClientSession, now: datetime, *, reads: AsyncClientSession | None,
+        older_refs: bool = False,
     ) -> None:
         self.store = store
+        self.older_refs = older_refs  # `source_refs` holds references an older build wrote: read it too
         self.session = session  # for the merge locks
         self.reads = reads  # the session reads go with: the batch's (`Batch.reads`), or None outside it
         self.now = now
@@ -81,7 +88,6 @@ class BatchIO:
         self.locked: set[str] = set()  # merge locks touched this batch
         self.devices: dict[str, DeviceState | None] = {}
         self.raw: list[dict[str, Any]] = []
-        self.new_refs: list[dict[str, Any]] = []
         self.new_cases: dict[str, dict[str, Any]] = {}
         self.merged: set[str] = set()  # existing open cases whose reporter count changed
         self.device_writes: dict[str, dict[str, Any]] = {}
@@ -98,7 +104,8 @@ class BatchIO:
         return self.transfers[case_id]
 
     async def prefetch_refs(self, correlations: Iterable[str]) -> None:
-        """Which of these source references are known already: one query.
+        """Which of these source references are known already: one query (the raw copies kept under them), two
+        while an older build's `source_refs` hold any.
 
         Look first: inside a MongoDB transaction a duplicate-key error aborts the whole transaction. Two instances
         racing past this look conflict on the insert at flush; the loser's batch is retried and finds the ref.
@@ -106,7 +113,10 @@ class BatchIO:
         ids = sorted({c for c in correlations if c not in self.refs})
         if not ids:
             return
-        found = {d["_id"] async for d in self.store[REFS].find({"_id": {"$in": ids}}, {"_id": 1}, session=self.reads)}
+        found = {d["_id"] async for d in self.store[RAW].find({"_id": {"$in": ids}}, {"_id": 1}, session=self.reads)}
+        if self.older_refs and (rest := [c for c in ids if c not in found]):
+            found |= {d["_id"] async for d in self.store[REFS].find({"_id": {"$in": rest}}, {"_id": 1},
+                                                                    session=self.reads)}
         for c in ids:
             self.refs[c] = c in found
 
@@ -216,16 +226,15 @@ class BatchIO:
         doc[TELEMETRY_S if is_telemetry(doc) else RECEIVED_S] = doc["received_at"].timestamp()
         self.raw.append(doc)
 
-    def add_ref(self, correlation: str, case_id: str, outcome: str) -> None:
-        """Record what a source reference became."""
+    def answer(self, correlation: str, case_id: str, outcome: str, raw_doc: dict[str, Any]) -> str:
+        """A report became a case, joined one or was transferred: its raw copy, kept under its source reference,
+        names the case (one document: a second report with the reference finds it, or its insert is refused).
+        Returns the raw copy's id: the reference."""
         self.refs[correlation] = True
         self.assumed.discard(correlation)
-        self.new_refs.append({"_id": correlation, "case_id": case_id, "outcome": outcome, **dated(self.now)})
-
-    def answer(self, correlation: str, case_id: str, outcome: str, raw_doc: dict[str, Any]) -> None:
-        """A report became a case, joined one or was transferred: its reference and its raw copy name the case."""
-        self.add_ref(correlation, case_id, outcome)
-        self.add_raw({**raw_doc, "status": outcome, "case_id": case_id, "correlation_id": correlation})
+        self.add_raw({**raw_doc, "_id": correlation, "status": outcome, "case_id": case_id,
+                      "correlation_id": correlation})
+        return correlation
 
     def add_transfer(self, doc: dict[str, Any]) -> None:
         """Record a transfer (its `_id` the case id), visible at once to later commands of the batch."""
@@ -262,7 +271,6 @@ class BatchIO:
     def flush(self, writes: Writes) -> None:
         """Add what the batch changed to its writes (sent with its ledger entries, `Batch.later`)."""
         writes.insert(RAW, self.raw)
-        writes.insert(REFS, self.new_refs)
         writes.insert(TRANSFERS, self.new_transfers)
         for case_id, correction in sorted(self.corrections.items()):
             writes.update(TRANSFERS, {"_id": case_id}, {"$set": {"correction": correction}})
@@ -286,6 +294,11 @@ async def ensure_indexes(store: Store) -> None:
     # What earlier versions looked up by: one index less to keep.
     await drop_index_on(store[OPEN], [("key", ASCENDING), ("open", ASCENDING)])
     await store[DEVICES].create_index([("case_id", ASCENDING)])
+
+
+async def older_references(store: Store) -> bool:
+    """Whether `source_refs` holds references an older build wrote (read beside the raw copies while it does)."""
+    return await store[REFS].find_one({}, {"_id": 1}) is not None
 
 
 async def merge_keys_of(store: Store, case_ids: list[str], reads: AsyncClientSession | None) -> dict[str, str]:

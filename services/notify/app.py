@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 from starlette.routing import BaseRoute
 
 from services.notify import planning, store
@@ -38,10 +40,14 @@ class Notify(Service):
             Subscription("notify-cases", "case.v1.>", h.on_case_event, description="Case events",
                          on_commit=h.on_committed, skips_type=planning.skips_type, ignores=planning.ignores,
                          linger=rt.settings.prompt_linger),
-            Subscription("notify-rankings", "score.v1.ranking_published", h.on_score_event, decode=decode_tolerant,
-                         description="Rankings: black lists alert", on_commit=h.on_committed),
-            Subscription("notify-merchants", "score.v1.merchant_escalated", h.on_score_event, decode=decode_tolerant,
-                         description="Merchant escalations alert", on_commit=h.on_committed),
+            Subscription("notify-rankings", "score.v1.ranking_published",
+                         functools.partial(h.on_score_event, stage="rankings"), decode=decode_tolerant,
+                         description="Rankings: black lists alert", on_commit=functools.partial(h.on_committed,
+                                                                                                "rankings")),
+            Subscription("notify-merchants", "score.v1.merchant_escalated",
+                         functools.partial(h.on_score_event, stage="merchants"), decode=decode_tolerant,
+                         description="Merchant escalations alert", on_commit=functools.partial(h.on_committed,
+                                                                                                "merchants")),
             *self.bulletin.subscriptions(),  # the weekly bulletin's own projection consumers
         ]
 
@@ -69,7 +75,9 @@ class Notify(Service):
         await self.bulletin.on_start()
 
     async def on_stop(self) -> None:
-        """The channels' HTTP connections, once the worker has stopped."""
+        """Planning's claims the worker did not send, given back; the channels' HTTP connections, once the worker
+        has stopped."""
+        await self.worker.give_back_planned()
         await close_channels(self.channels)
 
 

@@ -1,14 +1,20 @@
-"""Notify's handlers: case and scoring events become pending deliveries, handed to the delivery worker.
+"""Notify's handlers: case and scoring events become deliveries, handed to the delivery worker.
 
 Planned in memory for the whole batch (`services.notify.planning`): two reads, and the writes sent with the batch
 (`Batch.later`). A delivery's `_id` is its notification id (kind, case, level, contact, channel): planning finds
-before inserting, so redelivered events and restarts never plan it twice.
+before inserting, so redelivered events and restarts never plan it twice. A delivery due at once is written
+claimed by this instance's worker (sending, with a lease), which takes it from planning's hand-over once the
+transaction has committed and sends it with no claim of its own: one write of the delivery log fewer per alert.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
+import socket
+import uuid
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -17,6 +23,7 @@ from pymongo.asynchronous.client_session import AsyncClientSession
 from contracts.cases import CaseDispatched
 from services.notify import store
 from services.notify.planning import WARNINGS, Plan, Planner
+from services.notify.policy import claimed, quiet_until
 from xiuhua.consumer import Batch, folded_before
 from xiuhua.service import Runtime
 from xiuhua.store import Writes
@@ -29,11 +36,16 @@ class NotifyHandlers:
         self.rt = rt
         self.planner = Planner(rt.city, ZoneInfo(rt.city.info.timezone), rt.clock)
         self.wake = asyncio.Event()  # set when planning commits deliveries: the worker runs at once
-        self._planned = 0
-        # Deliveries planning wrote, handed to the worker's next round as they were written, so a round woken by
-        # planning need not look them up (a hint whose write did not commit fails its claim and is dropped; the
-        # periodic scan finds every pending delivery whatever becomes of the hints).
+        self.instance = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"  # owner of this one's claims
+        # Deliveries planning wrote, handed to the worker's next round as they were written once their transaction
+        # has committed, so a round woken by planning need not look them up (the periodic scan finds every pending
+        # delivery whatever becomes of the hints). Kept per consumer until its commit (`on_committed`): a retried
+        # transaction plans again, and a claim whose write did not commit must never be sent.
         self._hints: dict[str, dict[str, Any]] = {}
+        self._staged: dict[str, dict[str, dict[str, Any]]] = {}
+        # The hints written claimed by this instance (`claimed`), not yet taken by a round: renewed with the
+        # worker's claims, and given back (or left to expire) if no round sends them.
+        self.claimed: set[str] = set()
 
     async def on_case_event(self, batch: Batch) -> None:
         """Case events that alert: dispatched (new case), deadline warning, overdue, escalated, urgent sensor case.
@@ -41,7 +53,7 @@ class NotifyHandlers:
         Each is applied once without a ledger entry (`Batch.guarded`): a delivery's id names its case, kind, level,
         recipient and channel, and planning skips what the log holds; a dispatch also names itself in notify's view
         of the case (`applied`), so a copy of an earlier dispatch cannot put back the unit a later one replaced."""
-        plan = Plan()
+        plan, staged = Plan(), self._stage("cases")
         looked = sorted({ev.case_id for i in batch.items if isinstance(ev := i.message, (CaseDispatched, *WARNINGS))})
         known = await store.cases(self.rt.store, looked, batch.reads)
         for item in batch.items:
@@ -50,28 +62,47 @@ class NotifyHandlers:
             if isinstance(ev, CaseDispatched) and folded_before(known.get(ev.case_id), ev.event_id):
                 continue  # this dispatch was planned before
             self.planner.case_event(plan, ev, known)
-        await self._write(batch.later(), plan, batch.reads)
+        await self._write(batch.later(), plan, batch.reads, staged)
 
-    async def on_score_event(self, batch: Batch) -> None:
-        """Scoring events that alert: a unit ranking's black list (bottom_ranking), a merchant's escalation."""
-        plan = Plan()
+    async def on_score_event(self, batch: Batch, stage: str = "scores") -> None:
+        """Scoring events that alert: a unit ranking's black list (bottom_ranking), a merchant's escalation (each
+        consumer its own `stage`, named again in its `on_committed`)."""
+        plan, staged = Plan(), self._stage(stage)
         for item in batch.items:
             self.planner.score_event(plan, item.subject, item.message)
-        await self._write(batch.later(), plan, batch.reads)
+        await self._write(batch.later(), plan, batch.reads, staged)
 
     async def plan_now(self, planning: Callable[[Plan], None]) -> None:
         """Plan outside any consumer's transaction (the worker's notice of a delivery given up): visible at once."""
-        plan = Plan()
+        plan, staged = Plan(), self._stage("now")
         planning(plan)
         writes = self.rt.store.writes()
         async with self.rt.store.outside_transactions():
-            await self._write(writes, plan, None)
+            await self._write(writes, plan, None, staged)
             await self.rt.store.write_together(writes)
-        self.on_committed()
+        self.on_committed("now")
 
-    async def _write(self, writes: Writes, plan: Plan, reads: AsyncClientSession | None) -> None:
+    def _stage(self, stage: str) -> dict[str, dict[str, Any]]:
+        """A fresh hand-over for one run of a consumer's handler (a retried transaction's run starts over)."""
+        staged: dict[str, dict[str, Any]] = {}
+        self._staged[stage] = staged
+        return staged
+
+    def _at_once(self, doc: dict[str, Any], now: datetime) -> dict[str, Any]:
+        """A new delivery claimed by this instance's worker if it is to go now (due, and not held by quiet hours:
+        the worker judges those as it would at its claim); else pending, for whichever worker finds it."""
+        alerts = self.rt.city.alerts
+        quiet = not doc.get("urgent") and alerts.respects_quiet_hours(doc["channel"])
+        if doc["next_at"] > now or (quiet and quiet_until(now, alerts.quiet_hours, self.planner.tz)):
+            return doc
+        return doc | claimed(doc, self.instance, now)
+
+    async def _write(
+        self, writes: Writes, plan: Plan, reads: AsyncClientSession | None, staged: dict[str, dict[str, Any]]
+    ) -> None:
         """Add to `writes` notify's view of the plan's cases, and its planned deliveries not yet in the log (one
-        planned before, by a redelivered or repeated event, keeps its state), read with `reads`."""
+        planned before, by a redelivered or repeated event, keeps its state), read with `reads`; the new ones are
+        handed over through `staged`."""
         for c, doc in plan.cases.items():
             # Replaced by `_id` with upsert: no find first, and no duplicate-key error inside the transaction.
             writes.replace(store.CASES, {"_id": c}, doc, upsert=True)
@@ -80,16 +111,25 @@ class NotifyHandlers:
         if not plan.deliveries:
             return
         logged = await store.logged(self.rt.store, sorted(plan.deliveries), reads)
-        new = [doc for nid, doc in plan.deliveries.items() if nid not in logged]
+        now = self.rt.clock.now()
+        new = [self._at_once(doc, now) for nid, doc in plan.deliveries.items() if nid not in logged]
         if new:
             writes.insert(store.DELIVERIES, new)
-            self._planned += len(new)
-            self._hints.update((doc["_id"], dict(doc)) for doc in new)
+            staged.update((doc["_id"], dict(doc)) for doc in new)
 
-    def on_committed(self) -> None:
-        """After a consumer's transaction commits: deliveries it planned are visible now, so wake the worker."""
-        if self._planned:
-            self._planned = 0
+    def on_committed(self, stage: str = "cases") -> None:
+        """After a consumer's transaction commits: the deliveries it planned are in the log now, handed to the
+        worker, which is woken."""
+        staged = self._staged.pop(stage, {})
+        if staged:
+            self._hints.update(staged)
+            self.claimed.update(nid for nid, doc in staged.items() if doc["status"] == "sending")
+            self.wake.set()
+
+    def hand_back(self, docs: list[dict[str, Any]]) -> None:
+        """Deliveries a round left for the next one, handed over again; the worker runs again at once."""
+        if docs:
+            self._hints.update((d["_id"], d) for d in docs)
             self.wake.set()
 
     def take_hints(self) -> dict[str, dict[str, Any]]:

@@ -8,9 +8,11 @@ Delivered or visibly failed, once: the outcome of a send is kept in memory and r
 from __future__ import annotations
 
 import functools
+import hashlib
 import logging
 import random
 import time
+import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -30,6 +32,22 @@ log = logging.getLogger("xiuhua.notify")
 OUTCOME_RETRY_S = (0.2, 5.0)  # back-off bounds for recording an outcome while the store does not answer
 
 Outcome = Callable[[], Awaitable[list[tuple[str, list[Outgoing]]]]]
+
+
+def delivered_event_id(delivery: dict[str, Any]) -> str:
+    """The id of a delivery's `notify.v1.delivered` event: a UUIDv7 whose time is when the delivery was planned and
+    whose other bits come from its notification id, so every copy of the event carries the same id."""
+    planned = delivery.get("created_at")
+    ms = int(planned.timestamp() * 1000) if isinstance(planned, datetime) else 0
+    digest_ = int.from_bytes(hashlib.sha256(f"delivered:{delivery['_id']}".encode()).digest()[:10], "big")
+    seq, rand = digest_ >> 68 & 0xFFF, digest_ & ((1 << 62) - 1)
+    return str(uuid.UUID(int=(ms & ((1 << 48) - 1)) << 80 | 0x7 << 76 | seq << 64 | 0b10 << 62 | rand))
+
+
+def round_key(claimed: list[dict[str, Any]]) -> str:
+    """The ledger key of the outbox entry holding a round's delivered events: the same for the same deliveries."""
+    ids = sorted(c["_id"] for c in claimed)
+    return f"delivered:{ids[0]}+{len(ids) - 1}:" + hashlib.sha256("\n".join(ids).encode()).hexdigest()[:16]
 
 
 @dataclass
@@ -130,14 +148,20 @@ class Outcomes:
     async def _record_delivered(
         self, claimed: list[dict[str, Any]], *, now: datetime
     ) -> list[tuple[str, list[Outgoing]]]:
-        """Claim the delivered events in the ledger (the outbox holds them before the log moves), then mark the
-        deliveries delivered; returns what to publish."""
+        """Put the delivered events in the ledger's outbox, one entry for the round (it holds them before the log
+        moves), then mark the deliveries delivered; returns what to publish.
+
+        Once per delivery by the log's own state and the events' ids: a delivery is recorded delivered once (a
+        conditional move), and its event's id derives from the delivery alone (`delivered_event_id`), so a copy
+        published again (a retried record, the re-send after a crash between send and record) is dropped by the
+        bus. Either comes within seconds of the first (both wait for the same store or the same lease), well
+        inside the bus's duplicate window. An entry per delivery cost two ledger writes an alert."""
         events = [
-            (f"delivered:{c['_id']}", [Outgoing.of(NotificationDelivered(
-                correlation_id=c.get("correlation_id", ""), notification_id=c["_id"], kind=c["kind"],
-                channel=c["channel"], recipient=c["contact_id"], unit_id=c["unit_id"], case_id=c["case_id"],
-                attempts=c["attempts"],
-            ))])
+            Outgoing.of(NotificationDelivered(
+                event_id=delivered_event_id(c), correlation_id=c.get("correlation_id", ""), notification_id=c["_id"],
+                kind=c["kind"], channel=c["channel"], recipient=c["contact_id"], unit_id=c["unit_id"],
+                case_id=c["case_id"], attempts=c["attempts"],
+            ))
             for c in claimed
         ]
         changes: dict[str, Any] = {"status": "delivered", "delivered_at": now, "deferred": None, "owner": None,
@@ -149,7 +173,7 @@ class Outcomes:
             return {"history": [*doc.get("history", []), entry]}
 
         async with self.rt.store.outside_transactions():  # one wait for the claim and the record together
-            entries = await self.rt.ledger.claim_many(events)
+            entries = await self.rt.ledger.claim_many([(round_key(claimed), events)])
             moved, _ = await self._transition_all([(c, changes | note(c)) for c in claimed])
         if moved < len(claimed):
             # Another instance took a claim over while this one could not renew it (the store was away): the alert

@@ -11,9 +11,27 @@ from zoneinfo import ZoneInfo
 from xiuhua.city.alerts import RetryPolicy
 from xiuhua.token_bucket import refill, wait_for_token
 
-__all__ = ["backoff_seconds", "claim_expired", "quiet_until", "refill", "wait_for_token"]
+__all__ = ["CLAIM_LEASE_S", "backoff_seconds", "claim_expired", "quiet_until", "refill", "wait_for_token"]
 
 LEGACY_STALE = timedelta(minutes=5)  # claims written before leases existed (no `lease_s`)
+CLAIM_LEASE_S = 10.0  # a claim not renewed for this long was left by a dead instance: taken up again
+
+
+def claimed(doc: dict[str, Any], owner: str, now: datetime) -> dict[str, Any]:
+    """The changes a claim of `owner` makes to a pending delivery: its attempt begun (pending → sending), with a
+    lease."""
+    return {
+        "status": "sending",
+        "claimed_at": now,
+        "attempts": doc["attempts"] + 1,
+        "owner": owner,
+        "lease_s": now.timestamp() + CLAIM_LEASE_S,
+    }
+
+
+def unclaimed(doc: dict[str, Any]) -> dict[str, Any]:
+    """The changes that give a claim up before its attempt was made (back to pending, the attempt not spent)."""
+    return {"status": "pending", "attempts": doc["attempts"] - 1, "owner": None, "lease_s": None}
 
 
 def claim_expired(claim: dict[str, Any], now: datetime) -> bool:

@@ -4,7 +4,9 @@ Delivery states (the `deliveries` collection is the delivery log 投递日志):
 pending → sending → delivered | pending (retry after back-off) | failed (retries exhausted: `notify.v1.failed`).
 Quiet hours and rate limits move `next_at` without spending an attempt. Sending claims the attempt with a
 conditional update, so two instances never both send it: a claim names its owner (this process) and carries a short
-lease the owner renews while it lives, so a dead owner's claim is taken up in seconds. Every message carries its
+lease the owner renews while it lives, so a dead owner's claim is taken up in seconds. A delivery due at once is
+written claimed by the instance that planned it (`services.notify.handlers`): its worker sends it without a claim
+write of its own, and gives the claim back if its round does not send it. Every message carries its
 notification id, so the one re-send a crash between sending and recording can cause is recognisable by the receiver
 (and dropped by the `file` channel).
 """
@@ -15,11 +17,8 @@ import asyncio
 import contextlib
 import functools
 import logging
-import os
 import random
-import socket
 import time
-import uuid
 from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -29,7 +28,7 @@ from services.notify import digest, store
 from services.notify.channels import Channel, PermanentDeliveryError, safe_error, secrets_of
 from services.notify.handlers import NotifyHandlers
 from services.notify.outcomes import Outcomes
-from services.notify.policy import claim_expired, quiet_until
+from services.notify.policy import CLAIM_LEASE_S, claim_expired, claimed, quiet_until, unclaimed
 from services.notify.ratelimit import RATE_BUCKETS, TokenBuckets
 from xiuhua.bus import Outgoing
 from xiuhua.city.place_names import describe
@@ -38,7 +37,8 @@ from xiuhua.store import is_transient
 
 log = logging.getLogger("xiuhua.notify")
 
-CLAIM_LEASE_S = 10.0  # a claim not renewed for this long was left by a dead instance: taken up again
+__all__ = ["CLAIM_LEASE_S", "RENEW_EVERY_S", "DeliveryWorker"]
+
 RENEW_EVERY_S = CLAIM_LEASE_S / 4  # the owner renews its claims' leases this often
 SCAN_EXPIRED_S = 1.0  # how often the worker looks for expired claims
 SEND_CONCURRENCY = 8  # recipients served at once; each recipient's alerts go one after the other, in order
@@ -70,7 +70,7 @@ class DeliveryWorker(Outcomes):
             ("recipient", "channel"))
         self._backlog_seen: set[tuple[str, str]] = set()
         self._lanes_held: dict[str, datetime] = {}  # lanes this instance held alerts of, and when those are due
-        self.instance = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"  # owner of this one's claims
+        self.instance = planning.instance  # owner of this one's claims, planning's too
         self._scanned_at = 0.0  # time.monotonic() of the worker's last scan for due deliveries
         self._last_scan: datetime | None = None
 
@@ -91,12 +91,15 @@ class DeliveryWorker(Outcomes):
                 log.warning("delivery worker: %s", safe_error(exc, self.secrets), exc_info=not is_transient(exc))
 
     async def renew_leases(self) -> None:
-        """Keep this instance's claims alive (one write for all of them): only a dead owner's claim expires."""
-        if not self._held:
+        """Keep this instance's claims alive (one write for all of them), planning's not yet sent among them: only
+        a dead owner's claim expires."""
+        held = self._held | self.planning.claimed
+        if not held:
             return
         lease = self.rt.clock.now().timestamp() + CLAIM_LEASE_S
         try:
-            await store.renew(self.rt.store, sorted(self._held), self.instance, lease)
+            # Only leases with less than a lease minus a renewal period left: none ever has less than half a lease.
+            await store.renew(self.rt.store, sorted(held), self.instance, lease, older_than=lease - RENEW_EVERY_S)
         except Exception as exc:
             self._store_ok_since = None
             log.warning("claim leases not renewed: %s", safe_error(exc, self.secrets))
@@ -109,11 +112,13 @@ class DeliveryWorker(Outcomes):
         in one round. The delivered events of the round are published together.
         """
         publish: list[tuple[str, list[Outgoing]]] = []
+        hints: dict[str, dict[str, Any]] = {}
         try:
             if not await self._flush_outcomes(publish) or (self._outcomes and self._store_ok_since is None):
                 return 0  # the store is still away: the outcomes wait in memory, their retry probes it
             now = self.rt.clock.now()
-            hints = self.planning.take_hints()
+            hints, stale = self._hints()
+            await self._give_back(stale)
             await self._take_over_expired(now, limit)
             # A fresh alert for a lane whose held ones are due must go in their digest, not alone ahead of them.
             scan = scan or any(t <= now for d in hints.values() if (t := self._lanes_held.get(digest.lane(d))))
@@ -126,12 +131,47 @@ class DeliveryWorker(Outcomes):
                 self._store_ok_since = now
             due = sorted((d for d in hints.values() if d["next_at"] <= now and digest.lane(d) not in later),
                          key=lambda d: (d["next_at"], d["_id"]))
-            return await self._send_round(digest.pick(due, limit), publish, now)
+            chosen = digest.pick(due, limit)
+            # Planning's claims beyond this round (a burst plans more than a round takes) are the next round's, at
+            # once: given back, each would cost a write more, and its claim another.
+            taken = {d["_id"] for d in chosen}
+            again = [hints.pop(nid) for nid in list(hints) if nid in self.planning.claimed and nid not in taken]
+            self.planning.hand_back(again)
+            return await self._send_round(chosen, publish, now)
         except Exception:
             self._store_ok_since = None
             raise
         finally:
+            await self._give_back([d for nid, d in hints.items() if nid in self.planning.claimed])
             await self._publish(publish)
+
+    def _hints(self) -> tuple[dict[str, dict[str, Any]], list[dict[str, Any]]]:
+        """Planning's hand-over, and the claims it made that this round must give back rather than send: made
+        before the store was last away, when their leases may have run out and another instance taken them up
+        (the give-back, conditional on the version, then changes nothing; whoever took one up sends it once)."""
+        hints = self.planning.take_hints()
+        ok = self._store_ok_since
+        stale = [d for nid, d in hints.items() if nid in self.planning.claimed and (ok is None or ok > d["claimed_at"])]
+        for d in stale:
+            del hints[d["_id"]]
+        return hints, stale
+
+    async def give_back_planned(self) -> None:
+        """A stopping instance gives planning's claims it will not send back to pending: another instance sends
+        them at once instead of after their leases."""
+        hints = self.planning.take_hints()
+        await self._give_back([d for nid, d in hints.items() if nid in self.planning.claimed])
+
+    async def _give_back(self, docs: list[dict[str, Any]]) -> None:
+        """Planning's claims a round did not send (not its turn, its lane left for later, the round failed): back
+        to pending for the scan of any instance. If that write fails their leases run out instead."""
+        if not docs:
+            return
+        self.planning.claimed.difference_update(d["_id"] for d in docs)
+        try:
+            await self._transition_all([(d, unclaimed(d)) for d in docs])
+        except Exception as exc:
+            log.warning("%d claim(s) left to expire: %s", len(docs), safe_error(exc, self.secrets))
 
     async def _due(self, now: datetime, limit: int) -> tuple[list[dict[str, Any]], set[str]]:
         """The pending deliveries due at `now` a round takes (whole lanes, earliest first), and the lanes it leaves
@@ -187,8 +227,8 @@ class DeliveryWorker(Outcomes):
             return
         sending = await store.sending(self.rt.store)  # judged here: claims are few
         for stale in [d for d in sending if claim_expired(d, now)][:limit]:
-            if stale["_id"] in self._held:
-                continue  # this instance's own: its outcome is waiting to be recorded
+            if stale["_id"] in self._held or stale["_id"] in self.planning.claimed:
+                continue  # this instance's own: its outcome is waiting to be recorded, or planning's not yet sent
             owner = stale.get("owner") or "?"
             note = {"at": now, "attempt": stale.get("attempts", 0), "ok": None,
                     "error": f"claim of {owner} expired: outcome unknown, sent again with the same notification id"}
@@ -215,7 +255,10 @@ class DeliveryWorker(Outcomes):
         for doc in docs:
             quiet = not doc.get("urgent") and self.alerts.respects_quiet_hours(doc["channel"])
             if quiet and (until := quiet_until(now, self.alerts.quiet_hours, self.tz)):
-                await self._transition(doc, next_at=until, deferred="quiet_hours")
+                # Planning's claim (quiet hours began since) is given back with it: pending, no attempt spent.
+                back = unclaimed(doc) if doc["_id"] in self.planning.claimed else {}
+                self.planning.claimed.discard(doc["_id"])
+                await self._transition(doc, next_at=until, deferred="quiet_hours", **back)
                 self.deferred.labels("quiet_hours").inc()
             else:
                 ready.append(doc)
@@ -313,13 +356,14 @@ class DeliveryWorker(Outcomes):
         over once the lease runs out. Returns the claimed deliveries, in order.
 
         A delivery this instance holds already (an earlier round's claim whose outcome waits to be recorded) is not
-        claimed again: planning's hand-over may still name it, and the read-back would take it for this round's."""
+        claimed again: planning's hand-over may still name it, and the read-back would take it for this round's.
+        One planning wrote claimed for this instance is this round's as it is, with no write."""
         docs = [doc for doc in docs if doc["_id"] not in self._held]
-        if not docs:
-            return []
-        moves = [(doc, {"status": "sending", "claimed_at": now, "attempts": doc["attempts"] + 1,
-                        "owner": self.instance, "lease_s": now.timestamp() + CLAIM_LEASE_S}) for doc in docs]
-        ids = [doc["_id"] for doc in docs]
+        planned = {doc["_id"] for doc in docs if doc["_id"] in self.planning.claimed}
+        self._held.update(planned)
+        self.planning.claimed.difference_update(planned)
+        moves = [(doc, claimed(doc, self.instance, now)) for doc in docs if doc["_id"] not in planned]
+        ids = [doc["_id"] for doc, _ in moves]
         self._held.update(ids)  # before the write: a renewal in between keeps the lease
         try:
             moved, wanted = await self._transition_all(moves)
@@ -329,6 +373,9 @@ class DeliveryWorker(Outcomes):
                 mine = await store.owned(self.rt.store, ids, self.instance)
         except Exception:
             self._held.difference_update(ids)
+            self._held.difference_update(planned)  # nothing sent: their leases run out
             raise
         self._held.difference_update(set(ids) - mine)
-        return [w for w in wanted if w["_id"] in mine]
+        moved_to = {w["_id"]: w for w in wanted if w["_id"] in mine}
+        return [doc if doc["_id"] in planned else moved_to[doc["_id"]] for doc in docs
+                if doc["_id"] in planned or doc["_id"] in moved_to]

@@ -111,11 +111,14 @@ def dispatched(case_id: str, at: datetime = T0) -> CaseDispatched:
 
 
 async def planned(rt: Runtime, n: int, **query: Any) -> list[dict[str, Any]]:
-    """Wait until n deliveries (matching query) are planned."""
+    """Wait until n deliveries (matching query) are planned, and those this instance planned claimed for itself
+    are handed to its worker (the consumer's commit is visible a moment before its hand-over)."""
+    worker = of(rt).worker
 
     async def check() -> list[dict[str, Any]] | None:
         docs = [d async for d in rt.store[DELIVERIES].find(query)]
-        return docs if len(docs) >= n else None
+        mine = {d["_id"] for d in docs if d["status"] == "sending" and d.get("owner") == worker.instance}
+        return docs if len(docs) >= n and mine <= worker.planning.claimed | worker._held else None
 
     return await eventually(check)
 

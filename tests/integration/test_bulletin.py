@@ -196,6 +196,33 @@ async def test_projection_folds_published_events_into_week_documents(settings: S
         assert doc["previous_grade"] == "A" and doc["points"] == 70.0
 
 
+async def test_score_events_the_bulletin_does_not_show_leave_no_ledger_entry(settings: Settings) -> None:
+    """A unit's figures (published on every case event scoring counts), a merchant's grade that did not change and
+    a scoring event this build has no contract for change nothing in the bulletin: no entry is kept for them. A
+    ranking and a grade change are folded and keep theirs (their effects are not guarded)."""
+    env = {"schema_version": 1, "correlation_id": "score", "occurred_at": (W47 + timedelta(days=1)).isoformat()}
+    unit = {**env, "event_id": "01935d1e-7a4b-7c3d-8e9f-00000000ab01", "unit_id": "CD-SAN", "period": "2026-W47",
+            "counters": {"dispatched": 1}, "role": "sanitation"}
+    graded = {**env, "event_id": "01935d1e-7a4b-7c3d-8e9f-00000000ab02", "merchant_id": "M-CD-0007",
+              "street_code": "CD", "period": "2026-11", "grade": "A", "points": 95.0, "checks": 1, "failures": 0}
+    newer = {**env, "event_id": "01935d1e-7a4b-7c3d-8e9f-00000000ab03", "what": "a later build's figure"}
+    async with bulletin_service(settings) as rt:
+        await publish(settings.nats_url, "score.v1.unit_updated", unit, msg_id=unit["event_id"])
+        await publish(settings.nats_url, "score.v1.merchant_graded", graded, msg_id=graded["event_id"])
+        await publish(settings.nats_url, "score.v1.street_figures", newer, msg_id=newer["event_id"])
+        for subject, body in score_events():  # after them on the stream: once these are folded, they were passed
+            await publish(settings.nats_url, subject, body, msg_id=body["event_id"])
+
+        async def folded() -> bool:
+            return await rt.store["bulletin_merchants"].find_one({"_id": "2026-W47:M-CD-0007"}) is not None and (
+                await rt.store["bulletin_rankings"].find_one({"_id": "2026-W47"}) is not None)
+
+        await eventually(folded, timeout=30)
+        keys = {d["_id"] async for d in rt.store["ledger"].find({}, {"_id": 1})}
+        assert {f"notify-bulletin-scores:{b['event_id']}" for _, b in score_events()} <= keys
+        assert not {f"notify-bulletin-scores:{b['event_id']}" for b in (unit, graded, newer)} & keys
+
+
 def rated_later(case_id: str, at: datetime) -> tuple[str, dict, str]:
     """(subject, body, message id) of a rating of the case a minute after `at`, in that week."""
     ev = c.CaseRated(case_id=case_id, street_code="CD", unit_id="CD-SAN", satisfaction="satisfied",

@@ -14,7 +14,7 @@ from pymongo import monitoring
 from contracts.reports import SENSOR_NORMAL
 from contracts.values import Place
 from services.intake import duplicates
-from services.intake.app import SPEC
+from services.intake.app import SPEC, of
 from services.intake.store import COLLECTIONS, LOCKS, OPEN, OPEN_KEYS, BatchIO, list_open_cases
 from tests.helpers import BusRecorder, Commands, eventually, publish
 from xiuhua.city import load_city
@@ -189,8 +189,8 @@ async def test_a_resend_taken_as_new_is_still_a_duplicate_whatever_its_outcome_w
     async with BusRecorder(url) as bus, running(SPEC, settings, clock=FrozenClock(NOW)) as rt:
         await publish(url, "report.v1.in.grid", _grid("RR-1", 120.17, 30.26))
         await eventually(lambda: len(bus.on("case.v1.opened.")) == 1)
-        await rt.store["source_refs"].insert_one({"_id": "grid:RR-2", "case_id": "C-earlier", "outcome": "case",
-                                                  "at": NOW})
+        await rt.store["raw_reports"].insert_one({"_id": "grid:RR-2", "case_id": "C-earlier", "status": "case",
+                                                  "received_at": NOW})
         await publish(url, "report.v1.in.grid", _grid("RR-1", 120.17, 30.26))  # a resend: a new message to the bus
         await publish(url, "report.v1.in.grid", {**_grid("RR-2", 120.18, 30.26), "category_code": "9999"})
 
@@ -202,6 +202,38 @@ async def test_a_resend_taken_as_new_is_still_a_duplicate_whatever_its_outcome_w
         assert len(bus.on("case.v1.opened.")) == 1 and bus.on("report.v1.rejected") == []
         labels = {"service": "intake", "consumer": "intake-reports"}
         assert rt.metrics.registry.get_sample_value("xiuhua_batches_relooked_total", labels) >= 1
+
+
+async def test_a_report_is_kept_once_under_its_reference_and_an_older_builds_references_still_count(settings) -> None:
+    # A report that becomes a case is one document: its raw copy, kept under its source reference. References an
+    # older build kept apart (`source_refs`) are read beside them while there are any, and a small batch then never
+    # takes a reference as new unread (an older reference refuses no insert): its resend is a duplicate.
+    store, _ = await _intake_store(settings)
+    await store["source_refs"].insert_one({"_id": "grid:RF-old", "case_id": "C-older", "outcome": "case", "at": NOW})
+    await store.close()
+    url = settings.nats_url
+    async with BusRecorder(url) as bus, running(SPEC, settings, clock=FrozenClock(NOW)) as rt:
+        assert of(rt).handlers.older_refs
+        await publish(url, "report.v1.in.grid", _grid("RF-old", 120.17, 30.26))
+        await publish(url, "report.v1.in.grid", _grid("RF-new", 120.19, 30.26))
+        await eventually(lambda: len(bus.on("case.v1.opened.")) == 1)
+        await eventually(lambda: rt.store.count("raw_reports", {"status": "duplicate"}))
+        opened = bus.on("case.v1.opened.")[0]
+        raw = await rt.store["raw_reports"].find_one({"_id": "grid:RF-new"})
+        assert (raw["status"], raw["case_id"], raw["correlation_id"]) == ("case", opened["case_id"], "grid:RF-new")
+        assert await rt.store.count("raw_reports", {}) == 2 and await rt.store.count("source_refs", {}) == 1
+        # Once the older references are gone (purged by the archive rule), small batches take references as new.
+        await rt.store["source_refs"].delete_many({})
+        assert await of(rt).handlers.look_for_older_references() is False and not of(rt).handlers.older_refs
+        await publish(url, "report.v1.in.grid", _grid("RF-new", 120.19, 30.26))  # a resend: refused by the key
+
+        async def two_dropped() -> bool:
+            return await rt.store.count("raw_reports", {"status": "duplicate"}) == 2
+
+        await eventually(two_dropped)
+        assert len(bus.on("case.v1.opened.")) == 1
+        labels = {"service": "intake", "consumer": "intake-reports"}
+        assert rt.metrics.registry.get_sample_value("xiuhua_batches_relooked_total", labels) == 1
 
 
 async def test_intake_builds_its_city_domain_before_the_first_report(settings) -> None:

@@ -144,12 +144,16 @@ async def test_raw_reports_and_references_keep_the_archive_rule_telemetry_a_shor
         await ensure_indexes(store, RETAINED)
 
         async def received(at: datetime, raw: list[dict[str, Any]], refs: list[str], moved: str = "") -> None:
+            """Raw reports; reports that became a case, kept under their reference; the reference an older build
+            kept apart in `source_refs` for each of those (`old-` before the reference); a transfer's record."""
+
             async def write(session: Any) -> None:
                 io = BatchIO(store, session, at, reads=session)
                 for doc in raw:
                     io.add_raw({**doc, "received_at": at, "subject": "report.v1.in.x", "body": b"{}"})
                 for ref in refs:
-                    io.add_ref(ref, "C-1", "case")
+                    io.answer(ref, "C-1", "case", {"_id": f"raw-{ref}", "source": "grid", "received_at": at,
+                                                   "subject": "report.v1.in.grid", "body": b"{}"})
                 if moved:  # a transfer's record goes with its raw report
                     io.add_transfer({"_id": moved, "raw_id": raw[0]["_id"], **dated(at)})
                 writes = store.writes()
@@ -157,6 +161,9 @@ async def test_raw_reports_and_references_keep_the_archive_rule_telemetry_a_shor
                 await store.write_together(writes, session)
 
             await store.in_transaction(write)
+            if refs:
+                await store[REFS].insert_many([{"_id": ref.replace(":", ":old-"), "case_id": "C-1",
+                                                "outcome": "case", **dated(at)} for ref in refs])
 
         sensor = {"source": "sensor", "status": "sensor_normal"}
         await received(now - timedelta(days=8), [{"_id": "t-old", **sensor}, {"_id": "r-8d", "source": "grid",
@@ -170,9 +177,9 @@ async def test_raw_reports_and_references_keep_the_archive_rule_telemetry_a_shor
         raw = {d["_id"]: d async for d in store[RAW].find({})}
         assert TELEMETRY_S in raw["t-old"] and RECEIVED_S not in raw["t-old"]
         assert RECEIVED_S in raw["t-case"]  # a reading that opened a case is a report: the archive rule
-        assert await job.run() == {RAW: 3, REFS: 1, "open_cases": 0, TRANSFERS: 1}
-        assert await _ids(store, RAW) == {"r-8d", "t-at", "r-at"}
-        assert await _ids(store, REFS) == {"grid:8d", "grid:at"}
+        assert await job.run() == {RAW: 4, REFS: 1, "open_cases": 0, TRANSFERS: 1}
+        assert await _ids(store, RAW) == {"r-8d", "grid:8d", "t-at", "r-at", "grid:at"}
+        assert await _ids(store, REFS) == {"grid:old-8d", "grid:old-at"}
         assert await _ids(store, TRANSFERS) == {"C-at"}
     finally:
         await store.close()

@@ -5,6 +5,8 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from contracts import cases as c
+from contracts.merchants import MerchantEscalated
+from contracts.scores import MerchantGradeChanged, MerchantGraded, RankingPublished, UnitScoreUpdated
 from contracts.values import Place, ReportSource, UnitRef, UnitRole
 from services.notify.bulletin.content import build_content, pct, rank_units, rates
 from services.notify.bulletin.figures import WeekData
@@ -18,6 +20,7 @@ from services.notify.bulletin.projection import (
     Writes,
     apply_case_event,
     apply_score_event,
+    shows_nothing,
 )
 from services.notify.bulletin.render import render_edition
 
@@ -134,6 +137,25 @@ def test_score_events_ranking_and_merchant_changes() -> None:
     merchant = doc(w, MERCHANTS, "2026-W47:M-1")["$set"]
     assert (merchant["previous_grade"], merchant["grade"], merchant["points"]) == ("A", "C", 70.0)  # A→B→C: A→C
     assert CASES not in {k[0] for k in w.docs}
+
+
+def test_score_events_the_bulletin_does_not_show_add_nothing() -> None:
+    """What the consumer passes over by type, or keeps no ledger entry for: the events that add nothing."""
+    assert shows_nothing(UnitScoreUpdated) and shows_nothing(MerchantGraded)
+    assert not shows_nothing(RankingPublished) and not shows_nothing(MerchantGradeChanged)
+    assert not shows_nothing(MerchantEscalated)
+    w = Writes()
+    unit = {"unit_id": "X", "period": "2026-W47", "counters": {}}
+    assert apply_score_event("score.v1.unit_updated", unit, w) is False
+    assert apply_score_event("score.v1.street_figures", {"occurred_at": T0.isoformat()}, w) is False
+    assert apply_score_event("score.v1.ranking_published", {"kind": "unit", "period": "2026-11", "period_kind": "month",
+                                                             "tables": {}}, w) is False
+    assert not w.docs
+    assert apply_score_event("score.v1.ranking_published", {"kind": "unit", "period": "2026-W47", "period_kind": "week",
+                                                             "occurred_at": T0.isoformat(), "tables": {}}, w) is True
+    assert apply_score_event("score.v1.merchant_escalated", {"merchant_id": "M-1", "occurred_at": T0.isoformat()},
+                             w) is True
+    assert len(w.docs) == 2
 
 
 def test_rates_and_targets() -> None:

@@ -53,7 +53,8 @@ class BulletinProjection:
         """Scoring events: a unit's week counters, merchant grade changes and escalations."""
         w = Writes()
         for item in batch.items:
-            apply_score_event(item.subject, item.message, w)
+            if not apply_score_event(item.subject, item.message, w):
+                batch.no_effect(item)  # a kind the bulletin does not show: a copy of it adds nothing either
         merchant_ids = [_id for coll, _id in w.docs if coll == MERCHANTS]
         if merchant_ids:  # keep the grade a merchant started the week with, set by an earlier batch
             cursor = self.rt.store[MERCHANTS].find({"_id": {"$in": merchant_ids}}, session=batch.reads)

@@ -16,6 +16,7 @@ from typing import Any
 
 from contracts import cases as c
 from contracts.envelope import Event
+from contracts.scores import MerchantGraded, UnitScoreUpdated
 from services.notify.bulletin.weeks import week_of
 from xiuhua.retention import Retained
 
@@ -170,8 +171,20 @@ def _get(obj: Any, name: str, default: Any = None) -> Any:
     return obj.get(name, default) if isinstance(obj, dict) else getattr(obj, name, default)
 
 
-def apply_score_event(subject: str, ev: Any, w: Writes) -> None:
-    """Add a scoring event's effect to `w`: a week's unit ranking, merchant grade changes and escalations.
+# Scoring events that carry nothing the bulletin shows and that it does not count itself: its consumer passes over
+# them from their subject, undecoded, with no transaction or ledger entry (`Subscription.skips_type`). Scoring
+# publishes a unit's figures on every case event it counts, so these are most of what reaches the consumer.
+SHOWS_NOTHING = (UnitScoreUpdated, MerchantGraded)
+
+
+def shows_nothing(kind: type) -> bool:
+    """Whether scoring events of this type leave the bulletin's documents as they are."""
+    return issubclass(kind, SHOWS_NOTHING)
+
+
+def apply_score_event(subject: str, ev: Any, w: Writes) -> bool:
+    """Add a scoring event's effect to `w`: a week's unit ranking, merchant grade changes and escalations. Returns
+    whether it added anything (an event of a kind the bulletin does not show adds nothing, however often it comes).
 
     Read by subject and field name (the body may be a contract model or, for a subject this build has no
     model for, a plain dict), so notify keeps working while scoring's contracts grow.
@@ -182,15 +195,15 @@ def apply_score_event(subject: str, ev: Any, w: Writes) -> None:
         occurred = datetime.fromisoformat(occurred)
     if name == "ranking_published":
         if _get(ev, "kind") != "unit" or _get(ev, "period_kind") != "week":
-            return
+            return False
         tables = {role: [_row(r) for r in rows] for role, rows in (_get(ev, "tables") or {}).items()}
         apart = {role: [str(_get(r, "name") or _get(r, "id")) for r in rows]
                  for role, rows in (_get(ev, "unassessed") or {}).items()}
         w.add(RANKINGS, str(_get(ev, "period")), set_={"week": _get(ev, "period"), "tables": tables,
                                                         "unassessed": apart, "at": occurred})
-        return
+        return True
     if occurred is None or name not in ("merchant_grade_changed", "merchant_escalated"):
-        return  # unit_updated and merchant_graded carry nothing the bulletin shows that it does not count itself
+        return False  # unit_updated and merchant_graded carry nothing the bulletin shows that it does not count itself
     week = week_of(occurred)
     merchant_id = str(_get(ev, "merchant_id"))
     fields: dict[str, Any] = {"week": week, "merchant_id": merchant_id,
@@ -204,6 +217,7 @@ def apply_score_event(subject: str, ev: Any, w: Writes) -> None:
     else:
         fields.update(escalated=True, violations=_get(ev, "violations"), reason=_get(ev, "reason") or "")
     w.add(MERCHANTS, f"{week}:{merchant_id}", set_=fields)
+    return True
 
 
 def _row(r: Any) -> dict[str, Any]:

@@ -14,7 +14,7 @@ from contracts.bulletins import BulletinPublished
 from services.notify.bulletin.builder import publish_once
 from services.notify.bulletin.figures import ensure_indexes
 from services.notify.bulletin.handlers import BulletinProjection
-from services.notify.bulletin.projection import COLLECTIONS, RETAINED
+from services.notify.bulletin.projection import COLLECTIONS, RETAINED, shows_nothing
 from services.notify.bulletin.schedule import due_weeks
 from xiuhua.city.business_calendar import BusinessCalendar
 from xiuhua.consumer import Subscription, decode_tolerant
@@ -61,7 +61,7 @@ class Bulletin(Service):
                          linger=rt.settings.follower_linger),
             Subscription("notify-bulletin-scores", "score.v1.>", p.on_score_events, decode=decode_tolerant,
                          description="Scoring events (unit counters, merchant grades) for the weekly bulletin",
-                         linger=rt.settings.follower_linger),
+                         skips_type=shows_nothing, linger=rt.settings.follower_linger),
         ]
 
     def jobs(self) -> list[Job]:
