@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import threading
 import time
@@ -35,6 +36,21 @@ def new_event_id() -> str:
     rand = int.from_bytes(os.urandom(8), "big") & ((1 << 62) - 1)
     value = (ms & ((1 << 48) - 1)) << 80 | 0x7 << 76 | seq << 64 | 0b10 << 62 | rand
     return str(uuid.UUID(int=value))
+
+
+def derived_event_id(cause_id: str, *parts: str) -> str:
+    """The id of an event caused by another, made from the cause's id and what tells its effects apart: the same
+    each time it is made, so an effect emitted again for a redelivered cause carries its first emission's id and
+    the bus drops the copy. A UUIDv7 dated as its cause (a cause whose id is no UUIDv7 dates it by the hash)."""
+    digest = hashlib.sha256("\x1f".join((cause_id, *parts)).encode()).digest()
+    try:
+        cause = uuid.UUID(cause_id)
+        ms = cause.int >> 80 if cause.version == 7 else int.from_bytes(digest[10:16], "big")
+    except ValueError:
+        ms = int.from_bytes(digest[10:16], "big")
+    seq = int.from_bytes(digest[:2], "big") & 0xFFF
+    rand = int.from_bytes(digest[2:10], "big") & ((1 << 62) - 1)
+    return str(uuid.UUID(int=(ms & ((1 << 48) - 1)) << 80 | 0x7 << 76 | seq << 64 | 0b10 << 62 | rand))
 
 
 def utcnow() -> datetime:
@@ -77,9 +93,7 @@ class Envelope(BaseModel):
     event_id: str = Field(default_factory=new_event_id, description="Unique, time-ordered (UUIDv7).")
     occurred_at: AwareDatetime = Field(default_factory=utcnow, description="When it happened, UTC.")
     schema_version: int = Field(default=1, ge=1)
-    correlation_id: str = Field(
-        default="", description="The id of the report (or command) that started the chain."
-    )
+    correlation_id: str = Field(default="", description="The id of the report (or command) that started the chain.")
 
     @field_validator("occurred_at")
     @classmethod

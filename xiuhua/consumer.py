@@ -17,7 +17,7 @@ import json
 import logging
 import random
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -35,7 +35,7 @@ from contracts.envelope import Event
 from xiuhua import third_party, tracing
 from xiuhua.bus import Outgoing, PublishDenied, Publisher
 from xiuhua.clock import Clock, SystemClock
-from xiuhua.ledger import AT_S, Ledger, outgoing_of
+from xiuhua.ledger import AT_S, SEQ, Ledger, event_docs, outgoing_of, redelivery_of
 from xiuhua.logs import log_context, message_fields
 from xiuhua.observability import Metrics
 from xiuhua.pull_loop import install as install_pull_loop
@@ -73,6 +73,8 @@ class Item:
     out: list[Outgoing] = field(default_factory=list)
     # False when the handler declared the message a no-op that stays a no-op if applied again (`Batch.no_effect`)
     recorded: bool = True
+    # True when a redelivery of it emits again what it emitted, with the same ids (`Batch.guarded`)
+    emits_again: bool = False
     span: Any = None  # its trace span when tracing is on (`xiuhua.tracing`)
 
 
@@ -125,19 +127,37 @@ class Batch:
         anything is recorded regardless."""
         item.recorded = False
 
-    def guarded(self, item: Item) -> None:
+    def guarded(self, item: Item, *, emits_again: bool = False) -> None:
         """`item`'s effect is guarded by what it wrote in this same transaction, so it needs no ledger entry: applied
         again, it finds that and changes nothing (scoring keeps the event id among a case's facts; the bulletin
         opens a case's record once). A second instance applying it at the same moment writes the same document, so
         one of the two transactions is retried and finds it (on the embedded store they run one at a time anyway).
-        Only for consumers that would not publish anything for it: an item that emitted anything is recorded
-        regardless, since its ledger entry is the outbox that republishes after a crash. A document the consumer
-        writes anyway can name the events folded into it (`folded_before`, `naming`). Each saves a ledger
-        document per message."""
+        An item that emitted anything is recorded regardless, since its ledger entry is the outbox that republishes
+        after a crash, unless `emits_again`: applied again as a redelivery (a crash between the commit and the
+        publish, a lost acknowledgement), the handler emits again what it emitted, with the same ids, kept in the
+        document its effect wrote with the message's stream sequence (`outbox_of`, `emit_kept`: dispatch's case)
+        or derived from it (scoring's unit updates); the bus drops the copy within its duplicate window, the
+        consumers' guards after it. A document the consumer writes anyway can name the events folded into it
+        (`folded_before`, `naming`). Each saves a ledger document per message."""
         item.recorded = False
+        item.emits_again = emits_again
+
+    def emit_kept(self, item: Item, outbox: Mapping[str, Any] | None) -> None:
+        """Emit again, with their ids, the events a document kept (`outbox_of`) if `item` is the message that kept
+        them delivered again (`Batch.guarded`); another message (a copy under another id) emits nothing."""
+        if outbox and redelivery_of(outbox, redelivered=item.delivered > 1, seq=item.stream_seq):
+            item.out.extend(outgoing_of(outbox))
 
 
 APPLIED = "applied"  # in a document a guarded consumer writes: the ids of the events folded into it
+
+
+def outbox_of(item: Item) -> dict[str, Any]:
+    """What `item` emitted so far, and its stream sequence, as a document keeps them for `Batch.emit_kept`."""
+    kept: dict[str, Any] = {"events": event_docs(item.out)}
+    if item.stream_seq is not None:
+        kept[SEQ] = item.stream_seq
+    return kept
 
 
 def folded_before(doc: dict[str, Any] | None, event_id: str) -> bool:
@@ -304,8 +324,13 @@ class ConsumerRunner:
                 item.message = self.sub.decode(item.subject, item.data)
             except Poison as exc:
                 # The error is not logged: it may quote the body (personal data); the dead letter holds it.
-                log.error("%s/%s: dead-lettering %s, which cannot be decoded (the dead letter says why)",
-                          self.service, self.sub.name, item.subject, extra=_fields(item))
+                log.error(
+                    "%s/%s: dead-lettering %s, which cannot be decoded (the dead letter says why)",
+                    self.service,
+                    self.sub.name,
+                    item.subject,
+                    extra=_fields(item),
+                )
                 await self._dead_letter(msg, item, str(exc))
                 continue
             if self._ignored(item):
@@ -344,8 +369,14 @@ class ConsumerRunner:
         try:
             return self.sub.ignores(item.message)
         except Exception:  # a rule that cannot judge this message: apply it the usual way
-            log.warning("%s/%s: ignores() failed on %s", self.service, self.sub.name, item.subject, exc_info=True,
-                        extra=_fields(item))
+            log.warning(
+                "%s/%s: ignores() failed on %s",
+                self.service,
+                self.sub.name,
+                item.subject,
+                exc_info=True,
+                extra=_fields(item),
+            )
             return False
 
     async def _apply(self, pairs: list[tuple[Msg, Item]], *, look_first: bool | None = None) -> None:
@@ -368,8 +399,10 @@ class ConsumerRunner:
         for msg, item in pairs:
             if item.key in seen:
                 self.metrics.duplicates.labels(*self._labels).inc()
-                doc = seen[item.key]
-                done.append((msg, item, [] if self.ledger.published(doc) else outgoing_of(doc)))
+                again = self.ledger.to_publish_again(
+                    seen[item.key], redelivered=item.delivered > 1, seq=item.stream_seq
+                )
+                done.append((msg, item, again))
             else:
                 fresh.append((msg, item))
         if fresh:
@@ -403,6 +436,7 @@ class ConsumerRunner:
             for item in items:
                 item.out.clear()  # a retried transaction starts over
                 item.recorded = True
+                item.emits_again = False
             counts: list[tuple[Any, float]] = []  # a retried transaction counts over
             token = _pending_counts.set(counts)
             writes = self.store.writes()
@@ -410,7 +444,10 @@ class ConsumerRunner:
                 await self.sub.handle(Batch(items, session, look_first, writes, not self.store.reads_outside))
             finally:
                 _pending_counts.reset(token)
-            self.ledger.add(writes, [(i.key, i.out) for i in items if i.recorded or i.out])
+            recorded = [i for i in items if i.recorded or (i.out and not i.emits_again)]
+            self.ledger.add(
+                writes, [(i.key, i.out) for i in recorded], swept=False, seqs=[i.stream_seq for i in recorded]
+            )
             await self.store.write_together(writes, session)
             counted[:] = counts
 
@@ -422,7 +459,7 @@ class ConsumerRunner:
         if not done:
             return
         try:
-            await self.ledger.publish([(i.key, out) for _, i, out in done])
+            await self.ledger.publish([(i.key, out) for _, i, out in done], marks=False)
         except PublishDenied as exc:
             if len(done) > 1:  # which of them caused a refused event: each goes on its own
                 for one in done:
@@ -454,11 +491,22 @@ class ConsumerRunner:
         reason = "transient" if is_transient(exc) or isinstance(exc, NatsError | asyncio.TimeoutError) else "error"
         # A line per message, naming it (a store away sends whole batches back: the first few say enough).
         for _, item in pairs[:RETRIES_LOGGED]:
-            log.warning("%s/%s: %s back for retry (delivery %d): %s", self.service, self.sub.name, item.subject,
-                        item.delivered, _brief(exc), extra=_fields(item))
+            log.warning(
+                "%s/%s: %s back for retry (delivery %d): %s",
+                self.service,
+                self.sub.name,
+                item.subject,
+                item.delivered,
+                _brief(exc),
+                extra=_fields(item),
+            )
         if len(pairs) > RETRIES_LOGGED:
-            log.warning("%s/%s: %d more message(s) of the batch back for retry", self.service, self.sub.name,
-                        len(pairs) - RETRIES_LOGGED)
+            log.warning(
+                "%s/%s: %d more message(s) of the batch back for retry",
+                self.service,
+                self.sub.name,
+                len(pairs) - RETRIES_LOGGED,
+            )
         for msg, item in pairs:
             self._untraced(item, f"back for retry: {_brief(exc)}")
             self.metrics.retries.labels(*self._labels, reason).inc()
@@ -478,14 +526,30 @@ class ConsumerRunner:
             await self._retry_later([(msg, item)], store_exc)
             return
         if failures >= self.max_deliver:
-            log.error("%s/%s: dead-lettering %s after %d failures: %s", self.service, self.sub.name,
-                      item.subject, failures, _brief(exc), extra=_fields(item))
+            log.error(
+                "%s/%s: dead-lettering %s after %d failures: %s",
+                self.service,
+                self.sub.name,
+                item.subject,
+                failures,
+                _brief(exc),
+                extra=_fields(item),
+            )
             await self._dead_letter(msg, item, _brief(exc))
             with contextlib.suppress(Exception):
                 await self.store[FAILURES].delete_one({"_id": item.key})
         else:
-            log.warning("%s/%s: %s failed (%d of %d): %s", self.service, self.sub.name, item.subject,
-                        failures, self.max_deliver, _brief(exc), exc_info=exc, extra=_fields(item))
+            log.warning(
+                "%s/%s: %s failed (%d of %d): %s",
+                self.service,
+                self.sub.name,
+                item.subject,
+                failures,
+                self.max_deliver,
+                _brief(exc),
+                exc_info=exc,
+                extra=_fields(item),
+            )
             self.metrics.retries.labels(*self._labels, "error").inc()
             await msg.nak(delay=backoff(failures))
 
@@ -505,8 +569,9 @@ class ConsumerRunner:
     async def _count_failure(self, key: str) -> int:
         col = self.store[FAILURES]
         # The last failure's moment: a count left by a message that went through in the end goes with the ledger.
-        await col.update_one({"_id": key}, {"$inc": {"n": 1}, "$set": {AT_S: self.clock.now().timestamp()}},
-                             upsert=True)
+        await col.update_one(
+            {"_id": key}, {"$inc": {"n": 1}, "$set": {AT_S: self.clock.now().timestamp()}}, upsert=True
+        )
         doc = await col.find_one({"_id": key})
         return int(doc["n"]) if doc else 1
 

@@ -5,10 +5,14 @@ as its effect and holding the events it caused. A redelivered message finds its 
 those events (JetStream drops the copy inside the duplicate window; consumers drop it after). Timers claim a
 key the same way, so two instances emit a warning once. A sweeper publishes what a crash left unpublished.
 
-Marking entries published is off the consumers' path: the keys of what went out are written together a moment
-later (`MARK_AFTER_S`), one update for many batches instead of one per batch after its publish. Until then the
-process knows them as published; a crash in between leaves them to the sweeper, which publishes them again as it
-would after a crash just before the mark (the bus or the consumers drop the copy).
+An entry of a consumed message is never marked published: its message is acknowledged only once its events went
+out, and until then JetStream delivers it again, which finds the entry and publishes them again. So the
+redelivery is its outbox's sweeper, and the entry is one document written, not an insert and a mark
+(`add(..., swept=False)`). What no message brings back (a timer's claim, a bulletin's) is marked published once
+out, and swept until then. Marks are off the consumers' path: the keys of what went out are written together a
+moment later (`MARK_AFTER_S`), one update for many claims. Until then the process knows them as published; a
+crash in between leaves them to the sweeper, which publishes them again as it would after a crash just before
+the mark (the bus or the consumers drop the copy).
 """
 
 from __future__ import annotations
@@ -32,27 +36,37 @@ from xiuhua.store import Store, Writes, drop_index_on, update_in_chunks
 log = logging.getLogger("xiuhua.ledger")
 
 COLLECTION = "ledger"
+SEQ = "q"  # in an entry, or in a document that keeps what a message published: that message's stream sequence
 MARK_AFTER_S = 0.25  # how long published keys wait to be marked together
 
 
-def _doc(key: str, out: Sequence[Outgoing], at: datetime, *, expires: bool = True) -> dict[str, Any]:
-    doc = {
-        "_id": key,
-        "events": [_event_doc(o) for o in out],
-        "published": not out,
-        "at": at,
-    }
+def _doc(
+    key: str,
+    out: Sequence[Outgoing],
+    at: datetime,
+    *,
+    expires: bool = True,
+    swept: bool = True,
+    seq: int | None = None,
+) -> dict[str, Any]:
+    doc: dict[str, Any] = {"_id": key, "events": [_event_doc(o) for o in out], "at": at}
+    if swept:  # what the sweeper looks for; an entry without it is published again by its message's redelivery
+        doc["published"] = not out
+    if seq is not None:  # the stream sequence of the message that made it: what tells its redelivery (`SEQ`)
+        doc[SEQ] = seq
     if expires:  # what the purge ranges over (`RETAINED`): an entry without it is kept for good
         doc[AT_S] = at.timestamp()
     return doc
 
 
 def _unpublished(doc: Mapping[str, Any]) -> bool:
-    """An outbox entry whose events have not gone out: the sweeper still needs it, whatever its age."""
-    return not doc.get("published")
+    """An outbox entry the sweeper watches whose events have not gone out: it still needs it, whatever its age. A
+    consumed message's entry (no `published`) goes with the horizon: its message, unacknowledged until its events
+    went out, comes back within the ack wait or the back-off cap, far inside any horizon the city may set."""
+    return doc.get("published") is False
 
 
-# Entries of applied messages go after the city's ledger horizon (`retention.yaml`), published ones only.
+# Entries of applied messages go after the city's ledger horizon (`retention.yaml`), but swept ones unpublished.
 RETAINED = Retained(COLLECTION, AT_S, "ledger", keep=_unpublished, keep_fields=("published",))
 
 
@@ -63,10 +77,22 @@ def _event_doc(o: Outgoing) -> dict[str, Any]:
     return doc
 
 
-def outgoing_of(doc: dict[str, Any]) -> list[Outgoing]:
+def redelivery_of(doc: Mapping[str, Any] | None, *, redelivered: bool, seq: int | None) -> bool:
+    """Whether a message is the one that wrote `doc` (its `SEQ`) delivered again: by its stream sequence, or, where
+    either does not know it, by JetStream's delivery count."""
+    if doc is not None and seq is not None and doc.get(SEQ) is not None:
+        return bool(doc[SEQ] == seq)
+    return redelivered
+
+
+def event_docs(out: Sequence[Outgoing]) -> list[dict[str, Any]]:
+    """Events as an outbox keeps them (`outgoing_of` reads them back)."""
+    return [_event_doc(o) for o in out]
+
+
+def outgoing_of(doc: Mapping[str, Any]) -> list[Outgoing]:
     """The events a ledger document holds."""
-    return [Outgoing(e["s"], e["b"].encode(), e["id"], tuple(e.get("h", {}).items()))
-            for e in doc.get("events", [])]
+    return [Outgoing(e["s"], e["b"].encode(), e["id"], tuple(e.get("h", {}).items())) for e in doc.get("events", [])]
 
 
 class Ledger:
@@ -78,6 +104,7 @@ class Ledger:
         self._publisher = publisher
         self._clock = clock
         self._unmarked: set[str] = set()  # published, not yet marked so in the store
+        self._found_unpublished: set[str] = set()  # swept entries a message found unpublished (`to_publish_again`)
         self._marker: asyncio.Task[None] | None = None
         self.refused = 0  # entries the sweeper gave up because the server refused them (counted by the service)
 
@@ -110,37 +137,52 @@ class Ledger:
             return {}
         return {d["_id"]: d async for d in self._col.find({"_id": {"$in": ids}}, session=session)}
 
-    async def record(
-        self, session: AsyncClientSession, entries: Sequence[tuple[str, Sequence[Outgoing]]]
-    ) -> None:
+    async def record(self, session: AsyncClientSession, entries: Sequence[tuple[str, Sequence[Outgoing]]]) -> None:
         """Record applied keys with their events, inside the caller's transaction."""
         if entries:
             writes = self._store.writes()
             self.add(writes, entries)
             await self._store.write_together(writes, session)
 
-    def add(self, writes: Writes, entries: Sequence[tuple[str, Sequence[Outgoing]]]) -> None:
-        """Add the entries of applied keys to a batch's writes (sent in its transaction with its effects)."""
+    def add(
+        self,
+        writes: Writes,
+        entries: Sequence[tuple[str, Sequence[Outgoing]]],
+        *,
+        swept: bool = True,
+        seqs: Sequence[int | None] = (),
+    ) -> None:
+        """Add the entries of applied keys to a batch's writes (sent in its transaction with its effects).
+
+        `swept=False` for consumed messages, with their stream sequences (`seqs`, in the order of `entries`): no
+        mark and no sweep, their redelivery publishes what they caused again until they are acknowledged
+        (`to_publish_again`)."""
         if entries:
             now = self._clock.now()
-            writes.insert(COLLECTION, [_doc(k, out, now) for k, out in entries])
+            at = list(seqs) + [None] * (len(entries) - len(seqs))
+            writes.insert(
+                COLLECTION, [_doc(k, out, now, swept=swept, seq=q) for (k, out), q in zip(entries, at, strict=True)]
+            )
 
-    async def claim(
-        self, key: str, out: Sequence[Outgoing], session: AsyncClientSession | None = None
-    ) -> bool:
+    async def claim(self, key: str, out: Sequence[Outgoing], session: AsyncClientSession | None = None) -> bool:
         """Record a key once; False if it was claimed before (by this or another instance).
 
         Kept for good, past any horizon: such a claim says that something due once per period (a week's bulletin,
-        a period's ranking) was done, which a later look for what is due relies on; there are few of them."""
+        a period's ranking) was done, which a later look for what is due relies on; there are few of them.
+        Without a session it waits for an open transaction, as `claim_many` does: a claim lost with another's
+        transaction is made again, and its events published again under new ids."""
+        doc = _doc(key, out, self._clock.now(), expires=False)
         try:
-            await self._col.insert_one(_doc(key, out, self._clock.now(), expires=False), session=session)
+            if session is not None:
+                await self._col.insert_one(doc, session=session)
+                return True
+            async with self._store.outside_transactions():
+                await self._col.insert_one(doc)
             return True
         except DuplicateKeyError:
             return False
 
-    async def claim_many(
-        self, entries: Sequence[tuple[str, Sequence[Outgoing]]]
-    ) -> list[tuple[str, list[Outgoing]]]:
+    async def claim_many(self, entries: Sequence[tuple[str, Sequence[Outgoing]]]) -> list[tuple[str, list[Outgoing]]]:
         """Record keys once each (one unordered insert); returns what to publish now: the entries claimed here,
         and those claimed before (a retried record) whose events are still unpublished (the bus drops the copy
         by message id)."""
@@ -160,17 +202,41 @@ class Ledger:
         earlier = await self.seen(taken)
         return fresh + [(k, outgoing_of(d)) for k, d in earlier.items() if not self.published(d)]
 
+    def to_publish_again(self, doc: dict[str, Any], *, redelivered: bool, seq: int | None = None) -> list[Outgoing]:
+        """The events a message found applied must publish again before it is acknowledged.
+
+        A swept entry says whether they went out. A consumed message's entry does not: a message acknowledged
+        only after publishing, JetStream's redelivery of it may be the only one to publish them (a crash after the
+        commit), so a redelivery publishes them again, and the bus drops the copy within its duplicate window,
+        the consumers' ledgers and guards after it. A redelivery is told by the stream sequence the entry keeps
+        (a broker killed before it saved its delivery counts hands an unacknowledged message out again as a first
+        delivery), or by the count where the sequence is unknown. Another message with the same id (a producer's
+        resend, a re-drive) publishes nothing: the original, if unacknowledged, comes back itself."""
+        if "published" in doc:
+            if self.published(doc):
+                return []
+            self._found_unpublished.add(doc["_id"])  # marked once out, though published for a message
+            return outgoing_of(doc)
+        return outgoing_of(doc) if redelivery_of(doc, redelivered=redelivered, seq=seq) else []
+
     def published(self, doc: dict[str, Any]) -> bool:
         """Whether the events of a ledger document have gone out (marked, or about to be by this process)."""
         return bool(doc.get("published")) or doc["_id"] in self._unmarked
 
-    async def publish(self, entries: Sequence[tuple[str, Sequence[Outgoing]]], *, mark_now: bool = False) -> None:
+    async def publish(
+        self, entries: Sequence[tuple[str, Sequence[Outgoing]]], *, mark_now: bool = False, marks: bool = True
+    ) -> None:
         """Publish the events of entries; they are marked published a moment later, together with others
-        (`mark_now`: before returning)."""
+        (`mark_now`: before returning; `marks=False`: only those a sweeper watches, for a consumer's entries)."""
         pending = [(k, out) for k, out in entries if out]
         if not pending:
             return
         await self._publisher.send(o for _, out in pending for o in out)
+        if not marks:
+            pending = [(k, out) for k, out in pending if k in self._found_unpublished]
+            self._found_unpublished.difference_update(k for k, _ in pending)
+            if not pending:
+                return
         self._unmarked.update(k for k, _ in pending)
         if mark_now:
             await self.mark()

@@ -63,11 +63,16 @@ async def backfill_seconds(col: Any, date_field: str, seconds_field: str, batch:
         docs = [d for d in docs if hasattr(d[date_field], "timestamp")]
         if not docs:
             return done
-        res = await col.bulk_write([
-            UpdateOne({"_id": d["_id"], date_field: d[date_field], seconds_field: {"$exists": False}},
-                      {"$set": {seconds_field: d[date_field].timestamp()}})
-            for d in docs
-        ], ordered=False)
+        res = await col.bulk_write(
+            [
+                UpdateOne(
+                    {"_id": d["_id"], date_field: d[date_field], seconds_field: {"$exists": False}},
+                    {"$set": {seconds_field: d[date_field].timestamp()}},
+                )
+                for d in docs
+            ],
+            ordered=False,
+        )
         done += res.modified_count
         if res.modified_count == 0:
             return done  # every one was rewritten meanwhile; what still lacks the field waits for the next round
@@ -97,8 +102,10 @@ async def pages_in_order(
     at_last: set[Any] = set()  # ids already read whose field is `last`
     while True:
         query = {field: {"$gte": last, "$lt": high}}
-        found = [d async for d in col.find(query, {**projection, field: 1}).sort(field, ASCENDING)
-                 .limit(batch + len(at_last))]
+        found = [
+            d
+            async for d in col.find(query, {**projection, field: 1}).sort(field, ASCENDING).limit(batch + len(at_last))
+        ]
         page = [d for d in found if not (d.get(field) == last and d["_id"] in at_last)]
         if not page:
             return
@@ -207,14 +214,16 @@ class Store:
         combine_writes: bool = True,
     ) -> None:
         self.client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(
-            url, tz_aware=True, serverSelectionTimeoutMS=3000, connectTimeoutMS=3000, appname="xiuhua",
+            url,
+            tz_aware=True,
+            serverSelectionTimeoutMS=3000,
+            connectTimeoutMS=3000,
+            appname="xiuhua",
             event_listeners=list(listeners),
         )
         w: int | str = int(write_concern) if write_concern.isdigit() else write_concern
         self._w = w
-        self.db: AsyncDatabase[dict[str, Any]] = self.client.get_database(
-            database, write_concern=WriteConcern(w=w)
-        )
+        self.db: AsyncDatabase[dict[str, Any]] = self.client.get_database(database, write_concern=WriteConcern(w=w))
         # nx-27017 keeps a database in one SQLite connection and interleaves concurrent transactions' savepoints
         # (it reports errors yet commits both). Transactions on one database therefore run one at a time: an
         # asyncio lock in the process, and a file lock across processes when the store is the embedded one.
@@ -273,8 +282,12 @@ class Store:
             # The client-level command takes the client's write concern, not this database's; a transaction's is
             # set when it commits.
             in_tx = session is not None and session.in_transaction
-            await self.client.bulk_write([op for _, op in writes.ops], ordered=True, session=session,
-                                         write_concern=None if in_tx else self.db.write_concern)
+            await self.client.bulk_write(
+                [op for _, op in writes.ops],
+                ordered=True,
+                session=session,
+                write_concern=None if in_tx else self.db.write_concern,
+            )
             return
         for collection, ops in runs:
             await self.db[collection].bulk_write(ops, ordered=True, session=session)
@@ -355,6 +368,12 @@ class Store:
         write made while another client's transaction is open lands inside that transaction: acknowledged, and
         lost with it if the store dies before the commit (measured). MongoDB needs no such wait.
 
+        The lock free does not mean no transaction is open: a client killed inside one (a service SIGKILLed
+        mid-batch) released the lock and left its transaction open, and these writes would land in it, to be
+        rolled back with it by whoever ends it next: a delivery claimed, sent and recorded would be pending again
+        and sent again. So the orphan is ended first, as the next transaction would (`_named`); what these writes
+        read then no longer shows the dead client's half-done writes either.
+
         Only where the lock is set (`XIUHUA_STORE_TX_LOCK_DIR`: the embedded store); re-entrant within a task, so a
         caller may hold it across several such writes (one wait, not one each)."""
         task = asyncio.current_task()
@@ -362,6 +381,7 @@ class Store:
             yield
             return
         async with self._serialized(within=OUTSIDE_WAIT_S):
+            await self._end_orphan()
             self._outside_holder = task
             try:
                 yield

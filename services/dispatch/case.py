@@ -71,6 +71,11 @@ class Case(BaseModel):
     timers_fired: list[str] = Field(default_factory=list)
     next_timer_at: datetime | None = None
     command_ids: list[str] = Field(default_factory=list, description="Recent command ids (idempotency)")
+    outbox: dict[str, Any] | None = Field(
+        default=None,
+        description="What its opening published (its dispatch), emitted again by a redelivered opening: the case "
+        "is the opening's only record, no ledger entry (xiuhua.consumer.Batch.guarded)",
+    )
 
     @classmethod
     def from_doc(cls, doc: dict[str, Any]) -> Case:

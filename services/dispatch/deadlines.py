@@ -23,7 +23,8 @@ class DeadlineTimers:
         self.rt = rt
         self.calendar = BusinessCalendar(rt.city.calendar)
         self.timer_events = rt.metrics.counter(
-            "xiuhua_case_timers", "Deadline warnings, overdue and escalations", ("kind",))
+            "xiuhua_case_timers", "Deadline warnings, overdue and escalations", ("kind",)
+        )
 
     async def tick(self) -> int:
         """Publish every warning, overdue and escalation that has fallen due; returns how many this instance

@@ -12,7 +12,7 @@ from services.dispatch.commands import InvalidCommand, NotDispatchs
 from services.dispatch.escalations import merchant_case
 from xiuhua.bus import Outgoing
 from xiuhua.city.business_calendar import BusinessCalendar
-from xiuhua.consumer import Batch, Item, count
+from xiuhua.consumer import Batch, Item, count, outbox_of
 from xiuhua.service import Runtime
 
 CONFLICT_RETRIES = 3
@@ -37,30 +37,41 @@ class DispatchHandlers:
         return lifecycle.Context(self.rt.clock.now(), self.rt.city, self.calendar)
 
     async def on_opened(self, batch: Batch) -> None:
-        """A new case: choose units, compute the deadline, keep the case, publish the dispatch."""
-        await self._open_all(batch, [(item, item.message) for item in batch.items])
+        """A new case: choose units, compute the deadline, keep the case, publish the dispatch.
 
-    async def _open_all(self, batch: Batch, opened: list[tuple[Item, CaseOpened]]) -> list[tuple[Item, CaseOpened]]:
+        The case is the opening's only record (`Batch.guarded`): its id refuses a second insert, and it keeps the
+        dispatch it published, which a redelivered opening (a crash between the commit and the publish) emits
+        again with its id. Another opening of a case kept (a copy under another id) leaves it alone."""
+        await self._open_all(batch, [(item, item.message) for item in batch.items], guarded=True)
+
+    async def _open_all(
+        self, batch: Batch, opened: list[tuple[Item, CaseOpened]], *, guarded: bool = False
+    ) -> list[tuple[Item, CaseOpened]]:
         """Open the batch's cases that are new (one read for the whole batch, skipped for a small batch of first
         deliveries, and the inserts sent with the batch's ledger entries); returns the messages that opened one. A
         case already kept, or opened earlier in the batch, is left alone."""
         ids = sorted({ev.case_id for _, ev in opened})
         if not ids:
             return []
-        kept: set[str] = set()
+        kept: dict[str, dict[str, Any] | None] = {}
         if batch.look_first:  # else a case kept already refuses the insert, and the batch comes again looking
             kept = await store.kept(self.rt.store, ids, batch.reads)
         docs: list[dict[str, Any]] = []
         done: list[tuple[Item, CaseOpened]] = []
         ctx = self._ctx()
         for item, ev in opened:
+            if guarded:
+                batch.guarded(item, emits_again=True)
             if ev.case_id in kept:
+                if guarded:  # published again if this is the opening that kept the case, delivered again
+                    batch.emit_kept(item, kept[ev.case_id])
                 continue
-            kept.add(ev.case_id)
             case, out = lifecycle.open_case(ev, ctx)
+            batch.emit(item, out)
+            case.outbox = outbox_of(item)
+            kept[ev.case_id] = case.outbox
             docs.append(case.to_doc())
             done.append((item, ev))
-            batch.emit(item, out)
             self._count_dispatch(out)
         batch.later().insert(store.CASES, docs)  # with the ledger entries: one command for a small batch
         return done

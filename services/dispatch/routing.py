@@ -169,6 +169,20 @@ def ranked(facts: CaseFacts, city: City) -> list[RuleCheck]:
     return sorted(checks, key=lambda c: c.specificity or (), reverse=True)
 
 
+def _matching(facts: CaseFacts, city: City) -> list[RuleCheck]:
+    """The matching rules of `ranked`, in its order. A rule whose categories leave the case out never matches, and
+    most rules name categories: they are passed over before their conditions and reasons are worked out, which
+    route does for every case (`ranked` explains them all)."""
+    tz = ZoneInfo(city.calendar.timezone)
+    code = facts.category_code
+    checks = [
+        check(r, facts, tz)
+        for r in city.routing.rules
+        if not r.match.categories or category_matches(r.match.categories, code) >= 0
+    ]
+    return sorted((c for c in checks if c.matches), key=lambda c: c.specificity or (), reverse=True)
+
+
 def _cooperating(
     rule: Rule, category: Category | None, place: Place, city: City, lead: UnitRef, exclude: set[str]
 ) -> list[UnitRef]:
@@ -211,9 +225,7 @@ def route(facts: CaseFacts, city: City, *, exclude: set[str] | None = None) -> D
         )
     category: Category | None = city.category(facts.category_code)
     reasons: list[str] = []
-    for c in ranked(facts, city):
-        if not c.matches:
-            continue
+    for c in _matching(facts, city):
         rule = c.rule
         lead_a = rule.lead or (Assignee(role=category.lead_role) if category else None)
         if lead_a is None:

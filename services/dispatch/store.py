@@ -39,9 +39,10 @@ async def index_legacy_timers(cases: Any) -> int:
     return await backfill_seconds(cases, "next_timer_at", TIMER_FIELD)
 
 
-async def kept(store: Store, ids: list[str], reads: AsyncClientSession | None) -> set[str]:
-    """Which of these cases are kept already."""
-    return {d["_id"] async for d in store[CASES].find({"_id": {"$in": ids}}, {"_id": 1}, session=reads)}
+async def kept(store: Store, ids: list[str], reads: AsyncClientSession | None) -> dict[str, dict[str, Any] | None]:
+    """Which of these cases are kept already, with what their opening published (`Case.outbox`)."""
+    found = store[CASES].find({"_id": {"$in": ids}}, {"outbox": 1}, session=reads)
+    return {d["_id"]: d.get("outbox") async for d in found}
 
 
 async def find(store: Store, case_id: str, session: AsyncClientSession | None) -> dict[str, Any] | None:

@@ -8,6 +8,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from contracts.reports import MerchantCheck
+from contracts.scores import UnitScoreUpdated
 from services.scoring.store import Projection
 from xiuhua.consumer import Batch, count
 from xiuhua.service import Runtime
@@ -30,7 +31,8 @@ class ScoringHandlers:
         self.rt = rt
         self.projection = Projection(rt.store, rt.city)
         self.skipped = rt.metrics.counter(
-            "xiuhua_scoring_skipped_total", "Messages scoring could not use (invalid check, unknown merchant)",
+            "xiuhua_scoring_skipped_total",
+            "Messages scoring could not use (invalid check, unknown merchant)",
             ("reason",),
         )
 
@@ -46,9 +48,16 @@ class ScoringHandlers:
                 count(self.skipped.labels("unknown_merchant"))
             messages.append(item.message)
             items.append(item)
-        results = await self.projection.apply(messages, session=batch.session)
+        # Every message found folded makes its unit updates again, with their ids: a redelivery may come as a
+        # first delivery (a broker killed before it saved its delivery counts), and a case's facts keep no stream
+        # sequence to tell it by (a rebuild writes the same documents). The stream drops the copy.
+        again = [True] * len(items)
+        results = await self.projection.apply(messages, session=batch.session, again=again)
         for item, result in zip(items, results, strict=True):
             for event in result.events:
                 batch.emit(item, event)
             if self.projection.guards(item.message):
-                batch.guarded(item)  # recorded all the same if it emitted anything (the outbox)
+                # Its unit updates, made again with their ids by a redelivery, need no ledger entry; a merchant's
+                # events (graded, escalated) are recorded, the ledger entry their outbox.
+                rederived = all(isinstance(e, UnitScoreUpdated) for e in result.events)
+                batch.guarded(item, emits_again=rederived)

@@ -15,7 +15,7 @@ live service writes. Nothing stored depends on arrival order or on the wall cloc
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -25,7 +25,7 @@ from pymongo.asynchronous.client_session import AsyncClientSession
 
 from contracts import streams
 from contracts.cases import CaseEvent, CaseOpened, CaseOverdue
-from contracts.envelope import Event
+from contracts.envelope import Event, derived_event_id
 from contracts.merchants import MerchantEscalated
 from contracts.reports import MerchantCheck
 from contracts.scores import MerchantGradeChanged, MerchantGraded, UnitScoreUpdated
@@ -92,13 +92,22 @@ class Projection:
         )
 
     async def apply(
-        self, messages: list[Any], session: AsyncClientSession | None = None, *, events: bool = True
+        self,
+        messages: list[Any],
+        session: AsyncClientSession | None = None,
+        *,
+        events: bool = True,
+        again: Sequence[bool] = (),
     ) -> list[Applied]:
         """Apply messages in order; returns, per message, the events it caused.
 
         `events=False` (the rebuild, which publishes nothing) works out what each case changed once per batch,
         from its facts before and after, instead of once per message: the same documents, since a case's
-        contribution depends on its facts alone and the per-message differences add up to the batch's."""
+        contribution depends on its facts alone and the per-message differences add up to the batch's.
+
+        `again[i]`: message i may be a redelivery. Folded before, it changes nothing, but says again which unit
+        documents its fact moves (`score.v1.unit_updated`, with their figures now and the ids they had: each is
+        derived from the event's id and the unit's), since its first emission may not have gone out."""
         results = [Applied() for _ in messages]
         case_ids = sorted({m.case_id for m in messages if isinstance(m, CaseEvent)})
         cases: dict[str, list[units.Fact]] = {}
@@ -122,6 +131,9 @@ class Projection:
                 old = cases.get(m.case_id, [])
                 new = units.add_fact(old, fact)
                 if new is None:
+                    if events and i < len(again) and again[i]:
+                        without = [f for f in old if f["id"] != fact["id"]]
+                        touched[i] = list(units.difference(units.contribution(without), units.contribution(old)))
                     continue
                 cases[m.case_id] = new
                 changed_cases.add(m.case_id)
@@ -148,6 +160,10 @@ class Projection:
             )
         docs = await self._write_units(deltas, session)
         if events:
+            unread = sorted({k for keys in touched for k in keys} - docs.keys())
+            if unread:  # documents a redelivered message names, unchanged by this batch
+                async for d in self.store[UNIT_PERIODS].find({"_id": {"$in": unread}}, session=session):
+                    docs[d["_id"]] = d
             self._unit_events(messages, touched, docs, results)
         if merchant_facts:
             await self._apply_merchants(messages, merchant_facts, results, session)
@@ -197,6 +213,7 @@ class Projection:
                 m = messages[i]
                 results[i].events.append(
                     UnitScoreUpdated(
+                        event_id=derived_event_id(m.event_id, unit_id),
                         correlation_id=m.correlation_id,
                         unit_id=unit_id,
                         period=week["period"],

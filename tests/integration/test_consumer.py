@@ -123,8 +123,11 @@ async def test_messages_a_subscription_ignores_are_acknowledged_without_touching
         name="probe", subscriptions=lambda rt: [Subscription("probe-some", "case.v1.>", handle, ignores=ignores)]
     )
     base = CaseDispatched.model_validate(CaseDispatched.example())
-    events = [base.model_copy(update={"case_id": f"C-{kind}-{i}", "event_id": f"e-{kind}{i}"})
-              for i in range(3) for kind in ("skip", "keep")]
+    events = [
+        base.model_copy(update={"case_id": f"C-{kind}-{i}", "event_id": f"e-{kind}{i}"})
+        for i in range(3)
+        for kind in ("skip", "keep")
+    ]
     async with running(spec, as_operator(settings), city=city) as rt:
         for event in events:
             await publish(settings.nats_url, "case.v1.dispatched.CD", event.to_json(), msg_id=event.event_id)
@@ -146,8 +149,12 @@ async def test_types_a_subscription_skips_are_acknowledged_from_their_subject_wi
     async def handle(batch: Batch) -> None:
         seen.extend(item.message.case_id for item in batch.items)
 
-    spec = ServiceSpec(name="probe", subscriptions=lambda rt: [
-        Subscription("probe-typed", "case.v1.>", handle, skips_type=lambda kind: kind is not CaseDispatched)])
+    spec = ServiceSpec(
+        name="probe",
+        subscriptions=lambda rt: [
+            Subscription("probe-typed", "case.v1.>", handle, skips_type=lambda kind: kind is not CaseDispatched)
+        ],
+    )
     dispatched = CaseDispatched.model_validate(CaseDispatched.example())
     async with BusRecorder(settings.nats_url) as bus, running(spec, as_operator(settings), city=city) as rt:
         # A body no model accepts, on a skipped type's subject: never parsed, so acknowledged, not dead-lettered.
@@ -163,7 +170,8 @@ async def test_types_a_subscription_skips_are_acknowledged_from_their_subject_wi
         keys = [d["_id"] async for d in rt.store["ledger"].find({"_id": {"$regex": "^probe-typed:"}})]
         assert keys == [f"probe-typed:{dispatched.event_id}"]
         skipped = rt.metrics.registry.get_sample_value(
-            "xiuhua_messages_ignored_total", {"service": "probe", "consumer": "probe-typed"})
+            "xiuhua_messages_ignored_total", {"service": "probe", "consumer": "probe-typed"}
+        )
         assert skipped == 1
 
 
@@ -181,9 +189,9 @@ async def test_a_stopping_instance_gives_back_the_messages_it_holds(settings, ci
         applied.extend(item.message.case_id for item in batch.items)
 
     def probe(linger: float) -> ServiceSpec:
-        return ServiceSpec(name="probe", subscriptions=lambda rt: [
-            Subscription("probe-cases", "case.v1.>", handle, linger=linger)
-        ])
+        return ServiceSpec(
+            name="probe", subscriptions=lambda rt: [Subscription("probe-cases", "case.v1.>", handle, linger=linger)]
+        )
 
     event = CaseDispatched.model_validate(CaseDispatched.example())
     async with running(probe(30.0), as_operator(settings), city=city):  # lingers longer than the test waits
@@ -216,9 +224,10 @@ async def test_the_sweeper_publishes_what_a_crash_left_in_the_outbox_once_it_is_
     base = CaseDispatched.model_validate(CaseDispatched.example())
     left = base.model_copy(update={"case_id": "C-left", "event_id": "e-left"})
     fresh = base.model_copy(update={"case_id": "C-fresh", "event_id": "e-fresh"})
-    async with BusRecorder(settings.nats_url) as bus, running(
-        spec, as_operator(settings), clock=clock, city=city
-    ) as rt:
+    async with (
+        BusRecorder(settings.nats_url) as bus,
+        running(spec, as_operator(settings), clock=clock, city=city) as rt,
+    ):
         # Committed with their effects, never published (the process died before): the outbox holds them.
         await rt.store.in_transaction(lambda s: rt.ledger.record(s, [("probe:left", [Outgoing.of(left)])]))
         clock.advance(timedelta(seconds=20))
@@ -272,6 +281,68 @@ async def test_a_first_delivery_of_a_message_applied_before_is_answered_from_the
         assert rt.metrics.registry.get_sample_value("probe_effects_total") == len(effects) == 2
         # Marked published (together with other entries, a moment after the publish).
         assert await eventually(lambda: rt.store["ledger"].find_one({"_id": "probe-once:e-before", "published": True}))
+
+
+async def test_a_redelivery_publishes_again_what_its_message_caused_from_an_entry_never_marked(settings, city):
+    """A consumed message's ledger entry holds what it caused and is one document: never marked published. The
+    message is acknowledged only after its events went out, so when the publish after the commit fails (as a
+    crash there would leave it), its redelivery finds the entry and publishes them; a re-driven copy (a first
+    delivery of the same message) finds the entry and publishes nothing; the sweeper never looks at it."""
+    from datetime import timedelta
+
+    from xiuhua.bus import Outgoing
+
+    async def handle(batch: Batch) -> None:
+        for item in batch.items:
+            if item.message.case_id == "C-origin":  # what it causes comes to this consumer too: no effect
+                await effects.insert_one({"delivered": item.delivered}, session=batch.session)
+                batch.emit(item, caused)
+
+    spec = ServiceSpec(name="probe", subscriptions=lambda rt: [Subscription("probe-out", "case.v1.>", handle)])
+    base = CaseDispatched.model_validate(CaseDispatched.example())
+    origin = base.model_copy(update={"case_id": "C-origin", "event_id": "e-origin"})
+    caused = base.model_copy(update={"case_id": "C-caused", "event_id": "e-caused"})
+    async with BusRecorder(settings.nats_url) as bus, running(spec, as_operator(settings), city=city) as rt:
+        await rt.store.ensure_collections(["effects"])
+        effects = rt.store["effects"]
+        send = rt.publisher.send
+        failed: list[int] = []
+
+        async def fails_once(items: object) -> None:
+            outgoing = list(items)  # type: ignore[call-overload]
+            if any(isinstance(o, Outgoing) and o.msg_id == "e-caused" for o in outgoing) and not failed:
+                failed.append(1)
+                raise TimeoutError("the bus went away after the commit")
+            await send(outgoing)
+
+        rt.publisher.send = fails_once  # type: ignore[method-assign]
+        await publish(settings.nats_url, "case.v1.dispatched.CD", origin.to_json(), msg_id=origin.event_id)
+        await eventually(lambda: [e for e in bus.on("case.v1.dispatched.") if e["case_id"] == "C-caused"], timeout=30)
+        nc = await connect(settings.nats_url, "operator")
+        try:
+            await eventually(lambda: _drained(nc, "probe-out"), timeout=30)
+            # A re-drive of the applied message: a first delivery of the same ledger key.
+            await publish(settings.nats_url, "case.v1.dispatched.CD", origin.to_json(), msg_id="e-origin~r1")
+            labels = {"service": "probe", "consumer": "probe-out"}
+            # Found applied twice: by the redelivery, then by the re-driven copy.
+            await eventually(
+                lambda: rt.metrics.registry.get_sample_value("xiuhua_messages_duplicate_total", labels) == 2, timeout=30
+            )
+            await eventually(lambda: _drained(nc, "probe-out"), timeout=30)
+        finally:
+            await nc.close()
+        assert failed == [1]
+        # Applied once, by its first delivery; the redelivery and the copy were answered from the ledger.
+        assert [d["delivered"] async for d in effects.find({})] == [1]
+        caused_copies = [e for e in bus.on("case.v1.dispatched.") if e["case_id"] == "C-caused"]
+        assert len(caused_copies) == 1  # published by the redelivery, not again for the re-driven copy
+        entry = await rt.store["ledger"].find_one({"_id": "probe-out:e-origin"})
+        assert entry is not None and "published" not in entry and [e["id"] for e in entry["events"]] == ["e-caused"]
+        # One entry each for the message and for what it caused, which came to this consumer too.
+        assert await rt.store.count("ledger", {"_id": {"$regex": "^probe-out:"}}) == 2
+        await asyncio.sleep(0.5)  # past the moment marks are written
+        assert "published" not in (await rt.store["ledger"].find_one({"_id": "probe-out:e-origin"}) or {})
+        assert await rt.ledger.sweep(older_than=timedelta(0)) == 0
 
 
 async def test_the_wait_before_a_message_is_applied_is_measured_from_its_storage(settings, city):

@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 from contracts.cases import CaseDispatched
 from services.notify.ratelimit import TokenBuckets
 from tests.helpers import eventually
+from tests.helpers.store_orphan import killed_inside_a_transaction
 from xiuhua.bus import Outgoing
 from xiuhua.city.alerts import RateLimit
 from xiuhua.clock import FrozenClock
@@ -74,7 +75,9 @@ async def test_several_buckets_in_one_take_and_a_lost_race_taken_again(settings)
         got = await buckets.take_many({"a:file": 2, "b:file": 5, "c:file": 1}, T0)
         assert got == {"a:file": (1, 10.0), "b:file": (3, 10.0), "c:file": (1, 0.0)}
         assert await buckets.take_many({"a:file": 1, "b:file": 1}, T0 + timedelta(seconds=10)) == {
-            "a:file": (1, 0.0), "b:file": (1, 0.0)}  # one token each 10 s later
+            "a:file": (1, 0.0),
+            "b:file": (1, 0.0),
+        }  # one token each 10 s later
     finally:
         await store.close()
 
@@ -92,6 +95,23 @@ async def test_claims_in_one_insert_return_what_is_still_to_publish(settings) ->
         assert sorted(k for k, _ in again) == ["k:a", "k:b", "k:c"]
         await ledger.publish(again)
         assert await ledger.claim_many([("k:a", [a]), ("k:c", [c])]) == []  # published: nothing more to send
+    finally:
+        await store.close()
+
+
+async def test_a_claim_made_while_a_dead_clients_transaction_is_open_stays_claimed(settings) -> None:
+    # A scoring instance SIGKILLed inside a batch leaves its transaction open; the other instance's ranking close
+    # claims the period meanwhile. Rolled back with the orphan, the claim would be made and published again.
+    locks = settings.store_tx_lock_dir
+    assert settings.mongo_url is not None and locks is not None
+    store = Store(settings.mongo_url, settings.database("probe"), tx_lock_dir=locks)
+    try:
+        await store.ensure_collections(["cases", "ledger"])
+        ledger = Ledger(store, _NoBus(), FrozenClock(T0))  # type: ignore[arg-type]
+        await killed_inside_a_transaction(settings.mongo_url, locks, store.db.name)
+        assert await ledger.claim("ranking:unit:2026-W47", []) is True
+        await store.end_orphaned_transaction()  # as the periodic check or the next batch would
+        assert await ledger.claim("ranking:unit:2026-W47", []) is False
     finally:
         await store.close()
 
@@ -131,4 +151,3 @@ async def test_published_entries_are_marked_together_and_never_swept_again(setti
         assert (await marked())["m:w"]  # (nx-27017 answers a `$set` true as 1)
     finally:
         await store.close()
-

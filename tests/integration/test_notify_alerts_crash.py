@@ -4,7 +4,9 @@
 - a living instance renews its leases, so nobody else takes its claim up while it sends;
 - an outcome the store could not take is kept in memory and recorded when the store is back, never re-sent;
 - the `file` channel drops a re-send it already holds;
-- the worker runs as soon as planning commits (not at its next poll).
+- the worker runs as soon as planning commits (not at its next poll);
+- an alert claimed and recorded while a dead instance's transaction is still open is recorded for good, not
+  rolled back with that transaction and sent again.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from services.notify.worker import CLAIM_LEASE_S
 from tests.helpers import BusRecorder, eventually
 from tests.helpers.channels import receiver
 from tests.helpers.notify import T0, alert_city, doc, notify, overdue, planned, send
+from tests.helpers.store_orphan import killed_inside_a_transaction
 from xiuhua import embedded
 from xiuhua.clock import FrozenClock
 from xiuhua.service import running
@@ -150,3 +153,30 @@ async def test_the_worker_runs_as_soon_as_planning_commits(settings, city) -> No
                 return (await doc(rt, NID))["status"] == "delivered"
 
             await eventually(recorded, timeout=5)
+
+
+async def test_an_alert_sent_while_a_dead_instances_transaction_is_open_is_sent_and_recorded_once(
+    settings, city
+) -> None:
+    clock = FrozenClock(T0)
+    async with receiver() as r, BusRecorder(settings.nats_url) as bus:
+        async with notify(settings, alert_city(city, r.url("/k")), clock) as (rt, h):
+            for task in rt.tasks:  # the periodic check must not end the orphan before the worker has sent
+                if task.get_name() == f"{rt.name}:orphan-transactions":
+                    task.cancel()
+            await send(settings, overdue("C-K1"))
+            await planned(rt, 1)
+            await rt.store.ensure_collections(["cases"])  # what the killed instance writes into
+            # The other instance, SIGKILLed inside a batch's transaction, which stays open on notify's database.
+            assert settings.mongo_url is not None and settings.store_tx_lock_dir is not None
+            await killed_inside_a_transaction(settings.mongo_url, settings.store_tx_lock_dir, rt.store.db.name)
+            assert await h.deliver_due() == 1
+            await rt.store.end_orphaned_transaction()  # as the periodic check or the next batch would
+            after = await doc(rt, NID)
+            assert after["status"] == "delivered" and after["attempts"] == 1
+            clock.advance(timedelta(seconds=CLAIM_LEASE_S * 3))
+            assert await h.deliver_due() == 0
+        await eventually(lambda: len(bus.on("notify.v1.delivered")) >= 1)
+        await asyncio.sleep(0.5)  # time for a second send or delivered event to show up
+        assert len(r.got) == 1
+        assert len({b["event_id"] for b in bus.on("notify.v1.delivered")}) == 1

@@ -12,6 +12,8 @@ import subprocess
 import sys
 from datetime import UTC, datetime
 
+import pytest
+
 from contracts.reports import MerchantCheck
 from services.scoring import closing, query, rebuild, units
 from services.scoring.query import QUERY_MERCHANT, QUERY_RANKING, QUERY_UNIT
@@ -187,8 +189,12 @@ async def test_live_scores_equal_the_fold_and_a_rebuild(settings, city, monkeypa
         assert report.differences == [], report.differences[:3]
         # Each stream's total is known before its first message, and reached at its end.
         cases = len(events) + 40
-        assert [h for h in heard if h[1] in (0, h[2])] == [("XH_CASES", 0, cases), ("XH_CASES", cases, cases),
-                                                           ("XH_CHECKS", 0, 5), ("XH_CHECKS", 5, 5)]
+        assert [h for h in heard if h[1] in (0, h[2])] == [
+            ("XH_CASES", 0, cases),
+            ("XH_CASES", cases, cases),
+            ("XH_CHECKS", 0, 5),
+            ("XH_CHECKS", 5, 5),
+        ]
         assert ("XH_CASES", 7, cases) in heard  # counted batch by batch in between
         done = await asyncio.to_thread(_cli, settings, "rebuild", "--check")
         assert done.returncode == 0, done.stdout + done.stderr
@@ -314,10 +320,10 @@ async def test_rebuild_compares_what_the_streams_still_hold(settings, city):
     assert "XH_CHECKS holds messages from" in done.stdout
 
 
-async def test_a_case_event_that_publishes_nothing_leaves_no_ledger_entry(settings, city):
+async def test_a_case_event_leaves_no_ledger_entry(settings, city):
     # A case's facts keep each event id, so an event applied again adds nothing (`Projection.guards`): one that
-    # moved no unit figure, and so published nothing, needs no ledger entry; one that published keeps its entry,
-    # the outbox that republishes after a crash. A resend under new message ids changes nothing either way.
+    # moved no unit figure, and so published nothing, needs no ledger entry; nor does one that published unit
+    # updates, which a redelivery makes again with their ids. A resend under new message ids changes no figure.
     from services.scoring.store import CASE_FACTS
 
     opened, dispatched = history(3, 1)[:2]
@@ -335,12 +341,74 @@ async def test_a_case_event_that_publishes_nothing_leaves_no_ledger_entry(settin
         await eventually(lambda: bus.on("score.v1.unit_updated"), timeout=10)
         keys = {d["_id"] async for d in rt.store["ledger"].find({}, {"_id": 1})}
         assert f"scoring-cases:{opened.event_id}" not in keys
-        assert f"scoring-cases:{dispatched.event_id}" in keys
+        assert f"scoring-cases:{dispatched.event_id}" not in keys
         before = {d["_id"]: d async for d in rt.store[UNIT_PERIODS].find({})}
 
-        await publish_all(settings.nats_url, [(e.subject_for(), e.to_json(), f"{e.event_id}-again")
-                                               for e in (opened, dispatched)])
+        await publish_all(
+            settings.nats_url, [(e.subject_for(), e.to_json(), f"{e.event_id}-again") for e in (opened, dispatched)]
+        )
         await asyncio.sleep(1.5)  # two follower lingers
         assert await facts() == [opened.event_id, dispatched.event_id]
         assert {d["_id"]: d async for d in rt.store[UNIT_PERIODS].find({})} == before
-        assert len(bus.on("score.v1.unit_updated")) == 1
+        # The copy of the dispatch made its unit update again, with its id: the stream kept the first.
+        assert len({u["event_id"] for u in bus.on("score.v1.unit_updated")}) == 1
+        assert await _stored_unit_updates(settings.nats_url) == 1
+
+
+def _fail_first_unit_update(rt, *, after_sending: bool) -> list[str]:
+    """The first publish holding a unit update fails, before or after it reached the bus (a crash there); returns
+    the ids of the unit updates it held."""
+    send = rt.publisher.send
+    failed: list[str] = []
+
+    async def sending(items) -> None:
+        out = list(items)
+        updates = [o.msg_id for o in out if o.subject == "score.v1.unit_updated"]
+        if updates and not failed:
+            failed.extend(updates)
+            if after_sending:
+                await send(out)
+            raise TimeoutError("the bus went away")
+        await send(out)
+
+    rt.publisher.send = sending
+    return failed
+
+
+async def _stored_unit_updates(url: str) -> int:
+    nc = await connect(url, "operator")
+    try:
+        info = await nc.jetstream().stream_info("XH_SCORES", subjects_filter="score.v1.unit_updated")
+        return sum((info.state.subjects or {}).values())
+    finally:
+        await nc.close()
+
+
+async def _scoring_drained(url: str):
+    nc = await connect(url, "operator")
+    try:
+        info = await nc.jetstream().consumer_info("XH_CASES", "scoring-cases")
+        return info if info.num_pending == 0 and info.num_ack_pending == 0 else None
+    finally:
+        await nc.close()
+
+
+@pytest.mark.parametrize("after_sending", [False, True], ids=["before-the-bus", "after-the-bus"])
+async def test_a_redelivered_case_event_publishes_its_unit_updates_again_with_their_ids(settings, city, after_sending):
+    # The publish after the commit fails, before the updates reached the bus or after (the process dying there
+    # leaves the same): the redelivery adds nothing to the figures and makes the updates again with the ids of
+    # the first, so the stream holds each once (its duplicate window drops the copy of one that went out).
+    opened, dispatched = history(3, 1)[:2]
+    clock = FrozenClock(datetime(2026, 12, 31, 17, 0, tzinfo=UTC))
+    async with BusRecorder(settings.nats_url) as bus, running(spec("scoring"), settings, clock=clock, city=city) as rt:
+        failed = _fail_first_unit_update(rt, after_sending=after_sending)
+        await publish_all(settings.nats_url, [(e.subject_for(), e.to_json(), e.event_id) for e in (opened, dispatched)])
+        await eventually(
+            lambda: len(bus.on("score.v1.unit_updated")) == len(failed) * (1 + after_sending) > 0, timeout=30
+        )
+        await eventually(lambda: _scoring_drained(settings.nats_url), timeout=30)
+        assert [u["event_id"] for u in bus.on("score.v1.unit_updated")] == failed * (1 + after_sending)
+        assert await _stored_unit_updates(settings.nats_url) == len(failed)
+        weeks = [d async for d in rt.store[UNIT_PERIODS].find({"kind": "week"})]
+        assert [d["dispatched"] for d in weeks] == [1]  # applied once
+        assert await rt.store.count("ledger", {"_id": {"$regex": "^scoring-cases:"}}) == 0

@@ -4,16 +4,13 @@ open transaction that swallows everyone else's (nx-27017 keeps a dead client's t
 from __future__ import annotations
 
 import asyncio
-import os
-import signal
-import sys
-import textwrap
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from pymongo.errors import AutoReconnect
 
+from tests.helpers.store_orphan import killed_inside_a_transaction
 from xiuhua import embedded
 from xiuhua.store import Store, is_transient
 
@@ -31,46 +28,13 @@ def own_store(tmp_path: Path) -> Iterator[OwnStore]:
         srv.stop()
 
 
-CHILD = textwrap.dedent(
-    """
-    import asyncio, sys
-    from pathlib import Path
-    from xiuhua.store import Store
-
-    async def main() -> None:
-        store = Store(sys.argv[1], "orphan", tx_lock_dir=Path(sys.argv[2]))
-
-        async def half_done(session) -> None:
-            await store["cases"].insert_one({"_id": "half-done"}, session=session)
-            print("inside", flush=True)
-            await asyncio.sleep(60)  # killed here, before the ledger entry and the commit
-            await store["ledger"].insert_one({"_id": "never"}, session=session)
-
-        await store.in_transaction(half_done)
-
-    asyncio.run(main())
-    """
-)
-
-
-async def _killed_inside_a_transaction(url: str, locks: Path) -> None:
-    """Run CHILD until it is inside its transaction, then SIGKILL it."""
-    child = await asyncio.create_subprocess_exec(
-        sys.executable, "-c", CHILD, url, str(locks), stdout=asyncio.subprocess.PIPE
-    )
-    assert child.stdout is not None
-    assert (await asyncio.wait_for(child.stdout.readline(), 20)).strip() == b"inside"
-    os.kill(child.pid, signal.SIGKILL)
-    await child.wait()
-
-
 @pytest.mark.timeout(60)
 async def test_a_client_killed_mid_transaction_leaves_no_trace_and_blocks_no_one(own_store: OwnStore) -> None:
     srv, locks = own_store
     url = embedded.mongo_url(srv)
     store = Store(url, "orphan", tx_lock_dir=locks)
     await store.ensure_collections(["cases", "ledger"])
-    await _killed_inside_a_transaction(url, locks)
+    await killed_inside_a_transaction(url, locks)
 
     async def applied(session) -> None:
         await store["cases"].insert_one({"_id": "after"}, session=session)
@@ -95,7 +59,7 @@ async def test_the_periodic_check_ends_an_orphan_without_waiting_for_a_transacti
     store = Store(url, "orphan", tx_lock_dir=locks)
     await store.ensure_collections(["cases"])
     assert await store.end_orphaned_transaction() is False
-    await _killed_inside_a_transaction(url, locks)
+    await killed_inside_a_transaction(url, locks)
     assert await store["cases"].find_one({"_id": "half-done"}) == {"_id": "half-done"}  # the defect, shown
     assert await store.end_orphaned_transaction() is True
     assert await store["cases"].find_one({"_id": "half-done"}) is None
@@ -180,3 +144,28 @@ async def test_a_write_gives_up_waiting_for_a_transaction_that_holds_the_databas
     assert [d["_id"] async for d in other["deliveries"].find()] == ["after"]
     await store.close()
     await other.close()
+
+
+@pytest.mark.timeout(60)
+async def test_a_write_outside_transactions_after_a_client_died_inside_one_is_kept(own_store: OwnStore) -> None:
+    # A notify instance killed inside a batch's transaction leaves it open; the other instance's delivery worker
+    # then claims and records an alert it sent under `outside_transactions`. Were that write to land in the dead
+    # client's transaction, ending the orphan (the periodic check, the next batch) would take it back: the alert
+    # would be claimed, sent and its delivered event published once more under a new id.
+    srv, locks = own_store
+    url = embedded.mongo_url(srv)
+    store = Store(url, "orphan", tx_lock_dir=locks)
+    await store.ensure_collections(["cases", "deliveries"])
+    await killed_inside_a_transaction(url, locks)
+    async with store.outside_transactions():
+        assert await store["cases"].find_one({"_id": "half-done"}) is None  # nor is the orphan's write read
+        await store["deliveries"].insert_one({"_id": "recorded"})
+    await store.end_orphaned_transaction()
+    assert [d["_id"] async for d in store["deliveries"].find()] == ["recorded"]
+    await store.close()
+    srv.kill()
+    srv.start()
+    store = Store(embedded.mongo_url(srv), "orphan", tx_lock_dir=locks)
+    assert [d["_id"] async for d in store["deliveries"].find()] == ["recorded"]
+    assert await store["cases"].find_one({"_id": "half-done"}) is None
+    await store.close()

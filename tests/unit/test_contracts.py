@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from contracts import subjects
-from contracts.envelope import new_event_id
+from contracts.envelope import derived_event_id, new_event_id
 from contracts.export import SCHEMA_DIR, documents
 from contracts.registry import decode, events, model_for
 from contracts.streams import stream_for
@@ -38,8 +38,16 @@ def test_subjects_decode_to_their_models() -> None:
 def test_subject_tokens_are_safe_and_streams_capture_every_subject() -> None:
     assert subjects.case_subject("opened", "a.b c*") == "case.v1.opened.a_b_c_"
     assert subjects.case_subject("opened", None) == "case.v1.opened.unknown"
-    for subject in ("report.v1.in.grid", "report.v1.rejected", "case.v1.opened.CD", "cmd.v1.case.acknowledge",
-                    "score.v1.unit_updated", "notify.v1.delivered", "bulletin.v1.published", "dlq.v1.intake"):
+    for subject in (
+        "report.v1.in.grid",
+        "report.v1.rejected",
+        "case.v1.opened.CD",
+        "cmd.v1.case.acknowledge",
+        "score.v1.unit_updated",
+        "notify.v1.delivered",
+        "bulletin.v1.published",
+        "dlq.v1.intake",
+    ):
         assert stream_for(subject).name.startswith("XH_")
 
 
@@ -48,3 +56,12 @@ def test_event_ids_are_unique_and_time_ordered() -> None:
     assert len(set(ids)) == len(ids)
     assert ids == sorted(ids)
     assert all(i[14] == "7" for i in ids)  # UUID version 7
+
+
+def test_an_id_derived_from_a_cause_is_the_same_each_time_and_dated_as_the_cause() -> None:
+    cause, later = new_event_id(), new_event_id()
+    made = derived_event_id(cause, "U-1")
+    assert made == derived_event_id(cause, "U-1")  # what a redelivery makes again
+    assert len({made, derived_event_id(cause, "U-2"), derived_event_id(later, "U-1")}) == 3
+    assert made[14] == "7" and made[:13] == cause[:13]  # a UUIDv7 of its cause's millisecond
+    assert derived_event_id("e-1", "U-1")[14] == "7"  # a cause whose id is no UUID

@@ -27,11 +27,17 @@ def _handlers(city: Any) -> tuple[DispatchHandlers, MemoryStore]:
 
 
 async def _apply(
-    store: MemoryStore, handle: Callable[[Batch], Awaitable[None]], *messages: Any, look_first: bool = True
+    store: MemoryStore,
+    handle: Callable[[Batch], Awaitable[None]],
+    *messages: Any,
+    look_first: bool = True,
+    first_seq: int = 0,
+    ids: list[str] | None = None,
 ) -> list[str]:
     """Apply messages as one batch, as the consumer does: the handler, then its later writes, in one transaction;
-    returns the subjects it emitted."""
-    items = [Item(f"m.{i}", b"", {}, f"k{i}", 1, i, m) for i, m in enumerate(messages)]
+    returns the subjects it emitted (and adds their message ids to `ids`). The messages are the stream's from
+    `first_seq` on: the same sequence again is the same message delivered again."""
+    items = [Item(f"m.{i}", b"", {}, f"k{i}", 1, first_seq + i, m) for i, m in enumerate(messages)]
 
     async def transaction(session: Any) -> None:
         batch = Batch(items, session, look_first, store.writes())
@@ -39,17 +45,24 @@ async def _apply(
         await store.write_together(batch.later(), session)
 
     await store.in_transaction(transaction)
+    if ids is not None:
+        ids += [out.msg_id for item in items for out in item.out]
     return [out.subject for item in items for out in item.out]
 
 
 async def test_a_new_case_is_kept_and_dispatched_once_even_if_opened_again(city) -> None:
     h, store = _handlers(city)
-    assert await _apply(store, h.on_opened, opened(city)) == ["case.v1.dispatched.CD"]
+    ids: list[str] = []
+    assert await _apply(store, h.on_opened, opened(city), ids=ids) == ["case.v1.dispatched.CD"]
     (case,) = [d async for d in store[CASES].find({})]
     assert (case["_id"], case["state"], case["version"]) == ("C-1", "dispatched", 1)
     assert case["lead_unit"]["unit_id"] == "CD-SAN"
-    # The same opening delivered again (a later batch, which reads first): the case kept is left alone.
-    assert await _apply(store, h.on_opened, opened(city)) == []
+    # The same opening delivered again (a later batch, which reads first): the case kept is left alone, and the
+    # dispatch it keeps goes out again with its id (the stream drops the copy; after a crash it is the only one).
+    assert await _apply(store, h.on_opened, opened(city), ids=ids) == ["case.v1.dispatched.CD"]
+    assert len(ids) == 2 and ids[0] == ids[1]
+    # Another opening of the case (a copy under another id, another stream message): nothing goes out.
+    assert await _apply(store, h.on_opened, opened(city), first_seq=1) == []
     assert await store.count(CASES) == 1 and await store[CASES].find_one({"_id": "C-1"}) == case
     # A first delivery skips that read: the kept case refuses the insert, and the consumer applies it again reading.
     with pytest.raises(BulkWriteError) as refused:

@@ -88,8 +88,12 @@ def test_specificity_order_exact_then_prefix_then_place_then_priority(city) -> N
         Rule(id="prefix-long", match=Match(categories=["08*"]), lead=Assignee(role="traffic_police")),
         Rule(id="exact", match=Match(categories=["0801"]), lead=Assignee(role="enforcement")),
         Rule(id="exact-street", match=Match(categories=["0801"], areas=["CD"]), lead=Assignee(role="community")),
-        Rule(id="exact-street-hi", match=Match(categories=["0801"], areas=["CD"]), lead=Assignee(role="sanitation"),
-             priority=5),
+        Rule(
+            id="exact-street-hi",
+            match=Match(categories=["0801"], areas=["CD"]),
+            lead=Assignee(role="sanitation"),
+            priority=5,
+        ),
     ]
     c = _with(city, rules=rules)
     cd, jq = c.areas.place_of_area("CD01"), c.areas.place_of_area("JQ01")
@@ -149,7 +153,8 @@ def test_explain_shows_the_winner_and_why(capsys) -> None:
     assert out["rule_id"] == "muck-night-traffic" and out["lead"]["unit_id"] == "JQ-TP"
     rows = {r["rule"]: r for r in out["rules"]}
     assert rows["muck-night-traffic"]["matches"] and "23:30 within 22:00-06:00" in " ".join(
-        rows["muck-night-traffic"]["why"])
+        rows["muck-night-traffic"]["why"]
+    )
     assert not rows["fire-lane-emergency"]["matches"]
     assert "not in ['0103']" in rows["fire-lane-emergency"]["why"][0]
     assert out["rules"][0]["rule"] == "muck-night-traffic"  # ranked: the winner first
@@ -172,3 +177,18 @@ def test_routing_file_is_cross_checked_at_start_up(city) -> None:
     bad = _with(city, return_fallback=[Assignee(unit="NOPE")])
     with pytest.raises(CityDataError, match=r"routing.yaml:\d+: unknown unit NOPE"):
         validate(bad)
+
+
+def test_route_passes_over_rules_of_other_categories_as_the_full_ranking_would(city) -> None:
+    # Route checks only the rules whose categories take the case (and those naming none); the matching rules and
+    # their order are the full ranking's, for every category, source, urgency and hour of the demo city.
+    from services.dispatch.routing import _matching
+
+    place = city.areas.place_of_area("JQ02-01")
+    for category in city.catalogue.items():
+        for source in ("grid", "hotline", "sensor"):
+            for urgency in ("normal", "urgent"):
+                for at in (NOW, datetime(2026, 11, 23, 23, 0, tzinfo=SH)):
+                    facts = CaseFacts(category.code, place, source, urgency, at)
+                    full = [(c.rule.id, c.specificity) for c in ranked(facts, city) if c.matches]
+                    assert [(c.rule.id, c.specificity) for c in _matching(facts, city)] == full, facts
