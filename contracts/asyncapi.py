@@ -368,7 +368,7 @@ def _request_reply(
         "address": None,
         "title": f"{spec.name} reply",
         "description": (
-            f"The reply inbox the requester's NATS client sets on `{spec.address}` (`_INBOX.…`): the query's "
+            f"The reply inbox the requester's NATS client sets on `{spec.address}` (`_INBOX_<user>.…`): the query's "
             "reply, or an error reply with a code."
         ),
         "messages": {r.model.__name__: {"$ref": f"#/components/messages/{r.name}"} for r in replies},

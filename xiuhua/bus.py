@@ -21,6 +21,8 @@ from prometheus_client import CollectorRegistry
 from contracts import registry, streams
 from contracts.envelope import Event
 from xiuhua import third_party
+from xiuhua.security import INBOX
+from xiuhua.security import inbox_prefix as own_inbox
 from xiuhua.settings import Settings
 
 log = logging.getLogger("xiuhua.bus")
@@ -40,9 +42,17 @@ def _ssl_context(settings: Settings) -> ssl.SSLContext | None:
     return ctx
 
 
+def inbox_prefix(settings: Settings) -> str:
+    """The inbox prefix a connection with these settings uses: the configured one, else its user's own (the only
+    one the security model lets it subscribe under), else NATS' default."""
+    if settings.nats_inbox_prefix:
+        return settings.nats_inbox_prefix
+    return own_inbox(settings.nats_user) if settings.nats_user else INBOX
+
+
 def connect_options(settings: Settings) -> dict[str, Any]:
-    """Keyword arguments for nats-py's `connect` (credentials and TLS), shared with plain clients."""
-    opts: dict[str, Any] = {}
+    """Keyword arguments for nats-py's `connect` (credentials, inbox prefix and TLS), shared with plain clients."""
+    opts: dict[str, Any] = {"inbox_prefix": inbox_prefix(settings)}
     if settings.nats_user:
         opts["user"] = settings.nats_user
         opts["password"] = settings.nats_password or ""
@@ -155,6 +165,7 @@ def make_broker(
     return NatsBroker(
         servers=settings.nats_url or "nats://127.0.0.1:4222",
         name=f"xiuhua-{name}",
+        inbox_prefix=inbox_prefix(settings),
         security=security,
         user_credentials=str(settings.nats_creds_file) if settings.nats_creds_file else None,
         middlewares=middlewares,

@@ -662,6 +662,7 @@ def attach(broker: NatsBroker, runner: ConsumerRunner, *, ack_wait: float = 60.0
         stream=JStream(_stream_of(sub), declare=False),
         durable=sub.name,
         pull_sub=PullSub(batch_size=sub.batch_size, timeout=sub.batch_timeout, batch=True),
+        inbox_prefix=third_party.CONNECTION_INBOX,  # deliveries under the service user's own inbox prefix
         ack_policy=AckPolicy.MANUAL,
         decoder=_undecoded,
         config=ConsumerConfig(ack_wait=ack_wait, max_deliver=-1, max_ack_pending=max(1000, sub.batch_size * 4)),

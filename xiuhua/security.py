@@ -6,6 +6,11 @@ their `report.v1.in.<source>` / `cmd.v1.case.<action>` subjects. Because `cmd.v1
 publisher, dispatch can trust the actor's role in a command (docs/decisions/0013-permissions-as-data.md). The
 `operator` user provisions streams and runs `xiuhua dlq` / `xiuhua chaos`.
 
+Replies travel on inboxes: JetStream's API answers, publish acknowledgements, a pull consumer's deliveries, the
+answers to a query. Each user connects with an inbox prefix of its own (`_INBOX_<user>`, `inbox_prefix`) and may
+subscribe under that prefix only, so no user can listen in on what is delivered to another (the NATS clients'
+shared default `_INBOX.>` would hand every user everyone's deliveries).
+
 `render_config` is pure: permissions as data in, configuration text out. `service_consumers` reads each
 service's durable consumers from its `ServiceSpec` (built offline, nothing connects), so a consumer a colleague
 adds is permitted without an edit here.
@@ -28,6 +33,23 @@ from xiuhua.settings import Settings
 
 OPERATOR = "operator"
 MAX_PAYLOAD = 256 * 1024  # bytes: the largest inbound report (4,000-character texts, 20 URLs) fits many times over
+INBOX = "_INBOX"  # NATS clients' default inbox prefix: a connection without a user of the model keeps it
+
+
+def inbox_prefix(user: str) -> str:
+    """The inbox prefix `user` connects with (nats-py `connect(inbox_prefix=...)`) and alone may subscribe under."""
+    return f"{INBOX}_{user}"
+
+
+def login(user: str, password: str) -> dict[str, str]:
+    """nats-py `connect` keyword arguments for `user` of the model: its password and its own inbox prefix."""
+    return {"user": user, "password": password, "inbox_prefix": inbox_prefix(user)}
+
+
+def login_env(user: str, password: str) -> dict[str, str]:
+    """The environment a process started as `user` gets: its own inbox prefix too, so that one inherited from the
+    starting process (`XIUHUA_NATS_INBOX_PREFIX`) cannot stand in for it."""
+    return {"XIUHUA_NATS_USER": user, "XIUHUA_NATS_PASSWORD": password, "XIUHUA_NATS_INBOX_PREFIX": inbox_prefix(user)}
 
 
 @dataclass(frozen=True)
@@ -70,14 +92,16 @@ class User:
     name: str
     password: str
     publish: tuple[str, ...]
-    subscribe: tuple[str, ...] = ("_INBOX.>",)  # JetStream acknowledgements and API replies come back here
+    subscribe: tuple[str, ...] = ()  # besides its own inboxes
     consumers: tuple[Consumer, ...] = ()
     listens: tuple[str, ...] = ()  # core-NATS request/reply subjects it serves (replies allowed then)
     note: str = ""
 
     def subscribe_allowed(self) -> list[str]:
-        """Every subject this user may subscribe to."""
-        return [*self.subscribe, *self.listens]
+        """Every subject this user may subscribe to: its own inboxes (JetStream's answers and deliveries, replies to
+        its queries come back there), then what it may read besides."""
+        own = [] if ">" in self.subscribe else [f"{inbox_prefix(self.name)}.>"]
+        return [*own, *self.subscribe, *self.listens]
 
     def publish_allowed(self) -> list[str]:
         """Every subject this user may publish to, JetStream API included."""
@@ -407,9 +431,16 @@ def write_embedded_config(
     return path, passwords
 
 
+def settings_as(settings: Settings, user: str, password: str) -> Settings:
+    """`settings` connecting as `user` with `password` and its own inbox prefix (one configured for another user
+    would be refused)."""
+    own = {"nats_user": user, "nats_password": password, "nats_inbox_prefix": inbox_prefix(user)}
+    return settings.model_copy(update=own)
+
+
 def as_operator(settings: Settings, passwords: Mapping[str, str]) -> Settings:
     """`settings` connecting as the operator user."""
-    return settings.model_copy(update={"nats_user": OPERATOR, "nats_password": passwords[OPERATOR]})
+    return settings_as(settings, OPERATOR, passwords[OPERATOR])
 
 
 def embedded_credentials(settings: Settings, user: str) -> Settings:
@@ -421,7 +452,7 @@ def embedded_credentials(settings: Settings, user: str) -> Settings:
     password = json.loads(path.read_text()).get(user)
     if password is None:
         return settings
-    return settings.model_copy(update={"nats_user": user, "nats_password": password})
+    return settings_as(settings, user, password)
 
 
 def operator_settings(settings: Settings) -> Settings:

@@ -23,6 +23,11 @@ class Settings(BaseSettings):
     nats_user: str | None = None
     nats_password: str | None = None
     nats_creds_file: Path | None = None
+    nats_inbox_prefix: str | None = Field(
+        default=None, pattern=r"^[A-Za-z0-9_-]+$",
+        description="Where replies to this connection arrive (nats inbox_prefix); unset = `_INBOX_<NATS_USER>`, the "
+        "only prefix the security model lets that user subscribe under (`_INBOX` without a user)",
+    )
     nats_tls_ca: Path | None = None
     nats_tls_cert: Path | None = None
     nats_tls_key: Path | None = None

@@ -25,6 +25,7 @@ import nats
 from xiuhua import embedded, logs
 from xiuhua.bus import connect_options, provision_streams
 from xiuhua.registry import SERVICES, spec
+from xiuhua.security import login_env
 from xiuhua.settings import Settings
 
 log = logging.getLogger("xiuhua.up")
@@ -140,7 +141,7 @@ class Supervisor:
                 "XIUHUA_CITY_DIR": str(self.settings.city_dir),
                 "XIUHUA_BULLETIN_SCHEDULE": str(self.settings.bulletin_schedule).lower(),
                 **({"XIUHUA_STORE_TX_LOCK_DIR": str(self.var / "store" / "locks")} if self.embedded_store else {}),
-                **({"XIUHUA_NATS_USER": name, "XIUHUA_NATS_PASSWORD": self.passwords[name]} if self.passwords else {}),
+                **(login_env(name, self.passwords[name]) if self.passwords else {}),
                 **({"XIUHUA_HJ212_PORT": str(tcp["hj212"])} if "hj212" in tcp else {}),
             }
             child = Child(name, [sys.executable, "-m", "xiuhua", "run", name], env,

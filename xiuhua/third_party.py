@@ -2,9 +2,10 @@
 
 Xiuhua's batch pull loop (`xiuhua.pull_loop`) takes the place of FastStream's, reads nats-py's subscription queue
 directly and sends JetStream's pull request itself; nats-py's `fetch` is patched to raise the timeout both
-libraries agree on. Neither library promises any of this, so both are pinned (pyproject.toml) and `check()` runs
-at import: a release that moves one of these parts stops the service at start-up with a sentence naming it,
-instead of a pull loop that silently stops pulling.
+libraries agree on; a pull subscriber's deliveries arrive under its connection's own inbox prefix. Neither library
+promises any of this, so both are pinned (pyproject.toml) and `check()` runs at import: a release that moves one
+of these parts stops the service at start-up with a sentence naming it, instead of a pull loop that silently stops
+pulling.
 
 Upgrading FastStream or nats-py: read what `RELIANCES` lists in the new release, adapt the functions below, then
 move `WRITTEN_AGAINST` and the pins together.
@@ -21,6 +22,7 @@ from typing import Any
 
 from faststream._internal.utils.path import Address
 from faststream.nats import PullSub
+from faststream.nats.subscriber.factory import create_subscriber
 from faststream.nats.subscriber.usecases.basic import LogicSubscriber
 from faststream.nats.subscriber.usecases.stream_basic import StreamSubscriber
 from faststream.nats.subscriber.usecases.stream_pull_subscriber import BatchPullStreamSubscriber
@@ -97,6 +99,20 @@ RELIANCES: tuple[Reliance, ...] = (
         and isinstance(getattr(Address, "broker_address", None), property)
         and "extra_options" in _names(LogicSubscriber.__init__)
         and "stream" in _names(StreamSubscriber.__init__),
+    ),
+    Reliance(
+        "faststream",
+        "a pull subscriber's inbox_prefix, handed to nats-py's pull_subscribe as given (create_subscriber)",
+        "None there lets nats-py deliver under the connection's own inbox prefix (see CONNECTION_INBOX)",
+        lambda: "inbox_prefix" in _params(create_subscriber)
+        and "inbox_prefix" in inspect.unwrap(create_subscriber).__code__.co_consts,
+    ),
+    Reliance(
+        "nats-py",
+        "JetStreamContext.pull_subscribe_bind taking the connection's _inbox_prefix when inbox_prefix is None",
+        "each user may subscribe under its own inbox prefix only (xiuhua.security)",
+        lambda: "inbox_prefix" in _params(JetStreamContext.pull_subscribe_bind)
+        and "_inbox_prefix" in _names(JetStreamContext.pull_subscribe_bind),
     ),
     Reliance(
         "nats-py",
@@ -180,6 +196,14 @@ async def request_pull(sub: PullSubscription, request: bytes) -> None:
 async def next_delivered(sub: PullSubscription, timeout: float) -> Msg:  # noqa: ASYNC109
     """Wait up to `timeout` for the next message to the subscription (nats' TimeoutError when none comes)."""
     return await sub._sub.next_msg(timeout=timeout)
+
+
+# --- FastStream: a pull subscriber's inbox -------------------------------------------------------------------------
+
+# `inbox_prefix` for a FastStream pull subscriber. FastStream defaults it to the NATS clients' shared `_INBOX.`,
+# overriding the connection's: the subscription for the consumer's deliveries would then be one the security model
+# refuses. None leaves nats-py to take the connection's own (`connect(inbox_prefix=...)`).
+CONNECTION_INBOX: Any = None
 
 
 # --- FastStream: the batch pull subscriber's loop ----------------------------------------------------------------

@@ -24,7 +24,7 @@ async def test_the_server_refuses_messages_over_max_payload(tmp_path):
     srv = embedded.nats_server(tmp_path / "nats", config=conf)
     srv.start()
     try:
-        nc = await nats.connect(embedded.nats_url(srv), user="patrol_app", password=pw["patrol_app"])
+        nc = await nats.connect(embedded.nats_url(srv), **security.login("patrol_app", pw["patrol_app"]))
         assert nc.max_payload == security.MAX_PAYLOAD
         with pytest.raises(MaxPayloadError):
             await nc.publish("report.v1.in.grid", b"x" * (security.MAX_PAYLOAD + 1))

@@ -17,8 +17,8 @@ CREDENTIALS: dict[str, dict[str, str]] = {}
 
 
 def login(url: str, user: str) -> dict[str, str]:
-    """nats.connect's keyword arguments for `user` on this test's server."""
-    return {"user": user, "password": CREDENTIALS[url][user]}
+    """nats.connect's keyword arguments for `user` on this test's server (its password and inbox prefix)."""
+    return security.login(user, CREDENTIALS[url][user])
 
 
 async def connect(url: str, user: str) -> nats.NATS:

@@ -11,6 +11,7 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from contracts import registry, streams
 from contracts.cases import CaseOpened
 from tests.helpers.contract_versions import CaseOpenedV2, v1_event, v2_event
+from xiuhua import security
 from xiuhua.bus import provision_streams
 from xiuhua.client import XiuhuaClient
 
@@ -35,7 +36,7 @@ async def _drain(js: object, durable: str, want: int) -> list[tuple[str, object]
 async def test_a_consumer_receives_v1_and_v2_side_by_side(xiuhua_nats_url: str, tmp_path: Path) -> None:
     # Consumers of the test's own and a v2 subject no service publishes yet: the operator's.
     users = json.loads((tmp_path / "xiuhua-var" / "security" / "passwords.json").read_text())
-    operator = {"user": "operator", "password": users["operator"]}
+    operator = security.login("operator", users["operator"])
     with registry.registered(CaseOpenedV2):
         await provision_streams(xiuhua_nats_url, connect_opts=operator)
         async with XiuhuaClient(xiuhua_nats_url, **operator) as xh:

@@ -17,6 +17,7 @@ from contracts.commands import Acknowledge, Actor, CaseCommand
 from contracts.reports import GridReport, HotlineOrder
 from contracts.values import UnitRole
 from tests.helpers.integrator import dispatched
+from xiuhua import security
 from xiuhua.bus import provision_streams
 from xiuhua.client import (
     ConnectFailed,
@@ -59,7 +60,7 @@ def users(tmp_path: Path) -> dict[str, str]:
 
 @pytest.fixture
 async def bus(xiuhua_nats_url: str, users: dict[str, str]) -> str:
-    await provision_streams(xiuhua_nats_url, connect_opts={"user": "operator", "password": users["operator"]})
+    await provision_streams(xiuhua_nats_url, connect_opts=security.login("operator", users["operator"]))
     return xiuhua_nats_url
 
 

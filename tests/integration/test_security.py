@@ -32,7 +32,7 @@ async def secure(tmp_path: Path, mongo_url: str):
     srv.start()
     try:
         url = embedded.nats_url(srv)
-        await provision_streams(url, connect_opts={"user": "operator", "password": passwords["operator"]})
+        await provision_streams(url, connect_opts=security.login("operator", passwords["operator"]))
         yield url, passwords, srv
     finally:
         srv.stop()
@@ -45,7 +45,7 @@ async def _refused(url: str, user: str, password: str, subject: str) -> bool:
     async def on_error(exc: Exception) -> None:
         errors.append(exc)
 
-    nc = await nats.connect(url, user=user, password=password, error_cb=on_error)
+    nc = await nats.connect(url, **security.login(user, password), error_cb=on_error)
     try:
         with contextlib.suppress(NatsTimeout, TimeoutError):
             await nc.jetstream(timeout=1.0).publish(subject, b"{}", headers={"Nats-Msg-Id": uuid.uuid4().hex})
@@ -93,15 +93,15 @@ async def test_the_slice_flows_with_every_service_under_its_own_user(secure, mon
         for name in SERVICES:
             own = base.model_copy(update={"nats_user": name, "nats_password": pw[name]})
             await stack.enter_async_context(running(spec(name), own, city=city))
-        app = await nats.connect(url, user="patrol_app", password=pw["patrol_app"])
+        app = await nats.connect(url, **security.login("patrol_app", pw["patrol_app"]))
         grid_ack = await app.jetstream().publish("report.v1.in.grid", json.dumps(report).encode(),
                                                  headers={"Nats-Msg-Id": "grid:SEC-1"})
         await app.close()
         (order,) = reports(city, 1, tag="SEC", hotline_share=1.0)
-        hotline = await nats.connect(url, user="hotline", password=pw["hotline"])
+        hotline = await nats.connect(url, **security.login("hotline", pw["hotline"]))
         order_ack = await hotline.jetstream().publish(order.subject, order.data, headers={"Nats-Msg-Id": order.msg_id})
         await hotline.close()
-        op = await nats.connect(url, user="operator", password=pw["operator"])
+        op = await nats.connect(url, **security.login("operator", pw["operator"]))
         js = op.jetstream()
 
         async def order_answered() -> bool:  # opened, or merged into the grid report's case
@@ -155,7 +155,7 @@ async def test_an_integrator_restricted_to_its_streets_reads_only_those(tmp_path
         got.append(event.case_id)
 
     try:
-        await provision_streams(url, connect_opts={"user": "operator", "password": pw["operator"]})
+        await provision_streams(url, connect_opts=security.login("operator", pw["operator"]))
         async with XiuhuaClient(url, user="dept_jq", password=pw["dept_jq"]) as dept, \
                 XiuhuaClient(url, user="dispatch", password=pw["dispatch"]) as dispatch:
             with pytest.raises(SubscribeFailed, match="allowed that consumer"):
@@ -173,3 +173,50 @@ async def test_an_integrator_restricted_to_its_streets_reads_only_those(tmp_path
         srv.stop()
     violations = [line for line in srv.log_path.read_text().splitlines() if "Violation" in line]
     assert len(violations) == 2 and all("dept_jq" in v for v in violations)  # the two refused, nothing else
+
+
+async def test_an_integrator_reads_its_own_inboxes_and_nobody_elses(secure):
+    """`units` may not subscribe to another user's inboxes nor to the clients' shared `_INBOX.>` (a tap on every
+    delivery, around every restriction), and hears nothing there; its own client follows its durable and waits
+    for an event through replies to its own prefix."""
+    from tests.helpers.integrator import dispatched
+    from xiuhua.client import XiuhuaClient
+
+    url, pw, srv = secure
+    errors: list[str] = []
+    heard: list[str] = []
+
+    async def on_error(exc: Exception) -> None:
+        errors.append(str(exc).lower())
+
+    async def tap(msg) -> None:
+        heard.append(msg.subject)
+
+    spy = await nats.connect(url, **security.login("units", pw["units"]), error_cb=on_error)
+    others = ["_INBOX.>", "_INBOX_dispatch.>", "_INBOX_command_centre.>", "_INBOX_hotline.>"]
+    got: list[str] = []
+
+    async def handler(event) -> None:
+        got.append(event.case_id)
+
+    try:
+        for subject in others:
+            await spy.subscribe(subject, cb=tap)
+        await spy.flush()
+        async with XiuhuaClient(url, user="units", password=pw["units"]) as units, \
+                XiuhuaClient(url, user="dispatch", password=pw["dispatch"]) as dispatch:
+            await units.subscribe_unit_cases("CD-SAN", handler)  # durable `units`
+            await dispatch.publish_event(dispatched("C-OWN", "CD-SAN"))  # its acknowledgement: dispatch's inbox
+            await eventually(lambda: got == ["C-OWN"], timeout=10)
+            found = await units.wait_for("case.v1.dispatched.>", case_id="C-OWN")
+            assert found.case_id == "C-OWN"
+            assert await units.js.consumer_info("XH_CASES", "units")
+        await spy.flush()
+        assert heard == []
+        for subject in others:
+            assert any(f'permissions violation for subscription to "{subject.lower()}"' in e for e in errors), subject
+    finally:
+        await spy.close()
+    violations = [line for line in srv.log_path.read_text().splitlines() if "Violation" in line]
+    assert len(violations) == len(others) and all("user:units" in v for v in violations), violations
+    assert {v.split('Subject "')[1].split('"')[0] for v in violations} == set(others)

@@ -60,7 +60,7 @@ def test_inbound_users_publish_only_their_sources_and_commands():
     centre = _user_block(text, "command_centre")
     assert "cmd.v1.case.verify" in centre and "cmd.v1.case.acknowledge" not in centre
     assert "cmd.v1.case.correct_transfer" in centre
-    assert 'subscribe: {allow: ["_INBOX.>"]}' in hotline
+    assert 'subscribe: {allow: ["_INBOX_hotline.>"]}' in hotline
 
 
 def test_tls_cluster_and_limits_are_rendered():
@@ -93,6 +93,48 @@ def test_embedded_passwords_are_generated_once_and_private(tmp_path):
     assert first == again and set(first) == set(security.user_names())
     assert (tmp_path / "security" / "passwords.json").stat().st_mode & 0o077 == 0
     assert first["intake"] in path.read_text()
+
+
+def _may_subscribe(user: security.User, subject: str) -> bool:
+    return any(security.subject_matches(p, subject) for p in user.subscribe_allowed())
+
+
+def test_each_user_may_subscribe_to_its_own_inboxes_and_nobody_elses():
+    city_user = security.inbound_user("dept_jq", "pw", ["JQ"], like="units")
+    users = [*model(PASSWORDS, CONSUMERS, {"scoring": ["score.query.v1.>"]}), city_user]
+    for user in users:
+        own = security.inbox_prefix(user.name)
+        assert _may_subscribe(user, f"{own}.Ab12.3"), user.name  # a reply mux's subject, a pull's deliveries
+        if user.name == security.OPERATOR:
+            continue  # audits everything
+        assert not _may_subscribe(user, "_INBOX.Ab12.3"), user.name  # the clients' shared default
+        for other in users:
+            if other.name != user.name:
+                assert not _may_subscribe(user, f"{security.inbox_prefix(other.name)}.Ab12.3"), (user.name, other)
+    # A prefix is one token: a user whose name begins like another's reads neither's inboxes.
+    assert not _may_subscribe(city_user, "_INBOX_dept_jq_wait.x") and not _may_subscribe(city_user, "_INBOX_dept.x")
+    assert security.login("units", "pw") == {"user": "units", "password": "pw", "inbox_prefix": "_INBOX_units"}
+
+
+def test_a_connection_takes_its_users_inbox_prefix_unless_one_is_configured():
+    from xiuhua.bus import connect_options, inbox_prefix
+    from xiuhua.settings import Settings
+
+    assert connect_options(Settings(nats_user="units", nats_password="pw"))["inbox_prefix"] == "_INBOX_units"
+    assert inbox_prefix(Settings()) == "_INBOX"  # no user of the model: NATS' default
+    assert inbox_prefix(Settings(nats_user="units", nats_inbox_prefix="_INBOX_jq")) == "_INBOX_jq"
+    assert inbox_prefix(Settings(nats_creds_file="/x.creds", nats_inbox_prefix="_INBOX_jq")) == "_INBOX_jq"
+
+
+def test_a_process_started_as_a_user_takes_its_own_prefix_over_an_inherited_one(monkeypatch):
+    from xiuhua.bus import connect_options, inbox_prefix
+    from xiuhua.settings import Settings
+
+    monkeypatch.setenv("XIUHUA_NATS_INBOX_PREFIX", "_INBOX_jq")  # the starting process's, inherited
+    for name, value in security.login_env("intake", "pw").items():
+        monkeypatch.setenv(name, value)
+    assert connect_options(Settings())["inbox_prefix"] == "_INBOX_intake"
+    assert inbox_prefix(security.as_operator(Settings(nats_inbox_prefix="_INBOX_jq"), PASSWORDS)) == "_INBOX_operator"
 
 
 def test_a_service_that_answers_queries_may_subscribe_and_reply():

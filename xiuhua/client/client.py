@@ -45,7 +45,7 @@ from xiuhua.client.errors import (
     WaitTimeout,
     XiuhuaError,
 )
-from xiuhua.security import OPERATOR
+from xiuhua.security import OPERATOR, inbox_prefix
 
 log = logging.getLogger("xiuhua.client")
 
@@ -186,9 +186,11 @@ class XiuhuaClient:
     """A connection to the Xiuhua bus for an integrating system; use as `async with XiuhuaClient(url) as xh`."""
 
     def __init__(self, nats_url: str | Iterable[str], *, publish_timeout: float = 10.0, **connect_opts: Any) -> None:
-        """`connect_opts` go to `nats.connect` (user/password, user_credentials, tls, name ...)."""
+        """`connect_opts` go to `nats.connect` (user/password, user_credentials, tls, name, inbox_prefix ...); with a
+        `user`, replies arrive under its own inbox prefix `_INBOX_<user>` unless `inbox_prefix` says otherwise."""
         self.nats_url = nats_url
-        self.connect_opts = {"name": "xiuhua-client", "error_cb": _log_nats_error, **connect_opts}
+        own = {"inbox_prefix": inbox_prefix(connect_opts["user"])} if connect_opts.get("user") else {}
+        self.connect_opts = {"name": "xiuhua-client", "error_cb": _log_nats_error, **own, **connect_opts}
         self.publish_timeout = publish_timeout
         self._nc: Any = None
         self._js: Any = None

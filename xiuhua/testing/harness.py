@@ -43,13 +43,21 @@ class XiuhuaHarness:
         if not self.passwords:
             return self.client
         if user not in self._clients:
-            if user not in self.passwords:
-                raise KeyError(f"no user {user!r} on this server (users: {', '.join(sorted(self.passwords))})")
+            password = self.login(user)["password"]  # a KeyError naming the users there are
             assert self._stack is not None
             self._clients[user] = await self._stack.enter_async_context(
-                XiuhuaClient(self.nats_url, user=user, password=self.passwords[user])
+                XiuhuaClient(self.nats_url, user=user, password=password)  # its inbox prefix: the user's own
             )
         return self._clients[user]
+
+    def login(self, user: str) -> dict[str, str]:
+        """nats-py `connect` keyword arguments for `user` of the security model (its password and its own inbox
+        prefix `_INBOX_<user>`), for a system under test with a NATS client of its own; none on an open server."""
+        if not self.passwords:
+            return {}
+        if user not in self.passwords:
+            raise KeyError(f"no user {user!r} on this server (users: {', '.join(sorted(self.passwords))})")
+        return security.login(user, self.passwords[user])
 
     @property
     def nats_url(self) -> str:

@@ -105,8 +105,8 @@ def passwords_in(var_dir: Path) -> dict[str, str]:
 
 
 def operator_login(passwords: Mapping[str, str]) -> dict[str, Any]:
-    """nats.connect's keyword arguments for the operator (none for an open server)."""
-    return {"user": security.OPERATOR, "password": passwords[security.OPERATOR]} if passwords else {}
+    """nats.connect's keyword arguments for the operator, its inbox prefix too (none for an open server)."""
+    return security.login(security.OPERATOR, passwords[security.OPERATOR]) if passwords else {}
 
 
 async def provisioned_settings(

@@ -104,8 +104,8 @@ class Lab:
 
         if self.secure and self.nats_config is None:
             self.nats_config, pw = await asyncio.to_thread(security.write_embedded_config, self.root / "var")
-            self.service_env = {s: {"XIUHUA_NATS_USER": s, "XIUHUA_NATS_PASSWORD": pw[s]} for s in SERVICES}
-            self.client_env = {"XIUHUA_NATS_USER": security.OPERATOR, "XIUHUA_NATS_PASSWORD": pw[security.OPERATOR]}
+            self.service_env = {s: security.login_env(s, pw[s]) for s in SERVICES}
+            self.client_env = security.login_env(security.OPERATOR, pw[security.OPERATOR])
         if self.cluster_nodes > 1:
             self.nodes = self._cluster(security.load_or_create_passwords(self.root / "var" / "security"))
         else:
