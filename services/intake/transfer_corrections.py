@@ -9,13 +9,9 @@ that cannot be applied is answered with `case.v1.command_rejected`, as dispatch 
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
-
-from pydantic import ValidationError
 
 from contracts.cases import CaseCommandRejected, CaseTransferCorrected
 from contracts.commands import CorrectTransfer
@@ -26,38 +22,17 @@ from services.intake.outcomes import Outcomes
 from services.intake.reports import case_id_for
 from services.intake.store import BatchIO
 from xiuhua.city import City
-from xiuhua.consumer import Batch, Item, Poison, count
+from xiuhua.commands import InvalidCommand, decode_case_command
+from xiuhua.consumer import Batch, Item, count
 from xiuhua.service import Runtime
 
 ACTION = CorrectTransfer.action
 CORRECTORS = (UnitRole.command_centre, UnitRole.hotline)  # as NATS lets publish it: the actor must say the same
 
 
-@dataclass(frozen=True)
-class InvalidCorrection:
-    """A correction that breaks its schema but names its case: answered `command_rejected` (invalid)."""
-
-    case_id: str
-    command_id: str
-    detail: str
-
-
-def decode_correction(subject: str, data: bytes) -> CorrectTransfer | InvalidCorrection:
+def decode_correction(subject: str, data: bytes) -> CorrectTransfer | InvalidCommand:
     """The command; an unreadable body or one without a case id is poison (nobody to answer)."""
-    try:
-        body = json.loads(data)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise Poison(f"command body is not JSON: {exc}") from exc
-    case_id = body.get("case_id") if isinstance(body, dict) else None
-    if not isinstance(case_id, str) or not case_id.strip():
-        raise Poison(f"{ACTION} command without a readable case_id")
-    command_id = body.get("command_id")
-    command_id = command_id if isinstance(command_id, str) and command_id else f"unknown:{subject}"
-    try:
-        return CorrectTransfer.model_validate(body)
-    except ValidationError as exc:
-        detail = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'body'}: {e['msg']}" for e in exc.errors()[:5])
-        return InvalidCorrection(case_id.strip(), command_id, detail[:1000])
+    return decode_case_command(subject, data, CorrectTransfer)
 
 
 def refusal(transfer: Mapping[str, Any] | None, c: CorrectTransfer, city: City) -> tuple[str, str] | None:
@@ -109,8 +84,8 @@ class TransferCorrections:
         io.flush(batch.later())
 
     async def _one(self, io: BatchIO, batch: Batch, item: Item, now: datetime) -> None:
-        c: CorrectTransfer | InvalidCorrection = item.message
-        if isinstance(c, InvalidCorrection):
+        c: CorrectTransfer | InvalidCommand = item.message
+        if isinstance(c, InvalidCommand):
             self._reject(batch, item, c.case_id, c.command_id, None, ("invalid", c.detail), now)
             return
         transfer = await io.transfer(c.case_id)

@@ -11,8 +11,9 @@ from pydantic import ValidationError
 
 from contracts.commands import CorrectTransfer
 from services.dispatch.commands import NotDispatchs, decode_command
-from services.intake.transfer_corrections import InvalidCorrection, decode_correction, label_of, refusal
+from services.intake.transfer_corrections import decode_correction, label_of, refusal
 from xiuhua.city import City
+from xiuhua.commands import InvalidCommand
 from xiuhua.consumer import Poison
 from xiuhua_tools.classification.learn import corrected_transfers
 
@@ -66,7 +67,7 @@ def test_intake_refuses_what_it_cannot_apply_and_applies_the_rest(city: City) ->
 def test_a_bad_correction_is_answered_when_it_names_its_case_and_poison_when_it_does_not() -> None:
     subject = "cmd.v1.case.correct_transfer"
     bad = decode_correction(subject, json.dumps({**BASE, "transfer_id": "a", "category_code": "0108"}).encode())
-    assert isinstance(bad, InvalidCorrection) and (bad.case_id, bad.command_id) == ("C-1", "fix-1")
+    assert isinstance(bad, InvalidCommand) and (bad.case_id, bad.command_id) == ("C-1", "fix-1")
     assert "exactly one" in bad.detail
     assert decode_correction(subject, json.dumps({**BASE, "transfer_id": "consumer"}).encode()) == _fix(
         transfer_id="consumer"
