@@ -169,23 +169,44 @@ def contribution(facts: Iterable[Fact]) -> Contribution:
         return {}
 
     # Counters per dispatch first, spread over the dispatch's four periods at the end.
+    per_dispatch = _dispatch_counters(ordered, dispatches)
+
+    # Case outcomes, to the responsible unit (lead of the last dispatch round), once the case has fallen due.
+    last = max(dispatches, key=lambda d: (d["round"], *_order(d)))
+    if any(f["t"] == "cancelled" for f in ordered):
+        return _spread(dispatches, per_dispatch)
+    opening = [f for f in ordered if f["t"] in {"opened", "dispatched"}]
+    _add(per_dispatch, last, "supervisor_found", int(any(f.get("sf") for f in opening)))
+    due_at = fell_due_at(ordered, last)
+    if due_at is None:
+        return _spread(dispatches, per_dispatch)
+    # The outcomes fill a bucket of their own, dated when the case fell due (not when it was dispatched).
+    outcome: Fact = {"id": "\x00due", "unit": last["unit"], "role": last["role"], "at": due_at}
+    _add_outcomes(per_dispatch, ordered, last, outcome, urgent=any(f.get("urgent") for f in opening))
+    return _spread([*dispatches, outcome], per_dispatch)
+
+
+def _add(counters: dict[str, dict[str, int]], bucket: Fact, counter: str, n: int = 1) -> None:
+    """Adds n to one counter of a dispatch's (or the outcome bucket's) counters; a zero adds no key."""
+    if n:
+        c = counters.setdefault(bucket["id"], {})
+        c[counter] = c.get(counter, 0) + n
+
+
+def _dispatch_of(dispatches: list[Fact], unit: str, at: str) -> Fact | None:
+    """The unit's dispatch (派遣) a fact at `at` belongs to: its latest one by then, else its first; None if none."""
+    mine = [d for d in dispatches if d["unit"] == unit]
+    if not mine:
+        return None
+    before = [d for d in mine if _order(d) <= (_parse(at), "\uffff")]
+    return before[-1] if before else mine[0]
+
+
+def _dispatch_counters(ordered: list[Fact], dispatches: list[Fact]) -> dict[str, dict[str, int]]:
+    """The per-dispatch counters (签收, 退回, 延期, 返工, 超期, 升级, 重开), each to the unit named in its event."""
     per_dispatch: dict[str, dict[str, int]] = {}
-
-    def add(dispatch: Fact, counter: str, n: int = 1) -> None:
-        if n:
-            c = per_dispatch.setdefault(dispatch["id"], {})
-            c[counter] = c.get(counter, 0) + n
-
-    def dispatch_of(unit: str, at: str) -> Fact | None:
-        mine = [d for d in dispatches if d["unit"] == unit]
-        if not mine:
-            return None
-        before = [d for d in mine if _order(d) <= (_parse(at), "\uffff")]
-        return before[-1] if before else mine[0]
-
-    # Per-dispatch counters, to the unit named in the event.
     for d in dispatches:
-        add(d, "dispatched")
+        _add(per_dispatch, d, "dispatched")
     failed_by_unit: dict[str, int] = {}
     overdue_seen: set[tuple[str, str]] = set()
     ack_seen: set[tuple[str, str]] = set()
@@ -194,42 +215,37 @@ def contribution(facts: Iterable[Fact]) -> Contribution:
         t = f["t"]
         if t in {"opened", "dispatched", "cancelled", "rated", "resolved", "closed"}:
             continue
-        d = dispatch_of(f["unit"], f["at"])
+        d = _dispatch_of(dispatches, f["unit"], f["at"])
         if d is None:
             continue  # its dispatch has not arrived yet: counted when it does
         if t == "acknowledged" and (f["unit"], d["id"]) not in ack_seen:
             # The first acknowledgement of a dispatch counts (a reopened case may be signed for again).
             ack_seen.add((f["unit"], d["id"]))
-            add(d, "acknowledged")
-            add(d, "acknowledged_in_time", int(f["ok"]))
+            _add(per_dispatch, d, "acknowledged")
+            _add(per_dispatch, d, "acknowledged_in_time", int(f["ok"]))
         elif t == "returned":
-            add(d, "returned")
+            _add(per_dispatch, d, "returned")
         elif t == "extension":
-            add(d, "extensions")
+            _add(per_dispatch, d, "extensions")
         elif t == "verified" and not f["ok"]:
             n = failed_by_unit[f["unit"]] = failed_by_unit.get(f["unit"], 0) + 1
-            add(d, "reworked")
-            add(d, "rework_repeat", int(n >= REPEAT_FROM))
+            _add(per_dispatch, d, "reworked")
+            _add(per_dispatch, d, "rework_repeat", int(n >= REPEAT_FROM))
         elif t == "overdue" and (f["unit"], d["id"]) not in overdue_seen:
             overdue_seen.add((f["unit"], d["id"]))
-            add(d, "overdue")
+            _add(per_dispatch, d, "overdue")
         elif t == "escalated" and (f["unit"], d["id"]) not in escalated_seen:
             escalated_seen.add((f["unit"], d["id"]))
-            add(d, "escalated")
+            _add(per_dispatch, d, "escalated")
         elif t == "reopened":
-            add(d, "reopened")
+            _add(per_dispatch, d, "reopened")
+    return per_dispatch
 
-    # Case outcomes, to the responsible unit (lead of the last dispatch round), once the case has fallen due.
-    last = max(dispatches, key=lambda d: (d["round"], *_order(d)))
-    if any(f["t"] == "cancelled" for f in ordered):
-        return _spread(dispatches, per_dispatch)
-    urgent = any(f.get("urgent") for f in ordered if f["t"] in {"opened", "dispatched"})
-    add(last, "supervisor_found", int(any(f.get("sf") for f in ordered if f["t"] in {"opened", "dispatched"})))
-    due_at = fell_due_at(ordered, last)
-    if due_at is None:
-        return _spread(dispatches, per_dispatch)
-    # The outcomes fill a bucket of their own, dated when the case fell due (not when it was dispatched).
-    outcome: Fact = {"id": "\x00due", "unit": last["unit"], "role": last["role"], "at": due_at}
+
+def _add_outcomes(
+    counters: dict[str, dict[str, int]], ordered: list[Fact], last: Fact, outcome: Fact, *, urgent: bool
+) -> None:
+    """Adds a fallen-due case's outcome counters (结案, 按期, 缓办, 满意度) to its outcome bucket."""
     unit = last["unit"]
     after_last = _from(ordered, last)
     resolves = [f for f in after_last if f["t"] == "resolved" and f["unit"] == unit]
@@ -239,24 +255,23 @@ def contribution(facts: Iterable[Fact]) -> Contribution:
     extended = any(f["t"] == "extension" and f["unit"] == unit for f in after_last)
     ratings = [f for f in ordered if f["t"] == "rated"]
 
-    add(outcome, "due")
+    _add(counters, outcome, "due")
     deferred = extended and closed is None
-    add(outcome, "deferred", int(deferred))
+    _add(counters, outcome, "deferred", int(deferred))
     # A deferred case leaves the on-time numerator too when the city subtracts 缓办 from the denominator.
-    add(outcome, "deferred_resolved_on_time", int(deferred and bool(resolves) and resolves[-1]["ok"]))
-    add(outcome, "resolved", int(bool(resolves)))
-    add(outcome, "resolved_on_time", int(bool(resolves) and resolves[-1]["ok"]))
-    add(outcome, "closed", int(closed is not None))
-    add(outcome, "closed_on_time", int(closed is not None and closed["ok"]))
-    add(outcome, "reworked_cases", int(any(f["t"] == "verified" and not f["ok"] for f in ordered)))
+    _add(counters, outcome, "deferred_resolved_on_time", int(deferred and bool(resolves) and resolves[-1]["ok"]))
+    _add(counters, outcome, "resolved", int(bool(resolves)))
+    _add(counters, outcome, "resolved_on_time", int(bool(resolves) and resolves[-1]["ok"]))
+    _add(counters, outcome, "closed", int(closed is not None))
+    _add(counters, outcome, "closed_on_time", int(closed is not None and closed["ok"]))
+    _add(counters, outcome, "reworked_cases", int(any(f["t"] == "verified" and not f["ok"] for f in ordered)))
     if ratings:
-        add(outcome, "rated")
-        add(outcome, ratings[-1]["sat"])
+        _add(counters, outcome, "rated")
+        _add(counters, outcome, ratings[-1]["sat"])
     if urgent:
-        add(outcome, "urgent_due")
-        add(outcome, "urgent_closed", int(closed is not None))
-        add(outcome, "urgent_closed_on_time", int(closed is not None and closed["ok"]))
-    return _spread([*dispatches, outcome], per_dispatch)
+        _add(counters, outcome, "urgent_due")
+        _add(counters, outcome, "urgent_closed", int(closed is not None))
+        _add(counters, outcome, "urgent_closed_on_time", int(closed is not None and closed["ok"]))
 
 
 def fell_due_at(ordered: list[Fact], last: Fact) -> str | None:
