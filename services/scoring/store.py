@@ -114,6 +114,30 @@ class Projection:
         if case_ids:
             async for d in self.store[CASE_FACTS].find({"_id": {"$in": case_ids}}, session=session):
                 cases[d["_id"]] = d["facts"]
+        changed_cases, deltas, touched, merchant_facts = self._fold_cases(messages, cases, events, again)
+
+        if changed_cases:
+            await self.store[CASE_FACTS].bulk_write(
+                [ReplaceOne({"_id": c}, facts_document(c, cases[c]), upsert=True) for c in sorted(changed_cases)],
+                ordered=True,
+                session=session,
+            )
+        docs = await self._write_units(deltas, session)
+        if events:
+            unread = sorted({k for keys in touched for k in keys} - docs.keys())
+            if unread:  # documents a redelivered message names, unchanged by this batch
+                async for d in self.store[UNIT_PERIODS].find({"_id": {"$in": unread}}, session=session):
+                    docs[d["_id"]] = d
+            self._unit_events(messages, touched, docs, results)
+        if merchant_facts:
+            await self._apply_merchants(messages, merchant_facts, results, session)
+        return results
+
+    def _fold_cases(
+        self, messages: list[Any], cases: dict[str, list[units.Fact]], events: bool, again: Sequence[bool]
+    ) -> tuple[set[str], dict[str, dict[str, Any]], list[list[str]], list[tuple[int, mrules.Fact, str]]]:
+        """Folds the messages' facts into `cases` (in place); returns the cases changed, the unit-document deltas
+        (单位考核), the unit documents each message moved, and the merchant facts (商户) the messages make."""
         before = dict(cases)
         changed_cases: set[str] = set()
         deltas: dict[str, dict[str, Any]] = {}
@@ -151,23 +175,7 @@ class Projection:
             for c in sorted(changed_cases):
                 old_c, new_c = units.contribution(before.get(c, [])), units.contribution(cases[c])
                 units.apply_delta(deltas, units.difference(old_c, new_c))
-
-        if changed_cases:
-            await self.store[CASE_FACTS].bulk_write(
-                [ReplaceOne({"_id": c}, facts_document(c, cases[c]), upsert=True) for c in sorted(changed_cases)],
-                ordered=True,
-                session=session,
-            )
-        docs = await self._write_units(deltas, session)
-        if events:
-            unread = sorted({k for keys in touched for k in keys} - docs.keys())
-            if unread:  # documents a redelivered message names, unchanged by this batch
-                async for d in self.store[UNIT_PERIODS].find({"_id": {"$in": unread}}, session=session):
-                    docs[d["_id"]] = d
-            self._unit_events(messages, touched, docs, results)
-        if merchant_facts:
-            await self._apply_merchants(messages, merchant_facts, results, session)
-        return results
+        return changed_cases, deltas, touched, merchant_facts
 
     async def _write_units(
         self, deltas: dict[str, dict[str, Any]], session: AsyncClientSession | None
