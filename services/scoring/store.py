@@ -33,6 +33,7 @@ from services.scoring import merchants as mrules
 from services.scoring import units
 from services.scoring.rates import figures
 from xiuhua.city import City
+from xiuhua.city.merchants import Merchant
 from xiuhua.retention import Retained
 from xiuhua.store import Store, update_in_chunks
 
@@ -306,38 +307,9 @@ class Projection:
         fig = mrules.month_figures(facts, rules, prior)
         periods[doc["_id"]] = {**doc, "facts": facts, "street_code": street, "community_code": community, **fig}
         corr = getattr(m, "correlation_id", None) or f"merchant_check:{getattr(m, 'check_id', '')}"
-        result.events.append(
-            MerchantGraded(
-                correlation_id=corr,
-                merchant_id=mid,
-                street_code=street,
-                period=month,
-                points=fig["points"],
-                grade=fig["grade"],
-                checks=fig["checks"],
-                failures=fig["failures"],
-                warned=fig["warned"],
-                escalated=fig["escalated"],
-            )
-        )
+        result.events.append(_graded(corr, mid, street, month, fig))
         if fig["escalated"] and not was_escalated:
-            why = (
-                f"repeated failure of {', '.join(fig['repeated_items'])}"
-                if fig["repeated_items"]
-                else "not put right by its deadline (逾期未整改)"
-            )
-            result.events.append(
-                MerchantEscalated(
-                    correlation_id=corr,
-                    merchant_id=mid,
-                    merchant_name=merchant.name,
-                    street_code=street,
-                    community_code=community,
-                    period=month,
-                    violations=max(fig["failures"], 1),
-                    reason=f"{merchant.duty_scheme()} {why} in {month}: {', '.join(fig['failed_items'])}".strip(),
-                )
-            )
+            result.events.append(_escalated(corr, mid, merchant, street, community, month, fig))
         card = cards.get(mid) or {"_id": mid, "months": {}, "grade": merchant.grade}
         previous = card["grade"]
         months = {**card["months"], month: mrules.month_entry(fig)}
@@ -356,6 +328,49 @@ class Projection:
                     points=points or fig["points"],
                 )
             )
+
+
+def _graded(corr: str, mid: str, street: str | None, month: str, fig: dict[str, Any]) -> MerchantGraded:
+    """The merchant-month's grading (商户月度评分) as its `MerchantGraded` event."""
+    return MerchantGraded(
+        correlation_id=corr,
+        merchant_id=mid,
+        street_code=street,
+        period=month,
+        points=fig["points"],
+        grade=fig["grade"],
+        checks=fig["checks"],
+        failures=fig["failures"],
+        warned=fig["warned"],
+        escalated=fig["escalated"],
+    )
+
+
+def _escalated(
+    corr: str,
+    mid: str,
+    merchant: Merchant,
+    street: str | None,
+    community: str | None,
+    month: str,
+    fig: dict[str, Any],
+) -> MerchantEscalated:
+    """The merchant-month's escalation (升级) as its `MerchantEscalated` event, saying why."""
+    why = (
+        f"repeated failure of {', '.join(fig['repeated_items'])}"
+        if fig["repeated_items"]
+        else "not put right by its deadline (逾期未整改)"
+    )
+    return MerchantEscalated(
+        correlation_id=corr,
+        merchant_id=mid,
+        merchant_name=merchant.name,
+        street_code=street,
+        community_code=community,
+        period=month,
+        violations=max(fig["failures"], 1),
+        reason=f"{merchant.duty_scheme()} {why} in {month}: {', '.join(fig['failed_items'])}".strip(),
+    )
 
 
 def _prior(periods: dict[str, dict[str, Any]], mid: str, month: str, days: int) -> list[mrules.Fact]:
