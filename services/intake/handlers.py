@@ -32,6 +32,18 @@ def decode_raw(subject: str, data: bytes) -> str:
     return subject.rsplit(".", 1)[-1]
 
 
+def _raw_document(item: Item, source: str, now: datetime) -> dict[str, Any]:
+    """The raw report's document (原始上报), as received: kept whatever its content turns out to be."""
+    return {
+        "_id": "raw-" + hashlib.sha256(item.key.encode()).hexdigest()[:24],
+        "source": source,
+        "subject": item.subject,
+        "body": item.data,
+        "received_at": now,
+        "status": "received",
+    }
+
+
 class IntakeHandlers:
     """Applies raw reports from every source."""
 
@@ -111,17 +123,9 @@ class IntakeHandlers:
         now: datetime,
         drafted: Drafted | None = None,
     ) -> None:
-        rt, source, outcomes = self.rt, item.message, self.outcomes
-        raw_id = "raw-" + hashlib.sha256(item.key.encode()).hexdigest()[:24]
+        source, outcomes = item.message, self.outcomes
         count(outcomes.received.labels(source))
-        raw_doc: dict[str, Any] = {
-            "_id": raw_id,
-            "source": source,
-            "subject": item.subject,
-            "body": item.data,
-            "received_at": now,
-            "status": "received",
-        }
+        raw_doc = _raw_document(item, source, now)
         if isinstance(parsed, list):
             outcomes.reject(io, batch, item, raw_doc, source, None, parsed)
             return
@@ -131,6 +135,19 @@ class IntakeHandlers:
         if isinstance(parsed, MerchantCheck):
             await self.merchant_checks.handle(io, batch, item, raw_doc, parsed)
             return
+        await self._case_report(io, batch, item, raw_doc, parsed, drafted)
+
+    async def _case_report(
+        self,
+        io: BatchIO,
+        batch: Batch,
+        item: Item,
+        raw_doc: dict[str, Any],
+        parsed: Inbound,
+        drafted: Drafted | None,
+    ) -> None:
+        """Decides a report of a case (案件上报): duplicate, rejected, transferred, opened or merged."""
+        rt, source, outcomes = self.rt, item.message, self.outcomes
         ref = parsed.source_ref()
         correlation = f"{source}:{ref}"
         if await io.seen(correlation):
