@@ -102,20 +102,7 @@ class Outcomes:
     ) -> None:
         """Open a case: intake's entry for merging (under `key`) and `case.v1.opened`."""
         rt, now = self.rt, self.rt.clock.now()
-        io.open_case(
-            {
-                "_id": case_id,
-                "key": key,
-                "category_code": draft.category_code,
-                "lng": draft.place.lng,
-                "lat": draft.place.lat,
-                "street_code": draft.place.street_code,
-                "opened_at": now,
-                "open": True,
-                "reporters": 1,
-                "source": source,
-            }
-        )
+        io.open_case(_case_entry(draft, case_id=case_id, key=key, source=source, opened_at=now))
         batch.emit(
             item,
             CaseOpened(
@@ -260,3 +247,19 @@ class Outcomes:
                 reasons=reasons,
             ),
         )
+
+
+def _case_entry(draft: Draft, *, case_id: str, key: str | None, source: str, opened_at: datetime) -> dict[str, Any]:
+    """Intake's entry for a case it opens (立案), which later reports of the same problem merge into under `key`."""
+    return {
+        "_id": case_id,
+        "key": key,
+        "category_code": draft.category_code,
+        "lng": draft.place.lng,
+        "lat": draft.place.lat,
+        "street_code": draft.place.street_code,
+        "opened_at": opened_at,
+        "open": True,
+        "reporters": 1,
+        "source": source,
+    }
