@@ -66,6 +66,22 @@ def fold(doc: dict[str, Any] | None, event: ev.CaseEvent, city: City) -> dict[st
     if folded_before(doc, event.event_id):
         return None
     doc = dict(doc) if doc is not None else _new(event)
+    _change(doc, event, city)
+    previous = as_datetime(doc.get("updated_datetime"))
+    doc["updated_datetime"] = max(previous, event.occurred_at) if previous else event.occurred_at
+    if (requested := as_datetime(doc.get("requested_datetime"))) is not None:
+        doc[REQUESTED_S] = requested.timestamp()
+    if doc.get("status") == "closed":
+        doc[CLOSED_S] = doc["updated_datetime"].timestamp()
+    else:  # reopened: out of the purge's range again
+        doc.pop(CLOSED_S, None)
+    doc[APPLIED] = naming(doc, event.event_id)
+    doc["version"] = doc.get("version", 0) + 1
+    return doc
+
+
+def _change(doc: dict[str, Any], event: ev.CaseEvent, city: City) -> None:
+    """Applies what one case event changes in the public request (状态, 办理意见, 责任单位) to `doc`, in place."""
     match event:
         case ev.CaseOpened():
             _opened(doc, event, city)
@@ -108,17 +124,6 @@ def fold(doc: dict[str, Any] | None, event: ev.CaseEvent, city: City) -> dict[st
             doc.update(status_notes="已超期 overdue")
         case ev.CaseEscalated():
             doc.update(status_notes=f"督办 escalated (level {event.level})")
-    previous = as_datetime(doc.get("updated_datetime"))
-    doc["updated_datetime"] = max(previous, event.occurred_at) if previous else event.occurred_at
-    if (requested := as_datetime(doc.get("requested_datetime"))) is not None:
-        doc[REQUESTED_S] = requested.timestamp()
-    if doc.get("status") == "closed":
-        doc[CLOSED_S] = doc["updated_datetime"].timestamp()
-    else:  # reopened: out of the purge's range again
-        doc.pop(CLOSED_S, None)
-    doc[APPLIED] = naming(doc, event.event_id)
-    doc["version"] = doc.get("version", 0) + 1
-    return doc
 
 
 def token_of(event: ev.CaseEvent) -> str | None:
