@@ -244,3 +244,12 @@ def test_times_stored_as_strings_still_render_and_fold(city):
     doc = {**fold(None, _opened(), city), "updated_datetime": "2026-11-23T00:00:00+00:00"}
     later = fold(doc, ev.CaseClosed(case_id="C-1", unit_id="U", on_time=True, closed_by="verification"), city)
     assert isinstance(later["updated_datetime"], datetime) and later["status"] == "closed"
+
+
+@pytest.mark.parametrize(
+    ("passed", "notes"), [(True, "核查通过 verified"), (False, "核查未通过，返工 verification failed, rework")]
+)
+def test_a_verification_reads_passed_or_sent_back_for_rework(city, passed, notes):
+    verified = ev.CaseVerified(case_id="C-1", street_code="CD", unit_id="CD-SAN", passed=passed)
+    doc = fold(fold(None, _opened(), city), verified, city)
+    assert doc["status_notes"] == notes
