@@ -117,8 +117,9 @@ class Ledger:
         await drop_index_on(self._col, [("published", ASCENDING), ("at", ASCENDING)])
 
     async def backfill_moments(self, consumers: Sequence[str]) -> int:
-        """Give `at_s` to the applied-message entries of these consumers that a build before retention wrote
-        without it (else kept for good); returns how many. One query reading the collection once (a range on
+        """Give `at_s` to the entries keyed `<name>:...` (a consumer's applied messages, or a service's own claims
+        such as dispatch's `timer`) that a build before retention wrote without it (else kept for good); returns
+        how many. One query reading the collection once (a range on
         `_id` is no cheaper: nx-27017 reads the whole collection for each page of one, 0.8 s at 100,000 entries);
         the once-per-period claims are keyed otherwise and stay as they are."""
         prefixes = tuple(f"{name}:" for name in consumers)
