@@ -179,8 +179,13 @@ def per_case(before: dict[str, dict[str, float]], after: dict[str, dict[str, flo
         ranked = [(k, v / cases) for k, v in sorted(delta.items(), key=lambda kv: -kv[1]) if v]
         commands = {k: v for k, v in ranked if not k.startswith(DOCS)}
         documents = {k.removeprefix(DOCS): v for k, v in ranked if k.startswith(DOCS)}
-        out[name] = {"commands": sum(commands.values()), "seconds": seconds / cases, "by_command": commands,
-                     "documents": sum(documents.values()), "by_document": documents}
+        out[name] = {
+            "commands": sum(commands.values()),
+            "seconds": seconds / cases,
+            "by_command": commands,
+            "documents": sum(documents.values()),
+            "by_document": documents,
+        }
     return out
 
 
@@ -252,7 +257,12 @@ async def run(
 ) -> dict[str, Any]:
     """The whole benchmark; returns the figures."""
     results = await _pipeline(
-        rate=rate, duration=duration, burst=burst, sensors=sensors, relay_messages=relay_messages, progress=progress,
+        rate=rate,
+        duration=duration,
+        burst=burst,
+        sensors=sensors,
+        relay_messages=relay_messages,
+        progress=progress,
         warmup=warmup,
     )
     if bulletin_cases or rebuild_events or history_cases:
@@ -317,7 +327,14 @@ async def _pipeline(
 
 
 async def _measure(
-    sup: Supervisor, *, rate: float, duration: float, burst: int, sensors: int, relay_messages: int, progress: Any,
+    sup: Supervisor,
+    *,
+    rate: float,
+    duration: float,
+    burst: int,
+    sensors: int,
+    relay_messages: int,
+    progress: Any,
     warmup: float,
 ) -> dict[str, Any]:
     url = sup.nats_url or ""
@@ -420,8 +437,9 @@ async def _measure(
     # 3. Sensor telemetry through intake.
     progress(f"sensor telemetry: {sensors} readings")
     t0 = time.perf_counter()
-    readings = (("report.v1.in.sensor", sensor_reading(i, run_id), {"Nats-Msg-Id": f"B{run_id}-S{i}"})
-                for i in range(sensors))
+    readings = (
+        ("report.v1.in.sensor", sensor_reading(i, run_id), {"Nats-Msg-Id": f"B{run_id}-S{i}"}) for i in range(sensors)
+    )
     stored = await publish_pipelined(nc, readings)  # as a gateway would: pipelined, every acknowledgement counted
     drained = await _all_drained(js, within=300)
     sens_s = time.perf_counter() - t0
@@ -447,21 +465,17 @@ async def _measure(
 def table(r: dict[str, Any]) -> str:
     """The figures as a table for a person."""
     fr, mr = r["fixed_rate"], r["max_rate"]
-
-    def pct(p: dict[str, float]) -> str:
-        if not p.get("n"):
-            return "n/a"
-        return f"p50 {p['p50_ms']:.1f} · p95 {p['p95_ms']:.1f} · p99 {p['p99_ms']:.1f} ms (n={p['n']})"
-
     lines = [f"machine: {r['machine']['cpus']} CPUs, {r['machine']['mem_gb']:.0f} GiB"]
     if warm := r.get("warm_up"):
         lat = warm["report_to_dispatched"]
-        lines.append(f"warm-up {warm['seconds']:g}s at {fr['offered_per_s']:g}/s, not counted: report→dispatched  "
-                     f"{pct(lat)}, max {lat.get('max_ms', 0):.1f} ms")
+        lines.append(
+            f"warm-up {warm['seconds']:g}s at {fr['offered_per_s']:g}/s, not counted: report→dispatched  "
+            f"{_pct(lat)}, max {lat.get('max_ms', 0):.1f} ms"
+        )
     lines += [
-        f"fixed rate {fr['offered_per_s']:g}/s  report→opened      {pct(fr['report_to_opened'])}",
-        f"fixed rate {fr['offered_per_s']:g}/s  report→dispatched  {pct(fr['report_to_dispatched'])}",
-        f"fixed rate {fr['offered_per_s']:g}/s  report→alert       {pct(fr['report_to_alert_delivered'])}",
+        f"fixed rate {fr['offered_per_s']:g}/s  report→opened      {_pct(fr['report_to_opened'])}",
+        f"fixed rate {fr['offered_per_s']:g}/s  report→dispatched  {_pct(fr['report_to_dispatched'])}",
+        f"fixed rate {fr['offered_per_s']:g}/s  report→alert       {_pct(fr['report_to_alert_delivered'])}",
         f"max rate: {mr['reports']} reports, {mr['dispatched']} dispatched, {mr['scored']} scored in "
         f"{mr['seconds']:.1f}s → {mr['cases_per_s']:.0f} cases/s end to end",
         f"relay chain ({r['relay']['hops']} hops, {r['relay']['size']} B): {r['relay']['per_s']:.0f} msg/s → "
@@ -472,6 +486,29 @@ def table(r: dict[str, Any]) -> str:
     ]
     for name, res in r["resources"].items():
         lines.append(f"  {name:11s} {res['peak_rss_mb']:10.0f} {res['cpu_s']:8.1f}")
+    lines += _store_lines(fr, mr)
+    if waits := fr.get("wait_ms_by_consumer"):
+        lines.append("mean wait in the stream before a consumer applied a message (fixed-rate phase), longest first:")
+        cells = [f"{c} {ms:.1f} ms" for c, ms in waits.items()]
+        lines += ["  " + ", ".join(cells[i : i + 3]) for i in range(0, len(cells), 3)]
+    lines.append(f"dead letters: {r['dead_letters']}")
+    for job in SCALE_JOBS:
+        if (failed := r.get(job, {})).get("error"):
+            lines.append(f"{job}: failed: {failed['error']}")
+    lines += _scale_lines(r)
+    return "\n".join(lines)
+
+
+def _pct(p: dict[str, float]) -> str:
+    """Latency percentiles in one line, or n/a when nothing was measured."""
+    if not p.get("n"):
+        return "n/a"
+    return f"p50 {p['p50_ms']:.1f} · p95 {p['p95_ms']:.1f} · p99 {p['p99_ms']:.1f} ms (n={p['n']})"
+
+
+def _store_lines(fr: dict[str, Any], mr: dict[str, Any]) -> list[str]:
+    """Table lines: store commands per case in each phase, and documents written per case at the maximum rate."""
+    lines: list[str] = []
     for phase, spc in (("fixed-rate", fr.get("store_per_case")), ("maximum-rate", mr.get("store_per_case"))):
         if not spc:
             continue
@@ -487,14 +524,12 @@ def table(r: dict[str, Any]) -> str:
             lines.append(f"  {name:11s} {f.get('documents', 0.0):43.1f}   {top}")
         total = sum(f.get("documents", 0.0) for f in spc.values())
         lines.append(f"  {'all':11s} {total:43.1f}")
-    if waits := fr.get("wait_ms_by_consumer"):
-        lines.append("mean wait in the stream before a consumer applied a message (fixed-rate phase), longest first:")
-        cells = [f"{c} {ms:.1f} ms" for c, ms in waits.items()]
-        lines += ["  " + ", ".join(cells[i : i + 3]) for i in range(0, len(cells), 3)]
-    lines.append(f"dead letters: {r['dead_letters']}")
-    for job in SCALE_JOBS:
-        if (failed := r.get(job, {})).get("error"):
-            lines.append(f"{job}: failed: {failed['error']}")
+    return lines
+
+
+def _scale_lines(r: dict[str, Any]) -> list[str]:
+    """Table lines of the scale jobs: bulletin, score rebuild and the history queries."""
+    lines: list[str] = []
     if (b := r.get("bulletin")) and "build_s" in b:
         lines.append(
             f"bulletin over {b['cases']:,} cases ({b['documents']:,} projection documents, {b['weeks']} weeks): "
@@ -525,4 +560,4 @@ def table(r: dict[str, Any]) -> str:
                 f"selected in {pg['select_ms']:.1f} ms (on the date, as a TTL index would: "
                 f"{pg['select_by_date_ms']:.1f} ms); a run deleted {pg['deleted']:,} in {pg['run_ms']:.0f} ms"
             )
-    return "\n".join(lines)
+    return lines
