@@ -326,6 +326,42 @@ async def _pipeline(
             await asyncio.to_thread(sup.shutdown)
 
 
+@dataclass
+class _Offered:
+    """The reports a run has published: their count so far and when each was sent, by correlation id."""
+
+    js: Any
+    obs: Observer
+    lattice: Lattice
+    run_id: str
+    n: int = 0
+    sent_at: dict[str, float] = field(default_factory=dict)
+
+    def since_sent(self, reached: dict[str, float], corrs: list[str]) -> dict[str, float]:
+        """Percentiles of the time from each report's publish to the moment it reached a stage."""
+        return percentiles([reached[c] - self.sent_at[c] for c in corrs if c in reached])
+
+    async def offer(self, count: int, rate: float) -> list[str]:
+        """`count` reports at the fixed rate, then wait until each is dispatched and alerted and every consumer
+        has caught up."""
+        t_start = time.perf_counter()
+        corrs = []
+        for i in range(count):
+            item = report(self.n, self.run_id, self.lattice)
+            self.n += 1
+            corrs.append(item[1])
+            target = t_start + i / rate
+            if (delay := target - time.perf_counter()) > 0:
+                await asyncio.sleep(delay)
+            self.sent_at[item[1]] = time.perf_counter()
+            await self.js.publish(f"report.v1.in.{item[0]}", item[2], headers={"Nats-Msg-Id": item[1]})
+        obs = self.obs
+        await _wait(lambda: all(c in obs.dispatched for c in corrs), 60)
+        await _wait(lambda: sum(1 for c in corrs if c in obs.delivered) >= len(corrs), 20)
+        await _caught_up(self.js, obs, within=60)
+        return corrs
+
+
 async def _measure(
     sup: Supervisor,
     *,
@@ -340,8 +376,6 @@ async def _measure(
     url = sup.nats_url or ""
     opts = connect_options(sup.client)
     city = load_city(sup.settings.city_dir)
-    lattice = Lattice(city)
-    run_id = str(int(time.time()))
     obs = Observer()
     onc = await obs.start(url, opts)
     nc = await nats.connect(url, **opts)
@@ -350,105 +384,25 @@ async def _measure(
     procs |= {s.name: psutil.Process(s.proc.pid) for s in sup.servers if s.proc}  # nats-server, nx-27017
     sampler = ResourceSampler(procs)
     sampler.start()
-    sent_at: dict[str, float] = {}
+    offered = _Offered(js, obs, Lattice(city), str(int(time.time())))
     results: dict[str, Any] = {"machine": {"cpus": psutil.cpu_count(), "mem_gb": psutil.virtual_memory().total / 2**30}}
-    n = 0
-
-    def since_sent(reached: dict[str, float], corrs: list[str]) -> dict[str, float]:
-        """Percentiles of the time from each report's publish to the moment it reached a stage."""
-        return percentiles([reached[c] - sent_at[c] for c in corrs if c in reached])
-
-    async def offer(count: int) -> list[str]:
-        """`count` reports at the fixed rate, then wait until each is dispatched and alerted and every consumer
-        has caught up."""
-        nonlocal n
-        t_start = time.perf_counter()
-        corrs = []
-        for i in range(count):
-            item = report(n, run_id, lattice)
-            n += 1
-            corrs.append(item[1])
-            target = t_start + i / rate
-            if (delay := target - time.perf_counter()) > 0:
-                await asyncio.sleep(delay)
-            sent_at[item[1]] = time.perf_counter()
-            await js.publish(f"report.v1.in.{item[0]}", item[2], headers={"Nats-Msg-Id": item[1]})
-        await _wait(lambda: all(c in obs.dispatched for c in corrs), 60)
-        await _wait(lambda: sum(1 for c in corrs if c in obs.delivered) >= len(corrs), 20)
-        await _caught_up(js, obs, within=60)
-        return corrs
-
     ports = {c.name: c.port for c in sup.children}
     # 0. Warm-up at the same rate, reported apart: the first reports after start-up measure start-up, not the rate
     # (the first handful took 40-90 ms before the services built the contract index and intake's domain at start).
     if warmup > 0:
         progress(f"warm-up: {rate:g} reports/s for {warmup:g}s (reported apart)")
-        warm = await offer(int(rate * warmup))
+        warm = await offered.offer(int(rate * warmup), rate)
         results["warm_up"] = {
             "seconds": warmup,
             "reports": len(warm),
-            "report_to_dispatched": since_sent(obs.dispatched, warm),
+            "report_to_dispatched": offered.since_sent(obs.dispatched, warm),
         }
-
-    # 1. Latency at a fixed offered rate.
     progress(f"fixed rate: {rate:g} reports/s for {duration:g}s")
-    count = int(rate * duration)
-    before = await scrape(ports)
-    fixed = await offer(count)
-    after = await scrape(ports)
-    results["fixed_rate"] = {
-        "offered_per_s": rate,
-        "reports": count,
-        "report_to_opened": since_sent(obs.opened, fixed),
-        "report_to_dispatched": since_sent(obs.dispatched, fixed),
-        "report_to_alert_delivered": since_sent(obs.delivered, fixed),
-        # At a modest rate batches are single messages: what each case costs the store then sets the latency.
-        "store_per_case": per_case(store_commands(before), store_commands(after), count),
-        # Where the latency goes: a message queues in its stream while the consumer applies the batch before it.
-        "wait_ms_by_consumer": mean_waits(consumer_waits(before), consumer_waits(after)),
-    }
-
-    # 2. Maximum rate: a burst published as fast as the bus takes it, until dispatched and scored.
+    results["fixed_rate"] = await _fixed_rate(offered, ports, rate, duration)
     progress(f"maximum rate: {burst} reports")
-    items = [report(n + i, run_id, lattice) for i in range(burst)]
-    n += burst
-    corrs = [c for _, c, _ in items]
-    commands_before = store_commands(await scrape(ports))
-    t0 = time.perf_counter()
-    await _publish_all(js, items, sent_at)
-    t_pub = time.perf_counter() - t0
-    ok = await _wait(lambda: all(c in obs.dispatched and c in obs.scored for c in corrs), 600)
-    done_at = max([obs.scored.get(c, 0) for c in corrs] + [obs.dispatched.get(c, 0) for c in corrs])
-    elapsed = done_at - t0
-    await _caught_up(js, obs, within=120)
-    store_per_case = per_case(commands_before, store_commands(await scrape(ports)), burst)
-    results["max_rate"] = {
-        "reports": burst,
-        "publish_s": t_pub,
-        "complete": ok,
-        "dispatched": sum(1 for c in corrs if c in obs.dispatched),
-        "scored": sum(1 for c in corrs if c in obs.scored),
-        "seconds": elapsed,
-        "cases_per_s": burst / elapsed if ok and elapsed > 0 else 0.0,
-        "report_to_dispatched": since_sent(obs.dispatched, corrs),
-        "store_per_case": store_per_case,
-    }
-
-    # 3. Sensor telemetry through intake.
+    results["max_rate"] = await _max_rate(offered, ports, burst)
     progress(f"sensor telemetry: {sensors} readings")
-    t0 = time.perf_counter()
-    readings = (
-        ("report.v1.in.sensor", sensor_reading(i, run_id), {"Nats-Msg-Id": f"B{run_id}-S{i}"}) for i in range(sensors)
-    )
-    stored = await publish_pipelined(nc, readings)  # as a gateway would: pipelined, every acknowledgement counted
-    drained = await _all_drained(js, within=300)
-    sens_s = time.perf_counter() - t0
-    results["sensors"] = {
-        "readings": sensors,
-        "seconds": sens_s,
-        "complete": drained and stored == sensors,
-        "readings_per_s": sensors / sens_s if drained and stored == sensors else 0.0,
-    }
+    results["sensors"] = await _sensor_telemetry(nc, js, offered.run_id, sensors)
     results["resources"] = sampler.stop()
     results["dead_letters"] = (await js.stream_info("XH_DLQ")).state.messages
 
@@ -460,6 +414,71 @@ async def _measure(
     await nc.close()
     await onc.close()
     return results
+
+
+async def _fixed_rate(offered: _Offered, ports: dict[str, int], rate: float, duration: float) -> dict[str, Any]:
+    """Phase 1, latency at a fixed offered rate: percentiles per stage, store commands and stream waits."""
+    obs = offered.obs
+    count = int(rate * duration)
+    before = await scrape(ports)
+    fixed = await offered.offer(count, rate)
+    after = await scrape(ports)
+    return {
+        "offered_per_s": rate,
+        "reports": count,
+        "report_to_opened": offered.since_sent(obs.opened, fixed),
+        "report_to_dispatched": offered.since_sent(obs.dispatched, fixed),
+        "report_to_alert_delivered": offered.since_sent(obs.delivered, fixed),
+        # At a modest rate batches are single messages: what each case costs the store then sets the latency.
+        "store_per_case": per_case(store_commands(before), store_commands(after), count),
+        # Where the latency goes: a message queues in its stream while the consumer applies the batch before it.
+        "wait_ms_by_consumer": mean_waits(consumer_waits(before), consumer_waits(after)),
+    }
+
+
+async def _max_rate(offered: _Offered, ports: dict[str, int], burst: int) -> dict[str, Any]:
+    """Phase 2, maximum rate: a burst published as fast as the bus takes it, until dispatched and scored."""
+    js, obs = offered.js, offered.obs
+    items = [report(offered.n + i, offered.run_id, offered.lattice) for i in range(burst)]
+    offered.n += burst
+    corrs = [c for _, c, _ in items]
+    commands_before = store_commands(await scrape(ports))
+    t0 = time.perf_counter()
+    await _publish_all(js, items, offered.sent_at)
+    t_pub = time.perf_counter() - t0
+    ok = await _wait(lambda: all(c in obs.dispatched and c in obs.scored for c in corrs), 600)
+    done_at = max([obs.scored.get(c, 0) for c in corrs] + [obs.dispatched.get(c, 0) for c in corrs])
+    elapsed = done_at - t0
+    await _caught_up(js, obs, within=120)
+    store_per_case = per_case(commands_before, store_commands(await scrape(ports)), burst)
+    return {
+        "reports": burst,
+        "publish_s": t_pub,
+        "complete": ok,
+        "dispatched": sum(1 for c in corrs if c in obs.dispatched),
+        "scored": sum(1 for c in corrs if c in obs.scored),
+        "seconds": elapsed,
+        "cases_per_s": burst / elapsed if ok and elapsed > 0 else 0.0,
+        "report_to_dispatched": offered.since_sent(obs.dispatched, corrs),
+        "store_per_case": store_per_case,
+    }
+
+
+async def _sensor_telemetry(nc: Any, js: Any, run_id: str, sensors: int) -> dict[str, Any]:
+    """Phase 3, sensor (感知设备) telemetry through intake: readings per second until every stream drained."""
+    t0 = time.perf_counter()
+    readings = (
+        ("report.v1.in.sensor", sensor_reading(i, run_id), {"Nats-Msg-Id": f"B{run_id}-S{i}"}) for i in range(sensors)
+    )
+    stored = await publish_pipelined(nc, readings)  # as a gateway would: pipelined, every acknowledgement counted
+    drained = await _all_drained(js, within=300)
+    sens_s = time.perf_counter() - t0
+    return {
+        "readings": sensors,
+        "seconds": sens_s,
+        "complete": drained and stored == sensors,
+        "readings_per_s": sensors / sens_s if drained and stored == sensors else 0.0,
+    }
 
 
 def table(r: dict[str, Any]) -> str:
