@@ -105,8 +105,13 @@ def _parameters(address: str) -> tuple[tuple[str, str], ...]:
 def message_specs() -> list[MessageSpec]:
     """Every message of the bus, in a stable order: inbound reports, commands, events, then queries (each
     request followed by its reply, the shared error reply last)."""
-    from contracts import commands, queries, reports, subjects
-    from contracts.registry import events, subject_version
+    return [*_report_specs(), *_command_specs(), *_event_specs(), *_query_specs()]
+
+
+def _report_specs() -> list[MessageSpec]:
+    """The inbound report (上报) messages, one per source."""
+    from contracts import reports, subjects
+    from contracts.registry import subject_version
 
     out: list[MessageSpec] = []
     for source, model in reports.INBOUND_BY_SOURCE.items():
@@ -116,6 +121,15 @@ def message_specs() -> list[MessageSpec]:
         out.append(
             MessageSpec(f"report.in.{source}", model, address, (), "receive", subject_version(address), msg_id, example)
         )
+    return out
+
+
+def _command_specs() -> list[MessageSpec]:
+    """The case command (案件指令) messages, one per action."""
+    from contracts import commands, subjects
+    from contracts.registry import subject_version
+
+    out: list[MessageSpec] = []
     for action, model in commands.COMMANDS.items():
         address = subjects.COMMAND.format(action=action)
         example = model.example()
@@ -124,6 +138,14 @@ def message_specs() -> list[MessageSpec]:
                 f"cmd.case.{action}", model, address, (), "receive", subject_version(address), "`command_id`", example
             )
         )
+    return out
+
+
+def _event_specs() -> list[MessageSpec]:
+    """The event (事件) messages, one per registered event."""
+    from contracts.registry import events, subject_version
+
+    out: list[MessageSpec] = []
     for name, model in events().items():
         address = model.subject_pattern()
         out.append(
@@ -138,6 +160,15 @@ def message_specs() -> list[MessageSpec]:
                 model.example(),
             )
         )
+    return out
+
+
+def _query_specs() -> list[MessageSpec]:
+    """The score query (考评查询) messages: each request followed by its reply, the shared error reply last."""
+    from contracts import queries
+    from contracts.registry import subject_version
+
+    out: list[MessageSpec] = []
     error = "score.query.error"
     for name, query in queries.QUERIES.items():
         version = subject_version(query.subject)
@@ -161,17 +192,17 @@ def message_specs() -> list[MessageSpec]:
                     is_reply=not replies,
                 )
             )
-    model = queries.QueryErrorReply
+    error_model = queries.QueryErrorReply
     out.append(
         MessageSpec(
             error,
-            model,
+            error_model,
             queries.QUERY_ALL,
             (),
             "send",
             subject_version(queries.QUERY_ALL),
             "",
-            model.example(),
+            error_model.example(),
             core=True,
             is_reply=True,
         )
@@ -223,29 +254,7 @@ def document() -> dict[str, Any]:
     operations: dict[str, Any] = {}
     messages: dict[str, Any] = {}
     for spec in specs:
-        schema = copy.deepcopy(json_schema(spec))
-        schema.pop("$schema", None)
-        for def_name, definition in schema.pop("$defs", {}).items():
-            definition = _components_refs(definition)
-            if shared.setdefault(def_name, definition) != definition:
-                raise ValueError(f"two different models are both named {def_name!r}; rename one")
-        producer, consumers = _FAMILIES.get(spec.family, ("", ""))
-        message: dict[str, Any] = {
-            "name": spec.name,
-            "title": spec.model.__name__,
-            "summary": (spec.model.__doc__ or "").strip().splitlines()[0],
-            "contentType": "application/json",
-            "headers": {"$ref": "#/components/schemas/Headers"},
-            "payload": _components_refs(schema),
-            "examples": [{"name": spec.name, "payload": spec.example}],
-            "x-xiuhua-schema-version": spec.version,
-            "x-xiuhua-nats-msg-id": spec.msg_id,
-        }
-        if spec.core:
-            # Core NATS: no JetStream, so no Nats-Msg-Id header and no de-duplication.
-            del message["headers"], message["x-xiuhua-nats-msg-id"]
-        elif spec.action == "send":
-            message["correlationId"] = {"$ref": "#/components/correlationIds/Report"}
+        message = _message(spec, shared)
         messages[spec.name] = message
         if spec.is_reply:
             continue  # its channel is the requester's inbox, written with the request below
@@ -253,20 +262,7 @@ def document() -> dict[str, Any]:
             _request_reply(spec, {s.name: s for s in specs}, message["summary"], channels, operations)
             continue
         channel_id = _channel_id(spec.address)
-        stream = _stream(spec.address)
-        channel: dict[str, Any] = {
-            "address": spec.address,
-            "title": spec.name,
-            "description": f"Published by {producer}; consumed by {consumers}. JetStream stream `{stream}`.",
-            "messages": {spec.model.__name__: {"$ref": f"#/components/messages/{spec.name}"}},
-            "x-jetstream-stream": stream,
-        }
-        if archives := _archives(spec.address):
-            channel["x-jetstream-archives"] = archives
-            channel["description"] += f" Archived in {', '.join(f'`{a}`' for a in archives)}."
-        if spec.parameters:
-            channel["parameters"] = {name: {"description": doc} for name, doc in spec.parameters}
-        channels[channel_id] = channel
+        channels[channel_id] = _stream_channel(spec)
         op_id = f"{spec.action}_{channel_id}"
         operations[op_id] = {
             "action": spec.action,
@@ -274,6 +270,73 @@ def document() -> dict[str, Any]:
             "summary": message["summary"],
             "messages": [{"$ref": f"#/channels/{channel_id}/messages/{spec.model.__name__}"}],
         }
+    _add_unpublished_subjects(channels, operations)
+    shared["Headers"] = _headers_schema()
+    return {
+        **_document_head(),
+        "channels": channels,
+        "operations": operations,
+        "components": {
+            "messages": messages,
+            "schemas": dict(sorted(shared.items())),
+            "correlationIds": {
+                "Report": {
+                    "description": "The report (or command) that started the chain",
+                    "location": "$message.payload#/correlation_id",
+                }
+            },
+        },
+    }
+
+
+def _message(spec: MessageSpec, shared: dict[str, Any]) -> dict[str, Any]:
+    """The components message of one spec; its schema's `$defs` go into `shared` (one definition per name)."""
+    schema = copy.deepcopy(json_schema(spec))
+    schema.pop("$schema", None)
+    for def_name, definition in schema.pop("$defs", {}).items():
+        definition = _components_refs(definition)
+        if shared.setdefault(def_name, definition) != definition:
+            raise ValueError(f"two different models are both named {def_name!r}; rename one")
+    message: dict[str, Any] = {
+        "name": spec.name,
+        "title": spec.model.__name__,
+        "summary": (spec.model.__doc__ or "").strip().splitlines()[0],
+        "contentType": "application/json",
+        "headers": {"$ref": "#/components/schemas/Headers"},
+        "payload": _components_refs(schema),
+        "examples": [{"name": spec.name, "payload": spec.example}],
+        "x-xiuhua-schema-version": spec.version,
+        "x-xiuhua-nats-msg-id": spec.msg_id,
+    }
+    if spec.core:
+        # Core NATS: no JetStream, so no Nats-Msg-Id header and no de-duplication.
+        del message["headers"], message["x-xiuhua-nats-msg-id"]
+    elif spec.action == "send":
+        message["correlationId"] = {"$ref": "#/components/correlationIds/Report"}
+    return message
+
+
+def _stream_channel(spec: MessageSpec) -> dict[str, Any]:
+    """The channel of a JetStream message: its subject, stream, archives and subject parameters."""
+    producer, consumers = _FAMILIES.get(spec.family, ("", ""))
+    stream = _stream(spec.address)
+    channel: dict[str, Any] = {
+        "address": spec.address,
+        "title": spec.name,
+        "description": f"Published by {producer}; consumed by {consumers}. JetStream stream `{stream}`.",
+        "messages": {spec.model.__name__: {"$ref": f"#/components/messages/{spec.name}"}},
+        "x-jetstream-stream": stream,
+    }
+    if archives := _archives(spec.address):
+        channel["x-jetstream-archives"] = archives
+        channel["description"] += f" Archived in {', '.join(f'`{a}`' for a in archives)}."
+    if spec.parameters:
+        channel["parameters"] = {name: {"description": doc} for name, doc in spec.parameters}
+    return channel
+
+
+def _add_unpublished_subjects(channels: dict[str, Any], operations: dict[str, Any]) -> None:
+    """Add a channel and send operation for each fixed subject whose message contract is not published yet."""
     for address in FIXED_SUBJECTS:
         channel_id = _channel_id(address)
         if channel_id not in channels:
@@ -288,7 +351,11 @@ def document() -> dict[str, Any]:
                 "x-jetstream-stream": _stream(address),
             }
             operations[f"send_{channel_id}"] = {"action": "send", "channel": {"$ref": f"#/channels/{channel_id}"}}
-    shared["Headers"] = {
+
+
+def _headers_schema() -> dict[str, Any]:
+    """The schema of the headers every JetStream message carries (core NATS queries carry none)."""
+    return {
         "type": "object",
         "properties": {
             "Nats-Msg-Id": {
@@ -300,6 +367,10 @@ def document() -> dict[str, Any]:
         },
         "required": ["Nats-Msg-Id"],
     }
+
+
+def _document_head() -> dict[str, Any]:
+    """What the document says of the bus as a whole, before its channels and operations."""
     return {
         "asyncapi": "3.0.0",
         "id": "urn:xiuhua:bus",
@@ -321,18 +392,6 @@ def document() -> dict[str, Any]:
                 "description": "`xiuhua up` prints the URL (var/endpoints.json); production sets XIUHUA_NATS_URL",
                 "variables": {"port": {"default": "4222"}},
             }
-        },
-        "channels": channels,
-        "operations": operations,
-        "components": {
-            "messages": messages,
-            "schemas": dict(sorted(shared.items())),
-            "correlationIds": {
-                "Report": {
-                    "description": "The report (or command) that started the chain",
-                    "location": "$message.payload#/correlation_id",
-                }
-            },
         },
     }
 

@@ -117,18 +117,10 @@ class Ledger:
         await drop_index_on(self._col, [("published", ASCENDING), ("at", ASCENDING)])
 
     async def backfill_moments(self, consumers: Sequence[str]) -> int:
-        """Give `at_s` to the applied-message entries of these consumers that a build before retention wrote
-        without it (else kept for good); returns how many. One query reading the collection once (a range on
-        `_id` is no cheaper: nx-27017 reads the whole collection for each page of one, 0.8 s at 100,000 entries);
-        the once-per-period claims are keyed otherwise and stay as they are."""
-        prefixes = tuple(f"{name}:" for name in consumers)
-
-        async def moves() -> AsyncIterator[UpdateOne]:
-            async for d in self._col.find({AT_S: {"$exists": False}}, {"at": 1}):
-                if str(d["_id"]).startswith(prefixes) and isinstance(d.get("at"), datetime):
-                    yield UpdateOne({"_id": d["_id"], AT_S: {"$exists": False}}, {"$set": {AT_S: d["at"].timestamp()}})
-
-        return await update_in_chunks(self._col, moves())
+        """Give `at_s` to the entries keyed `<name>:...` (a consumer's applied messages, or a service's own claims
+        such as dispatch's `timer`) that a build before retention wrote without it (else kept for good); returns
+        how many. The once-per-period claims are keyed otherwise and stay as they are."""
+        return await date_older_entries(self._col, tuple(f"{name}:" for name in consumers))
 
     async def seen(self, keys: Iterable[str], session: AsyncClientSession | None = None) -> dict[str, dict[str, Any]]:
         """The documents of keys already applied (inside the caller's transaction when a session is given)."""
@@ -292,3 +284,16 @@ class Ledger:
                     await self.abandon(d["_id"], exc)
                     self.refused += 1
         return len(docs)
+
+
+async def date_older_entries(col: Any, prefixes: tuple[str, ...]) -> int:
+    """Give `at_s`, from `at`, to the ledger entries whose key starts with one of `prefixes` and that a build
+    before retention wrote without it; returns how many. One query reading the collection once (a range on `_id`
+    is no cheaper: nx-27017 reads the whole collection for each page of one, 0.8 s at 100,000 entries)."""
+
+    async def moves() -> AsyncIterator[UpdateOne]:
+        async for d in col.find({AT_S: {"$exists": False}}, {"at": 1}):
+            if str(d["_id"]).startswith(prefixes) and isinstance(d.get("at"), datetime):
+                yield UpdateOne({"_id": d["_id"], AT_S: {"$exists": False}}, {"$set": {AT_S: d["at"].timestamp()}})
+
+    return await update_in_chunks(col, moves())

@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import nats
 
@@ -27,6 +27,9 @@ from xiuhua.bus import connect_options, provision_streams
 from xiuhua.registry import SERVICES, spec
 from xiuhua.security import login_env
 from xiuhua.settings import Settings
+
+if TYPE_CHECKING:
+    from xiuhua.city import City
 
 log = logging.getLogger("xiuhua.up")
 
@@ -62,8 +65,13 @@ def start_service_process(argv: list[str], env: dict[str, str], log_path: Path) 
     and prints what it prints outside logging beside it; it dies with this process."""
     with logs.child_output(log_path) as fh:
         return subprocess.Popen(
-            argv, env={**env, **logs.child_env(log_path)}, stdout=fh, stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL, start_new_session=True, preexec_fn=embedded._die_with_parent,
+            argv,
+            env={**env, **logs.child_env(log_path)},
+            stdout=fh,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+            preexec_fn=embedded._die_with_parent,
         )
 
 
@@ -78,7 +86,12 @@ class Supervisor:
     first_restart_s = 0.5  # the back-off before a crashed child's first restart, doubling with each crash after
 
     def __init__(
-        self, settings: Settings, *, demo: DemoFeed | None = None, demo_rate: float = 1.0, quiet: bool = False,
+        self,
+        settings: Settings,
+        *,
+        demo: DemoFeed | None = None,
+        demo_rate: float = 1.0,
+        quiet: bool = False,
     ) -> None:
         self.settings = settings
         self.var = settings.var_dir
@@ -144,8 +157,9 @@ class Supervisor:
                 **(login_env(name, self.passwords[name]) if self.passwords else {}),
                 **({"XIUHUA_HJ212_PORT": str(tcp["hj212"])} if "hj212" in tcp else {}),
             }
-            child = Child(name, [sys.executable, "-m", "xiuhua", "run", name], env,
-                          self.var / "logs" / f"{name}.log", port, tcp)
+            child = Child(
+                name, [sys.executable, "-m", "xiuhua", "run", name], env, self.var / "logs" / f"{name}.log", port, tcp
+            )
             child.start()
             self.children.append(child)
 
@@ -228,12 +242,19 @@ class Supervisor:
     async def watch_bus(self) -> None:
         """Count what flows, for the one-line console summary."""
         nc = await nats.connect(self.nats_url, **connect_options(self.client))
-        keys = {"report.v1.in.>": "reports", "case.v1.opened.>": "opened", "case.v1.dispatched.>": "dispatched",
-                "report.v1.rejected": "rejected", "notify.v1.delivered": "alerts", "dlq.v1.>": "dead"}
+        keys = {
+            "report.v1.in.>": "reports",
+            "case.v1.opened.>": "opened",
+            "case.v1.dispatched.>": "dispatched",
+            "report.v1.rejected": "rejected",
+            "notify.v1.delivered": "alerts",
+            "dlq.v1.>": "dead",
+        }
 
         def counter(key: str):
             async def cb(_msg: Any) -> None:
                 self.counts[key] += 1
+
             return cb
 
         try:
@@ -248,13 +269,50 @@ class Supervisor:
         tty = sys.stdout.isatty()
         while not self._stop.is_set():
             c = self.counts
-            line = (f"reports in {c['reports']} · cases opened {c['opened']} · dispatched {c['dispatched']} · "
-                    f"rejected {c['rejected']} · alerts sent {c['alerts']} · dead letters {c['dead']}")
+            line = (
+                f"reports in {c['reports']} · cases opened {c['opened']} · dispatched {c['dispatched']} · "
+                f"rejected {c['rejected']} · alerts sent {c['alerts']} · dead letters {c['dead']}"
+            )
             if tty:
                 print("\r" + line + " " * 4, end="", flush=True)
             elif not self.quiet:
                 print(line, flush=True)
             await asyncio.sleep(1.0 if tty else 10.0)
+
+    def _checked_city(self) -> City | None:
+        """The city, checked by every service; None (after saying which file and line) when its data is broken."""
+        # A broken city folder is the operator's most likely mistake: say which file and line, start nothing.
+        from xiuhua.city import CityDataError, load_city
+
+        try:
+            city = load_city(self.settings.city_dir)
+            for name in SERVICES:  # each service's own files (open311.yaml, routing cross-checks ...)
+                check = spec(name).check_city
+                if check is not None:
+                    check(city)
+        except CityDataError as exc:
+            self.say(f"city data error:\n{exc}")
+            return None
+        return city
+
+    def _announce_endpoints(self) -> None:
+        """Write var/endpoints.json and tell the operator each service's addresses."""
+        path = self.write_endpoints()
+        self.say(f"endpoints written to {path}:")
+        for name, ep in self.endpoints()["services"].items():
+            self.say(f"  {name:9s} {ep['http']}  (metrics {ep['metrics']}, health {ep['health']})")
+        self.say("Ctrl-C stops everything.")
+
+    def _demo_feed(self, demo: DemoFeed) -> Coroutine[Any, Any, None]:
+        """The demo feeder of reports (上报) at the demo rate, to the HJ 212 listener when one is up."""
+        from xiuhua.city import load_city
+
+        self.say(f"demo feed: {self.demo_rate:g} report(s) per second")
+        city = load_city(self.settings.city_dir)
+        opts = connect_options(self.client)
+        hj212 = next((c.tcp["hj212"] for c in self.children if "hj212" in c.tcp), None)
+        address = f"tcp://{self.settings.http_host}:{hj212}" if hj212 else None
+        return demo(self.nats_url or "", city, rate=self.demo_rate, connect_opts=opts, hj212=address)
 
     async def run(self) -> int:
         """Start everything, supervise until a signal, stop everything."""
@@ -265,42 +323,24 @@ class Supervisor:
         tasks: list[asyncio.Task[Any]] = []
         code = 0
         try:
-            # A broken city folder is the operator's most likely mistake: say which file and line, start nothing.
-            from xiuhua.city import CityDataError, load_city
-
-            try:
-                city = load_city(self.settings.city_dir)
-                for name in SERVICES:  # each service's own files (open311.yaml, routing cross-checks ...)
-                    check = spec(name).check_city
-                    if check is not None:
-                        check(city)
-            except CityDataError as exc:
-                self.say(f"city data error:\n{exc}")
+            city = self._checked_city()
+            if city is None:
                 return 2
             await asyncio.to_thread(self.start_servers)
-            for line in await provision_streams(self.nats_url or "", replicas=self.settings.stream_replicas,
-                                                connect_opts=connect_options(self.client),
-                                                max_ages=city.retention.stream_ages()):
+            for line in await provision_streams(
+                self.nats_url or "",
+                replicas=self.settings.stream_replicas,
+                connect_opts=connect_options(self.client),
+                max_ages=city.retention.stream_ages(),
+            ):
                 self.say(f"stream {line}")
             self.spawn_services()
             await self.wait_healthy()
-            path = self.write_endpoints()
-            self.say(f"endpoints written to {path}:")
-            for name, ep in self.endpoints()["services"].items():
-                self.say(f"  {name:9s} {ep['http']}  (metrics {ep['metrics']}, health {ep['health']})")
-            self.say("Ctrl-C stops everything.")
+            self._announce_endpoints()
             tasks.append(asyncio.create_task(self.watch_bus()))
             tasks.append(asyncio.create_task(self.console()))
             if self.demo is not None:
-                from xiuhua.city import load_city
-
-                self.say(f"demo feed: {self.demo_rate:g} report(s) per second")
-                city = load_city(self.settings.city_dir)
-                opts = connect_options(self.client)
-                hj212 = next((c.tcp["hj212"] for c in self.children if "hj212" in c.tcp), None)
-                address = f"tcp://{self.settings.http_host}:{hj212}" if hj212 else None
-                feeder = self.demo(self.nats_url or "", city, rate=self.demo_rate, connect_opts=opts, hj212=address)
-                tasks.append(asyncio.create_task(feeder))
+                tasks.append(asyncio.create_task(self._demo_feed(self.demo)))
             while not self._stop.is_set():
                 self.check_children()
                 with contextlib.suppress(TimeoutError):

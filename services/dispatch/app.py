@@ -8,6 +8,7 @@ from services.dispatch.case import CLOSED_FIELD
 from services.dispatch.commands import NotDispatchs, decode_command
 from services.dispatch.deadlines import DeadlineTimers
 from services.dispatch.handlers import DispatchHandlers
+from services.dispatch.timers import TIMER_PREFIX
 from xiuhua.city.business_calendar import BusinessCalendar
 from xiuhua.consumer import Subscription
 from xiuhua.service import Job, Runtime, Service, ServiceSpec
@@ -54,6 +55,9 @@ class Dispatch(Service):
         await store.ensure_indexes(rt.store)
         cases = rt.store[store.CASES]
         await rt.repair_older_builds(lambda: store.index_legacy_timers(cases), name="legacy-timers")
+        # Timer claims a build before retention wrote have no moment to range over: dated once, or kept for good.
+        # Purging them is safe: the case records the timers it fired, and that, not the claim, stops a second firing.
+        rt.repair_once(lambda: rt.ledger.backfill_moments([TIMER_PREFIX]), name="timer-moments")
         # Cases an older build closed get the number the purge ranges over; once a start, in the background: the
         # selection reads every case on nx-27017, and the purge is hours away anyway.
         rt.in_background(lambda: backfill_seconds(cases, "closed_at", CLOSED_FIELD), name="legacy-closed")

@@ -66,9 +66,12 @@ def reschedule(case: Case, cal: BusinessCalendar, cfg: CalendarFile) -> Case:
     return case.model_copy(update={"next_timer_at": nxt})
 
 
+TIMER_PREFIX = "timer"  # a timer's ledger claim is `timer:<case>:<cycle>:<kind>:<level>`
+
+
 def timer_key(case: Case, timer: Timer) -> str:
     """The ledger key that makes a timer's event happen once."""
-    return f"timer:{case.case_id}:{case.cycle}:{timer.kind}:{timer.level}"
+    return f"{TIMER_PREFIX}:{case.case_id}:{case.cycle}:{timer.kind}:{timer.level}"
 
 
 def due_timers(case: Case, now: datetime, cal: BusinessCalendar, cfg: CalendarFile) -> list[Timer]:

@@ -66,6 +66,20 @@ def reliability(
     return table, round(gap / len(points), 4) if points else 0.0
 
 
+def _answer_of(label: str, v: Verdict) -> str:
+    """The label the verdict (分类结果) counts as: triage of a probably out-of-scope order counts as out of scope."""
+    return (
+        OUT_OF_SCOPE_LABEL
+        if v.kind == "triage" and label == OUT_OF_SCOPE_LABEL and v.out_of_scope and v.out_of_scope >= 0.5
+        else v.label
+    )
+
+
+def _error_of(label: str, v: Verdict, text: str) -> dict[str, Any]:
+    """One wrong verdict's row of the report: what was expected, what came, how sure, the order's text."""
+    return {"expected": label, "got": v.label, "confidence": v.confidence, "text": text}
+
+
 def measure(
     labels: Sequence[str], verdicts: Sequence[Verdict], roles: dict[str, str], texts: Sequence[str] | None = None
 ) -> dict[str, Any]:
@@ -80,23 +94,11 @@ def measure(
     for i, (label, v) in enumerate(zip(labels, verdicts, strict=True)):
         g = per[group_of(label)]
         g["total"] += 1
-        got = (
-            OUT_OF_SCOPE_LABEL
-            if v.kind == "triage" and label == OUT_OF_SCOPE_LABEL and v.out_of_scope and v.out_of_scope >= 0.5
-            else v.label
-        )
-        ok = got == label
+        ok = _answer_of(label, v) == label
         g["correct"] += ok
         if not ok:
             confusion[(label, v.label)] += 1
-            errors.append(
-                {
-                    "expected": label,
-                    "got": v.label,
-                    "confidence": v.confidence,
-                    "text": texts[i] if texts is not None else "",
-                }
-            )
+            errors.append(_error_of(label, v, texts[i] if texts is not None else ""))
         oos += is_out_of_scope(label)
         if v.kind == "category":
             decided += 1

@@ -112,6 +112,35 @@ def out_of_scope_of(probs: dict[str, float]) -> float:
     return sum(p for label, p in probs.items() if label.startswith("transfer:") or label == OUT_OF_SCOPE_LABEL)
 
 
+def _transfer_verdict(
+    probs: dict[str, float],
+    settings: ClassifierSettings,
+    transfers: dict[str, Transfer],
+    out_p: float,
+    model: str | None,
+) -> Verdict | None:
+    """The transfer (转办) verdict when one transfer matter is at its threshold and ahead of the others, else None."""
+    moves = sorted(((x, p) for x, p in probs.items() if x.startswith("transfer:")), key=lambda kv: (-kv[1], kv[0]))
+    if moves:
+        label, p = moves[0]
+        rival = moves[1][1] if len(moves) > 1 else 0.0
+        t = transfers.get(label.split(":", 1)[1])
+        if t is not None and p >= settings.transfer_at and p > rival:
+            return Verdict(
+                "transfer",
+                t.id,
+                _confidence(p),
+                None,
+                (),
+                t.department,
+                t.matter,
+                unit_role=None,
+                out_of_scope=out_p,
+                model=model,
+            )
+    return None
+
+
 def decide(
     probs: dict[str, float],
     roles: dict[str, str],
@@ -144,24 +173,8 @@ def decide(
                 out_of_scope=out_p,
                 model=model,
             )
-    moves = sorted(((x, p) for x, p in probs.items() if x.startswith("transfer:")), key=lambda kv: (-kv[1], kv[0]))
-    if moves:
-        label, p = moves[0]
-        rival = moves[1][1] if len(moves) > 1 else 0.0
-        t = transfers.get(label.split(":", 1)[1])
-        if t is not None and p >= settings.transfer_at and p > rival:
-            return Verdict(
-                "transfer",
-                t.id,
-                _confidence(p),
-                None,
-                (),
-                t.department,
-                t.matter,
-                unit_role=None,
-                out_of_scope=out_p,
-                model=model,
-            )
+    if (moved := _transfer_verdict(probs, settings, transfers, out_p, model)) is not None:
+        return moved
     best = calibrate(unit[1]) if unit is not None else 0.0
     return Verdict(
         "triage",

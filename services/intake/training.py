@@ -27,12 +27,13 @@ from scipy.sparse import csr_matrix
 from sklearn.isotonic import IsotonicRegression
 from sklearn.linear_model import LogisticRegression
 
-from services.intake.classifier import Classifier
+from services.intake.classifier import Classifier, Verdict
 from services.intake.evaluation import measure
 from services.intake.model_classifier import Calibration, best_unit, decide, lead_roles, out_of_scope_of
 from services.intake.textfeatures import Featuriser, dictionary_of, idf_of
 from services.intake.textmodel import ModelCard, TextModel, vectorise
 from xiuhua.city import City
+from xiuhua.city.intake import ClassifierSettings, Transfer
 
 # Inverse L2 strength of the logistic regression, chosen on 5-fold cross-validation of the demo city's labelled
 # orders among 10, 30 and 100 (100: best accuracy, best calibration error, the most decided automatically).
@@ -118,6 +119,74 @@ def folds_of(n: int, k: int, seed: int = SEED) -> list[np.ndarray]:
     return [np.array(sorted(order[j::k])) for j in range(k)]
 
 
+def _out_of_fold_logits(x: csr_matrix, y: np.ndarray, n_classes: int, k: int) -> np.ndarray:
+    """Every order's class scores from weights fitted on the other folds (K-fold cross-validation)."""
+    oof = np.zeros((len(y), n_classes))
+    for test in folds_of(len(y), k):
+        mask = np.ones(len(y), bool)
+        mask[test] = False
+        coef, intercept = _fit(x[mask], y[mask], n_classes)
+        oof[test] = x[test] @ coef.T + intercept
+    return oof
+
+
+def _held_out_verdicts(
+    probs: list[dict[str, float]],
+    points: np.ndarray,
+    roles: dict[str, str],
+    settings: ClassifierSettings,
+    transfers: dict[str, Transfer],
+    k: int,
+) -> list[Verdict]:
+    """Every order's verdict (分类结果) under the calibration curve fitted on the other folds, in order."""
+    held_out = {}
+    for test in folds_of(len(probs), k):  # the same folds: each fold's curve learnt from the other folds' orders
+        mask = np.ones(len(probs), bool)
+        mask[test] = False
+        curve = fit_calibration(points[mask])
+        held_out.update({int(i): decide(probs[i], roles, settings, transfers, calibration=curve) for i in test})
+    return [held_out[i] for i in range(len(probs))]
+
+
+def _model_card(
+    city: City,
+    trained_on: int,
+    source: str,
+    temperature: float,
+    report: dict[str, Any],
+    calibration: Calibration,
+    coef: np.ndarray,
+    features: list[str],
+) -> ModelCard:
+    """The model's card (模型卡): a version naming the weights and the curve, and the cross-validated figures."""
+    # The same weights with another curve decide otherwise: the version names both.
+    curve_text = json.dumps([calibration.xs, calibration.ys]).encode()
+    weights = coef.astype(np.float16).tobytes() + "\n".join(features).encode()
+    digest = hashlib.sha1(weights + curve_text).hexdigest()[:8]
+    today = date.today().isoformat()
+    return ModelCard(
+        version=f"{city.folder.name}-{today}-{digest}",
+        trained_on=trained_on,
+        trained_at=today,
+        temperature=temperature,
+        library=f"scikit-learn {sklearn.__version__}",
+        source=source,
+        cv={
+            key: report[key]
+            for key in (
+                "accuracy",
+                "out_of_scope_to_unit_rate",
+                "decided_share",
+                "decided_right",
+                "decided_right_unit",
+                "decided_mean_confidence",
+                "ece",
+            )
+        },
+        calibration={"unit": list(calibration.xs), "item_right": list(calibration.ys)},
+    )
+
+
 def train(
     city: City, rows: Sequence[tuple[str, str]], source: str = "", k: int = FOLDS
 ) -> tuple[TextModel, dict[str, Any]]:
@@ -140,12 +209,7 @@ def train(
     classes = sorted({label for _, label in rows})
     cls_index = {c: i for i, c in enumerate(classes)}
     y = np.array([cls_index[label] for _, label in rows])
-    oof = np.zeros((len(rows), len(classes)))
-    for test in folds_of(len(rows), k):
-        mask = np.ones(len(rows), bool)
-        mask[test] = False
-        coef, intercept = _fit(x[mask], y[mask], len(classes))
-        oof[test] = x[test] @ coef.T + intercept
+    oof = _out_of_fold_logits(x, y, len(classes), k)
     temperature = fit_temperature(oof, y)
     coef, intercept = _fit(x, y, len(classes))
     roles = {c: r for c, r in lead_roles(city).items() if c != settings.triage_code}
@@ -153,41 +217,11 @@ def train(
     probs = [dict(zip(classes, p.tolist(), strict=True)) for p in _softmax(oof / temperature)]
     labels = [label for _, label in rows]
     points = decision_points(probs, labels, roles)
-    held_out = {}
-    for test in folds_of(len(rows), k):  # the same folds: each fold's curve learnt from the other folds' orders
-        mask = np.ones(len(rows), bool)
-        mask[test] = False
-        curve = fit_calibration(points[mask])
-        held_out.update({int(i): decide(probs[i], roles, settings, transfers, calibration=curve) for i in test})
+    held_out = _held_out_verdicts(probs, points, roles, settings, transfers, k)
     calibration = fit_calibration(points)
-    report = measure(labels, [held_out[i] for i in range(len(rows))], roles)
+    report = measure(labels, held_out, roles)
     report["temperature"] = temperature
     report["folds"] = k
-    # The same weights with another curve decide otherwise: the version names both.
-    curve_text = json.dumps([calibration.xs, calibration.ys]).encode()
-    weights = coef.astype(np.float16).tobytes() + "\n".join(features).encode()
-    digest = hashlib.sha1(weights + curve_text).hexdigest()[:8]
-    today = date.today().isoformat()
-    card = ModelCard(
-        version=f"{city.folder.name}-{today}-{digest}",
-        trained_on=len(rows),
-        trained_at=today,
-        temperature=temperature,
-        library=f"scikit-learn {sklearn.__version__}",
-        source=source,
-        cv={
-            key: report[key]
-            for key in (
-                "accuracy",
-                "out_of_scope_to_unit_rate",
-                "decided_share",
-                "decided_right",
-                "decided_right_unit",
-                "decided_mean_confidence",
-                "ece",
-            )
-        },
-        calibration={"unit": list(calibration.xs), "item_right": list(calibration.ys)},
-    )
+    card = _model_card(city, len(rows), source, temperature, report, calibration, coef, features)
     idf_arr = np.array([idf.get(f, 1.0) for f in features], dtype=np.float32)
     return TextModel(classes, features, idf_arr, coef, intercept, words, card), report

@@ -20,7 +20,8 @@ from services.notify.bulletin.projection import CASES as BULLETIN_CASES
 from services.notify.bulletin.projection import CLOSED_S as BULLETIN_CLOSED_S
 from services.notify.digest import PLACES
 from xiuhua.ledger import COLLECTION as LEDGER
-from xiuhua.retention import AT_S, Retained
+from xiuhua.ledger import date_older_entries
+from xiuhua.retention import Retained
 from xiuhua.store import Store, update_in_chunks
 
 log = logging.getLogger("xiuhua.notify")
@@ -84,12 +85,7 @@ async def date_older_claims(store: Store) -> int:
     `at`; returns how many. They are the outbox of a delivery's outcome, past any use once published like any
     applied message's entry, but keyed by no consumer, so the runtime's pass over the ledger leaves them."""
 
-    async def moves() -> AsyncIterator[UpdateOne]:
-        async for d in store[LEDGER].find({AT_S: {"$exists": False}}, {"at": 1}):
-            if str(d["_id"]).startswith(OUTCOME_CLAIMS) and isinstance(d.get("at"), datetime):
-                yield UpdateOne({"_id": d["_id"], AT_S: {"$exists": False}}, {"$set": {AT_S: d["at"].timestamp()}})
-
-    return await update_in_chunks(store[LEDGER], moves())
+    return await date_older_entries(store[LEDGER], OUTCOME_CLAIMS)
 
 
 async def close_older_views(store: Store, now: datetime) -> int:

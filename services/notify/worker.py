@@ -301,17 +301,7 @@ class DeliveryWorker(Outcomes):
             except Exception:
                 self._held.difference_update(c["_id"] for c in claimed)  # nothing sent: the leases run out
                 raise
-        splits = {key: digest.split(g, grants[key][0]) for key, g in lanes.items()}
-        held_until = {c["_id"]: now + timedelta(seconds=grants[key][1]) for key, sp in splits.items() for c in sp.held}
-        for key, sp in splits.items():
-            if sp.held:
-                self._lanes_held[key] = now + timedelta(seconds=grants[key][1])
-            else:
-                self._lanes_held.pop(key, None)
-        if held_until:
-            over = [c for c in claimed if c["_id"] in held_until]
-            await self._settle(over, functools.partial(self._put_back, until=held_until, now=now), publish)
-            self.deferred.labels("rate_limit").inc(len(over))
+        splits = await self._hold_beyond_tokens(claimed, lanes, grants, now, publish)
         gate = asyncio.Semaphore(SEND_CONCURRENCY)
 
         async def send(key: str) -> list[dict[str, Any]]:
@@ -330,6 +320,28 @@ class DeliveryWorker(Outcomes):
         if errors := [r for r in results if isinstance(r, BaseException)]:
             raise errors[0]
         return len(delivered)
+
+    async def _hold_beyond_tokens(
+        self,
+        claimed: list[dict[str, Any]],
+        lanes: dict[str, list[dict[str, Any]]],
+        grants: dict[str, tuple[int, float]],
+        now: datetime,
+        publish: list[tuple[str, list[Outgoing]]],
+    ) -> dict[str, digest.Split]:
+        """Each lane's alerts split by its tokens (限流); the alerts beyond them put back until the lane's refill."""
+        splits = {key: digest.split(g, grants[key][0]) for key, g in lanes.items()}
+        held_until = {c["_id"]: now + timedelta(seconds=grants[key][1]) for key, sp in splits.items() for c in sp.held}
+        for key, sp in splits.items():
+            if sp.held:
+                self._lanes_held[key] = now + timedelta(seconds=grants[key][1])
+            else:
+                self._lanes_held.pop(key, None)
+        if held_until:
+            over = [c for c in claimed if c["_id"] in held_until]
+            await self._settle(over, functools.partial(self._put_back, until=held_until, now=now), publish)
+            self.deferred.labels("rate_limit").inc(len(over))
+        return splits
 
     async def _past_quiet_hours(self, docs: list[dict[str, Any]], now: datetime) -> list[dict[str, Any]]:
         """The alerts quiet hours do not hold back; the others are put off to their end, no attempt spent."""

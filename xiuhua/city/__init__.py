@@ -72,6 +72,39 @@ def _optional(folder: Path, name: str, model: type, default: object) -> object:
     return load_yaml(path, model) if path.exists() else default
 
 
+def _checked_units(folder: Path, units_file: UnitsFile, areas: Areas) -> dict[str, Unit]:
+    """Units (责任单位) by id; raises CityDataError on a duplicate id or an unknown area."""
+    units: dict[str, Unit] = {}
+    for i, unit in enumerate(units_file.units):
+        if unit.id in units:
+            raise CityDataError(f"{line_of(folder / 'units.yaml', ('units', i, 'id'))}: duplicate unit id {unit.id}")
+        for code in unit.areas:
+            if code not in areas.by_code:
+                where = line_of(folder / "units.yaml", ("units", i, "areas"))
+                raise CityDataError(f"{where}: unit {unit.id} names unknown area {code}")
+        units[unit.id] = unit
+    return units
+
+
+def _check_routing_units(folder: Path, routing: RoutingFile, units: dict[str, Unit]) -> None:
+    """Raises CityDataError when a routing (派遣) rule names a unit the city does not have."""
+    for i, rule in enumerate(routing.rules):
+        for j, a in enumerate([rule.lead, *(rule.cooperating or [])]):
+            if a is not None and a.unit and a.unit not in units:
+                where = line_of(folder / "routing.yaml", ("rules", i))
+                raise CityDataError(f"{where}: rule {rule.id} names unknown unit {a.unit} (assignee {j})")
+
+
+def _check_security_streets(folder: Path, security: SecurityFile, areas: Areas) -> None:
+    """Raises CityDataError when a user's streets (街道) are not streets of this city."""
+    streets = {a.code for a in areas.of_level("street")}
+    for name, user in security.users.items():
+        for i, code in enumerate(user.streets):
+            if code not in streets:
+                where = line_of(folder / "security.yaml", ("users", name, "streets", i))
+                raise CityDataError(f"{where}: users.{name}.streets.{i}: {code} is not a street of this city")
+
+
 def load_city(folder: Path) -> City:
     """Read a city folder; raises CityDataError naming file and line."""
     folder = Path(folder)
@@ -86,23 +119,13 @@ def load_city(folder: Path) -> City:
     alerts = load_yaml(folder / "alerts.yaml", AlertsFile)
     merchants_file = _optional(folder, "merchants.yaml", MerchantsFile, MerchantsFile())
 
-    units: dict[str, Unit] = {}
-    for i, unit in enumerate(units_file.units):
-        if unit.id in units:
-            raise CityDataError(f"{line_of(folder / 'units.yaml', ('units', i, 'id'))}: duplicate unit id {unit.id}")
-        for code in unit.areas:
-            if code not in areas.by_code:
-                where = line_of(folder / "units.yaml", ("units", i, "areas"))
-                raise CityDataError(f"{where}: unit {unit.id} names unknown area {code}")
-        units[unit.id] = unit
-    for i, rule in enumerate(routing.rules):
-        for j, a in enumerate([rule.lead, *(rule.cooperating or [])]):
-            if a is not None and a.unit and a.unit not in units:
-                where = line_of(folder / "routing.yaml", ("rules", i))
-                raise CityDataError(f"{where}: rule {rule.id} names unknown unit {a.unit} (assignee {j})")
+    units = _checked_units(folder, units_file, areas)
+    _check_routing_units(folder, routing, units)
     try:
         merchants = check_merchants(
-            merchants_file.merchants, set(areas.by_code), str(folder / "merchants.yaml")  # type: ignore[attr-defined]
+            merchants_file.merchants,  # type: ignore[attr-defined]
+            set(areas.by_code),
+            str(folder / "merchants.yaml"),
         )
     except ValueError as exc:
         raise CityDataError(str(exc)) from exc
@@ -113,12 +136,7 @@ def load_city(folder: Path) -> City:
     devices = check_devices(devices_file, folder / "devices.yaml", areas)  # type: ignore[arg-type]
     retention = load_retention(folder)
     security: SecurityFile = _optional(folder, "security.yaml", SecurityFile, SecurityFile())  # type: ignore[assignment]
-    streets = {a.code for a in areas.of_level("street")}
-    for name, user in security.users.items():
-        for i, code in enumerate(user.streets):
-            if code not in streets:
-                where = line_of(folder / "security.yaml", ("users", name, "streets", i))
-                raise CityDataError(f"{where}: users.{name}.streets.{i}: {code} is not a street of this city")
+    _check_security_streets(folder, security, areas)
     return City(
         folder=folder,
         info=info,

@@ -179,8 +179,13 @@ def per_case(before: dict[str, dict[str, float]], after: dict[str, dict[str, flo
         ranked = [(k, v / cases) for k, v in sorted(delta.items(), key=lambda kv: -kv[1]) if v]
         commands = {k: v for k, v in ranked if not k.startswith(DOCS)}
         documents = {k.removeprefix(DOCS): v for k, v in ranked if k.startswith(DOCS)}
-        out[name] = {"commands": sum(commands.values()), "seconds": seconds / cases, "by_command": commands,
-                     "documents": sum(documents.values()), "by_document": documents}
+        out[name] = {
+            "commands": sum(commands.values()),
+            "seconds": seconds / cases,
+            "by_command": commands,
+            "documents": sum(documents.values()),
+            "by_document": documents,
+        }
     return out
 
 
@@ -252,7 +257,12 @@ async def run(
 ) -> dict[str, Any]:
     """The whole benchmark; returns the figures."""
     results = await _pipeline(
-        rate=rate, duration=duration, burst=burst, sensors=sensors, relay_messages=relay_messages, progress=progress,
+        rate=rate,
+        duration=duration,
+        burst=burst,
+        sensors=sensors,
+        relay_messages=relay_messages,
+        progress=progress,
         warmup=warmup,
     )
     if bulletin_cases or rebuild_events or history_cases:
@@ -316,15 +326,56 @@ async def _pipeline(
             await asyncio.to_thread(sup.shutdown)
 
 
+@dataclass
+class _Offered:
+    """The reports a run has published: their count so far and when each was sent, by correlation id."""
+
+    js: Any
+    obs: Observer
+    lattice: Lattice
+    run_id: str
+    n: int = 0
+    sent_at: dict[str, float] = field(default_factory=dict)
+
+    def since_sent(self, reached: dict[str, float], corrs: list[str]) -> dict[str, float]:
+        """Percentiles of the time from each report's publish to the moment it reached a stage."""
+        return percentiles([reached[c] - self.sent_at[c] for c in corrs if c in reached])
+
+    async def offer(self, count: int, rate: float) -> list[str]:
+        """`count` reports at the fixed rate, then wait until each is dispatched and alerted and every consumer
+        has caught up."""
+        t_start = time.perf_counter()
+        corrs = []
+        for i in range(count):
+            item = report(self.n, self.run_id, self.lattice)
+            self.n += 1
+            corrs.append(item[1])
+            target = t_start + i / rate
+            if (delay := target - time.perf_counter()) > 0:
+                await asyncio.sleep(delay)
+            self.sent_at[item[1]] = time.perf_counter()
+            await self.js.publish(f"report.v1.in.{item[0]}", item[2], headers={"Nats-Msg-Id": item[1]})
+        obs = self.obs
+        await _wait(lambda: all(c in obs.dispatched for c in corrs), 60)
+        await _wait(lambda: sum(1 for c in corrs if c in obs.delivered) >= len(corrs), 20)
+        await _caught_up(self.js, obs, within=60)
+        return corrs
+
+
 async def _measure(
-    sup: Supervisor, *, rate: float, duration: float, burst: int, sensors: int, relay_messages: int, progress: Any,
+    sup: Supervisor,
+    *,
+    rate: float,
+    duration: float,
+    burst: int,
+    sensors: int,
+    relay_messages: int,
+    progress: Any,
     warmup: float,
 ) -> dict[str, Any]:
     url = sup.nats_url or ""
     opts = connect_options(sup.client)
     city = load_city(sup.settings.city_dir)
-    lattice = Lattice(city)
-    run_id = str(int(time.time()))
     obs = Observer()
     onc = await obs.start(url, opts)
     nc = await nats.connect(url, **opts)
@@ -333,104 +384,25 @@ async def _measure(
     procs |= {s.name: psutil.Process(s.proc.pid) for s in sup.servers if s.proc}  # nats-server, nx-27017
     sampler = ResourceSampler(procs)
     sampler.start()
-    sent_at: dict[str, float] = {}
+    offered = _Offered(js, obs, Lattice(city), str(int(time.time())))
     results: dict[str, Any] = {"machine": {"cpus": psutil.cpu_count(), "mem_gb": psutil.virtual_memory().total / 2**30}}
-    n = 0
-
-    def since_sent(reached: dict[str, float], corrs: list[str]) -> dict[str, float]:
-        """Percentiles of the time from each report's publish to the moment it reached a stage."""
-        return percentiles([reached[c] - sent_at[c] for c in corrs if c in reached])
-
-    async def offer(count: int) -> list[str]:
-        """`count` reports at the fixed rate, then wait until each is dispatched and alerted and every consumer
-        has caught up."""
-        nonlocal n
-        t_start = time.perf_counter()
-        corrs = []
-        for i in range(count):
-            item = report(n, run_id, lattice)
-            n += 1
-            corrs.append(item[1])
-            target = t_start + i / rate
-            if (delay := target - time.perf_counter()) > 0:
-                await asyncio.sleep(delay)
-            sent_at[item[1]] = time.perf_counter()
-            await js.publish(f"report.v1.in.{item[0]}", item[2], headers={"Nats-Msg-Id": item[1]})
-        await _wait(lambda: all(c in obs.dispatched for c in corrs), 60)
-        await _wait(lambda: sum(1 for c in corrs if c in obs.delivered) >= len(corrs), 20)
-        await _caught_up(js, obs, within=60)
-        return corrs
-
     ports = {c.name: c.port for c in sup.children}
     # 0. Warm-up at the same rate, reported apart: the first reports after start-up measure start-up, not the rate
     # (the first handful took 40-90 ms before the services built the contract index and intake's domain at start).
     if warmup > 0:
         progress(f"warm-up: {rate:g} reports/s for {warmup:g}s (reported apart)")
-        warm = await offer(int(rate * warmup))
+        warm = await offered.offer(int(rate * warmup), rate)
         results["warm_up"] = {
             "seconds": warmup,
             "reports": len(warm),
-            "report_to_dispatched": since_sent(obs.dispatched, warm),
+            "report_to_dispatched": offered.since_sent(obs.dispatched, warm),
         }
-
-    # 1. Latency at a fixed offered rate.
     progress(f"fixed rate: {rate:g} reports/s for {duration:g}s")
-    count = int(rate * duration)
-    before = await scrape(ports)
-    fixed = await offer(count)
-    after = await scrape(ports)
-    results["fixed_rate"] = {
-        "offered_per_s": rate,
-        "reports": count,
-        "report_to_opened": since_sent(obs.opened, fixed),
-        "report_to_dispatched": since_sent(obs.dispatched, fixed),
-        "report_to_alert_delivered": since_sent(obs.delivered, fixed),
-        # At a modest rate batches are single messages: what each case costs the store then sets the latency.
-        "store_per_case": per_case(store_commands(before), store_commands(after), count),
-        # Where the latency goes: a message queues in its stream while the consumer applies the batch before it.
-        "wait_ms_by_consumer": mean_waits(consumer_waits(before), consumer_waits(after)),
-    }
-
-    # 2. Maximum rate: a burst published as fast as the bus takes it, until dispatched and scored.
+    results["fixed_rate"] = await _fixed_rate(offered, ports, rate, duration)
     progress(f"maximum rate: {burst} reports")
-    items = [report(n + i, run_id, lattice) for i in range(burst)]
-    n += burst
-    corrs = [c for _, c, _ in items]
-    commands_before = store_commands(await scrape(ports))
-    t0 = time.perf_counter()
-    await _publish_all(js, items, sent_at)
-    t_pub = time.perf_counter() - t0
-    ok = await _wait(lambda: all(c in obs.dispatched and c in obs.scored for c in corrs), 600)
-    done_at = max([obs.scored.get(c, 0) for c in corrs] + [obs.dispatched.get(c, 0) for c in corrs])
-    elapsed = done_at - t0
-    await _caught_up(js, obs, within=120)
-    store_per_case = per_case(commands_before, store_commands(await scrape(ports)), burst)
-    results["max_rate"] = {
-        "reports": burst,
-        "publish_s": t_pub,
-        "complete": ok,
-        "dispatched": sum(1 for c in corrs if c in obs.dispatched),
-        "scored": sum(1 for c in corrs if c in obs.scored),
-        "seconds": elapsed,
-        "cases_per_s": burst / elapsed if ok and elapsed > 0 else 0.0,
-        "report_to_dispatched": since_sent(obs.dispatched, corrs),
-        "store_per_case": store_per_case,
-    }
-
-    # 3. Sensor telemetry through intake.
+    results["max_rate"] = await _max_rate(offered, ports, burst)
     progress(f"sensor telemetry: {sensors} readings")
-    t0 = time.perf_counter()
-    readings = (("report.v1.in.sensor", sensor_reading(i, run_id), {"Nats-Msg-Id": f"B{run_id}-S{i}"})
-                for i in range(sensors))
-    stored = await publish_pipelined(nc, readings)  # as a gateway would: pipelined, every acknowledgement counted
-    drained = await _all_drained(js, within=300)
-    sens_s = time.perf_counter() - t0
-    results["sensors"] = {
-        "readings": sensors,
-        "seconds": sens_s,
-        "complete": drained and stored == sensors,
-        "readings_per_s": sensors / sens_s if drained and stored == sensors else 0.0,
-    }
+    results["sensors"] = await _sensor_telemetry(nc, js, offered.run_id, sensors)
     results["resources"] = sampler.stop()
     results["dead_letters"] = (await js.stream_info("XH_DLQ")).state.messages
 
@@ -444,24 +416,85 @@ async def _measure(
     return results
 
 
+async def _fixed_rate(offered: _Offered, ports: dict[str, int], rate: float, duration: float) -> dict[str, Any]:
+    """Phase 1, latency at a fixed offered rate: percentiles per stage, store commands and stream waits."""
+    obs = offered.obs
+    count = int(rate * duration)
+    before = await scrape(ports)
+    fixed = await offered.offer(count, rate)
+    after = await scrape(ports)
+    return {
+        "offered_per_s": rate,
+        "reports": count,
+        "report_to_opened": offered.since_sent(obs.opened, fixed),
+        "report_to_dispatched": offered.since_sent(obs.dispatched, fixed),
+        "report_to_alert_delivered": offered.since_sent(obs.delivered, fixed),
+        # At a modest rate batches are single messages: what each case costs the store then sets the latency.
+        "store_per_case": per_case(store_commands(before), store_commands(after), count),
+        # Where the latency goes: a message queues in its stream while the consumer applies the batch before it.
+        "wait_ms_by_consumer": mean_waits(consumer_waits(before), consumer_waits(after)),
+    }
+
+
+async def _max_rate(offered: _Offered, ports: dict[str, int], burst: int) -> dict[str, Any]:
+    """Phase 2, maximum rate: a burst published as fast as the bus takes it, until dispatched and scored."""
+    js, obs = offered.js, offered.obs
+    items = [report(offered.n + i, offered.run_id, offered.lattice) for i in range(burst)]
+    offered.n += burst
+    corrs = [c for _, c, _ in items]
+    commands_before = store_commands(await scrape(ports))
+    t0 = time.perf_counter()
+    await _publish_all(js, items, offered.sent_at)
+    t_pub = time.perf_counter() - t0
+    ok = await _wait(lambda: all(c in obs.dispatched and c in obs.scored for c in corrs), 600)
+    done_at = max([obs.scored.get(c, 0) for c in corrs] + [obs.dispatched.get(c, 0) for c in corrs])
+    elapsed = done_at - t0
+    await _caught_up(js, obs, within=120)
+    store_per_case = per_case(commands_before, store_commands(await scrape(ports)), burst)
+    return {
+        "reports": burst,
+        "publish_s": t_pub,
+        "complete": ok,
+        "dispatched": sum(1 for c in corrs if c in obs.dispatched),
+        "scored": sum(1 for c in corrs if c in obs.scored),
+        "seconds": elapsed,
+        "cases_per_s": burst / elapsed if ok and elapsed > 0 else 0.0,
+        "report_to_dispatched": offered.since_sent(obs.dispatched, corrs),
+        "store_per_case": store_per_case,
+    }
+
+
+async def _sensor_telemetry(nc: Any, js: Any, run_id: str, sensors: int) -> dict[str, Any]:
+    """Phase 3, sensor (感知设备) telemetry through intake: readings per second until every stream drained."""
+    t0 = time.perf_counter()
+    readings = (
+        ("report.v1.in.sensor", sensor_reading(i, run_id), {"Nats-Msg-Id": f"B{run_id}-S{i}"}) for i in range(sensors)
+    )
+    stored = await publish_pipelined(nc, readings)  # as a gateway would: pipelined, every acknowledgement counted
+    drained = await _all_drained(js, within=300)
+    sens_s = time.perf_counter() - t0
+    return {
+        "readings": sensors,
+        "seconds": sens_s,
+        "complete": drained and stored == sensors,
+        "readings_per_s": sensors / sens_s if drained and stored == sensors else 0.0,
+    }
+
+
 def table(r: dict[str, Any]) -> str:
     """The figures as a table for a person."""
     fr, mr = r["fixed_rate"], r["max_rate"]
-
-    def pct(p: dict[str, float]) -> str:
-        if not p.get("n"):
-            return "n/a"
-        return f"p50 {p['p50_ms']:.1f} · p95 {p['p95_ms']:.1f} · p99 {p['p99_ms']:.1f} ms (n={p['n']})"
-
     lines = [f"machine: {r['machine']['cpus']} CPUs, {r['machine']['mem_gb']:.0f} GiB"]
     if warm := r.get("warm_up"):
         lat = warm["report_to_dispatched"]
-        lines.append(f"warm-up {warm['seconds']:g}s at {fr['offered_per_s']:g}/s, not counted: report→dispatched  "
-                     f"{pct(lat)}, max {lat.get('max_ms', 0):.1f} ms")
+        lines.append(
+            f"warm-up {warm['seconds']:g}s at {fr['offered_per_s']:g}/s, not counted: report→dispatched  "
+            f"{_pct(lat)}, max {lat.get('max_ms', 0):.1f} ms"
+        )
     lines += [
-        f"fixed rate {fr['offered_per_s']:g}/s  report→opened      {pct(fr['report_to_opened'])}",
-        f"fixed rate {fr['offered_per_s']:g}/s  report→dispatched  {pct(fr['report_to_dispatched'])}",
-        f"fixed rate {fr['offered_per_s']:g}/s  report→alert       {pct(fr['report_to_alert_delivered'])}",
+        f"fixed rate {fr['offered_per_s']:g}/s  report→opened      {_pct(fr['report_to_opened'])}",
+        f"fixed rate {fr['offered_per_s']:g}/s  report→dispatched  {_pct(fr['report_to_dispatched'])}",
+        f"fixed rate {fr['offered_per_s']:g}/s  report→alert       {_pct(fr['report_to_alert_delivered'])}",
         f"max rate: {mr['reports']} reports, {mr['dispatched']} dispatched, {mr['scored']} scored in "
         f"{mr['seconds']:.1f}s → {mr['cases_per_s']:.0f} cases/s end to end",
         f"relay chain ({r['relay']['hops']} hops, {r['relay']['size']} B): {r['relay']['per_s']:.0f} msg/s → "
@@ -472,6 +505,29 @@ def table(r: dict[str, Any]) -> str:
     ]
     for name, res in r["resources"].items():
         lines.append(f"  {name:11s} {res['peak_rss_mb']:10.0f} {res['cpu_s']:8.1f}")
+    lines += _store_lines(fr, mr)
+    if waits := fr.get("wait_ms_by_consumer"):
+        lines.append("mean wait in the stream before a consumer applied a message (fixed-rate phase), longest first:")
+        cells = [f"{c} {ms:.1f} ms" for c, ms in waits.items()]
+        lines += ["  " + ", ".join(cells[i : i + 3]) for i in range(0, len(cells), 3)]
+    lines.append(f"dead letters: {r['dead_letters']}")
+    for job in SCALE_JOBS:
+        if (failed := r.get(job, {})).get("error"):
+            lines.append(f"{job}: failed: {failed['error']}")
+    lines += _scale_lines(r)
+    return "\n".join(lines)
+
+
+def _pct(p: dict[str, float]) -> str:
+    """Latency percentiles in one line, or n/a when nothing was measured."""
+    if not p.get("n"):
+        return "n/a"
+    return f"p50 {p['p50_ms']:.1f} · p95 {p['p95_ms']:.1f} · p99 {p['p99_ms']:.1f} ms (n={p['n']})"
+
+
+def _store_lines(fr: dict[str, Any], mr: dict[str, Any]) -> list[str]:
+    """Table lines: store commands per case in each phase, and documents written per case at the maximum rate."""
+    lines: list[str] = []
     for phase, spc in (("fixed-rate", fr.get("store_per_case")), ("maximum-rate", mr.get("store_per_case"))):
         if not spc:
             continue
@@ -487,14 +543,12 @@ def table(r: dict[str, Any]) -> str:
             lines.append(f"  {name:11s} {f.get('documents', 0.0):43.1f}   {top}")
         total = sum(f.get("documents", 0.0) for f in spc.values())
         lines.append(f"  {'all':11s} {total:43.1f}")
-    if waits := fr.get("wait_ms_by_consumer"):
-        lines.append("mean wait in the stream before a consumer applied a message (fixed-rate phase), longest first:")
-        cells = [f"{c} {ms:.1f} ms" for c, ms in waits.items()]
-        lines += ["  " + ", ".join(cells[i : i + 3]) for i in range(0, len(cells), 3)]
-    lines.append(f"dead letters: {r['dead_letters']}")
-    for job in SCALE_JOBS:
-        if (failed := r.get(job, {})).get("error"):
-            lines.append(f"{job}: failed: {failed['error']}")
+    return lines
+
+
+def _scale_lines(r: dict[str, Any]) -> list[str]:
+    """Table lines of the scale jobs: bulletin, score rebuild and the history queries."""
+    lines: list[str] = []
     if (b := r.get("bulletin")) and "build_s" in b:
         lines.append(
             f"bulletin over {b['cases']:,} cases ({b['documents']:,} projection documents, {b['weeks']} weeks): "
@@ -525,4 +579,4 @@ def table(r: dict[str, Any]) -> str:
                 f"selected in {pg['select_ms']:.1f} ms (on the date, as a TTL index would: "
                 f"{pg['select_by_date_ms']:.1f} ms); a run deleted {pg['deleted']:,} in {pg['run_ms']:.0f} ms"
             )
-    return "\n".join(lines)
+    return lines

@@ -73,41 +73,16 @@ def bulletin_documents(city: City, cases: int, seed: int = 7) -> dict[str, list[
     rng = random.Random(seed)
     weeks = _week_ids(WEEKS)
     categories = [(i.code, i.name_zh) for i in city.catalogue.items()]
-    moods = (("satisfied", 0.85), ("basic", 0.1), ("unsatisfied", 0.05))
     counters: dict[tuple[str, str], dict[str, int]] = {}  # (collection, _id) → counters
     labels: dict[tuple[str, str], dict[str, Any]] = {}
     listed: list[dict[str, Any]] = []
-
-    def inc(key: tuple[str, str], fields: dict[str, int]) -> None:
-        doc = counters.get(key)
-        if doc is None:
-            counters[key] = dict(fields)
-            return
-        for k, v in fields.items():
-            doc[k] = doc.get(k, 0) + v
-
     for n in range(cases):
         week, k = weeks[n % WEEKS], n // WEEKS  # k: the case's number within its week, so each week covers all
         src = _pick(rng.random(), SOURCES)
         code, name = categories[(k * 7919) % len(categories)]
         grid, comm, unit = f"G{k % GRIDS:04d}", f"SQ{(k * 7) % COMMUNITIES:03d}", f"U{(k * 31) % UNITS:03d}"
-        resolved, on_time, failed = rng.random() < 0.95, int(rng.random() < 0.96), int(rng.random() < 0.01)
-        overdue, escalated = rng.random() < 0.02, rng.random() < 0.005
-        counts = {"opened": 1, "dispatched": 1}
-        by_unit = {"dispatched": 1}
-        if resolved:
-            counts |= {"resolved": 1, "resolved_on_time": on_time, "verified": 1, "verify_failed": failed}
-            by_unit |= {"resolved": 1, "resolved_on_time": on_time, "verified": 1, "rework": failed}
-            if not failed:
-                counts |= {"closed": 1, "closed_on_time": on_time, "cohort_closed": 1}
-                by_unit["closed"] = 1
-        if rng.random() < 0.3:
-            counts |= {"rated": 1, _pick(rng.random(), moods): 1}
-        if overdue:
-            counts["overdue"] = by_unit["overdue"] = 1
-        if escalated:
-            counts["escalated"] = by_unit["escalated"] = 1
-        inc((WEEK_DOCS, week), counts)
+        counts, by_unit, overdue, escalated = _case_counts(rng)
+        _add_counts(counters, (WEEK_DOCS, week), counts)
         for facet, key, label, fields in (
             ("source", src, src, {"count": 1}),
             ("category", code, name, {"count": 1}),
@@ -116,7 +91,7 @@ def bulletin_documents(city: City, cases: int, seed: int = 7) -> dict[str, list[
             ("unit", unit, f"单位{unit[1:]}", by_unit),
         ):
             _id = f"{week}:{facet}:{key}"
-            inc((FACETS, _id), fields)
+            _add_counts(counters, (FACETS, _id), fields)
             labels.setdefault((FACETS, _id), {"week": week, "facet": facet, "key": key, "label": label})
         if overdue or escalated:
             case_id = f"C-B{n:09d}"
@@ -141,34 +116,76 @@ def bulletin_documents(city: City, cases: int, seed: int = 7) -> dict[str, list[
     for (coll, _id), fields in counters.items():
         out.setdefault(coll, []).append({"_id": _id, **labels.get((coll, _id), {"week": _id}), **fields})
     for week in weeks:
-        rows = [
-            {
-                "rank": r + 1,
-                "id": f"U{r:03d}",
-                "name": f"单位{r:03d}",
-                "score": round(100 - r * 0.1, 2),
-                "board": "unit",
-                "bottom": r >= UNITS // 10 - 3,
-                "figures": {"on_time_rate": 0.96},
-            }
-            for r in range(UNITS // 10)
-        ]
-        out[RANKINGS].append({"_id": week, "week": week, "tables": {"sanitation": rows}, "at": END})
-        out[MERCHANTS] += [
-            {
-                "_id": f"{week}:M-{m:04d}",
-                "week": week,
-                "merchant_id": f"M-{m:04d}",
-                "merchant_name": f"商户{m:04d}",
-                "street_code": None,
-                "at": END,
-                "previous_grade": "A",
-                "grade": "B",
-                "points": 80,
-            }
-            for m in range(20)
-        ]
+        out[RANKINGS].append(_ranking_document(week))
+        out[MERCHANTS] += _merchant_changes(week)
     return out
+
+
+def _add_counts(counters: dict[tuple[str, str], dict[str, int]], key: tuple[str, str], fields: dict[str, int]) -> None:
+    """Add `fields` to the counters of the document `key` (collection, _id), as the projection's `$inc` does."""
+    doc = counters.get(key)
+    if doc is None:
+        counters[key] = dict(fields)
+        return
+    for k, v in fields.items():
+        doc[k] = doc.get(k, 0) + v
+
+
+def _case_counts(rng: random.Random) -> tuple[dict[str, int], dict[str, int], bool, bool]:
+    """One case's drawn outcome: its weekly counters, its unit's (责任单位) counters, overdue, escalated."""
+    moods = (("satisfied", 0.85), ("basic", 0.1), ("unsatisfied", 0.05))
+    resolved, on_time, failed = rng.random() < 0.95, int(rng.random() < 0.96), int(rng.random() < 0.01)
+    overdue, escalated = rng.random() < 0.02, rng.random() < 0.005
+    counts = {"opened": 1, "dispatched": 1}
+    by_unit = {"dispatched": 1}
+    if resolved:
+        counts |= {"resolved": 1, "resolved_on_time": on_time, "verified": 1, "verify_failed": failed}
+        by_unit |= {"resolved": 1, "resolved_on_time": on_time, "verified": 1, "rework": failed}
+        if not failed:
+            counts |= {"closed": 1, "closed_on_time": on_time, "cohort_closed": 1}
+            by_unit["closed"] = 1
+    if rng.random() < 0.3:
+        counts |= {"rated": 1, _pick(rng.random(), moods): 1}
+    if overdue:
+        counts["overdue"] = by_unit["overdue"] = 1
+    if escalated:
+        counts["escalated"] = by_unit["escalated"] = 1
+    return counts, by_unit, overdue, escalated
+
+
+def _ranking_document(week: str) -> dict[str, Any]:
+    """The unit ranking (排名) of one week: a tenth of the units, the last three at the bottom."""
+    rows = [
+        {
+            "rank": r + 1,
+            "id": f"U{r:03d}",
+            "name": f"单位{r:03d}",
+            "score": round(100 - r * 0.1, 2),
+            "board": "unit",
+            "bottom": r >= UNITS // 10 - 3,
+            "figures": {"on_time_rate": 0.96},
+        }
+        for r in range(UNITS // 10)
+    ]
+    return {"_id": week, "week": week, "tables": {"sanitation": rows}, "at": END}
+
+
+def _merchant_changes(week: str) -> list[dict[str, Any]]:
+    """Twenty merchants (商户) whose grade changed in one week."""
+    return [
+        {
+            "_id": f"{week}:M-{m:04d}",
+            "week": week,
+            "merchant_id": f"M-{m:04d}",
+            "merchant_name": f"商户{m:04d}",
+            "street_code": None,
+            "at": END,
+            "previous_grade": "A",
+            "grade": "B",
+            "points": 80,
+        }
+        for m in range(20)
+    ]
 
 
 async def bulletin_at_scale(
@@ -359,19 +376,41 @@ def case_documents(cases: int, now: datetime, seed: int = 13) -> list[dict[str, 
 
     rng = random.Random(seed)
     start = now - timedelta(days=1)
-    template = Case.model_validate({
-        "case_id": "C-0", "state": "acknowledged", "correlation_id": "bench", "street_code": "CD",
-        "category_code": "0201", "source": "grid", "rule_id": "sanitation-street", "time_limit": "4h",
-        "place": {"lng": 104.08, "lat": 30.66, "address": "春熙路 1 号", "street_code": "CD", "community_code": "CD01"},
-        "lead_unit": {"unit_id": "CD-SAN", "name": "春熙路街道环卫所", "role": "sanitation"},
-        "dispatched_at": start, "started_at": start, "due_at": now, "ack_due_at": start,
-        "timers_fired": [], "command_ids": [f"cmd-{i}" for i in range(4)],
-    })
+    template = Case.model_validate(
+        {
+            "case_id": "C-0",
+            "state": "acknowledged",
+            "correlation_id": "bench",
+            "street_code": "CD",
+            "category_code": "0201",
+            "source": "grid",
+            "rule_id": "sanitation-street",
+            "time_limit": "4h",
+            "place": {
+                "lng": 104.08,
+                "lat": 30.66,
+                "address": "春熙路 1 号",
+                "street_code": "CD",
+                "community_code": "CD01",
+            },
+            "lead_unit": {"unit_id": "CD-SAN", "name": "春熙路街道环卫所", "role": "sanitation"},
+            "dispatched_at": start,
+            "started_at": start,
+            "due_at": now,
+            "ack_due_at": start,
+            "timers_fired": [],
+            "command_ids": [f"cmd-{i}" for i in range(4)],
+        }
+    )
     docs = []
     for i in range(cases):
         if rng.random() < OPEN_SHARE:
-            case = template.model_copy(update={
-                "case_id": f"C-S{i:09d}", "next_timer_at": now + timedelta(seconds=rng.uniform(-DUE_S, 2 * 86_400))})
+            case = template.model_copy(
+                update={
+                    "case_id": f"C-S{i:09d}",
+                    "next_timer_at": now + timedelta(seconds=rng.uniform(-DUE_S, 2 * 86_400)),
+                }
+            )
         else:
             case = template.model_copy(update={"case_id": f"C-S{i:09d}", "state": State.closed, "closed_at": now})
         docs.append(case.to_doc())
@@ -382,9 +421,21 @@ def open_case_documents(cases: list[dict[str, Any]], now: datetime, seed: int = 
     """Intake's copies (`open_cases`) of the same cases, spread over `MERGE_KEYS` merge keys, open where the case
     is (a next timer)."""
     rng = random.Random(seed)
-    return [{"_id": d["_id"], "key": f"0201:30:{rng.randrange(MERGE_KEYS)}:0", "category_code": "0201",
-             "lng": 104.08, "lat": 30.66, "street_code": "CD", "opened_at": now, "open": "next_timer_s" in d,
-             "reporters": 1, "source": "grid"} for d in cases]
+    return [
+        {
+            "_id": d["_id"],
+            "key": f"0201:30:{rng.randrange(MERGE_KEYS)}:0",
+            "category_code": "0201",
+            "lng": 104.08,
+            "lat": 30.66,
+            "street_code": "CD",
+            "opened_at": now,
+            "open": "next_timer_s" in d,
+            "reporters": 1,
+            "source": "grid",
+        }
+        for d in cases
+    ]
 
 
 async def _median_ms(fn: Any, rounds: int) -> tuple[float, Any]:
@@ -417,8 +468,13 @@ async def _deadline_scan(store: Store, docs: list[dict[str, Any]], now: datetime
     repair_ms, repaired = await _median_ms(lambda: index_legacy_timers(col), rounds)
     if sorted(due) != sorted(due_by_date) or repaired:
         raise RuntimeError("the deadline scans disagree")  # the figures would compare different work
-    return {"open": sum(1 for d in docs if TIMER_FIELD in d), "due": len(due), "scan_ms": scan_ms,
-            "scan_by_date_ms": date_ms, "repair_ms": repair_ms}
+    return {
+        "open": sum(1 for d in docs if TIMER_FIELD in d),
+        "due": len(due),
+        "scan_ms": scan_ms,
+        "scan_by_date_ms": date_ms,
+        "repair_ms": repair_ms,
+    }
 
 
 async def _merge_lookup(store: Store, docs: list[dict[str, Any]], now: datetime, rounds: int) -> dict[str, Any]:
@@ -460,9 +516,20 @@ async def _open311_listing(store: Store, cases: list[dict[str, Any]], now: datet
     docs = []
     for i, d in enumerate(cases):  # the view of each case, requested over the last year
         at = now - timedelta(seconds=year * i / len(cases))
-        docs.append({"_id": d["_id"], "status": "open" if "next_timer_s" in d else "closed", "service_code": "0201",
-                     "service_name": "垃圾箱满溢", "description": "垃圾箱满溢", "address": "春熙路 1 号",
-                     "requested_datetime": at, "updated_datetime": at, REQUESTED_S: at.timestamp(), "version": 2})
+        docs.append(
+            {
+                "_id": d["_id"],
+                "status": "open" if "next_timer_s" in d else "closed",
+                "service_code": "0201",
+                "service_name": "垃圾箱满溢",
+                "description": "垃圾箱满溢",
+                "address": "春熙路 1 号",
+                "requested_datetime": at,
+                "updated_datetime": at,
+                REQUESTED_S: at.timestamp(),
+                "version": 2,
+            }
+        )
     for start in range(0, len(docs), 1000):
         await col.insert_many(docs[start : start + 1000], ordered=False)
     since = now - timedelta(days=DEFAULT_DAYS)  # what `GET requests` without filters lists, newest first
@@ -518,8 +585,13 @@ async def _ledger_purge(store: Store, entries: int, now: datetime, rounds: int) 
     t = time.perf_counter()
     deleted = await purge(store, RETAINED, before_s)
     run_ms = (time.perf_counter() - t) * 1000
-    return {"entries": entries, "select_ms": number_ms, "select_by_date_ms": date_ms, "deleted": deleted,
-            "run_ms": run_ms}
+    return {
+        "entries": entries,
+        "select_ms": number_ms,
+        "select_by_date_ms": date_ms,
+        "deleted": deleted,
+        "run_ms": run_ms,
+    }
 
 
 async def history_at_scale(
@@ -547,8 +619,14 @@ async def history_at_scale(
         await store.client.drop_database(store.db.name)
     finally:
         await store.close()
-    return {"cases": cases, "seconds": time.perf_counter() - t0, "timers": timers, "merge": lookup,
-            "open311": listing, "purge": ledger}
+    return {
+        "cases": cases,
+        "seconds": time.perf_counter() - t0,
+        "timers": timers,
+        "merge": lookup,
+        "open311": listing,
+        "purge": ledger,
+    }
 
 
 async def run_scale(

@@ -94,8 +94,9 @@ def _outbox_lines(var_dir: Path) -> list[dict[str, Any]]:
 
 def sent_alerts(lines: Iterable[dict[str, Any]]) -> Counter[str]:
     """How often each alert went out, from the outbox's lines: one alert a line, or a digest's several."""
-    return Counter(str(nid) for line in lines
-                   for nid in (line.get("notification_ids") or [line.get("notification_id")]))
+    return Counter(
+        str(nid) for line in lines for nid in (line.get("notification_ids") or [line.get("notification_id")])
+    )
 
 
 async def tally(settings: Settings, sent: Iterable[str]) -> Tally:
@@ -112,6 +113,42 @@ async def tally(settings: Settings, sent: Iterable[str]) -> Tally:
     finally:
         await nc.close()
 
+    answered, opened_corr, dispatched_cases = _count_case_events(t, cases, sent_ids)
+    rejected_ids = {b.get("correlation_id") for _, b in rejected if isinstance(b, dict)} & sent_ids
+    t.rejected = len(rejected_ids)
+    t.merged = len(answered - opened_corr)
+    t.cases = len(opened_corr)
+    t.dispatched = len(dispatched_cases)
+    t.dead_letters = len(dead)
+    errors = Counter(
+        f"{b.get('service')}/{b.get('consumer')}: {str(b.get('error'))[:160]}" for _, b in dead if isinstance(b, dict)
+    )
+    t.dead_letter_errors = dict(errors.most_common(10))
+
+    by_kind, deliveries = await _score_counters_and_deliveries(settings)
+    _count_score_increments(t, by_kind)
+
+    # Alerts: what the channel really sent (the outbox file) and the delivered events, one per notification.
+    sent_lines = sent_alerts(_outbox_lines(settings.var_dir))
+    delivered_ids = Counter(b.get("notification_id") for _, b in delivered if isinstance(b, dict))
+    t.alerts = len(sent_lines)
+    for what, counter in (("alert(s) sent twice", sent_lines), ("duplicate delivered event(s)", delivered_ids)):
+        if extra := sum(n - 1 for n in counter.values()):
+            t.duplicated += extra
+            t.problems.append(f"{extra} {what}")
+
+    # Lost: each stage against the one before it.
+    alerted_cases = {d["case_id"] for d in deliveries if d.get("status") == "delivered"}
+    lost_alerts = len(dispatched_cases - alerted_cases) + len(set(delivered_ids) ^ set(sent_lines))
+    _count_lost(t, len(sent_ids - answered - rejected_ids), lost_alerts)
+    return t
+
+
+def _count_case_events(
+    t: Tally, cases: list[tuple[str, Any]], sent_ids: set[str]
+) -> tuple[set[str], set[str], set[str]]:
+    """Count the distinct case (案件) events of the sent reports into `t`; returns the reports answered, the
+    reports that opened a case and the cases dispatched."""
     per_kind: dict[str, Counter[tuple[Any, ...]]] = defaultdict(Counter)
     opened_corr: set[str] = set()
     answered: set[str] = set()  # reports that became a case, joined one or were transferred
@@ -138,17 +175,11 @@ async def tally(settings: Settings, sent: Iterable[str]) -> Tally:
         if extra:
             t.duplicated += extra
             t.problems.append(f"{extra} duplicate case.v1.{kind} event(s)")
-    rejected_ids = {b.get("correlation_id") for _, b in rejected if isinstance(b, dict)} & sent_ids
-    t.rejected = len(rejected_ids)
-    t.merged = len(answered - opened_corr)
-    t.cases = len(opened_corr)
-    t.dispatched = len(dispatched_cases)
-    t.dead_letters = len(dead)
-    errors = Counter(f"{b.get('service')}/{b.get('consumer')}: {str(b.get('error'))[:160]}"
-                     for _, b in dead if isinstance(b, dict))
-    t.dead_letter_errors = dict(errors.most_common(10))
+    return answered, opened_corr, dispatched_cases
 
-    # Score increments: the scoring store's counters, and one score update per dispatched case.
+
+async def _score_counters_and_deliveries(settings: Settings) -> tuple[Counter[str], list[dict[str, Any]]]:
+    """The dispatches each period kind of the scoring (考评) store counts, and notify's deliveries."""
     scoring = Store(settings.mongo_url or "", settings.database("scoring"), write_concern="1")
     notify = Store(settings.mongo_url or "", settings.database("notify"), write_concern="1")
     try:
@@ -160,6 +191,11 @@ async def tally(settings: Settings, sent: Iterable[str]) -> Tally:
     finally:
         await scoring.close()
         await notify.close()
+    return by_kind, deliveries
+
+
+def _count_score_increments(t: Tally, by_kind: Counter[str]) -> None:
+    """Set the score increments (one per dispatched case) in `t`; a period kind counting otherwise is a problem."""
     t.score_increments = by_kind.get("week", max(by_kind.values(), default=0))
     for kind, n in sorted(by_kind.items()):
         if n != t.score_increments:
@@ -167,27 +203,20 @@ async def tally(settings: Settings, sent: Iterable[str]) -> Tally:
             t.lost += max(0, t.score_increments - n)
             t.duplicated += max(0, n - t.score_increments)
 
-    # Alerts: what the channel really sent (the outbox file) and the delivered events, one per notification.
-    sent_lines = sent_alerts(_outbox_lines(settings.var_dir))
-    delivered_ids = Counter(b.get("notification_id") for _, b in delivered if isinstance(b, dict))
-    t.alerts = len(sent_lines)
-    for what, counter in (("alert(s) sent twice", sent_lines), ("duplicate delivered event(s)", delivered_ids)):
-        if extra := sum(n - 1 for n in counter.values()):
-            t.duplicated += extra
-            t.problems.append(f"{extra} {what}")
 
-    # Lost: each stage against the one before it.
-    lost_cases = len(sent_ids - answered - rejected_ids)
+def _count_lost(t: Tally, lost_cases: int, lost_alerts: int) -> None:
+    """Add to `t` what each stage lost against the one before it, and score increments beyond the dispatches."""
     lost_dispatch = max(0, t.cases - t.dispatched)
     lost_scores = max(0, t.dispatched - t.score_increments)
     if t.score_increments > t.dispatched:
         t.duplicated += t.score_increments - t.dispatched
         t.problems.append(f"{t.score_increments - t.dispatched} score increment(s) beyond the dispatches")
-    alerted_cases = {d["case_id"] for d in deliveries if d.get("status") == "delivered"}
-    lost_alerts = len(dispatched_cases - alerted_cases) + len(set(delivered_ids) ^ set(sent_lines))
-    for n, what in ((lost_cases, "report(s) without an outcome"), (lost_dispatch, "case(s) not dispatched"),
-                    (lost_scores, "dispatch(es) not scored"), (lost_alerts, "alert(s) missing")):
+    for n, what in (
+        (lost_cases, "report(s) without an outcome"),
+        (lost_dispatch, "case(s) not dispatched"),
+        (lost_scores, "dispatch(es) not scored"),
+        (lost_alerts, "alert(s) missing"),
+    ):
         if n:
             t.lost += n
             t.problems.append(f"{n} {what}")
-    return t

@@ -95,6 +95,11 @@ def _classify(args: argparse.Namespace) -> int:
     if isinstance(classifier, ModelClassifier):
         return _show_model(args, city, classifier, text)
     assert isinstance(classifier, Classifier)
+    return _show_rules(args, city, classifier, text)
+
+
+def _show_rules(args: argparse.Namespace, city: City, classifier: Classifier, text: str) -> int:
+    """Print the keyword classifier's (关键词分类) verdict and top candidates for one text; returns the exit code."""
     v = classifier.classify(text)
     ranked = classifier.candidates(text)[: args.top]
     name = _name(city, v.label, v.department)

@@ -78,38 +78,27 @@ def _listed(w: Writes, week: str, case: dict[str, Any] | None, ev: c.UnitCaseEve
     })
 
 
-def apply_case_event(ev: Event, case: dict[str, Any] | None, w: Writes) -> dict[str, Any] | None:
-    """Add a case event's effect to `w`; returns the case's record after it (None: unchanged)."""
-    week = week_of(ev.occurred_at)
-    if isinstance(ev, c.CaseOpened):
-        if case is not None:
-            return None  # opened once; a second opening of the same id changes nothing
-        p = ev.place
-        new = {
-            "week_opened": week, "source": str(ev.source), "category_code": ev.category_code,
-            "category_name": ev.category_name or ev.category_code, "grid": p.grid_code,
-            "community_code": p.community_code, "community_name": p.community_name,
-            "street_name": p.street_name, "status": "open", "level": 0,
-        }
-        _week(w, week, opened=1, **({"urgent": 1} if str(ev.urgency) == "urgent" else {}))
-        _facet(w, week, "source", str(ev.source), str(ev.source), {"count": 1})
-        _facet(w, week, "category", ev.category_code, ev.category_name, {"count": 1})
-        _facet(w, week, "grid", p.grid_code, p.grid_code, {"count": 1})
-        _facet(w, week, "community", p.community_code, p.community_name, {"count": 1})
-        return new
-    if isinstance(ev, c.CaseMerged):
-        _week(w, week, merged=1)
-        return None
-    if isinstance(ev, c.CaseTransferred):
-        _week(w, week, transferred=1)
-        return None
-    if isinstance(ev, c.CaseDispatched):
-        _week(w, week, dispatched=1)
-        _facet(w, week, "unit", ev.lead_unit.unit_id, ev.lead_unit.name, {"dispatched": 1})
-        return {**(case or {}), "unit_id": ev.lead_unit.unit_id, "unit_name": ev.lead_unit.name,
-                "due_at": ev.due_at}
-    if not isinstance(ev, c.UnitCaseEvent):
-        return None
+def _case_opened(ev: c.CaseOpened, case: dict[str, Any] | None, week: str, w: Writes) -> dict[str, Any] | None:
+    """The new case's (案件) record, counted in its week and facets; None when the id was opened before."""
+    if case is not None:
+        return None  # opened once; a second opening of the same id changes nothing
+    p = ev.place
+    new = {
+        "week_opened": week, "source": str(ev.source), "category_code": ev.category_code,
+        "category_name": ev.category_name or ev.category_code, "grid": p.grid_code,
+        "community_code": p.community_code, "community_name": p.community_name,
+        "street_name": p.street_name, "status": "open", "level": 0,
+    }
+    _week(w, week, opened=1, **({"urgent": 1} if str(ev.urgency) == "urgent" else {}))
+    _facet(w, week, "source", str(ev.source), str(ev.source), {"count": 1})
+    _facet(w, week, "category", ev.category_code, ev.category_name, {"count": 1})
+    _facet(w, week, "grid", p.grid_code, p.grid_code, {"count": 1})
+    _facet(w, week, "community", p.community_code, p.community_name, {"count": 1})
+    return new
+
+
+def _unit_case_event(ev: c.UnitCaseEvent, case: dict[str, Any] | None, week: str, w: Writes) -> dict[str, Any] | None:
+    """Add a unit's (承办单位) case event to `w`; returns the case's record after it (None: unchanged)."""
     unit_name = (case or {}).get("unit_name") if (case or {}).get("unit_id") == ev.unit_id else None
 
     def unit_inc(**inc: int) -> None:
@@ -165,6 +154,27 @@ def apply_case_event(ev: Event, case: dict[str, Any] | None, w: Writes) -> dict[
         _listed(w, week, case, ev, due_at=ev.due_at, level=level, escalated_at=ev.occurred_at)
         return {**case, "level": level} if case else None
     return None
+
+
+def apply_case_event(ev: Event, case: dict[str, Any] | None, w: Writes) -> dict[str, Any] | None:
+    """Add a case event's effect to `w`; returns the case's record after it (None: unchanged)."""
+    week = week_of(ev.occurred_at)
+    if isinstance(ev, c.CaseOpened):
+        return _case_opened(ev, case, week, w)
+    if isinstance(ev, c.CaseMerged):
+        _week(w, week, merged=1)
+        return None
+    if isinstance(ev, c.CaseTransferred):
+        _week(w, week, transferred=1)
+        return None
+    if isinstance(ev, c.CaseDispatched):
+        _week(w, week, dispatched=1)
+        _facet(w, week, "unit", ev.lead_unit.unit_id, ev.lead_unit.name, {"dispatched": 1})
+        return {**(case or {}), "unit_id": ev.lead_unit.unit_id, "unit_name": ev.lead_unit.name,
+                "due_at": ev.due_at}
+    if not isinstance(ev, c.UnitCaseEvent):
+        return None
+    return _unit_case_event(ev, case, week, w)
 
 
 def _get(obj: Any, name: str, default: Any = None) -> Any:
