@@ -127,7 +127,8 @@ class IntakeHandlers:
         count(outcomes.received.labels(source))
         raw_doc = _raw_document(item, source, now)
         if isinstance(parsed, list):
-            outcomes.reject(io, batch, item, raw_doc, source, None, parsed)
+            if not await outcomes.applied_when_younger(io, batch, item, parsed):
+                outcomes.reject(io, batch, item, raw_doc, source, None, parsed)
             return
         if isinstance(parsed, SensorReading):
             await self.sensors.handle(io, batch, item, raw_doc, parsed)
@@ -151,12 +152,14 @@ class IntakeHandlers:
         ref = parsed.source_ref()
         correlation = f"{source}:{ref}"
         if await io.seen(correlation):
-            outcomes.duplicate(io, raw_doc, source, correlation)
+            if not outcomes.applied_before(io, batch, item, correlation):
+                outcomes.duplicate(io, raw_doc, source, correlation)
             return
         draft, merge = drafted if drafted is not None else (draft_case(parsed, rt.city), None)
         if isinstance(draft, list):
             if await io.known_after_all(correlation):
-                outcomes.duplicate(io, raw_doc, source, correlation)
+                if not outcomes.applied_before(io, batch, item, correlation):
+                    outcomes.duplicate(io, raw_doc, source, correlation)
             else:
                 outcomes.reject(io, batch, item, raw_doc, source, ref, draft)
             return
@@ -176,18 +179,19 @@ class IntakeHandlers:
                 reported_at=reported_at_of(parsed),
                 urgent=bool(getattr(parsed, "urgent", False)),
             )
-            return
-        await outcomes.open_or_merge(
-            io,
-            batch,
-            item,
-            raw_doc,
-            draft,
-            source=source,
-            ref=ref,
-            correlation=correlation,
-            reported_at=reported_at_of(parsed),
-            reporter=reporter,
-            report=parsed,
-            keys=merge,
-        )
+        else:
+            await outcomes.open_or_merge(
+                io,
+                batch,
+                item,
+                raw_doc,
+                draft,
+                source=source,
+                ref=ref,
+                correlation=correlation,
+                reported_at=reported_at_of(parsed),
+                reporter=reporter,
+                report=parsed,
+                keys=merge,
+            )
+        outcomes.keep_outbox(io, batch, item, correlation)

@@ -3,19 +3,22 @@ scope, a duplicate, or a rejection; each kept in the raw archive, counted, and i
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from contracts.cases import CaseMerged, CaseOpened, CaseTransferred
-from contracts.reports import Inbound, RejectionReason, ReportRejected
+from contracts.reports import Inbound, MerchantCheck, RejectionReason, ReportRejected, SensorReading
 from contracts.values import Reporter, ReportSource
 from services.intake import duplicates
 from services.intake.cases import Draft, TransferDraft, domain_of
+from services.intake.parsing import parse_inbound
 from services.intake.reports import case_id_for
 from services.intake.store import BatchIO
-from xiuhua.consumer import Batch, Item, count
+from xiuhua.consumer import Batch, Item, count, outbox_of
 from xiuhua.retention import dated
 from xiuhua.service import Runtime
+
+KEY = "key"  # in a raw copy's outbox: the ledger key of the message that kept it
 
 
 class Outcomes:
@@ -217,6 +220,36 @@ class Outcomes:
             ),
         )
         count(self.transferred.labels(source))
+
+    def applied_before(self, io: BatchIO, batch: Batch, item: Item, correlation: str) -> bool:
+        """Whether this very message (its ledger key) took the reference before: then it changes nothing, and if it
+        is that message delivered again (a crash between the commit and the publish, a lost acknowledgement) it
+        publishes again, with their ids, the events its raw copy keeps. Another message with the reference (a
+        resend under another id) is a duplicate."""
+        kept = io.outbox(correlation)
+        if kept is None or kept.get(KEY) != item.key:
+            return False
+        batch.guarded(item, emits_again=True)
+        batch.emit_kept(item, kept)
+        return True
+
+    def keep_outbox(self, io: BatchIO, batch: Batch, item: Item, correlation: str) -> None:
+        """The report took its reference (opened, merged, transferred): its raw copy, unique by the reference, keeps
+        what it published with the message's key and stream sequence, and is its only record: no ledger entry
+        (docs/decisions/0022-the-raw-copy-is-the-outbox.md)."""
+        io.keep_outbox(correlation, {**outbox_of(item), KEY: item.key})
+        batch.guarded(item, emits_again=True)
+
+    async def applied_when_younger(self, io: BatchIO, batch: Batch, item: Item, reasons: list[RejectionReason]) -> bool:
+        """Whether a report refused as too old is the redelivery of one applied while it was not: no ledger entry
+        stops it before this (`keep_outbox`), so its reference is read (one query, for these refusals only)."""
+        if not any(r.code == "too_old" for r in reasons):
+            return False
+        report = parse_inbound(item.message, item.data, self.rt.clock.now(), timedelta.max)
+        if isinstance(report, list | SensorReading | MerchantCheck):
+            return False
+        correlation = f"{item.message}:{report.source_ref()}"
+        return await io.seen(correlation) and self.applied_before(io, batch, item, correlation)
 
     def duplicate(self, io: BatchIO, raw_doc: dict[str, Any], source: str, correlation: str) -> None:
         """The same source reference again: kept, counted, nothing opened."""

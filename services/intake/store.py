@@ -49,6 +49,7 @@ LOCKS = "merge_locks"
 TRANSFERS = "transfers"  # `_id` the transferred case's id → the transfer, and its correction once corrected
 RECEIVED_S = "received_s"  # a raw report's `received_at` in seconds since the epoch: what the purge ranges over
 TELEMETRY_S = "telemetry_s"  # the same for a sensor reading that only moved its device's state (shorter horizon)
+OUTBOX = "outbox"  # in a raw copy kept under its reference: what its report published (`BatchIO.keep_outbox`)
 CLOSED_S = "closed_s"  # when an open-case entry closed, in seconds (gone again when the case is reopened)
 COLLECTIONS = (RAW, REFS, OPEN, OPEN_KEYS, DEVICES, LOCKS, TRANSFERS)
 
@@ -82,6 +83,8 @@ class BatchIO:
         self.reads = reads  # the session reads go with: the batch's (`Batch.reads`), or None outside it
         self.now = now
         self.refs: dict[str, bool] = {}  # correlation id → already has a case (or was dropped, transferred)
+        self.outboxes: dict[str, dict[str, Any]] = {}  # correlation id → what the report that took it published
+        self.answered: dict[str, dict[str, Any]] = {}  # correlation id → its raw copy written this batch
         self.assumed: set[str] = set()  # references taken as new without reading (`assume_new`)
         self.cases: dict[str, dict[str, Any] | None] = {}  # case id → open-case document (None: not open/unknown)
         self.by_key: dict[str, list[dict[str, Any]]] = {}  # merge key (loaded this batch) → open cases under it
@@ -113,7 +116,11 @@ class BatchIO:
         ids = sorted({c for c in correlations if c not in self.refs})
         if not ids:
             return
-        found = {d["_id"] async for d in self.store[RAW].find({"_id": {"$in": ids}}, {"_id": 1}, session=self.reads)}
+        found: set[str] = set()
+        async for d in self.store[RAW].find({"_id": {"$in": ids}}, {"_id": 1, OUTBOX: 1}, session=self.reads):
+            found.add(d["_id"])
+            if d.get(OUTBOX) is not None:
+                self.outboxes[d["_id"]] = d[OUTBOX]
         if self.older_refs and (rest := [c for c in ids if c not in found]):
             found |= {d["_id"] async for d in self.store[REFS].find({"_id": {"$in": rest}}, {"_id": 1},
                                                                     session=self.reads)}
@@ -138,6 +145,11 @@ class BatchIO:
             del self.refs[correlation]
             await self.prefetch_refs([correlation])
         return self.refs[correlation]
+
+    def outbox(self, correlation: str) -> dict[str, Any] | None:
+        """What the report that took this source reference published, as its raw copy keeps it (`keep_outbox`;
+        None: a raw copy of an older build, or a reference not read)."""
+        return self.outboxes.get(correlation)
 
     async def seen(self, correlation: str) -> bool:
         """Whether a source reference already has its outcome (in the store or earlier in this batch)."""
@@ -232,9 +244,17 @@ class BatchIO:
         Returns the raw copy's id: the reference."""
         self.refs[correlation] = True
         self.assumed.discard(correlation)
-        self.add_raw({**raw_doc, "_id": correlation, "status": outcome, "case_id": case_id,
-                      "correlation_id": correlation})
+        doc = {**raw_doc, "_id": correlation, "status": outcome, "case_id": case_id, "correlation_id": correlation}
+        self.answered[correlation] = doc
+        self.add_raw(doc)
         return correlation
+
+    def keep_outbox(self, correlation: str, outbox: dict[str, Any]) -> None:
+        """Keep in the raw copy under this reference what its report published, with the message's ledger key and
+        stream sequence: the report's only outbox (`xiuhua.consumer.Batch.guarded`), which its redelivery
+        publishes again (`outbox`)."""
+        self.answered[correlation][OUTBOX] = outbox
+        self.outboxes[correlation] = outbox
 
     def add_transfer(self, doc: dict[str, Any]) -> None:
         """Record a transfer (its `_id` the case id), visible at once to later commands of the batch."""

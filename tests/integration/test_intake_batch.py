@@ -108,8 +108,12 @@ async def test_one_batch_sees_its_own_reports_and_costs_a_few_commands(settings,
             assert device["status"] == "alarm" and device["case_id"] == sensor_cases[0]["case_id"]
             applied = [d["_id"] async for d in rt.store["ledger"].find({}, {"_id": 1})]
             # Every message but the reading that changed nothing (still tilted, its case open): a copy of it would
-            # be judged again, so it needs no ledger entry (`Batch.no_effect`).
-            assert len([k for k in applied if k.startswith("intake-reports:")]) == messages - 1
+            # be judged again, so it needs no ledger entry (`Batch.no_effect`); and but the 18 grid reports that
+            # opened or joined a case, whose raw copy under the reference keeps what they published instead.
+            assert len([k for k in applied if k.startswith("intake-reports:")]) == messages - 1 - 18
+            kept = [d async for d in rt.store["raw_reports"].find({"outbox": {"$exists": True}})]
+            assert len(kept) == 18 and {d["status"] for d in kept} == {"case", "merged"}
+            assert all(d["outbox"]["key"].startswith("intake-reports:") and d["outbox"]["events"] for d in kept)
 
             # A fixed number of commands per batch whatever its size (one report at a time took over 160 here):
             # reads up front (refs, merge locks, open cases, devices, their cases), the lock and lookup a sensor
