@@ -7,7 +7,6 @@ from typing import Any
 
 from contracts.cases import CaseCancelled, CaseClosed, CaseReopened, CaseTransferred
 from services.intake import store
-from services.intake.store import CLOSED_S
 from xiuhua.consumer import Batch, Poison, decode_event
 from xiuhua.service import Runtime
 
@@ -37,18 +36,15 @@ class OpenCases:
 
         The merge directory follows: a case leaves its key's list when it closes and joins it again when reopened
         (the lookup checks `open` on the case itself, so the list only has to hold every open case)."""
-        now = self.rt.clock.now()
-        changes: list[tuple[str, dict[str, Any]]] = []
-        last: dict[str, bool] = {}  # case → open, as the batch leaves it
+        changes: list[tuple[str, bool]] = []  # case, open
         for item in batch.items:
             event = item.message
             if isinstance(event, CaseClosed | CaseCancelled | CaseTransferred):
-                changes.append((event.case_id, {"$set": {"open": False, "closed_at": now, CLOSED_S: now.timestamp()}}))
-                last[event.case_id] = False
+                changes.append((event.case_id, False))
             elif isinstance(event, CaseReopened):
-                changes.append((event.case_id, {"$set": {"open": True, "opened_at": now}, "$unset": {CLOSED_S: ""}}))
-                last[event.case_id] = True
+                changes.append((event.case_id, True))
         if not changes:
             return
-        keys = await store.merge_keys_of(self.rt.store, sorted(last), batch.reads)
-        store.open_or_close(batch.later(), changes, keys, last)
+        last = dict(changes)  # case → open, as the batch leaves it
+        entries = await store.entries_of(self.rt.store, sorted(last), batch.reads)
+        store.open_or_close(batch.later(), changes, entries, last, self.rt.clock.now())

@@ -11,6 +11,7 @@ from contracts.reports import Inbound, MerchantCheck, RejectionReason, ReportRej
 from contracts.values import Reporter, ReportSource
 from services.intake import duplicates
 from services.intake.cases import Draft, TransferDraft, domain_of
+from services.intake.open311.projection import request_of
 from services.intake.parsing import parse_inbound
 from services.intake.reports import case_id_for
 from services.intake.store import BatchIO
@@ -103,34 +104,34 @@ class Outcomes:
         report: Inbound | None = None,
         merchant_id: str | None = None,
     ) -> None:
-        """Open a case: intake's entry for merging (under `key`) and `case.v1.opened`."""
+        """Open a case: `case.v1.opened`, and one document for the case's Open311 request with the opening folded
+        in and intake's entry for merging (under `key`)."""
         rt, now = self.rt, self.rt.clock.now()
-        io.open_case(_case_entry(draft, case_id=case_id, key=key, source=source, opened_at=now))
-        batch.emit(
-            item,
-            CaseOpened(
-                correlation_id=correlation,
-                case_id=case_id,
-                street_code=draft.place.street_code,
-                source=ReportSource(source),
-                source_ref=ref,
-                category_code=draft.category_code,
-                category_name=draft.category_name,
-                category_confidence=draft.confidence,
-                description=draft.description,
-                place=draft.place,
-                urgency=draft.urgency,
-                reported_at=reported_at,
-                reporter=reporter,
-                photo_urls=list(getattr(report, "photo_urls", []) or []),
-                merchant_id=merchant_id or getattr(report, "merchant_id", None),
-                supervisor_found=source == "inspection",
-                handled_on_site=bool(getattr(report, "handled_on_site", False)),
-                suggested_category_code=draft.suggestion[0],
-                suggested_category_confidence=draft.suggestion[1],
-                classifier_version=domain_of(rt.city).classifier.version,
-            ),
+        opened = CaseOpened(
+            correlation_id=correlation,
+            case_id=case_id,
+            street_code=draft.place.street_code,
+            source=ReportSource(source),
+            source_ref=ref,
+            category_code=draft.category_code,
+            category_name=draft.category_name,
+            category_confidence=draft.confidence,
+            description=draft.description,
+            place=draft.place,
+            urgency=draft.urgency,
+            reported_at=reported_at,
+            reporter=reporter,
+            photo_urls=list(getattr(report, "photo_urls", []) or []),
+            merchant_id=merchant_id or getattr(report, "merchant_id", None),
+            supervisor_found=source == "inspection",
+            handled_on_site=bool(getattr(report, "handled_on_site", False)),
+            suggested_category_code=draft.suggestion[0],
+            suggested_category_confidence=draft.suggestion[1],
+            classifier_version=domain_of(rt.city).classifier.version,
         )
+        batch.emit(item, opened)
+        entry = _case_entry(draft, case_id=case_id, key=key, source=source, opened_at=now)
+        io.open_case({**request_of(opened, rt.city), **entry})
         count(self.opened.labels(source))
         if draft.category_code == rt.city.intake.classifier.triage_code:
             count(self.triaged.labels(source))

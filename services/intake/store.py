@@ -10,7 +10,13 @@ Collections (intake's own database):
 - `source_refs`: the references an older build kept apart from the raw copy (`<source>:<reference>` → case). No
   longer written; read beside `raw_reports` while it holds any (`older_references`), until the archive rule
   purges them.
-- `open_cases`: intake's projection of open cases (category, grid-cell key, point, reporters) for merging.
+- `open311_requests` (`ENTRIES`): each case intake opened has one document there, its public Open311 request and
+  its open-case entry for merging (category, grid-cell key, point, open, reporters) in one: written when the case
+  opens, with the opening already folded into the request, so the view's consumer finds it folded and the dispatch
+  is the document's next write. Merging reads only the entry's fields (`ENTRY_FIELDS`).
+- `open_cases`: the open-case entries an older build kept apart. No longer written but for what changes on them
+  (reporters, closing, reopening); read, for the cases not found among the requests, while they last (closed
+  ones go by the closed-cases rule).
 - `open_keys`: the merge directory 并案索引, one document per merge key listing the open cases under it; the
   lookup reads it by `_id` (nx-27017 reads a whole collection for an `$in` on any other field).
 - `devices`: one state document per sensor, written on transitions only.
@@ -36,13 +42,19 @@ from typing import Any
 from pymongo import ASCENDING, UpdateOne
 from pymongo.asynchronous.client_session import AsyncClientSession
 
+from services.intake.open311.projection import REQUESTS
 from services.intake.sensors import DeviceState
 from xiuhua.retention import AT_S, Retained
 from xiuhua.store import Store, Writes, drop_index_on
 
 RAW = "raw_reports"
 REFS = "source_refs"
-OPEN = "open_cases"
+OPEN = "open_cases"  # an older build's open-case entries, kept apart from the Open311 view
+ENTRIES = REQUESTS  # open-case entries 立案副本, each in its case's Open311 request document
+# What merging reads of an entry (not the request's text): what `duplicates.pick` and the directory need.
+ENTRY_FIELDS = dict.fromkeys(
+    ("key", "category_code", "lng", "lat", "street_code", "opened_at", "open", "reporters"), 1
+)
 OPEN_KEYS = "open_keys"  # merge directory 并案索引: `_id` merge key → `ids`, the cases opened under it and not closed
 DEVICES = "devices"
 LOCKS = "merge_locks"
@@ -87,6 +99,7 @@ class BatchIO:
         self.answered: dict[str, dict[str, Any]] = {}  # correlation id → its raw copy written this batch
         self.assumed: set[str] = set()  # references taken as new without reading (`assume_new`)
         self.cases: dict[str, dict[str, Any] | None] = {}  # case id → open-case document (None: not open/unknown)
+        self.older: set[str] = set()  # case ids whose entries an older build kept in `open_cases`
         self.by_key: dict[str, list[dict[str, Any]]] = {}  # merge key (loaded this batch) → open cases under it
         self.locked: set[str] = set()  # merge locks touched this batch
         self.devices: dict[str, DeviceState | None] = {}
@@ -200,11 +213,19 @@ class BatchIO:
         return [d for k in keys for d in self.by_key[k] if d.get("open", True)]
 
     async def prefetch_cases(self, case_ids: Iterable[str]) -> None:
-        """Read open-case documents by id: one query."""
+        """Read open-case entries by id, their fields only: one query, two when some are an older build's."""
         ids = sorted({c for c in case_ids if c and c not in self.cases})
         if not ids:
             return
-        found = {d["_id"]: d async for d in self.store[OPEN].find({"_id": {"$in": ids}}, session=self.reads)}
+        found = {
+            d["_id"]: d
+            async for d in self.store[ENTRIES].find({"_id": {"$in": ids}}, ENTRY_FIELDS, session=self.reads)
+            if "open" in d  # a request of a case intake did not open (a transfer) has no entry
+        }
+        if rest := [c for c in ids if c not in found]:
+            async for d in self.store[OPEN].find({"_id": {"$in": rest}}, ENTRY_FIELDS, session=self.reads):
+                found[d["_id"]] = d
+                self.older.add(d["_id"])
         for c in ids:
             self.cases[c] = found.get(c)
 
@@ -297,10 +318,10 @@ class BatchIO:
         for d in self.new_cases.values():
             if d.get("key") is not None:
                 writes.update(OPEN_KEYS, {"_id": d["key"]}, {"$push": {"ids": d["_id"]}}, upsert=True)
-        writes.insert(OPEN, self.new_cases.values())
+        writes.insert(ENTRIES, self.new_cases.values())
         for c in sorted(self.merged):
-            if self.cases.get(c) is not None:
-                writes.update(OPEN, {"_id": c}, {"$set": {"reporters": int(self.cases[c]["reporters"])}})  # type: ignore[index]
+            if (d := self.cases.get(c)) is not None:
+                writes.update(OPEN if c in self.older else ENTRIES, {"_id": c}, {"$set": {"reporters": d["reporters"]}})
         for k, v in self.device_writes.items():
             writes.replace(DEVICES, {"_id": k}, v, upsert=True)
 
@@ -321,20 +342,47 @@ async def older_references(store: Store) -> bool:
     return await store[REFS].find_one({}, {"_id": 1}) is not None
 
 
-async def merge_keys_of(store: Store, case_ids: list[str], reads: AsyncClientSession | None) -> dict[str, str]:
-    """The merge key each of these open-case entries is listed under."""
-    found = store[OPEN].find({"_id": {"$in": case_ids}}, {"key": 1}, session=reads)
-    return {d["_id"]: d["key"] async for d in found if d.get("key") is not None}
+async def entries_of(
+    store: Store, case_ids: list[str], reads: AsyncClientSession | None
+) -> dict[str, tuple[str, str | None]]:
+    """Where each of these cases' open-case entry is (its request, or an older build's `open_cases`), and the merge
+    key it is listed under; cases intake has no entry for are left out."""
+    found = {
+        d["_id"]: (ENTRIES, d.get("key"))
+        async for d in store[ENTRIES].find({"_id": {"$in": case_ids}}, {"key": 1, "open": 1}, session=reads)
+        if "open" in d
+    }
+    if rest := [c for c in case_ids if c not in found]:
+        async for d in store[OPEN].find({"_id": {"$in": rest}}, {"key": 1}, session=reads):
+            found[d["_id"]] = (OPEN, d.get("key"))
+    return found
 
 
 def open_or_close(
-    writes: Writes, changes: list[tuple[str, dict[str, Any]]], keys: dict[str, str], last: dict[str, bool]
+    writes: Writes,
+    changes: list[tuple[str, bool]],
+    entries: dict[str, tuple[str, str | None]],
+    last: dict[str, bool],
+    now: datetime,
 ) -> None:
-    """Apply closings and reopenings to the open-case entries, in order, and follow them in the merge directory: a
-    case leaves its key's list when it closes and joins it again when reopened (`last`: open as the batch leaves it)."""
-    for case_id, change in changes:  # in order: a close and a reopen in one batch leave it as the last says
-        writes.update(OPEN, {"_id": case_id}, change)
-    for case_id, key in sorted(keys.items()):
+    """Apply closings and reopenings (case, open) to the open-case entries, in order, and follow them in the merge
+    directory: a case leaves its key's list when it closes and joins it again when reopened (`last`: open as the
+    batch leaves it). An entry in its request leaves `closed_s` to the view, which keeps it from the same events for
+    the same purge; an older build's entry keeps its own."""
+    for case_id, is_open in changes:  # in order: a close and a reopen in one batch leave it as the last says
+        if (where := entries.get(case_id)) is None:
+            continue
+        older = where[0] == OPEN
+        if is_open:
+            change: dict[str, Any] = {"$set": {"open": True, "opened_at": now}}
+            if older:
+                change["$unset"] = {CLOSED_S: ""}
+        else:
+            change = {"$set": {"open": False, "closed_at": now, **({CLOSED_S: now.timestamp()} if older else {})}}
+        writes.update(where[0], {"_id": case_id}, change)
+    for case_id, (_, key) in sorted(entries.items()):
+        if key is None:
+            continue
         writes.update(OPEN_KEYS, {"_id": key}, {"$pull": {"ids": case_id}})  # never listed twice
         if last[case_id]:
             writes.update(OPEN_KEYS, {"_id": key}, {"$push": {"ids": case_id}}, upsert=True)

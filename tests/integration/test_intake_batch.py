@@ -11,11 +11,12 @@ from typing import Any
 import pytest
 from pymongo import monitoring
 
+from contracts.cases import CaseClosed
 from contracts.reports import SENSOR_NORMAL
 from contracts.values import Place
 from services.intake import duplicates
 from services.intake.app import SPEC, of
-from services.intake.store import COLLECTIONS, LOCKS, OPEN, OPEN_KEYS, BatchIO, list_open_cases
+from services.intake.store import COLLECTIONS, ENTRIES, LOCKS, OPEN, OPEN_KEYS, BatchIO, list_open_cases
 from tests.helpers import BusRecorder, Commands, eventually, publish
 from xiuhua.city import load_city
 from xiuhua.city.intake import Duplicates
@@ -25,7 +26,8 @@ from xiuhua.settings import Settings
 from xiuhua.store import Store
 
 NOW = datetime(2026, 11, 23, 2, 0, tzinfo=UTC)
-REPORT_COLLECTIONS = {"raw_reports", "source_refs", "open_cases", "open_keys", "devices", "merge_locks"}
+REPORT_COLLECTIONS = {"raw_reports", "source_refs", "open_cases", "open311_requests", "open_keys", "devices",
+                      "merge_locks"}
 
 
 def _grid(report_id: str, lng: float, lat: float) -> dict[str, Any]:
@@ -99,7 +101,7 @@ async def test_one_batch_sees_its_own_reports_and_costs_a_few_commands(settings,
             assert sorted(m["reporters_count"] for m in merged) == [2] * 6 + [3] * 6
             assert await rt.store.count("raw_reports", {"status": "duplicate"}) == 18
             assert await rt.store.count("raw_reports", {"status": "rejected"}) == 1
-            counts = {d["_id"]: d["reporters"] async for d in rt.store["open_cases"].find({"source": "grid"})}
+            counts = {d["_id"]: d["reporters"] async for d in rt.store[ENTRIES].find({"source": "grid"})}
             assert sorted(counts.values()) == [3] * 6
             sensor_cases = [e for e in opened if e["source"] == "sensor"]
             assert len(sensor_cases) == 1
@@ -249,9 +251,11 @@ async def test_intake_builds_its_city_domain_before_the_first_report(settings) -
         assert cases._DOMAINS.get(id(rt.city)) is not None and cases._DOMAINS[id(rt.city)].city is rt.city
 
 
-async def test_a_case_an_older_build_opened_absorbs_near_reports(settings) -> None:
+async def test_a_case_an_older_build_opened_absorbs_near_reports_and_closes_where_it_is(settings) -> None:
     # An older build kept open cases without listing them in the merge directory (it looked them up by `key`):
-    # intake lists them when it starts, so the next near report merges instead of opening a case of its own.
+    # intake lists them when it starts, so the next near report merges instead of opening a case of its own. Its
+    # entry stays in `open_cases` (the older shape, apart from the Open311 view), which merging reads for the cases
+    # it does not find among the requests, and where its reporters and its closing are written.
     store, dup = await _intake_store(settings)
     here = Place(lng=120.17, lat=30.27)
     key = duplicates.keys_of("0201", here, dup)[0]
@@ -266,6 +270,20 @@ async def test_a_case_an_older_build_opened_absorbs_near_reports(settings) -> No
         assert merged[0]["case_id"] == "C-older" and merged[0]["reporters_count"] == 2
         assert bus.on("case.v1.opened.") == []
         assert (await rt.store[OPEN_KEYS].find_one({"_id": key}))["ids"] == ["C-older"]
+        assert (await rt.store[OPEN].find_one({"_id": "C-older"}))["reporters"] == 2
+        # The view folds the merge into a request of its own, which holds no entry: the older one is still read.
+        await eventually(lambda: rt.store[ENTRIES].find_one({"_id": "C-older", "reports": 2}))
+        await publish(url, "report.v1.in.grid", _grid("RO-2", 120.17001, 30.27002))
+        await eventually(lambda: len(bus.on("case.v1.merged.")) == 2)
+        assert bus.on("case.v1.merged.")[1]["reporters_count"] == 3
+        closed = CaseClosed(
+            case_id="C-older", street_code="CD", unit_id="CD-SAN", on_time=True, closed_by="verification"
+        )
+        await publish(url, closed.subject_for(), closed.to_json(), msg_id=closed.event_id)
+        entry = await eventually(lambda: rt.store[OPEN].find_one({"_id": "C-older", "open": False}))
+        assert entry["closed_s"] == NOW.timestamp() and entry["reporters"] == 3
+        assert (await rt.store[OPEN_KEYS].find_one({"_id": key}))["ids"] == []
+        assert "open" not in await rt.store[ENTRIES].find_one({"_id": "C-older"})  # no entry made in the request
 
 
 async def test_each_report_is_keyed_for_merging_once(settings, monkeypatch) -> None:

@@ -108,7 +108,7 @@ async def test_a_merge_published_again_by_its_redelivery_is_dropped_by_the_strea
         assert [e["reporters_count"] for e in merged] == [2, 2]
         assert await _stored(settings.nats_url, "case.v1.merged.>") == 1
         case_id = merged[0]["case_id"]
-        assert (await rt.store["open_cases"].find_one({"_id": case_id}))["reporters"] == 2
+        assert (await rt.store["open311_requests"].find_one({"_id": case_id}))["reporters"] == 2
         assert await rt.store.count("raw_reports") == 2
         assert await _entries(rt) == 0
 

@@ -80,6 +80,14 @@ def fold(doc: dict[str, Any] | None, event: ev.CaseEvent, city: City) -> dict[st
     return doc
 
 
+def request_of(opened: ev.CaseOpened, city: City) -> dict[str, Any]:
+    """The request document of a case as its opening leaves it (`fold` from nothing): what intake writes when it
+    opens the case, so the view finds the opening folded already and writes the document next at the dispatch."""
+    doc = fold(None, opened, city)
+    assert doc is not None  # an opening always changes what a citizen sees
+    return doc
+
+
 def _change(doc: dict[str, Any], event: ev.CaseEvent, city: City) -> None:
     """Applies what one case event changes in the public request (状态, 办理意见, 责任单位) to `doc`, in place."""
     match event:
