@@ -237,7 +237,7 @@ class Outcomes:
     def keep_outbox(self, io: BatchIO, batch: Batch, item: Item, correlation: str) -> None:
         """The report took its reference (opened, merged, transferred): its raw copy, unique by the reference, keeps
         what it published with the message's key and stream sequence, and is its only record: no ledger entry
-        (docs/decisions/0022-the-raw-copy-is-the-outbox.md)."""
+        (docs/decisions/0022-intakes-raw-copy-is-the-outbox.md)."""
         io.keep_outbox(correlation, {**outbox_of(item), KEY: item.key})
         batch.guarded(item, emits_again=True)
 
