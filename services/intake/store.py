@@ -320,8 +320,9 @@ class BatchIO:
                 writes.update(OPEN_KEYS, {"_id": d["key"]}, {"$push": {"ids": d["_id"]}}, upsert=True)
         writes.insert(ENTRIES, self.new_cases.values())
         for c in sorted(self.merged):
-            if (d := self.cases.get(c)) is not None:
-                writes.update(OPEN if c in self.older else ENTRIES, {"_id": c}, {"$set": {"reporters": d["reporters"]}})
+            if (entry := self.cases.get(c)) is not None:
+                where = OPEN if c in self.older else ENTRIES
+                writes.update(where, {"_id": c}, {"$set": {"reporters": int(entry["reporters"])}})
         for k, v in self.device_writes.items():
             writes.replace(DEVICES, {"_id": k}, v, upsert=True)
 
