@@ -389,15 +389,16 @@ def open_or_close(
             writes.update(OPEN_KEYS, {"_id": key}, {"$push": {"ids": case_id}}, upsert=True)
 
 
-async def list_open_cases(store: Store, chunk: int = 1000) -> int:
+async def list_open_cases(store: Store, chunk: int = 1000, *, entries: str = OPEN) -> int:
     """Put every open case that its key's directory document does not list there; returns how many it added.
 
     Cases an older build opened have no directory entry (it looked cases up by their `key` field): run when intake
     starts and every few minutes after, so during a rolling upgrade a case the older instances open is found by
     the newer ones' lookups within minutes (until then a near report opens a case of its own: a missed merge,
-    never a wrong one). Outside any transaction: what a crash loses here the next round adds again."""
+    never a wrong one). Outside any transaction: what a crash loses here the next round adds again. `entries`: where
+    the entries are (the benchmark lists those it generates in the requests, as intake's openings would have)."""
     by_key: dict[str, list[str]] = {}
-    async for d in store[OPEN].find({"open": True}, {"key": 1}):
+    async for d in store[entries].find({"open": True}, {"key": 1}):
         if d.get("key") is not None:
             by_key.setdefault(d["key"], []).append(d["_id"])
     keys, added = sorted(by_key), 0

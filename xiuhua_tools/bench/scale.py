@@ -418,8 +418,8 @@ def case_documents(cases: int, now: datetime, seed: int = 13) -> list[dict[str, 
 
 
 def open_case_documents(cases: list[dict[str, Any]], now: datetime, seed: int = 17) -> list[dict[str, Any]]:
-    """Intake's copies (`open_cases`) of the same cases, spread over `MERGE_KEYS` merge keys, open where the case
-    is (a next timer)."""
+    """Intake's open-case entries of the same cases (kept in their Open311 requests), spread over `MERGE_KEYS` merge
+    keys, open where the case is (a next timer)."""
     rng = random.Random(seed)
     return [
         {
@@ -480,14 +480,13 @@ async def _deadline_scan(store: Store, docs: list[dict[str, Any]], now: datetime
 async def _merge_lookup(store: Store, docs: list[dict[str, Any]], now: datetime, rounds: int) -> dict[str, Any]:
     from pymongo import ASCENDING
 
-    from services.intake.store import OPEN, BatchIO, list_open_cases
+    from services.intake.store import ENTRIES, BatchIO, list_open_cases
 
-    col = store[OPEN]
-    await col.create_index([("open", ASCENDING)])  # as intake's start-up creates it
+    col = store[ENTRIES]
     await col.create_index([("key", ASCENDING), ("open", ASCENDING)])  # what the lookup used before
     for start in range(0, len(docs), 1000):
         await col.insert_many(docs[start : start + 1000], ordered=False)
-    listed = await list_open_cases(store)  # the merge directory, as intake builds it from an older build's data
+    listed = await list_open_cases(store, entries=ENTRIES)  # the merge directory, as intake's openings list them
     keys = [f"0201:30:{k}:0" for k in range(0, MERGE_KEYS, MERGE_KEYS // 9)][:9]  # a report's nine cells
 
     async def lookup() -> list[str]:
@@ -504,7 +503,7 @@ async def _merge_lookup(store: Store, docs: list[dict[str, Any]], now: datetime,
 
 
 async def _open311_listing(store: Store, cases: list[dict[str, Any]], now: datetime, rounds: int) -> dict[str, Any]:
-    from pymongo import DESCENDING
+    from pymongo import DESCENDING, UpdateOne
 
     from services.intake.open311.projection import REQUESTED_S, REQUESTS
     from services.intake.open311.routes import DEFAULT_DAYS, MAX_LIMIT
@@ -530,8 +529,9 @@ async def _open311_listing(store: Store, cases: list[dict[str, Any]], now: datet
                 "version": 2,
             }
         )
-    for start in range(0, len(docs), 1000):
-        await col.insert_many(docs[start : start + 1000], ordered=False)
+    for start in range(0, len(docs), 1000):  # into the documents that hold the cases' open-case entries
+        part = docs[start : start + 1000]
+        await col.bulk_write([UpdateOne({"_id": d["_id"]}, {"$set": d}, upsert=True) for d in part], ordered=False)
     since = now - timedelta(days=DEFAULT_DAYS)  # what `GET requests` without filters lists, newest first
 
     async def listing() -> list[str]:
@@ -610,7 +610,7 @@ async def history_at_scale(
         t0 = time.perf_counter()
         docs = await asyncio.to_thread(case_documents, cases, now)
         timers = await _deadline_scan(store, docs, now, rounds)
-        progress(f"history: deadline scan timed; merge lookup over {cases} open-case copies")
+        progress(f"history: deadline scan timed; merge lookup over {cases} open-case entries")
         lookup = await _merge_lookup(store, open_case_documents(docs, now), now, rounds)
         progress(f"history: merge lookup timed; Open311 listing over {cases} requests")
         listing = await _open311_listing(store, docs, now, rounds)
