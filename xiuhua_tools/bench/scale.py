@@ -505,7 +505,7 @@ async def _merge_lookup(store: Store, docs: list[dict[str, Any]], now: datetime,
 async def _open311_listing(store: Store, cases: list[dict[str, Any]], now: datetime, rounds: int) -> dict[str, Any]:
     from pymongo import DESCENDING, UpdateOne
 
-    from services.intake.open311.projection import REQUESTED_S, REQUESTS
+    from services.intake.open311.projection import PUBLIC_FIELDS, REQUESTED_S, REQUESTS
     from services.intake.open311.routes import DEFAULT_DAYS, MAX_LIMIT
 
     col = store[REQUESTS]
@@ -535,7 +535,8 @@ async def _open311_listing(store: Store, cases: list[dict[str, Any]], now: datet
     since = now - timedelta(days=DEFAULT_DAYS)  # what `GET requests` without filters lists, newest first
 
     async def listing() -> list[str]:
-        cursor = col.find({REQUESTED_S: {"$gte": since.timestamp()}}).sort(REQUESTED_S, -1).limit(MAX_LIMIT)
+        query = {REQUESTED_S: {"$gte": since.timestamp()}}
+        cursor = col.find(query, PUBLIC_FIELDS).sort(REQUESTED_S, -1).limit(MAX_LIMIT)
         return [d["_id"] async for d in cursor]
 
     async def by_date() -> list[str]:
