@@ -477,15 +477,52 @@ async def _deadline_scan(store: Store, docs: list[dict[str, Any]], now: datetime
     }
 
 
-async def _merge_lookup(store: Store, docs: list[dict[str, Any]], now: datetime, rounds: int) -> dict[str, Any]:
-    from pymongo import ASCENDING
+def request_documents(cases: list[dict[str, Any]], now: datetime) -> list[dict[str, Any]]:
+    """The Open311 view of the same cases, requested over the last year."""
+    from services.intake.open311.projection import REQUESTED_S
 
+    year = timedelta(days=365).total_seconds()
+    docs = []
+    for i, d in enumerate(cases):
+        at = now - timedelta(seconds=year * i / len(cases))
+        docs.append(
+            {
+                "_id": d["_id"],
+                "status": "open" if "next_timer_s" in d else "closed",
+                "service_code": "0201",
+                "service_name": "垃圾箱满溢",
+                "description": "垃圾箱满溢",
+                "address": "春熙路 1 号",
+                "requested_datetime": at,
+                "updated_datetime": at,
+                REQUESTED_S: at.timestamp(),
+                "version": 2,
+            }
+        )
+    return docs
+
+
+async def _requests(store: Store, entries: list[dict[str, Any]], views: list[dict[str, Any]]) -> None:
+    """The documents intake keeps per case, each the request with the open-case entry in it, indexed first as
+    intake's start-up does (and by what the queries timed beside them used before)."""
+    from pymongo import ASCENDING, DESCENDING
+
+    from services.intake.open311.projection import REQUESTED_S
+    from services.intake.store import ENTRIES
+
+    col = store[ENTRIES]
+    await col.create_index([(REQUESTED_S, DESCENDING)])
+    await col.create_index([("key", ASCENDING), ("open", ASCENDING)])
+    await col.create_index([("requested_datetime", DESCENDING)])
+    docs = [{**view, **entry} for view, entry in zip(views, entries, strict=True)]
+    for start in range(0, len(docs), 1000):
+        await col.insert_many(docs[start : start + 1000], ordered=False)
+
+
+async def _merge_lookup(store: Store, now: datetime, rounds: int) -> dict[str, Any]:
     from services.intake.store import ENTRIES, BatchIO, list_open_cases
 
     col = store[ENTRIES]
-    await col.create_index([("key", ASCENDING), ("open", ASCENDING)])  # what the lookup used before
-    for start in range(0, len(docs), 1000):
-        await col.insert_many(docs[start : start + 1000], ordered=False)
     listed = await list_open_cases(store, entries=ENTRIES)  # the merge directory, as intake's openings list them
     keys = [f"0201:30:{k}:0" for k in range(0, MERGE_KEYS, MERGE_KEYS // 9)][:9]  # a report's nine cells
 
@@ -502,41 +539,15 @@ async def _merge_lookup(store: Store, docs: list[dict[str, Any]], now: datetime,
     return {"listed": listed, "found": len(found), "lookup_ms": lookup_ms, "lookup_by_key_ms": key_ms}
 
 
-async def _open311_listing(store: Store, cases: list[dict[str, Any]], now: datetime, rounds: int) -> dict[str, Any]:
-    from pymongo import DESCENDING, UpdateOne
-
-    from services.intake.open311.projection import PUBLIC_FIELDS, REQUESTED_S, REQUESTS
+async def _open311_listing(store: Store, now: datetime, rounds: int) -> dict[str, Any]:
+    from services.intake.open311.projection import REQUESTED_S, REQUESTS
     from services.intake.open311.routes import DEFAULT_DAYS, MAX_LIMIT
 
     col = store[REQUESTS]
-    await col.create_index([(REQUESTED_S, DESCENDING)])  # as intake's start-up creates it
-    await col.create_index([("requested_datetime", DESCENDING)])  # what the listing used before
-    year = timedelta(days=365).total_seconds()
-    docs = []
-    for i, d in enumerate(cases):  # the view of each case, requested over the last year
-        at = now - timedelta(seconds=year * i / len(cases))
-        docs.append(
-            {
-                "_id": d["_id"],
-                "status": "open" if "next_timer_s" in d else "closed",
-                "service_code": "0201",
-                "service_name": "垃圾箱满溢",
-                "description": "垃圾箱满溢",
-                "address": "春熙路 1 号",
-                "requested_datetime": at,
-                "updated_datetime": at,
-                REQUESTED_S: at.timestamp(),
-                "version": 2,
-            }
-        )
-    for start in range(0, len(docs), 1000):  # into the documents that hold the cases' open-case entries
-        part = docs[start : start + 1000]
-        await col.bulk_write([UpdateOne({"_id": d["_id"]}, {"$set": d}, upsert=True) for d in part], ordered=False)
     since = now - timedelta(days=DEFAULT_DAYS)  # what `GET requests` without filters lists, newest first
 
     async def listing() -> list[str]:
-        query = {REQUESTED_S: {"$gte": since.timestamp()}}
-        cursor = col.find(query, PUBLIC_FIELDS).sort(REQUESTED_S, -1).limit(MAX_LIMIT)
+        cursor = col.find({REQUESTED_S: {"$gte": since.timestamp()}}).sort(REQUESTED_S, -1).limit(MAX_LIMIT)
         return [d["_id"] async for d in cursor]
 
     async def by_date() -> list[str]:
@@ -612,9 +623,10 @@ async def history_at_scale(
         docs = await asyncio.to_thread(case_documents, cases, now)
         timers = await _deadline_scan(store, docs, now, rounds)
         progress(f"history: deadline scan timed; merge lookup over {cases} open-case entries")
-        lookup = await _merge_lookup(store, open_case_documents(docs, now), now, rounds)
+        await _requests(store, open_case_documents(docs, now), request_documents(docs, now))
+        lookup = await _merge_lookup(store, now, rounds)
         progress(f"history: merge lookup timed; Open311 listing over {cases} requests")
-        listing = await _open311_listing(store, docs, now, rounds)
+        listing = await _open311_listing(store, now, rounds)
         progress(f"history: Open311 listing timed; ledger purge over {cases} entries")
         ledger = await _ledger_purge(store, cases, now, rounds)
         await store.client.drop_database(store.db.name)

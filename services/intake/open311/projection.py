@@ -21,13 +21,6 @@ REQUESTS = "open311_requests"
 REQUESTED_S = "requested_s"  # requested_datetime in seconds since the epoch: what `GET requests` selects and sorts on
 CLOSED_S = "closed_s"  # a closed request's last change in seconds: what the purge of closed cases ranges over
 TOKENS = "open311_tokens"
-# What the API reads of a request (its GeoReport v2 fields, and the number it sorts on): not the ids of the events
-# folded into it, nor intake's open-case entry the document also holds.
-PUBLIC_FIELDS = dict.fromkeys(
-    ("status", "status_notes", "service_name", "service_code", "description", "agency_responsible", "service_notice",
-     "requested_datetime", "updated_datetime", "expected_datetime", "address", "lat", "long", "media_url",
-     REQUESTED_S), 1
-)
 
 # Words a hotline caller says may name people and places at home; the public view shows the category instead.
 _PRIVATE_TEXT_SOURCES = (ReportSource.hotline,)

@@ -30,7 +30,7 @@ from contracts.values import Location, Reporter
 from services.intake import privacy
 from services.intake.open311 import render
 from services.intake.open311.definitions import Open311Config, Service, load_open311
-from services.intake.open311.projection import PUBLIC_FIELDS, REQUESTED_S, REQUESTS, TOKENS
+from services.intake.open311.projection import REQUESTED_S, REQUESTS, TOKENS
 from services.intake.open311.throttle import Throttle, client_address
 from services.intake.open311.validation import (
     MAX_BODY,
@@ -402,14 +402,14 @@ class Open311Api:
             if "service_code" in q:
                 codes = [c.strip() for c in q["service_code"].split(",") if c.strip()]
                 query["service_code"] = codes[0] if len(codes) == 1 else {"$in": codes}
-        cursor = self.rt.store[REQUESTS].find(query, PUBLIC_FIELDS).sort(REQUESTED_S, -1).limit(limit)
+        cursor = self.rt.store[REQUESTS].find(query).sort(REQUESTED_S, -1).limit(limit)
         rows = [self._request_row(d) async for d in cursor]
         return render.body(fmt, "service_requests", rows)
 
     async def one_request(self, request: Request, fmt: str) -> Response:
         """GET requests/{id}: one request with its current status."""
         rid = request.path_params["id"]
-        doc = await self.rt.store[REQUESTS].find_one({"_id": rid}, PUBLIC_FIELDS)
+        doc = await self.rt.store[REQUESTS].find_one({"_id": rid})
         if doc is None:
             raise Invalid(404, f"service_request_id: no request {rid[:64]}")
         return render.body(fmt, "service_requests", [self._request_row(doc)])
