@@ -1,8 +1,9 @@
 """Notify's handlers: case and scoring events become deliveries, handed to the delivery worker.
 
-Planned in memory for the whole batch (`services.notify.planning`): two reads, and the writes sent with the batch
-(`Batch.later`). A delivery's `_id` is its notification id (kind, case, level, contact, channel): planning finds
-before inserting, so redelivered events and restarts never plan it twice. A delivery due at once is written
+Planned in memory for the whole batch (`services.notify.planning`): the records of the batch's cases and the
+log's ids read once each, and the writes sent with the batch (`Batch.later`). A delivery's `_id` is its
+notification id (kind, case, level, contact, channel): planning finds before inserting, so redelivered events and
+restarts never plan it twice. A delivery due at once is written
 claimed by this instance's worker (sending, with a lease), which takes it from planning's hand-over once the
 transaction has committed and sends it with no claim of its own: one write of the delivery log fewer per alert.
 """
@@ -63,7 +64,10 @@ class NotifyHandlers:
         items = [i for i in batch.items if isinstance(i.message, CaseEvent)]
         plan, staged, w = Plan(), self._stage("cases"), BulletinWrites()
         known = await bulletin.records(self.rt.store, (i.message.case_id for i in items), batch.reads)
-        views = await self._older_views(items, known, batch.reads)
+        # The views an older build kept apart (`alert_cases`), for warnings of cases whose record holds none.
+        older = {ev.case_id for i in items
+                 if isinstance(ev := i.message, WARNINGS) and not planning.holds_view(known.get(ev.case_id))}
+        views = await store.cases(self.rt.store, sorted(older), batch.reads)
         changed: dict[str, dict[str, Any]] = {}
         for item in items:
             ev = item.message
@@ -94,18 +98,14 @@ class NotifyHandlers:
                 plan.ended[c] = ev.occurred_at.timestamp()  # the older build's view of a re-dispatched case: unused
             return
         view = current if current is not None and planning.holds_view(current) else views.get(c, {})
+        dated = c in plan.ended, plan.ended.get(c)
         self.planner.case_event(plan, ev, {c: view})
         if c in plan.ended and planning.holds_view(current):
-            del plan.ended[c]  # the record keeps the moment the case ended; no older view to date
-
-    async def _older_views(
-        self, items: list[Item], known: dict[str, dict[str, Any]], reads: AsyncClientSession | None
-    ) -> dict[str, dict[str, Any]]:
-        """The views an older build kept apart (`alert_cases`) of the cases whose warnings this batch plans and
-        whose record holds no view (dispatched before this build): read only for those."""
-        older = {i.message.case_id for i in items if isinstance(i.message, WARNINGS)
-                 and not planning.holds_view(known.get(i.message.case_id))}
-        return await store.cases(self.rt.store, sorted(older), reads)
+            # The record keeps the moment the case ended; an older view is dated only by a dispatch superseding it.
+            if dated[0]:
+                plan.ended[c] = dated[1]
+            else:
+                del plan.ended[c]
 
     async def plan_alerts(self, batch: Batch, items: list[Item], stage: str) -> None:
         """Plan the alerts of case events the way the builds before the one case consumer did, with notify's view of
