@@ -111,15 +111,28 @@ async def test_an_older_view_serves_the_warnings_of_its_case_until_a_dispatch_gi
     # C-RE, dispatched before too, is dispatched again now: the record takes the view, the older one is dated.
     live = Store(settings.mongo_url, settings.database("notify"))
     try:
-        await live[BULLETIN_CASES].insert_many([
-            {"_id": "C-OLD", "status": "open", "unit_id": "CD-SAN", "category_code": "0201", "applied": ["e-old"]},
-            {"_id": "C-RE", "status": "open", "unit_id": "CD-SAN", "category_code": "0201", "applied": ["e-re"]},
-        ])
-        await live[ALERT_CASES].insert_many([
-            {"_id": c, "lead": "CD-SAN", "lead_name": "城东环卫所", "cooperating": ["CD-ENF"], "street_code": "CD",
-             "category_code": "0201", "urgency": "normal", "address": "城东街道（解放路 18 号）", "applied": [f"e-{c}"]}
-            for c in ("C-OLD", "C-RE")
-        ])
+        await live[BULLETIN_CASES].insert_many(
+            [
+                {"_id": "C-OLD", "status": "open", "unit_id": "CD-SAN", "category_code": "0201", "applied": ["e-old"]},
+                {"_id": "C-RE", "status": "open", "unit_id": "CD-SAN", "category_code": "0201", "applied": ["e-re"]},
+            ]
+        )
+        await live[ALERT_CASES].insert_many(
+            [
+                {
+                    "_id": c,
+                    "lead": "CD-SAN",
+                    "lead_name": "城东环卫所",
+                    "cooperating": ["CD-ENF"],
+                    "street_code": "CD",
+                    "category_code": "0201",
+                    "urgency": "normal",
+                    "address": "城东街道（解放路 18 号）",
+                    "applied": [f"e-{c}"],
+                }
+                for c in ("C-OLD", "C-RE")
+            ]
+        )
     finally:
         await live.close()
     clock = FrozenClock(T0)
@@ -129,8 +142,17 @@ async def test_an_older_view_serves_the_warnings_of_its_case_until_a_dispatch_gi
         assert {d["unit_id"] for d in docs} == {"CD-SAN", "CD-ENF"}  # the cooperating unit from the older view
         assert all("位置：城东街道（解放路 18 号）" in d["message"]["lines"] for d in docs)
         closed_at = T0 + timedelta(days=1)
-        await _publish(settings, CaseClosed(case_id="C-OLD", street_code="CD", unit_id="CD-SAN", on_time=True,
-                                            closed_by="verification", occurred_at=closed_at))
+        await _publish(
+            settings,
+            CaseClosed(
+                case_id="C-OLD",
+                street_code="CD",
+                unit_id="CD-SAN",
+                on_time=True,
+                closed_by="verification",
+                occurred_at=closed_at,
+            ),
+        )
         again = dispatched("C-RE").model_copy(
             update={"lead_unit": ENF, "dispatch_round": 2, "occurred_at": T0 + timedelta(hours=2)}
         )
@@ -147,18 +169,18 @@ async def test_an_older_view_serves_the_warnings_of_its_case_until_a_dispatch_gi
         assert "cooperating" not in await rt.store[BULLETIN_CASES].find_one({"_id": "C-OLD"})
 
 
-async def test_older_views_of_cases_the_record_describes_now_are_dated_once_handed_over(
-    settings, city: City
-) -> None:
+async def test_older_views_of_cases_the_record_describes_now_are_dated_once_handed_over(settings, city: City) -> None:
     # A view the former alert consumer wrote for a dispatch the case consumer also folded (both took it during the
     # handover) is read by nothing: dated when the handover is over, so the purge takes it a horizon later. A view
     # of a case whose record holds none stays, undated: its case is open.
     live = Store(settings.mongo_url, settings.database("notify"))
     try:
-        await live[BULLETIN_CASES].insert_many([
-            {"_id": "C-BOTH", "status": "open", "unit_id": "CD-SAN", "cooperating": [], "street_code": "CD"},
-            {"_id": "C-OPEN", "status": "open", "unit_id": "CD-SAN"},
-        ])
+        await live[BULLETIN_CASES].insert_many(
+            [
+                {"_id": "C-BOTH", "status": "open", "unit_id": "CD-SAN", "cooperating": [], "street_code": "CD"},
+                {"_id": "C-OPEN", "status": "open", "unit_id": "CD-SAN"},
+            ]
+        )
         await live[ALERT_CASES].insert_many([{"_id": "C-BOTH", "lead": "CD-SAN"}, {"_id": "C-OPEN", "lead": "CD-SAN"}])
     finally:
         await live.close()
