@@ -104,7 +104,10 @@ class Handover:
 
     async def _until(self) -> int:
         """The end of the stream when this build first met the consumer; 0 for a consumer that never acknowledged
-        anything (created afresh: nothing to hand over). Every sequence once retired."""
+        anything (created afresh: nothing to hand over). Every sequence once retired, by this instance or another
+        (a read per batch until then)."""
+        if not self.retired and await self.rt.ledger.seen([RETIRED]):
+            self.retired = True  # another instance retired it: planning the former way now would only repeat
         if self.retired:
             return -1
         if self.until is None:
