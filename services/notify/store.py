@@ -115,7 +115,10 @@ async def supersede_older_views(store: Store, now: datetime) -> int:
     """Give `closed_s` = `now` to the views an older build kept apart of the cases whose bulletin record now holds
     planning's view (a dispatch the case consumer folded), which nothing reads again; returns how many. Run once the
     former alert consumer has handed over, so no view is written after it; a view of a case re-dispatched later is
-    dated by that dispatch. A range over the records that hold a view, read once."""
+    dated by that dispatch. The records are read once, and not at all where there is no view apart (a deployment
+    that began with this build)."""
+    if await store[CASES].find_one({}, {"_id": 1}) is None:
+        return 0
 
     async def moves() -> AsyncIterator[UpdateOne]:
         async for c in store[BULLETIN_CASES].find({"cooperating": {"$exists": True}}, {"_id": 1}):
