@@ -69,6 +69,7 @@ class Handover:
     async def on_case_event(self, batch: Batch) -> None:
         """Plan, the former way, the events up to `until`; past it, once everything up to it is acknowledged, the
         consumer retires."""
+        self._retiring = False  # a run whose transaction did not commit retired nothing
         until = await self._until()
         older = [i for i in batch.items if i.stream_seq is None or i.stream_seq <= until]
         if len(older) < len(batch.items):
