@@ -11,6 +11,7 @@ device-fault case instead and leave the pollution state alone.
 from __future__ import annotations
 
 import math
+import operator
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, Literal
@@ -115,7 +116,11 @@ def breached(rule: SensorRule, values: dict[str, Any]) -> bool:
     x, limit = _number(v), _number(rule.value)
     if x is None or limit is None or math.isnan(x):
         return False
-    return {"gt": x > limit, "ge": x >= limit, "lt": x < limit, "le": x <= limit, "eq": x == limit}[rule.op]
+    return _COMPARE[rule.op](x, limit)
+
+
+# One comparison per reading, not a table of all five built for each.
+_COMPARE = {"gt": operator.gt, "ge": operator.ge, "lt": operator.lt, "le": operator.le, "eq": operator.eq}
 
 
 def describe(rule: SensorRule, values: dict[str, Any]) -> str:
