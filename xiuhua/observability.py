@@ -167,9 +167,10 @@ class StoreCommands(monitoring.CommandListener):
         # A write's reply counts the documents it matched, inserted or deleted (an update_many by 500 ids is 500).
         if command in _WRITES and isinstance(n := event.reply.get("n"), int) and n > 0:
             self.documents.labels(self._service, command, collection).inc(n)
-        # A bulkWrite's reply counts its documents only in all; each of its writes names one document by `_id`.
-        for kind, target in self._bulk.pop(event.request_id, ()):
-            self.documents.labels(self._service, kind, target).inc()
+        # A bulkWrite's reply counts its documents only in all; each of its writes names one document by `_id`
+        # (counted per collection at once: a batch's bulkWrite holds a write per message).
+        for (kind, target), n in Tally(self._bulk.pop(event.request_id, ())).items():
+            self.documents.labels(self._service, kind, target).inc(n)
         self._done(event.request_id, event.duration_micros)
 
     def failed(self, event: monitoring.CommandFailedEvent) -> None:

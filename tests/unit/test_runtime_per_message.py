@@ -67,3 +67,26 @@ def test_an_empty_batch_observes_nothing() -> None:
     registry, _, batch = _histograms()
     observe_all(batch.labels("x"), [])
     assert registry.get_sample_value("batched_count", {"c": "x"}) == 0
+
+
+def test_a_client_bulk_write_counts_each_of_its_documents_under_its_write_and_collection() -> None:
+    from types import SimpleNamespace
+
+    from xiuhua.observability import Metrics, StoreCommands
+
+    metrics = Metrics("test")
+    listener = StoreCommands(metrics)
+    ops = [{"insert": 0}, {"insert": 0}, {"update": 1}, {"insert": 1}, {"insert": 0}, {"delete": 1}]
+    command = {"bulkWrite": 1, "ops": ops, "nsInfo": [{"ns": "intake.ledger"}, {"ns": "intake.raw_reports"}]}
+    listener.started(SimpleNamespace(command_name="bulkWrite", command=command, request_id=7))
+    listener.succeeded(SimpleNamespace(command_name="bulkWrite", request_id=7, reply={"ok": 1}, duration_micros=10))
+
+    def documents(command: str, collection: str) -> float | None:
+        labels = {"service": "test", "command": command, "collection": collection}
+        return metrics.registry.get_sample_value("xiuhua_store_documents_total", labels)
+
+    assert documents("insert", "ledger") == 3
+    assert documents("insert", "raw_reports") == 1
+    assert documents("update", "raw_reports") == 1
+    assert documents("delete", "raw_reports") == 1
+    assert documents("update", "ledger") is None
