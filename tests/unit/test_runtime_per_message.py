@@ -3,9 +3,9 @@ a delivery's count, sequence and stored moment from its reply subject; a batch's
 
 from __future__ import annotations
 
+from nats.aio.msg import Msg
 from prometheus_client import CollectorRegistry, Histogram
 
-from nats.aio.msg import Msg
 from xiuhua.consumer import delivery_of
 from xiuhua.observability import observe_all
 
