@@ -1,8 +1,12 @@
 """12345 platform export → Xiuhua: read a work-order export (CSV or JSON, Chinese column names as the
 platform writes them) and publish each order on `report.v1.in.hotline`.
 
-    python examples/hotline_bridge.py examples/data/12345_export_sample.csv --nats nats://127.0.0.1:4222
+    python examples/hotline_bridge.py examples/data/12345_export_sample.csv   # to the `xiuhua up` of this folder
+    python examples/hotline_bridge.py export.json --nats nats://bus:4222   # password: XIUHUA_NATS_PASSWORD_HOTLINE
     python examples/hotline_bridge.py export.json --dry-run          # check the file, publish nothing
+
+It publishes as the NATS user `hotline`, the one Xiuhua's permissions let publish 12345 orders
+(`xiuhua.client.login` says where the URL and password come from).
 
 Each order's `Nats-Msg-Id` is `hotline:<工单编号>`, so running the bridge again on the same export (or an
 overlapping one) inside the stream's duplicate window stores nothing twice, and intake ignores an order number
@@ -174,13 +178,17 @@ async def bridge(path: Path, client: Any) -> BridgeResult:
 
 
 async def _main(args: argparse.Namespace) -> int:
-    from xiuhua.client import XiuhuaClient
+    from xiuhua.client import XiuhuaClient, XiuhuaError, login
 
     if args.dry_run:
         orders, invalid = convert(args.export)
         print(f"{len(orders)} valid orders, {len(invalid)} invalid" + "".join(f"\n  {i}" for i in invalid))
         return 1 if invalid else 0
-    async with XiuhuaClient(args.nats) as client:
+    try:
+        conn = login.from_args(args)
+    except XiuhuaError as exc:
+        raise SystemExit(str(exc)) from None
+    async with XiuhuaClient(conn.url, **conn.options) as client:
         result = await bridge(args.export, client)
     print(result.summary())
     return 1 if result.invalid else 0
@@ -190,7 +198,9 @@ def main() -> int:
     """Command line entry."""
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("export", type=Path, help="a 12345 export, .csv or .json")
-    p.add_argument("--nats", default="nats://127.0.0.1:4222")
+    from xiuhua.client import login
+
+    login.add_arguments(p, user="hotline")
     p.add_argument("--dry-run", action="store_true", help="check the file, publish nothing")
     return asyncio.run(_main(p.parse_args()))
 

@@ -13,6 +13,7 @@ from contracts import cases
 from contracts.commands import Acknowledge, Actor, CaseCommand, RequestExtension, Resolve, Return
 from contracts.envelope import Event
 from xiuhua.client import XiuhuaClient
+from xiuhua.security import OPERATOR
 
 log = logging.getLogger("examples.department_case_system")
 
@@ -46,7 +47,10 @@ class DepartmentCaseSystem:
         self.client = client
         self.unit_id = unit_id
         self.operator = operator
-        self.durable = durable or f"dept-{unit_id}"
+        # The connected user's own consumer, the one its permissions let it read; without a user (or as the operator,
+        # who may read through any), one per unit.
+        own = client.user if client.user not in (None, OPERATOR) else None
+        self.durable = durable or own or f"dept-{unit_id}"
         self.streets = streets
         self.on_acknowledged = on_acknowledged
         self.cases: dict[str, LocalCase] = {}

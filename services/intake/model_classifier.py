@@ -1,21 +1,21 @@
-"""Classification with the city's learnt model (学习模型分拣), decided by unit. Pure.
+"""Classification with the city's learnt model (学习模型分拣), decided by unit and judged by its item. Pure.
 
 The model gives a calibrated probability to every label: catalogue items, transfer matters (`transfer:<id>`),
 `out_of_scope` (outside city management, no department listed) and `triage` (nothing any unit can act on). What
-matters to a caller is which unit acts, so the decision is taken by unit (按责任单位决策):
+matters to a caller is which unit acts, and to the command centre that the case's category is right, so:
 
-- a unit's confidence is the sum of the probabilities of the catalogue items whose lead role it is under the
-  routing rules (an order surely the enforcement team's goes there even when 0101 and 0102 split);
+- a unit's probability is the sum of the probabilities of the catalogue items whose lead role it is under the
+  routing rules; the case's category is the best unit's most probable item;
 - the matter's out-of-scope probability is the sum over the transfer matters and `out_of_scope`;
-- the best unit's confidence is then calibrated (`Calibration`): mapped by a monotone curve fitted on held-out
-  folds to the share of such decisions whose catalogue item was right, so a confidence says how often the case's
-  category is right, not only its unit;
-- the best unit gets the case when both its probability and its calibrated confidence are at least
-  `triage_below`, its probability is above the out-of-scope probability, and it is not tied with another unit;
-  the case's category is that unit's most probable item;
+- the case's confidence is calibrated (`Calibration`): that item's probability mapped by a monotone curve fitted
+  on held-out folds to the share of such decisions whose item was right, so a confidence says how often the
+  case's category is right (a model trained before maps the unit's sum instead);
+- the best unit gets the case when both its probability and the calibrated confidence are at least the threshold
+  (`triage_below`, or the model's own `decide_at` when higher: the lowest at which held-out decisions were right
+  often enough), its probability is above the out-of-scope probability, and it is not tied with another unit;
 - else the most probable transfer matter is transferred when its own probability is at least `transfer_at`;
 - else manual triage (人工分拣), with the best catalogue item as a guess. Out of scope is the default for what
-  the catalogue does not cover: an order is never sent to a unit on a guess.
+  the catalogue does not cover: an order is never sent to a unit on a guess, nor on a guess between its items.
 """
 
 from __future__ import annotations
@@ -68,16 +68,22 @@ def _confidence(p: float) -> float:
 
 @dataclass(frozen=True)
 class Calibration:
-    """From a unit's summed probability to the share of automatic decisions whose catalogue item is right: a
-    monotone, piecewise linear curve through (`xs`, `ys`), fitted on held-out folds (`training`). Without points it
-    is the identity (a model trained before there was a curve).
+    """From a decision's probability to the share of automatic decisions whose catalogue item is right (校准曲线):
+    a monotone, piecewise linear curve through (`xs`, `ys`), fitted on held-out folds (`training`). Without points
+    it is the identity (a model trained before there was a curve).
 
-    The temperature alone calibrates every label's probability, but a decision is taken by unit and judged by its
-    item: the unit's sum is surer than its item (two enforcement items that split are one sure unit), and a
-    confidence compared with the share of right categories must say how often the category is right."""
+    `on` says which probability the curve reads: `item`, the case's item (models trained now), or `unit`, the
+    unit's sum (models trained before). The temperature alone calibrates every label, but a decision is judged by
+    its item, and the unit's sum is surer than its item: two enforcement items that split are one sure unit and a
+    coin toss between categories."""
 
     xs: tuple[float, ...] = ()
     ys: tuple[float, ...] = ()
+    on: str = "unit"
+
+    def of(self, unit_p: float, item_p: float) -> float:
+        """The confidence of a decision whose unit has `unit_p` and whose item has `item_p`."""
+        return self(item_p if self.on == "item" else unit_p)
 
     def __call__(self, p: float) -> float:
         xs, ys = self.xs, self.ys
@@ -148,9 +154,11 @@ def decide(
     transfers: dict[str, Transfer],
     model: str | None = None,
     calibration: Calibration | None = None,
+    decide_at: float = 0.0,
 ) -> Verdict:
     """The verdict for calibrated label probabilities: a unit's case, a transfer or manual triage (see above)."""
     calibrate = calibration or Calibration()
+    threshold = max(settings.triage_below, decide_at)
     oos = out_of_scope_of(probs)
     unit = best_unit(probs, roles)
     items = sorted(((x, p) for x, p in probs.items() if x in roles), key=lambda kv: (-kv[1], kv[0]))
@@ -159,10 +167,10 @@ def decide(
     out_p = round(oos, 4)
     if unit is not None:
         role, unit_p, code, tied = unit
-        c = calibrate(unit_p)
+        c = calibrate.of(unit_p, probs[code])
         # The curve may take a decision back to triage, never lift one out of it: a decision needs the unit's
         # probability at the threshold as well (where the curve is fitted on few held-out orders).
-        if min(c, unit_p) >= settings.triage_below and unit_p > oos and not tied:
+        if min(c, unit_p) >= threshold and unit_p > oos and not tied:
             return Verdict(
                 "category",
                 code,
@@ -175,7 +183,7 @@ def decide(
             )
     if (moved := _transfer_verdict(probs, settings, transfers, out_p, model)) is not None:
         return moved
-    best = calibrate(unit[1]) if unit is not None else 0.0
+    best = calibrate.of(unit[1], probs[unit[2]]) if unit is not None else 0.0
     return Verdict(
         "triage",
         triage,
@@ -198,7 +206,8 @@ class ModelClassifier:
         self.featuriser = Featuriser(self.rules, model.words)
         self.roles = {c: r for c, r in lead_roles(city).items() if c != self.settings.triage_code}
         self.transfers = {t.id: t for t in city.intake.transfers}
-        self.calibration = Calibration(*model.card.calibration_curve)
+        self.calibration = Calibration(*model.card.calibration_curve, on=model.card.calibration_on)
+        self.decide_at = model.card.decide_at
         known = set(self.roles) | {f"transfer:{t}" for t in self.transfers} | {OUT_OF_SCOPE_LABEL, TRIAGE_LABEL}
         unknown = sorted(set(model.classes) - known)
         if unknown:
@@ -222,5 +231,11 @@ class ModelClassifier:
     def classify(self, text: str) -> Verdict:
         """A unit's case, a transfer or manual triage, with the confidence behind it."""
         return decide(
-            self.probabilities(text), self.roles, self.settings, self.transfers, self.version, self.calibration
+            self.probabilities(text),
+            self.roles,
+            self.settings,
+            self.transfers,
+            self.version,
+            self.calibration,
+            self.decide_at,
         )

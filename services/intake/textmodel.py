@@ -40,14 +40,24 @@ class ModelCard:
     library: str = ""
     source: str = ""
     cv: dict[str, Any] = field(default_factory=dict)
-    # The decision's calibration curve (`model_classifier.Calibration`): a unit's summed probability → the share
-    # of held-out automatic decisions whose item was right. Empty in a model trained before there was one.
+    # The decision's calibration curve (`model_classifier.Calibration`): the case's item's probability (`item`;
+    # `unit`, the unit's summed probability, in a model trained before) → the share of held-out automatic
+    # decisions whose item was right. Empty in a model trained before there was one.
     calibration: dict[str, list[float]] = field(default_factory=dict)
+    # The lowest confidence at which the held-out folds' decisions were right often enough (0: the city's
+    # `triage_below` alone, as in a model trained before there was one).
+    decide_at: float = 0.0
+
+    @property
+    def calibration_on(self) -> str:
+        """Which probability the curve reads: `item` or `unit`."""
+        return "item" if "item" in self.calibration else "unit"
 
     @property
     def calibration_curve(self) -> tuple[tuple[float, ...], tuple[float, ...]]:
         """The curve's points (xs, ys), empty for none."""
-        return tuple(self.calibration.get("unit", ())), tuple(self.calibration.get("item_right", ()))
+        xs = self.calibration.get(self.calibration_on, ())
+        return tuple(xs), tuple(self.calibration.get("item_right", ()))
 
     @property
     def summary(self) -> dict[str, Any]:

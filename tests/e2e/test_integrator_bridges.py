@@ -10,7 +10,8 @@ DATA = Path(__file__).resolve().parents[2] / "examples" / "data"
 
 
 async def test_export_becomes_hotline_cases_and_a_rerun_changes_nothing(xiuhua) -> None:
-    result = await bridge(DATA / "12345_export_sample.csv", xiuhua.client)
+    hotline = await xiuhua.client_for("hotline")  # the user the bridge connects as: it may publish 12345 orders
+    result = await bridge(DATA / "12345_export_sample.csv", hotline)
     assert len(result.published) == 3 and result.invalid == []
 
     opened = await xiuhua.wait_for("case.v1.opened", source_ref="GD20261123000101")
@@ -19,5 +20,5 @@ async def test_export_becomes_hotline_cases_and_a_rerun_changes_nothing(xiuhua) 
     urgent = await xiuhua.wait_for("case.v1.opened", source_ref="GD20261123000103")
     assert urgent.urgency == "urgent"
 
-    again = await bridge(DATA / "12345_export_sample.csv", xiuhua.client)
+    again = await bridge(DATA / "12345_export_sample.csv", hotline)
     assert again.published == [] and len(again.duplicates) == 3

@@ -20,13 +20,14 @@ def test_batch_writes_one_json_line_per_input_in_order(tmp_path: Path, capsys) -
         "老板拖欠工资三个月不发",
         "湖滨路的路灯不亮好几天了，晚上一片漆黑，请尽快来修",
         "你好",
+        "路口有人摆摊卖水果，占了半条马路",
         "流动摊贩在路口占道经营，摆摊卖烧烤",
     ]
     src = tmp_path / "in.jsonl"
     src.write_text("".join(json.dumps({"text": t}, ensure_ascii=False) + "\n" for t in texts), encoding="utf-8")
     assert main(["classify", "--batch", str(src), "--json"]) == 0
     rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
-    assert len(rows) == 4
+    assert len(rows) == 5
     assert all(
         {"outcome", "category_code", "transfer_to", "unit_role", "confidence", "classifier_version"} <= r.keys()
         for r in rows
@@ -34,7 +35,10 @@ def test_batch_writes_one_json_line_per_input_in_order(tmp_path: Path, capsys) -
     assert rows[0]["outcome"] == "transfer" and "人力资源" in rows[0]["transfer_to"] and rows[0]["unit_role"] is None
     assert (rows[1]["outcome"], rows[1]["category_code"], rows[1]["unit_role"]) == ("case", "0302", "construction")
     assert rows[2]["outcome"] == "triage" and rows[2]["unit_role"] == "command_centre"
-    assert rows[3]["outcome"] == "case" and rows[3]["unit_role"] == "enforcement"
+    assert (rows[3]["outcome"], rows[3]["category_code"], rows[3]["unit_role"]) == ("case", "0101", "enforcement")
+    # Surely the enforcement team's but split between two of its items: triaged, the better item suggested.
+    assert (rows[4]["outcome"], rows[4]["category_code"]) == ("triage", None)
+    assert rows[4]["suggested_category_code"] in {"0101", "0102"}
     src.write_text('{"text": "路灯不亮"}\n{"txt": 1}\n', encoding="utf-8")
     with pytest.raises(SystemExit, match=r"in.jsonl:2: 'text'"):
         main(["classify", "--batch", str(src), "--json"])
@@ -89,6 +93,8 @@ def test_train_from_a_city_export_writes_a_model_and_reports(tmp_path: Path, cap
     )
     text = capsys.readouterr().out
     assert "3-fold cross-validation" in text and "out of scope sent to a unit" in text
+    assert "calibration isotonic (ECE isotonic" in text or "calibration platt (ECE isotonic" in text
+    assert "automatic decisions from confidence 0." in text
     model = TextModel.load(out)
     assert model.card.trained_on == 120 and model.card.source == str(export)
     with pytest.raises(SystemExit, match="train needs --from FILE"):

@@ -18,7 +18,15 @@ from services.intake.evaluation import measure, reliability
 from services.intake.model_classifier import Calibration, ModelClassifier, decide, lead_roles
 from services.intake.textfeatures import Featuriser, char_ngrams, python_tokenizer, runs_of, tokenizer
 from services.intake.textmodel import MODEL_FILE, ModelError, TextModel
-from services.intake.training import decision_points, fit_calibration, fit_temperature, train
+from services.intake.training import (
+    CALIBRATIONS,
+    TARGET_RIGHT,
+    decide_at_of,
+    decision_points,
+    fit_calibration,
+    fit_temperature,
+    train,
+)
 from xiuhua.city import City, load_city
 from xiuhua.city.intake import ClassifierSettings, Transfer
 from xiuhua.city.routing import Assignee, Match, Rule
@@ -32,9 +40,15 @@ FEES = Transfer(id="housing", matter="物业费", department="住建局", keywor
 TRANSFERS = {"wages": WAGES, "housing": FEES}
 
 
-def _decide(probs: dict[str, float], below: float = 0.6, transfer_at: float = 0.5, curve: Calibration | None = None):
+def _decide(
+    probs: dict[str, float],
+    below: float = 0.6,
+    transfer_at: float = 0.5,
+    curve: Calibration | None = None,
+    decide_at: float = 0.0,
+):
     settings = ClassifierSettings(triage_below=below, transfer_at=transfer_at)
-    return decide(probs, ROLES, settings, TRANSFERS, "m1", curve)
+    return decide(probs, ROLES, settings, TRANSFERS, "m1", curve, decide_at)
 
 
 # ---- the decision by unit ------------------------------------------------------------------------------------
@@ -103,7 +117,61 @@ def test_the_curve_never_lifts_a_decision_out_of_triage() -> None:
     assert _decide({"0201": 0.5, "out_of_scope": 0.5}, below=0.5, curve=lifted).kind == "triage"
 
 
-def test_decision_points_are_the_unit_s_sum_and_whether_its_item_was_right() -> None:
+def test_a_curve_on_the_item_reads_the_item_s_probability_and_one_on_the_unit_the_unit_s_sum() -> None:
+    shifted = ((0.0, 1.0), (0.1, 1.1))  # p → p + 0.1: which probability it read shows in the result
+    assert Calibration(*shifted, on="item").of(0.9, 0.5) == pytest.approx(0.6)
+    assert Calibration(*shifted, on="unit").of(0.9, 0.5) == pytest.approx(1.0)
+    assert Calibration(*shifted).of(0.9, 0.5) == pytest.approx(1.0)  # a model trained before: the unit's sum
+
+
+def test_two_items_of_one_unit_that_split_go_to_triage_in_either_order_and_a_sure_item_is_decided() -> None:
+    on_item = Calibration((0.0, 1.0), (0.0, 1.0), on="item")
+    for a, b in (("0101", "0102"), ("0102", "0101")):
+        v = _decide({a: 0.45, b: 0.40, "out_of_scope": 0.15}, curve=on_item)  # enforcement 0.85, its item 0.45
+        assert (v.kind, v.best_guess, v.confidence) == ("triage", a, 0.45)
+    v = _decide({"0102": 0.6, "0101": 0.25, "out_of_scope": 0.15}, curve=on_item)
+    assert (v.kind, v.code, v.unit_role, v.confidence) == ("category", "0102", "enforcement", 0.6)
+    assert _decide({"0102": 0.5999, "0101": 0.25, "out_of_scope": 0.1501}, curve=on_item).kind == "triage"
+
+
+def test_the_model_s_threshold_decides_from_exactly_itself_and_never_below_triage_below() -> None:
+    assert _decide({"0201": 0.7, "out_of_scope": 0.3}, decide_at=0.7).kind == "category"
+    assert _decide({"0201": 0.6999, "out_of_scope": 0.3001}, decide_at=0.7).kind == "triage"
+    assert _decide({"0201": 0.6999, "out_of_scope": 0.3001}).kind == "category"  # without it: triage_below 0.6
+    # A lower threshold of the model's never decides below the city's own.
+    assert _decide({"0201": 0.5999, "out_of_scope": 0.4001}, decide_at=0.5).kind == "triage"
+
+
+DECIDED = _decide({"0201": 0.9, "out_of_scope": 0.1})
+TRIAGED = _decide({"out_of_scope": 0.9, "0201": 0.1})
+
+
+def test_the_model_s_threshold_is_the_lowest_step_whose_held_out_decisions_are_right_often_enough() -> None:
+    assert TARGET_RIGHT == 0.9 and (DECIDED.code, TRIAGED.kind) == ("0201", "triage")
+    labels = ["0201"] * 90 + ["0101"] * 11 + ["out_of_scope"]
+
+    def at(t: float) -> list:  # 90 right of 101 decided at 0.6 (0.891); one wrong fewer from 0.65 (90 of 100)
+        wrong = 11 if t < 0.65 else 10
+        return [DECIDED] * (90 + wrong) + [TRIAGED] * (12 - wrong)
+
+    assert decide_at_of(at, labels, 0.6) == 0.65
+    assert decide_at_of(at, labels, 0.65) == 0.65  # exactly nine in ten: enough at its first step
+    assert decide_at_of(lambda t: [DECIDED] * 102, labels, 0.8) == 0.95  # never enough: the highest step below 1
+    assert decide_at_of(lambda t: [TRIAGED] * 102, labels, 0.6) == 0.6  # nothing decided, nothing wrong
+
+
+def test_a_card_written_before_reads_its_curve_on_the_unit_s_sum_with_no_threshold_of_its_own() -> None:
+    from services.intake.textmodel import ModelCard
+
+    before = json.loads(json.dumps({"version": "v", "trained_on": 1, "trained_at": "d", "temperature": 1.0}))
+    old = ModelCard(**before, calibration={"unit": [0.5, 1.0], "item_right": [0.4, 0.9]})
+    assert (old.calibration_on, old.calibration_curve, old.decide_at) == ("unit", ((0.5, 1.0), (0.4, 0.9)), 0.0)
+    new = ModelCard(**before, calibration={"item": [0.5, 1.0], "item_right": [0.4, 0.9]}, decide_at=0.7)
+    assert (new.calibration_on, new.calibration_curve, new.decide_at) == ("item", ((0.5, 1.0), (0.4, 0.9)), 0.7)
+    assert ModelCard(**before).calibration_curve == ((), ())
+
+
+def test_decision_points_are_the_item_s_probability_and_whether_it_was_right() -> None:
     probs = [
         {"0101": 0.5, "0102": 0.4, "out_of_scope": 0.1},  # enforcement 0.9, item 0101
         {"0101": 0.4, "0102": 0.5, "out_of_scope": 0.1},  # the same, item 0102
@@ -111,7 +179,7 @@ def test_decision_points_are_the_unit_s_sum_and_whether_its_item_was_right() -> 
         {"0201": 0.45, "0302": 0.45, "out_of_scope": 0.1},  # two units tie: no decision
     ]
     pts = decision_points(probs, ["0101", "0101", "0201", "0201"], ROLES)
-    assert pts[:2].tolist() == [[0.9, 1.0], [0.9, 0.0]]
+    assert pts[:2].tolist() == [[0.5, 1.0], [0.5, 0.0]]
     assert np.isnan(pts[2:]).all()
 
 
@@ -119,13 +187,22 @@ def test_the_fitted_curve_is_the_share_of_right_items_and_needs_ten_decisions() 
     low = [(0.6, 1.0)] * 5 + [(0.6, 0.0)] * 5  # half right at 0.6
     high = [(0.95, 1.0)] * 9 + [(0.95, 0.0)]  # nine in ten at 0.95
     curve = fit_calibration(np.array(low + high + [(0.8, np.nan), (np.nan, np.nan)]))
-    assert curve.xs == (0.6, 0.95) and curve.ys == (0.5, 0.9)
+    assert curve.xs == (0.6, 0.95) and curve.ys == (0.5, 0.9) and curve.on == "item"
     assert curve(0.775) == pytest.approx(0.7)
-    assert fit_calibration(np.array(high[:9])) == Calibration()  # nine decisions: the identity
+    assert fit_calibration(np.array(high[:9])) == Calibration(on="item")  # nine decisions: the identity
     assert fit_calibration(np.array(high)).xs == ()  # ten, all at one probability: nothing to fit either
     # Not monotone in the data: the curve still never falls as the probability rises.
     dip = fit_calibration(np.array([(0.6, 1.0)] * 6 + [(0.7, 0.0)] * 6 + [(0.9, 1.0)] * 6))
     assert list(dip.ys) == sorted(dip.ys)
+
+
+def test_platt_scaling_is_a_rising_curve_through_the_shares_of_right_items() -> None:
+    low = [(0.6, 1.0)] * 5 + [(0.6, 0.0)] * 5
+    high = [(0.95, 1.0)] * 9 + [(0.95, 0.0)]
+    curve = fit_calibration(np.array(low + high), "platt")
+    assert curve.on == "item" and list(curve.ys) == sorted(curve.ys)
+    assert curve(0.6) == pytest.approx(0.5, abs=0.01) and curve(0.95) == pytest.approx(0.9, abs=0.01)
+    assert fit_calibration(np.array(high[:9]), "platt") == Calibration(on="item")
 
 
 def test_out_of_scope_without_a_department_is_triaged_never_a_unit_s() -> None:
@@ -255,6 +332,10 @@ def test_training_reports_cross_validation_and_the_model_learns(small, city: Cit
     assert 0 < report["temperature"] < 20 and report["total"] == 240
     xs, ys = model.card.calibration_curve
     assert len(xs) == len(ys) >= 2 and list(xs) == sorted(xs) and list(ys) == sorted(ys)
+    assert model.card.calibration_on == "item" and report["calibration_method"] in CALIBRATIONS
+    eces = report["calibration_ece"]
+    assert set(eces) == set(CALIBRATIONS) and eces[report["calibration_method"]] == min(eces.values())
+    assert model.card.decide_at == report["decide_at"] >= city.intake.classifier.triage_below
     assert {"accuracy", "ece", "reliability", "by_group", "out_of_scope_to_unit_rate"} <= report.keys()
     c = ModelClassifier(city, model)
     v = c.classify("我在工地干了三个月，包工头拖欠工资不发，打电话也不接")
@@ -301,18 +382,24 @@ def test_a_new_model_is_picked_up_without_a_restart_and_a_bad_one_keeps_the_old(
     assert d.reload() is True and isinstance(d.classifier, Classifier)
 
 
-def test_the_shipped_model_is_in_use_and_decides_by_unit(city: City) -> None:
+def test_the_shipped_model_is_in_use_and_decides_by_unit_only_on_a_sure_item(city: City) -> None:
     from services.intake.cases import domain_of
 
     c = domain_of(city).classifier
     assert isinstance(c, ModelClassifier) and c.model.card.trained_on >= 1400
-    v = c.classify("流动摊贩在路口占道经营，摆摊卖烧烤")
-    assert (v.kind, v.unit_role) == ("category", "enforcement") and v.code in {"0101", "0102"}
-    assert v.confidence > v.best_guess_confidence  # from the unit's sum, more than its item
-    p = c.probabilities("流动摊贩在路口占道经营，摆摊卖烧烤")
-    curve = Calibration(*c.model.card.calibration_curve)
-    unit = sum(x for label, x in p.items() if c.roles.get(label) == "enforcement")
-    assert len(curve.xs) > 2 and v.confidence == min(round(curve(unit), 3), 0.999)
+    curve = Calibration(*c.model.card.calibration_curve, on=c.model.card.calibration_on)
+    assert curve.on == "item" and len(curve.xs) > 2 and c.decide_at >= c.settings.triage_below
+    # Surely the enforcement team's, but a toss-up between 占道经营 and 露天烧烤: manual triage with a guess.
+    split = "流动摊贩在路口占道经营，摆摊卖烧烤"
+    p = c.probabilities(split)
+    assert p["0101"] + p["0102"] >= 0.6 and max(p["0101"], p["0102"]) < 0.6
+    v = c.classify(split)
+    assert (v.kind, v.unit_role) == ("triage", "command_centre") and v.best_guess in {"0101", "0102"}
+    assert v.confidence == min(round(curve(p[v.best_guess]), 3), 0.999)
+    sure = "路口有人摆摊卖水果，占了半条马路"
+    v, p = c.classify(sure), c.probabilities(sure)
+    assert (v.kind, v.code, v.unit_role) == ("category", "0101", "enforcement")
+    assert v.confidence == min(round(curve(p["0101"]), 3), 0.999)  # from its item, not the unit's sum
     assert c.classify("机动车乱停乱放，占用人行道").code == "0801"
     assert c.classify("环保局的人测噪声，检测报告上的数据是造假的").kind == "triage"
     assert c.classify("Loud music from the bar next door every night").kind == "triage"
@@ -324,12 +411,14 @@ def test_the_shipped_model_is_in_use_and_decides_by_unit(city: City) -> None:
 def test_no_blind_line_is_learnt_from() -> None:
     learnt = {r["text"] for name in ("hotline_train.jsonl",) for r in load_rows(DATA / name)}
     learnt |= {r["text"] for r in load_rows(DATA.parents[1] / "cities" / "demo" / "classifier_examples.jsonl")}
-    for name in ("hotline_blind_calls", "hotline_blind_board", "intake_classify_blind2", "intake_classify_blind3"):
+    blind_files = ("hotline_blind_calls", "hotline_blind_board", "hotline_blind_mixed")
+    for name in (*blind_files, "intake_classify_blind2", "intake_classify_blind3"):
         rows = load_rows(DATA / f"{name}.jsonl")
         assert len(rows) >= 60 and not learnt & {r["text"] for r in rows}, name
-    blind = load_rows(DATA / "hotline_blind_calls.jsonl") + load_rows(DATA / "hotline_blind_board.jsonl")
-    outside = Counter(r["label"].startswith("transfer:") or r["label"] == "out_of_scope" for r in blind)
-    assert len(blind) >= 400 and 0.55 <= outside[True] / len(blind) <= 0.7  # a hotline's share
+    for name in blind_files:
+        blind = load_rows(DATA / f"{name}.jsonl")
+        outside = Counter(r["label"].startswith("transfer:") or r["label"] == "out_of_scope" for r in blind)
+        assert len(blind) >= 190 and 0.55 <= outside[True] / len(blind) <= 0.7, name  # a hotline's share
 
 
 def test_a_city_s_export_reads_codes_departments_and_configured_columns(city: City, tmp_path: Path) -> None:

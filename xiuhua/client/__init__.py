@@ -11,6 +11,7 @@ retry inside the stream's duplicate window is stored once. Scoring's queries (`u
 `ranking`, `query`) are core NATS request/reply with the models of contracts/queries.py.
 """
 
+from xiuhua.client import login
 from xiuhua.client.client import Published, UnitCaseSubscription, XiuhuaClient, concerns_unit, decode_message
 from xiuhua.client.errors import (
     ConnectFailed,
@@ -39,4 +40,5 @@ __all__ = [
     "XiuhuaError",
     "concerns_unit",
     "decode_message",
+    "login",
 ]

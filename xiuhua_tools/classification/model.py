@@ -243,7 +243,10 @@ def train_command(args: argparse.Namespace, city: City) -> int:
     lines = [
         f"model {model.card.version}: {len(rows)} labelled orders ({', '.join(f'{k} {v}' for k, v in kinds.items())}"
         f" from the files), {len(model.features)} features, written to {out}",
-        f"{report['folds']}-fold cross-validation, temperature {report['temperature']:g}:",
+        f"{report['folds']}-fold cross-validation, temperature {report['temperature']:g}, calibration "
+        f"{report['calibration_method']} (ECE "
+        + ", ".join(f"{m} {e:.3f}" for m, e in report["calibration_ece"].items())
+        + f"), automatic decisions from confidence {report['decide_at']:g}:",
         *(
             "  " + line
             for line in eval_lines(

@@ -30,7 +30,9 @@ def overflowing_bin(report_id: str, lng: float = 120.16, lat: float = 30.255, ad
 
 @pytest.fixture
 async def department(xiuhua) -> AsyncIterator[DepartmentCaseSystem]:
-    system = DepartmentCaseSystem(xiuhua.client, UNIT, operator="王强")
+    # As it runs in a city: connected as the `units` user, through the durable consumer its permissions allow.
+    system = DepartmentCaseSystem(await xiuhua.client_for("units"), UNIT, operator="王强")
+    assert system.durable == "units"
     await system.start()
     yield system
     await system.stop()
