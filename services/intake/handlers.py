@@ -58,7 +58,7 @@ class IntakeHandlers:
         # An older build's `source_refs` hold references: read them too, and never take a reference as new unread
         # (only a raw copy's key refuses a resend). Known at start and again with the other older builds' repairs.
         self.older_refs = True
-        self._received_by: dict[str, Any] = {}
+        self._received = functools.cache(self.outcomes.received.labels)  # labels() locks and looks up each call
 
     async def look_for_older_references(self) -> bool:
         """Whether references an older build kept apart are still to be read (`older_references`)."""
@@ -115,13 +115,6 @@ class IntakeHandlers:
         if readings:
             await self.sensors.prefetch(io, readings)
         return drafts
-
-    def _received(self, source: str) -> Any:
-        """The received counter of a source, its child remembered (`labels` takes a lock and a lookup per call)."""
-        child = self._received_by.get(source)
-        if child is None:
-            child = self._received_by[source] = self.outcomes.received.labels(source)
-        return child
 
     async def _one(
         self,
