@@ -6,12 +6,13 @@ import functools
 
 from starlette.routing import BaseRoute
 
-from services.notify import planning, store
+from services.notify import store
+from services.notify.bulletin.service import CASES_CONSUMER, Bulletin
 from services.notify.bulletin.service import COLLECTIONS as BULLETIN_COLLECTIONS
 from services.notify.bulletin.service import RETAINED as BULLETIN_RETAINED
-from services.notify.bulletin.service import Bulletin
 from services.notify.channels import build_channels, close_channels
 from services.notify.handlers import NotifyHandlers
+from services.notify.handover import Handover
 from services.notify.ratelimit import RATE_BUCKETS
 from services.notify.worker import RENEW_EVERY_S, DeliveryWorker
 from xiuhua.consumer import Subscription, decode_tolerant
@@ -25,21 +26,25 @@ class Notify(Service):
 
     def __init__(self, rt: Runtime) -> None:
         super().__init__(rt)
-        self.handlers = NotifyHandlers(rt)
+        self.bulletin = Bulletin(rt, folds_cases=False)  # notify's case consumer folds the case events
+        self.handlers = NotifyHandlers(rt, self.bulletin.projection.applied.labels("case"))
+        self.handover = Handover(rt, self.handlers)
         self.channels = build_channels(rt.city.alerts, rt.settings.var_dir / "outbox", rt.clock)
         self.worker = DeliveryWorker(rt, self.channels, self.handlers)
-        self.bulletin = Bulletin(rt)
 
     def subscriptions(self) -> list[Subscription]:
-        """Case events; the scoring events that alert (ranking black list, merchant escalation); the bulletin's."""
+        """Case events (alerts and the bulletin's figures, in one pass); the former alert consumer until it has
+        handed over; the scoring events that alert (ranking black list, merchant escalation); the bulletin's."""
         h, rt = self.handlers, self.rt
         return [
             # Alerts reach people through gateways that take seconds: a moment's linger costs them nothing and
             # spares the store a transaction per case event at a modest rate (the store is what report → dispatch
-            # waits on). A short one: the alert is still what somebody waits for.
-            Subscription("notify-cases", "case.v1.>", h.on_case_event, description="Case events",
-                         on_commit=h.on_committed, skips_type=planning.skips_type, ignores=planning.ignores,
-                         linger=rt.settings.prompt_linger),
+            # waits on). A short one: the alert is still what somebody waits for. The bulletin's durable consumer,
+            # which planning joined: its position and ledger entries guard the figures (`handover`).
+            Subscription(CASES_CONSUMER, "case.v1.>", h.on_case_event,
+                         description="Case events: alerts planned, the weekly bulletin's figures folded",
+                         on_commit=h.on_committed, linger=rt.settings.prompt_linger),
+            self.handover.subscription(),
             Subscription("notify-rankings", "score.v1.ranking_published",
                          functools.partial(h.on_score_event, stage="rankings"), decode=decode_tolerant,
                          description="Rankings: black lists alert", on_commit=functools.partial(h.on_committed,
@@ -65,9 +70,10 @@ class Notify(Service):
         return self.bulletin.routes()
 
     async def on_start(self) -> None:
-        """Indexes: the delivery log's, the bulletin's week reads; once, the moments older builds' deliveries, their
-        outcomes' claims and the views of ended cases lack."""
+        """Indexes: the delivery log's, the bulletin's week reads; whether the former alert consumer handed over;
+        once, the moments older builds' deliveries, their outcomes' claims and the views of ended cases lack."""
         await store.ensure_indexes(self.rt.store)
+        await self.handover.on_start()
         self.rt.repair_once(lambda: store.finish_older_deliveries(self.rt.store), name="delivery-moments")
         self.rt.repair_once(
             lambda: store.close_older_views(self.rt.store, self.rt.clock.now()), name="alert-view-moments"

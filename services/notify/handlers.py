@@ -1,8 +1,9 @@
 """Notify's handlers: case and scoring events become deliveries, handed to the delivery worker.
 
-Planned in memory for the whole batch (`services.notify.planning`): two reads, and the writes sent with the batch
-(`Batch.later`). A delivery's `_id` is its notification id (kind, case, level, contact, channel): planning finds
-before inserting, so redelivered events and restarts never plan it twice. A delivery due at once is written
+Planned in memory for the whole batch (`services.notify.planning`): the records of the batch's cases and the
+log's ids read once each, and the writes sent with the batch (`Batch.later`). A delivery's `_id` is its
+notification id (kind, case, level, contact, channel): planning finds before inserting, so redelivered events and
+restarts never plan it twice. A delivery due at once is written
 claimed by this instance's worker (sending, with a lease), which takes it from planning's hand-over once the
 transaction has committed and sends it with no claim of its own: one write of the delivery log fewer per alert.
 """
@@ -20,11 +21,13 @@ from zoneinfo import ZoneInfo
 
 from pymongo.asynchronous.client_session import AsyncClientSession
 
-from contracts.cases import CaseDispatched
-from services.notify import store
+from contracts.cases import CaseDispatched, CaseEvent
+from services.notify import planning, store
+from services.notify.bulletin import handlers as bulletin
+from services.notify.bulletin.projection import Writes as BulletinWrites
 from services.notify.planning import WARNINGS, Plan, Planner
 from services.notify.policy import claimed, quiet_until
-from xiuhua.consumer import Batch, folded_before
+from xiuhua.consumer import Batch, Item, count, folded_before
 from xiuhua.service import Runtime
 from xiuhua.store import Writes
 
@@ -32,8 +35,9 @@ from xiuhua.store import Writes
 class NotifyHandlers:
     """Plans deliveries from events and wakes the delivery worker once they are committed."""
 
-    def __init__(self, rt: Runtime) -> None:
+    def __init__(self, rt: Runtime, folded: Any) -> None:
         self.rt = rt
+        self.folded = folded  # the bulletin's count of case events folded (`xiuhua_bulletin_events{kind="case"}`)
         self.planner = Planner(rt.city, ZoneInfo(rt.city.info.timezone), rt.clock)
         self.wake = asyncio.Event()  # set when planning commits deliveries: the worker runs at once
         self.instance = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"  # owner of this one's claims
@@ -48,15 +52,68 @@ class NotifyHandlers:
         self.claimed: set[str] = set()
 
     async def on_case_event(self, batch: Batch) -> None:
-        """Case events that alert: dispatched (new case), deadline warning, overdue, escalated, urgent sensor case.
+        """Every case event, in one pass: folded into the weekly bulletin's figures and its record of the case
+        (案件记录), and, for those that alert (dispatched, deadline warning, overdue, escalated, an urgent sensor
+        case, a failed duty check), planned into deliveries. The record holds planning's view of the case too (who
+        cooperates, where, how urgent: `planning.VIEW`), so a batch writes one document per case for both.
 
-        Each is applied once without a ledger entry (`Batch.guarded`): a delivery's id names its case, kind, level,
-        recipient and channel, and planning skips what the log holds; a dispatch also names itself in notify's view
-        of the case (`applied`), so a copy of an earlier dispatch cannot put back the unit a later one replaced."""
-        plan, staged = Plan(), self._stage("cases")
-        looked = sorted({ev.case_id for i in batch.items if isinstance(ev := i.message, (CaseDispatched, *WARNINGS))})
+        Guarded as the bulletin's fold is: an event that changes the record is named in it (`applied`) and needs no
+        ledger entry, one that moves only counters keeps its entry; a delivery's id names its case, kind, level,
+        recipient and channel, and planning skips what the log holds. A dispatch named in the record was planned
+        before, so a copy of an earlier dispatch cannot put back the unit a later one replaced."""
+        items = [i for i in batch.items if isinstance(i.message, CaseEvent)]
+        plan, staged, w = Plan(), self._stage("cases"), BulletinWrites()
+        known = await bulletin.records(self.rt.store, (i.message.case_id for i in items), batch.reads)
+        # The views an older build kept apart (`alert_cases`), for warnings of cases whose record holds none.
+        older = {ev.case_id for i in items
+                 if isinstance(ev := i.message, WARNINGS) and not planning.holds_view(known.get(ev.case_id))}
+        views = await store.cases(self.rt.store, sorted(older), batch.reads)
+        changed: dict[str, dict[str, Any]] = {}
+        for item in items:
+            ev = item.message
+            record = changed.get(ev.case_id, known.get(ev.case_id))
+            if folded_before(record, ev.event_id):
+                batch.guarded(item)  # folded and planned before, with the record that names it
+                continue
+            if (new := bulletin.fold(batch, item, record, w)) is not None:
+                changed[ev.case_id] = new
+            if not planning.ignores(ev):
+                self._plan(plan, ev, record, changed, views)
+        bulletin.keep_records(w, changed)
+        bulletin.write(w, batch)
+        count(self.folded, len(items))
+        await self._write(batch.later(), plan, batch.reads, staged)
+
+    def _plan(
+        self, plan: Plan, ev: Any, record: dict[str, Any] | None, changed: dict[str, dict[str, Any]],
+        views: dict[str, dict[str, Any]],
+    ) -> None:
+        """Plan one case event's alerts; a dispatch's view of the case goes into the case's record (`changed`)."""
+        c = ev.case_id
+        current = changed.get(c, record)
+        if isinstance(ev, CaseDispatched):
+            self.planner.case_event(plan, ev, {})
+            changed[c] = {**changed[c], **planning.view_of(plan.cases.pop(c))}
+            if record and record.get("unit_id") and not planning.holds_view(record):
+                plan.ended[c] = ev.occurred_at.timestamp()  # the older build's view of a re-dispatched case: unused
+            return
+        view = current if current is not None and planning.holds_view(current) else views.get(c, {})
+        dated = c in plan.ended, plan.ended.get(c)
+        self.planner.case_event(plan, ev, {c: view})
+        if c in plan.ended and planning.holds_view(current):
+            # The record keeps the moment the case ended; an older view is dated only by a dispatch superseding it.
+            if dated[0]:
+                plan.ended[c] = dated[1]
+            else:
+                del plan.ended[c]
+
+    async def plan_alerts(self, batch: Batch, items: list[Item], stage: str) -> None:
+        """Plan the alerts of case events the way the builds before the one case consumer did, with notify's view of
+        the cases apart (`alert_cases`): for the events the former alert consumer takes over (`handover`)."""
+        plan, staged = Plan(), self._stage(stage)
+        looked = sorted({ev.case_id for i in items if isinstance(ev := i.message, (CaseDispatched, *WARNINGS))})
         known = await store.cases(self.rt.store, looked, batch.reads)
-        for item in batch.items:
+        for item in items:
             ev = item.message
             batch.guarded(item)
             if isinstance(ev, CaseDispatched) and folded_before(known.get(ev.case_id), ev.event_id):

@@ -33,6 +33,9 @@ WARNINGS = (CaseDeadlineWarning, CaseOverdue, CaseEscalated)
 ALERTING = (CaseOpened, CaseDispatched, *WARNINGS)  # the case events planning may act on
 # The case events that end a case or reopen it: notify's view of the case goes when closed cases go.
 ENDINGS = (CaseClosed, CaseCancelled, CaseReopened)
+# What later warnings read of a case's dispatch besides the bulletin's record (unit, category): kept in that record
+# by the case consumer (`services.notify.handlers`), and before it in a view apart (`store.CASES`).
+VIEW = ("cooperating", "street_code", "urgency", "address", "map")
 _WARNING_KINDS = {CaseDeadlineWarning: "deadline_warning", CaseOverdue: "overdue", CaseEscalated: "escalation"}
 
 
@@ -59,6 +62,17 @@ def ignores(ev: Any) -> bool:
         return not ((ev.source == ReportSource.sensor and ev.urgency == Urgency.urgent)
                     or (ev.source == ReportSource.merchant_check and bool(ev.merchant_id)))
     return not isinstance(ev, (*ALERTING, *ENDINGS))
+
+
+def view_of(planned: dict[str, Any]) -> dict[str, Any]:
+    """The fields of a dispatch's view of its case (案件视图) that the case's record keeps for later warnings."""
+    return {k: planned[k] for k in VIEW if k in planned}
+
+
+def holds_view(record: dict[str, Any] | None) -> bool:
+    """Whether a case's record holds planning's view (a dispatch folded by the one case consumer), or the view is
+    apart, an older build's (or there is none: never dispatched)."""
+    return record is not None and "cooperating" in record
 
 
 def _get(obj: Any, name: str, default: Any = None) -> Any:

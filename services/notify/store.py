@@ -27,7 +27,10 @@ from xiuhua.store import Store, update_in_chunks
 log = logging.getLogger("xiuhua.notify")
 
 DELIVERIES = "deliveries"
-CASES = "alert_cases"  # notify's own projection: who leads and cooperates on a case, where, what
+# Notify's view of the cases it alerts on (who leads and cooperates, where, what) as builds before the one case
+# consumer kept it apart; now the bulletin's record of the case holds it (`planning.VIEW`). Read for the cases
+# dispatched before, purged as they end.
+CASES = "alert_cases"
 FINISHED = ("delivered", "failed")  # a delivery's final states: sent, or given up
 FINISHED_S = "finished_s"  # when a delivery reached one of them, in seconds: what the purge ranges over
 CLOSED_S = "closed_s"  # when an alerted case closed or was cancelled, in seconds (null once reopened)
@@ -106,6 +109,22 @@ async def close_older_views(store: Store, now: datetime) -> int:
     if ended:
         log.info("%d bulletin records of cases that ended before they kept the moment dated %s", ended, now)
     return views + ended
+
+
+async def supersede_older_views(store: Store, now: datetime) -> int:
+    """Give `closed_s` = `now` to the views an older build kept apart of the cases whose bulletin record now holds
+    planning's view (a dispatch the case consumer folded), which nothing reads again; returns how many. Run once the
+    former alert consumer has handed over, so no view is written after it; a view of a case re-dispatched later is
+    dated by that dispatch. The records are read once, and not at all where there is no view apart (a deployment
+    that began with this build)."""
+    if await store[CASES].find_one({}, {"_id": 1}) is None:
+        return 0
+
+    async def moves() -> AsyncIterator[UpdateOne]:
+        async for c in store[BULLETIN_CASES].find({"cooperating": {"$exists": True}}, {"_id": 1}):
+            yield UpdateOne({"_id": c["_id"], CLOSED_S: {"$exists": False}}, {"$set": {CLOSED_S: now.timestamp()}})
+
+    return await update_in_chunks(store[CASES], moves())
 
 
 def record_closing(record: Mapping[str, Any], now: datetime) -> UpdateOne | None:

@@ -13,6 +13,7 @@ from contracts.cases import CaseDispatched, CaseOverdue
 from contracts.envelope import Event
 from contracts.values import UnitRef
 from services.notify.app import SPEC, WORKER, of
+from services.notify.bulletin.service import CASES_CONSUMER as CASE_CONSUMER  # noqa: F401  (plans alerts too)
 from services.notify.store import DELIVERIES
 from services.notify.worker import DeliveryWorker
 from tests.helpers.bus import connect, publish

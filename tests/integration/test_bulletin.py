@@ -13,6 +13,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from contracts import cases as c
 from contracts.envelope import Event
 from contracts.values import Place, ReportSource, UnitRef, UnitRole
@@ -134,13 +136,16 @@ async def projected(rt: Runtime) -> None:
 
 
 @contextlib.asynccontextmanager
-async def bulletin_service(settings: Settings) -> AsyncIterator[Runtime]:
-    async with running(BULLETIN_ONLY, settings, clock=FrozenClock(PUBLISH_TIME)) as rt:
+async def bulletin_service(settings: Settings, *, alone: bool = True) -> AsyncIterator[Runtime]:
+    """The bulletin alone, folding case events with a consumer of its own; or within notify, whose case consumer
+    folds them as it plans alerts (the same durable consumer, the same figures)."""
+    async with running(BULLETIN_ONLY if alone else spec("notify"), settings, clock=FrozenClock(PUBLISH_TIME)) as rt:
         yield rt
 
 
-async def test_projection_folds_published_events_into_week_documents(settings: Settings) -> None:
-    async with bulletin_service(settings) as rt:
+@pytest.mark.parametrize("alone", [True, False], ids=["bulletin-alone", "within-notify"])
+async def test_projection_folds_published_events_into_week_documents(settings: Settings, alone: bool) -> None:
+    async with bulletin_service(settings, alone=alone) as rt:
         events = await feed(settings)
         await projected(rt)
         w47 = await rt.store[WEEKS].find_one({"_id": "2026-W47"})
@@ -234,8 +239,9 @@ async def _rated(rt: Runtime, week: str, n: int) -> bool:
     return ((await rt.store[WEEKS].find_one({"_id": week})) or {}).get("rated", 0) >= n
 
 
-async def test_bulletin_for_a_week_with_known_figures(settings: Settings, tmp_path: Path) -> None:
-    async with bulletin_service(settings) as rt:
+@pytest.mark.parametrize("alone", [True, False], ids=["bulletin-alone", "within-notify"])
+async def test_bulletin_for_a_week_with_known_figures(settings: Settings, tmp_path: Path, alone: bool) -> None:
+    async with bulletin_service(settings, alone=alone) as rt:
         await feed(settings)
         await projected(rt)
         heard: list[str] = []

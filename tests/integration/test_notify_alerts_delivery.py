@@ -19,20 +19,25 @@ from pymongo import monitoring
 
 from contracts.cases import CaseClosed, CaseEscalated, CaseOpened, CaseReopened
 from contracts.values import Place, ReportSource, UnitRef, Urgency
+from services.notify.bulletin.projection import CASES as BULLETIN_CASES
+from services.notify.bulletin.weeks import week_of
 from services.notify.delivery_log import by_case, render
 from services.notify.outcomes import delivered_event_id
 from services.notify.planning import Plan
+from services.notify.store import CASES as ALERT_CASES
 from services.notify.store import DELIVERIES
 from services.notify.worker import CLAIM_LEASE_S, RENEW_EVERY_S
 from tests.helpers import BusRecorder, Commands, connect, eventually, publish
 from tests.helpers.channels import receiver, smtp_server
 from tests.helpers.notify import (
+    CASE_CONSUMER,
     SECRET,
     T0,
     alert_city,
     all_acknowledged,
     dispatched,
     doc,
+    lead,
     notify,
     overdue,
     planned,
@@ -379,9 +384,11 @@ async def _dedup_run(settings: Settings, city: City, clock: FrozenClock, ctl: An
 
 
 async def _consumed(rt: Runtime, n: int) -> bool:
-    """This instance's notify-cases consumer has applied n messages (it keeps no ledger entries to count)."""
-    labels = {"service": "notify", "consumer": "notify-cases"}
-    return (rt.metrics.registry.get_sample_value("xiuhua_messages_applied_total", labels) or 0) >= n
+    """This instance's case consumer has taken n messages: applied, or known as applied before (a copy)."""
+    labels = {"service": "notify", "consumer": CASE_CONSUMER}
+    taken = [rt.metrics.registry.get_sample_value(f"xiuhua_messages_{m}_total", labels) or 0
+             for m in ("applied", "duplicate")]
+    return sum(taken) >= n
 
 
 async def test_sensor_emergency_ranking_and_merchant_alerts_from_the_bus(settings, city) -> None:
@@ -417,7 +424,7 @@ async def test_sensor_emergency_ranking_and_merchant_alerts_from_the_bus(setting
         assert "sensor_emergency:C-S1:0:XH-CC-duty:file" in ids
         assert "bottom_ranking:2026-W47:CD-SAN:0:CD-SAN-head:file" in ids
         assert any(i.startswith("merchant_escalation:M-CD-001:2026-11:0:CD-SO-duty") for i in ids)
-        await eventually(lambda: all_acknowledged(settings, "notify-cases"))  # C-S2 too: ignored, acknowledged
+        await eventually(lambda: all_acknowledged(settings, CASE_CONSUMER))  # C-S2 too: ignored, acknowledged
         assert not any("C-S2" in i for i in ids)  # a normal sensor case is no emergency
         assert await h.deliver_due() >= 3
         outbox = (settings.var_dir / "outbox" / "xh-cc.jsonl").read_text()
@@ -491,40 +498,42 @@ async def test_a_final_refusal_fails_at_once_and_a_crashed_claim_is_sent_again(s
 
 
 async def test_a_copy_of_an_earlier_dispatch_plans_nothing_and_keeps_the_later_unit(settings, city) -> None:
-    # Alert planning keeps no ledger entry: deliveries are planned once by their ids, and notify's view of the case
-    # names the dispatches applied to it, so a copy of the first dispatch arriving after the re-dispatch (a resend
-    # under a new message id) neither plans again nor puts the first unit back as the one later warnings go to.
+    # A dispatch is named in the bulletin's record of its case, which holds planning's view of the case too: a copy
+    # of the first dispatch arriving after the re-dispatch (a resend under a new message id) neither plans again,
+    # nor counts again, nor puts the first unit back as the one later warnings go to.
     clock = FrozenClock(T0)
     async with receiver() as r, notify(settings, alert_city(city, r.url("/k")), clock) as (rt, _):
         first = dispatched("C-RD")
         other = UnitRef(unit_id="CD-ENF", name="城东执法中队", role="enforcement")
         second = first.model_copy(update={"event_id": "01935d1e-7a4b-7c3d-8e9f-00000000bb02", "dispatch_round": 2,
-                                          "lead_unit": other})
+                                          "lead_unit": other, "cooperating_units": [lead()]})
         await send(settings, first)
         await planned(rt, 1, case_id="C-RD")
         await send(settings, second)
 
-        async def led_by(unit: str) -> bool:
-            view = await rt.store["alert_cases"].find_one({"_id": "C-RD"})
-            return bool(view and view["lead"] == unit)
+        async def led_by(unit: str, cooperating: list[str]) -> bool:
+            record = await rt.store[BULLETIN_CASES].find_one({"_id": "C-RD"}) or {}
+            return record.get("unit_id") == unit and record.get("cooperating") == cooperating
 
-        await eventually(lambda: led_by("CD-ENF"))
+        await eventually(lambda: led_by("CD-ENF", ["CD-SAN"]))
         logged = sorted([d["_id"] async for d in rt.store[DELIVERIES].find({"case_id": "C-RD"})])
         await send(settings, first)  # the copy, after the re-dispatch
         await send(settings, overdue("C-RD"))  # a later event: once planned, the copy before it has been applied
         await planned(rt, len(logged) + 1, case_id="C-RD")
-        assert await led_by("CD-ENF")
+        assert await led_by("CD-ENF", ["CD-SAN"])
         after = sorted([d["_id"] async for d in rt.store[DELIVERIES].find({"case_id": "C-RD"})])
         assert set(logged) < set(after) and len(after) == len(logged) + 1  # the overdue alert, nothing for the copy
+        week = await rt.store["bulletin_weeks"].find_one({"_id": week_of(first.occurred_at)})
+        assert week["dispatched"] == 2 and week["overdue"] == 1  # the copy counted nothing
+        # The dispatches are guarded by the record; the overdue event, which moves only counters, keeps its entry.
         keys = [d["_id"] async for d in rt.store["ledger"].find({}, {"_id": 1})]
-        assert not [k for k in keys if k.startswith("notify-cases:")]
+        assert len([k for k in keys if k.startswith(f"{CASE_CONSUMER}:")]) == 1
+        assert await rt.store.count(ALERT_CASES) == 0  # no view apart any more
 
 
-async def test_a_closed_case_marks_its_alert_view_for_the_purge_and_a_reopening_takes_the_mark_back(
-    settings, city,
-) -> None:
-    # Notify's view of a case goes when closed cases go (retention.yaml): its close and reopen events, which alert
-    # nobody, set and clear the moment the purge ranges over; a case notify never alerted on gets no view.
+async def test_a_closed_case_dates_its_record_and_a_reopening_takes_the_date_back(settings, city) -> None:
+    # The case's record, which holds planning's view, goes when closed cases go (retention.yaml): its close and
+    # reopen events, which alert nobody, set and clear the moment the purge ranges over, in the same write.
     clock = FrozenClock(T0)
     async with receiver() as r, notify(settings, alert_city(city, r.url("/k")), clock) as (rt, _):
         await send(settings, dispatched("C-END"))
@@ -532,19 +541,17 @@ async def test_a_closed_case_marks_its_alert_view_for_the_purge_and_a_reopening_
         closed_at = T0 + timedelta(days=2)
         await send(settings, CaseClosed(case_id="C-END", street_code="CD", unit_id="CD-SAN", on_time=True,
                                         closed_by="verification", occurred_at=closed_at))
-        await send(settings, CaseClosed(case_id="C-NEVER", street_code="CD", unit_id="CD-SAN", on_time=True,
-                                        closed_by="verification", occurred_at=closed_at))
 
         async def closed_s() -> Any:
-            view = await rt.store["alert_cases"].find_one({"_id": "C-END"}) or {}
-            return view.get("closed_s", "unset")
+            record = await rt.store[BULLETIN_CASES].find_one({"_id": "C-END"}) or {}
+            return record.get("closed_s", "unset")
 
         assert await eventually(lambda: _is(closed_s, closed_at.timestamp()))
         await send(settings, CaseReopened(case_id="C-END", street_code="CD", unit_id="CD-SAN", reason="问题复发",
                                           due_at=closed_at + timedelta(hours=4)))
         assert await eventually(lambda: _is(closed_s, None))
-        assert await rt.store["alert_cases"].find_one({"_id": "C-NEVER"}) is None
         assert len([d async for d in rt.store[DELIVERIES].find({"case_id": "C-END"})]) == 1  # nobody was told
+        assert await rt.store.count(ALERT_CASES) == 0
 
 
 async def _is(read: Any, expected: Any) -> bool:

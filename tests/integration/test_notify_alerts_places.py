@@ -11,7 +11,7 @@ from contracts.values import ReportSource, Urgency
 from services.notify.store import DELIVERIES
 from tests.helpers import eventually
 from tests.helpers.channels import receiver
-from tests.helpers.notify import T0, alert_city, all_acknowledged, lead, notify, send
+from tests.helpers.notify import CASE_CONSUMER, T0, alert_city, all_acknowledged, lead, notify, send
 from xiuhua.clock import FrozenClock
 
 
@@ -29,9 +29,9 @@ async def test_a_case_placed_by_its_point_alone_is_named_in_every_alert(settings
         await send(settings, CaseDispatched(
             case_id="C-P1", street_code="CD", category_code="0101", lead_unit=lead(), rule_id="r",
             due_at=T0 + timedelta(hours=4), time_limit="4nh", place=place))
-        await eventually(lambda: all_acknowledged(settings, "notify-cases"))
+        await eventually(lambda: all_acknowledged(settings, CASE_CONSUMER))
         await send(settings, CaseOverdue(case_id="C-P1", street_code="CD", unit_id="CD-SAN", due_at=T0))
-        await eventually(lambda: all_acknowledged(settings, "notify-cases"))
+        await eventually(lambda: all_acknowledged(settings, CASE_CONSUMER))
         assert await h.deliver_due() >= 3
 
         said = "位置：城东街道 东园社区 东园社区第3网格，东园菜市场附近（约 110 米）"
@@ -62,7 +62,7 @@ async def test_a_merchant_is_told_of_its_first_failure_but_not_of_the_enforcemen
                 case_id=case_id, street_code="CD", source=ReportSource.merchant_check, source_ref=f"K1:{case_id}",
                 category_code=category, description="门前卫生不洁", merchant_id="M-CD-0001",
                 place=city.areas.place_of_area(shop.area, address=shop.address), reported_at=T0))
-        await eventually(lambda: all_acknowledged(settings, "notify-cases"))
+        await eventually(lambda: all_acknowledged(settings, CASE_CONSUMER))
         docs = [d async for d in rt.store[DELIVERIES].find({"kind": "merchant_notice"})]
         assert [(d["case_id"], d["channel"], d["address"]) for d in docs] == [("C-M1", "file", "merchants")]
         lines = docs[0]["message"]["lines"]

@@ -52,6 +52,19 @@ def unit_kw(case_id: str, at: datetime) -> dict:
     return {"case_id": case_id, "street_code": "CD", "unit_id": "CD-SAN", "occurred_at": at}
 
 
+def test_an_opening_folded_after_its_dispatch_still_counts_once_and_keeps_the_unit() -> None:
+    # Two instances share the case consumer, and a crash hands a batch back: a case's dispatch may be folded before
+    # its opening. The opening still counts, once; the record keeps the unit the dispatch set.
+    dispatch = c.CaseDispatched(case_id="C-1", street_code="CD", category_code="0201", lead_unit=UNIT, rule_id="r",
+                                due_at=T0 + timedelta(hours=4), time_limit="4h", occurred_at=T0)
+    w, cases = fold([dispatch, opened("C-1", T0), opened("C-1", T0)])
+    assert doc(w, WEEKS, "2026-W47")["$inc"] == {"opened": 1, "dispatched": 1}
+    assert doc(w, FACETS, "2026-W47:category:0201")["$inc"] == {"count": 1}
+    record = cases["C-1"]
+    assert record["week_opened"] == "2026-W47" and record["status"] == "open" and record["unit_id"] == "CD-SAN"
+    assert apply_case_event(opened("C-1", T0), record, Writes()) is None
+
+
 def test_a_case_counts_in_the_week_of_each_event_and_its_cohort_in_the_week_it_opened() -> None:
     next_week = T0 + timedelta(days=7)
     w, cases = fold([

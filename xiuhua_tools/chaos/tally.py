@@ -4,7 +4,8 @@ Every case event in `XH_CASES` is counted per kind (`case.v1.<kind>.*`) and de-d
 real-world event (the report for `opened`; the case and round, level or command otherwise), so new lifecycle
 events are covered as the services grow. The pipeline's stages are checked against what was sent:
 report → opened → dispatched → score increment (`unit_periods`) → alert (outbox line, alone or in a digest, +
-`notify.v1.delivered`).
+`notify.v1.delivered`); and the weekly bulletin's projection (`bulletin_weeks`) counts each opening and each
+dispatch once.
 """
 
 from __future__ import annotations
@@ -24,6 +25,10 @@ from xiuhua.settings import Settings
 from xiuhua.store import Store
 from xiuhua_tools.chaos.bus_read import stream_messages
 
+# The weekly bulletin's projection (notify's database): its week documents and the counters checked here.
+BULLETIN_WEEKS = "bulletin_weeks"
+BULLETIN_COUNTS = ("opened", "dispatched")
+
 # Fields that tell two events of one kind apart when they are both real (a second dispatch after a return...).
 IDENTITY_FIELDS = ("case_id", "dispatch_round", "round", "level", "command_id", "notification_id", "attempt")
 
@@ -38,6 +43,7 @@ class Tally:
     cases: int = 0
     dispatched: int = 0
     score_increments: int = 0
+    bulletin: dict[str, int] = field(default_factory=dict)  # openings and dispatches the bulletin's weeks count
     alerts: int = 0
     dead_letters: int = 0
     lost: int = 0
@@ -125,8 +131,9 @@ async def tally(settings: Settings, sent: Iterable[str]) -> Tally:
     )
     t.dead_letter_errors = dict(errors.most_common(10))
 
-    by_kind, deliveries = await _score_counters_and_deliveries(settings)
+    by_kind, deliveries, bulletin = await _score_counters_and_deliveries(settings)
     _count_score_increments(t, by_kind)
+    _count_bulletin(t, bulletin)
 
     # Alerts: what the channel really sent (the outbox file) and the delivered events, one per notification.
     sent_lines = sent_alerts(_outbox_lines(settings.var_dir))
@@ -178,8 +185,11 @@ def _count_case_events(
     return answered, opened_corr, dispatched_cases
 
 
-async def _score_counters_and_deliveries(settings: Settings) -> tuple[Counter[str], list[dict[str, Any]]]:
-    """The dispatches each period kind of the scoring (考评) store counts, and notify's deliveries."""
+async def _score_counters_and_deliveries(
+    settings: Settings,
+) -> tuple[Counter[str], list[dict[str, Any]], Counter[str]]:
+    """The dispatches each period kind of the scoring (考评) store counts, notify's deliveries, and the openings and
+    dispatches the bulletin's (工作周报) weeks count."""
     scoring = Store(settings.mongo_url or "", settings.database("scoring"), write_concern="1")
     notify = Store(settings.mongo_url or "", settings.database("notify"), write_concern="1")
     try:
@@ -188,10 +198,26 @@ async def _score_counters_and_deliveries(settings: Settings) -> tuple[Counter[st
         async for d in scoring["unit_periods"].find({}, {"dispatched": 1, "kind": 1}):
             by_kind[str(d.get("kind", "week"))] += int(d.get("dispatched", 0))
         deliveries = [d async for d in notify["deliveries"].find({}, {"case_id": 1, "status": 1})]
+        bulletin: Counter[str] = Counter()
+        async for d in notify[BULLETIN_WEEKS].find({}, {"opened": 1, "dispatched": 1}):
+            bulletin.update({k: int(d.get(k, 0)) for k in BULLETIN_COUNTS})
     finally:
         await scoring.close()
         await notify.close()
-    return by_kind, deliveries
+    return by_kind, deliveries, bulletin
+
+
+def _count_bulletin(t: Tally, bulletin: Counter[str]) -> None:
+    """The bulletin's week counters against the distinct openings and dispatches in `XH_CASES`: each counted once."""
+    t.bulletin = {k: bulletin.get(k, 0) for k in BULLETIN_COUNTS}
+    for kind in BULLETIN_COUNTS:
+        real, counted = t.events.get(kind, 0), t.bulletin[kind]
+        if counted < real:
+            t.lost += real - counted
+            t.problems.append(f"{real - counted} case.v1.{kind} event(s) the bulletin does not count")
+        elif counted > real:
+            t.duplicated += counted - real
+            t.problems.append(f"{counted - real} case.v1.{kind} event(s) the bulletin counts twice")
 
 
 def _count_score_increments(t: Tally, by_kind: Counter[str]) -> None:

@@ -79,8 +79,11 @@ def _listed(w: Writes, week: str, case: dict[str, Any] | None, ev: c.UnitCaseEve
 
 
 def _case_opened(ev: c.CaseOpened, case: dict[str, Any] | None, week: str, w: Writes) -> dict[str, Any] | None:
-    """The new case's (案件) record, counted in its week and facets; None when the id was opened before."""
-    if case is not None:
+    """The new case's (案件) record, counted in its week and facets; None when the id was opened before.
+
+    A record a later event of the case made first (its opening came after it: to another instance, or again after a
+    crash) keeps what that event set; the opening adds what only it knows, and is counted now."""
+    if case is not None and case.get("week_opened"):
         return None  # opened once; a second opening of the same id changes nothing
     p = ev.place
     new = {
@@ -94,7 +97,7 @@ def _case_opened(ev: c.CaseOpened, case: dict[str, Any] | None, week: str, w: Wr
     _facet(w, week, "category", ev.category_code, ev.category_name, {"count": 1})
     _facet(w, week, "grid", p.grid_code, p.grid_code, {"count": 1})
     _facet(w, week, "community", p.community_code, p.community_name, {"count": 1})
-    return new
+    return {**new, **(case or {})}
 
 
 def _unit_case_event(ev: c.UnitCaseEvent, case: dict[str, Any] | None, week: str, w: Writes) -> dict[str, Any] | None:

@@ -21,10 +21,11 @@ from xiuhua.consumer import Subscription, decode_tolerant
 from xiuhua.service import Job, Runtime, Service
 from xiuhua.settings import Settings
 
+CASES_CONSUMER = "notify-bulletin-cases"  # the durable consumer that folds case events (notify's, within notify)
 ROUTE = "/bulletins"  # notify serves the archive here
 CHECK_EVERY_S = 60.0  # the schedule is checked every minute; the clock, not this period, decides
 
-__all__ = ["COLLECTIONS", "RETAINED", "ROUTE", "Bulletin", "archive_root", "base_url"]
+__all__ = ["CASES_CONSUMER", "COLLECTIONS", "RETAINED", "ROUTE", "Bulletin", "archive_root", "base_url"]
 
 
 def archive_root(settings: Settings) -> Path:
@@ -46,19 +47,24 @@ def base_url(settings: Settings) -> str | None:
 class Bulletin(Service):
     """The weekly bulletin 周报: its two projection consumers, its Monday schedule, its archive route."""
 
-    def __init__(self, rt: Runtime) -> None:
+    def __init__(self, rt: Runtime, *, folds_cases: bool = True) -> None:
         super().__init__(rt)
         self.projection = BulletinProjection(rt)
+        # Within notify, its case consumer folds the case events as it plans alerts (one record per case per batch
+        # holds both): the bulletin then consumes only scoring's events.
+        self.folds_cases = folds_cases
         self.published = rt.metrics.counter(
             "xiuhua_bulletins_published", "Weekly bulletins built and published by this instance", ("pdf",))
 
     def subscriptions(self) -> list[Subscription]:
-        """`notify-bulletin-cases` on `case.v1.>` and `notify-bulletin-scores` on `score.v1.>`."""
+        """`notify-bulletin-scores` on `score.v1.>`; alone (not within notify), `notify-bulletin-cases` on
+        `case.v1.>` too."""
         p, rt = self.projection, self.rt
+        cases = Subscription(CASES_CONSUMER, "case.v1.>", p.on_case_events,
+                             description="Case events folded into the weekly bulletin's figures",
+                             linger=rt.settings.follower_linger)
         return [
-            Subscription("notify-bulletin-cases", "case.v1.>", p.on_case_events,
-                         description="Case events folded into the weekly bulletin's figures",
-                         linger=rt.settings.follower_linger),
+            *([cases] if self.folds_cases else []),
             Subscription("notify-bulletin-scores", "score.v1.>", p.on_score_events, decode=decode_tolerant,
                          description="Scoring events (unit counters, merchant grades) for the weekly bulletin",
                          skips_type=shows_nothing, linger=rt.settings.follower_linger),
