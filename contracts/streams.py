@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass, field
 
@@ -58,8 +59,10 @@ def any_version(text: str) -> str:
     return re.sub(r"(^|\.)v\d+(?=\.|$)", r"\1v*", text, count=1)
 
 
+@functools.lru_cache(maxsize=4096)
 def stream_for(subject: str) -> StreamSpec:
-    """The stream that captures a subject (of any subject version of its family)."""
+    """The stream that captures a subject (of any subject version of its family). Asked for every event published
+    (two regular expressions per pattern tried); the streams are fixed, so each subject's answer is remembered."""
     for spec in ALL:
         for pattern in spec.subjects:
             prefix = pattern.removesuffix(">")

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import bisect
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections import Counter as Tally
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any
 
 from prometheus_client import (
@@ -97,6 +99,28 @@ _WRITES = frozenset({"insert", "update", "delete"})
 BULK_WRITE = "bulkWrite"  # MongoDB 8.0's client-level write to several collections (`Store.write_together`)
 
 
+def observe_all(histogram: Histogram, amounts: Iterable[float]) -> None:
+    """`histogram.observe` of each amount, one increment per bucket touched and one of the sum.
+
+    A consumer observes every message of a batch (how long it waited): observed one by one, a thousand took a
+    thousand sums and buckets increased under their locks, some 3 % of intake's CPU on sensor readings. A bucket
+    counts the amounts at or below its upper bound and above the one before, as `observe` does; the sum is added
+    at once. A histogram whose internals are not those of prometheus_client 0.2x is observed one by one."""
+    bounds: list[float] | None = getattr(histogram, "_upper_bounds", None)
+    buckets = getattr(histogram, "_buckets", None)
+    total = getattr(histogram, "_sum", None)
+    if bounds is None or buckets is None or total is None:
+        for amount in amounts:
+            histogram.observe(amount)
+        return
+    values = list(amounts)
+    if not values:
+        return
+    for i, n in Tally(bisect.bisect_left(bounds, v) for v in values).items():
+        buckets[i].inc(n)
+    total.inc(sum(values))
+
+
 def bulk_write_targets(command: Mapping[str, Any]) -> list[tuple[str, str, str, Mapping[str, Any]]]:
     """The writes of a client-level bulkWrite command: (insert | update | delete, database, collection, op) each."""
     spaces = [str(entry.get("ns", "")) for entry in command.get("nsInfo", [])]
@@ -143,9 +167,10 @@ class StoreCommands(monitoring.CommandListener):
         # A write's reply counts the documents it matched, inserted or deleted (an update_many by 500 ids is 500).
         if command in _WRITES and isinstance(n := event.reply.get("n"), int) and n > 0:
             self.documents.labels(self._service, command, collection).inc(n)
-        # A bulkWrite's reply counts its documents only in all; each of its writes names one document by `_id`.
-        for kind, target in self._bulk.pop(event.request_id, ()):
-            self.documents.labels(self._service, kind, target).inc()
+        # A bulkWrite's reply counts its documents only in all; each of its writes names one document by `_id`
+        # (counted per collection at once: a batch's bulkWrite holds a write per message).
+        for (kind, target), n in Tally(self._bulk.pop(event.request_id, ())).items():
+            self.documents.labels(self._service, kind, target).inc(n)
         self._done(event.request_id, event.duration_micros)
 
     def failed(self, event: monitoring.CommandFailedEvent) -> None:

@@ -52,9 +52,32 @@ async def take_batch(
         msgs += await sub.fetch(1, timeout=timeout)  # a long poll that returns with its first message
     if linger > 0 and len(msgs) < batch:
         await asyncio.sleep(linger)
+    elif msgs and pending_after(msgs[-1]) == 0:
+        # The server said, delivering the last of them, that nothing was waiting behind it: asking again would
+        # only bring the 404 back, a round trip to the server on every hop of a report at a modest rate.
+        return msgs
     if len(msgs) < batch:
         await _available(sub, batch - len(msgs), msgs)
     return msgs
+
+
+# Where a JetStream acknowledgement subject says how many messages the consumer still held when it delivered this
+# one, by the subject's number of tokens (`$JS.ACK.<stream>.<consumer>.<delivered>.<sseq>.<cseq>.<ns>.<pending>`;
+# with a domain and an account hash after `$JS.ACK`, and a random token at the end).
+_PENDING_TOKEN = {9: 8, 11: 10, 12: 10}
+
+
+def pending_after(msg: Msg) -> int | None:
+    """How many messages the consumer held behind `msg` when the server delivered it; None when it does not say."""
+    reply = msg.reply
+    if not reply or not reply.startswith("$JS.ACK."):
+        return None
+    tokens = reply.split(".")
+    at = _PENDING_TOKEN.get(len(tokens))
+    try:
+        return int(tokens[at]) if at is not None else None
+    except ValueError:
+        return None
 
 
 def _delivered(sub: PullSubscription, n: int) -> list[Msg]:

@@ -7,6 +7,7 @@ own modules; what every report becomes (opened, merged, transferred, duplicate, 
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from datetime import datetime
 from typing import Any
@@ -57,6 +58,7 @@ class IntakeHandlers:
         # An older build's `source_refs` hold references: read them too, and never take a reference as new unread
         # (only a raw copy's key refuses a resend). Known at start and again with the other older builds' repairs.
         self.older_refs = True
+        self._received = functools.cache(self.outcomes.received.labels)  # labels() locks and looks up each call
 
     async def look_for_older_references(self) -> bool:
         """Whether references an older build kept apart are still to be read (`older_references`)."""
@@ -124,14 +126,15 @@ class IntakeHandlers:
         drafted: Drafted | None = None,
     ) -> None:
         source, outcomes = item.message, self.outcomes
-        count(outcomes.received.labels(source))
+        count(self._received(source))
+        if isinstance(parsed, SensorReading):
+            # Most readings move no device state and keep no raw copy: theirs is made only when it is kept.
+            await self.sensors.handle(io, batch, item, functools.partial(_raw_document, item, source, now), parsed)
+            return
         raw_doc = _raw_document(item, source, now)
         if isinstance(parsed, list):
             if not await outcomes.applied_when_younger(io, batch, item, parsed):
                 outcomes.reject(io, batch, item, raw_doc, source, None, parsed)
-            return
-        if isinstance(parsed, SensorReading):
-            await self.sensors.handle(io, batch, item, raw_doc, parsed)
             return
         if isinstance(parsed, MerchantCheck):
             await self.merchant_checks.handle(io, batch, item, raw_doc, parsed)

@@ -3,6 +3,7 @@ opens or clears a case, and only a transition is written."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
@@ -35,13 +36,14 @@ class SensorReadings:
         )
 
     async def handle(
-        self, io: BatchIO, batch: Batch, item: Item, raw_doc: dict[str, Any], reading: SensorReading
+        self, io: BatchIO, batch: Batch, item: Item, raw: Callable[[], dict[str, Any]], reading: SensorReading
     ) -> None:
-        """Debounce a reading against its device's thresholds; write only on a transition."""
+        """Debounce a reading against its device's thresholds; write only on a transition. `raw` makes the raw
+        report's document, for a reading that is kept (refused, or a transition)."""
         rt = self.rt
         placed = self.point_of(reading)
         if isinstance(placed, RejectionReason):
-            self.outcomes.reject(io, batch, item, raw_doc, "sensor", reading.source_ref(), [placed])
+            self.outcomes.reject(io, batch, item, raw(), "sensor", reading.source_ref(), [placed])
             return
         cfg = rt.city.intake.sensors.get(reading.device_type)
         if cfg is None:
@@ -51,7 +53,7 @@ class SensorReadings:
         model = devices.model_of(reading.device_id) or devices.models.get(reading.model or "")
         values = known_values(cfg, reading.device_type, dict(reading.values), model.aliases if model else {})
         if isinstance(values, RejectionReason):
-            self.outcomes.reject(io, batch, item, raw_doc, "sensor", reading.source_ref(), [values])
+            self.outcomes.reject(io, batch, item, raw(), "sensor", reading.source_ref(), [values])
             return
         state = await io.device(reading.device_id) or DeviceState(reading.device_id, reading.device_type)
         alarm_open = bool(state.case_id and await io.is_open(state.case_id))
@@ -60,7 +62,7 @@ class SensorReadings:
         if decision.state is None:
             batch.no_effect(item)  # a copy of it would be judged against this state or a later one: no-op again
             return  # nothing changed: no write at all
-        new = decision.state
+        new, raw_doc = decision.state, raw()
         place: Place | None = None
         if decision.open is not None or decision.cleared_case_id:
             place = placed or device_place(reading, rt.city)

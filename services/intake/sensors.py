@@ -11,6 +11,7 @@ device-fault case instead and leave the pollution state alone.
 from __future__ import annotations
 
 import math
+import operator
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, Literal
@@ -59,8 +60,15 @@ class Decision:
     cleared_case_id: str | None = None  # back to normal: publish report.v1.sensor_normal for this case
 
 
+# What most readings decide (frozen, so one instance serves them all: a frozen dataclass is slow to make).
+UNCHANGED = Decision()
+
+
 def _number(value: Any) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, int | float):
+    kind = type(value)
+    if kind is float:  # the common case first: a reading's values are floats
+        return value
+    if kind is bool or not isinstance(value, int | float):
         return None
     return float(value)
 
@@ -115,7 +123,11 @@ def breached(rule: SensorRule, values: dict[str, Any]) -> bool:
     x, limit = _number(v), _number(rule.value)
     if x is None or limit is None or math.isnan(x):
         return False
-    return {"gt": x > limit, "ge": x >= limit, "lt": x < limit, "le": x <= limit, "eq": x == limit}[rule.op]
+    return _COMPARE[rule.op](x, limit)
+
+
+# One comparison per reading, not a table of all five built for each.
+_COMPARE = {"gt": operator.gt, "ge": operator.ge, "lt": operator.lt, "le": operator.le, "eq": operator.eq}
 
 
 def describe(rule: SensorRule, values: dict[str, Any]) -> str:
@@ -132,11 +144,11 @@ def step(
     `alarm_open` / `fault_open`: whether the state's alarm / fault case is still open (intake's projection).
     """
     if state.changed_at is not None and at < state.changed_at:
-        return Decision()  # older than the last transition: late or replayed
+        return UNCHANGED  # older than the last transition: late or replayed
     fault = fault_of(cfg, values)
     if fault is not None:
         if state.fault_case_id and fault_open:
-            return Decision()
+            return UNCHANGED
         return Decision(state=replace(state, changed_at=at), open="fault", category=cfg.fault_category, reason=fault)
     rule = next((r for r in cfg.rules if breached(r, values)), None)
     if rule is None:
@@ -145,11 +157,11 @@ def step(
         if state.status == "alarm":
             return Decision(state=replace(state, status="normal", since=None, metric=None, changed_at=at),
                             cleared_case_id=state.case_id, reason="back to normal")
-        return Decision()
+        return UNCHANGED
     sustain = parse_duration(rule.sustain)
     if state.status == "alarm":
         if alarm_open:
-            return Decision()
+            return UNCHANGED
         # The case was closed while the device still reads high: a fresh breach starts now.
         state = replace(state, status="normal", case_id=None)
     if state.status == "normal":
@@ -166,4 +178,4 @@ def step(
     if at - state.since >= sustain:
         return Decision(state=replace(state, status="alarm", changed_at=at), open="alarm",
                         category=rule.category or cfg.category, urgent=rule.urgent, reason=describe(rule, values))
-    return Decision()
+    return UNCHANGED

@@ -100,3 +100,35 @@ def test_late_or_replayed_readings_change_nothing(city) -> None:
 def test_state_round_trips_through_its_document() -> None:
     s = DeviceState("X", "dust", "breach", T0, T0, "pm10", None, "F-1")
     assert DeviceState.from_doc(s.to_doc()) == s
+
+
+def test_each_threshold_comparison_at_its_exact_boundary() -> None:
+    """At the threshold itself `gt`/`lt` are not breached and `ge`/`le`/`eq` are; a hair either side decides the
+    other way round where it should."""
+    from services.intake.sensors import breached
+    from xiuhua.city.intake import SensorRule
+
+    expected = {  # op: (just below, at, just above)
+        "gt": (False, False, True),
+        "ge": (False, True, True),
+        "lt": (True, False, False),
+        "le": (True, True, False),
+        "eq": (False, True, False),
+    }
+    for op, (below, at, above) in expected.items():
+        rule = SensorRule(metric="pm10", op=op, value=150)
+        got = tuple(breached(rule, {"pm10": v}) for v in (149.9, 150, 150.1))
+        assert got == (below, at, above), op
+        assert not breached(rule, {"pm10": float("nan")}), op
+        assert not breached(rule, {"pm10": None}), op
+        assert not breached(rule, {"pm25": 150}), op
+
+
+def test_state_and_text_thresholds_compare_as_text() -> None:
+    from services.intake.sensors import breached
+    from xiuhua.city.intake import SensorRule
+
+    tilted = SensorRule(metric="status", op="in", value=["tilted", "open"])
+    assert breached(tilted, {"status": "open"}) and not breached(tilted, {"status": "closed"})
+    lamp = SensorRule(metric="state", op="eq", value="off")
+    assert breached(lamp, {"state": "off"}) and not breached(lamp, {"state": "on"})

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 from datetime import timedelta
+from functools import cached_property
 from pathlib import Path
 from typing import Literal
 
@@ -125,9 +126,9 @@ class DeviceType(BaseModel):
     )
     rules: list[SensorRule] = Field(min_length=1)
 
-    @property
+    @cached_property
     def known_metrics(self) -> frozenset[str]:
-        """Every metric name a reading of this type may carry."""
+        """Every metric name a reading of this type may carry (asked of every reading: built once)."""
         return frozenset({"status", *self.ranges, *self.metrics, *(r.metric for r in self.rules)})
 
     @model_validator(mode="after")
