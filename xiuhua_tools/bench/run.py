@@ -100,6 +100,16 @@ class ResourceSampler:
         """Sample in the background."""
         self._task = asyncio.create_task(self._loop())
 
+    def cpu(self) -> dict[str, float]:
+        """CPU seconds (user and system) each process has used so far (one it cannot read is left out)."""
+        out = {}
+        for n, p in self.procs.items():
+            try:
+                out[n] = sum(p.cpu_times()[:2])
+            except psutil.Error:
+                pass
+        return out
+
     def stop(self) -> dict[str, dict[str, float]]:
         """Stop and report MB and CPU seconds per service."""
         if self._task:
@@ -167,6 +177,13 @@ def mean_waits(before: dict[str, tuple[float, float]], after: dict[str, tuple[fl
         if count > c0:
             means[consumer] = 1000 * (total - t0) / (count - c0)
     return dict(sorted(means.items(), key=lambda kv: -kv[1]))
+
+
+def cpu_ms_per_case(before: dict[str, float], after: dict[str, float], cases: int) -> dict[str, float]:
+    """Milliseconds of CPU each process spent per case between two readings, the busiest first: on a machine with
+    few cores a burst's rate is bound by their sum, and the largest is where to look first."""
+    spent = {n: (after[n] - before[n]) * 1000 / cases for n in after if n in before}
+    return dict(sorted(spent.items(), key=lambda kv: -kv[1]))
 
 
 def per_case(before: dict[str, dict[str, float]], after: dict[str, dict[str, float]], cases: int) -> dict[str, Any]:
@@ -400,7 +417,7 @@ async def _measure(
     progress(f"fixed rate: {rate:g} reports/s for {duration:g}s")
     results["fixed_rate"] = await _fixed_rate(offered, ports, rate, duration)
     progress(f"maximum rate: {burst} reports")
-    results["max_rate"] = await _max_rate(offered, ports, burst)
+    results["max_rate"] = await _max_rate(offered, ports, burst, sampler)
     progress(f"sensor telemetry: {sensors} readings")
     results["sensors"] = await _sensor_telemetry(nc, js, offered.run_id, sensors)
     results["resources"] = sampler.stop()
@@ -436,13 +453,15 @@ async def _fixed_rate(offered: _Offered, ports: dict[str, int], rate: float, dur
     }
 
 
-async def _max_rate(offered: _Offered, ports: dict[str, int], burst: int) -> dict[str, Any]:
-    """Phase 2, maximum rate: a burst published as fast as the bus takes it, until dispatched and scored."""
+async def _max_rate(offered: _Offered, ports: dict[str, int], burst: int, sampler: ResourceSampler) -> dict[str, Any]:
+    """Phase 2, maximum rate: a burst published as fast as the bus takes it, until dispatched and scored; what each
+    process spent on it, until every consumer drained (the bench's own publishing not included)."""
     js, obs = offered.js, offered.obs
     items = [report(offered.n + i, offered.run_id, offered.lattice) for i in range(burst)]
     offered.n += burst
     corrs = [c for _, c, _ in items]
     commands_before = store_commands(await scrape(ports))
+    cpu_before = sampler.cpu()
     t0 = time.perf_counter()
     await _publish_all(js, items, offered.sent_at)
     t_pub = time.perf_counter() - t0
@@ -450,6 +469,7 @@ async def _max_rate(offered: _Offered, ports: dict[str, int], burst: int) -> dic
     done_at = max([obs.scored.get(c, 0) for c in corrs] + [obs.dispatched.get(c, 0) for c in corrs])
     elapsed = done_at - t0
     await _caught_up(js, obs, within=120)
+    cpu_per_case = cpu_ms_per_case(cpu_before, sampler.cpu(), burst)
     store_per_case = per_case(commands_before, store_commands(await scrape(ports)), burst)
     return {
         "reports": burst,
@@ -461,6 +481,7 @@ async def _max_rate(offered: _Offered, ports: dict[str, int], burst: int) -> dic
         "cases_per_s": burst / elapsed if ok and elapsed > 0 else 0.0,
         "report_to_dispatched": offered.since_sent(obs.dispatched, corrs),
         "store_per_case": store_per_case,
+        "cpu_ms_per_case": cpu_per_case,
     }
 
 
@@ -508,6 +529,9 @@ def table(r: dict[str, Any]) -> str:
     ]
     for name, res in r["resources"].items():
         lines.append(f"  {name:11s} {res['peak_rss_mb']:10.0f} {res['cpu_s']:8.1f}")
+    if cpu := mr.get("cpu_ms_per_case"):
+        cells = " · ".join(f"{n} {ms:.2f}" for n, ms in cpu.items())
+        lines.append(f"CPU ms per case (maximum-rate phase): {sum(cpu.values()):.2f} = {cells}")
     lines += _store_lines(fr, mr)
     if waits := fr.get("wait_ms_by_consumer"):
         lines.append("mean wait in the stream before a consumer applied a message (fixed-rate phase), longest first:")
