@@ -530,8 +530,8 @@ def table(r: dict[str, Any]) -> str:
     for name, res in r["resources"].items():
         lines.append(f"  {name:11s} {res['peak_rss_mb']:10.0f} {res['cpu_s']:8.1f}")
     if cpu := mr.get("cpu_ms_per_case"):
-        cells = " · ".join(f"{n} {ms:.2f}" for n, ms in cpu.items())
-        lines.append(f"CPU ms per case (maximum-rate phase): {sum(cpu.values()):.2f} = {cells}")
+        shares = " · ".join(f"{n} {ms:.2f}" for n, ms in cpu.items())
+        lines.append(f"CPU ms per case (maximum-rate phase): {sum(cpu.values()):.2f} = {shares}")
     lines += _store_lines(fr, mr)
     if waits := fr.get("wait_ms_by_consumer"):
         lines.append("mean wait in the stream before a consumer applied a message (fixed-rate phase), longest first:")
