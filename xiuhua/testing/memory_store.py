@@ -19,7 +19,7 @@ import asyncio
 import contextlib
 import copy
 import functools
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -225,6 +225,11 @@ class MemoryCollection:
         """The unique index `doc` would break, if any."""
         for index in self.indexes.values():
             if not index.unique:
+                continue
+            if index.name == "_id_" and isinstance(_id := doc.get("_id"), Hashable):
+                # The documents are keyed by `_id` already: no scan per insert (a batch of n would be n²).
+                if _id in self.docs and _id != other_than:
+                    return index.name
                 continue
             values = [_get(doc, f) for f, _ in index.keys]
             for _id, existing in self.docs.items():
