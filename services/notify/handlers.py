@@ -64,10 +64,8 @@ class NotifyHandlers:
         items = [i for i in batch.items if isinstance(i.message, CaseEvent)]
         plan, staged, w = Plan(), self._stage("cases"), BulletinWrites()
         known = await bulletin.records(self.rt.store, (i.message.case_id for i in items), batch.reads)
-        # The views an older build kept apart (`alert_cases`), for warnings of cases whose record holds none.
-        older = {ev.case_id for i in items
-                 if isinstance(ev := i.message, WARNINGS) and not planning.holds_view(known.get(ev.case_id))}
-        views = await store.cases(self.rt.store, sorted(older), batch.reads)
+        older = planning.views_apart([i.message for i in items], known)
+        views = await store.cases(self.rt.store, older, batch.reads)
         changed: dict[str, dict[str, Any]] = {}
         for item in items:
             ev = item.message
@@ -85,7 +83,11 @@ class NotifyHandlers:
         await self._write(batch.later(), plan, batch.reads, staged)
 
     def _plan(
-        self, plan: Plan, ev: Any, record: dict[str, Any] | None, changed: dict[str, dict[str, Any]],
+        self,
+        plan: Plan,
+        ev: Any,
+        record: dict[str, Any] | None,
+        changed: dict[str, dict[str, Any]],
         views: dict[str, dict[str, Any]],
     ) -> None:
         """Plan one case event's alerts; a dispatch's view of the case goes into the case's record (`changed`)."""

@@ -59,8 +59,10 @@ def ignores(ev: Any) -> bool:
     """Case events planning never acts on, by what they are: everything but an urgent sensor case's opening, a duty
     check's case opening, a dispatch, the deadline events and those that end or reopen a case."""
     if isinstance(ev, CaseOpened):  # urgent sensor cases alert; a merchant is told of its failed duty
-        return not ((ev.source == ReportSource.sensor and ev.urgency == Urgency.urgent)
-                    or (ev.source == ReportSource.merchant_check and bool(ev.merchant_id)))
+        return not (
+            (ev.source == ReportSource.sensor and ev.urgency == Urgency.urgent)
+            or (ev.source == ReportSource.merchant_check and bool(ev.merchant_id))
+        )
     return not isinstance(ev, (*ALERTING, *ENDINGS))
 
 
@@ -73,6 +75,11 @@ def holds_view(record: dict[str, Any] | None) -> bool:
     """Whether a case's record holds planning's view (a dispatch folded by the one case consumer), or the view is
     apart, an older build's (or there is none: never dispatched)."""
     return record is not None and "cooperating" in record
+
+
+def views_apart(events: list[Any], records: dict[str, dict[str, Any]]) -> list[str]:
+    """The cases whose warnings need the view an older build kept apart (`alert_cases`): their record holds none."""
+    return sorted({ev.case_id for ev in events if isinstance(ev, WARNINGS) and not holds_view(records.get(ev.case_id))})
 
 
 def _get(obj: Any, name: str, default: Any = None) -> Any:
@@ -97,10 +104,16 @@ class Planner:
             plan.ended[ev.case_id] = None if isinstance(ev, CaseReopened) else ev.occurred_at.timestamp()
         elif isinstance(ev, CaseOpened):
             if ev.source == ReportSource.sensor and ev.urgency == Urgency.urgent:
-                facts = {"case_id": ev.case_id, "category": ev.category_name or ev.category_code,
-                         **self._where(ev.place), "street_code": ev.street_code, "detail": ev.description}
-                planned = deliveries_for(self.city, "sensor_emergency", case_id=ev.case_id,
-                                         street_code=ev.street_code, urgent=True)
+                facts = {
+                    "case_id": ev.case_id,
+                    "category": ev.category_name or ev.category_code,
+                    **self._where(ev.place),
+                    "street_code": ev.street_code,
+                    "detail": ev.description,
+                }
+                planned = deliveries_for(
+                    self.city, "sensor_emergency", case_id=ev.case_id, street_code=ev.street_code, urgent=True
+                )
                 self._plan(plan, planned, "sensor_emergency", facts, 0, ev.correlation_id, ev.case_id)
             elif self._first_failure(ev):
                 self._merchant_notice(plan, ev)
@@ -110,34 +123,61 @@ class Planner:
             self._warning(plan, ev, known.get(ev.case_id, {}))
 
     def _dispatched(self, plan: Plan, ev: CaseDispatched, known: dict[str, dict[str, Any]]) -> None:
-        case = {"_id": ev.case_id, "lead": ev.lead_unit.unit_id, "lead_name": ev.lead_unit.name,
-                "cooperating": [u.unit_id for u in ev.cooperating_units], "street_code": ev.street_code,
-                "category_code": ev.category_code, "urgency": str(ev.urgency),
-                **self._where(ev.place), APPLIED: naming(known.get(ev.case_id), ev.event_id)}
+        case = {
+            "_id": ev.case_id,
+            "lead": ev.lead_unit.unit_id,
+            "lead_name": ev.lead_unit.name,
+            "cooperating": [u.unit_id for u in ev.cooperating_units],
+            "street_code": ev.street_code,
+            "category_code": ev.category_code,
+            "urgency": str(ev.urgency),
+            **self._where(ev.place),
+            APPLIED: naming(known.get(ev.case_id), ev.event_id),
+        }
         plan.cases[ev.case_id] = known[ev.case_id] = case
-        facts = {"case_id": ev.case_id, "category": self._category(ev.category_code),
-                 "category_code": ev.category_code, "unit": ev.lead_unit.name, "due_at": ev.due_at,
-                 "rule_id": ev.rule_id, "street_code": ev.street_code, **self._where(ev.place)}
+        facts = {
+            "case_id": ev.case_id,
+            "category": self._category(ev.category_code),
+            "category_code": ev.category_code,
+            "unit": ev.lead_unit.name,
+            "due_at": ev.due_at,
+            "rule_id": ev.rule_id,
+            "street_code": ev.street_code,
+            **self._where(ev.place),
+        }
         level = ev.dispatch_round - 1
         planned = deliveries_for(
-            self.city, "new_case", case_id=ev.case_id, level=level, lead=ev.lead_unit,
-            cooperating=ev.cooperating_units, street_code=ev.street_code,
+            self.city,
+            "new_case",
+            case_id=ev.case_id,
+            level=level,
+            lead=ev.lead_unit,
+            cooperating=ev.cooperating_units,
+            street_code=ev.street_code,
             urgent=ev.urgency == Urgency.urgent,
         )
         self._plan(plan, planned, "new_case", facts, level, ev.correlation_id, ev.case_id)
 
-    def _warning(
-        self, plan: Plan, ev: CaseDeadlineWarning | CaseOverdue | CaseEscalated, case: dict[str, Any]
-    ) -> None:
+    def _warning(self, plan: Plan, ev: CaseDeadlineWarning | CaseOverdue | CaseEscalated, case: dict[str, Any]) -> None:
         kind = _WARNING_KINDS[type(ev)]
         level = ev.level if isinstance(ev, CaseEscalated) else 0
         unit = self.city.units.get(ev.unit_id)
-        facts = {"case_id": ev.case_id, "category": self._category(case.get("category_code")),
-                 "unit": unit.name if unit else ev.unit_id, "due_at": ev.due_at, "street_code": ev.street_code,
-                 **{k: str(case[k]) for k in ("address", "map") if case.get(k)}}
+        facts = {
+            "case_id": ev.case_id,
+            "category": self._category(case.get("category_code")),
+            "unit": unit.name if unit else ev.unit_id,
+            "due_at": ev.due_at,
+            "street_code": ev.street_code,
+            **{k: str(case[k]) for k in ("address", "map") if case.get(k)},
+        }
         planned = deliveries_for(
-            self.city, kind, case_id=ev.case_id, level=level, lead=ev.unit_id,
-            cooperating=case.get("cooperating", []), street_code=ev.street_code or case.get("street_code"),
+            self.city,
+            kind,
+            case_id=ev.case_id,
+            level=level,
+            lead=ev.unit_id,
+            cooperating=case.get("cooperating", []),
+            street_code=ev.street_code or case.get("street_code"),
             urgent=case.get("urgency") == "urgent",
         )
         self._plan(plan, planned, kind, facts, level, ev.correlation_id, ev.case_id)
@@ -165,38 +205,59 @@ class Planner:
 
     def _first_failure(self, ev: CaseOpened) -> bool:
         """A duty check's failed item (not the enforcement case a repeated failure opens): the merchant is told."""
-        return (ev.source == ReportSource.merchant_check and ev.merchant_id in self.city.merchants
-                and ev.category_code != self.city.routing.merchant_category)
+        return (
+            ev.source == ReportSource.merchant_check
+            and ev.merchant_id in self.city.merchants
+            and ev.category_code != self.city.routing.merchant_category
+        )
 
     def _merchant_notice(self, plan: Plan, ev: CaseOpened) -> None:
         """批评教育: tell the merchant what failed and that the community will come back; a repeat goes further."""
         shop = self.city.merchants[str(ev.merchant_id)]
-        facts = {"case_id": ev.case_id, "merchant": shop.name, "category": self._category(ev.category_code),
-                 **self._where(ev.place),
-                 "detail": "请在社区规定的时限内整改；同一事项再次未落实或逾期未整改，将移交综合执法队依法处理。"}
-        planned = deliveries_for(self.city, "merchant_notice", case_id=ev.case_id, merchant=shop.id,
-                                 street_code=ev.street_code)
+        facts = {
+            "case_id": ev.case_id,
+            "merchant": shop.name,
+            "category": self._category(ev.category_code),
+            **self._where(ev.place),
+            "detail": "请在社区规定的时限内整改；同一事项再次未落实或逾期未整改，将移交综合执法队依法处理。",
+        }
+        planned = deliveries_for(
+            self.city, "merchant_notice", case_id=ev.case_id, merchant=shop.id, street_code=ev.street_code
+        )
         self._plan(plan, planned, "merchant_notice", facts, 0, ev.correlation_id, ev.case_id)
 
     def _merchant(self, plan: Plan, ev: Any) -> None:
         street = _get(ev, "street_code")
         enforcement = [u.id for u in self.city.units_with_role("enforcement") if street and street in u.areas]
         merchant_id, period = _get(ev, "merchant_id", ""), _get(ev, "period", "")
-        facts = {"merchant": _get(ev, "merchant_name") or merchant_id, "period": period,
-                 "case_id": _get(ev, "case_id"), "street_code": street, "detail": _get(ev, "reason") or ""}
+        facts = {
+            "merchant": _get(ev, "merchant_name") or merchant_id,
+            "period": period,
+            "case_id": _get(ev, "case_id"),
+            "street_code": street,
+            "detail": _get(ev, "reason") or "",
+        }
         case_id = _get(ev, "case_id")
         planned = deliveries_for(
-            self.city, "merchant_escalation", case_id=case_id, lead=enforcement[0] if enforcement else None,
-            street_code=street, key=f"{merchant_id}:{period}",
+            self.city,
+            "merchant_escalation",
+            case_id=case_id,
+            lead=enforcement[0] if enforcement else None,
+            street_code=street,
+            key=f"{merchant_id}:{period}",
         )
         self._plan(plan, planned, "merchant_escalation", facts, 0, _get(ev, "correlation_id", ""), case_id)
 
     def delivery_failed(self, plan: Plan, doc: dict[str, Any], error: str) -> None:
         """A delivery given up: tell the people who watch deliveries, on their own channels."""
-        facts = {"case_id": doc.get("case_id"), "unit": doc["unit_id"],
-                 "detail": f"{doc['kind']} → {doc['contact_id']} ({doc['channel']}) 投递失败: {error}"}
-        planned = deliveries_for(self.city, "delivery_failed", case_id=doc.get("case_id"),
-                                 lead=doc["unit_id"], key=doc["_id"])
+        facts = {
+            "case_id": doc.get("case_id"),
+            "unit": doc["unit_id"],
+            "detail": f"{doc['kind']} → {doc['contact_id']} ({doc['channel']}) 投递失败: {error}",
+        }
+        planned = deliveries_for(
+            self.city, "delivery_failed", case_id=doc.get("case_id"), lead=doc["unit_id"], key=doc["_id"]
+        )
         self._plan(plan, planned, "delivery_failed", facts, 0, doc.get("correlation_id", ""), doc.get("case_id"))
 
     def _where(self, place: Place | None) -> dict[str, str]:
@@ -212,8 +273,14 @@ class Planner:
         return f"{cat.name_zh}（{code}）" if cat else (code or "")
 
     def _plan(
-        self, plan: Plan, planned: list[Delivery], kind: str, facts: dict[str, Any], level: int,
-        correlation_id: str, case_id: str | None,
+        self,
+        plan: Plan,
+        planned: list[Delivery],
+        kind: str,
+        facts: dict[str, Any],
+        level: int,
+        correlation_id: str,
+        case_id: str | None,
     ) -> None:
         now = self.clock.now()
         for d in planned:
@@ -221,8 +288,21 @@ class Planner:
                 continue  # one alert per case, kind, level, recipient and channel, whatever is redelivered
             message = messages.build(kind, facts, urgent=d.urgent, level=level, tz=self.tz)
             plan.deliveries[d.notification_id] = {
-                "_id": d.notification_id, "kind": kind, "level": level, "case_id": case_id,
-                "unit_id": d.unit_id, "contact_id": d.contact_id, "channel": d.channel, "address": d.address,
-                "urgent": d.urgent, "status": "pending", "attempts": 0, "next_at": now, "created_at": now,
-                "correlation_id": correlation_id, "message": message, "history": [], "v": 0,
+                "_id": d.notification_id,
+                "kind": kind,
+                "level": level,
+                "case_id": case_id,
+                "unit_id": d.unit_id,
+                "contact_id": d.contact_id,
+                "channel": d.channel,
+                "address": d.address,
+                "urgent": d.urgent,
+                "status": "pending",
+                "attempts": 0,
+                "next_at": now,
+                "created_at": now,
+                "correlation_id": correlation_id,
+                "message": message,
+                "history": [],
+                "v": 0,
             }

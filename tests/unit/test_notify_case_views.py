@@ -11,7 +11,7 @@ from zoneinfo import ZoneInfo
 from contracts.cases import CaseCancelled, CaseClosed, CaseDispatched, CaseOverdue, CaseReopened
 from contracts.values import UnitRef, UnitRole
 from services.notify.handlers import NotifyHandlers
-from services.notify.planning import Plan, Planner, holds_view, view_of
+from services.notify.planning import Plan, Planner, holds_view, view_of, views_apart
 from xiuhua.city import City
 from xiuhua.clock import FrozenClock
 
@@ -117,3 +117,14 @@ def test_view_of_keeps_only_what_warnings_read_besides_the_record() -> None:
     }
     assert view_of(planned) == {**OLDER, "map": "https://example.org/m"}
     assert not holds_view(None) and not holds_view({"unit_id": "CD-SAN"}) and holds_view({"cooperating": []})
+
+
+def test_the_views_apart_read_are_those_of_warned_cases_whose_record_holds_none() -> None:
+    def overdue(case_id: str) -> CaseOverdue:
+        return CaseOverdue(case_id=case_id, street_code="CD", unit_id="CD-SAN", due_at=T0)
+
+    records = {"C-1": {"status": "open", **OLDER}, "C-2": {"status": "open"}}  # C-3: no record at all
+    events = [overdue("C-3"), overdue("C-1"), overdue("C-2"), overdue("C-2"), _dispatched(T0)]
+    assert views_apart(events, records) == ["C-2", "C-3"]  # once each, in order; a dispatch reads none
+    assert views_apart(list(reversed(events)), records) == ["C-2", "C-3"]
+    assert views_apart([_dispatched(T0)], {}) == []
