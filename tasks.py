@@ -95,8 +95,11 @@ def ensure_venv() -> None:
     """Create the venv if missing; (re)install from the lock when pyproject.toml or the lock changed since."""
     _require_311()
     if problems := lock_problems():
-        sys.exit("The lock files do not match pyproject.toml's dependencies:\n  " + "\n  ".join(problems)
-                 + f"\nRegenerate them with: {LOCK_COMMAND}")
+        sys.exit(
+            "The lock files do not match pyproject.toml's dependencies:\n  "
+            + "\n  ".join(problems)
+            + f"\nRegenerate them with: {LOCK_COMMAND}"
+        )
     _make_venv()
     want = hashlib.sha256(PYPROJECT.read_bytes() + LOCK.read_bytes()).hexdigest()
     if STAMP.exists() and STAMP.read_text() == want:
@@ -115,8 +118,19 @@ def lock(extra_args: list[str]) -> int:
     uv = VENV / "bin" / "uv"
     pip = [str(PY), "-m", "pip", "install", "--disable-pip-version-check", "-q"]
     subprocess.run([*pip, UV], check=True)
-    compile_ = [str(uv), "pip", "compile", str(PYPROJECT.name), "--universal", "--python-version", "3.11",
-                "--quiet", "--custom-compile-command", LOCK_COMMAND, *extra_args]
+    compile_ = [
+        str(uv),
+        "pip",
+        "compile",
+        str(PYPROJECT.name),
+        "--universal",
+        "--python-version",
+        "3.11",
+        "--quiet",
+        "--custom-compile-command",
+        LOCK_COMMAND,
+        *extra_args,
+    ]
     extras = [arg for name in LOCKED_EXTRAS for arg in ("--extra", name)]
     subprocess.run([*compile_, *extras, "-o", LOCK.name], check=True, cwd=ROOT)
     # The image's lock is the development one less the extras: constrained to it, so both agree on versions.
@@ -126,9 +140,14 @@ def lock(extra_args: list[str]) -> int:
 
 
 def lint() -> int:
-    """ruff, then mypy against its baseline; 0 when both pass."""
-    ruff = subprocess.run([str(VENV / "bin" / "ruff"), "check", "."], cwd=ROOT)
-    return ruff.returncode or types(update=False)
+    """ruff's rules and its formatting (`ruff format` fixes the latter), then mypy against its baseline; 0 when all
+    pass."""
+    ruff = VENV / "bin" / "ruff"
+    check = subprocess.run([str(ruff), "check", "."], cwd=ROOT)
+    formatted = subprocess.run([str(ruff), "format", "--check", "."], cwd=ROOT)
+    if formatted.returncode:
+        print(f"run `{ruff.relative_to(ROOT)} format .` to format them", file=sys.stderr, flush=True)
+    return check.returncode or formatted.returncode or types(update=False)
 
 
 def types(*, update: bool) -> int:
@@ -148,9 +167,13 @@ def types(*, update: bool) -> int:
         return judged.returncode
     if judged.returncode:
         sys.stdout.write(judged.stdout + judged.stderr)
-        print(f"\nmypy: the errors above are not in {BASELINE.name}, or entries of it no longer occur (fixed: good)."
-              f"\nFix new errors; once the baseline only has to shrink (or after merging code), update it with:"
-              f"\n  {BASELINE_COMMAND}", file=sys.stderr, flush=True)
+        print(
+            f"\nmypy: the errors above are not in {BASELINE.name}, or entries of it no longer occur (fixed: good)."
+            f"\nFix new errors; once the baseline only has to shrink (or after merging code), update it with:"
+            f"\n  {BASELINE_COMMAND}",
+            file=sys.stderr,
+            flush=True,
+        )
         return 1
     print(f"mypy: no errors beyond the {before} listed in {BASELINE.name}", flush=True)
     return 0
@@ -159,8 +182,11 @@ def types(*, update: bool) -> int:
 # Debian packages the project uses where it can: Chromium prints the bulletin's PDF and renders its HTML in its
 # test; the Noto CJK fonts give the charts their Chinese glyphs; `prometheus` ships `promtool`, which runs the alert
 # rules' unit tests (deploy/prometheus/tests). Without them each degrades (no PDF, the test skipped with a reason).
-SYSTEM_PACKAGES = {"/usr/bin/chromium": "chromium", "/usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc":
-                   "fonts-noto-cjk", "/usr/bin/promtool": "prometheus"}
+SYSTEM_PACKAGES = {
+    "/usr/bin/chromium": "chromium",
+    "/usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc": "fonts-noto-cjk",
+    "/usr/bin/promtool": "prometheus",
+}
 # Packages wanted for a tool they ship, not for their service: installed without recommends (prometheus would
 # bring the node exporter, smartmontools, ipmitool), no service started while installing (Debian's policy-rc.d,
 # 101: action forbidden), and left disabled where systemd would start them at boot.

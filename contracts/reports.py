@@ -125,7 +125,8 @@ class SensorReading(Inbound):
     location: Location | None = None
     site_id: str | None = Field(default=None, max_length=128)
     model: str | None = Field(
-        default=None, max_length=64,
+        default=None,
+        max_length=64,
         description="The device model (型号), for a device the city has not registered: its aliases name the metrics",
     )
 

@@ -76,8 +76,15 @@ class RankingPublished(Event):
         "period_kind": "week",
         "tables": {
             "sanitation": [
-                {"rank": 1, "id": "CD-SAN", "name": "城东环卫所", "score": 98.5, "board": "red", "bottom": False,
-                 "figures": {"due": 40, "on_time_rate": 0.975}},
+                {
+                    "rank": 1,
+                    "id": "CD-SAN",
+                    "name": "城东环卫所",
+                    "score": 98.5,
+                    "board": "red",
+                    "bottom": False,
+                    "figures": {"due": 40, "on_time_rate": 0.975},
+                },
             ]
         },
     }

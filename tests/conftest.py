@@ -91,8 +91,10 @@ def nats_server(tmp_path: Path, service_bindings: security.Bindings) -> Iterator
     log = srv.log_path.read_text(errors="replace") if srv.log_path.exists() else ""
     # What ships must not trip the permissions: a refusal a test provokes on purpose says so (`refusals_expected`).
     if "Violation" in log and not getattr(srv, "refusals_expected", False):
-        pytest.fail("permission violations in the nats-server log:\n"
-                    + "\n".join(line for line in log.splitlines() if "Violation" in line)[-3000:])
+        pytest.fail(
+            "permission violations in the nats-server log:\n"
+            + "\n".join(line for line in log.splitlines() if "Violation" in line)[-3000:]
+        )
 
 
 @pytest.fixture
@@ -108,5 +110,3 @@ async def settings(nats_server: embedded.ServerProcess, mongo_url: str, tmp_path
 def city() -> City:
     """The demo city."""
     return load_city(DEMO_CITY)
-
-

@@ -199,7 +199,10 @@ def stream_config(spec: streams.StreamSpec, replicas: int = 1, max_age_s: float 
 
 
 async def provision_streams(
-    servers: str | Sequence[str], *, replicas: int = 1, connect_opts: dict[str, object] | None = None,
+    servers: str | Sequence[str],
+    *,
+    replicas: int = 1,
+    connect_opts: dict[str, object] | None = None,
     max_ages: Mapping[str, float] | None = None,
 ) -> list[str]:
     """Create or update every stream; returns what was done, one line each. Idempotent. `max_ages`: stream name →
@@ -256,13 +259,16 @@ class Publisher:
             return
         results = await asyncio.gather(
             *(
-                self._refusals.publish(o.subject, self._broker.publish(
-                    o.body,
+                self._refusals.publish(
                     o.subject,
-                    headers={**JSON, **dict(o.headers), "Nats-Msg-Id": o.msg_id},
-                    stream=streams.stream_for(o.subject).name,
-                    timeout=10.0,
-                ))
+                    self._broker.publish(
+                        o.body,
+                        o.subject,
+                        headers={**JSON, **dict(o.headers), "Nats-Msg-Id": o.msg_id},
+                        stream=streams.stream_for(o.subject).name,
+                        timeout=10.0,
+                    ),
+                )
                 for o in batch
             ),
             return_exceptions=True,

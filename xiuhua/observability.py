@@ -35,46 +35,66 @@ class Metrics:
             "xiuhua_messages_applied", "Messages applied (effect written)", ["service", "consumer"], registry=r
         )
         self.duplicates = Counter(
-            "xiuhua_messages_duplicate", "Redelivered or re-published messages already applied",
-            ["service", "consumer"], registry=r,
+            "xiuhua_messages_duplicate",
+            "Redelivered or re-published messages already applied",
+            ["service", "consumer"],
+            registry=r,
         )
         self.relooked = Counter(
-            "xiuhua_batches_relooked", "Batches of first deliveries refused by the ledger's unique key (a message "
-            "applied before came as new) and applied again looking at the ledger first", ["service", "consumer"],
+            "xiuhua_batches_relooked",
+            "Batches of first deliveries refused by the ledger's unique key (a message "
+            "applied before came as new) and applied again looking at the ledger first",
+            ["service", "consumer"],
             registry=r,
         )
         self.retries = Counter(
-            "xiuhua_messages_retried", "Messages handed back for a later retry", ["service", "consumer", "reason"],
+            "xiuhua_messages_retried",
+            "Messages handed back for a later retry",
+            ["service", "consumer", "reason"],
             registry=r,
         )
         self.dead_letters = Counter(
             "xiuhua_dead_letters", "Messages moved to the dead-letter subject", ["service", "consumer"], registry=r
         )
         self.publish_refused = Counter(
-            "xiuhua_publish_refused", "Messages whose events the server refused this service's user to publish "
-            "(a permission: dead-lettered, never retried)", ["service", "consumer"], registry=r,
+            "xiuhua_publish_refused",
+            "Messages whose events the server refused this service's user to publish "
+            "(a permission: dead-lettered, never retried)",
+            ["service", "consumer"],
+            registry=r,
         )
         self.ignored = Counter(
-            "xiuhua_messages_ignored", "Messages a consumer never acts on, acknowledged without a transaction",
-            ["service", "consumer"], registry=r,
+            "xiuhua_messages_ignored",
+            "Messages a consumer never acts on, acknowledged without a transaction",
+            ["service", "consumer"],
+            registry=r,
         )
         self.erased = Counter(
-            "xiuhua_messages_erased", "Applied messages erased from their stream (personal data at rest)",
-            ["service", "consumer"], registry=r,
+            "xiuhua_messages_erased",
+            "Applied messages erased from their stream (personal data at rest)",
+            ["service", "consumer"],
+            registry=r,
         )
         self.batch_seconds = Histogram(
-            "xiuhua_batch_seconds", "Time to apply one pulled batch", ["service", "consumer"], registry=r,
+            "xiuhua_batch_seconds",
+            "Time to apply one pulled batch",
+            ["service", "consumer"],
+            registry=r,
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
         )
         # Queueing and lag in time, where nats_consumer_num_pending gives them in messages: from the moment the
         # stream stored a message to the moment its consumer began to apply it.
         self.wait_seconds = Histogram(
-            "xiuhua_message_wait_seconds", "How long a message waited in its stream before its consumer began to "
-            "apply it", ["service", "consumer"], registry=r,
+            "xiuhua_message_wait_seconds",
+            "How long a message waited in its stream before its consumer began to apply it",
+            ["service", "consumer"],
+            registry=r,
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600),
         )
         self.outbox_republished = Counter(
-            "xiuhua_outbox_republished", "Outbox entries published by the sweeper after a crash", ["service"],
+            "xiuhua_outbox_republished",
+            "Outbox entries published by the sweeper after a crash",
+            ["service"],
             registry=r,
         )
         self.up = Gauge("xiuhua_service_up", "1 while the service runs", ["service"], registry=r)
@@ -151,7 +171,8 @@ class StoreCommands(monitoring.CommandListener):
         # nx-27017 writes the documents of a bulk command one by one: under load its time follows documents
         # written, not commands (a batch's one insert of 500 ledger entries costs what 500 inserts do).
         self.documents = metrics.counter(
-            "xiuhua_store_documents", "Documents in store write commands (inserted, updated, replaced, deleted)",
+            "xiuhua_store_documents",
+            "Documents in store write commands (inserted, updated, replaced, deleted)",
             ("service", "command", "collection"),
         )
         self._service = metrics.service

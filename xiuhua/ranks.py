@@ -36,10 +36,13 @@ def standings(scores: list[float], red: int, black: int, bottom: int, *, half: b
         in_red, in_black = better < red_n, worse < black_n
         if in_red and in_black:
             in_red = in_black = False  # equal scores at both ends: nothing distinguishes them
-        out.append(Standing(
-            rank=better + 1, tied=tied, red=in_red, black=in_black,
-            bottom=n > bottom and worse < bottom and better > 0,
-        ))
+        out.append(
+            Standing(
+                rank=better + 1,
+                tied=tied,
+                red=in_red,
+                black=in_black,
+                bottom=n > bottom and worse < bottom and better > 0,
+            )
+        )
     return out
-
-

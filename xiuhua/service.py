@@ -189,8 +189,11 @@ def build_runtime(
     refusals = Refusals()
     broker = make_broker(settings, name=spec.name, registry=metrics.registry, refusals=refusals)
     store = Store(
-        settings.mongo_url, settings.database(spec.name), write_concern=settings.write_concern,
-        tx_lock_dir=settings.store_tx_lock_dir, listeners=[StoreCommands(metrics)],
+        settings.mongo_url,
+        settings.database(spec.name),
+        write_concern=settings.write_concern,
+        tx_lock_dir=settings.store_tx_lock_dir,
+        listeners=[StoreCommands(metrics)],
         combine_writes=settings.store_combined_writes,
     )
     publisher = Publisher(broker, refusals)
@@ -211,8 +214,14 @@ def build_runtime(
     for sub in [*(spec.subscriptions(rt) if spec.subscriptions else []), *declared]:
         sub.batch_size = min(sub.batch_size, settings.batch_size)
         runner = ConsumerRunner(
-            service=spec.name, sub=sub, store=store, ledger=ledger, publisher=publisher, metrics=metrics,
-            max_deliver=settings.max_deliver, clock=clock,
+            service=spec.name,
+            sub=sub,
+            store=store,
+            ledger=ledger,
+            publisher=publisher,
+            metrics=metrics,
+            max_deliver=settings.max_deliver,
+            clock=clock,
         )
         attach(broker, runner, ack_wait=settings.ack_wait)
         rt.consumers.append(runner)
@@ -271,7 +280,7 @@ async def started(spec: ServiceSpec, rt: Runtime) -> AsyncIterator[Runtime]:
             if rt.service:
                 await rt.service.on_stop()
         except Exception:  # what it could not release must not keep the bus and store open
-                log.exception("%s: stopping failed", spec.name)
+            log.exception("%s: stopping failed", spec.name)
         await rt.broker.stop()
         await rt.ledger.close()
         await rt.store.close()
@@ -296,11 +305,15 @@ async def running(
 def retention_job(rt: Runtime, retained: tuple[Retained, ...]) -> RetentionJob:
     """The service's purge, counting what it deletes by collection."""
     deleted = rt.metrics.counter(
-        "xiuhua_retention_deleted", "Documents the purge deleted past the city's horizon (retention.yaml)",
+        "xiuhua_retention_deleted",
+        "Documents the purge deleted past the city's horizon (retention.yaml)",
         ("service", "collection"),
     )
     return RetentionJob(
-        rt.store, rt.city.retention, retained, rt.clock,
+        rt.store,
+        rt.city.retention,
+        retained,
+        rt.clock,
         on_deleted=lambda collection, n: deleted.labels(rt.name, collection).inc(n),
     )
 
@@ -344,8 +357,13 @@ def serve(spec: ServiceSpec, settings: Settings | None = None) -> None:
     tracing.configure(settings, spec.name)
     app = asgi_app(spec, build_runtime(spec, settings))
     config = uvicorn.Config(
-        app, host=settings.http_host, port=settings.http_port, log_level="warning", access_log=False,
-        lifespan="on", timeout_graceful_shutdown=5,
+        app,
+        host=settings.http_host,
+        port=settings.http_port,
+        log_level="warning",
+        access_log=False,
+        lifespan="on",
+        timeout_graceful_shutdown=5,
         log_config=None,  # uvicorn's records go to the process's handler (`xiuhua.logs`), not its own on stderr
     )
     try:

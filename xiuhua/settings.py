@@ -24,7 +24,8 @@ class Settings(BaseSettings):
     nats_password: str | None = None
     nats_creds_file: Path | None = None
     nats_inbox_prefix: str | None = Field(
-        default=None, pattern=r"^[A-Za-z0-9_-]+$",
+        default=None,
+        pattern=r"^[A-Za-z0-9_-]+$",
         description="Where replies to this connection arrive (nats inbox_prefix); unset = `_INBOX_<NATS_USER>`, the "
         "only prefix the security model lets that user subscribe under (`_INBOX` without a user)",
     )
@@ -46,7 +47,9 @@ class Settings(BaseSettings):
     http_host: str = "127.0.0.1"
     http_port: int = Field(default=0, description="0 = any free port (written to var/endpoints.json)")
     hj212_port: int | None = Field(
-        default=None, ge=0, le=65535,
+        default=None,
+        ge=0,
+        le=65535,
         description="Intake's HJ 212-2017 TCP edge: unset = not started, 0 = any free port (`xiuhua up` picks one "
         "and writes it to var/endpoints.json as services.intake.hj212)",
     )

@@ -68,9 +68,8 @@ def _params(function: Any) -> set[str]:
 
 def _pull_loop_is_replaceable() -> bool:
     original = getattr(BatchPullStreamSubscriber, "_consume_pull", None)
-    return (
-        inspect.iscoroutinefunction(original)
-        and "_consume_pull" in _names(BatchPullStreamSubscriber._create_subscription)
+    return inspect.iscoroutinefunction(original) and "_consume_pull" in _names(
+        BatchPullStreamSubscriber._create_subscription
     )
 
 
@@ -85,34 +84,42 @@ RELIANCES: tuple[Reliance, ...] = (
         "faststream",
         "BatchPullStreamSubscriber's subscription, pull_sub (batch_size, timeout), running and consume",
         "what the replaced loop pulls from, how much, until when, and where it hands a batch",
-        lambda: "pull_sub" in _names(BatchPullStreamSubscriber.__init__)
-        and "subscription" in _names(BatchPullStreamSubscriber._create_subscription)
-        and any("running" in _names(vars(c).get("__init__")) for c in BatchPullStreamSubscriber.__mro__)
-        and callable(getattr(BatchPullStreamSubscriber, "consume", None))
-        and all(hasattr(PullSub(batch=True), name) for name in ("batch_size", "timeout")),
+        lambda: (
+            "pull_sub" in _names(BatchPullStreamSubscriber.__init__)
+            and "subscription" in _names(BatchPullStreamSubscriber._create_subscription)
+            and any("running" in _names(vars(c).get("__init__")) for c in BatchPullStreamSubscriber.__mro__)
+            and callable(getattr(BatchPullStreamSubscriber, "consume", None))
+            and all(hasattr(PullSub(batch=True), name) for name in ("batch_size", "timeout"))
+        ),
     ),
     Reliance(
         "faststream",
         "a NATS subscriber's subject (an Address with broker_address), extra_options (durable) and stream",
         "the permission model reads each service's durable consumers and served subjects from its broker",
-        lambda: isinstance(getattr(LogicSubscriber, "subject", None), property)
-        and isinstance(getattr(Address, "broker_address", None), property)
-        and "extra_options" in _names(LogicSubscriber.__init__)
-        and "stream" in _names(StreamSubscriber.__init__),
+        lambda: (
+            isinstance(getattr(LogicSubscriber, "subject", None), property)
+            and isinstance(getattr(Address, "broker_address", None), property)
+            and "extra_options" in _names(LogicSubscriber.__init__)
+            and "stream" in _names(StreamSubscriber.__init__)
+        ),
     ),
     Reliance(
         "faststream",
         "a pull subscriber's inbox_prefix, handed to nats-py's pull_subscribe as given (create_subscriber)",
         "None there lets nats-py deliver under the connection's own inbox prefix (see CONNECTION_INBOX)",
-        lambda: "inbox_prefix" in _params(create_subscriber)
-        and "inbox_prefix" in inspect.unwrap(create_subscriber).__code__.co_consts,
+        lambda: (
+            "inbox_prefix" in _params(create_subscriber)
+            and "inbox_prefix" in inspect.unwrap(create_subscriber).__code__.co_consts
+        ),
     ),
     Reliance(
         "nats-py",
         "JetStreamContext.pull_subscribe_bind taking the connection's _inbox_prefix when inbox_prefix is None",
         "each user may subscribe under its own inbox prefix only (xiuhua.security)",
-        lambda: "inbox_prefix" in _params(JetStreamContext.pull_subscribe_bind)
-        and "_inbox_prefix" in _names(JetStreamContext.pull_subscribe_bind),
+        lambda: (
+            "inbox_prefix" in _params(JetStreamContext.pull_subscribe_bind)
+            and "_inbox_prefix" in _names(JetStreamContext.pull_subscribe_bind)
+        ),
     ),
     Reliance(
         "nats-py",
@@ -124,8 +131,10 @@ RELIANCES: tuple[Reliance, ...] = (
         "nats-py",
         "Subscription's _pending_queue and _pending_size",
         "the pull loop takes messages already delivered without next_msg's task, uuid and wait_for per message",
-        lambda: {"_pending_queue", "_pending_size"} <= _names(Subscription.__init__)
-        and {"_pending_queue", "_pending_size", "task_done"} <= _names(Subscription.next_msg),
+        lambda: (
+            {"_pending_queue", "_pending_size"} <= _names(Subscription.__init__)
+            and {"_pending_queue", "_pending_size", "task_done"} <= _names(Subscription.next_msg)
+        ),
     ),
     Reliance(
         "nats-py",
@@ -163,7 +172,8 @@ def check(reliances: Iterable[Reliance] = RELIANCES) -> None:
     """Raise ThirdPartyChanged naming every part that moved; nothing when all are there."""
     if found := problems(reliances):
         raise ThirdPartyChanged(
-            "FastStream or nats-py changed what Xiuhua relies on:\n  - " + "\n  - ".join(found)
+            "FastStream or nats-py changed what Xiuhua relies on:\n  - "
+            + "\n  - ".join(found)
             + "\nInstall the versions pinned in requirements.lock (python3.11 tasks.py test does), or adapt "
             "xiuhua/third_party.py to the new release."
         )

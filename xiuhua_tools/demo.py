@@ -75,16 +75,22 @@ async def dust_monitors(address: str, city: City, *, every_s: float = 10.0) -> N
     from xiuhua_tools.hj212_device import frame, segment, send
 
     tz = ZoneInfo(city.info.timezone)
-    devices = [d for d in city.devices.by_mn.values()
-               if d.password and city.devices.models[d.model].device_type == "dust"]
+    devices = [
+        d for d in city.devices.by_mn.values() if d.password and city.devices.models[d.model].device_type == "dust"
+    ]
     while devices:
         frames = []
         for d in devices:
             accepted = city.devices.models[d.model].hj212_crc
             crc: CrcVariant = "modbus_swapped" if "modbus_swapped" in accepted else "standard"
             pm10 = round(random.uniform(40, 120), 1)
-            values = {"pm10": pm10, "pm25": round(pm10 * 0.55, 1), "tsp": round(pm10 * 1.6, 1),
-                      "temperature": round(random.uniform(5, 25), 1), "humidity": round(random.uniform(40, 80), 1)}
+            values = {
+                "pm10": pm10,
+                "pm25": round(pm10 * 0.55, 1),
+                "tsp": round(pm10 * 1.6, 1),
+                "temperature": round(random.uniform(5, 25), 1),
+                "humidity": round(random.uniform(40, 80), 1),
+            }
             frames.append(frame(segment(d.mn or "", d.password or "", values, datetime.now(UTC), tz), crc))
         try:
             await send(address, frames)
@@ -94,7 +100,11 @@ async def dust_monitors(address: str, city: City, *, every_s: float = 10.0) -> N
 
 
 async def feed(
-    nats_url: str, city: City, *, rate: float = 1.0, connect_opts: dict[str, Any] | None = None,
+    nats_url: str,
+    city: City,
+    *,
+    rate: float = 1.0,
+    connect_opts: dict[str, Any] | None = None,
     hj212: str | None = None,
 ) -> None:
     """Publish a report every 1/rate seconds until cancelled; with an HJ 212 address, dust monitors report there."""
@@ -109,8 +119,11 @@ async def feed(
                 body, source = grid_report(city, n), "grid"
             else:
                 body, source = hotline_order(city, n), "hotline"
-            await js.publish(subjects.report_subject(source), json.dumps(body, ensure_ascii=False).encode(),
-                             headers={"Nats-Msg-Id": f"{source}:{body.get('report_id') or body.get('order_no')}"})
+            await js.publish(
+                subjects.report_subject(source),
+                json.dumps(body, ensure_ascii=False).encode(),
+                headers={"Nats-Msg-Id": f"{source}:{body.get('report_id') or body.get('order_no')}"},
+            )
             await asyncio.sleep(1.0 / rate)
     finally:
         if monitors is not None:

@@ -42,8 +42,10 @@ def markdown_files(root: Path = PROJECT_ROOT) -> list[Path]:
     top = [root / name for name in TOP_LEVEL if (root / name).exists()]
     docs = sorted((root / DOCS).rglob("*.md"))
     others = sorted(
-        p for p in root.rglob("*.md")
-        if p not in top and DOCS not in p.relative_to(root).parts[:1]
+        p
+        for p in root.rglob("*.md")
+        if p not in top
+        and DOCS not in p.relative_to(root).parts[:1]
         and not any(part in SKIPPED or part.startswith(".") for part in p.relative_to(root).parts[:-1])
     )
     return top + docs + others

@@ -18,16 +18,26 @@ SYSTEM_CODES = {"dust": "39", "noise": "23"}  # ST: 工地扬尘污染源, 区�
 
 
 def segment(
-    mn: str, password: str, values: dict[str, float], at: datetime, tz: tzinfo, *, cn: str = "2011",
-    st: str = "39", flag: int = 5, data_flag: str = "N",
+    mn: str,
+    password: str,
+    values: dict[str, float],
+    at: datetime,
+    tz: tzinfo,
+    *,
+    cn: str = "2011",
+    st: str = "39",
+    flag: int = 5,
+    data_flag: str = "N",
 ) -> str:
     """A data segment: values by the city's metric names (pm10) or by HJ 212 code (a34002)."""
     local = at.astimezone(tz)
     field = "Rtd" if cn == "2011" else "Avg"
     parts = ";".join(f"{CODES.get(k, k)}-{field}={v:g},{CODES.get(k, k)}-Flag={data_flag}" for k, v in values.items())
     qn = local.strftime("%Y%m%d%H%M%S") + f"{local.microsecond // 1000:03d}"
-    return (f"QN={qn};ST={st};CN={cn};PW={password};MN={mn};Flag={flag};"
-            f"CP=&&DataTime={local.strftime('%Y%m%d%H%M%S')};{parts}&&")
+    return (
+        f"QN={qn};ST={st};CN={cn};PW={password};MN={mn};Flag={flag};"
+        f"CP=&&DataTime={local.strftime('%Y%m%d%H%M%S')};{parts}&&"
+    )
 
 
 def frame(text: str, crc: CrcName | None = "standard") -> bytes:

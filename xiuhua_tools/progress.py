@@ -39,8 +39,12 @@ class Steps:
     def __enter__(self) -> Steps:
         if self.live:
             self._progress = Progress(
-                TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                console=self.console, transient=True,
+                TextColumn("{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeElapsedColumn(),
+                console=self.console,
+                transient=True,
             )
             self._progress.start()
             self._task = self._progress.add_task(self.title, total=self.total)

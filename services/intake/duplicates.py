@@ -81,8 +81,10 @@ def address_key(category: str, place: Place) -> str | None:
 def keys_of(category: str, place: Place, settings: Duplicates) -> tuple[str | None, list[str]]:
     """(the key to store a new case under, the keys to look up) for a place."""
     if place.lng is not None and place.lat is not None:
-        return (point_key(category, place.lng, place.lat, settings.distance_m),
-                neighbour_keys(category, place.lng, place.lat, settings.distance_m))
+        return (
+            point_key(category, place.lng, place.lat, settings.distance_m),
+            neighbour_keys(category, place.lng, place.lat, settings.distance_m),
+        )
     key = address_key(category, place)
     return key, [key] if key else []
 
@@ -136,6 +138,7 @@ def pick(candidates: Iterable[dict[str, Any]], place: Place, now: datetime, sett
             if d > settings.distance_m:
                 continue
         if best is None or (d is not None and (best.distance_m is None or d < best.distance_m)):
-            best = Match(doc["_id"], doc.get("street_code"), None if d is None else round(d, 1),
-                         int(doc.get("reporters", 1)))
+            best = Match(
+                doc["_id"], doc.get("street_code"), None if d is None else round(d, 1), int(doc.get("reporters", 1))
+            )
     return best

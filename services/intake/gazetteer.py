@@ -74,8 +74,9 @@ class Gazetteer:
         if communities:
             # A road or estate word is weaker than the community the text names: a road crosses communities and
             # people name the estate they mean loosely. A landmark with a point (a park, a school) still wins.
-            hits = [h for h in hits if h.kind not in WEAK_KINDS or self._within(h.area_code, "community")
-                    in communities] or hits
+            hits = [
+                h for h in hits if h.kind not in WEAK_KINDS or self._within(h.area_code, "community") in communities
+            ] or hits
         return max(hits, key=lambda h: (_RANK[h.level], h.lng is not None, len(h.name)))
 
     def _within(self, code: str, level: str) -> str | None:

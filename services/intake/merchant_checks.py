@@ -25,8 +25,11 @@ class MerchantChecks:
         """Each failed duty item becomes a 门前三包 violation case attributed to the merchant."""
         source, ref = "merchant_check", check.source_ref()
         if check.merchant_id not in self.rt.city.merchants:
-            reason = RejectionReason(code="unknown_merchant", field="merchant_id",
-                                     message=f"no merchant {check.merchant_id[:64]} in the city's register")
+            reason = RejectionReason(
+                code="unknown_merchant",
+                field="merchant_id",
+                message=f"no merchant {check.merchant_id[:64]} in the city's register",
+            )
             self.outcomes.reject(io, batch, item, raw_doc, source, ref, [reason])
             return
         failed = failed_items(check.items)
@@ -41,8 +44,21 @@ class MerchantChecks:
                 count(self.outcomes.duplicates.labels(source))
                 continue
             doc = {**raw_doc, "_id": f"{raw_doc['_id']}:{duty}"}
-            cases.append(await self.outcomes.open_or_merge(
-                io, batch, item, doc, draft, source=source, ref=f"{ref}:{duty}", correlation=correlation,
-                reported_at=check.checked_at, reporter=reporter, report=check, merchant_id=check.merchant_id))
+            cases.append(
+                await self.outcomes.open_or_merge(
+                    io,
+                    batch,
+                    item,
+                    doc,
+                    draft,
+                    source=source,
+                    ref=f"{ref}:{duty}",
+                    correlation=correlation,
+                    reported_at=check.checked_at,
+                    reporter=reporter,
+                    report=check,
+                    merchant_id=check.merchant_id,
+                )
+            )
         if not cases:
             io.add_raw({**raw_doc, "status": "duplicate", "correlation_id": f"{source}:{ref}"})

@@ -55,8 +55,9 @@ def timestamp_refusal(name: str, when: datetime, now: datetime, max_age: timedel
     if at > reference + FUTURE_TOLERANCE.total_seconds():
         return RejectionReason(code="in_future", field=name, message="timestamp is in the future")
     if at < reference - max_age.total_seconds():
-        return RejectionReason(code="too_old", field=name,
-                               message=f"timestamp is older than the city's horizon of {max_age.days} days")
+        return RejectionReason(
+            code="too_old", field=name, message=f"timestamp is older than the city's horizon of {max_age.days} days"
+        )
     return None
 
 

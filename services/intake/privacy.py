@@ -35,8 +35,12 @@ def mask_name(name: str) -> str:
 _EDGE_L, _EDGE_R = r"(?<![0-9A-Za-z+\-.])", r"(?![0-9A-Za-z\-])"
 _PATTERNS = (
     # 居民身份证号 resident ID: area, birth date, sequence, check digit
-    ("id", re.compile(_EDGE_L + r"[1-9]\d{5}(?:18|19|20)\d{2}(?:0[1-9]|1[0-2])(?:0[1-9]|[12]\d|3[01])\d{3}[\dXx]"
-                      + _EDGE_R)),
+    (
+        "id",
+        re.compile(
+            _EDGE_L + r"[1-9]\d{5}(?:18|19|20)\d{2}(?:0[1-9]|1[0-2])(?:0[1-9]|[12]\d|3[01])\d{3}[\dXx]" + _EDGE_R
+        ),
+    ),
     # mainland mobile: 13800135678, 138-0013-5678, 138 0013 5678, +86 138 0013 5678
     ("mobile", re.compile(_EDGE_L + r"(?:\+?86[\- ]?)?1[3-9]\d(?:[\- ]?\d{4}){2}" + _EDGE_R)),
     # 400 / 800 service numbers: 400-123-4567, 4001234567
@@ -44,8 +48,12 @@ _PATTERNS = (
     # landline with area code: 010-12345678, 0571 8765 4321, (0571)87654321, 057187654321
     ("phone", re.compile(r"(?<![0-9A-Za-z\-.])(?:\(0\d{2,3}\)|0\d{2,3})[\- ]?\d{3,4}[\- ]?\d{4}" + _EDGE_R)),
     # North American: 773-636-0432, (773) 636-0432, 773.636.0432, 1-773-636-0432
-    ("phone", re.compile(r"(?<![0-9A-Za-z\-.])(?:1[\-. ])?(?:\([2-9]\d{2}\)\s?|[2-9]\d{2}[\-. ])[2-9]\d{2}[\-. ]\d{4}"
-                         + _EDGE_R)),
+    (
+        "phone",
+        re.compile(
+            r"(?<![0-9A-Za-z\-.])(?:1[\-. ])?(?:\([2-9]\d{2}\)\s?|[2-9]\d{2}[\-. ])[2-9]\d{2}[\-. ]\d{4}" + _EDGE_R
+        ),
+    ),
     # any other international number, with its + and country code: +44 20 7946 0958, +1 (773) 636-0432
     ("phone", re.compile(r"(?<![0-9A-Za-z])\+\d{1,3}(?:[ .\-]?\(?\d{1,4}\)?){2,5}" + _EDGE_R)),
     ("email", re.compile(r"[A-Za-z0-9._%+\-]+@[A-Za-z0-9\-]+(?:\.[A-Za-z0-9\-]+)+")),  # ASCII: \w takes 汉字 too

@@ -77,8 +77,14 @@ class SensorReadings:
         count(self.sensor_changes.labels(reading.device_type, decision.open or new.status))
 
     async def _open(
-        self, io: BatchIO, batch: Batch, item: Item, raw_doc: dict[str, Any], reading: SensorReading,
-        decision: Decision, place: Place,
+        self,
+        io: BatchIO,
+        batch: Batch,
+        item: Item,
+        raw_doc: dict[str, Any],
+        reading: SensorReading,
+        decision: Decision,
+        place: Place,
     ) -> str:
         """A breach or a fault opens a case (or joins a near open one); returns its id."""
         rt, ref = self.rt, reading.source_ref()
@@ -105,8 +111,15 @@ class SensorReadings:
         )
 
     def _cleared(
-        self, io: BatchIO, batch: Batch, item: Item, raw_doc: dict[str, Any], reading: SensorReading, case_id: str,
-        place: Place, values: dict[str, Any],
+        self,
+        io: BatchIO,
+        batch: Batch,
+        item: Item,
+        raw_doc: dict[str, Any],
+        reading: SensorReading,
+        case_id: str,
+        place: Place,
+        values: dict[str, Any],
     ) -> None:
         """The cause has gone: kept as telemetry, and `SensorNormal` tells dispatch the case may be verified."""
         io.add_raw({**raw_doc, "status": "sensor_normal", "case_id": case_id})

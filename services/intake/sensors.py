@@ -37,15 +37,30 @@ class DeviceState:
 
     def to_doc(self) -> dict[str, Any]:
         """The state as a store document."""
-        return {"_id": self.device_id, "device_type": self.device_type, "status": self.status, "since": self.since,
-                "changed_at": self.changed_at, "metric": self.metric, "case_id": self.case_id,
-                "fault_case_id": self.fault_case_id}
+        return {
+            "_id": self.device_id,
+            "device_type": self.device_type,
+            "status": self.status,
+            "since": self.since,
+            "changed_at": self.changed_at,
+            "metric": self.metric,
+            "case_id": self.case_id,
+            "fault_case_id": self.fault_case_id,
+        }
 
     @classmethod
     def from_doc(cls, doc: dict[str, Any]) -> DeviceState:
         """A state read back from the store."""
-        return cls(doc["_id"], doc["device_type"], doc.get("status", "normal"), doc.get("since"),
-                   doc.get("changed_at"), doc.get("metric"), doc.get("case_id"), doc.get("fault_case_id"))
+        return cls(
+            doc["_id"],
+            doc["device_type"],
+            doc.get("status", "normal"),
+            doc.get("since"),
+            doc.get("changed_at"),
+            doc.get("metric"),
+            doc.get("case_id"),
+            doc.get("fault_case_id"),
+        )
 
 
 @dataclass(frozen=True)
@@ -85,9 +100,10 @@ def known_values(
     unknown = [k for k in values if aliases.get(k, k) not in known]
     if unknown:
         return RejectionReason(
-            code="unknown_metric", field=f"values.{unknown[0][:64]}",
+            code="unknown_metric",
+            field=f"values.{unknown[0][:64]}",
             message=f"{device_type} readings do not have {', '.join(sorted(u[:64] for u in unknown))} (known: "
-                    f"{', '.join(sorted(known))}); a model's aliases in devices.yaml map its own names",
+            f"{', '.join(sorted(known))}); a model's aliases in devices.yaml map its own names",
         )
     return named
 
@@ -136,8 +152,13 @@ def describe(rule: SensorRule, values: dict[str, Any]) -> str:
 
 
 def step(
-    state: DeviceState, cfg: DeviceType, values: dict[str, Any], at: datetime, *,
-    alarm_open: bool, fault_open: bool,
+    state: DeviceState,
+    cfg: DeviceType,
+    values: dict[str, Any],
+    at: datetime,
+    *,
+    alarm_open: bool,
+    fault_open: bool,
 ) -> Decision:
     """The effect of one reading measured at `at` on a device's state.
 
@@ -155,8 +176,11 @@ def step(
         if state.status == "breach":
             return Decision(state=replace(state, status="normal", since=None, metric=None, changed_at=at))
         if state.status == "alarm":
-            return Decision(state=replace(state, status="normal", since=None, metric=None, changed_at=at),
-                            cleared_case_id=state.case_id, reason="back to normal")
+            return Decision(
+                state=replace(state, status="normal", since=None, metric=None, changed_at=at),
+                cleared_case_id=state.case_id,
+                reason="back to normal",
+            )
         return UNCHANGED
     sustain = parse_duration(rule.sustain)
     if state.status == "alarm":
@@ -170,12 +194,22 @@ def step(
             return Decision(state=replace(state, status="alarm", since=at, metric=rule.metric, changed_at=at))
         breach = replace(state, status="breach", since=at, metric=rule.metric, changed_at=at, case_id=None)
         if sustain.total_seconds() <= 0:
-            return Decision(state=replace(breach, status="alarm"), open="alarm", category=rule.category or cfg.category,
-                            urgent=rule.urgent, reason=describe(rule, values))
+            return Decision(
+                state=replace(breach, status="alarm"),
+                open="alarm",
+                category=rule.category or cfg.category,
+                urgent=rule.urgent,
+                reason=describe(rule, values),
+            )
         return Decision(state=breach)
     # breach: has it lasted long enough?
     assert state.since is not None
     if at - state.since >= sustain:
-        return Decision(state=replace(state, status="alarm", changed_at=at), open="alarm",
-                        category=rule.category or cfg.category, urgent=rule.urgent, reason=describe(rule, values))
+        return Decision(
+            state=replace(state, status="alarm", changed_at=at),
+            open="alarm",
+            category=rule.category or cfg.category,
+            urgent=rule.urgent,
+            reason=describe(rule, values),
+        )
     return UNCHANGED

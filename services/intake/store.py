@@ -52,9 +52,7 @@ REFS = "source_refs"
 OPEN = "open_cases"  # an older build's open-case entries, kept apart from the Open311 view
 ENTRIES = REQUESTS  # open-case entries 立案副本, each in its case's Open311 request document
 # What merging reads of an entry (not the request's text): what `duplicates.pick` and the directory need.
-ENTRY_FIELDS = dict.fromkeys(
-    ("key", "category_code", "lng", "lat", "street_code", "opened_at", "open", "reporters"), 1
-)
+ENTRY_FIELDS = dict.fromkeys(("key", "category_code", "lng", "lat", "street_code", "opened_at", "open", "reporters"), 1)
 OPEN_KEYS = "open_keys"  # merge directory 并案索引: `_id` merge key → `ids`, the cases opened under it and not closed
 DEVICES = "devices"
 LOCKS = "merge_locks"
@@ -86,7 +84,12 @@ class BatchIO:
     """Reads and writes of intake's collections for one batch, inside its transaction."""
 
     def __init__(
-        self, store: Store, session: AsyncClientSession, now: datetime, *, reads: AsyncClientSession | None,
+        self,
+        store: Store,
+        session: AsyncClientSession,
+        now: datetime,
+        *,
+        reads: AsyncClientSession | None,
         older_refs: bool = False,
     ) -> None:
         self.store = store
@@ -135,8 +138,9 @@ class BatchIO:
             if d.get(OUTBOX) is not None:
                 self.outboxes[d["_id"]] = d[OUTBOX]
         if self.older_refs and (rest := [c for c in ids if c not in found]):
-            found |= {d["_id"] async for d in self.store[REFS].find({"_id": {"$in": rest}}, {"_id": 1},
-                                                                    session=self.reads)}
+            found |= {
+                d["_id"] async for d in self.store[REFS].find({"_id": {"$in": rest}}, {"_id": 1}, session=self.reads)
+            }
         for c in ids:
             self.refs[c] = c in found
 

@@ -38,6 +38,7 @@ KEYWORD_SCALE = 0.5
 # Runs of characters that n-grams may span: Chinese characters, latin letters and digits.
 _RUN = re.compile(r"[\u4e00-\u9fff]+|[a-z0-9]+")
 
+
 def _is_han(ch: str) -> bool:
     return "\u4e00" <= ch <= "\u9fff"
 

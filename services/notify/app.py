@@ -41,18 +41,31 @@ class Notify(Service):
             # spares the store a transaction per case event at a modest rate (the store is what report → dispatch
             # waits on). A short one: the alert is still what somebody waits for. The bulletin's durable consumer,
             # which planning joined: its position and ledger entries guard the figures (`handover`).
-            Subscription(CASES_CONSUMER, "case.v1.>", h.on_case_event,
-                         description="Case events: alerts planned, the weekly bulletin's figures folded",
-                         on_commit=h.on_committed, linger=rt.settings.prompt_linger),
+            Subscription(
+                CASES_CONSUMER,
+                "case.v1.>",
+                h.on_case_event,
+                description="Case events: alerts planned, the weekly bulletin's figures folded",
+                on_commit=h.on_committed,
+                linger=rt.settings.prompt_linger,
+            ),
             self.handover.subscription(),
-            Subscription("notify-rankings", "score.v1.ranking_published",
-                         functools.partial(h.on_score_event, stage="rankings"), decode=decode_tolerant,
-                         description="Rankings: black lists alert", on_commit=functools.partial(h.on_committed,
-                                                                                                "rankings")),
-            Subscription("notify-merchants", "score.v1.merchant_escalated",
-                         functools.partial(h.on_score_event, stage="merchants"), decode=decode_tolerant,
-                         description="Merchant escalations alert", on_commit=functools.partial(h.on_committed,
-                                                                                                "merchants")),
+            Subscription(
+                "notify-rankings",
+                "score.v1.ranking_published",
+                functools.partial(h.on_score_event, stage="rankings"),
+                decode=decode_tolerant,
+                description="Rankings: black lists alert",
+                on_commit=functools.partial(h.on_committed, "rankings"),
+            ),
+            Subscription(
+                "notify-merchants",
+                "score.v1.merchant_escalated",
+                functools.partial(h.on_score_event, stage="merchants"),
+                decode=decode_tolerant,
+                description="Merchant escalations alert",
+                on_commit=functools.partial(h.on_committed, "merchants"),
+            ),
             *self.bulletin.subscriptions(),  # the weekly bulletin's own projection consumers
         ]
 
@@ -95,7 +108,8 @@ def of(rt: Runtime) -> Notify:
 
 
 SPEC = ServiceSpec(
-    name="notify", service=Notify,
+    name="notify",
+    service=Notify,
     collections=(store.DELIVERIES, store.CASES, RATE_BUCKETS, *BULLETIN_COLLECTIONS),
     retained=(*store.RETAINED, *BULLETIN_RETAINED),
 )

@@ -145,8 +145,7 @@ class HttpChannel:
     async def _post(self, url: str, *, content: bytes, headers: dict[str, str]) -> httpx.Response:
         """POST and turn transport failures and refusals into delivery errors that name only the host."""
         try:
-            resp = await self.client.post(url, content=content,
-                                          headers={"Content-Type": "application/json", **headers})
+            resp = await self.client.post(url, content=content, headers={"Content-Type": "application/json", **headers})
         except httpx.HTTPError as exc:
             raise DeliveryError(f"{type(exc).__name__} talking to {_host(url)}") from None
         if resp.status_code in (408, 429) or resp.status_code >= 500:
@@ -223,8 +222,11 @@ class WebhookChannel(HttpChannel):
             raise PermanentDeliveryError(f"channel {self.name}: no signing secret ({self.cfg.secret_env or 'secret'})")
         body = _dumps({"type": f"xiuhua.alert.{message['kind']}", "text": as_text(message), **message})
         ts = str(int(self.clock.now().timestamp()))
-        headers = {TIMESTAMP_HEADER: ts, SIGNATURE_HEADER: sign_webhook(secret, ts, body),
-                   ID_HEADER: str(message.get("notification_id", ""))}
+        headers = {
+            TIMESTAMP_HEADER: ts,
+            SIGNATURE_HEADER: sign_webhook(secret, ts, body),
+            ID_HEADER: str(message.get("notification_id", "")),
+        }
         await self._post(address, content=body, headers=headers)
 
 
@@ -310,9 +312,14 @@ class EmailChannel:
 
         try:
             await aiosmtplib.send(
-                self.compose(address, message), hostname=self.cfg.smtp_host, port=self.cfg.smtp_port,
-                username=_env(self.cfg.smtp_user_env), password=_env(self.cfg.smtp_password_env),
-                start_tls=self.cfg.smtp_starttls, use_tls=self.cfg.smtp_tls, timeout=self.cfg.timeout_s,
+                self.compose(address, message),
+                hostname=self.cfg.smtp_host,
+                port=self.cfg.smtp_port,
+                username=_env(self.cfg.smtp_user_env),
+                password=_env(self.cfg.smtp_password_env),
+                start_tls=self.cfg.smtp_starttls,
+                use_tls=self.cfg.smtp_tls,
+                timeout=self.cfg.timeout_s,
             )
         except aiosmtplib.SMTPResponseException as exc:
             err = PermanentDeliveryError if 500 <= exc.code < 600 else DeliveryError
@@ -337,16 +344,26 @@ class SmsChannel(HttpChannel):
     async def send(self, address: str, message: dict[str, Any]) -> None:
         if not self.cfg.gateway_url:
             raise PermanentDeliveryError(f"channel {self.name}: no gateway_url")
-        body = _dumps({"phone": address, "sign_name": self.cfg.sign_name, "text": self.text(message),
-                       "ref": message.get("notification_id", "")})
+        body = _dumps(
+            {
+                "phone": address,
+                "sign_name": self.cfg.sign_name,
+                "text": self.text(message),
+                "ref": message.get("notification_id", ""),
+            }
+        )
         token = _env(self.cfg.gateway_token_env)
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         await self._post(self.cfg.gateway_url, content=body, headers=headers)
 
 
 _TYPES: dict[str, type] = {
-    "webhook": WebhookChannel, "wecom": WeComChannel, "dingtalk": DingTalkChannel, "feishu": FeishuChannel,
-    "email": EmailChannel, "sms": SmsChannel,
+    "webhook": WebhookChannel,
+    "wecom": WeComChannel,
+    "dingtalk": DingTalkChannel,
+    "feishu": FeishuChannel,
+    "email": EmailChannel,
+    "sms": SmsChannel,
 }
 
 

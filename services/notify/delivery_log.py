@@ -12,8 +12,22 @@ from typing import Any
 from urllib.parse import urlsplit
 
 FIELDS = (
-    "kind", "level", "unit_id", "contact_id", "channel", "urgent", "status", "attempts", "created_at", "next_at",
-    "delivered_at", "failed_at", "deferred", "last_error", "held_at", "digest",
+    "kind",
+    "level",
+    "unit_id",
+    "contact_id",
+    "channel",
+    "urgent",
+    "status",
+    "attempts",
+    "created_at",
+    "next_at",
+    "delivered_at",
+    "failed_at",
+    "deferred",
+    "last_error",
+    "held_at",
+    "digest",
 )
 
 
@@ -53,8 +67,10 @@ def render(case_id: str, entries: list[dict[str, Any]]) -> str:
     """The log as a table for a terminal."""
     if not entries:
         return f"no deliveries for case {case_id}"
-    lines = [f"deliveries of case {case_id}: {len(entries)}",
-             f"{'status':10s} {'att':>3s}  {'kind':20s} {'lvl':>3s}  {'recipient':16s} {'channel':9s} when / error"]
+    lines = [
+        f"deliveries of case {case_id}: {len(entries)}",
+        f"{'status':10s} {'att':>3s}  {'kind':20s} {'lvl':>3s}  {'recipient':16s} {'channel':9s} when / error",
+    ]
     for e in entries:
         when = e["delivered_at"] or e["failed_at"] or (f"next {e['next_at']}" if e["status"] == "pending" else "")
         extra = f" ({e['deferred']})" if e["status"] == "pending" and e.get("deferred") else ""

@@ -50,8 +50,10 @@ async def flood(seconds: float, rate: float, n_units: int) -> dict[str, Any]:
     units = [u for u in city.units.values() if any(c.duty == "duty" and "file" in c.channels for c in u.contacts)]
     units = units[:n_units]
     limit = city.alerts.rate_limit
-    async with embedded_settings("flood") as base, running(
-            SPEC, settings := base.model_copy(update={"bulletin_schedule": False}), city=city) as rt:  # no Chromium
+    async with (
+        embedded_settings("flood") as base,
+        running(SPEC, settings := base.model_copy(update={"bulletin_schedule": False}), city=city) as rt,
+    ):  # no Chromium
         h = of(rt).worker
         nc = await nats.connect(str(settings.nats_url))
         js = nc.jetstream()
@@ -83,13 +85,21 @@ async def flood(seconds: float, rate: float, n_units: int) -> dict[str, Any]:
             lines = _outbox(settings.var_dir / "outbox" / f"{contact.channels['file']}.jsonl")
             digests = [x for x in lines if x.get("kind") == "digest"]
             per[contact.id] = {
-                "messages": len(lines), "alone": len(lines) - len(digests), "digests": len(digests),
+                "messages": len(lines),
+                "alone": len(lines) - len(digests),
+                "digests": len(digests),
                 "alerts_in_digests": sum(len(x.get("notification_ids", [])) for x in digests),
                 "allowed": int(limit.capacity + limit.per_minute * minutes),
             }
-    return {"cases": sent, "publish_s": round(publish_s, 1), "delivered": delivered,
-            "messages": sum(p["messages"] for p in per.values()), "backlog_peak": peak, "backlog_end": final,
-            "recipients": per}
+    return {
+        "cases": sent,
+        "publish_s": round(publish_s, 1),
+        "delivered": delivered,
+        "messages": sum(p["messages"] for p in per.values()),
+        "backlog_peak": peak,
+        "backlog_end": final,
+        "recipients": per,
+    }
 
 
 def main() -> None:

@@ -60,8 +60,14 @@ async def embedded_settings(prefix: str) -> AsyncIterator[Settings]:
         try:
             url = embedded.nats_url(nats_p)
             await provision_streams(url)
-            yield Settings(nats_url=url, mongo_url=embedded.mongo_url(store_p), db_prefix=f"{prefix}_",
-                           var_dir=root / "var", city_dir=DEMO_CITY, store_tx_lock_dir=root / "locks")
+            yield Settings(
+                nats_url=url,
+                mongo_url=embedded.mongo_url(store_p),
+                db_prefix=f"{prefix}_",
+                var_dir=root / "var",
+                city_dir=DEMO_CITY,
+                store_tx_lock_dir=root / "locks",
+            )
         finally:
             nats_p.stop()
             store_p.stop()
@@ -70,9 +76,13 @@ async def embedded_settings(prefix: str) -> AsyncIterator[Settings]:
 def dispatched_to(unit_id: str, name: str) -> CaseDispatched:
     """A new case dispatched to a unit now, due in four hours."""
     return CaseDispatched(
-        case_id=f"C-LAT-{uuid.uuid4().hex[:8]}", street_code="CD", category_code="0201",
-        lead_unit=UnitRef(unit_id=unit_id, name=name, role="sanitation"), rule_id="default-by-category",
-        due_at=datetime.now(UTC) + timedelta(hours=4), time_limit="4h",
+        case_id=f"C-LAT-{uuid.uuid4().hex[:8]}",
+        street_code="CD",
+        category_code="0201",
+        lead_unit=UnitRef(unit_id=unit_id, name=name, role="sanitation"),
+        rule_id="default-by-category",
+        due_at=datetime.now(UTC) + timedelta(hours=4),
+        time_limit="4h",
     )
 
 

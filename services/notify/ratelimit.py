@@ -105,8 +105,11 @@ class TokenBuckets:
             return 0, wait_for_token(tokens, self.limit), None
         # `at` never moves back: a slower clock on another instance must not mint tokens twice.
         # A whole-document replace, not `$set`: nx-27017 stores a `$set` datetime as text.
-        return taken, self._wait(taken, n, tokens - taken), {"tokens": tokens - taken, "at": max(at, now),
-                                                              "v": doc["v"] + 1}
+        return (
+            taken,
+            self._wait(taken, n, tokens - taken),
+            {"tokens": tokens - taken, "at": max(at, now), "v": doc["v"] + 1},
+        )
 
     @staticmethod
     def _count(n: int, whole: int, bundle: bool) -> int:

@@ -59,8 +59,14 @@ async def merchant_ranking(store: Store, city: City, month: str) -> dict[str, An
         if d is None or not (d.get("checks") or d.get("failures")):
             apart.setdefault(street, []).append({"id": m.id, "name": m.name, "reason": "no_cases", "figures": {}})
             continue
-        row = {"merchant_id": m.id, "name": m.name, "points": d["points"], "failures": d["failures"],
-               "checks": d["checks"], "grade": d["grade"]}
+        row = {
+            "merchant_id": m.id,
+            "name": m.name,
+            "points": d["points"],
+            "failures": d["failures"],
+            "checks": d["checks"],
+            "grade": d["grade"],
+        }
         by_street.setdefault(street, []).append(row)
     return {
         "tables": {s: mrules.ranking(rows, rules.ranking_top) for s, rows in sorted(by_street.items())},

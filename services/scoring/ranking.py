@@ -35,8 +35,7 @@ def unit_tables(
             continue
         if not assessed(d):
             apart.setdefault(d["role"], []).append(
-                {"id": d["unit_id"], "name": names.get(d["unit_id"], ""), "reason": "no_cases",
-                 "figures": _figures(d)}
+                {"id": d["unit_id"], "name": names.get(d["unit_id"], ""), "reason": "no_cases", "figures": _figures(d)}
             )
             continue
         by_role[d["role"]].append(d)
@@ -44,12 +43,21 @@ def unit_tables(
     for role in sorted(by_role):
         rows = sorted(by_role[role], key=lambda d: (-d["score"], d["unit_id"]))
         flag_bottom = all(d.get("kind") in rules.bottom_periods for d in rows)
-        places = standings([d["score"] for d in rows], rules.red_list, rules.black_list,
-                           rules.bottom_flagged if flag_bottom else len(rows))
+        places = standings(
+            [d["score"] for d in rows],
+            rules.red_list,
+            rules.black_list,
+            rules.bottom_flagged if flag_bottom else len(rows),
+        )
         out[role] = [
             {
-                "rank": s.rank, "id": d["unit_id"], "name": names.get(d["unit_id"], ""), "score": d["score"],
-                "board": "red" if s.red else "black" if s.black else None, "bottom": s.bottom, "tied": s.tied,
+                "rank": s.rank,
+                "id": d["unit_id"],
+                "name": names.get(d["unit_id"], ""),
+                "score": d["score"],
+                "board": "red" if s.red else "black" if s.black else None,
+                "bottom": s.bottom,
+                "tied": s.tied,
                 "figures": _figures(d),
             }
             for d, s in zip(rows, places, strict=True)

@@ -24,8 +24,14 @@ HOTLINE = {"unit_id": "XH-12345", "role": "hotline", "name": "话务员"}
 
 def opened(city, case_id: str, code: str = "0201", area: str = "CD01", **over: Any) -> CaseOpened:
     fields: dict[str, Any] = dict(
-        correlation_id=f"grid:{case_id}", case_id=case_id, street_code=area[:2], source="grid", source_ref=case_id,
-        category_code=code, description="垃圾箱满溢", place=city.areas.place_of_area(area),
+        correlation_id=f"grid:{case_id}",
+        case_id=case_id,
+        street_code=area[:2],
+        source="grid",
+        source_ref=case_id,
+        category_code=code,
+        description="垃圾箱满溢",
+        place=city.areas.place_of_area(area),
         reported_at=datetime.now(UTC),
     )
     fields.update(over)
@@ -38,8 +44,11 @@ async def open_case(url: str, ev: CaseOpened) -> None:
 
 async def test_report_to_closed_and_rated_with_extension_and_rework(settings, city):
     report = {
-        "report_id": "R-LC-1", "reported_at": datetime.now(UTC).isoformat(), "inspector_id": "G-017",
-        "description": "解放路口垃圾箱满溢，垃圾散落", "category_code": "0201",
+        "report_id": "R-LC-1",
+        "reported_at": datetime.now(UTC).isoformat(),
+        "inspector_id": "G-017",
+        "description": "解放路口垃圾箱满溢，垃圾散落",
+        "category_code": "0201",
         "location": {"lng": 120.16, "lat": 30.255, "coord_system": "wgs84"},
     }
     async with BusRecorder(settings.nats_url) as bus, system(settings, only=("intake", "dispatch")) as rts:
@@ -83,12 +92,25 @@ async def test_report_to_closed_and_rated_with_extension_and_rework(settings, ci
 
         doc = await rts["dispatch"].store["cases"].find_one({"_id": case_id})
         assert (doc["state"], doc["reworks"], doc["extensions"], doc["rating"]) == ("closed", 1, 1, "satisfied")
-        kinds = Counter(s.split(".")[2] for s, b in bus.messages if s.startswith("case.v1.") and isinstance(b, dict)
-                        and b.get("case_id") == case_id)
-        assert kinds == Counter({
-            "opened": 1, "dispatched": 1, "acknowledged": 1, "extension_requested": 1, "extension_approved": 1,
-            "resolved": 2, "verified": 2, "closed": 1, "rated": 1, "command_rejected": 3,  # + 1 for C-nope
-        })
+        kinds = Counter(
+            s.split(".")[2]
+            for s, b in bus.messages
+            if s.startswith("case.v1.") and isinstance(b, dict) and b.get("case_id") == case_id
+        )
+        assert kinds == Counter(
+            {
+                "opened": 1,
+                "dispatched": 1,
+                "acknowledged": 1,
+                "extension_requested": 1,
+                "extension_approved": 1,
+                "resolved": 2,
+                "verified": 2,
+                "closed": 1,
+                "rated": 1,
+                "command_rejected": 3,  # + 1 for C-nope
+            }
+        )
 
 
 async def test_returns_reroute_then_go_to_the_command_centre(settings, city):
@@ -121,16 +143,24 @@ async def test_low_confidence_merchant_escalation_and_supervisor_found(settings,
     async with BusRecorder(settings.nats_url) as bus, system(settings, only=("dispatch",)) as rts:
         await open_case(settings.nats_url, opened(city, "C-LOW", category_confidence=0.4, source="hotline"))
         await open_case(settings.nats_url, opened(city, "C-SUP", source="inspection", supervisor_found=True))
-        esc = MerchantEscalated(merchant_id="M-X1", merchant_name="东园小吃店", street_code="CD",
-                                community_code="CD02", period="2026-11", violations=3, reason="出店经营")
+        esc = MerchantEscalated(
+            merchant_id="M-X1",
+            merchant_name="东园小吃店",
+            street_code="CD",
+            community_code="CD02",
+            period="2026-11",
+            violations=3,
+            reason="出店经营",
+        )
         await publish(settings.nats_url, esc.subject_for(), esc.to_json(), msg_id=esc.event_id)
         await publish(settings.nats_url, esc.subject_for(), esc.to_json(), msg_id=esc.event_id + "-again")
         for model in (CaseMerged, CaseTransferred):  # a merged report and a transferred one are never dispatched
             ev = model.model_validate(model.example())
             await publish(settings.nats_url, ev.subject_for(), ev.to_json(), msg_id=ev.event_id)
 
-        got = await eventually(lambda: len(bus.on("case.v1.dispatched.")) == 3 and bus.on("case.v1.dispatched."),
-                               timeout=30)
+        got = await eventually(
+            lambda: len(bus.on("case.v1.dispatched.")) == 3 and bus.on("case.v1.dispatched."), timeout=30
+        )
         by_case = {d["case_id"]: d for d in got}
         assert (by_case["C-LOW"]["rule_id"], by_case["C-LOW"]["lead_unit"]["unit_id"]) == ("low-confidence", "XH-CC")
         assert by_case["C-SUP"]["supervisor_found"] and by_case["C-SUP"]["source"] == "inspection"
@@ -183,14 +213,21 @@ def _per_case_and_kind(bus: BusRecorder) -> tuple[Counter, Counter]:
 
 async def test_two_instances_publish_exactly_what_one_would(settings, city):
     ids = [f"C-TWO-{i}" for i in range(4)]
-    async with BusRecorder(settings.nats_url) as bus, running(SPEC, settings, city=city), running(
-        SPEC, settings, city=city
+    async with (
+        BusRecorder(settings.nats_url) as bus,
+        running(SPEC, settings, city=city),
+        running(SPEC, settings, city=city),
     ):
         await asyncio.sleep(0.2)
         await _run_cases(settings, city, bus, ids)
     messages, distinct = _per_case_and_kind(bus)
-    expected = Counter({(cid, kind): 1 for cid in ids for kind in (
-        "dispatched", "acknowledged", "command_rejected", "resolved", "verified", "closed")})
+    expected = Counter(
+        {
+            (cid, kind): 1
+            for cid in ids
+            for kind in ("dispatched", "acknowledged", "command_rejected", "resolved", "verified", "closed")
+        }
+    )
     assert distinct == expected
     assert messages == expected  # not even a duplicate publish reached the bus
 
@@ -202,11 +239,14 @@ async def test_a_triaged_case_is_assigned_by_the_command_centre_and_flows_on(set
     enf = {"unit_id": "CD-ENF", "role": "enforcement", "name": "执法队员"}
     async with BusRecorder(settings.nats_url) as bus, system(settings, only=("dispatch", "scoring")) as rts:
         cmd = CommandSender(settings.nats_url, bus)
-        await open_case(settings.nats_url, opened(city, "C-TRI", code="9901", source="hotline",
-                                                  description="解放路口有人占道摆摊卖菜"))
+        await open_case(
+            settings.nats_url,
+            opened(city, "C-TRI", code="9901", source="hotline", description="解放路口有人占道摆摊卖菜"),
+        )
         await open_case(settings.nats_url, opened(city, "C-CAN", category_confidence=0.3))
-        got = await eventually(lambda: len(bus.on("case.v1.dispatched.")) == 2 and bus.on("case.v1.dispatched."),
-                               timeout=30)
+        got = await eventually(
+            lambda: len(bus.on("case.v1.dispatched.")) == 2 and bus.on("case.v1.dispatched."), timeout=30
+        )
         first = {d["case_id"]: d for d in got}
         assert first["C-TRI"]["lead_unit"]["unit_id"] == first["C-CAN"]["lead_unit"]["unit_id"] == "XH-CC"
         assert first["C-CAN"]["rule_id"] == "low-confidence"
@@ -219,10 +259,15 @@ async def test_a_triaged_case_is_assigned_by_the_command_centre_and_flows_on(set
         r = await cmd.rejected("assign", "C-TRI", CENTRE, unit_id="CD-ENF")
         assert r["reason"] == "invalid" and "9901" in r["detail"]
 
-        d = await cmd.expect("assign", "C-TRI", CENTRE, "dispatched", unit_id="CD-ENF", category_code="0101",
-                             reason="分拣: 占道经营")
+        d = await cmd.expect(
+            "assign", "C-TRI", CENTRE, "dispatched", unit_id="CD-ENF", category_code="0101", reason="分拣: 占道经营"
+        )
         assert (d["rule_id"], d["lead_unit"]["unit_id"], d["category_code"], d["time_limit"]) == (
-            "manual", "CD-ENF", "0101", "1d")
+            "manual",
+            "CD-ENF",
+            "0101",
+            "1d",
+        )
         assert [u["unit_id"] for u in d["cooperating_units"]] == ["CD01"] and d["dispatch_round"] == 2
         assert d["actor"] == CENTRE and d["reason"] == "分拣: 占道经营" and d["due_at"] > first["C-TRI"]["due_at"]
         r = await cmd.rejected("assign", "C-TRI", CENTRE, unit_id="CD-SAN", category_code="0201")
@@ -234,16 +279,26 @@ async def test_a_triaged_case_is_assigned_by_the_command_centre_and_flows_on(set
         await cmd.expect("verify", "C-TRI", CENTRE, "verified", passed=True)
         closed = await eventually(lambda: [c for c in bus.on("case.v1.closed.") if c["case_id"] == "C-TRI"])
         assert (closed[0]["outcome"], closed[0]["closed_by"], closed[0]["unit_id"]) == (
-            "closed", "verification", "CD-ENF")
+            "closed",
+            "verification",
+            "CD-ENF",
+        )
 
         # 作废 ends the other case visibly: case.closed (outcome cancelled), then case.cancelled.
         cid = await cmd.send("cancel", "C-CAN", CENTRE, reason="重复举报")
         cancelled = await eventually(lambda: _by_command(bus, "cancelled", cid))
         ended = _by_command(bus, "closed", cid)
         assert ended and (ended["outcome"], ended["closed_by"], ended["on_time"], ended["reason"]) == (
-            "cancelled", "cancel", False, "重复举报")
-        subjects = [s.split(".")[2] for s, b in bus.messages
-                    if s.startswith("case.v1.") and isinstance(b, dict) and b.get("command_id") == cid]
+            "cancelled",
+            "cancel",
+            False,
+            "重复举报",
+        )
+        subjects = [
+            s.split(".")[2]
+            for s, b in bus.messages
+            if s.startswith("case.v1.") and isinstance(b, dict) and b.get("command_id") == cid
+        ]
         assert subjects == ["closed", "cancelled"] and cancelled["reason"] == "重复举报"
 
         month = periods_of(datetime.fromisoformat(d["occurred_at"]))["month"]
@@ -255,7 +310,12 @@ async def test_a_triaged_case_is_assigned_by_the_command_centre_and_flows_on(set
 
         unit = await eventually(scored, timeout=30)
         assert {k: unit.get(k, 0) for k in ("dispatched", "acknowledged", "due", "closed", "closed_on_time")} == {
-            "dispatched": 1, "acknowledged": 1, "due": 1, "closed": 1, "closed_on_time": 1}
+            "dispatched": 1,
+            "acknowledged": 1,
+            "due": 1,
+            "closed": 1,
+            "closed_on_time": 1,
+        }
 
         async def cancellation_folded() -> bool:
             doc = await rts["scoring"].store[CASE_FACTS].find_one({"_id": "C-CAN"})
@@ -265,4 +325,7 @@ async def test_a_triaged_case_is_assigned_by_the_command_centre_and_flows_on(set
         centre = await periods.find_one({"_id": f"XH-CC:{month}"})
         assert centre["dispatched"] == 2  # the two triage rounds
         assert {k: centre.get(k, 0) for k in ("due", "closed", "closed_on_time")} == {
-            "due": 0, "closed": 0, "closed_on_time": 0}
+            "due": 0,
+            "closed": 0,
+            "closed_on_time": 0,
+        }

@@ -32,10 +32,16 @@ async def test_the_client_examples_run_as_written(xiuhua, tmp_path: Path, monkey
     for user in ("hotline", "units"):
         monkeypatch.setenv(f"XIUHUA_NATS_PASSWORD_{user.upper()}", passwords[user])
     # Something for the unit to sign for: a grid report on its street, from the patrol app.
-    await xiuhua.publish(GridReport(
-        report_id="DOC-1", reported_at=datetime.now(UTC), inspector_id="G-017",
-        description="解放路口垃圾箱满溢，垃圾散落", category_code="0201",
-        location={"lng": 120.16, "lat": 30.255, "coord_system": "wgs84"}))
+    await xiuhua.publish(
+        GridReport(
+            report_id="DOC-1",
+            reported_at=datetime.now(UTC),
+            inspector_id="G-017",
+            description="解放路口垃圾箱满溢，垃圾散落",
+            category_code="0201",
+            location={"lng": 120.16, "lat": 30.255, "coord_system": "wgs84"},
+        )
+    )
     hotline, units = _examples()
     for block in (hotline, units):
         namespace: dict[str, object] = {}

@@ -18,16 +18,27 @@ def _iso(t: datetime) -> str:
 
 
 def grid(report_id: str, lng: float = 120.16, lat: float = 30.255, code: str | None = "0201", **over) -> dict:
-    body = {"report_id": report_id, "reported_at": _iso(NOW - timedelta(minutes=2)), "inspector_id": "G-017",
-            "description": "解放路口垃圾箱满溢，垃圾散落", "category_code": code,
-            "location": {"lng": lng, "lat": lat, "coord_system": "wgs84"}}
+    body = {
+        "report_id": report_id,
+        "reported_at": _iso(NOW - timedelta(minutes=2)),
+        "inspector_id": "G-017",
+        "description": "解放路口垃圾箱满溢，垃圾散落",
+        "category_code": code,
+        "location": {"lng": lng, "lat": lat, "coord_system": "wgs84"},
+    }
     body.update(over)
     return body
 
 
 def hotline(order_no: str, content: str, **over) -> dict:
-    body = {"order_no": order_no, "received_at": _iso(NOW - timedelta(minutes=5)), "channel": "12345",
-            "title": "市民来电", "content": content, "caller": {"name": "王小明", "phone": "13912345678"}}
+    body = {
+        "order_no": order_no,
+        "received_at": _iso(NOW - timedelta(minutes=5)),
+        "channel": "12345",
+        "title": "市民来电",
+        "content": content,
+        "caller": {"name": "王小明", "phone": "13912345678"},
+    }
     body.update(over)
     return body
 
@@ -36,18 +47,46 @@ async def test_every_source_becomes_a_case_with_its_mapping(settings):
     async with BusRecorder(settings.nats_url) as bus, system(settings, clock=FrozenClock(NOW), only=("intake",)):
         url = settings.nats_url
         await publish(url, "report.v1.in.grid", grid("R-1"))
-        await publish(url, "report.v1.in.hotline", hotline(
-            "12345-1", "湖滨路的路灯不亮好几天了，晚上一片漆黑", address="金桥街道湖滨路"))
-        await publish(url, "report.v1.in.inspection", {
-            "finding_id": "F-1", "inspected_at": _iso(NOW - timedelta(hours=1)), "team": "督查一组", "kind": "暗访",
-            "description": "望江花苑楼道堆放大量杂物", "address": "望江花苑"})
-        await publish(url, "report.v1.in.merchant_check", {
-            "check_id": "K-1", "merchant_id": "M-CD-0001", "checked_at": _iso(NOW - timedelta(hours=1)),
-            "inspector_id": "G-2", "items": {"hygiene": "fail", "order": "pass", "greenery": "fail"}})
-        await publish(url, "report.v1.in.open311", {
-            "request_id": "tok-1", "reported_at": _iso(NOW - timedelta(minutes=1)), "service_code": "0301",
-            "description": "井盖不见了", "location": {"lng": 120.19, "lat": 30.30, "coord_system": "gcj02"},
-            "reporter": {"kind": "citizen", "key": "p-abc", "display": "李*"}})
+        await publish(
+            url,
+            "report.v1.in.hotline",
+            hotline("12345-1", "湖滨路的路灯不亮好几天了，晚上一片漆黑", address="金桥街道湖滨路"),
+        )
+        await publish(
+            url,
+            "report.v1.in.inspection",
+            {
+                "finding_id": "F-1",
+                "inspected_at": _iso(NOW - timedelta(hours=1)),
+                "team": "督查一组",
+                "kind": "暗访",
+                "description": "望江花苑楼道堆放大量杂物",
+                "address": "望江花苑",
+            },
+        )
+        await publish(
+            url,
+            "report.v1.in.merchant_check",
+            {
+                "check_id": "K-1",
+                "merchant_id": "M-CD-0001",
+                "checked_at": _iso(NOW - timedelta(hours=1)),
+                "inspector_id": "G-2",
+                "items": {"hygiene": "fail", "order": "pass", "greenery": "fail"},
+            },
+        )
+        await publish(
+            url,
+            "report.v1.in.open311",
+            {
+                "request_id": "tok-1",
+                "reported_at": _iso(NOW - timedelta(minutes=1)),
+                "service_code": "0301",
+                "description": "井盖不见了",
+                "location": {"lng": 120.19, "lat": 30.30, "coord_system": "gcj02"},
+                "reporter": {"kind": "citizen", "key": "p-abc", "display": "李*"},
+            },
+        )
 
         opened = await eventually(lambda: len(bus.on("case.v1.opened.")) == 6 and bus.on("case.v1.opened."))
         by_source: dict[str, list[dict]] = {}
@@ -61,12 +100,16 @@ async def test_every_source_becomes_a_case_with_its_mapping(settings):
         assert (i["category_code"], i["supervisor_found"], i["place"]["grid_code"]) == ("0902", True, "CD03-04")
         assert (o["category_code"], o["urgency"], o["place"]["street_code"]) == ("0301", "urgent", "CD")
         merchant = sorted(by_source["merchant_check"], key=lambda e: e["category_code"])
-        assert [(e["category_code"], e["merchant_id"]) for e in merchant] == [("0402", "M-CD-0001"),
-                                                                              ("0404", "M-CD-0001")]
+        assert [(e["category_code"], e["merchant_id"]) for e in merchant] == [
+            ("0402", "M-CD-0001"),
+            ("0404", "M-CD-0001"),
+        ]
         assert {e["source_ref"] for e in merchant} == {"K-1:hygiene", "K-1:greenery"}
         # Personal data never travels in clear in what intake publishes (the inbound order is the source's own).
-        wire = json.dumps([b for s, b in bus.messages if isinstance(b, dict) and not s.startswith("report.v1.in.")],
-                          ensure_ascii=False)
+        wire = json.dumps(
+            [b for s, b in bus.messages if isinstance(b, dict) and not s.startswith("report.v1.in.")],
+            ensure_ascii=False,
+        )
         assert "13912345678" not in wire and "王小明" not in wire
 
 
@@ -79,8 +122,11 @@ async def test_duplicates_merges_and_a_closed_case_stops_absorbing(settings):
         case_id = first[0]["case_id"]
         await publish(url, "report.v1.in.grid", grid("R-10"), msg_id="resend")  # same reference: one case
         # The same bin reported by a caller 30 m away: merged, with a second reporter.
-        await publish(url, "report.v1.in.hotline", hotline(
-            "12345-9", "解放路口的垃圾桶都满了", location={"lng": 120.1603, "lat": 30.2551}))
+        await publish(
+            url,
+            "report.v1.in.hotline",
+            hotline("12345-9", "解放路口的垃圾桶都满了", location={"lng": 120.1603, "lat": 30.2551}),
+        )
         merged = await eventually(lambda: bus.on("case.v1.merged."))
         assert merged[0]["case_id"] == case_id and merged[0]["reporters_count"] == 2
         assert 0 < merged[0]["distance_m"] < 50 and merged[0]["reporter"]["display"] == "王** 139****5678"
@@ -135,9 +181,17 @@ async def test_transfers_triage_and_rejections(settings):
         url = settings.nats_url
         await publish(url, "report.v1.in.hotline", hotline("12345-20", "我在工地干了三个月，老板一直拖欠工资不发"))
         await publish(url, "report.v1.in.hotline", hotline("12345-21", "请相关部门尽快派人来处理一下"))
-        await publish(url, "report.v1.in.merchant_check", {
-            "check_id": "K-9", "merchant_id": "M-NOPE", "checked_at": _iso(NOW), "inspector_id": "G-2",
-            "items": {"hygiene": "fail"}})
+        await publish(
+            url,
+            "report.v1.in.merchant_check",
+            {
+                "check_id": "K-9",
+                "merchant_id": "M-NOPE",
+                "checked_at": _iso(NOW),
+                "inspector_id": "G-2",
+                "items": {"hygiene": "fail"},
+            },
+        )
         await publish(url, "report.v1.in.grid", grid("R-out", lng=121.47, lat=31.23))
         await publish(url, "report.v1.in.sensor", b'{"device_id": "D-1", "device_type": "dust", "values": [1]}')
 
@@ -167,8 +221,13 @@ async def test_sensor_debounce_fault_and_return_to_normal(settings):
         url = settings.nats_url
 
         async def reading(device: str, minutes_ago: int, **values) -> None:
-            body = {"device_id": device, "device_type": "dust", "site_id": "桥西建筑工地",
-                    "measured_at": _iso(NOW - timedelta(minutes=minutes_ago)), "values": values}
+            body = {
+                "device_id": device,
+                "device_type": "dust",
+                "site_id": "桥西建筑工地",
+                "measured_at": _iso(NOW - timedelta(minutes=minutes_ago)),
+                "values": values,
+            }
             if device == "DUST-1":  # DUST-2 sends no point: its site name places it
                 body["location"] = {"lng": 120.11, "lat": 30.285}
             await publish(url, "report.v1.in.sensor", body)
@@ -181,7 +240,10 @@ async def test_sensor_debounce_fault_and_return_to_normal(settings):
             await reading("DUST-1", m, pm10=200.0)
         opened = await eventually(lambda: bus.on("case.v1.opened."))
         assert (opened[0]["category_code"], opened[0]["source"], opened[0]["place"]["grid_code"]) == (
-            "0701", "sensor", "JQ02-03")
+            "0701",
+            "sensor",
+            "JQ02-03",
+        )
         await reading("DUST-1", 4, pm10=60.0)
         normal = await eventually(lambda: bus.on("report.v1.sensor_normal"))
         assert normal[0]["case_id"] == opened[0]["case_id"] and normal[0]["device_id"] == "DUST-1"

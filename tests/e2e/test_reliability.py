@@ -23,16 +23,22 @@ BY_NAME = {s.name: s for s in SCENARIOS}
 
 def _log_tails(root, lines: int = 25) -> str:
     """The last lines each service logged: what a failed scenario's message needs (its folder is gone after)."""
-    return "\n".join(f"--- {p.name}\n" + "\n".join(p.read_text(errors="replace").splitlines()[-lines:])
-                     for p in sorted((root / "logs").glob("*.log")))
+    return "\n".join(
+        f"--- {p.name}\n" + "\n".join(p.read_text(errors="replace").splitlines()[-lines:])
+        for p in sorted((root / "logs").glob("*.log"))
+    )
 
 
 async def _run(name: str, tmp_path, city, n: int = 60, **lab: object):
     result = await run_scenario(BY_NAME[name], tmp_path, n=n, city=city, settle_timeout=100, lab_kwargs=lab)
     t = result.tally
     assert t.sent == n
-    assert t.lost == 0 and t.duplicated == 0, (table([result]), t.problems, t.dead_letter_errors,
-                                                _log_tails(tmp_path / name))
+    assert t.lost == 0 and t.duplicated == 0, (
+        table([result]),
+        t.problems,
+        t.dead_letter_errors,
+        _log_tails(tmp_path / name),
+    )
     assert t.cases + t.merged + t.rejected == n  # every report has exactly one outcome
     assert t.cases > n // 2 and t.dispatched == t.cases == t.score_increments == t.alerts
     return result
@@ -57,8 +63,10 @@ async def test_two_instances_each_one_sigkilled_mid_batch_loses_and_duplicates_n
 async def test_the_node_leading_the_case_stream_sigkilled_in_a_cluster_loses_and_duplicates_nothing(tmp_path, city):
     await _run("cluster_node_loss", tmp_path, city)
     # The fault really happened: one of the three nodes (the case stream's leader) started twice, on its store.
-    starts = sorted((tmp_path / "cluster_node_loss" / f"nats-n{i}" / "nats-server.log").read_text()
-                    .count("Server is ready") for i in range(3))
+    starts = sorted(
+        (tmp_path / "cluster_node_loss" / f"nats-n{i}" / "nats-server.log").read_text().count("Server is ready")
+        for i in range(3)
+    )
     assert starts == [1, 1, 2]
 
 

@@ -13,8 +13,11 @@ from tests.helpers.dispatch import CENTRE, HOTLINE, LEAD, CommandSender
 
 async def test_a_case_handled_with_one_rework_is_scored_for_its_unit(settings, city):
     report = {
-        "report_id": "R-SC-1", "reported_at": datetime.now(UTC).isoformat(), "inspector_id": "G-017",
-        "description": "解放路口垃圾箱满溢，垃圾散落", "category_code": "0201",
+        "report_id": "R-SC-1",
+        "reported_at": datetime.now(UTC).isoformat(),
+        "inspector_id": "G-017",
+        "description": "解放路口垃圾箱满溢，垃圾散落",
+        "category_code": "0201",
         "location": {"lng": 120.16, "lat": 30.255, "coord_system": "wgs84"},
     }
     async with BusRecorder(settings.nats_url) as bus, system(settings, only=("intake", "dispatch", "scoring")) as rts:
@@ -37,12 +40,35 @@ async def test_a_case_handled_with_one_rework_is_scored_for_its_unit(settings, c
             return doc if doc and doc["rated"] == 1 else None
 
         doc = await eventually(scored, timeout=30)
-        assert {k: doc[k] for k in ("dispatched", "acknowledged", "acknowledged_in_time", "due", "resolved",
-                                    "resolved_on_time", "closed", "closed_on_time", "reworked", "reworked_cases",
-                                    "satisfied", "overdue")} == {
-            "dispatched": 1, "acknowledged": 1, "acknowledged_in_time": 1, "due": 1, "resolved": 1,
-            "resolved_on_time": 1, "closed": 1, "closed_on_time": 1, "reworked": 1, "reworked_cases": 1,
-            "satisfied": 1, "overdue": 0,
+        assert {
+            k: doc[k]
+            for k in (
+                "dispatched",
+                "acknowledged",
+                "acknowledged_in_time",
+                "due",
+                "resolved",
+                "resolved_on_time",
+                "closed",
+                "closed_on_time",
+                "reworked",
+                "reworked_cases",
+                "satisfied",
+                "overdue",
+            )
+        } == {
+            "dispatched": 1,
+            "acknowledged": 1,
+            "acknowledged_in_time": 1,
+            "due": 1,
+            "resolved": 1,
+            "resolved_on_time": 1,
+            "closed": 1,
+            "closed_on_time": 1,
+            "reworked": 1,
+            "reworked_cases": 1,
+            "satisfied": 1,
+            "overdue": 0,
         }
         assert doc["rates"]["on_time_closure_rate"] == 1.0 and doc["rates"]["rework_rate"] == 1.0
         assert doc["score"] == 99.8  # 100 − 0.2 for the failed verification
@@ -55,8 +81,13 @@ async def test_a_repeated_merchant_failure_becomes_one_enforcement_case_counted_
     now = datetime.now(UTC)
 
     def check(check_id: str, result: str) -> dict:
-        return {"check_id": check_id, "merchant_id": "M-CD-0002", "checked_at": now.isoformat(),
-                "inspector_id": "G-017", "items": {"hygiene": result, "order": "pass", "greenery": "pass"}}
+        return {
+            "check_id": check_id,
+            "merchant_id": "M-CD-0002",
+            "checked_at": now.isoformat(),
+            "inspector_id": "G-017",
+            "items": {"hygiene": result, "order": "pass", "greenery": "pass"},
+        }
 
     async with BusRecorder(settings.nats_url) as bus, system(settings, only=("intake", "dispatch", "scoring")) as rts:
         await publish(settings.nats_url, "report.v1.in.merchant_check", check("MC-1", "fail"), msg_id="mc-1")
@@ -66,8 +97,10 @@ async def test_a_repeated_merchant_failure_becomes_one_enforcement_case_counted_
 
         # Intake's violation case (the second check merges into it) and dispatch's enforcement case both carry the
         # merchant with source merchant_check: the month still has exactly the two failed checks.
-        await eventually(lambda: len([b for b in bus.on("case.v1.dispatched.") if b.get("source") == "merchant_check"])
-                         >= 2, timeout=30)
+        await eventually(
+            lambda: len([b for b in bus.on("case.v1.dispatched.") if b.get("source") == "merchant_check"]) >= 2,
+            timeout=30,
+        )
         opened = [b for b in bus.on("case.v1.opened.") if b.get("merchant_id") == "M-CD-0002"]
         assert len(opened) == 2 and {b["source"] for b in opened} == {"merchant_check"}
         month = periods_of(now)["month"]

@@ -54,8 +54,9 @@ async def test_no_callers_name_or_phone_in_clear_on_the_bus_or_in_logs(settings,
     async with BusRecorder(settings.nats_url) as bus, system(settings):
         for r in items:
             await publish(settings.nats_url, r.subject, r.data, msg_id=r.msg_id)
-        await eventually(lambda: len(bus.on("notify.v1.delivered")) >= 1 and len(bus.on("case.v1.dispatched")) >= 6,
-                         timeout=40)
+        await eventually(
+            lambda: len(bus.on("notify.v1.delivered")) >= 1 and len(bus.on("case.v1.dispatched")) >= 6, timeout=40
+        )
     # What Xiuhua publishes: everything but the inbound orders themselves (the 12345 platform's own data).
     published = [(s, b) for s, b in bus.messages if not s.startswith("report.v1.in.")]
     assert any(s.startswith("case.v1.opened") for s, _ in published)
@@ -73,4 +74,4 @@ async def test_no_callers_name_or_phone_in_clear_on_the_bus_or_in_logs(settings,
         # number (confidences, rates, distances: "15964918546" once matched in a full run) nor a run inside a
         # hexadecimal identifier.
         mobile = re.search(r"(?<![0-9A-Za-z.])1[3-9]\d{9}(?![0-9A-Za-z])", text)
-        assert not mobile, f"{where}: {text[max(0, mobile.start() - 80):mobile.end() + 20]!r}"
+        assert not mobile, f"{where}: {text[max(0, mobile.start() - 80) : mobile.end() + 20]!r}"

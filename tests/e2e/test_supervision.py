@@ -36,8 +36,13 @@ def _wait_endpoints(proc: subprocess.Popen[bytes], path: Path) -> dict:
 
 
 def test_a_killed_service_is_restarted(tmp_path: Path) -> None:
-    proc = subprocess.Popen([XIUHUA, "up", "--quiet"], env=_env(tmp_path), stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, start_new_session=True)
+    proc = subprocess.Popen(
+        [XIUHUA, "up", "--quiet"],
+        env=_env(tmp_path),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     path = tmp_path / "var" / "endpoints.json"
     try:
         first = _wait_endpoints(proc, path)["services"]["scoring"]

@@ -53,9 +53,13 @@ async def test_a_reports_trace_has_the_four_hops(settings, provider: TracerProvi
         spans = await eventually(hops)
 
     def one(service: str, consumer: str, subject_start: str) -> ReadableSpan:
-        [span] = [s for s in spans[service] if s.attributes
-                  and s.attributes["messaging.consumer.group.name"] == consumer
-                  and str(s.attributes["messaging.destination.name"]).startswith(subject_start)]
+        [span] = [
+            s
+            for s in spans[service]
+            if s.attributes
+            and s.attributes["messaging.consumer.group.name"] == consumer
+            and str(s.attributes["messaging.destination.name"]).startswith(subject_start)
+        ]
         return span
 
     intake = one("intake", "intake-reports", "report.v1.in.grid")

@@ -22,8 +22,13 @@ XIUHUA = str(Path(sys.executable).parent / "xiuhua")
 def test_up_serves_metrics_and_stops_cleanly_on_sigint(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("XIUHUA_")}
     env.update({"XIUHUA_VAR_DIR": str(tmp_path / "var"), "XIUHUA_CITY_DIR": str(DEMO_CITY)})
-    proc = subprocess.Popen([XIUHUA, "up", "--demo", "--demo-rate", "5"], env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, start_new_session=True)
+    proc = subprocess.Popen(
+        [XIUHUA, "up", "--demo", "--demo-rate", "5"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     endpoints_file = tmp_path / "var" / "endpoints.json"
     try:
         deadline = time.monotonic() + 90
@@ -42,8 +47,11 @@ def test_up_serves_metrics_and_stops_cleanly_on_sigint(tmp_path: Path) -> None:
         dispatched = 0.0
         while dispatched < 1 and time.monotonic() < deadline:
             text = httpx.get(endpoints["services"]["dispatch"]["metrics"], timeout=5).text
-            dispatched = sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
-                             if line.startswith("xiuhua_cases_dispatched_total{"))
+            dispatched = sum(
+                float(line.rsplit(" ", 1)[1])
+                for line in text.splitlines()
+                if line.startswith("xiuhua_cases_dispatched_total{")
+            )
             time.sleep(0.5)
         assert dispatched >= 1
 
@@ -66,8 +74,11 @@ def test_up_serves_metrics_and_stops_cleanly_on_sigint(tmp_path: Path) -> None:
 
         def hj212_frames(outcome: str) -> float:
             text = httpx.get(endpoints["services"]["intake"]["metrics"], timeout=5).text
-            return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
-                       if line.startswith(f'xiuhua_hj212_frames_total{{outcome="{outcome}"}}'))
+            return sum(
+                float(line.rsplit(" ", 1)[1])
+                for line in text.splitlines()
+                if line.startswith(f'xiuhua_hj212_frames_total{{outcome="{outcome}"}}')
+            )
 
         deadline = time.monotonic() + 30
         while (hj212_frames("bad_crc") < 1 or hj212_frames("accepted") < 1) and time.monotonic() < deadline:

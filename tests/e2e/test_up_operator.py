@@ -34,8 +34,14 @@ def up(tmp_path: Path):
     env = {k: v for k, v in os.environ.items() if not k.startswith("XIUHUA_")}
     # The var folder a project folder's `xiuhua up` would use, moved under tmp_path so runs do not collide.
     env.update({"XIUHUA_VAR_DIR": str(tmp_path / "var"), "XIUHUA_CITY_DIR": str(DEMO_CITY)})
-    proc = subprocess.Popen([XIUHUA, "up", "--quiet"], env=env, cwd=ROOT, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, start_new_session=True)
+    proc = subprocess.Popen(
+        [XIUHUA, "up", "--quiet"],
+        env=env,
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     endpoints_file = tmp_path / "var" / "endpoints.json"
     try:
         deadline = time.monotonic() + 90
@@ -62,30 +68,55 @@ def _xiuhua(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]
 async def _drive(url: str, passwords: dict[str, str]) -> dict[str, Any]:
     """As the patrol app: two failed checks of one merchant and a grid report; as the units' case system: follow
     the dispatches through the durable `units` and acknowledge one."""
+
     def as_user(user: str) -> XiuhuaClient:
         return XiuhuaClient(url, user=user, password=passwords[user])
 
     at = datetime.now(UTC)
     handled: list[Any] = []
     async with as_user("patrol_app") as app, as_user("units") as units, as_user("hotline") as hotline:
+
         async def on_case(event: Any) -> None:
             handled.append(event)
 
         sub = await units.subscribe_unit_cases("CD-SAN", on_case, deliver_policy="all")
         for day in (1, 2):
-            await app.publish_report(MerchantCheck(
-                check_id=f"UP-{day}", merchant_id="M-CD-0001", checked_at=at - timedelta(minutes=day),
-                inspector_id="G-1", items={"hygiene": "fail", "order": "pass", "greenery": "pass"}))
-        await app.publish_report(GridReport(
-            report_id="UP-G1", reported_at=at, inspector_id="G-017", description="解放路口垃圾箱满溢，垃圾散落",
-            category_code="0201", location={"lng": 120.16, "lat": 30.255, "coord_system": "wgs84"}))
+            await app.publish_report(
+                MerchantCheck(
+                    check_id=f"UP-{day}",
+                    merchant_id="M-CD-0001",
+                    checked_at=at - timedelta(minutes=day),
+                    inspector_id="G-1",
+                    items={"hygiene": "fail", "order": "pass", "greenery": "pass"},
+                )
+            )
+        await app.publish_report(
+            GridReport(
+                report_id="UP-G1",
+                reported_at=at,
+                inspector_id="G-017",
+                description="解放路口垃圾箱满溢，垃圾散落",
+                category_code="0201",
+                location={"lng": 120.16, "lat": 30.255, "coord_system": "wgs84"},
+            )
+        )
         # The enforcement case dispatch opens itself (the checks' own cases come from intake).
-        enforcement = await hotline.wait_for("case.v1.opened", timeout=60, merchant_id="M-CD-0001",
-                                             source_ref=f"M-CD-0001:{at.astimezone(BEIJING):%Y-%m}")
+        enforcement = await hotline.wait_for(
+            "case.v1.opened",
+            timeout=60,
+            merchant_id="M-CD-0001",
+            source_ref=f"M-CD-0001:{at.astimezone(BEIJING):%Y-%m}",
+        )
         dispatched = await hotline.wait_for("case.v1.dispatched", timeout=30, case_id=enforcement.case_id)
         grid = await units.wait_for("case.v1.dispatched", timeout=60, lead_unit__unit_id="CD-SAN")
-        await units.send_command(Acknowledge(command_id=f"CD-SAN:{grid.case_id}:ack", case_id=grid.case_id,
-                                             at=datetime.now(UTC), actor=Actor(unit_id="CD-SAN", role="sanitation")))
+        await units.send_command(
+            Acknowledge(
+                command_id=f"CD-SAN:{grid.case_id}:ack",
+                case_id=grid.case_id,
+                at=datetime.now(UTC),
+                actor=Actor(unit_id="CD-SAN", role="sanitation"),
+            )
+        )
         acked = await units.wait_for("case.v1.acknowledged", timeout=30, case_id=grid.case_id)
         deadline = asyncio.get_running_loop().time() + 30
         while not any(e.event_type == "case.acknowledged" for e in handled):
@@ -105,9 +136,16 @@ def test_operator_commands_and_a_units_system_work_against_a_running_up(up):
     assert got["info"].num_ack_pending == 0  # the units' system acknowledged what it received
 
     case_id = got["acked"].case_id
-    for args in (["streams"], ["dlq", "list"], ["dlq", "list", "--json"], ["scoring", "show", "unit", "CD-SAN"],
-                 ["scoring", "show", "ranking"], ["scoring", "rebuild", "--check"], ["deliveries", "--case", case_id],
-                 ["bulletin", "--no-pdf"]):
+    for args in (
+        ["streams"],
+        ["dlq", "list"],
+        ["dlq", "list", "--json"],
+        ["scoring", "show", "unit", "CD-SAN"],
+        ["scoring", "show", "ranking"],
+        ["scoring", "rebuild", "--check"],
+        ["deliveries", "--case", case_id],
+        ["bulletin", "--no-pdf"],
+    ):
         done = _xiuhua(env, *args)
         assert done.returncode == 0, (args, done.stdout[-1500:], done.stderr[-1500:])
     assert json.loads(_xiuhua(env, "dlq", "list", "--json").stdout) == []

@@ -42,16 +42,39 @@ CATEGORIES = {"0201": "垃圾箱满溢", "0101": "占道经营"}
 
 def opened(case_id: str, at: datetime, source: str, category: str, grid: str) -> c.CaseOpened:
     community = grid[:4]
-    place = Place(street_code="CD", street_name="城东街道", community_code=community,
-                  community_name=COMMUNITIES[community], grid_code=grid)
-    return c.CaseOpened(case_id=case_id, street_code="CD", source=ReportSource(source), source_ref=case_id,
-                        category_code=category, category_name=CATEGORIES[category], description="…", place=place,
-                        reported_at=at, occurred_at=at, correlation_id=case_id)
+    place = Place(
+        street_code="CD",
+        street_name="城东街道",
+        community_code=community,
+        community_name=COMMUNITIES[community],
+        grid_code=grid,
+    )
+    return c.CaseOpened(
+        case_id=case_id,
+        street_code="CD",
+        source=ReportSource(source),
+        source_ref=case_id,
+        category_code=category,
+        category_name=CATEGORIES[category],
+        description="…",
+        place=place,
+        reported_at=at,
+        occurred_at=at,
+        correlation_id=case_id,
+    )
 
 
 def dispatched(case_id: str, at: datetime, unit: UnitRef, category: str) -> c.CaseDispatched:
-    return c.CaseDispatched(case_id=case_id, street_code="CD", category_code=category, lead_unit=unit, rule_id="r",
-                            due_at=at + timedelta(hours=4), time_limit="4h", occurred_at=at)
+    return c.CaseDispatched(
+        case_id=case_id,
+        street_code="CD",
+        category_code=category,
+        lead_unit=unit,
+        rule_id="r",
+        due_at=at + timedelta(hours=4),
+        time_limit="4h",
+        occurred_at=at,
+    )
 
 
 def by(unit: UnitRef, case_id: str, at: datetime) -> dict[str, Any]:
@@ -62,14 +85,20 @@ def history() -> list[Event]:
     """Two weeks with figures worked out by hand (see test_bulletin_for_a_week_with_known_figures)."""
     h = timedelta(hours=1)
     evs: list[Event] = [
-        opened("P-1", W46, "grid", "0201", "CD01-03"), dispatched("P-1", W46, SAN, "0201"),
-        opened("P-2", W46, "grid", "0201", "CD01-03"), dispatched("P-2", W46, SAN, "0201"),
+        opened("P-1", W46, "grid", "0201", "CD01-03"),
+        dispatched("P-1", W46, SAN, "0201"),
+        opened("P-2", W46, "grid", "0201", "CD01-03"),
+        dispatched("P-2", W46, SAN, "0201"),
         c.CaseResolved(**by(SAN, "P-1", W46 + h), on_time=True),
         c.CaseResolved(**by(SAN, "P-2", W46 + h), on_time=True),
     ]
-    plan = [("C-1", "hotline", "0201", "CD01-03", SAN), ("C-2", "hotline", "0201", "CD01-03", SAN),
-            ("C-3", "grid", "0201", "CD01-03", SAN), ("C-4", "hotline", "0101", "CD02-01", ENF),
-            ("C-5", "grid", "0101", "CD02-01", ENF)]
+    plan = [
+        ("C-1", "hotline", "0201", "CD01-03", SAN),
+        ("C-2", "hotline", "0201", "CD01-03", SAN),
+        ("C-3", "grid", "0201", "CD01-03", SAN),
+        ("C-4", "hotline", "0101", "CD02-01", ENF),
+        ("C-5", "grid", "0101", "CD02-01", ENF),
+    ]
     for case_id, source, category, grid, unit in plan:
         evs += [opened(case_id, W47, source, category, grid), dispatched(case_id, W47, unit, category)]
     for case_id, on_time in (("C-1", True), ("C-2", True), ("C-3", True), ("C-4", False)):
@@ -97,15 +126,46 @@ def history() -> list[Event]:
 def score_events() -> list[tuple[str, dict[str, Any]]]:
     """Scoring's unit ranking of the week and a merchant grade change, as scoring publishes them."""
     env = {"schema_version": 1, "correlation_id": "score", "occurred_at": (W47 + timedelta(days=5)).isoformat()}
-    ranking = {**env, "event_id": "01935d1e-7a4b-7c3d-8e9f-00000000aa01", "kind": "unit", "period": "2026-W47",
-               "period_kind": "week", "tables": {"sanitation": [
-                   {"rank": 1, "id": "CD-SAN", "name": "城东环卫所", "score": 97.5, "board": "red", "bottom": False,
-                    "figures": {"on_time_rate": 1.0}},
-                   {"rank": 2, "id": "JQ-SAN", "name": "金桥环卫所", "score": 61.25, "board": "black", "bottom": True,
-                    "figures": {"on_time_rate": 0.5}}]}}
-    merchant = {**env, "event_id": "01935d1e-7a4b-7c3d-8e9f-00000000aa02", "merchant_id": "M-CD-0007",
-                "merchant_name": "东园小吃店", "street_code": "CD", "period": "2026-11", "previous": "A", "grade": "B",
-                "points": 82.0}
+    ranking = {
+        **env,
+        "event_id": "01935d1e-7a4b-7c3d-8e9f-00000000aa01",
+        "kind": "unit",
+        "period": "2026-W47",
+        "period_kind": "week",
+        "tables": {
+            "sanitation": [
+                {
+                    "rank": 1,
+                    "id": "CD-SAN",
+                    "name": "城东环卫所",
+                    "score": 97.5,
+                    "board": "red",
+                    "bottom": False,
+                    "figures": {"on_time_rate": 1.0},
+                },
+                {
+                    "rank": 2,
+                    "id": "JQ-SAN",
+                    "name": "金桥环卫所",
+                    "score": 61.25,
+                    "board": "black",
+                    "bottom": True,
+                    "figures": {"on_time_rate": 0.5},
+                },
+            ]
+        },
+    }
+    merchant = {
+        **env,
+        "event_id": "01935d1e-7a4b-7c3d-8e9f-00000000aa02",
+        "merchant_id": "M-CD-0007",
+        "merchant_name": "东园小吃店",
+        "street_code": "CD",
+        "period": "2026-11",
+        "previous": "A",
+        "grade": "B",
+        "points": 82.0,
+    }
     return [("score.v1.ranking_published", ranking), ("score.v1.merchant_grade_changed", merchant)]
 
 
@@ -149,12 +209,44 @@ async def test_projection_folds_published_events_into_week_documents(settings: S
         events = await feed(settings)
         await projected(rt)
         w47 = await rt.store[WEEKS].find_one({"_id": "2026-W47"})
-        assert {k: w47.get(k) for k in ("opened", "dispatched", "resolved", "resolved_on_time", "verified",
-                                        "verify_failed", "closed", "cancelled", "cohort_closed", "cohort_cancelled",
-                                        "overdue", "escalated", "rated", "satisfied", "basic", "unsatisfied")} == {
-            "opened": 5, "dispatched": 5, "resolved": 4, "resolved_on_time": 3, "verified": 4, "verify_failed": 1,
-            "closed": 3, "cancelled": 1, "cohort_closed": 3, "cohort_cancelled": 1, "overdue": 1, "escalated": 1,
-            "rated": 4, "satisfied": 2, "basic": 1, "unsatisfied": 1}
+        assert {
+            k: w47.get(k)
+            for k in (
+                "opened",
+                "dispatched",
+                "resolved",
+                "resolved_on_time",
+                "verified",
+                "verify_failed",
+                "closed",
+                "cancelled",
+                "cohort_closed",
+                "cohort_cancelled",
+                "overdue",
+                "escalated",
+                "rated",
+                "satisfied",
+                "basic",
+                "unsatisfied",
+            )
+        } == {
+            "opened": 5,
+            "dispatched": 5,
+            "resolved": 4,
+            "resolved_on_time": 3,
+            "verified": 4,
+            "verify_failed": 1,
+            "closed": 3,
+            "cancelled": 1,
+            "cohort_closed": 3,
+            "cohort_cancelled": 1,
+            "overdue": 1,
+            "escalated": 1,
+            "rated": 4,
+            "satisfied": 2,
+            "basic": 1,
+            "unsatisfied": 1,
+        }
         facets = {d["_id"]: d async for d in rt.store["bulletin_facets"].find({"week": "2026-W47"})}
         assert facets["2026-W47:source:hotline"]["count"] == 3 and facets["2026-W47:source:grid"]["count"] == 2
         assert facets["2026-W47:category:0201"]["count"] == 3 and facets["2026-W47:grid:CD02-01"]["count"] == 2
@@ -184,13 +276,19 @@ async def test_projection_folds_published_events_into_week_documents(settings: S
         await publish(settings.nats_url, *rated_later(again.case_id, again.occurred_at))
         await eventually(lambda: _rated(rt, week, before.get("rated", 0) + 1))
         w47 = await rt.store[WEEKS].find_one({"_id": "2026-W47"})
-        assert w47["opened"] == 5 and (await rt.store[WEEKS].find_one({"_id": week}))["dispatched"] == before[
-            "dispatched"]
+        assert (
+            w47["opened"] == 5 and (await rt.store[WEEKS].find_one({"_id": week}))["dispatched"] == before["dispatched"]
+        )
 
         # A second grade change the same week, in a later batch: the week shows A → C.
         _, change = score_events()[1]
-        later = {**change, "event_id": "01935d1e-7a4b-7c3d-8e9f-00000000aa03", "previous": "B", "grade": "C",
-                 "points": 70.0}
+        later = {
+            **change,
+            "event_id": "01935d1e-7a4b-7c3d-8e9f-00000000aa03",
+            "previous": "B",
+            "grade": "C",
+            "points": 70.0,
+        }
         await publish(settings.nats_url, "score.v1.merchant_grade_changed", later, msg_id=later["event_id"])
 
         async def merchant() -> dict | None:
@@ -206,10 +304,25 @@ async def test_score_events_the_bulletin_does_not_show_leave_no_ledger_entry(set
     a scoring event this build has no contract for change nothing in the bulletin: no entry is kept for them. A
     ranking and a grade change are folded and keep theirs (their effects are not guarded)."""
     env = {"schema_version": 1, "correlation_id": "score", "occurred_at": (W47 + timedelta(days=1)).isoformat()}
-    unit = {**env, "event_id": "01935d1e-7a4b-7c3d-8e9f-00000000ab01", "unit_id": "CD-SAN", "period": "2026-W47",
-            "counters": {"dispatched": 1}, "role": "sanitation"}
-    graded = {**env, "event_id": "01935d1e-7a4b-7c3d-8e9f-00000000ab02", "merchant_id": "M-CD-0007",
-              "street_code": "CD", "period": "2026-11", "grade": "A", "points": 95.0, "checks": 1, "failures": 0}
+    unit = {
+        **env,
+        "event_id": "01935d1e-7a4b-7c3d-8e9f-00000000ab01",
+        "unit_id": "CD-SAN",
+        "period": "2026-W47",
+        "counters": {"dispatched": 1},
+        "role": "sanitation",
+    }
+    graded = {
+        **env,
+        "event_id": "01935d1e-7a4b-7c3d-8e9f-00000000ab02",
+        "merchant_id": "M-CD-0007",
+        "street_code": "CD",
+        "period": "2026-11",
+        "grade": "A",
+        "points": 95.0,
+        "checks": 1,
+        "failures": 0,
+    }
     newer = {**env, "event_id": "01935d1e-7a4b-7c3d-8e9f-00000000ab03", "what": "a later build's figure"}
     async with bulletin_service(settings) as rt:
         await publish(settings.nats_url, "score.v1.unit_updated", unit, msg_id=unit["event_id"])
@@ -220,7 +333,8 @@ async def test_score_events_the_bulletin_does_not_show_leave_no_ledger_entry(set
 
         async def folded() -> bool:
             return await rt.store["bulletin_merchants"].find_one({"_id": "2026-W47:M-CD-0007"}) is not None and (
-                await rt.store["bulletin_rankings"].find_one({"_id": "2026-W47"}) is not None)
+                await rt.store["bulletin_rankings"].find_one({"_id": "2026-W47"}) is not None
+            )
 
         await eventually(folded, timeout=30)
         keys = {d["_id"] async for d in rt.store["ledger"].find({}, {"_id": 1})}
@@ -230,8 +344,13 @@ async def test_score_events_the_bulletin_does_not_show_leave_no_ledger_entry(set
 
 def rated_later(case_id: str, at: datetime) -> tuple[str, dict, str]:
     """(subject, body, message id) of a rating of the case a minute after `at`, in that week."""
-    ev = c.CaseRated(case_id=case_id, street_code="CD", unit_id="CD-SAN", satisfaction="satisfied",
-                     occurred_at=at + timedelta(minutes=1))
+    ev = c.CaseRated(
+        case_id=case_id,
+        street_code="CD",
+        unit_id="CD-SAN",
+        satisfaction="satisfied",
+        occurred_at=at + timedelta(minutes=1),
+    )
     return ev.subject_for(), json.loads(ev.to_json()), ev.event_id
 
 
@@ -245,13 +364,22 @@ async def test_bulletin_for_a_week_with_known_figures(settings: Settings, tmp_pa
         await feed(settings)
         await projected(rt)
         heard: list[str] = []
-        built = await build_bulletin(rt.store, rt.city, "2026-W47", tmp_path / "bulletins", PUBLISH_TIME, pdf=False,
-                                     progress=heard.append)
+        built = await build_bulletin(
+            rt.store, rt.city, "2026-W47", tmp_path / "bulletins", PUBLISH_TIME, pdf=False, progress=heard.append
+        )
     ev = built.event
     assert len(heard) == build_steps(pdf=False) == 3 and heard[0] == "reading 2026-W47 and the week before"
     assert build_steps(pdf=True) == 3 + len(ev.languages)  # one more step per PDF edition
-    assert ev.headline == {"opened": 5, "closed": 3, "overdue": 1, "escalated": 1, "on_time_rate": 0.75,
-                           "closure_rate": 0.75, "rework_rate": 0.25, "satisfaction_rate": 0.75}
+    assert ev.headline == {
+        "opened": 5,
+        "closed": 3,
+        "overdue": 1,
+        "escalated": 1,
+        "on_time_rate": 0.75,
+        "closure_rate": 0.75,
+        "rework_rate": 0.25,
+        "satisfaction_rate": 0.75,
+    }
     assert not ev.pdf and ev.pdf_skipped_reason == "PDF not requested"
     week_dir = tmp_path / "bulletins" / "2026-W47"
     zh = (week_dir / "bulletin.zh.md").read_text(encoding="utf-8")
@@ -282,8 +410,9 @@ async def test_bulletin_for_a_week_with_known_figures(settings: Settings, tmp_pa
     assert "| On-time rate | 75.0% | 100.0% | ≥ 95.0% | missed |" in en
     assert "| 1 | Overflowing bin (0201) | 3 | 2 | +1 |" in en and "| Grid patrol | 2 | 2 | ±0 |" in en
     html = (week_dir / "bulletin.zh.html").read_text(encoding="utf-8")
-    assert ('<tr data-key="opened"><td>立案数</td><td class="num">5</td><td class="num">2</td>'
-            '<td class="num">+3</td></tr>') in html
+    assert (
+        '<tr data-key="opened"><td>立案数</td><td class="num">5</td><td class="num">2</td><td class="num">+3</td></tr>'
+    ) in html
     assert '<td class="num">75.0%</td>' in html and '<span class="missed">未达标</span>' in html
     assert html.count('src="data:image/png;base64,') == 4 and "charts/" not in html  # self-contained
     for name in ("zh-categories.png", "zh-rates.png", "en-sources.png", "en-grids.png"):
@@ -311,7 +440,11 @@ async def test_two_instances_publish_the_bulletin_once(settings: Settings) -> No
         assert len(published) == 1
         assert published[0]["week"] == "2026-W47" and published[0]["directory"].endswith("bulletins/2026-W47")
         assert {(f["language"], f["format"]) for f in published[0]["files"]} == {
-            ("zh", "html"), ("zh", "md"), ("en", "html"), ("en", "md")}
+            ("zh", "html"),
+            ("zh", "md"),
+            ("en", "html"),
+            ("en", "md"),
+        }
         assert exists(published[0]["files"][0]["path"])
         # Before 15:00 on the next Monday nothing more is due.
         clock.set(datetime(2026, 11, 30, 6, 59, tzinfo=UTC))
@@ -328,8 +461,9 @@ async def test_notify_serves_the_archive_at_the_url_the_event_names(settings: Se
 
     served = settings.model_copy(update={"http_port": free_port()})
     rt = build_runtime(spec("notify"), served, clock=FrozenClock(PUBLISH_TIME))
-    config = uvicorn.Config(asgi_app(spec("notify"), rt), host="127.0.0.1", port=served.http_port,
-                            log_level="warning", lifespan="on")
+    config = uvicorn.Config(
+        asgi_app(spec("notify"), rt), host="127.0.0.1", port=served.http_port, log_level="warning", lifespan="on"
+    )
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())
     try:
@@ -363,19 +497,36 @@ def test_a_public_base_url_names_the_files_where_the_city_serves_them(settings: 
     assert bulletin.base_url(settings.model_copy(update={"http_port": 8080, "http_host": "0.0.0.0"})) is None
     root = tmp_path / "bulletins"
     assert file_url("https://x.example/b", root, root / "2026-W47" / "bulletin.zh.html") == (
-        "https://x.example/b/2026-W47/bulletin.zh.html")
+        "https://x.example/b/2026-W47/bulletin.zh.html"
+    )
 
 
 async def test_the_bulletin_command_builds_a_week_from_the_store(settings: Settings, tmp_path: Path) -> None:
     async with bulletin_service(settings) as rt:
         await feed(settings)
         await projected(rt)
-    env = {**os.environ, "XIUHUA_MONGO_URL": settings.mongo_url, "XIUHUA_DB_PREFIX": settings.db_prefix,
-           "XIUHUA_CITY_DIR": str(settings.city_dir), "XIUHUA_VAR_DIR": str(settings.var_dir)}
+    env = {
+        **os.environ,
+        "XIUHUA_MONGO_URL": settings.mongo_url,
+        "XIUHUA_DB_PREFIX": settings.db_prefix,
+        "XIUHUA_CITY_DIR": str(settings.city_dir),
+        "XIUHUA_VAR_DIR": str(settings.var_dir),
+    }
     out = tmp_path / "out"
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "xiuhua", "bulletin", "--week", "2026-W47", "--out", str(out), "--no-pdf",
-        "--json", env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        sys.executable,
+        "-m",
+        "xiuhua",
+        "bulletin",
+        "--week",
+        "2026-W47",
+        "--out",
+        str(out),
+        "--no-pdf",
+        "--json",
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
     )
     stdout, stderr = await asyncio.wait_for(proc.communicate(), 120)
     assert proc.returncode == 0, stderr.decode()
@@ -388,10 +539,21 @@ async def test_the_bulletin_command_builds_a_week_from_the_store(settings: Setti
 
     # Into the archive of a running `xiuhua up`: the files are named where its notify service serves them.
     settings.var_dir.mkdir(parents=True, exist_ok=True)
-    (settings.var_dir / "endpoints.json").write_text(json.dumps({"services": {"notify": {"http": "http://127.0.0.1:8099"}}}))
+    (settings.var_dir / "endpoints.json").write_text(
+        json.dumps({"services": {"notify": {"http": "http://127.0.0.1:8099"}}})
+    )
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "xiuhua", "bulletin", "--week", "2026-W47", "--no-pdf", "--json", env=env,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        sys.executable,
+        "-m",
+        "xiuhua",
+        "bulletin",
+        "--week",
+        "2026-W47",
+        "--no-pdf",
+        "--json",
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
     )
     stdout, stderr = await asyncio.wait_for(proc.communicate(), 120)
     assert proc.returncode == 0, stderr.decode()
@@ -399,8 +561,15 @@ async def test_the_bulletin_command_builds_a_week_from_the_store(settings: Setti
     assert "http://127.0.0.1:8099/bulletins/2026-W47/bulletin.zh.html" in urls and len(urls) == 4
 
     bad = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "xiuhua", "bulletin", "--week", "2026-47", env=env,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        sys.executable,
+        "-m",
+        "xiuhua",
+        "bulletin",
+        "--week",
+        "2026-47",
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
     )
     _, err = await asyncio.wait_for(bad.communicate(), 60)
     assert bad.returncode != 0 and b"not like 2026-W47" in err

@@ -45,17 +45,44 @@ def week() -> tuple[WeekData, WeekData]:
     def f(facet: str, key: str, label: str, **kw: int) -> dict:
         return {"week": "2026-W47", "facet": facet, "key": key, "label": label, **kw}
 
-    this = WeekData("2026-W47", {"opened": 40, "closed": 30, "resolved": 32, "resolved_on_time": 31, "verified": 30,
-                                 "verify_failed": 1, "rated": 20, "satisfied": 15, "basic": 3, "overdue": 1,
-                                 "cohort_closed": 25}, {
-        "category": [f("category", "0201", "垃圾箱满溢", count=12), f("category", "0101", "占道经营", count=9)],
-        "source": [f("source", "grid", "grid", count=25), f("source", "hotline", "hotline", count=15)],
-        "grid": [f("grid", "CD01-03", "CD01-03", count=8), f("grid", "CD02-01", "CD02-01", count=4)],
-        "community": [f("community", "CD01", "东园社区", count=20)],
-        "unit": [f("unit", "CD-SAN", "城东环卫所", dispatched=20, resolved=18, resolved_on_time=18),
-                 f("unit", "CD-ENF", "城东综合执法中队", dispatched=12, resolved=10, resolved_on_time=8, overdue=1)],
-    }, [{"week": "2026-W47", "case_id": "C-1", "overdue": True, "due_at": datetime(2026, 11, 18, 6, tzinfo=UTC),
-         "category_name": "占道经营", "unit_name": "城东综合执法中队", "street_name": "城东街道", "grid": "CD01-03"}])
+    this = WeekData(
+        "2026-W47",
+        {
+            "opened": 40,
+            "closed": 30,
+            "resolved": 32,
+            "resolved_on_time": 31,
+            "verified": 30,
+            "verify_failed": 1,
+            "rated": 20,
+            "satisfied": 15,
+            "basic": 3,
+            "overdue": 1,
+            "cohort_closed": 25,
+        },
+        {
+            "category": [f("category", "0201", "垃圾箱满溢", count=12), f("category", "0101", "占道经营", count=9)],
+            "source": [f("source", "grid", "grid", count=25), f("source", "hotline", "hotline", count=15)],
+            "grid": [f("grid", "CD01-03", "CD01-03", count=8), f("grid", "CD02-01", "CD02-01", count=4)],
+            "community": [f("community", "CD01", "东园社区", count=20)],
+            "unit": [
+                f("unit", "CD-SAN", "城东环卫所", dispatched=20, resolved=18, resolved_on_time=18),
+                f("unit", "CD-ENF", "城东综合执法中队", dispatched=12, resolved=10, resolved_on_time=8, overdue=1),
+            ],
+        },
+        [
+            {
+                "week": "2026-W47",
+                "case_id": "C-1",
+                "overdue": True,
+                "due_at": datetime(2026, 11, 18, 6, tzinfo=UTC),
+                "category_name": "占道经营",
+                "unit_name": "城东综合执法中队",
+                "street_name": "城东街道",
+                "grid": "CD01-03",
+            }
+        ],
+    )
     return this, WeekData("2026-W46", {"opened": 35, "closed": 28, "resolved": 30, "resolved_on_time": 27})
 
 
@@ -88,9 +115,15 @@ def dump_dom(html_file: Path) -> str:
 
     with tempfile.TemporaryDirectory(prefix="xh-chromium-") as profile:
         run = subprocess.run(
-            [*chromium_args(CHROMIUM, Path(profile)), "--virtual-time-budget=5000", "--dump-dom",
-             html_file.resolve().as_uri()],
-            capture_output=True, timeout=120, check=False,
+            [
+                *chromium_args(CHROMIUM, Path(profile)),
+                "--virtual-time-budget=5000",
+                "--dump-dom",
+                html_file.resolve().as_uri(),
+            ],
+            capture_output=True,
+            timeout=120,
+            check=False,
         )
     assert run.returncode == 0, run.stderr.decode(errors="replace")[-500:]
     return run.stdout.decode()
@@ -99,8 +132,11 @@ def dump_dom(html_file: Path) -> str:
 @pytest.mark.parametrize("lang", ["zh", "en"])
 def test_chromium_shows_the_title_tables_and_every_chart(tmp_path: Path, lang: str) -> None:
     this, before = week()
-    edition = render_edition(build_content(this, before, datetime(2026, 11, 23, 7, tzinfo=UTC)), lang,
-                             {"0201": "Overflowing bin", "0101": "Street vending"})
+    edition = render_edition(
+        build_content(this, before, datetime(2026, 11, 23, 7, tzinfo=UTC)),
+        lang,
+        {"0201": "Overflowing bin", "0101": "Street vending"},
+    )
     page_file = tmp_path / f"bulletin.{lang}.html"
     page_file.write_text(edition.html.replace("</body>", PROBE + "</body>"), encoding="utf-8")
 

@@ -45,7 +45,10 @@ async def test_a_retried_and_a_failing_message_are_logged_with_their_ids(setting
 
     retried = line_of("C-away", "back for retry")
     assert {k: retried[k] for k in logs.FIELDS} == {
-        "service": "probe", "consumer": "probe-logs", "msg_id": "e-away", "correlation_id": "grid:away",
+        "service": "probe",
+        "consumer": "probe-logs",
+        "msg_id": "e-away",
+        "correlation_id": "grid:away",
         "case_id": "C-away",
     }
     assert "AutoReconnect: store away" in str(retried["message"])

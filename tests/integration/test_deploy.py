@@ -102,17 +102,49 @@ def test_nats_configs_are_what_the_permission_model_generates():
 def _exported_names(families: list[Metric]) -> set[str]:
     names = set()
     for f in families:
-        suffixes = {"counter": ("_total", "_created"), "histogram": ("_bucket", "_sum", "_count", "_created"),
-                    "summary": ("_sum", "_count", "_created")}.get(f.type, ("",))
+        suffixes = {
+            "counter": ("_total", "_created"),
+            "histogram": ("_bucket", "_sum", "_count", "_created"),
+            "summary": ("_sum", "_count", "_created"),
+        }.get(f.type, ("",))
         names |= {f.name + s for s in suffixes} | {s.name for s in f.samples}
     return names
 
 
 # PromQL words that are not metric names: functions, aggregations, operators and modifiers.
 PROMQL_WORDS = {
-    "sum", "count", "avg", "min", "max", "rate", "increase", "irate", "histogram_quantile", "absent", "by", "on",
-    "without", "ignoring", "unless", "and", "or", "offset", "group_left", "group_right", "bool", "topk", "bottomk",
-    "delta", "deriv", "clamp_min", "clamp_max", "time", "vector", "scalar", "label_replace", "stddev",
+    "sum",
+    "count",
+    "avg",
+    "min",
+    "max",
+    "rate",
+    "increase",
+    "irate",
+    "histogram_quantile",
+    "absent",
+    "by",
+    "on",
+    "without",
+    "ignoring",
+    "unless",
+    "and",
+    "or",
+    "offset",
+    "group_left",
+    "group_right",
+    "bool",
+    "topk",
+    "bottomk",
+    "delta",
+    "deriv",
+    "clamp_min",
+    "clamp_max",
+    "time",
+    "vector",
+    "scalar",
+    "label_replace",
+    "stddev",
 }
 
 
@@ -150,8 +182,14 @@ async def test_alert_rules_and_dashboard_use_metrics_the_services_export(setting
         for rt in rts.values():
             exported |= _exported_names(list(rt.metrics.registry.collect()))
     rules = [r for g in _docs(DEPLOY / "prometheus" / "alerts.yml")[0]["groups"] for r in g["rules"]]
-    assert {r["alert"] for r in rules} >= {"XiuhuaConsumerLag", "XiuhuaDeadLettersGrowing", "XiuhuaRedeliveriesHigh",
-                                          "XiuhuaOverdueSurge", "XiuhuaServiceDown", "XiuhuaPublishRefused"}
+    assert {r["alert"] for r in rules} >= {
+        "XiuhuaConsumerLag",
+        "XiuhuaDeadLettersGrowing",
+        "XiuhuaRedeliveriesHigh",
+        "XiuhuaOverdueSurge",
+        "XiuhuaServiceDown",
+        "XiuhuaPublishRefused",
+    }
     dashboard = json.loads((DEPLOY / "grafana" / "dashboards" / "command-centre.json").read_text())
     exprs = [r["expr"] for r in rules] + list(_exprs(dashboard))
     used = set().union(*(_metric_names(e) for e in exprs))

@@ -19,8 +19,15 @@ SH = ZoneInfo("Asia/Shanghai")
 
 def _opened(city, case_id: str, at: datetime) -> CaseOpened:
     return CaseOpened(
-        occurred_at=at, correlation_id=f"grid:{case_id}", case_id=case_id, street_code="CD", source="grid",
-        source_ref=case_id, category_code="0201", description="垃圾箱满溢", place=city.areas.place_of_area("CD01"),
+        occurred_at=at,
+        correlation_id=f"grid:{case_id}",
+        case_id=case_id,
+        street_code="CD",
+        source="grid",
+        source_ref=case_id,
+        category_code="0201",
+        description="垃圾箱满溢",
+        place=city.areas.place_of_area("CD01"),
         reported_at=at,
     )
 

@@ -18,11 +18,13 @@ NOW = datetime(2026, 12, 1, 2, 0, tzinfo=UTC)
 async def test_dispatch_dates_older_timer_claims_once_when_it_starts(settings, city) -> None:
     live = Store(settings.mongo_url, settings.database("dispatch"))
     try:
-        await live["ledger"].insert_many([
-            {"_id": "timer:C-old:0:warning:1", "events": [], "published": True, "at": T0},
-            {"_id": "timer:C-new:0:overdue:1", "events": [], "published": True, "at": T0, "at_s": 1.0},
-            {"_id": "timers-elsewhere:m1", "events": [], "published": True, "at": T0},
-        ])
+        await live["ledger"].insert_many(
+            [
+                {"_id": "timer:C-old:0:warning:1", "events": [], "published": True, "at": T0},
+                {"_id": "timer:C-new:0:overdue:1", "events": [], "published": True, "at": T0, "at_s": 1.0},
+                {"_id": "timers-elsewhere:m1", "events": [], "published": True, "at": T0},
+            ]
+        )
         async with running(spec("dispatch"), settings, clock=FrozenClock(NOW), city=city) as rt:
 
             async def dated() -> bool:
@@ -35,8 +37,10 @@ async def test_dispatch_dates_older_timer_claims_once_when_it_starts(settings, c
                 return bool(await rt.ledger.seen(["repaired:timer-moments"]))
 
             await eventually(recorded, timeout=10)
-        docs = {d["_id"]: d async for d in live["ledger"].find({"_id": {"$in": [
-            "timer:C-new:0:overdue:1", "timers-elsewhere:m1"]}})}
+        docs = {
+            d["_id"]: d
+            async for d in live["ledger"].find({"_id": {"$in": ["timer:C-new:0:overdue:1", "timers-elsewhere:m1"]}})
+        }
         assert docs["timer:C-new:0:overdue:1"]["at_s"] == 1.0  # dated already: left as it was
         assert "at_s" not in docs["timers-elsewhere:m1"]  # `timers-elsewhere:` is not the `timer:` prefix
     finally:

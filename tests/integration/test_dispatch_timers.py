@@ -28,8 +28,15 @@ TIMER_KINDS = ("case.v1.deadline_warning.", "case.v1.overdue.", "case.v1.escalat
 
 def opened_case(city, case_id: str, code: str = "0201") -> CaseOpened:
     return CaseOpened(
-        occurred_at=T0, correlation_id=f"grid:{case_id}", case_id=case_id, street_code="CD", source="grid",
-        source_ref=case_id, category_code=code, description="垃圾箱满溢", place=city.areas.place_of_area("CD01"),
+        occurred_at=T0,
+        correlation_id=f"grid:{case_id}",
+        case_id=case_id,
+        street_code="CD",
+        source="grid",
+        source_ref=case_id,
+        category_code=code,
+        description="垃圾箱满溢",
+        place=city.areas.place_of_area("CD01"),
         reported_at=T0,
     )
 
@@ -51,8 +58,10 @@ async def test_timers_fire_once_with_two_instances_and_after_a_restart(settings,
     clock = FrozenClock(T0)
     ids = [f"C-T{i}" for i in range(4)]
     async with BusRecorder(settings.nats_url) as bus:
-        async with running(SPEC, settings, clock=clock, city=city) as a, running(SPEC, settings, clock=clock,
-                                                                                   city=city) as b:
+        async with (
+            running(SPEC, settings, clock=clock, city=city) as a,
+            running(SPEC, settings, clock=clock, city=city) as b,
+        ):
             for cid in ids:
                 ev = opened_case(city, cid)
                 await publish(settings.nats_url, ev.subject_for(), ev.to_json(), msg_id=ev.event_id)
@@ -84,8 +93,17 @@ async def test_timers_fire_once_with_two_instances_and_after_a_restart(settings,
             await eventually(lambda: len(timer_events(bus)) == 5 * len(ids))
             await asyncio.sleep(0.5)
         seen = Counter(timer_events(bus))
-        expected = {(cid, kind, lvl): 1 for cid in ids for kind, lvl in (
-            ("deadline_warning", 0), ("overdue", 0), ("escalated", 1), ("escalated", 2), ("escalated", 3))}
+        expected = {
+            (cid, kind, lvl): 1
+            for cid in ids
+            for kind, lvl in (
+                ("deadline_warning", 0),
+                ("overdue", 0),
+                ("escalated", 1),
+                ("escalated", 2),
+                ("escalated", 3),
+            )
+        }
         assert seen == Counter(expected)
         esc = [e for e in bus.on("case.v1.escalated.") if e["case_id"] == ids[0]]
         assert sorted(e["level"] for e in esc) == [1, 2, 3]
@@ -109,11 +127,15 @@ async def test_resolution_stops_the_timers_and_an_extension_moves_them(settings,
             await publish(settings.nats_url, "cmd.v1.case.acknowledge", command("acknowledge", cid, 1, lead))
         await eventually(lambda: len(bus.on("case.v1.acknowledged.")) == 2)
         await publish(settings.nats_url, "cmd.v1.case.resolve", command("resolve", "C-R", 1, lead, note="已清运"))
-        await publish(settings.nats_url, "cmd.v1.case.request_extension",
-                      command("request_extension", "C-X", 1, lead, hours=8, reason="需协调"))
+        await publish(
+            settings.nats_url,
+            "cmd.v1.case.request_extension",
+            command("request_extension", "C-X", 1, lead, hours=8, reason="需协调"),
+        )
         await eventually(lambda: bus.on("case.v1.resolved.") and bus.on("case.v1.extension_requested."))
-        await publish(settings.nats_url, "cmd.v1.case.approve_extension",
-                      command("approve_extension", "C-X", 1, centre))
+        await publish(
+            settings.nats_url, "cmd.v1.case.approve_extension", command("approve_extension", "C-X", 1, centre)
+        )
         approved = await eventually(lambda: bus.on("case.v1.extension_approved."))
         assert approved[0]["due_at"] == "2026-11-24T07:00:00Z"  # Tuesday 15:00 in Shanghai
 
@@ -126,7 +148,10 @@ async def test_resolution_stops_the_timers_and_an_extension_moves_them(settings,
         await of(rt).timers.tick()
         await eventually(lambda: len(timer_events(bus)) == 3)
         assert sorted(timer_events(bus)) == [
-            ("C-X", "deadline_warning", 0), ("C-X", "escalated", 1), ("C-X", "overdue", 0)]
+            ("C-X", "deadline_warning", 0),
+            ("C-X", "escalated", 1),
+            ("C-X", "overdue", 0),
+        ]
         warning = bus.on("case.v1.deadline_warning.")[0]
         assert warning["occurred_at"] == "2026-11-24T03:06:00Z"  # 80 % of 12 working hours: Tuesday 11:06
         assert bus.on("case.v1.overdue.")[0]["due_at"] == "2026-11-24T07:00:00Z"
@@ -200,8 +225,11 @@ async def test_a_timer_never_publishes_for_a_case_a_command_moved_on_after_the_s
         await publish(settings.nats_url, "cmd.v1.case.acknowledge", command("acknowledge", lead))
         await eventually(lambda: bus.on("case.v1.acknowledged."))
         if action == "approve_extension":
-            await publish(settings.nats_url, "cmd.v1.case.request_extension",
-                          command("request_extension", lead, hours=8, reason="需协调"))
+            await publish(
+                settings.nats_url,
+                "cmd.v1.case.request_extension",
+                command("request_extension", lead, hours=8, reason="需协调"),
+            )
             await eventually(lambda: bus.on("case.v1.extension_requested."))
         cases = rt.store["cases"]
         before = await cases.find_one({"_id": "C-RACE"})
@@ -288,11 +316,8 @@ async def test_a_batch_of_openings_dispatches_each_case_once(settings, city):
             await eventually(lambda: len(bus.on("case.v1.dispatched.")) >= 3, timeout=30)
             await asyncio.sleep(0.5)
             assert sorted(e["case_id"] for e in bus.on("case.v1.dispatched.")) == ["C-B0", "C-B1", "C-B2"]
-            assert sorted([d["_id"] async for d in rt.store["cases"].find({}, {"_id": 1})]) == [
-                "C-B0", "C-B1", "C-B2"
-            ]
+            assert sorted([d["_id"] async for d in rt.store["cases"].find({}, {"_id": 1})]) == ["C-B0", "C-B1", "C-B2"]
             # A small batch of first deliveries inserts without reading what is kept: C-B0's insert was refused
             # and the batch applied again, reading.
             labels = {"service": "dispatch", "consumer": "dispatch-opened"}
             assert rt.metrics.registry.get_sample_value("xiuhua_batches_relooked_total", labels) >= 1
-

@@ -58,8 +58,9 @@ async def test_dead_letter_is_listed_redriven_after_the_fix_and_applied_once(set
         counted: list[tuple[int, int]] = []
         done = await redrive(settings, [by_msg["e-fixme"].id], progress=lambda *c: counted.append(c))
         assert counted == [(1, 1)]
-        assert done == [{"id": by_msg["e-fixme"].id, "service": "probe", "subject": "case.v1.dispatched.CD",
-                         "msg_id": "e-fixme~r1"}]
+        assert done == [
+            {"id": by_msg["e-fixme"].id, "service": "probe", "subject": "case.v1.dispatched.CD", "msg_id": "e-fixme~r1"}
+        ]
         await eventually(lambda: "C-fixme" in applied, timeout=20)
         # Re-driving the same letter again is refused: it left the queue.
         with pytest.raises(SystemExit, match="no dead letter"):
@@ -69,8 +70,12 @@ async def test_dead_letter_is_listed_redriven_after_the_fix_and_applied_once(set
         # The re-driven copy counts as the original: publishing it once more changes nothing.
         await publish(settings.nats_url, "case.v1.dispatched.CD", bad.to_json(), msg_id="e-fixme~r9")
         await publish(settings.nats_url, "case.v1.dispatched.CD", good.to_json(), msg_id=good.event_id + "~r1")
-        await publish(settings.nats_url, "case.v1.dispatched.CD", good.model_copy(
-            update={"case_id": "C-marker", "event_id": "e-marker"}).to_json(), msg_id="e-marker")
+        await publish(
+            settings.nats_url,
+            "case.v1.dispatched.CD",
+            good.model_copy(update={"case_id": "C-marker", "event_id": "e-marker"}).to_json(),
+            msg_id="e-marker",
+        )
         await eventually(lambda: "C-marker" in applied, timeout=20)
         # Each effect once: the copies (first deliveries to JetStream, applied before) were refused by the ledger.
         effects = sorted([d["case_id"] async for d in store["effects"].find({})])
@@ -113,6 +118,11 @@ async def _two(pending):
 async def _cli(env: dict[str, str], *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
     """`xiuhua dlq ...` as an operator runs it, off the event loop so the service keeps consuming."""
     return await asyncio.to_thread(
-        subprocess.run, [sys.executable, "-m", "xiuhua", "dlq", *args], env=env, capture_output=True, text=True,
-        timeout=60, check=check,
+        subprocess.run,
+        [sys.executable, "-m", "xiuhua", "dlq", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=check,
     )

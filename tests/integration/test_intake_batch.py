@@ -26,8 +26,15 @@ from xiuhua.settings import Settings
 from xiuhua.store import Store
 
 NOW = datetime(2026, 11, 23, 2, 0, tzinfo=UTC)
-REPORT_COLLECTIONS = {"raw_reports", "source_refs", "open_cases", "open311_requests", "open_keys", "devices",
-                      "merge_locks"}
+REPORT_COLLECTIONS = {
+    "raw_reports",
+    "source_refs",
+    "open_cases",
+    "open311_requests",
+    "open_keys",
+    "devices",
+    "merge_locks",
+}
 
 
 def _grid(report_id: str, lng: float, lat: float) -> dict[str, Any]:
@@ -89,8 +96,11 @@ async def test_one_batch_sees_its_own_reports_and_costs_a_few_commands(settings,
             await eventually(lambda: len(bus.on("case.v1.merged.")) >= 12 and bus.on(SENSOR_NORMAL))
             batches = commands.touching({"ledger:intake-reports"})
             report_commands = commands.touching(REPORT_COLLECTIONS)
-            writes = sum(n for (c, coll), n in commands.by_collection.items()
-                         if c != "find" and set(coll.split("+")) & REPORT_COLLECTIONS)
+            writes = sum(
+                n
+                for (c, coll), n in commands.by_collection.items()
+                if c != "find" and set(coll.split("+")) & REPORT_COLLECTIONS
+            )
             commands.active = False
 
             opened = bus.on("case.v1.opened.")
@@ -195,8 +205,9 @@ async def test_a_resend_taken_as_new_is_still_a_duplicate_whatever_its_outcome_w
     async with BusRecorder(url) as bus, running(SPEC, settings, clock=FrozenClock(NOW)) as rt:
         await publish(url, "report.v1.in.grid", _grid("RR-1", 120.17, 30.26))
         await eventually(lambda: len(bus.on("case.v1.opened.")) == 1)
-        await rt.store["raw_reports"].insert_one({"_id": "grid:RR-2", "case_id": "C-earlier", "status": "case",
-                                                  "received_at": NOW})
+        await rt.store["raw_reports"].insert_one(
+            {"_id": "grid:RR-2", "case_id": "C-earlier", "status": "case", "received_at": NOW}
+        )
         await publish(url, "report.v1.in.grid", _grid("RR-1", 120.17, 30.26))  # a resend: a new message to the bus
         await publish(url, "report.v1.in.grid", {**_grid("RR-2", 120.18, 30.26), "category_code": "9999"})
 
@@ -259,9 +270,20 @@ async def test_a_case_an_older_build_opened_absorbs_near_reports_and_closes_wher
     store, dup = await _intake_store(settings)
     here = Place(lng=120.17, lat=30.27)
     key = duplicates.keys_of("0201", here, dup)[0]
-    await store[OPEN].insert_one({
-        "_id": "C-older", "key": key, "category_code": "0201", "lng": 120.17, "lat": 30.27, "street_code": "CD",
-        "opened_at": NOW - timedelta(hours=1), "open": True, "reporters": 1, "source": "grid"})
+    await store[OPEN].insert_one(
+        {
+            "_id": "C-older",
+            "key": key,
+            "category_code": "0201",
+            "lng": 120.17,
+            "lat": 30.27,
+            "street_code": "CD",
+            "opened_at": NOW - timedelta(hours=1),
+            "open": True,
+            "reporters": 1,
+            "source": "grid",
+        }
+    )
     await store.close()
     url = settings.nats_url
     async with BusRecorder(url) as bus, running(SPEC, settings, clock=FrozenClock(NOW)) as rt:

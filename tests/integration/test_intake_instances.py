@@ -15,8 +15,14 @@ NOW = datetime(2026, 11, 23, 2, 0, tzinfo=UTC)
 
 
 def _grid(report_id: str, lng: float, lat: float) -> dict:
-    return {"report_id": report_id, "reported_at": (NOW - timedelta(minutes=1)).isoformat(), "inspector_id": "G-1",
-            "description": "垃圾箱满溢", "category_code": "0201", "location": {"lng": lng, "lat": lat}}
+    return {
+        "report_id": report_id,
+        "reported_at": (NOW - timedelta(minutes=1)).isoformat(),
+        "inspector_id": "G-1",
+        "description": "垃圾箱满溢",
+        "category_code": "0201",
+        "location": {"lng": lng, "lat": lat},
+    }
 
 
 async def test_two_instances_open_each_problem_once(settings):
@@ -33,13 +39,21 @@ async def test_two_instances_open_each_problem_once(settings):
                 await publish(url, "report.v1.in.grid", body)
         for device in range(3):  # three manhole sensors tilting, four readings each
             for minute in range(4):
-                await publish(url, "report.v1.in.sensor", {
-                    "device_id": f"MH-{device}", "device_type": "manhole_tilt",
-                    "measured_at": (NOW - timedelta(minutes=10 - minute)).isoformat(), "values": {"tilt_deg": 30},
-                    "location": {"lng": 120.11 + device * 0.01, "lat": 30.265}})
+                await publish(
+                    url,
+                    "report.v1.in.sensor",
+                    {
+                        "device_id": f"MH-{device}",
+                        "device_type": "manhole_tilt",
+                        "measured_at": (NOW - timedelta(minutes=10 - minute)).isoformat(),
+                        "values": {"tilt_deg": 30},
+                        "location": {"lng": 120.11 + device * 0.01, "lat": 30.265},
+                    },
+                )
 
         async def settled() -> bool:
             return await a.store.count("raw_reports", {"source": "grid"}) == 48
+
         await eventually(settled, timeout=60)
         await eventually(lambda: len(bus.on("case.v1.opened.")) >= 11, timeout=30)
         opened = bus.on("case.v1.opened.")

@@ -90,9 +90,7 @@ async def test_report_carries_message_id_from_its_reference_and_a_retry_is_dropp
         assert isinstance(seen, GridReport) and seen.category_code == "0201"
 
 
-async def test_dict_reports_are_validated_against_the_source_contract(
-    bus: str, users: dict[str, str]
-) -> None:
+async def test_dict_reports_are_validated_against_the_source_contract(bus: str, users: dict[str, str]) -> None:
     async with as_user(bus, users) as xh:
         body = {
             "order_no": "12345-1",
@@ -119,9 +117,7 @@ async def test_dict_reports_are_validated_against_the_source_contract(
             await xh.publish_report(grid(), source="hotline")
 
 
-async def test_commands_carry_command_id_and_are_validated(
-    bus: str, users: dict[str, str]
-) -> None:
+async def test_commands_carry_command_id_and_are_validated(bus: str, users: dict[str, str]) -> None:
     async with as_user(bus, users) as xh:
         sent = await xh.send_command(ack("C-1", "CD-SAN", "cmd-42"))
         assert (sent.subject, sent.msg_id, sent.stream) == ("cmd.v1.case.acknowledge", "cmd-42", "XH_COMMANDS")
@@ -192,9 +188,7 @@ async def test_unit_subscription_gets_only_its_cases_and_resumes_from_its_durabl
         assert got[-1] == ("case.acknowledged", "C-1")
 
 
-async def test_a_failing_handler_gets_the_event_again(
-    bus: str, users: dict[str, str]
-) -> None:
+async def test_a_failing_handler_gets_the_event_again(bus: str, users: dict[str, str]) -> None:
     calls: list[str] = []
 
     async def flaky(event) -> None:

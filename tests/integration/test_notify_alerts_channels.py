@@ -36,8 +36,10 @@ T0 = datetime(2026, 11, 23, 2, 0, tzinfo=UTC)  # 10:00 in Shanghai, a Monday
 def sample(urgent: bool = False) -> dict[str, Any]:
     """A rendered overdue alert as the worker hands it to a channel."""
     msg = messages.build(
-        "overdue", {"case_id": "C-1", "unit": "城东环卫所", "due_at": T0, "category": "垃圾满溢（0201）"},
-        urgent=urgent, tz=ZoneInfo("Asia/Shanghai"),
+        "overdue",
+        {"case_id": "C-1", "unit": "城东环卫所", "due_at": T0, "category": "垃圾满溢（0201）"},
+        urgent=urgent,
+        tz=ZoneInfo("Asia/Shanghai"),
     )
     return {"notification_id": "overdue:C-1:0:CD-SAN-duty:x", **msg}
 
@@ -146,14 +148,21 @@ async def test_feishu_refusal_in_the_body_is_a_failure() -> None:
 async def test_sms_gateway_gets_the_template_text_and_token(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("XH_TEST_SMS_TOKEN", "tok-1")
     async with receiver(answer={"code": 0}) as r:
-        cfg = ChannelConfig(type="sms", gateway_url=r.url("/sms/send"), gateway_token_env="XH_TEST_SMS_TOKEN",
-                            sms_template="【绣花】{title}：案件{case_id}，{unit}，请及时处置。{missing}")
+        cfg = ChannelConfig(
+            type="sms",
+            gateway_url=r.url("/sms/send"),
+            gateway_token_env="XH_TEST_SMS_TOKEN",
+            sms_template="【绣花】{title}：案件{case_id}，{unit}，请及时处置。{missing}",
+        )
         await SmsChannel("sms", cfg, FrozenClock(T0)).send("13800001111", sample())
     req = r.got[0]
     assert req.path == "/sms/send" and req.headers["authorization"] == "Bearer tok-1"
-    assert req.json() == {"phone": "13800001111", "sign_name": "绣花城管",
-                          "text": "【绣花】案件已超期：案件C-1，城东环卫所，请及时处置。",
-                          "ref": "overdue:C-1:0:CD-SAN-duty:x"}
+    assert req.json() == {
+        "phone": "13800001111",
+        "sign_name": "绣花城管",
+        "text": "【绣花】案件已超期：案件C-1，城东环卫所，请及时处置。",
+        "ref": "overdue:C-1:0:CD-SAN-duty:x",
+    }
 
 
 async def test_http_failures_are_retryable_and_4xx_permanent() -> None:

@@ -52,8 +52,11 @@ from xiuhua.settings import PROJECT_ROOT, Settings
 
 async def test_retries_back_off_with_jitter_then_succeed(settings, city) -> None:
     clock = FrozenClock(T0)
-    async with receiver(fail_next=2) as r, BusRecorder(settings.nats_url) as bus, \
-            notify(settings, alert_city(city, r.url("/a")), clock) as (rt, h):
+    async with (
+        receiver(fail_next=2) as r,
+        BusRecorder(settings.nats_url) as bus,
+        notify(settings, alert_city(city, r.url("/a")), clock) as (rt, h),
+    ):
         await send(settings, overdue("C-R1"))
         (d,) = await planned(rt, 1)
         nid = d["_id"]
@@ -120,8 +123,12 @@ async def test_planned_claims_beyond_a_round_wait_for_the_next_one_still_claimed
     units = ["JQ-ENF", "JQ-TP", "JQ-MS", "JQ-EM"]
     async with notify(settings, c, clock) as (rt, h):
         for i, unit in enumerate(units):
-            await send(settings, dispatched(f"C-B{i}").model_copy(update={"lead_unit": UnitRef(
-                unit_id=unit, name=unit, role="enforcement")}))
+            await send(
+                settings,
+                dispatched(f"C-B{i}").model_copy(
+                    update={"lead_unit": UnitRef(unit_id=unit, name=unit, role="enforcement")}
+                ),
+            )
         await planned(rt, len(units))
         await eventually(lambda: len(h.planning.claimed) == len(units))
         assert await h.deliver_due(limit=1, scan=False) == 1
@@ -139,8 +146,11 @@ async def test_a_deliverys_event_keeps_its_id_however_often_its_outcome_is_recor
     # send and record) publishes the same event id: the bus drops the copy, so `notify.v1.delivered` is one per
     # delivery without a ledger entry each.
     clock = FrozenClock(T0)
-    async with receiver() as r, BusRecorder(settings.nats_url) as bus, \
-            notify(settings, alert_city(city, r.url("/same")), clock) as (rt, h):
+    async with (
+        receiver() as r,
+        BusRecorder(settings.nats_url) as bus,
+        notify(settings, alert_city(city, r.url("/same")), clock) as (rt, h),
+    ):
         await send(settings, overdue("C-E1"))
         await send(settings, overdue("C-E2"))
         await planned(rt, 2)
@@ -181,7 +191,11 @@ async def test_a_claim_planning_made_is_sent_only_once_committed_and_given_back_
         assert await h.deliver_due() == 0 and not r.attempts
         back = await doc(rt, d["_id"])
         assert (back["status"], back["attempts"], back["owner"], back["deferred"]) == (
-            "pending", 0, None, "quiet_hours")
+            "pending",
+            0,
+            None,
+            "quiet_hours",
+        )
         assert back["next_at"] == datetime(2026, 11, 23, 23, 30, tzinfo=UTC) and not h.planning.claimed
 
         # The store was away since planning claimed it (its lease may have run out and another instance taken it
@@ -198,8 +212,11 @@ async def test_a_claim_planning_made_is_sent_only_once_committed_and_given_back_
 
 async def test_exhausted_retries_publish_failed_once_and_keep_the_delivery(settings, city) -> None:
     clock = FrozenClock(T0)
-    async with receiver(fail_next=1000) as r, BusRecorder(settings.nats_url) as bus, \
-            notify(settings, alert_city(city, r.url("/hook/path-token?key=URLTOKEN")), clock) as (rt, h):
+    async with (
+        receiver(fail_next=1000) as r,
+        BusRecorder(settings.nats_url) as bus,
+        notify(settings, alert_city(city, r.url("/hook/path-token?key=URLTOKEN")), clock) as (rt, h),
+    ):
         await send(settings, overdue("C-F1"))
         (d,) = await planned(rt, 1)
         for _ in range(5):
@@ -221,7 +238,8 @@ async def test_exhausted_retries_publish_failed_once_and_keep_the_delivery(setti
         await h.deliver_due()
         log = await by_case(rt.store[DELIVERIES], "C-F1")
         assert [(e["kind"], e["status"], e["attempts"]) for e in log] == [
-            ("overdue", "failed", 3), ("delivery_failed", "delivered", 1)
+            ("overdue", "failed", 3),
+            ("delivery_failed", "delivered", 1),
         ]
         assert log[0]["address"] == f"http://127.0.0.1:{r.port}/…"
         assert "failed" in render("C-F1", log) and "HTTP 503" in render("C-F1", log)
@@ -303,12 +321,16 @@ async def test_a_round_serves_every_recipient_with_a_few_store_commands(settings
             commands.by_collection.clear()
             assert await h.deliver_due(scan=False) == len(units)
             # The round's own commands (the bulletin's projection may apply its batch of these events meanwhile).
-            used = {k: n for k, n in commands.by_collection.items()
-                    if k[1] in ("deliveries", "rate_buckets", "ledger:delivered")}
+            used = {
+                k: n
+                for k, n in commands.by_collection.items()
+                if k[1] in ("deliveries", "rate_buckets", "ledger:delivered")
+            }
             commands.active = False
             logged = [d async for d in rt.store[DELIVERIES].find({})]
-            assert sorted(d["contact_id"] for d in logged if d["status"] == "delivered") == [f"{u}-duty" for u in
-                                                                                            sorted(units)]
+            assert sorted(d["contact_id"] for d in logged if d["status"] == "delivered") == [
+                f"{u}-duty" for u in sorted(units)
+            ]
             assert ("find", "deliveries") not in used, used
             # bucket read, bucket insert, ledger claim, record (the ledger's published mark comes later)
             assert sum(used.values()) <= 4, used
@@ -367,27 +389,32 @@ async def _dedup_run(settings: Settings, city: City, clock: FrozenClock, ctl: An
             await eventually(lambda: _consumed(rt, 3))
             assert await h.deliver_due() == 2  # only level 2 is new
             ids = sorted([d["_id"] async for d in rt.store[DELIVERIES].find({"case_id": "C-D1"})])
-        delivered = await eventually(
-            lambda: len(bus.on("notify.v1.delivered")) >= 5 and bus.on("notify.v1.delivered")
-        )
+        delivered = await eventually(lambda: len(bus.on("notify.v1.delivered")) >= 5 and bus.on("notify.v1.delivered"))
         await asyncio.sleep(0.5)
         assert len(bus.on("notify.v1.delivered")) == 5
     assert {d["notification_id"] for d in delivered} == set(ids)
     assert ids == [
-        "escalation:C-D1:1:CD-SAN-duty:email", "escalation:C-D1:1:CD-SAN-duty:webhook",
-        "escalation:C-D1:2:CD-SAN-duty:email", "escalation:C-D1:2:CD-SAN-duty:webhook",
+        "escalation:C-D1:1:CD-SAN-duty:email",
+        "escalation:C-D1:1:CD-SAN-duty:webhook",
+        "escalation:C-D1:2:CD-SAN-duty:email",
+        "escalation:C-D1:2:CD-SAN-duty:webhook",
         "overdue:C-D1:0:CD-SAN-duty:webhook",
     ]
-    assert sorted(g.json()["kind"] + str(g.json()["level"]) for g in r.got) == ["escalation1", "escalation2",
-                                                                                 "overdue0"]
+    assert sorted(g.json()["kind"] + str(g.json()["level"]) for g in r.got) == [
+        "escalation1",
+        "escalation2",
+        "overdue0",
+    ]
     assert len(mail.mails) == 2
 
 
 async def _consumed(rt: Runtime, n: int) -> bool:
     """This instance's case consumer has taken n messages: applied, or known as applied before (a copy)."""
     labels = {"service": "notify", "consumer": CASE_CONSUMER}
-    taken = [rt.metrics.registry.get_sample_value(f"xiuhua_messages_{m}_total", labels) or 0
-             for m in ("applied", "duplicate")]
+    taken = [
+        rt.metrics.registry.get_sample_value(f"xiuhua_messages_{m}_total", labels) or 0
+        for m in ("applied", "duplicate")
+    ]
     return sum(taken) >= n
 
 
@@ -395,26 +422,47 @@ async def test_sensor_emergency_ranking_and_merchant_alerts_from_the_bus(setting
     clock = FrozenClock(T0)
     async with receiver() as r, notify(settings, alert_city(city, r.url("/s")), clock) as (rt, h):
         opened = CaseOpened(
-            case_id="C-S1", street_code="CD", source=ReportSource.sensor, source_ref="manhole-17",
-            category_code="0101", category_name="井盖", description="井盖位移传感器报警", urgency=Urgency.urgent,
-            place=Place(street_code="CD", address="解放路 18 号"), reported_at=T0,
+            case_id="C-S1",
+            street_code="CD",
+            source=ReportSource.sensor,
+            source_ref="manhole-17",
+            category_code="0101",
+            category_name="井盖",
+            description="井盖位移传感器报警",
+            urgency=Urgency.urgent,
+            place=Place(street_code="CD", address="解放路 18 号"),
+            reported_at=T0,
         )
         await send(settings, opened)
         normal = opened.model_copy(update={"case_id": "C-S2", "urgency": Urgency.normal, "event_id": "x-2"})
         await send(settings, normal)
         ranking = {
-            "event_id": "01935d1e-0000-7000-8000-000000000001", "occurred_at": T0.isoformat(), "schema_version": 1,
-            "correlation_id": "", "kind": "unit", "period": "2026-W47", "period_kind": "week",
-            "tables": {"sanitation": [
-                {"rank": 1, "id": "JQ-SAN", "score": 98.0, "board": "red"},
-                {"rank": 2, "id": "CD-SAN", "score": 61.5, "board": "black", "bottom": True},
-            ]},
+            "event_id": "01935d1e-0000-7000-8000-000000000001",
+            "occurred_at": T0.isoformat(),
+            "schema_version": 1,
+            "correlation_id": "",
+            "kind": "unit",
+            "period": "2026-W47",
+            "period_kind": "week",
+            "tables": {
+                "sanitation": [
+                    {"rank": 1, "id": "JQ-SAN", "score": 98.0, "board": "red"},
+                    {"rank": 2, "id": "CD-SAN", "score": 61.5, "board": "black", "bottom": True},
+                ]
+            },
         }
         await publish(settings.nats_url, "score.v1.ranking_published", ranking)
         merchant = {
-            "event_id": "01935d1e-0000-7000-8000-000000000002", "occurred_at": T0.isoformat(), "schema_version": 1,
-            "correlation_id": "", "merchant_id": "M-CD-001", "merchant_name": "东园小吃店", "street_code": "CD",
-            "period": "2026-11", "violations": 3, "reason": "门前乱堆放，屡教不改",
+            "event_id": "01935d1e-0000-7000-8000-000000000002",
+            "occurred_at": T0.isoformat(),
+            "schema_version": 1,
+            "correlation_id": "",
+            "merchant_id": "M-CD-001",
+            "merchant_name": "东园小吃店",
+            "street_code": "CD",
+            "period": "2026-11",
+            "violations": 3,
+            "reason": "门前乱堆放，屡教不改",
         }
         await publish(settings.nats_url, "score.v1.merchant_escalated", merchant)
         # Four: the emergency, the black list's head, and the escalation to the street office and to enforcement
@@ -467,8 +515,14 @@ async def test_a_final_refusal_fails_at_once_and_a_crashed_claim_is_sent_again(s
     clock = FrozenClock(T0)
     async with receiver() as r, BusRecorder(settings.nats_url) as bus:
         c = alert_city(city, r.url("/p"))
-        no_secret = c.alerts.model_copy(update={"channels": {**c.alerts.channels, "webhook": ChannelConfig(
-            type="webhook", secret_env="XH_TEST_UNSET_SECRET")}})
+        no_secret = c.alerts.model_copy(
+            update={
+                "channels": {
+                    **c.alerts.channels,
+                    "webhook": ChannelConfig(type="webhook", secret_env="XH_TEST_UNSET_SECRET"),
+                }
+            }
+        )
         async with notify(settings, dataclasses.replace(c, alerts=no_secret), clock) as (rt, h):
             await send(settings, overdue("C-P1"))
             (d,) = await planned(rt, 1)
@@ -484,8 +538,8 @@ async def test_a_final_refusal_fails_at_once_and_a_crashed_claim_is_sent_again(s
             (d2,) = await planned(rt, 1, case_id="C-P2")
             await rt.store[DELIVERIES].replace_one(
                 {"_id": d2["_id"]},
-                {k: v for k, v in d2.items() if k != "_id"} | {"status": "sending", "claimed_at": T0, "attempts": 1,
-                                                               "v": d2["v"] + 1},
+                {k: v for k, v in d2.items() if k != "_id"}
+                | {"status": "sending", "claimed_at": T0, "attempts": 1, "v": d2["v"] + 1},
             )
         async with notify(settings, c, clock) as (rt, h):  # the secret is back; another instance takes over
             await h.deliver_due()  # (sends the command centre's delivery_failed note about C-P1)
@@ -505,8 +559,14 @@ async def test_a_copy_of_an_earlier_dispatch_plans_nothing_and_keeps_the_later_u
     async with receiver() as r, notify(settings, alert_city(city, r.url("/k")), clock) as (rt, _):
         first = dispatched("C-RD")
         other = UnitRef(unit_id="CD-ENF", name="城东执法中队", role="enforcement")
-        second = first.model_copy(update={"event_id": "01935d1e-7a4b-7c3d-8e9f-00000000bb02", "dispatch_round": 2,
-                                          "lead_unit": other, "cooperating_units": [lead()]})
+        second = first.model_copy(
+            update={
+                "event_id": "01935d1e-7a4b-7c3d-8e9f-00000000bb02",
+                "dispatch_round": 2,
+                "lead_unit": other,
+                "cooperating_units": [lead()],
+            }
+        )
         await send(settings, first)
         await planned(rt, 1, case_id="C-RD")
         await send(settings, second)
@@ -539,16 +599,33 @@ async def test_a_closed_case_dates_its_record_and_a_reopening_takes_the_date_bac
         await send(settings, dispatched("C-END"))
         await planned(rt, 1, case_id="C-END")
         closed_at = T0 + timedelta(days=2)
-        await send(settings, CaseClosed(case_id="C-END", street_code="CD", unit_id="CD-SAN", on_time=True,
-                                        closed_by="verification", occurred_at=closed_at))
+        await send(
+            settings,
+            CaseClosed(
+                case_id="C-END",
+                street_code="CD",
+                unit_id="CD-SAN",
+                on_time=True,
+                closed_by="verification",
+                occurred_at=closed_at,
+            ),
+        )
 
         async def closed_s() -> Any:
             record = await rt.store[BULLETIN_CASES].find_one({"_id": "C-END"}) or {}
             return record.get("closed_s", "unset")
 
         assert await eventually(lambda: _is(closed_s, closed_at.timestamp()))
-        await send(settings, CaseReopened(case_id="C-END", street_code="CD", unit_id="CD-SAN", reason="问题复发",
-                                          due_at=closed_at + timedelta(hours=4)))
+        await send(
+            settings,
+            CaseReopened(
+                case_id="C-END",
+                street_code="CD",
+                unit_id="CD-SAN",
+                reason="问题复发",
+                due_at=closed_at + timedelta(hours=4),
+            ),
+        )
         assert await eventually(lambda: _is(closed_s, None))
         assert len([d async for d in rt.store[DELIVERIES].find({"case_id": "C-END"})]) == 1  # nobody was told
         assert await rt.store.count(ALERT_CASES) == 0

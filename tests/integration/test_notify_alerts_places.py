@@ -21,14 +21,31 @@ async def test_a_case_placed_by_its_point_alone_is_named_in_every_alert(settings
     assert place is not None and place.address is None
     async with receiver() as r, notify(settings, alert_city(city, r.url("/s")), clock) as (rt, h):
         opened = CaseOpened(
-            case_id="C-P1", street_code="CD", source=ReportSource.sensor, source_ref="manhole-tilt-7",
-            category_code="0101", category_name="井盖", description="井盖倾斜报警", urgency=Urgency.urgent,
-            place=place, reported_at=T0,
+            case_id="C-P1",
+            street_code="CD",
+            source=ReportSource.sensor,
+            source_ref="manhole-tilt-7",
+            category_code="0101",
+            category_name="井盖",
+            description="井盖倾斜报警",
+            urgency=Urgency.urgent,
+            place=place,
+            reported_at=T0,
         )
         await send(settings, opened)
-        await send(settings, CaseDispatched(
-            case_id="C-P1", street_code="CD", category_code="0101", lead_unit=lead(), rule_id="r",
-            due_at=T0 + timedelta(hours=4), time_limit="4nh", place=place))
+        await send(
+            settings,
+            CaseDispatched(
+                case_id="C-P1",
+                street_code="CD",
+                category_code="0101",
+                lead_unit=lead(),
+                rule_id="r",
+                due_at=T0 + timedelta(hours=4),
+                time_limit="4nh",
+                place=place,
+            ),
+        )
         await eventually(lambda: all_acknowledged(settings, CASE_CONSUMER))
         await send(settings, CaseOverdue(case_id="C-P1", street_code="CD", unit_id="CD-SAN", due_at=T0))
         await eventually(lambda: all_acknowledged(settings, CASE_CONSUMER))
@@ -52,16 +69,35 @@ async def test_a_merchant_is_told_of_its_first_failure_but_not_of_the_enforcemen
 
     clock = FrozenClock(T0)
     base = alert_city(city, "http://127.0.0.1:9/unused")
-    told = replace(base, alerts=base.alerts.model_copy(update={"rules": [
-        *base.alerts.rules, AlertRule(kind="merchant_notice", to=["merchant"], channels=["file", "sms"])]}))
+    told = replace(
+        base,
+        alerts=base.alerts.model_copy(
+            update={
+                "rules": [
+                    *base.alerts.rules,
+                    AlertRule(kind="merchant_notice", to=["merchant"], channels=["file", "sms"]),
+                ]
+            }
+        ),
+    )
     shop = city.merchants["M-CD-0001"]
     assert shop.channels == {"file": "merchants"}  # no SMS number in the demo: the file channel only
     async with notify(settings, told, clock) as (rt, h):
         for case_id, category in (("C-M1", "0402"), ("M-M-CD-0001-2026-11", city.routing.merchant_category)):
-            await send(settings, CaseOpened(
-                case_id=case_id, street_code="CD", source=ReportSource.merchant_check, source_ref=f"K1:{case_id}",
-                category_code=category, description="门前卫生不洁", merchant_id="M-CD-0001",
-                place=city.areas.place_of_area(shop.area, address=shop.address), reported_at=T0))
+            await send(
+                settings,
+                CaseOpened(
+                    case_id=case_id,
+                    street_code="CD",
+                    source=ReportSource.merchant_check,
+                    source_ref=f"K1:{case_id}",
+                    category_code=category,
+                    description="门前卫生不洁",
+                    merchant_id="M-CD-0001",
+                    place=city.areas.place_of_area(shop.area, address=shop.address),
+                    reported_at=T0,
+                ),
+            )
         await eventually(lambda: all_acknowledged(settings, CASE_CONSUMER))
         docs = [d async for d in rt.store[DELIVERIES].find({"kind": "merchant_notice"})]
         assert [(d["case_id"], d["channel"], d["address"]) for d in docs] == [("C-M1", "file", "merchants")]

@@ -112,8 +112,9 @@ async def test_urgent_alerts_are_never_held_behind_routine_ones_in_either_order(
             clock.set(T0 + timedelta(hours=3))
             assert await h.deliver_due() == 1  # C-U3
             clock.set(T0 + timedelta(hours=4))
-            await arrive(settings, rt, dispatched("C-R4"), overdue("C-U4"), overdue("C-U5"), dispatched("C-R5"),
-                         total=10)
+            await arrive(
+                settings, rt, dispatched("C-R4"), overdue("C-U4"), overdue("C-U5"), dispatched("C-R5"), total=10
+            )
             assert await h.deliver_due() == 2
             assert sorted(g.json()["case_id"] for g in r.got[-2:]) == ["C-R4", "C-U4"]
             assert [d["case_id"] for d in await pending(rt)] == ["C-R5", "C-U5"]
@@ -128,14 +129,26 @@ async def test_a_flood_drains_in_one_digest_a_refill_and_the_backlog_returns_to_
         async with notify(settings, c, clock) as (rt, h):
             # The most pressing of the flood (nearest deadline) comes from an older build's dispatch, without its place:
             # the digest names it as its opening gave it. The next one's dispatch says where it is.
-            await send(settings, CaseOpened(case_id="C-F29", street_code="CD", source=ReportSource.grid,
-                                            source_ref="g-29", category_code="0201", description="垃圾满溢",
-                                            place=place, reported_at=T0))
+            await send(
+                settings,
+                CaseOpened(
+                    case_id="C-F29",
+                    street_code="CD",
+                    source=ReportSource.grid,
+                    source_ref="g-29",
+                    category_code="0201",
+                    description="垃圾满溢",
+                    place=place,
+                    reported_at=T0,
+                ),
+            )
             await eventually(lambda: rt.store[BULLETIN_CASES].find_one({"_id": "C-F29"}))
             for i in range(30):
                 due = T0 + timedelta(hours={29: 1, 28: 2}.get(i, 4), minutes=i)
-                await send(settings, dispatched(f"C-F{i:02d}").model_copy(
-                    update={"due_at": due, "place": place2 if i == 28 else None}))
+                await send(
+                    settings,
+                    dispatched(f"C-F{i:02d}").model_copy(update={"due_at": due, "place": place2 if i == 28 else None}),
+                )
             await planned(rt, 30)
             assert await h.deliver_due() == 5
             assert await h.deliver_due() == 0 and backlog(rt) == 25
@@ -143,23 +156,32 @@ async def test_a_flood_drains_in_one_digest_a_refill_and_the_backlog_returns_to_
             assert await h.deliver_due() == 25 and len(r.got) == 6
             sent = r.got[5].json()
             assert sent["counts"] == {"new_case": 25} and len(sent["case_ids"]) == 25
-            assert sent["lines"][2] == (f"1. 新案件待处置 · C-F29 · 城东街道 {place.community_name} {grid.name} · "
-                                        "城东环卫所 · 时限 2026-11-23 11:29")
-            assert sent["lines"][3] == (f"2. 新案件待处置 · C-F28 · 城东街道 {place2.community_name} {grid2.name} · "
-                                        "城东环卫所 · 时限 2026-11-23 12:28")
+            assert sent["lines"][2] == (
+                f"1. 新案件待处置 · C-F29 · 城东街道 {place.community_name} {grid.name} · "
+                "城东环卫所 · 时限 2026-11-23 11:29"
+            )
+            assert sent["lines"][3] == (
+                f"2. 新案件待处置 · C-F28 · 城东街道 {place2.community_name} {grid2.name} · "
+                "城东环卫所 · 时限 2026-11-23 12:28"
+            )
             assert await h.deliver_due() == 0 and backlog(rt) == 0
             # The flood goes on: what comes within a refill waits for the next one, never longer.
             clock.set(T0 + timedelta(seconds=12))
             await arrive(settings, rt, *(dispatched(f"C-G{i}") for i in range(10)), total=40)
             assert await h.deliver_due() == 0 and {d["next_at"] for d in await pending(rt)} == {
-                T0 + timedelta(seconds=20)}
+                T0 + timedelta(seconds=20)
+            }
             assert await h.deliver_due() == 0 and backlog(rt) == 10
             clock.set(T0 + timedelta(seconds=20))
             assert await h.deliver_due() == 10 and len(r.got) == 7
             assert await h.deliver_due() == 0 and backlog(rt) == 0
             assert rt.metrics.registry.get_sample_value("xiuhua_alerts_digests_total", {"channel": "webhook"}) == 2
-            assert rt.metrics.registry.get_sample_value(
-                "xiuhua_alerts_sent_total", {"channel": "webhook", "kind": "new_case"}) == 40
+            assert (
+                rt.metrics.registry.get_sample_value(
+                    "xiuhua_alerts_sent_total", {"channel": "webhook", "kind": "new_case"}
+                )
+                == 40
+            )
             assert {d["status"] async for d in rt.store[DELIVERIES].find({})} == {"delivered"}
 
 
@@ -218,8 +240,9 @@ async def test_a_lane_a_round_leaves_for_later_keeps_its_fresh_alerts_for_later_
     async with receiver() as r:
         c = alert_city(city, r.url("/later"), rate=RateLimit(capacity=1, per_minute=6))
         async with notify(settings, c, clock) as (rt, h):
-            await arrive(settings, rt, *(e for i in range(4) for e in (dispatched(f"C-R{i}"), overdue(f"C-U{i}"))),
-                         total=8)
+            await arrive(
+                settings, rt, *(e for i in range(4) for e in (dispatched(f"C-R{i}"), overdue(f"C-U{i}"))), total=8
+            )
             assert await h.deliver_due() == 2  # one of each lane; three of each held until T0 + 10 s
             clock.set(T0 + timedelta(seconds=10))
             await arrive(settings, rt, overdue("C-U9"), total=9)

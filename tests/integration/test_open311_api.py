@@ -29,10 +29,19 @@ def client(app) -> httpx.AsyncClient:
 
 def bin_form(**extra: str) -> dict[str, object]:
     form: dict[str, object] = {
-        "api_key": KEY, "service_code": "0201", "lat": "30.255", "long": "120.16",
-        "attribute[BIN_TYPE]": "kitchen", "attribute[SIGNS][]": ["smell", "leak"],
-        "description": "解放路口垃圾桶满了\r\n垃圾散落一地", "email": "alice@example.cn", "phone": "138-1234-5678",
-        "first_name": "三", "last_name": "张", "device_id": "dev-9f8e7d", "account_id": "acct-42",
+        "api_key": KEY,
+        "service_code": "0201",
+        "lat": "30.255",
+        "long": "120.16",
+        "attribute[BIN_TYPE]": "kitchen",
+        "attribute[SIGNS][]": ["smell", "leak"],
+        "description": "解放路口垃圾桶满了\r\n垃圾散落一地",
+        "email": "alice@example.cn",
+        "phone": "138-1234-5678",
+        "first_name": "三",
+        "last_name": "张",
+        "device_id": "dev-9f8e7d",
+        "account_id": "acct-42",
         "media_url": "https://img.example/bin.jpg",
     }
     form.update(extra)
@@ -56,14 +65,25 @@ async def test_service_list_and_definitions_in_json_and_xml(settings):
         root = ET.fromstring(x.content)
         assert root.tag == "services" and len(root.findall("service")) == len(services)
         first = root.find("service")
-        assert [c.tag for c in first] == ["service_code", "service_name", "description", "metadata", "type",
-                                          "keywords", "group"]
+        assert [c.tag for c in first] == [
+            "service_code",
+            "service_name",
+            "description",
+            "metadata",
+            "type",
+            "keywords",
+            "group",
+        ]
 
         d = (await http.get("/services/0201.json")).json()
         assert d["service_code"] == "0201"
         bin_type, signs, count = d["attributes"]
-        assert (bin_type["code"], bin_type["datatype"], bin_type["required"], bin_type["order"]) == \
-            ("BIN_TYPE", "singlevaluelist", True, 1)
+        assert (bin_type["code"], bin_type["datatype"], bin_type["required"], bin_type["order"]) == (
+            "BIN_TYPE",
+            "singlevaluelist",
+            True,
+            1,
+        )
         assert {"key": "kitchen", "name": "厨余垃圾 kitchen waste"} in bin_type["values"]
         assert signs["datatype"] == "multivaluelist" and count["datatype"] == "number"
         datatypes = set()
@@ -75,20 +95,27 @@ async def test_service_list_and_definitions_in_json_and_xml(settings):
                 assert a.findtext("variable") in ("true", "false") and a.findtext("order").isdigit()
         assert datatypes == {"string", "number", "datetime", "text", "singlevaluelist", "multivaluelist"}
         xml_def = ET.fromstring((await http.get("/services/0201.xml")).content)
-        assert [v.findtext("key") for v in xml_def.find("attributes").find("attribute").iter("value")] == \
-            ["residual", "recyclable", "kitchen", "hazardous"]
+        assert [v.findtext("key") for v in xml_def.find("attributes").find("attribute").iter("value")] == [
+            "residual",
+            "recyclable",
+            "kitchen",
+            "hazardous",
+        ]
 
 
 async def test_post_opens_a_case_whose_status_follows_dispatch_and_no_pii_travels(settings):
-    async with BusRecorder(settings.nats_url) as bus, system(settings, only=("intake", "dispatch")) as rts, \
-            client(asgi_app(spec("intake"), rts["intake"])) as http:
+    async with (
+        BusRecorder(settings.nats_url) as bus,
+        system(settings, only=("intake", "dispatch")) as rts,
+        client(asgi_app(spec("intake"), rts["intake"])) as http,
+    ):
         r = await http.post("/requests.json", data=bin_form())
         assert r.status_code in (201, 202), r.text
         row = r.json()[0]
         case_id = row.get("service_request_id")
         if case_id is None:  # the case took longer than the wait: the token resolves to it
             token = row["token"]
-            case_id = (await eventually(lambda: _token(http, token)))
+            case_id = await eventually(lambda: _token(http, token))
         assert row["account_id"] == "acct-42"
 
         async def dispatched():
@@ -114,8 +141,9 @@ async def test_post_opens_a_case_whose_status_follows_dispatch_and_no_pii_travel
         assert opened_ev["reporter"]["display"] == "张* 138****5678"
         inbound = bus.on("report.v1.in.open311")[0]
         assert inbound["attributes"] == {"BIN_TYPE": "kitchen", "SIGNS": ["smell", "leak"]}
-        everything = json.dumps([b if isinstance(b, dict) else b.decode("latin-1") for _, b in bus.messages],
-                                ensure_ascii=False)
+        everything = json.dumps(
+            [b if isinstance(b, dict) else b.decode("latin-1") for _, b in bus.messages], ensure_ascii=False
+        )
         for secret in PII:
             assert secret not in everything.replace("138****5678", ""), secret
         kept = await rts["intake"].store["open311_submissions"].find_one({})
@@ -128,9 +156,18 @@ async def test_post_opens_a_case_whose_status_follows_dispatch_and_no_pii_travel
         # Cancelled by the command centre: the request is closed with the reason as status_notes.
         from tests.helpers import publish
 
-        await publish(settings.nats_url, "cmd.v1.case.cancel", {
-            "command_id": "cmd-c1", "case_id": case_id, "at": datetime.now(UTC).isoformat(), "reason": "重复上报",
-            "actor": {"unit_id": "CC", "role": "command_centre", "name": "值班长"}}, msg_id="cmd-c1")
+        await publish(
+            settings.nats_url,
+            "cmd.v1.case.cancel",
+            {
+                "command_id": "cmd-c1",
+                "case_id": case_id,
+                "at": datetime.now(UTC).isoformat(),
+                "reason": "重复上报",
+                "actor": {"unit_id": "CC", "role": "command_centre", "name": "值班长"},
+            },
+            msg_id="cmd-c1",
+        )
 
         async def closed():
             got = (await http.get(f"/requests/{case_id}.json")).json()[0]
@@ -188,8 +225,15 @@ async def test_a_repeat_after_the_retry_window_is_a_request_of_its_own(settings)
 
 def _case(case_id: str, source: ReportSource, code: str, at: datetime, text: str = "现场情况") -> CaseOpened:
     return CaseOpened(
-        correlation_id=f"{source}:{case_id}", case_id=case_id, street_code="CD", source=source, source_ref=case_id,
-        category_code=code, category_name="", description=text, reported_at=at,
+        correlation_id=f"{source}:{case_id}",
+        case_id=case_id,
+        street_code="CD",
+        source=source,
+        source_ref=case_id,
+        category_code=code,
+        category_name="",
+        description=text,
+        reported_at=at,
         place=Place(lng=120.16, lat=30.255, street_code="CD", address="解放路 18 号"),
     )
 
@@ -201,9 +245,22 @@ async def test_requests_an_older_build_kept_are_listed(settings):
     async with system(settings, only=("intake",)) as rts:
         await rts["intake"].publisher.publish(_case("C-new", ReportSource.grid, "0201", now - timedelta(days=1)))
         await eventually(lambda: _status_doc(rts["intake"], "C-new"))
-        await rts["intake"].store["open311_requests"].insert_one({
-            "_id": "C-older", "source": "grid", "status": "open", "service_code": "0201", "service_name": "",
-            "requested_datetime": now - timedelta(days=2), "updated_datetime": now - timedelta(days=2), "version": 1})
+        await (
+            rts["intake"]
+            .store["open311_requests"]
+            .insert_one(
+                {
+                    "_id": "C-older",
+                    "source": "grid",
+                    "status": "open",
+                    "service_code": "0201",
+                    "service_name": "",
+                    "requested_datetime": now - timedelta(days=2),
+                    "updated_datetime": now - timedelta(days=2),
+                    "version": 1,
+                }
+            )
+        )
     async with system(settings, only=("intake",)) as rts, client(asgi_app(spec("intake"), rts["intake"])) as http:
         r = await http.get("/requests.json")
         assert [x["service_request_id"] for x in r.json()] == ["C-new", "C-older"]
@@ -217,8 +274,15 @@ async def test_the_view_folds_a_case_event_once_without_a_ledger_entry(settings)
     now = datetime.now(UTC)
     opened = _case("C-once", ReportSource.grid, "0201", now - timedelta(hours=1))
     unit = UnitRef(unit_id="CD-SAN", name="城东环卫所", role=UnitRole.sanitation)
-    dispatched = CaseDispatched(case_id="C-once", street_code="CD", category_code="0201", lead_unit=unit,
-                                rule_id="r", due_at=now + timedelta(hours=4), time_limit="4h")
+    dispatched = CaseDispatched(
+        case_id="C-once",
+        street_code="CD",
+        category_code="0201",
+        lead_unit=unit,
+        rule_id="r",
+        due_at=now + timedelta(hours=4),
+        time_limit="4h",
+    )
     async with system(settings, only=("intake",)) as rts:
         rt = rts["intake"]
         for e in (opened, dispatched):
@@ -276,8 +340,13 @@ async def test_get_requests_filters(settings):
         assert hotline["description"] is None  # a caller's own words are not published
         root = ET.fromstring((await http.get("/requests.xml")).content)
         assert [r.findtext("service_request_id") for r in root.findall("request")] == ["C-a", "C-b", "C-c"]
-        for query in ("?start_date=yesterday", "?status=pending", "?limit=0", "?limit=5000",
-                      f"?start_date={_q(end)}&end_date={_q(start)}"):
+        for query in (
+            "?start_date=yesterday",
+            "?status=pending",
+            "?limit=0",
+            "?limit=5000",
+            f"?start_date={_q(end)}&end_date={_q(start)}",
+        ):
             r = await http.get(f"/requests.json{query}")
             assert r.status_code == 400 and r.json()[0]["code"] == 400, query
 
@@ -314,8 +383,11 @@ ERRORS = [
 
 @pytest.mark.parametrize("fmt", ["json", "xml"])
 async def test_every_error_is_in_the_spec_format_and_names_the_field(settings, fmt):
-    async with BusRecorder(settings.nats_url) as bus, system(settings, only=("intake",)) as rts, \
-            client(asgi_app(spec("intake"), rts["intake"])) as http:
+    async with (
+        BusRecorder(settings.nats_url) as bus,
+        system(settings, only=("intake",)) as rts,
+        client(asgi_app(spec("intake"), rts["intake"])) as http,
+    ):
         for change, status, field in ERRORS:
             r = await http.post(f"/requests.{fmt}", data=bin_form(**change))
             assert r.status_code == status, (change, r.text)
@@ -323,13 +395,20 @@ async def test_every_error_is_in_the_spec_format_and_names_the_field(settings, f
         big = {"api_key": KEY, "service_code": "0201", "description": "x" * (70 * 1024)}
         r = await http.post(f"/requests.{fmt}", data=big)
         assert r.status_code == 413 and _error(r, fmt)[0] == 413
-        r = await http.post(f"/requests.{fmt}", content=b"api_key=" + KEY.encode() + b"&description=%FF%FE",
-                            headers={"content-type": "application/x-www-form-urlencoded"})
+        r = await http.post(
+            f"/requests.{fmt}",
+            content=b"api_key=" + KEY.encode() + b"&description=%FF%FE",
+            headers={"content-type": "application/x-www-form-urlencoded"},
+        )
         assert r.status_code == 400 and "UTF-8" in _error(r, fmt)[1]
         r = await http.post(f"/requests.{fmt}", json={"service_code": "0201"})
         assert r.status_code == 415
-        for path, status in ((f"/services/9999.{fmt}", 404), (f"/requests/C-nope.{fmt}", 404),
-                             (f"/tokens/T-nope.{fmt}", 404), (f"/nothing.{fmt}", 404)):
+        for path, status in (
+            (f"/services/9999.{fmt}", 404),
+            (f"/requests/C-nope.{fmt}", 404),
+            (f"/tokens/T-nope.{fmt}", 404),
+            (f"/nothing.{fmt}", 404),
+        ):
             r = await http.get(path)
             assert r.status_code == status and _error(r, fmt)[0] == status, path
         r = await http.delete(f"/services.{fmt}")
@@ -348,9 +427,16 @@ async def test_every_error_is_in_the_spec_format_and_names_the_field(settings, f
         rejected = await eventually(lambda: len(bus.on("report.v1.rejected")) >= kept and bus.on("report.v1.rejected"))
         assert len(rejected) == kept and all(r["source"] == "open311" for r in rejected)
         reasons = {(x["code"], x["field"]) for r in rejected for x in r["reasons"]}
-        assert {("unknown_service", "service_code"), ("out_of_range", "lat"), ("wrong_type", "lat"),
-                ("missing_field", "attribute[BIN_TYPE]"), ("not_allowed", "attribute[SIGNS]"),
-                ("too_long", "description"), ("out_of_city", "lat/long"), ("invalid_utf8", None)} <= reasons
+        assert {
+            ("unknown_service", "service_code"),
+            ("out_of_range", "lat"),
+            ("wrong_type", "lat"),
+            ("missing_field", "attribute[BIN_TYPE]"),
+            ("not_allowed", "attribute[SIGNS]"),
+            ("too_long", "description"),
+            ("out_of_city", "lat/long"),
+            ("invalid_utf8", None),
+        } <= reasons
         raws = [d async for d in rts["intake"].store["open311_refused"].find({})]
         assert len(raws) == kept and {r["_id"] for r in raws} == {r["raw_id"] for r in rejected}
         assert any(b"%FF%FE" in bytes(r["body"]) for r in raws)
@@ -369,34 +455,64 @@ def _error(r: httpx.Response, fmt: str) -> tuple[int, str]:
 
 
 async def test_real_client_payloads(settings):
-    async with BusRecorder(settings.nats_url) as bus, system(settings, only=("intake",)) as rts, \
-            client(asgi_app(spec("intake"), rts["intake"])) as http:
+    async with (
+        BusRecorder(settings.nats_url) as bus,
+        system(settings, only=("intake",)) as rts,
+        client(asgi_app(spec("intake"), rts["intake"])) as http,
+    ):
         tried = [
             # No coordinates at all ("null" and empty strings), an address in Chinese, CRLF in the text.
-            {"api_key": KEY, "service_code": "0301", "lat": "null", "long": "",
-             "address_string": "城东街道解放路 18 号", "attribute[COVER_STATE]": "missing",
-             "attribute[SEEN_AT]": "2026-11-23T08:30:00+08:00",
-             "description": "井盖不见了\r\n很危险", "email": "", "phone": "", "jurisdiction_id": "xiuhua-demo"},
+            {
+                "api_key": KEY,
+                "service_code": "0301",
+                "lat": "null",
+                "long": "",
+                "address_string": "城东街道解放路 18 号",
+                "attribute[COVER_STATE]": "missing",
+                "attribute[SEEN_AT]": "2026-11-23T08:30:00+08:00",
+                "description": "井盖不见了\r\n很危险",
+                "email": "",
+                "phone": "",
+                "jurisdiction_id": "xiuhua-demo",
+            },
             # `lng` instead of `long`, numbers as strings with spaces, an attribute the service does not define.
-            {"api_key": KEY, "service_code": "0302", "lat": " 30.255 ", "lng": "120.16",
-             "attribute[POLE_NO]": "CD-0042", "attribute[DETAILS]": "两盏灯\r\n不亮",
-             "attribute[UNKNOWN]": "ignored", "first_name": "Wei"},
+            {
+                "api_key": KEY,
+                "service_code": "0302",
+                "lat": " 30.255 ",
+                "lng": "120.16",
+                "attribute[POLE_NO]": "CD-0042",
+                "attribute[DETAILS]": "两盏灯\r\n不亮",
+                "attribute[UNKNOWN]": "ignored",
+                "first_name": "Wei",
+            },
             # 0,0 from a phone without a fix, with an address: placed by the address.
-            {"api_key": KEY, "service_code": "0201", "lat": "0", "long": "0", "address_id": "ADDR-7",
-             "address_string": "金桥街道", "attribute[BIN_TYPE]": "residual"},
+            {
+                "api_key": KEY,
+                "service_code": "0201",
+                "lat": "0",
+                "long": "0",
+                "address_id": "ADDR-7",
+                "address_string": "金桥街道",
+                "attribute[BIN_TYPE]": "residual",
+            },
         ]
         for form in tried:
             r = await http.post("/requests.json", data=form)
             assert r.status_code in (201, 202), (form, r.text)
         # multipart/form-data, as browsers and many mobile SDKs send it
-        body = (b'--xyz\r\nContent-Disposition: form-data; name="api_key"\r\n\r\n' + KEY.encode() +
-                b'\r\n--xyz\r\nContent-Disposition: form-data; name="service_code"\r\n\r\n0201'
-                b'\r\n--xyz\r\nContent-Disposition: form-data; name="address_string"\r\n\r\n'
-                + "城东街道".encode() +
-                b'\r\n--xyz\r\nContent-Disposition: form-data; name="attribute[BIN_TYPE]"\r\n\r\nrecyclable'
-                b'\r\n--xyz--\r\n')
-        r = await http.post("/requests.json", content=body,
-                            headers={"content-type": "multipart/form-data; boundary=xyz"})
+        body = (
+            b'--xyz\r\nContent-Disposition: form-data; name="api_key"\r\n\r\n'
+            + KEY.encode()
+            + b'\r\n--xyz\r\nContent-Disposition: form-data; name="service_code"\r\n\r\n0201'
+            b'\r\n--xyz\r\nContent-Disposition: form-data; name="address_string"\r\n\r\n'
+            + "城东街道".encode()
+            + b'\r\n--xyz\r\nContent-Disposition: form-data; name="attribute[BIN_TYPE]"\r\n\r\nrecyclable'
+            b"\r\n--xyz--\r\n"
+        )
+        r = await http.post(
+            "/requests.json", content=body, headers={"content-type": "multipart/form-data; boundary=xyz"}
+        )
         assert r.status_code in (201, 202), r.text
 
         inbound = await eventually(lambda: len(bus.on("report.v1.in.open311")) == 4 and bus.on("report.v1.in.open311"))
@@ -442,7 +558,8 @@ async def test_a_second_report_of_the_same_problem_points_at_the_first_case(sett
     async with system(settings, only=("intake",)) as rts, client(asgi_app(spec("intake"), rts["intake"])) as http:
         first = await http.post("/requests.json", data=bin_form())
         case_id = first.json()[0].get("service_request_id") or await eventually(
-            lambda: _token(http, first.json()[0]["token"]))
+            lambda: _token(http, first.json()[0]["token"])
+        )
         second = await http.post("/requests.json", data=bin_form(phone="13900002222", email="bob@example.cn"))
         row = second.json()[0]
         again = row.get("service_request_id") or await eventually(lambda: _token(http, row["token"]))
@@ -461,12 +578,47 @@ async def test_random_bodies_never_break_the_api(settings):
     from urllib.parse import urlencode
 
     rnd = random.Random(311)
-    fields = ["api_key", "service_code", "lat", "long", "lng", "address_string", "attribute[BIN_TYPE]",
-              "attribute[SIGNS][]", "attribute[", "description", "email", "phone", "media_url", "jurisdiction_id"]
-    values = [KEY, "0201", "0301", "30.255", "120.16", "-999", "1e308", "nan", "", "null", "城东街道", "\r\n",
-              "kitchen", "smell", "http://x", "\x00", "😀" * 3, "%FF", "a" * 600]
-    async with system(settings, only=("intake",)) as rts, \
-            client(Starlette(routes=Open311Api(rts["intake"], Open311Settings(wait_s=0)).routes())) as http:
+    fields = [
+        "api_key",
+        "service_code",
+        "lat",
+        "long",
+        "lng",
+        "address_string",
+        "attribute[BIN_TYPE]",
+        "attribute[SIGNS][]",
+        "attribute[",
+        "description",
+        "email",
+        "phone",
+        "media_url",
+        "jurisdiction_id",
+    ]
+    values = [
+        KEY,
+        "0201",
+        "0301",
+        "30.255",
+        "120.16",
+        "-999",
+        "1e308",
+        "nan",
+        "",
+        "null",
+        "城东街道",
+        "\r\n",
+        "kitchen",
+        "smell",
+        "http://x",
+        "\x00",
+        "😀" * 3,
+        "%FF",
+        "a" * 600,
+    ]
+    async with (
+        system(settings, only=("intake",)) as rts,
+        client(Starlette(routes=Open311Api(rts["intake"], Open311Settings(wait_s=0)).routes())) as http,
+    ):
         seen: dict[int, int] = {}
         for i in range(150):
             if i % 3 == 0:
@@ -474,12 +626,19 @@ async def test_random_bodies_never_break_the_api(settings):
             else:
                 pairs = [(rnd.choice(fields), rnd.choice(values)) for _ in range(rnd.randint(0, 10))]
                 if i % 3 == 1:  # a valid form first (first occurrence wins), then noise
-                    pairs = [("api_key", KEY), ("service_code", "0201"), ("lat", "30.255"), ("long", "120.16"),
-                             ("attribute[BIN_TYPE]", "kitchen"), *pairs]
+                    pairs = [
+                        ("api_key", KEY),
+                        ("service_code", "0201"),
+                        ("lat", "30.255"),
+                        ("long", "120.16"),
+                        ("attribute[BIN_TYPE]", "kitchen"),
+                        *pairs,
+                    ]
                 body = urlencode(pairs).encode()
             fmt = rnd.choice(["json", "xml"])
-            r = await http.post(f"/requests.{fmt}", content=body,
-                                headers={"content-type": "application/x-www-form-urlencoded"})
+            r = await http.post(
+                f"/requests.{fmt}", content=body, headers={"content-type": "application/x-www-form-urlencoded"}
+            )
             seen[r.status_code] = seen.get(r.status_code, 0) + 1
             assert r.status_code in (201, 202, 400, 403, 404), (body, r.status_code, r.text)
             assert "Traceback" not in r.text

@@ -31,15 +31,21 @@ def city_with_limits(tmp_path):
     shutil.copytree(DEMO_CITY, folder)
     text = (folder / "open311.yaml").read_text(encoding="utf-8")
     head, _, rest = text.partition("rate_limits:")
-    services = rest[rest.index("services:"):]
+    services = rest[rest.index("services:") :]
     (folder / "open311.yaml").write_text(head + LIMITS.lstrip() + services, encoding="utf-8")
     return folder
 
 
 def form(i: int) -> dict[str, str]:
     """A distinct request each (its own text and place), so none is taken for an app's retry of another."""
-    return {"api_key": KEY, "service_code": "0201", "lat": f"{30.2501 + i * 0.0001:.4f}", "long": "120.16",
-            "attribute[BIN_TYPE]": "kitchen", "description": f"第{i}号垃圾桶满了"}
+    return {
+        "api_key": KEY,
+        "service_code": "0201",
+        "lat": f"{30.2501 + i * 0.0001:.4f}",
+        "long": "120.16",
+        "attribute[BIN_TYPE]": "kitchen",
+        "description": f"第{i}号垃圾桶满了",
+    }
 
 
 async def test_200_posts_in_a_second_with_one_key_get_429s_and_nothing_accepted_is_lost(settings, tmp_path):
@@ -64,8 +70,13 @@ async def test_200_posts_in_a_second_with_one_key_get_429s_and_nothing_accepted_
                 if r.status_code == 429:
                     assert r.headers["retry-after"] == "1"
                     assert r.headers["access-control-expose-headers"] == "Retry-After"  # readable by a web app
-                    assert r.json() == [{"code": 429, "description": "too many POST requests from this api_key: "
-                                         "at most 20 at once and 60 a minute; retry after 1 s"}]
+                    assert r.json() == [
+                        {
+                            "code": 429,
+                            "description": "too many POST requests from this api_key: "
+                            "at most 20 at once and 60 a minute; retry after 1 s",
+                        }
+                    ]
             tokens = [r.json()[0]["token"] for r in answers if r.status_code == 202]
             assert len(set(tokens)) == 20
 
@@ -81,11 +92,19 @@ async def test_200_posts_in_a_second_with_one_key_get_429s_and_nothing_accepted_
                 return all(row.get("service_request_id") for row in rows)
 
             await eventually(resolved, timeout=30)
-            assert rt.metrics.registry.get_sample_value(
-                "xiuhua_open311_throttled_total", {"scope": "key", "method": "POST", "client": "示范市民App demo "
-                                                   "citizens' app"}) == 180
-            assert rt.metrics.registry.get_sample_value(
-                "xiuhua_open311_calls_total", {"endpoint": "requests", "status": "429"}) == 180
+            assert (
+                rt.metrics.registry.get_sample_value(
+                    "xiuhua_open311_throttled_total",
+                    {"scope": "key", "method": "POST", "client": "示范市民App demo citizens' app"},
+                )
+                == 180
+            )
+            assert (
+                rt.metrics.registry.get_sample_value(
+                    "xiuhua_open311_calls_total", {"endpoint": "requests", "status": "429"}
+                )
+                == 180
+            )
             # The refill: one second later one more is taken, the next waits again.
             clock.advance(timedelta(seconds=1))
             assert (await http.post("/requests.json", data=form(200))).status_code == 202

@@ -14,9 +14,14 @@ from xiuhua import embedded, security
 from xiuhua.bus import provision_streams
 from xiuhua.settings import DEMO_CITY, Settings
 
-GRID = {"report_id": "REF-1", "reported_at": "2026-11-23T02:00:00+00:00", "inspector_id": "G-017",
-        "description": "解放路口垃圾箱满溢，垃圾散落", "category_code": "0201",
-        "location": {"lng": 120.16, "lat": 30.255, "coord_system": "wgs84"}}
+GRID = {
+    "report_id": "REF-1",
+    "reported_at": "2026-11-23T02:00:00+00:00",
+    "inspector_id": "G-017",
+    "description": "解放路口垃圾箱满溢，垃圾散落",
+    "category_code": "0201",
+    "location": {"lng": 120.16, "lat": 30.255, "coord_system": "wgs84"},
+}
 
 
 @pytest.fixture
@@ -31,9 +36,18 @@ async def narrowed(tmp_path: Path, mongo_url: str, monkeypatch: pytest.MonkeyPat
     CREDENTIALS[url] = passwords
     try:
         await provision_streams(url, connect_opts=login(url, security.OPERATOR))
-        yield srv, Settings(nats_url=url, mongo_url=mongo_url, db_prefix=f"t{uuid.uuid4().hex[:10]}_",
-                            var_dir=tmp_path / "var", city_dir=DEMO_CITY, max_deliver=3,
-                            store_tx_lock_dir=tmp_path / "locks")
+        yield (
+            srv,
+            Settings(
+                nats_url=url,
+                mongo_url=mongo_url,
+                db_prefix=f"t{uuid.uuid4().hex[:10]}_",
+                var_dir=tmp_path / "var",
+                city_dir=DEMO_CITY,
+                max_deliver=3,
+                store_tx_lock_dir=tmp_path / "locks",
+            ),
+        )
     finally:
         srv.stop()
         CREDENTIALS.pop(url, None)
@@ -51,7 +65,8 @@ async def test_a_refused_publish_is_dead_lettered_counted_and_the_connection_sur
         assert "permissions violation" in letter["error"]
         assert letter["deliveries"] == 1  # at once: no retry could have succeeded
         refused = dispatch.metrics.registry.get_sample_value(
-            "xiuhua_publish_refused_total", {"service": "dispatch", "consumer": "dispatch-merchants"})
+            "xiuhua_publish_refused_total", {"service": "dispatch", "consumer": "dispatch-merchants"}
+        )
         assert refused == 1
         entry = await dispatch.store["ledger"].find_one({"refused": {"$exists": True}})
         assert entry["published"] and "permissions violation" in entry["refused"]

@@ -152,8 +152,18 @@ async def test_raw_reports_and_references_keep_the_archive_rule_telemetry_a_shor
                 for doc in raw:
                     io.add_raw({**doc, "received_at": at, "subject": "report.v1.in.x", "body": b"{}"})
                 for ref in refs:
-                    io.answer(ref, "C-1", "case", {"_id": f"raw-{ref}", "source": "grid", "received_at": at,
-                                                   "subject": "report.v1.in.grid", "body": b"{}"})
+                    io.answer(
+                        ref,
+                        "C-1",
+                        "case",
+                        {
+                            "_id": f"raw-{ref}",
+                            "source": "grid",
+                            "received_at": at,
+                            "subject": "report.v1.in.grid",
+                            "body": b"{}",
+                        },
+                    )
                 if moved:  # a transfer's record goes with its raw report
                     io.add_transfer({"_id": moved, "raw_id": raw[0]["_id"], **dated(at)})
                 writes = store.writes()
@@ -162,18 +172,32 @@ async def test_raw_reports_and_references_keep_the_archive_rule_telemetry_a_shor
 
             await store.in_transaction(write)
             if refs:
-                await store[REFS].insert_many([{"_id": ref.replace(":", ":old-"), "case_id": "C-1",
-                                                "outcome": "case", **dated(at)} for ref in refs])
+                await store[REFS].insert_many(
+                    [
+                        {"_id": ref.replace(":", ":old-"), "case_id": "C-1", "outcome": "case", **dated(at)}
+                        for ref in refs
+                    ]
+                )
 
         sensor = {"source": "sensor", "status": "sensor_normal"}
-        await received(now - timedelta(days=8), [{"_id": "t-old", **sensor}, {"_id": "r-8d", "source": "grid",
-                                                                             "status": "case"}], ["grid:8d"])
+        await received(
+            now - timedelta(days=8),
+            [{"_id": "t-old", **sensor}, {"_id": "r-8d", "source": "grid", "status": "case"}],
+            ["grid:8d"],
+        )
         await received(now - timedelta(days=7), [{"_id": "t-at", **sensor}], [])
-        await received(now - timedelta(days=60), [{"_id": "r-at", "source": "grid", "status": "case"}], ["grid:at"],
-                       "C-at")
-        await received(now - timedelta(days=60) - MS, [{"_id": "r-out", "source": "hotline", "status": "rejected"},
-                                                       {"_id": "t-case", "source": "sensor", "status": "case"}],
-                       ["grid:out"], "C-out")
+        await received(
+            now - timedelta(days=60), [{"_id": "r-at", "source": "grid", "status": "case"}], ["grid:at"], "C-at"
+        )
+        await received(
+            now - timedelta(days=60) - MS,
+            [
+                {"_id": "r-out", "source": "hotline", "status": "rejected"},
+                {"_id": "t-case", "source": "sensor", "status": "case"},
+            ],
+            ["grid:out"],
+            "C-out",
+        )
         raw = {d["_id"]: d async for d in store[RAW].find({})}
         assert TELEMETRY_S in raw["t-old"] and RECEIVED_S not in raw["t-old"]
         assert RECEIVED_S in raw["t-case"]  # a reading that opened a case is a report: the archive rule
@@ -201,9 +225,9 @@ async def test_a_running_service_purges_its_ledger_and_failure_counts_every_inte
             if len(calls) == 1:
                 raise ValueError("fails once")  # leaves a failure count behind once it goes through
 
-    spec = ServiceSpec(name="probe", subscriptions=lambda rt: [
-        Subscription("probe-kept", "case.v1.dispatched.XX", handle)
-    ])
+    spec = ServiceSpec(
+        name="probe", subscriptions=lambda rt: [Subscription("probe-kept", "case.v1.dispatched.XX", handle)]
+    )
     event = CaseDispatched.model_validate(CaseDispatched.example()).model_copy(update={"street_code": "XX"})
     async with running(spec, as_operator(settings), clock=clock, city=local) as rt:  # test-only service
         await publish(settings.nats_url, "case.v1.dispatched.XX", event.to_json(), msg_id=event.event_id)
@@ -272,14 +296,16 @@ async def test_closed_cases_go_by_the_archive_rule_from_when_they_ended_open_one
     try:
         await store.ensure_collections([CASES])
         await ensure_indexes(store, DISPATCH_RETAINED)
-        await store[CASES].insert_many([
-            case("C-out", State.closed, horizon - MS),
-            case("C-cancelled", State.cancelled, horizon - timedelta(days=1)),
-            case("C-at", State.closed, horizon),
-            case("C-in", State.closed, horizon + MS),
-            case("C-open", State.dispatched, None),  # dispatched 1,000 days ago and never closed: stays
-            case("C-reopened", State.dispatched, None),  # closed long ago, reopened: its closing went with it
-        ])
+        await store[CASES].insert_many(
+            [
+                case("C-out", State.closed, horizon - MS),
+                case("C-cancelled", State.cancelled, horizon - timedelta(days=1)),
+                case("C-at", State.closed, horizon),
+                case("C-in", State.closed, horizon + MS),
+                case("C-open", State.dispatched, None),  # dispatched 1,000 days ago and never closed: stays
+                case("C-reopened", State.dispatched, None),  # closed long ago, reopened: its closing went with it
+            ]
+        )
         assert CLOSED_FIELD not in (await store[CASES].find_one({"_id": "C-reopened"}) or {})
         assert await job.run() == {CASES: 2}
         assert await _ids(store, CASES) == {"C-at", "C-in", "C-open", "C-reopened"}
@@ -316,11 +342,13 @@ async def test_a_reopened_case_record_with_a_null_moment_is_out_of_the_range(mon
     try:
         await store.ensure_collections([BULLETIN_CASES])
         await ensure_indexes(store, BULLETIN_RETAINED)
-        await store[BULLETIN_CASES].insert_many([
-            {"_id": "C-closed", "status": "closed", "closed_s": long_ago},
-            {"_id": "C-reopened", "status": "open", "closed_s": None},
-            {"_id": "C-open", "status": "open"},
-        ])
+        await store[BULLETIN_CASES].insert_many(
+            [
+                {"_id": "C-closed", "status": "closed", "closed_s": long_ago},
+                {"_id": "C-reopened", "status": "open", "closed_s": None},
+                {"_id": "C-open", "status": "open"},
+            ]
+        )
         assert await job.run() == {BULLETIN_CASES: 1}
         assert await _ids(store, BULLETIN_CASES) == {"C-reopened", "C-open"}
     finally:
@@ -342,23 +370,27 @@ async def test_finished_deliveries_go_past_their_horizon_pending_and_held_ones_n
     try:
         await store.ensure_collections([DELIVERIES, ALERT_CASES])
         await ensure_indexes(store, NOTIFY_RETAINED)
-        await store[DELIVERIES].insert_many([
-            {"_id": "d-out", "status": "delivered", "finished_s": horizon - ms},
-            {"_id": "f-out", "status": "failed", "finished_s": horizon - 86400},
-            {"_id": "d-at", "status": "delivered", "finished_s": horizon},
-            {"_id": "d-in", "status": "delivered", "finished_s": horizon + ms},
-            {"_id": "p-old", "status": "pending", "created_at": long_ago, "next_at": long_ago},
-            {"_id": "h-old", "status": "pending", "held_at": long_ago, "deferred": "rate_limit"},
-            # Never written so, but if it were: only a final state is purged whatever the number says.
-            {"_id": "s-old", "status": "sending", "finished_s": horizon - 86400},
-            {"_id": "p-numbered", "status": "pending", "finished_s": horizon - 86400},
-        ])
-        await store[ALERT_CASES].insert_many([
-            {"_id": "C-out", "closed_s": ended - ms},
-            {"_id": "C-at", "closed_s": ended},
-            {"_id": "C-reopened", "closed_s": None},
-            {"_id": "C-open"},
-        ])
+        await store[DELIVERIES].insert_many(
+            [
+                {"_id": "d-out", "status": "delivered", "finished_s": horizon - ms},
+                {"_id": "f-out", "status": "failed", "finished_s": horizon - 86400},
+                {"_id": "d-at", "status": "delivered", "finished_s": horizon},
+                {"_id": "d-in", "status": "delivered", "finished_s": horizon + ms},
+                {"_id": "p-old", "status": "pending", "created_at": long_ago, "next_at": long_ago},
+                {"_id": "h-old", "status": "pending", "held_at": long_ago, "deferred": "rate_limit"},
+                # Never written so, but if it were: only a final state is purged whatever the number says.
+                {"_id": "s-old", "status": "sending", "finished_s": horizon - 86400},
+                {"_id": "p-numbered", "status": "pending", "finished_s": horizon - 86400},
+            ]
+        )
+        await store[ALERT_CASES].insert_many(
+            [
+                {"_id": "C-out", "closed_s": ended - ms},
+                {"_id": "C-at", "closed_s": ended},
+                {"_id": "C-reopened", "closed_s": None},
+                {"_id": "C-open"},
+            ]
+        )
         assert await job.run() == {DELIVERIES: 2, ALERT_CASES: 1}
         assert await _ids(store, DELIVERIES) == {"d-at", "d-in", "p-old", "h-old", "s-old", "p-numbered"}
         assert await _ids(store, ALERT_CASES) == {"C-at", "C-reopened", "C-open"}
@@ -383,12 +415,14 @@ async def test_open311_submissions_tokens_and_refused_requests_go_as_raw_reports
         await store.ensure_collections([REQUESTS, TOKENS, SUBMISSIONS, REFUSED, HJ212_REJECTED])
         await ensure_indexes(store, retained)
         for col in (SUBMISSIONS, TOKENS, REFUSED, HJ212_REJECTED):
-            await store[col].insert_many([
-                {"_id": "out", **dated(horizon - MS)},
-                {"_id": "long-out", **dated(horizon - timedelta(days=300))},
-                *({"_id": name, **dated(at)} for name, at in kept_for.items()),
-                {"_id": "older-build", "at": horizon - timedelta(days=300)},  # no number yet: out of the range
-            ])
+            await store[col].insert_many(
+                [
+                    {"_id": "out", **dated(horizon - MS)},
+                    {"_id": "long-out", **dated(horizon - timedelta(days=300))},
+                    *({"_id": name, **dated(at)} for name, at in kept_for.items()),
+                    {"_id": "older-build", "at": horizon - timedelta(days=300)},  # no number yet: out of the range
+                ]
+            )
         assert await job.run() == {REQUESTS: 0, SUBMISSIONS: 2, TOKENS: 2, REFUSED: 2, HJ212_REJECTED: 2}
         for col in (SUBMISSIONS, TOKENS, REFUSED, HJ212_REJECTED):
             assert await _ids(store, col) == {"at", "in", "older-build"}, col
@@ -421,16 +455,21 @@ async def test_ledger_entries_applied_before_retention_get_their_moment_once_cla
     ledger = Ledger(store, _NoBus(), clock)  # type: ignore[arg-type]
     legacy = T0 - timedelta(days=10)
     try:
-        await store["ledger"].insert_many([
-            *({"_id": f"dispatch-cases:m{i}", "events": [], "published": True, "at": legacy + i * MS}
-              for i in range(3)),
-            {"_id": "dispatch-cases-2:m0", "events": [], "published": True, "at": legacy},  # another consumer
-            {"_id": "scoring:ranking:unit:2026-10", "events": [], "published": True, "at": legacy},  # a claim
-        ])
+        await store["ledger"].insert_many(
+            [
+                *(
+                    {"_id": f"dispatch-cases:m{i}", "events": [], "published": True, "at": legacy + i * MS}
+                    for i in range(3)
+                ),
+                {"_id": "dispatch-cases-2:m0", "events": [], "published": True, "at": legacy},  # another consumer
+                {"_id": "scoring:ranking:unit:2026-10", "events": [], "published": True, "at": legacy},  # a claim
+            ]
+        )
         assert await ledger.backfill_moments(["dispatch-cases"]) == 3
         docs = {d["_id"]: d async for d in store["ledger"].find({})}
         assert [docs[f"dispatch-cases:m{i}"]["at_s"] for i in range(3)] == [
-            (legacy + i * MS).timestamp() for i in range(3)]
+            (legacy + i * MS).timestamp() for i in range(3)
+        ]
         assert "at_s" not in docs["dispatch-cases-2:m0"] and "at_s" not in docs["scoring:ranking:unit:2026-10"]
         job = RetentionJob(store, RetentionFile(ledger="7d"), [LEDGER_RETAINED], clock)
         assert await job.run() == {"ledger": 3}
@@ -444,8 +483,17 @@ async def test_ledger_entries_applied_before_retention_get_their_moment_once_cla
                 return 0
 
         runs = _Runs()
-        rt = Runtime(name="probe", settings=None, clock=clock, city=None, broker=None, store=store,  # type: ignore[arg-type]
-                     publisher=None, ledger=ledger, metrics=None)  # type: ignore[arg-type]
+        rt = Runtime(
+            name="probe",
+            settings=None,
+            clock=clock,
+            city=None,
+            broker=None,
+            store=store,  # type: ignore[arg-type]
+            publisher=None,
+            ledger=ledger,
+            metrics=None,
+        )  # type: ignore[arg-type]
         for _ in range(2):  # two starts: the pass runs through once, the second start finds its claim
             rt.repair_once(runs, name="probe-pass")
             await rt.tasks.pop()
@@ -461,16 +509,22 @@ async def test_open311_requests_closed_before_retention_get_their_moment_from_th
     store = Store(mongo_url, f"t{uuid.uuid4().hex[:10]}_intake")
     changed = T0 - timedelta(days=3)
     try:
-        await store[REQUESTS].insert_many([
-            {"_id": "C-closed", "status": "closed", "requested_s": 1.0, "updated_datetime": changed},
-            {"_id": "C-closed-2", "status": "closed", "requested_s": 1.0, "updated_datetime": changed + MS},
-            {"_id": "C-open", "status": "open", "requested_s": 2.0, "updated_datetime": changed},
-            {"_id": "C-new", "status": "closed", "requested_s": 3.0, "updated_datetime": changed, CLOSED_S: 7.0},
-        ])
+        await store[REQUESTS].insert_many(
+            [
+                {"_id": "C-closed", "status": "closed", "requested_s": 1.0, "updated_datetime": changed},
+                {"_id": "C-closed-2", "status": "closed", "requested_s": 1.0, "updated_datetime": changed + MS},
+                {"_id": "C-open", "status": "open", "requested_s": 2.0, "updated_datetime": changed},
+                {"_id": "C-new", "status": "closed", "requested_s": 3.0, "updated_datetime": changed, CLOSED_S: 7.0},
+            ]
+        )
         assert await close_older_requests(store[REQUESTS]) == 2
         got = {d["_id"]: d.get(CLOSED_S) async for d in store[REQUESTS].find({})}
-        assert got == {"C-closed": changed.timestamp(), "C-closed-2": (changed + MS).timestamp(), "C-open": None,
-                       "C-new": 7.0}
+        assert got == {
+            "C-closed": changed.timestamp(),
+            "C-closed-2": (changed + MS).timestamp(),
+            "C-open": None,
+            "C-new": 7.0,
+        }
     finally:
         await store.close()
 

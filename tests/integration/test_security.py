@@ -84,18 +84,31 @@ async def test_an_inbound_user_cannot_publish_case_events_or_others_commands(sec
 
 async def test_the_slice_flows_with_every_service_under_its_own_user(secure, mongo_url, tmp_path, city):
     url, pw, srv = secure
-    base = Settings(nats_url=url, mongo_url=mongo_url, db_prefix=f"t{uuid.uuid4().hex[:10]}_", var_dir=tmp_path / "v",
-                    city_dir=DEMO_CITY, max_deliver=3, store_tx_lock_dir=tmp_path / "locks")
-    report = {"report_id": "SEC-1", "reported_at": "2026-11-23T02:00:00+00:00", "inspector_id": "G-017",
-              "description": "解放路口垃圾箱满溢，垃圾散落", "category_code": "0201",
-              "location": {"lng": 120.16, "lat": 30.255, "coord_system": "wgs84"}}
+    base = Settings(
+        nats_url=url,
+        mongo_url=mongo_url,
+        db_prefix=f"t{uuid.uuid4().hex[:10]}_",
+        var_dir=tmp_path / "v",
+        city_dir=DEMO_CITY,
+        max_deliver=3,
+        store_tx_lock_dir=tmp_path / "locks",
+    )
+    report = {
+        "report_id": "SEC-1",
+        "reported_at": "2026-11-23T02:00:00+00:00",
+        "inspector_id": "G-017",
+        "description": "解放路口垃圾箱满溢，垃圾散落",
+        "category_code": "0201",
+        "location": {"lng": 120.16, "lat": 30.255, "coord_system": "wgs84"},
+    }
     async with contextlib.AsyncExitStack() as stack:
         for name in SERVICES:
             own = base.model_copy(update={"nats_user": name, "nats_password": pw[name]})
             await stack.enter_async_context(running(spec(name), own, city=city))
         app = await nats.connect(url, **security.login("patrol_app", pw["patrol_app"]))
-        grid_ack = await app.jetstream().publish("report.v1.in.grid", json.dumps(report).encode(),
-                                                 headers={"Nats-Msg-Id": "grid:SEC-1"})
+        grid_ack = await app.jetstream().publish(
+            "report.v1.in.grid", json.dumps(report).encode(), headers={"Nats-Msg-Id": "grid:SEC-1"}
+        )
         await app.close()
         (order,) = reports(city, 1, tag="SEC", hotline_share=1.0)
         hotline = await nats.connect(url, **security.login("hotline", pw["hotline"]))
@@ -105,8 +118,11 @@ async def test_the_slice_flows_with_every_service_under_its_own_user(secure, mon
         js = op.jetstream()
 
         async def order_answered() -> bool:  # opened, or merged into the grid report's case
-            return [m async for m in stream_messages(js, "XH_CASES")
-                    if f'"source_ref":"{order.body["order_no"]}"' in m.data.decode().replace(": ", ":")] != []
+            return [
+                m
+                async for m in stream_messages(js, "XH_CASES")
+                if f'"source_ref":"{order.body["order_no"]}"' in m.data.decode().replace(": ", ":")
+            ] != []
 
         async def order_erased() -> bool:
             try:
@@ -129,8 +145,9 @@ async def test_the_slice_flows_with_every_service_under_its_own_user(secure, mon
         await eventually(delivered, timeout=30)
         await eventually(scored, timeout=10)
         opened = [json.loads(m.data)["case_id"] async for m in stream_messages(js, "XH_CASES", "case.v1.opened.>")]
-        dispatched = [json.loads(m.data)["case_id"]
-                      async for m in stream_messages(js, "XH_CASES", "case.v1.dispatched.>")]
+        dispatched = [
+            json.loads(m.data)["case_id"] async for m in stream_messages(js, "XH_CASES", "case.v1.dispatched.>")
+        ]
         assert len(opened) == 2 and sorted(dispatched) == sorted(opened)  # the grid report and the 12345 order
         assert [m async for m in stream_messages(js, "XH_DLQ")] == []
         await op.close()
@@ -156,8 +173,10 @@ async def test_an_integrator_restricted_to_its_streets_reads_only_those(tmp_path
 
     try:
         await provision_streams(url, connect_opts=security.login("operator", pw["operator"]))
-        async with XiuhuaClient(url, user="dept_jq", password=pw["dept_jq"]) as dept, \
-                XiuhuaClient(url, user="dispatch", password=pw["dispatch"]) as dispatch:
+        async with (
+            XiuhuaClient(url, user="dept_jq", password=pw["dept_jq"]) as dept,
+            XiuhuaClient(url, user="dispatch", password=pw["dispatch"]) as dispatch,
+        ):
             with pytest.raises(SubscribeFailed, match="allowed that consumer"):
                 await dept.subscribe_unit_cases("CD-SAN", handler, streets=["CD"])
             with pytest.raises(SubscribeFailed):
@@ -203,8 +222,10 @@ async def test_an_integrator_reads_its_own_inboxes_and_nobody_elses(secure):
         for subject in others:
             await spy.subscribe(subject, cb=tap)
         await spy.flush()
-        async with XiuhuaClient(url, user="units", password=pw["units"]) as units, \
-                XiuhuaClient(url, user="dispatch", password=pw["dispatch"]) as dispatch:
+        async with (
+            XiuhuaClient(url, user="units", password=pw["units"]) as units,
+            XiuhuaClient(url, user="dispatch", password=pw["dispatch"]) as dispatch,
+        ):
             await units.subscribe_unit_cases("CD-SAN", handler)  # durable `units`
             await dispatch.publish_event(dispatched("C-OWN", "CD-SAN"))  # its acknowledgement: dispatch's inbox
             await eventually(lambda: got == ["C-OWN"], timeout=10)

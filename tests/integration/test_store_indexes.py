@@ -28,10 +28,13 @@ async def _fields(s: Store) -> list[list[str]]:
     return sorted([list(i["key"]) async for i in await s["c"].list_indexes()])
 
 
-@pytest.mark.parametrize("old", [
-    [("status", ASCENDING), ("requested_datetime", DESCENDING)],  # nx-27017 refused to drop this by its pattern
-    [("published", ASCENDING), ("at", ASCENDING)],
-])
+@pytest.mark.parametrize(
+    "old",
+    [
+        [("status", ASCENDING), ("requested_datetime", DESCENDING)],  # nx-27017 refused to drop this by its pattern
+        [("published", ASCENDING), ("at", ASCENDING)],
+    ],
+)
 async def test_an_old_index_is_dropped_and_the_others_stay(store: Store, old: list[tuple[str, int]]) -> None:
     await store["c"].create_index(old)
     await store["c"].create_index([("kept", ASCENDING)])
@@ -54,6 +57,7 @@ class _Listed:
         async def gen() -> AsyncIterator[dict]:
             for i in self.indexes:
                 yield i
+
         return gen()
 
     async def drop_index(self, name: str) -> None:

@@ -21,8 +21,9 @@ async def test_writes_count_the_documents_they_touch_not_the_commands(mongo_url:
         col = store["things"]
         await col.insert_many([{"_id": i, "n": 0} for i in range(5)])
         await col.update_many({"_id": {"$in": [0, 1, 2]}}, {"$set": {"n": 1}})  # one update spec, three documents
-        await col.bulk_write([UpdateOne({"_id": 9}, {"$inc": {"n": 1}}, upsert=True),
-                              UpdateOne({"_id": 4}, {"$inc": {"n": 1}})])
+        await col.bulk_write(
+            [UpdateOne({"_id": 9}, {"$inc": {"n": 1}}, upsert=True), UpdateOne({"_id": 4}, {"$inc": {"n": 1}})]
+        )
         await col.delete_many({"_id": {"$in": [0, 1]}})
         await col.update_one({"_id": "absent"}, {"$set": {"n": 1}})  # matches nothing: no document written
         assert [d async for d in col.find({"_id": 9})] == [{"_id": 9, "n": 1}]

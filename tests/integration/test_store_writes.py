@@ -54,7 +54,8 @@ async def test_a_small_batch_goes_in_one_command_a_large_one_per_collection(stor
     _batch(w)
     await s.in_transaction(lambda session: s.write_together(w, session))
     assert await _contents(s) == {
-        "a": [{"_id": "a-last"}, {"_id": "a0", "v": 0}], "b": [{"_id": "counter", "n": 1}],
+        "a": [{"_id": "a-last"}, {"_id": "a0", "v": 0}],
+        "b": [{"_id": "counter", "n": 1}],
         "c": [{"_id": "view", "last": 0}],
     }
     if combined:

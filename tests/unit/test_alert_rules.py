@@ -15,8 +15,10 @@ PROMETHEUS = Path(__file__).resolve().parents[2] / "deploy" / "prometheus"
 TEST_FILES = sorted((PROMETHEUS / "tests").glob("*.test.yml"))
 PROMTOOL = shutil.which("promtool")
 needs_promtool = pytest.mark.skipif(
-    PROMTOOL is None, reason="promtool not found: Debian's `prometheus` package ships it (`python3.11 tasks.py` "
-    "installs it as root on Debian; XIUHUA_NO_APT=1 skips that)")
+    PROMTOOL is None,
+    reason="promtool not found: Debian's `prometheus` package ships it (`python3.11 tasks.py` "
+    "installs it as root on Debian; XIUHUA_NO_APT=1 skips that)",
+)
 
 
 def _alerts() -> set[str]:
@@ -49,14 +51,16 @@ def test_every_alert_rule_has_a_firing_case_and_a_quiet_case():
 
 @needs_promtool
 def test_the_rules_file_is_valid():
-    done = subprocess.run([PROMTOOL, "check", "rules", str(PROMETHEUS / "alerts.yml")], capture_output=True,
-                          text=True, timeout=60)
+    done = subprocess.run(
+        [PROMTOOL, "check", "rules", str(PROMETHEUS / "alerts.yml")], capture_output=True, text=True, timeout=60
+    )
     assert done.returncode == 0, done.stdout + done.stderr
 
 
 @needs_promtool
 @pytest.mark.parametrize("path", TEST_FILES, ids=[p.name for p in TEST_FILES])
 def test_promtool_rule_tests_pass(path: Path):
-    done = subprocess.run([PROMTOOL, "test", "rules", path.name], cwd=path.parent, capture_output=True, text=True,
-                          timeout=120)
+    done = subprocess.run(
+        [PROMTOOL, "test", "rules", path.name], cwd=path.parent, capture_output=True, text=True, timeout=120
+    )
     assert done.returncode == 0, done.stdout + done.stderr

@@ -43,9 +43,18 @@ def doc(w: Writes, coll: str, _id: str) -> dict:
 
 def opened(case_id: str, at: datetime, category: str = "0201", grid: str = "CD01-03") -> c.CaseOpened:
     place = Place(street_name="城东街道", community_code="CD01", community_name="东园社区", grid_code=grid)
-    return c.CaseOpened(case_id=case_id, street_code="CD", source=ReportSource.hotline, source_ref=case_id,
-                        category_code=category, category_name="垃圾箱满溢", description="满溢", place=place,
-                        reported_at=at, occurred_at=at)
+    return c.CaseOpened(
+        case_id=case_id,
+        street_code="CD",
+        source=ReportSource.hotline,
+        source_ref=case_id,
+        category_code=category,
+        category_name="垃圾箱满溢",
+        description="满溢",
+        place=place,
+        reported_at=at,
+        occurred_at=at,
+    )
 
 
 def unit_kw(case_id: str, at: datetime) -> dict:
@@ -55,8 +64,16 @@ def unit_kw(case_id: str, at: datetime) -> dict:
 def test_an_opening_folded_after_its_dispatch_still_counts_once_and_keeps_the_unit() -> None:
     # Two instances share the case consumer, and a crash hands a batch back: a case's dispatch may be folded before
     # its opening. The opening still counts, once; the record keeps the unit the dispatch set.
-    dispatch = c.CaseDispatched(case_id="C-1", street_code="CD", category_code="0201", lead_unit=UNIT, rule_id="r",
-                                due_at=T0 + timedelta(hours=4), time_limit="4h", occurred_at=T0)
+    dispatch = c.CaseDispatched(
+        case_id="C-1",
+        street_code="CD",
+        category_code="0201",
+        lead_unit=UNIT,
+        rule_id="r",
+        due_at=T0 + timedelta(hours=4),
+        time_limit="4h",
+        occurred_at=T0,
+    )
     w, cases = fold([dispatch, opened("C-1", T0), opened("C-1", T0)])
     assert doc(w, WEEKS, "2026-W47")["$inc"] == {"opened": 1, "dispatched": 1}
     assert doc(w, FACETS, "2026-W47:category:0201")["$inc"] == {"count": 1}
@@ -67,21 +84,39 @@ def test_an_opening_folded_after_its_dispatch_still_counts_once_and_keeps_the_un
 
 def test_a_case_counts_in_the_week_of_each_event_and_its_cohort_in_the_week_it_opened() -> None:
     next_week = T0 + timedelta(days=7)
-    w, cases = fold([
-        opened("C-1", T0),
-        c.CaseDispatched(case_id="C-1", street_code="CD", category_code="0201", lead_unit=UNIT, rule_id="r",
-                         due_at=T0 + timedelta(hours=4), time_limit="4h", occurred_at=T0),
-        c.CaseOverdue(**unit_kw("C-1", T0 + timedelta(hours=5)), due_at=T0 + timedelta(hours=4)),
-        c.CaseEscalated(**unit_kw("C-1", T0 + timedelta(hours=6)), level=2, due_at=T0 + timedelta(hours=4)),
-        c.CaseResolved(**unit_kw("C-1", next_week), on_time=False),
-        c.CaseVerified(**unit_kw("C-1", next_week), passed=True),
-        c.CaseClosed(**unit_kw("C-1", next_week), on_time=False, closed_by="verification"),
-        c.CaseRated(**unit_kw("C-1", next_week), satisfaction="basic"),
-    ])
+    w, cases = fold(
+        [
+            opened("C-1", T0),
+            c.CaseDispatched(
+                case_id="C-1",
+                street_code="CD",
+                category_code="0201",
+                lead_unit=UNIT,
+                rule_id="r",
+                due_at=T0 + timedelta(hours=4),
+                time_limit="4h",
+                occurred_at=T0,
+            ),
+            c.CaseOverdue(**unit_kw("C-1", T0 + timedelta(hours=5)), due_at=T0 + timedelta(hours=4)),
+            c.CaseEscalated(**unit_kw("C-1", T0 + timedelta(hours=6)), level=2, due_at=T0 + timedelta(hours=4)),
+            c.CaseResolved(**unit_kw("C-1", next_week), on_time=False),
+            c.CaseVerified(**unit_kw("C-1", next_week), passed=True),
+            c.CaseClosed(**unit_kw("C-1", next_week), on_time=False, closed_by="verification"),
+            c.CaseRated(**unit_kw("C-1", next_week), satisfaction="basic"),
+        ]
+    )
     w47, w48 = doc(w, WEEKS, "2026-W47"), doc(w, WEEKS, "2026-W48")
     assert w47["$inc"] == {"opened": 1, "dispatched": 1, "overdue": 1, "escalated": 1, "cohort_closed": 1}
-    assert w48["$inc"] == {"resolved": 1, "resolved_on_time": 0, "verified": 1, "verify_failed": 0, "closed": 1,
-                           "closed_on_time": 0, "rated": 1, "basic": 1}
+    assert w48["$inc"] == {
+        "resolved": 1,
+        "resolved_on_time": 0,
+        "verified": 1,
+        "verify_failed": 0,
+        "closed": 1,
+        "closed_on_time": 0,
+        "rated": 1,
+        "basic": 1,
+    }
     assert doc(w, FACETS, "2026-W47:category:0201")["$inc"] == {"count": 1}
     assert doc(w, FACETS, "2026-W47:grid:CD01-03")["$inc"] == {"count": 1}
     assert doc(w, FACETS, "2026-W47:source:hotline")["$set"]["label"] == "hotline"
@@ -109,22 +144,30 @@ def test_a_case_record_leaves_the_purges_range_when_reopened_and_enters_it_again
 
 def test_reopen_and_cancel_move_the_cohort_back() -> None:
     later = T0 + timedelta(days=8)
-    w, cases = fold([
-        opened("C-2", T0),
-        c.CaseClosed(**unit_kw("C-2", T0 + timedelta(hours=1)), on_time=True, closed_by="command_centre"),
-        c.CaseReopened(**unit_kw("C-2", later), reason="复发"),
-        c.CaseCancelled(**unit_kw("C-2", later), reason="虚假"),
-        c.CaseClosed(**unit_kw("C-2", later), on_time=True, closed_by="cancel"),  # counted by case.cancelled
-    ])
-    assert doc(w, WEEKS, "2026-W47")["$inc"] == {"opened": 1, "closed": 1, "closed_on_time": 1,
-                                                 "cohort_closed": 0, "cohort_cancelled": 1}
+    w, cases = fold(
+        [
+            opened("C-2", T0),
+            c.CaseClosed(**unit_kw("C-2", T0 + timedelta(hours=1)), on_time=True, closed_by="command_centre"),
+            c.CaseReopened(**unit_kw("C-2", later), reason="复发"),
+            c.CaseCancelled(**unit_kw("C-2", later), reason="虚假"),
+            c.CaseClosed(**unit_kw("C-2", later), on_time=True, closed_by="cancel"),  # counted by case.cancelled
+        ]
+    )
+    assert doc(w, WEEKS, "2026-W47")["$inc"] == {
+        "opened": 1,
+        "closed": 1,
+        "closed_on_time": 1,
+        "cohort_closed": 0,
+        "cohort_cancelled": 1,
+    }
     assert doc(w, WEEKS, "2026-W48")["$inc"] == {"reopened": 1, "cancelled": 1}
     assert cases["C-2"]["status"] == "cancelled"
 
 
 def test_events_of_cases_opened_before_the_projection_existed_still_count() -> None:
-    w, cases = fold([c.CaseResolved(**unit_kw("C-old", T0), on_time=True),
-                     c.CaseOverdue(**unit_kw("C-old2", T0), due_at=T0)])
+    w, cases = fold(
+        [c.CaseResolved(**unit_kw("C-old", T0), on_time=True), c.CaseOverdue(**unit_kw("C-old2", T0), due_at=T0)]
+    )
     assert doc(w, WEEKS, "2026-W47")["$inc"] == {"resolved": 1, "resolved_on_time": 1, "overdue": 1}
     assert doc(w, LISTED, "2026-W47:C-old2")["$set"]["unit_name"] == "CD-SAN"
     assert cases == {}
@@ -132,18 +175,48 @@ def test_events_of_cases_opened_before_the_projection_existed_still_count() -> N
 
 def test_score_events_ranking_and_merchant_changes() -> None:
     w = Writes()
-    apply_score_event("score.v1.ranking_published", {
-        "kind": "unit", "period": "2026-W47", "period_kind": "week", "occurred_at": T0.isoformat(),
-        "tables": {"sanitation": [{"rank": 1, "id": "CD-SAN", "name": "城东环卫所", "score": 98.5, "board": "red"}]},
-    }, w)
-    apply_score_event("score.v1.ranking_published", {"kind": "unit", "period": "2026-11", "period_kind": "month",
-                                                      "tables": {}}, w)
-    apply_score_event("score.v1.merchant_grade_changed", {
-        "merchant_id": "M-1", "merchant_name": "东园小吃店", "period": "2026-11", "previous": "A", "grade": "B",
-        "points": 82.0, "occurred_at": T0.isoformat()}, w)
-    apply_score_event("score.v1.merchant_grade_changed", {
-        "merchant_id": "M-1", "merchant_name": "东园小吃店", "period": "2026-11", "previous": "B", "grade": "C",
-        "points": 70.0, "occurred_at": (T0 + timedelta(days=1)).isoformat()}, w)
+    apply_score_event(
+        "score.v1.ranking_published",
+        {
+            "kind": "unit",
+            "period": "2026-W47",
+            "period_kind": "week",
+            "occurred_at": T0.isoformat(),
+            "tables": {
+                "sanitation": [{"rank": 1, "id": "CD-SAN", "name": "城东环卫所", "score": 98.5, "board": "red"}]
+            },
+        },
+        w,
+    )
+    apply_score_event(
+        "score.v1.ranking_published", {"kind": "unit", "period": "2026-11", "period_kind": "month", "tables": {}}, w
+    )
+    apply_score_event(
+        "score.v1.merchant_grade_changed",
+        {
+            "merchant_id": "M-1",
+            "merchant_name": "东园小吃店",
+            "period": "2026-11",
+            "previous": "A",
+            "grade": "B",
+            "points": 82.0,
+            "occurred_at": T0.isoformat(),
+        },
+        w,
+    )
+    apply_score_event(
+        "score.v1.merchant_grade_changed",
+        {
+            "merchant_id": "M-1",
+            "merchant_name": "东园小吃店",
+            "period": "2026-11",
+            "previous": "B",
+            "grade": "C",
+            "points": 70.0,
+            "occurred_at": (T0 + timedelta(days=1)).isoformat(),
+        },
+        w,
+    )
     apply_score_event("score.v1.unit_updated", {"unit_id": "X", "period": "2026-W47", "counters": {}}, w)
     assert set(w.docs) == {(RANKINGS, "2026-W47"), (MERCHANTS, "2026-W47:M-1")}
     assert doc(w, RANKINGS, "2026-W47")["$set"]["tables"]["sanitation"][0]["board"] == "red"
@@ -161,25 +234,49 @@ def test_score_events_the_bulletin_does_not_show_add_nothing() -> None:
     unit = {"unit_id": "X", "period": "2026-W47", "counters": {}}
     assert apply_score_event("score.v1.unit_updated", unit, w) is False
     assert apply_score_event("score.v1.street_figures", {"occurred_at": T0.isoformat()}, w) is False
-    assert apply_score_event("score.v1.ranking_published", {"kind": "unit", "period": "2026-11", "period_kind": "month",
-                                                             "tables": {}}, w) is False
+    assert (
+        apply_score_event(
+            "score.v1.ranking_published", {"kind": "unit", "period": "2026-11", "period_kind": "month", "tables": {}}, w
+        )
+        is False
+    )
     assert not w.docs
-    assert apply_score_event("score.v1.ranking_published", {"kind": "unit", "period": "2026-W47", "period_kind": "week",
-                                                             "occurred_at": T0.isoformat(), "tables": {}}, w) is True
-    assert apply_score_event("score.v1.merchant_escalated", {"merchant_id": "M-1", "occurred_at": T0.isoformat()},
-                             w) is True
+    assert (
+        apply_score_event(
+            "score.v1.ranking_published",
+            {"kind": "unit", "period": "2026-W47", "period_kind": "week", "occurred_at": T0.isoformat(), "tables": {}},
+            w,
+        )
+        is True
+    )
+    assert (
+        apply_score_event("score.v1.merchant_escalated", {"merchant_id": "M-1", "occurred_at": T0.isoformat()}, w)
+        is True
+    )
     assert len(w.docs) == 2
 
 
 def test_rates_and_targets() -> None:
-    counters = {"opened": 20, "cohort_closed": 15, "cohort_cancelled": 2, "resolved": 40, "resolved_on_time": 37,
-                "verified": 25, "verify_failed": 1, "rated": 10, "satisfied": 7, "basic": 1, "unsatisfied": 2}
+    counters = {
+        "opened": 20,
+        "cohort_closed": 15,
+        "cohort_cancelled": 2,
+        "resolved": 40,
+        "resolved_on_time": 37,
+        "verified": 25,
+        "verify_failed": 1,
+        "rated": 10,
+        "satisfied": 7,
+        "basic": 1,
+        "unsatisfied": 2,
+    }
     r = rates(counters)
     assert r == {"on_time_rate": 37 / 40, "closure_rate": 15 / 18, "rework_rate": 1 / 25, "satisfaction_rate": 0.8}
     assert rates(counters, basic_counts=False)["satisfaction_rate"] == 0.7
     assert rates({})["on_time_rate"] is None
-    content = build_content(WeekData("2026-W47", counters), WeekData("2026-W46", {"resolved": 10,
-                                                                                  "resolved_on_time": 10}), T0)
+    content = build_content(
+        WeekData("2026-W47", counters), WeekData("2026-W46", {"resolved": 10, "resolved_on_time": 10}), T0
+    )
     assert content.rates["on_time_rate"]["met"] is False and content.rates["on_time_rate"]["target"] == 0.95
     assert content.rates["satisfaction_rate"]["met"] is False
     assert content.rates["closure_rate"]["met"] is None  # no target in the programme's rules
@@ -187,9 +284,19 @@ def test_rates_and_targets() -> None:
 
 
 def test_ranking_from_own_counters_red_and_black_lists() -> None:
-    facets = [{"key": k, "label": k, "resolved": res, "resolved_on_time": ok, "overdue": od}
-              for k, res, ok, od in [("A", 10, 10, 0), ("B", 10, 9, 0), ("C", 10, 9, 2), ("D", 4, 1, 3),
-                                     ("E", 0, 0, 1), ("F", 0, 0, 0), ("G", 8, 8, 1), ("H", 5, 3, 0)]]
+    facets = [
+        {"key": k, "label": k, "resolved": res, "resolved_on_time": ok, "overdue": od}
+        for k, res, ok, od in [
+            ("A", 10, 10, 0),
+            ("B", 10, 9, 0),
+            ("C", 10, 9, 2),
+            ("D", 4, 1, 3),
+            ("E", 0, 0, 1),
+            ("F", 0, 0, 0),
+            ("G", 8, 8, 1),
+            ("H", 5, 3, 0),
+        ]
+    ]
     ranked = [u.unit_id for u in rank_units(facets)]
     assert ranked == ["A", "G", "B", "C", "H", "D", "E"]  # F had nothing this week
     content = build_content(WeekData("2026-W47", {}, {"unit": facets}), WeekData("2026-W46"), T0)
@@ -199,11 +306,28 @@ def test_ranking_from_own_counters_red_and_black_lists() -> None:
 
 
 def test_scoring_ranking_wins_when_published_and_both_editions_render() -> None:
-    tables = {"sanitation": [
-        {"rank": 1, "id": "CD-SAN", "name": "城东环卫所", "score": 98.5, "board": "red", "bottom": False,
-         "figures": {"on_time_rate": 0.975}},
-        {"rank": 2, "id": "JQ-SAN", "name": "金桥环卫所", "score": 71.0, "board": "black", "bottom": True,
-         "figures": {}}]}
+    tables = {
+        "sanitation": [
+            {
+                "rank": 1,
+                "id": "CD-SAN",
+                "name": "城东环卫所",
+                "score": 98.5,
+                "board": "red",
+                "bottom": False,
+                "figures": {"on_time_rate": 0.975},
+            },
+            {
+                "rank": 2,
+                "id": "JQ-SAN",
+                "name": "金桥环卫所",
+                "score": 71.0,
+                "board": "black",
+                "bottom": True,
+                "figures": {},
+            },
+        ]
+    }
     content = build_content(WeekData("2026-W47", {"opened": 3}, ranking=tables), WeekData("2026-W46"), T0)
     assert content.red_list == [{"name": "城东环卫所", "value": "98.5"}]
     assert content.black_list == [{"name": "金桥环卫所", "value": "71.0"}]
@@ -214,8 +338,9 @@ def test_scoring_ranking_wins_when_published_and_both_editions_render() -> None:
     assert "Unit type: sanitation" in en.markdown and "| 2 | 金桥环卫所 | 71.0 | — | black bottom |" in en.markdown
     for edition in (zh, en):
         assert edition.html.count('src="data:image/png;base64,') == 1  # rates only: no facets, no empty charts
-        assert set(edition.charts) == {f"{edition.language}-{n}.png" for n in
-                                       ("categories", "sources", "rates", "grids")}
+        assert set(edition.charts) == {
+            f"{edition.language}-{n}.png" for n in ("categories", "sources", "rates", "grids")
+        }
 
 
 def test_without_a_cjk_font_charts_fall_back_to_english_labels(monkeypatch) -> None:
@@ -224,8 +349,10 @@ def test_without_a_cjk_font_charts_fall_back_to_english_labels(monkeypatch) -> N
     from services.notify.bulletin import charts
 
     monkeypatch.setattr(charts, "cjk_font", lambda: None)
-    facets = {"category": [{"key": "0201", "label": "垃圾箱满溢", "count": 3}],
-              "grid": [{"key": "CD01-03", "label": "解放路网格", "count": 3}, {"key": "-", "count": 1}]}
+    facets = {
+        "category": [{"key": "0201", "label": "垃圾箱满溢", "count": 3}],
+        "grid": [{"key": "CD01-03", "label": "解放路网格", "count": 3}, {"key": "-", "count": 1}],
+    }
     content = build_content(WeekData("2026-W47", {"opened": 3}, facets), WeekData("2026-W46"), T0)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")

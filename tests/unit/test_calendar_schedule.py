@@ -23,8 +23,14 @@ def test_the_demo_city_lists_2025_and_2026_with_their_sources() -> None:
     assert all("国务院办公厅关于" in DEMO.years[y].source for y in (2025, 2026))
     spring = next(h for h in DEMO.years[2026].holidays if h.name.startswith("春节"))
     assert (spring.first, spring.last) == (date(2026, 2, 15), date(2026, 2, 23))
-    assert DEMO.years[2026].workdays == [date(2026, 1, 4), date(2026, 2, 14), date(2026, 2, 28), date(2026, 5, 9),
-                                         date(2026, 9, 20), date(2026, 10, 10)]
+    assert DEMO.years[2026].workdays == [
+        date(2026, 1, 4),
+        date(2026, 2, 14),
+        date(2026, 2, 28),
+        date(2026, 5, 9),
+        date(2026, 9, 20),
+        date(2026, 10, 10),
+    ]
 
 
 def test_a_listed_year_is_exact_and_an_unlisted_one_is_estimated_from_the_country() -> None:
@@ -67,7 +73,8 @@ def test_a_foreign_city_names_its_country_and_region() -> None:
     ca = BusinessCalendar(CalendarFile(timezone="America/Toronto", country="CA", subdivision="QC"))
     assert not ca.is_workday(date(2026, 6, 24))  # Fête nationale du Québec, Quebec only
     assert BusinessCalendar(CalendarFile(timezone="America/Toronto", country="CA", subdivision="ON")).is_workday(
-        date(2026, 6, 24))
+        date(2026, 6, 24)
+    )
 
 
 @pytest.mark.parametrize(
@@ -79,8 +86,9 @@ def test_a_foreign_city_names_its_country_and_region() -> None:
         (("workdays: [2026-01-04,", "workdays: [2026-02-16,"), "2026-02-16 is both a holiday and an adjusted"),
     ],
 )
-def test_a_wrong_calendar_is_refused_with_file_line_and_field(tmp_path: Path, edit: tuple[str, str],
-                                                              expected: str) -> None:
+def test_a_wrong_calendar_is_refused_with_file_line_and_field(
+    tmp_path: Path, edit: tuple[str, str], expected: str
+) -> None:
     city = tmp_path / "city"
     shutil.copytree(DEMO_CITY, city)
     path = city / "calendar.yaml"

@@ -26,8 +26,10 @@ def test_a_city_adds_an_integrator_and_restricts_another_to_its_streets(tmp_path
     city = load_city(_city(tmp_path, "users:\n  units: {streets: [CD]}\n  dept_jq: {like: units, streets: [JQ]}\n"))
     conf, passwords = security.write_embedded_config(tmp_path / "var", BINDINGS, city.security)
     assert {"units", "dept_jq"} <= set(passwords)
-    users = {u.name: u for u in security.model(passwords, {}, added=city.security.added(),
-                                                   jurisdictions=city.security.jurisdictions())}
+    users = {
+        u.name: u
+        for u in security.model(passwords, {}, added=city.security.added(), jurisdictions=city.security.jurisdictions())
+    }
     dept = users["dept_jq"]
     assert [s for s in dept.publish_allowed() if not s.startswith("$JS.")] == list(security.INBOUND["units"])
     assert security.may_publish(dept, "$JS.API.CONSUMER.CREATE.XH_CASES.dept_jq.case.v1.*.JQ")
@@ -40,14 +42,17 @@ def test_a_city_adds_an_integrator_and_restricts_another_to_its_streets(tmp_path
     assert '{user: "dept_jq"' in text and "# inbound system like units, case events of JQ only" in text
 
 
-@pytest.mark.parametrize(("text", "error"), [
-    ("users:\n  units: {streets: [CD, XX]}\n", r"security.yaml:2: users.units.streets.1: XX is not a street"),
-    ("users:\n  dept_a: {streets: [CD]}\n", r"security.yaml:1: users: .*'dept_a' is new: say whose permissions"),
-    ("users:\n  dept_a: {like: dispatch}\n", r"security.yaml:2: users.dept_a.like: .*not a built-in integrator"),
-    ("users:\n  operator: {like: units}\n", r"users: .*'operator' is Xiuhua's own"),
-    ("users:\n  Dept-A: {like: units}\n", r"users: .*user name 'Dept-A'"),
-    ("users:\n  units: {street: [CD]}\n", r"security.yaml:2: users.units.street: Extra inputs"),
-])
+@pytest.mark.parametrize(
+    ("text", "error"),
+    [
+        ("users:\n  units: {streets: [CD, XX]}\n", r"security.yaml:2: users.units.streets.1: XX is not a street"),
+        ("users:\n  dept_a: {streets: [CD]}\n", r"security.yaml:1: users: .*'dept_a' is new: say whose permissions"),
+        ("users:\n  dept_a: {like: dispatch}\n", r"security.yaml:2: users.dept_a.like: .*not a built-in integrator"),
+        ("users:\n  operator: {like: units}\n", r"users: .*'operator' is Xiuhua's own"),
+        ("users:\n  Dept-A: {like: units}\n", r"users: .*user name 'Dept-A'"),
+        ("users:\n  units: {street: [CD]}\n", r"security.yaml:2: users.units.street: Extra inputs"),
+    ],
+)
 def test_a_wrong_security_file_names_file_line_and_field(tmp_path, text, error):
     with pytest.raises(CityDataError, match=error):
         load_city(_city(tmp_path, text))

@@ -11,10 +11,19 @@ CODES = {"0201", "0302", "0801", "9901"}
 
 
 def _raw(case_id: str, kind: str, code: str, content: str, source: str = "hotline") -> dict:
-    body = {"order_no": case_id, "received_at": "2026-11-23T09:58:00+08:00", "channel": "12345",
-            "title": "反映问题", "content": content}
-    return {"case_id": case_id, "source": source, "verdict": {"kind": kind, "code": code},
-            "body": json.dumps(body, ensure_ascii=False).encode()}
+    body = {
+        "order_no": case_id,
+        "received_at": "2026-11-23T09:58:00+08:00",
+        "channel": "12345",
+        "title": "反映问题",
+        "content": content,
+    }
+    return {
+        "case_id": case_id,
+        "source": source,
+        "verdict": {"kind": kind, "code": code},
+        "body": json.dumps(body, ensure_ascii=False).encode(),
+    }
 
 
 def test_assigned_triage_and_recategorised_cases_are_learnt_and_nothing_else() -> None:

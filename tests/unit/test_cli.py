@@ -26,16 +26,19 @@ def test_python_m_xiuhua_prints_the_versions_on_one_line() -> None:
 
 
 def test_python_m_xiuhua_runs_the_commands() -> None:
-    done = subprocess.run([sys.executable, "-m", "xiuhua", "completion", "--help"], capture_output=True, text=True,
-                          timeout=60)
+    done = subprocess.run(
+        [sys.executable, "-m", "xiuhua", "completion", "--help"], capture_output=True, text=True, timeout=60
+    )
     assert done.returncode == 0 and "bash,zsh,tcsh" in done.stdout
 
 
 def _complete(words: list[str]) -> list[str]:
     """What bash completes for the words typed so far (the last one being completed), with the generated script."""
     typed = " ".join(words)
-    program = (f"{script('bash')}\nCOMP_WORDS=({typed}); COMP_CWORD={len(words) - 1}; COMP_LINE='{typed}';"
-               f" COMP_POINT={len(typed)}; _shtab_xiuhua; printf '%s\\n' \"${{COMPREPLY[@]}}\"")
+    program = (
+        f"{script('bash')}\nCOMP_WORDS=({typed}); COMP_CWORD={len(words) - 1}; COMP_LINE='{typed}';"
+        f" COMP_POINT={len(typed)}; _shtab_xiuhua; printf '%s\\n' \"${{COMPREPLY[@]}}\""
+    )
     done = subprocess.run(["bash", "-c", program], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     return done.stdout.split()

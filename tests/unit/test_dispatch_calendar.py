@@ -23,27 +23,27 @@ def test_deadlines_count_office_hours_weekends_and_holidays() -> None:
 
 
 WORKDAYS = [
-    (date(2025, 1, 26), True),   # Sunday, 调休 for the Spring Festival 2025
+    (date(2025, 1, 26), True),  # Sunday, 调休 for the Spring Festival 2025
     (date(2025, 1, 28), False),  # 除夕 2025
-    (date(2025, 2, 4), False),   # last day of the Spring Festival 2025
-    (date(2025, 2, 8), True),    # Saturday, 调休
-    (date(2025, 9, 28), True),   # Sunday, 调休 for National Day 2025
+    (date(2025, 2, 4), False),  # last day of the Spring Festival 2025
+    (date(2025, 2, 8), True),  # Saturday, 调休
+    (date(2025, 9, 28), True),  # Sunday, 调休 for National Day 2025
     (date(2025, 10, 8), False),  # National Day + Mid-Autumn 2025
     (date(2025, 10, 11), True),  # Saturday, 调休
-    (date(2026, 1, 1), False),   # New Year 2026
+    (date(2026, 1, 1), False),  # New Year 2026
     (date(2026, 1, 2), False),
-    (date(2026, 1, 4), True),    # Sunday, 调休
-    (date(2026, 2, 14), True),   # Saturday, 调休 before the Spring Festival 2026
+    (date(2026, 1, 4), True),  # Sunday, 调休
+    (date(2026, 2, 14), True),  # Saturday, 调休 before the Spring Festival 2026
     (date(2026, 2, 16), False),  # 除夕 2026
     (date(2026, 2, 23), False),  # last day of the Spring Festival 2026
     (date(2026, 2, 24), True),
-    (date(2026, 2, 28), True),   # Saturday, 调休
-    (date(2026, 5, 5), False),   # Labour Day 2026
-    (date(2026, 5, 9), True),    # Saturday, 调休
-    (date(2026, 9, 20), True),   # Sunday, 调休 for National Day 2026
+    (date(2026, 2, 28), True),  # Saturday, 调休
+    (date(2026, 5, 5), False),  # Labour Day 2026
+    (date(2026, 5, 9), True),  # Saturday, 调休
+    (date(2026, 9, 20), True),  # Sunday, 调休 for National Day 2026
     (date(2026, 10, 7), False),
     (date(2026, 10, 10), True),  # Saturday, 调休
-    (date(2026, 11, 21), False), # an ordinary Saturday
+    (date(2026, 11, 21), False),  # an ordinary Saturday
     (date(2026, 11, 23), True),  # an ordinary Monday
 ]
 
@@ -55,22 +55,22 @@ def test_workdays_follow_the_national_schedule(day: date, working: bool) -> None
 
 DUE = [
     # start, limit, due — office hours 08:30-12:00, 13:30-17:30 (7.5 h a day)
-    (sh(2026, 11, 23, 9), "2h", sh(2026, 11, 23, 11)),           # inside the morning
-    (sh(2026, 11, 23, 11), "2h", sh(2026, 11, 23, 14, 30)),      # across lunch
-    (sh(2026, 11, 23, 7), "1h", sh(2026, 11, 23, 9, 30)),        # before office hours: starts 08:30
-    (sh(2026, 11, 23, 20), "1h", sh(2026, 11, 24, 9, 30)),       # after hours: next morning
-    (sh(2026, 11, 20, 16), "4h", sh(2026, 11, 23, 11)),          # Friday → Monday
-    (sh(2026, 11, 21, 10), "1h", sh(2026, 11, 23, 9, 30)),       # Saturday: nothing counts
-    (sh(2026, 11, 23, 8, 30), "1d", sh(2026, 11, 23, 17, 30)),   # one working day
-    (sh(2026, 11, 20, 13, 30), "2d", sh(2026, 11, 24, 12)),      # two days over a weekend
-    (sh(2026, 9, 30, 17), "1h", sh(2026, 10, 8, 9, 0)),          # National Day 2026: Oct 1-7 off
-    (sh(2026, 10, 9, 17), "1h", sh(2026, 10, 10, 9, 0)),         # Saturday Oct 10 is a 调休 working day
-    (sh(2026, 2, 13, 17), "1h", sh(2026, 2, 14, 9, 0)),          # Saturday Feb 14 2026 works (调休)
-    (sh(2026, 2, 14, 17), "1h", sh(2026, 2, 24, 9, 0)),          # Spring Festival 2026: Feb 15-23 off
-    (sh(2025, 1, 24, 17), "1h", sh(2025, 1, 26, 9, 0)),          # Sunday Jan 26 2025 works (调休)
-    (sh(2025, 9, 30, 16), "1d", sh(2025, 10, 9, 16, 0)),         # National Day 2025: Oct 1-8 off
-    (sh(2026, 2, 14, 17), "6nh", sh(2026, 2, 14, 23)),           # natural hours ignore the calendar
-    (sh(2025, 12, 31, 16), "3h", sh(2026, 1, 4, 10, 0)),         # New Year 2026, then Sunday 调休
+    (sh(2026, 11, 23, 9), "2h", sh(2026, 11, 23, 11)),  # inside the morning
+    (sh(2026, 11, 23, 11), "2h", sh(2026, 11, 23, 14, 30)),  # across lunch
+    (sh(2026, 11, 23, 7), "1h", sh(2026, 11, 23, 9, 30)),  # before office hours: starts 08:30
+    (sh(2026, 11, 23, 20), "1h", sh(2026, 11, 24, 9, 30)),  # after hours: next morning
+    (sh(2026, 11, 20, 16), "4h", sh(2026, 11, 23, 11)),  # Friday → Monday
+    (sh(2026, 11, 21, 10), "1h", sh(2026, 11, 23, 9, 30)),  # Saturday: nothing counts
+    (sh(2026, 11, 23, 8, 30), "1d", sh(2026, 11, 23, 17, 30)),  # one working day
+    (sh(2026, 11, 20, 13, 30), "2d", sh(2026, 11, 24, 12)),  # two days over a weekend
+    (sh(2026, 9, 30, 17), "1h", sh(2026, 10, 8, 9, 0)),  # National Day 2026: Oct 1-7 off
+    (sh(2026, 10, 9, 17), "1h", sh(2026, 10, 10, 9, 0)),  # Saturday Oct 10 is a 调休 working day
+    (sh(2026, 2, 13, 17), "1h", sh(2026, 2, 14, 9, 0)),  # Saturday Feb 14 2026 works (调休)
+    (sh(2026, 2, 14, 17), "1h", sh(2026, 2, 24, 9, 0)),  # Spring Festival 2026: Feb 15-23 off
+    (sh(2025, 1, 24, 17), "1h", sh(2025, 1, 26, 9, 0)),  # Sunday Jan 26 2025 works (调休)
+    (sh(2025, 9, 30, 16), "1d", sh(2025, 10, 9, 16, 0)),  # National Day 2025: Oct 1-8 off
+    (sh(2026, 2, 14, 17), "6nh", sh(2026, 2, 14, 23)),  # natural hours ignore the calendar
+    (sh(2025, 12, 31, 16), "3h", sh(2026, 1, 4, 10, 0)),  # New Year 2026, then Sunday 调休
 ]
 
 
@@ -100,12 +100,15 @@ def test_warning_share_of_a_limit() -> None:
 def test_calendar_due_command_json(capsys) -> None:
     assert main(["calendar", "due", "--start", "2026-09-30T17:00", "--limit", "1h", "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
-    assert out == {"start": "2026-09-30T17:00:00+08:00", "limit": "1h", "due": "2026-10-08T09:00:00+08:00",
-                   "due_at": "2026-10-08T09:00:00+08:00", "estimated": False}
+    assert out == {
+        "start": "2026-09-30T17:00:00+08:00",
+        "limit": "1h",
+        "due": "2026-10-08T09:00:00+08:00",
+        "due_at": "2026-10-08T09:00:00+08:00",
+        "estimated": False,
+    }
     assert main(["calendar", "due", "--start", "2026-11-23T01:00:00Z", "--limit", "4nh", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["due"] == "2026-11-23T13:00:00+08:00"
     assert main(["calendar", "due", "--start", "2026-11-20T16:00+08:00", "--limit", "4h"]) == 0
     assert "due 2026-11-23T11:00:00+08:00" in capsys.readouterr().out
     assert main(["calendar", "due", "--start", "2026-11-20T16:00", "--limit", "4 weeks"]) == 1
-
-

@@ -13,8 +13,20 @@ from services.dispatch.case import OPEN_STATES, Case, State
 from services.dispatch.lifecycle import Applied, Rejected, decide, open_case
 from tests.helpers.dispatch import CENTRE, HOTLINE, LEAD, SH, T0, command, ctx, in_state, new_case, opened
 
-COMMANDS = ["acknowledge", "return", "request_extension", "approve_extension", "resolve", "verify_pass",
-            "verify_fail", "close", "reopen", "rate", "cancel", "assign"]
+COMMANDS = [
+    "acknowledge",
+    "return",
+    "request_extension",
+    "approve_extension",
+    "resolve",
+    "verify_pass",
+    "verify_fail",
+    "close",
+    "reopen",
+    "rate",
+    "cancel",
+    "assign",
+]
 CANCELLED = (State.cancelled, ["case.closed", "case.cancelled"])
 X = None  # rejected: wrong_state
 
@@ -23,8 +35,14 @@ TABLE: dict[State, dict[str, tuple[State, list[str]] | None]] = {
     State.dispatched: {
         "acknowledge": (State.acknowledged, ["case.acknowledged"]),
         "return": (State.dispatched, ["case.returned", "case.dispatched"]),
-        "request_extension": X, "approve_extension": X, "resolve": X, "verify_pass": X, "verify_fail": X,
-        "close": X, "reopen": X, "rate": X,
+        "request_extension": X,
+        "approve_extension": X,
+        "resolve": X,
+        "verify_pass": X,
+        "verify_fail": X,
+        "close": X,
+        "reopen": X,
+        "rate": X,
         "cancel": CANCELLED,
         "assign": X,  # the case is with a unit, not with the command centre
     },
@@ -34,33 +52,55 @@ TABLE: dict[State, dict[str, tuple[State, list[str]] | None]] = {
         "request_extension": (State.extension_requested, ["case.extension_requested"]),
         "approve_extension": X,
         "resolve": (State.resolved, ["case.resolved"]),
-        "verify_pass": X, "verify_fail": X, "close": X, "reopen": X, "rate": X,
+        "verify_pass": X,
+        "verify_fail": X,
+        "close": X,
+        "reopen": X,
+        "rate": X,
         "cancel": CANCELLED,
         "assign": X,  # the case is with a unit, not with the command centre
     },
     State.extension_requested: {
-        "acknowledge": X, "return": X, "request_extension": X,
+        "acknowledge": X,
+        "return": X,
+        "request_extension": X,
         "approve_extension": (State.acknowledged, ["case.extension_approved"]),
         "resolve": (State.resolved, ["case.resolved"]),
-        "verify_pass": X, "verify_fail": X, "close": X, "reopen": X, "rate": X,
+        "verify_pass": X,
+        "verify_fail": X,
+        "close": X,
+        "reopen": X,
+        "rate": X,
         "cancel": CANCELLED,
         "assign": X,  # the case is with a unit, not with the command centre
     },
     State.resolved: {
-        "acknowledge": X, "return": X, "request_extension": X, "approve_extension": X, "resolve": X,
+        "acknowledge": X,
+        "return": X,
+        "request_extension": X,
+        "approve_extension": X,
+        "resolve": X,
         "verify_pass": (State.closed, ["case.verified", "case.closed"]),
         "verify_fail": (State.acknowledged, ["case.verified"]),
         "close": (State.closed, ["case.closed"]),
-        "reopen": X, "rate": X,
+        "reopen": X,
+        "rate": X,
         "cancel": CANCELLED,
         "assign": X,  # the case is with a unit, not with the command centre
     },
     State.closed: {
-        "acknowledge": X, "return": X, "request_extension": X, "approve_extension": X, "resolve": X,
-        "verify_pass": X, "verify_fail": X, "close": X,
+        "acknowledge": X,
+        "return": X,
+        "request_extension": X,
+        "approve_extension": X,
+        "resolve": X,
+        "verify_pass": X,
+        "verify_fail": X,
+        "close": X,
         "reopen": (State.dispatched, ["case.reopened"]),
         "rate": (State.closed, ["case.rated"]),
-        "cancel": X, "assign": X,
+        "cancel": X,
+        "assign": X,
     },
     State.cancelled: dict.fromkeys(COMMANDS, X),
 }
@@ -97,7 +137,10 @@ def test_every_state_and_command(city, state: State, name: str) -> None:
 TRIAGE_ASSIGN: dict[State, tuple[State, list[str]] | None] = {
     State.dispatched: (State.dispatched, ["case.dispatched"]),
     State.acknowledged: (State.dispatched, ["case.dispatched"]),  # the centre signed for it, then assigned it
-    State.extension_requested: X, State.resolved: X, State.closed: X, State.cancelled: X,
+    State.extension_requested: X,
+    State.resolved: X,
+    State.closed: X,
+    State.cancelled: X,
 }
 
 
@@ -106,8 +149,20 @@ def triage_case(city, state: State = State.dispatched, **over) -> Case:
     case = in_state(city, state)
     centre = new_case(city, category_confidence=0.3, **over)
     assert (centre.rule_id, centre.lead_unit.unit_id) == ("low-confidence", "XH-CC")
-    return case.model_copy(update={k: getattr(centre, k) for k in (
-        "lead_unit", "cooperating_units", "rule_id", "confidence", "category_code", "time_limit", "urgency")})
+    return case.model_copy(
+        update={
+            k: getattr(centre, k)
+            for k in (
+                "lead_unit",
+                "cooperating_units",
+                "rule_id",
+                "confidence",
+                "category_code",
+                "time_limit",
+                "urgency",
+            )
+        }
+    )
 
 
 def test_the_triage_table_covers_every_state() -> None:
@@ -216,7 +271,8 @@ def test_approved_extension_moves_the_deadline_in_working_hours(city) -> None:
 
 def test_urgent_extension_counts_natural_hours(city) -> None:
     case = new_case(city, code="0301", urgency=Urgency.urgent).model_copy(
-        update={"state": State.extension_requested, "pending_extension_hours": 3.0})
+        update={"state": State.extension_requested, "pending_extension_hours": 3.0}
+    )
     out = decide(case, command("approve_extension"), ctx(city))
     assert isinstance(out, Applied) and out.case.due_at == case.due_at + timedelta(hours=3)
 
@@ -277,15 +333,22 @@ def test_cancel_ends_the_case_visibly_as_closed_with_outcome_cancelled(city, sta
 
 
 def assign(**over: object) -> cmd.Assign:
-    fields: dict[str, object] = {"command_id": "cmd-assign-x", "case_id": "C-1", "at": T0, "actor": CENTRE,
-                                 "unit_id": "CD-ENF", "reason": "分拣: 占道经营"}
+    fields: dict[str, object] = {
+        "command_id": "cmd-assign-x",
+        "case_id": "C-1",
+        "at": T0,
+        "actor": CENTRE,
+        "unit_id": "CD-ENF",
+        "reason": "分拣: 占道经营",
+    }
     fields.update(over)
     return cmd.Assign.model_validate(fields)
 
 
 def test_assign_dispatches_with_the_new_category_its_deadline_and_default_cooperating_units(city) -> None:
-    case = triage_case(city).model_copy(update={"timers_fired": ["warning:0"], "returns": 2,
-                                                "returned_by": ["CD-SAN", "CD-SO"]})
+    case = triage_case(city).model_copy(
+        update={"timers_fired": ["warning:0"], "returns": 2, "returned_by": ["CD-SAN", "CD-SO"]}
+    )
     now = datetime(2026, 11, 23, 15, 0, tzinfo=SH)
     out = decide(case, assign(category_code="0101"), ctx(city, now))
     assert isinstance(out, Applied)
@@ -320,13 +383,16 @@ def test_assign_to_an_urgent_category_makes_the_case_urgent_in_natural_hours(cit
     assert out.case.time_limit.endswith("nh") and out.events[0].urgency == Urgency.urgent
 
 
-@pytest.mark.parametrize(("over", "reason", "words"), [
-    ({"unit_id": "NO-SUCH"}, "unknown_unit", "NO-SUCH"),
-    ({"cooperating_unit_ids": ["CD01", "NOPE"]}, "unknown_unit", "NOPE"),
-    ({"category_code": "7777"}, "unknown_category", "7777"),
-    ({"unit_id": "XH-CC"}, "invalid", "cannot lead"),
-    ({"category_code": "9901"}, "invalid", "triage category"),
-])
+@pytest.mark.parametrize(
+    ("over", "reason", "words"),
+    [
+        ({"unit_id": "NO-SUCH"}, "unknown_unit", "NO-SUCH"),
+        ({"cooperating_unit_ids": ["CD01", "NOPE"]}, "unknown_unit", "NOPE"),
+        ({"category_code": "7777"}, "unknown_category", "7777"),
+        ({"unit_id": "XH-CC"}, "invalid", "cannot lead"),
+        ({"category_code": "9901"}, "invalid", "triage category"),
+    ],
+)
 def test_assign_refuses_unknown_units_and_categories(city, over: dict, reason: str, words: str) -> None:
     out = decide(triage_case(city), assign(**over), ctx(city))
     assert isinstance(out, Rejected) and out.reason == reason and words in out.detail

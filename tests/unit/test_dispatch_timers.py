@@ -26,11 +26,11 @@ def test_schedule_in_working_time(city) -> None:
     case = _case(city)  # 0201, 4 working hours from Monday 09:00 → due 14:30
     got = [(t.name, t.at) for t in schedule(case, cal, city.calendar)]
     assert got == [
-        ("warning:0", datetime(2026, 11, 23, 13, 42, tzinfo=SH)),    # 3.2 working hours
+        ("warning:0", datetime(2026, 11, 23, 13, 42, tzinfo=SH)),  # 3.2 working hours
         ("overdue:0", datetime(2026, 11, 23, 14, 30, tzinfo=SH)),
         ("escalated:1", datetime(2026, 11, 23, 14, 30, tzinfo=SH)),  # unit head at the deadline
         ("escalated:2", datetime(2026, 11, 23, 16, 30, tzinfo=SH)),  # street leadership at +50 %
-        ("escalated:3", datetime(2026, 11, 24, 9, 30, tzinfo=SH)),   # 挂牌督办 at +100 %, next working day
+        ("escalated:3", datetime(2026, 11, 24, 9, 30, tzinfo=SH)),  # 挂牌督办 at +100 %, next working day
     ]
 
 

@@ -17,8 +17,10 @@ from tests.helpers.hj212 import DUST_MN, DUST_PW, OLD_MN, OLD_PW, dust, frame, h
 
 TZ = ZoneInfo("Asia/Shanghai")
 # The standard's appendix example (a command to set the real-time data interval) with its published CRC.
-STANDARD_EXAMPLE = (b"##0101QN=20160801085857223;ST=32;CN=1062;PW=100000;MN=010000A8900016F000169DC0;Flag=5;"
-                    b"CP=&&RtdInterval=30&&1C80\r\n")
+STANDARD_EXAMPLE = (
+    b"##0101QN=20160801085857223;ST=32;CN=1062;PW=100000;MN=010000A8900016F000169DC0;Flag=5;"
+    b"CP=&&RtdInterval=30&&1C80\r\n"
+)
 
 
 def checked(raw: bytes, city) -> Accepted | RejectionReason:
@@ -46,8 +48,11 @@ def test_the_crc_matches_the_independent_routine_on_any_bytes(data: bytes) -> No
 @settings(max_examples=100, deadline=None)
 @given(cuts=st.lists(st.integers(1, 400), max_size=8), garbage=st.sampled_from([b"", b"xx\r\n", b"#", b"\x00\xff#x"]))
 def test_frames_split_anywhere_and_garbage_between_them_come_out_whole(cuts, garbage) -> None:
-    frames = [frame(dust("DataTime=20261123100000;a34002-Rtd=60,a34002-Flag=N")), STANDARD_EXAMPLE,
-              frame(dust("DataTime=20261123100100;a34002-Rtd=61,a34002-Flag=N"))]
+    frames = [
+        frame(dust("DataTime=20261123100000;a34002-Rtd=60,a34002-Flag=N")),
+        STANDARD_EXAMPLE,
+        frame(dust("DataTime=20261123100100;a34002-Rtd=61,a34002-Flag=N")),
+    ]
     stream = garbage + frames[0] + garbage + frames[1] + frames[2] + garbage
     framer, out, at = Framer(), [], 0
     for cut in [*sorted(set(cuts)), len(stream)]:
@@ -75,8 +80,10 @@ def test_a_declared_length_off_by_one_either_way_is_a_bad_length(delta: int) -> 
 
 
 def test_a_good_frame_becomes_one_reading_per_data_time(city) -> None:
-    cp = ("DataTime=20261123100000;a34001-Rtd=210.5,a34001-Flag=N;a34002-Rtd=160.2,a34002-Flag=N;"
-          "a34004-Rtd=80.1,a34004-Flag=N;a01001-Rtd=12.3,a01001-Flag=N;a01007-Rtd=2.1,a01007-Flag=N")
+    cp = (
+        "DataTime=20261123100000;a34001-Rtd=210.5,a34001-Flag=N;a34002-Rtd=160.2,a34002-Flag=N;"
+        "a34004-Rtd=80.1,a34004-Flag=N;a01001-Rtd=12.3,a01001-Flag=N;a01007-Rtd=2.1,a01007-Flag=N"
+    )
     got = checked(frame(dust(cp)), city)
     assert isinstance(got, Accepted)
     ((msg_id, reading),) = got.readings
@@ -85,16 +92,18 @@ def test_a_good_frame_becomes_one_reading_per_data_time(city) -> None:
     assert reading.measured_at == datetime(2026, 11, 23, 10, 0, tzinfo=TZ)
     assert reading.values == {"tsp": 210.5, "pm10": 160.2, "pm25": 80.1, "temperature": 12.3, "wind_speed": 2.1}
     assert reading.site_id == "桥西建筑工地" and reading.location is not None and reading.location.lng == 120.11
-    two = checked(frame(dust("DataTime=20261123100000;a34002-Avg=60;DataTime=20261123100100;a34002-Avg=70",
-                              cn="2051")), city)
+    two = checked(
+        frame(dust("DataTime=20261123100000;a34002-Avg=60;DataTime=20261123100100;a34002-Avg=70", cn="2051")), city
+    )
     assert isinstance(two, Accepted)
     assert [(r.measured_at.minute, r.values) for _, r in two.readings] == [(0, {"pm10": 60.0}), (1, {"pm10": 70.0})]
 
 
 @pytest.mark.parametrize("cn", ["2051", "2061", "2031"])
 def test_minute_hourly_and_daily_data_read_the_average(city, cn: str) -> None:
-    got = checked(frame(dust("DataTime=20261123100000;a34002-Min=10,a34002-Avg=55.5,a34002-Max=99,a34002-Flag=N",
-                             cn=cn)), city)
+    got = checked(
+        frame(dust("DataTime=20261123100000;a34002-Min=10,a34002-Avg=55.5,a34002-Max=99,a34002-Flag=N", cn=cn)), city
+    )
     assert isinstance(got, Accepted) and got.readings[0][1].values == {"pm10": 55.5}
 
 
@@ -154,8 +163,13 @@ def test_the_data_response_when_the_flag_asks(city) -> None:
 
 
 @settings(max_examples=300, deadline=None)
-@given(noise=st.binary(max_size=60), cut=st.integers(0, 200), flip=st.integers(0, 199), byte=st.integers(0, 255),
-       extra=st.sampled_from(["", ";a34002-Rtd=1e999", ";a34002-Rtd=\x00", ";DataTime=x", ";a34002-Flag=Q", "\u00e9"]))
+@given(
+    noise=st.binary(max_size=60),
+    cut=st.integers(0, 200),
+    flip=st.integers(0, 199),
+    byte=st.integers(0, 255),
+    extra=st.sampled_from(["", ";a34002-Rtd=1e999", ";a34002-Rtd=\x00", ";DataTime=x", ";a34002-Flag=Q", "\u00e9"]),
+)
 def test_any_bytes_give_readings_or_a_reason_naming_a_field_never_an_exception(noise, cut, flip, byte, extra) -> None:
     if "city" not in _CITY:
         from xiuhua.city import load_city

@@ -59,8 +59,9 @@ def test_a_lock_that_matches_has_no_problem(tmp_path: Path) -> None:
 
 def test_a_dependency_missing_from_a_lock_is_named(tmp_path: Path) -> None:
     tasks = _tasks()
-    problems = tasks.lock_problems(*_write(tmp_path, PYPROJECT, "nats-py==2.16.0\npytest==9.2.0\n",
-                                           "nats-py==2.16.0\nrich==15.0.0\n"))
+    problems = tasks.lock_problems(
+        *_write(tmp_path, PYPROJECT, "nats-py==2.16.0\npytest==9.2.0\n", "nats-py==2.16.0\nrich==15.0.0\n")
+    )
     assert problems == ["dev.lock: rich>=15.0 is not in it"]
 
 
@@ -69,8 +70,10 @@ def test_a_pin_outside_the_range_is_named_at_the_boundary(tmp_path: Path) -> Non
     runtime = "nats-py==2.16.0\nrich==14.9.9\n"  # just below rich>=15.0
     dev = "nats-py==2.16.1\nrich==15.0.0\npytest==9.2.0\n"  # just past nats-py==2.16.0
     problems = tasks.lock_problems(*_write(tmp_path, PYPROJECT, dev, runtime))
-    assert problems == ["dev.lock: nats-py==2.16.0 but it has nats-py==2.16.1",
-                        "runtime.lock: rich>=15.0 but it has rich==14.9.9"]
+    assert problems == [
+        "dev.lock: nats-py==2.16.0 but it has nats-py==2.16.1",
+        "runtime.lock: rich>=15.0 but it has rich==14.9.9",
+    ]
 
 
 def test_tasks_refuses_to_install_from_a_stale_lock_and_says_how_to_regenerate(tmp_path: Path) -> None:
@@ -78,8 +81,9 @@ def test_tasks_refuses_to_install_from_a_stale_lock_and_says_how_to_regenerate(t
     (tmp_path / "pyproject.toml").write_text(textwrap.dedent(PYPROJECT))
     (tmp_path / "requirements-dev.lock").write_text("nats-py==2.16.0\nrich==15.0.0\npytest==9.2.0\n")
     (tmp_path / "requirements.lock").write_text("nats-py==2.16.0\n")
-    done = subprocess.run([sys.executable, str(tmp_path / "tasks.py"), "test", "-x"], capture_output=True,
-                          text=True, timeout=60)
+    done = subprocess.run(
+        [sys.executable, str(tmp_path / "tasks.py"), "test", "-x"], capture_output=True, text=True, timeout=60
+    )
     assert done.returncode != 0
     assert "requirements.lock: rich>=15.0 is not in it" in done.stderr
     assert "Regenerate them with: python3.11 tasks.py lock" in done.stderr
@@ -102,7 +106,10 @@ def test_the_pytest_plugin_loads_without_pytest_asyncio(tmp_path: Path, asks_for
     )
     done = subprocess.run(
         [sys.executable, "-m", "pytest", "-p", "no:asyncio", "-p", "no:cacheprovider", "-q", str(tmp_path)],
-        cwd=tmp_path, capture_output=True, text=True, timeout=120,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
         env={**os.environ, "PYTHONPATH": str(tmp_path / "absent")},
     )
     if asks_for_xiuhua:

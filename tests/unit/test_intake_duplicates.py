@@ -18,8 +18,15 @@ S = Duplicates(distance_m=50, window="24h", exclude_categories=["9901", "13*"])
 
 
 def _doc(case_id, lng, lat, opened=NOW, open_=True, reporters=1):
-    return {"_id": case_id, "lng": lng, "lat": lat, "opened_at": opened, "open": open_, "reporters": reporters,
-            "street_code": "CD"}
+    return {
+        "_id": case_id,
+        "lng": lng,
+        "lat": lat,
+        "opened_at": opened,
+        "open": open_,
+        "reporters": reporters,
+        "street_code": "CD",
+    }
 
 
 NEAR = (st.floats(120.1, 120.2), st.floats(30.25, 30.31), st.floats(0, 2 * math.pi), st.floats(0, 49.9))
@@ -57,8 +64,9 @@ def test_two_reports_that_could_merge_always_write_a_common_lock(lng, lat, angle
 def test_far_reports_share_no_lock() -> None:
     # 300 m apart: neither can merge into a case of the other, so neither waits for the other.
     here = duplicates.lock_keys("0201", Place(lng=120.155, lat=30.255), S)
-    there = duplicates.lock_keys("0201", Place(lng=120.155 + 300 / (111_320 * math.cos(math.radians(30.255))),
-                                                lat=30.255), S)
+    there = duplicates.lock_keys(
+        "0201", Place(lng=120.155 + 300 / (111_320 * math.cos(math.radians(30.255))), lat=30.255), S
+    )
     assert not set(here) & set(there)
 
 

@@ -22,8 +22,14 @@ from xiuhua.settings import DEMO_CITY
 
 NOW = datetime(2026, 11, 23, 6, 0, tzinfo=UTC)  # after every example's timestamp, within the hour of the latest
 SOURCES = sorted(INBOUND_BY_SOURCE)
-TIMESTAMP = {"grid": "reported_at", "hotline": "received_at", "sensor": "measured_at", "inspection": "inspected_at",
-             "merchant_check": "checked_at", "open311": "reported_at"}
+TIMESTAMP = {
+    "grid": "reported_at",
+    "hotline": "received_at",
+    "sensor": "measured_at",
+    "inspection": "inspected_at",
+    "merchant_check": "checked_at",
+    "open311": "reported_at",
+}
 HOSTILE = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 C0_REFUSED = [chr(c) for c in range(0x20) if chr(c) not in "\t\n\r"]
 
@@ -67,8 +73,13 @@ def test_every_example_is_accepted_as_it_stands() -> None:
 
 
 @HOSTILE
-@given(source=st.sampled_from(SOURCES), pick=st.integers(0, 50), char=st.sampled_from(C0_REFUSED),
-       at=st.integers(0, 40), escaped=st.booleans())
+@given(
+    source=st.sampled_from(SOURCES),
+    pick=st.integers(0, 50),
+    char=st.sampled_from(C0_REFUSED),
+    at=st.integers(0, 40),
+    escaped=st.booleans(),
+)
 def test_a_control_character_in_any_text_is_refused_naming_its_field(source, pick, char, at, escaped) -> None:
     body = example(source)
     paths = text_fields(body)
@@ -85,8 +96,11 @@ def test_a_control_character_in_any_text_is_refused_naming_its_field(source, pic
 
 
 @HOSTILE
-@given(source=st.sampled_from(SOURCES), depth=st.one_of(st.integers(wellformed.MAX_DEPTH, 40), st.just(50_000)),
-       field=st.sampled_from(["extra", "description", "values"]))
+@given(
+    source=st.sampled_from(SOURCES),
+    depth=st.one_of(st.integers(wellformed.MAX_DEPTH, 40), st.just(50_000)),
+    field=st.sampled_from(["extra", "description", "values"]),
+)
 def test_nesting_deeper_than_the_limit_is_refused_naming_where(source, depth, field) -> None:
     body = example(source)
     text = json.dumps(body)[:-1] + f', "{field}": ' + "[" * depth + "]" * depth + "}"
@@ -110,8 +124,10 @@ def test_nesting_exactly_at_the_limit_passes_the_depth_check() -> None:
 
 
 @HOSTILE
-@given(literal=st.sampled_from(["NaN", "Infinity", "-Infinity", "1e999", "-2E+400"]),
-       where=st.sampled_from([("values", "pm10"), ("location", "lng"), ("values", "pm25")]))
+@given(
+    literal=st.sampled_from(["NaN", "Infinity", "-Infinity", "1e999", "-2E+400"]),
+    where=st.sampled_from([("values", "pm10"), ("location", "lng"), ("values", "pm25")]),
+)
 def test_numbers_that_are_not_finite_are_refused_naming_the_field(literal, where) -> None:
     body = example("sensor")
     put(body, where, 12345.5)
@@ -124,9 +140,13 @@ def test_numbers_that_are_not_finite_are_refused_naming_the_field(literal, where
 @pytest.mark.parametrize("source", SOURCES)
 def test_timestamps_beyond_the_horizon_or_in_the_future_are_refused_at_the_boundary(source: str) -> None:
     name = TIMESTAMP[source]
-    cases = [(NOW - MAX_AGE, None), (NOW - MAX_AGE - timedelta(microseconds=1), "too_old"),
-             (NOW + FUTURE_TOLERANCE, None), (NOW + FUTURE_TOLERANCE + timedelta(microseconds=1), "in_future"),
-             (datetime(1970, 1, 1, tzinfo=UTC), "too_old")]
+    cases = [
+        (NOW - MAX_AGE, None),
+        (NOW - MAX_AGE - timedelta(microseconds=1), "too_old"),
+        (NOW + FUTURE_TOLERANCE, None),
+        (NOW + FUTURE_TOLERANCE + timedelta(microseconds=1), "in_future"),
+        (datetime(1970, 1, 1, tzinfo=UTC), "too_old"),
+    ]
     for when, code in cases:
         body = example(source)
         body[name] = when.isoformat()
@@ -164,8 +184,14 @@ def test_a_control_character_in_a_key_is_refused() -> None:
 
 TZ = ZoneInfo("Asia/Shanghai")
 KEY = "demo-open311-key-0001"
-FORM = {"api_key": KEY, "service_code": "0201", "lat": "30.255", "long": "120.16", "attribute[BIN_TYPE]": "kitchen",
-        "description": "桶满了"}
+FORM = {
+    "api_key": KEY,
+    "service_code": "0201",
+    "lat": "30.255",
+    "long": "120.16",
+    "attribute[BIN_TYPE]": "kitchen",
+    "description": "桶满了",
+}
 
 
 CONFIG = load_open311(load_city(DEMO_CITY))
@@ -188,8 +214,10 @@ def test_a_plain_form_field_given_twice_is_refused_naming_it(name, value) -> Non
 
 
 @HOSTILE
-@given(name=st.sampled_from(["description", "address_string", "attribute[BIN_TYPE]", "first_name", "email"]),
-       char=st.sampled_from(C0_REFUSED))
+@given(
+    name=st.sampled_from(["description", "address_string", "attribute[BIN_TYPE]", "first_name", "email"]),
+    char=st.sampled_from(C0_REFUSED),
+)
 def test_a_control_character_in_a_form_field_is_refused_naming_it(name, char) -> None:
     config = CONFIG
     pairs = [*{**FORM, name: f"a{char}b"}.items()]

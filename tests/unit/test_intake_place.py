@@ -15,8 +15,13 @@ NOW = datetime(2026, 11, 23, 2, 0, tzinfo=UTC)
 
 
 def _hotline(**over) -> bytes:
-    body = {"order_no": "H-1", "received_at": "2026-11-23T09:58:00+08:00", "channel": "12345",
-            "title": "反映问题", "content": "路灯不亮"}
+    body = {
+        "order_no": "H-1",
+        "received_at": "2026-11-23T09:58:00+08:00",
+        "channel": "12345",
+        "title": "反映问题",
+        "content": "路灯不亮",
+    }
     body.update(over)
     return json.dumps(body, ensure_ascii=False).encode()
 

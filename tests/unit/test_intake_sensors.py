@@ -15,8 +15,14 @@ def _run(cfg, readings, clock: FrozenClock, state: DeviceState, *, alarm_open=Tr
     """Feed readings one per minute; returns (decisions, final state, writes)."""
     decisions, writes = [], 0
     for values in readings:
-        d = step(state, cfg, values, clock.now(), alarm_open=alarm_open and bool(state.case_id),
-                 fault_open=fault_open and bool(state.fault_case_id))
+        d = step(
+            state,
+            cfg,
+            values,
+            clock.now(),
+            alarm_open=alarm_open and bool(state.case_id),
+            fault_open=fault_open and bool(state.fault_case_id),
+        )
         if d.state is not None:
             writes += 1
             state = d.state

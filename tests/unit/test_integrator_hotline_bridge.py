@@ -15,7 +15,10 @@ DATA = Path(__file__).resolve().parents[2] / "examples" / "data"
 def test_csv_export_maps_every_column() -> None:
     orders, invalid = convert(DATA / "12345_export_sample.csv")
     assert invalid == [] and [o.order_no for o in orders] == [
-        "GD20261123000101", "GD20261123000102", "GD20261123000103"]
+        "GD20261123000101",
+        "GD20261123000102",
+        "GD20261123000103",
+    ]
     first, second, third = orders
     assert first.received_at == datetime(2026, 11, 23, 0, 41, 12, tzinfo=UTC)  # 08:41:12 Beijing time
     assert (first.channel, first.title) == ("12345电话", "解放路垃圾箱满溢")
@@ -42,7 +45,8 @@ def test_bad_rows_name_the_column(tmp_path: Path) -> None:
     with pytest.raises(RowError, match="诉求内容: missing"):
         row_to_order({"工单编号": "X", "受理时间": "2026-11-23 08:00"})
     export = tmp_path / "bad.csv"
-    export.write_text("工单编号,受理时间,诉求内容\nA1,2026-11-23 08:00,路灯不亮\n,2026-11-23 08:00,井盖缺失\n",
-                      encoding="gb18030")
+    export.write_text(
+        "工单编号,受理时间,诉求内容\nA1,2026-11-23 08:00,路灯不亮\n,2026-11-23 08:00,井盖缺失\n", encoding="gb18030"
+    )
     orders, invalid = convert(export)
     assert [o.order_no for o in orders] == ["A1"] and invalid == ["row 3: 工单编号: missing"]

@@ -57,7 +57,10 @@ def test_a_json_line_is_one_object_with_the_bound_fields_and_the_messages_ids() 
     assert doc["message"] == "case.v1.opened.CD back for retry"
     assert (doc["level"], doc["logger"]) == ("WARNING", "xiuhua.test")
     assert {k: doc[k] for k in logs.FIELDS} == {
-        "service": "dispatch", "consumer": "dispatch-opened", "msg_id": "e-1", "correlation_id": "grid:7",
+        "service": "dispatch",
+        "consumer": "dispatch-opened",
+        "msg_id": "e-1",
+        "correlation_id": "grid:7",
         "case_id": "C-1",
     }
     assert doc["time"].endswith("Z") and "T" in doc["time"]
@@ -107,8 +110,11 @@ def test_message_fields_take_the_ids_a_body_has() -> None:
         correlation_id = "hotline:12345-1"
         case_id = "C-7"
 
-    assert logs.message_fields("e-7", Body()) == {"msg_id": "e-7", "correlation_id": "hotline:12345-1",
-                                                  "case_id": "C-7"}
+    assert logs.message_fields("e-7", Body()) == {
+        "msg_id": "e-7",
+        "correlation_id": "hotline:12345-1",
+        "case_id": "C-7",
+    }
     assert logs.message_fields("e-8", "grid") == {"msg_id": "e-8"}  # a raw report: no case yet
 
 

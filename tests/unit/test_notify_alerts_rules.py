@@ -44,10 +44,14 @@ def test_overdue_reaches_lead_and_command_centre_duty_and_head_urgently(city) ->
 
 
 def test_escalation_levels_reach_different_people(city) -> None:
-    one = {d.contact_id for d in deliveries_for(city, "escalation", case_id="C-1", level=1, lead="CD-SAN",
-                                                street_code="CD")}
-    two = {d.contact_id for d in deliveries_for(city, "escalation", case_id="C-1", level=2, lead="CD-SAN",
-                                                street_code="CD")}
+    one = {
+        d.contact_id
+        for d in deliveries_for(city, "escalation", case_id="C-1", level=1, lead="CD-SAN", street_code="CD")
+    }
+    two = {
+        d.contact_id
+        for d in deliveries_for(city, "escalation", case_id="C-1", level=2, lead="CD-SAN", street_code="CD")
+    }
     assert one == {"CD-SAN-head", "CD-SAN-duty", "XH-CC-head", "XH-CC-duty"}
     assert two == {"CD-SAN-head", "XH-CC-head", "CD-SO-head"}
     # Each level is its own alert: the ids differ, so a level-2 escalation is not swallowed by level 1's.
@@ -76,8 +80,11 @@ def test_rules_name_only_configured_channels() -> None:
 
 def test_messages_are_chinese_first_with_an_english_line_and_no_reporter() -> None:
     msg = messages.build(
-        "escalation", {"case_id": "C-1", "unit": "城东环卫所", "due_at": datetime(2026, 11, 23, 6, tzinfo=UTC)},
-        urgent=True, level=2, tz=TZ,
+        "escalation",
+        {"case_id": "C-1", "unit": "城东环卫所", "due_at": datetime(2026, 11, 23, 6, tzinfo=UTC)},
+        urgent=True,
+        level=2,
+        tz=TZ,
     )
     assert msg["title"] == "【紧急】案件升级督办（第2级）"
     assert "处置时限：2026-11-23 14:00" in msg["lines"]  # city time
@@ -171,10 +178,15 @@ def test_the_alert_consumer_ignores_exactly_the_case_events_that_never_alert() -
 
     opened = example(c.CaseOpened)
     urgent_sensor = opened.model_copy(update={"source": "sensor", "urgency": "urgent"})
-    alerting = [urgent_sensor, *(example(m) for m in (c.CaseDispatched, c.CaseDeadlineWarning, c.CaseOverdue,
-                                                     c.CaseEscalated))]
-    quiet = [opened.model_copy(update={"source": "sensor"}), opened,
-             *(example(m) for m in (c.CaseAcknowledged, c.CaseResolved, c.CaseMerged))]
+    alerting = [
+        urgent_sensor,
+        *(example(m) for m in (c.CaseDispatched, c.CaseDeadlineWarning, c.CaseOverdue, c.CaseEscalated)),
+    ]
+    quiet = [
+        opened.model_copy(update={"source": "sensor"}),
+        opened,
+        *(example(m) for m in (c.CaseAcknowledged, c.CaseResolved, c.CaseMerged)),
+    ]
     # Not alerts, but they mark notify's view of the case for the purge (closed cases' horizon).
     endings = [example(m) for m in (c.CaseClosed, c.CaseCancelled, c.CaseReopened)]
     assert [planning.ignores(e) for e in [*alerting, *endings]] == [False] * (len(alerting) + len(endings))

@@ -16,14 +16,34 @@ T0 = datetime(2026, 11, 23, 2, 0, tzinfo=UTC)  # 10:00 in Shanghai
 TZ = ZoneInfo("Asia/Shanghai")
 
 
-def alert(case_id: str, kind: str = "new_case", *, urgent: bool = False, due_h: float = 4, held: bool = False,
-          level: int = 0, k: int = 0) -> dict[str, Any]:
-    facts = {"case_id": case_id, "unit": "城东环卫所", "due_at": T0 + timedelta(hours=due_h),
-             "category": "垃圾箱满溢（0201）"}
-    return {"_id": f"{kind}:{case_id}:{level}:cd-duty:webhook", "kind": kind, "case_id": case_id, "level": level,
-            "contact_id": "cd-duty", "channel": "webhook", "urgent": urgent, "created_at": T0 + timedelta(seconds=k),
-            "message": messages.build(kind, facts, urgent=urgent, level=level, tz=TZ),
-            **({digest.HELD: T0 + timedelta(minutes=5)} if held else {})}
+def alert(
+    case_id: str,
+    kind: str = "new_case",
+    *,
+    urgent: bool = False,
+    due_h: float = 4,
+    held: bool = False,
+    level: int = 0,
+    k: int = 0,
+) -> dict[str, Any]:
+    facts = {
+        "case_id": case_id,
+        "unit": "城东环卫所",
+        "due_at": T0 + timedelta(hours=due_h),
+        "category": "垃圾箱满溢（0201）",
+    }
+    return {
+        "_id": f"{kind}:{case_id}:{level}:cd-duty:webhook",
+        "kind": kind,
+        "case_id": case_id,
+        "level": level,
+        "contact_id": "cd-duty",
+        "channel": "webhook",
+        "urgent": urgent,
+        "created_at": T0 + timedelta(seconds=k),
+        "message": messages.build(kind, facts, urgent=urgent, level=level, tz=TZ),
+        **({digest.HELD: T0 + timedelta(minutes=5)} if held else {}),
+    }
 
 
 def test_urgent_alerts_have_a_lane_of_their_own():
@@ -59,14 +79,16 @@ def test_the_most_urgent_first_whatever_the_order_they_came_in():
 
 def test_the_digest_counts_by_kind_names_the_most_urgent_with_their_place_and_lists_the_ids():
     docs = [alert(f"C-{i:02d}", due_h=4 + i, held=True, k=300 + i) for i in range(10)] + [
-        alert("C-warn", "deadline_warning", due_h=2, k=400)]
+        alert("C-warn", "deadline_warning", due_h=2, k=400)
+    ]
     places = {"C-warn": "城东街道 / 金桥社区 / 金桥社区第1网格"}
     msg = digest.build(docs, places, tz=TZ)
     assert msg["title"] == "告警汇总：10:05以来11条" and not msg["urgent"]
     assert msg["counts"] == {"deadline_warning": 1, "new_case": 10}
     assert msg["lines"][0] == "汇总：案件临期预警 1 条，新案件待处置 10 条"
-    assert msg["lines"][2] == ("1. 案件临期预警 · C-warn · 城东街道 / 金桥社区 / 金桥社区第1网格 · 城东环卫所 · "
-                               "时限 2026-11-23 12:00")
+    assert msg["lines"][2] == (
+        "1. 案件临期预警 · C-warn · 城东街道 / 金桥社区 / 金桥社区第1网格 · 城东环卫所 · 时限 2026-11-23 12:00"
+    )
     assert msg["lines"][3].startswith("2. 新案件待处置 · C-00 · 城东环卫所")  # no place known: none made up
     assert len([ln for ln in msg["lines"] if ln[:2] in {f"{i}." for i in range(1, 10)}]) == digest.NAMED
     assert msg["case_ids"][:2] == ["C-warn", "C-00"] and len(msg["case_ids"]) == 11
@@ -110,14 +132,18 @@ def test_the_same_alerts_make_the_same_digest_id_in_any_order():
 def test_an_sms_digest_has_a_text_of_its_own():
     msg = digest.build([alert("C-1", held=True), alert("C-2", "deadline_warning")], {}, tz=TZ)
     sms = SmsChannel("sms", ChannelConfig(type="sms"), FrozenClock(T0))
-    assert sms.text(msg) == ("【绣花】告警汇总：10:00以来2条：案件临期预警 1 条，新案件待处置 1 条。"
-                             "最紧急：案件临期预警 · C-2 · 城东环卫所 · 时限 2026-11-23 14:00")
+    assert sms.text(msg) == (
+        "【绣花】告警汇总：10:00以来2条：案件临期预警 1 条，新案件待处置 1 条。"
+        "最紧急：案件临期预警 · C-2 · 城东环卫所 · 时限 2026-11-23 14:00"
+    )
 
 
 def test_a_round_takes_whole_lanes_as_many_as_fit_at_least_one():
     def to(contact: str, n: int, urgent: bool = False) -> list[dict[str, Any]]:
-        return [{**alert(f"C-{contact}{i}", urgent=urgent), "_id": f"{contact}:{i}:{urgent}", "contact_id": contact}
-                for i in range(n)]
+        return [
+            {**alert(f"C-{contact}{i}", urgent=urgent), "_id": f"{contact}:{i}:{urgent}", "contact_id": contact}
+            for i in range(n)
+        ]
 
     a, b, c, u = to("a", 3), to("b", 5), to("c", 2), to("a", 2, urgent=True)
     due = [a[0], b[0], a[1], *b[1:], a[2], *c, *u]

@@ -31,8 +31,7 @@ def config(city):
 
 
 def form(**extra: str) -> list[tuple[str, str]]:
-    base = {"api_key": KEY, "service_code": "0201", "lat": "30.255", "long": "120.16",
-            "attribute[BIN_TYPE]": "kitchen"}
+    base = {"api_key": KEY, "service_code": "0201", "lat": "30.255", "long": "120.16", "attribute[BIN_TYPE]": "kitchen"}
     base.update(extra)
     return list(base.items())
 
@@ -44,9 +43,13 @@ def error(pairs, config) -> tuple[int, str]:
 
 
 def test_a_valid_form_with_every_kind_of_input(config):
-    pairs = [*form(description="  桶满了\r\n很臭  ", lng="1", phone="", email="null"),
-             ("attribute[SIGNS][]", "smell"), ("attribute[SIGNS][]", "leak"), ("attribute[SIGNS][]", "smell"),
-             ("attribute[BIN_COUNT]", "3")]
+    pairs = [
+        *form(description="  桶满了\r\n很臭  ", lng="1", phone="", email="null"),
+        ("attribute[SIGNS][]", "smell"),
+        ("attribute[SIGNS][]", "leak"),
+        ("attribute[SIGNS][]", "smell"),
+        ("attribute[BIN_COUNT]", "3"),
+    ]
     sub = parse_submission(pairs, config, TZ)
     assert sub.service.category.code == "0201" and (sub.lat, sub.lng) == (30.255, 120.16)  # `long` beats `lng`
     assert sub.description == "桶满了\n很臭"
@@ -61,21 +64,24 @@ def test_lng_alias_string_numbers_and_null_island(config):
     assert error(form(lat="0", long="0"), config)[0] == 400
 
 
-@pytest.mark.parametrize(("change", "status", "field"), [
-    ({"api_key": "x" * 20}, 403, "api_key"),
-    ({"service_code": " "}, 400, "service_code"),
-    ({"service_code": "nope"}, 404, "service_code"),
-    ({"lat": "1e999"}, 400, "lat"),
-    ({"lat": "-90.5"}, 400, "lat"),
-    ({"long": "181"}, 400, "long"),
-    ({"lat": ""}, 400, "lat"),
-    ({"attribute[BIN_TYPE]": "null"}, 400, "attribute[BIN_TYPE]"),
-    ({"coord_system": "mars"}, 400, "coord_system"),
-    ({"phone": "call me maybe"}, 400, "phone"),
-    ({"first_name": "名" * 101}, 400, "first_name"),
-    ({"address_string": "路" * 501}, 400, "address_string"),
-    ({"jurisdiction_id": "elsewhere"}, 404, "jurisdiction_id"),
-])
+@pytest.mark.parametrize(
+    ("change", "status", "field"),
+    [
+        ({"api_key": "x" * 20}, 403, "api_key"),
+        ({"service_code": " "}, 400, "service_code"),
+        ({"service_code": "nope"}, 404, "service_code"),
+        ({"lat": "1e999"}, 400, "lat"),
+        ({"lat": "-90.5"}, 400, "lat"),
+        ({"long": "181"}, 400, "long"),
+        ({"lat": ""}, 400, "lat"),
+        ({"attribute[BIN_TYPE]": "null"}, 400, "attribute[BIN_TYPE]"),
+        ({"coord_system": "mars"}, 400, "coord_system"),
+        ({"phone": "call me maybe"}, 400, "phone"),
+        ({"first_name": "名" * 101}, 400, "first_name"),
+        ({"address_string": "路" * 501}, 400, "address_string"),
+        ({"jurisdiction_id": "elsewhere"}, 404, "jurisdiction_id"),
+    ],
+)
 def test_errors_name_the_field(config, change, status, field):
     got_status, description = error(form(**change), config)
     assert got_status == status and field in description
@@ -112,10 +118,32 @@ def test_too_many_fields():
 
 
 @settings(max_examples=300, deadline=None)
-@given(st.lists(st.tuples(st.sampled_from(["api_key", "service_code", "lat", "long", "lng", "address_string",
-                                           "attribute[BIN_TYPE]", "attribute[SIGNS][]", "email", "phone",
-                                           "description", "media_url", "attribute[", "x"]),
-                          st.text(max_size=60)), max_size=15))
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(
+                [
+                    "api_key",
+                    "service_code",
+                    "lat",
+                    "long",
+                    "lng",
+                    "address_string",
+                    "attribute[BIN_TYPE]",
+                    "attribute[SIGNS][]",
+                    "email",
+                    "phone",
+                    "description",
+                    "media_url",
+                    "attribute[",
+                    "x",
+                ]
+            ),
+            st.text(max_size=60),
+        ),
+        max_size=15,
+    )
+)
 def test_random_forms_never_crash(config, pairs):
     pairs = [("api_key", KEY), ("service_code", "0201"), *pairs]
     try:
@@ -127,11 +155,18 @@ def test_random_forms_never_crash(config, pairs):
 
 
 def test_xml_is_well_formed_and_escaped():
-    rows = [{"service_request_id": "C-1", "description": "<b>&\"垃圾\"</b>", "lat": None, "flag": True,
-             "attributes": [{"code": "A", "values": [{"key": "k", "name": "名"}]}]}]
+    rows = [
+        {
+            "service_request_id": "C-1",
+            "description": '<b>&"垃圾"</b>',
+            "lat": None,
+            "flag": True,
+            "attributes": [{"code": "A", "values": [{"key": "k", "name": "名"}]}],
+        }
+    ]
     root = ET.fromstring(render.to_xml("service_requests", rows))
     req = root.find("request")
-    assert req.findtext("description") == "<b>&\"垃圾\"</b>" and req.findtext("lat") == ""
+    assert req.findtext("description") == '<b>&"垃圾"</b>' and req.findtext("lat") == ""
     assert req.findtext("flag") == "true"
     assert req.find("attributes/attribute/values/value/name").text == "名"
     err = ET.fromstring(render.errors("xml", 400, "lat: not a number").body)
@@ -139,10 +174,19 @@ def test_xml_is_well_formed_and_escaped():
 
 
 def _opened(source=ReportSource.open311) -> ev.CaseOpened:
-    return ev.CaseOpened(case_id="C-1", street_code="CD", correlation_id="open311:T-1", source=source,
-                         source_ref="T-1", category_code="0201", category_name="垃圾箱满溢", description="桶满了",
-                         reported_at=datetime(2026, 11, 23, 1, tzinfo=UTC), place=Place(lat=30.2, lng=120.1),
-                         photo_urls=["https://img.example/1.jpg"])
+    return ev.CaseOpened(
+        case_id="C-1",
+        street_code="CD",
+        correlation_id="open311:T-1",
+        source=source,
+        source_ref="T-1",
+        category_code="0201",
+        category_name="垃圾箱满溢",
+        description="桶满了",
+        reported_at=datetime(2026, 11, 23, 1, tzinfo=UTC),
+        place=Place(lat=30.2, lng=120.1),
+        photo_urls=["https://img.example/1.jpg"],
+    )
 
 
 def test_fold_follows_the_lifecycle(city):
@@ -151,8 +195,9 @@ def test_fold_follows_the_lifecycle(city):
     common = {"case_id": "C-1", "street_code": "CD", "unit_id": "CD-SAN"}
     doc = fold(None, _opened(), city)
     assert (doc["status"], doc["service_code"], doc["media_url"]) == ("open", "0201", "https://img.example/1.jpg")
-    dispatched = ev.CaseDispatched(case_id="C-1", category_code="0201", lead_unit=unit, rule_id="r", due_at=due,
-                                   time_limit="4h")
+    dispatched = ev.CaseDispatched(
+        case_id="C-1", category_code="0201", lead_unit=unit, rule_id="r", due_at=due, time_limit="4h"
+    )
     doc = fold(doc, dispatched, city)
     assert doc["agency_responsible"] == "城东环卫所" and doc["expected_datetime"] == due
     assert fold(doc, dispatched, city) is None  # folded once: the request keeps the ids of its events
@@ -170,8 +215,9 @@ def test_fold_follows_the_lifecycle(city):
     doc = fold(doc, ev.CaseReopened(**common, reason="问题复发"), city)
     assert doc["status"] == "open" and "问题复发" in doc["status_notes"]
     assert "closed_s" not in doc
-    doc = fold(doc, ev.CaseMerged(case_id="C-1", source=ReportSource.open311, source_ref="T-2", reporters_count=3),
-               city)
+    doc = fold(
+        doc, ev.CaseMerged(case_id="C-1", source=ReportSource.open311, source_ref="T-2", reporters_count=3), city
+    )
     assert "3" in doc["service_notice"]
     assert fold(doc, ev.CaseRated(**common, satisfaction="satisfied"), city) is None
     assert doc["updated_datetime"] >= doc["requested_datetime"]
@@ -206,25 +252,42 @@ def test_tokens_and_private_text(city):
     merged = ev.CaseMerged(case_id="C-9", source=ReportSource.open311, source_ref="T-7")
     assert token_of(merged) == "T-7"  # the request points at the case it was merged into
     assert fold(None, _opened(ReportSource.hotline), city)["description"] == ""
-    moved = fold(None, ev.CaseTransferred(case_id="C-5", source=ReportSource.open311, source_ref="T-5",
-                                          department="人社局", matter="欠薪", description="拖欠工资"), city)
+    moved = fold(
+        None,
+        ev.CaseTransferred(
+            case_id="C-5",
+            source=ReportSource.open311,
+            source_ref="T-5",
+            department="人社局",
+            matter="欠薪",
+            description="拖欠工资",
+        ),
+        city,
+    )
     assert moved["status"] == "closed" and "人社局" in moved["status_notes"]
 
 
 def test_city_data_errors_name_file_and_line(tmp_path):
     folder = tmp_path / "city"
     shutil.copytree(DEMO_CITY, folder)
-    bad = (folder / "open311.yaml")
-    bad.write_text("services:\n  \"0201\":\n    attributes:\n      - code: A\n        datatype: singlevaluelist\n"
-                   "        order: 1\n        description: q\n", encoding="utf-8")
+    bad = folder / "open311.yaml"
+    bad.write_text(
+        'services:\n  "0201":\n    attributes:\n      - code: A\n        datatype: singlevaluelist\n'
+        "        order: 1\n        description: q\n",
+        encoding="utf-8",
+    )
     with pytest.raises(CityDataError, match=r"open311\.yaml:4: services\.0201\.attributes\.0: .*needs values"):
         load_open311(load_city(folder))
-    bad.write_text("services:\n  \"0201\": {attributes: [{code: A, datatype: string, order: 1, description: q}]}\n"
-                   "  \"XX99\": {attributes: [{code: A, datatype: color, order: 1, description: q}]}\n")
+    bad.write_text(
+        'services:\n  "0201": {attributes: [{code: A, datatype: string, order: 1, description: q}]}\n'
+        '  "XX99": {attributes: [{code: A, datatype: color, order: 1, description: q}]}\n'
+    )
     with pytest.raises(CityDataError, match=r"open311\.yaml:3: services\.XX99\.attributes\.0\.datatype"):
         load_open311(load_city(folder))
-    bad.write_text("services:\n  \"0201\": {attributes: [{code: A, datatype: string, order: 1, description: q}]}\n"
-                   "  \"XX99\": {attributes: [{code: A, datatype: string, order: 1, description: q}]}\n")
+    bad.write_text(
+        'services:\n  "0201": {attributes: [{code: A, datatype: string, order: 1, description: q}]}\n'
+        '  "XX99": {attributes: [{code: A, datatype: string, order: 1, description: q}]}\n'
+    )
     with pytest.raises(CityDataError, match=r"open311\.yaml:3: services\.XX99: no catalogue item"):
         load_open311(load_city(folder))
 
@@ -232,8 +295,9 @@ def test_city_data_errors_name_file_and_line(tmp_path):
 def test_contact_details_typed_into_text_are_masked(config):
     text = "联系我 13812345678 或 +86 139-0000-1111，座机 0571-88886666，alice.w@example.cn，单号 2026112312345678"
     sub = parse_submission([*form(description=text), ("attribute[BIN_COUNT]", "2")], config, TZ)
-    assert sub.description == ("联系我 138****5678 或 139****1111，座机 057*****6666，a***@example.cn，"
-                               "单号 2026112312345678")
+    assert sub.description == (
+        "联系我 138****5678 或 139****1111，座机 057*****6666，a***@example.cn，单号 2026112312345678"
+    )
     lamp = parse_submission([*form(service_code="0302"), ("attribute[DETAILS]", "call 13812345678")], config, TZ)
     assert lamp.attributes["DETAILS"] == "call 138****5678"
 

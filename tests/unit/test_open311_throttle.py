@@ -31,11 +31,15 @@ ADDR = "203.0.113.7"
 def throttle(clock: FrozenClock, max_addresses: int = 100) -> tuple[Throttle, Counter]:
     """Key: POST 3 at once, 6 a minute (a token every 10 s); address: POST 5 at once, 60 a minute. SERVER sets its
     own per-address rates."""
-    defaults = RateLimits(per_key=MethodRates(post=Rate(capacity=3, per_minute=6), get=Rate(capacity=2, per_minute=6)),
-                          per_address=MethodRates(post=Rate(capacity=5, per_minute=60)))
+    defaults = RateLimits(
+        per_key=MethodRates(post=Rate(capacity=3, per_minute=6), get=Rate(capacity=2, per_minute=6)),
+        per_address=MethodRates(post=Rate(capacity=5, per_minute=60)),
+    )
     own = RateLimits(per_address=MethodRates(post=Rate(capacity=50, per_minute=600)))
     config = Open311Config(
-        jurisdiction_id=None, api_keys={KEY: "app", OTHER: "other", SERVER: "server"}, services={},
+        jurisdiction_id=None,
+        api_keys={KEY: "app", OTHER: "other", SERVER: "server"},
+        services={},
         limits={KEY: resolve_limits(defaults), OTHER: resolve_limits(defaults), SERVER: resolve_limits(defaults, own)},
         anonymous=resolve_limits(defaults),
     )
@@ -48,8 +52,10 @@ def admitted(t: Throttle, method: str = "POST", address: str = ADDR, key: str | 
     try:
         t.admit(method, address, key)
     except Throttled as exc:
-        assert exc.status == 429 and exc.headers == {"Retry-After": str(exc.retry_after),
-                                                     "Access-Control-Expose-Headers": "Retry-After"}
+        assert exc.status == 429 and exc.headers == {
+            "Retry-After": str(exc.retry_after),
+            "Access-Control-Expose-Headers": "Retry-After",
+        }
         return exc.retry_after
     return None
 
@@ -74,8 +80,9 @@ def test_the_description_names_the_bucket_and_its_limits():
         t.admit("POST", ADDR, KEY)
     with pytest.raises(Throttled) as exc:
         t.admit("POST", ADDR, KEY)
-    assert exc.value.description == ("too many POST requests from this api_key: at most 3 at once and 6 a minute; "
-                                     "retry after 10 s")
+    assert exc.value.description == (
+        "too many POST requests from this api_key: at most 3 at once and 6 a minute; retry after 10 s"
+    )
 
 
 def test_an_empty_address_refuses_without_spending_the_keys_token_and_the_other_way_round():
@@ -159,11 +166,14 @@ def test_open311_yaml_rates_per_key_over_the_files_over_the_built_in_ones(tmp_pa
         "  per_key: {post: {capacity: 7, per_minute: 70}}\n"
         "api_keys:\n"
         "  - {client: a, key: aaaaaaaaaaaaaaaa, rate_limits: {per_key: {get: {capacity: 9, per_minute: 90}}}}\n"
-        "  - {client: b, key: bbbbbbbbbbbbbbbb}\n", encoding="utf-8")
+        "  - {client: b, key: bbbbbbbbbbbbbbbb}\n",
+        encoding="utf-8",
+    )
     config = load_open311(load_city(folder), ("eeeeeeeeeeeeeeee",))
     a, b, env = (config.limits[k * 16].rates for k in "abe")
-    assert a[("per_key", "post")] == b[("per_key", "post")] == env[("per_key", "post")] == Rate(capacity=7,
-                                                                                                  per_minute=70)
+    assert (
+        a[("per_key", "post")] == b[("per_key", "post")] == env[("per_key", "post")] == Rate(capacity=7, per_minute=70)
+    )
     assert a[("per_key", "get")] == Rate(capacity=9, per_minute=90)
     assert b[("per_key", "get")] == Rate(capacity=120, per_minute=1200)  # built in
     assert b[("per_address", "post")] == Rate(capacity=20, per_minute=20)
@@ -173,7 +183,8 @@ def test_a_bad_rate_in_open311_yaml_names_file_and_line(tmp_path):
     folder = tmp_path / "city"
     shutil.copytree(DEMO_CITY, folder)
     (folder / "open311.yaml").write_text(
-        "jurisdiction_id: x\nrate_limits:\n  per_address:\n    post: {capacity: 0, per_minute: 6}\n", encoding="utf-8")
+        "jurisdiction_id: x\nrate_limits:\n  per_address:\n    post: {capacity: 0, per_minute: 6}\n", encoding="utf-8"
+    )
     with pytest.raises(CityDataError) as exc:
         load_open311(load_city(folder))
     assert "open311.yaml:4" in str(exc.value) and "capacity" in str(exc.value)

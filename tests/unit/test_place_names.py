@@ -12,8 +12,9 @@ from xiuhua.city.place_names import NEAR_M, describe, map_link, nearest_landmark
 def test_a_point_is_named_by_street_community_grid_and_the_nearest_landmark(city) -> None:
     place = city.areas.place_of_point(120.161, 30.2655)
     assert describe(place, city) == "城东街道 东园社区 东园社区第3网格，东园菜市场附近（约 110 米）"
-    assert map_link(place) == ("https://www.openstreetmap.org/?mlat=30.265500&mlon=120.161000"
-                               "#map=18/30.265500/120.161000")
+    assert map_link(place) == (
+        "https://www.openstreetmap.org/?mlat=30.265500&mlon=120.161000#map=18/30.265500/120.161000"
+    )
 
 
 def test_a_landmark_counts_only_within_its_distance(city) -> None:
@@ -53,9 +54,15 @@ def test_a_hotline_report_with_a_road_address_lands_in_the_community_its_text_na
 
 
 def test_cases_without_a_place_are_their_own_row_never_the_top_hot_spot() -> None:
-    this = [{"key": "-", "count": 91}, {"key": "CD01-03", "label": "CD01-03", "count": 5},
-            {"key": "CD02-01", "label": "CD02-01", "count": 7}]
+    this = [
+        {"key": "-", "count": 91},
+        {"key": "CD01-03", "label": "CD01-03", "count": 5},
+        {"key": "CD02-01", "label": "CD02-01", "count": 7},
+    ]
     names = {"CD01-03": "东园社区第3网格", "CD02-01": "新塘社区第1网格"}
     rows = hot_spots(this, [{"key": "-", "count": 40}], names, with_code=True)
     assert [(r.label, r.value, r.previous) for r in rows] == [
-        ("新塘社区第1网格（CD02-01）", 7, 0), ("东园社区第3网格（CD01-03）", 5, 0), (UNPLACED, 91, 40)]
+        ("新塘社区第1网格（CD02-01）", 7, 0),
+        ("东园社区第3网格（CD01-03）", 5, 0),
+        (UNPLACED, 91, 40),
+    ]

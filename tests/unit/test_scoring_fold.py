@@ -60,8 +60,12 @@ def _batch_definition(events: list[CaseEvent]) -> dict[str, dict[str, Any]]:
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(seed=st.integers(0, 2**32 - 1), cases=st.integers(1, 60), order=st.randoms(use_true_random=False),
-       dup_share=st.floats(0, 0.5))
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    cases=st.integers(1, 60),
+    order=st.randoms(use_true_random=False),
+    dup_share=st.floats(0, 0.5),
+)
 def test_any_order_and_redelivery_give_the_same_documents(seed, cases, order, dup_share) -> None:
     events = history(seed, cases)
     in_order = _fold(events)
@@ -121,8 +125,14 @@ def _case(*specs: tuple[type, dict[str, Any]]) -> list[CaseEvent]:
         if cls is CaseDispatched:
             base |= {"category_code": "0201", "rule_id": "r", "due_at": t + timedelta(days=1), "time_limit": "1d"}
         elif cls is CaseOpened:
-            base |= {"source": "inspection", "source_ref": "F-1", "category_code": "0201", "description": "x",
-                     "place": Place(), "reported_at": t}
+            base |= {
+                "source": "inspection",
+                "source_ref": "F-1",
+                "category_code": "0201",
+                "description": "x",
+                "place": Place(),
+                "reported_at": t,
+            }
         else:
             base |= {"unit_id": kw.pop("unit", "CD-SAN")}
         out.append(cls(**base, **kw))
@@ -131,25 +141,36 @@ def _case(*specs: tuple[type, dict[str, Any]]) -> list[CaseEvent]:
 
 def test_a_returned_case_counts_its_outcome_for_the_unit_that_finally_had_it() -> None:
     san, enf = UNITS[0], UNITS[2]
-    f = _fold(_case(
-        (CaseOpened, {"supervisor_found": True}),
-        (CaseDispatched, {"lead_unit": san}),
-        (CaseReturned, {"reason": "职责", "returns": 1}),
-        (CaseDispatched, {"lead_unit": enf, "dispatch_round": 2}),
-        (CaseAcknowledged, {"unit": "CD-ENF", "in_time": True}),
-        (CaseResolved, {"unit": "CD-ENF", "on_time": True}),
-        (CaseVerified, {"unit": "CD-ENF", "passed": False, "rework_count": 1}),
-        (CaseResolved, {"unit": "CD-ENF", "on_time": False}),
-        (CaseVerified, {"unit": "CD-ENF", "passed": True}),
-        (CaseClosed, {"unit": "CD-ENF", "on_time": False, "closed_by": "verification"}),
-        (CaseRated, {"unit": "CD-ENF", "satisfaction": "basic"}),
-    ))
+    f = _fold(
+        _case(
+            (CaseOpened, {"supervisor_found": True}),
+            (CaseDispatched, {"lead_unit": san}),
+            (CaseReturned, {"reason": "职责", "returns": 1}),
+            (CaseDispatched, {"lead_unit": enf, "dispatch_round": 2}),
+            (CaseAcknowledged, {"unit": "CD-ENF", "in_time": True}),
+            (CaseResolved, {"unit": "CD-ENF", "on_time": True}),
+            (CaseVerified, {"unit": "CD-ENF", "passed": False, "rework_count": 1}),
+            (CaseResolved, {"unit": "CD-ENF", "on_time": False}),
+            (CaseVerified, {"unit": "CD-ENF", "passed": True}),
+            (CaseClosed, {"unit": "CD-ENF", "on_time": False, "closed_by": "verification"}),
+            (CaseRated, {"unit": "CD-ENF", "satisfaction": "basic"}),
+        )
+    )
     week = periods_of(datetime(2026, 11, 23, 2, 0, tzinfo=UTC))["week"]
     assert week == "2026-W48"
     assert f.docs[f"CD-SAN:{week}"]["c"] == {"dispatched": 1, "returned": 1}
     assert f.docs[f"CD-ENF:{week}"]["c"] == {
-        "dispatched": 1, "acknowledged": 1, "acknowledged_in_time": 1, "reworked": 1, "due": 1, "resolved": 1,
-        "closed": 1, "reworked_cases": 1, "supervisor_found": 1, "rated": 1, "basic": 1,
+        "dispatched": 1,
+        "acknowledged": 1,
+        "acknowledged_in_time": 1,
+        "reworked": 1,
+        "due": 1,
+        "resolved": 1,
+        "closed": 1,
+        "reworked_cases": 1,
+        "supervisor_found": 1,
+        "rated": 1,
+        "basic": 1,
     }
     assert f.docs[f"CD-ENF:{week}"]["role"] == "enforcement"
 
@@ -158,11 +179,13 @@ def test_a_cancelled_case_has_no_outcome_and_a_reopened_case_is_not_closed() -> 
     san = UNITS[0]
     cancelled = _fold(_case((CaseDispatched, {"lead_unit": san}), (CaseCancelled, {"reason": "虚假"})))
     assert next(d["c"] for d in cancelled.docs.values()) == {"dispatched": 1}
-    reopened = _fold(_case(
-        (CaseDispatched, {"lead_unit": san}),
-        (CaseClosed, {"on_time": True, "closed_by": "verification"}),
-        (CaseReopened, {"reason": "复发"}),
-    ))
+    reopened = _fold(
+        _case(
+            (CaseDispatched, {"lead_unit": san}),
+            (CaseClosed, {"on_time": True, "closed_by": "verification"}),
+            (CaseReopened, {"reason": "复发"}),
+        )
+    )
     c = next(d["c"] for d in reopened.docs.values())
     assert c.get("closed", 0) == 0 and c["reopened"] == 1 and c["due"] == 1
 
@@ -204,8 +227,13 @@ def test_the_types_scoring_skips_unread_are_exactly_those_that_leave_no_fact() -
     closed = c.CaseClosed.model_validate(c.CaseClosed.example())
     assert units.fact_of(closed.model_copy(update={"outcome": "cancelled"})) is not None  # counted either way
     assert {k.__name__ for k in kinds if units.uncounted(k)} == {
-        "CaseCommandRejected", "CaseDeadlineWarning", "CaseExtensionRequested", "CaseMerged", "CaseTransferred",
-        "CaseTransferCorrected"}
+        "CaseCommandRejected",
+        "CaseDeadlineWarning",
+        "CaseExtensionRequested",
+        "CaseMerged",
+        "CaseTransferred",
+        "CaseTransferCorrected",
+    }
 
 
 # 应结案: a case counts in `due` (and every rate built on it) in the period it fell due — its deadline passed or it
@@ -220,8 +248,13 @@ def _at(*specs: tuple[timedelta, type, dict[str, Any]], due: timedelta = timedel
     for offset, cls, kw in specs:
         base: dict[str, Any] = {"case_id": "C-1", "street_code": "CD", "occurred_at": T0 + offset}
         if cls is CaseDispatched:
-            base |= {"category_code": "0201", "rule_id": "r", "due_at": T0 + due, "time_limit": "2d",
-                     "lead_unit": UNITS[0]}
+            base |= {
+                "category_code": "0201",
+                "rule_id": "r",
+                "due_at": T0 + due,
+                "time_limit": "2d",
+                "lead_unit": UNITS[0],
+            }
         else:
             base |= {"unit_id": "CD-SAN"}
         out.append(cls(**base, **kw))
@@ -262,10 +295,13 @@ def test_a_case_closed_before_its_deadline_is_due_when_it_was_closed() -> None:
 
 
 def test_a_case_closed_after_its_deadline_is_due_in_the_deadlines_period() -> None:
-    weeks = _weeks(_at(
-        DISPATCH, (timedelta(days=11), CaseClosed, {"on_time": False, "closed_by": "verification"}),
-        due=timedelta(days=1),
-    ))
+    weeks = _weeks(
+        _at(
+            DISPATCH,
+            (timedelta(days=11), CaseClosed, {"on_time": False, "closed_by": "verification"}),
+            due=timedelta(days=1),
+        )
+    )
     assert weeks == {"2026-W48": {"dispatched": 1, "due": 1, "closed": 1}}
 
 
@@ -279,10 +315,13 @@ def test_an_extended_case_falls_due_at_the_first_deadline_that_passed() -> None:
 
 
 def test_a_reopened_case_stays_due_from_its_first_closure() -> None:
-    weeks = _weeks(_at(
-        DISPATCH, (timedelta(hours=2), CaseClosed, {"on_time": True, "closed_by": "verification"}),
-        (timedelta(days=3), CaseReopened, {"reason": "复发", "due_at": T0 + timedelta(days=8)}),
-    ))
+    weeks = _weeks(
+        _at(
+            DISPATCH,
+            (timedelta(hours=2), CaseClosed, {"on_time": True, "closed_by": "verification"}),
+            (timedelta(days=3), CaseReopened, {"reason": "复发", "due_at": T0 + timedelta(days=8)}),
+        )
+    )
     assert weeks == {"2026-W48": {"dispatched": 1, "due": 1, "reopened": 1}}
 
 

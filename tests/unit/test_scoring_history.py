@@ -21,10 +21,14 @@ class FakeSub:
         step = self.script.pop(0) if self.script else None
         if step is None:
             raise NatsTimeoutError
-        return [SimpleNamespace(subject="case.v1.opened.CD", data=b"%d" % seq,
-                                metadata=SimpleNamespace(sequence=SimpleNamespace(stream=seq),
-                                                         num_pending=self.last - seq))
-                for seq in step]
+        return [
+            SimpleNamespace(
+                subject="case.v1.opened.CD",
+                data=b"%d" % seq,
+                metadata=SimpleNamespace(sequence=SimpleNamespace(stream=seq), num_pending=self.last - seq),
+            )
+            for seq in step
+        ]
 
     async def unsubscribe(self) -> None:
         pass

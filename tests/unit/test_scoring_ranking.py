@@ -71,24 +71,49 @@ def test_the_bottom_three_are_flagged_in_the_quarter_only() -> None:
 
 
 def test_a_unit_with_nothing_assessed_is_listed_apart_not_ranked() -> None:
-    docs = [_doc("A", 90.0), _doc("B", 100.0, due=0, dispatched=3),
-            _doc("C", 99.5, due=0, deductions={"supervisor_found": 0.5}), _doc("D", 80.0)]
+    docs = [
+        _doc("A", 90.0),
+        _doc("B", 100.0, due=0, dispatched=3),
+        _doc("C", 99.5, due=0, deductions={"supervisor_found": 0.5}),
+        _doc("D", 80.0),
+    ]
     tables, apart = unit_tables(docs, RULES, {"B": "新塘社区"})
     assert [r["id"] for r in tables["community"]] == ["C", "A", "D"]  # a finding is assessed even with nothing due
-    assert apart == {"community": [{"id": "B", "name": "新塘社区", "reason": "no_cases", "figures": {
-        "due": 0, "closed": None, "overdue": None, "on_time_rate": None, "on_time_closure_rate": None,
-        "closure_rate": None, "satisfaction_rate": None}}]}
+    assert apart == {
+        "community": [
+            {
+                "id": "B",
+                "name": "新塘社区",
+                "reason": "no_cases",
+                "figures": {
+                    "due": 0,
+                    "closed": None,
+                    "overdue": None,
+                    "on_time_rate": None,
+                    "on_time_closure_rate": None,
+                    "closure_rate": None,
+                    "satisfaction_rate": None,
+                },
+            }
+        ]
+    }
 
 
 def test_standings_count_strictly_better_and_worse() -> None:
     s = standings([5.0, 4.0, 4.0, 3.0], 1, 1, 0)
     assert [(x.rank, x.tied, x.red, x.black) for x in s] == [
-        (1, False, True, False), (2, True, False, False), (2, True, False, False), (4, False, False, True)]
+        (1, False, True, False),
+        (2, True, False, False),
+        (2, True, False, False),
+        (4, False, False, True),
+    ]
 
 
 def test_the_bulletins_own_ranking_shares_ranks_and_keeps_ties_together() -> None:
-    facets = [{"key": k, "label": k, "resolved": 10, "resolved_on_time": ok, "overdue": 0}
-              for k, ok in [("A", 10), ("B", 9), ("C", 9), ("D", 5), ("E", 4), ("F", 4)]]
+    facets = [
+        {"key": k, "label": k, "resolved": 10, "resolved_on_time": ok, "overdue": 0}
+        for k, ok in [("A", 10), ("B", 9), ("C", 9), ("D", 5), ("E", 4), ("F", 4)]
+    ]
     ranked = rank_units(facets)
     assert [(u.unit_id, u.rank) for u in ranked] == [("A", 1), ("B", 2), ("C", 2), ("D", 4), ("E", 5), ("F", 5)]
     red, black = own_boards(ranked, 2)

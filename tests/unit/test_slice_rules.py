@@ -19,8 +19,14 @@ SH = ZoneInfo("Asia/Shanghai")
 
 
 def _grid(**over) -> bytes:
-    body = {"report_id": "R-1", "reported_at": "2026-11-23T09:58:00+08:00", "inspector_id": "G-1",
-            "description": "垃圾箱满溢", "category_code": "0201", "location": {"lng": 120.16, "lat": 30.255}}
+    body = {
+        "report_id": "R-1",
+        "reported_at": "2026-11-23T09:58:00+08:00",
+        "inspector_id": "G-1",
+        "description": "垃圾箱满溢",
+        "category_code": "0201",
+        "location": {"lng": 120.16, "lat": 30.255},
+    }
     body.update(over)
     return json.dumps(body).encode()
 
@@ -59,7 +65,6 @@ def test_periods_use_city_time() -> None:
     sunday_night_utc = datetime(2026, 11, 22, 17, 30, tzinfo=UTC)  # Monday 01:30 in Shanghai
     expected = {"week": "2026-W48", "month": "2026-11", "quarter": "2026-Q4", "year": "2026"}
     assert periods_of(sunday_night_utc) == expected
-
 
 
 @pytest.mark.parametrize("source", sorted(INBOUND_BY_SOURCE))

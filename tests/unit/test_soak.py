@@ -35,8 +35,14 @@ def test_bytes_per_case_are_what_the_window_added_over_the_cases_it_dispatched()
 def test_the_ledger_is_followed_from_the_first_sample_a_purge_past_the_horizon_could_have_trimmed() -> None:
     # Horizon 100 s + a purge every 20 s: the sample exactly at 120 s is the first counted.
     figures = summary(SAMPLES, horizon=100.0, every=20.0)
-    assert figures["ledger_past_horizon"] == {"from": 800, "to": 790, "min": 790, "max": 810, "cases_from": 200,
-                                              "cases_to": 400}
+    assert figures["ledger_past_horizon"] == {
+        "from": 800,
+        "to": 790,
+        "min": 790,
+        "max": 810,
+        "cases_from": 200,
+        "cases_to": 400,
+    }
     assert figures["cases"] == 400
     later = summary(SAMPLES, horizon=100.0, every=21.0)["ledger_past_horizon"]  # 121 s: the sample at 120 is not
     assert (later["from"], later["cases_from"], later["max"]) == (810, 300, 810)

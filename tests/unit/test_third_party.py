@@ -93,8 +93,12 @@ def test_a_subscribers_binding_is_read_through_the_adapter() -> None:
     from faststream.nats import PullSub as FastStreamPullSub
 
     broker = NatsBroker()
-    pulled = broker.subscriber("case.v1.>", stream=JStream("XH_CASES", declare=False), durable="scoring-cases",
-                               pull_sub=FastStreamPullSub(batch=True))
+    pulled = broker.subscriber(
+        "case.v1.>",
+        stream=JStream("XH_CASES", declare=False),
+        durable="scoring-cases",
+        pull_sub=FastStreamPullSub(batch=True),
+    )
     served = broker.subscriber("score.query.v1.unit")
     assert third_party.binding(pulled) == ("XH_CASES", "scoring-cases", "case.v1.>")
     assert third_party.binding(served) == (None, None, "score.query.v1.unit")

@@ -43,8 +43,10 @@ def test_a_message_span_continues_its_headers_and_hands_its_context_on(exporter:
     span = tracing.consuming("dispatch", "dispatch-opened", "case.v1.opened.CD", carrier, "dispatch-opened:e-1")
     assert span is not None
     handed = dict(tracing.headers_for(span))
-    assert handed["traceparent"].split("-")[1:3] == [f"{upstream.get_span_context().trace_id:032x}",
-                                                     f"{span.get_span_context().span_id:016x}"]
+    assert handed["traceparent"].split("-")[1:3] == [
+        f"{upstream.get_span_context().trace_id:032x}",
+        f"{span.get_span_context().span_id:016x}",
+    ]
     tracing.annotate(span, case_id="C-1", unit_id=None)
     tracing.end([(span, None)])
     [done] = exporter.get_finished_spans()
@@ -85,8 +87,9 @@ def test_on_by_the_setting_a_service_exports_as_itself(ratio: float, recorded: b
         span = tracing.consuming("dispatch", "dispatch-opened", "case.v1.opened.CD", {}, "k")
         assert span is not None and span.is_recording() is recorded  # the first hop decides by the ratio
         # A later hop follows its parent's decision, whatever its own ratio.
-        sampled_parent = dict(tracing.headers_for(span)) if recorded else {
-            "traceparent": "00-" + "1" * 32 + "-" + "2" * 16 + "-01"}
+        sampled_parent = (
+            dict(tracing.headers_for(span)) if recorded else {"traceparent": "00-" + "1" * 32 + "-" + "2" * 16 + "-01"}
+        )
         child = tracing.consuming("notify", "notify-cases", "case.v1.dispatched.CD", sampled_parent, "k2")
         assert child is not None and child.is_recording()
     finally:

@@ -8,8 +8,15 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 AlertKind = Literal[
-    "new_case", "deadline_warning", "overdue", "escalation", "sensor_emergency", "bottom_ranking",
-    "merchant_escalation", "merchant_notice", "delivery_failed",
+    "new_case",
+    "deadline_warning",
+    "overdue",
+    "escalation",
+    "sensor_emergency",
+    "bottom_ranking",
+    "merchant_escalation",
+    "merchant_notice",
+    "delivery_failed",
 ]
 # `merchant`: the merchant a 门前三包 case is about, on the channels merchants.yaml gives it (duties do not apply).
 Relation = Literal["lead_unit", "cooperating_units", "command_centre", "street_office", "merchant"]

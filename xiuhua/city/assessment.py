@@ -164,7 +164,8 @@ class MerchantRules(BaseModel):
     grade_a: float = Field(default=90.0, description="A at or above")
     grade_b: float = Field(default=75.0, description="B at or above, C below")
     escalate_from: int = Field(
-        default=2, ge=2,
+        default=2,
+        ge=2,
         description="The n-th failure of the same duty item within repeat_window_days is escalated to enforcement "
         "(处罚); the first is 批评教育 by the community",
     )

@@ -110,6 +110,4 @@ class CalendarFile(BaseModel):
         """Working hours in one working day."""
         if self.workday_hours:
             return self.workday_hours
-        return sum(
-            (e.hour * 60 + e.minute - s.hour * 60 - s.minute) / 60 for s, e in self.office_hours
-        )
+        return sum((e.hour * 60 + e.minute - s.hour * 60 - s.minute) / 60 for s, e in self.office_hours)

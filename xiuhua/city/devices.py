@@ -104,4 +104,3 @@ def check_devices(data: DevicesFile, path: Path, areas: Areas) -> Registry:
             fail(("devices", i, "lng"), f"the point ({d.lng}, {d.lat}) is outside the city's areas")
         by_id[d.id] = d
     return Registry(dict(data.models), by_id, by_mn)
-

@@ -32,7 +32,9 @@ class ClassifierSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     triage_below: float = Field(
-        default=0.5, gt=0, le=1,
+        default=0.5,
+        gt=0,
+        le=1,
         description="Below this confidence a case goes to manual triage (category `triage_code`, lead command_centre)",
     )
     triage_code: str = Field(default="9901", description="The catalogue item of manual triage")
@@ -154,8 +156,10 @@ class IntakeFile(BaseModel):
     )
     merchant_default_category: str = "0401"
     max_report_age: str = Field(
-        default="30d", description="Reports dated further back than this are refused `too_old` (a 1970 date is "
-        "a device's unset clock, not a report)")
+        default="30d",
+        description="Reports dated further back than this are refused `too_old` (a 1970 date is "
+        "a device's unset clock, not a report)",
+    )
 
     @field_validator("max_report_age")
     @classmethod

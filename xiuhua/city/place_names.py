@@ -49,8 +49,10 @@ def describe(place: Place | None, city: City) -> str:
     """The place in words: street, community, grid cell name, nearest landmark, address; UNPLACED for nothing."""
     if place is None:
         return UNPLACED
-    parts = [place.street_name or area_name(city, place.street_code),
-             place.community_name or area_name(city, place.community_code)]
+    parts = [
+        place.street_name or area_name(city, place.street_code),
+        place.community_name or area_name(city, place.community_code),
+    ]
     parts.append(area_name(city, place.grid_code))
     words = " ".join(p for p in parts if p)
     if place.lng is not None and place.lat is not None:

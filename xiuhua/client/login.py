@@ -49,9 +49,7 @@ def add_arguments(parser: argparse.ArgumentParser, user: str) -> None:
     parser.add_argument("--var", type=Path, default=Path("var"), help="the folder `xiuhua up` writes (default var)")
 
 
-def resolve(
-    url: str | None, user: str | None, var_dir: Path, env: Mapping[str, str] | None = None
-) -> Connection:
+def resolve(url: str | None, user: str | None, var_dir: Path, env: Mapping[str, str] | None = None) -> Connection:
     """The URL and login options, from the arguments, the environment and `var_dir`, in that order."""
     env = os.environ if env is None else env
     url = url or env.get("XIUHUA_NATS_URL") or _read(var_dir / "endpoints.json").get("nats")

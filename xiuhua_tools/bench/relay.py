@@ -40,7 +40,8 @@ async def relay_chain(
                 await asyncio.gather(
                     *(
                         js.publish(
-                            f"{stream}.h{i + 1}", m.data,
+                            f"{stream}.h{i + 1}",
+                            m.data,
                             headers={"Nats-Msg-Id": f"{i}:{(m.headers or {})['Nats-Msg-Id']}"},
                         )
                         for m in msgs

@@ -115,8 +115,12 @@ def summary(samples: list[Sample], horizon: float, every: float) -> dict[str, An
     if len(after) >= 2:
         first, last = after[0], after[-1]
         out["ledger_past_horizon"] = {
-            "from": first.ledger_total, "to": last.ledger_total, "min": min(s.ledger_total for s in after),
-            "max": max(s.ledger_total for s in after), "cases_from": first.cases, "cases_to": last.cases,
+            "from": first.ledger_total,
+            "to": last.ledger_total,
+            "min": min(s.ledger_total for s in after),
+            "max": max(s.ledger_total for s in after),
+            "cases_from": first.cases,
+            "cases_to": last.cases,
         }
     return out
 
@@ -153,7 +157,12 @@ def table(samples: list[Sample], figures: dict[str, Any]) -> str:
 
 
 async def run(
-    *, minutes: float, rate: float, ledger: str = "4m", every: str = "20s", sample_every: float = 30.0,
+    *,
+    minutes: float,
+    rate: float,
+    ledger: str = "4m",
+    every: str = "20s",
+    sample_every: float = 30.0,
     progress: Callable[[str], None] = lambda _t: None,
 ) -> tuple[list[Sample], dict[str, Any]]:
     """Run the embedded system under a steady feed of `rate` reports/s for `minutes`; returns samples, figures."""
@@ -163,8 +172,9 @@ async def run(
     with tempfile.TemporaryDirectory(prefix="xiuhua-soak-") as tmp:
         city_dir = soak_city(Settings().city_dir, Path(tmp) / "city", ledger=horizon, every=interval)
         city = load_city(city_dir)
-        settings = Settings(var_dir=Path(tmp), nats_url=None, mongo_url=None, city_dir=city_dir,
-                            bulletin_schedule=False)
+        settings = Settings(
+            var_dir=Path(tmp), nats_url=None, mongo_url=None, city_dir=city_dir, bulletin_schedule=False
+        )
         sup = Supervisor(settings, quiet=True)
         await asyncio.to_thread(sup.start_servers)
         opts = connect_options(sup.client)
@@ -186,8 +196,10 @@ async def run(
                 last = time.monotonic() >= end
                 samples.append(await _sample(started, stores, js, data_dir, full=last))
                 now = samples[-1]
-                progress(f"{now.seconds / 60:.1f} min: {now.cases} cases, store {now.store_bytes / MB:.1f} MB, "
-                         f"streams {now.stream_bytes / MB:.1f} MB, ledger {now.ledger_total}")
+                progress(
+                    f"{now.seconds / 60:.1f} min: {now.cases} cases, store {now.store_bytes / MB:.1f} MB, "
+                    f"streams {now.stream_bytes / MB:.1f} MB, ledger {now.ledger_total}"
+                )
                 if last:
                     break
                 await asyncio.sleep(max(0.0, min(sample_every, end - time.monotonic())))

@@ -50,19 +50,27 @@ def reports(city: City, n: int, *, tag: str, seed: int = 7, hotline_share: float
         if rng.random() < hotline_share:
             ref = f"{tag}-H{i:05d}"
             body: dict[str, Any] = {
-                "order_no": ref, "received_at": now, "channel": "12345", "title": "市民反映城市管理问题",
+                "order_no": ref,
+                "received_at": now,
+                "channel": "12345",
+                "title": "市民反映城市管理问题",
                 "content": rng.choice(PHRASES[code]) + "，请尽快处理。",
                 "location": {"lng": round(cx, 6), "lat": round(cy, 6), "coord_system": "wgs84"},
-                "caller": {"name": rng.choice(SURNAMES) + rng.choice(GIVEN),
-                           "phone": f"13{rng.randint(100000000, 999999999)}"},
+                "caller": {
+                    "name": rng.choice(SURNAMES) + rng.choice(GIVEN),
+                    "phone": f"13{rng.randint(100000000, 999999999)}",
+                },
                 "urgent": False,
             }
             source = "hotline"
         else:
             ref = f"{tag}-G{i:05d}"
             body = {
-                "report_id": ref, "reported_at": now, "inspector_id": f"G-{rng.randint(1, 40):03d}",
-                "description": rng.choice(PHRASES[code]), "category_code": code,
+                "report_id": ref,
+                "reported_at": now,
+                "inspector_id": f"G-{rng.randint(1, 40):03d}",
+                "description": rng.choice(PHRASES[code]),
+                "category_code": code,
                 "location": {"lng": round(cx, 6), "lat": round(cy, 6), "coord_system": "wgs84"},
             }
             source = "grid"
@@ -82,11 +90,13 @@ class Feeder:
 
     async def run(self, items: list[Report], on_sent: Callable[[int], Any] | None = None) -> None:
         """Publish everything; `on_sent(k)` is called after the k-th report is stored (scenarios strike there)."""
+
         async def quiet(_: Exception) -> None:  # the outage is the point; the resend counter tells the story
             return None
 
-        nc = await nats.connect(self.url, max_reconnect_attempts=-1, reconnect_time_wait=0.5, error_cb=quiet,
-                                **self.connect_opts)
+        nc = await nats.connect(
+            self.url, max_reconnect_attempts=-1, reconnect_time_wait=0.5, error_cb=quiet, **self.connect_opts
+        )
         js = nc.jetstream(timeout=2.0)
         try:
             for r in items:

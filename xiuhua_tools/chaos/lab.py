@@ -44,8 +44,9 @@ class ServiceProcess:
 
     def start(self) -> None:
         """Start the process (returns at once; see `Lab.wait_healthy`)."""
-        self.proc = start_service_process([sys.executable, "-m", "xiuhua", "run", self.service], self.env,
-                                          self.log_path)
+        self.proc = start_service_process(
+            [sys.executable, "-m", "xiuhua", "run", self.service], self.env, self.log_path
+        )
 
     def kill(self) -> None:
         """SIGKILL: no drain, no ack, no goodbye."""
@@ -91,8 +92,12 @@ class Lab:
         """Settings for clients of this lab (the feeder, the tally)."""
         assert self.nats is not None and self.store is not None, "start the lab first"
         return Settings(
-            nats_url=embedded.nats_url(self.nats), mongo_url=embedded.mongo_url(self.store),
-            db_prefix=self.db_prefix, var_dir=self.root / "var", city_dir=DEMO_CITY, max_deliver=self.max_deliver,
+            nats_url=embedded.nats_url(self.nats),
+            mongo_url=embedded.mongo_url(self.store),
+            db_prefix=self.db_prefix,
+            var_dir=self.root / "var",
+            city_dir=DEMO_CITY,
+            max_deliver=self.max_deliver,
             store_tx_lock_dir=self.root / "locks",
             nats_user=self.client_env.get("XIUHUA_NATS_USER"),
             nats_password=self.client_env.get("XIUHUA_NATS_PASSWORD"),
@@ -137,8 +142,9 @@ class Lab:
         deadline = time.monotonic() + timeout
         while True:
             try:
-                await provision_streams([embedded.nats_url(n) for n in self.nodes], replicas=len(self.nodes),
-                                        connect_opts=opts)
+                await provision_streams(
+                    [embedded.nats_url(n) for n in self.nodes], replicas=len(self.nodes), connect_opts=opts
+                )
                 if await self._replicated(opts):
                     return
             except Exception:
@@ -160,8 +166,13 @@ class Lab:
             for spec in streams.ALL:
                 info = await nc.jetstream().stream_info(spec.name)
                 peers = info.cluster.replicas if info.cluster else None
-                if not (info.cluster and info.cluster.leader and peers and len(peers) == len(self.nodes) - 1
-                        and all(r.current for r in peers)):
+                if not (
+                    info.cluster
+                    and info.cluster.leader
+                    and peers
+                    and len(peers) == len(self.nodes) - 1
+                    and all(r.current for r in peers)
+                ):
                     return False
             return True
         finally:
@@ -191,8 +202,9 @@ class Lab:
     def spawn(self, service: str, instance: int = 0) -> ServiceProcess:
         """Start one more instance of a service."""
         port = embedded.free_port()
-        p = ServiceProcess(service, instance, self._env(service, port),
-                           self.root / "logs" / f"{service}-{instance}.log", port)
+        p = ServiceProcess(
+            service, instance, self._env(service, port), self.root / "logs" / f"{service}-{instance}.log", port
+        )
         p.start()
         self.processes.append(p)
         return p

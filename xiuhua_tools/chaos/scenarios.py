@@ -61,9 +61,17 @@ class Result:
         """The table's columns."""
         t = self.tally
         return {
-            "scenario": self.scenario, "sent": t.sent, "cases": t.cases, "dispatched": t.dispatched,
-            "score_increments": t.score_increments, "alerts": t.alerts, "lost": t.lost, "duplicated": t.duplicated,
-            "dead_letters": t.dead_letters, "seconds": round(self.seconds, 1), "ok": self.ok,
+            "scenario": self.scenario,
+            "sent": t.sent,
+            "cases": t.cases,
+            "dispatched": t.dispatched,
+            "score_increments": t.score_increments,
+            "alerts": t.alerts,
+            "lost": t.lost,
+            "duplicated": t.duplicated,
+            "dead_letters": t.dead_letters,
+            "seconds": round(self.seconds, 1),
+            "ok": self.ok,
         }
 
 
@@ -112,16 +120,29 @@ async def _kill_case_stream_leader(the_lab: Lab) -> None:
 
 
 SCENARIOS: tuple[Scenario, ...] = (
-    Scenario("broker_restart", "nats-server SIGKILLed mid-stream, restarted on the same store",
-             fault=_kill_bus, strike_at=0.35),
-    Scenario("service_kill", "two instances of every service; one of each SIGKILLed mid-batch and restarted",
-             instances=2, fault=_kill_one_of_each),
-    Scenario("store_outage", "the store frozen 3 s, then killed and restarted on the same data",
-             fault=_store_outage),
+    Scenario(
+        "broker_restart",
+        "nats-server SIGKILLed mid-stream, restarted on the same store",
+        fault=_kill_bus,
+        strike_at=0.35,
+    ),
+    Scenario(
+        "service_kill",
+        "two instances of every service; one of each SIGKILLed mid-batch and restarted",
+        instances=2,
+        fault=_kill_one_of_each,
+    ),
+    Scenario("store_outage", "the store frozen 3 s, then killed and restarted on the same data", fault=_store_outage),
     Scenario("poison", "undecodable and schema-violating messages between good reports", poison=True),
-    Scenario("cluster_node_loss", "three nats-server nodes, streams at three replicas, two instances of every "
-             "service; the node leading XH_CASES SIGKILLed mid-run and restarted", instances=2,
-             fault=_kill_case_stream_leader, strike_at=0.35, cluster_nodes=3),
+    Scenario(
+        "cluster_node_loss",
+        "three nats-server nodes, streams at three replicas, two instances of every "
+        "service; the node leading XH_CASES SIGKILLed mid-run and restarted",
+        instances=2,
+        fault=_kill_case_stream_leader,
+        strike_at=0.35,
+        cluster_nodes=3,
+    ),
 )
 
 
@@ -172,8 +193,14 @@ async def settle(the_lab: Lab, sent: list[Report], timeout: float, grace: float 
 
 
 async def run_scenario(
-    scenario: Scenario, root: Path, *, n: int = 100, rate: float = 40.0, settle_timeout: float = 100.0,
-    city: City | None = None, lab_kwargs: dict[str, Any] | None = None,
+    scenario: Scenario,
+    root: Path,
+    *,
+    n: int = 100,
+    rate: float = 40.0,
+    settle_timeout: float = 100.0,
+    city: City | None = None,
+    lab_kwargs: dict[str, Any] | None = None,
 ) -> Result:
     """Run one scenario in its own lab under `root`.
 
@@ -199,14 +226,19 @@ async def run_scenario(
         await feeder.run(items, on_sent)
         await asyncio.gather(*faults)
         t = await settle(the_lab, items, settle_timeout)
-        result = Result(scenario.name, t, time.monotonic() - started, feeder.resends, poison_sent,
-                        notes=list(t.problems))
+        result = Result(
+            scenario.name, t, time.monotonic() - started, feeder.resends, poison_sent, notes=list(t.problems)
+        )
         result.notes.append(f"logs: {the_lab.root / 'logs'}")
         return result
 
 
 async def run_all(
-    *, n: int = 100, root: Path | None = None, only: tuple[str, ...] = (), progress: Callable[[str], None] = print,
+    *,
+    n: int = 100,
+    root: Path | None = None,
+    only: tuple[str, ...] = (),
+    progress: Callable[[str], None] = print,
 ) -> list[Result]:
     """Every scenario (or those named), each in a fresh lab."""
     results = []
@@ -221,10 +253,30 @@ async def run_all(
     return results
 
 
-COLUMNS = ("scenario", "sent", "cases", "dispatched", "score_increments", "alerts", "lost", "duplicated",
-           "dead_letters", "seconds")
-HEADERS = ("scenario", "sent", "cases", "dispatched", "score incr.", "alerts", "lost", "duplicated",
-           "dead letters", "seconds")
+COLUMNS = (
+    "scenario",
+    "sent",
+    "cases",
+    "dispatched",
+    "score_increments",
+    "alerts",
+    "lost",
+    "duplicated",
+    "dead_letters",
+    "seconds",
+)
+HEADERS = (
+    "scenario",
+    "sent",
+    "cases",
+    "dispatched",
+    "score incr.",
+    "alerts",
+    "lost",
+    "duplicated",
+    "dead letters",
+    "seconds",
+)
 
 
 def table(results: list[Result]) -> str:

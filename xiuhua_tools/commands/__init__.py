@@ -42,6 +42,5 @@ def live_settings(*, need: tuple[str, ...] = ()) -> Settings:
     names = {"nats_url": "XIUHUA_NATS_URL", "mongo_url": "XIUHUA_MONGO_URL"}
     missing = [names[n] for n in need if not getattr(settings, n)]
     if missing:
-        raise SystemExit(f"set {' and '.join(missing)}, or start `xiuhua up` from this folder "
-                         f"(it writes {path})")
+        raise SystemExit(f"set {' and '.join(missing)}, or start `xiuhua up` from this folder (it writes {path})")
     return settings

@@ -31,7 +31,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="events replayed by the timed full score rebuild (0: skip)",
     )
     p.add_argument(
-        "--history-cases", type=int, default=100_000,
+        "--history-cases",
+        type=int,
+        default=100_000,
         help="cases of history behind the timed deadline scan and merge lookup (0: skip)",
     )
     p.add_argument("--pdf", action="store_true", help="also print the bulletin's PDFs (needs Chromium)")
@@ -44,8 +46,9 @@ JOB_LINES = ("bulletin: ", "rebuild: ", "history: ")  # how the scale jobs' own 
 
 def phases(args: argparse.Namespace) -> int:
     """How many phases the run has: warm-up (if any), fixed rate, maximum rate, sensors, relay, the scale jobs."""
-    return int(args.warmup > 0) + 4 + sum(bool(n) for n in (args.bulletin_cases, args.rebuild_events,
-                                                            args.history_cases))
+    return (
+        int(args.warmup > 0) + 4 + sum(bool(n) for n in (args.bulletin_cases, args.rebuild_events, args.history_cases))
+    )
 
 
 def _bench(args: argparse.Namespace) -> int:

@@ -66,7 +66,13 @@ def _bulletin(args: argparse.Namespace) -> int:
     async def build(steps: Steps) -> Built:
         try:
             return await build_bulletin(
-                store, city, week, root, now, pdf=not args.no_pdf, base_url=_archive_url(settings, root),
+                store,
+                city,
+                week,
+                root,
+                now,
+                pdf=not args.no_pdf,
+                base_url=_archive_url(settings, root),
                 progress=steps.step,
             )
         finally:
@@ -80,7 +86,8 @@ def _bulletin(args: argparse.Namespace) -> int:
     lines.append(f"  index     {ev.index}")
     if not ev.pdf:
         lines.append(f"  no PDF: {ev.pdf_skipped_reason}")
-    lines.append("  " + "  ".join(f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}"
-                                  for k, v in ev.headline.items()))
+    lines.append(
+        "  " + "  ".join(f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}" for k, v in ev.headline.items())
+    )
     emit(args, "\n".join(lines), ev.model_dump(mode="json"))
     return 0

@@ -42,11 +42,22 @@ def _due(args: argparse.Namespace) -> int:
     estimated = cal.estimated(start, due, args.limit)
     human = f"start {start.astimezone(cal.tz).isoformat()}  limit {args.limit}  →  due {due.isoformat()}"
     if estimated:
-        human += (f"  (estimated: no official schedule for {_unlisted(cal, start, due)} in calendar.yaml; "
-                  f"{city.calendar.country}'s rule-based holidays, no 调休)")
+        human += (
+            f"  (estimated: no official schedule for {_unlisted(cal, start, due)} in calendar.yaml; "
+            f"{city.calendar.country}'s rule-based holidays, no 调休)"
+        )
     # `due` is the older name of `due_at`, kept for scripts that read it.
-    emit(args, human, {"start": start.isoformat(), "limit": args.limit, "due": due.isoformat(),
-                       "due_at": due.isoformat(), "estimated": estimated})
+    emit(
+        args,
+        human,
+        {
+            "start": start.isoformat(),
+            "limit": args.limit,
+            "due": due.isoformat(),
+            "due_at": due.isoformat(),
+            "estimated": estimated,
+        },
+    )
     return 0
 
 
@@ -67,12 +78,16 @@ def _check(args: argparse.Namespace) -> int:
     ]
     warning = cal.missing_next_year(SystemClock().now())
     lines = [f"official schedules: {', '.join(str(y['year']) for y in years) or 'none'}"]
-    lines += [f"  {y['year']}: {y['holidays']} days off, {y['workdays']} adjusted working days — {y['source']}"
-              for y in years]
+    lines += [
+        f"  {y['year']}: {y['holidays']} days off, {y['workdays']} adjusted working days — {y['source']}" for y in years
+    ]
     region = f"-{cfg.subdivision}" if cfg.subdivision else ""
     lines.append(f"other years: estimated from {cfg.country}{region}'s rule-based public holidays (no 调休)")
     if warning:
         lines.append(f"WARNING: {warning}")
-    emit(args, "\n".join(lines), {"years": years, "country": cfg.country, "subdivision": cfg.subdivision,
-                                  "warning": warning})
+    emit(
+        args,
+        "\n".join(lines),
+        {"years": years, "country": cfg.country, "subdivision": cfg.subdivision, "warning": warning},
+    )
     return 0

@@ -22,8 +22,13 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser("chaos", help="run the fault scenarios on embedded servers and print what survived")
     p.add_argument("--reports", type=int, default=100, help="reports sent per scenario (default 100)")
-    p.add_argument("--only", action="append", default=[], choices=[s.name for s in SCENARIOS],
-                   help="run only this scenario (repeatable)")
+    p.add_argument(
+        "--only",
+        action="append",
+        default=[],
+        choices=[s.name for s in SCENARIOS],
+        help="run only this scenario (repeatable)",
+    )
     p.add_argument("--keep", type=Path, help="run under this folder and keep servers' and services' files")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_chaos)
@@ -36,9 +41,19 @@ def _chaos(args: argparse.Namespace) -> int:
     total = len(args.only and set(args.only)) or len(SCENARIOS)
     with Steps("chaos", total=total, prefix="", console=Console(stderr=bool(args.json), highlight=False)) as steps:
         results = asyncio.run(run_all(n=args.reports, root=args.keep, only=tuple(args.only), progress=steps.step))
-    rows = [{**r.row(), "resends": r.resends, "poison_sent": r.poison_sent, "rejected": r.tally.rejected,
-             "merged": r.tally.merged, "events": r.tally.events, "problems": r.tally.problems,
-             "dead_letter_errors": r.tally.dead_letter_errors} for r in results]
+    rows = [
+        {
+            **r.row(),
+            "resends": r.resends,
+            "poison_sent": r.poison_sent,
+            "rejected": r.tally.rejected,
+            "merged": r.tally.merged,
+            "events": r.tally.events,
+            "problems": r.tally.problems,
+            "dead_letter_errors": r.tally.dead_letter_errors,
+        }
+        for r in results
+    ]
     failed = [r for r in results if not r.ok]
     human = table(results)
     for r in failed:

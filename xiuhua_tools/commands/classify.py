@@ -28,33 +28,50 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="classify a report text; measure on labelled files; classify a batch; train or teach the city's model",
     )
     p.add_argument(
-        "text", nargs="*",
+        "text",
+        nargs="*",
         help="the report text (Chinese); or `train --from FILE` (a model from past orders), or `learn` (the "
         "command centre's own decisions from the store)",
     )
     p.add_argument(
-        "--eval", metavar="FILE", nargs="+",
+        "--eval",
+        metavar="FILE",
+        nargs="+",
         help='JSONL lines {"text": ..., "label": "0201" | "transfer:<id>" | "out_of_scope" | "triage"}',
     )
     p.add_argument(
-        "--engine", choices=("in-use", "model", "rules"), default="in-use",
+        "--engine",
+        choices=("in-use", "model", "rules"),
+        default="in-use",
         help="the classifier in use (default), the city's learnt model, or the keyword and n-gram classifier",
     )
     p.add_argument(
         "--batch", metavar="FILE", help='JSONL lines {"text": ...} (`-`: standard input) → one JSON line each'
     )
     p.add_argument(
-        "--bench", nargs="*", metavar="FILE", dest="bench_files",
+        "--bench",
+        nargs="*",
+        metavar="FILE",
+        dest="bench_files",
         help="orders per second of the keyword classifier and the model side by side (default: the blind files)",
     )
     p.add_argument("--bench-n", type=int, default=1000, help="orders for --bench")
-    p.add_argument("--from", dest="from_files", action="append", metavar="FILE",
-                   help="train: a city's export of past orders, CSV or JSONL (repeatable)")
+    p.add_argument(
+        "--from",
+        dest="from_files",
+        action="append",
+        metavar="FILE",
+        help="train: a city's export of past orders, CSV or JSONL (repeatable)",
+    )
     p.add_argument("--text-field", default="text", help="train: the column or field of the order's text")
-    p.add_argument("--label-field", default="label",
-                   help="train: the column or field of the category code or department that handled it")
-    p.add_argument("--no-city-examples", action="store_true",
-                   help="train: leave out the city's classifier_examples.jsonl")
+    p.add_argument(
+        "--label-field",
+        default="label",
+        help="train: the column or field of the category code or department that handled it",
+    )
+    p.add_argument(
+        "--no-city-examples", action="store_true", help="train: leave out the city's classifier_examples.jsonl"
+    )
     p.add_argument("--out", metavar="PATH", help="train: where to write the model (default: the city's folder)")
     p.add_argument("--folds", type=int, default=5, help="train: folds of the cross-validation")
     p.add_argument("--dry-run", action="store_true", help="learn: say what would be learnt, write nothing")
@@ -148,17 +165,31 @@ def _show_model(args: argparse.Namespace, city: City, classifier: ModelClassifie
     v = classifier.classify(text)
     ranked = classifier.candidates(text)[: args.top]
     name = _name(city, v.label, v.department)
-    lines = [f"{v.label}  {name}  confidence {v.confidence:.2f}  unit {v.unit_role or '-'}  "
-             f"out of scope {v.out_of_scope or 0:.2f}  ({classifier.version})"]
+    lines = [
+        f"{v.label}  {name}  confidence {v.confidence:.2f}  unit {v.unit_role or '-'}  "
+        f"out of scope {v.out_of_scope or 0:.2f}  ({classifier.version})"
+    ]
     if v.kind == "triage" and v.best_guess:
-        lines.append(f"  manual triage by the command centre; best guess {v.best_guess} {_name(city, v.best_guess)}"
-                     f" ({v.best_guess_confidence or 0:.2f})")
+        lines.append(
+            f"  manual triage by the command centre; best guess {v.best_guess} {_name(city, v.best_guess)}"
+            f" ({v.best_guess_confidence or 0:.2f})"
+        )
     lines += [f"  {c.label:24s} p {c.probability:.3f}  {classifier.roles.get(c.label, '')}" for c in ranked]
-    data = {"classifier": classifier.version, "label": v.label, "kind": v.kind, "code": v.code, "name": name,
-            "confidence": v.confidence, "unit_role": v.unit_role, "out_of_scope": v.out_of_scope,
-            "best_guess": v.best_guess, "best_guess_confidence": v.best_guess_confidence,
-            "department": v.department, "matter": v.matter,
-            "candidates": [{"label": c.label, "probability": round(c.probability, 4)} for c in ranked]}
+    data = {
+        "classifier": classifier.version,
+        "label": v.label,
+        "kind": v.kind,
+        "code": v.code,
+        "name": name,
+        "confidence": v.confidence,
+        "unit_role": v.unit_role,
+        "out_of_scope": v.out_of_scope,
+        "best_guess": v.best_guess,
+        "best_guess_confidence": v.best_guess_confidence,
+        "department": v.department,
+        "matter": v.matter,
+        "candidates": [{"label": c.label, "probability": round(c.probability, 4)} for c in ranked],
+    }
     emit(args, "\n".join(lines), data)
     return 0
 

@@ -57,9 +57,15 @@ def redrive_id(original_msg_id: str | None, original_stream_seq: int | None, dlq
 
 def _letter(seq: int, letter: DeadLetter) -> Letter:
     return Letter(
-        id=seq, service=letter.service, consumer=letter.consumer, original_subject=letter.original_subject,
-        original_msg_id=letter.original_msg_id, error=letter.error, deliveries=letter.deliveries,
-        at=letter.occurred_at.isoformat(), original_stream_seq=letter.stream_seq,
+        id=seq,
+        service=letter.service,
+        consumer=letter.consumer,
+        original_subject=letter.original_subject,
+        original_msg_id=letter.original_msg_id,
+        error=letter.error,
+        deliveries=letter.deliveries,
+        at=letter.occurred_at.isoformat(),
+        original_stream_seq=letter.stream_seq,
         payload_bytes=len(base64.b64decode(letter.payload_b64)),
     )
 
@@ -87,7 +93,10 @@ async def list_letters(settings: Settings, service: str | None = None) -> list[L
 
 
 async def redrive(
-    settings: Settings, ids: list[int] | None = None, *, service: str | None = None,
+    settings: Settings,
+    ids: list[int] | None = None,
+    *,
+    service: str | None = None,
     progress: Callable[[int, int], None] = lambda done, total: None,
 ) -> list[dict[str, Any]]:
     """Re-publish dead letters (all when `ids` is None) to their original subjects, then delete them;
@@ -112,11 +121,13 @@ async def redrive(
             msg_id = redrive_id(letter.original_msg_id, letter.stream_seq, seq)
             # JetStream's own headers (Nats-Expected-*, Nats-Msg-Id) are not the sender's: leave them out.
             headers = {k: v for k, v in letter.headers.items() if not k.lower().startswith("nats-")}
-            await js.publish(letter.original_subject, base64.b64decode(letter.payload_b64),
-                             headers={**headers, "Nats-Msg-Id": msg_id})
+            await js.publish(
+                letter.original_subject,
+                base64.b64decode(letter.payload_b64),
+                headers={**headers, "Nats-Msg-Id": msg_id},
+            )
             await js.delete_msg(streams.DLQ.name, seq)
-            done.append({"id": seq, "service": letter.service, "subject": letter.original_subject,
-                         "msg_id": msg_id})
+            done.append({"id": seq, "service": letter.service, "subject": letter.original_subject, "msg_id": msg_id})
             progress(len(done), len(targets))
     finally:
         await nc.close()
@@ -143,8 +154,10 @@ def _list(args: argparse.Namespace) -> int:
     letters = asyncio.run(list_letters(live_settings(need=("nats_url",)), args.service))
     lines = [f"{'ID':>6}  {'SERVICE':9}  {'CONSUMER':18}  {'SUBJECT':28}  {'DELIV':>5}  {'AT':25}  ERROR"]
     for x in letters:
-        lines.append(f"{x.id:>6}  {x.service:9}  {x.consumer:18}  {x.original_subject:28}  {x.deliveries:>5}  "
-                     f"{x.at:25}  {x.error[:100]}")
+        lines.append(
+            f"{x.id:>6}  {x.service:9}  {x.consumer:18}  {x.original_subject:28}  {x.deliveries:>5}  "
+            f"{x.at:25}  {x.error[:100]}"
+        )
     lines.append(f"{len(letters)} dead letter(s)")
     emit(args, "\n".join(lines), [asdict(x) for x in letters])
     return 0
@@ -155,9 +168,9 @@ def _redrive(args: argparse.Namespace) -> int:
         raise SystemExit("give dead-letter IDs or --all (not both)")
     settings = live_settings(need=("nats_url",))
     with Steps("re-driven") as steps:
-        done = asyncio.run(redrive(settings, None if args.all else list(args.ids), service=args.service,
-                                   progress=steps.count))
+        done = asyncio.run(
+            redrive(settings, None if args.all else list(args.ids), service=args.service, progress=steps.count)
+        )
     human = "\n".join(f"re-drove {d['id']} → {d['subject']} as {d['msg_id']}" for d in done)
     emit(args, human + f"\n{len(done)} re-driven" if done else "nothing to re-drive", done)
     return 0
-

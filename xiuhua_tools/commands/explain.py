@@ -59,28 +59,49 @@ def _explain(args: argparse.Namespace) -> int:
     limit = time_limit_for(category, urgency, city)
     due = BusinessCalendar(city.calendar).due(at, limit)
     table = [
-        {"rule": c.rule.id, "matches": c.matches, "specificity": list(c.specificity) if c.specificity else None,
-         "description": c.rule.description, "why": c.reasons}
+        {
+            "rule": c.rule.id,
+            "matches": c.matches,
+            "specificity": list(c.specificity) if c.specificity else None,
+            "description": c.rule.description,
+            "why": c.reasons,
+        }
         for c in checks
     ]
-    lines = [f"category {category.code} {category.name_zh} ({urgency}, source {args.source}) at {_where(place)}"
-             f"  {at.astimezone(ZoneInfo(city.calendar.timezone)).isoformat()}",
-             "rules (* wins, + matches, - does not):"]
+    lines = [
+        f"category {category.code} {category.name_zh} ({urgency}, source {args.source}) at {_where(place)}"
+        f"  {at.astimezone(ZoneInfo(city.calendar.timezone)).isoformat()}",
+        "rules (* wins, + matches, - does not):",
+    ]
     for c in checks:
         mark = "*" if c.rule.id == d.rule_id else ("+" if c.matches else "-")
         score = ",".join(map(str, c.specificity)) if c.specificity else "no match"
         lines.append(f"  {mark} {c.rule.id:34s} [{score}] {c.rule.description}")
         lines.append(f"      {'; '.join(c.reasons)}")
-    lines.append(f"winner: {d.rule_id} → lead {d.lead.name} {d.lead.unit_id} ({d.lead.role}); cooperating: "
-                 + (", ".join(f"{u.name} {u.unit_id} ({u.role})" for u in d.cooperating) or "none"))
+    lines.append(
+        f"winner: {d.rule_id} → lead {d.lead.name} {d.lead.unit_id} ({d.lead.role}); cooperating: "
+        + (", ".join(f"{u.name} {u.unit_id} ({u.role})" for u in d.cooperating) or "none")
+    )
     lines += [f"why: {r}" for r in d.reasons]
     lines.append(f"time limit {limit} → due {due.astimezone(ZoneInfo(city.calendar.timezone)).isoformat()}")
-    emit(args, "\n".join(lines), {
-        "category": category.code, "urgency": str(urgency), "source": args.source, "at": at.isoformat(),
-        "place": place.model_dump(), "rules": table, "rule_id": d.rule_id, "lead": d.lead.model_dump(mode="json"),
-        "cooperating": [u.model_dump(mode="json") for u in d.cooperating], "reasons": d.reasons,
-        "time_limit": limit, "due_at": due.isoformat(),
-    })
+    emit(
+        args,
+        "\n".join(lines),
+        {
+            "category": category.code,
+            "urgency": str(urgency),
+            "source": args.source,
+            "at": at.isoformat(),
+            "place": place.model_dump(),
+            "rules": table,
+            "rule_id": d.rule_id,
+            "lead": d.lead.model_dump(mode="json"),
+            "cooperating": [u.model_dump(mode="json") for u in d.cooperating],
+            "reasons": d.reasons,
+            "time_limit": limit,
+            "due_at": due.isoformat(),
+        },
+    )
     return 0
 
 

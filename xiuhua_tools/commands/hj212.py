@@ -18,8 +18,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     verbs = p.add_subparsers(dest="verb", required=True)
     send = verbs.add_parser("send", help="send real-time data frames as a registered device (MN) would")
     send.add_argument("--device", required=True, metavar="MN", help="the device's MN, as devices.yaml registers it")
-    send.add_argument("--value", action="append", default=[], metavar="NAME=NUMBER",
-                      help="a value by metric name or HJ 212 code: pm10=180, a34004=60 (repeatable)")
+    send.add_argument(
+        "--value",
+        action="append",
+        default=[],
+        metavar="NAME=NUMBER",
+        help="a value by metric name or HJ 212 code: pm10=180, a34004=60 (repeatable)",
+    )
     send.add_argument("--to", help="tcp://HOST:PORT; default: services.intake.hj212 of var/endpoints.json")
     send.add_argument("--password", help="PW; default: the device's from devices.yaml")
     send.add_argument("--cn", default="2011", choices=["2011", "2051", "2061", "2031"], help="data kind (CN)")
@@ -66,19 +71,47 @@ def _send(args: argparse.Namespace) -> int:
     start = datetime.fromisoformat(args.at) if args.at else datetime.now(tz)
     kind = city.devices.models[device.model].device_type if device else "dust"
     crc = None if args.crc == "wrong" else args.crc
-    frames = [frame(segment(args.device, password, values, start + timedelta(seconds=i * args.every), tz,
-                            cn=args.cn, st=SYSTEM_CODES.get(kind, "39"), data_flag=args.flag), crc)
-              for i in range(args.count)]
+    frames = [
+        frame(
+            segment(
+                args.device,
+                password,
+                values,
+                start + timedelta(seconds=i * args.every),
+                tz,
+                cn=args.cn,
+                st=SYSTEM_CODES.get(kind, "39"),
+                data_flag=args.flag,
+            ),
+            crc,
+        )
+        for i in range(args.count)
+    ]
     to = address(settings, args.to)
     sent = asyncio.run(send(to, frames, every_s=args.every if args.count > 1 else 0.0))
     lines = [f"sent {len(sent)} frame(s) to {to}"]
     for s in sent:
         lines.append(f"> {s.frame.decode(errors='replace').rstrip()}")
-        lines.append(f"< {s.answer.decode(errors='replace').rstrip()}" if s.answer else
-                     "< no answer: refused (see report.v1.rejected and intake's hj212_rejected) or not yet published")
+        lines.append(
+            f"< {s.answer.decode(errors='replace').rstrip()}"
+            if s.answer
+            else "< no answer: refused (see report.v1.rejected and intake's hj212_rejected) or not yet published"
+        )
     answered = sum(1 for s in sent if s.answer)
-    emit(args, "\n".join(lines), {"to": to, "sent": len(sent), "answered": answered,
-                                  "frames": [{"frame": s.frame.decode(errors="replace"),
-                                              "answer": s.answer.decode(errors="replace") if s.answer else None}
-                                             for s in sent]})
+    emit(
+        args,
+        "\n".join(lines),
+        {
+            "to": to,
+            "sent": len(sent),
+            "answered": answered,
+            "frames": [
+                {
+                    "frame": s.frame.decode(errors="replace"),
+                    "answer": s.answer.decode(errors="replace") if s.answer else None,
+                }
+                for s in sent
+            ],
+        },
+    )
     return 0 if answered == len(sent) else 1

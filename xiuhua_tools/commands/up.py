@@ -37,8 +37,12 @@ def _run(args: argparse.Namespace) -> int:
 
     settings = get_settings()
     logs.configure(
-        level=settings.log_level, fmt=settings.log_format, file=settings.log_file, max_bytes=settings.log_max_bytes,
-        backups=settings.log_backups, service=args.service,
+        level=settings.log_level,
+        fmt=settings.log_format,
+        file=settings.log_file,
+        max_bytes=settings.log_max_bytes,
+        backups=settings.log_backups,
+        service=args.service,
     )
     serve(spec(args.service), settings)
     return 0

@@ -97,13 +97,16 @@ class Hj212Edge:
         if isinstance(result, RejectionReason):
             await self._reject(frame.raw, result, peer)
             return None
-        out = [Outgoing(subjects.report_subject("sensor"), r.model_dump_json(exclude_none=True).encode(), msg_id)
-               for msg_id, r in result.readings]
+        out = [
+            Outgoing(subjects.report_subject("sensor"), r.model_dump_json(exclude_none=True).encode(), msg_id)
+            for msg_id, r in result.readings
+        ]
         try:
             await self.rt.publisher.send(out)
         except Exception:
-            log.exception("hj212: publishing the readings of %s failed; no answer, the device sends again",
-                          result.device.id)
+            log.exception(
+                "hj212: publishing the readings of %s failed; no answer, the device sends again", result.device.id
+            )
             count(self.frames.labels("unpublished"))
             return None
         count(self.frames.labels("accepted"))
@@ -115,11 +118,18 @@ class Hj212Edge:
         raw_id = "hj212-" + new_event_id().replace("-", "")
         try:
             async with self.rt.store.outside_transactions():
-                await self.rt.store[REJECTED].insert_one({
-                    "_id": raw_id, **dated(self.rt.clock.now()), "peer": peer[:100], "frame": raw,
-                    "reasons": [reason.model_dump()]})
-            await self.rt.publisher.publish(ReportRejected(
-                correlation_id=f"hj212:{raw_id}", source="hj212", raw_id=raw_id, reasons=[reason]))
+                await self.rt.store[REJECTED].insert_one(
+                    {
+                        "_id": raw_id,
+                        **dated(self.rt.clock.now()),
+                        "peer": peer[:100],
+                        "frame": raw,
+                        "reasons": [reason.model_dump()],
+                    }
+                )
+            await self.rt.publisher.publish(
+                ReportRejected(correlation_id=f"hj212:{raw_id}", source="hj212", raw_id=raw_id, reasons=[reason])
+            )
         except Exception:
             log.exception("hj212: keeping rejected frame %s failed", raw_id)
 

@@ -54,8 +54,11 @@ def check(frame: Frame, registry: Registry, tz: tzinfo) -> Accepted | RejectionR
     matched = matching_crc(frame.segment, frame.crc)
     if matched not in accepted:
         expected = " or ".join(f"{_CRC_WORDS[n]} {crc_hex(frame.segment, n)}" for n in accepted)  # type: ignore[arg-type]
-        got = f"which is {_CRC_WORDS[matched]}, not accepted from this device's model" if matched else \
-            "which matches no CRC"
+        got = (
+            f"which is {_CRC_WORDS[matched]}, not accepted from this device's model"
+            if matched
+            else "which matches no CRC"
+        )
         return _reason("bad_crc", "CRC", f"expected {expected}; the frame has {frame.crc[:4]!r}, {got}")
     if device is None:
         return _reason("unknown_device", "MN", f"no registered device has MN {mn[:24]!r} (devices.yaml)")
@@ -137,8 +140,13 @@ def readings_of(
         if unknown_flags:
             return _reason("bad_frame", "Flag", f"data flag(s) {', '.join(unknown_flags)[:40]} are not the standard's")
         reading = SensorReading(
-            device_id=device.id, device_type=device_type, measured_at=when, values=values,  # type: ignore[arg-type]
-            location=location, site_id=device.site_id, model=device.model,
+            device_id=device.id,
+            device_type=device_type,  # type: ignore[arg-type]
+            measured_at=when,
+            values=values,
+            location=location,
+            site_id=device.site_id,
+            model=device.model,
         )
         out.append((f"hj212:{device.mn}:{cn}:{stamp}", reading))
     if not out:

@@ -116,7 +116,8 @@ class RateLimits(BaseModel):
 # What applies where open311.yaml says nothing. A key is shipped inside a citizens' app, so it is as public as the
 # app: the per-address bucket is what holds one host that took the key out of it; the per-key one caps the whole.
 DEFAULT_RATES = {
-    ("per_key", "post"): Rate(capacity=60, per_minute=600), ("per_key", "get"): Rate(capacity=120, per_minute=1200),
+    ("per_key", "post"): Rate(capacity=60, per_minute=600),
+    ("per_key", "get"): Rate(capacity=120, per_minute=1200),
     ("per_address", "post"): Rate(capacity=20, per_minute=20),
     ("per_address", "get"): Rate(capacity=60, per_minute=600),
 }
@@ -208,18 +209,26 @@ def load_open311(city: City, extra_keys: tuple[str, ...] = ()) -> Open311Config:
                 continue
             if item.service_code in services:
                 where = line_of(Path(city.folder) / "categories.yaml", ("groups", gi, "items", ii, "service_code"))
-                raise CityDataError(f"{where}: service_code {item.service_code} is used by "
-                                    f"{services[item.service_code].category.code} and {item.code}")
+                raise CityDataError(
+                    f"{where}: service_code {item.service_code} is used by "
+                    f"{services[item.service_code].category.code} and {item.code}"
+                )
             attrs = data.services.get(item.service_code)
             ordered = tuple(sorted(attrs.attributes, key=lambda a: a.order)) if attrs else ()
             services[item.service_code] = Service(item.service_code, item, f"{group.name_zh} {group.name_en}", ordered)
     for code in data.services:
         if code not in services:
-            raise CityDataError(f"{line_of(path, ('services', code))}: services.{code}: no catalogue item has "
-                                f"service_code {code}")
+            raise CityDataError(
+                f"{line_of(path, ('services', code))}: services.{code}: no catalogue item has service_code {code}"
+            )
     keys = {k.key: k.client for k in data.api_keys}
     keys.update({k: "environment" for k in extra_keys if k})
     anonymous = resolve_limits(data.rate_limits)
     limits = {k.key: resolve_limits(data.rate_limits, k.rate_limits) for k in data.api_keys}
-    return Open311Config(jurisdiction_id=data.jurisdiction_id, api_keys=keys, services=services,
-                         limits={k: limits.get(k, anonymous) for k in keys}, anonymous=anonymous)
+    return Open311Config(
+        jurisdiction_id=data.jurisdiction_id,
+        api_keys=keys,
+        services=services,
+        limits={k: limits.get(k, anonymous) for k in keys},
+        anonymous=anonymous,
+    )

@@ -35,11 +35,21 @@ def subscriptions(rt: Runtime) -> list[Subscription]:
     Both linger only briefly (`prompt_linger`): a citizen's POST waits for its token to resolve."""
     p = Projection(rt.city, rt.store)
     return [
-        Subscription("intake-open311", subjects.CASE_ALL, p.on_case_events, skips_type=ignored,
-                     description="Case events into the Open311 requests view", linger=rt.settings.prompt_linger),
-        Subscription("intake-open311-rejected", subjects.REPORT_REJECTED, p.on_rejections,
-                     description="Open311 reports intake refused: their tokens answer with the reason",
-                     linger=rt.settings.prompt_linger),
+        Subscription(
+            "intake-open311",
+            subjects.CASE_ALL,
+            p.on_case_events,
+            skips_type=ignored,
+            description="Case events into the Open311 requests view",
+            linger=rt.settings.prompt_linger,
+        ),
+        Subscription(
+            "intake-open311-rejected",
+            subjects.REPORT_REJECTED,
+            p.on_rejections,
+            description="Open311 reports intake refused: their tokens answer with the reason",
+            linger=rt.settings.prompt_linger,
+        ),
     ]
 
 
@@ -54,8 +64,9 @@ async def on_start(rt: Runtime) -> None:
     await requests.create_index([("service_code", ASCENDING), (REQUESTED_S, DESCENDING)])
     for old in ("status", "service_code", None):  # what earlier versions listed by: indexes less to keep
         await drop_index_on(requests, [*([(old, ASCENDING)] if old else []), ("requested_datetime", DESCENDING)])
-    await rt.repair_older_builds(lambda: backfill_seconds(requests, "requested_datetime", REQUESTED_S),
-                                 name="open311-request-dates")
+    await rt.repair_older_builds(
+        lambda: backfill_seconds(requests, "requested_datetime", REQUESTED_S), name="open311-request-dates"
+    )
     # After the dates' numbers above: the closed requests of a build before retention, in one pass over them.
     rt.repair_once(lambda: close_older_requests(requests), name="open311-closed-moments")
     # One field: nx-27017 answers an equality on a single-field index without a scan, not on a compound one.
@@ -72,10 +83,13 @@ async def close_older_requests(requests: Any) -> int:
     fields = {"status": 1, "updated_datetime": 1, CLOSED_S: 1}
     async for page in pages_in_order(requests, REQUESTED_S, -1e18, 1e18, fields):
         moves = [
-            UpdateOne({"_id": d["_id"], "status": "closed", CLOSED_S: {"$exists": False}},
-                      {"$set": {CLOSED_S: changed.timestamp()}})
+            UpdateOne(
+                {"_id": d["_id"], "status": "closed", CLOSED_S: {"$exists": False}},
+                {"$set": {CLOSED_S: changed.timestamp()}},
+            )
             for d in page
-            if d.get("status") == "closed" and CLOSED_S not in d
+            if d.get("status") == "closed"
+            and CLOSED_S not in d
             and (changed := as_datetime(d.get("updated_datetime"))) is not None
         ]
         if moves:

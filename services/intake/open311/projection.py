@@ -28,22 +28,42 @@ _PRIVATE_TEXT_SOURCES = (ReportSource.hotline,)
 
 def _new(event: ev.CaseEvent) -> dict[str, Any]:
     return {
-        "_id": event.case_id, "source": None, "source_ref": None, "status": "open", "status_notes": "",
-        "service_code": None, "service_name": "", "description": "", "agency_responsible": None,
-        "service_notice": None, "requested_datetime": event.occurred_at, "updated_datetime": event.occurred_at,
-        "expected_datetime": None, "address": None, "lat": None, "long": None, "media_url": None,
-        "reports": 1, "version": 0,
+        "_id": event.case_id,
+        "source": None,
+        "source_ref": None,
+        "status": "open",
+        "status_notes": "",
+        "service_code": None,
+        "service_name": "",
+        "description": "",
+        "agency_responsible": None,
+        "service_notice": None,
+        "requested_datetime": event.occurred_at,
+        "updated_datetime": event.occurred_at,
+        "expected_datetime": None,
+        "address": None,
+        "lat": None,
+        "long": None,
+        "media_url": None,
+        "reports": 1,
+        "version": 0,
     }
 
 
 def _opened(doc: dict[str, Any], e: ev.CaseOpened, city: City) -> None:
     category = city.category(e.category_code)
     doc.update(
-        source=e.source.value, source_ref=e.source_ref, status="open", status_notes="已立案 registered",
+        source=e.source.value,
+        source_ref=e.source_ref,
+        status="open",
+        status_notes="已立案 registered",
         service_code=(category.service_code or category.code) if category else e.category_code,
         service_name=e.category_name or (category.name_zh if category else ""),
         description="" if e.source in _PRIVATE_TEXT_SOURCES else e.description,
-        requested_datetime=e.reported_at, address=e.place.address, lat=e.place.lat, long=e.place.lng,
+        requested_datetime=e.reported_at,
+        address=e.place.address,
+        lat=e.place.lat,
+        long=e.place.lng,
         media_url=e.photo_urls[0] if e.photo_urls else None,
     )
 
@@ -94,16 +114,25 @@ def _change(doc: dict[str, Any], event: ev.CaseEvent, city: City) -> None:
         case ev.CaseOpened():
             _opened(doc, event, city)
         case ev.CaseDispatched():
-            doc.update(agency_responsible=event.lead_unit.name, expected_datetime=event.due_at,
-                       status_notes=f"已派遣 dispatched to {event.lead_unit.name}")
+            doc.update(
+                agency_responsible=event.lead_unit.name,
+                expected_datetime=event.due_at,
+                status_notes=f"已派遣 dispatched to {event.lead_unit.name}",
+            )
         case ev.CaseMerged():
-            doc.update(reports=event.reporters_count,
-                       service_notice=f"{event.reporters_count} 人反映 reports merged into this request")
+            doc.update(
+                reports=event.reporters_count,
+                service_notice=f"{event.reporters_count} 人反映 reports merged into this request",
+            )
         case ev.CaseTransferred():
-            doc.update(source=event.source.value, source_ref=event.source_ref, status="closed",
-                       agency_responsible=event.department,
-                       status_notes=f"已转办 transferred to {event.department}: {event.matter}",
-                       description="" if event.source in _PRIVATE_TEXT_SOURCES else event.description)
+            doc.update(
+                source=event.source.value,
+                source_ref=event.source_ref,
+                status="closed",
+                agency_responsible=event.department,
+                status_notes=f"已转办 transferred to {event.department}: {event.matter}",
+                description="" if event.source in _PRIVATE_TEXT_SOURCES else event.description,
+            )
         case ev.CaseAcknowledged():
             doc.update(status_notes="已签收 acknowledged by the responsible unit")
         case ev.CaseReturned():
@@ -187,5 +216,8 @@ class Projection:
             reasons = "; ".join(f"{r.field}: {r.message}" if r.field else r.message for r in event.reasons)
             token = event.source_ref
             await self.store[TOKENS].replace_one(
-                {"_id": token}, {"_id": token, "case_id": None, "rejected": reasons[:500], **dated(event.occurred_at)},
-                upsert=True, session=batch.session)
+                {"_id": token},
+                {"_id": token, "case_id": None, "rejected": reasons[:500], **dated(event.occurred_at)},
+                upsert=True,
+                session=batch.session,
+            )

@@ -11,8 +11,13 @@ from typing import Any
 from starlette.responses import Response
 
 # A list under a plural element holds items under the singular one (<attributes><attribute>...).
-_SINGULAR = {"attributes": "attribute", "values": "value", "services": "service", "errors": "error",
-             "service_requests": "request"}
+_SINGULAR = {
+    "attributes": "attribute",
+    "values": "value",
+    "services": "service",
+    "errors": "error",
+    "service_requests": "request",
+}
 
 JSON_TYPE = "application/json; charset=utf-8"
 XML_TYPE = "application/xml; charset=utf-8"

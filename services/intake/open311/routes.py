@@ -59,8 +59,12 @@ DEFAULT_DAYS = 90
 MAX_LIMIT = 1000
 MAX_IDS = 100
 RETRY_WINDOW = timedelta(minutes=10)
-CORS_PREFLIGHT = {"Access-Control-Allow-Origin": "*", "Access-Control-Allow-Methods": "GET, POST",
-                  "Access-Control-Allow-Headers": "Content-Type", "Access-Control-Max-Age": "86400"}
+CORS_PREFLIGHT = {
+    "Access-Control-Allow-Origin": "*",
+    "Access-Control-Allow-Methods": "GET, POST",
+    "Access-Control-Allow-Headers": "Content-Type",
+    "Access-Control-Max-Age": "86400",
+}
 
 
 @dataclass(frozen=True)
@@ -77,8 +81,11 @@ def _counters(metrics: Metrics) -> _Counters:
     if metrics not in _COUNTERS:
         _COUNTERS[metrics] = _Counters(
             metrics.counter("xiuhua_open311_calls", "Open311 API calls", ("endpoint", "status")),
-            metrics.counter("xiuhua_open311_throttled", "Open311 requests refused over a rate limit (429)",
-                            ("scope", "method", "client")),
+            metrics.counter(
+                "xiuhua_open311_throttled",
+                "Open311 requests refused over a rate limit (429)",
+                ("scope", "method", "client"),
+            ),
         )
     return _COUNTERS[metrics]
 
@@ -112,10 +119,18 @@ def inbound_of(sub: Submission, token: str, at: datetime, secret: str) -> Open31
     reporter = Reporter(kind="citizen", key=privacy.pseudonym(secret, ident), display=masked(sub)) if ident else None
     location = Location(lng=sub.lng, lat=sub.lat, coord_system=sub.coord_system) if sub.lat is not None else None
     return Open311Request(
-        request_id=token, reported_at=at, service_code=sub.service.service_code,
-        category_code=sub.service.category.code, description=sub.description, location=location,
-        address=sub.address, address_id=sub.address_id, attributes=sub.attributes,
-        photo_urls=[sub.media_url] if sub.media_url else [], reporter=reporter, jurisdiction_id=sub.jurisdiction_id,
+        request_id=token,
+        reported_at=at,
+        service_code=sub.service.service_code,
+        category_code=sub.service.category.code,
+        description=sub.description,
+        location=location,
+        address=sub.address,
+        address_id=sub.address_id,
+        attributes=sub.attributes,
+        photo_urls=[sub.media_url] if sub.media_url else [],
+        reporter=reporter,
+        jurisdiction_id=sub.jurisdiction_id,
     )
 
 
@@ -183,9 +198,12 @@ class Open311Api:
 
     def _service_row(self, s: Service) -> dict[str, Any]:
         return {
-            "service_code": s.service_code, "service_name": s.name,
+            "service_code": s.service_code,
+            "service_name": s.name,
             "description": f"{s.category.name_zh}（{s.category.name_en}），处置时限 {s.category.time_limit}",
-            "metadata": bool(s.attributes), "type": "realtime", "keywords": ", ".join(s.category.keywords),
+            "metadata": bool(s.attributes),
+            "type": "realtime",
+            "keywords": ", ".join(s.category.keywords),
             "group": s.group,
         }
 
@@ -200,9 +218,16 @@ class Open311Api:
         if service is None:
             raise Invalid(404, f"service_code: no service {code[:64]}")
         attributes = [
-            {"variable": a.variable, "code": a.code, "datatype": a.datatype.value, "required": a.required,
-             "datatype_description": a.datatype_description, "order": a.order, "description": a.description,
-             **({"values": [{"key": v.key, "name": v.name} for v in a.values]} if a.values else {})}
+            {
+                "variable": a.variable,
+                "code": a.code,
+                "datatype": a.datatype.value,
+                "required": a.required,
+                "datatype_description": a.datatype_description,
+                "order": a.order,
+                "description": a.description,
+                **({"values": [{"key": v.key, "name": v.name} for v in a.values]} if a.values else {}),
+            }
             for a in service.attributes
         ]
         return render.document(fmt, "service_definition", {"service_code": code, "attributes": attributes})
@@ -232,21 +257,28 @@ class Open311Api:
         ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
         if ctype in ("", "application/x-www-form-urlencoded"):
             try:
-                return parse_qsl(data.decode("utf-8"), keep_blank_values=True, encoding="utf-8", errors="strict",
-                                 max_num_fields=MAX_FIELDS)
+                return parse_qsl(
+                    data.decode("utf-8"),
+                    keep_blank_values=True,
+                    encoding="utf-8",
+                    errors="strict",
+                    max_num_fields=MAX_FIELDS,
+                )
             except UnicodeDecodeError:
                 raise Invalid(400, "the form is not UTF-8") from None
             except ValueError:
                 raise Invalid(400, f"too many form fields (at most {MAX_FIELDS})") from None
         if ctype == "multipart/form-data":
+
             async def replay() -> dict[str, Any]:
                 return {"type": "http.request", "body": data, "more_body": False}
 
             try:
                 form = await Request(request.scope, replay).form(max_files=0, max_fields=MAX_FIELDS)
             except Exception:
-                raise Invalid(400, "the multipart form cannot be read (file uploads are not accepted; "
-                                   "send media_url)") from None
+                raise Invalid(
+                    400, "the multipart form cannot be read (file uploads are not accepted; send media_url)"
+                ) from None
             pairs = [(k, v) for k, v in form.multi_items() if isinstance(v, str)]
             await form.close()
             return pairs
@@ -258,8 +290,12 @@ class Open311Api:
         self.throttle.admit("POST", client_address(request), self._key_of(data))
         try:
             sub = parse_submission(await self._form(request, data), self.config, self.tz)
-            if sub.lat is not None and sub.lng is not None and sub.coord_system == "wgs84" \
-                    and self.rt.city.areas.place_of_point(sub.lng, sub.lat) is None:
+            if (
+                sub.lat is not None
+                and sub.lng is not None
+                and sub.coord_system == "wgs84"
+                and self.rt.city.areas.place_of_point(sub.lng, sub.lat) is None
+            ):
                 raise Invalid(400, "lat/long: the point is outside the city's area")
         except Invalid as exc:
             if exc.status != 403 and self._key_in(data):
@@ -277,14 +313,26 @@ class Open311Api:
             # Outside any transaction, but not inside another's on the embedded store (docs/operating/store.md):
             # lost with it, the app's retry would get a second token and a second report.
             async with self.rt.store.outside_transactions():
-                await self.rt.store[SUBMISSIONS].insert_one({
-                    "_id": token, **dated(now), "service_code": sub.service.service_code, "fingerprint": fp,
-                    "contact": {"email": c.email, "first_name": c.first_name, "last_name": c.last_name,
-                                "phone": c.phone, "device_id": c.device_id, "account_id": c.account_id},
-                })
+                await self.rt.store[SUBMISSIONS].insert_one(
+                    {
+                        "_id": token,
+                        **dated(now),
+                        "service_code": sub.service.service_code,
+                        "fingerprint": fp,
+                        "contact": {
+                            "email": c.email,
+                            "first_name": c.first_name,
+                            "last_name": c.last_name,
+                            "phone": c.phone,
+                            "device_id": c.device_id,
+                            "account_id": c.account_id,
+                        },
+                    }
+                )
         report = inbound_of(sub, token, now, self.rt.settings.pseudonym_key)
-        out = Outgoing(subjects.report_subject("open311"), report.model_dump_json(exclude_none=True).encode(),
-                       f"open311:{token}")
+        out = Outgoing(
+            subjects.report_subject("open311"), report.model_dump_json(exclude_none=True).encode(), f"open311:{token}"
+        )
         try:
             await self.rt.publisher.send([out])
         except Exception:
@@ -332,11 +380,19 @@ class Open311Api:
         reason = exc.reason()
         try:
             async with self.rt.store.outside_transactions():  # the raw bytes are kept, not lost with another's
-                await self.rt.store[REFUSED].insert_one({
-                    "_id": raw_id, **dated(self.rt.clock.now()), "status": exc.status, "body": data,
-                    "content_type": request.headers.get("content-type", "")[:200], "reasons": [reason.model_dump()]})
-            await self.rt.publisher.publish(ReportRejected(correlation_id=f"open311:{raw_id}", source="open311",
-                                                           raw_id=raw_id, reasons=[reason]))
+                await self.rt.store[REFUSED].insert_one(
+                    {
+                        "_id": raw_id,
+                        **dated(self.rt.clock.now()),
+                        "status": exc.status,
+                        "body": data,
+                        "content_type": request.headers.get("content-type", "")[:200],
+                        "reasons": [reason.model_dump()],
+                    }
+                )
+            await self.rt.publisher.publish(
+                ReportRejected(correlation_id=f"open311:{raw_id}", source="open311", raw_id=raw_id, reasons=[reason])
+            )
         except Exception:
             log.exception("open311: keeping refused request %s failed", raw_id)  # the client still gets its 400
 
@@ -354,15 +410,23 @@ class Open311Api:
 
     def _request_row(self, d: dict[str, Any]) -> dict[str, Any]:
         return {
-            "service_request_id": d["_id"], "status": d["status"], "status_notes": d.get("status_notes") or None,
-            "service_name": d.get("service_name") or None, "service_code": d.get("service_code"),
-            "description": d.get("description") or None, "agency_responsible": d.get("agency_responsible"),
+            "service_request_id": d["_id"],
+            "status": d["status"],
+            "status_notes": d.get("status_notes") or None,
+            "service_name": d.get("service_name") or None,
+            "service_code": d.get("service_code"),
+            "description": d.get("description") or None,
+            "agency_responsible": d.get("agency_responsible"),
             "service_notice": d.get("service_notice"),
             "requested_datetime": render.w3c(d.get("requested_datetime"), self.tz),
             "updated_datetime": render.w3c(d.get("updated_datetime"), self.tz),
             "expected_datetime": render.w3c(d.get("expected_datetime"), self.tz),
-            "address": d.get("address"), "address_id": None, "zipcode": None,
-            "lat": d.get("lat"), "long": d.get("long"), "media_url": d.get("media_url"),
+            "address": d.get("address"),
+            "address_id": None,
+            "zipcode": None,
+            "lat": d.get("lat"),
+            "long": d.get("long"),
+            "media_url": d.get("media_url"),
         }
 
     async def search(self, request: Request, fmt: str) -> Response:
@@ -419,8 +483,12 @@ class Open311Api:
         token = request.path_params["token"]
         doc = await self.rt.store[TOKENS].find_one({"_id": token})
         if doc is not None and doc.get("rejected"):
-            row = {"service_request_id": None, "token": token, "status": "rejected",
-                   "status_notes": f"the request was refused: {doc['rejected']}"}
+            row = {
+                "service_request_id": None,
+                "token": token,
+                "status": "rejected",
+                "status_notes": f"the request was refused: {doc['rejected']}",
+            }
             return render.body(fmt, "service_requests", [row])
         if doc is not None:
             return render.body(fmt, "service_requests", [{"service_request_id": doc["case_id"], "token": token}])

@@ -62,13 +62,19 @@ class Throttle:
         if client and key:
             spends.append(("key", self.keys, f"{m}:{key}", limits.rates[("per_key", m)], "this api_key"))
         now = self.clock.now()
-        short = [(scope, wait_for_token(left, rate), rate, whose) for scope, buckets, bucket, rate, whose in spends
-                 if (left := buckets.available(bucket, rate, now)) < 1.0]
+        short = [
+            (scope, wait_for_token(left, rate), rate, whose)
+            for scope, buckets, bucket, rate, whose in spends
+            if (left := buckets.available(bucket, rate, now)) < 1.0
+        ]
         if short:
             for scope, *_ in short:
                 self.refused.labels(scope, method, client or "-").inc()
             scope, wait, rate, whose = max(short, key=lambda s: s[1])
-            raise Throttled(f"too many {method} requests from {whose}: at most {rate.capacity} at once and "
-                            f"{rate.per_minute:g} a minute; retry after {retry_after(wait)} s", wait)
+            raise Throttled(
+                f"too many {method} requests from {whose}: at most {rate.capacity} at once and "
+                f"{rate.per_minute:g} a minute; retry after {retry_after(wait)} s",
+                wait,
+            )
         for _, buckets, bucket, rate, _ in spends:
             buckets.spend(bucket, rate, now)

@@ -23,9 +23,20 @@ from services.intake.open311.definitions import Attribute, Datatype, Open311Conf
 MAX_BODY = 64 * 1024
 MAX_FIELDS = 200
 LIMITS = {
-    "api_key": 200, "jurisdiction_id": 64, "service_code": 64, "description": 4000, "address_string": 500,
-    "address_id": 128, "email": 254, "device_id": 128, "account_id": 128, "first_name": 100, "last_name": 100,
-    "phone": 40, "media_url": 2000, "coord_system": 10,
+    "api_key": 200,
+    "jurisdiction_id": 64,
+    "service_code": 64,
+    "description": 4000,
+    "address_string": 500,
+    "address_id": 128,
+    "email": 254,
+    "device_id": 128,
+    "account_id": 128,
+    "first_name": 100,
+    "last_name": 100,
+    "phone": 40,
+    "media_url": 2000,
+    "coord_system": 10,
 }
 ATTRIBUTE_LIMITS = {Datatype.text: 4000, Datatype.string: 500}
 MAX_CHOICES = 50
@@ -278,8 +289,14 @@ def parse_submission(pairs: Iterable[tuple[str, str]], config: Open311Config, tz
         raise Invalid(400, "email: not an e-mail address")
     if phone is not None and not _PHONE.match(phone):
         raise Invalid(400, "phone: only digits, spaces, + - ( ) allowed")
-    contact = Contact(email=email, first_name=plain.get("first_name"), last_name=plain.get("last_name"),
-                      phone=phone, device_id=plain.get("device_id"), account_id=plain.get("account_id"))
+    contact = Contact(
+        email=email,
+        first_name=plain.get("first_name"),
+        last_name=plain.get("last_name"),
+        phone=phone,
+        device_id=plain.get("device_id"),
+        account_id=plain.get("account_id"),
+    )
     return Submission(
         service=service,
         description=privacy.scrub(plain.get("description") or ""),
@@ -298,6 +315,18 @@ def parse_submission(pairs: Iterable[tuple[str, str]], config: Open311Config, tz
 def fingerprint(sub: Submission) -> str:
     """What makes two POSTs the same request: a client retrying after a timeout gets the same token back."""
     c = sub.contact
-    parts = [sub.service.service_code, sub.description, sub.lat, sub.lng, sub.coord_system.value, sub.address,
-             sub.address_id, sorted(sub.attributes.items()), sub.media_url, c.identity(), c.first_name, c.last_name]
+    parts = [
+        sub.service.service_code,
+        sub.description,
+        sub.lat,
+        sub.lng,
+        sub.coord_system.value,
+        sub.address,
+        sub.address_id,
+        sorted(sub.attributes.items()),
+        sub.media_url,
+        c.identity(),
+        c.first_name,
+        c.last_name,
+    ]
     return hashlib.sha256(json.dumps(parts, ensure_ascii=False, default=str).encode()).hexdigest()

@@ -32,13 +32,19 @@ def rebuild_index(root: Path) -> Path:
         except (OSError, ValueError):
             continue  # a manifest being replaced right now: the next rebuild lists it
     write_atomic(root / "index.json", json.dumps(entries, ensure_ascii=False, indent=2, default=str))
-    lines = ["# 城管执法精细化管理工作周报 · Weekly bulletins", "",
-             "| 周 Week | 时段 Period | 立案 Opened | 结案 Closed | 超期 Overdue | 文件 Files |",
-             "| --- | --- | ---: | ---: | ---: | --- |"]
+    lines = [
+        "# 城管执法精细化管理工作周报 · Weekly bulletins",
+        "",
+        "| 周 Week | 时段 Period | 立案 Opened | 结案 Closed | 超期 Overdue | 文件 Files |",
+        "| --- | --- | ---: | ---: | ---: | --- |",
+    ]
     for e in entries:
         h = e.get("headline", {})
-        links = " · ".join(f"[{f['language']} {f['format']}]({e['week']}/{Path(f['path']).name})"
-                           for f in e.get("files", []))
-        lines.append(f"| {e['week']} | {e['period_start']} – {e['period_end']} | {h.get('opened', '')} | "
-                     f"{h.get('closed', '')} | {h.get('overdue', '')} | {links} |")
+        links = " · ".join(
+            f"[{f['language']} {f['format']}]({e['week']}/{Path(f['path']).name})" for f in e.get("files", [])
+        )
+        lines.append(
+            f"| {e['week']} | {e['period_start']} – {e['period_end']} | {h.get('opened', '')} | "
+            f"{h.get('closed', '')} | {h.get('overdue', '')} | {links} |"
+        )
     return write_atomic(root / "index.md", "\n".join(lines) + "\n")

@@ -43,8 +43,10 @@ def _write_editions(content: Content, week_dir: Path, category_en: dict[str, str
             write_atomic(week_dir / "charts" / name, png)
         html = write_atomic(week_dir / f"bulletin.{lang}.html", edition.html)
         md = write_atomic(week_dir / f"bulletin.{lang}.md", edition.markdown)
-        files += [BulletinFile(language=lang, format="html", path=str(html)),
-                  BulletinFile(language=lang, format="md", path=str(md))]
+        files += [
+            BulletinFile(language=lang, format="html", path=str(html)),
+            BulletinFile(language=lang, format="md", path=str(md)),
+        ]
     return files
 
 
@@ -65,7 +67,14 @@ def build_steps(pdf: bool) -> int:
 
 
 async def build_bulletin(
-    store: Store, city: City, week: str, root: Path, now: datetime, *, pdf: bool = True, base_url: str | None = None,
+    store: Store,
+    city: City,
+    week: str,
+    root: Path,
+    now: datetime,
+    *,
+    pdf: bool = True,
+    base_url: str | None = None,
     progress: Callable[[str], None] = lambda _: None,
 ) -> Built:
     """Read the week and the one before, write HTML, Markdown, charts (and PDF) under `root/<week>/`.
@@ -100,10 +109,19 @@ async def build_bulletin(
         files = [f.model_copy(update={"url": file_url(base_url, root, Path(f.path))}) for f in files]
     index = root / "index.md"
     event = BulletinPublished(
-        correlation_id=f"bulletin:{week}", week=week, period_start=content.period_start,
-        period_end=content.period_end, languages=list(LANGUAGES), files=files, directory=str(week_dir),
-        index=str(index), pdf=skipped is None, pdf_skipped_reason=skipped, headline=content.headline_figures(),
-        gaps=content.gaps, occurred_at=now,
+        correlation_id=f"bulletin:{week}",
+        week=week,
+        period_start=content.period_start,
+        period_end=content.period_end,
+        languages=list(LANGUAGES),
+        files=files,
+        directory=str(week_dir),
+        index=str(index),
+        pdf=skipped is None,
+        pdf_skipped_reason=skipped,
+        headline=content.headline_figures(),
+        gaps=content.gaps,
+        occurred_at=now,
     )
     progress("writing the manifest and the archive index")
     await asyncio.to_thread(write_manifest, week_dir, event.model_dump(mode="json"))
@@ -112,7 +130,14 @@ async def build_bulletin(
 
 
 async def publish_once(
-    store: Store, ledger: Ledger, city: City, week: str, root: Path, now: datetime, *, pdf: bool = True,
+    store: Store,
+    ledger: Ledger,
+    city: City,
+    week: str,
+    root: Path,
+    now: datetime,
+    *,
+    pdf: bool = True,
     base_url: str | None = None,
 ) -> BulletinPublished | None:
     """Build and publish `week` unless some instance already did; the ledger claim picks one publisher."""

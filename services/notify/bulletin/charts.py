@@ -21,8 +21,16 @@ import matplotlib.pyplot as plt  # the backend is chosen above, before pyplot lo
 from matplotlib import font_manager
 
 CJK_FONTS = (
-    "Noto Sans CJK SC", "Noto Sans CJK JP", "Noto Serif CJK SC", "Source Han Sans SC", "WenQuanYi Micro Hei",
-    "WenQuanYi Zen Hei", "Microsoft YaHei", "SimHei", "PingFang SC", "AR PL UMing CN",
+    "Noto Sans CJK SC",
+    "Noto Sans CJK JP",
+    "Noto Serif CJK SC",
+    "Source Han Sans SC",
+    "WenQuanYi Micro Hei",
+    "WenQuanYi Zen Hei",
+    "Microsoft YaHei",
+    "SimHei",
+    "PingFang SC",
+    "AR PL UMing CN",
 )
 # pyplot and rc settings are process-global: one chart at a time (bulletins render in worker threads).
 _LOCK = threading.Lock()
@@ -40,8 +48,14 @@ def cjk_font() -> str | None:
 
 def _style(cjk: bool) -> dict[str, object]:
     family = [cjk_font(), "DejaVu Sans"] if cjk and cjk_font() else ["DejaVu Sans"]
-    return {"font.family": "sans-serif", "font.sans-serif": family, "axes.unicode_minus": False,
-            "font.size": 11, "axes.spines.top": False, "axes.spines.right": False}
+    return {
+        "font.family": "sans-serif",
+        "font.sans-serif": family,
+        "axes.unicode_minus": False,
+        "font.size": 11,
+        "axes.spines.top": False,
+        "axes.spines.right": False,
+    }
 
 
 def _png(fig: plt.Figure) -> bytes:
@@ -57,8 +71,13 @@ def data_uri(png: bytes) -> str:
 
 
 def compare_bars(
-    title: str, labels: Sequence[str], values: Sequence[int], previous: Sequence[int],
-    legend: tuple[str, str], *, cjk: bool,
+    title: str,
+    labels: Sequence[str],
+    values: Sequence[int],
+    previous: Sequence[int],
+    legend: tuple[str, str],
+    *,
+    cjk: bool,
 ) -> bytes:
     """Horizontal bars, this week against the previous one, biggest on top, values written at the bar ends."""
     with _LOCK, plt.rc_context(_style(cjk)):
@@ -74,16 +93,23 @@ def compare_bars(
         ax.xaxis.set_visible(False)
         ax.spines["bottom"].set_visible(False)
         ax.margins(x=0.12)
-        ax.legend(handles=[bars, prev], loc="lower right", bbox_to_anchor=(1.0, 1.0), ncols=2, frameon=False,
-                  fontsize=9)  # above the bars, never over them
+        ax.legend(
+            handles=[bars, prev], loc="lower right", bbox_to_anchor=(1.0, 1.0), ncols=2, frameon=False, fontsize=9
+        )  # above the bars, never over them
         if not labels:
             ax.text(0.5, 0.5, "—", transform=ax.transAxes, ha="center", va="center", fontsize=20)
         return _png(fig)
 
 
 def rate_bars(
-    title: str, labels: Sequence[str], values: Sequence[float | None], targets: Sequence[float | None],
-    target_label: str, value_labels: Sequence[str], *, cjk: bool,
+    title: str,
+    labels: Sequence[str],
+    values: Sequence[float | None],
+    targets: Sequence[float | None],
+    target_label: str,
+    value_labels: Sequence[str],
+    *,
+    cjk: bool,
 ) -> bytes:
     """Rates in per cent as vertical bars, each with its target as a dark tick; a missing rate shows '—'."""
     with _LOCK, plt.rc_context(_style(cjk)):
@@ -98,8 +124,9 @@ def rate_bars(
         first = True
         for x, t in zip(xs, targets, strict=True):
             if t is not None:
-                ax.hlines(t * 100, x - 0.4, x + 0.4, colors=TARGET, linewidth=2.5,
-                          label=target_label if first else None)
+                ax.hlines(
+                    t * 100, x - 0.4, x + 0.4, colors=TARGET, linewidth=2.5, label=target_label if first else None
+                )
                 first = False
         ax.set_xticks(list(xs), list(labels))
         ax.set_ylim(0, 112)

@@ -158,12 +158,27 @@ def rank_units(unit_facets: list[dict[str, Any]]) -> list[UnitRank]:
     resolved. A unit with nothing resolved but cases overdue ranks last (rate 0)."""
     units = []
     for d in unit_facets:
-        resolved, on_time, overdue = int(d.get("resolved", 0)), int(d.get("resolved_on_time", 0)), int(
-            d.get("overdue", 0))
+        resolved, on_time, overdue = (
+            int(d.get("resolved", 0)),
+            int(d.get("resolved_on_time", 0)),
+            int(d.get("overdue", 0)),
+        )
         if resolved == 0 and overdue == 0:
             continue
-        units.append(UnitRank(0, d["key"], d.get("label") or d["key"], int(d.get("dispatched", 0)), resolved,
-                              on_time, overdue, int(d.get("rework", 0)), ratio(on_time, resolved)))
+        units.append(
+            UnitRank(
+                0,
+                d["key"],
+                d.get("label") or d["key"],
+                int(d.get("dispatched", 0)),
+                resolved,
+                on_time,
+                overdue,
+                int(d.get("rework", 0)),
+                ratio(on_time, resolved),
+            )
+        )
+
     def merit(u: UnitRank) -> tuple[float, int, int, int]:
         return -(u.on_time_rate or 0.0), u.overdue, u.rework, -u.resolved
 
@@ -188,21 +203,32 @@ def boards(tables: dict[str, list[dict[str, Any]]]) -> tuple[list[dict[str, str]
 
 
 def build_content(
-    this: WeekData, before: WeekData, generated_at: datetime, *, targets: dict[str, float] | None = None,
-    basic_counts: bool = True, area_names: dict[str, str] | None = None,
+    this: WeekData,
+    before: WeekData,
+    generated_at: datetime,
+    *,
+    targets: dict[str, float] | None = None,
+    basic_counts: bool = True,
+    area_names: dict[str, str] | None = None,
 ) -> Content:
     """The bulletin of `this` week, compared with `before`; `targets` default to the 城管执法精细化管理 rules'."""
     targets = TARGETS if targets is None else targets
     c, p = this.counters, before.counters
-    headline = {k: {"value": c.get(k, 0), "previous": p.get(k, 0), "delta": c.get(k, 0) - p.get(k, 0)}
-                for k in HEADLINE_COUNTS}
+    headline = {
+        k: {"value": c.get(k, 0), "previous": p.get(k, 0), "delta": c.get(k, 0) - p.get(k, 0)} for k in HEADLINE_COUNTS
+    }
     now_r, prev_r = rates(c, basic_counts=basic_counts), rates(p, basic_counts=basic_counts)
     rate_rows: dict[str, dict[str, Any]] = {}
     for k in RATES:
         v, pv, target = now_r[k], prev_r[k], targets.get(k)
         met = None if v is None or target is None else v >= target
-        rate_rows[k] = {"value": v, "previous": pv, "target": target, "met": met,
-                        "delta": None if v is None or pv is None else v - pv}
+        rate_rows[k] = {
+            "value": v,
+            "previous": pv,
+            "target": target,
+            "met": met,
+            "delta": None if v is None or pv is None else v - pv,
+        }
     categories = _rows(this.facets.get("category", []), before.facets.get("category", []))
     ranking = rank_units(this.facets.get("unit", []))
     n = min(RANK_LIST, len(ranking) // 2)
@@ -216,17 +242,27 @@ def build_content(
         gaps.append("unit_ranking_from_notify_projection")
     start, end = week_days(this.week)
     return Content(
-        week=this.week, previous_week=before.week, period_start=start.isoformat(), period_end=end.isoformat(),
-        generated_at=generated_at, headline=headline, rates=rate_rows,
+        week=this.week,
+        previous_week=before.week,
+        period_start=start.isoformat(),
+        period_end=end.isoformat(),
+        generated_at=generated_at,
+        headline=headline,
+        rates=rate_rows,
         sources=_rows(this.facets.get("source", []), before.facets.get("source", [])),
-        categories=categories[:TOP], categories_total=len(categories),
+        categories=categories[:TOP],
+        categories_total=len(categories),
         grids=hot_spots(this.facets.get("grid", []), before.facets.get("grid", []), area_names or {}, with_code=True),
         communities=hot_spots(this.facets.get("community", []), before.facets.get("community", []), area_names or {}),
-        ranking=ranking, scoring_tables=this.ranking or None, red_list=red, black_list=black,
+        ranking=ranking,
+        scoring_tables=this.ranking or None,
+        red_list=red,
+        black_list=black,
         overdue=[d for d in listed if d.get("overdue")][:LIST_ROWS],
         escalated=[d for d in listed if d.get("level")][:LIST_ROWS],
         merchants=sorted(this.merchants, key=lambda d: (not d.get("escalated"), d["merchant_id"])),
-        gaps=gaps, unassessed=sorted(name for names in this.unassessed.values() for name in names),
+        gaps=gaps,
+        unassessed=sorted(name for names in this.unassessed.values() for name in names),
     )
 
 

@@ -34,8 +34,15 @@ async def load_week(store: Store, week: str) -> WeekData:
     listed = [d async for d in store[LISTED].find({"week": week}).limit(LISTED_LIMIT)]
     ranking = await store[RANKINGS].find_one({"_id": week})
     merchants = [d async for d in store[MERCHANTS].find({"week": week})]
-    return WeekData(week, counters, facets, listed, ranking["tables"] if ranking else None, merchants,
-                    dict(ranking.get("unassessed") or {}) if ranking else {})
+    return WeekData(
+        week,
+        counters,
+        facets,
+        listed,
+        ranking["tables"] if ranking else None,
+        merchants,
+        dict(ranking.get("unassessed") or {}) if ranking else {},
+    )
 
 
 async def ensure_indexes(store: Store) -> None:

@@ -22,8 +22,16 @@ def find_chromium() -> str | None:
 
 def chromium_args(browser: str, profile: Path) -> list[str]:
     """Flags for a headless run that needs no display, no GPU, no network and leaves no profile behind."""
-    return [browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-            "--disable-extensions", "--no-first-run", f"--user-data-dir={profile}"]
+    return [
+        browser,
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-background-networking",
+        "--disable-extensions",
+        "--no-first-run",
+        f"--user-data-dir={profile}",
+    ]
 
 
 async def print_pdf(html: Path, out: Path) -> str | None:
@@ -34,8 +42,12 @@ async def print_pdf(html: Path, out: Path) -> str | None:
     uri = await asyncio.to_thread(lambda: html.resolve().as_uri())
     with tempfile.TemporaryDirectory(prefix="xh-chromium-") as profile:
         proc = await asyncio.create_subprocess_exec(
-            *chromium_args(browser, Path(profile)), "--no-pdf-header-footer", f"--print-to-pdf={out}", uri,
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+            *chromium_args(browser, Path(profile)),
+            "--no-pdf-header-footer",
+            f"--print-to-pdf={out}",
+            uri,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
         )
         try:
             _, err = await asyncio.wait_for(proc.communicate(), TIMEOUT_S)

@@ -69,13 +69,22 @@ def _week(w: Writes, week: str, **inc: int) -> None:
 
 def _listed(w: Writes, week: str, case: dict[str, Any] | None, ev: c.UnitCaseEvent, **fields: Any) -> None:
     case = case or {}
-    w.add(LISTED, f"{week}:{ev.case_id}", set_={
-        "week": week, "case_id": ev.case_id,
-        "category_code": case.get("category_code"), "category_name": case.get("category_name"),
-        "street_name": case.get("street_name"), "community_name": case.get("community_name"),
-        "grid": case.get("grid"), "unit_id": ev.unit_id, "unit_name": case.get("unit_name") or ev.unit_id,
-        **fields,
-    })
+    w.add(
+        LISTED,
+        f"{week}:{ev.case_id}",
+        set_={
+            "week": week,
+            "case_id": ev.case_id,
+            "category_code": case.get("category_code"),
+            "category_name": case.get("category_name"),
+            "street_name": case.get("street_name"),
+            "community_name": case.get("community_name"),
+            "grid": case.get("grid"),
+            "unit_id": ev.unit_id,
+            "unit_name": case.get("unit_name") or ev.unit_id,
+            **fields,
+        },
+    )
 
 
 def _case_opened(ev: c.CaseOpened, case: dict[str, Any] | None, week: str, w: Writes) -> dict[str, Any] | None:
@@ -87,10 +96,16 @@ def _case_opened(ev: c.CaseOpened, case: dict[str, Any] | None, week: str, w: Wr
         return None  # opened once; a second opening of the same id changes nothing
     p = ev.place
     new = {
-        "week_opened": week, "source": str(ev.source), "category_code": ev.category_code,
-        "category_name": ev.category_name or ev.category_code, "grid": p.grid_code,
-        "community_code": p.community_code, "community_name": p.community_name,
-        "street_name": p.street_name, "status": "open", "level": 0,
+        "week_opened": week,
+        "source": str(ev.source),
+        "category_code": ev.category_code,
+        "category_name": ev.category_name or ev.category_code,
+        "grid": p.grid_code,
+        "community_code": p.community_code,
+        "community_name": p.community_name,
+        "street_name": p.street_name,
+        "status": "open",
+        "level": 0,
     }
     _week(w, week, opened=1, **({"urgent": 1} if str(ev.urgency) == "urgent" else {}))
     _facet(w, week, "source", str(ev.source), str(ev.source), {"count": 1})
@@ -173,8 +188,7 @@ def apply_case_event(ev: Event, case: dict[str, Any] | None, w: Writes) -> dict[
     if isinstance(ev, c.CaseDispatched):
         _week(w, week, dispatched=1)
         _facet(w, week, "unit", ev.lead_unit.unit_id, ev.lead_unit.name, {"dispatched": 1})
-        return {**(case or {}), "unit_id": ev.lead_unit.unit_id, "unit_name": ev.lead_unit.name,
-                "due_at": ev.due_at}
+        return {**(case or {}), "unit_id": ev.lead_unit.unit_id, "unit_name": ev.lead_unit.name, "due_at": ev.due_at}
     if not isinstance(ev, c.UnitCaseEvent):
         return None
     return _unit_case_event(ev, case, week, w)
@@ -210,23 +224,35 @@ def apply_score_event(subject: str, ev: Any, w: Writes) -> bool:
         if _get(ev, "kind") != "unit" or _get(ev, "period_kind") != "week":
             return False
         tables = {role: [_row(r) for r in rows] for role, rows in (_get(ev, "tables") or {}).items()}
-        apart = {role: [str(_get(r, "name") or _get(r, "id")) for r in rows]
-                 for role, rows in (_get(ev, "unassessed") or {}).items()}
-        w.add(RANKINGS, str(_get(ev, "period")), set_={"week": _get(ev, "period"), "tables": tables,
-                                                        "unassessed": apart, "at": occurred})
+        apart = {
+            role: [str(_get(r, "name") or _get(r, "id")) for r in rows]
+            for role, rows in (_get(ev, "unassessed") or {}).items()
+        }
+        w.add(
+            RANKINGS,
+            str(_get(ev, "period")),
+            set_={"week": _get(ev, "period"), "tables": tables, "unassessed": apart, "at": occurred},
+        )
         return True
     if occurred is None or name not in ("merchant_grade_changed", "merchant_escalated"):
         return False  # unit_updated and merchant_graded carry nothing the bulletin shows that it does not count itself
     week = week_of(occurred)
     merchant_id = str(_get(ev, "merchant_id"))
-    fields: dict[str, Any] = {"week": week, "merchant_id": merchant_id,
-                              "merchant_name": _get(ev, "merchant_name") or merchant_id,
-                              "street_code": _get(ev, "street_code"), "at": occurred}
+    fields: dict[str, Any] = {
+        "week": week,
+        "merchant_id": merchant_id,
+        "merchant_name": _get(ev, "merchant_name") or merchant_id,
+        "street_code": _get(ev, "street_code"),
+        "at": occurred,
+    }
     if name == "merchant_grade_changed":
         pending = w.docs.get((MERCHANTS, f"{week}:{merchant_id}"), {}).get("$set", {})
         # The week's change runs from the grade it started with: A→B then B→C shows A→C.
-        fields.update(previous_grade=pending.get("previous_grade") or _get(ev, "previous"), grade=_get(ev, "grade"),
-                      points=_get(ev, "points"))
+        fields.update(
+            previous_grade=pending.get("previous_grade") or _get(ev, "previous"),
+            grade=_get(ev, "grade"),
+            points=_get(ev, "points"),
+        )
     else:
         fields.update(escalated=True, violations=_get(ev, "violations"), reason=_get(ev, "reason") or "")
     w.add(MERCHANTS, f"{week}:{merchant_id}", set_=fields)
@@ -234,6 +260,13 @@ def apply_score_event(subject: str, ev: Any, w: Writes) -> bool:
 
 
 def _row(r: Any) -> dict[str, Any]:
-    return {"rank": _get(r, "rank"), "id": _get(r, "id"), "name": _get(r, "name") or _get(r, "id"),
-            "score": _get(r, "score"), "board": _get(r, "board"), "bottom": bool(_get(r, "bottom", False)),
-            "tied": bool(_get(r, "tied", False)), "figures": dict(_get(r, "figures") or {})}
+    return {
+        "rank": _get(r, "rank"),
+        "id": _get(r, "id"),
+        "name": _get(r, "name") or _get(r, "id"),
+        "score": _get(r, "score"),
+        "board": _get(r, "board"),
+        "bottom": bool(_get(r, "bottom", False)),
+        "tied": bool(_get(r, "tied", False)),
+        "figures": dict(_get(r, "figures") or {}),
+    }

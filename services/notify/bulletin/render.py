@@ -54,8 +54,12 @@ def local(at: datetime | str | None) -> str:
 
 def _env() -> jinja2.Environment:
     env = jinja2.Environment(
-        loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=jinja2.select_autoescape(["html"]),
-        trim_blocks=True, lstrip_blocks=True, undefined=jinja2.StrictUndefined, keep_trailing_newline=True,
+        loader=jinja2.FileSystemLoader(TEMPLATES),
+        autoescape=jinja2.select_autoescape(["html"]),
+        trim_blocks=True,
+        lstrip_blocks=True,
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
     )
     env.filters.update(pct=pct, signed=signed, local=local)
     return env
@@ -93,18 +97,38 @@ def make_charts(content: Content, lang: str, category_en: dict[str, str]) -> dic
     grids = content.grids
     return {
         f"{lang}-categories.png": charts.compare_bars(
-            words["chart_categories"], [cat_label(r) for r in cats], [r.value for r in cats],
-            [r.previous for r in cats], legend, cjk=cjk),
+            words["chart_categories"],
+            [cat_label(r) for r in cats],
+            [r.value for r in cats],
+            [r.previous for r in cats],
+            legend,
+            cjk=cjk,
+        ),
         f"{lang}-sources.png": charts.compare_bars(
-            words["chart_sources"], [_source_label(r.key, chart_lang) for r in content.sources],
-            [r.value for r in content.sources], [r.previous for r in content.sources], legend, cjk=cjk),
+            words["chart_sources"],
+            [_source_label(r.key, chart_lang) for r in content.sources],
+            [r.value for r in content.sources],
+            [r.previous for r in content.sources],
+            legend,
+            cjk=cjk,
+        ),
         f"{lang}-rates.png": charts.rate_bars(
-            words["chart_rates"], [words[k] for k in RATES], [content.rates[k]["value"] for k in RATES],
-            [content.rates[k]["target"] for k in RATES], words["legend_target"],
-            [pct(content.rates[k]["value"]) for k in RATES], cjk=cjk),
+            words["chart_rates"],
+            [words[k] for k in RATES],
+            [content.rates[k]["value"] for k in RATES],
+            [content.rates[k]["target"] for k in RATES],
+            words["legend_target"],
+            [pct(content.rates[k]["value"]) for k in RATES],
+            cjk=cjk,
+        ),
         f"{lang}-grids.png": charts.compare_bars(
-            words["chart_grids"], [grid_label(r) for r in grids], [r.value for r in grids], [r.previous for r in grids],
-            legend, cjk=cjk),
+            words["chart_grids"],
+            [grid_label(r) for r in grids],
+            [r.value for r in grids],
+            [r.previous for r in grids],
+            legend,
+            cjk=cjk,
+        ),
     }
 
 
@@ -113,20 +137,27 @@ def render_edition(content: Content, lang: str, category_en: dict[str, str]) -> 
     pngs = make_charts(content, lang, category_en)
     words = LABELS[lang]
     view: dict[str, Any] = {
-        "c": content, "L": words, "lang": lang, "other": "en" if lang == "zh" else "zh",
+        "c": content,
+        "L": words,
+        "lang": lang,
+        "other": "en" if lang == "zh" else "zh",
         "subtitle": words["subtitle"].format(week=content.week, start=content.period_start, end=content.period_end),
         "generated_at": content.generated_at.astimezone(CITY_TZ).strftime("%Y-%m-%d %H:%M"),
-        "rates": RATES, "rank_n": min(RANK_LIST, len(content.ranking) // 2),
+        "rates": RATES,
+        "rank_n": min(RANK_LIST, len(content.ranking) // 2),
         "source_label": lambda key: _source_label(key, lang),
         "category_label": (lambda r: r.label) if lang == "zh" else (lambda r: category_en.get(r.key, r.label)),
         "place": _place,
         "role_label": (lambda role: ROLES_ZH.get(role, role)) if lang == "zh" else (lambda role: role),
-        "listed_more": {k: max(0, content.headline[k]["value"] - len(getattr(content, k))) for k in
-                        ("overdue", "escalated")},
+        "listed_more": {
+            k: max(0, content.headline[k]["value"] - len(getattr(content, k))) for k in ("overdue", "escalated")
+        },
     }
     env = _env()
     html = env.get_template("bulletin.html.j2").render(
-        **view, charts={k.split("-", 1)[1].removesuffix(".png"): charts.data_uri(v) for k, v in pngs.items()})
+        **view, charts={k.split("-", 1)[1].removesuffix(".png"): charts.data_uri(v) for k, v in pngs.items()}
+    )
     md = env.get_template("bulletin.md.j2").render(
-        **view, charts={k.split("-", 1)[1].removesuffix(".png"): f"charts/{k}" for k in pngs})
+        **view, charts={k.split("-", 1)[1].removesuffix(".png"): f"charts/{k}" for k in pngs}
+    )
     return Edition(lang, html, md, pngs)

@@ -54,20 +54,31 @@ class Bulletin(Service):
         # holds both): the bulletin then consumes only scoring's events.
         self.folds_cases = folds_cases
         self.published = rt.metrics.counter(
-            "xiuhua_bulletins_published", "Weekly bulletins built and published by this instance", ("pdf",))
+            "xiuhua_bulletins_published", "Weekly bulletins built and published by this instance", ("pdf",)
+        )
 
     def subscriptions(self) -> list[Subscription]:
         """`notify-bulletin-scores` on `score.v1.>`; alone (not within notify), `notify-bulletin-cases` on
         `case.v1.>` too."""
         p, rt = self.projection, self.rt
-        cases = Subscription(CASES_CONSUMER, "case.v1.>", p.on_case_events,
-                             description="Case events folded into the weekly bulletin's figures",
-                             linger=rt.settings.follower_linger)
+        cases = Subscription(
+            CASES_CONSUMER,
+            "case.v1.>",
+            p.on_case_events,
+            description="Case events folded into the weekly bulletin's figures",
+            linger=rt.settings.follower_linger,
+        )
         return [
             *([cases] if self.folds_cases else []),
-            Subscription("notify-bulletin-scores", "score.v1.>", p.on_score_events, decode=decode_tolerant,
-                         description="Scoring events (unit counters, merchant grades) for the weekly bulletin",
-                         skips_type=shows_nothing, linger=rt.settings.follower_linger),
+            Subscription(
+                "notify-bulletin-scores",
+                "score.v1.>",
+                p.on_score_events,
+                decode=decode_tolerant,
+                description="Scoring events (unit counters, merchant grades) for the weekly bulletin",
+                skips_type=shows_nothing,
+                linger=rt.settings.follower_linger,
+            ),
         ]
 
     def jobs(self) -> list[Job]:
@@ -93,8 +104,16 @@ class Bulletin(Service):
         calendar = BusinessCalendar(rt.city.calendar)
         published = []
         for week in due_weeks(now, calendar):
-            event = await publish_once(rt.store, rt.ledger, rt.city, week, archive_root(rt.settings), now, pdf=pdf,
-                                       base_url=base_url(rt.settings))
+            event = await publish_once(
+                rt.store,
+                rt.ledger,
+                rt.city,
+                week,
+                archive_root(rt.settings),
+                now,
+                pdf=pdf,
+                base_url=base_url(rt.settings),
+            )
             if event is not None:
                 self.published.labels(str(event.pdf).lower()).inc()
                 published.append(event)
