@@ -443,13 +443,19 @@ def as_operator(settings: Settings, passwords: Mapping[str, str]) -> Settings:
     return settings_as(settings, OPERATOR, passwords[OPERATOR])
 
 
+def embedded_passwords(var_dir: Path) -> dict[str, str]:
+    """The users' passwords the embedded default generated under `var_dir` (`load_or_create_passwords`); none
+    where it has not run."""
+    path = var_dir / "security" / "passwords.json"
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
 def embedded_credentials(settings: Settings, user: str) -> Settings:
     """`settings` connecting as `user` with the embedded default's password for it, when no credentials are
     configured and the embedded default (`var_dir/security/passwords.json`) knows the user."""
-    path = settings.var_dir / "security" / "passwords.json"
-    if settings.nats_user or settings.nats_creds_file or not path.exists():
+    if settings.nats_user or settings.nats_creds_file:
         return settings
-    password = json.loads(path.read_text()).get(user)
+    password = embedded_passwords(settings.var_dir).get(user)
     if password is None:
         return settings
     return settings_as(settings, user, password)

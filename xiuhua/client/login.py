@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from xiuhua.client.errors import XiuhuaError
-from xiuhua.security import login, password_env
+from xiuhua.security import embedded_passwords, login, password_env
 
 
 class NoLogin(XiuhuaError):
@@ -60,7 +60,7 @@ def resolve(url: str | None, user: str | None, var_dir: Path, env: Mapping[str, 
         )
     if not user:
         return Connection(url, None, {})
-    password = env.get(password_env(user)) or _read(var_dir / "security" / "passwords.json").get(user)
+    password = env.get(password_env(user)) or embedded_passwords(var_dir).get(user)
     if not password:
         raise NoLogin(
             f"no password for NATS user {user!r}: set {password_env(user)}, or run from the folder of the "

@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import importlib.util
-import json
 import os
 import uuid
 from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
@@ -100,8 +99,7 @@ def secured_nats(
 
 def passwords_in(var_dir: Path) -> dict[str, str]:
     """The users' passwords `secured_nats` wrote under `var_dir` (none: an open server)."""
-    path = var_dir / "security" / "passwords.json"
-    return json.loads(path.read_text()) if path.exists() else {}
+    return security.embedded_passwords(var_dir)
 
 
 def operator_login(passwords: Mapping[str, str]) -> dict[str, Any]:
