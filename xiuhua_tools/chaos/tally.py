@@ -20,13 +20,13 @@ from typing import Any
 import nats
 
 from contracts import streams
+from services.notify.bulletin.projection import WEEKS as BULLETIN_WEEKS
 from xiuhua.bus import connect_options
 from xiuhua.settings import Settings
 from xiuhua.store import Store
 from xiuhua_tools.chaos.bus_read import stream_messages
 
-# The weekly bulletin's projection (notify's database): its week documents and the counters checked here.
-BULLETIN_WEEKS = "bulletin_weeks"
+# The weekly bulletin's week counters (notify's `WEEKS` documents) checked here.
 BULLETIN_COUNTS = ("opened", "dispatched")
 
 # Fields that tell two events of one kind apart when they are both real (a second dispatch after a return...).
