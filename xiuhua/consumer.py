@@ -241,6 +241,10 @@ class Subscription:
     # Seconds a batch that is not full waits for more before it is handled (`xiuhua.pull_loop`): for consumers
     # nobody waits on, so that at a modest rate they write once per linger instead of once per message.
     linger: float = 0.0
+    # A consumer only some deployments need (one handing over to another): asked, once connected and before any
+    # consumer starts, whether this one is wanted here; when not, its durable consumer is neither created nor
+    # pulled. Such a consumer may also be deleted by its own service (the permission model grants it).
+    only_if: Callable[[JetStreamContext], Awaitable[bool]] | None = None
 
 
 def backoff(delivered: int, *, base: float = 0.5, cap: float = NAK_BACKOFF_CAP_S) -> float:
@@ -676,8 +680,9 @@ async def _undecoded(_message: Any) -> None:
     return None
 
 
-def attach(broker: NatsBroker, runner: ConsumerRunner, *, ack_wait: float = 60.0) -> None:
-    """Register the runner's durable pull consumer on the broker (the stream is provisioned elsewhere)."""
+def attach(broker: NatsBroker, runner: ConsumerRunner, *, ack_wait: float = 60.0) -> Any:
+    """Register the runner's durable pull consumer on the broker (the stream is provisioned elsewhere); returns
+    FastStream's subscriber."""
     sub = runner.sub
 
     subscriber = broker.subscriber(
@@ -700,3 +705,5 @@ def attach(broker: NatsBroker, runner: ConsumerRunner, *, ack_wait: float = 60.0
     @subscriber
     async def _consume() -> None:
         await runner.process(context.get_local("message").raw_message)
+
+    return subscriber

@@ -59,9 +59,10 @@ class Consumer:
     stream: str
     durable: str
     erases: bool = False  # erases the messages it applied (Subscription.erase_subjects)
-    # An integrator's consumer: only with these filter subjects when given (its jurisdiction), and it may delete
-    # it (to start over with another filter or deliver policy).
+    # An integrator's consumer: only with these filter subjects when given (its jurisdiction).
     filters: tuple[str, ...] = ()
+    # It may delete it: an integrator, to start over with another filter or deliver policy; a service, a consumer
+    # only some deployments need once it has done its part (`Subscription.only_if`).
     deletable: bool = False
 
     def api(self) -> list[str]:
@@ -368,12 +369,13 @@ def service_bindings(services: Iterable[str] | None = None) -> dict[str, tuple[l
     for name in services or SERVICES:
         rt = build_runtime(spec(name), offline)
         erasing = {r.sub.name for r in rt.consumers if r.sub.erase_subjects}
+        optional = {r.sub.name for r in rt.consumers if r.sub.only_if}  # its service deletes it once it is done
         found: list[Consumer] = []
         served: list[str] = []
         for sub in rt.broker.subscribers:
             stream, durable, subject = third_party.binding(sub)
             if stream and durable:
-                found.append(Consumer(stream, durable, erases=durable in erasing))
+                found.append(Consumer(stream, durable, erases=durable in erasing, deletable=durable in optional))
             elif not stream and subject:
                 served.append(subject)
         out[name] = (

@@ -23,7 +23,7 @@ from starlette.applications import Starlette
 from starlette.routing import BaseRoute
 
 from contracts import registry
-from xiuhua import observability, tracing
+from xiuhua import observability, third_party, tracing
 from xiuhua.bus import Publisher, Refusals, make_broker
 from xiuhua.city import City, load_city
 from xiuhua.city.loading import line_of
@@ -58,6 +58,9 @@ class Runtime:
     service: Service | None = None  # what the spec declares, built once with the runtime
     tasks: list[asyncio.Task[Any]] = field(default_factory=list)
     consumers: list[ConsumerRunner] = field(default_factory=list)
+    # Consumers only some deployments need (`Subscription.only_if`), with their FastStream subscribers: decided
+    # once connected, before the broker starts (`started`).
+    optional: list[tuple[ConsumerRunner, Any]] = field(default_factory=list)
 
     def every(self, seconds: float, fn: Callable[[], Awaitable[Any]], *, name: str) -> None:
         """Run `fn` periodically in the background; errors are logged and the loop goes on."""
@@ -223,9 +226,25 @@ def build_runtime(
             max_deliver=settings.max_deliver,
             clock=clock,
         )
-        attach(broker, runner, ack_wait=settings.ack_wait)
+        subscriber = attach(broker, runner, ack_wait=settings.ack_wait)
         rt.consumers.append(runner)
+        if sub.only_if is not None:
+            rt.optional.append((runner, subscriber))
     return rt
+
+
+async def _leave_out_unwanted(rt: Runtime) -> None:
+    """Consumers only some deployments need, taken off the broker where they are not wanted before it starts."""
+    if not rt.optional:
+        return
+    js = (await rt.broker.connect()).jetstream()
+    for runner, subscriber in rt.optional:
+        assert runner.sub.only_if is not None
+        if not await runner.sub.only_if(js):
+            third_party.detach(rt.broker, subscriber)
+            rt.consumers.remove(runner)
+            log.info("%s: consumer %s is not needed here", rt.name, runner.sub.name)
+    rt.optional.clear()
 
 
 @contextlib.asynccontextmanager
@@ -251,6 +270,7 @@ async def started(spec: ServiceSpec, rt: Runtime) -> AsyncIterator[Runtime]:
                 rt.tasks.append(asyncio.create_task(job.run(), name=f"{rt.name}:{job.name}"))
             else:
                 rt.every(job.every_s, job.run, name=job.name)
+    await _leave_out_unwanted(rt)
     await rt.broker.start()
     await reconcile_consumers(
         rt.broker.connection.jetstream(),

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from importlib import metadata
 from typing import Any
 
+from faststream._internal.broker.registrator import Registrator
 from faststream._internal.utils.path import Address
 from faststream.nats import PullSub
 from faststream.nats.subscriber.factory import create_subscriber
@@ -101,6 +102,15 @@ RELIANCES: tuple[Reliance, ...] = (
             and isinstance(getattr(Address, "broker_address", None), property)
             and "extra_options" in _names(LogicSubscriber.__init__)
             and "stream" in _names(StreamSubscriber.__init__)
+        ),
+    ),
+    Reliance(
+        "faststream",
+        "a broker's registry of subscribers: _subscribers and the persistent list its subscriber() also keeps",
+        "a consumer only some deployments need is left out before the broker starts (`detach`)",
+        lambda: (
+            {"_subscribers", "_Registrator__persistent_subscribers"} <= _names(Registrator.__init__)
+            and isinstance(getattr(Registrator, "subscribers", None), property)
         ),
     ),
     Reliance(
@@ -240,6 +250,14 @@ def binding(subscriber: Any) -> tuple[str | None, str | None, str | None]:
     if subject is None:
         return stream, durable, None
     return stream, durable, str(subject.broker_address)  # the address NATS sees (a template's wildcards filled)
+
+
+def detach(broker: Any, subscriber: Any) -> None:
+    """Take a subscriber off a broker that has not started: the broker neither creates its consumer nor pulls."""
+    broker._subscribers.discard(subscriber)
+    persistent = broker._Registrator__persistent_subscribers
+    if subscriber in persistent:
+        persistent.remove(subscriber)
 
 
 def set_linger(subscriber: Any, seconds: float) -> None:

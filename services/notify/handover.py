@@ -8,8 +8,9 @@ when the older build stopped, the events between the two were folded but not yet
 on with the former way of planning for every event up to the end of the stream as this build first found it
 (`until`) and passes over the rest; once it meets only events past that end with everything up to it
 acknowledged, it retires for good (a ledger claim, `RETIRED`) and passes over every message by its subject,
-undecoded, with no store access. A durable consumer created afresh (a new deployment) has nothing to hand over
-and retires at once.
+undecoded, with no store access, until notify next starts: then it is deleted from the server, which would
+otherwise go on delivering every case event to it. A deployment the older build never ran has no such consumer,
+and it is never created there: it counts as retired at once (`wanted`).
 
 An older build's views of cases that a dispatch since has given a record's view are dated once the handover is
 over, so the purge takes them a horizon later (`store.supersede_older_views`).
@@ -19,6 +20,9 @@ from __future__ import annotations
 
 import logging
 from typing import Any
+
+from nats.js import JetStreamContext
+from nats.js.errors import NotFoundError
 
 from contracts import streams
 from services.notify import planning, store
@@ -55,7 +59,27 @@ class Handover:
             skips_type=self.skips_type,
             ignores=planning.ignores,
             linger=self.rt.settings.prompt_linger,
+            only_if=self.wanted,
         )
+
+    async def wanted(self, js: JetStreamContext) -> bool:
+        """Whether the former alert consumer has anything to hand over here: an older build left it on the server
+        and it has not retired. One that retired before is deleted now; where there is none (a new deployment, or
+        deleted by hand) there is nothing to hand over, and it counts as retired at once."""
+        stream = streams.CASES.name
+        try:
+            await js.consumer_info(stream, CONSUMER)
+        except NotFoundError:
+            if not self.retired:
+                await self.rt.store[LEDGER].update_one({"_id": RETIRED}, {"$set": {"retired": True}}, upsert=True)
+                self.retired = True
+                self._supersede()
+            return False
+        if not self.retired:
+            return True
+        await js.delete_consumer(stream, CONSUMER)
+        log.info("%s: deleted, it handed over to the case consumer before", CONSUMER)
+        return False
 
     def skips_type(self, kind: type) -> bool:
         return self.retired or planning.skips_type(kind)

@@ -65,7 +65,7 @@ async def test_a_reports_trace_has_the_four_hops(settings, provider: TracerProvi
     intake = one("intake", "intake-reports", "report.v1.in.grid")
     dispatch = one("dispatch", "dispatch-opened", "case.v1.opened")
     scoring = one("scoring", "scoring-cases", "case.v1.dispatched")
-    notify = one("notify", "notify-cases", "case.v1.dispatched")
+    notify = one("notify", "notify-bulletin-cases", "case.v1.dispatched")
     assert intake.parent is not None and intake.parent.span_id == app.get_span_context().span_id
     assert dispatch.parent is not None and dispatch.parent.span_id == intake.context.span_id
     assert scoring.parent is not None and scoring.parent.span_id == dispatch.context.span_id

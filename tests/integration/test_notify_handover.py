@@ -10,6 +10,8 @@ import json
 from datetime import timedelta
 from typing import Any
 
+from nats.js.errors import NotFoundError
+
 from contracts.cases import CaseClosed, CaseOverdue
 from contracts.values import UnitRef, UnitRole
 from services.notify.bulletin.projection import CASES as BULLETIN_CASES
@@ -42,9 +44,20 @@ async def _former_alert_consumer_at(settings: Settings, acknowledged: int) -> No
     nc = await connect(settings.nats_url, "notify")
     try:
         sub = await nc.jetstream().pull_subscribe("case.v1.>", durable=FORMER, stream="XH_CASES")
-        for msg in await sub.fetch(acknowledged, timeout=5):
+        for msg in await sub.fetch(acknowledged, timeout=5) if acknowledged else []:
             await msg.ack_sync()
         await sub.unsubscribe()
+    finally:
+        await nc.close()
+
+
+async def _former_exists(settings: Settings) -> bool:
+    nc = await connect(settings.nats_url, "notify")
+    try:
+        await nc.jetstream().consumer_info("XH_CASES", FORMER)
+        return True
+    except NotFoundError:
+        return False
     finally:
         await nc.close()
 
@@ -78,21 +91,40 @@ async def test_the_former_alert_consumer_plans_what_it_had_not_and_then_retires(
         assert record["unit_id"] == "CD-SAN" and record["cooperating"] == []  # planning's view in the record
         assert await rt.store[ALERT_CASES].find_one({"_id": "C-H5"}) is None
         assert (await rt.store[WEEKS].find_one({"_id": week}))["dispatched"] == 5  # nothing counted twice
-    # Retired for good: another start passes over every case event there, planning and counting nothing again.
+    # Retired for good: another start deletes it from the server, and the case consumer alone plans and counts.
+    assert await _former_exists(settings)
     async with notify(settings, alert_city(city, r.url("/h")), clock) as (rt, _):
+        assert not await _former_exists(settings)
+        assert FORMER not in {c.sub.name for c in rt.consumers}
         await _publish(settings, dispatched("C-H6"))
         await planned(rt, 4)
-        await eventually(lambda: all_acknowledged(settings, FORMER))
         assert (await rt.store[WEEKS].find_one({"_id": week}))["dispatched"] == 6
         assert len([d async for d in rt.store[DELIVERIES].find({})]) == 4
+    async with notify(settings, alert_city(city, r.url("/h")), clock) as (rt, _):
+        assert not await _former_exists(settings)  # and it is not created again
 
 
-async def test_a_fresh_deployment_has_nothing_to_hand_over(settings, city: City) -> None:
+async def test_a_consumer_the_older_build_left_unretired_is_taken_up_on_every_start(settings, city: City) -> None:
+    # It existed, acknowledged nothing, and this build has not met it yet: it is pulled (and retires, having
+    # nothing before the end it found); only the start after that deletes it.
+    await _former_alert_consumer_at(settings, 0)
+    clock = FrozenClock(T0)
+    async with receiver() as r, notify(settings, alert_city(city, r.url("/u")), clock) as (rt, _):
+        assert FORMER in {c.sub.name for c in rt.consumers}
+        await _publish(settings, dispatched("C-U1"))
+        await planned(rt, 1)
+        await eventually(lambda: rt.ledger.seen([RETIRED]))
+        assert await _former_exists(settings)
+
+
+async def test_a_fresh_deployment_never_creates_the_former_consumer(settings, city: City) -> None:
     clock = FrozenClock(T0)
     async with receiver() as r, notify(settings, alert_city(city, r.url("/f")), clock) as (rt, _):
         await _publish(settings, dispatched("C-F1"))
         await planned(rt, 1)
-        await eventually(lambda: rt.ledger.seen([RETIRED]))
+        assert FORMER not in {c.sub.name for c in rt.consumers}
+        assert not await _former_exists(settings)  # the server delivers nothing to it
+        assert await rt.ledger.seen([RETIRED])  # nothing to hand over
         assert await rt.store.count(ALERT_CASES) == 0  # the former way wrote no view
 
 

@@ -110,3 +110,14 @@ def test_a_subscriber_without_its_subject_property_is_named(monkeypatch: pytest.
     monkeypatch.setattr(LogicSubscriber, "subject", "renamed")
     [problem] = third_party.problems()
     assert problem.startswith("faststream 0.7.8") and "subject (an Address with broker_address)" in problem
+
+
+def test_a_subscriber_detached_before_the_start_is_left_out_of_the_broker() -> None:
+    from faststream.nats import NatsBroker
+
+    broker = NatsBroker()
+    kept, left = broker.subscriber("a.kept"), broker.subscriber("a.left")
+    third_party.detach(broker, left)
+    assert broker.subscribers == [kept]  # what start() starts
+    third_party.detach(broker, left)  # a second time changes nothing
+    assert broker.subscribers == [kept]
