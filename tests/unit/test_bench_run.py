@@ -129,3 +129,37 @@ def test_the_table_sums_the_bursts_cpu_per_case() -> None:
         "dead_letters": 0,
     }
     assert "CPU ms per case (maximum-rate phase): 2.25 = nx-27017 1.50 · intake 0.75" in table(results).splitlines()
+
+
+def test_the_timeline_gives_each_stages_first_median_and_last_case_after_the_first_publish() -> None:
+    from xiuhua_tools.bench.run import stage_timeline, table
+
+    corrs = ["a", "b", "c"]
+    seen = {
+        "opened": {"a": 10.5, "b": 11.0, "c": 12.0, "other": 9.0},  # another phase's case: not this burst's
+        "dispatched": {"c": 12.5, "a": 11.0, "b": 13.0},  # in any order
+        "scored": {},
+    }
+    got = stage_timeline(10.0, seen, corrs)
+    assert got == {
+        "opened": {"first": 0.5, "median": 1.0, "last": 2.0},
+        "dispatched": {"first": 1.0, "median": 2.5, "last": 3.0},
+    }
+    lat = {"n": 1, "p50_ms": 1.0, "p95_ms": 1.0, "p99_ms": 1.0, "max_ms": 1.0}
+    results = {
+        "machine": {"cpus": 2, "mem_gb": 24},
+        "fixed_rate": {
+            "offered_per_s": 50.0,
+            "report_to_opened": lat,
+            "report_to_dispatched": lat,
+            "report_to_alert_delivered": lat,
+        },
+        "max_rate": {"reports": 3, "dispatched": 3, "scored": 0, "seconds": 3.0, "cases_per_s": 1, "timeline_s": got},
+        "relay": {"hops": 4, "size": 900, "per_s": 3000},
+        "ratio_to_relay": 0.0,
+        "sensors": {"readings": 20, "seconds": 1.0, "readings_per_s": 20},
+        "resources": {},
+        "dead_letters": 0,
+    }
+    line = "maximum rate, seconds to first/median/last case: opened 0.5/1.0/2.0 · dispatched 1.0/2.5/3.0"
+    assert line in table(results).splitlines()

@@ -186,6 +186,18 @@ def cpu_ms_per_case(before: dict[str, float], after: dict[str, float], cases: in
     return dict(sorted(spent.items(), key=lambda kv: -kv[1]))
 
 
+def stage_timeline(t0: float, seen: dict[str, dict[str, float]], corrs: list[str]) -> dict[str, dict[str, float]]:
+    """Per pipeline stage (opened, dispatched, scored), the seconds after the burst's first publish at which its
+    first, middle and last case arrived: how long the pipeline took to fill, which stage held the rest back, and
+    how long it took to drain."""
+    out: dict[str, dict[str, float]] = {}
+    for stage, at in seen.items():
+        times = sorted(at[c] - t0 for c in corrs if c in at)
+        if times:
+            out[stage] = {"first": times[0], "median": times[len(times) // 2], "last": times[-1]}
+    return out
+
+
 def per_case(before: dict[str, dict[str, float]], after: dict[str, dict[str, float]], cases: int) -> dict[str, Any]:
     """Store commands (and their seconds) and documents written per case between two readings, per service, the
     busiest first."""
@@ -480,6 +492,9 @@ async def _max_rate(offered: _Offered, ports: dict[str, int], burst: int, sample
         "seconds": elapsed,
         "cases_per_s": burst / elapsed if ok and elapsed > 0 else 0.0,
         "report_to_dispatched": offered.since_sent(obs.dispatched, corrs),
+        "timeline_s": stage_timeline(
+            t0, {"opened": obs.opened, "dispatched": obs.dispatched, "scored": obs.scored}, corrs
+        ),
         "store_per_case": store_per_case,
         "cpu_ms_per_case": cpu_per_case,
     }
@@ -529,6 +544,9 @@ def table(r: dict[str, Any]) -> str:
     ]
     for name, res in r["resources"].items():
         lines.append(f"  {name:11s} {res['peak_rss_mb']:10.0f} {res['cpu_s']:8.1f}")
+    if timeline := mr.get("timeline_s"):
+        cells = [f"{st} {t['first']:.1f}/{t['median']:.1f}/{t['last']:.1f}" for st, t in timeline.items()]
+        lines.append("maximum rate, seconds to first/median/last case: " + " · ".join(cells))
     if cpu := mr.get("cpu_ms_per_case"):
         shares = " · ".join(f"{n} {ms:.2f}" for n, ms in cpu.items())
         lines.append(f"CPU ms per case (maximum-rate phase): {sum(cpu.values()):.2f} = {shares}")
