@@ -29,8 +29,8 @@ from nats.js.errors import NotFoundError
 
 from contracts import registry, streams, subjects
 from services.scoring.handlers import decode_merchant_check
-from services.scoring.store import COLLECTIONS, RETAINED, Projection
-from services.scoring.window import Window, comparable, outside
+from services.scoring.store import CASE_FACTS, COLLECTIONS, RETAINED, Projection
+from services.scoring.window import Window, comparable, outside, without_older_openings
 from xiuhua.bus import connect_once, connect_options
 from xiuhua.city import City
 from xiuhua.retention import cutoff, horizon_s, purge
@@ -301,6 +301,8 @@ async def compare(
     finally:
         await live.close()
         await fresh.close()
+    for docs in (a_all, b_all):
+        docs[CASE_FACTS] = without_older_openings(docs[CASE_FACTS])
     left_out = outside(a_all, b_all, window, city.assessment.merchants, purged_before)
     report.window = {
         streams.CASES.name: window.cases_from.isoformat() if window.cases_from else None,

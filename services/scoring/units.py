@@ -1,6 +1,9 @@
 """Unit assessment as a pure fold over case events (考核计数). No I/O.
 
-Each case keeps its facts (one compact record per distinct event id). What the case contributes to each
+Each case keeps its facts (one compact record per distinct event id) from its first dispatch on, or from its
+opening for a merchant's case (a merchant's facts start there). An opening alone counts nothing, and its two
+figures — found by supervisors, urgent — come again on every dispatch of the case, so an ordinary case's opening
+leaves no fact: scoring writes a case's facts once fewer. What the case contributes to each
 unit and period is a function of those facts alone, recomputed whenever a fact arrives; the store adds the
 difference to the unit's period documents. The totals therefore depend only on the set of events seen:
 redelivered copies are ignored (same event id) and any arrival order gives the same numbers.
@@ -64,8 +67,8 @@ def doc_id(unit_id: str, period: str) -> str:
     return f"{unit_id}:{period}"
 
 
-# The case events that leave a fact (`fact_of`); scoring's consumer skips the others by their subject, undecoded
-# (a merchant's facts come from openings, which count anyway).
+# The case events that leave a fact (`fact_of`; of the openings, a merchant's only); scoring's consumer skips the
+# others by their subject, undecoded.
 COUNTED = (
     CaseOpened,
     CaseDispatched,
@@ -93,10 +96,18 @@ def fact_of(ev: CaseEvent) -> Fact | None:
     base: Fact = {"id": ev.event_id, "at": ev.occurred_at.isoformat()}
     match ev:
         case CaseOpened():
-            opened: Fact = {**base, "t": "opened", "sf": ev.supervisor_found, "urgent": ev.urgency == "urgent"}
-            if ev.merchant_id:  # a merchant's case: if it is not put right in time, the merchant is escalated
-                opened |= {"merchant": ev.merchant_id, "src": str(ev.source), "cat": ev.category_code}
-            return opened
+            if not ev.merchant_id:
+                return None  # what it says, every dispatch says again (see the module's docstring)
+            # A merchant's case: if it is not put right in time, the merchant is escalated.
+            return {
+                **base,
+                "t": "opened",
+                "sf": ev.supervisor_found,
+                "urgent": ev.urgency == "urgent",
+                "merchant": ev.merchant_id,
+                "src": str(ev.source),
+                "cat": ev.category_code,
+            }
         case CaseDispatched():
             return {
                 **base,

@@ -5,8 +5,9 @@ checks arrive, keeps 90). Once a stream has dropped its oldest messages, a repla
 contributed. `Window` holds, per source, the earliest moment the stream still holds (None: complete from its
 first message). A stored document is outside the window when it depends on a fact older than that moment:
 
-- `case_facts`: a case with any fact before the cases' horizon (its start may be gone), or without its opening
-  (it expired: what is left is what came after);
+- `case_facts`: a case with any fact before the cases' horizon (its start may be gone), or without its start —
+  its first dispatch, or its opening for a merchant's case, whose facts begin there (it expired: what is left is
+  what came after);
 - `unit_periods`: every document such a case contributes to, in the live store or in the rebuild, and, once the
   cases' stream has dropped messages, every period that began before the purge's cutoff of the facts (below);
 - `merchant_periods`: a month with a check fact before the checks' horizon or a case fact before the cases', and
@@ -58,15 +59,31 @@ def _before(at: str, horizon: datetime | None) -> bool:
 
 def truncated_cases(facts: Docs, window: Window) -> set[str]:
     """Case ids (of `case_facts` documents) with a fact older than the cases' horizon, or, once the stream has
-    dropped messages, without their opening."""
+    dropped messages, without their start (`starts`)."""
     if window.cases_from is None:
         return set()
     return {
         cid
         for cid, d in facts.items()
-        if any(_before(f["at"], window.cases_from) for f in d["facts"])
-        or not any(f["t"] == "opened" for f in d["facts"])
+        if any(_before(f["at"], window.cases_from) for f in d["facts"]) or not any(map(starts, d["facts"]))
     }
+
+
+def starts(fact: units.Fact) -> bool:
+    """Whether a case's facts begin with this one: its first dispatch, or a (merchant's) opening."""
+    return fact["t"] == "opened" or (fact["t"] == "dispatched" and fact["round"] == 1)
+
+
+def without_older_openings(docs: Docs) -> Docs:
+    """The `case_facts` documents as this build keeps them: an older build kept every case's opening, this one a
+    merchant's only (`units.fact_of`), so an ordinary case's opening is set aside before a comparison, and a case
+    that has nothing else is not there."""
+    out: Docs = {}
+    for cid, d in docs.items():
+        facts = [f for f in d["facts"] if f["t"] != "opened" or f.get("merchant")]
+        if facts:
+            out[cid] = d if len(facts) == len(d["facts"]) else {**d, "facts": facts}
+    return out
 
 
 def purgeable(facts: Docs, purged_before: float | None) -> set[str]:

@@ -144,9 +144,10 @@ def test_a_returned_case_counts_its_outcome_for_the_unit_that_finally_had_it() -
     f = _fold(
         _case(
             (CaseOpened, {"supervisor_found": True}),
-            (CaseDispatched, {"lead_unit": san}),
+            # Every dispatch carries the case's supervisor_found, as dispatch publishes it.
+            (CaseDispatched, {"lead_unit": san, "supervisor_found": True}),
             (CaseReturned, {"reason": "职责", "returns": 1}),
-            (CaseDispatched, {"lead_unit": enf, "dispatch_round": 2}),
+            (CaseDispatched, {"lead_unit": enf, "dispatch_round": 2, "supervisor_found": True}),
             (CaseAcknowledged, {"unit": "CD-ENF", "in_time": True}),
             (CaseResolved, {"unit": "CD-ENF", "on_time": True}),
             (CaseVerified, {"unit": "CD-ENF", "passed": False, "rework_count": 1}),
@@ -223,7 +224,11 @@ def test_the_types_scoring_skips_unread_are_exactly_those_that_leave_no_fact() -
     kinds = [m for m in registry.patterns().values() if issubclass(m, c.CaseEvent)]
     for kind in kinds:
         event = kind.model_validate(kind.example())
+        if kind is c.CaseOpened:  # a merchant's opening leaves a fact, an ordinary one none (below)
+            event = event.model_copy(update={"merchant_id": "M-CD-0001"})
         assert (units.fact_of(event) is None) == units.uncounted(kind), kind
+    opened = c.CaseOpened.model_validate(c.CaseOpened.example())
+    assert opened.merchant_id is None and units.fact_of(opened) is None
     closed = c.CaseClosed.model_validate(c.CaseClosed.example())
     assert units.fact_of(closed.model_copy(update={"outcome": "cancelled"})) is not None  # counted either way
     assert {k.__name__ for k in kinds if units.uncounted(k)} == {

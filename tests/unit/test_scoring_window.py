@@ -199,3 +199,25 @@ def test_a_month_whose_repeat_window_reaches_an_expired_month_two_back_follows_i
     assert not rebuilt["merchants"]["M-CD-0001"]["months"]["2026-03"]["escalated"]
     left_out = outside(live, rebuilt, Window(checks_from=horizon), r)
     assert left_out["merchant_periods"] == {"M-CD-0001:2026-01", "M-CD-0001:2026-03"}
+
+
+def test_an_ordinary_opening_an_older_build_kept_is_set_aside_and_a_merchants_is_not() -> None:
+    from services.scoring.window import starts, without_older_openings
+
+    opened = {"id": "o", "at": "2026-11-23T02:00:00+00:00", "t": "opened", "sf": False, "urgent": False}
+    merchant = {**opened, "id": "m", "merchant": "M-CD-0001", "src": "grid", "cat": "0407"}
+    dispatched = {"id": "d", "at": "2026-11-23T03:00:00+00:00", "t": "dispatched", "round": 1, "unit": "CD-SAN"}
+    docs = {
+        "C-1": {"_id": "C-1", "facts": [opened, dispatched], "closed_s": None},
+        "C-2": {"_id": "C-2", "facts": [opened]},  # opened, never dispatched
+        "C-3": {"_id": "C-3", "facts": [merchant]},
+        "C-4": {"_id": "C-4", "facts": [dispatched]},
+    }
+    got = without_older_openings(docs)
+    assert got == {
+        "C-1": {"_id": "C-1", "facts": [dispatched], "closed_s": None},
+        "C-3": docs["C-3"],
+        "C-4": docs["C-4"],
+    }
+    # A case starts with its first dispatch or a merchant's opening, not a later round.
+    assert [starts(f) for f in (opened, merchant, dispatched, {**dispatched, "round": 2})] == [True, True, True, False]
