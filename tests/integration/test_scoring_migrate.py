@@ -16,8 +16,8 @@ from xiuhua.service import running
 from xiuhua.store import Store
 
 
-async def test_apply_replaces_figures_an_older_build_stored(settings, city):
-    events = history(3, 12)
+async def _folded(settings, city, events) -> None:
+    """Scoring run over `events` until a check finds the live store what a replay makes it."""
     scoring = spec("scoring")
     async with running(scoring, settings, clock=FrozenClock(datetime(2026, 12, 31, 17, tzinfo=UTC)), city=city):
         # Each event as the service that publishes it (intake's openings, dispatch's lifecycle).
@@ -27,6 +27,10 @@ async def test_apply_replaces_figures_an_older_build_stored(settings, city):
             return (await rebuild_and_check(as_operator(settings), city)).differences == []
 
         await eventually(folded, timeout=60, interval=1.0)
+
+
+async def test_apply_replaces_figures_an_older_build_stored(settings, city):
+    await _folded(settings, city, history(3, 12))
 
     # What an older build left: dispatch facts without their deadline, a unit document counted another way.
     live = Store(settings.mongo_url, settings.database("scoring"))
@@ -51,14 +55,7 @@ async def test_the_openings_an_older_build_kept_are_no_difference(settings, city
     events = history(5, 8)
     openings = {e.case_id: e for e in events if type(e).__name__ == "CaseOpened" and not e.merchant_id}
     assert openings, "the history has ordinary openings"
-    scoring = spec("scoring")
-    async with running(scoring, settings, clock=FrozenClock(datetime(2026, 12, 31, 17, tzinfo=UTC)), city=city):
-        await publish_all(settings.nats_url, [(e.subject_for(), e.to_json(), e.event_id) for e in events])
-
-        async def folded() -> bool:
-            return (await rebuild_and_check(as_operator(settings), city)).differences == []
-
-        await eventually(folded, timeout=60, interval=1.0)
+    await _folded(settings, city, events)
 
     live = Store(settings.mongo_url, settings.database("scoring"))
     try:

@@ -105,29 +105,7 @@ def test_cpu_per_case_is_each_process_difference_between_two_readings_busiest_fi
 def test_the_table_sums_the_bursts_cpu_per_case() -> None:
     from xiuhua_tools.bench.run import table
 
-    lat = {"n": 10, "p50_ms": 1.0, "p95_ms": 2.0, "p99_ms": 3.0, "max_ms": 4.0}
-    results = {
-        "machine": {"cpus": 2, "mem_gb": 24},
-        "fixed_rate": {
-            "offered_per_s": 50.0,
-            "report_to_opened": lat,
-            "report_to_dispatched": lat,
-            "report_to_alert_delivered": lat,
-        },
-        "max_rate": {
-            "reports": 3000,
-            "dispatched": 3000,
-            "scored": 3000,
-            "seconds": 6.0,
-            "cases_per_s": 500,
-            "cpu_ms_per_case": {"nx-27017": 1.5, "intake": 0.75},
-        },
-        "relay": {"hops": 4, "size": 900, "per_s": 3000},
-        "ratio_to_relay": 0.17,
-        "sensors": {"readings": 20, "seconds": 1.0, "readings_per_s": 20},
-        "resources": {},
-        "dead_letters": 0,
-    }
+    results = _results(cpu_ms_per_case={"nx-27017": 1.5, "intake": 0.75})
     assert "CPU ms per case (maximum-rate phase): 2.25 = nx-27017 1.50 · intake 0.75" in table(results).splitlines()
 
 
@@ -145,8 +123,15 @@ def test_the_timeline_gives_each_stages_first_median_and_last_case_after_the_fir
         "opened": {"first": 0.5, "median": 1.0, "last": 2.0},
         "dispatched": {"first": 1.0, "median": 2.5, "last": 3.0},
     }
-    lat = {"n": 1, "p50_ms": 1.0, "p95_ms": 1.0, "p99_ms": 1.0, "max_ms": 1.0}
-    results = {
+    results = _results(timeline_s=got)
+    line = "maximum rate, seconds to first/median/last case: opened 0.5/1.0/2.0 · dispatched 1.0/2.5/3.0"
+    assert line in table(results).splitlines()
+
+
+def _results(**max_rate: object) -> dict[str, object]:
+    """A run's figures with the burst's extra ones given (a table's input)."""
+    lat = {"n": 10, "p50_ms": 1.0, "p95_ms": 2.0, "p99_ms": 3.0, "max_ms": 4.0}
+    return {
         "machine": {"cpus": 2, "mem_gb": 24},
         "fixed_rate": {
             "offered_per_s": 50.0,
@@ -154,12 +139,11 @@ def test_the_timeline_gives_each_stages_first_median_and_last_case_after_the_fir
             "report_to_dispatched": lat,
             "report_to_alert_delivered": lat,
         },
-        "max_rate": {"reports": 3, "dispatched": 3, "scored": 0, "seconds": 3.0, "cases_per_s": 1, "timeline_s": got},
+        "max_rate": {"reports": 3000, "dispatched": 3000, "scored": 3000, "seconds": 6.0, "cases_per_s": 500}
+        | max_rate,
         "relay": {"hops": 4, "size": 900, "per_s": 3000},
-        "ratio_to_relay": 0.0,
+        "ratio_to_relay": 0.17,
         "sensors": {"readings": 20, "seconds": 1.0, "readings_per_s": 20},
         "resources": {},
         "dead_letters": 0,
     }
-    line = "maximum rate, seconds to first/median/last case: opened 0.5/1.0/2.0 · dispatched 1.0/2.5/3.0"
-    assert line in table(results).splitlines()
