@@ -249,10 +249,11 @@ class MemoryCollection:
         if isinstance(by_id, str | int) and len(query) == 1:  # by `_id`: no scan
             doc = self.docs.get(by_id)
             return [doc] if doc is not None else []
-        if isinstance(by_id, Mapping) and list(by_id) == ["$in"] and all(isinstance(i, str | int) for i in by_id["$in"]):
+        listed = by_id.get("$in") if isinstance(by_id, Mapping) and list(by_id) == ["$in"] else None
+        if isinstance(listed, list) and all(isinstance(i, str | int) for i in listed):
             # `_id` among a list (a batch's lookups): the keys alone are compared, in the stored order, and only
             # those documents matched against the whole query (a match per document took seconds at thousands).
-            wanted = set(by_id["$in"])
+            wanted = set(listed)
             return [d for k, d in self.docs.items() if k in wanted and matches(d, query)]
         return [d for d in self.docs.values() if matches(d, query)]
 
