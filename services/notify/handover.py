@@ -21,6 +21,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from nats.errors import Error as NatsError
 from nats.js import JetStreamContext
 from nats.js.errors import NotFoundError
 
@@ -77,7 +78,18 @@ class Handover:
             return False
         if not self.retired:
             return True
-        await js.delete_consumer(stream, CONSUMER)
+        try:
+            await js.delete_consumer(stream, CONSUMER)
+        except NatsError as exc:  # a NATS configuration from before notify's user might delete it
+            log.warning(
+                "%s: retired but not deleted (%s): regenerate the NATS configuration (python -m xiuhua.security), "
+                "or delete it by hand: nats consumer rm %s %s",
+                CONSUMER,
+                type(exc).__name__,
+                stream,
+                CONSUMER,
+            )
+            return False
         log.info("%s: deleted, it handed over to the case consumer before", CONSUMER)
         return False
 
