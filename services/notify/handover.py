@@ -36,6 +36,7 @@ log = logging.getLogger("xiuhua.notify")
 
 CONSUMER = "notify-cases"
 RETIRED = "retired:notify-cases"  # ledger claim, kept for good: the former alert consumer has handed over
+_RETIRED_CLAIM = ({"_id": RETIRED}, {"$set": {"retired": True}})  # the claim's filter and update
 _STAGE = "handover"
 
 
@@ -46,7 +47,7 @@ class Handover:
         self.rt = rt
         self.handlers = handlers
         self.retired = False
-        self.until: int | None = None  # the last stream sequence it plans; None until its first batch
+        self.until: int | None = None  # the last stream sequence it plans; set by `wanted`
         self._retiring = False
 
     def subscription(self) -> Subscription:
@@ -69,14 +70,16 @@ class Handover:
         deleted by hand) there is nothing to hand over, and it counts as retired at once."""
         stream = streams.CASES.name
         try:
-            await js.consumer_info(stream, CONSUMER)
+            info = await js.consumer_info(stream, CONSUMER)
         except NotFoundError:
             if not self.retired:
-                await self.rt.store[LEDGER].update_one({"_id": RETIRED}, {"$set": {"retired": True}}, upsert=True)
+                await self.rt.store[LEDGER].update_one(*_RETIRED_CLAIM, upsert=True)
                 self.retired = True
                 self._supersede()
             return False
         if not self.retired:
+            # What it hands over ends where the stream ends now; nothing, if it never acknowledged anything.
+            self.until = int((await js.stream_info(stream)).state.last_seq) if info.ack_floor.stream_seq else 0
             return True
         try:
             await js.delete_consumer(stream, CONSUMER)
@@ -114,7 +117,7 @@ class Handover:
                 if id(item) not in mine:
                     batch.no_effect(item)  # the case consumer plans it
             if not older and not self.retired and await self._acknowledged(until):
-                batch.later().update(LEDGER, {"_id": RETIRED}, {"$set": {"retired": True}}, upsert=True)
+                batch.later().update(LEDGER, *_RETIRED_CLAIM, upsert=True)
                 self._retiring = True
         if older:
             await self.handlers.plan_alerts(batch, older, _STAGE)
@@ -140,16 +143,11 @@ class Handover:
         return self.rt.broker.connection.jetstream()
 
     async def _until(self) -> int:
-        """The end of the stream when this build first met the consumer; 0 for a consumer that never acknowledged
-        anything (created afresh: nothing to hand over). Every sequence once retired, by this instance or another
-        (a read per batch until then)."""
+        """The end of the stream when this build started with the consumer (`wanted`); every sequence once retired,
+        by this instance or another (a read per batch until then)."""
         if not self.retired and await self.rt.ledger.seen([RETIRED]):
             self.retired = True  # another instance retired it: planning the former way now would only repeat
         if self.retired:
             return -1
-        if self.until is None:
-            js = self._js()
-            stream = streams.CASES.name
-            info = await js.consumer_info(stream, CONSUMER)
-            self.until = int((await js.stream_info(stream)).state.last_seq) if info.ack_floor.stream_seq else 0
+        assert self.until is not None, "set by `wanted`, which the runtime asks before it attaches the consumer"
         return self.until

@@ -19,7 +19,10 @@ class _JetStream:
         self.deleted: list[tuple[str, str]] = []
 
     async def consumer_info(self, stream: str, name: str) -> Any:
-        return SimpleNamespace(name=name)
+        return SimpleNamespace(name=name, ack_floor=SimpleNamespace(stream_seq=2))  # it acknowledged up to 2
+
+    async def stream_info(self, stream: str) -> Any:
+        return SimpleNamespace(state=SimpleNamespace(last_seq=7))
 
     async def delete_consumer(self, stream: str, name: str) -> bool:
         if self.refuse_delete:
@@ -55,3 +58,4 @@ async def test_a_consumer_not_retired_yet_is_wanted_and_kept() -> None:
     handover.retired = False
     assert await handover.wanted(js) is True  # type: ignore[arg-type]
     assert js.deleted == []
+    assert handover.until == 7  # it plans the former way what the stream held when notify started
